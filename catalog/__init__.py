@@ -1,0 +1,1 @@
+"""The catalog: datasets, classifications, regions, and the GraphStore that keeps them."""

@@ -1,0 +1,288 @@
+"""The catalog's domain model: immutable values shared by the store, lineage and router.
+
+Times are timezone-aware UTC `datetime`s with microsecond precision. Collections are tuples
+(sorted and de-duplicated by `Dataset.create`) so values compare and hash predictably.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Generic, TypeVar
+
+MAX_ID_BYTES = 2048
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_micros(t: datetime) -> int:
+    """Microseconds since the Unix epoch (the stores' time representation)."""
+    if t.tzinfo is None:
+        raise ValueError("naive datetime: Domicile times must be timezone-aware")
+    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(us: int) -> datetime:
+    return datetime.fromtimestamp(us // 1_000_000, timezone.utc).replace(microsecond=us % 1_000_000)
+
+
+def label_matches(rule_label: str, label: str) -> bool:
+    """True when `label` is `rule_label` or one of its descendants (`PII` matches `PII.CONTACT`)."""
+    return label == rule_label or label.startswith(rule_label + ".")
+
+
+@dataclass(frozen=True)
+class Field:
+    """A column of a dataset with its own classification labels."""
+
+    name: str
+    classifications: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Protection:
+    encrypted_at_rest: bool = False
+    field_level_encrypted: bool = False
+    tokenized: bool = False
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset as the catalog knows it.
+
+    `classifications` are the dataset's own labels as written; `all_classifications` adds its
+    fields' labels (DESIGN: a dataset's own labels are the union of both). `revision`,
+    `create_time`, `update_time`, `updated_by` are set by the store on write; values passed
+    in are ignored.
+    """
+
+    id: str
+    name: str = ""
+    owner: str = ""
+    description: str = ""
+    classifications: tuple[str, ...] = ()
+    origins: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    fields: tuple[Field, ...] = ()
+    protection: Protection = Protection()
+    revision: int = 0
+    create_time: datetime | None = None
+    update_time: datetime | None = None
+    placeholder: bool = False
+    updated_by: str = ""
+
+    @staticmethod
+    def create(
+        id: str,
+        *,
+        name: str = "",
+        owner: str = "",
+        description: str = "",
+        classifications: Iterable[str] = (),
+        origins: Iterable[str] = (),
+        locations: Iterable[str] = (),
+        tags: Mapping[str, str] | None = None,
+        fields: Iterable[Field] = (),
+        protection: Protection | None = None,
+        placeholder: bool = False,
+    ) -> Dataset:
+        """Builds a normalized dataset: label/origin/location sets sorted and de-duplicated."""
+        return Dataset(
+            id=id,
+            name=name,
+            owner=owner,
+            description=description,
+            classifications=tuple(sorted(set(classifications))),
+            origins=tuple(sorted(set(origins))),
+            locations=tuple(sorted(set(locations))),
+            tags=MappingProxyType(dict(sorted((tags or {}).items()))),
+            fields=tuple(Field(f.name, tuple(sorted(set(f.classifications)))) for f in fields),
+            protection=protection or Protection(),
+            placeholder=placeholder,
+        )
+
+    def normalized(self) -> Dataset:
+        """The same content in normal form (see `create`), store-managed fields kept."""
+        base = Dataset.create(
+            self.id,
+            name=self.name,
+            owner=self.owner,
+            description=self.description,
+            classifications=self.classifications,
+            origins=self.origins,
+            locations=self.locations,
+            tags=self.tags,
+            fields=self.fields,
+            protection=self.protection,
+            placeholder=self.placeholder,
+        )
+        return replace(
+            base,
+            revision=self.revision,
+            create_time=self.create_time,
+            update_time=self.update_time,
+            updated_by=self.updated_by,
+        )
+
+    @property
+    def all_classifications(self) -> frozenset[str]:
+        """Own labels plus every field's labels."""
+        labels = set(self.classifications)
+        for f in self.fields:
+            labels.update(f.classifications)
+        return frozenset(labels)
+
+    def same_content(self, other: Dataset) -> bool:
+        """True when the user-visible content is equal (store-managed fields ignored)."""
+        strip = dict(revision=0, create_time=None, update_time=None, updated_by="")
+        a, b = replace(self.normalized(), **strip), replace(other.normalized(), **strip)
+        return a == b
+
+    def __hash__(self) -> int:
+        # tags is a mapping (unhashable); id + revision identify a stored version.
+        return hash((self.id, self.revision))
+
+
+class Direction(enum.Enum):
+    UPSTREAM = "upstream"
+    DOWNSTREAM = "downstream"
+    BOTH = "both"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of a job, kept for audit."""
+
+    job: str
+    run_id: str
+    run_region: str = ""
+    transform: str = ""
+    event_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EdgeKey:
+    """Identity of a lineage edge: `output` DERIVED_FROM `input` by `job`.
+
+    A later run of the same job over the same datasets does not create a new edge; a run
+    with a different transform ends the old edge and starts a new one (history keeps both).
+    """
+
+    input: str
+    output: str
+    job: str
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A lineage edge as it is (or was) true from `record_time` until `end_time` (None = still)."""
+
+    input: str
+    output: str
+    job: str
+    transform: str = ""
+    run_id: str = ""
+    record_time: datetime | None = None
+    end_time: datetime | None = None
+
+    @property
+    def key(self) -> EdgeKey:
+        return EdgeKey(self.input, self.output, self.job)
+
+
+@dataclass(frozen=True)
+class LineageResult:
+    edges_created: int
+    revision: int
+
+
+@dataclass(frozen=True)
+class TraversalLimits:
+    """Bounds on a traversal; exceeding one sets `Traversal.complete = False`."""
+
+    max_nodes: int = 10_000
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class LineageNode:
+    dataset_id: str
+    depth: int
+    placeholder: bool = False
+
+
+@dataclass(frozen=True)
+class Traversal:
+    """Result of `GraphStore.traverse`.
+
+    `nodes` includes the start dataset at depth 0; depth is the shortest distance. `edges`
+    are those between returned nodes that the traversal walked. `complete` is False with
+    `incomplete_reason` in {"max_depth", "max_nodes", "timeout"} when a limit cut the answer
+    (for "max_depth": at least one node at max_depth has further neighbours).
+    """
+
+    nodes: tuple[LineageNode, ...]
+    edges: tuple[Edge, ...]
+    complete: bool = True
+    incomplete_reason: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetFilter:
+    """ListDatasets filters; every set filter must hold (AND)."""
+
+    classification: str = ""  # label or ancestor label (hierarchical match, own + field labels)
+    origin: str = ""
+    region: str = ""
+    owner: str = ""
+    query: str = ""  # case-insensitive substring of id, name or description
+    include_placeholders: bool = True
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """`token` is opaque to callers (produced by the store); `size` is already validated."""
+
+    size: int = 100
+    token: str = ""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    next_token: str = ""
+
+
+class ChangeKind(enum.Enum):
+    DATASET_UPSERTED = "dataset_upserted"
+    DATASET_DELETED = "dataset_deleted"
+    EDGE_ADDED = "edge_added"
+    EDGE_ENDED = "edge_ended"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed, in revision order.
+
+    DATASET_UPSERTED carries the new `dataset`; DATASET_DELETED carries `dataset_id`;
+    EDGE_ADDED / EDGE_ENDED carry the `edge` (ended edges with their `end_time`).
+    Several changes may share one revision (one write = one revision).
+    """
+
+    revision: int
+    kind: ChangeKind
+    time: datetime
+    principal: str = ""
+    dataset_id: str = ""
+    dataset: Dataset | None = None
+    edge: Edge | None = None

@@ -1,0 +1,102 @@
+"""The region registry and location groups.
+
+Builtin data lives in `catalog/data/regions.yaml` (public regions of AWS, GCP and Azure with
+the ISO 3166-1 alpha-2 country of each, plus source and date) and
+`catalog/data/locations.yaml` (the ISO country list and the builtin groups EU, EEA,
+EU_ADEQUACY). A policy may add private regions with `RegionRegistry.with_private`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import yaml
+
+REGION_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}:[a-z0-9][a-z0-9._-]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Region:
+    id: str  # "provider:name"
+    country: str  # ISO 3166-1 alpha-2
+    display_name: str = ""
+    private: bool = False
+
+    @property
+    def provider(self) -> str:
+        return self.id.split(":", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.id.split(":", 1)[1]
+
+
+class RegionRegistry:
+    """Known regions by id. Immutable; `with_private` returns an extended copy."""
+
+    def __init__(self, regions: list[Region]) -> None:
+        self._by_id: dict[str, Region] = {}
+        for region in regions:
+            self._by_id[region.id] = region
+        self._ordered = tuple(sorted(self._by_id.values(), key=lambda r: r.id))
+
+    @staticmethod
+    def builtin() -> RegionRegistry:
+        return _builtin_registry()
+
+    def with_private(self, regions: list[Region]) -> RegionRegistry:
+        """This registry plus `regions` (marked private). A private id equal to a builtin
+        one is a ValueError: a policy may not move a public region to another country."""
+        for region in regions:
+            if region.id in self._by_id and not self._by_id[region.id].private:
+                raise ValueError(f"region {region.id!r} is a builtin region")
+        return RegionRegistry([*self._ordered, *(Region(r.id, r.country, r.display_name, True) for r in regions)])
+
+    def get(self, region_id: str) -> Region | None:
+        return self._by_id.get(region_id)
+
+    def __contains__(self, region_id: object) -> bool:
+        return region_id in self._by_id
+
+    def __iter__(self):
+        return iter(self._ordered)
+
+    def __len__(self) -> int:
+        return len(self._ordered)
+
+    def country_of(self, region_id: str) -> str:
+        """KeyError for an unknown region."""
+        return self._by_id[region_id].country
+
+
+@cache
+def _builtin_registry() -> RegionRegistry:
+    data = yaml.safe_load(resources.files("domicile.catalog").joinpath("data/regions.yaml").read_text("utf-8"))
+    regions: list[Region] = []
+    for provider, entries in data["providers"].items():
+        for entry in entries:
+            regions.append(Region(f"{provider}:{entry['name']}", entry["country"], entry.get("display_name", "")))
+    return RegionRegistry(regions)
+
+
+@cache
+def _locations() -> dict:
+    return yaml.safe_load(resources.files("domicile.catalog").joinpath("data/locations.yaml").read_text("utf-8"))
+
+
+def iso_countries() -> frozenset[str]:
+    """Every officially assigned ISO 3166-1 alpha-2 code."""
+    return frozenset(_locations()["countries"])
+
+
+def is_country(code: str) -> bool:
+    return code in iso_countries()
+
+
+def builtin_groups() -> dict[str, frozenset[str]]:
+    """Builtin location groups as sets of country codes: EU, EEA, EU_ADEQUACY."""
+    groups = _locations()["groups"]
+    return {name: frozenset(spec["countries"]) for name, spec in groups.items()}

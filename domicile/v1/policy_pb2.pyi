@@ -1,0 +1,82 @@
+from domicile.v1 import residency_pb2 as _residency_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PolicyError(_message.Message):
+    __slots__ = ("line", "column", "path", "message")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    column: int
+    path: str
+    message: str
+    def __init__(self, line: _Optional[int] = ..., column: _Optional[int] = ..., path: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("policy_yaml", "dry_run")
+    POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    policy_yaml: str
+    dry_run: bool
+    def __init__(self, policy_yaml: _Optional[str] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class SetPolicyResponse(_message.Message):
+    __slots__ = ("version", "errors", "applied")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    errors: _containers.RepeatedCompositeFieldContainer[PolicyError]
+    applied: bool
+    def __init__(self, version: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[PolicyError, _Mapping]]] = ..., applied: _Optional[bool] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetPolicyResponse(_message.Message):
+    __slots__ = ("policy_yaml", "version", "content_hash")
+    POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    policy_yaml: str
+    version: str
+    content_hash: str
+    def __init__(self, policy_yaml: _Optional[str] = ..., version: _Optional[str] = ..., content_hash: _Optional[str] = ...) -> None: ...
+
+class PolicyImpactRequest(_message.Message):
+    __slots__ = ("policy_yaml",)
+    POLICY_YAML_FIELD_NUMBER: _ClassVar[int]
+    policy_yaml: str
+    def __init__(self, policy_yaml: _Optional[str] = ...) -> None: ...
+
+class PolicyChange(_message.Message):
+    __slots__ = ("dataset_id", "operation", "added_regions", "removed_regions", "new_violations")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    ADDED_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    NEW_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    operation: _residency_pb2.Operation
+    added_regions: _containers.RepeatedScalarFieldContainer[str]
+    removed_regions: _containers.RepeatedScalarFieldContainer[str]
+    new_violations: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset_id: _Optional[str] = ..., operation: _Optional[_Union[_residency_pb2.Operation, str]] = ..., added_regions: _Optional[_Iterable[str]] = ..., removed_regions: _Optional[_Iterable[str]] = ..., new_violations: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PolicyImpactResponse(_message.Message):
+    __slots__ = ("changes", "errors", "version")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[PolicyChange]
+    errors: _containers.RepeatedCompositeFieldContainer[PolicyError]
+    version: str
+    def __init__(self, changes: _Optional[_Iterable[_Union[PolicyChange, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[PolicyError, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...

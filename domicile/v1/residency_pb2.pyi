@@ -1,0 +1,213 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Operation(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPERATION_UNSPECIFIED: _ClassVar[Operation]
+    OPERATION_STORE: _ClassVar[Operation]
+    OPERATION_PROCESS: _ClassVar[Operation]
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    OUTCOME_ALLOW: _ClassVar[Outcome]
+    OUTCOME_DENY: _ClassVar[Outcome]
+OPERATION_UNSPECIFIED: Operation
+OPERATION_STORE: Operation
+OPERATION_PROCESS: Operation
+OUTCOME_UNSPECIFIED: Outcome
+OUTCOME_ALLOW: Outcome
+OUTCOME_DENY: Outcome
+
+class Reason(_message.Message):
+    __slots__ = ("code", "rule_id", "message", "lineage_path", "citation")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_PATH_FIELD_NUMBER: _ClassVar[int]
+    CITATION_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    rule_id: str
+    message: str
+    lineage_path: _containers.RepeatedScalarFieldContainer[str]
+    citation: str
+    def __init__(self, code: _Optional[str] = ..., rule_id: _Optional[str] = ..., message: _Optional[str] = ..., lineage_path: _Optional[_Iterable[str]] = ..., citation: _Optional[str] = ...) -> None: ...
+
+class Decision(_message.Message):
+    __slots__ = ("decision_id", "outcome", "dataset_id", "operation", "region", "allowed_regions", "reasons", "policy_version", "catalog_revision", "decide_time")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    outcome: Outcome
+    dataset_id: str
+    operation: Operation
+    region: str
+    allowed_regions: _containers.RepeatedScalarFieldContainer[str]
+    reasons: _containers.RepeatedCompositeFieldContainer[Reason]
+    policy_version: str
+    catalog_revision: int
+    decide_time: _timestamp_pb2.Timestamp
+    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DecideRequest(_message.Message):
+    __slots__ = ("dataset_id", "operation", "region")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    operation: Operation
+    region: str
+    def __init__(self, dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ...) -> None: ...
+
+class DecideResponse(_message.Message):
+    __slots__ = ("decision",)
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    decision: Decision
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+
+class BatchDecideRequest(_message.Message):
+    __slots__ = ("requests",)
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[DecideRequest]
+    def __init__(self, requests: _Optional[_Iterable[_Union[DecideRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchDecideResponse(_message.Message):
+    __slots__ = ("decisions",)
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
+class RouteRequest(_message.Message):
+    __slots__ = ("dataset_id", "operation", "candidates")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    operation: Operation
+    candidates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., candidates: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RouteResponse(_message.Message):
+    __slots__ = ("region", "decision")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    decision: Decision
+    def __init__(self, region: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+
+class CheckJobRequest(_message.Message):
+    __slots__ = ("inputs", "outputs", "run_region", "output_region", "transform")
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    RUN_REGION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REGION_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+    inputs: _containers.RepeatedScalarFieldContainer[str]
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    run_region: str
+    output_region: str
+    transform: str
+    def __init__(self, inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., run_region: _Optional[str] = ..., output_region: _Optional[str] = ..., transform: _Optional[str] = ...) -> None: ...
+
+class CheckJobResponse(_message.Message):
+    __slots__ = ("allowed", "decisions")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    decisions: _containers.RepeatedCompositeFieldContainer[Decision]
+    def __init__(self, allowed: _Optional[bool] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("dataset_id",)
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    def __init__(self, dataset_id: _Optional[str] = ...) -> None: ...
+
+class EffectiveAttribute(_message.Message):
+    __slots__ = ("value", "lineage_path")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    LINEAGE_PATH_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    lineage_path: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, value: _Optional[str] = ..., lineage_path: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExplainResponse(_message.Message):
+    __slots__ = ("classifications", "origins", "store_regions", "process_regions", "policy_version", "catalog_revision")
+    CLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    ORIGINS_FIELD_NUMBER: _ClassVar[int]
+    STORE_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    classifications: _containers.RepeatedCompositeFieldContainer[EffectiveAttribute]
+    origins: _containers.RepeatedCompositeFieldContainer[EffectiveAttribute]
+    store_regions: _containers.RepeatedScalarFieldContainer[str]
+    process_regions: _containers.RepeatedScalarFieldContainer[str]
+    policy_version: str
+    catalog_revision: int
+    def __init__(self, classifications: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., origins: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., store_regions: _Optional[_Iterable[str]] = ..., process_regions: _Optional[_Iterable[str]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ...) -> None: ...
+
+class ScanViolationsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Violation(_message.Message):
+    __slots__ = ("dataset_id", "region", "decision")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    region: str
+    decision: Decision
+    def __init__(self, dataset_id: _Optional[str] = ..., region: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+
+class ScanViolationsResponse(_message.Message):
+    __slots__ = ("violations",)
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    violations: _containers.RepeatedCompositeFieldContainer[Violation]
+    def __init__(self, violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ...) -> None: ...
+
+class GetDecisionRequest(_message.Message):
+    __slots__ = ("decision_id",)
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
+
+class GetDecisionResponse(_message.Message):
+    __slots__ = ("decision",)
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    decision: Decision
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+
+class ReplayDecisionRequest(_message.Message):
+    __slots__ = ("decision_id",)
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
+
+class ReplayDecisionResponse(_message.Message):
+    __slots__ = ("original", "replayed", "matches")
+    ORIGINAL_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    original: Decision
+    replayed: Decision
+    matches: bool
+    def __init__(self, original: _Optional[_Union[Decision, _Mapping]] = ..., replayed: _Optional[_Union[Decision, _Mapping]] = ..., matches: _Optional[bool] = ...) -> None: ...
