@@ -1,0 +1,1 @@
+"""Lineage: recording, OpenLineage ingestion and traversal queries."""

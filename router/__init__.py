@@ -1,0 +1,1 @@
+"""The residency router: policy-as-code, effective attributes along lineage, decisions."""

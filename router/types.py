@@ -1,0 +1,84 @@
+"""Values shared by the router's parts (policy engine, effective attributes, runtime, log).
+
+The split of work: `router.policy` parses and validates a policy document; `router.engine`
+compiles it (`CompiledPolicy`) and turns `EffectiveAttributes` + operation + region into a
+`Verdict`; `router.effective` computes `EffectiveAttributes` along lineage, incrementally;
+`router.runtime` keeps them in memory following the catalog's change feed and wraps verdicts
+into logged `Decision`s; `router.decision_log` keeps the hash-chained log.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+
+class Operation(enum.Enum):
+    STORE = "store"
+    PROCESS = "process"
+
+
+class Outcome(enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class ReasonCode(enum.Enum):
+    RULE_DENIED = "RULE_DENIED"
+    DEFAULT_DENIED = "DEFAULT_DENIED"
+    UNKNOWN_DATASET = "UNKNOWN_DATASET"
+    EXEMPTION_APPLIED = "EXEMPTION_APPLIED"
+    STALE_CATALOG = "STALE_CATALOG"
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: ReasonCode
+    message: str
+    rule_id: str = ""
+    citation: str = ""
+    # Dataset ids from the dataset that brought the matching label/origin to the decided one
+    # (a single element when the dataset itself carries it).
+    lineage_path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EffectiveAttributes:
+    """A dataset's effective classifications and origins, each with one shortest lineage path.
+
+    Paths run from the contributing dataset to `dataset_id` (inclusive at both ends).
+    """
+
+    dataset_id: str
+    classifications: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    origins: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    locations: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the policy says for one (attributes, operation, region)."""
+
+    outcome: Outcome
+    allowed_regions: tuple[str, ...]
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A logged decision (the domain twin of domicile.v1.Decision)."""
+
+    decision_id: str
+    outcome: Outcome
+    dataset_id: str
+    operation: Operation
+    region: str
+    allowed_regions: tuple[str, ...]
+    reasons: tuple[Reason, ...]
+    policy_version: str
+    catalog_revision: int
+    decide_time: datetime
+    caller: str = ""
