@@ -1,0 +1,177 @@
+"""Schema of the SQLite GraphStore and its migrations.
+
+`MIGRATIONS[i]` takes a database from schema version i to i + 1; each runs in one
+transaction together with the `schema_version` update, so a crash mid-migration leaves the
+previous version intact. Append new migrations; never edit a released one.
+
+Tables (times are microseconds since the epoch, UTC):
+
+- `nodes`: every dataset id ever seen, with a small integer key used everywhere else, so
+  edges and indexes hold 8-byte keys instead of ids of up to 2 KiB.
+- `dataset_versions`: one row per version of a dataset; current when `valid_to IS NULL`.
+  `body` is the JSON content (`history_format.dataset_content`); `owner`, `name`,
+  `description` and `placeholder` are copied out of it for filtering.
+- `version_labels` / `version_origins` / `version_locations`: per version, its labels (own
+  and field labels), origins and regions, so list filters are index lookups.
+- `edges`: one row per edge version; current when `end_time IS NULL`.
+- `runs`, `revisions`: audit records. `changes`: the change feed, (revision, kind, ref)
+  where ref is a `dataset_versions.version` or an `edges.edge` depending on `kind`.
+- `store_meta`: `last_time`, the latest time the store handed out, so times never go back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Change kinds as stored in `changes.kind`; the numeric order is the order within a revision.
+KIND_DATASET_UPSERTED = 0
+KIND_DATASET_DELETED = 1
+KIND_EDGE_ENDED = 2
+KIND_EDGE_ADDED = 3
+
+MIGRATIONS: list[str] = [
+    # 0 -> 1: initial schema.
+    """
+    CREATE TABLE revisions (
+        revision INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        principal TEXT NOT NULL,
+        summary TEXT NOT NULL
+    );
+    CREATE TABLE nodes (
+        node INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE dataset_versions (
+        version INTEGER PRIMARY KEY,
+        node INTEGER NOT NULL REFERENCES nodes(node),
+        revision INTEGER NOT NULL REFERENCES revisions(revision),
+        valid_from INTEGER NOT NULL,
+        valid_to INTEGER,
+        end_revision INTEGER REFERENCES revisions(revision),
+        deleted INTEGER NOT NULL DEFAULT 0,
+        placeholder INTEGER NOT NULL,
+        create_time INTEGER NOT NULL,
+        updated_by TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL,
+        body TEXT NOT NULL
+    );
+    -- At most one current version per dataset; also the current-state lookup.
+    CREATE UNIQUE INDEX dataset_versions_current ON dataset_versions(node) WHERE valid_to IS NULL;
+    CREATE INDEX dataset_versions_history ON dataset_versions(node, valid_from);
+    CREATE INDEX dataset_versions_owner ON dataset_versions(owner);
+    CREATE TABLE version_labels (
+        version INTEGER NOT NULL REFERENCES dataset_versions(version),
+        label TEXT NOT NULL,
+        PRIMARY KEY (version, label)
+    ) WITHOUT ROWID;
+    CREATE INDEX version_labels_label ON version_labels(label);
+    CREATE TABLE version_origins (
+        version INTEGER NOT NULL REFERENCES dataset_versions(version),
+        origin TEXT NOT NULL,
+        PRIMARY KEY (version, origin)
+    ) WITHOUT ROWID;
+    CREATE INDEX version_origins_origin ON version_origins(origin);
+    CREATE TABLE version_locations (
+        version INTEGER NOT NULL REFERENCES dataset_versions(version),
+        region TEXT NOT NULL,
+        PRIMARY KEY (version, region)
+    ) WITHOUT ROWID;
+    CREATE INDEX version_locations_region ON version_locations(region);
+    CREATE TABLE edges (
+        edge INTEGER PRIMARY KEY,
+        input INTEGER NOT NULL REFERENCES nodes(node),
+        output INTEGER NOT NULL REFERENCES nodes(node),
+        job TEXT NOT NULL,
+        transform TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        record_time INTEGER NOT NULL,
+        end_time INTEGER,
+        revision INTEGER NOT NULL REFERENCES revisions(revision),
+        end_revision INTEGER REFERENCES revisions(revision)
+    );
+    -- Current edges: key lookup (one current edge per key) and upstream adjacency ...
+    CREATE UNIQUE INDEX edges_current_by_output ON edges(output, input, job) WHERE end_time IS NULL;
+    -- ... and downstream adjacency.
+    CREATE INDEX edges_current_by_input ON edges(input, output) WHERE end_time IS NULL;
+    -- as_of adjacency over the whole history.
+    CREATE INDEX edges_by_output ON edges(output, record_time);
+    CREATE INDEX edges_by_input ON edges(input, record_time);
+    CREATE TABLE runs (
+        job TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        run_region TEXT NOT NULL,
+        transform TEXT NOT NULL,
+        event_time INTEGER,
+        record_time INTEGER NOT NULL,
+        principal TEXT NOT NULL,
+        PRIMARY KEY (job, run_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE changes (
+        revision INTEGER NOT NULL REFERENCES revisions(revision),
+        kind INTEGER NOT NULL,
+        ref INTEGER NOT NULL,
+        PRIMARY KEY (revision, kind, ref)
+    ) WITHOUT ROWID;
+    CREATE TABLE store_meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO store_meta (key, value) VALUES ('last_time', 0);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def read_schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version of the database behind `conn` (0 for a new, empty database)."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+    if not exists:
+        return 0
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> tuple[int, int]:
+    """Applies the pending `migrations` to `conn` (autocommit mode); returns (from, to).
+
+    The caller has checked that the database is not newer than `len(migrations)`. Each
+    migration commits together with its version bump or not at all.
+    """
+    start = read_schema_version(conn)
+    for index in range(start, len(migrations)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            if read_schema_version(conn) > index:
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _statements(migrations[index]):
+                conn.execute(statement)
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (index + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return start, len(migrations)
+
+
+def _statements(script: str) -> list[str]:
+    """Splits a migration script into statements (executescript would commit implicitly)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        if line.strip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements

@@ -1,0 +1,125 @@
+"""Request validation for catalog values; every problem becomes a field violation.
+
+Validators collect all violations of a request into one INVALID_ARGUMENT error (see
+`domicile.errors.FieldErrors`), with dotted field paths such as `dataset.fields[2].name`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+
+from domicile.catalog.model import MAX_ID_BYTES, Dataset
+from domicile.catalog.regions import RegionRegistry, is_country
+from domicile.errors import FieldErrors
+
+LABEL = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
+MAX_LABEL_LENGTH = 128
+MAX_LABELS = 64
+MAX_NAME = 512
+MAX_OWNER = 256
+MAX_DESCRIPTION = 8192
+MAX_TAGS = 64
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 1024
+MAX_FIELDS = 2000
+MAX_LOCATIONS = 256
+MAX_QUERY = 256
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def check_id(errors: FieldErrors, path: str, value: str) -> None:
+    """Dataset ids: non-empty, at most 2048 UTF-8 bytes, no control characters or edge spaces."""
+    if not value:
+        errors.add(path, "must not be empty")
+        return
+    if len(value.encode("utf-8")) > MAX_ID_BYTES:
+        errors.add(path, f"must be at most {MAX_ID_BYTES} bytes")
+    if value != value.strip():
+        errors.add(path, "must not start or end with whitespace")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        errors.add(path, "must not contain control characters")
+
+
+def check_label(errors: FieldErrors, path: str, value: str) -> None:
+    if len(value) > MAX_LABEL_LENGTH:
+        errors.add(path, f"must be at most {MAX_LABEL_LENGTH} characters")
+    elif not LABEL.match(value):
+        errors.add(path, f"{value!r} is not a label: dotted upper-case segments such as PII.CONTACT")
+
+
+def check_labels(errors: FieldErrors, path: str, values: Iterable[str]) -> None:
+    values = list(values)
+    if len(values) > MAX_LABELS:
+        errors.add(path, f"at most {MAX_LABELS} labels")
+    for i, value in enumerate(values):
+        check_label(errors, f"{path}[{i}]", value)
+
+
+def check_country(errors: FieldErrors, path: str, value: str) -> None:
+    if not is_country(value):
+        errors.add(path, f"{value!r} is not an ISO 3166-1 alpha-2 country code (upper case, e.g. DE)")
+
+
+def check_region(errors: FieldErrors, path: str, value: str, registry: RegionRegistry) -> None:
+    if not value:
+        errors.add(path, "must not be empty")
+    elif value not in registry:
+        errors.add(path, f"unknown region {value!r} (see `domicile regions`)")
+
+
+def check_length(errors: FieldErrors, path: str, value: str, limit: int) -> None:
+    if len(value) > limit:
+        errors.add(path, f"must be at most {limit} characters")
+
+
+def validate_dataset(dataset: Dataset, registry: RegionRegistry, *, path: str = "dataset") -> None:
+    """Raise INVALID_ARGUMENT listing every problem of `dataset`."""
+    errors = FieldErrors()
+    check_id(errors, f"{path}.id", dataset.id)
+    check_length(errors, f"{path}.name", dataset.name, MAX_NAME)
+    check_length(errors, f"{path}.owner", dataset.owner, MAX_OWNER)
+    check_length(errors, f"{path}.description", dataset.description, MAX_DESCRIPTION)
+    check_labels(errors, f"{path}.classifications", dataset.classifications)
+    for i, origin in enumerate(dataset.origins):
+        check_country(errors, f"{path}.origins[{i}]", origin)
+    if len(dataset.locations) > MAX_LOCATIONS:
+        errors.add(f"{path}.locations", f"at most {MAX_LOCATIONS} locations")
+    for i, location in enumerate(dataset.locations):
+        check_region(errors, f"{path}.locations[{i}]", location, registry)
+    if len(dataset.tags) > MAX_TAGS:
+        errors.add(f"{path}.tags", f"at most {MAX_TAGS} tags")
+    for key, value in dataset.tags.items():
+        if not key:
+            errors.add(f"{path}.tags", "tag keys must not be empty")
+        check_length(errors, f"{path}.tags[{key!r}]", key, MAX_TAG_KEY)
+        check_length(errors, f"{path}.tags[{key!r}]", value, MAX_TAG_VALUE)
+    if len(dataset.fields) > MAX_FIELDS:
+        errors.add(f"{path}.fields", f"at most {MAX_FIELDS} fields")
+    seen: set[str] = set()
+    for i, field in enumerate(dataset.fields):
+        if not field.name:
+            errors.add(f"{path}.fields[{i}].name", "must not be empty")
+        elif field.name in seen:
+            errors.add(f"{path}.fields[{i}].name", f"duplicate field name {field.name!r}")
+        seen.add(field.name)
+        check_length(errors, f"{path}.fields[{i}].name", field.name, MAX_NAME)
+        check_labels(errors, f"{path}.fields[{i}].classifications", field.classifications)
+    errors.raise_if_any(f"invalid {path}")
+
+
+def validate_page_size(errors: FieldErrors, value: int, path: str = "page_size") -> int:
+    """0 → the default; 1..MAX_PAGE_SIZE as given; anything else is a violation."""
+    if value == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        errors.add(path, f"must be between 1 and {MAX_PAGE_SIZE} (0 = default {DEFAULT_PAGE_SIZE})")
+        return DEFAULT_PAGE_SIZE
+    return value
+
+
+def check_revision(errors: FieldErrors, path: str, value: int) -> None:
+    if value < 0:
+        errors.add(path, "must not be negative (0 = unchecked)")

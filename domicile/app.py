@@ -1,0 +1,41 @@
+"""The application object: what the servicers share within one server process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from domicile.catalog.regions import RegionRegistry
+from domicile.catalog.store import GraphStore
+from domicile.config import Settings
+
+if TYPE_CHECKING:
+    from domicile.router.runtime import Router
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """Holds the store, the router and settings for the servicers of one process.
+
+    Writers call `after_write(revision)` once a write is acknowledged by the store, before
+    answering; that is what makes the router's next decision in this process see the write
+    (read-your-writes).
+    """
+
+    settings: Settings
+    store: GraphStore
+    router: Router | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def regions(self) -> RegionRegistry:
+        """Builtin regions plus the active policy's private regions."""
+        if self.router is not None:
+            return self.router.regions()
+        return RegionRegistry.builtin()
+
+    async def after_write(self, revision: int) -> None:
+        if self.router is not None:
+            await self.router.note_local_write(revision)

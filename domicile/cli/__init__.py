@@ -1,0 +1,1 @@
+"""The `domicile` command line: the server, policy tools and a client for every RPC."""

@@ -1,0 +1,188 @@
+"""Catalog client commands: `domicile dataset put|get|list|delete` and `domicile regions`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import yaml
+from google.protobuf import json_format
+
+from domicile.cli.client import call, emit, table
+from domicile.timeconv import parse_time, to_timestamp
+from domicile.v1 import catalog_pb2, catalog_pb2_grpc
+
+
+def _time_option(value: str | None):
+    if value is None:
+        return None
+    try:
+        return to_timestamp(parse_time(value))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2026-11-30T10:00:00Z") from None
+
+
+def _render_dataset(d: catalog_pb2.Dataset) -> str:
+    lines = [
+        f"id:              {d.id}" + ("   (placeholder)" if d.placeholder else ""),
+        f"name:            {d.name}",
+        f"owner:           {d.owner}",
+        f"description:     {d.description}",
+        f"classifications: {', '.join(d.classifications) or '-'}",
+        f"origins:         {', '.join(d.origins) or '-'}",
+        f"locations:       {', '.join(d.locations) or '-'}",
+        f"tags:            {', '.join(f'{k}={v}' for k, v in sorted(d.tags.items())) or '-'}",
+        f"protection:      "
+        + (", ".join(n for n in ("encrypted_at_rest", "field_level_encrypted", "tokenized") if getattr(d.protection, n)) or "-"),
+        f"revision:        {d.revision}",
+        f"updated:         {d.update_time.ToJsonString() if d.HasField('update_time') else '-'}"
+        + (f" by {d.updated_by}" if d.updated_by else ""),
+    ]
+    if d.fields:
+        lines.append("fields:")
+        for f in d.fields:
+            lines.append(f"  {f.name}: {', '.join(f.classifications) or '-'}")
+    return "\n".join(lines)
+
+
+def _parse_field(text: str) -> catalog_pb2.Field:
+    name, _, labels = text.partition(":")
+    if not name:
+        raise click.BadParameter(f"{text!r}: expected NAME or NAME:LABEL[,LABEL...]")
+    return catalog_pb2.Field(name=name, classifications=[label for label in labels.split(",") if label])
+
+
+@click.group("dataset")
+def dataset() -> None:
+    """Create, read, list and delete datasets."""
+
+
+@dataset.command("put")
+@click.argument("dataset_id", required=False)
+@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A dataset as YAML or JSON (fields as in the Dataset message); flags override it.")
+@click.option("--name")
+@click.option("--owner")
+@click.option("--description")
+@click.option("-c", "--classification", "classifications", multiple=True, help="Label, e.g. PII.CONTACT (repeatable).")
+@click.option("-o", "--origin", "origins", multiple=True, help="ISO country code of data subjects (repeatable).")
+@click.option("-l", "--location", "locations", multiple=True, help="Region id where a copy is stored (repeatable).")
+@click.option("-t", "--tag", "tags", multiple=True, help="KEY=VALUE (repeatable).")
+@click.option("-f", "--field", "fields", multiple=True, help="NAME[:LABEL,LABEL] (repeatable).")
+@click.option("--encrypted-at-rest/--no-encrypted-at-rest", default=None)
+@click.option("--expected-revision", type=int, default=0, show_default=True, help="Optimistic concurrency check (0 = off).")
+@click.pass_context
+def put(ctx, dataset_id, file_, name, owner, description, classifications, origins, locations, tags, fields,
+        encrypted_at_rest, expected_revision) -> None:
+    """Create or replace a dataset (the whole dataset: unspecified attributes are cleared)."""
+    message = catalog_pb2.Dataset()
+    if file_ is not None:
+        try:
+            content = yaml.safe_load(file_.read_text("utf-8"))
+            json_format.ParseDict(content, message)
+        except (yaml.YAMLError, json_format.ParseError) as exc:
+            raise click.BadParameter(f"{file_}: {exc}", param_hint="--file") from None
+    if dataset_id:
+        message.id = dataset_id
+    if not message.id:
+        raise click.UsageError("a dataset id is required (argument or `id` in --file)")
+    for attr, value in (("name", name), ("owner", owner), ("description", description)):
+        if value is not None:
+            setattr(message, attr, value)
+    if classifications:
+        message.ClearField("classifications")
+        message.classifications.extend(classifications)
+    if origins:
+        message.ClearField("origins")
+        message.origins.extend(origins)
+    if locations:
+        message.ClearField("locations")
+        message.locations.extend(locations)
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{tag!r}: expected KEY=VALUE", param_hint="--tag")
+        message.tags[key] = value
+    if fields:
+        message.ClearField("fields")
+        message.fields.extend(_parse_field(f) for f in fields)
+    if encrypted_at_rest is not None:
+        message.protection.encrypted_at_rest = encrypted_at_rest
+    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "UpsertDataset",
+                    catalog_pb2.UpsertDatasetRequest(dataset=message, expected_revision=expected_revision))
+    emit(ctx, response, lambda r: _render_dataset(r.dataset))
+
+
+@dataset.command("get")
+@click.argument("dataset_id")
+@click.option("--as-of", help="Show the dataset as it was at this ISO 8601 time.")
+@click.pass_context
+def get(ctx, dataset_id, as_of) -> None:
+    """Show one dataset."""
+    request = catalog_pb2.GetDatasetRequest(id=dataset_id)
+    if as_of:
+        request.as_of.CopyFrom(_time_option(as_of))
+    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "GetDataset", request)
+    emit(ctx, response, lambda r: _render_dataset(r.dataset))
+
+
+@dataset.command("list")
+@click.option("-c", "--classification", default="", help="Label; matches descendants too (PII matches PII.CONTACT).")
+@click.option("-o", "--origin", default="")
+@click.option("-r", "--region", default="")
+@click.option("--owner", default="")
+@click.option("-q", "--query", default="", help="Substring of id, name or description.")
+@click.option("--as-of", help="List the catalog as it was at this ISO 8601 time.")
+@click.option("--page-size", type=int, default=0, help="Datasets per request (default 100).")
+@click.option("--page-token", default="", help="Continue from a previous page.")
+@click.option("--all", "all_pages", is_flag=True, help="Follow page tokens to the end.")
+@click.pass_context
+def list_(ctx, classification, origin, region, owner, query, as_of, page_size, page_token, all_pages) -> None:
+    """List datasets matching every given filter."""
+    request = catalog_pb2.ListDatasetsRequest(classification=classification, origin=origin, region=region, owner=owner,
+                                              query=query, page_size=page_size, page_token=page_token)
+    if as_of:
+        request.as_of.CopyFrom(_time_option(as_of))
+    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListDatasets", request)
+    while all_pages and response.next_page_token:
+        request.page_token = response.next_page_token
+        more = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListDatasets", request)
+        response.datasets.extend(more.datasets)
+        response.next_page_token = more.next_page_token
+
+    def render(r: catalog_pb2.ListDatasetsResponse) -> str:
+        rows = [(d.id, ",".join(d.classifications) or "-", ",".join(d.origins) or "-", ",".join(d.locations) or "-",
+                 d.owner or "-", d.revision) for d in r.datasets]
+        text = table(("ID", "CLASSIFICATIONS", "ORIGINS", "LOCATIONS", "OWNER", "REV"), rows)
+        if r.next_page_token:
+            text += f"\n(more: --page-token {r.next_page_token})"
+        return text
+
+    emit(ctx, response, render)
+
+
+list_.name = "list"
+
+
+@dataset.command("delete")
+@click.argument("dataset_id")
+@click.option("--expected-revision", type=int, default=0, show_default=True)
+@click.pass_context
+def delete(ctx, dataset_id, expected_revision) -> None:
+    """Soft-delete a dataset (history and --as-of reads keep it)."""
+    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "DeleteDataset",
+                    catalog_pb2.DeleteDatasetRequest(id=dataset_id, expected_revision=expected_revision))
+    emit(ctx, response, lambda r: f"deleted {dataset_id}")
+
+
+@click.command("regions")
+@click.option("--provider", default="", help="Only this provider (aws, gcp, azure, onprem...).")
+@click.option("--country", default="", help="Only regions in this ISO country.")
+@click.pass_context
+def regions(ctx, provider, country) -> None:
+    """List known regions with their countries."""
+    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListRegions", catalog_pb2.ListRegionsRequest())
+    selected = [r for r in response.regions if (not provider or r.provider == provider) and (not country or r.country == country)]
+    del response.regions[:]
+    response.regions.extend(selected)
+    emit(ctx, response, lambda r: table(("ID", "COUNTRY", "NAME"), [(x.id, x.country, x.display_name + (" (private)" if x.private else "")) for x in r.regions]))

@@ -1,0 +1,249 @@
+"""Configuration: one typed settings object.
+
+Sources, lowest to highest precedence: defaults < the YAML file (`--config FILE` or
+DOMICILE_CONFIG) < environment variables (`DOMICILE_` prefix, `__` between nested names, e.g.
+`DOMICILE_ROUTER__STALENESS_BOUND_SECONDS=2`) < command-line flags. Everything is validated at
+start; an invalid value is reported with the name of the setting.
+
+Each part of the system owns one nested section (tls, auth, rate_limit, lineage, router, ...).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from domicile.errors import FieldErrors
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TLSSettings(Section):
+    """Server TLS. With `client_ca_file` set, clients must present a certificate it signed."""
+
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    client_ca_file: Path | None = None
+    # How often certificate files are checked for rotation.
+    reload_interval_seconds: float = Field(default=5.0, gt=0)
+
+
+class AuthSettings(Section):
+    """JWT bearer authentication (see docs/security.md)."""
+
+    enabled: bool = True
+    jwks_file: Path | None = None
+    public_key_files: list[Path] = Field(default_factory=list)
+    issuer: str = ""
+    audience: str = ""
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+    # Methods reachable without a token.
+    open_health: bool = True
+    open_reflection: bool = False
+
+
+class RateLimitSettings(Section):
+    """Per-principal token bucket."""
+
+    enabled: bool = True
+    requests_per_second: float = Field(default=2000.0, gt=0)
+    burst: int = Field(default=4000, gt=0)
+
+
+class LineageSettings(Section):
+    # Glob on an OpenLineage namespace or dataset id → region id, first match wins.
+    namespace_regions: dict[str, str] = Field(default_factory=dict)
+    default_max_depth: int = Field(default=10, ge=1, le=50)
+    max_depth_limit: int = Field(default=50, ge=1, le=1000)
+    max_nodes: int = Field(default=10_000, ge=1)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class RouterSettings(Section):
+    # A router that has not confirmed its view of the catalog within this bound answers
+    # DENY / STALE_CATALOG (fail closed).
+    staleness_bound_seconds: float = Field(default=5.0, gt=0)
+    poll_interval_seconds: float = Field(default=0.25, gt=0)
+    # True: a decision is answered only after its log line is durable (slower).
+    durable_decision_log: bool = False
+
+
+class Neo4jSettings(Section):
+    user: str = ""
+    password: str = ""
+    database: str = ""
+    trusted_ca_file: Path | None = None
+
+
+class Settings(BaseSettings):
+    """Everything `domicile serve` needs."""
+
+    model_config = SettingsConfigDict(env_prefix="DOMICILE_", env_nested_delimiter="__", extra="forbid")
+
+    store: str = "sqlite:///.domicile/catalog.db"
+    listen: str = "127.0.0.1:50051"
+    # Empty disables the HTTP endpoint (OpenLineage ingestion).
+    http_listen: str = "127.0.0.1:8080"
+    policy: Path | None = None
+    data_dir: Path = Path(".domicile")
+    # Plaintext without authentication; only on loopback addresses.
+    insecure: bool = False
+    # Use (and create on first use) local development credentials under data_dir/dev.
+    dev: bool = False
+    # Load the demo catalog into an empty store at start.
+    demo: bool = False
+    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    decision_log: Path | None = None  # default: data_dir/decisions.jsonl
+    security_log: Path | None = None  # default: data_dir/security.jsonl
+    tls: TLSSettings = Field(default_factory=TLSSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    lineage: LineageSettings = Field(default_factory=LineageSettings)
+    router: RouterSettings = Field(default_factory=RouterSettings)
+    neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        split_host_port(value)
+        return value
+
+    @field_validator("http_listen")
+    @classmethod
+    def _check_http_listen(cls, value: str) -> str:
+        if value:
+            split_host_port(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_insecure(self) -> Settings:
+        if self.insecure and self.dev:
+            raise ValueError("insecure and dev exclude each other")
+        if self.insecure:
+            for name, address in (("listen", self.listen), ("http_listen", self.http_listen)):
+                if address and not is_loopback(split_host_port(address)[0]):
+                    raise ValueError(f"{name}={address}: --insecure serves only on loopback addresses")
+        return self
+
+    @property
+    def decision_log_path(self) -> Path:
+        return self.decision_log or self.data_dir / "decisions.jsonl"
+
+    @property
+    def security_log_path(self) -> Path:
+        return self.security_log or self.data_dir / "security.jsonl"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `load_settings` merges file < environment < flags itself and passes the result as
+        # init values, so one mechanism decides precedence.
+        return (init_settings,)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """`HOST:PORT` or `[V6]:PORT` → (host, port); ValueError naming the problem."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{address!r} is not HOST:PORT")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{address!r}: port {port_text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{address!r}: port out of range")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SettingsError(Exception):
+    """Invalid configuration; the message names every bad setting."""
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
+    """Build validated settings from file, environment and flags (flags win).
+
+    `flags` are the command-line values that were actually given (None values are ignored);
+    nested sections may be given as dicts. Raises SettingsError naming each bad setting.
+    """
+    config_file = config_file or (Path(os.environ["DOMICILE_CONFIG"]) if os.environ.get("DOMICILE_CONFIG") else None)
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            loaded = yaml.safe_load(config_file.read_text("utf-8")) or {}
+        except OSError as exc:
+            raise SettingsError(f"config file {config_file}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise SettingsError(f"config file {config_file}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise SettingsError(f"config file {config_file}: expected a mapping at the top level")
+        file_values = loaded
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        values = _deep_merge(_deep_merge(file_values, _env_values()), given)
+        return Settings(**values)
+    except ValidationError as exc:
+        errors = FieldErrors()
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "settings"
+            errors.add(name, error["msg"])
+        details = "; ".join(f"{v.field}: {v.description}" for v in errors.violations)
+        raise SettingsError(f"invalid configuration: {details}") from None
+
+
+def _env_values() -> dict[str, Any]:
+    """DOMICILE_* environment variables as a nested dict (values stay strings)."""
+    values: dict[str, Any] = {}
+    for key, value in os.environ.items():
+        if not key.startswith("DOMICILE_") or key == "DOMICILE_CONFIG" or key.startswith("DOMICILE_TEST_"):
+            continue
+        path = key[len("DOMICILE_"):].lower().split("__")
+        node = values
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        # Lists and mappings may be given as JSON: DOMICILE_AUTH__ALGORITHMS='["ES256"]'.
+        if value.startswith(("[", "{")):
+            try:
+                node[path[-1]] = json.loads(value)
+                continue
+            except json.JSONDecodeError:
+                pass
+        node[path[-1]] = value
+    return values

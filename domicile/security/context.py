@@ -1,0 +1,32 @@
+"""Who is calling: set by the authentication interceptor for the duration of one RPC."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: the token's `sub`, the delegation chain of its `act` claim
+    (RFC 8693; outermost actor first) and its scopes."""
+
+    subject: str
+    actors: tuple[str, ...] = ()
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def principal(self) -> str:
+        """`sub`, or `sub (via actor1 > actor2)` when the call was delegated."""
+        if not self.actors:
+            return self.subject
+        return f"{self.subject} (via {' > '.join(self.actors)})"
+
+
+current_caller: ContextVar[Caller | None] = ContextVar("domicile_caller", default=None)
+
+
+def current_principal() -> str:
+    """The calling principal for audit fields; empty when authentication is off."""
+    caller = current_caller.get()
+    return caller.principal if caller else ""

@@ -1,0 +1,178 @@
+"""Server assembly: `create_server` builds and starts everything; `serve` runs until a signal.
+
+Tests call `create_server(settings)` with `listen="127.0.0.1:0"` and talk to the returned
+ports over real channels; `domicile serve` calls `serve(settings)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from domicile.app import App
+from domicile.catalog.service import CatalogServicer
+from domicile.catalog.store import GraphStore
+from domicile.catalog.stores import open_store
+from domicile.config import Settings, split_host_port
+from domicile.grpc_errors import ErrorMappingInterceptor
+from domicile.security import Security, build_security
+from domicile.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    lineage_pb2,
+    lineage_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
+    residency_pb2,
+    residency_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    lineage_pb2.DESCRIPTOR.services_by_name["LineageService"].full_name,
+    residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"].full_name,
+    policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+)
+
+
+@dataclass
+class RunningServer:
+    """A started server. `port` / `http_port` are the bound ports (useful with port 0)."""
+
+    app: App
+    grpc_server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    security: Security
+    http_runner: web.AppRunner | None = None
+    http_port: int | None = None
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful stop: refuse new RPCs, let in-flight ones finish within `grace` seconds,
+        then close the router, the HTTP endpoint and the store (in that order)."""
+        grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        await self.grpc_server.stop(grace)
+        if self.app.router is not None:
+            await self.app.router.close()
+        await self.security.close()
+        await self.app.store.close()
+
+    async def wait_for_termination(self) -> None:
+        await self.grpc_server.wait_for_termination()
+
+
+def _server_options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        # Without this a second server could silently share the port (SO_REUSEPORT).
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+async def create_server(settings: Settings, *, store: GraphStore | None = None) -> RunningServer:
+    """Open the store, build the services and start serving on `settings.listen` (and
+    `settings.http_listen` when set). The store is closed again if start-up fails."""
+    security = build_security(settings)
+    store = store or await open_store(settings.store, **_store_options(settings))
+    try:
+        app = App(settings=settings, store=store)
+        if settings.demo:
+            from domicile.demo import load_demo_catalog
+
+            await load_demo_catalog(store)
+        server = grpc.aio.server(
+            interceptors=[ErrorMappingInterceptor(), *security.interceptors],
+            options=_server_options(settings),
+        )
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(app), server)
+        lineage_pb2_grpc.add_LineageServiceServicer_to_server(lineage_pb2_grpc.LineageServiceServicer(), server)
+        residency_pb2_grpc.add_ResidencyServiceServicer_to_server(residency_pb2_grpc.ResidencyServiceServicer(), server)
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(policy_pb2_grpc.PolicyServiceServicer(), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        if security.server_credentials is None:
+            port = server.add_insecure_port(settings.listen)
+        else:
+            port = server.add_secure_port(settings.listen, security.server_credentials)
+        if port == 0:
+            raise OSError(f"cannot listen on {settings.listen}: address in use or not available")
+        await server.start()
+        for name in ("", *SERVICE_NAMES):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        running = RunningServer(app=app, grpc_server=server, port=port, health=health_servicer, security=security)
+        if settings.http_listen:
+            running.http_runner, running.http_port = await _start_http(app, security, settings.http_listen)
+        log.info("serving gRPC on %s (port %d), store %s", settings.listen, port, _redact(settings.store))
+        return running
+    except BaseException:
+        await store.close()
+        raise
+
+
+async def _start_http(app: App, security: Security, address: str) -> tuple[web.AppRunner, int]:
+    from domicile.http_api import create_http_app
+
+    http_app = create_http_app(app, middlewares=security.http_middlewares)
+    runner = web.AppRunner(http_app, access_log=None)
+    await runner.setup()
+    host, port = split_host_port(address)
+    site = web.TCPSite(runner, host, port, ssl_context=security.http_ssl_context, reuse_port=False)
+    await site.start()
+    bound = runner.addresses[0][1]
+    log.info("serving HTTP on %s (port %d)", address, bound)
+    return runner, bound
+
+
+def _store_options(settings: Settings) -> dict:
+    if settings.store.startswith("sqlite:"):
+        return {}
+    options: dict = {}
+    if settings.neo4j.user:
+        options["user"] = settings.neo4j.user
+        options["password"] = settings.neo4j.password
+    if settings.neo4j.database:
+        options["database"] = settings.neo4j.database
+    if settings.neo4j.trusted_ca_file:
+        options["trusted_ca"] = str(settings.neo4j.trusted_ca_file)
+    return options
+
+
+def _redact(uri: str) -> str:
+    """Hide a password that may be embedded in a store URI."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully (in-flight RPCs finish)."""
+    running = await create_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"domicile serving gRPC on {settings.listen} (port {running.port})", flush=True)
+    if running.http_port is not None:
+        print(f"domicile serving HTTP on {settings.http_listen} (port {running.http_port})", flush=True)
+    await stop.wait()
+    log.info("shutting down (grace %.1fs)", settings.shutdown_grace_seconds)
+    await running.stop()
+    print("domicile stopped", flush=True)
