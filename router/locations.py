@@ -39,6 +39,10 @@ class LocationError(ValueError):
     """A token that cannot be resolved: unknown, or part of a group cycle."""
 
 
+def unknown_location_message(token: str) -> str:
+    return f"unknown location {token!r}: not '*', a group, an ISO 3166-1 alpha-2 country code or a known region id"
+
+
 @dataclass(frozen=True)
 class Location:
     """What a token denotes: everywhere, or a set of countries plus a set of explicit regions."""
@@ -100,9 +104,7 @@ class LocationResolver:
             return cached
         kind = self.kind(token)
         if kind is None:
-            raise LocationError(
-                f"unknown location {token!r}: not '*', a group, an ISO 3166-1 alpha-2 country code or a known region id"
-            )
+            raise LocationError(unknown_location_message(token))
         if kind is TokenKind.EVERYWHERE:
             location = Location(everywhere=True)
         elif kind is TokenKind.BUILTIN_GROUP:

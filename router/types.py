@@ -82,3 +82,18 @@ class Decision:
     catalog_revision: int
     decide_time: datetime
     caller: str = ""
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """How a candidate policy changes one dataset's allowed regions for one operation.
+
+    `new_violations` (store only) are the dataset's current locations that the current
+    policy allows and the candidate would not.
+    """
+
+    dataset_id: str
+    operation: Operation
+    added_regions: tuple[str, ...] = ()
+    removed_regions: tuple[str, ...] = ()
+    new_violations: tuple[str, ...] = ()

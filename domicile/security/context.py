@@ -24,9 +24,17 @@ class Caller:
 
 
 current_caller: ContextVar[Caller | None] = ContextVar("domicile_caller", default=None)
+# W3C trace id of the current request (from its `traceparent` header, or generated), so that
+# security events, decision log lines and error details can be correlated.
+current_trace_id: ContextVar[str] = ContextVar("domicile_trace_id", default="")
 
 
 def current_principal() -> str:
     """The calling principal for audit fields; empty when authentication is off."""
     caller = current_caller.get()
     return caller.principal if caller else ""
+
+
+def current_trace() -> str:
+    """The trace id of the request being served; empty outside a request."""
+    return current_trace_id.get()

@@ -1,0 +1,60 @@
+# Domicile developer commands. `make run` and `make test` install what they need themselves.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+RUN_PORT ?= 50051
+RUN_HTTP ?= 8080
+
+.PHONY: run run-insecure test test-fast venv proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: the server on the embedded SQLite store with the demo catalog and example policy (TLS + JWT with dev credentials)
+run: $(STAMP)
+	$(VENV)/bin/domicile serve --dev --demo --store sqlite:///.domicile/catalog.db --policy examples/policy.yaml \
+	  --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP)
+
+## run-insecure: the same, plaintext and without authentication (loopback only)
+run-insecure: $(STAMP)
+	$(VENV)/bin/domicile serve --insecure --demo --store sqlite:///.domicile/catalog.db --policy examples/policy.yaml \
+	  --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP)
+
+## test: the whole suite; starts (and stops) its own Neo4j server and installs buf
+test: $(STAMP)
+	bash scripts/test.sh
+
+## test-fast: everything but Neo4j-backed tests
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not neo4j"
+
+## proto: regenerate domicile/v1 from protos/ (commit the result)
+proto: $(STAMP)
+	$(PY) scripts/gen_protos.py
+
+## lint-proto: buf lint (STANDARD)
+lint-proto:
+	bash tools/buf.sh lint
+
+## breaking: buf breaking-change check against the main branch
+breaking:
+	bash tools/buf.sh breaking --against '.git#branch=main'
+
+neo4j-up:
+	bash tools/neo4j/neo4j.sh up
+
+neo4j-down:
+	bash tools/neo4j/neo4j.sh down
+
+## bench: all benchmarks (see bench/README.md)
+bench: $(STAMP)
+	bash bench/run_all.sh
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,1139 @@
+"""`SQLiteGraphStore`: the embedded, default `GraphStore` backend (stdlib `sqlite3`).
+
+Durability and concurrency:
+- WAL journal with `synchronous=FULL`: a write is acknowledged only after its commit is
+  fsynced, so it survives SIGKILL and power loss.
+- Every write runs on one dedicated writer thread (a single-thread executor, one
+  connection), inside one `BEGIN IMMEDIATE` transaction: it either fully commits with its
+  single revision bump or changes nothing. Reads run on separate reader threads, each with
+  its own connection and a snapshot transaction (WAL lets them run beside the writer).
+  The event loop thread never touches SQLite.
+- Revision and time are read inside the write transaction, so several processes may even
+  share one file (serialized by SQLite's write lock and `busy_timeout`).
+
+Behaviour this backend fixes where the `GraphStore` contract leaves room (the Neo4j backend
+does the same; `tests/contract` checks it):
+- `end_edges(at=...)`: an edge's end time is `at` clamped into [its record time, the write's
+  time]; history cannot end before it began nor in the future.
+- A `record_lineage` call for a new run whose edges all exist already (with the same
+  transform) stores the run for audit but bumps no revision.
+- Traversal walks the edges of nodes at depth < max_depth; `complete` is False with
+  "max_depth" when a node at max_depth has a neighbour outside the answer.
+- Page tokens are urlsafe base64 JSON `{"k": kind, "after": ..., "as_of": us|null, "f": hash}`;
+  a token used with another filter or `as_of` is INVALID_ARGUMENT.
+
+Errors from SQLite never escape raw: a file that is not a database is FAILED_PRECONDITION
+(reason STORE_CORRUPT), a read-only file refuses writes with FAILED_PRECONDITION (reason
+STORE_READ_ONLY), a schema newer than this code FAILED_PRECONDITION (SCHEMA_TOO_NEW), and
+I/O or locking failures UNAVAILABLE; every message names the database path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import functools
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from domicile.catalog.model import (
+    MAX_ID_BYTES,
+    Change,
+    ChangeKind,
+    Dataset,
+    DatasetFilter,
+    Direction,
+    Edge,
+    EdgeKey,
+    LineageNode,
+    LineageResult,
+    Page,
+    PageRequest,
+    Run,
+    Traversal,
+    TraversalLimits,
+    from_micros,
+    to_micros,
+    utcnow,
+)
+from domicile.catalog.stores import history_format as hf
+from domicile.catalog.stores.sqlite_schema import (
+    KIND_DATASET_DELETED,
+    KIND_DATASET_UPSERTED,
+    KIND_EDGE_ADDED,
+    KIND_EDGE_ENDED,
+    SCHEMA_VERSION,
+    migrate,
+    read_schema_version,
+)
+from domicile.errors import (
+    DomicileError,
+    ErrorCode,
+    FieldErrors,
+    failed_precondition,
+    invalid_argument,
+    invalid_field,
+    not_found,
+    revision_conflict,
+    store_unavailable,
+)
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+_KINDS = {
+    KIND_DATASET_UPSERTED: ChangeKind.DATASET_UPSERTED,
+    KIND_DATASET_DELETED: ChangeKind.DATASET_DELETED,
+    KIND_EDGE_ENDED: ChangeKind.EDGE_ENDED,
+    KIND_EDGE_ADDED: ChangeKind.EDGE_ADDED,
+}
+_BUSY_TIMEOUT_MS = 10_000
+_IMPORT_BATCH = 2_000
+_EXPORT_BATCH = 2_000
+# Dataset columns selected by every dataset read, decoded by `_dataset_from_row`.
+_DATASET_COLUMNS = "v.revision, v.valid_from, v.create_time, v.updated_by, v.body"
+_EDGE_COLUMNS = "e.edge, e.input, e.output, e.job, e.transform, e.run_id, e.record_time, e.end_time"
+
+
+def path_from_uri(uri: str) -> Path:
+    """`sqlite:///relative/path.db` -> relative/path.db, `sqlite:////abs/path.db` -> /abs/path.db."""
+    parts = urlsplit(uri)
+    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise invalid_field("store", f"not a SQLite store URI: {uri!r} (use sqlite:///relative.db or sqlite:////abs.db)")
+    return Path(parts.path[1:])
+
+
+class SQLiteGraphStore:
+    """The `GraphStore` contract (see `domicile.catalog.store`) on one SQLite file."""
+
+    def __init__(self, path: Path, *, clock: Clock, read_only: bool, writer: ThreadPoolExecutor, writer_conn: sqlite3.Connection | None, readers: int) -> None:
+        # Use `open`; the constructor only wires already-opened parts together.
+        self._path = path
+        self._clock = clock
+        self._read_only = read_only
+        self._writer = writer
+        self._writer_conn = writer_conn
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-reader")
+        self._reader_local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_conns_lock = threading.Lock()
+        # Serializes writers on the event loop so that an import, which spans several jobs on
+        # the writer thread inside one transaction, never interleaves with another write.
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening / closing
+
+    @classmethod
+    async def open(cls, uri: str, *, clock: Clock | None = None, readers: int = 2) -> SQLiteGraphStore:
+        """Open (creating the file and parent directories, or migrating) the store at `uri`.
+
+        `clock` returns aware UTC datetimes (default: the system clock); the store still
+        never hands out a time earlier than its previous write's. A file that cannot be
+        written is opened read-only: reads work, writes fail with FAILED_PRECONDITION.
+        """
+        path = path_from_uri(uri)
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        loop = asyncio.get_running_loop()
+        try:
+            read_only, conn = await loop.run_in_executor(writer, _open_writer, path)
+        except BaseException:
+            writer.shutdown(wait=False)
+            raise
+        return cls(path, clock=clock or utcnow, read_only=read_only, writer=writer, writer_conn=conn, readers=readers)
+
+    async def close(self) -> None:
+        """Wait for queued writes, then close every connection. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._write_lock:
+            loop = asyncio.get_running_loop()
+            if self._writer_conn is not None:
+                await loop.run_in_executor(self._writer, self._writer_conn.close)
+            self._writer.shutdown(wait=False)
+            await asyncio.to_thread(self._readers.shutdown, True)
+            with self._reader_conns_lock:
+                for conn in self._reader_conns:
+                    conn.close()
+                self._reader_conns.clear()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise failed_precondition(f"SQLite store {self._path} is closed", reason="STORE_CLOSED")
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` in one write transaction on the writer thread."""
+        self._check_open()
+        if self._read_only:
+            raise failed_precondition(f"SQLite store {self._path} is read-only; writes are refused", reason="STORE_READ_ONLY")
+        async with self._write_lock:
+            self._check_open()
+            return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, fn, args)
+
+    def _transaction(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        conn = self._writer_conn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn, *args)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+        except sqlite3.Error as exc:
+            raise _translate(exc, self._path) from exc
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(conn, *args)` in one snapshot read transaction on a reader thread."""
+        self._check_open()
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._snapshot, fn, args)
+
+    def _snapshot(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        try:
+            conn = self._reader_conn()
+            conn.execute("BEGIN")
+            try:
+                return fn(conn, *args)
+            finally:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self._path) from exc
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._reader_local, "conn", None)
+        if conn is None:
+            conn = _connect(self._path, read_only=True)
+            self._reader_local.conn = conn
+            with self._reader_conns_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _next_time(self, conn: sqlite3.Connection) -> int:
+        """The time of the write in progress: the clock, but strictly after the last write."""
+        (last,) = conn.execute("SELECT value FROM store_meta WHERE key = 'last_time'").fetchone()
+        now = max(to_micros(self._clock()), last + 1)
+        conn.execute("UPDATE store_meta SET value = ? WHERE key = 'last_time'", (now,))
+        return now
+
+    # ------------------------------------------------------------------ datasets
+
+    async def upsert_dataset(self, dataset: Dataset, *, expected_revision: int = 0, principal: str = "") -> Dataset:
+        """See `GraphStore.upsert_dataset`. The stored dataset is never a placeholder."""
+        _check_id(dataset.id, "dataset.id")
+        content = hf.dataset_content(replace(dataset, placeholder=False))
+        return await self._write(self._upsert_tx, content, expected_revision, principal)
+
+    def _upsert_tx(self, conn: sqlite3.Connection, content: dict[str, Any], expected_revision: int, principal: str) -> Dataset:
+        dataset_id = content["id"]
+        body = _encode(content)
+        current = conn.execute(
+            f"SELECT v.version, v.placeholder, {_DATASET_COLUMNS} FROM nodes n JOIN dataset_versions v"
+            " ON v.node = n.node AND v.valid_to IS NULL WHERE n.id = ?",
+            (dataset_id,),
+        ).fetchone()
+        if expected_revision > 0:
+            actual = current[2] if current else 0
+            if actual != expected_revision:
+                raise revision_conflict(
+                    f"dataset {dataset_id!r} is at revision {actual}, not {expected_revision}",
+                    expected=expected_revision,
+                    actual=actual,
+                )
+        if current is not None and current[6] == body:
+            return _dataset_from_row(current[2:])
+        now = self._next_time(conn)
+        revision = _new_revision(conn, now, principal, f"upsert {dataset_id}")
+        if current is not None:
+            conn.execute("UPDATE dataset_versions SET valid_to = ?, end_revision = ? WHERE version = ?", (now, revision, current[0]))
+        # A placeholder turned real is created now, like a re-created deleted dataset.
+        create_time = current[4] if current is not None and not current[1] else now
+        node = _ensure_nodes(conn, [dataset_id])[dataset_id]
+        version = _insert_version(conn, node, content, body, revision=revision, valid_from=now, create_time=create_time, updated_by=principal)
+        conn.execute("INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", (revision, KIND_DATASET_UPSERTED, version))
+        return hf.dataset_from_content(
+            content, revision=revision, create_time=from_micros(create_time), update_time=from_micros(now), updated_by=principal
+        )
+
+    async def get_dataset(self, dataset_id: str, *, as_of: datetime | None = None) -> Dataset | None:
+        """See `GraphStore.get_dataset`."""
+        at = _micros_arg(as_of, "as_of")
+        return await self._read(self._get_dataset_tx, dataset_id, at)
+
+    def _get_dataset_tx(self, conn: sqlite3.Connection, dataset_id: str, at: int | None) -> Dataset | None:
+        where, params = _version_visible("v", at)
+        row = conn.execute(
+            f"SELECT {_DATASET_COLUMNS} FROM nodes n JOIN dataset_versions v ON v.node = n.node WHERE n.id = ? AND {where}",
+            (dataset_id, *params),
+        ).fetchone()
+        return _dataset_from_row(row) if row else None
+
+    async def list_datasets(self, filter: DatasetFilter, page: PageRequest, *, as_of: datetime | None = None) -> Page[Dataset]:
+        """See `GraphStore.list_datasets`."""
+        if page.size <= 0:
+            raise invalid_field("page_size", "must be positive")
+        at = _micros_arg(as_of, "as_of")
+        fingerprint = _filter_fingerprint(filter)
+        after, at = _decode_token(page.token, "datasets", at, fingerprint)
+        return await self._read(self._list_datasets_tx, filter, page.size, after, at, fingerprint)
+
+    def _list_datasets_tx(
+        self, conn: sqlite3.Connection, filter: DatasetFilter, size: int, after: str | None, at: int | None, fingerprint: str
+    ) -> Page[Dataset]:
+        where, params = _version_visible("v", at)
+        clauses, args = [where], list(params)
+        if after is not None:
+            clauses.append("n.id > ?")
+            args.append(after)
+        if filter.classification:
+            # Hierarchical: the label itself or any "label.*" descendant, as an index range.
+            clauses.append(
+                "EXISTS (SELECT 1 FROM version_labels l WHERE l.version = v.version"
+                " AND (l.label = ? OR (l.label > ? AND l.label < ?)))"
+            )
+            args += [filter.classification, filter.classification + ".", filter.classification + "/"]
+        if filter.origin:
+            clauses.append("EXISTS (SELECT 1 FROM version_origins o WHERE o.version = v.version AND o.origin = ?)")
+            args.append(filter.origin)
+        if filter.region:
+            clauses.append("EXISTS (SELECT 1 FROM version_locations r WHERE r.version = v.version AND r.region = ?)")
+            args.append(filter.region)
+        if filter.owner:
+            clauses.append("v.owner = ?")
+            args.append(filter.owner)
+        if filter.query:
+            clauses.append("domicile_icontains(?, n.id, v.name, v.description)")
+            args.append(filter.query.lower())
+        if not filter.include_placeholders:
+            clauses.append("v.placeholder = 0")
+        rows = conn.execute(
+            f"SELECT n.id, {_DATASET_COLUMNS} FROM nodes n JOIN dataset_versions v ON v.node = n.node"
+            f" WHERE {' AND '.join(clauses)} ORDER BY n.id LIMIT ?",
+            (*args, size + 1),
+        ).fetchall()
+        items = tuple(_dataset_from_row(row[1:]) for row in rows[:size])
+        token = _encode_token("datasets", rows[size - 1][0], at, fingerprint) if len(rows) > size else ""
+        return Page(items, token)
+
+    async def delete_dataset(self, dataset_id: str, *, expected_revision: int = 0, principal: str = "") -> int:
+        """See `GraphStore.delete_dataset`."""
+        return await self._write(self._delete_tx, dataset_id, expected_revision, principal)
+
+    def _delete_tx(self, conn: sqlite3.Connection, dataset_id: str, expected_revision: int, principal: str) -> int:
+        current = conn.execute(
+            "SELECT v.version, v.revision FROM nodes n JOIN dataset_versions v ON v.node = n.node AND v.valid_to IS NULL"
+            " WHERE n.id = ?",
+            (dataset_id,),
+        ).fetchone()
+        if current is None:
+            raise not_found(f"dataset {dataset_id!r} not found")
+        if expected_revision > 0 and current[1] != expected_revision:
+            raise revision_conflict(
+                f"dataset {dataset_id!r} is at revision {current[1]}, not {expected_revision}",
+                expected=expected_revision,
+                actual=current[1],
+            )
+        now = self._next_time(conn)
+        revision = _new_revision(conn, now, principal, f"delete {dataset_id}")
+        conn.execute(
+            "UPDATE dataset_versions SET valid_to = ?, end_revision = ?, deleted = 1 WHERE version = ?", (now, revision, current[0])
+        )
+        conn.execute("INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", (revision, KIND_DATASET_DELETED, current[0]))
+        return revision
+
+    # ------------------------------------------------------------------ lineage writes
+
+    async def record_lineage(self, run: Run, edges: Sequence[EdgeKey], *, principal: str = "") -> LineageResult:
+        """See `GraphStore.record_lineage`; one transaction per call, however many edges."""
+        errors = FieldErrors()
+        if not run.job:
+            errors.add("run.job", "must not be empty")
+        if not run.run_id:
+            errors.add("run.run_id", "must not be empty")
+        for i, key in enumerate(edges):
+            if key.job != run.job:
+                errors.add(f"edges[{i}].job", f"must equal the run's job {run.job!r}")
+            for side in ("input", "output"):
+                value = getattr(key, side)
+                if not value or len(value.encode()) > MAX_ID_BYTES:
+                    errors.add(f"edges[{i}].{side}", f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
+        errors.raise_if_any("invalid lineage")
+        event_time = _micros_arg(run.event_time, "run.event_time")
+        keys = sorted({(k.input, k.output) for k in edges})
+        return await self._write(self._record_lineage_tx, run, event_time, keys, principal)
+
+    def _record_lineage_tx(
+        self, conn: sqlite3.Connection, run: Run, event_time: int | None, keys: list[tuple[str, str]], principal: str
+    ) -> LineageResult:
+        if conn.execute("SELECT 1 FROM runs WHERE job = ? AND run_id = ?", (run.job, run.run_id)).fetchone():
+            return LineageResult(0, _current_revision(conn))
+        now = self._next_time(conn)
+        conn.execute(
+            "INSERT INTO runs (job, run_id, run_region, transform, event_time, record_time, principal) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run.job, run.run_id, run.run_region, run.transform, event_time, now, principal),
+        )
+        ids = sorted({i for key in keys for i in key})
+        nodes = _ensure_nodes(conn, ids)
+        live = {
+            node
+            for (node,) in conn.execute(
+                "SELECT node FROM dataset_versions WHERE node IN (SELECT value FROM json_each(?)) AND valid_to IS NULL",
+                (json.dumps(list(nodes.values())),),
+            )
+        }
+        placeholders = [i for i in ids if nodes[i] not in live]
+        current: dict[tuple[int, int], tuple[int, str]] = {}
+        outputs = sorted({nodes[o] for _, o in keys})
+        for edge, input_node, output_node, transform in conn.execute(
+            "SELECT edge, input, output, transform FROM edges"
+            " WHERE output IN (SELECT value FROM json_each(?)) AND job = ? AND end_time IS NULL",
+            (json.dumps(outputs), run.job),
+        ):
+            current[(input_node, output_node)] = (edge, transform)
+        to_end: list[int] = []
+        to_add: list[tuple[int, int]] = []
+        for input_id, output_id in keys:
+            pair = (nodes[input_id], nodes[output_id])
+            existing = current.get(pair)
+            if existing is not None and existing[1] == run.transform:
+                continue
+            if existing is not None:
+                to_end.append(existing[0])
+            to_add.append(pair)
+        if not placeholders and not to_add:
+            return LineageResult(0, _current_revision(conn))
+        revision = _new_revision(conn, now, principal, f"lineage {run.job} run {run.run_id}: {len(to_add)} edges")
+        if placeholders:
+            first = _next_id(conn, "dataset_versions", "version")
+            rows = []
+            for dataset_id in placeholders:
+                content = hf.dataset_content(Dataset.create(dataset_id, placeholder=True))
+                rows.append((nodes[dataset_id], revision, now, 1, now, principal, "", "", "", _encode(content)))
+            conn.executemany(
+                "INSERT INTO dataset_versions (node, revision, valid_from, placeholder, create_time, updated_by, owner, name,"
+                " description, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.execute(
+                "INSERT INTO changes (revision, kind, ref) SELECT ?, ?, version FROM dataset_versions WHERE version >= ?",
+                (revision, KIND_DATASET_UPSERTED, first),
+            )
+        if to_end:
+            conn.executemany("UPDATE edges SET end_time = ?, end_revision = ? WHERE edge = ?", [(now, revision, e) for e in to_end])
+            conn.executemany(
+                "INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", [(revision, KIND_EDGE_ENDED, e) for e in to_end]
+            )
+        first = _next_id(conn, "edges", "edge")
+        conn.executemany(
+            "INSERT INTO edges (input, output, job, transform, run_id, record_time, revision) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(i, o, run.job, run.transform, run.run_id, now, revision) for i, o in to_add],
+        )
+        conn.execute(
+            "INSERT INTO changes (revision, kind, ref) SELECT ?, ?, edge FROM edges WHERE edge >= ?",
+            (revision, KIND_EDGE_ADDED, first),
+        )
+        return LineageResult(len(to_add), revision)
+
+    async def end_edges(self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = "") -> LineageResult:
+        """See `GraphStore.end_edges`; `at` is clamped into [edge record time, now]."""
+        at_us = _micros_arg(at, "at")
+        return await self._write(self._end_edges_tx, sorted(set(keys), key=lambda k: (k.input, k.output, k.job)), at_us, principal)
+
+    def _end_edges_tx(self, conn: sqlite3.Connection, keys: list[EdgeKey], at: int | None, principal: str) -> LineageResult:
+        nodes = _lookup_nodes(conn, sorted({i for k in keys for i in (k.input, k.output)}))
+        wanted: dict[str, set[tuple[int, int]]] = {}
+        for k in keys:
+            if k.input in nodes and k.output in nodes:
+                wanted.setdefault(k.job, set()).add((nodes[k.input], nodes[k.output]))
+        to_end: list[int] = []
+        for job, pairs in wanted.items():
+            for edge, input_node, output_node in conn.execute(
+                "SELECT edge, input, output FROM edges WHERE output IN (SELECT value FROM json_each(?)) AND job = ?"
+                " AND end_time IS NULL",
+                (json.dumps(sorted({o for _, o in pairs})), job),
+            ):
+                if (input_node, output_node) in pairs:
+                    to_end.append(edge)
+        if not to_end:
+            return LineageResult(0, _current_revision(conn))
+        to_end.sort()
+        now = self._next_time(conn)
+        revision = _new_revision(conn, now, principal, f"end {len(to_end)} edges")
+        end = now if at is None else at
+        conn.executemany(
+            "UPDATE edges SET end_time = min(max(?, record_time), ?), end_revision = ? WHERE edge = ?",
+            [(end, now, revision, e) for e in to_end],
+        )
+        conn.executemany("INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", [(revision, KIND_EDGE_ENDED, e) for e in to_end])
+        return LineageResult(len(to_end), revision)
+
+    # ------------------------------------------------------------------ lineage reads
+
+    async def traverse(
+        self,
+        start: str,
+        direction: Direction,
+        *,
+        max_depth: int,
+        as_of: datetime | None = None,
+        limits: TraversalLimits = TraversalLimits(),
+    ) -> Traversal:
+        """See `GraphStore.traverse`: a level-by-level BFS, one indexed query per level."""
+        if max_depth < 0:
+            raise invalid_field("max_depth", "must not be negative")
+        at = _micros_arg(as_of, "as_of")
+        return await self._read(self._traverse_tx, start, direction, max_depth, at, limits)
+
+    def _traverse_tx(
+        self, conn: sqlite3.Connection, start: str, direction: Direction, max_depth: int, at: int | None, limits: TraversalLimits
+    ) -> Traversal:
+        deadline = time.monotonic() + limits.timeout_seconds
+        where, params = _version_visible("v", at)
+        row = conn.execute(
+            f"SELECT n.node FROM nodes n JOIN dataset_versions v ON v.node = n.node WHERE n.id = ? AND {where}",
+            (start, *params),
+        ).fetchone()
+        if row is None:
+            raise not_found(f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}"))
+        start_node = row[0]
+        edge_filter, edge_params = _edge_visible("e", at)
+        # (column matched against the frontier, position of the neighbour in an edge row):
+        # upstream goes from an output to its inputs, downstream from an input to its outputs.
+        sides = {
+            Direction.UPSTREAM: [("output", 1)],
+            Direction.DOWNSTREAM: [("input", 2)],
+            Direction.BOTH: [("output", 1), ("input", 2)],
+        }[direction]
+        queries = [
+            (f"SELECT {_EDGE_COLUMNS} FROM edges e WHERE e.{column} IN (SELECT value FROM json_each(?)) AND {edge_filter}", neighbour)
+            for column, neighbour in sides
+        ]
+        depths = {start_node: 0}
+        walked: dict[int, tuple] = {}
+        frontier = [start_node]
+        reason = ""
+        depth = 0
+        while frontier and not reason:
+            if time.monotonic() > deadline:
+                reason = "timeout"
+                break
+            batch = json.dumps(frontier)
+            if depth == max_depth:
+                # Only asking whether the answer is cut: does any frontier node lead further?
+                for sql, neighbour in queries:
+                    if any(r[neighbour] not in depths for r in conn.execute(sql, (batch, *edge_params))):
+                        reason = "max_depth"
+                        break
+                break
+            next_frontier: list[int] = []
+            for sql, neighbour in queries:
+                for r in conn.execute(sql, (batch, *edge_params)):
+                    walked[r[0]] = r
+                    node = r[neighbour]
+                    if node in depths:
+                        continue
+                    if len(depths) >= limits.max_nodes:
+                        reason = "max_nodes"
+                        continue
+                    depths[node] = depth + 1
+                    next_frontier.append(node)
+            frontier = next_frontier
+            depth += 1
+        ids, placeholders = self._describe_nodes(conn, list(depths), at)
+        nodes = sorted(
+            (LineageNode(ids[n], d, placeholders.get(n, False)) for n, d in depths.items()), key=lambda x: (x.depth, x.dataset_id)
+        )
+        edges = sorted(
+            (_edge_from_row(r, ids) for r in walked.values() if r[1] in depths and r[2] in depths),
+            key=lambda e: (e.input, e.output, e.job, e.record_time),
+        )
+        return Traversal(tuple(nodes), tuple(edges), complete=not reason, incomplete_reason=reason)
+
+    def _describe_nodes(self, conn: sqlite3.Connection, nodes: list[int], at: int | None) -> tuple[dict[int, str], dict[int, bool]]:
+        """Dataset ids of `nodes`, and whether each was a placeholder at `at` (None = now)."""
+        where, params = _version_visible("v", at)
+        ids: dict[int, str] = {}
+        placeholders: dict[int, bool] = {}
+        for node, dataset_id, placeholder in conn.execute(
+            f"SELECT n.node, n.id, v.placeholder FROM nodes n LEFT JOIN dataset_versions v ON v.node = n.node AND {where}"
+            " WHERE n.node IN (SELECT value FROM json_each(?))",
+            (*params, json.dumps(nodes)),
+        ):
+            ids[node] = dataset_id
+            placeholders[node] = bool(placeholder)
+        return ids, placeholders
+
+    async def list_edges(self, page: PageRequest, *, as_of: datetime | None = None) -> Page[Edge]:
+        """See `GraphStore.list_edges`; ordered by the order in which edges were recorded."""
+        if page.size <= 0:
+            raise invalid_field("page_size", "must be positive")
+        at = _micros_arg(as_of, "as_of")
+        after, at = _decode_token(page.token, "edges", at, "")
+        return await self._read(self._list_edges_tx, page.size, int(after) if after is not None else 0, at)
+
+    def _list_edges_tx(self, conn: sqlite3.Connection, size: int, after: int, at: int | None) -> Page[Edge]:
+        edge_filter, params = _edge_visible("e", at)
+        rows = conn.execute(
+            f"SELECT {_EDGE_COLUMNS}, i.id, o.id FROM edges e JOIN nodes i ON i.node = e.input JOIN nodes o ON o.node = e.output"
+            f" WHERE e.edge > ? AND {edge_filter} ORDER BY e.edge LIMIT ?",
+            (after, *params, size + 1),
+        ).fetchall()
+        items = tuple(_edge_from_row(r, {r[1]: r[8], r[2]: r[9]}) for r in rows[:size])
+        token = _encode_token("edges", str(rows[size - 1][0]), at, "") if len(rows) > size else ""
+        return Page(items, token)
+
+    # ------------------------------------------------------------------ revisions and changes
+
+    async def revision(self) -> int:
+        """See `GraphStore.revision`."""
+        return await self._read(_current_revision)
+
+    async def changes_since(self, revision: int, *, limit: int = 10_000) -> list[Change]:
+        """See `GraphStore.changes_since`."""
+        return await self._read(self._changes_tx, revision, max(1, limit))
+
+    def _changes_tx(self, conn: sqlite3.Connection, revision: int, limit: int) -> list[Change]:
+        # The revision of the limit-th change; the answer ends with that whole revision.
+        last = conn.execute(
+            "SELECT revision FROM changes WHERE revision > ? ORDER BY revision, kind, ref LIMIT 1 OFFSET ?", (revision, limit - 1)
+        ).fetchone()
+        bound = last[0] if last else None
+        rows = conn.execute(
+            "SELECT c.revision, c.kind, c.ref, r.time, r.principal FROM changes c JOIN revisions r ON r.revision = c.revision"
+            " WHERE c.revision > ? AND (? IS NULL OR c.revision <= ?) ORDER BY c.revision, c.kind, c.ref",
+            (revision, bound, bound),
+        ).fetchall()
+        version_refs = [r[2] for r in rows if r[1] in (KIND_DATASET_UPSERTED, KIND_DATASET_DELETED)]
+        edge_refs = [r[2] for r in rows if r[1] in (KIND_EDGE_ENDED, KIND_EDGE_ADDED)]
+        versions = {
+            r[0]: (r[1], r[2:])
+            for r in conn.execute(
+                f"SELECT v.version, n.id, {_DATASET_COLUMNS} FROM dataset_versions v JOIN nodes n ON n.node = v.node"
+                " WHERE v.version IN (SELECT value FROM json_each(?))",
+                (json.dumps(version_refs),),
+            )
+        }
+        edges = {
+            r[0]: _edge_from_row(r, {r[1]: r[8], r[2]: r[9]})
+            for r in conn.execute(
+                f"SELECT {_EDGE_COLUMNS}, i.id, o.id FROM edges e JOIN nodes i ON i.node = e.input"
+                " JOIN nodes o ON o.node = e.output WHERE e.edge IN (SELECT value FROM json_each(?))",
+                (json.dumps(edge_refs),),
+            )
+        }
+        changes = []
+        for rev, kind, ref, at, principal in rows:
+            change = Change(rev, _KINDS[kind], from_micros(at), principal)
+            if kind == KIND_DATASET_UPSERTED:
+                dataset_id, row = versions[ref]
+                change = replace(change, dataset_id=dataset_id, dataset=_dataset_from_row(row))
+            elif kind == KIND_DATASET_DELETED:
+                change = replace(change, dataset_id=versions[ref][0])
+            elif kind == KIND_EDGE_ADDED:
+                # The edge as it was added, even if a later revision ended it.
+                change = replace(change, edge=replace(edges[ref], end_time=None))
+            else:
+                change = replace(change, edge=edges[ref])
+            changes.append(change)
+        return changes
+
+    # ------------------------------------------------------------------ export / import
+
+    async def export_history(self) -> AsyncIterator[dict]:
+        """See `GraphStore.export_history` and `history_format` for the records.
+
+        The export reads one consistent snapshot, even while writes continue.
+        """
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        # A private connection keeps its snapshot across batches; it is only ever used by one
+        # reader-pool job at a time.
+        conn = await loop.run_in_executor(self._readers, functools.partial(_connect, self._path, read_only=True))
+        try:
+            await loop.run_in_executor(self._readers, conn.execute, "BEGIN")
+            yield hf.header_record()
+            for sql, convert in _EXPORT_QUERIES:
+                cursor = await loop.run_in_executor(self._readers, conn.execute, sql)
+                while True:
+                    self._check_open()
+                    rows = await loop.run_in_executor(self._readers, cursor.fetchmany, _EXPORT_BATCH)
+                    if not rows:
+                        break
+                    for row in rows:
+                        yield convert(row)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self._path) from exc
+        finally:
+            await asyncio.get_running_loop().run_in_executor(None, conn.close)
+
+    async def import_history(self, records: AsyncIterator[dict]) -> int:
+        """See `GraphStore.import_history`: all records load in one transaction, or none."""
+        self._check_open()
+        if self._read_only:
+            raise failed_precondition(f"SQLite store {self._path} is read-only; writes are refused", reason="STORE_READ_ONLY")
+        loop = asyncio.get_running_loop()
+        async with self._write_lock:
+            self._check_open()
+            importer = _Importer(self._writer_conn)  # type: ignore[arg-type]
+            await loop.run_in_executor(self._writer, self._guarded, importer.begin)
+            try:
+                batch: list[tuple[int, str, dict]] = []
+                async for record in records:
+                    if importer.count == 0 and not batch:
+                        hf.check_header(record)
+                        importer.count = 1
+                        continue
+                    index = importer.count + len(batch)
+                    batch.append((index, hf.check_record(record, index), record))
+                    if len(batch) >= _IMPORT_BATCH:
+                        await loop.run_in_executor(self._writer, self._guarded, importer.load, batch)
+                        batch = []
+                if importer.count == 0:
+                    raise invalid_field("records[0]", "a history must start with a header record")
+                if batch:
+                    await loop.run_in_executor(self._writer, self._guarded, importer.load, batch)
+                await loop.run_in_executor(self._writer, self._guarded, importer.finish)
+            except BaseException:
+                await loop.run_in_executor(self._writer, self._guarded, importer.abort)
+                raise
+            return importer.count
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except sqlite3.IntegrityError as exc:
+            raise invalid_argument(f"history is inconsistent: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _translate(exc, self._path) from exc
+
+
+# ---------------------------------------------------------------------- import
+
+
+class _Importer:
+    """Loads history records into an empty store inside one open write transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.count = 0
+        self._last_revision = 0
+        self._last_time = 0
+
+    def begin(self) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        populated = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM revisions) OR EXISTS (SELECT 1 FROM nodes) OR EXISTS (SELECT 1 FROM runs)"
+        ).fetchone()[0]
+        if populated:
+            conn.execute("ROLLBACK")
+            raise failed_precondition("import needs an empty store; this one already holds data", reason="STORE_NOT_EMPTY")
+
+    def load(self, batch: list[tuple[int, str, dict]]) -> None:
+        conn = self._conn
+        ids = sorted(
+            {r["dataset"]["id"] for _, kind, r in batch if kind == "dataset_version"}
+            | {r[side] for _, kind, r in batch if kind == "edge" for side in ("input", "output")}
+        )
+        nodes = _ensure_nodes(conn, ids)
+        for index, kind, record in batch:
+            for key in ("revision", "end_revision"):
+                referenced = record.get(key) if kind != "revision" else None
+                if referenced is not None and not 1 <= referenced <= self._last_revision:
+                    raise invalid_field(f"records[{index}].{key}", f"revision {referenced} has no earlier revision record")
+            if kind == "revision":
+                if record["revision"] != self._last_revision + 1:
+                    raise invalid_field(f"records[{index}].revision", f"expected revision {self._last_revision + 1}")
+                conn.execute(
+                    "INSERT INTO revisions (revision, time, principal, summary) VALUES (?, ?, ?, ?)",
+                    (record["revision"], record["time"], record["principal"], record["summary"]),
+                )
+                self._last_revision = record["revision"]
+                self._last_time = max(self._last_time, record["time"])
+            elif kind == "dataset_version":
+                try:
+                    dataset = hf.dataset_from_content(record["dataset"], revision=0, create_time=None, update_time=None, updated_by="")
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise invalid_field(f"records[{index}].dataset", f"malformed dataset ({exc!r})") from exc
+                _check_id(dataset.id, f"records[{index}].dataset.id")
+                if (record["valid_to"] is None) != (record["end_revision"] is None) or (record["deleted"] and record["valid_to"] is None):
+                    raise invalid_field(f"records[{index}].valid_to", "an ended version needs both valid_to and end_revision")
+                content = hf.dataset_content(dataset)
+                _insert_version(
+                    conn,
+                    nodes[dataset.id],
+                    content,
+                    _encode(content),
+                    revision=record["revision"],
+                    valid_from=record["valid_from"],
+                    create_time=record["create_time"],
+                    updated_by=record["updated_by"],
+                    valid_to=record["valid_to"],
+                    end_revision=record["end_revision"],
+                    deleted=record["deleted"],
+                )
+            elif kind == "edge":
+                conn.execute(
+                    "INSERT INTO edges (input, output, job, transform, run_id, record_time, end_time, revision, end_revision)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        nodes[record["input"]],
+                        nodes[record["output"]],
+                        record["job"],
+                        record["transform"],
+                        record["run_id"],
+                        record["record_time"],
+                        record["end_time"],
+                        record["revision"],
+                        record["end_revision"],
+                    ),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO runs (job, run_id, run_region, transform, event_time, record_time, principal)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    tuple(record[k] for k in ("job", "run_id", "run_region", "transform", "event_time", "record_time", "principal")),
+                )
+                self._last_time = max(self._last_time, record["record_time"])
+        self.count += len(batch)
+
+    def finish(self) -> None:
+        conn = self._conn
+        # The change feed is a function of the history (see history_format).
+        conn.execute(f"INSERT INTO changes SELECT revision, {KIND_DATASET_UPSERTED}, version FROM dataset_versions")
+        conn.execute(
+            f"INSERT INTO changes SELECT end_revision, {KIND_DATASET_DELETED}, version FROM dataset_versions WHERE deleted = 1"
+        )
+        conn.execute(f"INSERT INTO changes SELECT end_revision, {KIND_EDGE_ENDED}, edge FROM edges WHERE end_revision IS NOT NULL")
+        conn.execute(f"INSERT INTO changes SELECT revision, {KIND_EDGE_ADDED}, edge FROM edges")
+        conn.execute("UPDATE store_meta SET value = ? WHERE key = 'last_time'", (self._last_time,))
+        conn.execute("COMMIT")
+
+    def abort(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+
+def _export_version(row: tuple) -> dict:
+    dataset = _dataset_from_row(row[:5])
+    return hf.dataset_version_record(
+        dataset, valid_to=None if row[5] is None else from_micros(row[5]), end_revision=row[6], deleted=bool(row[7])
+    )
+
+
+def _export_edge(row: tuple) -> dict:
+    edge = _edge_from_row(row, {row[1]: row[8], row[2]: row[9]})
+    return hf.edge_record(edge, revision=row[10], end_revision=row[11])
+
+
+def _export_run(row: tuple) -> dict:
+    job, run_id, run_region, transform, event_time, record_time, principal = row
+    run = Run(job, run_id, run_region, transform, None if event_time is None else from_micros(event_time))
+    return hf.run_record(run, record_time=from_micros(record_time), principal=principal)
+
+
+# Rows come in creation order, which is the record order `history_format` documents.
+_EXPORT_QUERIES: list[tuple[str, Callable[[tuple], dict]]] = [
+    (
+        "SELECT revision, time, principal, summary FROM revisions ORDER BY revision",
+        lambda r: hf.revision_record(r[0], r[1], r[2], r[3]),
+    ),
+    (
+        f"SELECT {_DATASET_COLUMNS}, v.valid_to, v.end_revision, v.deleted FROM dataset_versions v ORDER BY v.version",
+        _export_version,
+    ),
+    (
+        f"SELECT {_EDGE_COLUMNS}, i.id, o.id, e.revision, e.end_revision FROM edges e JOIN nodes i ON i.node = e.input"
+        " JOIN nodes o ON o.node = e.output ORDER BY e.edge",
+        _export_edge,
+    ),
+    (
+        "SELECT job, run_id, run_region, transform, event_time, record_time, principal FROM runs ORDER BY record_time, job, run_id",
+        _export_run,
+    ),
+]
+
+
+# ---------------------------------------------------------------------- connections
+
+
+def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), foreign keys on."""
+    if read_only:
+        conn = sqlite3.connect(
+            f"file:{path.resolve()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
+        )
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA cache_size = -32768")
+        conn.execute("PRAGMA mmap_size = 268435456")
+    else:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
+        conn.execute("PRAGMA cache_size = -65536")
+    conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    conn.create_function("domicile_icontains", 4, _icontains, deterministic=True)
+    return conn
+
+
+def _icontains(needle: str, *haystacks: str | None) -> bool:
+    """Case-insensitive substring test; SQLite's own LIKE folds ASCII only."""
+    return any(h is not None and needle in h.lower() for h in haystacks)
+
+
+def _open_writer(path: Path) -> tuple[bool, sqlite3.Connection | None]:
+    """Opens and migrates the database on the writer thread; returns (read_only, connection).
+
+    Translates every failure into a DomicileError naming `path`.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise store_unavailable(f"cannot create the directory of SQLite store {path}: {exc.strerror}") from exc
+    if path.exists():
+        if path.is_dir():
+            raise failed_precondition(f"SQLite store {path} is a directory, not a database file", reason="STORE_CORRUPT")
+        if not os.access(path, os.R_OK):
+            raise store_unavailable(f"cannot open SQLite store {path}: permission denied (not readable)")
+        read_only = not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK)
+    else:
+        read_only = False
+    try:
+        if read_only:
+            conn = _connect(path, read_only=True)
+            try:
+                _check_schema(conn, path, read_only=True)
+            finally:
+                conn.close()
+            return True, None
+        conn = _connect(path, read_only=False)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise store_unavailable(f"SQLite store {path} cannot use WAL journaling (got {mode!r})")
+            conn.execute("PRAGMA synchronous = FULL")
+            _check_schema(conn, path, read_only=False)
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return False, conn
+    except sqlite3.Error as exc:
+        raise _translate(exc, path) from exc
+
+
+def _check_schema(conn: sqlite3.Connection, path: Path, *, read_only: bool) -> None:
+    version = read_schema_version(conn)
+    if version > SCHEMA_VERSION:
+        raise failed_precondition(
+            f"SQLite store {path} has schema version {version}, newer than this Domicile supports ({SCHEMA_VERSION});"
+            " upgrade Domicile",
+            reason="SCHEMA_TOO_NEW",
+        )
+    if read_only and version < SCHEMA_VERSION:
+        raise failed_precondition(
+            f"SQLite store {path} is read-only and needs a schema migration ({version} -> {SCHEMA_VERSION})",
+            reason="STORE_READ_ONLY",
+        )
+
+
+def _translate(exc: sqlite3.Error, path: Path) -> DomicileError:
+    """The DomicileError for a sqlite3 failure on the store at `path`."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text or "malformed" in text:
+        return failed_precondition(f"SQLite store {path} is not a valid Domicile database ({text})", reason="STORE_CORRUPT")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return failed_precondition(f"SQLite store {path} is read-only; writes are refused ({text})", reason="STORE_READ_ONLY")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return store_unavailable(f"SQLite store {path} is locked by another writer ({text})")
+    if isinstance(exc, (sqlite3.OperationalError, sqlite3.DatabaseError)):
+        return store_unavailable(f"SQLite store {path} failed: {text}")
+    return DomicileError(f"SQLite store {path}: {text}", ErrorCode.INTERNAL, "STORE_ERROR")
+
+
+# ---------------------------------------------------------------------- row helpers
+
+
+def _encode(content: dict[str, Any]) -> str:
+    """Canonical JSON: equal content gives an equal string (used for no-op detection)."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _dataset_from_row(row: Sequence[Any]) -> Dataset:
+    revision, valid_from, create_time, updated_by, body = row
+    return hf.dataset_from_content(
+        json.loads(body),
+        revision=revision,
+        create_time=from_micros(create_time),
+        update_time=from_micros(valid_from),
+        updated_by=updated_by,
+    )
+
+
+def _edge_from_row(row: Sequence[Any], ids: dict[int, str]) -> Edge:
+    _, input_node, output_node, job, transform, run_id, record_time, end_time = row[:8]
+    return Edge(
+        ids[input_node],
+        ids[output_node],
+        job,
+        transform,
+        run_id,
+        from_micros(record_time),
+        None if end_time is None else from_micros(end_time),
+    )
+
+
+def _version_visible(alias: str, at: int | None) -> tuple[str, tuple[int, ...]]:
+    """SQL condition: the version `alias` is the one visible now (at is None) or at `at`."""
+    if at is None:
+        return f"{alias}.valid_to IS NULL", ()
+    return f"{alias}.valid_from <= ? AND ({alias}.valid_to IS NULL OR {alias}.valid_to > ?)", (at, at)
+
+
+def _edge_visible(alias: str, at: int | None) -> tuple[str, tuple[int, ...]]:
+    if at is None:
+        return f"{alias}.end_time IS NULL", ()
+    return f"{alias}.record_time <= ? AND ({alias}.end_time IS NULL OR {alias}.end_time > ?)", (at, at)
+
+
+def _current_revision(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT coalesce(max(revision), 0) FROM revisions").fetchone()[0]
+
+
+def _new_revision(conn: sqlite3.Connection, at: int, principal: str, summary: str) -> int:
+    revision = _current_revision(conn) + 1
+    conn.execute("INSERT INTO revisions (revision, time, principal, summary) VALUES (?, ?, ?, ?)", (revision, at, principal, summary))
+    return revision
+
+
+def _next_id(conn: sqlite3.Connection, table: str, column: str) -> int:
+    """The rowid the next insert into `table` gets (rowids are max + 1; rows are never deleted)."""
+    return conn.execute(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}").fetchone()[0]
+
+
+def _lookup_nodes(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, int]:
+    return dict(
+        conn.execute("SELECT id, node FROM nodes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)).fetchall()
+    )
+
+
+def _ensure_nodes(conn: sqlite3.Connection, ids: list[str]) -> dict[str, int]:
+    """Node keys of `ids`, creating the missing ones."""
+    conn.executemany("INSERT OR IGNORE INTO nodes (id) VALUES (?)", [(i,) for i in ids])
+    return _lookup_nodes(conn, ids)
+
+
+def _insert_version(
+    conn: sqlite3.Connection,
+    node: int,
+    content: dict[str, Any],
+    body: str,
+    *,
+    revision: int,
+    valid_from: int,
+    create_time: int,
+    updated_by: str,
+    valid_to: int | None = None,
+    end_revision: int | None = None,
+    deleted: bool = False,
+) -> int:
+    """Inserts one dataset version and its label/origin/region index rows; returns its key."""
+    cursor = conn.execute(
+        "INSERT INTO dataset_versions (node, revision, valid_from, valid_to, end_revision, deleted, placeholder,"
+        " create_time, updated_by, owner, name, description, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            node,
+            revision,
+            valid_from,
+            valid_to,
+            end_revision,
+            int(deleted),
+            int(content["placeholder"]),
+            create_time,
+            updated_by,
+            content["owner"],
+            content["name"],
+            content["description"],
+            body,
+        ),
+    )
+    version = cursor.lastrowid
+    labels = set(content["classifications"])
+    for f in content["fields"]:
+        labels.update(f["classifications"])
+    conn.executemany("INSERT INTO version_labels (version, label) VALUES (?, ?)", [(version, x) for x in sorted(labels)])
+    conn.executemany("INSERT INTO version_origins (version, origin) VALUES (?, ?)", [(version, x) for x in content["origins"]])
+    conn.executemany("INSERT INTO version_locations (version, region) VALUES (?, ?)", [(version, x) for x in content["locations"]])
+    return version
+
+
+def _check_id(dataset_id: str, field_path: str) -> None:
+    if not dataset_id or len(dataset_id.encode()) > MAX_ID_BYTES:
+        raise invalid_field(field_path, f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
+
+
+def _micros_arg(t: datetime | None, field_path: str) -> int | None:
+    if t is None:
+        return None
+    try:
+        return to_micros(t)
+    except ValueError as exc:
+        raise invalid_field(field_path, str(exc)) from exc
+
+
+# ---------------------------------------------------------------------- page tokens
+
+
+def _filter_fingerprint(filter: DatasetFilter) -> str:
+    text = json.dumps([filter.classification, filter.origin, filter.region, filter.owner, filter.query, filter.include_placeholders])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _encode_token(kind: str, after: str, at: int | None, fingerprint: str) -> str:
+    raw = json.dumps({"k": kind, "after": after, "as_of": at, "f": fingerprint}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, kind: str, at: int | None, fingerprint: str) -> tuple[str | None, int | None]:
+    """(last key returned, as_of) from `token`; (None, at) for the first page."""
+    if not token:
+        return None, at
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after, token_at = data["after"], data["as_of"]
+        if data["k"] != kind or not isinstance(after, str) or not (token_at is None or isinstance(token_at, int)):
+            raise ValueError("unexpected token content")
+        token_fingerprint = data["f"]
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise invalid_field("page_token", "malformed page token") from exc
+    if token_fingerprint != fingerprint:
+        raise invalid_field("page_token", "the page token belongs to a request with other filters")
+    if at is not None and token_at != at:
+        raise invalid_field("page_token", "the page token belongs to a request with another as_of")
+    return after, token_at

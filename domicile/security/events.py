@@ -1,0 +1,93 @@
+"""The security event log: one JSON object per line, appended to `settings.security_log_path`.
+
+Format (documented in docs/security.md; keep both in step):
+
+    {"time": "2026-11-30T04:00:00.123Z", "event": "authz_denied", "outcome": "denied",
+     "principal": "svc-a", "method": "/domicile.v1.CatalogService/UpsertDataset",
+     "peer": "ipv4:127.0.0.1:53412", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+     "reason": "MISSING_SCOPE", "detail": {"required": "catalog:write"}}
+
+Every key is always present (empty string when unknown); `detail` is an object whose keys
+depend on the event. Tokens and private keys are never written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+AUTH_FAILURE = "auth_failure"
+AUTHZ_DENIED = "authz_denied"
+RATE_LIMITED = "rate_limited"
+POLICY_CHANGE = "policy_change"
+CERT_RELOAD = "cert_reload"
+KEYS_RELOAD = "keys_reload"
+
+EVENT_TYPES = frozenset({AUTH_FAILURE, AUTHZ_DENIED, RATE_LIMITED, POLICY_CHANGE, CERT_RELOAD, KEYS_RELOAD})
+
+
+class SecurityEventLog:
+    """Appends security events to a file (created 0600), safe to call from any thread.
+
+    gRPC calls the certificate fetcher from its own threads, so writes are serialised by a
+    lock; each event is one `write` of one line so a reader never sees half an event.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        event: str,
+        *,
+        outcome: str,
+        principal: str = "",
+        method: str = "",
+        peer: str = "",
+        trace_id: str = "",
+        reason: str = "",
+        **detail: Any,
+    ) -> dict[str, Any]:
+        """Append one event and return it. `event` must be one of EVENT_TYPES; `detail`
+        values must be JSON-serialisable."""
+        if event not in EVENT_TYPES:
+            raise ValueError(f"unknown security event type {event!r}")
+        now = datetime.now(timezone.utc)
+        entry = {
+            "time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+            "event": event,
+            "outcome": outcome,
+            "principal": principal,
+            "method": method,
+            "peer": peer,
+            "trace_id": trace_id,
+            "reason": reason,
+            "detail": detail,
+        }
+        line = json.dumps(entry, separators=(",", ":"), sort_keys=False) + "\n"
+        with self._lock:
+            if self._file.closed:
+                log.warning("security event after shutdown: %s", line.rstrip())
+                return entry
+            self._file.write(line)
+        return entry
+
+    def policy_changed(self, *, principal: str, version: str, trace_id: str = "", method: str = "", peer: str = "") -> None:
+        """Record that the active residency policy was replaced (called by PolicyService)."""
+        self.record(POLICY_CHANGE, outcome="ok", principal=principal, method=method, peer=peer,
+                    trace_id=trace_id, version=version)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()

@@ -1,0 +1,95 @@
+"""The one table of required scopes: every RPC and HTTP route maps to what its caller needs.
+
+Default deny: a gRPC method missing from `METHOD_SCOPES` is refused at run time (and
+`tests/unit/test_security_scopes.py` walks every service descriptor so none can be forgotten).
+A requirement is a set of alternatives -- holding any one of them is enough; an empty set means
+"any authenticated caller" (used for health and reflection when they are not configured open).
+"""
+
+from __future__ import annotations
+
+CATALOG_READ = "catalog:read"
+CATALOG_WRITE = "catalog:write"
+LINEAGE_READ = "lineage:read"
+LINEAGE_WRITE = "lineage:write"
+RESIDENCY_DECIDE = "residency:decide"
+POLICY_ADMIN = "policy:admin"
+AUDIT_READ = "audit:read"
+
+ALL_SCOPES: tuple[str, ...] = (
+    CATALOG_READ,
+    CATALOG_WRITE,
+    LINEAGE_READ,
+    LINEAGE_WRITE,
+    RESIDENCY_DECIDE,
+    POLICY_ADMIN,
+    AUDIT_READ,
+)
+
+AUTHENTICATED: frozenset[str] = frozenset()
+
+HEALTH_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+REFLECTION_METHODS = frozenset(
+    {
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    }
+)
+
+
+def _one(scope: str) -> frozenset[str]:
+    return frozenset({scope})
+
+
+METHOD_SCOPES: dict[str, frozenset[str]] = {
+    "/domicile.v1.CatalogService/UpsertDataset": _one(CATALOG_WRITE),
+    "/domicile.v1.CatalogService/DeleteDataset": _one(CATALOG_WRITE),
+    "/domicile.v1.CatalogService/GetDataset": _one(CATALOG_READ),
+    "/domicile.v1.CatalogService/ListDatasets": _one(CATALOG_READ),
+    "/domicile.v1.CatalogService/ListRegions": _one(CATALOG_READ),
+    "/domicile.v1.LineageService/RecordLineage": _one(LINEAGE_WRITE),
+    "/domicile.v1.LineageService/EndLineage": _one(LINEAGE_WRITE),
+    "/domicile.v1.LineageService/GetLineage": _one(LINEAGE_READ),
+    "/domicile.v1.ResidencyService/Decide": _one(RESIDENCY_DECIDE),
+    "/domicile.v1.ResidencyService/BatchDecide": _one(RESIDENCY_DECIDE),
+    "/domicile.v1.ResidencyService/Route": _one(RESIDENCY_DECIDE),
+    "/domicile.v1.ResidencyService/CheckJob": _one(RESIDENCY_DECIDE),
+    "/domicile.v1.ResidencyService/Explain": _one(RESIDENCY_DECIDE),
+    # Reading the decision log and scanning for violations is audit work, not routing.
+    "/domicile.v1.ResidencyService/ScanViolations": _one(AUDIT_READ),
+    "/domicile.v1.ResidencyService/GetDecision": _one(AUDIT_READ),
+    "/domicile.v1.ResidencyService/ReplayDecision": _one(AUDIT_READ),
+    "/domicile.v1.PolicyService/SetPolicy": _one(POLICY_ADMIN),
+    # Auditors must be able to read the policy in force and preview a change's impact without
+    # being able to change it; administrators can of course do both.
+    "/domicile.v1.PolicyService/GetPolicy": frozenset({POLICY_ADMIN, AUDIT_READ}),
+    "/domicile.v1.PolicyService/PolicyImpact": frozenset({POLICY_ADMIN, AUDIT_READ}),
+    **{method: AUTHENTICATED for method in HEALTH_METHODS | REFLECTION_METHODS},
+}
+
+# HTTP routes: (method, path) -> required scopes. Paths not listed need a valid token and are
+# then answered by aiohttp (404/405) or refused (403) if a route exists but is not listed.
+HTTP_SCOPES: dict[tuple[str, str], frozenset[str]] = {
+    ("POST", "/api/v1/lineage"): _one(LINEAGE_WRITE),
+}
+HTTP_OPEN: frozenset[tuple[str, str]] = frozenset({("GET", "/healthz"), ("HEAD", "/healthz")})
+
+
+def open_methods(*, health: bool, reflection: bool) -> frozenset[str]:
+    """The gRPC methods reachable without a token under the given configuration."""
+    methods: set[str] = set()
+    if health:
+        methods |= HEALTH_METHODS
+    if reflection:
+        methods |= REFLECTION_METHODS
+    return frozenset(methods)
+
+
+def is_allowed(required: frozenset[str], granted: frozenset[str]) -> bool:
+    """True when `granted` satisfies `required` (any one alternative; empty = authenticated)."""
+    return not required or bool(required & granted)
+
+
+def describe(required: frozenset[str]) -> str:
+    """Human-readable requirement for error messages: `catalog:read` or `a or b`."""
+    return " or ".join(sorted(required)) if required else "authentication"

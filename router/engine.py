@@ -1,0 +1,485 @@
+"""The decision engine: a validated policy compiled into bitset operations.
+
+`compile_policy` runs once per policy version. Every location token is resolved to a set of
+region ids, held as a Python int with one bit per region of the registry (in the registry's
+id order), so the semantics of DESIGN "Policy language" become a handful of `&`, `|` and `~`:
+
+1. applicable rules -- found through indexes by label (and each ancestor label, since a rule
+   on `PII` applies to `PII.CONTACT`) and by origin country, themselves bitmasks over rules;
+2. base = AND of the applicable rules' `allow` sets for the operation, or the defaults;
+   allowed = base AND NOT (OR of their `deny` sets);
+3. unexpired exemptions for the dataset add their regions, except those excluded by a rule
+   with `exemptible: false`;
+4. ALLOW iff the region's bit is set; a DENY names every rule (or default) that excluded it.
+
+Steps 1-2 depend only on the set of effective labels and origins, so their result is cached
+per distinct (labels, origins) signature: a decision is then a dict lookup, a few integer
+operations and, only for DENY, building the explanation.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+
+from domicile.catalog.model import label_matches
+from domicile.catalog.regions import Region, RegionRegistry
+from domicile.errors import invalid_field
+from domicile.router.locations import Location, LocationError, LocationResolver
+from domicile.router.policy import LoadedPolicy, Path, PolicyError, PolicyInvalid, format_path
+from domicile.router.types import (
+    EffectiveAttributes,
+    Operation,
+    Outcome,
+    PolicyChange,
+    Reason,
+    ReasonCode,
+    Verdict,
+)
+
+# Distinct signatures / dataset ids are few in practice; the bound only stops a hostile or
+# degenerate catalog from growing the caches without limit (they are rebuilt on demand).
+_CACHE_LIMIT = 65_536
+
+
+@dataclass(frozen=True)
+class _Rule:
+    index: int
+    id: str
+    citation: str
+    labels: tuple[str, ...]
+    origins: Location | None  # None: the rule does not look at origins
+    allow: Mapping[Operation, int | None]
+    deny: Mapping[Operation, int]
+    exemptible: bool
+
+
+@dataclass(frozen=True)
+class _Exemption:
+    id: str
+    dataset: str
+    pattern: re.Pattern[str] | None  # None: `dataset` is an exact id
+    operations: frozenset[Operation]
+    regions: int
+    expires: datetime
+    approved_by: str
+
+    def covers_dataset(self, dataset_id: str) -> bool:
+        if self.pattern is None:
+            return dataset_id == self.dataset
+        return self.pattern.match(dataset_id) is not None
+
+
+@dataclass(frozen=True)
+class _OpResult:
+    allowed: int  # base minus denies, before exemptions
+    hard_block: int  # excluded by non-exemptible rules: no exemption reaches these
+    default_denies: bool  # the base came from a `deny` default
+
+
+@dataclass(frozen=True)
+class _Signature:
+    rules: tuple[_Rule, ...]  # applicable rules, in policy order
+    classified: bool
+    ops: Mapping[Operation, _OpResult]
+
+
+class CompiledPolicy:
+    """A policy ready to decide. Immutable apart from its internal caches; safe to share
+    between threads (cache races only recompute equal values)."""
+
+    def __init__(self, loaded: LoadedPolicy, registry: RegionRegistry) -> None:
+        self.loaded = loaded
+        self.registry = registry
+        self._regions: tuple[Region, ...] = tuple(registry)
+        self._bit_of: dict[str, int] = {r.id: 1 << i for i, r in enumerate(self._regions)}
+        self._everywhere = (1 << len(self._regions)) - 1
+        document = loaded.document
+        self._defaults = document.defaults
+        resolver = LocationResolver(registry, document.groups)
+        errors: list[PolicyError] = []
+        self._rules = tuple(self._compile_rule(i, resolver, errors) for i in range(len(document.rules)))
+        self._exemptions = tuple(self._compile_exemption(i, resolver, errors) for i in range(len(document.exemptions)))
+        if errors:
+            raise PolicyInvalid(errors)
+        self.declassifiers: Mapping[str, tuple[str, ...]] = MappingProxyType(
+            {d.transform: tuple(d.removes) for d in document.declassifiers}
+        )
+        self._index_rules()
+        self._signatures: dict[tuple[frozenset[str], frozenset[str]], _Signature] = {}
+        self._exemptions_by_dataset: dict[str, tuple[_Exemption, ...]] = {}
+        self._ids_of: dict[int, tuple[str, ...]] = {}
+
+    # -- compilation ---------------------------------------------------------------------------
+
+    def _bits(self, region_ids: Iterable[str]) -> int:
+        bits = 0
+        for region_id in region_ids:
+            bits |= self._bit_of[region_id]
+        return bits
+
+    def _tokens(self, resolver: LocationResolver, tokens: tuple[str, ...], path: Path, errors: list[PolicyError]) -> int:
+        bits = 0
+        for i, token in enumerate(tokens):
+            try:
+                bits |= self._bits(resolver.regions([token]))
+            except LocationError as exc:
+                errors.append(self._error((*path, i), str(exc)))
+        return bits
+
+    def _error(self, path: Path, message: str) -> PolicyError:
+        line, column = self.loaded.position(path)
+        return PolicyError(line, column, format_path(path), message)
+
+    def _compile_rule(self, index: int, resolver: LocationResolver, errors: list[PolicyError]) -> _Rule:
+        rule = self.loaded.document.rules[index]
+        path: Path = ("rules", index)
+        origins: Location | None = None
+        if rule.match.origins:
+            try:
+                origins = resolver.origin_countries(rule.match.origins)
+            except LocationError as exc:
+                errors.append(self._error((*path, "match", "origins"), str(exc)))
+        allow: dict[Operation, int | None] = {}
+        deny: dict[Operation, int] = {}
+        for op in Operation:
+            permission = getattr(rule, op.value)
+            allow[op] = None
+            deny[op] = 0
+            if permission is None:
+                continue
+            if permission.allow is not None:
+                allow[op] = self._tokens(resolver, permission.allow, (*path, op.value, "allow"), errors)
+            deny[op] = self._tokens(resolver, permission.deny, (*path, op.value, "deny"), errors)
+        return _Rule(
+            index=index,
+            id=rule.id,
+            citation=rule.citation,
+            labels=tuple(rule.match.classifications),
+            origins=origins,
+            allow=MappingProxyType(allow),
+            deny=MappingProxyType(deny),
+            exemptible=rule.exemptible,
+        )
+
+    def _compile_exemption(self, index: int, resolver: LocationResolver, errors: list[PolicyError]) -> _Exemption:
+        exemption = self.loaded.document.exemptions[index]
+        is_glob = any(c in exemption.dataset for c in "*?[")
+        operations = (
+            frozenset(Operation) if exemption.operation == "both" else frozenset({Operation(exemption.operation)})
+        )
+        return _Exemption(
+            id=exemption.id,
+            dataset=exemption.dataset,
+            pattern=re.compile(fnmatch.translate(exemption.dataset)) if is_glob else None,
+            operations=operations,
+            regions=self._tokens(resolver, exemption.regions, ("exemptions", index, "regions"), errors),
+            expires=exemption.expires,
+            approved_by=exemption.approved_by,
+        )
+
+    def _index_rules(self) -> None:
+        """Rule masks by label, by origin country, and for the rules that ignore either."""
+        self._by_label: dict[str, int] = {}
+        self._by_origin: dict[str, int] = {}
+        self._ignores_labels = 0
+        self._ignores_origins = 0
+        self._any_origin = 0  # rules whose origins include `*`: any dataset with an origin
+        for rule in self._rules:
+            bit = 1 << rule.index
+            if rule.labels:
+                for label in rule.labels:
+                    self._by_label[label] = self._by_label.get(label, 0) | bit
+            else:
+                self._ignores_labels |= bit
+            if rule.origins is None:
+                self._ignores_origins |= bit
+            elif rule.origins.everywhere:
+                self._any_origin |= bit
+            else:
+                for country in rule.origins.countries:
+                    self._by_origin[country] = self._by_origin.get(country, 0) | bit
+
+    # -- public attributes ---------------------------------------------------------------------
+
+    @property
+    def version(self) -> str:
+        """`metadata.version` exactly as written."""
+        return self.loaded.version
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 (hex) of `source_yaml`."""
+        return self.loaded.content_hash
+
+    @property
+    def source_yaml(self) -> str:
+        return self.loaded.source_yaml
+
+    def region_known(self, region: str) -> bool:
+        """True for a builtin region or one of the policy's private regions."""
+        return region in self._bit_of
+
+    def removes(self, transform: str, label: str) -> bool:
+        """True when lineage through `transform` drops `label`: the transform is a declassifier
+        removing `label` or one of its ancestors (removing `PII` removes `PII.CONTACT`)."""
+        return any(label_matches(removed, label) for removed in self.declassifiers.get(transform, ()))
+
+    # -- decisions -----------------------------------------------------------------------------
+
+    def decide(self, attrs: EffectiveAttributes, op: Operation, region: str, *, now: datetime) -> Verdict:
+        """The policy's verdict for `op` on a dataset with these effective attributes in
+        `region`, at time `now` (timezone-aware; decides which exemptions are unexpired).
+
+        ALLOW carries no reasons, or one EXEMPTION_APPLIED when only an exemption allows the
+        region. DENY carries one RULE_DENIED per applicable rule that excluded the region
+        (with the rule's citation and the lineage path of the label/origin that made it
+        apply) and DEFAULT_DENIED when the base came from a `deny` default.
+        `allowed_regions` is every region allowed for this dataset and operation, exemptions
+        included, sorted. An unknown region raises INVALID_ARGUMENT (field `region`).
+        """
+        bit = self._bit_of.get(region)
+        if bit is None:
+            raise invalid_field("region", f"unknown region {region!r}")
+        _require_aware(now)
+        signature = self._signature(attrs)
+        result = signature.ops[op]
+        exemptions = self._active_exemptions(attrs.dataset_id, op, now)
+        exempted = 0
+        for exemption in exemptions:
+            exempted |= exemption.regions
+        exempted &= ~result.hard_block
+        allowed_regions = self._ids(result.allowed | exempted)
+        if result.allowed & bit:
+            return Verdict(Outcome.ALLOW, allowed_regions)
+        if exempted & bit:
+            exemption = next(e for e in exemptions if e.regions & bit)
+            overridden = [r.id for r in self._excluding(signature, op, bit)]
+            if result.default_denies:
+                overridden.append("defaults")
+            message = (
+                f"exemption {exemption.id} (approved by {exemption.approved_by}, expires "
+                f"{exemption.expires.isoformat()}) allows {op.value} in {region}; overrides {', '.join(overridden)}"
+            )
+            return Verdict(
+                Outcome.ALLOW, allowed_regions, (Reason(ReasonCode.EXEMPTION_APPLIED, message, rule_id=exemption.id),)
+            )
+        blocked_exemption = next((e for e in exemptions if e.regions & bit), None)
+        reasons: list[Reason] = []
+        for rule in self._excluding(signature, op, bit):
+            reasons.append(self._rule_reason(rule, attrs, op, region, bit, blocked_exemption))
+        if result.default_denies:
+            kind = "classified" if signature.classified else "unclassified"
+            reasons.append(
+                Reason(
+                    ReasonCode.DEFAULT_DENIED,
+                    f"no applicable rule has an allow list for {op.value} and defaults.{kind} is deny",
+                )
+            )
+        return Verdict(Outcome.DENY, allowed_regions, tuple(reasons))
+
+    def allowed_regions(self, attrs: EffectiveAttributes, op: Operation, now: datetime) -> tuple[str, ...]:
+        """Sorted ids of every region where `op` is allowed for the dataset, exemptions included."""
+        _require_aware(now)
+        result = self._signature(attrs).ops[op]
+        exempted = 0
+        for exemption in self._active_exemptions(attrs.dataset_id, op, now):
+            exempted |= exemption.regions
+        return self._ids(result.allowed | (exempted & ~result.hard_block))
+
+    def violations(self, attrs: EffectiveAttributes, now: datetime) -> list[tuple[str, Verdict]]:
+        """The dataset's locations where storing it is not allowed, each with the DENY verdict
+        explaining why, in location order. A location the registry does not know (a private
+        region the policy no longer declares) is a violation too."""
+        found: list[tuple[str, Verdict]] = []
+        for location in attrs.locations:
+            if not self.region_known(location):
+                reason = Reason(
+                    ReasonCode.DEFAULT_DENIED,
+                    f"{location!r} is not a region of this policy's registry, so no rule can allow it",
+                )
+                found.append((location, Verdict(Outcome.DENY, self.allowed_regions(attrs, Operation.STORE, now), (reason,))))
+                continue
+            verdict = self.decide(attrs, Operation.STORE, location, now=now)
+            if verdict.outcome is Outcome.DENY:
+                found.append((location, verdict))
+        return found
+
+    def impact(
+        self,
+        other: CompiledPolicy,
+        datasets: Iterable[EffectiveAttributes],
+        now: datetime,
+        *,
+        candidate_attributes: Mapping[str, EffectiveAttributes] | None = None,
+    ) -> list[PolicyChange]:
+        """What replacing this policy by `other` changes, per dataset and operation (only
+        entries with a change): regions added and removed, and for store the dataset's current
+        locations that this policy allows and `other` would not.
+
+        `datasets` are effective attributes under this policy. When `other` has different
+        declassifiers, a dataset's attributes under it may differ: pass those in
+        `candidate_attributes` (by dataset id); datasets absent from it are taken as equal.
+        """
+        candidate_attributes = candidate_attributes or {}
+        changes: list[PolicyChange] = []
+        for attrs in datasets:
+            candidate = candidate_attributes.get(attrs.dataset_id, attrs)
+            for op in Operation:
+                before = set(self.allowed_regions(attrs, op, now))
+                after = set(other.allowed_regions(candidate, op, now))
+                new_violations: tuple[str, ...] = ()
+                if op is Operation.STORE:
+                    new_violations = tuple(loc for loc in attrs.locations if loc in before and loc not in after)
+                added, removed = tuple(sorted(after - before)), tuple(sorted(before - after))
+                if added or removed or new_violations:
+                    changes.append(PolicyChange(attrs.dataset_id, op, added, removed, new_violations))
+        return changes
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _signature(self, attrs: EffectiveAttributes) -> _Signature:
+        key = (frozenset(attrs.classifications), frozenset(attrs.origins))
+        signature = self._signatures.get(key)
+        if signature is None:
+            signature = self._compute_signature(*key)
+            if len(self._signatures) >= _CACHE_LIMIT:
+                self._signatures.clear()
+            self._signatures[key] = signature
+        return signature
+
+    def _compute_signature(self, labels: frozenset[str], origins: frozenset[str]) -> _Signature:
+        by_label = self._ignores_labels
+        for label in labels:
+            prefix = ""
+            for segment in label.split("."):
+                prefix = f"{prefix}.{segment}" if prefix else segment
+                by_label |= self._by_label.get(prefix, 0)
+        by_origin = self._ignores_origins | (self._any_origin if origins else 0)
+        for origin in origins:
+            by_origin |= self._by_origin.get(origin, 0)
+        mask = by_label & by_origin
+        rules = tuple(rule for rule in self._rules if mask >> rule.index & 1)
+        classified = bool(labels)
+        ops: dict[Operation, _OpResult] = {}
+        for op in Operation:
+            base: int | None = None
+            deny = 0
+            hard_block = 0
+            for rule in rules:
+                allow = rule.allow[op]
+                if allow is not None:
+                    base = allow if base is None else base & allow
+                deny |= rule.deny[op]
+                if not rule.exemptible:
+                    hard_block |= rule.deny[op] | (self._everywhere & ~allow if allow is not None else 0)
+            default_denies = False
+            if base is None:
+                verb = self._defaults.classified if classified else self._defaults.unclassified
+                base = self._everywhere if verb == "allow" else 0
+                default_denies = verb == "deny"
+            ops[op] = _OpResult(base & ~deny, hard_block, default_denies)
+        return _Signature(rules, classified, MappingProxyType(ops))
+
+    def _active_exemptions(self, dataset_id: str, op: Operation, now: datetime) -> list[_Exemption]:
+        if not self._exemptions:
+            return []
+        matching = self._exemptions_by_dataset.get(dataset_id)
+        if matching is None:
+            matching = tuple(e for e in self._exemptions if e.covers_dataset(dataset_id))
+            if len(self._exemptions_by_dataset) >= _CACHE_LIMIT:
+                self._exemptions_by_dataset.clear()
+            self._exemptions_by_dataset[dataset_id] = matching
+        return [e for e in matching if op in e.operations and now < e.expires]
+
+    def _ids(self, bits: int) -> tuple[str, ...]:
+        ids = self._ids_of.get(bits)
+        if ids is None:
+            # The registry iterates in id order, so walking bits upwards yields sorted ids.
+            found = []
+            remaining = bits
+            while remaining:
+                low = remaining & -remaining
+                found.append(self._regions[low.bit_length() - 1].id)
+                remaining ^= low
+            ids = tuple(found)
+            if len(self._ids_of) >= _CACHE_LIMIT:
+                self._ids_of.clear()
+            self._ids_of[bits] = ids
+        return ids
+
+    @staticmethod
+    def _excluding(signature: _Signature, op: Operation, bit: int) -> list[_Rule]:
+        """Applicable rules that exclude the region: outside their allow set, or denying it."""
+        excluding = []
+        for rule in signature.rules:
+            allow = rule.allow[op]
+            if (allow is not None and not allow & bit) or rule.deny[op] & bit:
+                excluding.append(rule)
+        return excluding
+
+    def _rule_reason(
+        self,
+        rule: _Rule,
+        attrs: EffectiveAttributes,
+        op: Operation,
+        region: str,
+        bit: int,
+        blocked_exemption: _Exemption | None,
+    ) -> Reason:
+        evidence: list[str] = []
+        path: tuple[str, ...] = ()
+        if rule.labels:
+            label, path = _shortest(
+                (label, p) for label, p in attrs.classifications.items() if any(label_matches(r, label) for r in rule.labels)
+            )
+            evidence.append(f"classification {label}")
+        if rule.origins is not None:
+            origin, origin_path = _shortest(
+                (origin, p)
+                for origin, p in attrs.origins.items()
+                if rule.origins.everywhere or origin in rule.origins.countries
+            )
+            evidence.append(f"origin {origin}")
+            path = path or origin_path
+        if not path:
+            path = (attrs.dataset_id,)
+        how = "is denied" if rule.deny[op] & bit else "is outside the locations it allows"
+        citation = f" ({rule.citation})" if rule.citation else ""
+        matched = f"; matched {' and '.join(evidence)}" if evidence else "; applies to every dataset"
+        message = f"rule {rule.id}{citation}: {op.value} in {region} {how}{matched}"
+        if blocked_exemption is not None and not rule.exemptible:
+            message += f"; not exemptible, so exemption {blocked_exemption.id} does not apply"
+        return Reason(ReasonCode.RULE_DENIED, message, rule_id=rule.id, citation=rule.citation, lineage_path=path)
+
+
+def _shortest(candidates: Iterable[tuple[str, tuple[str, ...]]]) -> tuple[str, tuple[str, ...]]:
+    """The (value, path) with the shortest lineage path, ties broken by value for stable output."""
+    return min(candidates, key=lambda item: (len(item[1]), item[0]))
+
+
+def _require_aware(now: datetime) -> None:
+    if now.tzinfo is None:
+        raise ValueError("naive datetime: decisions need a timezone-aware `now`")
+
+
+def compile_policy(loaded: LoadedPolicy, registry: RegionRegistry | None = None) -> CompiledPolicy:
+    """Compiles a loaded policy for deciding.
+
+    `registry` is the base registry (default: the one the policy was validated against); the
+    policy's private regions are added to it. Raises `PolicyInvalid` when a token no longer
+    resolves against that registry, or a private region clashes with one of its regions.
+    """
+    if registry is None:
+        return CompiledPolicy(loaded, loaded.registry)
+    private = [Region(r.id, r.country, r.display_name, True) for r in loaded.document.regions]
+    try:
+        extended = registry.with_private(private)
+    except ValueError as exc:
+        line, column = loaded.position(("regions",))
+        raise PolicyInvalid([PolicyError(line, column, "regions", str(exc))]) from None
+    return CompiledPolicy(loaded, extended)

@@ -1,0 +1,593 @@
+"""The residency policy document: parse, validate strictly, report errors by line.
+
+`load_policy(text)` returns a `LoadedPolicy` or raises `PolicyInvalid` carrying every problem
+found as a `PolicyError(line, column, path, message)`: YAML syntax, the schema (pydantic
+models below, unknown keys forbidden everywhere) and the meaning (unknown groups, countries
+or regions, duplicate ids, group cycles, malformed labels, ...). Lines and columns are
+1-based and point at the offending key or list item.
+
+Scalars are read as strings and only the models convert them (to booleans, datetimes): YAML
+1.1's implicit typing would otherwise read the country code `NO` (Norway) as `false` and an
+unquoted `version: 2026.10` as the float 2026.1, while a policy's version must be kept
+exactly as written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from domicile.catalog.regions import REGION_ID, Region, RegionRegistry, builtin_groups, is_country
+from domicile.router.locations import (
+    LocationError,
+    LocationResolver,
+    TokenKind,
+    find_group_cycles,
+    unknown_location_message,
+)
+
+API_VERSION = "domicile/v1"
+KIND = "ResidencyPolicy"
+
+# A classification label as datasets carry it: dotted upper-case segments (PII.CONTACT).
+LABEL = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
+GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# Aliases may expand a small document into a huge tree ("billion laughs"); a real policy
+# has a few thousand nodes at most.
+MAX_NODES = 200_000
+
+Path = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+@dataclass(frozen=True)
+class PolicyError:
+    """One problem in a policy document. `line`/`column` are 1-based, 0 when unknown;
+    `path` is where in the document, e.g. `rules[2].match.origins[0]`."""
+
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def format(self, filename: str) -> str:
+        """`FILE:LINE:COL: path: message`, the form compilers and editors understand."""
+        where = f"{self.path}: " if self.path else ""
+        return f"{filename}:{self.line}:{self.column}: {where}{self.message}"
+
+
+class PolicyInvalid(Exception):
+    """The document is not a valid policy; `errors` lists every problem, in document order."""
+
+    def __init__(self, errors: list[PolicyError]) -> None:
+        self.errors = errors
+        first = errors[0] if errors else None
+        summary = f"{first.line}:{first.column}: {first.path}: {first.message}" if first else "invalid policy"
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"invalid policy: {summary}{more}")
+
+
+def format_path(path: Path) -> str:
+    """`("rules", 2, "match")` -> `rules[2].match`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# The document, as pydantic models
+
+Name = Annotated[str, StringConstraints(min_length=1)]
+Verb = Literal["allow", "deny"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(_Strict):
+    name: Name
+    # Kept exactly as written: decisions, GetPolicy and SetPolicy report it.
+    version: Name
+    description: str = ""
+
+
+class PrivateRegion(_Strict):
+    """A region the policy adds to the builtin registry (an on-premises data centre)."""
+
+    id: Name
+    country: Name
+    display_name: str = ""
+
+
+class Match(_Strict):
+    """When a rule applies: any-of within each key, keys AND-ed; an empty match applies to
+    every dataset. Classifications match hierarchically (`PII` matches `PII.CONTACT`)."""
+
+    classifications: tuple[Name, ...] = ()
+    origins: tuple[Name, ...] = ()
+
+
+class Permission(_Strict):
+    """Where an operation may happen: `allow` (absent = this rule does not restrict the base
+    set) and `deny` (always subtracted)."""
+
+    allow: tuple[Name, ...] | None = None
+    deny: tuple[Name, ...] = ()
+
+
+class Rule(_Strict):
+    id: Name
+    citation: str = ""
+    description: str = ""
+    match: Match
+    store: Permission | None = None
+    process: Permission | None = None
+    # False: no exemption can override what this rule excludes (sanctions).
+    exemptible: bool = True
+
+
+class Declassifier(_Strict):
+    """A lineage transform that removes labels (and their descendants) from its outputs."""
+
+    transform: Name
+    removes: tuple[Name, ...] = Field(min_length=1)
+
+
+class Exemption(_Strict):
+    """An approved, expiring permission for datasets matching `dataset` (exact id or glob,
+    `fnmatch` rules: `*` also matches `/`) to be stored/processed in `regions`."""
+
+    id: Name
+    dataset: Name
+    operation: Literal["store", "process", "both"]
+    regions: tuple[Name, ...] = Field(min_length=1)
+    expires: AwareDatetime
+    approved_by: Name
+    reason: str = ""
+
+
+class Defaults(_Strict):
+    """The base set when no applicable rule has an `allow` for the operation."""
+
+    classified: Verb = "deny"
+    unclassified: Verb = "allow"
+
+
+class PolicyTestDataset(_Strict):
+    id: str = ""
+    classifications: tuple[Name, ...] = ()
+    origins: tuple[Name, ...] = ()
+
+
+class PolicyTest(_Strict):
+    """An inline test: the decision for `dataset` (taken as its effective attributes) must
+    be `want`. `now` defaults to the time the tests run."""
+
+    name: Name
+    dataset: PolicyTestDataset
+    operation: Literal["store", "process"]
+    region: Name
+    want: Verb
+    now: AwareDatetime | None = None
+
+
+class PolicyDocument(_Strict):
+    api_version: Literal["domicile/v1"] = Field(alias="apiVersion")
+    kind: Literal["ResidencyPolicy"]
+    metadata: Metadata
+    regions: tuple[PrivateRegion, ...] = ()
+    groups: dict[Name, tuple[Name, ...]] = Field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    declassifiers: tuple[Declassifier, ...] = ()
+    exemptions: tuple[Exemption, ...] = ()
+    defaults: Defaults = Defaults()
+    tests: tuple[PolicyTest, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# Loaded policy
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A valid policy document with its source, hash and the registry it extends.
+
+    `registry` is the base registry plus the policy's private regions; `positions` maps a
+    document path to its (line, column), for reporting on a valid document (failing tests).
+    """
+
+    document: PolicyDocument
+    source_yaml: str
+    content_hash: str
+    registry: RegionRegistry
+    positions: Mapping[Path, tuple[int, int]] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def version(self) -> str:
+        return self.document.metadata.version
+
+    @property
+    def name(self) -> str:
+        return self.document.metadata.name
+
+    def position(self, path: Path) -> tuple[int, int]:
+        """(line, column) of `path` or of its nearest enclosing node; (0, 0) if unknown."""
+        return _lookup(self.positions, path)
+
+
+def content_hash(text: str) -> str:
+    """sha256 (hex) of the policy text as UTF-8: what GetPolicy reports and SetPolicy compares."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def load_policy(text: str, registry: RegionRegistry | None = None) -> LoadedPolicy:
+    """Parses and validates a policy document.
+
+    `registry` (default: the builtin one) is what region ids and country tokens resolve
+    against; the policy's private regions are added to it. Returns a `LoadedPolicy` whose
+    every token resolves and every id is unique, or raises `PolicyInvalid` with all the
+    problems found (schema errors first stop the semantic checks, which need a well-typed
+    document).
+    """
+    base = registry if registry is not None else RegionRegistry.builtin()
+    positions: dict[Path, tuple[int, int]] = {}
+    errors: list[PolicyError] = []
+    data = _parse_yaml(text, positions, errors)
+    if errors:
+        raise PolicyInvalid(_ordered(errors))
+    try:
+        document = PolicyDocument.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyInvalid(_ordered([_from_pydantic(e, positions) for e in exc.errors()])) from None
+    checker = _SemanticChecker(document, base, positions)
+    checker.check()
+    if checker.errors:
+        raise PolicyInvalid(_ordered(checker.errors))
+    return LoadedPolicy(document, text, content_hash(text), checker.registry, MappingProxyType(positions))
+
+
+def _ordered(errors: list[PolicyError]) -> list[PolicyError]:
+    unique = list(dict.fromkeys(errors))
+    return sorted(unique, key=lambda e: (e.line, e.column))
+
+
+def _lookup(positions: Mapping[Path, tuple[int, int]], path: Path) -> tuple[int, int]:
+    for end in range(len(path), -1, -1):
+        found = positions.get(path[:end])
+        if found is not None:
+            return found
+    return (0, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# YAML with positions
+
+
+class _StringResolver(yaml.resolver.BaseResolver):
+    """Resolves plain scalars to strings, except the null forms and merge keys."""
+
+
+_StringResolver.add_implicit_resolver(
+    "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
+)
+_StringResolver.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
+
+
+class _Loader(
+    yaml.reader.Reader,
+    yaml.scanner.Scanner,
+    yaml.parser.Parser,
+    yaml.composer.Composer,
+    yaml.constructor.SafeConstructor,
+    _StringResolver,
+):
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        _StringResolver.__init__(self)
+
+
+def _mark(mark: yaml.Mark) -> tuple[int, int]:
+    return (mark.line + 1, mark.column + 1)
+
+
+def parse_yaml_with_positions(text: str) -> tuple[Any, dict[Path, tuple[int, int]], list[PolicyError]]:
+    """YAML text -> (plain data with string scalars, positions of every path, errors).
+
+    Shared with the decision-case runner so case files read scalars the same way.
+    """
+    positions: dict[Path, tuple[int, int]] = {}
+    errors: list[PolicyError] = []
+    data = _parse_yaml(text, positions, errors)
+    return data, positions, errors
+
+
+def _parse_yaml(text: str, positions: dict[Path, tuple[int, int]], errors: list[PolicyError]) -> Any:
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            errors.append(PolicyError(1, 1, "", "empty document"))
+            return None
+        builder = _Builder(loader, positions, errors)
+        return builder.build(node, ())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = _mark(mark) if mark is not None else (0, 0)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        errors.append(PolicyError(line, column, "", f"YAML: {problem or exc}"))
+    except yaml.YAMLError as exc:
+        errors.append(PolicyError(0, 0, "", f"YAML: {exc}"))
+    except RecursionError:
+        errors.append(PolicyError(0, 0, "", "document nested too deeply"))
+    finally:
+        loader.dispose()
+    return None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Builder:
+    """Turns a composed node tree into dicts/lists/strings, recording each path's position."""
+
+    def __init__(self, loader: _Loader, positions: dict[Path, tuple[int, int]], errors: list[PolicyError]) -> None:
+        self.loader = loader
+        self.positions = positions
+        self.errors = errors
+        self.count = 0
+
+    def build(self, node: yaml.Node, path: Path) -> Any:
+        try:
+            self.positions[path] = _mark(node.start_mark)
+            return self._build(node, path)
+        except _TooLarge:
+            self.errors.append(PolicyError(0, 0, "", f"document too large: more than {MAX_NODES} nodes once aliases are expanded"))
+            return None
+
+    def _build(self, node: yaml.Node, path: Path) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooLarge
+        if isinstance(node, yaml.MappingNode):
+            self.loader.flatten_mapping(node)
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self.loader.construct_object(key_node, deep=True)
+                line, column = _mark(key_node.start_mark)
+                if not isinstance(key, str):
+                    self.errors.append(PolicyError(line, column, format_path(path), f"key {key!r} is not a string"))
+                    continue
+                if key in result:
+                    self.errors.append(PolicyError(line, column, format_path((*path, key)), f"duplicate key {key!r}"))
+                    continue
+                self.positions[(*path, key)] = (line, column)
+                result[key] = self._build(value_node, (*path, key))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for index, item in enumerate(node.value):
+                self.positions[(*path, index)] = _mark(item.start_mark)
+                items.append(self._build(item, (*path, index)))
+            return items
+        return self.loader.construct_object(node, deep=True)
+
+
+def _from_pydantic(error: Mapping[str, Any], positions: Mapping[Path, tuple[int, int]]) -> PolicyError:
+    loc: Path = tuple(error["loc"])
+    # Union/literal validators add their own tags to `loc`; keep only what is in the document
+    # (plus the key a "missing" error is about).
+    known = len(loc)
+    while known > 0 and loc[:known] not in positions:
+        known -= 1
+    kind = error["type"]
+    if kind == "missing":
+        path = loc[: known + 1]
+        message = f"missing required key {loc[known]!r}" if known < len(loc) else "missing"
+    elif kind == "extra_forbidden":
+        path = loc[:known]
+        message = f"unknown key {loc[-1]!r}"
+    else:
+        path = loc[:known]
+        message = error["msg"]
+    line, column = _lookup(positions, path)
+    return PolicyError(line, column, format_path(path), message)
+
+
+# --------------------------------------------------------------------------------------------
+# Meaning
+
+
+class _SemanticChecker:
+    """Checks what the schema cannot: every token resolves, ids are unique, labels well formed."""
+
+    def __init__(self, document: PolicyDocument, base: RegionRegistry, positions: Mapping[Path, tuple[int, int]]) -> None:
+        self.document = document
+        self.base = base
+        self.positions = positions
+        self.errors: list[PolicyError] = []
+        self.registry = base
+        self.resolver = LocationResolver(base)
+        # Groups whose own definition is broken: reported there, not again at every use.
+        self.broken_groups: set[str] = set()
+
+    def error(self, path: Path, message: str) -> None:
+        line, column = _lookup(self.positions, path)
+        self.errors.append(PolicyError(line, column, format_path(path), message))
+
+    def check(self) -> None:
+        self._check_regions()
+        self._check_groups()
+        self._check_rules()
+        self._check_declassifiers()
+        self._check_exemptions()
+        self._check_tests()
+
+    def _check_regions(self) -> None:
+        valid: list[Region] = []
+        seen: set[str] = set()
+        for i, region in enumerate(self.document.regions):
+            path: Path = ("regions", i)
+            ok = True
+            if not REGION_ID.match(region.id):
+                self.error((*path, "id"), f"region id {region.id!r} is not of the form provider:name (lower case)")
+                ok = False
+            elif region.id in seen:
+                self.error((*path, "id"), f"duplicate region id {region.id!r}")
+                ok = False
+            else:
+                builtin = self.base.get(region.id)
+                if builtin is not None and not builtin.private:
+                    self.error(
+                        (*path, "id"),
+                        f"region {region.id!r} is a builtin region (country {builtin.country}); "
+                        "a private region needs an id of its own",
+                    )
+                    ok = False
+            if not is_country(region.country):
+                self.error((*path, "country"), f"{region.country!r} is not an ISO 3166-1 alpha-2 country code")
+                ok = False
+            seen.add(region.id)
+            if ok:
+                valid.append(Region(region.id, region.country, region.display_name, True))
+        self.registry = self.base.with_private(valid)
+
+    def _check_groups(self) -> None:
+        groups = self.document.groups
+        builtin = builtin_groups()
+        for name, members in groups.items():
+            path: Path = ("groups", name)
+            if name in builtin:
+                self.error(path, f"group {name!r} redefines the builtin group of that name")
+                self.broken_groups.add(name)
+            elif is_country(name):
+                self.error(path, f"group {name!r} has the name of a country code")
+                self.broken_groups.add(name)
+            elif not GROUP_NAME.match(name):
+                self.error(path, f"group name {name!r} must be letters, digits, '_' or '-', starting with a letter")
+                self.broken_groups.add(name)
+            if not members:
+                self.error(path, f"group {name!r} is empty")
+                self.broken_groups.add(name)
+        cycles = find_group_cycles(groups)
+        for component in cycles:
+            self.error(("groups", component[0]), f"group cycle among {', '.join(component)}")
+            self.broken_groups.update(component)
+        # A resolver over the groups as written: the builtin names above are reported and
+        # then still resolve to the policy's definition, which is what the author meant.
+        self.resolver = LocationResolver(self.registry, groups)
+        for name, members in groups.items():
+            for i, member in enumerate(members):
+                if self.resolver.kind(member) is None:
+                    self.error(("groups", name, i), unknown_location_message(member))
+                    self.broken_groups.add(name)
+        # Groups reaching a broken group are broken too (their uses would fail to resolve).
+        changed = True
+        while changed:
+            changed = False
+            for name, members in groups.items():
+                if name not in self.broken_groups and any(m in self.broken_groups for m in members):
+                    self.broken_groups.add(name)
+                    changed = True
+
+    def _location_tokens(self, tokens: tuple[str, ...], path: Path) -> None:
+        for i, token in enumerate(tokens):
+            if token in self.broken_groups:
+                continue
+            try:
+                self.resolver.resolve(token)
+            except LocationError as exc:
+                self.error((*path, i), str(exc))
+
+    def _origin_tokens(self, tokens: tuple[str, ...], path: Path) -> None:
+        for i, token in enumerate(tokens):
+            if token in self.broken_groups:
+                continue
+            try:
+                self.resolver.origin_countries([token])
+            except LocationError as exc:
+                self.error((*path, i), str(exc))
+
+    def _labels(self, labels: tuple[str, ...], path: Path) -> None:
+        for i, label in enumerate(labels):
+            if not LABEL.match(label):
+                self.error(
+                    (*path, i),
+                    f"label {label!r} is not well-formed (dotted upper-case segments such as PII.CONTACT): "
+                    "it cannot match any dataset label",
+                )
+
+    def _check_rules(self) -> None:
+        seen: set[str] = set()
+        for i, rule in enumerate(self.document.rules):
+            path: Path = ("rules", i)
+            if rule.id in seen:
+                self.error((*path, "id"), f"duplicate rule id {rule.id!r}")
+            seen.add(rule.id)
+            self._labels(rule.match.classifications, (*path, "match", "classifications"))
+            self._origin_tokens(rule.match.origins, (*path, "match", "origins"))
+            if rule.store is None and rule.process is None:
+                self.error(path, f"rule {rule.id!r} has neither 'store' nor 'process': it would have no effect")
+            for op in ("store", "process"):
+                permission: Permission | None = getattr(rule, op)
+                if permission is None:
+                    continue
+                if permission.allow is None and not permission.deny:
+                    self.error((*path, op), f"'{op}' needs 'allow' or 'deny'")
+                if permission.allow is not None:
+                    self._location_tokens(permission.allow, (*path, op, "allow"))
+                self._location_tokens(permission.deny, (*path, op, "deny"))
+
+    def _check_declassifiers(self) -> None:
+        seen: set[str] = set()
+        for i, declassifier in enumerate(self.document.declassifiers):
+            path: Path = ("declassifiers", i)
+            if declassifier.transform in seen:
+                self.error((*path, "transform"), f"duplicate declassifier for transform {declassifier.transform!r}")
+            seen.add(declassifier.transform)
+            self._labels(declassifier.removes, (*path, "removes"))
+
+    def _check_exemptions(self) -> None:
+        rule_ids = {rule.id for rule in self.document.rules}
+        seen: set[str] = set()
+        for i, exemption in enumerate(self.document.exemptions):
+            path: Path = ("exemptions", i)
+            if exemption.id in seen:
+                self.error((*path, "id"), f"duplicate exemption id {exemption.id!r}")
+            elif exemption.id in rule_ids:
+                self.error((*path, "id"), f"exemption id {exemption.id!r} is also a rule id")
+            seen.add(exemption.id)
+            self._location_tokens(exemption.regions, (*path, "regions"))
+
+    def _check_tests(self) -> None:
+        seen: set[str] = set()
+        for i, test in enumerate(self.document.tests):
+            path: Path = ("tests", i)
+            if test.name in seen:
+                self.error((*path, "name"), f"duplicate test name {test.name!r}")
+            seen.add(test.name)
+            self._labels(test.dataset.classifications, (*path, "dataset", "classifications"))
+            for j, origin in enumerate(test.dataset.origins):
+                if not is_country(origin):
+                    self.error((*path, "dataset", "origins", j), f"{origin!r} is not an ISO 3166-1 alpha-2 country code")
+            if self.resolver.kind(test.region) is not TokenKind.REGION:
+                self.error((*path, "region"), f"{test.region!r} is not a known region id")

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` and CI run it. Installs buf and builds the Neo4j
+# launcher first (so their downloads are not charged to a test's timeout); the Neo4j server
+# itself is started once by the pytest session fixture (tests/neo4j_plugin.py) and stopped at
+# the end, unless DOMICILE_TEST_NEO4J_URI points at one that is already running.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PY="${PY:-$ROOT/.venv/bin/python}"
+
+echo "== buf"
+bash tools/buf.sh --version
+echo "== neo4j launcher build"
+bash tools/neo4j/neo4j.sh build
+echo "== pytest"
+exec "$PY" -m pytest -q -p no:cacheprovider "$@"

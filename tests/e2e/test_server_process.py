@@ -1,0 +1,140 @@
+"""The `domicile serve` process: start-up errors, SIGTERM, and durability across SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from domicile.v1 import catalog_pb2, catalog_pb2_grpc
+
+READY = re.compile(r"serving gRPC on \S+ \(port (\d+)\)")
+
+
+def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+    db = tmp_path / "catalog.db"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "domicile", "serve", "--insecure", "--store", f"sqlite:///{db}",
+         "--listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", str(tmp_path), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        if match := READY.search(line):
+            return process, int(match.group(1))
+    process.kill()
+    raise AssertionError(f"server did not start: {process.stderr.read()}")
+
+
+def run_serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "domicile", "serve", *args], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+
+
+def test_acknowledged_writes_survive_sigkill(tmp_path):
+    process, port = start_server(tmp_path)
+    acknowledged = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+            for i in range(40):
+                dataset = catalog_pb2.Dataset(id=f"s3://durable/{i}", name=f"n{i}", origins=["DE"])
+                stub.UpsertDataset(catalog_pb2.UpsertDatasetRequest(dataset=dataset), timeout=10)
+                acknowledged.append(dataset.id)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    process, port = start_server(tmp_path)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+            for id in acknowledged:
+                assert stub.GetDataset(catalog_pb2.GetDatasetRequest(id=id), timeout=10).dataset.id == id
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_sigterm_stops_gracefully(tmp_path):
+    process, port = start_server(tmp_path)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        catalog_pb2_grpc.CatalogServiceStub(channel).UpsertDataset(
+            catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://x/y")), timeout=10)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert "domicile stopped" in out
+
+
+def test_insecure_refuses_non_loopback(tmp_path):
+    result = run_serve(tmp_path, "--insecure", "--listen", "0.0.0.0:0", "--store", f"sqlite:///{tmp_path}/c.db")
+    assert result.returncode != 0
+    assert "loopback" in result.stderr
+
+
+def test_corrupt_store_file_is_reported(tmp_path):
+    db = tmp_path / "corrupt.db"
+    db.write_bytes(b"this is not a database" * 100)
+    result = run_serve(tmp_path, "--insecure", "--listen", "127.0.0.1:0", "--http-listen", "", "--store", f"sqlite:///{db}")
+    assert result.returncode != 0
+    assert str(db) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def immutable():
+    """Makes files unwritable even for root (chattr +i), and undoes it afterwards."""
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "+i", str(path)], check=True)
+        else:
+            path.chmod(0o444)
+        made.append(path)
+
+    yield make
+    for path in made:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=False)
+        path.chmod(0o644)
+
+
+def test_read_only_store_file_gives_a_clear_error(tmp_path, immutable):
+    process, port = start_server(tmp_path)
+    process.terminate()
+    process.wait(30)
+    db = tmp_path / "catalog.db"
+    immutable(db)
+    result = subprocess.Popen(
+        [sys.executable, "-m", "domicile", "serve", "--insecure", "--store", f"sqlite:///{db}",
+         "--listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    line = result.stdout.readline()
+    if match := READY.search(line):
+        # The server may open a read-only catalog for reading; writes must fail cleanly.
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{match.group(1)}") as channel:
+                stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.UpsertDataset(catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://x/y")), timeout=10)
+                assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
+                assert "read" in info.value.details().lower()
+        finally:
+            result.terminate()
+            result.wait(30)
+    else:
+        _, err = result.communicate(timeout=60)
+        assert result.returncode != 0
+        assert str(db) in err and "Traceback" not in err
