@@ -372,7 +372,7 @@ class EffectiveIndex:
 
     def _solve_component(self, component: list[str], members: set[str]) -> set[str]:
         """Least fixpoint of a cyclic component from the bottom; returns members whose value changed."""
-        before = {node: (self._labels.pop(node, _NO_VALUES), self._origins.pop(node, _NO_VALUES)) for node in component}
+        before = {node: (self._labels.get(node, _NO_VALUES), self._origins.get(node, _NO_VALUES)) for node in component}
         queue = deque(component)
         queued = set(component)
         while queue:

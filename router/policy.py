@@ -14,6 +14,7 @@ exactly as written.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from domicile.catalog.regions import REGION_ID, Region, RegionRegistry, builtin_groups, is_country
 from domicile.router.locations import (
@@ -241,8 +242,7 @@ def load_policy(text: str, registry: RegionRegistry | None = None) -> LoadedPoli
     `registry` (default: the builtin one) is what region ids and country tokens resolve
     against; the policy's private regions are added to it. Returns a `LoadedPolicy` whose
     every token resolves and every id is unique, or raises `PolicyInvalid` with all the
-    problems found (schema errors first stop the semantic checks, which need a well-typed
-    document).
+    problems found.
     """
     base = registry if registry is not None else RegionRegistry.builtin()
     positions: dict[Path, tuple[int, int]] = {}
@@ -250,14 +250,18 @@ def load_policy(text: str, registry: RegionRegistry | None = None) -> LoadedPoli
     data = _parse_yaml(text, positions, errors)
     if errors:
         raise PolicyInvalid(_ordered(errors))
+    document: PolicyDocument | None = None
     try:
         document = PolicyDocument.model_validate(data)
     except ValidationError as exc:
-        raise PolicyInvalid(_ordered([_from_pydantic(e, positions) for e in exc.errors()])) from None
-    checker = _SemanticChecker(document, base, positions)
+        errors.extend(_from_pydantic(e, positions) for e in exc.errors())
+    # The meaning is checked on every part that is well-typed on its own, so one misspelt
+    # key does not hide the unknown group three rules further down.
+    checker = _SemanticChecker(_Parts.salvage(data), base, positions)
     checker.check()
-    if checker.errors:
-        raise PolicyInvalid(_ordered(checker.errors))
+    errors.extend(checker.errors)
+    if errors or document is None:
+        raise PolicyInvalid(_ordered(errors))
     return LoadedPolicy(document, text, content_hash(text), checker.registry, MappingProxyType(positions))
 
 
@@ -417,11 +421,76 @@ def _from_pydantic(error: Mapping[str, Any], positions: Mapping[Path, tuple[int,
 # Meaning
 
 
+@dataclass
+class _Parts:
+    """The well-typed parts of a document, each list item with its index in the document."""
+
+    regions: list[tuple[int, PrivateRegion]] = field(default_factory=list)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    rules: list[tuple[int, Rule]] = field(default_factory=list)
+    declassifiers: list[tuple[int, Declassifier]] = field(default_factory=list)
+    exemptions: list[tuple[int, Exemption]] = field(default_factory=list)
+    tests: list[tuple[int, PolicyTest]] = field(default_factory=list)
+
+    @staticmethod
+    def salvage(data: Any) -> _Parts:
+        """Every item of `data` that validates by itself (schema errors are reported elsewhere)."""
+        parts = _Parts()
+        if not isinstance(data, dict):
+            return parts
+        for key, model in (
+            ("regions", PrivateRegion),
+            ("rules", Rule),
+            ("declassifiers", Declassifier),
+            ("exemptions", Exemption),
+            ("tests", PolicyTest),
+        ):
+            items = data.get(key)
+            if not isinstance(items, list):
+                continue
+            valid = getattr(parts, key)
+            for index, item in enumerate(items):
+                salvaged = _validate_ignoring_unknown_keys(model, item)
+                if salvaged is not None:
+                    valid.append((index, salvaged))
+        groups = data.get("groups")
+        if isinstance(groups, dict):
+            for name, members in groups.items():
+                try:
+                    parts.groups[name] = _GROUP_MEMBERS.validate_python(members)
+                except ValidationError:
+                    continue
+        return parts
+
+
+def _validate_ignoring_unknown_keys(model: type[_Strict], item: Any) -> Any:
+    """`item` as `model`, after dropping any unknown keys in it; None if still invalid."""
+    try:
+        return model.model_validate(item)
+    except ValidationError as exc:
+        unknown = [tuple(e["loc"]) for e in exc.errors() if e["type"] == "extra_forbidden"]
+        if not unknown or len(unknown) < exc.error_count():
+            return None
+    pruned = copy.deepcopy(item)
+    for loc in unknown:
+        parent = pruned
+        for part in loc[:-1]:
+            parent = parent[part]
+        del parent[loc[-1]]
+    try:
+        return model.model_validate(pruned)
+    except ValidationError:
+        return None
+
+
+_GROUP_MEMBERS: TypeAdapter[tuple[str, ...]] = TypeAdapter(tuple[Name, ...])
+
+
 class _SemanticChecker:
     """Checks what the schema cannot: every token resolves, ids are unique, labels well formed."""
 
-    def __init__(self, document: PolicyDocument, base: RegionRegistry, positions: Mapping[Path, tuple[int, int]]) -> None:
-        self.document = document
+    def __init__(self, parts: _Parts, base: RegionRegistry, positions: Mapping[Path, tuple[int, int]]) -> None:
+        self.parts = parts
         self.base = base
         self.positions = positions
         self.errors: list[PolicyError] = []
@@ -445,7 +514,7 @@ class _SemanticChecker:
     def _check_regions(self) -> None:
         valid: list[Region] = []
         seen: set[str] = set()
-        for i, region in enumerate(self.document.regions):
+        for i, region in self.parts.regions:
             path: Path = ("regions", i)
             ok = True
             if not REGION_ID.match(region.id):
@@ -472,7 +541,7 @@ class _SemanticChecker:
         self.registry = self.base.with_private(valid)
 
     def _check_groups(self) -> None:
-        groups = self.document.groups
+        groups = self.parts.groups
         builtin = builtin_groups()
         for name, members in groups.items():
             path: Path = ("groups", name)
@@ -538,7 +607,7 @@ class _SemanticChecker:
 
     def _check_rules(self) -> None:
         seen: set[str] = set()
-        for i, rule in enumerate(self.document.rules):
+        for i, rule in self.parts.rules:
             path: Path = ("rules", i)
             if rule.id in seen:
                 self.error((*path, "id"), f"duplicate rule id {rule.id!r}")
@@ -559,7 +628,7 @@ class _SemanticChecker:
 
     def _check_declassifiers(self) -> None:
         seen: set[str] = set()
-        for i, declassifier in enumerate(self.document.declassifiers):
+        for i, declassifier in self.parts.declassifiers:
             path: Path = ("declassifiers", i)
             if declassifier.transform in seen:
                 self.error((*path, "transform"), f"duplicate declassifier for transform {declassifier.transform!r}")
@@ -567,9 +636,9 @@ class _SemanticChecker:
             self._labels(declassifier.removes, (*path, "removes"))
 
     def _check_exemptions(self) -> None:
-        rule_ids = {rule.id for rule in self.document.rules}
+        rule_ids = {rule.id for _, rule in self.parts.rules}
         seen: set[str] = set()
-        for i, exemption in enumerate(self.document.exemptions):
+        for i, exemption in self.parts.exemptions:
             path: Path = ("exemptions", i)
             if exemption.id in seen:
                 self.error((*path, "id"), f"duplicate exemption id {exemption.id!r}")
@@ -580,7 +649,7 @@ class _SemanticChecker:
 
     def _check_tests(self) -> None:
         seen: set[str] = set()
-        for i, test in enumerate(self.document.tests):
+        for i, test in self.parts.tests:
             path: Path = ("tests", i)
             if test.name in seen:
                 self.error((*path, "name"), f"duplicate test name {test.name!r}")

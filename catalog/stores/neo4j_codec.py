@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-from domicile.catalog.model import Dataset, Edge, from_micros, to_micros
+from domicile.catalog.model import Dataset, DatasetFilter, Edge, from_micros
 from domicile.catalog.stores.history_format import dataset_content, dataset_from_content, time_or_none
 from domicile.errors import invalid_field
 
@@ -68,36 +68,45 @@ def edge_from_properties(props: Mapping[str, Any]) -> Edge:
     )
 
 
-def encode_page_token(last_key: list[str], as_of: datetime | None) -> str:
-    """An opaque token for the page after `last_key`, pinned to `as_of`."""
-    body = {"after": last_key, "as_of": None if as_of is None else to_micros(as_of)}
-    return base64.urlsafe_b64encode(json.dumps(body, separators=(",", ":")).encode()).decode().rstrip("=")
+def filter_fingerprint(filter: DatasetFilter) -> str:
+    """A short hash of a listing's filters, kept in its page tokens."""
+    text = json.dumps([filter.classification, filter.origin, filter.region, filter.owner, filter.query, filter.include_placeholders])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def decode_page_token(token: str, key_length: int, as_of: datetime | None) -> tuple[list[str] | None, datetime | None]:
-    """(last key, as_of) of a token from `encode_page_token`; (None, as_of) for "".
+def encode_page_token(kind: str, after: str, as_of: int | None, fingerprint: str) -> str:
+    """An opaque token for the page after key `after` of a `kind` listing pinned to `as_of`.
 
-    The token's `as_of` wins when the request gives none, so later pages of a listing read
-    the same instant as the first; a request naming a different instant is INVALID_ARGUMENT,
-    as is a token that is not ours.
+    The same shape as the SQLite backend's tokens: urlsafe base64 of
+    `{"k": kind, "after": ..., "as_of": us|null, "f": fingerprint}`.
+    """
+    raw = json.dumps({"k": kind, "after": after, "as_of": as_of, "f": fingerprint}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, kind: str, as_of: int | None, fingerprint: str) -> tuple[str | None, int | None]:
+    """(last key returned, as_of) of `token`; (None, as_of) for the first page ("").
+
+    The token's `as_of` wins when the request gives none, so later pages read the same
+    instant as the first. INVALID_ARGUMENT (field "page_token") for a token that is not
+    ours, or that belongs to another listing, other filters or another `as_of`.
     """
     if not token:
         return None, as_of
     try:
-        padded = token + "=" * (-len(token) % 4)
-        body = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        after = body["after"]
-        token_as_of = body["as_of"]
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after, token_as_of = data["after"], data["as_of"]
         if (
-            not isinstance(after, list)
-            or len(after) != key_length
-            or not all(isinstance(part, str) for part in after)
+            data["k"] != kind
+            or not isinstance(after, str)
             or not (token_as_of is None or (isinstance(token_as_of, int) and not isinstance(token_as_of, bool)))
         ):
             raise ValueError("unexpected token content")
-        pinned = None if token_as_of is None else from_micros(token_as_of)
-    except (ValueError, KeyError, TypeError, UnicodeEncodeError, binascii.Error, OverflowError) as exc:
+        token_fingerprint = data["f"]
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise invalid_field("page_token", "malformed page token") from exc
-    if as_of is not None and (pinned is None or to_micros(as_of) != token_as_of):
-        raise invalid_field("page_token", "the page token belongs to a listing at another as_of")
-    return after, pinned
+    if token_fingerprint != fingerprint:
+        raise invalid_field("page_token", "the page token belongs to a request with other filters")
+    if as_of is not None and token_as_of != as_of:
+        raise invalid_field("page_token", "the page token belongs to a request with another as_of")
+    return after, token_as_of

@@ -1,0 +1,232 @@
+"""EffectiveIndex: the propagation rules of DESIGN "Effective attributes", case by case."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey, Field, label_matches
+from domicile.router.effective import EffectiveIndex
+
+DECLASSIFIERS = {"anonymize": ("PII",), "aggregate": ("PII", "FINANCIAL.PAYMENT")}
+
+
+def removes(transform: str, label: str) -> bool:
+    return any(label_matches(removed, label) for removed in DECLASSIFIERS.get(transform, ()))
+
+
+def ds(id: str, labels: tuple[str, ...] = (), origins: tuple[str, ...] = (), **kwargs) -> Dataset:
+    return Dataset.create(id, classifications=labels, origins=origins, **kwargs)
+
+
+def edge(input: str, output: str, transform: str = "", job: str = "job") -> Edge:
+    return Edge(input=input, output=output, job=job, transform=transform)
+
+
+def labels(index: EffectiveIndex, id: str) -> dict[str, tuple[str, ...]]:
+    attributes = index.get(id)
+    assert attributes is not None
+    return dict(attributes.classifications)
+
+
+def origins(index: EffectiveIndex, id: str) -> dict[str, tuple[str, ...]]:
+    attributes = index.get(id)
+    assert attributes is not None
+    return dict(attributes.origins)
+
+
+def test_own_labels_include_field_labels_and_locations_are_kept() -> None:
+    index = EffectiveIndex(removes)
+    index.set_dataset(
+        ds("a", ("FINANCIAL",), ("DE",), locations=("aws:eu-central-1",), fields=(Field("email", ("PII.CONTACT",)),))
+    )
+    attributes = index.get("a")
+    assert attributes is not None
+    assert dict(attributes.classifications) == {"FINANCIAL": ("a",), "PII.CONTACT": ("a",)}
+    assert dict(attributes.origins) == {"DE": ("a",)}
+    assert attributes.locations == ("aws:eu-central-1",)
+
+
+def test_unknown_and_deleted_datasets_have_no_attributes() -> None:
+    index = EffectiveIndex(removes)
+    assert index.get("nope") is None
+    index.set_dataset(ds("a", ("PII",)))
+    assert "a" in index and len(index) == 1
+    index.remove_dataset("a")
+    assert index.get("a") is None and "a" not in index
+    assert list(index.datasets()) == []
+
+
+def test_labels_and_origins_follow_lineage_with_their_paths() -> None:
+    index = EffectiveIndex.build(
+        [ds("src", ("FINANCIAL.PAYMENT",), ("IN",)), ds("mid"), ds("out", (), ("DE",))],
+        [edge("src", "mid"), edge("mid", "out")],
+        removes,
+    )
+    assert labels(index, "out") == {"FINANCIAL.PAYMENT": ("src", "mid", "out")}
+    assert origins(index, "out") == {"DE": ("out",), "IN": ("src", "mid", "out")}
+
+
+def test_declassifier_removes_descendant_labels_but_never_origins() -> None:
+    index = EffectiveIndex.build(
+        [ds("src", ("PII.CONTACT", "FINANCIAL.PAYMENT"), ("DE",)), ds("anon")],
+        [edge("src", "anon", "anonymize")],
+        removes,
+    )
+    assert labels(index, "anon") == {"FINANCIAL.PAYMENT": ("src", "anon")}
+    assert origins(index, "anon") == {"DE": ("src", "anon")}
+
+
+def test_declassifier_does_not_remove_the_outputs_own_labels() -> None:
+    index = EffectiveIndex.build([ds("src", ("PII",)), ds("out", ("PII.NAME",))], [edge("src", "out", "anonymize")], removes)
+    assert labels(index, "out") == {"PII.NAME": ("out",)}
+
+
+def test_a_plain_edge_beside_a_declassifying_one_still_carries_the_label() -> None:
+    index = EffectiveIndex.build(
+        [ds("src", ("PII",)), ds("out")],
+        [edge("src", "out", "anonymize", job="anon"), edge("src", "out", "", job="copy")],
+        removes,
+    )
+    assert labels(index, "out") == {"PII": ("src", "out")}
+    index.remove_edge(EdgeKey("src", "out", "copy"))
+    assert labels(index, "out") == {}
+
+
+def test_the_recorded_path_is_a_shortest_one() -> None:
+    index = EffectiveIndex(removes)
+    for id in ("a", "b", "c", "d"):
+        index.set_dataset(ds(id, ("PII",) if id == "a" else ()))
+    index.add_edge(edge("a", "b"))
+    index.add_edge(edge("b", "c"))
+    index.add_edge(edge("c", "d"))
+    assert labels(index, "d") == {"PII": ("a", "b", "c", "d")}
+    index.add_edge(edge("a", "d", job="shortcut"))
+    assert labels(index, "d") == {"PII": ("a", "d")}
+    index.remove_edge(EdgeKey("a", "d", "shortcut"))
+    assert labels(index, "d") == {"PII": ("a", "b", "c", "d")}
+
+
+def test_a_cycle_without_a_source_carries_nothing_and_with_one_carries_it_everywhere() -> None:
+    index = EffectiveIndex.build(
+        [ds("a"), ds("b"), ds("c")],
+        [edge("a", "b"), edge("b", "c"), edge("c", "a"), edge("c", "c", job="self")],
+        removes,
+    )
+    assert all(labels(index, id) == {} for id in "abc")
+    index.set_dataset(ds("b", ("PII",), ("FR",)))
+    assert labels(index, "a") == {"PII": ("b", "c", "a")}
+    assert labels(index, "c") == {"PII": ("b", "c")}
+    assert origins(index, "a") == {"FR": ("b", "c", "a")}
+
+
+def test_removing_the_source_of_a_cycle_empties_the_cycle() -> None:
+    # The least fixpoint: members must not keep the label by feeding it to each other.
+    index = EffectiveIndex.build(
+        [ds("src", ("PII",)), ds("a"), ds("b"), ds("after")],
+        [edge("src", "a"), edge("a", "b"), edge("b", "a"), edge("b", "after")],
+        removes,
+    )
+    assert labels(index, "after") == {"PII": ("src", "a", "b", "after")}
+    index.remove_edge(EdgeKey("src", "a", "job"))
+    assert labels(index, "a") == {} and labels(index, "b") == {} and labels(index, "after") == {}
+
+
+def test_a_deleted_dataset_stops_contributing_but_its_edges_still_carry_upstream_labels() -> None:
+    index = EffectiveIndex.build(
+        [ds("src", ("FINANCIAL",)), ds("mid", ("PII",)), ds("out")],
+        [edge("src", "mid"), edge("mid", "out")],
+        removes,
+    )
+    index.remove_dataset("mid")
+    assert labels(index, "out") == {"FINANCIAL": ("src", "mid", "out")}
+
+
+def test_an_edge_to_datasets_the_index_does_not_know_still_propagates() -> None:
+    index = EffectiveIndex(removes)
+    index.set_dataset(ds("src", ("PII",)))
+    index.add_edge(edge("src", "placeholder"))
+    index.add_edge(edge("placeholder", "out"))
+    assert index.get("placeholder") is None
+    index.set_dataset(ds("out"))
+    assert labels(index, "out") == {"PII": ("src", "placeholder", "out")}
+
+
+def test_replacing_an_edges_transform_recomputes_downstream() -> None:
+    index = EffectiveIndex.build([ds("src", ("PII",)), ds("out")], [edge("src", "out")], removes)
+    index.add_edge(edge("src", "out", "anonymize"))
+    assert labels(index, "out") == {}
+
+
+def test_a_location_change_updates_the_view_without_touching_labels() -> None:
+    index = EffectiveIndex.build([ds("src", ("PII",)), ds("out")], [edge("src", "out")], removes)
+    index.set_dataset(ds("src", ("PII",), locations=("gcp:europe-west6",)))
+    attributes = index.get("src")
+    assert attributes is not None and attributes.locations == ("gcp:europe-west6",)
+    assert labels(index, "out") == {"PII": ("src", "out")}
+
+
+def test_views_are_cached_until_a_change_reaches_the_dataset() -> None:
+    index = EffectiveIndex.build([ds("src", ("PII",)), ds("out"), ds("other")], [edge("src", "out")], removes)
+    out, other = index.get("out"), index.get("other")
+    assert index.get("out") is out
+    index.set_dataset(ds("src", ("HEALTH",)))
+    assert index.get("other") is other
+    assert index.get("out") is not out
+    assert labels(index, "out") == {"HEALTH": ("src", "out")}
+
+
+def test_set_declassifier_recomputes_only_when_removals_change() -> None:
+    index = EffectiveIndex.build([ds("src", ("PII",)), ds("out")], [edge("src", "out", "mask")], removes)
+    assert labels(index, "out") == {"PII": ("src", "out")}
+    index.set_declassifier(lambda transform, label: transform == "mask" and label_matches("PII", label))
+    assert labels(index, "out") == {}
+    view = index.get("out")
+    index.set_declassifier(lambda transform, label: transform == "mask")
+    assert index.get("out") is view  # same answers for every label in play: nothing recomputed
+    index.set_declassifier(removes)
+    assert labels(index, "out") == {"PII": ("src", "out")}
+
+
+def test_apply_replays_a_change_feed_batch() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    old = Edge("src", "out", "job", transform="", record_time=t0)
+    new = Edge("src", "out", "job", transform="anonymize", record_time=t1)
+    index = EffectiveIndex(removes)
+    index.apply(
+        [
+            Change(1, ChangeKind.DATASET_UPSERTED, t0, dataset=ds("src", ("PII", "FINANCIAL"))),
+            Change(1, ChangeKind.DATASET_UPSERTED, t0, dataset=ds("out")),
+            Change(2, ChangeKind.EDGE_ADDED, t0, edge=old),
+        ]
+    )
+    assert labels(index, "out") == {"FINANCIAL": ("src", "out"), "PII": ("src", "out")}
+    # A run with another transform: the new edge is added, then the old one ends; the end of
+    # the old version must not remove the new one.
+    ended = Edge("src", "out", "job", transform="", record_time=t0, end_time=t1)
+    index.apply(
+        [Change(3, ChangeKind.EDGE_ADDED, t1, edge=new), Change(3, ChangeKind.EDGE_ENDED, t1, edge=ended)]
+    )
+    assert labels(index, "out") == {"FINANCIAL": ("src", "out")}
+    index.apply(
+        [
+            Change(4, ChangeKind.EDGE_ENDED, t1, edge=Edge("src", "out", "job", "anonymize", record_time=t1, end_time=t1)),
+            Change(4, ChangeKind.DATASET_DELETED, t1, dataset_id="src"),
+        ]
+    )
+    assert labels(index, "out") == {} and index.get("src") is None
+
+
+def test_apply_rejects_changes_without_their_payload() -> None:
+    index = EffectiveIndex(removes)
+    with pytest.raises(ValueError, match="without an edge"):
+        index.apply([Change(1, ChangeKind.EDGE_ADDED, datetime(2026, 1, 1, tzinfo=timezone.utc))])
+
+
+def test_ended_edges_are_not_indexed() -> None:
+    index = EffectiveIndex(removes)
+    ended = Edge("a", "b", "job", end_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    with pytest.raises(ValueError, match="only current edges"):
+        index.add_edge(ended)
