@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import enum
 import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from fnmatch import fnmatchcase
 from typing import Any
 
-from domicile.catalog.model import Field, Run
+from domicile.catalog.model import Run
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import LABEL, MAX_LABEL_LENGTH, check_country, check_id
 from domicile.errors import FieldErrors
@@ -291,7 +290,7 @@ def parse_run_event(
         run=Run(job=job_id, run_id=store_run_id, run_region=run_region, transform=transform, event_time=event_time),
         inputs=tuple(dict.fromkeys(inputs)),
         outputs=tuple(dict.fromkeys(outputs)),
-        datasets=tuple(b.build(i) for i, b in facts.items() if b.build(i).describes_anything),
+        datasets=tuple(f for f in (b.build(i) for i, b in facts.items()) if f.describes_anything),
     )
 
 
@@ -475,7 +474,3 @@ def _residency_dataset_facet(
             read.errors.add(label_path, f"{label!r} is not a label: dotted upper-case segments such as PII.CONTACT")
         else:
             builder.classifications.add(label)
-
-
-def has_control_characters(value: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)

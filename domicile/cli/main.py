@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from domicile import __version__
+from domicile.cli import admin as admin_commands
 from domicile.cli import catalog as catalog_commands
 from domicile.cli.client import ClientOptions
 from domicile.config import SettingsError, load_settings
@@ -89,6 +90,8 @@ def serve(config_file, store, policy, listen, http_listen, data_dir, insecure, d
 
 cli.add_command(catalog_commands.dataset)
 cli.add_command(catalog_commands.regions)
+cli.add_command(admin_commands.export_command)
+cli.add_command(admin_commands.import_command)
 
 
 def main() -> None:

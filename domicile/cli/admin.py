@@ -1,0 +1,95 @@
+"""Offline administration: `domicile export` / `domicile import` move a whole catalog, with
+its history, between stores (e.g. SQLite → Neo4j) as JSON Lines.
+
+These open the store directly (not through the server): run them against a store no server
+is writing to, or accept that an export is a consistent snapshot of one instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import click
+
+from domicile.catalog.stores import open_store
+from domicile.config import Neo4jSettings
+from domicile.errors import DomicileError
+
+STORE_HELP = "sqlite:///PATH, bolt://HOST:PORT or neo4j://HOST:PORT"
+
+
+def _store_options(uri: str, user: str | None, password: str | None) -> dict:
+    if uri.startswith("sqlite:"):
+        return {}
+    settings = Neo4jSettings()
+    options: dict = {}
+    if user or settings.user:
+        options.update(user=user or settings.user, password=password or settings.password)
+    return options
+
+
+@click.command("export")
+@click.option("--store", required=True, envvar="DOMICILE_STORE", help=STORE_HELP)
+@click.option("--neo4j-user", envvar="DOMICILE_NEO4J__USER")
+@click.option("--neo4j-password", envvar="DOMICILE_NEO4J__PASSWORD")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
+def export_command(store: str, neo4j_user, neo4j_password, output: Path | None) -> None:
+    """Write the whole catalog, history included, as JSON Lines."""
+
+    async def run() -> int:
+        graph = await open_store(store, **_store_options(store, neo4j_user, neo4j_password))
+        count = 0
+        try:
+            sink = output.open("w", encoding="utf-8") if output else sys.stdout
+            try:
+                async for record in graph.export_history():
+                    sink.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
+                    count += 1
+            finally:
+                if output:
+                    sink.close()
+        finally:
+            await graph.close()
+        return count
+
+    try:
+        count = asyncio.run(run())
+    except DomicileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"exported {count} records", err=True)
+
+
+@click.command("import")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--store", required=True, envvar="DOMICILE_STORE", help=STORE_HELP + " (must be empty)")
+@click.option("--neo4j-user", envvar="DOMICILE_NEO4J__USER")
+@click.option("--neo4j-password", envvar="DOMICILE_NEO4J__PASSWORD")
+def import_command(source: Path, store: str, neo4j_user, neo4j_password) -> None:
+    """Load a `domicile export` file into an EMPTY store (all or nothing)."""
+
+    async def records() -> AsyncIterator[dict]:
+        with source.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise click.ClickException(f"{source}:{number}: not JSON: {exc.msg}") from None
+
+    async def run() -> int:
+        graph = await open_store(store, **_store_options(store, neo4j_user, neo4j_password))
+        try:
+            return await graph.import_history(records())
+        finally:
+            await graph.close()
+
+    try:
+        count = asyncio.run(run())
+    except DomicileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"imported {count} records", err=True)
