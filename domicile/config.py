@@ -33,23 +33,34 @@ class TLSSettings(Section):
     cert_file: Path | None = None
     key_file: Path | None = None
     client_ca_file: Path | None = None
-    # How often certificate files are checked for rotation.
+    # How often certificate and JWT key files are checked for rotation.
     reload_interval_seconds: float = Field(default=5.0, gt=0)
+    # With a client CA: False lets HTTP clients without a certificate in (bearer token only),
+    # for OpenLineage clients that cannot present one; gRPC always requires it.
+    http_client_cert_required: bool = True
 
 
 class AuthSettings(Section):
-    """JWT bearer authentication (see docs/security.md)."""
+    """JWT bearer authentication (see docs/security.md). Always on unless --insecure."""
 
-    enabled: bool = True
     jwks_file: Path | None = None
     public_key_files: list[Path] = Field(default_factory=list)
     issuer: str = ""
     audience: str = ""
-    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    # `none` is never accepted; HS256/384/512 only when listed here (keys: JWKS `oct` entries).
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"], min_length=1)
     leeway_seconds: float = Field(default=30.0, ge=0, le=300)
-    # Methods reachable without a token.
-    open_health: bool = True
+    # Methods reachable without a token (nothing is open by default).
+    open_health: bool = False
     open_reflection: bool = False
+
+    @field_validator("algorithms")
+    @classmethod
+    def _check_algorithms(cls, value: list[str]) -> list[str]:
+        from domicile.security.tokens import check_algorithms
+
+        check_algorithms(value)
+        return value
 
 
 class RateLimitSettings(Section):
@@ -61,12 +72,36 @@ class RateLimitSettings(Section):
 
 
 class LineageSettings(Section):
-    # Glob on an OpenLineage namespace or dataset id → region id, first match wins.
+    """OpenLineage mapping and GetLineage bounds (see docs/lineage.md)."""
+
+    # Glob (fnmatch, case-sensitive) on an OpenLineage dataset namespace or dataset id, or a
+    # job namespace → region id; first match wins, in the order written. Used when an event
+    # has no `residency` facet region. Regions are checked against the registry per event.
     namespace_regions: dict[str, str] = Field(default_factory=dict)
+    # GetLineage max_depth when the request leaves it 0, and the largest a request may ask.
     default_max_depth: int = Field(default=10, ge=1, le=50)
     max_depth_limit: int = Field(default=50, ge=1, le=1000)
+    # A traversal stops (answering complete=false) after this many datasets or seconds.
     max_nodes: int = Field(default=10_000, ge=1)
     timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("namespace_regions")
+    @classmethod
+    def _check_namespace_regions(cls, value: dict[str, str]) -> dict[str, str]:
+        from domicile.catalog.regions import REGION_ID
+
+        for pattern, region in value.items():
+            if not pattern:
+                raise ValueError("an empty pattern matches nothing; remove it")
+            if not REGION_ID.match(region):
+                raise ValueError(f"{pattern!r} → {region!r}: not a region id such as aws:eu-central-1")
+        return value
+
+    @model_validator(mode="after")
+    def _check_depths(self) -> LineageSettings:
+        if self.default_max_depth > self.max_depth_limit:
+            raise ValueError(f"default_max_depth {self.default_max_depth} exceeds max_depth_limit {self.max_depth_limit}")
+        return self
 
 
 class RouterSettings(Section):

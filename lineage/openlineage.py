@@ -261,8 +261,8 @@ def parse_run_event(
     run_facets = read.obj(run, "facets", "run.facets", required=False) if run is not None else None
 
     job = read.obj(document, "job", "job", required=True)
-    job_namespace = read.string(job, "namespace", "job.namespace", required=True, limit=MAX_NAMESPACE) if job else ""
-    job_name = read.string(job, "name", "job.name", required=True) if job else ""
+    job_namespace = read.string(job, "namespace", "job.namespace", required=True, limit=MAX_NAMESPACE) if job is not None else ""
+    job_name = read.string(job, "name", "job.name", required=True) if job is not None else ""
     job_id = dataset_id(job_namespace, job_name) if job_namespace and job_name else ""
     if job_id:
         check_job(errors, "job", job_id)

@@ -372,7 +372,7 @@ class EffectiveIndex:
 
     def _solve_component(self, component: list[str], members: set[str]) -> set[str]:
         """Least fixpoint of a cyclic component from the bottom; returns members whose value changed."""
-        before = {node: (self._labels.get(node, _NO_VALUES), self._origins.get(node, _NO_VALUES)) for node in component}
+        before = {node: (self._labels.pop(node, _NO_VALUES), self._origins.pop(node, _NO_VALUES)) for node in component}
         queue = deque(component)
         queued = set(component)
         while queue:
@@ -402,7 +402,7 @@ class EffectiveIndex:
         for edge in incoming.values():
             source = edge.input
             if source == node:
-                continue  # a self-loop never brings anything new (see module doc)
+                pass
             upstream = all_labels.get(source)
             if upstream:
                 removed = self._removed_memo.get(edge.transform)

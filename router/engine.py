@@ -41,6 +41,15 @@ from domicile.router.types import (
     Verdict,
 )
 
+# Per-operation values are kept in pairs indexed by `_slot(op)`: hashing an Enum member runs
+# Python code and decisions are the hot path.
+_OPS = (Operation.STORE, Operation.PROCESS)
+
+
+def _slot(op: Operation) -> int:
+    return 0 if op is Operation.STORE else 1
+
+
 # Distinct signatures / dataset ids are few in practice; the bound only stops a hostile or
 # degenerate catalog from growing the caches without limit (they are rebuilt on demand).
 _CACHE_LIMIT = 65_536
@@ -53,8 +62,8 @@ class _Rule:
     citation: str
     labels: tuple[str, ...]
     origins: Location | None  # None: the rule does not look at origins
-    allow: Mapping[Operation, int | None]
-    deny: Mapping[Operation, int]
+    allow: tuple[int | None, int | None]  # by _slot(op); None: no allow list for that op
+    deny: tuple[int, int]
     exemptible: bool
 
 
@@ -85,7 +94,7 @@ class _OpResult:
 class _Signature:
     rules: tuple[_Rule, ...]  # applicable rules, in policy order
     classified: bool
-    ops: Mapping[Operation, _OpResult]
+    ops: tuple[_OpResult, _OpResult]  # by _slot(op)
 
 
 class CompiledPolicy:
@@ -122,7 +131,9 @@ class CompiledPolicy:
             bits |= self._bit_of[region_id]
         return bits
 
-    def _tokens(self, resolver: LocationResolver, tokens: tuple[str, ...], path: Path, errors: list[PolicyError]) -> int:
+    def _tokens(
+        self, resolver: LocationResolver, tokens: tuple[str, ...], path: Path, errors: list[PolicyError]
+    ) -> int:
         bits = 0
         for i, token in enumerate(tokens):
             try:
@@ -144,25 +155,23 @@ class CompiledPolicy:
                 origins = resolver.origin_countries(rule.match.origins)
             except LocationError as exc:
                 errors.append(self._error((*path, "match", "origins"), str(exc)))
-        allow: dict[Operation, int | None] = {}
-        deny: dict[Operation, int] = {}
-        for op in Operation:
+        allow: list[int | None] = [None, None]
+        deny = [0, 0]
+        for slot, op in enumerate(_OPS):
             permission = getattr(rule, op.value)
-            allow[op] = None
-            deny[op] = 0
             if permission is None:
                 continue
             if permission.allow is not None:
-                allow[op] = self._tokens(resolver, permission.allow, (*path, op.value, "allow"), errors)
-            deny[op] = self._tokens(resolver, permission.deny, (*path, op.value, "deny"), errors)
+                allow[slot] = self._tokens(resolver, permission.allow, (*path, op.value, "allow"), errors)
+            deny[slot] = self._tokens(resolver, permission.deny, (*path, op.value, "deny"), errors)
         return _Rule(
             index=index,
             id=rule.id,
             citation=rule.citation,
             labels=tuple(rule.match.classifications),
             origins=origins,
-            allow=MappingProxyType(allow),
-            deny=MappingProxyType(deny),
+            allow=(allow[0], allow[1]),
+            deny=(deny[0], deny[1]),
             exemptible=rule.exemptible,
         )
 
@@ -247,18 +256,15 @@ class CompiledPolicy:
             raise invalid_field("region", f"unknown region {region!r}")
         _require_aware(now)
         signature = self._signature(attrs)
-        result = signature.ops[op]
-        exemptions = self._active_exemptions(attrs.dataset_id, op, now)
-        exempted = 0
-        for exemption in exemptions:
-            exempted |= exemption.regions
-        exempted &= ~result.hard_block
+        slot = _slot(op)
+        result = signature.ops[slot]
+        exemptions, exempted = self._exempted(attrs.dataset_id, op, now, result.hard_block)
         allowed_regions = self._ids(result.allowed | exempted)
         if result.allowed & bit:
             return Verdict(Outcome.ALLOW, allowed_regions)
         if exempted & bit:
             exemption = next(e for e in exemptions if e.regions & bit)
-            overridden = [r.id for r in self._excluding(signature, op, bit)]
+            overridden = [r.id for r in self._excluding(signature, slot, bit)]
             if result.default_denies:
                 overridden.append("defaults")
             message = (
@@ -270,7 +276,7 @@ class CompiledPolicy:
             )
         blocked_exemption = next((e for e in exemptions if e.regions & bit), None)
         reasons: list[Reason] = []
-        for rule in self._excluding(signature, op, bit):
+        for rule in self._excluding(signature, slot, bit):
             reasons.append(self._rule_reason(rule, attrs, op, region, bit, blocked_exemption))
         if result.default_denies:
             kind = "classified" if signature.classified else "unclassified"
@@ -285,11 +291,9 @@ class CompiledPolicy:
     def allowed_regions(self, attrs: EffectiveAttributes, op: Operation, now: datetime) -> tuple[str, ...]:
         """Sorted ids of every region where `op` is allowed for the dataset, exemptions included."""
         _require_aware(now)
-        result = self._signature(attrs).ops[op]
-        exempted = 0
-        for exemption in self._active_exemptions(attrs.dataset_id, op, now):
-            exempted |= exemption.regions
-        return self._ids(result.allowed | (exempted & ~result.hard_block))
+        result = self._signature(attrs).ops[_slot(op)]
+        _, exempted = self._exempted(attrs.dataset_id, op, now, result.hard_block)
+        return self._ids(result.allowed | exempted)
 
     def violations(self, attrs: EffectiveAttributes, now: datetime) -> list[tuple[str, Verdict]]:
         """The dataset's locations where storing it is not allowed, each with the DENY verdict
@@ -302,7 +306,8 @@ class CompiledPolicy:
                     ReasonCode.DEFAULT_DENIED,
                     f"{location!r} is not a region of this policy's registry, so no rule can allow it",
                 )
-                found.append((location, Verdict(Outcome.DENY, self.allowed_regions(attrs, Operation.STORE, now), (reason,))))
+                allowed = self.allowed_regions(attrs, Operation.STORE, now)
+                found.append((location, Verdict(Outcome.DENY, allowed, (reason,))))
                 continue
             verdict = self.decide(attrs, Operation.STORE, location, now=now)
             if verdict.outcome is Outcome.DENY:
@@ -365,25 +370,34 @@ class CompiledPolicy:
         mask = by_label & by_origin
         rules = tuple(rule for rule in self._rules if mask >> rule.index & 1)
         classified = bool(labels)
-        ops: dict[Operation, _OpResult] = {}
-        for op in Operation:
+        ops: list[_OpResult] = []
+        for slot in range(len(_OPS)):
             base: int | None = None
             deny = 0
             hard_block = 0
             for rule in rules:
-                allow = rule.allow[op]
+                allow = rule.allow[slot]
                 if allow is not None:
                     base = allow if base is None else base & allow
-                deny |= rule.deny[op]
+                deny |= rule.deny[slot]
                 if not rule.exemptible:
-                    hard_block |= rule.deny[op] | (self._everywhere & ~allow if allow is not None else 0)
+                    hard_block |= rule.deny[slot]
             default_denies = False
             if base is None:
                 verb = self._defaults.classified if classified else self._defaults.unclassified
                 base = self._everywhere if verb == "allow" else 0
                 default_denies = verb == "deny"
-            ops[op] = _OpResult(base & ~deny, hard_block, default_denies)
-        return _Signature(rules, classified, MappingProxyType(ops))
+            ops.append(_OpResult(base & ~deny, hard_block, default_denies))
+        return _Signature(rules, classified, (ops[0], ops[1]))
+
+    def _exempted(self, dataset_id: str, op: Operation, now: datetime, hard_block: int) -> tuple[list[_Exemption], int]:
+        """The unexpired exemptions for (dataset, op) and the regions they open, minus
+        `hard_block` (what non-exemptible rules exclude)."""
+        exemptions = self._active_exemptions(dataset_id, op, now)
+        opened = 0
+        for exemption in exemptions:
+            opened |= exemption.regions
+        return exemptions, opened & ~hard_block
 
     def _active_exemptions(self, dataset_id: str, op: Operation, now: datetime) -> list[_Exemption]:
         if not self._exemptions:
@@ -413,12 +427,12 @@ class CompiledPolicy:
         return ids
 
     @staticmethod
-    def _excluding(signature: _Signature, op: Operation, bit: int) -> list[_Rule]:
+    def _excluding(signature: _Signature, slot: int, bit: int) -> list[_Rule]:
         """Applicable rules that exclude the region: outside their allow set, or denying it."""
         excluding = []
         for rule in signature.rules:
-            allow = rule.allow[op]
-            if (allow is not None and not allow & bit) or rule.deny[op] & bit:
+            allow = rule.allow[slot]
+            if (allow is not None and not allow & bit) or rule.deny[slot] & bit:
                 excluding.append(rule)
         return excluding
 
@@ -435,7 +449,9 @@ class CompiledPolicy:
         path: tuple[str, ...] = ()
         if rule.labels:
             label, path = _shortest(
-                (label, p) for label, p in attrs.classifications.items() if any(label_matches(r, label) for r in rule.labels)
+                (label, p)
+                for label, p in attrs.classifications.items()
+                if any(label_matches(r, label) for r in rule.labels)
             )
             evidence.append(f"classification {label}")
         if rule.origins is not None:
@@ -448,7 +464,7 @@ class CompiledPolicy:
             path = path or origin_path
         if not path:
             path = (attrs.dataset_id,)
-        how = "is denied" if rule.deny[op] & bit else "is outside the locations it allows"
+        how = "is denied" if rule.deny[_slot(op)] & bit else "is outside the locations it allows"
         citation = f" ({rule.citation})" if rule.citation else ""
         matched = f"; matched {' and '.join(evidence)}" if evidence else "; applies to every dataset"
         message = f"rule {rule.id}{citation}: {op.value} in {region} {how}{matched}"

@@ -72,7 +72,7 @@ class LocationResolver:
         self.registry = registry
         self.groups: Mapping[str, Sequence[str]] = dict(groups or {})
         self._builtin_groups = builtin_groups()
-        self._resolved: dict[str, Location] = {}
+        self._resolved: dict[str, tuple[Location, int]] = {}
         self._regions_by_country: dict[str, frozenset[str]] = {}
         by_country: dict[str, set[str]] = {}
         for region in registry:
@@ -95,16 +95,19 @@ class LocationResolver:
         return None
 
     def resolve(self, token: str) -> Location:
-        """The `Location` a token denotes; `LocationError` if unknown or cyclic."""
-        return self._resolve(token, ())
+        """The `Location` a token denotes; `LocationError` if unknown, cyclic or nested
+        deeper than `MAX_GROUP_DEPTH` (whatever was resolved before)."""
+        return self._resolve(token, ())[0]
 
-    def _resolve(self, token: str, visiting: tuple[str, ...]) -> Location:
+    def _resolve(self, token: str, visiting: tuple[str, ...]) -> tuple[Location, int]:
+        """(location, nesting depth): 0 for a leaf token, 1 + the deepest member for a group."""
         cached = self._resolved.get(token)
         if cached is not None:
             return cached
         kind = self.kind(token)
         if kind is None:
             raise LocationError(unknown_location_message(token))
+        depth = 0
         if kind is TokenKind.EVERYWHERE:
             location = Location(everywhere=True)
         elif kind is TokenKind.BUILTIN_GROUP:
@@ -117,13 +120,19 @@ class LocationResolver:
             if token in visiting:
                 cycle = " -> ".join([*visiting[visiting.index(token) :], token])
                 raise LocationError(f"group cycle: {cycle}")
-            if len(visiting) >= MAX_GROUP_DEPTH:
-                raise LocationError(f"groups nested deeper than {MAX_GROUP_DEPTH} levels under {visiting[0]!r}")
             location = Location()
-            for member in self.groups[token]:
-                location = location.union(self._resolve(member, (*visiting, token)))
-        self._resolved[token] = location
-        return location
+            # The path walked so far is a lower bound of the outermost group's depth, so
+            # stopping here is right and keeps the recursion shallow.
+            if len(visiting) < MAX_GROUP_DEPTH:
+                for member in self.groups[token]:
+                    member_location, member_depth = self._resolve(member, (*visiting, token))
+                    location = location.union(member_location)
+                    depth = max(depth, member_depth + 1)
+            if len(visiting) >= MAX_GROUP_DEPTH or len(visiting) + depth > MAX_GROUP_DEPTH:
+                outermost = visiting[0] if visiting else token
+                raise LocationError(f"groups nested deeper than {MAX_GROUP_DEPTH} levels under {outermost!r}")
+        self._resolved[token] = (location, depth)
+        return location, depth
 
     def region_ids(self, location: Location) -> frozenset[str]:
         """Region ids of the registry inside `location` (a country covers all its regions)."""

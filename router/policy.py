@@ -42,7 +42,7 @@ LABEL = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
 GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 # Aliases may expand a small document into a huge tree ("billion laughs"); a real policy
 # has a few thousand nodes at most.
-MAX_NODES = 200_000
+MAX_NODES = 100_000
 
 Path = tuple[str | int, ...]
 
@@ -292,21 +292,31 @@ _StringResolver.add_implicit_resolver(
 _StringResolver.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
 
 
-class _Loader(
-    yaml.reader.Reader,
-    yaml.scanner.Scanner,
-    yaml.parser.Parser,
-    yaml.composer.Composer,
-    yaml.constructor.SafeConstructor,
-    _StringResolver,
-):
-    def __init__(self, stream: str) -> None:
-        yaml.reader.Reader.__init__(self, stream)
-        yaml.scanner.Scanner.__init__(self)
-        yaml.parser.Parser.__init__(self)
-        yaml.composer.Composer.__init__(self)
-        yaml.constructor.SafeConstructor.__init__(self)
-        _StringResolver.__init__(self)
+if yaml.__with_libyaml__:
+    # libyaml parses several times faster; it reports the same marks and errors.
+    class _Loader(yaml.cyaml.CParser, yaml.constructor.SafeConstructor, _StringResolver):
+        def __init__(self, stream: str) -> None:
+            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.constructor.SafeConstructor.__init__(self)
+            _StringResolver.__init__(self)
+
+else:  # pragma: no cover - PyYAML built without libyaml
+
+    class _Loader(  # type: ignore[no-redef]
+        yaml.reader.Reader,
+        yaml.scanner.Scanner,
+        yaml.parser.Parser,
+        yaml.composer.Composer,
+        yaml.constructor.SafeConstructor,
+        _StringResolver,
+    ):
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            _StringResolver.__init__(self)
 
 
 def _mark(mark: yaml.Mark) -> tuple[int, int]:
@@ -365,7 +375,8 @@ class _Builder:
             self.positions[path] = _mark(node.start_mark)
             return self._build(node, path)
         except _TooLarge:
-            self.errors.append(PolicyError(0, 0, "", f"document too large: more than {MAX_NODES} nodes once aliases are expanded"))
+            message = f"document too large: more than {MAX_NODES} nodes once aliases are expanded"
+            self.errors.append(PolicyError(0, 0, "", message))
             return None
 
     def _build(self, node: yaml.Node, path: Path) -> Any:
@@ -657,6 +668,7 @@ class _SemanticChecker:
             self._labels(test.dataset.classifications, (*path, "dataset", "classifications"))
             for j, origin in enumerate(test.dataset.origins):
                 if not is_country(origin):
-                    self.error((*path, "dataset", "origins", j), f"{origin!r} is not an ISO 3166-1 alpha-2 country code")
+                    message = f"{origin!r} is not an ISO 3166-1 alpha-2 country code"
+                    self.error((*path, "dataset", "origins", j), message)
             if self.resolver.kind(test.region) is not TokenKind.REGION:
                 self.error((*path, "region"), f"{test.region!r} is not a known region id")

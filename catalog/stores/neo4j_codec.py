@@ -64,7 +64,7 @@ def edge_from_properties(props: Mapping[str, Any]) -> Edge:
         transform=props["transform"],
         run_id=props["run_id"],
         record_time=from_micros(props["record_time"]),
-        end_time=time_or_none(props["end_time"]),
+        end_time=time_or_none(props.get("end_time")),
     )
 
 

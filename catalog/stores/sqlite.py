@@ -99,6 +99,7 @@ _KINDS = {
     KIND_EDGE_ENDED: ChangeKind.EDGE_ENDED,
     KIND_EDGE_ADDED: ChangeKind.EDGE_ADDED,
 }
+_PLACEHOLDER_CONTENT = hf.dataset_content(Dataset.create("placeholder", placeholder=True))
 _BUSY_TIMEOUT_MS = 10_000
 _IMPORT_BATCH = 2_000
 _EXPORT_BATCH = 2_000
@@ -410,7 +411,7 @@ class SQLiteGraphStore:
         current: dict[tuple[int, int], tuple[int, str]] = {}
         outputs = sorted({nodes[o] for _, o in keys})
         for edge, input_node, output_node, transform in conn.execute(
-            "SELECT edge, input, output, transform FROM edges"
+            "SELECT edge, input, output, transform FROM edges INDEXED BY edges_current_by_output"
             " WHERE output IN (SELECT value FROM json_each(?)) AND job = ? AND end_time IS NULL",
             (json.dumps(outputs), run.job),
         ):
@@ -430,10 +431,10 @@ class SQLiteGraphStore:
         revision = _new_revision(conn, now, principal, f"lineage {run.job} run {run.run_id}: {len(to_add)} edges")
         if placeholders:
             first = _next_id(conn, "dataset_versions", "version")
-            rows = []
-            for dataset_id in placeholders:
-                content = hf.dataset_content(Dataset.create(dataset_id, placeholder=True))
-                rows.append((nodes[dataset_id], revision, now, 1, now, principal, "", "", "", _encode(content)))
+            rows = [
+                (nodes[i], revision, now, 1, now, principal, "", "", "", _encode({**_PLACEHOLDER_CONTENT, "id": i}))
+                for i in placeholders
+            ]
             conn.executemany(
                 "INSERT INTO dataset_versions (node, revision, valid_from, placeholder, create_time, updated_by, owner, name,"
                 " description, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -473,8 +474,8 @@ class SQLiteGraphStore:
         to_end: list[int] = []
         for job, pairs in wanted.items():
             for edge, input_node, output_node in conn.execute(
-                "SELECT edge, input, output FROM edges WHERE output IN (SELECT value FROM json_each(?)) AND job = ?"
-                " AND end_time IS NULL",
+                "SELECT edge, input, output FROM edges INDEXED BY edges_current_by_output"
+                " WHERE output IN (SELECT value FROM json_each(?)) AND job = ? AND end_time IS NULL",
                 (json.dumps(sorted({o for _, o in pairs})), job),
             ):
                 if (input_node, output_node) in pairs:
@@ -521,58 +522,77 @@ class SQLiteGraphStore:
         if row is None:
             raise not_found(f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}"))
         start_node = row[0]
-        edge_filter, edge_params = _edge_visible("e", at)
-        # (column matched against the frontier, position of the neighbour in an edge row):
-        # upstream goes from an output to its inputs, downstream from an input to its outputs.
+        # Per direction: the adjacency query over the frontier and the position of the
+        # neighbour in its (edge, input, output) rows. Upstream goes from an output to its
+        # inputs, downstream from an input to its outputs. Current reads use the partial
+        # indexes of current edges (covering: no table access while walking).
         sides = {
             Direction.UPSTREAM: [("output", 1)],
             Direction.DOWNSTREAM: [("input", 2)],
             Direction.BOTH: [("output", 1), ("input", 2)],
         }[direction]
+        edge_filter, edge_params = _edge_visible("e", at)
         queries = [
-            (f"SELECT {_EDGE_COLUMNS} FROM edges e WHERE e.{column} IN (SELECT value FROM json_each(?)) AND {edge_filter}", neighbour)
+            (
+                f"SELECT e.edge, e.input, e.output FROM edges e {_adjacency_index(column, at)}"
+                f" WHERE e.{column} IN (SELECT value FROM json_each(?)) AND {edge_filter}",
+                neighbour,
+            )
             for column, neighbour in sides
         ]
         depths = {start_node: 0}
-        walked: dict[int, tuple] = {}
+        walked: list[tuple[int, int, int]] = []
         frontier = [start_node]
         reason = ""
         depth = 0
-        while frontier and not reason:
+        while frontier:
             if time.monotonic() > deadline:
                 reason = "timeout"
                 break
             batch = json.dumps(frontier)
+            neighbours: set[int] = set()
+            level: list[tuple[int, int, int]] = []
+            for sql, position in queries:
+                rows = conn.execute(sql, (batch, *edge_params)).fetchall()
+                level += rows
+                neighbours.update(r[position] for r in rows)
+            new = neighbours.difference(depths)
             if depth == max_depth:
-                # Only asking whether the answer is cut: does any frontier node lead further?
-                for sql, neighbour in queries:
-                    if any(r[neighbour] not in depths for r in conn.execute(sql, (batch, *edge_params))):
-                        reason = "max_depth"
-                        break
+                # Nodes at max_depth are not expanded; the answer is cut if they lead further.
+                reason = "max_depth" if new else ""
                 break
-            next_frontier: list[int] = []
-            for sql, neighbour in queries:
-                for r in conn.execute(sql, (batch, *edge_params)):
-                    walked[r[0]] = r
-                    node = r[neighbour]
-                    if node in depths:
-                        continue
-                    if len(depths) >= limits.max_nodes:
-                        reason = "max_nodes"
-                        continue
-                    depths[node] = depth + 1
-                    next_frontier.append(node)
-            frontier = next_frontier
+            walked += level
+            room = limits.max_nodes - len(depths)
+            if len(new) > room:
+                new = set(sorted(new)[:room])
+                reason = "max_nodes"
             depth += 1
+            for node in new:
+                depths[node] = depth
+            if reason:
+                break
+            frontier = list(new)
         ids, placeholders = self._describe_nodes(conn, list(depths), at)
         nodes = sorted(
-            (LineageNode(ids[n], d, placeholders.get(n, False)) for n, d in depths.items()), key=lambda x: (x.depth, x.dataset_id)
+            (LineageNode(ids[n], d, placeholders[n]) for n, d in depths.items()), key=lambda x: (x.depth, x.dataset_id)
         )
-        edges = sorted(
-            (_edge_from_row(r, ids) for r in walked.values() if r[1] in depths and r[2] in depths),
-            key=lambda e: (e.input, e.output, e.job, e.record_time),
-        )
+        kept = sorted({r[0] for r in walked if r[1] in depths and r[2] in depths})
+        edges = sorted(self._edges_by_key(conn, kept, ids), key=lambda e: (e.input, e.output, e.job, e.record_time))
         return Traversal(tuple(nodes), tuple(edges), complete=not reason, incomplete_reason=reason)
+
+    def _edges_by_key(self, conn: sqlite3.Connection, keys: list[int], ids: dict[int, str]) -> list[Edge]:
+        """The edges with row keys `keys`; `ids` maps every endpoint's node key to its id."""
+        times: dict[int | None, datetime | None] = {None: None}  # edges of one write share times
+        edges = []
+        for _, input_node, output_node, job, transform, run_id, record_time, end_time in conn.execute(
+            f"SELECT {_EDGE_COLUMNS} FROM edges e WHERE e.edge IN (SELECT value FROM json_each(?))", (json.dumps(keys),)
+        ):
+            if record_time not in times:
+                times[record_time] = from_micros(record_time)
+            if end_time not in times:
+                times[end_time] = from_micros(end_time)
+            edges.append(Edge(ids[input_node], ids[output_node], job, transform, run_id, times[record_time], times[end_time]))
+        return edges
 
     def _describe_nodes(self, conn: sqlite3.Connection, nodes: list[int], at: int | None) -> tuple[dict[int, str], dict[int, bool]]:
         """Dataset ids of `nodes`, and whether each was a placeholder at `at` (None = now)."""
@@ -1020,6 +1040,14 @@ def _edge_visible(alias: str, at: int | None) -> tuple[str, tuple[int, ...]]:
     if at is None:
         return f"{alias}.end_time IS NULL", ()
     return f"{alias}.record_time <= ? AND ({alias}.end_time IS NULL OR {alias}.end_time > ?)", (at, at)
+
+
+def _adjacency_index(column: str, at: int | None) -> str:
+    """Pins current-edge walks to the partial index of current edges, which the planner
+    cannot know to be far smaller than the history index without statistics."""
+    if at is not None:
+        return ""
+    return "INDEXED BY edges_current_by_output" if column == "output" else "INDEXED BY edges_current_by_input"
 
 
 def _current_revision(conn: sqlite3.Connection) -> int:

@@ -38,8 +38,8 @@ def check(file: str) -> None:
     document = compiled.loaded.document
     click.echo(
         f"OK {file}: policy {document.metadata.name} version {compiled.version} "
-        f"({len(document.rules)} rules, {len(document.exemptions)} exemptions, {len(document.tests)} tests; "
-        f"sha256 {compiled.content_hash[:12]})"
+        f"(sha256 {compiled.content_hash[:12]}; rules: {len(document.rules)}, "
+        f"exemptions: {len(document.exemptions)}, tests: {len(document.tests)})"
     )
 
 

@@ -15,6 +15,7 @@ from domicile.errors import DomicileError, ErrorCode
 from domicile.security import events as ev
 from domicile.security.context import Caller
 from domicile.security.events import SecurityEventLog
+from domicile.security.keyfiles import KeyFileReloader
 from domicile.security.ratelimit import RateLimiter
 from domicile.security.scopes import describe, is_allowed
 from domicile.security.tokens import AuthenticationError, TokenVerifier
@@ -49,10 +50,17 @@ def _refusal(code: ErrorCode, reason: str, message: str, trace_id: str, retry_af
 class Guard:
     """Admits or refuses requests; see the module docstring for the order of checks."""
 
-    def __init__(self, verifier: TokenVerifier, events: SecurityEventLog, limiter: RateLimiter | None) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        events: SecurityEventLog,
+        limiter: RateLimiter | None,
+        key_reloader: KeyFileReloader | None = None,
+    ) -> None:
         self.verifier = verifier
         self.events = events
         self.limiter = limiter
+        self.key_reloader = key_reloader
 
     def admit(
         self,
@@ -76,6 +84,8 @@ class Guard:
         if token is None:
             self.events.record(ev.AUTH_FAILURE, outcome="denied", reason="MISSING_TOKEN", **where)
             raise _refusal(ErrorCode.UNAUTHENTICATED, "MISSING_TOKEN", "a bearer token is required", trace_id)
+        if self.key_reloader is not None:
+            self.key_reloader.check()
         try:
             caller = self.verifier.verify(token, certificate_der)
         except AuthenticationError as exc:

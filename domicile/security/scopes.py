@@ -28,7 +28,9 @@ ALL_SCOPES: tuple[str, ...] = (
 
 AUTHENTICATED: frozenset[str] = frozenset()
 
-HEALTH_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
+HEALTH_METHODS = frozenset(
+    {"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch", "/grpc.health.v1.Health/List"}
+)
 REFLECTION_METHODS = frozenset(
     {
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",

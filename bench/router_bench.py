@@ -1,0 +1,530 @@
+"""Residency router benchmark: start-up, in-process and gRPC decision latency and throughput.
+
+    .venv/bin/python bench/router_bench.py [--datasets 100000] [--rate 1000] [--seconds 10]
+                                           [--opa tools/bin/opa]
+
+What it does, in one run (deterministic catalog for a given --seed):
+
+1. Writes a synthetic catalog into a fresh SQLite store through `import_history`: --datasets
+   datasets in 11 lineage levels (30% sources at level 0, the rest spread evenly over levels
+   1-10, so lineage is up to 10 deep). Sources carry the label/origin mixes of a bank (EU
+   personal data, Indian payment data, Chinese personal data, key material, internal,
+   unclassified) and a location that mostly fits them; each derived dataset reads 1-3 inputs,
+   one from the level just below, through a plain (80%), `aggregate` (10%) or `anonymize`
+   (10%) job. Policy: examples/policy.yaml.
+2. Router start-up: `Router.start` (full read of the store + effective-attribute index) --
+   wall time and RSS growth; then the index alone built again under tracemalloc.
+3. In-process `Router.decide` latency (p50/p99, each call timed) and `Router.batch_decide`
+   throughput; the BatchDecide servicer in process (validation + proto encoding, no network).
+4. A gRPC server on loopback and a client in a separate process: unary Decide at a fixed
+   --rate for --seconds (open loop: requests are sent on schedule, not after the previous
+   answer), then maximum unary throughput with --concurrency callers, then BatchDecide of
+   1,000 over the wire.
+5. With --opa: Open Policy Agent (`tools/install-opa.sh` installs it) serving an equivalent
+   Rego policy on loopback, driven by the same client at the same rate with the same
+   questions (effective attributes sent as input, since OPA holds no lineage), and `opa
+   bench` for its in-process evaluation time.
+
+It prints every figure and its ratio to the target. Not a test: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+
+from domicile.app import App
+from domicile.catalog import model
+from domicile.catalog.model import DatasetFilter, PageRequest
+from domicile.catalog.stores import history_format as hf
+from domicile.catalog.stores import open_store
+from domicile.config import load_settings
+from domicile.grpc_errors import ErrorMappingInterceptor
+from domicile.router.effective import EffectiveIndex
+from domicile.router.runtime import Router
+from domicile.router.service import ResidencyServicer
+from domicile.router.types import Operation
+from domicile.v1 import residency_pb2, residency_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "examples" / "policy.yaml"
+REGIONS = ("aws:eu-central-1", "aws:us-east-1", "aws:ap-south-1", "gcp:europe-west6", "azure:westeurope",
+           "aws:cn-north-1", "onprem:fra-dc1", "onprem:msk-dc1")
+TARGETS = {
+    "in_process_p50_us": 5.0,            # at most
+    "batch_decisions_per_s": 100_000.0,  # at least
+    "unary_p99_ms": 2.0,                 # at most, at 1,000 req/s
+    "start_seconds": 5.0,                # at most, 100k datasets
+}
+# (weight, labels, origins, fitting locations)
+SOURCE_PROFILES = (
+    (35, ("PII.CONTACT",), ("DE", "FR", "NL"), ("aws:eu-central-1", "azure:westeurope")),
+    (20, ("FINANCIAL.PAYMENT.UPI",), ("IN",), ("aws:ap-south-1", "onprem:mum-dc1")),
+    (5, ("PII.CONTACT",), ("CN",), ("aws:cn-north-1",)),
+    (1, ("SECRET.KEY_MATERIAL",), (), ("onprem:fra-dc1",)),
+    (10, ("INTERNAL",), ("US",), ()),
+    (29, (), ("US",), ("aws:us-east-1", "gcp:us-central1")),
+)
+TRANSFORMS = (("", 80), ("aggregate", 10), ("anonymize", 10))
+LEVELS = 11
+
+
+# ---- catalog ---------------------------------------------------------------------------------
+
+
+def dataset_id(level: int, index: int) -> str:
+    return f"s3://bench-l{level:02d}/dataset-{index:06d}"
+
+
+def generate(count: int, seed: int) -> tuple[list[model.Dataset], list[tuple[str, str, str, str]]]:
+    """Datasets and edges (input, output, job, transform) of the synthetic catalog."""
+    rng = random.Random(seed)
+    sources = int(count * 0.3)
+    per_level = (count - sources) // (LEVELS - 1)
+    sizes = [sources] + [per_level] * (LEVELS - 2) + [count - sources - per_level * (LEVELS - 2)]
+    levels: list[list[str]] = []
+    datasets: list[model.Dataset] = []
+    edges: list[tuple[str, str, str, str]] = []
+    weights = [p[0] for p in SOURCE_PROFILES]
+    next_index = 0
+    for level, size in enumerate(sizes):
+        ids = []
+        for _ in range(size):
+            ds_id = dataset_id(level, next_index)
+            next_index += 1
+            ids.append(ds_id)
+            if level == 0:
+                _, labels, origins, fitting = rng.choices(SOURCE_PROFILES, weights)[0]
+                if fitting and rng.random() > 0.02:
+                    locations = (rng.choice(fitting),)
+                else:  # a few copies where they should not be: ScanViolations has work
+                    locations = (rng.choice(REGIONS),)
+                origins = (rng.choice(origins),) if origins else ()
+                datasets.append(model.Dataset.create(ds_id, classifications=labels, origins=origins, locations=locations))
+            else:
+                own = ("INTERNAL",) if rng.random() < 0.1 else ()
+                datasets.append(model.Dataset.create(ds_id, classifications=own, locations=(rng.choice(REGIONS[:5]),)))
+                transform = rng.choices([t for t, _ in TRANSFORMS], [w for _, w in TRANSFORMS])[0]
+                inputs = {rng.choice(levels[level - 1])}
+                for _ in range(rng.randint(0, 2)):
+                    inputs.add(rng.choice(levels[rng.randrange(level)]))
+                for input_id in sorted(inputs):
+                    edges.append((input_id, ds_id, f"job-{ds_id}", transform))
+        levels.append(ids)
+    return datasets, edges
+
+
+async def history_records(datasets: list[model.Dataset], edges) -> AsyncIterator[dict]:
+    """The catalog as an import: revision 1 creates every dataset, revision 2 every edge."""
+    t1 = model.to_micros(model.utcnow())
+    t2 = t1 + 1
+    yield hf.header_record()
+    yield hf.revision_record(1, t1, "bench", "datasets")
+    yield hf.revision_record(2, t2, "bench", "lineage")
+    for d in sorted(datasets, key=lambda d: d.id):
+        yield {"type": "dataset_version", "revision": 1, "valid_from": t1, "valid_to": None, "end_revision": None,
+               "deleted": False, "create_time": t1, "updated_by": "bench", "dataset": hf.dataset_content(d)}
+    for input_id, output, job, transform in sorted(edges):
+        yield {"type": "edge", "input": input_id, "output": output, "job": job, "transform": transform,
+               "run_id": "r1", "record_time": t2, "end_time": None, "revision": 2, "end_revision": None}
+    for job, transform in sorted({(job, transform) for _, _, job, transform in edges}):
+        yield {"type": "run", "job": job, "run_id": "r1", "run_region": "", "transform": transform,
+               "event_time": None, "record_time": t2, "principal": "bench"}
+
+
+# ---- measuring -----------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))]
+
+
+def questions(ids: list[str], n: int, seed: int) -> list[tuple[str, Operation, str]]:
+    rng = random.Random(seed)
+    ops = (Operation.STORE, Operation.PROCESS)
+    return [(rng.choice(ids), rng.choice(ops), rng.choice(REGIONS)) for _ in range(n)]
+
+
+class Report:
+    def __init__(self) -> None:
+        self.figures: dict[str, float] = {}
+
+    def line(self, name: str, value: float, unit: str, target_key: str = "", at_most: bool = True) -> None:
+        self.figures[name] = value
+        text = f"  {name:<44} {value:>14,.2f} {unit}"
+        if target_key:
+            target = TARGETS[target_key]
+            ratio = value / target
+            ok = ratio <= 1 if at_most else ratio >= 1
+            text += f"   target {'<=' if at_most else '>='} {target:,.0f}: {ratio:.2f}x of target {'OK' if ok else 'MISSED'}"
+        print(text, flush=True)
+
+
+async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) -> None:
+    print("in-process", flush=True)
+    router = app.router
+    qs = questions(ids, 100_000, seed)
+    decide = router.decide
+    for d, op, r in qs[:5_000]:  # warm the engine's signature caches
+        await decide(d, op, r)
+    timings = []
+    clock = time.perf_counter_ns
+    for d, op, r in qs:
+        start = clock()
+        await decide(d, op, r)
+        timings.append(clock() - start)
+    timings.sort()
+    report.line("Router.decide p50", percentile(timings, 0.50) / 1000, "us", "in_process_p50_us")
+    report.line("Router.decide p99", percentile(timings, 0.99) / 1000, "us")
+    report.line("Router.decide mean", statistics.fmean(timings) / 1000, "us")
+
+    batches = [qs[i:i + 10_000] for i in range(0, len(qs), 10_000)]
+    start = time.perf_counter()
+    for batch in batches:
+        await router.batch_decide(batch)
+    elapsed = time.perf_counter() - start
+    report.line("Router.batch_decide (10,000 per call)", len(qs) / elapsed, "decisions/s", "batch_decisions_per_s", False)
+
+    servicer = ResidencyServicer(app)
+    ops = {Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}
+    requests = [
+        residency_pb2.BatchDecideRequest(requests=[
+            residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r) for d, op, r in batch
+        ])
+        for batch in batches
+    ]
+    start = time.perf_counter()
+    size = 0
+    for request in requests:
+        response = await servicer.BatchDecide(request, None)
+        size += len(response.SerializeToString())
+    elapsed = time.perf_counter() - start
+    report.line("BatchDecide servicer + serialization", len(qs) / elapsed, "decisions/s", "batch_decisions_per_s", False)
+    report.line("BatchDecide answer size per decision", size / len(qs), "bytes")
+
+
+async def run_client(port: int, mode: str, questions_file: Path, rate: int, seconds: float, concurrency: int) -> dict:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--client", mode, "--port", str(port), "--questions", str(questions_file),
+        "--rate", str(rate), "--seconds", str(seconds), "--concurrency", str(concurrency),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"client {mode} failed ({proc.returncode})")
+    return json.loads(out)
+
+
+async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
+    print("gRPC on loopback (client in a separate process)", flush=True)
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+    residency_pb2_grpc.add_ResidencyServiceServicer_to_server(ResidencyServicer(app), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    questions_file = workdir / "questions.json"
+    questions_file.write_text(json.dumps([(d, op.value, r) for d, op, r in questions(ids, 50_000, args.seed + 1)]))
+    try:
+        fixed = await run_client(port, "fixed", questions_file, args.rate, args.seconds, args.concurrency)
+        report.line(f"unary Decide p50 at {fixed['rate']:,} req/s", fixed["p50_ms"], "ms")
+        report.line(f"unary Decide p99 at {fixed['rate']:,} req/s", fixed["p99_ms"], "ms", "unary_p99_ms")
+        report.line("  achieved rate", fixed["achieved_rate"], "req/s")
+        peak = await run_client(port, "max", questions_file, args.rate, min(args.seconds, 5), args.concurrency)
+        report.line(f"unary Decide max throughput ({args.concurrency} callers)", peak["throughput"], "req/s")
+        report.line("  p50 at max throughput", peak["p50_ms"], "ms")
+        batch = await run_client(port, "batch", questions_file, args.rate, min(args.seconds, 5), 1)
+        report.line("BatchDecide over gRPC (1,000 per call)", batch["throughput"], "decisions/s")
+    finally:
+        await server.stop(0)
+
+
+async def bench_opa(opa: Path, ids: list[str], router: Router, report: Report, args, workdir: Path) -> None:
+    """OPA with an equivalent Rego policy, fed the router's effective attributes as input."""
+    print(f"Open Policy Agent ({subprocess.run([opa, 'version'], capture_output=True, text=True).stdout.splitlines()[0]})",
+          flush=True)
+    rego = ROOT / "bench" / "residency.rego"
+    data_file = workdir / "opa-data.json"
+    data_file.write_text(json.dumps(opa_data(router)))
+    qs = questions(ids, 50_000, args.seed + 1)
+    inputs = [opa_input(router, d, op, r) for d, op, r in qs]
+    inputs_file = workdir / "opa-inputs.json"
+    inputs_file.write_text(json.dumps(inputs))
+    sample = workdir / "opa-input.json"
+    sample.write_text(json.dumps(inputs[0]))
+    bench = subprocess.run(
+        [opa, "bench", "--format", "json", "-d", str(rego), "-d", str(data_file), "-i", str(sample), "data.residency.allow"],
+        capture_output=True, text=True, check=True,
+    )
+    ns_per_op = json.loads(bench.stdout)["ns_per_op"]
+    report.line("opa bench (in-process eval, one input)", ns_per_op / 1000, "us")
+    report.figures["opa_vs_router_in_process"] = (ns_per_op / 1000) / report.figures["Router.decide p50"]
+    print(f"  OPA eval / Router.decide p50 = {report.figures['opa_vs_router_in_process']:.1f}x", flush=True)
+    opa_port = free_port()
+    server = subprocess.Popen(
+        [opa, "run", "--server", "--addr", f"127.0.0.1:{opa_port}", "--log-level", "error", str(rego), str(data_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        fixed = await run_client(opa_port, "opa-fixed", inputs_file, args.rate, args.seconds, args.concurrency)
+        report.line(f"OPA REST p50 at {fixed['rate']:,} req/s", fixed["p50_ms"], "ms")
+        report.line(f"OPA REST p99 at {fixed['rate']:,} req/s", fixed["p99_ms"], "ms")
+        ours = report.figures.get(f"unary Decide p99 at {args.rate:,} req/s")
+        if ours:
+            print(f"  OPA REST p99 / Domicile gRPC p99 = {fixed['p99_ms'] / ours:.2f}x", flush=True)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def opa_data(router: Router) -> dict:
+    """The example policy's rules as data for residency.rego: countries per allow/deny token."""
+    policy = router.policy
+    document = policy.loaded.document
+    from domicile.router.locations import LocationResolver
+
+    resolver = LocationResolver(policy.registry, document.groups)
+
+    def countries(tokens) -> list[str] | str:
+        if tokens is None:
+            return "none"
+        if "*" in tokens:
+            return "*"
+        return sorted(resolver.regions(tokens))
+
+    rules = []
+    for rule in document.rules:
+        entry = {"id": rule.id, "labels": list(rule.match.classifications),
+                 "origins": "*" if not rule.match.origins else sorted(resolver.origin_countries(rule.match.origins).countries)}
+        for op in ("store", "process"):
+            permission = getattr(rule, op)
+            entry[op] = {"allow": countries(permission.allow if permission else None),
+                         "deny": countries(permission.deny) if permission and permission.deny else []}
+        rules.append(entry)
+    return {"rules": rules, "defaults": {"classified": document.defaults.classified,
+                                         "unclassified": document.defaults.unclassified}}
+
+
+def opa_input(router: Router, dataset_id: str, op: Operation, region: str) -> dict:
+    attrs = router._index.get(dataset_id)  # the bench reads the index to feed OPA the same facts
+    return {"labels": sorted(attrs.classifications) if attrs else [], "origins": sorted(attrs.origins) if attrs else [],
+            "operation": op.value, "region": region}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- client process ------------------------------------------------------------------------
+
+
+async def client_main(args) -> None:
+    loaded = json.loads(Path(args.questions).read_text())
+    if args.client.startswith("opa"):
+        result = await opa_client(args, loaded)
+    else:
+        result = await grpc_client(args, loaded)
+    print(json.dumps(result))
+
+
+async def grpc_client(args, loaded) -> dict:
+    ops = {"store": residency_pb2.OPERATION_STORE, "process": residency_pb2.OPERATION_PROCESS}
+    requests = [residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r) for d, op, r in loaded]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{args.port}") as channel:
+        stub = residency_pb2_grpc.ResidencyServiceStub(channel)
+        for request in requests[:2000]:  # warm up the connection and both processes
+            await stub.Decide(request)
+        if args.client == "fixed":
+            return await fixed_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.rate, args.seconds)
+        if args.client == "max":
+            return await max_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.concurrency, args.seconds)
+        batches = [residency_pb2.BatchDecideRequest(requests=requests[i:i + 1000]) for i in range(0, len(requests), 1000)]
+        done = 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < args.seconds:
+            await stub.BatchDecide(batches[done % len(batches)])
+            done += 1
+        return {"throughput": done * 1000 / (time.perf_counter() - start)}
+
+
+async def opa_client(args, inputs) -> dict:
+    import aiohttp
+
+    url = f"http://127.0.0.1:{args.port}/v1/data/residency/allow"
+    bodies = [json.dumps({"input": i}).encode() for i in inputs]
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):  # OPA needs a moment to listen
+            try:
+                async with session.post(url, data=bodies[0]) as response:
+                    await response.read()
+                break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+
+        async def call(i: int) -> None:
+            async with session.post(url, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}) as r:
+                await r.read()
+
+        for i in range(2000):
+            await call(i)
+        return await fixed_rate(call, args.rate, args.seconds)
+
+
+async def fixed_rate(call, rate: int, seconds: float) -> dict:
+    """Open loop: request i is sent at start + i/rate whatever the earlier answers do;
+    latency is measured from the scheduled send time (no coordinated omission)."""
+    total = int(rate * seconds)
+    latencies: list[float] = []
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+
+    async def one(i: int, scheduled: float) -> None:
+        await call(i)
+        latencies.append(loop.time() - scheduled)
+
+    tasks = []
+    for i in range(total):
+        scheduled = start + i / rate
+        delay = scheduled - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.ensure_future(one(i, scheduled)))
+    await asyncio.gather(*tasks)
+    latencies.sort()
+    return {"rate": rate, "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
+            "achieved_rate": total / (loop.time() - start)}
+
+
+async def max_rate(call, concurrency: int, seconds: float) -> dict:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    counter = iter(range(10**9))
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            await call(next(counter))
+            latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    return {"throughput": len(latencies) / elapsed, "p50_ms": percentile(latencies, 0.5) * 1000}
+
+
+# ---- main ----------------------------------------------------------------------------------
+
+
+async def main(args) -> None:
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="router-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    report = Report()
+    print(f"router benchmark: {args.datasets:,} datasets, policy {POLICY.name}, workdir {workdir}", flush=True)
+    started = time.perf_counter()
+    datasets, edges = generate(args.datasets, args.seed)
+    store_uri = f"sqlite:///{workdir / 'catalog.db'}"
+    store = await open_store(store_uri)
+    await store.import_history(history_records(datasets, edges))
+    print(f"  catalog: {len(datasets):,} datasets, {len(edges):,} edges, lineage depth up to {LEVELS - 1} "
+          f"(generated and imported in {time.perf_counter() - started:.1f}s)", flush=True)
+    ids = [d.id for d in datasets]
+    del datasets, edges
+    settings = load_settings(store=store_uri, data_dir=workdir, policy=POLICY, insecure=True, http_listen="")
+    app = App(settings=settings, store=store)
+
+    print("start-up", flush=True)
+    gc.collect()
+    rss_before = rss_bytes()
+    start = time.perf_counter()
+    router = await Router.start(app)
+    report.line("Router.start (full read + index build)", time.perf_counter() - start, "s", "start_seconds")
+    gc.collect()
+    report.line("RSS growth over Router.start", (rss_bytes() - rss_before) / 2**20, "MiB")
+    app.router = router
+    await measure_index_memory(store, router, report)
+
+    await bench_in_process(app, ids, report, args.seed)
+    await bench_grpc(app, ids, report, args, workdir)
+    if args.opa:
+        await bench_opa(Path(args.opa), ids, router, report, args, workdir)
+    await router.close()
+    await store.close()
+    if not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({"figures": report.figures}, indent=1))
+
+
+async def measure_index_memory(store, router: Router, report: Report) -> None:
+    """The index alone, built again from the store's datasets and edges under tracemalloc."""
+    datasets, edges = [], []
+    page = PageRequest(size=1000)
+    while True:
+        result = await store.list_datasets(DatasetFilter(), page)
+        datasets.extend(result.items)
+        if not result.next_token:
+            break
+        page = PageRequest(size=1000, token=result.next_token)
+    page = PageRequest(size=1000)
+    while True:
+        result = await store.list_edges(page)
+        edges.extend(result.items)
+        if not result.next_token:
+            break
+        page = PageRequest(size=1000, token=result.next_token)
+    gc.collect()
+    tracemalloc.start()
+    index = EffectiveIndex.build(datasets, edges, removes=router.policy.removes)
+    for dataset_id in index.datasets():  # materialize every view, as decisions do over time
+        index.get(dataset_id)
+    current, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    report.line("index memory (tracemalloc, all views built)", current / 2**20, "MiB")
+    report.line("  per dataset", current / len(index), "bytes")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", type=int, default=100_000)
+    parser.add_argument("--rate", type=int, default=1000, help="requests/s of the fixed-rate phase")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the fixed-rate phase")
+    parser.add_argument("--concurrency", type=int, default=32, help="callers of the max-throughput phase")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workdir", help="keep the catalog and logs here (default: a temporary directory)")
+    parser.add_argument("--opa", help="path of an `opa` binary to compare with (tools/install-opa.sh)")
+    # Internal: the client process.
+    parser.add_argument("--client", choices=["fixed", "max", "batch", "opa-fixed"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--questions", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    asyncio.run(client_main(arguments) if arguments.client else main(arguments))

@@ -1,0 +1,1145 @@
+"""`Neo4jGraphStore`: the `GraphStore` on a Neo4j 5 server or cluster (official async driver).
+
+The graph model is described in `catalog.stores.neo4j_schema`. How the contract is kept:
+
+- **One revision per write, serialised writers.** Every write is one managed transaction
+  (`session.execute_write`) that first takes the write lock of the one `DomicileCatalog`
+  node, reads the revision and last time there, and bumps them in the same transaction as
+  its effects. Transaction functions are idempotent: the driver may run them again after a
+  transient failure, and a retried attempt starts from a rolled-back state.
+- **Times** are the store's clock, strictly after the previous write's time (as in the
+  SQLite backend), read under the write lock so times never go back, even across
+  processes sharing one server.
+- **Behaviour the contract leaves open** is fixed exactly as in the SQLite backend (see its
+  module docstring): `end_edges(at=...)` clamps the end into [record time, write time]; a
+  new run whose edges all exist is stored but bumps no revision; the traversal walks edges
+  of nodes at depth < max_depth and reports "max_depth" when a node at max_depth has a
+  neighbour outside the answer; page tokens carry a filter fingerprint and `as_of`.
+- **Failures.** A server that cannot be reached, a lost connection or a transient error
+  that outlived the driver's retries becomes UNAVAILABLE (`store_unavailable`, with
+  `retry_after`), never an empty answer. Timeouts are short (see `_DRIVER_CONFIG`) so an
+  outage is reported within seconds; the driver's pool reconnects by itself when the server
+  is back, so the same store object recovers without being reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import neo4j
+from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
+from neo4j import exceptions as neo4j_errors
+
+from domicile.catalog.model import (
+    MAX_ID_BYTES,
+    Change,
+    ChangeKind,
+    Dataset,
+    DatasetFilter,
+    Direction,
+    Edge,
+    EdgeKey,
+    LineageNode,
+    LineageResult,
+    Page,
+    PageRequest,
+    Run,
+    Traversal,
+    TraversalLimits,
+    from_micros,
+    to_micros,
+    utcnow,
+)
+from domicile.catalog.stores import history_format as hf
+from domicile.catalog.stores.neo4j_codec import (
+    canonical_json,
+    dataset_from_version,
+    decode_page_token,
+    edge_from_properties,
+    encode_page_token,
+    filter_fingerprint,
+    version_properties,
+)
+from domicile.catalog.stores.neo4j_schema import META_KEY, SCHEMA_STATEMENTS, ensure_meta
+from domicile.errors import (
+    DomicileError,
+    ErrorCode,
+    FieldErrors,
+    failed_precondition,
+    invalid_argument,
+    invalid_field,
+    not_found,
+    revision_conflict,
+    store_unavailable,
+)
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+
+_log = logging.getLogger(__name__)
+
+# Short timeouts: an unreachable server must surface as UNAVAILABLE within a few seconds
+# (callers retry after `retry_after`), not after the driver's 30-60 s defaults.
+_DRIVER_CONFIG: dict[str, Any] = {
+    "connection_timeout": 3.0,
+    "connection_acquisition_timeout": 10.0,
+    # Managed transactions retry transient errors and lost connections for this long.
+    "max_transaction_retry_time": 3.0,
+    # A pooled connection idle for longer is checked before use, so a restarted server is
+    # noticed on the check rather than by a failed query.
+    "liveness_check_timeout": 10.0,
+    "keep_alive": True,
+    "user_agent": "domicile",
+    # The store's queries are fixed; server notifications (e.g. unknown property keys on an
+    # empty database) carry nothing for callers.
+    "notifications_min_severity": "OFF",
+}
+_RETRY_AFTER = 1.0
+_BATCH = 1_000
+
+
+class Neo4jGraphStore:
+    """The `GraphStore` contract (see `domicile.catalog.store`) on Neo4j 5."""
+
+    def __init__(self, driver: AsyncDriver, *, uri: str, database: str | None, clock: Clock) -> None:
+        # Use `open`; the constructor only wires an already-verified driver.
+        self._driver = driver
+        self._uri = uri
+        self._database = database
+        self._clock = clock
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening / closing
+
+    @classmethod
+    async def open(
+        cls,
+        uri: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        database: str | None = None,
+        trusted_ca: str | None = None,
+        clock: Clock | None = None,
+    ) -> Neo4jGraphStore:
+        """Connect to the Neo4j server or cluster at `uri` and set up the schema.
+
+        `uri`: bolt:// (one server) or neo4j:// (routing, for clusters), with +s for TLS
+        verified against the system CAs, or +ssc for self-signed certificates. `trusted_ca`
+        (a PEM file) verifies TLS against that CA instead; it turns bolt:// and neo4j:// into
+        TLS connections. No `user` and no `password` means no authentication; a password
+        alone is for user "neo4j". `database` defaults to the server's home database.
+        `clock` returns aware UTC datetimes (default: the system clock).
+
+        The schema (constraints, indexes, the meta node with its schema version) is created
+        idempotently; a catalog of a newer schema version is FAILED_PRECONDITION. An
+        unreachable server is UNAVAILABLE.
+        """
+        driver_uri, config = _driver_settings(uri, trusted_ca)
+        auth = None if user is None and password is None else neo4j.basic_auth(user or "neo4j", password or "")
+        driver = AsyncGraphDatabase.driver(driver_uri, auth=auth, **config, **_DRIVER_CONFIG)
+        store = cls(driver, uri=uri, database=database, clock=clock or utcnow)
+        try:
+            with store._translated():
+                await driver.verify_connectivity()
+                async with driver.session(database=database) as session:
+                    for statement in SCHEMA_STATEMENTS:
+                        await (await session.run(statement)).consume()
+                    await session.execute_write(ensure_meta)
+        except BaseException:
+            await driver.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Close the driver's connections; later calls fail with FAILED_PRECONDITION. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._driver.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise failed_precondition(f"Neo4j store {self._uri} is closed", reason="STORE_CLOSED")
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """The one place where driver and network errors become DomicileErrors."""
+        try:
+            yield
+        except DomicileError:
+            raise
+        except (neo4j_errors.ServiceUnavailable, neo4j_errors.SessionExpired, neo4j_errors.ConnectionPoolError) as exc:
+            # IncompleteCommit is a ServiceUnavailable too: the outcome of that write is
+            # unknown, and callers retry (writes are idempotent or revision-checked).
+            raise store_unavailable(f"Neo4j at {self._uri} is unreachable: {exc}", retry_after=_RETRY_AFTER) from exc
+        except neo4j_errors.TransientError as exc:
+            raise store_unavailable(f"Neo4j at {self._uri} is busy: {exc}", retry_after=_RETRY_AFTER) from exc
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise store_unavailable(f"Neo4j at {self._uri} is unreachable: {exc}", retry_after=_RETRY_AFTER) from exc
+        except neo4j_errors.AuthError as exc:
+            raise failed_precondition(f"Neo4j at {self._uri} refused the credentials: {exc}", reason="STORE_AUTH_FAILED") from exc
+        except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as exc:
+            raise DomicileError(f"Neo4j at {self._uri} failed: {exc}", ErrorCode.INTERNAL, "STORE_ERROR") from exc
+
+    async def _write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fn(tx, *args, **kwargs)` as one managed write transaction (retried on transient errors)."""
+        self._check_open()
+        with self._translated():
+            async with self._driver.session(database=self._database) as session:
+                return await session.execute_write(fn, *args, **kwargs)
+
+    async def _read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self._check_open()
+        with self._translated():
+            async with self._driver.session(database=self._database, default_access_mode=neo4j.READ_ACCESS) as session:
+                return await session.execute_read(fn, *args, **kwargs)
+
+    async def _begin_write(self, tx: AsyncManagedTransaction) -> tuple[int, int]:
+        """Lock the meta node; returns (current revision, last time handed out)."""
+        record = await _single(
+            tx,
+            "MATCH (c:DomicileCatalog {key: $key}) SET c.write_lock = true RETURN c.revision AS revision, c.time AS time",
+            key=META_KEY,
+        )
+        return record["revision"], record["time"]
+
+    def _next_time(self, last_time: int) -> int:
+        """The time of the write in progress: the clock, but strictly after the last write."""
+        return max(to_micros(self._clock()), last_time + 1)
+
+    @staticmethod
+    async def _finish_write(
+        tx: AsyncManagedTransaction,
+        *,
+        revision: int | None = None,
+        time_us: int | None = None,
+        principal: str = "",
+        summary: str = "",
+        change_count: int = 0,
+    ) -> None:
+        """Release the meta lock; with `revision`, record it (and `time_us`) as the new state."""
+        if revision is None:
+            query = "MATCH (c:DomicileCatalog {key: $key}) REMOVE c.write_lock SET c.time = coalesce($time, c.time)"
+        else:
+            query = (
+                "MATCH (c:DomicileCatalog {key: $key}) REMOVE c.write_lock SET c.revision = $revision, c.time = $time "
+                "CREATE (:Revision {revision: $revision, time: $time, principal: $principal, summary: $summary, "
+                "change_count: $change_count})"
+            )
+        await _consume(
+            tx,
+            query,
+            key=META_KEY,
+            revision=revision,
+            time=time_us,
+            principal=principal,
+            summary=summary,
+            change_count=change_count,
+        )
+
+    # ------------------------------------------------------------------ datasets
+
+    async def upsert_dataset(self, dataset: Dataset, *, expected_revision: int = 0, principal: str = "") -> Dataset:
+        """See `GraphStore.upsert_dataset`. The stored dataset is never a placeholder."""
+        _check_id(dataset.id, "dataset.id")
+        props = version_properties(replace(dataset, placeholder=False))
+        return await self._write(self._upsert_tx, props, expected_revision, principal)
+
+    async def _upsert_tx(self, tx: AsyncManagedTransaction, props: dict[str, Any], expected_revision: int, principal: str) -> Dataset:
+        revision, last_time = await self._begin_write(tx)
+        dataset_id = props["id"]
+        current = await _current_version(tx, dataset_id)
+        if expected_revision > 0:
+            actual = current["revision"] if current is not None else 0
+            if actual != expected_revision:
+                raise revision_conflict(
+                    f"dataset {dataset_id!r} is at revision {actual}, not {expected_revision}",
+                    expected=expected_revision,
+                    actual=actual,
+                )
+        if current is not None and current["body"] == props["body"]:
+            await self._finish_write(tx)
+            return dataset_from_version(current)
+        now = self._next_time(last_time)
+        revision += 1
+        if current is not None:
+            await _end_version(tx, dataset_id, current["revision"], now, revision, deleted=False)
+        # A placeholder turned real is created now, like a re-created deleted dataset.
+        create_time = current["create_time"] if current is not None and not current["placeholder"] else now
+        stored = _new_version(props, revision=revision, valid_from=now, create_time=create_time, updated_by=principal)
+        await _create_versions(tx, [stored])
+        await self._finish_write(
+            tx, revision=revision, time_us=now, principal=principal, summary=f"upsert {dataset_id}", change_count=1
+        )
+        return dataset_from_version(stored)
+
+    async def get_dataset(self, dataset_id: str, *, as_of: datetime | None = None) -> Dataset | None:
+        """See `GraphStore.get_dataset`."""
+        at = _micros_arg(as_of, "as_of")
+        return await self._read(_get_dataset_tx, dataset_id, at)
+
+    async def list_datasets(self, filter: DatasetFilter, page: PageRequest, *, as_of: datetime | None = None) -> Page[Dataset]:
+        """See `GraphStore.list_datasets`."""
+        if page.size <= 0:
+            raise invalid_field("page_size", "must be positive")
+        at = _micros_arg(as_of, "as_of")
+        fingerprint = filter_fingerprint(filter)
+        after, at = decode_page_token(page.token, "datasets", at, fingerprint)
+        rows = await self._read(_list_datasets_tx, filter, page.size, after, at)
+        items = tuple(dataset_from_version(row) for row in rows[: page.size])
+        token = encode_page_token("datasets", items[-1].id, at, fingerprint) if len(rows) > page.size else ""
+        return Page(items, token)
+
+    async def delete_dataset(self, dataset_id: str, *, expected_revision: int = 0, principal: str = "") -> int:
+        """See `GraphStore.delete_dataset`."""
+        return await self._write(self._delete_tx, dataset_id, expected_revision, principal)
+
+    async def _delete_tx(self, tx: AsyncManagedTransaction, dataset_id: str, expected_revision: int, principal: str) -> int:
+        revision, last_time = await self._begin_write(tx)
+        current = await _current_version(tx, dataset_id)
+        if current is None:
+            raise not_found(f"dataset {dataset_id!r} not found")
+        if expected_revision > 0 and current["revision"] != expected_revision:
+            raise revision_conflict(
+                f"dataset {dataset_id!r} is at revision {current['revision']}, not {expected_revision}",
+                expected=expected_revision,
+                actual=current["revision"],
+            )
+        now = self._next_time(last_time)
+        revision += 1
+        await _end_version(tx, dataset_id, current["revision"], now, revision, deleted=True)
+        await self._finish_write(
+            tx, revision=revision, time_us=now, principal=principal, summary=f"delete {dataset_id}", change_count=1
+        )
+        return revision
+
+    # ------------------------------------------------------------------ lineage writes
+
+    async def record_lineage(self, run: Run, edges: Sequence[EdgeKey], *, principal: str = "") -> LineageResult:
+        """See `GraphStore.record_lineage`; one transaction per call, however many edges."""
+        errors = FieldErrors()
+        if not run.job:
+            errors.add("run.job", "must not be empty")
+        if not run.run_id:
+            errors.add("run.run_id", "must not be empty")
+        for i, key in enumerate(edges):
+            if key.job != run.job:
+                errors.add(f"edges[{i}].job", f"must equal the run's job {run.job!r}")
+            for side in ("input", "output"):
+                value = getattr(key, side)
+                if not value or len(value.encode()) > MAX_ID_BYTES:
+                    errors.add(f"edges[{i}].{side}", f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
+        errors.raise_if_any("invalid lineage")
+        event_time = _micros_arg(run.event_time, "run.event_time")
+        pairs = sorted({(k.input, k.output) for k in edges})
+        return await self._write(self._record_lineage_tx, run, event_time, pairs, principal)
+
+    async def _record_lineage_tx(
+        self, tx: AsyncManagedTransaction, run: Run, event_time: int | None, pairs: list[tuple[str, str]], principal: str
+    ) -> LineageResult:
+        revision, last_time = await self._begin_write(tx)
+        existing_run = await _single_or_none(tx, "MATCH (r:Run {job: $job, run_id: $run_id}) RETURN 1 AS found", job=run.job, run_id=run.run_id)
+        if existing_run is not None:
+            await self._finish_write(tx)
+            return LineageResult(0, revision)
+        now = self._next_time(last_time)
+        await _consume(
+            tx,
+            "CREATE (:Run {job: $job, run_id: $run_id, run_region: $run_region, transform: $transform, "
+            "event_time: $event_time, record_time: $record_time, principal: $principal})",
+            job=run.job,
+            run_id=run.run_id,
+            run_region=run.run_region,
+            transform=run.transform,
+            event_time=event_time,
+            record_time=now,
+            principal=principal,
+        )
+        ids = sorted({i for pair in pairs for i in pair})
+        live = set(await _values(tx, "UNWIND $ids AS id MATCH (v:DatasetVersion {id: id}) WHERE v.valid_to IS NULL RETURN id", ids=ids))
+        placeholders = [i for i in ids if i not in live]
+        current = {
+            (row["input"], row["output"]): row
+            for row in await _records(
+                tx,
+                "UNWIND $pairs AS pair "
+                "MATCH (:Dataset {id: pair[1]})-[e:DERIVED_FROM {job: $job}]->(:Dataset {id: pair[0]}) "
+                "WHERE e.end_time IS NULL RETURN e.input AS input, e.output AS output, e.transform AS transform, "
+                "e.revision AS revision",
+                pairs=[list(p) for p in pairs],
+                job=run.job,
+            )
+        }
+        to_end: list[tuple[str, str]] = []
+        to_add: list[tuple[str, str]] = []
+        for pair in pairs:
+            existing = current.get(pair)
+            if existing is not None and existing["transform"] == run.transform:
+                continue
+            if existing is not None:
+                to_end.append(pair)
+            to_add.append(pair)
+        if not placeholders and not to_add:
+            await self._finish_write(tx, time_us=now)
+            return LineageResult(0, revision)
+        revision += 1
+        if placeholders:
+            await _create_versions(
+                tx,
+                [
+                    _new_version(
+                        version_properties(Dataset.create(dataset_id, placeholder=True)),
+                        revision=revision,
+                        valid_from=now,
+                        create_time=now,
+                        updated_by=principal,
+                    )
+                    for dataset_id in placeholders
+                ],
+            )
+        if to_end:
+            await _end_edges(tx, [[i, o, run.job] for i, o in to_end], now, revision)
+        await _consume(
+            tx,
+            "UNWIND $rows AS row "
+            "MERGE (o:Dataset {id: row.output}) MERGE (i:Dataset {id: row.input}) "
+            "CREATE (o)-[e:DERIVED_FROM]->(i) SET e = row",
+            rows=[
+                {
+                    "input": i,
+                    "output": o,
+                    "job": run.job,
+                    "transform": run.transform,
+                    "run_id": run.run_id,
+                    "record_time": now,
+                    "revision": revision,
+                }
+                for i, o in to_add
+            ],
+        )
+        await self._finish_write(
+            tx,
+            revision=revision,
+            time_us=now,
+            principal=principal,
+            summary=f"lineage {run.job} run {run.run_id}: {len(to_add)} edges",
+            change_count=len(placeholders) + len(to_end) + len(to_add),
+        )
+        return LineageResult(len(to_add), revision)
+
+    async def end_edges(self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = "") -> LineageResult:
+        """See `GraphStore.end_edges`; `at` is clamped into [edge record time, now]."""
+        at_us = _micros_arg(at, "at")
+        unique = [list(key) for key in sorted({(k.input, k.output, k.job) for k in keys})]
+        return await self._write(self._end_edges_tx, unique, at_us, principal)
+
+    async def _end_edges_tx(self, tx: AsyncManagedTransaction, keys: list[list[str]], at: int | None, principal: str) -> LineageResult:
+        revision, last_time = await self._begin_write(tx)
+        count = await _single(
+            tx,
+            "UNWIND $keys AS key "
+            "MATCH (:Dataset {id: key[1]})-[e:DERIVED_FROM {job: key[2]}]->(:Dataset {id: key[0]}) "
+            "WHERE e.end_time IS NULL RETURN count(e) AS n",
+            keys=keys,
+        )
+        if count["n"] == 0:
+            await self._finish_write(tx)
+            return LineageResult(0, revision)
+        now = self._next_time(last_time)
+        revision += 1
+        ended = await _end_edges(tx, keys, now, revision, at=at)
+        await self._finish_write(
+            tx, revision=revision, time_us=now, principal=principal, summary=f"end {ended} edges", change_count=ended
+        )
+        return LineageResult(ended, revision)
+
+    # ------------------------------------------------------------------ lineage reads
+
+    async def traverse(
+        self,
+        start: str,
+        direction: Direction,
+        *,
+        max_depth: int,
+        as_of: datetime | None = None,
+        limits: TraversalLimits = TraversalLimits(),
+    ) -> Traversal:
+        """See `GraphStore.traverse`: a level-by-level BFS, one indexed query per level."""
+        if max_depth < 0:
+            raise invalid_field("max_depth", "must not be negative")
+        at = _micros_arg(as_of, "as_of")
+        return await self._read(_traverse_tx, start, direction, max_depth, at, limits)
+
+    async def list_edges(self, page: PageRequest, *, as_of: datetime | None = None) -> Page[Edge]:
+        """See `GraphStore.list_edges`; ordered by the order in which edges were recorded.
+
+        That order is (revision, input, output, job), the order the SQLite backend's row ids
+        follow too, so both backends list edges identically.
+        """
+        if page.size <= 0:
+            raise invalid_field("page_size", "must be positive")
+        at = _micros_arg(as_of, "as_of")
+        after_text, at = decode_page_token(page.token, "edges", at, "")
+        after = _decode_edge_position(after_text)
+        rows = await self._read(_list_edges_tx, page.size, after, at)
+        items = tuple(edge_from_properties(row) for row in rows[: page.size])
+        token = ""
+        if len(rows) > page.size:
+            last = rows[page.size - 1]
+            position = canonical_json([last["revision"], last["input"], last["output"], last["job"]])
+            token = encode_page_token("edges", position, at, "")
+        return Page(items, token)
+
+    # ------------------------------------------------------------------ revisions and changes
+
+    async def revision(self) -> int:
+        """See `GraphStore.revision`."""
+        record = await self._read(_single, "MATCH (c:DomicileCatalog {key: $key}) RETURN c.revision AS revision", key=META_KEY)
+        return record["revision"]
+
+    async def changes_since(self, revision: int, *, limit: int = 10_000) -> list[Change]:
+        """See `GraphStore.changes_since`."""
+        return await self._read(_changes_tx, revision, max(1, limit))
+
+    # ------------------------------------------------------------------ export / import
+
+    async def export_history(self) -> AsyncIterator[dict]:
+        """See `GraphStore.export_history` and `history_format` for the records.
+
+        Neo4j has no snapshot reads, so the export is cut at the revision current when it
+        starts: later versions, edges and runs are left out and whatever later writes ended
+        is exported as still current. The result is the catalog exactly as of that revision,
+        even while writes continue.
+        """
+        self._check_open()
+        bound = await self._read(
+            _single, "MATCH (c:DomicileCatalog {key: $key}) RETURN c.revision AS revision, c.time AS time", key=META_KEY
+        )
+        yield hf.header_record()
+        for query, key_of, convert in _EXPORT_QUERIES:
+            after: list[Any] | None = None
+            while True:
+                rows = await self._read(_records, query, after=after, revision=bound["revision"], time=bound["time"], limit=_BATCH)
+                for row in rows:
+                    yield convert(row, bound["revision"])
+                if len(rows) < _BATCH:
+                    break
+                after = key_of(rows[-1])
+
+    async def import_history(self, records: AsyncIterator[dict]) -> int:
+        """See `GraphStore.import_history`.
+
+        Records load in batches of separate transactions (a history can be far larger than
+        one transaction should be). The meta node is marked "importing" meanwhile: a failed
+        import removes what it loaded, and should even that fail (the server went away), the
+        next import clears the remains of the failed one before it starts.
+        """
+        self._check_open()
+        importer = _Importer()
+        await self._write(self._begin_import_tx)
+        try:
+            batch: list[tuple[int, str, dict]] = []
+            async for record in records:
+                if importer.count == 0 and not batch:
+                    hf.check_header(record)
+                    importer.count = 1
+                    continue
+                index = importer.count + len(batch)
+                batch.append((index, hf.check_record(record, index), record))
+                if len(batch) >= _BATCH:
+                    importer.advance(await self._write(importer.load, batch), len(batch))
+                    batch = []
+            if importer.count == 0:
+                raise invalid_field("records[0]", "a history must start with a header record")
+            if batch:
+                importer.advance(await self._write(importer.load, batch), len(batch))
+            await self._write(importer.finish)
+        except BaseException:
+            with contextlib.suppress(DomicileError):
+                await self._write(_clear_catalog)
+            raise
+        return importer.count
+
+    @staticmethod
+    async def _begin_import_tx(tx: AsyncManagedTransaction) -> None:
+        meta = await _single(
+            tx, "MATCH (c:DomicileCatalog {key: $key}) SET c.write_lock = true RETURN c.importing AS importing", key=META_KEY
+        )
+        if meta["importing"]:
+            _log.warning("clearing the remains of an import that failed before")
+            await _clear_catalog(tx)
+        populated = await _single(
+            tx,
+            "RETURN EXISTS { MATCH (:Revision) } OR EXISTS { MATCH (:Dataset) } OR EXISTS { MATCH (:Run) } AS populated",
+        )
+        if populated["populated"]:
+            raise failed_precondition("import needs an empty store; this one already holds data", reason="STORE_NOT_EMPTY")
+        await _consume(tx, "MATCH (c:DomicileCatalog {key: $key}) REMOVE c.write_lock SET c.importing = true", key=META_KEY)
+
+
+# ---------------------------------------------------------------------- connection settings
+
+
+def _driver_settings(uri: str, trusted_ca: str | None) -> tuple[str, dict[str, Any]]:
+    """The URI and TLS settings to hand the driver for a store `uri` and optional CA file."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme
+    if scheme not in ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc") or not parts.hostname:
+        raise invalid_field("store", f"not a Neo4j store URI: {uri!r} (use bolt://HOST:PORT or neo4j://HOST:PORT)")
+    if trusted_ca is None:
+        return uri, {}
+    if scheme.endswith("+ssc"):
+        raise invalid_field("store", "a trusted CA file and a +ssc URI (trust any certificate) contradict each other")
+    # The driver refuses TLS settings next to a +s scheme, so a custom CA means the plain
+    # scheme with explicit encryption.
+    plain = urlunsplit(parts._replace(scheme=scheme.split("+")[0]))
+    return plain, {"encrypted": True, "trusted_certificates": neo4j.TrustCustomCAs(trusted_ca)}
+
+
+# ---------------------------------------------------------------------- query helpers
+
+
+async def _records(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> list[dict[str, Any]]:
+    result = await tx.run(cypher, params)
+    return await result.data()
+
+
+async def _values(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> list[Any]:
+    result = await tx.run(cypher, params)
+    return await result.value()
+
+
+async def _single(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> dict[str, Any]:
+    result = await tx.run(cypher, params)
+    record = await result.single(strict=True)
+    return record.data()
+
+
+async def _single_or_none(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> dict[str, Any] | None:
+    result = await tx.run(cypher, params)
+    record = await result.single()
+    return None if record is None else record.data()
+
+
+async def _consume(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> None:
+    await (await tx.run(cypher, params)).consume()
+
+
+def _version_visible(alias: str, at: int | None) -> str:
+    """Cypher condition: the version `alias` is the one visible now (at is None) or at `$at`."""
+    if at is None:
+        return f"{alias}.valid_to IS NULL"
+    return f"{alias}.valid_from <= $at AND ({alias}.valid_to IS NULL OR {alias}.valid_to > $at)"
+
+
+def _edge_visible(alias: str, at: int | None) -> str:
+    if at is None:
+        return f"{alias}.end_time IS NULL"
+    return f"{alias}.record_time <= $at AND ({alias}.end_time IS NULL OR {alias}.end_time > $at)"
+
+
+def _new_version(props: dict[str, Any], *, revision: int, valid_from: int, create_time: int, updated_by: str) -> dict[str, Any]:
+    """All properties of a new, current `DatasetVersion` with content `props`."""
+    return {
+        **props,
+        "revision": revision,
+        "valid_from": valid_from,
+        "valid_to": None,
+        "end_revision": None,
+        "deleted": False,
+        "create_time": create_time,
+        "updated_by": updated_by,
+    }
+
+
+async def _create_versions(tx: AsyncManagedTransaction, versions: list[dict[str, Any]]) -> None:
+    await _consume(
+        tx,
+        "UNWIND $versions AS version MERGE (:Dataset {id: version.id}) CREATE (v:DatasetVersion) SET v = version",
+        versions=versions,
+    )
+
+
+async def _current_version(tx: AsyncManagedTransaction, dataset_id: str) -> dict[str, Any] | None:
+    record = await _single_or_none(
+        tx, "MATCH (v:DatasetVersion {id: $id}) WHERE v.valid_to IS NULL RETURN properties(v) AS v", id=dataset_id
+    )
+    return None if record is None else record["v"]
+
+
+async def _end_version(tx: AsyncManagedTransaction, dataset_id: str, version: int, at: int, revision: int, *, deleted: bool) -> None:
+    await _consume(
+        tx,
+        "MATCH (v:DatasetVersion {id: $id, revision: $version}) SET v.valid_to = $at, v.end_revision = $revision, v.deleted = $deleted",
+        id=dataset_id,
+        version=version,
+        at=at,
+        revision=revision,
+        deleted=deleted,
+    )
+
+
+async def _end_edges(tx: AsyncManagedTransaction, keys: list[list[str]], now: int, revision: int, *, at: int | None = None) -> int:
+    """End the current edges with these [input, output, job] keys; returns how many ended.
+
+    The end time is `at` clamped into [the edge's record time, `now`] (`now` when at is None).
+    """
+    record = await _single(
+        tx,
+        "UNWIND $keys AS key "
+        "MATCH (:Dataset {id: key[1]})-[e:DERIVED_FROM {job: key[2]}]->(:Dataset {id: key[0]}) "
+        "WHERE e.end_time IS NULL "
+        "SET e.end_time = CASE WHEN $at IS NULL THEN $now "
+        "  WHEN $at < e.record_time THEN e.record_time WHEN $at > $now THEN $now ELSE $at END, "
+        "  e.end_revision = $revision "
+        "RETURN count(e) AS n",
+        keys=keys,
+        now=now,
+        at=at,
+        revision=revision,
+    )
+    return record["n"]
+
+
+async def _clear_catalog(tx: AsyncManagedTransaction) -> None:
+    """Remove every catalog record and reset the meta node (the schema stays)."""
+    await _consume(
+        tx,
+        "MATCH (n) WHERE n:Dataset OR n:DatasetVersion OR n:Revision OR n:Run DETACH DELETE n",
+    )
+    await _consume(
+        tx,
+        "MATCH (c:DomicileCatalog {key: $key}) SET c.revision = 0, c.time = 0 REMOVE c.importing, c.write_lock",
+        key=META_KEY,
+    )
+
+
+def _check_id(dataset_id: str, field_path: str) -> None:
+    if not dataset_id or len(dataset_id.encode()) > MAX_ID_BYTES:
+        raise invalid_field(field_path, f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
+
+
+def _micros_arg(t: datetime | None, field_path: str) -> int | None:
+    if t is None:
+        return None
+    try:
+        return to_micros(t)
+    except ValueError as exc:
+        raise invalid_field(field_path, str(exc)) from exc
+
+
+def _decode_edge_position(text: str | None) -> list[Any] | None:
+    """The (revision, input, output, job) position an edges page token holds."""
+    if text is None:
+        return None
+    try:
+        position = json.loads(text)
+    except ValueError as exc:
+        raise invalid_field("page_token", "malformed page token") from exc
+    if (
+        not isinstance(position, list)
+        or len(position) != 4
+        or not isinstance(position[0], int)
+        or not all(isinstance(part, str) for part in position[1:])
+    ):
+        raise invalid_field("page_token", "malformed page token")
+    return position
+
+
+# ---------------------------------------------------------------------- read transactions
+
+
+async def _get_dataset_tx(tx: AsyncManagedTransaction, dataset_id: str, at: int | None) -> Dataset | None:
+    record = await _single_or_none(
+        tx,
+        f"MATCH (v:DatasetVersion {{id: $id}}) WHERE {_version_visible('v', at)} RETURN properties(v) AS v",
+        id=dataset_id,
+        at=at,
+    )
+    return None if record is None else dataset_from_version(record["v"])
+
+
+async def _list_datasets_tx(
+    tx: AsyncManagedTransaction, filter: DatasetFilter, size: int, after: str | None, at: int | None
+) -> list[dict[str, Any]]:
+    clauses = [_version_visible("v", at)]
+    params: dict[str, Any] = {"at": at, "limit": size + 1}
+    if after is not None:
+        clauses.append("v.id > $after")
+        params["after"] = after
+    if filter.classification:
+        # Hierarchical: the label itself or any "label.*" descendant, own or field label.
+        clauses.append("any(label IN v.all_classifications WHERE label = $label OR label STARTS WITH $label_prefix)")
+        params["label"] = filter.classification
+        params["label_prefix"] = filter.classification + "."
+    if filter.origin:
+        clauses.append("$origin IN v.origins")
+        params["origin"] = filter.origin
+    if filter.region:
+        clauses.append("$region IN v.locations")
+        params["region"] = filter.region
+    if filter.owner:
+        clauses.append("v.owner = $owner")
+        params["owner"] = filter.owner
+    if filter.query:
+        clauses.append("(toLower(v.id) CONTAINS $query OR toLower(v.name) CONTAINS $query OR toLower(v.description) CONTAINS $query)")
+        params["query"] = filter.query.lower()
+    if not filter.include_placeholders:
+        clauses.append("NOT v.placeholder")
+    return await _values(
+        tx,
+        f"MATCH (v:DatasetVersion) WHERE {' AND '.join(clauses)} RETURN properties(v) AS v ORDER BY v.id LIMIT $limit",
+        **params,
+    )
+
+
+# For each direction: (pattern from a frontier node `n` to a neighbour `m`).
+_NEIGHBOUR_PATTERNS = {
+    # Upstream goes from an output to its inputs, downstream from an input to its outputs.
+    Direction.UPSTREAM: ["(n)-[e:DERIVED_FROM]->(m)"],
+    Direction.DOWNSTREAM: ["(n)<-[e:DERIVED_FROM]-(m)"],
+    Direction.BOTH: ["(n)-[e:DERIVED_FROM]->(m)", "(n)<-[e:DERIVED_FROM]-(m)"],
+}
+
+
+async def _traverse_tx(
+    tx: AsyncManagedTransaction, start: str, direction: Direction, max_depth: int, at: int | None, limits: TraversalLimits
+) -> Traversal:
+    deadline = time.monotonic() + limits.timeout_seconds
+    found = await _single_or_none(
+        tx, f"MATCH (v:DatasetVersion {{id: $id}}) WHERE {_version_visible('v', at)} RETURN 1 AS found", id=start, at=at
+    )
+    if found is None:
+        raise not_found(f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}"))
+    queries = [
+        f"UNWIND $frontier AS id MATCH (n:Dataset {{id: id}}) MATCH {pattern} WHERE {_edge_visible('e', at)} "
+        "RETURN m.id AS neighbour, properties(e) AS e ORDER BY m.id"
+        for pattern in _NEIGHBOUR_PATTERNS[direction]
+    ]
+    depths = {start: 0}
+    walked: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    frontier = [start]
+    reason = ""
+    depth = 0
+    while frontier and not reason:
+        if time.monotonic() > deadline:
+            reason = "timeout"
+            break
+        if depth == max_depth:
+            # Only asking whether the answer is cut: does any frontier node lead further?
+            for query in queries:
+                if any(row["neighbour"] not in depths for row in await _records(tx, query, frontier=frontier, at=at)):
+                    reason = "max_depth"
+                    break
+            break
+        next_frontier: list[str] = []
+        for query in queries:
+            for row in await _records(tx, query, frontier=frontier, at=at):
+                edge = row["e"]
+                walked[(edge["input"], edge["output"], edge["job"], edge["record_time"])] = edge
+                node = row["neighbour"]
+                if node in depths:
+                    continue
+                if len(depths) >= limits.max_nodes:
+                    reason = "max_nodes"
+                    continue
+                depths[node] = depth + 1
+                next_frontier.append(node)
+        frontier = next_frontier
+        depth += 1
+    placeholders = set(
+        await _values(
+            tx,
+            f"UNWIND $ids AS id MATCH (v:DatasetVersion {{id: id}}) WHERE {_version_visible('v', at)} AND v.placeholder RETURN id",
+            ids=list(depths),
+            at=at,
+        )
+    )
+    nodes = sorted((LineageNode(i, d, i in placeholders) for i, d in depths.items()), key=lambda x: (x.depth, x.dataset_id))
+    edges = sorted(
+        (edge_from_properties(e) for e in walked.values() if e["input"] in depths and e["output"] in depths),
+        key=lambda e: (e.input, e.output, e.job, e.record_time),
+    )
+    return Traversal(tuple(nodes), tuple(edges), complete=not reason, incomplete_reason=reason)
+
+
+async def _list_edges_tx(tx: AsyncManagedTransaction, size: int, after: list[Any] | None, at: int | None) -> list[dict[str, Any]]:
+    clauses = [_edge_visible("e", at)]
+    if after is not None:
+        clauses.append(
+            "(e.revision > $r OR (e.revision = $r AND (e.input > $i OR (e.input = $i AND "
+            "(e.output > $o OR (e.output = $o AND e.job > $j))))))"
+        )
+    r, i, o, j = after if after is not None else (None, None, None, None)
+    return await _values(
+        tx,
+        f"MATCH ()-[e:DERIVED_FROM]->() WHERE {' AND '.join(clauses)} "
+        "RETURN properties(e) AS e ORDER BY e.revision, e.input, e.output, e.job LIMIT $limit",
+        at=at,
+        r=r,
+        i=i,
+        o=o,
+        j=j,
+        limit=size + 1,
+    )
+
+
+async def _changes_tx(tx: AsyncManagedTransaction, after: int, limit: int) -> list[Change]:
+    revisions = await _records(
+        tx,
+        "MATCH (r:Revision) WHERE r.revision > $after "
+        "RETURN r.revision AS revision, r.time AS time, r.principal AS principal, r.change_count AS count "
+        "ORDER BY r.revision LIMIT $limit",
+        after=after,
+        limit=limit,
+    )
+    # Whole revisions up to the one holding the limit-th change.
+    total = 0
+    kept: list[dict[str, Any]] = []
+    for revision in revisions:
+        kept.append(revision)
+        total += revision["count"]
+        if total >= limit:
+            break
+    if not kept:
+        return []
+    bound = kept[-1]["revision"]
+    params = {"after": after, "bound": bound}
+    upserted = await _values(
+        tx,
+        "MATCH (v:DatasetVersion) WHERE v.revision > $after AND v.revision <= $bound "
+        "RETURN properties(v) AS v ORDER BY v.revision, v.id",
+        **params,
+    )
+    deleted = await _records(
+        tx,
+        "MATCH (v:DatasetVersion) WHERE v.end_revision > $after AND v.end_revision <= $bound AND v.deleted "
+        "RETURN v.end_revision AS revision, v.id AS id ORDER BY v.end_revision, v.id",
+        **params,
+    )
+    ended = await _values(
+        tx,
+        "MATCH ()-[e:DERIVED_FROM]->() WHERE e.end_revision > $after AND e.end_revision <= $bound "
+        "RETURN properties(e) AS e ORDER BY e.end_revision, e.revision, e.input, e.output, e.job",
+        **params,
+    )
+    added = await _values(
+        tx,
+        "MATCH ()-[e:DERIVED_FROM]->() WHERE e.revision > $after AND e.revision <= $bound "
+        "RETURN properties(e) AS e ORDER BY e.revision, e.input, e.output, e.job",
+        **params,
+    )
+    by_revision: dict[int, list[tuple[ChangeKind, Any]]] = {r["revision"]: [] for r in kept}
+    for v in upserted:
+        by_revision[v["revision"]].append((ChangeKind.DATASET_UPSERTED, v))
+    for d in deleted:
+        by_revision[d["revision"]].append((ChangeKind.DATASET_DELETED, d["id"]))
+    for e in ended:
+        by_revision[e["end_revision"]].append((ChangeKind.EDGE_ENDED, e))
+    for e in added:
+        by_revision[e["revision"]].append((ChangeKind.EDGE_ADDED, e))
+    changes: list[Change] = []
+    for revision in kept:
+        at = from_micros(revision["time"])
+        for kind, item in by_revision[revision["revision"]]:
+            change = Change(revision["revision"], kind, at, revision["principal"])
+            if kind is ChangeKind.DATASET_UPSERTED:
+                dataset = dataset_from_version(item)
+                changes.append(replace(change, dataset_id=dataset.id, dataset=dataset))
+            elif kind is ChangeKind.DATASET_DELETED:
+                changes.append(replace(change, dataset_id=item))
+            elif kind is ChangeKind.EDGE_ADDED:
+                # The edge as it was added, even if a later revision ended it.
+                changes.append(replace(change, edge=edge_from_properties({**item, "end_time": None})))
+            else:
+                changes.append(replace(change, edge=edge_from_properties(item)))
+    return changes
+
+
+# ---------------------------------------------------------------------- export
+
+
+def _export_version(row: dict[str, Any], bound: int) -> dict:
+    v = row["v"]
+    ended = v.get("end_revision") is not None and v["end_revision"] <= bound
+    return hf.dataset_version_record(
+        dataset_from_version(v),
+        valid_to=from_micros(v["valid_to"]) if ended else None,
+        end_revision=v["end_revision"] if ended else None,
+        deleted=bool(v["deleted"]) if ended else False,
+    )
+
+
+def _export_edge(row: dict[str, Any], bound: int) -> dict:
+    e = row["e"]
+    ended = e.get("end_revision") is not None and e["end_revision"] <= bound
+    edge = edge_from_properties({**e, "end_time": e["end_time"] if ended else None})
+    return hf.edge_record(edge, revision=e["revision"], end_revision=e["end_revision"] if ended else None)
+
+
+def _export_run(row: dict[str, Any], bound: int) -> dict:
+    r = row["r"]
+    event_time = r.get("event_time")
+    run = Run(r["job"], r["run_id"], r["run_region"], r["transform"], None if event_time is None else from_micros(event_time))
+    return hf.run_record(run, record_time=from_micros(r["record_time"]), principal=r["principal"])
+
+
+# (query with $after/$revision/$time/$limit, key of a row for the next batch, converter), in
+# the record order `history_format` documents; keyset pagination on that order.
+_EXPORT_QUERIES: list[tuple[str, Callable[[dict[str, Any]], list[Any]], Callable[[dict[str, Any], int], dict]]] = [
+    (
+        "MATCH (r:Revision) WHERE r.revision <= $revision AND ($after IS NULL OR r.revision > $after[0]) "
+        "RETURN r.revision AS revision, r.time AS time, r.principal AS principal, r.summary AS summary "
+        "ORDER BY r.revision LIMIT $limit",
+        lambda row: [row["revision"]],
+        lambda row, bound: hf.revision_record(row["revision"], row["time"], row["principal"], row["summary"]),
+    ),
+    (
+        "MATCH (v:DatasetVersion) WHERE v.revision <= $revision AND ($after IS NULL OR v.revision > $after[0] "
+        "OR (v.revision = $after[0] AND v.id > $after[1])) "
+        "RETURN properties(v) AS v ORDER BY v.revision, v.id LIMIT $limit",
+        lambda row: [row["v"]["revision"], row["v"]["id"]],
+        _export_version,
+    ),
+    (
+        "MATCH ()-[e:DERIVED_FROM]->() WHERE e.revision <= $revision AND ($after IS NULL OR e.revision > $after[0] "
+        "OR (e.revision = $after[0] AND (e.input > $after[1] OR (e.input = $after[1] AND (e.output > $after[2] "
+        "OR (e.output = $after[2] AND e.job > $after[3])))))) "
+        "RETURN properties(e) AS e ORDER BY e.revision, e.input, e.output, e.job LIMIT $limit",
+        lambda row: [row["e"]["revision"], row["e"]["input"], row["e"]["output"], row["e"]["job"]],
+        _export_edge,
+    ),
+    (
+        "MATCH (r:Run) WHERE r.record_time <= $time AND ($after IS NULL OR r.record_time > $after[0] "
+        "OR (r.record_time = $after[0] AND (r.job > $after[1] OR (r.job = $after[1] AND r.run_id > $after[2])))) "
+        "RETURN properties(r) AS r ORDER BY r.record_time, r.job, r.run_id LIMIT $limit",
+        lambda row: [row["r"]["record_time"], row["r"]["job"], row["r"]["run_id"]],
+        _export_run,
+    ),
+]
+
+
+# ---------------------------------------------------------------------- import
+
+
+class _Importer:
+    """Loads validated history records; each `load` is one write transaction function.
+
+    `load` only reads the state that spans batches (last revision, last time, record type
+    reached) and returns the state after its batch; `advance` adopts it once the
+    transaction has committed. So an attempt the driver retries starts from the same state.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._last_revision = 0
+        self._last_time = 0
+        self._kinds_seen = 0
+
+    def advance(self, state: tuple[int, int, int], records: int) -> None:
+        self._last_revision, self._last_time, self._kinds_seen = state
+        self.count += records
+
+    async def load(self, tx: AsyncManagedTransaction, batch: list[tuple[int, str, dict]]) -> tuple[int, int, int]:
+        last_revision, last_time = self._last_revision, self._last_time
+        change_counts: dict[int, int] = {}
+        kind_order = self._kinds_seen
+        revisions: list[dict[str, Any]] = []
+        versions: list[dict[str, Any]] = []
+        edges: list[dict[str, Any]] = []
+        runs: list[dict[str, Any]] = []
+        for index, kind, record in batch:
+            order = hf.RECORD_TYPES.index(kind)
+            if order < kind_order:
+                raise invalid_field(f"records[{index}].type", f"a {kind} record must come before the {hf.RECORD_TYPES[kind_order]} records")
+            kind_order = order
+            if kind != "revision":
+                for key in ("revision", "end_revision"):
+                    referenced = record.get(key)
+                    if referenced is not None and not 1 <= referenced <= last_revision:
+                        raise invalid_field(f"records[{index}].{key}", f"revision {referenced} has no earlier revision record")
+            if kind == "revision":
+                if record["revision"] != last_revision + 1:
+                    raise invalid_field(f"records[{index}].revision", f"expected revision {last_revision + 1}")
+                last_revision = record["revision"]
+                last_time = max(last_time, record["time"])
+                revisions.append({k: record[k] for k in ("revision", "time", "principal", "summary")})
+            elif kind == "dataset_version":
+                versions.append(_imported_version(index, record))
+                change_counts[record["revision"]] = change_counts.get(record["revision"], 0) + 1
+                if record["deleted"]:
+                    change_counts[record["end_revision"]] = change_counts.get(record["end_revision"], 0) + 1
+            elif kind == "edge":
+                if (record["end_time"] is None) != (record["end_revision"] is None):
+                    raise invalid_field(f"records[{index}].end_time", "an ended edge needs both end_time and end_revision")
+                edges.append({k: record[k] for k in ("input", "output", "job", "transform", "run_id", "record_time", "end_time", "revision", "end_revision")})
+                for key in ("revision", "end_revision"):
+                    if record[key] is not None:
+                        change_counts[record[key]] = change_counts.get(record[key], 0) + 1
+            else:
+                runs.append({k: record[k] for k in ("job", "run_id", "run_region", "transform", "event_time", "record_time", "principal")})
+                last_time = max(last_time, record["record_time"])
+        try:
+            if revisions:
+                await _consume(tx, "UNWIND $rows AS row CREATE (r:Revision) SET r = row, r.change_count = 0", rows=revisions)
+            if versions:
+                await _create_versions(tx, versions)
+            if edges:
+                await _consume(
+                    tx,
+                    "UNWIND $rows AS row MERGE (o:Dataset {id: row.output}) MERGE (i:Dataset {id: row.input}) "
+                    "CREATE (o)-[e:DERIVED_FROM]->(i) SET e = row",
+                    rows=edges,
+                )
+            if runs:
+                await _consume(tx, "UNWIND $rows AS row CREATE (r:Run) SET r = row", rows=runs)
+            if change_counts:
+                await _consume(
+                    tx,
+                    "UNWIND $counts AS c MATCH (r:Revision {revision: c[0]}) SET r.change_count = r.change_count + c[1]",
+                    counts=[[r, n] for r, n in change_counts.items()],
+                )
+        except neo4j_errors.ConstraintError as exc:
+            raise invalid_argument(f"history is inconsistent: {exc.message}") from exc
+        return last_revision, last_time, kind_order
+
+    async def finish(self, tx: AsyncManagedTransaction) -> None:
+        await _consume(
+            tx,
+            "MATCH (c:DomicileCatalog {key: $key}) SET c.revision = $revision, c.time = $time REMOVE c.importing",
+            key=META_KEY,
+            revision=self._last_revision,
+            time=self._last_time,
+        )
+
+
+def _imported_version(index: int, record: dict[str, Any]) -> dict[str, Any]:
+    try:
+        dataset = hf.dataset_from_content(record["dataset"], revision=0, create_time=None, update_time=None, updated_by="")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise invalid_field(f"records[{index}].dataset", f"malformed dataset ({exc!r})") from exc
+    _check_id(dataset.id, f"records[{index}].dataset.id")
+    if (record["valid_to"] is None) != (record["end_revision"] is None) or (record["deleted"] and record["valid_to"] is None):
+        raise invalid_field(f"records[{index}].valid_to", "an ended version needs both valid_to and end_revision")
+    return {
+        **version_properties(dataset),
+        "revision": record["revision"],
+        "valid_from": record["valid_from"],
+        "valid_to": record["valid_to"],
+        "end_revision": record["end_revision"],
+        "deleted": record["deleted"],
+        "create_time": record["create_time"],
+        "updated_by": record["updated_by"],
+    }

@@ -1,0 +1,290 @@
+"""Residency client commands.
+
+Top-level commands: `decide`, `route`, `check-job`, `explain`, `violations`.
+Commands for existing groups: `policy_set`, `policy_get`, `policy_impact` (attach to the
+`policy` group as `set`, `get`, `impact`) and `audit_get`, `audit_replay` (attach to the
+`audit` group as `get`, `replay`); `POLICY_COMMANDS` / `AUDIT_COMMANDS` list them.
+
+Human-readable output by default, `--json` prints the response message. `decide`, `route` and
+`check-job` exit 3 when the answer is negative (DENY, no allowed candidate, job not allowed),
+so scripts and pipelines can branch on the exit status; RPC errors exit 1 (2 for
+INVALID_ARGUMENT).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from domicile.cli.client import call, emit, table
+from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
+
+EXIT_NEGATIVE = 3
+
+_OPERATIONS = {"store": residency_pb2.OPERATION_STORE, "process": residency_pb2.OPERATION_PROCESS}
+_OPERATION_NAMES = {value: name for name, value in _OPERATIONS.items()}
+_OUTCOME_NAMES = {residency_pb2.OUTCOME_ALLOW: "ALLOW", residency_pb2.OUTCOME_DENY: "DENY"}
+# Long allowed-region lists are cut in human output (--json has them all).
+_SHOWN_REGIONS = 12
+
+_operation_option = click.option(
+    "--op", "--operation", "operation", type=click.Choice(sorted(_OPERATIONS)), required=True,
+    help="store: keep a copy in the region; process: compute on it there.",
+)
+
+
+def _regions_text(regions) -> str:
+    regions = list(regions)
+    if not regions:
+        return "none"
+    shown = ", ".join(regions[:_SHOWN_REGIONS])
+    more = len(regions) - _SHOWN_REGIONS
+    return f"{shown}, ... ({more} more, {len(regions)} in all)" if more > 0 else shown
+
+
+def render_decision(d: residency_pb2.Decision, indent: str = "") -> str:
+    """A decision as a few lines: outcome and question, reasons with lineage paths, audit ids."""
+    outcome = _OUTCOME_NAMES.get(d.outcome, "UNSPECIFIED")
+    op = _OPERATION_NAMES.get(d.operation, "?")
+    lines = [f"{indent}{outcome}  {op} {d.dataset_id} in {d.region or '-'}"]
+    for reason in d.reasons:
+        rule = f" {reason.rule_id}" if reason.rule_id else ""
+        lines.append(f"{indent}  {reason.code}{rule}: {reason.message}")
+        if len(reason.lineage_path) > 1:
+            lines.append(f"{indent}    lineage: {' <- '.join(reversed(reason.lineage_path))}")
+    lines.append(f"{indent}  allowed regions: {_regions_text(d.allowed_regions)}")
+    when = d.decide_time.ToJsonString() if d.HasField("decide_time") else "-"
+    lines.append(
+        f"{indent}  decision {d.decision_id}  policy {d.policy_version}  catalog revision {d.catalog_revision}  at {when}"
+    )
+    return "\n".join(lines)
+
+
+def _exit_negative(ctx: click.Context, negative: bool) -> None:
+    if negative:
+        ctx.exit(EXIT_NEGATIVE)
+
+
+@click.command("decide")
+@click.argument("dataset_id")
+@_operation_option
+@click.option("-r", "--region", required=True, help="Region id, e.g. aws:eu-central-1.")
+@click.pass_context
+def decide(ctx, dataset_id, operation, region) -> None:
+    """May DATASET_ID be stored/processed in REGION? Exit 0 on ALLOW, 3 on DENY."""
+    request = residency_pb2.DecideRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], region=region)
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Decide", request)
+    emit(ctx, response, lambda r: render_decision(r.decision))
+    _exit_negative(ctx, response.decision.outcome != residency_pb2.OUTCOME_ALLOW)
+
+
+@click.command("route")
+@click.argument("dataset_id")
+@click.argument("candidates", nargs=-1, required=True)
+@_operation_option
+@click.pass_context
+def route(ctx, dataset_id, candidates, operation) -> None:
+    """The first of CANDIDATES (region ids, most preferred first) where the operation on
+    DATASET_ID is allowed. Exit 3 when none is."""
+    request = residency_pb2.RouteRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], candidates=candidates)
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Route", request)
+
+    def render(r: residency_pb2.RouteResponse) -> str:
+        head = f"route: {r.region}" if r.region else "route: no candidate is allowed"
+        return f"{head}\n{render_decision(r.decision, '  ')}"
+
+    emit(ctx, response, render)
+    _exit_negative(ctx, not response.region)
+
+
+@click.command("check-job")
+@click.option("-i", "--input", "inputs", multiple=True, help="Dataset the job reads (repeatable).")
+@click.option("-o", "--output", "outputs", multiple=True, help="Dataset the job writes (repeatable).")
+@click.option("--run-region", default="", help="Where the job runs (needed with inputs).")
+@click.option("--output-region", default="", help="Where the outputs are written (needed with outputs).")
+@click.option("--transform", default="", help="Transform kind, e.g. anonymize (declassifiers apply).")
+@click.pass_context
+def check_job(ctx, inputs, outputs, run_region, output_region, transform) -> None:
+    """Pre-flight residency check of a pipeline job. Exit 0 when allowed, 3 when not."""
+    request = residency_pb2.CheckJobRequest(
+        inputs=inputs, outputs=outputs, run_region=run_region, output_region=output_region, transform=transform
+    )
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "CheckJob", request)
+
+    def render(r: residency_pb2.CheckJobResponse) -> str:
+        lines = ["job allowed" if r.allowed else "job NOT allowed"]
+        lines.extend(render_decision(d, "  ") for d in r.decisions)
+        return "\n".join(lines)
+
+    emit(ctx, response, render)
+    _exit_negative(ctx, not response.allowed)
+
+
+@click.command("explain")
+@click.argument("dataset_id")
+@click.pass_context
+def explain(ctx, dataset_id) -> None:
+    """DATASET_ID's effective classifications and origins, each with the lineage path that
+    brought it, and where the active policy lets it be stored and processed."""
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Explain", residency_pb2.ExplainRequest(dataset_id=dataset_id))
+
+    def attribute_lines(title: str, attributes) -> list[str]:
+        lines = [f"{title}:"]
+        if not attributes:
+            lines.append("  (none)")
+        for attribute in attributes:
+            path = list(attribute.lineage_path)
+            source = "own" if len(path) <= 1 else "from " + " <- ".join(reversed(path))
+            lines.append(f"  {attribute.value:<24} {source}")
+        return lines
+
+    def render(r: residency_pb2.ExplainResponse) -> str:
+        lines = [f"dataset {dataset_id}  (policy {r.policy_version}, catalog revision {r.catalog_revision})"]
+        lines += attribute_lines("classifications", r.classifications)
+        lines += attribute_lines("origins", r.origins)
+        lines.append(f"store allowed in:   {_regions_text(r.store_regions)}")
+        lines.append(f"process allowed in: {_regions_text(r.process_regions)}")
+        return "\n".join(lines)
+
+    emit(ctx, response, render)
+
+
+@click.command("violations")
+@click.pass_context
+def violations(ctx) -> None:
+    """Every dataset stored in a region where the policy does not allow storing it."""
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "ScanViolations", residency_pb2.ScanViolationsRequest())
+
+    def render(r: residency_pb2.ScanViolationsResponse) -> str:
+        if not r.violations:
+            return "no violations"
+        rows = [
+            (v.dataset_id, v.region, "; ".join(x.rule_id or x.code for x in v.decision.reasons), v.decision.decision_id)
+            for v in r.violations
+        ]
+        return table(("DATASET", "REGION", "RULES", "DECISION"), rows) + f"\n{len(r.violations)} violation(s)"
+
+    emit(ctx, response, render)
+
+
+# ---- policy group --------------------------------------------------------------------------
+
+
+def _read_policy(path: Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(f"{path}: {exc}") from None
+
+
+def _print_policy_errors(filename: str, errors) -> None:
+    for e in errors:
+        where = f"{e.path}: " if e.path else ""
+        click.echo(f"{filename}:{e.line}:{e.column}: {where}{e.message}", err=True)
+
+
+@click.command("set")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Validate on the server without activating.")
+@click.pass_context
+def policy_set(ctx, file, dry_run) -> None:
+    """Make the policy in FILE the server's active policy (or only validate it: --dry-run).
+    Exit 1 with every error (FILE:LINE:COL) when the server rejects it."""
+    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "SetPolicy",
+                    policy_pb2.SetPolicyRequest(policy_yaml=_read_policy(file), dry_run=dry_run))
+    if response.errors and not ctx.obj.json_output:
+        _print_policy_errors(str(file), response.errors)
+        click.echo(f"{file}: rejected, {len(response.errors)} error(s); the active policy is unchanged", err=True)
+        sys.exit(1)
+
+    def render(r: policy_pb2.SetPolicyResponse) -> str:
+        if r.applied:
+            return f"policy {r.version} is active"
+        return f"policy {r.version} is valid (dry run, not applied)"
+
+    emit(ctx, response, render)
+    if response.errors:
+        sys.exit(1)
+
+
+@click.command("get")
+@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the policy YAML to this file instead of stdout.")
+@click.pass_context
+def policy_get(ctx, output) -> None:
+    """The server's active policy (YAML as set), with its version and content hash."""
+    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "GetPolicy", policy_pb2.GetPolicyRequest())
+    if output is not None:
+        output.write_text(response.policy_yaml, "utf-8")
+
+    def render(r: policy_pb2.GetPolicyResponse) -> str:
+        head = f"# version {r.version}, sha256 {r.content_hash}"
+        return head if output is not None else f"{head}\n{r.policy_yaml.rstrip()}"
+
+    emit(ctx, response, render)
+
+
+@click.command("impact")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_context
+def policy_impact(ctx, file) -> None:
+    """What activating the policy in FILE would change: per dataset and operation, regions
+    added and removed, and stored copies that would become violations."""
+    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "PolicyImpact",
+                    policy_pb2.PolicyImpactRequest(policy_yaml=_read_policy(file)))
+    if response.errors and not ctx.obj.json_output:
+        _print_policy_errors(str(file), response.errors)
+        sys.exit(1)
+
+    def render(r: policy_pb2.PolicyImpactResponse) -> str:
+        if not r.changes:
+            return f"policy {r.version}: no change for any dataset"
+        rows = [
+            (c.dataset_id, _OPERATION_NAMES.get(c.operation, "?"), _regions_text(c.added_regions) if c.added_regions else "-",
+             _regions_text(c.removed_regions) if c.removed_regions else "-", ", ".join(c.new_violations) or "-")
+            for c in r.changes
+        ]
+        new = sum(len(c.new_violations) for c in r.changes)
+        return (table(("DATASET", "OP", "ADDED", "REMOVED", "NEW VIOLATIONS"), rows)
+                + f"\npolicy {r.version}: {len(r.changes)} change(s), {new} new violation(s)")
+
+    emit(ctx, response, render)
+    if response.errors:
+        sys.exit(1)
+
+
+# ---- audit group ---------------------------------------------------------------------------
+
+
+@click.command("get")
+@click.argument("decision_id")
+@click.pass_context
+def audit_get(ctx, decision_id) -> None:
+    """A logged decision by id."""
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "GetDecision",
+                    residency_pb2.GetDecisionRequest(decision_id=decision_id))
+    emit(ctx, response, lambda r: render_decision(r.decision))
+
+
+@click.command("replay")
+@click.argument("decision_id")
+@click.pass_context
+def audit_replay(ctx, decision_id) -> None:
+    """Re-evaluate a logged decision against the policy version and catalog of its time.
+    Exit 0 when the replay matches the original, 3 when it does not."""
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "ReplayDecision",
+                    residency_pb2.ReplayDecisionRequest(decision_id=decision_id))
+
+    def render(r: residency_pb2.ReplayDecisionResponse) -> str:
+        verdict = "MATCHES" if r.matches else "DIFFERS"
+        return f"replay {verdict}\noriginal:\n{render_decision(r.original, '  ')}\nreplayed:\n{render_decision(r.replayed, '  ')}"
+
+    emit(ctx, response, render)
+    _exit_negative(ctx, not response.matches)
+
+
+RESIDENCY_COMMANDS = (decide, route, check_job, explain, violations)
+POLICY_COMMANDS = (policy_set, policy_get, policy_impact)
+AUDIT_COMMANDS = (audit_get, audit_replay)

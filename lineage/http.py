@@ -1,0 +1,69 @@
+"""`POST /api/v1/lineage`: OpenLineage RunEvents over HTTP, as the OpenLineage clients'
+HTTP transport sends them (JSON body, optionally gzip-encoded, `Authorization: Bearer` when
+an API key is configured — checked by the security middlewares, not here).
+
+Answers: 200 with `{"recorded", "edges_created", "datasets_updated", "catalog_revision",
+"job", "run_id"}`; 400 with `{"error": {"code", "message", "field_violations": [...]}}` for
+a malformed event (nothing written); 415 for a body that is not JSON. Other domain errors
+are mapped by `domicile.http_api`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from domicile.app import App
+from domicile.errors import invalid_field
+from domicile.lineage.ingest import ingest_event
+from domicile.lineage.openlineage import parse_run_event
+from domicile.security.context import current_principal
+
+LINEAGE_PATH = "/api/v1/lineage"
+
+APP_KEY: web.AppKey[App] = web.AppKey("domicile", App)
+# Serializes dataset merges of concurrent events in this process, so two events creating the
+# same new dataset cannot overwrite each other's facets (existing datasets are protected by
+# expected_revision in any case).
+INGEST_LOCK: web.AppKey[asyncio.Lock] = web.AppKey("domicile_lineage_ingest_lock", asyncio.Lock)
+
+
+async def post_lineage(request: web.Request) -> web.Response:
+    """Validate one RunEvent completely, then apply it (see `lineage.ingest`)."""
+    app = request.app[APP_KEY]
+    if request.content_type not in ("application/json", "application/octet-stream", ""):
+        raise web.HTTPUnsupportedMediaType(
+            text=json.dumps({"error": {"code": "UNSUPPORTED_MEDIA_TYPE", "message": "send the event as application/json"}}),
+            content_type="application/json",
+        )
+    body = await request.read()
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid_field("event", f"the body is not valid JSON: {exc}") from None
+    event = parse_run_event(
+        document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions
+    )
+    async with request.app[INGEST_LOCK]:
+        result = await ingest_event(
+            app.store, event, regions=app.regions(), principal=current_principal(), on_write=app.after_write
+        )
+    return web.json_response(
+        {
+            "recorded": result.recorded,
+            "edges_created": result.edges_created,
+            "datasets_updated": result.datasets_updated,
+            "catalog_revision": result.revision,
+            "job": event.run.job,
+            "run_id": event.run.run_id,
+        }
+    )
+
+
+def add_lineage_routes(http_app: web.Application, app: App) -> None:
+    """Mount the OpenLineage endpoint on `http_app`."""
+    http_app[APP_KEY] = app
+    http_app[INGEST_LOCK] = asyncio.Lock()
+    http_app.router.add_post(LINEAGE_PATH, post_lineage)

@@ -1,0 +1,134 @@
+"""Translation between residency/policy protobuf messages and router domain values (no grpc).
+
+Decisions are the hot path (BatchDecide answers up to 10,000 of them per call), and most of a
+Decision message's bytes are `allowed_regions`, which is the same tuple for every dataset of a
+kind (the engine hands out one cached tuple per allowed set). So the parts of a decision that
+repeat -- outcome with allowed regions, and policy version with catalog revision and decide
+time -- are serialized once and merged into each message from bytes, which upb does in C;
+only the per-decision strings are set from Python. Merging is exact: the fragments hold
+distinct fields, so the result equals a message built field by field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from domicile.router.policy import PolicyError
+from domicile.router.runtime import Explanation, Violation
+from domicile.router.types import Decision, Operation, Outcome, PolicyChange
+from domicile.timeconv import to_timestamp
+from domicile.v1 import policy_pb2, residency_pb2
+
+OPERATION_FROM_PROTO: dict[int, Operation] = {
+    residency_pb2.OPERATION_STORE: Operation.STORE,
+    residency_pb2.OPERATION_PROCESS: Operation.PROCESS,
+}
+OPERATION_TO_PROTO: dict[Operation, int] = {op: value for value, op in OPERATION_FROM_PROTO.items()}
+OUTCOME_TO_PROTO: dict[Outcome, int] = {
+    Outcome.ALLOW: residency_pb2.OUTCOME_ALLOW,
+    Outcome.DENY: residency_pb2.OUTCOME_DENY,
+}
+
+# Fragment caches are bounded; clearing only costs re-serializing a few fragments.
+_FRAGMENT_LIMIT = 4096
+
+
+class DecisionEncoder:
+    """Builds Decision messages, reusing serialized fragments across decisions.
+
+    One encoder per servicer; not thread-safe (the servicer runs on one event loop).
+    """
+
+    def __init__(self) -> None:
+        # (outcome, id(allowed_regions)) -> (the tuple itself, fragment). Keeping the tuple
+        # alive guarantees its id is not reused for another tuple while cached.
+        self._verdicts: dict[tuple[Outcome, int], tuple[tuple[str, ...], bytes]] = {}
+        self._context_key: tuple[str, int, datetime] | None = None
+        self._context: bytes = b""
+
+    def fill(self, message: residency_pb2.Decision, decision: Decision) -> residency_pb2.Decision:
+        """Set every field of the (empty) `message` from `decision`; returns `message`."""
+        message.decision_id = decision.decision_id
+        message.dataset_id = decision.dataset_id
+        message.operation = OPERATION_TO_PROTO[decision.operation]
+        message.region = decision.region
+        message.MergeFromString(self._verdict_fragment(decision.outcome, decision.allowed_regions))
+        message.MergeFromString(self._context_fragment(decision))
+        if decision.reasons:
+            add = message.reasons.add
+            for reason in decision.reasons:
+                add(
+                    code=reason.code.value,
+                    rule_id=reason.rule_id,
+                    message=reason.message,
+                    lineage_path=reason.lineage_path,
+                    citation=reason.citation,
+                )
+        return message
+
+    def to_proto(self, decision: Decision) -> residency_pb2.Decision:
+        return self.fill(residency_pb2.Decision(), decision)
+
+    def batch(self, decisions: Iterable[Decision]) -> residency_pb2.BatchDecideResponse:
+        response = residency_pb2.BatchDecideResponse()
+        add = response.decisions.add
+        fill = self.fill
+        for decision in decisions:
+            fill(add(), decision)
+        return response
+
+    def _verdict_fragment(self, outcome: Outcome, allowed: tuple[str, ...]) -> bytes:
+        key = (outcome, id(allowed))
+        cached = self._verdicts.get(key)
+        if cached is not None and cached[0] is allowed:
+            return cached[1]
+        fragment = residency_pb2.Decision(outcome=OUTCOME_TO_PROTO[outcome], allowed_regions=allowed).SerializeToString()
+        if len(self._verdicts) >= _FRAGMENT_LIMIT:
+            self._verdicts.clear()
+        self._verdicts[key] = (allowed, fragment)
+        return fragment
+
+    def _context_fragment(self, decision: Decision) -> bytes:
+        # Decisions of one call share version, revision and time: a one-entry cache suffices.
+        key = (decision.policy_version, decision.catalog_revision, decision.decide_time)
+        if key != self._context_key:
+            self._context = residency_pb2.Decision(
+                policy_version=decision.policy_version,
+                catalog_revision=decision.catalog_revision,
+                decide_time=to_timestamp(decision.decide_time),
+            ).SerializeToString()
+            self._context_key = key
+        return self._context
+
+
+def explanation_to_proto(explanation: Explanation) -> residency_pb2.ExplainResponse:
+    attrs = explanation.attributes
+    return residency_pb2.ExplainResponse(
+        classifications=[residency_pb2.EffectiveAttribute(value=v, lineage_path=p) for v, p in attrs.classifications.items()],
+        origins=[residency_pb2.EffectiveAttribute(value=v, lineage_path=p) for v, p in attrs.origins.items()],
+        store_regions=explanation.store_regions,
+        process_regions=explanation.process_regions,
+        policy_version=explanation.policy_version,
+        catalog_revision=explanation.catalog_revision,
+    )
+
+
+def violation_to_proto(violation: Violation, encoder: DecisionEncoder) -> residency_pb2.Violation:
+    return residency_pb2.Violation(
+        dataset_id=violation.dataset_id, region=violation.region, decision=encoder.to_proto(violation.decision)
+    )
+
+
+def policy_error_to_proto(error: PolicyError) -> policy_pb2.PolicyError:
+    return policy_pb2.PolicyError(line=error.line, column=error.column, path=error.path, message=error.message)
+
+
+def policy_change_to_proto(change: PolicyChange) -> policy_pb2.PolicyChange:
+    return policy_pb2.PolicyChange(
+        dataset_id=change.dataset_id,
+        operation=OPERATION_TO_PROTO[change.operation],
+        added_regions=change.added_regions,
+        removed_regions=change.removed_regions,
+        new_violations=change.new_violations,
+    )

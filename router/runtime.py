@@ -1,0 +1,787 @@
+"""The residency router at run time: one compiled policy, one in-memory effective-attribute
+index that follows the catalog's change feed, and logged decisions.
+
+Start-up (`Router.start`):
+
+1. The policy: `settings.policy` when set; else the latest policy in the policy history under
+   `data_dir` (the one a previous `SetPolicy` left active); else `DEFAULT_POLICY_YAML`, a
+   policy with no rules whose defaults deny every classified dataset everywhere and allow
+   unclassified ones everywhere. That default fails closed for exactly the data a residency
+   policy exists for, while a catalog that has not labelled anything yet keeps working.
+   Whatever policy starts is recorded in the history, so its decisions can be replayed.
+2. The index: the store's revision `r0` is read first, then every dataset (placeholders
+   included) and every current edge, page by page. Those pages are not one snapshot: writes
+   may land while they are read. Replaying the change feed from `r0` repairs that, because
+   every change is idempotent on the index (an upsert sets, a delete forgets, an edge is
+   keyed, an ended edge is removed only if it is the indexed version), so after the replay
+   each dataset and edge holds the value of its last change, or the value read if it had
+   none after `r0` -- which is the value at the head.
+3. A background task then polls `changes_since` every `poll_interval_seconds`; a write made
+   through this process calls `note_local_write(revision)`, which catches up immediately.
+
+Freshness: the router remembers when its view was last confirmed -- the moment the last
+successful poll that reached the head of the feed was *sent* (a conservative bound). A
+decision made when that is older than `staleness_bound_seconds`, or while a local write
+acknowledged by this process is not yet applied, is DENY with reason STALE_CATALOG: the
+router fails closed rather than answer from a view it cannot vouch for.
+
+Every decision (Decide, BatchDecide, Route, CheckJob, ScanViolations) gets a decision id,
+the policy version, the catalog revision of the view, the decide time and the caller, and is
+appended to the decision log. With `durable_decision_log` the answer waits until its log
+lines are on disk.
+
+Concurrency: everything runs on one event loop. The index and the policy are only replaced or
+mutated in code sections without an `await`, so a decision never sees a half-applied change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from domicile.catalog.model import DatasetFilter, Direction, PageRequest, TraversalLimits
+from domicile.catalog.regions import RegionRegistry
+from domicile.catalog.store import GraphStore
+from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
+from domicile.router.decision_log import DecisionLog
+from domicile.router.effective import EffectiveIndex
+from domicile.router.engine import CompiledPolicy, compile_policy
+from domicile.router.policy import PolicyError, PolicyInvalid, load_policy
+from domicile.router.policy_history import PolicyHistory
+from domicile.router.types import (
+    Decision,
+    EffectiveAttributes,
+    Operation,
+    Outcome,
+    PolicyChange,
+    Reason,
+    ReasonCode,
+    Verdict,
+)
+from domicile.security.context import current_principal
+
+if TYPE_CHECKING:
+    from domicile.app import App
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY_YAML = """\
+apiVersion: domicile/v1
+kind: ResidencyPolicy
+metadata:
+  name: domicile-builtin-default
+  version: "builtin-default-1"
+  description: >-
+    Active when no policy was configured or ever set. No rules: classified datasets may be
+    stored and processed nowhere, unclassified ones anywhere.
+defaults:
+  classified: deny
+  unclassified: allow
+"""
+
+# Pages for the start-up read: large enough to make the read a few dozen round trips for
+# 100k datasets, small enough to keep each answer's memory modest.
+_BUILD_PAGE_SIZE = 1000
+_FEED_BATCH = 10_000
+# Replay rebuilds the upstream subgraph of one dataset; the in-memory index has no depth limit,
+# so the replay must not have a practical one either.
+_REPLAY_MAX_DEPTH = 100_000
+_REPLAY_LIMITS = TraversalLimits(max_nodes=1_000_000, timeout_seconds=60.0)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+Clock = Callable[[], datetime]
+utc_clock: Clock = functools.partial(datetime.now, timezone.utc)
+
+
+# ---- results -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyUpdate:
+    """Outcome of `set_policy`: `errors` empty means the document is valid; `applied` means it
+    is now the active policy (never for a dry run)."""
+
+    version: str
+    errors: tuple[PolicyError, ...] = ()
+    applied: bool = False
+
+
+@dataclass(frozen=True)
+class PolicyImpact:
+    """Outcome of `policy_impact`: `changes` is empty when `errors` is not."""
+
+    version: str
+    changes: tuple[PolicyChange, ...] = ()
+    errors: tuple[PolicyError, ...] = ()
+
+
+@dataclass(frozen=True)
+class ActivePolicy:
+    yaml: str
+    version: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    attributes: EffectiveAttributes
+    store_regions: tuple[str, ...]
+    process_regions: tuple[str, ...]
+    policy_version: str
+    catalog_revision: int
+
+
+@dataclass(frozen=True)
+class RouteResult:
+    """`region` is the first allowed candidate ('' when none); `decision` is for that region,
+    or for the first candidate when none is allowed."""
+
+    region: str
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class JobCheck:
+    allowed: bool
+    decisions: tuple[Decision, ...]
+
+
+@dataclass(frozen=True)
+class Violation:
+    dataset_id: str
+    region: str
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """`replayed` is the decision re-evaluated with the policy version and catalog state of the
+    original's time; it keeps the original's id, version, revision and time."""
+
+    original: Decision
+    replayed: Decision
+    matches: bool
+
+
+# Context logged beside CheckJob output decisions: those are made on the attributes the
+# output *would* inherit, which replay must rebuild from the job's inputs and transform.
+CONTEXT_JOB_INPUTS = "check_job_inputs"
+CONTEXT_JOB_TRANSFORM = "check_job_transform"
+
+
+class Router:
+    """Answers residency questions from memory; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        *,
+        store: GraphStore,
+        policy: CompiledPolicy,
+        index: EffectiveIndex,
+        revision: int,
+        decision_log: DecisionLog,
+        history: PolicyHistory,
+        staleness_bound: float,
+        poll_interval: float,
+        durable_log: bool,
+        clock: Clock = utc_clock,
+    ) -> None:
+        # Use `start`; the constructor only wires already-built parts together.
+        self._store = store
+        self._policy = policy
+        self._index = index
+        self._revision = revision
+        self._log = decision_log
+        self._history = history
+        self._staleness_bound = staleness_bound
+        self._poll_interval = poll_interval
+        self._durable_log = durable_log
+        self._clock = clock
+        self._confirmed_at = float("-inf")
+        # The highest revision this process acknowledged to a writer; decisions fail closed
+        # until the index has applied it (read-your-writes).
+        self._required_revision = 0
+        self._catch_up_lock = asyncio.Lock()
+        self._policy_lock = asyncio.Lock()
+        self._poll_task: asyncio.Task[None] | None = None
+        self._poll_failures = 0
+        # Decision ids: a random per-process prefix and a counter, unique across restarts and
+        # replicas without the cost of a uuid per decision.
+        self._id_prefix = os.urandom(6).hex()
+        self._id_counter = itertools.count(1)
+        self._closed = False
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    @classmethod
+    async def start(cls, app: App, *, clock: Clock = utc_clock) -> Router:
+        """Load the policy, build the index at the store's head and start following the feed.
+
+        `clock` gives decide times (and so which exemptions are unexpired); tests replace it.
+        Raises DomicileError (FAILED_PRECONDITION) when the configured policy file is invalid
+        or reuses a recorded version with another text; store errors propagate.
+        """
+        settings = app.settings
+        history = await PolicyHistory.open(settings.data_dir)
+        policy = await _initial_policy(settings.policy, history)
+        started = time.perf_counter()
+        revision = await app.store.revision()
+        datasets = []
+        page = PageRequest(size=_BUILD_PAGE_SIZE)
+        while True:
+            result = await app.store.list_datasets(DatasetFilter(), page)
+            datasets.extend(result.items)
+            if not result.next_token:
+                break
+            page = PageRequest(size=_BUILD_PAGE_SIZE, token=result.next_token)
+        edges = []
+        page = PageRequest(size=_BUILD_PAGE_SIZE)
+        while True:
+            edge_page = await app.store.list_edges(page)
+            edges.extend(edge_page.items)
+            if not edge_page.next_token:
+                break
+            page = PageRequest(size=_BUILD_PAGE_SIZE, token=edge_page.next_token)
+        index = EffectiveIndex.build(datasets, edges, removes=policy.removes)
+        del datasets, edges
+        decision_log = await DecisionLog.open(settings.decision_log_path, durable=settings.router.durable_decision_log)
+        router = cls(
+            store=app.store,
+            policy=policy,
+            index=index,
+            revision=revision,
+            decision_log=decision_log,
+            history=history,
+            staleness_bound=settings.router.staleness_bound_seconds,
+            poll_interval=settings.router.poll_interval_seconds,
+            durable_log=settings.router.durable_decision_log,
+            clock=clock,
+        )
+        await router._catch_up()
+        log.info(
+            "router ready: policy %s, %d datasets at catalog revision %d (%.2fs)",
+            policy.version, len(index), router._revision, time.perf_counter() - started,
+        )
+        router._poll_task = asyncio.create_task(router._follow(), name="router-follow-catalog")
+        return router
+
+    async def close(self) -> None:
+        """Stop following the catalog and flush the decision log. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            try:
+                await self._poll_task
+            except asyncio.CancelledError:
+                pass
+        await self._log.close()
+
+    # ---- following the catalog ----------------------------------------------------------
+
+    @property
+    def catalog_revision(self) -> int:
+        """The catalog revision the index reflects."""
+        return self._revision
+
+    async def note_local_write(self, revision: int) -> None:
+        """A write at `revision` was acknowledged by this process: bring the index to at least
+        `revision` before returning. If the store cannot be read now, this returns anyway (the
+        write itself succeeded) and decisions fail closed with STALE_CATALOG until the
+        background poll catches up."""
+        if revision <= self._revision:
+            return
+        if revision > self._required_revision:
+            self._required_revision = revision
+        try:
+            await self._catch_up(min_revision=revision)
+        except Exception as exc:  # the poll loop retries; decisions fail closed meanwhile
+            log.warning("router could not apply local write at revision %d: %s", revision, exc)
+
+    async def _catch_up(self, min_revision: int = 0) -> None:
+        """Apply the change feed up to its head. One caller at a time; a caller that waited for
+        another one's catch-up skips its own when that already covers `min_revision`."""
+        async with self._catch_up_lock:
+            if min_revision and self._revision >= min_revision:
+                return
+            while True:
+                asked_at = time.monotonic()
+                changes = await self._store.changes_since(self._revision, limit=_FEED_BATCH)
+                if changes:
+                    self._index.apply(changes)
+                    self._revision = changes[-1].revision
+                if len(changes) < _FEED_BATCH:
+                    self._confirmed_at = asked_at
+                    return
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            try:
+                await self._catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # keep polling: the store may come back
+                self._poll_failures += 1
+                # One line when it starts failing, then one a minute or so.
+                if self._poll_failures == 1 or self._poll_failures % max(1, int(60 / self._poll_interval)) == 0:
+                    log.warning("router cannot follow the catalog (%d failed polls): %s", self._poll_failures, exc)
+            else:
+                if self._poll_failures:
+                    log.info("router follows the catalog again after %d failed polls", self._poll_failures)
+                self._poll_failures = 0
+
+    def _stale_reason(self) -> str:
+        """Why the view cannot be trusted now, or '' when it is fresh."""
+        if self._revision < self._required_revision:
+            return f"catalog revision {self._required_revision} was written here but is not applied yet (at {self._revision})"
+        age = time.monotonic() - self._confirmed_at
+        if age > self._staleness_bound:
+            if age == float("inf"):
+                return "the view of the catalog was never confirmed"
+            return f"the view of the catalog was last confirmed {age:.1f}s ago (bound {self._staleness_bound:g}s)"
+        return ""
+
+    def _require_fresh(self) -> None:
+        """For answers that are not decisions (Explain, ScanViolations): UNAVAILABLE when stale."""
+        stale = self._stale_reason()
+        if stale:
+            raise DomicileError(f"router view is stale: {stale}", ErrorCode.UNAVAILABLE, "STALE_CATALOG", retry_after=1.0)
+
+    # ---- policy ------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> CompiledPolicy:
+        """The active compiled policy."""
+        return self._policy
+
+    def regions(self) -> RegionRegistry:
+        """Builtin regions plus the active policy's private regions."""
+        return self._policy.registry
+
+    def get_policy(self) -> ActivePolicy:
+        policy = self._policy
+        return ActivePolicy(policy.source_yaml, policy.version, policy.content_hash)
+
+    async def set_policy(self, policy_yaml: str, *, dry_run: bool = False) -> PolicyUpdate:
+        """Validate and compile `policy_yaml`; unless `dry_run` or invalid, record it in the
+        policy history and make it active. An invalid policy (including a version already
+        recorded with another text) leaves the active policy as it was and returns the errors.
+        Setting the active policy again is a no-op reported as applied."""
+        async with self._policy_lock:
+            candidate, errors = _compile(policy_yaml)
+            if candidate is None:
+                return PolicyUpdate("", errors)
+            conflict = await self._version_conflict(candidate)
+            if conflict is not None:
+                return PolicyUpdate(candidate.version, (conflict,))
+            if dry_run:
+                return PolicyUpdate(candidate.version)
+            if candidate.content_hash == self._policy.content_hash:
+                return PolicyUpdate(candidate.version, applied=True)
+            await self._history.record(candidate.version, candidate.source_yaml)
+            # No await from here on: decisions see either the old pair or the new one.
+            if dict(candidate.declassifiers) != dict(self._policy.declassifiers):
+                self._index.set_declassifier(candidate.removes)
+            self._policy = candidate
+            log.info("policy %s (sha256 %s) is active", candidate.version, candidate.content_hash[:12])
+            return PolicyUpdate(candidate.version, applied=True)
+
+    async def _version_conflict(self, candidate: CompiledPolicy) -> PolicyError | None:
+        recorded = await self._history.get(candidate.version)
+        if recorded is None or recorded == candidate.source_yaml:
+            return None
+        line, column = candidate.loaded.position(("metadata", "version"))
+        return PolicyError(
+            line, column, "metadata.version",
+            f"version {candidate.version!r} is already recorded with a different text; give the changed policy a new version",
+        )
+
+    async def policy_impact(self, policy_yaml: str) -> PolicyImpact:
+        """What making `policy_yaml` active would change for every dataset (see
+        `CompiledPolicy.impact`), computed against the current index. Changes nothing."""
+        candidate, errors = _compile(policy_yaml)
+        if candidate is None:
+            return PolicyImpact("", errors=errors)
+        self._require_fresh()
+        current = self._policy
+        index = self._index
+        datasets = [attrs for attrs in map(index.get, index.datasets()) if attrs is not None]
+        candidate_attributes: dict[str, EffectiveAttributes] = {}
+        if dict(candidate.declassifiers) != dict(current.declassifiers):
+            # Borrow the live index: switch its declassifiers, read, switch back -- without an
+            # await in between, so no decision observes the candidate's attributes.
+            index.set_declassifier(candidate.removes)
+            try:
+                for attrs in datasets:
+                    changed = index.get(attrs.dataset_id)
+                    if changed is not None and changed is not attrs:
+                        candidate_attributes[attrs.dataset_id] = changed
+            finally:
+                index.set_declassifier(current.removes)
+        now = self._clock()
+        changes = current.impact(candidate, datasets, now, candidate_attributes=candidate_attributes)
+        changes.sort(key=lambda c: (c.dataset_id, c.operation.value))
+        return PolicyImpact(candidate.version, tuple(changes))
+
+    # ---- decisions ---------------------------------------------------------------------
+
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):010x}"
+
+    def _decision(
+        self, dataset_id: str, op: Operation, region: str, verdict: Verdict, now: datetime, caller: str
+    ) -> Decision:
+        return Decision(
+            decision_id=self._new_id(),
+            outcome=verdict.outcome,
+            dataset_id=dataset_id,
+            operation=op,
+            region=region,
+            allowed_regions=verdict.allowed_regions,
+            reasons=verdict.reasons,
+            policy_version=self._policy.version,
+            catalog_revision=self._revision,
+            decide_time=now,
+            caller=caller,
+        )
+
+    def _verdict(self, dataset_id: str, op: Operation, region: str, now: datetime, stale: str) -> Verdict:
+        """The verdict for one question; the region must already be known to the policy."""
+        if stale:
+            return Verdict(Outcome.DENY, (), (Reason(ReasonCode.STALE_CATALOG, f"fail closed: {stale}"),))
+        attrs = self._index.get(dataset_id)
+        if attrs is None:
+            return Verdict(
+                Outcome.DENY, (), (Reason(ReasonCode.UNKNOWN_DATASET, f"dataset {dataset_id!r} is not in the catalog"),)
+            )
+        return self._policy.decide(attrs, op, region, now=now)
+
+    def _check_region(self, region: str, field: str = "region") -> None:
+        if not self._policy.region_known(region):
+            raise invalid_field(field, f"unknown region {region!r} (see `domicile regions`)")
+
+    async def _record(self, decisions: Sequence[Decision], context: Mapping[str, str] | None = None) -> None:
+        """Append decisions to the log; wait for them to be durable when so configured."""
+        append = self._log.append
+        if context is None:
+            for decision in decisions:
+                append(decision)
+        else:
+            for decision in decisions:
+                append(decision, context)
+        if self._durable_log:
+            await self._log.flush()
+
+    async def decide(self, dataset_id: str, op: Operation, region: str) -> Decision:
+        """May `op` happen on `dataset_id` in `region`? Always a logged Decision: an unknown
+        dataset is DENY / UNKNOWN_DATASET, a stale view DENY / STALE_CATALOG. An unknown
+        region raises INVALID_ARGUMENT (field `region`)."""
+        self._check_region(region)
+        now = self._clock()
+        decision = self._decision(
+            dataset_id, op, region, self._verdict(dataset_id, op, region, now, self._stale_reason()), now,
+            current_principal(),
+        )
+        await self._record((decision,))
+        return decision
+
+    async def batch_decide(self, requests: Sequence[tuple[str, Operation, str]]) -> list[Decision]:
+        """`decide` for each (dataset_id, op, region), in order, with one decide time and one
+        freshness check for the whole batch. Every region is checked before anything is
+        decided: an unknown one raises INVALID_ARGUMENT on `requests[i].region`."""
+        known = self._policy.region_known
+        for i, (_, _, region) in enumerate(requests):
+            if not known(region):
+                raise invalid_field(f"requests[{i}].region", f"unknown region {region!r}")
+        now = self._clock()
+        stale = self._stale_reason()
+        caller = current_principal()
+        verdict = self._verdict
+        make = self._decision
+        decisions = [make(d, op, r, verdict(d, op, r, now, stale), now, caller) for d, op, r in requests]
+        await self._record(decisions)
+        return decisions
+
+    async def route(self, dataset_id: str, op: Operation, candidates: Sequence[str]) -> RouteResult:
+        """The first candidate where `op` is allowed, with its (logged) decision; when none is,
+        region '' and the decision for the first candidate. Only the returned decision is
+        logged. Every candidate must be a known region (`candidates[i]`)."""
+        if not candidates:
+            raise invalid_field("candidates", "must not be empty")
+        for i, region in enumerate(candidates):
+            self._check_region(region, f"candidates[{i}]")
+        now = self._clock()
+        stale = self._stale_reason()
+        chosen = ""
+        verdict = self._verdict(dataset_id, op, candidates[0], now, stale)
+        region = candidates[0]
+        if verdict.outcome is Outcome.ALLOW:
+            chosen = region
+        else:
+            for candidate in candidates[1:]:
+                if candidate in verdict.allowed_regions:
+                    chosen = region = candidate
+                    verdict = self._verdict(dataset_id, op, candidate, now, stale)
+                    break
+        decision = self._decision(dataset_id, op, region, verdict, now, current_principal())
+        await self._record((decision,))
+        return RouteResult(chosen, decision)
+
+    async def check_job(
+        self,
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        run_region: str,
+        output_region: str,
+        transform: str = "",
+    ) -> JobCheck:
+        """Pre-flight check of a pipeline job: a PROCESS decision for each input in
+        `run_region`, then a STORE decision for each output in `output_region` on the
+        attributes it would have after the job -- the union of the inputs' effective
+        attributes minus what `transform` removes under the policy's declassifiers, plus the
+        output's current effective attributes when it already exists. `allowed` is True when
+        every decision is ALLOW. An unknown input is DENY / UNKNOWN_DATASET."""
+        if inputs:
+            self._check_region(run_region, "run_region")
+        if outputs:
+            self._check_region(output_region, "output_region")
+        now = self._clock()
+        stale = self._stale_reason()
+        caller = current_principal()
+        process = [
+            self._decision(d, Operation.PROCESS, run_region, self._verdict(d, Operation.PROCESS, run_region, now, stale), now, caller)
+            for d in inputs
+        ]
+        store = []
+        for output in outputs:
+            if stale:
+                verdict = self._verdict(output, Operation.STORE, output_region, now, stale)
+            else:
+                attrs = inherited_attributes(self._index, self._policy, inputs, output, transform)
+                verdict = self._policy.decide(attrs, Operation.STORE, output_region, now=now)
+            store.append(self._decision(output, Operation.STORE, output_region, verdict, now, caller))
+        await self._record(process)
+        if store:
+            await self._record(store, {CONTEXT_JOB_INPUTS: "\n".join(inputs), CONTEXT_JOB_TRANSFORM: transform})
+        decisions = (*process, *store)
+        return JobCheck(all(d.outcome is Outcome.ALLOW for d in decisions), decisions)
+
+    def explain(self, dataset_id: str) -> Explanation:
+        """The dataset's effective labels and origins (each with its lineage path) and where the
+        active policy lets it be stored and processed now. NOT_FOUND for an unknown dataset,
+        UNAVAILABLE (STALE_CATALOG) when the view is stale."""
+        self._require_fresh()
+        attrs = self._index.get(dataset_id)
+        if attrs is None:
+            raise not_found(f"dataset {dataset_id!r} is not in the catalog")
+        now = self._clock()
+        policy = self._policy
+        return Explanation(
+            attrs,
+            policy.allowed_regions(attrs, Operation.STORE, now),
+            policy.allowed_regions(attrs, Operation.PROCESS, now),
+            policy.version,
+            self._revision,
+        )
+
+    async def scan_violations(self) -> list[Violation]:
+        """Every (dataset, location) where the dataset is stored but the policy does not allow
+        storing it, ordered by dataset id then region, each with a logged DENY decision.
+        UNAVAILABLE (STALE_CATALOG) when the view is stale: a stale scan proves nothing."""
+        self._require_fresh()
+        now = self._clock()
+        caller = current_principal()
+        policy = self._policy
+        found: list[Violation] = []
+        for dataset_id in sorted(self._index.datasets()):
+            attrs = self._index.get(dataset_id)
+            if attrs is None or not attrs.locations:
+                continue
+            for region, verdict in policy.violations(attrs, now):
+                found.append(Violation(dataset_id, region, self._decision(dataset_id, Operation.STORE, region, verdict, now, caller)))
+        await self._record([v.decision for v in found])
+        return found
+
+    # ---- audit -------------------------------------------------------------------------
+
+    async def get_decision(self, decision_id: str) -> Decision:
+        """A logged decision; NOT_FOUND when the log has no decision with that id."""
+        entry = await self._log.get(decision_id)
+        if entry is None:
+            raise not_found(f"decision {decision_id!r} not found in the decision log")
+        return entry.decision
+
+    async def replay(self, decision_id: str) -> ReplayResult:
+        """Re-evaluate a logged decision with the policy version it names (from the policy
+        history) and the catalog as it was at its catalog revision (as-of reads, effective
+        attributes rebuilt from the upstream lineage at that time), at its decide time (so
+        exemptions expire as they did). `matches` compares outcome, allowed regions and each
+        reason's code, rule and message; lineage paths are not compared because two shortest
+        paths may tie. A STALE_CATALOG original never matches: it was a fail-closed answer,
+        and the replay shows what the policy said of the catalog it could not confirm.
+
+        NOT_FOUND for an unknown id; FAILED_PRECONDITION when the policy version is missing
+        from the history or the upstream lineage is too large to rebuild."""
+        entry = await self._log.get(decision_id)
+        if entry is None:
+            raise not_found(f"decision {decision_id!r} not found in the decision log")
+        original = entry.decision
+        text = await self._history.get(original.policy_version)
+        if text is None:
+            raise failed_precondition(
+                f"policy version {original.policy_version!r} is not in the policy history", "POLICY_VERSION_UNKNOWN"
+            )
+        policy, errors = _compile(text)
+        if policy is None:
+            raise failed_precondition(
+                f"policy version {original.policy_version!r} no longer compiles: {errors[0].message}", "POLICY_VERSION_INVALID"
+            )
+        if not policy.region_known(original.region):
+            raise failed_precondition(f"region {original.region!r} is unknown to policy {original.policy_version!r}")
+        as_of = await self._revision_time(original.catalog_revision)
+        context = entry.context or {}
+        if CONTEXT_JOB_INPUTS in context:
+            inputs = [i for i in context[CONTEXT_JOB_INPUTS].split("\n") if i]
+            index = await self._index_at([*inputs, original.dataset_id], as_of, policy)
+            attrs = inherited_attributes(index, policy, inputs, original.dataset_id, context.get(CONTEXT_JOB_TRANSFORM, ""))
+            verdict = policy.decide(attrs, original.operation, original.region, now=original.decide_time)
+        else:
+            index = await self._index_at([original.dataset_id], as_of, policy)
+            attrs = index.get(original.dataset_id)
+            if attrs is None:
+                verdict = Verdict(
+                    Outcome.DENY, (),
+                    (Reason(ReasonCode.UNKNOWN_DATASET, f"dataset {original.dataset_id!r} is not in the catalog"),),
+                )
+            else:
+                verdict = policy.decide(attrs, original.operation, original.region, now=original.decide_time)
+        replayed = replace(
+            original, outcome=verdict.outcome, allowed_regions=verdict.allowed_regions, reasons=verdict.reasons
+        )
+        return ReplayResult(original, replayed, _same_decision(original, replayed))
+
+    async def _revision_time(self, revision: int) -> datetime:
+        """The commit time of `revision` (as-of reads at it see exactly revisions <= it, unless a
+        later revision shares its microsecond)."""
+        if revision <= 0:
+            return _EPOCH
+        changes = await self._store.changes_since(revision - 1, limit=1)
+        for change in changes:
+            if change.revision == revision:
+                return change.time
+        raise failed_precondition(f"catalog revision {revision} is not in the change history")
+
+    async def _index_at(self, dataset_ids: Iterable[str], as_of: datetime, policy: CompiledPolicy) -> EffectiveIndex:
+        """An index over the upstream lineage of `dataset_ids` as it was at `as_of`."""
+        datasets = {}
+        edges = {}
+        for dataset_id in dict.fromkeys(dataset_ids):
+            dataset = await self._store.get_dataset(dataset_id, as_of=as_of)
+            if dataset is None:
+                continue
+            traversal = await self._store.traverse(
+                dataset_id, Direction.UPSTREAM, max_depth=_REPLAY_MAX_DEPTH, as_of=as_of, limits=_REPLAY_LIMITS
+            )
+            if not traversal.complete:
+                raise failed_precondition(
+                    f"upstream lineage of {dataset_id!r} is too large to replay ({traversal.incomplete_reason})",
+                    "REPLAY_LINEAGE_INCOMPLETE",
+                )
+            datasets[dataset_id] = dataset
+            for node in traversal.nodes:
+                if node.dataset_id not in datasets:
+                    found = await self._store.get_dataset(node.dataset_id, as_of=as_of)
+                    if found is not None:
+                        datasets[node.dataset_id] = found
+            for edge in traversal.edges:
+                edges[edge.key] = replace(edge, end_time=None)
+        return EffectiveIndex.build(datasets.values(), edges.values(), removes=policy.removes)
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+
+def inherited_attributes(
+    index: EffectiveIndex, policy: CompiledPolicy, inputs: Sequence[str], output: str, transform: str
+) -> EffectiveAttributes:
+    """The attributes `output` would have after a job reading `inputs` with `transform`: its
+    current effective attributes (if it exists) plus every input's, minus the labels the
+    transform removes. Paths from an input get `output` appended; the shortest path wins."""
+    current = index.get(output)
+    labels: dict[str, tuple[str, ...]] = dict(current.classifications) if current else {}
+    origins: dict[str, tuple[str, ...]] = dict(current.origins) if current else {}
+    for input_id in inputs:
+        attrs = index.get(input_id)
+        if attrs is None:
+            continue
+        for label, path in attrs.classifications.items():
+            if policy.removes(transform, label):
+                continue
+            _keep_shortest(labels, label, (*path, output))
+        for origin, path in attrs.origins.items():
+            _keep_shortest(origins, origin, (*path, output))
+    return EffectiveAttributes(
+        dataset_id=output,
+        classifications=MappingProxyType(dict(sorted(labels.items()))),
+        origins=MappingProxyType(dict(sorted(origins.items()))),
+        locations=current.locations if current else (),
+    )
+
+
+def _keep_shortest(values: dict[str, tuple[str, ...]], value: str, path: tuple[str, ...]) -> None:
+    existing = values.get(value)
+    if existing is None or len(path) < len(existing):
+        values[value] = path
+
+
+def _compile(text: str) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:
+    try:
+        return compile_policy(load_policy(text)), ()
+    except PolicyInvalid as exc:
+        return None, tuple(exc.errors)
+
+
+def _same_decision(a: Decision, b: Decision) -> bool:
+    def reasons(d: Decision) -> list[tuple[str, str, str]]:
+        return sorted((r.code.value, r.rule_id, r.message) for r in d.reasons)
+
+    return a.outcome is b.outcome and a.allowed_regions == b.allowed_regions and reasons(a) == reasons(b)
+
+
+async def _initial_policy(policy_file: Path | None, history: PolicyHistory) -> CompiledPolicy:
+    """The policy to start with (see the module docstring), recorded in the history."""
+    if policy_file is not None:
+        source = str(policy_file)
+        try:
+            text = policy_file.read_text("utf-8")
+        except OSError as exc:
+            raise failed_precondition(f"policy file {source}: {exc.strerror}", "POLICY_INVALID") from None
+    else:
+        latest = await history.latest()
+        source, text = ("the policy history", latest[1]) if latest is not None else ("the builtin default", DEFAULT_POLICY_YAML)
+    policy, errors = _compile(text)
+    if policy is None:
+        details = "; ".join(e.format(source) for e in errors[:5])
+        raise failed_precondition(f"invalid policy in {source}: {details}", "POLICY_INVALID")
+    recorded = await history.get(policy.version)
+    if recorded is not None and recorded != text:
+        raise failed_precondition(
+            f"{source}: policy version {policy.version!r} is already recorded with a different text; "
+            "give the changed policy a new metadata.version",
+            "POLICY_VERSION_CONFLICT",
+        )
+    if recorded is None:
+        await history.record(policy.version, text)
+    return policy

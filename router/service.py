@@ -1,0 +1,245 @@
+"""ResidencyService and PolicyService servicers: validate requests, call the Router, translate.
+
+Errors are raised as DomicileError and mapped to gRPC statuses by
+`domicile.grpc_errors.ErrorMappingInterceptor`. Every request field is checked and all
+problems of a request are reported together (BadRequest field violations).
+"""
+
+from __future__ import annotations
+
+import re
+
+from domicile.app import App
+from domicile.catalog.regions import RegionRegistry
+from domicile.catalog.validation import check_id, check_length
+from domicile.errors import DomicileError, ErrorCode, FieldErrors
+from domicile.router.convert import (
+    OPERATION_FROM_PROTO,
+    DecisionEncoder,
+    explanation_to_proto,
+    policy_change_to_proto,
+    policy_error_to_proto,
+    violation_to_proto,
+)
+from domicile.router.runtime import Router
+from domicile.router.types import Operation
+from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
+
+# Bounds on request sizes: a batch answer of 10,000 decisions is a few MB at most.
+MAX_BATCH = 10_000
+MAX_CANDIDATES = 256
+MAX_JOB_DATASETS = 1_000
+MAX_TRANSFORM = 256
+MAX_DECISION_ID = 128
+MAX_POLICY_BYTES = 1024 * 1024
+
+# The control characters `check_id` rejects (Unicode category Cc); protobuf strings are valid
+# UTF-8, so they never hold surrogates (Cs). Used to skip the per-character check for ids
+# that are clearly fine, which matters at 10,000 ids per BatchDecide.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _check_id(errors: FieldErrors, path: str, value: str) -> None:
+    # 512 characters are at most 2048 UTF-8 bytes: only longer ids need encoding.
+    if (
+        value
+        and len(value) <= 512
+        and not value[0].isspace()
+        and not value[-1].isspace()
+        and _CONTROL.search(value) is None
+    ):
+        return
+    check_id(errors, path, value)
+
+
+def _check_operation(errors: FieldErrors, path: str, value: int) -> Operation | None:
+    op = OPERATION_FROM_PROTO.get(value)
+    if op is None:
+        errors.add(path, "must be OPERATION_STORE or OPERATION_PROCESS")
+    return op
+
+
+def _check_region(errors: FieldErrors, path: str, value: str, registry: RegionRegistry) -> None:
+    if not value:
+        errors.add(path, "must not be empty")
+    elif value not in registry:
+        errors.add(path, f"unknown region {value!r} (see `domicile regions`)")
+
+
+def _check_policy_yaml(errors: FieldErrors, value: str) -> None:
+    if not value.strip():
+        errors.add("policy_yaml", "must not be empty")
+    elif len(value) > MAX_POLICY_BYTES or len(value.encode("utf-8")) > MAX_POLICY_BYTES:
+        errors.add("policy_yaml", f"must be at most {MAX_POLICY_BYTES} bytes")
+
+
+def _router(app: App) -> Router:
+    if app.router is None:
+        raise DomicileError("the residency router is not running", ErrorCode.UNAVAILABLE, "ROUTER_NOT_READY", retry_after=1.0)
+    return app.router
+
+
+class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
+    """domicile.v1.ResidencyService over `app.router`."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+        self._encoder = DecisionEncoder()
+
+    async def Decide(self, request: residency_pb2.DecideRequest, context) -> residency_pb2.DecideResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        _check_id(errors, "dataset_id", request.dataset_id)
+        op = _check_operation(errors, "operation", request.operation)
+        _check_region(errors, "region", request.region, router.regions())
+        errors.raise_if_any()
+        decision = await router.decide(request.dataset_id, op, request.region)
+        response = residency_pb2.DecideResponse()
+        self._encoder.fill(response.decision, decision)
+        return response
+
+    async def BatchDecide(self, request: residency_pb2.BatchDecideRequest, context) -> residency_pb2.BatchDecideResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        if len(request.requests) > MAX_BATCH:
+            errors.add("requests", f"at most {MAX_BATCH} requests per batch")
+            errors.raise_if_any()
+        registry = router.regions()
+        operations = OPERATION_FROM_PROTO
+        questions = []
+        for i, item in enumerate(request.requests):
+            dataset_id, region = item.dataset_id, item.region
+            _check_id(errors, f"requests[{i}].dataset_id", dataset_id)
+            op = operations.get(item.operation)
+            if op is None:
+                errors.add(f"requests[{i}].operation", "must be OPERATION_STORE or OPERATION_PROCESS")
+            if region not in registry:
+                _check_region(errors, f"requests[{i}].region", region, registry)
+            questions.append((dataset_id, op, region))
+        errors.raise_if_any()
+        decisions = await router.batch_decide(questions)
+        return self._encoder.batch(decisions)
+
+    async def Route(self, request: residency_pb2.RouteRequest, context) -> residency_pb2.RouteResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        _check_id(errors, "dataset_id", request.dataset_id)
+        op = _check_operation(errors, "operation", request.operation)
+        if not request.candidates:
+            errors.add("candidates", "must not be empty")
+        elif len(request.candidates) > MAX_CANDIDATES:
+            errors.add("candidates", f"at most {MAX_CANDIDATES} candidates")
+        else:
+            registry = router.regions()
+            for i, region in enumerate(request.candidates):
+                _check_region(errors, f"candidates[{i}]", region, registry)
+        errors.raise_if_any()
+        result = await router.route(request.dataset_id, op, list(request.candidates))
+        response = residency_pb2.RouteResponse(region=result.region)
+        self._encoder.fill(response.decision, result.decision)
+        return response
+
+    async def CheckJob(self, request: residency_pb2.CheckJobRequest, context) -> residency_pb2.CheckJobResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        registry = router.regions()
+        if not request.inputs and not request.outputs:
+            errors.add("inputs", "a job needs at least one input or output")
+        for name in ("inputs", "outputs"):
+            ids = getattr(request, name)
+            if len(ids) > MAX_JOB_DATASETS:
+                errors.add(name, f"at most {MAX_JOB_DATASETS} datasets")
+                continue
+            for i, dataset_id in enumerate(ids):
+                _check_id(errors, f"{name}[{i}]", dataset_id)
+        if request.inputs or request.run_region:
+            _check_region(errors, "run_region", request.run_region, registry)
+        if request.outputs or request.output_region:
+            _check_region(errors, "output_region", request.output_region, registry)
+        check_length(errors, "transform", request.transform, MAX_TRANSFORM)
+        errors.raise_if_any()
+        result = await router.check_job(
+            list(request.inputs), list(request.outputs), request.run_region, request.output_region, request.transform
+        )
+        response = residency_pb2.CheckJobResponse(allowed=result.allowed)
+        add = response.decisions.add
+        for decision in result.decisions:
+            self._encoder.fill(add(), decision)
+        return response
+
+    async def Explain(self, request: residency_pb2.ExplainRequest, context) -> residency_pb2.ExplainResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        _check_id(errors, "dataset_id", request.dataset_id)
+        errors.raise_if_any()
+        return explanation_to_proto(router.explain(request.dataset_id))
+
+    async def ScanViolations(
+        self, request: residency_pb2.ScanViolationsRequest, context
+    ) -> residency_pb2.ScanViolationsResponse:
+        violations = await _router(self._app).scan_violations()
+        return residency_pb2.ScanViolationsResponse(violations=[violation_to_proto(v, self._encoder) for v in violations])
+
+    async def GetDecision(self, request: residency_pb2.GetDecisionRequest, context) -> residency_pb2.GetDecisionResponse:
+        router = _router(self._app)
+        _check_decision_id(request.decision_id)
+        decision = await router.get_decision(request.decision_id)
+        return residency_pb2.GetDecisionResponse(decision=self._encoder.to_proto(decision))
+
+    async def ReplayDecision(
+        self, request: residency_pb2.ReplayDecisionRequest, context
+    ) -> residency_pb2.ReplayDecisionResponse:
+        router = _router(self._app)
+        _check_decision_id(request.decision_id)
+        result = await router.replay(request.decision_id)
+        return residency_pb2.ReplayDecisionResponse(
+            original=self._encoder.to_proto(result.original),
+            replayed=self._encoder.to_proto(result.replayed),
+            matches=result.matches,
+        )
+
+
+def _check_decision_id(value: str) -> None:
+    errors = FieldErrors()
+    if not value:
+        errors.add("decision_id", "must not be empty")
+    else:
+        check_length(errors, "decision_id", value, MAX_DECISION_ID)
+        if _CONTROL.search(value):
+            errors.add("decision_id", "must not contain control characters")
+    errors.raise_if_any()
+
+
+class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
+    """domicile.v1.PolicyService over `app.router`."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    async def SetPolicy(self, request: policy_pb2.SetPolicyRequest, context) -> policy_pb2.SetPolicyResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        _check_policy_yaml(errors, request.policy_yaml)
+        errors.raise_if_any()
+        result = await router.set_policy(request.policy_yaml, dry_run=request.dry_run)
+        return policy_pb2.SetPolicyResponse(
+            version=result.version,
+            errors=[policy_error_to_proto(e) for e in result.errors],
+            applied=result.applied,
+        )
+
+    async def GetPolicy(self, request: policy_pb2.GetPolicyRequest, context) -> policy_pb2.GetPolicyResponse:
+        active = _router(self._app).get_policy()
+        return policy_pb2.GetPolicyResponse(policy_yaml=active.yaml, version=active.version, content_hash=active.content_hash)
+
+    async def PolicyImpact(self, request: policy_pb2.PolicyImpactRequest, context) -> policy_pb2.PolicyImpactResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        _check_policy_yaml(errors, request.policy_yaml)
+        errors.raise_if_any()
+        result = await router.policy_impact(request.policy_yaml)
+        return policy_pb2.PolicyImpactResponse(
+            changes=[policy_change_to_proto(c) for c in result.changes],
+            errors=[policy_error_to_proto(e) for e in result.errors],
+            version=result.version,
+        )

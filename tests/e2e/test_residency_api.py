@@ -1,0 +1,335 @@
+"""ResidencyService over a real gRPC channel, with a real SQLite catalog and the router
+following it. The `residency` fixture is shared with the policy-service and decision-case
+suites."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from domicile.app import App
+from domicile.catalog.service import CatalogServicer
+from domicile.catalog.stores import open_store
+from domicile.grpc_errors import ErrorMappingInterceptor, details_of
+from domicile.lineage.service import LineageServicer
+from domicile.router.runtime import Clock, Router, utc_clock
+from domicile.router.service import MAX_BATCH, PolicyServicer, ResidencyServicer
+from domicile.v1 import (
+    catalog_pb2,
+    catalog_pb2_grpc,
+    lineage_pb2,
+    lineage_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
+    residency_pb2,
+    residency_pb2_grpc,
+)
+from tests.e2e.conftest import insecure_settings
+
+EXAMPLE_POLICY = Path(__file__).parents[2] / "examples" / "policy.yaml"
+STORE, PROCESS = residency_pb2.OPERATION_STORE, residency_pb2.OPERATION_PROCESS
+ALLOW, DENY = residency_pb2.OUTCOME_ALLOW, residency_pb2.OUTCOME_DENY
+
+CUSTOMERS = "s3://bank-eu/customers"
+COPY = "s3://bank-eu/customers-copy"
+PAYMENTS = "postgres://db.in:5432/payments.public.upi"
+US, FRANKFURT, MUMBAI = "aws:us-east-1", "aws:eu-central-1", "aws:ap-south-1"
+
+_runs = itertools.count(1)
+
+
+@dataclass
+class Residency:
+    """A running server with the router, and stubs for every service it serves."""
+
+    app: App
+    router: Router
+    port: int
+    channel: grpc.aio.Channel
+    catalog: catalog_pb2_grpc.CatalogServiceStub
+    lineage: lineage_pb2_grpc.LineageServiceStub
+    residency: residency_pb2_grpc.ResidencyServiceStub
+    policy: policy_pb2_grpc.PolicyServiceStub
+
+    async def put(self, dataset_id: str, **fields) -> catalog_pb2.Dataset:
+        response = await self.catalog.UpsertDataset(
+            catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id=dataset_id, **fields))
+        )
+        return response.dataset
+
+    async def derive(self, inputs: list[str], outputs: list[str], transform: str = "", job: str = "job") -> None:
+        await self.lineage.RecordLineage(
+            lineage_pb2.RecordLineageRequest(
+                job=job, run_id=f"run-{next(_runs)}", inputs=inputs, outputs=outputs, transform=transform
+            )
+        )
+
+    async def decide(self, dataset_id: str, region: str, operation: int = STORE) -> residency_pb2.Decision:
+        request = residency_pb2.DecideRequest(dataset_id=dataset_id, operation=operation, region=region)
+        return (await self.residency.Decide(request)).decision
+
+
+async def start_residency(tmp_path: Path, clock: Clock = utc_clock, **settings_overrides) -> tuple[Residency, grpc.aio.Server]:
+    """Server assembly as `domicile.server` does it, limited to what these suites use."""
+    settings = insecure_settings(tmp_path, **settings_overrides)
+    store = await open_store(settings.store)
+    app = App(settings=settings, store=store)
+    app.router = await Router.start(app, clock=clock)
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(app), server)
+    lineage_pb2_grpc.add_LineageServiceServicer_to_server(LineageServicer(app), server)
+    residency_pb2_grpc.add_ResidencyServiceServicer_to_server(ResidencyServicer(app), server)
+    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(app), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    harness = Residency(
+        app, app.router, port, channel,
+        catalog_pb2_grpc.CatalogServiceStub(channel),
+        lineage_pb2_grpc.LineageServiceStub(channel),
+        residency_pb2_grpc.ResidencyServiceStub(channel),
+        policy_pb2_grpc.PolicyServiceStub(channel),
+    )
+    return harness, server
+
+
+async def stop_residency(harness: Residency, server: grpc.aio.Server) -> None:
+    await harness.channel.close()
+    await server.stop(0)
+    await harness.router.close()
+    await harness.app.store.close()
+
+
+@pytest.fixture
+async def residency(tmp_path):
+    harness, server = await start_residency(tmp_path, policy=EXAMPLE_POLICY)
+    yield harness
+    await stop_residency(harness, server)
+
+
+async def expect_error(awaitable, code: grpc.StatusCode) -> dict:
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await awaitable
+    assert info.value.code() == code, info.value.details()
+    return details_of(info.value)
+
+
+async def test_decide_follows_lineage_and_names_rule_and_path(residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    await residency.derive([CUSTOMERS], [COPY])
+
+    denied = await residency.decide(COPY, US)
+    assert denied.outcome == DENY
+    assert [(r.code, r.rule_id, r.citation) for r in denied.reasons] == [
+        ("RULE_DENIED", "gdpr-personal-data", "GDPR Art. 44-45")
+    ]
+    assert list(denied.reasons[0].lineage_path) == [CUSTOMERS, COPY]
+    assert denied.decision_id and denied.policy_version == "2026.11.1"
+    assert denied.catalog_revision == residency.router.catalog_revision
+    assert denied.HasField("decide_time") and denied.region == US and denied.operation == STORE
+    assert FRANKFURT in denied.allowed_regions and US not in denied.allowed_regions
+
+    allowed = await residency.decide(COPY, FRANKFURT, PROCESS)
+    assert allowed.outcome == ALLOW and not allowed.reasons and allowed.decision_id != denied.decision_id
+
+
+async def test_a_write_is_visible_to_the_next_decision(residency):
+    first = await residency.put(CUSTOMERS)
+    assert (await residency.decide(CUSTOMERS, US)).outcome == ALLOW
+    second = await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["FR"])
+    decision = await residency.decide(CUSTOMERS, US)
+    assert decision.outcome == DENY and decision.catalog_revision >= second.revision > first.revision
+    await residency.catalog.DeleteDataset(catalog_pb2.DeleteDatasetRequest(id=CUSTOMERS))
+    gone = await residency.decide(CUSTOMERS, FRANKFURT)
+    assert gone.outcome == DENY and [r.code for r in gone.reasons] == ["UNKNOWN_DATASET"]
+
+
+async def test_placeholders_inherit_along_lineage(residency):
+    await residency.put(PAYMENTS, classifications=["FINANCIAL.PAYMENT"], origins=["IN"])
+    await residency.derive([PAYMENTS], ["s3://lake/never-registered"])
+    decision = await residency.decide("s3://lake/never-registered", FRANKFURT)
+    assert decision.outcome == DENY and decision.reasons[0].rule_id == "rbi-payment-storage"
+    assert (await residency.decide("s3://lake/never-registered", MUMBAI)).outcome == ALLOW
+
+
+async def test_unknown_dataset_is_a_deny_not_an_error(residency):
+    decision = await residency.decide("s3://nowhere/x", FRANKFURT)
+    assert decision.outcome == DENY and [r.code for r in decision.reasons] == ["UNKNOWN_DATASET"]
+    assert not decision.allowed_regions and decision.decision_id
+
+
+async def test_bad_requests_name_every_bad_field(residency):
+    details = await expect_error(
+        residency.residency.Decide(residency_pb2.DecideRequest(dataset_id="", region="mars:base-1")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert {f for f, _ in details["field_violations"]} == {"dataset_id", "operation", "region"}
+    details = await expect_error(
+        residency.residency.Decide(residency_pb2.DecideRequest(dataset_id="a\x07b", operation=STORE, region=US)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in details["field_violations"]] == ["dataset_id"]
+    details = await expect_error(
+        residency.residency.Decide(residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=7, region=US)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in details["field_violations"]] == ["operation"]
+
+
+async def test_batch_decide_answers_in_order_and_validates_each_request(residency):
+    await residency.put(CUSTOMERS, classifications=["PII"], origins=["DE"])
+    questions = [(CUSTOMERS, STORE, US), (CUSTOMERS, STORE, FRANKFURT), ("s3://nowhere/x", PROCESS, US)]
+    response = await residency.residency.BatchDecide(
+        residency_pb2.BatchDecideRequest(
+            requests=[residency_pb2.DecideRequest(dataset_id=d, operation=o, region=r) for d, o, r in questions]
+        )
+    )
+    assert [(d.dataset_id, d.operation, d.region) for d in response.decisions] == questions
+    assert [d.outcome for d in response.decisions] == [DENY, ALLOW, DENY]
+    assert len({d.decision_id for d in response.decisions}) == 3
+    # Each decision is a full Decision, equal to what GetDecision returns for it.
+    for decision in response.decisions:
+        got = await residency.residency.GetDecision(residency_pb2.GetDecisionRequest(decision_id=decision.decision_id))
+        assert got.decision == decision
+
+    bad = [residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region=US),
+           residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region="aws:nowhere-1")]
+    details = await expect_error(
+        residency.residency.BatchDecide(residency_pb2.BatchDecideRequest(requests=bad)), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert [f for f, _ in details["field_violations"]] == ["requests[1].region"]
+    too_many = [residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region=US)] * (MAX_BATCH + 1)
+    details = await expect_error(
+        residency.residency.BatchDecide(residency_pb2.BatchDecideRequest(requests=too_many)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in details["field_violations"]] == ["requests"]
+
+
+async def test_route_picks_the_first_allowed_candidate(residency):
+    await residency.put(CUSTOMERS, classifications=["PII"], origins=["DE"])
+    response = await residency.residency.Route(
+        residency_pb2.RouteRequest(dataset_id=CUSTOMERS, operation=STORE, candidates=[US, "gcp:europe-west6", FRANKFURT])
+    )
+    assert response.region == "gcp:europe-west6"
+    assert response.decision.outcome == ALLOW and response.decision.region == "gcp:europe-west6"
+
+    none = await residency.residency.Route(
+        residency_pb2.RouteRequest(dataset_id=CUSTOMERS, operation=STORE, candidates=[US, MUMBAI])
+    )
+    assert none.region == "" and none.decision.outcome == DENY and none.decision.region == US
+
+    details = await expect_error(
+        residency.residency.Route(residency_pb2.RouteRequest(dataset_id=CUSTOMERS, operation=STORE, candidates=[US, "x:y"])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in details["field_violations"]] == ["candidates[1]"]
+    details = await expect_error(
+        residency.residency.Route(residency_pb2.RouteRequest(dataset_id=CUSTOMERS, operation=STORE)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in details["field_violations"]] == ["candidates"]
+
+
+async def test_check_job_applies_inherited_constraints_and_declassifiers(residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
+    await residency.put(PAYMENTS, classifications=["FINANCIAL.PAYMENT"], origins=["IN"])
+    output = "s3://analytics/joined"
+
+    def job(transform: str = "", output_region: str = US, inputs=(CUSTOMERS, PAYMENTS)):
+        return residency.residency.CheckJob(residency_pb2.CheckJobRequest(
+            inputs=list(inputs), outputs=[output], run_region=FRANKFURT, output_region=output_region, transform=transform))
+
+    plain = await job()
+    assert not plain.allowed
+    assert [(d.dataset_id, d.operation, d.outcome) for d in plain.decisions] == [
+        (CUSTOMERS, PROCESS, ALLOW), (PAYMENTS, PROCESS, ALLOW), (output, STORE, DENY)]
+    rules = {r.rule_id: list(r.lineage_path) for r in plain.decisions[2].reasons}
+    assert rules == {"gdpr-personal-data": [CUSTOMERS, output], "rbi-payment-storage": [PAYMENTS, output]}
+
+    aggregated = await job("aggregate")
+    assert aggregated.allowed and all(d.outcome == ALLOW for d in aggregated.decisions)
+    anonymized = await job("anonymize", output_region=MUMBAI)
+    assert anonymized.allowed
+    # The job did not run: the output is still unknown to the catalog.
+    assert (await residency.decide(output, MUMBAI)).reasons[0].code == "UNKNOWN_DATASET"
+
+    unknown_input = await job(inputs=("s3://nowhere/x",), output_region=FRANKFURT)
+    assert not unknown_input.allowed
+    assert unknown_input.decisions[0].reasons[0].code == "UNKNOWN_DATASET"
+    assert unknown_input.decisions[1].outcome == ALLOW
+
+    details = await expect_error(
+        residency.residency.CheckJob(residency_pb2.CheckJobRequest(inputs=[CUSTOMERS], outputs=[output])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert {f for f, _ in details["field_violations"]} == {"run_region", "output_region"}
+
+
+async def test_explain_shows_each_attribute_with_its_lineage_path(residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
+    await residency.put(COPY, classifications=["INTERNAL"], fields=[catalog_pb2.Field(name="iban", classifications=["FINANCIAL.ACCOUNT"])])
+    await residency.derive([CUSTOMERS], [COPY])
+    response = await residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id=COPY))
+    assert {a.value: list(a.lineage_path) for a in response.classifications} == {
+        "FINANCIAL.ACCOUNT": [COPY], "INTERNAL": [COPY], "PII.CONTACT": [CUSTOMERS, COPY]}
+    assert {a.value: list(a.lineage_path) for a in response.origins} == {"DE": [CUSTOMERS, COPY]}
+    assert FRANKFURT in response.store_regions and US not in response.store_regions
+    assert response.policy_version == "2026.11.1" and response.catalog_revision > 0
+    await expect_error(residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id="s3://nowhere/x")),
+                       grpc.StatusCode.NOT_FOUND)
+
+
+async def test_scan_violations_lists_copies_stored_where_they_may_not_be(residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT, US])
+    await residency.put(COPY, locations=[US, "onprem:msk-dc1"])
+    await residency.put("s3://fine/x", locations=[US])
+    response = await residency.residency.ScanViolations(residency_pb2.ScanViolationsRequest())
+    found = [(v.dataset_id, v.region, [r.rule_id for r in v.decision.reasons]) for v in response.violations]
+    assert found == [
+        (CUSTOMERS, US, ["gdpr-personal-data"]),
+        (COPY, "onprem:msk-dc1", ["sanctioned-locations"]),
+    ]
+    assert all(v.decision.outcome == DENY and v.decision.decision_id for v in response.violations)
+
+
+async def test_get_decision_and_replay_against_the_catalog_and_policy_of_its_time(residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
+    await residency.derive([CUSTOMERS], [COPY])
+    decision = await residency.decide(COPY, US)
+    assert decision.outcome == DENY
+
+    got = await residency.residency.GetDecision(residency_pb2.GetDecisionRequest(decision_id=decision.decision_id))
+    assert got.decision == decision
+
+    # The catalog and the policy change afterwards; the replay still sees the old ones.
+    await residency.put(CUSTOMERS)
+    assert (await residency.decide(COPY, US)).outcome == ALLOW
+    new_policy = EXAMPLE_POLICY.read_text("utf-8").replace('version: "2026.11.1"', 'version: "2026.12.1"')
+    new_policy = new_policy.replace("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}")
+    assert (await residency.policy.SetPolicy(policy_pb2.SetPolicyRequest(policy_yaml=new_policy))).applied
+
+    replay = await residency.residency.ReplayDecision(residency_pb2.ReplayDecisionRequest(decision_id=decision.decision_id))
+    assert replay.matches, (replay.original, replay.replayed)
+    assert replay.original == decision
+    assert replay.replayed.outcome == DENY and replay.replayed.reasons[0].rule_id == "gdpr-personal-data"
+    assert list(replay.replayed.reasons[0].lineage_path) == [CUSTOMERS, COPY]
+
+    job = await residency.residency.CheckJob(residency_pb2.CheckJobRequest(
+        inputs=[COPY], outputs=["s3://x/out"], run_region=FRANKFURT, output_region=US, transform="anonymize"))
+    output_decision = job.decisions[-1]
+    replay = await residency.residency.ReplayDecision(
+        residency_pb2.ReplayDecisionRequest(decision_id=output_decision.decision_id))
+    assert replay.matches and replay.replayed.dataset_id == "s3://x/out"
+
+    await expect_error(residency.residency.GetDecision(residency_pb2.GetDecisionRequest(decision_id="nope")),
+                       grpc.StatusCode.NOT_FOUND)
+    await expect_error(residency.residency.ReplayDecision(residency_pb2.ReplayDecisionRequest(decision_id="nope")),
+                       grpc.StatusCode.NOT_FOUND)
+    details = await expect_error(residency.residency.GetDecision(residency_pb2.GetDecisionRequest()),
+                                 grpc.StatusCode.INVALID_ARGUMENT)
+    assert [f for f, _ in details["field_violations"]] == ["decision_id"]

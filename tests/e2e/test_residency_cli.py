@@ -1,0 +1,115 @@
+"""The residency, policy-client and audit CLI commands against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from domicile.cli.client import ClientOptions
+from domicile.cli.residency import AUDIT_COMMANDS, POLICY_COMMANDS, RESIDENCY_COMMANDS
+from tests.e2e.test_residency_api import (
+    COPY,
+    CUSTOMERS,
+    EXAMPLE_POLICY,
+    FRANKFURT,
+    US,
+    residency,  # noqa: F401 - the fixture
+)
+
+
+def client_root(port: int) -> click.Group:
+    """A root command like `domicile`'s, with these commands attached as main.py attaches them."""
+
+    @click.group()
+    @click.option("--json", "json_output", is_flag=True)
+    @click.pass_context
+    def root(ctx, json_output):
+        ctx.obj = ClientOptions(server=f"127.0.0.1:{port}", insecure=True, json_output=json_output)
+
+    for command in RESIDENCY_COMMANDS:
+        root.add_command(command)
+    policy, audit = click.Group("policy"), click.Group("audit")
+    for command in POLICY_COMMANDS:
+        policy.add_command(command)
+    for command in AUDIT_COMMANDS:
+        audit.add_command(command)
+    root.add_command(policy)
+    root.add_command(audit)
+    return root
+
+
+@pytest.fixture
+def run(residency):
+    root = client_root(residency.port)
+    runner = CliRunner()
+
+    async def invoke(*args: str):
+        return await asyncio.to_thread(runner.invoke, root, list(args))
+
+    return invoke
+
+
+async def test_decide_route_check_job_explain_violations(run, residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT, US])
+    await residency.derive([CUSTOMERS], [COPY])
+
+    result = await run("decide", COPY, "--op", "store", "-r", US)
+    assert result.exit_code == 3, result.output
+    assert "DENY  store" in result.output and "gdpr-personal-data" in result.output
+    assert f"lineage: {COPY} <- {CUSTOMERS}" in result.output
+    result = await run("--json", "decide", COPY, "--op", "process", "-r", FRANKFURT)
+    assert result.exit_code == 0, result.output
+    decision_id = json.loads(result.output)["decision"]["decision_id"]
+
+    result = await run("route", COPY, US, FRANKFURT, "--op", "store")
+    assert result.exit_code == 0 and f"route: {FRANKFURT}" in result.output
+    result = await run("route", COPY, US, "--op", "store")
+    assert result.exit_code == 3 and "no candidate is allowed" in result.output
+
+    result = await run("check-job", "-i", CUSTOMERS, "-o", "s3://out", "--run-region", FRANKFURT,
+                       "--output-region", US, "--transform", "anonymize")
+    assert result.exit_code == 0 and "job allowed" in result.output, result.output
+    result = await run("check-job", "-i", CUSTOMERS, "-o", "s3://out", "--run-region", FRANKFURT, "--output-region", US)
+    assert result.exit_code == 3 and "job NOT allowed" in result.output
+
+    result = await run("explain", COPY)
+    assert result.exit_code == 0, result.output
+    assert f"from {COPY} <- {CUSTOMERS}" in result.output
+
+    result = await run("violations")
+    assert result.exit_code == 0 and CUSTOMERS in result.output and "1 violation(s)" in result.output
+
+    result = await run("audit", "get", decision_id)
+    assert result.exit_code == 0 and decision_id in result.output and "ALLOW" in result.output
+    result = await run("audit", "replay", decision_id)
+    assert result.exit_code == 0 and "replay MATCHES" in result.output, result.output
+    result = await run("decide", COPY, "--op", "store", "-r", "aws:nowhere-1")
+    assert result.exit_code == 2 and "region" in result.output
+
+
+async def test_policy_set_get_impact(run, tmp_path):
+    result = await run("policy", "get")
+    assert result.exit_code == 0 and "# version 2026.11.1" in result.output and "bank-residency" in result.output
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(EXAMPLE_POLICY.read_text("utf-8").replace("exemptible: false", "exemptable: false", 1), "utf-8")
+    result = await run("policy", "set", str(broken))
+    assert result.exit_code == 1 and f"{broken}:" in result.output and "exemptable" in result.output
+    assert "the active policy is unchanged" in result.output
+
+    candidate = tmp_path / "next.yaml"
+    candidate.write_text(EXAMPLE_POLICY.read_text("utf-8").replace('version: "2026.11.1"', 'version: "2026.12.1"')
+                         .replace("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: [EEA]}"), "utf-8")
+    result = await run("policy", "impact", str(candidate))
+    assert result.exit_code == 0 and "policy 2026.12.1" in result.output, result.output
+    result = await run("policy", "set", "--dry-run", str(candidate))
+    assert result.exit_code == 0 and "dry run" in result.output
+    result = await run("policy", "set", str(candidate))
+    assert result.exit_code == 0 and "policy 2026.12.1 is active" in result.output
+    output = tmp_path / "active.yaml"
+    result = await run("policy", "get", "-o", str(output))
+    assert result.exit_code == 0 and output.read_text("utf-8") == candidate.read_text("utf-8")

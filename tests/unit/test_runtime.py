@@ -1,0 +1,261 @@
+"""Router runtime: start-up sources, following the catalog, failing closed, the policy history.
+
+The catalog is a real SQLite store; `FlakyStore` wraps it to simulate a store that stops
+answering the change feed, or that changes while the router reads it at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from domicile.app import App
+from domicile.catalog.model import Dataset, EdgeKey, Run
+from domicile.catalog.stores import open_store
+from domicile.config import load_settings
+from domicile.errors import DomicileError, ErrorCode, store_unavailable
+from domicile.router import runtime
+from domicile.router.effective import EffectiveIndex
+from domicile.router.engine import compile_policy
+from domicile.router.policy import load_policy
+from domicile.router.runtime import DEFAULT_POLICY_YAML, Router, inherited_attributes
+from domicile.router.types import Operation, Outcome, ReasonCode
+
+EXAMPLE_POLICY = Path(__file__).parents[2] / "examples" / "policy.yaml"
+US, FRANKFURT = "aws:us-east-1", "aws:eu-central-1"
+
+
+class FlakyStore:
+    """The real store, except that `changes_since` fails while `down` is set, and
+    `on_list_page` (if set) runs before each `list_datasets` page is answered."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.down = False
+        self.on_list_page = None
+        self.pages = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def changes_since(self, revision, *, limit=10_000):
+        if self.down:
+            raise store_unavailable("store unreachable (simulated)")
+        return await self.inner.changes_since(revision, limit=limit)
+
+    async def list_datasets(self, filter, page, *, as_of=None):
+        self.pages += 1
+        if self.on_list_page is not None:
+            await self.on_list_page(self.pages)
+        return await self.inner.list_datasets(filter, page, as_of=as_of)
+
+
+async def make_app(tmp_path: Path, *, policy: Path | None = EXAMPLE_POLICY, **router) -> App:
+    settings = load_settings(
+        store=f"sqlite:///{tmp_path / 'catalog.db'}", data_dir=tmp_path, policy=policy, insecure=True,
+        router=router or None,
+    )
+    return App(settings=settings, store=FlakyStore(await open_store(settings.store)))
+
+
+async def upsert(app: App, dataset_id: str, **fields) -> int:
+    stored = await app.store.inner.upsert_dataset(Dataset.create(dataset_id, **fields))
+    await app.after_write(stored.revision)
+    return stored.revision
+
+
+@pytest.fixture
+async def started(tmp_path):
+    """(app, router) with fast polling and a short staleness bound."""
+    app = await make_app(tmp_path, staleness_bound_seconds=0.3, poll_interval_seconds=0.02)
+    app.router = await Router.start(app)
+    yield app, app.router
+    await app.router.close()
+    await app.store.close()
+
+
+async def wait_until(condition, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_view_that_cannot_be_confirmed_fails_closed_and_recovers(started):
+    app, router = started
+    await upsert(app, "s3://a", locations=[US])
+    assert (await router.decide("s3://a", Operation.STORE, US)).outcome is Outcome.ALLOW
+
+    app.store.down = True
+    await asyncio.sleep(0.4)
+    decision = await router.decide("s3://a", Operation.STORE, US)
+    assert decision.outcome is Outcome.DENY and decision.allowed_regions == ()
+    assert [r.code for r in decision.reasons] == [ReasonCode.STALE_CATALOG]
+    route = await router.route("s3://a", Operation.STORE, [US, FRANKFURT])
+    assert route.region == "" and route.decision.reasons[0].code is ReasonCode.STALE_CATALOG
+    job = await router.check_job(["s3://a"], ["s3://b"], US, US)
+    assert not job.allowed and all(d.reasons[0].code is ReasonCode.STALE_CATALOG for d in job.decisions)
+    for call in (lambda: router.explain("s3://a"), router.scan_violations):
+        with pytest.raises(DomicileError) as info:
+            result = call()
+            if asyncio.iscoroutine(result):
+                await result
+        assert info.value.code is ErrorCode.UNAVAILABLE and info.value.reason == "STALE_CATALOG"
+    # An unknown region is still a bad request, stale or not.
+    with pytest.raises(DomicileError) as info:
+        await router.decide("s3://a", Operation.STORE, "aws:nowhere-9")
+    assert info.value.code is ErrorCode.INVALID_ARGUMENT
+
+    app.store.down = False
+    await asyncio.sleep(0.1)
+    assert (await router.decide("s3://a", Operation.STORE, US)).outcome is Outcome.ALLOW
+
+
+async def test_a_local_write_not_yet_applied_fails_closed_until_caught_up(tmp_path):
+    # No background poll within the test: only note_local_write moves the index.
+    app = await make_app(tmp_path, staleness_bound_seconds=60, poll_interval_seconds=60)
+    app.router = router = await Router.start(app)
+    try:
+        await upsert(app, "s3://a")
+        assert (await router.decide("s3://a", Operation.STORE, US)).outcome is Outcome.ALLOW
+        app.store.down = True
+        revision = await upsert(app, "s3://a", classifications=["PII"], origins=["DE"])  # does not raise
+        assert router.catalog_revision < revision
+        decision = await router.decide("s3://a", Operation.STORE, US)
+        assert decision.reasons[0].code is ReasonCode.STALE_CATALOG
+        app.store.down = False
+        await app.after_write(revision)
+        decision = await router.decide("s3://a", Operation.STORE, US)
+        assert decision.catalog_revision == revision
+        assert [r.rule_id for r in decision.reasons] == ["gdpr-personal-data"]
+    finally:
+        await router.close()
+        await app.store.close()
+
+
+async def test_changes_by_other_processes_arrive_through_the_feed(started):
+    app, router = started
+    revision = (await app.store.inner.upsert_dataset(Dataset.create("s3://b", classifications=["PII"], origins=["FR"]))).revision
+    await wait_until(lambda: router.catalog_revision >= revision)
+    assert (await router.decide("s3://b", Operation.STORE, US)).reasons[0].rule_id == "gdpr-personal-data"
+
+
+async def test_start_reads_every_page_and_repairs_writes_made_during_the_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(runtime, "_BUILD_PAGE_SIZE", 2)
+    app = await make_app(tmp_path)
+    store = app.store.inner
+    for name in "abcde":
+        await store.upsert_dataset(Dataset.create(f"s3://{name}"))
+    await store.record_lineage(Run("j", "r1"), [EdgeKey("s3://a", "s3://e", "j")])
+
+    async def write_during_read(page: int) -> None:
+        if page == 2:  # "a" was read on page 1; change it, delete "b", add an edge
+            await store.upsert_dataset(Dataset.create("s3://a", classifications=["PII"], origins=["DE"]))
+            await store.delete_dataset("s3://b")
+            await store.record_lineage(Run("k", "r2"), [EdgeKey("s3://a", "s3://d", "k")])
+
+    app.store.on_list_page = write_during_read
+    router = await Router.start(app)
+    try:
+        assert app.store.pages == 3
+        assert router.catalog_revision == await store.revision()
+        for dataset_id in ("s3://a", "s3://d", "s3://e"):
+            decision = await router.decide(dataset_id, Operation.STORE, US)
+            assert [r.rule_id for r in decision.reasons] == ["gdpr-personal-data"], dataset_id
+        assert (await router.decide("s3://b", Operation.STORE, US)).reasons[0].code is ReasonCode.UNKNOWN_DATASET
+        assert (await router.decide("s3://c", Operation.STORE, US)).outcome is Outcome.ALLOW
+    finally:
+        await router.close()
+        await app.store.close()
+
+
+async def test_start_policy_default_then_history_then_file(tmp_path):
+    app = await make_app(tmp_path, policy=None)
+    app.router = router = await Router.start(app)
+    try:
+        assert router.get_policy().yaml == DEFAULT_POLICY_YAML
+        await upsert(app, "s3://labelled", classifications=["INTERNAL"])
+        await upsert(app, "s3://plain")
+        denied = await router.decide("s3://labelled", Operation.PROCESS, FRANKFURT)
+        assert [r.code for r in denied.reasons] == [ReasonCode.DEFAULT_DENIED]
+        assert (await router.decide("s3://plain", Operation.STORE, US)).outcome is Outcome.ALLOW
+        assert (await router.set_policy(EXAMPLE_POLICY.read_text("utf-8"))).applied
+        old_decision = denied.decision_id
+    finally:
+        await router.close()
+
+    # Restart without a policy file: the policy last set is active again, and a decision made
+    # under the builtin default can still be replayed.
+    router = await Router.start(app)
+    try:
+        assert router.get_policy().version == "2026.11.1"
+        replay = await router.replay(old_decision)
+        assert replay.matches and replay.replayed.policy_version == "builtin-default-1"
+    finally:
+        await router.close()
+        await app.store.close()
+
+
+async def test_a_bad_policy_file_stops_start_with_its_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE_POLICY.read_text("utf-8").replace("exemptible: false", "exemptable: false", 1), "utf-8")
+    app = await make_app(tmp_path, policy=bad)
+    try:
+        with pytest.raises(DomicileError) as info:
+            await Router.start(app)
+        assert info.value.code is ErrorCode.FAILED_PRECONDITION
+        assert f"{bad}:" in str(info.value) and "exemptable" in str(info.value)
+    finally:
+        await app.store.close()
+
+
+async def test_a_policy_file_reusing_a_recorded_version_with_other_text_stops_start(tmp_path):
+    app = await make_app(tmp_path)
+    await (await Router.start(app)).close()
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(EXAMPLE_POLICY.read_text("utf-8").replace("SANCTIONED: [RU,", "SANCTIONED: [VE, RU,"), "utf-8")
+    second = await make_app(tmp_path, policy=changed)
+    try:
+        with pytest.raises(DomicileError) as info:
+            await Router.start(second)
+        assert info.value.reason == "POLICY_VERSION_CONFLICT"
+    finally:
+        await app.store.close()
+        await second.store.close()
+
+
+async def test_durable_decisions_are_in_the_log_after_a_restart(tmp_path):
+    app = await make_app(tmp_path, durable_decision_log=True)
+    app.router = router = await Router.start(app)
+    try:
+        await upsert(app, "s3://a")
+        decision = await router.decide("s3://a", Operation.STORE, US)
+    finally:
+        await router.close()
+    router = await Router.start(app)
+    try:
+        assert await router.get_decision(decision.decision_id) == decision
+    finally:
+        await router.close()
+        await app.store.close()
+
+
+def test_inherited_attributes_union_inputs_minus_declassified_plus_the_output():
+    policy = compile_policy(load_policy(EXAMPLE_POLICY.read_text("utf-8")))
+    index = EffectiveIndex.build(
+        [
+            Dataset.create("in1", classifications=["PII.CONTACT", "FINANCIAL.PAYMENT"], origins=["DE"]),
+            Dataset.create("in2", origins=["IN"]),
+            Dataset.create("out", classifications=["INTERNAL"], locations=[US]),
+        ],
+        [],
+        removes=policy.removes,
+    )
+    attrs = inherited_attributes(index, policy, ["in1", "in2", "missing"], "out", "anonymize")
+    assert dict(attrs.classifications) == {"FINANCIAL.PAYMENT": ("in1", "out"), "INTERNAL": ("out",)}
+    assert dict(attrs.origins) == {"DE": ("in1", "out"), "IN": ("in2", "out")}
+    assert attrs.locations == (US,)
+    new = inherited_attributes(index, policy, ["in1"], "new", "")
+    assert set(new.classifications) == {"PII.CONTACT", "FINANCIAL.PAYMENT"} and new.locations == ()

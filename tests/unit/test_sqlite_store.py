@@ -1,0 +1,260 @@
+"""SQLite-only behaviour of the GraphStore backend: files, schema, permissions, tokens.
+
+Shared behaviour is in tests/contract (run against every backend); this covers what only an
+embedded file store has. Permission tests run their store in a subprocess as an unprivileged
+user when the suite runs as root (root ignores file modes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import textwrap
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from domicile.catalog.model import Dataset, DatasetFilter, EdgeKey, PageRequest, Run
+from domicile.catalog.stores import open_store
+from domicile.catalog.stores.sqlite import SQLiteGraphStore, path_from_uri
+from domicile.catalog.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate, read_schema_version
+from domicile.errors import DomicileError, ErrorCode
+
+NOBODY = 65534
+
+
+def uri(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+async def make_store(path: Path, *datasets: str) -> None:
+    store = await SQLiteGraphStore.open(uri(path))
+    for dataset_id in datasets:
+        await store.upsert_dataset(Dataset.create(dataset_id))
+    await store.close()
+
+
+def test_uri_forms():
+    assert path_from_uri("sqlite:///relative/dir/catalog.db") == Path("relative/dir/catalog.db")
+    assert path_from_uri("sqlite:////var/lib/domicile/catalog.db") == Path("/var/lib/domicile/catalog.db")
+    for bad in ("sqlite://host/x.db", "sqlite:///", "bolt://localhost:7687", "catalog.db"):
+        with pytest.raises(DomicileError) as error:
+            path_from_uri(bad)
+        assert error.value.code is ErrorCode.INVALID_ARGUMENT
+
+
+async def test_open_creates_parent_directories_for_relative_and_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    relative = await open_store("sqlite:///nested/rel/catalog.db")
+    await relative.upsert_dataset(Dataset.create("s3://x"))
+    await relative.close()
+    assert (tmp_path / "nested/rel/catalog.db").is_file()
+
+    absolute = await open_store(f"sqlite:///{tmp_path}/deep/abs/catalog.db")
+    assert await absolute.revision() == 0
+    await absolute.close()
+    assert (tmp_path / "deep/abs/catalog.db").is_file()
+
+
+async def test_new_database_is_at_the_current_schema_version_in_wal_mode(tmp_path):
+    path = tmp_path / "c.db"
+    await make_store(path, "s3://a")
+    with sqlite3.connect(path) as conn:
+        assert read_schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("SELECT count(*) FROM revisions").fetchone()[0] == 1
+
+
+async def test_reopening_keeps_data_and_does_not_migrate_again(tmp_path):
+    path = tmp_path / "c.db"
+    await make_store(path, "s3://a", "s3://b")
+    store = await SQLiteGraphStore.open(uri(path))
+    assert await store.revision() == 2
+    assert (await store.get_dataset("s3://b")).revision == 2
+    await store.close()
+
+
+def test_migrations_apply_in_order_each_in_one_transaction(tmp_path):
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    assert migrate(conn) == (0, SCHEMA_VERSION)
+
+    extra = "CREATE TABLE extra (x INTEGER);\nINSERT INTO extra (x) VALUES (42);"
+    assert migrate(conn, [*MIGRATIONS, extra]) == (SCHEMA_VERSION, SCHEMA_VERSION + 1)
+    assert conn.execute("SELECT x FROM extra").fetchall() == [(42,)]
+
+    broken = "CREATE TABLE half (x INTEGER);\nINSERT INTO missing_table VALUES (1);"
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, [*MIGRATIONS, extra, broken])
+    assert read_schema_version(conn) == SCHEMA_VERSION + 1
+    assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'half'").fetchone() is None
+    conn.close()
+
+
+async def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "future.db"
+    await make_store(path, "s3://a")
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+
+    with pytest.raises(DomicileError) as error:
+        await SQLiteGraphStore.open(uri(path))
+    assert error.value.code is ErrorCode.FAILED_PRECONDITION
+    assert error.value.reason == "SCHEMA_TOO_NEW"
+    assert str(path) in error.value.message
+
+
+@pytest.mark.parametrize("content", [b"this is not a database at all\n" * 200, os.urandom(8192)], ids=["text", "random"])
+async def test_corrupt_file_is_a_clear_error(tmp_path, content):
+    path = tmp_path / "corrupt.db"
+    path.write_bytes(content)
+    with pytest.raises(DomicileError) as error:
+        await SQLiteGraphStore.open(uri(path))
+    assert error.value.code is ErrorCode.FAILED_PRECONDITION
+    assert error.value.reason == "STORE_CORRUPT"
+    assert str(path) in error.value.message
+    assert path.read_bytes() == content  # left untouched
+
+
+async def test_directory_in_place_of_the_file_is_refused(tmp_path):
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(DomicileError) as error:
+        await SQLiteGraphStore.open(uri(tmp_path / "dir.db"))
+    assert error.value.code is ErrorCode.FAILED_PRECONDITION
+    assert "dir.db" in error.value.message
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory an unprivileged user can enter (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="domicile-sqlite-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path)
+
+
+def run_unprivileged(script: str, db: Path) -> dict:
+    """Runs `script` (which defines `async def main(uri) -> dict`) against `db` as a user that
+    file permissions apply to; returns main's result."""
+    program = textwrap.dedent(
+        """
+        import asyncio, json, os, sys
+        from domicile.catalog.model import Dataset
+        from domicile.catalog.stores.sqlite import SQLiteGraphStore
+        from domicile.errors import DomicileError
+        """
+    ) + textwrap.dedent(script) + textwrap.dedent(
+        f"""
+        if os.geteuid() == 0:
+            os.setgid({NOBODY})
+            os.setuid({NOBODY})
+        print(json.dumps(asyncio.run(main(sys.argv[1]))))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", program, uri(db)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+async def test_read_only_file_serves_reads_and_refuses_writes(shared_dir):
+    db = shared_dir / "ro.db"
+    await make_store(db, "s3://a")
+    db.chmod(0o444)
+
+    result = run_unprivileged(
+        """
+        async def main(uri):
+            store = await SQLiteGraphStore.open(uri)
+            out = {"read_only": store.read_only, "found": (await store.get_dataset("s3://a")) is not None}
+            try:
+                await store.upsert_dataset(Dataset.create("s3://b"))
+                out["write"] = "accepted"
+            except DomicileError as e:
+                out["write"] = [e.code.value, e.reason, e.message]
+            out["revision"] = await store.revision()
+            await store.close()
+            return out
+        """,
+        db,
+    )
+
+    assert result["read_only"] and result["found"]
+    code, reason, message = result["write"]
+    assert (code, reason) == ("FAILED_PRECONDITION", "STORE_READ_ONLY")
+    assert str(db) in message
+    assert result["revision"] == 1
+
+
+async def test_unreadable_file_is_unavailable_naming_the_path(shared_dir):
+    db = shared_dir / "secret.db"
+    await make_store(db, "s3://a")
+    db.chmod(0o000)
+
+    result = run_unprivileged(
+        """
+        async def main(uri):
+            try:
+                await SQLiteGraphStore.open(uri)
+                return {"opened": True}
+            except DomicileError as e:
+                return {"error": [e.code.value, e.message]}
+        """,
+        db,
+    )
+
+    code, message = result["error"]
+    assert code == "UNAVAILABLE"
+    assert str(db) in message
+
+
+async def test_page_token_is_bound_to_its_filter_and_as_of(tmp_path):
+    store = await SQLiteGraphStore.open(uri(tmp_path / "t.db"))
+    for i in range(5):
+        await store.upsert_dataset(Dataset.create(f"s3://d/{i}", owner="crm"))
+    first = await store.list_datasets(DatasetFilter(owner="crm"), PageRequest(2))
+
+    with pytest.raises(DomicileError) as other_filter:
+        await store.list_datasets(DatasetFilter(owner="bi"), PageRequest(2, first.next_token))
+    assert [v.field for v in other_filter.value.violations] == ["page_token"]
+
+    with pytest.raises(DomicileError) as other_time:
+        await store.list_datasets(
+            DatasetFilter(owner="crm"), PageRequest(2, first.next_token), as_of=datetime(2020, 1, 1, tzinfo=timezone.utc)
+        )
+    assert [v.field for v in other_time.value.violations] == ["page_token"]
+
+    edges_token = (await store.list_edges(PageRequest(1))).next_token
+    assert edges_token == ""
+    await store.close()
+
+
+async def test_end_edges_at_is_clamped_into_the_edge_interval(tmp_path):
+    now = [datetime(2026, 3, 1, tzinfo=timezone.utc)]
+    store = await SQLiteGraphStore.open(uri(tmp_path / "e.db"), clock=lambda: now[0])
+    await store.record_lineage(Run("etl", "r1"), [EdgeKey("a", "b", "etl"), EdgeKey("b", "c", "etl")])
+    recorded = now[0]
+    now[0] += timedelta(hours=1)
+
+    await store.end_edges([EdgeKey("a", "b", "etl")], at=recorded - timedelta(days=1))
+    await store.end_edges([EdgeKey("b", "c", "etl")], at=now[0] + timedelta(days=1))
+
+    ended = {(c.edge.input, c.edge.end_time) for c in await store.changes_since(1)}
+    assert ended == {("a", recorded), ("b", now[0] + timedelta(microseconds=1))}
+    await store.close()
+
+
+async def test_two_store_objects_on_one_file_share_one_revision_sequence(tmp_path):
+    first = await SQLiteGraphStore.open(uri(tmp_path / "shared.db"))
+    second = await SQLiteGraphStore.open(uri(tmp_path / "shared.db"))
+    a = await first.upsert_dataset(Dataset.create("s3://a"))
+    b = await second.upsert_dataset(Dataset.create("s3://b"))
+    assert (a.revision, b.revision) == (1, 2)
+    assert b.update_time > a.update_time
+    assert await first.get_dataset("s3://b") == b
+    await first.close()
+    await second.close()
