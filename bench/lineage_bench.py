@@ -7,8 +7,9 @@
 Shape of the graph (deterministic for a given --seed): `--layers` layers of equal width
 (default 20 layers of 50,000 for 1,000,000 datasets), like stages of layered pipelines
 (raw → clean → conformed → marts ...). Each dataset of layer k > 0 is derived from 1-5
-datasets (mean 3.35 drawn, a little less after duplicates collapse) of layer k-1 near its own position (pipelines mostly read their own
-domain: fan-in and fan-out are local), with probability 5% also from a random dataset of any
+datasets of layer k-1 (mean 3.35 drawn, a little less after duplicates collapse): the one at
+its own position and others near it (pipelines mostly read their own domain: fan-in and
+fan-out are local), with probability 5% also from a random dataset of any
 earlier layer (a cross-domain join), and with probability 3% from one of the shared
 reference datasets of layer 0 (currency rates, calendars: together they feed ~3% of all
 datasets, a heavy fan-out). That is ≈ 3.0 edges per dataset: ~3,000,000 edges for 1M.
@@ -78,8 +79,10 @@ def job_batches(shape: Shape) -> Iterator[tuple[str, list[EdgeKey]]]:
             edges: list[EdgeKey] = []
             for position in range(first, min(first + shape.job_width, width)):
                 output = shape.dataset(layer, position)
-                inputs: set[str] = set()
-                for _ in range(rng.choices(degrees, weights)[0]):
+                # The stage's own predecessor table first (so every dataset of the previous
+                # layer is read by someone), then more inputs from its neighbourhood.
+                inputs = {shape.dataset(layer - 1, position)}
+                for _ in range(rng.choices(degrees, weights)[0] - 1):
                     source = (position + rng.randint(-LOCALITY, LOCALITY)) % width
                     inputs.add(shape.dataset(layer - 1, source))
                 if rng.random() < CROSS_DOMAIN_P:

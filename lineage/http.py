@@ -4,8 +4,8 @@ an API key is configured — checked by the security middlewares, not here).
 
 Answers: 200 with `{"recorded", "edges_created", "datasets_updated", "catalog_revision",
 "job", "run_id"}`; 400 with `{"error": {"code", "message", "field_violations": [...]}}` for
-a malformed event (nothing written); 415 for a body that is not JSON. Other domain errors
-are mapped by `domicile.http_api`.
+a body that is not JSON or a malformed event (nothing written); 415 for a content type other
+than JSON. Domain errors are turned into these answers by `domicile.http_api`.
 """
 
 from __future__ import annotations

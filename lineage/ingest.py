@@ -75,9 +75,15 @@ async def _plan_merges(
 
 
 async def _write_merge(
-    store: GraphStore, facts: DatasetFacts, current: Dataset | None, merged: Dataset, principal: str
+    store: GraphStore,
+    facts: DatasetFacts,
+    current: Dataset | None,
+    merged: Dataset,
+    regions: RegionRegistry,
+    principal: str,
 ) -> int:
-    """Upsert `merged`, re-reading and re-merging when the dataset changed meanwhile."""
+    """Upsert `merged`, re-reading and re-merging when the dataset changed meanwhile;
+    returns the new revision, 0 when the dataset meanwhile holds everything reported."""
     for attempt in range(MERGE_ATTEMPTS):
         try:
             # expected_revision guards against wiping a concurrent CatalogService change;
@@ -93,6 +99,7 @@ async def _write_merge(
         merged = _merged(current, facts)
         if current is not None and merged.same_content(current):
             return 0
+        validate_dataset(merged, regions, path=f"dataset {facts.dataset_id!r}")
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -118,7 +125,7 @@ async def ingest_event(
     revision = 0
     updated = 0
     for facts, current, merged in plan:
-        written = await _write_merge(store, facts, current, merged, principal)
+        written = await _write_merge(store, facts, current, merged, regions, principal)
         if written:
             updated += 1
             revision = max(revision, written)

@@ -402,7 +402,7 @@ class EffectiveIndex:
         for edge in incoming.values():
             source = edge.input
             if source == node:
-                pass
+                continue  # a self-loop never brings anything new (see module doc)
             upstream = all_labels.get(source)
             if upstream:
                 removed = self._removed_memo.get(edge.transform)
@@ -447,7 +447,11 @@ class EffectiveIndex:
             step = table[value]
             while step[1] is not None:
                 path.append(step[1])
-                step = tables[step[1]][value]
+                previous_distance, step = step[0], tables[step[1]][value]
+                # Distances strictly decrease along `via`; checking it makes the walk finite
+                # even if that invariant were ever broken.
+                if step[0] != previous_distance - 1:
+                    raise RuntimeError(f"effective index inconsistent at {path[-1]!r} for {value!r}")
             path.reverse()
             paths[value] = tuple(path)
         return MappingProxyType(paths)

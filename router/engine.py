@@ -381,7 +381,7 @@ class CompiledPolicy:
                     base = allow if base is None else base & allow
                 deny |= rule.deny[slot]
                 if not rule.exemptible:
-                    hard_block |= rule.deny[slot]
+                    hard_block |= rule.deny[slot] | (self._everywhere & ~allow if allow is not None else 0)
             default_denies = False
             if base is None:
                 verb = self._defaults.classified if classified else self._defaults.unclassified

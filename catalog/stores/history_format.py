@@ -114,7 +114,8 @@ def check_header(record: Mapping[str, Any]) -> None:
         raise invalid_field("records[0]", f"a history must start with a {FORMAT_NAME!r} header record")
     if record.get("version") != FORMAT_VERSION:
         raise invalid_field(
-            "records[0].version", f"history format version {record.get('version')!r} is not supported (want {FORMAT_VERSION})"
+            "records[0].version",
+            f"history format version {record.get('version')!r} is not supported (want {FORMAT_VERSION})",
         )
 
 

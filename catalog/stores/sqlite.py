@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -101,6 +101,8 @@ _KINDS = {
 }
 _PLACEHOLDER_CONTENT = hf.dataset_content(Dataset.create("placeholder", placeholder=True))
 _BUSY_TIMEOUT_MS = 10_000
+# A classification filter matching fewer label rows than this is driven by the label index.
+_SELECTIVE_LABEL_ROWS = 5_000
 _IMPORT_BATCH = 2_000
 _EXPORT_BATCH = 2_000
 # Dataset columns selected by every dataset read, decoded by `_dataset_from_row`.
@@ -112,14 +114,25 @@ def path_from_uri(uri: str) -> Path:
     """`sqlite:///relative/path.db` -> relative/path.db, `sqlite:////abs/path.db` -> /abs/path.db."""
     parts = urlsplit(uri)
     if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
-        raise invalid_field("store", f"not a SQLite store URI: {uri!r} (use sqlite:///relative.db or sqlite:////abs.db)")
+        raise invalid_field(
+            "store", f"not a SQLite store URI: {uri!r} (use sqlite:///relative.db or sqlite:////abs.db)"
+        )
     return Path(parts.path[1:])
 
 
 class SQLiteGraphStore:
     """The `GraphStore` contract (see `domicile.catalog.store`) on one SQLite file."""
 
-    def __init__(self, path: Path, *, clock: Clock, read_only: bool, writer: ThreadPoolExecutor, writer_conn: sqlite3.Connection | None, readers: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock,
+        read_only: bool,
+        writer: ThreadPoolExecutor,
+        writer_conn: sqlite3.Connection | None,
+        readers: int,
+    ) -> None:
         # Use `open`; the constructor only wires already-opened parts together.
         self._path = path
         self._clock = clock
@@ -189,7 +202,9 @@ class SQLiteGraphStore:
         """Run `fn(conn, *args)` in one write transaction on the writer thread."""
         self._check_open()
         if self._read_only:
-            raise failed_precondition(f"SQLite store {self._path} is read-only; writes are refused", reason="STORE_READ_ONLY")
+            raise failed_precondition(
+                f"SQLite store {self._path} is read-only; writes are refused", reason="STORE_READ_ONLY"
+            )
         async with self._write_lock:
             self._check_open()
             return await asyncio.get_running_loop().run_in_executor(self._writer, self._transaction, fn, args)
@@ -250,7 +265,9 @@ class SQLiteGraphStore:
         content = hf.dataset_content(replace(dataset, placeholder=False))
         return await self._write(self._upsert_tx, content, expected_revision, principal)
 
-    def _upsert_tx(self, conn: sqlite3.Connection, content: dict[str, Any], expected_revision: int, principal: str) -> Dataset:
+    def _upsert_tx(
+        self, conn: sqlite3.Connection, content: dict[str, Any], expected_revision: int, principal: str
+    ) -> Dataset:
         dataset_id = content["id"]
         body = _encode(content)
         current = conn.execute(
@@ -271,14 +288,25 @@ class SQLiteGraphStore:
         now = self._next_time(conn)
         revision = _new_revision(conn, now, principal, f"upsert {dataset_id}")
         if current is not None:
-            conn.execute("UPDATE dataset_versions SET valid_to = ?, end_revision = ? WHERE version = ?", (now, revision, current[0]))
+            conn.execute(
+                "UPDATE dataset_versions SET valid_to = ?, end_revision = ? WHERE version = ?",
+                (now, revision, current[0]),
+            )
         # A placeholder turned real is created now, like a re-created deleted dataset.
         create_time = current[4] if current is not None and not current[1] else now
         node = _ensure_nodes(conn, [dataset_id])[dataset_id]
-        version = _insert_version(conn, node, content, body, revision=revision, valid_from=now, create_time=create_time, updated_by=principal)
-        conn.execute("INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", (revision, KIND_DATASET_UPSERTED, version))
+        version = _insert_version(
+            conn, node, content, body, revision=revision, valid_from=now, create_time=create_time, updated_by=principal
+        )
+        conn.execute(
+            "INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", (revision, KIND_DATASET_UPSERTED, version)
+        )
         return hf.dataset_from_content(
-            content, revision=revision, create_time=from_micros(create_time), update_time=from_micros(now), updated_by=principal
+            content,
+            revision=revision,
+            create_time=from_micros(create_time),
+            update_time=from_micros(now),
+            updated_by=principal,
         )
 
     async def get_dataset(self, dataset_id: str, *, as_of: datetime | None = None) -> Dataset | None:
@@ -294,7 +322,9 @@ class SQLiteGraphStore:
         ).fetchone()
         return _dataset_from_row(row) if row else None
 
-    async def list_datasets(self, filter: DatasetFilter, page: PageRequest, *, as_of: datetime | None = None) -> Page[Dataset]:
+    async def list_datasets(
+        self, filter: DatasetFilter, page: PageRequest, *, as_of: datetime | None = None
+    ) -> Page[Dataset]:
         """See `GraphStore.list_datasets`."""
         if page.size <= 0:
             raise invalid_field("page_size", "must be positive")
@@ -304,7 +334,13 @@ class SQLiteGraphStore:
         return await self._read(self._list_datasets_tx, filter, page.size, after, at, fingerprint)
 
     def _list_datasets_tx(
-        self, conn: sqlite3.Connection, filter: DatasetFilter, size: int, after: str | None, at: int | None, fingerprint: str
+        self,
+        conn: sqlite3.Connection,
+        filter: DatasetFilter,
+        size: int,
+        after: str | None,
+        at: int | None,
+        fingerprint: str,
     ) -> Page[Dataset]:
         where, params = _version_visible("v", at)
         clauses, args = [where], list(params)
@@ -312,12 +348,20 @@ class SQLiteGraphStore:
             clauses.append("n.id > ?")
             args.append(after)
         if filter.classification:
-            # Hierarchical: the label itself or any "label.*" descendant, as an index range.
-            clauses.append(
-                "EXISTS (SELECT 1 FROM version_labels l WHERE l.version = v.version"
-                " AND (l.label = ? OR (l.label > ? AND l.label < ?)))"
-            )
-            args += [filter.classification, filter.classification + ".", filter.classification + "/"]
+            # Hierarchical: the label itself or any "label.*" descendant ("." < "/"), as index
+            # ranges. A rare label drives the query from the label index; a common one is
+            # checked per dataset while walking ids in order, so a page stops early.
+            label_args = [filter.classification, filter.classification + ".", filter.classification + "/"]
+            label_match = "(l.label = ? OR (l.label > ? AND l.label < ?))"
+            (tagged,) = conn.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM version_labels l WHERE {label_match} LIMIT ?)",
+                (*label_args, _SELECTIVE_LABEL_ROWS),
+            ).fetchone()
+            if tagged < _SELECTIVE_LABEL_ROWS:
+                clauses.append(f"v.version IN (SELECT l.version FROM version_labels l WHERE {label_match})")
+            else:
+                clauses.append(f"EXISTS (SELECT 1 FROM version_labels l WHERE l.version = v.version AND {label_match})")
+            args += label_args
         if filter.origin:
             clauses.append("EXISTS (SELECT 1 FROM version_origins o WHERE o.version = v.version AND o.origin = ?)")
             args.append(filter.origin)
@@ -362,9 +406,12 @@ class SQLiteGraphStore:
         now = self._next_time(conn)
         revision = _new_revision(conn, now, principal, f"delete {dataset_id}")
         conn.execute(
-            "UPDATE dataset_versions SET valid_to = ?, end_revision = ?, deleted = 1 WHERE version = ?", (now, revision, current[0])
+            "UPDATE dataset_versions SET valid_to = ?, end_revision = ?, deleted = 1 WHERE version = ?",
+            (now, revision, current[0]),
         )
-        conn.execute("INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", (revision, KIND_DATASET_DELETED, current[0]))
+        conn.execute(
+            "INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", (revision, KIND_DATASET_DELETED, current[0])
+        )
         return revision
 
     # ------------------------------------------------------------------ lineage writes
@@ -408,14 +455,7 @@ class SQLiteGraphStore:
             )
         }
         placeholders = [i for i in ids if nodes[i] not in live]
-        current: dict[tuple[int, int], tuple[int, str]] = {}
-        outputs = sorted({nodes[o] for _, o in keys})
-        for edge, input_node, output_node, transform in conn.execute(
-            "SELECT edge, input, output, transform FROM edges INDEXED BY edges_current_by_output"
-            " WHERE output IN (SELECT value FROM json_each(?)) AND job = ? AND end_time IS NULL",
-            (json.dumps(outputs), run.job),
-        ):
-            current[(input_node, output_node)] = (edge, transform)
+        current = _current_edges(conn, run.job, {(nodes[i], nodes[o]) for i, o in keys})
         to_end: list[int] = []
         to_add: list[tuple[int, int]] = []
         for input_id, output_id in keys:
@@ -445,9 +485,12 @@ class SQLiteGraphStore:
                 (revision, KIND_DATASET_UPSERTED, first),
             )
         if to_end:
-            conn.executemany("UPDATE edges SET end_time = ?, end_revision = ? WHERE edge = ?", [(now, revision, e) for e in to_end])
             conn.executemany(
-                "INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", [(revision, KIND_EDGE_ENDED, e) for e in to_end]
+                "UPDATE edges SET end_time = ?, end_revision = ? WHERE edge = ?", [(now, revision, e) for e in to_end]
+            )
+            conn.executemany(
+                "INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)",
+                [(revision, KIND_EDGE_ENDED, e) for e in to_end],
             )
         first = _next_id(conn, "edges", "edge")
         conn.executemany(
@@ -460,26 +503,24 @@ class SQLiteGraphStore:
         )
         return LineageResult(len(to_add), revision)
 
-    async def end_edges(self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = "") -> LineageResult:
+    async def end_edges(
+        self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = ""
+    ) -> LineageResult:
         """See `GraphStore.end_edges`; `at` is clamped into [edge record time, now]."""
         at_us = _micros_arg(at, "at")
-        return await self._write(self._end_edges_tx, sorted(set(keys), key=lambda k: (k.input, k.output, k.job)), at_us, principal)
+        return await self._write(
+            self._end_edges_tx, sorted(set(keys), key=lambda k: (k.input, k.output, k.job)), at_us, principal
+        )
 
-    def _end_edges_tx(self, conn: sqlite3.Connection, keys: list[EdgeKey], at: int | None, principal: str) -> LineageResult:
+    def _end_edges_tx(
+        self, conn: sqlite3.Connection, keys: list[EdgeKey], at: int | None, principal: str
+    ) -> LineageResult:
         nodes = _lookup_nodes(conn, sorted({i for k in keys for i in (k.input, k.output)}))
         wanted: dict[str, set[tuple[int, int]]] = {}
         for k in keys:
             if k.input in nodes and k.output in nodes:
                 wanted.setdefault(k.job, set()).add((nodes[k.input], nodes[k.output]))
-        to_end: list[int] = []
-        for job, pairs in wanted.items():
-            for edge, input_node, output_node in conn.execute(
-                "SELECT edge, input, output FROM edges INDEXED BY edges_current_by_output"
-                " WHERE output IN (SELECT value FROM json_each(?)) AND job = ? AND end_time IS NULL",
-                (json.dumps(sorted({o for _, o in pairs})), job),
-            ):
-                if (input_node, output_node) in pairs:
-                    to_end.append(edge)
+        to_end = [edge for job, pairs in wanted.items() for edge, _ in _current_edges(conn, job, pairs).values()]
         if not to_end:
             return LineageResult(0, _current_revision(conn))
         to_end.sort()
@@ -490,7 +531,10 @@ class SQLiteGraphStore:
             "UPDATE edges SET end_time = min(max(?, record_time), ?), end_revision = ? WHERE edge = ?",
             [(end, now, revision, e) for e in to_end],
         )
-        conn.executemany("INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)", [(revision, KIND_EDGE_ENDED, e) for e in to_end])
+        conn.executemany(
+            "INSERT INTO changes (revision, kind, ref) VALUES (?, ?, ?)",
+            [(revision, KIND_EDGE_ENDED, e) for e in to_end],
+        )
         return LineageResult(len(to_end), revision)
 
     # ------------------------------------------------------------------ lineage reads
@@ -511,7 +555,13 @@ class SQLiteGraphStore:
         return await self._read(self._traverse_tx, start, direction, max_depth, at, limits)
 
     def _traverse_tx(
-        self, conn: sqlite3.Connection, start: str, direction: Direction, max_depth: int, at: int | None, limits: TraversalLimits
+        self,
+        conn: sqlite3.Connection,
+        start: str,
+        direction: Direction,
+        max_depth: int,
+        at: int | None,
+        limits: TraversalLimits,
     ) -> Traversal:
         deadline = time.monotonic() + limits.timeout_seconds
         where, params = _version_visible("v", at)
@@ -520,12 +570,14 @@ class SQLiteGraphStore:
             (start, *params),
         ).fetchone()
         if row is None:
-            raise not_found(f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}"))
+            raise not_found(
+                f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}")
+            )
         start_node = row[0]
         # Per direction: the adjacency query over the frontier and the position of the
         # neighbour in its (edge, input, output) rows. Upstream goes from an output to its
-        # inputs, downstream from an input to its outputs. Current reads use the partial
-        # indexes of current edges (covering: no table access while walking).
+        # inputs, downstream from an input to its outputs. The adjacency indexes cover these
+        # queries, so walking reads no table rows.
         sides = {
             Direction.UPSTREAM: [("output", 1)],
             Direction.DOWNSTREAM: [("input", 2)],
@@ -534,7 +586,7 @@ class SQLiteGraphStore:
         edge_filter, edge_params = _edge_visible("e", at)
         queries = [
             (
-                f"SELECT e.edge, e.input, e.output FROM edges e {_adjacency_index(column, at)}"
+                f"SELECT e.edge, e.input, e.output FROM edges e"
                 f" WHERE e.{column} IN (SELECT value FROM json_each(?)) AND {edge_filter}",
                 neighbour,
             )
@@ -591,10 +643,14 @@ class SQLiteGraphStore:
                 times[record_time] = from_micros(record_time)
             if end_time not in times:
                 times[end_time] = from_micros(end_time)
-            edges.append(Edge(ids[input_node], ids[output_node], job, transform, run_id, times[record_time], times[end_time]))
+            edges.append(
+                Edge(ids[input_node], ids[output_node], job, transform, run_id, times[record_time], times[end_time])
+            )
         return edges
 
-    def _describe_nodes(self, conn: sqlite3.Connection, nodes: list[int], at: int | None) -> tuple[dict[int, str], dict[int, bool]]:
+    def _describe_nodes(
+        self, conn: sqlite3.Connection, nodes: list[int], at: int | None
+    ) -> tuple[dict[int, str], dict[int, bool]]:
         """Dataset ids of `nodes`, and whether each was a placeholder at `at` (None = now)."""
         where, params = _version_visible("v", at)
         ids: dict[int, str] = {}
@@ -640,7 +696,8 @@ class SQLiteGraphStore:
     def _changes_tx(self, conn: sqlite3.Connection, revision: int, limit: int) -> list[Change]:
         # The revision of the limit-th change; the answer ends with that whole revision.
         last = conn.execute(
-            "SELECT revision FROM changes WHERE revision > ? ORDER BY revision, kind, ref LIMIT 1 OFFSET ?", (revision, limit - 1)
+            "SELECT revision FROM changes WHERE revision > ? ORDER BY revision, kind, ref LIMIT 1 OFFSET ?",
+            (revision, limit - 1),
         ).fetchone()
         bound = last[0] if last else None
         rows = conn.execute(
@@ -715,7 +772,9 @@ class SQLiteGraphStore:
         """See `GraphStore.import_history`: all records load in one transaction, or none."""
         self._check_open()
         if self._read_only:
-            raise failed_precondition(f"SQLite store {self._path} is read-only; writes are refused", reason="STORE_READ_ONLY")
+            raise failed_precondition(
+                f"SQLite store {self._path} is read-only; writes are refused", reason="STORE_READ_ONLY"
+            )
         loop = asyncio.get_running_loop()
         async with self._write_lock:
             self._check_open()
@@ -772,7 +831,9 @@ class _Importer:
         ).fetchone()[0]
         if populated:
             conn.execute("ROLLBACK")
-            raise failed_precondition("import needs an empty store; this one already holds data", reason="STORE_NOT_EMPTY")
+            raise failed_precondition(
+                "import needs an empty store; this one already holds data", reason="STORE_NOT_EMPTY"
+            )
 
     def load(self, batch: list[tuple[int, str, dict]]) -> None:
         conn = self._conn
@@ -785,7 +846,9 @@ class _Importer:
             for key in ("revision", "end_revision"):
                 referenced = record.get(key) if kind != "revision" else None
                 if referenced is not None and not 1 <= referenced <= self._last_revision:
-                    raise invalid_field(f"records[{index}].{key}", f"revision {referenced} has no earlier revision record")
+                    raise invalid_field(
+                        f"records[{index}].{key}", f"revision {referenced} has no earlier revision record"
+                    )
             if kind == "revision":
                 if record["revision"] != self._last_revision + 1:
                     raise invalid_field(f"records[{index}].revision", f"expected revision {self._last_revision + 1}")
@@ -797,12 +860,18 @@ class _Importer:
                 self._last_time = max(self._last_time, record["time"])
             elif kind == "dataset_version":
                 try:
-                    dataset = hf.dataset_from_content(record["dataset"], revision=0, create_time=None, update_time=None, updated_by="")
+                    dataset = hf.dataset_from_content(
+                        record["dataset"], revision=0, create_time=None, update_time=None, updated_by=""
+                    )
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     raise invalid_field(f"records[{index}].dataset", f"malformed dataset ({exc!r})") from exc
                 _check_id(dataset.id, f"records[{index}].dataset.id")
-                if (record["valid_to"] is None) != (record["end_revision"] is None) or (record["deleted"] and record["valid_to"] is None):
-                    raise invalid_field(f"records[{index}].valid_to", "an ended version needs both valid_to and end_revision")
+                if (record["valid_to"] is None) != (record["end_revision"] is None) or (
+                    record["deleted"] and record["valid_to"] is None
+                ):
+                    raise invalid_field(
+                        f"records[{index}].valid_to", "an ended version needs both valid_to and end_revision"
+                    )
                 content = hf.dataset_content(dataset)
                 _insert_version(
                     conn,
@@ -837,7 +906,10 @@ class _Importer:
                 conn.execute(
                     "INSERT INTO runs (job, run_id, run_region, transform, event_time, record_time, principal)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    tuple(record[k] for k in ("job", "run_id", "run_region", "transform", "event_time", "record_time", "principal")),
+                    tuple(
+                        record[k]
+                        for k in ("job", "run_id", "run_region", "transform", "event_time", "record_time", "principal")
+                    ),
                 )
                 self._last_time = max(self._last_time, record["record_time"])
         self.count += len(batch)
@@ -849,7 +921,9 @@ class _Importer:
         conn.execute(
             f"INSERT INTO changes SELECT end_revision, {KIND_DATASET_DELETED}, version FROM dataset_versions WHERE deleted = 1"
         )
-        conn.execute(f"INSERT INTO changes SELECT end_revision, {KIND_EDGE_ENDED}, edge FROM edges WHERE end_revision IS NOT NULL")
+        conn.execute(
+            f"INSERT INTO changes SELECT end_revision, {KIND_EDGE_ENDED}, edge FROM edges WHERE end_revision IS NOT NULL"
+        )
         conn.execute(f"INSERT INTO changes SELECT revision, {KIND_EDGE_ADDED}, edge FROM edges")
         conn.execute("UPDATE store_meta SET value = ? WHERE key = 'last_time'", (self._last_time,))
         conn.execute("COMMIT")
@@ -906,7 +980,11 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), foreign keys on."""
     if read_only:
         conn = sqlite3.connect(
-            f"file:{path.resolve()}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
+            f"file:{path.resolve()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=_BUSY_TIMEOUT_MS / 1000,
         )
         conn.execute("PRAGMA query_only = ON")
         conn.execute("PRAGMA cache_size = -32768")
@@ -937,7 +1015,9 @@ def _open_writer(path: Path) -> tuple[bool, sqlite3.Connection | None]:
         raise store_unavailable(f"cannot create the directory of SQLite store {path}: {exc.strerror}") from exc
     if path.exists():
         if path.is_dir():
-            raise failed_precondition(f"SQLite store {path} is a directory, not a database file", reason="STORE_CORRUPT")
+            raise failed_precondition(
+                f"SQLite store {path} is a directory, not a database file", reason="STORE_CORRUPT"
+            )
         if not os.access(path, os.R_OK):
             raise store_unavailable(f"cannot open SQLite store {path}: permission denied (not readable)")
         read_only = not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK)
@@ -987,9 +1067,13 @@ def _translate(exc: sqlite3.Error, path: Path) -> DomicileError:
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
     if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text or "malformed" in text:
-        return failed_precondition(f"SQLite store {path} is not a valid Domicile database ({text})", reason="STORE_CORRUPT")
+        return failed_precondition(
+            f"SQLite store {path} is not a valid Domicile database ({text})", reason="STORE_CORRUPT"
+        )
     if name.startswith("SQLITE_READONLY") or "readonly" in text:
-        return failed_precondition(f"SQLite store {path} is read-only; writes are refused ({text})", reason="STORE_READ_ONLY")
+        return failed_precondition(
+            f"SQLite store {path} is read-only; writes are refused ({text})", reason="STORE_READ_ONLY"
+        )
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return store_unavailable(f"SQLite store {path} is locked by another writer ({text})")
     if isinstance(exc, (sqlite3.OperationalError, sqlite3.DatabaseError)):
@@ -1042,12 +1126,29 @@ def _edge_visible(alias: str, at: int | None) -> tuple[str, tuple[int, ...]]:
     return f"{alias}.record_time <= ? AND ({alias}.end_time IS NULL OR {alias}.end_time > ?)", (at, at)
 
 
-def _adjacency_index(column: str, at: int | None) -> str:
-    """Pins current-edge walks to the partial index of current edges, which the planner
-    cannot know to be far smaller than the history index without statistics."""
-    if at is not None:
-        return ""
-    return "INDEXED BY edges_current_by_output" if column == "output" else "INDEXED BY edges_current_by_input"
+def _current_edges(
+    conn: sqlite3.Connection, job: str, pairs: set[tuple[int, int]]
+) -> dict[tuple[int, int], tuple[int, str]]:
+    """Current edges of `job` between the (input, output) node `pairs`: pair -> (edge, transform)."""
+    # First through the covering adjacency index only; table rows are read just for the
+    # few candidates (usually none when ingesting new lineage).
+    candidates = [
+        edge
+        for edge, input_node, output_node in conn.execute(
+            "SELECT edge, input, output FROM edges WHERE output IN (SELECT value FROM json_each(?)) AND end_time IS NULL",
+            (json.dumps(sorted({o for _, o in pairs})),),
+        )
+        if (input_node, output_node) in pairs
+    ]
+    if not candidates:
+        return {}
+    return {
+        (input_node, output_node): (edge, transform)
+        for edge, input_node, output_node, transform in conn.execute(
+            "SELECT edge, input, output, transform FROM edges WHERE edge IN (SELECT value FROM json_each(?)) AND job = ?",
+            (json.dumps(candidates), job),
+        )
+    }
 
 
 def _current_revision(conn: sqlite3.Connection) -> int:
@@ -1056,7 +1157,10 @@ def _current_revision(conn: sqlite3.Connection) -> int:
 
 def _new_revision(conn: sqlite3.Connection, at: int, principal: str, summary: str) -> int:
     revision = _current_revision(conn) + 1
-    conn.execute("INSERT INTO revisions (revision, time, principal, summary) VALUES (?, ?, ?, ?)", (revision, at, principal, summary))
+    conn.execute(
+        "INSERT INTO revisions (revision, time, principal, summary) VALUES (?, ?, ?, ?)",
+        (revision, at, principal, summary),
+    )
     return revision
 
 
@@ -1067,7 +1171,9 @@ def _next_id(conn: sqlite3.Connection, table: str, column: str) -> int:
 
 def _lookup_nodes(conn: sqlite3.Connection, ids: Iterable[str]) -> dict[str, int]:
     return dict(
-        conn.execute("SELECT id, node FROM nodes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)).fetchall()
+        conn.execute(
+            "SELECT id, node FROM nodes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(list(ids)),)
+        ).fetchall()
     )
 
 
@@ -1115,9 +1221,15 @@ def _insert_version(
     labels = set(content["classifications"])
     for f in content["fields"]:
         labels.update(f["classifications"])
-    conn.executemany("INSERT INTO version_labels (version, label) VALUES (?, ?)", [(version, x) for x in sorted(labels)])
-    conn.executemany("INSERT INTO version_origins (version, origin) VALUES (?, ?)", [(version, x) for x in content["origins"]])
-    conn.executemany("INSERT INTO version_locations (version, region) VALUES (?, ?)", [(version, x) for x in content["locations"]])
+    conn.executemany(
+        "INSERT INTO version_labels (version, label) VALUES (?, ?)", [(version, x) for x in sorted(labels)]
+    )
+    conn.executemany(
+        "INSERT INTO version_origins (version, origin) VALUES (?, ?)", [(version, x) for x in content["origins"]]
+    )
+    conn.executemany(
+        "INSERT INTO version_locations (version, region) VALUES (?, ?)", [(version, x) for x in content["locations"]]
+    )
     return version
 
 
@@ -1139,7 +1251,9 @@ def _micros_arg(t: datetime | None, field_path: str) -> int | None:
 
 
 def _filter_fingerprint(filter: DatasetFilter) -> str:
-    text = json.dumps([filter.classification, filter.origin, filter.region, filter.owner, filter.query, filter.include_placeholders])
+    text = json.dumps(
+        [filter.classification, filter.origin, filter.region, filter.owner, filter.query, filter.include_placeholders]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

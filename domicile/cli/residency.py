@@ -53,7 +53,7 @@ def render_decision(d: residency_pb2.Decision, indent: str = "") -> str:
         rule = f" {reason.rule_id}" if reason.rule_id else ""
         lines.append(f"{indent}  {reason.code}{rule}: {reason.message}")
         if len(reason.lineage_path) > 1:
-            lines.append(f"{indent}    lineage: {' <- '.join(reversed(reason.lineage_path))}")
+            lines.append(f"{indent}    lineage: {' -> '.join(reason.lineage_path)}")
     lines.append(f"{indent}  allowed regions: {_regions_text(d.allowed_regions)}")
     when = d.decide_time.ToJsonString() if d.HasField("decide_time") else "-"
     lines.append(
@@ -136,7 +136,7 @@ def explain(ctx, dataset_id) -> None:
             lines.append("  (none)")
         for attribute in attributes:
             path = list(attribute.lineage_path)
-            source = "own" if len(path) <= 1 else "from " + " <- ".join(reversed(path))
+            source = "own" if len(path) <= 1 else "via " + " -> ".join(path)
             lines.append(f"  {attribute.value:<24} {source}")
         return lines
 

@@ -111,7 +111,10 @@ async def test_concurrent_conflicting_upserts_exactly_one_wins(store):
     stored = await store.upsert_dataset(customers())
 
     results = await asyncio.gather(
-        *(store.upsert_dataset(customers(description=f"writer {i}"), expected_revision=stored.revision) for i in range(6)),
+        *(
+            store.upsert_dataset(customers(description=f"writer {i}"), expected_revision=stored.revision)
+            for i in range(6)
+        ),
         return_exceptions=True,
     )
 

@@ -26,8 +26,14 @@ async def build_history(store, clock) -> list:
     instants = [clock.now]
     clock.advance()
     await store.upsert_dataset(
-        Dataset.create("s3://a", owner="crm", classifications=["PII"], origins=["DE"], tags={"k": "v"},
-                       fields=[Field("email", ("PII.CONTACT",))]),
+        Dataset.create(
+            "s3://a",
+            owner="crm",
+            classifications=["PII"],
+            origins=["DE"],
+            tags={"k": "v"},
+            fields=[Field("email", ("PII.CONTACT",))],
+        ),
         principal="alice",
     )
     instants.append(clock.advance())
@@ -59,13 +65,17 @@ async def observe(store, instants) -> dict:
         key = "now" if at is None else at.isoformat()
         seen[key, "datasets"] = {i: await store.get_dataset(i, as_of=at) for i in IDS}
         seen[key, "list"] = (await store.list_datasets(DatasetFilter(), PageRequest(100), as_of=at)).items
-        seen[key, "pii"] = (await store.list_datasets(DatasetFilter(classification="PII"), PageRequest(100), as_of=at)).items
+        seen[key, "pii"] = (
+            await store.list_datasets(DatasetFilter(classification="PII"), PageRequest(100), as_of=at)
+        ).items
         seen[key, "edges"] = sorted(
             (await store.list_edges(PageRequest(100), as_of=at)).items, key=lambda e: (e.input, e.output, e.job)
         )
         for dataset_id, dataset in seen[key, "datasets"].items():
             if dataset is not None:
-                seen[key, "lineage", dataset_id] = await store.traverse(dataset_id, Direction.BOTH, max_depth=5, as_of=at)
+                seen[key, "lineage", dataset_id] = await store.traverse(
+                    dataset_id, Direction.BOTH, max_depth=5, as_of=at
+                )
     return seen
 
 

@@ -104,7 +104,10 @@ async def test_new_run_adds_only_new_edges(pipeline):
 async def test_same_datasets_under_another_job_is_another_edge(pipeline):
     result = await pipeline.record_lineage(Run("backfill", "b1"), keys("backfill", ("mart", "report")))
     assert result.edges_created == 1
-    assert {e.job for e in await all_edges(pipeline) if (e.input, e.output) == ("mart", "report")} == {"etl", "backfill"}
+    assert {e.job for e in await all_edges(pipeline) if (e.input, e.output) == ("mart", "report")} == {
+        "etl",
+        "backfill",
+    }
 
 
 async def test_transform_change_ends_the_old_edge_and_starts_a_new_one(pipeline, clock):
@@ -158,7 +161,9 @@ async def test_end_edges_at_an_earlier_time(pipeline, clock):
 
     await pipeline.end_edges(keys("etl", ("mart", "report")), at=end)
 
-    assert ("mart", "report") in {(e.input, e.output) for e in await all_edges(pipeline, as_of=end - timedelta(seconds=1))}
+    assert ("mart", "report") in {
+        (e.input, e.output) for e in await all_edges(pipeline, as_of=end - timedelta(seconds=1))
+    }
     assert ("mart", "report") not in {(e.input, e.output) for e in await all_edges(pipeline, as_of=end)}
     traversal = await pipeline.traverse("report", Direction.UPSTREAM, max_depth=5, as_of=recorded)
     assert "mart" in depths(traversal)

@@ -60,7 +60,7 @@ async def test_decide_route_check_job_explain_violations(run, residency):
     result = await run("decide", COPY, "--op", "store", "-r", US)
     assert result.exit_code == 3, result.output
     assert "DENY  store" in result.output and "gdpr-personal-data" in result.output
-    assert f"lineage: {COPY} <- {CUSTOMERS}" in result.output
+    assert f"lineage: {CUSTOMERS} -> {COPY}" in result.output
     result = await run("--json", "decide", COPY, "--op", "process", "-r", FRANKFURT)
     assert result.exit_code == 0, result.output
     decision_id = json.loads(result.output)["decision"]["decision_id"]
@@ -78,7 +78,7 @@ async def test_decide_route_check_job_explain_violations(run, residency):
 
     result = await run("explain", COPY)
     assert result.exit_code == 0, result.output
-    assert f"from {COPY} <- {CUSTOMERS}" in result.output
+    assert f"PII.CONTACT              via {CUSTOMERS} -> {COPY}" in result.output
 
     result = await run("violations")
     assert result.exit_code == 0 and CUSTOMERS in result.output and "1 violation(s)" in result.output

@@ -21,7 +21,7 @@ from domicile.router.effective import EffectiveIndex
 from domicile.router.engine import compile_policy
 from domicile.router.policy import load_policy
 from domicile.router.runtime import DEFAULT_POLICY_YAML, Router, inherited_attributes
-from domicile.router.types import Operation, Outcome, ReasonCode
+from domicile.router.types import Decision, Operation, Outcome, ReasonCode
 
 EXAMPLE_POLICY = Path(__file__).parents[2] / "examples" / "policy.yaml"
 US, FRANKFURT = "aws:us-east-1", "aws:eu-central-1"
@@ -259,3 +259,15 @@ def test_inherited_attributes_union_inputs_minus_declassified_plus_the_output():
     assert attrs.locations == (US,)
     new = inherited_attributes(index, policy, ["in1"], "new", "")
     assert set(new.classifications) == {"PII.CONTACT", "FINANCIAL.PAYMENT"} and new.locations == ()
+
+
+def test_the_fast_decision_constructor_builds_the_same_decision():
+    fields = dict(
+        decision_id="d1", outcome=Outcome.DENY, dataset_id="s3://a", operation=Operation.STORE, region=US,
+        allowed_regions=(FRANKFURT,), reasons=(), policy_version="v", catalog_revision=3,
+        decide_time=runtime.utc_clock(), caller="alice",
+    )
+    fast = runtime._new_decision(**fields)
+    assert fast == Decision(**fields) and repr(fast) == repr(Decision(**fields))
+    with pytest.raises(AttributeError):
+        fast.outcome = Outcome.ALLOW  # type: ignore[misc]

@@ -109,7 +109,9 @@ async def test_newer_schema_is_refused(tmp_path):
     assert str(path) in error.value.message
 
 
-@pytest.mark.parametrize("content", [b"this is not a database at all\n" * 200, os.urandom(8192)], ids=["text", "random"])
+@pytest.mark.parametrize(
+    "content", [b"this is not a database at all\n" * 200, os.urandom(8192)], ids=["text", "random"]
+)
 async def test_corrupt_file_is_a_clear_error(tmp_path, content):
     path = tmp_path / "corrupt.db"
     path.write_bytes(content)
@@ -141,20 +143,24 @@ def shared_dir():
 def run_unprivileged(script: str, db: Path) -> dict:
     """Runs `script` (which defines `async def main(uri) -> dict`) against `db` as a user that
     file permissions apply to; returns main's result."""
-    program = textwrap.dedent(
-        """
+    program = (
+        textwrap.dedent(
+            """
         import asyncio, json, os, sys
         from domicile.catalog.model import Dataset
         from domicile.catalog.stores.sqlite import SQLiteGraphStore
         from domicile.errors import DomicileError
         """
-    ) + textwrap.dedent(script) + textwrap.dedent(
-        f"""
+        )
+        + textwrap.dedent(script)
+        + textwrap.dedent(
+            f"""
         if os.geteuid() == 0:
             os.setgid({NOBODY})
             os.setuid({NOBODY})
         print(json.dumps(asyncio.run(main(sys.argv[1]))))
         """
+        )
     )
     done = subprocess.run([sys.executable, "-c", program, uri(db)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -224,7 +230,9 @@ async def test_page_token_is_bound_to_its_filter_and_as_of(tmp_path):
 
     with pytest.raises(DomicileError) as other_time:
         await store.list_datasets(
-            DatasetFilter(owner="crm"), PageRequest(2, first.next_token), as_of=datetime(2020, 1, 1, tzinfo=timezone.utc)
+            DatasetFilter(owner="crm"),
+            PageRequest(2, first.next_token),
+            as_of=datetime(2020, 1, 1, tzinfo=timezone.utc),
         )
     assert [v.field for v in other_time.value.violations] == ["page_token"]
 
