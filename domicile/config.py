@@ -263,11 +263,18 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
         raise SettingsError(f"invalid configuration: {details}") from None
 
 
+# Environment variables read by the client CLI (or naming the config file), not settings.
+CLIENT_ONLY_VARIABLES = frozenset({
+    "DOMICILE_CONFIG", "DOMICILE_SERVER",
+    "DOMICILE_CA_CERT", "DOMICILE_CLIENT_CERT", "DOMICILE_CLIENT_KEY", "DOMICILE_TOKEN",
+})
+
+
 def _env_values() -> dict[str, Any]:
     """DOMICILE_* environment variables as a nested dict (values stay strings)."""
     values: dict[str, Any] = {}
     for key, value in os.environ.items():
-        if not key.startswith("DOMICILE_") or key == "DOMICILE_CONFIG" or key.startswith("DOMICILE_TEST_"):
+        if not key.startswith("DOMICILE_") or key in CLIENT_ONLY_VARIABLES or key.startswith("DOMICILE_TEST_"):
             continue
         path = key[len("DOMICILE_"):].lower().split("__")
         node = values

@@ -22,6 +22,7 @@ from domicile.catalog.store import GraphStore
 from domicile.catalog.stores import open_store
 from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
+from domicile.lineage.service import LineageServicer
 from domicile.security import Security, build_security
 from domicile.v1 import (
     catalog_pb2,
@@ -88,7 +89,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
     security = build_security(settings)
     store = store or await open_store(settings.store, **_store_options(settings))
     try:
-        app = App(settings=settings, store=store)
+        app = App(settings=settings, store=store, extras={"security_events": security.events})
         if settings.demo:
             from domicile.demo import load_demo_catalog
 
@@ -98,7 +99,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
             options=_server_options(settings),
         )
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(app), server)
-        lineage_pb2_grpc.add_LineageServiceServicer_to_server(lineage_pb2_grpc.LineageServiceServicer(), server)
+        lineage_pb2_grpc.add_LineageServiceServicer_to_server(LineageServicer(app), server)
         residency_pb2_grpc.add_ResidencyServiceServicer_to_server(residency_pb2_grpc.ResidencyServiceServicer(), server)
         policy_pb2_grpc.add_PolicyServiceServicer_to_server(policy_pb2_grpc.PolicyServiceServicer(), server)
         health_servicer = health.aio.HealthServicer()
@@ -123,6 +124,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         return running
     except BaseException:
         await store.close()
+        await security.close()
         raise
 
 

@@ -196,25 +196,28 @@ class EffectiveIndex:
         run with another transform, is kept.
         """
         seeds: set[str] = set()
-        for change in changes:
-            if change.kind is ChangeKind.DATASET_UPSERTED:
-                if change.dataset is None:
-                    raise ValueError(f"revision {change.revision}: DATASET_UPSERTED without a dataset")
-                seeds |= self._put_dataset(change.dataset)
-            elif change.kind is ChangeKind.DATASET_DELETED:
-                seeds |= self._drop_dataset(change.dataset_id)
-            elif change.kind is ChangeKind.EDGE_ADDED:
-                if change.edge is None:
-                    raise ValueError(f"revision {change.revision}: EDGE_ADDED without an edge")
-                seeds |= self._put_edge(change.edge)
-            elif change.kind is ChangeKind.EDGE_ENDED:
-                if change.edge is None:
-                    raise ValueError(f"revision {change.revision}: EDGE_ENDED without an edge")
-                ended = change.edge
-                current = self._in.get(ended.output, _NO_EDGES).get((ended.input, ended.job))
-                if current is not None and _same_version(current, ended):
-                    seeds |= self._drop_edge(ended.key)
-        self._recompute(seeds)
+        try:
+            for change in changes:
+                if change.kind is ChangeKind.DATASET_UPSERTED:
+                    if change.dataset is None:
+                        raise ValueError(f"revision {change.revision}: DATASET_UPSERTED without a dataset")
+                    seeds |= self._put_dataset(change.dataset)
+                elif change.kind is ChangeKind.DATASET_DELETED:
+                    seeds |= self._drop_dataset(change.dataset_id)
+                elif change.kind is ChangeKind.EDGE_ADDED:
+                    if change.edge is None:
+                        raise ValueError(f"revision {change.revision}: EDGE_ADDED without an edge")
+                    seeds |= self._put_edge(change.edge)
+                elif change.kind is ChangeKind.EDGE_ENDED:
+                    if change.edge is None:
+                        raise ValueError(f"revision {change.revision}: EDGE_ENDED without an edge")
+                    ended = change.edge
+                    current = self._in.get(ended.output, _NO_EDGES).get((ended.input, ended.job))
+                    if current is not None and _same_version(current, ended):
+                        seeds |= self._drop_edge(ended.key)
+        finally:
+            # Even when a malformed change stops the batch, what was applied is propagated.
+            self._recompute(seeds)
 
     # ---- mutation without recomputation: each returns the nodes whose inputs changed ----
 
@@ -349,8 +352,7 @@ class EffectiveIndex:
                     work.pop()
                     if work:
                         parent = work[-1][0]
-                        if low[node] < low[parent]:
-                            low[parent] = low[node]
+                        low[parent] = min(low[parent], low[node])
                     if low[node] == index[node]:
                         component = []
                         while True:

@@ -49,7 +49,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from domicile.catalog.model import DatasetFilter, Direction, PageRequest, TraversalLimits
+from domicile.catalog.model import Dataset, DatasetFilter, Direction, Edge, PageRequest, TraversalLimits
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
@@ -91,7 +91,7 @@ defaults:
 
 # Pages for the start-up read: large enough to make the read a few dozen round trips for
 # 100k datasets, small enough to keep each answer's memory modest.
-_BUILD_PAGE_SIZE = 1000
+_BUILD_PAGE_SIZE = 5000
 _FEED_BATCH = 10_000
 # Replay rebuilds the upstream subgraph of one dataset; the in-memory index has no depth limit,
 # so the replay must not have a practical one either.
@@ -236,22 +236,8 @@ class Router:
         policy = await _initial_policy(settings.policy, history)
         started = time.perf_counter()
         revision = await app.store.revision()
-        datasets = []
-        page = PageRequest(size=_BUILD_PAGE_SIZE)
-        while True:
-            result = await app.store.list_datasets(DatasetFilter(), page)
-            datasets.extend(result.items)
-            if not result.next_token:
-                break
-            page = PageRequest(size=_BUILD_PAGE_SIZE, token=result.next_token)
-        edges = []
-        page = PageRequest(size=_BUILD_PAGE_SIZE)
-        while True:
-            edge_page = await app.store.list_edges(page)
-            edges.extend(edge_page.items)
-            if not edge_page.next_token:
-                break
-            page = PageRequest(size=_BUILD_PAGE_SIZE, token=edge_page.next_token)
+        # Datasets and edges are read concurrently: stores serve reads from several threads.
+        datasets, edges = await asyncio.gather(_read_all_datasets(app.store), _read_all_edges(app.store))
         index = EffectiveIndex.build(datasets, edges, removes=policy.removes)
         del datasets, edges
         decision_log = await DecisionLog.open(settings.decision_log_path, durable=settings.router.durable_decision_log)
@@ -267,7 +253,11 @@ class Router:
             durable_log=settings.router.durable_decision_log,
             clock=clock,
         )
-        await router._catch_up()
+        try:
+            await router._catch_up()
+        except BaseException:
+            await decision_log.close()  # releases the file for the next attempt
+            raise
         log.info(
             "router ready: policy %s, %d datasets at catalog revision %d (%.2fs)",
             policy.version, len(index), router._revision, time.perf_counter() - started,
@@ -472,15 +462,18 @@ class Router:
         if not self._policy.region_known(region):
             raise invalid_field(field, f"unknown region {region!r} (see `domicile regions`)")
 
-    async def _record(self, decisions: Sequence[Decision], context: Mapping[str, str] | None = None) -> None:
-        """Append decisions to the log; wait for them to be durable when so configured."""
+    def _log_decisions(
+        self, decisions: Sequence[Decision], kind: str, policy_hash: str, context: Mapping[str, str] | None = None
+    ) -> None:
+        """Queue decisions for the log (no I/O here). `policy_hash` must be the content hash of
+        the policy that made them. Raises UNAVAILABLE when the log has failed: a decision that
+        cannot be logged is not answered."""
         append = self._log.append
-        if context is None:
-            for decision in decisions:
-                append(decision)
-        else:
-            for decision in decisions:
-                append(decision, context)
+        for decision in decisions:
+            append(decision, context, kind=kind, policy_hash=policy_hash)
+
+    async def _durable(self) -> None:
+        """With `durable_decision_log`, wait until every decision queued so far is on disk."""
         if self._durable_log:
             await self._log.flush()
 
@@ -494,7 +487,8 @@ class Router:
             dataset_id, op, region, self._verdict(dataset_id, op, region, now, self._stale_reason()), now,
             current_principal(),
         )
-        await self._record((decision,))
+        self._log_decisions((decision,), "decide", self._policy.content_hash)
+        await self._durable()
         return decision
 
     async def batch_decide(self, requests: Sequence[tuple[str, Operation, str]]) -> list[Decision]:
@@ -511,7 +505,8 @@ class Router:
         verdict = self._verdict
         make = self._decision
         decisions = [make(d, op, r, verdict(d, op, r, now, stale), now, caller) for d, op, r in requests]
-        await self._record(decisions)
+        self._log_decisions(decisions, "batch_decide", self._policy.content_hash)
+        await self._durable()
         return decisions
 
     async def route(self, dataset_id: str, op: Operation, candidates: Sequence[str]) -> RouteResult:
@@ -536,7 +531,8 @@ class Router:
                     verdict = self._verdict(dataset_id, op, candidate, now, stale)
                     break
         decision = self._decision(dataset_id, op, region, verdict, now, current_principal())
-        await self._record((decision,))
+        self._log_decisions((decision,), "route", self._policy.content_hash)
+        await self._durable()
         return RouteResult(chosen, decision)
 
     async def check_job(
@@ -572,9 +568,11 @@ class Router:
                 attrs = inherited_attributes(self._index, self._policy, inputs, output, transform)
                 verdict = self._policy.decide(attrs, Operation.STORE, output_region, now=now)
             store.append(self._decision(output, Operation.STORE, output_region, verdict, now, caller))
-        await self._record(process)
-        if store:
-            await self._record(store, {CONTEXT_JOB_INPUTS: "\n".join(inputs), CONTEXT_JOB_TRANSFORM: transform})
+        policy_hash = self._policy.content_hash
+        self._log_decisions(process, "check_job", policy_hash)
+        context = {CONTEXT_JOB_INPUTS: "\n".join(inputs), CONTEXT_JOB_TRANSFORM: transform}
+        self._log_decisions(store, "check_job", policy_hash, context)
+        await self._durable()
         decisions = (*process, *store)
         return JobCheck(all(d.outcome is Outcome.ALLOW for d in decisions), decisions)
 
@@ -611,7 +609,8 @@ class Router:
                 continue
             for region, verdict in policy.violations(attrs, now):
                 found.append(Violation(dataset_id, region, self._decision(dataset_id, Operation.STORE, region, verdict, now, caller)))
-        await self._record([v.decision for v in found])
+        self._log_decisions([v.decision for v in found], "scan_violations", policy.content_hash)
+        await self._durable()
         return found
 
     # ---- audit -------------------------------------------------------------------------
@@ -762,6 +761,30 @@ def _keep_shortest(values: dict[str, tuple[str, ...]], value: str, path: tuple[s
         values[value] = path
 
 
+async def _read_all_datasets(store: GraphStore) -> list[Dataset]:
+    """Every current dataset (placeholders included), page by page."""
+    datasets: list[Dataset] = []
+    page = PageRequest(size=_BUILD_PAGE_SIZE)
+    while True:
+        result = await store.list_datasets(DatasetFilter(), page)
+        datasets.extend(result.items)
+        if not result.next_token:
+            return datasets
+        page = PageRequest(size=_BUILD_PAGE_SIZE, token=result.next_token)
+
+
+async def _read_all_edges(store: GraphStore) -> list[Edge]:
+    """Every current lineage edge, page by page."""
+    edges: list[Edge] = []
+    page = PageRequest(size=_BUILD_PAGE_SIZE)
+    while True:
+        result = await store.list_edges(page)
+        edges.extend(result.items)
+        if not result.next_token:
+            return edges
+        page = PageRequest(size=_BUILD_PAGE_SIZE, token=result.next_token)
+
+
 def _compile(text: str) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:
     try:
         return compile_policy(load_policy(text)), ()
@@ -786,7 +809,7 @@ async def _initial_policy(policy_file: Path | None, history: PolicyHistory) -> C
             raise failed_precondition(f"policy file {source}: {exc.strerror}", "POLICY_INVALID") from None
     else:
         latest = await history.latest()
-        source, text = ("the policy history", latest[1]) if latest is not None else ("the builtin default", DEFAULT_POLICY_YAML)
+        source, text = ("the policy history", latest.yaml) if latest is not None else ("the builtin default", DEFAULT_POLICY_YAML)
     policy, errors = _compile(text)
     if policy is None:
         details = "; ".join(e.format(source) for e in errors[:5])
@@ -798,6 +821,7 @@ async def _initial_policy(policy_file: Path | None, history: PolicyHistory) -> C
             "give the changed policy a new metadata.version",
             "POLICY_VERSION_CONFLICT",
         )
-    if recorded is None:
-        await history.record(policy.version, text)
+    # Appends an activation unless this version is already the latest one, so the history
+    # also says which policy was in force when (a file may bring back an older version).
+    await history.record(policy.version, text)
     return policy

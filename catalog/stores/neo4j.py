@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
@@ -117,6 +118,9 @@ class Neo4jGraphStore:
         self._database = database
         self._clock = clock
         self._closed = False
+        # Sessions of this store share bookmarks: on a cluster a read then waits for the
+        # writes this store made (read-your-writes), wherever the read is routed.
+        self._bookmarks = AsyncGraphDatabase.bookmark_manager()
 
     # ------------------------------------------------------------------ opening / closing
 
@@ -197,14 +201,17 @@ class Neo4jGraphStore:
         """Run `fn(tx, *args, **kwargs)` as one managed write transaction (retried on transient errors)."""
         self._check_open()
         with self._translated():
-            async with self._driver.session(database=self._database) as session:
+            async with self._session(neo4j.WRITE_ACCESS) as session:
                 return await session.execute_write(fn, *args, **kwargs)
 
     async def _read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         self._check_open()
         with self._translated():
-            async with self._driver.session(database=self._database, default_access_mode=neo4j.READ_ACCESS) as session:
+            async with self._session(neo4j.READ_ACCESS) as session:
                 return await session.execute_read(fn, *args, **kwargs)
+
+    def _session(self, access_mode: str) -> neo4j.AsyncSession:
+        return self._driver.session(database=self._database, default_access_mode=access_mode, bookmark_manager=self._bookmarks)
 
     async def _begin_write(self, tx: AsyncManagedTransaction) -> tuple[int, int]:
         """Lock the meta node; returns (current revision, last time handed out)."""
@@ -600,6 +607,8 @@ def _driver_settings(uri: str, trusted_ca: str | None) -> tuple[str, dict[str, A
         raise invalid_field("store", f"not a Neo4j store URI: {uri!r} (use bolt://HOST:PORT or neo4j://HOST:PORT)")
     if trusted_ca is None:
         return uri, {}
+    if not os.path.isfile(trusted_ca):
+        raise invalid_field("trusted_ca", f"no such CA file: {trusted_ca}")
     if scheme.endswith("+ssc"):
         raise invalid_field("store", "a trusted CA file and a +ssc URI (trust any certificate) contradict each other")
     # The driver refuses TLS settings next to a +s scheme, so a custom CA means the plain

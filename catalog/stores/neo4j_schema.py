@@ -67,5 +67,5 @@ async def ensure_meta(tx: AsyncManagedTransaction) -> None:
         raise failed_precondition(
             f"the Neo4j catalog has schema version {record['version']}, newer than this Domicile "
             f"understands ({SCHEMA_VERSION}); upgrade Domicile",
-            reason="STORE_SCHEMA_TOO_NEW",
+            reason="SCHEMA_TOO_NEW",
         )

@@ -11,16 +11,18 @@ Durability and concurrency:
 - Revision and time are read inside the write transaction, so several processes may even
   share one file (serialized by SQLite's write lock and `busy_timeout`).
 
-Behaviour this backend fixes where the `GraphStore` contract leaves room (the Neo4j backend
-does the same; `tests/contract` checks it):
-- `end_edges(at=...)`: an edge's end time is `at` clamped into [its record time, the write's
-  time]; history cannot end before it began nor in the future.
+Choices where the `GraphStore` docstrings leave room. Shared with the Neo4j backend and
+checked by `tests/contract`:
 - A `record_lineage` call for a new run whose edges all exist already (with the same
   transform) stores the run for audit but bumps no revision.
 - Traversal walks the edges of nodes at depth < max_depth; `complete` is False with
   "max_depth" when a node at max_depth has a neighbour outside the answer.
+- Edges read `as_of` a past instant carry their whole interval (an `end_time` set later).
+SQLite's own (tested in tests/unit/test_sqlite_store.py):
+- `end_edges(at=...)`: an edge's end time is `at` clamped into [its record time, the write's
+  time]; history cannot end before it began nor in the future.
 - Page tokens are urlsafe base64 JSON `{"k": kind, "after": ..., "as_of": us|null, "f": hash}`;
-  a token used with another filter or `as_of` is INVALID_ARGUMENT.
+  a token used with another filter or another `as_of` is INVALID_ARGUMENT.
 
 Errors from SQLite never escape raw: a file that is not a database is FAILED_PRECONDITION
 (reason STORE_CORRUPT), a read-only file refuses writes with FAILED_PRECONDITION (reason
@@ -46,7 +48,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote
 
 from domicile.catalog.model import (
     MAX_ID_BYTES,
@@ -111,13 +113,16 @@ _EDGE_COLUMNS = "e.edge, e.input, e.output, e.job, e.transform, e.run_id, e.reco
 
 
 def path_from_uri(uri: str) -> Path:
-    """`sqlite:///relative/path.db` -> relative/path.db, `sqlite:////abs/path.db` -> /abs/path.db."""
-    parts = urlsplit(uri)
-    if parts.scheme != "sqlite" or parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+    """`sqlite:///relative/path.db` -> relative/path.db, `sqlite:////abs/path.db` -> /abs/path.db.
+
+    The path is taken literally (no URL decoding), so file names may hold `?`, `#` or `%`.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or len(uri) == len(prefix):
         raise invalid_field(
             "store", f"not a SQLite store URI: {uri!r} (use sqlite:///relative.db or sqlite:////abs.db)"
         )
-    return Path(parts.path[1:])
+    return Path(uri[len(prefix) :])
 
 
 class SQLiteGraphStore:
@@ -446,15 +451,23 @@ class SQLiteGraphStore:
             (run.job, run.run_id, run.run_region, run.transform, event_time, now, principal),
         )
         ids = sorted({i for key in keys for i in key})
-        nodes = _ensure_nodes(conn, ids)
-        live = {
-            node
-            for (node,) in conn.execute(
-                "SELECT node FROM dataset_versions WHERE node IN (SELECT value FROM json_each(?)) AND valid_to IS NULL",
-                (json.dumps(list(nodes.values())),),
-            )
-        }
-        placeholders = [i for i in ids if nodes[i] not in live]
+        # One probe per id answers both "known node?" and "exists now?".
+        nodes: dict[str, int] = {}
+        live: set[str] = set()
+        for dataset_id, node, current in conn.execute(
+            "SELECT n.id, n.node, v.version FROM nodes n LEFT JOIN dataset_versions v ON v.node = n.node"
+            " AND v.valid_to IS NULL WHERE n.id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        ):
+            nodes[dataset_id] = node
+            if current is not None:
+                live.add(dataset_id)
+        unseen = [i for i in ids if i not in nodes]
+        if unseen:
+            first = _next_id(conn, "nodes", "node")
+            conn.executemany("INSERT INTO nodes (node, id) VALUES (?, ?)", list(enumerate(unseen, first)))
+            nodes.update(zip(unseen, range(first, first + len(unseen)), strict=True))
+        placeholders = [i for i in ids if i not in live]
         current = _current_edges(conn, run.job, {(nodes[i], nodes[o]) for i, o in keys})
         to_end: list[int] = []
         to_add: list[tuple[int, int]] = []
@@ -925,6 +938,21 @@ class _Importer:
             f"INSERT INTO changes SELECT end_revision, {KIND_EDGE_ENDED}, edge FROM edges WHERE end_revision IS NOT NULL"
         )
         conn.execute(f"INSERT INTO changes SELECT revision, {KIND_EDGE_ADDED}, edge FROM edges")
+        # Invariants the writer keeps and a hand-made history might not.
+        twice = conn.execute(
+            "SELECT n.id FROM dataset_versions v JOIN nodes n ON n.node = v.node WHERE v.valid_to IS NULL"
+            " GROUP BY v.node HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if twice:
+            raise invalid_argument(f"history is inconsistent: dataset {twice[0]!r} has two current versions")
+        twice = conn.execute(
+            "SELECT i.id, o.id, e.job FROM edges e JOIN nodes i ON i.node = e.input JOIN nodes o ON o.node = e.output"
+            " WHERE e.end_time IS NULL GROUP BY e.input, e.output, e.job HAVING count(*) > 1 LIMIT 1"
+        ).fetchone()
+        if twice:
+            raise invalid_argument(
+                f"history is inconsistent: edge {twice[0]!r} -> {twice[1]!r} ({twice[2]}) is current twice"
+            )
         conn.execute("UPDATE store_meta SET value = ? WHERE key = 'last_time'", (self._last_time,))
         conn.execute("COMMIT")
 
@@ -980,7 +1008,7 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), foreign keys on."""
     if read_only:
         conn = sqlite3.connect(
-            f"file:{path.resolve()}?mode=ro",
+            f"file:{quote(str(path.resolve()))}?mode=ro",
             uri=True,
             isolation_level=None,
             check_same_thread=False,
@@ -988,10 +1016,12 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
         )
         conn.execute("PRAGMA query_only = ON")
         conn.execute("PRAGMA cache_size = -32768")
-        conn.execute("PRAGMA mmap_size = 268435456")
+        # Reads of a large catalog touch rows all over the file; mapping it saves a copy per page.
+        conn.execute("PRAGMA mmap_size = 1073741824")
     else:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000)
-        conn.execute("PRAGMA cache_size = -65536")
+        # The writer probes the node and adjacency indexes of every edge it records.
+        conn.execute("PRAGMA cache_size = -131072")
     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA temp_store = MEMORY")

@@ -13,6 +13,7 @@ import click
 from domicile import __version__
 from domicile.cli import admin as admin_commands
 from domicile.cli import catalog as catalog_commands
+from domicile.cli.dev import dev as dev_commands
 from domicile.cli.client import ClientOptions
 from domicile.config import SettingsError, load_settings
 from domicile.errors import DomicileError
@@ -24,6 +25,8 @@ from domicile.errors import DomicileError
               help="Server address for client commands.")
 @click.option("--insecure", "client_insecure", is_flag=True, envvar="DOMICILE_INSECURE",
               help="Client commands: plaintext, no credentials (for a server started with --insecure).")
+@click.option("--dev", "client_dev", is_flag=True, envvar="DOMICILE_DEV",
+              help="Client commands: use the dev credentials under --data-dir (error if missing).")
 @click.option("--data-dir", envvar="DOMICILE_DATA_DIR", default=".domicile", show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Where --dev credentials live.")
 @click.option("--ca-cert", envvar="DOMICILE_CA_CERT", type=click.Path(dir_okay=False, path_type=Path))
@@ -33,13 +36,13 @@ from domicile.errors import DomicileError
 @click.option("--json", "json_output", is_flag=True, help="Print responses as JSON.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="RPC deadline in seconds.")
 @click.pass_context
-def cli(ctx, server, client_insecure, data_dir, ca_cert, client_cert, client_key, token, json_output, timeout) -> None:
+def cli(ctx, server, client_insecure, client_dev, data_dir, ca_cert, client_cert, client_key, token, json_output, timeout) -> None:
     """Domicile: data catalog and residency router.
 
     Client commands talk to SERVER over gRPC; by default with the local development
     credentials of `domicile dev init` (under --data-dir), or plaintext with --insecure.
     """
-    ctx.obj = ClientOptions(server=server, insecure=client_insecure, data_dir=data_dir, ca_cert=ca_cert,
+    ctx.obj = ClientOptions(server=server, insecure=client_insecure, dev=client_dev, data_dir=data_dir, ca_cert=ca_cert,
                             client_cert=client_cert, client_key=client_key, token=token,
                             json_output=json_output, timeout=timeout)
 
@@ -91,6 +94,7 @@ def serve(config_file, store, policy, listen, http_listen, data_dir, insecure, d
 cli.add_command(catalog_commands.dataset)
 cli.add_command(catalog_commands.regions)
 cli.add_command(admin_commands.export_command)
+cli.add_command(dev_commands)
 cli.add_command(admin_commands.import_command)
 
 

@@ -5,32 +5,25 @@ HTTP middlewares that `domicile.server` installs. Nothing is open by default: wi
 --insecure the server needs a certificate and JWT verification keys (or --dev, which creates
 local ones), and every call needs a token whose scopes the method's entry in
 `domicile.security.scopes` accepts. See docs/security.md.
+
+Domain modules import `domicile.security.context` (who is calling), which imports this package
+first; so this module imports neither grpc nor the security machinery at import time -- the
+assembly lives in `domicile.security.assembly` and is loaded by `build_security`.
 """
 
 from __future__ import annotations
 
-import logging
-import ssl
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
+if TYPE_CHECKING:
+    import ssl
 
-from domicile.config import Settings
-from domicile.errors import failed_precondition
-from domicile.security.dev_credentials import DEV_ALGORITHM, DEV_AUDIENCE, DEV_ISSUER, ensure_dev_credentials
-from domicile.security.events import SecurityEventLog
-from domicile.security.guard import Guard
-from domicile.security.http import security_middleware
-from domicile.security.interceptor import AuthInterceptor
-from domicile.security.keyfiles import KeyFileReloader
-from domicile.security.ratelimit import RateLimiter
-from domicile.security.scopes import open_methods
-from domicile.security.tls import CertificateFiles, CertificateReloader, TLSConfigError
-from domicile.security.tokens import KeyLoadError, TokenVerifier, load_verification_keys
+    import grpc
 
-log = logging.getLogger(__name__)
+    from domicile.config import Settings
+    from domicile.security.events import SecurityEventLog
+    from domicile.security.tls import CertificateReloader
 
 
 @dataclass
@@ -54,53 +47,6 @@ class Security:
             self.events.close()
 
 
-@dataclass(frozen=True)
-class _Trust:
-    """Where certificates and token keys come from, and which tokens to accept."""
-
-    files: CertificateFiles
-    jwks_file: Path | None
-    public_key_files: tuple[Path, ...]
-    issuer: str
-    audience: str
-    algorithms: tuple[str, ...]
-
-
-def _trust(settings: Settings) -> _Trust:
-    if settings.dev:
-        paths, created = ensure_dev_credentials(settings.data_dir)
-        if created:
-            log.info("created development credentials in %s", paths.root)
-        return _Trust(
-            files=CertificateFiles(paths.server_cert, paths.server_key, paths.ca_cert),
-            jwks_file=paths.jwks,
-            public_key_files=(),
-            issuer=DEV_ISSUER,
-            audience=DEV_AUDIENCE,
-            algorithms=(DEV_ALGORITHM,),
-        )
-    tls, auth = settings.tls, settings.auth
-    if tls.cert_file is None or tls.key_file is None:
-        raise failed_precondition(
-            "TLS is not configured: set tls.cert_file and tls.key_file (--tls-cert/--tls-key), "
-            "use --dev for local development credentials, or --insecure for plaintext on loopback",
-            "SECURITY_NOT_CONFIGURED",
-        )
-    if not auth.issuer or not auth.audience:
-        raise failed_precondition(
-            "JWT authentication needs auth.issuer and auth.audience (--jwt-issuer/--jwt-audience)",
-            "SECURITY_NOT_CONFIGURED",
-        )
-    return _Trust(
-        files=CertificateFiles(tls.cert_file, tls.key_file, tls.client_ca_file),
-        jwks_file=auth.jwks_file,
-        public_key_files=tuple(auth.public_key_files),
-        issuer=auth.issuer,
-        audience=auth.audience,
-        algorithms=tuple(auth.algorithms),
-    )
-
-
 def build_security(settings: Settings) -> Security:
     """Security for `settings`.
 
@@ -109,50 +55,6 @@ def build_security(settings: Settings) -> Security:
     --dev) and JWT authentication with scope checks, rate limits and the security event log.
     Misconfiguration raises FAILED_PRECONDITION naming the setting or file.
     """
-    if settings.insecure:
-        log.warning(
-            "serving WITHOUT TLS or authentication (--insecure) on %s; use only for local development",
-            settings.listen,
-        )
-        return Security()
-    trust = _trust(settings)
-    events = SecurityEventLog(settings.security_log_path)
-    try:
-        interval = settings.tls.reload_interval_seconds
-        certificates = CertificateReloader(
-            trust.files,
-            interval_seconds=interval,
-            events=events,
-            http_client_cert_required=settings.tls.http_client_cert_required,
-        )
-        verifier = TokenVerifier(
-            load_verification_keys(trust.jwks_file, trust.public_key_files),
-            issuer=trust.issuer,
-            audience=trust.audience,
-            algorithms=trust.algorithms,
-            leeway_seconds=settings.auth.leeway_seconds,
-        )
-    except (TLSConfigError, KeyLoadError, ssl.SSLError) as exc:
-        events.close()
-        raise failed_precondition(str(exc), "SECURITY_NOT_CONFIGURED") from None
-    key_reloader = KeyFileReloader(
-        verifier,
-        jwks_file=trust.jwks_file,
-        public_key_files=trust.public_key_files,
-        interval_seconds=interval,
-        events=events,
-    )
-    limits = settings.rate_limit
-    limiter = RateLimiter(limits.requests_per_second, limits.burst) if limits.enabled else None
-    guard = Guard(verifier, events, limiter, key_reloader)
-    opened = open_methods(health=settings.auth.open_health, reflection=settings.auth.open_reflection)
-    if not certificates.mutual:
-        log.warning("TLS without client certificates (no tls.client_ca_file): callers are identified by token only")
-    return Security(
-        interceptors=[AuthInterceptor(guard, opened)],
-        server_credentials=certificates.grpc_credentials(),
-        http_ssl_context=certificates.http_ssl_context(),
-        http_middlewares=[security_middleware(guard)],
-        events=events,
-        certificates=certificates,
-    )
+    from domicile.security.assembly import assemble
+
+    return assemble(settings)

@@ -2,27 +2,22 @@
 
 `GET /healthz` is open; every other request needs `Authorization: Bearer <token>` (the header
 the OpenLineage client's HttpTransport sends with `auth: {type: api_key}`) and the scope the
-`HTTP_SCOPES` table names. Refusals are JSON: {"error": {"code", "reason", "message",
-"trace_id"}}, with `WWW-Authenticate` on 401 and `Retry-After` on 429.
+`HTTP_SCOPES` table names. Refusals have the endpoint's JSON error shape (401, 403, 429 with
+the trace id in `error.metadata.trace_id`), with `WWW-Authenticate` on 401 and `Retry-After`
+on 429.
 """
 
 from __future__ import annotations
 
-import math
 import ssl
 
 from aiohttp import web
 
 from domicile.errors import DomicileError, ErrorCode
+from domicile.http_api import error_response
 from domicile.security.context import current_caller, current_trace_id
 from domicile.security.guard import Guard, trace_id_from
 from domicile.security.scopes import HTTP_OPEN, HTTP_SCOPES
-
-HTTP_STATUS = {
-    ErrorCode.UNAUTHENTICATED: 401,
-    ErrorCode.PERMISSION_DENIED: 403,
-    ErrorCode.RESOURCE_EXHAUSTED: 429,
-}
 
 
 def _peer_certificate_der(request: web.Request) -> bytes | None:
@@ -44,16 +39,13 @@ def _required(request: web.Request) -> frozenset[str] | None:
     return None
 
 
-def _error_response(error: DomicileError) -> web.Response:
-    status = HTTP_STATUS[error.code]
-    headers = {}
+def _refusal(error: DomicileError) -> web.Response:
+    """The endpoint's JSON error answer (`domicile.http_api.error_response`), plus the
+    `WWW-Authenticate` challenge RFC 6750 requires on 401."""
+    response = error_response(error)
     if error.code is ErrorCode.UNAUTHENTICATED:
-        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if error.reason != "MISSING_TOKEN" else "Bearer"
-    if error.retry_after is not None:
-        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    body = {"error": {"code": error.code.value, "reason": error.reason, "message": str(error),
-                      "trace_id": error.metadata.get("trace_id", "")}}
-    return web.json_response(body, status=status, headers=headers)
+        response.headers["WWW-Authenticate"] = "Bearer" if error.reason == "MISSING_TOKEN" else 'Bearer error="invalid_token"'
+    return response
 
 
 def security_middleware(guard: Guard):
@@ -76,7 +68,7 @@ def security_middleware(guard: Guard):
                 trace_id=trace_id,
             )
         except DomicileError as error:
-            return _error_response(error)
+            return _refusal(error)
         caller_token = current_caller.set(caller)
         trace_token = current_trace_id.set(trace_id)
         try:

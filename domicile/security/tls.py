@@ -215,7 +215,8 @@ class CertificateReloader:
         # and a concurrent rewrite is caught by the next check.
         context.load_cert_chain(self.files.cert_file, self.files.key_file)
         if material.client_ca is not None:
-            context.load_verify_locations(cadata=material.client_ca.decode("ascii"))
+            # Text outside the PEM blocks (bundle comments) may be anything; only the blocks count.
+            context.load_verify_locations(cadata=material.client_ca.decode("utf-8", "replace"))
             context.verify_mode = ssl.CERT_REQUIRED if self.http_client_cert_required else ssl.CERT_OPTIONAL
         context.sni_callback = self._on_client_hello
         return context

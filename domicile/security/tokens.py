@@ -40,6 +40,7 @@ SUPPORTED_ALGORITHMS = ASYMMETRIC_ALGORITHMS | HMAC_ALGORITHMS
 CERT_THUMBPRINT_CLAIM = "x5t#S256"
 # A delegation chain deeper than this is refused rather than walked.
 MAX_ACTOR_DEPTH = 16
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class AuthenticationError(Exception):
@@ -187,13 +188,32 @@ class TokenVerifier:
         self.audience = audience
         self.algorithms = frozenset(algorithms)
         self.leeway = leeway_seconds
+        # (token, client certificate) -> (caller, exp). Services reuse one token for many calls;
+        # a signature check costs far more than the routing decision it guards.
+        self._verified: dict[tuple[str, bytes | None], tuple[Caller, float]] = {}
 
     def replace_keys(self, keys: Sequence[VerificationKey]) -> None:
-        """Use `keys` for tokens verified from now on (key rotation)."""
+        """Use `keys` for tokens verified from now on (key rotation); forgets every token
+        verified with the previous keys."""
         self.keys = list(keys)
+        self._verified = {}
 
     def verify(self, token: str, client_certificate_der: bytes | None = None) -> Caller:
-        """The caller a token authenticates; AuthenticationError otherwise."""
+        """The caller a token authenticates; AuthenticationError otherwise. A token that
+        verified before over the same certificate is answered from memory until it expires."""
+        cache_key = (token, client_certificate_der)
+        hit = self._verified.get(cache_key)
+        if hit is not None:
+            if time.time() < hit[1] + self.leeway:
+                return hit[0]
+            del self._verified[cache_key]
+        caller, expires = self._verify(token, client_certificate_der)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.clear()  # bounded memory; refilled by the next calls
+        self._verified[cache_key] = (caller, expires)
+        return caller
+
+    def _verify(self, token: str, client_certificate_der: bytes | None) -> tuple[Caller, float]:
         try:
             header = jwt.get_unverified_header(token)
         except PyJWTError:
@@ -207,7 +227,7 @@ class TokenVerifier:
         claims = self._decode(token, algorithm, candidates)
         actors = actors_of(claims)
         self._check_confirmation(claims, client_certificate_der)
-        return Caller(subject=claims["sub"], actors=actors, scopes=scopes_of(claims))
+        return Caller(subject=claims["sub"], actors=actors, scopes=scopes_of(claims)), float(claims["exp"])
 
     def _candidates(self, algorithm: str, kid: Any) -> list[VerificationKey]:
         fitting = [k for k in self.keys if key_fits(algorithm, k.key)]

@@ -14,8 +14,9 @@ import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from domicile.config import load_settings
 from domicile.grpc_errors import details_of
@@ -242,6 +243,20 @@ async def test_health_is_open_only_when_configured(server, paths, tmp_path_facto
         no_scopes = bearer(mint_dev_token(paths.root.parent, scopes=[]))
         assert (await health.Check(health_pb2.HealthCheckRequest(), metadata=no_scopes)).status == \
             health_pb2.HealthCheckResponse.SERVING
+        # The streaming shapes are guarded too: Watch (context.write style), reflection (generator).
+        watch = health.Watch(health_pb2.HealthCheckRequest(), metadata=no_scopes)
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        watch.cancel()
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        listing = reflection_pb2.ServerReflectionRequest(list_services="")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in reflect.ServerReflectionInfo(iter([listing])):
+                pass
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        names = set()
+        async for response in reflect.ServerReflectionInfo(iter([listing]), metadata=no_scopes):
+            names |= {service.name for service in response.list_services_response.service}
+        assert "domicile.v1.CatalogService" in names
     data_dir = tmp_path_factory.mktemp("open-health")
     running = await create_server(dev_settings(data_dir, auth={"open_health": True}))
     try:
@@ -271,7 +286,8 @@ async def test_http_endpoint_over_mtls_with_bearer_tokens(server, paths):
             assert response.status == 200
         async with session.post(f"{base}/api/v1/lineage", json={}) as response:
             assert response.status == 401 and response.headers["WWW-Authenticate"] == "Bearer"
-            assert (await response.json())["error"]["reason"] == "MISSING_TOKEN"
+            error = (await response.json())["error"]
+            assert error["reason"] == "MISSING_TOKEN" and len(error["metadata"]["trace_id"]) == 32
         reader = {"Authorization": f"Bearer {mint_dev_token(data_dir, scopes=['lineage:read'])}"}
         async with session.post(f"{base}/api/v1/lineage", json={}, headers=reader) as response:
             assert response.status == 403
@@ -286,3 +302,54 @@ async def test_http_endpoint_over_mtls_with_bearer_tokens(server, paths):
         with pytest.raises(aiohttp.ClientError):
             async with session.get(f"{base}/healthz") as response:
                 await response.read()
+
+
+async def test_http_client_certificate_can_be_made_optional_for_http_only(tmp_path):
+    running = await create_server(dev_settings(tmp_path, tls={"http_client_cert_required": False}))
+    try:
+        paths = dev_paths(tmp_path)
+        base = f"https://localhost:{running.http_port}"
+        writer = {"Authorization": f"Bearer {mint_dev_token(tmp_path, scopes=['lineage:write'])}"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=http_ssl(paths, False))) as session:
+            async with session.post(f"{base}/api/v1/lineage", json={}) as response:
+                assert response.status == 401
+            async with session.post(f"{base}/api/v1/lineage", json={}, headers=writer) as response:
+                assert response.status not in (401, 403)
+            async with session.get(f"{base}/no/such/path") as response:
+                assert response.status == 401  # anonymous callers learn nothing about routes
+            async with session.get(f"{base}/no/such/path", headers=writer) as response:
+                assert response.status == 404
+        # gRPC still requires the client certificate.
+        no_cert = grpc.ssl_channel_credentials(root_certificates=paths.ca_cert.read_bytes())
+        await refused(list_regions(running, paths, bearer(mint_dev_token(tmp_path)), creds=no_cert),
+                      grpc.StatusCode.UNAVAILABLE)
+    finally:
+        await running.stop(0)
+
+
+async def test_openlineage_client_authenticates_with_api_key_and_client_certificate(server, paths):
+    import requests
+    from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+    from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+    def emit(api_key: str) -> int:
+        transport = HttpTransport(HttpConfig.from_dict({
+            "url": f"https://localhost:{server.http_port}",
+            "auth": {"type": "api_key", "apiKey": api_key},
+            "sslContext": {"caCertPath": str(paths.ca_cert), "clientCertPath": str(paths.client_cert),
+                           "clientKeyPath": str(paths.client_key)},
+            "retry": {"total": 0},
+        }))
+        event = RunEvent(eventType=RunState.COMPLETE, eventTime="2026-11-30T04:00:00Z",
+                         run=Run(runId="01935a4e-0000-7000-8000-000000000001"),
+                         job=Job(namespace="airflow", name="nightly"), producer="https://example.com/tests")
+        try:
+            return transport.emit(event).status_code
+        except requests.HTTPError as exc:  # any non-2xx answer
+            return exc.response.status_code
+
+    assert await asyncio.to_thread(emit, "not-a-token") == 401
+    status = await asyncio.to_thread(emit, mint_dev_token(paths.root.parent, scopes=["lineage:write"], subject="ol"))
+    assert status not in (401, 403), status
+    failures = [e for e in security_events(server) if e["method"] == "POST /api/v1/lineage"]
+    assert [e["reason"] for e in failures] == ["MALFORMED_TOKEN"]

@@ -219,10 +219,12 @@ def test_apply_replays_a_change_feed_batch() -> None:
     assert labels(index, "out") == {} and index.get("src") is None
 
 
-def test_apply_rejects_changes_without_their_payload() -> None:
-    index = EffectiveIndex(removes)
+def test_apply_rejects_a_change_without_its_payload_after_propagating_the_ones_before() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    index = EffectiveIndex.build([ds("src", ("PII",)), ds("out")], [], removes)
     with pytest.raises(ValueError, match="without an edge"):
-        index.apply([Change(1, ChangeKind.EDGE_ADDED, datetime(2026, 1, 1, tzinfo=timezone.utc))])
+        index.apply([Change(1, ChangeKind.EDGE_ADDED, t0, edge=edge("src", "out")), Change(2, ChangeKind.EDGE_ADDED, t0)])
+    assert labels(index, "out") == {"PII": ("src", "out")}
 
 
 def test_ended_edges_are_not_indexed() -> None:

@@ -7,6 +7,7 @@ reference below, and every reported path must be a real lineage path that carrie
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -93,7 +94,7 @@ def check_path(model: Model, path: tuple[str, ...], id: str, value: str, *, is_l
     assert path[-1] == id
     source = model.datasets[path[0]]
     assert value in (source.all_classifications if is_label else source.origins)
-    for upstream, downstream in zip(path, path[1:]):
+    for upstream, downstream in itertools.pairwise(path):
         assert any(
             e.input == upstream
             and e.output == downstream

@@ -116,8 +116,10 @@ def test_plain_uris_go_to_the_driver_unchanged():
     assert _driver_settings("neo4j+s://cluster.example:7687", None) == ("neo4j+s://cluster.example:7687", {})
 
 
-def test_a_trusted_ca_turns_on_tls_verified_against_it():
-    uri, config = _driver_settings("neo4j+s://cluster.example:7687", "/etc/domicile/ca.pem")
+def test_a_trusted_ca_turns_on_tls_verified_against_it(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    uri, config = _driver_settings("neo4j+s://cluster.example:7687", str(ca))
     assert uri == "neo4j://cluster.example:7687"
     assert config["encrypted"] is True
     assert isinstance(config["trusted_certificates"], neo4j.TrustCustomCAs)
@@ -125,10 +127,16 @@ def test_a_trusted_ca_turns_on_tls_verified_against_it():
 
 @pytest.mark.parametrize(
     ("uri", "ca"),
-    [("sqlite:///x.db", None), ("bolt://", None), ("http://db:7474", None), ("bolt+ssc://db:7687", "/ca.pem")],
+    [("sqlite:///x.db", None), ("bolt://", None), ("http://db:7474", None), ("bolt+ssc://db:7687", __file__)],
 )
 def test_unusable_uris_are_invalid_store_settings(uri, ca):
     with pytest.raises(DomicileError) as caught:
         _driver_settings(uri, ca)
     assert caught.value.code is ErrorCode.INVALID_ARGUMENT
     assert caught.value.violations[0].field == "store"
+
+
+def test_a_missing_ca_file_is_named():
+    with pytest.raises(DomicileError) as caught:
+        _driver_settings("bolt://db:7687", "/nonexistent/ca.pem")
+    assert caught.value.violations[0].field == "trusted_ca"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import ssl
 import stat
+import threading
 
 import click
 import jwt
@@ -188,3 +191,51 @@ def test_jwt_keys_follow_their_file(tmp_path):
     assert reloader.check() is False and verifier.verify(fresh).subject == "s"
     events.close()
     assert [(e["event"], e["outcome"]) for e in events_in(log)] == [("keys_reload", "ok"), ("keys_reload", "error")]
+
+
+def test_http_context_follows_a_rotated_client_ca(tmp_path):
+    """The listening SSLContext stays the same object (as in aiohttp); each handshake is moved
+    to the newest context, so a replaced client CA takes effect for new connections."""
+    first, second = ensure_dev_credentials(tmp_path / "a")[0], ensure_dev_credentials(tmp_path / "b")[0]
+    client_ca = tmp_path / "clients-ca.pem"
+    client_ca.write_bytes(first.ca_cert.read_bytes())
+    clock = Clock()
+    events = SecurityEventLog(tmp_path / "security.jsonl")
+    reloader = CertificateReloader(CertificateFiles(first.server_cert, first.server_key, client_ca),
+                                   interval_seconds=1, events=events, clock=clock)
+    listening = reloader.http_ssl_context()
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def accept_forever():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return  # closed by the test
+            try:
+                listening.wrap_socket(connection, server_side=True).close()
+            except (ssl.SSLError, OSError):
+                connection.close()
+
+    threading.Thread(target=accept_forever, daemon=True).start()
+
+    def handshake(identity) -> bool:
+        context = ssl.create_default_context(cafile=str(first.ca_cert))
+        context.load_cert_chain(identity.client_cert, identity.client_key)
+        try:
+            with socket.create_connection(server.getsockname(), timeout=5) as raw:
+                with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                    tls.sendall(b"x")
+                    tls.recv(1)
+            return True
+        except (ssl.SSLError, OSError):
+            return False
+
+    try:
+        assert (handshake(first), handshake(second)) == (True, False)
+        client_ca.write_bytes(second.ca_cert.read_bytes())
+        clock.now += 1
+        assert (handshake(first), handshake(second)) == (False, True)
+    finally:
+        server.close()
+        events.close()

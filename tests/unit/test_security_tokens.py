@@ -182,3 +182,21 @@ def test_key_files_errors_name_the_file(tmp_path):
 def test_settings_refuse_unsupported_algorithms(algorithms, tmp_path):
     with pytest.raises(SettingsError, match="auth.algorithms"):
         load_settings(data_dir=tmp_path, auth={"algorithms": algorithms})
+
+
+def test_verified_tokens_are_remembered_only_while_valid_and_with_the_same_keys():
+    v = verifier(EC_KEY, leeway=0)
+    short = token(exp=int(time.time()) + 1)
+    assert v.verify(short).subject == "svc-a"
+    assert v.verify(short).subject == "svc-a"  # from memory
+    time.sleep(1.1)
+    assert reason_of(lambda: v.verify(short)) == "TOKEN_EXPIRED"
+    lasting = token()
+    v.verify(lasting)
+    v.replace_keys([VerificationKey(OTHER_EC_KEY.public_key(), None, "rotated")])
+    assert reason_of(lambda: v.verify(lasting)) == "BAD_SIGNATURE"
+    bound = mint_token(EC_KEY, algorithm="ES256", issuer=ISSUER, audience=AUDIENCE, subject="s", scopes=[],
+                       ttl_seconds=60, certificate_der=b"one")
+    v.replace_keys([VerificationKey(EC_KEY.public_key(), None, "back")])
+    v.verify(bound, b"one")
+    assert reason_of(lambda: v.verify(bound, b"two")) == "CERTIFICATE_MISMATCH"

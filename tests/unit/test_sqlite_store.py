@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from domicile.catalog.model import Dataset, DatasetFilter, EdgeKey, PageRequest, Run
+from domicile.catalog.model import Dataset, DatasetFilter, Direction, EdgeKey, PageRequest, Run, TraversalLimits
+from domicile.catalog.stores import history_format as hf
 from domicile.catalog.stores import open_store
+from domicile.catalog.stores import sqlite as sqlite_store
 from domicile.catalog.stores.sqlite import SQLiteGraphStore, path_from_uri
 from domicile.catalog.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION, migrate, read_schema_version
 from domicile.errors import DomicileError, ErrorCode
@@ -43,6 +45,7 @@ async def make_store(path: Path, *datasets: str) -> None:
 def test_uri_forms():
     assert path_from_uri("sqlite:///relative/dir/catalog.db") == Path("relative/dir/catalog.db")
     assert path_from_uri("sqlite:////var/lib/domicile/catalog.db") == Path("/var/lib/domicile/catalog.db")
+    assert path_from_uri("sqlite:///odd dir/#1/100%?.db") == Path("odd dir/#1/100%?.db")
     for bad in ("sqlite://host/x.db", "sqlite:///", "bolt://localhost:7687", "catalog.db"):
         with pytest.raises(DomicileError) as error:
             path_from_uri(bad)
@@ -60,6 +63,12 @@ async def test_open_creates_parent_directories_for_relative_and_absolute_paths(t
     assert await absolute.revision() == 0
     await absolute.close()
     assert (tmp_path / "deep/abs/catalog.db").is_file()
+
+    odd = await open_store(f"sqlite:///{tmp_path}/odd dir #1/100%?.db")
+    await odd.upsert_dataset(Dataset.create("s3://y"))
+    assert (await odd.get_dataset("s3://y")).revision == 1  # read through the reader connection
+    await odd.close()
+    assert (tmp_path / "odd dir #1/100%?.db").is_file()
 
 
 async def test_new_database_is_at_the_current_schema_version_in_wal_mode(tmp_path):
@@ -266,3 +275,106 @@ async def test_two_store_objects_on_one_file_share_one_revision_sequence(tmp_pat
     assert await first.get_dataset("s3://b") == b
     await first.close()
     await second.close()
+
+
+async def test_classification_filter_plans_agree(tmp_path, monkeypatch):
+    """Rare labels are looked up through the label index, common ones checked per dataset;
+    both plans must give the same pages."""
+    store = await SQLiteGraphStore.open(uri(tmp_path / "labels.db"))
+    for i in range(12):
+        labels = ["PII.CONTACT"] if i % 3 == 0 else (["PIIX"] if i % 3 == 1 else [])
+        await store.upsert_dataset(Dataset.create(f"s3://d/{i:02d}", classifications=labels))
+
+    async def pages() -> list[list[str]]:
+        result, token = [], ""
+        while True:
+            page = await store.list_datasets(DatasetFilter(classification="PII"), PageRequest(2, token))
+            result.append([d.id for d in page.items])
+            if not (token := page.next_token):
+                return result
+
+    by_label_index = await pages()
+    monkeypatch.setattr(sqlite_store, "_SELECTIVE_LABEL_ROWS", 1)
+    per_dataset = await pages()
+    assert by_label_index == per_dataset == [["s3://d/00", "s3://d/03"], ["s3://d/06", "s3://d/09"]]
+    await store.close()
+
+
+async def records_of(*records):
+    for record in records:
+        yield record
+
+
+async def test_import_of_an_inconsistent_history_is_invalid_and_loads_nothing(tmp_path):
+    store = await SQLiteGraphStore.open(uri(tmp_path / "import.db"))
+    header = {"type": "header", "format": "domicile-history", "version": 1}
+    revision = {"type": "revision", "revision": 1, "time": 10, "principal": "", "summary": ""}
+    edge = {
+        "type": "edge",
+        "input": "a",
+        "output": "b",
+        "job": "j",
+        "transform": "",
+        "run_id": "r",
+        "record_time": 10,
+        "end_time": None,
+        "revision": 2,  # no revision record 2
+        "end_revision": None,
+    }
+    with pytest.raises(DomicileError) as dangling:
+        await store.import_history(records_of(header, revision, edge))
+    assert dangling.value.code is ErrorCode.INVALID_ARGUMENT
+    assert dangling.value.violations[0].field == "records[2].revision"
+
+    with pytest.raises(DomicileError) as gap:
+        await store.import_history(records_of(header, {**revision, "revision": 3}))
+    assert gap.value.violations[0].field == "records[1].revision"
+
+    with pytest.raises(DomicileError) as wrong_type:
+        await store.import_history(records_of(header, {**revision, "time": True}))
+    assert wrong_type.value.violations[0].field == "records[1].time"
+
+    version = {
+        "type": "dataset_version",
+        "revision": 1,
+        "valid_from": 10,
+        "valid_to": None,
+        "end_revision": None,
+        "deleted": False,
+        "create_time": 10,
+        "updated_by": "",
+        "dataset": hf.dataset_content(Dataset.create("a")),
+    }
+    with pytest.raises(DomicileError) as two_current:
+        await store.import_history(records_of(header, revision, version, version))
+    assert two_current.value.code is ErrorCode.INVALID_ARGUMENT
+    assert "two current versions" in two_current.value.message
+
+    assert await store.revision() == 0
+    assert [r async for r in store.export_history()] == [header]
+    # The failed imports left the store empty, so a good one still loads.
+    assert await store.import_history(records_of(header, revision)) == 2
+    assert await store.revision() == 1
+    await store.close()
+
+
+async def test_traversal_stops_at_the_timeout_with_what_it_has(tmp_path, monkeypatch):
+    store = await SQLiteGraphStore.open(uri(tmp_path / "slow.db"))
+    await store.record_lineage(Run("etl", "r1"), [EdgeKey("a", "b", "etl"), EdgeKey("b", "c", "etl")])
+
+    class SteppingClock:
+        """Each reading is one second after the previous one."""
+
+        def __init__(self) -> None:
+            self.now = 0.0
+
+        def monotonic(self) -> float:
+            self.now += 1.0
+            return self.now
+
+    monkeypatch.setattr(sqlite_store, "time", SteppingClock())
+    result = await store.traverse("a", Direction.DOWNSTREAM, max_depth=10, limits=TraversalLimits(timeout_seconds=1.5))
+
+    assert [(n.dataset_id, n.depth) for n in result.nodes] == [("a", 0), ("b", 1)]
+    assert (result.complete, result.incomplete_reason) == (False, "timeout")
+    await store.close()

@@ -51,10 +51,11 @@ public final class Launcher {
         Path home = Path.of(required(options, "data")).toAbsolutePath();
         long pageCache = parseBytes(options.getOrDefault("page-cache", "64m"));
         String password = System.getenv(PASSWORD_ENV);
-        if (password != null && password.length() < 8) {
+        boolean authEnabled = password != null && !password.isEmpty();
+        if (authEnabled && password.length() < 8) {
+            // Neo4j's own minimum; failing here names the variable instead of a Cypher error.
             fail(PASSWORD_ENV + " must have at least 8 characters");
         }
-        boolean authEnabled = password != null && !password.isEmpty();
 
         DatabaseManagementService dbms = new DatabaseManagementServiceBuilder(home)
                 .setConfig(BoltConnector.enabled, true)

@@ -1,0 +1,171 @@
+"""Every policy that was ever active, with its text, so any logged decision can be replayed.
+
+File: `<data_dir>/policies.jsonl`, one activation per line, appended and fsynced:
+
+    {"activated_time":"2026-11-30T04:00:00.000000Z","hash":"<sha256 hex of yaml>","version":"2026.11.1","yaml":"..."}
+
+A version names exactly one text: `record` refuses a different text under a version already
+recorded (DESIGN: SetPolicy refuses that). Re-activating an earlier version appends another
+line, so `active_at(t)` answers which policy was in force at any time. Activation times never
+decrease (a clock stepping back is clamped to the previous activation), which keeps
+`active_at` a binary search.
+
+Crash behaviour: `record` returns after the line is fsynced. A crash during the write leaves
+at most an incomplete last line, which `open` cuts off (that activation never returned). A
+complete line whose hash does not match its text makes `open` fail: the history is evidence,
+it is not silently repaired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
+
+from domicile.errors import DomicileError, failed_precondition
+from domicile.router.policy import content_hash
+
+log = logging.getLogger(__name__)
+
+POLICIES_FILE = "policies.jsonl"
+
+
+class PolicyVersion(NamedTuple):
+    """One activation of a policy: its `metadata.version`, its text, the text's content hash
+    (`router.policy.content_hash`) and when it became active."""
+
+    version: str
+    yaml: str
+    hash: str
+    activated_time: datetime
+
+
+def _format_time(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class PolicyHistory:
+    """The policy history of one data directory; see the module docstring.
+
+    Reads are answered from memory; `record` appends to the file. Not shared between
+    processes: the router process that serves PolicyService owns it.
+    """
+
+    def __init__(self, path: Path, activations: list[PolicyVersion]) -> None:
+        # Use `open`.
+        self.path = path
+        self._activations = activations
+        self._times = [a.activated_time for a in activations]
+        self._texts = {a.version: a.yaml for a in activations}
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, data_dir: str | os.PathLike[str]) -> PolicyHistory:
+        """Load `<data_dir>/policies.jsonl` (created on the first `record`).
+
+        Raises DomicileError FAILED_PRECONDITION (reason POLICY_HISTORY_CORRUPT) when a
+        complete line is not a valid activation.
+        """
+        path = Path(data_dir) / POLICIES_FILE
+        return cls(path, await asyncio.to_thread(_load, path))
+
+    async def get(self, version: str) -> str | None:
+        """The text recorded under `version`, or None."""
+        return self._texts.get(version)
+
+    async def latest(self) -> PolicyVersion | None:
+        """The last activation, or None for an empty history."""
+        return self._activations[-1] if self._activations else None
+
+    def active_at(self, time: datetime) -> PolicyVersion | None:
+        """The policy in force at `time` (the last activation at or before it), or None."""
+        position = bisect.bisect_right(self._times, time)
+        return self._activations[position - 1] if position else None
+
+    def versions(self) -> tuple[PolicyVersion, ...]:
+        """Every activation, oldest first."""
+        return tuple(self._activations)
+
+    async def record(self, version: str, text: str, *, at: datetime | None = None) -> PolicyVersion:
+        """Record that policy `version` with `text` is active from `at` (default: now).
+
+        Durable when it returns. A no-op returning the last activation when that is already
+        this version. Raises DomicileError FAILED_PRECONDITION (reason
+        POLICY_VERSION_CONFLICT) when `version` was recorded with another text.
+        """
+        async with self._write_lock:
+            recorded = self._texts.get(version)
+            if recorded is not None and recorded != text:
+                raise failed_precondition(
+                    f"policy version {version!r} is already recorded with a different text", "POLICY_VERSION_CONFLICT"
+                )
+            if self._activations and self._activations[-1].version == version:
+                return self._activations[-1]
+            when = at or datetime.now(timezone.utc)
+            if self._times and when < self._times[-1]:
+                when = self._times[-1]
+            activation = PolicyVersion(version, text, content_hash(text), when)
+            line = json.dumps(
+                {"activated_time": _format_time(when), "hash": activation.hash, "version": version, "yaml": text},
+                sort_keys=True, separators=(",", ":"),
+            )
+            await asyncio.to_thread(_append, self.path, (line + "\n").encode("utf-8"))
+            self._activations.append(activation)
+            self._times.append(when)
+            self._texts[version] = text
+            return activation
+
+
+def _load(path: Path) -> list[PolicyVersion]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    activations: list[PolicyVersion] = []
+    lines = data.split(b"\n")
+    complete, torn = lines[:-1], lines[-1]
+    if torn:
+        log.warning("policy history %s: cutting an incomplete last line (%d bytes) left by a crash", path, len(torn))
+        with open(path, "r+b") as file:
+            file.truncate(len(data) - len(torn))
+            os.fsync(file.fileno())
+    for number, raw in enumerate(complete, start=1):
+        try:
+            record = json.loads(raw)
+            activation = PolicyVersion(
+                record["version"], record["yaml"], record["hash"], datetime.fromisoformat(record["activated_time"])
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _corrupt(path, number, f"not a policy activation ({exc})") from None
+        if content_hash(activation.yaml) != activation.hash:
+            raise _corrupt(path, number, "the hash does not match the policy text")
+        activations.append(activation)
+    return activations
+
+
+def _corrupt(path: Path, line: int, problem: str) -> DomicileError:
+    return failed_precondition(f"policy history {path} is damaged at line {line}: {problem}", "POLICY_HISTORY_CORRUPT")
+
+
+def _append(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
