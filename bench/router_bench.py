@@ -83,9 +83,9 @@ SOURCE_PROFILES = (
 TRANSFORMS = (("", 80), ("aggregate", 10), ("anonymize", 10))
 LEVELS = 11
 
-# The decision rule of DESIGN "Policy language" in Rego, over the policy as data (rules with
-# their allow/deny region sets, see `opa_data`) and the dataset's effective labels and origins
-# as input. Exemptions are left out: the example policy's only exemption covers a dataset the
+# The decision rule of DESIGN "Policy language" in Rego, over the policy's rules (with their
+# allow/deny region sets, see `opa_data`; appended to the module as constants) and the
+# dataset's effective labels and origins as input. Exemptions are left out: the example policy's only exemption covers a dataset the
 # synthetic catalog does not have. OPA answers a boolean; Domicile's answer also carries the
 # allowed set, the reasons with lineage paths, and a logged decision id.
 REGO = """\
@@ -93,10 +93,10 @@ package residency
 
 import rego.v1
 
-# Indexes into data.rules of the rules that apply (sets of numbers, not of rule objects: the
+# Indexes into `rules` of the rules that apply (sets of numbers, not of rule objects: the
 # rules hold large region sets that would otherwise be hashed and compared).
 applicable contains i if {
-	some i, rule in data.rules
+	some i, rule in rules
 	label_match(rule)
 	origin_match(rule)
 }
@@ -122,26 +122,26 @@ origin_match(rule) if {
 
 restricting contains i if {
 	some i in applicable
-	data.rules[i][input.operation].allow != "none"
+	rules[i][input.operation].allow != "none"
 }
 
-inside_allow(i) if data.rules[i][input.operation].allow == "*"
+inside_allow(i) if rules[i][input.operation].allow == "*"
 
-inside_allow(i) if data.rules[i][input.operation].allow[input.region]
+inside_allow(i) if rules[i][input.operation].allow[input.region]
 
-excluded_by contains data.rules[i].id if {
+excluded_by contains rules[i].id if {
 	some i in restricting
 	not inside_allow(i)
 }
 
-denied_by contains data.rules[i].id if {
+denied_by contains rules[i].id if {
 	some i in applicable
-	data.rules[i][input.operation].deny[input.region]
+	rules[i][input.operation].deny[input.region]
 }
 
-default_verb := data.defaults.classified if count(input.labels) > 0
+default_verb := defaults.classified if count(input.labels) > 0
 
-default_verb := data.defaults.unclassified if count(input.labels) == 0
+default_verb := defaults.unclassified if count(input.labels) == 0
 
 base_allows if {
 	count(restricting) > 0
@@ -349,10 +349,11 @@ async def bench_opa(opa: Path, ids: list[str], router: Router, report: Report, a
     """OPA with an equivalent Rego policy, fed the router's effective attributes as input."""
     print(f"Open Policy Agent ({subprocess.run([opa, 'version'], capture_output=True, text=True).stdout.splitlines()[0]})",
           flush=True)
+    # The policy's rules become constants of the Rego module (compiled with it), as a policy
+    # author would write them; OPA's `data` would be converted from JSON on every query.
     rego = workdir / "residency.rego"
-    rego.write_text(REGO)
-    data_file = workdir / "opa-data.json"
-    data_file.write_text(json.dumps(opa_data(router)))
+    data = opa_data(router)
+    rego.write_text(REGO + f"\nrules := {json.dumps(data['rules'])}\n\ndefaults := {json.dumps(data['defaults'])}\n")
     qs = questions(ids, 50_000, args.seed + 1)
     inputs = [opa_input(router, d, op, r) for d, op, r in qs]
     inputs_file = workdir / "opa-inputs.json"
@@ -360,7 +361,7 @@ async def bench_opa(opa: Path, ids: list[str], router: Router, report: Report, a
     sample = workdir / "opa-input.json"
     sample.write_text(json.dumps(inputs[0]))
     bench = subprocess.run(
-        [opa, "bench", "--format", "json", "-d", str(rego), "-d", str(data_file), "-i", str(sample), "data.residency.allow"],
+        [opa, "bench", "--format", "json", "-d", str(rego), "-i", str(sample), "data.residency.allow"],
         capture_output=True, text=True, check=True,
     )
     result = json.loads(bench.stdout)
@@ -371,7 +372,7 @@ async def bench_opa(opa: Path, ids: list[str], router: Router, report: Report, a
     print(f"  OPA eval median / Router.decide p50 = {report.figures['opa_vs_router_in_process']:.1f}x", flush=True)
     opa_port = free_port()
     server = subprocess.Popen(
-        [opa, "run", "--server", "--addr", f"127.0.0.1:{opa_port}", "--log-level", "error", str(rego), str(data_file)],
+        [opa, "run", "--server", "--addr", f"127.0.0.1:{opa_port}", "--log-level", "error", str(rego)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
