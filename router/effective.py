@@ -40,8 +40,8 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass
 from types import MappingProxyType
+from typing import NamedTuple
 
 from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey
 from domicile.router.types import EffectiveAttributes
@@ -50,7 +50,8 @@ Removes = Callable[[str, str], bool]
 """`removes(transform, label)`: True when a lineage edge with `transform` strips `label`.
 
 Comes from the compiled policy's declassifiers; it must be hierarchical itself (a transform
-removing `PII` answers True for `PII.CONTACT`) and pure (the index memoizes its answers).
+removing `PII` answers True for `PII.CONTACT`) and pure (the index asks once per transform
+and label, and again only on `set_declassifier`).
 """
 
 # (distance, via): how a node got a label/origin. Own values share one tuple.
@@ -64,8 +65,9 @@ def _removes_nothing(transform: str, label: str) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class _Own:
+class _Own(NamedTuple):
+    """A dataset's own attributes (a NamedTuple: cheap to build 100k of them)."""
+
     labels: frozenset[str]
     origins: frozenset[str]
     locations: tuple[str, ...]
@@ -82,8 +84,10 @@ class EffectiveIndex:
 
     def __init__(self, removes: Removes | None = None) -> None:
         self._removes: Removes = removes or _removes_nothing
-        # transform -> label -> removed?; only pairs the computation actually asked about.
-        self._removed_memo: dict[str, dict[str, bool]] = {}
+        # Every label some dataset owns (only those can flow), and for every transform on an
+        # edge the ones among them it removes: `removes` is asked once per (transform, label).
+        self._known_labels: set[str] = set()
+        self._removed_by: dict[str, frozenset[str]] = {}
         self._shared_sets: dict[frozenset[str], frozenset[str]] = {}
         self._own: dict[str, _Own] = {}
         # output -> (input, job) -> edge: the incoming edges, keyed by the rest of the EdgeKey.
@@ -103,7 +107,8 @@ class EffectiveIndex:
             index._put_dataset(dataset)
         for edge in edges:
             index._put_edge(edge)
-        index._recompute(index._nodes())
+        nodes = index._nodes()
+        index._recompute(nodes, closure=nodes)
         return index
 
     # ---- reads -------------------------------------------------------------------------
@@ -165,19 +170,11 @@ class EffectiveIndex:
         labels are recomputed (a policy change that leaves declassifiers alone costs a scan
         of the edges, no propagation).
         """
-        old_memo = self._removed_memo
         self._removes = removes
-        self._removed_memo = {}
-        # The current values depend only on the (transform, label) answers in the old memo:
-        # every answer the computation used was memoized there.
-        changed_transforms = {
-            transform
-            for transform, answers in old_memo.items()
-            if any(bool(removes(transform, label)) != removed for label, removed in answers.items())
-        }
+        before = self._removed_by
+        self._removed_by = {transform: self._removed_labels(transform, self._known_labels) for transform in before}
+        changed_transforms = {transform for transform, removed in before.items() if self._removed_by[transform] != removed}
         if not changed_transforms:
-            # Keep the answers: they are the same under the new function.
-            self._removed_memo = old_memo
             return
         seeds = {
             output
@@ -223,10 +220,13 @@ class EffectiveIndex:
 
     def _put_dataset(self, dataset: Dataset) -> set[str]:
         node = sys.intern(dataset.id)
+        labels = dataset.all_classifications if dataset.fields else frozenset(dataset.classifications)
+        if not labels <= self._known_labels:
+            self._learn_labels(labels - self._known_labels)
         own = _Own(
-            labels=self._share(dataset.all_classifications),
-            origins=self._share(frozenset(dataset.origins)),
-            locations=tuple(sys.intern(location) for location in dataset.locations),
+            self._share(labels),
+            self._share(frozenset(dataset.origins)),
+            tuple([sys.intern(location) for location in dataset.locations]),
         )
         previous = self._own.get(node)
         self._own[node] = own
@@ -248,6 +248,8 @@ class EffectiveIndex:
         incoming = self._in.get(output)
         if incoming is None:
             incoming = self._in[output] = {}
+        if edge.transform not in self._removed_by:
+            self._removed_by[edge.transform] = self._removed_labels(edge.transform, self._known_labels)
         slot = (edge.input, edge.job)  # the EdgeKey without the output (cheaper to build)
         previous = incoming.get(slot)
         incoming[slot] = edge
@@ -280,17 +282,27 @@ class EffectiveIndex:
     def _nodes(self) -> set[str]:
         return set(self._own) | set(self._in) | set(self._out)
 
-    def _recompute(self, seeds: set[str]) -> None:
-        """Bring the downstream closure of `seeds` to the least fixpoint (see module doc)."""
+    def _recompute(self, seeds: set[str], closure: set[str] | None = None) -> None:
+        """Bring the downstream closure of `seeds` to the least fixpoint (see module doc).
+
+        `closure` may be passed when it is known (a full build: every node).
+        """
         if not seeds:
             return
-        closure = self._downstream(seeds)
+        if closure is None:
+            closure = self._downstream(seeds)
         views = self._views
         for node in closure:
             views.pop(node, None)
         changed: set[str] = set()
-        for component in self._components(closure):
-            if len(component) == 1:
+        acyclic, components = self._order(closure)
+        for node in acyclic:
+            if node in seeds or self._has_changed_input(node, changed, ()):
+                labels, origins = self._evaluate(node)
+                if self._store(node, labels, origins):
+                    changed.add(node)
+        for component in components:
+            if len(component) == 1:  # a self-loop, or downstream of a cycle
                 node = component[0]
                 if node in seeds or self._has_changed_input(node, changed, component):
                     labels, origins = self._evaluate(node)
@@ -315,6 +327,32 @@ class EffectiveIndex:
                         closure.add(successor)
                         frontier.append(successor)
         return closure
+
+    def _order(self, nodes: set[str]) -> tuple[list[str], list[list[str]]]:
+        """An evaluation order for `nodes`: first every node not in or below a cycle, in
+        topological order (Kahn), then the strongly connected components of the rest,
+        upstream ones first. Lineage is mostly acyclic, and Kahn is the cheaper pass."""
+        out = self._out
+        pending: dict[str, int] = dict.fromkeys(nodes, 0)  # inputs within `nodes` not yet ordered
+        for node in nodes:
+            for successor in out.get(node, _NO_SUCCESSORS):
+                if successor in pending:
+                    pending[successor] += 1
+        ready = [node for node, count in pending.items() if count == 0]
+        acyclic: list[str] = []
+        while ready:
+            node = ready.pop()
+            acyclic.append(node)
+            for successor in out.get(node, _NO_SUCCESSORS):
+                count = pending.get(successor)
+                if count is not None:
+                    if count == 1:
+                        ready.append(successor)
+                    pending[successor] = count - 1
+        if len(acyclic) == len(nodes):
+            return acyclic, []
+        rest = nodes.difference(acyclic)
+        return acyclic, self._components(rest)
 
     def _components(self, nodes: set[str]) -> list[list[str]]:
         """Strongly connected components of the subgraph on `nodes`, upstream ones first.
@@ -400,31 +438,33 @@ class EffectiveIndex:
         incoming = self._in.get(node)
         if not incoming:
             return labels, origins
-        all_labels, all_origins = self._labels, self._origins
+        all_labels, all_origins, removed_by = self._labels, self._origins, self._removed_by
         for edge in incoming.values():
             source = edge.input
             if source == node:
                 continue  # a self-loop never brings anything new (see module doc)
             upstream = all_labels.get(source)
             if upstream:
-                removed = self._removed_memo.get(edge.transform)
-                if removed is None:
-                    removed = self._removed_memo[edge.transform] = {}
-                for label, (distance, _) in upstream.items():
-                    is_removed = removed.get(label)
-                    if is_removed is None:
-                        is_removed = removed[label] = bool(self._removes(edge.transform, label))
-                    if is_removed:
-                        continue
-                    current = labels.get(label)
-                    if current is None or current[0] > distance + 1:
-                        labels[label] = (distance + 1, source)
+                removed = removed_by[edge.transform]
+                if not labels and not removed:
+                    # The first contribution, nothing removed: no comparisons needed.
+                    labels = {label: (distance + 1, source) for label, (distance, _) in upstream.items()}
+                else:
+                    for label, (distance, _) in upstream.items():
+                        if label in removed:
+                            continue
+                        current = labels.get(label)
+                        if current is None or current[0] > distance + 1:
+                            labels[label] = (distance + 1, source)
             upstream = all_origins.get(source)
             if upstream:
-                for origin, (distance, _) in upstream.items():
-                    current = origins.get(origin)
-                    if current is None or current[0] > distance + 1:
-                        origins[origin] = (distance + 1, source)
+                if not origins:
+                    origins = {origin: (distance + 1, source) for origin, (distance, _) in upstream.items()}
+                else:
+                    for origin, (distance, _) in upstream.items():
+                        current = origins.get(origin)
+                        if current is None or current[0] > distance + 1:
+                            origins[origin] = (distance + 1, source)
         return labels, origins
 
     def _store(self, node: str, labels: _Table, origins: _Table) -> bool:
@@ -457,6 +497,17 @@ class EffectiveIndex:
             path.reverse()
             paths[value] = tuple(path)
         return MappingProxyType(paths)
+
+    def _learn_labels(self, new_labels: frozenset[str]) -> None:
+        """Add labels to the known ones, extending every transform's removed set."""
+        self._known_labels |= new_labels
+        for transform, removed in self._removed_by.items():
+            newly_removed = self._removed_labels(transform, new_labels)
+            if newly_removed:
+                self._removed_by[transform] = removed | newly_removed
+
+    def _removed_labels(self, transform: str, labels: Iterable[str]) -> frozenset[str]:
+        return frozenset(label for label in labels if self._removes(transform, label))
 
     def _share(self, values: frozenset[str]) -> frozenset[str]:
         shared = self._shared_sets.get(values)

@@ -481,14 +481,16 @@ class Router:
         """May `op` happen on `dataset_id` in `region`? Always a logged Decision: an unknown
         dataset is DENY / UNKNOWN_DATASET, a stale view DENY / STALE_CATALOG. An unknown
         region raises INVALID_ARGUMENT (field `region`)."""
-        self._check_region(region)
+        # The hot path: helpers are inlined where a call layer would cost as much as the work.
+        policy = self._policy
+        if not policy.region_known(region):
+            raise invalid_field("region", f"unknown region {region!r} (see `domicile regions`)")
         now = self._clock()
-        decision = self._decision(
-            dataset_id, op, region, self._verdict(dataset_id, op, region, now, self._stale_reason()), now,
-            current_principal(),
-        )
-        self._log_decisions((decision,), "decide", self._policy.content_hash)
-        await self._durable()
+        verdict = self._verdict(dataset_id, op, region, now, self._stale_reason())
+        decision = self._decision(dataset_id, op, region, verdict, now, current_principal())
+        self._log.append(decision, None, kind="decide", policy_hash=policy.content_hash)
+        if self._durable_log:
+            await self._log.flush()
         return decision
 
     async def batch_decide(self, requests: Sequence[tuple[str, Operation, str]]) -> list[Decision]:

@@ -62,11 +62,12 @@ class Neo4jServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, timeout: float = 180.0) -> float:
+    def start(self, timeout: float = 600.0) -> float:
         """Start the server and wait until Bolt accepts connections; returns the seconds it took.
 
         The first start of a checkout also builds the launcher (Maven, offline once ~/.m2 is
-        warm). Raises RuntimeError with the log's tail when the server does not come up.
+        warm, then one training start for the class-data archive), hence the generous
+        timeout. Raises RuntimeError with the log's tail when the server does not come up.
         """
         if self.running:
             raise RuntimeError(f"Neo4j on port {self.port} is already running")

@@ -14,6 +14,7 @@ from domicile import __version__
 from domicile.cli import admin as admin_commands
 from domicile.cli import catalog as catalog_commands
 from domicile.cli.dev import dev as dev_commands
+from domicile.cli.policy import policy as policy_commands
 from domicile.cli.client import ClientOptions
 from domicile.config import SettingsError, load_settings
 from domicile.errors import DomicileError
@@ -95,6 +96,7 @@ cli.add_command(catalog_commands.dataset)
 cli.add_command(catalog_commands.regions)
 cli.add_command(admin_commands.export_command)
 cli.add_command(dev_commands)
+cli.add_command(policy_commands)
 cli.add_command(admin_commands.import_command)
 
 

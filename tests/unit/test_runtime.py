@@ -7,6 +7,7 @@ answering the change feed, or that changes while the router reads it at start.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from domicile.catalog.model import Dataset, EdgeKey, Run
 from domicile.catalog.stores import open_store
 from domicile.config import load_settings
 from domicile.errors import DomicileError, ErrorCode, store_unavailable
-from domicile.router import runtime
+from domicile.router import decision_log, runtime
 from domicile.router.effective import EffectiveIndex
 from domicile.router.engine import compile_policy
 from domicile.router.policy import load_policy
@@ -271,3 +272,33 @@ def test_the_fast_decision_constructor_builds_the_same_decision():
     assert fast == Decision(**fields) and repr(fast) == repr(Decision(**fields))
     with pytest.raises(AttributeError):
         fast.outcome = Outcome.ALLOW  # type: ignore[misc]
+
+
+async def test_every_kind_of_decision_is_logged_with_its_question_and_policy(tmp_path):
+    app = await make_app(tmp_path)
+    app.router = router = await Router.start(app)
+    try:
+        await upsert(app, "s3://a", classifications=["PII"], origins=["DE"], locations=[US])
+        await router.decide("s3://a", Operation.STORE, US)
+        await router.batch_decide([("s3://a", Operation.PROCESS, FRANKFURT), ("s3://x", Operation.STORE, US)])
+        await router.route("s3://a", Operation.STORE, [US, FRANKFURT])
+        await router.check_job(["s3://a"], ["s3://out"], FRANKFURT, US, "anonymize")
+        await router.scan_violations()
+        policy_hash = router.get_policy().content_hash
+    finally:
+        await router.close()
+        await app.store.close()
+    assert decision_log.verify(app.settings.decision_log_path).ok
+    lines = [json.loads(line) for line in app.settings.decision_log_path.read_text("utf-8").splitlines()]
+    assert [(line["request"]["kind"], line["request"]["dataset_id"], line["outcome"]) for line in lines] == [
+        ("decide", "s3://a", "deny"),
+        ("batch_decide", "s3://a", "allow"),
+        ("batch_decide", "s3://x", "deny"),
+        ("route", "s3://a", "allow"),
+        ("check_job", "s3://a", "allow"),
+        ("check_job", "s3://out", "allow"),
+        ("scan_violations", "s3://a", "deny"),
+    ]
+    assert {line["policy_hash"] for line in lines} == {policy_hash}
+    assert lines[5]["context"] == {"check_job_inputs": "s3://a", "check_job_transform": "anonymize"}
+    assert "context" not in lines[4]
