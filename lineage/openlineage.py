@@ -48,7 +48,7 @@ from typing import Any
 from domicile.catalog.model import Run
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import LABEL, MAX_LABEL_LENGTH, check_country, check_id
-from domicile.errors import FieldErrors
+from domicile.errors import FieldErrors, invalid_field
 from domicile.lineage.recording import MAX_DATASETS_PER_SIDE, check_job, check_run_id, check_transform
 
 RESIDENCY_FACET = "residency"
@@ -239,9 +239,7 @@ def parse_run_event(
     errors = FieldErrors()
     read = _Reader(errors)
     if not isinstance(document, Mapping):
-        errors.add("event", f"must be a JSON object (an OpenLineage RunEvent), not {_json_type(document)}")
-        errors.raise_if_any("malformed OpenLineage event")
-    assert isinstance(document, Mapping)
+        raise invalid_field("event", f"must be a JSON object (an OpenLineage RunEvent), not {_json_type(document)}")
 
     event_type = _event_type(read, document)
     event_time_text = read.string(document, "eventTime", "eventTime", required=True, limit=64)
@@ -254,10 +252,14 @@ def parse_run_event(
     read.string(document, "producer", "producer", required=True)
     read.string(document, "schemaURL", "schemaURL", required=True)
 
-    run = read.obj(document, "run", "run", required=True)
-    if run is None and "run" not in document and "job" in document:
-        errors.add("run", "only OpenLineage RunEvents are accepted (DatasetEvents and JobEvents carry no run)")
+    if "run" in document:
+        run = read.obj(document, "run", "run", required=True)
+    else:
+        run = None
+        errors.add("run", "is required: only OpenLineage RunEvents are accepted (DatasetEvents and JobEvents have no run)")
     run_id = read.string(run, "runId", "run.runId", required=True, limit=256) if run is not None else ""
+    if run_id:
+        check_run_id(errors, "run.runId", run_id)
     run_facets = read.obj(run, "facets", "run.facets", required=False) if run is not None else None
 
     job = read.obj(document, "job", "job", required=True)
@@ -268,6 +270,7 @@ def parse_run_event(
         check_job(errors, "job", job_id)
 
     run_region, transform = _residency_run_facet(read, run_facets, regions)
+    check_transform(errors, "run.facets.residency.transform", transform)
     if not run_region and job_namespace:
         run_region = _mapped_region(errors, namespace_regions, regions, "job.namespace", job_namespace)
 
@@ -278,13 +281,9 @@ def parse_run_event(
     errors.raise_if_any("malformed OpenLineage event")
 
     store_run_id = run_id
-    if event_type is EventType.RUNNING:
-        assert event_time is not None
+    if event_type is EventType.RUNNING and event_time is not None:
+        # At most 256 + 40 characters: within the run id limit (check_run_id).
         store_run_id = f"{run_id}#RUNNING@{event_time.isoformat()}"
-    run_errors = FieldErrors()
-    check_run_id(run_errors, "run.runId", store_run_id)
-    check_transform(run_errors, "run.facets.residency.transform", transform)
-    run_errors.raise_if_any("malformed OpenLineage event")
     return LineageEvent(
         event_type=event_type,
         run=Run(job=job_id, run_id=store_run_id, run_region=run_region, transform=transform, event_time=event_time),

@@ -132,38 +132,27 @@ def _canonical(
     writer renders every decision the router makes. tests/unit/test_decision_log*.py hold
     the two renderings equal, also for hostile strings.
     """
+    s = _json_string
+    # Enum `_value_` is the member's value without the `value` property's lookup cost.
     reasons = ",".join(
         [
-            '{"citation":' + _json_string(r.citation)
-            + ',"code":' + _json_string(r.code.value)
-            + ',"lineage_path":' + _json_strings(r.lineage_path)
-            + ',"message":' + _json_string(r.message)
-            + ',"rule_id":' + _json_string(r.rule_id) + "}"
+            f'{{"citation":{s(r.citation)},"code":{s(r.code._value_)},"lineage_path":{_json_strings(r.lineage_path)},'
+            f'"message":{s(r.message)},"rule_id":{s(r.rule_id)}}}'
             for r in decision.reasons
         ]
     )
     context_json = ""
     if context:
-        context_json = ',"context":{' + ",".join(
-            [_json_string(key) + ":" + _json_string(value) for key, value in sorted(context.items())]
-        ) + "}"
+        items = ",".join([f"{s(key)}:{s(value)}" for key, value in sorted(context.items())])
+        context_json = f',"context":{{{items}}}'
     return (
-        '{"allowed_regions":' + _json_strings(decision.allowed_regions)
-        + ',"caller":' + _json_string(decision.caller)
-        + ',"catalog_revision":' + str(int(decision.catalog_revision))
-        + context_json
-        + ',"decision_id":' + _json_string(decision.decision_id)
-        + ',"outcome":' + _json_string(decision.outcome.value)
-        + ',"policy_hash":' + _json_string(policy_hash)
-        + ',"policy_version":' + _json_string(decision.policy_version)
-        + ',"prev_hash":' + _json_string(prev_hash)
-        + ',"reasons":[' + reasons + "]"
-        + ',"request":{"dataset_id":' + _json_string(decision.dataset_id)
-        + ',"kind":' + _json_string(kind)
-        + ',"operation":' + _json_string(decision.operation.value)
-        + ',"region":' + _json_string(decision.region)
-        + '},"seq":' + str(int(seq))
-        + ',"time":' + _json_string(time_text) + "}"
+        f'{{"allowed_regions":{_json_strings(decision.allowed_regions)},"caller":{s(decision.caller)},'
+        f'"catalog_revision":{int(decision.catalog_revision)}{context_json},"decision_id":{s(decision.decision_id)},'
+        f'"outcome":{s(decision.outcome._value_)},"policy_hash":{s(policy_hash)},'
+        f'"policy_version":{s(decision.policy_version)},"prev_hash":{s(prev_hash)},"reasons":[{reasons}],'
+        f'"request":{{"dataset_id":{s(decision.dataset_id)},"kind":{s(kind)},'
+        f'"operation":{s(decision.operation._value_)},"region":{s(decision.region)}}},'
+        f'"seq":{int(seq)},"time":{s(time_text)}}}'
     ).encode("ascii")
 
 
@@ -505,7 +494,7 @@ class DecisionLog:
         os.fsync(self._fd)
         self._size = offset
         index, recent = self._offsets, self._recent
-        for queued, (line_offset, line_prev, digest) in zip(batch, offsets):
+        for queued, (line_offset, line_prev, digest) in zip(batch, offsets, strict=True):
             decision_id = queued[1].decision_id
             index[decision_id] = line_offset
             recent[decision_id] = (queued, line_prev, digest)

@@ -14,13 +14,15 @@ How it is kept (the reasoning the incremental code relies on):
 
 - Per node and label the index stores `(distance, via)`: the length of a shortest path from a
   dataset owning the label, and the upstream neighbour that path comes through (`None` when
-  the node owns it). Paths are rebuilt on demand by following `via`; a node's `via` always
-  has the label at `distance - 1`, so the walk ends at an owner.
+  the node owns it). Paths are built on the first `get` by following `via` (up to the first
+  dataset whose view is already built) and cached until a change reaches the dataset; a
+  node's `via` always has the label at `distance - 1`, so the walk ends at an owner.
 - A change (dataset attributes, an edge added/removed, a declassifier) can only alter the
   values of its *downstream closure*. Those values are recomputed from the values outside the
-  closure, which are final, in topological order of the closure's strongly connected
-  components. A component none of whose members is a changed node and none of whose
-  external upstream neighbours changed value is skipped: its inputs are what they were.
+  closure, which are final, in topological order: the acyclic part in Kahn order, then the
+  strongly connected components of the rest (Tarjan), upstream ones first. A component none
+  of whose members is a changed node and none of whose external upstream neighbours changed
+  value is skipped: its inputs are what they were.
 - A multi-node component starts from the bottom (no labels) and is iterated with a worklist
   to its least fixpoint (a label-correcting shortest-path computation); a self-loop never
   contributes (the label is already there, one step closer), so it is ignored.
@@ -28,8 +30,9 @@ How it is kept (the reasoning the incremental code relies on):
   store keeps them too) and labels keep flowing through it as through any unregistered node
   (e.g. a placeholder that the index was never told about).
 
-Memory: labels, origins and dataset ids are interned, datasets with equal own label/origin
-sets share one frozenset, and nodes without labels/origins hold no table at all.
+Memory: labels, origins, locations and dataset ids of datasets are interned, datasets with
+equal own label/origin sets share one frozenset, and nodes without labels/origins hold no
+table at all. Edges are kept as the `Edge` values given (they hold the strings anyway).
 
 The index is not thread-safe: one owner (the router runtime, on its event loop) mutates and
 reads it.
@@ -128,8 +131,8 @@ class EffectiveIndex:
             return None
         view = EffectiveAttributes(
             dataset_id=dataset_id,
-            classifications=self._paths(dataset_id, self._labels),
-            origins=self._paths(dataset_id, self._origins),
+            classifications=self._paths(dataset_id, self._labels, "classifications"),
+            origins=self._paths(dataset_id, self._origins, "origins"),
             locations=own.locations,
         )
         self._views[dataset_id] = view
@@ -167,8 +170,8 @@ class EffectiveIndex:
         """Switch to another policy's declassifiers.
 
         Only datasets downstream of edges whose transform now removes a different set of
-        labels are recomputed (a policy change that leaves declassifiers alone costs a scan
-        of the edges, no propagation).
+        labels are recomputed; a policy change that leaves declassifiers alone costs one
+        `removes` call per transform and label, and no propagation.
         """
         self._removes = removes
         before = self._removed_by
@@ -479,23 +482,32 @@ class EffectiveIndex:
                     del tables[node]
         return changed
 
-    def _paths(self, node: str, tables: dict[str, _Table]) -> MappingProxyType[str, tuple[str, ...]]:
+    def _paths(self, node: str, tables: dict[str, _Table], field: str) -> MappingProxyType[str, tuple[str, ...]]:
+        """Shortest paths of `node`'s values, walking `via` upstream until a node whose view is
+        already built (its path is the prefix: it is unchanged, or its view would be gone)."""
         table = tables.get(node)
         if not table:
             return _EMPTY_PATHS
+        views = self._views
         paths = {}
         for value in sorted(table):
             path = [node]
+            prefix: tuple[str, ...] = ()
             step = table[value]
             while step[1] is not None:
-                path.append(step[1])
-                previous_distance, step = step[0], tables[step[1]][value]
+                via = step[1]
+                view = views.get(via)
+                if view is not None:
+                    prefix = getattr(view, field)[value]
+                    break
+                path.append(via)
+                previous_distance, step = step[0], tables[via][value]
                 # Distances strictly decrease along `via`; checking it makes the walk finite
                 # even if that invariant were ever broken.
                 if step[0] != previous_distance - 1:
-                    raise RuntimeError(f"effective index inconsistent at {path[-1]!r} for {value!r}")
+                    raise RuntimeError(f"effective index inconsistent at {via!r} for {value!r}")
             path.reverse()
-            paths[value] = tuple(path)
+            paths[value] = prefix + tuple(path)
         return MappingProxyType(paths)
 
     def _learn_labels(self, new_labels: frozenset[str]) -> None:

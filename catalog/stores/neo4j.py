@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import neo4j
@@ -63,6 +63,7 @@ from domicile.catalog.model import (
 from domicile.catalog.stores import history_format as hf
 from domicile.catalog.stores.neo4j_codec import (
     canonical_json,
+    check_id,
     dataset_from_version,
     decode_page_token,
     edge_from_properties,
@@ -70,20 +71,32 @@ from domicile.catalog.stores.neo4j_codec import (
     filter_fingerprint,
     version_properties,
 )
+from domicile.catalog.stores.neo4j_cypher import (
+    consume,
+    create_versions,
+    delete_catalog_batch,
+    edge_visible,
+    new_version,
+    records,
+    reset_meta,
+    single,
+    single_or_none,
+    values,
+    version_visible,
+)
+from domicile.catalog.stores.neo4j_history import EXPORT_QUERIES, Importer, begin_import
 from domicile.catalog.stores.neo4j_schema import META_KEY, SCHEMA_STATEMENTS, ensure_meta
 from domicile.errors import (
     DomicileError,
     ErrorCode,
     FieldErrors,
     failed_precondition,
-    invalid_argument,
     invalid_field,
     not_found,
     revision_conflict,
     store_unavailable,
 )
 
-T = TypeVar("T")
 Clock = Callable[[], datetime]
 
 _log = logging.getLogger(__name__)
@@ -215,7 +228,7 @@ class Neo4jGraphStore:
 
     async def _begin_write(self, tx: AsyncManagedTransaction) -> tuple[int, int]:
         """Lock the meta node; returns (current revision, last time handed out)."""
-        record = await _single(
+        record = await single(
             tx,
             "MATCH (c:DomicileCatalog {key: $key}) SET c.write_lock = true RETURN c.revision AS revision, c.time AS time",
             key=META_KEY,
@@ -245,7 +258,7 @@ class Neo4jGraphStore:
                 "CREATE (:Revision {revision: $revision, time: $time, principal: $principal, summary: $summary, "
                 "change_count: $change_count})"
             )
-        await _consume(
+        await consume(
             tx,
             query,
             key=META_KEY,
@@ -260,7 +273,7 @@ class Neo4jGraphStore:
 
     async def upsert_dataset(self, dataset: Dataset, *, expected_revision: int = 0, principal: str = "") -> Dataset:
         """See `GraphStore.upsert_dataset`. The stored dataset is never a placeholder."""
-        _check_id(dataset.id, "dataset.id")
+        check_id(dataset.id, "dataset.id")
         props = version_properties(replace(dataset, placeholder=False))
         return await self._write(self._upsert_tx, props, expected_revision, principal)
 
@@ -285,8 +298,8 @@ class Neo4jGraphStore:
             await _end_version(tx, dataset_id, current["revision"], now, revision, deleted=False)
         # A placeholder turned real is created now, like a re-created deleted dataset.
         create_time = current["create_time"] if current is not None and not current["placeholder"] else now
-        stored = _new_version(props, revision=revision, valid_from=now, create_time=create_time, updated_by=principal)
-        await _create_versions(tx, [stored])
+        stored = new_version(props, revision=revision, valid_from=now, create_time=create_time, updated_by=principal)
+        await create_versions(tx, [stored])
         await self._finish_write(
             tx, revision=revision, time_us=now, principal=principal, summary=f"upsert {dataset_id}", change_count=1
         )
@@ -357,12 +370,12 @@ class Neo4jGraphStore:
         self, tx: AsyncManagedTransaction, run: Run, event_time: int | None, pairs: list[tuple[str, str]], principal: str
     ) -> LineageResult:
         revision, last_time = await self._begin_write(tx)
-        existing_run = await _single_or_none(tx, "MATCH (r:Run {job: $job, run_id: $run_id}) RETURN 1 AS found", job=run.job, run_id=run.run_id)
+        existing_run = await single_or_none(tx, "MATCH (r:Run {job: $job, run_id: $run_id}) RETURN 1 AS found", job=run.job, run_id=run.run_id)
         if existing_run is not None:
             await self._finish_write(tx)
             return LineageResult(0, revision)
         now = self._next_time(last_time)
-        await _consume(
+        await consume(
             tx,
             "CREATE (:Run {job: $job, run_id: $run_id, run_region: $run_region, transform: $transform, "
             "event_time: $event_time, record_time: $record_time, principal: $principal})",
@@ -375,11 +388,11 @@ class Neo4jGraphStore:
             principal=principal,
         )
         ids = sorted({i for pair in pairs for i in pair})
-        live = set(await _values(tx, "UNWIND $ids AS id MATCH (v:DatasetVersion {id: id}) WHERE v.valid_to IS NULL RETURN id", ids=ids))
+        live = set(await values(tx, "UNWIND $ids AS id MATCH (v:DatasetVersion {id: id}) WHERE v.valid_to IS NULL RETURN id", ids=ids))
         placeholders = [i for i in ids if i not in live]
         current = {
             (row["input"], row["output"]): row
-            for row in await _records(
+            for row in await records(
                 tx,
                 "UNWIND $pairs AS pair "
                 "MATCH (:Dataset {id: pair[1]})-[e:DERIVED_FROM {job: $job}]->(:Dataset {id: pair[0]}) "
@@ -403,10 +416,10 @@ class Neo4jGraphStore:
             return LineageResult(0, revision)
         revision += 1
         if placeholders:
-            await _create_versions(
+            await create_versions(
                 tx,
                 [
-                    _new_version(
+                    new_version(
                         version_properties(Dataset.create(dataset_id, placeholder=True)),
                         revision=revision,
                         valid_from=now,
@@ -418,7 +431,7 @@ class Neo4jGraphStore:
             )
         if to_end:
             await _end_edges(tx, [[i, o, run.job] for i, o in to_end], now, revision)
-        await _consume(
+        await consume(
             tx,
             "UNWIND $rows AS row "
             "MERGE (o:Dataset {id: row.output}) MERGE (i:Dataset {id: row.input}) "
@@ -454,7 +467,7 @@ class Neo4jGraphStore:
 
     async def _end_edges_tx(self, tx: AsyncManagedTransaction, keys: list[list[str]], at: int | None, principal: str) -> LineageResult:
         revision, last_time = await self._begin_write(tx)
-        count = await _single(
+        count = await single(
             tx,
             "UNWIND $keys AS key "
             "MATCH (:Dataset {id: key[1]})-[e:DERIVED_FROM {job: key[2]}]->(:Dataset {id: key[0]}) "
@@ -513,7 +526,7 @@ class Neo4jGraphStore:
 
     async def revision(self) -> int:
         """See `GraphStore.revision`."""
-        record = await self._read(_single, "MATCH (c:DomicileCatalog {key: $key}) RETURN c.revision AS revision", key=META_KEY)
+        record = await self._read(single, "MATCH (c:DomicileCatalog {key: $key}) RETURN c.revision AS revision", key=META_KEY)
         return record["revision"]
 
     async def changes_since(self, revision: int, *, limit: int = 10_000) -> list[Change]:
@@ -532,13 +545,13 @@ class Neo4jGraphStore:
         """
         self._check_open()
         bound = await self._read(
-            _single, "MATCH (c:DomicileCatalog {key: $key}) RETURN c.revision AS revision, c.time AS time", key=META_KEY
+            single, "MATCH (c:DomicileCatalog {key: $key}) RETURN c.revision AS revision, c.time AS time", key=META_KEY
         )
         yield hf.header_record()
-        for query, key_of, convert in _EXPORT_QUERIES:
+        for query, key_of, convert in EXPORT_QUERIES:
             after: list[Any] | None = None
             while True:
-                rows = await self._read(_records, query, after=after, revision=bound["revision"], time=bound["time"], limit=_BATCH)
+                rows = await self._read(records, query, after=after, revision=bound["revision"], time=bound["time"], limit=_BATCH)
                 for row in rows:
                     yield convert(row, bound["revision"])
                 if len(rows) < _BATCH:
@@ -554,8 +567,11 @@ class Neo4jGraphStore:
         next import clears the remains of the failed one before it starts.
         """
         self._check_open()
-        importer = _Importer()
-        await self._write(self._begin_import_tx)
+        importer = Importer()
+        if not await self._write(begin_import):
+            _log.warning("clearing the remains of an import that failed before")
+            await self._clear_catalog()
+            await self._write(begin_import)
         try:
             batch: list[tuple[int, str, dict]] = []
             async for record in records:
@@ -575,26 +591,14 @@ class Neo4jGraphStore:
             await self._write(importer.finish)
         except BaseException:
             with contextlib.suppress(DomicileError):
-                await self._write(_clear_catalog)
+                await self._clear_catalog()
             raise
         return importer.count
 
-    @staticmethod
-    async def _begin_import_tx(tx: AsyncManagedTransaction) -> None:
-        meta = await _single(
-            tx, "MATCH (c:DomicileCatalog {key: $key}) SET c.write_lock = true RETURN c.importing AS importing", key=META_KEY
-        )
-        if meta["importing"]:
-            _log.warning("clearing the remains of an import that failed before")
-            await _clear_catalog(tx)
-        populated = await _single(
-            tx,
-            "RETURN EXISTS { MATCH (:Revision) } OR EXISTS { MATCH (:Dataset) } OR EXISTS { MATCH (:Run) } AS populated",
-        )
-        if populated["populated"]:
-            raise failed_precondition("import needs an empty store; this one already holds data", reason="STORE_NOT_EMPTY")
-        await _consume(tx, "MATCH (c:DomicileCatalog {key: $key}) REMOVE c.write_lock SET c.importing = true", key=META_KEY)
-
+    async def _clear_catalog(self) -> None:
+        while await self._write(delete_catalog_batch):
+            pass
+        await self._write(reset_meta)
 
 # ---------------------------------------------------------------------- connection settings
 
@@ -617,79 +621,15 @@ def _driver_settings(uri: str, trusted_ca: str | None) -> tuple[str, dict[str, A
     return plain, {"encrypted": True, "trusted_certificates": neo4j.TrustCustomCAs(trusted_ca)}
 
 
-# ---------------------------------------------------------------------- query helpers
-
-
-async def _records(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> list[dict[str, Any]]:
-    result = await tx.run(cypher, params)
-    return await result.data()
-
-
-async def _values(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> list[Any]:
-    result = await tx.run(cypher, params)
-    return await result.value()
-
-
-async def _single(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> dict[str, Any]:
-    result = await tx.run(cypher, params)
-    record = await result.single(strict=True)
-    return record.data()
-
-
-async def _single_or_none(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> dict[str, Any] | None:
-    result = await tx.run(cypher, params)
-    record = await result.single()
-    return None if record is None else record.data()
-
-
-async def _consume(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> None:
-    await (await tx.run(cypher, params)).consume()
-
-
-def _version_visible(alias: str, at: int | None) -> str:
-    """Cypher condition: the version `alias` is the one visible now (at is None) or at `$at`."""
-    if at is None:
-        return f"{alias}.valid_to IS NULL"
-    return f"{alias}.valid_from <= $at AND ({alias}.valid_to IS NULL OR {alias}.valid_to > $at)"
-
-
-def _edge_visible(alias: str, at: int | None) -> str:
-    if at is None:
-        return f"{alias}.end_time IS NULL"
-    return f"{alias}.record_time <= $at AND ({alias}.end_time IS NULL OR {alias}.end_time > $at)"
-
-
-def _new_version(props: dict[str, Any], *, revision: int, valid_from: int, create_time: int, updated_by: str) -> dict[str, Any]:
-    """All properties of a new, current `DatasetVersion` with content `props`."""
-    return {
-        **props,
-        "revision": revision,
-        "valid_from": valid_from,
-        "valid_to": None,
-        "end_revision": None,
-        "deleted": False,
-        "create_time": create_time,
-        "updated_by": updated_by,
-    }
-
-
-async def _create_versions(tx: AsyncManagedTransaction, versions: list[dict[str, Any]]) -> None:
-    await _consume(
-        tx,
-        "UNWIND $versions AS version MERGE (:Dataset {id: version.id}) CREATE (v:DatasetVersion) SET v = version",
-        versions=versions,
-    )
-
-
 async def _current_version(tx: AsyncManagedTransaction, dataset_id: str) -> dict[str, Any] | None:
-    record = await _single_or_none(
+    record = await single_or_none(
         tx, "MATCH (v:DatasetVersion {id: $id}) WHERE v.valid_to IS NULL RETURN properties(v) AS v", id=dataset_id
     )
     return None if record is None else record["v"]
 
 
 async def _end_version(tx: AsyncManagedTransaction, dataset_id: str, version: int, at: int, revision: int, *, deleted: bool) -> None:
-    await _consume(
+    await consume(
         tx,
         "MATCH (v:DatasetVersion {id: $id, revision: $version}) SET v.valid_to = $at, v.end_revision = $revision, v.deleted = $deleted",
         id=dataset_id,
@@ -705,7 +645,7 @@ async def _end_edges(tx: AsyncManagedTransaction, keys: list[list[str]], now: in
 
     The end time is `at` clamped into [the edge's record time, `now`] (`now` when at is None).
     """
-    record = await _single(
+    record = await single(
         tx,
         "UNWIND $keys AS key "
         "MATCH (:Dataset {id: key[1]})-[e:DERIVED_FROM {job: key[2]}]->(:Dataset {id: key[0]}) "
@@ -720,24 +660,6 @@ async def _end_edges(tx: AsyncManagedTransaction, keys: list[list[str]], now: in
         revision=revision,
     )
     return record["n"]
-
-
-async def _clear_catalog(tx: AsyncManagedTransaction) -> None:
-    """Remove every catalog record and reset the meta node (the schema stays)."""
-    await _consume(
-        tx,
-        "MATCH (n) WHERE n:Dataset OR n:DatasetVersion OR n:Revision OR n:Run DETACH DELETE n",
-    )
-    await _consume(
-        tx,
-        "MATCH (c:DomicileCatalog {key: $key}) SET c.revision = 0, c.time = 0 REMOVE c.importing, c.write_lock",
-        key=META_KEY,
-    )
-
-
-def _check_id(dataset_id: str, field_path: str) -> None:
-    if not dataset_id or len(dataset_id.encode()) > MAX_ID_BYTES:
-        raise invalid_field(field_path, f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
 
 
 def _micros_arg(t: datetime | None, field_path: str) -> int | None:
@@ -771,9 +693,9 @@ def _decode_edge_position(text: str | None) -> list[Any] | None:
 
 
 async def _get_dataset_tx(tx: AsyncManagedTransaction, dataset_id: str, at: int | None) -> Dataset | None:
-    record = await _single_or_none(
+    record = await single_or_none(
         tx,
-        f"MATCH (v:DatasetVersion {{id: $id}}) WHERE {_version_visible('v', at)} RETURN properties(v) AS v",
+        f"MATCH (v:DatasetVersion {{id: $id}}) WHERE {version_visible('v', at)} RETURN properties(v) AS v",
         id=dataset_id,
         at=at,
     )
@@ -783,7 +705,7 @@ async def _get_dataset_tx(tx: AsyncManagedTransaction, dataset_id: str, at: int 
 async def _list_datasets_tx(
     tx: AsyncManagedTransaction, filter: DatasetFilter, size: int, after: str | None, at: int | None
 ) -> list[dict[str, Any]]:
-    clauses = [_version_visible("v", at)]
+    clauses = [version_visible("v", at)]
     params: dict[str, Any] = {"at": at, "limit": size + 1}
     if after is not None:
         clauses.append("v.id > $after")
@@ -807,7 +729,7 @@ async def _list_datasets_tx(
         params["query"] = filter.query.lower()
     if not filter.include_placeholders:
         clauses.append("NOT v.placeholder")
-    return await _values(
+    return await values(
         tx,
         f"MATCH (v:DatasetVersion) WHERE {' AND '.join(clauses)} RETURN properties(v) AS v ORDER BY v.id LIMIT $limit",
         **params,
@@ -827,13 +749,13 @@ async def _traverse_tx(
     tx: AsyncManagedTransaction, start: str, direction: Direction, max_depth: int, at: int | None, limits: TraversalLimits
 ) -> Traversal:
     deadline = time.monotonic() + limits.timeout_seconds
-    found = await _single_or_none(
-        tx, f"MATCH (v:DatasetVersion {{id: $id}}) WHERE {_version_visible('v', at)} RETURN 1 AS found", id=start, at=at
+    found = await single_or_none(
+        tx, f"MATCH (v:DatasetVersion {{id: $id}}) WHERE {version_visible('v', at)} RETURN 1 AS found", id=start, at=at
     )
     if found is None:
         raise not_found(f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}"))
     queries = [
-        f"UNWIND $frontier AS id MATCH (n:Dataset {{id: id}}) MATCH {pattern} WHERE {_edge_visible('e', at)} "
+        f"UNWIND $frontier AS id MATCH (n:Dataset {{id: id}}) MATCH {pattern} WHERE {edge_visible('e', at)} "
         "RETURN m.id AS neighbour, properties(e) AS e ORDER BY m.id"
         for pattern in _NEIGHBOUR_PATTERNS[direction]
     ]
@@ -849,13 +771,13 @@ async def _traverse_tx(
         if depth == max_depth:
             # Only asking whether the answer is cut: does any frontier node lead further?
             for query in queries:
-                if any(row["neighbour"] not in depths for row in await _records(tx, query, frontier=frontier, at=at)):
+                if any(row["neighbour"] not in depths for row in await records(tx, query, frontier=frontier, at=at)):
                     reason = "max_depth"
                     break
             break
         next_frontier: list[str] = []
         for query in queries:
-            for row in await _records(tx, query, frontier=frontier, at=at):
+            for row in await records(tx, query, frontier=frontier, at=at):
                 edge = row["e"]
                 walked[(edge["input"], edge["output"], edge["job"], edge["record_time"])] = edge
                 node = row["neighbour"]
@@ -869,9 +791,9 @@ async def _traverse_tx(
         frontier = next_frontier
         depth += 1
     placeholders = set(
-        await _values(
+        await values(
             tx,
-            f"UNWIND $ids AS id MATCH (v:DatasetVersion {{id: id}}) WHERE {_version_visible('v', at)} AND v.placeholder RETURN id",
+            f"UNWIND $ids AS id MATCH (v:DatasetVersion {{id: id}}) WHERE {version_visible('v', at)} AND v.placeholder RETURN id",
             ids=list(depths),
             at=at,
         )
@@ -885,14 +807,14 @@ async def _traverse_tx(
 
 
 async def _list_edges_tx(tx: AsyncManagedTransaction, size: int, after: list[Any] | None, at: int | None) -> list[dict[str, Any]]:
-    clauses = [_edge_visible("e", at)]
+    clauses = [edge_visible("e", at)]
     if after is not None:
         clauses.append(
             "(e.revision > $r OR (e.revision = $r AND (e.input > $i OR (e.input = $i AND "
             "(e.output > $o OR (e.output = $o AND e.job > $j))))))"
         )
     r, i, o, j = after if after is not None else (None, None, None, None)
-    return await _values(
+    return await values(
         tx,
         f"MATCH ()-[e:DERIVED_FROM]->() WHERE {' AND '.join(clauses)} "
         "RETURN properties(e) AS e ORDER BY e.revision, e.input, e.output, e.job LIMIT $limit",
@@ -906,7 +828,7 @@ async def _list_edges_tx(tx: AsyncManagedTransaction, size: int, after: list[Any
 
 
 async def _changes_tx(tx: AsyncManagedTransaction, after: int, limit: int) -> list[Change]:
-    revisions = await _records(
+    revisions = await records(
         tx,
         "MATCH (r:Revision) WHERE r.revision > $after "
         "RETURN r.revision AS revision, r.time AS time, r.principal AS principal, r.change_count AS count "
@@ -926,25 +848,25 @@ async def _changes_tx(tx: AsyncManagedTransaction, after: int, limit: int) -> li
         return []
     bound = kept[-1]["revision"]
     params = {"after": after, "bound": bound}
-    upserted = await _values(
+    upserted = await values(
         tx,
         "MATCH (v:DatasetVersion) WHERE v.revision > $after AND v.revision <= $bound "
         "RETURN properties(v) AS v ORDER BY v.revision, v.id",
         **params,
     )
-    deleted = await _records(
+    deleted = await records(
         tx,
         "MATCH (v:DatasetVersion) WHERE v.end_revision > $after AND v.end_revision <= $bound AND v.deleted "
         "RETURN v.end_revision AS revision, v.id AS id ORDER BY v.end_revision, v.id",
         **params,
     )
-    ended = await _values(
+    ended = await values(
         tx,
         "MATCH ()-[e:DERIVED_FROM]->() WHERE e.end_revision > $after AND e.end_revision <= $bound "
         "RETURN properties(e) AS e ORDER BY e.end_revision, e.revision, e.input, e.output, e.job",
         **params,
     )
-    added = await _values(
+    added = await values(
         tx,
         "MATCH ()-[e:DERIVED_FROM]->() WHERE e.revision > $after AND e.revision <= $bound "
         "RETURN properties(e) AS e ORDER BY e.revision, e.input, e.output, e.job",
@@ -975,180 +897,3 @@ async def _changes_tx(tx: AsyncManagedTransaction, after: int, limit: int) -> li
             else:
                 changes.append(replace(change, edge=edge_from_properties(item)))
     return changes
-
-
-# ---------------------------------------------------------------------- export
-
-
-def _export_version(row: dict[str, Any], bound: int) -> dict:
-    v = row["v"]
-    ended = v.get("end_revision") is not None and v["end_revision"] <= bound
-    return hf.dataset_version_record(
-        dataset_from_version(v),
-        valid_to=from_micros(v["valid_to"]) if ended else None,
-        end_revision=v["end_revision"] if ended else None,
-        deleted=bool(v["deleted"]) if ended else False,
-    )
-
-
-def _export_edge(row: dict[str, Any], bound: int) -> dict:
-    e = row["e"]
-    ended = e.get("end_revision") is not None and e["end_revision"] <= bound
-    edge = edge_from_properties({**e, "end_time": e["end_time"] if ended else None})
-    return hf.edge_record(edge, revision=e["revision"], end_revision=e["end_revision"] if ended else None)
-
-
-def _export_run(row: dict[str, Any], bound: int) -> dict:
-    r = row["r"]
-    event_time = r.get("event_time")
-    run = Run(r["job"], r["run_id"], r["run_region"], r["transform"], None if event_time is None else from_micros(event_time))
-    return hf.run_record(run, record_time=from_micros(r["record_time"]), principal=r["principal"])
-
-
-# (query with $after/$revision/$time/$limit, key of a row for the next batch, converter), in
-# the record order `history_format` documents; keyset pagination on that order.
-_EXPORT_QUERIES: list[tuple[str, Callable[[dict[str, Any]], list[Any]], Callable[[dict[str, Any], int], dict]]] = [
-    (
-        "MATCH (r:Revision) WHERE r.revision <= $revision AND ($after IS NULL OR r.revision > $after[0]) "
-        "RETURN r.revision AS revision, r.time AS time, r.principal AS principal, r.summary AS summary "
-        "ORDER BY r.revision LIMIT $limit",
-        lambda row: [row["revision"]],
-        lambda row, bound: hf.revision_record(row["revision"], row["time"], row["principal"], row["summary"]),
-    ),
-    (
-        "MATCH (v:DatasetVersion) WHERE v.revision <= $revision AND ($after IS NULL OR v.revision > $after[0] "
-        "OR (v.revision = $after[0] AND v.id > $after[1])) "
-        "RETURN properties(v) AS v ORDER BY v.revision, v.id LIMIT $limit",
-        lambda row: [row["v"]["revision"], row["v"]["id"]],
-        _export_version,
-    ),
-    (
-        "MATCH ()-[e:DERIVED_FROM]->() WHERE e.revision <= $revision AND ($after IS NULL OR e.revision > $after[0] "
-        "OR (e.revision = $after[0] AND (e.input > $after[1] OR (e.input = $after[1] AND (e.output > $after[2] "
-        "OR (e.output = $after[2] AND e.job > $after[3])))))) "
-        "RETURN properties(e) AS e ORDER BY e.revision, e.input, e.output, e.job LIMIT $limit",
-        lambda row: [row["e"]["revision"], row["e"]["input"], row["e"]["output"], row["e"]["job"]],
-        _export_edge,
-    ),
-    (
-        "MATCH (r:Run) WHERE r.record_time <= $time AND ($after IS NULL OR r.record_time > $after[0] "
-        "OR (r.record_time = $after[0] AND (r.job > $after[1] OR (r.job = $after[1] AND r.run_id > $after[2])))) "
-        "RETURN properties(r) AS r ORDER BY r.record_time, r.job, r.run_id LIMIT $limit",
-        lambda row: [row["r"]["record_time"], row["r"]["job"], row["r"]["run_id"]],
-        _export_run,
-    ),
-]
-
-
-# ---------------------------------------------------------------------- import
-
-
-class _Importer:
-    """Loads validated history records; each `load` is one write transaction function.
-
-    `load` only reads the state that spans batches (last revision, last time, record type
-    reached) and returns the state after its batch; `advance` adopts it once the
-    transaction has committed. So an attempt the driver retries starts from the same state.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._last_revision = 0
-        self._last_time = 0
-        self._kinds_seen = 0
-
-    def advance(self, state: tuple[int, int, int], records: int) -> None:
-        self._last_revision, self._last_time, self._kinds_seen = state
-        self.count += records
-
-    async def load(self, tx: AsyncManagedTransaction, batch: list[tuple[int, str, dict]]) -> tuple[int, int, int]:
-        last_revision, last_time = self._last_revision, self._last_time
-        change_counts: dict[int, int] = {}
-        kind_order = self._kinds_seen
-        revisions: list[dict[str, Any]] = []
-        versions: list[dict[str, Any]] = []
-        edges: list[dict[str, Any]] = []
-        runs: list[dict[str, Any]] = []
-        for index, kind, record in batch:
-            order = hf.RECORD_TYPES.index(kind)
-            if order < kind_order:
-                raise invalid_field(f"records[{index}].type", f"a {kind} record must come before the {hf.RECORD_TYPES[kind_order]} records")
-            kind_order = order
-            if kind != "revision":
-                for key in ("revision", "end_revision"):
-                    referenced = record.get(key)
-                    if referenced is not None and not 1 <= referenced <= last_revision:
-                        raise invalid_field(f"records[{index}].{key}", f"revision {referenced} has no earlier revision record")
-            if kind == "revision":
-                if record["revision"] != last_revision + 1:
-                    raise invalid_field(f"records[{index}].revision", f"expected revision {last_revision + 1}")
-                last_revision = record["revision"]
-                last_time = max(last_time, record["time"])
-                revisions.append({k: record[k] for k in ("revision", "time", "principal", "summary")})
-            elif kind == "dataset_version":
-                versions.append(_imported_version(index, record))
-                change_counts[record["revision"]] = change_counts.get(record["revision"], 0) + 1
-                if record["deleted"]:
-                    change_counts[record["end_revision"]] = change_counts.get(record["end_revision"], 0) + 1
-            elif kind == "edge":
-                if (record["end_time"] is None) != (record["end_revision"] is None):
-                    raise invalid_field(f"records[{index}].end_time", "an ended edge needs both end_time and end_revision")
-                edges.append({k: record[k] for k in ("input", "output", "job", "transform", "run_id", "record_time", "end_time", "revision", "end_revision")})
-                for key in ("revision", "end_revision"):
-                    if record[key] is not None:
-                        change_counts[record[key]] = change_counts.get(record[key], 0) + 1
-            else:
-                runs.append({k: record[k] for k in ("job", "run_id", "run_region", "transform", "event_time", "record_time", "principal")})
-                last_time = max(last_time, record["record_time"])
-        try:
-            if revisions:
-                await _consume(tx, "UNWIND $rows AS row CREATE (r:Revision) SET r = row, r.change_count = 0", rows=revisions)
-            if versions:
-                await _create_versions(tx, versions)
-            if edges:
-                await _consume(
-                    tx,
-                    "UNWIND $rows AS row MERGE (o:Dataset {id: row.output}) MERGE (i:Dataset {id: row.input}) "
-                    "CREATE (o)-[e:DERIVED_FROM]->(i) SET e = row",
-                    rows=edges,
-                )
-            if runs:
-                await _consume(tx, "UNWIND $rows AS row CREATE (r:Run) SET r = row", rows=runs)
-            if change_counts:
-                await _consume(
-                    tx,
-                    "UNWIND $counts AS c MATCH (r:Revision {revision: c[0]}) SET r.change_count = r.change_count + c[1]",
-                    counts=[[r, n] for r, n in change_counts.items()],
-                )
-        except neo4j_errors.ConstraintError as exc:
-            raise invalid_argument(f"history is inconsistent: {exc.message}") from exc
-        return last_revision, last_time, kind_order
-
-    async def finish(self, tx: AsyncManagedTransaction) -> None:
-        await _consume(
-            tx,
-            "MATCH (c:DomicileCatalog {key: $key}) SET c.revision = $revision, c.time = $time REMOVE c.importing",
-            key=META_KEY,
-            revision=self._last_revision,
-            time=self._last_time,
-        )
-
-
-def _imported_version(index: int, record: dict[str, Any]) -> dict[str, Any]:
-    try:
-        dataset = hf.dataset_from_content(record["dataset"], revision=0, create_time=None, update_time=None, updated_by="")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise invalid_field(f"records[{index}].dataset", f"malformed dataset ({exc!r})") from exc
-    _check_id(dataset.id, f"records[{index}].dataset.id")
-    if (record["valid_to"] is None) != (record["end_revision"] is None) or (record["deleted"] and record["valid_to"] is None):
-        raise invalid_field(f"records[{index}].valid_to", "an ended version needs both valid_to and end_revision")
-    return {
-        **version_properties(dataset),
-        "revision": record["revision"],
-        "valid_from": record["valid_from"],
-        "valid_to": record["valid_to"],
-        "end_revision": record["end_revision"],
-        "deleted": record["deleted"],
-        "create_time": record["create_time"],
-        "updated_by": record["updated_by"],
-    }

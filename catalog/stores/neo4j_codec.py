@@ -1,4 +1,5 @@
-"""Conversions between the domain model and the property maps the Neo4j store keeps.
+"""Conversions between the domain model and the property maps the Neo4j store keeps, and
+the checks and page tokens of its requests.
 
 Neo4j properties hold scalars and homogeneous lists only, so a dataset version keeps its
 content as JSON text and copies of the filterable parts as properties. Times are integers, microseconds since the epoch (as in the
@@ -14,9 +15,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from domicile.catalog.model import Dataset, DatasetFilter, Edge, from_micros
+from domicile.catalog.model import MAX_ID_BYTES, Dataset, DatasetFilter, Edge, from_micros
 from domicile.catalog.stores.history_format import dataset_content, dataset_from_content, time_or_none
 from domicile.errors import invalid_field
+
+
+def check_id(dataset_id: str, field_path: str) -> None:
+    """INVALID_ARGUMENT on `field_path` unless `dataset_id` is a possible dataset id."""
+    if not dataset_id or len(dataset_id.encode()) > MAX_ID_BYTES:
+        raise invalid_field(field_path, f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
 
 
 def version_properties(dataset: Dataset) -> dict[str, Any]:

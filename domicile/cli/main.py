@@ -13,6 +13,7 @@ import click
 from domicile import __version__
 from domicile.cli import admin as admin_commands
 from domicile.cli import catalog as catalog_commands
+from domicile.cli.audit import audit as audit_commands
 from domicile.cli.dev import dev as dev_commands
 from domicile.cli.policy import policy as policy_commands
 from domicile.cli.client import ClientOptions
@@ -97,6 +98,7 @@ cli.add_command(catalog_commands.regions)
 cli.add_command(admin_commands.export_command)
 cli.add_command(dev_commands)
 cli.add_command(policy_commands)
+cli.add_command(audit_commands)
 cli.add_command(admin_commands.import_command)
 
 

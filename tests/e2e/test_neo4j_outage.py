@@ -1,27 +1,39 @@
-"""A Neo4j outage end to end: a real server of its own, stopped and crashed mid-run.
+"""A Neo4j outage end to end: a real server of this module's own, stopped and crashed mid-run.
 
 While a writer keeps writing, the server goes away: store calls must fail with UNAVAILABLE
 (with a retry hint, never an empty answer) within seconds. When the server comes back on
 the same port and data directory, the very same store object works again without being
-reopened, and every write it acknowledged is there.
+reopened, and every write it acknowledged is there. An import cut by a crash is cleared
+by the next import.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from domicile.catalog.model import Dataset, DatasetFilter, Direction, EdgeKey, PageRequest, Run
+from domicile.catalog.stores import history_format as hf
 from domicile.catalog.stores.neo4j import Neo4jGraphStore
 from domicile.errors import DomicileError, ErrorCode
-from tests.neo4j_plugin import Neo4jServer
+from tests.neo4j_plugin import Neo4jServer, wipe_neo4j
 
 pytestmark = [pytest.mark.neo4j, pytest.mark.slow]
 
 # An outage must be reported well within this (the store's driver timeouts are ~3 s).
 OUTAGE_REPORT_SECONDS = 15.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Neo4jServer]:
+    """A server for this module only; each test leaves it running."""
+    server = Neo4jServer(tmp_path_factory.mktemp("neo4j-outage") / "data")
+    server.start()
+    yield server
+    server.stop()
 
 
 class Writer:
@@ -86,9 +98,7 @@ async def assert_all_there(store: Neo4jGraphStore, acknowledged: list[Dataset]) 
     assert await store.revision() >= acknowledged[-1].revision
 
 
-async def test_store_reports_an_outage_and_recovers_with_every_acknowledged_write(tmp_path):
-    server = Neo4jServer(tmp_path / "data")
-    await asyncio.to_thread(server.start)
+async def test_store_reports_an_outage_and_recovers_with_every_acknowledged_write(server):
     store = await Neo4jGraphStore.open(server.uri)
     try:
         await store.record_lineage(Run("etl", "r1"), [EdgeKey("s3://outage/in", "s3://outage/out", "etl")])
@@ -120,4 +130,55 @@ async def test_store_reports_an_outage_and_recovers_with_every_acknowledged_writ
         assert await store.revision() == before + 1
     finally:
         await store.close()
-        await asyncio.to_thread(server.stop)
+
+
+def history(datasets: int) -> Iterator[dict]:
+    """A valid history of `datasets` upserts, one revision each."""
+    yield hf.header_record()
+    start = 1_764_000_000_000_000
+    for revision in range(1, datasets + 1):
+        yield hf.revision_record(revision, start + revision, "importer", f"upsert s3://imported/{revision:05d}")
+    for revision in range(1, datasets + 1):
+        yield {
+            "type": "dataset_version",
+            "revision": revision,
+            "valid_from": start + revision,
+            "valid_to": None,
+            "end_revision": None,
+            "deleted": False,
+            "create_time": start + revision,
+            "updated_by": "importer",
+            "dataset": hf.dataset_content(Dataset.create(f"s3://imported/{revision:05d}", owner="importer")),
+        }
+
+
+async def crashing_after(records: Iterator[dict], count: int, server: Neo4jServer) -> AsyncIterator[dict]:
+    """Yields `records`, crashing `server` once `count` of them were handed out."""
+    for index, record in enumerate(records):
+        if index == count:
+            await asyncio.to_thread(server.kill)
+        yield record
+
+
+async def test_an_import_cut_by_a_crash_is_cleared_by_the_next_import(server):
+    await wipe_neo4j(server.uri)
+    store = await Neo4jGraphStore.open(server.uri)
+    try:
+        # Records are loaded in batches of 1,000: the crash comes after one batch committed,
+        # and the import's own clean-up cannot reach the server either.
+        with pytest.raises(DomicileError) as caught:
+            await store.import_history(crashing_after(history(1_500), 2_200, server))
+        assert caught.value.code is ErrorCode.UNAVAILABLE
+        await asyncio.to_thread(server.start)
+
+        async def records() -> AsyncIterator[dict]:
+            for record in history(1_500):
+                yield record
+
+        assert await store.import_history(records()) == 3_001
+        assert await store.revision() == 1_500
+        imported = await store.get_dataset("s3://imported/01500")
+        assert imported is not None and (imported.revision, imported.owner) == (1_500, "importer")
+        assert len(await store.changes_since(0, limit=5_000)) == 1_500
+    finally:
+        await store.close()

@@ -17,6 +17,8 @@ from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, R
 from openlineage.client.facet_v2 import DatasetFacet, RunFacet, schema_dataset, tags_dataset
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpCompression, HttpConfig, HttpTransport
 
+from domicile.config import load_settings
+from domicile.security.dev_credentials import dev_paths, mint_dev_token
 from domicile.server import create_server
 from domicile.v1 import catalog_pb2, catalog_pb2_grpc, lineage_pb2, lineage_pb2_grpc
 from tests.e2e.conftest import insecure_settings
@@ -276,5 +278,30 @@ async def test_namespace_map_sets_locations(tmp_path):
         assert mapped.locations == ("aws:eu-central-1",) and not mapped.placeholder
         unmapped = await running.app.store.get_dataset("s3://bank-us-lake/copy")
         assert unmapped.placeholder and unmapped.locations == ()
+    finally:
+        await running.stop(0)
+
+
+async def test_secured_endpoint_records_the_token_subject_as_principal(tmp_path):
+    """Over TLS with a JWT (`--dev`), as a pipeline would send: the subject of the API-key
+    token is the principal of the writes."""
+    settings = load_settings(dev=True, listen="127.0.0.1:0", http_listen="127.0.0.1:0",
+                             store=f"sqlite:///{tmp_path / 'catalog.db'}", data_dir=tmp_path)
+    running = await create_server(settings)
+    try:
+        paths = dev_paths(tmp_path)
+        token = mint_dev_token(tmp_path, scopes=["lineage:write"], subject="airflow-eu")
+        transport = HttpTransport(HttpConfig.from_dict({
+            "url": f"https://localhost:{running.http_port}",
+            "auth": {"type": "api_key", "apiKey": token},
+            "sslContext": {"caCertPath": str(paths.ca_cert), "clientCertPath": str(paths.client_cert),
+                           "clientKeyPath": str(paths.client_key)},
+            "retry": {"total": 0},
+        }))
+        event = run_event(inputs=[InputDataset("s3://p", "in", facets={"residency": ResidencyDatasetFacet(region="aws:eu-west-1")})],
+                          outputs=[OutputDataset("s3://p", "out")])
+        await emit(OpenLineageClient(transport=transport), event)
+        assert (await running.app.store.get_dataset("s3://p/in")).updated_by == "airflow-eu"
+        assert (await running.app.store.get_dataset("s3://p/out")).updated_by == "airflow-eu"
     finally:
         await running.stop(0)

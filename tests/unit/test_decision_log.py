@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import datetime, timedelta, timezone
@@ -93,6 +94,23 @@ async def test_flush_makes_everything_appended_durable_in_durable_mode(tmp_path:
             log.append(decision(n))
         await log.flush()
         assert len(lines(path)) == 250 and verify(path).lines == 250
+    finally:
+        await log.close()
+
+
+async def test_concurrent_durable_callers_each_get_their_line_on_disk(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    log = await DecisionLog.open(path, durable=True)
+
+    async def answer(n: int) -> int:
+        seq = log.append(decision(n))
+        await log.flush()
+        return seq
+
+    try:
+        seqs = await asyncio.gather(*(answer(n) for n in range(1, 51)))
+        assert sorted(seqs) == list(range(1, 51))
+        assert verify(path).lines == 50  # every flush returned after its own line was written
     finally:
         await log.close()
 
