@@ -20,6 +20,9 @@ from domicile.catalog.stores.neo4j_schema import META_KEY
 from domicile.errors import failed_precondition, invalid_argument, invalid_field
 
 # ---------------------------------------------------------------------- export
+# Export is cut at a revision `bound` (see `Neo4jGraphStore.export_history`): what a later
+# write ended is exported as still current.
+
 
 def _export_version(row: dict[str, Any], bound: int) -> dict:
     v = row["v"]
@@ -94,6 +97,7 @@ async def begin_import(tx: AsyncManagedTransaction) -> bool:
         tx, "MATCH (c:DomicileCatalog {key: $key}) SET c.write_lock = true RETURN c.importing AS importing", key=META_KEY
     )
     if meta["importing"]:
+        await consume(tx, "MATCH (c:DomicileCatalog {key: $key}) REMOVE c.write_lock", key=META_KEY)
         return False
     populated = await single(
         tx,

@@ -25,7 +25,7 @@ HEAP="${NEO4J_HEAP:-512m}"
 PAGE_CACHE="${NEO4J_PAGE_CACHE:-64m}"
 
 # JVM flags. Neo4j 5 on Java 17 needs these packages opened to the unnamed module (the
-# classpath), otherwise it silently falls back to slower paths and logs warnings:
+# classpath); without them it falls back to slower paths (warnings in logs/debug.log):
 #   java.base/java.nio    - page cache: reflective access to DirectByteBuffer
 #   java.base/sun.nio.ch  - native file access: FileChannelImpl's file descriptor
 #   java.base/java.io     - native file access: FileDescriptor.fd (fadvise on transaction logs)
