@@ -344,6 +344,11 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
     report.line("BatchDecide servicer + serialization", len(qs) / elapsed, "decisions/s", "batch_decisions_per_s", False)
     report.line("  per CPU-second", len(qs) / cpu, "decisions/s", "batch_decisions_per_s", False)
     report.line("BatchDecide answer size per decision", size / len(qs), "bytes")
+    # The log writer renders lines more slowly than the loops above make decisions: let it
+    # drain, so that its backlog does not compete with the next phase.
+    start = time.perf_counter()
+    await router.flush_decision_log()
+    report.line("decision log backlog drained in", time.perf_counter() - start, "s")
 
 
 async def run_client(port: int, mode: str, questions_file: Path, rate: int, seconds: float, concurrency: int) -> dict:
@@ -371,6 +376,8 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
         report.line(f"unary Decide p50 at {fixed['rate']:,} req/s", fixed["p50_ms"], "ms")
         report.line(f"unary Decide p99 at {fixed['rate']:,} req/s", fixed["p99_ms"], "ms", "unary_p99_ms")
         report.line("  achieved rate", fixed["achieved_rate"], "req/s")
+        if fixed["errors"]:
+            print(f"  failed calls: {fixed['errors']}", flush=True)
         peak = await run_client(port, "max", questions_file, args.rate, min(args.seconds, 5), args.concurrency)
         report.line(f"unary Decide max throughput ({args.concurrency} callers)", peak["throughput"], "req/s")
         report.line("  p50 at max throughput", peak["p50_ms"], "ms")
@@ -551,11 +558,17 @@ async def fixed_rate(call, rate: int, seconds: float) -> dict:
     latency is measured from the scheduled send time (no coordinated omission)."""
     total = int(rate * seconds)
     latencies: list[float] = []
+    errors: dict[str, int] = {}
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.05
 
     async def one(i: int, scheduled: float) -> None:
-        await call(i)
+        try:
+            await call(i)
+        except Exception as exc:  # counted and reported: a failed call has no latency
+            name = type(exc).__name__ if not hasattr(exc, "code") else str(exc.code())
+            errors[name] = errors.get(name, 0) + 1
+            return
         latencies.append(loop.time() - scheduled)
 
     tasks = []
@@ -568,7 +581,7 @@ async def fixed_rate(call, rate: int, seconds: float) -> dict:
     await asyncio.gather(*tasks)
     latencies.sort()
     return {"rate": rate, "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
-            "achieved_rate": total / (loop.time() - start)}
+            "achieved_rate": total / (loop.time() - start), "errors": errors}
 
 
 async def max_rate(call, concurrency: int, seconds: float) -> dict:

@@ -273,6 +273,10 @@ class Router:
         router._poll_task = asyncio.create_task(router._follow(), name="router-follow-catalog")
         return router
 
+    async def flush_decision_log(self) -> None:
+        """Return once every decision made so far is written and fsynced to the decision log."""
+        await self._log.flush()
+
     async def close(self) -> None:
         """Stop following the catalog and flush the decision log. Idempotent."""
         if self._closed:

@@ -94,8 +94,10 @@ def test_hmac_only_when_configured_with_an_oct_key(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"exp": int(time.time()) - 120}, "TOKEN_EXPIRED"),
-        ({"nbf": int(time.time()) + 120}, "TOKEN_NOT_YET_VALID"),
+        # exp/nbf are given relative to now and resolved when the test runs (parameters are
+        # built at collection time, which may be minutes earlier).
+        ({"exp": -120}, "TOKEN_EXPIRED"),
+        ({"nbf": +120}, "TOKEN_NOT_YET_VALID"),
         ({"aud": "someone-else"}, "WRONG_AUDIENCE"),
         ({"iss": "https://evil.example"}, "WRONG_ISSUER"),
         ({"exp": None}, "MISSING_CLAIM"),
@@ -105,6 +107,8 @@ def test_hmac_only_when_configured_with_an_oct_key(tmp_path):
     ],
 )
 def test_registered_claims_are_enforced(overrides, reason):
+    now = int(time.time())
+    overrides = {k: now + v if k in ("exp", "nbf") and isinstance(v, int) else v for k, v in overrides.items()}
     assert reason_of(lambda: verifier(EC_KEY).verify(token(**overrides))) == reason
 
 
