@@ -182,3 +182,33 @@ async def test_an_import_cut_by_a_crash_is_cleared_by_the_next_import(server):
         assert len(await store.changes_since(0, limit=5_000)) == 1_500
     finally:
         await store.close()
+
+
+async def test_grpc_catalog_answers_unavailable_during_an_outage_and_recovers(server, tmp_path):
+    import grpc
+
+    from domicile.config import load_settings
+    from domicile.grpc_errors import details_of
+    from domicile.server import create_server
+    from domicile.v1 import catalog_pb2, catalog_pb2_grpc
+
+    settings = load_settings(insecure=True, listen="127.0.0.1:0", http_listen="", store=server.uri, data_dir=tmp_path)
+    running = await create_server(settings)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+            written = await stub.UpsertDataset(catalog_pb2.UpsertDatasetRequest(
+                dataset=catalog_pb2.Dataset(id="s3://outage/grpc", origins=["DE"])))
+            await asyncio.to_thread(server.stop)
+            for call in (stub.GetDataset(catalog_pb2.GetDatasetRequest(id="s3://outage/grpc")),
+                         stub.ListDatasets(catalog_pb2.ListDatasetsRequest()),
+                         stub.UpsertDataset(catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://outage/x")))):
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await asyncio.wait_for(call, OUTAGE_REPORT_SECONDS)
+                assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
+                assert details_of(caught.value)["retry_after"], "UNAVAILABLE must carry a retry hint"
+            await asyncio.to_thread(server.start)
+            got = await stub.GetDataset(catalog_pb2.GetDatasetRequest(id="s3://outage/grpc"))
+            assert got.dataset == written.dataset
+    finally:
+        await running.stop(0)
