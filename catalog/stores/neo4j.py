@@ -41,7 +41,6 @@ from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
 from neo4j import exceptions as neo4j_errors
 
 from domicile.catalog.model import (
-    MAX_ID_BYTES,
     Change,
     ChangeKind,
     Dataset,
@@ -61,14 +60,18 @@ from domicile.catalog.model import (
     utcnow,
 )
 from domicile.catalog.stores import history_format as hf
-from domicile.catalog.stores.neo4j_codec import (
-    canonical_json,
+from domicile.catalog.stores.common import (
     check_id,
-    dataset_from_version,
+    check_lineage,
     decode_page_token,
-    edge_from_properties,
     encode_page_token,
     filter_fingerprint,
+    micros_arg,
+)
+from domicile.catalog.stores.neo4j_codec import (
+    canonical_json,
+    dataset_from_version,
+    edge_from_properties,
     version_properties,
 )
 from domicile.catalog.stores.neo4j_cypher import (
@@ -89,7 +92,6 @@ from domicile.catalog.stores.neo4j_schema import META_KEY, SCHEMA_STATEMENTS, en
 from domicile.errors import (
     DomicileError,
     ErrorCode,
-    FieldErrors,
     failed_precondition,
     invalid_field,
     not_found,
@@ -307,14 +309,14 @@ class Neo4jGraphStore:
 
     async def get_dataset(self, dataset_id: str, *, as_of: datetime | None = None) -> Dataset | None:
         """See `GraphStore.get_dataset`."""
-        at = _micros_arg(as_of, "as_of")
+        at = micros_arg(as_of, "as_of")
         return await self._read(_get_dataset_tx, dataset_id, at)
 
     async def list_datasets(self, filter: DatasetFilter, page: PageRequest, *, as_of: datetime | None = None) -> Page[Dataset]:
         """See `GraphStore.list_datasets`."""
         if page.size <= 0:
             raise invalid_field("page_size", "must be positive")
-        at = _micros_arg(as_of, "as_of")
+        at = micros_arg(as_of, "as_of")
         fingerprint = filter_fingerprint(filter)
         after, at = decode_page_token(page.token, "datasets", at, fingerprint)
         rows = await self._read(_list_datasets_tx, filter, page.size, after, at)
@@ -349,21 +351,7 @@ class Neo4jGraphStore:
 
     async def record_lineage(self, run: Run, edges: Sequence[EdgeKey], *, principal: str = "") -> LineageResult:
         """See `GraphStore.record_lineage`; one transaction per call, however many edges."""
-        errors = FieldErrors()
-        if not run.job:
-            errors.add("run.job", "must not be empty")
-        if not run.run_id:
-            errors.add("run.run_id", "must not be empty")
-        for i, key in enumerate(edges):
-            if key.job != run.job:
-                errors.add(f"edges[{i}].job", f"must equal the run's job {run.job!r}")
-            for side in ("input", "output"):
-                value = getattr(key, side)
-                if not value or len(value.encode()) > MAX_ID_BYTES:
-                    errors.add(f"edges[{i}].{side}", f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
-        errors.raise_if_any("invalid lineage")
-        event_time = _micros_arg(run.event_time, "run.event_time")
-        pairs = sorted({(k.input, k.output) for k in edges})
+        event_time, pairs = check_lineage(run, edges)
         return await self._write(self._record_lineage_tx, run, event_time, pairs, principal)
 
     async def _record_lineage_tx(
@@ -461,7 +449,7 @@ class Neo4jGraphStore:
 
     async def end_edges(self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = "") -> LineageResult:
         """See `GraphStore.end_edges`; `at` is clamped into [edge record time, now]."""
-        at_us = _micros_arg(at, "at")
+        at_us = micros_arg(at, "at")
         unique = [list(key) for key in sorted({(k.input, k.output, k.job) for k in keys})]
         return await self._write(self._end_edges_tx, unique, at_us, principal)
 
@@ -499,7 +487,7 @@ class Neo4jGraphStore:
         """See `GraphStore.traverse`: a level-by-level BFS, one indexed query per level."""
         if max_depth < 0:
             raise invalid_field("max_depth", "must not be negative")
-        at = _micros_arg(as_of, "as_of")
+        at = micros_arg(as_of, "as_of")
         return await self._read(_traverse_tx, start, direction, max_depth, at, limits)
 
     async def list_edges(self, page: PageRequest, *, as_of: datetime | None = None) -> Page[Edge]:
@@ -510,7 +498,7 @@ class Neo4jGraphStore:
         """
         if page.size <= 0:
             raise invalid_field("page_size", "must be positive")
-        at = _micros_arg(as_of, "as_of")
+        at = micros_arg(as_of, "as_of")
         after_text, at = decode_page_token(page.token, "edges", at, "")
         after = _decode_edge_position(after_text)
         rows = await self._read(_list_edges_tx, page.size, after, at)
@@ -660,15 +648,6 @@ async def _end_edges(tx: AsyncManagedTransaction, keys: list[list[str]], now: in
         revision=revision,
     )
     return record["n"]
-
-
-def _micros_arg(t: datetime | None, field_path: str) -> int | None:
-    if t is None:
-        return None
-    try:
-        return to_micros(t)
-    except ValueError as exc:
-        raise invalid_field(field_path, str(exc)) from exc
 
 
 def _decode_edge_position(text: str | None) -> list[Any] | None:

@@ -14,7 +14,8 @@ from neo4j import exceptions as neo4j_errors
 
 from domicile.catalog.model import Run, from_micros
 from domicile.catalog.stores import history_format as hf
-from domicile.catalog.stores.neo4j_codec import check_id, dataset_from_version, edge_from_properties, version_properties
+from domicile.catalog.stores.common import check_id
+from domicile.catalog.stores.neo4j_codec import dataset_from_version, edge_from_properties, version_properties
 from domicile.catalog.stores.neo4j_cypher import consume, create_versions, single
 from domicile.catalog.stores.neo4j_schema import META_KEY
 from domicile.errors import failed_precondition, invalid_argument, invalid_field

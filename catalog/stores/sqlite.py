@@ -33,10 +33,7 @@ I/O or locking failures UNAVAILABLE; every message names the database path.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
-import hashlib
 import json
 import os
 import sqlite3
@@ -51,7 +48,6 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from domicile.catalog.model import (
-    MAX_ID_BYTES,
     Change,
     ChangeKind,
     Dataset,
@@ -71,6 +67,14 @@ from domicile.catalog.model import (
     utcnow,
 )
 from domicile.catalog.stores import history_format as hf
+from domicile.catalog.stores.common import (
+    check_id,
+    check_lineage,
+    decode_page_token,
+    encode_page_token,
+    filter_fingerprint,
+    micros_arg,
+)
 from domicile.catalog.stores.sqlite_schema import (
     KIND_DATASET_DELETED,
     KIND_DATASET_UPSERTED,
@@ -83,7 +87,6 @@ from domicile.catalog.stores.sqlite_schema import (
 from domicile.errors import (
     DomicileError,
     ErrorCode,
-    FieldErrors,
     failed_precondition,
     invalid_argument,
     invalid_field,
@@ -266,7 +269,7 @@ class SQLiteGraphStore:
 
     async def upsert_dataset(self, dataset: Dataset, *, expected_revision: int = 0, principal: str = "") -> Dataset:
         """See `GraphStore.upsert_dataset`. The stored dataset is never a placeholder."""
-        _check_id(dataset.id, "dataset.id")
+        check_id(dataset.id, "dataset.id")
         content = hf.dataset_content(replace(dataset, placeholder=False))
         return await self._write(self._upsert_tx, content, expected_revision, principal)
 
@@ -316,7 +319,7 @@ class SQLiteGraphStore:
 
     async def get_dataset(self, dataset_id: str, *, as_of: datetime | None = None) -> Dataset | None:
         """See `GraphStore.get_dataset`."""
-        at = _micros_arg(as_of, "as_of")
+        at = micros_arg(as_of, "as_of")
         return await self._read(self._get_dataset_tx, dataset_id, at)
 
     def _get_dataset_tx(self, conn: sqlite3.Connection, dataset_id: str, at: int | None) -> Dataset | None:
@@ -333,9 +336,9 @@ class SQLiteGraphStore:
         """See `GraphStore.list_datasets`."""
         if page.size <= 0:
             raise invalid_field("page_size", "must be positive")
-        at = _micros_arg(as_of, "as_of")
-        fingerprint = _filter_fingerprint(filter)
-        after, at = _decode_token(page.token, "datasets", at, fingerprint)
+        at = micros_arg(as_of, "as_of")
+        fingerprint = filter_fingerprint(filter)
+        after, at = decode_page_token(page.token, "datasets", at, fingerprint)
         return await self._read(self._list_datasets_tx, filter, page.size, after, at, fingerprint)
 
     def _list_datasets_tx(
@@ -387,7 +390,7 @@ class SQLiteGraphStore:
             (*args, size + 1),
         ).fetchall()
         items = tuple(_dataset_from_row(row[1:]) for row in rows[:size])
-        token = _encode_token("datasets", rows[size - 1][0], at, fingerprint) if len(rows) > size else ""
+        token = encode_page_token("datasets", rows[size - 1][0], at, fingerprint) if len(rows) > size else ""
         return Page(items, token)
 
     async def delete_dataset(self, dataset_id: str, *, expected_revision: int = 0, principal: str = "") -> int:
@@ -423,21 +426,7 @@ class SQLiteGraphStore:
 
     async def record_lineage(self, run: Run, edges: Sequence[EdgeKey], *, principal: str = "") -> LineageResult:
         """See `GraphStore.record_lineage`; one transaction per call, however many edges."""
-        errors = FieldErrors()
-        if not run.job:
-            errors.add("run.job", "must not be empty")
-        if not run.run_id:
-            errors.add("run.run_id", "must not be empty")
-        for i, key in enumerate(edges):
-            if key.job != run.job:
-                errors.add(f"edges[{i}].job", f"must equal the run's job {run.job!r}")
-            for side in ("input", "output"):
-                value = getattr(key, side)
-                if not value or len(value.encode()) > MAX_ID_BYTES:
-                    errors.add(f"edges[{i}].{side}", f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
-        errors.raise_if_any("invalid lineage")
-        event_time = _micros_arg(run.event_time, "run.event_time")
-        keys = sorted({(k.input, k.output) for k in edges})
+        event_time, keys = check_lineage(run, edges)
         return await self._write(self._record_lineage_tx, run, event_time, keys, principal)
 
     def _record_lineage_tx(
@@ -520,7 +509,7 @@ class SQLiteGraphStore:
         self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = ""
     ) -> LineageResult:
         """See `GraphStore.end_edges`; `at` is clamped into [edge record time, now]."""
-        at_us = _micros_arg(at, "at")
+        at_us = micros_arg(at, "at")
         return await self._write(
             self._end_edges_tx, sorted(set(keys), key=lambda k: (k.input, k.output, k.job)), at_us, principal
         )
@@ -564,7 +553,7 @@ class SQLiteGraphStore:
         """See `GraphStore.traverse`: a level-by-level BFS, one indexed query per level."""
         if max_depth < 0:
             raise invalid_field("max_depth", "must not be negative")
-        at = _micros_arg(as_of, "as_of")
+        at = micros_arg(as_of, "as_of")
         return await self._read(self._traverse_tx, start, direction, max_depth, at, limits)
 
     def _traverse_tx(
@@ -681,8 +670,8 @@ class SQLiteGraphStore:
         """See `GraphStore.list_edges`; ordered by the order in which edges were recorded."""
         if page.size <= 0:
             raise invalid_field("page_size", "must be positive")
-        at = _micros_arg(as_of, "as_of")
-        after, at = _decode_token(page.token, "edges", at, "")
+        at = micros_arg(as_of, "as_of")
+        after, at = decode_page_token(page.token, "edges", at, "")
         return await self._read(self._list_edges_tx, page.size, int(after) if after is not None else 0, at)
 
     def _list_edges_tx(self, conn: sqlite3.Connection, size: int, after: int, at: int | None) -> Page[Edge]:
@@ -693,7 +682,7 @@ class SQLiteGraphStore:
             (after, *params, size + 1),
         ).fetchall()
         items = tuple(_edge_from_row(r, {r[1]: r[8], r[2]: r[9]}) for r in rows[:size])
-        token = _encode_token("edges", str(rows[size - 1][0]), at, "") if len(rows) > size else ""
+        token = encode_page_token("edges", str(rows[size - 1][0]), at, "") if len(rows) > size else ""
         return Page(items, token)
 
     # ------------------------------------------------------------------ revisions and changes
@@ -878,7 +867,7 @@ class _Importer:
                     )
                 except (KeyError, TypeError, ValueError, AttributeError) as exc:
                     raise invalid_field(f"records[{index}].dataset", f"malformed dataset ({exc!r})") from exc
-                _check_id(dataset.id, f"records[{index}].dataset.id")
+                check_id(dataset.id, f"records[{index}].dataset.id")
                 if (record["valid_to"] is None) != (record["end_revision"] is None) or (
                     record["deleted"] and record["valid_to"] is None
                 ):
@@ -1261,51 +1250,3 @@ def _insert_version(
         "INSERT INTO version_locations (version, region) VALUES (?, ?)", [(version, x) for x in content["locations"]]
     )
     return version
-
-
-def _check_id(dataset_id: str, field_path: str) -> None:
-    if not dataset_id or len(dataset_id.encode()) > MAX_ID_BYTES:
-        raise invalid_field(field_path, f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
-
-
-def _micros_arg(t: datetime | None, field_path: str) -> int | None:
-    if t is None:
-        return None
-    try:
-        return to_micros(t)
-    except ValueError as exc:
-        raise invalid_field(field_path, str(exc)) from exc
-
-
-# ---------------------------------------------------------------------- page tokens
-
-
-def _filter_fingerprint(filter: DatasetFilter) -> str:
-    text = json.dumps(
-        [filter.classification, filter.origin, filter.region, filter.owner, filter.query, filter.include_placeholders]
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _encode_token(kind: str, after: str, at: int | None, fingerprint: str) -> str:
-    raw = json.dumps({"k": kind, "after": after, "as_of": at, "f": fingerprint}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, kind: str, at: int | None, fingerprint: str) -> tuple[str | None, int | None]:
-    """(last key returned, as_of) from `token`; (None, at) for the first page."""
-    if not token:
-        return None, at
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        after, token_at = data["after"], data["as_of"]
-        if data["k"] != kind or not isinstance(after, str) or not (token_at is None or isinstance(token_at, int)):
-            raise ValueError("unexpected token content")
-        token_fingerprint = data["f"]
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
-        raise invalid_field("page_token", "malformed page token") from exc
-    if token_fingerprint != fingerprint:
-        raise invalid_field("page_token", "the page token belongs to a request with other filters")
-    if at is not None and token_at != at:
-        raise invalid_field("page_token", "the page token belongs to a request with another as_of")
-    return after, token_at

@@ -9,14 +9,8 @@ from datetime import datetime, timezone
 import pytest
 
 from domicile.catalog.model import Dataset, DatasetFilter, Edge, Field, Protection, to_micros
-from domicile.catalog.stores.neo4j_codec import (
-    dataset_from_version,
-    decode_page_token,
-    edge_from_properties,
-    encode_page_token,
-    filter_fingerprint,
-    version_properties,
-)
+from domicile.catalog.stores.common import decode_page_token, encode_page_token, filter_fingerprint
+from domicile.catalog.stores.neo4j_codec import dataset_from_version, edge_from_properties, version_properties
 from domicile.errors import DomicileError, ErrorCode
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

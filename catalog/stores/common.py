@@ -1,0 +1,93 @@
+"""Argument checks and page tokens shared by every GraphStore backend.
+
+Backends must agree on what they reject and on the shape of their page tokens (the contract
+suite checks both), so these live in one place.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import datetime
+
+from domicile.catalog.model import MAX_ID_BYTES, DatasetFilter, EdgeKey, Run, to_micros
+from domicile.errors import FieldErrors, invalid_field
+
+
+def check_id(dataset_id: str, field_path: str) -> None:
+    """INVALID_ARGUMENT on `field_path` unless `dataset_id` is a possible dataset id."""
+    if not dataset_id or len(dataset_id.encode()) > MAX_ID_BYTES:
+        raise invalid_field(field_path, f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
+
+
+def micros_arg(t: datetime | None, field_path: str) -> int | None:
+    """`t` in microseconds (None stays None); a naive datetime is INVALID_ARGUMENT."""
+    if t is None:
+        return None
+    try:
+        return to_micros(t)
+    except ValueError as exc:
+        raise invalid_field(field_path, str(exc)) from exc
+
+
+def check_lineage(run: Run, edges: Sequence[EdgeKey]) -> tuple[int | None, list[tuple[str, str]]]:
+    """Validate `record_lineage` arguments; returns (event time in µs, sorted unique
+    (input, output) pairs). Every problem is reported at once as INVALID_ARGUMENT."""
+    errors = FieldErrors()
+    if not run.job:
+        errors.add("run.job", "must not be empty")
+    if not run.run_id:
+        errors.add("run.run_id", "must not be empty")
+    for i, key in enumerate(edges):
+        if key.job != run.job:
+            errors.add(f"edges[{i}].job", f"must equal the run's job {run.job!r}")
+        for side in ("input", "output"):
+            value = getattr(key, side)
+            if not value or len(value.encode()) > MAX_ID_BYTES:
+                errors.add(f"edges[{i}].{side}", f"must be a dataset id of 1 to {MAX_ID_BYTES} bytes")
+    errors.raise_if_any("invalid lineage")
+    return micros_arg(run.event_time, "run.event_time"), sorted({(k.input, k.output) for k in edges})
+
+
+def filter_fingerprint(filter: DatasetFilter) -> str:
+    """A short hash of a listing's filters, kept in its page tokens."""
+    text = json.dumps([filter.classification, filter.origin, filter.region, filter.owner, filter.query, filter.include_placeholders])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def encode_page_token(kind: str, after: str, as_of: int | None, fingerprint: str) -> str:
+    """An opaque token for the page after key `after` of a `kind` listing pinned to `as_of`:
+    urlsafe base64 of `{"k": kind, "after": ..., "as_of": us|null, "f": fingerprint}`."""
+    raw = json.dumps({"k": kind, "after": after, "as_of": as_of, "f": fingerprint}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, kind: str, as_of: int | None, fingerprint: str) -> tuple[str | None, int | None]:
+    """(last key returned, as_of) of `token`; (None, as_of) for the first page ("").
+
+    The token's `as_of` wins when the request gives none, so later pages read the same
+    instant as the first. INVALID_ARGUMENT (field "page_token") for a token that is not
+    ours, or that belongs to another listing, other filters or another `as_of`.
+    """
+    if not token:
+        return None, as_of
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        after, token_as_of = data["after"], data["as_of"]
+        if (
+            data["k"] != kind
+            or not isinstance(after, str)
+            or not (token_as_of is None or (isinstance(token_as_of, int) and not isinstance(token_as_of, bool)))
+        ):
+            raise ValueError("unexpected token content")
+        token_fingerprint = data["f"]
+    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+        raise invalid_field("page_token", "malformed page token") from exc
+    if token_fingerprint != fingerprint:
+        raise invalid_field("page_token", "the page token belongs to a request with other filters")
+    if as_of is not None and token_as_of != as_of:
+        raise invalid_field("page_token", "the page token belongs to a request with another as_of")
+    return after, token_as_of
