@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -23,6 +25,8 @@ from domicile.catalog.stores import open_store
 from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.lineage.service import LineageServicer
+from domicile.router.runtime import Router
+from domicile.router.service import PolicyServicer, ResidencyServicer
 from domicile.security import Security, build_security
 from domicile.v1 import (
     catalog_pb2,
@@ -83,25 +87,36 @@ def _server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+def servicers(app: App) -> list[tuple[Callable[[Any, grpc.aio.Server], None], Any]]:
+    """(registration function, servicer) for every domicile.v1 service."""
+    return [
+        (catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(app)),
+        (lineage_pb2_grpc.add_LineageServiceServicer_to_server, LineageServicer(app)),
+        (residency_pb2_grpc.add_ResidencyServiceServicer_to_server, ResidencyServicer(app)),
+        (policy_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(app)),
+    ]
+
+
 async def create_server(settings: Settings, *, store: GraphStore | None = None) -> RunningServer:
     """Open the store, build the services and start serving on `settings.listen` (and
     `settings.http_listen` when set). The store is closed again if start-up fails."""
     security = build_security(settings)
     store = store or await open_store(settings.store, **_store_options(settings))
+    app: App | None = None
+    server: grpc.aio.Server | None = None
     try:
         app = App(settings=settings, store=store, extras={"security_events": security.events})
         if settings.demo:
             from domicile.demo import load_demo_catalog
 
             await load_demo_catalog(store)
+        app.router = await Router.start(app)
         server = grpc.aio.server(
             interceptors=[ErrorMappingInterceptor(), *security.interceptors],
             options=_server_options(settings),
         )
-        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(app), server)
-        lineage_pb2_grpc.add_LineageServiceServicer_to_server(LineageServicer(app), server)
-        residency_pb2_grpc.add_ResidencyServiceServicer_to_server(residency_pb2_grpc.ResidencyServiceServicer(), server)
-        policy_pb2_grpc.add_PolicyServiceServicer_to_server(policy_pb2_grpc.PolicyServiceServicer(), server)
+        for add, servicer in servicers(app):
+            add(servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -123,6 +138,10 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         log.info("serving gRPC on %s (port %d), store %s", settings.listen, port, _redact(settings.store))
         return running
     except BaseException:
+        if server is not None:
+            await server.stop(0)
+        if app is not None and app.router is not None:
+            await app.router.close()
         await store.close()
         await security.close()
         raise
