@@ -15,6 +15,7 @@ from domicile.cli import admin as admin_commands
 from domicile.cli import catalog as catalog_commands
 from domicile.cli.audit import audit as audit_commands
 from domicile.cli.dev import dev as dev_commands
+from domicile.cli.health import health as health_command
 from domicile.cli.policy import policy as policy_commands
 from domicile.cli.client import ClientOptions
 from domicile.config import SettingsError, load_settings
@@ -99,6 +100,7 @@ cli.add_command(admin_commands.export_command)
 cli.add_command(dev_commands)
 cli.add_command(policy_commands)
 cli.add_command(audit_commands)
+cli.add_command(health_command)
 cli.add_command(admin_commands.import_command)
 
 

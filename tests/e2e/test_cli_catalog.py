@@ -70,3 +70,10 @@ async def test_regions(run):
     assert result.exit_code == 0
     assert "aws:ap-south-1" in result.output and "azure:centralindia" in result.output
     assert "aws:eu-central-1" not in result.output
+
+
+async def test_health(run):
+    result = await run("health")
+    assert result.exit_code == 0 and result.output.strip() == "SERVING"
+    result = await run("health", "--service", "domicile.v1.ResidencyService")
+    assert result.exit_code == 0 and result.output.strip() == "SERVING"
