@@ -19,7 +19,8 @@ Ingest goes through the store's `record_lineage`, one call per job run: a job co
 dataset is first created as a placeholder by that call. Queries are the GraphStore's
 `traverse` with max_depth=10 and the default limits (10,000 nodes, 5 s): upstream from
 random datasets of layers ≥ 10 and downstream from random datasets of layers ≤ L-11, so
-that depth 10 exists in each direction. It prints ingest rate, latency percentiles and the
+that depth 10 exists in each direction; with `--grpc` the same queries are also sent as
+GetLineage over a loopback gRPC channel. It prints ingest rate, latency percentiles and the
 answer sizes (and how many answers a limit truncated). Not a test: run it on a quiet machine.
 """
 
@@ -34,7 +35,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,23 +120,71 @@ async def ingest(store: GraphStore, shape: Shape, progress_every: float) -> tupl
     return total, time.perf_counter() - started, calls
 
 
-async def measure(store: GraphStore, shape: Shape, direction: Direction, count: int, depth: int) -> dict:
-    """`count` traversals from random starts where `depth` levels exist in `direction`."""
+Query = Callable[[str, Direction, int], Awaitable[tuple[int, bool, str]]]
+
+
+def store_query(store: GraphStore) -> Query:
+    """A traversal through the GraphStore: (datasets, complete, incomplete_reason)."""
+
+    async def query(start: str, direction: Direction, depth: int) -> tuple[int, bool, str]:
+        answer = await store.traverse(start, direction, max_depth=depth)
+        return len(answer.nodes), answer.complete, answer.incomplete_reason
+
+    return query
+
+
+@asynccontextmanager
+async def grpc_query(store: GraphStore) -> AsyncIterator[Query]:
+    """GetLineage over a real loopback gRPC channel to a LineageService on `store` (the
+    service alone: no router index, which a full server would first build from the store)."""
+    import grpc
+
+    from domicile.app import App
+    from domicile.config import load_settings
+    from domicile.grpc_errors import ErrorMappingInterceptor
+    from domicile.lineage.convert import DIRECTION_TO_PROTO
+    from domicile.lineage.service import LineageServicer
+    from domicile.v1 import lineage_pb2, lineage_pb2_grpc
+
+    settings = load_settings(insecure=True, listen="127.0.0.1:0", http_listen="")
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()],
+                             options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+    lineage_pb2_grpc.add_LineageServiceServicer_to_server(LineageServicer(App(settings=settings, store=store)), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}",
+                                             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]) as channel:
+            stub = lineage_pb2_grpc.LineageServiceStub(channel)
+
+            async def query(start: str, direction: Direction, depth: int) -> tuple[int, bool, str]:
+                answer = await stub.GetLineage(lineage_pb2.GetLineageRequest(
+                    dataset_id=start, direction=DIRECTION_TO_PROTO[direction], max_depth=depth))
+                return len(answer.nodes), answer.complete, answer.incomplete_reason
+
+            yield query
+    finally:
+        await server.stop(0)
+
+
+async def measure(query: Query, shape: Shape, direction: Direction, count: int, depth: int) -> dict:
+    """`count` traversals from random starts where `depth` levels exist in `direction`
+    (the same starts for a given seed, whichever way `query` reaches the store)."""
     rng = random.Random(shape.seed + (1 if direction is Direction.UPSTREAM else 2))
     layers = range(depth, shape.layers) if direction is Direction.UPSTREAM else range(0, shape.layers - depth)
     starts = [shape.dataset(rng.choice(layers), rng.randrange(shape.width)) for _ in range(count)]
     for start in starts[: max(1, count // 10)]:  # warm caches and connection pools
-        await store.traverse(start, direction, max_depth=depth)
+        await query(start, direction, depth)
     latencies: list[float] = []
     sizes: list[int] = []
     truncated: dict[str, int] = {}
     for start in starts:
         before = time.perf_counter()
-        answer = await store.traverse(start, direction, max_depth=depth)
+        size, complete, reason = await query(start, direction, depth)
         latencies.append(time.perf_counter() - before)
-        sizes.append(len(answer.nodes))
-        if not answer.complete:
-            truncated[answer.incomplete_reason] = truncated.get(answer.incomplete_reason, 0) + 1
+        sizes.append(size)
+        if not complete:
+            truncated[reason] = truncated.get(reason, 0) + 1
     return {
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
@@ -143,6 +193,15 @@ async def measure(store: GraphStore, shape: Shape, direction: Direction, count: 
         "nodes_p99": percentile([float(s) for s in sizes], 99),
         "truncated": truncated,
     }
+
+
+async def report_queries(label: str, query: Query, shape: Shape, args: argparse.Namespace) -> None:
+    for direction in (Direction.UPSTREAM, Direction.DOWNSTREAM):
+        result = await measure(query, shape, direction, args.queries, args.depth)
+        truncated = ", ".join(f"{n} by {reason}" for reason, n in sorted(result["truncated"].items())) or "none"
+        print(f"{label}: {direction.value} depth {args.depth}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+              f"max {result['max_ms']:.1f} ms over {args.queries} queries; nodes per answer median "
+              f"{result['nodes_median']:,.0f}, p99 {result['nodes_p99']:,.0f}; truncated: {truncated}", flush=True)
 
 
 def store_options(args: argparse.Namespace) -> dict:
@@ -183,12 +242,10 @@ async def main(args: argparse.Namespace) -> int:
                   f"= {edges / seconds:,.0f} edges/s; {len(calls):,} record_lineage calls of ~{edges // len(calls):,} "
                   f"edges, call p50 {percentile(calls, 50) * 1000:,.0f} ms, p99 {percentile(calls, 99) * 1000:,.0f} ms",
                   flush=True)
-        for direction in (Direction.UPSTREAM, Direction.DOWNSTREAM):
-            result = await measure(store, shape, direction, args.queries, args.depth)
-            truncated = ", ".join(f"{n} by {reason}" for reason, n in sorted(result["truncated"].items())) or "none"
-            print(f"{direction.value:>10} depth {args.depth}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
-                  f"max {result['max_ms']:.1f} ms over {args.queries} queries; nodes per answer median "
-                  f"{result['nodes_median']:,.0f}, p99 {result['nodes_p99']:,.0f}; truncated: {truncated}", flush=True)
+        await report_queries("store.traverse", store_query(store), shape, args)
+        if args.grpc:
+            async with grpc_query(store) as query:
+                await report_queries("GetLineage via gRPC", query, shape, args)
         return 0
     finally:
         await store.close()
@@ -208,6 +265,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=500, help="Traversals per direction.")
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--grpc", action="store_true",
+                        help="Also time GetLineage over a loopback gRPC channel (serialization included).")
     parser.add_argument("--skip-ingest", action="store_true", help="Only run the queries (on a graph built before).")
     parser.add_argument("--keep", action="store_true", help="Keep the SQLite file made under --tmp-dir.")
     parser.add_argument("--tmp-dir", default=None, help="Where the SQLite file goes (default: the system temp dir).")

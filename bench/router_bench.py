@@ -349,6 +349,8 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
     start = time.perf_counter()
     await router.flush_decision_log()
     report.line("decision log backlog drained in", time.perf_counter() - start, "s")
+    # Nor should this phase's garbage be collected during the next one.
+    gc.collect()
 
 
 async def run_client(port: int, mode: str, questions_file: Path, rate: int, seconds: float, concurrency: int) -> dict:
@@ -485,9 +487,10 @@ def opa_data(router: Router) -> dict:
 
 
 def opa_input(router: Router, dataset_id: str, op: Operation, region: str) -> dict:
-    attrs = router._index.get(dataset_id)  # the bench reads the index to feed OPA the same facts
-    return {"labels": sorted(attrs.classifications) if attrs else [], "origins": sorted(attrs.origins) if attrs else [],
-            "operation": op.value, "region": region}
+    """OPA's input for a question: the effective attributes Domicile computed (OPA has no lineage)."""
+    attrs = router.explain(dataset_id).attributes
+    return {"labels": sorted(attrs.classifications), "origins": sorted(attrs.origins), "operation": op.value,
+            "region": region}
 
 
 def free_port() -> int:
@@ -608,6 +611,14 @@ async def max_rate(call, concurrency: int, seconds: float) -> dict:
 async def main(args) -> None:
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="router-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        await run(args, workdir)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def run(args, workdir: Path) -> None:
     report = Report()
     print(f"router benchmark: {args.datasets:,} datasets, policy {POLICY.name}, workdir {workdir}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -615,38 +626,38 @@ async def main(args) -> None:
     datasets, edges = generate(args.datasets, args.seed)
     store_uri = f"sqlite:///{workdir / 'catalog.db'}"
     store = await open_store(store_uri)
-    await store.import_history(history_records(datasets, edges))
-    print(f"  catalog: {len(datasets):,} datasets, {len(edges):,} edges, lineage depth up to {LEVELS - 1} "
-          f"(generated and imported in {time.perf_counter() - started:.1f}s)", flush=True)
-    ids = [d.id for d in datasets]
-    del datasets, edges
-    # The in-process loops run decisions back to back and yield to the event loop only between
-    # calls or batches, so the catalog poll runs late; a generous staleness bound keeps those
-    # answers real decisions (`check_fresh` refuses figures made of fail-closed answers).
-    settings = load_settings(store=store_uri, data_dir=workdir, policy=POLICY, insecure=True, http_listen="",
-                             router={"staleness_bound_seconds": 60})
-    app = App(settings=settings, store=store)
+    try:
+        await store.import_history(history_records(datasets, edges))
+        print(f"  catalog: {len(datasets):,} datasets, {len(edges):,} edges, lineage depth up to {LEVELS - 1} "
+              f"(generated and imported in {time.perf_counter() - started:.1f}s)", flush=True)
+        ids = [d.id for d in datasets]
+        del datasets, edges
+        # The in-process loops run decisions back to back and yield to the event loop only
+        # between calls or batches, so the catalog poll runs late; a generous staleness bound
+        # keeps those answers real decisions (`check_fresh` refuses fail-closed answers).
+        settings = load_settings(store=store_uri, data_dir=workdir, policy=POLICY, insecure=True, http_listen="",
+                                 router={"staleness_bound_seconds": 60})
+        app = App(settings=settings, store=store)
 
-    print("start-up", flush=True)
-    gc.collect()
-    rss_before = rss_bytes()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    router = await Router.start(app)
-    report.line("Router.start (full read + index build)", time.perf_counter() - start, "s", "start_seconds")
-    report.line("  CPU time (all threads)", time.process_time() - cpu_start, "s", "start_seconds")
-    gc.collect()
-    report.line("RSS growth over Router.start", (rss_bytes() - rss_before) / 2**20, "MiB")
-    app.router = router
-    await measure_index_memory(store, router, report)
-
-    await bench_in_process(app, ids, report, args.seed)
-    await bench_grpc(app, ids, report, args, workdir)
-    if args.opa:
-        await bench_opa(Path(args.opa), ids, router, report, args, workdir)
-    await router.close()
-    await store.close()
-    if not args.workdir:
-        shutil.rmtree(workdir, ignore_errors=True)
+        print("start-up", flush=True)
+        gc.collect()
+        rss_before = rss_bytes()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        router = app.router = await Router.start(app)
+        try:
+            report.line("Router.start (full read + index build)", time.perf_counter() - start, "s", "start_seconds")
+            report.line("  CPU time (all threads)", time.process_time() - cpu_start, "s", "start_seconds")
+            gc.collect()
+            report.line("RSS growth over Router.start", (rss_bytes() - rss_before) / 2**20, "MiB")
+            await measure_index_memory(store, router, report)
+            await bench_in_process(app, ids, report, args.seed)
+            await bench_grpc(app, ids, report, args, workdir)
+            if args.opa:
+                await bench_opa(Path(args.opa), ids, router, report, args, workdir)
+        finally:
+            await router.close()
+    finally:
+        await store.close()
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print(json.dumps({"figures": report.figures}, indent=1))
 

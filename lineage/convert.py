@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from domicile.catalog.model import Direction, Edge, LineageNode, Traversal
 from domicile.timeconv import from_timestamp, to_timestamp
 from domicile.v1 import lineage_pb2
@@ -19,15 +23,27 @@ DIRECTION_TO_PROTO = {
 }
 
 
-def edge_to_proto(edge: Edge) -> lineage_pb2.LineageEdge:
-    message = lineage_pb2.LineageEdge(
-        input=edge.input, output=edge.output, job=edge.job, transform=edge.transform, run_id=edge.run_id
+def edge_to_proto(edge: Edge, stamps: dict[datetime, Timestamp] | None = None) -> lineage_pb2.LineageEdge:
+    """The edge as a message; `stamps` caches Timestamps across the edges of one answer
+    (edges recorded by one write share their time, and answers hold thousands of edges)."""
+    stamps = {} if stamps is None else stamps
+
+    def stamp(value: datetime | None) -> Timestamp | None:
+        if value is None:
+            return None
+        if value not in stamps:
+            stamps[value] = to_timestamp(value)
+        return stamps[value]
+
+    return lineage_pb2.LineageEdge(
+        input=edge.input,
+        output=edge.output,
+        job=edge.job,
+        transform=edge.transform,
+        run_id=edge.run_id,
+        record_time=stamp(edge.record_time),
+        end_time=stamp(edge.end_time),
     )
-    if edge.record_time is not None:
-        message.record_time.CopyFrom(to_timestamp(edge.record_time))
-    if edge.end_time is not None:
-        message.end_time.CopyFrom(to_timestamp(edge.end_time))
-    return message
 
 
 def edge_from_proto(message: lineage_pb2.LineageEdge) -> Edge:
@@ -43,9 +59,10 @@ def edge_from_proto(message: lineage_pb2.LineageEdge) -> Edge:
 
 
 def traversal_to_proto(traversal: Traversal) -> lineage_pb2.GetLineageResponse:
+    stamps: dict[datetime, Timestamp] = {}
     return lineage_pb2.GetLineageResponse(
         nodes=[lineage_pb2.LineageNode(dataset_id=n.dataset_id, depth=n.depth, placeholder=n.placeholder) for n in traversal.nodes],
-        edges=[edge_to_proto(e) for e in traversal.edges],
+        edges=[edge_to_proto(e, stamps) for e in traversal.edges],
         complete=traversal.complete,
         incomplete_reason=traversal.incomplete_reason,
     )

@@ -13,7 +13,7 @@ DEFAULT_DATA_DIR = Path(".domicile")
 
 @click.group("audit")
 def audit() -> None:
-    """Offline audit of the decision log (no server needed)."""
+    """Audit the decision log: `verify` its hash chain offline; `get` and `replay` a decision on the server."""
 
 
 @audit.command("verify")

@@ -13,11 +13,13 @@ import click
 from domicile import __version__
 from domicile.cli import admin as admin_commands
 from domicile.cli import catalog as catalog_commands
+from domicile.cli import residency as residency_commands
 from domicile.cli.audit import audit as audit_commands
+from domicile.cli.client import ClientOptions
 from domicile.cli.dev import dev as dev_commands
 from domicile.cli.health import health as health_command
+from domicile.cli.lineage import lineage as lineage_commands
 from domicile.cli.policy import policy as policy_commands
-from domicile.cli.client import ClientOptions
 from domicile.config import SettingsError, load_settings
 from domicile.errors import DomicileError
 
@@ -101,6 +103,13 @@ cli.add_command(dev_commands)
 cli.add_command(policy_commands)
 cli.add_command(audit_commands)
 cli.add_command(health_command)
+cli.add_command(lineage_commands)
+for command in residency_commands.RESIDENCY_COMMANDS:
+    cli.add_command(command)
+for command in residency_commands.POLICY_COMMANDS:
+    policy_commands.add_command(command)
+for command in residency_commands.AUDIT_COMMANDS:
+    audit_commands.add_command(command)
 cli.add_command(admin_commands.import_command)
 
 

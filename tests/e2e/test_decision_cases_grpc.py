@@ -1,5 +1,5 @@
 """Runs every decision case file (tests/cases/*.yaml) through ResidencyService.Decide over a
-real gRPC channel: one server per case file, loaded with the file's policy and catalog through
+real gRPC channel: one server (`create_server`, SQLite) per case file, loaded with the file's policy and catalog through
 CatalogService and LineageService. Cases with `now` are decided with the router's clock set
 to it."""
 
@@ -53,8 +53,8 @@ async def servers(tmp_path_factory):
             policy = directory / "policy.yaml"
             policy.write_text(case_file.policy_yaml, "utf-8")
             clock = SettableClock()
-            harness, server = await start_residency(directory, clock=clock, policy=policy)
-            started[case_file.path] = (harness, server, clock)
+            harness = await start_residency(directory, clock=clock, policy=policy)
+            started[case_file.path] = (harness, clock)
             for d in case_file.catalog.datasets:
                 await harness.put(d.id, classifications=d.classifications, origins=d.origins, locations=d.locations)
             for run in case_file.catalog.lineage:
@@ -63,8 +63,8 @@ async def servers(tmp_path_factory):
         return started[case_file.path]
 
     yield server_for
-    for harness, server, _ in started.values():
-        await stop_residency(harness, server)
+    for harness, _ in started.values():
+        await stop_residency(harness)
 
 
 def _params() -> list:
@@ -77,7 +77,7 @@ def _params() -> list:
 
 @pytest.mark.parametrize(("case_file", "case"), _params())
 async def test_decision_case_over_grpc(case_file: CaseFile, case: Case, servers) -> None:
-    harness, _, clock = await servers(case_file)
+    harness, clock = await servers(case_file)
     clock.now = case.now
     request = residency_pb2.DecideRequest(dataset_id=case.dataset, operation=OPERATIONS[case.operation], region=case.region)
     try:

@@ -1,6 +1,6 @@
-"""ResidencyService over a real gRPC channel, with a real SQLite catalog and the router
-following it. The `residency` fixture is shared with the policy-service and decision-case
-suites."""
+"""ResidencyService over a real gRPC channel: the server of `domicile.server.create_server`
+on a real store (SQLite; Neo4j with the neo4j marker), the router following it. The
+`residency` fixture is shared with the policy-service, CLI and decision-case suites."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ import grpc
 import pytest
 
 from domicile.app import App
-from domicile.catalog.service import CatalogServicer
-from domicile.catalog.stores import open_store
-from domicile.grpc_errors import ErrorMappingInterceptor, details_of
-from domicile.lineage.service import LineageServicer
+from domicile.catalog.store import GraphStore
+from domicile.grpc_errors import details_of
 from domicile.router.runtime import Clock, Router, utc_clock
-from domicile.router.service import MAX_BATCH, PolicyServicer, ResidencyServicer
+from domicile.router.service import MAX_BATCH
+from domicile.server import RunningServer, create_server
 from domicile.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -44,16 +43,27 @@ _runs = itertools.count(1)
 
 @dataclass
 class Residency:
-    """A running server with the router, and stubs for every service it serves."""
+    """A running server (`domicile.server.create_server`) and stubs for every service it serves."""
 
-    app: App
-    router: Router
-    port: int
+    running: RunningServer
     channel: grpc.aio.Channel
     catalog: catalog_pb2_grpc.CatalogServiceStub
     lineage: lineage_pb2_grpc.LineageServiceStub
     residency: residency_pb2_grpc.ResidencyServiceStub
     policy: policy_pb2_grpc.PolicyServiceStub
+
+    @property
+    def app(self) -> App:
+        return self.running.app
+
+    @property
+    def router(self) -> Router:
+        assert self.running.app.router is not None
+        return self.running.app.router
+
+    @property
+    def port(self) -> int:
+        return self.running.port
 
     async def put(self, dataset_id: str, **fields) -> catalog_pb2.Dataset:
         response = await self.catalog.UpsertDataset(
@@ -73,42 +83,41 @@ class Residency:
         return (await self.residency.Decide(request)).decision
 
 
-async def start_residency(tmp_path: Path, clock: Clock = utc_clock, **settings_overrides) -> tuple[Residency, grpc.aio.Server]:
-    """Server assembly as `domicile.server` does it, limited to what these suites use."""
-    settings = insecure_settings(tmp_path, **settings_overrides)
-    store = await open_store(settings.store)
-    app = App(settings=settings, store=store)
-    app.router = await Router.start(app, clock=clock)
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
-    catalog_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(app), server)
-    lineage_pb2_grpc.add_LineageServiceServicer_to_server(LineageServicer(app), server)
-    residency_pb2_grpc.add_ResidencyServiceServicer_to_server(ResidencyServicer(app), server)
-    policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(app), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    harness = Residency(
-        app, app.router, port, channel,
+async def start_residency(tmp_path: Path, clock: Clock = utc_clock, store: GraphStore | None = None,
+                          **settings_overrides) -> Residency:
+    """A server from `create_server` (insecure, loopback, no HTTP endpoint); with `clock`, its
+    router is restarted on that clock (the servicers reach the router through the app)."""
+    settings = insecure_settings(tmp_path, http_listen="", **settings_overrides)
+    running = await create_server(settings, store=store)
+    if clock is not utc_clock:
+        await running.app.router.close()
+        running.app.router = await Router.start(running.app, clock=clock)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
+    return Residency(
+        running, channel,
         catalog_pb2_grpc.CatalogServiceStub(channel),
         lineage_pb2_grpc.LineageServiceStub(channel),
         residency_pb2_grpc.ResidencyServiceStub(channel),
         policy_pb2_grpc.PolicyServiceStub(channel),
     )
-    return harness, server
 
 
-async def stop_residency(harness: Residency, server: grpc.aio.Server) -> None:
+async def stop_residency(harness: Residency) -> None:
     await harness.channel.close()
-    await server.stop(0)
-    await harness.router.close()
-    await harness.app.store.close()
+    await harness.running.stop(0)
 
 
-@pytest.fixture
-async def residency(tmp_path):
-    harness, server = await start_residency(tmp_path, policy=EXAMPLE_POLICY)
+@pytest.fixture(params=["sqlite", pytest.param("neo4j", marks=pytest.mark.neo4j)])
+async def residency(request, tmp_path):
+    """A started server with the example policy, on each store backend."""
+    store = None
+    if request.param == "neo4j":
+        from tests.neo4j_plugin import open_clean_neo4j_store
+
+        store = await open_clean_neo4j_store(request.getfixturevalue("neo4j_uri"))
+    harness = await start_residency(tmp_path, store=store, policy=EXAMPLE_POLICY)
     yield harness
-    await stop_residency(harness, server)
+    await stop_residency(harness)
 
 
 async def expect_error(awaitable, code: grpc.StatusCode) -> dict:

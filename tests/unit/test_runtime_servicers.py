@@ -1,24 +1,44 @@
-"""Every RPC of ResidencyService and PolicyService is implemented by the router's servicers
-(not inherited from the generated base class, which answers UNIMPLEMENTED)."""
+"""The servicers' protobuf encoding of decisions (router/convert.py). That every RPC is
+implemented is checked for all services in tests/unit/test_rpc_coverage.py."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import datetime, timezone
 
-from domicile.router.service import PolicyServicer, ResidencyServicer
-from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
+from domicile.router.convert import DecisionEncoder
+from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
+from domicile.timeconv import to_timestamp
+from domicile.v1 import residency_pb2
 
 
-@pytest.mark.parametrize(
-    ("descriptor", "servicer", "base"),
-    [
-        (residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"], ResidencyServicer,
-         residency_pb2_grpc.ResidencyServiceServicer),
-        (policy_pb2.DESCRIPTOR.services_by_name["PolicyService"], PolicyServicer, policy_pb2_grpc.PolicyServiceServicer),
-    ],
-)
-def test_every_rpc_is_implemented(descriptor, servicer, base) -> None:
-    methods = [m.name for m in descriptor.methods]
-    assert methods, descriptor.full_name
-    missing = [name for name in methods if getattr(servicer, name) is getattr(base, name)]
-    assert not missing, f"{descriptor.full_name}: not implemented: {missing}"
+def test_decision_encoder_builds_the_same_message_as_field_by_field():
+    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=timezone.utc)
+    allowed = ("aws:eu-central-1", "aws:eu-west-1")
+    reason = Reason(ReasonCode.RULE_DENIED, "rule r: ...", rule_id="r", citation="GDPR", lineage_path=("a", "b"))
+    decisions = [
+        Decision("d1", Outcome.ALLOW, "b", Operation.STORE, "aws:eu-west-1", allowed, (), "v1", 7, when),
+        Decision("d2", Outcome.DENY, "b", Operation.PROCESS, "aws:us-east-1", allowed, (reason,), "v1", 7, when),
+        Decision("d3", Outcome.DENY, "c", Operation.STORE, "aws:us-east-1", (), (reason, reason), "v2", 8, when),
+    ]
+    encoder = DecisionEncoder()
+    for decision in [*decisions, *decisions]:  # the second round is served from the caches
+        expected = residency_pb2.Decision(
+            decision_id=decision.decision_id,
+            outcome={Outcome.ALLOW: residency_pb2.OUTCOME_ALLOW, Outcome.DENY: residency_pb2.OUTCOME_DENY}[decision.outcome],
+            dataset_id=decision.dataset_id,
+            operation={Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}[
+                decision.operation
+            ],
+            region=decision.region,
+            allowed_regions=decision.allowed_regions,
+            reasons=[
+                residency_pb2.Reason(code=r.code.value, rule_id=r.rule_id, message=r.message,
+                                     lineage_path=r.lineage_path, citation=r.citation)
+                for r in decision.reasons
+            ],
+            policy_version=decision.policy_version,
+            catalog_revision=decision.catalog_revision,
+            decide_time=to_timestamp(decision.decide_time),
+        )
+        assert encoder.to_proto(decision) == expected
+    assert list(encoder.batch(decisions).decisions) == [encoder.to_proto(d) for d in decisions]
