@@ -10,17 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from domicile.cli.main import cli
-from domicile.cli.lineage import lineage as lineage_group
 
 pytestmark = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
 def run(server):
-    # The root command may not have the group attached yet in every checkout; attach it for
-    # the test the way `domicile.cli.main` does.
-    if "lineage" not in cli.commands:
-        cli.add_command(lineage_group)
     runner = CliRunner()
 
     async def invoke(*args: str):
