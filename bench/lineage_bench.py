@@ -171,7 +171,7 @@ async def measure(query: Query, shape: Shape, direction: Direction, count: int, 
     """`count` traversals from random starts where `depth` levels exist in `direction`
     (the same starts for a given seed, whichever way `query` reaches the store)."""
     rng = random.Random(shape.seed + (1 if direction is Direction.UPSTREAM else 2))
-    layers = range(depth, shape.layers) if direction is Direction.UPSTREAM else range(0, shape.layers - depth)
+    layers = range(depth, shape.layers) if direction is Direction.UPSTREAM else range(shape.layers - depth)
     starts = [shape.dataset(rng.choice(layers), rng.randrange(shape.width)) for _ in range(count)]
     for start in starts[: max(1, count // 10)]:  # warm caches and connection pools
         await query(start, direction, depth)

@@ -49,7 +49,12 @@ from domicile.catalog.model import Run
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import LABEL, MAX_LABEL_LENGTH, check_country, check_id
 from domicile.errors import FieldErrors, invalid_field
-from domicile.lineage.recording import MAX_DATASETS_PER_SIDE, check_job, check_run_id, check_transform
+from domicile.lineage.recording import (
+    MAX_DATASETS_PER_SIDE,
+    check_job,
+    check_run_id,
+    check_transform,
+)
 
 RESIDENCY_FACET = "residency"
 CLASSIFICATION_TAG_KEY = "classification"
@@ -76,7 +81,8 @@ class DatasetFacts:
     """What one event reports about a dataset, to be merged into the catalog.
 
     `name` is the OpenLineage dataset name, used only when the catalog does not know the
-    dataset yet. `fields` holds only columns that carry labels.
+    dataset yet or knows it only as a placeholder. `fields` holds only columns that carry
+    labels.
     """
 
     dataset_id: str

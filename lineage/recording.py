@@ -103,9 +103,9 @@ def merge_reported(
 
     Only ever adds: labels, origins and locations are unions; reported column labels are
     added to existing columns (new columns are appended); name, owner, description, tags
-    and protection set through CatalogService are kept (a reported `name` is used only
-    when the catalog has none). A placeholder that gets attributes becomes a real dataset:
-    the pipeline has now described it.
+    and protection set through CatalogService are kept (a reported `name` is used only for
+    a dataset the catalog knew as a placeholder or not at all). A placeholder that gets
+    attributes becomes a real dataset: the pipeline has now described it.
     """
     field_labels = field_labels or {}
     if current is None:
@@ -122,7 +122,7 @@ def merge_reported(
     fields.extend(Field(n, tuple(labels)) for n, labels in sorted(pending.items()))
     merged = replace(
         current,
-        name=current.name or name,
+        name=current.name or (name if current.placeholder else ""),
         classifications=tuple(set(current.classifications) | set(classifications)),
         origins=tuple(set(current.origins) | set(origins)),
         locations=tuple(set(current.locations) | set(locations)),

@@ -13,9 +13,26 @@ import attr
 import grpc
 import pytest
 from openlineage.client import OpenLineageClient
-from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
-from openlineage.client.facet_v2 import DatasetFacet, RunFacet, schema_dataset, tags_dataset
-from openlineage.client.transport.http import ApiKeyTokenProvider, HttpCompression, HttpConfig, HttpTransport
+from openlineage.client.event_v2 import (
+    InputDataset,
+    Job,
+    OutputDataset,
+    Run,
+    RunEvent,
+    RunState,
+)
+from openlineage.client.facet_v2 import (
+    DatasetFacet,
+    RunFacet,
+    schema_dataset,
+    tags_dataset,
+)
+from openlineage.client.transport.http import (
+    ApiKeyTokenProvider,
+    HttpCompression,
+    HttpConfig,
+    HttpTransport,
+)
 
 from domicile.config import load_settings
 from domicile.security.dev_credentials import dev_paths, mint_dev_token

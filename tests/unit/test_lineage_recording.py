@@ -6,9 +6,23 @@ from datetime import datetime, timezone
 
 import pytest
 
-from domicile.catalog.model import Dataset, Direction, Edge, EdgeKey, Field, LineageNode, Protection, Traversal
+from domicile.catalog.model import (
+    Dataset,
+    Direction,
+    Edge,
+    EdgeKey,
+    Field,
+    LineageNode,
+    Protection,
+    Traversal,
+)
 from domicile.errors import FieldErrors
-from domicile.lineage.recording import check_edge_count, check_transform, edges_for, merge_reported
+from domicile.lineage.recording import (
+    check_edge_count,
+    check_transform,
+    edges_for,
+    merge_reported,
+)
 from domicile.lineage.render import render_tree, to_dot, to_json
 
 T = datetime(2026, 11, 30, 10, tzinfo=timezone.utc)
@@ -63,9 +77,15 @@ def test_merge_of_nothing_new_is_the_same_content():
     assert merge_reported(current, "s3://x/t", classifications=["PII"]).same_content(current)
 
 
-def test_merge_turns_a_placeholder_into_a_dataset():
+def test_merge_turns_a_placeholder_into_a_named_dataset():
     placeholder = Dataset.create("s3://x/t", placeholder=True)
-    assert not merge_reported(placeholder, "s3://x/t", name="t", locations=["aws:eu-west-1"]).placeholder
+    merged = merge_reported(placeholder, "s3://x/t", name="t", locations=["aws:eu-west-1"])
+    assert (merged.placeholder, merged.name) == (False, "t")
+
+
+def test_merge_leaves_the_name_of_a_registered_dataset_alone_even_when_empty():
+    registered = Dataset.create("s3://x/t", owner="o")
+    assert merge_reported(registered, "s3://x/t", name="t", locations=["aws:eu-west-1"]).name == ""
 
 
 def diamond_with_cycle() -> Traversal:
