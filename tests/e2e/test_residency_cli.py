@@ -1,16 +1,14 @@
-"""The residency, policy-client and audit CLI commands against a real server."""
+"""The residency, policy-client and audit client commands of `domicile` against a real server."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 
-import click
 import pytest
 from click.testing import CliRunner
 
-from domicile.cli.client import ClientOptions
-from domicile.cli.residency import AUDIT_COMMANDS, POLICY_COMMANDS, RESIDENCY_COMMANDS
+from domicile.cli.main import cli
 from tests.e2e.test_residency_api import (
     COPY,
     CUSTOMERS,
@@ -21,34 +19,16 @@ from tests.e2e.test_residency_api import (
 )
 
 
-def client_root(port: int) -> click.Group:
-    """A root command like `domicile`'s, with these commands attached as main.py attaches them."""
-
-    @click.group()
-    @click.option("--json", "json_output", is_flag=True)
-    @click.pass_context
-    def root(ctx, json_output):
-        ctx.obj = ClientOptions(server=f"127.0.0.1:{port}", insecure=True, json_output=json_output)
-
-    for command in RESIDENCY_COMMANDS:
-        root.add_command(command)
-    policy, audit = click.Group("policy"), click.Group("audit")
-    for command in POLICY_COMMANDS:
-        policy.add_command(command)
-    for command in AUDIT_COMMANDS:
-        audit.add_command(command)
-    root.add_command(policy)
-    root.add_command(audit)
-    return root
-
-
 @pytest.fixture
 def run(residency):
-    root = client_root(residency.port)
     runner = CliRunner()
 
     async def invoke(*args: str):
-        return await asyncio.to_thread(runner.invoke, root, list(args))
+        root_args = ["--insecure", "--server", f"127.0.0.1:{residency.port}"]
+        if args and args[0] == "--json":
+            root_args.append("--json")
+            args = args[1:]
+        return await asyncio.to_thread(runner.invoke, cli, [*root_args, *args])
 
     return invoke
 
