@@ -107,7 +107,7 @@ make_cds_archive() {
     --port "$port" --data "$scratch/data" >"$scratch/log" 2>&1 &
   pid=$!
   deadline=$((SECONDS + TIMEOUT))
-  until grep -q "^NEO4J READY" "$scratch/log"; do
+  until grep -qs "^NEO4J READY" "$scratch/log"; do
     if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
       echo "training start failed; Neo4j will start without the archive (log below)" >&2
       tail -n 5 "$scratch/log" >&2
@@ -160,7 +160,7 @@ cmd_up() {
   pid=$!
   echo "$pid" >"$(pid_file)"
   deadline=$((SECONDS + TIMEOUT))
-  until grep -q "^NEO4J READY" "$log"; do
+  until grep -qs "^NEO4J READY" "$log"; do
     if ! kill -0 "$pid" 2>/dev/null; then
       echo "Neo4j exited during start-up; last lines of $log:" >&2
       tail -n 20 "$log" >&2
