@@ -13,8 +13,12 @@ id order), so the semantics of DESIGN "Policy language" become a handful of `&`,
 4. ALLOW iff the region's bit is set; a DENY names every rule (or default) that excluded it.
 
 Steps 1-2 depend only on the set of effective labels and origins, so their result is cached
-per distinct (labels, origins) signature: a decision is then a dict lookup, a few integer
-operations and, only for DENY, building the explanation.
+per distinct (labels, origins) signature, and the signature of an attributes object is cached
+per object (the index hands out one immutable view per dataset until it changes). The ALLOW
+verdict without exemptions is a value of the signature; a DENY explanation's rules, matched
+labels/origins and messages depend only on (signature, operation, region) and are cached there
+too, so a decision is a few dict lookups and integer operations plus, for DENY, looking up the
+dataset's lineage path of each matched label or origin.
 """
 
 from __future__ import annotations
@@ -88,6 +92,32 @@ class _OpResult:
     allowed: int  # base minus denies, before exemptions
     hard_block: int  # excluded by non-exemptible rules: no exemption reaches these
     default_denies: bool  # the base came from a `deny` default
+    allow_verdict: Verdict  # the ALLOW verdict when no exemption applies (shared: immutable)
+    # region bit -> its DENY explanation, filled on demand (see `_Explanation`)
+    explanations: dict[int, _Explanation]
+
+
+@dataclass(frozen=True)
+class _RuleReason:
+    """One excluding rule's RULE_DENIED reason for a (signature, operation, region), minus the
+    per-dataset lineage path. `labels`/`origins` are the dataset's effective values that made
+    the rule apply (empty when the rule does not look at them); `message` is final when at most
+    one of each is a candidate, else None (the shortest path decides which one is named)."""
+
+    rule: _Rule
+    labels: tuple[str, ...]
+    origins: tuple[str, ...]
+    prefix: str  # "rule <id> (<citation>): <op> in <region> <how>"
+    message: str | None
+
+
+@dataclass(frozen=True)
+class _Explanation:
+    """Why a region is excluded for a (signature, operation): the excluding rules in policy
+    order and, when the base came from a `deny` default, the shared DEFAULT_DENIED reason."""
+
+    rules: tuple[_RuleReason, ...]
+    default: Reason | None
 
 
 @dataclass(frozen=True)
@@ -120,6 +150,8 @@ class CompiledPolicy:
         )
         self._index_rules()
         self._signatures: dict[tuple[frozenset[str], frozenset[str]], _Signature] = {}
+        # id(attrs) -> (attrs, its signature); the attrs object is kept so its id is not reused.
+        self._signature_of: dict[int, tuple[EffectiveAttributes, _Signature]] = {}
         self._exemptions_by_dataset: dict[str, tuple[_Exemption, ...]] = {}
         self._ids_of: dict[int, tuple[str, ...]] = {}
 

@@ -7,6 +7,7 @@ parameter may be called anything, `query` included.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from neo4j import AsyncManagedTransaction
@@ -107,3 +108,77 @@ async def reset_meta(tx: AsyncManagedTransaction) -> None:
         "MATCH (c:DomicileCatalog {key: $key}) SET c.revision = 0, c.time = 0 REMOVE c.importing, c.write_lock",
         key=META_KEY,
     )
+
+
+# Per direction: the pattern from a frontier node `n` to a neighbour `m`, and the order in
+# which a level's new neighbours are taken (0 before 1) when `max_nodes` cuts the answer:
+# for BOTH, a node reached upstream counts before one reached only downstream.
+_TRAVERSAL_PATTERNS = {
+    # Upstream goes from an output to its inputs, downstream from an input to its outputs.
+    "upstream": ("(n)-[e:DERIVED_FROM]->(m)", "0"),
+    "downstream": ("(n)<-[e:DERIVED_FROM]-(m)", "0"),
+    "both": ("(n)-[e:DERIVED_FROM]-(m)", "CASE WHEN startNode(e) = n THEN 0 ELSE 1 END"),
+}
+
+
+@functools.lru_cache(maxsize=256)
+def traversal_chunk(direction: str, historical: bool, levels: int, first: bool, check_deeper: bool) -> str:
+    """Cypher for `levels` breadth-first levels of a lineage traversal in one query.
+
+    Parameters: `$visited` (ids of every node found so far), `$frontier` (ids of the nodes
+    of the deepest level), `$room` (how many more nodes the answer may take), `$at`; with
+    `first`, `$start` must have a visible version (else the query returns no row). Each
+    level walks the visible edges of the frontier; its new nodes (not visited before) are
+    taken in order (pattern rank, id) while room remains; a level that leaves new nodes out
+    sets `cut` and ends the walk. With `check_deeper`, `deeper` tells whether a node of the
+    last level has a neighbour outside the answer.
+
+    One row: `levels` (per level, the ids of its new nodes; empty once the walk ends),
+    `walked` (per level, per neighbour, [input, output, job, transform, run_id,
+    record_time, end_time] of the walked edges), `cut`, `deeper`, and `placeholders` (the
+    ids, among the start node (with `first`) and the new nodes, whose visible version is
+    a placeholder).
+    """
+    pattern, rank = _TRAVERSAL_PATTERNS[direction]
+    at = 0 if historical else None
+    visible_edge = edge_visible("e", at)
+    parts: list[str] = []
+    if first:
+        parts.append(f"MATCH (sv:DatasetVersion {{id: $start}}) WHERE {version_visible('sv', at)} WITH sv LIMIT 1")
+    # The node lists stay node values inside the query: membership tests compare node ids
+    # rather than reading properties.
+    parts.append(
+        "CALL { UNWIND $visited AS id MATCH (x:Dataset {id: id}) RETURN collect(x) AS visited } "
+        "CALL { UNWIND $frontier AS id MATCH (x:Dataset {id: id}) RETURN collect(x) AS frontier } "
+        "WITH visited, frontier, [] AS added, [] AS levels, [] AS walked, false AS cut, $room AS room"
+    )
+    for _ in range(levels):
+        # Aggregating without grouping keys always yields one row, so an empty frontier
+        # gives an empty level rather than ending the query.
+        parts.append(
+            "CALL { WITH frontier, visited "
+            f"UNWIND frontier AS n MATCH {pattern} WHERE {visible_edge} "
+            f"WITH m, NOT m IN visited AS fresh, min({rank}) AS rank, "
+            "collect([e.input, e.output, e.job, e.transform, e.run_id, e.record_time, e.end_time]) AS edges "
+            "ORDER BY rank, m.id "
+            "RETURN collect(edges) AS level_edges, collect(CASE WHEN fresh THEN m END) AS fresh } "
+            "WITH visited, added, levels, walked + [level_edges] AS walked, fresh[0..room] AS taken, "
+            "cut OR size(fresh) > room AS cut, room "
+            "WITH visited + taken AS visited, added + taken AS added, levels + [[x IN taken | x.id]] AS levels, "
+            "walked, cut, room - size(taken) AS room, CASE WHEN cut THEN [] ELSE taken END AS frontier"
+        )
+    if check_deeper:
+        parts.append(
+            "CALL { WITH frontier, visited "
+            f"UNWIND frontier AS n MATCH {pattern} WHERE {visible_edge} AND NOT m IN visited "
+            "WITH 1 AS found LIMIT 1 RETURN count(found) > 0 AS deeper }"
+        )
+    else:
+        parts.append("WITH *, false AS deeper")
+    described = "added + [sv]" if first else "added"
+    # (version_visible uses `$at` only for historical reads.)
+    parts.append(
+        f"RETURN levels, walked, cut, deeper, [x IN {described} WHERE EXISTS {{ MATCH (v:DatasetVersion {{id: x.id}}) "
+        f"WHERE {version_visible('v', at)} AND v.placeholder }} | x.id] AS placeholders"
+    )
+    return "\n".join(parts)
