@@ -30,6 +30,12 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 
+def quoted(value: str, limit: int = 64) -> str:
+    """`value` for an error message: repr'd and cut to `limit` characters, so a huge bad
+    value cannot blow up the error (gRPC caps status details and trailers)."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def check_id(errors: FieldErrors, path: str, value: str) -> None:
     """Dataset ids: non-empty, at most 2048 UTF-8 bytes, no control characters or edge spaces."""
     if not value:
@@ -47,7 +53,7 @@ def check_label(errors: FieldErrors, path: str, value: str) -> None:
     if len(value) > MAX_LABEL_LENGTH:
         errors.add(path, f"must be at most {MAX_LABEL_LENGTH} characters")
     elif not LABEL.match(value):
-        errors.add(path, f"{value!r} is not a label: dotted upper-case segments such as PII.CONTACT")
+        errors.add(path, f"{quoted(value)} is not a label: dotted upper-case segments such as PII.CONTACT")
 
 
 def check_labels(errors: FieldErrors, path: str, values: Iterable[str]) -> None:
@@ -60,14 +66,14 @@ def check_labels(errors: FieldErrors, path: str, values: Iterable[str]) -> None:
 
 def check_country(errors: FieldErrors, path: str, value: str) -> None:
     if not is_country(value):
-        errors.add(path, f"{value!r} is not an ISO 3166-1 alpha-2 country code (upper case, e.g. DE)")
+        errors.add(path, f"{quoted(value)} is not an ISO 3166-1 alpha-2 country code (upper case, e.g. DE)")
 
 
 def check_region(errors: FieldErrors, path: str, value: str, registry: RegionRegistry) -> None:
     if not value:
         errors.add(path, "must not be empty")
     elif value not in registry:
-        errors.add(path, f"unknown region {value!r} (see `domicile regions`)")
+        errors.add(path, f"unknown region {quoted(value)} (see `domicile regions`)")
 
 
 def check_length(errors: FieldErrors, path: str, value: str, limit: int) -> None:
@@ -94,8 +100,8 @@ def validate_dataset(dataset: Dataset, registry: RegionRegistry, *, path: str = 
     for key, value in dataset.tags.items():
         if not key:
             errors.add(f"{path}.tags", "tag keys must not be empty")
-        check_length(errors, f"{path}.tags[{key!r}]", key, MAX_TAG_KEY)
-        check_length(errors, f"{path}.tags[{key!r}]", value, MAX_TAG_VALUE)
+        check_length(errors, f"{path}.tags[{quoted(key)}]", key, MAX_TAG_KEY)
+        check_length(errors, f"{path}.tags[{quoted(key)}]", value, MAX_TAG_VALUE)
     if len(dataset.fields) > MAX_FIELDS:
         errors.add(f"{path}.fields", f"at most {MAX_FIELDS} fields")
     seen: set[str] = set()
@@ -103,7 +109,7 @@ def validate_dataset(dataset: Dataset, registry: RegionRegistry, *, path: str = 
         if not field.name:
             errors.add(f"{path}.fields[{i}].name", "must not be empty")
         elif field.name in seen:
-            errors.add(f"{path}.fields[{i}].name", f"duplicate field name {field.name!r}")
+            errors.add(f"{path}.fields[{i}].name", f"duplicate field name {quoted(field.name)}")
         seen.add(field.name)
         check_length(errors, f"{path}.fields[{i}].name", field.name, MAX_NAME)
         check_labels(errors, f"{path}.fields[{i}].classifications", field.classifications)

@@ -112,6 +112,16 @@ class RouterSettings(Section):
     # True: a decision is answered only after its log line is durable (slower).
     durable_decision_log: bool = False
 
+    @model_validator(mode="after")
+    def _check_poll_within_bound(self) -> RouterSettings:
+        # A poll slower than the bound would make every decision STALE_CATALOG between polls.
+        if self.poll_interval_seconds * 2 > self.staleness_bound_seconds:
+            raise ValueError(
+                f"poll_interval_seconds ({self.poll_interval_seconds}) must be at most half of "
+                f"staleness_bound_seconds ({self.staleness_bound_seconds})"
+            )
+        return self
+
 
 class Neo4jSettings(Section):
     user: str = ""

@@ -17,11 +17,22 @@ names the first line where it breaks. What a chain cannot show on its own is the
 *last* lines: compare `DecisionLog.head()` (or `VerifyResult.head_hash`) with a copy kept
 elsewhere (`verify(path, expected_head=...)`) to detect that.
 
-Writing: `append` only enqueues (O(1), under a short lock), so logging never limits how many
-decisions per second the router answers. A writer thread takes everything queued, renders
-and hashes it, writes it with one `write` and `fsync`s the file, at the latest
+Writing: `append` only enqueues (O(1), under a short lock). A writer thread takes everything
+queued, renders and hashes it, writes it with one `write` and `fsync`s the file, at the latest
 `flush_interval` seconds after the first queued entry or as soon as `max_batch` entries wait
-or someone awaits `flush()`.
+or someone awaits `flush()`. Rendering reuses the JSON of values shared between decisions
+(allowed-region lists, reason messages, lineage paths), which are cached by object identity.
+
+Backpressure: the queue holds at most `max_queue` entries. An `append` that finds it full
+blocks its caller until the writer has taken the queue, for at most `append_timeout` seconds,
+and then raises UNAVAILABLE -- a decision is never dropped from the log silently, and one that
+cannot be queued is not answered (fail closed). On the router's event loop that block stalls
+the loop: the router then answers no faster than the log writes, which is the point.
+
+Reading back: `get` finds the last `recent_capacity` written decisions in memory and the last
+`index_capacity` decision ids by byte offset; older ids are found by scanning the part of the
+file before the oldest indexed line (in a worker thread), so memory stays bounded however long
+the log grows.
 
 What is guaranteed on a crash:
 - An entry is durable once a `flush()` started after its `append` has returned.
@@ -74,6 +85,8 @@ _REQUIRED_KEYS = frozenset(
 )
 
 _encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+# Bound of the rendering cache (entries); it is cleared when full and refills from what is used.
+_JSON_CACHE_LIMIT = 50_000
 
 # An appended entry: (seq, decision, context, kind, policy_hash).
 _Queued = tuple[int, Decision, "Mapping[str, str] | None", str, str]
@@ -121,9 +134,37 @@ def _json_strings(values: Iterable[str]) -> str:
     return "[" + ",".join(map(_json_string, values)) + "]"
 
 
+class _JsonCache:
+    """JSON renderings of immutable values by object identity. The engine and the index hand
+    out one tuple per allowed-region set and per lineage path and one string per cached reason
+    message, so most decisions repeat objects rendered before. Each entry keeps its object
+    alive, so an id is never reused while cached. Used by the writer thread only."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, tuple[object, str]] = {}
+
+    def strings(self, values: tuple[str, ...]) -> str:
+        entry = self._entries.get(id(values))
+        if entry is not None and entry[0] is values:
+            return entry[1]
+        return self._put(values, _json_strings(values))
+
+    def string(self, value: str) -> str:
+        entry = self._entries.get(id(value))
+        if entry is not None and entry[0] is value:
+            return entry[1]
+        return self._put(value, _json_string(value))
+
+    def _put(self, value: object, rendered: str) -> str:
+        if len(self._entries) >= _JSON_CACHE_LIMIT:
+            self._entries.clear()
+        self._entries[id(value)] = (value, rendered)
+        return rendered
+
+
 def _canonical(
     seq: int, decision: Decision, kind: str, policy_hash: str, context: Mapping[str, str] | None, prev_hash: str,
-    time_text: str,
+    time_text: str, cache: _JsonCache | None = None,
 ) -> bytes:
     """The canonical JSON of a record without `hash`, written out by hand.
 
@@ -133,11 +174,15 @@ def _canonical(
     the two renderings equal, also for hostile strings.
     """
     s = _json_string
+    if cache is None:
+        strings, string = _json_strings, s
+    else:
+        strings, string = cache.strings, cache.string
     # Enum `_value_` is the member's value without the `value` property's lookup cost.
     reasons = ",".join(
         [
-            f'{{"citation":{s(r.citation)},"code":{s(r.code._value_)},"lineage_path":{_json_strings(r.lineage_path)},'
-            f'"message":{s(r.message)},"rule_id":{s(r.rule_id)}}}'
+            f'{{"citation":{s(r.citation)},"code":{s(r.code._value_)},"lineage_path":{strings(r.lineage_path)},'
+            f'"message":{string(r.message)},"rule_id":{s(r.rule_id)}}}'
             for r in decision.reasons
         ]
     )
@@ -146,7 +191,7 @@ def _canonical(
         items = ",".join([f"{s(key)}:{s(value)}" for key, value in sorted(context.items())])
         context_json = f',"context":{{{items}}}'
     return (
-        f'{{"allowed_regions":{_json_strings(decision.allowed_regions)},"caller":{s(decision.caller)},'
+        f'{{"allowed_regions":{strings(decision.allowed_regions)},"caller":{s(decision.caller)},'
         f'"catalog_revision":{int(decision.catalog_revision)}{context_json},"decision_id":{s(decision.decision_id)},'
         f'"outcome":{s(decision.outcome._value_)},"policy_hash":{s(policy_hash)},'
         f'"policy_version":{s(decision.policy_version)},"prev_hash":{s(prev_hash)},"reasons":[{reasons}],'
@@ -260,15 +305,42 @@ def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) ->
 class _Scan:
     """What `open` learns from an existing file."""
 
-    offsets: dict[str, int]
+    offsets: dict[str, int]  # the last ids' offsets: every line at or after `indexed_from`
+    indexed_from: int  # byte offset; ids only on lines before it are found by `_find`
     seq: int
     head: str
     size: int
 
 
-def _scan(fd: int, path: Path) -> _Scan:
-    """Index decision ids by offset, cut a torn last line, verify the last complete line."""
+def _line_id(line: bytes) -> str | None:
+    """The decision id of a complete line, or None when it has none."""
+    start = line.find(_ID_KEY) + len(_ID_KEY)
+    end = line.find(b'"', start)
+    if start < len(_ID_KEY) or end < 0:
+        return None
+    raw = line[start:end]
+    # An escaped quote always follows a backslash: without one, `end` is the real end.
+    return raw.decode("ascii") if b"\\" not in raw else json.loads(line)["decision_id"]
+
+
+def _trim(offsets: dict[str, int], capacity: int, line_offsets: list[int]) -> int:
+    """Keep only the ids of the last `capacity` lines (`line_offsets` holds the offsets of the
+    lines indexed since the last trim, in order, and is trimmed alike); returns the offset from
+    which the index is complete. Kept by offset, not by insertion order, so that an id logged
+    twice keeps its last line."""
+    boundary = line_offsets[-capacity]
+    kept = {decision_id: offset for decision_id, offset in offsets.items() if offset >= boundary}
+    offsets.clear()
+    offsets.update(kept)
+    del line_offsets[:-capacity]
+    return boundary
+
+
+def _scan(fd: int, path: Path, index_capacity: int) -> _Scan:
+    """Index the last decision ids by offset, cut a torn last line, verify the last complete line."""
     offsets: dict[str, int] = {}
+    line_offsets: list[int] = []
+    indexed_from = 0
     offset = lines = 0
     last = previous = b""
     with open(fd, "rb", closefd=False, buffering=_READ_CHUNK) as file:
@@ -279,26 +351,27 @@ def _scan(fd: int, path: Path) -> _Scan:
                 os.ftruncate(fd, offset)
                 os.fsync(fd)
                 break
-            start = line.find(_ID_KEY) + len(_ID_KEY)
-            end = line.find(b'"', start)
-            if start < len(_ID_KEY) or end < 0:
+            decision_id = _line_id(line)
+            if decision_id is None:
                 raise _corrupt(path, f"line {lines + 1}", "no decision_id")
-            raw = line[start:end]
-            # An escaped quote always follows a backslash: without one, `end` is the real end.
-            decision_id = raw.decode("ascii") if b"\\" not in raw else json.loads(line)["decision_id"]
             offsets[decision_id] = offset  # a repeated id (a caller's bug) finds its last line
+            line_offsets.append(offset)
+            if len(line_offsets) >= 2 * index_capacity:  # trimming in bulk keeps the scan linear
+                indexed_from = _trim(offsets, index_capacity, line_offsets)
             offset += len(line)
             lines += 1
             previous, last = last, line
+    if len(line_offsets) > index_capacity:
+        indexed_from = _trim(offsets, index_capacity, line_offsets)
     if not last:
-        return _Scan(offsets, 0, ZERO_HASH, offset)
+        return _Scan(offsets, indexed_from, 0, ZERO_HASH, offset)
     record, problem = _check_line(last)
     if record is None:
         raise _corrupt(path, f"line {lines}", problem)
     expected_prev = previous[-_TAIL - 64 : -_TAIL].decode("ascii") if previous else ZERO_HASH
     if record["prev_hash"] != expected_prev or record["seq"] != lines:
         raise _corrupt(path, f"line {lines}", "the last line does not continue the chain")
-    return _Scan(offsets, lines, record["hash"], offset)
+    return _Scan(offsets, indexed_from, lines, record["hash"], offset)
 
 
 def _corrupt(path: Path, where: str, problem: str) -> DomicileError:
@@ -316,7 +389,7 @@ class DecisionLog:
     """
 
     def __init__(self, path: Path, fd: int, scan: _Scan, *, durable: bool, flush_interval: float, max_batch: int,
-                 recent_capacity: int) -> None:
+                 recent_capacity: int, index_capacity: int, max_queue: int, append_timeout: float) -> None:
         # Use `open`: it scans and locks the file first.
         self.path = path
         self.durable = durable
@@ -324,16 +397,28 @@ class DecisionLog:
         self._flush_interval = 0.0 if durable else flush_interval
         self._max_batch = max_batch
         self._recent_capacity = recent_capacity
+        self._index_capacity = index_capacity
+        self._max_queue = max_queue
+        self._append_timeout = append_timeout
+        # Written by the writer thread only; `get` reads them (a dict lookup is atomic).
         self._offsets = scan.offsets
+        self._offsets_order: list[int] = sorted(scan.offsets.values())
+        self._indexed_from = scan.indexed_from
+        self._json_cache = _JsonCache()
         self._size = scan.size
         self._head = (scan.seq, scan.head)
         # The last `recent_capacity` written entries (what `get` is mostly asked for), kept as
         # written so the writer does not pay for building LoggedDecision values.
         self._recent: dict[str, tuple[_Queued, str, str]] = {}
         self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
+        self._wakeup = threading.Condition(self._lock)  # the writer waits on it
+        self._space = threading.Condition(self._lock)  # appenders wait on it when the queue is full
         # Guarded by _lock: the queue, the next seq, waiters, flags.
         self._queue: list[_Queued] = []
+        # The writer is (or is about to be) waiting on `_wakeup`: only then does an append
+        # need to notify it (a notify costs more than the append itself).
+        self._writer_waiting = False
+        self._space_waiters = 0
         self._appended_seq = scan.seq
         self._durable_seq = scan.seq
         self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -354,20 +439,33 @@ class DecisionLog:
         flush_interval: float = 0.05,
         max_batch: int = 10_000,
         recent_capacity: int = 10_000,
+        index_capacity: int = 200_000,
+        max_queue: int = 50_000,
+        append_timeout: float = 10.0,
     ) -> DecisionLog:
         """Open (creating it and its directory if needed) the log at `path` and continue its chain.
+
+        `max_queue` bounds the entries waiting for the writer and `append_timeout` how long an
+        `append` waits for room (see "Backpressure" in the module docstring);
+        `recent_capacity` and `index_capacity` bound what `get` keeps in memory.
 
         Raises DomicileError FAILED_PRECONDITION with reason DECISION_LOG_IN_USE when another
         process (or another `DecisionLog`) has it open, DECISION_LOG_CORRUPT when its last
         complete line does not verify. Scanning is O(file size) and runs in a worker thread.
         """
-        if flush_interval < 0 or max_batch < 1:
-            raise ValueError("flush_interval must be >= 0 and max_batch >= 1")
+        if flush_interval < 0 or max_batch < 1 or max_queue < 1 or index_capacity < 1 or append_timeout < 0:
+            raise ValueError(
+                "flush_interval and append_timeout must be >= 0, max_batch, max_queue and index_capacity >= 1"
+            )
         log_path = Path(path)
-        return await asyncio.to_thread(cls._open_sync, log_path, durable, flush_interval, max_batch, recent_capacity)
+        options = dict(
+            durable=durable, flush_interval=flush_interval, max_batch=max_batch, recent_capacity=recent_capacity,
+            index_capacity=index_capacity, max_queue=max_queue, append_timeout=append_timeout,
+        )
+        return await asyncio.to_thread(cls._open_sync, log_path, options)
 
     @classmethod
-    def _open_sync(cls, path: Path, durable: bool, flush_interval: float, max_batch: int, recent_capacity: int) -> DecisionLog:
+    def _open_sync(cls, path: Path, options: dict[str, Any]) -> DecisionLog:
         path.parent.mkdir(parents=True, exist_ok=True)
         created = not path.exists()
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
@@ -378,9 +476,8 @@ class DecisionLog:
                 raise failed_precondition(f"decision log {path} is in use by another writer", "DECISION_LOG_IN_USE") from None
             if created:
                 _fsync_directory(path.parent)
-            scan = _scan(fd, path)
-            return cls(path, fd, scan, durable=durable, flush_interval=flush_interval, max_batch=max_batch,
-                       recent_capacity=recent_capacity)
+            scan = _scan(fd, path, options["index_capacity"])
+            return cls(path, fd, scan, **options)
         except BaseException:
             os.close(fd)
             raise
@@ -394,19 +491,82 @@ class DecisionLog:
 
         Returns at once: the line is written by the writer thread (see the module docstring
         for when it is durable). `kind` names the question (decide, route, check_job, scan,
-        ...); `policy_hash` is the active policy's content hash. Raises DomicileError
-        UNAVAILABLE when the log has failed or is closed: a decision that cannot be logged
-        must not be answered.
+        ...); `policy_hash` is the active policy's content hash. When `max_queue` entries are
+        already waiting, blocks until the writer takes them (backpressure), at most
+        `append_timeout` seconds. Raises DomicileError UNAVAILABLE when the log has failed, is
+        closed, or stayed full that long: a decision that cannot be logged must not be answered.
         """
         with self._lock:
             if self._failure is not None or self._closing:
                 raise self._unavailable()
+            queue = self._queue
+            if len(queue) >= self._max_queue:
+                self._wait_for_space()
+                queue = self._queue
             self._appended_seq += 1
             seq = self._appended_seq
-            self._queue.append((seq, decision, context, kind, policy_hash))
-            if len(self._queue) == 1 or len(self._queue) >= self._max_batch:
+            queue.append((seq, decision, context, kind, policy_hash))
+            if self._writer_waiting and (len(queue) == 1 or len(queue) >= self._max_batch):
+                self._writer_waiting = False
                 self._wakeup.notify()
         return seq
+
+    def append_many(
+        self,
+        decisions: Iterable[Decision],
+        context: Mapping[str, str] | None = None,
+        *,
+        kind: str = "decide",
+        policy_hash: str = "",
+    ) -> int:
+        """`append` for each decision, in order, with their seqs consecutive while the queue has
+        room (one lock round instead of one per decision); returns the last seq (the current
+        head seq when `decisions` is empty). Backpressure and errors as for `append`; when it
+        raises, the decisions before the one it could not queue stay queued."""
+        with self._lock:
+            if self._failure is not None or self._closing:
+                raise self._unavailable()
+            queue = self._queue
+            room = self._max_queue - len(queue)
+            seq = self._appended_seq
+            was_empty = not queue
+            for decision in decisions:
+                if room <= 0:
+                    self._appended_seq = seq
+                    self._wait_for_space()
+                    queue = self._queue
+                    room = self._max_queue - len(queue)
+                    was_empty = was_empty or not queue
+                seq += 1
+                queue.append((seq, decision, context, kind, policy_hash))
+                room -= 1
+            self._appended_seq = seq
+            if self._writer_waiting and queue and (was_empty or len(queue) >= self._max_batch):
+                self._writer_waiting = False
+                self._wakeup.notify()
+        return seq
+
+    def _wait_for_space(self) -> None:
+        """Block (holding nothing but the wait) until the queue has room. Holds _lock."""
+        self._space_waiters += 1
+        try:
+            if self._writer_waiting:  # a full queue is a full batch: start writing now
+                self._writer_waiting = False
+                self._wakeup.notify()
+            roomy = self._space.wait_for(
+                lambda: len(self._queue) < self._max_queue or self._failure is not None or self._closing,
+                timeout=self._append_timeout,
+            )
+        finally:
+            self._space_waiters -= 1
+        if self._failure is not None or self._closing:
+            raise self._unavailable()
+        if not roomy:
+            raise DomicileError(
+                f"decision log {self.path} is {len(self._queue)} entries behind and did not catch up within "
+                f"{self._append_timeout:g}s; refusing to answer decisions it cannot log",
+                ErrorCode.UNAVAILABLE, "DECISION_LOG_BEHIND", retry_after=1.0,
+            )
 
     async def flush(self) -> None:
         """Return once every entry appended before this call is written and fsynced.
@@ -425,6 +585,7 @@ class DecisionLog:
             future: asyncio.Future[None] = loop.create_future()
             heapq.heappush(self._waiters, (seq, next(self._waiter_order), loop, future))
             self._flush_requested = True
+            self._writer_waiting = False
             self._wakeup.notify()
         await future
 
@@ -443,6 +604,7 @@ class DecisionLog:
             first = not self._closing
             self._closing = True
             self._wakeup.notify()
+            self._space.notify_all()
         await asyncio.to_thread(self._writer.join)
         if first:
             os.close(self._fd)  # also releases the flock
@@ -452,15 +614,22 @@ class DecisionLog:
         while True:
             with self._lock:
                 while not self._queue and not self._closing:
+                    self._writer_waiting = True
                     self._wakeup.wait()
                 if self._queue and not self._closing and not self._flush_requested and self._flush_interval:
-                    # Give the batch time to fill; a flush request or a full batch ends the wait.
+                    # Give the batch time to fill; a flush request, a full batch or a full queue
+                    # (an appender waiting for room) ends the wait.
+                    self._writer_waiting = True
                     self._wakeup.wait_for(
-                        lambda: self._flush_requested or self._closing or len(self._queue) >= self._max_batch,
+                        lambda: self._flush_requested or self._closing or self._space_waiters
+                        or len(self._queue) >= self._max_batch,
                         timeout=self._flush_interval,
                     )
+                self._writer_waiting = False
                 batch, self._queue = self._queue, []
                 self._flush_requested = False
+                if self._space_waiters:
+                    self._space.notify_all()
                 stop = self._closing and not batch
             if stop:
                 return
@@ -471,6 +640,7 @@ class DecisionLog:
                 with self._lock:
                     self._failure = exc
                     self._release_waiters(upto=None)
+                    self._space.notify_all()
                 return
 
     def _write(self, batch: list[_Queued]) -> None:
@@ -479,11 +649,12 @@ class DecisionLog:
         offsets = []
         offset = self._size
         time_of, time_text = None, ""
+        cache = self._json_cache
         for seq, decision, context, kind, policy_hash in batch:
             # Decisions of one request share their decide time: format it once.
             if decision.decide_time is not time_of:
                 time_of, time_text = decision.decide_time, _format_time(decision.decide_time)
-            line, digest = _seal(_canonical(seq, decision, kind, policy_hash, context, prev_hash, time_text))
+            line, digest = _seal(_canonical(seq, decision, kind, policy_hash, context, prev_hash, time_text, cache))
             lines.append(line)
             offsets.append((offset, prev_hash, digest))
             offset += len(line)
@@ -493,11 +664,16 @@ class DecisionLog:
             data = data[os.write(self._fd, data):]
         os.fsync(self._fd)
         self._size = offset
-        index, recent = self._offsets, self._recent
+        index, recent, order = self._offsets, self._recent, self._offsets_order
         for queued, (line_offset, line_prev, digest) in zip(batch, offsets, strict=True):
             decision_id = queued[1].decision_id
             index[decision_id] = line_offset
+            order.append(line_offset)
             recent[decision_id] = (queued, line_prev, digest)
+        if len(order) >= 2 * self._index_capacity:
+            # Forgotten ids stay findable: `get` scans the file before `_indexed_from`.
+            indexed_from = _trim(index, self._index_capacity, order)
+            self._indexed_from = indexed_from
         excess = len(recent) - self._recent_capacity
         if excess > 0:
             for decision_id in list(itertools.islice(recent, excess)):
@@ -537,8 +713,35 @@ class DecisionLog:
             )
         offset = self._offsets.get(decision_id)
         if offset is None:
-            return None
+            if not self._indexed_from:
+                return None
+            offset = await asyncio.to_thread(self._find, decision_id, self._indexed_from)
+            if offset is None:
+                return None
         return await asyncio.to_thread(self._read_at, offset)
+
+    def _find(self, decision_id: str, end: int) -> int | None:
+        """Offset of the last line before byte `end` logged with `decision_id`, or None: the
+        lookup for ids older than the in-memory index (O(file size before `end`))."""
+        if self._fd_closed:
+            raise self._unavailable()
+        needle = _ID_KEY + _json_string(decision_id)[1:].encode("ascii")
+        found = None
+        offset = 0  # of the first line in `pending`
+        pending = b""
+        while offset < end:
+            # pread, not the shared file position: lookups may run concurrently.
+            chunk = os.pread(self._fd, min(_READ_CHUNK, end - offset - len(pending)), offset + len(pending))
+            if not chunk:
+                break
+            pending += chunk
+            lines = pending.split(b"\n")
+            pending = lines.pop()  # the unfinished line, completed by the next chunk
+            for line in lines:
+                if needle in line and _line_id(line) == decision_id:
+                    found = offset
+                offset += len(line) + 1
+        return found
 
     def _read_at(self, offset: int) -> LoggedDecision:
         if self._fd_closed:

@@ -57,6 +57,9 @@ def _slot(op: Operation) -> int:
 # Distinct signatures / dataset ids are few in practice; the bound only stops a hostile or
 # degenerate catalog from growing the caches without limit (they are rebuilt on demand).
 _CACHE_LIMIT = 65_536
+# Signatures by attributes object: one entry per dataset view, so it must hold a whole catalog's
+# worth; the views it keeps alive after the index replaced them are dropped at the next clear.
+_ATTRS_CACHE_LIMIT = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,8 @@ class _Signature:
     rules: tuple[_Rule, ...]  # applicable rules, in policy order
     classified: bool
     ops: tuple[_OpResult, _OpResult]  # by _slot(op)
+    labels: frozenset[str]  # the effective labels and origins this signature is for
+    origins: frozenset[str]
 
 
 class CompiledPolicy:
@@ -150,9 +155,9 @@ class CompiledPolicy:
         )
         self._index_rules()
         self._signatures: dict[tuple[frozenset[str], frozenset[str]], _Signature] = {}
-        # id(attrs) -> (attrs, its signature); the attrs object is kept so its id is not reused.
-        self._signature_of: dict[int, tuple[EffectiveAttributes, _Signature]] = {}
-        self._exemptions_by_dataset: dict[str, tuple[_Exemption, ...]] = {}
+        # id(attrs) -> (attrs, its signature, exemptions covering its dataset); the attrs object
+        # is kept so that its id is not reused while cached.
+        self._signature_of: dict[int, tuple[EffectiveAttributes, _Signature, tuple[_Exemption, ...]]] = {}
         self._ids_of: dict[int, tuple[str, ...]] = {}
 
     # -- compilation ---------------------------------------------------------------------------
@@ -283,20 +288,35 @@ class CompiledPolicy:
         `allowed_regions` is every region allowed for this dataset and operation, exemptions
         included, sorted. An unknown region raises INVALID_ARGUMENT (field `region`).
         """
+        # The hot path: the common case (no exemption for the dataset) is inlined.
         bit = self._bit_of.get(region)
         if bit is None:
             raise invalid_field("region", f"unknown region {region!r}")
-        _require_aware(now)
-        signature = self._signature(attrs)
-        slot = _slot(op)
+        if now.tzinfo is None:
+            _require_aware(now)
+        cached = self._signature_of.get(id(attrs))
+        if cached is None or cached[0] is not attrs:
+            cached = self._remember(attrs)
+        _, signature, matching = cached
+        slot = 0 if op is Operation.STORE else 1
         result = signature.ops[slot]
-        exemptions, exempted = self._exempted(attrs.dataset_id, op, now, result.hard_block)
+        exemptions = [e for e in matching if op in e.operations and now < e.expires] if matching else None
+        if not exemptions:
+            if result.allowed & bit:
+                return result.allow_verdict
+            explanation = result.explanations.get(bit) or self._explain(signature, slot, bit)
+            return _verdict(Outcome.DENY, result.allow_verdict.allowed_regions, self._reasons(explanation, attrs, None))
+        exempted = 0
+        for exemption in exemptions:
+            exempted |= exemption.regions
+        exempted &= ~result.hard_block
         allowed_regions = self._ids(result.allowed | exempted)
         if result.allowed & bit:
             return Verdict(Outcome.ALLOW, allowed_regions)
+        explanation = result.explanations.get(bit) or self._explain(signature, slot, bit)
         if exempted & bit:
             exemption = next(e for e in exemptions if e.regions & bit)
-            overridden = [r.id for r in self._excluding(signature, slot, bit)]
+            overridden = [item.rule.id for item in explanation.rules]
             if result.default_denies:
                 overridden.append("defaults")
             message = (
@@ -307,25 +327,21 @@ class CompiledPolicy:
                 Outcome.ALLOW, allowed_regions, (Reason(ReasonCode.EXEMPTION_APPLIED, message, rule_id=exemption.id),)
             )
         blocked_exemption = next((e for e in exemptions if e.regions & bit), None)
-        reasons: list[Reason] = []
-        for rule in self._excluding(signature, slot, bit):
-            reasons.append(self._rule_reason(rule, attrs, op, region, bit, blocked_exemption))
-        if result.default_denies:
-            kind = "classified" if signature.classified else "unclassified"
-            reasons.append(
-                Reason(
-                    ReasonCode.DEFAULT_DENIED,
-                    f"no applicable rule has an allow list for {op.value} and defaults.{kind} is deny",
-                )
-            )
-        return Verdict(Outcome.DENY, allowed_regions, tuple(reasons))
+        return Verdict(Outcome.DENY, allowed_regions, self._reasons(explanation, attrs, blocked_exemption))
 
     def allowed_regions(self, attrs: EffectiveAttributes, op: Operation, now: datetime) -> tuple[str, ...]:
         """Sorted ids of every region where `op` is allowed for the dataset, exemptions included."""
         _require_aware(now)
-        result = self._signature(attrs).ops[_slot(op)]
-        _, exempted = self._exempted(attrs.dataset_id, op, now, result.hard_block)
-        return self._ids(result.allowed | exempted)
+        cached = self._signature_of.get(id(attrs))
+        if cached is None or cached[0] is not attrs:
+            cached = self._remember(attrs)
+        _, signature, matching = cached
+        result = signature.ops[_slot(op)]
+        opened = 0
+        for exemption in matching:
+            if op in exemption.operations and now < exemption.expires:
+                opened |= exemption.regions
+        return self._ids(result.allowed | (opened & ~result.hard_block))
 
     def violations(self, attrs: EffectiveAttributes, now: datetime) -> list[tuple[str, Verdict]]:
         """The dataset's locations where storing it is not allowed, each with the DENY verdict
@@ -379,7 +395,9 @@ class CompiledPolicy:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _signature(self, attrs: EffectiveAttributes) -> _Signature:
+    def _remember(self, attrs: EffectiveAttributes) -> tuple[EffectiveAttributes, _Signature, tuple[_Exemption, ...]]:
+        """Cache what a decision needs from `attrs` beyond op/region/time: its signature and
+        the exemptions covering its dataset (expiry and operation are checked per decision)."""
         key = (frozenset(attrs.classifications), frozenset(attrs.origins))
         signature = self._signatures.get(key)
         if signature is None:
@@ -387,7 +405,11 @@ class CompiledPolicy:
             if len(self._signatures) >= _CACHE_LIMIT:
                 self._signatures.clear()
             self._signatures[key] = signature
-        return signature
+        matching = tuple(e for e in self._exemptions if e.covers_dataset(attrs.dataset_id))
+        if len(self._signature_of) >= _ATTRS_CACHE_LIMIT:
+            self._signature_of.clear()
+        entry = self._signature_of[id(attrs)] = (attrs, signature, matching)
+        return entry
 
     def _compute_signature(self, labels: frozenset[str], origins: frozenset[str]) -> _Signature:
         by_label = self._ignores_labels
@@ -419,28 +441,9 @@ class CompiledPolicy:
                 verb = self._defaults.classified if classified else self._defaults.unclassified
                 base = self._everywhere if verb == "allow" else 0
                 default_denies = verb == "deny"
-            ops.append(_OpResult(base & ~deny, hard_block, default_denies))
-        return _Signature(rules, classified, (ops[0], ops[1]))
-
-    def _exempted(self, dataset_id: str, op: Operation, now: datetime, hard_block: int) -> tuple[list[_Exemption], int]:
-        """The unexpired exemptions for (dataset, op) and the regions they open, minus
-        `hard_block` (what non-exemptible rules exclude)."""
-        exemptions = self._active_exemptions(dataset_id, op, now)
-        opened = 0
-        for exemption in exemptions:
-            opened |= exemption.regions
-        return exemptions, opened & ~hard_block
-
-    def _active_exemptions(self, dataset_id: str, op: Operation, now: datetime) -> list[_Exemption]:
-        if not self._exemptions:
-            return []
-        matching = self._exemptions_by_dataset.get(dataset_id)
-        if matching is None:
-            matching = tuple(e for e in self._exemptions if e.covers_dataset(dataset_id))
-            if len(self._exemptions_by_dataset) >= _CACHE_LIMIT:
-                self._exemptions_by_dataset.clear()
-            self._exemptions_by_dataset[dataset_id] = matching
-        return [e for e in matching if op in e.operations and now < e.expires]
+            allowed = base & ~deny
+            ops.append(_OpResult(allowed, hard_block, default_denies, Verdict(Outcome.ALLOW, self._ids(allowed)), {}))
+        return _Signature(rules, classified, (ops[0], ops[1]), labels, origins)
 
     def _ids(self, bits: int) -> tuple[str, ...]:
         ids = self._ids_of.get(bits)
@@ -468,41 +471,101 @@ class CompiledPolicy:
                 excluding.append(rule)
         return excluding
 
-    def _rule_reason(
-        self,
-        rule: _Rule,
-        attrs: EffectiveAttributes,
-        op: Operation,
-        region: str,
-        bit: int,
-        blocked_exemption: _Exemption | None,
-    ) -> Reason:
-        evidence: list[str] = []
-        path: tuple[str, ...] = ()
-        if rule.labels:
-            label, path = _shortest(
-                (label, p)
-                for label, p in attrs.classifications.items()
-                if any(label_matches(r, label) for r in rule.labels)
+    def _explain(self, signature: _Signature, slot: int, bit: int) -> _Explanation:
+        """Build and cache the DENY explanation of region `bit` for (signature, operation):
+        everything in the reasons except each dataset's lineage paths."""
+        op = _OPS[slot]
+        region = self._regions[bit.bit_length() - 1].id
+        items = []
+        for rule in self._excluding(signature, slot, bit):
+            # The dataset's values that made the rule apply; an applicable rule that looks at
+            # labels (origins) always has at least one (that is how it was found applicable).
+            labels: tuple[str, ...] = ()
+            if rule.labels:
+                labels = tuple(sorted(l for l in signature.labels if any(label_matches(r, l) for r in rule.labels)))
+            origins: tuple[str, ...] = ()
+            if rule.origins is not None:
+                countries = rule.origins
+                origins = tuple(sorted(o for o in signature.origins if countries.everywhere or o in countries.countries))
+            how = "is denied" if rule.deny[slot] & bit else "is outside the locations it allows"
+            citation = f" ({rule.citation})" if rule.citation else ""
+            prefix = f"rule {rule.id}{citation}: {op.value} in {region} {how}"
+            message = None
+            if len(labels) == (1 if rule.labels else 0) and len(origins) == (1 if rule.origins is not None else 0):
+                message = prefix + _matched(labels[0] if labels else None, origins[0] if origins else None)
+            items.append(_RuleReason(rule, labels, origins, prefix, message))
+        default = None
+        if signature.ops[slot].default_denies:
+            kind = "classified" if signature.classified else "unclassified"
+            default = Reason(
+                ReasonCode.DEFAULT_DENIED, f"no applicable rule has an allow list for {op.value} and defaults.{kind} is deny"
             )
-            evidence.append(f"classification {label}")
-        if rule.origins is not None:
-            origin, origin_path = _shortest(
-                (origin, p)
-                for origin, p in attrs.origins.items()
-                if rule.origins.everywhere or origin in rule.origins.countries
-            )
-            evidence.append(f"origin {origin}")
-            path = path or origin_path
-        if not path:
-            path = (attrs.dataset_id,)
-        how = "is denied" if rule.deny[_slot(op)] & bit else "is outside the locations it allows"
-        citation = f" ({rule.citation})" if rule.citation else ""
-        matched = f"; matched {' and '.join(evidence)}" if evidence else "; applies to every dataset"
-        message = f"rule {rule.id}{citation}: {op.value} in {region} {how}{matched}"
-        if blocked_exemption is not None and not rule.exemptible:
-            message += f"; not exemptible, so exemption {blocked_exemption.id} does not apply"
-        return Reason(ReasonCode.RULE_DENIED, message, rule_id=rule.id, citation=rule.citation, lineage_path=path)
+        explanation = _Explanation(tuple(items), default)
+        signature.ops[slot].explanations[bit] = explanation
+        return explanation
+
+    @staticmethod
+    def _reasons(
+        explanation: _Explanation, attrs: EffectiveAttributes, blocked_exemption: _Exemption | None
+    ) -> tuple[Reason, ...]:
+        """The DENY reasons of `explanation` for the dataset of `attrs`: each rule's reason
+        names the matched label (else origin) with the shortest lineage path, and that path
+        (the dataset itself for a rule that applies to every dataset)."""
+        reasons = []
+        classifications, origins = attrs.classifications, attrs.origins
+        for item in explanation.rules:
+            rule = item.rule
+            path: tuple[str, ...] = ()
+            message = item.message
+            if message is not None:
+                if item.labels:
+                    path = classifications[item.labels[0]]
+                if item.origins:
+                    path = path or origins[item.origins[0]]
+            else:
+                label = origin = None
+                if item.labels:
+                    label, path = _shortest((label, classifications[label]) for label in item.labels)
+                if item.origins:
+                    origin, origin_path = _shortest((origin, origins[origin]) for origin in item.origins)
+                    path = path or origin_path
+                message = item.prefix + _matched(label, origin)
+            if not path:
+                path = (attrs.dataset_id,)
+            if blocked_exemption is not None and not rule.exemptible:
+                message += f"; not exemptible, so exemption {blocked_exemption.id} does not apply"
+            reasons.append(_reason(ReasonCode.RULE_DENIED, message, rule.id, rule.citation, path))
+        if explanation.default is not None:
+            reasons.append(explanation.default)
+        return tuple(reasons)
+
+
+def _matched(label: str | None, origin: str | None) -> str:
+    """The evidence part of a RULE_DENIED message."""
+    evidence = []
+    if label is not None:
+        evidence.append(f"classification {label}")
+    if origin is not None:
+        evidence.append(f"origin {origin}")
+    return f"; matched {' and '.join(evidence)}" if evidence else "; applies to every dataset"
+
+
+# Verdicts and reasons are built on every decision: filling `__dict__` directly skips the frozen
+# dataclass `__init__` (one `object.__setattr__` per field) and yields equal, equally immutable
+# values (tests/unit/test_engine.py compares them with the constructors' results).
+_object_new = object.__new__
+
+
+def _verdict(outcome: Outcome, allowed_regions: tuple[str, ...], reasons: tuple[Reason, ...]) -> Verdict:
+    verdict = _object_new(Verdict)
+    verdict.__dict__.update(outcome=outcome, allowed_regions=allowed_regions, reasons=reasons)
+    return verdict
+
+
+def _reason(code: ReasonCode, message: str, rule_id: str, citation: str, lineage_path: tuple[str, ...]) -> Reason:
+    reason = _object_new(Reason)
+    reason.__dict__.update(code=code, message=message, rule_id=rule_id, citation=citation, lineage_path=lineage_path)
+    return reason
 
 
 def _shortest(candidates: Iterable[tuple[str, tuple[str, ...]]]) -> tuple[str, tuple[str, ...]]:

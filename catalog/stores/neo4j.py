@@ -84,6 +84,7 @@ from domicile.catalog.stores.neo4j_cypher import (
     reset_meta,
     single,
     single_or_none,
+    traversal_chunk,
     values,
     version_visible,
 )
@@ -376,29 +377,40 @@ class Neo4jGraphStore:
             principal=principal,
         )
         ids = sorted({i for pair in pairs for i in pair})
-        live = set(await values(tx, "UNWIND $ids AS id MATCH (v:DatasetVersion {id: id}) WHERE v.valid_to IS NULL RETURN id", ids=ids))
+        # Answers of thousands of rows come back as one collected list: the driver's
+        # per-record cost is far above the server's cost of producing a row.
+        live = set(
+            (
+                await single(
+                    tx,
+                    "UNWIND $ids AS id MATCH (v:DatasetVersion {id: id}) WHERE v.valid_to IS NULL RETURN collect(id) AS ids",
+                    ids=ids,
+                )
+            )["ids"]
+        )
         placeholders = [i for i in ids if i not in live]
+        # The transform of each current edge of this job among the pairs.
         current = {
-            (row["input"], row["output"]): row
-            for row in await records(
-                tx,
-                "UNWIND $pairs AS pair "
-                "MATCH (:Dataset {id: pair[1]})-[e:DERIVED_FROM {job: $job}]->(:Dataset {id: pair[0]}) "
-                "WHERE e.end_time IS NULL RETURN e.input AS input, e.output AS output, e.transform AS transform, "
-                "e.revision AS revision",
-                pairs=[list(p) for p in pairs],
-                job=run.job,
-            )
+            (input_id, output_id): transform
+            for input_id, output_id, transform in (
+                await single(
+                    tx,
+                    "UNWIND $pairs AS pair "
+                    "MATCH (:Dataset {id: pair[1]})-[e:DERIVED_FROM {job: $job}]->(:Dataset {id: pair[0]}) "
+                    "WHERE e.end_time IS NULL RETURN collect([e.input, e.output, e.transform]) AS edges",
+                    pairs=[list(p) for p in pairs],
+                    job=run.job,
+                )
+            )["edges"]
         }
         to_end: list[tuple[str, str]] = []
         to_add: list[tuple[str, str]] = []
         for pair in pairs:
-            existing = current.get(pair)
-            if existing is not None and existing["transform"] == run.transform:
-                continue
-            if existing is not None:
+            if pair not in current:
+                to_add.append(pair)
+            elif current[pair] != run.transform:
                 to_end.append(pair)
-            to_add.append(pair)
+                to_add.append(pair)
         if not placeholders and not to_add:
             await self._finish_write(tx, time_us=now)
             return LineageResult(0, revision)
@@ -419,23 +431,21 @@ class Neo4jGraphStore:
             )
         if to_end:
             await _end_edges(tx, [[i, o, run.job] for i, o in to_end], now, revision)
+        # Every id has its Dataset node by now (a live version's, or the placeholder's just
+        # created), so MATCH suffices: unlike MERGE it takes no locks and needs no Eager
+        # barrier, and the properties listed in CREATE (not SET from a map) spare another.
         await consume(
             tx,
-            "UNWIND $rows AS row "
-            "MERGE (o:Dataset {id: row.output}) MERGE (i:Dataset {id: row.input}) "
-            "CREATE (o)-[e:DERIVED_FROM]->(i) SET e = row",
-            rows=[
-                {
-                    "input": i,
-                    "output": o,
-                    "job": run.job,
-                    "transform": run.transform,
-                    "run_id": run.run_id,
-                    "record_time": now,
-                    "revision": revision,
-                }
-                for i, o in to_add
-            ],
+            "UNWIND $pairs AS pair "
+            "MATCH (o:Dataset {id: pair[1]}) MATCH (i:Dataset {id: pair[0]}) "
+            "CREATE (o)-[:DERIVED_FROM {input: pair[0], output: pair[1], job: $job, transform: $transform, "
+            "run_id: $run_id, record_time: $record_time, revision: $revision}]->(i)",
+            pairs=[list(pair) for pair in to_add],
+            job=run.job,
+            transform=run.transform,
+            run_id=run.run_id,
+            record_time=now,
+            revision=revision,
         )
         await self._finish_write(
             tx,
@@ -484,7 +494,7 @@ class Neo4jGraphStore:
         as_of: datetime | None = None,
         limits: TraversalLimits = TraversalLimits(),
     ) -> Traversal:
-        """See `GraphStore.traverse`: a level-by-level BFS, one indexed query per level."""
+        """See `GraphStore.traverse`: a breadth-first walk, ten levels per query."""
         if max_depth < 0:
             raise invalid_field("max_depth", "must not be negative")
         at = micros_arg(as_of, "as_of")
@@ -715,73 +725,73 @@ async def _list_datasets_tx(
     )
 
 
-# For each direction: (pattern from a frontier node `n` to a neighbour `m`).
-_NEIGHBOUR_PATTERNS = {
-    # Upstream goes from an output to its inputs, downstream from an input to its outputs.
-    Direction.UPSTREAM: ["(n)-[e:DERIVED_FROM]->(m)"],
-    Direction.DOWNSTREAM: ["(n)<-[e:DERIVED_FROM]-(m)"],
-    Direction.BOTH: ["(n)-[e:DERIVED_FROM]->(m)", "(n)<-[e:DERIVED_FROM]-(m)"],
-}
+# Levels walked per traversal query: a depth-10 traversal (the usual request) is one round
+# trip; deeper ones continue from the state the previous query reached.
+_TRAVERSAL_CHUNK = 10
 
 
 async def _traverse_tx(
     tx: AsyncManagedTransaction, start: str, direction: Direction, max_depth: int, at: int | None, limits: TraversalLimits
 ) -> Traversal:
+    """The breadth-first walk, up to `_TRAVERSAL_CHUNK` levels per query (see `traversal_chunk`).
+
+    The deadline is checked before each query, as the walk cannot be interrupted inside one;
+    a timeout keeps the levels already walked.
+    """
     deadline = time.monotonic() + limits.timeout_seconds
-    found = await single_or_none(
-        tx, f"MATCH (v:DatasetVersion {{id: $id}}) WHERE {version_visible('v', at)} RETURN 1 AS found", id=start, at=at
-    )
-    if found is None:
-        raise not_found(f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}"))
-    queries = [
-        f"UNWIND $frontier AS id MATCH (n:Dataset {{id: id}}) MATCH {pattern} WHERE {edge_visible('e', at)} "
-        "RETURN m.id AS neighbour, properties(e) AS e ORDER BY m.id"
-        for pattern in _NEIGHBOUR_PATTERNS[direction]
-    ]
-    depths = {start: 0}
-    walked: dict[tuple[str, str, str, int], dict[str, Any]] = {}
-    frontier = [start]
+    levels: list[list[str]] = [[start]]  # ids per depth
+    walked: dict[tuple[str, str, str, int], list[Any]] = {}
+    placeholders: set[str] = set()
+    visited = [start]
     reason = ""
-    depth = 0
-    while frontier and not reason:
-        if time.monotonic() > deadline:
+    first = True
+    while True:
+        depth = len(levels) - 1
+        active = bool(levels[-1]) and not reason
+        if active and time.monotonic() > deadline:
             reason = "timeout"
+            active = False
+        if not active and not first:
             break
-        if depth == max_depth:
-            # Only asking whether the answer is cut: does any frontier node lead further?
-            for query in queries:
-                if any(row["neighbour"] not in depths for row in await records(tx, query, frontier=frontier, at=at)):
-                    reason = "max_depth"
-                    break
-            break
-        next_frontier: list[str] = []
-        for query in queries:
-            for row in await records(tx, query, frontier=frontier, at=at):
-                edge = row["e"]
-                walked[(edge["input"], edge["output"], edge["job"], edge["record_time"])] = edge
-                node = row["neighbour"]
-                if node in depths:
-                    continue
-                if len(depths) >= limits.max_nodes:
-                    reason = "max_nodes"
-                    continue
-                depths[node] = depth + 1
-                next_frontier.append(node)
-        frontier = next_frontier
-        depth += 1
-    placeholders = set(
-        await values(
+        steps = min(_TRAVERSAL_CHUNK, max_depth - depth) if active else 0
+        check_deeper = active and depth + steps == max_depth
+        query = traversal_chunk(direction.value, at is not None, steps, first, check_deeper)
+        row = await single_or_none(
             tx,
-            f"UNWIND $ids AS id MATCH (v:DatasetVersion {{id: id}}) WHERE {version_visible('v', at)} AND v.placeholder RETURN id",
-            ids=list(depths),
+            query,
+            start=start,
+            visited=visited,
+            frontier=levels[-1],
+            room=max(0, limits.max_nodes - len(visited)),
             at=at,
         )
-    )
+        if row is None:
+            raise not_found(f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}"))
+        first = False
+        placeholders.update(row["placeholders"])
+        for level_ids, level_edges in zip(row["levels"], row["walked"]):
+            for edges in level_edges:
+                for edge in edges:
+                    walked[(edge[0], edge[1], edge[2], edge[5])] = edge
+            levels.append(level_ids)
+            visited.extend(level_ids)
+        if row["cut"]:
+            reason = "max_nodes"
+        elif row["deeper"]:
+            reason = "max_depth"
+        if not steps or depth + steps == max_depth:
+            break
+    depths = {node: depth for depth, ids in enumerate(levels) for node in ids}
     nodes = sorted((LineageNode(i, d, i in placeholders) for i, d in depths.items()), key=lambda x: (x.depth, x.dataset_id))
-    edges = sorted(
-        (edge_from_properties(e) for e in walked.values() if e["input"] in depths and e["output"] in depths),
-        key=lambda e: (e.input, e.output, e.job, e.record_time),
-    )
+    times: dict[int | None, datetime | None] = {None: None}  # the edges of one write share their times
+    edges: list[Edge] = []
+    for input_id, output_id, job, transform, run_id, record_time, end_time in walked.values():
+        if input_id in depths and output_id in depths:
+            for t in (record_time, end_time):
+                if t not in times:
+                    times[t] = from_micros(t)
+            edges.append(Edge(input_id, output_id, job, transform, run_id, times[record_time], times[end_time]))
+    edges.sort(key=lambda e: (e.input, e.output, e.job, e.record_time))
     return Traversal(tuple(nodes), tuple(edges), complete=not reason, incomplete_reason=reason)
 
 

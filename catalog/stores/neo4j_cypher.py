@@ -150,7 +150,8 @@ def traversal_chunk(direction: str, historical: bool, levels: int, first: bool, 
     parts.append(
         "CALL { UNWIND $visited AS id MATCH (x:Dataset {id: id}) RETURN collect(x) AS visited } "
         "CALL { UNWIND $frontier AS id MATCH (x:Dataset {id: id}) RETURN collect(x) AS frontier } "
-        "WITH visited, frontier, [] AS added, [] AS levels, [] AS walked, false AS cut, $room AS room"
+        f"WITH visited, frontier, {'frontier' if first else '[]'} AS added, [] AS levels, [] AS walked, "
+        "false AS cut, $room AS room"
     )
     for _ in range(levels):
         # Aggregating without grouping keys always yields one row, so an empty frontier
@@ -175,10 +176,8 @@ def traversal_chunk(direction: str, historical: bool, levels: int, first: bool, 
         )
     else:
         parts.append("WITH *, false AS deeper")
-    described = "added + [sv]" if first else "added"
-    # (version_visible uses `$at` only for historical reads.)
     parts.append(
-        f"RETURN levels, walked, cut, deeper, [x IN {described} WHERE EXISTS {{ MATCH (v:DatasetVersion {{id: x.id}}) "
+        "RETURN levels, walked, cut, deeper, [x IN added WHERE EXISTS { MATCH (v:DatasetVersion {id: x.id}) "
         f"WHERE {version_visible('v', at)} AND v.placeholder }} | x.id] AS placeholders"
     )
     return "\n".join(parts)

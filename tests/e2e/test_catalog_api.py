@@ -111,6 +111,13 @@ async def test_invalid_datasets_are_rejected_with_field_violations(stub, message
     assert field in [f for f, _ in details_of(error)["field_violations"]]
 
 
+async def test_huge_bad_values_still_get_invalid_argument(stub):
+    # Error messages quote bad values; a 10 KB one must not overflow the status trailer.
+    for message in (dataset(tags={"k" * 10_000: "v"}), dataset(origins=["Q" * 10_000]), dataset(classifications=["x" * 10_000])):
+        error = await expect_error(upsert(stub, message), grpc.StatusCode.INVALID_ARGUMENT)
+        assert details_of(error)["field_violations"]
+
+
 async def test_several_violations_reported_at_once(stub):
     error = await expect_error(upsert(stub, dataset(origins=["de"], locations=["nowhere"])), grpc.StatusCode.INVALID_ARGUMENT)
     fields = [f for f, _ in details_of(error)["field_violations"]]

@@ -49,3 +49,8 @@ def test_host_port_parsing():
         with pytest.raises(ValueError):
             split_host_port(bad)
     assert is_loopback("127.0.0.5") and is_loopback("localhost") and not is_loopback("example.org")
+
+
+def test_poll_interval_must_fit_the_staleness_bound():
+    with pytest.raises(SettingsError, match="poll_interval_seconds"):
+        load_settings(router={"poll_interval_seconds": 10, "staleness_bound_seconds": 1})

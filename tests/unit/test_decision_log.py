@@ -137,6 +137,63 @@ async def test_reopening_continues_the_chain_and_finds_old_decisions(tmp_path: P
     assert result.ok and result.lines == 4 and result.message == "4 decisions, chain intact"
 
 
+async def test_ids_older_than_the_bounded_index_are_found_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    log = await DecisionLog.open(path, recent_capacity=1, index_capacity=2, durable=True)
+    for n in range(1, 8):
+        log.append(decision(n))
+        await log.flush()  # one write per decision, so the writer trims its index as it goes
+    assert len(log._offsets) < 7
+    await log.close()
+    log = await DecisionLog.open(path, recent_capacity=1, index_capacity=2)
+    try:
+        assert sorted(log._offsets) == ["d0006", "d0007"]  # open indexes only the last lines
+        for n in range(1, 8):
+            found = await log.get(f"d{n:04d}")
+            assert found is not None and found.decision == decision(n) and found.seq == n
+        assert await log.get("d0008") is None
+    finally:
+        await log.close()
+
+
+async def test_a_full_queue_blocks_append_until_the_writer_takes_it(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    # A writer that would wait a minute to fill its batch: only the full queue wakes it.
+    log = await DecisionLog.open(path, flush_interval=60, max_queue=2)
+    try:
+        seqs = [log.append(decision(n)) for n in range(1, 6)]
+        assert seqs == [1, 2, 3, 4, 5] and len(log._queue) <= 2
+        await log.flush()
+        assert verify(path).lines == 5
+    finally:
+        await log.close()
+
+
+async def test_append_fails_closed_when_the_queue_stays_full(tmp_path: Path, monkeypatch) -> None:
+    log = await DecisionLog.open(tmp_path / "decisions.jsonl", flush_interval=60, max_queue=1, append_timeout=0.05)
+    release = asyncio.Event()
+    stuck = __import__("threading").Event()
+    write = log._write
+    monkeypatch.setattr(log, "_write", lambda batch: (stuck.wait(), write(batch)))
+    try:
+        log.append(decision(1))  # taken by the writer, which then hangs in `_write`
+        await asyncio.sleep(0)
+        for _ in range(100):
+            if not log._queue:
+                break
+            await asyncio.sleep(0.01)
+        log.append(decision(2))  # fills the queue
+        with pytest.raises(DomicileError) as info:
+            log.append(decision(3))
+        assert info.value.code is ErrorCode.UNAVAILABLE and info.value.reason == "DECISION_LOG_BEHIND"
+        assert [q[0] for q in log._queue] == [2]  # nothing was queued for the refused decision
+    finally:
+        stuck.set()
+        release.set()
+        await log.close()
+    assert verify(tmp_path / "decisions.jsonl").lines == 2
+
+
 async def test_only_one_writer_owns_a_log(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     log = await DecisionLog.open(path)
@@ -275,6 +332,10 @@ def test_the_written_line_is_the_canonical_json_of_its_record(strings, path, con
     time_text = decision_log._format_time(d.decide_time)
     canonical = decision_log._canonical(seq, d, kind, "ff" * 32, context, ZERO_HASH, time_text)
     assert canonical == decision_log._encoder.encode(json.loads(canonical)).encode("ascii")
+    # The writer's rendering through its identity cache (cold, then warm) is the same bytes.
+    cache = decision_log._JsonCache()
+    for _ in range(2):
+        assert decision_log._canonical(seq, d, kind, "ff" * 32, context, ZERO_HASH, time_text, cache) == canonical
     line, _ = decision_log._seal(canonical)
     record, problem = decision_log._check_line(line)
     assert problem == "" and record is not None
