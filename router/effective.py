@@ -26,9 +26,14 @@ How it is kept (the reasoning the incremental code relies on):
 - A multi-node component starts from the bottom (no labels) and is iterated with a worklist
   to its least fixpoint (a label-correcting shortest-path computation); a self-loop never
   contributes (the label is already there, one step closer), so it is ignored.
-- A dataset that is deleted stops being returned by `get`, but its lineage edges stay (the
-  store keeps them too) and labels keep flowing through it as through any unregistered node
-  (e.g. a placeholder that the index was never told about).
+- Undescribed provenance fails closed. A node that is not a registered dataset -- a
+  placeholder that lineage created, a dataset that was deleted, or an edge endpoint nobody
+  described -- owns the pseudo-origin `UNDESCRIBED`, which flows downstream like any origin
+  (no transform removes it): we cannot know what such data contains, so whatever is derived
+  from it carries that doubt, with the lineage path to the undescribed node. The router
+  answers DENY / UNKNOWN_DATASET for datasets carrying it. Deleting a source therefore never
+  declassifies the copies derived from it. Its lineage edges stay (the store keeps them too)
+  and labels keep flowing through it.
 
 Memory: labels, origins, locations and dataset ids of datasets are interned, datasets with
 equal own label/origin sets share one frozenset, and nodes without labels/origins hold no
@@ -47,7 +52,7 @@ from types import MappingProxyType
 from typing import NamedTuple
 
 from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey
-from domicile.router.types import EffectiveAttributes
+from domicile.router.types import UNDESCRIBED, EffectiveAttributes
 
 Removes = Callable[[str, str], bool]
 """`removes(transform, label)`: True when a lineage edge with `transform` strips `label`.
@@ -222,6 +227,9 @@ class EffectiveIndex:
     # ---- mutation without recomputation: each returns the nodes whose inputs changed ----
 
     def _put_dataset(self, dataset: Dataset) -> set[str]:
+        if dataset.placeholder:
+            # Known only by name (lineage mentioned it): undescribed, like an unknown node.
+            return self._drop_dataset(dataset.id)
         node = sys.intern(dataset.id)
         labels = dataset.all_classifications if dataset.fields else frozenset(dataset.classifications)
         if not labels <= self._known_labels:
@@ -262,6 +270,10 @@ class EffectiveIndex:
         if successors is None:
             successors = self._out[edge.input] = {}
         successors[output] = successors.get(output, 0) + 1
+        if edge.input not in self._own and edge.input not in self._origins:
+            # An undescribed input seen for the first time: it must get its UNDESCRIBED
+            # origin (its downstream closure includes `output`).
+            return {edge.input}
         return {output}
 
     def _drop_edge(self, key: EdgeKey) -> set[str]:
@@ -437,7 +449,7 @@ class EffectiveIndex:
         """One application of the defining equations to `node` from its inputs' current values."""
         own = self._own.get(node)
         labels: _Table = dict.fromkeys(own.labels, _OWN) if own else {}
-        origins: _Table = dict.fromkeys(own.origins, _OWN) if own else {}
+        origins: _Table = dict.fromkeys(own.origins, _OWN) if own else {UNDESCRIBED: _OWN}
         incoming = self._in.get(node)
         if not incoming:
             return labels, origins

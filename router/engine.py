@@ -36,6 +36,7 @@ from domicile.errors import invalid_field
 from domicile.router.locations import Location, LocationError, LocationResolver
 from domicile.router.policy import LoadedPolicy, Path, PolicyError, PolicyInvalid, format_path
 from domicile.router.types import (
+    UNDESCRIBED,
     EffectiveAttributes,
     Operation,
     Outcome,
@@ -292,6 +293,8 @@ class CompiledPolicy:
         bit = self._bit_of.get(region)
         if bit is None:
             raise invalid_field("region", f"unknown region {region!r}")
+        if UNDESCRIBED in attrs.origins:
+            return _undescribed_verdict(attrs)
         if now.tzinfo is None:
             _require_aware(now)
         cached = self._signature_of.get(id(attrs))
@@ -332,6 +335,8 @@ class CompiledPolicy:
     def allowed_regions(self, attrs: EffectiveAttributes, op: Operation, now: datetime) -> tuple[str, ...]:
         """Sorted ids of every region where `op` is allowed for the dataset, exemptions included."""
         _require_aware(now)
+        if UNDESCRIBED in attrs.origins:
+            return ()
         cached = self._signature_of.get(id(attrs))
         if cached is None or cached[0] is not attrs:
             cached = self._remember(attrs)
@@ -571,6 +576,24 @@ def _reason(code: ReasonCode, message: str, rule_id: str, citation: str, lineage
 def _shortest(candidates: Iterable[tuple[str, tuple[str, ...]]]) -> tuple[str, tuple[str, ...]]:
     """The (value, path) with the shortest lineage path, ties broken by value for stable output."""
     return min(candidates, key=lambda item: (len(item[1]), item[0]))
+
+
+def _undescribed_verdict(attrs: EffectiveAttributes) -> Verdict:
+    """DENY everywhere: the dataset derives from data the catalog does not describe, so no
+    rule can be known not to apply (fail closed; see `router.types.UNDESCRIBED`)."""
+    path = attrs.origins[UNDESCRIBED]
+    return Verdict(
+        Outcome.DENY,
+        (),
+        (
+            Reason(
+                ReasonCode.UNKNOWN_DATASET,
+                f"{attrs.dataset_id!r} derives from {path[0]!r}, which the catalog does not describe "
+                "(a lineage placeholder or a deleted dataset): register it to decide",
+                lineage_path=path,
+            ),
+        ),
+    )
 
 
 def _require_aware(now: datetime) -> None:

@@ -16,6 +16,14 @@ from datetime import datetime
 from types import MappingProxyType
 
 
+UNDESCRIBED = "UNDESCRIBED"
+"""Pseudo-origin of data that derives from a dataset the catalog does not describe (a
+lineage placeholder, a deleted dataset, an id nobody registered). `router.effective` gives it
+to such nodes and it flows downstream like an origin that no transform removes; the engine
+answers DENY / UNKNOWN_DATASET, with the lineage path, for any dataset carrying it (fail
+closed). It is not an ISO country code, so no policy origin token can match it."""
+
+
 class Operation(enum.Enum):
     STORE = "store"
     PROCESS = "process"

@@ -100,6 +100,7 @@ async def test_a_declassifier_change_recomputes_effective_attributes(residency):
     masked = "s3://lake/masked"
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
     await residency.derive([CUSTOMERS], [masked], transform="mask")
+    await residency.put(masked)
     assert (await residency.decide(masked, US)).outcome == DENY
     with_mask = revised("2026.12.1", ("  - {transform: anonymize, removes: [PII]}",
                                       "  - {transform: anonymize, removes: [PII]}\n  - {transform: mask, removes: [PII]}"))

@@ -130,6 +130,7 @@ async def expect_error(awaitable, code: grpc.StatusCode) -> dict:
 async def test_decide_follows_lineage_and_names_rule_and_path(residency):
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
     await residency.derive([CUSTOMERS], [COPY])
+    await residency.put(COPY)  # described without labels: everything it carries is inherited
 
     denied = await residency.decide(COPY, US)
     assert denied.outcome == DENY
@@ -157,9 +158,13 @@ async def test_a_write_is_visible_to_the_next_decision(residency):
     assert gone.outcome == DENY and [r.code for r in gone.reasons] == ["UNKNOWN_DATASET"]
 
 
-async def test_placeholders_inherit_along_lineage(residency):
+async def test_a_placeholder_output_is_unknown_until_described_then_inherits(residency):
     await residency.put(PAYMENTS, classifications=["FINANCIAL.PAYMENT"], origins=["IN"])
     await residency.derive([PAYMENTS], ["s3://lake/never-registered"])
+    for region in (FRANKFURT, MUMBAI):
+        decision = await residency.decide("s3://lake/never-registered", region)
+        assert decision.outcome == DENY and [r.code for r in decision.reasons] == ["UNKNOWN_DATASET"]
+    await residency.put("s3://lake/never-registered")
     decision = await residency.decide("s3://lake/never-registered", FRANKFURT)
     assert decision.outcome == DENY and decision.reasons[0].rule_id == "rbi-payment-storage"
     assert (await residency.decide("s3://lake/never-registered", MUMBAI)).outcome == ALLOW
@@ -309,6 +314,7 @@ async def test_scan_violations_lists_copies_stored_where_they_may_not_be(residen
 async def test_get_decision_and_replay_against_the_catalog_and_policy_of_its_time(residency):
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
     await residency.derive([CUSTOMERS], [COPY])
+    await residency.put(COPY)  # described, not a lineage placeholder
     decision = await residency.decide(COPY, US)
     assert decision.outcome == DENY
 
@@ -342,3 +348,28 @@ async def test_get_decision_and_replay_against_the_catalog_and_policy_of_its_tim
     details = await expect_error(residency.residency.GetDecision(residency_pb2.GetDecisionRequest()),
                                  grpc.StatusCode.INVALID_ARGUMENT)
     assert [f for f, _ in details["field_violations"]] == ["decision_id"]
+
+
+async def test_placeholders_and_data_derived_from_them_fail_closed(residency):
+    """A dataset known only from lineage, and whatever derives from it, is DENY everywhere
+    (UNKNOWN_DATASET naming the path), until someone describes it."""
+    await residency.derive(["s3://mystery/raw"], [COPY], transform="anonymize")
+    await residency.put(COPY)
+    for dataset_id in ("s3://mystery/raw", COPY):
+        decision = await residency.decide(dataset_id, US)
+        assert decision.outcome == DENY
+        assert [r.code for r in decision.reasons] == ["UNKNOWN_DATASET"]
+    assert list((await residency.decide(COPY, US)).reasons[0].lineage_path) == ["s3://mystery/raw", COPY]
+    await residency.put("s3://mystery/raw", classifications=["PII.CONTACT"], origins=["DE"])
+    assert (await residency.decide(COPY, US)).outcome == ALLOW  # anonymized EU data
+
+
+async def test_deleting_a_source_does_not_declassify_its_copies(residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
+    await residency.derive([CUSTOMERS], [COPY])
+    await residency.put(COPY)
+    assert [r.rule_id for r in (await residency.decide(COPY, US)).reasons] == ["gdpr-personal-data"]
+    await residency.catalog.DeleteDataset(catalog_pb2.DeleteDatasetRequest(id=CUSTOMERS))
+    decision = await residency.decide(COPY, US)
+    assert decision.outcome == DENY and [r.code for r in decision.reasons] == ["UNKNOWN_DATASET"]
+    assert list(decision.reasons[0].lineage_path) == [CUSTOMERS, COPY]

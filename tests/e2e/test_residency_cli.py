@@ -36,6 +36,7 @@ def run(residency):
 async def test_decide_route_check_job_explain_violations(run, residency):
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT, US])
     await residency.derive([CUSTOMERS], [COPY])
+    await residency.put(COPY)
 
     result = await run("decide", COPY, "--op", "store", "-r", US)
     assert result.exit_code == 3, result.output

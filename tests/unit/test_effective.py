@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey, Field, label_matches
-from domicile.router.effective import EffectiveIndex
+from domicile.router.effective import UNDESCRIBED, EffectiveIndex
 
 DECLASSIFIERS = {"anonymize": ("PII",), "aggregate": ("PII", "FINANCIAL.PAYMENT")}
 
@@ -232,3 +232,27 @@ def test_ended_edges_are_not_indexed() -> None:
     ended = Edge("a", "b", "job", end_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
     with pytest.raises(ValueError, match="only current edges"):
         index.add_edge(ended)
+
+
+def test_deleting_a_source_keeps_derived_data_constrained() -> None:
+    """A deleted source's copies do not become unclassified: they carry UNDESCRIBED."""
+    index = EffectiveIndex.build([ds("src", ("FINANCIAL.PAYMENT",), ("IN",)), ds("copy")], [edge("src", "copy")], removes)
+    assert origins(index, "copy") == {"IN": ("src", "copy")}
+    index.remove_dataset("src")
+    assert index.get("src") is None
+    assert origins(index, "copy") == {UNDESCRIBED: ("src", "copy")}
+    # Describing it again replaces the doubt with what it really holds.
+    index.set_dataset(ds("src", ("FINANCIAL.PAYMENT",), ("IN",)))
+    assert origins(index, "copy") == {"IN": ("src", "copy")}
+
+
+def test_placeholders_and_unknown_inputs_are_undescribed() -> None:
+    index = EffectiveIndex.build([ds("out")], [], removes)
+    assert origins(index, "out") == {}
+    index.set_dataset(ds("ph", placeholder=True))
+    index.add_edge(edge("ph", "out", transform="anonymize"))
+    assert index.get("ph") is None and "ph" not in index
+    assert origins(index, "out") == {UNDESCRIBED: ("ph", "out")}, "no transform removes the doubt"
+    index.add_edge(edge("never-registered", "other"))
+    index.set_dataset(ds("other"))
+    assert origins(index, "other") == {UNDESCRIBED: ("never-registered", "other")}

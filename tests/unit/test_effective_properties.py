@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey, Field, label_matches
-from domicile.router.effective import EffectiveIndex, Removes
+from domicile.router.effective import UNDESCRIBED, EffectiveIndex, Removes
 
 NODES = ("a", "b", "c", "d", "e", "f")
 LABELS = ("PII", "PII.CONTACT", "FINANCIAL.PAYMENT", "HEALTH")
@@ -52,7 +52,8 @@ def reference(model: Model) -> dict[str, tuple[dict[str, int], dict[str, int]]]:
     """
     nodes = set(model.datasets) | {e.input for e in model.edges.values()} | {e.output for e in model.edges.values()}
     labels = {n: {} for n in nodes}
-    origins = {n: {} for n in nodes}
+    # Nodes that are not registered datasets own the pseudo-origin UNDESCRIBED (fail closed).
+    origins = {n: {UNDESCRIBED: 0} for n in nodes}
     for id, dataset in model.datasets.items():
         labels[id] = dict.fromkeys(dataset.all_classifications, 0)
         origins[id] = dict.fromkeys(dataset.origins, 0)
@@ -92,8 +93,11 @@ def check(index: EffectiveIndex, model: Model) -> None:
 
 def check_path(model: Model, path: tuple[str, ...], id: str, value: str, *, is_label: bool) -> None:
     assert path[-1] == id
-    source = model.datasets[path[0]]
-    assert value in (source.all_classifications if is_label else source.origins)
+    if not is_label and value == UNDESCRIBED:
+        assert path[0] not in model.datasets, "UNDESCRIBED must come from an unregistered node"
+    else:
+        source = model.datasets[path[0]]
+        assert value in (source.all_classifications if is_label else source.origins)
     for upstream, downstream in itertools.pairwise(path):
         assert any(
             e.input == upstream

@@ -12,7 +12,7 @@ from domicile.catalog.regions import Region, RegionRegistry
 from domicile.errors import DomicileError, ErrorCode
 from domicile.router.engine import CompiledPolicy, compile_policy
 from domicile.router.policy import PolicyInvalid, load_policy
-from domicile.router.types import EffectiveAttributes, Operation, Outcome, PolicyChange, ReasonCode
+from domicile.router.types import EffectiveAttributes, Operation, Outcome, PolicyChange, Reason, ReasonCode, Verdict
 
 STORE, PROCESS = Operation.STORE, Operation.PROCESS
 NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -256,6 +256,39 @@ def test_deny_names_the_rule_its_citation_and_lineage_path() -> None:
     assert "PII.NAME" in reason.message and "origin DE" in reason.message
     assert "store in aws:us-east-1" in reason.message
     assert verdict.allowed_regions == ("aws:eu-central-1", "aws:eu-west-1", "gcp:europe-west6")
+
+
+def test_cached_explanations_keep_each_datasets_own_paths_and_shortest_label() -> None:
+    # Same labels and origins (one signature, one cached explanation), different paths: the
+    # label named and the path reported follow each dataset's own shortest path.
+    policy = compile_text(GDPR)
+    near_contact = attrs(
+        "s3://a", labels={"PII.CONTACT": ("s3://crm", "s3://a"), "PII.NAME": ("s3://hr", "s3://x", "s3://a")},
+        origins={"DE": ("s3://a",)},
+    )
+    near_name = attrs(
+        "s3://b", labels={"PII.CONTACT": ("s3://crm", "s3://x", "s3://b"), "PII.NAME": ("s3://hr", "s3://b")},
+        origins={"DE": ("s3://b",)},
+    )
+    for _ in range(2):  # cold, then from the caches
+        (first,) = policy.decide(near_contact, STORE, "aws:us-east-1", now=NOW).reasons
+        (second,) = policy.decide(near_name, STORE, "aws:us-east-1", now=NOW).reasons
+        assert first.lineage_path == ("s3://crm", "s3://a") and "classification PII.CONTACT" in first.message
+        assert second.lineage_path == ("s3://hr", "s3://b") and "classification PII.NAME" in second.message
+        assert first == Reason(
+            ReasonCode.RULE_DENIED,
+            "rule gdpr (GDPR Art. 44-45): store in aws:us-east-1 is outside the locations it allows; "
+            "matched classification PII.CONTACT and origin DE",
+            "gdpr", "GDPR Art. 44-45", ("s3://crm", "s3://a"),
+        )
+    verdict = policy.decide(near_contact, STORE, "aws:us-east-1", now=NOW)
+    assert verdict == Verdict(
+        Outcome.DENY, ("aws:eu-central-1", "aws:eu-west-1", "gcp:europe-west6"), (first,)
+    ) and repr(verdict) == repr(Verdict(verdict.outcome, verdict.allowed_regions, verdict.reasons))
+    # A new attributes object for the same dataset (the index replaced its view) is not
+    # confused with the old one.
+    moved = attrs("s3://a", labels={"PII.CONTACT": ("s3://a",)}, origins={"DE": ("s3://a",)})
+    assert policy.decide(moved, STORE, "aws:us-east-1", now=NOW).reasons[0].lineage_path == ("s3://a",)
 
 
 def test_origin_only_rule_reports_the_origin_path() -> None:

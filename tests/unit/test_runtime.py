@@ -124,7 +124,7 @@ async def test_a_view_that_cannot_be_confirmed_fails_closed_and_recovers(started
 
 async def test_a_local_write_not_yet_applied_fails_closed_until_caught_up(tmp_path):
     # No background poll within the test: only note_local_write moves the index.
-    app = await make_app(tmp_path, staleness_bound_seconds=60, poll_interval_seconds=60)
+    app = await make_app(tmp_path, staleness_bound_seconds=120, poll_interval_seconds=60)
     app.router = router = await Router.start(app)
     try:
         await upsert(app, "s3://a")
