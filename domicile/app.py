@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
@@ -12,6 +12,7 @@ from domicile.config import Settings
 
 if TYPE_CHECKING:
     from domicile.router.runtime import Router
+    from domicile.security.events import SecurityEventLog
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,8 @@ class App:
     settings: Settings
     store: GraphStore
     router: Router | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Where security-relevant actions (policy changes) are recorded; None with --insecure.
+    security_events: SecurityEventLog | None = None
 
     def regions(self) -> RegionRegistry:
         """Builtin regions plus the active policy's private regions."""

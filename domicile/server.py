@@ -105,7 +105,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
     app: App | None = None
     server: grpc.aio.Server | None = None
     try:
-        app = App(settings=settings, store=store, extras={"security_events": security.events})
+        app = App(settings=settings, store=store, security_events=security.events)
         if settings.demo:
             from domicile.demo import load_demo_catalog
 

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import re
 
-from domicile.app import App
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import check_id, check_length
-from domicile.errors import DomicileError, ErrorCode, FieldErrors
 from domicile.router.convert import (
     OPERATION_FROM_PROTO,
     DecisionEncoder,
@@ -23,6 +21,10 @@ from domicile.router.convert import (
 )
 from domicile.router.runtime import Router
 from domicile.router.types import Operation
+
+from domicile.app import App
+from domicile.errors import DomicileError, ErrorCode, FieldErrors
+from domicile.security.context import current_principal, current_trace
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
 # Bounds on request sizes: a batch answer of 10,000 decisions is a few MB at most.
@@ -222,6 +224,14 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         _check_policy_yaml(errors, request.policy_yaml)
         errors.raise_if_any()
         result = await router.set_policy(request.policy_yaml, dry_run=request.dry_run)
+        if result.applied and self._app.security_events is not None:
+            self._app.security_events.policy_changed(
+                principal=current_principal(),
+                version=result.version,
+                trace_id=current_trace(),
+                method="/domicile.v1.PolicyService/SetPolicy",
+                peer=context.peer(),
+            )
         return policy_pb2.SetPolicyResponse(
             version=result.version,
             errors=[policy_error_to_proto(e) for e in result.errors],

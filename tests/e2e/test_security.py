@@ -353,3 +353,23 @@ async def test_openlineage_client_authenticates_with_api_key_and_client_certific
     assert status not in (401, 403), status
     failures = [e for e in security_events(server) if e["method"] == "POST /api/v1/lineage"]
     assert [e["reason"] for e in failures] == ["MALFORMED_TOKEN"]
+
+
+async def test_policy_changes_are_security_events_with_the_principal(server, paths):
+    from pathlib import Path
+
+    from domicile.v1 import policy_pb2, policy_pb2_grpc
+
+    text = (Path(__file__).resolve().parents[2] / "examples" / "policy.yaml").read_text("utf-8")
+    text = text.replace('version: "2026.11.1"', 'version: "2026.12.9"')
+    token = mint_dev_token(paths.root.parent, scopes=["policy:admin"], subject="dpo", actors=("change-bot",))
+    async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials(paths)) as channel:
+        stub = policy_pb2_grpc.PolicyServiceStub(channel)
+        dry = await stub.SetPolicy(policy_pb2.SetPolicyRequest(policy_yaml=text, dry_run=True), metadata=bearer(token))
+        assert not dry.applied
+        assert not [e for e in security_events(server) if e["event"] == "policy_change"], "a dry run changes nothing"
+        applied = await stub.SetPolicy(policy_pb2.SetPolicyRequest(policy_yaml=text), metadata=bearer(token))
+        assert applied.applied
+    (event,) = [e for e in security_events(server) if e["event"] == "policy_change"]
+    assert event["principal"] == "dpo (via change-bot)" and event["detail"]["version"] == "2026.12.9"
+    assert event["method"] == "/domicile.v1.PolicyService/SetPolicy" and event["outcome"] == "ok"
