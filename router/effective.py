@@ -149,6 +149,11 @@ class EffectiveIndex:
     def __len__(self) -> int:
         return len(self._own)
 
+    def views_built(self) -> int:
+        """How many datasets' views are built and cached: grows as `get` meets datasets for
+        the first time, shrinks when changes invalidate views."""
+        return len(self._views)
+
     def datasets(self) -> Iterator[str]:
         """Ids of the registered datasets (in no particular order)."""
         return iter(tuple(self._own))

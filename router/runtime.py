@@ -99,6 +99,8 @@ _FEED_BATCH = 10_000
 _REPLAY_MAX_DEPTH = 100_000
 _REPLAY_LIMITS = TraversalLimits(max_nodes=1_000_000, timeout_seconds=60.0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# See `Router._freeze_new_views`.
+_REFREEZE_MIN_VIEWS = 10_000
 
 Clock = Callable[[], datetime]
 utc_clock: Clock = functools.partial(datetime.now, timezone.utc)
@@ -221,6 +223,7 @@ class Router:
         self._id_prefix = os.urandom(6).hex()
         self._id_counter = itertools.count(1)
         self._closed = False
+        self._views_frozen = 0  # index views built when the collector last froze the heap
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -276,6 +279,7 @@ class Router:
         # and the index holds none).
         gc.collect()
         gc.freeze()
+        router._views_frozen = index.views_built()
         log.info(
             "router ready: policy %s, %d datasets at catalog revision %d (%.2fs)",
             policy.version, len(index), router._revision, time.perf_counter() - started,
@@ -350,9 +354,29 @@ class Router:
                 if self._poll_failures == 1 or self._poll_failures % max(1, int(60 / self._poll_interval)) == 0:
                     log.warning("router cannot follow the catalog (%d failed polls): %s", self._poll_failures, exc)
             else:
+                self._freeze_new_views()
                 if self._poll_failures:
                     log.info("router follows the catalog again after %d failed polls", self._poll_failures)
                 self._poll_failures = 0
+
+    def _freeze_new_views(self) -> None:
+        """Freeze the heap again once the index has built many views since the last freeze.
+
+        Views are built on a dataset's first decision, after the freeze at start, so they
+        accumulate in the collector's oldest generation; and since frozen objects do not count
+        as long-lived, full collections then run often, each walking every view (0.2-0.5 s for
+        100k datasets, measured in bench/router_bench.py): a pause that every request in flight
+        waits for. Re-freezing after a growth of 25% (at least 10,000 views) bounds that to a few
+        freezes over the life of the process. Only the young generations are collected first
+        (milliseconds); cyclic garbage already in the oldest generation then stays frozen --
+        a small, bounded leak (at most one per freeze), accepted against the pauses.
+        """
+        built = self._index.views_built()
+        if built - self._views_frozen < max(_REFREEZE_MIN_VIEWS, self._views_frozen // 4):
+            return
+        gc.collect(1)
+        gc.freeze()
+        self._views_frozen = built
 
     def _stale_reason(self) -> str:
         """Why the view cannot be trusted now, or '' when it is fresh."""

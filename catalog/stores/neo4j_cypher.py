@@ -140,6 +140,7 @@ def traversal_chunk(direction: str, historical: bool, levels: int, first: bool, 
     a placeholder).
     """
     pattern, rank = _TRAVERSAL_PATTERNS[direction]
+    # Only selects the form of the visibility conditions; the instant itself is `$at`.
     at = 0 if historical else None
     visible_edge = edge_visible("e", at)
     parts: list[str] = []

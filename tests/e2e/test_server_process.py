@@ -76,6 +76,57 @@ def test_sigterm_stops_gracefully(tmp_path):
     assert "domicile stopped" in out
 
 
+def test_sigterm_lets_in_flight_rpcs_finish(tmp_path):
+    """A call the server is working on when SIGTERM arrives completes normally; the process
+    then exits cleanly. (A call still in transit may be refused: that is not in flight.)"""
+    import threading
+
+    from domicile.v1 import residency_pb2, residency_pb2_grpc
+
+    process, port = start_server(tmp_path)
+    batch = residency_pb2.BatchDecideRequest(requests=[
+        residency_pb2.DecideRequest(dataset_id=f"s3://x/{i}", operation=residency_pb2.OPERATION_STORE,
+                                    region="aws:eu-central-1") for i in range(10_000)])
+    calls: list[tuple[float, float, grpc.StatusCode]] = []
+    ongoing: dict[int, float] = {}
+    stop = threading.Event()
+
+    def caller(number: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = residency_pb2_grpc.ResidencyServiceStub(channel)
+            while not stop.is_set():
+                began = ongoing[number] = time.monotonic()
+                try:
+                    stub.BatchDecide(batch, timeout=30)
+                    code = grpc.StatusCode.OK
+                except grpc.RpcError as error:
+                    code = error.code()
+                ongoing.pop(number, None)
+                calls.append((began, time.monotonic(), code))
+                if code != grpc.StatusCode.OK:
+                    return
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    # Signal while some call has been running for a while (it has surely reached the server).
+    deadline = time.monotonic() + 30
+    while not any(time.monotonic() - began > 0.05 for began in list(ongoing.values())):
+        assert time.monotonic() < deadline, "no call ran long enough"
+        time.sleep(0.005)
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    stop.set()
+    for thread in threads:
+        thread.join(30)
+    assert process.returncode == 0, err
+    in_flight = [c for c in calls if c[0] < signalled - 0.05 and c[1] > signalled]
+    assert in_flight, "no call was running when SIGTERM arrived"
+    assert all(code == grpc.StatusCode.OK for _, _, code in in_flight), in_flight
+    assert "domicile stopped" in out
+
+
 def test_insecure_refuses_non_loopback(tmp_path):
     result = run_serve(tmp_path, "--insecure", "--listen", "0.0.0.0:0", "--store", f"sqlite:///{tmp_path}/c.db")
     assert result.returncode != 0
