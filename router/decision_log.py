@@ -407,9 +407,10 @@ class DecisionLog:
         self._json_cache = _JsonCache()
         self._size = scan.size
         self._head = (scan.seq, scan.head)
-        # The last `recent_capacity` written entries (what `get` is mostly asked for), kept as
-        # written so the writer does not pay for building LoggedDecision values.
-        self._recent: dict[str, tuple[_Queued, str, str]] = {}
+        # The last `recent_capacity` written lines (what `get` is mostly asked for), as bytes:
+        # bytes are invisible to the cyclic garbage collector, while keeping the Decision values
+        # would add a few hundred thousand objects for every full collection to walk.
+        self._recent: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # the writer waits on it
         self._space = threading.Condition(self._lock)  # appenders wait on it when the queue is full
@@ -440,7 +441,7 @@ class DecisionLog:
         max_batch: int = 10_000,
         recent_capacity: int = 10_000,
         index_capacity: int = 200_000,
-        max_queue: int = 50_000,
+        max_queue: int = 20_000,
         append_timeout: float = 10.0,
     ) -> DecisionLog:
         """Open (creating it and its directory if needed) the log at `path` and continue its chain.
@@ -665,11 +666,11 @@ class DecisionLog:
         os.fsync(self._fd)
         self._size = offset
         index, recent, order = self._offsets, self._recent, self._offsets_order
-        for queued, (line_offset, line_prev, digest) in zip(batch, offsets, strict=True):
+        for queued, line, (line_offset, _, _) in zip(batch, lines, offsets, strict=True):
             decision_id = queued[1].decision_id
             index[decision_id] = line_offset
             order.append(line_offset)
-            recent[decision_id] = (queued, line_prev, digest)
+            recent[decision_id] = line
         if len(order) >= 2 * self._index_capacity:
             # Forgotten ids stay findable: `get` scans the file before `_indexed_from`.
             indexed_from = _trim(index, self._index_capacity, order)
@@ -705,12 +706,12 @@ class DecisionLog:
         so what is returned is always the durable line."""
         if decision_id not in self._offsets and self._durable_seq < self._appended_seq:
             await self.flush()
-        recent = self._recent.get(decision_id)
-        if recent is not None:
-            (seq, decision, context, kind, policy_hash), prev_hash, digest = recent
-            return LoggedDecision(
-                seq, decision, kind, policy_hash, MappingProxyType(dict(context)) if context else None, prev_hash, digest
-            )
+        line = self._recent.get(decision_id)
+        if line is not None:
+            record, problem = _check_line(line)
+            if record is None:  # only memory corruption could get here
+                raise _corrupt(self.path, f"decision {decision_id}", problem)
+            return _decision_from(record)
         offset = self._offsets.get(decision_id)
         if offset is None:
             if not self._indexed_from:

@@ -60,6 +60,7 @@ from domicile.router.engine import CompiledPolicy, compile_policy
 from domicile.router.policy import PolicyError, PolicyInvalid, load_policy
 from domicile.router.policy_history import PolicyHistory
 from domicile.router.types import (
+    UNDESCRIBED,
     Decision,
     EffectiveAttributes,
     Operation,
@@ -829,6 +830,8 @@ def inherited_attributes(
     for input_id in inputs:
         attrs = index.get(input_id)
         if attrs is None:
+            # An input the catalog does not describe: the output would carry that doubt.
+            _keep_shortest(origins, UNDESCRIBED, (input_id, output))
             continue
         for label, path in attrs.classifications.items():
             if policy.removes(transform, label):

@@ -275,7 +275,10 @@ async def test_check_job_applies_inherited_constraints_and_declassifiers(residen
     unknown_input = await job(inputs=("s3://nowhere/x",), output_region=FRANKFURT)
     assert not unknown_input.allowed
     assert unknown_input.decisions[0].reasons[0].code == "UNKNOWN_DATASET"
-    assert unknown_input.decisions[1].outcome == ALLOW
+    # The output would derive from undescribed data: its store decision fails closed too.
+    assert unknown_input.decisions[1].outcome == DENY
+    assert unknown_input.decisions[1].reasons[0].code == "UNKNOWN_DATASET"
+    assert list(unknown_input.decisions[1].reasons[0].lineage_path) == ["s3://nowhere/x", output]
 
     details = await expect_error(
         residency.residency.CheckJob(residency_pb2.CheckJobRequest(inputs=[CUSTOMERS], outputs=[output])),
