@@ -22,7 +22,7 @@ from domicile.router.effective import EffectiveIndex
 from domicile.router.engine import compile_policy
 from domicile.router.policy import load_policy
 from domicile.router.runtime import DEFAULT_POLICY_YAML, Router, inherited_attributes
-from domicile.router.types import Decision, Operation, Outcome, ReasonCode
+from domicile.router.types import UNDESCRIBED, Decision, Operation, Outcome, ReasonCode
 
 EXAMPLE_POLICY = Path(__file__).parents[2] / "examples" / "policy.yaml"
 US, FRANKFURT = "aws:us-east-1", "aws:eu-central-1"
@@ -264,7 +264,8 @@ def test_inherited_attributes_union_inputs_minus_declassified_plus_the_output():
     )
     attrs = inherited_attributes(index, policy, ["in1", "in2", "missing"], "out", "anonymize")
     assert dict(attrs.classifications) == {"FINANCIAL.PAYMENT": ("in1", "out"), "INTERNAL": ("out",)}
-    assert dict(attrs.origins) == {"DE": ("in1", "out"), "IN": ("in2", "out")}
+    # The missing input is undescribed: the output would carry that doubt (fail closed).
+    assert dict(attrs.origins) == {"DE": ("in1", "out"), "IN": ("in2", "out"), UNDESCRIBED: ("missing", "out")}
     assert attrs.locations == (US,)
     new = inherited_attributes(index, policy, ["in1"], "new", "")
     assert set(new.classifications) == {"PII.CONTACT", "FINANCIAL.PAYMENT"} and new.locations == ()
