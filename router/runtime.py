@@ -913,6 +913,15 @@ async def _initial_policy(policy_file: Path | None, history: PolicyHistory) -> C
             "give the changed policy a new metadata.version",
             "POLICY_VERSION_CONFLICT",
         )
+    if policy_file is not None:
+        latest = await history.latest()
+        if latest is not None and latest.version != policy.version:
+            # Typically a policy set through SetPolicy that the configured file now replaces.
+            log.warning(
+                "policy file %s (version %s) replaces the last active policy %s (from the policy history); "
+                "start without --policy to keep the history's policy",
+                source, policy.version, latest.version,
+            )
     # Appends an activation unless this version is already the latest one, so the history
     # also says which policy was in force when (a file may bring back an older version).
     await history.record(policy.version, text)
