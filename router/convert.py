@@ -11,6 +11,7 @@ distinct fields, so the result equals a message built field by field.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -74,8 +75,16 @@ class DecisionEncoder:
         response = residency_pb2.BatchDecideResponse()
         add = response.decisions.add
         fill = self.fill
-        for decision in decisions:
-            fill(add(), decision)
+        # Up to 10,000 messages whose wrappers stay alive with the response and hold no
+        # cycles: collections triggered meanwhile would only walk them again and again.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for decision in decisions:
+                fill(add(), decision)
+        finally:
+            if collecting:
+                gc.enable()
         return response
 
     def _verdict_fragment(self, outcome: Outcome, allowed: tuple[str, ...]) -> bytes:

@@ -21,7 +21,7 @@ Writing: `append` only enqueues (O(1), under a short lock). A writer thread take
 queued, renders and hashes it, writes it with one `write` and `fsync`s the file, at the latest
 `flush_interval` seconds after the first queued entry or as soon as `max_batch` entries wait
 or someone awaits `flush()`. Rendering reuses the JSON of values shared between decisions
-(allowed-region lists, reason messages, lineage paths), which are cached by object identity.
+(allowed-region lists, reason messages), which are cached by object identity.
 
 Backpressure: the queue holds at most `max_queue` entries. An `append` that finds it full
 blocks its caller until the writer has taken the queue, for at most `append_timeout` seconds,
@@ -29,7 +29,7 @@ and then raises UNAVAILABLE -- a decision is never dropped from the log silently
 cannot be queued is not answered (fail closed). On the router's event loop that block stalls
 the loop: the router then answers no faster than the log writes, which is the point.
 
-Reading back: `get` finds the last `recent_capacity` written decisions in memory and the last
+Reading back: `get` finds the last `recent_capacity` written lines in memory and the last
 `index_capacity` decision ids by byte offset; older ids are found by scanning the part of the
 file before the oldest indexed line (in a worker thread), so memory stays bounded however long
 the log grows.
@@ -135,10 +135,11 @@ def _json_strings(values: Iterable[str]) -> str:
 
 
 class _JsonCache:
-    """JSON renderings of immutable values by object identity. The engine and the index hand
-    out one tuple per allowed-region set and per lineage path and one string per cached reason
-    message, so most decisions repeat objects rendered before. Each entry keeps its object
-    alive, so an id is never reused while cached. Used by the writer thread only."""
+    """JSON renderings of immutable values by object identity. The engine hands out one tuple
+    per allowed-region set and one string per cached reason message, so most decisions repeat
+    objects rendered before (lineage paths are per dataset and rarely repeat: not cached).
+    Each entry keeps its object alive, so an id is never reused while cached. Used by the
+    writer thread only."""
 
     def __init__(self) -> None:
         self._entries: dict[int, tuple[object, str]] = {}
@@ -181,7 +182,7 @@ def _canonical(
     # Enum `_value_` is the member's value without the `value` property's lookup cost.
     reasons = ",".join(
         [
-            f'{{"citation":{s(r.citation)},"code":{s(r.code._value_)},"lineage_path":{strings(r.lineage_path)},'
+            f'{{"citation":{s(r.citation)},"code":{s(r.code._value_)},"lineage_path":{_json_strings(r.lineage_path)},'
             f'"message":{string(r.message)},"rule_id":{s(r.rule_id)}}}'
             for r in decision.reasons
         ]
@@ -323,17 +324,14 @@ def _line_id(line: bytes) -> str | None:
     return raw.decode("ascii") if b"\\" not in raw else json.loads(line)["decision_id"]
 
 
-def _trim(offsets: dict[str, int], capacity: int, line_offsets: list[int]) -> int:
-    """Keep only the ids of the last `capacity` lines (`line_offsets` holds the offsets of the
-    lines indexed since the last trim, in order, and is trimmed alike); returns the offset from
-    which the index is complete. Kept by offset, not by insertion order, so that an id logged
-    twice keeps its last line."""
+def _trim(offsets: dict[str, int], capacity: int, line_offsets: list[int]) -> tuple[dict[str, int], int]:
+    """The index of only the last `capacity` lines, and the offset from which it is complete
+    (`line_offsets` holds the offsets of the lines indexed, in order, and is trimmed alike).
+    Kept by offset, not by insertion order, so that an id logged twice keeps its last line. A
+    new dict, so that a reader holding the old one sees a complete index."""
     boundary = line_offsets[-capacity]
-    kept = {decision_id: offset for decision_id, offset in offsets.items() if offset >= boundary}
-    offsets.clear()
-    offsets.update(kept)
     del line_offsets[:-capacity]
-    return boundary
+    return {decision_id: offset for decision_id, offset in offsets.items() if offset >= boundary}, boundary
 
 
 def _scan(fd: int, path: Path, index_capacity: int) -> _Scan:
@@ -357,12 +355,12 @@ def _scan(fd: int, path: Path, index_capacity: int) -> _Scan:
             offsets[decision_id] = offset  # a repeated id (a caller's bug) finds its last line
             line_offsets.append(offset)
             if len(line_offsets) >= 2 * index_capacity:  # trimming in bulk keeps the scan linear
-                indexed_from = _trim(offsets, index_capacity, line_offsets)
+                offsets, indexed_from = _trim(offsets, index_capacity, line_offsets)
             offset += len(line)
             lines += 1
             previous, last = last, line
     if len(line_offsets) > index_capacity:
-        indexed_from = _trim(offsets, index_capacity, line_offsets)
+        offsets, indexed_from = _trim(offsets, index_capacity, line_offsets)
     if not last:
         return _Scan(offsets, indexed_from, 0, ZERO_HASH, offset)
     record, problem = _check_line(last)
@@ -400,7 +398,8 @@ class DecisionLog:
         self._index_capacity = index_capacity
         self._max_queue = max_queue
         self._append_timeout = append_timeout
-        # Written by the writer thread only; `get` reads them (a dict lookup is atomic).
+        # Written by the writer thread only; `get` reads them (a dict lookup is atomic, and
+        # `_offsets` is replaced, never emptied, when trimmed).
         self._offsets = scan.offsets
         self._offsets_order: list[int] = sorted(scan.offsets.values())
         self._indexed_from = scan.indexed_from
@@ -459,10 +458,11 @@ class DecisionLog:
                 "flush_interval and append_timeout must be >= 0, max_batch, max_queue and index_capacity >= 1"
             )
         log_path = Path(path)
-        options = dict(
-            durable=durable, flush_interval=flush_interval, max_batch=max_batch, recent_capacity=recent_capacity,
-            index_capacity=index_capacity, max_queue=max_queue, append_timeout=append_timeout,
-        )
+        options = {
+            "durable": durable, "flush_interval": flush_interval, "max_batch": max_batch,
+            "recent_capacity": recent_capacity, "index_capacity": index_capacity, "max_queue": max_queue,
+            "append_timeout": append_timeout,
+        }
         return await asyncio.to_thread(cls._open_sync, log_path, options)
 
     @classmethod
@@ -672,9 +672,11 @@ class DecisionLog:
             order.append(line_offset)
             recent[decision_id] = line
         if len(order) >= 2 * self._index_capacity:
-            # Forgotten ids stay findable: `get` scans the file before `_indexed_from`.
-            indexed_from = _trim(index, self._index_capacity, order)
-            self._indexed_from = indexed_from
+            # Forgotten ids stay findable: `get` scans the file before `_indexed_from`. That is
+            # moved first: a `get` (another thread) reading the old index finds every id from
+            # the old boundary on in it, and one reading the new index scans up to the new one.
+            trimmed, self._indexed_from = _trim(index, self._index_capacity, order)
+            self._offsets = trimmed
         excess = len(recent) - self._recent_capacity
         if excess > 0:
             for decision_id in list(itertools.islice(recent, excess)):

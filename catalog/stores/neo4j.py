@@ -80,6 +80,8 @@ from domicile.catalog.stores.neo4j_cypher import (
     delete_catalog_batch,
     edge_visible,
     new_version,
+    raw_single,
+    raw_single_or_none,
     records,
     reset_meta,
     single,
@@ -381,7 +383,7 @@ class Neo4jGraphStore:
         # per-record cost is far above the server's cost of producing a row.
         live = set(
             (
-                await single(
+                await raw_single(
                     tx,
                     "UNWIND $ids AS id MATCH (v:DatasetVersion {id: id}) WHERE v.valid_to IS NULL RETURN collect(id) AS ids",
                     ids=ids,
@@ -393,7 +395,7 @@ class Neo4jGraphStore:
         current = {
             (input_id, output_id): transform
             for input_id, output_id, transform in (
-                await single(
+                await raw_single(
                     tx,
                     "UNWIND $pairs AS pair "
                     "MATCH (:Dataset {id: pair[1]})-[e:DERIVED_FROM {job: $job}]->(:Dataset {id: pair[0]}) "
@@ -756,7 +758,7 @@ async def _traverse_tx(
         steps = min(_TRAVERSAL_CHUNK, max_depth - depth) if active else 0
         check_deeper = active and depth + steps == max_depth
         query = traversal_chunk(direction.value, at is not None, steps, first, check_deeper)
-        row = await single_or_none(
+        row = await raw_single_or_none(
             tx,
             query,
             start=start,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from neo4j import AsyncManagedTransaction
+from neo4j import AsyncManagedTransaction, Record
 
 from domicile.catalog.stores.neo4j_schema import META_KEY
 
@@ -42,6 +42,22 @@ async def single_or_none(tx: AsyncManagedTransaction, cypher: str, **params: Any
     result = await tx.run(cypher, params)
     record = await result.single()
     return None if record is None else record.data()
+
+
+async def raw_single(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> Record:
+    """The one record the query returns (an error if none or several), as the driver gives it.
+
+    Unlike `single` it skips `Record.data()`, which walks every nested value: a query that
+    returns large collected lists of plain values reads them at no extra cost.
+    """
+    result = await tx.run(cypher, params)
+    return await result.single(strict=True)
+
+
+async def raw_single_or_none(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> Record | None:
+    """The record the query returns, or None; as `raw_single`, without `Record.data()`."""
+    result = await tx.run(cypher, params)
+    return await result.single()
 
 
 async def consume(tx: AsyncManagedTransaction, cypher: str, **params: Any) -> None:
@@ -156,7 +172,8 @@ def traversal_chunk(direction: str, historical: bool, levels: int, first: bool, 
     )
     for _ in range(levels):
         # Aggregating without grouping keys always yields one row, so an empty frontier
-        # gives an empty level rather than ending the query.
+        # gives an empty level rather than ending the query. `CALL { WITH ... }` (not the
+        # newer `CALL (...) { }`) runs on every Neo4j 5 server.
         parts.append(
             "CALL { WITH frontier, visited "
             f"UNWIND frontier AS n MATCH {pattern} WHERE {visible_edge} "

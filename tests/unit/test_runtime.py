@@ -311,3 +311,34 @@ async def test_every_kind_of_decision_is_logged_with_its_question_and_policy(tmp
     assert {line["policy_hash"] for line in lines} == {policy_hash}
     assert lines[5]["context"] == {"check_job_inputs": "s3://a", "check_job_transform": "anonymize"}
     assert "context" not in lines[4]
+
+
+async def test_the_heap_is_frozen_again_once_many_new_views_are_built(started, monkeypatch):
+    app, router = started
+    freezes = []
+    monkeypatch.setattr(runtime, "_REFREEZE_MIN_VIEWS", 3)
+    monkeypatch.setattr(runtime.gc, "freeze", lambda: freezes.append(router._index.views_built()))
+    for n in range(5):
+        await upsert(app, f"s3://d{n}", locations=[US])
+    router._views_frozen = router._index.views_built()
+    await router.decide("s3://d0", Operation.STORE, US)  # one new view: below the threshold
+    await asyncio.sleep(0.1)  # a few polls
+    assert freezes == []
+    for n in range(1, 5):
+        await router.decide(f"s3://d{n}", Operation.STORE, US)
+    await wait_until(lambda: freezes)
+    assert router._views_frozen == freezes[0] == router._index.views_built()
+
+
+async def test_batch_decide_restores_the_garbage_collector(started):
+    app, router = started
+    await upsert(app, "s3://a", locations=[US])
+    assert runtime.gc.isenabled()
+    decisions = await router.batch_decide([("s3://a", Operation.STORE, US), ("s3://nope", Operation.STORE, US)])
+    assert [d.outcome for d in decisions] == [Outcome.ALLOW, Outcome.DENY]
+    assert runtime.gc.isenabled()
+    await router._log.close()  # queueing now fails inside the paused section
+    with pytest.raises(DomicileError) as info:
+        await router.batch_decide([("s3://a", Operation.STORE, US)])
+    assert info.value.code is ErrorCode.UNAVAILABLE
+    assert runtime.gc.isenabled()
