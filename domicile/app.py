@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -13,8 +12,6 @@ from domicile.config import Settings
 if TYPE_CHECKING:
     from domicile.router.runtime import Router
     from domicile.security.events import SecurityEventLog
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -32,7 +32,7 @@ def _render_dataset(d: catalog_pb2.Dataset) -> str:
         f"origins:         {', '.join(d.origins) or '-'}",
         f"locations:       {', '.join(d.locations) or '-'}",
         f"tags:            {', '.join(f'{k}={v}' for k, v in sorted(d.tags.items())) or '-'}",
-        f"protection:      "
+        "protection:      "
         + (", ".join(n for n in ("encrypted_at_rest", "field_level_encrypted", "tokenized") if getattr(d.protection, n)) or "-"),
         f"revision:        {d.revision}",
         f"updated:         {d.update_time.ToJsonString() if d.HasField('update_time') else '-'}"

@@ -39,7 +39,6 @@ same policy and catalog into a server and calls ResidencyService.Decide.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
