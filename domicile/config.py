@@ -69,6 +69,10 @@ class RateLimitSettings(Section):
     enabled: bool = True
     requests_per_second: float = Field(default=2000.0, gt=0)
     burst: int = Field(default=4000, gt=0)
+    # Failed authentications per client address: past this budget the address is refused
+    # (RESOURCE_EXHAUSTED) without verifying its tokens or logging each attempt.
+    auth_failures_per_second: float = Field(default=10.0, gt=0)
+    auth_failure_burst: int = Field(default=50, gt=0)
 
 
 class LineageSettings(Section):

@@ -9,6 +9,7 @@ call is slowed down too.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 from domicile.errors import DomicileError, ErrorCode
@@ -43,6 +44,14 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+def peer_host(peer: str) -> str:
+    """The client address of a gRPC peer (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`) or of an
+    HTTP remote (already an address), without the port."""
+    if peer.startswith(("ipv4:", "ipv6:")):
+        return peer.split(":", 1)[1].rsplit(":", 1)[0].strip("[]")
+    return peer
+
+
 def _refusal(code: ErrorCode, reason: str, message: str, trace_id: str, retry_after: float | None = None) -> DomicileError:
     return DomicileError(message, code, reason, retry_after=retry_after, metadata={"trace_id": trace_id})
 
@@ -56,8 +65,14 @@ class Guard:
         events: SecurityEventLog,
         limiter: RateLimiter | None,
         key_reloader: KeyFileReloader | None = None,
+        failure_limiter: RateLimiter | None = None,
     ) -> None:
         self.verifier = verifier
+        # Budget of failed authentications per client address, and the addresses refused
+        # until a time (monotonic) for having spent it: a flood of bad tokens then costs
+        # neither signature checks nor a log line per request.
+        self.failure_limiter = failure_limiter
+        self._throttled: dict[str, float] = {}
         self.events = events
         self.limiter = limiter
         self.key_reloader = key_reloader
@@ -80,9 +95,12 @@ class Guard:
         metadata carries the trace id of the matching security event.
         """
         where = {"method": method, "peer": peer, "trace_id": trace_id}
+        host = peer_host(peer)
+        self._refuse_if_throttled(host, trace_id)
         token = bearer_token(authorization)
         if token is None:
             self.events.record(ev.AUTH_FAILURE, outcome="denied", reason="MISSING_TOKEN", **where)
+            self._count_failure(host, where)
             raise _refusal(ErrorCode.UNAUTHENTICATED, "MISSING_TOKEN", "a bearer token is required", trace_id)
         if self.key_reloader is not None:
             self.key_reloader.check()
@@ -90,6 +108,7 @@ class Guard:
             caller = self.verifier.verify(token, certificate_der)
         except AuthenticationError as exc:
             self.events.record(ev.AUTH_FAILURE, outcome="denied", reason=exc.reason, **where)
+            self._count_failure(host, where)
             raise _refusal(ErrorCode.UNAUTHENTICATED, exc.reason, str(exc), trace_id) from None
         principal = caller.principal
         if self.limiter is not None:
@@ -109,3 +128,28 @@ class Guard:
             raise _refusal(ErrorCode.PERMISSION_DENIED, "MISSING_SCOPE",
                            f"{method} requires scope {describe(required)}", trace_id)
         return caller
+
+    def _refuse_if_throttled(self, host: str, trace_id: str) -> None:
+        until = self._throttled.get(host)
+        if until is None:
+            return
+        wait = until - time.monotonic()
+        if wait <= 0:
+            del self._throttled[host]
+            return
+        raise _refusal(ErrorCode.RESOURCE_EXHAUSTED, "TOO_MANY_AUTH_FAILURES",
+                       f"too many failed authentications from {host}", trace_id, retry_after=wait)
+
+    def _count_failure(self, host: str, where: dict[str, str]) -> None:
+        if self.failure_limiter is None:
+            return
+        wait = self.failure_limiter.acquire(host)
+        if wait is None:
+            return
+        now = time.monotonic()
+        if len(self._throttled) >= 10_000:
+            self._throttled = {h: t for h, t in self._throttled.items() if t > now}
+        # Refuse the address for at least a second; one event marks the start.
+        self._throttled[host] = now + max(wait, 1.0)
+        self.events.record(ev.RATE_LIMITED, outcome="denied", reason="TOO_MANY_AUTH_FAILURES",
+                           retry_after_seconds=round(max(wait, 1.0), 3), **where)

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from domicile.errors import DomicileError, ErrorCode
 from domicile.security.events import SecurityEventLog
-from domicile.security.guard import Guard, bearer_token, trace_id_from
+from domicile.security.guard import Guard, bearer_token, peer_host, trace_id_from
 from domicile.security.ratelimit import RateLimiter
 from domicile.security.tokens import TokenVerifier, VerificationKey, mint_token
 
@@ -111,3 +111,36 @@ def test_bearer_and_trace_parsing():
     assert trace_id_from(parent) == "4bf92f3577b34da6a3ce929d0e0e4736"
     generated = trace_id_from("garbage")
     assert len(generated) == 32 and generated != trace_id_from(None)
+
+
+def test_an_address_spending_its_failure_budget_is_refused_without_checks(log_path):
+    verifier = TokenVerifier([VerificationKey(KEY.public_key(), None, "t")], issuer="iss", audience="aud",
+                             algorithms=["ES256"], leeway_seconds=0)
+    events = SecurityEventLog(log_path)
+    guard = Guard(verifier, events, None, failure_limiter=RateLimiter(rate=0.001, burst=3))
+    try:
+        for _ in range(3):
+            assert refusal(lambda: admit(guard, "Bearer not-a-jwt")).code is ErrorCode.UNAUTHENTICATED
+        # The 4th failure spends the budget; from then on even a valid token is refused
+        # (nothing is verified or logged per request) until the wait is over.
+        assert refusal(lambda: admit(guard, None)).code is ErrorCode.UNAUTHENTICATED
+        throttled = refusal(lambda: admit(guard, bearer()))
+        assert throttled.code is ErrorCode.RESOURCE_EXHAUSTED and throttled.reason == "TOO_MANY_AUTH_FAILURES"
+        assert throttled.retry_after and throttled.retry_after > 0
+        before = len(events_in(log_path))
+        for _ in range(20):
+            refusal(lambda: admit(guard, "Bearer not-a-jwt"))
+        assert len(events_in(log_path)) == before, "a throttled address must not grow the log"
+        assert [e["reason"] for e in events_in(log_path)].count("TOO_MANY_AUTH_FAILURES") == 1
+        # Another address is unaffected.
+        caller = guard.admit(method=METHOD, required=frozenset({"catalog:write"}), authorization=bearer(),
+                             certificate_der=None, peer="ipv4:10.0.0.8:5000", trace_id="u" * 32)
+        assert caller.subject == "svc-a"
+    finally:
+        events.close()
+
+
+def test_peer_host():
+    assert peer_host("ipv4:10.0.0.7:5000") == "10.0.0.7"
+    assert peer_host("ipv6:[::1]:5000") == "::1"
+    assert peer_host("192.168.1.5") == "192.168.1.5"
