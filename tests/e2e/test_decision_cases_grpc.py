@@ -14,7 +14,7 @@ from domicile.router.runtime import utc_clock
 from domicile.router.types import Outcome, Reason, ReasonCode, Verdict
 from domicile.v1 import lineage_pb2, residency_pb2
 from tests.cases.runner import Case, CaseFile, case_files, check_case, load_case_file
-from tests.e2e.test_residency_api import start_residency, stop_residency
+from tests.e2e.residency_harness import start_residency, stop_residency
 
 CASE_FILES = {path.stem: load_case_file(path) for path in case_files()}
 OPERATIONS = {"store": residency_pb2.OPERATION_STORE, "process": residency_pb2.OPERATION_PROCESS}

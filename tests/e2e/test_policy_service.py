@@ -7,7 +7,7 @@ from pathlib import Path
 import grpc
 
 from domicile.v1 import catalog_pb2, policy_pb2, residency_pb2
-from tests.e2e.test_residency_api import (
+from tests.e2e.residency_harness import (
     ALLOW,
     CUSTOMERS,
     DENY,
@@ -16,7 +16,6 @@ from tests.e2e.test_residency_api import (
     PAYMENTS,
     US,
     expect_error,
-    residency,  # noqa: F401 - the fixture
 )
 
 BROKEN_POLICY = Path(__file__).parents[2] / "examples" / "broken-policy.yaml"

@@ -1,130 +1,27 @@
 """ResidencyService over a real gRPC channel: the server of `domicile.server.create_server`
-on a real store (SQLite; Neo4j with the neo4j marker), the router following it. The
-`residency` fixture is shared with the policy-service, CLI and decision-case suites."""
+on a real store (SQLite; Neo4j with the neo4j marker), the router following it (the
+`residency` fixture, tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
-from pathlib import Path
-
 import grpc
-import pytest
 
-from domicile.app import App
-from domicile.catalog.store import GraphStore
-from domicile.grpc_errors import details_of
-from domicile.router.runtime import Clock, Router, utc_clock
 from domicile.router.service import MAX_BATCH
-from domicile.server import RunningServer, create_server
-from domicile.v1 import (
-    catalog_pb2,
-    catalog_pb2_grpc,
-    lineage_pb2,
-    lineage_pb2_grpc,
-    policy_pb2,
-    policy_pb2_grpc,
-    residency_pb2,
-    residency_pb2_grpc,
+from domicile.v1 import catalog_pb2, policy_pb2, residency_pb2
+from tests.e2e.residency_harness import (
+    ALLOW,
+    COPY,
+    CUSTOMERS,
+    DENY,
+    EXAMPLE_POLICY,
+    FRANKFURT,
+    MUMBAI,
+    PAYMENTS,
+    PROCESS,
+    STORE,
+    US,
+    expect_error,
 )
-from tests.e2e.conftest import insecure_settings
-
-EXAMPLE_POLICY = Path(__file__).parents[2] / "examples" / "policy.yaml"
-STORE, PROCESS = residency_pb2.OPERATION_STORE, residency_pb2.OPERATION_PROCESS
-ALLOW, DENY = residency_pb2.OUTCOME_ALLOW, residency_pb2.OUTCOME_DENY
-
-CUSTOMERS = "s3://bank-eu/customers"
-COPY = "s3://bank-eu/customers-copy"
-PAYMENTS = "postgres://db.in:5432/payments.public.upi"
-US, FRANKFURT, MUMBAI = "aws:us-east-1", "aws:eu-central-1", "aws:ap-south-1"
-
-_runs = itertools.count(1)
-
-
-@dataclass
-class Residency:
-    """A running server (`domicile.server.create_server`) and stubs for every service it serves."""
-
-    running: RunningServer
-    channel: grpc.aio.Channel
-    catalog: catalog_pb2_grpc.CatalogServiceStub
-    lineage: lineage_pb2_grpc.LineageServiceStub
-    residency: residency_pb2_grpc.ResidencyServiceStub
-    policy: policy_pb2_grpc.PolicyServiceStub
-
-    @property
-    def app(self) -> App:
-        return self.running.app
-
-    @property
-    def router(self) -> Router:
-        assert self.running.app.router is not None
-        return self.running.app.router
-
-    @property
-    def port(self) -> int:
-        return self.running.port
-
-    async def put(self, dataset_id: str, **fields) -> catalog_pb2.Dataset:
-        response = await self.catalog.UpsertDataset(
-            catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id=dataset_id, **fields))
-        )
-        return response.dataset
-
-    async def derive(self, inputs: list[str], outputs: list[str], transform: str = "", job: str = "job") -> None:
-        await self.lineage.RecordLineage(
-            lineage_pb2.RecordLineageRequest(
-                job=job, run_id=f"run-{next(_runs)}", inputs=inputs, outputs=outputs, transform=transform
-            )
-        )
-
-    async def decide(self, dataset_id: str, region: str, operation: int = STORE) -> residency_pb2.Decision:
-        request = residency_pb2.DecideRequest(dataset_id=dataset_id, operation=operation, region=region)
-        return (await self.residency.Decide(request)).decision
-
-
-async def start_residency(tmp_path: Path, clock: Clock = utc_clock, store: GraphStore | None = None,
-                          **settings_overrides) -> Residency:
-    """A server from `create_server` (insecure, loopback, no HTTP endpoint); with `clock`, its
-    router is restarted on that clock (the servicers reach the router through the app)."""
-    settings = insecure_settings(tmp_path, http_listen="", **settings_overrides)
-    running = await create_server(settings, store=store)
-    if clock is not utc_clock:
-        await running.app.router.close()
-        running.app.router = await Router.start(running.app, clock=clock)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
-    return Residency(
-        running, channel,
-        catalog_pb2_grpc.CatalogServiceStub(channel),
-        lineage_pb2_grpc.LineageServiceStub(channel),
-        residency_pb2_grpc.ResidencyServiceStub(channel),
-        policy_pb2_grpc.PolicyServiceStub(channel),
-    )
-
-
-async def stop_residency(harness: Residency) -> None:
-    await harness.channel.close()
-    await harness.running.stop(0)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("neo4j", marks=pytest.mark.neo4j)])
-async def residency(request, tmp_path):
-    """A started server with the example policy, on each store backend."""
-    store = None
-    if request.param == "neo4j":
-        from tests.neo4j_plugin import open_clean_neo4j_store
-
-        store = await open_clean_neo4j_store(request.getfixturevalue("neo4j_uri"))
-    harness = await start_residency(tmp_path, store=store, policy=EXAMPLE_POLICY)
-    yield harness
-    await stop_residency(harness)
-
-
-async def expect_error(awaitable, code: grpc.StatusCode) -> dict:
-    with pytest.raises(grpc.aio.AioRpcError) as info:
-        await awaitable
-    assert info.value.code() == code, info.value.details()
-    return details_of(info.value)
 
 
 async def test_decide_follows_lineage_and_names_rule_and_path(residency):

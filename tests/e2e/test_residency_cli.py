@@ -9,13 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from domicile.cli.main import cli
-from tests.e2e.test_residency_api import (
+from tests.e2e.residency_harness import (
     COPY,
     CUSTOMERS,
     EXAMPLE_POLICY,
     FRANKFURT,
     US,
-    residency,  # noqa: F401 - the fixture
 )
 
 
