@@ -10,6 +10,7 @@ from domicile.app import App
 from domicile.catalog.convert import dataset_from_proto, dataset_to_proto, region_to_proto
 from domicile.catalog.model import DatasetFilter, PageRequest
 from domicile.catalog.validation import (
+    MAX_OWNER,
     MAX_QUERY,
     check_country,
     check_id,
@@ -63,7 +64,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             check_country(errors, "origin", request.origin)
         if request.region:
             check_region(errors, "region", request.region, self._app.regions())
-        check_length(errors, "owner", request.owner, 256)
+        check_length(errors, "owner", request.owner, MAX_OWNER)
         check_length(errors, "query", request.query, MAX_QUERY)
         check_length(errors, "page_token", request.page_token, 4096)
         size = validate_page_size(errors, request.page_size)

@@ -36,6 +36,21 @@ def quoted(value: str, limit: int = 64) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
+def has_control_characters(value: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
+
+
+def check_text(errors: FieldErrors, path: str, value: str, limit: int) -> None:
+    """Names such as jobs and run ids: non-empty, at most `limit` characters, no control
+    characters."""
+    if not value:
+        errors.add(path, "must not be empty")
+    elif len(value) > limit:
+        errors.add(path, f"must be at most {limit} characters")
+    elif has_control_characters(value):
+        errors.add(path, "must not contain control characters")
+
+
 def check_id(errors: FieldErrors, path: str, value: str) -> None:
     """Dataset ids: non-empty, at most 2048 UTF-8 bytes, no control characters or edge spaces."""
     if not value:
@@ -45,7 +60,7 @@ def check_id(errors: FieldErrors, path: str, value: str) -> None:
         errors.add(path, f"must be at most {MAX_ID_BYTES} bytes")
     if value != value.strip():
         errors.add(path, "must not start or end with whitespace")
-    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+    if has_control_characters(value):
         errors.add(path, "must not contain control characters")
 
 

@@ -393,6 +393,16 @@ def _classification_label(read: _Reader, path: str, value: str) -> str:
     return label
 
 
+def _tag_label(read: _Reader, tag: Mapping[str, Any], tag_path: str) -> str:
+    """The classification label a `{key, value}` tag carries; "" for another key or a bad
+    value (the problem is noted in `read.errors`)."""
+    key = read.string(tag, "key", f"{tag_path}.key", required=True, limit=256)
+    value = read.string(tag, "value", f"{tag_path}.value", required=True, limit=256)
+    if key.lower() != CLASSIFICATION_TAG_KEY or not value:
+        return ""
+    return _classification_label(read, f"{tag_path}.value", value)
+
+
 def _tags_facet(read: _Reader, facets: Mapping[str, Any], path: str, builder: _FactsBuilder) -> None:
     facet = read.obj(facets, "tags", path, required=False)
     if facet is None:
@@ -402,12 +412,8 @@ def _tags_facet(read: _Reader, facets: Mapping[str, Any], path: str, builder: _F
         if not isinstance(tag, Mapping):
             read.errors.add(tag_path, f"must be an object, not {_json_type(tag)}")
             continue
-        key = read.string(tag, "key", f"{tag_path}.key", required=True, limit=256)
-        value = read.string(tag, "value", f"{tag_path}.value", required=True, limit=256)
+        label = _tag_label(read, tag, tag_path)
         field_name = read.string(tag, "field", f"{tag_path}.field", required=False, limit=512)
-        if key.lower() != CLASSIFICATION_TAG_KEY or not value:
-            continue
-        label = _classification_label(read, f"{tag_path}.value", value)
         if not label:
             continue
         if field_name:
@@ -442,12 +448,9 @@ def _schema_fields(
             if not isinstance(tag, Mapping):
                 read.errors.add(tag_path, f"must be an object, not {_json_type(tag)}")
                 continue
-            key = read.string(tag, "key", f"{tag_path}.key", required=True, limit=256)
-            value = read.string(tag, "value", f"{tag_path}.value", required=True, limit=256)
-            if key.lower() == CLASSIFICATION_TAG_KEY and value:
-                label = _classification_label(read, f"{tag_path}.value", value)
-                if label:
-                    builder.add_field_label(full_name, label)
+            label = _tag_label(read, tag, tag_path)
+            if label:
+                builder.add_field_label(full_name, label)
         _schema_fields(read, entry, f"{field_path}.fields", f"{full_name}.", builder, depth=depth + 1)
 
 

@@ -8,12 +8,11 @@ Shared by the gRPC LineageService (`lineage.service`) and OpenLineage ingestion
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from domicile.catalog.model import Dataset, EdgeKey, Field
-from domicile.catalog.validation import check_id
+from domicile.catalog.validation import check_id, check_text
 from domicile.errors import FieldErrors
 
 MAX_DATASETS_PER_SIDE = 1000
@@ -26,28 +25,14 @@ MAX_TRANSFORM = 128
 TRANSFORM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
-def _has_control_characters(value: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
-
-
 def check_job(errors: FieldErrors, path: str, value: str) -> None:
     """Job names: non-empty, at most 2048 characters, no control characters."""
-    if not value:
-        errors.add(path, "must not be empty")
-    elif len(value) > MAX_JOB:
-        errors.add(path, f"must be at most {MAX_JOB} characters")
-    elif _has_control_characters(value):
-        errors.add(path, "must not contain control characters")
+    check_text(errors, path, value, MAX_JOB)
 
 
 def check_run_id(errors: FieldErrors, path: str, value: str) -> None:
     """Run ids: non-empty, at most 512 characters, no control characters."""
-    if not value:
-        errors.add(path, "must not be empty")
-    elif len(value) > MAX_RUN_ID:
-        errors.add(path, f"must be at most {MAX_RUN_ID} characters")
-    elif _has_control_characters(value):
-        errors.add(path, "must not contain control characters")
+    check_text(errors, path, value, MAX_RUN_ID)
 
 
 def check_transform(errors: FieldErrors, path: str, value: str) -> None:
