@@ -11,8 +11,8 @@ Each part of the system owns one nested section (tls, auth, rate_limit, lineage,
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -203,9 +203,27 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # `load_settings` merges file < environment < flags itself and passes the result as
-        # init values, so one mechanism decides precedence.
-        return (init_settings,)
+        # Highest precedence first: flags (init values), environment, the config file.
+        return (init_settings, env_settings, _FileSource(settings_cls, _config_file_values.get()))
+
+
+# The parsed config file of the `load_settings` call in progress (a source needs it at
+# construction time, which happens inside `Settings(...)`).
+_config_file_values: ContextVar[dict[str, Any]] = ContextVar("domicile_config_file_values", default={})
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The values of the YAML config file, already read and parsed by `load_settings`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._values = values
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._values
 
 
 def split_host_port(address: str) -> tuple[str, int]:
@@ -236,16 +254,6 @@ class SettingsError(Exception):
     """Invalid configuration; the message names every bad setting."""
 
 
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
     """Build validated settings from file, environment and flags (flags win).
 
@@ -265,9 +273,9 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
             raise SettingsError(f"config file {config_file}: expected a mapping at the top level")
         file_values = loaded
     given = {k: v for k, v in flags.items() if v is not None}
+    token = _config_file_values.set(file_values)
     try:
-        values = _deep_merge(_deep_merge(file_values, _env_values()), given)
-        return Settings(**values)
+        return Settings(**given)
     except ValidationError as exc:
         errors = FieldErrors()
         for error in exc.errors():
@@ -275,31 +283,5 @@ def load_settings(config_file: Path | None = None, **flags: Any) -> Settings:
             errors.add(name, error["msg"])
         details = "; ".join(f"{v.field}: {v.description}" for v in errors.violations)
         raise SettingsError(f"invalid configuration: {details}") from None
-
-
-# Environment variables read by the client CLI (or naming the config file), not settings.
-CLIENT_ONLY_VARIABLES = frozenset({
-    "DOMICILE_CONFIG", "DOMICILE_SERVER",
-    "DOMICILE_CA_CERT", "DOMICILE_CLIENT_CERT", "DOMICILE_CLIENT_KEY", "DOMICILE_TOKEN",
-})
-
-
-def _env_values() -> dict[str, Any]:
-    """DOMICILE_* environment variables as a nested dict (values stay strings)."""
-    values: dict[str, Any] = {}
-    for key, value in os.environ.items():
-        if not key.startswith("DOMICILE_") or key in CLIENT_ONLY_VARIABLES or key.startswith("DOMICILE_TEST_"):
-            continue
-        path = key[len("DOMICILE_"):].lower().split("__")
-        node = values
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        # Lists and mappings may be given as JSON: DOMICILE_AUTH__ALGORITHMS='["ES256"]'.
-        if value.startswith(("[", "{")):
-            try:
-                node[path[-1]] = json.loads(value)
-                continue
-            except json.JSONDecodeError:
-                pass
-        node[path[-1]] = value
-    return values
+    finally:
+        _config_file_values.reset(token)

@@ -54,3 +54,18 @@ def test_host_port_parsing():
 def test_poll_interval_must_fit_the_staleness_bound():
     with pytest.raises(SettingsError, match="poll_interval_seconds"):
         load_settings(router={"poll_interval_seconds": 10, "staleness_bound_seconds": 1})
+
+
+def test_client_environment_variables_are_not_settings(monkeypatch):
+    # The CLI reads these for client commands; `domicile serve` must not choke on them.
+    for name, value in (("DOMICILE_TOKEN", "x"), ("DOMICILE_SERVER", "h:1"), ("DOMICILE_CA_CERT", "/ca.pem")):
+        monkeypatch.setenv(name, value)
+    assert load_settings(insecure=True).insecure
+
+
+def test_nested_sections_merge_across_sources(tmp_path, monkeypatch):
+    config = tmp_path / "c.yaml"
+    config.write_text("tls:\n  key_file: /k.pem\n")
+    monkeypatch.setenv("DOMICILE_TLS__CERT_FILE", "/c.pem")
+    tls = load_settings(config, tls={"reload_interval_seconds": 1}).tls
+    assert (str(tls.cert_file), str(tls.key_file), tls.reload_interval_seconds) == ("/c.pem", "/k.pem", 1)
