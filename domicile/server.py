@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from domicile.app import App
 from domicile.catalog.service import CatalogServicer
 from domicile.catalog.store import GraphStore
-from domicile.catalog.stores import open_store
+from domicile.catalog.stores import open_configured_store
 from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.lineage.service import LineageServicer
@@ -101,7 +101,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
     """Open the store, build the services and start serving on `settings.listen` (and
     `settings.http_listen` when set). The store is closed again if start-up fails."""
     security = build_security(settings)
-    store = store or await open_store(settings.store, **_store_options(settings))
+    store = store or await open_configured_store(settings)
     app: App | None = None
     server: grpc.aio.Server | None = None
     try:
@@ -159,20 +159,6 @@ async def _start_http(app: App, security: Security, address: str) -> tuple[web.A
     bound = runner.addresses[0][1]
     log.info("serving HTTP on %s (port %d)", address, bound)
     return runner, bound
-
-
-def _store_options(settings: Settings) -> dict:
-    if settings.store.startswith("sqlite:"):
-        return {}
-    options: dict = {}
-    if settings.neo4j.user:
-        options["user"] = settings.neo4j.user
-        options["password"] = settings.neo4j.password
-    if settings.neo4j.database:
-        options["database"] = settings.neo4j.database
-    if settings.neo4j.trusted_ca_file:
-        options["trusted_ca"] = str(settings.neo4j.trusted_ca_file)
-    return options
 
 
 def _redact(uri: str) -> str:

@@ -7,11 +7,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from domicile.catalog.store import GraphStore
 from domicile.errors import invalid_field
+
+if TYPE_CHECKING:
+    from domicile.config import Settings
 
 SQLITE_SCHEMES = {"sqlite"}
 NEO4J_SCHEMES = {"bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc"}
@@ -33,3 +36,18 @@ async def open_store(uri: str, **options: Any) -> GraphStore:
 
         return await Neo4jGraphStore.open(uri, **options)
     raise invalid_field("store", f"unsupported store URI scheme {scheme!r}; use sqlite:///PATH or bolt://HOST:PORT")
+
+
+async def open_configured_store(settings: Settings) -> GraphStore:
+    """Open `settings.store` with the backend options the settings give (Neo4j credentials,
+    database, trusted CA); what `domicile serve`, `export` and `import` use."""
+    options: dict[str, Any] = {}
+    if urlsplit(settings.store).scheme in NEO4J_SCHEMES:
+        neo4j = settings.neo4j
+        if neo4j.user:
+            options.update(user=neo4j.user, password=neo4j.password)
+        if neo4j.database:
+            options["database"] = neo4j.database
+        if neo4j.trusted_ca_file:
+            options["trusted_ca"] = str(neo4j.trusted_ca_file)
+    return await open_store(settings.store, **options)

@@ -15,33 +15,33 @@ from pathlib import Path
 
 import click
 
-from domicile.catalog.stores import open_store
-from domicile.config import Neo4jSettings
+from domicile.catalog.stores import open_configured_store
+from domicile.config import SettingsError, load_settings
 from domicile.errors import DomicileError
 
 STORE_HELP = "sqlite:///PATH, bolt://HOST:PORT or neo4j://HOST:PORT"
 
 
-def _store_options(uri: str, user: str | None, password: str | None) -> dict:
-    if uri.startswith("sqlite:"):
-        return {}
-    settings = Neo4jSettings()
-    options: dict = {}
-    if user or settings.user:
-        options.update(user=user or settings.user, password=password or settings.password)
-    return options
+def _open(store: str, user: str | None, password: str | None):
+    """The store, opened with the same settings (file, environment, these flags) as a server."""
+    neo4j = {k: v for k, v in (("user", user), ("password", password)) if v}
+    try:
+        settings = load_settings(store=store, neo4j=neo4j or None)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    return open_configured_store(settings)
 
 
 @click.command("export")
 @click.option("--store", required=True, envvar="DOMICILE_STORE", help=STORE_HELP)
-@click.option("--neo4j-user", envvar="DOMICILE_NEO4J__USER")
-@click.option("--neo4j-password", envvar="DOMICILE_NEO4J__PASSWORD")
+@click.option("--neo4j-user", help="Neo4j user (default: DOMICILE_NEO4J__USER / the config).")
+@click.option("--neo4j-password", help="Neo4j password (default: DOMICILE_NEO4J__PASSWORD / the config).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
 def export_command(store: str, neo4j_user, neo4j_password, output: Path | None) -> None:
     """Write the whole catalog, history included, as JSON Lines."""
 
     async def run() -> int:
-        graph = await open_store(store, **_store_options(store, neo4j_user, neo4j_password))
+        graph = await _open(store, neo4j_user, neo4j_password)
         count = 0
         try:
             sink = output.open("w", encoding="utf-8") if output else sys.stdout
@@ -66,8 +66,8 @@ def export_command(store: str, neo4j_user, neo4j_password, output: Path | None) 
 @click.command("import")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--store", required=True, envvar="DOMICILE_STORE", help=STORE_HELP + " (must be empty)")
-@click.option("--neo4j-user", envvar="DOMICILE_NEO4J__USER")
-@click.option("--neo4j-password", envvar="DOMICILE_NEO4J__PASSWORD")
+@click.option("--neo4j-user", help="Neo4j user (default: DOMICILE_NEO4J__USER / the config).")
+@click.option("--neo4j-password", help="Neo4j password (default: DOMICILE_NEO4J__PASSWORD / the config).")
 def import_command(source: Path, store: str, neo4j_user, neo4j_password) -> None:
     """Load a `domicile export` file into an EMPTY store (all or nothing)."""
 
@@ -82,7 +82,7 @@ def import_command(source: Path, store: str, neo4j_user, neo4j_password) -> None
                     raise click.ClickException(f"{source}:{number}: not JSON: {exc.msg}") from None
 
     async def run() -> int:
-        graph = await open_store(store, **_store_options(store, neo4j_user, neo4j_password))
+        graph = await _open(store, neo4j_user, neo4j_password)
         try:
             return await graph.import_history(records())
         finally:
