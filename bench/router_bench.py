@@ -281,10 +281,14 @@ async def time_decides(router: Router, qs) -> tuple[list[int], list[int], int]:
     decide = router.decide
     stale = 0
     for i, (d, op, r) in enumerate(qs):
-        start, cpu_start = clock(), cpu_clock()
+        # The thread-CPU clock is a system call (~0.6 us here, against ~0.07 us for the
+        # wall clock): it brackets the wall-clock readings instead of sitting inside them.
+        cpu_start = cpu_clock()
+        start = clock()
         decision = await decide(d, op, r)
+        end = clock()
         cpu_timings.append(cpu_clock() - cpu_start)
-        timings.append(clock() - start)
+        timings.append(end - start)
         stale += is_stale(decision)
         if i % 1000 == 0:
             # A server yields between requests; so does this loop, so that the router's

@@ -1,27 +1,43 @@
 """The decision log: append-only, hash-chained JSON Lines, written off the decision path.
 
-Line format -- one decision per line, UTF-8, ending in a newline:
+Line format -- one line per write of the writer thread, holding the decisions queued since the
+previous one (at most `line_decisions` of them), UTF-8, ending in a newline:
 
-    {"allowed_regions":[...],"caller":"...","catalog_revision":7,["context":{...},]
-     "decision_id":"...","outcome":"deny","policy_hash":"...","policy_version":"...",
-     "prev_hash":"<64 hex>","reasons":[{"citation":"","code":"RULE_DENIED",
-     "lineage_path":[...],"message":"...","rule_id":"..."}],"request":{"dataset_id":"...",
-     "kind":"decide","operation":"store","region":"..."},"seq":1,"time":"...Z","hash":"<64 hex>"}
+    {"prev_hash":"<64 hex>",
+     "reasons":[{"citation":"GDPR Art. 44","code":"RULE_DENIED","message":"...","rule_id":"..."}, ...],
+     "region_sets":[["aws:eu-central-1",...], ...],
+     "requests":[{"caller":"...","catalog_revision":7,["context":{...},]
+                  "decisions":[{"allowed_regions":0,"dataset_id":"...","decision_id":"...",
+                                "operation":"store","outcome":"deny",
+                                "reasons":[[0,["s3://raw/...","s3://derived/..."]], ...],
+                                "region":"...","time":"...Z"}, ...],
+                  "kind":"decide","policy_hash":"...","policy_version":"..."}, ...],
+     "seq":1,"hash":"<64 hex>"}
 
-Everything before `"hash"` is the canonical JSON of the record (keys sorted, no spaces,
-ASCII-only escapes); `hash` is the SHA-256 (hex) of exactly those bytes, which include
-`prev_hash`, the previous line's `hash` (64 zeros for the first line). `seq` counts lines
-from 1. So a line is valid only if it is byte-for-byte the canonical rendering of its own
-content, and the chain breaks at any modified, inserted, deleted or reordered line; `verify`
-names the first line where it breaks. What a chain cannot show on its own is the loss of its
-*last* lines: compare `DecisionLog.head()` (or `VerifyResult.head_hash`) with a copy kept
-elsewhere (`verify(path, expected_head=...)`) to detect that.
+A `requests` entry holds consecutive decisions that share who asked, what was asked (`kind`:
+decide, batch_decide, route, check_job, scan_violations, ...), the policy and the catalog
+revision -- the decisions of one BatchDecide, or a run of Decide calls from one caller.
+Each decision's `allowed_regions` is an index into its line's `region_sets`, and each of its
+reasons is [index into the line's `reasons`, lineage path]: decisions mostly share a handful of
+allowed-region lists (one per label mix and operation) and reason texts (one per rule and
+region), which would otherwise be most of every record; the lineage path is the dataset's own. Everything before `"hash"` is the canonical JSON of
+the line (orjson with sorted keys: no spaces, UTF-8); `hash` is the SHA-256 (hex) of exactly
+those bytes, which include `prev_hash`, the previous line's `hash` (64 zeros for the first
+line). `seq` counts lines from 1. So a line is valid only if it is byte-for-byte the canonical
+rendering of its own content, and the chain breaks at any modified, inserted, deleted or
+reordered line; `verify` names the first line where it breaks. What a chain cannot show on
+its own is the loss of its *last* lines: compare `DecisionLog.head()` (or
+`VerifyResult.head_hash`) with a copy kept elsewhere (`verify(path, expected_head=...)`).
 
 Writing: `append` only enqueues (O(1), under a short lock). A writer thread takes everything
-queued, renders and hashes it, writes it with one `write` and `fsync`s the file, at the latest
-`flush_interval` seconds after the first queued entry or as soon as `max_batch` entries wait
-or someone awaits `flush()`. Rendering reuses the JSON of values shared between decisions
-(allowed-region lists, reason messages), which are cached by object identity.
+queued, renders it into lines (orjson, outside Python bytecode), hashes them (hashlib lets go
+of the interpreter lock for large inputs), writes them with one `write` and `fsync`s the file,
+at the latest `flush_interval` seconds after the first queued entry or as soon as `max_batch`
+entries wait or someone awaits `flush()`. Grouping decisions into lines, and what they share
+into `requests` and `region_sets`, is what keeps logging from capping decision throughput:
+the writer runs under the same interpreter lock as the router, and it now builds one small
+dict per decision and per reason, which orjson renders, instead of rendering and hashing ~2 kB
+of JSON per decision in Python.
 
 Backpressure: the queue holds at most `max_queue` entries. An `append` that finds it full
 blocks its caller until the writer has taken the queue, for at most `append_timeout` seconds,
@@ -29,10 +45,10 @@ and then raises UNAVAILABLE -- a decision is never dropped from the log silently
 cannot be queued is not answered (fail closed). On the router's event loop that block stalls
 the loop: the router then answers no faster than the log writes, which is the point.
 
-Reading back: `get` finds the last `recent_capacity` written lines in memory and the last
-`index_capacity` decision ids by byte offset; older ids are found by scanning the part of the
-file before the oldest indexed line (in a worker thread), so memory stays bounded however long
-the log grows.
+Reading back: `get` finds the lines of the last `recent_capacity` written decisions in memory
+and the last `index_capacity` decision ids by byte offset; older ids are found by scanning the
+part of the file before the oldest indexed line (in a worker thread), so memory stays bounded
+however long the log grows.
 
 What is guaranteed on a crash:
 - An entry is durable once a `flush()` started after its `append` has returned.
@@ -55,9 +71,9 @@ import fcntl
 import hashlib
 import heapq
 import itertools
-import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -65,6 +81,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+import orjson
 
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
@@ -75,26 +93,25 @@ ZERO_HASH = "0" * 64
 _HASH_KEY = b',"hash":"'
 # Every line ends with `,"hash":"<64 hex>"}\n`: the hash sits at a fixed distance from the end.
 _TAIL = len('"}\n')
-_ID_KEY = b'"decision_id":"'
+_ID_KEY = b'"decision_id":'
+# A decision id in a line as bytes: the JSON string after the key (escapes included).
+_ID_PATTERN = re.compile(rb'"decision_id":"((?:[^"\\]|\\.)*)"')
 _READ_CHUNK = 1 << 20
-_REQUIRED_KEYS = frozenset(
-    (
-        "allowed_regions", "caller", "catalog_revision", "decision_id", "outcome", "policy_hash",
-        "policy_version", "prev_hash", "reasons", "request", "seq", "time",
-    )
+_LINE_KEYS = frozenset(("prev_hash", "reasons", "region_sets", "requests", "seq"))
+_REASON_KEYS = frozenset(("citation", "code", "message", "rule_id"))
+_REQUEST_KEYS = frozenset(("caller", "catalog_revision", "decisions", "kind", "policy_hash", "policy_version"))
+_DECISION_KEYS = frozenset(
+    ("allowed_regions", "dataset_id", "decision_id", "operation", "outcome", "reasons", "region", "time")
 )
+_CANONICAL = orjson.OPT_SORT_KEYS
 
-_encoder = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-# Bound of the rendering cache (entries); it is cleared when full and refills from what is used.
-_JSON_CACHE_LIMIT = 50_000
-
-# An appended entry: (seq, decision, context, kind, policy_hash).
-_Queued = tuple[int, Decision, "Mapping[str, str] | None", str, str]
+# An appended entry: (decision, context, kind, policy_hash).
+_Queued = tuple[Decision, "Mapping[str, str] | None", str, str]
 
 
 @dataclass(frozen=True)
 class LoggedDecision:
-    """A decision as the log holds it, with its place in the chain."""
+    """A decision as the log holds it, with the line (`seq`, `prev_hash`, `hash`) that holds it."""
 
     seq: int
     decision: Decision
@@ -109,97 +126,120 @@ class LoggedDecision:
 @dataclass(frozen=True)
 class VerifyResult:
     """Outcome of `verify`: `first_bad_line` is 1-based (None when `ok`); `lines` counts the
-    lines read; `head_hash` is the hash of the last line that verified."""
+    lines read, `decisions` the decisions in the lines that verified; `head_hash` is the hash
+    of the last line that verified."""
 
     ok: bool
     lines: int
     first_bad_line: int | None
     message: str
     head_hash: str = ZERO_HASH
+    decisions: int = 0
 
 
 # ---- rendering and checking one line ------------------------------------------------------
 
 
 def _format_time(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("decide_time must be timezone-aware")
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """RFC 3339 in UTC with microseconds and `Z` (what `isoformat` gives, at half its cost:
+    the writer formats the time of every Decide)."""
+    if value.tzinfo is not timezone.utc:
+        if value.tzinfo is None:
+            raise ValueError("decide_time must be timezone-aware")
+        value = value.astimezone(timezone.utc)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (
+        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond,
+    )
 
 
-_json_string = json.encoder.encode_basestring_ascii  # the C-accelerated string encoder json uses
+class _LineBuilder:
+    """Collects the decisions of one line and renders it.
 
+    Each decision is rendered by orjson as it is added, and the line is assembled from those
+    pieces with the punctuation between them: the builder then holds bytes, not thousands of
+    dicts and lists that would live long enough to be promoted through the garbage collector's
+    generations (and make it walk them, over and over, under the router's interpreter lock).
+    The pieces are dicts with their keys in sorted order and the assembly keeps that order, so
+    the result is the canonical rendering; tests hold it equal to orjson's sorted-key rendering
+    of the parsed line.
+    """
 
-def _json_strings(values: Iterable[str]) -> str:
-    return "[" + ",".join(map(_json_string, values)) + "]"
-
-
-class _JsonCache:
-    """JSON renderings of immutable values by object identity. The engine hands out one tuple
-    per allowed-region set and one string per cached reason message, so most decisions repeat
-    objects rendered before (lineage paths are per dataset and rarely repeat: not cached).
-    Each entry keeps its object alive, so an id is never reused while cached. Used by the
-    writer thread only."""
+    __slots__ = ("ids", "_requests", "_region_sets", "_set_by_id", "_set_by_value", "_reasons", "_reason_index",
+                 "_group", "_shared")
 
     def __init__(self) -> None:
-        self._entries: dict[int, tuple[object, str]] = {}
+        self.ids: list[str] = []  # of the decisions added, in order
+        # (request head, its decisions) per request entry; the head renders the keys sorted
+        # before "decisions", the tail those after it.
+        self._requests: list[tuple[bytes, list[bytes], bytes]] = []
+        self._region_sets: list[tuple[str, ...]] = []
+        # The engine hands out one tuple per allowed-region list, so identity finds most;
+        # equal lists from different objects still share one entry.
+        self._set_by_id: dict[int, int] = {}
+        self._set_by_value: dict[tuple[str, ...], int] = {}
+        self._reasons: list[dict[str, str]] = []
+        self._reason_index: dict[tuple[str, str, str, str], int] = {}
+        self._group: list[bytes] = []  # the decisions of the last request entry
+        self._shared: tuple[Any, ...] = ()  # what that entry's decisions share
 
-    def strings(self, values: tuple[str, ...]) -> str:
-        entry = self._entries.get(id(values))
-        if entry is not None and entry[0] is values:
-            return entry[1]
-        return self._put(values, _json_strings(values))
+    def add(self, decision: Decision, context: Mapping[str, str] | None, kind: str, policy_hash: str,
+            time_text: str) -> None:
+        regions = decision.allowed_regions
+        index = self._set_by_id.get(id(regions))
+        if index is None:
+            index = self._set_by_value.setdefault(regions, len(self._region_sets))
+            if index == len(self._region_sets):
+                self._region_sets.append(regions)
+            # Safe: `regions` stays alive (held by the decision) as long as this builder.
+            self._set_by_id[id(regions)] = index
+        shared = (decision.caller, decision.catalog_revision, context, kind, policy_hash, decision.policy_version)
+        if shared != self._shared:
+            self._shared = shared
+            self._group = []
+            head: dict[str, Any] = {"caller": decision.caller, "catalog_revision": decision.catalog_revision}
+            if context:
+                head["context"] = dict(sorted(context.items()))
+            tail = {"kind": kind, "policy_hash": policy_hash, "policy_version": decision.policy_version}
+            self._requests.append((orjson.dumps(head)[:-1], self._group, orjson.dumps(tail)[1:]))
+        reasons = []
+        if decision.reasons:
+            known = self._reason_index
+            for reason in decision.reasons:
+                code, message, rule_id, citation, path = reason
+                key = (code._value_, message, rule_id, citation)  # not the Enum: it hashes in Python
+                number = known.get(key)
+                if number is None:
+                    number = known[key] = len(self._reasons)
+                    self._reasons.append({"citation": citation, "code": key[0], "message": message, "rule_id": rule_id})
+                reasons.append((number, path))
+        self.ids.append(decision.decision_id)
+        self._group.append(
+            orjson.dumps(
+                {
+                    "allowed_regions": index,
+                    "dataset_id": decision.dataset_id,
+                    "decision_id": decision.decision_id,
+                    "operation": decision.operation._value_,  # `_value_`: without the property's cost
+                    "outcome": decision.outcome._value_,
+                    "reasons": reasons,
+                    "region": decision.region,
+                    "time": time_text,
+                }
+            )
+        )
 
-    def string(self, value: str) -> str:
-        entry = self._entries.get(id(value))
-        if entry is not None and entry[0] is value:
-            return entry[1]
-        return self._put(value, _json_string(value))
-
-    def _put(self, value: object, rendered: str) -> str:
-        if len(self._entries) >= _JSON_CACHE_LIMIT:
-            self._entries.clear()
-        self._entries[id(value)] = (value, rendered)
-        return rendered
-
-
-def _canonical(
-    seq: int, decision: Decision, kind: str, policy_hash: str, context: Mapping[str, str] | None, prev_hash: str,
-    time_text: str, cache: _JsonCache | None = None,
-) -> bytes:
-    """The canonical JSON of a record without `hash`, written out by hand.
-
-    Byte-identical to `_encoder.encode` of the same record (keys sorted, no spaces, ASCII
-    escapes) -- which is what `verify` recomputes -- at a fraction of the cost, because the
-    writer renders every decision the router makes. tests/unit/test_decision_log*.py hold
-    the two renderings equal, also for hostile strings.
-    """
-    s = _json_string
-    if cache is None:
-        strings, string = _json_strings, s
-    else:
-        strings, string = cache.strings, cache.string
-    # Enum `_value_` is the member's value without the `value` property's lookup cost.
-    reasons = ",".join(
-        [
-            f'{{"citation":{s(r.citation)},"code":{s(r.code._value_)},"lineage_path":{_json_strings(r.lineage_path)},'
-            f'"message":{string(r.message)},"rule_id":{s(r.rule_id)}}}'
-            for r in decision.reasons
-        ]
-    )
-    context_json = ""
-    if context:
-        items = ",".join([f"{s(key)}:{s(value)}" for key, value in sorted(context.items())])
-        context_json = f',"context":{{{items}}}'
-    return (
-        f'{{"allowed_regions":{strings(decision.allowed_regions)},"caller":{s(decision.caller)},'
-        f'"catalog_revision":{int(decision.catalog_revision)}{context_json},"decision_id":{s(decision.decision_id)},'
-        f'"outcome":{s(decision.outcome._value_)},"policy_hash":{s(policy_hash)},'
-        f'"policy_version":{s(decision.policy_version)},"prev_hash":{s(prev_hash)},"reasons":[{reasons}],'
-        f'"request":{{"dataset_id":{s(decision.dataset_id)},"kind":{s(kind)},'
-        f'"operation":{s(decision.operation._value_)},"region":{s(decision.region)}}},'
-        f'"seq":{int(seq)},"time":{s(time_text)}}}'
-    ).encode("ascii")
+    def seal(self, seq: int, prev_hash: str) -> tuple[bytes, str]:
+        requests = b",".join(
+            [b"".join((head, b',"decisions":[', b",".join(group), b"],", tail)) for head, group, tail in self._requests]
+        )
+        canonical = b"".join(
+            (
+                b'{"prev_hash":', orjson.dumps(prev_hash), b',"reasons":', orjson.dumps(self._reasons),
+                b',"region_sets":', orjson.dumps(self._region_sets), b',"requests":[', requests,
+                b'],"seq":', str(seq).encode("ascii"), b"}",
+            )
+        )
+        return _seal(canonical)
 
 
 def _seal(canonical: bytes) -> tuple[bytes, str]:
@@ -208,39 +248,39 @@ def _seal(canonical: bytes) -> tuple[bytes, str]:
     return b"".join((canonical[:-1], _HASH_KEY, digest.encode("ascii"), b'"}\n')), digest
 
 
-def _decision_from(body: Mapping[str, Any]) -> LoggedDecision:
-    request = body["request"]
+def _logged(line: Mapping[str, Any], request: Mapping[str, Any], entry: Mapping[str, Any]) -> LoggedDecision:
+    """The LoggedDecision of one decision of a verified line."""
     decision = Decision(
-        decision_id=body["decision_id"],
-        outcome=Outcome(body["outcome"]),
-        dataset_id=request["dataset_id"],
-        operation=Operation(request["operation"]),
-        region=request["region"],
-        allowed_regions=tuple(body["allowed_regions"]),
+        decision_id=entry["decision_id"],
+        outcome=Outcome(entry["outcome"]),
+        dataset_id=entry["dataset_id"],
+        operation=Operation(entry["operation"]),
+        region=entry["region"],
+        allowed_regions=tuple(line["region_sets"][entry["allowed_regions"]]),
         reasons=tuple(
             Reason(
-                code=ReasonCode(r["code"]),
-                message=r["message"],
-                rule_id=r["rule_id"],
-                citation=r["citation"],
-                lineage_path=tuple(r["lineage_path"]),
+                code=ReasonCode(line["reasons"][number]["code"]),
+                message=line["reasons"][number]["message"],
+                rule_id=line["reasons"][number]["rule_id"],
+                citation=line["reasons"][number]["citation"],
+                lineage_path=tuple(path),
             )
-            for r in body["reasons"]
+            for number, path in entry["reasons"]
         ),
-        policy_version=body["policy_version"],
-        catalog_revision=body["catalog_revision"],
-        decide_time=datetime.fromisoformat(body["time"]),
-        caller=body["caller"],
+        policy_version=request["policy_version"],
+        catalog_revision=request["catalog_revision"],
+        decide_time=datetime.fromisoformat(entry["time"]),
+        caller=request["caller"],
     )
-    context = body.get("context")
+    context = request.get("context")
     return LoggedDecision(
-        seq=body["seq"],
+        seq=line["seq"],
         decision=decision,
         kind=request["kind"],
-        policy_hash=body["policy_hash"],
+        policy_hash=request["policy_hash"],
         context=MappingProxyType(dict(context)) if context else None,
-        prev_hash=body["prev_hash"],
-        hash=body["hash"],
+        prev_hash=line["prev_hash"],
+        hash=line["hash"],
     )
 
 
@@ -249,54 +289,112 @@ def _check_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
     if not line.endswith(b"\n"):
         return None, "incomplete last line (no newline)"
     try:
-        record = json.loads(line)
-    except ValueError as exc:
-        return None, f"not valid JSON ({exc.msg})"
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return None, f"not valid JSON ({exc})"
     if not isinstance(record, dict) or not isinstance(record.get("hash"), str):
-        return None, "not a decision record (no hash)"
-    missing = _REQUIRED_KEYS - record.keys()
+        return None, "not a decision log line (no hash)"
+    missing = _LINE_KEYS - record.keys()
     if missing:
-        return None, f"not a decision record (missing {', '.join(sorted(missing))})"
+        return None, f"not a decision log line (missing {', '.join(sorted(missing))})"
     body = dict(record)
     stored = body.pop("hash")
-    expected, digest = _seal(_encoder.encode(body).encode("ascii"))
+    expected, digest = _seal(orjson.dumps(body, option=_CANONICAL))
     if digest != stored or expected != line:
         return None, "hash does not match the line's content (the line was modified)"
+    problem = _check_shape(record)
+    if problem:
+        return None, problem
     return record, ""
 
 
+def _check_shape(record: Mapping[str, Any]) -> str:
+    """What makes a line whose hash is right still not a line this log writes ('' if nothing)."""
+    requests, region_sets, reasons = record["requests"], record["region_sets"], record["reasons"]
+    if not isinstance(requests, list) or not requests or not isinstance(region_sets, list) or not isinstance(reasons, list):
+        return "not a decision log line (no requests)"
+    if not isinstance(record["seq"], int) or not isinstance(record["prev_hash"], str):
+        return "not a decision log line (bad seq or prev_hash)"
+    for number, reason in enumerate(reasons, start=1):
+        if not isinstance(reason, dict) or _REASON_KEYS - reason.keys():
+            return f"reason {number} of the line is incomplete"
+        try:
+            ReasonCode(reason["code"])
+        except ValueError:
+            return f"reason {number} of the line has an unknown code {reason['code']!r}"
+    number = 0
+    for request_number, request in enumerate(requests, start=1):
+        if not isinstance(request, dict) or _REQUEST_KEYS - request.keys() or not isinstance(request["decisions"], list):
+            return f"request {request_number} of the line is incomplete"
+        for entry in request["decisions"]:
+            number += 1
+            if not isinstance(entry, dict) or _DECISION_KEYS - entry.keys():
+                return f"decision {number} of the line is incomplete"
+            index = entry["allowed_regions"]
+            if not isinstance(index, int) or not 0 <= index < len(region_sets):
+                return f"decision {number} of the line refers to a region set the line does not hold"
+            if not isinstance(entry["reasons"], list) or not all(
+                isinstance(item, list) and len(item) == 2 and isinstance(item[0], int) and 0 <= item[0] < len(reasons)
+                and isinstance(item[1], list)
+                for item in entry["reasons"]
+            ):
+                return f"decision {number} of the line refers to a reason the line does not hold"
+    return ""
+
+
+def _decisions_in(record: Mapping[str, Any]) -> int:
+    return sum(len(request["decisions"]) for request in record["requests"])
+
+
+def _line_ids(line: bytes) -> list[str]:
+    """The decision ids a complete line holds, in order, read without parsing the whole line.
+
+    Only decision entries have a `decision_id` key: contexts are the router's own facts
+    (`check_job_*`), so the pattern cannot match anything else.
+    """
+    return [
+        raw.decode("utf-8") if b"\\" not in raw else orjson.loads(b'"' + raw + b'"')
+        for raw in _ID_PATTERN.findall(line)
+    ]
+
+
 def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) -> VerifyResult:
-    """Check a decision log file: every line canonical with a correct hash, each `prev_hash`
-    equal to the previous line's hash (zeros first), `seq` counting up from 1.
+    """Check a decision log file: every line canonical with a correct hash and well formed,
+    each `prev_hash` equal to the previous line's hash (zeros first), `seq` counting up from 1.
 
     With `expected_head` (a hash kept elsewhere, see the module docstring) the last line's
     hash must also equal it, which detects lines cut off the end. Reads the file once,
     streaming; an empty or missing-newline file is reported like any other bad line.
     """
     prev_hash = ZERO_HASH
-    number = 0
+    number = decisions = 0
     with open(path, "rb") as file:
         for number, line in enumerate(file, start=1):
             record, problem = _check_line(line)
             if record is None:
-                return VerifyResult(False, number, number, f"line {number}: {problem}", prev_hash)
+                return VerifyResult(False, number, number, f"line {number}: {problem}", prev_hash, decisions)
             if record["prev_hash"] != prev_hash:
                 what = "the first line must start the chain" if number == 1 else f"it does not follow line {number - 1}"
                 return VerifyResult(
                     False, number, number,
                     f"line {number}: prev_hash breaks the chain ({what}: a line was inserted, deleted or reordered)",
-                    prev_hash,
+                    prev_hash, decisions,
                 )
             if record["seq"] != number:
-                return VerifyResult(False, number, number, f"line {number}: seq is {record['seq']}, expected {number}", prev_hash)
+                return VerifyResult(
+                    False, number, number, f"line {number}: seq is {record['seq']}, expected {number}", prev_hash, decisions
+                )
             prev_hash = record["hash"]
+            decisions += _decisions_in(record)
     if expected_head is not None and expected_head != prev_hash:
         return VerifyResult(
             False, number, number or None,
             f"the last line's hash is not the expected head {expected_head} (lines were cut off the end?)",
-            prev_hash,
+            prev_hash, decisions,
         )
-    return VerifyResult(True, number, None, f"{number} decisions, chain intact", prev_hash)
+    return VerifyResult(
+        True, number, None, f"{decisions} decisions in {number} lines, chain intact", prev_hash, decisions
+    )
 
 
 # ---- the live log -----------------------------------------------------------------------
@@ -306,31 +404,24 @@ def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) ->
 class _Scan:
     """What `open` learns from an existing file."""
 
-    offsets: dict[str, int]  # the last ids' offsets: every line at or after `indexed_from`
+    offsets: dict[str, int]  # the last ids' line offsets: every id on a line at or after `indexed_from`
+    order: list[int]  # the line offset of each indexed id, in file order
     indexed_from: int  # byte offset; ids only on lines before it are found by `_find`
     seq: int
     head: str
     size: int
 
 
-def _line_id(line: bytes) -> str | None:
-    """The decision id of a complete line, or None when it has none."""
-    start = line.find(_ID_KEY) + len(_ID_KEY)
-    end = line.find(b'"', start)
-    if start < len(_ID_KEY) or end < 0:
-        return None
-    raw = line[start:end]
-    # An escaped quote always follows a backslash: without one, `end` is the real end.
-    return raw.decode("ascii") if b"\\" not in raw else json.loads(line)["decision_id"]
-
-
 def _trim(offsets: dict[str, int], capacity: int, line_offsets: list[int]) -> tuple[dict[str, int], int]:
-    """The index of only the last `capacity` lines, and the offset from which it is complete
-    (`line_offsets` holds the offsets of the lines indexed, in order, and is trimmed alike).
-    Kept by offset, not by insertion order, so that an id logged twice keeps its last line. A
-    new dict, so that a reader holding the old one sees a complete index."""
+    """The index of only the last `capacity` ids, and the offset from which it is complete
+    (`line_offsets` holds the line offset of each id indexed, in order, and is trimmed alike;
+    a line is kept whole). Kept by offset, not by insertion order, so that an id logged twice
+    keeps its last line. A new dict, so that a reader holding the old one sees a complete index."""
     boundary = line_offsets[-capacity]
-    del line_offsets[:-capacity]
+    start = len(line_offsets) - capacity
+    while start > 0 and line_offsets[start - 1] == boundary:
+        start -= 1
+    del line_offsets[:start]
     return {decision_id: offset for decision_id, offset in offsets.items() if offset >= boundary}, boundary
 
 
@@ -349,11 +440,12 @@ def _scan(fd: int, path: Path, index_capacity: int) -> _Scan:
                 os.ftruncate(fd, offset)
                 os.fsync(fd)
                 break
-            decision_id = _line_id(line)
-            if decision_id is None:
+            ids = _line_ids(line)
+            if not ids:
                 raise _corrupt(path, f"line {lines + 1}", "no decision_id")
-            offsets[decision_id] = offset  # a repeated id (a caller's bug) finds its last line
-            line_offsets.append(offset)
+            for decision_id in ids:
+                offsets[decision_id] = offset  # a repeated id (a caller's bug) finds its last line
+            line_offsets.extend(itertools.repeat(offset, len(ids)))
             if len(line_offsets) >= 2 * index_capacity:  # trimming in bulk keeps the scan linear
                 offsets, indexed_from = _trim(offsets, index_capacity, line_offsets)
             offset += len(line)
@@ -362,15 +454,14 @@ def _scan(fd: int, path: Path, index_capacity: int) -> _Scan:
     if len(line_offsets) > index_capacity:
         offsets, indexed_from = _trim(offsets, index_capacity, line_offsets)
     if not last:
-        return _Scan(offsets, indexed_from, 0, ZERO_HASH, offset)
+        return _Scan(offsets, line_offsets, indexed_from, 0, ZERO_HASH, offset)
     record, problem = _check_line(last)
     if record is None:
         raise _corrupt(path, f"line {lines}", problem)
     expected_prev = previous[-_TAIL - 64 : -_TAIL].decode("ascii") if previous else ZERO_HASH
     if record["prev_hash"] != expected_prev or record["seq"] != lines:
         raise _corrupt(path, f"line {lines}", "the last line does not continue the chain")
-    return _Scan(offsets, indexed_from, lines, record["hash"], offset)
-
+    return _Scan(offsets, line_offsets, indexed_from, lines, record["hash"], offset)
 
 def _corrupt(path: Path, where: str, problem: str) -> DomicileError:
     return failed_precondition(
@@ -387,13 +478,15 @@ class DecisionLog:
     """
 
     def __init__(self, path: Path, fd: int, scan: _Scan, *, durable: bool, flush_interval: float, max_batch: int,
-                 recent_capacity: int, index_capacity: int, max_queue: int, append_timeout: float) -> None:
+                 line_decisions: int, recent_capacity: int, index_capacity: int, max_queue: int,
+                 append_timeout: float) -> None:
         # Use `open`: it scans and locks the file first.
         self.path = path
         self.durable = durable
         self._fd = fd
         self._flush_interval = 0.0 if durable else flush_interval
         self._max_batch = max_batch
+        self._line_decisions = line_decisions
         self._recent_capacity = recent_capacity
         self._index_capacity = index_capacity
         self._max_queue = max_queue
@@ -401,26 +494,26 @@ class DecisionLog:
         # Written by the writer thread only; `get` reads them (a dict lookup is atomic, and
         # `_offsets` is replaced, never emptied, when trimmed).
         self._offsets = scan.offsets
-        self._offsets_order: list[int] = sorted(scan.offsets.values())
+        self._offsets_order = scan.order
         self._indexed_from = scan.indexed_from
-        self._json_cache = _JsonCache()
         self._size = scan.size
         self._head = (scan.seq, scan.head)
-        # The last `recent_capacity` written lines (what `get` is mostly asked for), as bytes:
-        # bytes are invisible to the cyclic garbage collector, while keeping the Decision values
-        # would add a few hundred thousand objects for every full collection to walk.
+        # The lines of the last `recent_capacity` written decisions (what `get` is mostly asked
+        # for), as bytes: bytes are invisible to the cyclic garbage collector, while keeping the
+        # Decision values would add a few hundred thousand objects for every full collection to walk.
         self._recent: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # the writer waits on it
         self._space = threading.Condition(self._lock)  # appenders wait on it when the queue is full
-        # Guarded by _lock: the queue, the next seq, waiters, flags.
+        # Guarded by _lock: the queue, the entry counters, waiters, flags. Entries are counted
+        # from 1 per open log; `_durable_seq` is the last entry written and fsynced.
         self._queue: list[_Queued] = []
         # The writer is (or is about to be) waiting on `_wakeup`: only then does an append
         # need to notify it (a notify costs more than the append itself).
         self._writer_waiting = False
         self._space_waiters = 0
-        self._appended_seq = scan.seq
-        self._durable_seq = scan.seq
+        self._appended_seq = 0
+        self._durable_seq = 0
         self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiter_order = itertools.count()
         self._flush_requested = False
@@ -438,6 +531,7 @@ class DecisionLog:
         durable: bool = False,
         flush_interval: float = 0.05,
         max_batch: int = 10_000,
+        line_decisions: int = 1_000,
         recent_capacity: int = 10_000,
         index_capacity: int = 200_000,
         max_queue: int = 20_000,
@@ -445,7 +539,8 @@ class DecisionLog:
     ) -> DecisionLog:
         """Open (creating it and its directory if needed) the log at `path` and continue its chain.
 
-        `max_queue` bounds the entries waiting for the writer and `append_timeout` how long an
+        `line_decisions` bounds the decisions in one line (a `get` reads and checks a whole
+        line). `max_queue` bounds the entries waiting for the writer and `append_timeout` how long an
         `append` waits for room (see "Backpressure" in the module docstring);
         `recent_capacity` and `index_capacity` bound what `get` keeps in memory.
 
@@ -453,13 +548,17 @@ class DecisionLog:
         process (or another `DecisionLog`) has it open, DECISION_LOG_CORRUPT when its last
         complete line does not verify. Scanning is O(file size) and runs in a worker thread.
         """
-        if flush_interval < 0 or max_batch < 1 or max_queue < 1 or index_capacity < 1 or append_timeout < 0:
+        if (
+            flush_interval < 0 or append_timeout < 0
+            or min(max_batch, line_decisions, max_queue, index_capacity, recent_capacity) < 1
+        ):
             raise ValueError(
-                "flush_interval and append_timeout must be >= 0, max_batch, max_queue and index_capacity >= 1"
+                "flush_interval and append_timeout must be >= 0, max_batch, line_decisions, max_queue, "
+                "index_capacity and recent_capacity >= 1"
             )
         log_path = Path(path)
         options = {
-            "durable": durable, "flush_interval": flush_interval, "max_batch": max_batch,
+            "durable": durable, "flush_interval": flush_interval, "max_batch": max_batch, "line_decisions": line_decisions,
             "recent_capacity": recent_capacity, "index_capacity": index_capacity, "max_queue": max_queue,
             "append_timeout": append_timeout,
         }
@@ -488,7 +587,8 @@ class DecisionLog:
     def append(
         self, decision: Decision, context: Mapping[str, str] | None = None, *, kind: str = "decide", policy_hash: str = ""
     ) -> int:
-        """Queue `decision` (with optional `context` facts) for the log; returns its seq.
+        """Queue `decision` (with optional `context` facts) for the log; returns its number
+        among the entries appended since `open` (from 1).
 
         Returns at once: the line is written by the writer thread (see the module docstring
         for when it is durable). `kind` names the question (decide, route, check_job, scan,
@@ -506,7 +606,7 @@ class DecisionLog:
                 queue = self._queue
             self._appended_seq += 1
             seq = self._appended_seq
-            queue.append((seq, decision, context, kind, policy_hash))
+            queue.append((decision, context, kind, policy_hash))
             if self._writer_waiting and (len(queue) == 1 or len(queue) >= self._max_batch):
                 self._writer_waiting = False
                 self._wakeup.notify()
@@ -520,9 +620,8 @@ class DecisionLog:
         kind: str = "decide",
         policy_hash: str = "",
     ) -> int:
-        """`append` for each decision, in order, with their seqs consecutive while the queue has
-        room (one lock round instead of one per decision); returns the last seq (the current
-        head seq when `decisions` is empty). Backpressure and errors as for `append`; when it
+        """`append` for each decision, in order (one lock round instead of one per decision
+        while the queue has room); returns the number of the last entry appended so far. Backpressure and errors as for `append`; when it
         raises, the decisions before the one it could not queue stay queued."""
         with self._lock:
             if self._failure is not None or self._closing:
@@ -539,7 +638,7 @@ class DecisionLog:
                     room = self._max_queue - len(queue)
                     was_empty = was_empty or not queue
                 seq += 1
-                queue.append((seq, decision, context, kind, policy_hash))
+                queue.append((decision, context, kind, policy_hash))
                 room -= 1
             self._appended_seq = seq
             if self._writer_waiting and queue and (was_empty or len(queue) >= self._max_batch):
@@ -591,7 +690,8 @@ class DecisionLog:
         await future
 
     def head(self) -> tuple[int, str]:
-        """(seq, hash) of the last durable line; (0, 64 zeros) for an empty log."""
+        """(seq, hash) of the last durable line: its number in the file and its hash; (0, 64
+        zeros) for an empty log."""
         with self._lock:
             return self._head
 
@@ -628,6 +728,7 @@ class DecisionLog:
                     )
                 self._writer_waiting = False
                 batch, self._queue = self._queue, []
+                last_entry = self._appended_seq
                 self._flush_requested = False
                 if self._space_waiters:
                     self._space.notify_all()
@@ -635,7 +736,7 @@ class DecisionLog:
             if stop:
                 return
             try:
-                self._write(batch)
+                self._write(batch, last_entry)
             except BaseException as exc:  # disk full, I/O error: fail every waiter, refuse more
                 log.error("decision log %s failed: %s", self.path, exc)
                 with self._lock:
@@ -644,33 +745,40 @@ class DecisionLog:
                     self._space.notify_all()
                 return
 
-    def _write(self, batch: list[_Queued]) -> None:
-        prev_hash = self._head[1]
-        lines = []
-        offsets = []
+    def _write(self, batch: list[_Queued], last_entry: int) -> None:
+        """Render `batch` (the queue taken whole; `last_entry` is the number of its last
+        entry) into lines, write and fsync them, then index them and release the waiters."""
+        seq, prev_hash = self._head
+        lines: list[bytes] = []
+        line_ids: list[list[str]] = []
+        line_offsets: list[int] = []
         offset = self._size
         time_of, time_text = None, ""
-        cache = self._json_cache
-        for seq, decision, context, kind, policy_hash in batch:
-            # Decisions of one request share their decide time: format it once.
-            if decision.decide_time is not time_of:
-                time_of, time_text = decision.decide_time, _format_time(decision.decide_time)
-            line, digest = _seal(_canonical(seq, decision, kind, policy_hash, context, prev_hash, time_text, cache))
+        step = self._line_decisions
+        for start in range(0, len(batch), step):
+            builder = _LineBuilder()
+            add = builder.add
+            for decision, context, kind, policy_hash in batch[start : start + step]:
+                # Decisions of one request share their decide time: format it once.
+                if decision.decide_time is not time_of:
+                    time_of, time_text = decision.decide_time, _format_time(decision.decide_time)
+                add(decision, context, kind, policy_hash, time_text)
+            seq += 1
+            line, prev_hash = builder.seal(seq, prev_hash)
             lines.append(line)
-            offsets.append((offset, prev_hash, digest))
+            line_ids.append(builder.ids)
+            line_offsets.append(offset)
             offset += len(line)
-            prev_hash = digest
         data = memoryview(b"".join(lines))
         while data:
             data = data[os.write(self._fd, data):]
         os.fsync(self._fd)
         self._size = offset
         index, recent, order = self._offsets, self._recent, self._offsets_order
-        for queued, line, (line_offset, _, _) in zip(batch, lines, offsets, strict=True):
-            decision_id = queued[1].decision_id
-            index[decision_id] = line_offset
-            order.append(line_offset)
-            recent[decision_id] = line
+        for ids, line, line_offset in zip(line_ids, lines, line_offsets, strict=True):
+            index.update(dict.fromkeys(ids, line_offset))
+            order.extend(itertools.repeat(line_offset, len(ids)))
+            recent.update(dict.fromkeys(ids, line))
         if len(order) >= 2 * self._index_capacity:
             # Forgotten ids stay findable: `get` scans the file before `_indexed_from`. That is
             # moved first: a `get` (another thread) reading the old index finds every id from
@@ -682,9 +790,9 @@ class DecisionLog:
             for decision_id in list(itertools.islice(recent, excess)):
                 del recent[decision_id]
         with self._lock:
-            self._head = (batch[-1][0], prev_hash)
-            self._durable_seq = batch[-1][0]
-            self._release_waiters(upto=self._durable_seq)
+            self._head = (seq, prev_hash)
+            self._durable_seq = last_entry
+            self._release_waiters(upto=last_entry)
 
     def _release_waiters(self, upto: int | None) -> None:
         """Resolve waiters up to seq `upto` (all of them, failed, when None). Holds _lock."""
@@ -705,15 +813,12 @@ class DecisionLog:
 
     async def get(self, decision_id: str) -> LoggedDecision | None:
         """The logged decision with this id, or None. A decision still queued is flushed first,
-        so what is returned is always the durable line."""
+        so what is returned is always the durable line's."""
         if decision_id not in self._offsets and self._durable_seq < self._appended_seq:
             await self.flush()
         line = self._recent.get(decision_id)
         if line is not None:
-            record, problem = _check_line(line)
-            if record is None:  # only memory corruption could get here
-                raise _corrupt(self.path, f"decision {decision_id}", problem)
-            return _decision_from(record)
+            return _entry(self.path, line, decision_id, f"decision {decision_id}")
         offset = self._offsets.get(decision_id)
         if offset is None:
             if not self._indexed_from:
@@ -721,14 +826,15 @@ class DecisionLog:
             offset = await asyncio.to_thread(self._find, decision_id, self._indexed_from)
             if offset is None:
                 return None
-        return await asyncio.to_thread(self._read_at, offset)
+        line = await asyncio.to_thread(self._read_at, offset)
+        return _entry(self.path, line, decision_id, f"byte offset {offset}")
 
     def _find(self, decision_id: str, end: int) -> int | None:
-        """Offset of the last line before byte `end` logged with `decision_id`, or None: the
-        lookup for ids older than the in-memory index (O(file size before `end`))."""
+        """Offset of the last line before byte `end` holding `decision_id`, or None: the lookup
+        for ids older than the in-memory index (O(file size before `end`))."""
         if self._fd_closed:
             raise self._unavailable()
-        needle = _ID_KEY + _json_string(decision_id)[1:].encode("ascii")
+        needle = _ID_KEY + orjson.dumps(decision_id)
         found = None
         offset = 0  # of the first line in `pending`
         pending = b""
@@ -741,25 +847,42 @@ class DecisionLog:
             lines = pending.split(b"\n")
             pending = lines.pop()  # the unfinished line, completed by the next chunk
             for line in lines:
-                if needle in line and _line_id(line) == decision_id:
+                if needle in line and decision_id in _line_ids(line):
                     found = offset
                 offset += len(line) + 1
         return found
 
-    def _read_at(self, offset: int) -> LoggedDecision:
+    def _read_at(self, offset: int) -> bytes:
+        """The line starting at byte `offset` (without a newline if the file ends first)."""
         if self._fd_closed:
             raise self._unavailable()
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = os.pread(self._fd, 8192, offset + len(data))
+        parts = []
+        position = offset
+        while True:
+            chunk = os.pread(self._fd, 1 << 16, position)
             if not chunk:
                 break
             newline = chunk.find(b"\n")
-            data += chunk if newline < 0 else chunk[: newline + 1]
-        record, problem = _check_line(data)
-        if record is None:
-            raise _corrupt(self.path, f"byte offset {offset}", problem)
-        return _decision_from(record)
+            if newline >= 0:
+                parts.append(chunk[: newline + 1])
+                break
+            parts.append(chunk)
+            position += len(chunk)
+        return b"".join(parts)
+
+
+def _entry(path: Path, line: bytes, decision_id: str, where: str) -> LoggedDecision | None:
+    """The decision `decision_id` of a line, checked; raises DECISION_LOG_CORRUPT if the line
+    does not verify (on disk: someone edited the file; in memory: memory corruption)."""
+    record, problem = _check_line(line)
+    if record is None:
+        raise _corrupt(path, where, problem)
+    found = None
+    for request in record["requests"]:
+        for entry in request["decisions"]:
+            if entry["decision_id"] == decision_id:
+                found = (request, entry)  # the last one, should a caller have logged an id twice
+    return None if found is None else _logged(record, *found)
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

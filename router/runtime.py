@@ -480,18 +480,13 @@ class Router:
     def _decision(
         self, dataset_id: str, op: Operation, region: str, verdict: Verdict, now: datetime, caller: str
     ) -> Decision:
-        return _new_decision(
-            decision_id=self._new_id(),
-            outcome=verdict.outcome,
-            dataset_id=dataset_id,
-            operation=op,
-            region=region,
-            allowed_regions=verdict.allowed_regions,
-            reasons=verdict.reasons,
-            policy_version=self._policy.version,
-            catalog_revision=self._revision,
-            decide_time=now,
-            caller=caller,
+        outcome, allowed_regions, reasons = verdict
+        return _new_tuple(
+            Decision,
+            (
+                self._new_id(), outcome, dataset_id, op, region, allowed_regions, reasons,
+                self._policy.version, self._revision, now, caller,
+            ),
         )
 
     def _verdict(self, dataset_id: str, op: Operation, region: str, now: datetime, stale: str) -> Verdict:
@@ -529,29 +524,23 @@ class Router:
         # The hot path: helpers (`_stale_reason`, `_verdict`, `_decision`) are inlined where a
         # call layer would cost as much as the work; the slow cases go through them.
         policy = self._policy
-        if not policy.region_known(region):
-            raise invalid_field("region", f"unknown region {region!r} (see `domicile regions`)")
         now = self._clock()
         attrs = None
         if self._revision >= self._required_revision and time.monotonic() - self._confirmed_at <= self._staleness_bound:
             attrs = self._index.get(dataset_id)
         if attrs is not None:
-            verdict = policy.decide(attrs, op, region, now=now)
-        else:  # stale, or an unknown dataset
-            verdict = self._verdict(dataset_id, op, region, now, self._stale_reason())
-        decision = _object_new(Decision)
-        decision.__dict__.update(
-            decision_id=f"{self._id_prefix}{next(self._id_counter):010x}",
-            outcome=verdict.outcome,
-            dataset_id=dataset_id,
-            operation=op,
-            region=region,
-            allowed_regions=verdict.allowed_regions,
-            reasons=verdict.reasons,
-            policy_version=policy.version,
-            catalog_revision=self._revision,
-            decide_time=now,
-            caller=current_principal(),
+            # The engine rejects an unknown region itself (INVALID_ARGUMENT, field `region`),
+            # before deciding anything: no second lookup of the region here.
+            outcome, allowed_regions, reasons = policy.decide(attrs, op, region, now=now)
+        else:  # stale, or an unknown dataset: the region must still be valid
+            self._check_region(region)
+            outcome, allowed_regions, reasons = self._verdict(dataset_id, op, region, now, self._stale_reason())
+        decision = _new_tuple(
+            Decision,
+            (
+                f"{self._id_prefix}{next(self._id_counter):010x}", outcome, dataset_id, op, region, allowed_regions,
+                reasons, policy.version, self._revision, now, current_principal(),
+            ),
         )
         self._log.append(decision, None, kind="decide", policy_hash=policy.content_hash)
         if self._durable_log:
@@ -584,24 +573,18 @@ class Router:
             for dataset_id, op, region in requests:
                 attrs = None if stale else get(dataset_id)
                 if attrs is not None:
-                    verdict = decide(attrs, op, region, now=now)
+                    outcome, allowed_regions, reasons = decide(attrs, op, region, now=now)
                 else:
-                    verdict = verdict_of(dataset_id, op, region, now, stale)
-                decision = _object_new(Decision)
-                decision.__dict__.update(
-                    decision_id=f"{prefix}{next(counter):010x}",
-                    outcome=verdict.outcome,
-                    dataset_id=dataset_id,
-                    operation=op,
-                    region=region,
-                    allowed_regions=verdict.allowed_regions,
-                    reasons=verdict.reasons,
-                    policy_version=version,
-                    catalog_revision=revision,
-                    decide_time=now,
-                    caller=caller,
+                    outcome, allowed_regions, reasons = verdict_of(dataset_id, op, region, now, stale)
+                decisions.append(
+                    _new_tuple(
+                        Decision,
+                        (
+                            f"{prefix}{next(counter):010x}", outcome, dataset_id, op, region, allowed_regions,
+                            reasons, version, revision, now, caller,
+                        ),
+                    )
                 )
-                decisions.append(decision)
             self._log_decisions(decisions, "batch_decide", policy.content_hash)
         finally:
             if collecting:
@@ -766,8 +749,8 @@ class Router:
                 )
             else:
                 verdict = policy.decide(attrs, original.operation, original.region, now=original.decide_time)
-        replayed = replace(
-            original, outcome=verdict.outcome, allowed_regions=verdict.allowed_regions, reasons=verdict.reasons
+        replayed = original._replace(
+            outcome=verdict.outcome, allowed_regions=verdict.allowed_regions, reasons=verdict.reasons
         )
         return ReplayResult(original, replayed, _same_decision(original, replayed))
 
@@ -812,20 +795,10 @@ class Router:
 # ---- helpers -------------------------------------------------------------------------------
 
 
-def _new_decision(**fields: object) -> Decision:
-    """`Decision(**fields)`, built without the frozen dataclass `__init__`.
-
-    That `__init__` assigns each of the eleven fields through `object.__setattr__`, which is
-    a third of the router's own cost per decision; filling `__dict__` directly yields the same
-    instance (equal, same repr, immutable afterwards) at a fraction of it. Callers pass every
-    field; tests/unit/test_runtime.py checks equality with the real constructor.
-    """
-    decision = _object_new(Decision)
-    decision.__dict__.update(fields)
-    return decision
-
-
-_object_new = object.__new__
+# Decisions are built on every request: `tuple.__new__(Decision, (fields...))` (all eleven
+# fields, in order) makes the named tuple in one C call, without running the generated Python
+# `__new__` that binds keyword arguments and defaults first.
+_new_tuple = tuple.__new__
 
 
 def inherited_attributes(

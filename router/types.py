@@ -5,6 +5,12 @@ compiles it (`CompiledPolicy`) and turns `EffectiveAttributes` + operation + reg
 `Verdict`; `router.effective` computes `EffectiveAttributes` along lineage, incrementally;
 `router.runtime` keeps them in memory following the catalog's change feed and wraps verdicts
 into logged `Decision`s; `router.decision_log` keeps the hash-chained log.
+
+`Reason`, `Verdict` and `Decision` are built for every decision, so they are named tuples:
+immutable like frozen dataclasses, but a tuple is built in one allocation, without an
+`__init__` setting each field (see `router.engine` and `router.runtime`, which build them
+with `tuple.__new__`). Being tuples, they compare equal to plain tuples with the same fields:
+never mix them with other tuples as dict keys or set members.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
 
 UNDESCRIBED = "UNDESCRIBED"
@@ -42,8 +49,7 @@ class ReasonCode(enum.Enum):
     STALE_CATALOG = "STALE_CATALOG"
 
 
-@dataclass(frozen=True)
-class Reason:
+class Reason(NamedTuple):
     code: ReasonCode
     message: str
     rule_id: str = ""
@@ -66,8 +72,7 @@ class EffectiveAttributes:
     locations: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What the policy says for one (attributes, operation, region)."""
 
     outcome: Outcome
@@ -75,8 +80,7 @@ class Verdict:
     reasons: tuple[Reason, ...] = ()
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """A logged decision (the domain twin of domicile.v1.Decision)."""
 
     decision_id: str

@@ -37,7 +37,7 @@ def verify_command(ctx: click.Context, log_path: Path | None, expected_head: str
     if not result.ok:
         click.echo(f"FAILED: {path}: {result.message}", err=True)
         ctx.exit(1)
-    click.echo(f"OK: {result.lines} decisions, chain intact")
+    click.echo(f"OK: {result.message}")
     click.echo(f"head: {result.head_hash}")
 
 

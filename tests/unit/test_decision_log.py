@@ -8,6 +8,7 @@ import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,6 +48,14 @@ def lines(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
 
 
+async def write_one_per_line(log: DecisionLog, numbers) -> None:
+    """Append decisions one line each: a durable log writes what is queued when flushed."""
+    assert log.durable
+    for n in numbers:
+        log.append(decision(n))
+        await log.flush()
+
+
 async def test_appended_decisions_round_trip_with_their_chain(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     log = await DecisionLog.open(path)
@@ -62,17 +71,24 @@ async def test_appended_decisions_round_trip_with_their_chain(tmp_path: Path) ->
         assert one.context is None and one.prev_hash == ZERO_HASH
         assert two.decision == allowed and two.kind == "check_job"
         assert dict(two.context or {}) == {"check_job_inputs": "s3://a\ns3://b"}
-        assert two.prev_hash == one.hash
-        assert log.head() == (2, two.hash)
+        # Written together: one line holds both, and both name it.
+        assert (two.seq, two.prev_hash, two.hash) == (1, ZERO_HASH, one.hash)
+        assert log.head() == (1, one.hash)
         assert await log.get("nope") is None
     finally:
         await log.close()
-    record = json.loads(lines(path)[0])
-    assert record["request"] == {
-        "dataset_id": "s3://bank-eu/customers-1", "kind": "decide", "operation": "store", "region": "aws:us-east-1",
+    (line,) = lines(path)
+    record = json.loads(line)
+    first_request, second_request = record["requests"]  # they share neither caller nor kind
+    assert first_request["kind"] == "decide" and second_request["context"] == {"check_job_inputs": "s3://a\ns3://b"}
+    (first_entry,), (second_entry,) = first_request["decisions"], second_request["decisions"]
+    assert first_entry["time"] == "2026-11-30T04:00:01.123456Z"
+    assert {key: first_entry[key] for key in ("dataset_id", "operation", "region", "outcome")} == {
+        "dataset_id": "s3://bank-eu/customers-1", "operation": "store", "region": "aws:us-east-1", "outcome": "deny",
     }
-    assert record["time"] == "2026-11-30T04:00:01.123456Z" and record["outcome"] == "deny"
-    assert verify(path).ok
+    assert record["region_sets"] == [["aws:eu-central-1", "aws:eu-west-1"], []]
+    assert (first_entry["allowed_regions"], second_entry["allowed_regions"]) == (0, 1)
+    assert verify(path).ok and verify(path).decisions == 2
 
 
 async def test_a_queued_decision_is_flushed_when_asked_for(tmp_path: Path) -> None:
@@ -82,6 +98,7 @@ async def test_a_queued_decision_is_flushed_when_asked_for(tmp_path: Path) -> No
         entry = await log.get("d0001")
         assert entry is not None and entry.decision == decision(1)
         assert len(lines(tmp_path / "decisions.jsonl")) == 1
+        assert await log.get("d0001") == entry  # now from the lines kept in memory
     finally:
         await log.close()
 
@@ -93,7 +110,8 @@ async def test_flush_makes_everything_appended_durable_in_durable_mode(tmp_path:
         for n in range(1, 251):
             log.append(decision(n))
         await log.flush()
-        assert len(lines(path)) == 250 and verify(path).lines == 250
+        result = verify(path)
+        assert result.ok and result.decisions == 250 and result.lines == len(lines(path))
     finally:
         await log.close()
 
@@ -110,16 +128,16 @@ async def test_concurrent_durable_callers_each_get_their_line_on_disk(tmp_path: 
     try:
         seqs = await asyncio.gather(*(answer(n) for n in range(1, 51)))
         assert sorted(seqs) == list(range(1, 51))
-        assert verify(path).lines == 50  # every flush returned after its own line was written
+        assert verify(path).decisions == 50  # every flush returned after its own decision was written
     finally:
         await log.close()
 
 
 async def test_reopening_continues_the_chain_and_finds_old_decisions(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
-    log = await DecisionLog.open(path, recent_capacity=1)
-    for n in range(1, 4):
-        log.append(decision(n))
+    log = await DecisionLog.open(path, recent_capacity=1, durable=True)
+    await write_one_per_line(log, range(1, 3))
+    log.append(decision(3))
     await log.close()  # close drains the queue
     log = await DecisionLog.open(path, recent_capacity=1)
     try:
@@ -134,15 +152,13 @@ async def test_reopening_continues_the_chain_and_finds_old_decisions(tmp_path: P
     finally:
         await log.close()
     result = verify(path, expected_head=fourth.hash)
-    assert result.ok and result.lines == 4 and result.message == "4 decisions, chain intact"
+    assert result.ok and result.lines == 4 and result.message == "4 decisions in 4 lines, chain intact"
 
 
 async def test_ids_older_than_the_bounded_index_are_found_in_the_file(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     log = await DecisionLog.open(path, recent_capacity=1, index_capacity=2, durable=True)
-    for n in range(1, 8):
-        log.append(decision(n))
-        await log.flush()  # one write per decision, so the writer trims its index as it goes
+    await write_one_per_line(log, range(1, 8))  # the writer trims its index as it goes
     assert len(log._offsets) < 7
     await log.close()
     log = await DecisionLog.open(path, recent_capacity=1, index_capacity=2)
@@ -164,7 +180,7 @@ async def test_a_full_queue_blocks_append_until_the_writer_takes_it(tmp_path: Pa
         seqs = [log.append(decision(n)) for n in range(1, 6)]
         assert seqs == [1, 2, 3, 4, 5] and len(log._queue) <= 2
         await log.flush()
-        assert verify(path).lines == 5
+        assert verify(path).decisions == 5
     finally:
         await log.close()
 
@@ -174,7 +190,7 @@ async def test_append_fails_closed_when_the_queue_stays_full(tmp_path: Path, mon
     release = asyncio.Event()
     stuck = __import__("threading").Event()
     write = log._write
-    monkeypatch.setattr(log, "_write", lambda batch: (stuck.wait(), write(batch)))
+    monkeypatch.setattr(log, "_write", lambda batch, last: (stuck.wait(), write(batch, last)))
     try:
         log.append(decision(1))  # taken by the writer, which then hangs in `_write`
         await asyncio.sleep(0)
@@ -186,12 +202,12 @@ async def test_append_fails_closed_when_the_queue_stays_full(tmp_path: Path, mon
         with pytest.raises(DomicileError) as info:
             log.append(decision(3))
         assert info.value.code is ErrorCode.UNAVAILABLE and info.value.reason == "DECISION_LOG_BEHIND"
-        assert [q[0] for q in log._queue] == [2]  # nothing was queued for the refused decision
+        assert [q[0].decision_id for q in log._queue] == ["d0002"]  # nothing queued for the refused one
     finally:
         stuck.set()
         release.set()
         await log.close()
-    assert verify(tmp_path / "decisions.jsonl").lines == 2
+    assert verify(tmp_path / "decisions.jsonl").decisions == 2
 
 
 async def test_only_one_writer_owns_a_log(tmp_path: Path) -> None:
@@ -233,9 +249,8 @@ async def test_a_write_failure_fails_waiters_and_refuses_further_decisions(tmp_p
 
 async def test_open_cuts_a_torn_last_line_and_continues(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
-    log = await DecisionLog.open(path)
-    log.append(decision(1))
-    log.append(decision(2))
+    log = await DecisionLog.open(path, durable=True)
+    await write_one_per_line(log, (1, 2))
     await log.close()
     intact = lines(path)
     path.write_bytes(intact[0] + intact[1][:40])  # a crash in the middle of writing line 2
@@ -264,16 +279,15 @@ async def test_open_refuses_a_log_whose_last_line_was_tampered_with(tmp_path: Pa
 @pytest.fixture
 async def five_lines(tmp_path: Path) -> Path:
     path = tmp_path / "decisions.jsonl"
-    log = await DecisionLog.open(path)
-    for n in range(1, 6):
-        log.append(decision(n))
+    log = await DecisionLog.open(path, durable=True)
+    await write_one_per_line(log, range(1, 6))
     await log.close()
     return path
 
 
 def test_verify_accepts_an_intact_log(five_lines: Path) -> None:
     result = verify(five_lines)
-    assert (result.ok, result.lines, result.first_bad_line) == (True, 5, None)
+    assert (result.ok, result.lines, result.decisions, result.first_bad_line) == (True, 5, 5, None)
 
 
 def test_verify_accepts_an_empty_log(tmp_path: Path) -> None:
@@ -310,7 +324,75 @@ def test_verify_detects_lines_cut_off_the_end_against_a_kept_head(five_lines: Pa
     assert not result.ok and "expected head" in result.message
 
 
-# The hand-written rendering must equal json's canonical encoding, whatever the strings hold.
+async def test_a_batch_is_split_into_lines_that_share_region_sets(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    log = await DecisionLog.open(path, line_decisions=10, flush_interval=60)
+    eu = ("aws:eu-central-1", "aws:eu-west-1")
+    same_request = {"catalog_revision": 7}
+    try:
+        # Equal region lists held by different tuples share one entry too.
+        log.append_many(
+            decision(n, allowed_regions=tuple(eu) if n % 2 else ("aws:ap-south-1",), **same_request) for n in range(1, 26)
+        )
+        await log.flush()
+        records = [json.loads(line) for line in lines(path)]
+        assert [[len(r["decisions"]) for r in record["requests"]] for record in records] == [[10], [10], [5]]
+        assert records[0]["region_sets"] == [list(eu), ["aws:ap-south-1"]]
+        # Every decision has the same reason text: each line holds it once.
+        assert [len(record["reasons"]) for record in records] == [1, 1, 1]
+        for n in (1, 10, 11, 25):
+            found = await log.get(f"d{n:04d}")
+            assert found is not None and found.seq == (n - 1) // 10 + 1
+            assert found.decision == decision(n, allowed_regions=eu if n % 2 else ("aws:ap-south-1",), **same_request)
+    finally:
+        await log.close()
+    assert verify(path).message == "25 decisions in 3 lines, chain intact"
+    reopened = await DecisionLog.open(path, index_capacity=12)
+    try:
+        # The index keeps whole lines: the last 12 ids reach into line 2, so all of it is indexed.
+        assert sorted(reopened._offsets) == [f"d{n:04d}" for n in range(11, 26)]
+        found = await reopened.get("d0003")  # before the index: found by scanning the file
+        assert found is not None and found.seq == 1 and found.decision.decision_id == "d0003"
+    finally:
+        await reopened.close()
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        pytest.param(lambda body: body.update(region_sets=[]), "refers to a region set", id="region-set"),
+        pytest.param(lambda body: body.update(reasons=[]), "refers to a reason", id="reason"),
+        pytest.param(lambda body: body["reasons"][0].update(code="MAYBE"), "unknown code", id="reason-code"),
+        pytest.param(lambda body: body["requests"][0].pop("kind"), "request 1 of the line is incomplete", id="request"),
+    ],
+)
+def test_a_line_with_a_correct_hash_but_dangling_references_is_refused(tmp_path: Path, damage, problem) -> None:
+    builder = decision_log._LineBuilder()
+    builder.add(decision(1), None, "decide", "", "2026-11-30T04:00:00.000000Z")
+    body = json.loads(builder.seal(1, ZERO_HASH)[0])
+    del body["hash"]
+    damage(body)
+    line, _ = decision_log._seal(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+    (tmp_path / "decisions.jsonl").write_bytes(line)
+    result = verify(tmp_path / "decisions.jsonl")
+    assert not result.ok and problem in result.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    moment=st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30))])),
+)
+def test_times_are_rfc3339_utc_with_microseconds(moment: datetime) -> None:
+    expected = moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    assert decision_log._format_time(moment) == expected
+
+
+def test_a_naive_time_is_refused() -> None:
+    with pytest.raises(ValueError):
+        decision_log._format_time(datetime(2026, 11, 30))
+
+
+# Whatever the strings hold, a sealed line is canonical, verifies and reads back the same.
 text = st.text(st.characters(codec="utf-8"), max_size=12)
 
 
@@ -318,25 +400,27 @@ text = st.text(st.characters(codec="utf-8"), max_size=12)
 @given(
     strings=st.lists(text, min_size=8, max_size=8),
     path=st.lists(text, max_size=3),
-    context=st.one_of(st.none(), st.dictionaries(text, text, max_size=3)),
+    context=st.one_of(st.none(), st.dictionaries(text.filter(lambda key: key != "decision_id"), text, max_size=3)),
     seq=st.integers(min_value=1, max_value=2**53),
     revision=st.integers(min_value=0, max_value=2**63 - 1),
 )
-def test_the_written_line_is_the_canonical_json_of_its_record(strings, path, context, seq, revision) -> None:
+def test_a_sealed_line_is_canonical_and_reads_back(strings, path, context, seq, revision) -> None:
     caller, decision_id, dataset_id, region, version, message, rule_id, kind = strings
     d = decision(
         1, caller=caller, decision_id=decision_id, dataset_id=dataset_id, region=region, policy_version=version,
         allowed_regions=tuple(path), catalog_revision=revision,
         reasons=(Reason(ReasonCode.DEFAULT_DENIED, message, rule_id, "", tuple(path)),),
     )
-    time_text = decision_log._format_time(d.decide_time)
-    canonical = decision_log._canonical(seq, d, kind, "ff" * 32, context, ZERO_HASH, time_text)
-    assert canonical == decision_log._encoder.encode(json.loads(canonical)).encode("ascii")
-    # The writer's rendering through its identity cache (cold, then warm) is the same bytes.
-    cache = decision_log._JsonCache()
-    for _ in range(2):
-        assert decision_log._canonical(seq, d, kind, "ff" * 32, context, ZERO_HASH, time_text, cache) == canonical
-    line, _ = decision_log._seal(canonical)
+    builder = decision_log._LineBuilder()
+    builder.add(d, context, kind, "ff" * 32, decision_log._format_time(d.decide_time))
+    line, digest = builder.seal(seq, ZERO_HASH)
+    body = json.loads(line)
+    assert body.pop("hash") == digest
+    assert line.startswith(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)[:-1])
     record, problem = decision_log._check_line(line)
     assert problem == "" and record is not None
-    assert decision_log._decision_from(record).decision == d
+    assert decision_log._line_ids(line) == [decision_id]
+    (request,) = record["requests"]
+    logged = decision_log._logged(record, request, request["decisions"][0])
+    assert logged.decision == d and logged.kind == kind and logged.seq == seq
+    assert dict(logged.context or {}) == (context or {})

@@ -18,7 +18,7 @@ from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCo
 @pytest.fixture
 async def log_file(tmp_path: Path) -> Path:
     path = tmp_path / "decisions.jsonl"
-    log = await DecisionLog.open(path)
+    log = await DecisionLog.open(path, durable=True)  # flushed one by one: one line each
     for n in range(3):
         log.append(
             Decision(
@@ -28,6 +28,7 @@ async def log_file(tmp_path: Path) -> Path:
                 policy_version="2026.11.1", catalog_revision=n, decide_time=datetime(2026, 11, 30, tzinfo=timezone.utc),
             )
         )
+        await log.flush()
     await log.close()
     return path
 
@@ -35,7 +36,7 @@ async def log_file(tmp_path: Path) -> Path:
 def test_verify_reports_an_intact_chain(log_file: Path) -> None:
     result = CliRunner().invoke(audit, ["verify", "--log", str(log_file)])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[0] == "OK: 3 decisions, chain intact"
+    assert result.output.splitlines()[0] == "OK: 3 decisions in 3 lines, chain intact"
 
 
 def test_verify_names_the_line_where_one_byte_was_changed(log_file: Path) -> None:

@@ -271,16 +271,49 @@ def test_inherited_attributes_union_inputs_minus_declassified_plus_the_output():
     assert set(new.classifications) == {"PII.CONTACT", "FINANCIAL.PAYMENT"} and new.locations == ()
 
 
-def test_the_fast_decision_constructor_builds_the_same_decision():
-    fields = dict(
-        decision_id="d1", outcome=Outcome.DENY, dataset_id="s3://a", operation=Operation.STORE, region=US,
-        allowed_regions=(FRANKFURT,), reasons=(), policy_version="v", catalog_revision=3,
-        decide_time=runtime.utc_clock(), caller="alice",
-    )
-    fast = runtime._new_decision(**fields)
-    assert fast == Decision(**fields) and repr(fast) == repr(Decision(**fields))
-    with pytest.raises(AttributeError):
-        fast.outcome = Outcome.ALLOW  # type: ignore[misc]
+async def test_decisions_carry_every_field_under_its_name(tmp_path):
+    # Router.decide and batch_decide build Decision tuples positionally (the hot path): each
+    # field must land under its own name, and an unknown region stays a bad request whether
+    # the engine (known dataset) or the router (unknown dataset) notices it.
+    app = await make_app(tmp_path)
+    app.router = router = await Router.start(app)
+    try:
+        await upsert(app, "s3://a", classifications=["PII"], origins=["DE"], locations=[US])
+        made = [
+            await router.decide("s3://a", Operation.STORE, US),
+            *await router.batch_decide([("s3://a", Operation.PROCESS, FRANKFURT)]),
+            (await router.route("s3://a", Operation.STORE, [US])).decision,
+        ]
+        attrs = router.explain("s3://a").attributes
+        for dataset_id in ("s3://a", "s3://unknown"):
+            with pytest.raises(DomicileError) as info:
+                await router.decide(dataset_id, Operation.STORE, "aws:nowhere-9")
+            assert info.value.code is ErrorCode.INVALID_ARGUMENT
+            assert [v.field for v in info.value.violations] == ["region"]
+    finally:
+        await router.close()
+        await app.store.close()
+    questions = [(Operation.STORE, US), (Operation.PROCESS, FRANKFURT), (Operation.STORE, US)]
+    for decision, (op, region) in zip(made, questions, strict=True):
+        verdict = router.policy.decide(attrs, op, region, now=decision.decide_time)
+        assert decision == Decision(
+            decision_id=decision.decision_id,
+            outcome=verdict.outcome,
+            dataset_id="s3://a",
+            operation=op,
+            region=region,
+            allowed_regions=verdict.allowed_regions,
+            reasons=verdict.reasons,
+            policy_version=router.get_policy().version,
+            catalog_revision=router.catalog_revision,
+            decide_time=decision.decide_time,
+            caller="",
+        )
+        assert decision.decide_time.tzinfo is not None
+    ids = [d.decision_id for d in made]
+    prefix = ids[0][:12]
+    assert ids == [f"{prefix}{n:010x}" for n in range(1, 4)]
+    assert made[0].outcome is Outcome.DENY and made[0].reasons  # the test exercises the DENY path
 
 
 async def test_every_kind_of_decision_is_logged_with_its_question_and_policy(tmp_path):
@@ -298,8 +331,14 @@ async def test_every_kind_of_decision_is_logged_with_its_question_and_policy(tmp
         await router.close()
         await app.store.close()
     assert decision_log.verify(app.settings.decision_log_path).ok
-    lines = [json.loads(line) for line in app.settings.decision_log_path.read_text("utf-8").splitlines()]
-    assert [(line["request"]["kind"], line["request"]["dataset_id"], line["outcome"]) for line in lines] == [
+    # (request entry, decision entry) pairs, in the order logged, whatever lines they fell into.
+    logged = [
+        (request, entry)
+        for line in app.settings.decision_log_path.read_text("utf-8").splitlines()
+        for request in json.loads(line)["requests"]
+        for entry in request["decisions"]
+    ]
+    assert [(request["kind"], entry["dataset_id"], entry["outcome"]) for request, entry in logged] == [
         ("decide", "s3://a", "deny"),
         ("batch_decide", "s3://a", "allow"),
         ("batch_decide", "s3://x", "deny"),
@@ -308,9 +347,9 @@ async def test_every_kind_of_decision_is_logged_with_its_question_and_policy(tmp
         ("check_job", "s3://out", "allow"),
         ("scan_violations", "s3://a", "deny"),
     ]
-    assert {line["policy_hash"] for line in lines} == {policy_hash}
-    assert lines[5]["context"] == {"check_job_inputs": "s3://a", "check_job_transform": "anonymize"}
-    assert "context" not in lines[4]
+    assert {request["policy_hash"] for request, _ in logged} == {policy_hash}
+    assert logged[5][0]["context"] == {"check_job_inputs": "s3://a", "check_job_transform": "anonymize"}
+    assert "context" not in logged[4][0]
 
 
 async def test_the_heap_is_frozen_again_once_many_new_views_are_built(started, monkeypatch):
