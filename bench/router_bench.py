@@ -1,7 +1,7 @@
 """Residency router benchmark: start-up, in-process and gRPC decision latency and throughput.
 
     .venv/bin/python bench/router_bench.py [--datasets 100000] [--rate 1000] [--seconds 10]
-                                           [--opa tools/bin/opa]
+                                           [--opa .tools/bin/opa] [--ghz .tools/bin/ghz]
 
 What it does, in one run (deterministic catalog for a given --seed):
 
@@ -23,6 +23,10 @@ What it does, in one run (deterministic catalog for a given --seed):
    --rate for --seconds (open loop: requests are sent on schedule, not after the previous
    answer), then maximum unary throughput with --concurrency callers, then BatchDecide of
    1,000 over the wire.
+   With --ghz (`tools/install-ghz.sh` installs it): the fixed-rate phase again, driven by ghz, a
+   Go load generator (each latency measured from its own send, little client CPU), and then
+   against the same server answering every Decide with a canned response -- the floor of the
+   gRPC stack on this machine, for the ratio.
 5. With --opa: Open Policy Agent (`tools/install-opa.sh` installs it) serving an equivalent
    Rego policy on loopback, driven by the same client at the same rate with the same
    questions (effective attributes sent as input, since OPA holds no lineage), and `opa
@@ -387,6 +391,8 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
         report.line("  achieved rate", fixed["achieved_rate"], "req/s")
         if fixed["errors"]:
             print(f"  failed calls: {fixed['errors']}", flush=True)
+        if args.ghz:
+            await bench_ghz(Path(args.ghz), port, ids, report, args, workdir, "ghz")
         peak = await run_client(port, "max", questions_file, args.rate, min(args.seconds, 5), args.concurrency)
         report.line(f"unary Decide max throughput ({args.concurrency} callers)", peak["throughput"], "req/s")
         report.line("  p50 at max throughput", peak["p50_ms"], "ms")
@@ -394,6 +400,82 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
         report.line("BatchDecide over gRPC (1,000 per call)", batch["throughput"], "decisions/s")
     finally:
         await server.stop(0)
+    if args.ghz:
+        await bench_grpc_floor(app, ids, report, args, workdir)
+
+
+class CannedResidency(residency_pb2_grpc.ResidencyServiceServicer):
+    """Answers every Decide with the same prebuilt response: the cost of the gRPC stack alone."""
+
+    def __init__(self, response: residency_pb2.DecideResponse) -> None:
+        self._response = response
+
+    async def Decide(self, request, context):
+        return self._response
+
+
+async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
+    """The ghz fixed-rate phase against a server in this process that does everything but
+    decide -- same grpcio server, interceptor and event loop, a canned answer of a typical
+    size (a DENY with its reasons and allowed regions): the floor under the unary latency
+    on this machine, measured in the same run."""
+    print("gRPC floor: the same server with a canned Decide answer", flush=True)
+    ops = {Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}
+    servicer = ResidencyServicer(app)
+    canned = None
+    for d, op, r in questions(ids, 1000, args.seed + 3):
+        answer = await servicer.Decide(residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r), None)
+        if answer.decision.outcome == residency_pb2.OUTCOME_DENY and answer.decision.reasons:
+            canned = answer
+            break
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+    residency_pb2_grpc.add_ResidencyServiceServicer_to_server(CannedResidency(canned), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        report.line("  canned answer size", canned.ByteSize(), "bytes")
+        await bench_ghz(Path(args.ghz), port, ids, report, args, workdir, "floor")
+    finally:
+        await server.stop(0)
+    ratio = report.figures[f"ghz: unary Decide p99 at {args.rate:,} req/s"] / report.figures[
+        f"floor: unary Decide p99 at {args.rate:,} req/s"
+    ]
+    report.figures["ghz_p99_vs_floor"] = ratio
+    print(f"  Domicile p99 / floor p99 = {ratio:.2f}x", flush=True)
+
+
+async def bench_ghz(ghz: Path, port: int, ids: list[str], report: Report, args, workdir: Path, label: str) -> None:
+    """The fixed-rate phase again, driven by ghz (a Go load generator) instead of the Python
+    client: requests leave on a steady schedule (`--async`: without waiting for answers) and
+    each latency is measured from its own send, with far less client CPU on the shared cores
+    and no asyncio timer slop (the Python client's sleeps wake up to 1 ms late, which its
+    latencies, measured from the schedule, include)."""
+    names = {Operation.STORE: "OPERATION_STORE", Operation.PROCESS: "OPERATION_PROCESS"}
+    data = workdir / "ghz-requests.json"
+    data.write_text(json.dumps(
+        [{"dataset_id": d, "operation": names[op], "region": r} for d, op, r in questions(ids, 20_000, args.seed + 2)]
+    ))
+    warmup = 2 * args.rate  # two seconds' worth, not counted
+    proc = await asyncio.create_subprocess_exec(
+        str(ghz), "--insecure", "--proto", str(ROOT / "protos" / "domicile" / "v1" / "residency.proto"),
+        "--import-paths", str(ROOT / "protos"), "--call", "domicile.v1.ResidencyService.Decide",
+        "--data-file", str(data), "--rps", str(args.rate), "--async", "--concurrency", "16", "--connections", "1",
+        "--duration", f"{args.seconds + 2:g}s", "--duration-stop", "wait",  # let the last calls finish
+        "--skipFirst", str(warmup), "--format", "json", f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ghz failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")
+    result = json.loads(out)
+    percentiles = {item["percentage"]: item["latency"] / 1e6 for item in result["latencyDistribution"]}
+    report.line(f"{label}: unary Decide p50 at {args.rate:,} req/s", percentiles[50], "ms")
+    report.line(f"{label}: unary Decide p99 at {args.rate:,} req/s", percentiles[99], "ms", "unary_p99_ms")
+    report.line(f"  {label}: slowest", result["slowest"] / 1e6, "ms")
+    report.line(f"  {label}: answers counted", result["count"], "")
+    failed = {code: n for code, n in result.get("statusCodeDistribution", {}).items() if code != "OK"}
+    if failed:
+        print(f"  {label}: failed calls: {failed}", flush=True)
 
 
 async def bench_opa(opa: Path, ids: list[str], router: Router, report: Report, args, workdir: Path) -> None:
@@ -706,6 +788,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", help="keep the catalog and logs here (default: a temporary directory)")
     parser.add_argument("--opa", help="path of an `opa` binary to compare with (tools/install-opa.sh)")
+    parser.add_argument("--ghz", help="path of a `ghz` binary (tools/install-ghz.sh): the fixed-rate phase again, "
+                                      "driven by a Go load generator")
     # Internal: the client process.
     parser.add_argument("--client", choices=["fixed", "max", "batch", "opa-fixed"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

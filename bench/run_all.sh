@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark in one command (`make bench`): lineage on SQLite (full size), lineage on
 # Neo4j (a server of its own, started and stopped here), then the router (with the OPA peer
-# comparison when OPA can be built). Figures go to stdout; record them in docs/benchmarks.md.
+# comparison and the ghz load generator when they can be built). Figures go to stdout; record them in docs/benchmarks.md.
 # Pass BENCH_DATASETS=N to run the lineage benchmarks at a smaller size.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,8 +22,11 @@ NEO4J_FULL_JIT=1 NEO4J_HEAP=2g NEO4J_PAGE_CACHE=2g tools/neo4j/neo4j.sh up --por
 tools/neo4j/neo4j.sh down --port "$PORT"
 
 echo "== router"
-OPA=()
+PEERS=()
 if bash tools/install-opa.sh >/dev/null 2>&1 && [[ -x .tools/bin/opa ]]; then
-  OPA=(--opa .tools/bin/opa)
+  PEERS+=(--opa .tools/bin/opa)
 fi
-"$PY" bench/router_bench.py "${OPA[@]}"
+if bash tools/install-ghz.sh >/dev/null 2>&1 && [[ -x .tools/bin/ghz ]]; then
+  PEERS+=(--ghz .tools/bin/ghz)
+fi
+"$PY" bench/router_bench.py "${PEERS[@]}"
