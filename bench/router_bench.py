@@ -64,7 +64,7 @@ from domicile.config import load_settings
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.router.effective import EffectiveIndex
 from domicile.router.runtime import Router
-from domicile.router.service import ResidencyServicer
+from domicile.router.service import ResidencyServicer, add_residency_service
 from domicile.router.types import Operation, Outcome, ReasonCode
 from domicile.v1 import residency_pb2, residency_pb2_grpc
 
@@ -318,7 +318,8 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
         report.line(f"Router.decide p50 ({label})", percentile(timings, 0.50) / 1000, "us", target)
         report.line(f"Router.decide p99 ({label})", percentile(timings, 0.99) / 1000, "us")
         report.line(f"Router.decide mean ({label})", statistics.fmean(timings) / 1000, "us")
-        report.line(f"Router.decide p50 thread CPU ({label})", percentile(cpu_timings, 0.50) / 1000, "us", target)
+        # Informational: it includes one thread-CPU clock system call (~0.6 us) and two wall-clock reads.
+        report.line(f"Router.decide p50 thread CPU ({label})", percentile(cpu_timings, 0.50) / 1000, "us")
     stale = 0
 
     batches = [qs[i:i + 10_000] for i in range(0, len(qs), 10_000)]
@@ -332,7 +333,7 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
         await asyncio.sleep(0)
     check_fresh(stale)
     report.line("Router.batch_decide (10,000 per call)", len(qs) / elapsed, "decisions/s", "batch_decisions_per_s", False)
-    report.line("  per CPU-second", len(qs) / cpu, "decisions/s", "batch_decisions_per_s", False)
+    report.line("  per CPU-second (all threads)", len(qs) / cpu, "decisions/s")
 
     servicer = ResidencyServicer(app)
     ops = {Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}
@@ -346,14 +347,15 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
     size = 0
     for request in requests:
         start, cpu_start = time.perf_counter(), time.process_time()
-        response = await servicer.BatchDecide(request, None)
-        size += len(response.SerializeToString())
+        answer = await servicer.BatchDecide(request, None)  # the serialized response
         elapsed, cpu = elapsed + time.perf_counter() - start, cpu + time.process_time() - cpu_start
+        size += len(answer)
+        response = residency_pb2.BatchDecideResponse.FromString(answer)
         stale += sum(1 for d in response.decisions if d.reasons and d.reasons[0].code == "STALE_CATALOG")
         await asyncio.sleep(0)
     check_fresh(stale)
     report.line("BatchDecide servicer + serialization", len(qs) / elapsed, "decisions/s", "batch_decisions_per_s", False)
-    report.line("  per CPU-second", len(qs) / cpu, "decisions/s", "batch_decisions_per_s", False)
+    report.line("  per CPU-second (all threads)", len(qs) / cpu, "decisions/s")
     report.line("BatchDecide answer size per decision", size / len(qs), "bytes")
     # The log writer renders lines more slowly than the loops above make decisions: let it
     # drain, so that its backlog does not compete with the next phase.
@@ -379,7 +381,7 @@ async def run_client(port: int, mode: str, questions_file: Path, rate: int, seco
 async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
     print("gRPC on loopback (client in a separate process)", flush=True)
     server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
-    residency_pb2_grpc.add_ResidencyServiceServicer_to_server(ResidencyServicer(app), server)
+    add_residency_service(ResidencyServicer(app), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     questions_file = workdir / "questions.json"

@@ -26,7 +26,7 @@ from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.lineage.service import LineageServicer
 from domicile.router.runtime import Router
-from domicile.router.service import PolicyServicer, ResidencyServicer
+from domicile.router.service import PolicyServicer, ResidencyServicer, add_residency_service
 from domicile.security import Security, build_security
 from domicile.v1 import (
     catalog_pb2,
@@ -36,7 +36,6 @@ from domicile.v1 import (
     policy_pb2,
     policy_pb2_grpc,
     residency_pb2,
-    residency_pb2_grpc,
 )
 
 log = logging.getLogger(__name__)
@@ -92,7 +91,7 @@ def servicers(app: App) -> list[tuple[Callable[[Any, grpc.aio.Server], None], An
     return [
         (catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(app)),
         (lineage_pb2_grpc.add_LineageServiceServicer_to_server, LineageServicer(app)),
-        (residency_pb2_grpc.add_ResidencyServiceServicer_to_server, ResidencyServicer(app)),
+        (add_residency_service, ResidencyServicer(app)),
         (policy_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(app)),
     ]
 

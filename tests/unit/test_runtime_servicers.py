@@ -42,3 +42,23 @@ def test_decision_encoder_builds_the_same_message_as_field_by_field():
         )
         assert encoder.to_proto(decision) == expected
     assert list(encoder.batch(decisions).decisions) == [encoder.to_proto(d) for d in decisions]
+    # The hand-written wire format of a BatchDecide answer parses to the same message.
+    assert residency_pb2.BatchDecideResponse.FromString(encoder.encode_batch(decisions)) == encoder.batch(decisions)
+
+
+def test_the_batch_wire_format_holds_long_and_non_ascii_strings():
+    """Lengths of 128 bytes and more take multi-byte varints; ids and texts may be UTF-8."""
+    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=timezone.utc)
+    many = tuple(f"private:région-{n:03d}" for n in range(300))  # > 16 KB of allowed regions
+    long_path = tuple(f"s3://bank/ü/{'x' * 150}/{n}" for n in range(12))
+    reason = Reason(ReasonCode.RULE_DENIED, "m" * 200 + " ✓", rule_id="r" * 130, citation="", lineage_path=long_path)
+    decisions = [
+        Decision("é" * 70, Outcome.DENY, "d" * 300, Operation.PROCESS, "private:région-001", many, (reason,), "v" * 129,
+                 2**62, when, "caller"),
+        Decision("", Outcome.ALLOW, "", Operation.STORE, "r", (), (), "", 0, when),
+    ]
+    encoder = DecisionEncoder()
+    expected = residency_pb2.BatchDecideResponse(decisions=[encoder.to_proto(d) for d in decisions])
+    for _ in range(2):  # cold, then from the caches
+        assert residency_pb2.BatchDecideResponse.FromString(encoder.encode_batch(decisions)) == expected
+    assert residency_pb2.BatchDecideResponse.FromString(encoder.encode_batch([])) == residency_pb2.BatchDecideResponse()
