@@ -39,6 +39,7 @@ OUTCOME_TO_PROTO: dict[Outcome, int] = {
 
 # Fragment caches are bounded; clearing only costs re-serializing a few fragments.
 _FRAGMENT_LIMIT = 4096
+_PATH_LIMIT = 50_000
 
 # Wire-format tags (field number << 3 | 2, length-delimited) of the fields written by hand.
 _BATCH_DECISION = b"\x0a"  # BatchDecideResponse.decisions = 1
@@ -76,10 +77,12 @@ class DecisionEncoder:
     def __init__(self) -> None:
         # (outcome, id(allowed_regions)) -> (the tuple itself, fragment). Keeping the tuple
         # alive guarantees its id is not reused for another tuple while cached.
-        self._verdicts: dict[tuple[Outcome, int], tuple[tuple[str, ...], bytes]] = {}
+        self._verdicts: dict[tuple[str, int], tuple[tuple[str, ...], bytes]] = {}
         self._context_key: tuple[str, int, datetime] | None = None
         self._context: bytes = b""
         self._reasons: dict[tuple[str, str, str, str], tuple[bytes, bytes]] = {}
+        self._region_field: dict[str, bytes] = {}
+        self._path_field: dict[int, tuple[tuple[str, ...], bytes]] = {}
 
     def fill(self, message: residency_pb2.Decision, decision: Decision) -> residency_pb2.Decision:
         """Set every field of the (empty) `message` from `decision`; returns `message`."""
@@ -103,25 +106,47 @@ class DecisionEncoder:
 
     def encode_batch(self, decisions: Iterable[Decision]) -> bytes:
         """The serialized BatchDecideResponse of `decisions` (see the module docstring)."""
-        varint, string, operation = _varint, _string, _OPERATION
+        varint, small, operation = _varint, _SMALL, _OPERATION
         verdict, context, reason_texts = self._verdict_fragment, self._context_fragment, self._reason_texts
+        path_field, region_field = self._path_field, self._region_field
         parts = []
         for decision in decisions:
             id_ = decision.decision_id.encode("utf-8")
             dataset = decision.dataset_id.encode("utf-8")
-            region = decision.region.encode("utf-8")
-            body = [
-                _DECISION_ID, varint(len(id_)), id_, _DATASET_ID, varint(len(dataset)), dataset,
-                operation[decision.operation], _REGION, varint(len(region)), region,
+            size = len(id_)
+            body = [_DECISION_ID, small[size] if size < 0x80 else varint(size), id_]
+            size = len(dataset)
+            body += (
+                _DATASET_ID, small[size] if size < 0x80 else varint(size), dataset, operation[decision.operation],
+                region_field.get(decision.region) or self._new_region_field(decision.region),
                 verdict(decision.outcome, decision.allowed_regions), context(decision),
-            ]
+            )
             for reason in decision.reasons:
                 head, tail = reason_texts(reason)
-                path = b"".join([string(_LINEAGE_PATH, step) for step in reason.lineage_path])
-                body += (_REASON, varint(len(head) + len(path) + len(tail)), head, path, tail)
+                steps = reason.lineage_path
+                cached = path_field.get(id(steps))
+                path = cached[1] if cached is not None and cached[0] is steps else self._new_path_field(steps)
+                size = len(head) + len(path) + len(tail)
+                body += (_REASON, small[size] if size < 0x80 else varint(size), head, path, tail)
             encoded = b"".join(body)
-            parts += (_BATCH_DECISION, varint(len(encoded)), encoded)
+            size = len(encoded)
+            parts += (_BATCH_DECISION, small[size] if size < 0x80 else varint(size), encoded)
         return b"".join(parts)
+
+    def _new_region_field(self, region: str) -> bytes:
+        if len(self._region_field) >= _FRAGMENT_LIMIT:
+            self._region_field.clear()
+        field = self._region_field[region] = _string(_REGION, region)
+        return field
+
+    def _new_path_field(self, steps: tuple[str, ...]) -> bytes:
+        """A lineage path's serialized fields, cached by identity: the index hands out one tuple
+        per (dataset, label), which every decision on that dataset reuses."""
+        field = b"".join([_string(_LINEAGE_PATH, step) for step in steps])
+        if len(self._path_field) >= _PATH_LIMIT:
+            self._path_field.clear()
+        self._path_field[id(steps)] = (steps, field)  # keeping `steps` alive keeps its id unique
+        return field
 
     def _reason_texts(self, reason: Reason) -> tuple[bytes, bytes]:
         """A reason's serialized fields before and after its lineage path, cached by text."""
@@ -156,7 +181,8 @@ class DecisionEncoder:
         return response
 
     def _verdict_fragment(self, outcome: Outcome, allowed: tuple[str, ...]) -> bytes:
-        key = (outcome, id(allowed))
+        # Keyed by the outcome's value: an Enum member hashes in Python, a str does not.
+        key = (outcome._value_, id(allowed))
         cached = self._verdicts.get(key)
         if cached is not None and cached[0] is allowed:
             return cached[1]
@@ -167,7 +193,16 @@ class DecisionEncoder:
         return fragment
 
     def _context_fragment(self, decision: Decision) -> bytes:
-        # Decisions of one call share version, revision and time: a one-entry cache suffices.
+        # Decisions of one call share version, revision and time (the same objects): a
+        # one-entry cache suffices, checked by identity first.
+        key = self._context_key
+        if (
+            key is not None
+            and decision.decide_time is key[2]
+            and decision.policy_version is key[0]
+            and decision.catalog_revision is key[1]
+        ):
+            return self._context
         key = (decision.policy_version, decision.catalog_revision, decision.decide_time)
         if key != self._context_key:
             self._context = residency_pb2.Decision(
