@@ -243,6 +243,21 @@ def rss_bytes() -> int:
     return 0
 
 
+def cpu_probe() -> float:
+    """Milliseconds for a fixed pure-Python workload (dict, str and int operations), the best
+    of three. On a shared machine the same code runs faster or slower from hour to hour; the
+    probe, printed at the start and the end of a run, says how fast this run's machine was."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        table: dict[str, int] = {}
+        for i in range(200_000):
+            key = f"k{i % 5000}"
+            table[key] = table.get(key, 0) + i
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
 def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))]
 
@@ -713,6 +728,7 @@ async def run(args, workdir: Path) -> None:
     report = Report()
     print(f"router benchmark: {args.datasets:,} datasets, policy {POLICY.name}, workdir {workdir}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+    report.line("CPU probe at the start (lower is faster)", cpu_probe(), "ms")
     started = time.perf_counter()
     datasets, edges = generate(args.datasets, args.seed)
     store_uri = f"sqlite:///{workdir / 'catalog.db'}"
@@ -749,6 +765,7 @@ async def run(args, workdir: Path) -> None:
             await router.close()
     finally:
         await store.close()
+    report.line("CPU probe at the end (lower is faster)", cpu_probe(), "ms")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
     print(json.dumps({"figures": report.figures}, indent=1))
 

@@ -192,15 +192,21 @@ class _LineBuilder:
                 self._region_sets.append(regions)
             # Safe: `regions` stays alive (held by the decision) as long as this builder.
             self._set_by_id[id(regions)] = index
-        shared = (decision.caller, decision.catalog_revision, context, kind, policy_hash, decision.policy_version)
-        if shared != self._shared:
-            self._shared = shared
-            self._group = []
-            head: dict[str, Any] = {"caller": decision.caller, "catalog_revision": decision.catalog_revision}
-            if context:
-                head["context"] = dict(sorted(context.items()))
-            tail = {"kind": kind, "policy_hash": policy_hash, "policy_version": decision.policy_version}
-            self._requests.append((orjson.dumps(head)[:-1], self._group, orjson.dumps(tail)[1:]))
+        shared = self._shared
+        # Decisions of one request share these very objects: identity settles the common case.
+        same = (
+            bool(shared)
+            and decision.caller is shared[0]
+            and decision.catalog_revision is shared[1]
+            and context is shared[2]
+            and kind is shared[3]
+            and policy_hash is shared[4]
+            and decision.policy_version is shared[5]
+        )
+        if not same:
+            key = (decision.caller, decision.catalog_revision, context, kind, policy_hash, decision.policy_version)
+            if key != shared:
+                self._new_request(key)
         reasons = []
         if decision.reasons:
             known = self._reason_index
@@ -227,6 +233,17 @@ class _LineBuilder:
                 }
             )
         )
+
+    def _new_request(self, shared: tuple[Any, ...]) -> None:
+        """Start a request entry for decisions sharing (caller, revision, context, kind, policy
+        hash, policy version)."""
+        caller, revision, context, kind, policy_hash, version = self._shared = shared
+        self._group = []
+        head: dict[str, Any] = {"caller": caller, "catalog_revision": revision}
+        if context:
+            head["context"] = dict(sorted(context.items()))
+        tail = {"kind": kind, "policy_hash": policy_hash, "policy_version": version}
+        self._requests.append((orjson.dumps(head)[:-1], self._group, orjson.dumps(tail)[1:]))
 
     def seal(self, seq: int, prev_hash: str) -> tuple[bytes, str]:
         requests = b",".join(
