@@ -92,8 +92,14 @@ class Dataset:
         fields: Iterable[Field] = (),
         protection: Protection | None = None,
         placeholder: bool = False,
+        revision: int = 0,
+        create_time: datetime | None = None,
+        update_time: datetime | None = None,
+        updated_by: str = "",
     ) -> Dataset:
-        """Builds a normalized dataset: label/origin/location sets sorted and de-duplicated."""
+        """Builds a normalized dataset: label/origin/location sets sorted and de-duplicated.
+        The store-managed fields are for stores building what they read (in one construction:
+        stores read every dataset at router start-up)."""
         return Dataset(
             id=id,
             name=name,
@@ -106,6 +112,10 @@ class Dataset:
             fields=tuple(Field(f.name, tuple(sorted(set(f.classifications)))) for f in fields),
             protection=protection or Protection(),
             placeholder=placeholder,
+            revision=revision,
+            create_time=create_time,
+            update_time=update_time,
+            updated_by=updated_by,
         )
 
     def normalized(self) -> Dataset:

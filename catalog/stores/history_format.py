@@ -90,7 +90,6 @@ type, or a record missing a field; this module's `decode_*` functions do those c
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -164,7 +163,7 @@ def dataset_from_content(
 ) -> Dataset:
     """Inverse of `dataset_content`, with the store-managed fields supplied by the caller."""
     protection = content.get("protection") or {}
-    dataset = Dataset.create(
+    return Dataset.create(
         content["id"],
         name=content.get("name", ""),
         owner=content.get("owner", ""),
@@ -180,8 +179,11 @@ def dataset_from_content(
             tokenized=bool(protection.get("tokenized", False)),
         ),
         placeholder=bool(content.get("placeholder", False)),
+        revision=revision,
+        create_time=create_time,
+        update_time=update_time,
+        updated_by=updated_by,
     )
-    return replace(dataset, revision=revision, create_time=create_time, update_time=update_time, updated_by=updated_by)
 
 
 def revision_record(revision: int, time_us: int, principal: str, summary: str) -> dict[str, Any]:

@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
+import orjson
+
 from domicile.catalog.model import (
     Change,
     ChangeKind,
@@ -1111,7 +1113,7 @@ def _encode(content: dict[str, Any]) -> str:
 def _dataset_from_row(row: Sequence[Any]) -> Dataset:
     revision, valid_from, create_time, updated_by, body = row
     return hf.dataset_from_content(
-        json.loads(body),
+        orjson.loads(body),  # every dataset is read at router start-up: the faster decoder
         revision=revision,
         create_time=from_micros(create_time),
         update_time=from_micros(valid_from),
