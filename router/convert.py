@@ -10,14 +10,13 @@ distinct fields, so the result equals a message built field by field.
 
 A BatchDecide answer goes further (`DecisionEncoder.encode_batch`): it is written in the
 protobuf wire format directly, from the same fragments and cached reason texts, without
-building 10,000 messages that would only be serialized again; parsing it gives a message equal
-to the one `batch` builds (tests/unit/test_runtime_servicers.py). Fields are written in an
-order of their own, which the wire format allows.
+building 10,000 messages that would only be serialized again; parsing it gives the message of
+`to_proto`'s decisions (tests/unit/test_runtime_servicers.py). Fields are written in an order
+of their own, which the wire format allows.
 """
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -163,22 +162,6 @@ class DecisionEncoder:
 
     def to_proto(self, decision: Decision) -> residency_pb2.Decision:
         return self.fill(residency_pb2.Decision(), decision)
-
-    def batch(self, decisions: Iterable[Decision]) -> residency_pb2.BatchDecideResponse:
-        response = residency_pb2.BatchDecideResponse()
-        add = response.decisions.add
-        fill = self.fill
-        # Up to 10,000 messages whose wrappers stay alive with the response and hold no
-        # cycles: collections triggered meanwhile would only walk them again and again.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
-            for decision in decisions:
-                fill(add(), decision)
-        finally:
-            if collecting:
-                gc.enable()
-        return response
 
     def _verdict_fragment(self, outcome: Outcome, allowed: tuple[str, ...]) -> bytes:
         # Keyed by the outcome's value: an Enum member hashes in Python, a str does not.

@@ -34,10 +34,11 @@ queued, renders it into lines (orjson, outside Python bytecode), hashes them (ha
 of the interpreter lock for large inputs), writes them with one `write` and `fsync`s the file,
 at the latest `flush_interval` seconds after the first queued entry or as soon as `max_batch`
 entries wait or someone awaits `flush()`. Grouping decisions into lines, and what they share
-into `requests` and `region_sets`, is what keeps logging from capping decision throughput:
-the writer runs under the same interpreter lock as the router, and it now builds one small
-dict per decision and per reason, which orjson renders, instead of rendering and hashing ~2 kB
-of JSON per decision in Python.
+into `requests`, `region_sets` and `reasons`, is what keeps logging from capping decision
+throughput: the writer runs under the same interpreter lock as the router, and it builds one
+small dict per decision (and per distinct reason text of a line), which orjson renders,
+instead of rendering and hashing ~2 kB of JSON per decision in Python. Lines are UTF-8, not
+ASCII: split the file on b"\n" only (U+2028 and friends may occur inside a line).
 
 Backpressure: the queue holds at most `max_queue` entries. An `append` that finds it full
 blocks its caller until the writer has taken the queue, for at most `append_timeout` seconds,
@@ -59,7 +60,13 @@ What is guaranteed on a crash:
   writer then never waits to fill a batch.
 - A crash in the middle of a write leaves at most one incomplete last line; `open` cuts it
   off (it was never flushed, so no caller waited for it) and continues the chain after the
-  last complete line. Complete lines that fail verification make `open` refuse the file.
+  last complete line. `open` verifies that last complete line and refuses the file if it
+  does not verify; `domicile audit verify` checks every line.
+
+Logs written before 2026-11-30 hold one decision per line (format 1, recognised by a
+top-level `decision_id`). `verify` still checks them; `open` moves such a file aside (to
+`<name>.format1-<UTC time>`, intact) and starts a new log, since the two formats cannot share
+a chain.
 
 One process owns a log file at a time (an exclusive `flock`); a second `open` fails.
 """
@@ -71,6 +78,7 @@ import fcntl
 import hashlib
 import heapq
 import itertools
+import json
 import logging
 import os
 import re
@@ -95,7 +103,7 @@ _HASH_KEY = b',"hash":"'
 _TAIL = len('"}\n')
 _ID_KEY = b'"decision_id":'
 # A decision id in a line as bytes: the JSON string after the key (escapes included).
-_ID_PATTERN = re.compile(rb'"decision_id":"((?:[^"\\]|\\.)*)"')
+_ID_PATTERN = re.compile(rb'[,{]"decision_id":"((?:[^"\\]|\\.)*)"')
 _READ_CHUNK = 1 << 20
 _LINE_KEYS = frozenset(("prev_hash", "reasons", "region_sets", "requests", "seq"))
 _REASON_KEYS = frozenset(("citation", "code", "message", "rule_id"))
@@ -325,37 +333,75 @@ def _check_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
     return record, ""
 
 
+_OUTCOMES = frozenset(outcome.value for outcome in Outcome)
+_OPERATIONS = frozenset(op.value for op in Operation)
+_REASON_CODES = frozenset(code.value for code in ReasonCode)
+
+
 def _check_shape(record: Mapping[str, Any]) -> str:
-    """What makes a line whose hash is right still not a line this log writes ('' if nothing)."""
+    """What makes a line whose hash is right still not a line this log writes ('' if nothing):
+    everything `get` and replay read from it is checked here, so that `verify` passing means
+    every decision of the line can be read back."""
     requests, region_sets, reasons = record["requests"], record["region_sets"], record["reasons"]
     if not isinstance(requests, list) or not requests or not isinstance(region_sets, list) or not isinstance(reasons, list):
         return "not a decision log line (no requests)"
     if not isinstance(record["seq"], int) or not isinstance(record["prev_hash"], str):
         return "not a decision log line (bad seq or prev_hash)"
+    if not all(isinstance(regions, list) and all(isinstance(r, str) for r in regions) for regions in region_sets):
+        return "a region set of the line is not a list of region ids"
     for number, reason in enumerate(reasons, start=1):
-        if not isinstance(reason, dict) or _REASON_KEYS - reason.keys():
+        if not isinstance(reason, dict) or _REASON_KEYS - reason.keys() or not _all_str(reason, _REASON_KEYS):
             return f"reason {number} of the line is incomplete"
-        try:
-            ReasonCode(reason["code"])
-        except ValueError:
+        if reason["code"] not in _REASON_CODES:
             return f"reason {number} of the line has an unknown code {reason['code']!r}"
     number = 0
     for request_number, request in enumerate(requests, start=1):
-        if not isinstance(request, dict) or _REQUEST_KEYS - request.keys() or not isinstance(request["decisions"], list):
+        if (
+            not isinstance(request, dict)
+            or _REQUEST_KEYS - request.keys()
+            or not _all_str(request, ("caller", "kind", "policy_hash", "policy_version"))
+            or type(request["catalog_revision"]) is not int
+            or not isinstance(request["decisions"], list)
+            or not request["decisions"]
+        ):
             return f"request {request_number} of the line is incomplete"
+        context = request.get("context")
+        if context is not None and not (isinstance(context, dict) and _all_str(context, context.keys())):
+            return f"request {request_number} of the line has a context that is not text facts"
         for entry in request["decisions"]:
             number += 1
-            if not isinstance(entry, dict) or _DECISION_KEYS - entry.keys():
-                return f"decision {number} of the line is incomplete"
-            index = entry["allowed_regions"]
-            if not isinstance(index, int) or not 0 <= index < len(region_sets):
-                return f"decision {number} of the line refers to a region set the line does not hold"
-            if not isinstance(entry["reasons"], list) or not all(
-                isinstance(item, list) and len(item) == 2 and isinstance(item[0], int) and 0 <= item[0] < len(reasons)
-                and isinstance(item[1], list)
-                for item in entry["reasons"]
-            ):
-                return f"decision {number} of the line refers to a reason the line does not hold"
+            problem = _check_decision(entry, len(region_sets), len(reasons))
+            if problem:
+                return f"decision {number} of the line {problem}"
+    return ""
+
+
+def _all_str(mapping: Mapping[str, Any], keys: Iterable[str]) -> bool:
+    return all(isinstance(key, str) and isinstance(mapping[key], str) for key in keys)
+
+
+def _check_decision(entry: Any, region_sets: int, reasons: int) -> str:
+    """What is wrong with one decision entry ('' if nothing)."""
+    if not isinstance(entry, dict) or _DECISION_KEYS - entry.keys():
+        return "is incomplete"
+    if not _all_str(entry, ("dataset_id", "decision_id", "operation", "outcome", "region", "time")):
+        return "has a field that is not text"
+    if entry["outcome"] not in _OUTCOMES or entry["operation"] not in _OPERATIONS:
+        return "has an unknown outcome or operation"
+    try:
+        datetime.fromisoformat(entry["time"])
+    except ValueError:
+        return f"has a time that is not RFC 3339: {entry['time'][:40]!r}"
+    index = entry["allowed_regions"]
+    if type(index) is not int or not 0 <= index < region_sets:
+        return "refers to a region set the line does not hold"
+    items = entry["reasons"]
+    if not isinstance(items, list) or not all(
+        isinstance(item, list) and len(item) == 2 and type(item[0]) is int and 0 <= item[0] < reasons
+        and isinstance(item[1], list) and all(isinstance(step, str) for step in item[1])
+        for item in items
+    ):
+        return "refers to a reason the line does not hold"
     return ""
 
 
@@ -363,11 +409,53 @@ def _decisions_in(record: Mapping[str, Any]) -> int:
     return sum(len(request["decisions"]) for request in record["requests"])
 
 
+# Format 1 (logs written before 2026-11-30): one decision per line, canonical JSON by the
+# standard library (sorted keys, no spaces, ASCII escapes), otherwise the same chain.
+_FORMAT1_KEYS = frozenset(
+    (
+        "allowed_regions", "caller", "catalog_revision", "decision_id", "outcome", "policy_hash",
+        "policy_version", "prev_hash", "reasons", "request", "seq", "time",
+    )
+)
+_FORMAT1_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _check_format1_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
+    """`_check_line` for a format-1 line."""
+    if not line.endswith(b"\n"):
+        return None, "incomplete last line (no newline)"
+    try:
+        record = json.loads(line)
+    except ValueError as exc:
+        return None, f"not valid JSON ({exc})"
+    if not isinstance(record, dict) or not isinstance(record.get("hash"), str):
+        return None, "not a decision log line (no hash)"
+    missing = _FORMAT1_KEYS - record.keys()
+    if missing:
+        return None, f"not a format-1 decision log line (missing {', '.join(sorted(missing))})"
+    body = dict(record)
+    stored = body.pop("hash")
+    expected, digest = _seal(_FORMAT1_ENCODER.encode(body).encode("ascii"))
+    if digest != stored or expected != line:
+        return None, "hash does not match the line's content (the line was modified)"
+    return record, ""
+
+
+def _is_format1(first_line: bytes) -> bool:
+    """Whether a log's first line is a format-1 record (a decision at the top level)."""
+    try:
+        record = orjson.loads(first_line)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(record, dict) and "decision_id" in record and "requests" not in record
+
+
 def _line_ids(line: bytes) -> list[str]:
     """The decision ids a complete line holds, in order, read without parsing the whole line.
 
-    Only decision entries have a `decision_id` key: contexts are the router's own facts
-    (`check_job_*`), so the pattern cannot match anything else.
+    The pattern wants the key where a key can start (after `{` or `,`), so no string value
+    matches it; decision entries are the only objects with that key, since `append` refuses a
+    context that has one.
     """
     return [
         raw.decode("utf-8") if b"\\" not in raw else orjson.loads(b'"' + raw + b'"')
@@ -386,8 +474,11 @@ def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) ->
     prev_hash = ZERO_HASH
     number = decisions = 0
     with open(path, "rb") as file:
+        format1 = _is_format1(file.readline())
+        file.seek(0)
+        check = _check_format1_line if format1 else _check_line
         for number, line in enumerate(file, start=1):
-            record, problem = _check_line(line)
+            record, problem = check(line)
             if record is None:
                 return VerifyResult(False, number, number, f"line {number}: {problem}", prev_hash, decisions)
             if record["prev_hash"] != prev_hash:
@@ -402,15 +493,16 @@ def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) ->
                     False, number, number, f"line {number}: seq is {record['seq']}, expected {number}", prev_hash, decisions
                 )
             prev_hash = record["hash"]
-            decisions += _decisions_in(record)
+            decisions += 1 if format1 else _decisions_in(record)
     if expected_head is not None and expected_head != prev_hash:
         return VerifyResult(
             False, number, number or None,
             f"the last line's hash is not the expected head {expected_head} (lines were cut off the end?)",
             prev_hash, decisions,
         )
+    kind = " (format 1, before 2026-11-30)" if format1 else ""
     return VerifyResult(
-        True, number, None, f"{decisions} decisions in {number} lines, chain intact", prev_hash, decisions
+        True, number, None, f"{decisions} decisions in {number} lines{kind}, chain intact", prev_hash, decisions
     )
 
 
@@ -479,6 +571,28 @@ def _scan(fd: int, path: Path, index_capacity: int) -> _Scan:
     if record["prev_hash"] != expected_prev or record["seq"] != lines:
         raise _corrupt(path, f"line {lines}", "the last line does not continue the chain")
     return _Scan(offsets, line_offsets, indexed_from, lines, record["hash"], offset)
+
+def _set_aside_format1(path: Path, fd: int) -> int:
+    """Move a format-1 log (locked through `fd`) to `<name>.format1-<UTC time>` and return a
+    locked descriptor of a new, empty log at `path`. The old file is kept byte for byte, so
+    `verify` can still check it; it is renamed while locked, so no other writer appends to it."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.format1-{stamp}")
+    os.rename(path, aside)
+    _fsync_directory(path.parent)
+    log.warning(
+        "decision log %s was written in format 1 (before 2026-11-30); moved to %s, which "
+        "`domicile audit verify --log %s` still checks, and starting a new log", path, aside, aside,
+    )
+    new_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    try:
+        fcntl.flock(new_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(new_fd)
+        raise
+    os.close(fd)
+    return new_fd
+
 
 def _corrupt(path: Path, where: str, problem: str) -> DomicileError:
     return failed_precondition(
@@ -591,6 +705,9 @@ class DecisionLog:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise failed_precondition(f"decision log {path} is in use by another writer", "DECISION_LOG_IN_USE") from None
+            if not created and _is_format1(os.pread(fd, _READ_CHUNK, 0).split(b"\n", 1)[0]):
+                fd = _set_aside_format1(path, fd)
+                created = True
             if created:
                 _fsync_directory(path.parent)
             scan = _scan(fd, path, options["index_capacity"])
@@ -609,11 +726,15 @@ class DecisionLog:
 
         Returns at once: the line is written by the writer thread (see the module docstring
         for when it is durable). `kind` names the question (decide, route, check_job, scan,
-        ...); `policy_hash` is the active policy's content hash. When `max_queue` entries are
-        already waiting, blocks until the writer takes them (backpressure), at most
+        ...); `policy_hash` is the active policy's content hash. Strings must be valid Unicode
+        (no lone surrogates; the gRPC layer guarantees it for everything the router logs), and
+        `context` maps text to text without a `decision_id` key (ValueError). When `max_queue`
+        entries are already waiting, blocks until the writer takes them (backpressure), at most
         `append_timeout` seconds. Raises DomicileError UNAVAILABLE when the log has failed, is
         closed, or stayed full that long: a decision that cannot be logged must not be answered.
         """
+        if context:
+            _check_context(context)
         with self._lock:
             if self._failure is not None or self._closing:
                 raise self._unavailable()
@@ -640,6 +761,8 @@ class DecisionLog:
         """`append` for each decision, in order (one lock round instead of one per decision
         while the queue has room); returns the number of the last entry appended so far. Backpressure and errors as for `append`; when it
         raises, the decisions before the one it could not queue stay queued."""
+        if context:
+            _check_context(context)
         with self._lock:
             if self._failure is not None or self._closing:
                 raise self._unavailable()
@@ -829,13 +952,15 @@ class DecisionLog:
     # ---- reading ---------------------------------------------------------------------
 
     async def get(self, decision_id: str) -> LoggedDecision | None:
-        """The logged decision with this id, or None. A decision still queued is flushed first,
-        so what is returned is always the durable line's."""
-        if decision_id not in self._offsets and self._durable_seq < self._appended_seq:
+        """The logged decision with this id, or None. What is queued is flushed first, so what
+        is returned is always the durable line's (the last one, should an id be logged twice).
+        Lines are parsed and checked in a worker thread: one holds up to `line_decisions`
+        decisions, milliseconds of work that the event loop should not wait for."""
+        if self._durable_seq < self._appended_seq:
             await self.flush()
         line = self._recent.get(decision_id)
         if line is not None:
-            return _entry(self.path, line, decision_id, f"decision {decision_id}")
+            return await asyncio.to_thread(_entry, self.path, line, decision_id, f"decision {decision_id}")
         offset = self._offsets.get(decision_id)
         if offset is None:
             if not self._indexed_from:
@@ -844,7 +969,7 @@ class DecisionLog:
             if offset is None:
                 return None
         line = await asyncio.to_thread(self._read_at, offset)
-        return _entry(self.path, line, decision_id, f"byte offset {offset}")
+        return await asyncio.to_thread(_entry, self.path, line, decision_id, f"byte offset {offset}")
 
     def _find(self, decision_id: str, end: int) -> int | None:
         """Offset of the last line before byte `end` holding `decision_id`, or None: the lookup
@@ -900,6 +1025,13 @@ def _entry(path: Path, line: bytes, decision_id: str, where: str) -> LoggedDecis
             if entry["decision_id"] == decision_id:
                 found = (request, entry)  # the last one, should a caller have logged an id twice
     return None if found is None else _logged(record, *found)
+
+
+def _check_context(context: Mapping[str, str]) -> None:
+    if "decision_id" in context:
+        raise ValueError("a decision's logged context cannot have a 'decision_id' key (it would read as a decision)")
+    if not all(isinstance(key, str) and isinstance(value, str) for key, value in context.items()):
+        raise ValueError("a decision's logged context maps text to text")
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from datetime import datetime, timedelta, timezone
@@ -364,6 +365,13 @@ async def test_a_batch_is_split_into_lines_that_share_region_sets(tmp_path: Path
         pytest.param(lambda body: body.update(reasons=[]), "refers to a reason", id="reason"),
         pytest.param(lambda body: body["reasons"][0].update(code="MAYBE"), "unknown code", id="reason-code"),
         pytest.param(lambda body: body["requests"][0].pop("kind"), "request 1 of the line is incomplete", id="request"),
+        pytest.param(lambda body: body["requests"][0].update(decisions=[]), "request 1 of the line is incomplete",
+                     id="no-decisions"),
+        pytest.param(lambda body: body["requests"][0]["decisions"][0].update(outcome="maybe"), "unknown outcome",
+                     id="outcome"),
+        pytest.param(lambda body: body["requests"][0]["decisions"][0].update(time="yesterday"), "not RFC 3339",
+                     id="time"),
+        pytest.param(lambda body: body["requests"][0].update(context={"a": 1}), "not text facts", id="context"),
     ],
 )
 def test_a_line_with_a_correct_hash_but_dangling_references_is_refused(tmp_path: Path, damage, problem) -> None:
@@ -424,3 +432,74 @@ def test_a_sealed_line_is_canonical_and_reads_back(strings, path, context, seq, 
     logged = decision_log._logged(record, request, request["decisions"][0])
     assert logged.decision == d and logged.kind == kind and logged.seq == seq
     assert dict(logged.context or {}) == (context or {})
+
+
+def format1_log(path: Path, count: int) -> bytes:
+    """A log as written before 2026-11-30: one decision per line, stdlib canonical JSON."""
+    prev_hash, data = ZERO_HASH, b""
+    for n in range(1, count + 1):
+        body = {
+            "allowed_regions": ["aws:eu-central-1"], "caller": "", "catalog_revision": n, "decision_id": f"old{n}",
+            "outcome": "deny", "policy_hash": "ab" * 32, "policy_version": "2026.11.1", "prev_hash": prev_hash,
+            "reasons": [{"citation": "", "code": "RULE_DENIED", "lineage_path": ["s3://a"], "message": "é", "rule_id": "r"}],
+            "request": {"dataset_id": "s3://a", "kind": "decide", "operation": "store", "region": "aws:us-east-1"},
+            "seq": n, "time": "2026-11-29T10:00:00.000000Z",
+        }
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        prev_hash = hashlib.sha256(canonical).hexdigest()
+        data += canonical[:-1] + b',"hash":"' + prev_hash.encode("ascii") + b'"}\n'
+    path.write_bytes(data)
+    return data
+
+
+async def test_a_format1_log_is_verified_and_set_aside_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    old = format1_log(path, 3)
+    result = verify(path)
+    assert result.ok and result.message == "3 decisions in 3 lines (format 1, before 2026-11-30), chain intact"
+    path.write_bytes(old.replace(b"old2", b"old7"))
+    assert verify(path).first_bad_line == 2
+    path.write_bytes(old)
+    log = await DecisionLog.open(path, durable=True)
+    try:
+        (aside,) = tmp_path.glob("decisions.jsonl.format1-*")
+        assert aside.read_bytes() == old and verify(aside).ok  # kept byte for byte
+        assert log.head() == (0, ZERO_HASH)  # a new chain
+        await write_one_per_line(log, (1,))
+        assert (await log.get("d0001")).decision == decision(1)
+        with pytest.raises(DomicileError):  # the new file is locked like any log
+            await DecisionLog.open(path)
+    finally:
+        await log.close()
+    assert verify(path).message == "1 decisions in 1 lines, chain intact"
+
+
+async def test_get_returns_the_newest_copy_of_an_id_logged_twice(tmp_path: Path) -> None:
+    log = await DecisionLog.open(tmp_path / "decisions.jsonl", flush_interval=60)
+    try:
+        log.append(decision(1))
+        await log.flush()
+        log.append(decision(1, catalog_revision=99))  # still queued
+        found = await log.get("d0001")
+        assert found is not None and found.decision.catalog_revision == 99
+    finally:
+        await log.close()
+
+
+def test_a_context_cannot_pass_for_a_decision(tmp_path: Path) -> None:
+    async def attempt() -> None:
+        log = await DecisionLog.open(tmp_path / "decisions.jsonl")
+        try:
+            with pytest.raises(ValueError):
+                log.append(decision(1), {"decision_id": "forged"})
+            with pytest.raises(ValueError):
+                log.append_many([decision(2)], {"inputs": 3})  # type: ignore[dict-item]
+            # Text that merely mentions the key, in a value or inside another key, is no id.
+            log.append(decision(3), {'x"decision_id': '"decision_id":"forged"'})
+            await log.flush()
+            (line,) = lines(tmp_path / "decisions.jsonl")
+            assert decision_log._line_ids(line) == ["d0003"]
+        finally:
+            await log.close()
+
+    asyncio.run(attempt())
