@@ -20,13 +20,14 @@ revision -- the decisions of one BatchDecide, or a run of Decide calls from one 
 Each decision's `allowed_regions` is an index into its line's `region_sets`, and each of its
 reasons is [index into the line's `reasons`, lineage path]: decisions mostly share a handful of
 allowed-region lists (one per label mix and operation) and reason texts (one per rule and
-region), which would otherwise be most of every record; the lineage path is the dataset's own. Everything before `"hash"` is the canonical JSON of
-the line (orjson with sorted keys: no spaces, UTF-8); `hash` is the SHA-256 (hex) of exactly
-those bytes, which include `prev_hash`, the previous line's `hash` (64 zeros for the first
-line). `seq` counts lines from 1. So a line is valid only if it is byte-for-byte the canonical
-rendering of its own content, and the chain breaks at any modified, inserted, deleted or
-reordered line; `verify` names the first line where it breaks. What a chain cannot show on
-its own is the loss of its *last* lines: compare `DecisionLog.head()` (or
+region), which would otherwise be most of every record; the lineage path is the dataset's own.
+Everything before `"hash"` is the canonical JSON of the line (orjson with sorted keys: no
+spaces, UTF-8); `hash` is the SHA-256 (hex) of exactly those bytes, which include
+`prev_hash`, the previous line's `hash` (64 zeros for the first line). `seq` counts lines from
+1. So a line is valid only if it is byte-for-byte the canonical rendering of its own content,
+and the chain breaks at any modified, inserted, deleted or reordered line; `verify` names the
+first line where it breaks. What a chain cannot show on its own is the loss of its *last*
+lines: compare `DecisionLog.head()` (or
 `VerifyResult.head_hash`) with a copy kept elsewhere (`verify(path, expected_head=...)`).
 
 Writing: `append` only enqueues (O(1), under a short lock). A writer thread takes everything
