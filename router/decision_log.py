@@ -84,7 +84,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -312,25 +312,37 @@ def _logged(line: Mapping[str, Any], request: Mapping[str, Any], entry: Mapping[
 
 def _check_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
     """Parse and verify one line on its own; returns (record, '') or (None, what is wrong)."""
+    record, problem = _sealed_record(
+        line, orjson.loads, lambda body: orjson.dumps(body, option=_CANONICAL), _LINE_KEYS, "decision log line"
+    )
+    if record is not None:
+        problem = _check_shape(record)
+    return (record, "") if not problem else (None, problem)
+
+
+def _sealed_record(
+    line: bytes, loads: Callable[[bytes], Any], render: Callable[[dict[str, Any]], bytes], keys: frozenset[str],
+    what: str,
+) -> tuple[dict[str, Any] | None, str]:
+    """The record of a complete line whose keys include `keys` and whose bytes are exactly
+    `_seal` of `render` (the format's canonical JSON) of its content; or (None, the problem).
+    Shared by both formats, which differ only in their JSON codec and keys."""
     if not line.endswith(b"\n"):
         return None, "incomplete last line (no newline)"
     try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
+        record = loads(line)
+    except ValueError as exc:  # orjson's and json's decode errors are both ValueErrors
         return None, f"not valid JSON ({exc})"
     if not isinstance(record, dict) or not isinstance(record.get("hash"), str):
         return None, "not a decision log line (no hash)"
-    missing = _LINE_KEYS - record.keys()
+    missing = keys - record.keys()
     if missing:
-        return None, f"not a decision log line (missing {', '.join(sorted(missing))})"
+        return None, f"not a {what} (missing {', '.join(sorted(missing))})"
     body = dict(record)
     stored = body.pop("hash")
-    expected, digest = _seal(orjson.dumps(body, option=_CANONICAL))
+    expected, digest = _seal(render(body))
     if digest != stored or expected != line:
         return None, "hash does not match the line's content (the line was modified)"
-    problem = _check_shape(record)
-    if problem:
-        return None, problem
     return record, ""
 
 
@@ -423,23 +435,10 @@ _FORMAT1_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensur
 
 def _check_format1_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
     """`_check_line` for a format-1 line."""
-    if not line.endswith(b"\n"):
-        return None, "incomplete last line (no newline)"
-    try:
-        record = json.loads(line)
-    except ValueError as exc:
-        return None, f"not valid JSON ({exc})"
-    if not isinstance(record, dict) or not isinstance(record.get("hash"), str):
-        return None, "not a decision log line (no hash)"
-    missing = _FORMAT1_KEYS - record.keys()
-    if missing:
-        return None, f"not a format-1 decision log line (missing {', '.join(sorted(missing))})"
-    body = dict(record)
-    stored = body.pop("hash")
-    expected, digest = _seal(_FORMAT1_ENCODER.encode(body).encode("ascii"))
-    if digest != stored or expected != line:
-        return None, "hash does not match the line's content (the line was modified)"
-    return record, ""
+    return _sealed_record(
+        line, json.loads, lambda body: _FORMAT1_ENCODER.encode(body).encode("ascii"), _FORMAT1_KEYS,
+        "format-1 decision log line",
+    )
 
 
 def _is_format1(first_line: bytes) -> bool:

@@ -307,6 +307,7 @@ def test_verify_accepts_an_empty_log(tmp_path: Path) -> None:
         pytest.param(lambda ls: [ls[0], ls[2], ls[1], *ls[3:]], 2, id="reordered"),
         pytest.param(lambda ls: ls[1:], 1, id="first-deleted"),
         pytest.param(lambda ls: ls[:4] + [b"{}\n"], 5, id="not-a-record"),
+        pytest.param(lambda ls: ls[:4] + [b"{not json\n"], 5, id="not-json"),
         pytest.param(lambda ls: ls[:4] + [ls[4][:-1]], 5, id="no-newline"),
     ],
 )
