@@ -1,0 +1,216 @@
+// Command loadgen drives one unary gRPC method at a fixed rate, open loop, and prints the
+// latency distribution as JSON. It is the light client of the router benchmark
+// (bench/router_bench.py --loadgen): on a two-core machine the client shares the CPUs with the
+// server, and a client that spends half a millisecond of CPU per call (as ghz does, building
+// each message from JSON) inflates the server's tail; this one sends prebuilt request bytes.
+//
+// Calls are started on a fixed schedule, one every 1/rate seconds, each on its own goroutine
+// and without waiting for earlier answers, and each latency is measured from the time the call
+// was due, not from when it was sent: a late client or a server that falls behind shows in
+// the figures instead of slowing the schedule down (no coordinated omission).
+//
+// The request file holds the serialized request messages, each preceded by its length as a
+// 4-byte big-endian integer; calls cycle through them.
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/status"
+)
+
+// rawCodec passes request and response bytes through unchanged: the requests are serialized
+// once, up front, and answers are not decoded (their status is what counts).
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return nil, fmt.Errorf("rawCodec: cannot marshal %T", v)
+	}
+	return *b, nil
+}
+
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	b, ok := v.(*[]byte)
+	if !ok {
+		return fmt.Errorf("rawCodec: cannot unmarshal into %T", v)
+	}
+	*b = append((*b)[:0], data...)
+	return nil
+}
+
+// Name is "proto" so that the content type is the standard application/grpc+proto.
+func (rawCodec) Name() string { return "proto" }
+
+var _ encoding.Codec = rawCodec{}
+
+type result struct {
+	Count        int            `json:"count"`
+	Errors       map[string]int `json:"errors"`
+	AchievedRate float64        `json:"achieved_rate"`
+	P50Ms        float64        `json:"p50_ms"`
+	P90Ms        float64        `json:"p90_ms"`
+	P99Ms        float64        `json:"p99_ms"`
+	P999Ms       float64        `json:"p999_ms"`
+	MaxMs        float64        `json:"max_ms"`
+	MaxLateMs    float64        `json:"max_send_late_ms"`
+	ClientCPUUs  float64        `json:"client_cpu_us_per_call"`
+}
+
+func readRequests(path string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for len(data) > 0 {
+		if len(data) < 4 {
+			return nil, fmt.Errorf("%s: truncated length prefix", path)
+		}
+		n := binary.BigEndian.Uint32(data)
+		if uint32(len(data)-4) < n {
+			return nil, fmt.Errorf("%s: truncated message", path)
+		}
+		out = append(out, data[4:4+n])
+		data = data[4+n:]
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no requests", path)
+	}
+	return out, nil
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func percentile(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted)) * p / 100)
+	if i >= len(sorted) {
+		i = len(sorted) - 1
+	}
+	return float64(sorted[i]) / 1e6
+}
+
+func main() {
+	target := flag.String("target", "", "host:port of the server (plaintext)")
+	method := flag.String("method", "/domicile.v1.ResidencyService/Decide", "full method name")
+	requestsFile := flag.String("requests", "", "file of length-prefixed serialized requests")
+	rate := flag.Int("rate", 1000, "calls per second")
+	duration := flag.Duration("duration", 10*time.Second, "measured duration")
+	warmup := flag.Duration("warmup", 2*time.Second, "duration before the measurement (calls made, not counted)")
+	timeout := flag.Duration("timeout", 5*time.Second, "deadline of each call")
+	procs := flag.Int("procs", 1, "GOMAXPROCS: threads running Go code (the server needs the other cores)")
+	flag.Parse()
+	if *target == "" || *requestsFile == "" || *rate <= 0 || *duration <= 0 {
+		fmt.Fprintln(os.Stderr, "usage: loadgen -target HOST:PORT -requests FILE [-rate N] [-duration D] [-warmup D]")
+		os.Exit(2)
+	}
+	runtime.GOMAXPROCS(*procs)
+	requests, err := readRequests(*requestsFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+	conn, err := grpc.Dial(*target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodec(rawCodec{})))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+	defer conn.Close()
+	// One call before the clock starts, so that connecting is not measured.
+	var answer []byte
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err = conn.Invoke(ctx, *method, &requests[0], &answer, grpc.WaitForReady(true))
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen: first call:", err)
+		os.Exit(1)
+	}
+
+	interval := time.Second / time.Duration(*rate)
+	skip := int(*warmup / interval)
+	total := skip + int(*duration/interval)
+	latencies := make([]time.Duration, total)
+	codes := make([]string, total)
+	var wg sync.WaitGroup
+	var maxLate time.Duration
+	start := time.Now()
+	var cpuStart float64
+	for i := 0; i < total; i++ {
+		due := start.Add(time.Duration(i) * interval)
+		if i == skip {
+			cpuStart = cpuSeconds()
+		}
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait)
+		} else if late := -wait; i >= skip && late > maxLate {
+			maxLate = late
+		}
+		wg.Add(1)
+		go func(i int, due time.Time) {
+			defer wg.Done()
+			var answer []byte
+			sent := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+			err := conn.Invoke(ctx, *method, &requests[i%len(requests)], &answer)
+			cancel()
+			latencies[i] = time.Since(sent)
+			if err != nil {
+				codes[i] = status.Code(err).String()
+			}
+		}(i, due)
+	}
+	wg.Wait()
+	elapsed := time.Since(start.Add(time.Duration(skip) * interval))
+	cpu := cpuSeconds() - cpuStart
+
+	measured := append([]time.Duration(nil), latencies[skip:]...)
+	sort.Slice(measured, func(a, b int) bool { return measured[a] < measured[b] })
+	errors := map[string]int{}
+	for _, c := range codes[skip:] {
+		if c != "" {
+			errors[c]++
+		}
+	}
+	n := len(measured)
+	out := result{
+		Count:        n,
+		Errors:       errors,
+		AchievedRate: float64(n) / elapsed.Seconds(),
+		P50Ms:        percentile(measured, 50),
+		P90Ms:        percentile(measured, 90),
+		P99Ms:        percentile(measured, 99),
+		P999Ms:       percentile(measured, 99.9),
+		MaxMs:        float64(measured[n-1]) / 1e6,
+		MaxLateMs:    float64(maxLate) / 1e6,
+		ClientCPUUs:  cpu / float64(n) * 1e6,
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
