@@ -161,6 +161,15 @@ def _format_time(value: datetime) -> str:
     )
 
 
+def _time_value(value: datetime) -> datetime | str:
+    """What `_LineBuilder.add` takes as a decision's time: the datetime itself where orjson
+    renders it exactly as `_format_time` would (UTC, microseconds not zero: orjson leaves a zero
+    fraction out), at a fifth of the cost, and `_format_time`'s text otherwise."""
+    if value.tzinfo is timezone.utc and value.microsecond:
+        return value
+    return _format_time(value)
+
+
 class _LineBuilder:
     """Collects the decisions of one line and renders it.
 
@@ -192,7 +201,8 @@ class _LineBuilder:
         self._shared: tuple[Any, ...] = ()  # what that entry's decisions share
 
     def add(self, decision: Decision, context: Mapping[str, str] | None, kind: str, policy_hash: str,
-            time_text: str) -> None:
+            time_text: datetime | str) -> None:
+        """Add `decision`; `time_text` is `_time_value(decision.decide_time)`."""
         regions = decision.allowed_regions
         index = self._set_by_id.get(id(regions))
         if index is None:
@@ -239,7 +249,8 @@ class _LineBuilder:
                     "reasons": reasons,
                     "region": decision.region,
                     "time": time_text,
-                }
+                },
+                option=orjson.OPT_UTC_Z,
             )
         )
 
@@ -893,7 +904,8 @@ class DecisionLog:
         line_ids: list[list[str]] = []
         line_offsets: list[int] = []
         offset = self._size
-        time_of, time_text = None, ""
+        time_of: datetime | None = None
+        time_text: datetime | str = ""
         step = self._line_decisions
         for start in range(0, len(batch), step):
             builder = _LineBuilder()
@@ -901,7 +913,7 @@ class DecisionLog:
             for decision, context, kind, policy_hash in batch[start : start + step]:
                 # Decisions of one request share their decide time: format it once.
                 if decision.decide_time is not time_of:
-                    time_of, time_text = decision.decide_time, _format_time(decision.decide_time)
+                    time_of, time_text = decision.decide_time, _time_value(decision.decide_time)
                 add(decision, context, kind, policy_hash, time_text)
             seq += 1
             line, prev_hash = builder.seal(seq, prev_hash)

@@ -396,6 +396,18 @@ def test_times_are_rfc3339_utc_with_microseconds(moment: datetime) -> None:
     assert decision_log._format_time(moment) == expected
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-3))])),
+    whole_second=st.booleans(),
+)
+def test_a_decide_time_renders_as_format_time_says(moment: datetime, whole_second: bool) -> None:
+    if whole_second:
+        moment = moment.replace(microsecond=0)  # orjson would leave the fraction out
+    rendered = orjson.dumps({"time": decision_log._time_value(moment)}, option=orjson.OPT_UTC_Z)
+    assert rendered == orjson.dumps({"time": decision_log._format_time(moment)})
+
+
 def test_a_naive_time_is_refused() -> None:
     with pytest.raises(ValueError):
         decision_log._format_time(datetime(2026, 11, 30))
@@ -421,7 +433,7 @@ def test_a_sealed_line_is_canonical_and_reads_back(strings, path, context, seq, 
         reasons=(Reason(ReasonCode.DEFAULT_DENIED, message, rule_id, "", tuple(path)),),
     )
     builder = decision_log._LineBuilder()
-    builder.add(d, context, kind, "ff" * 32, decision_log._format_time(d.decide_time))
+    builder.add(d, context, kind, "ff" * 32, decision_log._time_value(d.decide_time))
     line, digest = builder.seal(seq, ZERO_HASH)
     body = json.loads(line)
     assert body.pop("hash") == digest
