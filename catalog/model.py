@@ -7,11 +7,11 @@ Times are timezone-aware UTC `datetime`s with microsecond precision. Collections
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 MAX_ID_BYTES = 2048
 
@@ -149,6 +149,11 @@ class Dataset:
             labels.update(f.classifications)
         return frozenset(labels)
 
+    def residency_row(self) -> ResidencyRow:
+        """What residency decisions read of this dataset (see `ResidencyRow`)."""
+        labels = self.all_classifications if self.fields else frozenset(self.classifications)
+        return ResidencyRow(self.id, labels, frozenset(self.origins), tuple(self.locations))
+
     def same_content(self, other: Dataset) -> bool:
         """True when the user-visible content is equal (store-managed fields ignored)."""
         strip = dict(revision=0, create_time=None, update_time=None, updated_by="")
@@ -205,6 +210,37 @@ class Edge:
     @property
     def key(self) -> EdgeKey:
         return EdgeKey(self.input, self.output, self.job)
+
+
+class ResidencyRow(NamedTuple):
+    """What the residency router reads of a described (not placeholder) current dataset:
+    `classifications` are its own labels including its fields' (`Dataset.all_classifications`)."""
+
+    id: str
+    classifications: frozenset[str]
+    origins: frozenset[str]
+    locations: tuple[str, ...]
+
+
+class EdgeRow(NamedTuple):
+    """What the residency router reads of a current lineage edge."""
+
+    input: str
+    output: str
+    job: str
+    transform: str
+
+
+@dataclass(frozen=True)
+class ResidencySnapshot:
+    """Everything the residency router's index is built from (`GraphStore.residency_snapshot`):
+    every described current dataset and every current edge, as of catalog `revision` or later
+    (a change after `revision` may already show; the router applies the change feed from
+    `revision` on, and applying a change twice is harmless)."""
+
+    revision: int
+    datasets: Sequence[ResidencyRow]
+    edges: Sequence[EdgeRow]
 
 
 @dataclass(frozen=True)

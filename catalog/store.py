@@ -36,6 +36,7 @@ from domicile.catalog.model import (
     LineageResult,
     Page,
     PageRequest,
+    ResidencySnapshot,
     Run,
     Traversal,
     TraversalLimits,
@@ -119,6 +120,15 @@ class GraphStore(Protocol):
 
     async def revision(self) -> int:
         """The current catalog revision (0 for an empty catalog)."""
+        ...
+
+    async def residency_snapshot(self) -> ResidencySnapshot:
+        """What the residency router builds its index from at start-up: every described
+        (not placeholder) current dataset and every current edge, reduced to the fields
+        residency decisions read, with a revision they are at least as new as. A store that
+        can should read it in one snapshot, without building Dataset and Edge values (100,000
+        datasets are read at every router start); `snapshot_from_pages` in
+        `catalog/stores/common.py` is the generic version."""
         ...
 
     async def changes_since(self, revision: int, *, limit: int = 10_000) -> list[Change]:

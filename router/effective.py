@@ -51,7 +51,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from types import MappingProxyType
 from typing import NamedTuple
 
-from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey
+from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey, EdgeRow, ResidencyRow
 from domicile.router.types import UNDESCRIBED, EffectiveAttributes
 
 Removes = Callable[[str, str], bool]
@@ -99,7 +99,7 @@ class EffectiveIndex:
         self._shared_sets: dict[frozenset[str], frozenset[str]] = {}
         self._own: dict[str, _Own] = {}
         # output -> (input, job) -> edge: the incoming edges, keyed by the rest of the EdgeKey.
-        self._in: dict[str, dict[tuple[str, str], Edge]] = {}
+        self._in: dict[str, dict[tuple[str, str], Edge | EdgeRow]] = {}
         self._out: dict[str, dict[str, int]] = {}  # input -> output -> number of edges
         self._labels: dict[str, _Table] = {}
         self._origins: dict[str, _Table] = {}
@@ -113,6 +113,21 @@ class EffectiveIndex:
         index = cls(removes)
         for dataset in datasets:
             index._put_dataset(dataset)
+        for edge in edges:
+            index._put_current_edge(edge)
+        nodes = index._nodes()
+        index._recompute(nodes, closure=nodes)
+        return index
+
+    @classmethod
+    def from_snapshot(
+        cls, datasets: Iterable[ResidencyRow], edges: Iterable[EdgeRow], removes: Removes | None = None
+    ) -> EffectiveIndex:
+        """`build` from a store's `residency_snapshot` (described datasets and current edges,
+        reduced to what the index reads: the router's start-up)."""
+        index = cls(removes)
+        for row in datasets:
+            index._put_row(row)
         for edge in edges:
             index._put_edge(edge)
         nodes = index._nodes()
@@ -170,7 +185,7 @@ class EffectiveIndex:
 
     def add_edge(self, edge: Edge) -> None:
         """Add a current lineage edge, or replace the one with the same key."""
-        self._recompute(self._put_edge(edge))
+        self._recompute(self._put_current_edge(edge))
 
     def remove_edge(self, key: EdgeKey) -> None:
         """Remove the edge with this key; unknown keys are ignored."""
@@ -217,7 +232,7 @@ class EffectiveIndex:
                 elif change.kind is ChangeKind.EDGE_ADDED:
                     if change.edge is None:
                         raise ValueError(f"revision {change.revision}: EDGE_ADDED without an edge")
-                    seeds |= self._put_edge(change.edge)
+                    seeds |= self._put_current_edge(change.edge)
                 elif change.kind is ChangeKind.EDGE_ENDED:
                     if change.edge is None:
                         raise ValueError(f"revision {change.revision}: EDGE_ENDED without an edge")
@@ -235,14 +250,17 @@ class EffectiveIndex:
         if dataset.placeholder:
             # Known only by name (lineage mentioned it): undescribed, like an unknown node.
             return self._drop_dataset(dataset.id)
-        node = sys.intern(dataset.id)
-        labels = dataset.all_classifications if dataset.fields else frozenset(dataset.classifications)
+        return self._put_row(dataset.residency_row())
+
+    def _put_row(self, row: ResidencyRow) -> set[str]:
+        node = sys.intern(row.id)
+        labels = row.classifications
         if not labels <= self._known_labels:
             self._learn_labels(labels - self._known_labels)
         own = _Own(
             self._share(labels),
-            self._share(frozenset(dataset.origins)),
-            tuple([sys.intern(location) for location in dataset.locations]),
+            self._share(row.origins),
+            tuple([sys.intern(location) for location in row.locations]),
         )
         previous = self._own.get(node)
         self._own[node] = own
@@ -257,9 +275,12 @@ class EffectiveIndex:
         self._views.pop(dataset_id, None)
         return {dataset_id}
 
-    def _put_edge(self, edge: Edge) -> set[str]:
+    def _put_current_edge(self, edge: Edge) -> set[str]:
         if edge.end_time is not None:
             raise ValueError(f"edge {edge.key} ended at {edge.end_time}: only current edges are indexed")
+        return self._put_edge(edge)
+
+    def _put_edge(self, edge: Edge | EdgeRow) -> set[str]:
         output = edge.output
         incoming = self._in.get(output)
         if incoming is None:
@@ -546,10 +567,14 @@ class EffectiveIndex:
         return shared
 
 
-def _same_version(indexed: Edge, ended: Edge) -> bool:
+def _same_version(indexed: Edge | EdgeRow, ended: Edge) -> bool:
     if indexed.transform != ended.transform:
         return False
-    return indexed.record_time is None or ended.record_time is None or indexed.record_time == ended.record_time
+    # An edge indexed from a start-up snapshot has no record time: the transform decides.
+    # (The change feed then replays every change after the snapshot's revision, in order, so
+    # an edge dropped here by an older version's end is added again by its own change.)
+    indexed_time = getattr(indexed, "record_time", None)
+    return indexed_time is None or ended.record_time is None or indexed_time == ended.record_time
 
 
 _NO_EDGES: dict[tuple[str, str], Edge] = {}

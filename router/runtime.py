@@ -50,7 +50,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from domicile.catalog.model import Dataset, DatasetFilter, Direction, Edge, PageRequest, TraversalLimits
+from domicile.catalog.model import Dataset, Direction, TraversalLimits
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
@@ -91,9 +91,6 @@ defaults:
   unclassified: allow
 """
 
-# Pages for the start-up read: large enough to make the read a few dozen round trips for
-# 100k datasets, small enough to keep each answer's memory modest.
-_BUILD_PAGE_SIZE = 5000
 _FEED_BATCH = 10_000
 # Replay rebuilds the upstream subgraph of one dataset; the in-memory index has no depth limit,
 # so the replay must not have a practical one either.
@@ -247,11 +244,10 @@ class Router:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            revision = await app.store.revision()
-            # Datasets and edges are read concurrently: stores serve reads from several threads.
-            datasets, edges = await asyncio.gather(_read_all_datasets(app.store), _read_all_edges(app.store))
-            index = EffectiveIndex.build(datasets, edges, removes=policy.removes)
-            del datasets, edges
+            snapshot = await app.store.residency_snapshot()
+            revision = snapshot.revision
+            index = EffectiveIndex.from_snapshot(snapshot.datasets, snapshot.edges, removes=policy.removes)
+            del snapshot
         finally:
             if collecting:
                 gc.enable()
@@ -834,30 +830,6 @@ def _keep_shortest(values: dict[str, tuple[str, ...]], value: str, path: tuple[s
     existing = values.get(value)
     if existing is None or len(path) < len(existing):
         values[value] = path
-
-
-async def _read_all_datasets(store: GraphStore) -> list[Dataset]:
-    """Every current dataset (placeholders included), page by page."""
-    datasets: list[Dataset] = []
-    page = PageRequest(size=_BUILD_PAGE_SIZE)
-    while True:
-        result = await store.list_datasets(DatasetFilter(), page)
-        datasets.extend(result.items)
-        if not result.next_token:
-            return datasets
-        page = PageRequest(size=_BUILD_PAGE_SIZE, token=result.next_token)
-
-
-async def _read_all_edges(store: GraphStore) -> list[Edge]:
-    """Every current lineage edge, page by page."""
-    edges: list[Edge] = []
-    page = PageRequest(size=_BUILD_PAGE_SIZE)
-    while True:
-        result = await store.list_edges(page)
-        edges.extend(result.items)
-        if not result.next_token:
-            return edges
-        page = PageRequest(size=_BUILD_PAGE_SIZE, token=result.next_token)
 
 
 def _compile(text: str) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:

@@ -1,4 +1,5 @@
-"""Argument checks and page tokens shared by every GraphStore backend.
+"""Argument checks, page tokens and the generic residency snapshot shared by every GraphStore
+backend.
 
 Backends must agree on what they reject and on the shape of their page tokens (the contract
 suite checks both), so these live in one place.
@@ -12,9 +13,23 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from domicile.catalog.model import MAX_ID_BYTES, DatasetFilter, EdgeKey, Run, to_micros
+from domicile.catalog.model import (
+    MAX_ID_BYTES,
+    DatasetFilter,
+    EdgeKey,
+    EdgeRow,
+    PageRequest,
+    ResidencyRow,
+    ResidencySnapshot,
+    Run,
+    to_micros,
+)
 from domicile.errors import FieldErrors, invalid_field
+
+if TYPE_CHECKING:
+    from domicile.catalog.store import GraphStore
 
 
 def check_id(dataset_id: str, field_path: str) -> None:
@@ -91,3 +106,31 @@ def decode_page_token(token: str, kind: str, as_of: int | None, fingerprint: str
     if as_of is not None and token_as_of != as_of:
         raise invalid_field("page_token", "the page token belongs to a request with another as_of")
     return after, token_as_of
+
+
+# Page size of `snapshot_from_pages`.
+SNAPSHOT_PAGE_SIZE = 5000
+
+
+async def snapshot_from_pages(store: GraphStore) -> ResidencySnapshot:
+    """`GraphStore.residency_snapshot` through the listing methods: the revision first, then
+    every page of datasets and of edges (each page a read of its own: a change made meanwhile
+    may show, which the revision read first allows)."""
+    revision = await store.revision()
+    datasets: list[ResidencyRow] = []
+    page = PageRequest(size=SNAPSHOT_PAGE_SIZE)
+    while True:
+        result = await store.list_datasets(DatasetFilter(include_placeholders=False), page)
+        datasets.extend(dataset.residency_row() for dataset in result.items)
+        if not result.next_token:
+            break
+        page = PageRequest(size=SNAPSHOT_PAGE_SIZE, token=result.next_token)
+    edges: list[EdgeRow] = []
+    page = PageRequest(size=SNAPSHOT_PAGE_SIZE)
+    while True:
+        listed = await store.list_edges(page)
+        edges.extend(EdgeRow(e.input, e.output, e.job, e.transform) for e in listed.items)
+        if not listed.next_token:
+            break
+        page = PageRequest(size=SNAPSHOT_PAGE_SIZE, token=listed.next_token)
+    return ResidencySnapshot(revision, datasets, edges)

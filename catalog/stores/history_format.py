@@ -93,7 +93,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from domicile.catalog.model import Dataset, Edge, Field, Protection, Run, from_micros, to_micros
+from domicile.catalog.model import Dataset, Edge, Field, Protection, ResidencyRow, Run, from_micros, to_micros
 from domicile.errors import invalid_field
 
 FORMAT_NAME = "domicile-history"
@@ -151,6 +151,19 @@ def dataset_content(dataset: Dataset) -> dict[str, Any]:
         },
         "placeholder": d.placeholder,
     }
+
+
+def residency_row_from_content(content: Mapping[str, Any]) -> ResidencyRow:
+    """`dataset_from_content(content).residency_row()` without building the Dataset (a
+    fifth of the cost: every dataset is read at router start-up). The content is what
+    `dataset_content` wrote, so it is already normalized."""
+    labels = frozenset(content.get("classifications", ()))
+    fields = content.get("fields")
+    if fields:
+        labels = labels.union(*(f.get("classifications", ()) for f in fields))
+    return ResidencyRow(
+        content["id"], labels, frozenset(content.get("origins", ())), tuple(content.get("locations", ()))
+    )
 
 
 def dataset_from_content(

@@ -52,6 +52,7 @@ from domicile.catalog.model import (
     LineageResult,
     Page,
     PageRequest,
+    ResidencySnapshot,
     Run,
     Traversal,
     TraversalLimits,
@@ -67,6 +68,7 @@ from domicile.catalog.stores.common import (
     encode_page_token,
     filter_fingerprint,
     micros_arg,
+    snapshot_from_pages,
 )
 from domicile.catalog.stores.neo4j_codec import (
     canonical_json,
@@ -528,6 +530,11 @@ class Neo4jGraphStore:
         """See `GraphStore.revision`."""
         record = await self._read(single, "MATCH (c:DomicileCatalog {key: $key}) RETURN c.revision AS revision", key=META_KEY)
         return record["revision"]
+
+    async def residency_snapshot(self) -> ResidencySnapshot:
+        """See `GraphStore.residency_snapshot`: the generic version, through the listings (start-up
+        time at 100k datasets is a SQLite figure; this backend serves lineage at scale)."""
+        return await snapshot_from_pages(self)
 
     async def changes_since(self, revision: int, *, limit: int = 10_000) -> list[Change]:
         """See `GraphStore.changes_since`."""

@@ -57,10 +57,12 @@ from domicile.catalog.model import (
     Direction,
     Edge,
     EdgeKey,
+    EdgeRow,
     LineageNode,
     LineageResult,
     Page,
     PageRequest,
+    ResidencySnapshot,
     Run,
     Traversal,
     TraversalLimits,
@@ -693,6 +695,10 @@ class SQLiteGraphStore:
         """See `GraphStore.revision`."""
         return await self._read(_current_revision)
 
+    async def residency_snapshot(self) -> ResidencySnapshot:
+        """See `GraphStore.residency_snapshot`: one read transaction, so exactly at its revision."""
+        return await self._read(_residency_snapshot_tx)
+
     async def changes_since(self, revision: int, *, limit: int = 10_000) -> list[Change]:
         """See `GraphStore.changes_since`."""
         return await self._read(self._changes_tx, revision, max(1, limit))
@@ -1170,6 +1176,27 @@ def _current_edges(
             (json.dumps(candidates), job),
         )
     }
+
+
+def _residency_snapshot_tx(conn: sqlite3.Connection) -> ResidencySnapshot:
+    row_of = hf.residency_row_from_content
+    loads = orjson.loads
+    datasets = [
+        row_of(loads(body))
+        for (body,) in conn.execute(
+            "SELECT v.body FROM nodes n JOIN dataset_versions v ON v.node = n.node"
+            " WHERE v.valid_to IS NULL AND v.placeholder = 0 ORDER BY n.id"
+        )
+    ]
+    make_edge = EdgeRow._make
+    edges = [
+        make_edge(row)
+        for row in conn.execute(
+            "SELECT i.id, o.id, e.job, e.transform FROM edges e JOIN nodes i ON i.node = e.input"
+            " JOIN nodes o ON o.node = e.output WHERE e.end_time IS NULL ORDER BY e.edge"
+        )
+    ]
+    return ResidencySnapshot(_current_revision(conn), datasets, edges)
 
 
 def _current_revision(conn: sqlite3.Connection) -> int:
