@@ -58,7 +58,6 @@ import grpc
 
 from domicile.app import App
 from domicile.catalog import model
-from domicile.catalog.model import DatasetFilter, PageRequest
 from domicile.catalog.stores import history_format as hf
 from domicile.catalog.stores import open_store
 from domicile.config import load_settings
@@ -488,6 +487,29 @@ async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workd
             print(f"  {client}: Domicile p99 / floor p99 = {ratio:.2f}x", flush=True)
 
 
+class GcPauses:
+    """Counts the collector's runs by generation, and the longest pause, while in `with`."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.longest = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.counts[info["generation"]] += 1
+            self.longest = max(self.longest, time.perf_counter() - self._started)
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 async def bench_loadgen(loadgen: Path, port: int, ids: list[str], report: Report, args, workdir: Path,
                         label: str) -> None:
     """The fixed-rate phase driven by bench/loadgen (Go, `tools/install-loadgen.sh`): open loop,
@@ -505,7 +527,8 @@ async def bench_loadgen(loadgen: Path, port: int, ids: list[str], report: Report
         "-duration", f"{args.seconds:g}s", "-warmup", "2s",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
+    with GcPauses() as pauses:
+        out, err = await proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"loadgen failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")
     result = json.loads(out)
@@ -515,6 +538,8 @@ async def bench_loadgen(loadgen: Path, port: int, ids: list[str], report: Report
     report.line(f"  {label}: achieved rate", result["achieved_rate"], "req/s")
     report.line(f"  {label}: latest send after its due time", result["max_send_late_ms"], "ms")
     report.line(f"  {label}: client CPU per call", result["client_cpu_us_per_call"], "us")
+    report.line(f"  {label}: server GC pauses (gen 0/1/2: {pauses.counts[0]}/{pauses.counts[1]}/{pauses.counts[2]}), "
+                "longest", pauses.longest * 1000, "ms")
     if result["errors"]:
         print(f"  {label}: failed calls: {result['errors']}", flush=True)
 
@@ -829,25 +854,11 @@ async def run(args, workdir: Path) -> None:
 
 
 async def measure_index_memory(store, router: Router, report: Report) -> None:
-    """The index alone, built again from the store's datasets and edges under tracemalloc."""
-    datasets, edges = [], []
-    page = PageRequest(size=1000)
-    while True:
-        result = await store.list_datasets(DatasetFilter(), page)
-        datasets.extend(result.items)
-        if not result.next_token:
-            break
-        page = PageRequest(size=1000, token=result.next_token)
-    page = PageRequest(size=1000)
-    while True:
-        result = await store.list_edges(page)
-        edges.extend(result.items)
-        if not result.next_token:
-            break
-        page = PageRequest(size=1000, token=result.next_token)
+    """The index alone, built again from the store's residency snapshot under tracemalloc."""
+    snapshot = await store.residency_snapshot()
     gc.collect()
     tracemalloc.start()
-    index = EffectiveIndex.build(datasets, edges, removes=router.policy.removes)
+    index = EffectiveIndex.from_snapshot(snapshot.datasets, snapshot.edges, removes=router.policy.removes)
     for dataset_id in index.datasets():  # materialize every view, as decisions do over time
         index.get(dataset_id)
     current, _ = tracemalloc.get_traced_memory()
