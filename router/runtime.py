@@ -218,8 +218,8 @@ class Router:
         self._poll_failures = 0
         # Decision ids: a random per-process prefix and a counter, unique across restarts and
         # replicas without the cost of a uuid per decision.
-        self._id_prefix = os.urandom(6).hex()
-        self._id_counter = itertools.count(1)
+        self._ids = map(f"{os.urandom(6).hex()}%010x".__mod__, itertools.count(1))
+        self._built_view = index.built_view
         self._closed = False
         self._views_frozen = 0  # index views built when the collector last froze the heap
 
@@ -471,7 +471,7 @@ class Router:
     # ---- decisions ---------------------------------------------------------------------
 
     def _new_id(self) -> str:
-        return f"{self._id_prefix}{next(self._id_counter):010x}"
+        return next(self._ids)
 
     def _decision(
         self, dataset_id: str, op: Operation, region: str, verdict: Verdict, now: datetime, caller: str
@@ -523,7 +523,9 @@ class Router:
         now = self._clock()
         attrs = None
         if self._revision >= self._required_revision and time.monotonic() - self._confirmed_at <= self._staleness_bound:
-            attrs = self._index.get(dataset_id)
+            attrs = self._built_view(dataset_id)  # the common case, without `get`'s call
+            if attrs is None:
+                attrs = self._index.get(dataset_id)
         if attrs is not None:
             # The engine rejects an unknown region itself (INVALID_ARGUMENT, field `region`),
             # before deciding anything: no second lookup of the region here.
@@ -534,8 +536,8 @@ class Router:
         decision = _new_tuple(
             Decision,
             (
-                f"{self._id_prefix}{next(self._id_counter):010x}", outcome, dataset_id, op, region, allowed_regions,
-                reasons, policy.version, self._revision, now, current_principal(),
+                next(self._ids), outcome, dataset_id, op, region, allowed_regions, reasons, policy.version,
+                self._revision, now, current_principal(),
             ),
         )
         self._log.append(decision, None, kind="decide", policy_hash=policy.content_hash)
@@ -556,8 +558,8 @@ class Router:
         stale = self._stale_reason()
         caller = current_principal()
         # `decide`'s inlined path, with everything shared by the batch looked up once.
-        decide, get, verdict_of = policy.decide, self._index.get, self._verdict
-        version, revision, prefix, counter = policy.version, self._revision, self._id_prefix, self._id_counter
+        decide, get, built, verdict_of = policy.decide, self._index.get, self._built_view, self._verdict
+        version, revision, ids = policy.version, self._revision, self._ids
         decisions = []
         # A batch allocates a few objects per decision that all stay alive until written to
         # the log, and no reference cycles: collections triggered meanwhile would only walk
@@ -567,7 +569,7 @@ class Router:
         gc.disable()
         try:
             for dataset_id, op, region in requests:
-                attrs = None if stale else get(dataset_id)
+                attrs = None if stale else (built(dataset_id) or get(dataset_id))
                 if attrs is not None:
                     outcome, allowed_regions, reasons = decide(attrs, op, region, now=now)
                 else:
@@ -576,8 +578,8 @@ class Router:
                     _new_tuple(
                         Decision,
                         (
-                            f"{prefix}{next(counter):010x}", outcome, dataset_id, op, region, allowed_regions,
-                            reasons, version, revision, now, caller,
+                            next(ids), outcome, dataset_id, op, region, allowed_regions, reasons, version,
+                            revision, now, caller,
                         ),
                     )
                 )
