@@ -513,7 +513,8 @@ def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) ->
         )
     kind = " (format 1, before 2026-11-30)" if format1 else ""
     return VerifyResult(
-        True, number, None, f"{decisions} decisions in {number} lines{kind}, chain intact", prev_hash, decisions
+        True, number, None, f"{_count(decisions, 'decision')} in {_count(number, 'line')}{kind}, chain intact",
+        prev_hash, decisions,
     )
 
 
@@ -1037,6 +1038,10 @@ def _entry(path: Path, line: bytes, decision_id: str, where: str) -> LoggedDecis
             if entry["decision_id"] == decision_id:
                 found = (request, entry)  # the last one, should a caller have logged an id twice
     return None if found is None else _logged(record, *found)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _check_context(context: Mapping[str, str]) -> None:

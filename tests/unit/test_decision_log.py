@@ -484,7 +484,7 @@ async def test_a_format1_log_is_verified_and_set_aside_at_open(tmp_path: Path) -
             await DecisionLog.open(path)
     finally:
         await log.close()
-    assert verify(path).message == "1 decisions in 1 lines, chain intact"
+    assert verify(path).message == "1 decision in 1 line, chain intact"
 
 
 async def test_get_returns_the_newest_copy_of_an_id_logged_twice(tmp_path: Path) -> None:
