@@ -1,7 +1,8 @@
 """Residency router benchmark: start-up, in-process and gRPC decision latency and throughput.
 
     .venv/bin/python bench/router_bench.py [--datasets 100000] [--rate 1000] [--seconds 10]
-                                           [--opa .tools/bin/opa] [--ghz .tools/bin/ghz]
+                                           [--opa .tools/bin/opa] [--loadgen .tools/bin/loadgen]
+                                           [--ghz .tools/bin/ghz]
 
 What it does, in one run (deterministic catalog for a given --seed):
 
@@ -12,7 +13,7 @@ What it does, in one run (deterministic catalog for a given --seed):
    unclassified) and a location that mostly fits them; each derived dataset reads 1-3 inputs,
    one from the level just below, through a plain (80%), `aggregate` (10%) or `anonymize`
    (10%) job. Policy: examples/policy.yaml.
-2. Router start-up: `Router.start` (full read of the store + effective-attribute index) --
+2. Router start-up: `Router.start` (the store's residency snapshot + effective-attribute index) --
    wall time and RSS growth; then the index alone built again under tracemalloc.
 3. In-process `Router.decide` latency (p50/p99, each call timed), for 100,000 questions asked
    twice: first touch (most datasets' attribute views get built and cached) and warm (the
@@ -24,10 +25,11 @@ What it does, in one run (deterministic catalog for a given --seed):
    --rate for --seconds (open loop: requests are sent on schedule, not after the previous
    answer), then maximum unary throughput with --concurrency callers, then BatchDecide of
    1,000 over the wire.
-   With --ghz (`tools/install-ghz.sh` installs it): the fixed-rate phase again, driven by ghz, a
-   Go load generator (each latency measured from its own send, little client CPU), and then
-   against the same server answering every Decide with a canned response -- the floor of the
-   gRPC stack on this machine, for the ratio.
+   With --loadgen (bench/loadgen, `tools/install-loadgen.sh`) and/or --ghz
+   (`tools/install-ghz.sh`): the fixed-rate phase again, driven by a Go client (each latency
+   measured from its own send; loadgen also from the due time), and then against the same
+   server answering every Decide with a canned response -- the floor of the gRPC stack on
+   this machine, for the ratio.
 5. With --opa: Open Policy Agent (`tools/install-opa.sh` installs it) serving an equivalent
    Rego policy on loopback, driven by the same client at the same rate with the same
    questions (effective attributes sent as input, since OPA holds no lineage), and `opa
@@ -515,7 +517,8 @@ async def bench_loadgen(loadgen: Path, port: int, ids: list[str], report: Report
     """The fixed-rate phase driven by bench/loadgen (Go, `tools/install-loadgen.sh`): open loop,
     prebuilt request bytes, one thread of Go code. On two shared cores the client's own CPU is
     part of every latency; this client spends ~0.3 ms of CPU per call where ghz spends ~0.5 ms
-    and the Python client more, so its figures are the closest to the server's own."""
+    and the Python client more, so its figures are the closest to the server's own. Latency
+    from each call's send (as ghz measures), and its p99 from the due time beside it."""
     ops = {Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}
     data = workdir / "loadgen-requests.bin"
     with data.open("wb") as out:
@@ -535,8 +538,10 @@ async def bench_loadgen(loadgen: Path, port: int, ids: list[str], report: Report
     report.line(f"{label}: unary Decide p50 at {args.rate:,} req/s", result["p50_ms"], "ms")
     report.line(f"{label}: unary Decide p99 at {args.rate:,} req/s", result["p99_ms"], "ms", "unary_p99_ms")
     report.line(f"  {label}: p99.9 / slowest", result["p999_ms"], f"ms / {result['max_ms']:.2f} ms")
+    report.line(f"  {label}: p99 from the due time (adds the client's lateness)", result["due_p99_ms"], "ms")
     report.line(f"  {label}: achieved rate", result["achieved_rate"], "req/s")
-    report.line(f"  {label}: latest send after its due time", result["max_send_late_ms"], "ms")
+    report.line(f"  {label}: client's send lateness p99 / max", result["send_late_p99_ms"],
+                f"ms / {result['send_late_max_ms']:.2f} ms")
     report.line(f"  {label}: client CPU per call", result["client_cpu_us_per_call"], "us")
     report.line(f"  {label}: server GC pauses (gen 0/1/2: {pauses.counts[0]}/{pauses.counts[1]}/{pauses.counts[2]}), "
                 "longest", pauses.longest * 1000, "ms")
@@ -835,7 +840,7 @@ async def run(args, workdir: Path) -> None:
         start, cpu_start = time.perf_counter(), time.process_time()
         router = app.router = await Router.start(app)
         try:
-            report.line("Router.start (full read + index build)", time.perf_counter() - start, "s", "start_seconds")
+            report.line("Router.start (snapshot read + index build)", time.perf_counter() - start, "s", "start_seconds")
             report.line("  CPU time (all threads)", time.process_time() - cpu_start, "s", "start_seconds")
             gc.collect()
             report.line("RSS growth over Router.start", (rss_bytes() - rss_before) / 2**20, "MiB")
@@ -854,11 +859,14 @@ async def run(args, workdir: Path) -> None:
 
 
 async def measure_index_memory(store, router: Router, report: Report) -> None:
-    """The index alone, built again from the store's residency snapshot under tracemalloc."""
-    snapshot = await store.residency_snapshot()
+    """The index alone, built again from the store's residency snapshot under tracemalloc: the
+    snapshot's rows and strings are counted where the index keeps them (edge rows, ids)."""
     gc.collect()
     tracemalloc.start()
+    snapshot = await store.residency_snapshot()
     index = EffectiveIndex.from_snapshot(snapshot.datasets, snapshot.edges, removes=router.policy.removes)
+    del snapshot
+    gc.collect()
     for dataset_id in index.datasets():  # materialize every view, as decisions do over time
         index.get(dataset_id)
     current, _ = tracemalloc.get_traced_memory()

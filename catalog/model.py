@@ -235,8 +235,8 @@ class EdgeRow(NamedTuple):
 class ResidencySnapshot:
     """Everything the residency router's index is built from (`GraphStore.residency_snapshot`):
     every described current dataset and every current edge, as of catalog `revision` or later
-    (a change after `revision` may already show; the router applies the change feed from
-    `revision` on, and applying a change twice is harmless)."""
+    (a change after `revision` may already show: the router replays the change feed from
+    `revision` on, in order, which ends in the same index whatever the snapshot already held)."""
 
     revision: int
     datasets: Sequence[ResidencyRow]

@@ -165,8 +165,8 @@ def _time_value(value: datetime) -> datetime | str:
     """What `_LineBuilder.add` takes as a decision's time: the datetime itself where orjson
     renders it exactly as `_format_time` would (UTC, microseconds not zero: orjson leaves a zero
     fraction out), at a fifth of the cost, and `_format_time`'s text otherwise."""
-    if value.tzinfo is timezone.utc and value.microsecond:
-        return value
+    if type(value) is datetime and value.tzinfo is timezone.utc and value.microsecond:
+        return value  # (orjson refuses datetime subclasses)
     return _format_time(value)
 
 

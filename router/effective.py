@@ -37,7 +37,8 @@ How it is kept (the reasoning the incremental code relies on):
 
 Memory: labels, origins, locations and dataset ids of datasets are interned, datasets with
 equal own label/origin sets share one frozenset, and nodes without labels/origins hold no
-table at all. Edges are kept as the `Edge` values given (they hold the strings anyway).
+table at all. Edges are kept as given: `EdgeRow`s from a start-up snapshot, `Edge` values from
+the change feed (they hold the strings anyway).
 
 The index is not thread-safe: one owner (the router runtime, on its event loop) mutates and
 reads it.

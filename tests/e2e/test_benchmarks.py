@@ -25,7 +25,7 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(result.stdout[result.stdout.index('{\n "figures"'):])["figures"]
     for name in (
-        "Router.start (full read + index build)",
+        "Router.start (snapshot read + index build)",
         "Router.decide p50 (warm)",
         "Router.batch_decide (10,000 per call, logged)",
         "BatchDecide servicer (validation + wire encoding, logged)",

@@ -404,8 +404,13 @@ def test_times_are_rfc3339_utc_with_microseconds(moment: datetime) -> None:
 def test_a_decide_time_renders_as_format_time_says(moment: datetime, whole_second: bool) -> None:
     if whole_second:
         moment = moment.replace(microsecond=0)  # orjson would leave the fraction out
-    rendered = orjson.dumps({"time": decision_log._time_value(moment)}, option=orjson.OPT_UTC_Z)
-    assert rendered == orjson.dumps({"time": decision_log._format_time(moment)})
+    for value in (moment, LaterDatetime.fromisoformat(moment.isoformat())):  # orjson refuses subclasses
+        rendered = orjson.dumps({"time": decision_log._time_value(value)}, option=orjson.OPT_UTC_Z)
+        assert rendered == orjson.dumps({"time": decision_log._format_time(moment)})
+
+
+class LaterDatetime(datetime):
+    """A datetime subclass, as a test clock library might hand out."""
 
 
 def test_a_naive_time_is_refused() -> None:

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey, Field, label_matches
+from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey, EdgeRow, Field, label_matches
 from domicile.router.effective import UNDESCRIBED, EffectiveIndex
 
 DECLASSIFIERS = {"anonymize": ("PII",), "aggregate": ("PII", "FINANCIAL.PAYMENT")}
@@ -217,6 +217,32 @@ def test_apply_replays_a_change_feed_batch() -> None:
         ]
     )
     assert labels(index, "out") == {} and index.get("src") is None
+
+
+def test_a_snapshot_edge_survives_the_replay_of_an_older_versions_end() -> None:
+    # A paged snapshot may already hold the version of an edge that was ended and recorded
+    # again (same transform) after the snapshot's revision. Snapshot rows carry no record time,
+    # so the replayed end of the older version removes it -- and the replayed addition of the
+    # newer one, which comes after it in the feed, puts it back.
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    index = EffectiveIndex.from_snapshot(
+        [ds("src", ("PII",)).residency_row(), ds("out").residency_row()], [EdgeRow("src", "out", "job", "")], removes
+    )
+    assert labels(index, "out") == {"PII": ("src", "out")}
+    index.apply(
+        [
+            Change(2, ChangeKind.EDGE_ENDED, t1, edge=Edge("src", "out", "job", "", record_time=t0, end_time=t1)),
+            Change(3, ChangeKind.EDGE_ADDED, t1, edge=Edge("src", "out", "job", "", record_time=t1)),
+        ]
+    )
+    assert labels(index, "out") == {"PII": ("src", "out")}
+    # And the end of the version the snapshot held removes it.
+    index = EffectiveIndex.from_snapshot(
+        [ds("src", ("PII",)).residency_row(), ds("out").residency_row()], [EdgeRow("src", "out", "job", "")], removes
+    )
+    index.apply([Change(2, ChangeKind.EDGE_ENDED, t1, edge=Edge("src", "out", "job", "", record_time=t0, end_time=t1))])
+    assert labels(index, "out") == {}
 
 
 def test_apply_rejects_a_change_without_its_payload_after_propagating_the_ones_before() -> None:

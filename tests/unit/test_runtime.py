@@ -197,15 +197,19 @@ async def test_start_reads_every_page_and_repairs_writes_made_during_the_read(tm
 async def test_start_applies_what_changed_after_the_snapshot(tmp_path):
     app = await make_app(tmp_path)
     store = app.store.inner
-    for name in "abc":
+    for name in "abce":
         await store.upsert_dataset(Dataset.create(f"s3://{name}"))
     await store.record_lineage(Run("j", "r1"), [EdgeKey("s3://a", "s3://c", "j")])
+    await store.record_lineage(Run("m", "r1"), [EdgeKey("s3://a", "s3://e", "m")])
 
     async def write_after_snapshot() -> None:
         await store.upsert_dataset(Dataset.create("s3://a", classifications=["PII"], origins=["DE"]))
         await store.delete_dataset("s3://b")
         await store.record_lineage(Run("k", "r2"), [EdgeKey("s3://a", "s3://d", "k")])
         await store.end_edges([EdgeKey("s3://a", "s3://c", "j")])
+        # Ended and recorded again with the same transform: a new version of a snapshot edge.
+        await store.end_edges([EdgeKey("s3://a", "s3://e", "m")])
+        await store.record_lineage(Run("m", "r2"), [EdgeKey("s3://a", "s3://e", "m")])
 
     app.store.after_snapshot = write_after_snapshot
     router = await Router.start(app)
@@ -218,6 +222,9 @@ async def test_start_applies_what_changed_after_the_snapshot(tmp_path):
         assert (await router.decide("s3://d", Operation.STORE, US)).outcome is Outcome.DENY
         assert (await router.decide("s3://b", Operation.STORE, US)).reasons[0].code is ReasonCode.UNKNOWN_DATASET
         assert (await router.decide("s3://c", Operation.STORE, US)).outcome is Outcome.ALLOW  # edge ended
+        assert [r.rule_id for r in (await router.decide("s3://e", Operation.STORE, US)).reasons] == [
+            "gdpr-personal-data"
+        ]
     finally:
         await router.close()
         await app.store.close()
