@@ -731,7 +731,7 @@ class DecisionLog:
     # ---- writing ---------------------------------------------------------------------
 
     def append(
-        self, decision: Decision, context: Mapping[str, str] | None = None, *, kind: str = "decide", policy_hash: str = ""
+        self, decision: Decision, context: Mapping[str, str] | None = None, kind: str = "decide", policy_hash: str = ""
     ) -> int:
         """Queue `decision` (with optional `context` facts) for the log; returns its number
         among the entries appended since `open` (from 1).

@@ -220,6 +220,7 @@ class Router:
         # replicas without the cost of a uuid per decision.
         self._ids = map(f"{os.urandom(6).hex()}%010x".__mod__, itertools.count(1))
         self._built_view = index.built_view
+        self._log_append = decision_log.append
         self._closed = False
         self._views_frozen = 0  # index views built when the collector last froze the heap
 
@@ -540,7 +541,7 @@ class Router:
                 self._revision, now, current_principal(),
             ),
         )
-        self._log.append(decision, None, kind="decide", policy_hash=policy.content_hash)
+        self._log_append(decision, None, "decide", policy.content_hash)
         if self._durable_log:
             await self._log.flush()
         return decision
