@@ -298,7 +298,7 @@ class CompiledPolicy:
 
     # -- decisions -----------------------------------------------------------------------------
 
-    def decide(self, attrs: EffectiveAttributes, op: Operation, region: str, *, now: datetime) -> Verdict:
+    def decide(self, attrs: EffectiveAttributes, op: Operation, region: str, now: datetime) -> Verdict:
         """The policy's verdict for `op` on a dataset with these effective attributes in
         `region`, at time `now` (timezone-aware; decides which exemptions are unexpired).
 

@@ -70,7 +70,7 @@ from domicile.router.types import (
     ReasonCode,
     Verdict,
 )
-from domicile.security.context import current_principal
+from domicile.security.context import current_caller, current_principal
 
 if TYPE_CHECKING:
     from domicile.app import App
@@ -530,7 +530,7 @@ class Router:
         if attrs is not None:
             # The engine rejects an unknown region itself (INVALID_ARGUMENT, field `region`),
             # before deciding anything: no second lookup of the region here.
-            outcome, allowed_regions, reasons = policy.decide(attrs, op, region, now=now)
+            outcome, allowed_regions, reasons = policy.decide(attrs, op, region, now)
         else:  # stale, or an unknown dataset: the region must still be valid
             self._check_region(region)
             outcome, allowed_regions, reasons = self._verdict(dataset_id, op, region, now, self._stale_reason())
@@ -538,7 +538,7 @@ class Router:
             Decision,
             (
                 next(self._ids), outcome, dataset_id, op, region, allowed_regions, reasons, policy.version,
-                self._revision, now, current_principal(),
+                self._revision, now, "" if (caller := current_caller.get()) is None else caller.principal,
             ),
         )
         self._log_append(decision, None, "decide", policy.content_hash)
@@ -572,7 +572,7 @@ class Router:
             for dataset_id, op, region in requests:
                 attrs = None if stale else (built(dataset_id) or get(dataset_id))
                 if attrs is not None:
-                    outcome, allowed_regions, reasons = decide(attrs, op, region, now=now)
+                    outcome, allowed_regions, reasons = decide(attrs, op, region, now)
                 else:
                     outcome, allowed_regions, reasons = verdict_of(dataset_id, op, region, now, stale)
                 decisions.append(
