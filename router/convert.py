@@ -48,8 +48,8 @@ _LINEAGE_PATH = b"\x22"  # Reason.lineage_path = 4
 
 
 def _varint(value: int) -> bytes:
-    if value < 0x80:
-        return _SMALL[value]
+    if value < _TABLE_LIMIT:
+        return _VARINTS[value]
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
@@ -58,13 +58,17 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-_SMALL = [bytes((n,)) for n in range(0x80)]
+# Every one- and two-byte varint (values below 16,384: every length of a decision or a string
+# field here but the rarest), looked up instead of computed.
+_TABLE_LIMIT = 1 << 14
+_VARINTS = [bytes((n,)) for n in range(0x80)] + [bytes((n & 0x7F | 0x80, n >> 7)) for n in range(0x80, _TABLE_LIMIT)]
 
 
 def _string(tag: bytes, value: str) -> bytes:
     """A string field (empty ones too: a parser reads them as the default they are)."""
     data = value.encode("utf-8")
-    return tag + _varint(len(data)) + data
+    size = len(data)
+    return b"".join((tag, _VARINTS[size] if size < _TABLE_LIMIT else _varint(size), data))
 
 
 class DecisionEncoder:
@@ -105,7 +109,7 @@ class DecisionEncoder:
 
     def encode_batch(self, decisions: Iterable[Decision]) -> bytes:
         """The serialized BatchDecideResponse of `decisions` (see the module docstring)."""
-        varint, small, operation = _varint, _SMALL, _OPERATION
+        varint, table, limit, operation = _varint, _VARINTS, _TABLE_LIMIT, _OPERATION
         verdict, context, reason_texts = self._verdict_fragment, self._context_fragment, self._reason_texts
         path_field, region_field = self._path_field, self._region_field
         parts = []
@@ -113,10 +117,10 @@ class DecisionEncoder:
             id_ = decision.decision_id.encode("utf-8")
             dataset = decision.dataset_id.encode("utf-8")
             size = len(id_)
-            body = [_DECISION_ID, small[size] if size < 0x80 else varint(size), id_]
+            body = [_DECISION_ID, table[size] if size < limit else varint(size), id_]
             size = len(dataset)
             body += (
-                _DATASET_ID, small[size] if size < 0x80 else varint(size), dataset, operation[decision.operation],
+                _DATASET_ID, table[size] if size < limit else varint(size), dataset, operation[decision.operation],
                 region_field.get(decision.region) or self._new_region_field(decision.region),
                 verdict(decision.outcome, decision.allowed_regions), context(decision),
             )
@@ -126,10 +130,10 @@ class DecisionEncoder:
                 cached = path_field.get(id(steps))
                 path = cached[1] if cached is not None and cached[0] is steps else self._new_path_field(steps)
                 size = len(head) + len(path) + len(tail)
-                body += (_REASON, small[size] if size < 0x80 else varint(size), head, path, tail)
+                body += (_REASON, table[size] if size < limit else varint(size), head, path, tail)
             encoded = b"".join(body)
             size = len(encoded)
-            parts += (_BATCH_DECISION, small[size] if size < 0x80 else varint(size), encoded)
+            parts += (_BATCH_DECISION, table[size] if size < limit else varint(size), encoded)
         return b"".join(parts)
 
     def _new_region_field(self, region: str) -> bytes:
