@@ -402,16 +402,21 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
     gc.collect()
 
 
-async def run_client(port: int, mode: str, questions_file: Path, rate: int, seconds: float, concurrency: int) -> dict:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--client", mode, "--port", str(port), "--questions", str(questions_file),
-        "--rate", str(rate), "--seconds", str(seconds), "--concurrency", str(concurrency),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out, _ = await proc.communicate()
+async def run_json(what: str, *argv: str) -> dict:
+    """Run a client process to its end and return the JSON it prints; RuntimeError with the
+    tail of its stderr when it fails."""
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
     if proc.returncode != 0:
-        raise RuntimeError(f"client {mode} failed ({proc.returncode})")
+        raise RuntimeError(f"{what} failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")
     return json.loads(out)
+
+
+async def run_client(port: int, mode: str, questions_file: Path, rate: int, seconds: float, concurrency: int) -> dict:
+    return await run_json(
+        f"client {mode}", sys.executable, __file__, "--client", mode, "--port", str(port), "--questions",
+        str(questions_file), "--rate", str(rate), "--seconds", str(seconds), "--concurrency", str(concurrency),
+    )
 
 
 async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
@@ -525,16 +530,11 @@ async def bench_loadgen(loadgen: Path, port: int, ids: list[str], report: Report
         for d, op, r in questions(ids, 20_000, args.seed + 2):
             message = residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r).SerializeToString()
             out.write(len(message).to_bytes(4, "big") + message)
-    proc = await asyncio.create_subprocess_exec(
-        str(loadgen), "-target", f"127.0.0.1:{port}", "-requests", str(data), "-rate", str(args.rate),
-        "-duration", f"{args.seconds:g}s", "-warmup", "2s",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
     with GcPauses() as pauses:
-        out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"loadgen failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")
-    result = json.loads(out)
+        result = await run_json(
+            "loadgen", str(loadgen), "-target", f"127.0.0.1:{port}", "-requests", str(data), "-rate", str(args.rate),
+            "-duration", f"{args.seconds:g}s", "-warmup", "2s",
+        )
     report.line(f"{label}: unary Decide p50 at {args.rate:,} req/s", result["p50_ms"], "ms")
     report.line(f"{label}: unary Decide p99 at {args.rate:,} req/s", result["p99_ms"], "ms", "unary_p99_ms")
     report.line(f"  {label}: p99.9 / slowest", result["p999_ms"], f"ms / {result['max_ms']:.2f} ms")
@@ -561,18 +561,13 @@ async def bench_ghz(ghz: Path, port: int, ids: list[str], report: Report, args, 
         [{"dataset_id": d, "operation": names[op], "region": r} for d, op, r in questions(ids, 20_000, args.seed + 2)]
     ))
     warmup = 2 * args.rate  # two seconds' worth, not counted
-    proc = await asyncio.create_subprocess_exec(
-        str(ghz), "--insecure", "--proto", str(ROOT / "protos" / "domicile" / "v1" / "residency.proto"),
+    result = await run_json(
+        "ghz", str(ghz), "--insecure", "--proto", str(ROOT / "protos" / "domicile" / "v1" / "residency.proto"),
         "--import-paths", str(ROOT / "protos"), "--call", "domicile.v1.ResidencyService.Decide",
         "--data-file", str(data), "--rps", str(args.rate), "--async", "--concurrency", "16", "--connections", "1",
         "--duration", f"{args.seconds + 2:g}s", "--duration-stop", "wait",  # let the last calls finish
         "--skipFirst", str(warmup), "--format", "json", f"127.0.0.1:{port}",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"ghz failed ({proc.returncode}): {err.decode(errors='replace')[-500:]}")
-    result = json.loads(out)
     percentiles = {item["percentage"]: item["latency"] / 1e6 for item in result["latencyDistribution"]}
     report.line(f"{label}: unary Decide p50 at {args.rate:,} req/s", percentiles[50], "ms")
     report.line(f"{label}: unary Decide p99 at {args.rate:,} req/s", percentiles[99], "ms", "unary_p99_ms")

@@ -99,7 +99,7 @@ class Dataset:
     ) -> Dataset:
         """Builds a normalized dataset: label/origin/location sets sorted and de-duplicated.
         The store-managed fields are for stores building what they read (in one construction:
-        stores read every dataset at router start-up)."""
+        a listing builds thousands)."""
         return Dataset(
             id=id,
             name=name,

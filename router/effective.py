@@ -159,13 +159,6 @@ class EffectiveIndex:
         self._views[dataset_id] = view
         return view
 
-    @property
-    def built_view(self) -> Callable[[str], EffectiveAttributes | None]:
-        """A lookup of the views `get` has already built (None for any other id: ask `get`),
-        for callers that save `get`'s call on every decision; it stays valid for the index's
-        life."""
-        return self._views.get
-
     def __contains__(self, dataset_id: object) -> bool:
         return dataset_id in self._own
 

@@ -70,7 +70,7 @@ from domicile.router.types import (
     ReasonCode,
     Verdict,
 )
-from domicile.security.context import current_caller, current_principal
+from domicile.security.context import current_principal
 
 if TYPE_CHECKING:
     from domicile.app import App
@@ -219,7 +219,6 @@ class Router:
         # Decision ids: a random per-process prefix and a counter, unique across restarts and
         # replicas without the cost of a uuid per decision.
         self._ids = map(f"{os.urandom(6).hex()}%010x".__mod__, itertools.count(1))
-        self._built_view = index.built_view
         self._log_append = decision_log.append
         self._closed = False
         self._views_frozen = 0  # index views built when the collector last froze the heap
@@ -524,9 +523,7 @@ class Router:
         now = self._clock()
         attrs = None
         if self._revision >= self._required_revision and time.monotonic() - self._confirmed_at <= self._staleness_bound:
-            attrs = self._built_view(dataset_id)  # the common case, without `get`'s call
-            if attrs is None:
-                attrs = self._index.get(dataset_id)
+            attrs = self._index.get(dataset_id)
         if attrs is not None:
             # The engine rejects an unknown region itself (INVALID_ARGUMENT, field `region`),
             # before deciding anything: no second lookup of the region here.
@@ -538,7 +535,7 @@ class Router:
             Decision,
             (
                 next(self._ids), outcome, dataset_id, op, region, allowed_regions, reasons, policy.version,
-                self._revision, now, "" if (caller := current_caller.get()) is None else caller.principal,
+                self._revision, now, current_principal(),
             ),
         )
         self._log_append(decision, None, "decide", policy.content_hash)
@@ -559,7 +556,7 @@ class Router:
         stale = self._stale_reason()
         caller = current_principal()
         # `decide`'s inlined path, with everything shared by the batch looked up once.
-        decide, get, built, verdict_of = policy.decide, self._index.get, self._built_view, self._verdict
+        decide, get, verdict_of = policy.decide, self._index.get, self._verdict
         version, revision, ids = policy.version, self._revision, self._ids
         decisions = []
         # A batch allocates a few objects per decision that all stay alive until written to
@@ -570,7 +567,7 @@ class Router:
         gc.disable()
         try:
             for dataset_id, op, region in requests:
-                attrs = None if stale else (built(dataset_id) or get(dataset_id))
+                attrs = None if stale else get(dataset_id)
                 if attrs is not None:
                     outcome, allowed_regions, reasons = decide(attrs, op, region, now)
                 else:

@@ -11,17 +11,17 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from domicile.catalog.model import (
     MAX_ID_BYTES,
     DatasetFilter,
     EdgeKey,
     EdgeRow,
+    Page,
     PageRequest,
-    ResidencyRow,
     ResidencySnapshot,
     Run,
     to_micros,
@@ -30,6 +30,8 @@ from domicile.errors import FieldErrors, invalid_field
 
 if TYPE_CHECKING:
     from domicile.catalog.store import GraphStore
+
+T = TypeVar("T")
 
 
 def check_id(dataset_id: str, field_path: str) -> None:
@@ -117,20 +119,23 @@ async def snapshot_from_pages(store: GraphStore) -> ResidencySnapshot:
     every page of datasets and of edges (each page a read of its own: a change made meanwhile
     may show, which the revision read first allows)."""
     revision = await store.revision()
-    datasets: list[ResidencyRow] = []
+    described = DatasetFilter(include_placeholders=False)
+    datasets = await _every_item(lambda page: store.list_datasets(described, page))
+    edges = await _every_item(store.list_edges)
+    return ResidencySnapshot(
+        revision,
+        [dataset.residency_row() for dataset in datasets],
+        [EdgeRow(e.input, e.output, e.job, e.transform) for e in edges],
+    )
+
+
+async def _every_item(list_page: Callable[[PageRequest], Awaitable[Page[T]]]) -> list[T]:
+    """Every item of a paged listing, `SNAPSHOT_PAGE_SIZE` at a time."""
+    items: list[T] = []
     page = PageRequest(size=SNAPSHOT_PAGE_SIZE)
     while True:
-        result = await store.list_datasets(DatasetFilter(include_placeholders=False), page)
-        datasets.extend(dataset.residency_row() for dataset in result.items)
+        result = await list_page(page)
+        items.extend(result.items)
         if not result.next_token:
-            break
+            return items
         page = PageRequest(size=SNAPSHOT_PAGE_SIZE, token=result.next_token)
-    edges: list[EdgeRow] = []
-    page = PageRequest(size=SNAPSHOT_PAGE_SIZE)
-    while True:
-        listed = await store.list_edges(page)
-        edges.extend(EdgeRow(e.input, e.output, e.job, e.transform) for e in listed.items)
-        if not listed.next_token:
-            break
-        page = PageRequest(size=SNAPSHOT_PAGE_SIZE, token=listed.next_token)
-    return ResidencySnapshot(revision, datasets, edges)

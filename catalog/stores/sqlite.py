@@ -1119,7 +1119,7 @@ def _encode(content: dict[str, Any]) -> str:
 def _dataset_from_row(row: Sequence[Any]) -> Dataset:
     revision, valid_from, create_time, updated_by, body = row
     return hf.dataset_from_content(
-        orjson.loads(body),  # every dataset is read at router start-up: the faster decoder
+        orjson.loads(body),  # listings read thousands of datasets: the faster decoder
         revision=revision,
         create_time=from_micros(create_time),
         update_time=from_micros(valid_from),
