@@ -96,6 +96,11 @@ import orjson
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
+try:  # the C line renderer, built by `pip install` where a compiler exists (router/_logline.c)
+    from domicile.router import _logline as _native
+except ImportError:  # pragma: no cover - the pure-Python renderer gives the same bytes
+    _native = None
+
 log = logging.getLogger(__name__)
 
 ZERO_HASH = "0" * 64
@@ -257,26 +262,70 @@ class _LineBuilder:
     def _new_request(self, shared: tuple[Any, ...]) -> None:
         """Start a request entry for decisions sharing (caller, revision, context, kind, policy
         hash, policy version)."""
-        caller, revision, context, kind, policy_hash, version = self._shared = shared
+        self._shared = shared
         self._group = []
-        head: dict[str, Any] = {"caller": caller, "catalog_revision": revision}
-        if context:
-            head["context"] = dict(sorted(context.items()))
-        tail = {"kind": kind, "policy_hash": policy_hash, "policy_version": version}
-        self._requests.append((orjson.dumps(head)[:-1], self._group, orjson.dumps(tail)[1:]))
+        head, tail = _request_parts(shared)
+        self._requests.append((head, self._group, tail))
 
-    def seal(self, seq: int, prev_hash: str) -> tuple[bytes, str]:
-        requests = b",".join(
-            [b"".join((head, b',"decisions":[', b",".join(group), b"],", tail)) for head, group, tail in self._requests]
+    def parts(self) -> _LineParts:
+        """What `_line` assembles: as `_logline.render` returns it."""
+        requests = [(head, b",".join(group), tail) for head, group, tail in self._requests]
+        return self.ids, requests, self._region_sets, self._reasons
+
+
+# A line's content before assembly: its decision ids; (head, decisions joined by ",", tail) per
+# request entry; its region sets; its reasons.
+_LineParts = tuple[list[str], list[tuple[bytes, bytes, bytes]], list[tuple[str, ...]], list[dict[str, str]]]
+
+
+def _request_parts(shared: tuple[Any, ...]) -> tuple[bytes, bytes]:
+    """A request entry's JSON before and after its "decisions", for its (caller, revision,
+    context, kind, policy hash, policy version): `{"caller":...,"catalog_revision":...` and
+    `"kind":...,"policy_hash":...,"policy_version":...}` (keys sorted)."""
+    caller, revision, context, kind, policy_hash, version = shared
+    head: dict[str, Any] = {"caller": caller, "catalog_revision": revision}
+    if context:
+        head["context"] = dict(sorted(context.items()))
+    tail = {"kind": kind, "policy_hash": policy_hash, "policy_version": version}
+    return orjson.dumps(head)[:-1], orjson.dumps(tail)[1:]
+
+
+def _render_line(entries: list[_Queued], start: int, stop: int) -> _LineParts:
+    """The parts of the line holding `entries[start:stop]`: by the C renderer when it is built
+    and takes them, else by `_LineBuilder` (the reference; both give the same bytes)."""
+    if _native is not None:
+        parts = _native.render(entries, start, stop, _request_parts, _format_time)
+        if parts is not None:
+            return parts
+    return _render_python(entries, start, stop)
+
+
+def _render_python(entries: list[_Queued], start: int, stop: int) -> _LineParts:
+    """`_render_line` by `_LineBuilder`."""
+    builder = _LineBuilder()
+    add = builder.add
+    time_of: datetime | None = None
+    time_text: datetime | str = ""
+    for decision, context, kind, policy_hash in entries[start:stop]:
+        # Decisions of one request share their decide time: format it once.
+        if decision.decide_time is not time_of:
+            time_of, time_text = decision.decide_time, _time_value(decision.decide_time)
+        add(decision, context, kind, policy_hash, time_text)
+    return builder.parts()
+
+
+def _line(parts: _LineParts, seq: int, prev_hash: str) -> tuple[bytes, str]:
+    """The sealed line (and its hash) for a line's parts."""
+    _, requests, region_sets, reasons = parts
+    canonical = b"".join(
+        (
+            b'{"prev_hash":', orjson.dumps(prev_hash), b',"reasons":', orjson.dumps(reasons),
+            b',"region_sets":', orjson.dumps(region_sets), b',"requests":[',
+            b",".join([b"".join((head, b',"decisions":[', body, b"],", tail)) for head, body, tail in requests]),
+            b'],"seq":', str(seq).encode("ascii"), b"}",
         )
-        canonical = b"".join(
-            (
-                b'{"prev_hash":', orjson.dumps(prev_hash), b',"reasons":', orjson.dumps(self._reasons),
-                b',"region_sets":', orjson.dumps(self._region_sets), b',"requests":[', requests,
-                b'],"seq":', str(seq).encode("ascii"), b"}",
-            )
-        )
-        return _seal(canonical)
+    )
+    return _seal(canonical)
 
 
 def _seal(canonical: bytes) -> tuple[bytes, str]:
@@ -905,21 +954,13 @@ class DecisionLog:
         line_ids: list[list[str]] = []
         line_offsets: list[int] = []
         offset = self._size
-        time_of: datetime | None = None
-        time_text: datetime | str = ""
         step = self._line_decisions
         for start in range(0, len(batch), step):
-            builder = _LineBuilder()
-            add = builder.add
-            for decision, context, kind, policy_hash in batch[start : start + step]:
-                # Decisions of one request share their decide time: format it once.
-                if decision.decide_time is not time_of:
-                    time_of, time_text = decision.decide_time, _time_value(decision.decide_time)
-                add(decision, context, kind, policy_hash, time_text)
+            parts = _render_line(batch, start, min(start + step, len(batch)))
             seq += 1
-            line, prev_hash = builder.seal(seq, prev_hash)
+            line, prev_hash = _line(parts, seq, prev_hash)
             lines.append(line)
-            line_ids.append(builder.ids)
+            line_ids.append(parts[0])
             line_offsets.append(offset)
             offset += len(line)
         data = memoryview(b"".join(lines))

@@ -378,7 +378,7 @@ async def test_a_batch_is_split_into_lines_that_share_region_sets(tmp_path: Path
 def test_a_line_with_a_correct_hash_but_dangling_references_is_refused(tmp_path: Path, damage, problem) -> None:
     builder = decision_log._LineBuilder()
     builder.add(decision(1), None, "decide", "", "2026-11-30T04:00:00.000000Z")
-    body = json.loads(builder.seal(1, ZERO_HASH)[0])
+    body = json.loads(decision_log._line(builder.parts(), 1, ZERO_HASH)[0])
     del body["hash"]
     damage(body)
     line, _ = decision_log._seal(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
@@ -439,7 +439,7 @@ def test_a_sealed_line_is_canonical_and_reads_back(strings, path, context, seq, 
     )
     builder = decision_log._LineBuilder()
     builder.add(d, context, kind, "ff" * 32, decision_log._time_value(d.decide_time))
-    line, digest = builder.seal(seq, ZERO_HASH)
+    line, digest = decision_log._line(builder.parts(), seq, ZERO_HASH)
     body = json.loads(line)
     assert body.pop("hash") == digest
     assert line.startswith(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)[:-1])

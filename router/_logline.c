@@ -1,0 +1,730 @@
+/* The decision log's line renderer in C: what `decision_log._LineBuilder.add` does for every
+ * decision of a line, without a Python dict and an orjson call per decision.
+ *
+ * render(entries, start, stop, request_parts, format_time)
+ *     entries        list of (decision, context, kind, policy_hash), the log's queue
+ *     start, stop    the slice of `entries` that makes one line
+ *     request_parts  decision_log._request_parts: (caller, revision, context, kind,
+ *                    policy_hash, policy_version) -> (head bytes, tail bytes)
+ *     format_time    decision_log._format_time, for a decide time that is not an exact
+ *                    `datetime` in `timezone.utc`
+ *
+ * returns (ids, requests, region_sets, reasons) exactly as `_LineBuilder.parts()` does: the
+ * decision ids in order; (head, decisions joined by ",", tail) per request entry; the line's
+ * distinct allowed-region tuples; its distinct reasons as dicts. Returns None, having changed
+ * nothing, when an entry is not of the shapes the router appends (a Decision tuple of str
+ * fields, Enum members with str values, tuples of str): the caller then renders the line with
+ * `_LineBuilder`, which is the reference. tests/unit/test_decision_log_native.py holds the two
+ * byte-for-byte equal.
+ *
+ * Strings are written as orjson writes them: UTF-8, `"` and `\` escaped, control characters as
+ * \b \t \n \f \r or \u00XX (lower-case hex), nothing else escaped. A string that is not valid
+ * Unicode (a lone surrogate) raises, as orjson does.
+ *
+ * Runs holding the interpreter lock (it reads Python objects throughout).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <datetime.h>
+#include <stdint.h>
+#include <string.h>
+
+#define UNSUPPORTED (-2) /* an input shape this renderer leaves to Python */
+
+/* Field positions in router.types.Decision and Reason (NamedTuples). */
+enum { D_ID, D_OUTCOME, D_DATASET, D_OPERATION, D_REGION, D_ALLOWED, D_REASONS, D_VERSION, D_REVISION, D_TIME,
+       D_CALLER, D_FIELDS };
+enum { R_CODE, R_MESSAGE, R_RULE_ID, R_CITATION, R_PATH, R_FIELDS };
+
+static PyObject *s_value_;   /* "_value_" */
+static PyObject *s_citation, *s_code, *s_message, *s_rule_id;
+
+/* ---- a growable byte buffer ------------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int
+buf_reserve(Buf *b, Py_ssize_t extra)
+{
+    if (b->len + extra <= b->cap)
+        return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 8192;
+    while (cap < b->len + extra) {
+        if (cap > PY_SSIZE_T_MAX / 2) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cap *= 2;
+    }
+    char *data = PyMem_Realloc(b->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int
+buf_put(Buf *b, const char *s, Py_ssize_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* `s` must be a string literal (its size is taken). */
+#define BUF_LITERAL(b, s) buf_put((b), ("" s), (Py_ssize_t)(sizeof(s) - 1))
+
+/* A non-negative index in decimal (by hand, as the time below: snprintf took a third of the time). */
+static int
+buf_index(Buf *b, Py_ssize_t value)
+{
+    char digits[24];
+    char *end = digits + sizeof digits, *p = end;
+    size_t v = (size_t)value;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return buf_put(b, p, end - p);
+}
+
+/* Bytes that a JSON string must escape: control characters, '"' and '\\'. */
+static unsigned char needs_escape[256];
+
+/* A str as a JSON string, as orjson renders it. */
+static int
+buf_str(Buf *b, PyObject *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!PyUnicode_Check(s))
+        return UNSUPPORTED;
+    Py_ssize_t n;
+    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
+    if (u == NULL)
+        return -1;
+    if (n > (PY_SSIZE_T_MAX - 2) / 6 || buf_reserve(b, 6 * n + 2) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_NoMemory();
+        return -1;
+    }
+    char *out = b->data + b->len;
+    *out++ = '"';
+    Py_ssize_t run = 0; /* start of the bytes not copied yet */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)u[i];
+        if (!needs_escape[c])
+            continue;
+        memcpy(out, u + run, i - run);
+        out += i - run;
+        run = i + 1;
+        *out++ = '\\';
+        switch (c) {
+        case '"': *out++ = '"'; break;
+        case '\\': *out++ = '\\'; break;
+        case '\b': *out++ = 'b'; break;
+        case '\t': *out++ = 't'; break;
+        case '\n': *out++ = 'n'; break;
+        case '\f': *out++ = 'f'; break;
+        case '\r': *out++ = 'r'; break;
+        default:
+            *out++ = 'u';
+            *out++ = '0';
+            *out++ = '0';
+            *out++ = hex[c >> 4];
+            *out++ = hex[c & 0xf];
+        }
+    }
+    memcpy(out, u + run, n - run);
+    out += n - run;
+    *out++ = '"';
+    b->len = out - b->data;
+    return 0;
+}
+
+/* ---- identity tables: object address -> small int, for objects the entries keep alive ---- */
+
+typedef struct {
+    PyObject **keys;
+    Py_ssize_t *values;
+    Py_ssize_t size, used; /* size: a power of two */
+} PtrTable;
+
+static Py_ssize_t
+ptr_slot(const PtrTable *t, PyObject *key)
+{
+    size_t mask = (size_t)t->size - 1;
+    size_t i = (size_t)(((uint64_t)(uintptr_t)key * 11400714819323198485ull) >> 32) & mask;
+    while (t->keys[i] != NULL && t->keys[i] != key)
+        i = (i + 1) & mask;
+    return (Py_ssize_t)i;
+}
+
+static int
+ptr_init(PtrTable *t, Py_ssize_t size)
+{
+    t->keys = PyMem_Calloc(size, sizeof(PyObject *));
+    t->values = PyMem_Calloc(size, sizeof(Py_ssize_t));
+    t->size = size;
+    t->used = 0;
+    if (t->keys == NULL || t->values == NULL) {
+        PyMem_Free(t->keys);
+        PyMem_Free(t->values);
+        t->keys = NULL;
+        t->values = NULL;
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void
+ptr_free(PtrTable *t)
+{
+    PyMem_Free(t->keys);
+    PyMem_Free(t->values);
+    t->keys = NULL;
+    t->values = NULL;
+}
+
+/* The value for `key`, or -1 when absent. */
+static Py_ssize_t
+ptr_get(const PtrTable *t, PyObject *key)
+{
+    Py_ssize_t i = ptr_slot(t, key);
+    return t->keys[i] == NULL ? -1 : t->values[i];
+}
+
+static int
+ptr_set(PtrTable *t, PyObject *key, Py_ssize_t value)
+{
+    if (2 * (t->used + 1) > t->size) {
+        PtrTable grown;
+        if (ptr_init(&grown, 2 * t->size) < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < t->size; i++) {
+            if (t->keys[i] != NULL) {
+                Py_ssize_t j = ptr_slot(&grown, t->keys[i]);
+                grown.keys[j] = t->keys[i];
+                grown.values[j] = t->values[i];
+            }
+        }
+        grown.used = t->used;
+        ptr_free(t);
+        *t = grown;
+    }
+    Py_ssize_t i = ptr_slot(t, key);
+    if (t->keys[i] == NULL) {
+        t->keys[i] = key;
+        t->used++;
+    }
+    t->values[i] = value;
+    return 0;
+}
+
+/* Reasons by identity: (code member, message, rule_id, citation) objects -> reason index.
+ * The engine hands out the same message object for every decision denied by one rule in one
+ * region, so this settles nearly every reason without building its key tuple. */
+
+typedef struct {
+    PyObject *key[4];
+    Py_ssize_t index;
+} ReasonSlot;
+
+typedef struct {
+    ReasonSlot *slots;
+    Py_ssize_t size, used; /* size: a power of two */
+} ReasonTable;
+
+static size_t
+reason_hash(PyObject *const *key)
+{
+    uint64_t h = 0;
+    for (int i = 0; i < 4; i++)
+        h = (h ^ (uint64_t)(uintptr_t)key[i]) * 11400714819323198485ull;
+    return (size_t)(h >> 32);
+}
+
+static Py_ssize_t
+reason_slot(const ReasonTable *t, PyObject *const *key)
+{
+    size_t mask = (size_t)t->size - 1, i = reason_hash(key) & mask;
+    while (t->slots[i].key[0] != NULL && memcmp(t->slots[i].key, key, sizeof t->slots[i].key) != 0)
+        i = (i + 1) & mask;
+    return (Py_ssize_t)i;
+}
+
+static int
+reasons_init(ReasonTable *t, Py_ssize_t size)
+{
+    t->slots = PyMem_Calloc(size, sizeof(ReasonSlot));
+    t->size = size;
+    t->used = 0;
+    if (t->slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static int
+reasons_set(ReasonTable *t, PyObject *const *key, Py_ssize_t index)
+{
+    if (2 * (t->used + 1) > t->size) {
+        ReasonTable grown;
+        if (reasons_init(&grown, 2 * t->size) < 0)
+            return -1;
+        for (Py_ssize_t i = 0; i < t->size; i++) {
+            if (t->slots[i].key[0] != NULL)
+                grown.slots[reason_slot(&grown, t->slots[i].key)] = t->slots[i];
+        }
+        grown.used = t->used;
+        PyMem_Free(t->slots);
+        *t = grown;
+    }
+    ReasonSlot *slot = &t->slots[reason_slot(t, key)];
+    if (slot->key[0] == NULL)
+        t->used++;
+    memcpy(slot->key, key, sizeof slot->key);
+    slot->index = index;
+    return 0;
+}
+
+/* ---- one line ----------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *ids, *requests, *region_sets, *reasons; /* the results (lists) */
+    PyObject *set_by_value, *reason_index;            /* dicts: tuple -> index */
+    PtrTable set_by_id;
+    ReasonTable reason_by_id;
+    PyObject *shared;          /* the current request entry's key tuple, or NULL */
+    PyObject *head, *tail;     /* its rendered parts */
+    Buf group;                 /* its decisions so far, joined by "," */
+    PyObject *time_of;         /* the last decide time seen (borrowed), and its text */
+    char time_text[64];
+    Py_ssize_t time_len;
+    PyObject *enum_keys[4];    /* Enum member -> its str value (borrowed, small cache) */
+    PyObject *enum_values[4];
+} Line;
+
+static int
+line_init(Line *line)
+{
+    memset(line, 0, sizeof *line);
+    line->ids = PyList_New(0);
+    line->requests = PyList_New(0);
+    line->region_sets = PyList_New(0);
+    line->reasons = PyList_New(0);
+    line->set_by_value = PyDict_New();
+    line->reason_index = PyDict_New();
+    if (!line->ids || !line->requests || !line->region_sets || !line->reasons || !line->set_by_value
+        || !line->reason_index)
+        return -1;
+    if (ptr_init(&line->set_by_id, 64) < 0 || reasons_init(&line->reason_by_id, 64) < 0)
+        return -1;
+    return 0;
+}
+
+static void
+line_clear(Line *line)
+{
+    Py_CLEAR(line->ids);
+    Py_CLEAR(line->requests);
+    Py_CLEAR(line->region_sets);
+    Py_CLEAR(line->reasons);
+    Py_CLEAR(line->set_by_value);
+    Py_CLEAR(line->reason_index);
+    ptr_free(&line->set_by_id);
+    PyMem_Free(line->reason_by_id.slots);
+    line->reason_by_id.slots = NULL;
+    Py_CLEAR(line->shared);
+    Py_CLEAR(line->head);
+    Py_CLEAR(line->tail);
+    PyMem_Free(line->group.data);
+    line->group.data = NULL;
+    for (int i = 0; i < 4; i++)
+        Py_CLEAR(line->enum_values[i]);
+}
+
+/* The current request entry, finished: (head, its decisions, tail) onto `requests`. */
+static int
+finish_group(Line *line)
+{
+    if (line->shared == NULL)
+        return 0;
+    PyObject *body = PyBytes_FromStringAndSize(line->group.data, line->group.len);
+    if (body == NULL)
+        return -1;
+    PyObject *part = PyTuple_Pack(3, line->head, body, line->tail);
+    Py_DECREF(body);
+    if (part == NULL)
+        return -1;
+    int failed = PyList_Append(line->requests, part);
+    Py_DECREF(part);
+    line->group.len = 0;
+    return failed;
+}
+
+/* An Enum member's str value, as `member._value_`. */
+static int
+put_enum(Line *line, Buf *b, PyObject *member)
+{
+    for (int i = 0; i < 4 && line->enum_keys[i] != NULL; i++) {
+        if (line->enum_keys[i] == member)
+            return buf_str(b, line->enum_values[i]);
+    }
+    PyObject *value = PyObject_GetAttr(member, s_value_);
+    if (value == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return UNSUPPORTED;
+    }
+    if (!PyUnicode_Check(value)) {
+        Py_DECREF(value);
+        return UNSUPPORTED;
+    }
+    int result = buf_str(b, value);
+    for (int i = 0; i < 4; i++) {
+        if (line->enum_keys[i] == NULL) {
+            line->enum_keys[i] = member; /* kept alive by the entries */
+            line->enum_values[i] = value;
+            return result;
+        }
+    }
+    Py_DECREF(value);
+    return result;
+}
+
+/* The index of `regions` (a tuple of str) in the line's region sets. */
+static Py_ssize_t
+region_set_index(Line *line, PyObject *regions)
+{
+    Py_ssize_t index = ptr_get(&line->set_by_id, regions);
+    if (index >= 0)
+        return index;
+    if (!PyTuple_CheckExact(regions))
+        return UNSUPPORTED;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(regions); i++) {
+        if (!PyUnicode_Check(PyTuple_GET_ITEM(regions, i)))
+            return UNSUPPORTED;
+    }
+    PyObject *known = PyDict_GetItemWithError(line->set_by_value, regions);
+    if (known != NULL) {
+        index = PyLong_AsSsize_t(known);
+    } else {
+        if (PyErr_Occurred())
+            return -1;
+        index = PyList_GET_SIZE(line->region_sets);
+        PyObject *number = PyLong_FromSsize_t(index);
+        if (number == NULL)
+            return -1;
+        int failed = PyDict_SetItem(line->set_by_value, regions, number);
+        Py_DECREF(number);
+        if (failed || PyList_Append(line->region_sets, regions) < 0)
+            return -1;
+    }
+    if (ptr_set(&line->set_by_id, regions, index) < 0)
+        return -1;
+    return index;
+}
+
+/* The index of `reason` in the line's reasons: one entry per (code, message, rule_id,
+ * citation). `reason` has been checked to be a tuple of R_FIELDS. */
+static Py_ssize_t
+reason_index(Line *line, PyObject *reason)
+{
+    PyObject *const *fields = &PyTuple_GET_ITEM(reason, 0); /* code, message, rule_id, citation, ... */
+    const ReasonSlot *seen = &line->reason_by_id.slots[reason_slot(&line->reason_by_id, fields)];
+    if (seen->key[0] != NULL)
+        return seen->index;
+    Py_ssize_t index;
+    PyObject *code = PyObject_GetAttr(PyTuple_GET_ITEM(reason, R_CODE), s_value_);
+    if (code == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return UNSUPPORTED;
+    }
+    PyObject *message = PyTuple_GET_ITEM(reason, R_MESSAGE), *rule_id = PyTuple_GET_ITEM(reason, R_RULE_ID),
+             *citation = PyTuple_GET_ITEM(reason, R_CITATION);
+    if (!PyUnicode_Check(code) || !PyUnicode_Check(message) || !PyUnicode_Check(rule_id)
+        || !PyUnicode_Check(citation)) {
+        Py_DECREF(code);
+        return UNSUPPORTED;
+    }
+    PyObject *key = PyTuple_Pack(4, code, message, rule_id, citation);
+    if (key == NULL) {
+        Py_DECREF(code);
+        return -1;
+    }
+    PyObject *known = PyDict_GetItemWithError(line->reason_index, key);
+    if (known != NULL) {
+        index = PyLong_AsSsize_t(known);
+    } else if (PyErr_Occurred()) {
+        index = -1;
+    } else {
+        index = PyList_GET_SIZE(line->reasons);
+        PyObject *number = PyLong_FromSsize_t(index), *entry = PyDict_New();
+        if (number == NULL || entry == NULL || PyDict_SetItem(entry, s_citation, citation) < 0
+            || PyDict_SetItem(entry, s_code, code) < 0 || PyDict_SetItem(entry, s_message, message) < 0
+            || PyDict_SetItem(entry, s_rule_id, rule_id) < 0 || PyDict_SetItem(line->reason_index, key, number) < 0
+            || PyList_Append(line->reasons, entry) < 0)
+            index = -1;
+        Py_XDECREF(number);
+        Py_XDECREF(entry);
+    }
+    Py_DECREF(key);
+    Py_DECREF(code);
+    if (index >= 0 && reasons_set(&line->reason_by_id, fields, index) < 0)
+        return -1;
+    return index;
+}
+
+/* `value` in `width` decimal digits, zero-padded (value < 10**width). */
+static void
+put_digits(char *at, int width, int value)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        at[i] = (char)('0' + value % 10);
+        value /= 10;
+    }
+}
+
+/* `"time":"..."` for a decide time, formatted as `_format_time` does. */
+static int
+put_time(Line *line, Buf *b, PyObject *when, PyObject *format_time)
+{
+    if (when != line->time_of) {
+        if (PyDateTime_CheckExact(when) && PyDateTime_DATE_GET_TZINFO(when) == PyDateTime_TimeZone_UTC) {
+            /* "YYYY-MM-DDTHH:MM:SS.ffffffZ", quoted, by hand. */
+            static const char pattern[] = "\"0000-00-00T00:00:00.000000Z\"";
+            char *t = line->time_text;
+            memcpy(t, pattern, sizeof pattern - 1);
+            put_digits(t + 1, 4, PyDateTime_GET_YEAR(when));
+            put_digits(t + 6, 2, PyDateTime_GET_MONTH(when));
+            put_digits(t + 9, 2, PyDateTime_GET_DAY(when));
+            put_digits(t + 12, 2, PyDateTime_DATE_GET_HOUR(when));
+            put_digits(t + 15, 2, PyDateTime_DATE_GET_MINUTE(when));
+            put_digits(t + 18, 2, PyDateTime_DATE_GET_SECOND(when));
+            put_digits(t + 21, 6, PyDateTime_DATE_GET_MICROSECOND(when));
+            line->time_len = sizeof pattern - 1;
+        } else {
+            PyObject *text = PyObject_CallOneArg(format_time, when);
+            if (text == NULL)
+                return -1;
+            Buf scratch = {0};
+            int result = buf_str(&scratch, text);
+            Py_DECREF(text);
+            if (result == 0 && scratch.len >= (Py_ssize_t)sizeof line->time_text)
+                result = UNSUPPORTED;
+            if (result == 0) {
+                memcpy(line->time_text, scratch.data, scratch.len);
+                line->time_len = scratch.len;
+            }
+            PyMem_Free(scratch.data);
+            if (result < 0)
+                return result;
+        }
+        line->time_of = when; /* borrowed: the entry keeps it alive */
+    }
+    return buf_put(b, line->time_text, line->time_len);
+}
+
+/* A tuple or list of str as a JSON array. */
+static int
+put_str_array(Buf *b, PyObject *items)
+{
+    if (!PyTuple_Check(items) && !PyList_Check(items))
+        return UNSUPPORTED;
+    if (BUF_LITERAL(b, "[") < 0)
+        return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(items);
+    PyObject **item = PySequence_Fast_ITEMS(items);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int result = (i && BUF_LITERAL(b, ",") < 0) ? -1 : buf_str(b, item[i]);
+        if (result < 0)
+            return result;
+    }
+    return BUF_LITERAL(b, "]");
+}
+
+#define CHECK(call)                   \
+    do {                              \
+        int check_result_ = (call);   \
+        if (check_result_ < 0)        \
+            return check_result_;     \
+    } while (0)
+
+static int
+add(Line *line, PyObject *entry, PyObject *request_parts, PyObject *format_time)
+{
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4)
+        return UNSUPPORTED;
+    PyObject *decision = PyTuple_GET_ITEM(entry, 0), *context = PyTuple_GET_ITEM(entry, 1),
+             *kind = PyTuple_GET_ITEM(entry, 2), *policy_hash = PyTuple_GET_ITEM(entry, 3);
+    if (!PyTuple_Check(decision) || PyTuple_GET_SIZE(decision) != D_FIELDS)
+        return UNSUPPORTED;
+    PyObject **field = &PyTuple_GET_ITEM(decision, 0);
+
+    Py_ssize_t regions = region_set_index(line, field[D_ALLOWED]);
+    if (regions < 0)
+        return (int)regions;
+
+    /* Decisions of one request share these very objects: identity settles the common case. */
+    PyObject *shared = line->shared;
+    int same = shared != NULL && field[D_CALLER] == PyTuple_GET_ITEM(shared, 0)
+               && field[D_REVISION] == PyTuple_GET_ITEM(shared, 1) && context == PyTuple_GET_ITEM(shared, 2)
+               && kind == PyTuple_GET_ITEM(shared, 3) && policy_hash == PyTuple_GET_ITEM(shared, 4)
+               && field[D_VERSION] == PyTuple_GET_ITEM(shared, 5);
+    if (!same) {
+        PyObject *key = PyTuple_Pack(6, field[D_CALLER], field[D_REVISION], context, kind, policy_hash,
+                                     field[D_VERSION]);
+        if (key == NULL)
+            return -1;
+        int differs = shared == NULL ? 1 : PyObject_RichCompareBool(key, shared, Py_NE);
+        if (differs <= 0) {
+            Py_DECREF(key);
+            if (differs < 0)
+                return -1;
+        } else {
+            PyObject *parts = NULL;
+            if (finish_group(line) < 0 || (parts = PyObject_CallOneArg(request_parts, key)) == NULL) {
+                Py_DECREF(key);
+                return -1;
+            }
+            if (!PyTuple_Check(parts) || PyTuple_GET_SIZE(parts) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(parts, 0))
+                || !PyBytes_Check(PyTuple_GET_ITEM(parts, 1))) {
+                Py_DECREF(parts);
+                Py_DECREF(key);
+                PyErr_SetString(PyExc_TypeError, "request_parts must return (bytes, bytes)");
+                return -1;
+            }
+            Py_XSETREF(line->head, Py_NewRef(PyTuple_GET_ITEM(parts, 0)));
+            Py_XSETREF(line->tail, Py_NewRef(PyTuple_GET_ITEM(parts, 1)));
+            Py_DECREF(parts);
+            Py_XSETREF(line->shared, key);
+        }
+    }
+
+    /* (An unsupported field below abandons the whole line: what was written stays unused.) */
+    Buf *b = &line->group;
+    if (b->len)
+        CHECK(BUF_LITERAL(b, ","));
+    CHECK(BUF_LITERAL(b, "{\"allowed_regions\":"));
+    CHECK(buf_index(b, regions));
+    CHECK(BUF_LITERAL(b, ",\"dataset_id\":"));
+    CHECK(buf_str(b, field[D_DATASET]));
+    CHECK(BUF_LITERAL(b, ",\"decision_id\":"));
+    CHECK(buf_str(b, field[D_ID]));
+    CHECK(BUF_LITERAL(b, ",\"operation\":"));
+    CHECK(put_enum(line, b, field[D_OPERATION]));
+    CHECK(BUF_LITERAL(b, ",\"outcome\":"));
+    CHECK(put_enum(line, b, field[D_OUTCOME]));
+    CHECK(BUF_LITERAL(b, ",\"reasons\":["));
+    PyObject *reasons = field[D_REASONS];
+    if (!PyTuple_Check(reasons))
+        return UNSUPPORTED;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(reasons); i++) {
+        PyObject *reason = PyTuple_GET_ITEM(reasons, i);
+        if (!PyTuple_Check(reason) || PyTuple_GET_SIZE(reason) != R_FIELDS)
+            return UNSUPPORTED;
+        Py_ssize_t number = reason_index(line, reason);
+        if (number < 0)
+            return (int)number;
+        if (i)
+            CHECK(BUF_LITERAL(b, ","));
+        CHECK(BUF_LITERAL(b, "["));
+        CHECK(buf_index(b, number));
+        CHECK(BUF_LITERAL(b, ","));
+        CHECK(put_str_array(b, PyTuple_GET_ITEM(reason, R_PATH)));
+        CHECK(BUF_LITERAL(b, "]"));
+    }
+    CHECK(BUF_LITERAL(b, "],\"region\":"));
+    CHECK(buf_str(b, field[D_REGION]));
+    CHECK(BUF_LITERAL(b, ",\"time\":"));
+    CHECK(put_time(line, b, field[D_TIME], format_time));
+    CHECK(BUF_LITERAL(b, "}"));
+    return PyList_Append(line->ids, field[D_ID]);
+}
+
+static PyObject *
+render(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "render(entries, start, stop, request_parts, format_time)");
+        return NULL;
+    }
+    PyObject *entries = args[0], *request_parts = args[3], *format_time = args[4];
+    if (!PyList_Check(entries)) {
+        PyErr_SetString(PyExc_TypeError, "entries must be a list");
+        return NULL;
+    }
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || stop == -1) && PyErr_Occurred())
+        return NULL;
+    if (start < 0 || stop < start || stop > PyList_GET_SIZE(entries)) {
+        PyErr_SetString(PyExc_IndexError, "render: start/stop out of range");
+        return NULL;
+    }
+    /* Hold the entries for the whole call: the identity tables key on objects they keep alive. */
+    PyObject *held = PyList_GetSlice(entries, start, stop);
+    if (held == NULL)
+        return NULL;
+    Line line;
+    PyObject *result = NULL;
+    if (line_init(&line) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++) {
+        int added = add(&line, PyList_GET_ITEM(held, i), request_parts, format_time);
+        if (added == UNSUPPORTED && !PyErr_Occurred()) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        if (added < 0)
+            goto done;
+    }
+    if (finish_group(&line) < 0)
+        goto done;
+    result = PyTuple_Pack(4, line.ids, line.requests, line.region_sets, line.reasons);
+done:
+    line_clear(&line);
+    Py_DECREF(held);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"render", (PyCFunction)(void (*)(void))render, METH_FASTCALL,
+     "render(entries, start, stop, request_parts, format_time) -> (ids, requests, region_sets, reasons) | None"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_logline", "The decision log's line renderer (see decision_log._LineBuilder).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC
+PyInit__logline(void)
+{
+    for (int c = 0; c < 0x20; c++)
+        needs_escape[c] = 1;
+    needs_escape['"'] = needs_escape['\\'] = 1;
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL)
+        return NULL;
+    if ((s_value_ = PyUnicode_InternFromString("_value_")) == NULL
+        || (s_citation = PyUnicode_InternFromString("citation")) == NULL
+        || (s_code = PyUnicode_InternFromString("code")) == NULL
+        || (s_message = PyUnicode_InternFromString("message")) == NULL
+        || (s_rule_id = PyUnicode_InternFromString("rule_id")) == NULL)
+        return NULL;
+    return PyModule_Create(&module_def);
+}
