@@ -8,7 +8,7 @@ RUN_HTTP ?= 8080
 
 .PHONY: run run-insecure test test-fast venv proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
 
-$(STAMP): pyproject.toml setup.py router/_logline.c
+$(STAMP): pyproject.toml setup.py router/_native.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

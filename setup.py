@@ -4,8 +4,9 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        # The decision log's line renderer (router/_logline.c). Optional: without a C compiler
-        # the install still succeeds and the log renders in Python (the same bytes, slower).
-        Extension("domicile.router._logline", ["router/_logline.c"], optional=True, extra_compile_args=["-O2"]),
+        # The router's native helpers (router/_native.c): the decision log's line renderer and
+        # `untrack`. Optional: without a C compiler the install still succeeds and both run in
+        # Python (the same bytes in the log, slower).
+        Extension("domicile.router._native", ["router/_native.c"], optional=True, extra_compile_args=["-O2"]),
     ],
 )

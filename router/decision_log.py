@@ -30,16 +30,17 @@ first line where it breaks. What a chain cannot show on its own is the loss of i
 lines: compare `DecisionLog.head()` (or
 `VerifyResult.head_hash`) with a copy kept elsewhere (`verify(path, expected_head=...)`).
 
-Writing: `append` only enqueues (O(1), under a short lock). A writer thread takes everything
-queued, renders it into lines (orjson, outside Python bytecode), hashes them (hashlib lets go
-of the interpreter lock for large inputs), writes them with one `write` and `fsync`s the file,
-at the latest `flush_interval` seconds after the first queued entry or as soon as `max_batch`
-entries wait or someone awaits `flush()`. Grouping decisions into lines, and what they share
-into `requests`, `region_sets` and `reasons`, is what keeps logging from capping decision
-throughput: the writer runs under the same interpreter lock as the router, and it builds one
-small dict per decision (and per distinct reason text of a line), which orjson renders,
-instead of rendering and hashing ~2 kB of JSON per decision in Python. Lines are UTF-8, not
-ASCII: split the file on b"\n" only (U+2028 and friends may occur inside a line).
+Writing: `append` only enqueues (O(1), under a short lock); `append_many` enqueues a whole
+batch as one item (O(1) Python work, whatever its size). A writer thread takes everything
+queued, renders it into lines, hashes them (hashlib lets go of the interpreter lock for large
+inputs), writes them with one `write` and `fsync`s the file, at the latest `flush_interval`
+seconds after the first queued entry or as soon as `max_batch` entries wait or someone awaits
+`flush()`. Grouping decisions into lines, and what they share into `requests`, `region_sets`
+and `reasons`, is what keeps logging from capping decision throughput: the writer runs under
+the same interpreter lock as the router, so each decision must cost it little. The renderer is
+C (router/_native.c, built by `pip install`; ~10x the pure-Python `_LineBuilder`, which stays
+as the reference and the fallback when no compiler was there: same bytes, tested). Lines are
+UTF-8, not ASCII: split the file on b"\n" only (U+2028 and friends may occur inside a line).
 
 Backpressure: the queue holds at most `max_queue` entries. An `append` that finds it full
 blocks its caller until the writer has taken the queue, for at most `append_timeout` seconds,
@@ -96,8 +97,8 @@ import orjson
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
-try:  # the C line renderer, built by `pip install` where a compiler exists (router/_logline.c)
-    from domicile.router import _logline as _native
+try:  # the C line renderer, built by `pip install` where a compiler exists (router/_native.c)
+    from domicile.router import _native
 except ImportError:  # pragma: no cover - the pure-Python renderer gives the same bytes
     _native = None
 
@@ -119,8 +120,10 @@ _DECISION_KEYS = frozenset(
 )
 _CANONICAL = orjson.OPT_SORT_KEYS
 
-# An appended entry: (decision, context, kind, policy_hash).
-_Queued = tuple[Decision, "Mapping[str, str] | None", str, str]
+# A queue item: (decisions, context, kind, policy_hash), `decisions` being one Decision (from
+# `append`) or a tuple of them (`append_many`: one item for a whole BatchDecide, so that queueing
+# it costs no Python work per decision).
+_Queued = tuple["Decision | tuple[Decision, ...]", "Mapping[str, str] | None", str, str]
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,7 @@ class _LineBuilder:
         self._requests.append((head, self._group, tail))
 
     def parts(self) -> _LineParts:
-        """What `_line` assembles: as `_logline.render` returns it."""
+        """What `_line` assembles: as `_native.render` returns it."""
         requests = [(head, b",".join(group), tail) for head, group, tail in self._requests]
         return self.ids, requests, self._region_sets, self._reasons
 
@@ -290,28 +293,41 @@ def _request_parts(shared: tuple[Any, ...]) -> tuple[bytes, bytes]:
     return orjson.dumps(head)[:-1], orjson.dumps(tail)[1:]
 
 
-def _render_line(entries: list[_Queued], start: int, stop: int) -> _LineParts:
-    """The parts of the line holding `entries[start:stop]`: by the C renderer when it is built
-    and takes them, else by `_LineBuilder` (the reference; both give the same bytes)."""
+def _render_line(queue: list[_Queued], item: int, offset: int, limit: int) -> tuple[_LineParts, int, int]:
+    """The parts of the line holding the next (at most) `limit` decisions of `queue`, from
+    decision `offset` of `queue[item]` on, and where the line after it starts (item, offset):
+    by the C renderer when it is built and takes them, else by `_LineBuilder` (the reference;
+    both give the same bytes)."""
     if _native is not None:
-        parts = _native.render(entries, start, stop, _request_parts, _format_time)
-        if parts is not None:
-            return parts
-    return _render_python(entries, start, stop)
+        rendered = _native.render(queue, item, offset, limit, _request_parts, _format_time)
+        if rendered is not None:
+            return rendered
+    return _render_python(queue, item, offset, limit)
 
 
-def _render_python(entries: list[_Queued], start: int, stop: int) -> _LineParts:
+def _render_python(queue: list[_Queued], item: int, offset: int, limit: int) -> tuple[_LineParts, int, int]:
     """`_render_line` by `_LineBuilder`."""
     builder = _LineBuilder()
     add = builder.add
     time_of: datetime | None = None
     time_text: datetime | str = ""
-    for decision, context, kind, policy_hash in entries[start:stop]:
-        # Decisions of one request share their decide time: format it once.
-        if decision.decide_time is not time_of:
-            time_of, time_text = decision.decide_time, _time_value(decision.decide_time)
-        add(decision, context, kind, policy_hash, time_text)
-    return builder.parts()
+    count = 0
+    while item < len(queue) and count < limit:
+        decisions, context, kind, policy_hash = queue[item]
+        many = type(decisions) is tuple  # else one Decision (a NamedTuple)
+        size = len(decisions) if many else 1
+        while offset < size and count < limit:
+            decision = decisions[offset] if many else decisions
+            # Decisions of one request share their decide time: format it once.
+            if decision.decide_time is not time_of:
+                time_of, time_text = decision.decide_time, _time_value(decision.decide_time)
+            add(decision, context, kind, policy_hash, time_text)
+            offset += 1
+            count += 1
+        if offset < size:
+            break  # the line is full: the next one starts inside this item
+        item, offset = item + 1, 0
+    return builder.parts(), item, offset
 
 
 def _line(parts: _LineParts, seq: int, prev_hash: str) -> tuple[bytes, str]:
@@ -705,6 +721,7 @@ class DecisionLog:
         self._writer_waiting = False
         self._space_waiters = 0
         self._appended_seq = 0
+        self._taken_seq = 0  # the last entry the writer has taken: `_appended_seq - _taken_seq` wait
         self._durable_seq = 0
         self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiter_order = itertools.count()
@@ -799,14 +816,13 @@ class DecisionLog:
         with self._lock:
             if self._failure is not None or self._closing:
                 raise self._unavailable()
-            queue = self._queue
-            if len(queue) >= self._max_queue:
+            if self._appended_seq - self._taken_seq >= self._max_queue:
                 self._wait_for_space()
-                queue = self._queue
+            queue = self._queue
             self._appended_seq += 1
             seq = self._appended_seq
             queue.append((decision, context, kind, policy_hash))
-            if self._writer_waiting and (len(queue) == 1 or len(queue) >= self._max_batch):
+            if self._writer_waiting and (len(queue) == 1 or seq - self._taken_seq >= self._max_batch):
                 self._writer_waiting = False
                 self._wakeup.notify()
         return seq
@@ -819,33 +835,35 @@ class DecisionLog:
         kind: str = "decide",
         policy_hash: str = "",
     ) -> int:
-        """`append` for each decision, in order (one lock round instead of one per decision
-        while the queue has room); returns the number of the last entry appended so far. Backpressure and errors as for `append`; when it
-        raises, the decisions before the one it could not queue stay queued."""
+        """`append` for each decision, in order, as one queue item while the queue has room (no
+        Python work per decision); returns the number of the last entry appended so far.
+        Backpressure and errors as for `append`; when it raises, the decisions before the one
+        it could not queue stay queued."""
         if context:
             _check_context(context)
+        # The log's own tuple: the caller may change its list after this returns.
+        pending = tuple(decisions)
         with self._lock:
             if self._failure is not None or self._closing:
                 raise self._unavailable()
-            queue = self._queue
-            room = self._max_queue - len(queue)
-            seq = self._appended_seq
-            was_empty = not queue
-            for decision in decisions:
+            was_empty = not self._queue
+            start = 0
+            while start < len(pending):
+                room = self._max_queue - (self._appended_seq - self._taken_seq)
                 if room <= 0:
-                    self._appended_seq = seq
                     self._wait_for_space()
-                    queue = self._queue
-                    room = self._max_queue - len(queue)
-                    was_empty = was_empty or not queue
-                seq += 1
-                queue.append((decision, context, kind, policy_hash))
-                room -= 1
-            self._appended_seq = seq
-            if self._writer_waiting and queue and (was_empty or len(queue) >= self._max_batch):
+                    was_empty = was_empty or not self._queue
+                    continue
+                chunk = pending if start == 0 and room >= len(pending) else pending[start : start + room]
+                self._queue.append((chunk, context, kind, policy_hash))
+                self._appended_seq += len(chunk)
+                start += len(chunk)
+            if self._writer_waiting and self._queue and (
+                was_empty or self._appended_seq - self._taken_seq >= self._max_batch
+            ):
                 self._writer_waiting = False
                 self._wakeup.notify()
-        return seq
+            return self._appended_seq
 
     def _wait_for_space(self) -> None:
         """Block (holding nothing but the wait) until the queue has room. Holds _lock."""
@@ -855,7 +873,8 @@ class DecisionLog:
                 self._writer_waiting = False
                 self._wakeup.notify()
             roomy = self._space.wait_for(
-                lambda: len(self._queue) < self._max_queue or self._failure is not None or self._closing,
+                lambda: self._appended_seq - self._taken_seq < self._max_queue
+                or self._failure is not None or self._closing,
                 timeout=self._append_timeout,
             )
         finally:
@@ -864,8 +883,8 @@ class DecisionLog:
             raise self._unavailable()
         if not roomy:
             raise DomicileError(
-                f"decision log {self.path} is {len(self._queue)} entries behind and did not catch up within "
-                f"{self._append_timeout:g}s; refusing to answer decisions it cannot log",
+                f"decision log {self.path} is {self._appended_seq - self._taken_seq} entries behind and did not "
+                f"catch up within {self._append_timeout:g}s; refusing to answer decisions it cannot log",
                 ErrorCode.UNAVAILABLE, "DECISION_LOG_BEHIND", retry_after=1.0,
             )
 
@@ -924,12 +943,12 @@ class DecisionLog:
                     self._writer_waiting = True
                     self._wakeup.wait_for(
                         lambda: self._flush_requested or self._closing or self._space_waiters
-                        or len(self._queue) >= self._max_batch,
+                        or self._appended_seq - self._taken_seq >= self._max_batch,
                         timeout=self._flush_interval,
                     )
                 self._writer_waiting = False
                 batch, self._queue = self._queue, []
-                last_entry = self._appended_seq
+                last_entry = self._taken_seq = self._appended_seq
                 self._flush_requested = False
                 if self._space_waiters:
                     self._space.notify_all()
@@ -954,9 +973,11 @@ class DecisionLog:
         line_ids: list[list[str]] = []
         line_offsets: list[int] = []
         offset = self._size
-        step = self._line_decisions
-        for start in range(0, len(batch), step):
-            parts = _render_line(batch, start, min(start + step, len(batch)))
+        item = within = 0  # where the next line starts: decision `within` of batch[item]
+        while item < len(batch):
+            parts, item, within = _render_line(batch, item, within, self._line_decisions)
+            if not parts[0]:
+                continue  # (empty items only)
             seq += 1
             line, prev_hash = _line(parts, seq, prev_hash)
             lines.append(line)

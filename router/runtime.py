@@ -72,6 +72,12 @@ from domicile.router.types import (
 )
 from domicile.security.context import current_principal
 
+try:  # router/_native.c, built by `pip install` where a C compiler exists
+    from domicile.router._native import untrack as _untrack_decisions
+except ImportError:  # pragma: no cover - then the collector keeps walking them: slower, same results
+    def _untrack_decisions(decisions: list[Decision]) -> None:
+        pass
+
 if TYPE_CHECKING:
     from domicile.app import App
 
@@ -581,6 +587,9 @@ class Router:
                         ),
                     )
                 )
+            # No Decision can be part of a reference cycle; untracked, the batch is not walked by
+            # the collections that follow (see router/_native.c).
+            _untrack_decisions(decisions)
             self._log_decisions(decisions, "batch_decide", policy.content_hash)
         finally:
             if collecting:

@@ -211,6 +211,37 @@ async def test_append_fails_closed_when_the_queue_stays_full(tmp_path: Path, mon
     assert verify(tmp_path / "decisions.jsonl").decisions == 2
 
 
+async def test_a_batch_is_one_queue_item_split_only_by_a_full_queue(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "decisions.jsonl"
+    log = await DecisionLog.open(path, flush_interval=0, max_queue=4, append_timeout=0.05, line_decisions=3)
+    stuck = __import__("threading").Event()
+    write = log._write
+    monkeypatch.setattr(log, "_write", lambda batch, last: (stuck.wait(), write(batch, last)))
+    try:
+        log.append(decision(1))  # taken by the writer, which then hangs in `_write`
+        for _ in range(100):
+            if not log._queue:
+                break
+            await asyncio.sleep(0.01)
+        batch = [decision(n) for n in range(2, 5)]
+        assert log.append_many(batch) == 4
+        batch.append(decision(99))  # the caller's list may change: the log keeps its own tuple
+        assert [len(item[0]) for item in log._queue] == [3]
+        # Room for one more: the next batch queues its first decision, then waits for the
+        # (stuck) writer and fails closed; what was queued stays queued.
+        with pytest.raises(DomicileError) as info:
+            log.append_many([decision(n) for n in range(5, 8)])
+        assert info.value.reason == "DECISION_LOG_BEHIND"
+        assert [[d.decision_id for d in item[0]] for item in log._queue] == [["d0002", "d0003", "d0004"], ["d0005"]]
+    finally:
+        stuck.set()
+        await log.close()
+    records = [json.loads(line) for line in lines(path)]
+    assert [[d["decision_id"] for r in record["requests"] for d in r["decisions"]] for record in records] == [
+        ["d0001"], ["d0002", "d0003", "d0004"], ["d0005"],
+    ]
+
+
 async def test_only_one_writer_owns_a_log(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     log = await DecisionLog.open(path)

@@ -1,6 +1,6 @@
-"""The C line renderer (router/_logline.c) against the reference, `_LineBuilder`: for any
-entries, the same line parts, so the same bytes on disk; and for shapes it does not take, None
-(the log then renders the line in Python)."""
+"""router/_native.c: the C line renderer against the reference, `_LineBuilder` -- for any
+queue, the same line parts and positions, so the same bytes on disk; for shapes it does not
+take, None (the log then renders the line in Python) -- and `untrack`."""
 
 from __future__ import annotations
 
@@ -20,22 +20,23 @@ native = decision_log._native
 def test_the_c_renderer_is_built() -> None:
     # `pip install -e .` builds it (setup.py); without a C compiler the log still works, in
     # Python, but this suite is meant to run where the fast path is the one in use.
-    assert native is not None, "router/_logline.c was not built: is a C compiler installed? (pip install -e .)"
+    assert native is not None, "router/_native.c was not built: is a C compiler installed? (pip install -e .)"
 
 
-def render_both(entries: list, start: int = 0, stop: int | None = None):
-    stop = len(entries) if stop is None else stop
-    return (
-        native.render(entries, start, stop, decision_log._request_parts, decision_log._format_time),
-        decision_log._render_python(entries, start, stop),
-    )
+def render(queue: list, item: int = 0, offset: int = 0, limit: int = 1_000_000):
+    return native.render(queue, item, offset, limit, decision_log._request_parts, decision_log._format_time)
 
 
-def assert_same_line(entries: list) -> None:
-    fast, reference = render_both(entries)
+def render_both(queue: list, item: int = 0, offset: int = 0, limit: int = 1_000_000):
+    return render(queue, item, offset, limit), decision_log._render_python(queue, item, offset, limit)
+
+
+def assert_same_line(queue: list) -> None:
+    fast, reference = render_both(queue)
     assert fast is not None
     assert fast == reference
-    assert decision_log._line(fast, 3, "ab" * 32) == decision_log._line(reference, 3, "ab" * 32)
+    assert fast[1:] == (len(queue), 0)
+    assert decision_log._line(fast[0], 3, "ab" * 32) == decision_log._line(reference[0], 3, "ab" * 32)
 
 
 class LaterDatetime(datetime):
@@ -55,9 +56,10 @@ TIMES = st.one_of(
 
 
 @st.composite
-def entries(draw) -> list:
-    """Queue entries as the router appends them: decisions sharing (or not) their region
-    tuples, reasons, request keys and decide times -- as the same objects or equal copies."""
+def queues(draw) -> list:
+    """Queues as the router fills them: items of one decision (`append`) or a tuple of them
+    (`append_many`), sharing (or not) their region tuples, reasons, request keys and decide
+    times -- as the same objects or equal copies."""
     region_sets = draw(st.lists(st.tuples(*[TEXT] * 2) | st.just(()), min_size=1, max_size=3))
     reasons = draw(st.lists(
         st.builds(Reason, st.sampled_from(list(ReasonCode)), TEXT, TEXT, TEXT,
@@ -71,45 +73,62 @@ def entries(draw) -> list:
     ))
     times = draw(st.lists(TIMES, min_size=1, max_size=2))
     result = []
-    for n in range(draw(st.integers(1, 12))):
+    n = 0
+    for _ in range(draw(st.integers(1, 6))):
         caller, revision, context, kind, policy_hash, version = draw(st.sampled_from(requests))
         if draw(st.booleans()):  # equal values, other objects: the line must not tell them apart
             revision, context = int(str(revision)), (dict(context) if context is not None else None)
             caller, version = "".join(list(caller)), "".join(list(version))
-        regions = draw(st.sampled_from(region_sets))
-        if draw(st.booleans()):
-            regions = tuple(list(regions))
-        picked = tuple(draw(st.lists(st.sampled_from(reasons), max_size=3)))
-        decision = Decision(
-            decision_id=draw(TEXT) + f"-{n}",
-            outcome=draw(st.sampled_from(list(Outcome))),
-            dataset_id=draw(TEXT),
-            operation=draw(st.sampled_from(list(Operation))),
-            region=draw(TEXT),
-            allowed_regions=regions,
-            reasons=picked,
-            policy_version=version,
-            catalog_revision=revision,
-            decide_time=draw(st.sampled_from(times)),
-            caller=caller,
-        )
-        result.append((decision, context, kind, policy_hash))
+        decisions = []
+        for _ in range(draw(st.integers(1, 5))):
+            n += 1
+            decisions.append(draw(decision_of(n, caller, revision, version, region_sets, reasons, times)))
+        if len(decisions) == 1 and draw(st.booleans()):
+            result.append((decisions[0], context, kind, policy_hash))
+        else:
+            result.append((tuple(decisions), context, kind, policy_hash))
     return result
 
 
+@st.composite
+def decision_of(draw, n, caller, revision, version, region_sets, reasons, times) -> Decision:
+    """Decision `n` of a request, its regions and reasons drawn from the queue's shared ones."""
+    regions = draw(st.sampled_from(region_sets))
+    if draw(st.booleans()):
+        regions = tuple(list(regions))  # an equal tuple, another object
+    return Decision(
+        decision_id=draw(TEXT) + f"-{n}",
+        outcome=draw(st.sampled_from(list(Outcome))),
+        dataset_id=draw(TEXT),
+        operation=draw(st.sampled_from(list(Operation))),
+        region=draw(TEXT),
+        allowed_regions=regions,
+        reasons=tuple(draw(st.lists(st.sampled_from(reasons), max_size=3))),
+        policy_version=version,
+        catalog_revision=revision,
+        decide_time=draw(st.sampled_from(times)),
+        caller=caller,
+    )
+
+
 @settings(max_examples=400, deadline=None)
-@given(entries())
-def test_the_c_renderer_gives_the_reference_line(queued: list) -> None:
-    assert_same_line(queued)
+@given(queues())
+def test_the_c_renderer_gives_the_reference_line(queue: list) -> None:
+    assert_same_line(queue)
 
 
-@settings(max_examples=50, deadline=None)
-@given(entries(), st.data())
-def test_a_slice_renders_as_a_line_of_its_own(queued: list, data) -> None:
-    start = data.draw(st.integers(0, len(queued)))
-    stop = data.draw(st.integers(start, len(queued)))
-    fast, reference = render_both(queued, start, stop)
-    assert fast == reference == decision_log._render_python(queued[start:stop], 0, stop - start)
+@settings(max_examples=100, deadline=None)
+@given(queues(), st.integers(1, 7))
+def test_lines_of_at_most_limit_decisions_start_where_the_last_ended(queue: list, limit: int) -> None:
+    total = sum(len(item[0]) if type(item[0]) is tuple else 1 for item in queue)
+    item = offset = seen = 0
+    while item < len(queue):
+        fast, reference = render_both(queue, item, offset, limit)
+        assert fast == reference
+        (ids, *_), item, offset = fast
+        assert 1 <= len(ids) <= limit
+        seen += len(ids)
+    assert seen == total and offset == 0
 
 
 def entry(**changes) -> tuple:
@@ -139,16 +158,17 @@ def entry(**changes) -> tuple:
 )
 def test_shapes_the_router_never_appends_are_left_to_python(odd: tuple) -> None:
     good = entry()
-    assert native.render([good, odd], 0, 2, decision_log._request_parts, decision_log._format_time) is None
+    assert render([good, odd]) is None
+    assert render([good, (odd[0],) + odd[1:]] if len(odd) == 4 else [odd]) is None  # inside a batch too
 
 
 def test_operation_text_renders_through_the_fallback_like_the_reference() -> None:
     # A str where an Enum is expected: C declines, the reference decides (it raises here).
-    queued = [entry(operation="store")]
+    queue = [entry(operation="store")]
     with pytest.raises(AttributeError):
-        decision_log._render_python(queued, 0, 1)
+        decision_log._render_python(queue, 0, 0, 10)
     with pytest.raises(AttributeError):
-        decision_log._render_line(queued, 0, 1)
+        decision_log._render_line(queue, 0, 0, 10)
 
 
 @pytest.mark.parametrize(
@@ -160,31 +180,32 @@ def test_operation_text_renders_through_the_fallback_like_the_reference() -> Non
 )
 def test_what_the_reference_refuses_the_c_renderer_refuses(bad: tuple, error: type[Exception]) -> None:
     with pytest.raises(error):
-        native.render([bad], 0, 1, decision_log._request_parts, decision_log._format_time)
+        render([bad])
     with pytest.raises(Exception):  # orjson raises its own error type for the surrogate
-        decision_log._render_python([bad], 0, 1)
+        decision_log._render_python([bad], 0, 0, 10)
 
 
 def test_bad_arguments_raise() -> None:
-    queued = [entry()]
-    with pytest.raises(IndexError):
-        native.render(queued, 0, 2, decision_log._request_parts, decision_log._format_time)
+    queue = [entry()]
+    for item, offset, limit in ((2, 0, 1), (0, 2, 1), (0, 0, 0), (-1, 0, 1)):
+        with pytest.raises(IndexError):
+            render(queue, item, offset, limit)
     with pytest.raises(TypeError):
-        native.render(tuple(queued), 0, 1, decision_log._request_parts, decision_log._format_time)
+        native.render(tuple(queue), 0, 0, 1, decision_log._request_parts, decision_log._format_time)
     with pytest.raises(TypeError):
-        native.render(queued, 0, 1, lambda key: "not bytes", decision_log._format_time)
+        native.render(queue, 0, 0, 1, lambda key: "not bytes", decision_log._format_time)
 
 
 def test_many_distinct_region_sets_and_reasons_in_one_line() -> None:
     # More distinct objects than the identity tables start with: they grow.
-    queued = [
+    queue = [
         entry(decision_id=f"d{n}", allowed_regions=(f"r{n % 300}",),
               reasons=(Reason(ReasonCode.RULE_DENIED, f"m{n % 200}", "r", "c", (f"p{n}",)),))
         for n in range(1000)
     ]
-    assert_same_line(queued)
-    fast, _ = render_both(queued)
-    assert len(fast[2]) == 300 and len(fast[3]) == 200
+    assert_same_line(queue)
+    (_, _, region_sets, reasons), _, _ = render(queue)
+    assert len(region_sets) == 300 and len(reasons) == 200
 
 
 def test_a_written_log_verifies_whichever_renderer_wrote_it(tmp_path, monkeypatch) -> None:
@@ -204,3 +225,18 @@ def test_a_written_log_verifies_whichever_renderer_wrote_it(tmp_path, monkeypatc
     assert with_c == in_python
     assert decision_log.verify(tmp_path / "c.jsonl").ok
     assert ZERO_HASH in with_c.split(b"\n")[0].decode()
+
+
+def test_untrack_takes_only_decisions_out_of_the_collectors_sight() -> None:
+    import gc
+
+    decisions = [entry(decision_id=f"d{n}")[0] for n in range(3)]
+    others = [[1], ("a", [2]), {"k": [3]}]
+    assert all(gc.is_tracked(d) for d in decisions + others)
+    native.untrack(decisions + others)
+    assert not any(gc.is_tracked(d) for d in decisions)
+    assert all(gc.is_tracked(o) for o in others)
+    native.untrack(decisions)  # idempotent
+    del decisions  # reference counting still frees them
+    with pytest.raises(TypeError):
+        native.untrack(tuple(others))

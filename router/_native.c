@@ -1,27 +1,36 @@
-/* The decision log's line renderer in C: what `decision_log._LineBuilder.add` does for every
- * decision of a line, without a Python dict and an orjson call per decision.
+/* The router's native helpers: the decision log's line renderer and `untrack`.
  *
- * render(entries, start, stop, request_parts, format_time)
- *     entries        list of (decision, context, kind, policy_hash), the log's queue
- *     start, stop    the slice of `entries` that makes one line
+ * render(queue, item, offset, limit, request_parts, format_time)
+ *     What `decision_log._render_python` does -- `_LineBuilder.add` for each decision of a line --
+ *     without a Python dict and an orjson call per decision.
+ *     queue          the log's queue taken by the writer: a list of (decisions, context, kind,
+ *                    policy_hash) where `decisions` is one Decision or a tuple of them
+ *     item, offset   where the line starts: queue[item], its decision number `offset`
+ *     limit          the most decisions the line holds
  *     request_parts  decision_log._request_parts: (caller, revision, context, kind,
  *                    policy_hash, policy_version) -> (head bytes, tail bytes)
  *     format_time    decision_log._format_time, for a decide time that is not an exact
  *                    `datetime` in `timezone.utc`
+ *   returns ((ids, requests, region_sets, reasons), item, offset): the line's parts exactly as
+ *   `_LineBuilder.parts()` gives them (the decision ids in order; (head, decisions joined by ",",
+ *   tail) per request entry; the line's distinct allowed-region tuples; its distinct reasons as
+ *   dicts) and where the next line starts. Returns None, having changed nothing, when an entry
+ *   is not of the shapes the router appends (Decision tuples of str fields, Enum members with str
+ *   values, tuples of str): the caller then renders the line in Python, which is the reference.
+ *   tests/unit/test_decision_log_native.py holds the two byte-for-byte equal.
  *
- * returns (ids, requests, region_sets, reasons) exactly as `_LineBuilder.parts()` does: the
- * decision ids in order; (head, decisions joined by ",", tail) per request entry; the line's
- * distinct allowed-region tuples; its distinct reasons as dicts. Returns None, having changed
- * nothing, when an entry is not of the shapes the router appends (a Decision tuple of str
- * fields, Enum members with str values, tuples of str): the caller then renders the line with
- * `_LineBuilder`, which is the reference. tests/unit/test_decision_log_native.py holds the two
- * byte-for-byte equal.
+ *   Strings are written as orjson writes them: UTF-8, `"` and `\` escaped, control characters
+ *   as \b \t \n \f \r or \u00XX (lower-case hex), nothing else escaped. A string that is not
+ *   valid Unicode (a lone surrogate) raises, as orjson does.
  *
- * Strings are written as orjson writes them: UTF-8, `"` and `\` escaped, control characters as
- * \b \t \n \f \r or \u00XX (lower-case hex), nothing else escaped. A string that is not valid
- * Unicode (a lone surrogate) raises, as orjson does.
+ * untrack(decisions)
+ *     Takes the Decision tuples of a list out of the cyclic garbage collector's sight. A
+ *     Decision holds only strings, Enum members, ints, a datetime and tuples of those: it can
+ *     never be part of a reference cycle, so reference counting alone frees it. Left tracked,
+ *     a BatchDecide's 10,000 decisions are walked by the next collections for nothing
+ *     (docs/benchmarks.md). Anything else in the list is left alone.
  *
- * Runs holding the interpreter lock (it reads Python objects throughout).
+ * Both run holding the interpreter lock (they read Python objects throughout).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -564,12 +573,9 @@ put_str_array(Buf *b, PyObject *items)
     } while (0)
 
 static int
-add(Line *line, PyObject *entry, PyObject *request_parts, PyObject *format_time)
+add(Line *line, PyObject *decision, PyObject *context, PyObject *kind, PyObject *policy_hash,
+    PyObject *request_parts, PyObject *format_time)
 {
-    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4)
-        return UNSUPPORTED;
-    PyObject *decision = PyTuple_GET_ITEM(entry, 0), *context = PyTuple_GET_ITEM(entry, 1),
-             *kind = PyTuple_GET_ITEM(entry, 2), *policy_hash = PyTuple_GET_ITEM(entry, 3);
     if (!PyTuple_Check(decision) || PyTuple_GET_SIZE(decision) != D_FIELDS)
         return UNSUPPORTED;
     PyObject **field = &PyTuple_GET_ITEM(decision, 0);
@@ -658,61 +664,100 @@ add(Line *line, PyObject *entry, PyObject *request_parts, PyObject *format_time)
 static PyObject *
 render(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "render(entries, start, stop, request_parts, format_time)");
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "render(queue, item, offset, limit, request_parts, format_time)");
         return NULL;
     }
-    PyObject *entries = args[0], *request_parts = args[3], *format_time = args[4];
-    if (!PyList_Check(entries)) {
-        PyErr_SetString(PyExc_TypeError, "entries must be a list");
+    PyObject *queue = args[0], *request_parts = args[4], *format_time = args[5];
+    if (!PyList_Check(queue)) {
+        PyErr_SetString(PyExc_TypeError, "queue must be a list");
         return NULL;
     }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]), stop = PyLong_AsSsize_t(args[2]);
-    if ((start == -1 || stop == -1) && PyErr_Occurred())
+    Py_ssize_t item = PyLong_AsSsize_t(args[1]), offset = PyLong_AsSsize_t(args[2]),
+               limit = PyLong_AsSsize_t(args[3]);
+    if ((item == -1 || offset == -1 || limit == -1) && PyErr_Occurred())
         return NULL;
-    if (start < 0 || stop < start || stop > PyList_GET_SIZE(entries)) {
-        PyErr_SetString(PyExc_IndexError, "render: start/stop out of range");
+    if (item < 0 || item > PyList_GET_SIZE(queue) || offset < 0 || limit < 1) {
+        PyErr_SetString(PyExc_IndexError, "render: item, offset or limit out of range");
         return NULL;
     }
-    /* Hold the entries for the whole call: the identity tables key on objects they keep alive. */
-    PyObject *held = PyList_GetSlice(entries, start, stop);
+    /* The items this line can reach, held for the whole call (the identity tables key on
+     * objects they keep alive, and the callbacks run Python code). */
+    PyObject *held = PyList_GetSlice(queue, item, item + limit);
     if (held == NULL)
         return NULL;
     Line line;
     PyObject *result = NULL;
+    Py_ssize_t count = 0, at = 0;
     if (line_init(&line) < 0)
         goto done;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++) {
-        int added = add(&line, PyList_GET_ITEM(held, i), request_parts, format_time);
-        if (added == UNSUPPORTED && !PyErr_Occurred()) {
-            result = Py_NewRef(Py_None);
+    for (; at < PyList_GET_SIZE(held) && count < limit; at++, offset = 0) {
+        PyObject *entry = PyList_GET_ITEM(held, at);
+        if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 4)
+            goto unsupported;
+        PyObject *decisions = PyTuple_GET_ITEM(entry, 0), *context = PyTuple_GET_ITEM(entry, 1),
+                 *kind = PyTuple_GET_ITEM(entry, 2), *policy_hash = PyTuple_GET_ITEM(entry, 3);
+        /* One Decision (a tuple subclass), or an exact tuple of them. */
+        int many = PyTuple_CheckExact(decisions);
+        Py_ssize_t size = many ? PyTuple_GET_SIZE(decisions) : 1;
+        if (offset > size) {
+            PyErr_SetString(PyExc_IndexError, "render: offset beyond the item's decisions");
             goto done;
         }
-        if (added < 0)
-            goto done;
+        for (; offset < size && count < limit; offset++, count++) {
+            PyObject *decision = many ? PyTuple_GET_ITEM(decisions, offset) : decisions;
+            int added = add(&line, decision, context, kind, policy_hash, request_parts, format_time);
+            if (added == UNSUPPORTED && !PyErr_Occurred())
+                goto unsupported;
+            if (added < 0)
+                goto done;
+        }
+        if (offset < size)
+            break; /* the line is full: the next one starts inside this item */
     }
     if (finish_group(&line) < 0)
         goto done;
-    result = PyTuple_Pack(4, line.ids, line.requests, line.region_sets, line.reasons);
+    result = Py_BuildValue("(OOOO)nn", line.ids, line.requests, line.region_sets, line.reasons, item + at, offset);
+    goto done;
+unsupported:
+    result = Py_NewRef(Py_None);
 done:
     line_clear(&line);
     Py_DECREF(held);
     return result;
 }
 
+static PyObject *
+untrack(PyObject *module, PyObject *decisions)
+{
+    if (!PyList_Check(decisions)) {
+        PyErr_SetString(PyExc_TypeError, "untrack takes a list");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(decisions); i++) {
+        PyObject *decision = PyList_GET_ITEM(decisions, i);
+        /* Only what a Decision is: a tuple subclass of D_FIELDS items. */
+        if (PyTuple_Check(decision) && !PyTuple_CheckExact(decision) && PyTuple_GET_SIZE(decision) == D_FIELDS
+            && PyObject_GC_IsTracked(decision))
+            PyObject_GC_UnTrack(decision);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"render", (PyCFunction)(void (*)(void))render, METH_FASTCALL,
-     "render(entries, start, stop, request_parts, format_time) -> (ids, requests, region_sets, reasons) | None"},
+     "render(queue, item, offset, limit, request_parts, format_time) -> ((ids, requests, region_sets, reasons), "
+     "item, offset) | None"},
+    {"untrack", (PyCFunction)untrack, METH_O, "untrack(decisions): take a list's Decisions out of the collector's sight"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_logline", "The decision log's line renderer (see decision_log._LineBuilder).", -1,
-    methods,
+    PyModuleDef_HEAD_INIT, "_native", "The router's native helpers (router/_native.c).", -1, methods,
 };
 
 PyMODINIT_FUNC
-PyInit__logline(void)
+PyInit__native(void)
 {
     for (int c = 0; c < 0x20; c++)
         needs_escape[c] = 1;
