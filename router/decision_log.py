@@ -51,7 +51,9 @@ the loop: the router then answers no faster than the log writes, which is the po
 Reading back: `get` finds the lines of the last `recent_capacity` written decisions in memory
 and the last `index_capacity` decision ids by byte offset; older ids are found by scanning the
 part of the file before the oldest indexed line (in a worker thread), so memory stays bounded
-however long the log grows.
+however long the log grows. The writer only notes each written line's ids; the first `get`
+after a write indexes them (in a worker thread; at most `index_capacity` ids, whatever was
+written since), so logging costs nothing per decision for the index while nobody reads.
 
 What is guaranteed on a crash:
 - An entry is durable once a `flush()` started after its `append` has returned.
@@ -85,6 +87,7 @@ import logging
 import os
 import re
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -699,17 +702,30 @@ class DecisionLog:
         self._index_capacity = index_capacity
         self._max_queue = max_queue
         self._append_timeout = append_timeout
-        # Written by the writer thread only; `get` reads them (a dict lookup is atomic, and
-        # `_offsets` is replaced, never emptied, when trimmed).
+        # The index `get` reads: decision id -> line offset for (at least) the last
+        # `index_capacity` ids, complete from byte `_indexed_from` on (ids before it are found by
+        # scanning the file). The writer does not update it: it queues each line's ids in
+        # `_unindexed` and `get` folds them in first (`_fold`) -- so a log nobody reads pays
+        # nothing per decision for being readable. Folding holds `_fold_lock`.
         self._offsets = scan.offsets
         self._offsets_order = scan.order
         self._indexed_from = scan.indexed_from
-        self._size = scan.size
-        self._head = (scan.seq, scan.head)
-        # The lines of the last `recent_capacity` written decisions (what `get` is mostly asked
+        # The lines of the last `recent_capacity` decisions folded (what `get` is mostly asked
         # for), as bytes: bytes are invisible to the cyclic garbage collector, while keeping the
         # Decision values would add a few hundred thousand objects for every full collection to walk.
         self._recent: dict[str, bytes] = {}
+        # Written, not yet folded, guarded by `_unindexed_lock`: (ids, offset) per line, at most
+        # `index_capacity` ids beyond the first line (older lines are dropped, and
+        # `_indexed_from` moves past them), and (ids, line) for the lines of the last
+        # `recent_capacity` decisions.
+        self._unindexed: deque[tuple[list[str], int]] = deque()
+        self._unindexed_ids = 0
+        self._unindexed_lines: deque[tuple[list[str], bytes]] = deque()
+        self._unindexed_line_ids = 0
+        self._unindexed_lock = threading.Lock()
+        self._fold_lock = threading.Lock()
+        self._size = scan.size
+        self._head = (scan.seq, scan.head)
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)  # the writer waits on it
         self._space = threading.Condition(self._lock)  # appenders wait on it when the queue is full
@@ -989,25 +1005,50 @@ class DecisionLog:
             data = data[os.write(self._fd, data):]
         os.fsync(self._fd)
         self._size = offset
-        index, recent, order = self._offsets, self._recent, self._offsets_order
-        for ids, line, line_offset in zip(line_ids, lines, line_offsets, strict=True):
-            index.update(dict.fromkeys(ids, line_offset))
-            order.extend(itertools.repeat(line_offset, len(ids)))
-            recent.update(dict.fromkeys(ids, line))
-        if len(order) >= 2 * self._index_capacity:
-            # Forgotten ids stay findable: `get` scans the file before `_indexed_from`. That is
-            # moved first: a `get` (another thread) reading the old index finds every id from
-            # the old boundary on in it, and one reading the new index scans up to the new one.
-            trimmed, self._indexed_from = _trim(index, self._index_capacity, order)
-            self._offsets = trimmed
-        excess = len(recent) - self._recent_capacity
-        if excess > 0:
-            for decision_id in list(itertools.islice(recent, excess)):
-                del recent[decision_id]
+        self._note_unindexed(line_ids, line_offsets, lines)
         with self._lock:
             self._head = (seq, prev_hash)
             self._durable_seq = last_entry
             self._release_waiters(upto=last_entry)
+
+    def _note_unindexed(self, line_ids: list[list[str]], line_offsets: list[int], lines: list[bytes]) -> None:
+        """Queue written lines for `_fold` (O(lines), not O(decisions)), dropping what falls
+        out of the index's and the recent lines' capacity unfolded."""
+        with self._unindexed_lock:
+            unindexed, recent = self._unindexed, self._unindexed_lines
+            for ids, line_offset, line in zip(line_ids, line_offsets, lines, strict=True):
+                unindexed.append((ids, line_offset))
+                recent.append((ids, line))
+                self._unindexed_ids += len(ids)
+                self._unindexed_line_ids += len(ids)
+            while self._unindexed_ids - len(unindexed[0][0]) >= self._index_capacity:
+                self._unindexed_ids -= len(unindexed.popleft()[0])
+                # Nothing before the first line left is indexed any more: `get` scans for it.
+                self._indexed_from = max(self._indexed_from, unindexed[0][1])
+            while self._unindexed_line_ids - len(recent[0][0]) >= self._recent_capacity:
+                self._unindexed_line_ids -= len(recent.popleft()[0])
+
+    def _fold(self) -> None:
+        """Fold the lines written since the last fold into the index and the recent lines."""
+        with self._fold_lock:
+            with self._unindexed_lock:
+                unindexed, self._unindexed, self._unindexed_ids = self._unindexed, deque(), 0
+                lines, self._unindexed_lines, self._unindexed_line_ids = self._unindexed_lines, deque(), 0
+            index, order, recent = self._offsets, self._offsets_order, self._recent
+            for ids, line_offset in unindexed:
+                index.update(dict.fromkeys(ids, line_offset))
+                order.extend(itertools.repeat(line_offset, len(ids)))
+            if len(order) >= 2 * self._index_capacity:
+                trimmed, boundary = _trim(index, self._index_capacity, order)
+                with self._unindexed_lock:
+                    self._indexed_from = max(self._indexed_from, boundary)
+                self._offsets = trimmed
+            for ids, line in lines:
+                recent.update(dict.fromkeys(ids, line))
+            excess = len(recent) - self._recent_capacity
+            if excess > 0:
+                for decision_id in list(itertools.islice(recent, excess)):
+                    del recent[decision_id]
 
     def _release_waiters(self, upto: int | None) -> None:
         """Resolve waiters up to seq `upto` (all of them, failed, when None). Holds _lock."""
@@ -1033,6 +1074,8 @@ class DecisionLog:
         decisions, milliseconds of work that the event loop should not wait for."""
         if self._durable_seq < self._appended_seq:
             await self.flush()
+        if self._unindexed:
+            await asyncio.to_thread(self._fold)
         line = self._recent.get(decision_id)
         if line is not None:
             return await asyncio.to_thread(_entry, self.path, line, decision_id, f"decision {decision_id}")

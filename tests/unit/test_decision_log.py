@@ -173,6 +173,28 @@ async def test_ids_older_than_the_bounded_index_are_found_in_the_file(tmp_path: 
         await log.close()
 
 
+async def test_the_writer_leaves_indexing_to_get_and_bounds_what_waits(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    log = await DecisionLog.open(path, recent_capacity=2, index_capacity=3, durable=True)
+    try:
+        await write_one_per_line(log, range(1, 11))
+        # Nobody asked: nothing indexed, and only what the capacities keep is waiting.
+        assert log._offsets == {} and log._recent == {}
+        assert [ids for ids, _ in log._unindexed] == [["d0008"], ["d0009"], ["d0010"]]
+        assert [ids for ids, _ in log._unindexed_lines] == [["d0009"], ["d0010"]]
+        assert log._indexed_from == len(b"".join(lines(path)[:7]))  # lines 1-7: by scanning
+        for n in (10, 7, 3, 1):
+            found = await log.get(f"d{n:04d}")
+            assert found is not None and found.decision == decision(n) and found.seq == n
+        assert not log._unindexed and sorted(log._recent) == ["d0009", "d0010"]
+        assert sorted(log._offsets) == ["d0008", "d0009", "d0010"]
+        await write_one_per_line(log, range(11, 13))
+        found = await log.get("d0011")
+        assert found is not None and found.seq == 11 and sorted(log._recent) == ["d0011", "d0012"]
+    finally:
+        await log.close()
+
+
 async def test_a_full_queue_blocks_append_until_the_writer_takes_it(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     # A writer that would wait a minute to fill its batch: only the full queue wakes it.
