@@ -65,9 +65,6 @@ def _slot(op: Operation) -> int:
 # Distinct signatures / dataset ids are few in practice; the bound only stops a hostile or
 # degenerate catalog from growing the caches without limit (they are rebuilt on demand).
 _CACHE_LIMIT = 65_536
-# Signatures by attributes object: one entry per dataset view, so it must hold a whole catalog's
-# worth; the views it keeps alive after the index replaced them are dropped at the next clear.
-_ATTRS_CACHE_LIMIT = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -149,6 +146,16 @@ class _Signature:
     labels: frozenset[str]  # the effective labels and origins this signature is for
     origins: frozenset[str]
     undescribed: bool  # UNDESCRIBED is among the origins: every decision is DENY (fail closed)
+    # By _slot(op): region id -> the verdict when it does not depend on the dataset (ALLOW, or
+    # a DENY whose explanation carries a shared `deny_verdict`) and no exemption covers it.
+    # Filled by `_decide` as regions are asked for; read by `decide` first.
+    verdicts: tuple[dict[str, Verdict], dict[str, Verdict]]
+
+
+# `EffectiveAttributes.engine_cache` as `CompiledPolicy._remember` sets it: (the policy's cache
+# token, the signature's verdict tables for store and process -- None when exemptions cover the
+# dataset or its provenance is undescribed --, the signature, the exemptions covering the dataset).
+_Cached = tuple[object, "dict[str, Verdict] | None", "dict[str, Verdict] | None", _Signature, tuple[_Exemption, ...]]
 
 
 class CompiledPolicy:
@@ -176,7 +183,9 @@ class CompiledPolicy:
         self._signatures: dict[tuple[frozenset[str], frozenset[str]], _Signature] = {}
         # id(attrs) -> (attrs, its signature, exemptions covering its dataset); the attrs object
         # is kept so that its id is not reused while cached.
-        self._signature_of: dict[int, tuple[EffectiveAttributes, _Signature, tuple[_Exemption, ...]]] = {}
+        # Marks this policy's entries in `EffectiveAttributes.engine_cache` (see `_remember`); not
+        # the policy itself, which an attributes object would then keep alive.
+        self._cache_token = object()
         self._ids_of: dict[int, tuple[str, ...]] = {}
 
     # -- compilation ---------------------------------------------------------------------------
@@ -309,15 +318,26 @@ class CompiledPolicy:
         `allowed_regions` is every region allowed for this dataset and operation, exemptions
         included, sorted. An unknown region raises INVALID_ARGUMENT (field `region`).
         """
-        # The hot path: the common case (no exemption in force for the dataset) is inlined; see
-        # `_deny_reasons` for DENY.
+        # The hot path: a verdict that depends on neither the dataset nor the time, looked up;
+        # everything else in `_decide`.
+        cached = attrs.engine_cache
+        if cached is None or cached[0] is not self._cache_token:
+            cached = self._remember(attrs)
+        verdicts = cached[1] if op is _STORE else cached[2]
+        if verdicts is not None:
+            verdict = verdicts.get(region)
+            if verdict is not None:
+                if now.tzinfo is None:
+                    _require_aware(now)
+                return verdict
+        return self._decide(attrs, cached, op, region, now)
+
+    def _decide(self, attrs: EffectiveAttributes, cached: _Cached, op: Operation, region: str, now: datetime) -> Verdict:
+        """`decide` past its lookup, remembering the verdicts that `decide` may look up."""
         bit = self._bit_of.get(region)
         if bit is None:
             raise invalid_field("region", f"unknown region {region!r} (see `domicile regions`)")
-        cached = self._signature_of.get(id(attrs))
-        if cached is None or cached[0] is not attrs:
-            cached = self._remember(attrs)
-        _, signature, matching = cached
+        _, _, _, signature, matching = cached
         if signature.undescribed:
             return _undescribed_verdict(attrs)
         if now.tzinfo is None:
@@ -329,11 +349,15 @@ class CompiledPolicy:
             if exemptions:
                 return self._decide_exempted(attrs, op, region, bit, signature, slot, exemptions)
         if result.allowed & bit:
-            return result.allow_verdict
-        explanation = result.explanations.get(bit) or self._explain(signature, slot, bit)
-        if explanation.deny_verdict is not None:
-            return explanation.deny_verdict
-        return _new_tuple(Verdict, (_DENY, result.allowed_ids, _deny_reasons(explanation, attrs, None)))
+            verdict = result.allow_verdict
+        else:
+            explanation = result.explanations.get(bit) or self._explain(signature, slot, bit)
+            if explanation.deny_verdict is None:
+                return _new_tuple(Verdict, (_DENY, result.allowed_ids, _deny_reasons(explanation, attrs, None)))
+            verdict = explanation.deny_verdict
+        if not matching:  # (with exemptions that might apply later, the verdict depends on time)
+            signature.verdicts[slot][region] = verdict
+        return verdict
 
     def _decide_exempted(
         self,
@@ -375,10 +399,10 @@ class CompiledPolicy:
         _require_aware(now)
         if UNDESCRIBED in attrs.origins:
             return ()
-        cached = self._signature_of.get(id(attrs))
-        if cached is None or cached[0] is not attrs:
+        cached = attrs.engine_cache
+        if cached is None or cached[0] is not self._cache_token:
             cached = self._remember(attrs)
-        _, signature, matching = cached
+        _, _, _, signature, matching = cached
         result = signature.ops[_slot(op)]
         opened = 0
         for exemption in matching:
@@ -438,9 +462,11 @@ class CompiledPolicy:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _remember(self, attrs: EffectiveAttributes) -> tuple[EffectiveAttributes, _Signature, tuple[_Exemption, ...]]:
-        """Cache what a decision needs from `attrs` beyond op/region/time: its signature and
-        the exemptions covering its dataset (expiry and operation are checked per decision)."""
+    def _remember(self, attrs: EffectiveAttributes) -> _Cached:
+        """Cache in `attrs` what a decision needs from it beyond op/region/time: its signature,
+        the exemptions covering its dataset (expiry and operation are checked per decision)
+        and, when those are none and its provenance is described, its signature's verdict
+        tables for `decide` to look up."""
         key = (frozenset(attrs.classifications), frozenset(attrs.origins))
         signature = self._signatures.get(key)
         if signature is None:
@@ -449,10 +475,10 @@ class CompiledPolicy:
                 self._signatures.clear()
             self._signatures[key] = signature
         matching = tuple(e for e in self._exemptions if e.covers_dataset(attrs.dataset_id))
-        if len(self._signature_of) >= _ATTRS_CACHE_LIMIT:
-            self._signature_of.clear()
-        entry = self._signature_of[id(attrs)] = (attrs, signature, matching)
-        return entry
+        store, process = (None, None) if matching or signature.undescribed else signature.verdicts
+        cached = (self._cache_token, store, process, signature, matching)
+        object.__setattr__(attrs, "engine_cache", cached)  # (frozen: the cache is not a value)
+        return cached
 
     def _compute_signature(self, labels: frozenset[str], origins: frozenset[str]) -> _Signature:
         by_label = self._ignores_labels
@@ -487,7 +513,7 @@ class CompiledPolicy:
             allowed = base & ~deny
             allowed_ids = self._ids(allowed)
             ops.append(_OpResult(allowed, hard_block, default_denies, Verdict(Outcome.ALLOW, allowed_ids), allowed_ids, {}))
-        return _Signature(rules, classified, (ops[0], ops[1]), labels, origins, UNDESCRIBED in origins)
+        return _Signature(rules, classified, (ops[0], ops[1]), labels, origins, UNDESCRIBED in origins, ({}, {}))
 
     def _ids(self, bits: int) -> tuple[str, ...]:
         ids = self._ids_of.get(bits)

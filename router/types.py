@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 UNDESCRIBED = "UNDESCRIBED"
@@ -59,17 +59,21 @@ class Reason(NamedTuple):
     lineage_path: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EffectiveAttributes:
     """A dataset's effective classifications and origins, each with one shortest lineage path.
 
     Paths run from the contributing dataset to `dataset_id` (inclusive at both ends).
+    `engine_cache` belongs to the decision engine (engine.CompiledPolicy): what it derived from
+    these attributes for the policy that last decided on them. Not a value: it is left out of
+    equality, hashing, `repr` and `replace`.
     """
 
     dataset_id: str
     classifications: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     origins: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     locations: tuple[str, ...] = ()
+    engine_cache: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 class Verdict(NamedTuple):

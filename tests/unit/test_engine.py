@@ -431,6 +431,25 @@ def test_signature_cache_does_not_leak_exemptions_between_datasets() -> None:
     assert policy.decide(exempted, PROCESS, "aws:us-east-1", now=NOW).outcome is Outcome.ALLOW
     assert policy.decide(same_labels, PROCESS, "aws:us-east-1", now=NOW).outcome is Outcome.DENY
     assert policy.decide(exempted, PROCESS, "aws:us-east-1", now=NOW).outcome is Outcome.ALLOW
+    # The other way round: a verdict remembered for the signature does not reach the exempted
+    # dataset, before or after its exemption expires.
+    policy = compile_text(EXEMPTIONS)
+    exempted = attrs("s3://eu/customers", **PII_DE)
+    for _ in range(2):
+        assert policy.decide(same_labels, PROCESS, "aws:us-east-1", now=NOW).outcome is Outcome.DENY
+        assert policy.decide(exempted, PROCESS, "aws:us-east-1", now=NOW).outcome is Outcome.ALLOW
+    later = NOW + timedelta(days=3650)
+    assert policy.decide(exempted, PROCESS, "aws:us-east-1", now=later).outcome is Outcome.DENY
+
+
+def test_a_remembered_verdict_is_the_policys_own() -> None:
+    first, second = compile_text(GDPR), compile_text(OPEN)
+    dataset = attrs("s3://eu/customers", **PII_DE)
+    for _ in range(2):  # each policy's answer, whichever decided on these attributes last
+        assert first.decide(dataset, STORE, "aws:us-east-1", now=NOW).outcome is Outcome.DENY
+        assert second.decide(dataset, STORE, "aws:us-east-1", now=NOW).outcome is Outcome.ALLOW
+    assert dataset == attrs("s3://eu/customers", **PII_DE)  # the cache is not part of the value
+    assert "engine_cache" not in repr(dataset)
 
 
 # -- errors and arguments ------------------------------------------------------------------------

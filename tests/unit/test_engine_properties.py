@@ -4,6 +4,8 @@ the bitsets are exercised beyond 64 bits)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import fnmatch
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
@@ -171,6 +173,10 @@ def test_engine_agrees_with_the_reference(policy: CompiledPolicy, data: st.DataO
         allowed, excluding, default_denies = reference(document, resolver, attrs, op, region, now)
         assert set(policy.allowed_regions(attrs, op, now)) == allowed
         verdict = policy.decide(attrs, op, region, now=now)
+        # Asked again (now possibly from the signature's verdict table), and for an equal
+        # dataset's new attributes object: the same verdict.
+        assert policy.decide(attrs, op, region, now=now) == verdict
+        assert policy.decide(replace(attrs), op, region, now=now) == verdict
         assert verdict.allowed_regions == tuple(sorted(allowed))
         assert (verdict.outcome is Outcome.ALLOW) == (region in allowed)
         if verdict.outcome is Outcome.DENY:
