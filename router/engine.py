@@ -114,9 +114,11 @@ class _RuleReason:
     one of each is a candidate, else None (the shortest path decides which one is named).
     With a final message, `path_label` (else `path_origin`) is the value whose lineage path the
     reason carries; neither means the rule applies to every dataset (the path is the dataset).
-    Otherwise `messages` caches the message by the (label, origin) a dataset's paths select."""
+    Otherwise `messages` caches the message by the (label, origin) a dataset's paths select.
+    `position` is the rule's place in its signature's `rules` (and `evidence`)."""
 
     rule: _Rule
+    position: int
     labels: tuple[str, ...]
     origins: tuple[str, ...]
     prefix: str  # "rule <id> (<citation>): <op> in <region> <how>"
@@ -146,6 +148,9 @@ class _Signature:
     labels: frozenset[str]  # the effective labels and origins this signature is for
     origins: frozenset[str]
     undescribed: bool  # UNDESCRIBED is among the origins: every decision is DENY (fail closed)
+    # By rule (as `rules`): the effective labels and origins that made it apply (sorted; empty
+    # when the rule does not look at them).
+    evidence: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
     # By _slot(op): region id -> the verdict when it does not depend on the dataset (ALLOW, or
     # a DENY whose explanation carries a shared `deny_verdict`) and no exemption covers it.
     # Filled by `_decide` as regions are asked for; read by `decide` first.
@@ -154,8 +159,11 @@ class _Signature:
 
 # `EffectiveAttributes.engine_cache` as `CompiledPolicy._remember` sets it: (the policy's cache
 # token, the signature's verdict tables for store and process -- None when exemptions cover the
-# dataset or its provenance is undescribed --, the signature, the exemptions covering the dataset).
-_Cached = tuple[object, "dict[str, Verdict] | None", "dict[str, Verdict] | None", _Signature, tuple[_Exemption, ...]]
+# dataset or its provenance is undescribed --, the signature, the exemptions covering the dataset,
+# its `_rule_paths` once a DENY needed them (else ())).
+_Cached = tuple[
+    object, "dict[str, Verdict] | None", "dict[str, Verdict] | None", _Signature, tuple[_Exemption, ...], "_RulePaths"
+]
 
 
 class CompiledPolicy:
@@ -337,7 +345,7 @@ class CompiledPolicy:
         bit = self._bit_of.get(region)
         if bit is None:
             raise invalid_field("region", f"unknown region {region!r} (see `domicile regions`)")
-        _, _, _, signature, matching = cached
+        signature, matching = cached[3], cached[4]
         if signature.undescribed:
             return _undescribed_verdict(attrs)
         if now.tzinfo is None:
@@ -347,13 +355,14 @@ class CompiledPolicy:
         if matching:
             exemptions = [e for e in matching if op in e.operations and now < e.expires]
             if exemptions:
-                return self._decide_exempted(attrs, op, region, bit, signature, slot, exemptions)
+                return self._decide_exempted(attrs, cached, op, region, bit, slot, exemptions)
         if result.allowed & bit:
             verdict = result.allow_verdict
         else:
             explanation = result.explanations.get(bit) or self._explain(signature, slot, bit)
             if explanation.deny_verdict is None:
-                return _new_tuple(Verdict, (_DENY, result.allowed_ids, _deny_reasons(explanation, attrs, None)))
+                paths = cached[5] or self._remember_paths(attrs, cached)
+                return _new_tuple(Verdict, (_DENY, result.allowed_ids, _deny_reasons(explanation, paths, None)))
             verdict = explanation.deny_verdict
         if not matching:  # (with exemptions that might apply later, the verdict depends on time)
             signature.verdicts[slot][region] = verdict
@@ -362,14 +371,15 @@ class CompiledPolicy:
     def _decide_exempted(
         self,
         attrs: EffectiveAttributes,
+        cached: _Cached,
         op: Operation,
         region: str,
         bit: int,
-        signature: _Signature,
         slot: int,
         exemptions: list[_Exemption],
     ) -> Verdict:
         """`decide` when unexpired exemptions for `op` cover the dataset."""
+        signature = cached[3]
         result = signature.ops[slot]
         exempted = 0
         for exemption in exemptions:
@@ -392,7 +402,8 @@ class CompiledPolicy:
                 Outcome.ALLOW, allowed_regions, (Reason(ReasonCode.EXEMPTION_APPLIED, message, rule_id=exemption.id),)
             )
         blocked_exemption = next((e for e in exemptions if e.regions & bit), None)
-        return Verdict(Outcome.DENY, allowed_regions, _deny_reasons(explanation, attrs, blocked_exemption))
+        paths = cached[5] or self._remember_paths(attrs, cached)
+        return Verdict(Outcome.DENY, allowed_regions, _deny_reasons(explanation, paths, blocked_exemption))
 
     def allowed_regions(self, attrs: EffectiveAttributes, op: Operation, now: datetime) -> tuple[str, ...]:
         """Sorted ids of every region where `op` is allowed for the dataset, exemptions included."""
@@ -402,7 +413,7 @@ class CompiledPolicy:
         cached = attrs.engine_cache
         if cached is None or cached[0] is not self._cache_token:
             cached = self._remember(attrs)
-        _, _, _, signature, matching = cached
+        signature, matching = cached[3], cached[4]
         result = signature.ops[_slot(op)]
         opened = 0
         for exemption in matching:
@@ -476,9 +487,17 @@ class CompiledPolicy:
             self._signatures[key] = signature
         matching = tuple(e for e in self._exemptions if e.covers_dataset(attrs.dataset_id))
         store, process = (None, None) if matching or signature.undescribed else signature.verdicts
-        cached = (self._cache_token, store, process, signature, matching)
+        cached = (self._cache_token, store, process, signature, matching, ())
         object.__setattr__(attrs, "engine_cache", cached)  # (frozen: the cache is not a value)
         return cached
+
+    @staticmethod
+    def _remember_paths(attrs: EffectiveAttributes, cached: _Cached) -> _RulePaths:
+        """`_rule_paths` of `attrs`, computed on its first DENY with rule reasons and kept in
+        its cache entry."""
+        paths = _rule_paths(cached[3], attrs)
+        object.__setattr__(attrs, "engine_cache", (*cached[:5], paths))
+        return paths
 
     def _compute_signature(self, labels: frozenset[str], origins: frozenset[str]) -> _Signature:
         by_label = self._ignores_labels
@@ -513,7 +532,15 @@ class CompiledPolicy:
             allowed = base & ~deny
             allowed_ids = self._ids(allowed)
             ops.append(_OpResult(allowed, hard_block, default_denies, Verdict(Outcome.ALLOW, allowed_ids), allowed_ids, {}))
-        return _Signature(rules, classified, (ops[0], ops[1]), labels, origins, UNDESCRIBED in origins, ({}, {}))
+        evidence = tuple(
+            (
+                tuple(sorted(l for l in labels if any(label_matches(r, l) for r in rule.labels))) if rule.labels else (),
+                tuple(sorted(o for o in origins if rule.origins.everywhere or o in rule.origins.countries))
+                if rule.origins is not None else (),
+            )
+            for rule in rules
+        )
+        return _Signature(rules, classified, (ops[0], ops[1]), labels, origins, UNDESCRIBED in origins, evidence, ({}, {}))
 
     def _ids(self, bits: int) -> tuple[str, ...]:
         ids = self._ids_of.get(bits)
@@ -532,13 +559,14 @@ class CompiledPolicy:
         return ids
 
     @staticmethod
-    def _excluding(signature: _Signature, slot: int, bit: int) -> list[_Rule]:
-        """Applicable rules that exclude the region: outside their allow set, or denying it."""
+    def _excluding(signature: _Signature, slot: int, bit: int) -> list[int]:
+        """Positions (in `signature.rules`) of the applicable rules that exclude the region:
+        outside their allow set, or denying it."""
         excluding = []
-        for rule in signature.rules:
+        for position, rule in enumerate(signature.rules):
             allow = rule.allow[slot]
             if (allow is not None and not allow & bit) or rule.deny[slot] & bit:
-                excluding.append(rule)
+                excluding.append(position)
         return excluding
 
     def _explain(self, signature: _Signature, slot: int, bit: int) -> _Explanation:
@@ -547,16 +575,11 @@ class CompiledPolicy:
         op = _OPS[slot]
         region = self._regions[bit.bit_length() - 1].id
         items = []
-        for rule in self._excluding(signature, slot, bit):
+        for position in self._excluding(signature, slot, bit):
+            rule = signature.rules[position]
             # The dataset's values that made the rule apply; an applicable rule that looks at
             # labels (origins) always has at least one (that is how it was found applicable).
-            labels: tuple[str, ...] = ()
-            if rule.labels:
-                labels = tuple(sorted(l for l in signature.labels if any(label_matches(r, l) for r in rule.labels)))
-            origins: tuple[str, ...] = ()
-            if rule.origins is not None:
-                countries = rule.origins
-                origins = tuple(sorted(o for o in signature.origins if countries.everywhere or o in countries.countries))
+            labels, origins = signature.evidence[position]
             how = "is denied" if rule.deny[slot] & bit else "is outside the locations it allows"
             citation = f" ({rule.citation})" if rule.citation else ""
             prefix = f"rule {rule.id}{citation}: {op.value} in {region} {how}"
@@ -565,7 +588,7 @@ class CompiledPolicy:
                 path_label = labels[0] if labels else None
                 path_origin = origins[0] if origins else None
                 message = prefix + _matched(path_label, path_origin)
-            items.append(_RuleReason(rule, labels, origins, prefix, message, path_label, path_origin, {}))
+            items.append(_RuleReason(rule, position, labels, origins, prefix, message, path_label, path_origin, {}))
         default = None
         if signature.ops[slot].default_denies:
             kind = "classified" if signature.classified else "unclassified"
@@ -597,36 +620,19 @@ _new_tuple = tuple.__new__
 
 
 def _deny_reasons(
-    explanation: _Explanation, attrs: EffectiveAttributes, blocked_exemption: _Exemption | None
+    explanation: _Explanation, paths: _RulePaths, blocked_exemption: _Exemption | None
 ) -> tuple[Reason, ...]:
-    """The DENY reasons of `explanation` for the dataset of `attrs`: each rule's reason
-    names the matched label (else origin) with the shortest lineage path, and that path
-    (the dataset itself for a rule that applies to every dataset)."""
+    """The DENY reasons of `explanation` for a dataset whose `_rule_paths` are `paths`: each
+    rule's reason names the matched label (else origin) with the shortest lineage path, and
+    that path (the dataset itself for a rule that applies to every dataset)."""
     reasons = []
     for item in explanation.rules:
+        key, path = paths[item.position]
         message = item.message
-        if message is not None:
-            # The common case: one candidate label and/or origin, message final (see `_RuleReason`).
-            if item.path_label is not None:
-                path = attrs.classifications[item.path_label]
-            elif item.path_origin is not None:
-                path = attrs.origins[item.path_origin]
-            else:
-                path = ()
-        else:
-            label = origin = None
-            path = ()
-            if item.labels:
-                label, path = _shortest(item.labels, attrs.classifications)
-            if item.origins:
-                origin, origin_path = _shortest(item.origins, attrs.origins)
-                path = path or origin_path
-            key = (label, origin)
+        if message is None:  # several candidate labels or origins: the dataset's paths chose
             message = item.messages.get(key)
             if message is None:
-                message = item.messages[key] = item.prefix + _matched(label, origin)
-        if not path:
-            path = (attrs.dataset_id,)
+                message = item.messages[key] = item.prefix + _matched(*key)
         rule = item.rule
         if blocked_exemption is not None and not rule.exemptible:
             message += f"; not exemptible, so exemption {blocked_exemption.id} does not apply"
@@ -634,6 +640,29 @@ def _deny_reasons(
     if explanation.default is not None:
         reasons.append(explanation.default)
     return tuple(reasons)
+
+
+# By rule of a signature: the (label, origin) a DENY reason names for one dataset, and the
+# lineage path it carries.
+_RulePaths = tuple[tuple[tuple["str | None", "str | None"], tuple[str, ...]], ...]
+
+
+def _rule_paths(signature: _Signature, attrs: EffectiveAttributes) -> _RulePaths:
+    """For each rule of `signature`, what a DENY reason of the dataset of `attrs` names: the
+    matched label with the shortest lineage path (ties: the smallest) and/or the origin
+    likewise, and the label's path (else the origin's; else the dataset itself). The same for
+    every operation and region, so computed once per dataset and policy."""
+    found = []
+    for labels, origins in signature.evidence:
+        label = origin = None
+        path: tuple[str, ...] = ()
+        if labels:
+            label, path = _shortest(labels, attrs.classifications)
+        if origins:
+            origin, origin_path = _shortest(origins, attrs.origins)
+            path = path or origin_path
+        found.append(((label, origin), path or (attrs.dataset_id,)))
+    return tuple(found)
 
 
 def _shortest(values: tuple[str, ...], paths: Mapping[str, tuple[str, ...]]) -> tuple[str, tuple[str, ...]]:
