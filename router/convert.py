@@ -26,6 +26,11 @@ from domicile.router.types import Decision, Operation, Outcome, PolicyChange, Re
 from domicile.timeconv import to_timestamp
 from domicile.v1 import policy_pb2, residency_pb2
 
+try:  # router/_native.c, built by `pip install` where a C compiler exists
+    from domicile.router import _native
+except ImportError:  # pragma: no cover - the Python encoder writes the same bytes
+    _native = None
+
 OPERATION_FROM_PROTO: dict[int, Operation] = {
     residency_pb2.OPERATION_STORE: Operation.STORE,
     residency_pb2.OPERATION_PROCESS: Operation.PROCESS,
@@ -108,7 +113,21 @@ class DecisionEncoder:
         return message
 
     def encode_batch(self, decisions: Iterable[Decision]) -> bytes:
-        """The serialized BatchDecideResponse of `decisions` (see the module docstring)."""
+        """The serialized BatchDecideResponse of `decisions` (see the module docstring): by
+        the C encoder when it is built and takes them, else by `encode_batch_python` (the
+        reference; both give the same bytes)."""
+        if _native is not None:
+            listed = decisions if type(decisions) is list else list(decisions)
+            encoded = _native.encode_batch(
+                listed, _OPERATION, self._verdict_fragment, self._context_fragment, self._reason_texts
+            )
+            if encoded is not None:
+                return encoded
+            decisions = listed
+        return self.encode_batch_python(decisions)
+
+    def encode_batch_python(self, decisions: Iterable[Decision]) -> bytes:
+        """`encode_batch` in Python."""
         varint, table, limit, operation = _varint, _VARINTS, _TABLE_LIMIT, _OPERATION
         verdict, context, reason_texts = self._verdict_fragment, self._context_fragment, self._reason_texts
         path_field, region_field = self._path_field, self._region_field

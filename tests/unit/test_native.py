@@ -1,6 +1,7 @@
-"""router/_native.c: the C line renderer against the reference, `_LineBuilder` -- for any
-queue, the same line parts and positions, so the same bytes on disk; for shapes it does not
-take, None (the log then renders the line in Python) -- and `untrack`."""
+"""router/_native.c against the Python it stands in for: the decision log's line renderer
+against `_LineBuilder` (for any queue, the same line parts and positions, so the same bytes on
+disk), the BatchDecide encoder against `DecisionEncoder.encode_batch_python` (the same bytes);
+for shapes they do not take, None (the caller then uses the Python); and `untrack`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domicile.router import decision_log
+from domicile.router.convert import _OPERATION, DecisionEncoder
+from domicile.v1 import residency_pb2
 from domicile.router.decision_log import ZERO_HASH
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
@@ -240,3 +243,40 @@ def test_untrack_takes_only_decisions_out_of_the_collectors_sight() -> None:
     del decisions  # reference counting still frees them
     with pytest.raises(TypeError):
         native.untrack(tuple(others))
+
+
+# -- encode_batch --------------------------------------------------------------------------------
+
+
+def encode_both(decisions: list) -> tuple[bytes | None, bytes]:
+    fast_encoder, reference = DecisionEncoder(), DecisionEncoder()
+    fast = native.encode_batch(decisions, _OPERATION, fast_encoder._verdict_fragment,
+                               fast_encoder._context_fragment, fast_encoder._reason_texts)
+    return fast, reference.encode_batch_python(decisions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(queues())
+def test_the_c_encoder_writes_the_reference_bytes(queue: list) -> None:
+    decisions = [d for item in queue for d in (item[0] if type(item[0]) is tuple else (item[0],))]
+    decisions = [d._replace(reasons=tuple(r._replace(lineage_path=tuple(r.lineage_path)) for r in d.reasons))
+                 for d in decisions]
+    fast, reference = encode_both(decisions)
+    assert fast == reference
+    assert fast == encode_both(decisions + decisions)[0][: len(fast)]  # and again, from its caches
+    assert len(residency_pb2.BatchDecideResponse.FromString(fast).decisions) == len(decisions)
+
+
+def test_the_encoder_uses_c_and_falls_back_to_python_for_odd_shapes() -> None:
+    good = entry()[0]
+    assert encode_both([])[0] == b""
+    encoder = DecisionEncoder()
+    callbacks = (encoder._verdict_fragment, encoder._context_fragment, encoder._reason_texts)
+    for odd in (good._replace(reasons=[]), good._replace(dataset_id=3), "not a decision"):
+        assert native.encode_batch([good, odd], _OPERATION, *callbacks) is None
+    with pytest.raises(TypeError):
+        native.encode_batch([good], _OPERATION, *callbacks[:2], lambda reason: b"not a pair")
+    encoder = DecisionEncoder()
+    assert encoder.encode_batch(iter([good])) == DecisionEncoder().encode_batch_python([good])
+    with pytest.raises(UnicodeEncodeError):
+        DecisionEncoder().encode_batch([good._replace(region="\ud800")])
