@@ -138,6 +138,7 @@ class _Explanation:
     rules: tuple[_RuleReason, ...]
     default: Reason | None
     deny_verdict: Verdict | None
+    allowed_ids: tuple[str, ...]  # the allowed regions of the (signature, operation)
 
 
 @dataclass(frozen=True)
@@ -152,18 +153,18 @@ class _Signature:
     # when the rule does not look at them).
     evidence: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]
     # By _slot(op): region id -> the verdict when it does not depend on the dataset (ALLOW, or
-    # a DENY whose explanation carries a shared `deny_verdict`) and no exemption covers it.
-    # Filled by `_decide` as regions are asked for; read by `decide` first.
+    # a DENY whose explanation carries a shared `deny_verdict`) and no exemption covers it;
+    # `denials`: region id -> the explanation of a DENY whose reasons carry the dataset's
+    # lineage paths. Filled by `_decide` as regions are asked for; read by `decide` first.
     verdicts: tuple[dict[str, Verdict], dict[str, Verdict]]
+    denials: tuple[dict[str, _Explanation], dict[str, _Explanation]]
 
 
 # `EffectiveAttributes.engine_cache` as `CompiledPolicy._remember` sets it: (the policy's cache
-# token, the signature's verdict tables for store and process -- None when exemptions cover the
-# dataset or its provenance is undescribed --, the signature, the exemptions covering the dataset,
-# its `_rule_paths` once a DENY needed them (else ())).
-_Cached = tuple[
-    object, "dict[str, Verdict] | None", "dict[str, Verdict] | None", _Signature, tuple[_Exemption, ...], "_RulePaths"
-]
+# token, the signature's `verdicts` and `denials` tables by slot -- (None, None) each when
+# exemptions cover the dataset or its provenance is undescribed --, the signature, the exemptions
+# covering the dataset, its `_rule_paths` once a DENY needed them (else ())).
+_Cached = tuple[object, tuple, tuple, _Signature, tuple[_Exemption, ...], "_RulePaths"]
 
 
 class CompiledPolicy:
@@ -326,18 +327,25 @@ class CompiledPolicy:
         `allowed_regions` is every region allowed for this dataset and operation, exemptions
         included, sorted. An unknown region raises INVALID_ARGUMENT (field `region`).
         """
-        # The hot path: a verdict that depends on neither the dataset nor the time, looked up;
-        # everything else in `_decide`.
+        # The hot path: a verdict that depends on neither the dataset nor the time, looked up,
+        # or a DENY whose explanation only lacks the dataset's lineage paths; the rest in `_decide`.
         cached = attrs.engine_cache
         if cached is None or cached[0] is not self._cache_token:
             cached = self._remember(attrs)
-        verdicts = cached[1] if op is _STORE else cached[2]
+        slot = 0 if op is _STORE else 1
+        verdicts = cached[1][slot]
         if verdicts is not None:
             verdict = verdicts.get(region)
             if verdict is not None:
                 if now.tzinfo is None:
                     _require_aware(now)
                 return verdict
+            explanation = cached[2][slot].get(region)
+            if explanation is not None:
+                if now.tzinfo is None:
+                    _require_aware(now)
+                paths = cached[5] or self._remember_paths(attrs, cached)
+                return _new_tuple(Verdict, (_DENY, explanation.allowed_ids, _deny_reasons(explanation, paths, None)))
         return self._decide(attrs, cached, op, region, now)
 
     def _decide(self, attrs: EffectiveAttributes, cached: _Cached, op: Operation, region: str, now: datetime) -> Verdict:
@@ -361,6 +369,8 @@ class CompiledPolicy:
         else:
             explanation = result.explanations.get(bit) or self._explain(signature, slot, bit)
             if explanation.deny_verdict is None:
+                if not matching:
+                    signature.denials[slot][region] = explanation
                 paths = cached[5] or self._remember_paths(attrs, cached)
                 return _new_tuple(Verdict, (_DENY, result.allowed_ids, _deny_reasons(explanation, paths, None)))
             verdict = explanation.deny_verdict
@@ -486,8 +496,8 @@ class CompiledPolicy:
                 self._signatures.clear()
             self._signatures[key] = signature
         matching = tuple(e for e in self._exemptions if e.covers_dataset(attrs.dataset_id))
-        store, process = (None, None) if matching or signature.undescribed else signature.verdicts
-        cached = (self._cache_token, store, process, signature, matching, ())
+        tables = ((None, None), (None, None)) if matching or signature.undescribed else (signature.verdicts, signature.denials)
+        cached = (self._cache_token, tables[0], tables[1], signature, matching, ())
         object.__setattr__(attrs, "engine_cache", cached)  # (frozen: the cache is not a value)
         return cached
 
@@ -540,7 +550,7 @@ class CompiledPolicy:
             )
             for rule in rules
         )
-        return _Signature(rules, classified, (ops[0], ops[1]), labels, origins, UNDESCRIBED in origins, evidence, ({}, {}))
+        return _Signature(rules, classified, (ops[0], ops[1]), labels, origins, UNDESCRIBED in origins, evidence, ({}, {}), ({}, {}))
 
     def _ids(self, bits: int) -> tuple[str, ...]:
         ids = self._ids_of.get(bits)
@@ -598,7 +608,7 @@ class CompiledPolicy:
         deny_verdict = None
         if not items and default is not None:
             deny_verdict = Verdict(Outcome.DENY, signature.ops[slot].allowed_ids, (default,))
-        explanation = _Explanation(tuple(items), default, deny_verdict)
+        explanation = _Explanation(tuple(items), default, deny_verdict, signature.ops[slot].allowed_ids)
         signature.ops[slot].explanations[bit] = explanation
         return explanation
 
