@@ -8,6 +8,9 @@ EU_ADEQUACY). A policy may add private regions with `RegionRegistry.with_private
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -42,6 +45,7 @@ class RegionRegistry:
         for region in regions:
             self._by_id[region.id] = region
         self._ordered = tuple(sorted(self._by_id.values(), key=lambda r: r.id))
+        self.by_id: Mapping[str, Region] = MappingProxyType(self._by_id)  # read-only view
 
     @staticmethod
     def builtin() -> RegionRegistry:

@@ -31,6 +31,14 @@
  *     Returns None for shapes the router never produces (the caller then encodes in Python,
  *     the reference: tests/unit/test_runtime_servicers.py holds the two byte-for-byte equal).
  *
+ * parse_batch(data, regions, operations, max_requests)
+ *     A serialized BatchDecideRequest as the servicer's questions: a list of (dataset_id,
+ *     Operation, region) -- `operations` maps a proto enum value (index) to an Operation or None
+ *     -- when every request is plain: at most `max_requests`, each a dataset id of printable
+ *     ASCII without edge spaces (1-512 characters), a known operation and a region in
+ *     `regions`. Otherwise None, and the servicer parses with protobuf and checks in Python,
+ *     which names every problem (the reference: an answer from either path is the same).
+ *
  * untrack(decisions)
  *     Takes the Decision tuples of a list out of the cyclic garbage collector's sight. A
  *     Decision holds only strings, Enum members, ints, a datetime and tuples of those: it can
@@ -959,11 +967,189 @@ done:
     return result;
 }
 
+/* ---- BatchDecideRequest from the wire --------------------------------------------------- */
+
+typedef struct {
+    const unsigned char *at, *end;
+} Reader;
+
+/* A varint; 0 on success, -1 when malformed. */
+static int
+read_varint(Reader *r, uint64_t *value)
+{
+    uint64_t result = 0;
+    for (int shift = 0; shift < 64 && r->at < r->end; shift += 7) {
+        unsigned char byte = *r->at++;
+        result |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *value = result;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Skip the field of `tag` (just read); 0 on success, -1 when malformed -- as protobuf would
+ * reject it: field number 0 or beyond 2^29 - 1, groups, reserved wire types. */
+static int
+skip_field(Reader *r, uint64_t tag)
+{
+    uint64_t size;
+    int wire_type = (int)(tag & 7);
+    if (tag >> 3 == 0 || tag >> 3 > 536870911)
+        return -1;
+    switch (wire_type) {
+    case 0:
+        return read_varint(r, &size);
+    case 1:
+        size = 8;
+        break;
+    case 2:
+        if (read_varint(r, &size) < 0)
+            return -1;
+        break;
+    case 5:
+        size = 4;
+        break;
+    default: /* groups (3, 4) and reserved types: not in these messages */
+        return -1;
+    }
+    if (size > (uint64_t)(r->end - r->at))
+        return -1;
+    r->at += size;
+    return 0;
+}
+
+/* A dataset id the fast path takes as it is: 1-2048 printable ASCII characters (catalog
+ * model.MAX_ID_BYTES), no space at either end. Anything else (non-ASCII, empty, long,
+ * controls, edge spaces) goes to the servicer's Python checks, which say what is wrong. */
+static int
+plain_id(const unsigned char *data, Py_ssize_t size)
+{
+    if (size < 1 || size > 2048 || data[0] == ' ' || data[size - 1] == ' ')
+        return 0;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (data[i] < 0x20 || data[i] > 0x7e)
+            return 0;
+    }
+    return 1;
+}
+
+/* One DecideRequest: 1 when it parsed into a question the fast path takes, 0 when the
+ * servicer must look (malformed, unusual or invalid), -1 on error. */
+static int
+parse_question(Reader *r, PyObject *regions, PyObject *operations, PyObject **question)
+{
+    const unsigned char *id = NULL, *region = NULL;
+    Py_ssize_t id_size = 0, region_size = 0;
+    uint64_t operation = 0;
+    while (r->at < r->end) { /* a field given twice: the last one counts, as in protobuf */
+        uint64_t tag, size;
+        if (read_varint(r, &tag) < 0)
+            return 0;
+        int number = (int)(tag >> 3), wire_type = (int)(tag & 7);
+        if ((number == 1 || number == 3) && wire_type == 2) {
+            if (read_varint(r, &size) < 0 || size > (uint64_t)(r->end - r->at))
+                return 0;
+            if (number == 1) {
+                id = r->at;
+                id_size = (Py_ssize_t)size;
+            } else {
+                region = r->at;
+                region_size = (Py_ssize_t)size;
+            }
+            r->at += size;
+        } else if (number == 2 && wire_type == 0) {
+            if (read_varint(r, &operation) < 0)
+                return 0;
+        } else if (number <= 3 || skip_field(r, tag) < 0) { /* (a known field of the wrong wire type) */
+            return 0;
+        }
+    }
+    if (id == NULL || region == NULL || !plain_id(id, id_size) || operation >= (uint64_t)PyTuple_GET_SIZE(operations)
+        || PyTuple_GET_ITEM(operations, (Py_ssize_t)operation) == Py_None) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < region_size; i++) {
+        if (region[i] < 0x20 || region[i] > 0x7e) /* (every region id is ASCII) */
+            return 0;
+    }
+    PyObject *region_text = PyUnicode_FromStringAndSize((const char *)region, region_size);
+    if (region_text == NULL)
+        return -1;
+    int known = PySequence_Contains(regions, region_text);
+    if (known <= 0) {
+        Py_DECREF(region_text);
+        return known;
+    }
+    PyObject *id_text = PyUnicode_FromStringAndSize((const char *)id, id_size);
+    if (id_text == NULL) {
+        Py_DECREF(region_text);
+        return -1;
+    }
+    *question = PyTuple_Pack(3, id_text, PyTuple_GET_ITEM(operations, (Py_ssize_t)operation), region_text);
+    Py_DECREF(id_text);
+    Py_DECREF(region_text);
+    return *question == NULL ? -1 : 1;
+}
+
+static PyObject *
+parse_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyTuple_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "parse_batch(data: bytes, regions, operations: tuple, max_requests: int)");
+        return NULL;
+    }
+    PyObject *regions = args[1], *operations = args[2];
+    Py_ssize_t limit = PyLong_AsSsize_t(args[3]);
+    if (limit == -1 && PyErr_Occurred())
+        return NULL;
+    Reader r = {(const unsigned char *)PyBytes_AS_STRING(args[0]),
+                (const unsigned char *)PyBytes_AS_STRING(args[0]) + PyBytes_GET_SIZE(args[0])};
+    PyObject *questions = PyList_New(0);
+    if (questions == NULL)
+        return NULL;
+    while (r.at < r.end) {
+        uint64_t tag, size;
+        if (read_varint(&r, &tag) < 0)
+            goto python;
+        if (tag != ((1 << 3) | 2)) { /* not BatchDecideRequest.requests */
+            if (tag >> 3 == 1 || skip_field(&r, tag) < 0)
+                goto python;
+            continue;
+        }
+        if (read_varint(&r, &size) < 0 || size > (uint64_t)(r.end - r.at) || PyList_GET_SIZE(questions) >= limit)
+            goto python;
+        Reader item = {r.at, r.at + size};
+        r.at += size;
+        PyObject *question = NULL;
+        int parsed = parse_question(&item, regions, operations, &question);
+        if (parsed < 0) {
+            Py_DECREF(questions);
+            return NULL;
+        }
+        if (parsed == 0)
+            goto python;
+        int failed = PyList_Append(questions, question);
+        Py_DECREF(question);
+        if (failed) {
+            Py_DECREF(questions);
+            return NULL;
+        }
+    }
+    return questions;
+python:
+    Py_DECREF(questions);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"render", (PyCFunction)(void (*)(void))render, METH_FASTCALL,
      "render(queue, item, offset, limit, request_parts, format_time) -> ((ids, requests, region_sets, reasons), "
      "item, offset) | None"},
     {"untrack", (PyCFunction)untrack, METH_O, "untrack(decisions): take a list's Decisions out of the collector's sight"},
+    {"parse_batch", (PyCFunction)(void (*)(void))parse_batch, METH_FASTCALL,
+     "parse_batch(data, regions, operations, max_requests) -> [(dataset_id, operation, region)] | None"},
     {"encode_batch", (PyCFunction)(void (*)(void))encode_batch, METH_FASTCALL,
      "encode_batch(decisions, operations, verdict_fragment, context_fragment, reason_texts) -> bytes | None"},
     {NULL, NULL, 0, NULL},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import check_id, check_length
@@ -28,6 +29,11 @@ from domicile.app import App
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
 from domicile.security.context import current_principal, current_trace
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
+
+try:  # router/_native.c, built by `pip install` where a C compiler exists
+    from domicile.router import _native
+except ImportError:  # pragma: no cover - protobuf parses, Python checks: same questions
+    _native = None
 
 # Bounds on request sizes: a batch answer of 10,000 decisions is a few MB at most.
 MAX_BATCH = 10_000
@@ -102,26 +108,25 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         self._encoder.fill(response.decision, decision)
         return response
 
-    async def BatchDecide(self, request: residency_pb2.BatchDecideRequest, context) -> bytes:
-        """Answers with the serialized BatchDecideResponse (registered by `add_residency_service`)."""
+    async def BatchDecide(self, request: bytes | residency_pb2.BatchDecideRequest, context) -> bytes:
+        """Answers with the serialized BatchDecideResponse. Over gRPC the request arrives
+        serialized (both registered by `add_residency_service`): a batch of plain requests is
+        read by the C parser (router/_native.c), anything else parsed by protobuf and checked
+        here, naming every problem."""
         router = _router(self._app)
-        errors = FieldErrors()
-        if len(request.requests) > MAX_BATCH:
-            errors.add("requests", f"at most {MAX_BATCH} requests per batch")
-            errors.raise_if_any()
-        registry = router.regions()
-        operations = OPERATION_FROM_PROTO
-        questions = []
-        for i, item in enumerate(request.requests):
-            dataset_id, region = item.dataset_id, item.region
-            _check_id(errors, f"requests[{i}].dataset_id", dataset_id)
-            op = operations.get(item.operation)
-            if op is None:
-                errors.add(f"requests[{i}].operation", "must be OPERATION_STORE or OPERATION_PROCESS")
-            if region not in registry:
-                _check_region(errors, f"requests[{i}].region", region, registry)
-            questions.append((dataset_id, op, region))
-        errors.raise_if_any()
+        questions = None
+        if isinstance(request, bytes):
+            if _native is not None:
+                questions = _native.parse_batch(request, router.regions().by_id, _OPERATIONS_BY_VALUE, MAX_BATCH)
+            if questions is None:
+                try:
+                    request = residency_pb2.BatchDecideRequest.FromString(request)
+                except DecodeError as exc:
+                    raise DomicileError(
+                        f"not a valid BatchDecideRequest: {exc}", ErrorCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"
+                    ) from None
+        if questions is None:
+            questions = _batch_questions(request, router.regions())
         decisions = await router.batch_decide(questions)
         return self._encoder.encode_batch(decisions)
 
@@ -271,18 +276,49 @@ class _Registrations:
         self.handlers[service] = dict(handlers)
 
 
+def _batch_questions(
+    request: residency_pb2.BatchDecideRequest, registry: RegionRegistry
+) -> list[tuple[str, Operation | None, str]]:
+    """The (dataset_id, operation, region) of each request, every field checked: raises
+    INVALID_ARGUMENT naming each bad field."""
+    errors = FieldErrors()
+    if len(request.requests) > MAX_BATCH:
+        errors.add("requests", f"at most {MAX_BATCH} requests per batch")
+        errors.raise_if_any()
+    operations = OPERATION_FROM_PROTO
+    questions = []
+    for i, item in enumerate(request.requests):
+        dataset_id, region = item.dataset_id, item.region
+        _check_id(errors, f"requests[{i}].dataset_id", dataset_id)
+        op = operations.get(item.operation)
+        if op is None:
+            errors.add(f"requests[{i}].operation", "must be OPERATION_STORE or OPERATION_PROCESS")
+        if region not in registry:
+            _check_region(errors, f"requests[{i}].region", region, registry)
+        questions.append((dataset_id, op, region))
+    errors.raise_if_any()
+    return questions
+
+
+# Operation by proto enum value (the index), for the C parser.
+_OPERATIONS_BY_VALUE = tuple(OPERATION_FROM_PROTO.get(value) for value in range(max(OPERATION_FROM_PROTO) + 1))
+
+
 def _serialize_batch(response: bytes | residency_pb2.BatchDecideResponse) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
 def add_residency_service(servicer: ResidencyServicer, server: grpc.aio.Server) -> None:
     """Register `servicer` as the generated `add_ResidencyServiceServicer_to_server` does, except
-    that BatchDecide answers with bytes already in the wire format (`encode_batch`): building
-    up to 10,000 Decision messages only to serialize them cost more than deciding them."""
+    that BatchDecide takes its request serialized and answers with bytes already in the wire
+    format (`encode_batch`): building up to 10,000 messages only to read or serialize them cost
+    more than deciding them."""
     recorded = _Registrations()
     residency_pb2_grpc.add_ResidencyServiceServicer_to_server(servicer, recorded)
     name = residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"].full_name
     handlers = recorded.handlers[name]
-    handlers["BatchDecide"] = handlers["BatchDecide"]._replace(response_serializer=_serialize_batch)
+    handlers["BatchDecide"] = handlers["BatchDecide"]._replace(
+        request_deserializer=None, response_serializer=_serialize_batch
+    )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
     server.add_registered_method_handlers(name, handlers)

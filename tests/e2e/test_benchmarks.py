@@ -28,7 +28,7 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         "Router.start (snapshot read + index build)",
         "Router.decide p50 (warm)",
         "Router.batch_decide (10,000 per call, logged)",
-        "BatchDecide servicer (validation + wire encoding, logged)",
+        "BatchDecide servicer (parsing, validation, wire encoding, logged)",
         "unary Decide p99 at 1,000 req/s",
         "unary Decide max throughput (32 callers)",
         "BatchDecide over gRPC (1,000 per call)",

@@ -5,6 +5,7 @@ on a real store (SQLite; Neo4j with the neo4j marker), the router following it (
 from __future__ import annotations
 
 import grpc
+import pytest
 
 from domicile.router.service import MAX_BATCH
 from domicile.v1 import catalog_pb2, policy_pb2, residency_pb2
@@ -119,6 +120,31 @@ async def test_batch_decide_answers_in_order_and_validates_each_request(residenc
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert [f for f, _ in details["field_violations"]] == ["requests"]
+
+
+async def test_batch_decide_reads_any_valid_request_and_refuses_malformed_bytes(residency):
+    await residency.put(CUSTOMERS, classifications=["PII"], origins=["DE"])
+    raw = residency.channel.unary_unary(
+        "/domicile.v1.ResidencyService/BatchDecide",
+        request_serializer=None,
+        response_deserializer=residency_pb2.BatchDecideResponse.FromString,
+    )
+    # Plain requests (the C parser), one with a non-ASCII id and an unknown field (protobuf and
+    # the Python checks): the same answers.
+    plain = residency_pb2.BatchDecideRequest(
+        requests=[residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region=US)]
+    ).SerializeToString()
+    unusual = plain + residency_pb2.BatchDecideRequest(
+        requests=[residency_pb2.DecideRequest(dataset_id="s3://nowhere/é", operation=PROCESS, region=FRANKFURT)]
+    ).SerializeToString() + b"\x10\x01"
+    for data, expected in ((plain, [(CUSTOMERS, DENY)]), (unusual, [(CUSTOMERS, DENY), ("s3://nowhere/é", DENY)])):
+        response = await raw(data)
+        assert [(d.dataset_id, d.outcome) for d in response.decisions] == expected
+    # Not protobuf at all (a string that is not UTF-8): INVALID_ARGUMENT, saying so.
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await raw(b"\x0a\x05\x0a\x03\xff\xfe\xfd")
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid BatchDecideRequest" in info.value.details()
 
 
 async def test_route_picks_the_first_allowed_candidate(residency):

@@ -280,3 +280,58 @@ def test_the_encoder_uses_c_and_falls_back_to_python_for_odd_shapes() -> None:
     assert encoder.encode_batch(iter([good])) == DecisionEncoder().encode_batch_python([good])
     with pytest.raises(UnicodeEncodeError):
         DecisionEncoder().encode_batch([good._replace(region="\ud800")])
+
+
+# -- parse_batch ---------------------------------------------------------------------------------
+
+from domicile.catalog.regions import RegionRegistry  # noqa: E402
+from domicile.errors import DomicileError  # noqa: E402
+from domicile.router.service import MAX_BATCH, _OPERATIONS_BY_VALUE, _batch_questions  # noqa: E402
+
+REGIONS = RegionRegistry.builtin()
+REGION_TEXT = st.sampled_from(["aws:eu-central-1", "aws:us-east-1", "aws:nowhere-1", "", " aws:us-east-1", "é"])
+ID_TEXT = st.one_of(st.sampled_from(["s3://bank/a", "s3://bank/b c", " s3://x", "s3://x ", "", "x" * 513, "x" * 512]),
+                    st.text(max_size=6))
+
+
+def parse_both(data: bytes):
+    fast = native.parse_batch(data, REGIONS.by_id, _OPERATIONS_BY_VALUE, MAX_BATCH)
+    try:
+        reference = _batch_questions(residency_pb2.BatchDecideRequest.FromString(data), REGIONS)
+    except (DomicileError, Exception):  # invalid fields, or not protobuf at all
+        reference = None
+    return fast, reference
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    requests=st.lists(
+        st.builds(residency_pb2.DecideRequest, dataset_id=ID_TEXT, operation=st.integers(0, 3), region=REGION_TEXT),
+        max_size=4,
+    ),
+    noise=st.binary(max_size=6),
+    where=st.integers(0, 2),
+)
+def test_parse_batch_reads_plain_requests_as_protobuf_and_the_checks_do(requests, noise, where) -> None:
+    data = residency_pb2.BatchDecideRequest(requests=requests).SerializeToString()
+    # Unknown fields, repeated fields, damage: spliced in at the start, the middle or the end.
+    at = (0, len(data) // 2, len(data))[where]
+    for variant in (data, data[:at] + noise + data[at:], data + data):
+        fast, reference = parse_both(variant)
+        if fast is not None:  # what it takes, it reads exactly as protobuf and the checks do
+            assert fast == reference
+    fast, reference = parse_both(data)
+    plain = all(r.dataset_id.isascii() and r.dataset_id.isprintable() for r in requests)
+    if reference is not None and plain:  # and it takes every plain valid batch
+        assert fast == reference
+
+
+def test_parse_batch_takes_unknown_and_repeated_fields_as_protobuf_does() -> None:
+    item = residency_pb2.DecideRequest(dataset_id="s3://a", operation=1, region="aws:us-east-1").SerializeToString()
+    item += b"\x0a\x06s3://b" + b"\x10\x02" + b"\x98\x01\x05" + b"\x22\x00"  # later id and operation win; unknowns
+    data = b"\x0a" + bytes([len(item)]) + item + b"\x10\x07"  # an unknown varint field in the batch
+    fast, reference = parse_both(data)
+    assert fast == reference == [("s3://b", _OPERATIONS_BY_VALUE[2], "aws:us-east-1")]
+    for broken in (data[:-1], b"\x0a\x05abc", b"\x00\x01", b"\x0b", b"\x08\x01"):
+        assert native.parse_batch(broken, REGIONS.by_id, _OPERATIONS_BY_VALUE, MAX_BATCH) is None
+    assert native.parse_batch(data * 3, REGIONS.by_id, _OPERATIONS_BY_VALUE, 2) is None  # too many: checked in Python
