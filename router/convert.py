@@ -12,7 +12,9 @@ A BatchDecide answer goes further (`DecisionEncoder.encode_batch`): it is writte
 protobuf wire format directly, from the same fragments and cached reason texts, without
 building 10,000 messages that would only be serialized again; parsing it gives the message of
 `to_proto`'s decisions (tests/unit/test_runtime_servicers.py). Fields are written in an order
-of their own, which the wire format allows.
+of their own, which the wire format allows. The loop over decisions runs in C
+(router/_native.c `encode_batch`) where it was built; `encode_batch_python` is the reference
+it is tested byte-for-byte against (tests/unit/test_native.py) and the fallback.
 """
 
 from __future__ import annotations

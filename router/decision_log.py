@@ -718,9 +718,9 @@ class DecisionLog:
         # `index_capacity` ids beyond the first line (older lines are dropped, and
         # `_indexed_from` moves past them), and (ids, line) for the lines of the last
         # `recent_capacity` decisions.
-        self._unindexed: deque[tuple[list[str], int]] = deque()
+        self._unindexed: deque[tuple[tuple[str, ...], int]] = deque()
         self._unindexed_ids = 0
-        self._unindexed_lines: deque[tuple[list[str], bytes]] = deque()
+        self._unindexed_lines: deque[tuple[tuple[str, ...], bytes]] = deque()
         self._unindexed_line_ids = 0
         self._unindexed_lock = threading.Lock()
         self._fold_lock = threading.Lock()
@@ -1017,6 +1017,9 @@ class DecisionLog:
         with self._unindexed_lock:
             unindexed, recent = self._unindexed, self._unindexed_lines
             for ids, line_offset, line in zip(line_ids, line_offsets, lines, strict=True):
+                # A tuple of strings, not the list: the collector stops tracking it after one
+                # pass, instead of visiting up to `index_capacity` ids in every full collection.
+                ids = tuple(ids)
                 unindexed.append((ids, line_offset))
                 recent.append((ids, line))
                 self._unindexed_ids += len(ids)

@@ -180,8 +180,8 @@ async def test_the_writer_leaves_indexing_to_get_and_bounds_what_waits(tmp_path:
         await write_one_per_line(log, range(1, 11))
         # Nobody asked: nothing indexed, and only what the capacities keep is waiting.
         assert log._offsets == {} and log._recent == {}
-        assert [ids for ids, _ in log._unindexed] == [["d0008"], ["d0009"], ["d0010"]]
-        assert [ids for ids, _ in log._unindexed_lines] == [["d0009"], ["d0010"]]
+        assert [ids for ids, _ in log._unindexed] == [("d0008",), ("d0009",), ("d0010",)]
+        assert [ids for ids, _ in log._unindexed_lines] == [("d0009",), ("d0010",)]
         assert log._indexed_from == len(b"".join(lines(path)[:7]))  # lines 1-7: by scanning
         for n in (10, 7, 3, 1):
             found = await log.get(f"d{n:04d}")
