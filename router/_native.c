@@ -35,7 +35,7 @@
  *     A serialized BatchDecideRequest as the servicer's questions: a list of (dataset_id,
  *     Operation, region) -- `operations` maps a proto enum value (index) to an Operation or None
  *     -- when every request is plain: at most `max_requests`, each a dataset id of printable
- *     ASCII without edge spaces (1-512 characters), a known operation and a region in
+ *     ASCII without edge spaces (1-2048 characters), a known operation and a region in
  *     `regions`. Otherwise None, and the servicer parses with protobuf and checks in Python,
  *     which names every problem (the reference: an answer from either path is the same).
  *
@@ -699,7 +699,7 @@ render(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     /* The items this line can reach, held for the whole call (the identity tables key on
      * objects they keep alive, and the callbacks run Python code). */
-    PyObject *held = PyList_GetSlice(queue, item, item + limit);
+    PyObject *held = PyList_GetSlice(queue, item, limit > PY_SSIZE_T_MAX - item ? PY_SSIZE_T_MAX : item + limit);
     if (held == NULL)
         return NULL;
     Line line;
@@ -754,6 +754,7 @@ untrack(PyObject *module, PyObject *decisions)
         PyObject *decision = PyList_GET_ITEM(decisions, i);
         /* Only what a Decision is: a tuple subclass of D_FIELDS items. */
         if (PyTuple_Check(decision) && !PyTuple_CheckExact(decision) && PyTuple_GET_SIZE(decision) == D_FIELDS
+            && Py_TYPE(decision)->tp_dictoffset == 0 /* (no instance __dict__ to hold anything else) */
             && PyObject_GC_IsTracked(decision))
             PyObject_GC_UnTrack(decision);
     }
@@ -859,8 +860,8 @@ encode_one(Encoder *e, PyObject *decision)
             return UNSUPPORTED;
         for (int i = 0; i < 2; i++) {
             if (e->op_keys[i] == NULL) {
-                e->op_keys[i] = op; /* borrowed: the decisions and the dict keep both alive */
-                e->op_values[i] = op_field;
+                e->op_keys[i] = op; /* borrowed: the decisions keep it alive */
+                e->op_values[i] = Py_NewRef(op_field); /* owned: a callback could change the dict */
                 break;
             }
         }
@@ -962,6 +963,8 @@ done:
     PyMem_Free(e.path.data);
     PyMem_Free(e.verdicts.slots);
     PyMem_Free(e.reasons.slots);
+    Py_XDECREF(e.op_values[0]);
+    Py_XDECREF(e.op_values[1]);
     Py_XDECREF(e.fragments);
     Py_DECREF(held);
     return result;
@@ -989,6 +992,26 @@ read_varint(Reader *r, uint64_t *value)
     return -1;
 }
 
+/* A tag or a length as protobuf reads them: at most 5 bytes, at most 2^32 - 1 (a length: at
+ * most 2^31 - 1); 0 on success, -1 when protobuf would call the input corrupt. */
+static int
+read_small(Reader *r, uint64_t *value, uint64_t most)
+{
+    uint64_t result = 0;
+    for (int shift = 0; shift < 35 && r->at < r->end; shift += 7) {
+        unsigned char byte = *r->at++;
+        result |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *value = result;
+            return result <= most ? 0 : -1;
+        }
+    }
+    return -1;
+}
+
+#define TAG_MOST 0xffffffffull
+#define SIZE_MOST 0x7fffffffull
+
 /* Skip the field of `tag` (just read); 0 on success, -1 when malformed -- as protobuf would
  * reject it: field number 0 or beyond 2^29 - 1, groups, reserved wire types. */
 static int
@@ -1005,7 +1028,7 @@ skip_field(Reader *r, uint64_t tag)
         size = 8;
         break;
     case 2:
-        if (read_varint(r, &size) < 0)
+        if (read_small(r, &size, SIZE_MOST) < 0)
             return -1;
         break;
     case 5:
@@ -1045,12 +1068,19 @@ parse_question(Reader *r, PyObject *regions, PyObject *operations, PyObject **qu
     uint64_t operation = 0;
     while (r->at < r->end) { /* a field given twice: the last one counts, as in protobuf */
         uint64_t tag, size;
-        if (read_varint(r, &tag) < 0)
+        if (read_small(r, &tag, TAG_MOST) < 0)
             return 0;
-        int number = (int)(tag >> 3), wire_type = (int)(tag & 7);
+        uint64_t number = tag >> 3;
+        int wire_type = (int)(tag & 7);
         if ((number == 1 || number == 3) && wire_type == 2) {
-            if (read_varint(r, &size) < 0 || size > (uint64_t)(r->end - r->at))
+            if (read_small(r, &size, SIZE_MOST) < 0 || size > (uint64_t)(r->end - r->at))
                 return 0;
+            /* Every copy must be plain, not only the last one that counts: protobuf checks
+             * each copy's UTF-8, and this parser only takes printable ASCII. */
+            for (uint64_t i = 0; i < size; i++) {
+                if (r->at[i] < 0x20 || r->at[i] > 0x7e)
+                    return 0;
+            }
             if (number == 1) {
                 id = r->at;
                 id_size = (Py_ssize_t)size;
@@ -1069,10 +1099,6 @@ parse_question(Reader *r, PyObject *regions, PyObject *operations, PyObject **qu
     if (id == NULL || region == NULL || !plain_id(id, id_size) || operation >= (uint64_t)PyTuple_GET_SIZE(operations)
         || PyTuple_GET_ITEM(operations, (Py_ssize_t)operation) == Py_None) {
         return 0;
-    }
-    for (Py_ssize_t i = 0; i < region_size; i++) {
-        if (region[i] < 0x20 || region[i] > 0x7e) /* (every region id is ASCII) */
-            return 0;
     }
     PyObject *region_text = PyUnicode_FromStringAndSize((const char *)region, region_size);
     if (region_text == NULL)
@@ -1111,14 +1137,14 @@ parse_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     while (r.at < r.end) {
         uint64_t tag, size;
-        if (read_varint(&r, &tag) < 0)
+        if (read_small(&r, &tag, TAG_MOST) < 0)
             goto python;
         if (tag != ((1 << 3) | 2)) { /* not BatchDecideRequest.requests */
             if (tag >> 3 == 1 || skip_field(&r, tag) < 0)
                 goto python;
             continue;
         }
-        if (read_varint(&r, &size) < 0 || size > (uint64_t)(r.end - r.at) || PyList_GET_SIZE(questions) >= limit)
+        if (read_small(&r, &size, SIZE_MOST) < 0 || size > (uint64_t)(r.end - r.at) || PyList_GET_SIZE(questions) >= limit)
             goto python;
         Reader item = {r.at, r.at + size};
         r.at += size;

@@ -1077,7 +1077,9 @@ class DecisionLog:
         decisions, milliseconds of work that the event loop should not wait for."""
         if self._durable_seq < self._appended_seq:
             await self.flush()
-        if self._unindexed:
+        # (While another `get` folds, `_unindexed` is already empty but its ids not yet in the
+        # index: `_fold` then waits for that fold to finish.)
+        if self._unindexed or self._fold_lock.locked():
             await asyncio.to_thread(self._fold)
         line = self._recent.get(decision_id)
         if line is not None:

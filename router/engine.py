@@ -190,8 +190,6 @@ class CompiledPolicy:
         )
         self._index_rules()
         self._signatures: dict[tuple[frozenset[str], frozenset[str]], _Signature] = {}
-        # id(attrs) -> (attrs, its signature, exemptions covering its dataset); the attrs object
-        # is kept so that its id is not reused while cached.
         # Marks this policy's entries in `EffectiveAttributes.engine_cache` (see `_remember`); not
         # the policy itself, which an attributes object would then keep alive.
         self._cache_token = object()
@@ -496,7 +494,9 @@ class CompiledPolicy:
                 self._signatures.clear()
             self._signatures[key] = signature
         matching = tuple(e for e in self._exemptions if e.covers_dataset(attrs.dataset_id))
-        tables = ((None, None), (None, None)) if matching or signature.undescribed else (signature.verdicts, signature.denials)
+        tables = (
+            ((None, None), (None, None)) if matching or signature.undescribed else (signature.verdicts, signature.denials)
+        )
         cached = (self._cache_token, tables[0], tables[1], signature, matching, ())
         object.__setattr__(attrs, "engine_cache", cached)  # (frozen: the cache is not a value)
         return cached
@@ -550,7 +550,9 @@ class CompiledPolicy:
             )
             for rule in rules
         )
-        return _Signature(rules, classified, (ops[0], ops[1]), labels, origins, UNDESCRIBED in origins, evidence, ({}, {}), ({}, {}))
+        return _Signature(
+            rules, classified, (ops[0], ops[1]), labels, origins, UNDESCRIBED in origins, evidence, ({}, {}), ({}, {})
+        )
 
     def _ids(self, bits: int) -> tuple[str, ...]:
         ids = self._ids_of.get(bits)

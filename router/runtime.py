@@ -568,7 +568,7 @@ class Router:
         # A batch allocates a few objects per decision that all stay alive until written to
         # the log, and no reference cycles: collections triggered meanwhile would only walk
         # them again and again (a third of BatchDecide's time at 10,000 per call). The
-        # collector is paused for the loop and the queueing, which run without an await.
+        # collector is paused for the loop, which runs without an await.
         collecting = gc.isenabled()
         gc.disable()
         try:
@@ -590,10 +590,12 @@ class Router:
             # No Decision can be part of a reference cycle; untracked, the batch is not walked by
             # the collections that follow (see router/_native.c).
             _untrack_decisions(decisions)
-            self._log_decisions(decisions, "batch_decide", policy.content_hash)
         finally:
             if collecting:
                 gc.enable()
+        # (Queued with the collector on: a full queue may block here for up to the log's
+        # `append_timeout`.)
+        self._log_decisions(decisions, "batch_decide", policy.content_hash)
         await self._durable()
         return decisions
 

@@ -195,6 +195,27 @@ async def test_the_writer_leaves_indexing_to_get_and_bounds_what_waits(tmp_path:
         await log.close()
 
 
+async def test_a_get_during_another_gets_indexing_waits_for_it(tmp_path: Path) -> None:
+    log = await DecisionLog.open(tmp_path / "decisions.jsonl", durable=True)
+
+    class SlowList(list):
+        def extend(self, items) -> None:  # the first `get`'s indexing, caught halfway
+            __import__("time").sleep(0.3)
+            super().extend(items)
+
+    try:
+        await write_one_per_line(log, range(1, 4))
+        log._offsets_order = SlowList(log._offsets_order)
+        first = asyncio.create_task(log.get("d0001"))
+        await asyncio.sleep(0.1)  # the first get has taken the unindexed lines and is indexing them
+        assert not log._unindexed and log._fold_lock.locked()
+        found = await log.get("d0002")
+        assert found is not None and found.seq == 2
+        assert (await first) is not None
+    finally:
+        await log.close()
+
+
 async def test_a_full_queue_blocks_append_until_the_writer_takes_it(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     # A writer that would wait a minute to fill its batch: only the full queue wakes it.

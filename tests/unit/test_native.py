@@ -335,4 +335,18 @@ def test_parse_batch_takes_unknown_and_repeated_fields_as_protobuf_does() -> Non
     assert fast == reference == [("s3://b", _OPERATIONS_BY_VALUE[2], "aws:us-east-1")]
     for broken in (data[:-1], b"\x0a\x05abc", b"\x00\x01", b"\x0b", b"\x08\x01"):
         assert native.parse_batch(broken, REGIONS.by_id, _OPERATIONS_BY_VALUE, MAX_BATCH) is None
+    # What protobuf calls corrupt, C never takes: over-long tags and lengths, field numbers past
+    # 2^29 - 1, and a string copy that is not UTF-8 even when a later copy replaces it.
+    plain_item = b"\x0a\x03abc\x10\x01\x1a\x0eaws:us-east-1"
+    corrupt = [
+        b"\x0a" + bytes([len(plain_item) + 6]) + b"\x88\x80\x80\x80\x80\x01\x01" + plain_item,
+        b"\x8a\x80\x80\x80\x80\x00" + bytes([len(plain_item)]) + plain_item,
+        b"\x0a\x80\x80\x80\x80\x80\x00",
+        b"\x0a" + bytes([len(plain_item) + 3]) + b"\x0a\x01\xff" + plain_item,
+        b"\x0a" + bytes([len(plain_item) + 3]) + b"\x1a\x01\xff" + plain_item,
+    ]
+    for data in corrupt:
+        with pytest.raises(Exception):
+            residency_pb2.BatchDecideRequest.FromString(data)
+        assert native.parse_batch(data, REGIONS.by_id, _OPERATIONS_BY_VALUE, MAX_BATCH) is None
     assert native.parse_batch(data * 3, REGIONS.by_id, _OPERATIONS_BY_VALUE, 2) is None  # too many: checked in Python
