@@ -25,7 +25,7 @@ What it does, in one run (deterministic catalog for a given --seed):
 4. A gRPC server on loopback and a client in a separate process: unary Decide at a fixed
    --rate for --seconds (open loop: requests are sent on schedule, not after the previous
    answer), then maximum unary throughput with --concurrency callers, then BatchDecide of
-   1,000 over the wire.
+   1,000 over the wire, one call in flight and two (the client parses every answer).
    With --loadgen (bench/loadgen, `tools/install-loadgen.sh`) and/or --ghz
    (`tools/install-ghz.sh`): the fixed-rate phase again, driven by a Go client (each latency
    measured from its own send; loadgen also from the due time), and then against the same
@@ -443,8 +443,10 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
         peak = await run_client(port, "max", questions_file, args.rate, min(args.seconds, 5), args.concurrency)
         report.line(f"unary Decide max throughput ({args.concurrency} callers)", peak["throughput"], "req/s")
         report.line("  p50 at max throughput", peak["p50_ms"], "ms")
-        batch = await run_client(port, "batch", questions_file, args.rate, min(args.seconds, 5), 1)
-        report.line("BatchDecide over gRPC (1,000 per call)", batch["throughput"], "decisions/s")
+        for in_flight in (1, 2):
+            batch = await run_client(port, "batch", questions_file, args.rate, min(args.seconds, 5), in_flight)
+            report.line(f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight)", batch["throughput"],
+                        "decisions/s", "batch_decisions_per_s" if in_flight == 2 else "", False)
     finally:
         await server.stop(0)
     if args.loadgen or args.ghz:
@@ -716,11 +718,19 @@ async def grpc_client(args, loaded) -> dict:
         if args.client == "max":
             return await max_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.concurrency, args.seconds)
         batches = [residency_pb2.BatchDecideRequest(requests=requests[i:i + 1000]) for i in range(0, len(requests), 1000)]
+        # `concurrency` calls in flight, each answer parsed: while this process builds the next
+        # request and parses an answer, the server works on another call.
         done = 0
         start = time.perf_counter()
-        while time.perf_counter() - start < args.seconds:
-            await stub.BatchDecide(batches[done % len(batches)])
-            done += 1
+
+        async def caller() -> None:
+            nonlocal done
+            while time.perf_counter() - start < args.seconds:
+                index, done = done, done + 1
+                response = await stub.BatchDecide(batches[index % len(batches)])
+                assert len(response.decisions) == 1000
+
+        await asyncio.gather(*(caller() for _ in range(args.concurrency)))
         return {"throughput": done * 1000 / (time.perf_counter() - start)}
 
 

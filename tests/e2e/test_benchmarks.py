@@ -31,7 +31,8 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         "BatchDecide servicer (parsing, validation, wire encoding, logged)",
         "unary Decide p99 at 1,000 req/s",
         "unary Decide max throughput (32 callers)",
-        "BatchDecide over gRPC (1,000 per call)",
+        "BatchDecide over gRPC (1,000 per call, 1 in flight)",
+        "BatchDecide over gRPC (1,000 per call, 2 in flight)",
     ):
         assert figures[name] > 0, name
     # The index-memory phase measured a real index: a few hundred bytes per dataset at least.
