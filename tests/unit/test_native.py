@@ -337,13 +337,21 @@ def test_parse_batch_takes_unknown_and_repeated_fields_as_protobuf_does() -> Non
         assert native.parse_batch(broken, REGIONS.by_id, _OPERATIONS_BY_VALUE, MAX_BATCH) is None
     # What protobuf calls corrupt, C never takes: over-long tags and lengths, field numbers past
     # 2^29 - 1, and a string copy that is not UTF-8 even when a later copy replaces it.
-    plain_item = b"\x0a\x03abc\x10\x01\x1a\x0eaws:us-east-1"
+    plain_item = b"\x0a\x03abc\x10\x01\x1a\x0daws:us-east-1"
+    assert native.parse_batch(b"\x0a" + bytes([len(plain_item)]) + plain_item, REGIONS.by_id, _OPERATIONS_BY_VALUE,
+                              MAX_BATCH) == [("abc", _OPERATIONS_BY_VALUE[1], "aws:us-east-1")]
+
+    def request(item: bytes) -> bytes:
+        return b"\x0a" + bytes([len(item)]) + item
+
     corrupt = [
-        b"\x0a" + bytes([len(plain_item) + 6]) + b"\x88\x80\x80\x80\x80\x01\x01" + plain_item,
-        b"\x8a\x80\x80\x80\x80\x00" + bytes([len(plain_item)]) + plain_item,
-        b"\x0a\x80\x80\x80\x80\x80\x00",
-        b"\x0a" + bytes([len(plain_item) + 3]) + b"\x0a\x01\xff" + plain_item,
-        b"\x0a" + bytes([len(plain_item) + 3]) + b"\x1a\x01\xff" + plain_item,
+        request(b"\x88\x80\x80\x80\x80\x01\x01" + plain_item),  # a 6-byte tag inside a request
+        b"\x8a\x80\x80\x80\x80\x00" + bytes([len(plain_item)]) + plain_item,  # ... for the request itself
+        b"\x0a\x80\x80\x80\x80\x80\x00",  # a 6-byte length
+        request(b"\x88\x80\x80\x80\x80\x02\x01" + plain_item),  # field number 2^32 + 1
+        request(b"\x0a\x01\xff" + plain_item),  # a dataset_id copy that is not UTF-8
+        request(b"\x1a\x01\xff" + plain_item),  # a region copy likewise
+        request(plain_item + b"\x20" + b"\x80" * 10 + b"\x00"),  # an 11-byte varint
     ]
     for data in corrupt:
         with pytest.raises(Exception):
