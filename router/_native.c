@@ -567,7 +567,7 @@ put_time(Line *line, Buf *b, PyObject *when, PyObject *format_time)
 static int
 put_str_array(Buf *b, PyObject *items)
 {
-    if (!PyTuple_Check(items) && !PyList_Check(items))
+    if (!PyTuple_CheckExact(items) && !PyList_Check(items)) /* (as orjson: no tuple subclasses) */
         return UNSUPPORTED;
     if (BUF_LITERAL(b, "[") < 0)
         return -1;

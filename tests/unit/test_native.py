@@ -42,6 +42,10 @@ def assert_same_line(queue: list) -> None:
     assert decision_log._line(fast[0], 3, "ab" * 32) == decision_log._line(reference[0], 3, "ab" * 32)
 
 
+class PathTuple(tuple):
+    """A tuple subclass, which orjson does not serialize."""
+
+
 class LaterDatetime(datetime):
     """A datetime subclass, as a test clock library might hand out."""
 
@@ -157,6 +161,8 @@ def entry(**changes) -> tuple:
         pytest.param(entry(reasons=[]), id="reasons-list"),
         pytest.param(entry(reasons=(("RULE_DENIED", "m", "r", "c", ()),)), id="code-not-enum"),
         pytest.param(entry(operation="store"), id="operation-text"),
+        pytest.param(entry(reasons=(Reason(ReasonCode.RULE_DENIED, "m", "r", "c", PathTuple(("p",))),)),
+                     id="path-tuple-subclass"),  # (orjson refuses tuple subclasses)
         pytest.param(("not", "an", "entry"), id="short-entry"),
     ],
 )
