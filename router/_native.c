@@ -174,102 +174,24 @@ buf_str(Buf *b, PyObject *s)
     return 0;
 }
 
-/* ---- identity tables: object address -> small int, for objects the entries keep alive ---- */
-
-typedef struct {
-    PyObject **keys;
-    Py_ssize_t *values;
-    Py_ssize_t size, used; /* size: a power of two */
-} PtrTable;
-
-static Py_ssize_t
-ptr_slot(const PtrTable *t, PyObject *key)
-{
-    size_t mask = (size_t)t->size - 1;
-    size_t i = (size_t)(((uint64_t)(uintptr_t)key * 11400714819323198485ull) >> 32) & mask;
-    while (t->keys[i] != NULL && t->keys[i] != key)
-        i = (i + 1) & mask;
-    return (Py_ssize_t)i;
-}
-
-static int
-ptr_init(PtrTable *t, Py_ssize_t size)
-{
-    t->keys = PyMem_Calloc(size, sizeof(PyObject *));
-    t->values = PyMem_Calloc(size, sizeof(Py_ssize_t));
-    t->size = size;
-    t->used = 0;
-    if (t->keys == NULL || t->values == NULL) {
-        PyMem_Free(t->keys);
-        PyMem_Free(t->values);
-        t->keys = NULL;
-        t->values = NULL;
-        PyErr_NoMemory();
-        return -1;
-    }
-    return 0;
-}
-
-static void
-ptr_free(PtrTable *t)
-{
-    PyMem_Free(t->keys);
-    PyMem_Free(t->values);
-    t->keys = NULL;
-    t->values = NULL;
-}
-
-/* The value for `key`, or -1 when absent. */
-static Py_ssize_t
-ptr_get(const PtrTable *t, PyObject *key)
-{
-    Py_ssize_t i = ptr_slot(t, key);
-    return t->keys[i] == NULL ? -1 : t->values[i];
-}
-
-static int
-ptr_set(PtrTable *t, PyObject *key, Py_ssize_t value)
-{
-    if (2 * (t->used + 1) > t->size) {
-        PtrTable grown;
-        if (ptr_init(&grown, 2 * t->size) < 0)
-            return -1;
-        for (Py_ssize_t i = 0; i < t->size; i++) {
-            if (t->keys[i] != NULL) {
-                Py_ssize_t j = ptr_slot(&grown, t->keys[i]);
-                grown.keys[j] = t->keys[i];
-                grown.values[j] = t->values[i];
-            }
-        }
-        grown.used = t->used;
-        ptr_free(t);
-        *t = grown;
-    }
-    Py_ssize_t i = ptr_slot(t, key);
-    if (t->keys[i] == NULL) {
-        t->keys[i] = key;
-        t->used++;
-    }
-    t->values[i] = value;
-    return 0;
-}
-
-/* Reasons by identity: (code member, message, rule_id, citation) objects -> reason index.
- * The engine hands out the same message object for every decision denied by one rule in one
- * region, so this settles nearly every reason without building its key tuple. */
+/* ---- identity tables: up to 4 object addresses -> small int ------------------------------
+ * Open addressing, keyed on the objects' addresses (unused key positions NULL), for objects the
+ * caller keeps alive while the table exists. The router hands out one tuple per allowed-region
+ * list and one message object per (rule, region) denial, so identity settles nearly every
+ * lookup without hashing a value or building a key tuple. */
 
 typedef struct {
     PyObject *key[4];
     Py_ssize_t index;
-} ReasonSlot;
+} IdSlot;
 
 typedef struct {
-    ReasonSlot *slots;
+    IdSlot *slots;
     Py_ssize_t size, used; /* size: a power of two */
-} ReasonTable;
+} IdTable;
 
 static size_t
-reason_hash(PyObject *const *key)
+id_hash(PyObject *const *key)
 {
     uint64_t h = 0;
     for (int i = 0; i < 4; i++)
@@ -278,18 +200,26 @@ reason_hash(PyObject *const *key)
 }
 
 static Py_ssize_t
-reason_slot(const ReasonTable *t, PyObject *const *key)
+id_slot(const IdTable *t, PyObject *const *key)
 {
-    size_t mask = (size_t)t->size - 1, i = reason_hash(key) & mask;
+    size_t mask = (size_t)t->size - 1, i = id_hash(key) & mask;
     while (t->slots[i].key[0] != NULL && memcmp(t->slots[i].key, key, sizeof t->slots[i].key) != 0)
         i = (i + 1) & mask;
     return (Py_ssize_t)i;
 }
 
-static int
-reasons_init(ReasonTable *t, Py_ssize_t size)
+/* The index for `key`, or -1 when absent. */
+static Py_ssize_t
+id_get(const IdTable *t, PyObject *const *key)
 {
-    t->slots = PyMem_Calloc(size, sizeof(ReasonSlot));
+    const IdSlot *slot = &t->slots[id_slot(t, key)];
+    return slot->key[0] == NULL ? -1 : slot->index;
+}
+
+static int
+id_init(IdTable *t, Py_ssize_t size)
+{
+    t->slots = PyMem_Calloc(size, sizeof(IdSlot));
     t->size = size;
     t->used = 0;
     if (t->slots == NULL) {
@@ -300,21 +230,21 @@ reasons_init(ReasonTable *t, Py_ssize_t size)
 }
 
 static int
-reasons_set(ReasonTable *t, PyObject *const *key, Py_ssize_t index)
+id_set(IdTable *t, PyObject *const *key, Py_ssize_t index)
 {
     if (2 * (t->used + 1) > t->size) {
-        ReasonTable grown;
-        if (reasons_init(&grown, 2 * t->size) < 0)
+        IdTable grown;
+        if (id_init(&grown, 2 * t->size) < 0)
             return -1;
         for (Py_ssize_t i = 0; i < t->size; i++) {
             if (t->slots[i].key[0] != NULL)
-                grown.slots[reason_slot(&grown, t->slots[i].key)] = t->slots[i];
+                grown.slots[id_slot(&grown, t->slots[i].key)] = t->slots[i];
         }
         grown.used = t->used;
         PyMem_Free(t->slots);
         *t = grown;
     }
-    ReasonSlot *slot = &t->slots[reason_slot(t, key)];
+    IdSlot *slot = &t->slots[id_slot(t, key)];
     if (slot->key[0] == NULL)
         t->used++;
     memcpy(slot->key, key, sizeof slot->key);
@@ -327,8 +257,8 @@ reasons_set(ReasonTable *t, PyObject *const *key, Py_ssize_t index)
 typedef struct {
     PyObject *ids, *requests, *region_sets, *reasons; /* the results (lists) */
     PyObject *set_by_value, *reason_index;            /* dicts: tuple -> index */
-    PtrTable set_by_id;
-    ReasonTable reason_by_id;
+    IdTable set_by_id;     /* allowed-region tuple -> region set index */
+    IdTable reason_by_id;  /* (code, message, rule_id, citation) -> reason index */
     PyObject *shared;          /* the current request entry's key tuple, or NULL */
     PyObject *head, *tail;     /* its rendered parts */
     Buf group;                 /* its decisions so far, joined by "," */
@@ -352,7 +282,7 @@ line_init(Line *line)
     if (!line->ids || !line->requests || !line->region_sets || !line->reasons || !line->set_by_value
         || !line->reason_index)
         return -1;
-    if (ptr_init(&line->set_by_id, 64) < 0 || reasons_init(&line->reason_by_id, 64) < 0)
+    if (id_init(&line->set_by_id, 64) < 0 || id_init(&line->reason_by_id, 64) < 0)
         return -1;
     return 0;
 }
@@ -366,7 +296,8 @@ line_clear(Line *line)
     Py_CLEAR(line->reasons);
     Py_CLEAR(line->set_by_value);
     Py_CLEAR(line->reason_index);
-    ptr_free(&line->set_by_id);
+    PyMem_Free(line->set_by_id.slots);
+    line->set_by_id.slots = NULL;
     PyMem_Free(line->reason_by_id.slots);
     line->reason_by_id.slots = NULL;
     Py_CLEAR(line->shared);
@@ -432,7 +363,8 @@ put_enum(Line *line, Buf *b, PyObject *member)
 static Py_ssize_t
 region_set_index(Line *line, PyObject *regions)
 {
-    Py_ssize_t index = ptr_get(&line->set_by_id, regions);
+    PyObject *const key[4] = {regions, NULL, NULL, NULL};
+    Py_ssize_t index = id_get(&line->set_by_id, key);
     if (index >= 0)
         return index;
     if (!PyTuple_CheckExact(regions))
@@ -456,7 +388,7 @@ region_set_index(Line *line, PyObject *regions)
         if (failed || PyList_Append(line->region_sets, regions) < 0)
             return -1;
     }
-    if (ptr_set(&line->set_by_id, regions, index) < 0)
+    if (id_set(&line->set_by_id, key, index) < 0)
         return -1;
     return index;
 }
@@ -467,10 +399,9 @@ static Py_ssize_t
 reason_index(Line *line, PyObject *reason)
 {
     PyObject *const *fields = &PyTuple_GET_ITEM(reason, 0); /* code, message, rule_id, citation, ... */
-    const ReasonSlot *seen = &line->reason_by_id.slots[reason_slot(&line->reason_by_id, fields)];
-    if (seen->key[0] != NULL)
-        return seen->index;
-    Py_ssize_t index;
+    Py_ssize_t index = id_get(&line->reason_by_id, fields);
+    if (index >= 0)
+        return index;
     PyObject *code = PyObject_GetAttr(PyTuple_GET_ITEM(reason, R_CODE), s_value_);
     if (code == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
@@ -508,7 +439,7 @@ reason_index(Line *line, PyObject *reason)
     }
     Py_DECREF(key);
     Py_DECREF(code);
-    if (index >= 0 && reasons_set(&line->reason_by_id, fields, index) < 0)
+    if (index >= 0 && id_set(&line->reason_by_id, fields, index) < 0)
         return -1;
     return index;
 }
@@ -810,7 +741,7 @@ buf_bytes(Buf *b, PyObject *bytes)
 
 typedef struct {
     PyObject *verdict_fragment, *context_fragment, *reason_texts, *operations; /* borrowed */
-    ReasonTable verdicts, reasons; /* identity -> index into `fragments` */
+    IdTable verdicts, reasons; /* identity -> index into `fragments` */
     PyObject *fragments;           /* list: what the callbacks returned */
     PyObject *context_key[3];      /* (policy_version, catalog_revision, decide_time), borrowed */
     PyObject *context;             /* its fragment (in `fragments`) */
@@ -820,19 +751,19 @@ typedef struct {
 
 /* `callback(*args)`'s result for identity `key`, remembered in `table`. */
 static PyObject *
-fragment(Encoder *e, ReasonTable *table, PyObject *const *key, PyObject *callback, PyObject *const *args,
+fragment(Encoder *e, IdTable *table, PyObject *const *key, PyObject *callback, PyObject *const *args,
          Py_ssize_t nargs)
 {
-    const ReasonSlot *seen = &table->slots[reason_slot(table, key)];
-    if (seen->key[0] != NULL)
-        return PyList_GET_ITEM(e->fragments, seen->index);
+    Py_ssize_t seen = id_get(table, key);
+    if (seen >= 0)
+        return PyList_GET_ITEM(e->fragments, seen);
     PyObject *made = PyObject_Vectorcall(callback, args, nargs, NULL);
     if (made == NULL)
         return NULL;
     Py_ssize_t index = PyList_GET_SIZE(e->fragments);
     int failed = PyList_Append(e->fragments, made);
     Py_DECREF(made);
-    if (failed || reasons_set(table, key, index) < 0)
+    if (failed || id_set(table, key, index) < 0)
         return NULL;
     return made; /* (held by `fragments`) */
 }
@@ -868,7 +799,7 @@ encode_one(Encoder *e, PyObject *decision)
     }
     CHECK(buf_bytes(b, op_field));                     /* operation = 4 */
     CHECK(buf_str_field(b, 0x2a, field[D_REGION]));   /* region = 5 */
-    PyObject *verdict_key[4] = {field[D_OUTCOME], field[D_ALLOWED], Py_None, Py_None};
+    PyObject *verdict_key[4] = {field[D_OUTCOME], field[D_ALLOWED], NULL, NULL};
     PyObject *verdict = fragment(e, &e->verdicts, verdict_key, e->verdict_fragment, verdict_key, 2);
     if (verdict == NULL)
         return -1;
@@ -945,7 +876,7 @@ encode_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *result = NULL;
     if (held == NULL)
         return NULL;
-    if ((e.fragments = PyList_New(0)) == NULL || reasons_init(&e.verdicts, 64) < 0 || reasons_init(&e.reasons, 64) < 0)
+    if ((e.fragments = PyList_New(0)) == NULL || id_init(&e.verdicts, 64) < 0 || id_init(&e.reasons, 64) < 0)
         goto done;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held); i++) {
         int encoded = encode_one(&e, PyList_GET_ITEM(held, i));
