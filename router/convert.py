@@ -22,16 +22,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.policy import PolicyError
 from domicile.router.runtime import Explanation, Violation
 from domicile.router.types import Decision, Operation, Outcome, PolicyChange, Reason
 from domicile.timeconv import to_timestamp
 from domicile.v1 import policy_pb2, residency_pb2
-
-try:  # router/_native.c, built by `pip install` where a C compiler exists
-    from domicile.router import _native
-except ImportError:  # pragma: no cover - the Python encoder writes the same bytes
-    _native = None
 
 OPERATION_FROM_PROTO: dict[int, Operation] = {
     residency_pb2.OPERATION_STORE: Operation.STORE,

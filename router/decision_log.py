@@ -98,12 +98,8 @@ from typing import Any
 import orjson
 
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
+from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
-
-try:  # the C line renderer, built by `pip install` where a compiler exists (router/_native.c)
-    from domicile.router import _native
-except ImportError:  # pragma: no cover - the pure-Python renderer gives the same bytes
-    _native = None
 
 log = logging.getLogger(__name__)
 

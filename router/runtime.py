@@ -57,6 +57,7 @@ from domicile.errors import DomicileError, ErrorCode, failed_precondition, inval
 from domicile.router.decision_log import DecisionLog
 from domicile.router.effective import EffectiveIndex
 from domicile.router.engine import CompiledPolicy, compile_policy
+from domicile.router.native import native as _native
 from domicile.router.policy import PolicyError, PolicyInvalid, load_policy
 from domicile.router.policy_history import PolicyHistory
 from domicile.router.types import (
@@ -72,11 +73,13 @@ from domicile.router.types import (
 )
 from domicile.security.context import current_principal
 
-try:  # router/_native.c, built by `pip install` where a C compiler exists
-    from domicile.router._native import untrack as _untrack_decisions
-except ImportError:  # pragma: no cover - then the collector keeps walking them: slower, same results
-    def _untrack_decisions(decisions: list[Decision]) -> None:
-        pass
+
+def _no_untrack(decisions: list[Decision]) -> None:
+    """Without the C helpers the collector keeps walking BatchDecide's decisions: slower, same results."""
+
+
+_untrack_decisions = _native.untrack if _native is not None else _no_untrack
+
 
 if TYPE_CHECKING:
     from domicile.app import App

@@ -22,6 +22,7 @@ from domicile.router.convert import (
     policy_error_to_proto,
     violation_to_proto,
 )
+from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.runtime import Router
 from domicile.router.types import Operation
 
@@ -29,11 +30,6 @@ from domicile.app import App
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
 from domicile.security.context import current_principal, current_trace
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
-
-try:  # router/_native.c, built by `pip install` where a C compiler exists
-    from domicile.router import _native
-except ImportError:  # pragma: no cover - protobuf parses, Python checks: same questions
-    _native = None
 
 # Bounds on request sizes: a batch answer of 10,000 decisions is a few MB at most.
 MAX_BATCH = 10_000
