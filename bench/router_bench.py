@@ -22,15 +22,17 @@ What it does, in one run (deterministic catalog for a given --seed):
    the BatchDecide servicer in process (parsing the serialized request, validation, wire encoding,
    no network), timed alike.
    Decision logging is on, as in a server.
-4. A gRPC server on loopback and a client in a separate process: unary Decide at a fixed
-   --rate for --seconds (open loop: requests are sent on schedule, not after the previous
-   answer), then maximum unary throughput with --concurrency callers, then BatchDecide of
-   1,000 over the wire, one call in flight and two (the client parses every answer).
+4. `domicile serve` on loopback (its own process, same catalog and policy), warmed by one
+   decision per dataset, and a client in another process: unary Decide at a fixed --rate for
+   --seconds (open loop: requests are sent on schedule, not after the previous answer), then
+   maximum unary throughput with --concurrency callers, then BatchDecide of 1,000 over the
+   wire, one call in flight and two (the client parses every answer); the server's CPU time
+   per call or decision beside them (from /proc).
    With --loadgen (bench/loadgen, `tools/install-loadgen.sh`) and/or --ghz
    (`tools/install-ghz.sh`): the fixed-rate phase again, driven by a Go client (each latency
-   measured from its own send; loadgen also from the due time), and then against the same
-   server answering every Decide with a canned response -- the floor of the gRPC stack on
-   this machine, for the ratio.
+   measured from its own send; loadgen also from the due time), and then against a grpcio
+   server in its own process answering every Decide with a canned response -- the floor of
+   the gRPC stack on this machine, for the ratio.
 5. With --opa: Open Policy Agent (`tools/install-opa.sh` installs it) serving an equivalent
    Rego policy on loopback, driven by the same client at the same rate with the same
    questions (effective attributes sent as input, since OPA holds no lineage), and `opa
@@ -43,11 +45,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
 import random
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -67,7 +72,7 @@ from domicile.config import load_settings
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.router.effective import EffectiveIndex
 from domicile.router.runtime import Router
-from domicile.router.service import ResidencyServicer, add_residency_service
+from domicile.router.service import ResidencyServicer
 from domicile.router.types import Operation, Outcome, ReasonCode
 from domicile.v1 import residency_pb2, residency_pb2_grpc
 
@@ -421,36 +426,97 @@ async def run_client(port: int, mode: str, questions_file: Path, rate: int, seco
     )
 
 
+class ServerProcess:
+    """A server under test in its own process: its port, and the CPU time it has used."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (/proc/PID/stat, all threads)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.asynccontextmanager
+async def server_process(what: str, argv: list[str], log_path: Path) -> AsyncIterator[ServerProcess]:
+    """Start a server that prints `(port N)` on its stdout once it serves; SIGTERM it at the end.
+    Its stderr (logging) goes to `log_path`, whose tail a failure to start reports."""
+    with log_path.open("wb") as log_file:
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=log_file)
+        try:
+            port = None
+            while port is None:
+                line = await asyncio.wait_for(proc.stdout.readline(), timeout=300)
+                if not line:
+                    code = await proc.wait()
+                    tail = log_path.read_text(errors="replace")[-1500:]
+                    raise RuntimeError(f"{what} exited ({code}) before serving:\n{tail}")
+                match = re.search(rb"\(port (\d+)\)", line)
+                port = int(match.group(1)) if match else None
+            yield ServerProcess(proc, port)
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+            await proc.wait()
+
+
 async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
-    print("gRPC on loopback (client in a separate process)", flush=True)
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
-    add_residency_service(ResidencyServicer(app), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    questions_file = workdir / "questions.json"
-    questions_file.write_text(json.dumps([(d, op.value, r) for d, op, r in questions(ids, 50_000, args.seed + 1)]))
-    try:
-        fixed = await run_client(port, "fixed", questions_file, args.rate, args.seconds, args.concurrency)
-        report.line(f"unary Decide p50 at {fixed['rate']:,} req/s", fixed["p50_ms"], "ms")
-        report.line(f"unary Decide p99 at {fixed['rate']:,} req/s", fixed["p99_ms"], "ms", "unary_p99_ms")
-        report.line("  achieved rate", fixed["achieved_rate"], "req/s")
-        if fixed["errors"]:
-            print(f"  failed calls: {fixed['errors']}", flush=True)
-        if args.loadgen:
-            await bench_loadgen(Path(args.loadgen), port, ids, report, args, workdir, "loadgen")
-        if args.ghz:
-            await bench_ghz(Path(args.ghz), port, ids, report, args, workdir, "ghz")
-        peak = await run_client(port, "max", questions_file, args.rate, min(args.seconds, 5), args.concurrency)
-        report.line(f"unary Decide max throughput ({args.concurrency} callers)", peak["throughput"], "req/s")
-        report.line("  p50 at max throughput", peak["p50_ms"], "ms")
-        for in_flight in (1, 2):
-            batch = await run_client(port, "batch", questions_file, args.rate, min(args.seconds, 5), in_flight)
-            report.line(f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight)", batch["throughput"],
-                        "decisions/s", "batch_decisions_per_s" if in_flight == 2 else "", False)
-    finally:
-        await server.stop(0)
+    """The product as deployed: `domicile serve` in its own process (the same SQLite catalog
+    and policy, its own decision log), every client in another. A server process holds only
+    the router's objects: hosted in this one, it would also carry the benchmark's (the catalog
+    generated, the in-process phases' data) through every garbage collection, and share its
+    interpreter lock with whatever this process does."""
+    print("gRPC on loopback (`domicile serve` and each client in a separate process)", flush=True)
+    argv = [
+        sys.executable, "-c", "from domicile.cli.main import main; main()", "serve",
+        "--store", app.settings.store, "--policy", str(POLICY), "--listen", "127.0.0.1:0", "--http-listen", "",
+        "--data-dir", str(workdir / "server"), "--insecure",
+    ]
+    started = time.perf_counter()
+    async with server_process("domicile serve", argv, workdir / "server.log") as server:
+        report.line("`domicile serve` ready (process start, imports, Router.start)", time.perf_counter() - started, "s")
+        await bench_grpc_phases(server, ids, report, args, workdir)
     if args.loadgen or args.ghz:
         await bench_grpc_floor(app, ids, report, args, workdir)
+
+
+async def bench_grpc_phases(server: ServerProcess, ids: list[str], report: Report, args, workdir: Path) -> None:
+    port = server.port
+    # Warm, as a server that has been running a while: every dataset decided once (its
+    # attribute view built, then frozen by the router's next catalog poll), as the in-process
+    # "warm" figures are.
+    warm_file = workdir / "warm-questions.json"
+    warm_file.write_text(json.dumps([(d, Operation.STORE.value, REGIONS[0]) for d in ids]))
+    await run_client(port, "warm", warm_file, args.rate, 0, 1)
+    await asyncio.sleep(1.0)
+    questions_file = workdir / "questions.json"
+    questions_file.write_text(json.dumps([(d, op.value, r) for d, op, r in questions(ids, 50_000, args.seed + 1)]))
+
+    cpu = server.cpu_seconds()
+    fixed = await run_client(port, "fixed", questions_file, args.rate, args.seconds, args.concurrency)
+    report.line(f"unary Decide p50 at {fixed['rate']:,} req/s", fixed["p50_ms"], "ms")
+    report.line(f"unary Decide p99 at {fixed['rate']:,} req/s", fixed["p99_ms"], "ms", "unary_p99_ms")
+    report.line("  achieved rate", fixed["achieved_rate"], "req/s")
+    if fixed["errors"]:
+        print(f"  failed calls: {fixed['errors']}", flush=True)
+    if args.loadgen:
+        await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, "loadgen")
+    if args.ghz:
+        await bench_ghz(Path(args.ghz), port, ids, report, args, workdir, "ghz")
+    peak = await run_client(port, "max", questions_file, args.rate, min(args.seconds, 5), args.concurrency)
+    report.line(f"unary Decide max throughput ({args.concurrency} callers)", peak["throughput"], "req/s")
+    report.line("  p50 at max throughput", peak["p50_ms"], "ms")
+    for in_flight in (1, 2):
+        cpu = server.cpu_seconds()
+        batch = await run_client(port, "batch", questions_file, args.rate, min(args.seconds, 5), in_flight)
+        check_fresh(batch["stale"])
+        report.line(f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight)", batch["throughput"],
+                    "decisions/s", "batch_decisions_per_s" if in_flight == 2 else "", False)
+        # Includes the client's warm-up (2,000 unary calls) before its clock starts.
+        report.line(f"  server CPU per decision ({in_flight} in flight, incl. the client's warm-up)",
+                    (server.cpu_seconds() - cpu) / batch["decisions"] * 1e6, "us")
 
 
 class CannedResidency(residency_pb2_grpc.ResidencyServiceServicer):
@@ -463,8 +529,26 @@ class CannedResidency(residency_pb2_grpc.ResidencyServiceServicer):
         return self._response
 
 
+async def serve_canned(answer_file: str) -> None:
+    """The floor server's process (internal `--serve-canned FILE`): the same grpcio server and
+    interceptor as `domicile serve`, answering every Decide with the DecideResponse in FILE."""
+    canned = residency_pb2.DecideResponse.FromString(Path(answer_file).read_bytes())
+    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
+    residency_pb2_grpc.add_ResidencyServiceServicer_to_server(CannedResidency(canned), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    gc.collect()
+    gc.freeze()  # as the router does at start
+    print(f"canned Decide server (port {port})", flush=True)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(0)
+
+
 async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
-    """The ghz fixed-rate phase against a server in this process that does everything but
+    """The fixed-rate phase against a server in its own process that does everything but
     decide -- same grpcio server, interceptor and event loop, a canned answer of a typical
     size (a DENY with its reasons and allowed regions): the floor under the unary latency
     on this machine, measured in the same run."""
@@ -477,18 +561,15 @@ async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workd
         if answer.decision.outcome == residency_pb2.OUTCOME_DENY and answer.decision.reasons:
             canned = answer
             break
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()])
-    residency_pb2_grpc.add_ResidencyServiceServicer_to_server(CannedResidency(canned), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
+    answer_file = workdir / "canned-answer.bin"
+    answer_file.write_bytes(canned.SerializeToString())
+    argv = [sys.executable, __file__, "--serve-canned", str(answer_file)]
+    async with server_process("the canned-answer server", argv, workdir / "floor-server.log") as server:
         report.line("  canned answer size", canned.ByteSize(), "bytes")
         if args.loadgen:
-            await bench_loadgen(Path(args.loadgen), port, ids, report, args, workdir, "floor (loadgen)")
+            await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, "floor (loadgen)")
         if args.ghz:
-            await bench_ghz(Path(args.ghz), port, ids, report, args, workdir, "floor (ghz)")
-    finally:
-        await server.stop(0)
+            await bench_ghz(Path(args.ghz), server.port, ids, report, args, workdir, "floor (ghz)")
     for client in ("loadgen", "ghz"):
         if getattr(args, client):
             ratio = report.figures[f"{client}: unary Decide p99 at {args.rate:,} req/s"] / report.figures[
@@ -498,30 +579,7 @@ async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workd
             print(f"  {client}: Domicile p99 / floor p99 = {ratio:.2f}x", flush=True)
 
 
-class GcPauses:
-    """Counts the collector's runs by generation, and the longest pause, while in `with`."""
-
-    def __init__(self) -> None:
-        self.counts = [0, 0, 0]
-        self.longest = 0.0
-        self._started = 0.0
-
-    def _callback(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.counts[info["generation"]] += 1
-            self.longest = max(self.longest, time.perf_counter() - self._started)
-
-    def __enter__(self) -> GcPauses:
-        gc.callbacks.append(self._callback)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        gc.callbacks.remove(self._callback)
-
-
-async def bench_loadgen(loadgen: Path, port: int, ids: list[str], report: Report, args, workdir: Path,
+async def bench_loadgen(loadgen: Path, server: ServerProcess, ids: list[str], report: Report, args, workdir: Path,
                         label: str) -> None:
     """The fixed-rate phase driven by bench/loadgen (Go, `tools/install-loadgen.sh`): open loop,
     prebuilt request bytes, one thread of Go code. On two shared cores the client's own CPU is
@@ -534,11 +592,12 @@ async def bench_loadgen(loadgen: Path, port: int, ids: list[str], report: Report
         for d, op, r in questions(ids, 20_000, args.seed + 2):
             message = residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r).SerializeToString()
             out.write(len(message).to_bytes(4, "big") + message)
-    with GcPauses() as pauses:
-        result = await run_json(
-            "loadgen", str(loadgen), "-target", f"127.0.0.1:{port}", "-requests", str(data), "-rate", str(args.rate),
-            "-duration", f"{args.seconds:g}s", "-warmup", "2s",
-        )
+    cpu = server.cpu_seconds()
+    result = await run_json(
+        "loadgen", str(loadgen), "-target", f"127.0.0.1:{server.port}", "-requests", str(data), "-rate", str(args.rate),
+        "-duration", f"{args.seconds:g}s", "-warmup", "2s",
+    )
+    calls = result["count"] + 2 * args.rate  # and the warm-up's
     report.line(f"{label}: unary Decide p50 at {args.rate:,} req/s", result["p50_ms"], "ms")
     report.line(f"{label}: unary Decide p99 at {args.rate:,} req/s", result["p99_ms"], "ms", "unary_p99_ms")
     report.line(f"  {label}: p99.9 / slowest", result["p999_ms"], f"ms / {result['max_ms']:.2f} ms")
@@ -547,8 +606,7 @@ async def bench_loadgen(loadgen: Path, port: int, ids: list[str], report: Report
     report.line(f"  {label}: client's send lateness p99 / max", result["send_late_p99_ms"],
                 f"ms / {result['send_late_max_ms']:.2f} ms")
     report.line(f"  {label}: client CPU per call", result["client_cpu_us_per_call"], "us")
-    report.line(f"  {label}: server GC pauses (gen 0/1/2: {pauses.counts[0]}/{pauses.counts[1]}/{pauses.counts[2]}), "
-                "longest", pauses.longest * 1000, "ms")
+    report.line(f"  {label}: server CPU per call", (server.cpu_seconds() - cpu) / calls * 1e6, "us")
     if result["errors"]:
         print(f"  {label}: failed calls: {result['errors']}", flush=True)
 
@@ -718,20 +776,36 @@ async def grpc_client(args, loaded) -> dict:
         if args.client == "max":
             return await max_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.concurrency, args.seconds)
         batches = [residency_pb2.BatchDecideRequest(requests=requests[i:i + 1000]) for i in range(0, len(requests), 1000)]
+        if args.client == "warm":  # every question once, untimed
+            stale = 0
+            for batch in batches:
+                stale += is_stale_answer(await stub.BatchDecide(batch))
+            return {"stale": stale}
         # `concurrency` calls in flight, each answer parsed: while this process builds the next
         # request and parses an answer, the server works on another call.
-        done = 0
+        done = stale = 0
         start = time.perf_counter()
 
         async def caller() -> None:
-            nonlocal done
+            nonlocal done, stale
             while time.perf_counter() - start < args.seconds:
                 index, done = done, done + 1
-                response = await stub.BatchDecide(batches[index % len(batches)])
-                assert len(response.decisions) == 1000
+                batch = batches[index % len(batches)]
+                response = await stub.BatchDecide(batch)
+                assert len(response.decisions) == len(batch.requests)
+                stale += is_stale_answer(response)
 
         await asyncio.gather(*(caller() for _ in range(args.concurrency)))
-        return {"throughput": done * 1000 / (time.perf_counter() - start)}
+        elapsed = time.perf_counter() - start
+        decisions = sum(len(batches[i % len(batches)].requests) for i in range(done))
+        return {"throughput": decisions / elapsed, "decisions": decisions + 2000, "stale": stale}
+
+
+def is_stale_answer(response: residency_pb2.BatchDecideResponse) -> bool:
+    """Whether a BatchDecide answer failed closed for a stale catalog (a router's freshness
+    holds for a whole batch, so its first decision tells)."""
+    first = response.decisions[0] if response.decisions else None
+    return bool(first and first.reasons and first.reasons[0].code == ReasonCode.STALE_CATALOG.value)
 
 
 async def opa_client(args, inputs) -> dict:
@@ -896,7 +970,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ghz", help="path of a `ghz` binary (tools/install-ghz.sh): the fixed-rate phase again, "
                                       "driven by a Go load generator")
     # Internal: the client process.
-    parser.add_argument("--client", choices=["fixed", "max", "batch", "opa-fixed"], help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=["fixed", "max", "batch", "warm", "opa-fixed"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve-canned", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--questions", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -905,4 +980,7 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    asyncio.run(client_main(arguments) if arguments.client else main(arguments))
+    if arguments.serve_canned:
+        asyncio.run(serve_canned(arguments.serve_canned))
+    else:
+        asyncio.run(client_main(arguments) if arguments.client else main(arguments))

@@ -33,6 +33,7 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         "unary Decide max throughput (32 callers)",
         "BatchDecide over gRPC (1,000 per call, 1 in flight)",
         "BatchDecide over gRPC (1,000 per call, 2 in flight)",
+        "`domicile serve` ready (process start, imports, Router.start)",
     ):
         assert figures[name] > 0, name
     # The index-memory phase measured a real index: a few hundred bytes per dataset at least.
