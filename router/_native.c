@@ -51,6 +51,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <structmember.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -674,6 +675,29 @@ done:
     return result;
 }
 
+/* Whether `object` has the shape of a NamedTuple instance of `size` fields: a tuple subclass
+ * without an instance __dict__ (so it holds nothing but its items). */
+static int
+is_named_tuple(PyObject *object, Py_ssize_t size)
+{
+    return PyTuple_Check(object) && !PyTuple_CheckExact(object) && PyTuple_GET_SIZE(object) == size
+           && Py_TYPE(object)->tp_dictoffset == 0;
+}
+
+static void
+untrack_object(PyObject *object)
+{
+    if (PyObject_GC_IsTracked(object))
+        PyObject_GC_UnTrack(object);
+}
+
+/* Takes BatchDecide's decisions out of the cyclic collector's sight: each Decision, its tuple
+ * of reasons and each Reason in it (the engine makes new ones for a DENY that carries the
+ * dataset's lineage paths). None of them can be part of a reference cycle: a Decision holds
+ * text, numbers, enum members, the time and tuples of those, and Reasons; a Reason holds
+ * text, an enum member and a tuple of text. Anything of another shape is left as it is. While
+ * the decision log holds them (up to its flush interval), the collections that follow would
+ * otherwise walk them again and again and promote them towards the oldest generation. */
 static PyObject *
 untrack(PyObject *module, PyObject *decisions)
 {
@@ -683,13 +707,188 @@ untrack(PyObject *module, PyObject *decisions)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(decisions); i++) {
         PyObject *decision = PyList_GET_ITEM(decisions, i);
-        /* Only what a Decision is: a tuple subclass of D_FIELDS items. */
-        if (PyTuple_Check(decision) && !PyTuple_CheckExact(decision) && PyTuple_GET_SIZE(decision) == D_FIELDS
-            && Py_TYPE(decision)->tp_dictoffset == 0 /* (no instance __dict__ to hold anything else) */
-            && PyObject_GC_IsTracked(decision))
-            PyObject_GC_UnTrack(decision);
+        if (!is_named_tuple(decision, D_FIELDS))
+            continue;
+        untrack_object(decision);
+        PyObject *reasons = PyTuple_GET_ITEM(decision, D_REASONS);
+        if (!PyTuple_CheckExact(reasons))
+            continue;
+        for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(reasons); r++) {
+            PyObject *reason = PyTuple_GET_ITEM(reasons, r);
+            if (is_named_tuple(reason, R_FIELDS))
+                untrack_object(reason);
+        }
+        untrack_object(reasons);
     }
     Py_RETURN_NONE;
+}
+
+/* ---- Router.batch_decide's loop ------------------------------------------------------------
+ * The loop of `Router.batch_decide` for a fresh view: for each (dataset_id, operation, region)
+ * the dataset's built attribute view from the index's `views` dict, the engine's verdict
+ * looked up in the view's `engine_cache` the way `CompiledPolicy.decide` looks it up first,
+ * and the Decision built. Whatever that lookup does not settle goes to Python: `deny(attrs,
+ * cached, explanation)` for a DENY whose reasons carry the dataset's lineage paths, and
+ * `slow(dataset_id, operation, region)` for everything else (a view not built yet, an unknown
+ * dataset, no cache entry of the current policy, a verdict not remembered yet, exemptions).
+ * The engine cache's layout is `engine._Cached`: (token, verdicts by slot, denials by slot,
+ * ...), slot 0 for `store_op` and 1 for the other operation. Anything of another shape also
+ * goes to `slow`, which is the reference: both give the same Decisions (a property test holds
+ * them to it). */
+
+enum { C_TOKEN, C_VERDICTS, C_DENIALS, C_MIN_FIELDS = 6 };
+enum { V_OUTCOME, V_ALLOWED, V_REASONS, V_FIELDS };
+
+/* The engine_cache slot of an EffectiveAttributes instance: its offset, from the type's
+ * member descriptor (a `slots=True` dataclass field). -1 (with an exception) if there is none. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyDict_GetItemString(type->tp_dict, name); /* borrowed */
+    if (descr == NULL || !PyObject_TypeCheck(descr, &PyMemberDescr_Type)) {
+        PyErr_Format(PyExc_TypeError, "decide_batch: %s has no slot %s", type->tp_name, name);
+        return -1;
+    }
+    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+    if (member->type != T_OBJECT_EX && member->type != T_OBJECT) {
+        PyErr_Format(PyExc_TypeError, "decide_batch: %s.%s is not an object slot", type->tp_name, name);
+        return -1;
+    }
+    return member->offset;
+}
+
+/* The remembered verdict (a new reference) for `region` and `slot` in `cached`, or NULL
+ * without an exception when the lookup does not settle it (then *explanation is set, a new
+ * reference, when a DENY explanation is remembered instead); NULL with an exception on error. */
+static PyObject *
+cached_verdict(PyObject *cached, PyObject *token, Py_ssize_t slot, PyObject *region, PyObject **explanation)
+{
+    *explanation = NULL;
+    if (!PyTuple_CheckExact(cached) || PyTuple_GET_SIZE(cached) < C_MIN_FIELDS
+        || PyTuple_GET_ITEM(cached, C_TOKEN) != token)
+        return NULL;
+    PyObject *verdicts = PyTuple_GET_ITEM(cached, C_VERDICTS);
+    PyObject *denials = PyTuple_GET_ITEM(cached, C_DENIALS);
+    if (!PyTuple_CheckExact(verdicts) || PyTuple_GET_SIZE(verdicts) != 2 || !PyTuple_CheckExact(denials)
+        || PyTuple_GET_SIZE(denials) != 2)
+        return NULL;
+    verdicts = PyTuple_GET_ITEM(verdicts, slot);
+    denials = PyTuple_GET_ITEM(denials, slot);
+    if (!PyDict_CheckExact(verdicts) || !PyDict_CheckExact(denials))
+        return NULL; /* (None: exemptions or undescribed provenance -- `decide` takes those) */
+    PyObject *verdict = PyDict_GetItemWithError(verdicts, region);
+    if (verdict != NULL) {
+        if (!PyTuple_Check(verdict) || PyTuple_GET_SIZE(verdict) != V_FIELDS)
+            return NULL;
+        return Py_NewRef(verdict);
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *found = PyDict_GetItemWithError(denials, region);
+    if (found != NULL)
+        *explanation = Py_NewRef(found);
+    return NULL;
+}
+
+static PyObject *
+decide_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError,
+                        "decide_batch(requests, views, attrs_type, token, store_op, decision_type, ids, version, "
+                        "revision, now, caller, deny, slow)");
+        return NULL;
+    }
+    PyObject *requests = args[0], *views = args[1], *attrs_type = args[2], *token = args[3], *store_op = args[4];
+    PyObject *decision_type = args[5], *ids = args[6], *version = args[7], *revision = args[8], *now = args[9];
+    PyObject *caller = args[10], *deny = args[11], *slow = args[12];
+    if (!PyList_Check(requests) || !PyDict_Check(views) || !PyType_Check(attrs_type) || !PyType_Check(decision_type)
+        || !PyType_IsSubtype((PyTypeObject *)decision_type, &PyTuple_Type) || !PyIter_Check(ids)) {
+        PyErr_SetString(PyExc_TypeError, "decide_batch: unexpected argument types");
+        return NULL;
+    }
+    Py_ssize_t offset = slot_offset((PyTypeObject *)attrs_type, "engine_cache");
+    if (offset < 0)
+        return NULL;
+    PyTypeObject *dtype = (PyTypeObject *)decision_type;
+    Py_ssize_t n = PyList_GET_SIZE(requests);
+    PyObject *decisions = PyList_New(0);
+    if (decisions == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(requests); i++) {
+        PyObject *request = PyList_GET_ITEM(requests, i);
+        if (!PyTuple_Check(request) || PyTuple_GET_SIZE(request) != 3) {
+            PyErr_SetString(PyExc_TypeError, "decide_batch: each request is a (dataset_id, operation, region) tuple");
+            goto fail;
+        }
+        Py_INCREF(request); /* (the list may change under a callback) */
+        PyObject *dataset_id = PyTuple_GET_ITEM(request, 0), *op = PyTuple_GET_ITEM(request, 1);
+        PyObject *region = PyTuple_GET_ITEM(request, 2);
+        PyObject *verdict = NULL, *explanation = NULL;
+        PyObject *attrs = PyUnicode_CheckExact(dataset_id) ? PyDict_GetItemWithError(views, dataset_id) : NULL;
+        if (attrs != NULL && Py_TYPE(attrs) == (PyTypeObject *)attrs_type && PyUnicode_CheckExact(region)) {
+            Py_INCREF(attrs);
+            PyObject *cached = *(PyObject **)((char *)attrs + offset);
+            if (cached != NULL) {
+                Py_INCREF(cached);
+                verdict = cached_verdict(cached, token, op == store_op ? 0 : 1, region, &explanation);
+                if (verdict == NULL && explanation != NULL && !PyErr_Occurred()) {
+                    PyObject *call[3] = {attrs, cached, explanation};
+                    verdict = PyObject_Vectorcall(deny, call, 3, NULL);
+                }
+                Py_DECREF(cached);
+            }
+            Py_DECREF(attrs);
+            Py_XDECREF(explanation);
+        }
+        if (verdict == NULL && !PyErr_Occurred()) {
+            PyObject *call[3] = {dataset_id, op, region};
+            verdict = PyObject_Vectorcall(slow, call, 3, NULL);
+        }
+        if (verdict == NULL) {
+            Py_DECREF(request);
+            goto fail;
+        }
+        if (!PyTuple_Check(verdict) || PyTuple_GET_SIZE(verdict) != V_FIELDS) {
+            PyErr_SetString(PyExc_TypeError, "decide_batch: a verdict is an (outcome, allowed_regions, reasons) tuple");
+            Py_DECREF(verdict);
+            Py_DECREF(request);
+            goto fail;
+        }
+        PyObject *decision_id = PyIter_Next(ids);
+        if (decision_id == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_RuntimeError, "decide_batch: decision ids ran out");
+            Py_DECREF(verdict);
+            Py_DECREF(request);
+            goto fail;
+        }
+        PyObject *decision = dtype->tp_alloc(dtype, D_FIELDS);
+        if (decision == NULL) {
+            Py_DECREF(decision_id);
+            Py_DECREF(verdict);
+            Py_DECREF(request);
+            goto fail;
+        }
+        PyObject *items[D_FIELDS] = {
+            [D_ID] = decision_id, [D_OUTCOME] = PyTuple_GET_ITEM(verdict, V_OUTCOME), [D_DATASET] = dataset_id,
+            [D_OPERATION] = op, [D_REGION] = region, [D_ALLOWED] = PyTuple_GET_ITEM(verdict, V_ALLOWED),
+            [D_REASONS] = PyTuple_GET_ITEM(verdict, V_REASONS), [D_VERSION] = version, [D_REVISION] = revision,
+            [D_TIME] = now, [D_CALLER] = caller,
+        };
+        for (int f = 0; f < D_FIELDS; f++)
+            PyTuple_SET_ITEM(decision, f, f == D_ID ? items[f] : Py_NewRef(items[f]));
+        Py_DECREF(verdict);
+        Py_DECREF(request);
+        int appended = PyList_Append(decisions, decision);
+        Py_DECREF(decision);
+        if (appended < 0)
+            goto fail;
+    }
+    return decisions;
+fail:
+    Py_DECREF(decisions);
+    return NULL;
 }
 
 /* ---- BatchDecideResponse in the protobuf wire format -------------------------------------- */
@@ -1047,7 +1246,12 @@ parse_question(Reader *r, PyObject *regions, PyObject *operations, PyObject **qu
     *question = PyTuple_Pack(3, id_text, PyTuple_GET_ITEM(operations, (Py_ssize_t)operation), region_text);
     Py_DECREF(id_text);
     Py_DECREF(region_text);
-    return *question == NULL ? -1 : 1;
+    if (*question == NULL)
+        return -1;
+    /* Text and an enum member cannot form a cycle: out of the collector's sight (it would
+     * walk the batch's questions in every collection while the batch is decided). */
+    PyObject_GC_UnTrack(*question);
+    return 1;
 }
 
 static PyObject *
@@ -1104,6 +1308,9 @@ static PyMethodDef methods[] = {
     {"render", (PyCFunction)(void (*)(void))render, METH_FASTCALL,
      "render(queue, item, offset, limit, request_parts, format_time) -> ((ids, requests, region_sets, reasons), "
      "item, offset) | None"},
+    {"decide_batch", (PyCFunction)(void (*)(void))decide_batch, METH_FASTCALL,
+     "decide_batch(requests, views, attrs_type, token, store_op, decision_type, ids, version, revision, now, "
+     "caller, deny, slow) -> [Decision]"},
     {"untrack", (PyCFunction)untrack, METH_O, "untrack(decisions): take a list's Decisions out of the collector's sight"},
     {"parse_batch", (PyCFunction)(void (*)(void))parse_batch, METH_FASTCALL,
      "parse_batch(data, regions, operations, max_requests) -> [(dataset_id, operation, region)] | None"},

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import sys
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -158,6 +158,13 @@ class EffectiveIndex:
         )
         self._views[dataset_id] = view
         return view
+
+    @property
+    def built_views(self) -> Mapping[str, EffectiveAttributes]:
+        """The views built so far, by dataset id: what `get` returns without building anything
+        (a dataset missing here may still be known; ask `get`). The index's own dict, live: read
+        it, never change it."""
+        return self._views
 
     def __contains__(self, dataset_id: object) -> bool:
         return dataset_id in self._own

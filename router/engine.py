@@ -346,6 +346,20 @@ class CompiledPolicy:
                 return _new_tuple(Verdict, (_DENY, explanation.allowed_ids, _deny_reasons(explanation, paths, None)))
         return self._decide(attrs, cached, op, region, now)
 
+    @property
+    def cache_token(self) -> object:
+        """The token that marks this compiled policy's entries in `EffectiveAttributes.engine_cache`
+        (an entry with another token is from an earlier policy and is recomputed)."""
+        return self._cache_token
+
+    def deny_with_paths(self, attrs: EffectiveAttributes, cached: _Cached, explanation: _Explanation) -> Verdict:
+        """`decide`'s second lookup settled: the DENY of `explanation` (remembered for the
+        region) for the dataset of `attrs`, whose cache entry is `cached`, with its lineage
+        paths. For the C loop of `Router.batch_decide` (router/_native.c `decide_batch`), which
+        looks verdicts up as `decide` does."""
+        paths = cached[5] or self._remember_paths(attrs, cached)
+        return _new_tuple(Verdict, (_DENY, explanation.allowed_ids, _deny_reasons(explanation, paths, None)))
+
     def _decide(self, attrs: EffectiveAttributes, cached: _Cached, op: Operation, region: str, now: datetime) -> Verdict:
         """`decide` past its lookup, remembering the verdicts that `decide` may look up."""
         bit = self._bit_of.get(region)

@@ -237,19 +237,35 @@ def test_a_written_log_verifies_whichever_renderer_wrote_it(tmp_path, monkeypatc
     assert ZERO_HASH in with_c.split(b"\n")[0].decode()
 
 
-def test_untrack_takes_only_decisions_out_of_the_collectors_sight() -> None:
+def test_untrack_takes_decisions_and_their_reasons_out_of_the_collectors_sight() -> None:
     import gc
 
-    decisions = [entry(decision_id=f"d{n}")[0] for n in range(3)]
+    decisions = [entry(decision_id=f"d{n}", reasons=(
+        Reason(ReasonCode.RULE_DENIED, "m", "r", "c", ("s3://a", f"s3://b{n}")),
+        Reason(ReasonCode.DEFAULT_DENIED, "no rule"),
+    ))[0] for n in range(3)]
+    reasons = [d.reasons for d in decisions] + [r for d in decisions for r in d.reasons]
     others = [[1], ("a", [2]), {"k": [3]}]
-    assert all(gc.is_tracked(d) for d in decisions + others)
+    assert all(gc.is_tracked(o) for o in decisions + reasons + others)
     native.untrack(decisions + others)
-    assert not any(gc.is_tracked(d) for d in decisions)
+    assert not any(gc.is_tracked(o) for o in decisions + reasons)
     assert all(gc.is_tracked(o) for o in others)
     native.untrack(decisions)  # idempotent
-    del decisions  # reference counting still frees them
+    del decisions, reasons  # reference counting still frees them
     with pytest.raises(TypeError):
         native.untrack(tuple(others))
+
+
+def test_untrack_leaves_reasons_of_another_shape_tracked() -> None:
+    import gc
+
+    listed = [Reason(ReasonCode.DEFAULT_DENIED, "no rule")]
+    odd = ([1], ("not", "a", "reason"))
+    decision = entry(reasons=odd)[0]
+    in_list = entry(reasons=listed)[0]  # (a list, not a tuple of reasons: not looked into)
+    native.untrack([decision, in_list])
+    assert not gc.is_tracked(decision) and not gc.is_tracked(in_list)
+    assert gc.is_tracked(odd[0]) and gc.is_tracked(listed) and gc.is_tracked(listed[0])
 
 
 # -- encode_batch --------------------------------------------------------------------------------
@@ -331,6 +347,10 @@ def test_parse_batch_reads_plain_requests_as_protobuf_and_the_checks_do(requests
     plain = all(r.dataset_id.isascii() and r.dataset_id.isprintable() for r in requests)
     if reference is not None and plain:  # and it takes every plain valid batch
         assert fast == reference
+    if fast:  # its questions are out of the collector's sight (text and an enum member)
+        import gc
+
+        assert not any(gc.is_tracked(question) for question in fast)
 
 
 def test_parse_batch_takes_unknown_and_repeated_fields_as_protobuf_does() -> None:
@@ -364,3 +384,77 @@ def test_parse_batch_takes_unknown_and_repeated_fields_as_protobuf_does() -> Non
             residency_pb2.BatchDecideRequest.FromString(data)
         assert native.parse_batch(data, REGIONS.by_id, _OPERATIONS_BY_VALUE, MAX_BATCH) is None
     assert native.parse_batch(data * 3, REGIONS.by_id, _OPERATIONS_BY_VALUE, 2) is None  # too many: checked in Python
+
+
+# -- decide_batch --------------------------------------------------------------------------------
+
+from dataclasses import dataclass  # noqa: E402
+
+from domicile.router.types import Verdict  # noqa: E402
+
+
+@dataclass(slots=True)
+class FakeAttrs:
+    engine_cache: object = None
+
+
+def test_decide_batch_looks_up_what_it_can_and_asks_python_for_the_rest() -> None:
+    token = object()
+    allow = Verdict(Outcome.ALLOW, ("r1",), ())
+    explanation = object()
+    cached = (token, ({"r1": allow}, None), ({"r2": explanation}, None), "signature", (), ())
+    views = {
+        "a": FakeAttrs(cached),
+        "b": FakeAttrs(None),  # nothing remembered yet
+        "c": FakeAttrs((object(), *cached[1:])),  # remembered by an earlier policy
+        "d": FakeAttrs("odd"),
+        "e": FakeAttrs((token, ({"r1": ("not", "a verdict")}, None), *cached[2:])),
+        "f": type("Other", (), {"engine_cache": cached})(),  # not the attributes type
+    }
+    asked = []
+
+    def deny(attrs, entry, found):
+        asked.append(("deny", attrs is views["a"], entry is cached, found is explanation))
+        return Verdict(Outcome.DENY, (), (Reason(ReasonCode.RULE_DENIED, "m"),))
+
+    def slow(dataset_id, op, region):
+        asked.append(("slow", dataset_id, op, region))
+        return Verdict(Outcome.DENY, (), ())
+
+    requests = [("a", Operation.STORE, "r1"), ("a", Operation.STORE, "r2"), ("a", Operation.STORE, "r3"),
+                ("a", Operation.PROCESS, "r1"), ("b", Operation.STORE, "r1"), ("c", Operation.STORE, "r1"),
+                ("d", Operation.STORE, "r1"), ("e", Operation.STORE, "r1"), ("f", Operation.STORE, "r1"),
+                ("zz", Operation.STORE, "r1")]
+    now = datetime(2026, 11, 30, tzinfo=timezone.utc)
+    ids = iter(f"id{n}" for n in range(100))
+    decisions = native.decide_batch(requests, views, FakeAttrs, token, Operation.STORE, Decision, ids, "v1", 7, now,
+                                    "alice", deny, slow)
+    assert asked == [("deny", True, True, True)] + [("slow", *request) for request in requests[2:]]
+    assert decisions[0] == Decision("id0", Outcome.ALLOW, "a", Operation.STORE, "r1", ("r1",), (), "v1", 7, now, "alice")
+    assert decisions[1].reasons == (Reason(ReasonCode.RULE_DENIED, "m"),)
+    assert [d.decision_id for d in decisions] == [f"id{n}" for n in range(len(requests))]
+    assert all(type(d) is Decision for d in decisions)
+
+
+def test_decide_batch_refuses_bad_arguments_and_passes_errors_on() -> None:
+    now = datetime(2026, 11, 30, tzinfo=timezone.utc)
+
+    def call(requests, slow, ids=None):
+        return native.decide_batch(requests, {}, FakeAttrs, object(), Operation.STORE, Decision,
+                                   ids or iter(["x", "y"]), "v1", 7, now, "", slow, slow)
+
+    def failing(*args):
+        raise RuntimeError("from Python")
+
+    with pytest.raises(TypeError):
+        call([("a", Operation.STORE)], failing)  # not a (dataset_id, operation, region)
+    with pytest.raises(TypeError):
+        call([("a", Operation.STORE, "r")], lambda *args: ("not", "a verdict"))
+    with pytest.raises(RuntimeError, match="from Python"):
+        call([("a", Operation.STORE, "r")], failing)
+    with pytest.raises(RuntimeError, match="ran out"):
+        call([("a", Operation.STORE, "r")], lambda *args: Verdict(Outcome.DENY, (), ()), ids=iter([]))
+    with pytest.raises(TypeError):
+        native.decide_batch([], {}, FakeAttrs)
+    with pytest.raises(TypeError):  # no engine_cache slot
+        native.decide_batch([], {}, int, object(), Operation.STORE, Decision, iter([]), "v", 1, now, "", None, None)

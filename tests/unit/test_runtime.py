@@ -431,3 +431,74 @@ async def test_batch_decide_restores_the_garbage_collector(started):
         await router.batch_decide([("s3://a", Operation.STORE, US)])
     assert info.value.code is ErrorCode.UNAVAILABLE
     assert runtime.gc.isenabled()
+
+
+async def test_batch_decide_in_c_answers_as_the_python_loop(started, monkeypatch):
+    # router/_native.c `decide_batch` looks verdicts up as `CompiledPolicy.decide` does and
+    # hands everything else to Python: on a catalog with inherited labels and origins, a
+    # declassifying job, an exempted dataset and unknown ids, every question asked in every
+    # state of the caches (first time, remembered, after a policy change) gets the Decision
+    # of the Python loop (the reference: `runtime._native` None).
+    import random
+
+    app, router = started
+    if runtime._native is None:
+        pytest.skip("the C helpers are not built")
+    await upsert(app, "s3://bank-eu/customers", classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    await upsert(app, "s3://in/payments", classifications=["FINANCIAL.PAYMENT.UPI"], origins=["IN"],
+                 locations=["aws:ap-south-1"])
+    await upsert(app, "s3://cn/people", classifications=["PII.CONTACT"], origins=["CN"], locations=["aws:cn-north-1"])
+    await upsert(app, "s3://plain", locations=[US])
+    for name in ("joined", "agg", "derived"):
+        await upsert(app, f"s3://out/{name}", locations=[US])
+    store = app.store.inner
+    await store.record_lineage(Run("join", "r1"), [EdgeKey("s3://bank-eu/customers", "s3://out/joined", "join"),
+                                                    EdgeKey("s3://in/payments", "s3://out/joined", "join")])
+    await store.record_lineage(Run("agg", "r1", transform="aggregate"),
+                               [EdgeKey("s3://out/joined", "s3://out/agg", "agg")])
+    revision = await store.record_lineage(Run("copy", "r1"), [EdgeKey("s3://cn/people", "s3://out/derived", "copy")])
+    await app.after_write(revision.revision)
+    ids = ["s3://bank-eu/customers", "s3://in/payments", "s3://cn/people", "s3://plain", "s3://out/joined",
+           "s3://out/agg", "s3://out/derived", "s3://unknown"]
+    regions = [r.id for r in router.regions()]
+    rng = random.Random(5)
+    questions = [(rng.choice(ids), rng.choice(list(Operation)), rng.choice(regions)) for _ in range(600)]
+
+    async def both(batch):
+        in_c = await router.batch_decide(batch)
+        with monkeypatch.context() as patch:
+            patch.setattr(runtime, "_native", None)
+            in_python = await router.batch_decide(batch)
+        return in_c, in_python
+
+    def comparable(decisions):
+        return [(d._replace(decision_id="", decide_time=None)) for d in decisions]
+
+    for _ in range(2):  # first time (nothing remembered), then from the caches
+        in_c, in_python = await both(questions)
+        assert comparable(in_c) == comparable(in_python)
+        assert len({d.decision_id for d in in_c + in_python}) == 2 * len(questions)
+    # The second time, C settled most questions itself: Python was asked only for the DENYs
+    # that carry lineage paths and for what is never remembered (unknown ids, the exempted dataset).
+    calls = {"deny": 0, "verdict": 0}
+    policy, verdict_of = router.policy, router._verdict
+
+    def deny(*args):
+        calls["deny"] += 1
+        return type(policy).deny_with_paths(policy, *args)
+
+    def verdict(*args):
+        calls["verdict"] += 1
+        return verdict_of(*args)
+
+    monkeypatch.setattr(policy, "deny_with_paths", deny, raising=False)
+    monkeypatch.setattr(router, "_verdict", verdict)
+    assert comparable(await router.batch_decide(questions)) == comparable(in_python)
+    unremembered = sum(1 for d, _, _ in questions if d in ("s3://unknown", "s3://bank-eu/customers"))
+    assert calls["deny"] > 0 and calls["verdict"] == unremembered, calls
+    monkeypatch.undo()
+    update = await router.set_policy(EXAMPLE_POLICY.read_text().replace('version: "2026.11.1"', 'version: "2026.11.9"'))
+    assert not update.errors
+    in_c, in_python = await both(questions)  # entries of the earlier policy are not looked up
+    assert comparable(in_c) == comparable(in_python)
+    assert {d.policy_version for d in in_c} == {router.get_policy().version}
