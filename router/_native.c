@@ -727,8 +727,10 @@ untrack(PyObject *module, PyObject *decisions)
  * The loop of `Router.batch_decide` for a fresh view: for each (dataset_id, operation, region)
  * the dataset's built attribute view from the index's `views` dict, the engine's verdict
  * looked up in the view's `engine_cache` the way `CompiledPolicy.decide` looks it up first,
- * and the Decision built. Whatever that lookup does not settle goes to Python: `deny(attrs,
- * cached, explanation)` for a DENY whose reasons carry the dataset's lineage paths, and
+ * a DENY whose reasons carry the dataset's lineage paths built from the explanation's
+ * `reason_templates` and the paths remembered in the cache entry, and the Decision built.
+ * Whatever that does not settle goes to Python: `deny(attrs, cached, explanation)` for a DENY
+ * with paths not remembered yet or a message the paths choose, and
  * `slow(dataset_id, operation, region)` for everything else (a view not built yet, an unknown
  * dataset, no cache entry of the current policy, a verdict not remembered yet, exemptions).
  * The engine cache's layout is `engine._Cached`: (token, verdicts by slot, denials by slot,
@@ -736,7 +738,7 @@ untrack(PyObject *module, PyObject *decisions)
  * goes to `slow`, which is the reference: both give the same Decisions (a property test holds
  * them to it). */
 
-enum { C_TOKEN, C_VERDICTS, C_DENIALS, C_MIN_FIELDS = 6 };
+enum { C_TOKEN, C_VERDICTS, C_DENIALS, C_PATHS = 5, C_MIN_FIELDS = 6 };
 enum { V_OUTCOME, V_ALLOWED, V_REASONS, V_FIELDS };
 
 /* The engine_cache slot of an EffectiveAttributes instance: its offset, from the type's
@@ -790,20 +792,86 @@ cached_verdict(PyObject *cached, PyObject *token, Py_ssize_t slot, PyObject *reg
     return NULL;
 }
 
+static PyObject *reason_templates_name; /* "reason_templates", interned at import */
+
+/* The reasons of the DENY that `explanation` (found in a `denials` table) gives a dataset
+ * whose rule paths are `paths` (`engine._RulePaths`), as `engine._deny_reasons` builds them
+ * without exemptions, from the explanation's `reason_templates`; *allowed is set to its
+ * allowed regions (borrowed). NULL without an exception when the shapes are not those (the
+ * caller then asks Python), NULL with one on error. */
+static PyObject *
+templated_reasons(PyObject *explanation, PyObject *paths, PyTypeObject *reason_type, PyObject *rule_denied,
+                  PyObject **allowed)
+{
+    if (!PyTuple_CheckExact(paths) || PyTuple_GET_SIZE(paths) == 0)
+        return NULL; /* (not computed yet: the first DENY with paths computes them) */
+    PyObject *templates = PyObject_GetAttr(explanation, reason_templates_name);
+    if (templates == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_AttributeError))
+            PyErr_Clear();
+        return NULL;
+    }
+    PyObject *reasons = NULL;
+    if (!PyTuple_CheckExact(templates) || PyTuple_GET_SIZE(templates) != 3)
+        goto done;
+    PyObject *rules = PyTuple_GET_ITEM(templates, 0), *fallback = PyTuple_GET_ITEM(templates, 1);
+    if (!PyTuple_CheckExact(rules))
+        goto done;
+    Py_ssize_t count = PyTuple_GET_SIZE(rules);
+    reasons = PyTuple_New(count + (fallback != Py_None));
+    if (reasons == NULL)
+        goto done;
+    for (Py_ssize_t r = 0; r < count; r++) {
+        PyObject *rule = PyTuple_GET_ITEM(rules, r);
+        if (!PyTuple_CheckExact(rule) || PyTuple_GET_SIZE(rule) != 4 || !PyLong_CheckExact(PyTuple_GET_ITEM(rule, 0)))
+            goto unsupported;
+        Py_ssize_t position = PyLong_AsSsize_t(PyTuple_GET_ITEM(rule, 0));
+        if (position < 0 || position >= PyTuple_GET_SIZE(paths)) {
+            PyErr_Clear();
+            goto unsupported;
+        }
+        PyObject *found = PyTuple_GET_ITEM(paths, position); /* ((label, origin), path) */
+        if (!PyTuple_CheckExact(found) || PyTuple_GET_SIZE(found) != 2)
+            goto unsupported;
+        PyObject *reason = reason_type->tp_alloc(reason_type, R_FIELDS);
+        if (reason == NULL) {
+            Py_CLEAR(reasons);
+            goto done;
+        }
+        PyTuple_SET_ITEM(reason, R_CODE, Py_NewRef(rule_denied));
+        PyTuple_SET_ITEM(reason, R_MESSAGE, Py_NewRef(PyTuple_GET_ITEM(rule, 1)));
+        PyTuple_SET_ITEM(reason, R_RULE_ID, Py_NewRef(PyTuple_GET_ITEM(rule, 2)));
+        PyTuple_SET_ITEM(reason, R_CITATION, Py_NewRef(PyTuple_GET_ITEM(rule, 3)));
+        PyTuple_SET_ITEM(reason, R_PATH, Py_NewRef(PyTuple_GET_ITEM(found, 1)));
+        PyTuple_SET_ITEM(reasons, r, reason);
+    }
+    if (fallback != Py_None)
+        PyTuple_SET_ITEM(reasons, count, Py_NewRef(fallback));
+    *allowed = PyTuple_GET_ITEM(templates, 2);
+    goto done;
+unsupported:
+    Py_CLEAR(reasons);
+done:
+    Py_DECREF(templates); /* (the explanation, held by the caller, keeps *allowed alive) */
+    return reasons;
+}
+
 static PyObject *
 decide_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 13) {
+    if (nargs != 16) {
         PyErr_SetString(PyExc_TypeError,
-                        "decide_batch(requests, views, attrs_type, token, store_op, decision_type, ids, version, "
-                        "revision, now, caller, deny, slow)");
+                        "decide_batch(requests, views, attrs_type, token, store_op, decision_type, reason_type, "
+                        "deny_outcome, rule_denied, ids, version, revision, now, caller, deny, slow)");
         return NULL;
     }
     PyObject *requests = args[0], *views = args[1], *attrs_type = args[2], *token = args[3], *store_op = args[4];
-    PyObject *decision_type = args[5], *ids = args[6], *version = args[7], *revision = args[8], *now = args[9];
-    PyObject *caller = args[10], *deny = args[11], *slow = args[12];
+    PyObject *decision_type = args[5], *reason_type = args[6], *deny_outcome = args[7], *rule_denied = args[8];
+    PyObject *ids = args[9], *version = args[10], *revision = args[11], *now = args[12], *caller = args[13];
+    PyObject *deny = args[14], *slow = args[15];
     if (!PyList_Check(requests) || !PyDict_Check(views) || !PyType_Check(attrs_type) || !PyType_Check(decision_type)
-        || !PyType_IsSubtype((PyTypeObject *)decision_type, &PyTuple_Type) || !PyIter_Check(ids)) {
+        || !PyType_IsSubtype((PyTypeObject *)decision_type, &PyTuple_Type) || !PyType_Check(reason_type)
+        || !PyType_IsSubtype((PyTypeObject *)reason_type, &PyTuple_Type) || !PyIter_Check(ids)) {
         PyErr_SetString(PyExc_TypeError, "decide_batch: unexpected argument types");
         return NULL;
     }
@@ -833,8 +901,16 @@ decide_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_INCREF(cached);
                 verdict = cached_verdict(cached, token, op == store_op ? 0 : 1, region, &explanation);
                 if (verdict == NULL && explanation != NULL && !PyErr_Occurred()) {
-                    PyObject *call[3] = {attrs, cached, explanation};
-                    verdict = PyObject_Vectorcall(deny, call, 3, NULL);
+                    PyObject *allowed = NULL;
+                    PyObject *reasons = templated_reasons(explanation, PyTuple_GET_ITEM(cached, C_PATHS),
+                                                          (PyTypeObject *)reason_type, rule_denied, &allowed);
+                    if (reasons != NULL) {
+                        verdict = PyTuple_Pack(3, deny_outcome, allowed, reasons);
+                        Py_DECREF(reasons);
+                    } else if (!PyErr_Occurred()) {
+                        PyObject *call[3] = {attrs, cached, explanation};
+                        verdict = PyObject_Vectorcall(deny, call, 3, NULL);
+                    }
                 }
                 Py_DECREF(cached);
             }
@@ -1309,8 +1385,8 @@ static PyMethodDef methods[] = {
      "render(queue, item, offset, limit, request_parts, format_time) -> ((ids, requests, region_sets, reasons), "
      "item, offset) | None"},
     {"decide_batch", (PyCFunction)(void (*)(void))decide_batch, METH_FASTCALL,
-     "decide_batch(requests, views, attrs_type, token, store_op, decision_type, ids, version, revision, now, "
-     "caller, deny, slow) -> [Decision]"},
+     "decide_batch(requests, views, attrs_type, token, store_op, decision_type, reason_type, deny_outcome, "
+     "rule_denied, ids, version, revision, now, caller, deny, slow) -> [Decision]"},
     {"untrack", (PyCFunction)untrack, METH_O, "untrack(decisions): take a list's Decisions out of the collector's sight"},
     {"parse_batch", (PyCFunction)(void (*)(void))parse_batch, METH_FASTCALL,
      "parse_batch(data, regions, operations, max_requests) -> [(dataset_id, operation, region)] | None"},
@@ -1326,6 +1402,9 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__native(void)
 {
+    reason_templates_name = PyUnicode_InternFromString("reason_templates");
+    if (reason_templates_name == NULL)
+        return NULL;
     for (int c = 0; c < 0x20; c++)
         needs_escape[c] = 1;
     needs_escape['"'] = needs_escape['\\'] = 1;

@@ -139,6 +139,10 @@ class _Explanation:
     default: Reason | None
     deny_verdict: Verdict | None
     allowed_ids: tuple[str, ...]  # the allowed regions of the (signature, operation)
+    # For router/_native.c `decide_batch`, which builds the reasons `_deny_reasons` builds
+    # without exemptions: ((position, message, rule id, citation) of each rule, `default`,
+    # `allowed_ids`) when every rule's message is final; None when a dataset's paths choose one.
+    reason_templates: tuple | None
 
 
 @dataclass(frozen=True)
@@ -624,7 +628,15 @@ class CompiledPolicy:
         deny_verdict = None
         if not items and default is not None:
             deny_verdict = Verdict(Outcome.DENY, signature.ops[slot].allowed_ids, (default,))
-        explanation = _Explanation(tuple(items), default, deny_verdict, signature.ops[slot].allowed_ids)
+        allowed_ids = signature.ops[slot].allowed_ids
+        templates = None
+        if all(item.message is not None for item in items):
+            templates = (
+                tuple((item.position, item.message, item.rule.id, item.rule.citation) for item in items),
+                default,
+                allowed_ids,
+            )
+        explanation = _Explanation(tuple(items), default, deny_verdict, allowed_ids, templates)
         signature.ops[slot].explanations[bit] = explanation
         return explanation
 

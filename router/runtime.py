@@ -579,7 +579,8 @@ class Router:
                 # look up, looked up there; everything else through `verdict_of`, as below.
                 decisions = _native.decide_batch(
                     requests if type(requests) is list else list(requests), self._index.built_views,
-                    EffectiveAttributes, policy.cache_token, Operation.STORE, Decision, ids, version, revision, now,
+                    EffectiveAttributes, policy.cache_token, Operation.STORE, Decision, Reason, Outcome.DENY,
+                    ReasonCode.RULE_DENIED, ids, version, revision, now,
                     caller, policy.deny_with_paths, lambda dataset_id, op, region: verdict_of(dataset_id, op, region, now, ""),
                 )
             else:

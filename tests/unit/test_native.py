@@ -427,8 +427,8 @@ def test_decide_batch_looks_up_what_it_can_and_asks_python_for_the_rest() -> Non
                 ("zz", Operation.STORE, "r1")]
     now = datetime(2026, 11, 30, tzinfo=timezone.utc)
     ids = iter(f"id{n}" for n in range(100))
-    decisions = native.decide_batch(requests, views, FakeAttrs, token, Operation.STORE, Decision, ids, "v1", 7, now,
-                                    "alice", deny, slow)
+    decisions = native.decide_batch(requests, views, FakeAttrs, token, Operation.STORE, Decision, Reason, Outcome.DENY,
+                                    ReasonCode.RULE_DENIED, ids, "v1", 7, now, "alice", deny, slow)
     assert asked == [("deny", True, True, True)] + [("slow", *request) for request in requests[2:]]
     assert decisions[0] == Decision("id0", Outcome.ALLOW, "a", Operation.STORE, "r1", ("r1",), (), "v1", 7, now, "alice")
     assert decisions[1].reasons == (Reason(ReasonCode.RULE_DENIED, "m"),)
@@ -440,8 +440,8 @@ def test_decide_batch_refuses_bad_arguments_and_passes_errors_on() -> None:
     now = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
     def call(requests, slow, ids=None):
-        return native.decide_batch(requests, {}, FakeAttrs, object(), Operation.STORE, Decision,
-                                   ids or iter(["x", "y"]), "v1", 7, now, "", slow, slow)
+        return native.decide_batch(requests, {}, FakeAttrs, object(), Operation.STORE, Decision, Reason, Outcome.DENY,
+                                   ReasonCode.RULE_DENIED, ids or iter(["x", "y"]), "v1", 7, now, "", slow, slow)
 
     def failing(*args):
         raise RuntimeError("from Python")
@@ -457,4 +457,5 @@ def test_decide_batch_refuses_bad_arguments_and_passes_errors_on() -> None:
     with pytest.raises(TypeError):
         native.decide_batch([], {}, FakeAttrs)
     with pytest.raises(TypeError):  # no engine_cache slot
-        native.decide_batch([], {}, int, object(), Operation.STORE, Decision, iter([]), "v", 1, now, "", None, None)
+        native.decide_batch([], {}, int, object(), Operation.STORE, Decision, Reason, Outcome.DENY,
+                            ReasonCode.RULE_DENIED, iter([]), "v", 1, now, "", None, None)

@@ -449,6 +449,8 @@ async def test_batch_decide_in_c_answers_as_the_python_loop(started, monkeypatch
                  locations=["aws:ap-south-1"])
     await upsert(app, "s3://cn/people", classifications=["PII.CONTACT"], origins=["CN"], locations=["aws:cn-north-1"])
     await upsert(app, "s3://plain", locations=[US])
+    # Two labels and two origins the GDPR rule matches: the dataset's paths choose which it names.
+    await upsert(app, "s3://multi", classifications=["PII.CONTACT", "PII.NAME"], origins=["DE", "FR"], locations=[US])
     for name in ("joined", "agg", "derived"):
         await upsert(app, f"s3://out/{name}", locations=[US])
     store = app.store.inner
@@ -458,8 +460,8 @@ async def test_batch_decide_in_c_answers_as_the_python_loop(started, monkeypatch
                                [EdgeKey("s3://out/joined", "s3://out/agg", "agg")])
     revision = await store.record_lineage(Run("copy", "r1"), [EdgeKey("s3://cn/people", "s3://out/derived", "copy")])
     await app.after_write(revision.revision)
-    ids = ["s3://bank-eu/customers", "s3://in/payments", "s3://cn/people", "s3://plain", "s3://out/joined",
-           "s3://out/agg", "s3://out/derived", "s3://unknown"]
+    ids = ["s3://bank-eu/customers", "s3://in/payments", "s3://cn/people", "s3://plain", "s3://multi",
+           "s3://out/joined", "s3://out/agg", "s3://out/derived", "s3://unknown"]
     regions = [r.id for r in router.regions()]
     rng = random.Random(5)
     questions = [(rng.choice(ids), rng.choice(list(Operation)), rng.choice(regions)) for _ in range(600)]
@@ -478,8 +480,10 @@ async def test_batch_decide_in_c_answers_as_the_python_loop(started, monkeypatch
         in_c, in_python = await both(questions)
         assert comparable(in_c) == comparable(in_python)
         assert len({d.decision_id for d in in_c + in_python}) == 2 * len(questions)
-    # The second time, C settled most questions itself: Python was asked only for the DENYs
-    # that carry lineage paths and for what is never remembered (unknown ids, the exempted dataset).
+    # The second time, C settled most questions itself, DENYs with lineage paths included:
+    # Python was asked only for what is never remembered (unknown ids, the exempted dataset)
+    # and for the DENYs whose message the dataset's paths choose (s3://multi in the EEA's
+    # rule's excluded regions).
     calls = {"deny": 0, "verdict": 0}
     policy, verdict_of = router.policy, router._verdict
 
@@ -495,7 +499,9 @@ async def test_batch_decide_in_c_answers_as_the_python_loop(started, monkeypatch
     monkeypatch.setattr(router, "_verdict", verdict)
     assert comparable(await router.batch_decide(questions)) == comparable(in_python)
     unremembered = sum(1 for d, _, _ in questions if d in ("s3://unknown", "s3://bank-eu/customers"))
-    assert calls["deny"] > 0 and calls["verdict"] == unremembered, calls
+    chosen = sum(1 for d in in_python if d.dataset_id == "s3://multi" and d.outcome is Outcome.DENY
+                 and any(r.code is ReasonCode.RULE_DENIED for r in d.reasons))
+    assert chosen > 0 and calls == {"deny": chosen, "verdict": unremembered}
     monkeypatch.undo()
     update = await router.set_policy(EXAMPLE_POLICY.read_text().replace('version: "2026.11.1"', 'version: "2026.11.9"'))
     assert not update.errors
