@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import grpc
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import check_id, check_length
@@ -24,7 +24,7 @@ from domicile.router.convert import (
 )
 from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.runtime import Router
-from domicile.router.types import Operation
+from domicile.router.types import Decision, Operation
 
 from domicile.app import App
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
@@ -93,16 +93,25 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         self._encoder = DecisionEncoder()
 
     async def Decide(self, request: residency_pb2.DecideRequest, context) -> residency_pb2.DecideResponse:
+        response = residency_pb2.DecideResponse()
+        self._encoder.fill(response.decision, await self._decide(request))
+        return response
+
+    async def decide_serialized(self, request: residency_pb2.DecideRequest, context) -> bytes:
+        """`Decide` answering with the serialized DecideResponse, as gRPC serves it
+        (`add_residency_service`): a DecideResponse holds its Decision as field 1, as a
+        BatchDecideResponse of one decision does, so `encode_batch` writes the same bytes
+        without building a message."""
+        return self._encoder.encode_batch([await self._decide(request)])
+
+    async def _decide(self, request: residency_pb2.DecideRequest) -> Decision:
         router = _router(self._app)
         errors = FieldErrors()
         _check_id(errors, "dataset_id", request.dataset_id)
         op = _check_operation(errors, "operation", request.operation)
         _check_region(errors, "region", request.region, router.regions())
         errors.raise_if_any()
-        decision = await router.decide(request.dataset_id, op, request.region)
-        response = residency_pb2.DecideResponse()
-        self._encoder.fill(response.decision, decision)
-        return response
+        return await router.decide(request.dataset_id, op, request.region)
 
     async def BatchDecide(self, request: bytes | residency_pb2.BatchDecideRequest, context) -> bytes:
         """Answers with the serialized BatchDecideResponse. Over gRPC the request arrives
@@ -300,21 +309,25 @@ def _batch_questions(
 _OPERATIONS_BY_VALUE = tuple(OPERATION_FROM_PROTO.get(value) for value in range(max(OPERATION_FROM_PROTO) + 1))
 
 
-def _serialize_batch(response: bytes | residency_pb2.BatchDecideResponse) -> bytes:
+def _serialized(response: bytes | Message) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
 def add_residency_service(servicer: ResidencyServicer, server: grpc.aio.Server) -> None:
     """Register `servicer` as the generated `add_ResidencyServiceServicer_to_server` does, except
-    that BatchDecide takes its request serialized and answers with bytes already in the wire
-    format (`encode_batch`): building up to 10,000 messages only to read or serialize them cost
-    more than deciding them."""
+    that BatchDecide takes its request serialized and both it and Decide answer with bytes
+    already in the wire format (`encode_batch`): building up to 10,000 messages only to read or
+    serialize them cost more than deciding them, and for one decision the message costs more
+    than the decision too."""
     recorded = _Registrations()
     residency_pb2_grpc.add_ResidencyServiceServicer_to_server(servicer, recorded)
     name = residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"].full_name
     handlers = recorded.handlers[name]
     handlers["BatchDecide"] = handlers["BatchDecide"]._replace(
-        request_deserializer=None, response_serializer=_serialize_batch
+        request_deserializer=None, response_serializer=_serialized
+    )
+    handlers["Decide"] = handlers["Decide"]._replace(
+        unary_unary=servicer.decide_serialized, response_serializer=_serialized
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
     server.add_registered_method_handlers(name, handlers)

@@ -62,3 +62,21 @@ def test_the_batch_wire_format_holds_long_and_non_ascii_strings():
     for _ in range(2):  # cold, then from the caches
         assert residency_pb2.BatchDecideResponse.FromString(encoder.encode_batch(decisions)) == expected
     assert residency_pb2.BatchDecideResponse.FromString(encoder.encode_batch([])) == residency_pb2.BatchDecideResponse()
+
+
+def test_one_decision_encoded_as_a_batch_is_its_decide_response():
+    """Decide is served with `encode_batch([decision])` (router/service.py): a DecideResponse
+    and a BatchDecideResponse both hold the Decision as field 1, so those bytes are the
+    DecideResponse (with the Decision's fields in another order than protobuf's own
+    serialization, which every parser accepts)."""
+    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=timezone.utc)
+    reason = Reason(ReasonCode.RULE_DENIED, "rule r: ...", rule_id="r", citation="GDPR", lineage_path=("a", "b"))
+    encoder = DecisionEncoder()
+    for decision in (
+        Decision("d1", Outcome.ALLOW, "b", Operation.STORE, "aws:eu-west-1", ("aws:eu-west-1",), (), "v1", 7, when),
+        Decision("d2", Outcome.DENY, "b", Operation.PROCESS, "aws:us-east-1", (), (reason, reason), "v1", 7, when),
+        Decision("d3", Outcome.DENY, "", Operation.STORE, "", (), (), "", 0, when),
+    ):
+        expected = residency_pb2.DecideResponse(decision=encoder.to_proto(decision))
+        assert residency_pb2.DecideResponse.FromString(encoder.encode_batch([decision])) == expected
+        assert encoder.encode_batch_python([decision]) == encoder.encode_batch([decision])
