@@ -125,6 +125,21 @@ buf_index(Buf *b, Py_ssize_t value)
 /* Bytes that a JSON string must escape: control characters, '"' and '\\'. */
 static unsigned char needs_escape[256];
 
+/* Whether any of the 8 bytes at `p` is below 0x20, '"' or '\\' (the bytes `needs_escape`
+ * marks), by the word-at-a-time tests for a zero byte and a byte below n (exact as a yes/no). */
+static inline int
+word_needs_escape(const char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t below_space = (w - ones * 0x20) & ~w & highs;
+    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    uint64_t has_quote = (quote - ones) & ~quote & highs;
+    uint64_t has_backslash = (backslash - ones) & ~backslash & highs;
+    return (below_space | has_quote | has_backslash) != 0;
+}
+
 /* A str as a JSON string, as orjson renders it. */
 static int
 buf_str(Buf *b, PyObject *s)
@@ -144,13 +159,20 @@ buf_str(Buf *b, PyObject *s)
     char *out = b->data + b->len;
     *out++ = '"';
     Py_ssize_t run = 0; /* start of the bytes not copied yet */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)u[i];
+    Py_ssize_t i = 0;
+    for (;;) {
+        /* Eight bytes at a time while none needs escaping (ids and texts rarely hold one). */
+        while (i + 8 <= n && !word_needs_escape(u + i))
+            i += 8;
+        if (i >= n)
+            break;
+        unsigned char c = (unsigned char)u[i++];
         if (!needs_escape[c])
             continue;
-        memcpy(out, u + run, i - run);
-        out += i - run;
-        run = i + 1;
+        Py_ssize_t at = i - 1;
+        memcpy(out, u + run, at - run);
+        out += at - run;
+        run = at + 1;
         *out++ = '\\';
         switch (c) {
         case '"': *out++ = '"'; break;

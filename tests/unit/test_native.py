@@ -218,6 +218,16 @@ def test_many_distinct_region_sets_and_reasons_in_one_line() -> None:
     assert len(region_sets) == 300 and len(reasons) == 200
 
 
+@pytest.mark.parametrize("special", ['"', "\\", "\n", "\x00", "\x1f", "\x7f", "é", "\u2028", " ", "~"])
+def test_strings_render_alike_whatever_the_position_of_a_special_character(special: str) -> None:
+    # The C renderer scans eight bytes at a time for characters to escape: each position in
+    # and around those words, in ids, messages and lineage paths alike.
+    for position in range(26):
+        text = "s3://bank/" [:position] + "x" * max(0, position - 10) + special + "yz" * (position % 5)
+        reason = Reason(ReasonCode.RULE_DENIED, "m" + text, "r", "c" + text, (text, "a" + text))
+        assert_same_line([entry(dataset_id=text, reasons=(reason,)), entry(decision_id=text + text)])
+
+
 def test_a_written_log_verifies_whichever_renderer_wrote_it(tmp_path, monkeypatch) -> None:
     import asyncio
 
