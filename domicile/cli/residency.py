@@ -1,12 +1,13 @@
 """Residency client commands.
 
-Top-level commands: `decide`, `route`, `check-job`, `explain`, `violations`.
+Top-level commands: `decide`, `batch-decide`, `route`, `check-job`, `explain`, `violations`.
 Commands for existing groups: `policy_set`, `policy_get`, `policy_impact` (attach to the
 `policy` group as `set`, `get`, `impact`) and `audit_get`, `audit_replay` (attach to the
 `audit` group as `get`, `replay`); `POLICY_COMMANDS` / `AUDIT_COMMANDS` list them.
 
-Human-readable output by default, `--json` prints the response message. `decide`, `route` and
-`check-job` exit 3 when the answer is negative (DENY, no allowed candidate, job not allowed),
+Human-readable output by default, `--json` prints the response message. `decide`,
+`batch-decide`, `route` and `check-job` exit 3 when the answer is negative (a DENY, no allowed
+candidate, job not allowed),
 so scripts and pipelines can branch on the exit status; RPC errors exit 1 (2 for
 INVALID_ARGUMENT).
 """
@@ -78,6 +79,57 @@ def decide(ctx, dataset_id, operation, region) -> None:
     response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Decide", request)
     emit(ctx, response, lambda r: render_decision(r.decision))
     _exit_negative(ctx, response.decision.outcome != residency_pb2.OUTCOME_ALLOW)
+
+
+# BatchDecide's limit (router/service.py MAX_BATCH): a longer file is refused before the call.
+_MAX_BATCH = 10_000
+
+
+def _read_questions(source) -> list[residency_pb2.DecideRequest]:
+    """`batch-decide`'s input: one `DATASET_ID OPERATION REGION` per line, split on the last two
+    runs of whitespace (an id may contain spaces); blank lines and lines starting with # skipped."""
+    requests = []
+    for number, line in enumerate(source, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        fields = text.rsplit(None, 2)
+        if len(fields) != 3:
+            raise click.BadParameter(f"line {number}: expected DATASET_ID OPERATION REGION, got {text!r}",
+                                     param_hint="QUESTIONS")
+        dataset_id, operation, region = fields
+        if operation not in _OPERATIONS:
+            raise click.BadParameter(
+                f"line {number}: operation {operation!r} is not one of {', '.join(sorted(_OPERATIONS))}",
+                param_hint="QUESTIONS",
+            )
+        requests.append(residency_pb2.DecideRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], region=region))
+    if not requests:
+        raise click.BadParameter("no questions (one DATASET_ID OPERATION REGION per line)", param_hint="QUESTIONS")
+    if len(requests) > _MAX_BATCH:
+        raise click.BadParameter(f"{len(requests)} questions; at most {_MAX_BATCH:,} per call", param_hint="QUESTIONS")
+    return requests
+
+
+@click.command("batch-decide")
+@click.argument("questions", type=click.File("r", encoding="utf-8"), default="-")
+@click.pass_context
+def batch_decide(ctx, questions) -> None:
+    """Decide many questions in one call (BatchDecide). QUESTIONS is a file (default: - for
+    standard input) with one `DATASET_ID OPERATION REGION` per line, e.g.
+    `s3://bank-eu/customers store aws:us-east-1` (# starts a comment line); at most 10,000.
+    Answers in the same order. Exit 0 when every answer is ALLOW, 3 when any is DENY."""
+    request = residency_pb2.BatchDecideRequest(requests=_read_questions(questions))
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "BatchDecide", request)
+
+    def render(r: residency_pb2.BatchDecideResponse) -> str:
+        denied = sum(1 for d in r.decisions if d.outcome != residency_pb2.OUTCOME_ALLOW)
+        lines = [render_decision(d) for d in r.decisions]
+        lines.append(f"{len(r.decisions)} decision(s): {len(r.decisions) - denied} ALLOW, {denied} DENY")
+        return "\n".join(lines)
+
+    emit(ctx, response, render)
+    _exit_negative(ctx, any(d.outcome != residency_pb2.OUTCOME_ALLOW for d in response.decisions))
 
 
 @click.command("route")
@@ -285,6 +337,6 @@ def audit_replay(ctx, decision_id) -> None:
     _exit_negative(ctx, not response.matches)
 
 
-RESIDENCY_COMMANDS = (decide, route, check_job, explain, violations)
+RESIDENCY_COMMANDS = (decide, batch_decide, route, check_job, explain, violations)
 POLICY_COMMANDS = (policy_set, policy_get, policy_impact)
 AUDIT_COMMANDS = (audit_get, audit_replay)

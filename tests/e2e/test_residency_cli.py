@@ -71,6 +71,37 @@ async def test_decide_route_check_job_explain_violations(run, residency):
     assert result.exit_code == 2 and "region" in result.output
 
 
+async def test_batch_decide_reads_questions_from_a_file_or_stdin(run, residency, tmp_path):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    questions = tmp_path / "questions.txt"
+    questions.write_text(f"# pre-flight of tonight's copies\n{CUSTOMERS} store {FRANKFURT}\n\n"
+                         f"{CUSTOMERS}  store   {US}\n", "utf-8")
+    result = await run("batch-decide", str(questions))
+    assert result.exit_code == 3, result.output
+    assert result.output.index(f"ALLOW  store {CUSTOMERS} in {FRANKFURT}") < result.output.index(
+        f"DENY  store {CUSTOMERS} in {US}"
+    )
+    assert "2 decision(s): 1 ALLOW, 1 DENY" in result.output
+    result = await run("--json", "batch-decide", str(questions))
+    decisions = json.loads(result.output)["decisions"]
+    assert [(d["outcome"], d["region"]) for d in decisions] == [("OUTCOME_ALLOW", FRANKFURT), ("OUTCOME_DENY", US)]
+    # From standard input (the default), all allowed: exit 0.
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["--insecure", "--server", f"127.0.0.1:{residency.port}", "batch-decide"],
+        input=f"{CUSTOMERS} store {FRANKFURT}\n{CUSTOMERS} process {FRANKFURT}\n",
+    )
+    assert result.exit_code == 0 and "2 decision(s): 2 ALLOW, 0 DENY" in result.output, result.output
+    # Bad input is refused with the line that is wrong, before any call.
+    for text, message in ((f"{CUSTOMERS} keep {US}\n", "line 1: operation 'keep'"), (f"\n{CUSTOMERS} store\n", "line 2"),
+                          ("# nothing\n", "no questions")):
+        questions.write_text(text, "utf-8")
+        result = await run("batch-decide", str(questions))
+        assert result.exit_code == 2 and message in result.output, result.output
+    questions.write_text(f"{CUSTOMERS} store aws:nowhere-1\n", "utf-8")  # the server's check
+    result = await run("batch-decide", str(questions))
+    assert result.exit_code == 2 and "requests[0].region" in result.output, result.output
+
+
 async def test_policy_set_get_impact(run, tmp_path):
     result = await run("policy", "get")
     assert result.exit_code == 0 and "# version 2026.11.1" in result.output and "bank-residency" in result.output
