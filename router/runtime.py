@@ -577,11 +577,13 @@ class Router:
             if _native is not None and not stale and now.tzinfo is not None:
                 # The loop in C (router/_native.c `decide_batch`): the verdicts `decide` would
                 # look up, looked up there; everything else through `verdict_of`, as below.
+                def slow(dataset_id: str, op: Operation, region: str) -> Verdict:
+                    return verdict_of(dataset_id, op, region, now, "")
+
                 decisions = _native.decide_batch(
                     requests if type(requests) is list else list(requests), self._index.built_views,
                     EffectiveAttributes, policy.cache_token, Operation.STORE, Decision, Reason, Outcome.DENY,
-                    ReasonCode.RULE_DENIED, ids, version, revision, now,
-                    caller, policy.deny_with_paths, lambda dataset_id, op, region: verdict_of(dataset_id, op, region, now, ""),
+                    ReasonCode.RULE_DENIED, ids, version, revision, now, caller, policy.deny_with_paths, slow,
                 )
             else:
                 decisions = []
