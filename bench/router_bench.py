@@ -30,9 +30,9 @@ What it does, in one run (deterministic catalog for a given --seed):
    per call or decision beside them (from /proc).
    With --loadgen (bench/loadgen, `tools/install-loadgen.sh`) and/or --ghz
    (`tools/install-ghz.sh`): the fixed-rate phase again, driven by a Go client (each latency
-   measured from its own send; loadgen also from the due time), and then against a grpcio
-   server in its own process answering every Decide with a canned response -- the floor of
-   the gRPC stack on this machine, for the ratio.
+   measured from its own send; loadgen also from the due time). Then each fixed-rate client
+   again against a grpcio server in its own process answering every Decide with a canned
+   response -- the floor of the gRPC stack on this machine, for the ratio.
 5. With --opa: Open Policy Agent (`tools/install-opa.sh` installs it) serving an equivalent
    Rego policy on loopback, driven by the same client at the same rate with the same
    questions (effective attributes sent as input, since OPA holds no lineage), and `opa
@@ -478,8 +478,7 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
     async with server_process("domicile serve", argv, workdir / "server.log") as server:
         report.line("`domicile serve` ready (process start, imports, Router.start)", time.perf_counter() - started, "s")
         await bench_grpc_phases(server, ids, report, args, workdir)
-    if args.loadgen or args.ghz:
-        await bench_grpc_floor(app, ids, report, args, workdir)
+    await bench_grpc_floor(app, ids, report, args, workdir)
 
 
 async def bench_grpc_phases(server: ServerProcess, ids: list[str], report: Report, args, workdir: Path) -> None:
@@ -566,10 +565,20 @@ async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workd
     argv = [sys.executable, __file__, "--serve-canned", str(answer_file)]
     async with server_process("the canned-answer server", argv, workdir / "floor-server.log") as server:
         report.line("  canned answer size", canned.ByteSize(), "bytes")
+        cpu = server.cpu_seconds()
+        fixed = await run_client(server.port, "fixed", workdir / "questions.json", args.rate, args.seconds, args.concurrency)
+        report.line(f"floor (Python client): unary Decide p99 at {fixed['rate']:,} req/s", fixed["p99_ms"], "ms")
+        calls = 2000 + fixed["rate"] * args.seconds  # (with the client's warm-up)
+        report.line("  floor (Python client): server CPU per call", (server.cpu_seconds() - cpu) / calls * 1e6, "us")
         if args.loadgen:
             await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, "floor (loadgen)")
         if args.ghz:
             await bench_ghz(Path(args.ghz), server.port, ids, report, args, workdir, "floor (ghz)")
+    ratio = report.figures[f"unary Decide p99 at {args.rate:,} req/s"] / report.figures[
+        f"floor (Python client): unary Decide p99 at {args.rate:,} req/s"
+    ]
+    report.figures["python_client_p99_vs_floor"] = ratio
+    print(f"  Python client: Domicile p99 / floor p99 = {ratio:.2f}x", flush=True)
     for client in ("loadgen", "ghz"):
         if getattr(args, client):
             ratio = report.figures[f"{client}: unary Decide p99 at {args.rate:,} req/s"] / report.figures[
