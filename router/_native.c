@@ -713,12 +713,65 @@ untrack_object(PyObject *object)
         PyObject_GC_UnTrack(object);
 }
 
+/* An exact tuple that cannot be part of a reference cycle: one the collector has untracked
+ * already (it does so for tuples of untracked objects only), or one of exact str items --
+ * which is then untracked here, as the collector would (it never does for a frozen tuple,
+ * such as the engine's shared allowed-region lists), so that the next check of the same
+ * tuple costs nothing. */
+static int
+acyclic_tuple(PyObject *tuple)
+{
+    if (!PyTuple_CheckExact(tuple))
+        return 0;
+    if (!PyObject_GC_IsTracked(tuple))
+        return 1;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(tuple); i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(tuple, i)))
+            return 0;
+    }
+    PyObject_GC_UnTrack(tuple);
+    return 1;
+}
+
+/* A Reason as the engine makes them: text, an enum member and a tuple of text. */
+static int
+acyclic_reason(PyObject *reason)
+{
+    if (!is_named_tuple(reason, R_FIELDS))
+        return 0;
+    PyObject *const *field = &PyTuple_GET_ITEM(reason, 0);
+    return PyUnicode_CheckExact(field[R_MESSAGE]) && PyUnicode_CheckExact(field[R_RULE_ID])
+           && PyUnicode_CheckExact(field[R_CITATION]) && acyclic_tuple(field[R_PATH]);
+}
+
+/* A Decision as the router makes them: text, an int, enum members, an exact datetime, a tuple
+ * of region ids and a tuple of such Reasons. (Enum members are module-level singletons that
+ * hold no reference to a decision.) */
+static int
+acyclic_decision(PyObject *decision)
+{
+    if (!is_named_tuple(decision, D_FIELDS))
+        return 0;
+    PyObject *const *field = &PyTuple_GET_ITEM(decision, 0);
+    if (!PyUnicode_CheckExact(field[D_ID]) || !PyUnicode_CheckExact(field[D_DATASET])
+        || !PyUnicode_CheckExact(field[D_REGION]) || !PyUnicode_CheckExact(field[D_VERSION])
+        || !PyUnicode_CheckExact(field[D_CALLER]) || !PyLong_CheckExact(field[D_REVISION])
+        || !PyDateTime_CheckExact(field[D_TIME]) || !acyclic_tuple(field[D_ALLOWED])
+        || !PyTuple_CheckExact(field[D_REASONS]))
+        return 0;
+    PyObject *reasons = field[D_REASONS];
+    for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(reasons); r++) {
+        if (!acyclic_reason(PyTuple_GET_ITEM(reasons, r)))
+            return 0;
+    }
+    return 1;
+}
+
 /* Takes BatchDecide's decisions out of the cyclic collector's sight: each Decision, its tuple
  * of reasons and each Reason in it (the engine makes new ones for a DENY that carries the
- * dataset's lineage paths). None of them can be part of a reference cycle: a Decision holds
- * text, numbers, enum members, the time and tuples of those, and Reasons; a Reason holds
- * text, an enum member and a tuple of text. Anything of another shape is left as it is. While
- * the decision log holds them (up to its flush interval), the collections that follow would
+ * dataset's lineage paths). Only decisions made wholly of what cannot be part of a reference
+ * cycle (`acyclic_decision`) are untracked; any other is left as it is, whole. While the
+ * decision log holds them (up to its flush interval), the collections that follow would
  * otherwise walk them again and again and promote them towards the oldest generation. */
 static PyObject *
 untrack(PyObject *module, PyObject *decisions)
@@ -729,17 +782,12 @@ untrack(PyObject *module, PyObject *decisions)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(decisions); i++) {
         PyObject *decision = PyList_GET_ITEM(decisions, i);
-        if (!is_named_tuple(decision, D_FIELDS))
+        if (!acyclic_decision(decision))
             continue;
         untrack_object(decision);
         PyObject *reasons = PyTuple_GET_ITEM(decision, D_REASONS);
-        if (!PyTuple_CheckExact(reasons))
-            continue;
-        for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(reasons); r++) {
-            PyObject *reason = PyTuple_GET_ITEM(reasons, r);
-            if (is_named_tuple(reason, R_FIELDS))
-                untrack_object(reason);
-        }
+        for (Py_ssize_t r = 0; r < PyTuple_GET_SIZE(reasons); r++)
+            untrack_object(PyTuple_GET_ITEM(reasons, r));
         untrack_object(reasons);
     }
     Py_RETURN_NONE;
@@ -774,7 +822,9 @@ slot_offset(PyTypeObject *type, const char *name)
         return -1;
     }
     PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-    if (member->type != T_OBJECT_EX && member->type != T_OBJECT) {
+    if (PyDescr_TYPE(descr) != type || member->offset < 0
+        || (size_t)member->offset + sizeof(PyObject *) > (size_t)type->tp_basicsize
+        || (member->type != T_OBJECT_EX && member->type != T_OBJECT)) {
         PyErr_Format(PyExc_TypeError, "decide_batch: %s.%s is not an object slot", type->tp_name, name);
         return -1;
     }
@@ -819,7 +869,7 @@ static PyObject *reason_templates_name; /* "reason_templates", interned at impor
 /* The reasons of the DENY that `explanation` (found in a `denials` table) gives a dataset
  * whose rule paths are `paths` (`engine._RulePaths`), as `engine._deny_reasons` builds them
  * without exemptions, from the explanation's `reason_templates`; *allowed is set to its
- * allowed regions (borrowed). NULL without an exception when the shapes are not those (the
+ * allowed regions (a new reference). NULL without an exception when the shapes are not those (the
  * caller then asks Python), NULL with one on error. */
 static PyObject *
 templated_reasons(PyObject *explanation, PyObject *paths, PyTypeObject *reason_type, PyObject *rule_denied,
@@ -869,12 +919,12 @@ templated_reasons(PyObject *explanation, PyObject *paths, PyTypeObject *reason_t
     }
     if (fallback != Py_None)
         PyTuple_SET_ITEM(reasons, count, Py_NewRef(fallback));
-    *allowed = PyTuple_GET_ITEM(templates, 2);
+    *allowed = Py_NewRef(PyTuple_GET_ITEM(templates, 2)); /* (owned: `templates` may be a new object) */
     goto done;
 unsupported:
     Py_CLEAR(reasons);
 done:
-    Py_DECREF(templates); /* (the explanation, held by the caller, keeps *allowed alive) */
+    Py_DECREF(templates);
     return reasons;
 }
 
@@ -907,11 +957,19 @@ decide_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     for (Py_ssize_t i = 0; i < n && i < PyList_GET_SIZE(requests); i++) {
         PyObject *request = PyList_GET_ITEM(requests, i);
-        if (!PyTuple_Check(request) || PyTuple_GET_SIZE(request) != 3) {
-            PyErr_SetString(PyExc_TypeError, "decide_batch: each request is a (dataset_id, operation, region) tuple");
+        if (PyTuple_Check(request)) {
+            Py_INCREF(request); /* (the list may change under a callback) */
+        } else {
+            request = PySequence_Tuple(request); /* unpacked as the Python loop unpacks it */
+            if (request == NULL)
+                goto fail;
+        }
+        if (PyTuple_GET_SIZE(request) != 3) {
+            PyErr_Format(PyExc_ValueError, "a request unpacks to (dataset_id, operation, region), not %zd values",
+                         PyTuple_GET_SIZE(request));
+            Py_DECREF(request);
             goto fail;
         }
-        Py_INCREF(request); /* (the list may change under a callback) */
         PyObject *dataset_id = PyTuple_GET_ITEM(request, 0), *op = PyTuple_GET_ITEM(request, 1);
         PyObject *region = PyTuple_GET_ITEM(request, 2);
         PyObject *verdict = NULL, *explanation = NULL;
@@ -929,6 +987,7 @@ decide_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                     if (reasons != NULL) {
                         verdict = PyTuple_Pack(3, deny_outcome, allowed, reasons);
                         Py_DECREF(reasons);
+                        Py_DECREF(allowed);
                     } else if (!PyErr_Occurred()) {
                         PyObject *call[3] = {attrs, cached, explanation};
                         verdict = PyObject_Vectorcall(deny, call, 3, NULL);
