@@ -960,7 +960,10 @@ decide_batch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (PyTuple_Check(request)) {
             Py_INCREF(request); /* (the list may change under a callback) */
         } else {
-            request = PySequence_Tuple(request); /* unpacked as the Python loop unpacks it */
+            Py_INCREF(request); /* (held while iterating it runs Python code) */
+            PyObject *unpacked = PySequence_Tuple(request); /* as the Python loop unpacks it */
+            Py_DECREF(request);
+            request = unpacked;
             if (request == NULL)
                 goto fail;
         }
