@@ -493,7 +493,6 @@ async def bench_grpc_phases(server: ServerProcess, ids: list[str], report: Repor
     questions_file = workdir / "questions.json"
     questions_file.write_text(json.dumps([(d, op.value, r) for d, op, r in questions(ids, 50_000, args.seed + 1)]))
 
-    cpu = server.cpu_seconds()
     fixed = await run_client(port, "fixed", questions_file, args.rate, args.seconds, args.concurrency)
     report.line(f"unary Decide p50 at {fixed['rate']:,} req/s", fixed["p50_ms"], "ms")
     report.line(f"unary Decide p99 at {fixed['rate']:,} req/s", fixed["p99_ms"], "ms", "unary_p99_ms")

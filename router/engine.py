@@ -359,8 +359,8 @@ class CompiledPolicy:
     def deny_with_paths(self, attrs: EffectiveAttributes, cached: _Cached, explanation: _Explanation) -> Verdict:
         """`decide`'s second lookup settled: the DENY of `explanation` (remembered for the
         region) for the dataset of `attrs`, whose cache entry is `cached`, with its lineage
-        paths. For the C loop of `Router.batch_decide` (router/_native.c `decide_batch`), which
-        looks verdicts up as `decide` does."""
+        paths. For `_decide` and the C loop of `Router.batch_decide` (router/_native.c
+        `decide_batch`), which looks verdicts up as `decide` does; `decide` inlines it."""
         paths = cached[5] or self._remember_paths(attrs, cached)
         return _new_tuple(Verdict, (_DENY, explanation.allowed_ids, _deny_reasons(explanation, paths, None)))
 
@@ -387,8 +387,7 @@ class CompiledPolicy:
             if explanation.deny_verdict is None:
                 if not matching:
                     signature.denials[slot][region] = explanation
-                paths = cached[5] or self._remember_paths(attrs, cached)
-                return _new_tuple(Verdict, (_DENY, result.allowed_ids, _deny_reasons(explanation, paths, None)))
+                return self.deny_with_paths(attrs, cached, explanation)  # (explanation.allowed_ids is result's)
             verdict = explanation.deny_verdict
         if not matching:  # (with exemptions that might apply later, the verdict depends on time)
             signature.verdicts[slot][region] = verdict

@@ -81,13 +81,12 @@ def decide(ctx, dataset_id, operation, region) -> None:
     _exit_negative(ctx, response.decision.outcome != residency_pb2.OUTCOME_ALLOW)
 
 
-# BatchDecide's limit (router/service.py MAX_BATCH): a longer file is refused before the call.
-_MAX_BATCH = 10_000
-
-
 def _read_questions(source) -> list[residency_pb2.DecideRequest]:
     """`batch-decide`'s input: one `DATASET_ID OPERATION REGION` per line, split on the last two
-    runs of whitespace (an id may contain spaces); blank lines and lines starting with # skipped."""
+    runs of whitespace (an id may contain spaces); blank lines and lines starting with # skipped.
+    More than the server takes in one call is refused before the call."""
+    from domicile.router.service import MAX_BATCH  # (here: only this command needs the router's modules)
+
     requests = []
     for number, line in enumerate(source, 1):
         text = line.strip()
@@ -106,8 +105,8 @@ def _read_questions(source) -> list[residency_pb2.DecideRequest]:
         requests.append(residency_pb2.DecideRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], region=region))
     if not requests:
         raise click.BadParameter("no questions (one DATASET_ID OPERATION REGION per line)", param_hint="QUESTIONS")
-    if len(requests) > _MAX_BATCH:
-        raise click.BadParameter(f"{len(requests)} questions; at most {_MAX_BATCH:,} per call", param_hint="QUESTIONS")
+    if len(requests) > MAX_BATCH:
+        raise click.BadParameter(f"{len(requests)} questions; at most {MAX_BATCH:,} per call", param_hint="QUESTIONS")
     return requests
 
 

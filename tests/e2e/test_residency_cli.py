@@ -93,7 +93,8 @@ async def test_batch_decide_reads_questions_from_a_file_or_stdin(run, residency,
     assert result.exit_code == 0 and "2 decision(s): 2 ALLOW, 0 DENY" in result.output, result.output
     # Bad input is refused with the line that is wrong, before any call.
     for text, message in ((f"{CUSTOMERS} keep {US}\n", "line 1: operation 'keep'"), (f"\n{CUSTOMERS} store\n", "line 2"),
-                          ("# nothing\n", "no questions")):
+                          ("# nothing\n", "no questions"),
+                          (f"{CUSTOMERS} store {US}\n" * 10_001, "10001 questions; at most 10,000 per call")):
         questions.write_text(text, "utf-8")
         result = await run("batch-decide", str(questions))
         assert result.exit_code == 2 and message in result.output, result.output

@@ -485,18 +485,25 @@ async def test_batch_decide_in_c_answers_as_the_python_loop(started, monkeypatch
     # and for the DENYs whose message the dataset's paths choose (s3://multi in the EEA's
     # rule's excluded regions).
     calls = {"deny": 0, "verdict": 0}
-    policy, verdict_of = router.policy, router._verdict
+    native = runtime._native
 
-    def deny(*args):
-        calls["deny"] += 1
-        return type(policy).deny_with_paths(policy, *args)
+    class Counting:  # the C helpers, counting the calls `decide_batch` makes back into Python
+        def __getattr__(self, name):
+            return getattr(native, name)
 
-    def verdict(*args):
-        calls["verdict"] += 1
-        return verdict_of(*args)
+        def decide_batch(self, *args):
+            deny, slow = args[-2:]
 
-    monkeypatch.setattr(policy, "deny_with_paths", deny, raising=False)
-    monkeypatch.setattr(router, "_verdict", verdict)
+            def counted(kind, function):
+                def call(*arguments):
+                    calls[kind] += 1
+                    return function(*arguments)
+
+                return call
+
+            return native.decide_batch(*args[:-2], counted("deny", deny), counted("verdict", slow))
+
+    monkeypatch.setattr(runtime, "_native", Counting())
     assert comparable(await router.batch_decide(questions)) == comparable(in_python)
     unremembered = sum(1 for d, _, _ in questions if d in ("s3://unknown", "s3://bank-eu/customers"))
     chosen = sum(1 for d in in_python if d.dataset_id == "s3://multi" and d.outcome is Outcome.DENY
