@@ -115,7 +115,9 @@ async def ingest(store: GraphStore, shape: Shape, progress_every: float) -> tupl
         total += len(edges)
         now = time.perf_counter()
         if now - last_report >= progress_every:
-            print(f"  ... {total:,} edges in {now - started:,.0f} s ({total / (now - started):,.0f} edges/s)", flush=True)
+            print(
+                f"  ... {total:,} edges in {now - started:,.0f} s ({total / (now - started):,.0f} edges/s)", flush=True
+            )
             last_report = now
     return total, time.perf_counter() - started, calls
 
@@ -147,19 +149,24 @@ async def grpc_query(store: GraphStore) -> AsyncIterator[Query]:
     from domicile.v1 import lineage_pb2, lineage_pb2_grpc
 
     settings = load_settings(insecure=True, listen="127.0.0.1:0", http_listen="")
-    server = grpc.aio.server(interceptors=[ErrorMappingInterceptor()],
-                             options=[("grpc.max_send_message_length", 64 * 1024 * 1024)])
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()], options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    )
     lineage_pb2_grpc.add_LineageServiceServicer_to_server(LineageServicer(App(settings=settings, store=store)), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}",
-                                             options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]) as channel:
+        async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{port}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        ) as channel:
             stub = lineage_pb2_grpc.LineageServiceStub(channel)
 
             async def query(start: str, direction: Direction, depth: int) -> tuple[int, bool, str]:
-                answer = await stub.GetLineage(lineage_pb2.GetLineageRequest(
-                    dataset_id=start, direction=DIRECTION_TO_PROTO[direction], max_depth=depth))
+                answer = await stub.GetLineage(
+                    lineage_pb2.GetLineageRequest(
+                        dataset_id=start, direction=DIRECTION_TO_PROTO[direction], max_depth=depth
+                    )
+                )
                 return len(answer.nodes), answer.complete, answer.incomplete_reason
 
             yield query
@@ -199,9 +206,12 @@ async def report_queries(label: str, query: Query, shape: Shape, args: argparse.
     for direction in (Direction.UPSTREAM, Direction.DOWNSTREAM):
         result = await measure(query, shape, direction, args.queries, args.depth)
         truncated = ", ".join(f"{n} by {reason}" for reason, n in sorted(result["truncated"].items())) or "none"
-        print(f"{label}: {direction.value} depth {args.depth}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
-              f"max {result['max_ms']:.1f} ms over {args.queries} queries; nodes per answer median "
-              f"{result['nodes_median']:,.0f}, p99 {result['nodes_p99']:,.0f}; truncated: {truncated}", flush=True)
+        print(
+            f"{label}: {direction.value} depth {args.depth}: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+            f"max {result['max_ms']:.1f} ms over {args.queries} queries; nodes per answer median "
+            f"{result['nodes_median']:,.0f}, p99 {result['nodes_p99']:,.0f}; truncated: {truncated}",
+            flush=True,
+        )
 
 
 def store_options(args: argparse.Namespace) -> dict:
@@ -216,32 +226,45 @@ def store_options(args: argparse.Namespace) -> dict:
 async def main(args: argparse.Namespace) -> int:
     shape = Shape(args.datasets, args.layers, args.job_width, args.seed)
     if shape.width < 2 * LOCALITY + 1 or shape.layers <= args.depth:
-        print(f"--datasets {args.datasets} with --layers {args.layers} is too small for depth {args.depth}", file=sys.stderr)
+        print(
+            f"--datasets {args.datasets} with --layers {args.layers} is too small for depth {args.depth}",
+            file=sys.stderr,
+        )
         return 2
     workdir = None
     uri = args.store
     if uri is None:
         if args.backend == "neo4j":
-            print("--store bolt://HOST:PORT is required for neo4j (start one with tools/neo4j/neo4j.sh up)", file=sys.stderr)
+            print(
+                "--store bolt://HOST:PORT is required for neo4j (start one with tools/neo4j/neo4j.sh up)",
+                file=sys.stderr,
+            )
             return 2
         workdir = Path(tempfile.mkdtemp(prefix="lineage-bench-", dir=args.tmp_dir))
         uri = f"sqlite:///{workdir / 'catalog.db'}"
     store = await open_store(uri, **store_options(args))
     try:
-        print(f"backend {args.backend} ({uri}); {shape.datasets:,} datasets in {shape.layers} layers of {shape.width:,}, "
-              f"seed {shape.seed}", flush=True)
+        print(
+            f"backend {args.backend} ({uri}); {shape.datasets:,} datasets in {shape.layers} layers of {shape.width:,}, "
+            f"seed {shape.seed}",
+            flush=True,
+        )
         if args.skip_ingest:
             print("ingest skipped (--skip-ingest): measuring queries on the existing graph")
         else:
             if await store.revision() != 0:
-                print("the store is not empty; use an empty one (or --skip-ingest on a graph built with the same shape)",
-                      file=sys.stderr)
+                print(
+                    "the store is not empty; use an empty one (or --skip-ingest on a graph built with the same shape)",
+                    file=sys.stderr,
+                )
                 return 2
             edges, seconds, calls = await ingest(store, shape, args.progress_every)
-            print(f"ingest: {edges:,} edges, {shape.width * shape.layers:,} datasets (placeholders) in {seconds:,.1f} s "
-                  f"= {edges / seconds:,.0f} edges/s; {len(calls):,} record_lineage calls of ~{edges // len(calls):,} "
-                  f"edges, call p50 {percentile(calls, 50) * 1000:,.0f} ms, p99 {percentile(calls, 99) * 1000:,.0f} ms",
-                  flush=True)
+            print(
+                f"ingest: {edges:,} edges, {shape.width * shape.layers:,} datasets (placeholders) in {seconds:,.1f} s "
+                f"= {edges / seconds:,.0f} edges/s; {len(calls):,} record_lineage calls of ~{edges // len(calls):,} "
+                f"edges, call p50 {percentile(calls, 50) * 1000:,.0f} ms, p99 {percentile(calls, 99) * 1000:,.0f} ms",
+                flush=True,
+            )
         await report_queries("store.traverse", store_query(store), shape, args)
         if args.grpc:
             async with grpc_query(store) as query:
@@ -256,17 +279,24 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=["sqlite", "neo4j"], default="sqlite")
-    parser.add_argument("--store", help="Store URI (default for sqlite: a new file under --tmp-dir; required for neo4j).")
+    parser.add_argument(
+        "--store", help="Store URI (default for sqlite: a new file under --tmp-dir; required for neo4j)."
+    )
     parser.add_argument("--datasets", type=int, default=1_000_000)
     parser.add_argument("--layers", type=int, default=20)
     parser.add_argument("--job-width", type=int, default=1000, help="Datasets per job run (one record_lineage call).")
     parser.add_argument("--queries", type=int, default=500, help="Traversals per direction.")
     parser.add_argument("--depth", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--grpc", action="store_true",
-                        help="Also time GetLineage over a loopback gRPC channel (serialization included).")
+    parser.add_argument(
+        "--grpc",
+        action="store_true",
+        help="Also time GetLineage over a loopback gRPC channel (serialization included).",
+    )
     parser.add_argument("--skip-ingest", action="store_true", help="Only run the queries (on a graph built before).")
     parser.add_argument("--keep", action="store_true", help="Keep the SQLite file made under --tmp-dir.")
     parser.add_argument("--tmp-dir", default=None, help="Where the SQLite file goes (default: the system temp dir).")

@@ -78,13 +78,21 @@ from domicile.v1 import residency_pb2, residency_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "examples" / "policy.yaml"
-REGIONS = ("aws:eu-central-1", "aws:us-east-1", "aws:ap-south-1", "gcp:europe-west6", "azure:westeurope",
-           "aws:cn-north-1", "onprem:fra-dc1", "onprem:msk-dc1")
+REGIONS = (
+    "aws:eu-central-1",
+    "aws:us-east-1",
+    "aws:ap-south-1",
+    "gcp:europe-west6",
+    "azure:westeurope",
+    "aws:cn-north-1",
+    "onprem:fra-dc1",
+    "onprem:msk-dc1",
+)
 TARGETS = {
-    "in_process_p50_us": 5.0,            # at most
+    "in_process_p50_us": 5.0,  # at most
     "batch_decisions_per_s": 100_000.0,  # at least
-    "unary_p99_ms": 2.0,                 # at most, at 1,000 req/s
-    "start_seconds": 5.0,                # at most, 100k datasets
+    "unary_p99_ms": 2.0,  # at most, at 1,000 req/s
+    "start_seconds": 5.0,  # at most, 100k datasets
 }
 # (weight, labels, origins, fitting locations)
 SOURCE_PROFILES = (
@@ -208,7 +216,9 @@ def generate(count: int, seed: int) -> tuple[list[model.Dataset], list[tuple[str
                 else:  # a few copies where they should not be: ScanViolations has work
                     locations = (rng.choice(REGIONS),)
                 origins = (rng.choice(origins),) if origins else ()
-                datasets.append(model.Dataset.create(ds_id, classifications=labels, origins=origins, locations=locations))
+                datasets.append(
+                    model.Dataset.create(ds_id, classifications=labels, origins=origins, locations=locations)
+                )
             else:
                 own = ("INTERNAL",) if rng.random() < 0.1 else ()
                 datasets.append(model.Dataset.create(ds_id, classifications=own, locations=(rng.choice(REGIONS[:5]),)))
@@ -230,14 +240,41 @@ async def history_records(datasets: list[model.Dataset], edges) -> AsyncIterator
     yield hf.revision_record(1, t1, "bench", "datasets")
     yield hf.revision_record(2, t2, "bench", "lineage")
     for d in sorted(datasets, key=lambda d: d.id):
-        yield {"type": "dataset_version", "revision": 1, "valid_from": t1, "valid_to": None, "end_revision": None,
-               "deleted": False, "create_time": t1, "updated_by": "bench", "dataset": hf.dataset_content(d)}
+        yield {
+            "type": "dataset_version",
+            "revision": 1,
+            "valid_from": t1,
+            "valid_to": None,
+            "end_revision": None,
+            "deleted": False,
+            "create_time": t1,
+            "updated_by": "bench",
+            "dataset": hf.dataset_content(d),
+        }
     for input_id, output, job, transform in sorted(edges):
-        yield {"type": "edge", "input": input_id, "output": output, "job": job, "transform": transform,
-               "run_id": "r1", "record_time": t2, "end_time": None, "revision": 2, "end_revision": None}
+        yield {
+            "type": "edge",
+            "input": input_id,
+            "output": output,
+            "job": job,
+            "transform": transform,
+            "run_id": "r1",
+            "record_time": t2,
+            "end_time": None,
+            "revision": 2,
+            "end_revision": None,
+        }
     for job, transform in sorted({(job, transform) for _, _, job, transform in edges}):
-        yield {"type": "run", "job": job, "run_id": "r1", "run_region": "", "transform": transform,
-               "event_time": None, "record_time": t2, "principal": "bench"}
+        yield {
+            "type": "run",
+            "job": job,
+            "run_id": "r1",
+            "run_region": "",
+            "transform": transform,
+            "event_time": None,
+            "record_time": t2,
+            "principal": "bench",
+        }
 
 
 # ---- measuring -----------------------------------------------------------------------------
@@ -357,7 +394,7 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
         report.line(f"Router.decide p50 thread CPU ({label})", percentile(cpu_timings, 0.50) / 1000, "us")
     stale = 0
 
-    batches = [qs[i:i + 10_000] for i in range(0, len(qs), 10_000)]
+    batches = [qs[i : i + 10_000] for i in range(0, len(qs), 10_000)]
     # A sustained rate: the questions three times over (300,000 decisions), timed until the
     # decision log has written the last of them -- the log's queue would otherwise carry up
     # to 20,000 decisions of unpaid work past the clock. The staleness check of each answer
@@ -374,17 +411,22 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
     await router.flush_decision_log()
     elapsed, cpu = elapsed + time.perf_counter() - start, cpu + time.process_time() - cpu_start
     check_fresh(stale)
-    report.line("Router.batch_decide (10,000 per call, logged)", 3 * len(qs) / elapsed, "decisions/s",
-                "batch_decisions_per_s", False)
+    report.line(
+        "Router.batch_decide (10,000 per call, logged)",
+        3 * len(qs) / elapsed,
+        "decisions/s",
+        "batch_decisions_per_s",
+        False,
+    )
     report.line("  per CPU-second (all threads)", 3 * len(qs) / cpu, "decisions/s")
 
     servicer = ResidencyServicer(app)
     ops = {Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}
     # Serialized, as gRPC hands them to the servicer (add_residency_service).
     requests = [
-        residency_pb2.BatchDecideRequest(requests=[
-            residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r) for d, op, r in batch
-        ]).SerializeToString()
+        residency_pb2.BatchDecideRequest(
+            requests=[residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r) for d, op, r in batch]
+        ).SerializeToString()
         for batch in batches
     ]
     elapsed = cpu = 0.0
@@ -401,8 +443,13 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
     await router.flush_decision_log()  # as above: until the last decision is logged
     elapsed, cpu = elapsed + time.perf_counter() - start, cpu + time.process_time() - cpu_start
     check_fresh(stale)
-    report.line("BatchDecide servicer (parsing, validation, wire encoding, logged)", len(qs) / elapsed, "decisions/s",
-                "batch_decisions_per_s", False)
+    report.line(
+        "BatchDecide servicer (parsing, validation, wire encoding, logged)",
+        len(qs) / elapsed,
+        "decisions/s",
+        "batch_decisions_per_s",
+        False,
+    )
     report.line("  per CPU-second (all threads)", len(qs) / cpu, "decisions/s")
     report.line("BatchDecide answer size per decision", size / len(qs), "bytes")
     # Nor should this phase's garbage be collected during the next one.
@@ -421,8 +468,21 @@ async def run_json(what: str, *argv: str) -> dict:
 
 async def run_client(port: int, mode: str, questions_file: Path, rate: int, seconds: float, concurrency: int) -> dict:
     return await run_json(
-        f"client {mode}", sys.executable, __file__, "--client", mode, "--port", str(port), "--questions",
-        str(questions_file), "--rate", str(rate), "--seconds", str(seconds), "--concurrency", str(concurrency),
+        f"client {mode}",
+        sys.executable,
+        __file__,
+        "--client",
+        mode,
+        "--port",
+        str(port),
+        "--questions",
+        str(questions_file),
+        "--rate",
+        str(rate),
+        "--seconds",
+        str(seconds),
+        "--concurrency",
+        str(concurrency),
     )
 
 
@@ -470,9 +530,21 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
     interpreter lock with whatever this process does."""
     print("gRPC on loopback (`domicile serve` and each client in a separate process)", flush=True)
     argv = [
-        sys.executable, "-c", "from domicile.cli.main import main; main()", "serve",
-        "--store", app.settings.store, "--policy", str(POLICY), "--listen", "127.0.0.1:0", "--http-listen", "",
-        "--data-dir", str(workdir / "server"), "--insecure",
+        sys.executable,
+        "-c",
+        "from domicile.cli.main import main; main()",
+        "serve",
+        "--store",
+        app.settings.store,
+        "--policy",
+        str(POLICY),
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "",
+        "--data-dir",
+        str(workdir / "server"),
+        "--insecure",
     ]
     started = time.perf_counter()
     async with server_process("domicile serve", argv, workdir / "server.log") as server:
@@ -510,11 +582,19 @@ async def bench_grpc_phases(server: ServerProcess, ids: list[str], report: Repor
         cpu = server.cpu_seconds()
         batch = await run_client(port, "batch", questions_file, args.rate, min(args.seconds, 5), in_flight)
         check_fresh(batch["stale"])
-        report.line(f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight)", batch["throughput"],
-                    "decisions/s", "batch_decisions_per_s" if in_flight == 2 else "", False)
+        report.line(
+            f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight)",
+            batch["throughput"],
+            "decisions/s",
+            "batch_decisions_per_s" if in_flight == 2 else "",
+            False,
+        )
         # Includes the client's warm-up (2,000 unary calls) before its clock starts.
-        report.line(f"  server CPU per decision ({in_flight} in flight, incl. the client's warm-up)",
-                    (server.cpu_seconds() - cpu) / batch["decisions"] * 1e6, "us")
+        report.line(
+            f"  server CPU per decision ({in_flight} in flight, incl. the client's warm-up)",
+            (server.cpu_seconds() - cpu) / batch["decisions"] * 1e6,
+            "us",
+        )
 
 
 class CannedResidency(residency_pb2_grpc.ResidencyServiceServicer):
@@ -565,7 +645,9 @@ async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workd
     async with server_process("the canned-answer server", argv, workdir / "floor-server.log") as server:
         report.line("  canned answer size", canned.ByteSize(), "bytes")
         cpu = server.cpu_seconds()
-        fixed = await run_client(server.port, "fixed", workdir / "questions.json", args.rate, args.seconds, args.concurrency)
+        fixed = await run_client(
+            server.port, "fixed", workdir / "questions.json", args.rate, args.seconds, args.concurrency
+        )
         report.line(f"floor (Python client): unary Decide p99 at {fixed['rate']:,} req/s", fixed["p99_ms"], "ms")
         calls = 2000 + fixed["rate"] * args.seconds  # (with the client's warm-up)
         report.line("  floor (Python client): server CPU per call", (server.cpu_seconds() - cpu) / calls * 1e6, "us")
@@ -573,22 +655,25 @@ async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workd
             await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, "floor (loadgen)")
         if args.ghz:
             await bench_ghz(Path(args.ghz), server.port, ids, report, args, workdir, "floor (ghz)")
-    ratio = report.figures[f"unary Decide p99 at {args.rate:,} req/s"] / report.figures[
-        f"floor (Python client): unary Decide p99 at {args.rate:,} req/s"
-    ]
+    ratio = (
+        report.figures[f"unary Decide p99 at {args.rate:,} req/s"]
+        / report.figures[f"floor (Python client): unary Decide p99 at {args.rate:,} req/s"]
+    )
     report.figures["python_client_p99_vs_floor"] = ratio
     print(f"  Python client: Domicile p99 / floor p99 = {ratio:.2f}x", flush=True)
     for client in ("loadgen", "ghz"):
         if getattr(args, client):
-            ratio = report.figures[f"{client}: unary Decide p99 at {args.rate:,} req/s"] / report.figures[
-                f"floor ({client}): unary Decide p99 at {args.rate:,} req/s"
-            ]
+            ratio = (
+                report.figures[f"{client}: unary Decide p99 at {args.rate:,} req/s"]
+                / report.figures[f"floor ({client}): unary Decide p99 at {args.rate:,} req/s"]
+            )
             report.figures[f"{client}_p99_vs_floor"] = ratio
             print(f"  {client}: Domicile p99 / floor p99 = {ratio:.2f}x", flush=True)
 
 
-async def bench_loadgen(loadgen: Path, server: ServerProcess, ids: list[str], report: Report, args, workdir: Path,
-                        label: str) -> None:
+async def bench_loadgen(
+    loadgen: Path, server: ServerProcess, ids: list[str], report: Report, args, workdir: Path, label: str
+) -> None:
     """The fixed-rate phase driven by bench/loadgen (Go, `tools/install-loadgen.sh`): open loop,
     prebuilt request bytes, one thread of Go code. On two shared cores the client's own CPU is
     part of every latency; this client spends ~0.3 ms of CPU per call where ghz spends ~0.5 ms
@@ -602,8 +687,18 @@ async def bench_loadgen(loadgen: Path, server: ServerProcess, ids: list[str], re
             out.write(len(message).to_bytes(4, "big") + message)
     cpu = server.cpu_seconds()
     result = await run_json(
-        "loadgen", str(loadgen), "-target", f"127.0.0.1:{server.port}", "-requests", str(data), "-rate", str(args.rate),
-        "-duration", f"{args.seconds:g}s", "-warmup", "2s",
+        "loadgen",
+        str(loadgen),
+        "-target",
+        f"127.0.0.1:{server.port}",
+        "-requests",
+        str(data),
+        "-rate",
+        str(args.rate),
+        "-duration",
+        f"{args.seconds:g}s",
+        "-warmup",
+        "2s",
     )
     calls = result["count"] + 2 * args.rate  # and the warm-up's
     report.line(f"{label}: unary Decide p50 at {args.rate:,} req/s", result["p50_ms"], "ms")
@@ -611,8 +706,11 @@ async def bench_loadgen(loadgen: Path, server: ServerProcess, ids: list[str], re
     report.line(f"  {label}: p99.9 / slowest", result["p999_ms"], f"ms / {result['max_ms']:.2f} ms")
     report.line(f"  {label}: p99 from the due time (adds the client's lateness)", result["due_p99_ms"], "ms")
     report.line(f"  {label}: achieved rate", result["achieved_rate"], "req/s")
-    report.line(f"  {label}: client's send lateness p99 / max", result["send_late_p99_ms"],
-                f"ms / {result['send_late_max_ms']:.2f} ms")
+    report.line(
+        f"  {label}: client's send lateness p99 / max",
+        result["send_late_p99_ms"],
+        f"ms / {result['send_late_max_ms']:.2f} ms",
+    )
     report.line(f"  {label}: client CPU per call", result["client_cpu_us_per_call"], "us")
     report.line(f"  {label}: server CPU per call", (server.cpu_seconds() - cpu) / calls * 1e6, "us")
     if result["errors"]:
@@ -627,16 +725,43 @@ async def bench_ghz(ghz: Path, port: int, ids: list[str], report: Report, args, 
     latencies, measured from the schedule, include)."""
     names = {Operation.STORE: "OPERATION_STORE", Operation.PROCESS: "OPERATION_PROCESS"}
     data = workdir / "ghz-requests.json"
-    data.write_text(json.dumps(
-        [{"dataset_id": d, "operation": names[op], "region": r} for d, op, r in questions(ids, 20_000, args.seed + 2)]
-    ))
+    data.write_text(
+        json.dumps(
+            [
+                {"dataset_id": d, "operation": names[op], "region": r}
+                for d, op, r in questions(ids, 20_000, args.seed + 2)
+            ]
+        )
+    )
     warmup = 2 * args.rate  # two seconds' worth, not counted
     result = await run_json(
-        "ghz", str(ghz), "--insecure", "--proto", str(ROOT / "protos" / "domicile" / "v1" / "residency.proto"),
-        "--import-paths", str(ROOT / "protos"), "--call", "domicile.v1.ResidencyService.Decide",
-        "--data-file", str(data), "--rps", str(args.rate), "--async", "--concurrency", "16", "--connections", "1",
-        "--duration", f"{args.seconds + 2:g}s", "--duration-stop", "wait",  # let the last calls finish
-        "--skipFirst", str(warmup), "--format", "json", f"127.0.0.1:{port}",
+        "ghz",
+        str(ghz),
+        "--insecure",
+        "--proto",
+        str(ROOT / "protos" / "domicile" / "v1" / "residency.proto"),
+        "--import-paths",
+        str(ROOT / "protos"),
+        "--call",
+        "domicile.v1.ResidencyService.Decide",
+        "--data-file",
+        str(data),
+        "--rps",
+        str(args.rate),
+        "--async",
+        "--concurrency",
+        "16",
+        "--connections",
+        "1",
+        "--duration",
+        f"{args.seconds + 2:g}s",
+        "--duration-stop",
+        "wait",  # let the last calls finish
+        "--skipFirst",
+        str(warmup),
+        "--format",
+        "json",
+        f"127.0.0.1:{port}",
     )
     percentiles = {item["percentage"]: item["latency"] / 1e6 for item in result["latencyDistribution"]}
     report.line(f"{label}: unary Decide p50 at {args.rate:,} req/s", percentiles[50], "ms")
@@ -650,8 +775,10 @@ async def bench_ghz(ghz: Path, port: int, ids: list[str], report: Report, args, 
 
 async def bench_opa(opa: Path, ids: list[str], router: Router, report: Report, args, workdir: Path) -> None:
     """OPA with an equivalent Rego policy, fed the router's effective attributes as input."""
-    print(f"Open Policy Agent ({subprocess.run([opa, 'version'], capture_output=True, text=True).stdout.splitlines()[0]})",
-          flush=True)
+    print(
+        f"Open Policy Agent ({subprocess.run([opa, 'version'], capture_output=True, text=True).stdout.splitlines()[0]})",
+        flush=True,
+    )
     # The policy's rules become constants of the Rego module (compiled with it), as a policy
     # author would write them; OPA's `data` would be converted from JSON on every query.
     rego = workdir / "residency.rego"
@@ -665,18 +792,23 @@ async def bench_opa(opa: Path, ids: list[str], router: Router, report: Report, a
     sample.write_text(json.dumps(inputs[0]))
     bench = subprocess.run(
         [opa, "bench", "--format", "json", "-d", str(rego), "-i", str(sample), "data.residency.allow"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     result = json.loads(bench.stdout)
     median_us = result["Extra"]["histogram_timer_rego_query_eval_ns_median"] / 1000
     report.line("opa bench: query eval median (one input)", median_us, "us")
     report.line("opa bench: time per op incl. harness", result["T"] / result["N"] / 1000, "us")
     report.figures["opa_vs_router_in_process"] = median_us / report.figures["Router.decide p50 (warm)"]
-    print(f"  OPA eval median / Router.decide p50 (warm) = {report.figures['opa_vs_router_in_process']:.1f}x", flush=True)
+    print(
+        f"  OPA eval median / Router.decide p50 (warm) = {report.figures['opa_vs_router_in_process']:.1f}x", flush=True
+    )
     opa_port = free_port()
     server = subprocess.Popen(
         [opa, "run", "--server", "--addr", f"127.0.0.1:{opa_port}", "--log-level", "error", str(rego)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         agreed, compared = await compare_with_opa(opa_port, router, qs[:500], inputs[:500])
@@ -734,22 +866,33 @@ def opa_data(router: Router) -> dict:
     rules = []
     for rule in document.rules:
         origins = resolver.origin_countries(rule.match.origins).countries if rule.match.origins else None
-        entry = {"id": rule.id, "labels": list(rule.match.classifications),
-                 "origins": "*" if origins is None else dict.fromkeys(sorted(origins), True)}
+        entry = {
+            "id": rule.id,
+            "labels": list(rule.match.classifications),
+            "origins": "*" if origins is None else dict.fromkeys(sorted(origins), True),
+        }
         for op in ("store", "process"):
             permission = getattr(rule, op)
-            entry[op] = {"allow": region_set(permission.allow if permission else None),
-                         "deny": region_set(permission.deny) if permission and permission.deny else {}}
+            entry[op] = {
+                "allow": region_set(permission.allow if permission else None),
+                "deny": region_set(permission.deny) if permission and permission.deny else {},
+            }
         rules.append(entry)
-    return {"rules": rules, "defaults": {"classified": document.defaults.classified,
-                                         "unclassified": document.defaults.unclassified}}
+    return {
+        "rules": rules,
+        "defaults": {"classified": document.defaults.classified, "unclassified": document.defaults.unclassified},
+    }
 
 
 def opa_input(router: Router, dataset_id: str, op: Operation, region: str) -> dict:
     """OPA's input for a question: the effective attributes Domicile computed (OPA has no lineage)."""
     attrs = router.explain(dataset_id).attributes
-    return {"labels": sorted(attrs.classifications), "origins": sorted(attrs.origins), "operation": op.value,
-            "region": region}
+    return {
+        "labels": sorted(attrs.classifications),
+        "origins": sorted(attrs.origins),
+        "operation": op.value,
+        "region": region,
+    }
 
 
 def free_port() -> int:
@@ -783,7 +926,9 @@ async def grpc_client(args, loaded) -> dict:
             return await fixed_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.rate, args.seconds)
         if args.client == "max":
             return await max_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.concurrency, args.seconds)
-        batches = [residency_pb2.BatchDecideRequest(requests=requests[i:i + 1000]) for i in range(0, len(requests), 1000)]
+        batches = [
+            residency_pb2.BatchDecideRequest(requests=requests[i : i + 1000]) for i in range(0, len(requests), 1000)
+        ]
         if args.client == "warm":  # every question once, untimed
             stale = 0
             for batch in batches:
@@ -831,7 +976,9 @@ async def opa_client(args, inputs) -> dict:
                 await asyncio.sleep(0.1)
 
         async def call(i: int) -> None:
-            async with session.post(url, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}) as r:
+            async with session.post(
+                url, data=bodies[i % len(bodies)], headers={"Content-Type": "application/json"}
+            ) as r:
                 await r.read()
 
         for i in range(2000):
@@ -866,8 +1013,13 @@ async def fixed_rate(call, rate: int, seconds: float) -> dict:
         tasks.append(asyncio.ensure_future(one(i, scheduled)))
     await asyncio.gather(*tasks)
     latencies.sort()
-    return {"rate": rate, "p50_ms": percentile(latencies, 0.5) * 1000, "p99_ms": percentile(latencies, 0.99) * 1000,
-            "achieved_rate": total / (loop.time() - start), "errors": errors}
+    return {
+        "rate": rate,
+        "p50_ms": percentile(latencies, 0.5) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+        "achieved_rate": total / (loop.time() - start),
+        "errors": errors,
+    }
 
 
 async def max_rate(call, concurrency: int, seconds: float) -> dict:
@@ -903,8 +1055,11 @@ async def main(args) -> None:
 
 async def run(args, workdir: Path) -> None:
     report = Report()
-    print(f"router benchmark: {args.datasets:,} datasets, policy {POLICY.name}, workdir {workdir}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"router benchmark: {args.datasets:,} datasets, policy {POLICY.name}, workdir {workdir}, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     report.line("CPU probe at the start (lower is faster)", cpu_probe(), "ms")
     started = time.perf_counter()
     datasets, edges = generate(args.datasets, args.seed)
@@ -912,15 +1067,24 @@ async def run(args, workdir: Path) -> None:
     store = await open_store(store_uri)
     try:
         await store.import_history(history_records(datasets, edges))
-        print(f"  catalog: {len(datasets):,} datasets, {len(edges):,} edges, lineage depth up to {LEVELS - 1} "
-              f"(generated and imported in {time.perf_counter() - started:.1f}s)", flush=True)
+        print(
+            f"  catalog: {len(datasets):,} datasets, {len(edges):,} edges, lineage depth up to {LEVELS - 1} "
+            f"(generated and imported in {time.perf_counter() - started:.1f}s)",
+            flush=True,
+        )
         ids = [d.id for d in datasets]
         del datasets, edges
         # The in-process loops run decisions back to back and yield to the event loop only
         # between calls or batches, so the catalog poll runs late; a generous staleness bound
         # keeps those answers real decisions (`check_fresh` refuses fail-closed answers).
-        settings = load_settings(store=store_uri, data_dir=workdir, policy=POLICY, insecure=True, http_listen="",
-                                 router={"staleness_bound_seconds": 60})
+        settings = load_settings(
+            store=store_uri,
+            data_dir=workdir,
+            policy=POLICY,
+            insecure=True,
+            http_listen="",
+            router={"staleness_bound_seconds": 60},
+        )
         app = App(settings=settings, store=store)
 
         print("start-up", flush=True)
@@ -973,10 +1137,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", help="keep the catalog and logs here (default: a temporary directory)")
     parser.add_argument("--opa", help="path of an `opa` binary to compare with (tools/install-opa.sh)")
-    parser.add_argument("--loadgen", help="path of bench/loadgen built (tools/install-loadgen.sh): the fixed-rate "
-                                          "phase again, driven by a light Go client")
-    parser.add_argument("--ghz", help="path of a `ghz` binary (tools/install-ghz.sh): the fixed-rate phase again, "
-                                      "driven by a Go load generator")
+    parser.add_argument(
+        "--loadgen",
+        help="path of bench/loadgen built (tools/install-loadgen.sh): the fixed-rate "
+        "phase again, driven by a light Go client",
+    )
+    parser.add_argument(
+        "--ghz",
+        help="path of a `ghz` binary (tools/install-ghz.sh): the fixed-rate phase again, driven by a Go load generator",
+    )
     # Internal: the client process.
     parser.add_argument("--client", choices=["fixed", "max", "batch", "warm", "opa-fixed"], help=argparse.SUPPRESS)
     parser.add_argument("--serve-canned", help=argparse.SUPPRESS)

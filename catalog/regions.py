@@ -8,13 +8,12 @@ EU_ADEQUACY). A policy may add private regions with `RegionRegistry.with_private
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
-
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from types import MappingProxyType
 
 import yaml
 

@@ -31,7 +31,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     def __init__(self, app: App) -> None:
         self._app = app
 
-    async def UpsertDataset(self, request: catalog_pb2.UpsertDatasetRequest, context) -> catalog_pb2.UpsertDatasetResponse:
+    async def UpsertDataset(
+        self, request: catalog_pb2.UpsertDatasetRequest, context
+    ) -> catalog_pb2.UpsertDatasetResponse:
         if not request.HasField("dataset"):
             raise invalid_field("dataset", "is required")
         dataset = dataset_from_proto(request.dataset)
@@ -84,7 +86,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             datasets=[dataset_to_proto(d) for d in page.items], next_page_token=page.next_token
         )
 
-    async def DeleteDataset(self, request: catalog_pb2.DeleteDatasetRequest, context) -> catalog_pb2.DeleteDatasetResponse:
+    async def DeleteDataset(
+        self, request: catalog_pb2.DeleteDatasetRequest, context
+    ) -> catalog_pb2.DeleteDatasetResponse:
         errors = FieldErrors()
         check_id(errors, "id", request.id)
         check_revision(errors, "expected_revision", request.expected_revision)

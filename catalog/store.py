@@ -90,7 +90,9 @@ class GraphStore(Protocol):
         """
         ...
 
-    async def end_edges(self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = "") -> LineageResult:
+    async def end_edges(
+        self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = ""
+    ) -> LineageResult:
         """End the current edges among `keys` at `at` (default: now); unknown keys are ignored.
 
         `LineageResult.edges_created` is the number of edges ended.

@@ -104,7 +104,9 @@ class LineageSettings(Section):
     @model_validator(mode="after")
     def _check_depths(self) -> LineageSettings:
         if self.default_max_depth > self.max_depth_limit:
-            raise ValueError(f"default_max_depth {self.default_max_depth} exceeds max_depth_limit {self.max_depth_limit}")
+            raise ValueError(
+                f"default_max_depth {self.default_max_depth} exceeds max_depth_limit {self.max_depth_limit}"
+            )
         return self
 
 

@@ -51,7 +51,9 @@ def status_for(error: DomicileError) -> grpc.Status:
     code = GRPC_CODES[error.code]
     details = []
     if error.reason:
-        details.append(_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)))
+        details.append(
+            _pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata))
+        )
     if error.violations:
         details.append(
             _pack(

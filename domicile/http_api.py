@@ -67,8 +67,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         # aiohttp's own refusals (404 route, 405, 413 body too large) answered in the same JSON shape.
         return web.json_response(
-            {"error": {"code": exc.reason.upper().replace(" ", "_"), "reason": "", "message": exc.text or exc.reason,
-                       "field_violations": []}},
+            {
+                "error": {
+                    "code": exc.reason.upper().replace(" ", "_"),
+                    "reason": "",
+                    "message": exc.text or exc.reason,
+                    "field_violations": [],
+                }
+            },
             status=exc.status,
             headers={k: v for k, v in exc.headers.items() if k.lower() == "allow"},
         )
@@ -76,8 +82,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         incident = uuid.uuid4().hex[:12]
         log.exception("internal error on %s %s (incident %s)", request.method, request.path, incident)
         return web.json_response(
-            {"error": {"code": "INTERNAL", "reason": "", "message": f"internal error (incident {incident})",
-                       "field_violations": []}},
+            {
+                "error": {
+                    "code": "INTERNAL",
+                    "reason": "",
+                    "message": f"internal error (incident {incident})",
+                    "field_violations": [],
+                }
+            },
             status=500,
         )
 

@@ -61,7 +61,10 @@ def edge_from_proto(message: lineage_pb2.LineageEdge) -> Edge:
 def traversal_to_proto(traversal: Traversal) -> lineage_pb2.GetLineageResponse:
     stamps: dict[datetime, Timestamp] = {}
     return lineage_pb2.GetLineageResponse(
-        nodes=[lineage_pb2.LineageNode(dataset_id=n.dataset_id, depth=n.depth, placeholder=n.placeholder) for n in traversal.nodes],
+        nodes=[
+            lineage_pb2.LineageNode(dataset_id=n.dataset_id, depth=n.depth, placeholder=n.placeholder)
+            for n in traversal.nodes
+        ],
         edges=[edge_to_proto(e, stamps) for e in traversal.edges],
         complete=traversal.complete,
         incomplete_reason=traversal.incomplete_reason,

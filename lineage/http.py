@@ -35,7 +35,9 @@ async def post_lineage(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise web.HTTPUnsupportedMediaType(
-            text=json.dumps({"error": {"code": "UNSUPPORTED_MEDIA_TYPE", "message": "send the event as application/json"}}),
+            text=json.dumps(
+                {"error": {"code": "UNSUPPORTED_MEDIA_TYPE", "message": "send the event as application/json"}}
+            ),
             content_type="application/json",
         )
     body = await request.read()
@@ -43,9 +45,7 @@ async def post_lineage(request: web.Request) -> web.Response:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise invalid_field("event", f"the body is not valid JSON: {exc}") from None
-    event = parse_run_event(
-        document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions
-    )
+    event = parse_run_event(document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions)
     async with request.app[INGEST_LOCK]:
         result = await ingest_event(
             app.store, event, regions=app.regions(), principal=current_principal(), on_write=app.after_write

@@ -262,14 +262,18 @@ def parse_run_event(
         run = read.obj(document, "run", "run", required=True)
     else:
         run = None
-        errors.add("run", "is required: only OpenLineage RunEvents are accepted (DatasetEvents and JobEvents have no run)")
+        errors.add(
+            "run", "is required: only OpenLineage RunEvents are accepted (DatasetEvents and JobEvents have no run)"
+        )
     run_id = read.string(run, "runId", "run.runId", required=True, limit=256) if run is not None else ""
     if run_id:
         check_run_id(errors, "run.runId", run_id)
     run_facets = read.obj(run, "facets", "run.facets", required=False) if run is not None else None
 
     job = read.obj(document, "job", "job", required=True)
-    job_namespace = read.string(job, "namespace", "job.namespace", required=True, limit=MAX_NAMESPACE) if job is not None else ""
+    job_namespace = (
+        read.string(job, "namespace", "job.namespace", required=True, limit=MAX_NAMESPACE) if job is not None else ""
+    )
     job_name = read.string(job, "name", "job.name", required=True) if job is not None else ""
     job_id = dataset_id(job_namespace, job_name) if job_namespace and job_name else ""
     if job_id:

@@ -61,12 +61,7 @@ def edges_for(job: str, inputs: Iterable[str], outputs: Iterable[str]) -> list[E
     edge: lineage relates two datasets, and a self-loop would add nothing to either."""
     unique_inputs = list(dict.fromkeys(inputs))
     unique_outputs = list(dict.fromkeys(outputs))
-    return [
-        EdgeKey(input=i, output=o, job=job)
-        for o in unique_outputs
-        for i in unique_inputs
-        if i != o
-    ]
+    return [EdgeKey(input=i, output=o, job=job) for o in unique_outputs for i in unique_inputs if i != o]
 
 
 def check_edge_count(errors: FieldErrors, path: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:

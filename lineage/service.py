@@ -34,7 +34,9 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     def __init__(self, app: App) -> None:
         self._app = app
 
-    async def RecordLineage(self, request: lineage_pb2.RecordLineageRequest, context) -> lineage_pb2.RecordLineageResponse:
+    async def RecordLineage(
+        self, request: lineage_pb2.RecordLineageRequest, context
+    ) -> lineage_pb2.RecordLineageResponse:
         """Records `output DERIVED_FROM input` for every input × output pair (self pairs
         skipped); idempotent per (job, run_id); unknown datasets become placeholders."""
         errors = FieldErrors()

@@ -137,9 +137,13 @@ class DecisionEncoder:
             body = [_DECISION_ID, table[size] if size < limit else varint(size), id_]
             size = len(dataset)
             body += (
-                _DATASET_ID, table[size] if size < limit else varint(size), dataset, operation[decision.operation],
+                _DATASET_ID,
+                table[size] if size < limit else varint(size),
+                dataset,
+                operation[decision.operation],
                 region_field.get(decision.region) or self._new_region_field(decision.region),
-                verdict(decision.outcome, decision.allowed_regions), context(decision),
+                verdict(decision.outcome, decision.allowed_regions),
+                context(decision),
             )
             for reason in decision.reasons:
                 head, tail = reason_texts(reason)
@@ -190,7 +194,9 @@ class DecisionEncoder:
         cached = self._verdicts.get(key)
         if cached is not None and cached[0] is allowed:
             return cached[1]
-        fragment = residency_pb2.Decision(outcome=OUTCOME_TO_PROTO[outcome], allowed_regions=allowed).SerializeToString()
+        fragment = residency_pb2.Decision(
+            outcome=OUTCOME_TO_PROTO[outcome], allowed_regions=allowed
+        ).SerializeToString()
         if len(self._verdicts) >= _FRAGMENT_LIMIT:
             self._verdicts.clear()
         self._verdicts[key] = (allowed, fragment)
@@ -221,7 +227,9 @@ class DecisionEncoder:
 def explanation_to_proto(explanation: Explanation) -> residency_pb2.ExplainResponse:
     attrs = explanation.attributes
     return residency_pb2.ExplainResponse(
-        classifications=[residency_pb2.EffectiveAttribute(value=v, lineage_path=p) for v, p in attrs.classifications.items()],
+        classifications=[
+            residency_pb2.EffectiveAttribute(value=v, lineage_path=p) for v, p in attrs.classifications.items()
+        ],
         origins=[residency_pb2.EffectiveAttribute(value=v, lineage_path=p) for v, p in attrs.origins.items()],
         store_regions=explanation.store_regions,
         process_regions=explanation.process_regions,

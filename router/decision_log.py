@@ -164,7 +164,13 @@ def _format_time(value: datetime) -> str:
             raise ValueError("decide_time must be timezone-aware")
         value = value.astimezone(timezone.utc)
     return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (
-        value.year, value.month, value.day, value.hour, value.minute, value.second, value.microsecond,
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
     )
 
 
@@ -189,8 +195,17 @@ class _LineBuilder:
     of the parsed line.
     """
 
-    __slots__ = ("ids", "_requests", "_region_sets", "_set_by_id", "_set_by_value", "_reasons", "_reason_index",
-                 "_group", "_shared")
+    __slots__ = (
+        "ids",
+        "_requests",
+        "_region_sets",
+        "_set_by_id",
+        "_set_by_value",
+        "_reasons",
+        "_reason_index",
+        "_group",
+        "_shared",
+    )
 
     def __init__(self) -> None:
         self.ids: list[str] = []  # of the decisions added, in order
@@ -207,8 +222,14 @@ class _LineBuilder:
         self._group: list[bytes] = []  # the decisions of the last request entry
         self._shared: tuple[Any, ...] = ()  # what that entry's decisions share
 
-    def add(self, decision: Decision, context: Mapping[str, str] | None, kind: str, policy_hash: str,
-            time_text: datetime | str) -> None:
+    def add(
+        self,
+        decision: Decision,
+        context: Mapping[str, str] | None,
+        kind: str,
+        policy_hash: str,
+        time_text: datetime | str,
+    ) -> None:
         """Add `decision`; `time_text` is `_time_value(decision.decide_time)`."""
         regions = decision.allowed_regions
         index = self._set_by_id.get(id(regions))
@@ -334,10 +355,17 @@ def _line(parts: _LineParts, seq: int, prev_hash: str) -> tuple[bytes, str]:
     _, requests, region_sets, reasons = parts
     canonical = b"".join(
         (
-            b'{"prev_hash":', orjson.dumps(prev_hash), b',"reasons":', orjson.dumps(reasons),
-            b',"region_sets":', orjson.dumps(region_sets), b',"requests":[',
+            b'{"prev_hash":',
+            orjson.dumps(prev_hash),
+            b',"reasons":',
+            orjson.dumps(reasons),
+            b',"region_sets":',
+            orjson.dumps(region_sets),
+            b',"requests":[',
             b",".join([b"".join((head, b',"decisions":[', body, b"],", tail)) for head, body, tail in requests]),
-            b'],"seq":', str(seq).encode("ascii"), b"}",
+            b'],"seq":',
+            str(seq).encode("ascii"),
+            b"}",
         )
     )
     return _seal(canonical)
@@ -396,7 +424,10 @@ def _check_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
 
 
 def _sealed_record(
-    line: bytes, loads: Callable[[bytes], Any], render: Callable[[dict[str, Any]], bytes], keys: frozenset[str],
+    line: bytes,
+    loads: Callable[[bytes], Any],
+    render: Callable[[dict[str, Any]], bytes],
+    keys: frozenset[str],
     what: str,
 ) -> tuple[dict[str, Any] | None, str]:
     """The record of a complete line whose keys include `keys` and whose bytes are exactly
@@ -431,7 +462,12 @@ def _check_shape(record: Mapping[str, Any]) -> str:
     everything `get` and replay read from it is checked here, so that `verify` passing means
     every decision of the line can be read back."""
     requests, region_sets, reasons = record["requests"], record["region_sets"], record["reasons"]
-    if not isinstance(requests, list) or not requests or not isinstance(region_sets, list) or not isinstance(reasons, list):
+    if (
+        not isinstance(requests, list)
+        or not requests
+        or not isinstance(region_sets, list)
+        or not isinstance(reasons, list)
+    ):
         return "not a decision log line (no requests)"
     if not isinstance(record["seq"], int) or not isinstance(record["prev_hash"], str):
         return "not a decision log line (bad seq or prev_hash)"
@@ -485,8 +521,12 @@ def _check_decision(entry: Any, region_sets: int, reasons: int) -> str:
         return "refers to a region set the line does not hold"
     items = entry["reasons"]
     if not isinstance(items, list) or not all(
-        isinstance(item, list) and len(item) == 2 and type(item[0]) is int and 0 <= item[0] < reasons
-        and isinstance(item[1], list) and all(isinstance(step, str) for step in item[1])
+        isinstance(item, list)
+        and len(item) == 2
+        and type(item[0]) is int
+        and 0 <= item[0] < reasons
+        and isinstance(item[1], list)
+        and all(isinstance(step, str) for step in item[1])
         for item in items
     ):
         return "refers to a reason the line does not hold"
@@ -501,8 +541,18 @@ def _decisions_in(record: Mapping[str, Any]) -> int:
 # standard library (sorted keys, no spaces, ASCII escapes), otherwise the same chain.
 _FORMAT1_KEYS = frozenset(
     (
-        "allowed_regions", "caller", "catalog_revision", "decision_id", "outcome", "policy_hash",
-        "policy_version", "prev_hash", "reasons", "request", "seq", "time",
+        "allowed_regions",
+        "caller",
+        "catalog_revision",
+        "decision_id",
+        "outcome",
+        "policy_hash",
+        "policy_version",
+        "prev_hash",
+        "reasons",
+        "request",
+        "seq",
+        "time",
     )
 )
 _FORMAT1_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -511,7 +561,10 @@ _FORMAT1_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensur
 def _check_format1_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
     """`_check_line` for a format-1 line."""
     return _sealed_record(
-        line, json.loads, lambda body: _FORMAT1_ENCODER.encode(body).encode("ascii"), _FORMAT1_KEYS,
+        line,
+        json.loads,
+        lambda body: _FORMAT1_ENCODER.encode(body).encode("ascii"),
+        _FORMAT1_KEYS,
         "format-1 decision log line",
     )
 
@@ -559,26 +612,41 @@ def verify(path: str | os.PathLike[str], *, expected_head: str | None = None) ->
             if record["prev_hash"] != prev_hash:
                 what = "the first line must start the chain" if number == 1 else f"it does not follow line {number - 1}"
                 return VerifyResult(
-                    False, number, number,
+                    False,
+                    number,
+                    number,
                     f"line {number}: prev_hash breaks the chain ({what}: a line was inserted, deleted or reordered)",
-                    prev_hash, decisions,
+                    prev_hash,
+                    decisions,
                 )
             if record["seq"] != number:
                 return VerifyResult(
-                    False, number, number, f"line {number}: seq is {record['seq']}, expected {number}", prev_hash, decisions
+                    False,
+                    number,
+                    number,
+                    f"line {number}: seq is {record['seq']}, expected {number}",
+                    prev_hash,
+                    decisions,
                 )
             prev_hash = record["hash"]
             decisions += 1 if format1 else _decisions_in(record)
     if expected_head is not None and expected_head != prev_hash:
         return VerifyResult(
-            False, number, number or None,
+            False,
+            number,
+            number or None,
             f"the last line's hash is not the expected head {expected_head} (lines were cut off the end?)",
-            prev_hash, decisions,
+            prev_hash,
+            decisions,
         )
     kind = " (format 1, before 2026-11-30)" if format1 else ""
     return VerifyResult(
-        True, number, None, f"{_count(decisions, 'decision')} in {_count(number, 'line')}{kind}, chain intact",
-        prev_hash, decisions,
+        True,
+        number,
+        None,
+        f"{_count(decisions, 'decision')} in {_count(number, 'line')}{kind}, chain intact",
+        prev_hash,
+        decisions,
     )
 
 
@@ -621,7 +689,9 @@ def _scan(fd: int, path: Path, index_capacity: int) -> _Scan:
         file.seek(0)
         for line in file:
             if not line.endswith(b"\n"):
-                log.warning("decision log %s: cutting an incomplete last line (%d bytes) left by a crash", path, len(line))
+                log.warning(
+                    "decision log %s: cutting an incomplete last line (%d bytes) left by a crash", path, len(line)
+                )
                 os.ftruncate(fd, offset)
                 os.fsync(fd)
                 break
@@ -648,6 +718,7 @@ def _scan(fd: int, path: Path, index_capacity: int) -> _Scan:
         raise _corrupt(path, f"line {lines}", "the last line does not continue the chain")
     return _Scan(offsets, line_offsets, indexed_from, lines, record["hash"], offset)
 
+
 def _set_aside_format1(path: Path, fd: int) -> int:
     """Move a format-1 log (locked through `fd`) to `<name>.format1-<UTC time>` and return a
     locked descriptor of a new, empty log at `path`. The old file is kept byte for byte, so
@@ -658,7 +729,10 @@ def _set_aside_format1(path: Path, fd: int) -> int:
     _fsync_directory(path.parent)
     log.warning(
         "decision log %s was written in format 1 (before 2026-11-30); moved to %s, which "
-        "`domicile audit verify --log %s` still checks, and starting a new log", path, aside, aside,
+        "`domicile audit verify --log %s` still checks, and starting a new log",
+        path,
+        aside,
+        aside,
     )
     new_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o640)
     try:
@@ -684,9 +758,21 @@ class DecisionLog:
     flush()` for durability; `await close()` at the end (it drains the queue).
     """
 
-    def __init__(self, path: Path, fd: int, scan: _Scan, *, durable: bool, flush_interval: float, max_batch: int,
-                 line_decisions: int, recent_capacity: int, index_capacity: int, max_queue: int,
-                 append_timeout: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        fd: int,
+        scan: _Scan,
+        *,
+        durable: bool,
+        flush_interval: float,
+        max_batch: int,
+        line_decisions: int,
+        recent_capacity: int,
+        index_capacity: int,
+        max_queue: int,
+        append_timeout: float,
+    ) -> None:
         # Use `open`: it scans and locks the file first.
         self.path = path
         self.durable = durable
@@ -770,7 +856,8 @@ class DecisionLog:
         complete line does not verify. Scanning is O(file size) and runs in a worker thread.
         """
         if (
-            flush_interval < 0 or append_timeout < 0
+            flush_interval < 0
+            or append_timeout < 0
             or min(max_batch, line_decisions, max_queue, index_capacity, recent_capacity) < 1
         ):
             raise ValueError(
@@ -779,8 +866,13 @@ class DecisionLog:
             )
         log_path = Path(path)
         options = {
-            "durable": durable, "flush_interval": flush_interval, "max_batch": max_batch, "line_decisions": line_decisions,
-            "recent_capacity": recent_capacity, "index_capacity": index_capacity, "max_queue": max_queue,
+            "durable": durable,
+            "flush_interval": flush_interval,
+            "max_batch": max_batch,
+            "line_decisions": line_decisions,
+            "recent_capacity": recent_capacity,
+            "index_capacity": index_capacity,
+            "max_queue": max_queue,
             "append_timeout": append_timeout,
         }
         return await asyncio.to_thread(cls._open_sync, log_path, options)
@@ -794,7 +886,9 @@ class DecisionLog:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise failed_precondition(f"decision log {path} is in use by another writer", "DECISION_LOG_IN_USE") from None
+                raise failed_precondition(
+                    f"decision log {path} is in use by another writer", "DECISION_LOG_IN_USE"
+                ) from None
             if not created and _is_format1(os.pread(fd, _READ_CHUNK, 0).split(b"\n", 1)[0]):
                 fd = _set_aside_format1(path, fd)
                 created = True
@@ -870,8 +964,10 @@ class DecisionLog:
                 self._queue.append((chunk, context, kind, policy_hash))
                 self._appended_seq += len(chunk)
                 start += len(chunk)
-            if self._writer_waiting and self._queue and (
-                was_empty or self._appended_seq - self._taken_seq >= self._max_batch
+            if (
+                self._writer_waiting
+                and self._queue
+                and (was_empty or self._appended_seq - self._taken_seq >= self._max_batch)
             ):
                 self._writer_waiting = False
                 self._wakeup.notify()
@@ -885,8 +981,9 @@ class DecisionLog:
                 self._writer_waiting = False
                 self._wakeup.notify()
             roomy = self._space.wait_for(
-                lambda: self._appended_seq - self._taken_seq < self._max_queue
-                or self._failure is not None or self._closing,
+                lambda: (
+                    self._appended_seq - self._taken_seq < self._max_queue or self._failure is not None or self._closing
+                ),
                 timeout=self._append_timeout,
             )
         finally:
@@ -897,7 +994,9 @@ class DecisionLog:
             raise DomicileError(
                 f"decision log {self.path} is {self._appended_seq - self._taken_seq} entries behind and did not "
                 f"catch up within {self._append_timeout:g}s; refusing to answer decisions it cannot log",
-                ErrorCode.UNAVAILABLE, "DECISION_LOG_BEHIND", retry_after=1.0,
+                ErrorCode.UNAVAILABLE,
+                "DECISION_LOG_BEHIND",
+                retry_after=1.0,
             )
 
     async def flush(self) -> None:
@@ -954,8 +1053,12 @@ class DecisionLog:
                     # (an appender waiting for room) ends the wait.
                     self._writer_waiting = True
                     self._wakeup.wait_for(
-                        lambda: self._flush_requested or self._closing or self._space_waiters
-                        or self._appended_seq - self._taken_seq >= self._max_batch,
+                        lambda: (
+                            self._flush_requested
+                            or self._closing
+                            or self._space_waiters
+                            or self._appended_seq - self._taken_seq >= self._max_batch
+                        ),
                         timeout=self._flush_interval,
                     )
                 self._writer_waiting = False
@@ -998,7 +1101,7 @@ class DecisionLog:
             offset += len(line)
         data = memoryview(b"".join(lines))
         while data:
-            data = data[os.write(self._fd, data):]
+            data = data[os.write(self._fd, data) :]
         os.fsync(self._fd)
         self._size = offset
         self._note_unindexed(line_ids, line_offsets, lines)
@@ -1061,7 +1164,9 @@ class DecisionLog:
 
     def _unavailable(self) -> DomicileError:
         if self._failure is not None:
-            return DomicileError(f"decision log {self.path} failed: {self._failure}", ErrorCode.UNAVAILABLE, "DECISION_LOG_FAILED")
+            return DomicileError(
+                f"decision log {self.path} failed: {self._failure}", ErrorCode.UNAVAILABLE, "DECISION_LOG_FAILED"
+            )
         return DomicileError(f"decision log {self.path} is closed", ErrorCode.UNAVAILABLE, "DECISION_LOG_CLOSED")
 
     # ---- reading ---------------------------------------------------------------------

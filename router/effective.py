@@ -209,7 +209,9 @@ class EffectiveIndex:
         self._removes = removes
         before = self._removed_by
         self._removed_by = {transform: self._removed_labels(transform, self._known_labels) for transform in before}
-        changed_transforms = {transform for transform, removed in before.items() if self._removed_by[transform] != removed}
+        changed_transforms = {
+            transform for transform, removed in before.items() if self._removed_by[transform] != removed
+        }
         if not changed_transforms:
             return
         seeds = {

@@ -364,7 +364,9 @@ class CompiledPolicy:
         paths = cached[5] or self._remember_paths(attrs, cached)
         return _new_tuple(Verdict, (_DENY, explanation.allowed_ids, _deny_reasons(explanation, paths, None)))
 
-    def _decide(self, attrs: EffectiveAttributes, cached: _Cached, op: Operation, region: str, now: datetime) -> Verdict:
+    def _decide(
+        self, attrs: EffectiveAttributes, cached: _Cached, op: Operation, region: str, now: datetime
+    ) -> Verdict:
         """`decide` past its lookup, remembering the verdicts that `decide` may look up."""
         bit = self._bit_of.get(region)
         if bit is None:
@@ -512,7 +514,9 @@ class CompiledPolicy:
             self._signatures[key] = signature
         matching = tuple(e for e in self._exemptions if e.covers_dataset(attrs.dataset_id))
         tables = (
-            ((None, None), (None, None)) if matching or signature.undescribed else (signature.verdicts, signature.denials)
+            ((None, None), (None, None))
+            if matching or signature.undescribed
+            else (signature.verdicts, signature.denials)
         )
         cached = (self._cache_token, tables[0], tables[1], signature, matching, ())
         object.__setattr__(attrs, "engine_cache", cached)  # (frozen: the cache is not a value)
@@ -558,12 +562,17 @@ class CompiledPolicy:
                 default_denies = verb == "deny"
             allowed = base & ~deny
             allowed_ids = self._ids(allowed)
-            ops.append(_OpResult(allowed, hard_block, default_denies, Verdict(Outcome.ALLOW, allowed_ids), allowed_ids, {}))
+            ops.append(
+                _OpResult(allowed, hard_block, default_denies, Verdict(Outcome.ALLOW, allowed_ids), allowed_ids, {})
+            )
         evidence = tuple(
             (
-                tuple(sorted(l for l in labels if any(label_matches(r, l) for r in rule.labels))) if rule.labels else (),
+                tuple(sorted(l for l in labels if any(label_matches(r, l) for r in rule.labels)))
+                if rule.labels
+                else (),
                 tuple(sorted(o for o in origins if rule.origins.everywhere or o in rule.origins.countries))
-                if rule.origins is not None else (),
+                if rule.origins is not None
+                else (),
             )
             for rule in rules
         )
@@ -622,7 +631,8 @@ class CompiledPolicy:
         if signature.ops[slot].default_denies:
             kind = "classified" if signature.classified else "unclassified"
             default = Reason(
-                ReasonCode.DEFAULT_DENIED, f"no applicable rule has an allow list for {op.value} and defaults.{kind} is deny"
+                ReasonCode.DEFAULT_DENIED,
+                f"no applicable rule has an allow list for {op.value} and defaults.{kind} is deny",
             )
         deny_verdict = None
         if not items and default is not None:

@@ -112,7 +112,8 @@ class PolicyHistory:
             activation = PolicyVersion(version, text, content_hash(text), when)
             line = json.dumps(
                 {"activated_time": _format_time(when), "hash": activation.hash, "version": version, "yaml": text},
-                sort_keys=True, separators=(",", ":"),
+                sort_keys=True,
+                separators=(",", ":"),
             )
             await asyncio.to_thread(_append, self.path, (line + "\n").encode("utf-8"))
             self._activations.append(activation)
@@ -159,7 +160,7 @@ def _append(path: Path, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)

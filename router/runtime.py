@@ -288,7 +288,10 @@ class Router:
         router._views_frozen = index.views_built()
         log.info(
             "router ready: policy %s, %d datasets at catalog revision %d (%.2fs)",
-            policy.version, len(index), router._revision, time.perf_counter() - started,
+            policy.version,
+            len(index),
+            router._revision,
+            time.perf_counter() - started,
         )
         router._poll_task = asyncio.create_task(router._follow(), name="router-follow-catalog")
         return router
@@ -399,7 +402,9 @@ class Router:
         """For answers that are not decisions (Explain, ScanViolations): UNAVAILABLE when stale."""
         stale = self._stale_reason()
         if stale:
-            raise DomicileError(f"router view is stale: {stale}", ErrorCode.UNAVAILABLE, "STALE_CATALOG", retry_after=1.0)
+            raise DomicileError(
+                f"router view is stale: {stale}", ErrorCode.UNAVAILABLE, "STALE_CATALOG", retry_after=1.0
+            )
 
     # ---- policy ------------------------------------------------------------------------
 
@@ -446,7 +451,9 @@ class Router:
             return None
         line, column = candidate.loaded.position(("metadata", "version"))
         return PolicyError(
-            line, column, "metadata.version",
+            line,
+            column,
+            "metadata.version",
             f"version {candidate.version!r} is already recorded with a different text; give the changed policy a new version",
         )
 
@@ -489,8 +496,17 @@ class Router:
         return _new_tuple(
             Decision,
             (
-                self._new_id(), outcome, dataset_id, op, region, allowed_regions, reasons,
-                self._policy.version, self._revision, now, caller,
+                self._new_id(),
+                outcome,
+                dataset_id,
+                op,
+                region,
+                allowed_regions,
+                reasons,
+                self._policy.version,
+                self._revision,
+                now,
+                caller,
             ),
         )
 
@@ -543,8 +559,17 @@ class Router:
         decision = _new_tuple(
             Decision,
             (
-                next(self._ids), outcome, dataset_id, op, region, allowed_regions, reasons, policy.version,
-                self._revision, now, current_principal(),
+                next(self._ids),
+                outcome,
+                dataset_id,
+                op,
+                region,
+                allowed_regions,
+                reasons,
+                policy.version,
+                self._revision,
+                now,
+                current_principal(),
             ),
         )
         self._log_append(decision, None, "decide", policy.content_hash)
@@ -581,9 +606,22 @@ class Router:
                     return verdict_of(dataset_id, op, region, now, "")
 
                 decisions = _native.decide_batch(
-                    requests if type(requests) is list else list(requests), self._index.built_views,
-                    EffectiveAttributes, policy.cache_token, Operation.STORE, Decision, Reason, Outcome.DENY,
-                    ReasonCode.RULE_DENIED, ids, version, revision, now, caller, policy.deny_with_paths, slow,
+                    requests if type(requests) is list else list(requests),
+                    self._index.built_views,
+                    EffectiveAttributes,
+                    policy.cache_token,
+                    Operation.STORE,
+                    Decision,
+                    Reason,
+                    Outcome.DENY,
+                    ReasonCode.RULE_DENIED,
+                    ids,
+                    version,
+                    revision,
+                    now,
+                    caller,
+                    policy.deny_with_paths,
+                    slow,
                 )
             else:
                 decisions = []
@@ -597,8 +635,17 @@ class Router:
                         _new_tuple(
                             Decision,
                             (
-                                next(ids), outcome, dataset_id, op, region, allowed_regions, reasons, version,
-                                revision, now, caller,
+                                next(ids),
+                                outcome,
+                                dataset_id,
+                                op,
+                                region,
+                                allowed_regions,
+                                reasons,
+                                version,
+                                revision,
+                                now,
+                                caller,
                             ),
                         )
                     )
@@ -662,7 +709,14 @@ class Router:
         stale = self._stale_reason()
         caller = current_principal()
         process = [
-            self._decision(d, Operation.PROCESS, run_region, self._verdict(d, Operation.PROCESS, run_region, now, stale), now, caller)
+            self._decision(
+                d,
+                Operation.PROCESS,
+                run_region,
+                self._verdict(d, Operation.PROCESS, run_region, now, stale),
+                now,
+                caller,
+            )
             for d in inputs
         ]
         store = []
@@ -713,7 +767,11 @@ class Router:
             if attrs is None or not attrs.locations:
                 continue
             for region, verdict in policy.violations(attrs, now):
-                found.append(Violation(dataset_id, region, self._decision(dataset_id, Operation.STORE, region, verdict, now, caller)))
+                found.append(
+                    Violation(
+                        dataset_id, region, self._decision(dataset_id, Operation.STORE, region, verdict, now, caller)
+                    )
+                )
         self._log_decisions([v.decision for v in found], "scan_violations", policy.content_hash)
         await self._durable()
         return found
@@ -750,7 +808,8 @@ class Router:
         policy, errors = _compile(text)
         if policy is None:
             raise failed_precondition(
-                f"policy version {original.policy_version!r} no longer compiles: {errors[0].message}", "POLICY_VERSION_INVALID"
+                f"policy version {original.policy_version!r} no longer compiles: {errors[0].message}",
+                "POLICY_VERSION_INVALID",
             )
         if not policy.region_known(original.region):
             raise failed_precondition(f"region {original.region!r} is unknown to policy {original.policy_version!r}")
@@ -759,14 +818,17 @@ class Router:
         if CONTEXT_JOB_INPUTS in context:
             inputs = [i for i in context[CONTEXT_JOB_INPUTS].split("\n") if i]
             index = await self._index_at([*inputs, original.dataset_id], as_of, policy)
-            attrs = inherited_attributes(index, policy, inputs, original.dataset_id, context.get(CONTEXT_JOB_TRANSFORM, ""))
+            attrs = inherited_attributes(
+                index, policy, inputs, original.dataset_id, context.get(CONTEXT_JOB_TRANSFORM, "")
+            )
             verdict = policy.decide(attrs, original.operation, original.region, now=original.decide_time)
         else:
             index = await self._index_at([original.dataset_id], as_of, policy)
             attrs = index.get(original.dataset_id)
             if attrs is None:
                 verdict = Verdict(
-                    Outcome.DENY, (),
+                    Outcome.DENY,
+                    (),
                     (Reason(ReasonCode.UNKNOWN_DATASET, f"dataset {original.dataset_id!r} is not in the catalog"),),
                 )
             else:
@@ -882,7 +944,9 @@ async def _initial_policy(policy_file: Path | None, history: PolicyHistory) -> C
             raise failed_precondition(f"policy file {source}: {exc.strerror}", "POLICY_INVALID") from None
     else:
         latest = await history.latest()
-        source, text = ("the policy history", latest.yaml) if latest is not None else ("the builtin default", DEFAULT_POLICY_YAML)
+        source, text = (
+            ("the policy history", latest.yaml) if latest is not None else ("the builtin default", DEFAULT_POLICY_YAML)
+        )
     policy, errors = _compile(text)
     if policy is None:
         details = "; ".join(e.format(source) for e in errors[:5])
@@ -901,7 +965,9 @@ async def _initial_policy(policy_file: Path | None, history: PolicyHistory) -> C
             log.warning(
                 "policy file %s (version %s) replaces the last active policy %s (from the policy history); "
                 "start without --policy to keep the history's policy",
-                source, policy.version, latest.version,
+                source,
+                policy.version,
+                latest.version,
             )
     # Appends an activation unless this version is already the latest one, so the history
     # also says which policy was in force when (a file may bring back an older version).

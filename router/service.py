@@ -12,8 +12,10 @@ import re
 import grpc
 from google.protobuf.message import DecodeError, Message
 
+from domicile.app import App
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import check_id, check_length
+from domicile.errors import DomicileError, ErrorCode, FieldErrors
 from domicile.router.convert import (
     OPERATION_FROM_PROTO,
     DecisionEncoder,
@@ -25,9 +27,6 @@ from domicile.router.convert import (
 from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.runtime import Router
 from domicile.router.types import Decision, Operation
-
-from domicile.app import App
-from domicile.errors import DomicileError, ErrorCode, FieldErrors
 from domicile.security.context import current_principal, current_trace
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
@@ -81,7 +80,9 @@ def _check_policy_yaml(errors: FieldErrors, value: str) -> None:
 
 def _router(app: App) -> Router:
     if app.router is None:
-        raise DomicileError("the residency router is not running", ErrorCode.UNAVAILABLE, "ROUTER_NOT_READY", retry_after=1.0)
+        raise DomicileError(
+            "the residency router is not running", ErrorCode.UNAVAILABLE, "ROUTER_NOT_READY", retry_after=1.0
+        )
     return app.router
 
 
@@ -193,9 +194,13 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         self, request: residency_pb2.ScanViolationsRequest, context
     ) -> residency_pb2.ScanViolationsResponse:
         violations = await _router(self._app).scan_violations()
-        return residency_pb2.ScanViolationsResponse(violations=[violation_to_proto(v, self._encoder) for v in violations])
+        return residency_pb2.ScanViolationsResponse(
+            violations=[violation_to_proto(v, self._encoder) for v in violations]
+        )
 
-    async def GetDecision(self, request: residency_pb2.GetDecisionRequest, context) -> residency_pb2.GetDecisionResponse:
+    async def GetDecision(
+        self, request: residency_pb2.GetDecisionRequest, context
+    ) -> residency_pb2.GetDecisionResponse:
         router = _router(self._app)
         _check_decision_id(request.decision_id)
         decision = await router.get_decision(request.decision_id)
@@ -253,7 +258,9 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
 
     async def GetPolicy(self, request: policy_pb2.GetPolicyRequest, context) -> policy_pb2.GetPolicyResponse:
         active = _router(self._app).get_policy()
-        return policy_pb2.GetPolicyResponse(policy_yaml=active.yaml, version=active.version, content_hash=active.content_hash)
+        return policy_pb2.GetPolicyResponse(
+            policy_yaml=active.yaml, version=active.version, content_hash=active.content_hash
+        )
 
     async def PolicyImpact(self, request: policy_pb2.PolicyImpactRequest, context) -> policy_pb2.PolicyImpactResponse:
         router = _router(self._app)

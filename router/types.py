@@ -22,7 +22,6 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-
 UNDESCRIBED = "UNDESCRIBED"
 """Pseudo-origin of data that derives from a dataset the catalog does not describe (a
 lineage placeholder, a deleted dataset, an id nobody registered). `router.effective` gives it

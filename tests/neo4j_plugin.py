@@ -88,7 +88,9 @@ class Neo4jServer:
             if READY_PREFIX.encode() in self._log_since(offset):
                 return time.monotonic() - began
             if self._process.poll() is not None:
-                raise RuntimeError(f"Neo4j exited during start-up (code {self._process.returncode}):\n{self._log_tail()}")
+                raise RuntimeError(
+                    f"Neo4j exited during start-up (code {self._process.returncode}):\n{self._log_tail()}"
+                )
             time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"Neo4j not ready after {timeout:.0f}s:\n{self._log_tail()}")

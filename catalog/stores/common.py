@@ -71,7 +71,9 @@ def check_lineage(run: Run, edges: Sequence[EdgeKey]) -> tuple[int | None, list[
 
 def filter_fingerprint(filter: DatasetFilter) -> str:
     """A short hash of a listing's filters, kept in its page tokens."""
-    text = json.dumps([filter.classification, filter.origin, filter.region, filter.owner, filter.query, filter.include_placeholders])
+    text = json.dumps(
+        [filter.classification, filter.origin, filter.region, filter.owner, filter.query, filter.include_placeholders]
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -213,7 +213,9 @@ class Neo4jGraphStore:
         except (OSError, asyncio.TimeoutError) as exc:
             raise store_unavailable(f"Neo4j at {self._uri} is unreachable: {exc}", retry_after=_RETRY_AFTER) from exc
         except neo4j_errors.AuthError as exc:
-            raise failed_precondition(f"Neo4j at {self._uri} refused the credentials: {exc}", reason="STORE_AUTH_FAILED") from exc
+            raise failed_precondition(
+                f"Neo4j at {self._uri} refused the credentials: {exc}", reason="STORE_AUTH_FAILED"
+            ) from exc
         except (neo4j_errors.Neo4jError, neo4j_errors.DriverError) as exc:
             raise DomicileError(f"Neo4j at {self._uri} failed: {exc}", ErrorCode.INTERNAL, "STORE_ERROR") from exc
 
@@ -231,7 +233,9 @@ class Neo4jGraphStore:
                 return await session.execute_read(fn, *args, **kwargs)
 
     def _session(self, access_mode: str) -> neo4j.AsyncSession:
-        return self._driver.session(database=self._database, default_access_mode=access_mode, bookmark_manager=self._bookmarks)
+        return self._driver.session(
+            database=self._database, default_access_mode=access_mode, bookmark_manager=self._bookmarks
+        )
 
     async def _begin_write(self, tx: AsyncManagedTransaction) -> tuple[int, int]:
         """Lock the meta node; returns (current revision, last time handed out)."""
@@ -284,7 +288,9 @@ class Neo4jGraphStore:
         props = version_properties(replace(dataset, placeholder=False))
         return await self._write(self._upsert_tx, props, expected_revision, principal)
 
-    async def _upsert_tx(self, tx: AsyncManagedTransaction, props: dict[str, Any], expected_revision: int, principal: str) -> Dataset:
+    async def _upsert_tx(
+        self, tx: AsyncManagedTransaction, props: dict[str, Any], expected_revision: int, principal: str
+    ) -> Dataset:
         revision, last_time = await self._begin_write(tx)
         dataset_id = props["id"]
         current = await _current_version(tx, dataset_id)
@@ -317,7 +323,9 @@ class Neo4jGraphStore:
         at = micros_arg(as_of, "as_of")
         return await self._read(_get_dataset_tx, dataset_id, at)
 
-    async def list_datasets(self, filter: DatasetFilter, page: PageRequest, *, as_of: datetime | None = None) -> Page[Dataset]:
+    async def list_datasets(
+        self, filter: DatasetFilter, page: PageRequest, *, as_of: datetime | None = None
+    ) -> Page[Dataset]:
         """See `GraphStore.list_datasets`."""
         if page.size <= 0:
             raise invalid_field("page_size", "must be positive")
@@ -333,7 +341,9 @@ class Neo4jGraphStore:
         """See `GraphStore.delete_dataset`."""
         return await self._write(self._delete_tx, dataset_id, expected_revision, principal)
 
-    async def _delete_tx(self, tx: AsyncManagedTransaction, dataset_id: str, expected_revision: int, principal: str) -> int:
+    async def _delete_tx(
+        self, tx: AsyncManagedTransaction, dataset_id: str, expected_revision: int, principal: str
+    ) -> int:
         revision, last_time = await self._begin_write(tx)
         current = await _current_version(tx, dataset_id)
         if current is None:
@@ -360,10 +370,17 @@ class Neo4jGraphStore:
         return await self._write(self._record_lineage_tx, run, event_time, pairs, principal)
 
     async def _record_lineage_tx(
-        self, tx: AsyncManagedTransaction, run: Run, event_time: int | None, pairs: list[tuple[str, str]], principal: str
+        self,
+        tx: AsyncManagedTransaction,
+        run: Run,
+        event_time: int | None,
+        pairs: list[tuple[str, str]],
+        principal: str,
     ) -> LineageResult:
         revision, last_time = await self._begin_write(tx)
-        existing_run = await single_or_none(tx, "MATCH (r:Run {job: $job, run_id: $run_id}) RETURN 1 AS found", job=run.job, run_id=run.run_id)
+        existing_run = await single_or_none(
+            tx, "MATCH (r:Run {job: $job, run_id: $run_id}) RETURN 1 AS found", job=run.job, run_id=run.run_id
+        )
         if existing_run is not None:
             await self._finish_write(tx)
             return LineageResult(0, revision)
@@ -461,13 +478,17 @@ class Neo4jGraphStore:
         )
         return LineageResult(len(to_add), revision)
 
-    async def end_edges(self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = "") -> LineageResult:
+    async def end_edges(
+        self, keys: Sequence[EdgeKey], *, at: datetime | None = None, principal: str = ""
+    ) -> LineageResult:
         """See `GraphStore.end_edges`; `at` is clamped into [edge record time, now]."""
         at_us = micros_arg(at, "at")
         unique = [list(key) for key in sorted({(k.input, k.output, k.job) for k in keys})]
         return await self._write(self._end_edges_tx, unique, at_us, principal)
 
-    async def _end_edges_tx(self, tx: AsyncManagedTransaction, keys: list[list[str]], at: int | None, principal: str) -> LineageResult:
+    async def _end_edges_tx(
+        self, tx: AsyncManagedTransaction, keys: list[list[str]], at: int | None, principal: str
+    ) -> LineageResult:
         revision, last_time = await self._begin_write(tx)
         count = await single(
             tx,
@@ -528,7 +549,9 @@ class Neo4jGraphStore:
 
     async def revision(self) -> int:
         """See `GraphStore.revision`."""
-        record = await self._read(single, "MATCH (c:DomicileCatalog {key: $key}) RETURN c.revision AS revision", key=META_KEY)
+        record = await self._read(
+            single, "MATCH (c:DomicileCatalog {key: $key}) RETURN c.revision AS revision", key=META_KEY
+        )
         return record["revision"]
 
     async def residency_snapshot(self) -> ResidencySnapshot:
@@ -558,7 +581,9 @@ class Neo4jGraphStore:
         for query, key_of, convert in EXPORT_QUERIES:
             after: list[Any] | None = None
             while True:
-                rows = await self._read(records, query, after=after, revision=bound["revision"], time=bound["time"], limit=_BATCH)
+                rows = await self._read(
+                    records, query, after=after, revision=bound["revision"], time=bound["time"], limit=_BATCH
+                )
                 for row in rows:
                     yield convert(row, bound["revision"])
                 if len(rows) < _BATCH:
@@ -607,6 +632,7 @@ class Neo4jGraphStore:
             pass
         await self._write(reset_meta)
 
+
 # ---------------------------------------------------------------------- connection settings
 
 
@@ -635,7 +661,9 @@ async def _current_version(tx: AsyncManagedTransaction, dataset_id: str) -> dict
     return None if record is None else record["v"]
 
 
-async def _end_version(tx: AsyncManagedTransaction, dataset_id: str, version: int, at: int, revision: int, *, deleted: bool) -> None:
+async def _end_version(
+    tx: AsyncManagedTransaction, dataset_id: str, version: int, at: int, revision: int, *, deleted: bool
+) -> None:
     await consume(
         tx,
         "MATCH (v:DatasetVersion {id: $id, revision: $version}) SET v.valid_to = $at, v.end_revision = $revision, v.deleted = $deleted",
@@ -647,7 +675,9 @@ async def _end_version(tx: AsyncManagedTransaction, dataset_id: str, version: in
     )
 
 
-async def _end_edges(tx: AsyncManagedTransaction, keys: list[list[str]], now: int, revision: int, *, at: int | None = None) -> int:
+async def _end_edges(
+    tx: AsyncManagedTransaction, keys: list[list[str]], now: int, revision: int, *, at: int | None = None
+) -> int:
     """End the current edges with these [input, output, job] keys; returns how many ended.
 
     The end time is `at` clamped into [the edge's record time, `now`] (`now` when at is None).
@@ -723,7 +753,9 @@ async def _list_datasets_tx(
         clauses.append("v.owner = $owner")
         params["owner"] = filter.owner
     if filter.query:
-        clauses.append("(toLower(v.id) CONTAINS $query OR toLower(v.name) CONTAINS $query OR toLower(v.description) CONTAINS $query)")
+        clauses.append(
+            "(toLower(v.id) CONTAINS $query OR toLower(v.name) CONTAINS $query OR toLower(v.description) CONTAINS $query)"
+        )
         params["query"] = filter.query.lower()
     if not filter.include_placeholders:
         clauses.append("NOT v.placeholder")
@@ -740,7 +772,12 @@ _TRAVERSAL_CHUNK = 10
 
 
 async def _traverse_tx(
-    tx: AsyncManagedTransaction, start: str, direction: Direction, max_depth: int, at: int | None, limits: TraversalLimits
+    tx: AsyncManagedTransaction,
+    start: str,
+    direction: Direction,
+    max_depth: int,
+    at: int | None,
+    limits: TraversalLimits,
 ) -> Traversal:
     """The breadth-first walk, up to `_TRAVERSAL_CHUNK` levels per query (see `traversal_chunk`).
 
@@ -775,7 +812,9 @@ async def _traverse_tx(
             at=at,
         )
         if row is None:
-            raise not_found(f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}"))
+            raise not_found(
+                f"dataset {start!r} not found" + ("" if at is None else f" at {from_micros(at).isoformat()}")
+            )
         first = False
         placeholders.update(row["placeholders"])
         for level_ids, level_edges in zip(row["levels"], row["walked"]):
@@ -791,7 +830,9 @@ async def _traverse_tx(
         if not steps or depth + steps == max_depth:
             break
     depths = {node: depth for depth, ids in enumerate(levels) for node in ids}
-    nodes = sorted((LineageNode(i, d, i in placeholders) for i, d in depths.items()), key=lambda x: (x.depth, x.dataset_id))
+    nodes = sorted(
+        (LineageNode(i, d, i in placeholders) for i, d in depths.items()), key=lambda x: (x.depth, x.dataset_id)
+    )
     times: dict[int | None, datetime | None] = {None: None}  # the edges of one write share their times
     edges: list[Edge] = []
     for input_id, output_id, job, transform, run_id, record_time, end_time in walked.values():
@@ -804,7 +845,9 @@ async def _traverse_tx(
     return Traversal(tuple(nodes), tuple(edges), complete=not reason, incomplete_reason=reason)
 
 
-async def _list_edges_tx(tx: AsyncManagedTransaction, size: int, after: list[Any] | None, at: int | None) -> list[dict[str, Any]]:
+async def _list_edges_tx(
+    tx: AsyncManagedTransaction, size: int, after: list[Any] | None, at: int | None
+) -> list[dict[str, Any]]:
     clauses = [edge_visible("e", at)]
     if after is not None:
         clauses.append(

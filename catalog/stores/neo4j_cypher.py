@@ -79,7 +79,9 @@ def edge_visible(alias: str, at: int | None) -> str:
     return f"{alias}.record_time <= $at AND ({alias}.end_time IS NULL OR {alias}.end_time > $at)"
 
 
-def new_version(props: dict[str, Any], *, revision: int, valid_from: int, create_time: int, updated_by: str) -> dict[str, Any]:
+def new_version(
+    props: dict[str, Any], *, revision: int, valid_from: int, create_time: int, updated_by: str
+) -> dict[str, Any]:
     """All properties of a new, current `DatasetVersion` with content `props`."""
     return {
         **props,

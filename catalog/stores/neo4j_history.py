@@ -46,7 +46,9 @@ def _export_edge(row: dict[str, Any], bound: int) -> dict:
 def _export_run(row: dict[str, Any], bound: int) -> dict:
     r = row["r"]
     event_time = r.get("event_time")
-    run = Run(r["job"], r["run_id"], r["run_region"], r["transform"], None if event_time is None else from_micros(event_time))
+    run = Run(
+        r["job"], r["run_id"], r["run_region"], r["transform"], None if event_time is None else from_micros(event_time)
+    )
     return hf.run_record(run, record_time=from_micros(r["record_time"]), principal=r["principal"])
 
 
@@ -95,7 +97,9 @@ async def begin_import(tx: AsyncManagedTransaction) -> bool:
     (STORE_NOT_EMPTY) when the catalog holds data.
     """
     meta = await single(
-        tx, "MATCH (c:DomicileCatalog {key: $key}) SET c.write_lock = true RETURN c.importing AS importing", key=META_KEY
+        tx,
+        "MATCH (c:DomicileCatalog {key: $key}) SET c.write_lock = true RETURN c.importing AS importing",
+        key=META_KEY,
     )
     if meta["importing"]:
         await consume(tx, "MATCH (c:DomicileCatalog {key: $key}) REMOVE c.write_lock", key=META_KEY)
@@ -139,13 +143,18 @@ class Importer:
         for index, kind, record in batch:
             order = hf.RECORD_TYPES.index(kind)
             if order < kind_order:
-                raise invalid_field(f"records[{index}].type", f"a {kind} record must come before the {hf.RECORD_TYPES[kind_order]} records")
+                raise invalid_field(
+                    f"records[{index}].type",
+                    f"a {kind} record must come before the {hf.RECORD_TYPES[kind_order]} records",
+                )
             kind_order = order
             if kind != "revision":
                 for key in ("revision", "end_revision"):
                     referenced = record.get(key)
                     if referenced is not None and not 1 <= referenced <= last_revision:
-                        raise invalid_field(f"records[{index}].{key}", f"revision {referenced} has no earlier revision record")
+                        raise invalid_field(
+                            f"records[{index}].{key}", f"revision {referenced} has no earlier revision record"
+                        )
             if kind == "revision":
                 if record["revision"] != last_revision + 1:
                     raise invalid_field(f"records[{index}].revision", f"expected revision {last_revision + 1}")
@@ -159,17 +168,41 @@ class Importer:
                     change_counts[record["end_revision"]] = change_counts.get(record["end_revision"], 0) + 1
             elif kind == "edge":
                 if (record["end_time"] is None) != (record["end_revision"] is None):
-                    raise invalid_field(f"records[{index}].end_time", "an ended edge needs both end_time and end_revision")
-                edges.append({k: record[k] for k in ("input", "output", "job", "transform", "run_id", "record_time", "end_time", "revision", "end_revision")})
+                    raise invalid_field(
+                        f"records[{index}].end_time", "an ended edge needs both end_time and end_revision"
+                    )
+                edges.append(
+                    {
+                        k: record[k]
+                        for k in (
+                            "input",
+                            "output",
+                            "job",
+                            "transform",
+                            "run_id",
+                            "record_time",
+                            "end_time",
+                            "revision",
+                            "end_revision",
+                        )
+                    }
+                )
                 for key in ("revision", "end_revision"):
                     if record[key] is not None:
                         change_counts[record[key]] = change_counts.get(record[key], 0) + 1
             else:
-                runs.append({k: record[k] for k in ("job", "run_id", "run_region", "transform", "event_time", "record_time", "principal")})
+                runs.append(
+                    {
+                        k: record[k]
+                        for k in ("job", "run_id", "run_region", "transform", "event_time", "record_time", "principal")
+                    }
+                )
                 last_time = max(last_time, record["record_time"])
         try:
             if revisions:
-                await consume(tx, "UNWIND $rows AS row CREATE (r:Revision) SET r = row, r.change_count = 0", rows=revisions)
+                await consume(
+                    tx, "UNWIND $rows AS row CREATE (r:Revision) SET r = row, r.change_count = 0", rows=revisions
+                )
             if versions:
                 await create_versions(tx, versions)
             if edges:
@@ -203,11 +236,15 @@ class Importer:
 
 def _imported_version(index: int, record: dict[str, Any]) -> dict[str, Any]:
     try:
-        dataset = hf.dataset_from_content(record["dataset"], revision=0, create_time=None, update_time=None, updated_by="")
+        dataset = hf.dataset_from_content(
+            record["dataset"], revision=0, create_time=None, update_time=None, updated_by=""
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise invalid_field(f"records[{index}].dataset", f"malformed dataset ({exc!r})") from exc
     check_id(dataset.id, f"records[{index}].dataset.id")
-    if (record["valid_to"] is None) != (record["end_revision"] is None) or (record["deleted"] and record["valid_to"] is None):
+    if (record["valid_to"] is None) != (record["end_revision"] is None) or (
+        record["deleted"] and record["valid_to"] is None
+    ):
         raise invalid_field(f"records[{index}].valid_to", "an ended version needs both valid_to and end_revision")
     return {
         **version_properties(dataset),

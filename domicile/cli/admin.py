@@ -36,7 +36,9 @@ def _open(store: str, user: str | None, password: str | None):
 @click.option("--store", required=True, envvar="DOMICILE_STORE", help=STORE_HELP)
 @click.option("--neo4j-user", help="Neo4j user (default: DOMICILE_NEO4J__USER / the config).")
 @click.option("--neo4j-password", help="Neo4j password (default: DOMICILE_NEO4J__PASSWORD / the config).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout)."
+)
 def export_command(store: str, neo4j_user, neo4j_password, output: Path | None) -> None:
     """Write the whole catalog, history included, as JSON Lines."""
 

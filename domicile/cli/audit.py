@@ -17,10 +17,18 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.option("--log", "log_path", envvar="DOMICILE_DECISION_LOG", type=click.Path(dir_okay=False, path_type=Path),
-              help="Decision log file (default: DATA_DIR/decisions.jsonl).")
-@click.option("--expected-head", metavar="HASH",
-              help="Hash of the last line as recorded elsewhere earlier; detects lines cut off the end.")
+@click.option(
+    "--log",
+    "log_path",
+    envvar="DOMICILE_DECISION_LOG",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Decision log file (default: DATA_DIR/decisions.jsonl).",
+)
+@click.option(
+    "--expected-head",
+    metavar="HASH",
+    help="Hash of the last line as recorded elsewhere earlier; detects lines cut off the end.",
+)
 @click.pass_context
 def verify_command(ctx: click.Context, log_path: Path | None, expected_head: str | None) -> None:
     """Check the decision log's hash chain.

@@ -33,7 +33,12 @@ def _render_dataset(d: catalog_pb2.Dataset) -> str:
         f"locations:       {', '.join(d.locations) or '-'}",
         f"tags:            {', '.join(f'{k}={v}' for k, v in sorted(d.tags.items())) or '-'}",
         "protection:      "
-        + (", ".join(n for n in ("encrypted_at_rest", "field_level_encrypted", "tokenized") if getattr(d.protection, n)) or "-"),
+        + (
+            ", ".join(
+                n for n in ("encrypted_at_rest", "field_level_encrypted", "tokenized") if getattr(d.protection, n)
+            )
+            or "-"
+        ),
         f"revision:        {d.revision}",
         f"updated:         {d.update_time.ToJsonString() if d.HasField('update_time') else '-'}"
         + (f" by {d.updated_by}" if d.updated_by else ""),
@@ -59,8 +64,12 @@ def dataset() -> None:
 
 @dataset.command("put")
 @click.argument("dataset_id", required=False)
-@click.option("--file", "file_", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="A dataset as YAML or JSON (fields as in the Dataset message); flags override it.")
+@click.option(
+    "--file",
+    "file_",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A dataset as YAML or JSON (fields as in the Dataset message); flags override it.",
+)
 @click.option("--name")
 @click.option("--owner")
 @click.option("--description")
@@ -70,10 +79,25 @@ def dataset() -> None:
 @click.option("-t", "--tag", "tags", multiple=True, help="KEY=VALUE (repeatable).")
 @click.option("-f", "--field", "fields", multiple=True, help="NAME[:LABEL,LABEL] (repeatable).")
 @click.option("--encrypted-at-rest/--no-encrypted-at-rest", default=None)
-@click.option("--expected-revision", type=int, default=0, show_default=True, help="Optimistic concurrency check (0 = off).")
+@click.option(
+    "--expected-revision", type=int, default=0, show_default=True, help="Optimistic concurrency check (0 = off)."
+)
 @click.pass_context
-def put(ctx, dataset_id, file_, name, owner, description, classifications, origins, locations, tags, fields,
-        encrypted_at_rest, expected_revision) -> None:
+def put(
+    ctx,
+    dataset_id,
+    file_,
+    name,
+    owner,
+    description,
+    classifications,
+    origins,
+    locations,
+    tags,
+    fields,
+    encrypted_at_rest,
+    expected_revision,
+) -> None:
     """Create or replace a dataset (the whole dataset: unspecified attributes are cleared)."""
     message = catalog_pb2.Dataset()
     if file_ is not None:
@@ -108,8 +132,12 @@ def put(ctx, dataset_id, file_, name, owner, description, classifications, origi
         message.fields.extend(_parse_field(f) for f in fields)
     if encrypted_at_rest is not None:
         message.protection.encrypted_at_rest = encrypted_at_rest
-    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "UpsertDataset",
-                    catalog_pb2.UpsertDatasetRequest(dataset=message, expected_revision=expected_revision))
+    response = call(
+        ctx,
+        catalog_pb2_grpc.CatalogServiceStub,
+        "UpsertDataset",
+        catalog_pb2.UpsertDatasetRequest(dataset=message, expected_revision=expected_revision),
+    )
     emit(ctx, response, lambda r: _render_dataset(r.dataset))
 
 
@@ -139,8 +167,15 @@ def get(ctx, dataset_id, as_of) -> None:
 @click.pass_context
 def list_(ctx, classification, origin, region, owner, query, as_of, page_size, page_token, all_pages) -> None:
     """List datasets matching every given filter."""
-    request = catalog_pb2.ListDatasetsRequest(classification=classification, origin=origin, region=region, owner=owner,
-                                              query=query, page_size=page_size, page_token=page_token)
+    request = catalog_pb2.ListDatasetsRequest(
+        classification=classification,
+        origin=origin,
+        region=region,
+        owner=owner,
+        query=query,
+        page_size=page_size,
+        page_token=page_token,
+    )
     if as_of:
         request.as_of.CopyFrom(_time_option(as_of))
     response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListDatasets", request)
@@ -151,8 +186,17 @@ def list_(ctx, classification, origin, region, owner, query, as_of, page_size, p
         response.next_page_token = more.next_page_token
 
     def render(r: catalog_pb2.ListDatasetsResponse) -> str:
-        rows = [(d.id, ",".join(d.classifications) or "-", ",".join(d.origins) or "-", ",".join(d.locations) or "-",
-                 d.owner or "-", d.revision) for d in r.datasets]
+        rows = [
+            (
+                d.id,
+                ",".join(d.classifications) or "-",
+                ",".join(d.origins) or "-",
+                ",".join(d.locations) or "-",
+                d.owner or "-",
+                d.revision,
+            )
+            for d in r.datasets
+        ]
         text = table(("ID", "CLASSIFICATIONS", "ORIGINS", "LOCATIONS", "OWNER", "REV"), rows)
         if r.next_page_token:
             text += f"\n(more: --page-token {r.next_page_token})"
@@ -170,8 +214,12 @@ list_.name = "list"
 @click.pass_context
 def delete(ctx, dataset_id, expected_revision) -> None:
     """Soft-delete a dataset (history and --as-of reads keep it)."""
-    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "DeleteDataset",
-                    catalog_pb2.DeleteDatasetRequest(id=dataset_id, expected_revision=expected_revision))
+    response = call(
+        ctx,
+        catalog_pb2_grpc.CatalogServiceStub,
+        "DeleteDataset",
+        catalog_pb2.DeleteDatasetRequest(id=dataset_id, expected_revision=expected_revision),
+    )
     emit(ctx, response, lambda r: f"deleted {dataset_id}")
 
 
@@ -182,7 +230,18 @@ def delete(ctx, dataset_id, expected_revision) -> None:
 def regions(ctx, provider, country) -> None:
     """List known regions with their countries."""
     response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListRegions", catalog_pb2.ListRegionsRequest())
-    selected = [r for r in response.regions if (not provider or r.provider == provider) and (not country or r.country == country)]
+    selected = [
+        r
+        for r in response.regions
+        if (not provider or r.provider == provider) and (not country or r.country == country)
+    ]
     del response.regions[:]
     response.regions.extend(selected)
-    emit(ctx, response, lambda r: table(("ID", "COUNTRY", "NAME"), [(x.id, x.country, x.display_name + (" (private)" if x.private else "")) for x in r.regions]))
+    emit(
+        ctx,
+        response,
+        lambda r: table(
+            ("ID", "COUNTRY", "NAME"),
+            [(x.id, x.country, x.display_name + (" (private)" if x.private else "")) for x in r.regions],
+        ),
+    )

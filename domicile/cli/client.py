@@ -90,7 +90,9 @@ def emit(ctx: click.Context, message: Any, render: Callable[[Any], str]) -> None
     """Print a response as JSON (--json) or with `render` for humans."""
     options: ClientOptions = ctx.obj
     if options.json_output:
-        click.echo(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), indent=2, sort_keys=True))
+        click.echo(
+            json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), indent=2, sort_keys=True)
+        )
     else:
         text = render(message)
         if text:

@@ -47,12 +47,17 @@ def init(options, force: bool) -> None:
 
 
 @dev.command("token")
-@click.option("--scope", "scopes", multiple=True,
-              help=f"Scope to grant (repeatable, or space-separated); default all: {' '.join(ALL_SCOPES)}.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    help=f"Scope to grant (repeatable, or space-separated); default all: {' '.join(ALL_SCOPES)}.",
+)
 @click.option("--ttl", default="1h", show_default=True, help="Lifetime: seconds or 15m, 8h, 1d.")
 @click.option("--subject", default=DEV_SUBJECT, show_default=True, help="The token's `sub`.")
-@click.option("--actor", "actors", multiple=True,
-              help="Delegation chain (`act` claim), current actor first (repeatable).")
+@click.option(
+    "--actor", "actors", multiple=True, help="Delegation chain (`act` claim), current actor first (repeatable)."
+)
 @click.option("--bind-cert", is_flag=True, help="Bind the token to the dev client certificate (cnf.x5t#S256).")
 @click.pass_obj
 def token(options, scopes: tuple[str, ...], ttl: str, subject: str, actors: tuple[str, ...], bind_cert: bool) -> None:
@@ -60,19 +65,36 @@ def token(options, scopes: tuple[str, ...], ttl: str, subject: str, actors: tupl
     granted = [scope for value in scopes for scope in value.split()] or list(ALL_SCOPES)
     unknown = sorted(set(granted) - set(ALL_SCOPES))
     if unknown:
-        raise click.BadParameter(f"unknown scope(s) {', '.join(unknown)}; known: {' '.join(ALL_SCOPES)}",
-                                 param_hint="--scope")
+        raise click.BadParameter(
+            f"unknown scope(s) {', '.join(unknown)}; known: {' '.join(ALL_SCOPES)}", param_hint="--scope"
+        )
     if not dev_paths(options.data_dir).exists():
         raise click.ClickException(f"no dev credentials in {dev_paths(options.data_dir).root}; run `domicile dev init`")
-    click.echo(mint_dev_token(options.data_dir, scopes=granted, ttl_seconds=parse_duration(ttl), subject=subject,
-                              actors=actors, bind_client_certificate=bind_cert))
+    click.echo(
+        mint_dev_token(
+            options.data_dir,
+            scopes=granted,
+            ttl_seconds=parse_duration(ttl),
+            subject=subject,
+            actors=actors,
+            bind_client_certificate=bind_cert,
+        )
+    )
 
 
 @dev.command("cert")
 @click.argument("common_name")
-@click.option("--server", is_flag=True, help="A server certificate (localhost, 127.0.0.1, ::1) instead of a client one.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
-              help="Directory for COMMON_NAME.pem and COMMON_NAME-key.pem.")
+@click.option(
+    "--server", is_flag=True, help="A server certificate (localhost, 127.0.0.1, ::1) instead of a client one."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".",
+    show_default=True,
+    help="Directory for COMMON_NAME.pem and COMMON_NAME-key.pem.",
+)
 @click.pass_obj
 def cert(options, common_name: str, server: bool, out_dir: Path) -> None:
     """Issue another certificate from the dev CA (a second client identity, or a new server

@@ -22,7 +22,9 @@ def _time_option(value: str | None, option: str):
     try:
         return to_timestamp(parse_time(value))
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2026-11-30T10:00:00Z", param_hint=option) from None
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time such as 2026-11-30T10:00:00Z", param_hint=option
+        ) from None
 
 
 lineage = click.Group("lineage", help="Record, end, show and export lineage (output DERIVED_FROM input).")
@@ -34,7 +36,9 @@ lineage = click.Group("lineage", help="Record, end, show and export lineage (out
 @click.option("--run-region", default="", help="Region id where the run executed.")
 @click.option("-i", "--input", "inputs", multiple=True, help="Input dataset id (repeatable).")
 @click.option("-o", "--output", "outputs", multiple=True, help="Output dataset id (repeatable).")
-@click.option("--transform", default="", help="Transform kind, e.g. anonymize or aggregate (empty for copies and joins).")
+@click.option(
+    "--transform", default="", help="Transform kind, e.g. anonymize or aggregate (empty for copies and joins)."
+)
 @click.option("--event-time", help="When the run happened (ISO 8601); kept with the run for audit.")
 @click.pass_context
 def record(ctx, job, run_id, run_region, inputs, outputs, transform, event_time) -> None:
@@ -65,17 +69,22 @@ def end(ctx, job, inputs, outputs, end_time) -> None:
 
 def _traversal_options(function):
     function = click.option("--as-of", help="The lineage as it was at this ISO 8601 time.")(function)
-    function = click.option("--depth", "max_depth", type=int, default=0,
-                            help="Maximum depth, 1..50 (default: the server's, 10).")(function)
+    function = click.option(
+        "--depth", "max_depth", type=int, default=0, help="Maximum depth, 1..50 (default: the server's, 10)."
+    )(function)
     function = click.option("--both", "direction", flag_value="both", help="Both ways.")(function)
-    function = click.option("--downstream", "direction", flag_value="downstream",
-                            help="What was derived from DATASET.")(function)
-    function = click.option("--upstream", "direction", flag_value="upstream", default=True,
-                            help="Where DATASET came from (default).")(function)
+    function = click.option(
+        "--downstream", "direction", flag_value="downstream", help="What was derived from DATASET."
+    )(function)
+    function = click.option(
+        "--upstream", "direction", flag_value="upstream", default=True, help="Where DATASET came from (default)."
+    )(function)
     return click.argument("dataset_id")(function)
 
 
-def _get_lineage(ctx, dataset_id: str, direction: str, max_depth: int, as_of: str | None) -> lineage_pb2.GetLineageResponse:
+def _get_lineage(
+    ctx, dataset_id: str, direction: str, max_depth: int, as_of: str | None
+) -> lineage_pb2.GetLineageResponse:
     request = lineage_pb2.GetLineageRequest(
         dataset_id=dataset_id, direction=DIRECTION_TO_PROTO[Direction(direction)], max_depth=max_depth
     )
@@ -92,17 +101,30 @@ def show(ctx, dataset_id, direction, max_depth, as_of, json_output) -> None:
     """Show the lineage of DATASET_ID as a tree (upstream by default)."""
     response = _get_lineage(ctx, dataset_id, direction, max_depth, as_of)
     if json_output:
-        click.echo(json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2, sort_keys=True))
+        click.echo(
+            json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2, sort_keys=True)
+        )
         return
     emit(ctx, response, lambda r: render_tree(traversal_from_proto(r), dataset_id, Direction(direction)))
 
 
 @lineage.command("export")
 @_traversal_options
-@click.option("--format", "format_", type=click.Choice(["json", "dot"]), default="json", show_default=True,
-              help="json: nodes and edges; dot: Graphviz (render with `dot -Tsvg`).")
-@click.option("--output", "-O", "output_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to this file instead of standard output.")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["json", "dot"]),
+    default="json",
+    show_default=True,
+    help="json: nodes and edges; dot: Graphviz (render with `dot -Tsvg`).",
+)
+@click.option(
+    "--output",
+    "-O",
+    "output_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
 @click.pass_context
 def export(ctx, dataset_id, direction, max_depth, as_of, format_, output_file) -> None:
     """Export the lineage subgraph around DATASET_ID as JSON or Graphviz DOT."""
@@ -116,4 +138,6 @@ def export(ctx, dataset_id, direction, max_depth, as_of, format_, output_file) -
     else:
         output_file.write_text(text + "\n", encoding="utf-8")
         note = "" if traversal.complete else f" (INCOMPLETE: {traversal.incomplete_reason})"
-        click.echo(f"wrote {len(traversal.nodes)} datasets and {len(traversal.edges)} edges to {output_file}{note}", err=True)
+        click.echo(
+            f"wrote {len(traversal.nodes)} datasets and {len(traversal.edges)} edges to {output_file}{note}", err=True
+        )

@@ -14,7 +14,9 @@ from domicile.router.engine import CompiledPolicy, compile_policy
 from domicile.router.policy import PolicyInvalid, load_policy
 from domicile.router.policy_tests import run_policy_tests
 
-policy = click.Group("policy", help="Residency policy: `check` and `test` files offline; `set`, `get` and `impact` on the server.")
+policy = click.Group(
+    "policy", help="Residency policy: `check` and `test` files offline; `set`, `get` and `impact` on the server."
+)
 
 
 def _compile(path: str) -> CompiledPolicy:

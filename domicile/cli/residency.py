@@ -31,7 +31,11 @@ _OUTCOME_NAMES = {residency_pb2.OUTCOME_ALLOW: "ALLOW", residency_pb2.OUTCOME_DE
 _SHOWN_REGIONS = 12
 
 _operation_option = click.option(
-    "--op", "--operation", "operation", type=click.Choice(sorted(_OPERATIONS)), required=True,
+    "--op",
+    "--operation",
+    "operation",
+    type=click.Choice(sorted(_OPERATIONS)),
+    required=True,
     help="store: keep a copy in the region; process: compute on it there.",
 )
 
@@ -94,15 +98,18 @@ def _read_questions(source) -> list[residency_pb2.DecideRequest]:
             continue
         fields = text.rsplit(None, 2)
         if len(fields) != 3:
-            raise click.BadParameter(f"line {number}: expected DATASET_ID OPERATION REGION, got {text!r}",
-                                     param_hint="QUESTIONS")
+            raise click.BadParameter(
+                f"line {number}: expected DATASET_ID OPERATION REGION, got {text!r}", param_hint="QUESTIONS"
+            )
         dataset_id, operation, region = fields
         if operation not in _OPERATIONS:
             raise click.BadParameter(
                 f"line {number}: operation {operation!r} is not one of {', '.join(sorted(_OPERATIONS))}",
                 param_hint="QUESTIONS",
             )
-        requests.append(residency_pb2.DecideRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], region=region))
+        requests.append(
+            residency_pb2.DecideRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], region=region)
+        )
     if not requests:
         raise click.BadParameter("no questions (one DATASET_ID OPERATION REGION per line)", param_hint="QUESTIONS")
     if len(requests) > MAX_BATCH:
@@ -179,7 +186,9 @@ def check_job(ctx, inputs, outputs, run_region, output_region, transform) -> Non
 def explain(ctx, dataset_id) -> None:
     """DATASET_ID's effective classifications and origins, each with the lineage path that
     brought it, and where the active policy lets it be stored and processed."""
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Explain", residency_pb2.ExplainRequest(dataset_id=dataset_id))
+    response = call(
+        ctx, residency_pb2_grpc.ResidencyServiceStub, "Explain", residency_pb2.ExplainRequest(dataset_id=dataset_id)
+    )
 
     def attribute_lines(title: str, attributes) -> list[str]:
         lines = [f"{title}:"]
@@ -206,7 +215,9 @@ def explain(ctx, dataset_id) -> None:
 @click.pass_context
 def violations(ctx) -> None:
     """Every dataset stored in a region where the policy does not allow storing it."""
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "ScanViolations", residency_pb2.ScanViolationsRequest())
+    response = call(
+        ctx, residency_pb2_grpc.ResidencyServiceStub, "ScanViolations", residency_pb2.ScanViolationsRequest()
+    )
 
     def render(r: residency_pb2.ScanViolationsResponse) -> str:
         if not r.violations:
@@ -243,8 +254,12 @@ def _print_policy_errors(filename: str, errors) -> None:
 def policy_set(ctx, file, dry_run) -> None:
     """Make the policy in FILE the server's active policy (or only validate it: --dry-run).
     Exit 1 with every error (FILE:LINE:COL) when the server rejects it."""
-    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "SetPolicy",
-                    policy_pb2.SetPolicyRequest(policy_yaml=_read_policy(file), dry_run=dry_run))
+    response = call(
+        ctx,
+        policy_pb2_grpc.PolicyServiceStub,
+        "SetPolicy",
+        policy_pb2.SetPolicyRequest(policy_yaml=_read_policy(file), dry_run=dry_run),
+    )
     if response.errors and not ctx.obj.json_output:
         _print_policy_errors(str(file), response.errors)
         click.echo(f"{file}: rejected, {len(response.errors)} error(s); the active policy is unchanged", err=True)
@@ -261,8 +276,13 @@ def policy_set(ctx, file, dry_run) -> None:
 
 
 @click.command("get")
-@click.option("--output", "-o", "output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the policy YAML to this file instead of stdout.")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the policy YAML to this file instead of stdout.",
+)
 @click.pass_context
 def policy_get(ctx, output) -> None:
     """The server's active policy (YAML as set), with its version and content hash."""
@@ -283,8 +303,12 @@ def policy_get(ctx, output) -> None:
 def policy_impact(ctx, file) -> None:
     """What activating the policy in FILE would change: per dataset and operation, regions
     added and removed, and stored copies that would become violations."""
-    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "PolicyImpact",
-                    policy_pb2.PolicyImpactRequest(policy_yaml=_read_policy(file)))
+    response = call(
+        ctx,
+        policy_pb2_grpc.PolicyServiceStub,
+        "PolicyImpact",
+        policy_pb2.PolicyImpactRequest(policy_yaml=_read_policy(file)),
+    )
     if response.errors and not ctx.obj.json_output:
         _print_policy_errors(str(file), response.errors)
         sys.exit(1)
@@ -293,13 +317,20 @@ def policy_impact(ctx, file) -> None:
         if not r.changes:
             return f"policy {r.version}: no change for any dataset"
         rows = [
-            (c.dataset_id, _OPERATION_NAMES.get(c.operation, "?"), _regions_text(c.added_regions) if c.added_regions else "-",
-             _regions_text(c.removed_regions) if c.removed_regions else "-", ", ".join(c.new_violations) or "-")
+            (
+                c.dataset_id,
+                _OPERATION_NAMES.get(c.operation, "?"),
+                _regions_text(c.added_regions) if c.added_regions else "-",
+                _regions_text(c.removed_regions) if c.removed_regions else "-",
+                ", ".join(c.new_violations) or "-",
+            )
             for c in r.changes
         ]
         new = sum(len(c.new_violations) for c in r.changes)
-        return (table(("DATASET", "OP", "ADDED", "REMOVED", "NEW VIOLATIONS"), rows)
-                + f"\npolicy {r.version}: {len(r.changes)} change(s), {new} new violation(s)")
+        return (
+            table(("DATASET", "OP", "ADDED", "REMOVED", "NEW VIOLATIONS"), rows)
+            + f"\npolicy {r.version}: {len(r.changes)} change(s), {new} new violation(s)"
+        )
 
     emit(ctx, response, render)
     if response.errors:
@@ -314,8 +345,12 @@ def policy_impact(ctx, file) -> None:
 @click.pass_context
 def audit_get(ctx, decision_id) -> None:
     """A logged decision by id."""
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "GetDecision",
-                    residency_pb2.GetDecisionRequest(decision_id=decision_id))
+    response = call(
+        ctx,
+        residency_pb2_grpc.ResidencyServiceStub,
+        "GetDecision",
+        residency_pb2.GetDecisionRequest(decision_id=decision_id),
+    )
     emit(ctx, response, lambda r: render_decision(r.decision))
 
 
@@ -325,8 +360,12 @@ def audit_get(ctx, decision_id) -> None:
 def audit_replay(ctx, decision_id) -> None:
     """Re-evaluate a logged decision against the policy version and catalog of its time.
     Exit 0 when the replay matches the original, 3 when it does not."""
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "ReplayDecision",
-                    residency_pb2.ReplayDecisionRequest(decision_id=decision_id))
+    response = call(
+        ctx,
+        residency_pb2_grpc.ResidencyServiceStub,
+        "ReplayDecision",
+        residency_pb2.ReplayDecisionRequest(decision_id=decision_id),
+    )
 
     def render(r: residency_pb2.ReplayDecisionResponse) -> str:
         verdict = "MATCHES" if r.matches else "DIFFERS"

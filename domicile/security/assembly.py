@@ -108,7 +108,9 @@ def assemble(settings: Settings) -> Security:
     )
     limits = settings.rate_limit
     limiter = RateLimiter(limits.requests_per_second, limits.burst) if limits.enabled else None
-    failure_limiter = RateLimiter(limits.auth_failures_per_second, limits.auth_failure_burst) if limits.enabled else None
+    failure_limiter = (
+        RateLimiter(limits.auth_failures_per_second, limits.auth_failure_burst) if limits.enabled else None
+    )
     guard = Guard(verifier, events, limiter, key_reloader, failure_limiter)
     opened = open_methods(health=settings.auth.open_health, reflection=settings.auth.open_reflection)
     if not certificates.mutual:

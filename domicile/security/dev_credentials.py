@@ -136,12 +136,25 @@ def _new_key() -> ec.EllipticCurvePrivateKey:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Domicile development"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Domicile development"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
-def _certificate(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, days: int, ca: bool,
-                 usage: list[x509.ObjectIdentifier], sans: list[x509.GeneralName]) -> x509.Certificate:
+def _certificate(
+    subject: x509.Name,
+    key,
+    issuer: x509.Name,
+    issuer_key,
+    *,
+    days: int,
+    ca: bool,
+    usage: list[x509.ObjectIdentifier],
+    sans: list[x509.GeneralName],
+) -> x509.Certificate:
     now = dt.datetime.now(dt.timezone.utc)
     builder = (
         x509.CertificateBuilder()
@@ -157,16 +170,32 @@ def _certificate(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, days
     )
     if ca:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                          encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
     else:
         builder = builder.add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
-                          data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                          encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         ).add_extension(x509.ExtendedKeyUsage(usage), critical=False)
     if sans:
@@ -177,8 +206,11 @@ def _certificate(subject: x509.Name, key, issuer: x509.Name, issuer_key, *, days
 def _leaf(common_name: str, key, ca: x509.Certificate, ca_key, *, server: bool) -> x509.Certificate:
     if server:
         usage = [ExtendedKeyUsageOID.SERVER_AUTH]
-        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("::1"))]
+        sans = [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.IPAddress(ipaddress.ip_address("::1")),
+        ]
     else:
         usage, sans = [ExtendedKeyUsageOID.CLIENT_AUTH], [x509.DNSName(common_name)]
     return _certificate(_name(common_name), key, ca.subject, ca_key, days=365, ca=False, usage=usage, sans=sans)
@@ -211,8 +243,12 @@ def _write_credentials(paths: DevPaths) -> None:
     ca = _certificate(ca_name, ca_key, ca_name, ca_key, days=3650, ca=True, usage=[], sans=[])
     server = _leaf("localhost", server_key, ca, ca_key, server=True)
     client = _leaf(DEV_CLIENT_NAME, client_key, ca, ca_key, server=False)
-    for key, path in ((ca_key, paths.ca_key), (server_key, paths.server_key), (client_key, paths.client_key),
-                      (jwt_key, paths.jwt_key)):
+    for key, path in (
+        (ca_key, paths.ca_key),
+        (server_key, paths.server_key),
+        (client_key, paths.client_key),
+        (jwt_key, paths.jwt_key),
+    ):
         write_private_file(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     paths.ca_cert.write_bytes(ca.public_bytes(Encoding.PEM))
     # The server presents its chain without the root; clients trust ca.pem.

@@ -83,10 +83,19 @@ class SecurityEventLog:
             self._file.write(line)
         return entry
 
-    def policy_changed(self, *, principal: str, version: str, trace_id: str = "", method: str = "", peer: str = "") -> None:
+    def policy_changed(
+        self, *, principal: str, version: str, trace_id: str = "", method: str = "", peer: str = ""
+    ) -> None:
         """Record that the active residency policy was replaced (called by PolicyService)."""
-        self.record(POLICY_CHANGE, outcome="ok", principal=principal, method=method, peer=peer,
-                    trace_id=trace_id, version=version)
+        self.record(
+            POLICY_CHANGE,
+            outcome="ok",
+            principal=principal,
+            method=method,
+            peer=peer,
+            trace_id=trace_id,
+            version=version,
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -52,7 +52,9 @@ def peer_host(peer: str) -> str:
     return peer
 
 
-def _refusal(code: ErrorCode, reason: str, message: str, trace_id: str, retry_after: float | None = None) -> DomicileError:
+def _refusal(
+    code: ErrorCode, reason: str, message: str, trace_id: str, retry_after: float | None = None
+) -> DomicileError:
     return DomicileError(message, code, reason, retry_after=retry_after, metadata={"trace_id": trace_id})
 
 
@@ -114,19 +116,43 @@ class Guard:
         if self.limiter is not None:
             wait = self.limiter.acquire(caller.subject)
             if wait is not None:
-                self.events.record(ev.RATE_LIMITED, outcome="denied", principal=principal, reason="RATE_LIMITED",
-                                   retry_after_seconds=round(wait, 3), **where)
-                raise _refusal(ErrorCode.RESOURCE_EXHAUSTED, "RATE_LIMITED",
-                               f"rate limit exceeded for {caller.subject}", trace_id, retry_after=wait)
+                self.events.record(
+                    ev.RATE_LIMITED,
+                    outcome="denied",
+                    principal=principal,
+                    reason="RATE_LIMITED",
+                    retry_after_seconds=round(wait, 3),
+                    **where,
+                )
+                raise _refusal(
+                    ErrorCode.RESOURCE_EXHAUSTED,
+                    "RATE_LIMITED",
+                    f"rate limit exceeded for {caller.subject}",
+                    trace_id,
+                    retry_after=wait,
+                )
         if required is None:
-            self.events.record(ev.AUTHZ_DENIED, outcome="denied", principal=principal, reason="UNMAPPED_METHOD", **where)
-            raise _refusal(ErrorCode.PERMISSION_DENIED, "UNMAPPED_METHOD",
-                           f"{method} has no permission mapping and is refused", trace_id)
+            self.events.record(
+                ev.AUTHZ_DENIED, outcome="denied", principal=principal, reason="UNMAPPED_METHOD", **where
+            )
+            raise _refusal(
+                ErrorCode.PERMISSION_DENIED,
+                "UNMAPPED_METHOD",
+                f"{method} has no permission mapping and is refused",
+                trace_id,
+            )
         if not is_allowed(required, caller.scopes):
-            self.events.record(ev.AUTHZ_DENIED, outcome="denied", principal=principal, reason="MISSING_SCOPE",
-                               required=describe(required), **where)
-            raise _refusal(ErrorCode.PERMISSION_DENIED, "MISSING_SCOPE",
-                           f"{method} requires scope {describe(required)}", trace_id)
+            self.events.record(
+                ev.AUTHZ_DENIED,
+                outcome="denied",
+                principal=principal,
+                reason="MISSING_SCOPE",
+                required=describe(required),
+                **where,
+            )
+            raise _refusal(
+                ErrorCode.PERMISSION_DENIED, "MISSING_SCOPE", f"{method} requires scope {describe(required)}", trace_id
+            )
         return caller
 
     def _refuse_if_throttled(self, host: str, trace_id: str) -> None:
@@ -137,8 +163,13 @@ class Guard:
         if wait <= 0:
             del self._throttled[host]
             return
-        raise _refusal(ErrorCode.RESOURCE_EXHAUSTED, "TOO_MANY_AUTH_FAILURES",
-                       f"too many failed authentications from {host}", trace_id, retry_after=wait)
+        raise _refusal(
+            ErrorCode.RESOURCE_EXHAUSTED,
+            "TOO_MANY_AUTH_FAILURES",
+            f"too many failed authentications from {host}",
+            trace_id,
+            retry_after=wait,
+        )
 
     def _count_failure(self, host: str, where: dict[str, str]) -> None:
         if self.failure_limiter is None:
@@ -151,5 +182,10 @@ class Guard:
             self._throttled = {h: t for h, t in self._throttled.items() if t > now}
         # Refuse the address for at least a second; one event marks the start.
         self._throttled[host] = now + max(wait, 1.0)
-        self.events.record(ev.RATE_LIMITED, outcome="denied", reason="TOO_MANY_AUTH_FAILURES",
-                           retry_after_seconds=round(max(wait, 1.0), 3), **where)
+        self.events.record(
+            ev.RATE_LIMITED,
+            outcome="denied",
+            reason="TOO_MANY_AUTH_FAILURES",
+            retry_after_seconds=round(max(wait, 1.0), 3),
+            **where,
+        )

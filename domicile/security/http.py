@@ -44,7 +44,9 @@ def _refusal(error: DomicileError) -> web.Response:
     `WWW-Authenticate` challenge RFC 6750 requires on 401."""
     response = error_response(error)
     if error.code is ErrorCode.UNAUTHENTICATED:
-        response.headers["WWW-Authenticate"] = "Bearer" if error.reason == "MISSING_TOKEN" else 'Bearer error="invalid_token"'
+        response.headers["WWW-Authenticate"] = (
+            "Bearer" if error.reason == "MISSING_TOKEN" else 'Bearer error="invalid_token"'
+        )
     return response
 
 

@@ -122,4 +122,3 @@ def _guarded(handler: grpc.RpcMethodHandler, admit: Admit) -> grpc.RpcMethodHand
         return await inner(request, context)
 
     return factory(streaming_writer, **serializers)
-

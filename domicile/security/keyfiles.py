@@ -62,7 +62,6 @@ class KeyFileReloader:
                 log.warning("JWT key reload failed, keeping the previous keys: %s", exc)
                 return False
             self.verifier.replace_keys(keys)
-            self.events.record(ev.KEYS_RELOAD, outcome="ok", keys=len(keys),
-                               kids=[k.kid for k in keys if k.kid])
+            self.events.record(ev.KEYS_RELOAD, outcome="ok", keys=len(keys), kids=[k.kid for k in keys if k.kid])
             log.info("reloaded %d JWT verification keys", len(keys))
             return True

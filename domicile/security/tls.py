@@ -169,16 +169,28 @@ class CertificateReloader:
                     return False
                 http_context = self._make_http_context(material)
             except (TLSConfigError, ssl.SSLError, OSError) as exc:
-                self.events.record(ev.CERT_RELOAD, outcome="error", reason="INVALID_CERTIFICATE_FILES",
-                                   error=_safe_message(exc), kept_serial=self.material.serial)
-                log.warning("certificate reload failed, still serving serial %s: %s", self.material.serial,
-                            _safe_message(exc))
+                self.events.record(
+                    ev.CERT_RELOAD,
+                    outcome="error",
+                    reason="INVALID_CERTIFICATE_FILES",
+                    error=_safe_message(exc),
+                    kept_serial=self.material.serial,
+                )
+                log.warning(
+                    "certificate reload failed, still serving serial %s: %s", self.material.serial, _safe_message(exc)
+                )
                 return False
             self.material = material
             self._http_context = http_context
             self._grpc_generation += 1
-            self.events.record(ev.CERT_RELOAD, outcome="ok", subject=material.subject, serial=material.serial,
-                               not_after=material.not_after, cert_file=str(self.files.cert_file))
+            self.events.record(
+                ev.CERT_RELOAD,
+                outcome="ok",
+                subject=material.subject,
+                serial=material.serial,
+                not_after=material.not_after,
+                cert_file=str(self.files.cert_file),
+            )
             log.info("reloaded server certificate %s (serial %s)", material.subject, material.serial)
             return True
 

@@ -115,7 +115,9 @@ def check_algorithms(algorithms: Sequence[str]) -> None:
     """ValueError unless every algorithm is supported; `none` never is."""
     for name in algorithms:
         if name not in SUPPORTED_ALGORITHMS:
-            raise ValueError(f"JWT algorithm {name!r} is not accepted (supported: {', '.join(sorted(SUPPORTED_ALGORITHMS))})")
+            raise ValueError(
+                f"JWT algorithm {name!r} is not accepted (supported: {', '.join(sorted(SUPPORTED_ALGORITHMS))})"
+            )
 
 
 _EC_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
@@ -275,10 +277,13 @@ class TokenVerifier:
             return
         if not isinstance(confirmation, dict) or not isinstance(confirmation.get(CERT_THUMBPRINT_CLAIM), str):
             raise AuthenticationError(
-                "UNSUPPORTED_CONFIRMATION", "token 'cnf' claim has no x5t#S256 certificate binding this server can check"
+                "UNSUPPORTED_CONFIRMATION",
+                "token 'cnf' claim has no x5t#S256 certificate binding this server can check",
             )
         if client_certificate_der is None:
-            raise AuthenticationError("CERTIFICATE_REQUIRED", "certificate-bound token presented without a client certificate")
+            raise AuthenticationError(
+                "CERTIFICATE_REQUIRED", "certificate-bound token presented without a client certificate"
+            )
         expected = confirmation[CERT_THUMBPRINT_CLAIM].encode("ascii", "replace")
         actual = certificate_thumbprint(client_certificate_der).encode("ascii")
         if not hmac.compare_digest(expected, actual):

@@ -32,14 +32,22 @@ async def test_an_empty_catalog(store):
 async def test_the_snapshot_is_the_listings_reduced(store, clock):
     await store.upsert_dataset(
         Dataset.create(
-            "s3://bank-eu/customers", classifications=["PII.CONTACT"], origins=["DE", "FR"],
+            "s3://bank-eu/customers",
+            classifications=["PII.CONTACT"],
+            origins=["DE", "FR"],
             locations=["aws:eu-central-1", "aws:eu-west-1"],
             fields=[Field("iban", ("FINANCIAL.ACCOUNT",)), Field("email", ("PII.CONTACT", "PII"))],
         )
     )
     clock.advance()
-    await store.upsert_dataset(Dataset.create("s3://bank-in/payments", classifications=["FINANCIAL.PAYMENT"],
-                                              origins=["IN"], locations=["azure:centralindia"]))
+    await store.upsert_dataset(
+        Dataset.create(
+            "s3://bank-in/payments",
+            classifications=["FINANCIAL.PAYMENT"],
+            origins=["IN"],
+            locations=["azure:centralindia"],
+        )
+    )
     clock.advance()
     await store.upsert_dataset(Dataset.create("s3://plain"))
     clock.advance()
@@ -48,10 +56,13 @@ async def test_the_snapshot_is_the_listings_reduced(store, clock):
     await store.delete_dataset("s3://gone")
     clock.advance()
     # Lineage names "s3://derived" (a placeholder) and an edge that ends.
-    await store.record_lineage(Run("etl", "r1", transform="aggregate"), [
-        EdgeKey("s3://bank-eu/customers", "s3://derived", "etl"),
-        EdgeKey("s3://bank-in/payments", "s3://derived", "etl"),
-    ])
+    await store.record_lineage(
+        Run("etl", "r1", transform="aggregate"),
+        [
+            EdgeKey("s3://bank-eu/customers", "s3://derived", "etl"),
+            EdgeKey("s3://bank-in/payments", "s3://derived", "etl"),
+        ],
+    )
     clock.advance()
     await store.record_lineage(Run("copy", "r1"), [EdgeKey("s3://plain", "s3://bank-in/payments", "copy")])
     clock.advance()
@@ -64,7 +75,9 @@ async def test_the_snapshot_is_the_listings_reduced(store, clock):
     assert sorted(snapshot.edges) == sorted(edges)
     customers = next(row for row in snapshot.datasets if row.id == "s3://bank-eu/customers")
     assert customers == ResidencyRow(
-        "s3://bank-eu/customers", frozenset({"PII.CONTACT", "PII", "FINANCIAL.ACCOUNT"}), frozenset({"DE", "FR"}),
+        "s3://bank-eu/customers",
+        frozenset({"PII.CONTACT", "PII", "FINANCIAL.ACCOUNT"}),
+        frozenset({"DE", "FR"}),
         ("aws:eu-central-1", "aws:eu-west-1"),
     )
     assert {row.id for row in snapshot.datasets} == {"s3://bank-eu/customers", "s3://bank-in/payments", "s3://plain"}

@@ -81,8 +81,9 @@ class Residency:
         return (await self.residency.Decide(request)).decision
 
 
-async def start_residency(tmp_path: Path, clock: Clock = utc_clock, store: GraphStore | None = None,
-                          **settings_overrides) -> Residency:
+async def start_residency(
+    tmp_path: Path, clock: Clock = utc_clock, store: GraphStore | None = None, **settings_overrides
+) -> Residency:
     """A server from `create_server` (insecure, loopback, no HTTP endpoint); with `clock`, its
     router is restarted on that clock (the servicers reach the router through the app)."""
     settings = insecure_settings(tmp_path, http_listen="", **settings_overrides)
@@ -92,7 +93,8 @@ async def start_residency(tmp_path: Path, clock: Clock = utc_clock, store: Graph
         running.app.router = await Router.start(running.app, clock=clock)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     return Residency(
-        running, channel,
+        running,
+        channel,
         catalog_pb2_grpc.CatalogServiceStub(channel),
         lineage_pb2_grpc.LineageServiceStub(channel),
         residency_pb2_grpc.ResidencyServiceStub(channel),

@@ -18,12 +18,23 @@ pytestmark = pytest.mark.slow
 
 def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "router_bench.py"), "--datasets", "1000", "--seconds", "1",
-         "--workdir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "router_bench.py"),
+            "--datasets",
+            "1000",
+            "--seconds",
+            "1",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    figures = json.loads(result.stdout[result.stdout.index('{\n "figures"'):])["figures"]
+    figures = json.loads(result.stdout[result.stdout.index('{\n "figures"') :])["figures"]
     for name in (
         "Router.start (snapshot read + index build)",
         "Router.decide p50 (warm)",

@@ -17,8 +17,13 @@ EU = "s3://bank-eu/customers"
 
 
 def dataset(id=EU, **fields) -> catalog_pb2.Dataset:
-    base = dict(name="customers", owner="retail@bank.example", classifications=["PII.CONTACT"], origins=["DE"],
-                locations=["aws:eu-central-1"])
+    base = dict(
+        name="customers",
+        owner="retail@bank.example",
+        classifications=["PII.CONTACT"],
+        origins=["DE"],
+        locations=["aws:eu-central-1"],
+    )
     base.update(fields)
     return catalog_pb2.Dataset(id=id, **base)
 
@@ -29,7 +34,9 @@ def stub(channel):
 
 
 async def upsert(stub, message, expected_revision=0) -> catalog_pb2.Dataset:
-    response = await stub.UpsertDataset(catalog_pb2.UpsertDatasetRequest(dataset=message, expected_revision=expected_revision))
+    response = await stub.UpsertDataset(
+        catalog_pb2.UpsertDatasetRequest(dataset=message, expected_revision=expected_revision)
+    )
     return response.dataset
 
 
@@ -50,13 +57,25 @@ async def test_health_and_reflection(channel):
     names = set()
     async for response in responses:
         names |= {s.name for s in response.list_services_response.service}
-    assert {"domicile.v1.CatalogService", "domicile.v1.LineageService", "domicile.v1.ResidencyService",
-            "domicile.v1.PolicyService", "grpc.health.v1.Health"} <= names
+    assert {
+        "domicile.v1.CatalogService",
+        "domicile.v1.LineageService",
+        "domicile.v1.ResidencyService",
+        "domicile.v1.PolicyService",
+        "grpc.health.v1.Health",
+    } <= names
 
 
 async def test_upsert_get_round_trip_normalizes_and_sets_revision(stub):
-    stored = await upsert(stub, dataset(classifications=["PII.CONTACT", "PII.CONTACT", "FINANCIAL"], origins=["FR", "DE"],
-                                        tags={"domain": "retail"}, fields=[catalog_pb2.Field(name="email", classifications=["PII.CONTACT"])]))
+    stored = await upsert(
+        stub,
+        dataset(
+            classifications=["PII.CONTACT", "PII.CONTACT", "FINANCIAL"],
+            origins=["FR", "DE"],
+            tags={"domain": "retail"},
+            fields=[catalog_pb2.Field(name="email", classifications=["PII.CONTACT"])],
+        ),
+    )
     assert stored.revision > 0
     assert list(stored.classifications) == ["FINANCIAL", "PII.CONTACT"]
     assert list(stored.origins) == ["DE", "FR"]
@@ -67,7 +86,9 @@ async def test_upsert_get_round_trip_normalizes_and_sets_revision(stub):
 
 
 async def test_get_unknown_is_not_found(stub):
-    error = await expect_error(stub.GetDataset(catalog_pb2.GetDatasetRequest(id="s3://nope/x")), grpc.StatusCode.NOT_FOUND)
+    error = await expect_error(
+        stub.GetDataset(catalog_pb2.GetDatasetRequest(id="s3://nope/x")), grpc.StatusCode.NOT_FOUND
+    )
     assert "s3://nope/x" in error.details()
 
 
@@ -75,7 +96,9 @@ async def test_revision_conflict_is_aborted_with_details(stub):
     first = await upsert(stub, dataset())
     second = await upsert(stub, dataset(name="renamed"), expected_revision=first.revision)
     assert second.revision > first.revision
-    error = await expect_error(upsert(stub, dataset(name="stale"), expected_revision=first.revision), grpc.StatusCode.ABORTED)
+    error = await expect_error(
+        upsert(stub, dataset(name="stale"), expected_revision=first.revision), grpc.StatusCode.ABORTED
+    )
     details = details_of(error)
     assert details["reason"] == "REVISION_CONFLICT"
     assert details["metadata"]["actual_revision"] == str(second.revision)
@@ -84,8 +107,10 @@ async def test_revision_conflict_is_aborted_with_details(stub):
 
 async def test_concurrent_conflicting_upserts_exactly_one_wins(stub):
     first = await upsert(stub, dataset())
-    results = await asyncio.gather(*(upsert(stub, dataset(name=f"writer-{i}"), expected_revision=first.revision) for i in range(6)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(upsert(stub, dataset(name=f"writer-{i}"), expected_revision=first.revision) for i in range(6)),
+        return_exceptions=True,
+    )
     winners = [r for r in results if isinstance(r, catalog_pb2.Dataset)]
     losers = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert len(winners) == 1 and len(losers) == 5
@@ -113,13 +138,19 @@ async def test_invalid_datasets_are_rejected_with_field_violations(stub, message
 
 async def test_huge_bad_values_still_get_invalid_argument(stub):
     # Error messages quote bad values; a 10 KB one must not overflow the status trailer.
-    for message in (dataset(tags={"k" * 10_000: "v"}), dataset(origins=["Q" * 10_000]), dataset(classifications=["x" * 10_000])):
+    for message in (
+        dataset(tags={"k" * 10_000: "v"}),
+        dataset(origins=["Q" * 10_000]),
+        dataset(classifications=["x" * 10_000]),
+    ):
         error = await expect_error(upsert(stub, message), grpc.StatusCode.INVALID_ARGUMENT)
         assert details_of(error)["field_violations"]
 
 
 async def test_several_violations_reported_at_once(stub):
-    error = await expect_error(upsert(stub, dataset(origins=["de"], locations=["nowhere"])), grpc.StatusCode.INVALID_ARGUMENT)
+    error = await expect_error(
+        upsert(stub, dataset(origins=["de"], locations=["nowhere"])), grpc.StatusCode.INVALID_ARGUMENT
+    )
     fields = [f for f, _ in details_of(error)["field_violations"]]
     assert "dataset.origins[0]" in fields and "dataset.locations[0]" in fields
 
@@ -157,11 +188,34 @@ async def test_soft_delete_keeps_history(stub):
 
 
 async def test_list_filters(stub):
-    await upsert(stub, dataset(id="s3://a/eu", classifications=["PII.CONTACT"], origins=["DE"], locations=["aws:eu-central-1"], owner="x"))
-    await upsert(stub, dataset(id="s3://a/in", classifications=["FINANCIAL.PAYMENT"], origins=["IN"], locations=["aws:ap-south-1"], owner="y",
-                               description="Card payments"))
-    await upsert(stub, dataset(id="s3://a/field", classifications=[], origins=[], locations=[], owner="x",
-                               fields=[catalog_pb2.Field(name="mail", classifications=["PII.CONTACT.EMAIL"])]))
+    await upsert(
+        stub,
+        dataset(
+            id="s3://a/eu", classifications=["PII.CONTACT"], origins=["DE"], locations=["aws:eu-central-1"], owner="x"
+        ),
+    )
+    await upsert(
+        stub,
+        dataset(
+            id="s3://a/in",
+            classifications=["FINANCIAL.PAYMENT"],
+            origins=["IN"],
+            locations=["aws:ap-south-1"],
+            owner="y",
+            description="Card payments",
+        ),
+    )
+    await upsert(
+        stub,
+        dataset(
+            id="s3://a/field",
+            classifications=[],
+            origins=[],
+            locations=[],
+            owner="x",
+            fields=[catalog_pb2.Field(name="mail", classifications=["PII.CONTACT.EMAIL"])],
+        ),
+    )
     await upsert(stub, dataset(id="s3://a/piix", classifications=["PIIX"], origins=[], locations=[], owner="z"))
 
     async def ids(**filters):
@@ -199,9 +253,13 @@ async def test_pagination_is_stable_across_inserts(stub):
 
 
 async def test_bad_page_size_and_token(stub):
-    error = await expect_error(stub.ListDatasets(catalog_pb2.ListDatasetsRequest(page_size=5000)), grpc.StatusCode.INVALID_ARGUMENT)
+    error = await expect_error(
+        stub.ListDatasets(catalog_pb2.ListDatasetsRequest(page_size=5000)), grpc.StatusCode.INVALID_ARGUMENT
+    )
     assert details_of(error)["field_violations"][0][0] == "page_size"
-    error = await expect_error(stub.ListDatasets(catalog_pb2.ListDatasetsRequest(page_token="not-a-token")), grpc.StatusCode.INVALID_ARGUMENT)
+    error = await expect_error(
+        stub.ListDatasets(catalog_pb2.ListDatasetsRequest(page_token="not-a-token")), grpc.StatusCode.INVALID_ARGUMENT
+    )
     assert details_of(error)["field_violations"][0][0] == "page_token"
 
 

@@ -16,7 +16,9 @@ def run(server):
     runner = CliRunner()
 
     async def invoke(*args: str):
-        result = await asyncio.to_thread(runner.invoke, cli, ["--insecure", "--server", f"127.0.0.1:{server.port}", *args])
+        result = await asyncio.to_thread(
+            runner.invoke, cli, ["--insecure", "--server", f"127.0.0.1:{server.port}", *args]
+        )
         return result
 
     return invoke
@@ -26,9 +28,27 @@ pytestmark = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 async def test_put_get_list_delete_round_trip(run):
-    result = await run("dataset", "put", "s3://bank-eu-lake/loans", "--name", "Loan book", "--owner", "credit@bank.example",
-                       "-c", "PII.IDENTITY", "-o", "DE", "-o", "AT", "-l", "aws:eu-central-1", "-t", "domain=credit",
-                       "-f", "borrower_email:PII.CONTACT")
+    result = await run(
+        "dataset",
+        "put",
+        "s3://bank-eu-lake/loans",
+        "--name",
+        "Loan book",
+        "--owner",
+        "credit@bank.example",
+        "-c",
+        "PII.IDENTITY",
+        "-o",
+        "DE",
+        "-o",
+        "AT",
+        "-l",
+        "aws:eu-central-1",
+        "-t",
+        "domain=credit",
+        "-f",
+        "borrower_email:PII.CONTACT",
+    )
     assert result.exit_code == 0, result.output
     assert "s3://bank-eu-lake/loans" in result.output and "AT, DE" in result.output
 
@@ -57,8 +77,10 @@ async def test_validation_errors_are_printed_per_field(run):
 
 async def test_put_from_file(run, tmp_path):
     spec = tmp_path / "ds.yaml"
-    spec.write_text("id: s3://bank-in-lake/upi\nname: UPI payments\nclassifications: [FINANCIAL.PAYMENT]\norigins: [IN]\n"
-                    "locations: ['aws:ap-south-1']\n")
+    spec.write_text(
+        "id: s3://bank-in-lake/upi\nname: UPI payments\nclassifications: [FINANCIAL.PAYMENT]\norigins: [IN]\n"
+        "locations: ['aws:ap-south-1']\n"
+    )
     result = await run("dataset", "put", "--file", str(spec))
     assert result.exit_code == 0, result.output
     result = await run("dataset", "list", "--origin", "IN")

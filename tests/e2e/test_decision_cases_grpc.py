@@ -36,7 +36,13 @@ def verdict_of(decision: residency_pb2.Decision) -> Verdict:
         OUTCOMES[decision.outcome],
         tuple(decision.allowed_regions),
         tuple(
-            Reason(ReasonCode(r.code), r.message, rule_id=r.rule_id, citation=r.citation, lineage_path=tuple(r.lineage_path))
+            Reason(
+                ReasonCode(r.code),
+                r.message,
+                rule_id=r.rule_id,
+                citation=r.citation,
+                lineage_path=tuple(r.lineage_path),
+            )
             for r in decision.reasons
         ),
     )
@@ -58,8 +64,15 @@ async def servers(tmp_path_factory):
             for d in case_file.catalog.datasets:
                 await harness.put(d.id, classifications=d.classifications, origins=d.origins, locations=d.locations)
             for run in case_file.catalog.lineage:
-                await harness.lineage.RecordLineage(lineage_pb2.RecordLineageRequest(
-                    job=run.job, run_id=f"{run.job}-run", inputs=run.inputs, outputs=run.outputs, transform=run.transform))
+                await harness.lineage.RecordLineage(
+                    lineage_pb2.RecordLineageRequest(
+                        job=run.job,
+                        run_id=f"{run.job}-run",
+                        inputs=run.inputs,
+                        outputs=run.outputs,
+                        transform=run.transform,
+                    )
+                )
         return started[case_file.path]
 
     yield server_for
@@ -79,7 +92,9 @@ def _params() -> list:
 async def test_decision_case_over_grpc(case_file: CaseFile, case: Case, servers) -> None:
     harness, clock = await servers(case_file)
     clock.now = case.now
-    request = residency_pb2.DecideRequest(dataset_id=case.dataset, operation=OPERATIONS[case.operation], region=case.region)
+    request = residency_pb2.DecideRequest(
+        dataset_id=case.dataset, operation=OPERATIONS[case.operation], region=case.region
+    )
     try:
         outcome: Verdict | grpc.aio.AioRpcError = verdict_of((await harness.residency.Decide(request)).decision)
     except grpc.aio.AioRpcError as error:

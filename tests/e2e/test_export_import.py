@@ -27,13 +27,26 @@ async def build_catalog_with_history(uri: str):
         await load_demo_catalog(store)
         before = await store.get_dataset("s3://bank-eu-lake/customers")
         updated = await store.upsert_dataset(
-            before.__class__.create(before.id, name="renamed", classifications=["PII"], origins=["DE"], locations=["aws:eu-west-1"]),
+            before.__class__.create(
+                before.id, name="renamed", classifications=["PII"], origins=["DE"], locations=["aws:eu-west-1"]
+            ),
             principal="alice",
         )
-        await store.end_edges([EdgeKey("s3://bank-in-lake/card-payments", "s3://bank-global-analytics/payment-volumes-by-country",
-                                       "payment-volumes")], principal="bob")
+        await store.end_edges(
+            [
+                EdgeKey(
+                    "s3://bank-in-lake/card-payments",
+                    "s3://bank-global-analytics/payment-volumes-by-country",
+                    "payment-volumes",
+                )
+            ],
+            principal="bob",
+        )
         await store.delete_dataset("bigquery://bank-marketing/eu.customer_segments", principal="carol")
-        await store.record_lineage(Run("late-job", "r-late", "aws:eu-west-1"), [EdgeKey("s3://bank-eu-lake/customers", "s3://new/placeholder", "late-job")])
+        await store.record_lineage(
+            Run("late-job", "r-late", "aws:eu-west-1"),
+            [EdgeKey("s3://bank-eu-lake/customers", "s3://new/placeholder", "late-job")],
+        )
         return [before.update_time, updated.update_time, updated.update_time + timedelta(seconds=3600)]
     finally:
         await store.close()
@@ -46,7 +59,10 @@ async def snapshot(uri: str, instants) -> list:
         views = []
         for at in instants:
             page = await store.list_datasets(DatasetFilter(), PageRequest(size=1000), as_of=at)
-            datasets = [(d.id, d.name, d.classifications, d.locations, d.revision, d.placeholder, d.updated_by) for d in page.items]
+            datasets = [
+                (d.id, d.name, d.classifications, d.locations, d.revision, d.placeholder, d.updated_by)
+                for d in page.items
+            ]
             walks = []
             for d in page.items:
                 t = await store.traverse(d.id, Direction.BOTH, max_depth=10, as_of=at)
@@ -76,7 +92,11 @@ async def test_round_trip_sqlite_neo4j_sqlite(tmp_path, neo4j_uri):
     await invoke("import", str(tmp_path / "two.jsonl"), "--store", back)
     await invoke("export", "--store", back, "-o", str(tmp_path / "three.jsonl"))
 
-    assert (tmp_path / "one.jsonl").read_text() == (tmp_path / "two.jsonl").read_text() == (tmp_path / "three.jsonl").read_text()
+    assert (
+        (tmp_path / "one.jsonl").read_text()
+        == (tmp_path / "two.jsonl").read_text()
+        == (tmp_path / "three.jsonl").read_text()
+    )
     expected = await snapshot(source, instants)
     assert await snapshot(neo4j_uri, instants) == expected
     assert await snapshot(back, instants) == expected
@@ -86,7 +106,9 @@ async def test_import_refuses_a_non_empty_store(tmp_path):
     source = f"sqlite:///{tmp_path / 'source.db'}"
     await build_catalog_with_history(source)
     await invoke("export", "--store", source, "-o", str(tmp_path / "one.jsonl"))
-    result = await asyncio.to_thread(CliRunner().invoke, cli, ["import", str(tmp_path / "one.jsonl"), "--store", source])
+    result = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["import", str(tmp_path / "one.jsonl"), "--store", source]
+    )
     assert result.exit_code == 1 and "empty" in result.output
 
 

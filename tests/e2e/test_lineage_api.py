@@ -27,7 +27,9 @@ async def record(stub, job, run_id, inputs, outputs, **extra) -> lineage_pb2.Rec
     )
 
 
-async def lineage(stub, dataset_id, direction=UP, max_depth=0, as_of: datetime | None = None) -> lineage_pb2.GetLineageResponse:
+async def lineage(
+    stub, dataset_id, direction=UP, max_depth=0, as_of: datetime | None = None
+) -> lineage_pb2.GetLineageResponse:
     request = lineage_pb2.GetLineageRequest(dataset_id=dataset_id, direction=direction, max_depth=max_depth)
     if as_of is not None:
         request.as_of.CopyFrom(to_timestamp(as_of))
@@ -51,8 +53,16 @@ async def expect_error(awaitable, code: grpc.StatusCode) -> grpc.aio.AioRpcError
 
 async def test_record_creates_every_pair_labelled_and_placeholders(stub, channel):
     event_time = datetime(2026, 11, 29, 23, 0, tzinfo=timezone.utc)
-    response = await record(stub, "spark/join", "run-1", ["s3://eu/a", "s3://eu/b"], ["s3://eu/c", "s3://eu/d"],
-                            transform="aggregate", run_region="aws:eu-central-1", event_time=to_timestamp(event_time))
+    response = await record(
+        stub,
+        "spark/join",
+        "run-1",
+        ["s3://eu/a", "s3://eu/b"],
+        ["s3://eu/c", "s3://eu/d"],
+        transform="aggregate",
+        run_region="aws:eu-central-1",
+        event_time=to_timestamp(event_time),
+    )
     assert response.edges_created == 4
     assert response.catalog_revision > 0
 
@@ -109,7 +119,9 @@ async def test_as_of_returns_the_graph_as_it_was(stub):
     t1 = await instant()
     await record(stub, "report", "r2", ["s3://h/clean"], ["s3://h/report"])
     t2 = await instant()
-    ended = await stub.EndLineage(lineage_pb2.EndLineageRequest(job="ingest", inputs=["s3://h/raw"], outputs=["s3://h/clean"]))
+    ended = await stub.EndLineage(
+        lineage_pb2.EndLineageRequest(job="ingest", inputs=["s3://h/raw"], outputs=["s3://h/clean"])
+    )
     assert ended.edges_ended == 1
     t3 = await instant()
     await record(stub, "ingest-v2", "r3", ["s3://h/raw-v2"], ["s3://h/clean"])
@@ -117,9 +129,17 @@ async def test_as_of_returns_the_graph_as_it_was(stub):
 
     await expect_error(lineage(stub, "s3://h/report", as_of=t0), grpc.StatusCode.NOT_FOUND)
     await expect_error(lineage(stub, "s3://h/report", as_of=t1), grpc.StatusCode.NOT_FOUND)
-    assert depths(await lineage(stub, "s3://h/report", as_of=t2)) == {"s3://h/report": 0, "s3://h/clean": 1, "s3://h/raw": 2}
+    assert depths(await lineage(stub, "s3://h/report", as_of=t2)) == {
+        "s3://h/report": 0,
+        "s3://h/clean": 1,
+        "s3://h/raw": 2,
+    }
     assert depths(await lineage(stub, "s3://h/report", as_of=t3)) == {"s3://h/report": 0, "s3://h/clean": 1}
-    assert depths(await lineage(stub, "s3://h/report", as_of=t4)) == {"s3://h/report": 0, "s3://h/clean": 1, "s3://h/raw-v2": 2}
+    assert depths(await lineage(stub, "s3://h/report", as_of=t4)) == {
+        "s3://h/report": 0,
+        "s3://h/clean": 1,
+        "s3://h/raw-v2": 2,
+    }
     assert depths(await lineage(stub, "s3://h/clean", as_of=t1)) == {"s3://h/clean": 0, "s3://h/raw": 1}
     # Now: the ended edge is gone from the current graph; history keeps it with its end time.
     assert pairs(await lineage(stub, "s3://h/raw", DOWN)) == set()
@@ -186,8 +206,16 @@ async def test_node_limit_is_reported(tmp_path):
 
 async def test_invalid_requests_name_their_fields(stub):
     error = await expect_error(
-        stub.RecordLineage(lineage_pb2.RecordLineageRequest(job="", run_id="r", run_region="aws:nowhere", inputs=[""],
-                                                            outputs=["s3://ok/x"], transform="drop table;")),
+        stub.RecordLineage(
+            lineage_pb2.RecordLineageRequest(
+                job="",
+                run_id="r",
+                run_region="aws:nowhere",
+                inputs=[""],
+                outputs=["s3://ok/x"],
+                transform="drop table;",
+            )
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     fields = {f for f, _ in details_of(error)["field_violations"]}
@@ -199,7 +227,9 @@ async def test_invalid_requests_name_their_fields(stub):
 
     future = datetime.now(timezone.utc) + timedelta(days=1)
     error = await expect_error(
-        stub.EndLineage(lineage_pb2.EndLineageRequest(job="j", inputs=["s3://a"], outputs=["s3://b"], end_time=to_timestamp(future))),
+        stub.EndLineage(
+            lineage_pb2.EndLineageRequest(job="j", inputs=["s3://a"], outputs=["s3://b"], end_time=to_timestamp(future))
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert [f for f, _ in details_of(error)["field_violations"]] == ["end_time"]

@@ -19,7 +19,9 @@ def run(server):
     runner = CliRunner()
 
     async def invoke(*args: str):
-        return await asyncio.to_thread(runner.invoke, cli, ["--insecure", "--server", f"127.0.0.1:{server.port}", *args])
+        return await asyncio.to_thread(
+            runner.invoke, cli, ["--insecure", "--server", f"127.0.0.1:{server.port}", *args]
+        )
 
     return invoke
 
@@ -32,13 +34,33 @@ async def ok(run, *args: str) -> str:
 
 async def build(run) -> None:
     await ok(run, "lineage", "record", "--job", "ingest", "--run-id", "r1", "-i", "s3://l/raw", "-o", "s3://l/clean")
-    await ok(run, "lineage", "record", "--job", "rollup", "--run-id", "r2", "-i", "s3://l/clean", "-i", "s3://l/fx",
-             "-o", "s3://l/report", "--transform", "aggregate", "--run-region", "aws:eu-central-1",
-             "--event-time", "2026-11-30T09:00:00Z")
+    await ok(
+        run,
+        "lineage",
+        "record",
+        "--job",
+        "rollup",
+        "--run-id",
+        "r2",
+        "-i",
+        "s3://l/clean",
+        "-i",
+        "s3://l/fx",
+        "-o",
+        "s3://l/report",
+        "--transform",
+        "aggregate",
+        "--run-region",
+        "aws:eu-central-1",
+        "--event-time",
+        "2026-11-30T09:00:00Z",
+    )
 
 
 async def test_record_and_show_tree(run):
-    output = await ok(run, "lineage", "record", "--job", "ingest", "--run-id", "r1", "-i", "s3://l/raw", "-o", "s3://l/clean")
+    output = await ok(
+        run, "lineage", "record", "--job", "ingest", "--run-id", "r1", "-i", "s3://l/raw", "-o", "s3://l/clean"
+    )
     assert "1 edge(s) created" in output
     await build(run)
     tree = await ok(run, "lineage", "show", "s3://l/report")
@@ -61,7 +83,11 @@ async def test_show_json_and_as_of(run):
     await asyncio.sleep(0.05)
     await build(run)
     data = json.loads(await ok(run, "lineage", "show", "s3://l/clean", "--both", "--depth", "1", "--json"))
-    assert {n["dataset_id"]: n.get("depth", 0) for n in data["nodes"]} == {"s3://l/clean": 0, "s3://l/raw": 1, "s3://l/report": 1}
+    assert {n["dataset_id"]: n.get("depth", 0) for n in data["nodes"]} == {
+        "s3://l/clean": 0,
+        "s3://l/raw": 1,
+        "s3://l/report": 1,
+    }
     assert data.get("complete", False) is False and data["incomplete_reason"] == "max_depth"
     result = await run("lineage", "show", "s3://l/clean", "--as-of", before)
     assert result.exit_code == 1 and "NOT_FOUND" in result.output
@@ -72,7 +98,10 @@ async def test_export_json_and_dot(run, tmp_path):
     exported = json.loads(await ok(run, "lineage", "export", "s3://l/report", "--format", "json"))
     assert exported["root"] == "s3://l/report" and exported["direction"] == "upstream"
     assert {(e["input"], e["output"], e["transform"]) for e in exported["edges"]} == {
-        ("s3://l/raw", "s3://l/clean", ""), ("s3://l/clean", "s3://l/report", "aggregate"), ("s3://l/fx", "s3://l/report", "aggregate")}
+        ("s3://l/raw", "s3://l/clean", ""),
+        ("s3://l/clean", "s3://l/report", "aggregate"),
+        ("s3://l/fx", "s3://l/report", "aggregate"),
+    }
 
     target = tmp_path / "lineage.dot"
     await ok(run, "lineage", "export", "s3://l/report", "--format", "dot", "-O", str(target))

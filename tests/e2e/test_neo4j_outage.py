@@ -197,12 +197,15 @@ async def test_grpc_catalog_answers_unavailable_during_an_outage_and_recovers(se
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-            written = await stub.UpsertDataset(catalog_pb2.UpsertDatasetRequest(
-                dataset=catalog_pb2.Dataset(id="s3://outage/grpc", origins=["DE"])))
+            written = await stub.UpsertDataset(
+                catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://outage/grpc", origins=["DE"]))
+            )
             await asyncio.to_thread(server.stop)
-            for call in (stub.GetDataset(catalog_pb2.GetDatasetRequest(id="s3://outage/grpc")),
-                         stub.ListDatasets(catalog_pb2.ListDatasetsRequest()),
-                         stub.UpsertDataset(catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://outage/x")))):
+            for call in (
+                stub.GetDataset(catalog_pb2.GetDatasetRequest(id="s3://outage/grpc")),
+                stub.ListDatasets(catalog_pb2.ListDatasetsRequest()),
+                stub.UpsertDataset(catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://outage/x"))),
+            ):
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await asyncio.wait_for(call, OUTAGE_REPORT_SECONDS)
                 assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()

@@ -89,8 +89,16 @@ async def emit(client: OpenLineageClient, event: RunEvent) -> None:
     await asyncio.to_thread(client.emit, event)
 
 
-def run_event(state=RunState.COMPLETE, *, run_id=None, inputs=(), outputs=(), run_facets=None, job="daily.customer_rollup",
-              event_time: str | None = None) -> RunEvent:
+def run_event(
+    state=RunState.COMPLETE,
+    *,
+    run_id=None,
+    inputs=(),
+    outputs=(),
+    run_facets=None,
+    job="daily.customer_rollup",
+    event_time: str | None = None,
+) -> RunEvent:
     return RunEvent(
         eventType=state,
         eventTime=event_time or datetime.now(timezone.utc).isoformat(),
@@ -126,27 +134,44 @@ async def test_openlineage_client_event_records_lineage_and_dataset_attributes(s
         "s3://bank-eu",
         "customers",
         facets={
-            "tags": tags_dataset.TagsDatasetFacet(tags=[
-                tags_dataset.TagsDatasetFacetFields(key="classification", value="pii"),
-                tags_dataset.TagsDatasetFacetFields(key="classification", value="PII.CONTACT", field="email"),
-            ]),
-            "schema": schema_dataset.SchemaDatasetFacet(fields=[
-                schema_dataset.SchemaDatasetFacetFields(name="email", type="STRING"),
-                schema_dataset.SchemaDatasetFacetFields(name="country", type="STRING"),
-            ]),
+            "tags": tags_dataset.TagsDatasetFacet(
+                tags=[
+                    tags_dataset.TagsDatasetFacetFields(key="classification", value="pii"),
+                    tags_dataset.TagsDatasetFacetFields(key="classification", value="PII.CONTACT", field="email"),
+                ]
+            ),
+            "schema": schema_dataset.SchemaDatasetFacet(
+                fields=[
+                    schema_dataset.SchemaDatasetFacetFields(name="email", type="STRING"),
+                    schema_dataset.SchemaDatasetFacetFields(name="country", type="STRING"),
+                ]
+            ),
             "residency": ResidencyDatasetFacet(region="aws:eu-central-1", origins=["DE", "FR"]),
         },
     )
-    payments = InputDataset("s3://bank-in", "card-payments", facets={
-        "residency": ResidencyDatasetFacet(region="aws:ap-south-1", origins=["IN"], classifications=["FINANCIAL.PAYMENT"]),
-    })
+    payments = InputDataset(
+        "s3://bank-in",
+        "card-payments",
+        facets={
+            "residency": ResidencyDatasetFacet(
+                region="aws:ap-south-1", origins=["IN"], classifications=["FINANCIAL.PAYMENT"]
+            ),
+        },
+    )
     rollup = OutputDataset("s3://bank-eu", "rollup")
-    event = run_event(inputs=[customers, payments], outputs=[rollup],
-                      run_facets={"residency": ResidencyRunFacet(region="aws:eu-west-1", transform="aggregate")})
+    event = run_event(
+        inputs=[customers, payments],
+        outputs=[rollup],
+        run_facets={"residency": ResidencyRunFacet(region="aws:eu-west-1", transform="aggregate")},
+    )
     await emit(ol_client(server), event)
 
     stored = await get(catalog, "s3://bank-eu/customers")
-    assert (list(stored.classifications), list(stored.origins), list(stored.locations)) == (["PII"], ["DE", "FR"], ["aws:eu-central-1"])
+    assert (list(stored.classifications), list(stored.origins), list(stored.locations)) == (
+        ["PII"],
+        ["DE", "FR"],
+        ["aws:eu-central-1"],
+    )
     assert [(f.name, list(f.classifications)) for f in stored.fields] == [("email", ["PII.CONTACT"])]
     assert not stored.placeholder
     payments_stored = await get(catalog, "s3://bank-in/card-payments")
@@ -164,42 +189,65 @@ async def test_openlineage_client_event_records_lineage_and_dataset_attributes(s
 
 @sqlite_only
 async def test_gzip_compressed_events_are_accepted(server, lineage):
-    await emit(ol_client(server, compression=HttpCompression.GZIP),
-               run_event(inputs=[InputDataset("s3://z", "in")], outputs=[OutputDataset("s3://z", "out")]))
+    await emit(
+        ol_client(server, compression=HttpCompression.GZIP),
+        run_event(inputs=[InputDataset("s3://z", "in")], outputs=[OutputDataset("s3://z", "out")]),
+    )
     answer = await lineage.GetLineage(lineage_pb2.GetLineageRequest(dataset_id="s3://z/out"))
     assert {n.dataset_id for n in answer.nodes} == {"s3://z/out", "s3://z/in"}
 
 
 @sqlite_only
 async def test_event_facets_add_to_what_the_catalog_holds(server, catalog):
-    original = catalog_pb2.Dataset(id="s3://bank-eu/customers", name="Customers", owner="retail@bank.example",
-                                   description="master data", classifications=["PII.IDENTITY"], origins=["AT"],
-                                   locations=["aws:eu-west-1"], tags={"domain": "retail"},
-                                   fields=[catalog_pb2.Field(name="email", classifications=["PII.CONTACT"])])
+    original = catalog_pb2.Dataset(
+        id="s3://bank-eu/customers",
+        name="Customers",
+        owner="retail@bank.example",
+        description="master data",
+        classifications=["PII.IDENTITY"],
+        origins=["AT"],
+        locations=["aws:eu-west-1"],
+        tags={"domain": "retail"},
+        fields=[catalog_pb2.Field(name="email", classifications=["PII.CONTACT"])],
+    )
     await catalog.UpsertDataset(catalog_pb2.UpsertDatasetRequest(dataset=original))
-    dataset = InputDataset("s3://bank-eu", "customers", facets={
-        "tags": tags_dataset.TagsDatasetFacet(tags=[
-            tags_dataset.TagsDatasetFacetFields(key="classification", value="FINANCIAL.ACCOUNT", field="iban"),
-            tags_dataset.TagsDatasetFacetFields(key="classification", value="PII.BIOMETRIC", field="email"),
-        ]),
-        "residency": ResidencyDatasetFacet(region="aws:eu-central-1", origins=["DE"]),
-    })
+    dataset = InputDataset(
+        "s3://bank-eu",
+        "customers",
+        facets={
+            "tags": tags_dataset.TagsDatasetFacet(
+                tags=[
+                    tags_dataset.TagsDatasetFacetFields(key="classification", value="FINANCIAL.ACCOUNT", field="iban"),
+                    tags_dataset.TagsDatasetFacetFields(key="classification", value="PII.BIOMETRIC", field="email"),
+                ]
+            ),
+            "residency": ResidencyDatasetFacet(region="aws:eu-central-1", origins=["DE"]),
+        },
+    )
     await emit(ol_client(server), run_event(inputs=[dataset], outputs=[OutputDataset("s3://bank-eu", "out")]))
 
     merged = await get(catalog, "s3://bank-eu/customers")
     assert (merged.name, merged.owner, merged.description, dict(merged.tags)) == (
-        "Customers", "retail@bank.example", "master data", {"domain": "retail"})
+        "Customers",
+        "retail@bank.example",
+        "master data",
+        {"domain": "retail"},
+    )
     assert list(merged.classifications) == ["PII.IDENTITY"]
     assert list(merged.origins) == ["AT", "DE"]
     assert list(merged.locations) == ["aws:eu-central-1", "aws:eu-west-1"]
     assert {f.name: list(f.classifications) for f in merged.fields} == {
-        "email": ["PII.BIOMETRIC", "PII.CONTACT"], "iban": ["FINANCIAL.ACCOUNT"]}
+        "email": ["PII.BIOMETRIC", "PII.CONTACT"],
+        "iban": ["FINANCIAL.ACCOUNT"],
+    }
 
 
 @sqlite_only
 async def test_redelivered_event_changes_nothing(server):
-    event = run_event(inputs=[InputDataset("s3://r", "in", facets={"residency": ResidencyDatasetFacet(region="aws:eu-west-1")})],
-                      outputs=[OutputDataset("s3://r", "out")])
+    event = run_event(
+        inputs=[InputDataset("s3://r", "in", facets={"residency": ResidencyDatasetFacet(region="aws:eu-west-1")})],
+        outputs=[OutputDataset("s3://r", "out")],
+    )
     client = ol_client(server)
     await emit(client, event)
     revision = await revision_of(server)
@@ -216,34 +264,62 @@ async def test_only_complete_and_running_events_record_lineage(server, lineage):
         await emit(client, run_event(state, run_id=run_id, inputs=inputs, outputs=[OutputDataset("s3://s", "failed")]))
     assert await revision_of(server) == 0
 
-    await emit(client, run_event(RunState.RUNNING, run_id=run_id, inputs=inputs, outputs=[OutputDataset("s3://s", "early")],
-                                 event_time="2026-11-30T10:00:00Z"))
-    await emit(client, run_event(RunState.COMPLETE, run_id=run_id, inputs=inputs,
-                                 outputs=[OutputDataset("s3://s", "early"), OutputDataset("s3://s", "late")]))
-    answer = await lineage.GetLineage(lineage_pb2.GetLineageRequest(dataset_id="s3://s/in", direction=lineage_pb2.DIRECTION_DOWNSTREAM))
+    await emit(
+        client,
+        run_event(
+            RunState.RUNNING,
+            run_id=run_id,
+            inputs=inputs,
+            outputs=[OutputDataset("s3://s", "early")],
+            event_time="2026-11-30T10:00:00Z",
+        ),
+    )
+    await emit(
+        client,
+        run_event(
+            RunState.COMPLETE,
+            run_id=run_id,
+            inputs=inputs,
+            outputs=[OutputDataset("s3://s", "early"), OutputDataset("s3://s", "late")],
+        ),
+    )
+    answer = await lineage.GetLineage(
+        lineage_pb2.GetLineageRequest(dataset_id="s3://s/in", direction=lineage_pb2.DIRECTION_DOWNSTREAM)
+    )
     assert {n.dataset_id for n in answer.nodes} == {"s3://s/in", "s3://s/early", "s3://s/late"}
 
 
 async def post(server, body: bytes | str, content_type: str = "application/json") -> tuple[int, dict]:
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"http://127.0.0.1:{server.http_port}/api/v1/lineage", data=body,
-                                headers={"Content-Type": content_type}) as response:
+        async with session.post(
+            f"http://127.0.0.1:{server.http_port}/api/v1/lineage", data=body, headers={"Content-Type": content_type}
+        ) as response:
             return response.status, await response.json()
 
 
 @sqlite_only
 async def test_malformed_event_is_refused_with_400_and_changes_nothing(server, catalog):
-    await catalog.UpsertDataset(catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://m/in", owner="o")))
+    await catalog.UpsertDataset(
+        catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://m/in", owner="o"))
+    )
     revision = await revision_of(server)
     before = await get(catalog, "s3://m/in")
 
-    good_dataset = {"namespace": "s3://m", "name": "in", "facets": {"residency": {"region": "aws:eu-west-1", "origins": ["DE"]}}}
+    good_dataset = {
+        "namespace": "s3://m",
+        "name": "in",
+        "facets": {"residency": {"region": "aws:eu-west-1", "origins": ["DE"]}},
+    }
     bad_output = {"namespace": "s3://m", "name": "out", "facets": {"residency": {"region": "aws:no-such-region"}}}
     event = {
-        "eventType": "COMPLETE", "eventTime": "2026-11-30T10:00:00Z", "producer": PRODUCER,
+        "eventType": "COMPLETE",
+        "eventTime": "2026-11-30T10:00:00Z",
+        "producer": PRODUCER,
         "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
-        "run": {"runId": str(uuid.uuid4())}, "job": {"namespace": "airflow-eu", "name": "j"},
-        "inputs": [good_dataset], "outputs": [bad_output],
+        "run": {"runId": str(uuid.uuid4())},
+        "job": {"namespace": "airflow-eu", "name": "j"},
+        "inputs": [good_dataset],
+        "outputs": [bad_output],
     }
     status, body = await post(server, json.dumps(event))
     assert status == 400
@@ -277,20 +353,28 @@ async def test_bodies_that_are_not_events(server, body, content_type, status, fi
 
 @sqlite_only
 async def test_client_sees_the_refusal(server):
-    event = run_event(inputs=[InputDataset("s3://x", "in", facets={"residency": ResidencyDatasetFacet(origins=["Germany"])})],
-                      outputs=[OutputDataset("s3://x", "out")])
+    event = run_event(
+        inputs=[InputDataset("s3://x", "in", facets={"residency": ResidencyDatasetFacet(origins=["Germany"])})],
+        outputs=[OutputDataset("s3://x", "out")],
+    )
     with pytest.raises(Exception) as info:
         await emit(ol_client(server), event)
     assert "400" in str(info.value)
 
 
 async def test_namespace_map_sets_locations(tmp_path):
-    settings = insecure_settings(tmp_path, lineage={"namespace_regions": {"s3://bank-eu-*": "aws:eu-central-1",
-                                                                          "airflow-eu": "aws:eu-west-1"}})
+    settings = insecure_settings(
+        tmp_path, lineage={"namespace_regions": {"s3://bank-eu-*": "aws:eu-central-1", "airflow-eu": "aws:eu-west-1"}}
+    )
     running = await create_server(settings)
     try:
-        await emit(ol_client(running), run_event(inputs=[InputDataset("s3://bank-eu-lake", "customers")],
-                                                 outputs=[OutputDataset("s3://bank-us-lake", "copy")]))
+        await emit(
+            ol_client(running),
+            run_event(
+                inputs=[InputDataset("s3://bank-eu-lake", "customers")],
+                outputs=[OutputDataset("s3://bank-us-lake", "copy")],
+            ),
+        )
         mapped = await running.app.store.get_dataset("s3://bank-eu-lake/customers")
         assert mapped.locations == ("aws:eu-central-1",) and not mapped.placeholder
         unmapped = await running.app.store.get_dataset("s3://bank-us-lake/copy")
@@ -302,21 +386,35 @@ async def test_namespace_map_sets_locations(tmp_path):
 async def test_secured_endpoint_records_the_token_subject_as_principal(tmp_path):
     """Over TLS with a JWT (`--dev`), as a pipeline would send: the subject of the API-key
     token is the principal of the writes."""
-    settings = load_settings(dev=True, listen="127.0.0.1:0", http_listen="127.0.0.1:0",
-                             store=f"sqlite:///{tmp_path / 'catalog.db'}", data_dir=tmp_path)
+    settings = load_settings(
+        dev=True,
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        store=f"sqlite:///{tmp_path / 'catalog.db'}",
+        data_dir=tmp_path,
+    )
     running = await create_server(settings)
     try:
         paths = dev_paths(tmp_path)
         token = mint_dev_token(tmp_path, scopes=["lineage:write"], subject="airflow-eu")
-        transport = HttpTransport(HttpConfig.from_dict({
-            "url": f"https://localhost:{running.http_port}",
-            "auth": {"type": "api_key", "apiKey": token},
-            "sslContext": {"caCertPath": str(paths.ca_cert), "clientCertPath": str(paths.client_cert),
-                           "clientKeyPath": str(paths.client_key)},
-            "retry": {"total": 0},
-        }))
-        event = run_event(inputs=[InputDataset("s3://p", "in", facets={"residency": ResidencyDatasetFacet(region="aws:eu-west-1")})],
-                          outputs=[OutputDataset("s3://p", "out")])
+        transport = HttpTransport(
+            HttpConfig.from_dict(
+                {
+                    "url": f"https://localhost:{running.http_port}",
+                    "auth": {"type": "api_key", "apiKey": token},
+                    "sslContext": {
+                        "caCertPath": str(paths.ca_cert),
+                        "clientCertPath": str(paths.client_cert),
+                        "clientKeyPath": str(paths.client_key),
+                    },
+                    "retry": {"total": 0},
+                }
+            )
+        )
+        event = run_event(
+            inputs=[InputDataset("s3://p", "in", facets={"residency": ResidencyDatasetFacet(region="aws:eu-west-1")})],
+            outputs=[OutputDataset("s3://p", "out")],
+        )
         await emit(OpenLineageClient(transport=transport), event)
         assert (await running.app.store.get_dataset("s3://p/in")).updated_by == "airflow-eu"
         assert (await running.app.store.get_dataset("s3://p/out")).updated_by == "airflow-eu"

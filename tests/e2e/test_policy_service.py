@@ -61,8 +61,11 @@ async def test_an_invalid_policy_is_rejected_with_line_numbers_and_the_old_one_s
 
 async def test_set_policy_activates_a_new_version_and_dry_run_does_not(residency):
     await residency.put(CUSTOMERS, classifications=["PII"], origins=["DE"])
-    everywhere = revised("2026.12.1", ("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}"),
-                         ("  - {id: \"onprem:fra-dc1\"", "  - {id: \"onprem:ber-dc2\", country: DE}\n  - {id: \"onprem:fra-dc1\""))
+    everywhere = revised(
+        "2026.12.1",
+        ("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}"),
+        ('  - {id: "onprem:fra-dc1"', '  - {id: "onprem:ber-dc2", country: DE}\n  - {id: "onprem:fra-dc1"'),
+    )
     dry = await set_policy(residency, everywhere, dry_run=True)
     assert (dry.version, dry.applied, list(dry.errors)) == ("2026.12.1", False, [])
     assert (await active(residency)).version == "2026.11.1"
@@ -101,8 +104,13 @@ async def test_a_declassifier_change_recomputes_effective_attributes(residency):
     await residency.derive([CUSTOMERS], [masked], transform="mask")
     await residency.put(masked)
     assert (await residency.decide(masked, US)).outcome == DENY
-    with_mask = revised("2026.12.1", ("  - {transform: anonymize, removes: [PII]}",
-                                      "  - {transform: anonymize, removes: [PII]}\n  - {transform: mask, removes: [PII]}"))
+    with_mask = revised(
+        "2026.12.1",
+        (
+            "  - {transform: anonymize, removes: [PII]}",
+            "  - {transform: anonymize, removes: [PII]}\n  - {transform: mask, removes: [PII]}",
+        ),
+    )
     assert (await set_policy(residency, with_mask)).applied
     assert (await residency.decide(masked, US)).outcome == ALLOW
     explained = await residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id=masked))
@@ -119,8 +127,10 @@ async def test_policy_impact_reports_changes_without_applying(residency):
     # no longer declassifies payment data (so the kpis stored in the US become a violation).
     candidate = revised(
         "2026.12.1",
-        ("    store:   {allow: [EU_PLUS_ADEQUATE]}\n    process: {allow: [EU_PLUS_ADEQUATE]}",
-         "    store:   {allow: [EEA]}\n    process: {allow: [EU_PLUS_ADEQUATE]}"),
+        (
+            "    store:   {allow: [EU_PLUS_ADEQUATE]}\n    process: {allow: [EU_PLUS_ADEQUATE]}",
+            "    store:   {allow: [EEA]}\n    process: {allow: [EU_PLUS_ADEQUATE]}",
+        ),
         ("  - {transform: aggregate, removes: [PII, FINANCIAL.PAYMENT]}", "  - {transform: aggregate, removes: [PII]}"),
     )
     response = await residency.policy.PolicyImpact(policy_pb2.PolicyImpactRequest(policy_yaml=candidate))
@@ -137,5 +147,7 @@ async def test_policy_impact_reports_changes_without_applying(residency):
     assert (await active(residency)).version == "2026.11.1"
     assert (await residency.decide("s3://lake/kpis", US)).outcome == ALLOW
 
-    broken = await residency.policy.PolicyImpact(policy_pb2.PolicyImpactRequest(policy_yaml=BROKEN_POLICY.read_text("utf-8")))
+    broken = await residency.policy.PolicyImpact(
+        policy_pb2.PolicyImpactRequest(policy_yaml=BROKEN_POLICY.read_text("utf-8"))
+    )
     assert broken.errors and not broken.changes

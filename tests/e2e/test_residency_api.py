@@ -108,10 +108,13 @@ async def test_batch_decide_answers_in_order_and_validates_each_request(residenc
         got = await residency.residency.GetDecision(residency_pb2.GetDecisionRequest(decision_id=decision.decision_id))
         assert got.decision == decision
 
-    bad = [residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region=US),
-           residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region="aws:nowhere-1")]
+    bad = [
+        residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region=US),
+        residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region="aws:nowhere-1"),
+    ]
     details = await expect_error(
-        residency.residency.BatchDecide(residency_pb2.BatchDecideRequest(requests=bad)), grpc.StatusCode.INVALID_ARGUMENT
+        residency.residency.BatchDecide(residency_pb2.BatchDecideRequest(requests=bad)),
+        grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert [f for f, _ in details["field_violations"]] == ["requests[1].region"]
     too_many = [residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region=US)] * (MAX_BATCH + 1)
@@ -134,9 +137,13 @@ async def test_batch_decide_reads_any_valid_request_and_refuses_malformed_bytes(
     plain = residency_pb2.BatchDecideRequest(
         requests=[residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region=US)]
     ).SerializeToString()
-    unusual = plain + residency_pb2.BatchDecideRequest(
-        requests=[residency_pb2.DecideRequest(dataset_id="s3://nowhere/é", operation=PROCESS, region=FRANKFURT)]
-    ).SerializeToString() + b"\x10\x01"
+    unusual = (
+        plain
+        + residency_pb2.BatchDecideRequest(
+            requests=[residency_pb2.DecideRequest(dataset_id="s3://nowhere/é", operation=PROCESS, region=FRANKFURT)]
+        ).SerializeToString()
+        + b"\x10\x01"
+    )
     for data, expected in ((plain, [(CUSTOMERS, DENY)]), (unusual, [(CUSTOMERS, DENY), ("s3://nowhere/é", DENY)])):
         response = await raw(data)
         assert [(d.dataset_id, d.outcome) for d in response.decisions] == expected
@@ -150,7 +157,9 @@ async def test_batch_decide_reads_any_valid_request_and_refuses_malformed_bytes(
 async def test_route_picks_the_first_allowed_candidate(residency):
     await residency.put(CUSTOMERS, classifications=["PII"], origins=["DE"])
     response = await residency.residency.Route(
-        residency_pb2.RouteRequest(dataset_id=CUSTOMERS, operation=STORE, candidates=[US, "gcp:europe-west6", FRANKFURT])
+        residency_pb2.RouteRequest(
+            dataset_id=CUSTOMERS, operation=STORE, candidates=[US, "gcp:europe-west6", FRANKFURT]
+        )
     )
     assert response.region == "gcp:europe-west6"
     assert response.decision.outcome == ALLOW and response.decision.region == "gcp:europe-west6"
@@ -161,7 +170,9 @@ async def test_route_picks_the_first_allowed_candidate(residency):
     assert none.region == "" and none.decision.outcome == DENY and none.decision.region == US
 
     details = await expect_error(
-        residency.residency.Route(residency_pb2.RouteRequest(dataset_id=CUSTOMERS, operation=STORE, candidates=[US, "x:y"])),
+        residency.residency.Route(
+            residency_pb2.RouteRequest(dataset_id=CUSTOMERS, operation=STORE, candidates=[US, "x:y"])
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert [f for f, _ in details["field_violations"]] == ["candidates[1]"]
@@ -178,13 +189,23 @@ async def test_check_job_applies_inherited_constraints_and_declassifiers(residen
     output = "s3://analytics/joined"
 
     def job(transform: str = "", output_region: str = US, inputs=(CUSTOMERS, PAYMENTS)):
-        return residency.residency.CheckJob(residency_pb2.CheckJobRequest(
-            inputs=list(inputs), outputs=[output], run_region=FRANKFURT, output_region=output_region, transform=transform))
+        return residency.residency.CheckJob(
+            residency_pb2.CheckJobRequest(
+                inputs=list(inputs),
+                outputs=[output],
+                run_region=FRANKFURT,
+                output_region=output_region,
+                transform=transform,
+            )
+        )
 
     plain = await job()
     assert not plain.allowed
     assert [(d.dataset_id, d.operation, d.outcome) for d in plain.decisions] == [
-        (CUSTOMERS, PROCESS, ALLOW), (PAYMENTS, PROCESS, ALLOW), (output, STORE, DENY)]
+        (CUSTOMERS, PROCESS, ALLOW),
+        (PAYMENTS, PROCESS, ALLOW),
+        (output, STORE, DENY),
+    ]
     rules = {r.rule_id: list(r.lineage_path) for r in plain.decisions[2].reasons}
     assert rules == {"gdpr-personal-data": [CUSTOMERS, output], "rbi-payment-storage": [PAYMENTS, output]}
 
@@ -212,16 +233,25 @@ async def test_check_job_applies_inherited_constraints_and_declassifiers(residen
 
 async def test_explain_shows_each_attribute_with_its_lineage_path(residency):
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
-    await residency.put(COPY, classifications=["INTERNAL"], fields=[catalog_pb2.Field(name="iban", classifications=["FINANCIAL.ACCOUNT"])])
+    await residency.put(
+        COPY,
+        classifications=["INTERNAL"],
+        fields=[catalog_pb2.Field(name="iban", classifications=["FINANCIAL.ACCOUNT"])],
+    )
     await residency.derive([CUSTOMERS], [COPY])
     response = await residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id=COPY))
     assert {a.value: list(a.lineage_path) for a in response.classifications} == {
-        "FINANCIAL.ACCOUNT": [COPY], "INTERNAL": [COPY], "PII.CONTACT": [CUSTOMERS, COPY]}
+        "FINANCIAL.ACCOUNT": [COPY],
+        "INTERNAL": [COPY],
+        "PII.CONTACT": [CUSTOMERS, COPY],
+    }
     assert {a.value: list(a.lineage_path) for a in response.origins} == {"DE": [CUSTOMERS, COPY]}
     assert FRANKFURT in response.store_regions and US not in response.store_regions
     assert response.policy_version == "2026.11.1" and response.catalog_revision > 0
-    await expect_error(residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id="s3://nowhere/x")),
-                       grpc.StatusCode.NOT_FOUND)
+    await expect_error(
+        residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id="s3://nowhere/x")),
+        grpc.StatusCode.NOT_FOUND,
+    )
 
 
 async def test_scan_violations_lists_copies_stored_where_they_may_not_be(residency):
@@ -254,25 +284,35 @@ async def test_get_decision_and_replay_against_the_catalog_and_policy_of_its_tim
     new_policy = new_policy.replace("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}")
     assert (await residency.policy.SetPolicy(policy_pb2.SetPolicyRequest(policy_yaml=new_policy))).applied
 
-    replay = await residency.residency.ReplayDecision(residency_pb2.ReplayDecisionRequest(decision_id=decision.decision_id))
+    replay = await residency.residency.ReplayDecision(
+        residency_pb2.ReplayDecisionRequest(decision_id=decision.decision_id)
+    )
     assert replay.matches, (replay.original, replay.replayed)
     assert replay.original == decision
     assert replay.replayed.outcome == DENY and replay.replayed.reasons[0].rule_id == "gdpr-personal-data"
     assert list(replay.replayed.reasons[0].lineage_path) == [CUSTOMERS, COPY]
 
-    job = await residency.residency.CheckJob(residency_pb2.CheckJobRequest(
-        inputs=[COPY], outputs=["s3://x/out"], run_region=FRANKFURT, output_region=US, transform="anonymize"))
+    job = await residency.residency.CheckJob(
+        residency_pb2.CheckJobRequest(
+            inputs=[COPY], outputs=["s3://x/out"], run_region=FRANKFURT, output_region=US, transform="anonymize"
+        )
+    )
     output_decision = job.decisions[-1]
     replay = await residency.residency.ReplayDecision(
-        residency_pb2.ReplayDecisionRequest(decision_id=output_decision.decision_id))
+        residency_pb2.ReplayDecisionRequest(decision_id=output_decision.decision_id)
+    )
     assert replay.matches and replay.replayed.dataset_id == "s3://x/out"
 
-    await expect_error(residency.residency.GetDecision(residency_pb2.GetDecisionRequest(decision_id="nope")),
-                       grpc.StatusCode.NOT_FOUND)
-    await expect_error(residency.residency.ReplayDecision(residency_pb2.ReplayDecisionRequest(decision_id="nope")),
-                       grpc.StatusCode.NOT_FOUND)
-    details = await expect_error(residency.residency.GetDecision(residency_pb2.GetDecisionRequest()),
-                                 grpc.StatusCode.INVALID_ARGUMENT)
+    await expect_error(
+        residency.residency.GetDecision(residency_pb2.GetDecisionRequest(decision_id="nope")), grpc.StatusCode.NOT_FOUND
+    )
+    await expect_error(
+        residency.residency.ReplayDecision(residency_pb2.ReplayDecisionRequest(decision_id="nope")),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    details = await expect_error(
+        residency.residency.GetDecision(residency_pb2.GetDecisionRequest()), grpc.StatusCode.INVALID_ARGUMENT
+    )
     assert [f for f, _ in details["field_violations"]] == ["decision_id"]
 
 

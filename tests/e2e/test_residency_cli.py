@@ -50,8 +50,19 @@ async def test_decide_route_check_job_explain_violations(run, residency):
     result = await run("route", COPY, US, "--op", "store")
     assert result.exit_code == 3 and "no candidate is allowed" in result.output
 
-    result = await run("check-job", "-i", CUSTOMERS, "-o", "s3://out", "--run-region", FRANKFURT,
-                       "--output-region", US, "--transform", "anonymize")
+    result = await run(
+        "check-job",
+        "-i",
+        CUSTOMERS,
+        "-o",
+        "s3://out",
+        "--run-region",
+        FRANKFURT,
+        "--output-region",
+        US,
+        "--transform",
+        "anonymize",
+    )
     assert result.exit_code == 0 and "job allowed" in result.output, result.output
     result = await run("check-job", "-i", CUSTOMERS, "-o", "s3://out", "--run-region", FRANKFURT, "--output-region", US)
     assert result.exit_code == 3 and "job NOT allowed" in result.output
@@ -74,8 +85,9 @@ async def test_decide_route_check_job_explain_violations(run, residency):
 async def test_batch_decide_reads_questions_from_a_file_or_stdin(run, residency, tmp_path):
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
     questions = tmp_path / "questions.txt"
-    questions.write_text(f"# pre-flight of tonight's copies\n{CUSTOMERS} store {FRANKFURT}\n\n"
-                         f"{CUSTOMERS}  store   {US}\n", "utf-8")
+    questions.write_text(
+        f"# pre-flight of tonight's copies\n{CUSTOMERS} store {FRANKFURT}\n\n{CUSTOMERS}  store   {US}\n", "utf-8"
+    )
     result = await run("batch-decide", str(questions))
     assert result.exit_code == 3, result.output
     assert result.output.index(f"ALLOW  store {CUSTOMERS} in {FRANKFURT}") < result.output.index(
@@ -87,14 +99,19 @@ async def test_batch_decide_reads_questions_from_a_file_or_stdin(run, residency,
     assert [(d["outcome"], d["region"]) for d in decisions] == [("OUTCOME_ALLOW", FRANKFURT), ("OUTCOME_DENY", US)]
     # From standard input (the default), all allowed: exit 0.
     result = await asyncio.to_thread(
-        CliRunner().invoke, cli, ["--insecure", "--server", f"127.0.0.1:{residency.port}", "batch-decide"],
+        CliRunner().invoke,
+        cli,
+        ["--insecure", "--server", f"127.0.0.1:{residency.port}", "batch-decide"],
         input=f"{CUSTOMERS} store {FRANKFURT}\n{CUSTOMERS} process {FRANKFURT}\n",
     )
     assert result.exit_code == 0 and "2 decision(s): 2 ALLOW, 0 DENY" in result.output, result.output
     # Bad input is refused with the line that is wrong, before any call.
-    for text, message in ((f"{CUSTOMERS} keep {US}\n", "line 1: operation 'keep'"), (f"\n{CUSTOMERS} store\n", "line 2"),
-                          ("# nothing\n", "no questions"),
-                          (f"{CUSTOMERS} store {US}\n" * 10_001, "10001 questions; at most 10,000 per call")):
+    for text, message in (
+        (f"{CUSTOMERS} keep {US}\n", "line 1: operation 'keep'"),
+        (f"\n{CUSTOMERS} store\n", "line 2"),
+        ("# nothing\n", "no questions"),
+        (f"{CUSTOMERS} store {US}\n" * 10_001, "10001 questions; at most 10,000 per call"),
+    ):
         questions.write_text(text, "utf-8")
         result = await run("batch-decide", str(questions))
         assert result.exit_code == 2 and message in result.output, result.output
@@ -114,8 +131,12 @@ async def test_policy_set_get_impact(run, tmp_path):
     assert "the active policy is unchanged" in result.output
 
     candidate = tmp_path / "next.yaml"
-    candidate.write_text(EXAMPLE_POLICY.read_text("utf-8").replace('version: "2026.11.1"', 'version: "2026.12.1"')
-                         .replace("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: [EEA]}"), "utf-8")
+    candidate.write_text(
+        EXAMPLE_POLICY.read_text("utf-8")
+        .replace('version: "2026.11.1"', 'version: "2026.12.1"')
+        .replace("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: [EEA]}"),
+        "utf-8",
+    )
     result = await run("policy", "impact", str(candidate))
     assert result.exit_code == 0 and "policy 2026.12.1" in result.output, result.output
     result = await run("policy", "set", "--dry-run", str(candidate))

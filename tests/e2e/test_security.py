@@ -37,9 +37,14 @@ LIST_REGIONS = catalog_pb2.ListRegionsRequest()
 
 
 def dev_settings(tmp_path, **overrides):
-    values = dict(dev=True, listen="127.0.0.1:0", http_listen="127.0.0.1:0",
-                  store=f"sqlite:///{tmp_path / 'catalog.db'}", data_dir=tmp_path,
-                  tls={"reload_interval_seconds": 0.05})
+    values = dict(
+        dev=True,
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        store=f"sqlite:///{tmp_path / 'catalog.db'}",
+        data_dir=tmp_path,
+        tls={"reload_interval_seconds": 0.05},
+    )
     values.update(overrides)
     return load_settings(**values)
 
@@ -75,8 +80,9 @@ def bearer(token: str) -> list[tuple[str, str]]:
 
 async def list_regions(server, paths, metadata=(), creds=None):
     async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", creds or credentials(paths)) as channel:
-        return await catalog_pb2_grpc.CatalogServiceStub(channel).ListRegions(LIST_REGIONS, metadata=metadata,
-                                                                                 timeout=10)
+        return await catalog_pb2_grpc.CatalogServiceStub(channel).ListRegions(
+            LIST_REGIONS, metadata=metadata, timeout=10
+        )
 
 
 async def refused(awaitable, code) -> grpc.aio.AioRpcError:
@@ -88,8 +94,14 @@ async def refused(awaitable, code) -> grpc.aio.AioRpcError:
 
 def dev_claims(**overrides) -> dict:
     now = int(time.time())
-    claims = {"iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": "svc-a", "iat": now, "exp": now + 300,
-              "scope": "catalog:read"}
+    claims = {
+        "iss": DEV_ISSUER,
+        "aud": DEV_AUDIENCE,
+        "sub": "svc-a",
+        "iat": now,
+        "exp": now + 300,
+        "scope": "catalog:read",
+    }
     claims.update(overrides)
     return claims
 
@@ -143,9 +155,11 @@ async def test_client_without_certificate_or_from_another_ca_cannot_connect(serv
     no_cert = grpc.ssl_channel_credentials(root_certificates=paths.ca_cert.read_bytes())
     await refused(list_regions(server, paths, token, creds=no_cert), grpc.StatusCode.UNAVAILABLE)
     other = dev_paths(ensure_dev_credentials(tmp_path_factory.mktemp("other-ca"))[0].root.parent)
-    foreign = grpc.ssl_channel_credentials(root_certificates=paths.ca_cert.read_bytes(),
-                                           private_key=other.client_key.read_bytes(),
-                                           certificate_chain=other.client_cert.read_bytes())
+    foreign = grpc.ssl_channel_credentials(
+        root_certificates=paths.ca_cert.read_bytes(),
+        private_key=other.client_key.read_bytes(),
+        certificate_chain=other.client_cert.read_bytes(),
+    )
     await refused(list_regions(server, paths, token, creds=foreign), grpc.StatusCode.UNAVAILABLE)
 
 
@@ -219,19 +233,27 @@ async def test_rate_limit_answers_resource_exhausted_with_retry_info(tmp_path):
 
 async def test_writes_record_the_principal_and_delegation_chain(server, paths):
     token = mint_dev_token(paths.root.parent, scopes=["catalog:write"], subject="alice", actors=("airflow",))
-    dataset = catalog_pb2.Dataset(id="s3://bank-eu/customers", name="customers", owner="retail@bank.example",
-                                  classifications=["PII.CONTACT"], origins=["DE"], locations=["aws:eu-central-1"])
+    dataset = catalog_pb2.Dataset(
+        id="s3://bank-eu/customers",
+        name="customers",
+        owner="retail@bank.example",
+        classifications=["PII.CONTACT"],
+        origins=["DE"],
+        locations=["aws:eu-central-1"],
+    )
     async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials(paths)) as channel:
         await catalog_pb2_grpc.CatalogServiceStub(channel).UpsertDataset(
-            catalog_pb2.UpsertDatasetRequest(dataset=dataset), metadata=bearer(token))
+            catalog_pb2.UpsertDatasetRequest(dataset=dataset), metadata=bearer(token)
+        )
     (change,) = await server.app.store.changes_since(0)
     assert change.principal == "alice (via airflow)"
 
 
 async def test_unmapped_method_is_refused_at_run_time(server, paths, monkeypatch):
     monkeypatch.delitem(scopes.METHOD_SCOPES, "/domicile.v1.CatalogService/ListRegions")
-    error = await refused(list_regions(server, paths, bearer(mint_dev_token(paths.root.parent))),
-                          grpc.StatusCode.PERMISSION_DENIED)
+    error = await refused(
+        list_regions(server, paths, bearer(mint_dev_token(paths.root.parent))), grpc.StatusCode.PERMISSION_DENIED
+    )
     assert details_of(error)["reason"] == "UNMAPPED_METHOD"
 
 
@@ -241,8 +263,9 @@ async def test_health_is_open_only_when_configured(server, paths, tmp_path_facto
         await refused(health.Check(health_pb2.HealthCheckRequest()), grpc.StatusCode.UNAUTHENTICATED)
         # Closed health needs a valid token but no particular scope.
         no_scopes = bearer(mint_dev_token(paths.root.parent, scopes=[]))
-        assert (await health.Check(health_pb2.HealthCheckRequest(), metadata=no_scopes)).status == \
-            health_pb2.HealthCheckResponse.SERVING
+        assert (
+            await health.Check(health_pb2.HealthCheckRequest(), metadata=no_scopes)
+        ).status == health_pb2.HealthCheckResponse.SERVING
         # The streaming shapes are guarded too: Watch (context.write style), reflection (generator).
         watch = health.Watch(health_pb2.HealthCheckRequest(), metadata=no_scopes)
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
@@ -265,8 +288,9 @@ async def test_health_is_open_only_when_configured(server, paths, tmp_path_facto
             response = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert response.status == health_pb2.HealthCheckResponse.SERVING
             # Only health: the services still need tokens.
-            await refused(catalog_pb2_grpc.CatalogServiceStub(channel).ListRegions(LIST_REGIONS),
-                          grpc.StatusCode.UNAUTHENTICATED)
+            await refused(
+                catalog_pb2_grpc.CatalogServiceStub(channel).ListRegions(LIST_REGIONS), grpc.StatusCode.UNAUTHENTICATED
+            )
     finally:
         await running.stop(0)
 
@@ -296,8 +320,10 @@ async def test_http_endpoint_over_mtls_with_bearer_tokens(server, paths):
         async with session.post(f"{base}/api/v1/lineage", json={}, headers=writer) as response:
             assert response.status not in (401, 403)
     events = [e for e in security_events(server) if e["method"] == "POST /api/v1/lineage"]
-    assert [(e["event"], e["reason"]) for e in events] == [("auth_failure", "MISSING_TOKEN"),
-                                                           ("authz_denied", "MISSING_SCOPE")]
+    assert [(e["event"], e["reason"]) for e in events] == [
+        ("auth_failure", "MISSING_TOKEN"),
+        ("authz_denied", "MISSING_SCOPE"),
+    ]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=http_ssl(paths, False))) as session:
         with pytest.raises(aiohttp.ClientError):
             async with session.get(f"{base}/healthz") as response:
@@ -321,8 +347,9 @@ async def test_http_client_certificate_can_be_made_optional_for_http_only(tmp_pa
                 assert response.status == 404
         # gRPC still requires the client certificate.
         no_cert = grpc.ssl_channel_credentials(root_certificates=paths.ca_cert.read_bytes())
-        await refused(list_regions(running, paths, bearer(mint_dev_token(tmp_path)), creds=no_cert),
-                      grpc.StatusCode.UNAVAILABLE)
+        await refused(
+            list_regions(running, paths, bearer(mint_dev_token(tmp_path)), creds=no_cert), grpc.StatusCode.UNAVAILABLE
+        )
     finally:
         await running.stop(0)
 
@@ -333,16 +360,27 @@ async def test_openlineage_client_authenticates_with_api_key_and_client_certific
     from openlineage.client.transport.http import HttpConfig, HttpTransport
 
     def emit(api_key: str) -> int:
-        transport = HttpTransport(HttpConfig.from_dict({
-            "url": f"https://localhost:{server.http_port}",
-            "auth": {"type": "api_key", "apiKey": api_key},
-            "sslContext": {"caCertPath": str(paths.ca_cert), "clientCertPath": str(paths.client_cert),
-                           "clientKeyPath": str(paths.client_key)},
-            "retry": {"total": 0},
-        }))
-        event = RunEvent(eventType=RunState.COMPLETE, eventTime="2026-11-30T04:00:00Z",
-                         run=Run(runId="01935a4e-0000-7000-8000-000000000001"),
-                         job=Job(namespace="airflow", name="nightly"), producer="https://example.com/tests")
+        transport = HttpTransport(
+            HttpConfig.from_dict(
+                {
+                    "url": f"https://localhost:{server.http_port}",
+                    "auth": {"type": "api_key", "apiKey": api_key},
+                    "sslContext": {
+                        "caCertPath": str(paths.ca_cert),
+                        "clientCertPath": str(paths.client_cert),
+                        "clientKeyPath": str(paths.client_key),
+                    },
+                    "retry": {"total": 0},
+                }
+            )
+        )
+        event = RunEvent(
+            eventType=RunState.COMPLETE,
+            eventTime="2026-11-30T04:00:00Z",
+            run=Run(runId="01935a4e-0000-7000-8000-000000000001"),
+            job=Job(namespace="airflow", name="nightly"),
+            producer="https://example.com/tests",
+        )
         try:
             return transport.emit(event).status_code
         except requests.HTTPError as exc:  # any non-2xx answer

@@ -35,8 +35,9 @@ async def test_cli_finds_dev_credentials_in_the_data_dir(server, tmp_path):
 
 async def test_cli_reports_a_missing_scope(server, tmp_path):
     token = mint_dev_token(tmp_path, scopes=["lineage:read"])
-    result = await run_cli("--server", f"127.0.0.1:{server.port}", "--data-dir", str(tmp_path), "--token", token,
-                           "regions")
+    result = await run_cli(
+        "--server", f"127.0.0.1:{server.port}", "--data-dir", str(tmp_path), "--token", token, "regions"
+    )
     assert result.exit_code == 1
     assert "PERMISSION_DENIED" in result.output and "catalog:read" in result.output
 
@@ -44,13 +45,36 @@ async def test_cli_reports_a_missing_scope(server, tmp_path):
 async def test_explicit_files_override_the_dev_directory(server, tmp_path):
     paths = dev_paths(tmp_path)
     token = mint_dev_token(tmp_path, scopes=["catalog:read"])
-    result = await run_cli("--server", f"127.0.0.1:{server.port}", "--data-dir", str(tmp_path / "elsewhere"),
-                           "--ca-cert", str(paths.ca_cert), "--cert", str(paths.client_cert),
-                           "--key", str(paths.client_key), "--token", token, "regions")
+    result = await run_cli(
+        "--server",
+        f"127.0.0.1:{server.port}",
+        "--data-dir",
+        str(tmp_path / "elsewhere"),
+        "--ca-cert",
+        str(paths.ca_cert),
+        "--cert",
+        str(paths.client_cert),
+        "--key",
+        str(paths.client_key),
+        "--token",
+        token,
+        "regions",
+    )
     assert result.exit_code == 0, result.output
     # Without a client certificate the mTLS handshake fails: UNAVAILABLE, exit 1.
-    result = await run_cli("--server", f"127.0.0.1:{server.port}", "--timeout", "3", "--data-dir",
-                           str(tmp_path / "elsewhere"), "--ca-cert", str(paths.ca_cert), "--token", token, "regions")
+    result = await run_cli(
+        "--server",
+        f"127.0.0.1:{server.port}",
+        "--timeout",
+        "3",
+        "--data-dir",
+        str(tmp_path / "elsewhere"),
+        "--ca-cert",
+        str(paths.ca_cert),
+        "--token",
+        token,
+        "regions",
+    )
     assert result.exit_code == 1 and "UNAVAILABLE" in result.output
 
 

@@ -21,9 +21,25 @@ READY = re.compile(r"serving gRPC on \S+ \(port (\d+)\)")
 def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     db = tmp_path / "catalog.db"
     process = subprocess.Popen(
-        [sys.executable, "-m", "domicile", "serve", "--insecure", "--store", f"sqlite:///{db}",
-         "--listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", str(tmp_path), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "domicile",
+            "serve",
+            "--insecure",
+            "--store",
+            f"sqlite:///{db}",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "",
+            "--data-dir",
+            str(tmp_path),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -37,8 +53,9 @@ def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
 
 
 def run_serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "domicile", "serve", *args], capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path)
+    return subprocess.run(
+        [sys.executable, "-m", "domicile", "serve", *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
 
 
 def test_acknowledged_writes_survive_sigkill(tmp_path):
@@ -69,7 +86,8 @@ def test_sigterm_stops_gracefully(tmp_path):
     process, port = start_server(tmp_path)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         catalog_pb2_grpc.CatalogServiceStub(channel).UpsertDataset(
-            catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://x/y")), timeout=10)
+            catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://x/y")), timeout=10
+        )
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
@@ -84,9 +102,14 @@ def test_sigterm_lets_in_flight_rpcs_finish(tmp_path):
     from domicile.v1 import residency_pb2, residency_pb2_grpc
 
     process, port = start_server(tmp_path)
-    batch = residency_pb2.BatchDecideRequest(requests=[
-        residency_pb2.DecideRequest(dataset_id=f"s3://x/{i}", operation=residency_pb2.OPERATION_STORE,
-                                    region="aws:eu-central-1") for i in range(10_000)])
+    batch = residency_pb2.BatchDecideRequest(
+        requests=[
+            residency_pb2.DecideRequest(
+                dataset_id=f"s3://x/{i}", operation=residency_pb2.OPERATION_STORE, region="aws:eu-central-1"
+            )
+            for i in range(10_000)
+        ]
+    )
     calls: list[tuple[float, float, grpc.StatusCode]] = []
     ongoing: dict[int, float] = {}
     stop = threading.Event()
@@ -136,7 +159,9 @@ def test_insecure_refuses_non_loopback(tmp_path):
 def test_corrupt_store_file_is_reported(tmp_path):
     db = tmp_path / "corrupt.db"
     db.write_bytes(b"this is not a database" * 100)
-    result = run_serve(tmp_path, "--insecure", "--listen", "127.0.0.1:0", "--http-listen", "", "--store", f"sqlite:///{db}")
+    result = run_serve(
+        tmp_path, "--insecure", "--listen", "127.0.0.1:0", "--http-listen", "", "--store", f"sqlite:///{db}"
+    )
     assert result.returncode != 0
     assert str(db) in result.stderr
     assert "Traceback" not in result.stderr
@@ -168,9 +193,24 @@ def test_read_only_store_file_gives_a_clear_error(tmp_path, immutable):
     db = tmp_path / "catalog.db"
     immutable(db)
     result = subprocess.Popen(
-        [sys.executable, "-m", "domicile", "serve", "--insecure", "--store", f"sqlite:///{db}",
-         "--listen", "127.0.0.1:0", "--http-listen", "", "--data-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "domicile",
+            "serve",
+            "--insecure",
+            "--store",
+            f"sqlite:///{db}",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     line = result.stdout.readline()
     if match := READY.search(line):
@@ -179,7 +219,9 @@ def test_read_only_store_file_gives_a_clear_error(tmp_path, immutable):
             with grpc.insecure_channel(f"127.0.0.1:{match.group(1)}") as channel:
                 stub = catalog_pb2_grpc.CatalogServiceStub(channel)
                 with pytest.raises(grpc.RpcError) as info:
-                    stub.UpsertDataset(catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://x/y")), timeout=10)
+                    stub.UpsertDataset(
+                        catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://x/y")), timeout=10
+                    )
                 assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION)
                 assert "read" in info.value.details().lower()
         finally:

@@ -55,8 +55,13 @@ DENY_CASE = Case(
     dataset="d",
     operation="store",
     region="aws:us-east-1",
-    want={"outcome": "deny", "reason_codes": ["RULE_DENIED"], "rule_ids": ["r"], "lineage_path": ["a", "d"],
-          "allowed_regions": []},
+    want={
+        "outcome": "deny",
+        "reason_codes": ["RULE_DENIED"],
+        "rule_ids": ["r"],
+        "lineage_path": ["a", "d"],
+        "allowed_regions": [],
+    },
 )
 
 
@@ -77,8 +82,10 @@ def test_check_case_accepts_a_matching_verdict() -> None:
         (_verdict(Outcome.ALLOW, RULE_R), "outcome allow, want deny"),
         (_verdict(Outcome.DENY, RULE_R, Reason(ReasonCode.DEFAULT_DENIED, "m")), "reason codes"),
         (_verdict(Outcome.DENY, Reason(ReasonCode.RULE_DENIED, "m", rule_id="s", lineage_path=("a", "d"))), "rule ids"),
-        (_verdict(Outcome.DENY, Reason(ReasonCode.RULE_DENIED, "m", rule_id="r", lineage_path=("d",))),
-         "lineage paths"),
+        (
+            _verdict(Outcome.DENY, Reason(ReasonCode.RULE_DENIED, "m", rule_id="r", lineage_path=("d",))),
+            "lineage paths",
+        ),
         (_verdict(Outcome.DENY, RULE_R, allowed=("aws:eu-west-1",)), "allowed regions"),
     ],
 )

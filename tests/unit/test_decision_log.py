@@ -32,7 +32,10 @@ def decision(n: int, **changes) -> Decision:
         allowed_regions=("aws:eu-central-1", "aws:eu-west-1"),
         reasons=(
             Reason(
-                ReasonCode.RULE_DENIED, "EU personal data stays in the EU", "gdpr-personal-data", "GDPR Art. 44-45",
+                ReasonCode.RULE_DENIED,
+                "EU personal data stays in the EU",
+                "gdpr-personal-data",
+                "GDPR Art. 44-45",
                 ("s3://bank-eu/raw", f"s3://bank-eu/customers-{n}"),
             ),
         ),
@@ -85,7 +88,10 @@ async def test_appended_decisions_round_trip_with_their_chain(tmp_path: Path) ->
     (first_entry,), (second_entry,) = first_request["decisions"], second_request["decisions"]
     assert first_entry["time"] == "2026-11-30T04:00:01.123456Z"
     assert {key: first_entry[key] for key in ("dataset_id", "operation", "region", "outcome")} == {
-        "dataset_id": "s3://bank-eu/customers-1", "operation": "store", "region": "aws:us-east-1", "outcome": "deny",
+        "dataset_id": "s3://bank-eu/customers-1",
+        "operation": "store",
+        "region": "aws:us-east-1",
+        "outcome": "deny",
     }
     assert record["region_sets"] == [["aws:eu-central-1", "aws:eu-west-1"], []]
     assert (first_entry["allowed_regions"], second_entry["allowed_regions"]) == (0, 1)
@@ -281,7 +287,9 @@ async def test_a_batch_is_one_queue_item_split_only_by_a_full_queue(tmp_path: Pa
         await log.close()
     records = [json.loads(line) for line in lines(path)]
     assert [[d["decision_id"] for r in record["requests"] for d in r["decisions"]] for record in records] == [
-        ["d0001"], ["d0002", "d0003", "d0004"], ["d0005"],
+        ["d0001"],
+        ["d0002", "d0003", "d0004"],
+        ["d0005"],
     ]
 
 
@@ -374,7 +382,9 @@ def test_verify_accepts_an_empty_log(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("tamper", "bad_line"),
     [
-        pytest.param(lambda ls: ls[:2] + [ls[2].replace(b"aws:us-east-1", b"aws:us-east-2")] + ls[3:], 3, id="modified"),
+        pytest.param(
+            lambda ls: ls[:2] + [ls[2].replace(b"aws:us-east-1", b"aws:us-east-2")] + ls[3:], 3, id="modified"
+        ),
         pytest.param(lambda ls: ls[:2] + [ls[2].replace(b'":', b'": ', 1)] + ls[3:], 3, id="reformatted"),
         pytest.param(lambda ls: ls[:1] + ls[2:], 2, id="deleted"),
         pytest.param(lambda ls: ls[:1] + ls[0:1] + ls[1:], 2, id="inserted"),
@@ -408,7 +418,8 @@ async def test_a_batch_is_split_into_lines_that_share_region_sets(tmp_path: Path
     try:
         # Equal region lists held by different tuples share one entry too.
         log.append_many(
-            decision(n, allowed_regions=tuple(eu) if n % 2 else ("aws:ap-south-1",), **same_request) for n in range(1, 26)
+            decision(n, allowed_regions=tuple(eu) if n % 2 else ("aws:ap-south-1",), **same_request)
+            for n in range(1, 26)
         )
         await log.flush()
         records = [json.loads(line) for line in lines(path)]
@@ -440,12 +451,17 @@ async def test_a_batch_is_split_into_lines_that_share_region_sets(tmp_path: Path
         pytest.param(lambda body: body.update(reasons=[]), "refers to a reason", id="reason"),
         pytest.param(lambda body: body["reasons"][0].update(code="MAYBE"), "unknown code", id="reason-code"),
         pytest.param(lambda body: body["requests"][0].pop("kind"), "request 1 of the line is incomplete", id="request"),
-        pytest.param(lambda body: body["requests"][0].update(decisions=[]), "request 1 of the line is incomplete",
-                     id="no-decisions"),
-        pytest.param(lambda body: body["requests"][0]["decisions"][0].update(outcome="maybe"), "unknown outcome",
-                     id="outcome"),
-        pytest.param(lambda body: body["requests"][0]["decisions"][0].update(time="yesterday"), "not RFC 3339",
-                     id="time"),
+        pytest.param(
+            lambda body: body["requests"][0].update(decisions=[]),
+            "request 1 of the line is incomplete",
+            id="no-decisions",
+        ),
+        pytest.param(
+            lambda body: body["requests"][0]["decisions"][0].update(outcome="maybe"), "unknown outcome", id="outcome"
+        ),
+        pytest.param(
+            lambda body: body["requests"][0]["decisions"][0].update(time="yesterday"), "not RFC 3339", id="time"
+        ),
         pytest.param(lambda body: body["requests"][0].update(context={"a": 1}), "not text facts", id="context"),
     ],
 )
@@ -507,8 +523,14 @@ text = st.text(st.characters(codec="utf-8"), max_size=12)
 def test_a_sealed_line_is_canonical_and_reads_back(strings, path, context, seq, revision) -> None:
     caller, decision_id, dataset_id, region, version, message, rule_id, kind = strings
     d = decision(
-        1, caller=caller, decision_id=decision_id, dataset_id=dataset_id, region=region, policy_version=version,
-        allowed_regions=tuple(path), catalog_revision=revision,
+        1,
+        caller=caller,
+        decision_id=decision_id,
+        dataset_id=dataset_id,
+        region=region,
+        policy_version=version,
+        allowed_regions=tuple(path),
+        catalog_revision=revision,
         reasons=(Reason(ReasonCode.DEFAULT_DENIED, message, rule_id, "", tuple(path)),),
     )
     builder = decision_log._LineBuilder()
@@ -531,11 +553,20 @@ def format1_log(path: Path, count: int) -> bytes:
     prev_hash, data = ZERO_HASH, b""
     for n in range(1, count + 1):
         body = {
-            "allowed_regions": ["aws:eu-central-1"], "caller": "", "catalog_revision": n, "decision_id": f"old{n}",
-            "outcome": "deny", "policy_hash": "ab" * 32, "policy_version": "2026.11.1", "prev_hash": prev_hash,
-            "reasons": [{"citation": "", "code": "RULE_DENIED", "lineage_path": ["s3://a"], "message": "é", "rule_id": "r"}],
+            "allowed_regions": ["aws:eu-central-1"],
+            "caller": "",
+            "catalog_revision": n,
+            "decision_id": f"old{n}",
+            "outcome": "deny",
+            "policy_hash": "ab" * 32,
+            "policy_version": "2026.11.1",
+            "prev_hash": prev_hash,
+            "reasons": [
+                {"citation": "", "code": "RULE_DENIED", "lineage_path": ["s3://a"], "message": "é", "rule_id": "r"}
+            ],
             "request": {"dataset_id": "s3://a", "kind": "decide", "operation": "store", "region": "aws:us-east-1"},
-            "seq": n, "time": "2026-11-29T10:00:00.000000Z",
+            "seq": n,
+            "time": "2026-11-29T10:00:00.000000Z",
         }
         canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
         prev_hash = hashlib.sha256(canonical).hexdigest()

@@ -22,10 +22,18 @@ async def log_file(tmp_path: Path) -> Path:
     for n in range(3):
         log.append(
             Decision(
-                decision_id=f"d{n}", outcome=Outcome.DENY, dataset_id=f"s3://bank-in/payments-{n}",
-                operation=Operation.STORE, region="aws:eu-central-1", allowed_regions=("azure:centralindia",),
-                reasons=(Reason(ReasonCode.RULE_DENIED, "Indian payment data is stored in India", "rbi-payment-storage"),),
-                policy_version="2026.11.1", catalog_revision=n, decide_time=datetime(2026, 11, 30, tzinfo=timezone.utc),
+                decision_id=f"d{n}",
+                outcome=Outcome.DENY,
+                dataset_id=f"s3://bank-in/payments-{n}",
+                operation=Operation.STORE,
+                region="aws:eu-central-1",
+                allowed_regions=("azure:centralindia",),
+                reasons=(
+                    Reason(ReasonCode.RULE_DENIED, "Indian payment data is stored in India", "rbi-payment-storage"),
+                ),
+                policy_version="2026.11.1",
+                catalog_revision=n,
+                decide_time=datetime(2026, 11, 30, tzinfo=timezone.utc),
             )
         )
         await log.flush()

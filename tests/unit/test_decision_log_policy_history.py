@@ -27,7 +27,9 @@ async def test_activations_are_kept_and_survive_a_reopen(tmp_path: Path) -> None
     reopened = await PolicyHistory.open(tmp_path)
     assert reopened.versions() == history.versions()
     assert [(a.version, a.activated_time) for a in reopened.versions()] == [
-        ("1", T0), ("2", T0 + timedelta(days=1)), ("1", T0 + timedelta(days=2)),
+        ("1", T0),
+        ("2", T0 + timedelta(days=1)),
+        ("1", T0 + timedelta(days=2)),
     ]
     assert first.hash == content_hash(V1)
     assert await reopened.get("2") == V2

@@ -79,7 +79,9 @@ def test_declassifier_removes_descendant_labels_but_never_origins() -> None:
 
 
 def test_declassifier_does_not_remove_the_outputs_own_labels() -> None:
-    index = EffectiveIndex.build([ds("src", ("PII",)), ds("out", ("PII.NAME",))], [edge("src", "out", "anonymize")], removes)
+    index = EffectiveIndex.build(
+        [ds("src", ("PII",)), ds("out", ("PII.NAME",))], [edge("src", "out", "anonymize")], removes
+    )
     assert labels(index, "out") == {"PII.NAME": ("out",)}
 
 
@@ -206,13 +208,13 @@ def test_apply_replays_a_change_feed_batch() -> None:
     # A run with another transform: the new edge is added, then the old one ends; the end of
     # the old version must not remove the new one.
     ended = Edge("src", "out", "job", transform="", record_time=t0, end_time=t1)
-    index.apply(
-        [Change(3, ChangeKind.EDGE_ADDED, t1, edge=new), Change(3, ChangeKind.EDGE_ENDED, t1, edge=ended)]
-    )
+    index.apply([Change(3, ChangeKind.EDGE_ADDED, t1, edge=new), Change(3, ChangeKind.EDGE_ENDED, t1, edge=ended)])
     assert labels(index, "out") == {"FINANCIAL": ("src", "out")}
     index.apply(
         [
-            Change(4, ChangeKind.EDGE_ENDED, t1, edge=Edge("src", "out", "job", "anonymize", record_time=t1, end_time=t1)),
+            Change(
+                4, ChangeKind.EDGE_ENDED, t1, edge=Edge("src", "out", "job", "anonymize", record_time=t1, end_time=t1)
+            ),
             Change(4, ChangeKind.DATASET_DELETED, t1, dataset_id="src"),
         ]
     )
@@ -249,7 +251,9 @@ def test_apply_rejects_a_change_without_its_payload_after_propagating_the_ones_b
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
     index = EffectiveIndex.build([ds("src", ("PII",)), ds("out")], [], removes)
     with pytest.raises(ValueError, match="without an edge"):
-        index.apply([Change(1, ChangeKind.EDGE_ADDED, t0, edge=edge("src", "out")), Change(2, ChangeKind.EDGE_ADDED, t0)])
+        index.apply(
+            [Change(1, ChangeKind.EDGE_ADDED, t0, edge=edge("src", "out")), Change(2, ChangeKind.EDGE_ADDED, t0)]
+        )
     assert labels(index, "out") == {"PII": ("src", "out")}
 
 
@@ -262,7 +266,9 @@ def test_ended_edges_are_not_indexed() -> None:
 
 def test_deleting_a_source_keeps_derived_data_constrained() -> None:
     """A deleted source's copies do not become unclassified: they carry UNDESCRIBED."""
-    index = EffectiveIndex.build([ds("src", ("FINANCIAL.PAYMENT",), ("IN",)), ds("copy")], [edge("src", "copy")], removes)
+    index = EffectiveIndex.build(
+        [ds("src", ("FINANCIAL.PAYMENT",), ("IN",)), ds("copy")], [edge("src", "copy")], removes
+    )
     assert origins(index, "copy") == {"IN": ("src", "copy")}
     index.remove_dataset("src")
     assert index.get("src") is None

@@ -62,7 +62,10 @@ def reference(model: Model) -> dict[str, tuple[dict[str, int], dict[str, int]]]:
         changed = False
         for edge in model.edges.values():
             for label, distance in list(labels[edge.input].items()):
-                if not model.removes(edge.transform, label) and labels[edge.output].get(label, distance + 2) > distance + 1:
+                if (
+                    not model.removes(edge.transform, label)
+                    and labels[edge.output].get(label, distance + 2) > distance + 1
+                ):
                     labels[edge.output][label] = distance + 1
                     changed = True
             for origin, distance in list(origins[edge.input].items()):
@@ -100,9 +103,7 @@ def check_path(model: Model, path: tuple[str, ...], id: str, value: str, *, is_l
         assert value in (source.all_classifications if is_label else source.origins)
     for upstream, downstream in itertools.pairwise(path):
         assert any(
-            e.input == upstream
-            and e.output == downstream
-            and not (is_label and model.removes(e.transform, value))
+            e.input == upstream and e.output == downstream and not (is_label and model.removes(e.transform, value))
             for e in model.edges.values()
         ), f"{upstream} -> {downstream} does not carry {value}"
 

@@ -29,8 +29,15 @@ REGISTRY = RegionRegistry(
         Region("aws:cn-north-1", "CN"),
     ]
 )
-ALL = ("aws:ap-south-1", "aws:cn-north-1", "aws:eu-central-1", "aws:eu-west-1", "aws:us-east-1", "aws:us-west-2",
-       "gcp:europe-west6")
+ALL = (
+    "aws:ap-south-1",
+    "aws:cn-north-1",
+    "aws:eu-central-1",
+    "aws:eu-west-1",
+    "aws:us-east-1",
+    "aws:us-west-2",
+    "gcp:europe-west6",
+)
 HEADER = 'apiVersion: domicile/v1\nkind: ResidencyPolicy\nmetadata: {name: test, version: "7"}\n'
 
 
@@ -144,9 +151,17 @@ def test_base_is_the_intersection_of_the_applicable_allows() -> None:
         """
     )
     assert policy.allowed_regions(attrs(labels=["A"]), STORE, NOW) == (
-        "aws:eu-central-1", "aws:eu-west-1", "aws:us-east-1", "aws:us-west-2", "gcp:europe-west6")
+        "aws:eu-central-1",
+        "aws:eu-west-1",
+        "aws:us-east-1",
+        "aws:us-west-2",
+        "gcp:europe-west6",
+    )
     assert policy.allowed_regions(attrs(labels=["A", "B"]), STORE, NOW) == (
-        "aws:eu-central-1", "aws:us-east-1", "aws:us-west-2")
+        "aws:eu-central-1",
+        "aws:us-east-1",
+        "aws:us-west-2",
+    )
 
 
 def test_disjoint_allows_leave_nothing() -> None:
@@ -216,7 +231,9 @@ def test_denies_are_subtracted_from_any_base() -> None:
         """
     )
     assert policy.allowed_regions(attrs(labels=["PII"], origins=["GB"]), STORE, NOW) == (
-        "aws:eu-central-1", "gcp:europe-west6")
+        "aws:eu-central-1",
+        "gcp:europe-west6",
+    )
     assert policy.allowed_regions(attrs(), STORE, NOW) == tuple(r for r in ALL if not r.startswith("aws:us"))
     verdict = policy.decide(attrs(labels=["PII"], origins=["GB"]), STORE, "aws:eu-west-1", now=NOW)
     assert [r.rule_id for r in verdict.reasons] == ["no-ireland"]
@@ -263,11 +280,13 @@ def test_cached_explanations_keep_each_datasets_own_paths_and_shortest_label() -
     # label named and the path reported follow each dataset's own shortest path.
     policy = compile_text(GDPR)
     near_contact = attrs(
-        "s3://a", labels={"PII.CONTACT": ("s3://crm", "s3://a"), "PII.NAME": ("s3://hr", "s3://x", "s3://a")},
+        "s3://a",
+        labels={"PII.CONTACT": ("s3://crm", "s3://a"), "PII.NAME": ("s3://hr", "s3://x", "s3://a")},
         origins={"DE": ("s3://a",)},
     )
     near_name = attrs(
-        "s3://b", labels={"PII.CONTACT": ("s3://crm", "s3://x", "s3://b"), "PII.NAME": ("s3://hr", "s3://b")},
+        "s3://b",
+        labels={"PII.CONTACT": ("s3://crm", "s3://x", "s3://b"), "PII.NAME": ("s3://hr", "s3://b")},
         origins={"DE": ("s3://b",)},
     )
     for _ in range(2):  # cold, then from the caches
@@ -279,7 +298,9 @@ def test_cached_explanations_keep_each_datasets_own_paths_and_shortest_label() -
             ReasonCode.RULE_DENIED,
             "rule gdpr (GDPR Art. 44-45): store in aws:us-east-1 is outside the locations it allows; "
             "matched classification PII.CONTACT and origin DE",
-            "gdpr", "GDPR Art. 44-45", ("s3://crm", "s3://a"),
+            "gdpr",
+            "GDPR Art. 44-45",
+            ("s3://crm", "s3://a"),
         )
     verdict = policy.decide(near_contact, STORE, "aws:us-east-1", now=NOW)
     assert verdict == Verdict(
@@ -315,7 +336,9 @@ def test_allow_has_no_reasons_and_lists_allowed_regions_sorted() -> None:
 
 # -- step 3: exemptions --------------------------------------------------------------------------
 
-EXEMPTIONS = GDPR + """\
+EXEMPTIONS = (
+    GDPR
+    + """\
   - id: sanctions
     exemptible: false
     match: {}
@@ -345,6 +368,7 @@ exemptions:
     expires: "2027-01-31T00:00:00Z"
     approved_by: ciso@bank.example
 """
+)
 PII_DE = {"labels": ["PII"], "origins": ["DE"]}
 
 

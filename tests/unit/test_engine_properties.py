@@ -4,9 +4,8 @@ the bitsets are exercised beyond 64 bits)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import fnmatch
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 
@@ -23,8 +22,21 @@ from domicile.router.types import EffectiveAttributes, Operation, Outcome, Reaso
 
 LABELS = ["PII", "PII.CONTACT", "PII.SPECIAL.HEALTH", "PAY", "PAY.CARD", "KEY", "OTHER"]
 ORIGINS = ["DE", "FR", "NO", "IN", "CN", "US", "CH"]
-LOCATION_TOKENS = ["*", "EEA", "EU", "EU_ADEQUACY", "DE", "IN", "CN", "US", "RU", "aws:us-east-1", "gcp:europe-west6",
-                   "onprem:dc1", "MINE"]
+LOCATION_TOKENS = [
+    "*",
+    "EEA",
+    "EU",
+    "EU_ADEQUACY",
+    "DE",
+    "IN",
+    "CN",
+    "US",
+    "RU",
+    "aws:us-east-1",
+    "gcp:europe-west6",
+    "onprem:dc1",
+    "MINE",
+]
 ORIGIN_TOKENS = ["*", "EEA", "EU_ADEQUACY", "DE", "IN", "CN", "US"]
 DATASETS = ["s3://eu/customers", "s3://eu/fraud-1", "s3://in/payments"]
 VERBS = ["allow", "deny"]
@@ -107,7 +119,11 @@ times = st.sampled_from(
 
 
 def reference(
-    document: PolicyDocument, resolver: LocationResolver, attrs: EffectiveAttributes, op: Operation, region: str,
+    document: PolicyDocument,
+    resolver: LocationResolver,
+    attrs: EffectiveAttributes,
+    op: Operation,
+    region: str,
     now: datetime,
 ) -> tuple[set[str], list[str], bool]:
     """(allowed regions, ids of the rules excluding `region`, whether the base came from a deny
@@ -166,8 +182,15 @@ def test_engine_agrees_with_the_reference(policy: CompiledPolicy, data: st.DataO
         now = data.draw(times)
         region = data.draw(
             st.sampled_from(
-                ["aws:us-east-1", "aws:eu-central-1", "gcp:europe-west6", "aws:ap-south-1", "aws:cn-north-1",
-                 "onprem:dc1", data.draw(st.sampled_from(REGIONS))]
+                [
+                    "aws:us-east-1",
+                    "aws:eu-central-1",
+                    "gcp:europe-west6",
+                    "aws:ap-south-1",
+                    "aws:cn-north-1",
+                    "onprem:dc1",
+                    data.draw(st.sampled_from(REGIONS)),
+                ]
             )
         )
         allowed, excluding, default_denies = reference(document, resolver, attrs, op, region, now)

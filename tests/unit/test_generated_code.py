@@ -8,10 +8,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_code_is_current(tmp_path: Path) -> None:
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--out", str(tmp_path)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
     generated = sorted(p.relative_to(tmp_path) for p in (tmp_path / "domicile" / "v1").iterdir() if p.is_file())
-    committed = sorted(p.relative_to(ROOT) for p in (ROOT / "domicile" / "v1").iterdir() if p.is_file() and p.suffix in {".py", ".pyi"})
+    committed = sorted(
+        p.relative_to(ROOT) for p in (ROOT / "domicile" / "v1").iterdir() if p.is_file() and p.suffix in {".py", ".pyi"}
+    )
     assert generated == committed, "generated file set differs: run `make proto`"
     stale = [str(p) for p in generated if (tmp_path / p).read_bytes() != (ROOT / p).read_bytes()]
     assert not stale, f"stale generated code (run `make proto` and commit): {stale}"

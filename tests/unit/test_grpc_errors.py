@@ -8,7 +8,7 @@ from domicile.grpc_errors import GRPC_CODES, status_for
 
 
 def _details(status: grpc.Status) -> status_pb2.Status:
-    (key, value), = [m for m in status.trailing_metadata if m[0] == "grpc-status-details-bin"]
+    ((key, value),) = [m for m in status.trailing_metadata if m[0] == "grpc-status-details-bin"]
     return status_pb2.Status.FromString(value)
 
 
@@ -17,8 +17,12 @@ def test_every_error_code_has_a_grpc_code():
 
 
 def test_field_violations_become_bad_request():
-    error = DomicileError("invalid dataset", ErrorCode.INVALID_ARGUMENT, "INVALID_ARGUMENT",
-                          [FieldViolation("dataset.origins[0]", "not a country")])
+    error = DomicileError(
+        "invalid dataset",
+        ErrorCode.INVALID_ARGUMENT,
+        "INVALID_ARGUMENT",
+        [FieldViolation("dataset.origins[0]", "not a country")],
+    )
     status = status_for(error)
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT
     details = _details(status)

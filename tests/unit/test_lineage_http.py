@@ -14,10 +14,14 @@ from domicile.errors import store_unavailable
 from domicile.http_api import create_http_app
 
 EVENT = {
-    "eventType": "COMPLETE", "eventTime": "2026-11-30T10:00:00Z", "producer": "https://example.com/p",
+    "eventType": "COMPLETE",
+    "eventTime": "2026-11-30T10:00:00Z",
+    "producer": "https://example.com/p",
     "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
-    "run": {"runId": "r-1"}, "job": {"namespace": "airflow", "name": "j"},
-    "inputs": [{"namespace": "s3://a", "name": "in"}], "outputs": [{"namespace": "s3://a", "name": "out"}],
+    "run": {"runId": "r-1"},
+    "job": {"namespace": "airflow", "name": "j"},
+    "inputs": [{"namespace": "s3://a", "name": "in"}],
+    "outputs": [{"namespace": "s3://a", "name": "out"}],
 }
 
 
@@ -40,12 +44,16 @@ class FailingStore:
 async def post(store, body) -> tuple[int, dict, dict]:
     app = App(settings=load_settings(insecure=True), store=store)  # type: ignore[arg-type]
     async with TestClient(TestServer(create_http_app(app))) as client:
-        response = await client.post("/api/v1/lineage", data=json.dumps(body), headers={"Content-Type": "application/json"})
+        response = await client.post(
+            "/api/v1/lineage", data=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
         return response.status, dict(response.headers), await response.json()
 
 
 async def test_store_unavailable_is_503_with_retry_after():
-    status, headers, body = await post(FailingStore(store_unavailable("catalog store unreachable", retry_after=2.5)), EVENT)
+    status, headers, body = await post(
+        FailingStore(store_unavailable("catalog store unreachable", retry_after=2.5)), EVENT
+    )
     assert status == 503
     assert headers["Retry-After"] == "3"
     assert body["error"]["code"] == "UNAVAILABLE" and body["error"]["reason"] == "STORE_UNAVAILABLE"

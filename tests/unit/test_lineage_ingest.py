@@ -18,9 +18,19 @@ REGIONS = RegionRegistry.builtin()
 
 def event(**overrides):
     document = {
-        "eventType": "COMPLETE", "eventTime": "2026-11-30T10:00:00Z", "producer": "p", "schemaURL": "s",
-        "run": {"runId": "r-1"}, "job": {"namespace": "airflow", "name": "j"},
-        "inputs": [{"namespace": "s3://a", "name": "in", "facets": {"residency": {"region": "aws:eu-west-1", "origins": ["DE"]}}}],
+        "eventType": "COMPLETE",
+        "eventTime": "2026-11-30T10:00:00Z",
+        "producer": "p",
+        "schemaURL": "s",
+        "run": {"runId": "r-1"},
+        "job": {"namespace": "airflow", "name": "j"},
+        "inputs": [
+            {
+                "namespace": "s3://a",
+                "name": "in",
+                "facets": {"residency": {"region": "aws:eu-west-1", "origins": ["DE"]}},
+            }
+        ],
         "outputs": [{"namespace": "s3://a", "name": "out"}],
     }
     document.update(overrides)
@@ -77,8 +87,10 @@ async def test_attributes_are_written_before_the_lineage():
 async def test_a_concurrent_catalog_write_is_merged_not_overwritten():
     existing = Dataset.create("s3://a/in", owner="o", classifications=["PII"])
     existing = replace(existing, revision=7)
-    concurrent = replace(Dataset.create("s3://a/in", owner="new-owner", classifications=["PII"], locations=["aws:eu-central-1"]),
-                         revision=8)
+    concurrent = replace(
+        Dataset.create("s3://a/in", owner="new-owner", classifications=["PII"], locations=["aws:eu-central-1"]),
+        revision=8,
+    )
     store = ScriptedStore({"s3://a/in": existing}, conflict_with=concurrent)
     await ingest_event(store, event(), regions=REGIONS)
     stored = store.datasets["s3://a/in"]
@@ -97,14 +109,23 @@ async def test_nothing_new_writes_no_dataset():
 
 
 async def test_a_merge_over_catalog_limits_is_refused_before_any_write():
-    crowded = replace(Dataset.create("s3://a/in", origins=["DE"], classifications=[f"L{i}" for i in range(64)]), revision=3)
+    crowded = replace(
+        Dataset.create("s3://a/in", origins=["DE"], classifications=[f"L{i}" for i in range(64)]), revision=3
+    )
     store = ScriptedStore({"s3://a/in": crowded})
-    crowded_event = parse_run_event({
-        "eventType": "COMPLETE", "eventTime": "2026-11-30T10:00:00Z", "producer": "p", "schemaURL": "s",
-        "run": {"runId": "r-2"}, "job": {"namespace": "airflow", "name": "j"},
-        "inputs": [{"namespace": "s3://a", "name": "in", "facets": {"residency": {"classifications": ["EXTRA"]}}}],
-        "outputs": [{"namespace": "s3://a", "name": "out"}],
-    }, regions=REGIONS)
+    crowded_event = parse_run_event(
+        {
+            "eventType": "COMPLETE",
+            "eventTime": "2026-11-30T10:00:00Z",
+            "producer": "p",
+            "schemaURL": "s",
+            "run": {"runId": "r-2"},
+            "job": {"namespace": "airflow", "name": "j"},
+            "inputs": [{"namespace": "s3://a", "name": "in", "facets": {"residency": {"classifications": ["EXTRA"]}}}],
+            "outputs": [{"namespace": "s3://a", "name": "out"}],
+        },
+        regions=REGIONS,
+    )
     with pytest.raises(DomicileError) as info:
         await ingest_event(store, crowded_event, regions=REGIONS)
     assert info.value.code is ErrorCode.INVALID_ARGUMENT

@@ -30,7 +30,9 @@ T = datetime(2026, 11, 30, 10, tzinfo=timezone.utc)
 
 def test_edges_for_every_pair_without_self_pairs_or_duplicates():
     assert edges_for("j", ["a", "b", "a"], ["c", "b"]) == [
-        EdgeKey("a", "c", "j"), EdgeKey("b", "c", "j"), EdgeKey("a", "b", "j"),
+        EdgeKey("a", "c", "j"),
+        EdgeKey("b", "c", "j"),
+        EdgeKey("a", "b", "j"),
     ]
     assert edges_for("j", [], ["c"]) == []
 
@@ -41,8 +43,10 @@ def test_edge_count_limit():
     assert [v.field for v in errors.violations] == ["inputs"]
 
 
-@pytest.mark.parametrize(("value", "ok"), [("", True), ("anonymize", True), ("k-anon:5", True), ("drop table;", False),
-                                           ("-x", False), ("a" * 129, False)])
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("", True), ("anonymize", True), ("k-anon:5", True), ("drop table;", False), ("-x", False), ("a" * 129, False)],
+)
 def test_transform_names(value, ok):
     errors = FieldErrors()
     check_transform(errors, "transform", value)
@@ -50,26 +54,63 @@ def test_transform_names(value, ok):
 
 
 def test_merge_into_nothing_creates_a_real_dataset():
-    merged = merge_reported(None, "s3://x/t", name="t", classifications=["PII"], origins=["DE"], locations=["aws:eu-west-1"],
-                            field_labels={"email": ["PII.CONTACT"]})
-    assert merged == Dataset.create("s3://x/t", name="t", classifications=["PII"], origins=["DE"], locations=["aws:eu-west-1"],
-                                    fields=[Field("email", ("PII.CONTACT",))])
+    merged = merge_reported(
+        None,
+        "s3://x/t",
+        name="t",
+        classifications=["PII"],
+        origins=["DE"],
+        locations=["aws:eu-west-1"],
+        field_labels={"email": ["PII.CONTACT"]},
+    )
+    assert merged == Dataset.create(
+        "s3://x/t",
+        name="t",
+        classifications=["PII"],
+        origins=["DE"],
+        locations=["aws:eu-west-1"],
+        fields=[Field("email", ("PII.CONTACT",))],
+    )
     assert not merged.placeholder
 
 
 def test_merge_only_adds_and_keeps_catalog_attributes():
-    current = Dataset.create("s3://x/t", name="Customers", owner="o", description="d", classifications=["PII.IDENTITY"],
-                             origins=["AT"], locations=["aws:eu-west-1"], tags={"k": "v"},
-                             fields=[Field("email", ("PII.CONTACT",)), Field("id", ())],
-                             protection=Protection(encrypted_at_rest=True))
-    merged = merge_reported(current, "s3://x/t", name="t", classifications=["PII"], origins=["DE"],
-                            locations=["aws:eu-west-1"], field_labels={"email": ["PII.BIOMETRIC"], "iban": ["FINANCIAL"]})
+    current = Dataset.create(
+        "s3://x/t",
+        name="Customers",
+        owner="o",
+        description="d",
+        classifications=["PII.IDENTITY"],
+        origins=["AT"],
+        locations=["aws:eu-west-1"],
+        tags={"k": "v"},
+        fields=[Field("email", ("PII.CONTACT",)), Field("id", ())],
+        protection=Protection(encrypted_at_rest=True),
+    )
+    merged = merge_reported(
+        current,
+        "s3://x/t",
+        name="t",
+        classifications=["PII"],
+        origins=["DE"],
+        locations=["aws:eu-west-1"],
+        field_labels={"email": ["PII.BIOMETRIC"], "iban": ["FINANCIAL"]},
+    )
     assert (merged.name, merged.owner, merged.description, dict(merged.tags), merged.protection) == (
-        "Customers", "o", "d", {"k": "v"}, Protection(encrypted_at_rest=True))
+        "Customers",
+        "o",
+        "d",
+        {"k": "v"},
+        Protection(encrypted_at_rest=True),
+    )
     assert merged.classifications == ("PII", "PII.IDENTITY")
     assert merged.origins == ("AT", "DE")
     assert merged.locations == ("aws:eu-west-1",)
-    assert merged.fields == (Field("email", ("PII.BIOMETRIC", "PII.CONTACT")), Field("id", ()), Field("iban", ("FINANCIAL",)))
+    assert merged.fields == (
+        Field("email", ("PII.BIOMETRIC", "PII.CONTACT")),
+        Field("id", ()),
+        Field("iban", ("FINANCIAL",)),
+    )
 
 
 def test_merge_of_nothing_new_is_the_same_content():
@@ -97,7 +138,12 @@ def diamond_with_cycle() -> Traversal:
         Edge("raw", "fx", "fx-job", "", "r3", T, end_time=T),
         Edge("report", "raw", "feedback", "", "r4", T),
     )
-    nodes = (LineageNode("report", 0), LineageNode("clean", 1), LineageNode("fx", 1, placeholder=True), LineageNode("raw", 2))
+    nodes = (
+        LineageNode("report", 0),
+        LineageNode("clean", 1),
+        LineageNode("fx", 1, placeholder=True),
+        LineageNode("raw", 2),
+    )
     return Traversal(nodes, edges, complete=False, incomplete_reason="max_depth")
 
 
@@ -114,8 +160,9 @@ def test_tree_shows_each_dataset_expanded_once_and_says_it_is_incomplete():
 
 
 def test_tree_both_ways_marks_the_direction_of_each_step():
-    traversal = Traversal((LineageNode("b", 0), LineageNode("a", 1), LineageNode("c", 1)),
-                          (Edge("a", "b", "j1"), Edge("b", "c", "j2")))
+    traversal = Traversal(
+        (LineageNode("b", 0), LineageNode("a", 1), LineageNode("c", 1)), (Edge("a", "b", "j1"), Edge("b", "c", "j2"))
+    )
     assert render_tree(traversal, "b", Direction.BOTH).splitlines() == ["b", "├── <- a  ⟨j1⟩", "└── -> c  ⟨j2⟩"]
 
 
@@ -124,13 +171,24 @@ def test_json_export_keeps_every_edge_with_times():
     assert document["as_of"] == "2026-11-30T10:00:00Z"
     assert document["complete"] is False and document["incomplete_reason"] == "max_depth"
     assert len(document["edges"]) == 5
-    assert {"input": "raw", "output": "fx", "job": "fx-job", "transform": "", "run_id": "r3",
-            "record_time": "2026-11-30T10:00:00Z", "end_time": "2026-11-30T10:00:00Z"} in document["edges"]
+    assert {
+        "input": "raw",
+        "output": "fx",
+        "job": "fx-job",
+        "transform": "",
+        "run_id": "r3",
+        "record_time": "2026-11-30T10:00:00Z",
+        "end_time": "2026-11-30T10:00:00Z",
+    } in document["edges"]
 
 
 def test_dot_escapes_ids_and_flags_incomplete_placeholders_and_ended_edges():
-    traversal = Traversal((LineageNode('s3://q/"quoted"\\x', 0), LineageNode("p", 1, placeholder=True)),
-                          (Edge("p", 's3://q/"quoted"\\x', "j", "anonymize", end_time=T),), complete=False, incomplete_reason="timeout")
+    traversal = Traversal(
+        (LineageNode('s3://q/"quoted"\\x', 0), LineageNode("p", 1, placeholder=True)),
+        (Edge("p", 's3://q/"quoted"\\x', "j", "anonymize", end_time=T),),
+        complete=False,
+        incomplete_reason="timeout",
+    )
     dot = to_dot(traversal, 's3://q/"quoted"\\x', Direction.UPSTREAM)
     assert 'label="lineage of s3://q/\\"quoted\\"\\\\x (upstream) INCOMPLETE: timeout";' in dot
     assert '"p" [tooltip="depth 1", style=dashed];' in dot

@@ -8,8 +8,13 @@ from domicile.config import SettingsError, load_settings
 
 
 def test_namespace_regions_keep_their_order():
-    settings = load_settings(lineage={"namespace_regions": {"s3://bank-eu-*": "aws:eu-central-1", "s3://*": "aws:us-east-1"}})
-    assert list(settings.lineage.namespace_regions.items()) == [("s3://bank-eu-*", "aws:eu-central-1"), ("s3://*", "aws:us-east-1")]
+    settings = load_settings(
+        lineage={"namespace_regions": {"s3://bank-eu-*": "aws:eu-central-1", "s3://*": "aws:us-east-1"}}
+    )
+    assert list(settings.lineage.namespace_regions.items()) == [
+        ("s3://bank-eu-*", "aws:eu-central-1"),
+        ("s3://*", "aws:us-east-1"),
+    ]
 
 
 @pytest.mark.parametrize(

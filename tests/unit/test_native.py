@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from domicile.router import decision_log
 from domicile.router.convert import _OPERATION, DecisionEncoder
-from domicile.v1 import residency_pb2
 from domicile.router.decision_log import ZERO_HASH
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
+from domicile.v1 import residency_pb2
 
 native = decision_log._native
 
@@ -69,16 +69,34 @@ def queues(draw) -> list:
     (`append_many`), sharing (or not) their region tuples, reasons, request keys and decide
     times -- as the same objects or equal copies."""
     region_sets = draw(st.lists(st.tuples(*[TEXT] * 2) | st.just(()), min_size=1, max_size=3))
-    reasons = draw(st.lists(
-        st.builds(Reason, st.sampled_from(list(ReasonCode)), TEXT, TEXT, TEXT,
-                  st.one_of(st.lists(TEXT, max_size=3).map(tuple), st.lists(TEXT, max_size=2))),
-        min_size=1, max_size=3,
-    ))
-    requests = draw(st.lists(
-        st.tuples(TEXT, st.integers(0, 2**63 - 1), st.one_of(st.none(), st.dictionaries(TEXT, TEXT, max_size=2)),
-                  st.sampled_from(["decide", "batch_decide", "route"]), TEXT, TEXT),
-        min_size=1, max_size=3,
-    ))
+    reasons = draw(
+        st.lists(
+            st.builds(
+                Reason,
+                st.sampled_from(list(ReasonCode)),
+                TEXT,
+                TEXT,
+                TEXT,
+                st.one_of(st.lists(TEXT, max_size=3).map(tuple), st.lists(TEXT, max_size=2)),
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
+    requests = draw(
+        st.lists(
+            st.tuples(
+                TEXT,
+                st.integers(0, 2**63 - 1),
+                st.one_of(st.none(), st.dictionaries(TEXT, TEXT, max_size=2)),
+                st.sampled_from(["decide", "batch_decide", "route"]),
+                TEXT,
+                TEXT,
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
     times = draw(st.lists(TIMES, min_size=1, max_size=2))
     result = []
     n = 0
@@ -141,12 +159,25 @@ def test_lines_of_at_most_limit_decisions_start_where_the_last_ended(queue: list
 
 def entry(**changes) -> tuple:
     fields = dict(
-        decision_id="d1", outcome=Outcome.DENY, dataset_id="s3://bank-eu/customers", operation=Operation.STORE,
-        region="aws:us-east-1", allowed_regions=("aws:eu-central-1",),
-        reasons=(Reason(ReasonCode.RULE_DENIED, "EU personal data stays in the EU", "gdpr", "GDPR Art. 44",
-                        ("s3://bank-eu/customers",)),),
-        policy_version="2026.11.1", catalog_revision=7,
-        decide_time=datetime(2026, 11, 30, 10, 0, 0, 5, tzinfo=timezone.utc), caller="",
+        decision_id="d1",
+        outcome=Outcome.DENY,
+        dataset_id="s3://bank-eu/customers",
+        operation=Operation.STORE,
+        region="aws:us-east-1",
+        allowed_regions=("aws:eu-central-1",),
+        reasons=(
+            Reason(
+                ReasonCode.RULE_DENIED,
+                "EU personal data stays in the EU",
+                "gdpr",
+                "GDPR Art. 44",
+                ("s3://bank-eu/customers",),
+            ),
+        ),
+        policy_version="2026.11.1",
+        catalog_revision=7,
+        decide_time=datetime(2026, 11, 30, 10, 0, 0, 5, tzinfo=timezone.utc),
+        caller="",
     )
     fields.update(changes)
     return (Decision(**fields), None, "decide", "ff" * 32)
@@ -161,8 +192,9 @@ def entry(**changes) -> tuple:
         pytest.param(entry(reasons=[]), id="reasons-list"),
         pytest.param(entry(reasons=(("RULE_DENIED", "m", "r", "c", ()),)), id="code-not-enum"),
         pytest.param(entry(operation="store"), id="operation-text"),
-        pytest.param(entry(reasons=(Reason(ReasonCode.RULE_DENIED, "m", "r", "c", PathTuple(("p",))),)),
-                     id="path-tuple-subclass"),  # (orjson refuses tuple subclasses)
+        pytest.param(
+            entry(reasons=(Reason(ReasonCode.RULE_DENIED, "m", "r", "c", PathTuple(("p",))),)), id="path-tuple-subclass"
+        ),  # (orjson refuses tuple subclasses)
         pytest.param(("not", "an", "entry"), id="short-entry"),
     ],
 )
@@ -209,8 +241,11 @@ def test_bad_arguments_raise() -> None:
 def test_many_distinct_region_sets_and_reasons_in_one_line() -> None:
     # More distinct objects than the identity tables start with: they grow.
     queue = [
-        entry(decision_id=f"d{n}", allowed_regions=(f"r{n % 300}",),
-              reasons=(Reason(ReasonCode.RULE_DENIED, f"m{n % 200}", "r", "c", (f"p{n}",)),))
+        entry(
+            decision_id=f"d{n}",
+            allowed_regions=(f"r{n % 300}",),
+            reasons=(Reason(ReasonCode.RULE_DENIED, f"m{n % 200}", "r", "c", (f"p{n}",)),),
+        )
         for n in range(1000)
     ]
     assert_same_line(queue)
@@ -223,7 +258,7 @@ def test_strings_render_alike_whatever_the_position_of_a_special_character(speci
     # The C renderer scans eight bytes at a time for characters to escape: each position in
     # and around those words, in ids, messages and lineage paths alike.
     for position in range(26):
-        text = "s3://bank/" [:position] + "x" * max(0, position - 10) + special + "yz" * (position % 5)
+        text = "s3://bank/"[:position] + "x" * max(0, position - 10) + special + "yz" * (position % 5)
         reason = Reason(ReasonCode.RULE_DENIED, "m" + text, "r", "c" + text, (text, "a" + text))
         assert_same_line([entry(dataset_id=text, reasons=(reason,)), entry(decision_id=text + text)])
 
@@ -250,10 +285,16 @@ def test_a_written_log_verifies_whichever_renderer_wrote_it(tmp_path, monkeypatc
 def test_untrack_takes_decisions_and_their_reasons_out_of_the_collectors_sight() -> None:
     import gc
 
-    decisions = [entry(decision_id=f"d{n}", reasons=(
-        Reason(ReasonCode.RULE_DENIED, "m", "r", "c", ("s3://a", f"s3://b{n}")),
-        Reason(ReasonCode.DEFAULT_DENIED, "no rule"),
-    ))[0] for n in range(3)]
+    decisions = [
+        entry(
+            decision_id=f"d{n}",
+            reasons=(
+                Reason(ReasonCode.RULE_DENIED, "m", "r", "c", ("s3://a", f"s3://b{n}")),
+                Reason(ReasonCode.DEFAULT_DENIED, "no rule"),
+            ),
+        )[0]
+        for n in range(3)
+    ]
     reasons = [d.reasons for d in decisions] + [r for d in decisions for r in d.reasons]
     others = [[1], ("a", [2]), {"k": [3]}]
     assert all(gc.is_tracked(o) for o in decisions + reasons + others)
@@ -306,8 +347,13 @@ def test_untrack_leaves_decisions_that_could_be_in_a_cycle_tracked(changes: dict
 
 def encode_both(decisions: list) -> tuple[bytes | None, bytes]:
     fast_encoder, reference = DecisionEncoder(), DecisionEncoder()
-    fast = native.encode_batch(decisions, _OPERATION, fast_encoder._verdict_fragment,
-                               fast_encoder._context_fragment, fast_encoder._reason_texts)
+    fast = native.encode_batch(
+        decisions,
+        _OPERATION,
+        fast_encoder._verdict_fragment,
+        fast_encoder._context_fragment,
+        fast_encoder._reason_texts,
+    )
     return fast, reference.encode_batch_python(decisions)
 
 
@@ -315,8 +361,9 @@ def encode_both(decisions: list) -> tuple[bytes | None, bytes]:
 @given(queues())
 def test_the_c_encoder_writes_the_reference_bytes(queue: list) -> None:
     decisions = [d for item in queue for d in (item[0] if type(item[0]) is tuple else (item[0],))]
-    decisions = [d._replace(reasons=tuple(r._replace(lineage_path=tuple(r.lineage_path)) for r in d.reasons))
-                 for d in decisions]
+    decisions = [
+        d._replace(reasons=tuple(r._replace(lineage_path=tuple(r.lineage_path)) for r in d.reasons)) for d in decisions
+    ]
     fast, reference = encode_both(decisions)
     assert fast == reference
     assert fast == encode_both(decisions + decisions)[0][: len(fast)]  # and again, from its caches
@@ -342,12 +389,14 @@ def test_the_encoder_uses_c_and_falls_back_to_python_for_odd_shapes() -> None:
 
 from domicile.catalog.regions import RegionRegistry  # noqa: E402
 from domicile.errors import DomicileError  # noqa: E402
-from domicile.router.service import MAX_BATCH, _OPERATIONS_BY_VALUE, _batch_questions  # noqa: E402
+from domicile.router.service import _OPERATIONS_BY_VALUE, MAX_BATCH, _batch_questions  # noqa: E402
 
 REGIONS = RegionRegistry.builtin()
 REGION_TEXT = st.sampled_from(["aws:eu-central-1", "aws:us-east-1", "aws:nowhere-1", "", " aws:us-east-1", "é"])
-ID_TEXT = st.one_of(st.sampled_from(["s3://bank/a", "s3://bank/b c", " s3://x", "s3://x ", "", "x" * 513, "x" * 512]),
-                    st.text(max_size=6))
+ID_TEXT = st.one_of(
+    st.sampled_from(["s3://bank/a", "s3://bank/b c", " s3://x", "s3://x ", "", "x" * 513, "x" * 512]),
+    st.text(max_size=6),
+)
 
 
 def parse_both(data: bytes):
@@ -397,8 +446,9 @@ def test_parse_batch_takes_unknown_and_repeated_fields_as_protobuf_does() -> Non
     # What protobuf calls corrupt, C never takes: over-long tags and lengths, field numbers past
     # 2^29 - 1, and a string copy that is not UTF-8 even when a later copy replaces it.
     plain_item = b"\x0a\x03abc\x10\x01\x1a\x0daws:us-east-1"
-    assert native.parse_batch(b"\x0a" + bytes([len(plain_item)]) + plain_item, REGIONS.by_id, _OPERATIONS_BY_VALUE,
-                              MAX_BATCH) == [("abc", _OPERATIONS_BY_VALUE[1], "aws:us-east-1")]
+    assert native.parse_batch(
+        b"\x0a" + bytes([len(plain_item)]) + plain_item, REGIONS.by_id, _OPERATIONS_BY_VALUE, MAX_BATCH
+    ) == [("abc", _OPERATIONS_BY_VALUE[1], "aws:us-east-1")]
 
     def request(item: bytes) -> bytes:
         return b"\x0a" + bytes([len(item)]) + item
@@ -454,17 +504,43 @@ def test_decide_batch_looks_up_what_it_can_and_asks_python_for_the_rest() -> Non
         asked.append(("slow", dataset_id, op, region))
         return Verdict(Outcome.DENY, (), ())
 
-    requests = [("a", Operation.STORE, "r1"), ["a", Operation.STORE, "r2"], ("a", Operation.STORE, "r3"),
-                ("a", Operation.PROCESS, "r1"), ("b", Operation.STORE, "r1"), ("c", Operation.STORE, "r1"),
-                ("d", Operation.STORE, "r1"), ("e", Operation.STORE, "r1"), ("f", Operation.STORE, "r1"),
-                ("zz", Operation.STORE, "r1")]
+    requests = [
+        ("a", Operation.STORE, "r1"),
+        ["a", Operation.STORE, "r2"],
+        ("a", Operation.STORE, "r3"),
+        ("a", Operation.PROCESS, "r1"),
+        ("b", Operation.STORE, "r1"),
+        ("c", Operation.STORE, "r1"),
+        ("d", Operation.STORE, "r1"),
+        ("e", Operation.STORE, "r1"),
+        ("f", Operation.STORE, "r1"),
+        ("zz", Operation.STORE, "r1"),
+    ]
     now = datetime(2026, 11, 30, tzinfo=timezone.utc)
     ids = iter(f"id{n}" for n in range(100))
-    decisions = native.decide_batch(requests, views, FakeAttrs, token, Operation.STORE, Decision, Reason, Outcome.DENY,
-                                    ReasonCode.RULE_DENIED, ids, "v1", 7, now, "alice", deny, slow)
+    decisions = native.decide_batch(
+        requests,
+        views,
+        FakeAttrs,
+        token,
+        Operation.STORE,
+        Decision,
+        Reason,
+        Outcome.DENY,
+        ReasonCode.RULE_DENIED,
+        ids,
+        "v1",
+        7,
+        now,
+        "alice",
+        deny,
+        slow,
+    )
     # (a request given as a list is unpacked as the Python loop unpacks it)
     assert asked == [("deny", True, True, True)] + [("slow", *request) for request in requests[2:]]
-    assert decisions[0] == Decision("id0", Outcome.ALLOW, "a", Operation.STORE, "r1", ("r1",), (), "v1", 7, now, "alice")
+    assert decisions[0] == Decision(
+        "id0", Outcome.ALLOW, "a", Operation.STORE, "r1", ("r1",), (), "v1", 7, now, "alice"
+    )
     assert decisions[1].reasons == (Reason(ReasonCode.RULE_DENIED, "m"),)
     assert [d.decision_id for d in decisions] == [f"id{n}" for n in range(len(requests))]
     assert all(type(d) is Decision for d in decisions)
@@ -474,8 +550,24 @@ def test_decide_batch_refuses_bad_arguments_and_passes_errors_on() -> None:
     now = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
     def call(requests, slow, ids=None):
-        return native.decide_batch(requests, {}, FakeAttrs, object(), Operation.STORE, Decision, Reason, Outcome.DENY,
-                                   ReasonCode.RULE_DENIED, ids or iter(["x", "y"]), "v1", 7, now, "", slow, slow)
+        return native.decide_batch(
+            requests,
+            {},
+            FakeAttrs,
+            object(),
+            Operation.STORE,
+            Decision,
+            Reason,
+            Outcome.DENY,
+            ReasonCode.RULE_DENIED,
+            ids or iter(["x", "y"]),
+            "v1",
+            7,
+            now,
+            "",
+            slow,
+            slow,
+        )
 
     def failing(*args):
         raise RuntimeError("from Python")
@@ -493,5 +585,21 @@ def test_decide_batch_refuses_bad_arguments_and_passes_errors_on() -> None:
     with pytest.raises(TypeError):
         native.decide_batch([], {}, FakeAttrs)
     with pytest.raises(TypeError):  # no engine_cache slot
-        native.decide_batch([], {}, int, object(), Operation.STORE, Decision, Reason, Outcome.DENY,
-                            ReasonCode.RULE_DENIED, iter([]), "v", 1, now, "", None, None)
+        native.decide_batch(
+            [],
+            {},
+            int,
+            object(),
+            Operation.STORE,
+            Decision,
+            Reason,
+            Outcome.DENY,
+            ReasonCode.RULE_DENIED,
+            iter([]),
+            "v",
+            1,
+            now,
+            "",
+            None,
+            None,
+        )

@@ -47,7 +47,9 @@ def test_a_version_reads_back_as_the_normalized_dataset_with_store_fields():
 
 
 def test_filter_copies_hold_own_and_field_labels():
-    props = version_properties(Dataset.create("s3://x", classifications=["PII"], fields=[Field("iban", ("FINANCIAL.PAYMENT",))]))
+    props = version_properties(
+        Dataset.create("s3://x", classifications=["PII"], fields=[Field("iban", ("FINANCIAL.PAYMENT",))])
+    )
     assert props["all_classifications"] == ["FINANCIAL.PAYMENT", "PII"]
 
 
@@ -59,7 +61,14 @@ def test_equal_content_gives_equal_bodies_whatever_the_input_order():
 
 
 def test_an_edge_without_end_time_is_current():
-    props = {"input": "s3://a", "output": "s3://b", "job": "etl", "transform": "", "run_id": "r1", "record_time": to_micros(T0)}
+    props = {
+        "input": "s3://a",
+        "output": "s3://b",
+        "job": "etl",
+        "transform": "",
+        "run_id": "r1",
+        "record_time": to_micros(T0),
+    }
     assert edge_from_properties(props) == Edge("s3://a", "s3://b", "etl", "", "r1", T0, None)
 
 

@@ -110,9 +110,13 @@ def test_classifications_from_tags_facet_and_schema_field_tags():
             "_schemaURL": "https://openlineage.io/spec/facets/1-2-0/SchemaDatasetFacet.json#/$defs/SchemaDatasetFacet",
             "fields": [
                 {"name": "iban", "type": "STRING", "tags": [{"key": "classification", "value": "FINANCIAL.ACCOUNT"}]},
-                {"name": "address", "type": "STRUCT", "fields": [
-                    {"name": "street", "tags": [{"key": "classification", "value": "PII.CONTACT"}]},
-                ]},
+                {
+                    "name": "address",
+                    "type": "STRUCT",
+                    "fields": [
+                        {"name": "street", "tags": [{"key": "classification", "value": "PII.CONTACT"}]},
+                    ],
+                },
                 {"name": "amount", "type": "DECIMAL"},
             ],
         },
@@ -138,7 +142,9 @@ def test_residency_facets_give_region_origins_labels_and_run_attributes():
             "classifications": ["FINANCIAL.PAYMENT"],
         }
     }
-    document["run"]["facets"] = {"residency": {"_producer": "p", "_schemaURL": "s", "region": "aws:eu-west-1", "transform": "aggregate"}}
+    document["run"]["facets"] = {
+        "residency": {"_producer": "p", "_schemaURL": "s", "region": "aws:eu-west-1", "transform": "aggregate"}
+    }
     parsed = parse_run_event(document, regions=REGIONS)
     (facts,) = parsed.datasets
     assert facts.locations == {"aws:eu-central-1"}
@@ -218,7 +224,15 @@ def test_namespace_map_to_unknown_region_is_reported_against_the_dataset():
     [
         ([], "event"),
         ("{}", "event"),
-        ({"eventTime": "2026-11-30T10:00:00Z", "producer": "p", "schemaURL": "s", "job": {"namespace": "n", "name": "j"}}, "run"),
+        (
+            {
+                "eventTime": "2026-11-30T10:00:00Z",
+                "producer": "p",
+                "schemaURL": "s",
+                "job": {"namespace": "n", "name": "j"},
+            },
+            "run",
+        ),
     ],
 )
 def test_not_a_run_event(document, field):
@@ -227,7 +241,10 @@ def test_not_a_run_event(document, field):
 
 def test_wrong_types_of_facets_are_rejected():
     document = event()
-    document["outputs"][0]["facets"] = {"tags": {"tags": "classification=PII"}, "schema": {"fields": [{"name": "x", "tags": {}}]}}
+    document["outputs"][0]["facets"] = {
+        "tags": {"tags": "classification=PII"},
+        "schema": {"fields": [{"name": "x", "tags": {}}]},
+    }
     found = violations(document)
     assert found["outputs[0].facets.tags.tags"] == "must be an array, not a string"
     assert found["outputs[0].facets.schema.fields[0].tags"] == "must be an array, not an object"
@@ -235,7 +252,10 @@ def test_wrong_types_of_facets_are_rejected():
 
 def test_unknown_facets_and_fields_are_ignored():
     document = event(customTopLevel=1)
-    document["inputs"][0]["facets"] = {"dataSource": {"name": "x", "uri": "s3://bank-eu"}, "documentation": {"description": 3}}
+    document["inputs"][0]["facets"] = {
+        "dataSource": {"name": "x", "uri": "s3://bank-eu"},
+        "documentation": {"description": 3},
+    }
     assert parse_run_event(document, regions=REGIONS).datasets == ()
 
 

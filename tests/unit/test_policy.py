@@ -531,7 +531,7 @@ def test_policy_invalid_message_summarises() -> None:
 
 
 def test_validation_uses_the_given_registry() -> None:
-    text = policy_text("rules:\n  - {id: r, match: {}, store: {allow: [\"aws:eu-central-1\"]}}\n")
+    text = policy_text('rules:\n  - {id: r, match: {}, store: {allow: ["aws:eu-central-1"]}}\n')
     load_policy(text, RegionRegistry.builtin())
     with pytest.raises(PolicyInvalid):
         load_policy(text, RegionRegistry([]))

@@ -16,8 +16,14 @@ class _NoStore:
 
 def test_every_rpc_has_an_implementation():
     app = App(settings=load_settings(insecure=True), store=_NoStore())  # type: ignore[arg-type]
-    registered = {type(servicer).__mro__[1].__name__.removesuffix("Servicer"): servicer for _, servicer in servicers(app)}
-    services = [s for module in (catalog_pb2, lineage_pb2, residency_pb2, policy_pb2) for s in module.DESCRIPTOR.services_by_name.values()]
+    registered = {
+        type(servicer).__mro__[1].__name__.removesuffix("Servicer"): servicer for _, servicer in servicers(app)
+    }
+    services = [
+        s
+        for module in (catalog_pb2, lineage_pb2, residency_pb2, policy_pb2)
+        for s in module.DESCRIPTOR.services_by_name.values()
+    ]
     assert {s.name for s in services} == set(registered), "a service is not registered"
     missing = []
     for service in services:

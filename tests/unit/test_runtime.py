@@ -71,7 +71,10 @@ class FlakyStore:
 
 async def make_app(tmp_path: Path, *, policy: Path | None = EXAMPLE_POLICY, **router) -> App:
     settings = load_settings(
-        store=f"sqlite:///{tmp_path / 'catalog.db'}", data_dir=tmp_path, policy=policy, insecure=True,
+        store=f"sqlite:///{tmp_path / 'catalog.db'}",
+        data_dir=tmp_path,
+        policy=policy,
+        insecure=True,
         router=router or None,
     )
     return App(settings=settings, store=FlakyStore(await open_store(settings.store)))
@@ -159,7 +162,9 @@ async def test_a_local_write_not_yet_applied_fails_closed_until_caught_up(tmp_pa
 
 async def test_changes_by_other_processes_arrive_through_the_feed(started):
     app, router = started
-    revision = (await app.store.inner.upsert_dataset(Dataset.create("s3://b", classifications=["PII"], origins=["FR"]))).revision
+    revision = (
+        await app.store.inner.upsert_dataset(Dataset.create("s3://b", classifications=["PII"], origins=["FR"]))
+    ).revision
     await wait_until(lambda: router.catalog_revision >= revision)
     assert (await router.decide("s3://b", Operation.STORE, US)).reasons[0].rule_id == "gdpr-personal-data"
 
@@ -445,8 +450,9 @@ async def test_batch_decide_in_c_answers_as_the_python_loop(started, monkeypatch
     if runtime._native is None:
         pytest.skip("the C helpers are not built")
     await upsert(app, "s3://bank-eu/customers", classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
-    await upsert(app, "s3://in/payments", classifications=["FINANCIAL.PAYMENT.UPI"], origins=["IN"],
-                 locations=["aws:ap-south-1"])
+    await upsert(
+        app, "s3://in/payments", classifications=["FINANCIAL.PAYMENT.UPI"], origins=["IN"], locations=["aws:ap-south-1"]
+    )
     await upsert(app, "s3://cn/people", classifications=["PII.CONTACT"], origins=["CN"], locations=["aws:cn-north-1"])
     await upsert(app, "s3://plain", locations=[US])
     # Two labels and two origins the GDPR rule matches: the dataset's paths choose which it names.
@@ -454,14 +460,29 @@ async def test_batch_decide_in_c_answers_as_the_python_loop(started, monkeypatch
     for name in ("joined", "agg", "derived"):
         await upsert(app, f"s3://out/{name}", locations=[US])
     store = app.store.inner
-    await store.record_lineage(Run("join", "r1"), [EdgeKey("s3://bank-eu/customers", "s3://out/joined", "join"),
-                                                    EdgeKey("s3://in/payments", "s3://out/joined", "join")])
-    await store.record_lineage(Run("agg", "r1", transform="aggregate"),
-                               [EdgeKey("s3://out/joined", "s3://out/agg", "agg")])
+    await store.record_lineage(
+        Run("join", "r1"),
+        [
+            EdgeKey("s3://bank-eu/customers", "s3://out/joined", "join"),
+            EdgeKey("s3://in/payments", "s3://out/joined", "join"),
+        ],
+    )
+    await store.record_lineage(
+        Run("agg", "r1", transform="aggregate"), [EdgeKey("s3://out/joined", "s3://out/agg", "agg")]
+    )
     revision = await store.record_lineage(Run("copy", "r1"), [EdgeKey("s3://cn/people", "s3://out/derived", "copy")])
     await app.after_write(revision.revision)
-    ids = ["s3://bank-eu/customers", "s3://in/payments", "s3://cn/people", "s3://plain", "s3://multi",
-           "s3://out/joined", "s3://out/agg", "s3://out/derived", "s3://unknown"]
+    ids = [
+        "s3://bank-eu/customers",
+        "s3://in/payments",
+        "s3://cn/people",
+        "s3://plain",
+        "s3://multi",
+        "s3://out/joined",
+        "s3://out/agg",
+        "s3://out/derived",
+        "s3://unknown",
+    ]
     regions = [r.id for r in router.regions()]
     rng = random.Random(5)
     questions = [(rng.choice(ids), rng.choice(list(Operation)), rng.choice(regions)) for _ in range(600)]
@@ -506,8 +527,13 @@ async def test_batch_decide_in_c_answers_as_the_python_loop(started, monkeypatch
     monkeypatch.setattr(runtime, "_native", Counting())
     assert comparable(await router.batch_decide(questions)) == comparable(in_python)
     unremembered = sum(1 for d, _, _ in questions if d in ("s3://unknown", "s3://bank-eu/customers"))
-    chosen = sum(1 for d in in_python if d.dataset_id == "s3://multi" and d.outcome is Outcome.DENY
-                 and any(r.code is ReasonCode.RULE_DENIED for r in d.reasons))
+    chosen = sum(
+        1
+        for d in in_python
+        if d.dataset_id == "s3://multi"
+        and d.outcome is Outcome.DENY
+        and any(r.code is ReasonCode.RULE_DENIED for r in d.reasons)
+    )
     assert chosen > 0 and calls == {"deny": chosen, "verdict": unremembered}
     monkeypatch.undo()
     update = await router.set_policy(EXAMPLE_POLICY.read_text().replace('version: "2026.11.1"', 'version: "2026.11.9"'))

@@ -24,16 +24,24 @@ def test_decision_encoder_builds_the_same_message_as_field_by_field():
     for decision in [*decisions, *decisions]:  # the second round is served from the caches
         expected = residency_pb2.Decision(
             decision_id=decision.decision_id,
-            outcome={Outcome.ALLOW: residency_pb2.OUTCOME_ALLOW, Outcome.DENY: residency_pb2.OUTCOME_DENY}[decision.outcome],
-            dataset_id=decision.dataset_id,
-            operation={Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}[
-                decision.operation
+            outcome={Outcome.ALLOW: residency_pb2.OUTCOME_ALLOW, Outcome.DENY: residency_pb2.OUTCOME_DENY}[
+                decision.outcome
             ],
+            dataset_id=decision.dataset_id,
+            operation={
+                Operation.STORE: residency_pb2.OPERATION_STORE,
+                Operation.PROCESS: residency_pb2.OPERATION_PROCESS,
+            }[decision.operation],
             region=decision.region,
             allowed_regions=decision.allowed_regions,
             reasons=[
-                residency_pb2.Reason(code=r.code.value, rule_id=r.rule_id, message=r.message,
-                                     lineage_path=r.lineage_path, citation=r.citation)
+                residency_pb2.Reason(
+                    code=r.code.value,
+                    rule_id=r.rule_id,
+                    message=r.message,
+                    lineage_path=r.lineage_path,
+                    citation=r.citation,
+                )
                 for r in decision.reasons
             ],
             policy_version=decision.policy_version,
@@ -53,8 +61,19 @@ def test_the_batch_wire_format_holds_long_and_non_ascii_strings():
     long_path = tuple(f"s3://bank/ü/{'x' * 150}/{n}" for n in range(12))
     reason = Reason(ReasonCode.RULE_DENIED, "m" * 200 + " ✓", rule_id="r" * 130, citation="", lineage_path=long_path)
     decisions = [
-        Decision("é" * 70, Outcome.DENY, "d" * 300, Operation.PROCESS, "private:région-001", many, (reason,), "v" * 129,
-                 2**62, when, "caller"),
+        Decision(
+            "é" * 70,
+            Outcome.DENY,
+            "d" * 300,
+            Operation.PROCESS,
+            "private:région-001",
+            many,
+            (reason,),
+            "v" * 129,
+            2**62,
+            when,
+            "caller",
+        ),
         Decision("", Outcome.ALLOW, "", Operation.STORE, "r", (), (), "", 0, when),
     ]
     encoder = DecisionEncoder()

@@ -20,12 +20,18 @@ def test_without_tls_configuration_the_server_refuses_to_start(tmp_path):
 
 def test_tls_without_issuer_and_audience_is_refused(tmp_path):
     paths, _ = ensure_dev_credentials(tmp_path)
-    explicit = load_settings(data_dir=tmp_path, tls={"cert_file": paths.server_cert, "key_file": paths.server_key},
-                             auth={"jwks_file": paths.jwks})
+    explicit = load_settings(
+        data_dir=tmp_path,
+        tls={"cert_file": paths.server_cert, "key_file": paths.server_key},
+        auth={"jwks_file": paths.jwks},
+    )
     with pytest.raises(DomicileError, match="issuer"):
         build_security(explicit)
-    broken = load_settings(data_dir=tmp_path, tls={"cert_file": paths.server_cert, "key_file": paths.client_key},
-                           auth={"jwks_file": paths.jwks, "issuer": "i", "audience": "a"})
+    broken = load_settings(
+        data_dir=tmp_path,
+        tls={"cert_file": paths.server_cert, "key_file": paths.client_key},
+        auth={"jwks_file": paths.jwks, "issuer": "i", "audience": "a"},
+    )
     with pytest.raises(DomicileError, match="does not match"):
         build_security(broken)
 

@@ -68,8 +68,13 @@ def test_dev_credentials_layout_permissions_and_sans(data_dir):
 
 
 def test_dev_token_verifies_with_the_dev_jwks(data_dir):
-    verifier = TokenVerifier(load_verification_keys(dev_paths(data_dir).jwks, []), issuer=DEV_ISSUER,
-                             audience=DEV_AUDIENCE, algorithms=["ES256"], leeway_seconds=0)
+    verifier = TokenVerifier(
+        load_verification_keys(dev_paths(data_dir).jwks, []),
+        issuer=DEV_ISSUER,
+        audience=DEV_AUDIENCE,
+        algorithms=["ES256"],
+        leeway_seconds=0,
+    )
     caller = verifier.verify(mint_dev_token(data_dir, scopes=["audit:read"], subject="me", actors=("ci",)))
     assert (caller.subject, caller.actors, caller.scopes) == ("me", ("ci",), {"audit:read"})
 
@@ -84,8 +89,13 @@ def test_cli_init_token_and_cert(tmp_path):
     result = runner.invoke(dev, ["token", "--scope", "catalog:read lineage:read", "--ttl", "10m"], obj=options)
     assert result.exit_code == 0, result.output
     token = result.output.strip()
-    verifier = TokenVerifier(load_verification_keys(dev_paths(tmp_path).jwks, []), issuer=DEV_ISSUER,
-                             audience=DEV_AUDIENCE, algorithms=["ES256"], leeway_seconds=0)
+    verifier = TokenVerifier(
+        load_verification_keys(dev_paths(tmp_path).jwks, []),
+        issuer=DEV_ISSUER,
+        audience=DEV_AUDIENCE,
+        algorithms=["ES256"],
+        leeway_seconds=0,
+    )
     assert verifier.verify(token).scopes == {"catalog:read", "lineage:read"}
     assert runner.invoke(dev, ["token", "--scope", "root"], obj=options).exit_code == 2
     result = runner.invoke(dev, ["cert", "svc-b", "--out", str(tmp_path / "out")], obj=options)
@@ -173,12 +183,19 @@ def test_jwt_keys_follow_their_file(tmp_path):
         (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
 
     write_jwks(old_key, "old")
-    verifier = TokenVerifier(load_verification_keys(tmp_path / "jwks.json", []), issuer="i", audience="a",
-                             algorithms=["ES256"], leeway_seconds=0)
-    reloader = KeyFileReloader(verifier, jwks_file=tmp_path / "jwks.json", public_key_files=(), interval_seconds=1,
-                               events=events, clock=clock)
-    fresh = mint_token(new_key, algorithm="ES256", issuer="i", audience="a", subject="s", scopes=[], ttl_seconds=60,
-                       kid="new")
+    verifier = TokenVerifier(
+        load_verification_keys(tmp_path / "jwks.json", []),
+        issuer="i",
+        audience="a",
+        algorithms=["ES256"],
+        leeway_seconds=0,
+    )
+    reloader = KeyFileReloader(
+        verifier, jwks_file=tmp_path / "jwks.json", public_key_files=(), interval_seconds=1, events=events, clock=clock
+    )
+    fresh = mint_token(
+        new_key, algorithm="ES256", issuer="i", audience="a", subject="s", scopes=[], ttl_seconds=60, kid="new"
+    )
     with pytest.raises(AuthenticationError):
         verifier.verify(fresh)
     write_jwks(new_key, "new")
@@ -201,8 +218,9 @@ def test_http_context_follows_a_rotated_client_ca(tmp_path):
     client_ca.write_bytes(first.ca_cert.read_bytes())
     clock = Clock()
     events = SecurityEventLog(tmp_path / "security.jsonl")
-    reloader = CertificateReloader(CertificateFiles(first.server_cert, first.server_key, client_ca),
-                                   interval_seconds=1, events=events, clock=clock)
+    reloader = CertificateReloader(
+        CertificateFiles(first.server_cert, first.server_key, client_ca), interval_seconds=1, events=events, clock=clock
+    )
     listening = reloader.http_ssl_context()
     server = socket.create_server(("127.0.0.1", 0))
 

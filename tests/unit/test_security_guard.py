@@ -21,8 +21,9 @@ METHOD = "/domicile.v1.CatalogService/UpsertDataset"
 
 
 def bearer(scopes=("catalog:write",), subject="svc-a") -> str:
-    return "Bearer " + mint_token(KEY, algorithm="ES256", issuer="iss", audience="aud", subject=subject,
-                                  scopes=scopes, ttl_seconds=60)
+    return "Bearer " + mint_token(
+        KEY, algorithm="ES256", issuer="iss", audience="aud", subject=subject, scopes=scopes, ttl_seconds=60
+    )
 
 
 @pytest.fixture
@@ -32,8 +33,13 @@ def log_path(tmp_path):
 
 @pytest.fixture
 def guard(log_path):
-    verifier = TokenVerifier([VerificationKey(KEY.public_key(), None, "t")], issuer="iss", audience="aud",
-                             algorithms=["ES256"], leeway_seconds=0)
+    verifier = TokenVerifier(
+        [VerificationKey(KEY.public_key(), None, "t")],
+        issuer="iss",
+        audience="aud",
+        algorithms=["ES256"],
+        leeway_seconds=0,
+    )
     events = SecurityEventLog(log_path)
     yield Guard(verifier, events, RateLimiter(rate=0.001, burst=2))
     events.close()
@@ -44,8 +50,14 @@ def events_in(path) -> list[dict]:
 
 
 def admit(guard, authorization, required=frozenset({"catalog:write"}), method=METHOD):
-    return guard.admit(method=method, required=required, authorization=authorization, certificate_der=None,
-                       peer="ipv4:10.0.0.7:5000", trace_id="t" * 32)
+    return guard.admit(
+        method=method,
+        required=required,
+        authorization=authorization,
+        certificate_der=None,
+        peer="ipv4:10.0.0.7:5000",
+        trace_id="t" * 32,
+    )
 
 
 def refusal(call) -> DomicileError:
@@ -61,7 +73,11 @@ def test_admitted_caller_and_no_event(guard, log_path):
 
 def test_each_refusal_has_its_code_and_one_event(guard, log_path):
     missing = refusal(lambda: admit(guard, None))
-    assert (missing.code, missing.reason, missing.metadata["trace_id"]) == (ErrorCode.UNAUTHENTICATED, "MISSING_TOKEN", "t" * 32)
+    assert (missing.code, missing.reason, missing.metadata["trace_id"]) == (
+        ErrorCode.UNAUTHENTICATED,
+        "MISSING_TOKEN",
+        "t" * 32,
+    )
     assert refusal(lambda: admit(guard, "Basic dXNlcjpwdw==")).reason == "MISSING_TOKEN"
     assert refusal(lambda: admit(guard, "Bearer nonsense")).code is ErrorCode.UNAUTHENTICATED
     denied = refusal(lambda: admit(guard, bearer(scopes=["catalog:read"], subject="reader")))
@@ -70,8 +86,12 @@ def test_each_refusal_has_its_code_and_one_event(guard, log_path):
     assert (unmapped.code, unmapped.reason) == (ErrorCode.PERMISSION_DENIED, "UNMAPPED_METHOD")
     logged = events_in(log_path)
     assert [(e["event"], e["reason"]) for e in logged] == [
-        ("auth_failure", "MISSING_TOKEN"), ("auth_failure", "MISSING_TOKEN"), ("auth_failure", "MALFORMED_TOKEN"),
-        ("authz_denied", "MISSING_SCOPE"), ("authz_denied", "UNMAPPED_METHOD")]
+        ("auth_failure", "MISSING_TOKEN"),
+        ("auth_failure", "MISSING_TOKEN"),
+        ("auth_failure", "MALFORMED_TOKEN"),
+        ("authz_denied", "MISSING_SCOPE"),
+        ("authz_denied", "UNMAPPED_METHOD"),
+    ]
     for event in logged:
         assert set(event) == EVENT_KEYS
         assert event["outcome"] == "denied" and event["peer"] == "ipv4:10.0.0.7:5000" and event["trace_id"] == "t" * 32
@@ -114,8 +134,13 @@ def test_bearer_and_trace_parsing():
 
 
 def test_an_address_spending_its_failure_budget_is_refused_without_checks(log_path):
-    verifier = TokenVerifier([VerificationKey(KEY.public_key(), None, "t")], issuer="iss", audience="aud",
-                             algorithms=["ES256"], leeway_seconds=0)
+    verifier = TokenVerifier(
+        [VerificationKey(KEY.public_key(), None, "t")],
+        issuer="iss",
+        audience="aud",
+        algorithms=["ES256"],
+        leeway_seconds=0,
+    )
     events = SecurityEventLog(log_path)
     guard = Guard(verifier, events, None, failure_limiter=RateLimiter(rate=0.001, burst=3))
     try:
@@ -133,8 +158,14 @@ def test_an_address_spending_its_failure_budget_is_refused_without_checks(log_pa
         assert len(events_in(log_path)) == before, "a throttled address must not grow the log"
         assert [e["reason"] for e in events_in(log_path)].count("TOO_MANY_AUTH_FAILURES") == 1
         # Another address is unaffected.
-        caller = guard.admit(method=METHOD, required=frozenset({"catalog:write"}), authorization=bearer(),
-                             certificate_der=None, peer="ipv4:10.0.0.8:5000", trace_id="u" * 32)
+        caller = guard.admit(
+            method=METHOD,
+            required=frozenset({"catalog:write"}),
+            authorization=bearer(),
+            certificate_der=None,
+            peer="ipv4:10.0.0.8:5000",
+            trace_id="u" * 32,
+        )
         assert caller.subject == "svc-a"
     finally:
         events.close()

@@ -48,9 +48,13 @@ def test_table_has_no_stale_entries():
 
 def test_write_and_admin_methods_are_not_reachable_with_read_scopes():
     readers = frozenset({"catalog:read", "lineage:read", "audit:read", "residency:decide"})
-    for method in ("/domicile.v1.CatalogService/UpsertDataset", "/domicile.v1.CatalogService/DeleteDataset",
-                   "/domicile.v1.LineageService/RecordLineage", "/domicile.v1.LineageService/EndLineage",
-                   "/domicile.v1.PolicyService/SetPolicy"):
+    for method in (
+        "/domicile.v1.CatalogService/UpsertDataset",
+        "/domicile.v1.CatalogService/DeleteDataset",
+        "/domicile.v1.LineageService/RecordLineage",
+        "/domicile.v1.LineageService/EndLineage",
+        "/domicile.v1.PolicyService/SetPolicy",
+    ):
         assert not is_allowed(METHOD_SCOPES[method], readers), method
     assert is_allowed(METHOD_SCOPES["/domicile.v1.PolicyService/GetPolicy"], frozenset({"audit:read"}))
 

@@ -61,7 +61,9 @@ def test_each_asymmetric_algorithm_verifies(key, algorithm):
 
 
 def test_unsigned_token_is_refused():
-    unsigned = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60}, None, algorithm="none")
+    unsigned = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60}, None, algorithm="none"
+    )
     assert reason_of(lambda: verifier(EC_KEY).verify(unsigned)) == "ALGORITHM_NOT_ALLOWED"
 
 
@@ -69,9 +71,12 @@ def test_hmac_signed_with_the_public_key_is_refused():
     # The classic algorithm-confusion attack: HS256 keyed with the server's public key PEM.
     public_pem = RSA_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()).rstrip(b"=")
-    body = base64.urlsafe_b64encode(json.dumps({"iss": ISSUER, "aud": AUDIENCE, "sub": "x",
-                                                "exp": int(time.time()) + 60}).encode()).rstrip(b"=")
-    signature = base64.urlsafe_b64encode(hmac.new(public_pem, header + b"." + body, hashlib.sha256).digest()).rstrip(b"=")
+    body = base64.urlsafe_b64encode(
+        json.dumps({"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "exp": int(time.time()) + 60}).encode()
+    ).rstrip(b"=")
+    signature = base64.urlsafe_b64encode(hmac.new(public_pem, header + b"." + body, hashlib.sha256).digest()).rstrip(
+        b"="
+    )
     forged = (header + b"." + body + b"." + signature).decode()
     assert reason_of(lambda: verifier(RSA_KEY).verify(forged)) == "ALGORITHM_NOT_ALLOWED"
     # Even when HS256 is configured, an RSA key never verifies an HMAC token.
@@ -81,8 +86,9 @@ def test_hmac_signed_with_the_public_key_is_refused():
 def test_hmac_only_when_configured_with_an_oct_key(tmp_path):
     secret = b"s" * 32
     jwks = tmp_path / "jwks.json"
-    jwks.write_text(json.dumps({"keys": [{"kty": "oct", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode(),
-                                          "kid": "h1"}]}))
+    jwks.write_text(
+        json.dumps({"keys": [{"kty": "oct", "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode(), "kid": "h1"}]})
+    )
     keys = load_verification_keys(jwks, [])
     hs = token(secret, "HS256", _headers={"kid": "h1"})
     strict = TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, algorithms=ALGORITHMS, leeway_seconds=0)
@@ -141,20 +147,38 @@ def test_delegation_chain_current_actor_first():
     caller = verifier(EC_KEY).verify(token(sub="alice", act={"sub": "airflow", "act": {"sub": "gateway"}}))
     assert caller.actors == ("airflow", "gateway")
     assert caller.principal == "alice (via airflow > gateway)"
-    minted = mint_token(EC_KEY, algorithm="ES256", issuer=ISSUER, audience=AUDIENCE, subject="alice",
-                        scopes=["catalog:write"], ttl_seconds=60, actors=("airflow", "gateway"))
+    minted = mint_token(
+        EC_KEY,
+        algorithm="ES256",
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        subject="alice",
+        scopes=["catalog:write"],
+        ttl_seconds=60,
+        actors=("airflow", "gateway"),
+    )
     assert verifier(EC_KEY).verify(minted).actors == ("airflow", "gateway")
 
 
 def test_certificate_bound_token():
     cert_der, other_der = b"certificate-one", b"certificate-two"
-    bound = mint_token(EC_KEY, algorithm="ES256", issuer=ISSUER, audience=AUDIENCE, subject="svc-a",
-                       scopes=["catalog:read"], ttl_seconds=60, certificate_der=cert_der)
+    bound = mint_token(
+        EC_KEY,
+        algorithm="ES256",
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        subject="svc-a",
+        scopes=["catalog:read"],
+        ttl_seconds=60,
+        certificate_der=cert_der,
+    )
     v = verifier(EC_KEY)
     assert v.verify(bound, cert_der).subject == "svc-a"
     assert reason_of(lambda: v.verify(bound, other_der)) == "CERTIFICATE_MISMATCH"
     assert reason_of(lambda: v.verify(bound, None)) == "CERTIFICATE_REQUIRED"
-    assert jwt.decode(bound, options={"verify_signature": False})["cnf"] == {"x5t#S256": certificate_thumbprint(cert_der)}
+    assert jwt.decode(bound, options={"verify_signature": False})["cnf"] == {
+        "x5t#S256": certificate_thumbprint(cert_der)
+    }
     # A confirmation method this server cannot check is not downgraded to a bearer token.
     assert reason_of(lambda: v.verify(token(cnf={"jkt": "abc"}), cert_der)) == "UNSUPPORTED_CONFIRMATION"
     # Unbound tokens work with or without a client certificate.
@@ -199,8 +223,16 @@ def test_verified_tokens_are_remembered_only_while_valid_and_with_the_same_keys(
     v.verify(lasting)
     v.replace_keys([VerificationKey(OTHER_EC_KEY.public_key(), None, "rotated")])
     assert reason_of(lambda: v.verify(lasting)) == "BAD_SIGNATURE"
-    bound = mint_token(EC_KEY, algorithm="ES256", issuer=ISSUER, audience=AUDIENCE, subject="s", scopes=[],
-                       ttl_seconds=60, certificate_der=b"one")
+    bound = mint_token(
+        EC_KEY,
+        algorithm="ES256",
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        subject="s",
+        scopes=[],
+        ttl_seconds=60,
+        certificate_der=b"one",
+    )
     v.replace_keys([VerificationKey(EC_KEY.public_key(), None, "back")])
     v.verify(bound, b"one")
     assert reason_of(lambda: v.verify(bound, b"two")) == "CERTIFICATE_MISMATCH"
