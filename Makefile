@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN_PORT ?= 50051
 RUN_HTTP ?= 8080
 
-.PHONY: run run-insecure test test-fast venv proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
+.PHONY: run run-insecure test test-fast venv lint proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
 
 $(STAMP): pyproject.toml setup.py router/_native.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -33,6 +33,12 @@ test: $(STAMP)
 ## test-fast: everything but Neo4j-backed tests
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not neo4j"
+
+## lint: ruff (format check and lint rules) and mypy, as `make test` runs them first
+lint: $(STAMP)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) scripts/typecheck.py
 
 ## proto: regenerate domicile/v1 from protos/ (commit the result)
 proto: $(STAMP)

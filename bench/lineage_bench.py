@@ -72,7 +72,7 @@ class Shape:
 def job_batches(shape: Shape) -> Iterator[tuple[str, list[EdgeKey]]]:
     """(job, edges) per job run, layer by layer, so every input exists before it is read
     (as a placeholder at least) — the order pipelines run in."""
-    degrees, weights = zip(*IN_DEGREE)
+    degrees, weights = zip(*IN_DEGREE, strict=True)
     width = shape.width
     for layer in range(1, shape.layers):
         rng = random.Random(shape.seed * 1_000_003 + layer)

@@ -211,10 +211,8 @@ def generate(count: int, seed: int) -> tuple[list[model.Dataset], list[tuple[str
             ids.append(ds_id)
             if level == 0:
                 _, labels, origins, fitting = rng.choices(SOURCE_PROFILES, weights)[0]
-                if fitting and rng.random() > 0.02:
-                    locations = (rng.choice(fitting),)
-                else:  # a few copies where they should not be: ScanViolations has work
-                    locations = (rng.choice(REGIONS),)
+                # A few copies where they should not be: ScanViolations has work.
+                locations = (rng.choice(fitting),) if fitting and rng.random() > 0.02 else (rng.choice(REGIONS),)
                 origins = (rng.choice(origins),) if origins else ()
                 datasets.append(
                     model.Dataset.create(ds_id, classifications=labels, origins=origins, locations=locations)
@@ -776,7 +774,7 @@ async def bench_ghz(ghz: Path, port: int, ids: list[str], report: Report, args, 
 async def bench_opa(opa: Path, ids: list[str], router: Router, report: Report, args, workdir: Path) -> None:
     """OPA with an equivalent Rego policy, fed the router's effective attributes as input."""
     print(
-        f"Open Policy Agent ({subprocess.run([opa, 'version'], capture_output=True, text=True).stdout.splitlines()[0]})",
+        f"Open Policy Agent ({subprocess.run([opa, 'version'], capture_output=True, text=True, check=True).stdout.splitlines()[0]})",
         flush=True,
     )
     # The policy's rules become constants of the Rego module (compiled with it), as a policy
@@ -839,7 +837,7 @@ async def compare_with_opa(port: int, router: Router, qs, inputs) -> tuple[int, 
                 break
             except aiohttp.ClientError:
                 await asyncio.sleep(0.1)
-        for (d, op, r), opa_input_ in zip(qs, inputs):
+        for (d, op, r), opa_input_ in zip(qs, inputs, strict=True):
             async with session.post(url, json={"input": opa_input_}) as response:
                 opa_allows = (await response.json())["result"]
             decision = await router.decide(d, op, r)

@@ -9,27 +9,27 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 MAX_ID_BYTES = 2048
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def to_micros(t: datetime) -> int:
     """Microseconds since the Unix epoch (the stores' time representation)."""
     if t.tzinfo is None:
         raise ValueError("naive datetime: Domicile times must be timezone-aware")
-    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = t - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def from_micros(us: int) -> datetime:
-    return datetime.fromtimestamp(us // 1_000_000, timezone.utc).replace(microsecond=us % 1_000_000)
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000)
 
 
 def label_matches(rule_label: str, label: str) -> bool:
@@ -156,7 +156,7 @@ class Dataset:
 
     def same_content(self, other: Dataset) -> bool:
         """True when the user-visible content is equal (store-managed fields ignored)."""
-        strip = dict(revision=0, create_time=None, update_time=None, updated_by="")
+        strip: dict[str, Any] = {"revision": 0, "create_time": None, "update_time": None, "updated_by": ""}
         a, b = replace(self.normalized(), **strip), replace(other.normalized(), **strip)
         return a == b
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 import yaml
@@ -211,13 +213,15 @@ class Settings(BaseSettings):
 
 # The parsed config file of the `load_settings` call in progress (a source needs it at
 # construction time, which happens inside `Settings(...)`).
-_config_file_values: ContextVar[dict[str, Any]] = ContextVar("domicile_config_file_values", default={})
+_config_file_values: ContextVar[Mapping[str, Any]] = ContextVar(
+    "domicile_config_file_values", default=MappingProxyType({})
+)
 
 
 class _FileSource(PydanticBaseSettingsSource):
     """The values of the YAML config file, already read and parsed by `load_settings`."""
 
-    def __init__(self, settings_cls: type[BaseSettings], values: dict[str, Any]) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], values: Mapping[str, Any]) -> None:
         super().__init__(settings_cls)
         self._values = values
 
@@ -225,7 +229,7 @@ class _FileSource(PydanticBaseSettingsSource):
         return self._values.get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return self._values
+        return dict(self._values)
 
 
 def split_host_port(address: str) -> tuple[str, int]:

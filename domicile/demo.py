@@ -7,7 +7,7 @@ demo server never overwrites what a user changed.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from domicile.catalog.model import Dataset, EdgeKey, Field, Protection, Run
 from domicile.catalog.store import GraphStore
@@ -111,9 +111,9 @@ async def load_demo_catalog(store: GraphStore) -> bool:
         return False
     for dataset in DATASETS:
         await store.upsert_dataset(dataset, principal=PRINCIPAL)
-    event_time = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    for run, inputs, outputs in LINEAGE:
-        run = Run(run.job, run.run_id, run.run_region, run.transform, event_time)
+    event_time = datetime(2026, 11, 1, tzinfo=UTC)
+    for template, inputs, outputs in LINEAGE:
+        run = Run(template.job, template.run_id, template.run_region, template.transform, event_time)
         edges = [EdgeKey(i, o, run.job) for i in inputs for o in outputs]
         await store.record_lineage(run, edges, principal=PRINCIPAL)
     log.info("demo catalog loaded: %d datasets, %d lineage runs", len(DATASETS), len(LINEAGE))

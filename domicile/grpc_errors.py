@@ -116,7 +116,7 @@ def details_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str, Any]:
     """Client side: the rich details of a failed call as a dict (for the CLI and tests):
     {"reason", "metadata", "field_violations": [(field, description)], "retry_after"}."""
     result: dict[str, Any] = {"reason": "", "metadata": {}, "field_violations": [], "retry_after": None}
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     if status is None:
         return result
     for detail in status.details:

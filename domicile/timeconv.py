@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import overload
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from domicile.catalog.model import from_micros, to_micros
 
 
+@overload
+def to_timestamp(value: datetime) -> Timestamp: ...
+@overload
+def to_timestamp(value: None) -> None: ...
 def to_timestamp(value: datetime | None) -> Timestamp | None:
     if value is None:
         return None
@@ -30,5 +35,5 @@ def parse_time(text: str) -> datetime:
     """ISO 8601 (`2026-11-30T10:00:00Z`, offsets allowed; a bare date means midnight UTC)."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)

@@ -60,7 +60,7 @@ async def _plan_merges(
     currents = await asyncio.gather(*(store.get_dataset(f.dataset_id) for f in datasets))
     plan = []
     errors = FieldErrors()
-    for facts, current in zip(datasets, currents):
+    for facts, current in zip(datasets, currents, strict=True):
         merged = _merged(current, facts)
         if current is not None and merged.same_content(current):
             continue

@@ -41,7 +41,7 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -144,7 +144,7 @@ def parse_event_time(text: str) -> datetime:
     fraction = (fraction or ".0")[:7]
     offset = "+00:00" if offset in ("Z", "z") else offset
     value = datetime.fromisoformat(f"{base}{fraction}{offset}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 class _Reader:

@@ -33,8 +33,11 @@ OPERATION_FROM_PROTO: dict[int, Operation] = {
     residency_pb2.OPERATION_STORE: Operation.STORE,
     residency_pb2.OPERATION_PROCESS: Operation.PROCESS,
 }
-OPERATION_TO_PROTO: dict[Operation, int] = {op: value for value, op in OPERATION_FROM_PROTO.items()}
-OUTCOME_TO_PROTO: dict[Outcome, int] = {
+OPERATION_TO_PROTO: dict[Operation, residency_pb2.Operation] = {
+    Operation.STORE: residency_pb2.OPERATION_STORE,
+    Operation.PROCESS: residency_pb2.OPERATION_PROCESS,
+}
+OUTCOME_TO_PROTO: dict[Outcome, residency_pb2.Outcome] = {
     Outcome.ALLOW: residency_pb2.OUTCOME_ALLOW,
     Outcome.DENY: residency_pb2.OUTCOME_DENY,
 }
@@ -129,7 +132,7 @@ class DecisionEncoder:
         varint, table, limit, operation = _varint, _VARINTS, _TABLE_LIMIT, _OPERATION
         verdict, context, reason_texts = self._verdict_fragment, self._context_fragment, self._reason_texts
         path_field, region_field = self._path_field, self._region_field
-        parts = []
+        parts: list[bytes] = []
         for decision in decisions:
             id_ = decision.decision_id.encode("utf-8")
             dataset = decision.dataset_id.encode("utf-8")

@@ -567,7 +567,7 @@ class CompiledPolicy:
             )
         evidence = tuple(
             (
-                tuple(sorted(l for l in labels if any(label_matches(r, l) for r in rule.labels)))
+                tuple(sorted(label for label in labels if any(label_matches(r, label) for r in rule.labels)))
                 if rule.labels
                 else (),
                 tuple(sorted(o for o in origins if rule.origins.everywhere or o in rule.origins.countries))

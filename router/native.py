@@ -8,11 +8,12 @@ and checks, and no untracking of BatchDecide's decisions.
 
 from __future__ import annotations
 
+import importlib
 from types import ModuleType
 
+native: ModuleType | None
 try:
-    from domicile.router import _native as _module
+    # By name: an extension module has no type information to import it by.
+    native = importlib.import_module("domicile.router._native")
 except ImportError:  # pragma: no cover - the Python references stand in
-    _module = None
-
-native: ModuleType | None = _module
+    native = None

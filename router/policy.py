@@ -293,10 +293,12 @@ _StringResolver.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(
 
 
 if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+
     # libyaml parses several times faster; it reports the same marks and errors.
-    class _Loader(yaml.cyaml.CParser, yaml.constructor.SafeConstructor, _StringResolver):
+    class _Loader(CParser, yaml.constructor.SafeConstructor, _StringResolver):
         def __init__(self, stream: str) -> None:
-            yaml.cyaml.CParser.__init__(self, stream)
+            CParser.__init__(self, stream)
             yaml.constructor.SafeConstructor.__init__(self)
             _StringResolver.__init__(self)
 

@@ -23,7 +23,7 @@ import bisect
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,7 +46,7 @@ class PolicyVersion(NamedTuple):
 
 
 def _format_time(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class PolicyHistory:
@@ -106,7 +106,7 @@ class PolicyHistory:
                 )
             if self._activations and self._activations[-1].version == version:
                 return self._activations[-1]
-            when = at or datetime.now(timezone.utc)
+            when = at or datetime.now(UTC)
             if self._times and when < self._times[-1]:
                 when = self._times[-1]
             activation = PolicyVersion(version, text, content_hash(text), when)

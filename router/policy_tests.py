@@ -10,7 +10,7 @@ exemption expires -- which is the point.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
 
 from domicile.router.engine import CompiledPolicy
@@ -38,15 +38,15 @@ def inline_test_attributes(test: PolicyTest) -> EffectiveAttributes:
     own = (dataset_id,)
     return EffectiveAttributes(
         dataset_id=dataset_id,
-        classifications=MappingProxyType({label: own for label in test.dataset.classifications}),
-        origins=MappingProxyType({origin: own for origin in test.dataset.origins}),
+        classifications=MappingProxyType(dict.fromkeys(test.dataset.classifications, own)),
+        origins=MappingProxyType(dict.fromkeys(test.dataset.origins, own)),
     )
 
 
 def run_policy_tests(policy: CompiledPolicy, now: datetime | None = None) -> list[PolicyTestResult]:
     """Decides every inline test of `policy`, in document order. `now` (aware; default the
     current UTC time) applies to tests that do not set their own."""
-    default_now = now or datetime.now(timezone.utc)
+    default_now = now or datetime.now(UTC)
     results = []
     for index, test in enumerate(policy.loaded.document.tests):
         verdict = policy.decide(

@@ -37,6 +37,7 @@ mutated in code sections without an `await`, so a decision never sees a half-app
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import itertools
@@ -45,12 +46,12 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from domicile.catalog.model import Dataset, Direction, TraversalLimits
+from domicile.catalog.model import Direction, TraversalLimits
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
@@ -105,12 +106,12 @@ _FEED_BATCH = 10_000
 # so the replay must not have a practical one either.
 _REPLAY_MAX_DEPTH = 100_000
 _REPLAY_LIMITS = TraversalLimits(max_nodes=1_000_000, timeout_seconds=60.0)
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # See `Router._freeze_new_views`.
 _REFREEZE_MIN_VIEWS = 5_000
 
 Clock = Callable[[], datetime]
-utc_clock: Clock = functools.partial(datetime.now, timezone.utc)
+utc_clock: Clock = functools.partial(datetime.now, UTC)
 
 
 # ---- results -----------------------------------------------------------------------------
@@ -307,10 +308,8 @@ class Router:
         self._closed = True
         if self._poll_task is not None:
             self._poll_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
-            except asyncio.CancelledError:
-                pass
         await self._log.close()
 
     # ---- following the catalog ----------------------------------------------------------
@@ -824,15 +823,15 @@ class Router:
             verdict = policy.decide(attrs, original.operation, original.region, now=original.decide_time)
         else:
             index = await self._index_at([original.dataset_id], as_of, policy)
-            attrs = index.get(original.dataset_id)
-            if attrs is None:
+            known = index.get(original.dataset_id)
+            if known is None:
                 verdict = Verdict(
                     Outcome.DENY,
                     (),
                     (Reason(ReasonCode.UNKNOWN_DATASET, f"dataset {original.dataset_id!r} is not in the catalog"),),
                 )
             else:
-                verdict = policy.decide(attrs, original.operation, original.region, now=original.decide_time)
+                verdict = policy.decide(known, original.operation, original.region, now=original.decide_time)
         replayed = original._replace(
             outcome=verdict.outcome, allowed_regions=verdict.allowed_regions, reasons=verdict.reasons
         )
@@ -939,7 +938,7 @@ async def _initial_policy(policy_file: Path | None, history: PolicyHistory) -> C
     if policy_file is not None:
         source = str(policy_file)
         try:
-            text = policy_file.read_text("utf-8")
+            text = await asyncio.to_thread(policy_file.read_text, "utf-8")
         except OSError as exc:
             raise failed_precondition(f"policy file {source}: {exc.strerror}", "POLICY_INVALID") from None
     else:

@@ -112,6 +112,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         op = _check_operation(errors, "operation", request.operation)
         _check_region(errors, "region", request.region, router.regions())
         errors.raise_if_any()
+        assert op is not None  # else raise_if_any raised
         return await router.decide(request.dataset_id, op, request.region)
 
     async def BatchDecide(self, request: bytes | residency_pb2.BatchDecideRequest, context) -> bytes:
@@ -120,18 +121,13 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         read by the C parser (router/_native.c), anything else parsed by protobuf and checked
         here, naming every problem."""
         router = _router(self._app)
-        questions = None
         if isinstance(request, bytes):
+            questions = None
             if _native is not None:
                 questions = _native.parse_batch(request, router.regions().by_id, _OPERATIONS_BY_VALUE, MAX_BATCH)
             if questions is None:
-                try:
-                    request = residency_pb2.BatchDecideRequest.FromString(request)
-                except DecodeError as exc:
-                    raise DomicileError(
-                        f"not a valid BatchDecideRequest: {exc}", ErrorCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"
-                    ) from None
-        if questions is None:
+                questions = _batch_questions(_parse_batch_request(request), router.regions())
+        else:
             questions = _batch_questions(request, router.regions())
         decisions = await router.batch_decide(questions)
         return self._encoder.encode_batch(decisions)
@@ -150,6 +146,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
             for i, region in enumerate(request.candidates):
                 _check_region(errors, f"candidates[{i}]", region, registry)
         errors.raise_if_any()
+        assert op is not None  # else raise_if_any raised
         result = await router.route(request.dataset_id, op, list(request.candidates))
         response = residency_pb2.RouteResponse(region=result.region)
         self._encoder.fill(response.decision, result.decision)
@@ -288,9 +285,18 @@ class _Registrations:
         self.handlers[service] = dict(handlers)
 
 
+def _parse_batch_request(data: bytes) -> residency_pb2.BatchDecideRequest:
+    try:
+        return residency_pb2.BatchDecideRequest.FromString(data)
+    except DecodeError as exc:
+        raise DomicileError(
+            f"not a valid BatchDecideRequest: {exc}", ErrorCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"
+        ) from None
+
+
 def _batch_questions(
     request: residency_pb2.BatchDecideRequest, registry: RegionRegistry
-) -> list[tuple[str, Operation | None, str]]:
+) -> list[tuple[str, Operation, str]]:
     """The (dataset_id, operation, region) of each request, every field checked: raises
     INVALID_ARGUMENT naming each bad field."""
     errors = FieldErrors()
@@ -303,11 +309,12 @@ def _batch_questions(
         dataset_id, region = item.dataset_id, item.region
         _check_id(errors, f"requests[{i}].dataset_id", dataset_id)
         op = operations.get(item.operation)
-        if op is None:
-            errors.add(f"requests[{i}].operation", "must be OPERATION_STORE or OPERATION_PROCESS")
         if region not in registry:
             _check_region(errors, f"requests[{i}].region", region, registry)
-        questions.append((dataset_id, op, region))
+        if op is None:
+            errors.add(f"requests[{i}].operation", "must be OPERATION_STORE or OPERATION_PROCESS")
+        else:
+            questions.append((dataset_id, op, region))
     errors.raise_if_any()
     return questions
 

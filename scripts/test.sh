@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite, as `make test` and CI run it. Installs buf and builds the Neo4j
+# The whole test suite, as `make test` and CI run it. Lints and type-checks the Python code
+# first (ruff, mypy: any finding fails the run). Installs buf and builds the Neo4j
 # launcher first (so their downloads are not charged to a test's timeout); the Neo4j server
 # itself is started once by the pytest session fixture (tests/neo4j_plugin.py) and stopped at
 # the end, unless DOMICILE_TEST_NEO4J_URI points at one that is already running.
@@ -8,6 +9,11 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 PY="${PY:-$ROOT/.venv/bin/python}"
 
+echo "== ruff"
+"$PY" -m ruff format --check .
+"$PY" -m ruff check --quiet .
+echo "== mypy"
+"$PY" scripts/typecheck.py
 echo "== buf"
 bash tools/buf.sh --version
 echo "== neo4j launcher build"

@@ -24,7 +24,6 @@ The graph model is described in `catalog.stores.neo4j_schema`. How the contract 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -210,7 +209,7 @@ class Neo4jGraphStore:
             raise store_unavailable(f"Neo4j at {self._uri} is unreachable: {exc}", retry_after=_RETRY_AFTER) from exc
         except neo4j_errors.TransientError as exc:
             raise store_unavailable(f"Neo4j at {self._uri} is busy: {exc}", retry_after=_RETRY_AFTER) from exc
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             raise store_unavailable(f"Neo4j at {self._uri} is unreachable: {exc}", retry_after=_RETRY_AFTER) from exc
         except neo4j_errors.AuthError as exc:
             raise failed_precondition(
@@ -817,9 +816,9 @@ async def _traverse_tx(
             )
         first = False
         placeholders.update(row["placeholders"])
-        for level_ids, level_edges in zip(row["levels"], row["walked"]):
-            for edges in level_edges:
-                for edge in edges:
+        for level_ids, level_edges in zip(row["levels"], row["walked"], strict=True):
+            for edges_of_node in level_edges:
+                for edge in edges_of_node:
                     walked[(edge[0], edge[1], edge[2], edge[5])] = edge
             levels.append(level_ids)
             visited.extend(level_ids)

@@ -37,7 +37,7 @@ def version_properties(dataset: Dataset) -> dict[str, Any]:
     }
 
 
-def canonical_json(content: Mapping[str, Any]) -> str:
+def canonical_json(content: Any) -> str:
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -56,31 +56,39 @@ def _export_run(row: dict[str, Any], bound: int) -> dict:
 # the record order `history_format` documents; keyset pagination on that order.
 EXPORT_QUERIES: list[tuple[str, Callable[[dict[str, Any]], list[Any]], Callable[[dict[str, Any], int], dict]]] = [
     (
-        "MATCH (r:Revision) WHERE r.revision <= $revision AND ($after IS NULL OR r.revision > $after[0]) "
-        "RETURN r.revision AS revision, r.time AS time, r.principal AS principal, r.summary AS summary "
-        "ORDER BY r.revision LIMIT $limit",
+        (
+            "MATCH (r:Revision) WHERE r.revision <= $revision AND ($after IS NULL OR r.revision > $after[0]) "
+            "RETURN r.revision AS revision, r.time AS time, r.principal AS principal, r.summary AS summary "
+            "ORDER BY r.revision LIMIT $limit"
+        ),
         lambda row: [row["revision"]],
         lambda row, bound: hf.revision_record(row["revision"], row["time"], row["principal"], row["summary"]),
     ),
     (
-        "MATCH (v:DatasetVersion) WHERE v.revision <= $revision AND ($after IS NULL OR v.revision > $after[0] "
-        "OR (v.revision = $after[0] AND v.id > $after[1])) "
-        "RETURN properties(v) AS v ORDER BY v.revision, v.id LIMIT $limit",
+        (
+            "MATCH (v:DatasetVersion) WHERE v.revision <= $revision AND ($after IS NULL OR v.revision > $after[0] "
+            "OR (v.revision = $after[0] AND v.id > $after[1])) "
+            "RETURN properties(v) AS v ORDER BY v.revision, v.id LIMIT $limit"
+        ),
         lambda row: [row["v"]["revision"], row["v"]["id"]],
         _export_version,
     ),
     (
-        "MATCH ()-[e:DERIVED_FROM]->() WHERE e.revision <= $revision AND ($after IS NULL OR e.revision > $after[0] "
-        "OR (e.revision = $after[0] AND (e.input > $after[1] OR (e.input = $after[1] AND (e.output > $after[2] "
-        "OR (e.output = $after[2] AND e.job > $after[3])))))) "
-        "RETURN properties(e) AS e ORDER BY e.revision, e.input, e.output, e.job LIMIT $limit",
+        (
+            "MATCH ()-[e:DERIVED_FROM]->() WHERE e.revision <= $revision AND ($after IS NULL OR e.revision > $after[0] "
+            "OR (e.revision = $after[0] AND (e.input > $after[1] OR (e.input = $after[1] AND (e.output > $after[2] "
+            "OR (e.output = $after[2] AND e.job > $after[3])))))) "
+            "RETURN properties(e) AS e ORDER BY e.revision, e.input, e.output, e.job LIMIT $limit"
+        ),
         lambda row: [row["e"]["revision"], row["e"]["input"], row["e"]["output"], row["e"]["job"]],
         _export_edge,
     ),
     (
-        "MATCH (r:Run) WHERE r.record_time <= $time AND ($after IS NULL OR r.record_time > $after[0] "
-        "OR (r.record_time = $after[0] AND (r.job > $after[1] OR (r.job = $after[1] AND r.run_id > $after[2])))) "
-        "RETURN properties(r) AS r ORDER BY r.record_time, r.job, r.run_id LIMIT $limit",
+        (
+            "MATCH (r:Run) WHERE r.record_time <= $time AND ($after IS NULL OR r.record_time > $after[0] "
+            "OR (r.record_time = $after[0] AND (r.job > $after[1] OR (r.job = $after[1] AND r.run_id > $after[2])))) "
+            "RETURN properties(r) AS r ORDER BY r.record_time, r.job, r.run_id LIMIT $limit"
+        ),
         lambda row: [row["r"]["record_time"], row["r"]["job"], row["r"]["run_id"]],
         _export_run,
     ),

@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import orjson
@@ -355,7 +355,7 @@ class SQLiteGraphStore:
         fingerprint: str,
     ) -> Page[Dataset]:
         where, params = _version_visible("v", at)
-        clauses, args = [where], list(params)
+        clauses, args = [where], list[object](params)
         if after is not None:
             clauses.append("n.id > ?")
             args.append(after)
@@ -592,8 +592,10 @@ class SQLiteGraphStore:
         edge_filter, edge_params = _edge_visible("e", at)
         queries = [
             (
-                f"SELECT e.edge, e.input, e.output FROM edges e"
-                f" WHERE e.{column} IN (SELECT value FROM json_each(?)) AND {edge_filter}",
+                (
+                    f"SELECT e.edge, e.input, e.output FROM edges e"
+                    f" WHERE e.{column} IN (SELECT value FROM json_each(?)) AND {edge_filter}"
+                ),
                 neighbour,
             )
             for column, neighbour in sides
@@ -987,8 +989,10 @@ _EXPORT_QUERIES: list[tuple[str, Callable[[tuple], dict]]] = [
         _export_version,
     ),
     (
-        f"SELECT {_EDGE_COLUMNS}, i.id, o.id, e.revision, e.end_revision FROM edges e JOIN nodes i ON i.node = e.input"
-        " JOIN nodes o ON o.node = e.output ORDER BY e.edge",
+        (
+            f"SELECT {_EDGE_COLUMNS}, i.id, o.id, e.revision, e.end_revision FROM edges e JOIN nodes i ON i.node = e.input"
+            " JOIN nodes o ON o.node = e.output ORDER BY e.edge"
+        ),
         _export_edge,
     ),
     (
@@ -1265,7 +1269,7 @@ def _insert_version(
             body,
         ),
     )
-    version = cursor.lastrowid
+    version = cast(int, cursor.lastrowid)  # set by every INSERT
     labels = set(content["classifications"])
     for f in content["fields"]:
         labels.update(f["classifications"])

@@ -72,8 +72,8 @@ def call(ctx: click.Context, stub_class: type, method: str, request: Any) -> Any
 
 
 def fail_rpc(error: grpc.RpcError) -> None:
-    code = error.code()  # type: ignore[attr-defined]
-    message = error.details()  # type: ignore[attr-defined]
+    code = error.code()
+    message = error.details()
     click.echo(f"error: {code.name}: {message}", err=True)
     try:
         details = details_of(error)
@@ -103,6 +103,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain aligned text table."""
     cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

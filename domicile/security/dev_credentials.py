@@ -155,7 +155,7 @@ def _certificate(
     usage: list[x509.ObjectIdentifier],
     sans: list[x509.GeneralName],
 ) -> x509.Certificate:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)

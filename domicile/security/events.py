@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ class SecurityEventLog:
         values must be JSON-serialisable."""
         if event not in EVENT_TYPES:
             raise ValueError(f"unknown security event type {event!r}")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         entry = {
             "time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
             "event": event,

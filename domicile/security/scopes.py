@@ -66,7 +66,7 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     # being able to change it; administrators can of course do both.
     "/domicile.v1.PolicyService/GetPolicy": frozenset({POLICY_ADMIN, AUDIT_READ}),
     "/domicile.v1.PolicyService/PolicyImpact": frozenset({POLICY_ADMIN, AUDIT_READ}),
-    **{method: AUTHENTICATED for method in HEALTH_METHODS | REFLECTION_METHODS},
+    **dict.fromkeys(HEALTH_METHODS | REFLECTION_METHODS, AUTHENTICATED),
 }
 
 # HTTP routes: (method, path) -> required scopes. Paths not listed need a valid token and are

@@ -108,7 +108,7 @@ def load_material(files: CertificateFiles) -> CertificateMaterial:
 def file_signature(paths: tuple[Path, ...]) -> tuple:
     """(inode, size, mtime) of each path (None when missing): changes whenever a file is
     rewritten or replaced by rename."""
-    signature = []
+    signature: list[tuple[int, int, int] | None] = []
     for path in paths:
         try:
             st = os.stat(path)

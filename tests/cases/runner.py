@@ -39,7 +39,7 @@ same policy and catalog into a server and calls ResidencyService.Decide.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -165,11 +165,12 @@ def check_case(case: Case, decide: Decide) -> None:
     where = f"line {case.line}: {case.note}"
     try:
         verdict = decide(case)
-    except Exception as exc:  # noqa: BLE001 - an expected RPC error is the case's subject
+    except Exception as exc:
         code = error_code(exc)
         if code is None:
             raise
-        assert case.want_error == code, f"{where}: want {case.want or case.want_error}, got error {code}: {exc}"
+        # A case expects either an error or a verdict: this is where the error is checked.
+        assert case.want_error == code, f"{where}: want {case.want or case.want_error}, got error {code}: {exc}"  # noqa: PT017
         return
     assert case.want is not None, f"{where}: want error {case.want_error}, got {verdict}"
     want = case.want
@@ -231,4 +232,4 @@ def in_process_decider(case_file: CaseFile) -> Decide:
 
 
 def _now(case: Case) -> datetime:
-    return case.now or datetime.now(timezone.utc)
+    return case.now or datetime.now(UTC)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itertools import groupby
+from itertools import groupby, pairwise
 
 import pytest
 
@@ -51,9 +51,7 @@ async def test_changes_describe_every_write_in_revision_order(history, clock):
     assert changes[0].dataset == await history.get_dataset("a", as_of=changes[0].time)
     assert changes[2].dataset.placeholder
     assert changes[6].edge.end_time == changes[6].time == clock.now
-    assert all(
-        later.time > earlier.time for earlier, later in zip(changes, changes[1:]) if later.revision > earlier.revision
-    )
+    assert all(later.time > earlier.time for earlier, later in pairwise(changes) if later.revision > earlier.revision)
 
 
 async def test_changes_since_a_revision_starts_after_it(history):

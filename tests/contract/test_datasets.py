@@ -12,17 +12,17 @@ from domicile.errors import DomicileError, ErrorCode
 
 
 def customers(**overrides) -> Dataset:
-    values = dict(
-        name="customers",
-        owner="crm-team",
-        description="Customer master data",
-        classifications=["PII.CONTACT", "PII", "PII.CONTACT"],
-        origins=["FR", "DE"],
-        locations=["aws:eu-central-1"],
-        tags={"tier": "gold", "domain": "crm"},
-        fields=[Field("email", ("PII.CONTACT",)), Field("iban", ("FINANCIAL.ACCOUNT", "FINANCIAL.ACCOUNT"))],
-        protection=Protection(encrypted_at_rest=True),
-    )
+    values = {
+        "name": "customers",
+        "owner": "crm-team",
+        "description": "Customer master data",
+        "classifications": ["PII.CONTACT", "PII", "PII.CONTACT"],
+        "origins": ["FR", "DE"],
+        "locations": ["aws:eu-central-1"],
+        "tags": {"tier": "gold", "domain": "crm"},
+        "fields": [Field("email", ("PII.CONTACT",)), Field("iban", ("FINANCIAL.ACCOUNT", "FINANCIAL.ACCOUNT"))],
+        "protection": Protection(encrypted_at_rest=True),
+    }
     values.update(overrides)
     return Dataset.create("s3://bank-eu/customers", **values)
 

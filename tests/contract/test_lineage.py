@@ -111,7 +111,7 @@ async def test_same_datasets_under_another_job_is_another_edge(pipeline):
 
 
 async def test_transform_change_ends_the_old_edge_and_starts_a_new_one(pipeline, clock):
-    old = [e for e in await all_edges(pipeline) if e.key == EdgeKey("mart", "report", "etl")][0]
+    old = next(e for e in await all_edges(pipeline) if e.key == EdgeKey("mart", "report", "etl"))
     before_change = clock.advance()
     changed_at = clock.advance()
 
@@ -142,7 +142,7 @@ async def test_end_edges_ends_current_edges_and_ignores_unknown_keys(pipeline, c
     revision = await pipeline.revision()
 
     result = await pipeline.end_edges(
-        keys("etl", ("raw2", "mart"), ("nope", "mart")) + [EdgeKey("raw2", "mart", "other-job")], principal="ops"
+        [*keys("etl", ("raw2", "mart"), ("nope", "mart")), EdgeKey("raw2", "mart", "other-job")], principal="ops"
     )
 
     assert result.edges_created == 1 and result.revision == revision + 1

@@ -14,13 +14,13 @@ from domicile.server import create_server
 
 
 def insecure_settings(tmp_path, **overrides):
-    values = dict(
-        insecure=True,
-        listen="127.0.0.1:0",
-        http_listen="127.0.0.1:0",
-        store=f"sqlite:///{tmp_path / 'catalog.db'}",
-        data_dir=tmp_path,
-    )
+    values = {
+        "insecure": True,
+        "listen": "127.0.0.1:0",
+        "http_listen": "127.0.0.1:0",
+        "store": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "data_dir": tmp_path,
+    }
     values.update(overrides)
     return load_settings(**values)
 

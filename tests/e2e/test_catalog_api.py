@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
 import pytest
@@ -17,13 +18,13 @@ EU = "s3://bank-eu/customers"
 
 
 def dataset(id=EU, **fields) -> catalog_pb2.Dataset:
-    base = dict(
-        name="customers",
-        owner="retail@bank.example",
-        classifications=["PII.CONTACT"],
-        origins=["DE"],
-        locations=["aws:eu-central-1"],
-    )
+    base = {
+        "name": "customers",
+        "owner": "retail@bank.example",
+        "classifications": ["PII.CONTACT"],
+        "origins": ["DE"],
+        "locations": ["aws:eu-central-1"],
+    }
     base.update(fields)
     return catalog_pb2.Dataset(id=id, **base)
 
@@ -119,7 +120,7 @@ async def test_concurrent_conflicting_upserts_exactly_one_wins(stub):
 
 
 @pytest.mark.parametrize(
-    "message, field",
+    ("message", "field"),
     [
         (dataset(id=""), "dataset.id"),
         (dataset(id="x" * 2049), "dataset.id"),
@@ -299,9 +300,7 @@ async def test_garbage_bytes_do_not_hurt_the_server(server, stub):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(junk)
         await writer.drain()
-        try:
+        with contextlib.suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(reader.read(1024), timeout=2)
-        except (asyncio.TimeoutError, ConnectionError):
-            pass
         writer.close()
     assert (await upsert(stub, dataset())).id == EU

@@ -16,10 +16,9 @@ def run(server):
     runner = CliRunner()
 
     async def invoke(*args: str):
-        result = await asyncio.to_thread(
+        return await asyncio.to_thread(
             runner.invoke, cli, ["--insecure", "--server", f"127.0.0.1:{server.port}", *args]
         )
-        return result
 
     return invoke
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -52,7 +52,7 @@ async def expect_error(awaitable, code: grpc.StatusCode) -> grpc.aio.AioRpcError
 
 
 async def test_record_creates_every_pair_labelled_and_placeholders(stub, channel):
-    event_time = datetime(2026, 11, 29, 23, 0, tzinfo=timezone.utc)
+    event_time = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
     response = await record(
         stub,
         "spark/join",
@@ -110,7 +110,7 @@ async def test_a_dataset_paired_with_itself_is_not_an_edge(stub):
 async def test_as_of_returns_the_graph_as_it_was(stub):
     async def instant() -> datetime:
         await asyncio.sleep(0.02)
-        moment = datetime.now(timezone.utc)
+        moment = datetime.now(UTC)
         await asyncio.sleep(0.02)
         return moment
 
@@ -145,7 +145,7 @@ async def test_as_of_returns_the_graph_as_it_was(stub):
     assert pairs(await lineage(stub, "s3://h/raw", DOWN)) == set()
     (old,) = (await lineage(stub, "s3://h/raw", DOWN, max_depth=1, as_of=t2)).edges
     assert old.HasField("end_time")
-    assert t2 < old.end_time.ToDatetime(timezone.utc) < t3
+    assert t2 < old.end_time.ToDatetime(UTC) < t3
 
 
 async def test_end_lineage_ignores_edges_that_are_not_current(stub):
@@ -225,7 +225,7 @@ async def test_invalid_requests_name_their_fields(stub):
     assert [f for f, _ in details_of(error)["field_violations"]] == ["max_depth"]
     await expect_error(lineage(stub, "s3://never/seen"), grpc.StatusCode.NOT_FOUND)
 
-    future = datetime.now(timezone.utc) + timedelta(days=1)
+    future = datetime.now(UTC) + timedelta(days=1)
     error = await expect_error(
         stub.EndLineage(
             lineage_pb2.EndLineageRequest(job="j", inputs=["s3://a"], outputs=["s3://b"], end_time=to_timestamp(future))

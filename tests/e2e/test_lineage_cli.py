@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
@@ -79,7 +79,7 @@ async def test_record_and_show_tree(run):
 
 
 async def test_show_json_and_as_of(run):
-    before = datetime.now(timezone.utc).isoformat()
+    before = datetime.now(UTC).isoformat()
     await asyncio.sleep(0.05)
     await build(run)
     data = json.loads(await ok(run, "lineage", "show", "s3://l/clean", "--both", "--depth", "1", "--json"))

@@ -110,7 +110,7 @@ async def test_store_reports_an_outage_and_recovers_with_every_acknowledged_writ
         await asyncio.gather(
             expect_unavailable(lambda: store.list_datasets(DatasetFilter(), PageRequest(10))),
             expect_unavailable(lambda: store.traverse("s3://outage/out", Direction.UPSTREAM, max_depth=1)),
-            expect_unavailable(lambda: store.revision()),
+            expect_unavailable(store.revision),
             expect_unavailable(lambda: store.changes_since(0)),
             expect_unavailable(lambda: store.record_lineage(Run("etl", "r2"), [EdgeKey("s3://a", "s3://b", "etl")])),
         )

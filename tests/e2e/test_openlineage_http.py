@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import aiohttp
 import attr
@@ -101,7 +101,7 @@ def run_event(
 ) -> RunEvent:
     return RunEvent(
         eventType=state,
-        eventTime=event_time or datetime.now(timezone.utc).isoformat(),
+        eventTime=event_time or datetime.now(UTC).isoformat(),
         run=Run(runId=run_id or str(uuid.uuid4()), facets=run_facets or {}),
         job=Job(namespace="airflow-eu", name=job),
         producer=PRODUCER,
@@ -290,11 +290,13 @@ async def test_only_complete_and_running_events_record_lineage(server, lineage):
 
 
 async def post(server, body: bytes | str, content_type: str = "application/json") -> tuple[int, dict]:
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
             f"http://127.0.0.1:{server.http_port}/api/v1/lineage", data=body, headers={"Content-Type": content_type}
-        ) as response:
-            return response.status, await response.json()
+        ) as response,
+    ):
+        return response.status, await response.json()
 
 
 @sqlite_only

@@ -37,14 +37,14 @@ LIST_REGIONS = catalog_pb2.ListRegionsRequest()
 
 
 def dev_settings(tmp_path, **overrides):
-    values = dict(
-        dev=True,
-        listen="127.0.0.1:0",
-        http_listen="127.0.0.1:0",
-        store=f"sqlite:///{tmp_path / 'catalog.db'}",
-        data_dir=tmp_path,
-        tls={"reload_interval_seconds": 0.05},
-    )
+    values = {
+        "dev": True,
+        "listen": "127.0.0.1:0",
+        "http_listen": "127.0.0.1:0",
+        "store": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "data_dir": tmp_path,
+        "tls": {"reload_interval_seconds": 0.05},
+    }
     values.update(overrides)
     return load_settings(**values)
 
@@ -187,10 +187,12 @@ def _handshake(port: int, paths) -> x509.Certificate:
     context = ssl.create_default_context(cafile=str(paths.ca_cert))
     context.load_cert_chain(paths.client_cert, paths.client_key)
     context.set_alpn_protocols(["h2", "http/1.1"])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        # An IP address: no SNI is sent, the case where the server name callback must still run.
-        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+    # An IP address: no SNI is sent, the case where the server name callback must still run.
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
 
 
 async def test_rotated_server_certificate_is_served_without_restart(server, paths):

@@ -54,7 +54,12 @@ def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
 
 def run_serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "domicile", "serve", *args], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, "-m", "domicile", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
     )
 
 
@@ -187,7 +192,7 @@ def immutable():
 
 
 def test_read_only_store_file_gives_a_clear_error(tmp_path, immutable):
-    process, port = start_server(tmp_path)
+    process, _port = start_server(tmp_path)
     process.terminate()
     process.wait(30)
     db = tmp_path / "catalog.db"

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -19,18 +19,18 @@ from domicile.router import decision_log
 from domicile.router.decision_log import ZERO_HASH, DecisionLog, verify
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
-T0 = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=UTC)
 
 
 def decision(n: int, **changes) -> Decision:
-    fields = dict(
-        decision_id=f"d{n:04d}",
-        outcome=Outcome.DENY,
-        dataset_id=f"s3://bank-eu/customers-{n}",
-        operation=Operation.STORE,
-        region="aws:us-east-1",
-        allowed_regions=("aws:eu-central-1", "aws:eu-west-1"),
-        reasons=(
+    fields = {
+        "decision_id": f"d{n:04d}",
+        "outcome": Outcome.DENY,
+        "dataset_id": f"s3://bank-eu/customers-{n}",
+        "operation": Operation.STORE,
+        "region": "aws:us-east-1",
+        "allowed_regions": ("aws:eu-central-1", "aws:eu-west-1"),
+        "reasons": (
             Reason(
                 ReasonCode.RULE_DENIED,
                 "EU personal data stays in the EU",
@@ -39,11 +39,11 @@ def decision(n: int, **changes) -> Decision:
                 ("s3://bank-eu/raw", f"s3://bank-eu/customers-{n}"),
             ),
         ),
-        policy_version="2026.11.1",
-        catalog_revision=7 + n,
-        decide_time=T0 + timedelta(seconds=n),
-        caller="spiffe://bank/pipeline",
-    )
+        "policy_version": "2026.11.1",
+        "catalog_revision": 7 + n,
+        "decide_time": T0 + timedelta(seconds=n),
+        "caller": "spiffe://bank/pipeline",
+    }
     fields.update(changes)
     return Decision(**fields)
 
@@ -383,16 +383,16 @@ def test_verify_accepts_an_empty_log(tmp_path: Path) -> None:
     ("tamper", "bad_line"),
     [
         pytest.param(
-            lambda ls: ls[:2] + [ls[2].replace(b"aws:us-east-1", b"aws:us-east-2")] + ls[3:], 3, id="modified"
+            lambda ls: [*ls[:2], ls[2].replace(b"aws:us-east-1", b"aws:us-east-2"), *ls[3:]], 3, id="modified"
         ),
-        pytest.param(lambda ls: ls[:2] + [ls[2].replace(b'":', b'": ', 1)] + ls[3:], 3, id="reformatted"),
+        pytest.param(lambda ls: [*ls[:2], ls[2].replace(b'":', b'": ', 1), *ls[3:]], 3, id="reformatted"),
         pytest.param(lambda ls: ls[:1] + ls[2:], 2, id="deleted"),
         pytest.param(lambda ls: ls[:1] + ls[0:1] + ls[1:], 2, id="inserted"),
         pytest.param(lambda ls: [ls[0], ls[2], ls[1], *ls[3:]], 2, id="reordered"),
         pytest.param(lambda ls: ls[1:], 1, id="first-deleted"),
-        pytest.param(lambda ls: ls[:4] + [b"{}\n"], 5, id="not-a-record"),
-        pytest.param(lambda ls: ls[:4] + [b"{not json\n"], 5, id="not-json"),
-        pytest.param(lambda ls: ls[:4] + [ls[4][:-1]], 5, id="no-newline"),
+        pytest.param(lambda ls: [*ls[:4], b"{}\n"], 5, id="not-a-record"),
+        pytest.param(lambda ls: [*ls[:4], b"{not json\n"], 5, id="not-json"),
+        pytest.param(lambda ls: [*ls[:4], ls[4][:-1]], 5, id="no-newline"),
     ],
 )
 def test_verify_finds_the_first_bad_line(five_lines: Path, tamper, bad_line: int) -> None:
@@ -479,16 +479,16 @@ def test_a_line_with_a_correct_hash_but_dangling_references_is_refused(tmp_path:
 
 @settings(max_examples=200, deadline=None)
 @given(
-    moment=st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30))])),
+    moment=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))])),
 )
 def test_times_are_rfc3339_utc_with_microseconds(moment: datetime) -> None:
-    expected = moment.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    expected = moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     assert decision_log._format_time(moment) == expected
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    moment=st.datetimes(timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=-3))])),
+    moment=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3))])),
     whole_second=st.booleans(),
 )
 def test_a_decide_time_renders_as_format_time_says(moment: datetime, whole_second: bool) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,7 +33,7 @@ async def log_file(tmp_path: Path) -> Path:
                 ),
                 policy_version="2026.11.1",
                 catalog_revision=n,
-                decide_time=datetime(2026, 11, 30, tzinfo=timezone.utc),
+                decide_time=datetime(2026, 11, 30, tzinfo=UTC),
             )
         )
         await log.flush()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,7 +12,7 @@ from domicile.errors import DomicileError
 from domicile.router.policy import content_hash
 from domicile.router.policy_history import POLICIES_FILE, PolicyHistory
 
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 V1 = "metadata: {name: p, version: '1'}\n"
 V2 = "metadata: {name: p, version: '2'}\n"
 

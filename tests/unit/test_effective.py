@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -192,8 +192,8 @@ def test_set_declassifier_recomputes_only_when_removals_change() -> None:
 
 
 def test_apply_replays_a_change_feed_batch() -> None:
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    t1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    t1 = datetime(2026, 1, 2, tzinfo=UTC)
     old = Edge("src", "out", "job", transform="", record_time=t0)
     new = Edge("src", "out", "job", transform="anonymize", record_time=t1)
     index = EffectiveIndex(removes)
@@ -226,8 +226,8 @@ def test_a_snapshot_edge_survives_the_replay_of_an_older_versions_end() -> None:
     # again (same transform) after the snapshot's revision. Snapshot rows carry no record time,
     # so the replayed end of the older version removes it -- and the replayed addition of the
     # newer one, which comes after it in the feed, puts it back.
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    t1 = datetime(2026, 1, 2, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    t1 = datetime(2026, 1, 2, tzinfo=UTC)
     index = EffectiveIndex.from_snapshot(
         [ds("src", ("PII",)).residency_row(), ds("out").residency_row()], [EdgeRow("src", "out", "job", "")], removes
     )
@@ -248,7 +248,7 @@ def test_a_snapshot_edge_survives_the_replay_of_an_older_versions_end() -> None:
 
 
 def test_apply_rejects_a_change_without_its_payload_after_propagating_the_ones_before() -> None:
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     index = EffectiveIndex.build([ds("src", ("PII",)), ds("out")], [], removes)
     with pytest.raises(ValueError, match="without an edge"):
         index.apply(
@@ -259,7 +259,7 @@ def test_apply_rejects_a_change_without_its_payload_after_propagating_the_ones_b
 
 def test_ended_edges_are_not_indexed() -> None:
     index = EffectiveIndex(removes)
-    ended = Edge("a", "b", "job", end_time=datetime(2026, 1, 1, tzinfo=timezone.utc))
+    ended = Edge("a", "b", "job", end_time=datetime(2026, 1, 1, tzinfo=UTC))
     with pytest.raises(ValueError, match="only current edges"):
         index.add_edge(ended)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +22,7 @@ LABELS = ("PII", "PII.CONTACT", "FINANCIAL.PAYMENT", "HEALTH")
 ORIGINS = ("DE", "IN", "US")
 JOBS = ("j1", "j2")
 TRANSFORMS = ("", "anonymize", "aggregate")
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def declassifier(table: dict[str, tuple[str, ...]]) -> Removes:

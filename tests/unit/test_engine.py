@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 import pytest
@@ -15,7 +15,7 @@ from domicile.router.policy import PolicyInvalid, load_policy
 from domicile.router.types import EffectiveAttributes, Operation, Outcome, PolicyChange, Reason, ReasonCode, Verdict
 
 STORE, PROCESS = Operation.STORE, Operation.PROCESS
-NOW = datetime(2026, 12, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 # A small registry so allowed sets can be spelt out in full.
 REGISTRY = RegionRegistry(
@@ -56,7 +56,7 @@ def attrs(
     def paths(values) -> MappingProxyType:
         if isinstance(values, dict):
             return MappingProxyType(values)
-        return MappingProxyType({v: (dataset_id,) for v in values})
+        return MappingProxyType(dict.fromkeys(values, (dataset_id,)))
 
     return EffectiveAttributes(dataset_id, paths(labels), paths(origins), locations)
 
@@ -387,7 +387,7 @@ def test_unexpired_exemption_allows_and_says_so() -> None:
 def test_exemption_expires_at_its_instant() -> None:
     policy = compile_text(EXEMPTIONS)
     dataset = attrs("s3://eu/customers", **PII_DE)
-    expires = datetime(2027, 1, 31, tzinfo=timezone.utc)
+    expires = datetime(2027, 1, 31, tzinfo=UTC)
     before = policy.decide(dataset, PROCESS, "aws:us-east-1", now=expires - timedelta(microseconds=1))
     at = policy.decide(dataset, PROCESS, "aws:us-east-1", now=expires)
     assert before.outcome is Outcome.ALLOW

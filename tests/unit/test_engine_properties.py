@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 import yaml
@@ -40,8 +40,8 @@ LOCATION_TOKENS = [
 ORIGIN_TOKENS = ["*", "EEA", "EU_ADEQUACY", "DE", "IN", "CN", "US"]
 DATASETS = ["s3://eu/customers", "s3://eu/fraud-1", "s3://in/payments"]
 VERBS = ["allow", "deny"]
-EXPIRY = datetime(2027, 1, 1, tzinfo=timezone.utc)
-REGIONS = sorted(r.id for r in RegionRegistry.builtin()) + ["onprem:dc1"]
+EXPIRY = datetime(2027, 1, 1, tzinfo=UTC)
+REGIONS = [*sorted(r.id for r in RegionRegistry.builtin()), "onprem:dc1"]
 
 
 def subsets(values: list[str], max_size: int = 3, min_size: int = 0) -> st.SearchStrategy[list[str]]:
@@ -108,8 +108,8 @@ def datasets(draw: st.DrawFn) -> EffectiveAttributes:
     origins = draw(subsets(ORIGINS, 4))
     return EffectiveAttributes(
         dataset_id,
-        MappingProxyType({label: ("upstream", dataset_id) for label in labels}),
-        MappingProxyType({origin: (dataset_id,) for origin in origins}),
+        MappingProxyType(dict.fromkeys(labels, ("upstream", dataset_id))),
+        MappingProxyType(dict.fromkeys(origins, (dataset_id,))),
     )
 
 

@@ -8,7 +8,7 @@ from domicile.grpc_errors import GRPC_CODES, status_for
 
 
 def _details(status: grpc.Status) -> status_pb2.Status:
-    ((key, value),) = [m for m in status.trailing_metadata if m[0] == "grpc-status-details-bin"]
+    ((_key, value),) = [m for m in status.trailing_metadata if m[0] == "grpc-status-details-bin"]
     return status_pb2.Status.FromString(value)
 
 

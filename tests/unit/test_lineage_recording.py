@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -25,7 +25,7 @@ from domicile.lineage.recording import (
 )
 from domicile.lineage.render import render_tree, to_dot, to_json
 
-T = datetime(2026, 11, 30, 10, tzinfo=timezone.utc)
+T = datetime(2026, 11, 30, 10, tzinfo=UTC)
 
 
 def test_edges_for_every_pair_without_self_pairs_or_duplicates():

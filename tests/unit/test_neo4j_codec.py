@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -13,7 +13,7 @@ from domicile.catalog.stores.common import decode_page_token, encode_page_token,
 from domicile.catalog.stores.neo4j_codec import dataset_from_version, edge_from_properties, version_properties
 from domicile.errors import DomicileError, ErrorCode
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def stored(dataset: Dataset, **managed) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -52,7 +52,7 @@ def test_complete_event_maps_ids_run_and_edges_sides():
     assert parsed.records_lineage
     assert parsed.run.job == "airflow-eu/daily.customer_rollup"
     assert parsed.run.run_id == "0193a7c1-8b1e-7c3a-9d51-1f2e3d4c5b6a"
-    assert parsed.run.event_time == datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=timezone.utc)
+    assert parsed.run.event_time == datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)
     assert parsed.inputs == ("s3://bank-eu/customers",)
     assert parsed.outputs == ("s3://bank-eu/rollup",)
     assert parsed.datasets == ()  # no facets, no namespace map: nothing to merge
@@ -262,10 +262,10 @@ def test_unknown_facets_and_fields_are_ignored():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("2026-11-30T10:00:00Z", datetime(2026, 11, 30, 10, tzinfo=timezone.utc)),
-        ("2026-11-30T12:00:00.5+02:00", datetime(2026, 11, 30, 10, 0, 0, 500000, tzinfo=timezone.utc)),
-        ("2026-11-30T10:00:00.123456789Z", datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=timezone.utc)),
-        ("2026-11-30T10:00:00+0000", datetime(2026, 11, 30, 10, tzinfo=timezone.utc)),
+        ("2026-11-30T10:00:00Z", datetime(2026, 11, 30, 10, tzinfo=UTC)),
+        ("2026-11-30T12:00:00.5+02:00", datetime(2026, 11, 30, 10, 0, 0, 500000, tzinfo=UTC)),
+        ("2026-11-30T10:00:00.123456789Z", datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)),
+        ("2026-11-30T10:00:00+0000", datetime(2026, 11, 30, 10, tzinfo=UTC)),
     ],
 )
 def test_event_times(text, expected):

@@ -143,7 +143,7 @@ def test_no_duplicate_region_ids_in_the_data():
 
 
 def test_every_region_has_a_valid_country_and_a_display_name():
-    for provider, entry in _raw_region_entries():
+    for _provider, entry in _raw_region_entries():
         assert set(entry) == {"name", "country", "display_name"}, entry
         assert isinstance(entry["country"], str) and is_country(entry["country"]), entry
         assert entry["display_name"], entry

@@ -103,6 +103,13 @@ async def wait_until(condition, timeout: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
+async def _sync_or_async(call):
+    """Call `call`; await what it returns when that is a coroutine."""
+    result = call()
+    if asyncio.iscoroutine(result):
+        await result
+
+
 async def test_a_view_that_cannot_be_confirmed_fails_closed_and_recovers(started):
     app, router = started
     await upsert(app, "s3://a", locations=[US])
@@ -119,9 +126,7 @@ async def test_a_view_that_cannot_be_confirmed_fails_closed_and_recovers(started
     assert not job.allowed and all(d.reasons[0].code is ReasonCode.STALE_CATALOG for d in job.decisions)
     for call in (lambda: router.explain("s3://a"), router.scan_violations):
         with pytest.raises(DomicileError) as info:
-            result = call()
-            if asyncio.iscoroutine(result):
-                await result
+            await _sync_or_async(call)
         assert info.value.code is ErrorCode.UNAVAILABLE and info.value.reason == "STALE_CATALOG"
     # An unknown region is still a bad request, stale or not.
     with pytest.raises(DomicileError) as info:

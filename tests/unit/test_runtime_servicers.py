@@ -3,7 +3,7 @@ implemented is checked for all services in tests/unit/test_rpc_coverage.py."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from domicile.router.convert import DecisionEncoder
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
@@ -12,7 +12,7 @@ from domicile.v1 import residency_pb2
 
 
 def test_decision_encoder_builds_the_same_message_as_field_by_field():
-    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=UTC)
     allowed = ("aws:eu-central-1", "aws:eu-west-1")
     reason = Reason(ReasonCode.RULE_DENIED, "rule r: ...", rule_id="r", citation="GDPR", lineage_path=("a", "b"))
     decisions = [
@@ -56,7 +56,7 @@ def test_decision_encoder_builds_the_same_message_as_field_by_field():
 
 def test_the_batch_wire_format_holds_long_and_non_ascii_strings():
     """Lengths of 128 bytes and more take multi-byte varints; ids and texts may be UTF-8."""
-    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=UTC)
     many = tuple(f"private:région-{n:03d}" for n in range(300))  # > 16 KB of allowed regions
     long_path = tuple(f"s3://bank/ü/{'x' * 150}/{n}" for n in range(12))
     reason = Reason(ReasonCode.RULE_DENIED, "m" * 200 + " ✓", rule_id="r" * 130, citation="", lineage_path=long_path)
@@ -88,7 +88,7 @@ def test_one_decision_encoded_as_a_batch_is_its_decide_response():
     and a BatchDecideResponse both hold the Decision as field 1, so those bytes are the
     DecideResponse (with the Decision's fields in another order than protobuf's own
     serialization, which every parser accepts)."""
-    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=timezone.utc)
+    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=UTC)
     reason = Reason(ReasonCode.RULE_DENIED, "rule r: ...", rule_id="r", citation="GDPR", lineage_path=("a", "b"))
     encoder = DecisionEncoder()
     for decision in (

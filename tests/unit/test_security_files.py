@@ -169,7 +169,7 @@ def test_invalid_files_are_refused_at_start(data_dir, tmp_path):
     paths = dev_paths(data_dir)
     with pytest.raises(TLSConfigError, match="does not match"):
         load_material(CertificateFiles(paths.server_cert, paths.client_key))
-    with pytest.raises(TLSConfigError, match="missing.pem"):
+    with pytest.raises(TLSConfigError, match=r"missing\.pem"):
         load_material(CertificateFiles(tmp_path / "missing.pem", paths.server_key))
 
 
@@ -241,10 +241,12 @@ def test_http_context_follows_a_rotated_client_ca(tmp_path):
         context = ssl.create_default_context(cafile=str(first.ca_cert))
         context.load_cert_chain(identity.client_cert, identity.client_key)
         try:
-            with socket.create_connection(server.getsockname(), timeout=5) as raw:
-                with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-                    tls.sendall(b"x")
-                    tls.recv(1)
+            with (
+                socket.create_connection(server.getsockname(), timeout=5) as raw,
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+            ):
+                tls.sendall(b"x")
+                tls.recv(1)
             return True
         except (ssl.SSLError, OSError):
             return False

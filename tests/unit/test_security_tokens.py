@@ -34,7 +34,7 @@ ALGORITHMS = ("RS256", "ES256", "EdDSA")
 
 def verifier(*private_keys, algorithms=ALGORITHMS, leeway=30.0, kids=None) -> TokenVerifier:
     kids = kids or [None] * len(private_keys)
-    keys = [VerificationKey(k.public_key(), kid, "test") for k, kid in zip(private_keys, kids)]
+    keys = [VerificationKey(k.public_key(), kid, "test") for k, kid in zip(private_keys, kids, strict=True)]
     return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, algorithms=algorithms, leeway_seconds=leeway)
 
 
@@ -200,15 +200,15 @@ def test_key_files_errors_name_the_file(tmp_path):
         load_verification_keys(None, [])
     bad = tmp_path / "key.pem"
     bad.write_text("garbage")
-    with pytest.raises(KeyLoadError, match="key.pem"):
+    with pytest.raises(KeyLoadError, match=r"key\.pem"):
         load_verification_keys(None, [bad])
-    with pytest.raises(KeyLoadError, match="missing.json"):
+    with pytest.raises(KeyLoadError, match=r"missing\.json"):
         load_verification_keys(tmp_path / "missing.json", [])
 
 
 @pytest.mark.parametrize("algorithms", [["none"], ["RS256", "none"], ["XS1"]])
 def test_settings_refuse_unsupported_algorithms(algorithms, tmp_path):
-    with pytest.raises(SettingsError, match="auth.algorithms"):
+    with pytest.raises(SettingsError, match=r"auth\.algorithms"):
         load_settings(data_dir=tmp_path, auth={"algorithms": algorithms})
 
 

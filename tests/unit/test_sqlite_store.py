@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -171,7 +171,9 @@ def run_unprivileged(script: str, db: Path) -> dict:
         """
         )
     )
-    done = subprocess.run([sys.executable, "-c", program, uri(db)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", program, uri(db)], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -241,7 +243,7 @@ async def test_page_token_is_bound_to_its_filter_and_as_of(tmp_path):
         await store.list_datasets(
             DatasetFilter(owner="crm"),
             PageRequest(2, first.next_token),
-            as_of=datetime(2020, 1, 1, tzinfo=timezone.utc),
+            as_of=datetime(2020, 1, 1, tzinfo=UTC),
         )
     assert [v.field for v in other_time.value.violations] == ["page_token"]
 
@@ -251,7 +253,7 @@ async def test_page_token_is_bound_to_its_filter_and_as_of(tmp_path):
 
 
 async def test_end_edges_at_is_clamped_into_the_edge_interval(tmp_path):
-    now = [datetime(2026, 3, 1, tzinfo=timezone.utc)]
+    now = [datetime(2026, 3, 1, tzinfo=UTC)]
     store = await SQLiteGraphStore.open(uri(tmp_path / "e.db"), clock=lambda: now[0])
     await store.record_lineage(Run("etl", "r1"), [EdgeKey("a", "b", "etl"), EdgeKey("b", "c", "etl")])
     recorded = now[0]
