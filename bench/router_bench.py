@@ -12,7 +12,7 @@ What it does, in one run (deterministic catalog for a given --seed):
    personal data, Indian payment data, Chinese personal data, key material, internal,
    unclassified) and a location that mostly fits them; each derived dataset reads 1-3 inputs,
    one from the level just below, through a plain (80%), `aggregate` (10%) or `anonymize`
-   (10%) job. Policy: examples/policy.yaml.
+   (10%) job (the declassifying ones granted their transform). Policy: examples/policy.yaml.
 2. Router start-up: `Router.start` (the store's residency snapshot + effective-attribute index) --
    wall time and RSS growth; then the index alone built again under tracemalloc.
 3. In-process `Router.decide` latency (p50/p99, each call timed), for 100,000 questions asked
@@ -78,6 +78,8 @@ from domicile.v1 import residency_pb2, residency_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "examples" / "policy.yaml"
+# Declassifying jobs are named as the example policy grants them their transforms.
+GRANTED_JOBS = {"aggregate": "airflow-eu/daily_rollup", "anonymize": "airflow-eu/anonymize_{}"}
 REGIONS = (
     "aws:eu-central-1",
     "aws:us-east-1",
@@ -106,7 +108,7 @@ SOURCE_PROFILES = (
 TRANSFORMS = (("", 80), ("aggregate", 10), ("anonymize", 10))
 LEVELS = 11
 
-# The decision rule of DESIGN "Policy language" in Rego, over the policy's rules (with their
+# The policy's decision rule in Rego, over the policy's rules (with their
 # allow/deny region sets, see `opa_data`; appended to the module as constants) and the
 # dataset's effective labels and origins as input. Exemptions are left out: the example policy's only exemption covers a dataset the
 # synthetic catalog does not have. OPA answers a boolean; Domicile's answer also carries the
@@ -224,8 +226,9 @@ def generate(count: int, seed: int) -> tuple[list[model.Dataset], list[tuple[str
                 inputs = {rng.choice(levels[level - 1])}
                 for _ in range(rng.randint(0, 2)):
                     inputs.add(rng.choice(levels[rng.randrange(level)]))
+                job = GRANTED_JOBS.get(transform, "job-{}").format(ds_id)
                 for input_id in sorted(inputs):
-                    edges.append((input_id, ds_id, f"job-{ds_id}", transform))
+                    edges.append((input_id, ds_id, job, transform))
         levels.append(ids)
     return datasets, edges
 
@@ -1115,7 +1118,13 @@ async def measure_index_memory(store, router: Router, report: Report) -> None:
     gc.collect()
     tracemalloc.start()
     snapshot = await store.residency_snapshot()
-    index = EffectiveIndex.from_snapshot(snapshot.datasets, snapshot.edges, removes=router.policy.removes)
+    index = EffectiveIndex.from_snapshot(
+        snapshot.datasets,
+        snapshot.edges,
+        router.policy.removes,
+        placeholders=snapshot.placeholders,
+        inherit=router.policy.inherits_undescribed_outputs,
+    )
     del snapshot
     gc.collect()
     for dataset_id in index.datasets():  # materialize every view, as decisions do over time

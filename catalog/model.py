@@ -37,6 +37,22 @@ def label_matches(rule_label: str, label: str) -> bool:
     return label == rule_label or label.startswith(rule_label + ".")
 
 
+DEFAULT_JOB_NAMESPACE = "default"
+
+
+def job_namespace(job: str) -> str:
+    """The namespace of a job id `namespace/name`: up to the first `/`; a job without one is in
+    namespace `default`."""
+    namespace, slash, _ = job.partition("/")
+    return namespace if slash else DEFAULT_JOB_NAMESPACE
+
+
+def qualified_job(job: str) -> str:
+    """A job id as `namespace/name` (`nightly` is `default/nightly`): what a policy's
+    declassifier `jobs` patterns match."""
+    return job if "/" in job else f"{DEFAULT_JOB_NAMESPACE}/{job}"
+
+
 @dataclass(frozen=True)
 class Field:
     """A column of a dataset with its own classification labels."""
@@ -57,7 +73,7 @@ class Dataset:
     """A dataset as the catalog knows it.
 
     `classifications` are the dataset's own labels as written; `all_classifications` adds its
-    fields' labels (DESIGN: a dataset's own labels are the union of both). `revision`,
+    fields' labels (a dataset's own labels are the union of both). `revision`,
     `create_time`, `update_time`, `updated_by` are set by the store on write; values passed
     in are ignored.
     """
@@ -234,13 +250,15 @@ class EdgeRow(NamedTuple):
 @dataclass(frozen=True)
 class ResidencySnapshot:
     """Everything the residency router's index is built from (`GraphStore.residency_snapshot`):
-    every described current dataset and every current edge, as of catalog `revision` or later
-    (a change after `revision` may already show: the router replays the change feed from
-    `revision` on, in order, which ends in the same index whatever the snapshot already held)."""
+    every described current dataset, every current edge and the ids of the current
+    placeholders that were never deleted, as of catalog `revision` or later (a change after
+    `revision` may already show: the router replays the change feed from `revision` on, in
+    order, which ends in the same index whatever the snapshot already held)."""
 
     revision: int
     datasets: Sequence[ResidencyRow]
     edges: Sequence[EdgeRow]
+    placeholders: Sequence[str]
 
 
 @dataclass(frozen=True)

@@ -83,8 +83,9 @@ class GraphStore(Protocol):
     async def record_lineage(self, run: Run, edges: Sequence[EdgeKey], *, principal: str = "") -> LineageResult:
         """Record a run and its edges (every EdgeKey.job equals run.job).
 
-        Idempotent per (job, run_id): a run already recorded creates nothing. Unknown
-        datasets are created as placeholders. An edge already current with the same
+        Idempotent per (job, run_id): a run already recorded creates nothing. Ids never seen
+        before are created as placeholders; a deleted dataset stays deleted (its edges are
+        recorded all the same). An edge already current with the same
         transform is kept (a new run does not create it again); with another transform the
         old edge is ended and a new one started. `edges_created` counts new edges.
         """
@@ -127,7 +128,8 @@ class GraphStore(Protocol):
     async def residency_snapshot(self) -> ResidencySnapshot:
         """What the residency router builds its index from at start-up: every described
         (not placeholder) current dataset and every current edge, reduced to the fields
-        residency decisions read, with a revision they are at least as new as. A store that
+        residency decisions read, and the ids of the current placeholders that never had a
+        deleted version, with a revision they are at least as new as. A store that
         can should read it in one snapshot, without building Dataset and Edge values (100,000
         datasets are read at every router start); `snapshot_from_pages` in
         `catalog/stores/common.py` is the generic version."""

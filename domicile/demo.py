@@ -77,27 +77,27 @@ DATASETS = [
 
 LINEAGE = [
     (
-        Run("ingest-customers", "demo-run-1", "aws:eu-central-1"),
+        Run("airflow-eu/ingest_customers", "demo-run-1", "aws:eu-central-1"),
         ["postgres://core-eu.bank.example:5432/core.public.customers"],
         ["s3://bank-eu-lake/customers"],
     ),
     (
-        Run("ingest-card-payments", "demo-run-2", "aws:ap-south-1"),
+        Run("airflow-in/ingest_card_payments", "demo-run-2", "aws:ap-south-1"),
         ["kafka://payments-in.bank.example/card-payments"],
         ["s3://bank-in-lake/card-payments"],
     ),
     (
-        Run("join-customers-payments", "demo-run-3", "aws:us-east-1"),
+        Run("airflow-us/join_customers_payments", "demo-run-3", "aws:us-east-1"),
         ["s3://bank-eu-lake/customers", "s3://bank-in-lake/card-payments"],
         ["s3://bank-global-analytics/customer-payments-joined"],
     ),
     (
-        Run("payment-volumes", "demo-run-4", "aws:ap-south-1", transform="aggregate"),
+        Run("airflow-in/payment_volumes", "demo-run-4", "aws:ap-south-1", transform="aggregate"),
         ["s3://bank-in-lake/card-payments"],
         ["s3://bank-global-analytics/payment-volumes-by-country"],
     ),
     (
-        Run("customer-segments", "demo-run-5", "aws:eu-central-1", transform="anonymize"),
+        Run("airflow-eu/anonymize_customer_segments", "demo-run-5", "aws:eu-central-1", transform="anonymize"),
         ["s3://bank-eu-lake/customers"],
         ["bigquery://bank-marketing/eu.customer_segments"],
     ),

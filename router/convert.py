@@ -12,9 +12,8 @@ A BatchDecide answer goes further (`DecisionEncoder.encode_batch`): it is writte
 protobuf wire format directly, from the same fragments and cached reason texts, without
 building 10,000 messages that would only be serialized again; parsing it gives the message of
 `to_proto`'s decisions (tests/unit/test_runtime_servicers.py). Fields are written in an order
-of their own, which the wire format allows. The loop over decisions runs in C
-(router/_native.c `encode_batch`) where it was built; `encode_batch_python` is the reference
-it is tested byte-for-byte against (tests/unit/test_native.py) and the fallback.
+of their own, which the wire format allows. (router/_native.c's encoder predates
+`inherited_only` and is not used.)
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.policy import PolicyError
 from domicile.router.runtime import Explanation, Violation
 from domicile.router.types import Decision, Operation, Outcome, PolicyChange, Reason
@@ -51,6 +49,7 @@ _BATCH_DECISION = b"\x0a"  # BatchDecideResponse.decisions = 1
 _DECISION_ID, _DATASET_ID, _REGION, _REASON = b"\x0a", b"\x1a", b"\x2a", b"\x3a"  # Decision 1, 3, 5, 7
 _OPERATION = {op: bytes((0x20, value)) for op, value in OPERATION_TO_PROTO.items()}  # Decision 4, varint
 _LINEAGE_PATH = b"\x22"  # Reason.lineage_path = 4
+_INHERITED_ONLY = b"\x58\x01"  # Decision.inherited_only = 11, varint true
 
 
 def _varint(value: int) -> bytes:
@@ -101,6 +100,7 @@ class DecisionEncoder:
         message.region = decision.region
         message.MergeFromString(self._verdict_fragment(decision.outcome, decision.allowed_regions))
         message.MergeFromString(self._context_fragment(decision))
+        message.inherited_only = decision.inherited_only
         if decision.reasons:
             add = message.reasons.add
             for reason in decision.reasons:
@@ -114,21 +114,7 @@ class DecisionEncoder:
         return message
 
     def encode_batch(self, decisions: Iterable[Decision]) -> bytes:
-        """The serialized BatchDecideResponse of `decisions` (see the module docstring): by
-        the C encoder when it is built and takes them, else by `encode_batch_python` (the
-        reference; both give the same bytes)."""
-        if _native is not None:
-            listed = decisions if type(decisions) is list else list(decisions)
-            encoded = _native.encode_batch(
-                listed, _OPERATION, self._verdict_fragment, self._context_fragment, self._reason_texts
-            )
-            if encoded is not None:
-                return encoded
-            decisions = listed
-        return self.encode_batch_python(decisions)
-
-    def encode_batch_python(self, decisions: Iterable[Decision]) -> bytes:
-        """`encode_batch` in Python."""
+        """The serialized BatchDecideResponse of `decisions` (see the module docstring)."""
         varint, table, limit, operation = _varint, _VARINTS, _TABLE_LIMIT, _OPERATION
         verdict, context, reason_texts = self._verdict_fragment, self._context_fragment, self._reason_texts
         path_field, region_field = self._path_field, self._region_field
@@ -148,6 +134,8 @@ class DecisionEncoder:
                 verdict(decision.outcome, decision.allowed_regions),
                 context(decision),
             )
+            if decision.inherited_only:
+                body.append(_INHERITED_ONLY)
             for reason in decision.reasons:
                 head, tail = reason_texts(reason)
                 steps = reason.lineage_path
@@ -230,6 +218,7 @@ class DecisionEncoder:
 def explanation_to_proto(explanation: Explanation) -> residency_pb2.ExplainResponse:
     attrs = explanation.attributes
     return residency_pb2.ExplainResponse(
+        inherited_only=attrs.inherited_only,
         classifications=[
             residency_pb2.EffectiveAttribute(value=v, lineage_path=p) for v, p in attrs.classifications.items()
         ],

@@ -8,13 +8,14 @@ previous one (at most `line_decisions` of them), UTF-8, ending in a newline:
      "region_sets":[["aws:eu-central-1",...], ...],
      "requests":[{"caller":"...","catalog_revision":7,["context":{...},]
                   "decisions":[{"allowed_regions":0,"dataset_id":"...","decision_id":"...",
-                                "operation":"store","outcome":"deny",
+                                ["inherited_only":true,]"operation":"store","outcome":"deny",
                                 "reasons":[[0,["s3://raw/...","s3://derived/..."]], ...],
                                 "region":"...","time":"...Z"}, ...],
                   "kind":"decide","policy_hash":"...","policy_version":"..."}, ...],
      "seq":1,"hash":"<64 hex>"}
 
-A `requests` entry holds consecutive decisions that share who asked, what was asked (`kind`:
+`inherited_only` is present (and true) only for a decision on a derived placeholder (judged
+by what it inherits). A `requests` entry holds consecutive decisions that share who asked, what was asked (`kind`:
 decide, batch_decide, route, check_job, scan_violations, ...), the policy and the catalog
 revision -- the decisions of one BatchDecide, or a run of Decide calls from one caller.
 Each decision's `allowed_regions` is an index into its line's `region_sets`, and each of its
@@ -37,9 +38,8 @@ inputs), writes them with one `write` and `fsync`s the file, at the latest `flus
 seconds after the first queued entry or as soon as `max_batch` entries wait or someone awaits
 `flush()`. Grouping decisions into lines, and what they share into `requests`, `region_sets`
 and `reasons`, is what keeps logging from capping decision throughput: the writer runs under
-the same interpreter lock as the router, so each decision must cost it little. The renderer is
-C (router/_native.c, built by `pip install`; ~10x the pure-Python `_LineBuilder`, which stays
-as the reference and the fallback when no compiler was there: same bytes, tested). Lines are
+the same interpreter lock as the router, so each decision must cost it little (`_LineBuilder`
+renders them; router/_native.c's renderer predates `inherited_only` and is not used). Lines are
 UTF-8, not ASCII: split the file on b"\n" only (U+2028 and friends may occur inside a line).
 
 Backpressure: the queue holds at most `max_queue` entries. An `append` that finds it full
@@ -99,7 +99,6 @@ from typing import Any, cast
 import orjson
 
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
-from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
 log = logging.getLogger(__name__)
@@ -269,21 +268,19 @@ class _LineBuilder:
                     )
                 reasons.append((number, path))
         self.ids.append(decision.decision_id)
-        self._group.append(
-            orjson.dumps(
-                {
-                    "allowed_regions": index,
-                    "dataset_id": decision.dataset_id,
-                    "decision_id": decision.decision_id,
-                    "operation": decision.operation._value_,  # `_value_`: without the property's cost
-                    "outcome": decision.outcome._value_,
-                    "reasons": reasons,
-                    "region": decision.region,
-                    "time": time_text,
-                },
-                option=orjson.OPT_UTC_Z,
-            )
-        )
+        entry: dict[str, Any] = {
+            "allowed_regions": index,
+            "dataset_id": decision.dataset_id,
+            "decision_id": decision.decision_id,
+        }
+        if decision.inherited_only:  # (keys in sorted order: the rendering is canonical)
+            entry["inherited_only"] = True
+        entry["operation"] = decision.operation._value_  # `_value_`: without the property's cost
+        entry["outcome"] = decision.outcome._value_
+        entry["reasons"] = reasons
+        entry["region"] = decision.region
+        entry["time"] = time_text
+        self._group.append(orjson.dumps(entry, option=orjson.OPT_UTC_Z))
 
     def _new_request(self, shared: tuple[Any, ...]) -> None:
         """Start a request entry for decisions sharing (caller, revision, context, kind, policy
@@ -294,7 +291,7 @@ class _LineBuilder:
         self._requests.append((head, self._group, tail))
 
     def parts(self) -> _LineParts:
-        """What `_line` assembles: as `_native.render` returns it."""
+        """What `_line` assembles."""
         requests = [(head, b",".join(group), tail) for head, group, tail in self._requests]
         return self.ids, requests, self._region_sets, self._reasons
 
@@ -318,18 +315,7 @@ def _request_parts(shared: tuple[Any, ...]) -> tuple[bytes, bytes]:
 
 def _render_line(queue: list[_Queued], item: int, offset: int, limit: int) -> tuple[_LineParts, int, int]:
     """The parts of the line holding the next (at most) `limit` decisions of `queue`, from
-    decision `offset` of `queue[item]` on, and where the line after it starts (item, offset):
-    by the C renderer when it is built and takes them, else by `_LineBuilder` (the reference;
-    both give the same bytes)."""
-    if _native is not None:
-        rendered = _native.render(queue, item, offset, limit, _request_parts, _format_time)
-        if rendered is not None:
-            return rendered
-    return _render_python(queue, item, offset, limit)
-
-
-def _render_python(queue: list[_Queued], item: int, offset: int, limit: int) -> tuple[_LineParts, int, int]:
-    """`_render_line` by `_LineBuilder`."""
+    decision `offset` of `queue[item]` on, and where the line after it starts (item, offset)."""
     builder = _LineBuilder()
     add = builder.add
     time_of: datetime | None = None
@@ -403,6 +389,7 @@ def _logged(line: Mapping[str, Any], request: Mapping[str, Any], entry: Mapping[
         catalog_revision=request["catalog_revision"],
         decide_time=datetime.fromisoformat(entry["time"]),
         caller=request["caller"],
+        inherited_only=entry.get("inherited_only", False),
     )
     context = request.get("context")
     return LoggedDecision(
@@ -519,6 +506,8 @@ def _check_decision(entry: Any, region_sets: int, reasons: int) -> str:
         datetime.fromisoformat(entry["time"])
     except ValueError:
         return f"has a time that is not RFC 3339: {entry['time'][:40]!r}"
+    if entry.get("inherited_only", True) is not True:
+        return "has an inherited_only that is not true (it is left out when false)"
     index = entry["allowed_regions"]
     if type(index) is not int or not 0 <= index < region_sets:
         return "refers to a region set the line does not hold"

@@ -1,39 +1,59 @@
 """Effective classifications and origins along lineage, kept up to date incrementally.
 
-DESIGN ("Effective attributes"):
+The equations (docs/router.md, "Effective attributes"):
 
-    classifications*(d) = own(d) ∪ ⋃ over edges d←i: classifications*(i) − removed_by(edge.transform)
+    classifications*(d) = own(d) ∪ ⋃ over edges d←i: classifications*(i) − removed_by(edge)
     origins*(d)         = own_origins(d) ∪ ⋃ over edges d←i: origins*(i)
 
-`own(d)` is `Dataset.all_classifications` (labels of the dataset and of its fields). Lineage
-may contain cycles; the index holds the *least* fixpoint, so a label circulating in a cycle
-that no dataset in or upstream of the cycle owns is not effective anywhere. Every effective
-label and origin keeps one shortest lineage path (contributor first, the dataset last).
+`own(d)` is `Dataset.all_classifications` (labels of the dataset and of its fields).
+`removed_by(edge)` is what the edge's transform removes *when the edge's job is granted that
+transform* by the policy's declassifiers (`Removes`): a transform claimed by any other job is
+a plain copy. Lineage may contain cycles; the index holds the *least* fixpoint, so a label
+circulating in a cycle that no dataset in or upstream of the cycle owns is not effective
+anywhere. Every effective label and origin keeps one shortest lineage path (contributor
+first, the dataset last).
+
+What a node of the lineage graph is (the residency semantics of derived data):
+
+- A *described* dataset (registered, not deleted) owns its labels and origins.
+- A *derived placeholder* -- known only from lineage (a placeholder the store created for an
+  id lineage named), never deleted, and *derived*: some current edge from outside its
+  strongly connected component of placeholders reaches it (in the acyclic case: it has a
+  current incoming edge other than a self-loop) -- owns nothing and inherits, exactly like a
+  described dataset with no labels of its own. Its view says `inherited_only`.
+- Every other node is *undescribed*: a placeholder that nothing described flows into (a
+  lineage root nobody described; a cycle of placeholders nothing enters from outside), a
+  deleted dataset whatever its inputs, an edge endpoint the index was told nothing about,
+  and, with `inherit=False` (the policy's `defaults.undescribed_outputs: deny`), every
+  placeholder. It owns the pseudo-origin `UNDESCRIBED`, which flows downstream like any
+  origin (no transform removes it): we cannot know what such data contains, so whatever is
+  derived from it carries that doubt, with the lineage path to the undescribed node, and the
+  router answers DENY / UNKNOWN_DATASET for it. Deleting a source therefore never
+  declassifies the copies derived from it. Its lineage edges stay (the store keeps them too)
+  and labels keep flowing through it. `get` answers None for an undescribed node itself.
 
 How it is kept (the reasoning the incremental code relies on):
 
 - Per node and label the index stores `(distance, via)`: the length of a shortest path from a
-  dataset owning the label, and the upstream neighbour that path comes through (`None` when
+  node owning the label, and the upstream neighbour that path comes through (`None` when
   the node owns it). Paths are built on the first `get` by following `via` (up to the first
   dataset whose view is already built) and cached until a change reaches the dataset; a
   node's `via` always has the label at `distance - 1`, so the walk ends at an owner.
-- A change (dataset attributes, an edge added/removed, a declassifier) can only alter the
-  values of its *downstream closure*. Those values are recomputed from the values outside the
-  closure, which are final, in topological order: the acyclic part in Kahn order, then the
-  strongly connected components of the rest (Tarjan), upstream ones first. A component none
-  of whose members is a changed node and none of whose external upstream neighbours changed
-  value is skipped: its inputs are what they were.
+- A change (dataset attributes or kind, an edge added/removed, a declassifier, the
+  inheritance switch) can only alter the values of its *downstream closure*. Those values
+  are recomputed from the values outside the closure, which are final, in topological order:
+  the acyclic part in Kahn order, then the strongly connected components of the rest
+  (Tarjan), upstream ones first. Whether a placeholder is derived depends only on its
+  component and the edges entering it, all inside the closure, so it is settled there first;
+  a component none of whose members is a changed node or changed kind, and none of whose
+  external upstream neighbours changed value, is skipped: its inputs are what they were.
 - A multi-node component starts from the bottom (no labels) and is iterated with a worklist
   to its least fixpoint (a label-correcting shortest-path computation); a self-loop never
   contributes (the label is already there, one step closer), so it is ignored.
-- Undescribed provenance fails closed. A node that is not a registered dataset -- a
-  placeholder that lineage created, a dataset that was deleted, or an edge endpoint nobody
-  described -- owns the pseudo-origin `UNDESCRIBED`, which flows downstream like any origin
-  (no transform removes it): we cannot know what such data contains, so whatever is derived
-  from it carries that doubt, with the lineage path to the undescribed node. The router
-  answers DENY / UNKNOWN_DATASET for datasets carrying it. Deleting a source therefore never
-  declassifies the copies derived from it. Its lineage edges stay (the store keeps them too)
-  and labels keep flowing through it.
+- What an edge removes is asked of `Removes` once per (transform, job, label) among the
+  labels some dataset owns, and kept per (transform, job): a policy change recomputes only
+  downstream of edges whose removed set changed, so granting a job a transform later also
+  honours its past runs.
 
 Memory: labels, origins, locations and dataset ids of datasets are interned, datasets with
 equal own label/origin sets share one frozenset, and nodes without labels/origins hold no
@@ -46,6 +66,7 @@ reads it.
 
 from __future__ import annotations
 
+import enum
 import sys
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -55,12 +76,14 @@ from typing import NamedTuple
 from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey, EdgeRow, ResidencyRow
 from domicile.router.types import UNDESCRIBED, EffectiveAttributes
 
-Removes = Callable[[str, str], bool]
-"""`removes(transform, label)`: True when a lineage edge with `transform` strips `label`.
+Removes = Callable[[str, str, str], bool]
+"""`removes(transform, job, label)`: True when a lineage edge recorded by `job` with
+`transform` strips `label` -- the transform removes the label and the job is granted it.
 
 Comes from the compiled policy's declassifiers; it must be hierarchical itself (a transform
-removing `PII` answers True for `PII.CONTACT`) and pure (the index asks once per transform
-and label, and again only on `set_declassifier`).
+removing `PII` answers True for `PII.CONTACT`) and pure (the index asks once per transform,
+job and label, and again only on `set_declassifier`). The empty transform (a plain copy or
+join, which no policy can name) removes nothing and is not asked about.
 """
 
 # (distance, via): how a node got a label/origin. Own values share one tuple.
@@ -70,8 +93,18 @@ _Table = dict[str, _Step]
 _NO_VALUES: _Table = {}  # read-only stand-in for "no table"; never mutated
 
 
-def _removes_nothing(transform: str, label: str) -> bool:
+def _removes_nothing(transform: str, job: str, label: str) -> bool:
     return False
+
+
+class NodeKind(enum.Enum):
+    """What the index knows of an id (see the module docstring)."""
+
+    DESCRIBED = "described"
+    DERIVED = "derived"  # a derived placeholder: judged by what it inherits
+    UNDESCRIBED_PLACEHOLDER = "undescribed placeholder"  # a lineage root nobody described, or any with inherit off
+    DELETED = "deleted"  # on lineage edges, neither described nor a placeholder: deleted (or never told)
+    UNKNOWN = "unknown"
 
 
 class _Own(NamedTuple):
@@ -86,19 +119,26 @@ class EffectiveIndex:
     """In-memory effective attributes of every dataset, maintained under catalog changes.
 
     Mutations (`set_dataset`, `remove_dataset`, `add_edge`, `remove_edge`,
-    `set_declassifier`, `apply`) return only when every affected dataset is up to date, so
-    the next `get` reflects them. `apply` recomputes once for a whole batch, which is how
-    the router follows the change feed and how `build` loads a full catalog.
+    `set_declassifier`, `set_inheritance`, `apply`) return only when every affected dataset
+    is up to date, so the next `get` reflects them. `apply` recomputes once for a whole
+    batch, which is how the router follows the change feed and how `build` loads a full
+    catalog.
+
+    `inherit` is the policy's `defaults.undescribed_outputs`: True (`inherit`) judges derived
+    placeholders by what they inherit, False (`deny`) leaves every placeholder undescribed.
     """
 
-    def __init__(self, removes: Removes | None = None) -> None:
+    def __init__(self, removes: Removes | None = None, *, inherit: bool = True) -> None:
         self._removes: Removes = removes or _removes_nothing
-        # Every label some dataset owns (only those can flow), and for every transform on an
-        # edge the ones among them it removes: `removes` is asked once per (transform, label).
+        self._inherit = inherit
+        # Every label some dataset owns (only those can flow), and for every (transform, job)
+        # on an edge the ones among them it removes: `removes` is asked once per pair and label.
         self._known_labels: set[str] = set()
-        self._removed_by: dict[str, frozenset[str]] = {}
+        self._removed_by: dict[str, dict[str, frozenset[str]]] = {}  # transform -> job -> labels
         self._shared_sets: dict[frozenset[str], frozenset[str]] = {}
         self._own: dict[str, _Own] = {}
+        self._placeholders: set[str] = set()
+        self._derived: set[str] = set()  # the placeholders judged by inheritance now
         # output -> (input, job) -> edge: the incoming edges, keyed by the rest of the EdgeKey.
         self._in: dict[str, dict[tuple[str, str], Edge | EdgeRow]] = {}
         self._out: dict[str, dict[str, int]] = {}  # input -> output -> number of edges
@@ -108,10 +148,11 @@ class EffectiveIndex:
 
     @classmethod
     def build(
-        cls, datasets: Iterable[Dataset], edges: Iterable[Edge], removes: Removes | None = None
+        cls, datasets: Iterable[Dataset], edges: Iterable[Edge], removes: Removes | None = None, *, inherit: bool = True
     ) -> EffectiveIndex:
-        """An index over `datasets` and the current `edges`, computed once from scratch."""
-        index = cls(removes)
+        """An index over `datasets` (placeholders among them are known as such) and the
+        current `edges`, computed once from scratch."""
+        index = cls(removes, inherit=inherit)
         for dataset in datasets:
             index._put_dataset(dataset)
         for edge in edges:
@@ -122,13 +163,21 @@ class EffectiveIndex:
 
     @classmethod
     def from_snapshot(
-        cls, datasets: Iterable[ResidencyRow], edges: Iterable[EdgeRow], removes: Removes | None = None
+        cls,
+        datasets: Iterable[ResidencyRow],
+        edges: Iterable[EdgeRow],
+        removes: Removes | None = None,
+        *,
+        placeholders: Iterable[str] = (),
+        inherit: bool = True,
     ) -> EffectiveIndex:
-        """`build` from a store's `residency_snapshot` (described datasets and current edges,
-        reduced to what the index reads: the router's start-up)."""
-        index = cls(removes)
+        """`build` from a store's `residency_snapshot` (described datasets, placeholder ids and
+        current edges, reduced to what the index reads: the router's start-up)."""
+        index = cls(removes, inherit=inherit)
         for row in datasets:
             index._put_row(row)
+        for dataset_id in placeholders:
+            index._put_placeholder(dataset_id)
         for edge in edges:
             index._put_edge(edge)
         nodes = index._nodes()
@@ -138,7 +187,8 @@ class EffectiveIndex:
     # ---- reads -------------------------------------------------------------------------
 
     def get(self, dataset_id: str) -> EffectiveAttributes | None:
-        """The effective attributes of a registered dataset, or None if it is unknown/deleted.
+        """The effective attributes of a described dataset or a derived placeholder (its view
+        says `inherited_only`); None for anything undescribed or unknown (`kind` says which).
 
         Label and origin mappings are sorted by value; each path runs from the contributing
         dataset to `dataset_id` and is a shortest such path. The returned value is immutable
@@ -149,15 +199,37 @@ class EffectiveIndex:
             return view
         own = self._own.get(dataset_id)
         if own is None:
-            return None
+            if dataset_id not in self._derived:
+                return None
+            locations: tuple[str, ...] = ()
+        else:
+            locations = own.locations
         view = EffectiveAttributes(
             dataset_id=dataset_id,
             classifications=self._paths(dataset_id, self._labels, "classifications"),
             origins=self._paths(dataset_id, self._origins, "origins"),
-            locations=own.locations,
+            locations=locations,
+            inherited_only=own is None,
         )
         self._views[dataset_id] = view
         return view
+
+    def kind(self, dataset_id: str) -> NodeKind:
+        """What the index knows of `dataset_id` (see the module docstring)."""
+        if dataset_id in self._own:
+            return NodeKind.DESCRIBED
+        if dataset_id in self._derived:
+            return NodeKind.DERIVED
+        if dataset_id in self._placeholders:
+            return NodeKind.UNDESCRIBED_PLACEHOLDER
+        if dataset_id in self._in or dataset_id in self._out:
+            return NodeKind.DELETED
+        return NodeKind.UNKNOWN
+
+    @property
+    def inherit(self) -> bool:
+        """Whether derived placeholders are judged by inheritance (see the class docstring)."""
+        return self._inherit
 
     @property
     def built_views(self) -> Mapping[str, EffectiveAttributes]:
@@ -167,10 +239,11 @@ class EffectiveIndex:
         return self._views
 
     def __contains__(self, dataset_id: object) -> bool:
-        return dataset_id in self._own
+        """True for the ids `get` answers: described datasets and derived placeholders."""
+        return dataset_id in self._own or dataset_id in self._derived
 
     def __len__(self) -> int:
-        return len(self._own)
+        return len(self._own) + len(self._derived)
 
     def views_built(self) -> int:
         """How many datasets' views are built and cached: grows as `get` meets datasets for
@@ -178,17 +251,19 @@ class EffectiveIndex:
         return len(self._views)
 
     def datasets(self) -> Iterator[str]:
-        """Ids of the registered datasets (in no particular order)."""
-        return iter(tuple(self._own))
+        """Ids `get` answers (described datasets and derived placeholders), in no particular order."""
+        return iter((*self._own, *self._derived))
 
     # ---- single changes ----------------------------------------------------------------
 
     def set_dataset(self, dataset: Dataset) -> None:
-        """Register or update a dataset (own labels incl. field labels, origins, locations)."""
+        """Register or update a dataset (own labels incl. field labels, origins, locations);
+        a `placeholder` dataset is known by name only."""
         self._recompute(self._put_dataset(dataset))
 
     def remove_dataset(self, dataset_id: str) -> None:
-        """Forget a dataset's own attributes; its edges stay. Unknown ids are ignored."""
+        """Forget a dataset or placeholder: it is deleted, so undescribed; its edges stay.
+        Unknown ids are ignored."""
         self._recompute(self._drop_dataset(dataset_id))
 
     def add_edge(self, edge: Edge) -> None:
@@ -202,24 +277,34 @@ class EffectiveIndex:
     def set_declassifier(self, removes: Removes) -> None:
         """Switch to another policy's declassifiers.
 
-        Only datasets downstream of edges whose transform now removes a different set of
-        labels are recomputed; a policy change that leaves declassifiers alone costs one
-        `removes` call per transform and label, and no propagation.
+        Only datasets downstream of edges whose (transform, job) now removes a different set
+        of labels are recomputed; a policy change that leaves declassifiers alone costs one
+        `removes` call per (transform, job) and label, and no propagation.
         """
         self._removes = removes
-        before = self._removed_by
-        self._removed_by = {transform: self._removed_labels(transform, self._known_labels) for transform in before}
-        changed_transforms = {
-            transform for transform, removed in before.items() if self._removed_by[transform] != removed
-        }
-        if not changed_transforms:
+        changed: dict[str, set[str]] = {}
+        for transform, by_job in self._removed_by.items():
+            for job, removed in by_job.items():
+                now_removed = self._removed_labels(transform, job, self._known_labels)
+                if now_removed != removed:
+                    by_job[job] = now_removed
+                    changed.setdefault(transform, set()).add(job)
+        if not changed:
             return
         seeds = {
             output
             for output, edges in self._in.items()
-            if any(edge.transform in changed_transforms for edge in edges.values())
+            if any(edge.job in changed.get(edge.transform, ()) for edge in edges.values())
         }
         self._recompute(seeds)
+
+    def set_inheritance(self, inherit: bool) -> None:
+        """Switch `defaults.undescribed_outputs` (True: inherit, False: deny); recomputes
+        downstream of every placeholder when it changes."""
+        if inherit == self._inherit:
+            return
+        self._inherit = inherit
+        self._recompute(set(self._placeholders))
 
     # ---- batches -----------------------------------------------------------------------
 
@@ -258,9 +343,17 @@ class EffectiveIndex:
 
     def _put_dataset(self, dataset: Dataset) -> set[str]:
         if dataset.placeholder:
-            # Known only by name (lineage mentioned it): undescribed, like an unknown node.
-            return self._drop_dataset(dataset.id)
+            return self._put_placeholder(dataset.id)
         return self._put_row(dataset.residency_row())
+
+    def _put_placeholder(self, dataset_id: str) -> set[str]:
+        node = sys.intern(dataset_id)
+        if node in self._placeholders:
+            return set()
+        self._own.pop(node, None)
+        self._views.pop(node, None)
+        self._placeholders.add(node)
+        return {node}
 
     def _put_row(self, row: ResidencyRow) -> set[str]:
         node = sys.intern(row.id)
@@ -274,13 +367,18 @@ class EffectiveIndex:
         )
         previous = self._own.get(node)
         self._own[node] = own
+        self._placeholders.discard(node)
         self._views.pop(node, None)
         if previous is not None and previous.labels == own.labels and previous.origins == own.origins:
             return set()
         return {node}
 
     def _drop_dataset(self, dataset_id: str) -> set[str]:
-        if self._own.pop(dataset_id, None) is None:
+        known = self._own.pop(dataset_id, None) is not None
+        if dataset_id in self._placeholders:
+            self._placeholders.discard(dataset_id)
+            known = True
+        if not known:
             return set()
         self._views.pop(dataset_id, None)
         return {dataset_id}
@@ -295,8 +393,11 @@ class EffectiveIndex:
         incoming = self._in.get(output)
         if incoming is None:
             incoming = self._in[output] = {}
-        if edge.transform not in self._removed_by:
-            self._removed_by[edge.transform] = self._removed_labels(edge.transform, self._known_labels)
+        by_job = self._removed_by.get(edge.transform)
+        if by_job is None:
+            by_job = self._removed_by[edge.transform] = {}
+        if edge.job not in by_job:
+            by_job[edge.job] = self._removed_labels(edge.transform, edge.job, self._known_labels)
         slot = (edge.input, edge.job)  # the EdgeKey without the output (cheaper to build)
         previous = incoming.get(slot)
         incoming[slot] = edge
@@ -307,8 +408,8 @@ class EffectiveIndex:
             successors = self._out[edge.input] = {}
         successors[output] = successors.get(output, 0) + 1
         if edge.input not in self._own and edge.input not in self._origins:
-            # An undescribed input seen for the first time: it must get its UNDESCRIBED
-            # origin (its downstream closure includes `output`).
+            # An input seen for the first time without a value: it must be settled (its
+            # downstream closure includes `output`).
             return {edge.input}
         return {output}
 
@@ -331,7 +432,7 @@ class EffectiveIndex:
     # ---- computation -------------------------------------------------------------------
 
     def _nodes(self) -> set[str]:
-        return set(self._own) | set(self._in) | set(self._out)
+        return set(self._own) | self._placeholders | set(self._in) | set(self._out)
 
     def _recompute(self, seeds: set[str], closure: set[str] | None = None) -> None:
         """Bring the downstream closure of `seeds` to the least fixpoint (see module doc).
@@ -348,23 +449,53 @@ class EffectiveIndex:
         changed: set[str] = set()
         acyclic, components = self._order(closure)
         for node in acyclic:
-            if node in seeds or self._has_changed_input(node, changed, ()):
+            recast = self._settle_kind(node, self._has_outside_input(node, ()))
+            if recast or node in seeds or self._has_changed_input(node, changed, ()):
                 labels, origins = self._evaluate(node)
                 if self._store(node, labels, origins):
                     changed.add(node)
         for component in components:
             if len(component) == 1:  # a self-loop, or downstream of a cycle
                 node = component[0]
-                if node in seeds or self._has_changed_input(node, changed, component):
+                recast = self._settle_kind(node, self._has_outside_input(node, component))
+                if recast or node in seeds or self._has_changed_input(node, changed, component):
                     labels, origins = self._evaluate(node)
                     if self._store(node, labels, origins):
                         changed.add(node)
                 continue
             members = set(component)
-            if not seeds.isdisjoint(members) or any(
-                self._has_changed_input(node, changed, members) for node in component
+            # Placeholders of a component are derived together: when something described (or
+            # deleted) is among them, or an edge enters the component from outside.
+            derived = any(node not in self._placeholders for node in component) or any(
+                self._has_outside_input(node, members) for node in component
+            )
+            recast = False
+            for node in component:
+                recast |= self._settle_kind(node, derived)
+            if (
+                recast
+                or not seeds.isdisjoint(members)
+                or any(self._has_changed_input(node, changed, members) for node in component)
             ):
                 changed.update(self._solve_component(component, members))
+
+    def _settle_kind(self, node: str, entered: bool) -> bool:
+        """Make `node` derived or not, `entered` telling whether lineage from outside its
+        component reaches it; True when that changed."""
+        derived = entered and self._inherit and node in self._placeholders
+        if derived == (node in self._derived):
+            return False
+        if derived:
+            self._derived.add(node)
+        else:
+            self._derived.discard(node)
+        return True
+
+    def _has_outside_input(self, node: str, component: Collection[str]) -> bool:
+        incoming = self._in.get(node)
+        if not incoming:
+            return False
+        return any(edge.input != node and edge.input not in component for edge in incoming.values())
 
     def _downstream(self, seeds: set[str]) -> set[str]:
         closure = set(seeds)
@@ -484,8 +615,12 @@ class EffectiveIndex:
     def _evaluate(self, node: str) -> tuple[_Table, _Table]:
         """One application of the defining equations to `node` from its inputs' current values."""
         own = self._own.get(node)
-        labels: _Table = dict.fromkeys(own.labels, _OWN) if own else {}
-        origins: _Table = dict.fromkeys(own.origins, _OWN) if own else {UNDESCRIBED: _OWN}
+        if own is not None:
+            labels: _Table = dict.fromkeys(own.labels, _OWN)
+            origins: _Table = dict.fromkeys(own.origins, _OWN)
+        else:
+            labels = {}
+            origins = {} if node in self._derived else {UNDESCRIBED: _OWN}
         incoming = self._in.get(node)
         if not incoming:
             return labels, origins
@@ -496,7 +631,7 @@ class EffectiveIndex:
                 continue  # a self-loop never brings anything new (see module doc)
             upstream = all_labels.get(source)
             if upstream:
-                removed = removed_by[edge.transform]
+                removed = removed_by[edge.transform][edge.job]
                 if not labels and not removed:
                     # The first contribution, nothing removed: no comparisons needed.
                     labels = {label: (distance + 1, source) for label, (distance, _) in upstream.items()}
@@ -559,15 +694,18 @@ class EffectiveIndex:
         return MappingProxyType(paths)
 
     def _learn_labels(self, new_labels: frozenset[str]) -> None:
-        """Add labels to the known ones, extending every transform's removed set."""
+        """Add labels to the known ones, extending every (transform, job)'s removed set."""
         self._known_labels |= new_labels
-        for transform, removed in self._removed_by.items():
-            newly_removed = self._removed_labels(transform, new_labels)
-            if newly_removed:
-                self._removed_by[transform] = removed | newly_removed
+        for transform, by_job in self._removed_by.items():
+            for job, removed in by_job.items():
+                newly_removed = self._removed_labels(transform, job, new_labels)
+                if newly_removed:
+                    by_job[job] = removed | newly_removed
 
-    def _removed_labels(self, transform: str, labels: Iterable[str]) -> frozenset[str]:
-        return frozenset(label for label in labels if self._removes(transform, label))
+    def _removed_labels(self, transform: str, job: str, labels: Iterable[str]) -> frozenset[str]:
+        if not transform:
+            return _NOTHING  # a plain copy or join (no policy names the empty transform)
+        return frozenset(label for label in labels if self._removes(transform, job, label))
 
     def _share(self, values: frozenset[str]) -> frozenset[str]:
         shared = self._shared_sets.get(values)
@@ -587,6 +725,7 @@ def _same_version(indexed: Edge | EdgeRow, ended: Edge) -> bool:
     return indexed_time is None or ended.record_time is None or indexed_time == ended.record_time
 
 
+_NOTHING: frozenset[str] = frozenset()
 _NO_EDGES: dict[tuple[str, str], Edge] = {}
 _NO_SUCCESSORS: dict[str, int] = {}
 _EMPTY_PATHS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType({})

@@ -2,7 +2,7 @@
 
 `compile_policy` runs once per policy version. Every location token is resolved to a set of
 region ids, held as a Python int with one bit per region of the registry (in the registry's
-id order), so the semantics of DESIGN "Policy language" become a handful of `&`, `|` and `~`:
+id order), so the policy semantics (docs/router.md) become a handful of `&`, `|` and `~`:
 
 1. applicable rules -- found through indexes by label (and each ancestor label, since a rule
    on `PII` applies to `PII.CONTACT`) and by origin country, themselves bitmasks over rules;
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from types import MappingProxyType
 
-from domicile.catalog.model import label_matches
+from domicile.catalog.model import label_matches, qualified_job
 from domicile.catalog.regions import Region, RegionRegistry
 from domicile.errors import invalid_field
 from domicile.router.locations import Location, LocationError, LocationResolver
@@ -192,6 +192,17 @@ class CompiledPolicy:
         self.declassifiers: Mapping[str, tuple[str, ...]] = MappingProxyType(
             {d.transform: tuple(d.removes) for d in document.declassifiers}
         )
+        # By transform, the patterns of the jobs granted it (None: any job, a legacy policy).
+        self.declassifier_jobs: Mapping[str, tuple[str, ...] | None] = MappingProxyType(
+            {d.transform: d.jobs for d in document.declassifiers}
+        )
+        self._granted: dict[str, re.Pattern[str] | None] = {
+            transform: _job_matcher(jobs) for transform, jobs in self.declassifier_jobs.items()
+        }
+        undescribed = document.defaults.undescribed_outputs
+        self.inherits_undescribed_outputs: bool = (
+            undescribed == "inherit" if undescribed is not None else not loaded.legacy
+        )
         self._index_rules()
         self._signatures: dict[tuple[frozenset[str], frozenset[str]], _Signature] = {}
         # Marks this policy's entries in `EffectiveAttributes.engine_cache` (see `_remember`); not
@@ -311,10 +322,36 @@ class CompiledPolicy:
         """True for a builtin region or one of the policy's private regions."""
         return region in self._bit_of
 
-    def removes(self, transform: str, label: str) -> bool:
-        """True when lineage through `transform` drops `label`: the transform is a declassifier
-        removing `label` or one of its ancestors (removing `PII` removes `PII.CONTACT`)."""
-        return any(label_matches(removed, label) for removed in self.declassifiers.get(transform, ()))
+    def removes(self, transform: str, job: str, label: str) -> bool:
+        """True when lineage through `transform` recorded by `job` drops `label`: the transform is
+        a declassifier removing `label` or one of its ancestors (removing `PII` removes
+        `PII.CONTACT`) and `job` is granted it (its `jobs` patterns match `qualified_job(job)`).
+        No job (`""`, a CheckJob without one) is granted nothing -- except by a legacy
+        declassifier without `jobs`, which grants every claim as it did when it was recorded."""
+        removed = self.declassifiers.get(transform)
+        if removed is None or not any(label_matches(r, label) for r in removed):
+            return False
+        return self.grants(transform, job)
+
+    def grants(self, transform: str, job: str) -> bool:
+        """True when `job` may apply `transform` (see `removes`); False for a transform that is
+        no declassifier."""
+        if transform not in self._granted:
+            return False
+        matcher = self._granted[transform]
+        if matcher is None:
+            return True
+        return bool(job) and matcher.match(qualified_job(job)) is not None
+
+    @functools.cached_property
+    def lineage_rules(self) -> tuple:
+        """What the effective-attribute index depends on (declassifiers with their jobs and the
+        `undescribed_outputs` switch), comparable between policies: equal values need no
+        recomputation."""
+        return (
+            tuple(sorted((t, self.declassifiers[t], self.declassifier_jobs[t]) for t in self.declassifiers)),
+            self.inherits_undescribed_outputs,
+        )
 
     # -- decisions -----------------------------------------------------------------------------
 
@@ -473,29 +510,38 @@ class CompiledPolicy:
         datasets: Iterable[EffectiveAttributes],
         now: datetime,
         *,
-        candidate_attributes: Mapping[str, EffectiveAttributes] | None = None,
+        candidate_attributes: Mapping[str, EffectiveAttributes | None] | None = None,
+        candidate_only: Iterable[EffectiveAttributes] = (),
     ) -> list[PolicyChange]:
         """What replacing this policy by `other` changes, per dataset and operation (only
         entries with a change): regions added and removed, and for store the dataset's current
         locations that this policy allows and `other` would not.
 
         `datasets` are effective attributes under this policy. When `other` has different
-        declassifiers, a dataset's attributes under it may differ: pass those in
-        `candidate_attributes` (by dataset id); datasets absent from it are taken as equal.
+        lineage rules (declassifiers, their jobs, `undescribed_outputs`), a dataset's
+        attributes under it may differ: pass those in `candidate_attributes` (by dataset id;
+        None for a dataset `other` would not decide, i.e. allowed nowhere); datasets absent
+        from it are taken as equal. `candidate_only` are the attributes of datasets only
+        `other` decides (allowed nowhere now).
         """
         candidate_attributes = candidate_attributes or {}
+        pairs: list[tuple[EffectiveAttributes | None, EffectiveAttributes | None]] = [
+            (attrs, candidate_attributes.get(attrs.dataset_id, attrs)) for attrs in datasets
+        ]
+        pairs.extend((None, attrs) for attrs in candidate_only)
         changes: list[PolicyChange] = []
-        for attrs in datasets:
-            candidate = candidate_attributes.get(attrs.dataset_id, attrs)
+        for attrs, candidate in pairs:
+            known = attrs if attrs is not None else candidate
+            assert known is not None
             for op in Operation:
-                before = set(self.allowed_regions(attrs, op, now))
-                after = set(other.allowed_regions(candidate, op, now))
+                before = set(self.allowed_regions(attrs, op, now)) if attrs is not None else set()
+                after = set(other.allowed_regions(candidate, op, now)) if candidate is not None else set()
                 new_violations: tuple[str, ...] = ()
                 if op is Operation.STORE:
-                    new_violations = tuple(loc for loc in attrs.locations if loc in before and loc not in after)
+                    new_violations = tuple(loc for loc in known.locations if loc in before and loc not in after)
                 added, removed = tuple(sorted(after - before)), tuple(sorted(before - after))
                 if added or removed or new_violations:
-                    changes.append(PolicyChange(attrs.dataset_id, op, added, removed, new_violations))
+                    changes.append(PolicyChange(known.dataset_id, op, added, removed, new_violations))
         return changes
 
     # -- internals -----------------------------------------------------------------------------
@@ -648,6 +694,16 @@ class CompiledPolicy:
         explanation = _Explanation(tuple(items), default, deny_verdict, allowed_ids, templates)
         signature.ops[slot].explanations[bit] = explanation
         return explanation
+
+
+def _job_matcher(patterns: tuple[str, ...] | None) -> re.Pattern[str] | None:
+    """One regular expression for a declassifier's job patterns (None stays None: any job);
+    it matches nothing when there are none."""
+    if patterns is None:
+        return None
+    if not patterns:
+        return re.compile(r"(?!)")
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
 def _matched(label: str | None, origin: str | None) -> str:

@@ -1,9 +1,9 @@
 """The router's native helpers (router/_native.c), or None.
 
-`pip install -e .` builds them where a C compiler exists (setup.py; optional). Without them
-every caller uses its Python reference, which gives the same results, slower: the decision
-log's `_LineBuilder`, `DecisionEncoder.encode_batch_python`, the servicer's protobuf parsing
-and checks, and no untracking of BatchDecide's decisions.
+`pip install -e .` builds them where a C compiler exists (setup.py; optional). Only the
+BatchDecide request parser is used; without it the servicer's protobuf parsing and checks
+give the same results, slower. (Its decision loop, encoder, line renderer and untracking
+predate `Decision.inherited_only` and are not called: the Python reference code runs.)
 """
 
 from __future__ import annotations

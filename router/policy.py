@@ -15,6 +15,7 @@ exactly as written.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import re
 from collections.abc import Mapping
@@ -143,10 +144,18 @@ class Rule(_Strict):
 
 
 class Declassifier(_Strict):
-    """A lineage transform that removes labels (and their descendants) from its outputs."""
+    """A lineage transform that removes labels (and their descendants) from its outputs, when
+    a job granted it applies it: `jobs` are glob patterns (`fnmatch`, case-sensitive, `*`
+    also matches `/`) over job ids `namespace/name` (a job without `/` is `default/<job>`);
+    `["*"]` grants every job, `[]` none. A transform claimed by any other job is a plain copy.
+
+    `jobs` is required of a policy set now; None only in a policy recorded in the policy
+    history before declassifiers named their jobs, where it keeps its meaning then: any job.
+    """
 
     transform: Name
     removes: tuple[Name, ...] = Field(min_length=1)
+    jobs: tuple[Name, ...] | None = None
 
 
 class Exemption(_Strict):
@@ -163,10 +172,14 @@ class Exemption(_Strict):
 
 
 class Defaults(_Strict):
-    """The base set when no applicable rule has an `allow` for the operation."""
+    """The base set when no applicable rule has an `allow` for the operation, and how
+    datasets known only as lineage outputs are judged: `undescribed_outputs: inherit` by what
+    flows to them, `deny` as undescribed (DENY / UNKNOWN_DATASET until registered). Unset,
+    `inherit` -- except in a policy recorded before the switch existed, which keeps `deny`."""
 
     classified: Verb = "deny"
     unclassified: Verb = "allow"
+    undescribed_outputs: Literal["inherit", "deny"] | None = None
 
 
 class PolicyTestDataset(_Strict):
@@ -217,6 +230,9 @@ class LoadedPolicy:
     content_hash: str
     registry: RegionRegistry
     positions: Mapping[Path, tuple[int, int]] = field(default_factory=lambda: MappingProxyType({}))
+    # Recorded in the policy history before declassifiers named their jobs: it keeps the
+    # meaning it had then (see `load_policy`).
+    legacy: bool = False
 
     @property
     def version(self) -> str:
@@ -236,13 +252,18 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def load_policy(text: str, registry: RegionRegistry | None = None) -> LoadedPolicy:
+def load_policy(text: str, registry: RegionRegistry | None = None, *, legacy: bool = False) -> LoadedPolicy:
     """Parses and validates a policy document.
 
     `registry` (default: the builtin one) is what region ids and country tokens resolve
     against; the policy's private regions are added to it. Returns a `LoadedPolicy` whose
     every token resolves and every id is unique, or raises `PolicyInvalid` with all the
     problems found.
+
+    `legacy` is for a text the policy history recorded before declassifiers named their jobs:
+    it keeps the meaning it had (a declassifier without `jobs` grants every job, and
+    `defaults.undescribed_outputs` unset means `deny`), so its decisions replay unchanged. A
+    policy set now is loaded without it, and must state `jobs` on every declassifier.
     """
     base = registry if registry is not None else RegionRegistry.builtin()
     positions: dict[Path, tuple[int, int]] = {}
@@ -257,12 +278,29 @@ def load_policy(text: str, registry: RegionRegistry | None = None) -> LoadedPoli
         errors.extend(_from_pydantic(e, positions) for e in exc.errors())
     # The meaning is checked on every part that is well-typed on its own, so one misspelt
     # key does not hide the unknown group three rules further down.
-    checker = _SemanticChecker(_Parts.salvage(data), base, positions)
+    checker = _SemanticChecker(_Parts.salvage(data), base, positions, legacy=legacy)
     checker.check()
     errors.extend(checker.errors)
     if errors or document is None:
         raise PolicyInvalid(_ordered(errors))
-    return LoadedPolicy(document, text, content_hash(text), checker.registry, MappingProxyType(positions))
+    return LoadedPolicy(document, text, content_hash(text), checker.registry, MappingProxyType(positions), legacy)
+
+
+def policy_warnings(loaded: LoadedPolicy) -> list[PolicyError]:
+    """What is valid but deserves a second look (`domicile policy check` prints these): a
+    declassifier granted to every job, which lets any pipeline -- or anyone holding its
+    credentials -- lift the labels it removes by claiming the transform."""
+    warnings = []
+    for i, declassifier in enumerate(loaded.document.declassifiers):
+        for j, pattern in enumerate(declassifier.jobs or ()):
+            if not pattern.strip("*/") and fnmatch.fnmatchcase("namespace/name", pattern):
+                line, column = loaded.position(("declassifiers", i, "jobs", j))
+                message = (
+                    f"{pattern!r} grants transform {declassifier.transform!r} to every job: any pipeline "
+                    "claiming it removes " + ", ".join(declassifier.removes) + "; name the approved jobs instead"
+                )
+                warnings.append(PolicyError(line, column, format_path(("declassifiers", i, "jobs", j)), message))
+    return warnings
 
 
 def _ordered(errors: list[PolicyError]) -> list[PolicyError]:
@@ -502,8 +540,11 @@ _GROUP_MEMBERS: TypeAdapter[tuple[str, ...]] = TypeAdapter(tuple[Name, ...])
 class _SemanticChecker:
     """Checks what the schema cannot: every token resolves, ids are unique, labels well formed."""
 
-    def __init__(self, parts: _Parts, base: RegionRegistry, positions: Mapping[Path, tuple[int, int]]) -> None:
+    def __init__(
+        self, parts: _Parts, base: RegionRegistry, positions: Mapping[Path, tuple[int, int]], *, legacy: bool
+    ) -> None:
         self.parts = parts
+        self.legacy = legacy
         self.base = base
         self.positions = positions
         self.errors: list[PolicyError] = []
@@ -647,6 +688,12 @@ class _SemanticChecker:
                 self.error((*path, "transform"), f"duplicate declassifier for transform {declassifier.transform!r}")
             seen.add(declassifier.transform)
             self._labels(declassifier.removes, (*path, "removes"))
+            if declassifier.jobs is None and not self.legacy:
+                self.error(
+                    path,
+                    f"declassifier {declassifier.transform!r} needs 'jobs': the jobs granted this transform, as "
+                    'patterns over namespace/name (e.g. ["airflow-eu/anonymize_*"]; ["*"] grants every job, [] none)',
+                )
 
     def _check_exemptions(self) -> None:
         rule_ids = {rule.id for _, rule in self.parts.rules}

@@ -2,10 +2,17 @@
 
 File: `<data_dir>/policies.jsonl`, one activation per line, appended and fsynced:
 
-    {"activated_time":"2026-11-30T04:00:00.000000Z","hash":"<sha256 hex of yaml>","version":"2026.11.1","yaml":"..."}
+    {"activated_time":"2026-11-30T04:00:00.000000Z","hash":"<sha256 hex of yaml>","semantics":2,
+     "version":"2026.11.1","yaml":"..."}
+
+`semantics` is 2 for a version first recorded since declassifiers name the jobs they grant;
+lines without it were written before, and their versions keep the meaning they had then (a
+declassifier without `jobs` grants every job, `defaults.undescribed_outputs` unset is
+`deny`: see `router.policy.load_policy`'s `legacy`), so their decisions replay unchanged.
+A version keeps the semantics of its first recording when it is activated again.
 
 A version names exactly one text: `record` refuses a different text under a version already
-recorded (DESIGN: SetPolicy refuses that). Re-activating an earlier version appends another
+recorded (SetPolicy refuses that). Re-activating an earlier version appends another
 line, so `active_at(t)` answers which policy was in force at any time. Activation times never
 decrease (a clock stepping back is clamped to the previous activation), which keeps
 `active_at` a binary search.
@@ -33,6 +40,8 @@ from domicile.router.policy import content_hash
 log = logging.getLogger(__name__)
 
 POLICIES_FILE = "policies.jsonl"
+SEMANTICS = 2
+LEGACY_SEMANTICS = 1
 
 
 class PolicyVersion(NamedTuple):
@@ -43,6 +52,8 @@ class PolicyVersion(NamedTuple):
     yaml: str
     hash: str
     activated_time: datetime
+    # First recorded before declassifiers named their jobs (no `semantics` in its line).
+    legacy: bool = False
 
 
 def _format_time(value: datetime) -> str:
@@ -62,6 +73,7 @@ class PolicyHistory:
         self._activations = activations
         self._times = [a.activated_time for a in activations]
         self._texts = {a.version: a.yaml for a in activations}
+        self._legacy = {a.version for a in activations if a.legacy}
         self._write_lock = asyncio.Lock()
 
     @classmethod
@@ -77,6 +89,15 @@ class PolicyHistory:
     async def get(self, version: str) -> str | None:
         """The text recorded under `version`, or None."""
         return self._texts.get(version)
+
+    def is_legacy(self, version: str) -> bool:
+        """True when `version` was first recorded before declassifiers named their jobs: load
+        its text with `load_policy(..., legacy=True)`."""
+        return version in self._legacy
+
+    def records_legacy_text(self, text: str) -> bool:
+        """True when `text` is recorded under a legacy version (see `is_legacy`)."""
+        return any(self._texts[version] == text for version in self._legacy)
 
     async def latest(self) -> PolicyVersion | None:
         """The last activation, or None for an empty history."""
@@ -109,9 +130,16 @@ class PolicyHistory:
             when = at or datetime.now(UTC)
             if self._times and when < self._times[-1]:
                 when = self._times[-1]
-            activation = PolicyVersion(version, text, content_hash(text), when)
+            legacy = version in self._legacy
+            activation = PolicyVersion(version, text, content_hash(text), when, legacy)
             line = json.dumps(
-                {"activated_time": _format_time(when), "hash": activation.hash, "version": version, "yaml": text},
+                {
+                    "activated_time": _format_time(when),
+                    "hash": activation.hash,
+                    "semantics": LEGACY_SEMANTICS if legacy else SEMANTICS,
+                    "version": version,
+                    "yaml": text,
+                },
                 sort_keys=True,
                 separators=(",", ":"),
             )
@@ -128,6 +156,7 @@ def _load(path: Path) -> list[PolicyVersion]:
     except FileNotFoundError:
         return []
     activations: list[PolicyVersion] = []
+    first_legacy: dict[str, bool] = {}
     lines = data.split(b"\n")
     complete, torn = lines[:-1], lines[-1]
     if torn:
@@ -138,8 +167,17 @@ def _load(path: Path) -> list[PolicyVersion]:
     for number, raw in enumerate(complete, start=1):
         try:
             record = json.loads(raw)
+            semantics = record.get("semantics", LEGACY_SEMANTICS)
+            if semantics not in (LEGACY_SEMANTICS, SEMANTICS):
+                raise ValueError(f"unknown semantics {semantics!r}")
+            # A version's meaning is that of its first recording.
+            legacy = first_legacy.setdefault(record["version"], semantics == LEGACY_SEMANTICS)
             activation = PolicyVersion(
-                record["version"], record["yaml"], record["hash"], datetime.fromisoformat(record["activated_time"])
+                record["version"],
+                record["yaml"],
+                record["hash"],
+                datetime.fromisoformat(record["activated_time"]),
+                legacy,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise _corrupt(path, number, f"not a policy activation ({exc})") from None

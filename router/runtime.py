@@ -56,9 +56,8 @@ from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
 from domicile.router.decision_log import DecisionLog
-from domicile.router.effective import EffectiveIndex
+from domicile.router.effective import EffectiveIndex, NodeKind
 from domicile.router.engine import CompiledPolicy, compile_policy
-from domicile.router.native import native as _native
 from domicile.router.policy import PolicyError, PolicyInvalid, load_policy
 from domicile.router.policy_history import PolicyHistory
 from domicile.router.types import (
@@ -73,14 +72,6 @@ from domicile.router.types import (
     Verdict,
 )
 from domicile.security.context import current_principal
-
-
-def _no_untrack(decisions: list[Decision]) -> None:
-    """Without the C helpers the collector keeps walking BatchDecide's decisions: slower, same results."""
-
-
-_untrack_decisions = _native.untrack if _native is not None else _no_untrack
-
 
 if TYPE_CHECKING:
     from domicile.app import App
@@ -145,6 +136,9 @@ class ActivePolicy:
 
 @dataclass(frozen=True)
 class Explanation:
+    """`attributes.inherited_only`: the dataset is a derived placeholder, judged by what it
+    inherits (its paths say from where)."""
+
     attributes: EffectiveAttributes
     store_regions: tuple[str, ...]
     process_regions: tuple[str, ...]
@@ -188,6 +182,7 @@ class ReplayResult:
 # output *would* inherit, which replay must rebuild from the job's inputs and transform.
 CONTEXT_JOB_INPUTS = "check_job_inputs"
 CONTEXT_JOB_TRANSFORM = "check_job_transform"
+CONTEXT_JOB = "check_job_job"
 
 
 class Router:
@@ -256,7 +251,13 @@ class Router:
         try:
             snapshot = await app.store.residency_snapshot()
             revision = snapshot.revision
-            index = EffectiveIndex.from_snapshot(snapshot.datasets, snapshot.edges, removes=policy.removes)
+            index = EffectiveIndex.from_snapshot(
+                snapshot.datasets,
+                snapshot.edges,
+                policy.removes,
+                placeholders=snapshot.placeholders,
+                inherit=policy.inherits_undescribed_outputs,
+            )
             del snapshot
         finally:
             if collecting:
@@ -438,8 +439,7 @@ class Router:
                 return PolicyUpdate(candidate.version, applied=True)
             await self._history.record(candidate.version, candidate.source_yaml)
             # No await from here on: decisions see either the old pair or the new one.
-            if dict(candidate.declassifiers) != dict(self._policy.declassifiers):
-                self._index.set_declassifier(candidate.removes)
+            _follow_lineage_rules(self._index, self._policy, candidate)
             self._policy = candidate
             log.info("policy %s (sha256 %s) is active", candidate.version, candidate.content_hash[:12])
             return PolicyUpdate(candidate.version, applied=True)
@@ -466,20 +466,28 @@ class Router:
         current = self._policy
         index = self._index
         datasets = [attrs for attrs in map(index.get, index.datasets()) if attrs is not None]
-        candidate_attributes: dict[str, EffectiveAttributes] = {}
-        if dict(candidate.declassifiers) != dict(current.declassifiers):
-            # Borrow the live index: switch its declassifiers, read, switch back -- without an
+        candidate_attributes: dict[str, EffectiveAttributes | None] = {}
+        candidate_only: list[EffectiveAttributes] = []
+        if candidate.lineage_rules != current.lineage_rules:
+            # Borrow the live index: switch its lineage rules, read, switch back -- without an
             # await in between, so no decision observes the candidate's attributes.
-            index.set_declassifier(candidate.removes)
+            _follow_lineage_rules(index, current, candidate)
             try:
                 for attrs in datasets:
                     changed = index.get(attrs.dataset_id)
-                    if changed is not None and changed is not attrs:
+                    if changed is not attrs:
                         candidate_attributes[attrs.dataset_id] = changed
+                # Datasets only the candidate decides (placeholders it judges by inheritance).
+                known = {attrs.dataset_id for attrs in datasets}
+                candidate_only = [
+                    a for a in map(index.get, index.datasets()) if a is not None and a.dataset_id not in known
+                ]
             finally:
-                index.set_declassifier(current.removes)
+                _follow_lineage_rules(index, candidate, current)
         now = self._clock()
-        changes = current.impact(candidate, datasets, now, candidate_attributes=candidate_attributes)
+        changes = current.impact(
+            candidate, datasets, now, candidate_attributes=candidate_attributes, candidate_only=candidate_only
+        )
         changes.sort(key=lambda c: (c.dataset_id, c.operation.value))
         return PolicyImpact(candidate.version, tuple(changes))
 
@@ -489,7 +497,14 @@ class Router:
         return next(self._ids)
 
     def _decision(
-        self, dataset_id: str, op: Operation, region: str, verdict: Verdict, now: datetime, caller: str
+        self,
+        dataset_id: str,
+        op: Operation,
+        region: str,
+        verdict: Verdict,
+        now: datetime,
+        caller: str,
+        inherited_only: bool = False,
     ) -> Decision:
         outcome, allowed_regions, reasons = verdict
         return _new_tuple(
@@ -506,8 +521,18 @@ class Router:
                 self._revision,
                 now,
                 caller,
+                inherited_only,
             ),
         )
+
+    def _answer(self, dataset_id: str, op: Operation, region: str, now: datetime, stale: str, caller: str) -> Decision:
+        """The decision for one question (not logged); the region must already be known."""
+        attrs = None if stale else self._index.get(dataset_id)
+        if attrs is None:
+            verdict = self._verdict(dataset_id, op, region, now, stale)
+            return self._decision(dataset_id, op, region, verdict, now, caller)
+        verdict = self._policy.decide(attrs, op, region, now=now)
+        return self._decision(dataset_id, op, region, verdict, now, caller, attrs.inherited_only)
 
     def _verdict(self, dataset_id: str, op: Operation, region: str, now: datetime, stale: str) -> Verdict:
         """The verdict for one question; the region must already be known to the policy."""
@@ -515,9 +540,7 @@ class Router:
             return Verdict(Outcome.DENY, (), (Reason(ReasonCode.STALE_CATALOG, f"fail closed: {stale}"),))
         attrs = self._index.get(dataset_id)
         if attrs is None:
-            return Verdict(
-                Outcome.DENY, (), (Reason(ReasonCode.UNKNOWN_DATASET, f"dataset {dataset_id!r} is not in the catalog"),)
-            )
+            return unknown_dataset_verdict(self._index, dataset_id, self._policy)
         return self._policy.decide(attrs, op, region, now=now)
 
     def _check_region(self, region: str, field: str = "region") -> None:
@@ -552,9 +575,11 @@ class Router:
             # The engine rejects an unknown region itself (INVALID_ARGUMENT, field `region`),
             # before deciding anything: no second lookup of the region here.
             outcome, allowed_regions, reasons = policy.decide(attrs, op, region, now)
+            inherited_only = attrs.inherited_only
         else:  # stale, or an unknown dataset: the region must still be valid
             self._check_region(region)
             outcome, allowed_regions, reasons = self._verdict(dataset_id, op, region, now, self._stale_reason())
+            inherited_only = False
         decision = _new_tuple(
             Decision,
             (
@@ -569,6 +594,7 @@ class Router:
                 self._revision,
                 now,
                 current_principal(),
+                inherited_only,
             ),
         )
         self._log_append(decision, None, "decide", policy.content_hash)
@@ -598,59 +624,34 @@ class Router:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            if _native is not None and not stale and now.tzinfo is not None:
-                # The loop in C (router/_native.c `decide_batch`): the verdicts `decide` would
-                # look up, looked up there; everything else through `verdict_of`, as below.
-                def slow(dataset_id: str, op: Operation, region: str) -> Verdict:
-                    return verdict_of(dataset_id, op, region, now, "")
-
-                decisions = _native.decide_batch(
-                    requests if type(requests) is list else list(requests),
-                    self._index.built_views,
-                    EffectiveAttributes,
-                    policy.cache_token,
-                    Operation.STORE,
-                    Decision,
-                    Reason,
-                    Outcome.DENY,
-                    ReasonCode.RULE_DENIED,
-                    ids,
-                    version,
-                    revision,
-                    now,
-                    caller,
-                    policy.deny_with_paths,
-                    slow,
-                )
-            else:
-                decisions = []
-                for dataset_id, op, region in requests:
-                    attrs = None if stale else get(dataset_id)
-                    if attrs is not None:
-                        outcome, allowed_regions, reasons = decide(attrs, op, region, now)
-                    else:
-                        outcome, allowed_regions, reasons = verdict_of(dataset_id, op, region, now, stale)
-                    decisions.append(
-                        _new_tuple(
-                            Decision,
-                            (
-                                next(ids),
-                                outcome,
-                                dataset_id,
-                                op,
-                                region,
-                                allowed_regions,
-                                reasons,
-                                version,
-                                revision,
-                                now,
-                                caller,
-                            ),
-                        )
+            decisions = []
+            for dataset_id, op, region in requests:
+                attrs = None if stale else get(dataset_id)
+                if attrs is not None:
+                    outcome, allowed_regions, reasons = decide(attrs, op, region, now)
+                    inherited_only = attrs.inherited_only
+                else:
+                    outcome, allowed_regions, reasons = verdict_of(dataset_id, op, region, now, stale)
+                    inherited_only = False
+                decisions.append(
+                    _new_tuple(
+                        Decision,
+                        (
+                            next(ids),
+                            outcome,
+                            dataset_id,
+                            op,
+                            region,
+                            allowed_regions,
+                            reasons,
+                            version,
+                            revision,
+                            now,
+                            caller,
+                            inherited_only,
+                        ),
                     )
-            # No Decision can be part of a reference cycle; untracked, the batch is not walked by
-            # the collections that follow (see router/_native.c).
-            _untrack_decisions(decisions)
+                )
         finally:
             if collecting:
                 gc.enable()
@@ -681,7 +682,9 @@ class Router:
                     chosen = region = candidate
                     verdict = self._verdict(dataset_id, op, candidate, now, stale)
                     break
-        decision = self._decision(dataset_id, op, region, verdict, now, current_principal())
+        attrs = None if stale else self._index.get(dataset_id)
+        inherited_only = attrs is not None and attrs.inherited_only
+        decision = self._decision(dataset_id, op, region, verdict, now, current_principal(), inherited_only)
         self._log_decisions((decision,), "route", self._policy.content_hash)
         await self._durable()
         return RouteResult(chosen, decision)
@@ -693,13 +696,15 @@ class Router:
         run_region: str,
         output_region: str,
         transform: str = "",
+        job: str = "",
     ) -> JobCheck:
         """Pre-flight check of a pipeline job: a PROCESS decision for each input in
         `run_region`, then a STORE decision for each output in `output_region` on the
         attributes it would have after the job -- the union of the inputs' effective
-        attributes minus what `transform` removes under the policy's declassifiers, plus the
-        output's current effective attributes when it already exists. `allowed` is True when
-        every decision is ALLOW. An unknown input is DENY / UNKNOWN_DATASET."""
+        attributes minus what `transform` removes when the policy grants it to `job` (never
+        without a `job`), plus the output's current effective attributes when it already
+        exists. `allowed` is True when every decision is ALLOW. An unknown input is DENY /
+        UNKNOWN_DATASET."""
         if inputs:
             self._check_region(run_region, "run_region")
         if outputs:
@@ -707,28 +712,22 @@ class Router:
         now = self._clock()
         stale = self._stale_reason()
         caller = current_principal()
-        process = [
-            self._decision(
-                d,
-                Operation.PROCESS,
-                run_region,
-                self._verdict(d, Operation.PROCESS, run_region, now, stale),
-                now,
-                caller,
-            )
-            for d in inputs
-        ]
+        process = [self._answer(d, Operation.PROCESS, run_region, now, stale, caller) for d in inputs]
         store = []
         for output in outputs:
             if stale:
                 verdict = self._verdict(output, Operation.STORE, output_region, now, stale)
+                inherited_only = False
             else:
-                attrs = inherited_attributes(self._index, self._policy, inputs, output, transform)
+                attrs = inherited_attributes(self._index, self._policy, inputs, output, transform, job)
                 verdict = self._policy.decide(attrs, Operation.STORE, output_region, now=now)
-            store.append(self._decision(output, Operation.STORE, output_region, verdict, now, caller))
+                inherited_only = attrs.inherited_only
+            store.append(self._decision(output, Operation.STORE, output_region, verdict, now, caller, inherited_only))
         policy_hash = self._policy.content_hash
         self._log_decisions(process, "check_job", policy_hash)
         context = {CONTEXT_JOB_INPUTS: "\n".join(inputs), CONTEXT_JOB_TRANSFORM: transform}
+        if job:
+            context[CONTEXT_JOB] = job
         self._log_decisions(store, "check_job", policy_hash, context)
         await self._durable()
         decisions = (*process, *store)
@@ -741,7 +740,7 @@ class Router:
         self._require_fresh()
         attrs = self._index.get(dataset_id)
         if attrs is None:
-            raise not_found(f"dataset {dataset_id!r} is not in the catalog")
+            raise not_found(unknown_dataset_verdict(self._index, dataset_id, self._policy).reasons[0].message)
         now = self._clock()
         policy = self._policy
         return Explanation(
@@ -766,11 +765,10 @@ class Router:
             if attrs is None or not attrs.locations:
                 continue
             for region, verdict in policy.violations(attrs, now):
-                found.append(
-                    Violation(
-                        dataset_id, region, self._decision(dataset_id, Operation.STORE, region, verdict, now, caller)
-                    )
+                decision = self._decision(
+                    dataset_id, Operation.STORE, region, verdict, now, caller, attrs.inherited_only
                 )
+                found.append(Violation(dataset_id, region, decision))
         self._log_decisions([v.decision for v in found], "scan_violations", policy.content_hash)
         await self._durable()
         return found
@@ -804,7 +802,7 @@ class Router:
             raise failed_precondition(
                 f"policy version {original.policy_version!r} is not in the policy history", "POLICY_VERSION_UNKNOWN"
             )
-        policy, errors = _compile(text)
+        policy, errors = _compile(text, legacy=self._history.is_legacy(original.policy_version))
         if policy is None:
             raise failed_precondition(
                 f"policy version {original.policy_version!r} no longer compiles: {errors[0].message}",
@@ -814,26 +812,30 @@ class Router:
             raise failed_precondition(f"region {original.region!r} is unknown to policy {original.policy_version!r}")
         as_of = await self._revision_time(original.catalog_revision)
         context = entry.context or {}
+        attrs: EffectiveAttributes | None
         if CONTEXT_JOB_INPUTS in context:
             inputs = [i for i in context[CONTEXT_JOB_INPUTS].split("\n") if i]
             index = await self._index_at([*inputs, original.dataset_id], as_of, policy)
             attrs = inherited_attributes(
-                index, policy, inputs, original.dataset_id, context.get(CONTEXT_JOB_TRANSFORM, "")
+                index,
+                policy,
+                inputs,
+                original.dataset_id,
+                context.get(CONTEXT_JOB_TRANSFORM, ""),
+                context.get(CONTEXT_JOB, ""),
             )
-            verdict = policy.decide(attrs, original.operation, original.region, now=original.decide_time)
         else:
             index = await self._index_at([original.dataset_id], as_of, policy)
-            known = index.get(original.dataset_id)
-            if known is None:
-                verdict = Verdict(
-                    Outcome.DENY,
-                    (),
-                    (Reason(ReasonCode.UNKNOWN_DATASET, f"dataset {original.dataset_id!r} is not in the catalog"),),
-                )
-            else:
-                verdict = policy.decide(known, original.operation, original.region, now=original.decide_time)
+            attrs = index.get(original.dataset_id)
+        if attrs is None:
+            verdict = unknown_dataset_verdict(index, original.dataset_id, policy)
+        else:
+            verdict = policy.decide(attrs, original.operation, original.region, now=original.decide_time)
         replayed = original._replace(
-            outcome=verdict.outcome, allowed_regions=verdict.allowed_regions, reasons=verdict.reasons
+            outcome=verdict.outcome,
+            allowed_regions=verdict.allowed_regions,
+            reasons=verdict.reasons,
+            inherited_only=attrs is not None and attrs.inherited_only,
         )
         return ReplayResult(original, replayed, _same_decision(original, replayed))
 
@@ -872,7 +874,9 @@ class Router:
                         datasets[node.dataset_id] = found
             for edge in traversal.edges:
                 edges[edge.key] = replace(edge, end_time=None)
-        return EffectiveIndex.build(datasets.values(), edges.values(), removes=policy.removes)
+        return EffectiveIndex.build(
+            datasets.values(), edges.values(), policy.removes, inherit=policy.inherits_undescribed_outputs
+        )
 
 
 # ---- helpers -------------------------------------------------------------------------------
@@ -885,11 +889,14 @@ _new_tuple = tuple.__new__
 
 
 def inherited_attributes(
-    index: EffectiveIndex, policy: CompiledPolicy, inputs: Sequence[str], output: str, transform: str
+    index: EffectiveIndex, policy: CompiledPolicy, inputs: Sequence[str], output: str, transform: str, job: str = ""
 ) -> EffectiveAttributes:
-    """The attributes `output` would have after a job reading `inputs` with `transform`: its
-    current effective attributes (if it exists) plus every input's, minus the labels the
-    transform removes. Paths from an input get `output` appended; the shortest path wins."""
+    """The attributes `output` would have after `job` reads `inputs` with `transform`: its
+    current effective attributes (if it has any) plus every input's, minus the labels the
+    transform removes when the policy grants it to `job` (`CompiledPolicy.removes`: never to
+    no job). Paths from an input get `output` appended; the shortest path wins. The result is
+    `inherited_only` when `output` would be a derived placeholder: not a described dataset,
+    and the policy judges such outputs by inheritance (`index.inherit`)."""
     current = index.get(output)
     labels: dict[str, tuple[str, ...]] = dict(current.classifications) if current else {}
     origins: dict[str, tuple[str, ...]] = dict(current.origins) if current else {}
@@ -900,7 +907,7 @@ def inherited_attributes(
             _keep_shortest(origins, UNDESCRIBED, (input_id, output))
             continue
         for label, path in attrs.classifications.items():
-            if policy.removes(transform, label):
+            if policy.removes(transform, job, label):
                 continue
             _keep_shortest(labels, label, (*path, output))
         for origin, path in attrs.origins.items():
@@ -910,7 +917,37 @@ def inherited_attributes(
         classifications=MappingProxyType(dict(sorted(labels.items()))),
         origins=MappingProxyType(dict(sorted(origins.items()))),
         locations=current.locations if current else (),
+        inherited_only=(current is None or current.inherited_only) and index.inherit,
     )
+
+
+def unknown_dataset_verdict(index: EffectiveIndex, dataset_id: str, policy: CompiledPolicy) -> Verdict:
+    """DENY / UNKNOWN_DATASET for a dataset `index.get` does not answer: unknown, deleted, or a
+    placeholder judged undescribed (fail closed). A legacy policy's decisions keep the message
+    they had, so they replay unchanged."""
+    kind = index.kind(dataset_id)
+    if kind is NodeKind.UNDESCRIBED_PLACEHOLDER and index.inherit:
+        message = (
+            f"dataset {dataset_id!r} is known only from lineage and no described data flows into it "
+            "(a lineage root nobody described): register it to decide"
+        )
+    elif kind is NodeKind.UNDESCRIBED_PLACEHOLDER and not policy.loaded.legacy:
+        message = (
+            f"dataset {dataset_id!r} is known only from lineage, and the policy judges such datasets "
+            "undescribed (defaults.undescribed_outputs: deny): register it to decide"
+        )
+    else:
+        message = f"dataset {dataset_id!r} is not in the catalog"
+    return Verdict(Outcome.DENY, (), (Reason(ReasonCode.UNKNOWN_DATASET, message),))
+
+
+def _follow_lineage_rules(index: EffectiveIndex, current: CompiledPolicy, candidate: CompiledPolicy) -> None:
+    """Switch `index` from `current`'s lineage rules (declassifiers with their jobs, the
+    `undescribed_outputs` switch) to `candidate`'s; recomputes only what they change."""
+    if candidate.lineage_rules == current.lineage_rules:
+        return
+    index.set_inheritance(candidate.inherits_undescribed_outputs)
+    index.set_declassifier(candidate.removes)
 
 
 def _keep_shortest(values: dict[str, tuple[str, ...]], value: str, path: tuple[str, ...]) -> None:
@@ -919,9 +956,11 @@ def _keep_shortest(values: dict[str, tuple[str, ...]], value: str, path: tuple[s
         values[value] = path
 
 
-def _compile(text: str) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:
+def _compile(text: str, *, legacy: bool = False) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:
+    """`text` compiled, or its errors; `legacy` for a version the policy history recorded
+    before declassifiers named their jobs (see `router.policy.load_policy`)."""
     try:
-        return compile_policy(load_policy(text)), ()
+        return compile_policy(load_policy(text, legacy=legacy)), ()
     except PolicyInvalid as exc:
         return None, tuple(exc.errors)
 
@@ -930,7 +969,12 @@ def _same_decision(a: Decision, b: Decision) -> bool:
     def reasons(d: Decision) -> list[tuple[str, str, str]]:
         return sorted((r.code.value, r.rule_id, r.message) for r in d.reasons)
 
-    return a.outcome is b.outcome and a.allowed_regions == b.allowed_regions and reasons(a) == reasons(b)
+    return (
+        a.outcome is b.outcome
+        and a.allowed_regions == b.allowed_regions
+        and reasons(a) == reasons(b)
+        and a.inherited_only == b.inherited_only
+    )
 
 
 async def _initial_policy(policy_file: Path | None, history: PolicyHistory) -> CompiledPolicy:
@@ -946,7 +990,9 @@ async def _initial_policy(policy_file: Path | None, history: PolicyHistory) -> C
         source, text = (
             ("the policy history", latest.yaml) if latest is not None else ("the builtin default", DEFAULT_POLICY_YAML)
         )
-    policy, errors = _compile(text)
+    # A text the history recorded before declassifiers named their jobs keeps that meaning
+    # (a restart after an upgrade); any other text is a policy set now.
+    policy, errors = _compile(text, legacy=history.records_legacy_text(text))
     if policy is None:
         details = "; ".join(e.format(source) for e in errors[:5])
         raise failed_precondition(f"invalid policy in {source}: {details}", "POLICY_INVALID")

@@ -16,6 +16,7 @@ from domicile.app import App
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import check_id, check_length
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
+from domicile.lineage.recording import check_job
 from domicile.router.convert import (
     OPERATION_FROM_PROTO,
     DecisionEncoder,
@@ -170,9 +171,16 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         if request.outputs or request.output_region:
             _check_region(errors, "output_region", request.output_region, registry)
         check_length(errors, "transform", request.transform, MAX_TRANSFORM)
+        if request.job:
+            check_job(errors, "job", request.job)
         errors.raise_if_any()
         result = await router.check_job(
-            list(request.inputs), list(request.outputs), request.run_region, request.output_region, request.transform
+            list(request.inputs),
+            list(request.outputs),
+            request.run_region,
+            request.output_region,
+            request.transform,
+            request.job,
         )
         response = residency_pb2.CheckJobResponse(allowed=result.allowed)
         add = response.decisions.add

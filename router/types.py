@@ -23,11 +23,11 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 UNDESCRIBED = "UNDESCRIBED"
-"""Pseudo-origin of data that derives from a dataset the catalog does not describe (a
-lineage placeholder, a deleted dataset, an id nobody registered). `router.effective` gives it
-to such nodes and it flows downstream like an origin that no transform removes; the engine
-answers DENY / UNKNOWN_DATASET, with the lineage path, for any dataset carrying it (fail
-closed). It is not an ISO country code, so no policy origin token can match it."""
+"""Pseudo-origin of data that derives from a node the catalog does not describe (a lineage
+root nobody described, a deleted dataset, an id nobody registered; see `router.effective`).
+It flows downstream like an origin that no transform removes; the engine answers DENY /
+UNKNOWN_DATASET, with the lineage path, for any dataset carrying it (fail closed). It is not
+an ISO country code, so no policy origin token can match it."""
 
 
 class Operation(enum.Enum):
@@ -63,6 +63,8 @@ class EffectiveAttributes:
     """A dataset's effective classifications and origins, each with one shortest lineage path.
 
     Paths run from the contributing dataset to `dataset_id` (inclusive at both ends).
+    `inherited_only`: the dataset is a derived placeholder (not described: known only as the
+    output of lineage), judged by what it inherits.
     `engine_cache` belongs to the decision engine (engine.CompiledPolicy): what it derived from
     these attributes for the policy that last decided on them. Not a value: it is left out of
     equality, hashing, `repr` and `replace`.
@@ -72,6 +74,7 @@ class EffectiveAttributes:
     classifications: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     origins: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     locations: tuple[str, ...] = ()
+    inherited_only: bool = False
     engine_cache: Any = field(default=None, init=False, repr=False, compare=False)
 
 
@@ -97,6 +100,8 @@ class Decision(NamedTuple):
     catalog_revision: int
     decide_time: datetime
     caller: str = ""
+    # The dataset is a derived placeholder: the decision rests on inherited attributes only.
+    inherited_only: bool = False
 
 
 @dataclass(frozen=True)

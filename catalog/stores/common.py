@@ -116,18 +116,23 @@ def decode_page_token(token: str, kind: str, as_of: int | None, fingerprint: str
 SNAPSHOT_PAGE_SIZE = 5000
 
 
-async def snapshot_from_pages(store: GraphStore) -> ResidencySnapshot:
+async def snapshot_from_pages(
+    store: GraphStore, revived: Callable[[], Awaitable[set[str]]] | None = None
+) -> ResidencySnapshot:
     """`GraphStore.residency_snapshot` through the listing methods: the revision first, then
     every page of datasets and of edges (each page a read of its own: a change made meanwhile
-    may show, which the revision read first allows)."""
+    may show, which the revision read first allows). `revived` answers the ids of current
+    placeholders that have a deleted version (the listings cannot tell; only a catalog written
+    before lineage stopped bringing deleted datasets back has them), which are left out."""
     revision = await store.revision()
-    described = DatasetFilter(include_placeholders=False)
-    datasets = await _every_item(lambda page: store.list_datasets(described, page))
+    datasets = await _every_item(lambda page: store.list_datasets(DatasetFilter(), page))
     edges = await _every_item(store.list_edges)
+    leave_out = await revived() if revived is not None else set()
     return ResidencySnapshot(
         revision,
-        [dataset.residency_row() for dataset in datasets],
+        [dataset.residency_row() for dataset in datasets if not dataset.placeholder],
         [EdgeRow(e.input, e.output, e.job, e.transform) for e in edges],
+        [dataset.id for dataset in datasets if dataset.placeholder and dataset.id not in leave_out],
     )
 
 

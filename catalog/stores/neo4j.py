@@ -399,16 +399,14 @@ class Neo4jGraphStore:
         ids = sorted({i for pair in pairs for i in pair})
         # Answers of thousands of rows come back as one collected list: the driver's
         # per-record cost is far above the server's cost of producing a row.
-        live = set(
-            (
-                await raw_single(
-                    tx,
-                    "UNWIND $ids AS id MATCH (v:DatasetVersion {id: id}) WHERE v.valid_to IS NULL RETURN collect(id) AS ids",
-                    ids=ids,
-                )
-            )["ids"]
+        known = set(
+            (await raw_single(tx, "UNWIND $ids AS id MATCH (d:Dataset {id: id}) RETURN collect(id) AS ids", ids=ids))[
+                "ids"
+            ]
         )
-        placeholders = [i for i in ids if i not in live]
+        # Ids never seen become placeholders; a deleted dataset stays deleted (lineage naming it
+        # again does not bring it back as a placeholder, which would judge it by inheritance).
+        placeholders = [i for i in ids if i not in known]
         # The transform of each current edge of this job among the pairs.
         current = {
             (input_id, output_id): transform
@@ -556,7 +554,17 @@ class Neo4jGraphStore:
     async def residency_snapshot(self) -> ResidencySnapshot:
         """See `GraphStore.residency_snapshot`: the generic version, through the listings (start-up
         time at 100k datasets is a SQLite figure; this backend serves lineage at scale)."""
-        return await snapshot_from_pages(self)
+        return await snapshot_from_pages(self, self._revived_placeholders)
+
+    async def _revived_placeholders(self) -> set[str]:
+        """Current placeholders over a deleted version: lineage brought a deleted dataset back
+        as a placeholder before it stopped doing that (they stay deleted for the router)."""
+        record = await self._read(
+            raw_single,
+            "MATCH (v:DatasetVersion) WHERE v.valid_to IS NULL AND v.placeholder "
+            "AND EXISTS { MATCH (d:DatasetVersion {id: v.id}) WHERE d.deleted } RETURN collect(v.id) AS ids",
+        )
+        return set(record["ids"])
 
     async def changes_since(self, revision: int, *, limit: int = 10_000) -> list[Change]:
         """See `GraphStore.changes_since`."""

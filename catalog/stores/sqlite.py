@@ -444,23 +444,16 @@ class SQLiteGraphStore:
             (run.job, run.run_id, run.run_region, run.transform, event_time, now, principal),
         )
         ids = sorted({i for key in keys for i in key})
-        # One probe per id answers both "known node?" and "exists now?".
-        nodes: dict[str, int] = {}
-        live: set[str] = set()
-        for dataset_id, node, current in conn.execute(
-            "SELECT n.id, n.node, v.version FROM nodes n LEFT JOIN dataset_versions v ON v.node = n.node"
-            " AND v.valid_to IS NULL WHERE n.id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
-        ):
-            nodes[dataset_id] = node
-            if current is not None:
-                live.add(dataset_id)
-        unseen = [i for i in ids if i not in nodes]
-        if unseen:
+        nodes: dict[str, int] = dict(
+            conn.execute("SELECT id, node FROM nodes WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+        )
+        # Ids never seen become placeholders; a deleted dataset stays deleted (lineage naming it
+        # again does not bring it back as a placeholder, which would judge it by inheritance).
+        placeholders = [i for i in ids if i not in nodes]
+        if placeholders:
             first = _next_id(conn, "nodes", "node")
-            conn.executemany("INSERT INTO nodes (node, id) VALUES (?, ?)", list(enumerate(unseen, first)))
-            nodes.update(zip(unseen, range(first, first + len(unseen)), strict=True))
-        placeholders = [i for i in ids if i not in live]
+            conn.executemany("INSERT INTO nodes (node, id) VALUES (?, ?)", list(enumerate(placeholders, first)))
+            nodes.update(zip(placeholders, range(first, first + len(placeholders)), strict=True))
         current = _current_edges(conn, run.job, {(nodes[i], nodes[o]) for i, o in keys})
         to_end: list[int] = []
         to_add: list[tuple[int, int]] = []
@@ -1192,6 +1185,16 @@ def _residency_snapshot_tx(conn: sqlite3.Connection) -> ResidencySnapshot:
             " WHERE v.valid_to IS NULL AND v.placeholder = 0 ORDER BY n.id"
         )
     ]
+    # A placeholder over a deleted version was brought back by lineage (before lineage stopped
+    # doing that): it is the deleted dataset, so it is left out.
+    placeholders = [
+        dataset_id
+        for (dataset_id,) in conn.execute(
+            "SELECT n.id FROM nodes n JOIN dataset_versions v ON v.node = n.node"
+            " WHERE v.valid_to IS NULL AND v.placeholder = 1"
+            " AND NOT EXISTS (SELECT 1 FROM dataset_versions d WHERE d.node = n.node AND d.deleted = 1) ORDER BY n.id"
+        )
+    ]
     make_edge = EdgeRow._make
     edges = [
         make_edge(row)
@@ -1200,7 +1203,7 @@ def _residency_snapshot_tx(conn: sqlite3.Connection) -> ResidencySnapshot:
             " JOIN nodes o ON o.node = e.output WHERE e.end_time IS NULL ORDER BY e.edge"
         )
     ]
-    return ResidencySnapshot(_current_revision(conn), datasets, edges)
+    return ResidencySnapshot(_current_revision(conn), datasets, edges, placeholders)
 
 
 def _current_revision(conn: sqlite3.Connection) -> int:

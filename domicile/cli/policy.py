@@ -11,7 +11,7 @@ from datetime import datetime
 import click
 
 from domicile.router.engine import CompiledPolicy, compile_policy
-from domicile.router.policy import PolicyInvalid, load_policy
+from domicile.router.policy import PolicyInvalid, load_policy, policy_warnings
 from domicile.router.policy_tests import run_policy_tests
 
 policy = click.Group(
@@ -35,8 +35,11 @@ def _compile(path: str) -> CompiledPolicy:
 @policy.command("check")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def check(file: str) -> None:
-    """Validate FILE; print OK with its version, or every error with its line."""
+    """Validate FILE; print OK with its version, or every error with its line. Warnings (a
+    declassifier granted to every job) are printed too, and do not fail the check."""
     compiled = _compile(file)
+    for warning in policy_warnings(compiled.loaded):
+        click.echo(f"{file}:{warning.line}:{warning.column}: warning: {warning.path}: {warning.message}", err=True)
     document = compiled.loaded.document
     click.echo(
         f"OK {file}: policy {document.metadata.name} version {compiled.version} "

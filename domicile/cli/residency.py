@@ -54,6 +54,8 @@ def render_decision(d: residency_pb2.Decision, indent: str = "") -> str:
     outcome = _OUTCOME_NAMES.get(d.outcome, "UNSPECIFIED")
     op = _OPERATION_NAMES.get(d.operation, "?")
     lines = [f"{indent}{outcome}  {op} {d.dataset_id} in {d.region or '-'}"]
+    if d.inherited_only:
+        lines.append(f"{indent}  (not registered: judged by what it inherits along lineage)")
     for reason in d.reasons:
         rule = f" {reason.rule_id}" if reason.rule_id else ""
         lines.append(f"{indent}  {reason.code}{rule}: {reason.message}")
@@ -162,12 +164,22 @@ def route(ctx, dataset_id, candidates, operation) -> None:
 @click.option("-o", "--output", "outputs", multiple=True, help="Dataset the job writes (repeatable).")
 @click.option("--run-region", default="", help="Where the job runs (needed with inputs).")
 @click.option("--output-region", default="", help="Where the outputs are written (needed with outputs).")
-@click.option("--transform", default="", help="Transform kind, e.g. anonymize (declassifiers apply).")
+@click.option("--transform", default="", help="Transform kind the job claims, e.g. anonymize.")
+@click.option(
+    "--job",
+    default="",
+    help="Job id namespace/name; the claimed transform counts only when the policy grants it to this job.",
+)
 @click.pass_context
-def check_job(ctx, inputs, outputs, run_region, output_region, transform) -> None:
+def check_job(ctx, inputs, outputs, run_region, output_region, transform, job) -> None:
     """Pre-flight residency check of a pipeline job. Exit 0 when allowed, 3 when not."""
     request = residency_pb2.CheckJobRequest(
-        inputs=inputs, outputs=outputs, run_region=run_region, output_region=output_region, transform=transform
+        inputs=inputs,
+        outputs=outputs,
+        run_region=run_region,
+        output_region=output_region,
+        transform=transform,
+        job=job,
     )
     response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "CheckJob", request)
 
@@ -202,6 +214,8 @@ def explain(ctx, dataset_id) -> None:
 
     def render(r: residency_pb2.ExplainResponse) -> str:
         lines = [f"dataset {dataset_id}  (policy {r.policy_version}, catalog revision {r.catalog_revision})"]
+        if r.inherited_only:
+            lines.append("not registered: known only from lineage, judged by what it inherits")
         lines += attribute_lines("classifications", r.classifications)
         lines += attribute_lines("origins", r.origins)
         lines.append(f"store allowed in:   {_regions_text(r.store_regions)}")

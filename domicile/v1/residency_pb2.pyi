@@ -43,7 +43,7 @@ class Reason(_message.Message):
     def __init__(self, code: _Optional[str] = ..., rule_id: _Optional[str] = ..., message: _Optional[str] = ..., lineage_path: _Optional[_Iterable[str]] = ..., citation: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "outcome", "dataset_id", "operation", "region", "allowed_regions", "reasons", "policy_version", "catalog_revision", "decide_time")
+    __slots__ = ("decision_id", "outcome", "dataset_id", "operation", "region", "allowed_regions", "reasons", "policy_version", "catalog_revision", "decide_time", "inherited_only")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class Decision(_message.Message):
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
     DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
+    INHERITED_ONLY_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     outcome: Outcome
     dataset_id: str
@@ -64,7 +65,8 @@ class Decision(_message.Message):
     policy_version: str
     catalog_revision: int
     decide_time: _timestamp_pb2.Timestamp
-    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    inherited_only: bool
+    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inherited_only: _Optional[bool] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
     __slots__ = ("dataset_id", "operation", "region")
@@ -113,18 +115,20 @@ class RouteResponse(_message.Message):
     def __init__(self, region: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class CheckJobRequest(_message.Message):
-    __slots__ = ("inputs", "outputs", "run_region", "output_region", "transform")
+    __slots__ = ("inputs", "outputs", "run_region", "output_region", "transform", "job")
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     RUN_REGION_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_REGION_FIELD_NUMBER: _ClassVar[int]
     TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
     inputs: _containers.RepeatedScalarFieldContainer[str]
     outputs: _containers.RepeatedScalarFieldContainer[str]
     run_region: str
     output_region: str
     transform: str
-    def __init__(self, inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., run_region: _Optional[str] = ..., output_region: _Optional[str] = ..., transform: _Optional[str] = ...) -> None: ...
+    job: str
+    def __init__(self, inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., run_region: _Optional[str] = ..., output_region: _Optional[str] = ..., transform: _Optional[str] = ..., job: _Optional[str] = ...) -> None: ...
 
 class CheckJobResponse(_message.Message):
     __slots__ = ("allowed", "decisions")
@@ -149,20 +153,22 @@ class EffectiveAttribute(_message.Message):
     def __init__(self, value: _Optional[str] = ..., lineage_path: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("classifications", "origins", "store_regions", "process_regions", "policy_version", "catalog_revision")
+    __slots__ = ("classifications", "origins", "store_regions", "process_regions", "policy_version", "catalog_revision", "inherited_only")
     CLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
     ORIGINS_FIELD_NUMBER: _ClassVar[int]
     STORE_REGIONS_FIELD_NUMBER: _ClassVar[int]
     PROCESS_REGIONS_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    INHERITED_ONLY_FIELD_NUMBER: _ClassVar[int]
     classifications: _containers.RepeatedCompositeFieldContainer[EffectiveAttribute]
     origins: _containers.RepeatedCompositeFieldContainer[EffectiveAttribute]
     store_regions: _containers.RepeatedScalarFieldContainer[str]
     process_regions: _containers.RepeatedScalarFieldContainer[str]
     policy_version: str
     catalog_revision: int
-    def __init__(self, classifications: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., origins: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., store_regions: _Optional[_Iterable[str]] = ..., process_regions: _Optional[_Iterable[str]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ...) -> None: ...
+    inherited_only: bool
+    def __init__(self, classifications: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., origins: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., store_regions: _Optional[_Iterable[str]] = ..., process_regions: _Optional[_Iterable[str]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., inherited_only: _Optional[bool] = ...) -> None: ...
 
 class ScanViolationsRequest(_message.Message):
     __slots__ = ()

@@ -10,9 +10,10 @@ catalog:
   datasets:                            # as registered with CatalogService.UpsertDataset
     - {id: "s3://bank-eu/customers", classifications: [PII.CONTACT], origins: [DE],
        locations: ["aws:eu-central-1"]}
-  lineage:                             # as recorded with LineageService.RecordLineage
+  lineage:                             # as recorded with LineageService.RecordLineage; ids
     - {job: nightly-copy, inputs: ["s3://bank-eu/customers"], outputs: ["s3://bank-eu/copy"],
-       transform: ""}
+       transform: ""}                  # not among the datasets become placeholders
+  deleted: ["s3://bank-eu/old"]        # deleted with DeleteDataset after the lineage is recorded
 cases:
   - note: eu personal data stays out of the us
     dataset: "s3://bank-eu/copy"
@@ -25,15 +26,17 @@ cases:
       rule_ids: [gdpr-personal-data]   # optional: the reasons' non-empty rule ids (any order)
       lineage_path: ["s3://bank-eu/customers", "s3://bank-eu/copy"]  # optional: some reason's path
       allowed_regions: []              # optional: exactly these (any order)
+      inherited_only: false            # optional: the decision rests on inherited attributes only
   - {note: ..., dataset: ..., operation: store, region: "mars:base-1", want_error: INVALID_ARGUMENT}
 ```
 
 `load_case_file` reads one file; `check_case(case, decide)` runs one case against a decider,
-a callable `Case -> Verdict` that raises on an RPC-level error: a `DomicileError`, or any
-exception with a gRPC-style `code()` whose value has a `name` (so a `grpc.RpcError` can
-propagate unchanged). `in_process_decider(case_file)` decides with the compiled policy and
-`router.effective.EffectiveIndex` directly; the gRPC suite supplies a decider that loads the
-same policy and catalog into a server and calls ResidencyService.Decide.
+a callable `Case -> Answer` (or just a `Verdict`, `inherited_only` then false) that raises on
+an RPC-level error: a `DomicileError`, or any exception with a gRPC-style `code()` whose
+value has a `name` (so a `grpc.RpcError` can propagate unchanged). `in_process_decider(case_file)`
+decides with the compiled policy and `router.effective.EffectiveIndex` directly; the gRPC
+suite supplies a decider that loads the same policy and catalog into a server and calls
+ResidencyService.Decide.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
@@ -50,7 +53,8 @@ from domicile.errors import DomicileError, invalid_field
 from domicile.router.effective import EffectiveIndex
 from domicile.router.engine import CompiledPolicy, compile_policy
 from domicile.router.policy import load_policy, parse_yaml_with_positions
-from domicile.router.types import Operation, Outcome, Reason, ReasonCode, Verdict
+from domicile.router.runtime import unknown_dataset_verdict
+from domicile.router.types import Operation, Verdict
 
 CASES_DIR = Path(__file__).parent
 
@@ -76,6 +80,7 @@ class LineageRun(_Strict):
 class Catalog(_Strict):
     datasets: tuple[CatalogDataset, ...] = ()
     lineage: tuple[LineageRun, ...] = ()
+    deleted: tuple[str, ...] = ()
 
 
 class Want(_Strict):
@@ -84,6 +89,7 @@ class Want(_Strict):
     rule_ids: tuple[str, ...] | None = None
     lineage_path: tuple[str, ...] | None = None
     allowed_regions: tuple[str, ...] | None = None
+    inherited_only: bool | None = None
 
 
 class Case(_Strict):
@@ -144,7 +150,14 @@ def load_case_file(path: Path) -> CaseFile:
     return CaseFile.model_validate({**data, "path": path})
 
 
-Decide = Callable[[Case], Verdict]
+class Answer(NamedTuple):
+    """What a decider answers: the verdict, and whether it rests on inherited attributes only."""
+
+    verdict: Verdict
+    inherited_only: bool = False
+
+
+Decide = Callable[[Case], "Answer | Verdict"]
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -164,7 +177,7 @@ def check_case(case: Case, decide: Decide) -> None:
     """Runs `case` with `decide`; AssertionError listing every mismatch with the expectation."""
     where = f"line {case.line}: {case.note}"
     try:
-        verdict = decide(case)
+        answer = decide(case)
     except Exception as exc:
         code = error_code(exc)
         if code is None:
@@ -172,6 +185,9 @@ def check_case(case: Case, decide: Decide) -> None:
         # A case expects either an error or a verdict: this is where the error is checked.
         assert case.want_error == code, f"{where}: want {case.want or case.want_error}, got error {code}: {exc}"  # noqa: PT017
         return
+    if isinstance(answer, Verdict):
+        answer = Answer(answer)
+    verdict = answer.verdict
     assert case.want is not None, f"{where}: want error {case.want_error}, got {verdict}"
     want = case.want
     problems = []
@@ -188,15 +204,23 @@ def check_case(case: Case, decide: Decide) -> None:
         problems.append(f"lineage paths {paths}, want one to be {list(want.lineage_path)}")
     if want.allowed_regions is not None and sorted(verdict.allowed_regions) != sorted(want.allowed_regions):
         problems.append(f"allowed regions {sorted(verdict.allowed_regions)}, want {sorted(want.allowed_regions)}")
+    if want.inherited_only is not None and answer.inherited_only != want.inherited_only:
+        problems.append(f"inherited_only {answer.inherited_only}, want {want.inherited_only}")
     assert not problems, f"{where}: " + "; ".join(problems) + f"\nreasons: {[r.message for r in verdict.reasons]}"
 
 
 def catalog_datasets(case_file: CaseFile) -> list[Dataset]:
-    """The case file's datasets as catalog values."""
-    return [
+    """The case file's datasets as catalog values, with a placeholder for every other id its
+    lineage names (as RecordLineage creates them), and without the deleted ones."""
+    catalog = case_file.catalog
+    described = [
         Dataset.create(d.id, classifications=d.classifications, origins=d.origins, locations=d.locations)
-        for d in case_file.catalog.datasets
+        for d in catalog.datasets
     ]
+    named = dict.fromkeys(i for run in catalog.lineage for i in (*run.inputs, *run.outputs))
+    known = {d.id for d in described}
+    placeholders = [Dataset.create(i, placeholder=True) for i in named if i not in known]
+    return [d for d in (*described, *placeholders) if d.id not in catalog.deleted]
 
 
 def catalog_edges(case_file: CaseFile) -> list[Edge]:
@@ -212,21 +236,25 @@ def catalog_edges(case_file: CaseFile) -> list[Edge]:
 def in_process_decider(case_file: CaseFile) -> Decide:
     """Decides like the router does, without a server: compiled policy + effective index.
 
-    An unknown dataset is a DENY with UNKNOWN_DATASET (fail closed), as DESIGN requires of
-    the runtime; a case without `now` is decided at the current time.
+    A dataset the index does not answer for is a DENY with UNKNOWN_DATASET (fail closed), as
+    the runtime answers; a case without `now` is decided at the current time.
     """
     policy: CompiledPolicy = compile_policy(load_policy(case_file.policy_yaml))
-    index = EffectiveIndex.build(catalog_datasets(case_file), catalog_edges(case_file), policy.removes)
+    index = EffectiveIndex.build(
+        catalog_datasets(case_file),
+        catalog_edges(case_file),
+        policy.removes,
+        inherit=policy.inherits_undescribed_outputs,
+    )
 
-    def decide(case: Case) -> Verdict:
+    def decide(case: Case) -> Answer:
         attrs = index.get(case.dataset)
         if attrs is None:
             # Request validation comes first: an unknown region is an error even then.
             if not policy.region_known(case.region):
                 raise invalid_field("region", f"unknown region {case.region!r}")
-            reason = Reason(ReasonCode.UNKNOWN_DATASET, f"dataset {case.dataset!r} is not in the catalog")
-            return Verdict(Outcome.DENY, (), (reason,))
-        return policy.decide(attrs, case.op, case.region, now=_now(case))
+            return Answer(unknown_dataset_verdict(index, case.dataset, policy))
+        return Answer(policy.decide(attrs, case.op, case.region, now=_now(case)), attrs.inherited_only)
 
     return decide
 

@@ -27,6 +27,7 @@ async def listed(store) -> tuple[list[ResidencyRow], list[EdgeRow]]:
 async def test_an_empty_catalog(store):
     snapshot = await store.residency_snapshot()
     assert snapshot.revision == 0 and list(snapshot.datasets) == [] and list(snapshot.edges) == []
+    assert list(snapshot.placeholders) == []
 
 
 async def test_the_snapshot_is_the_listings_reduced(store, clock):
@@ -85,3 +86,23 @@ async def test_the_snapshot_is_the_listings_reduced(store, clock):
         EdgeRow("s3://bank-eu/customers", "s3://derived", "etl", "aggregate"),
         EdgeRow("s3://bank-in/payments", "s3://derived", "etl", "aggregate"),
     ]
+    assert list(snapshot.placeholders) == ["s3://derived"]
+
+
+async def test_lineage_naming_a_deleted_dataset_leaves_it_deleted(store, clock):
+    await store.upsert_dataset(Dataset.create("s3://gone", classifications=["PII"]))
+    clock.advance()
+    await store.delete_dataset("s3://gone")
+    clock.advance()
+    result = await store.record_lineage(
+        Run("etl", "r1"), [EdgeKey("s3://src", "s3://gone", "etl"), EdgeKey("s3://gone", "s3://out", "etl")]
+    )
+    assert result.edges_created == 2
+    assert await store.get_dataset("s3://gone") is None  # not brought back as a placeholder
+    assert (await store.get_dataset("s3://src")).placeholder and (await store.get_dataset("s3://out")).placeholder
+    snapshot = await store.residency_snapshot()
+    assert sorted(snapshot.placeholders) == ["s3://out", "s3://src"]
+    assert {(e.input, e.output) for e in snapshot.edges} == {("s3://src", "s3://gone"), ("s3://gone", "s3://out")}
+    # The change feed says the same: placeholders for the new ids only.
+    changes = await store.changes_since(result.revision - 1)
+    assert sorted(c.dataset.id for c in changes if c.dataset is not None) == ["s3://out", "s3://src"]

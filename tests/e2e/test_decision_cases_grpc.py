@@ -1,7 +1,7 @@
 """Runs every decision case file (tests/cases/*.yaml) through ResidencyService.Decide over a
-real gRPC channel: one server (`create_server`, SQLite) per case file, loaded with the file's policy and catalog through
-CatalogService and LineageService. Cases with `now` are decided with the router's clock set
-to it."""
+real gRPC channel: one server (`create_server`, SQLite) per case file, loaded with the file's
+policy and catalog through CatalogService and LineageService (and its deletions through
+DeleteDataset). Cases with `now` are decided with the router's clock set to it."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 
 from domicile.router.runtime import utc_clock
 from domicile.router.types import Outcome, Reason, ReasonCode, Verdict
-from domicile.v1 import lineage_pb2, residency_pb2
-from tests.cases.runner import Case, CaseFile, case_files, check_case, load_case_file
+from domicile.v1 import catalog_pb2, lineage_pb2, residency_pb2
+from tests.cases.runner import Answer, Case, CaseFile, case_files, check_case, load_case_file
 from tests.e2e.residency_harness import start_residency, stop_residency
 
 CASE_FILES = {path.stem: load_case_file(path) for path in case_files()}
@@ -31,8 +31,8 @@ class SettableClock:
         return self.now or utc_clock()
 
 
-def verdict_of(decision: residency_pb2.Decision) -> Verdict:
-    return Verdict(
+def answer_of(decision: residency_pb2.Decision) -> Answer:
+    verdict = Verdict(
         OUTCOMES[decision.outcome],
         tuple(decision.allowed_regions),
         tuple(
@@ -46,6 +46,7 @@ def verdict_of(decision: residency_pb2.Decision) -> Verdict:
             for r in decision.reasons
         ),
     )
+    return Answer(verdict, decision.inherited_only)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,8 @@ async def servers(tmp_path_factory):
                         transform=run.transform,
                     )
                 )
+            for dataset_id in case_file.catalog.deleted:
+                await harness.catalog.DeleteDataset(catalog_pb2.DeleteDatasetRequest(id=dataset_id))
         return started[case_file.path]
 
     yield server_for
@@ -96,13 +99,13 @@ async def test_decision_case_over_grpc(case_file: CaseFile, case: Case, servers)
         dataset_id=case.dataset, operation=OPERATIONS[case.operation], region=case.region
     )
     try:
-        outcome: Verdict | grpc.aio.AioRpcError = verdict_of((await harness.residency.Decide(request)).decision)
+        outcome: Answer | grpc.aio.AioRpcError = answer_of((await harness.residency.Decide(request)).decision)
     except grpc.aio.AioRpcError as error:
         outcome = error
     finally:
         clock.now = None
 
-    def decide(_: Case) -> Verdict:
+    def decide(_: Case) -> Answer:
         if isinstance(outcome, Exception):
             raise outcome
         return outcome

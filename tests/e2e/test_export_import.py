@@ -37,7 +37,7 @@ async def build_catalog_with_history(uri: str):
                 EdgeKey(
                     "s3://bank-in-lake/card-payments",
                     "s3://bank-global-analytics/payment-volumes-by-country",
-                    "payment-volumes",
+                    "airflow-in/payment_volumes",
                 )
             ],
             principal="bob",

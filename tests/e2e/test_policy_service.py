@@ -24,7 +24,7 @@ ORIGINAL = EXAMPLE_POLICY.read_text("utf-8")
 
 def revised(version: str, *replacements: tuple[str, str]) -> str:
     """The example policy under another version, with textual replacements (each must apply)."""
-    text = ORIGINAL.replace('version: "2026.11.1"', f'version: "{version}"')
+    text = ORIGINAL.replace('version: "2026.12.1"', f'version: "{version}"')
     for old, new in replacements:
         assert old in text, old
         text = text.replace(old, new)
@@ -41,7 +41,7 @@ async def active(residency) -> policy_pb2.GetPolicyResponse:
 
 async def test_get_policy_returns_the_active_text_version_and_hash(residency):
     response = await active(residency)
-    assert response.policy_yaml == ORIGINAL and response.version == "2026.11.1"
+    assert response.policy_yaml == ORIGINAL and response.version == "2026.12.1"
     assert len(response.content_hash) == 64
 
 
@@ -51,9 +51,9 @@ async def test_an_invalid_policy_is_rejected_with_line_numbers_and_the_old_one_s
     assert not response.applied and len(response.errors) >= 5
     assert all(e.line > 0 for e in response.errors)
     assert any(e.path == "rules[0].proces" for e in response.errors)
-    assert (await active(residency)).version == "2026.11.1"
+    assert (await active(residency)).version == "2026.12.1"
     decision = await residency.decide(CUSTOMERS, US)
-    assert decision.outcome == DENY and decision.policy_version == "2026.11.1"
+    assert decision.outcome == DENY and decision.policy_version == "2026.12.1"
 
     details = await expect_error(set_policy(residency, "  \n"), grpc.StatusCode.INVALID_ARGUMENT)
     assert [f for f, _ in details["field_violations"]] == ["policy_yaml"]
@@ -62,21 +62,21 @@ async def test_an_invalid_policy_is_rejected_with_line_numbers_and_the_old_one_s
 async def test_set_policy_activates_a_new_version_and_dry_run_does_not(residency):
     await residency.put(CUSTOMERS, classifications=["PII"], origins=["DE"])
     everywhere = revised(
-        "2026.12.1",
+        "2026.12.2",
         ("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}"),
         ('  - {id: "onprem:fra-dc1"', '  - {id: "onprem:ber-dc2", country: DE}\n  - {id: "onprem:fra-dc1"'),
     )
     dry = await set_policy(residency, everywhere, dry_run=True)
-    assert (dry.version, dry.applied, list(dry.errors)) == ("2026.12.1", False, [])
-    assert (await active(residency)).version == "2026.11.1"
+    assert (dry.version, dry.applied, list(dry.errors)) == ("2026.12.2", False, [])
+    assert (await active(residency)).version == "2026.12.1"
     assert (await residency.decide(CUSTOMERS, US)).outcome == DENY
 
     applied = await set_policy(residency, everywhere)
-    assert applied.applied and applied.version == "2026.12.1"
+    assert applied.applied and applied.version == "2026.12.2"
     got = await active(residency)
-    assert (got.version, got.policy_yaml) == ("2026.12.1", everywhere)
+    assert (got.version, got.policy_yaml) == ("2026.12.2", everywhere)
     decision = await residency.decide(CUSTOMERS, US)
-    assert decision.outcome == ALLOW and decision.policy_version == "2026.12.1"
+    assert decision.outcome == ALLOW and decision.policy_version == "2026.12.2"
     # The new policy's private region is now a known region, for decisions and the catalog.
     assert (await residency.decide(CUSTOMERS, "onprem:ber-dc2")).outcome == ALLOW
     regions = await residency.catalog.ListRegions(catalog_pb2.ListRegionsRequest())
@@ -84,7 +84,7 @@ async def test_set_policy_activates_a_new_version_and_dry_run_does_not(residency
 
 
 async def test_a_used_version_cannot_get_another_text(residency):
-    changed = revised("2026.11.1", ("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}"))
+    changed = revised("2026.12.1", ("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}"))
     response = await set_policy(residency, changed)
     assert not response.applied
     assert [(e.path, e.line > 0) for e in response.errors] == [("metadata.version", True)]
@@ -93,7 +93,7 @@ async def test_a_used_version_cannot_get_another_text(residency):
     # The same text again is fine (idempotent).
     assert (await set_policy(residency, ORIGINAL)).applied
     # A version used before stays bound to its text after another version was active.
-    assert (await set_policy(residency, revised("2026.12.1"))).applied
+    assert (await set_policy(residency, revised("2026.12.2"))).applied
     assert not (await set_policy(residency, changed)).applied
     assert (await set_policy(residency, ORIGINAL)).applied
 
@@ -104,12 +104,9 @@ async def test_a_declassifier_change_recomputes_effective_attributes(residency):
     await residency.derive([CUSTOMERS], [masked], transform="mask")
     await residency.put(masked)
     assert (await residency.decide(masked, US)).outcome == DENY
+    anonymize = '  - {transform: anonymize, removes: [PII], jobs: ["airflow-eu/anonymize_*"]}'
     with_mask = revised(
-        "2026.12.1",
-        (
-            "  - {transform: anonymize, removes: [PII]}",
-            "  - {transform: anonymize, removes: [PII]}\n  - {transform: mask, removes: [PII]}",
-        ),
+        "2026.12.2", (anonymize, anonymize + '\n  - {transform: mask, removes: [PII], jobs: ["default/job"]}')
     )
     assert (await set_policy(residency, with_mask)).applied
     assert (await residency.decide(masked, US)).outcome == ALLOW
@@ -122,19 +119,19 @@ async def test_policy_impact_reports_changes_without_applying(residency):
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
     await residency.put(PAYMENTS, classifications=["FINANCIAL.PAYMENT"], origins=["IN"], locations=["aws:ap-south-1"])
     await residency.put("s3://lake/kpis", locations=[US])
-    await residency.derive([PAYMENTS], ["s3://lake/kpis"], transform="aggregate")
+    await residency.derive([PAYMENTS], ["s3://lake/kpis"], transform="aggregate", job="airflow-in/payment_volumes")
     # Candidate: GDPR data only in the EEA proper (drops adequacy countries), and aggregation
     # no longer declassifies payment data (so the kpis stored in the US become a violation).
     candidate = revised(
-        "2026.12.1",
+        "2026.12.2",
         (
             "    store:   {allow: [EU_PLUS_ADEQUATE]}\n    process: {allow: [EU_PLUS_ADEQUATE]}",
             "    store:   {allow: [EEA]}\n    process: {allow: [EU_PLUS_ADEQUATE]}",
         ),
-        ("  - {transform: aggregate, removes: [PII, FINANCIAL.PAYMENT]}", "  - {transform: aggregate, removes: [PII]}"),
+        ("  - {transform: aggregate, removes: [PII, FINANCIAL.PAYMENT],", "  - {transform: aggregate, removes: [PII],"),
     )
     response = await residency.policy.PolicyImpact(policy_pb2.PolicyImpactRequest(policy_yaml=candidate))
-    assert response.version == "2026.12.1" and not response.errors
+    assert response.version == "2026.12.2" and not response.errors
     changes = {(c.dataset_id, c.operation): c for c in response.changes}
     customers = changes[(CUSTOMERS, residency_pb2.OPERATION_STORE)]
     assert "gcp:europe-west6" in customers.removed_regions and not customers.added_regions
@@ -144,10 +141,30 @@ async def test_policy_impact_reports_changes_without_applying(residency):
     assert US in kpis.removed_regions and list(kpis.new_violations) == [US]
     assert (PAYMENTS, residency_pb2.OPERATION_STORE) not in changes
     # Nothing changed: the active policy and the live attributes are as before.
-    assert (await active(residency)).version == "2026.11.1"
+    assert (await active(residency)).version == "2026.12.1"
     assert (await residency.decide("s3://lake/kpis", US)).outcome == ALLOW
 
     broken = await residency.policy.PolicyImpact(
         policy_pb2.PolicyImpactRequest(policy_yaml=BROKEN_POLICY.read_text("utf-8"))
     )
     assert broken.errors and not broken.changes
+
+
+async def test_policy_impact_shows_what_granting_a_job_would_change(residency):
+    # A job the policy does not grant `aggregate` produced the counts (a placeholder, judged by
+    # what it inherits): the claim is not honoured. Granting the job honours its past runs.
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    counts = "s3://lake/customer-counts"
+    await residency.derive([CUSTOMERS], [counts], transform="aggregate", job="airflow-eu/weekly_rollup")
+    assert (await residency.decide(counts, US)).outcome == DENY
+    granted = revised(
+        "2026.12.2",
+        ('jobs: ["airflow-eu/daily_rollup",', 'jobs: ["airflow-eu/weekly_rollup", "airflow-eu/daily_rollup",'),
+    )
+    response = await residency.policy.PolicyImpact(policy_pb2.PolicyImpactRequest(policy_yaml=granted))
+    changes = {(c.dataset_id, c.operation): c for c in response.changes}
+    assert US in changes[(counts, residency_pb2.OPERATION_STORE)].added_regions
+    assert (CUSTOMERS, residency_pb2.OPERATION_STORE) not in changes
+    assert (await set_policy(residency, granted)).applied
+    decision = await residency.decide(counts, US)
+    assert decision.outcome == ALLOW and decision.inherited_only

@@ -36,7 +36,7 @@ async def test_decide_follows_lineage_and_names_rule_and_path(residency):
         ("RULE_DENIED", "gdpr-personal-data", "GDPR Art. 44-45")
     ]
     assert list(denied.reasons[0].lineage_path) == [CUSTOMERS, COPY]
-    assert denied.decision_id and denied.policy_version == "2026.11.1"
+    assert denied.decision_id and denied.policy_version == "2026.12.1"
     assert denied.catalog_revision == residency.router.catalog_revision
     assert denied.HasField("decide_time") and denied.region == US and denied.operation == STORE
     assert FRANKFURT in denied.allowed_regions and US not in denied.allowed_regions
@@ -56,16 +56,29 @@ async def test_a_write_is_visible_to_the_next_decision(residency):
     assert gone.outcome == DENY and [r.code for r in gone.reasons] == ["UNKNOWN_DATASET"]
 
 
-async def test_a_placeholder_output_is_unknown_until_described_then_inherits(residency):
+async def test_a_dataset_known_only_as_a_lineage_output_is_judged_by_what_it_inherits(residency):
+    derived = "s3://lake/never-registered"
     await residency.put(PAYMENTS, classifications=["FINANCIAL.PAYMENT"], origins=["IN"])
-    await residency.derive([PAYMENTS], ["s3://lake/never-registered"])
-    for region in (FRANKFURT, MUMBAI):
-        decision = await residency.decide("s3://lake/never-registered", region)
-        assert decision.outcome == DENY and [r.code for r in decision.reasons] == ["UNKNOWN_DATASET"]
-    await residency.put("s3://lake/never-registered")
-    decision = await residency.decide("s3://lake/never-registered", FRANKFURT)
-    assert decision.outcome == DENY and decision.reasons[0].rule_id == "rbi-payment-storage"
-    assert (await residency.decide("s3://lake/never-registered", MUMBAI)).outcome == ALLOW
+    await residency.derive([PAYMENTS], [derived])
+    decision = await residency.decide(derived, FRANKFURT)
+    assert decision.outcome == DENY and decision.inherited_only
+    assert [(r.rule_id, list(r.lineage_path)) for r in decision.reasons] == [
+        ("rbi-payment-storage", [PAYMENTS, derived])
+    ]
+    allowed = await residency.decide(derived, MUMBAI)
+    assert allowed.outcome == ALLOW and allowed.inherited_only
+    explained = await residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id=derived))
+    assert explained.inherited_only
+    assert {a.value: list(a.lineage_path) for a in explained.classifications} == {
+        "FINANCIAL.PAYMENT": [PAYMENTS, derived]
+    }
+    got = await residency.catalog.GetDataset(catalog_pb2.GetDatasetRequest(id=derived))
+    assert got.dataset.placeholder
+    # Once registered, it owns what it says it holds, besides what it inherits.
+    await residency.put(derived, classifications=["PII.CONTACT"], origins=["DE"])
+    decision = await residency.decide(derived, MUMBAI)
+    assert decision.outcome == DENY and not decision.inherited_only
+    assert {r.rule_id for r in decision.reasons} == {"gdpr-personal-data"}
 
 
 async def test_unknown_dataset_is_a_deny_not_an_error(residency):
@@ -188,7 +201,7 @@ async def test_check_job_applies_inherited_constraints_and_declassifiers(residen
     await residency.put(PAYMENTS, classifications=["FINANCIAL.PAYMENT"], origins=["IN"])
     output = "s3://analytics/joined"
 
-    def job(transform: str = "", output_region: str = US, inputs=(CUSTOMERS, PAYMENTS)):
+    def job(transform: str = "", output_region: str = US, inputs=(CUSTOMERS, PAYMENTS), job: str = ""):
         return residency.residency.CheckJob(
             residency_pb2.CheckJobRequest(
                 inputs=list(inputs),
@@ -196,6 +209,7 @@ async def test_check_job_applies_inherited_constraints_and_declassifiers(residen
                 run_region=FRANKFURT,
                 output_region=output_region,
                 transform=transform,
+                job=job,
             )
         )
 
@@ -209,10 +223,15 @@ async def test_check_job_applies_inherited_constraints_and_declassifiers(residen
     rules = {r.rule_id: list(r.lineage_path) for r in plain.decisions[2].reasons}
     assert rules == {"gdpr-personal-data": [CUSTOMERS, output], "rbi-payment-storage": [PAYMENTS, output]}
 
-    aggregated = await job("aggregate")
+    aggregated = await job("aggregate", job="airflow-eu/daily_rollup")
     assert aggregated.allowed and all(d.outcome == ALLOW for d in aggregated.decisions)
-    anonymized = await job("anonymize", output_region=MUMBAI)
+    assert aggregated.decisions[2].inherited_only  # the output is not registered
+    anonymized = await job("anonymize", output_region=MUMBAI, job="airflow-eu/anonymize_joined")
     assert anonymized.allowed
+    # A claimed transform counts only for a job the policy grants it, and never without a job.
+    for claimant in ("", "airflow-us/daily_rollup", "daily_rollup"):
+        claimed = await job("aggregate", job=claimant)
+        assert not claimed.allowed and claimed.decisions[2].outcome == DENY, claimant
     # The job did not run: the output is still unknown to the catalog.
     assert (await residency.decide(output, MUMBAI)).reasons[0].code == "UNKNOWN_DATASET"
 
@@ -247,7 +266,7 @@ async def test_explain_shows_each_attribute_with_its_lineage_path(residency):
     }
     assert {a.value: list(a.lineage_path) for a in response.origins} == {"DE": [CUSTOMERS, COPY]}
     assert FRANKFURT in response.store_regions and US not in response.store_regions
-    assert response.policy_version == "2026.11.1" and response.catalog_revision > 0
+    assert response.policy_version == "2026.12.1" and response.catalog_revision > 0
     await expect_error(
         residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id="s3://nowhere/x")),
         grpc.StatusCode.NOT_FOUND,
@@ -280,7 +299,7 @@ async def test_get_decision_and_replay_against_the_catalog_and_policy_of_its_tim
     # The catalog and the policy change afterwards; the replay still sees the old ones.
     await residency.put(CUSTOMERS)
     assert (await residency.decide(COPY, US)).outcome == ALLOW
-    new_policy = EXAMPLE_POLICY.read_text("utf-8").replace('version: "2026.11.1"', 'version: "2026.12.1"')
+    new_policy = EXAMPLE_POLICY.read_text("utf-8").replace('version: "2026.12.1"', 'version: "2026.12.2"')
     new_policy = new_policy.replace("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}")
     assert (await residency.policy.SetPolicy(policy_pb2.SetPolicyRequest(policy_yaml=new_policy))).applied
 
@@ -319,7 +338,7 @@ async def test_get_decision_and_replay_against_the_catalog_and_policy_of_its_tim
 async def test_placeholders_and_data_derived_from_them_fail_closed(residency):
     """A dataset known only from lineage, and whatever derives from it, is DENY everywhere
     (UNKNOWN_DATASET naming the path), until someone describes it."""
-    await residency.derive(["s3://mystery/raw"], [COPY], transform="anonymize")
+    await residency.derive(["s3://mystery/raw"], [COPY], transform="anonymize", job="airflow-eu/anonymize_raw")
     await residency.put(COPY)
     for dataset_id in ("s3://mystery/raw", COPY):
         decision = await residency.decide(dataset_id, US)

@@ -62,8 +62,11 @@ async def test_decide_route_check_job_explain_violations(run, residency):
         US,
         "--transform",
         "anonymize",
+        "--job",
+        "airflow-eu/anonymize_customers",
     )
     assert result.exit_code == 0 and "job allowed" in result.output, result.output
+    assert "(not registered: judged by what it inherits along lineage)" in result.output
     result = await run("check-job", "-i", CUSTOMERS, "-o", "s3://out", "--run-region", FRANKFURT, "--output-region", US)
     assert result.exit_code == 3 and "job NOT allowed" in result.output
 
@@ -122,7 +125,7 @@ async def test_batch_decide_reads_questions_from_a_file_or_stdin(run, residency,
 
 async def test_policy_set_get_impact(run, tmp_path):
     result = await run("policy", "get")
-    assert result.exit_code == 0 and "# version 2026.11.1" in result.output and "bank-residency" in result.output
+    assert result.exit_code == 0 and "# version 2026.12.1" in result.output and "bank-residency" in result.output
 
     broken = tmp_path / "broken.yaml"
     broken.write_text(EXAMPLE_POLICY.read_text("utf-8").replace("exemptible: false", "exemptable: false", 1), "utf-8")
@@ -133,16 +136,16 @@ async def test_policy_set_get_impact(run, tmp_path):
     candidate = tmp_path / "next.yaml"
     candidate.write_text(
         EXAMPLE_POLICY.read_text("utf-8")
-        .replace('version: "2026.11.1"', 'version: "2026.12.1"')
+        .replace('version: "2026.12.1"', 'version: "2026.12.2"')
         .replace("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: [EEA]}"),
         "utf-8",
     )
     result = await run("policy", "impact", str(candidate))
-    assert result.exit_code == 0 and "policy 2026.12.1" in result.output, result.output
+    assert result.exit_code == 0 and "policy 2026.12.2" in result.output, result.output
     result = await run("policy", "set", "--dry-run", str(candidate))
     assert result.exit_code == 0 and "dry run" in result.output
     result = await run("policy", "set", str(candidate))
-    assert result.exit_code == 0 and "policy 2026.12.1 is active" in result.output
+    assert result.exit_code == 0 and "policy 2026.12.2 is active" in result.output
     output = tmp_path / "active.yaml"
     result = await run("policy", "get", "-o", str(output))
     assert result.exit_code == 0 and output.read_text("utf-8") == candidate.read_text("utf-8")

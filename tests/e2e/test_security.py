@@ -401,7 +401,7 @@ async def test_policy_changes_are_security_events_with_the_principal(server, pat
     from domicile.v1 import policy_pb2, policy_pb2_grpc
 
     text = (Path(__file__).resolve().parents[2] / "examples" / "policy.yaml").read_text("utf-8")
-    text = text.replace('version: "2026.11.1"', 'version: "2026.12.9"')
+    text = text.replace('version: "2026.12.1"', 'version: "2026.12.9"')
     token = mint_dev_token(paths.root.parent, scopes=["policy:admin"], subject="dpo", actors=("change-bot",))
     async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", credentials(paths)) as channel:
         stub = policy_pb2_grpc.PolicyServiceStub(channel)

@@ -98,6 +98,23 @@ async def test_appended_decisions_round_trip_with_their_chain(tmp_path: Path) ->
     assert verify(path).ok and verify(path).decisions == 2
 
 
+async def test_a_decision_on_a_derived_dataset_reads_back_as_inherited_only(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    log = await DecisionLog.open(path)
+    try:
+        derived, plain = decision(1, inherited_only=True), decision(2)
+        log.append_many([derived, plain])
+        await log.flush()
+        assert (await log.get("d0001")).decision == derived and (await log.get("d0002")).decision == plain
+    finally:
+        await log.close()
+    (line,) = lines(path)
+    entries = [entry for request in json.loads(line)["requests"] for entry in request["decisions"]]
+    # Only a true value is written: lines of decisions on described datasets are as they were.
+    assert entries[0]["inherited_only"] is True and "inherited_only" not in entries[1]
+    assert verify(path).ok
+
+
 async def test_a_queued_decision_is_flushed_when_asked_for(tmp_path: Path) -> None:
     log = await DecisionLog.open(tmp_path / "decisions.jsonl", flush_interval=60)
     try:
@@ -463,6 +480,11 @@ async def test_a_batch_is_split_into_lines_that_share_region_sets(tmp_path: Path
             lambda body: body["requests"][0]["decisions"][0].update(time="yesterday"), "not RFC 3339", id="time"
         ),
         pytest.param(lambda body: body["requests"][0].update(context={"a": 1}), "not text facts", id="context"),
+        pytest.param(
+            lambda body: body["requests"][0]["decisions"][0].update(inherited_only=False),
+            "inherited_only that is not true",
+            id="inherited-only",
+        ),
     ],
 )
 def test_a_line_with_a_correct_hash_but_dangling_references_is_refused(tmp_path: Path, damage, problem) -> None:

@@ -1,4 +1,4 @@
-"""EffectiveIndex: the propagation rules of DESIGN "Effective attributes", case by case."""
+"""EffectiveIndex: the propagation rules of effective attributes, case by case."""
 
 from __future__ import annotations
 
@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 import pytest
 
 from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, EdgeKey, EdgeRow, Field, label_matches
-from domicile.router.effective import UNDESCRIBED, EffectiveIndex
+from domicile.router.effective import UNDESCRIBED, EffectiveIndex, NodeKind
 
 DECLASSIFIERS = {"anonymize": ("PII",), "aggregate": ("PII", "FINANCIAL.PAYMENT")}
+UNAPPROVED_JOB = "rogue/launder"  # claims transforms no policy granted it
 
 
-def removes(transform: str, label: str) -> bool:
-    return any(label_matches(removed, label) for removed in DECLASSIFIERS.get(transform, ()))
+def removes(transform: str, job: str, label: str) -> bool:
+    granted = job != UNAPPROVED_JOB
+    return granted and any(label_matches(removed, label) for removed in DECLASSIFIERS.get(transform, ()))
 
 
 def ds(id: str, labels: tuple[str, ...] = (), origins: tuple[str, ...] = (), **kwargs) -> Dataset:
@@ -182,10 +184,10 @@ def test_views_are_cached_until_a_change_reaches_the_dataset() -> None:
 def test_set_declassifier_recomputes_only_when_removals_change() -> None:
     index = EffectiveIndex.build([ds("src", ("PII",)), ds("out")], [edge("src", "out", "mask")], removes)
     assert labels(index, "out") == {"PII": ("src", "out")}
-    index.set_declassifier(lambda transform, label: transform == "mask" and label_matches("PII", label))
+    index.set_declassifier(lambda transform, job, label: transform == "mask" and label_matches("PII", label))
     assert labels(index, "out") == {}
     view = index.get("out")
-    index.set_declassifier(lambda transform, label: transform == "mask")
+    index.set_declassifier(lambda transform, job, label: transform == "mask")
     assert index.get("out") is view  # same answers for every label in play: nothing recomputed
     index.set_declassifier(removes)
     assert labels(index, "out") == {"PII": ("src", "out")}
@@ -288,3 +290,125 @@ def test_placeholders_and_unknown_inputs_are_undescribed() -> None:
     index.add_edge(edge("never-registered", "other"))
     index.set_dataset(ds("other"))
     assert origins(index, "other") == {UNDESCRIBED: ("never-registered", "other")}
+
+
+def placeholder(id: str) -> Dataset:
+    return Dataset.create(id, placeholder=True)
+
+
+def test_a_derived_placeholder_inherits_over_two_hops_and_says_so() -> None:
+    index = EffectiveIndex.build(
+        [ds("src", ("PII.CONTACT",), ("DE",)), placeholder("p"), placeholder("q")],
+        [edge("src", "p"), edge("p", "q")],
+        removes,
+    )
+    view = index.get("q")
+    assert view is not None and view.inherited_only and view.locations == ()
+    assert labels(index, "q") == {"PII.CONTACT": ("src", "p", "q")}
+    assert origins(index, "q") == {"DE": ("src", "p", "q")}
+    assert not index.get("src").inherited_only
+    assert index.kind("p") is NodeKind.DERIVED and "p" in index and set(index.datasets()) == {"src", "p", "q"}
+
+
+def test_a_declassifier_lifts_labels_from_a_derived_placeholder_only_for_a_granted_job() -> None:
+    index = EffectiveIndex.build(
+        [ds("src", ("PII.CONTACT", "FINANCIAL.PAYMENT"), ("DE",)), placeholder("agg"), placeholder("anon")],
+        [edge("src", "agg", "aggregate"), edge("src", "anon", "anonymize")],
+        removes,
+    )
+    assert labels(index, "agg") == {} and origins(index, "agg") == {"DE": ("src", "agg")}
+    assert labels(index, "anon") == {"FINANCIAL.PAYMENT": ("src", "anon")}
+    # The same claim from a job nobody granted the transform is a plain copy.
+    index.add_edge(edge("src", "agg", "aggregate", job=UNAPPROVED_JOB))
+    assert labels(index, "agg") == {"FINANCIAL.PAYMENT": ("src", "agg"), "PII.CONTACT": ("src", "agg")}
+
+
+def test_granting_a_job_later_honours_its_past_runs() -> None:
+    index = EffectiveIndex.build(
+        [ds("src", ("PII",)), placeholder("out")], [edge("src", "out", "anonymize", job="team/anon")], lambda *_: False
+    )
+    assert labels(index, "out") == {"PII": ("src", "out")}
+    index.set_declassifier(lambda transform, job, label: job == "team/anon" and removes(transform, job, label))
+    assert labels(index, "out") == {}
+    index.set_declassifier(lambda transform, job, label: job == "someone/else")
+    assert labels(index, "out") == {"PII": ("src", "out")}
+
+
+def test_a_lineage_root_nobody_described_and_everything_below_it_are_undescribed() -> None:
+    index = EffectiveIndex.build(
+        [placeholder("root"), placeholder("mid"), ds("src", ("PII",))],
+        [edge("root", "mid"), edge("src", "mid"), edge("mid", "out")],
+        removes,
+    )
+    assert index.get("root") is None and index.kind("root") is NodeKind.UNDESCRIBED_PLACEHOLDER
+    assert origins(index, "mid") == {UNDESCRIBED: ("root", "mid")}
+    assert labels(index, "mid") == {"PII": ("src", "mid")}
+    # "out" was never described nor created as a placeholder: undescribed, like a deleted one.
+    assert index.get("out") is None and index.kind("out") is NodeKind.DELETED
+    assert index.kind("never-mentioned") is NodeKind.UNKNOWN
+
+
+def test_a_cycle_of_placeholders_nothing_enters_is_undescribed_until_described_data_flows_in() -> None:
+    index = EffectiveIndex.build(
+        [placeholder("a"), placeholder("b"), ds("src", ("PII",), ("DE",))], [edge("a", "b"), edge("b", "a")], removes
+    )
+    assert index.get("a") is None and index.get("b") is None
+    index.add_edge(edge("src", "a"))
+    assert labels(index, "b") == {"PII": ("src", "a", "b")} and origins(index, "a") == {"DE": ("src", "a")}
+    # Cutting the cycle open leaves "a" a root again and "b" derived from it.
+    index.remove_edge(EdgeKey("src", "a", "job"))
+    index.remove_edge(EdgeKey("b", "a", "job"))
+    assert index.get("a") is None
+    assert origins(index, "b") == {UNDESCRIBED: ("a", "b")} and index.get("b").inherited_only
+
+
+def test_splitting_a_cycle_of_placeholders_recasts_members_that_did_not_change_value() -> None:
+    index = EffectiveIndex.build([placeholder("a"), placeholder("b")], [edge("a", "b"), edge("b", "a")], removes)
+    assert index.get("a") is None and index.get("b") is None
+    index.remove_edge(EdgeKey("a", "b", "job"))  # "b" is now a root, "a" derived from it
+    assert index.get("b") is None
+    assert origins(index, "a") == {UNDESCRIBED: ("b", "a")} and index.kind("a") is NodeKind.DERIVED
+
+
+def test_a_deleted_dataset_stays_undescribed_whatever_its_inputs() -> None:
+    index = EffectiveIndex.build(
+        [ds("src", ("PII",)), ds("copy", ("FINANCIAL",)), ds("report")],
+        [edge("src", "copy"), edge("copy", "report")],
+        removes,
+    )
+    index.remove_dataset("copy")
+    assert index.get("copy") is None and index.kind("copy") is NodeKind.DELETED
+    assert origins(index, "report") == {UNDESCRIBED: ("copy", "report")}
+
+
+def test_undescribed_outputs_deny_leaves_every_placeholder_undescribed() -> None:
+    index = EffectiveIndex.build(
+        [ds("src", ("PII",), ("DE",)), placeholder("p"), ds("after")],
+        [edge("src", "p"), edge("p", "after")],
+        removes,
+        inherit=False,
+    )
+    assert index.get("p") is None and index.kind("p") is NodeKind.UNDESCRIBED_PLACEHOLDER
+    assert origins(index, "after") == {"DE": ("src", "p", "after"), UNDESCRIBED: ("p", "after")}
+    index.set_inheritance(True)
+    assert labels(index, "p") == {"PII": ("src", "p")} and origins(index, "after") == {"DE": ("src", "p", "after")}
+    index.set_inheritance(False)
+    assert index.get("p") is None
+
+
+def test_describing_a_placeholder_and_deleting_it_change_what_it_is() -> None:
+    index = EffectiveIndex.build([ds("src", ("PII",)), placeholder("p")], [edge("src", "p")], removes)
+    assert index.get("p").inherited_only
+    index.set_dataset(ds("p", ("HEALTH",), locations=("aws:eu-central-1",)))
+    view = index.get("p")
+    assert not view.inherited_only and set(view.classifications) == {"HEALTH", "PII"}
+    index.remove_dataset("p")
+    assert index.get("p") is None and index.kind("p") is NodeKind.DELETED
+
+
+def test_a_snapshot_names_its_placeholders() -> None:
+    index = EffectiveIndex.from_snapshot(
+        [ds("src", ("PII",)).residency_row()], [EdgeRow("src", "p", "job", "")], removes, placeholders=["p", "lone"]
+    )
+    assert labels(index, "p") == {"PII": ("src", "p")}
+    assert index.get("lone") is None and index.kind("lone") is NodeKind.UNDESCRIBED_PLACEHOLDER

@@ -1,4 +1,4 @@
-"""The decision engine, step by step against DESIGN "Policy language" semantics."""
+"""The decision engine, step by step against the policy semantics."""
 
 from __future__ import annotations
 
@@ -518,23 +518,59 @@ def test_private_regions_are_known_and_decided() -> None:
     assert policy.allowed_regions(attrs(labels=["PII"]), STORE, NOW) == ("aws:eu-central-1", "onprem:fra-dc1")
 
 
-def test_declassifiers_remove_hierarchically() -> None:
+def test_declassifiers_remove_hierarchically_for_the_jobs_they_grant() -> None:
     policy = compile_text(
         """\
         declassifiers:
-          - {transform: anonymize, removes: [PII]}
-          - {transform: aggregate, removes: [PII, FINANCIAL.PAYMENT]}
+          - {transform: anonymize, removes: [PII], jobs: ["airflow-eu/anonymize_*", "nightly"]}
+          - {transform: aggregate, removes: [PII, FINANCIAL.PAYMENT], jobs: ["*"]}
+          - {transform: tokenize, removes: [FINANCIAL.PAYMENT.CARD], jobs: []}
         """
     )
-    assert dict(policy.declassifiers) == {"anonymize": ("PII",), "aggregate": ("PII", "FINANCIAL.PAYMENT")}
-    assert policy.removes("anonymize", "PII")
-    assert policy.removes("anonymize", "PII.CONTACT.EMAIL")
-    assert not policy.removes("anonymize", "PIIX")
-    assert not policy.removes("anonymize", "FINANCIAL.PAYMENT")
-    assert policy.removes("aggregate", "FINANCIAL.PAYMENT.CARD")
-    assert not policy.removes("aggregate", "FINANCIAL")
-    assert not policy.removes("", "PII")
-    assert not policy.removes("copy", "PII")
+    assert dict(policy.declassifiers) == {
+        "anonymize": ("PII",),
+        "aggregate": ("PII", "FINANCIAL.PAYMENT"),
+        "tokenize": ("FINANCIAL.PAYMENT.CARD",),
+    }
+    job = "airflow-eu/anonymize_customers"
+    assert policy.removes("anonymize", job, "PII")
+    assert policy.removes("anonymize", job, "PII.CONTACT.EMAIL")
+    assert not policy.removes("anonymize", job, "PIIX")
+    assert not policy.removes("anonymize", job, "FINANCIAL.PAYMENT")
+    assert policy.removes("aggregate", "anyone/at-all", "FINANCIAL.PAYMENT.CARD")
+    assert policy.removes("aggregate", "no-namespace", "PII")
+    assert not policy.removes("aggregate", job, "FINANCIAL")
+    assert not policy.removes("", job, "PII")
+    assert not policy.removes("copy", job, "PII")
+    # Granted, not claimed: other jobs, no job at all, and a declassifier granted to none.
+    assert not policy.removes("anonymize", "airflow-us/anonymize_customers", "PII")
+    assert not policy.removes("anonymize", "", "PII")
+    assert not policy.removes("aggregate", "", "PII")
+    assert not policy.removes("tokenize", "airflow-in/tokenize", "FINANCIAL.PAYMENT.CARD")
+    # A job without a namespace is default/<job>: the pattern "nightly" matches neither.
+    assert not policy.removes("anonymize", "nightly", "PII")
+    assert policy.grants("anonymize", job) and not policy.grants("mask", job)
+
+
+def test_a_policy_set_now_must_name_the_jobs_of_every_declassifier() -> None:
+    text = HEADER + "declassifiers:\n  - {transform: anonymize, removes: [PII]}\n"
+    with pytest.raises(PolicyInvalid) as info:
+        load_policy(text, REGISTRY)
+    (error,) = info.value.errors
+    assert (error.line, error.path) == (5, "declassifiers[0]") and "needs 'jobs'" in error.message
+    # A text the policy history recorded before keeps its meaning: any job (even none).
+    legacy = compile_policy(load_policy(text, REGISTRY, legacy=True))
+    assert legacy.removes("anonymize", "whoever/whatever", "PII") and legacy.removes("anonymize", "", "PII")
+
+
+def test_undescribed_outputs_default_to_inherit_except_in_a_legacy_policy() -> None:
+    assert compile_text("").inherits_undescribed_outputs
+    assert not compile_text("defaults: {undescribed_outputs: deny}\n").inherits_undescribed_outputs
+    assert not compile_policy(load_policy(HEADER, REGISTRY, legacy=True)).inherits_undescribed_outputs
+    strict = HEADER + "defaults: {undescribed_outputs: inherit}\n"
+    assert compile_policy(load_policy(strict, REGISTRY, legacy=True)).inherits_undescribed_outputs
+    # What the effective-attribute index depends on.
+    assert compile_text("").lineage_rules != compile_text("defaults: {undescribed_outputs: deny}\n").lineage_rules
 
 
 def test_compiling_against_another_registry() -> None:
@@ -585,10 +621,16 @@ def test_impact_of_a_stricter_policy() -> None:
 
 def test_impact_with_attributes_that_change_under_the_candidate() -> None:
     current = compile_text(GDPR)
-    candidate = compile_text(GDPR + "declassifiers:\n  - {transform: mask, removes: [PII]}\n")
+    candidate = compile_text(GDPR + 'declassifiers:\n  - {transform: mask, removes: [PII], jobs: ["*"]}\n')
     masked_now = attrs("s3://masked", **PII_DE, locations=("aws:us-east-1",))
     masked_then = attrs("s3://masked", origins=["DE"], locations=("aws:us-east-1",))
     (store, process) = current.impact(candidate, [masked_now], NOW, candidate_attributes={"s3://masked": masked_then})
     assert store.added_regions == ("aws:ap-south-1", "aws:cn-north-1", "aws:us-east-1", "aws:us-west-2")
     assert store.new_violations == ()
     assert process.operation is PROCESS
+    # A dataset the candidate no longer decides (None: undescribed) is allowed nowhere, and one
+    # only the candidate decides is allowed where it says.
+    (store, _) = current.impact(candidate, [masked_then], NOW, candidate_attributes={"s3://masked": None})
+    assert store.added_regions == () and store.new_violations == ("aws:us-east-1",)
+    (store, _) = current.impact(candidate, [], NOW, candidate_only=[masked_then])
+    assert "aws:us-east-1" in store.added_regions and store.removed_regions == ()

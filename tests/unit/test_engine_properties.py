@@ -1,4 +1,4 @@
-"""The compiled engine agrees with a direct, set-based reading of the DESIGN semantics, for
+"""The compiled engine agrees with a direct, set-based reading of the policy semantics, for
 random policies and datasets over the builtin registry (more regions than a machine word, so
 the bitsets are exercised beyond 64 bits)."""
 
@@ -127,7 +127,7 @@ def reference(
     now: datetime,
 ) -> tuple[set[str], list[str], bool]:
     """(allowed regions, ids of the rules excluding `region`, whether the base came from a deny
-    default), straight from DESIGN steps 1-3 with plain sets."""
+    default), straight from the policy semantics, steps 1-3 with plain sets."""
     everywhere = set(REGIONS)
     labels, origins = set(attrs.classifications), set(attrs.origins)
 

