@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN_PORT ?= 50051
 RUN_HTTP ?= 8080
+# Catalog, logs and dev credentials of `make run` and `make run-insecure`: apart by default, so
+# both can run at once (with other ports for one of them: RUN_PORT=50052 RUN_HTTP=8081).
+run: DATA_DIR ?= .domicile
+run-insecure: DATA_DIR ?= .domicile/insecure
 
 .PHONY: run run-insecure test test-fast venv lint proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
 
@@ -16,15 +20,17 @@ $(STAMP): pyproject.toml setup.py router/_native.c
 
 venv: $(STAMP)
 
-## run: the server on the embedded SQLite store with the demo catalog and example policy (TLS + JWT with dev credentials)
+## run: the server on the embedded SQLite store with the demo catalog and example policy (TLS + JWT with dev
+## credentials, whose client side is installed in ~/.config/domicile so client commands anywhere find it)
 run: $(STAMP)
-	$(VENV)/bin/domicile serve --dev --demo --store sqlite:///.domicile/catalog.db --policy examples/policy.yaml \
-	  --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP)
+	$(VENV)/bin/domicile --data-dir $(DATA_DIR) dev init --install-client
+	$(VENV)/bin/domicile serve --dev --demo --data-dir $(DATA_DIR) --store sqlite:///$(DATA_DIR)/catalog.db \
+	  --policy examples/policy.yaml --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP)
 
 ## run-insecure: the same, plaintext and without authentication (loopback only)
 run-insecure: $(STAMP)
-	$(VENV)/bin/domicile serve --insecure --demo --store sqlite:///.domicile/catalog.db --policy examples/policy.yaml \
-	  --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP)
+	$(VENV)/bin/domicile serve --insecure --demo --data-dir $(DATA_DIR) --store sqlite:///$(DATA_DIR)/catalog.db \
+	  --policy examples/policy.yaml --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP)
 
 ## test: the whole suite; starts (and stops) its own Neo4j server and installs buf
 test: $(STAMP)

@@ -17,6 +17,8 @@ from types import MappingProxyType
 
 import yaml
 
+from domicile.suggest import MAX_SUGGESTIONS, closest
+
 REGION_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}:[a-z0-9][a-z0-9._-]{0,62}$")
 
 
@@ -74,6 +76,20 @@ class RegionRegistry:
         """KeyError for an unknown region."""
         return self._by_id[region_id].country
 
+    def suggest(self, value: str) -> list[str]:
+        """The region ids a user probably meant by `value`, which is not one: the same id in
+        other case, the regions of that name at any provider (`eu-west-1` →
+        `aws:eu-west-1`), else the most similar ids."""
+        folded = value.strip().casefold()
+        same = [r.id for r in self._ordered if r.id.casefold() == folded]
+        if same:
+            return same
+        if ":" not in folded:
+            named = [r.id for r in self._ordered if r.name.casefold() == folded]
+            if named:
+                return named[:MAX_SUGGESTIONS]
+        return closest(value, self._by_id)
+
 
 @cache
 def _builtin_registry() -> RegionRegistry:
@@ -90,13 +106,38 @@ def _locations() -> dict:
     return yaml.safe_load(resources.files("domicile.catalog").joinpath("data/locations.yaml").read_text("utf-8"))
 
 
+@cache
+def country_names() -> Mapping[str, str]:
+    """Every officially assigned ISO 3166-1 alpha-2 code → its English short name."""
+    return MappingProxyType({entry["code"]: entry["name"] for entry in _locations()["countries"]})
+
+
 def iso_countries() -> frozenset[str]:
     """Every officially assigned ISO 3166-1 alpha-2 code."""
-    return frozenset(_locations()["countries"])
+    return frozenset(country_names())
 
 
 def is_country(code: str) -> bool:
-    return code in iso_countries()
+    return code in country_names()
+
+
+# Codes people write that ISO reserves for something else: the United Kingdom is GB, Greece GR.
+_COUNTRY_ALIASES = {"UK": "GB", "EL": "GR"}
+
+
+def suggest_country(value: str) -> list[str]:
+    """The country codes a user probably meant by `value`, which is not one: the code in
+    upper case, GB for UK and GR for EL, the code of a country named so (`Germany` → DE),
+    else the codes of the most similarly named countries."""
+    code = value.strip().upper()
+    if is_country(code):
+        return [code]
+    if code in _COUNTRY_ALIASES:
+        return [_COUNTRY_ALIASES[code]]
+    by_name = {name.casefold(): code for code, name in country_names().items()}
+    if value.strip().casefold() in by_name:
+        return [by_name[value.strip().casefold()]]
+    return [by_name[name] for name in closest(value.strip(), by_name)]
 
 
 def builtin_groups() -> dict[str, frozenset[str]]:

@@ -11,8 +11,9 @@ import unicodedata
 from collections.abc import Iterable
 
 from domicile.catalog.model import MAX_ID_BYTES, Dataset
-from domicile.catalog.regions import RegionRegistry, is_country
+from domicile.catalog.regions import RegionRegistry, is_country, suggest_country
 from domicile.errors import FieldErrors
+from domicile.suggest import did_you_mean
 
 LABEL = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
 MAX_LABEL_LENGTH = 128
@@ -81,14 +82,20 @@ def check_labels(errors: FieldErrors, path: str, values: Iterable[str]) -> None:
 
 def check_country(errors: FieldErrors, path: str, value: str) -> None:
     if not is_country(value):
-        errors.add(path, f"{quoted(value)} is not an ISO 3166-1 alpha-2 country code (upper case, e.g. DE)")
+        errors.add(
+            path,
+            f"{quoted(value)} is not an ISO 3166-1 alpha-2 country code (upper case, e.g. DE)"
+            + did_you_mean(suggest_country(value)),
+        )
 
 
 def check_region(errors: FieldErrors, path: str, value: str, registry: RegionRegistry) -> None:
     if not value:
         errors.add(path, "must not be empty")
     elif value not in registry:
-        errors.add(path, f"unknown region {quoted(value)} (see `domicile regions`)")
+        errors.add(
+            path, f"unknown region {quoted(value)}{did_you_mean(registry.suggest(value))} (see `domicile regions`)"
+        )
 
 
 def check_length(errors: FieldErrors, path: str, value: str, limit: int) -> None:

@@ -9,6 +9,7 @@ endpoint maps the same codes to HTTP statuses in `domicile.http_api`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -56,8 +57,13 @@ class DomicileError(Exception):
     def __str__(self) -> str:
         if not self.violations:
             return self.message
-        details = "; ".join(f"{v.field}: {v.description}" for v in self.violations)
-        return f"{self.message} ({details})"
+        return f"{self.message}{violations_suffix((v.field, v.description) for v in self.violations)}"
+
+
+def violations_suffix(violations: Iterable[tuple[str, str]]) -> str:
+    """` (field: description; ...)`, as an error's message ends when it has field violations
+    (clients that print the violations themselves strip it)."""
+    return " (" + "; ".join(f"{field}: {description}" for field, description in violations) + ")"
 
 
 def invalid_argument(message: str, violations: list[FieldViolation] | None = None) -> DomicileError:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -122,12 +124,19 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        if security.server_credentials is None:
-            port = server.add_insecure_port(settings.listen)
-        else:
-            port = server.add_secure_port(settings.listen, security.server_credentials)
-        if port == 0:
-            raise OSError(f"cannot listen on {settings.listen}: address in use or not available")
+        # Checked first: gRPC's own refusal is a log line and "Failed to bind to address".
+        problem = _bind_problem(settings.listen)
+        if problem is not None:
+            raise ListenError("gRPC", settings.listen, problem)
+        try:
+            if security.server_credentials is None:
+                port = server.add_insecure_port(settings.listen)
+            else:
+                port = server.add_secure_port(settings.listen, security.server_credentials)
+        except RuntimeError:
+            port = 0
+        if port == 0:  # taken between the check and the bind
+            raise ListenError("gRPC", settings.listen, "address in use or not available")
         await server.start()
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -154,10 +163,39 @@ async def _start_http(app: App, security: Security, address: str) -> tuple[web.A
     await runner.setup()
     host, port = split_host_port(address)
     site = web.TCPSite(runner, host, port, ssl_context=security.http_ssl_context, reuse_port=False)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError("HTTP", address, os.strerror(exc.errno).lower() if exc.errno else str(exc)) from None
     bound = runner.addresses[0][1]
     log.info("serving HTTP on %s (port %d)", address, bound)
     return runner, bound
+
+
+class ListenError(OSError):
+    """An address the server cannot listen on; the message is one line naming it."""
+
+    def __init__(self, what: str, address: str, problem: str) -> None:
+        super().__init__(f"cannot listen on {address} ({what}): {problem}")
+
+
+def _bind_problem(address: str) -> str | None:
+    """Why `address` cannot be bound (as the operating system says it), or None when it can
+    (at this moment). Binds as gRPC does, with SO_REUSEADDR."""
+    host, port = split_host_port(address)
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve {host!r}: {exc.strerror}"
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                return os.strerror(exc.errno).lower() if exc.errno else str(exc)
+    return None
 
 
 def _redact(uri: str) -> str:

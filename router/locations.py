@@ -20,7 +20,8 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from domicile.catalog.regions import RegionRegistry, builtin_groups, is_country
+from domicile.catalog.regions import RegionRegistry, builtin_groups, is_country, suggest_country
+from domicile.suggest import closest, did_you_mean
 
 EVERYWHERE = "*"
 # Groups nest; deeper than this is a mistake, and the bound keeps resolution's recursion safe.
@@ -37,10 +38,6 @@ class TokenKind(enum.Enum):
 
 class LocationError(ValueError):
     """A token that cannot be resolved: unknown, or part of a group cycle."""
-
-
-def unknown_location_message(token: str) -> str:
-    return f"unknown location {token!r}: not '*', a group, an ISO 3166-1 alpha-2 country code or a known region id"
 
 
 @dataclass(frozen=True)
@@ -94,6 +91,18 @@ class LocationResolver:
             return TokenKind.REGION
         return None
 
+    def unknown_message(self, token: str) -> str:
+        """The error for a token that names nothing known, with what it probably meant."""
+        suggestions = (
+            closest(token, [*self.groups, *self._builtin_groups])
+            or self.registry.suggest(token)
+            or (suggest_country(token) if ":" not in token else [])
+        )
+        return (
+            f"unknown location {token!r}: not '*', a group, an ISO 3166-1 alpha-2 country code or a known "
+            f"region id{did_you_mean(suggestions)}"
+        )
+
     def resolve(self, token: str) -> Location:
         """The `Location` a token denotes; `LocationError` if unknown, cyclic or nested
         deeper than `MAX_GROUP_DEPTH` (whatever was resolved before)."""
@@ -106,7 +115,7 @@ class LocationResolver:
             return cached
         kind = self.kind(token)
         if kind is None:
-            raise LocationError(unknown_location_message(token))
+            raise LocationError(self.unknown_message(token))
         depth = 0
         if kind is TokenKind.EVERYWHERE:
             location = Location(everywhere=True)

@@ -32,7 +32,6 @@ from domicile.router.locations import (
     LocationResolver,
     TokenKind,
     find_group_cycles,
-    unknown_location_message,
 )
 
 API_VERSION = "domicile/v1"
@@ -621,7 +620,7 @@ class _SemanticChecker:
         for name, members in groups.items():
             for i, member in enumerate(members):
                 if self.resolver.kind(member) is None:
-                    self.error(("groups", name, i), unknown_location_message(member))
+                    self.error(("groups", name, i), self.resolver.unknown_message(member))
                     self.broken_groups.add(name)
         # Groups reaching a broken group are broken too (their uses would fail to resolve).
         changed = True

@@ -14,7 +14,7 @@ from google.protobuf.message import DecodeError, Message
 
 from domicile.app import App
 from domicile.catalog.regions import RegionRegistry
-from domicile.catalog.validation import check_id, check_length
+from domicile.catalog.validation import check_id, check_length, check_region
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
 from domicile.lineage.recording import check_job
 from domicile.router.convert import (
@@ -65,13 +65,6 @@ def _check_operation(errors: FieldErrors, path: str, value: int) -> Operation | 
     return op
 
 
-def _check_region(errors: FieldErrors, path: str, value: str, registry: RegionRegistry) -> None:
-    if not value:
-        errors.add(path, "must not be empty")
-    elif value not in registry:
-        errors.add(path, f"unknown region {value!r} (see `domicile regions`)")
-
-
 def _check_policy_yaml(errors: FieldErrors, value: str) -> None:
     if not value.strip():
         errors.add("policy_yaml", "must not be empty")
@@ -111,7 +104,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         errors = FieldErrors()
         _check_id(errors, "dataset_id", request.dataset_id)
         op = _check_operation(errors, "operation", request.operation)
-        _check_region(errors, "region", request.region, router.regions())
+        check_region(errors, "region", request.region, router.regions())
         errors.raise_if_any()
         assert op is not None  # else raise_if_any raised
         return await router.decide(request.dataset_id, op, request.region)
@@ -145,7 +138,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         else:
             registry = router.regions()
             for i, region in enumerate(request.candidates):
-                _check_region(errors, f"candidates[{i}]", region, registry)
+                check_region(errors, f"candidates[{i}]", region, registry)
         errors.raise_if_any()
         assert op is not None  # else raise_if_any raised
         result = await router.route(request.dataset_id, op, list(request.candidates))
@@ -167,9 +160,9 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
             for i, dataset_id in enumerate(ids):
                 _check_id(errors, f"{name}[{i}]", dataset_id)
         if request.inputs or request.run_region:
-            _check_region(errors, "run_region", request.run_region, registry)
+            check_region(errors, "run_region", request.run_region, registry)
         if request.outputs or request.output_region:
-            _check_region(errors, "output_region", request.output_region, registry)
+            check_region(errors, "output_region", request.output_region, registry)
         check_length(errors, "transform", request.transform, MAX_TRANSFORM)
         if request.job:
             check_job(errors, "job", request.job)
@@ -318,7 +311,7 @@ def _batch_questions(
         _check_id(errors, f"requests[{i}].dataset_id", dataset_id)
         op = operations.get(item.operation)
         if region not in registry:
-            _check_region(errors, f"requests[{i}].region", region, registry)
+            check_region(errors, f"requests[{i}].region", region, registry)
         if op is None:
             errors.add(f"requests[{i}].operation", "must be OPERATION_STORE or OPERATION_PROCESS")
         else:

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from domicile.catalog.stores import open_configured_store
+from domicile.cli.base import EXIT_USAGE, command, fail
 from domicile.config import SettingsError, load_settings
 from domicile.errors import DomicileError
 
@@ -28,16 +29,20 @@ def _open(store: str, user: str | None, password: str | None):
     try:
         settings = load_settings(store=store, neo4j=neo4j or None)
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc), code="INVALID_CONFIGURATION", exit_code=EXIT_USAGE)
     return open_configured_store(settings)
 
 
-@click.command("export")
+@command("export")
 @click.option("--store", required=True, envvar="DOMICILE_STORE", help=STORE_HELP)
 @click.option("--neo4j-user", help="Neo4j user (default: DOMICILE_NEO4J__USER / the config).")
 @click.option("--neo4j-password", help="Neo4j password (default: DOMICILE_NEO4J__PASSWORD / the config).")
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default: stdout)."
+    "-O",
+    "--output-file",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: standard output).",
 )
 def export_command(store: str, neo4j_user, neo4j_password, output: Path | None) -> None:
     """Write the whole catalog, history included, as JSON Lines."""
@@ -61,11 +66,11 @@ def export_command(store: str, neo4j_user, neo4j_password, output: Path | None) 
     try:
         count = asyncio.run(run())
     except DomicileError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc), code=exc.reason or exc.code.value)
     click.echo(f"exported {count} records", err=True)
 
 
-@click.command("import")
+@command("import")
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--store", required=True, envvar="DOMICILE_STORE", help=STORE_HELP + " (must be empty)")
 @click.option("--neo4j-user", help="Neo4j user (default: DOMICILE_NEO4J__USER / the config).")
@@ -81,7 +86,7 @@ def import_command(source: Path, store: str, neo4j_user, neo4j_password) -> None
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise click.ClickException(f"{source}:{number}: not JSON: {exc.msg}") from None
+                    fail(f"{source}:{number}: not JSON: {exc.msg}", code="INVALID_ARGUMENT", exit_code=EXIT_USAGE)
 
     async def run() -> int:
         graph = await _open(store, neo4j_user, neo4j_password)
@@ -93,5 +98,5 @@ def import_command(source: Path, store: str, neo4j_user, neo4j_password) -> None
     try:
         count = asyncio.run(run())
     except DomicileError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc), code=exc.reason or exc.code.value)
     click.echo(f"imported {count} records", err=True)

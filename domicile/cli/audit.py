@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
+from domicile.cli.base import EXIT_ERROR, EXIT_USAGE, DomicileGroup, fail
+from domicile.cli.client import emit_data, explicit_data_dir
+from domicile.connection import server_data_dir
 from domicile.router.decision_log import verify as verify_log
 
-DEFAULT_DATA_DIR = Path(".domicile")
-
-
-@click.group("audit")
-def audit() -> None:
-    """Audit the decision log: `verify` its hash chain offline; `get` and `replay` a decision on the server."""
+audit = DomicileGroup(
+    "audit",
+    help="Audit the decision log: `verify` its hash chain offline; `get` and `replay` a decision on the server.",
+)
 
 
 @audit.command("verify")
@@ -21,8 +22,9 @@ def audit() -> None:
     "--log",
     "log_path",
     envvar="DOMICILE_DECISION_LOG",
+    show_envvar=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Decision log file (default: DATA_DIR/decisions.jsonl).",
+    help="Decision log file (default: DATA_DIR/decisions.jsonl, DATA_DIR from --data-dir, DOMICILE_HOME or .domicile).",
 )
 @click.option(
     "--expected-head",
@@ -36,20 +38,15 @@ def verify_command(ctx: click.Context, log_path: Path | None, expected_head: str
     Exit status 0 when every line is intact and chained, 1 naming the first line that is not
     (modified, inserted, deleted, reordered or truncated), 2 when the file cannot be read.
     """
-    path = log_path or _data_dir(ctx) / "decisions.jsonl"
+    path = log_path or server_data_dir(explicit_data_dir(ctx)) / "decisions.jsonl"
     try:
         result = verify_log(path, expected_head=expected_head)
     except OSError as exc:
-        click.echo(f"ERROR: cannot read {path}: {exc.strerror}", err=True)
-        ctx.exit(2)
+        fail(f"cannot read {path}: {exc.strerror}", code="UNREADABLE", exit_code=EXIT_USAGE)
     if not result.ok:
-        click.echo(f"FAILED: {path}: {result.message}", err=True)
-        ctx.exit(1)
-    click.echo(f"OK: {result.message}")
-    click.echo(f"head: {result.head_hash}")
-
-
-def _data_dir(ctx: click.Context) -> Path:
-    """The root command's --data-dir when `audit` runs under it, else the default."""
-    data_dir = getattr(ctx.find_root().obj, "data_dir", None)
-    return Path(data_dir) if data_dir is not None else DEFAULT_DATA_DIR
+        fail(f"{path}: {result.message}", code="VERIFICATION_FAILED", exit_code=EXIT_ERROR)
+    emit_data(
+        ctx,
+        {"ok": True, "log": str(path), "message": result.message, "head": result.head_hash},
+        f"OK: {result.message}\nhead: {result.head_hash}",
+    )

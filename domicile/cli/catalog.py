@@ -8,18 +8,12 @@ import click
 import yaml
 from google.protobuf import json_format
 
+from domicile.catalog.regions import is_country, suggest_country
+from domicile.cli.base import EXIT_USAGE, ISO_TIME, CommandError, command, fail, group
 from domicile.cli.client import call, emit, table
-from domicile.timeconv import parse_time, to_timestamp
+from domicile.suggest import did_you_mean
+from domicile.timeconv import to_timestamp
 from domicile.v1 import catalog_pb2, catalog_pb2_grpc
-
-
-def _time_option(value: str | None):
-    if value is None:
-        return None
-    try:
-        return to_timestamp(parse_time(value))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2026-11-30T10:00:00Z") from None
 
 
 def _render_dataset(d: catalog_pb2.Dataset) -> str:
@@ -57,7 +51,7 @@ def _parse_field(text: str) -> catalog_pb2.Field:
     return catalog_pb2.Field(name=name, classifications=[label for label in labels.split(",") if label])
 
 
-@click.group("dataset")
+@group("dataset")
 def dataset() -> None:
     """Create, read, list and delete datasets."""
 
@@ -70,17 +64,25 @@ def dataset() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A dataset as YAML or JSON (fields as in the Dataset message); flags override it.",
 )
-@click.option("--name")
-@click.option("--owner")
-@click.option("--description")
+@click.option("--name", help="Display name.")
+@click.option("--owner", help="Owning team or person, e.g. credit@bank.example.")
+@click.option("--description", help="Free text.")
 @click.option("-c", "--classification", "classifications", multiple=True, help="Label, e.g. PII.CONTACT (repeatable).")
-@click.option("-o", "--origin", "origins", multiple=True, help="ISO country code of data subjects (repeatable).")
+@click.option(
+    "-g", "--origin", "origins", multiple=True, help="ISO 3166-1 country code of the data subjects (repeatable)."
+)
 @click.option("-l", "--location", "locations", multiple=True, help="Region id where a copy is stored (repeatable).")
 @click.option("-t", "--tag", "tags", multiple=True, help="KEY=VALUE (repeatable).")
 @click.option("-f", "--field", "fields", multiple=True, help="NAME[:LABEL,LABEL] (repeatable).")
-@click.option("--encrypted-at-rest/--no-encrypted-at-rest", default=None)
 @click.option(
-    "--expected-revision", type=int, default=0, show_default=True, help="Optimistic concurrency check (0 = off)."
+    "--encrypted-at-rest/--no-encrypted-at-rest", default=None, help="Whether stored copies are encrypted at rest."
+)
+@click.option(
+    "--expected-revision",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Fail (ABORTED) unless the dataset is at this revision (0 = unchecked).",
 )
 @click.pass_context
 def put(
@@ -110,6 +112,7 @@ def put(
         message.id = dataset_id
     if not message.id:
         raise click.UsageError("a dataset id is required (argument or `id` in --file)")
+    origins = tuple(_country(origin, "--origin") for origin in origins)
     for attr, value in (("name", name), ("owner", owner), ("description", description)):
         if value is not None:
             setattr(message, attr, value)
@@ -143,30 +146,31 @@ def put(
 
 @dataset.command("get")
 @click.argument("dataset_id")
-@click.option("--as-of", help="Show the dataset as it was at this ISO 8601 time.")
+@click.option("--as-of", type=ISO_TIME, help="Show the dataset as it was at this ISO 8601 time.")
 @click.pass_context
 def get(ctx, dataset_id, as_of) -> None:
     """Show one dataset."""
     request = catalog_pb2.GetDatasetRequest(id=dataset_id)
     if as_of:
-        request.as_of.CopyFrom(_time_option(as_of))
-    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "GetDataset", request)
+        request.as_of.CopyFrom(to_timestamp(as_of))
+    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "GetDataset", request, dataset_id=dataset_id)
     emit(ctx, response, lambda r: _render_dataset(r.dataset))
 
 
 @dataset.command("list")
 @click.option("-c", "--classification", default="", help="Label; matches descendants too (PII matches PII.CONTACT).")
-@click.option("-o", "--origin", default="")
-@click.option("-r", "--region", default="")
-@click.option("--owner", default="")
+@click.option("-g", "--origin", default="", help="Only datasets with data subjects from this ISO country code.")
+@click.option("-r", "--region", default="", help="Only datasets with a copy in this region id.")
+@click.option("--owner", default="", help="Only datasets of this owner (exact).")
 @click.option("-q", "--query", default="", help="Substring of id, name or description.")
-@click.option("--as-of", help="List the catalog as it was at this ISO 8601 time.")
+@click.option("--as-of", type=ISO_TIME, help="List the catalog as it was at this ISO 8601 time.")
 @click.option("--page-size", type=int, default=0, help="Datasets per request (default 100).")
 @click.option("--page-token", default="", help="Continue from a previous page.")
 @click.option("--all", "all_pages", is_flag=True, help="Follow page tokens to the end.")
 @click.pass_context
 def list_(ctx, classification, origin, region, owner, query, as_of, page_size, page_token, all_pages) -> None:
     """List datasets matching every given filter."""
+    origin = _country(origin, "--origin") if origin else ""
     request = catalog_pb2.ListDatasetsRequest(
         classification=classification,
         origin=origin,
@@ -177,7 +181,7 @@ def list_(ctx, classification, origin, region, owner, query, as_of, page_size, p
         page_token=page_token,
     )
     if as_of:
-        request.as_of.CopyFrom(_time_option(as_of))
+        request.as_of.CopyFrom(to_timestamp(as_of))
     response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListDatasets", request)
     while all_pages and response.next_page_token:
         request.page_token = response.next_page_token
@@ -210,7 +214,13 @@ list_.name = "list"
 
 @dataset.command("delete")
 @click.argument("dataset_id")
-@click.option("--expected-revision", type=int, default=0, show_default=True)
+@click.option(
+    "--expected-revision",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Fail (ABORTED) unless the dataset is at this revision (0 = unchecked).",
+)
 @click.pass_context
 def delete(ctx, dataset_id, expected_revision) -> None:
     """Soft-delete a dataset (history and --as-of reads keep it)."""
@@ -219,17 +229,38 @@ def delete(ctx, dataset_id, expected_revision) -> None:
         catalog_pb2_grpc.CatalogServiceStub,
         "DeleteDataset",
         catalog_pb2.DeleteDatasetRequest(id=dataset_id, expected_revision=expected_revision),
+        dataset_id=dataset_id,
     )
     emit(ctx, response, lambda r: f"deleted {dataset_id}")
 
 
-@click.command("regions")
-@click.option("--provider", default="", help="Only this provider (aws, gcp, azure, onprem...).")
-@click.option("--country", default="", help="Only regions in this ISO country.")
+def _country(value: str, option: str) -> str:
+    """An ISO 3166-1 alpha-2 code as given, or a usage error suggesting the code meant."""
+    if is_country(value):
+        return value
+    raise CommandError(
+        f"{option}: {value!r} is not an ISO 3166-1 alpha-2 country code{did_you_mean(suggest_country(value))}",
+        code="INVALID_ARGUMENT",
+        exit_code=EXIT_USAGE,
+    )
+
+
+@command("regions")
+@click.option("--provider", default="", help="Only this provider (aws, gcp, azure, or a policy's private ones).")
+@click.option("--country", default="", help="Only regions in this ISO 3166-1 country code, e.g. DE.")
 @click.pass_context
 def regions(ctx, provider, country) -> None:
-    """List known regions with their countries."""
+    """List known regions with their countries (the builtin ones and the policy's private ones)."""
+    if country:
+        country = _country(country, "--country")
     response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListRegions", catalog_pb2.ListRegionsRequest())
+    providers = sorted({r.provider for r in response.regions})
+    if provider and provider not in providers:
+        fail(
+            f"--provider: unknown provider {provider!r} (known: {', '.join(providers)})",
+            code="INVALID_ARGUMENT",
+            exit_code=EXIT_USAGE,
+        )
     selected = [
         r
         for r in response.regions

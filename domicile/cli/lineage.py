@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 from pathlib import Path
 
 import click
-from google.protobuf import json_format
 
 from domicile.catalog.model import Direction
+from domicile.cli.base import ISO_TIME, DomicileGroup
 from domicile.cli.client import call, emit
 from domicile.lineage.convert import DIRECTION_TO_PROTO, traversal_from_proto
 from domicile.lineage.render import render_tree, to_dot, to_json_text
-from domicile.timeconv import parse_time, to_timestamp
+from domicile.timeconv import to_timestamp
 from domicile.v1 import lineage_pb2, lineage_pb2_grpc
 
-
-def _time_option(value: str | None, option: str):
-    if value is None:
-        return None
-    try:
-        return to_timestamp(parse_time(value))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time such as 2026-11-30T10:00:00Z", param_hint=option
-        ) from None
-
-
-lineage = click.Group("lineage", help="Record, end, show and export lineage (output DERIVED_FROM input).")
+lineage = DomicileGroup("lineage", help="Record, end, show and export lineage (output DERIVED_FROM input).")
 
 
 @lineage.command("record")
@@ -39,7 +27,7 @@ lineage = click.Group("lineage", help="Record, end, show and export lineage (out
 @click.option(
     "--transform", default="", help="Transform kind, e.g. anonymize or aggregate (empty for copies and joins)."
 )
-@click.option("--event-time", help="When the run happened (ISO 8601); kept with the run for audit.")
+@click.option("--event-time", type=ISO_TIME, help="When the run happened (ISO 8601); kept with the run for audit.")
 @click.pass_context
 def record(ctx, job, run_id, run_region, inputs, outputs, transform, event_time) -> None:
     """Record that a run of JOB derived every --output from every --input."""
@@ -47,7 +35,7 @@ def record(ctx, job, run_id, run_region, inputs, outputs, transform, event_time)
         job=job, run_id=run_id, run_region=run_region, inputs=inputs, outputs=outputs, transform=transform
     )
     if event_time:
-        request.event_time.CopyFrom(_time_option(event_time, "--event-time"))
+        request.event_time.CopyFrom(to_timestamp(event_time))
     response = call(ctx, lineage_pb2_grpc.LineageServiceStub, "RecordLineage", request)
     emit(ctx, response, lambda r: f"{r.edges_created} edge(s) created (catalog revision {r.catalog_revision})")
 
@@ -56,19 +44,19 @@ def record(ctx, job, run_id, run_region, inputs, outputs, transform, event_time)
 @click.option("--job", required=True, help="The job whose edges end.")
 @click.option("-i", "--input", "inputs", multiple=True, required=True, help="Input dataset id (repeatable).")
 @click.option("-o", "--output", "outputs", multiple=True, required=True, help="Output dataset id (repeatable).")
-@click.option("--at", "end_time", help="When the lineage stopped being true (ISO 8601; default now).")
+@click.option("--at", "end_time", type=ISO_TIME, help="When the lineage stopped being true (ISO 8601; default now).")
 @click.pass_context
 def end(ctx, job, inputs, outputs, end_time) -> None:
     """End the edges of JOB between every --input and every --output (history keeps them)."""
     request = lineage_pb2.EndLineageRequest(job=job, inputs=inputs, outputs=outputs)
     if end_time:
-        request.end_time.CopyFrom(_time_option(end_time, "--at"))
+        request.end_time.CopyFrom(to_timestamp(end_time))
     response = call(ctx, lineage_pb2_grpc.LineageServiceStub, "EndLineage", request)
     emit(ctx, response, lambda r: f"{r.edges_ended} edge(s) ended (catalog revision {r.catalog_revision})")
 
 
 def _traversal_options(function):
-    function = click.option("--as-of", help="The lineage as it was at this ISO 8601 time.")(function)
+    function = click.option("--as-of", type=ISO_TIME, help="The lineage as it was at this ISO 8601 time.")(function)
     function = click.option(
         "--depth", "max_depth", type=int, default=0, help="Maximum depth, 1..50 (default: the server's, 10)."
     )(function)
@@ -83,28 +71,23 @@ def _traversal_options(function):
 
 
 def _get_lineage(
-    ctx, dataset_id: str, direction: str, max_depth: int, as_of: str | None
+    ctx, dataset_id: str, direction: str, max_depth: int, as_of: datetime | None
 ) -> lineage_pb2.GetLineageResponse:
     request = lineage_pb2.GetLineageRequest(
         dataset_id=dataset_id, direction=DIRECTION_TO_PROTO[Direction(direction)], max_depth=max_depth
     )
     if as_of:
-        request.as_of.CopyFrom(_time_option(as_of, "--as-of"))
-    return call(ctx, lineage_pb2_grpc.LineageServiceStub, "GetLineage", request)
+        request.as_of.CopyFrom(to_timestamp(as_of))
+    return call(ctx, lineage_pb2_grpc.LineageServiceStub, "GetLineage", request, dataset_id=dataset_id)
 
 
 @lineage.command("show")
 @_traversal_options
-@click.option("--json", "json_output", is_flag=True, help="Print the GetLineage response as JSON.")
 @click.pass_context
-def show(ctx, dataset_id, direction, max_depth, as_of, json_output) -> None:
-    """Show the lineage of DATASET_ID as a tree (upstream by default)."""
+def show(ctx, dataset_id, direction, max_depth, as_of) -> None:
+    """Show the lineage of DATASET_ID as a tree (upstream by default); --json prints the
+    GetLineage response."""
     response = _get_lineage(ctx, dataset_id, direction, max_depth, as_of)
-    if json_output:
-        click.echo(
-            json.dumps(json_format.MessageToDict(response, preserving_proto_field_name=True), indent=2, sort_keys=True)
-        )
-        return
     emit(ctx, response, lambda r: render_tree(traversal_from_proto(r), dataset_id, Direction(direction)))
 
 
@@ -119,8 +102,8 @@ def show(ctx, dataset_id, direction, max_depth, as_of, json_output) -> None:
     help="json: nodes and edges; dot: Graphviz (render with `dot -Tsvg`).",
 )
 @click.option(
-    "--output",
     "-O",
+    "--output-file",
     "output_file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file instead of standard output.",
@@ -130,9 +113,8 @@ def export(ctx, dataset_id, direction, max_depth, as_of, format_, output_file) -
     """Export the lineage subgraph around DATASET_ID as JSON or Graphviz DOT."""
     response = _get_lineage(ctx, dataset_id, direction, max_depth, as_of)
     traversal = traversal_from_proto(response)
-    when = parse_time(as_of) if as_of else None
     render = to_dot if format_ == "dot" else to_json_text
-    text = render(traversal, dataset_id, Direction(direction), when)
+    text = render(traversal, dataset_id, Direction(direction), as_of)
     if output_file is None:
         click.echo(text)
     else:

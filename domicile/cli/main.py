@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -15,22 +14,44 @@ from domicile.cli import admin as admin_commands
 from domicile.cli import catalog as catalog_commands
 from domicile.cli import residency as residency_commands
 from domicile.cli.audit import audit as audit_commands
+from domicile.cli.base import EXIT_STATUS_HELP, EXIT_USAGE, DomicileGroup, fail
 from domicile.cli.client import ClientOptions
 from domicile.cli.dev import dev as dev_commands
 from domicile.cli.health import health as health_command
 from domicile.cli.lineage import lineage as lineage_commands
 from domicile.cli.policy import policy as policy_commands
 from domicile.config import SettingsError, load_settings
+from domicile.connection import DATA_DIR_ENV, DEFAULT_SERVER, ConnectionSettings
 from domicile.errors import DomicileError
 
+ROOT_EPILOG = f"""\b
+Credentials: with --insecure none (plaintext). Otherwise --ca-cert, --cert/--key and --token
+when given; else the development credentials (`domicile dev init`) in the dev/ directory of:
+--data-dir if given, else DOMICILE_HOME if set, else the first of $XDG_CONFIG_HOME/domicile
+(~/.config/domicile; `domicile dev init --install-client` copies them there) and ./.domicile.
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+\b
+Environment: DOMICILE_SERVER, DOMICILE_INSECURE, DOMICILE_DEV, DOMICILE_DATA_DIR, DOMICILE_HOME,
+DOMICILE_CA_CERT, DOMICILE_CLIENT_CERT, DOMICILE_CLIENT_KEY, DOMICILE_TOKEN, DOMICILE_TIMEOUT,
+XDG_CONFIG_HOME (client commands); DOMICILE_CONFIG and DOMICILE_<SETTING> (serve, see its help).
+
+{EXIT_STATUS_HELP}
+"""
+
+
+@click.group(
+    cls=DomicileGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=ROOT_EPILOG,
+)
 @click.version_option(__version__, prog_name="domicile")
 @click.option(
     "--server",
     envvar="DOMICILE_SERVER",
-    default="127.0.0.1:50051",
+    show_envvar=True,
+    default=DEFAULT_SERVER,
     show_default=True,
+    metavar="HOST:PORT",
     help="Server address for client commands.",
 )
 @click.option(
@@ -38,68 +59,120 @@ from domicile.errors import DomicileError
     "client_insecure",
     is_flag=True,
     envvar="DOMICILE_INSECURE",
-    help="Client commands: plaintext, no credentials (for a server started with --insecure).",
+    show_envvar=True,
+    help="Plaintext, no credentials (for a server started with --insecure).",
 )
 @click.option(
     "--dev",
     "client_dev",
     is_flag=True,
     envvar="DOMICILE_DEV",
-    help="Client commands: use the dev credentials under --data-dir (error if missing).",
+    show_envvar=True,
+    help="Require development credentials (an error naming where they were looked for when missing).",
 )
 @click.option(
     "--data-dir",
-    envvar="DOMICILE_DATA_DIR",
-    default=".domicile",
-    show_default=True,
+    envvar=DATA_DIR_ENV,
+    show_envvar=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where --dev credentials live.",
+    help="The server's data directory: its dev credentials (dev/) and, for `audit verify`, its decision log. "
+    "Default: DOMICILE_HOME, else searched (see below).",
 )
-@click.option("--ca-cert", envvar="DOMICILE_CA_CERT", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--cert", "client_cert", envvar="DOMICILE_CLIENT_CERT", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--key", "client_key", envvar="DOMICILE_CLIENT_KEY", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--token", envvar="DOMICILE_TOKEN", help="Bearer token (JWT).")
-@click.option("--json", "json_output", is_flag=True, help="Print responses as JSON.")
-@click.option("--timeout", type=float, default=30.0, show_default=True, help="RPC deadline in seconds.")
+@click.option(
+    "--ca-cert",
+    envvar="DOMICILE_CA_CERT",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CA certificate (PEM) the server's certificate must be signed by (default: the system's CAs).",
+)
+@click.option(
+    "--cert",
+    "client_cert",
+    envvar="DOMICILE_CLIENT_CERT",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Client certificate (PEM) for mutual TLS; with --key.",
+)
+@click.option(
+    "--key",
+    "client_key",
+    envvar="DOMICILE_CLIENT_KEY",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Private key (PEM) of --cert.",
+)
+@click.option("--token", envvar="DOMICILE_TOKEN", show_envvar=True, help="Bearer token (JWT) sent with every call.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    envvar="DOMICILE_TIMEOUT",
+    show_envvar=True,
+    help="RPC deadline in seconds.",
+)
 @click.pass_context
-def cli(
-    ctx, server, client_insecure, client_dev, data_dir, ca_cert, client_cert, client_key, token, json_output, timeout
-) -> None:
+def cli(ctx, server, client_insecure, client_dev, data_dir, ca_cert, client_cert, client_key, token, timeout) -> None:
     """Domicile: data catalog and residency router.
 
-    Client commands talk to SERVER over gRPC; by default with the local development
-    credentials of `domicile dev init` (under --data-dir), or plaintext with --insecure.
+    Client commands talk to the server over gRPC, with TLS and the credentials described
+    below, or in plaintext with --insecure.
     """
     ctx.obj = ClientOptions(
-        server=server,
-        insecure=client_insecure,
-        dev=client_dev,
-        data_dir=data_dir,
-        ca_cert=ca_cert,
-        client_cert=client_cert,
-        client_key=client_key,
-        token=token,
-        json_output=json_output,
-        timeout=timeout,
+        ConnectionSettings(
+            server=server,
+            insecure=client_insecure,
+            dev=client_dev,
+            data_dir=data_dir,
+            ca_cert=ca_cert,
+            client_cert=client_cert,
+            client_key=client_key,
+            token=token,
+            timeout=timeout,
+        )
     )
 
 
-@cli.command()
+SERVE_EPILOG = """\b
+Settings come from, lowest precedence first: defaults, the YAML file (--config or
+DOMICILE_CONFIG; examples/domicile.yaml shows every setting), environment variables
+(DOMICILE_<SETTING>, `__` between nested names, e.g. DOMICILE_ROUTER__STALENESS_BOUND_SECONDS=2;
+JSON for lists and maps) and these options.
+"""
+
+
+@cli.command(epilog=SERVE_EPILOG)
 @click.option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="YAML settings file (see README: Configuration).",
+    envvar="DOMICILE_CONFIG",
+    show_envvar=True,
+    help="YAML settings file (every setting: examples/domicile.yaml).",
 )
-@click.option("--store", help="sqlite:///PATH (default .domicile/catalog.db) or bolt://HOST:PORT / neo4j://HOST:PORT.")
+@click.option(
+    "--store",
+    metavar="URI",
+    help="sqlite:///PATH (default sqlite:///.domicile/catalog.db) or bolt://HOST:PORT / neo4j://HOST:PORT.",
+)
 @click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Residency policy YAML.")
-@click.option("--listen", help="gRPC address HOST:PORT (default 127.0.0.1:50051).")
-@click.option("--http-listen", help="HTTP address for OpenLineage ingestion (default 127.0.0.1:8080; '' disables).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Logs and dev credentials.")
+@click.option("--listen", metavar="HOST:PORT", help="gRPC address (default 127.0.0.1:50051).")
+@click.option(
+    "--http-listen", metavar="HOST:PORT", help="OpenLineage HTTP address (default 127.0.0.1:8080; '' disables)."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Decision and security logs, dev credentials (default .domicile).",
+)
 @click.option("--insecure", is_flag=True, default=None, help="Plaintext, no authentication; loopback addresses only.")
 @click.option("--dev", is_flag=True, default=None, help="TLS + JWT with local dev credentials (created if missing).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Server certificate chain (PEM); with --tls-key.",
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Private key (PEM) of --tls-cert.")
 @click.option(
     "--client-ca",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -114,10 +187,12 @@ def cli(
     multiple=True,
     help="PEM public key (repeatable).",
 )
-@click.option("--jwt-issuer")
-@click.option("--jwt-audience")
+@click.option("--jwt-issuer", help="Required `iss` of every token.")
+@click.option("--jwt-audience", help="Required `aud` of every token.")
 @click.option("--demo", is_flag=True, default=None, help="Load the demo catalog into an empty store.")
-@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option(
+    "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Server log level (default INFO)."
+)
 def serve(
     config_file,
     store,
@@ -158,7 +233,7 @@ def serve(
             auth=auth or None,
         )
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc), code="INVALID_CONFIGURATION", exit_code=EXIT_USAGE)
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -167,9 +242,9 @@ def serve(
     try:
         asyncio.run(run_server(settings))
     except DomicileError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(f"cannot start: {exc}", code=exc.reason or exc.code.value)
     except OSError as exc:
-        raise click.ClickException(f"cannot start: {exc}") from None
+        fail(f"cannot start: {exc}")
 
 
 cli.add_command(catalog_commands.dataset)
@@ -191,5 +266,4 @@ cli.add_command(admin_commands.import_command)
 
 def main() -> None:
     """Console-script entry point."""
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     cli(prog_name="domicile")

@@ -7,22 +7,24 @@ Commands for existing groups: `policy_set`, `policy_get`, `policy_impact` (attac
 
 Human-readable output by default, `--json` prints the response message. `decide`,
 `batch-decide`, `route` and `check-job` exit 3 when the answer is negative (a DENY, no allowed
-candidate, job not allowed),
-so scripts and pipelines can branch on the exit status; RPC errors exit 1 (2 for
-INVALID_ARGUMENT).
+candidate, job not allowed) and 4 when a dataset they ask about is unknown (the message names
+the closest known ids), `violations` 3 when it finds any, so scripts and pipelines can branch
+on the exit status; RPC errors exit 1 (2 for INVALID_ARGUMENT).
 """
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
 
-from domicile.cli.client import call, emit, table
+from domicile.cli.base import EXIT_NEGATIVE, EXIT_UNKNOWN_DATASET, command, json_output
+from domicile.cli.client import call, emit, table, unknown_dataset_hints
+from domicile.cli.policy import fail_policy
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
-EXIT_NEGATIVE = 3
+_UNKNOWN_DATASET = "UNKNOWN_DATASET"
 
 _OPERATIONS = {"store": residency_pb2.OPERATION_STORE, "process": residency_pb2.OPERATION_PROCESS}
 _OPERATION_NAMES = {value: name for name, value in _OPERATIONS.items()}
@@ -69,22 +71,31 @@ def render_decision(d: residency_pb2.Decision, indent: str = "") -> str:
     return "\n".join(lines)
 
 
-def _exit_negative(ctx: click.Context, negative: bool) -> None:
+def _exit_with(ctx: click.Context, decisions: Iterable[residency_pb2.Decision], negative: bool) -> None:
+    """Exit 4 when a decision is about an unknown dataset (after naming the closest known
+    ids), else 3 when the answer is `negative`, else carry on (exit 0)."""
+    unknown = [d.dataset_id for d in decisions if any(r.code == _UNKNOWN_DATASET for r in d.reasons)]
+    if unknown:
+        if not json_output(ctx):
+            for hint in unknown_dataset_hints(ctx, unknown):
+                click.echo(hint, err=True)
+        ctx.exit(EXIT_UNKNOWN_DATASET)
     if negative:
         ctx.exit(EXIT_NEGATIVE)
 
 
-@click.command("decide")
+@command("decide")
 @click.argument("dataset_id")
 @_operation_option
 @click.option("-r", "--region", required=True, help="Region id, e.g. aws:eu-central-1.")
 @click.pass_context
 def decide(ctx, dataset_id, operation, region) -> None:
-    """May DATASET_ID be stored/processed in REGION? Exit 0 on ALLOW, 3 on DENY."""
+    """May DATASET_ID be stored/processed in REGION? Exit 0 on ALLOW, 3 on DENY, 4 when the
+    dataset is not in the catalog."""
     request = residency_pb2.DecideRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], region=region)
     response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Decide", request)
     emit(ctx, response, lambda r: render_decision(r.decision))
-    _exit_negative(ctx, response.decision.outcome != residency_pb2.OUTCOME_ALLOW)
+    _exit_with(ctx, [response.decision], response.decision.outcome != residency_pb2.OUTCOME_ALLOW)
 
 
 def _read_questions(source) -> list[residency_pb2.DecideRequest]:
@@ -119,14 +130,15 @@ def _read_questions(source) -> list[residency_pb2.DecideRequest]:
     return requests
 
 
-@click.command("batch-decide")
+@command("batch-decide")
 @click.argument("questions", type=click.File("r", encoding="utf-8"), default="-")
 @click.pass_context
 def batch_decide(ctx, questions) -> None:
     """Decide many questions in one call (BatchDecide). QUESTIONS is a file (default: - for
     standard input) with one `DATASET_ID OPERATION REGION` per line, e.g.
     `s3://bank-eu/customers store aws:us-east-1` (# starts a comment line); at most 10,000.
-    Answers in the same order. Exit 0 when every answer is ALLOW, 3 when any is DENY."""
+    Answers in the same order. Exit 0 when every answer is ALLOW, 3 when any is DENY, 4 when
+    a dataset is not in the catalog."""
     request = residency_pb2.BatchDecideRequest(requests=_read_questions(questions))
     response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "BatchDecide", request)
 
@@ -137,17 +149,17 @@ def batch_decide(ctx, questions) -> None:
         return "\n".join(lines)
 
     emit(ctx, response, render)
-    _exit_negative(ctx, any(d.outcome != residency_pb2.OUTCOME_ALLOW for d in response.decisions))
+    _exit_with(ctx, response.decisions, any(d.outcome != residency_pb2.OUTCOME_ALLOW for d in response.decisions))
 
 
-@click.command("route")
+@command("route")
 @click.argument("dataset_id")
 @click.argument("candidates", nargs=-1, required=True)
 @_operation_option
 @click.pass_context
 def route(ctx, dataset_id, candidates, operation) -> None:
     """The first of CANDIDATES (region ids, most preferred first) where the operation on
-    DATASET_ID is allowed. Exit 3 when none is."""
+    DATASET_ID is allowed. Exit 3 when none is, 4 when the dataset is not in the catalog."""
     request = residency_pb2.RouteRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], candidates=candidates)
     response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Route", request)
 
@@ -156,10 +168,10 @@ def route(ctx, dataset_id, candidates, operation) -> None:
         return f"{head}\n{render_decision(r.decision, '  ')}"
 
     emit(ctx, response, render)
-    _exit_negative(ctx, not response.region)
+    _exit_with(ctx, [response.decision], not response.region)
 
 
-@click.command("check-job")
+@command("check-job")
 @click.option("-i", "--input", "inputs", multiple=True, help="Dataset the job reads (repeatable).")
 @click.option("-o", "--output", "outputs", multiple=True, help="Dataset the job writes (repeatable).")
 @click.option("--run-region", default="", help="Where the job runs (needed with inputs).")
@@ -172,7 +184,8 @@ def route(ctx, dataset_id, candidates, operation) -> None:
 )
 @click.pass_context
 def check_job(ctx, inputs, outputs, run_region, output_region, transform, job) -> None:
-    """Pre-flight residency check of a pipeline job. Exit 0 when allowed, 3 when not."""
+    """Pre-flight residency check of a pipeline job. Exit 0 when allowed, 3 when not, 4 when
+    a dataset is not in the catalog."""
     request = residency_pb2.CheckJobRequest(
         inputs=inputs,
         outputs=outputs,
@@ -189,17 +202,22 @@ def check_job(ctx, inputs, outputs, run_region, output_region, transform, job) -
         return "\n".join(lines)
 
     emit(ctx, response, render)
-    _exit_negative(ctx, not response.allowed)
+    _exit_with(ctx, response.decisions, not response.allowed)
 
 
-@click.command("explain")
+@command("explain")
 @click.argument("dataset_id")
 @click.pass_context
 def explain(ctx, dataset_id) -> None:
     """DATASET_ID's effective classifications and origins, each with the lineage path that
-    brought it, and where the active policy lets it be stored and processed."""
+    brought it, and where the active policy lets it be stored and processed. Exit 4 when
+    the dataset is not in the catalog."""
     response = call(
-        ctx, residency_pb2_grpc.ResidencyServiceStub, "Explain", residency_pb2.ExplainRequest(dataset_id=dataset_id)
+        ctx,
+        residency_pb2_grpc.ResidencyServiceStub,
+        "Explain",
+        residency_pb2.ExplainRequest(dataset_id=dataset_id),
+        dataset_id=dataset_id,
     )
 
     def attribute_lines(title: str, attributes) -> list[str]:
@@ -225,10 +243,12 @@ def explain(ctx, dataset_id) -> None:
     emit(ctx, response, render)
 
 
-@click.command("violations")
+@command("violations")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are violations.")
 @click.pass_context
-def violations(ctx) -> None:
-    """Every dataset stored in a region where the policy does not allow storing it."""
+def violations(ctx, exit_zero: bool) -> None:
+    """Every dataset stored in a region where the policy does not allow storing it. Exit 3
+    when there is any (as linters do; --exit-zero: 0)."""
     response = call(
         ctx, residency_pb2_grpc.ResidencyServiceStub, "ScanViolations", residency_pb2.ScanViolationsRequest()
     )
@@ -243,6 +263,8 @@ def violations(ctx) -> None:
         return table(("DATASET", "REGION", "RULES", "DECISION"), rows) + f"\n{len(r.violations)} violation(s)"
 
     emit(ctx, response, render)
+    if response.violations and not exit_zero:
+        ctx.exit(EXIT_NEGATIVE)
 
 
 # ---- policy group --------------------------------------------------------------------------
@@ -255,13 +277,7 @@ def _read_policy(path: Path) -> str:
         raise click.BadParameter(f"{path}: {exc}") from None
 
 
-def _print_policy_errors(filename: str, errors) -> None:
-    for e in errors:
-        where = f"{e.path}: " if e.path else ""
-        click.echo(f"{filename}:{e.line}:{e.column}: {where}{e.message}", err=True)
-
-
-@click.command("set")
+@command("set")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dry-run", is_flag=True, help="Validate on the server without activating.")
 @click.pass_context
@@ -274,10 +290,8 @@ def policy_set(ctx, file, dry_run) -> None:
         "SetPolicy",
         policy_pb2.SetPolicyRequest(policy_yaml=_read_policy(file), dry_run=dry_run),
     )
-    if response.errors and not ctx.obj.json_output:
-        _print_policy_errors(str(file), response.errors)
-        click.echo(f"{file}: rejected, {len(response.errors)} error(s); the active policy is unchanged", err=True)
-        sys.exit(1)
+    if response.errors:
+        fail_policy(str(file), response.errors, "rejected, the active policy is unchanged")
 
     def render(r: policy_pb2.SetPolicyResponse) -> str:
         if r.applied:
@@ -285,17 +299,15 @@ def policy_set(ctx, file, dry_run) -> None:
         return f"policy {r.version} is valid (dry run, not applied)"
 
     emit(ctx, response, render)
-    if response.errors:
-        sys.exit(1)
 
 
-@click.command("get")
+@command("get")
 @click.option(
-    "--output",
-    "-o",
+    "-O",
+    "--output-file",
     "output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the policy YAML to this file instead of stdout.",
+    help="Write the policy YAML to this file instead of standard output.",
 )
 @click.pass_context
 def policy_get(ctx, output) -> None:
@@ -311,7 +323,7 @@ def policy_get(ctx, output) -> None:
     emit(ctx, response, render)
 
 
-@click.command("impact")
+@command("impact")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_context
 def policy_impact(ctx, file) -> None:
@@ -323,9 +335,8 @@ def policy_impact(ctx, file) -> None:
         "PolicyImpact",
         policy_pb2.PolicyImpactRequest(policy_yaml=_read_policy(file)),
     )
-    if response.errors and not ctx.obj.json_output:
-        _print_policy_errors(str(file), response.errors)
-        sys.exit(1)
+    if response.errors:
+        fail_policy(str(file), response.errors, "not a valid policy")
 
     def render(r: policy_pb2.PolicyImpactResponse) -> str:
         if not r.changes:
@@ -347,14 +358,12 @@ def policy_impact(ctx, file) -> None:
         )
 
     emit(ctx, response, render)
-    if response.errors:
-        sys.exit(1)
 
 
 # ---- audit group ---------------------------------------------------------------------------
 
 
-@click.command("get")
+@command("get")
 @click.argument("decision_id")
 @click.pass_context
 def audit_get(ctx, decision_id) -> None:
@@ -368,7 +377,7 @@ def audit_get(ctx, decision_id) -> None:
     emit(ctx, response, lambda r: render_decision(r.decision))
 
 
-@click.command("replay")
+@command("replay")
 @click.argument("decision_id")
 @click.pass_context
 def audit_replay(ctx, decision_id) -> None:
@@ -386,7 +395,8 @@ def audit_replay(ctx, decision_id) -> None:
         return f"replay {verdict}\noriginal:\n{render_decision(r.original, '  ')}\nreplayed:\n{render_decision(r.replayed, '  ')}"
 
     emit(ctx, response, render)
-    _exit_negative(ctx, not response.matches)
+    if not response.matches:
+        ctx.exit(EXIT_NEGATIVE)
 
 
 RESIDENCY_COMMANDS = (decide, batch_decide, route, check_job, explain, violations)

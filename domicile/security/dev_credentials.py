@@ -24,7 +24,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jwt
 from cryptography import x509
@@ -41,11 +40,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from domicile.security.scopes import ALL_SCOPES
 from domicile.security.tokens import mint_token
-
-if TYPE_CHECKING:
-    import grpc
-
-    from domicile.cli.client import ClientOptions
 
 DEV_ISSUER = "domicile-dev"
 DEV_AUDIENCE = "domicile"
@@ -101,6 +95,17 @@ class DevPaths:
     def exists(self) -> bool:
         return self.jwks.is_file()
 
+    @property
+    def client_side(self) -> tuple[Path, ...]:
+        """What a client needs: the CA to trust, its certificate and key, and the token
+        signing key (with its public key, which names it)."""
+        return (self.ca_cert, self.client_cert, self.client_key, self.jwt_key, self.jwt_public_key)
+
+
+def has_client_credentials(paths: DevPaths) -> bool:
+    """Whether `paths` holds the client side of a set of dev credentials."""
+    return all(path.is_file() for path in paths.client_side)
+
 
 def dev_paths(data_dir: Path) -> DevPaths:
     return DevPaths(Path(data_dir) / "dev")
@@ -129,6 +134,26 @@ def ensure_dev_credentials(data_dir: Path, *, force: bool = False) -> tuple[DevP
         if staging.exists():
             shutil.rmtree(staging)
     return paths, True
+
+
+def install_client_credentials(source: DevPaths, target_dir: Path) -> DevPaths:
+    """Copy the client side of the dev credentials in `source` to TARGET_DIR/dev (replacing
+    what is there, private keys 0600, the directory 0700), so clients anywhere find them.
+    FileNotFoundError when `source` lacks one of them."""
+    target = dev_paths(target_dir)
+    target.root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".dev-", dir=target.root.parent))  # created 0700
+    try:
+        staged = DevPaths(staging)
+        for origin, copy in zip(source.client_side, staged.client_side, strict=True):
+            write_private_file(copy, origin.read_bytes())
+        if target.root.exists():
+            shutil.rmtree(target.root)
+        os.rename(staging, target.root)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return target
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -293,38 +318,3 @@ def mint_dev_token(
         certificate_der=certificate_der,
         actors=actors,
     )
-
-
-def client_credentials_for(options: ClientOptions) -> tuple[grpc.ChannelCredentials, str | None]:
-    """Channel credentials and bearer token for a CLI client.
-
-    With `--dev`, or when no --ca-cert/--cert/--key is given and DATA_DIR/dev exists: the dev
-    CA, the dev client certificate and (unless --token is given) a fresh 5-minute token with
-    every scope. Otherwise the given --ca-cert (system roots when absent), --cert/--key (both
-    or neither) and --token. Raises click.UsageError for unusable options.
-    """
-    import click
-    import grpc
-
-    paths = dev_paths(options.data_dir)
-    explicit = any(value is not None for value in (options.ca_cert, options.client_cert, options.client_key))
-    if options.dev or (not explicit and paths.exists()):
-        if not paths.exists():
-            raise click.UsageError(f"no dev credentials in {paths.root}; run `domicile dev init` first")
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=paths.ca_cert.read_bytes(),
-            private_key=paths.client_key.read_bytes(),
-            certificate_chain=paths.client_cert.read_bytes(),
-        )
-        return credentials, options.token or mint_dev_token(options.data_dir)
-    if (options.client_cert is None) != (options.client_key is None):
-        raise click.UsageError("--cert and --key must be given together")
-    try:
-        credentials = grpc.ssl_channel_credentials(
-            root_certificates=options.ca_cert.read_bytes() if options.ca_cert else None,
-            private_key=options.client_key.read_bytes() if options.client_key else None,
-            certificate_chain=options.client_cert.read_bytes() if options.client_cert else None,
-        )
-    except OSError as exc:
-        raise click.UsageError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    return credentials, options.token

@@ -37,9 +37,9 @@ async def test_put_get_list_delete_round_trip(run):
         "credit@bank.example",
         "-c",
         "PII.IDENTITY",
-        "-o",
+        "-g",
         "DE",
-        "-o",
+        "-g",
         "AT",
         "-l",
         "aws:eu-central-1",
@@ -65,13 +65,19 @@ async def test_put_get_list_delete_round_trip(run):
     result = await run("dataset", "delete", "s3://bank-eu-lake/loans")
     assert result.exit_code == 0
     result = await run("dataset", "get", "s3://bank-eu-lake/loans")
-    assert result.exit_code == 1 and "NOT_FOUND" in result.output
+    assert result.exit_code == 4 and "NOT_FOUND" in result.output
 
 
 async def test_validation_errors_are_printed_per_field(run):
-    result = await run("dataset", "put", "s3://x/y", "-o", "de", "-l", "aws:nowhere")
+    result = await run("dataset", "put", "s3://x/y", "-l", "aws:nowhere", "-l", "eu-west-1")
     assert result.exit_code == 2
-    assert "dataset.origins[0]" in result.output and "dataset.locations[0]" in result.output
+    assert "dataset.locations[0]" in result.output
+    assert "dataset.locations[1]: unknown region 'eu-west-1'; did you mean 'aws:eu-west-1'?" in result.output
+    # Countries are checked before the call, with the code probably meant.
+    result = await run("dataset", "put", "s3://x/y", "-g", "DE", "-g", "Deutschland")
+    assert result.exit_code == 2 and "'Deutschland' is not an ISO 3166-1 alpha-2 country code" in result.output
+    result = await run("dataset", "list", "--origin", "uk")
+    assert result.exit_code == 2 and "did you mean 'GB'?" in result.output
 
 
 async def test_put_from_file(run, tmp_path):

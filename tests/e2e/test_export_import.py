@@ -81,16 +81,16 @@ async def test_round_trip_sqlite_neo4j_sqlite(tmp_path, neo4j_uri):
 
     source = f"sqlite:///{tmp_path / 'source.db'}"
     instants = await build_catalog_with_history(source)
-    await invoke("export", "--store", source, "-o", str(tmp_path / "one.jsonl"))
+    await invoke("export", "--store", source, "-O", str(tmp_path / "one.jsonl"))
 
     neo4j = await open_clean_neo4j_store(neo4j_uri)
     await neo4j.close()
     await invoke("import", str(tmp_path / "one.jsonl"), "--store", neo4j_uri)
-    await invoke("export", "--store", neo4j_uri, "-o", str(tmp_path / "two.jsonl"))
+    await invoke("export", "--store", neo4j_uri, "-O", str(tmp_path / "two.jsonl"))
 
     back = f"sqlite:///{tmp_path / 'back.db'}"
     await invoke("import", str(tmp_path / "two.jsonl"), "--store", back)
-    await invoke("export", "--store", back, "-o", str(tmp_path / "three.jsonl"))
+    await invoke("export", "--store", back, "-O", str(tmp_path / "three.jsonl"))
 
     assert (
         (tmp_path / "one.jsonl").read_text()
@@ -105,7 +105,7 @@ async def test_round_trip_sqlite_neo4j_sqlite(tmp_path, neo4j_uri):
 async def test_import_refuses_a_non_empty_store(tmp_path):
     source = f"sqlite:///{tmp_path / 'source.db'}"
     await build_catalog_with_history(source)
-    await invoke("export", "--store", source, "-o", str(tmp_path / "one.jsonl"))
+    await invoke("export", "--store", source, "-O", str(tmp_path / "one.jsonl"))
     result = await asyncio.to_thread(
         CliRunner().invoke, cli, ["import", str(tmp_path / "one.jsonl"), "--store", source]
     )
@@ -117,7 +117,7 @@ async def test_import_rejects_a_malformed_file_and_writes_nothing(tmp_path):
     bad.write_text('{"type": "header", "format": "domicile-history", "version": 1}\n{"type": "revision"\n')
     target = f"sqlite:///{tmp_path / 'target.db'}"
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["import", str(bad), "--store", target])
-    assert result.exit_code == 1 and "bad.jsonl:2" in result.output
+    assert result.exit_code == 2 and "bad.jsonl:2" in result.output
     store = await open_store(target)
     try:
         assert await store.revision() == 0

@@ -90,7 +90,7 @@ async def test_show_json_and_as_of(run):
     }
     assert data.get("complete", False) is False and data["incomplete_reason"] == "max_depth"
     result = await run("lineage", "show", "s3://l/clean", "--as-of", before)
-    assert result.exit_code == 1 and "NOT_FOUND" in result.output
+    assert result.exit_code == 4 and "NOT_FOUND" in result.output
 
 
 async def test_export_json_and_dot(run, tmp_path):

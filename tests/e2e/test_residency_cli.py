@@ -75,7 +75,9 @@ async def test_decide_route_check_job_explain_violations(run, residency):
     assert f"PII.CONTACT              via {CUSTOMERS} -> {COPY}" in result.output
 
     result = await run("violations")
-    assert result.exit_code == 0 and CUSTOMERS in result.output and "1 violation(s)" in result.output
+    assert result.exit_code == 3 and CUSTOMERS in result.output and "1 violation(s)" in result.output
+    result = await run("violations", "--exit-zero")
+    assert result.exit_code == 0 and "1 violation(s)" in result.output
 
     result = await run("audit", "get", decision_id)
     assert result.exit_code == 0 and decision_id in result.output and "ALLOW" in result.output
@@ -147,5 +149,5 @@ async def test_policy_set_get_impact(run, tmp_path):
     result = await run("policy", "set", str(candidate))
     assert result.exit_code == 0 and "policy 2026.12.2 is active" in result.output
     output = tmp_path / "active.yaml"
-    result = await run("policy", "get", "-o", str(output))
+    result = await run("policy", "get", "-O", str(output))
     assert result.exit_code == 0 and output.read_text("utf-8") == candidate.read_text("utf-8")

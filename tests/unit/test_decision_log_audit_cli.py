@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
-import click
 import pytest
 from click.testing import CliRunner
 
 from domicile.cli.audit import audit
+from domicile.cli.main import cli
 from domicile.router.decision_log import DecisionLog
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
@@ -67,14 +67,11 @@ def test_verify_detects_a_truncated_log_against_the_head_printed_earlier(log_fil
 
 
 def test_verify_defaults_to_the_data_dir_of_the_root_command(log_file: Path) -> None:
-    @click.group()
-    @click.pass_context
-    def root(ctx: click.Context) -> None:
-        ctx.obj = SimpleNamespace(data_dir=log_file.parent)
-
-    root.add_command(audit)
-    result = CliRunner().invoke(root, ["audit", "verify"])
+    result = CliRunner().invoke(cli, ["--data-dir", str(log_file.parent), "audit", "verify"])
     assert result.exit_code == 0 and "OK: 3 decisions" in result.output
+    # DOMICILE_HOME names the data directory when --data-dir does not.
+    result = CliRunner(env={"DOMICILE_HOME": str(log_file.parent)}).invoke(cli, ["audit", "verify", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["head"]
 
 
 def test_verify_of_a_missing_file_exits_2(tmp_path: Path) -> None:

@@ -110,9 +110,15 @@ def test_test_uses_each_test_now_over_the_option(runner: CliRunner, tmp_path: Pa
     assert "PASS: exemption before expiry" in result.output
 
 
-def test_test_refuses_a_naive_now(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(policy, ["test", write(tmp_path, FAILING), "--now", "2026-06-01T00:00:00"])
+def test_now_is_an_iso_8601_time_utc_without_offset(runner: CliRunner, tmp_path: Path) -> None:
+    path = write(tmp_path, FAILING)
+    with_offset = runner.invoke(policy, ["test", path, "--now", "2026-06-01T00:00:00+00:00"])
+    without = runner.invoke(policy, ["test", path, "--now", "2026-06-01T00:00:00"])
+    assert without.exit_code == with_offset.exit_code == 1 and without.output == with_offset.output
+    result = runner.invoke(policy, ["test", path, "--now", "yesterday"])
     assert result.exit_code == 2
+    assert "'yesterday' is not an ISO 8601 time such as 2026-11-30T10:00:00Z" in result.stderr
+    assert "%Y" not in runner.invoke(policy, ["test", "--help"]).output
 
 
 def test_test_of_an_invalid_policy_prints_errors(runner: CliRunner, tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ from domicile.catalog.regions import (
     Region,
     RegionRegistry,
     builtin_groups,
+    country_names,
     is_country,
     iso_countries,
+    suggest_country,
 )
 
 EU_MEMBERS = {
@@ -72,8 +74,27 @@ def test_iso_list_has_every_officially_assigned_code():
 def test_iso_list_has_no_duplicates_and_only_strings():
     raw = _raw("locations.yaml")["countries"]
     # An unquoted NO in YAML 1.1 is boolean false: this is the check that would catch it.
-    assert all(isinstance(c, str) for c in raw)
-    assert len(raw) == len(set(raw)) == 249
+    assert all(set(c) == {"code", "name"} and isinstance(c["code"], str) and c["name"] for c in raw)
+    codes = [c["code"] for c in raw]
+    assert len(codes) == len(set(codes)) == 249
+    assert country_names()["NO"] == "Norway" and country_names()["CI"] == "Côte d'Ivoire"
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [("de", ["DE"]), (" De ", ["DE"]), ("UK", ["GB"]), ("EL", ["GR"]), ("Germany", ["DE"]), ("germny", ["DE"])],
+)
+def test_mistyped_countries_get_the_code_meant(typed, meant):
+    assert suggest_country(typed) == meant
+
+
+def test_mistyped_regions_get_the_ids_meant():
+    registry = RegionRegistry.builtin()
+    assert registry.suggest("eu-west-1") == ["aws:eu-west-1"]  # the provider left out
+    assert registry.suggest("AWS:EU-WEST-1") == ["aws:eu-west-1"]
+    assert registry.suggest("aws:eu-wset-1")[0] == "aws:eu-west-1"
+    assert registry.suggest("europe-west3") == ["gcp:europe-west3"]
+    assert registry.suggest("nowhere-at-all") == []
 
 
 @pytest.mark.parametrize("code", ["NO", "GB", "GR", "HK", "TW", "PS", "AX", "AQ", "SS"])

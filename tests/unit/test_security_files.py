@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from domicile.cli.client import ClientOptions
 from domicile.cli.dev import dev, parse_duration
+from domicile.connection import ConnectionSettings
 from domicile.security.dev_credentials import (
     DEV_AUDIENCE,
     DEV_ISSUER,
@@ -81,7 +82,7 @@ def test_dev_token_verifies_with_the_dev_jwks(data_dir):
 
 def test_cli_init_token_and_cert(tmp_path):
     runner = CliRunner()
-    options = ClientOptions(data_dir=tmp_path)
+    options = ClientOptions(ConnectionSettings(data_dir=tmp_path))
     assert runner.invoke(dev, ["token"], obj=options).exit_code != 0  # nothing to sign with yet
     result = runner.invoke(dev, ["init"], obj=options)
     assert result.exit_code == 0 and "created" in result.output
