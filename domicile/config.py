@@ -84,6 +84,10 @@ class LineageSettings(Section):
     # job namespace → region id; first match wins, in the order written. Used when an event
     # has no `residency` facet region. Regions are checked against the registry per event.
     namespace_regions: dict[str, str] = Field(default_factory=dict)
+    # Who writes lineage for which job namespaces (lineage/trust.py): owner -> namespace globs.
+    # An owner is a token subject or `claim:NAME=VALUE`; a subject always owns the namespace
+    # of its own name, the --dev principal owns `*`; `*` serves an ingestion gateway.
+    namespace_owners: dict[str, list[str]] = Field(default_factory=dict)
     # GetLineage max_depth when the request leaves it 0, and the largest a request may ask.
     default_max_depth: int = Field(default=10, ge=1, le=50)
     max_depth_limit: int = Field(default=50, ge=1, le=1000)
@@ -101,6 +105,20 @@ class LineageSettings(Section):
                 raise ValueError("an empty pattern matches nothing; remove it")
             if not REGION_ID.match(region):
                 raise ValueError(f"{pattern!r} → {region!r}: not a region id such as aws:eu-central-1")
+        return value
+
+    @field_validator("namespace_owners")
+    @classmethod
+    def _check_namespace_owners(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for owner, patterns in value.items():
+            if not owner:
+                raise ValueError("an owner must be a token subject or claim:NAME=VALUE")
+            if owner.startswith("claim:"):
+                name, equals, _ = owner[len("claim:") :].partition("=")
+                if not name or not equals:
+                    raise ValueError(f"{owner!r}: a claim owner is written claim:NAME=VALUE")
+            if not patterns or any(not pattern for pattern in patterns):
+                raise ValueError(f"{owner!r}: give at least one non-empty namespace pattern")
         return value
 
     @model_validator(mode="after")

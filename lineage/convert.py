@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,9 +24,12 @@ DIRECTION_TO_PROTO = {
 }
 
 
-def edge_to_proto(edge: Edge, stamps: dict[datetime, Timestamp] | None = None) -> lineage_pb2.LineageEdge:
+def edge_to_proto(
+    edge: Edge, stamps: dict[datetime, Timestamp] | None = None, unapproved: bool = False
+) -> lineage_pb2.LineageEdge:
     """The edge as a message; `stamps` caches Timestamps across the edges of one answer
-    (edges recorded by one write share their time, and answers hold thousands of edges)."""
+    (edges recorded by one write share their time, and answers hold thousands of edges);
+    `unapproved`: its transform is a declassifier the active policy does not grant its job."""
     stamps = {} if stamps is None else stamps
 
     def stamp(value: datetime | None) -> Timestamp | None:
@@ -43,6 +47,7 @@ def edge_to_proto(edge: Edge, stamps: dict[datetime, Timestamp] | None = None) -
         run_id=edge.run_id,
         record_time=stamp(edge.record_time),
         end_time=stamp(edge.end_time),
+        unapproved_declassification=unapproved,
     )
 
 
@@ -58,14 +63,18 @@ def edge_from_proto(message: lineage_pb2.LineageEdge) -> Edge:
     )
 
 
-def traversal_to_proto(traversal: Traversal) -> lineage_pb2.GetLineageResponse:
+def traversal_to_proto(
+    traversal: Traversal, unapproved: Callable[[str, str], bool] = lambda transform, job: False
+) -> lineage_pb2.GetLineageResponse:
+    """The answer to GetLineage; `unapproved(transform, job)` tells the edges claiming a
+    declassifying transform the active policy does not grant their job."""
     stamps: dict[datetime, Timestamp] = {}
     return lineage_pb2.GetLineageResponse(
         nodes=[
             lineage_pb2.LineageNode(dataset_id=n.dataset_id, depth=n.depth, placeholder=n.placeholder)
             for n in traversal.nodes
         ],
-        edges=[edge_to_proto(e, stamps) for e in traversal.edges],
+        edges=[edge_to_proto(e, stamps, unapproved(e.transform, e.job)) for e in traversal.edges],
         complete=traversal.complete,
         incomplete_reason=traversal.incomplete_reason,
     )

@@ -17,8 +17,9 @@ from aiohttp import web
 
 from domicile.app import App
 from domicile.errors import invalid_field
-from domicile.lineage.ingest import ingest_event
+from domicile.lineage.ingest import IngestResult, ingest_event
 from domicile.lineage.openlineage import parse_run_event
+from domicile.lineage.trust import LineageGuard, LineageWrite, Where
 from domicile.security.context import current_principal
 
 LINEAGE_PATH = "/api/v1/lineage"
@@ -28,6 +29,7 @@ APP_KEY: web.AppKey[App] = web.AppKey("domicile", App)
 # same new dataset cannot overwrite each other's facets (existing datasets are protected by
 # expected_revision in any case).
 INGEST_LOCK: web.AppKey[asyncio.Lock] = web.AppKey("domicile_lineage_ingest_lock", asyncio.Lock)
+GUARD: web.AppKey[LineageGuard] = web.AppKey("domicile_lineage_guard", LineageGuard)
 
 
 async def post_lineage(request: web.Request) -> web.Response:
@@ -46,10 +48,18 @@ async def post_lineage(request: web.Request) -> web.Response:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise invalid_field("event", f"the body is not valid JSON: {exc}") from None
     event = parse_run_event(document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions)
-    async with request.app[INGEST_LOCK]:
-        result = await ingest_event(
+
+    async def ingest() -> IngestResult:
+        return await ingest_event(
             app.store, event, regions=app.regions(), principal=current_principal(), on_write=app.after_write
         )
+
+    async with request.app[INGEST_LOCK]:
+        if event.records_lineage:
+            write = LineageWrite(event.run.job, tuple(event.inputs), tuple(event.outputs), event.run.transform)
+            result = await request.app[GUARD].write(write, ingest, Where(f"POST {LINEAGE_PATH}", request.remote or ""))
+        else:
+            result = await ingest()
     return web.json_response(
         {
             "recorded": result.recorded,
@@ -66,4 +76,5 @@ def add_lineage_routes(http_app: web.Application, app: App) -> None:
     """Mount the OpenLineage endpoint on `http_app`."""
     http_app[APP_KEY] = app
     http_app[INGEST_LOCK] = asyncio.Lock()
+    http_app[GUARD] = LineageGuard(app)
     http_app.router.add_post(LINEAGE_PATH, post_lineage)

@@ -1,4 +1,5 @@
-"""LineageService servicer: validates requests, calls the GraphStore, translates messages.
+"""LineageService servicer: validates requests, admits writes (`lineage.trust`: namespace
+ownership, `lineage:admin` for loosening changes), calls the GraphStore, translates messages.
 
 Errors are raised as DomicileError and mapped to gRPC statuses by
 `domicile.grpc_errors.ErrorMappingInterceptor`.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from domicile.app import App
-from domicile.catalog.model import Run, TraversalLimits, utcnow
+from domicile.catalog.model import LineageResult, Run, TraversalLimits, utcnow
 from domicile.catalog.validation import check_id, check_region
 from domicile.errors import FieldErrors
 from domicile.lineage.convert import DIRECTIONS, traversal_to_proto
@@ -21,6 +22,7 @@ from domicile.lineage.recording import (
     check_transform,
     edges_for,
 )
+from domicile.lineage.trust import LineageGuard, LineageWrite, Where
 from domicile.security.context import current_principal
 from domicile.timeconv import optional_time
 from domicile.v1 import lineage_pb2, lineage_pb2_grpc
@@ -28,11 +30,14 @@ from domicile.v1 import lineage_pb2, lineage_pb2_grpc
 # An end time this far ahead of the server clock is refused: lineage is ended when it stops
 # being true, not scheduled; the allowance absorbs clock skew between client and server.
 END_TIME_SKEW = timedelta(seconds=60)
+_RECORD = "/domicile.v1.LineageService/RecordLineage"
+_END = "/domicile.v1.LineageService/EndLineage"
 
 
 class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     def __init__(self, app: App) -> None:
         self._app = app
+        self._guard = LineageGuard(app)
 
     async def RecordLineage(
         self, request: lineage_pb2.RecordLineageRequest, context
@@ -56,10 +61,16 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             transform=request.transform,
             event_time=optional_time(request, "event_time"),
         )
-        result = await self._app.store.record_lineage(
-            run, edges_for(request.job, request.inputs, request.outputs), principal=current_principal()
-        )
-        await self._app.after_write(result.revision)
+        write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), request.transform)
+
+        async def record() -> LineageResult:
+            result = await self._app.store.record_lineage(
+                run, edges_for(request.job, request.inputs, request.outputs), principal=current_principal()
+            )
+            await self._app.after_write(result.revision)
+            return result
+
+        result = await self._guard.write(write, record, Where(_RECORD, context.peer()))
         return lineage_pb2.RecordLineageResponse(edges_created=result.edges_created, catalog_revision=result.revision)
 
     async def GetLineage(self, request: lineage_pb2.GetLineageRequest, context) -> lineage_pb2.GetLineageResponse:
@@ -84,7 +95,10 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             as_of=optional_time(request, "as_of"),
             limits=TraversalLimits(max_nodes=settings.max_nodes, timeout_seconds=settings.timeout_seconds),
         )
-        return traversal_to_proto(traversal)
+        router = self._app.router
+        return (
+            traversal_to_proto(traversal, router.policy.unapproved_claim) if router else traversal_to_proto(traversal)
+        )
 
     async def EndLineage(self, request: lineage_pb2.EndLineageRequest, context) -> lineage_pb2.EndLineageResponse:
         """Ends the current edges `output DERIVED_FROM input` of `job` for every input ×
@@ -102,8 +116,14 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         if end_time is not None and end_time > utcnow() + END_TIME_SKEW:
             errors.add("end_time", "must not be in the future: end lineage when it stops being true")
         errors.raise_if_any("invalid request")
-        result = await self._app.store.end_edges(
-            edges_for(request.job, request.inputs, request.outputs), at=end_time, principal=current_principal()
-        )
-        await self._app.after_write(result.revision)
+        write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), ending=True)
+
+        async def end() -> LineageResult:
+            result = await self._app.store.end_edges(
+                edges_for(request.job, request.inputs, request.outputs), at=end_time, principal=current_principal()
+            )
+            await self._app.after_write(result.revision)
+            return result
+
+        result = await self._guard.write(write, end, Where(_END, context.peer()))
         return lineage_pb2.EndLineageResponse(edges_ended=result.edges_created, catalog_revision=result.revision)

@@ -219,6 +219,12 @@ def explanation_to_proto(explanation: Explanation) -> residency_pb2.ExplainRespo
     attrs = explanation.attributes
     return residency_pb2.ExplainResponse(
         inherited_only=attrs.inherited_only,
+        unapproved_declassifications=[
+            residency_pb2.UnapprovedDeclassification(
+                input=u.input, output=u.output, job=u.job, transform=u.transform, classifications=u.classifications
+            )
+            for u in explanation.unapproved
+        ],
         classifications=[
             residency_pb2.EffectiveAttribute(value=v, lineage_path=p) for v, p in attrs.classifications.items()
         ],

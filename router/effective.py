@@ -226,6 +226,24 @@ class EffectiveIndex:
             return NodeKind.DELETED
         return NodeKind.UNKNOWN
 
+    def constraints(self, node: str) -> frozenset[str]:
+        """The effective labels and origins of any node, `UNDESCRIBED` included (what a
+        lineage change can loosen); empty for a node the index holds nothing for."""
+        return frozenset((*self._labels.get(node, _NO_VALUES), *self._origins.get(node, _NO_VALUES)))
+
+    def downstream(self, nodes: Iterable[str]) -> set[str]:
+        """`nodes` and every node lineage leads to from them."""
+        return self._downstream(set(nodes))
+
+    def edges_into(self, node: str) -> list[tuple[str, str, str]]:
+        """(input, job, transform) of the current edges into `node`."""
+        return [(edge.input, edge.job, edge.transform) for edge in self._in.get(node, _NO_EDGES).values()]
+
+    def edge_transform(self, input: str, output: str, job: str) -> str | None:
+        """The transform of the current edge `output DERIVED_FROM input` by `job`; None if none."""
+        edge = self._in.get(output, _NO_EDGES).get((input, job))
+        return None if edge is None else edge.transform
+
     @property
     def inherit(self) -> bool:
         """Whether derived placeholders are judged by inheritance (see the class docstring)."""

@@ -343,6 +343,11 @@ class CompiledPolicy:
             return True
         return bool(job) and matcher.match(qualified_job(job)) is not None
 
+    def unapproved_claim(self, transform: str, job: str) -> bool:
+        """True when `transform` is a declassifier this policy does not grant `job`: a lineage
+        edge claiming it is recorded, but counts as a plain copy."""
+        return transform in self._granted and not self.grants(transform, job)
+
     @functools.cached_property
     def lineage_rules(self) -> tuple:
         """What the effective-attribute index depends on (declassifiers with their jobs and the

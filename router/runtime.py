@@ -51,7 +51,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from domicile.catalog.model import Direction, TraversalLimits
+from domicile.catalog.model import Direction, TraversalLimits, label_matches
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
@@ -135,15 +135,29 @@ class ActivePolicy:
 
 
 @dataclass(frozen=True)
+class UnapprovedDeclassification:
+    """An edge `output DERIVED_FROM input` by `job` claiming `transform`, which would remove
+    `classifications`, but which the policy does not grant the job: a plain copy."""
+
+    input: str
+    output: str
+    job: str
+    transform: str
+    classifications: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Explanation:
     """`attributes.inherited_only`: the dataset is a derived placeholder, judged by what it
-    inherits (its paths say from where)."""
+    inherits (its paths say from where). `unapproved` are the edges on its labels' paths that
+    claimed to remove them without the policy granting their job the transform."""
 
     attributes: EffectiveAttributes
     store_regions: tuple[str, ...]
     process_regions: tuple[str, ...]
     policy_version: str
     catalog_revision: int
+    unapproved: tuple[UnapprovedDeclassification, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -749,7 +763,38 @@ class Router:
             policy.allowed_regions(attrs, Operation.PROCESS, now),
             policy.version,
             self._revision,
+            self._unapproved_on_paths(attrs),
         )
+
+    def _unapproved_on_paths(self, attrs: EffectiveAttributes) -> tuple[UnapprovedDeclassification, ...]:
+        """The edges on `attrs`' label paths whose claimed transform would have removed the label
+        had the policy granted it to their job."""
+        policy = self._policy
+        found: dict[tuple[str, str, str, str], list[str]] = {}
+        for label, path in attrs.classifications.items():
+            for upstream, downstream in itertools.pairwise(path):
+                for source, job, transform in self._index.edges_into(downstream):
+                    if (
+                        source == upstream
+                        and not policy.grants(transform, job)
+                        and any(label_matches(removed, label) for removed in policy.declassifiers.get(transform, ()))
+                    ):
+                        found.setdefault((upstream, downstream, job, transform), []).append(label)
+        return tuple(UnapprovedDeclassification(*key, tuple(labels)) for key, labels in sorted(found.items()))
+
+    # ---- lineage writes (lineage/trust.py) ----------------------------------------------
+
+    def current_transform(self, input: str, output: str, job: str) -> str | None:
+        """The transform of the current edge `output DERIVED_FROM input` by `job` in this
+        router's view; None when there is none."""
+        return self._index.edge_transform(input, output, job)
+
+    def lineage_constraints(self, dataset_ids: Iterable[str], *, downstream: bool = True) -> dict[str, frozenset[str]]:
+        """The effective labels and origins (`UNDESCRIBED` included) of `dataset_ids` -- and of
+        everything downstream of them unless `downstream` is False -- in this router's view."""
+        index = self._index
+        nodes = index.downstream(dataset_ids) if downstream else set(dataset_ids)
+        return {node: index.constraints(node) for node in nodes}
 
     async def scan_violations(self) -> list[Violation]:
         """Every (dataset, location) where the dataset is stored but the policy does not allow

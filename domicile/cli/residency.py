@@ -236,6 +236,11 @@ def explain(ctx, dataset_id) -> None:
             lines.append("not registered: known only from lineage, judged by what it inherits")
         lines += attribute_lines("classifications", r.classifications)
         lines += attribute_lines("origins", r.origins)
+        for u in r.unapproved_declassifications:
+            lines.append(
+                f"not honoured: job {u.job} claimed {u.transform} on {u.input} -> {u.output}, which the policy "
+                f"does not grant it ({', '.join(u.classifications)} passed through)"
+            )
         lines.append(f"store allowed in:   {_regions_text(r.store_regions)}")
         lines.append(f"process allowed in: {_regions_text(r.process_regions)}")
         return "\n".join(lines)

@@ -9,11 +9,20 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Caller:
     """An authenticated caller: the token's `sub`, the delegation chain of its `act` claim
-    (RFC 8693; outermost actor first) and its scopes."""
+    (RFC 8693; outermost actor first), its scopes, and its other claims whose values are text
+    or lists of text (`claim`), which configuration may refer to."""
 
     subject: str
     actors: tuple[str, ...] = ()
     scopes: frozenset[str] = frozenset()
+    claims: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def claim(self, name: str) -> tuple[str, ...]:
+        """The values of claim `name` (one for a text claim), or () when the token lacks it."""
+        for key, values in self.claims:
+            if key == name:
+                return values
+        return ()
 
     @property
     def principal(self) -> str:

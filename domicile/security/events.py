@@ -29,8 +29,23 @@ RATE_LIMITED = "rate_limited"
 POLICY_CHANGE = "policy_change"
 CERT_RELOAD = "cert_reload"
 KEYS_RELOAD = "keys_reload"
+# Lineage (lineage/trust.py): a job claimed a declassifying transform the policy does not
+# grant it; a lineage change loosened the effective constraints of datasets.
+UNAPPROVED_DECLASSIFICATION = "unapproved_declassification"
+LINEAGE_LOOSENED = "lineage_loosened"
 
-EVENT_TYPES = frozenset({AUTH_FAILURE, AUTHZ_DENIED, RATE_LIMITED, POLICY_CHANGE, CERT_RELOAD, KEYS_RELOAD})
+EVENT_TYPES = frozenset(
+    {
+        AUTH_FAILURE,
+        AUTHZ_DENIED,
+        RATE_LIMITED,
+        POLICY_CHANGE,
+        CERT_RELOAD,
+        KEYS_RELOAD,
+        UNAPPROVED_DECLASSIFICATION,
+        LINEAGE_LOOSENED,
+    }
+)
 
 
 class SecurityEventLog:

@@ -12,6 +12,9 @@ CATALOG_READ = "catalog:read"
 CATALOG_WRITE = "catalog:write"
 LINEAGE_READ = "lineage:read"
 LINEAGE_WRITE = "lineage:write"
+# Ending lineage, and re-recording a job's edges with a transform that removes more: changes
+# that can loosen residency constraints (see lineage/trust.py).
+LINEAGE_ADMIN = "lineage:admin"
 RESIDENCY_DECIDE = "residency:decide"
 POLICY_ADMIN = "policy:admin"
 AUDIT_READ = "audit:read"
@@ -21,6 +24,7 @@ ALL_SCOPES: tuple[str, ...] = (
     CATALOG_WRITE,
     LINEAGE_READ,
     LINEAGE_WRITE,
+    LINEAGE_ADMIN,
     RESIDENCY_DECIDE,
     POLICY_ADMIN,
     AUDIT_READ,
@@ -50,7 +54,7 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "/domicile.v1.CatalogService/ListDatasets": _one(CATALOG_READ),
     "/domicile.v1.CatalogService/ListRegions": _one(CATALOG_READ),
     "/domicile.v1.LineageService/RecordLineage": _one(LINEAGE_WRITE),
-    "/domicile.v1.LineageService/EndLineage": _one(LINEAGE_WRITE),
+    "/domicile.v1.LineageService/EndLineage": _one(LINEAGE_ADMIN),
     "/domicile.v1.LineageService/GetLineage": _one(LINEAGE_READ),
     "/domicile.v1.ResidencyService/Decide": _one(RESIDENCY_DECIDE),
     "/domicile.v1.ResidencyService/BatchDecide": _one(RESIDENCY_DECIDE),

@@ -155,6 +155,18 @@ def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
     return frozenset(granted)
 
 
+def text_claims(claims: dict[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The claims whose value is text or a list of text (the text items), sorted by name: what
+    `Caller.claim` answers (configuration may grant by claim, e.g. lineage namespace owners)."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for name, value in sorted(claims.items()):
+        if isinstance(value, str):
+            found.append((name, (value,)))
+        elif isinstance(value, list):
+            found.append((name, tuple(item for item in value if isinstance(item, str))))
+    return tuple(found)
+
+
 def actors_of(claims: dict[str, Any]) -> tuple[str, ...]:
     """The delegation chain of the `act` claim (RFC 8693 section 4.1), current actor first.
     AuthenticationError when the claim is malformed or too deep."""
@@ -229,7 +241,8 @@ class TokenVerifier:
         claims = self._decode(token, algorithm, candidates)
         actors = actors_of(claims)
         self._check_confirmation(claims, client_certificate_der)
-        return Caller(subject=claims["sub"], actors=actors, scopes=scopes_of(claims)), float(claims["exp"])
+        caller = Caller(subject=claims["sub"], actors=actors, scopes=scopes_of(claims), claims=text_claims(claims))
+        return caller, float(claims["exp"])
 
     def _candidates(self, algorithm: str, kid: Any) -> list[VerificationKey]:
         fitting = [k for k in self.keys if key_fits(algorithm, k.key)]

@@ -70,7 +70,7 @@ class LineageNode(_message.Message):
     def __init__(self, dataset_id: _Optional[str] = ..., depth: _Optional[int] = ..., placeholder: _Optional[bool] = ...) -> None: ...
 
 class LineageEdge(_message.Message):
-    __slots__ = ("input", "output", "job", "transform", "run_id", "record_time", "end_time")
+    __slots__ = ("input", "output", "job", "transform", "run_id", "record_time", "end_time", "unapproved_declassification")
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class LineageEdge(_message.Message):
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     RECORD_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    UNAPPROVED_DECLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
     input: str
     output: str
     job: str
@@ -85,7 +86,8 @@ class LineageEdge(_message.Message):
     run_id: str
     record_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, input: _Optional[str] = ..., output: _Optional[str] = ..., job: _Optional[str] = ..., transform: _Optional[str] = ..., run_id: _Optional[str] = ..., record_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    unapproved_declassification: bool
+    def __init__(self, input: _Optional[str] = ..., output: _Optional[str] = ..., job: _Optional[str] = ..., transform: _Optional[str] = ..., run_id: _Optional[str] = ..., record_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., unapproved_declassification: _Optional[bool] = ...) -> None: ...
 
 class GetLineageResponse(_message.Message):
     __slots__ = ("nodes", "edges", "complete", "incomplete_reason")

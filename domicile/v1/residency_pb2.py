@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64omicile/v1/residency.proto\x12\x0b\x64omicile.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x14\n\x0clineage_path\x18\x04 \x03(\t\x12\x10\n\x08\x63itation\x18\x05 \x01(\t\"\xcf\x02\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.domicile.v1.Outcome\x12\x12\n\ndataset_id\x18\x03 \x01(\t\x12)\n\toperation\x18\x04 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x17\n\x0f\x61llowed_regions\x18\x06 \x03(\t\x12$\n\x07reasons\x18\x07 \x03(\x0b\x32\x13.domicile.v1.Reason\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x18\n\x10\x63\x61talog_revision\x18\t \x01(\x03\x12/\n\x0b\x64\x65\x63ide_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0einherited_only\x18\x0b \x01(\x08\"^\n\rDecideRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\toperation\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x0e\n\x06region\x18\x03 \x01(\t\"9\n\x0e\x44\x65\x63ideResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.domicile.v1.Decision\"B\n\x12\x42\x61tchDecideRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.domicile.v1.DecideRequest\"?\n\x13\x42\x61tchDecideResponse\x12(\n\tdecisions\x18\x01 \x03(\x0b\x32\x15.domicile.v1.Decision\"a\n\x0cRouteRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\toperation\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x12\n\ncandidates\x18\x03 \x03(\t\"H\n\rRouteResponse\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\'\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x15.domicile.v1.Decision\"}\n\x0f\x43heckJobRequest\x12\x0e\n\x06inputs\x18\x01 \x03(\t\x12\x0f\n\x07outputs\x18\x02 \x03(\t\x12\x12\n\nrun_region\x18\x03 \x01(\t\x12\x15\n\routput_region\x18\x04 \x01(\t\x12\x11\n\ttransform\x18\x05 \x01(\t\x12\x0b\n\x03job\x18\x06 \x01(\t\"M\n\x10\x43heckJobResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12(\n\tdecisions\x18\x02 \x03(\x0b\x32\x15.domicile.v1.Decision\"$\n\x0e\x45xplainRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\"9\n\x12\x45\x66\x66\x65\x63tiveAttribute\x12\r\n\x05value\x18\x01 \x01(\t\x12\x14\n\x0clineage_path\x18\x02 \x03(\t\"\xf7\x01\n\x0f\x45xplainResponse\x12\x38\n\x0f\x63lassifications\x18\x01 \x03(\x0b\x32\x1f.domicile.v1.EffectiveAttribute\x12\x30\n\x07origins\x18\x02 \x03(\x0b\x32\x1f.domicile.v1.EffectiveAttribute\x12\x15\n\rstore_regions\x18\x03 \x03(\t\x12\x17\n\x0fprocess_regions\x18\x04 \x03(\t\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12\x18\n\x10\x63\x61talog_revision\x18\x06 \x01(\x03\x12\x16\n\x0einherited_only\x18\x07 \x01(\x08\"\x17\n\x15ScanViolationsRequest\"X\n\tViolation\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\'\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x15.domicile.v1.Decision\"D\n\x16ScanViolationsResponse\x12*\n\nviolations\x18\x01 \x03(\x0b\x32\x16.domicile.v1.Violation\")\n\x12GetDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\">\n\x13GetDecisionResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.domicile.v1.Decision\",\n\x15ReplayDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"{\n\x16ReplayDecisionResponse\x12\'\n\x08original\x18\x01 \x01(\x0b\x32\x15.domicile.v1.Decision\x12\'\n\x08replayed\x18\x02 \x01(\x0b\x32\x15.domicile.v1.Decision\x12\x0f\n\x07matches\x18\x03 \x01(\x08*R\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x13\n\x0fOPERATION_STORE\x10\x01\x12\x15\n\x11OPERATION_PROCESS\x10\x02*G\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n\rOUTCOME_ALLOW\x10\x01\x12\x10\n\x0cOUTCOME_DENY\x10\x02\x32\xfe\x04\n\x10ResidencyService\x12\x41\n\x06\x44\x65\x63ide\x12\x1a.domicile.v1.DecideRequest\x1a\x1b.domicile.v1.DecideResponse\x12P\n\x0b\x42\x61tchDecide\x12\x1f.domicile.v1.BatchDecideRequest\x1a .domicile.v1.BatchDecideResponse\x12>\n\x05Route\x12\x19.domicile.v1.RouteRequest\x1a\x1a.domicile.v1.RouteResponse\x12G\n\x08\x43heckJob\x12\x1c.domicile.v1.CheckJobRequest\x1a\x1d.domicile.v1.CheckJobResponse\x12\x44\n\x07\x45xplain\x12\x1b.domicile.v1.ExplainRequest\x1a\x1c.domicile.v1.ExplainResponse\x12Y\n\x0eScanViolations\x12\".domicile.v1.ScanViolationsRequest\x1a#.domicile.v1.ScanViolationsResponse\x12P\n\x0bGetDecision\x12\x1f.domicile.v1.GetDecisionRequest\x1a .domicile.v1.GetDecisionResponse\x12Y\n\x0eReplayDecision\x12\".domicile.v1.ReplayDecisionRequest\x1a#.domicile.v1.ReplayDecisionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x64omicile/v1/residency.proto\x12\x0b\x64omicile.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"`\n\x06Reason\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07rule_id\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x14\n\x0clineage_path\x18\x04 \x03(\t\x12\x10\n\x08\x63itation\x18\x05 \x01(\t\"\xcf\x02\n\x08\x44\x65\x63ision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12%\n\x07outcome\x18\x02 \x01(\x0e\x32\x14.domicile.v1.Outcome\x12\x12\n\ndataset_id\x18\x03 \x01(\t\x12)\n\toperation\x18\x04 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x0e\n\x06region\x18\x05 \x01(\t\x12\x17\n\x0f\x61llowed_regions\x18\x06 \x03(\t\x12$\n\x07reasons\x18\x07 \x03(\x0b\x32\x13.domicile.v1.Reason\x12\x16\n\x0epolicy_version\x18\x08 \x01(\t\x12\x18\n\x10\x63\x61talog_revision\x18\t \x01(\x03\x12/\n\x0b\x64\x65\x63ide_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0einherited_only\x18\x0b \x01(\x08\"^\n\rDecideRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\toperation\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x0e\n\x06region\x18\x03 \x01(\t\"9\n\x0e\x44\x65\x63ideResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.domicile.v1.Decision\"B\n\x12\x42\x61tchDecideRequest\x12,\n\x08requests\x18\x01 \x03(\x0b\x32\x1a.domicile.v1.DecideRequest\"?\n\x13\x42\x61tchDecideResponse\x12(\n\tdecisions\x18\x01 \x03(\x0b\x32\x15.domicile.v1.Decision\"a\n\x0cRouteRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\toperation\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x12\n\ncandidates\x18\x03 \x03(\t\"H\n\rRouteResponse\x12\x0e\n\x06region\x18\x01 \x01(\t\x12\'\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0b\x32\x15.domicile.v1.Decision\"}\n\x0f\x43heckJobRequest\x12\x0e\n\x06inputs\x18\x01 \x03(\t\x12\x0f\n\x07outputs\x18\x02 \x03(\t\x12\x12\n\nrun_region\x18\x03 \x01(\t\x12\x15\n\routput_region\x18\x04 \x01(\t\x12\x11\n\ttransform\x18\x05 \x01(\t\x12\x0b\n\x03job\x18\x06 \x01(\t\"M\n\x10\x43heckJobResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12(\n\tdecisions\x18\x02 \x03(\x0b\x32\x15.domicile.v1.Decision\"$\n\x0e\x45xplainRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\"9\n\x12\x45\x66\x66\x65\x63tiveAttribute\x12\r\n\x05value\x18\x01 \x01(\t\x12\x14\n\x0clineage_path\x18\x02 \x03(\t\"\xc6\x02\n\x0f\x45xplainResponse\x12\x38\n\x0f\x63lassifications\x18\x01 \x03(\x0b\x32\x1f.domicile.v1.EffectiveAttribute\x12\x30\n\x07origins\x18\x02 \x03(\x0b\x32\x1f.domicile.v1.EffectiveAttribute\x12\x15\n\rstore_regions\x18\x03 \x03(\t\x12\x17\n\x0fprocess_regions\x18\x04 \x03(\t\x12\x16\n\x0epolicy_version\x18\x05 \x01(\t\x12\x18\n\x10\x63\x61talog_revision\x18\x06 \x01(\x03\x12\x16\n\x0einherited_only\x18\x07 \x01(\x08\x12M\n\x1cunapproved_declassifications\x18\x08 \x03(\x0b\x32\'.domicile.v1.UnapprovedDeclassification\"t\n\x1aUnapprovedDeclassification\x12\r\n\x05input\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x0b\n\x03job\x18\x03 \x01(\t\x12\x11\n\ttransform\x18\x04 \x01(\t\x12\x17\n\x0f\x63lassifications\x18\x05 \x03(\t\"\x17\n\x15ScanViolationsRequest\"X\n\tViolation\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x0e\n\x06region\x18\x02 \x01(\t\x12\'\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0b\x32\x15.domicile.v1.Decision\"D\n\x16ScanViolationsResponse\x12*\n\nviolations\x18\x01 \x03(\x0b\x32\x16.domicile.v1.Violation\")\n\x12GetDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\">\n\x13GetDecisionResponse\x12\'\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0b\x32\x15.domicile.v1.Decision\",\n\x15ReplayDecisionRequest\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\"{\n\x16ReplayDecisionResponse\x12\'\n\x08original\x18\x01 \x01(\x0b\x32\x15.domicile.v1.Decision\x12\'\n\x08replayed\x18\x02 \x01(\x0b\x32\x15.domicile.v1.Decision\x12\x0f\n\x07matches\x18\x03 \x01(\x08*R\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x13\n\x0fOPERATION_STORE\x10\x01\x12\x15\n\x11OPERATION_PROCESS\x10\x02*G\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n\rOUTCOME_ALLOW\x10\x01\x12\x10\n\x0cOUTCOME_DENY\x10\x02\x32\xfe\x04\n\x10ResidencyService\x12\x41\n\x06\x44\x65\x63ide\x12\x1a.domicile.v1.DecideRequest\x1a\x1b.domicile.v1.DecideResponse\x12P\n\x0b\x42\x61tchDecide\x12\x1f.domicile.v1.BatchDecideRequest\x1a .domicile.v1.BatchDecideResponse\x12>\n\x05Route\x12\x19.domicile.v1.RouteRequest\x1a\x1a.domicile.v1.RouteResponse\x12G\n\x08\x43heckJob\x12\x1c.domicile.v1.CheckJobRequest\x1a\x1d.domicile.v1.CheckJobResponse\x12\x44\n\x07\x45xplain\x12\x1b.domicile.v1.ExplainRequest\x1a\x1c.domicile.v1.ExplainResponse\x12Y\n\x0eScanViolations\x12\".domicile.v1.ScanViolationsRequest\x1a#.domicile.v1.ScanViolationsResponse\x12P\n\x0bGetDecision\x12\x1f.domicile.v1.GetDecisionRequest\x1a .domicile.v1.GetDecisionResponse\x12Y\n\x0eReplayDecision\x12\".domicile.v1.ReplayDecisionRequest\x1a#.domicile.v1.ReplayDecisionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'domicile.v1.residency_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATION']._serialized_start=1990
-  _globals['_OPERATION']._serialized_end=2072
-  _globals['_OUTCOME']._serialized_start=2074
-  _globals['_OUTCOME']._serialized_end=2145
+  _globals['_OPERATION']._serialized_start=2187
+  _globals['_OPERATION']._serialized_end=2269
+  _globals['_OUTCOME']._serialized_start=2271
+  _globals['_OUTCOME']._serialized_end=2342
   _globals['_REASON']._serialized_start=77
   _globals['_REASON']._serialized_end=173
   _globals['_DECISION']._serialized_start=176
@@ -61,21 +61,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EFFECTIVEATTRIBUTE']._serialized_start=1218
   _globals['_EFFECTIVEATTRIBUTE']._serialized_end=1275
   _globals['_EXPLAINRESPONSE']._serialized_start=1278
-  _globals['_EXPLAINRESPONSE']._serialized_end=1525
-  _globals['_SCANVIOLATIONSREQUEST']._serialized_start=1527
-  _globals['_SCANVIOLATIONSREQUEST']._serialized_end=1550
-  _globals['_VIOLATION']._serialized_start=1552
-  _globals['_VIOLATION']._serialized_end=1640
-  _globals['_SCANVIOLATIONSRESPONSE']._serialized_start=1642
-  _globals['_SCANVIOLATIONSRESPONSE']._serialized_end=1710
-  _globals['_GETDECISIONREQUEST']._serialized_start=1712
-  _globals['_GETDECISIONREQUEST']._serialized_end=1753
-  _globals['_GETDECISIONRESPONSE']._serialized_start=1755
-  _globals['_GETDECISIONRESPONSE']._serialized_end=1817
-  _globals['_REPLAYDECISIONREQUEST']._serialized_start=1819
-  _globals['_REPLAYDECISIONREQUEST']._serialized_end=1863
-  _globals['_REPLAYDECISIONRESPONSE']._serialized_start=1865
-  _globals['_REPLAYDECISIONRESPONSE']._serialized_end=1988
-  _globals['_RESIDENCYSERVICE']._serialized_start=2148
-  _globals['_RESIDENCYSERVICE']._serialized_end=2786
+  _globals['_EXPLAINRESPONSE']._serialized_end=1604
+  _globals['_UNAPPROVEDDECLASSIFICATION']._serialized_start=1606
+  _globals['_UNAPPROVEDDECLASSIFICATION']._serialized_end=1722
+  _globals['_SCANVIOLATIONSREQUEST']._serialized_start=1724
+  _globals['_SCANVIOLATIONSREQUEST']._serialized_end=1747
+  _globals['_VIOLATION']._serialized_start=1749
+  _globals['_VIOLATION']._serialized_end=1837
+  _globals['_SCANVIOLATIONSRESPONSE']._serialized_start=1839
+  _globals['_SCANVIOLATIONSRESPONSE']._serialized_end=1907
+  _globals['_GETDECISIONREQUEST']._serialized_start=1909
+  _globals['_GETDECISIONREQUEST']._serialized_end=1950
+  _globals['_GETDECISIONRESPONSE']._serialized_start=1952
+  _globals['_GETDECISIONRESPONSE']._serialized_end=2014
+  _globals['_REPLAYDECISIONREQUEST']._serialized_start=2016
+  _globals['_REPLAYDECISIONREQUEST']._serialized_end=2060
+  _globals['_REPLAYDECISIONRESPONSE']._serialized_start=2062
+  _globals['_REPLAYDECISIONRESPONSE']._serialized_end=2185
+  _globals['_RESIDENCYSERVICE']._serialized_start=2345
+  _globals['_RESIDENCYSERVICE']._serialized_end=2983
 # @@protoc_insertion_point(module_scope)

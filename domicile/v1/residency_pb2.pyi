@@ -153,7 +153,7 @@ class EffectiveAttribute(_message.Message):
     def __init__(self, value: _Optional[str] = ..., lineage_path: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("classifications", "origins", "store_regions", "process_regions", "policy_version", "catalog_revision", "inherited_only")
+    __slots__ = ("classifications", "origins", "store_regions", "process_regions", "policy_version", "catalog_revision", "inherited_only", "unapproved_declassifications")
     CLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
     ORIGINS_FIELD_NUMBER: _ClassVar[int]
     STORE_REGIONS_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +161,7 @@ class ExplainResponse(_message.Message):
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
     INHERITED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    UNAPPROVED_DECLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
     classifications: _containers.RepeatedCompositeFieldContainer[EffectiveAttribute]
     origins: _containers.RepeatedCompositeFieldContainer[EffectiveAttribute]
     store_regions: _containers.RepeatedScalarFieldContainer[str]
@@ -168,7 +169,22 @@ class ExplainResponse(_message.Message):
     policy_version: str
     catalog_revision: int
     inherited_only: bool
-    def __init__(self, classifications: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., origins: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., store_regions: _Optional[_Iterable[str]] = ..., process_regions: _Optional[_Iterable[str]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., inherited_only: _Optional[bool] = ...) -> None: ...
+    unapproved_declassifications: _containers.RepeatedCompositeFieldContainer[UnapprovedDeclassification]
+    def __init__(self, classifications: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., origins: _Optional[_Iterable[_Union[EffectiveAttribute, _Mapping]]] = ..., store_regions: _Optional[_Iterable[str]] = ..., process_regions: _Optional[_Iterable[str]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., inherited_only: _Optional[bool] = ..., unapproved_declassifications: _Optional[_Iterable[_Union[UnapprovedDeclassification, _Mapping]]] = ...) -> None: ...
+
+class UnapprovedDeclassification(_message.Message):
+    __slots__ = ("input", "output", "job", "transform", "classifications")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    input: str
+    output: str
+    job: str
+    transform: str
+    classifications: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, input: _Optional[str] = ..., output: _Optional[str] = ..., job: _Optional[str] = ..., transform: _Optional[str] = ..., classifications: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScanViolationsRequest(_message.Message):
     __slots__ = ()

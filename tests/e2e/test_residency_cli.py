@@ -32,6 +32,23 @@ def run(residency):
     return invoke
 
 
+async def test_a_derived_dataset_is_decided_and_explained_by_inheritance(run, residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
+    derived = "s3://lake/fraud-scores"
+    await residency.derive([CUSTOMERS], [derived], transform="anonymize", job="airflow-us/anonymize_customers")
+    result = await run("decide", derived, "--op", "store", "-r", US)
+    assert result.exit_code == 3, result.output
+    assert "(not registered: judged by what it inherits along lineage)" in result.output
+    assert "gdpr-personal-data" in result.output
+    result = await run("explain", derived)
+    assert result.exit_code == 0, result.output
+    assert "not registered: known only from lineage, judged by what it inherits" in result.output
+    assert (
+        f"not honoured: job airflow-us/anonymize_customers claimed anonymize on {CUSTOMERS} -> {derived}, "
+        "which the policy does not grant it (PII.CONTACT passed through)"
+    ) in result.output
+
+
 async def test_decide_route_check_job_explain_violations(run, residency):
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT, US])
     await residency.derive([CUSTOMERS], [COPY])

@@ -389,7 +389,9 @@ async def test_openlineage_client_authenticates_with_api_key_and_client_certific
             return exc.response.status_code
 
     assert await asyncio.to_thread(emit, "not-a-token") == 401
-    status = await asyncio.to_thread(emit, mint_dev_token(paths.root.parent, scopes=["lineage:write"], subject="ol"))
+    # The job's namespace "airflow" is the token subject's own (lineage writes are owned).
+    pipeline = mint_dev_token(paths.root.parent, scopes=["lineage:write"], subject="airflow")
+    status = await asyncio.to_thread(emit, pipeline)
     assert status not in (401, 403), status
     failures = [e for e in security_events(server) if e["method"] == "POST /api/v1/lineage"]
     assert [e["reason"] for e in failures] == ["MALFORMED_TOKEN"]
