@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domicile.catalog.model import Dataset, Field, Protection
+from domicile.catalog.model import Dataset, DatasetRevision, Field, Protection, RevisionChange
 from domicile.catalog.regions import Region
 from domicile.timeconv import to_timestamp
 from domicile.v1 import catalog_pb2
@@ -64,3 +64,22 @@ def region_to_proto(region: Region) -> catalog_pb2.Region:
         display_name=region.display_name,
         private=region.private,
     )
+
+
+_REVISION_CHANGES = {
+    RevisionChange.CREATED: catalog_pb2.REVISION_CHANGE_CREATED,
+    RevisionChange.UPDATED: catalog_pb2.REVISION_CHANGE_UPDATED,
+    RevisionChange.DELETED: catalog_pb2.REVISION_CHANGE_DELETED,
+}
+
+
+def revision_to_proto(revision: DatasetRevision) -> catalog_pb2.DatasetRevision:
+    message = catalog_pb2.DatasetRevision(
+        revision=revision.revision,
+        time=to_timestamp(revision.time),
+        principal=revision.principal,
+        change=_REVISION_CHANGES[revision.change],
+    )
+    if revision.dataset is not None:
+        message.dataset.CopyFrom(dataset_to_proto(revision.dataset))
+    return message

@@ -327,6 +327,26 @@ class Page(Generic[T]):
     next_token: str = ""
 
 
+class RevisionChange(enum.Enum):
+    """What one revision did to a dataset."""
+
+    CREATED = "created"  # the first version, or the first after a delete
+    UPDATED = "updated"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class DatasetRevision:
+    """One entry of a dataset's revision history: the write `revision` at `time` by
+    `principal`, and the dataset as it left it (None for a delete)."""
+
+    revision: int
+    time: datetime
+    principal: str
+    change: RevisionChange
+    dataset: Dataset | None = None
+
+
 class ChangeKind(enum.Enum):
     DATASET_UPSERTED = "dataset_upserted"
     DATASET_DELETED = "dataset_deleted"

@@ -7,7 +7,7 @@ Errors are raised as DomicileError and mapped to gRPC statuses by
 from __future__ import annotations
 
 from domicile.app import App
-from domicile.catalog.convert import dataset_from_proto, dataset_to_proto, region_to_proto
+from domicile.catalog.convert import dataset_from_proto, dataset_to_proto, region_to_proto, revision_to_proto
 from domicile.catalog.model import DatasetFilter, PageRequest
 from domicile.catalog.validation import (
     MAX_OWNER,
@@ -98,6 +98,19 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         )
         await self._app.after_write(revision)
         return catalog_pb2.DeleteDatasetResponse()
+
+    async def ListDatasetRevisions(
+        self, request: catalog_pb2.ListDatasetRevisionsRequest, context
+    ) -> catalog_pb2.ListDatasetRevisionsResponse:
+        errors = FieldErrors()
+        check_id(errors, "id", request.id)
+        check_length(errors, "page_token", request.page_token, 4096)
+        size = validate_page_size(errors, request.page_size)
+        errors.raise_if_any()
+        page = await self._app.store.dataset_revisions(request.id, PageRequest(size=size, token=request.page_token))
+        return catalog_pb2.ListDatasetRevisionsResponse(
+            revisions=[revision_to_proto(r) for r in page.items], next_page_token=page.next_token
+        )
 
     async def ListRegions(self, request: catalog_pb2.ListRegionsRequest, context) -> catalog_pb2.ListRegionsResponse:
         return catalog_pb2.ListRegionsResponse(regions=[region_to_proto(r) for r in self._app.regions()])

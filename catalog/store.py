@@ -30,6 +30,7 @@ from domicile.catalog.model import (
     Change,
     Dataset,
     DatasetFilter,
+    DatasetRevision,
     Direction,
     Edge,
     EdgeKey,
@@ -70,6 +71,15 @@ class GraphStore(Protocol):
         A page token encodes the last id returned (and `as_of`), so datasets inserted or
         deleted between calls never cause one to be skipped or repeated among those that
         exist throughout. A malformed token → INVALID_ARGUMENT (field "page_token").
+        """
+        ...
+
+    async def dataset_revisions(self, dataset_id: str, page: PageRequest) -> Page[DatasetRevision]:
+        """The revision history of one dataset, newest first: one entry per version (CREATED
+        for the first and for the first after a delete, else UPDATED, with the dataset as that
+        write left it) and one DELETED entry per delete (the delete's revision, time and
+        principal). Placeholder versions are included. Pages are stable: a token encodes the
+        last revision returned. NOT_FOUND when the id was never seen.
         """
         ...
 

@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from domicile.app import App
+from domicile.audit_service import AuditServicer
 from domicile.catalog.service import CatalogServicer
 from domicile.catalog.store import GraphStore
 from domicile.catalog.stores import open_configured_store
@@ -31,6 +32,8 @@ from domicile.router.runtime import Router
 from domicile.router.service import PolicyServicer, ResidencyServicer, add_residency_service
 from domicile.security import Security, build_security
 from domicile.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
     lineage_pb2,
@@ -47,6 +50,7 @@ SERVICE_NAMES = (
     lineage_pb2.DESCRIPTOR.services_by_name["LineageService"].full_name,
     residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"].full_name,
     policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 
 
@@ -95,6 +99,7 @@ def servicers(app: App) -> list[tuple[Callable[[Any, grpc.aio.Server], None], An
         (lineage_pb2_grpc.add_LineageServiceServicer_to_server, LineageServicer(app)),
         (add_residency_service, ResidencyServicer(app)),
         (policy_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(app)),
+        (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(app)),
     ]
 
 

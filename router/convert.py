@@ -39,6 +39,7 @@ OUTCOME_TO_PROTO: dict[Outcome, residency_pb2.Outcome] = {
     Outcome.ALLOW: residency_pb2.OUTCOME_ALLOW,
     Outcome.DENY: residency_pb2.OUTCOME_DENY,
 }
+OUTCOME_FROM_PROTO: dict[int, Outcome] = {value: outcome for outcome, value in OUTCOME_TO_PROTO.items()}
 
 # Fragment caches are bounded; clearing only costs re-serializing a few fragments.
 _FRAGMENT_LIMIT = 4096

@@ -403,6 +403,16 @@ def _logged(line: Mapping[str, Any], request: Mapping[str, Any], entry: Mapping[
     )
 
 
+def decisions_of_line(line: bytes) -> list[LoggedDecision]:
+    """Every decision of one complete line (with its newline), in the order logged, once the
+    line verifies on its own (its hash matches its bytes); ValueError naming the problem
+    otherwise. What decision search (`router.decision_search`) reads the log with."""
+    record, problem = _check_line(line)
+    if record is None:
+        raise ValueError(problem)
+    return [_logged(record, request, entry) for request in record["requests"] for entry in request["decisions"]]
+
+
 def _check_line(line: bytes) -> tuple[dict[str, Any] | None, str]:
     """Parse and verify one line on its own; returns (record, '') or (None, what is wrong)."""
     record, problem = _sealed_record(
@@ -1017,6 +1027,11 @@ class DecisionLog:
         zeros) for an empty log."""
         with self._lock:
             return self._head
+
+    @property
+    def healthy(self) -> bool:
+        """False once the writer has failed: nothing more is written to the chain."""
+        return self._failure is None
 
     async def close(self) -> None:
         """Write everything queued, fsync, stop the writer and release the file. Idempotent.

@@ -46,7 +46,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -55,11 +55,13 @@ from domicile.catalog.model import Direction, TraversalLimits, label_matches
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
+from domicile.router import decision_search
 from domicile.router.decision_log import DecisionLog
+from domicile.router.decision_search import DecisionBucket, DecisionQuery, SearchPage
 from domicile.router.effective import EffectiveIndex, NodeKind
 from domicile.router.engine import CompiledPolicy, compile_policy
-from domicile.router.policy import PolicyError, PolicyInvalid, load_policy
-from domicile.router.policy_history import PolicyHistory
+from domicile.router.policy import PolicyError, PolicyInvalid, content_hash, load_policy
+from domicile.router.policy_history import PolicyHistory, PolicyVersion
 from domicile.router.types import (
     UNDESCRIBED,
     Decision,
@@ -434,6 +436,17 @@ class Router:
     def get_policy(self) -> ActivePolicy:
         policy = self._policy
         return ActivePolicy(policy.source_yaml, policy.version, policy.content_hash)
+
+    async def get_policy_version(self, version: str) -> ActivePolicy:
+        """A policy from the history by its version; NOT_FOUND when never recorded."""
+        text = await self._history.get(version)
+        if text is None:
+            raise not_found(f"policy version {version!r} is not in the policy history")
+        return ActivePolicy(text, version, content_hash(text))
+
+    def policy_activations(self) -> tuple[PolicyVersion, ...]:
+        """Every activation in the policy history, newest first."""
+        return tuple(reversed(self._history.versions()))
 
     async def set_policy(self, policy_yaml: str, *, dry_run: bool = False) -> PolicyUpdate:
         """Validate and compile `policy_yaml`; unless `dry_run` or invalid, record it in the
@@ -826,6 +839,24 @@ class Router:
         if entry is None:
             raise not_found(f"decision {decision_id!r} not found in the decision log")
         return entry.decision
+
+    async def search_decisions(self, query: DecisionQuery, size: int, token: str = "") -> SearchPage:
+        """Logged decisions matching `query`, newest first (see `router.decision_search`);
+        decisions made so far are flushed to the log first, so they can be found."""
+        await self._log.flush()
+        return await asyncio.to_thread(decision_search.search, self._log.path, query, size, token)
+
+    async def summarize_decisions(
+        self, start: datetime, end: datetime, bucket: timedelta
+    ) -> tuple[list[DecisionBucket], bool]:
+        """ALLOW/DENY counts per `bucket` over [start, end) and whether they are complete."""
+        await self._log.flush()
+        return await asyncio.to_thread(decision_search.summarize, self._log.path, start, end, bucket)
+
+    def decision_log_head(self) -> tuple[int, str, bool]:
+        """(line count, hash of the last line, whether the writer is healthy) of the decision log."""
+        seq, head = self._log.head()
+        return seq, head, self._log.healthy
 
     async def replay(self, decision_id: str) -> ReplayResult:
         """Re-evaluate a logged decision with the policy version it names (from the policy

@@ -8,27 +8,32 @@ problems of a request are reported together (BadRequest field violations).
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 
 from domicile.app import App
+from domicile.catalog.model import utcnow
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import check_id, check_length, check_region
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
 from domicile.lineage.recording import check_job
 from domicile.router.convert import (
     OPERATION_FROM_PROTO,
+    OUTCOME_FROM_PROTO,
     DecisionEncoder,
     explanation_to_proto,
     policy_change_to_proto,
     policy_error_to_proto,
     violation_to_proto,
 )
+from domicile.router.decision_search import DecisionQuery
 from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.runtime import Router
 from domicile.router.types import Decision, Operation
 from domicile.security.context import current_principal, current_trace
+from domicile.timeconv import optional_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
 # Bounds on request sizes: a batch answer of 10,000 decisions is a few MB at most.
@@ -38,6 +43,13 @@ MAX_JOB_DATASETS = 1_000
 MAX_TRANSFORM = 256
 MAX_DECISION_ID = 128
 MAX_POLICY_BYTES = 1024 * 1024
+MAX_POLICY_VERSION = 256
+MAX_CALLER = 1024
+MAX_RULE_ID = 256
+DEFAULT_DECISION_PAGE = 50
+MAX_PAGE = 1000
+# SummarizeDecisions: a day of minutes, a year of hours.
+MAX_BUCKETS = 10_000
 
 # The control characters `check_id` rejects (Unicode category Cc); protobuf strings are valid
 # UTF-8, so they never hold surrogates (Cs). Used to skip the per-character check for ids
@@ -216,6 +228,80 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
             matches=result.matches,
         )
 
+    async def ListDecisions(
+        self, request: residency_pb2.ListDecisionsRequest, context
+    ) -> residency_pb2.ListDecisionsResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        if request.dataset_id:
+            _check_id(errors, "dataset_id", request.dataset_id)
+        check_length(errors, "caller", request.caller, MAX_CALLER)
+        check_length(errors, "rule_id", request.rule_id, MAX_RULE_ID)
+        outcome = OUTCOME_FROM_PROTO.get(request.outcome)
+        if request.outcome and outcome is None:
+            errors.add("outcome", "must be OUTCOME_ALLOW or OUTCOME_DENY (or unset)")
+        start, end = optional_time(request, "start_time"), optional_time(request, "end_time")
+        if start and end and start >= end:
+            errors.add("end_time", "must be after start_time")
+        check_length(errors, "page_token", request.page_token, 4096)
+        size = _page_size(errors, request.page_size, DEFAULT_DECISION_PAGE)
+        errors.raise_if_any()
+        query = DecisionQuery(request.dataset_id, request.caller, outcome, request.rule_id, start, end)
+        page = await router.search_decisions(query, size, request.page_token)
+        return residency_pb2.ListDecisionsResponse(
+            decisions=[
+                residency_pb2.LoggedDecision(
+                    decision=self._encoder.to_proto(d.decision),
+                    caller=d.decision.caller,
+                    kind=d.kind,
+                    line=d.seq,
+                    line_hash=d.hash,
+                )
+                for d in page.decisions
+            ],
+            next_page_token=page.next_token,
+            complete=page.complete,
+        )
+
+    async def SummarizeDecisions(
+        self, request: residency_pb2.SummarizeDecisionsRequest, context
+    ) -> residency_pb2.SummarizeDecisionsResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        bucket_seconds = request.bucket_seconds or 60
+        if not 1 <= bucket_seconds <= 86_400:
+            errors.add("bucket_seconds", "must be between 1 and 86400 (0 = 60)")
+        end = optional_time(request, "end_time") or utcnow()
+        start = optional_time(request, "start_time") or end - timedelta(hours=1)
+        if start >= end:
+            errors.add("end_time", "must be after start_time")
+        elif (end - start) / timedelta(seconds=max(1, bucket_seconds)) > MAX_BUCKETS:
+            errors.add("bucket_seconds", f"the range would have more than {MAX_BUCKETS} buckets")
+        errors.raise_if_any()
+        buckets, complete = await router.summarize_decisions(start, end, timedelta(seconds=bucket_seconds))
+        return residency_pb2.SummarizeDecisionsResponse(
+            buckets=[
+                residency_pb2.DecisionBucket(start_time=to_timestamp(b.start), allow=b.allow, deny=b.deny)
+                for b in buckets
+            ],
+            complete=complete,
+        )
+
+    async def GetDecisionLogStatus(
+        self, request: residency_pb2.GetDecisionLogStatusRequest, context
+    ) -> residency_pb2.GetDecisionLogStatusResponse:
+        line, head, healthy = _router(self._app).decision_log_head()
+        return residency_pb2.GetDecisionLogStatusResponse(head_line=line, head_hash=head, chain_ok=healthy)
+
+
+def _page_size(errors: FieldErrors, value: int, default: int) -> int:
+    if value == 0:
+        return default
+    if not 1 <= value <= MAX_PAGE:
+        errors.add("page_size", f"must be between 1 and {MAX_PAGE} (0 = default {default})")
+        return default
+    return value
+
 
 def _check_decision_id(value: str) -> None:
     errors = FieldErrors()
@@ -255,9 +341,34 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         )
 
     async def GetPolicy(self, request: policy_pb2.GetPolicyRequest, context) -> policy_pb2.GetPolicyResponse:
-        active = _router(self._app).get_policy()
+        router = _router(self._app)
+        if request.version:
+            errors = FieldErrors()
+            check_length(errors, "version", request.version, MAX_POLICY_VERSION)
+            errors.raise_if_any()
+            active = await router.get_policy_version(request.version)
+        else:
+            active = router.get_policy()
         return policy_pb2.GetPolicyResponse(
             policy_yaml=active.yaml, version=active.version, content_hash=active.content_hash
+        )
+
+    async def ListPolicyVersions(
+        self, request: policy_pb2.ListPolicyVersionsRequest, context
+    ) -> policy_pb2.ListPolicyVersionsResponse:
+        router = _router(self._app)
+        active = router.get_policy()
+        activations = router.policy_activations()
+        return policy_pb2.ListPolicyVersionsResponse(
+            activations=[
+                policy_pb2.PolicyActivation(
+                    version=a.version,
+                    content_hash=a.hash,
+                    activated_time=to_timestamp(a.activated_time),
+                    active=i == 0 and a.hash == active.content_hash,
+                )
+                for i, a in enumerate(activations)
+            ]
         )
 
     async def PolicyImpact(self, request: policy_pb2.PolicyImpactRequest, context) -> policy_pb2.PolicyImpactResponse:

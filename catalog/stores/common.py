@@ -13,16 +13,19 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from domicile.catalog.model import (
     MAX_ID_BYTES,
+    Dataset,
     DatasetFilter,
+    DatasetRevision,
     EdgeKey,
     EdgeRow,
     Page,
     PageRequest,
     ResidencySnapshot,
+    RevisionChange,
     Run,
     to_micros,
 )
@@ -146,3 +149,42 @@ async def _every_item(list_page: Callable[[PageRequest], Awaitable[Page[T]]]) ->
         if not result.next_token:
             return items
         page = PageRequest(size=SNAPSHOT_PAGE_SIZE, token=result.next_token)
+
+
+class VersionRow(NamedTuple):
+    """One stored version of a dataset, as `revision_page` needs it: the version, and when,
+    by which write and by whom it was ended by a delete (`deleted` False: not by a delete)."""
+
+    dataset: Dataset
+    deleted: bool
+    end_revision: int | None
+    end_time: datetime | None
+    deleted_by: str
+
+
+def revision_page(dataset_id: str, versions: Sequence[VersionRow], page: PageRequest) -> Page[DatasetRevision]:
+    """`GraphStore.dataset_revisions` over every version of a dataset, oldest first: the
+    backends differ only in how they read the versions."""
+    fingerprint = hashlib.sha256(dataset_id.encode("utf-8")).hexdigest()[:12]
+    after, _ = decode_page_token(page.token, "revisions", None, fingerprint)
+    entries: list[DatasetRevision] = []
+    previous_deleted = True
+    for row in versions:
+        dataset = row.dataset
+        change = RevisionChange.CREATED if previous_deleted else RevisionChange.UPDATED
+        entries.append(DatasetRevision(dataset.revision, dataset.update_time, dataset.updated_by, change, dataset))
+        if row.deleted and row.end_revision is not None and row.end_time is not None:
+            entries.append(DatasetRevision(row.end_revision, row.end_time, row.deleted_by, RevisionChange.DELETED))
+        previous_deleted = row.deleted
+    entries.reverse()
+    if after is not None:
+        try:
+            before = int(after)
+        except ValueError:
+            raise invalid_field("page_token", "malformed page token") from None
+        entries = [e for e in entries if e.revision < before]
+    items = tuple(entries[: page.size])
+    token = (
+        encode_page_token("revisions", str(items[-1].revision), None, fingerprint) if len(entries) > page.size else ""
+    )
+    return Page(items, token)

@@ -44,6 +44,7 @@ from domicile.catalog.model import (
     ChangeKind,
     Dataset,
     DatasetFilter,
+    DatasetRevision,
     Direction,
     Edge,
     EdgeKey,
@@ -61,12 +62,14 @@ from domicile.catalog.model import (
 )
 from domicile.catalog.stores import history_format as hf
 from domicile.catalog.stores.common import (
+    VersionRow,
     check_id,
     check_lineage,
     decode_page_token,
     encode_page_token,
     filter_fingerprint,
     micros_arg,
+    revision_page,
     snapshot_from_pages,
 )
 from domicile.catalog.stores.neo4j_codec import (
@@ -321,6 +324,14 @@ class Neo4jGraphStore:
         """See `GraphStore.get_dataset`."""
         at = micros_arg(as_of, "as_of")
         return await self._read(_get_dataset_tx, dataset_id, at)
+
+    async def dataset_revisions(self, dataset_id: str, page: PageRequest) -> Page[DatasetRevision]:
+        """See `GraphStore.dataset_revisions`."""
+        check_id(dataset_id, "id")
+        versions = await self._read(_versions_tx, dataset_id)
+        if not versions:
+            raise not_found(f"dataset {dataset_id!r} not found")
+        return revision_page(dataset_id, versions, page)
 
     async def list_datasets(
         self, filter: DatasetFilter, page: PageRequest, *, as_of: datetime | None = None
@@ -735,6 +746,25 @@ async def _get_dataset_tx(tx: AsyncManagedTransaction, dataset_id: str, at: int 
         at=at,
     )
     return None if record is None else dataset_from_version(record["v"])
+
+
+async def _versions_tx(tx: AsyncManagedTransaction, dataset_id: str) -> list[VersionRow]:
+    rows = await records(
+        tx,
+        "MATCH (v:DatasetVersion {id: $id}) OPTIONAL MATCH (r:Revision {revision: v.end_revision}) "
+        "RETURN properties(v) AS v, r.principal AS deleted_by ORDER BY v.revision",
+        id=dataset_id,
+    )
+    return [
+        VersionRow(
+            dataset_from_version(row["v"]),
+            bool(row["v"].get("deleted")),
+            row["v"].get("end_revision"),
+            None if row["v"].get("valid_to") is None else from_micros(row["v"]["valid_to"]),
+            row["deleted_by"] or "",
+        )
+        for row in rows
+    ]
 
 
 async def _list_datasets_tx(

@@ -54,6 +54,7 @@ from domicile.catalog.model import (
     ChangeKind,
     Dataset,
     DatasetFilter,
+    DatasetRevision,
     Direction,
     Edge,
     EdgeKey,
@@ -72,12 +73,14 @@ from domicile.catalog.model import (
 )
 from domicile.catalog.stores import history_format as hf
 from domicile.catalog.stores.common import (
+    VersionRow,
     check_id,
     check_lineage,
     decode_page_token,
     encode_page_token,
     filter_fingerprint,
     micros_arg,
+    revision_page,
 )
 from domicile.catalog.stores.sqlite_schema import (
     KIND_DATASET_DELETED,
@@ -333,6 +336,32 @@ class SQLiteGraphStore:
             (dataset_id, *params),
         ).fetchone()
         return _dataset_from_row(row) if row else None
+
+    async def dataset_revisions(self, dataset_id: str, page: PageRequest) -> Page[DatasetRevision]:
+        """See `GraphStore.dataset_revisions`."""
+        check_id(dataset_id, "id")
+        versions = await self._read(self._versions_tx, dataset_id)
+        if not versions:
+            raise not_found(f"dataset {dataset_id!r} not found")
+        return revision_page(dataset_id, versions, page)
+
+    def _versions_tx(self, conn: sqlite3.Connection, dataset_id: str) -> list[VersionRow]:
+        rows = conn.execute(
+            f"SELECT {_DATASET_COLUMNS}, v.deleted, v.end_revision, v.valid_to, r.principal"
+            " FROM nodes n JOIN dataset_versions v ON v.node = n.node"
+            " LEFT JOIN revisions r ON r.revision = v.end_revision WHERE n.id = ? ORDER BY v.revision",
+            (dataset_id,),
+        ).fetchall()
+        return [
+            VersionRow(
+                _dataset_from_row(row[:5]),
+                bool(row[5]),
+                row[6],
+                None if row[7] is None else from_micros(row[7]),
+                row[8] or "",
+            )
+            for row in rows
+        ]
 
     async def list_datasets(
         self, filter: DatasetFilter, page: PageRequest, *, as_of: datetime | None = None

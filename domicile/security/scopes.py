@@ -53,6 +53,7 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "/domicile.v1.CatalogService/GetDataset": _one(CATALOG_READ),
     "/domicile.v1.CatalogService/ListDatasets": _one(CATALOG_READ),
     "/domicile.v1.CatalogService/ListRegions": _one(CATALOG_READ),
+    "/domicile.v1.CatalogService/ListDatasetRevisions": _one(CATALOG_READ),
     "/domicile.v1.LineageService/RecordLineage": _one(LINEAGE_WRITE),
     "/domicile.v1.LineageService/EndLineage": _one(LINEAGE_ADMIN),
     "/domicile.v1.LineageService/GetLineage": _one(LINEAGE_READ),
@@ -65,11 +66,16 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "/domicile.v1.ResidencyService/ScanViolations": _one(AUDIT_READ),
     "/domicile.v1.ResidencyService/GetDecision": _one(AUDIT_READ),
     "/domicile.v1.ResidencyService/ReplayDecision": _one(AUDIT_READ),
+    "/domicile.v1.ResidencyService/ListDecisions": _one(AUDIT_READ),
+    "/domicile.v1.ResidencyService/SummarizeDecisions": _one(AUDIT_READ),
+    "/domicile.v1.ResidencyService/GetDecisionLogStatus": _one(AUDIT_READ),
+    "/domicile.v1.AuditService/ListSecurityEvents": _one(AUDIT_READ),
     "/domicile.v1.PolicyService/SetPolicy": _one(POLICY_ADMIN),
     # Auditors must be able to read the policy in force and preview a change's impact without
     # being able to change it; administrators can of course do both.
     "/domicile.v1.PolicyService/GetPolicy": frozenset({POLICY_ADMIN, AUDIT_READ}),
     "/domicile.v1.PolicyService/PolicyImpact": frozenset({POLICY_ADMIN, AUDIT_READ}),
+    "/domicile.v1.PolicyService/ListPolicyVersions": frozenset({POLICY_ADMIN, AUDIT_READ}),
     **dict.fromkeys(HEALTH_METHODS | REFLECTION_METHODS, AUTHENTICATED),
 }
 

@@ -2,12 +2,24 @@ import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class RevisionChange(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REVISION_CHANGE_UNSPECIFIED: _ClassVar[RevisionChange]
+    REVISION_CHANGE_CREATED: _ClassVar[RevisionChange]
+    REVISION_CHANGE_UPDATED: _ClassVar[RevisionChange]
+    REVISION_CHANGE_DELETED: _ClassVar[RevisionChange]
+REVISION_CHANGE_UNSPECIFIED: RevisionChange
+REVISION_CHANGE_CREATED: RevisionChange
+REVISION_CHANGE_UPDATED: RevisionChange
+REVISION_CHANGE_DELETED: RevisionChange
 
 class Field(_message.Message):
     __slots__ = ("name", "classifications")
@@ -161,3 +173,35 @@ class ListRegionsResponse(_message.Message):
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     regions: _containers.RepeatedCompositeFieldContainer[Region]
     def __init__(self, regions: _Optional[_Iterable[_Union[Region, _Mapping]]] = ...) -> None: ...
+
+class ListDatasetRevisionsRequest(_message.Message):
+    __slots__ = ("id", "page_size", "page_token")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    page_size: int
+    page_token: str
+    def __init__(self, id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class DatasetRevision(_message.Message):
+    __slots__ = ("revision", "time", "principal", "change", "dataset")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    CHANGE_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    time: _timestamp_pb2.Timestamp
+    principal: str
+    change: RevisionChange
+    dataset: Dataset
+    def __init__(self, revision: _Optional[int] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., principal: _Optional[str] = ..., change: _Optional[_Union[RevisionChange, str]] = ..., dataset: _Optional[_Union[Dataset, _Mapping]] = ...) -> None: ...
+
+class ListDatasetRevisionsResponse(_message.Message):
+    __slots__ = ("revisions", "next_page_token")
+    REVISIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    revisions: _containers.RepeatedCompositeFieldContainer[DatasetRevision]
+    next_page_token: str
+    def __init__(self, revisions: _Optional[_Iterable[_Union[DatasetRevision, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...

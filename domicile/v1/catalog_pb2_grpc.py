@@ -60,6 +60,11 @@ class CatalogServiceStub:
                 request_serializer=domicile_dot_v1_dot_catalog__pb2.ListRegionsRequest.SerializeToString,
                 response_deserializer=domicile_dot_v1_dot_catalog__pb2.ListRegionsResponse.FromString,
                 _registered_method=True)
+        self.ListDatasetRevisions = channel.unary_unary(
+                '/domicile.v1.CatalogService/ListDatasetRevisions',
+                request_serializer=domicile_dot_v1_dot_catalog__pb2.ListDatasetRevisionsRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_catalog__pb2.ListDatasetRevisionsResponse.FromString,
+                _registered_method=True)
 
 
 class CatalogServiceServicer:
@@ -102,6 +107,13 @@ class CatalogServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDatasetRevisions(self, request, context):
+        """The revision history of one dataset, newest first: who changed it, when, and to what.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +141,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ListRegions,
                     request_deserializer=domicile_dot_v1_dot_catalog__pb2.ListRegionsRequest.FromString,
                     response_serializer=domicile_dot_v1_dot_catalog__pb2.ListRegionsResponse.SerializeToString,
+            ),
+            'ListDatasetRevisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasetRevisions,
+                    request_deserializer=domicile_dot_v1_dot_catalog__pb2.ListDatasetRevisionsRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_catalog__pb2.ListDatasetRevisionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +284,33 @@ class CatalogService:
             '/domicile.v1.CatalogService/ListRegions',
             domicile_dot_v1_dot_catalog__pb2.ListRegionsRequest.SerializeToString,
             domicile_dot_v1_dot_catalog__pb2.ListRegionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasetRevisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.CatalogService/ListDatasetRevisions',
+            domicile_dot_v1_dot_catalog__pb2.ListDatasetRevisionsRequest.SerializeToString,
+            domicile_dot_v1_dot_catalog__pb2.ListDatasetRevisionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -23,31 +23,38 @@ _sym_db = _symbol_database.Default()
 
 
 from domicile.v1 import residency_pb2 as domicile_dot_v1_dot_residency__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64omicile/v1/policy.proto\x12\x0b\x64omicile.v1\x1a\x1b\x64omicile/v1/residency.proto\"J\n\x0bPolicyError\x12\x0c\n\x04line\x18\x01 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\x05\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"8\n\x10SetPolicyRequest\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"_\n\x11SetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.domicile.v1.PolicyError\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"\x12\n\x10GetPolicyRequest\"O\n\x11GetPolicyResponse\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\"*\n\x13PolicyImpactRequest\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\"\x95\x01\n\x0cPolicyChange\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\toperation\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x15\n\radded_regions\x18\x03 \x03(\t\x12\x17\n\x0fremoved_regions\x18\x04 \x03(\t\x12\x16\n\x0enew_violations\x18\x05 \x03(\t\"}\n\x14PolicyImpactResponse\x12*\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x19.domicile.v1.PolicyChange\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.domicile.v1.PolicyError\x12\x0f\n\x07version\x18\x03 \x01(\t2\xfc\x01\n\rPolicyService\x12J\n\tSetPolicy\x12\x1d.domicile.v1.SetPolicyRequest\x1a\x1e.domicile.v1.SetPolicyResponse\x12J\n\tGetPolicy\x12\x1d.domicile.v1.GetPolicyRequest\x1a\x1e.domicile.v1.GetPolicyResponse\x12S\n\x0cPolicyImpact\x12 .domicile.v1.PolicyImpactRequest\x1a!.domicile.v1.PolicyImpactResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64omicile/v1/policy.proto\x12\x0b\x64omicile.v1\x1a\x1b\x64omicile/v1/residency.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x0bPolicyError\x12\x0c\n\x04line\x18\x01 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\x05\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"8\n\x10SetPolicyRequest\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"_\n\x11SetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.domicile.v1.PolicyError\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"#\n\x10GetPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"O\n\x11GetPolicyResponse\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\"*\n\x13PolicyImpactRequest\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\"\x95\x01\n\x0cPolicyChange\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\toperation\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x15\n\radded_regions\x18\x03 \x03(\t\x12\x17\n\x0fremoved_regions\x18\x04 \x03(\t\x12\x16\n\x0enew_violations\x18\x05 \x03(\t\"}\n\x14PolicyImpactResponse\x12*\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x19.domicile.v1.PolicyChange\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.domicile.v1.PolicyError\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x1b\n\x19ListPolicyVersionsRequest\"}\n\x10PolicyActivation\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12\x32\n\x0e\x61\x63tivated_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\"P\n\x1aListPolicyVersionsResponse\x12\x32\n\x0b\x61\x63tivations\x18\x01 \x03(\x0b\x32\x1d.domicile.v1.PolicyActivation2\xe3\x02\n\rPolicyService\x12J\n\tSetPolicy\x12\x1d.domicile.v1.SetPolicyRequest\x1a\x1e.domicile.v1.SetPolicyResponse\x12J\n\tGetPolicy\x12\x1d.domicile.v1.GetPolicyRequest\x1a\x1e.domicile.v1.GetPolicyResponse\x12S\n\x0cPolicyImpact\x12 .domicile.v1.PolicyImpactRequest\x1a!.domicile.v1.PolicyImpactResponse\x12\x65\n\x12ListPolicyVersions\x12&.domicile.v1.ListPolicyVersionsRequest\x1a\'.domicile.v1.ListPolicyVersionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'domicile.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_POLICYERROR']._serialized_start=70
-  _globals['_POLICYERROR']._serialized_end=144
-  _globals['_SETPOLICYREQUEST']._serialized_start=146
-  _globals['_SETPOLICYREQUEST']._serialized_end=202
-  _globals['_SETPOLICYRESPONSE']._serialized_start=204
-  _globals['_SETPOLICYRESPONSE']._serialized_end=299
-  _globals['_GETPOLICYREQUEST']._serialized_start=301
-  _globals['_GETPOLICYREQUEST']._serialized_end=319
-  _globals['_GETPOLICYRESPONSE']._serialized_start=321
-  _globals['_GETPOLICYRESPONSE']._serialized_end=400
-  _globals['_POLICYIMPACTREQUEST']._serialized_start=402
-  _globals['_POLICYIMPACTREQUEST']._serialized_end=444
-  _globals['_POLICYCHANGE']._serialized_start=447
-  _globals['_POLICYCHANGE']._serialized_end=596
-  _globals['_POLICYIMPACTRESPONSE']._serialized_start=598
-  _globals['_POLICYIMPACTRESPONSE']._serialized_end=723
-  _globals['_POLICYSERVICE']._serialized_start=726
-  _globals['_POLICYSERVICE']._serialized_end=978
+  _globals['_POLICYERROR']._serialized_start=103
+  _globals['_POLICYERROR']._serialized_end=177
+  _globals['_SETPOLICYREQUEST']._serialized_start=179
+  _globals['_SETPOLICYREQUEST']._serialized_end=235
+  _globals['_SETPOLICYRESPONSE']._serialized_start=237
+  _globals['_SETPOLICYRESPONSE']._serialized_end=332
+  _globals['_GETPOLICYREQUEST']._serialized_start=334
+  _globals['_GETPOLICYREQUEST']._serialized_end=369
+  _globals['_GETPOLICYRESPONSE']._serialized_start=371
+  _globals['_GETPOLICYRESPONSE']._serialized_end=450
+  _globals['_POLICYIMPACTREQUEST']._serialized_start=452
+  _globals['_POLICYIMPACTREQUEST']._serialized_end=494
+  _globals['_POLICYCHANGE']._serialized_start=497
+  _globals['_POLICYCHANGE']._serialized_end=646
+  _globals['_POLICYIMPACTRESPONSE']._serialized_start=648
+  _globals['_POLICYIMPACTRESPONSE']._serialized_end=773
+  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_start=775
+  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_end=802
+  _globals['_POLICYACTIVATION']._serialized_start=804
+  _globals['_POLICYACTIVATION']._serialized_end=929
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_start=931
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_end=1011
+  _globals['_POLICYSERVICE']._serialized_start=1014
+  _globals['_POLICYSERVICE']._serialized_end=1369
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,7 @@
+import datetime
+
 from domicile.v1 import residency_pb2 as _residency_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -38,8 +41,10 @@ class SetPolicyResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[PolicyError, _Mapping]]] = ..., applied: _Optional[bool] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
 
 class GetPolicyResponse(_message.Message):
     __slots__ = ("policy_yaml", "version", "content_hash")
@@ -80,3 +85,25 @@ class PolicyImpactResponse(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[PolicyError]
     version: str
     def __init__(self, changes: _Optional[_Iterable[_Union[PolicyChange, _Mapping]]] = ..., errors: _Optional[_Iterable[_Union[PolicyError, _Mapping]]] = ..., version: _Optional[str] = ...) -> None: ...
+
+class ListPolicyVersionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PolicyActivation(_message.Message):
+    __slots__ = ("version", "content_hash", "activated_time", "active")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATED_TIME_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    content_hash: str
+    activated_time: _timestamp_pb2.Timestamp
+    active: bool
+    def __init__(self, version: _Optional[str] = ..., content_hash: _Optional[str] = ..., activated_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., active: _Optional[bool] = ...) -> None: ...
+
+class ListPolicyVersionsResponse(_message.Message):
+    __slots__ = ("activations",)
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    activations: _containers.RepeatedCompositeFieldContainer[PolicyActivation]
+    def __init__(self, activations: _Optional[_Iterable[_Union[PolicyActivation, _Mapping]]] = ...) -> None: ...

@@ -50,6 +50,11 @@ class PolicyServiceStub:
                 request_serializer=domicile_dot_v1_dot_policy__pb2.PolicyImpactRequest.SerializeToString,
                 response_deserializer=domicile_dot_v1_dot_policy__pb2.PolicyImpactResponse.FromString,
                 _registered_method=True)
+        self.ListPolicyVersions = channel.unary_unary(
+                '/domicile.v1.PolicyService/ListPolicyVersions',
+                request_serializer=domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -77,6 +82,13 @@ class PolicyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPolicyVersions(self, request, context):
+        """Every activation of a policy, newest first: which version was in force from when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +106,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.PolicyImpact,
                     request_deserializer=domicile_dot_v1_dot_policy__pb2.PolicyImpactRequest.FromString,
                     response_serializer=domicile_dot_v1_dot_policy__pb2.PolicyImpactResponse.SerializeToString,
+            ),
+            'ListPolicyVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyVersions,
+                    request_deserializer=domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +195,33 @@ class PolicyService:
             '/domicile.v1.PolicyService/PolicyImpact',
             domicile_dot_v1_dot_policy__pb2.PolicyImpactRequest.SerializeToString,
             domicile_dot_v1_dot_policy__pb2.PolicyImpactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.PolicyService/ListPolicyVersions',
+            domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsRequest.SerializeToString,
+            domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

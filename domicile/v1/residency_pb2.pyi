@@ -233,3 +233,89 @@ class ReplayDecisionResponse(_message.Message):
     replayed: Decision
     matches: bool
     def __init__(self, original: _Optional[_Union[Decision, _Mapping]] = ..., replayed: _Optional[_Union[Decision, _Mapping]] = ..., matches: _Optional[bool] = ...) -> None: ...
+
+class ListDecisionsRequest(_message.Message):
+    __slots__ = ("dataset_id", "caller", "outcome", "rule_id", "start_time", "end_time", "page_size", "page_token")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    caller: str
+    outcome: Outcome
+    rule_id: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, dataset_id: _Optional[str] = ..., caller: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., rule_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class LoggedDecision(_message.Message):
+    __slots__ = ("decision", "caller", "kind", "line", "line_hash")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    CALLER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    LINE_HASH_FIELD_NUMBER: _ClassVar[int]
+    decision: Decision
+    caller: str
+    kind: str
+    line: int
+    line_hash: str
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., caller: _Optional[str] = ..., kind: _Optional[str] = ..., line: _Optional[int] = ..., line_hash: _Optional[str] = ...) -> None: ...
+
+class ListDecisionsResponse(_message.Message):
+    __slots__ = ("decisions", "next_page_token", "complete")
+    DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    decisions: _containers.RepeatedCompositeFieldContainer[LoggedDecision]
+    next_page_token: str
+    complete: bool
+    def __init__(self, decisions: _Optional[_Iterable[_Union[LoggedDecision, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class SummarizeDecisionsRequest(_message.Message):
+    __slots__ = ("start_time", "end_time", "bucket_seconds")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    bucket_seconds: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bucket_seconds: _Optional[int] = ...) -> None: ...
+
+class DecisionBucket(_message.Message):
+    __slots__ = ("start_time", "allow", "deny")
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_FIELD_NUMBER: _ClassVar[int]
+    DENY_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    allow: int
+    deny: int
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., allow: _Optional[int] = ..., deny: _Optional[int] = ...) -> None: ...
+
+class SummarizeDecisionsResponse(_message.Message):
+    __slots__ = ("buckets", "complete")
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    buckets: _containers.RepeatedCompositeFieldContainer[DecisionBucket]
+    complete: bool
+    def __init__(self, buckets: _Optional[_Iterable[_Union[DecisionBucket, _Mapping]]] = ..., complete: _Optional[bool] = ...) -> None: ...
+
+class GetDecisionLogStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetDecisionLogStatusResponse(_message.Message):
+    __slots__ = ("head_line", "head_hash", "chain_ok")
+    HEAD_LINE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_OK_FIELD_NUMBER: _ClassVar[int]
+    head_line: int
+    head_hash: str
+    chain_ok: bool
+    def __init__(self, head_line: _Optional[int] = ..., head_hash: _Optional[str] = ..., chain_ok: _Optional[bool] = ...) -> None: ...

@@ -75,6 +75,21 @@ class ResidencyServiceStub:
                 request_serializer=domicile_dot_v1_dot_residency__pb2.ReplayDecisionRequest.SerializeToString,
                 response_deserializer=domicile_dot_v1_dot_residency__pb2.ReplayDecisionResponse.FromString,
                 _registered_method=True)
+        self.ListDecisions = channel.unary_unary(
+                '/domicile.v1.ResidencyService/ListDecisions',
+                request_serializer=domicile_dot_v1_dot_residency__pb2.ListDecisionsRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_residency__pb2.ListDecisionsResponse.FromString,
+                _registered_method=True)
+        self.SummarizeDecisions = channel.unary_unary(
+                '/domicile.v1.ResidencyService/SummarizeDecisions',
+                request_serializer=domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsResponse.FromString,
+                _registered_method=True)
+        self.GetDecisionLogStatus = channel.unary_unary(
+                '/domicile.v1.ResidencyService/GetDecisionLogStatus',
+                request_serializer=domicile_dot_v1_dot_residency__pb2.GetDecisionLogStatusRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_residency__pb2.GetDecisionLogStatusResponse.FromString,
+                _registered_method=True)
 
 
 class ResidencyServiceServicer:
@@ -139,6 +154,27 @@ class ResidencyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDecisions(self, request, context):
+        """Searches the decision log, newest first, by dataset, caller, outcome, rule and time range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SummarizeDecisions(self, request, context):
+        """Counts logged decisions by outcome in fixed time buckets (e.g. per minute over an hour).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDecisionLogStatus(self, request, context):
+        """The decision log's head: the sequence number and hash of its last line.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ResidencyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +217,21 @@ def add_ResidencyServiceServicer_to_server(servicer, server):
                     servicer.ReplayDecision,
                     request_deserializer=domicile_dot_v1_dot_residency__pb2.ReplayDecisionRequest.FromString,
                     response_serializer=domicile_dot_v1_dot_residency__pb2.ReplayDecisionResponse.SerializeToString,
+            ),
+            'ListDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDecisions,
+                    request_deserializer=domicile_dot_v1_dot_residency__pb2.ListDecisionsRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_residency__pb2.ListDecisionsResponse.SerializeToString,
+            ),
+            'SummarizeDecisions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeDecisions,
+                    request_deserializer=domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsResponse.SerializeToString,
+            ),
+            'GetDecisionLogStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDecisionLogStatus,
+                    request_deserializer=domicile_dot_v1_dot_residency__pb2.GetDecisionLogStatusRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_residency__pb2.GetDecisionLogStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -400,6 +451,87 @@ class ResidencyService:
             '/domicile.v1.ResidencyService/ReplayDecision',
             domicile_dot_v1_dot_residency__pb2.ReplayDecisionRequest.SerializeToString,
             domicile_dot_v1_dot_residency__pb2.ReplayDecisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.ResidencyService/ListDecisions',
+            domicile_dot_v1_dot_residency__pb2.ListDecisionsRequest.SerializeToString,
+            domicile_dot_v1_dot_residency__pb2.ListDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeDecisions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.ResidencyService/SummarizeDecisions',
+            domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsRequest.SerializeToString,
+            domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDecisionLogStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.ResidencyService/GetDecisionLogStatus',
+            domicile_dot_v1_dot_residency__pb2.GetDecisionLogStatusRequest.SerializeToString,
+            domicile_dot_v1_dot_residency__pb2.GetDecisionLogStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

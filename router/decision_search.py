@@ -1,0 +1,180 @@
+"""Searching the decision log: the decisions matching a query, newest first, and counts of
+decisions by outcome per time bucket (ListDecisions and SummarizeDecisions).
+
+The log is only appended to, so a search reads it backwards from its end, line by line, in
+a worker thread. Every line a search parses is verified on its own (its hash matches its
+bytes, as `GetDecision` checks); a line that does not verify stops the search with
+DECISION_LOG_CORRUPT rather than show a forged decision. Lines that cannot match (their
+bytes lack the dataset id, caller or rule asked for) are skipped without parsing.
+
+Decisions are written in the order they were made, so their times fall along the file, up to
+the few seconds a queued decision waits for the writer: a search stops `TIME_SLACK` before
+`start` and scans every line after `end`. Each call reads at most `budget_bytes` of the file;
+a search that stops there answers `complete=False` with a page token to go on from.
+
+A page token holds the byte offset where the next page's scan ends and how many matching
+decisions of the line ending there were already returned; offsets stay valid because the file
+only grows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+
+from domicile.errors import failed_precondition
+from domicile.logfiles import decode_position_token, encode_position_token, lines_backwards, open_for_reading
+from domicile.router.decision_log import LoggedDecision, decisions_of_line
+from domicile.router.types import Outcome
+
+TIME_SLACK = timedelta(minutes=5)
+DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
+_TIME_KEY = b'"time":"'
+
+
+@dataclass(frozen=True)
+class DecisionQuery:
+    """What to search for; empty fields match everything. Times: [start, end)."""
+
+    dataset_id: str = ""
+    caller: str = ""
+    outcome: Outcome | None = None
+    rule_id: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def matches(self, logged: LoggedDecision) -> bool:
+        decision = logged.decision
+        return (
+            (not self.dataset_id or decision.dataset_id == self.dataset_id)
+            and (not self.caller or decision.caller == self.caller)
+            and (self.outcome is None or decision.outcome is self.outcome)
+            and (not self.rule_id or any(r.rule_id == self.rule_id for r in decision.reasons))
+            and (self.start is None or decision.decide_time >= self.start)
+            and (self.end is None or decision.decide_time < self.end)
+        )
+
+    def needles(self) -> tuple[bytes, ...]:
+        """Byte strings every line holding a match contains."""
+        found = []
+        if self.dataset_id:
+            found.append(b'"dataset_id":' + orjson.dumps(self.dataset_id))
+        if self.caller:
+            found.append(b'"caller":' + orjson.dumps(self.caller))
+        if self.rule_id:
+            found.append(b'"rule_id":' + orjson.dumps(self.rule_id))
+        return tuple(found)
+
+    def fingerprint(self) -> str:
+        text = json.dumps(
+            [
+                self.dataset_id,
+                self.caller,
+                self.outcome.value if self.outcome else "",
+                self.rule_id,
+                self.start.isoformat() if self.start else "",
+                self.end.isoformat() if self.end else "",
+            ]
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    decisions: tuple[LoggedDecision, ...]
+    next_token: str
+    complete: bool
+
+
+@dataclass(frozen=True)
+class DecisionBucket:
+    start: datetime
+    allow: int
+    deny: int
+
+
+def search(
+    path: Path, query: DecisionQuery, size: int, token: str = "", *, budget_bytes: int = DEFAULT_BUDGET_BYTES
+) -> SearchPage:
+    """Up to `size` decisions matching `query`, newest first (blocking: run it in a thread)."""
+    fingerprint = query.fingerprint()
+    end, skip = decode_position_token(token, fingerprint)
+    needles = query.needles()
+    found: list[LoggedDecision] = []
+    with open_for_reading(path) as fd:
+        end = os.fstat(fd).st_size if end is None else end
+        for start, line in lines_backwards(fd, end):
+            if end - start > budget_bytes:
+                return SearchPage(tuple(found), encode_position_token(start + len(line), 0, fingerprint), False)
+            if query.start is not None and _newest_time(line) < query.start - TIME_SLACK:
+                return SearchPage(tuple(found), "", True)
+            if any(needle not in line for needle in needles):
+                skip = 0
+                continue
+            matches = [d for d in reversed(_decisions(path, line, start)) if query.matches(d)]
+            taken = matches[skip : skip + size - len(found)]
+            found += taken
+            if len(found) == size:
+                if skip + len(taken) < len(matches):
+                    return SearchPage(
+                        tuple(found), encode_position_token(start + len(line), skip + len(taken), fingerprint), True
+                    )
+                return SearchPage(tuple(found), encode_position_token(start, 0, fingerprint) if start else "", True)
+            skip = 0
+    return SearchPage(tuple(found), "", True)
+
+
+def summarize(
+    path: Path, start: datetime, end: datetime, bucket: timedelta, *, budget_bytes: int = DEFAULT_BUDGET_BYTES
+) -> tuple[list[DecisionBucket], bool]:
+    """ALLOW/DENY counts per `bucket` over [start, end), oldest bucket first, and whether the
+    whole range was read within the budget (blocking: run it in a thread)."""
+    count = max(1, -(-(end - start) // bucket))
+    allow = [0] * count
+    deny = [0] * count
+    complete = True
+    with open_for_reading(path) as fd:
+        size = os.fstat(fd).st_size
+        for offset, line in lines_backwards(fd, size):
+            if size - offset > budget_bytes:
+                complete = False
+                break
+            if _newest_time(line) < start - TIME_SLACK:
+                break
+            for logged in _decisions(path, line, offset):
+                time = logged.decision.decide_time
+                if start <= time < end:
+                    index = (time - start) // bucket
+                    if logged.decision.outcome is Outcome.ALLOW:
+                        allow[index] += 1
+                    else:
+                        deny[index] += 1
+    buckets = [DecisionBucket(start + i * bucket, allow[i], deny[i]) for i in range(count)]
+    return buckets, complete
+
+
+def _newest_time(line: bytes) -> datetime:
+    """The time of the last decision written in `line` (the newest, give or take the queue)."""
+    at = line.rfind(_TIME_KEY)
+    if at < 0:
+        return datetime.max.replace(tzinfo=timezone.utc)
+    start = at + len(_TIME_KEY)
+    try:
+        return datetime.fromisoformat(line[start : line.index(b'"', start)].decode())
+    except ValueError:
+        return datetime.max.replace(tzinfo=timezone.utc)
+
+
+def _decisions(path: Path, line: bytes, offset: int) -> list[LoggedDecision]:
+    try:
+        return decisions_of_line(line)
+    except ValueError as exc:
+        raise failed_precondition(
+            f"decision log {path} is damaged at byte offset {offset}: {exc}", "DECISION_LOG_CORRUPT"
+        ) from None
