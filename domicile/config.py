@@ -149,6 +149,28 @@ class RouterSettings(Section):
         return self
 
 
+class ConsoleSettings(Section):
+    """The auditor console (docs/console.md): its own HTTP listener, served by the server."""
+
+    # Empty disables the console. Plain HTTP on loopback with --dev (as Jupyter does);
+    # otherwise TLS with the server certificate (browsers present no client certificate).
+    listen: str = "127.0.0.1:8081"
+    # The URL browsers reach the console at, when not http(s)://listen (a proxy in front).
+    public_url: str = ""
+    # A session ends this long after sign-in, or after this long without a request.
+    session_ttl_seconds: float = Field(default=8 * 3600, gt=0)
+    session_idle_seconds: float = Field(default=1800, gt=0)
+    # The built single-page app; default: the package's `console/static`.
+    assets_dir: Path | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        if value:
+            split_host_port(value)
+        return value
+
+
 class Neo4jSettings(Section):
     user: str = ""
     password: str = ""
@@ -184,6 +206,7 @@ class Settings(BaseSettings):
     lineage: LineageSettings = Field(default_factory=LineageSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @field_validator("listen")
     @classmethod

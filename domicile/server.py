@@ -65,6 +65,10 @@ class RunningServer:
     security: Security
     http_runner: web.AppRunner | None = None
     http_port: int | None = None
+    console_runner: web.AppRunner | None = None
+    # The console's base URL and the one-time sign-in link minted at start (--dev).
+    console_url: str = ""
+    console_sign_in_link: str = ""
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: refuse new RPCs, let in-flight ones finish within `grace` seconds,
@@ -73,6 +77,8 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
+        if self.console_runner is not None:
+            await self.console_runner.cleanup()
         await self.grpc_server.stop(grace)
         if self.app.router is not None:
             await self.app.router.close()
@@ -103,6 +109,14 @@ def servicers(app: App) -> list[tuple[Callable[[Any, grpc.aio.Server], None], An
     ]
 
 
+def _service_servicers(registered: list[tuple[Callable[[Any, grpc.aio.Server], None], Any]]):
+    """(service full name, servicer) of each registered servicer, named by its generated base
+    class (`XServiceServicer` serves `domicile.v1.XService`)."""
+    for _, servicer in registered:
+        base = next(c for c in type(servicer).__mro__ if c.__name__.endswith("ServiceServicer"))
+        yield f"domicile.v1.{base.__name__.removesuffix('Servicer')}", servicer
+
+
 async def create_server(settings: Settings, *, store: GraphStore | None = None) -> RunningServer:
     """Open the store, build the services and start serving on `settings.listen` (and
     `settings.http_listen` when set). The store is closed again if start-up fails."""
@@ -121,7 +135,8 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
             interceptors=[ErrorMappingInterceptor(), *security.interceptors],
             options=_server_options(settings),
         )
-        for add, servicer in servicers(app):
+        servicers_by_registration = servicers(app)
+        for add, servicer in servicers_by_registration:
             add(servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -148,6 +163,12 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         running = RunningServer(app=app, grpc_server=server, port=port, health=health_servicer, security=security)
         if settings.http_listen:
             running.http_runner, running.http_port = await _start_http(app, security, settings.http_listen)
+        if settings.console.listen:
+            from domicile.console.server import start_console
+
+            started = await start_console(app, security, dict(_service_servicers(servicers_by_registration)))
+            if started is not None:
+                running.console_runner, running.console_url, running.console_sign_in_link = started
         log.info("serving gRPC on %s (port %d), store %s", settings.listen, port, _redact(settings.store))
         return running
     except BaseException:
@@ -221,6 +242,10 @@ async def serve(settings: Settings) -> None:
     print(f"domicile serving gRPC on {settings.listen} (port {running.port})", flush=True)
     if running.http_port is not None:
         print(f"domicile serving HTTP on {settings.http_listen} (port {running.http_port})", flush=True)
+    if running.console_url:
+        print(f"domicile console on {running.console_url}", flush=True)
+    if running.console_sign_in_link:
+        print(f"  sign in (one-time link): {running.console_sign_in_link}", flush=True)
     await stop.wait()
     log.info("shutting down (grace %.1fs)", settings.shutdown_grace_seconds)
     await running.stop()

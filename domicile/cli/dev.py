@@ -1,4 +1,4 @@
-"""`domicile dev init|token|cert`: local development credentials (see docs/security.md)."""
+"""`domicile dev init|token|console-link|cert`: local development credentials (see docs/security.md)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from domicile.security.dev_credentials import (
     ensure_dev_credentials,
     install_client_credentials,
     issue_certificate,
+    mint_console_link_token,
     mint_dev_token,
     write_private_file,
 )
@@ -136,6 +137,28 @@ def token(
         bind_client_certificate=bind_cert,
     )
     emit_data(ctx, {"token": minted}, minted)
+
+
+@dev.command("console-link")
+@click.option(
+    "--scope", "scopes", multiple=True, help="Scope of the session (repeatable, or space-separated); default all."
+)
+@click.option("--ttl", default="1h", show_default=True, help="How long the link can be used: 300, 15m, 8h, 1d.")
+@click.option("--console-url", default="http://127.0.0.1:8081", show_default=True, help="Where the console is served.")
+@click.pass_context
+def console_link(ctx: click.Context, scopes: tuple[str, ...], ttl: str, console_url: str) -> None:
+    """Print a one-time sign-in link to the console of a `--dev` server, for the dev principal
+    (docs/console.md)."""
+    granted = [scope for value in scopes for scope in value.split()] or list(ALL_SCOPES)
+    unknown = sorted(set(granted) - set(ALL_SCOPES))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown scope(s) {', '.join(unknown)}; known: {' '.join(ALL_SCOPES)}", param_hint="--scope"
+        )
+    lifetime = parse_duration(ttl)
+    paths = _credentials(ctx)
+    link = f"{console_url.rstrip('/')}/signin?token={mint_console_link_token(paths.root.parent, scopes=granted, ttl_seconds=lifetime)}"
+    emit_data(ctx, {"link": link}, link)
 
 
 @dev.command("cert")

@@ -161,6 +161,9 @@ JSON for lists and maps) and these options.
     "--http-listen", metavar="HOST:PORT", help="OpenLineage HTTP address (default 127.0.0.1:8080; '' disables)."
 )
 @click.option(
+    "--console-listen", metavar="HOST:PORT", help="Browser console address (default 127.0.0.1:8081; '' disables)."
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Decision and security logs, dev credentials (default .domicile).",
@@ -199,6 +202,7 @@ def serve(
     policy,
     listen,
     http_listen,
+    console_listen,
     data_dir,
     insecure,
     dev,
@@ -231,6 +235,7 @@ def serve(
             log_level=log_level,
             tls=tls or None,
             auth=auth or None,
+            console={"listen": console_listen} if console_listen is not None else None,
         )
     except SettingsError as exc:
         fail(str(exc), code="INVALID_CONFIGURATION", exit_code=EXIT_USAGE)

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
     from domicile.config import Settings
     from domicile.security.events import SecurityEventLog
+    from domicile.security.guard import Guard
     from domicile.security.tls import CertificateReloader
+    from domicile.security.tokens import TokenVerifier
 
 
 @dataclass
@@ -39,6 +41,10 @@ class Security:
     # The security event log (None with --insecure); PolicyService records policy changes here.
     events: SecurityEventLog | None = None
     certificates: CertificateReloader | None = None
+    # Rate limits and scope checks for callers authenticated otherwise (console sessions).
+    guard: Guard | None = None
+    # --dev: verifies the console's one-time sign-in links (dev key, their own audience).
+    console_link_verifier: TokenVerifier | None = None
 
     async def close(self) -> None:
         """Release the event log. Certificate reloads need no background work to stop: they

@@ -10,7 +10,13 @@ from pathlib import Path
 from domicile.config import Settings
 from domicile.errors import failed_precondition
 from domicile.security import Security
-from domicile.security.dev_credentials import DEV_ALGORITHM, DEV_AUDIENCE, DEV_ISSUER, ensure_dev_credentials
+from domicile.security.dev_credentials import (
+    CONSOLE_LINK_AUDIENCE,
+    DEV_ALGORITHM,
+    DEV_AUDIENCE,
+    DEV_ISSUER,
+    ensure_dev_credentials,
+)
 from domicile.security.events import SecurityEventLog
 from domicile.security.guard import Guard
 from domicile.security.http import security_middleware
@@ -115,6 +121,15 @@ def assemble(settings: Settings) -> Security:
     opened = open_methods(health=settings.auth.open_health, reflection=settings.auth.open_reflection)
     if not certificates.mutual:
         log.warning("TLS without client certificates (no tls.client_ca_file): callers are identified by token only")
+    console_link_verifier = None
+    if settings.dev:
+        console_link_verifier = TokenVerifier(
+            load_verification_keys(trust.jwks_file, ()),
+            issuer=DEV_ISSUER,
+            audience=CONSOLE_LINK_AUDIENCE,
+            algorithms=(DEV_ALGORITHM,),
+            leeway_seconds=settings.auth.leeway_seconds,
+        )
     return Security(
         interceptors=[AuthInterceptor(guard, opened)],
         server_credentials=certificates.grpc_credentials(),
@@ -122,4 +137,6 @@ def assemble(settings: Settings) -> Security:
         http_middlewares=[security_middleware(guard)],
         events=events,
         certificates=certificates,
+        guard=guard,
+        console_link_verifier=console_link_verifier,
     )

@@ -20,6 +20,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ DEV_ISSUER = "domicile-dev"
 DEV_AUDIENCE = "domicile"
 DEV_ALGORITHM = "ES256"
 DEV_SUBJECT = "dev"
+# The audience of the console's one-time sign-in links: such a token is refused by the API.
+CONSOLE_LINK_AUDIENCE = "domicile-console-sign-in"
+CONSOLE_LINK_TTL_SECONDS = 24 * 3600
 DEV_CLIENT_NAME = "domicile-dev-client"
 # Tokens minted implicitly by client commands live just long enough for one command.
 CLIENT_TOKEN_TTL_SECONDS = 300
@@ -317,4 +321,25 @@ def mint_dev_token(
         kid=_key_id(paths.jwt_public_key.read_bytes()),
         certificate_der=certificate_der,
         actors=actors,
+    )
+
+
+def mint_console_link_token(
+    data_dir: Path, *, scopes: list[str] | tuple[str, ...] = ALL_SCOPES, ttl_seconds: float = CONSOLE_LINK_TTL_SECONDS
+) -> str:
+    """The token of a one-time console sign-in link for the dev principal with `scopes`,
+    signed with the dev key for the console's own audience (the gRPC API refuses it).
+    FileNotFoundError when the dev credentials do not exist."""
+    paths = dev_paths(data_dir)
+    key = load_pem_private_key(paths.jwt_key.read_bytes(), password=None)
+    return mint_token(
+        key,
+        algorithm=DEV_ALGORITHM,
+        issuer=DEV_ISSUER,
+        audience=CONSOLE_LINK_AUDIENCE,
+        subject=DEV_SUBJECT,
+        scopes=scopes,
+        ttl_seconds=ttl_seconds,
+        kid=_key_id(paths.jwt_public_key.read_bytes()),
+        token_id=secrets.token_urlsafe(16),
     )

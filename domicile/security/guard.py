@@ -112,6 +112,16 @@ class Guard:
             self.events.record(ev.AUTH_FAILURE, outcome="denied", reason=exc.reason, **where)
             self._count_failure(host, where)
             raise _refusal(ErrorCode.UNAUTHENTICATED, exc.reason, str(exc), trace_id) from None
+        self.authorize(caller, method=method, required=required, peer=peer, trace_id=trace_id)
+        return caller
+
+    def authorize(
+        self, caller: Caller, *, method: str, required: frozenset[str] | None, peer: str, trace_id: str
+    ) -> None:
+        """Apply `caller`'s rate limit and check its scopes against `required` (None: an
+        unmapped method, always refused) -- the part of `admit` after authentication, also
+        used for callers authenticated otherwise (console sessions). Raises as `admit` does."""
+        where = {"method": method, "peer": peer, "trace_id": trace_id}
         principal = caller.principal
         if self.limiter is not None:
             wait = self.limiter.acquire(caller.subject)
@@ -153,7 +163,6 @@ class Guard:
             raise _refusal(
                 ErrorCode.PERMISSION_DENIED, "MISSING_SCOPE", f"{method} requires scope {describe(required)}", trace_id
             )
-        return caller
 
     def _refuse_if_throttled(self, host: str, trace_id: str) -> None:
         until = self._throttled.get(host)

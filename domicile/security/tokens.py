@@ -227,6 +227,11 @@ class TokenVerifier:
         self._verified[cache_key] = (caller, expires)
         return caller
 
+    def verify_uncached(self, token: str) -> tuple[Caller, float]:
+        """The caller and the expiry (epoch seconds) of a token without a certificate binding,
+        always checked anew: for one-time tokens, which must not be answered from memory."""
+        return self._verify(token, None)
+
     def _verify(self, token: str, client_certificate_der: bytes | None) -> tuple[Caller, float]:
         try:
             header = jwt.get_unverified_header(token)
@@ -316,9 +321,11 @@ def mint_token(
     certificate_der: bytes | None = None,
     actors: Sequence[str] = (),
     now: float | None = None,
+    token_id: str | None = None,
 ) -> str:
     """A signed JWT with `iss`, `aud`, `sub`, `iat`, `nbf`, `exp`, `scope` and, when given, a
-    certificate binding (`cnf.x5t#S256`) and a delegation chain (`act`, current actor first)."""
+    certificate binding (`cnf.x5t#S256`), a delegation chain (`act`, current actor first) and
+    a token id (`jti`)."""
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -329,6 +336,8 @@ def mint_token(
         "exp": issued + int(ttl_seconds),
         "scope": " ".join(sorted(set(scopes))),
     }
+    if token_id is not None:
+        claims["jti"] = token_id
     if certificate_der is not None:
         claims["cnf"] = {CERT_THUMBPRINT_CLAIM: certificate_thumbprint(certificate_der)}
     act: dict[str, Any] | None = None
