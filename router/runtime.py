@@ -194,6 +194,18 @@ class ReplayResult:
     matches: bool
 
 
+@dataclass(frozen=True)
+class DatasetSummary:
+    """Described datasets counted by effective label, origin and location: `regions` maps a
+    region to (datasets stored there, those of them with any effective classification)."""
+
+    datasets: int
+    classifications: dict[str, int]
+    origins: dict[str, int]
+    regions: dict[str, tuple[int, int]]
+    catalog_revision: int
+
+
 # Context logged beside CheckJob output decisions: those are made on the attributes the
 # output *would* inherit, which replay must rebuild from the job's inputs and transform.
 CONTEXT_JOB_INPUTS = "check_job_inputs"
@@ -243,6 +255,7 @@ class Router:
         self._log_append = decision_log.append
         self._closed = False
         self._views_frozen = 0  # index views built when the collector last froze the heap
+        self._summary: tuple[tuple[int, int], DatasetSummary] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -779,14 +792,17 @@ class Router:
             self._unapproved_on_paths(attrs),
         )
 
-    def _unapproved_on_paths(self, attrs: EffectiveAttributes) -> tuple[UnapprovedDeclassification, ...]:
+    def _unapproved_on_paths(
+        self, attrs: EffectiveAttributes, policy: CompiledPolicy | None = None, index: EffectiveIndex | None = None
+    ) -> tuple[UnapprovedDeclassification, ...]:
         """The edges on `attrs`' label paths whose claimed transform would have removed the label
-        had the policy granted it to their job."""
-        policy = self._policy
+        had the policy granted it to their job (the active policy and index unless given)."""
+        policy = policy or self._policy
+        index = index or self._index
         found: dict[tuple[str, str, str, str], list[str]] = {}
         for label, path in attrs.classifications.items():
             for upstream, downstream in itertools.pairwise(path):
-                for source, job, transform in self._index.edges_into(downstream):
+                for source, job, transform in index.edges_into(downstream):
                     if (
                         source == upstream
                         and not policy.grants(transform, job)
@@ -808,6 +824,45 @@ class Router:
         index = self._index
         nodes = index.downstream(dataset_ids) if downstream else set(dataset_ids)
         return {node: index.constraints(node) for node in nodes}
+
+    async def explain_at(self, dataset_id: str, as_of: datetime) -> Explanation:
+        """`explain` as of a past instant: the effective attributes in the catalog as it was
+        then (rebuilt from the upstream lineage, as replay does) under the policy in force
+        then. `catalog_revision` is 0. NOT_FOUND when the dataset did not exist then;
+        FAILED_PRECONDITION when no policy was recorded as in force then."""
+        if await self._store.get_dataset(dataset_id, as_of=as_of) is None:
+            raise not_found(f"dataset {dataset_id!r} was not in the catalog at {as_of.isoformat()}")
+        activation = self._history.active_at(as_of)
+        if activation is None:
+            raise failed_precondition(f"no policy was in force at {as_of.isoformat()}", "NO_POLICY_THEN")
+        policy, errors = _compile(activation.yaml, legacy=self._history.is_legacy(activation.version))
+        if policy is None:
+            raise failed_precondition(
+                f"policy version {activation.version!r} no longer compiles: {errors[0].message}",
+                "POLICY_VERSION_INVALID",
+            )
+        index = await self._index_at([dataset_id], as_of, policy)
+        attrs = index.get(dataset_id)
+        if attrs is None:
+            raise not_found(f"dataset {dataset_id!r} was not in the catalog at {as_of.isoformat()}")
+        return Explanation(
+            attrs,
+            policy.allowed_regions(attrs, Operation.STORE, as_of),
+            policy.allowed_regions(attrs, Operation.PROCESS, as_of),
+            policy.version,
+            0,
+            self._unapproved_on_paths(attrs, policy, index),
+        )
+
+    def summarize_datasets(self) -> DatasetSummary:
+        """Counts of the described datasets by effective classification, origin and location
+        (see `DatasetSummary`), from the index; remembered until the catalog or the
+        declassifiers change."""
+        self._require_fresh()
+        key = (self._revision, id(self._policy))
+        if self._summary is None or self._summary[0] != key:
+            self._summary = (key, _summarize(self._index, self._revision))
+        return self._summary[1]
 
     async def scan_violations(self) -> list[Violation]:
         """Every (dataset, location) where the dataset is stored but the policy does not allow
@@ -1024,6 +1079,28 @@ def _follow_lineage_rules(index: EffectiveIndex, current: CompiledPolicy, candid
         return
     index.set_inheritance(candidate.inherits_undescribed_outputs)
     index.set_declassifier(candidate.removes)
+
+
+def _summarize(index: EffectiveIndex, revision: int) -> DatasetSummary:
+    labels: dict[str, int] = {}
+    origins: dict[str, int] = {}
+    regions: dict[str, list[int]] = {}
+    count = 0
+    for dataset_id in index.datasets():
+        attrs = index.get(dataset_id)
+        if attrs is None:
+            continue
+        count += 1
+        for label in attrs.classifications:
+            labels[label] = labels.get(label, 0) + 1
+        for origin in attrs.origins:
+            if origin != UNDESCRIBED:
+                origins[origin] = origins.get(origin, 0) + 1
+        for region in attrs.locations:
+            counts = regions.setdefault(region, [0, 0])
+            counts[0] += 1
+            counts[1] += bool(attrs.classifications)
+    return DatasetSummary(count, labels, origins, {r: (a, b) for r, (a, b) in regions.items()}, revision)
 
 
 def _keep_shortest(values: dict[str, tuple[str, ...]], value: str, path: tuple[str, ...]) -> None:

@@ -198,7 +198,29 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         errors = FieldErrors()
         _check_id(errors, "dataset_id", request.dataset_id)
         errors.raise_if_any()
+        as_of = optional_time(request, "as_of")
+        if as_of is not None:
+            return explanation_to_proto(await router.explain_at(request.dataset_id, as_of))
         return explanation_to_proto(router.explain(request.dataset_id))
+
+    async def SummarizeDatasets(
+        self, request: residency_pb2.SummarizeDatasetsRequest, context
+    ) -> residency_pb2.SummarizeDatasetsResponse:
+        summary = _router(self._app).summarize_datasets()
+
+        def counts(values: dict[str, int]) -> list[residency_pb2.LabelCount]:
+            return [residency_pb2.LabelCount(value=v, datasets=n) for v, n in sorted(values.items())]
+
+        return residency_pb2.SummarizeDatasetsResponse(
+            datasets=summary.datasets,
+            classifications=counts(summary.classifications),
+            origins=counts(summary.origins),
+            regions=[
+                residency_pb2.RegionCount(region=r, datasets=n, classified=c)
+                for r, (n, c) in sorted(summary.regions.items())
+            ],
+            catalog_revision=summary.catalog_revision,
+        )
 
     async def ScanViolations(
         self, request: residency_pb2.ScanViolationsRequest, context

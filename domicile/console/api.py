@@ -66,6 +66,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/lineage", _LINEAGE + "GetLineage"),
     Route("GET", "/api/v1/explain", _RESIDENCY + "Explain"),
     Route("GET", "/api/v1/violations", _RESIDENCY + "ScanViolations"),
+    Route("GET", "/api/v1/datasets/summary", _RESIDENCY + "SummarizeDatasets"),
     Route("GET", "/api/v1/decisions", _RESIDENCY + "ListDecisions"),
     Route("GET", "/api/v1/decisions/summary", _RESIDENCY + "SummarizeDecisions"),
     Route("GET", "/api/v1/decisions/log", _RESIDENCY + "GetDecisionLogStatus"),

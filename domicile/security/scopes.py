@@ -62,6 +62,8 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "/domicile.v1.ResidencyService/Route": _one(RESIDENCY_DECIDE),
     "/domicile.v1.ResidencyService/CheckJob": _one(RESIDENCY_DECIDE),
     "/domicile.v1.ResidencyService/Explain": _one(RESIDENCY_DECIDE),
+    # Counts only: what the catalog listing already shows to its readers.
+    "/domicile.v1.ResidencyService/SummarizeDatasets": _one(CATALOG_READ),
     # Reading the decision log and scanning for violations is audit work, not routing.
     "/domicile.v1.ResidencyService/ScanViolations": _one(AUDIT_READ),
     "/domicile.v1.ResidencyService/GetDecision": _one(AUDIT_READ),

@@ -139,10 +139,12 @@ class CheckJobResponse(_message.Message):
     def __init__(self, allowed: _Optional[bool] = ..., decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
-    __slots__ = ("dataset_id",)
+    __slots__ = ("dataset_id", "as_of")
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
     dataset_id: str
-    def __init__(self, dataset_id: _Optional[str] = ...) -> None: ...
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, dataset_id: _Optional[str] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class EffectiveAttribute(_message.Message):
     __slots__ = ("value", "lineage_path")
@@ -319,3 +321,39 @@ class GetDecisionLogStatusResponse(_message.Message):
     head_hash: str
     chain_ok: bool
     def __init__(self, head_line: _Optional[int] = ..., head_hash: _Optional[str] = ..., chain_ok: _Optional[bool] = ...) -> None: ...
+
+class SummarizeDatasetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LabelCount(_message.Message):
+    __slots__ = ("value", "datasets")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    datasets: int
+    def __init__(self, value: _Optional[str] = ..., datasets: _Optional[int] = ...) -> None: ...
+
+class RegionCount(_message.Message):
+    __slots__ = ("region", "datasets", "classified")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIED_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    datasets: int
+    classified: int
+    def __init__(self, region: _Optional[str] = ..., datasets: _Optional[int] = ..., classified: _Optional[int] = ...) -> None: ...
+
+class SummarizeDatasetsResponse(_message.Message):
+    __slots__ = ("datasets", "classifications", "origins", "regions", "catalog_revision")
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    ORIGINS_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    datasets: int
+    classifications: _containers.RepeatedCompositeFieldContainer[LabelCount]
+    origins: _containers.RepeatedCompositeFieldContainer[LabelCount]
+    regions: _containers.RepeatedCompositeFieldContainer[RegionCount]
+    catalog_revision: int
+    def __init__(self, datasets: _Optional[int] = ..., classifications: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., origins: _Optional[_Iterable[_Union[LabelCount, _Mapping]]] = ..., regions: _Optional[_Iterable[_Union[RegionCount, _Mapping]]] = ..., catalog_revision: _Optional[int] = ...) -> None: ...

@@ -85,6 +85,11 @@ class ResidencyServiceStub:
                 request_serializer=domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsRequest.SerializeToString,
                 response_deserializer=domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsResponse.FromString,
                 _registered_method=True)
+        self.SummarizeDatasets = channel.unary_unary(
+                '/domicile.v1.ResidencyService/SummarizeDatasets',
+                request_serializer=domicile_dot_v1_dot_residency__pb2.SummarizeDatasetsRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_residency__pb2.SummarizeDatasetsResponse.FromString,
+                _registered_method=True)
         self.GetDecisionLogStatus = channel.unary_unary(
                 '/domicile.v1.ResidencyService/GetDecisionLogStatus',
                 request_serializer=domicile_dot_v1_dot_residency__pb2.GetDecisionLogStatusRequest.SerializeToString,
@@ -168,6 +173,14 @@ class ResidencyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SummarizeDatasets(self, request, context):
+        """Counts of described datasets by effective classification, origin and region (the
+        router's view of the catalog now).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDecisionLogStatus(self, request, context):
         """The decision log's head: the sequence number and hash of its last line.
         """
@@ -227,6 +240,11 @@ def add_ResidencyServiceServicer_to_server(servicer, server):
                     servicer.SummarizeDecisions,
                     request_deserializer=domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsRequest.FromString,
                     response_serializer=domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsResponse.SerializeToString,
+            ),
+            'SummarizeDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeDatasets,
+                    request_deserializer=domicile_dot_v1_dot_residency__pb2.SummarizeDatasetsRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_residency__pb2.SummarizeDatasetsResponse.SerializeToString,
             ),
             'GetDecisionLogStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDecisionLogStatus,
@@ -505,6 +523,33 @@ class ResidencyService:
             '/domicile.v1.ResidencyService/SummarizeDecisions',
             domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsRequest.SerializeToString,
             domicile_dot_v1_dot_residency__pb2.SummarizeDecisionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.ResidencyService/SummarizeDatasets',
+            domicile_dot_v1_dot_residency__pb2.SummarizeDatasetsRequest.SerializeToString,
+            domicile_dot_v1_dot_residency__pb2.SummarizeDatasetsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -172,3 +172,32 @@ async def test_security_events_newest_first(tmp_path):
         events.close()
     finally:
         await stop_residency(harness)
+
+
+async def test_explain_as_of_a_past_instant(residency):
+    await residency.put(CUSTOMERS, origins=["DE"], locations=[FRANKFURT])
+    await residency.router.flush_decision_log()
+    before = datetime.now(timezone.utc)
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    now = await residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id=CUSTOMERS))
+    then = await residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id=CUSTOMERS, as_of=_ts(before)))
+    assert [c.value for c in now.classifications] == ["PII.CONTACT"]
+    assert list(then.classifications) == [] and then.catalog_revision == 0
+    assert US in then.store_regions and US not in now.store_regions
+    await expect_error(
+        residency.residency.Explain(
+            residency_pb2.ExplainRequest(dataset_id=CUSTOMERS, as_of=_ts(before - timedelta(days=1)))
+        ),
+        grpc.StatusCode.NOT_FOUND,
+    )
+
+
+async def test_summarize_datasets(residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    await residency.put("s3://plain", origins=["US"], locations=[FRANKFURT, US])
+    await residency.derive([CUSTOMERS], ["s3://derived"])
+    summary = await residency.residency.SummarizeDatasets(residency_pb2.SummarizeDatasetsRequest())
+    assert summary.datasets == 2
+    assert {(c.value, c.datasets) for c in summary.classifications} == {("PII.CONTACT", 1)}
+    assert {(o.value, o.datasets) for o in summary.origins} == {("DE", 1), ("US", 1)}
+    assert {(r.region, r.datasets, r.classified) for r in summary.regions} == {(FRANKFURT, 2, 1), (US, 1, 0)}
