@@ -5,12 +5,18 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 RUN_PORT ?= 50051
 RUN_HTTP ?= 8080
+RUN_CONSOLE ?= 8081
 # Catalog, logs and dev credentials of `make run` and `make run-insecure`: apart by default, so
-# both can run at once (with other ports for one of them: RUN_PORT=50052 RUN_HTTP=8081).
+# both can run at once (with other ports for one of them: RUN_PORT=50052 RUN_HTTP=8082).
 run: DATA_DIR ?= .domicile
 run-insecure: DATA_DIR ?= .domicile/insecure
 
-.PHONY: run run-insecure test test-fast venv lint proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
+.PHONY: run run-insecure test test-fast venv lint console proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
+
+# The console's built single-page app (not committed): rebuilt when its sources change.
+CONSOLE_BUILT   := domicile/console/static/index.html
+CONSOLE_SOURCES := $(shell find console-web/src -type f 2>/dev/null) console-web/index.html console-web/package.json \
+                   console-web/package-lock.json console-web/vite.config.ts console-web/tsconfig.json
 
 $(STAMP): pyproject.toml setup.py router/_native.c
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -20,20 +26,28 @@ $(STAMP): pyproject.toml setup.py router/_native.c
 
 venv: $(STAMP)
 
+$(CONSOLE_BUILT): $(CONSOLE_SOURCES)
+	bash tools/build-console.sh
+
+## console: build the browser console (npm ci + vite build into domicile/console/static)
+console: $(CONSOLE_BUILT)
+
 ## run: the server on the embedded SQLite store with the demo catalog and example policy (TLS + JWT with dev
-## credentials, whose client side is installed in ~/.config/domicile so client commands anywhere find it)
-run: $(STAMP)
+## credentials, whose client side is installed in ~/.config/domicile so client commands anywhere find it); the
+## console on http://127.0.0.1:8081 (open the one-time sign-in link it prints)
+run: $(STAMP) $(CONSOLE_BUILT)
 	$(VENV)/bin/domicile --data-dir $(DATA_DIR) dev init --install-client
 	$(VENV)/bin/domicile serve --dev --demo --data-dir $(DATA_DIR) --store sqlite:///$(DATA_DIR)/catalog.db \
-	  --policy examples/policy.yaml --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP)
+	  --policy examples/policy.yaml --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP) \
+	  --console-listen 127.0.0.1:$(RUN_CONSOLE)
 
 ## run-insecure: the same, plaintext and without authentication (loopback only)
 run-insecure: $(STAMP)
 	$(VENV)/bin/domicile serve --insecure --demo --data-dir $(DATA_DIR) --store sqlite:///$(DATA_DIR)/catalog.db \
 	  --policy examples/policy.yaml --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP)
 
-## test: the whole suite; starts (and stops) its own Neo4j server and installs buf
-test: $(STAMP)
+## test: the whole suite; starts (and stops) its own Neo4j server, installs buf and Chromium, builds the console
+test: $(STAMP) $(CONSOLE_BUILT)
 	bash scripts/test.sh
 
 ## test-fast: everything but Neo4j-backed tests
@@ -69,4 +83,4 @@ bench: $(STAMP)
 	bash bench/run_all.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis console-web/node_modules domicile/console/static

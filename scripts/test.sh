@@ -16,6 +16,8 @@ echo "== mypy"
 "$PY" scripts/typecheck.py
 echo "== buf"
 bash tools/buf.sh --version
+echo "== chromium (browser tests)"
+bash tools/install-chromium.sh
 echo "== neo4j launcher build"
 bash tools/neo4j/neo4j.sh build
 echo "== pytest"

@@ -1,0 +1,98 @@
+import { useEffect, useState } from "react";
+import { NavLink, Route, Routes } from "react-router-dom";
+import { loadSession, signOut, type SessionInfo } from "./api";
+import { DatasetPage } from "./pages/Dataset";
+import { DatasetsPage } from "./pages/Datasets";
+import { DecisionPage } from "./pages/Decision";
+import { DecisionsPage } from "./pages/Decisions";
+import { LineagePage } from "./pages/Lineage";
+import { OverviewPage } from "./pages/Overview";
+import { PolicyPage } from "./pages/Policy";
+import { SecurityPage } from "./pages/Security";
+import { ErrorBox } from "./util";
+
+const PAGES: [string, string][] = [
+  ["/", "Overview"],
+  ["/datasets", "Datasets"],
+  ["/lineage", "Lineage"],
+  ["/decisions", "Decisions"],
+  ["/policy", "Policy"],
+  ["/security", "Security"],
+];
+
+export function App() {
+  const [session, setSession] = useState<SessionInfo | null | undefined>(undefined);
+  const [error, setError] = useState<unknown>();
+
+  useEffect(() => {
+    loadSession().then(setSession, setError);
+  }, []);
+
+  if (error) return <ErrorBox error={error} />;
+  if (session === undefined) return <p className="muted page">Loading…</p>;
+  if (session === null) return <SignedOut />;
+
+  return (
+    <>
+      <a className="skip" href="#main">
+        Skip to content
+      </a>
+      <header className="top">
+        <span className="brand">Domicile</span>
+        <nav aria-label="Pages">
+          <ul>
+            {PAGES.map(([to, label]) => (
+              <li key={to}>
+                <NavLink to={to} end={to === "/"}>
+                  {label}
+                </NavLink>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <div className="who">
+          <span title={session.scopes.join(" ")}>
+            {session.principal} <span className="muted">({session.scopes.length} scopes)</span>
+          </span>
+          <button
+            type="button"
+            onClick={() =>
+              signOut().then(
+                () => setSession(null),
+                () => setSession(null),
+              )
+            }
+          >
+            Sign out
+          </button>
+        </div>
+      </header>
+      <main id="main" tabIndex={-1}>
+        <Routes>
+          <Route path="/" element={<OverviewPage />} />
+          <Route path="/datasets" element={<DatasetsPage />} />
+          <Route path="/dataset" element={<DatasetPage />} />
+          <Route path="/lineage" element={<LineagePage />} />
+          <Route path="/decisions" element={<DecisionsPage />} />
+          <Route path="/decision" element={<DecisionPage />} />
+          <Route path="/policy" element={<PolicyPage />} />
+          <Route path="/security" element={<SecurityPage />} />
+          <Route path="*" element={<h1>No such page</h1>} />
+        </Routes>
+      </main>
+    </>
+  );
+}
+
+function SignedOut() {
+  return (
+    <main id="main" className="signed-out">
+      <h1>Domicile console</h1>
+      <p>You are signed out.</p>
+      <p>
+        Sign in with the one-time link that <code>domicile serve --dev</code> printed, or make a new one with{" "}
+        <code>domicile dev console-link</code>. <a href="/signin">How to sign in</a>
+      </p>
+    </main>
+  );
+}

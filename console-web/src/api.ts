@@ -1,0 +1,215 @@
+// The console's JSON API (docs/console.md): every route is one RPC, answered in the proto3
+// JSON mapping. Requests carry the session cookie (same origin); POSTs also the CSRF token.
+
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly reason: string,
+    message: string,
+    readonly fieldViolations: FieldViolation[] = [],
+  ) {
+    super(message);
+  }
+}
+
+export interface SessionInfo {
+  principal: string;
+  scopes: string[];
+  csrf_token: string;
+  expires_in_seconds: number;
+}
+
+let csrfToken = "";
+
+type Params = Record<string, string | number | undefined | null>;
+
+function query(params: Params): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
+}
+
+async function answer<T>(response: Response): Promise<T> {
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = body.error ?? {};
+    throw new ApiError(
+      response.status,
+      error.code ?? String(response.status),
+      error.reason ?? "",
+      error.message ?? response.statusText,
+      error.field_violations ?? [],
+    );
+  }
+  return body as T;
+}
+
+export async function get<T>(path: string, params: Params = {}): Promise<T> {
+  return answer<T>(await fetch(`/api/v1/${path}${query(params)}`, { credentials: "same-origin" }));
+}
+
+export async function post<T>(path: string, body: unknown): Promise<T> {
+  const response = await fetch(path.startsWith("/") ? path : `/api/v1/${path}`, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRF-Token": csrfToken },
+    body: JSON.stringify(body),
+  });
+  return answer<T>(response);
+}
+
+export async function loadSession(): Promise<SessionInfo | null> {
+  try {
+    const session = await get<SessionInfo>("session");
+    csrfToken = session.csrf_token;
+    return session;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return null;
+    throw error;
+  }
+}
+
+export async function signOut(): Promise<void> {
+  await post("/signout", {});
+  csrfToken = "";
+}
+
+// ---- response shapes (the .proto messages in JSON) ----------------------------------------
+
+export interface Dataset {
+  id: string;
+  name: string;
+  owner: string;
+  description: string;
+  classifications: string[];
+  origins: string[];
+  locations: string[];
+  tags: Record<string, string>;
+  fields: { name: string; classifications: string[] }[];
+  protection?: { encrypted_at_rest: boolean; field_level_encrypted: boolean; tokenized: boolean };
+  revision: string;
+  create_time?: string;
+  update_time?: string;
+  placeholder: boolean;
+  updated_by: string;
+}
+
+export interface Region {
+  id: string;
+  country: string;
+  provider: string;
+  name: string;
+  display_name: string;
+  private: boolean;
+}
+
+export interface Reason {
+  code: string;
+  rule_id: string;
+  message: string;
+  lineage_path: string[];
+  citation: string;
+}
+
+export interface Decision {
+  decision_id: string;
+  outcome: "OUTCOME_ALLOW" | "OUTCOME_DENY" | "OUTCOME_UNSPECIFIED";
+  dataset_id: string;
+  operation: "OPERATION_STORE" | "OPERATION_PROCESS" | "OPERATION_UNSPECIFIED";
+  region: string;
+  allowed_regions: string[];
+  reasons: Reason[];
+  policy_version: string;
+  catalog_revision: string;
+  decide_time?: string;
+}
+
+export interface LoggedDecision {
+  decision: Decision;
+  caller: string;
+  kind: string;
+  line: string;
+  line_hash: string;
+}
+
+export interface EffectiveAttribute {
+  value: string;
+  lineage_path: string[];
+}
+
+export interface Explanation {
+  classifications: EffectiveAttribute[];
+  origins: EffectiveAttribute[];
+  store_regions: string[];
+  process_regions: string[];
+  policy_version: string;
+  catalog_revision: string;
+}
+
+export interface LineageEdge {
+  input: string;
+  output: string;
+  job: string;
+  transform: string;
+  run_id: string;
+  record_time?: string;
+  end_time?: string;
+}
+
+export interface Lineage {
+  nodes: { dataset_id: string; depth: number; placeholder: boolean }[];
+  edges: LineageEdge[];
+  complete: boolean;
+  incomplete_reason: string;
+}
+
+export interface Violation {
+  dataset_id: string;
+  region: string;
+  decision: Decision;
+}
+
+export interface PolicyChange {
+  dataset_id: string;
+  operation: string;
+  added_regions: string[];
+  removed_regions: string[];
+  new_violations: string[];
+}
+
+export interface PolicyError {
+  line: number;
+  column: number;
+  path: string;
+  message: string;
+}
+
+export interface SecurityEvent {
+  time: string;
+  event: string;
+  outcome: string;
+  principal: string;
+  method: string;
+  peer: string;
+  trace_id: string;
+  reason: string;
+  detail: Record<string, unknown>;
+}
+
+export const SCOPE_OF: Record<string, string> = {
+  datasets: "catalog:read",
+  lineage: "lineage:read",
+  explain: "residency:decide",
+  decisions: "audit:read",
+  policy: "audit:read or policy:admin",
+  security: "audit:read",
+};

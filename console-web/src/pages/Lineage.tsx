@@ -1,0 +1,397 @@
+import cytoscape, { type Core, type ElementDefinition } from "cytoscape";
+import dagre from "cytoscape-dagre";
+import svg from "cytoscape-svg";
+import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
+import { Link, useSearchParams } from "react-router-dom";
+import { parse } from "yaml";
+import { ApiError, get, type Lineage, type LineageEdge, type Violation } from "../api";
+import { DatasetLink, download, ErrorBox, time, useLoad } from "../util";
+
+cytoscape.use(dagre);
+cytoscape.use(svg);
+
+type State = "allowed" | "violation" | "undescribed" | "unknown";
+
+const STATE_LABEL: Record<State, string> = {
+  allowed: "stored only where allowed",
+  violation: "stored where the policy forbids it",
+  undescribed: "undescribed (known only from lineage)",
+  unknown: "residency not known (needs audit:read)",
+};
+
+function shortName(id: string): string {
+  const trimmed = id.replace(/\/+$/, "");
+  return trimmed.slice(trimmed.lastIndexOf("/") + 1) || id;
+}
+
+function merge(answers: Lineage[]): Lineage {
+  const nodes = new Map<string, Lineage["nodes"][number]>();
+  const edges = new Map<string, LineageEdge>();
+  let complete = true;
+  let reason = "";
+  for (const answer of answers) {
+    for (const n of answer.nodes) if (!nodes.has(n.dataset_id)) nodes.set(n.dataset_id, n);
+    for (const e of answer.edges) edges.set(`${e.input}\u0000${e.output}\u0000${e.job}`, e);
+    if (!answer.complete) {
+      complete = false;
+      reason = answer.incomplete_reason;
+    }
+  }
+  return { nodes: [...nodes.values()], edges: [...edges.values()], complete, incomplete_reason: reason };
+}
+
+async function lineageOf(id: string, direction: string, depth: number, asOf: string): Promise<Lineage> {
+  return get<Lineage>("lineage", { dataset_id: id, direction, max_depth: depth, as_of: asOf });
+}
+
+/** Declassifying transforms of the policy in force (empty without a scope to read it). */
+async function declassifyingTransforms(): Promise<Set<string>> {
+  try {
+    const policy = await get<{ policy_yaml: string }>("policy");
+    const document = parse(policy.policy_yaml) as { declassifiers?: { transform?: string }[] };
+    return new Set((document.declassifiers ?? []).map((d) => d.transform ?? "").filter(Boolean));
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 403) return new Set();
+    throw error;
+  }
+}
+
+async function violatingDatasets(): Promise<Set<string> | null> {
+  try {
+    return new Set((await get<{ violations: Violation[] }>("violations")).violations.map((v) => v.dataset_id));
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 403) return null;
+    throw error;
+  }
+}
+
+export function LineagePage() {
+  const [params, setParams] = useSearchParams();
+  const id = params.get("id") ?? "";
+  const asOf = params.get("as_of") ?? "";
+  const depth = Number(params.get("depth") ?? "3") || 3;
+  const direction = params.get("direction") ?? "DIRECTION_BOTH";
+  const [expansions, setExpansions] = useState<Lineage[]>([]);
+  const [selected, setSelected] = useState("");
+  const [slider, setSlider] = useState<number | null>(null);
+  const container = useRef<HTMLDivElement>(null);
+  const cy = useRef<Core | null>(null);
+
+  const graph = useLoad(() => (id ? lineageOf(id, direction, depth, asOf) : Promise.resolve(null)), [id, direction, depth, asOf]);
+  // The graph now bounds the time slider, whatever instant is shown.
+  const current = useLoad(() => (id ? lineageOf(id, direction, depth, "") : Promise.resolve(null)), [id, direction, depth]);
+  const violations = useLoad(violatingDatasets, []);
+  const declassifying = useLoad(declassifyingTransforms, []);
+
+  useEffect(() => {
+    setExpansions([]);
+    setSelected("");
+  }, [id, asOf, depth, direction]);
+
+  const shown = useMemo(() => (graph.data ? merge([graph.data, ...expansions]) : null), [graph.data, expansions]);
+
+  const stateOf = (nodeId: string, placeholder: boolean): State => {
+    if (placeholder) return "undescribed";
+    if (!violations.data) return "unknown";
+    return violations.data.has(nodeId) ? "violation" : "allowed";
+  };
+
+  useEffect(() => {
+    if (!shown || !container.current) return;
+    const elements: ElementDefinition[] = [
+      ...shown.nodes.map((n) => ({
+        data: { id: n.dataset_id, label: shortName(n.dataset_id), state: stateOf(n.dataset_id, n.placeholder) },
+        classes: n.dataset_id === id ? "start" : "",
+      })),
+      ...shown.edges.map((e) => {
+        const declassifies = !!e.transform && (declassifying.data?.has(e.transform) ?? false);
+        return {
+          data: {
+            id: `${e.input}\u0000${e.output}\u0000${e.job}`,
+            source: e.input,
+            target: e.output,
+            label: e.transform ? `${e.job} · ${e.transform}${declassifies ? " (declassifies)" : ""}` : e.job,
+          },
+          classes: declassifies ? "declassifying" : e.transform ? "transform" : "",
+        };
+      }),
+    ];
+    const instance = cytoscape({
+      container: container.current,
+      elements,
+      textureOnViewport: true,
+      hideEdgesOnViewport: shown.nodes.length > 500,
+      minZoom: 0.05,
+      maxZoom: 1.6,
+      style: [
+        {
+          selector: "node",
+          style: {
+            label: "data(label)",
+            "font-size": 11,
+            "min-zoomed-font-size": 7,
+            "text-valign": "bottom",
+            "text-margin-y": 4,
+            width: 22,
+            height: 22,
+            "border-width": 2,
+            "border-color": "#1b2733",
+          },
+        },
+        { selector: 'node[state = "allowed"]', style: { "background-color": "#2e7d32" } },
+        { selector: 'node[state = "violation"]', style: { "background-color": "#c62828", shape: "diamond", width: 28, height: 28 } },
+        { selector: 'node[state = "undescribed"]', style: { "background-color": "#bdbdbd", "border-style": "dashed" } },
+        { selector: 'node[state = "unknown"]', style: { "background-color": "#78909c" } },
+        { selector: "node.start", style: { "border-width": 5, "border-color": "#0b5cad" } },
+        { selector: "node:selected", style: { "overlay-color": "#f2a900", "overlay-opacity": 0.35 } },
+        {
+          selector: "edge",
+          style: {
+            width: 1.5,
+            "curve-style": "bezier",
+            "target-arrow-shape": "triangle",
+            "line-color": "#607d8b",
+            "target-arrow-color": "#607d8b",
+            label: "data(label)",
+            "font-size": 9,
+            "min-zoomed-font-size": 8,
+            "text-rotation": "autorotate",
+            "text-background-color": "#fff",
+            "text-background-opacity": 0.8,
+          },
+        },
+        { selector: "edge.transform", style: { "line-color": "#455a64", width: 2 } },
+        {
+          selector: "edge.declassifying",
+          style: { "line-style": "dashed", "line-color": "#6a1b9a", "target-arrow-color": "#6a1b9a", width: 3 },
+        },
+      ],
+      layout: { name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 90, animate: false } as cytoscape.LayoutOptions,
+    });
+    instance.on("tap", "node", (event) => setSelected(event.target.id()));
+    cy.current = instance;
+    container.current.dataset.ready = String(shown.nodes.length);
+    return () => {
+      instance.destroy();
+      cy.current = null;
+    };
+  }, [shown, violations.data, declassifying.data]);
+
+  useEffect(() => {
+    const instance = cy.current;
+    if (!instance || !selected) return;
+    instance.$(":selected").unselect();
+    const node = instance.getElementById(selected);
+    node.select();
+    instance.animate({ center: { eles: node } }, { duration: 200 });
+  }, [selected]);
+
+  const times = (current.data?.edges ?? []).map((e) => Date.parse(e.record_time ?? "")).filter((t) => !Number.isNaN(t));
+  const earliest = times.length ? Math.min(...times) - 60_000 : Date.now() - 3_600_000;
+  const latest = Date.now();
+  const position = slider ?? (asOf ? Date.parse(asOf) : latest);
+
+  function setParam(values: Record<string, string>) {
+    const next = new URLSearchParams(params);
+    for (const [key, value] of Object.entries(values)) {
+      if (value) next.set(key, value);
+      else next.delete(key);
+    }
+    setParams(next);
+  }
+
+  function commitSlider(value: number) {
+    setSlider(null);
+    setParam({ as_of: value >= latest - 1000 ? "" : new Date(value).toISOString() });
+  }
+
+  async function expand(dir: "DIRECTION_UPSTREAM" | "DIRECTION_DOWNSTREAM") {
+    if (!selected) return;
+    const more = await lineageOf(selected, dir, 1, asOf);
+    setExpansions((previous) => [...previous, more]);
+  }
+
+  function exportAs(kind: "svg" | "png") {
+    const instance = cy.current;
+    if (!instance) return;
+    const name = `lineage-${shortName(id)}${asOf ? `-${asOf}` : ""}.${kind}`;
+    if (kind === "svg") {
+      const text = (instance as any).svg({ full: true, bg: "#ffffff" }) as string;
+      download(new Blob([text], { type: "image/svg+xml" }), name);
+    } else {
+      download(instance.png({ full: true, output: "blob", bg: "#ffffff", maxWidth: 8000 }) as unknown as Blob, name);
+    }
+  }
+
+  function submit(event: FormEvent<HTMLFormElement>) {
+    event.preventDefault();
+    const form = new FormData(event.currentTarget);
+    setParam({ id: String(form.get("id") ?? "").trim(), depth: String(form.get("depth") ?? "3"), direction: String(form.get("direction")) });
+  }
+
+  return (
+    <>
+      <h1>Lineage</h1>
+      <form className="filters" onSubmit={submit} key={`${id}-${depth}-${direction}`}>
+        <label>
+          Dataset <input name="id" defaultValue={id} size={50} required />
+        </label>
+        <label>
+          Direction
+          <select name="direction" defaultValue={direction}>
+            <option value="DIRECTION_BOTH">both</option>
+            <option value="DIRECTION_UPSTREAM">upstream</option>
+            <option value="DIRECTION_DOWNSTREAM">downstream</option>
+          </select>
+        </label>
+        <label>
+          Depth <input name="depth" type="number" min={1} max={50} defaultValue={depth} />
+        </label>
+        <button type="submit">Show</button>
+      </form>
+      {!id && <p>Pick a dataset, or open one from the <Link to="/datasets">datasets</Link> page.</p>}
+      {graph.error ? <ErrorBox error={graph.error} /> : null}
+      {violations.error ? <ErrorBox error={violations.error} /> : null}
+      {id && (
+        <div className="timeline">
+          <label htmlFor="as-of-slider">
+            As of: <strong>{asOf || slider ? time(new Date(position).toISOString()) : "now"}</strong>
+          </label>
+          <input
+            id="as-of-slider"
+            type="range"
+            min={earliest}
+            max={latest}
+            step={1000}
+            value={Math.min(Math.max(position, earliest), latest)}
+            onChange={(e) => setSlider(Number(e.target.value))}
+            onPointerUp={(e) => commitSlider(Number((e.target as HTMLInputElement).value))}
+            onKeyUp={(e) => commitSlider(Number((e.target as HTMLInputElement).value))}
+            aria-valuetext={asOf ? time(asOf) : "now"}
+          />
+          <button type="button" onClick={() => commitSlider(latest)} disabled={!asOf}>
+            Now
+          </button>
+        </div>
+      )}
+      {shown && !shown.complete && (
+        <p className="notice incomplete" role="status">
+          <strong>Incomplete graph</strong>: the traversal stopped at its {shown.incomplete_reason} limit; datasets and edges beyond it are not
+          shown. Lower the depth or start from another dataset.
+        </p>
+      )}
+      {shown && (
+        <div className="graph-tools">
+          <label>
+            Selected
+            <select value={selected} onChange={(e) => setSelected(e.target.value)} aria-label="Select a dataset in the graph">
+              <option value="">(click a node, or pick one)</option>
+              {shown.nodes.map((n) => (
+                <option key={n.dataset_id} value={n.dataset_id}>
+                  {n.dataset_id}
+                </option>
+              ))}
+            </select>
+          </label>
+          <button type="button" disabled={!selected} onClick={() => expand("DIRECTION_UPSTREAM")}>
+            Expand upstream
+          </button>
+          <button type="button" disabled={!selected} onClick={() => expand("DIRECTION_DOWNSTREAM")}>
+            Expand downstream
+          </button>
+          <button type="button" onClick={() => cy.current?.fit(undefined, 20)}>
+            Fit
+          </button>
+          <button type="button" onClick={() => exportAs("svg")}>
+            Export SVG
+          </button>
+          <button type="button" onClick={() => exportAs("png")}>
+            Export PNG
+          </button>
+          {selected && (
+            <span>
+              <DatasetLink id={selected} asOf={asOf} />
+            </span>
+          )}
+        </div>
+      )}
+      {shown && (
+        <>
+          <div
+            ref={container}
+            className="graph"
+            role="img"
+            aria-label={`Lineage graph of ${id}: ${shown.nodes.length} datasets, ${shown.edges.length} edges`}
+            data-nodes={shown.nodes.length}
+            data-edges={shown.edges.length}
+          />
+          <ul className="legend" aria-label="Legend">
+            {(Object.keys(STATE_LABEL) as State[]).map((s) => (
+              <li key={s}>
+                <span className={`dot ${s}`} /> {STATE_LABEL[s]}
+              </li>
+            ))}
+            <li>
+              <span className="line declassifying" /> declassifying transform
+            </li>
+          </ul>
+          {asOf && <p className="muted">Residency colours show today's violations; the graph's datasets and edges are those of {time(asOf)}.</p>}
+          <details>
+            <summary>Datasets as a table ({shown.nodes.length})</summary>
+            <table className="list" data-testid="node-table">
+              <thead>
+                <tr>
+                  <th scope="col">Dataset</th>
+                  <th scope="col">Depth</th>
+                  <th scope="col">Residency</th>
+                </tr>
+              </thead>
+              <tbody>
+                {shown.nodes.map((n) => (
+                  <tr key={n.dataset_id}>
+                    <td>
+                      <DatasetLink id={n.dataset_id} asOf={asOf} />
+                    </td>
+                    <td className="num">{n.depth}</td>
+                    <td>
+                      <span className={`dot ${stateOf(n.dataset_id, n.placeholder)}`} /> {STATE_LABEL[stateOf(n.dataset_id, n.placeholder)]}
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </details>
+          <details>
+            <summary>Edges as a table ({shown.edges.length})</summary>
+            <table className="list" data-testid="edge-table">
+              <thead>
+                <tr>
+                  <th scope="col">Input</th>
+                  <th scope="col">Output</th>
+                  <th scope="col">Job</th>
+                  <th scope="col">Transform</th>
+                  <th scope="col">Recorded</th>
+                </tr>
+              </thead>
+              <tbody>
+                {shown.edges.map((e) => (
+                  <tr key={`${e.input} ${e.output} ${e.job}`}>
+                    <td>
+                      <DatasetLink id={e.input} asOf={asOf} />
+                    </td>
+                    <td>
+                      <DatasetLink id={e.output} asOf={asOf} />
+                    </td>
+                    <td className="mono">{e.job}</td>
+                    <td>{e.transform}</td>
+                    <td>{time(e.record_time)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </details>
+        </>
+      )}
+    </>
+  );
+}
