@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from google.protobuf.struct_pb2 import Struct
-
 from domicile.app import App
 from domicile.catalog.validation import check_length
 from domicile.errors import FieldErrors, failed_precondition

@@ -156,6 +156,7 @@ class VersionRow(NamedTuple):
     by which write and by whom it was ended by a delete (`deleted` False: not by a delete)."""
 
     dataset: Dataset
+    valid_from: datetime
     deleted: bool
     end_revision: int | None
     end_time: datetime | None
@@ -172,7 +173,7 @@ def revision_page(dataset_id: str, versions: Sequence[VersionRow], page: PageReq
     for row in versions:
         dataset = row.dataset
         change = RevisionChange.CREATED if previous_deleted else RevisionChange.UPDATED
-        entries.append(DatasetRevision(dataset.revision, dataset.update_time, dataset.updated_by, change, dataset))
+        entries.append(DatasetRevision(dataset.revision, row.valid_from, dataset.updated_by, change, dataset))
         if row.deleted and row.end_revision is not None and row.end_time is not None:
             entries.append(DatasetRevision(row.end_revision, row.end_time, row.deleted_by, RevisionChange.DELETED))
         previous_deleted = row.deleted

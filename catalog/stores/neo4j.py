@@ -758,6 +758,7 @@ async def _versions_tx(tx: AsyncManagedTransaction, dataset_id: str) -> list[Ver
     return [
         VersionRow(
             dataset_from_version(row["v"]),
+            from_micros(row["v"]["valid_from"]),
             bool(row["v"].get("deleted")),
             row["v"].get("end_revision"),
             None if row["v"].get("valid_to") is None else from_micros(row["v"]["valid_to"]),

@@ -355,6 +355,7 @@ class SQLiteGraphStore:
         return [
             VersionRow(
                 _dataset_from_row(row[:5]),
+                from_micros(row[1]),
                 bool(row[5]),
                 row[6],
                 None if row[7] is None else from_micros(row[7]),

@@ -3,7 +3,7 @@ policy history, dataset revision history and security events -- over real gRPC c
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -68,7 +68,7 @@ async def test_list_decisions_filters_newest_first_and_pages(residency):
             break
     assert pages == ids[2::-1]
 
-    future = datetime.now(timezone.utc) + timedelta(hours=1)
+    future = datetime.now(UTC) + timedelta(hours=1)
     later = await residency.residency.ListDecisions(residency_pb2.ListDecisionsRequest(start_time=_ts(future)))
     assert list(later.decisions) == []
 
@@ -87,7 +87,7 @@ async def test_list_decisions_refuses_bad_filters(residency):
 
 async def test_summarize_counts_per_bucket(residency):
     await _decided(residency)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     summary = await residency.residency.SummarizeDecisions(
         residency_pb2.SummarizeDecisionsRequest(
             start_time=_ts(now - timedelta(minutes=59)), end_time=_ts(now + timedelta(minutes=1)), bucket_seconds=60
@@ -177,7 +177,7 @@ async def test_security_events_newest_first(tmp_path):
 async def test_explain_as_of_a_past_instant(residency):
     await residency.put(CUSTOMERS, origins=["DE"], locations=[FRANKFURT])
     await residency.router.flush_decision_log()
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
     now = await residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id=CUSTOMERS))
     then = await residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id=CUSTOMERS, as_of=_ts(before)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -140,7 +141,7 @@ async def test_post_needs_the_csrf_token_and_same_origin(console):
     running, http = console
     session, csrf = await sign_in(running, http)
     url = running.console_url
-    policy = open(POLICY).read()
+    policy = Path(POLICY).read_text()
     body = json.dumps({"policy_yaml": policy})
     async with http.post(f"{url}/api/v1/policy/impact", data=body, headers=with_session(session)) as r:
         assert r.status == 403 and (await r.json())["error"]["reason"] == "CSRF_TOKEN_MISMATCH"
