@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -163,12 +163,12 @@ def _newest_time(line: bytes) -> datetime:
     """The time of the last decision written in `line` (the newest, give or take the queue)."""
     at = line.rfind(_TIME_KEY)
     if at < 0:
-        return datetime.max.replace(tzinfo=timezone.utc)
+        return datetime.max.replace(tzinfo=UTC)
     start = at + len(_TIME_KEY)
     try:
         return datetime.fromisoformat(line[start : line.index(b'"', start)].decode())
     except ValueError:
-        return datetime.max.replace(tzinfo=timezone.utc)
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _decisions(path: Path, line: bytes, offset: int) -> list[LoggedDecision]:

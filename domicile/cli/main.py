@@ -12,6 +12,7 @@ import click
 from domicile import __version__
 from domicile.cli import admin as admin_commands
 from domicile.cli import catalog as catalog_commands
+from domicile.cli import history as history_commands
 from domicile.cli import residency as residency_commands
 from domicile.cli.audit import audit as audit_commands
 from domicile.cli.base import EXIT_STATUS_HELP, EXIT_USAGE, DomicileGroup, fail
@@ -266,6 +267,12 @@ for command in residency_commands.POLICY_COMMANDS:
     policy_commands.add_command(command)
 for command in residency_commands.AUDIT_COMMANDS:
     audit_commands.add_command(command)
+for command in history_commands.AUDIT_COMMANDS:
+    audit_commands.add_command(command)
+for command in history_commands.POLICY_COMMANDS:
+    policy_commands.add_command(command)
+for command in history_commands.DATASET_COMMANDS:
+    catalog_commands.dataset.add_command(command)
 cli.add_command(admin_commands.import_command)
 
 

@@ -22,6 +22,7 @@ import click
 from domicile.cli.base import EXIT_NEGATIVE, EXIT_UNKNOWN_DATASET, command, json_output
 from domicile.cli.client import call, emit, table, unknown_dataset_hints
 from domicile.cli.policy import fail_policy
+from domicile.timeconv import parse_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
 _UNKNOWN_DATASET = "UNKNOWN_DATASET"
@@ -207,18 +208,19 @@ def check_job(ctx, inputs, outputs, run_region, output_region, transform, job) -
 
 @command("explain")
 @click.argument("dataset_id")
+@click.option("--as-of", help="As it was at this ISO 8601 time, under the policy in force then.")
 @click.pass_context
-def explain(ctx, dataset_id) -> None:
+def explain(ctx, dataset_id, as_of) -> None:
     """DATASET_ID's effective classifications and origins, each with the lineage path that
     brought it, and where the active policy lets it be stored and processed. Exit 4 when
     the dataset is not in the catalog."""
-    response = call(
-        ctx,
-        residency_pb2_grpc.ResidencyServiceStub,
-        "Explain",
-        residency_pb2.ExplainRequest(dataset_id=dataset_id),
-        dataset_id=dataset_id,
-    )
+    request = residency_pb2.ExplainRequest(dataset_id=dataset_id)
+    if as_of:
+        try:
+            request.as_of.CopyFrom(to_timestamp(parse_time(as_of)))
+        except ValueError:
+            raise click.BadParameter(f"{as_of!r} is not an ISO 8601 time such as 2026-11-30T10:00:00Z") from None
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Explain", request, dataset_id=dataset_id)
 
     def attribute_lines(title: str, attributes) -> list[str]:
         lines = [f"{title}:"]
@@ -307,6 +309,7 @@ def policy_set(ctx, file, dry_run) -> None:
 
 
 @command("get")
+@click.option("--version", default="", help="A version from the policy history (default: the active policy).")
 @click.option(
     "-O",
     "--output-file",
@@ -315,9 +318,9 @@ def policy_set(ctx, file, dry_run) -> None:
     help="Write the policy YAML to this file instead of standard output.",
 )
 @click.pass_context
-def policy_get(ctx, output) -> None:
-    """The server's active policy (YAML as set), with its version and content hash."""
-    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "GetPolicy", policy_pb2.GetPolicyRequest())
+def policy_get(ctx, version, output) -> None:
+    """The server's active policy (YAML as set), or a past version, with its version and content hash."""
+    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "GetPolicy", policy_pb2.GetPolicyRequest(version=version))
     if output is not None:
         output.write_text(response.policy_yaml, "utf-8")
 

@@ -168,3 +168,34 @@ async def test_policy_set_get_impact(run, tmp_path):
     output = tmp_path / "active.yaml"
     result = await run("policy", "get", "-O", str(output))
     assert result.exit_code == 0 and output.read_text("utf-8") == candidate.read_text("utf-8")
+
+
+async def test_history_and_search_commands(run, residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE", "FR"], locations=[FRANKFURT])
+    await residency.decide(CUSTOMERS, US)
+
+    result = await run("audit", "decisions", "--dataset", CUSTOMERS, "--outcome", "deny")
+    assert result.exit_code == 0, result.output
+    assert "DENY" in result.output and "gdpr-personal-data" in result.output
+    result = await run("--json", "audit", "decisions", "--since", "not a time")
+    assert result.exit_code == 2
+    result = await run("audit", "rate")
+    assert result.exit_code == 0 and "DENY" in result.output, result.output
+    result = await run("audit", "head")
+    assert result.exit_code == 0 and "writer healthy" in result.output
+    result = await run("audit", "events")
+    assert result.exit_code == 1 and "security event log" in result.output  # --insecure keeps none
+
+    result = await run("dataset", "history", CUSTOMERS)
+    assert result.exit_code == 0 and "updated" in result.output and "created" in result.output
+    result = await run("dataset", "summary")
+    assert result.exit_code == 0 and "PII.CONTACT" in result.output
+
+    result = await run("policy", "history")
+    assert result.exit_code == 0 and "in force" in result.output
+    version = json.loads((await run("--json", "policy", "get")).output)["version"]
+    result = await run("policy", "get", "--version", version)
+    assert result.exit_code == 0 and f"# version {version}" in result.output
+    result = await run("explain", CUSTOMERS, "--as-of", "2000-01-01T00:00:00Z")
+    assert result.exit_code == 1 and "not in the catalog" in result.output
