@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import click
 
+from domicile.cli.base import command
 from domicile.cli.client import call, emit, table
 from domicile.timeconv import parse_time, to_timestamp
 from domicile.v1 import (
@@ -49,10 +50,10 @@ def _more(token: str) -> str:
     return f"\nmore: --page-token {token}" if token else ""
 
 
-@click.command("decisions")
+@command("decisions")
 @click.option("--dataset", "dataset_id", help="Decisions on this dataset id.")
 @click.option("--caller", help="Decisions asked for by this principal.")
-@click.option("--outcome", type=click.Choice(sorted(_OUTCOMES)))
+@click.option("--outcome", type=click.Choice(sorted(_OUTCOMES)), help="Only ALLOW or only DENY decisions.")
 @click.option("--rule", "rule_id", help="Decisions with a reason naming this rule id.")
 @click.option("--since", help="Decided at or after this time.")
 @click.option("--until", help="Decided before this time.")
@@ -95,7 +96,7 @@ def audit_decisions(ctx, dataset_id, caller, outcome, rule_id, since, until, lim
     emit(ctx, response, render)
 
 
-@click.command("rate")
+@command("rate")
 @click.option("--since", help="Start (default: an hour before --until).")
 @click.option("--until", help="End (default: now).")
 @click.option("--bucket", "bucket_seconds", type=int, default=60, show_default=True, help="Seconds per bucket.")
@@ -114,7 +115,7 @@ def audit_rate(ctx, since, until, bucket_seconds) -> None:
     emit(ctx, response, render)
 
 
-@click.command("head")
+@command("head")
 @click.pass_context
 def audit_head(ctx) -> None:
     """The decision log's head: line count and hash of the last line (GetDecisionLogStatus)."""
@@ -131,13 +132,13 @@ def audit_head(ctx) -> None:
     )
 
 
-@click.command("events")
+@command("events")
 @click.option("--event", help="auth_failure, authz_denied, rate_limited, policy_change, cert_reload, keys_reload.")
-@click.option("--principal")
-@click.option("--since")
-@click.option("--until")
+@click.option("--principal", help="Events of this principal.")
+@click.option("--since", help="At or after this time.")
+@click.option("--until", help="Before this time.")
 @click.option("--limit", type=int, default=100, show_default=True, help="Page size (1..10000).")
-@click.option("--page-token", default="")
+@click.option("--page-token", default="", help="From a previous answer, to go on with older events.")
 @click.pass_context
 def audit_events(ctx, event, principal, since, until, limit, page_token) -> None:
     """The security event log, newest first (ListSecurityEvents)."""
@@ -157,7 +158,7 @@ def audit_events(ctx, event, principal, since, until, limit, page_token) -> None
     emit(ctx, response, render)
 
 
-@click.command("history")
+@command("history")
 @click.pass_context
 def policy_history(ctx) -> None:
     """Every activation of a policy, newest first (ListPolicyVersions); `policy get --version V`
@@ -176,10 +177,10 @@ def policy_history(ctx) -> None:
     emit(ctx, response, render)
 
 
-@click.command("history")
+@command("history")
 @click.argument("dataset_id")
-@click.option("--limit", type=int, default=100, show_default=True)
-@click.option("--page-token", default="")
+@click.option("--limit", type=int, default=100, show_default=True, help="Page size (1..1000).")
+@click.option("--page-token", default="", help="From a previous answer, to go on with older revisions.")
 @click.pass_context
 def dataset_history(ctx, dataset_id, limit, page_token) -> None:
     """DATASET_ID's revisions, newest first: who changed it, when, and how (ListDatasetRevisions)."""
@@ -209,7 +210,7 @@ def dataset_history(ctx, dataset_id, limit, page_token) -> None:
     emit(ctx, response, render)
 
 
-@click.command("summary")
+@command("summary")
 @click.pass_context
 def dataset_summary(ctx) -> None:
     """Described datasets counted by effective classification, origin and region (SummarizeDatasets)."""

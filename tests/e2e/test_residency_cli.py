@@ -198,4 +198,4 @@ async def test_history_and_search_commands(run, residency):
     result = await run("policy", "get", "--version", version)
     assert result.exit_code == 0 and f"# version {version}" in result.output
     result = await run("explain", CUSTOMERS, "--as-of", "2000-01-01T00:00:00Z")
-    assert result.exit_code == 1 and "not in the catalog" in result.output
+    assert result.exit_code == 4 and "not in the catalog" in result.output  # unknown dataset (then)
