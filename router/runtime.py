@@ -855,9 +855,9 @@ class Router:
         )
 
     def summarize_datasets(self) -> DatasetSummary:
-        """Counts of the described datasets by effective classification, origin and location
-        (see `DatasetSummary`), from the index; remembered until the catalog or the
-        declassifiers change."""
+        """Counts of the datasets the index answers for (described ones and derived
+        placeholders) by effective classification, origin and location (see `DatasetSummary`);
+        remembered until the catalog or the policy changes."""
         self._require_fresh()
         key = (self._revision, id(self._policy))
         if self._summary is None or self._summary[0] != key:

@@ -1,15 +1,17 @@
-import { useEffect, useState } from "react";
+import { lazy, Suspense, useEffect, useState } from "react";
 import { NavLink, Route, Routes } from "react-router-dom";
 import { loadSession, signOut, type SessionInfo } from "./api";
 import { DatasetPage } from "./pages/Dataset";
 import { DatasetsPage } from "./pages/Datasets";
 import { DecisionPage } from "./pages/Decision";
 import { DecisionsPage } from "./pages/Decisions";
-import { LineagePage } from "./pages/Lineage";
 import { OverviewPage } from "./pages/Overview";
-import { PolicyPage } from "./pages/Policy";
 import { SecurityPage } from "./pages/Security";
 import { ErrorBox } from "./util";
+
+// The graph library and the YAML highlighter are most of the code: loaded with their pages.
+const LineagePage = lazy(() => import("./pages/Lineage").then((m) => ({ default: m.LineagePage })));
+const PolicyPage = lazy(() => import("./pages/Policy").then((m) => ({ default: m.PolicyPage })));
 
 const PAGES: [string, string][] = [
   ["/", "Overview"],
@@ -68,6 +70,7 @@ export function App() {
         </div>
       </header>
       <main id="main" tabIndex={-1}>
+        <Suspense fallback={<p className="muted">Loading…</p>}>
         <Routes>
           <Route path="/" element={<OverviewPage />} />
           <Route path="/datasets" element={<DatasetsPage />} />
@@ -79,6 +82,7 @@ export function App() {
           <Route path="/security" element={<SecurityPage />} />
           <Route path="*" element={<h1>No such page</h1>} />
         </Routes>
+        </Suspense>
       </main>
     </>
   );

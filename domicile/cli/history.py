@@ -219,7 +219,7 @@ def dataset_summary(ctx) -> None:
     )
 
     def render(r: residency_pb2.SummarizeDatasetsResponse) -> str:
-        parts = [f"{r.datasets} described datasets (catalog revision {r.catalog_revision})"]
+        parts = [f"{r.datasets} datasets judged (described or derived; catalog revision {r.catalog_revision})"]
         parts.append(table(("CLASSIFICATION", "DATASETS"), [(c.value, c.datasets) for c in r.classifications]))
         parts.append(table(("ORIGIN", "DATASETS"), [(c.value, c.datasets) for c in r.origins]))
         parts.append(

@@ -5,6 +5,7 @@ page. Screenshots of each page are saved as test artifacts (see conftest.py)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -172,7 +173,7 @@ def test_open_a_deny_decision_and_replay_it(context, console_server):
 
 def test_upload_a_candidate_policy_and_see_its_impact(context, console_server, tmp_path: Path):
     text = (ROOT / "examples" / "policy.yaml").read_text()
-    candidate = text.replace('version: "2026.11.1"', 'version: "2026.12-candidate"', 1).replace(
+    candidate = re.sub(r'version: "[^"]+"', 'version: "2026.12-candidate"', text, count=1).replace(
         "    store:   {allow: [EU_PLUS_ADEQUATE]}", "    store:   {allow: [EEA]}", 1
     )
     assert candidate != text

@@ -1,9 +1,8 @@
 import { geoCentroid, geoNaturalEarth1, geoPath } from "d3-geo";
 import type { Feature, FeatureCollection, Geometry } from "geojson";
 import countries from "i18n-iso-countries";
-import { useMemo } from "react";
+import { useEffect, useMemo, useState } from "react";
 import { feature } from "topojson-client";
-import world from "world-atlas/countries-110m.json";
 
 export interface RegionLoad {
   region: string;
@@ -25,10 +24,13 @@ function shade(count: number, max: number): string {
 /** Countries shaded by the regulated (classified) datasets their regions hold; one marker
  * per region, ringed in red when the region holds violations. */
 export function WorldMap({ regions }: { regions: RegionLoad[] }) {
-  const shapes = useMemo(() => {
-    const topology = world as any;
-    return (feature(topology, topology.objects.countries) as unknown as FeatureCollection<Geometry, { name: string }>)
-      .features;
+  // The country shapes (100 kB) load after the page has painted.
+  const [shapes, setShapes] = useState<Feature<Geometry, { name: string }>[]>([]);
+  useEffect(() => {
+    import("world-atlas/countries-110m.json").then((world) => {
+      const topology = world.default as any;
+      setShapes((feature(topology, topology.objects.countries) as unknown as FeatureCollection<Geometry, { name: string }>).features);
+    });
   }, []);
   const projection = useMemo(() => geoNaturalEarth1().fitSize([WIDTH, HEIGHT], { type: "Sphere" }), []);
   const path = geoPath(projection);

@@ -77,7 +77,8 @@ export function OverviewPage() {
             {(s) => (
               <>
                 <p>
-                  <strong>{s.datasets}</strong> described datasets. <Link to="/datasets">Browse them</Link>.
+                  <strong>{s.datasets}</strong> datasets the router judges (described, or derived from described ones).{" "}
+                  <Link to="/datasets">Browse the catalog</Link>.
                 </p>
                 <h3>By effective classification</h3>
                 <Bars label="Datasets by classification" counts={s.classifications.map((c) => [c.value, Number(c.datasets)])} />
