@@ -174,8 +174,8 @@ class ResidencyServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SummarizeDatasets(self, request, context):
-        """Counts of described datasets by effective classification, origin and region (the
-        router's view of the catalog now).
+        """Counts of the datasets the router judges (described ones, and placeholders judged by what
+        they inherit) by effective classification, origin and region, as the router sees them now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
