@@ -10,6 +10,7 @@ from domicile.catalog.store import GraphStore
 from domicile.config import Settings
 
 if TYPE_CHECKING:
+    from domicile.router.policy_changes import PolicyChanges
     from domicile.router.runtime import Router
     from domicile.security.events import SecurityEventLog
 
@@ -28,6 +29,8 @@ class App:
     router: Router | None = None
     # Where security-relevant actions (policy changes) are recorded; None with --insecure.
     security_events: SecurityEventLog | None = None
+    # How policy changes become active (proposals and approvals); set with the router.
+    policy_changes: PolicyChanges | None = None
 
     def regions(self) -> RegionRegistry:
         """Builtin regions plus the active policy's private regions."""

@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from domicile.errors import FieldErrors
 
@@ -171,6 +171,24 @@ class ConsoleSettings(Section):
         return value
 
 
+class PolicySettings(Section):
+    """The residency policy: the file to start with, and whether changes need approval.
+
+    Given as a path alone (`policy: FILE`, `--policy FILE`, `DOMICILE_POLICY=FILE`), it is the
+    `file`. `require_approval` (router/policy_proposals.py): SetPolicy records a proposal that
+    another principal with policy:admin must approve; unset, it is on except with `dev` or
+    `insecure` (which has no principals to tell apart).
+    """
+
+    file: Path | None = None
+    require_approval: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_path_is_the_file(cls, value: Any) -> Any:
+        return {"file": value} if isinstance(value, str | os.PathLike) else value
+
+
 class Neo4jSettings(Section):
     user: str = ""
     password: str = ""
@@ -187,7 +205,7 @@ class Settings(BaseSettings):
     listen: str = "127.0.0.1:50051"
     # Empty disables the HTTP endpoint (OpenLineage ingestion).
     http_listen: str = "127.0.0.1:8080"
-    policy: Path | None = None
+    policy: Annotated[PolicySettings, NoDecode] = Field(default_factory=PolicySettings)
     data_dir: Path = Path(".domicile")
     # Plaintext without authentication; only on loopback addresses.
     insecure: bool = False
@@ -229,7 +247,18 @@ class Settings(BaseSettings):
             for name, address in (("listen", self.listen), ("http_listen", self.http_listen)):
                 if address and not is_loopback(split_host_port(address)[0]):
                     raise ValueError(f"{name}={address}: --insecure serves only on loopback addresses")
+            if self.policy.require_approval:
+                raise ValueError(
+                    "policy.require_approval needs principals to tell the approver from the proposer: "
+                    "not with --insecure"
+                )
         return self
+
+    @property
+    def policy_changes_need_approval(self) -> bool:
+        """`policy.require_approval`, resolved (see `PolicySettings`)."""
+        required = self.policy.require_approval
+        return required if required is not None else not (self.dev or self.insecure)
 
     @property
     def decision_log_path(self) -> Path:

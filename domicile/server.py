@@ -28,6 +28,7 @@ from domicile.catalog.stores import open_configured_store
 from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.lineage.service import LineageServicer
+from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import Router
 from domicile.router.service import PolicyServicer, ResidencyServicer, add_residency_service
 from domicile.security import Security, build_security
@@ -131,6 +132,12 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
 
             await load_demo_catalog(store)
         app.router = await Router.start(app)
+        app.policy_changes = await PolicyChanges.open(
+            app.router,
+            settings.data_dir,
+            require_approval=settings.policy_changes_need_approval,
+            events=security.events,
+        )
         server = grpc.aio.server(
             interceptors=[ErrorMappingInterceptor(), *security.interceptors],
             options=_server_options(settings),

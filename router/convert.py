@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from domicile.router.policy import PolicyError
+from domicile.router.policy_proposals import Proposal, ProposalState
 from domicile.router.runtime import Explanation, Violation
 from domicile.router.types import Decision, Operation, Outcome, PolicyChange, Reason
 from domicile.timeconv import to_timestamp
@@ -254,4 +255,27 @@ def policy_change_to_proto(change: PolicyChange) -> policy_pb2.PolicyChange:
         added_regions=change.added_regions,
         removed_regions=change.removed_regions,
         new_violations=change.new_violations,
+    )
+
+
+PROPOSAL_STATE_TO_PROTO: dict[ProposalState, policy_pb2.ProposalState] = {
+    ProposalState.PENDING: policy_pb2.PROPOSAL_STATE_PENDING,
+    ProposalState.APPROVED: policy_pb2.PROPOSAL_STATE_APPROVED,
+    ProposalState.REJECTED: policy_pb2.PROPOSAL_STATE_REJECTED,
+}
+
+
+def proposal_to_proto(proposal: Proposal) -> policy_pb2.PolicyProposal:
+    return policy_pb2.PolicyProposal(
+        proposal_id=proposal.proposal_id,
+        version=proposal.version,
+        policy_yaml=proposal.yaml,
+        content_hash=proposal.content_hash,
+        state=PROPOSAL_STATE_TO_PROTO[proposal.state],
+        proposed_by=proposal.proposed_by,
+        propose_time=to_timestamp(proposal.propose_time),
+        changes=[policy_change_to_proto(c) for c in proposal.changes],
+        decided_by=proposal.decided_by,
+        decide_time=to_timestamp(proposal.decide_time) if proposal.decide_time is not None else None,
+        comment=proposal.comment,
     )

@@ -11,6 +11,11 @@ declassifier without `jobs` grants every job, `defaults.undescribed_outputs` uns
 `deny`: see `router.policy.load_policy`'s `legacy`), so their decisions replay unchanged.
 A version keeps the semantics of its first recording when it is activated again.
 
+`activation` (present when a caller activated it) says how: `{"by": principal}` for a
+SetPolicy that needed no approval, with `"break_glass_reason"` when it bypassed a required
+approval, or `{"by": approver, "proposal_id": ..., "proposed_by": ...}` for an approved
+proposal (see `router.policy_proposals`).
+
 A version names exactly one text: `record` refuses a different text under a version already
 recorded (SetPolicy refuses that). Re-activating an earlier version appends another
 line, so `active_at(t)` answers which policy was in force at any time. Activation times never
@@ -28,16 +33,15 @@ from __future__ import annotations
 import asyncio
 import bisect
 import json
-import logging
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
 from domicile.errors import DomicileError, failed_precondition
+from domicile.router.jsonl_files import append_line, complete_lines, format_time
 from domicile.router.policy import content_hash
-
-log = logging.getLogger(__name__)
 
 POLICIES_FILE = "policies.jsonl"
 SEMANTICS = 2
@@ -54,10 +58,9 @@ class PolicyVersion(NamedTuple):
     activated_time: datetime
     # First recorded before declassifiers named their jobs (no `semantics` in its line).
     legacy: bool = False
-
-
-def _format_time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    # How it was activated, when a caller did (see the module docstring): `by`, and
+    # `break_glass_reason` or `proposal_id` with `proposed_by`.
+    activation: Mapping[str, str] | None = None
 
 
 class PolicyHistory:
@@ -112,8 +115,11 @@ class PolicyHistory:
         """Every activation, oldest first."""
         return tuple(self._activations)
 
-    async def record(self, version: str, text: str, *, at: datetime | None = None) -> PolicyVersion:
-        """Record that policy `version` with `text` is active from `at` (default: now).
+    async def record(
+        self, version: str, text: str, *, at: datetime | None = None, activation: Mapping[str, str] | None = None
+    ) -> PolicyVersion:
+        """Record that policy `version` with `text` is active from `at` (default: now), activated
+        as `activation` says (who, and a break-glass reason or the approved proposal).
 
         Durable when it returns. A no-op returning the last activation when that is already
         this version. Raises DomicileError FAILED_PRECONDITION (reason
@@ -131,40 +137,29 @@ class PolicyHistory:
             if self._times and when < self._times[-1]:
                 when = self._times[-1]
             legacy = version in self._legacy
-            activation = PolicyVersion(version, text, content_hash(text), when, legacy)
-            line = json.dumps(
-                {
-                    "activated_time": _format_time(when),
-                    "hash": activation.hash,
-                    "semantics": LEGACY_SEMANTICS if legacy else SEMANTICS,
-                    "version": version,
-                    "yaml": text,
-                },
-                sort_keys=True,
-                separators=(",", ":"),
-            )
-            await asyncio.to_thread(_append, self.path, (line + "\n").encode("utf-8"))
-            self._activations.append(activation)
+            flags = dict(activation) if activation else None
+            recorded_activation = PolicyVersion(version, text, content_hash(text), when, legacy, flags)
+            record: dict[str, object] = {
+                "activated_time": format_time(when),
+                "hash": recorded_activation.hash,
+                "semantics": LEGACY_SEMANTICS if legacy else SEMANTICS,
+                "version": version,
+                "yaml": text,
+            }
+            if flags:
+                record["activation"] = flags
+            line = json.dumps(record, sort_keys=True, separators=(",", ":"))
+            await asyncio.to_thread(append_line, self.path, (line + "\n").encode("utf-8"))
+            self._activations.append(recorded_activation)
             self._times.append(when)
             self._texts[version] = text
-            return activation
+            return recorded_activation
 
 
 def _load(path: Path) -> list[PolicyVersion]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
     activations: list[PolicyVersion] = []
     first_legacy: dict[str, bool] = {}
-    lines = data.split(b"\n")
-    complete, torn = lines[:-1], lines[-1]
-    if torn:
-        log.warning("policy history %s: cutting an incomplete last line (%d bytes) left by a crash", path, len(torn))
-        with open(path, "r+b") as file:
-            file.truncate(len(data) - len(torn))
-            os.fsync(file.fileno())
-    for number, raw in enumerate(complete, start=1):
+    for number, raw in enumerate(complete_lines(path, "policy history"), start=1):
         try:
             record = json.loads(raw)
             semantics = record.get("semantics", LEGACY_SEMANTICS)
@@ -172,12 +167,16 @@ def _load(path: Path) -> list[PolicyVersion]:
                 raise ValueError(f"unknown semantics {semantics!r}")
             # A version's meaning is that of its first recording.
             legacy = first_legacy.setdefault(record["version"], semantics == LEGACY_SEMANTICS)
+            flags = record.get("activation")
+            if flags is not None and not (isinstance(flags, dict) and all(isinstance(v, str) for v in flags.values())):
+                raise ValueError("activation is not an object of text")
             activation = PolicyVersion(
                 record["version"],
                 record["yaml"],
                 record["hash"],
                 datetime.fromisoformat(record["activated_time"]),
                 legacy,
+                flags,
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise _corrupt(path, number, f"not a policy activation ({exc})") from None
@@ -189,22 +188,3 @@ def _load(path: Path) -> list[PolicyVersion]:
 
 def _corrupt(path: Path, line: int, problem: str) -> DomicileError:
     return failed_precondition(f"policy history {path} is damaged at line {line}: {problem}", "POLICY_HISTORY_CORRUPT")
-
-
-def _append(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)

@@ -3,7 +3,7 @@ index that follows the catalog's change feed, and logged decisions.
 
 Start-up (`Router.start`):
 
-1. The policy: `settings.policy` when set; else the latest policy in the policy history under
+1. The policy: `settings.policy.file` when set; else the latest policy in the policy history under
    `data_dir` (the one a previous `SetPolicy` left active); else `DEFAULT_POLICY_YAML`, a
    policy with no rules whose defaults deny every classified dataset everywhere and allow
    unclassified ones everywhere. That default fails closed for exactly the data a residency
@@ -269,7 +269,7 @@ class Router:
         """
         settings = app.settings
         history = await PolicyHistory.open(settings.data_dir)
-        policy = await _initial_policy(settings.policy, history)
+        policy = await _initial_policy(settings.policy.file, history)
         started = time.perf_counter()
         # Reading the catalog and building the index allocate millions of objects that all
         # stay alive; the cyclic collector, triggered by those allocations, would traverse the
@@ -461,11 +461,15 @@ class Router:
         """Every activation in the policy history, newest first."""
         return tuple(reversed(self._history.versions()))
 
-    async def set_policy(self, policy_yaml: str, *, dry_run: bool = False) -> PolicyUpdate:
+    async def set_policy(
+        self, policy_yaml: str, *, dry_run: bool = False, activation: Mapping[str, str] | None = None
+    ) -> PolicyUpdate:
         """Validate and compile `policy_yaml`; unless `dry_run` or invalid, record it in the
-        policy history and make it active. An invalid policy (including a version already
-        recorded with another text) leaves the active policy as it was and returns the errors.
-        Setting the active policy again is a no-op reported as applied."""
+        policy history (with `activation`: who activated it, and how) and make it active. An
+        invalid policy (including a version already recorded with another text) leaves the
+        active policy as it was and returns the errors. Setting the active policy again is a
+        no-op reported as applied. Whether a change needs approval is decided before, by
+        `router.policy_changes`."""
         async with self._policy_lock:
             candidate, errors = _compile(policy_yaml)
             if candidate is None:
@@ -477,7 +481,7 @@ class Router:
                 return PolicyUpdate(candidate.version)
             if candidate.content_hash == self._policy.content_hash:
                 return PolicyUpdate(candidate.version, applied=True)
-            await self._history.record(candidate.version, candidate.source_yaml)
+            await self._history.record(candidate.version, candidate.source_yaml, activation=activation)
             # No await from here on: decisions see either the old pair or the new one.
             _follow_lineage_rules(self._index, self._policy, candidate)
             self._policy = candidate

@@ -26,13 +26,14 @@ from domicile.router.convert import (
     explanation_to_proto,
     policy_change_to_proto,
     policy_error_to_proto,
+    proposal_to_proto,
     violation_to_proto,
 )
 from domicile.router.decision_search import DecisionQuery
 from domicile.router.native import native as _native  # the C helpers, or None
+from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import Router
 from domicile.router.types import Decision, Operation
-from domicile.security.context import current_principal, current_trace
 from domicile.timeconv import optional_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
@@ -50,6 +51,8 @@ DEFAULT_DECISION_PAGE = 50
 MAX_PAGE = 1000
 # SummarizeDecisions: a day of minutes, a year of hours.
 MAX_BUCKETS = 10_000
+MAX_PROPOSAL_ID = 64
+MAX_REASON = 2000
 
 # The control characters `check_id` rejects (Unicode category Cc); protobuf strings are valid
 # UTF-8, so they never hold surrogates (Cs). Used to skip the per-character check for ids
@@ -82,6 +85,29 @@ def _check_policy_yaml(errors: FieldErrors, value: str) -> None:
         errors.add("policy_yaml", "must not be empty")
     elif len(value) > MAX_POLICY_BYTES or len(value.encode("utf-8")) > MAX_POLICY_BYTES:
         errors.add("policy_yaml", f"must be at most {MAX_POLICY_BYTES} bytes")
+
+
+def _check_proposal_id(errors: FieldErrors, value: str) -> None:
+    if not value:
+        errors.add("proposal_id", "must not be empty")
+    else:
+        check_length(errors, "proposal_id", value, MAX_PROPOSAL_ID)
+
+
+def _check_text(errors: FieldErrors, path: str, value: str) -> None:
+    """A free-text field (a reason, a comment): at most MAX_REASON characters, no control
+    characters but line breaks."""
+    check_length(errors, path, value, MAX_REASON)
+    if _CONTROL.search(value.replace("\n", "")):
+        errors.add(path, "must not contain control characters")
+
+
+def _policy_changes(app: App) -> PolicyChanges:
+    if app.policy_changes is None:
+        raise DomicileError(
+            "the residency router is not running", ErrorCode.UNAVAILABLE, "ROUTER_NOT_READY", retry_after=1.0
+        )
+    return app.policy_changes
 
 
 def _router(app: App) -> Router:
@@ -337,30 +363,72 @@ def _check_decision_id(value: str) -> None:
 
 
 class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
-    """domicile.v1.PolicyService over `app.router`."""
+    """domicile.v1.PolicyService over `app.router` and `app.policy_changes` (proposals)."""
 
     def __init__(self, app: App) -> None:
         self._app = app
 
     async def SetPolicy(self, request: policy_pb2.SetPolicyRequest, context) -> policy_pb2.SetPolicyResponse:
-        router = _router(self._app)
+        changes = _policy_changes(self._app)
         errors = FieldErrors()
         _check_policy_yaml(errors, request.policy_yaml)
+        _check_text(errors, "break_glass_reason", request.break_glass_reason)
         errors.raise_if_any()
-        result = await router.set_policy(request.policy_yaml, dry_run=request.dry_run)
-        if result.applied and self._app.security_events is not None:
-            self._app.security_events.policy_changed(
-                principal=current_principal(),
-                version=result.version,
-                trace_id=current_trace(),
-                method="/domicile.v1.PolicyService/SetPolicy",
-                peer=context.peer(),
-            )
-        return policy_pb2.SetPolicyResponse(
+        result = await changes.set_policy(
+            request.policy_yaml,
+            dry_run=request.dry_run,
+            break_glass_reason=request.break_glass_reason.strip(),
+            method="/domicile.v1.PolicyService/SetPolicy",
+            peer=context.peer(),
+        )
+        response = policy_pb2.SetPolicyResponse(
             version=result.version,
             errors=[policy_error_to_proto(e) for e in result.errors],
             applied=result.applied,
         )
+        if result.proposal is not None:
+            response.proposal.CopyFrom(proposal_to_proto(result.proposal))
+        return response
+
+    async def ListPolicyProposals(
+        self, request: policy_pb2.ListPolicyProposalsRequest, context
+    ) -> policy_pb2.ListPolicyProposalsResponse:
+        proposals = _policy_changes(self._app).proposals.list(include_closed=request.include_closed)
+        return policy_pb2.ListPolicyProposalsResponse(proposals=[proposal_to_proto(p) for p in proposals])
+
+    async def ApprovePolicy(
+        self, request: policy_pb2.ApprovePolicyRequest, context
+    ) -> policy_pb2.ApprovePolicyResponse:
+        changes = _policy_changes(self._app)
+        errors = FieldErrors()
+        _check_proposal_id(errors, request.proposal_id)
+        _check_text(errors, "comment", request.comment)
+        errors.raise_if_any()
+        result = await changes.approve(
+            request.proposal_id,
+            request.comment.strip(),
+            method="/domicile.v1.PolicyService/ApprovePolicy",
+            peer=context.peer(),
+        )
+        return policy_pb2.ApprovePolicyResponse(
+            proposal=proposal_to_proto(result.proposal),
+            applied=result.applied,
+            errors=[policy_error_to_proto(e) for e in result.errors],
+        )
+
+    async def RejectPolicy(self, request: policy_pb2.RejectPolicyRequest, context) -> policy_pb2.RejectPolicyResponse:
+        changes = _policy_changes(self._app)
+        errors = FieldErrors()
+        _check_proposal_id(errors, request.proposal_id)
+        _check_text(errors, "reason", request.reason)
+        errors.raise_if_any()
+        proposal = await changes.reject(
+            request.proposal_id,
+            request.reason.strip(),
+            method="/domicile.v1.PolicyService/RejectPolicy",
+            peer=context.peer(),
+        )
+        return policy_pb2.RejectPolicyResponse(proposal=proposal_to_proto(proposal))
 
     async def GetPolicy(self, request: policy_pb2.GetPolicyRequest, context) -> policy_pb2.GetPolicyResponse:
         router = _router(self._app)
@@ -388,6 +456,10 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
                     content_hash=a.hash,
                     activated_time=to_timestamp(a.activated_time),
                     active=i == 0 and a.hash == active.content_hash,
+                    activated_by=(a.activation or {}).get("by", ""),
+                    break_glass_reason=(a.activation or {}).get("break_glass_reason", ""),
+                    proposal_id=(a.activation or {}).get("proposal_id", ""),
+                    proposed_by=(a.activation or {}).get("proposed_by", ""),
                 )
                 for i, a in enumerate(activations)
             ]

@@ -157,6 +157,12 @@ JSON for lists and maps) and these options.
     help="sqlite:///PATH (default sqlite:///.domicile/catalog.db) or bolt://HOST:PORT / neo4j://HOST:PORT.",
 )
 @click.option("--policy", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Residency policy YAML.")
+@click.option(
+    "--require-approval/--no-require-approval",
+    default=None,
+    help="Policy changes become active only when a second policy admin approves them "
+    "(default: on, off with --dev and --insecure).",
+)
 @click.option("--listen", metavar="HOST:PORT", help="gRPC address (default 127.0.0.1:50051).")
 @click.option(
     "--http-listen", metavar="HOST:PORT", help="OpenLineage HTTP address (default 127.0.0.1:8080; '' disables)."
@@ -201,6 +207,7 @@ def serve(
     config_file,
     store,
     policy,
+    require_approval,
     listen,
     http_listen,
     console_listen,
@@ -226,7 +233,8 @@ def serve(
         settings = load_settings(
             config_file,
             store=store,
-            policy=policy,
+            policy={k: v for k, v in (("file", policy), ("require_approval", require_approval)) if v is not None}
+            or None,
             listen=listen,
             http_listen=http_listen,
             data_dir=data_dir,
@@ -265,6 +273,8 @@ for command in residency_commands.RESIDENCY_COMMANDS:
     cli.add_command(command)
 for command in residency_commands.POLICY_COMMANDS:
     policy_commands.add_command(command)
+# Where changes need approval, setting a policy proposes it: both names say what it does.
+policy_commands.add_command(residency_commands.policy_set, "propose")
 for command in residency_commands.AUDIT_COMMANDS:
     audit_commands.add_command(command)
 for command in history_commands.AUDIT_COMMANDS:

@@ -20,7 +20,9 @@ from domicile.router.policy import PolicyInvalid, load_policy, policy_warnings
 from domicile.router.policy_tests import run_policy_tests
 
 policy = DomicileGroup(
-    "policy", help="Residency policy: `check` and `test` files offline; `set`, `get` and `impact` on the server."
+    "policy",
+    help="Residency policy: `check` and `test` files offline; `set` (or `propose`), `get`, `impact`, "
+    "`proposals`, `approve` and `reject` on the server.",
 )
 
 

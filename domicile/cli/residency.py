@@ -1,9 +1,11 @@
 """Residency client commands.
 
 Top-level commands: `decide`, `batch-decide`, `route`, `check-job`, `explain`, `violations`.
-Commands for existing groups: `policy_set`, `policy_get`, `policy_impact` (attach to the
-`policy` group as `set`, `get`, `impact`) and `audit_get`, `audit_replay` (attach to the
-`audit` group as `get`, `replay`); `POLICY_COMMANDS` / `AUDIT_COMMANDS` list them.
+Commands for existing groups: `policy_set`, `policy_get`, `policy_impact`,
+`policy_proposals`, `policy_approve`, `policy_reject` (attach to the `policy` group as `set`
+-- also `propose` --, `get`, `impact`, `proposals`, `approve`, `reject`) and `audit_get`,
+`audit_replay` (attach to the `audit` group as `get`, `replay`); `POLICY_COMMANDS` /
+`AUDIT_COMMANDS` list them.
 
 Human-readable output by default, `--json` prints the response message. `decide`,
 `batch-decide`, `route` and `check-job` exit 3 when the answer is negative (a DENY, no allowed
@@ -286,26 +288,98 @@ def _read_policy(path: Path) -> str:
 
 @command("set")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--dry-run", is_flag=True, help="Validate on the server without activating.")
+@click.option("--dry-run", is_flag=True, help="Validate on the server without activating or proposing.")
+@click.option(
+    "--break-glass",
+    "break_glass_reason",
+    default="",
+    metavar="REASON",
+    help="Activate at once although the server requires approval (an emergency; logged and flagged).",
+)
 @click.pass_context
-def policy_set(ctx, file, dry_run) -> None:
-    """Make the policy in FILE the server's active policy (or only validate it: --dry-run).
-    Exit 1 with every error (FILE:LINE:COL) when the server rejects it."""
-    response = call(
-        ctx,
-        policy_pb2_grpc.PolicyServiceStub,
-        "SetPolicy",
-        policy_pb2.SetPolicyRequest(policy_yaml=_read_policy(file), dry_run=dry_run),
+def policy_set(ctx, file, dry_run, break_glass_reason) -> None:
+    """Make the policy in FILE the server's active policy -- or, when the server requires
+    approval of policy changes, propose it for another policy admin to approve (`policy
+    approve`). --dry-run only validates. Exit 1 with every error (FILE:LINE:COL) when the
+    server rejects it."""
+    request = policy_pb2.SetPolicyRequest(
+        policy_yaml=_read_policy(file), dry_run=dry_run, break_glass_reason=break_glass_reason
     )
+    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "SetPolicy", request)
     if response.errors:
         fail_policy(str(file), response.errors, "rejected, the active policy is unchanged")
 
     def render(r: policy_pb2.SetPolicyResponse) -> str:
         if r.applied:
-            return f"policy {r.version} is active"
+            return f"policy {r.version} is active" + (" (break glass)" if break_glass_reason else "")
+        if r.HasField("proposal"):
+            return (
+                f"policy {r.version} proposed as {r.proposal.proposal_id}: it becomes active when another "
+                f"policy admin approves it (domicile policy approve {r.proposal.proposal_id})\n"
+                + _changes_text(r.proposal.changes, r.version)
+            )
         return f"policy {r.version} is valid (dry run, not applied)"
 
     emit(ctx, response, render)
+
+
+@command("proposals")
+@click.option("--all", "include_closed", is_flag=True, help="Also the approved and rejected proposals.")
+@click.pass_context
+def policy_proposals(ctx, include_closed) -> None:
+    """Policy proposals waiting for approval (with --all, the decided ones too)."""
+    request = policy_pb2.ListPolicyProposalsRequest(include_closed=include_closed)
+    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "ListPolicyProposals", request)
+
+    def render(r: policy_pb2.ListPolicyProposalsResponse) -> str:
+        if not r.proposals:
+            return "no pending policy proposals" if not include_closed else "no policy proposals"
+        rows = [
+            (
+                p.proposal_id,
+                p.version,
+                _PROPOSAL_STATES.get(p.state, "?"),
+                p.proposed_by or "-",
+                p.decided_by or "-",
+                len(p.changes),
+            )
+            for p in r.proposals
+        ]
+        return table(("PROPOSAL", "VERSION", "STATE", "PROPOSED BY", "DECIDED BY", "CHANGES"), rows)
+
+    emit(ctx, response, render)
+
+
+@command("approve")
+@click.argument("proposal_id")
+@click.option("--comment", default="", help="Why it is approved (kept with the proposal).")
+@click.pass_context
+def policy_approve(ctx, proposal_id, comment) -> None:
+    """Activate the proposed policy PROPOSAL_ID. The approver must be another principal than
+    the one who proposed it. Exit 1 when it could not be activated (it stays pending)."""
+    request = policy_pb2.ApprovePolicyRequest(proposal_id=proposal_id, comment=comment)
+    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "ApprovePolicy", request)
+    if response.errors:
+        fail_policy(proposal_id, response.errors, "not activated, the proposal stays pending")
+    emit(ctx, response, lambda r: f"proposal {proposal_id} approved: policy {r.proposal.version} is active")
+
+
+@command("reject")
+@click.argument("proposal_id")
+@click.option("--reason", required=True, help="Why it is rejected (kept with the proposal).")
+@click.pass_context
+def policy_reject(ctx, proposal_id, reason) -> None:
+    """Close the proposal PROPOSAL_ID without activating it."""
+    request = policy_pb2.RejectPolicyRequest(proposal_id=proposal_id, reason=reason)
+    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "RejectPolicy", request)
+    emit(ctx, response, lambda r: f"proposal {proposal_id} rejected: policy {r.proposal.version} was not activated")
+
+
+_PROPOSAL_STATES = {
+    policy_pb2.PROPOSAL_STATE_PENDING: "pending",
+    policy_pb2.PROPOSAL_STATE_APPROVED: "approved",
+    policy_pb2.PROPOSAL_STATE_REJECTED: "rejected",
+}
 
 
 @command("get")
@@ -346,26 +420,28 @@ def policy_impact(ctx, file) -> None:
     if response.errors:
         fail_policy(str(file), response.errors, "not a valid policy")
 
-    def render(r: policy_pb2.PolicyImpactResponse) -> str:
-        if not r.changes:
-            return f"policy {r.version}: no change for any dataset"
-        rows = [
-            (
-                c.dataset_id,
-                _OPERATION_NAMES.get(c.operation, "?"),
-                _regions_text(c.added_regions) if c.added_regions else "-",
-                _regions_text(c.removed_regions) if c.removed_regions else "-",
-                ", ".join(c.new_violations) or "-",
-            )
-            for c in r.changes
-        ]
-        new = sum(len(c.new_violations) for c in r.changes)
-        return (
-            table(("DATASET", "OP", "ADDED", "REMOVED", "NEW VIOLATIONS"), rows)
-            + f"\npolicy {r.version}: {len(r.changes)} change(s), {new} new violation(s)"
-        )
+    emit(ctx, response, lambda r: _changes_text(r.changes, r.version))
 
-    emit(ctx, response, render)
+
+def _changes_text(changes, version: str) -> str:
+    """A policy's impact (PolicyChange messages) as a table and a summary line."""
+    if not changes:
+        return f"policy {version}: no change for any dataset"
+    rows = [
+        (
+            c.dataset_id,
+            _OPERATION_NAMES.get(c.operation, "?"),
+            _regions_text(c.added_regions) if c.added_regions else "-",
+            _regions_text(c.removed_regions) if c.removed_regions else "-",
+            ", ".join(c.new_violations) or "-",
+        )
+        for c in changes
+    ]
+    new = sum(len(c.new_violations) for c in changes)
+    return (
+        table(("DATASET", "OP", "ADDED", "REMOVED", "NEW VIOLATIONS"), rows)
+        + f"\npolicy {version}: {len(changes)} change(s), {new} new violation(s)"
+    )
 
 
 # ---- audit group ---------------------------------------------------------------------------
@@ -408,5 +484,5 @@ def audit_replay(ctx, decision_id) -> None:
 
 
 RESIDENCY_COMMANDS = (decide, batch_decide, route, check_job, explain, violations)
-POLICY_COMMANDS = (policy_set, policy_get, policy_impact)
+POLICY_COMMANDS = (policy_set, policy_get, policy_impact, policy_proposals, policy_approve, policy_reject)
 AUDIT_COMMANDS = (audit_get, audit_replay)

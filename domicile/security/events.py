@@ -33,6 +33,11 @@ KEYS_RELOAD = "keys_reload"
 # grant it; a lineage change loosened the effective constraints of datasets.
 UNAPPROVED_DECLASSIFICATION = "unapproved_declassification"
 LINEAGE_LOOSENED = "lineage_loosened"
+# Policy changes needing a second pair of hands (router/policy_changes.py).
+POLICY_PROPOSED = "policy_proposed"
+POLICY_APPROVED = "policy_approved"
+POLICY_REJECTED = "policy_rejected"
+POLICY_BREAK_GLASS = "policy_break_glass"
 
 EVENT_TYPES = frozenset(
     {
@@ -44,6 +49,10 @@ EVENT_TYPES = frozenset(
         KEYS_RELOAD,
         UNAPPROVED_DECLASSIFICATION,
         LINEAGE_LOOSENED,
+        POLICY_PROPOSED,
+        POLICY_APPROVED,
+        POLICY_REJECTED,
+        POLICY_BREAK_GLASS,
     }
 )
 
@@ -97,20 +106,6 @@ class SecurityEventLog:
                 return entry
             self._file.write(line)
         return entry
-
-    def policy_changed(
-        self, *, principal: str, version: str, trace_id: str = "", method: str = "", peer: str = ""
-    ) -> None:
-        """Record that the active residency policy was replaced (called by PolicyService)."""
-        self.record(
-            POLICY_CHANGE,
-            outcome="ok",
-            principal=principal,
-            method=method,
-            peer=peer,
-            trace_id=trace_id,
-            version=version,
-        )
 
     def close(self) -> None:
         with self._lock:

@@ -73,6 +73,11 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "/domicile.v1.ResidencyService/GetDecisionLogStatus": _one(AUDIT_READ),
     "/domicile.v1.AuditService/ListSecurityEvents": _one(AUDIT_READ),
     "/domicile.v1.PolicyService/SetPolicy": _one(POLICY_ADMIN),
+    # A proposal becomes active only when a *second* policy:admin approves it (checked by the
+    # service: router/policy_changes.py); anyone with policy:admin may reject one.
+    "/domicile.v1.PolicyService/ApprovePolicy": _one(POLICY_ADMIN),
+    "/domicile.v1.PolicyService/RejectPolicy": _one(POLICY_ADMIN),
+    "/domicile.v1.PolicyService/ListPolicyProposals": frozenset({POLICY_ADMIN, AUDIT_READ}),
     # Auditors must be able to read the policy in force and preview a change's impact without
     # being able to change it; administrators can of course do both.
     "/domicile.v1.PolicyService/GetPolicy": frozenset({POLICY_ADMIN, AUDIT_READ}),

@@ -26,35 +26,51 @@ from domicile.v1 import residency_pb2 as domicile_dot_v1_dot_residency__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64omicile/v1/policy.proto\x12\x0b\x64omicile.v1\x1a\x1b\x64omicile/v1/residency.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x0bPolicyError\x12\x0c\n\x04line\x18\x01 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\x05\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"8\n\x10SetPolicyRequest\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\"_\n\x11SetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.domicile.v1.PolicyError\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"#\n\x10GetPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"O\n\x11GetPolicyResponse\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\"*\n\x13PolicyImpactRequest\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\"\x95\x01\n\x0cPolicyChange\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\toperation\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x15\n\radded_regions\x18\x03 \x03(\t\x12\x17\n\x0fremoved_regions\x18\x04 \x03(\t\x12\x16\n\x0enew_violations\x18\x05 \x03(\t\"}\n\x14PolicyImpactResponse\x12*\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x19.domicile.v1.PolicyChange\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.domicile.v1.PolicyError\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x1b\n\x19ListPolicyVersionsRequest\"}\n\x10PolicyActivation\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12\x32\n\x0e\x61\x63tivated_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\"P\n\x1aListPolicyVersionsResponse\x12\x32\n\x0b\x61\x63tivations\x18\x01 \x03(\x0b\x32\x1d.domicile.v1.PolicyActivation2\xe3\x02\n\rPolicyService\x12J\n\tSetPolicy\x12\x1d.domicile.v1.SetPolicyRequest\x1a\x1e.domicile.v1.SetPolicyResponse\x12J\n\tGetPolicy\x12\x1d.domicile.v1.GetPolicyRequest\x1a\x1e.domicile.v1.GetPolicyResponse\x12S\n\x0cPolicyImpact\x12 .domicile.v1.PolicyImpactRequest\x1a!.domicile.v1.PolicyImpactResponse\x12\x65\n\x12ListPolicyVersions\x12&.domicile.v1.ListPolicyVersionsRequest\x1a\'.domicile.v1.ListPolicyVersionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64omicile/v1/policy.proto\x12\x0b\x64omicile.v1\x1a\x1b\x64omicile/v1/residency.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"J\n\x0bPolicyError\x12\x0c\n\x04line\x18\x01 \x01(\x05\x12\x0e\n\x06\x63olumn\x18\x02 \x01(\x05\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"T\n\x10SetPolicyRequest\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\x1a\n\x12\x62reak_glass_reason\x18\x03 \x01(\t\"\x8e\x01\n\x11SetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.domicile.v1.PolicyError\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\x12-\n\x08proposal\x18\x04 \x01(\x0b\x32\x1b.domicile.v1.PolicyProposal\"\xd5\x02\n\x0ePolicyProposal\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0bpolicy_yaml\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x04 \x01(\t\x12)\n\x05state\x18\x05 \x01(\x0e\x32\x1a.domicile.v1.ProposalState\x12\x13\n\x0bproposed_by\x18\x06 \x01(\t\x12\x30\n\x0cpropose_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x07\x63hanges\x18\x08 \x03(\x0b\x32\x19.domicile.v1.PolicyChange\x12\x12\n\ndecided_by\x18\t \x01(\t\x12/\n\x0b\x64\x65\x63ide_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63omment\x18\x0b \x01(\t\"4\n\x1aListPolicyProposalsRequest\x12\x16\n\x0einclude_closed\x18\x01 \x01(\x08\"M\n\x1bListPolicyProposalsResponse\x12.\n\tproposals\x18\x01 \x03(\x0b\x32\x1b.domicile.v1.PolicyProposal\"<\n\x14\x41pprovePolicyRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63omment\x18\x02 \x01(\t\"\x81\x01\n\x15\x41pprovePolicyResponse\x12-\n\x08proposal\x18\x01 \x01(\x0b\x32\x1b.domicile.v1.PolicyProposal\x12\x0f\n\x07\x61pplied\x18\x02 \x01(\x08\x12(\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x18.domicile.v1.PolicyError\":\n\x13RejectPolicyRequest\x12\x13\n\x0bproposal_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"E\n\x14RejectPolicyResponse\x12-\n\x08proposal\x18\x01 \x01(\x0b\x32\x1b.domicile.v1.PolicyProposal\"#\n\x10GetPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"O\n\x11GetPolicyResponse\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x03 \x01(\t\"*\n\x13PolicyImpactRequest\x12\x13\n\x0bpolicy_yaml\x18\x01 \x01(\t\"\x95\x01\n\x0cPolicyChange\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\toperation\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Operation\x12\x15\n\radded_regions\x18\x03 \x03(\t\x12\x17\n\x0fremoved_regions\x18\x04 \x03(\t\x12\x16\n\x0enew_violations\x18\x05 \x03(\t\"}\n\x14PolicyImpactResponse\x12*\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x19.domicile.v1.PolicyChange\x12(\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x18.domicile.v1.PolicyError\x12\x0f\n\x07version\x18\x03 \x01(\t\"\x1b\n\x19ListPolicyVersionsRequest\"\xd9\x01\n\x10PolicyActivation\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12\x32\n\x0e\x61\x63tivated_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x04 \x01(\x08\x12\x14\n\x0c\x61\x63tivated_by\x18\x05 \x01(\t\x12\x1a\n\x12\x62reak_glass_reason\x18\x06 \x01(\t\x12\x13\n\x0bproposal_id\x18\x07 \x01(\t\x12\x13\n\x0bproposed_by\x18\x08 \x01(\t\"P\n\x1aListPolicyVersionsResponse\x12\x32\n\x0b\x61\x63tivations\x18\x01 \x03(\x0b\x32\x1d.domicile.v1.PolicyActivation*\x85\x01\n\rProposalState\x12\x1e\n\x1aPROPOSAL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PROPOSAL_STATE_PENDING\x10\x01\x12\x1b\n\x17PROPOSAL_STATE_APPROVED\x10\x02\x12\x1b\n\x17PROPOSAL_STATE_REJECTED\x10\x03\x32\xfa\x04\n\rPolicyService\x12J\n\tSetPolicy\x12\x1d.domicile.v1.SetPolicyRequest\x1a\x1e.domicile.v1.SetPolicyResponse\x12J\n\tGetPolicy\x12\x1d.domicile.v1.GetPolicyRequest\x1a\x1e.domicile.v1.GetPolicyResponse\x12S\n\x0cPolicyImpact\x12 .domicile.v1.PolicyImpactRequest\x1a!.domicile.v1.PolicyImpactResponse\x12\x65\n\x12ListPolicyVersions\x12&.domicile.v1.ListPolicyVersionsRequest\x1a\'.domicile.v1.ListPolicyVersionsResponse\x12h\n\x13ListPolicyProposals\x12\'.domicile.v1.ListPolicyProposalsRequest\x1a(.domicile.v1.ListPolicyProposalsResponse\x12V\n\rApprovePolicy\x12!.domicile.v1.ApprovePolicyRequest\x1a\".domicile.v1.ApprovePolicyResponse\x12S\n\x0cRejectPolicy\x12 .domicile.v1.RejectPolicyRequest\x1a!.domicile.v1.RejectPolicyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'domicile.v1.policy_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_PROPOSALSTATE']._serialized_start=1985
+  _globals['_PROPOSALSTATE']._serialized_end=2118
   _globals['_POLICYERROR']._serialized_start=103
   _globals['_POLICYERROR']._serialized_end=177
   _globals['_SETPOLICYREQUEST']._serialized_start=179
-  _globals['_SETPOLICYREQUEST']._serialized_end=235
-  _globals['_SETPOLICYRESPONSE']._serialized_start=237
-  _globals['_SETPOLICYRESPONSE']._serialized_end=332
-  _globals['_GETPOLICYREQUEST']._serialized_start=334
-  _globals['_GETPOLICYREQUEST']._serialized_end=369
-  _globals['_GETPOLICYRESPONSE']._serialized_start=371
-  _globals['_GETPOLICYRESPONSE']._serialized_end=450
-  _globals['_POLICYIMPACTREQUEST']._serialized_start=452
-  _globals['_POLICYIMPACTREQUEST']._serialized_end=494
-  _globals['_POLICYCHANGE']._serialized_start=497
-  _globals['_POLICYCHANGE']._serialized_end=646
-  _globals['_POLICYIMPACTRESPONSE']._serialized_start=648
-  _globals['_POLICYIMPACTRESPONSE']._serialized_end=773
-  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_start=775
-  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_end=802
-  _globals['_POLICYACTIVATION']._serialized_start=804
-  _globals['_POLICYACTIVATION']._serialized_end=929
-  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_start=931
-  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_end=1011
-  _globals['_POLICYSERVICE']._serialized_start=1014
-  _globals['_POLICYSERVICE']._serialized_end=1369
+  _globals['_SETPOLICYREQUEST']._serialized_end=263
+  _globals['_SETPOLICYRESPONSE']._serialized_start=266
+  _globals['_SETPOLICYRESPONSE']._serialized_end=408
+  _globals['_POLICYPROPOSAL']._serialized_start=411
+  _globals['_POLICYPROPOSAL']._serialized_end=752
+  _globals['_LISTPOLICYPROPOSALSREQUEST']._serialized_start=754
+  _globals['_LISTPOLICYPROPOSALSREQUEST']._serialized_end=806
+  _globals['_LISTPOLICYPROPOSALSRESPONSE']._serialized_start=808
+  _globals['_LISTPOLICYPROPOSALSRESPONSE']._serialized_end=885
+  _globals['_APPROVEPOLICYREQUEST']._serialized_start=887
+  _globals['_APPROVEPOLICYREQUEST']._serialized_end=947
+  _globals['_APPROVEPOLICYRESPONSE']._serialized_start=950
+  _globals['_APPROVEPOLICYRESPONSE']._serialized_end=1079
+  _globals['_REJECTPOLICYREQUEST']._serialized_start=1081
+  _globals['_REJECTPOLICYREQUEST']._serialized_end=1139
+  _globals['_REJECTPOLICYRESPONSE']._serialized_start=1141
+  _globals['_REJECTPOLICYRESPONSE']._serialized_end=1210
+  _globals['_GETPOLICYREQUEST']._serialized_start=1212
+  _globals['_GETPOLICYREQUEST']._serialized_end=1247
+  _globals['_GETPOLICYRESPONSE']._serialized_start=1249
+  _globals['_GETPOLICYRESPONSE']._serialized_end=1328
+  _globals['_POLICYIMPACTREQUEST']._serialized_start=1330
+  _globals['_POLICYIMPACTREQUEST']._serialized_end=1372
+  _globals['_POLICYCHANGE']._serialized_start=1375
+  _globals['_POLICYCHANGE']._serialized_end=1524
+  _globals['_POLICYIMPACTRESPONSE']._serialized_start=1526
+  _globals['_POLICYIMPACTRESPONSE']._serialized_end=1651
+  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_start=1653
+  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_end=1680
+  _globals['_POLICYACTIVATION']._serialized_start=1683
+  _globals['_POLICYACTIVATION']._serialized_end=1900
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_start=1902
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_end=1982
+  _globals['_POLICYSERVICE']._serialized_start=2121
+  _globals['_POLICYSERVICE']._serialized_end=2755
 # @@protoc_insertion_point(module_scope)

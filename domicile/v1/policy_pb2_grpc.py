@@ -55,6 +55,21 @@ class PolicyServiceStub:
                 request_serializer=domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsRequest.SerializeToString,
                 response_deserializer=domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsResponse.FromString,
                 _registered_method=True)
+        self.ListPolicyProposals = channel.unary_unary(
+                '/domicile.v1.PolicyService/ListPolicyProposals',
+                request_serializer=domicile_dot_v1_dot_policy__pb2.ListPolicyProposalsRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_policy__pb2.ListPolicyProposalsResponse.FromString,
+                _registered_method=True)
+        self.ApprovePolicy = channel.unary_unary(
+                '/domicile.v1.PolicyService/ApprovePolicy',
+                request_serializer=domicile_dot_v1_dot_policy__pb2.ApprovePolicyRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_policy__pb2.ApprovePolicyResponse.FromString,
+                _registered_method=True)
+        self.RejectPolicy = channel.unary_unary(
+                '/domicile.v1.PolicyService/RejectPolicy',
+                request_serializer=domicile_dot_v1_dot_policy__pb2.RejectPolicyRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_policy__pb2.RejectPolicyResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
@@ -62,7 +77,10 @@ class PolicyServiceServicer:
     """
 
     def SetPolicy(self, request, context):
-        """Validates a policy and, unless dry_run or invalid, makes it the active one.
+        """Validates a policy and, unless dry_run or invalid, makes it the active one. When the
+        server requires approval of policy changes, it records a proposal instead, which becomes
+        active only when another principal approves it (ApprovePolicy); a break_glass_reason
+        activates it at once all the same.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,6 +102,27 @@ class PolicyServiceServicer:
 
     def ListPolicyVersions(self, request, context):
         """Every activation of a policy, newest first: which version was in force from when.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicyProposals(self, request, context):
+        """The proposals waiting for approval (with include_closed, the decided ones too).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApprovePolicy(self, request, context):
+        """Activates a pending proposal; the approver must be another principal than the proposer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectPolicy(self, request, context):
+        """Closes a pending proposal without activating it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +150,21 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.ListPolicyVersions,
                     request_deserializer=domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsRequest.FromString,
                     response_serializer=domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsResponse.SerializeToString,
+            ),
+            'ListPolicyProposals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyProposals,
+                    request_deserializer=domicile_dot_v1_dot_policy__pb2.ListPolicyProposalsRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_policy__pb2.ListPolicyProposalsResponse.SerializeToString,
+            ),
+            'ApprovePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApprovePolicy,
+                    request_deserializer=domicile_dot_v1_dot_policy__pb2.ApprovePolicyRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_policy__pb2.ApprovePolicyResponse.SerializeToString,
+            ),
+            'RejectPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectPolicy,
+                    request_deserializer=domicile_dot_v1_dot_policy__pb2.RejectPolicyRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_policy__pb2.RejectPolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +276,87 @@ class PolicyService:
             '/domicile.v1.PolicyService/ListPolicyVersions',
             domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsRequest.SerializeToString,
             domicile_dot_v1_dot_policy__pb2.ListPolicyVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyProposals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.PolicyService/ListPolicyProposals',
+            domicile_dot_v1_dot_policy__pb2.ListPolicyProposalsRequest.SerializeToString,
+            domicile_dot_v1_dot_policy__pb2.ListPolicyProposalsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApprovePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.PolicyService/ApprovePolicy',
+            domicile_dot_v1_dot_policy__pb2.ApprovePolicyRequest.SerializeToString,
+            domicile_dot_v1_dot_policy__pb2.ApprovePolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.PolicyService/RejectPolicy',
+            domicile_dot_v1_dot_policy__pb2.RejectPolicyRequest.SerializeToString,
+            domicile_dot_v1_dot_policy__pb2.RejectPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -157,7 +157,7 @@ async def test_security_events_newest_first(tmp_path):
         events = SecurityEventLog(tmp_path / "security.jsonl")
         harness.app.security_events = events
         events.record(AUTH_FAILURE, outcome="denied", reason="MISSING_TOKEN", peer="127.0.0.1")
-        events.policy_changed(principal="dpo", version="v2")
+        events.record(POLICY_CHANGE, outcome="ok", principal="dpo", version="v2")
         events.record(AUTH_FAILURE, outcome="denied", reason="EXPIRED", principal="", peer="127.0.0.2")
         stub = audit_pb2_grpc.AuditServiceStub(harness.channel)
         answer = await stub.ListSecurityEvents(audit_pb2.ListSecurityEventsRequest())

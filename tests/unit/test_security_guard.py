@@ -113,7 +113,7 @@ def test_rate_limit_applies_per_principal_before_scopes(guard, log_path):
 
 def test_event_log_file_is_private_and_rejects_unknown_types(log_path):
     events = SecurityEventLog(log_path)
-    events.policy_changed(principal="alice (via ci)", version="v7", trace_id="abc")
+    events.record("policy_change", outcome="ok", principal="alice (via ci)", trace_id="abc", version="v7")
     with pytest.raises(ValueError):
         events.record("something_else", outcome="ok")
     events.close()

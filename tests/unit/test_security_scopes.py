@@ -54,9 +54,15 @@ def test_write_and_admin_methods_are_not_reachable_with_read_scopes():
         "/domicile.v1.LineageService/RecordLineage",
         "/domicile.v1.LineageService/EndLineage",
         "/domicile.v1.PolicyService/SetPolicy",
+        "/domicile.v1.PolicyService/ApprovePolicy",
+        "/domicile.v1.PolicyService/RejectPolicy",
     ):
         assert not is_allowed(METHOD_SCOPES[method], readers), method
     assert is_allowed(METHOD_SCOPES["/domicile.v1.PolicyService/GetPolicy"], frozenset({"audit:read"}))
+    assert is_allowed(METHOD_SCOPES["/domicile.v1.PolicyService/ListPolicyProposals"], frozenset({"audit:read"}))
+    # Ending lineage loosens constraints: lineage:write is not enough.
+    assert not is_allowed(METHOD_SCOPES["/domicile.v1.LineageService/EndLineage"], frozenset({"lineage:write"}))
+    assert is_allowed(METHOD_SCOPES["/domicile.v1.LineageService/EndLineage"], frozenset({"lineage:admin"}))
 
 
 def test_open_methods_only_when_configured():
