@@ -69,7 +69,7 @@ from __future__ import annotations
 import enum
 import sys
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -248,13 +248,6 @@ class EffectiveIndex:
     def inherit(self) -> bool:
         """Whether derived placeholders are judged by inheritance (see the class docstring)."""
         return self._inherit
-
-    @property
-    def built_views(self) -> Mapping[str, EffectiveAttributes]:
-        """The views built so far, by dataset id: what `get` returns without building anything
-        (a dataset missing here may still be known; ask `get`). The index's own dict, live: read
-        it, never change it."""
-        return self._views
 
     def __contains__(self, dataset_id: object) -> bool:
         """True for the ids `get` answers: described datasets and derived placeholders."""

@@ -139,10 +139,6 @@ class _Explanation:
     default: Reason | None
     deny_verdict: Verdict | None
     allowed_ids: tuple[str, ...]  # the allowed regions of the (signature, operation)
-    # For router/_native.c `decide_batch`, which builds the reasons `_deny_reasons` builds
-    # without exemptions: ((position, message, rule id, citation) of each rule, `default`,
-    # `allowed_ids`) when every rule's message is final; None when a dataset's paths choose one.
-    reason_templates: tuple | None
 
 
 @dataclass(frozen=True)
@@ -392,17 +388,10 @@ class CompiledPolicy:
                 return _new_tuple(Verdict, (_DENY, explanation.allowed_ids, _deny_reasons(explanation, paths, None)))
         return self._decide(attrs, cached, op, region, now)
 
-    @property
-    def cache_token(self) -> object:
-        """The token that marks this compiled policy's entries in `EffectiveAttributes.engine_cache`
-        (an entry with another token is from an earlier policy and is recomputed)."""
-        return self._cache_token
-
     def deny_with_paths(self, attrs: EffectiveAttributes, cached: _Cached, explanation: _Explanation) -> Verdict:
         """`decide`'s second lookup settled: the DENY of `explanation` (remembered for the
         region) for the dataset of `attrs`, whose cache entry is `cached`, with its lineage
-        paths. For `_decide` and the C loop of `Router.batch_decide` (router/_native.c
-        `decide_batch`), which looks verdicts up as `decide` does; `decide` inlines it."""
+        paths. For `_decide`; `decide` inlines it."""
         paths = cached[5] or self._remember_paths(attrs, cached)
         return _new_tuple(Verdict, (_DENY, explanation.allowed_ids, _deny_reasons(explanation, paths, None)))
 
@@ -689,14 +678,7 @@ class CompiledPolicy:
         if not items and default is not None:
             deny_verdict = Verdict(Outcome.DENY, signature.ops[slot].allowed_ids, (default,))
         allowed_ids = signature.ops[slot].allowed_ids
-        templates = None
-        if all(item.message is not None for item in items):
-            templates = (
-                tuple((item.position, item.message, item.rule.id, item.rule.citation) for item in items),
-                default,
-                allowed_ids,
-            )
-        explanation = _Explanation(tuple(items), default, deny_verdict, allowed_ids, templates)
+        explanation = _Explanation(tuple(items), default, deny_verdict, allowed_ids)
         signature.ops[slot].explanations[bit] = explanation
         return explanation
 
