@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from domicile.catalog.model import Direction, Edge, Traversal
+from domicile.catalog.model import Direction, Edge, EdgeKey, Traversal
 
 INCOMPLETE_HINTS = {
     "max_depth": "deeper lineage exists; raise --depth",
@@ -22,19 +23,24 @@ def _time(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def _edge_note(edges: list[Edge]) -> str:
+def _edge_note(edges: list[Edge], unapproved: Collection[EdgeKey]) -> str:
     parts = []
     for edge in sorted(edges, key=lambda e: (e.job, e.transform)):
-        text = edge.job + (f" [{edge.transform}]" if edge.transform else "")
+        claim = f"{edge.transform}, not granted" if edge.key in unapproved else edge.transform
+        text = edge.job + (f" [{claim}]" if edge.transform else "")
         if edge.end_time is not None:
             text += f" (ended {_time(edge.end_time)})"
         parts.append(text)
     return "; ".join(parts)
 
 
-def render_tree(traversal: Traversal, root: str, direction: Direction) -> str:
+def render_tree(
+    traversal: Traversal, root: str, direction: Direction, unapproved: Collection[EdgeKey] = frozenset()
+) -> str:
     """An indented tree from `root`: each dataset under the one it was reached from along
-    a shortest path, with the job (and transform) of the edge. A dataset reached again is
+    a shortest path, with the job (and transform) of the edge -- `[T, not granted]` for the
+    `unapproved` edges, whose declassifying transform the policy does not grant their job (a
+    plain copy for residency). A dataset reached again is
     shown once more with `(see above)` instead of its subtree, so cycles and diamonds stay
     finite. With BOTH, `<-` marks an upstream step (derived from) and `->` a downstream one.
     Ends with a line saying why, when the answer is incomplete."""
@@ -67,7 +73,9 @@ def render_tree(traversal: Traversal, root: str, direction: Direction) -> str:
             marker = f"{arrow} " if direction is Direction.BOTH else ""
             seen = child in expanded
             suffix = "  (see above)" if seen and children.get(child) else ""
-            lines.append(f"{prefix}{'└── ' if last else '├── '}{marker}{label(child)}  ⟨{_edge_note(edges)}⟩{suffix}")
+            lines.append(
+                f"{prefix}{'└── ' if last else '├── '}{marker}{label(child)}  ⟨{_edge_note(edges, unapproved)}⟩{suffix}"
+            )
             if not seen:
                 expanded.add(child)
                 walk(child, prefix + ("    " if last else "│   "))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from domicile.catalog.model import Direction
+from domicile.catalog.model import Direction, EdgeKey
 from domicile.cli.base import ISO_TIME, DomicileGroup
 from domicile.cli.client import call, emit
 from domicile.lineage.convert import DIRECTION_TO_PROTO, traversal_from_proto
@@ -88,7 +88,12 @@ def show(ctx, dataset_id, direction, max_depth, as_of) -> None:
     """Show the lineage of DATASET_ID as a tree (upstream by default); --json prints the
     GetLineage response."""
     response = _get_lineage(ctx, dataset_id, direction, max_depth, as_of)
-    emit(ctx, response, lambda r: render_tree(traversal_from_proto(r), dataset_id, Direction(direction)))
+
+    def render(r: lineage_pb2.GetLineageResponse) -> str:
+        unapproved = {EdgeKey(e.input, e.output, e.job) for e in r.edges if e.unapproved_declassification}
+        return render_tree(traversal_from_proto(r), dataset_id, Direction(direction), unapproved)
+
+    emit(ctx, response, render)
 
 
 @lineage.command("export")

@@ -47,6 +47,8 @@ async def test_a_derived_dataset_is_decided_and_explained_by_inheritance(run, re
         f"not honoured: job airflow-us/anonymize_customers claimed anonymize on {CUSTOMERS} -> {derived}, "
         "which the policy does not grant it (PII.CONTACT passed through)"
     ) in result.output
+    result = await run("lineage", "show", derived)
+    assert "airflow-us/anonymize_customers [anonymize, not granted]" in result.output, result.output
 
 
 async def test_decide_route_check_job_explain_violations(run, residency):

@@ -166,6 +166,15 @@ def test_tree_both_ways_marks_the_direction_of_each_step():
     assert render_tree(traversal, "b", Direction.BOTH).splitlines() == ["b", "├── <- a  ⟨j1⟩", "└── -> c  ⟨j2⟩"]
 
 
+def test_tree_marks_a_claimed_transform_the_policy_does_not_grant():
+    traversal = Traversal(
+        (LineageNode("out", 0), LineageNode("in", 1)),
+        (Edge("in", "out", "us/join", "aggregate"), Edge("in", "out", "eu/rollup", "aggregate")),
+    )
+    tree = render_tree(traversal, "out", Direction.UPSTREAM, {EdgeKey("in", "out", "us/join")})
+    assert tree.splitlines() == ["out", "└── in  ⟨eu/rollup [aggregate]; us/join [aggregate, not granted]⟩"]
+
+
 def test_json_export_keeps_every_edge_with_times():
     document = to_json(diamond_with_cycle(), "report", Direction.UPSTREAM, as_of=T)
     assert document["as_of"] == "2026-11-30T10:00:00Z"
