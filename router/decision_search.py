@@ -110,7 +110,8 @@ def search(
     with open_for_reading(path) as fd:
         end = os.fstat(fd).st_size if end is None else end
         for start, line in lines_backwards(fd, end):
-            if end - start > budget_bytes:
+            # At least one line per call, so that a search always makes progress.
+            if end - start > budget_bytes and start + len(line) < end:
                 return SearchPage(tuple(found), encode_position_token(start + len(line), 0, fingerprint), False)
             if query.start is not None and _newest_time(line) < query.start - TIME_SLACK:
                 return SearchPage(tuple(found), "", True)

@@ -50,7 +50,8 @@ def search_events(
     with open_for_reading(path) as fd:
         end = os.fstat(fd).st_size if end is None else end
         for offset, line in lines_backwards(fd, end):
-            if len(found) == size or end - offset > budget_bytes:
+            # At least one line per call, so that a search always makes progress.
+            if len(found) == size or (end - offset > budget_bytes and offset + len(line) < end):
                 return EventPage(tuple(found), encode_position_token(offset + len(line), 0, fingerprint))
             try:
                 event = json.loads(line)
