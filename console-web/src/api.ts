@@ -131,6 +131,7 @@ export interface Decision {
   policy_version: string;
   catalog_revision: string;
   decide_time?: string;
+  inherited_only: boolean;
 }
 
 export interface LoggedDecision {
@@ -153,6 +154,8 @@ export interface Explanation {
   process_regions: string[];
   policy_version: string;
   catalog_revision: string;
+  inherited_only: boolean;
+  unapproved_declassifications: { input: string; output: string; job: string; transform: string; classifications: string[] }[];
 }
 
 export interface LineageEdge {

@@ -176,6 +176,27 @@ export function DatasetPage() {
                 </dd>
                 <dt>Policy</dt>
                 <dd className="mono">{e.policy_version}</dd>
+                {e.inherited_only && (
+                  <>
+                    <dt>Judged</dt>
+                    <dd>by what it inherits (undescribed; derived from described datasets)</dd>
+                  </>
+                )}
+                {e.unapproved_declassifications.length > 0 && (
+                  <>
+                    <dt>Not honoured</dt>
+                    <dd>
+                      <ul className="plain">
+                        {e.unapproved_declassifications.map((u) => (
+                          <li key={`${u.input} ${u.output} ${u.job}`}>
+                            <span className="mono">{u.job}</span> claims <em>{u.transform}</em> on <DatasetLink id={u.input} asOf={asOf} /> →{" "}
+                            <DatasetLink id={u.output} asOf={asOf} />, which the policy does not grant it: {u.classifications.join(", ")} kept
+                          </li>
+                        ))}
+                      </ul>
+                    </dd>
+                  </>
+                )}
               </dl>
             )}
           </Panel>

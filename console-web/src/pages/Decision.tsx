@@ -98,6 +98,12 @@ export function DecisionPage() {
                 <dd className="mono">{d.policy_version}</dd>
                 <dt>Catalog revision</dt>
                 <dd>{d.catalog_revision}</dd>
+                {d.inherited_only && (
+                  <>
+                    <dt>Judged</dt>
+                    <dd>by what it inherits: an undescribed dataset derived from described ones</dd>
+                  </>
+                )}
               </dl>
               <Link to={`/decisions?dataset_id=${encodeURIComponent(d.dataset_id)}`}>Other decisions on this dataset</Link>
             </Section>
