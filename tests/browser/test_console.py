@@ -123,9 +123,10 @@ def test_lineage_of_the_joined_dataset_is_a_violation_and_replays_in_time(contex
     page = open_page(context, console_server, f"/lineage?id={JOINED}", "Edges as a table")
     graph = page.locator(".graph")
     graph.locator("canvas").first.wait_for()
+    page.get_by_text("Datasets as a table").click()
     nodes = page.locator("[data-testid=node-table] tbody tr")
     joined_row = page.locator("[data-testid=node-table] tbody tr", has_text=JOINED)
-    assert "stored where the policy forbids it" in joined_row.text_content()
+    joined_row.get_by_text("stored where the policy forbids it").wait_for()
     assert nodes.count() >= 5
     screenshot(page, "lineage-joined")
 
@@ -135,10 +136,10 @@ def test_lineage_of_the_joined_dataset_is_a_violation_and_replays_in_time(contex
     )
     page.reload()
     edges = page.locator("[data-testid=edge-table] tbody tr")
-    page.get_by_text("Edges as a table").wait_for()
-    page.locator("[data-testid=edge-table] tbody tr", has_text="late-report").wait_for(state="attached")
+    page.get_by_text("Edges as a table").click()
+    page.locator("[data-testid=edge-table] tbody tr", has_text="late-report").wait_for()
     late_recorded = (
-        page.locator("[data-testid=edge-table] tbody tr", has_text="late-report").locator("td").last.text_content()
+        page.locator("[data-testid=edge-table] tbody tr", has_text="late-report").locator("td").last.inner_text()
     )
     before = datetime.fromisoformat(late_recorded.replace(" ", "T").replace("Z", "+00:00")) - timedelta(seconds=1)
     count_now = edges.count()

@@ -16,7 +16,7 @@ const STATE_LABEL: Record<State, string> = {
   allowed: "stored only where allowed",
   violation: "stored where the policy forbids it",
   undescribed: "undescribed (known only from lineage)",
-  unknown: "residency not known (needs audit:read)",
+  unknown: "residency not known (loading, or needs audit:read)",
 };
 
 function shortName(id: string): string {
@@ -76,12 +76,17 @@ export function LineagePage() {
   const [slider, setSlider] = useState<number | null>(null);
   // Counts graphs drawn, so restyling follows a redraw.
   const [drawn, setDrawn] = useState(0);
+  // The tables of a 2,000-node graph are thousands of rows: built only when opened.
+  const [tablesOpen, setTablesOpen] = useState({ nodes: false, edges: false });
   const container = useRef<HTMLDivElement>(null);
   const cy = useRef<Core | null>(null);
 
   const graph = useLoad(() => (id ? lineageOf(id, direction, depth, asOf) : Promise.resolve(null)), [id, direction, depth, asOf]);
   // The graph now bounds the time slider, whatever instant is shown.
-  const current = useLoad(() => (id ? lineageOf(id, direction, depth, "") : Promise.resolve(null)), [id, direction, depth]);
+  const current = useLoad(
+    () => (id && asOf ? lineageOf(id, direction, depth, "") : Promise.resolve(null)),
+    [id, direction, depth, asOf !== ""],
+  );
   const violations = useLoad(violatingDatasets, []);
   const declassifying = useLoad(declassifyingTransforms, []);
 
@@ -207,7 +212,7 @@ export function LineagePage() {
     instance.animate({ center: { eles: node } }, { duration: 200 });
   }, [selected]);
 
-  const times = (current.data?.edges ?? []).map((e) => Date.parse(e.record_time ?? "")).filter((t) => !Number.isNaN(t));
+  const times = ((asOf ? current.data : graph.data)?.edges ?? []).map((e) => Date.parse(e.record_time ?? "")).filter((t) => !Number.isNaN(t));
   const earliest = times.length ? Math.min(...times) - 60_000 : Date.now() - 3_600_000;
   const latest = Date.now();
   const position = slider ?? (asOf ? Date.parse(asOf) : latest);
@@ -357,7 +362,7 @@ export function LineagePage() {
             </li>
           </ul>
           {asOf && <p className="muted">Residency colours show today's violations; the graph's datasets and edges are those of {time(asOf)}.</p>}
-          <details>
+          <details onToggle={(e) => setTablesOpen((t) => ({ ...t, nodes: (e.target as HTMLDetailsElement).open }))}>
             <summary>Datasets as a table ({shown.nodes.length})</summary>
             <table className="list" data-testid="node-table">
               <thead>
@@ -368,7 +373,7 @@ export function LineagePage() {
                 </tr>
               </thead>
               <tbody>
-                {shown.nodes.map((n) => (
+                {tablesOpen.nodes && shown.nodes.map((n) => (
                   <tr key={n.dataset_id}>
                     <td>
                       <DatasetLink id={n.dataset_id} asOf={asOf} />
@@ -382,7 +387,7 @@ export function LineagePage() {
               </tbody>
             </table>
           </details>
-          <details>
+          <details onToggle={(e) => setTablesOpen((t) => ({ ...t, edges: (e.target as HTMLDetailsElement).open }))}>
             <summary>Edges as a table ({shown.edges.length})</summary>
             <table className="list" data-testid="edge-table">
               <thead>
@@ -395,7 +400,7 @@ export function LineagePage() {
                 </tr>
               </thead>
               <tbody>
-                {shown.edges.map((e) => (
+                {tablesOpen.edges && shown.edges.map((e) => (
                   <tr key={`${e.input} ${e.output} ${e.job}`}>
                     <td>
                       <DatasetLink id={e.input} asOf={asOf} />
