@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import ROOT, screenshot
 
@@ -110,8 +111,9 @@ def test_search_a_dataset(context, console_server):
     page.get_by_role("button", name="Search").click()
     page.wait_for_url("**/datasets?query=joined")
     rows = page.locator("table.list tbody tr")
-    rows.first.wait_for()
-    assert rows.count() == 1 and JOINED in rows.first.inner_text()
+    # The rows of the unfiltered listing stay until the search answers.
+    expect(rows).to_have_count(1)
+    assert JOINED in rows.first.inner_text()
     screenshot(page, "datasets-search")
     rows.first.get_by_role("link", name=JOINED).click()
     section = page.locator("section", has_text="Classifications: own and effective")
