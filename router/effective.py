@@ -226,6 +226,18 @@ class EffectiveIndex:
             return NodeKind.DELETED
         return NodeKind.UNKNOWN
 
+    def values(self, dataset_id: str) -> tuple[Iterable[str], Iterable[str], tuple[str, ...]] | None:
+        """(effective labels, effective origins, locations) of what `get` answers for, without
+        building its view (no paths): for counting over the whole catalog. None otherwise."""
+        own = self._own.get(dataset_id)
+        if own is None and dataset_id not in self._derived:
+            return None
+        return (
+            self._labels.get(dataset_id, _NO_VALUES).keys(),
+            self._origins.get(dataset_id, _NO_VALUES).keys(),
+            own.locations if own is not None else (),
+        )
+
     def constraints(self, node: str) -> frozenset[str]:
         """The effective labels and origins of any node, `UNDESCRIBED` included (what a
         lineage change can loosen); empty for a node the index holds nothing for."""

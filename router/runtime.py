@@ -1091,19 +1091,22 @@ def _summarize(index: EffectiveIndex, revision: int) -> DatasetSummary:
     regions: dict[str, list[int]] = {}
     count = 0
     for dataset_id in index.datasets():
-        attrs = index.get(dataset_id)
-        if attrs is None:
+        values = index.values(dataset_id)
+        if values is None:
             continue
         count += 1
-        for label in attrs.classifications:
+        own_labels, own_origins, locations = values
+        classified = False
+        for label in own_labels:
             labels[label] = labels.get(label, 0) + 1
-        for origin in attrs.origins:
+            classified = True
+        for origin in own_origins:
             if origin != UNDESCRIBED:
                 origins[origin] = origins.get(origin, 0) + 1
-        for region in attrs.locations:
+        for region in locations:
             counts = regions.setdefault(region, [0, 0])
             counts[0] += 1
-            counts[1] += bool(attrs.classifications)
+            counts[1] += classified
     return DatasetSummary(count, labels, origins, {r: (a, b) for r, (a, b) in regions.items()}, revision)
 
 

@@ -412,3 +412,22 @@ def test_a_snapshot_names_its_placeholders() -> None:
     )
     assert labels(index, "p") == {"PII": ("src", "p")}
     assert index.get("lone") is None and index.kind("lone") is NodeKind.UNDESCRIBED_PLACEHOLDER
+
+
+def test_values_agree_with_the_views_without_building_them() -> None:
+    index = EffectiveIndex.build(
+        [
+            ds("a", ("PII.CONTACT",), ("DE",), locations=("aws:eu-central-1",)),
+            ds("b", ("FINANCIAL.PAYMENT",), ("IN",)),
+        ],
+        [edge("a", "c"), edge("b", "c", "aggregate"), edge("c", "d")],
+        removes,
+    )
+    for node in ("a", "b", "c", "d"):
+        values = index.values(node)
+        view = index.get(node)
+        assert (values is None) == (view is None)
+        if values is not None and view is not None:
+            assert set(values[0]) == set(view.classifications) and set(values[1]) == set(view.origins)
+            assert values[2] == view.locations
+    assert index.values("never") is None
