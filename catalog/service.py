@@ -41,10 +41,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         errors = FieldErrors()
         check_revision(errors, "expected_revision", request.expected_revision)
         errors.raise_if_any()
+        principal = current_principal()
         stored = await self._app.store.upsert_dataset(
-            dataset, expected_revision=request.expected_revision, principal=current_principal()
+            dataset, expected_revision=request.expected_revision, principal=principal
         )
         await self._app.after_write(stored.revision)
+        if self._app.access is not None:
+            self._app.access.catalog_write(principal, stored.id)
         return catalog_pb2.UpsertDatasetResponse(dataset=dataset_to_proto(stored))
 
     async def GetDataset(self, request: catalog_pb2.GetDatasetRequest, context) -> catalog_pb2.GetDatasetResponse:
@@ -93,10 +96,13 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         check_id(errors, "id", request.id)
         check_revision(errors, "expected_revision", request.expected_revision)
         errors.raise_if_any()
+        principal = current_principal()
         revision = await self._app.store.delete_dataset(
-            request.id, expected_revision=request.expected_revision, principal=current_principal()
+            request.id, expected_revision=request.expected_revision, principal=principal
         )
         await self._app.after_write(revision)
+        if self._app.access is not None:
+            self._app.access.catalog_write(principal, request.id)
         return catalog_pb2.DeleteDatasetResponse()
 
     async def ListDatasetRevisions(

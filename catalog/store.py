@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from domicile.catalog.model import (
     Change,
@@ -42,6 +42,9 @@ from domicile.catalog.model import (
     Traversal,
     TraversalLimits,
 )
+
+if TYPE_CHECKING:
+    from domicile.access.store import AccessStore
 
 
 @runtime_checkable
@@ -163,6 +166,12 @@ class GraphStore(Protocol):
 
         FAILED_PRECONDITION when the store is not empty.
         """
+        ...
+
+    @property
+    def access(self) -> AccessStore:
+        """The access records kept beside the catalog (see `domicile.access.store`): they are
+        not catalog changes and never bump the revision."""
         ...
 
     async def close(self) -> None:

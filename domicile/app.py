@@ -10,6 +10,7 @@ from domicile.catalog.store import GraphStore
 from domicile.config import Settings
 
 if TYPE_CHECKING:
+    from domicile.access.tracking import AccessTracking
     from domicile.router.policy_changes import PolicyChanges
     from domicile.router.runtime import Router
     from domicile.security.events import SecurityEventLog
@@ -31,6 +32,8 @@ class App:
     security_events: SecurityEventLog | None = None
     # How policy changes become active (proposals and approvals); set with the router.
     policy_changes: PolicyChanges | None = None
+    # Access records, drift and anomalies; None when `access.enabled` is false.
+    access: AccessTracking | None = None
 
     def regions(self) -> RegionRegistry:
         """Builtin regions plus the active policy's private regions."""

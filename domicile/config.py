@@ -189,6 +189,59 @@ class PolicySettings(Section):
         return {"file": value} if isinstance(value, str | os.PathLike) else value
 
 
+class AnomalySettings(Section):
+    """Thresholds of the access anomaly rules (see docs/access.md)."""
+
+    # What an actor touched within this many days before now is its baseline.
+    baseline_window_days: float = Field(default=30.0, gt=0, le=3660)
+    # No anomaly is raised for an actor first seen less than this long ago.
+    baseline_min_age_days: float = Field(default=7.0, ge=0, le=3660)
+    # ACCESS_BURST: a UTC day's accesses above burst_factor x the actor's mean daily accesses
+    # over its window, and at least burst_min_accesses.
+    burst_factor: float = Field(default=10.0, gt=1)
+    burst_min_accesses: int = Field(default=100, ge=1)
+
+
+class WebhookSettings(Section):
+    """One receiver of access alerts (CloudEvents, HMAC-signed with the secret in `secret_file`)."""
+
+    url: str
+    secret_file: Path
+    # Which alerts it gets: observed_violation, access_anomaly (default both).
+    events: list[Literal["observed_violation", "access_anomaly"]] = Field(
+        default_factory=lambda: ["observed_violation", "access_anomaly"], min_length=1
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r}: an http:// or https:// URL is required")
+        return value
+
+
+class AccessSettings(Section):
+    """Access records, observed-flow drift, anomalies and their alerts (see docs/access.md)."""
+
+    enabled: bool = True
+    # Access records are buffered in memory and written this often (and before every access
+    # read, and at shutdown); observed violations are written before the ingest answers.
+    flush_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    # Raw run records are deleted this long after they were first recorded (aggregates stay).
+    run_retention_days: float = Field(default=30.0, gt=0)
+    # An event whose eventTime is older than this when it arrives is flagged `late`.
+    late_event_seconds: float = Field(default=3600.0, gt=0)
+    anomalies: AnomalySettings = Field(default_factory=AnomalySettings)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    # Deliveries per alert and webhook before it goes to the dead-letter file.
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    dead_letter: Path | None = None  # default: data_dir/access-dead-letter.jsonl
+
+
 class Neo4jSettings(Section):
     user: str = ""
     password: str = ""
@@ -225,6 +278,7 @@ class Settings(BaseSettings):
     router: RouterSettings = Field(default_factory=RouterSettings)
     neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
 
     @field_validator("listen")
     @classmethod
@@ -267,6 +321,10 @@ class Settings(BaseSettings):
     @property
     def security_log_path(self) -> Path:
         return self.security_log or self.data_dir / "security.jsonl"
+
+    @property
+    def access_dead_letter_path(self) -> Path:
+        return self.access.dead_letter or self.data_dir / "access-dead-letter.jsonl"
 
     @classmethod
     def settings_customise_sources(

@@ -20,6 +20,8 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from domicile.access.service import AccessServicer
+from domicile.access.tracking import AccessTracking
 from domicile.app import App
 from domicile.audit_service import AuditServicer
 from domicile.catalog.service import CatalogServicer
@@ -33,6 +35,8 @@ from domicile.router.runtime import Router
 from domicile.router.service import PolicyServicer, ResidencyServicer, add_residency_service
 from domicile.security import Security, build_security
 from domicile.v1 import (
+    access_pb2,
+    access_pb2_grpc,
     audit_pb2,
     audit_pb2_grpc,
     catalog_pb2,
@@ -52,6 +56,7 @@ SERVICE_NAMES = (
     residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"].full_name,
     policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
 )
 
 
@@ -81,6 +86,8 @@ class RunningServer:
         if self.console_runner is not None:
             await self.console_runner.cleanup()
         await self.grpc_server.stop(grace)
+        if self.app.access is not None:
+            await self.app.access.close()
         if self.app.router is not None:
             await self.app.router.close()
         await self.security.close()
@@ -107,6 +114,7 @@ def servicers(app: App) -> list[tuple[Callable[[Any, grpc.aio.Server], None], An
         (add_residency_service, ResidencyServicer(app)),
         (policy_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(app)),
         (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(app)),
+        (access_pb2_grpc.add_AccessServiceServicer_to_server, AccessServicer(app)),
     ]
 
 
@@ -138,6 +146,8 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
             require_approval=settings.policy_changes_need_approval,
             events=security.events,
         )
+        if settings.access.enabled:
+            app.access = AccessTracking.start(app, app.router)
         server = grpc.aio.server(
             interceptors=[ErrorMappingInterceptor(), *security.interceptors],
             options=_server_options(settings),
@@ -181,6 +191,8 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
     except BaseException:
         if server is not None:
             await server.stop(0)
+        if app is not None and app.access is not None:
+            await app.access.close()
         if app is not None and app.router is not None:
             await app.router.close()
         await store.close()

@@ -3,7 +3,9 @@ HTTP transport sends them (JSON body, optionally gzip-encoded, `Authorization: B
 an API key is configured — checked by the security middlewares, not here).
 
 Answers: 200 with `{"recorded", "edges_created", "datasets_updated", "catalog_revision",
-"job", "run_id"}`; 400 with `{"error": {"code", "message", "field_violations": [...]}}` for
+"job", "run_id", "observed_violations", "late"}` -- `observed_violations` lists what the run
+did where the policy forbids it (`access.drift`; each as the AccessService returns it, in
+protobuf JSON), `late` says the event is older than `access.late_event_seconds`; 400 with `{"error": {"code", "message", "field_violations": [...]}}` for
 a body that is not JSON or a malformed event (nothing written); 415 for a content type other
 than JSON. Domain errors are turned into these answers by `domicile.http_api`.
 """
@@ -14,15 +16,20 @@ import asyncio
 import json
 
 from aiohttp import web
+from google.protobuf import json_format
 
+from domicile.access.convert import violation_to_proto
+from domicile.access.drift import DriftResult, ObservedRun
 from domicile.app import App
 from domicile.errors import invalid_field
 from domicile.lineage.ingest import IngestResult, ingest_event
-from domicile.lineage.openlineage import parse_run_event
+from domicile.lineage.openlineage import LineageEvent, parse_run_event
 from domicile.lineage.trust import LineageGuard, LineageWrite, Where
+from domicile.router.convert import DecisionEncoder
 from domicile.security.context import current_principal
 
 LINEAGE_PATH = "/api/v1/lineage"
+_ENCODER = DecisionEncoder()
 
 APP_KEY: web.AppKey[App] = web.AppKey("domicile", App)
 # Serializes dataset merges of concurrent events in this process, so two events creating the
@@ -48,11 +55,10 @@ async def post_lineage(request: web.Request) -> web.Response:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise invalid_field("event", f"the body is not valid JSON: {exc}") from None
     event = parse_run_event(document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions)
+    principal = current_principal()
 
     async def ingest() -> IngestResult:
-        return await ingest_event(
-            app.store, event, regions=app.regions(), principal=current_principal(), on_write=app.after_write
-        )
+        return await ingest_event(app.store, event, regions=app.regions(), principal=principal, on_write=app.after_write)
 
     async with request.app[INGEST_LOCK]:
         if event.records_lineage:
@@ -60,6 +66,7 @@ async def post_lineage(request: web.Request) -> web.Response:
             result = await request.app[GUARD].write(write, ingest, Where(f"POST {LINEAGE_PATH}", request.remote or ""))
         else:
             result = await ingest()
+        drift = await observe_event(app, event, principal)
     return web.json_response(
         {
             "recorded": result.recorded,
@@ -68,7 +75,33 @@ async def post_lineage(request: web.Request) -> web.Response:
             "catalog_revision": result.revision,
             "job": event.run.job,
             "run_id": event.run.run_id,
+            "observed_violations": [
+                json_format.MessageToDict(violation_to_proto(v, _ENCODER), preserving_proto_field_name=True)
+                for v in drift.violations
+            ],
+            "late": drift.late,
         }
+    )
+
+
+async def observe_event(app: App, event: LineageEvent, principal: str) -> DriftResult:
+    """Record the event's run as an access and judge it (`access.drift`); nothing when access
+    records are off or the event type says nothing was read or written."""
+    if app.access is None or event.event_type is None or not event.event_type.reads_inputs:
+        return DriftResult()
+    declared = {f.dataset_id: f.locations for f in event.datasets}
+    return await app.access.observe_run(
+        ObservedRun(
+            job=event.run.job,
+            run_id=event.source_run_id or event.run.run_id,
+            run_region=event.run.run_region,
+            event_time=event.run.event_time,
+            inputs=event.inputs,
+            outputs={o: declared.get(o, ()) for o in event.outputs},
+            producer=event.producer,
+            principal=principal,
+            writes=event.records_lineage,
+        )
     )
 
 

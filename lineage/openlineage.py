@@ -75,6 +75,11 @@ class EventType(enum.Enum):
         """Only a successful run or one reporting progress has written its outputs."""
         return self in (EventType.COMPLETE, EventType.RUNNING)
 
+    @property
+    def reads_inputs(self) -> bool:
+        """A run that started (and then ran, failed or was aborted) has read its inputs."""
+        return self is not EventType.OTHER
+
 
 @dataclass(frozen=True)
 class DatasetFacts:
@@ -110,6 +115,9 @@ class LineageEvent:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     datasets: tuple[DatasetFacts, ...]
+    # The OpenLineage runId as sent (`run.run_id` differs for RUNNING events) and producer.
+    source_run_id: str = ""
+    producer: str = ""
 
     @property
     def records_lineage(self) -> bool:
@@ -255,7 +263,7 @@ def parse_run_event(
             event_time = parse_event_time(event_time_text)
         except ValueError as exc:
             errors.add("eventTime", f"{event_time_text!r}: {exc}")
-    read.string(document, "producer", "producer", required=True)
+    producer = read.string(document, "producer", "producer", required=True)
     read.string(document, "schemaURL", "schemaURL", required=True)
 
     if "run" in document:
@@ -300,6 +308,8 @@ def parse_run_event(
         inputs=tuple(dict.fromkeys(inputs)),
         outputs=tuple(dict.fromkeys(outputs)),
         datasets=tuple(f for f in (b.build(i) for i, b in facts.items()) if f.describes_anything),
+        source_run_id=run_id,
+        producer=producer,
     )
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from domicile.access.convert import violation_to_proto
+from domicile.access.drift import ObservedRun
 from domicile.app import App
 from domicile.catalog.model import LineageResult, Run, TraversalLimits, utcnow
-from domicile.catalog.validation import check_id, check_region
+from domicile.catalog.validation import check_id, check_length, check_region
 from domicile.errors import FieldErrors
 from domicile.lineage.convert import DIRECTIONS, traversal_to_proto
 from domicile.lineage.recording import (
@@ -23,6 +25,7 @@ from domicile.lineage.recording import (
     edges_for,
 )
 from domicile.lineage.trust import LineageGuard, LineageWrite, Where
+from domicile.router.convert import DecisionEncoder
 from domicile.security.context import current_principal
 from domicile.timeconv import optional_time
 from domicile.v1 import lineage_pb2, lineage_pb2_grpc
@@ -32,12 +35,14 @@ from domicile.v1 import lineage_pb2, lineage_pb2_grpc
 END_TIME_SKEW = timedelta(seconds=60)
 _RECORD = "/domicile.v1.LineageService/RecordLineage"
 _END = "/domicile.v1.LineageService/EndLineage"
+MAX_PRODUCER = 1024
 
 
 class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     def __init__(self, app: App) -> None:
         self._app = app
         self._guard = LineageGuard(app)
+        self._encoder = DecisionEncoder()
 
     async def RecordLineage(
         self, request: lineage_pb2.RecordLineageRequest, context
@@ -50,6 +55,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         if request.run_region:
             check_region(errors, "run_region", request.run_region, self._app.regions())
         check_transform(errors, "transform", request.transform)
+        check_length(errors, "producer", request.producer, MAX_PRODUCER)
         check_dataset_ids(errors, "inputs", list(request.inputs))
         check_dataset_ids(errors, "outputs", list(request.outputs))
         check_edge_count(errors, "inputs", list(request.inputs), list(request.outputs))
@@ -62,16 +68,35 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             event_time=optional_time(request, "event_time"),
         )
         write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), request.transform)
+        principal = current_principal()
 
         async def record() -> LineageResult:
             result = await self._app.store.record_lineage(
-                run, edges_for(request.job, request.inputs, request.outputs), principal=current_principal()
+                run, edges_for(request.job, request.inputs, request.outputs), principal=principal
             )
             await self._app.after_write(result.revision)
             return result
 
         result = await self._guard.write(write, record, Where(_RECORD, context.peer()))
-        return lineage_pb2.RecordLineageResponse(edges_created=result.edges_created, catalog_revision=result.revision)
+        response = lineage_pb2.RecordLineageResponse(
+            edges_created=result.edges_created, catalog_revision=result.revision
+        )
+        if self._app.access is not None:
+            drift = await self._app.access.observe_run(
+                ObservedRun(
+                    job=run.job,
+                    run_id=run.run_id,
+                    run_region=run.run_region,
+                    event_time=run.event_time,
+                    inputs=tuple(request.inputs),
+                    outputs=dict.fromkeys(request.outputs, ()),
+                    producer=request.producer,
+                    principal=principal,
+                )
+            )
+            response.observed_violations.extend(violation_to_proto(v, self._encoder) for v in drift.violations)
+            response.late = drift.late
+        return response
 
     async def GetLineage(self, request: lineage_pb2.GetLineageRequest, context) -> lineage_pb2.GetLineageResponse:
         """The lineage around a dataset, bounded by depth, node count and time; an answer a

@@ -125,6 +125,26 @@ _CANONICAL = orjson.OPT_SORT_KEYS
 _Queued = tuple["Decision | tuple[Decision, ...]", "Mapping[str, str] | None", str, str]
 
 
+# The kinds of decisions that answer a caller's question about storing or processing a dataset
+# somewhere: access records count them as the caller's intents (`set_intent_sink`).
+INTENT_KINDS = frozenset({"decide", "batch_decide", "route", "check_job"})
+# Receives, per written batch, how many intents each (caller, dataset, operation, region) had.
+IntentSink = Callable[[dict[tuple[str, str, Operation, str], int]], None]
+
+
+def intent_counts(batch: Iterable[_Queued]) -> dict[tuple[str, str, Operation, str], int]:
+    """Decisions of INTENT_KINDS in queued items, counted per (caller, dataset, operation, region)."""
+    counts: dict[tuple[str, str, Operation, str], int] = {}
+    get = counts.get
+    for decisions, _, kind, _ in batch:
+        if kind not in INTENT_KINDS:
+            continue
+        for d in decisions if type(decisions) is tuple else (decisions,):
+            key = (d[10], d[2], d[3], d[4])  # caller, dataset_id, operation, region
+            counts[key] = get(key, 0) + 1
+    return counts
+
+
 @dataclass(frozen=True)
 class LoggedDecision:
     """A decision as the log holds it, with the line (`seq`, `prev_hash`, `hash`) that holds it."""
@@ -829,6 +849,7 @@ class DecisionLog:
         self._closing = False
         self._fd_closed = False
         self._failure: BaseException | None = None
+        self._intent_sink: IntentSink | None = None
         self._writer = threading.Thread(target=self._run, name=f"decision-log-writer:{path.name}", daemon=True)
         self._writer.start()
 
@@ -975,6 +996,12 @@ class DecisionLog:
                 self._wakeup.notify()
             return self._appended_seq
 
+    def set_intent_sink(self, sink: IntentSink | None) -> None:
+        """After writing each batch, the writer thread hands `sink` the batch's intent counts
+        (`intent_counts`): off the decision path, from what it already holds. A sink that
+        raises is logged and does not stop the log."""
+        self._intent_sink = sink
+
     def _wait_for_space(self) -> None:
         """Block (holding nothing but the wait) until the queue has room. Holds _lock."""
         self._space_waiters += 1
@@ -1087,6 +1114,14 @@ class DecisionLog:
                     self._space.notify_all()
                 return
 
+    def _hand_intents(self, sink: IntentSink, batch: list[_Queued]) -> None:
+        try:
+            counts = intent_counts(batch)
+            if counts:
+                sink(counts)
+        except Exception:
+            log.exception("decision log %s: the intent sink failed", self.path)
+
     def _write(self, batch: list[_Queued], last_entry: int) -> None:
         """Render `batch` (the queue taken whole; `last_entry` is the number of its last
         entry) into lines, write and fsync them, then index them and release the waiters."""
@@ -1112,6 +1147,9 @@ class DecisionLog:
         os.fsync(self._fd)
         self._size = offset
         self._note_unindexed(line_ids, line_offsets, lines)
+        sink = self._intent_sink
+        if sink is not None:  # before the waiters go: a flush() returns with the intents handed over
+            self._hand_intents(sink, batch)
         with self._lock:
             self._head = (seq, prev_hash)
             self._durable_seq = last_entry

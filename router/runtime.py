@@ -56,7 +56,7 @@ from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
 from domicile.router import decision_search
-from domicile.router.decision_log import DecisionLog
+from domicile.router.decision_log import DecisionLog, IntentSink
 from domicile.router.decision_search import DecisionBucket, DecisionQuery, SearchPage
 from domicile.router.effective import EffectiveIndex, NodeKind
 from domicile.router.engine import CompiledPolicy, compile_policy
@@ -776,6 +776,40 @@ class Router:
         await self._durable()
         decisions = (*process, *store)
         return JobCheck(all(d.outcome is Outcome.ALLOW for d in decisions), decisions)
+
+    async def judge_observed(
+        self, questions: Sequence[tuple[str, Operation, str]], context: Mapping[str, str]
+    ) -> list[Decision]:
+        """Decisions on flows that already happened (observed-flow drift, `access.drift`): one
+        per (dataset_id, op, region), made and logged (kind `observed_flow`, with `context`)
+        as `decide` would. Every region must be known to the policy."""
+        now = self._clock()
+        stale = self._stale_reason()
+        caller = current_principal()
+        decisions = []
+        for d, op, region in questions:
+            attrs = self._index.get(d)
+            inherited_only = attrs is not None and attrs.inherited_only
+            verdict = self._verdict(d, op, region, now, stale)
+            decisions.append(self._decision(d, op, region, verdict, now, caller, inherited_only))
+        if decisions:
+            self._log_decisions(decisions, "observed_flow", self._policy.content_hash, context)
+            await self._durable()
+        return decisions
+
+    def set_intent_sink(self, sink: IntentSink | None) -> None:
+        """Hand the intent counts of logged decisions to `sink` (see `DecisionLog.set_intent_sink`)."""
+        self._log.set_intent_sink(sink)
+
+    def locations_of(self, dataset_id: str) -> tuple[str, ...]:
+        """Where the catalog says the dataset is stored, as the router sees it (empty when unknown)."""
+        attrs = self._index.get(dataset_id)
+        return attrs.locations if attrs is not None else ()
+
+    def effective_labels(self, dataset_id: str) -> tuple[str, ...]:
+        """The dataset's effective classification labels as the router sees them (empty when unknown)."""
+        attrs = self._index.get(dataset_id)
+        return tuple(attrs.classifications) if attrs is not None else ()
 
     def explain(self, dataset_id: str) -> Explanation:
         """The dataset's effective labels and origins (each with its lineage path) and where the

@@ -72,6 +72,8 @@ from domicile.catalog.stores.common import (
     revision_page,
     snapshot_from_pages,
 )
+from domicile.catalog.stores.neo4j_access import SCHEMA_STATEMENTS as ACCESS_SCHEMA_STATEMENTS
+from domicile.catalog.stores.neo4j_access import Neo4jAccessStore
 from domicile.catalog.stores.neo4j_codec import (
     canonical_json,
     dataset_from_version,
@@ -143,6 +145,7 @@ class Neo4jGraphStore:
         # Sessions of this store share bookmarks: on a cluster a read then waits for the
         # writes this store made (read-your-writes), wherever the read is routed.
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
+        self._access = Neo4jAccessStore(self._write, self._read)
 
     # ------------------------------------------------------------------ opening / closing
 
@@ -178,13 +181,18 @@ class Neo4jGraphStore:
             with store._translated():
                 await driver.verify_connectivity()
                 async with driver.session(database=database) as session:
-                    for statement in SCHEMA_STATEMENTS:
+                    for statement in (*SCHEMA_STATEMENTS, *ACCESS_SCHEMA_STATEMENTS):
                         await (await session.run(statement)).consume()
                     await session.execute_write(ensure_meta)
         except BaseException:
             await driver.close()
             raise
         return store
+
+    @property
+    def access(self) -> Neo4jAccessStore:
+        """Access records on this server (see `catalog.stores.neo4j_access`)."""
+        return self._access
 
     async def close(self) -> None:
         """Close the driver's connections; later calls fail with FAILED_PRECONDITION. Idempotent."""

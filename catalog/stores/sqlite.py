@@ -82,6 +82,7 @@ from domicile.catalog.stores.common import (
     micros_arg,
     revision_page,
 )
+from domicile.catalog.stores.sqlite_access import SQLiteAccessStore
 from domicile.catalog.stores.sqlite_schema import (
     KIND_DATASET_DELETED,
     KIND_DATASET_UPSERTED,
@@ -162,6 +163,7 @@ class SQLiteGraphStore:
         # the writer thread inside one transaction, never interleaves with another write.
         self._write_lock = asyncio.Lock()
         self._closed = False
+        self._access = SQLiteAccessStore(self._write, self._read)
 
     # ------------------------------------------------------------------ opening / closing
 
@@ -198,6 +200,11 @@ class SQLiteGraphStore:
                 for conn in self._reader_conns:
                     conn.close()
                 self._reader_conns.clear()
+
+    @property
+    def access(self) -> SQLiteAccessStore:
+        """Access records in this file (see `catalog.stores.sqlite_access`)."""
+        return self._access
 
     @property
     def path(self) -> Path:

@@ -19,6 +19,10 @@ Tables (times are microseconds since the epoch, UTC):
 - `runs`, `revisions`: audit records. `changes`: the change feed, (revision, kind, ref)
   where ref is a `dataset_versions.version` or an `edges.edge` depending on `kind`.
 - `store_meta`: `last_time`, the latest time the store handed out, so times never go back.
+- Access records (schema 2, `catalog.stores.sqlite_access`; not catalog history):
+  `access_days` (aggregates per actor, dataset, operation, region and UTC day),
+  `access_runs` (raw run records, pruned after their retention), `observed_violations`,
+  `access_anomalies`, `actor_baselines` and `access_batches` (flushes already applied).
 """
 
 from __future__ import annotations
@@ -124,6 +128,59 @@ MIGRATIONS: list[str] = [
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO store_meta (key, value) VALUES ('last_time', 0);
+    """,
+    # 1 -> 2: access records. Times and days are microseconds since the epoch.
+    """
+    CREATE TABLE access_days (
+        dataset TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        region TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (dataset, actor, operation, region, day)
+    ) WITHOUT ROWID;
+    CREATE INDEX access_days_by_actor ON access_days(actor, day);
+    CREATE TABLE access_runs (
+        job TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        producer TEXT NOT NULL,
+        principal TEXT NOT NULL,
+        run_region TEXT NOT NULL,
+        event_time INTEGER NOT NULL,
+        last_event_time INTEGER NOT NULL,
+        record_time INTEGER NOT NULL,
+        accesses TEXT NOT NULL,
+        PRIMARY KEY (job, run_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX access_runs_by_job_time ON access_runs(job, event_time);
+    CREATE INDEX access_runs_by_record_time ON access_runs(record_time);
+    CREATE TABLE observed_violations (
+        id TEXT PRIMARY KEY,
+        event_time INTEGER NOT NULL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX observed_violations_by_time ON observed_violations(event_time, id);
+    CREATE TABLE access_anomalies (
+        id TEXT PRIMARY KEY,
+        detect_time INTEGER NOT NULL,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX access_anomalies_by_time ON access_anomalies(detect_time, id);
+    CREATE TABLE actor_baselines (
+        actor TEXT NOT NULL,
+        dimension TEXT NOT NULL,
+        value TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (actor, dimension, value)
+    ) WITHOUT ROWID;
+    CREATE TABLE access_batches (
+        batch_id TEXT PRIMARY KEY,
+        time INTEGER NOT NULL
+    ) WITHOUT ROWID;
     """,
 ]
 

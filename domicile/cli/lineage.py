@@ -37,7 +37,18 @@ def record(ctx, job, run_id, run_region, inputs, outputs, transform, event_time)
     if event_time:
         request.event_time.CopyFrom(to_timestamp(event_time))
     response = call(ctx, lineage_pb2_grpc.LineageServiceStub, "RecordLineage", request)
-    emit(ctx, response, lambda r: f"{r.edges_created} edge(s) created (catalog revision {r.catalog_revision})")
+
+    def render(r: lineage_pb2.RecordLineageResponse) -> str:
+        lines = [f"{r.edges_created} edge(s) created (catalog revision {r.catalog_revision})"]
+        if r.late:
+            lines.append("late event: judged against the policy and catalog of now")
+        for v in r.observed_violations:
+            lines.append(f"OBSERVED VIOLATION: {v.message}")
+            if v.decision.decision_id:
+                lines.append(f"  decision {v.decision.decision_id}")
+        return "\n".join(lines)
+
+    emit(ctx, response, render)
 
 
 @lineage.command("end")

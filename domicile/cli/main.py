@@ -14,6 +14,7 @@ from domicile.cli import admin as admin_commands
 from domicile.cli import catalog as catalog_commands
 from domicile.cli import history as history_commands
 from domicile.cli import residency as residency_commands
+from domicile.cli.access import access as access_commands
 from domicile.cli.audit import audit as audit_commands
 from domicile.cli.base import EXIT_STATUS_HELP, EXIT_USAGE, DomicileGroup, fail
 from domicile.cli.client import ClientOptions
@@ -269,6 +270,7 @@ cli.add_command(policy_commands)
 cli.add_command(audit_commands)
 cli.add_command(health_command)
 cli.add_command(lineage_commands)
+cli.add_command(access_commands)
 for command in residency_commands.RESIDENCY_COMMANDS:
     cli.add_command(command)
 for command in residency_commands.POLICY_COMMANDS:

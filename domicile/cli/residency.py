@@ -1,6 +1,7 @@
 """Residency client commands.
 
-Top-level commands: `decide`, `batch-decide`, `route`, `check-job`, `explain`, `violations`.
+Top-level commands: `decide`, `batch-decide`, `route`, `check-job`, `explain`, `violations`
+(`--observed`: see `domicile.cli.access`).
 Commands for existing groups: `policy_set`, `policy_get`, `policy_impact`,
 `policy_proposals`, `policy_approve`, `policy_reject` (attach to the `policy` group as `set`
 -- also `propose` --, `get`, `impact`, `proposals`, `approve`, `reject`) and `audit_get`,
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from domicile.cli.base import EXIT_NEGATIVE, EXIT_UNKNOWN_DATASET, command, json_output
+from domicile.cli.base import EXIT_NEGATIVE, EXIT_UNKNOWN_DATASET, ISO_TIME, command, json_output
 from domicile.cli.client import call, emit, table, unknown_dataset_hints
 from domicile.cli.policy import fail_policy
 from domicile.timeconv import parse_time, to_timestamp
@@ -253,11 +254,26 @@ def explain(ctx, dataset_id, as_of) -> None:
 
 
 @command("violations")
+@click.option("--observed", is_flag=True, help="Flows runs already made where the policy forbids them (drift).")
+@click.option("--since", type=ISO_TIME, help="With --observed: from this event time.")
+@click.option("--until", type=ISO_TIME, help="With --observed: before this event time.")
+@click.option(
+    "--limit", type=click.IntRange(1), default=1000, show_default=True, help="With --observed: at most this many."
+)
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when there are violations.")
 @click.pass_context
-def violations(ctx, exit_zero: bool) -> None:
-    """Every dataset stored in a region where the policy does not allow storing it. Exit 3
+def violations(ctx, observed: bool, since, until, limit: int, exit_zero: bool) -> None:
+    """Every dataset stored in a region where the policy does not allow storing it; with
+    --observed, every run that processed or stored data where the policy forbids it. Exit 3
     when there is any (as linters do; --exit-zero: 0)."""
+    if observed:
+        from domicile.cli.access import observed_violations
+
+        if observed_violations(ctx, since, until, limit) and not exit_zero:
+            ctx.exit(EXIT_NEGATIVE)
+        return
+    if since or until:
+        raise click.UsageError("--since and --until need --observed")
     response = call(
         ctx, residency_pb2_grpc.ResidencyServiceStub, "ScanViolations", residency_pb2.ScanViolationsRequest()
     )

@@ -38,6 +38,9 @@ POLICY_PROPOSED = "policy_proposed"
 POLICY_APPROVED = "policy_approved"
 POLICY_REJECTED = "policy_rejected"
 POLICY_BREAK_GLASS = "policy_break_glass"
+# Access (access/alerts.py): a run did what the policy forbids; an actor left its baseline.
+OBSERVED_VIOLATION = "observed_violation"
+ACCESS_ANOMALY = "access_anomaly"
 
 EVENT_TYPES = frozenset(
     {
@@ -53,6 +56,8 @@ EVENT_TYPES = frozenset(
         POLICY_APPROVED,
         POLICY_REJECTED,
         POLICY_BREAK_GLASS,
+        OBSERVED_VIOLATION,
+        ACCESS_ANOMALY,
     }
 )
 

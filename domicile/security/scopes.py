@@ -72,6 +72,11 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "/domicile.v1.ResidencyService/SummarizeDecisions": _one(AUDIT_READ),
     "/domicile.v1.ResidencyService/GetDecisionLogStatus": _one(AUDIT_READ),
     "/domicile.v1.AuditService/ListSecurityEvents": _one(AUDIT_READ),
+    # Who touched which dataset, observed violations and anomalies: audit data.
+    "/domicile.v1.AccessService/GetAccessPatterns": _one(AUDIT_READ),
+    "/domicile.v1.AccessService/ListActorAccess": _one(AUDIT_READ),
+    "/domicile.v1.AccessService/ListObservedViolations": _one(AUDIT_READ),
+    "/domicile.v1.AccessService/ListAccessAnomalies": _one(AUDIT_READ),
     "/domicile.v1.PolicyService/SetPolicy": _one(POLICY_ADMIN),
     # A proposal becomes active only when a *second* policy:admin approves it (checked by the
     # service: router/policy_changes.py); anyone with policy:admin may reject one.

@@ -22,34 +22,35 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from domicile.v1 import access_pb2 as domicile_dot_v1_dot_access__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64omicile/v1/lineage.proto\x12\x0b\x64omicile.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x01\n\x14RecordLineageRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nrun_region\x18\x03 \x01(\t\x12\x0e\n\x06inputs\x18\x04 \x03(\t\x12\x0f\n\x07outputs\x18\x05 \x03(\t\x12\x11\n\ttransform\x18\x06 \x01(\t\x12.\n\nevent_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"H\n\x15RecordLineageResponse\x12\x15\n\redges_created\x18\x01 \x01(\x05\x12\x18\n\x10\x63\x61talog_revision\x18\x02 \x01(\x03\"\x90\x01\n\x11GetLineageRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\tdirection\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Direction\x12\x11\n\tmax_depth\x18\x03 \x01(\x05\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0bLineageNode\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x05\x12\x13\n\x0bplaceholder\x18\x03 \x01(\x08\"\xe0\x01\n\x0bLineageEdge\x12\r\n\x05input\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x0b\n\x03job\x18\x03 \x01(\t\x12\x11\n\ttransform\x18\x04 \x01(\t\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12/\n\x0brecord_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x1bunapproved_declassification\x18\x08 \x01(\x08\"\x93\x01\n\x12GetLineageResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.domicile.v1.LineageNode\x12\'\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x18.domicile.v1.LineageEdge\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12\x19\n\x11incomplete_reason\x18\x04 \x01(\t\"o\n\x11\x45ndLineageRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x0f\n\x07outputs\x18\x03 \x03(\t\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x12\x45ndLineageResponse\x12\x13\n\x0b\x65\x64ges_ended\x18\x01 \x01(\x05\x12\x18\n\x10\x63\x61talog_revision\x18\x02 \x01(\x03*l\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_UPSTREAM\x10\x01\x12\x18\n\x14\x44IRECTION_DOWNSTREAM\x10\x02\x12\x12\n\x0e\x44IRECTION_BOTH\x10\x03\x32\x86\x02\n\x0eLineageService\x12V\n\rRecordLineage\x12!.domicile.v1.RecordLineageRequest\x1a\".domicile.v1.RecordLineageResponse\x12M\n\nGetLineage\x12\x1e.domicile.v1.GetLineageRequest\x1a\x1f.domicile.v1.GetLineageResponse\x12M\n\nEndLineage\x12\x1e.domicile.v1.EndLineageRequest\x1a\x1f.domicile.v1.EndLineageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x64omicile/v1/lineage.proto\x12\x0b\x64omicile.v1\x1a\x18\x64omicile/v1/access.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbd\x01\n\x14RecordLineageRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x12\n\nrun_region\x18\x03 \x01(\t\x12\x0e\n\x06inputs\x18\x04 \x03(\t\x12\x0f\n\x07outputs\x18\x05 \x03(\t\x12\x11\n\ttransform\x18\x06 \x01(\t\x12.\n\nevent_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08producer\x18\x08 \x01(\t\"\x93\x01\n\x15RecordLineageResponse\x12\x15\n\redges_created\x18\x01 \x01(\x05\x12\x18\n\x10\x63\x61talog_revision\x18\x02 \x01(\x03\x12;\n\x13observed_violations\x18\x03 \x03(\x0b\x32\x1e.domicile.v1.ObservedViolation\x12\x0c\n\x04late\x18\x04 \x01(\x08\"\x90\x01\n\x11GetLineageRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12)\n\tdirection\x18\x02 \x01(\x0e\x32\x16.domicile.v1.Direction\x12\x11\n\tmax_depth\x18\x03 \x01(\x05\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0bLineageNode\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\x05\x12\x13\n\x0bplaceholder\x18\x03 \x01(\x08\"\xe0\x01\n\x0bLineageEdge\x12\r\n\x05input\x18\x01 \x01(\t\x12\x0e\n\x06output\x18\x02 \x01(\t\x12\x0b\n\x03job\x18\x03 \x01(\t\x12\x11\n\ttransform\x18\x04 \x01(\t\x12\x0e\n\x06run_id\x18\x05 \x01(\t\x12/\n\x0brecord_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x1bunapproved_declassification\x18\x08 \x01(\x08\"\x93\x01\n\x12GetLineageResponse\x12\'\n\x05nodes\x18\x01 \x03(\x0b\x32\x18.domicile.v1.LineageNode\x12\'\n\x05\x65\x64ges\x18\x02 \x03(\x0b\x32\x18.domicile.v1.LineageEdge\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12\x19\n\x11incomplete_reason\x18\x04 \x01(\t\"o\n\x11\x45ndLineageRequest\x12\x0b\n\x03job\x18\x01 \x01(\t\x12\x0e\n\x06inputs\x18\x02 \x03(\t\x12\x0f\n\x07outputs\x18\x03 \x03(\t\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x12\x45ndLineageResponse\x12\x13\n\x0b\x65\x64ges_ended\x18\x01 \x01(\x05\x12\x18\n\x10\x63\x61talog_revision\x18\x02 \x01(\x03*l\n\tDirection\x12\x19\n\x15\x44IRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTION_UPSTREAM\x10\x01\x12\x18\n\x14\x44IRECTION_DOWNSTREAM\x10\x02\x12\x12\n\x0e\x44IRECTION_BOTH\x10\x03\x32\x86\x02\n\x0eLineageService\x12V\n\rRecordLineage\x12!.domicile.v1.RecordLineageRequest\x1a\".domicile.v1.RecordLineageResponse\x12M\n\nGetLineage\x12\x1e.domicile.v1.GetLineageRequest\x1a\x1f.domicile.v1.GetLineageResponse\x12M\n\nEndLineage\x12\x1e.domicile.v1.EndLineageRequest\x1a\x1f.domicile.v1.EndLineageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'domicile.v1.lineage_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DIRECTION']._serialized_start=1100
-  _globals['_DIRECTION']._serialized_end=1208
-  _globals['_RECORDLINEAGEREQUEST']._serialized_start=76
-  _globals['_RECORDLINEAGEREQUEST']._serialized_end=247
-  _globals['_RECORDLINEAGERESPONSE']._serialized_start=249
-  _globals['_RECORDLINEAGERESPONSE']._serialized_end=321
-  _globals['_GETLINEAGEREQUEST']._serialized_start=324
-  _globals['_GETLINEAGEREQUEST']._serialized_end=468
-  _globals['_LINEAGENODE']._serialized_start=470
-  _globals['_LINEAGENODE']._serialized_end=539
-  _globals['_LINEAGEEDGE']._serialized_start=542
-  _globals['_LINEAGEEDGE']._serialized_end=766
-  _globals['_GETLINEAGERESPONSE']._serialized_start=769
-  _globals['_GETLINEAGERESPONSE']._serialized_end=916
-  _globals['_ENDLINEAGEREQUEST']._serialized_start=918
-  _globals['_ENDLINEAGEREQUEST']._serialized_end=1029
-  _globals['_ENDLINEAGERESPONSE']._serialized_start=1031
-  _globals['_ENDLINEAGERESPONSE']._serialized_end=1098
-  _globals['_LINEAGESERVICE']._serialized_start=1211
-  _globals['_LINEAGESERVICE']._serialized_end=1473
+  _globals['_DIRECTION']._serialized_start=1220
+  _globals['_DIRECTION']._serialized_end=1328
+  _globals['_RECORDLINEAGEREQUEST']._serialized_start=102
+  _globals['_RECORDLINEAGEREQUEST']._serialized_end=291
+  _globals['_RECORDLINEAGERESPONSE']._serialized_start=294
+  _globals['_RECORDLINEAGERESPONSE']._serialized_end=441
+  _globals['_GETLINEAGEREQUEST']._serialized_start=444
+  _globals['_GETLINEAGEREQUEST']._serialized_end=588
+  _globals['_LINEAGENODE']._serialized_start=590
+  _globals['_LINEAGENODE']._serialized_end=659
+  _globals['_LINEAGEEDGE']._serialized_start=662
+  _globals['_LINEAGEEDGE']._serialized_end=886
+  _globals['_GETLINEAGERESPONSE']._serialized_start=889
+  _globals['_GETLINEAGERESPONSE']._serialized_end=1036
+  _globals['_ENDLINEAGEREQUEST']._serialized_start=1038
+  _globals['_ENDLINEAGEREQUEST']._serialized_end=1149
+  _globals['_ENDLINEAGERESPONSE']._serialized_start=1151
+  _globals['_ENDLINEAGERESPONSE']._serialized_end=1218
+  _globals['_LINEAGESERVICE']._serialized_start=1331
+  _globals['_LINEAGESERVICE']._serialized_end=1593
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 import datetime
 
+from domicile.v1 import access_pb2 as _access_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -22,7 +23,7 @@ DIRECTION_DOWNSTREAM: Direction
 DIRECTION_BOTH: Direction
 
 class RecordLineageRequest(_message.Message):
-    __slots__ = ("job", "run_id", "run_region", "inputs", "outputs", "transform", "event_time")
+    __slots__ = ("job", "run_id", "run_region", "inputs", "outputs", "transform", "event_time", "producer")
     JOB_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_REGION_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +31,7 @@ class RecordLineageRequest(_message.Message):
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     TRANSFORM_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_FIELD_NUMBER: _ClassVar[int]
     job: str
     run_id: str
     run_region: str
@@ -37,15 +39,20 @@ class RecordLineageRequest(_message.Message):
     outputs: _containers.RepeatedScalarFieldContainer[str]
     transform: str
     event_time: _timestamp_pb2.Timestamp
-    def __init__(self, job: _Optional[str] = ..., run_id: _Optional[str] = ..., run_region: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., transform: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    producer: str
+    def __init__(self, job: _Optional[str] = ..., run_id: _Optional[str] = ..., run_region: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., transform: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., producer: _Optional[str] = ...) -> None: ...
 
 class RecordLineageResponse(_message.Message):
-    __slots__ = ("edges_created", "catalog_revision")
+    __slots__ = ("edges_created", "catalog_revision", "observed_violations", "late")
     EDGES_CREATED_FIELD_NUMBER: _ClassVar[int]
     CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    OBSERVED_VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    LATE_FIELD_NUMBER: _ClassVar[int]
     edges_created: int
     catalog_revision: int
-    def __init__(self, edges_created: _Optional[int] = ..., catalog_revision: _Optional[int] = ...) -> None: ...
+    observed_violations: _containers.RepeatedCompositeFieldContainer[_access_pb2.ObservedViolation]
+    late: bool
+    def __init__(self, edges_created: _Optional[int] = ..., catalog_revision: _Optional[int] = ..., observed_violations: _Optional[_Iterable[_Union[_access_pb2.ObservedViolation, _Mapping]]] = ..., late: _Optional[bool] = ...) -> None: ...
 
 class GetLineageRequest(_message.Message):
     __slots__ = ("dataset_id", "direction", "max_depth", "as_of")

@@ -7,7 +7,7 @@ import inspect
 from domicile.app import App
 from domicile.config import load_settings
 from domicile.server import servicers
-from domicile.v1 import audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
+from domicile.v1 import access_pb2, audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
 
 
 class _NoStore:
@@ -21,7 +21,7 @@ def test_every_rpc_has_an_implementation():
     }
     services = [
         s
-        for module in (catalog_pb2, lineage_pb2, residency_pb2, policy_pb2, audit_pb2)
+        for module in (catalog_pb2, lineage_pb2, residency_pb2, policy_pb2, audit_pb2, access_pb2)
         for s in module.DESCRIPTOR.services_by_name.values()
     ]
     assert {s.name for s in services} == set(registered), "a service is not registered"

@@ -14,9 +14,9 @@ from domicile.security.scopes import (
     is_allowed,
     open_methods,
 )
-from domicile.v1 import audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
+from domicile.v1 import access_pb2, audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
 
-DOMICILE_FILES = (catalog_pb2, lineage_pb2, residency_pb2, policy_pb2, audit_pb2)
+DOMICILE_FILES = (catalog_pb2, lineage_pb2, residency_pb2, policy_pb2, audit_pb2, access_pb2)
 
 
 def served_methods() -> set[str]:

@@ -1,0 +1,216 @@
+"""The access domain's values: aggregated access counts, raw run records, observed violations
+and anomalies. Immutable; times are aware UTC datetimes (see `catalog.model`).
+
+Actors: the principal for API calls (catalog writes, residency questions), the job
+(`namespace/name`) for runs, whose sender (`principal`) and OpenLineage `producer` are kept on
+the run record beside it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from domicile.router.types import Decision, Operation
+
+DAY = timedelta(days=1)
+# The actor of API calls made without authentication (`--insecure`).
+UNAUTHENTICATED = "(unauthenticated)"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def day_of(t: datetime) -> datetime:
+    """The start (00:00 UTC) of the UTC day holding `t`: aggregates are kept per such day."""
+    t = t.astimezone(timezone.utc)
+    return datetime(t.year, t.month, t.day, tzinfo=timezone.utc)
+
+
+class AccessOperation(enum.Enum):
+    """What an actor did to a dataset. Region: where it happened (empty when none applies)."""
+
+    READ = "read"  # a run read it; region = the run's region
+    WRITE = "write"  # a run wrote it; region = each location the output was written to
+    CATALOG_WRITE = "catalog_write"  # a principal created, changed or deleted its catalog entry
+    INTENT_STORE = "intent_store"  # a principal asked the router whether it may store it there
+    INTENT_PROCESS = "intent_process"  # ... whether it may process it there
+
+    @property
+    def observed(self) -> bool:
+        """An access that happened (not a question about one): what anomalies look at."""
+        return self in (AccessOperation.READ, AccessOperation.WRITE, AccessOperation.CATALOG_WRITE)
+
+
+INTENT_OF = {Operation.STORE: AccessOperation.INTENT_STORE, Operation.PROCESS: AccessOperation.INTENT_PROCESS}
+
+
+@dataclass(frozen=True)
+class AccessKey:
+    """One aggregate's identity: an actor's operation on a dataset in a region on a UTC day."""
+
+    actor: str
+    dataset_id: str
+    operation: AccessOperation
+    region: str
+    day: datetime
+
+
+@dataclass(frozen=True)
+class AccessCount:
+    """How often `actor` did `operation` on `dataset_id` in `region`, and when first and last.
+
+    Stored per UTC day (`day` set); reads sum the days of their range (`day` None)."""
+
+    actor: str
+    dataset_id: str
+    operation: AccessOperation
+    region: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    day: datetime | None = None
+
+    @property
+    def key(self) -> AccessKey:
+        assert self.day is not None
+        return AccessKey(self.actor, self.dataset_id, self.operation, self.region, self.day)
+
+
+@dataclass(frozen=True)
+class RunAccess:
+    """One dataset a run read (region: the run's) or wrote (region: one of its locations)."""
+
+    dataset_id: str
+    operation: AccessOperation
+    region: str
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run as observed (OpenLineage events or a RecordLineage call), kept for
+    `access.run_retention_days`. Several events of one run (job, run_id) merge into one
+    record: accesses are a union, `event_time` is the earliest and `last_event_time` the
+    latest event time, `record_time` when the run was first seen."""
+
+    job: str
+    run_id: str
+    producer: str
+    principal: str
+    run_region: str
+    event_time: datetime
+    last_event_time: datetime
+    record_time: datetime
+    accesses: tuple[RunAccess, ...] = ()
+
+
+class FindingKind(enum.Enum):
+    """Why an observed flow was reported."""
+
+    POLICY_DENIED = "POLICY_DENIED"  # the policy in force does not allow it (decision is a DENY)
+    UNKNOWN_RUN_REGION = "UNKNOWN_RUN_REGION"  # a run read data but said nowhere where it ran
+    UNKNOWN_OUTPUT_LOCATION = "UNKNOWN_OUTPUT_LOCATION"  # a run wrote data with no known location
+    NOT_JUDGED = "NOT_JUDGED"  # the router's view was stale: decision is DENY / STALE_CATALOG
+
+
+@dataclass(frozen=True)
+class ObservedViolation:
+    """A flow that already happened where the policy forbids it (or that could not be judged).
+
+    `event_time` is when the run reported it happened, `observe_time` when Domicile saw it;
+    `late` says the event arrived long after it happened (judged all the same, against the
+    policy and catalog at `observe_time`). `decision` (with rule, citation and lineage path in
+    its reasons, and its id in the decision log) is None for the UNKNOWN_* kinds."""
+
+    violation_id: str
+    kind: FindingKind
+    job: str
+    run_id: str
+    producer: str
+    principal: str
+    dataset_id: str
+    operation: Operation
+    region: str
+    event_time: datetime
+    observe_time: datetime
+    late: bool = False
+    decision: Decision | None = None
+    message: str = ""
+
+
+class AnomalyKind(enum.Enum):
+    NEW_CLASSIFICATION_FOR_ACTOR = "NEW_CLASSIFICATION_FOR_ACTOR"
+    NEW_REGION_FOR_ACTOR = "NEW_REGION_FOR_ACTOR"
+    ACCESS_BURST = "ACCESS_BURST"
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """A deviation of an actor from its own baseline (see `access.anomalies` for the rules).
+
+    `value` is what was new (a label or region) or the day's access count for a burst;
+    `baseline` is the part of the baseline it broke: the labels or regions the actor touched
+    within its window, or its mean daily accesses and the threshold."""
+
+    anomaly_id: str
+    kind: AnomalyKind
+    actor: str
+    dataset_ids: tuple[str, ...]
+    value: str
+    detect_time: datetime
+    baseline_since: datetime
+    baseline: tuple[str, ...] = ()
+    baseline_daily_mean: float = 0.0
+    threshold: float = 0.0
+    message: str = ""
+
+
+class BaselineDimension(enum.Enum):
+    SEEN = "seen"  # value "": when the actor was first and last seen at all
+    CLASSIFICATION = "classification"
+    REGION = "region"
+
+
+@dataclass(frozen=True)
+class BaselineEntry:
+    """The first and last time an actor touched a classification or a region (or was seen)."""
+
+    actor: str
+    dimension: BaselineDimension
+    value: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class ActorBaseline:
+    """What the store knows of an actor for anomaly detection: its baseline entries and its
+    observed accesses per UTC day since the asked time."""
+
+    actor: str
+    entries: tuple[BaselineEntry, ...] = ()
+    daily_counts: dict[datetime, int] = field(default_factory=dict)
+
+    @property
+    def first_seen(self) -> datetime | None:
+        seen = [e.first_seen for e in self.entries if e.dimension is BaselineDimension.SEEN]
+        return min(seen) if seen else None
+
+    def values(self, dimension: BaselineDimension, since: datetime) -> frozenset[str]:
+        """The values of `dimension` last touched at or after `since`."""
+        return frozenset(e.value for e in self.entries if e.dimension is dimension and e.last_seen >= since)
+
+
+@dataclass(frozen=True)
+class AccessBatch:
+    """What one flush (at `time`) writes, atomically and at most once (`batch_id`)."""
+
+    batch_id: str
+    time: datetime
+    counts: tuple[AccessCount, ...] = ()
+    runs: tuple[RunRecord, ...] = ()
+    violations: tuple[ObservedViolation, ...] = ()
+    anomalies: tuple[Anomaly, ...] = ()
+    baselines: tuple[BaselineEntry, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.counts or self.runs or self.violations or self.anomalies or self.baselines)

@@ -1,0 +1,253 @@
+"""`AccessRecorder`: access records buffered in memory and written in periodic batches.
+
+Nothing is written to the store on the paths that record accesses: a run, a catalog write or
+a tally of residency questions only updates in-memory aggregates (per actor, dataset,
+operation, region and UTC day) and pending run records. A background task flushes them every
+`access.flush_interval_seconds` as one `AccessStore.write_batch`, after checking the batch for
+anomalies (`access.anomalies`). Observed violations are the exception: `record_violations`
+writes them (with everything pending) before it returns, so an ingest answer never reports a
+violation the store could lose.
+
+Failure: a batch whose write fails is kept as it was (same id, same anomalies) and written
+again before anything newer; the store applies a batch id at most once, so a retry after an
+unknown outcome cannot count twice. A crash loses what was not flushed yet (at most one
+interval of access records; never a violation already answered). Reads of access records
+flush first, so this process reads its own records.
+
+Thread-safety: `add_intents` may be called from any thread (the decision log's writer);
+everything else runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from domicile.access import anomalies as anomaly_rules
+from domicile.access.model import (
+    INTENT_OF,
+    UNAUTHENTICATED,
+    AccessBatch,
+    AccessCount,
+    AccessKey,
+    AccessOperation,
+    Anomaly,
+    ObservedViolation,
+    RunAccess,
+    RunRecord,
+    day_of,
+)
+from domicile.access.store import AccessStore
+from domicile.catalog.model import utcnow
+from domicile.config import AccessSettings
+from domicile.router.types import Operation
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+# How often old run records are pruned.
+PRUNE_INTERVAL = timedelta(hours=1)
+
+# (actor, dataset_id, operation, region) -> how many times, for `add_intents`.
+IntentCounts = Mapping[tuple[str, str, Operation, str], int]
+
+
+class AccessRecorder:
+    """Buffers access records for `store` and flushes them (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: AccessStore,
+        settings: AccessSettings,
+        *,
+        labels_of: Callable[[str], Iterable[str]],
+        on_anomalies: Callable[[Sequence[Anomaly]], Awaitable[None]] | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._store = store
+        self._settings = settings
+        self._labels_of = labels_of
+        self._on_anomalies = on_anomalies
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: dict[AccessKey, list] = {}  # key -> [count, first_seen, last_seen]
+        self._runs: dict[tuple[str, str], RunRecord] = {}
+        self._violations: list[ObservedViolation] = []
+        self._unwritten: AccessBatch | None = None
+        self._flush_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune: datetime | None = None
+        self._closed = False
+
+    # ---- recording (no I/O) --------------------------------------------------------------
+
+    def count(
+        self, actor: str, dataset_id: str, operation: AccessOperation, region: str, at: datetime, n: int = 1
+    ) -> None:
+        """Add `n` accesses at time `at` to the aggregate of their day."""
+        self._add(AccessKey(actor, dataset_id, operation, region, day_of(at)), n, at, at)
+
+    def _add(self, key: AccessKey, n: int, first: datetime, last: datetime) -> None:
+        with self._lock:
+            entry = self._counts.get(key)
+            if entry is None:
+                self._counts[key] = [n, first, last]
+            else:
+                entry[0] += n
+                entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
+
+    def add_intents(self, counts: IntentCounts, at: datetime | None = None) -> None:
+        """Residency questions (store/process a dataset in a region), as counts per
+        (caller, dataset, operation, region) -- one call per batch of decisions, from any
+        thread; `at` defaults to now."""
+        at = at or self._clock()
+        day = day_of(at)
+        with self._lock:
+            for (caller, dataset_id, op, region), n in counts.items():
+                key = AccessKey(caller or UNAUTHENTICATED, dataset_id, INTENT_OF[op], region, day)
+                entry = self._counts.get(key)
+                if entry is None:
+                    self._counts[key] = [n, at, at]
+                else:
+                    entry[0] += n
+                    entry[2] = max(entry[2], at)
+
+    def record_catalog_write(self, principal: str, dataset_id: str) -> None:
+        self.count(principal or UNAUTHENTICATED, dataset_id, AccessOperation.CATALOG_WRITE, "", self._clock())
+
+    def record_run(self, run: RunRecord, new_accesses: Iterable[RunAccess]) -> None:
+        """Keep `run` (merged with what is pending for it) and count `new_accesses` -- those
+        not recorded for this run before -- once each, at the run's event time."""
+        for access in new_accesses:
+            self.count(run.job, access.dataset_id, access.operation, access.region, run.event_time)
+        key = (run.job, run.run_id)
+        pending = self._runs.get(key)
+        if pending is not None:
+            run = RunRecord(
+                run.job,
+                run.run_id,
+                pending.producer or run.producer,
+                pending.principal or run.principal,
+                pending.run_region or run.run_region,
+                min(pending.event_time, run.event_time),
+                max(pending.last_event_time, run.last_event_time),
+                pending.record_time,
+                tuple(sorted(set(pending.accesses) | set(run.accesses), key=_access_order)),
+            )
+        self._runs[key] = run
+
+    async def run_accesses(self, job: str, run_id: str) -> frozenset[RunAccess]:
+        """The accesses recorded for a run so far, pending or stored."""
+        stored = await self._store.run_accesses(job, run_id)
+        pending = self._runs.get((job, run_id))
+        if self._unwritten is not None:
+            stored |= {a for r in self._unwritten.runs if (r.job, r.run_id) == (job, run_id) for a in r.accesses}
+        return stored | frozenset(pending.accesses) if pending is not None else stored
+
+    async def record_violations(self, violations: Sequence[ObservedViolation]) -> None:
+        """Write `violations` (and everything pending) to the store before returning."""
+        self._violations.extend(violations)
+        await self.flush()
+
+    # ---- flushing ------------------------------------------------------------------------
+
+    def _take(self) -> tuple[list[AccessCount], list[RunRecord], list[ObservedViolation]]:
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        runs, self._runs = list(self._runs.values()), {}
+        violations, self._violations = self._violations, []
+        return (
+            [
+                AccessCount(k.actor, k.dataset_id, k.operation, k.region, n, f, last, k.day)
+                for k, (n, f, last) in counts.items()
+            ],
+            runs,
+            violations,
+        )
+
+    async def flush(self) -> None:
+        """Write everything recorded so far; raises the store's error when it cannot (what
+        was not written is kept and tried again)."""
+        async with self._flush_lock:
+            if self._unwritten is not None:
+                await self._write(self._unwritten)
+            counts, runs, violations = self._take()
+            if not (counts or runs or violations):
+                return
+            now = self._clock()
+            try:
+                baselines = await self._store.baselines(
+                    anomaly_rules.observed_actors(counts),
+                    since=now - timedelta(days=self._settings.anomalies.baseline_window_days),
+                )
+            except BaseException:
+                self._restore(counts, runs, violations)
+                raise
+            found, entries = anomaly_rules.detect(counts, baselines, self._labels_of, self._settings.anomalies, now)
+            await self._write(
+                AccessBatch(
+                    uuid.uuid4().hex, now, tuple(counts), tuple(runs), tuple(violations), tuple(found), tuple(entries)
+                )
+            )
+
+    async def _write(self, batch: AccessBatch) -> None:
+        self._unwritten = batch
+        await self._store.write_batch(batch)
+        self._unwritten = None
+        if batch.anomalies and self._on_anomalies is not None:
+            await self._on_anomalies(batch.anomalies)
+
+    def _restore(self, counts: list[AccessCount], runs: list[RunRecord], violations: list[ObservedViolation]) -> None:
+        for c in counts:
+            self._add(c.key, c.count, c.first_seen, c.last_seen)
+        for run in runs:
+            self.record_run(run, ())
+        self._violations[:0] = violations
+
+    async def prune(self) -> int:
+        """Delete run records past `access.run_retention_days`."""
+        now = self._clock()
+        self._last_prune = now
+        return await self._store.prune_runs(now - timedelta(days=self._settings.run_retention_days))
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the periodic flush (and hourly pruning) on the running event loop."""
+        self._task = asyncio.create_task(self._run(), name="access-recorder-flush")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.flush_interval_seconds)
+            try:
+                await self.flush()
+                if self._last_prune is None or self._clock() - self._last_prune >= PRUNE_INTERVAL:
+                    await self.prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the next round retries; nothing pending is dropped
+                log.warning("access records not flushed: %s", exc)
+
+    async def close(self) -> None:
+        """Stop the periodic flush and write what is pending (logged if the store refuses)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.error("access records lost at shutdown: %s", exc)
+
+
+def _access_order(access: RunAccess) -> tuple[str, str, str]:
+    return access.dataset_id, access.operation.value, access.region

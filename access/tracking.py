@@ -1,0 +1,107 @@
+"""`AccessTracking`: the access side of one server process -- the recorder, observed-flow
+drift at ingest, and the alerts -- assembled from the settings (`access.*`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from domicile.access.alerts import AccessAlerts
+from domicile.access.drift import DriftResult, ObservedRun, observe_run
+from domicile.access.recorder import AccessRecorder
+from domicile.access.webhooks import WebhookDispatcher
+from domicile.catalog.model import utcnow
+from domicile.security.context import current_trace
+from domicile.security.events import SecurityEventLog
+
+if TYPE_CHECKING:
+    from domicile.access.model import ObservedViolation
+    from domicile.app import App
+    from domicile.router.runtime import Router
+
+
+class AccessTracking:
+    """What the servicers and the ingest path call; see `access.recorder` and `access.drift`."""
+
+    def __init__(
+        self,
+        app: App,
+        router: Router,
+        recorder: AccessRecorder,
+        alerts: AccessAlerts,
+        own_events: SecurityEventLog | None,
+        clock=utcnow,
+    ) -> None:
+        self._settings = app.settings.access
+        self._router = router
+        self.recorder = recorder
+        self._alerts = alerts
+        self._own_events = own_events
+        self._clock = clock
+
+    @classmethod
+    def start(cls, app: App, router: Router, *, clock=utcnow) -> AccessTracking:
+        """Open the alert sinks and start the periodic flush. With --insecure (no security
+        event log of the server's own) the security event log is opened here: findings are
+        recorded there in every mode."""
+        settings = app.settings
+        own_events = None
+        events = app.security_events
+        if events is None:
+            events = own_events = SecurityEventLog(settings.security_log_path)
+        access = settings.access
+        webhooks = None
+        if access.webhooks:
+            webhooks = WebhookDispatcher(
+                access.webhooks,
+                attempts=access.webhook_attempts,
+                timeout=access.webhook_timeout_seconds,
+                dead_letter=settings.access_dead_letter_path,
+            )
+        alerts = AccessAlerts(events, webhooks)
+        recorder = AccessRecorder(
+            app.store.access, access, labels_of=router.effective_labels, on_anomalies=alerts.anomalies, clock=clock
+        )
+        recorder.start()
+        router.set_intent_sink(recorder.add_intents)
+        return cls(app, router, recorder, alerts, own_events, clock)
+
+    async def observe_run(self, run: ObservedRun) -> DriftResult:
+        """Record an ingested run and judge what it did (observed-flow drift)."""
+        trace = current_trace()
+
+        async def announce(violations: Sequence[ObservedViolation]) -> None:
+            await self._alerts.violations(violations, trace_id=trace)
+
+        return await observe_run(
+            run,
+            router=self._router,
+            recorder=self.recorder,
+            late_after=timedelta(seconds=self._settings.late_event_seconds),
+            now=self._clock(),
+            on_violations=announce,
+        )
+
+    def catalog_write(self, principal: str, dataset_id: str) -> None:
+        self.recorder.record_catalog_write(principal, dataset_id)
+
+    async def flush(self) -> None:
+        """Write what is pending (intents of decisions logged so far included)."""
+        await self._flush_decision_log()
+        await self.recorder.flush()
+
+    async def _flush_decision_log(self) -> None:
+        try:
+            await self._router.flush_decision_log()
+        except Exception:  # a failed decision log is reported by the router itself
+            pass
+
+    async def close(self) -> None:
+        """Flush what is pending, then let alerts in flight finish (briefly)."""
+        await self._flush_decision_log()
+        self._router.set_intent_sink(None)
+        await self.recorder.close()
+        await self._alerts.close()
+        if self._own_events is not None:
+            self._own_events.close()

@@ -1,0 +1,278 @@
+"""The `AccessStore` of the SQLite backend: tables of schema 2 (see `sqlite_schema`), written
+on the store's one writer thread in their own transactions (never a catalog revision)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from domicile.access import codec
+from domicile.access.model import (
+    AccessBatch,
+    AccessCount,
+    AccessOperation,
+    ActorBaseline,
+    Anomaly,
+    BaselineDimension,
+    BaselineEntry,
+    ObservedViolation,
+    RunAccess,
+    RunRecord,
+)
+from domicile.catalog.model import Page, PageRequest, from_micros, to_micros
+from domicile.catalog.stores.access_common import day_range, next_token, page_start, time_range
+
+T = TypeVar("T")
+Runner = Callable[..., Awaitable[Any]]
+
+_OBSERVED = tuple(op.value for op in AccessOperation if op.observed)
+
+
+class SQLiteAccessStore:
+    """`AccessStore` over the SQLite store's transaction runners (`write(fn, *args)` runs
+    `fn(conn, *args)` in one write transaction, `read` in one snapshot)."""
+
+    def __init__(self, write: Runner, read: Runner) -> None:
+        self._write = write
+        self._read = read
+
+    async def write_batch(self, batch: AccessBatch) -> bool:
+        return await self._write(_write_batch_tx, batch)
+
+    async def dataset_access(
+        self, dataset_id: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[AccessCount]:
+        low, high = day_range(since, until)
+        rows = await self._read(
+            _select,
+            "SELECT actor, dataset, operation, region, sum(count), min(first_seen), max(last_seen) FROM access_days"
+            " WHERE dataset = ? AND day >= ? AND day < ? GROUP BY actor, operation, region"
+            " ORDER BY actor, operation, region",
+            (dataset_id, low, high),
+        )
+        return [_summed(row) for row in rows]
+
+    async def actor_access(
+        self, actor: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[AccessCount]:
+        low, high = day_range(since, until)
+        rows = await self._read(
+            _select,
+            "SELECT actor, dataset, operation, region, sum(count), min(first_seen), max(last_seen) FROM access_days"
+            " WHERE actor = ? AND day >= ? AND day < ? GROUP BY dataset, operation, region"
+            " ORDER BY dataset, operation, region",
+            (actor, low, high),
+        )
+        return [_summed(row) for row in rows]
+
+    async def list_runs(
+        self, job: str, *, since: datetime | None = None, until: datetime | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        low, high = time_range(since, until)
+        rows = await self._read(
+            _select,
+            "SELECT job, run_id, producer, principal, run_region, event_time, last_event_time, record_time, accesses"
+            " FROM access_runs WHERE job = ? AND event_time >= ? AND event_time < ?"
+            " ORDER BY event_time DESC, run_id LIMIT ?",
+            (job, low, high, limit),
+        )
+        return [_run(row) for row in rows]
+
+    async def run_accesses(self, job: str, run_id: str) -> frozenset[RunAccess]:
+        rows = await self._read(_select, "SELECT accesses FROM access_runs WHERE job = ? AND run_id = ?", (job, run_id))
+        return frozenset(codec.accesses_from_document(orjson.loads(rows[0][0]))) if rows else frozenset()
+
+    async def list_violations(
+        self, page: PageRequest, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Page[ObservedViolation]:
+        return await self._page(
+            "observed_violations", "event_time", "violations", page, since, until, codec.violation_from_body
+        )
+
+    async def list_anomalies(
+        self, page: PageRequest, *, since: datetime | None = None, until: datetime | None = None
+    ) -> Page[Anomaly]:
+        return await self._page(
+            "access_anomalies", "detect_time", "anomalies", page, since, until, codec.anomaly_from_body
+        )
+
+    async def _page(
+        self,
+        table: str,
+        time_column: str,
+        kind: str,
+        page: PageRequest,
+        since: datetime | None,
+        until: datetime | None,
+        decode: Callable[[str], T],
+    ) -> Page[T]:
+        low, high = time_range(since, until)
+        start = page_start(page, kind, low, high)
+        where = f"{time_column} >= ? AND {time_column} < ?"
+        args: list[Any] = [low, high]
+        if start is not None:
+            where += f" AND ({time_column} > ? OR ({time_column} = ? AND id > ?))"
+            args += [start[0], start[0], start[1]]
+        rows = await self._read(
+            _select,
+            f"SELECT {time_column}, id, body FROM {table} WHERE {where} ORDER BY {time_column}, id LIMIT ?",
+            (*args, page.size + 1),
+        )
+        items = tuple(decode(body) for _, _, body in rows[: page.size])
+        token = next_token(kind, low, high, tuple(rows[page.size - 1][:2])) if len(rows) > page.size else ""
+        return Page(items, token)
+
+    async def baselines(self, actors: Sequence[str], *, since: datetime) -> dict[str, ActorBaseline]:
+        return await self._read(_baselines_tx, list(dict.fromkeys(actors)), day_range(since, None)[0])
+
+    async def prune_runs(self, before: datetime) -> int:
+        return await self._write(_prune_tx, to_micros(before))
+
+
+def _select(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list[tuple]:
+    return conn.execute(query, args).fetchall()
+
+
+def _summed(row: tuple) -> AccessCount:
+    actor, dataset, operation, region, count, first, last = row
+    return AccessCount(actor, dataset, AccessOperation(operation), region, count, from_micros(first), from_micros(last))
+
+
+def _run(row: tuple) -> RunRecord:
+    job, run_id, producer, principal, run_region, event_time, last_event_time, record_time, accesses = row
+    return RunRecord(
+        job,
+        run_id,
+        producer,
+        principal,
+        run_region,
+        from_micros(event_time),
+        from_micros(last_event_time),
+        from_micros(record_time),
+        codec.accesses_from_document(orjson.loads(accesses)),
+    )
+
+
+def _write_batch_tx(conn: sqlite3.Connection, batch: AccessBatch) -> bool:
+    applied = conn.execute(
+        "INSERT OR IGNORE INTO access_batches (batch_id, time) VALUES (?, ?)",
+        (batch.batch_id, to_micros(batch.time)),
+    )
+    if applied.rowcount == 0:
+        return False
+    conn.executemany(
+        "INSERT INTO access_days (dataset, actor, operation, region, day, count, first_seen, last_seen)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dataset, actor, operation, region, day) DO UPDATE SET"
+        " count = count + excluded.count, first_seen = min(first_seen, excluded.first_seen),"
+        " last_seen = max(last_seen, excluded.last_seen)",
+        [
+            (
+                c.dataset_id,
+                c.actor,
+                c.operation.value,
+                c.region,
+                to_micros(c.day),
+                c.count,
+                to_micros(c.first_seen),
+                to_micros(c.last_seen),
+            )
+            for c in batch.counts
+        ],
+    )
+    for run in batch.runs:
+        _merge_run(conn, run)
+    conn.executemany(
+        "INSERT OR IGNORE INTO observed_violations (id, event_time, body) VALUES (?, ?, ?)",
+        [(v.violation_id, to_micros(v.event_time), codec.violation_body(v)) for v in batch.violations],
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO access_anomalies (id, detect_time, body) VALUES (?, ?, ?)",
+        [(a.anomaly_id, to_micros(a.detect_time), codec.anomaly_body(a)) for a in batch.anomalies],
+    )
+    conn.executemany(
+        "INSERT INTO actor_baselines (actor, dimension, value, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (actor, dimension, value) DO UPDATE SET first_seen = min(first_seen, excluded.first_seen),"
+        " last_seen = max(last_seen, excluded.last_seen)",
+        [
+            (e.actor, e.dimension.value, e.value, to_micros(e.first_seen), to_micros(e.last_seen))
+            for e in batch.baselines
+        ],
+    )
+    return True
+
+
+def _merge_run(conn: sqlite3.Connection, run: RunRecord) -> None:
+    row = conn.execute(
+        "SELECT producer, principal, run_region, event_time, last_event_time, accesses FROM access_runs"
+        " WHERE job = ? AND run_id = ?",
+        (run.job, run.run_id),
+    ).fetchone()
+    accesses = codec.accesses_document(run.accesses)
+    if row is None:
+        conn.execute(
+            "INSERT INTO access_runs (job, run_id, producer, principal, run_region, event_time, last_event_time,"
+            " record_time, accesses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run.job,
+                run.run_id,
+                run.producer,
+                run.principal,
+                run.run_region,
+                to_micros(run.event_time),
+                to_micros(run.last_event_time),
+                to_micros(run.record_time),
+                json.dumps(accesses),
+            ),
+        )
+        return
+    producer, principal, run_region, event_time, last_event_time, stored = row
+    merged = sorted({tuple(a) for a in orjson.loads(stored)} | {tuple(a) for a in accesses})
+    conn.execute(
+        "UPDATE access_runs SET producer = ?, principal = ?, run_region = ?, event_time = ?, last_event_time = ?,"
+        " accesses = ? WHERE job = ? AND run_id = ?",
+        (
+            producer or run.producer,
+            principal or run.principal,
+            run_region or run.run_region,
+            min(event_time, to_micros(run.event_time)),
+            max(last_event_time, to_micros(run.last_event_time)),
+            json.dumps([list(a) for a in merged]),
+            run.job,
+            run.run_id,
+        ),
+    )
+
+
+def _baselines_tx(conn: sqlite3.Connection, actors: list[str], first_day: int) -> dict[str, ActorBaseline]:
+    entries: dict[str, list[BaselineEntry]] = {}
+    for actor, dimension, value, first, last in conn.execute(
+        "SELECT actor, dimension, value, first_seen, last_seen FROM actor_baselines"
+        " WHERE actor IN (SELECT value FROM json_each(?)) ORDER BY actor, dimension, value",
+        (json.dumps(actors),),
+    ):
+        entries.setdefault(actor, []).append(
+            BaselineEntry(actor, BaselineDimension(dimension), value, from_micros(first), from_micros(last))
+        )
+    counts: dict[str, dict[datetime, int]] = {}
+    for actor, day, count in conn.execute(
+        "SELECT actor, day, sum(count) FROM access_days WHERE actor IN (SELECT value FROM json_each(?))"
+        f" AND day >= ? AND operation IN ({', '.join('?' * len(_OBSERVED))}) GROUP BY actor, day",
+        (json.dumps(actors), first_day, *_OBSERVED),
+    ):
+        counts.setdefault(actor, {})[from_micros(day)] = count
+    return {
+        actor: ActorBaseline(actor, tuple(entries.get(actor, ())), counts.get(actor, {}))
+        for actor in actors
+        if actor in entries or actor in counts
+    }
+
+
+def _prune_tx(conn: sqlite3.Connection, before: int) -> int:
+    deleted = conn.execute("DELETE FROM access_runs WHERE record_time < ?", (before,)).rowcount
+    conn.execute("DELETE FROM access_batches WHERE time < ?", (before,))
+    return deleted

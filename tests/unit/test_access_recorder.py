@@ -1,0 +1,108 @@
+"""`AccessRecorder`: buffering, flushing, and what happens when the store refuses a batch."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from domicile.access.model import AccessOperation, RunAccess, RunRecord
+from domicile.access.recorder import AccessRecorder
+from domicile.config import AccessSettings
+from domicile.errors import store_unavailable
+from domicile.router.types import Operation
+
+NOW = datetime(2026, 6, 15, 12, tzinfo=timezone.utc)
+
+
+class FakeAccessStore:
+    """Keeps the batches it applied; fails the next `fail` writes."""
+
+    def __init__(self):
+        self.batches = []
+        self.fail = 0
+
+    async def write_batch(self, batch):
+        if self.fail:
+            self.fail -= 1
+            raise store_unavailable("store down")
+        if any(b.batch_id == batch.batch_id for b in self.batches):
+            return False
+        self.batches.append(batch)
+        return True
+
+    async def baselines(self, actors, *, since):
+        return {}
+
+    async def run_accesses(self, job, run_id):
+        return frozenset(
+            a for b in self.batches for r in b.runs if (r.job, r.run_id) == (job, run_id) for a in r.accesses
+        )
+
+    async def prune_runs(self, before):
+        return 0
+
+
+def recorder(store):
+    return AccessRecorder(store, AccessSettings(), labels_of=lambda d: (), clock=lambda: NOW)
+
+
+async def test_counts_aggregate_in_memory_until_flushed():
+    store = FakeAccessStore()
+    access = recorder(store)
+    access.count("job", "s3://a", AccessOperation.READ, "aws:eu-west-1", NOW)
+    access.count("job", "s3://a", AccessOperation.READ, "aws:eu-west-1", NOW - timedelta(hours=1), 2)
+    access.add_intents(
+        {("svc", "s3://a", Operation.STORE, "aws:us-east-1"): 5, ("", "s3://a", Operation.PROCESS, "r"): 1}, NOW
+    )
+    access.record_catalog_write("", "s3://a")
+    assert store.batches == []
+    await access.flush()
+    (batch,) = store.batches
+    counts = {(c.actor, c.operation, c.region): (c.count, c.first_seen, c.last_seen) for c in batch.counts}
+    assert counts == {
+        ("job", AccessOperation.READ, "aws:eu-west-1"): (3, NOW - timedelta(hours=1), NOW),
+        ("svc", AccessOperation.INTENT_STORE, "aws:us-east-1"): (5, NOW, NOW),
+        ("(unauthenticated)", AccessOperation.INTENT_PROCESS, "r"): (1, NOW, NOW),
+        ("(unauthenticated)", AccessOperation.CATALOG_WRITE, ""): (1, NOW, NOW),
+    }
+    await access.flush()  # nothing pending: nothing written
+    assert len(store.batches) == 1
+
+
+async def test_a_refused_batch_is_kept_and_written_again_with_the_same_id():
+    store = FakeAccessStore()
+    access = recorder(store)
+    access.count("job", "s3://a", AccessOperation.READ, "r", NOW)
+    store.fail = 1
+    with pytest.raises(Exception, match="store down"):
+        await access.flush()
+    access.count("job", "s3://a", AccessOperation.READ, "r", NOW)
+    await access.flush()
+    first, second = store.batches
+    assert [c.count for c in first.counts] == [1]  # the refused batch, as it was
+    assert [c.count for c in second.counts] == [1]
+
+
+async def test_runs_merge_while_pending_and_their_accesses_are_known():
+    store = FakeAccessStore()
+    access = recorder(store)
+    read = RunAccess("s3://a", AccessOperation.READ, "r")
+    wrote = RunAccess("s3://b", AccessOperation.WRITE, "r")
+    access.record_run(RunRecord("job", "r1", "", "p", "r", NOW, NOW, NOW, (read,)), [read])
+    assert await access.run_accesses("job", "r1") == {read}
+    access.record_run(RunRecord("job", "r1", "prod", "", "r", NOW, NOW + timedelta(minutes=1), NOW, (wrote,)), [wrote])
+    await access.flush()
+    assert await access.run_accesses("job", "r1") == {read, wrote}
+    (run,) = store.batches[0].runs
+    assert (run.producer, run.principal, run.last_event_time) == ("prod", "p", NOW + timedelta(minutes=1))
+    assert sum(c.count for c in store.batches[0].counts) == 2
+
+
+async def test_close_flushes_what_is_pending():
+    store = FakeAccessStore()
+    access = recorder(store)
+    access.start()
+    access.count("job", "s3://a", AccessOperation.READ, "r", NOW)
+    await access.close()
+    assert len(store.batches) == 1
