@@ -1,0 +1,264 @@
+"""Access benchmark: what recording access costs, and GetAccessPatterns on a busy dataset.
+
+    python bench/access_bench.py [--events 2000] [--rounds 3] [--actors 10000]
+
+Everything runs against real servers (`create_server`, SQLite, loopback, --insecure) in this
+process, so client and server share its CPU; figures are compared between runs that differ
+only in `access.enabled`, alternating rounds so that machine noise hits both alike:
+
+1. OpenLineage ingest: `--events` COMPLETE RunEvents (3 inputs, 1 output, classification and
+   residency facets; a quarter of them run in aws:us-east-1 on EU personal data, so they are
+   observed violations) POSTed one at a time over HTTP, as a pipeline's client sends them.
+2. RecordLineage: the same runs as unary gRPC calls.
+3. BatchDecide over gRPC (1,000 questions per call, logged): the router path the decision
+   log's intent counting adds to.
+4. GetAccessPatterns on a dataset that `--actors` actors read (each on 1-3 days), p50/p99
+   of 200 calls over gRPC, after the records are flushed.
+
+Prints one line per figure and a JSON summary (`{"figures": {...}}`) at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import aiohttp
+import grpc
+
+from domicile.access.model import AccessBatch, AccessCount, AccessOperation, day_of
+from domicile.config import load_settings
+from domicile.server import create_server
+from domicile.v1 import (
+    access_pb2,
+    access_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    lineage_pb2,
+    lineage_pb2_grpc,
+    residency_pb2,
+    residency_pb2_grpc,
+)
+
+POLICY = Path(__file__).resolve().parents[1] / "examples" / "policy.yaml"
+SOURCES = 200  # described input datasets (EU customer data) the runs read
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+
+
+async def start(workdir: Path, *, access: bool):
+    settings = load_settings(
+        insecure=True,
+        listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        store=f"sqlite:///{workdir / 'catalog.db'}",
+        data_dir=workdir,
+        policy=POLICY,
+        access={"enabled": access},
+        rate_limit={"enabled": False},
+    )
+    return await create_server(settings)
+
+
+async def describe_sources(channel: grpc.aio.Channel) -> None:
+    catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+    for i in range(SOURCES):
+        await catalog.UpsertDataset(
+            catalog_pb2.UpsertDatasetRequest(
+                dataset=catalog_pb2.Dataset(
+                    id=f"s3://bank-eu-lake/src{i:04d}",
+                    classifications=["PII.CONTACT"],
+                    origins=["DE"],
+                    locations=["aws:eu-central-1"],
+                )
+            )
+        )
+
+
+def run_event(i: int, rng: random.Random) -> dict:
+    region = "aws:us-east-1" if i % 4 == 0 else "aws:eu-west-1"
+    inputs = [f"src{rng.randrange(SOURCES):04d}" for _ in range(3)]
+    return {
+        "eventType": "COMPLETE",
+        "eventTime": datetime.now(timezone.utc).isoformat(),
+        "producer": "https://github.com/example/bench",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": str(uuid.uuid4()), "facets": {"residency": {"region": region}}},
+        "job": {"namespace": "airflow-eu", "name": f"job{i % 50:03d}"},
+        "inputs": [{"namespace": "s3://bank-eu-lake", "name": name} for name in inputs],
+        "outputs": [
+            {
+                "namespace": "s3://bank-eu-lake",
+                "name": f"out{i:06d}",
+                "facets": {
+                    "residency": {"region": region},
+                    "tags": {"tags": [{"key": "classification", "value": "PII.CONTACT"}]},
+                },
+            }
+        ],
+    }
+
+
+async def ingest_http(running, events: list[dict]) -> float:
+    url = f"http://127.0.0.1:{running.http_port}/api/v1/lineage"
+    async with aiohttp.ClientSession() as session:
+        began = time.perf_counter()
+        for event in events:
+            async with session.post(url, json=event) as response:
+                assert response.status == 200, await response.text()
+                await response.read()
+        return len(events) / (time.perf_counter() - began)
+
+
+async def ingest_grpc(channel: grpc.aio.Channel, events: list[dict]) -> float:
+    lineage = lineage_pb2_grpc.LineageServiceStub(channel)
+    began = time.perf_counter()
+    for event in events:
+        region = event["run"]["facets"]["residency"]["region"]
+        await lineage.RecordLineage(
+            lineage_pb2.RecordLineageRequest(
+                job=f"grpc/{event['job']['name']}",
+                run_id=event["run"]["runId"],
+                run_region=region,
+                inputs=[f"s3://bank-eu-lake/{d['name']}" for d in event["inputs"]],
+                outputs=[f"s3://bank-eu-lake/{d['name']}" for d in event["outputs"]],
+            )
+        )
+    return len(events) / (time.perf_counter() - began)
+
+
+async def batch_decide(channel: grpc.aio.Channel, calls: int) -> float:
+    residency = residency_pb2_grpc.ResidencyServiceStub(channel)
+    requests = [
+        residency_pb2.DecideRequest(
+            dataset_id=f"s3://bank-eu-lake/src{i % SOURCES:04d}",
+            operation=residency_pb2.OPERATION_STORE,
+            region="aws:eu-west-1",
+        )
+        for i in range(1000)
+    ]
+    request = residency_pb2.BatchDecideRequest(requests=requests)
+    await residency.BatchDecide(request)
+    began = time.perf_counter()
+    for _ in range(calls):
+        await residency.BatchDecide(request)
+    return calls * 1000 / (time.perf_counter() - began)
+
+
+async def one_round(workdir: Path, *, access: bool, events: int, seed: int, decide_calls: int) -> dict[str, float]:
+    running = await start(workdir, access=access)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            await describe_sources(channel)
+            rng = random.Random(seed)
+            batch = [run_event(i, rng) for i in range(events)]
+            await ingest_http(running, batch[:50])  # warm up
+            http_rate = await ingest_http(running, batch[50:])
+            grpc_rate = await ingest_grpc(channel, batch)
+            decide_rate = await batch_decide(channel, decide_calls)
+    finally:
+        await running.stop(0)
+    return {"http": http_rate, "grpc": grpc_rate, "decide": decide_rate}
+
+
+async def patterns(workdir: Path, actors: int, calls: int) -> tuple[float, float]:
+    running = await start(workdir, access=True)
+    try:
+        store = running.app.store.access
+        dataset = "s3://bank-eu-lake/popular"
+        rng = random.Random(7)
+        now = datetime.now(timezone.utc)
+        counts = []
+        for a in range(actors):
+            for days in rng.sample(range(30), rng.randint(1, 3)):
+                at = now - timedelta(days=days)
+                counts.append(
+                    AccessCount(
+                        f"airflow-{a % 40}/job{a:05d}",
+                        dataset,
+                        AccessOperation.READ,
+                        "aws:eu-west-1",
+                        3,
+                        at,
+                        at,
+                        day_of(at),
+                    )
+                )
+        for start_index in range(0, len(counts), 5000):
+            await store.write_batch(AccessBatch(uuid.uuid4().hex, now, tuple(counts[start_index : start_index + 5000])))
+        async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{running.port}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        ) as channel:
+            stub = access_pb2_grpc.AccessServiceStub(channel)
+            request = access_pb2.GetAccessPatternsRequest(dataset_id=dataset)
+            answer = await stub.GetAccessPatterns(request)
+            assert len(answer.actors) == actors, len(answer.actors)
+            latencies = []
+            for _ in range(calls):
+                began = time.perf_counter()
+                await stub.GetAccessPatterns(request)
+                latencies.append(time.perf_counter() - began)
+    finally:
+        await running.stop(0)
+    return percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000
+
+
+async def main(args: argparse.Namespace) -> None:
+    results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory(prefix="access-bench-") as tmp:
+        for round_number in range(args.rounds):
+            for access in (False, True) if round_number % 2 == 0 else (True, False):
+                workdir = Path(tmp) / f"r{round_number}-{'on' if access else 'off'}"
+                workdir.mkdir()
+                figures = await one_round(
+                    workdir, access=access, events=args.events, seed=round_number, decide_calls=args.decide_calls
+                )
+                results[access].append(figures)
+                print(
+                    f"round {round_number + 1} access {'on ' if access else 'off'}: "
+                    + ", ".join(f"{k} {v:,.0f}/s" for k, v in figures.items()),
+                    flush=True,
+                )
+        workdir = Path(tmp) / "patterns"
+        workdir.mkdir()
+        p50, p99 = await patterns(workdir, args.actors, args.pattern_calls)
+    summary: dict[str, float] = {}
+    names = {
+        "http": "OpenLineage HTTP ingest (events/s)",
+        "grpc": "RecordLineage over gRPC (calls/s)",
+        "decide": "BatchDecide over gRPC (decisions/s)",
+    }
+    for key, name in names.items():
+        off = statistics.median(r[key] for r in results[False])
+        on = statistics.median(r[key] for r in results[True])
+        summary[f"{name}, access off"] = off
+        summary[f"{name}, access on"] = on
+        summary[f"{name}, cost %"] = (1 - on / off) * 100
+        print(f"{name}: off {off:,.0f}, on {on:,.0f} -> cost {(1 - on / off) * 100:.1f}% (median of {args.rounds})")
+    summary[f"GetAccessPatterns p50 ms ({args.actors:,} actors)"] = p50
+    summary[f"GetAccessPatterns p99 ms ({args.actors:,} actors)"] = p99
+    print(f"GetAccessPatterns, {args.actors:,} actors: p50 {p50:.1f} ms, p99 {p99:.1f} ms ({args.pattern_calls} calls)")
+    print(json.dumps({"figures": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=2000, help="Runs per ingest phase.")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds per setting (median reported).")
+    parser.add_argument("--decide-calls", type=int, default=200, help="BatchDecide calls of 1,000 per round.")
+    parser.add_argument("--actors", type=int, default=10_000, help="Actors of the GetAccessPatterns dataset.")
+    parser.add_argument("--pattern-calls", type=int, default=200, help="GetAccessPatterns calls timed.")
+    asyncio.run(main(parser.parse_args()))
+    sys.exit(0)
