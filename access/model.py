@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from domicile.router.types import Decision, Operation
 
 DAY = timedelta(days=1)
 # The actor of API calls made without authentication (`--insecure`).
 UNAUTHENTICATED = "(unauthenticated)"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def day_of(t: datetime) -> datetime:
     """The start (00:00 UTC) of the UTC day holding `t`: aggregates are kept per such day."""
-    t = t.astimezone(timezone.utc)
-    return datetime(t.year, t.month, t.day, tzinfo=timezone.utc)
+    t = t.astimezone(UTC)
+    return datetime(t.year, t.month, t.day, tzinfo=UTC)
 
 
 class AccessOperation(enum.Enum):

@@ -21,6 +21,7 @@ everything else runs on the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -239,10 +240,8 @@ class AccessRecorder:
         self._closed = True
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         try:
             await self.flush()
         except Exception as exc:

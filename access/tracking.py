@@ -3,6 +3,7 @@ drift at ingest, and the alerts -- assembled from the settings (`access.*`)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -92,10 +93,9 @@ class AccessTracking:
         await self.recorder.flush()
 
     async def _flush_decision_log(self) -> None:
-        try:
+        # A failed decision log is reported by the router itself (its decisions are refused).
+        with contextlib.suppress(Exception):
             await self._router.flush_decision_log()
-        except Exception:  # a failed decision log is reported by the router itself
-            pass
 
     async def close(self) -> None:
         """Flush what is pending, then let alerts in flight finish (briefly)."""

@@ -25,7 +25,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,12 +128,12 @@ class WebhookDispatcher:
                 if 200 <= response.status < 300:
                     return ""
                 return f"HTTP {response.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
     def _dead(self, hook: _Hook, attempts: int, error: str, body: bytes) -> None:
         record = {
-            "time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+            "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "url": hook.url,
             "attempts": attempts,
             "error": error,

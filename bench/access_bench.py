@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -92,7 +92,7 @@ def run_event(i: int, rng: random.Random) -> dict:
     inputs = [f"src{rng.randrange(SOURCES):04d}" for _ in range(3)]
     return {
         "eventType": "COMPLETE",
-        "eventTime": datetime.now(timezone.utc).isoformat(),
+        "eventTime": datetime.now(UTC).isoformat(),
         "producer": "https://github.com/example/bench",
         "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
         "run": {"runId": str(uuid.uuid4()), "facets": {"residency": {"region": region}}},
@@ -179,7 +179,7 @@ async def patterns(workdir: Path, actors: int, calls: int) -> tuple[float, float
         store = running.app.store.access
         dataset = "s3://bank-eu-lake/popular"
         rng = random.Random(7)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         counts = []
         for a in range(actors):
             for days in rng.sample(range(30), rng.randint(1, 3)):

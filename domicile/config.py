@@ -202,15 +202,20 @@ class AnomalySettings(Section):
     burst_min_accesses: int = Field(default=100, ge=1)
 
 
+AlertKind = Literal["observed_violation", "access_anomaly"]
+
+
+def _every_alert() -> list[AlertKind]:
+    return ["observed_violation", "access_anomaly"]
+
+
 class WebhookSettings(Section):
     """One receiver of access alerts (CloudEvents, HMAC-signed with the secret in `secret_file`)."""
 
     url: str
     secret_file: Path
     # Which alerts it gets: observed_violation, access_anomaly (default both).
-    events: list[Literal["observed_violation", "access_anomaly"]] = Field(
-        default_factory=lambda: ["observed_violation", "access_anomaly"], min_length=1
-    )
+    events: list[AlertKind] = Field(default_factory=_every_alert, min_length=1)
 
     @field_validator("url")
     @classmethod

@@ -136,11 +136,12 @@ def intent_counts(batch: Iterable[_Queued]) -> dict[tuple[str, str, Operation, s
     """Decisions of INTENT_KINDS in queued items, counted per (caller, dataset, operation, region)."""
     counts: dict[tuple[str, str, Operation, str], int] = {}
     get = counts.get
-    for decisions, _, kind, _ in batch:
+    for item, _, kind, _ in batch:
         if kind not in INTENT_KINDS:
             continue
-        for d in decisions if type(decisions) is tuple else (decisions,):
-            key = (d[10], d[2], d[3], d[4])  # caller, dataset_id, operation, region
+        decisions = (item,) if isinstance(item, Decision) else item
+        for d in decisions:
+            key = (d.caller, d.dataset_id, d.operation, d.region)
             counts[key] = get(key, 0) + 1
     return counts
 

@@ -2,8 +2,8 @@
 
 Usage: python scripts/typecheck.py [MYPY ARGS...]
 
-`catalog/`, `lineage/` and `router/` install as `domicile.catalog`, `domicile.lineage` and
-`domicile.router` ([tool.setuptools] package-dir). The editable install maps them with an
+`catalog/`, `lineage/`, `router/` and `access/` install as `domicile.catalog`, `domicile.lineage`,
+`domicile.router` and `domicile.access` ([tool.setuptools] package-dir). The editable install maps them with an
 import hook, which mypy cannot follow, so this script links the installed layout under
 `.tools/typecheck/` (symbolic links to the repository's files), runs mypy there with the
 settings of [tool.mypy] in pyproject.toml, and reports every finding under the repository
@@ -22,7 +22,7 @@ from mypy import api
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE = ROOT / ".tools" / "typecheck"
-MAPPED = ("catalog", "lineage", "router")
+MAPPED = ("catalog", "lineage", "router", "access")
 
 
 def link_tree() -> None:

@@ -43,8 +43,10 @@ Runner = Callable[..., Awaitable[Any]]
 _OBSERVED = [op.value for op in AccessOperation if op.observed]
 
 SCHEMA_STATEMENTS = (
-    "CREATE CONSTRAINT domicile_access_day_key IF NOT EXISTS FOR (a:AccessDay)"
-    " REQUIRE (a.dataset, a.actor, a.operation, a.region, a.day) IS UNIQUE",
+    (
+        "CREATE CONSTRAINT domicile_access_day_key IF NOT EXISTS FOR (a:AccessDay)"
+        " REQUIRE (a.dataset, a.actor, a.operation, a.region, a.day) IS UNIQUE"
+    ),
     "CREATE INDEX domicile_access_day_actor IF NOT EXISTS FOR (a:AccessDay) ON (a.actor)",
     "CREATE INDEX domicile_access_day_dataset IF NOT EXISTS FOR (a:AccessDay) ON (a.dataset)",
     "CREATE CONSTRAINT domicile_access_run_key IF NOT EXISTS FOR (r:AccessRun) REQUIRE (r.job, r.run_id) IS UNIQUE",
@@ -54,8 +56,10 @@ SCHEMA_STATEMENTS = (
     "CREATE INDEX domicile_observed_violation_time IF NOT EXISTS FOR (v:ObservedViolation) ON (v.time)",
     "CREATE CONSTRAINT domicile_access_anomaly_id IF NOT EXISTS FOR (a:AccessAnomaly) REQUIRE a.id IS UNIQUE",
     "CREATE INDEX domicile_access_anomaly_time IF NOT EXISTS FOR (a:AccessAnomaly) ON (a.time)",
-    "CREATE CONSTRAINT domicile_actor_baseline_key IF NOT EXISTS FOR (b:ActorBaseline)"
-    " REQUIRE (b.actor, b.dimension, b.value) IS UNIQUE",
+    (
+        "CREATE CONSTRAINT domicile_actor_baseline_key IF NOT EXISTS FOR (b:ActorBaseline)"
+        " REQUIRE (b.actor, b.dimension, b.value) IS UNIQUE"
+    ),
     "CREATE CONSTRAINT domicile_access_batch_id IF NOT EXISTS FOR (b:AccessBatch) REQUIRE b.batch_id IS UNIQUE",
     "CREATE INDEX domicile_access_batch_time IF NOT EXISTS FOR (b:AccessBatch) ON (b.time)",
 )
@@ -226,7 +230,7 @@ async def _write_batch_tx(tx: AsyncManagedTransaction, batch: AccessBatch) -> bo
                     "actor": c.actor,
                     "operation": c.operation.value,
                     "region": c.region,
-                    "day": to_micros(c.day),
+                    "day": to_micros(c.key.day),
                     "count": c.count,
                     "first_seen": to_micros(c.first_seen),
                     "last_seen": to_micros(c.last_seen),
@@ -284,9 +288,9 @@ async def _merge_runs(tx: AsyncManagedTransaction, runs: Sequence[RunRecord]) ->
         "UNWIND $keys AS key MATCH (r:AccessRun {job: key[0], run_id: key[1]}) RETURN " + _RUN_FIELDS,
         keys=sorted({(r.job, r.run_id) for r in runs}),
     )
-    for row in existing:
-        row["accesses"] = {tuple(a) for a in json.loads(row["accesses"])}
-        merged[(row["job"], row["run_id"])] = row
+    for stored in existing:
+        stored["accesses"] = {tuple(a) for a in json.loads(stored["accesses"])}
+        merged[(stored["job"], stored["run_id"])] = stored
     for run in runs:
         accesses = {tuple(a) for a in codec.accesses_document(run.accesses)}
         row = merged.get((run.job, run.run_id))

@@ -176,7 +176,7 @@ def _write_batch_tx(conn: sqlite3.Connection, batch: AccessBatch) -> bool:
                 c.actor,
                 c.operation.value,
                 c.region,
-                to_micros(c.day),
+                to_micros(c.key.day),
                 c.count,
                 to_micros(c.first_seen),
                 to_micros(c.last_seen),

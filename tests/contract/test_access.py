@@ -3,7 +3,7 @@ them alike, and none of it is a catalog change."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -25,7 +25,7 @@ from domicile.catalog.model import Dataset, PageRequest
 from domicile.errors import DomicileError, ErrorCode
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
-T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 READ, WRITE = AccessOperation.READ, AccessOperation.WRITE
 EU = "s3://bank-eu/customers"
 

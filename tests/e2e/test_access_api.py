@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -76,7 +76,7 @@ def event(region, *, inputs=(CUSTOMERS,), outputs=(), state=RunState.COMPLETE, r
     namespace, name = job.split("/", 1)
     return RunEvent(
         eventType=state,
-        eventTime=(at or datetime.now(timezone.utc)).isoformat(),
+        eventTime=(at or datetime.now(UTC)).isoformat(),
         run=Run(runId=run_id or str(uuid.uuid4()), facets={"residency": ResidencyRunFacet(region=region)}),
         job=Job(namespace=namespace, name=name),
         producer=PRODUCER,
@@ -165,14 +165,14 @@ async def test_unknown_run_region_and_output_location_are_reported(server, stubs
 
 
 async def test_a_late_event_is_flagged(server, stubs):
-    body = await send(server, event(US, at=datetime.now(timezone.utc) - timedelta(days=3)))
+    body = await send(server, event(US, at=datetime.now(UTC) - timedelta(days=3)))
     assert body["late"] is True
     assert body["observed_violations"][0]["late"] is True
 
 
 async def test_access_patterns_and_actor_access_with_time_ranges(server, stubs):
     access, _ = stubs
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     await send(server, event(IRELAND, at=now - timedelta(days=10)))
     await send(server, event(IRELAND, at=now - timedelta(days=2), outputs=[("s3://bank-eu-lake/rollup", IRELAND)]))
     await send(server, event(IRELAND, at=now))
@@ -196,7 +196,7 @@ async def test_access_patterns_and_actor_access_with_time_ranges(server, stubs):
 
 async def test_a_job_that_suddenly_reads_payment_data_raises_an_anomaly(server, stubs):
     access, _ = stubs
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for days in (20, 10, 5):  # a baseline of EU customer reads, older than the minimum age
         await send(server, event(IRELAND, at=now - timedelta(days=days)))
     await server.app.access.flush()
@@ -220,7 +220,7 @@ async def test_no_anomaly_before_the_baseline_has_its_minimum_age(server, stubs)
 
 async def test_bad_ranges_are_invalid_arguments(server, stubs):
     access, _ = stubs
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await access.ListObservedViolations(access_pb2.ListObservedViolationsRequest(since=ts(now), until=ts(now)))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -42,7 +42,7 @@ async def record(residency, run_id, region, inputs, *, at=None, job="airflow-eu/
 async def test_access_show_and_actor(run, residency):
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
     await record(residency, "r1", IRELAND, [CUSTOMERS])
-    await record(residency, "r2", IRELAND, [CUSTOMERS], at=datetime.now(timezone.utc) - timedelta(days=3))
+    await record(residency, "r2", IRELAND, [CUSTOMERS], at=datetime.now(UTC) - timedelta(days=3))
 
     result = await run("access", "show", CUSTOMERS)
     assert result.exit_code == 0, result.output
@@ -51,7 +51,7 @@ async def test_access_show_and_actor(run, residency):
     assert any(line.startswith("airflow-eu/rollup ") and f"read {IRELAND} x2" in line for line in lines)
     assert any(line.startswith("(unauthenticated) ") and "catalog-write - x1" in line for line in lines)
 
-    since = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     result = await run("--json", "access", "show", CUSTOMERS, "--since", since)
     actors = {a["actor"]: a for a in json.loads(result.output)["actors"]}
     assert actors["airflow-eu/rollup"]["total_count"] == "1"  # int64 in protobuf JSON
@@ -75,7 +75,7 @@ async def test_violations_observed_and_anomalies(run, residency):
     result = await run("--json", "violations", "--observed")
     (listed,) = json.loads(result.output)["violations"]
     assert listed["violation_id"] == violation.violation_id
-    future = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    future = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     result = await run("violations", "--observed", "--since", future)
     assert "no observed violations" in result.output
     result = await run("violations", "--since", future)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from domicile.access.anomalies import detect
 from domicile.access.model import (
@@ -16,7 +16,7 @@ from domicile.access.model import (
 )
 from domicile.config import AnomalySettings
 
-NOW = datetime(2026, 6, 15, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 SETTINGS = AnomalySettings(baseline_window_days=30, baseline_min_age_days=7, burst_factor=10, burst_min_accesses=100)
 LABELS = {"s3://eu/customers": ("PII.CONTACT",), "s3://in/payments": ("FINANCIAL.PAYMENT",), "s3://eu/people": ("PII",)}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -12,7 +12,7 @@ from domicile.config import AccessSettings
 from domicile.errors import store_unavailable
 from domicile.router.types import Operation
 
-NOW = datetime(2026, 6, 15, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 15, 12, tzinfo=UTC)
 
 
 class FakeAccessStore:

@@ -100,7 +100,7 @@ async def test_an_undeliverable_alert_goes_to_the_dead_letter_file(tmp_path, rec
     target = await receiver([500, 500])
     hooks = dispatcher(tmp_path, target.url, attempts=2)
     hooks.publish("access_anomaly", "job", {"anomaly_id": "a1"})
-    await wait_for(lambda: (tmp_path / "dead.jsonl").exists())
+    await wait_for((tmp_path / "dead.jsonl").exists)
     await hooks.close()
     (record,) = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
     assert (record["url"], record["attempts"], record["error"]) == (target.url, 2, "HTTP 500")
@@ -111,7 +111,7 @@ async def test_an_unreachable_receiver_is_dead_lettered_too(tmp_path, receiver):
     target = await receiver()
     hooks = dispatcher(tmp_path, target.url.replace("/hook", "/missing"), attempts=1)
     hooks.publish("observed_violation", "d", {})
-    await wait_for(lambda: (tmp_path / "dead.jsonl").exists())
+    await wait_for((tmp_path / "dead.jsonl").exists)
     await hooks.close()
     assert json.loads((tmp_path / "dead.jsonl").read_text())["error"] == "HTTP 404"
 
