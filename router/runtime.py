@@ -786,12 +786,7 @@ class Router:
         now = self._clock()
         stale = self._stale_reason()
         caller = current_principal()
-        decisions = []
-        for d, op, region in questions:
-            attrs = self._index.get(d)
-            inherited_only = attrs is not None and attrs.inherited_only
-            verdict = self._verdict(d, op, region, now, stale)
-            decisions.append(self._decision(d, op, region, verdict, now, caller, inherited_only))
+        decisions = [self._answer(d, op, region, now, stale, caller) for d, op, region in questions]
         if decisions:
             self._log_decisions(decisions, "observed_flow", self._policy.content_hash, context)
             await self._durable()
