@@ -11,7 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
+from domicile.catalog.model import from_micros
 from domicile.router.types import Decision, Operation
 
 DAY = timedelta(days=1)
@@ -57,9 +59,8 @@ class AccessKey:
 
 @dataclass(frozen=True)
 class AccessCount:
-    """How often `actor` did `operation` on `dataset_id` in `region`, and when first and last.
-
-    Stored per UTC day (`day` set); reads sum the days of their range (`day` None)."""
+    """How often `actor` did `operation` on `dataset_id` in `region` on a UTC day (`day`; None
+    only while it is being counted), and when first and last: what a flush writes."""
 
     actor: str
     dataset_id: str
@@ -74,6 +75,33 @@ class AccessCount:
     def key(self) -> AccessKey:
         assert self.day is not None
         return AccessKey(self.actor, self.dataset_id, self.operation, self.region, self.day)
+
+
+class AccessTotal(NamedTuple):
+    """An actor's `operation` on a dataset in a region, summed over the days of a read's range.
+
+    Reads return these by the ten thousand (one per actor of a busy dataset), so they are
+    named tuples with times in microseconds since the epoch, as the store keeps them;
+    `first_seen` / `last_seen` give them as datetimes."""
+
+    actor: str
+    dataset_id: str
+    operation: AccessOperation
+    region: str
+    total: int
+    first_seen_us: int
+    last_seen_us: int
+
+    @property
+    def first_seen(self) -> datetime:
+        return from_micros(self.first_seen_us)
+
+    @property
+    def last_seen(self) -> datetime:
+        return from_micros(self.last_seen_us)
+
+
+OPERATIONS_BY_VALUE = {op.value: op for op in AccessOperation}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 
 from domicile.access.model import (
     AccessBatch,
-    AccessCount,
+    AccessTotal,
     ActorBaseline,
     Anomaly,
     ObservedViolation,
@@ -46,16 +46,16 @@ class AccessStore(Protocol):
 
     async def dataset_access(
         self, dataset_id: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessCount]:
-        """Who touched `dataset_id` in the range: one summed AccessCount (day None) per
-        (actor, operation, region), ordered by actor, operation value, region."""
+    ) -> list[AccessTotal]:
+        """Who touched `dataset_id` in the range: one AccessTotal per (actor, operation,
+        region), ordered by actor, operation value, region."""
         ...
 
     async def actor_access(
         self, actor: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessCount]:
-        """What `actor` touched in the range: one summed AccessCount per (dataset, operation,
-        region), ordered by dataset, operation value, region."""
+    ) -> list[AccessTotal]:
+        """What `actor` touched in the range: one AccessTotal per (dataset, operation, region),
+        ordered by dataset, operation value, region."""
         ...
 
     async def list_runs(

@@ -21,6 +21,9 @@ NEO4J_FULL_JIT=1 NEO4J_HEAP=2g NEO4J_PAGE_CACHE=2g tools/neo4j/neo4j.sh up --por
 "$PY" bench/lineage_bench.py --backend neo4j --store "bolt://127.0.0.1:$PORT" "${SIZE[@]}"
 tools/neo4j/neo4j.sh down --port "$PORT"
 
+echo "== access"
+"$PY" bench/access_bench.py
+
 echo "== router"
 PEERS=()
 if bash tools/install-opa.sh >/dev/null 2>&1 && [[ -x .tools/bin/opa ]]; then

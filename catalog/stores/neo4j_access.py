@@ -22,9 +22,10 @@ from neo4j import AsyncManagedTransaction
 
 from domicile.access import codec
 from domicile.access.model import (
+    OPERATIONS_BY_VALUE,
     AccessBatch,
-    AccessCount,
     AccessOperation,
+    AccessTotal,
     ActorBaseline,
     Anomaly,
     BaselineDimension,
@@ -88,7 +89,7 @@ class Neo4jAccessStore:
 
     async def dataset_access(
         self, dataset_id: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessCount]:
+    ) -> list[AccessTotal]:
         low, high = day_range(since, until)
         rows = await self._read(
             records,
@@ -98,11 +99,11 @@ class Neo4jAccessStore:
             low=low,
             high=high,
         )
-        return [_summed(row) for row in rows]
+        return [_total(row) for row in rows]
 
     async def actor_access(
         self, actor: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessCount]:
+    ) -> list[AccessTotal]:
         low, high = day_range(since, until)
         rows = await self._read(
             records,
@@ -112,7 +113,7 @@ class Neo4jAccessStore:
             low=low,
             high=high,
         )
-        return [_summed(row) for row in rows]
+        return [_total(row) for row in rows]
 
     async def list_runs(
         self, job: str, *, since: datetime | None = None, until: datetime | None = None, limit: int = 100
@@ -181,15 +182,15 @@ class Neo4jAccessStore:
         return await self._write(_prune_tx, to_micros(before))
 
 
-def _summed(row: dict[str, Any]) -> AccessCount:
-    return AccessCount(
+def _total(row: dict[str, Any]) -> AccessTotal:
+    return AccessTotal(
         row["actor"],
         row["dataset"],
-        AccessOperation(row["operation"]),
+        OPERATIONS_BY_VALUE[row["operation"]],
         row["region"],
         row["count"],
-        from_micros(row["first_seen"]),
-        from_micros(row["last_seen"]),
+        row["first_seen"],
+        row["last_seen"],
     )
 
 

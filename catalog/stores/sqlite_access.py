@@ -13,9 +13,10 @@ import orjson
 
 from domicile.access import codec
 from domicile.access.model import (
+    OPERATIONS_BY_VALUE,
     AccessBatch,
-    AccessCount,
     AccessOperation,
+    AccessTotal,
     ActorBaseline,
     Anomaly,
     BaselineDimension,
@@ -46,7 +47,7 @@ class SQLiteAccessStore:
 
     async def dataset_access(
         self, dataset_id: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessCount]:
+    ) -> list[AccessTotal]:
         low, high = day_range(since, until)
         rows = await self._read(
             _select,
@@ -55,11 +56,11 @@ class SQLiteAccessStore:
             " ORDER BY actor, operation, region",
             (dataset_id, low, high),
         )
-        return [_summed(row) for row in rows]
+        return list(map(_total, rows))
 
     async def actor_access(
         self, actor: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessCount]:
+    ) -> list[AccessTotal]:
         low, high = day_range(since, until)
         rows = await self._read(
             _select,
@@ -68,7 +69,7 @@ class SQLiteAccessStore:
             " ORDER BY dataset, operation, region",
             (actor, low, high),
         )
-        return [_summed(row) for row in rows]
+        return list(map(_total, rows))
 
     async def list_runs(
         self, job: str, *, since: datetime | None = None, until: datetime | None = None, limit: int = 100
@@ -138,9 +139,9 @@ def _select(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list
     return conn.execute(query, args).fetchall()
 
 
-def _summed(row: tuple) -> AccessCount:
+def _total(row: tuple) -> AccessTotal:
     actor, dataset, operation, region, count, first, last = row
-    return AccessCount(actor, dataset, AccessOperation(operation), region, count, from_micros(first), from_micros(last))
+    return AccessTotal(actor, dataset, OPERATIONS_BY_VALUE[operation], region, count, first, last)
 
 
 def _run(row: tuple) -> RunRecord:

@@ -103,15 +103,15 @@ async def test_counts_add_up_per_day_and_keep_first_and_last_seen(store):
         )
     )
     patterns = await access.dataset_access(EU)
-    assert [(c.actor, c.operation, c.region, c.count, c.first_seen, c.last_seen) for c in patterns] == [
+    assert [(c.actor, c.operation, c.region, c.total, c.first_seen, c.last_seen) for c in patterns] == [
         ("job-a", READ, "aws:eu-west-1", 6, T0 - timedelta(hours=1), T0 + timedelta(days=1)),
         ("job-b", WRITE, "aws:eu-central-1", 1, T0, T0),
     ]
     # A range selects the UTC days that overlap it.
     first_day = await access.dataset_access(EU, until=T0 + timedelta(hours=2))
-    assert [(c.actor, c.count) for c in first_day] == [("job-a", 5), ("job-b", 1)]
+    assert [(c.actor, c.total) for c in first_day] == [("job-a", 5), ("job-b", 1)]
     second_day = await access.dataset_access(EU, since=day_of(T0) + timedelta(days=1, hours=3))
-    assert [(c.actor, c.count) for c in second_day] == [("job-a", 1)]
+    assert [(c.actor, c.total) for c in second_day] == [("job-a", 1)]
     assert await access.dataset_access("s3://nobody/reads-this") == []
 
 
@@ -138,7 +138,7 @@ async def test_a_batch_applies_at_most_once(store):
     assert await access.write_batch(first) is True
     assert await access.write_batch(first) is False
     (pattern,) = await access.dataset_access(EU)
-    assert pattern.count == 1
+    assert pattern.total == 1
 
 
 async def test_access_records_are_not_catalog_changes(store):
