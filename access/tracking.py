@@ -47,19 +47,19 @@ class AccessTracking:
         event log of the server's own) the security event log is opened here: findings are
         recorded there in every mode."""
         settings = app.settings
-        own_events = None
-        events = app.security_events
-        if events is None:
-            events = own_events = SecurityEventLog(settings.security_log_path)
         access = settings.access
         webhooks = None
-        if access.webhooks:
+        if access.webhooks:  # first: a bad secret file stops the start before anything is opened
             webhooks = WebhookDispatcher(
                 access.webhooks,
                 attempts=access.webhook_attempts,
                 timeout=access.webhook_timeout_seconds,
                 dead_letter=settings.access_dead_letter_path,
             )
+        own_events = None
+        events = app.security_events
+        if events is None:
+            events = own_events = SecurityEventLog(settings.security_log_path)
         alerts = AccessAlerts(events, webhooks)
         recorder = AccessRecorder(
             app.store.access, access, labels_of=router.effective_labels, on_anomalies=alerts.anomalies, clock=clock

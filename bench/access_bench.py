@@ -7,8 +7,9 @@ process, so client and server share its CPU; figures are compared between runs t
 only in `access.enabled`, alternating rounds so that machine noise hits both alike:
 
 1. OpenLineage ingest: `--events` COMPLETE RunEvents (3 inputs, 1 output, classification and
-   residency facets; a quarter of them run in aws:us-east-1 on EU personal data, so they are
-   observed violations) POSTed one at a time over HTTP, as a pipeline's client sends them.
+   residency facets; `--violation-share` of them (default 2%) run in aws:us-east-1 on EU
+   personal data, so they are observed violations, each written before its answer) POSTed
+   one at a time over HTTP, as a pipeline's client sends them.
 2. RecordLineage: the same runs as unary gRPC calls.
 3. BatchDecide over gRPC (1,000 questions per call, logged): the router path the decision
    log's intent counting adds to.
@@ -87,8 +88,8 @@ async def describe_sources(channel: grpc.aio.Channel) -> None:
         )
 
 
-def run_event(i: int, rng: random.Random) -> dict:
-    region = "aws:us-east-1" if i % 4 == 0 else "aws:eu-west-1"
+def run_event(i: int, rng: random.Random, violation_share: float) -> dict:
+    region = "aws:us-east-1" if rng.random() < violation_share else "aws:eu-west-1"
     inputs = [f"src{rng.randrange(SOURCES):04d}" for _ in range(3)]
     return {
         "eventType": "COMPLETE",
@@ -157,13 +158,15 @@ async def batch_decide(channel: grpc.aio.Channel, calls: int) -> float:
     return calls * 1000 / (time.perf_counter() - began)
 
 
-async def one_round(workdir: Path, *, access: bool, events: int, seed: int, decide_calls: int) -> dict[str, float]:
+async def one_round(
+    workdir: Path, *, access: bool, events: int, seed: int, decide_calls: int, violation_share: float
+) -> dict[str, float]:
     running = await start(workdir, access=access)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             await describe_sources(channel)
             rng = random.Random(seed)
-            batch = [run_event(i, rng) for i in range(events)]
+            batch = [run_event(i, rng, violation_share) for i in range(events)]
             await ingest_http(running, batch[:50])  # warm up
             http_rate = await ingest_http(running, batch[50:])
             grpc_rate = await ingest_grpc(channel, batch)
@@ -223,7 +226,12 @@ async def main(args: argparse.Namespace) -> None:
                 workdir = Path(tmp) / f"r{round_number}-{'on' if access else 'off'}"
                 workdir.mkdir()
                 figures = await one_round(
-                    workdir, access=access, events=args.events, seed=round_number, decide_calls=args.decide_calls
+                    workdir,
+                    access=access,
+                    events=args.events,
+                    seed=round_number,
+                    decide_calls=args.decide_calls,
+                    violation_share=args.violation_share,
                 )
                 results[access].append(figures)
                 print(
@@ -256,6 +264,9 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=2000, help="Runs per ingest phase.")
+    parser.add_argument(
+        "--violation-share", type=float, default=0.02, help="Share of runs that are observed violations."
+    )
     parser.add_argument("--rounds", type=int, default=3, help="Rounds per setting (median reported).")
     parser.add_argument("--decide-calls", type=int, default=200, help="BatchDecide calls of 1,000 per round.")
     parser.add_argument("--actors", type=int, default=10_000, help="Actors of the GetAccessPatterns dataset.")

@@ -51,3 +51,26 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         assert figures[name] > 0, name
     # The index-memory phase measured a real index: a few hundred bytes per dataset at least.
     assert figures["  per dataset"] > 100
+
+
+def test_the_access_benchmark_runs_and_reports_every_figure() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "access_bench.py"),
+            *("--events", "80", "--rounds", "1", "--decide-calls", "2", "--actors", "300", "--pattern-calls", "5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout[result.stdout.index('{\n "figures"') :])["figures"]
+    for name in (
+        "OpenLineage HTTP ingest (events/s), access on",
+        "RecordLineage over gRPC (calls/s), access on",
+        "BatchDecide over gRPC (decisions/s), access on",
+        "GetAccessPatterns p99 ms (300 actors)",
+    ):
+        assert figures[name] > 0, name
