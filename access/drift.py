@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ from domicile.access.model import (
     RunRecord,
 )
 from domicile.access.recorder import AccessRecorder
+from domicile.catalog.model import qualified_job
 from domicile.router.types import Decision, Operation, Outcome, ReasonCode
 
 if TYPE_CHECKING:
@@ -72,7 +73,9 @@ async def observe_run(
     now: datetime,
     on_violations: Callable[[Sequence[ObservedViolation]], Awaitable[None]] | None = None,
 ) -> DriftResult:
-    """Record `run`'s accesses and judge the new ones (see the module docstring)."""
+    """Record `run`'s accesses and judge the new ones (see the module docstring). The actor is
+    the job as `namespace/name` (a job without `/` is `default/<job>`, as policies name it)."""
+    run = replace(run, job=qualified_job(run.job))
     event_time = run.event_time or now
     late = now - event_time > late_after
     known_regions = router.regions()

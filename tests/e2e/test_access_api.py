@@ -242,3 +242,13 @@ async def test_residency_questions_are_recorded_as_intents(server, stubs):
     (anonymous,) = [a for a in patterns.actors if a.actor == "(unauthenticated)"]
     intents = [(s.operation, s.region, s.count) for s in anonymous.accesses if s.region]
     assert intents == [(access_pb2.ACCESS_OPERATION_INTENT_STORE, US, 3)]
+
+
+async def test_a_job_without_namespace_is_recorded_under_default(server, stubs):
+    access, lineage = stubs
+    await lineage.RecordLineage(
+        lineage_pb2.RecordLineageRequest(job="nightly", run_id="r1", run_region=IRELAND, inputs=[CUSTOMERS])
+    )
+    touched = await access.ListActorAccess(access_pb2.ListActorAccessRequest(actor="default/nightly"))
+    assert [d.dataset_id for d in touched.datasets] == [CUSTOMERS]
+    assert [r.job for r in touched.runs] == ["default/nightly"]

@@ -106,3 +106,17 @@ async def test_close_flushes_what_is_pending():
     access.count("job", "s3://a", AccessOperation.READ, "r", NOW)
     await access.close()
     assert len(store.batches) == 1
+
+
+async def test_pruning_uses_the_configured_retention():
+    store = FakeAccessStore()
+    cutoffs = []
+
+    async def prune_runs(before):
+        cutoffs.append(before)
+        return 0
+
+    store.prune_runs = prune_runs
+    access = AccessRecorder(store, AccessSettings(run_retention_days=10), labels_of=lambda d: (), clock=lambda: NOW)
+    await access.prune()
+    assert cutoffs == [NOW - timedelta(days=10)]
