@@ -380,3 +380,24 @@ async def test_traversal_stops_at_the_timeout_with_what_it_has(tmp_path, monkeyp
     assert [(n.dataset_id, n.depth) for n in result.nodes] == [("a", 0), ("b", 1)]
     assert (result.complete, result.incomplete_reason) == (False, "timeout")
     await store.close()
+
+
+async def test_a_database_of_schema_1_is_migrated_to_the_access_tables(tmp_path):
+    from domicile.access.model import AccessBatch, AccessCount, AccessOperation, day_of
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:1])  # the schema of the release before access records
+    conn.close()
+    store = await SQLiteGraphStore.open(uri(path))
+    await store.upsert_dataset(Dataset.create("s3://a", classifications=["PII"]))
+    await store.close()
+    store = await SQLiteGraphStore.open(uri(path))
+    try:
+        assert (await store.get_dataset("s3://a")).classifications == ("PII",)
+        now = datetime(2026, 1, 1, tzinfo=UTC)
+        count = AccessCount("job", "s3://a", AccessOperation.READ, "r", 1, now, now, day_of(now))
+        assert await store.access.write_batch(AccessBatch("b1", now, (count,)))
+        assert [t.total for t in await store.access.dataset_access("s3://a")] == [1]
+    finally:
+        await store.close()
