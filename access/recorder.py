@@ -76,6 +76,7 @@ class AccessRecorder:
         self._clock = clock
         self._lock = threading.Lock()
         self._counts: dict[AccessKey, list] = {}  # key -> [count, first_seen, last_seen]
+        self._intents: dict[tuple[str, str, Operation, str], list] = {}  # as `add_intents` gets them
         self._runs: dict[tuple[str, str], RunRecord] = {}
         self._violations: list[ObservedViolation] = []
         self._unwritten: AccessBatch | None = None
@@ -106,16 +107,17 @@ class AccessRecorder:
         (caller, dataset, operation, region) -- one call per batch of decisions, from any
         thread; `at` defaults to now."""
         at = at or self._clock()
-        day = day_of(at)
+        # Kept under the caller's keys until a flush turns them into aggregates: this runs on
+        # the decision log's writer thread, which shares the interpreter with the router.
         with self._lock:
-            for (caller, dataset_id, op, region), n in counts.items():
-                key = AccessKey(caller or UNAUTHENTICATED, dataset_id, INTENT_OF[op], region, day)
-                entry = self._counts.get(key)
+            pending = self._intents
+            for key, n in counts.items():
+                entry = pending.get(key)
                 if entry is None:
-                    self._counts[key] = [n, at, at]
+                    pending[key] = [n, at, at]
                 else:
                     entry[0] += n
-                    entry[2] = max(entry[2], at)
+                    entry[2] = at
 
     def record_catalog_write(self, principal: str, dataset_id: str) -> None:
         self.count(principal or UNAUTHENTICATED, dataset_id, AccessOperation.CATALOG_WRITE, "", self._clock())
@@ -159,6 +161,15 @@ class AccessRecorder:
     def _take(self) -> tuple[list[AccessCount], list[RunRecord], list[ObservedViolation]]:
         with self._lock:
             counts, self._counts = self._counts, {}
+            intents, self._intents = self._intents, {}
+        for (caller, dataset_id, op, region), (n, first, last) in intents.items():
+            key = AccessKey(caller or UNAUTHENTICATED, dataset_id, INTENT_OF[op], region, day_of(first))
+            entry = counts.get(key)
+            if entry is None:
+                counts[key] = [n, first, last]
+            else:
+                entry[0] += n
+                entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
         runs, self._runs = list(self._runs.values()), {}
         violations, self._violations = self._violations, []
         return (
