@@ -36,9 +36,9 @@ def _time(value: datetime | None) -> Timestamp | None:
 
 
 def range_options(command):
-    command = click.option(
-        "--until", type=ISO_TIME, help="Up to this time (exclusive; default now): read as of then."
-    )(command)
+    command = click.option("--until", type=ISO_TIME, help="Up to this time (exclusive; default now): read as of then.")(
+        command
+    )
     return click.option("--since", type=ISO_TIME, help="From this time (inclusive).")(command)
 
 
