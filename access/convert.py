@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from itertools import groupby
 from operator import itemgetter
-from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from domicile.access.model import (
     AccessOperation,
@@ -40,10 +41,10 @@ ANOMALY_TO_PROTO = {
 }
 
 
-def _timestamp(us: int) -> dict[str, int]:
-    """A Timestamp's fields, as message construction takes them (cheaper than a message)."""
+def _set_time(stamp: Timestamp, us: int) -> None:
     seconds, micros = divmod(us, 1_000_000)
-    return {"seconds": seconds, "nanos": micros * 1000}
+    stamp.seconds = seconds
+    stamp.nanos = micros * 1000
 
 
 def _grouped(totals: Iterable[AccessTotal], by_actor: bool) -> Iterator[tuple[str, list[AccessTotal]]]:
@@ -51,34 +52,33 @@ def _grouped(totals: Iterable[AccessTotal], by_actor: bool) -> Iterator[tuple[st
     return ((key, list(group)) for key, group in groupby(totals, key=itemgetter(0 if by_actor else 1)))
 
 
-def _fields(group: list[AccessTotal]) -> dict[str, Any]:
-    """The summaries of one actor's (or dataset's) totals, with their sum, first and last seen:
-    GetAccessPatterns builds one per actor, ten thousand per answer, so from plain values."""
-    summary = access_pb2.AccessSummary
+def _fill(message: access_pb2.ActorAccess | access_pb2.DatasetAccess, group: list[AccessTotal]) -> None:
+    """The summaries of one actor's (or dataset's) totals, with their sum, first and last seen.
+    GetAccessPatterns fills one per actor, ten thousand per answer: fields are set in place,
+    which costs protobuf less than building messages from keyword arguments."""
     operations = OPERATION_TO_PROTO_ACCESS
     if len(group) == 1:  # most actors of a busy dataset: the summary's times are the totals'
         (t,) = group
-        first, last = _timestamp(t.first_seen_us), _timestamp(t.last_seen_us)
-        only = summary(
-            operation=operations[t.operation], region=t.region, count=t.total, first_seen=first, last_seen=last
-        )
-        return {"accesses": [only], "total_count": t.total, "first_seen": first, "last_seen": last}
-    summaries = [
-        summary(
-            operation=operations[t.operation],
-            region=t.region,
-            count=t.total,
-            first_seen=_timestamp(t.first_seen_us),
-            last_seen=_timestamp(t.last_seen_us),
-        )
-        for t in group
-    ]
-    return {
-        "accesses": summaries,
-        "total_count": sum(t.total for t in group),
-        "first_seen": _timestamp(min(t.first_seen_us for t in group)),
-        "last_seen": _timestamp(max(t.last_seen_us for t in group)),
-    }
+        message.total_count = t.total
+        _set_time(message.first_seen, t.first_seen_us)
+        _set_time(message.last_seen, t.last_seen_us)
+        summary = message.accesses.add()
+        summary.operation = operations[t.operation]
+        summary.region = t.region
+        summary.count = t.total
+        summary.first_seen.CopyFrom(message.first_seen)
+        summary.last_seen.CopyFrom(message.last_seen)
+        return
+    for t in group:
+        summary = message.accesses.add()
+        summary.operation = operations[t.operation]
+        summary.region = t.region
+        summary.count = t.total
+        _set_time(summary.first_seen, t.first_seen_us)
+        _set_time(summary.last_seen, t.last_seen_us)
+    message.total_count = sum(t.total for t in group)
+    _set_time(message.first_seen, min(t.first_seen_us for t in group))
+    _set_time(message.last_seen, max(t.last_seen_us for t in group))
 
 
 def patterns_to_proto(totals: Iterable[AccessTotal]) -> access_pb2.GetAccessPatternsResponse:
@@ -86,7 +86,7 @@ def patterns_to_proto(totals: Iterable[AccessTotal]) -> access_pb2.GetAccessPatt
     response = access_pb2.GetAccessPatternsResponse()
     add = response.actors.add
     for actor, group in _grouped(totals, by_actor=True):
-        add(actor=actor, **_fields(group))
+        _fill(add(actor=actor), group)
     return response
 
 
@@ -96,7 +96,7 @@ def actor_access_to_proto(
     response = access_pb2.ListActorAccessResponse()
     add = response.datasets.add
     for dataset_id, group in _grouped(totals, by_actor=False):
-        add(dataset_id=dataset_id, **_fields(group))
+        _fill(add(dataset_id=dataset_id), group)
     for run in runs:
         response.runs.append(
             access_pb2.AccessRun(
