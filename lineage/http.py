@@ -58,7 +58,9 @@ async def post_lineage(request: web.Request) -> web.Response:
     principal = current_principal()
 
     async def ingest() -> IngestResult:
-        return await ingest_event(app.store, event, regions=app.regions(), principal=principal, on_write=app.after_write)
+        return await ingest_event(
+            app.store, event, regions=app.regions(), principal=principal, on_write=app.after_write
+        )
 
     async with request.app[INGEST_LOCK]:
         if event.records_lineage:
