@@ -43,15 +43,30 @@ class TLSSettings(Section):
 
 
 class AuthSettings(Section):
-    """JWT bearer authentication (see docs/security.md). Always on unless --insecure."""
+    """JWT bearer authentication (see docs/security.md). Always on unless --insecure.
+
+    Keys come from `jwks_file` / `public_key_files` when either is set (no network: for
+    air-gapped installs); otherwise `issuer` must be an https URL and the keys come from the
+    identity provider (OpenID Connect discovery, then its JWKS; see docs/operations.md)."""
 
     jwks_file: Path | None = None
     public_key_files: list[Path] = Field(default_factory=list)
     issuer: str = ""
     audience: str = ""
+    # The identity provider's HTTPS: a CA bundle to trust (default: the system's trust store),
+    # and how long each fetch may take.
+    ca_file: Path | None = None
+    idp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # How long a key set is used when the IdP sends no Cache-Control max-age, and the least
+    # time between two fetches (however short the max-age, however many unknown key ids).
+    jwks_refresh_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    jwks_min_refresh_seconds: float = Field(default=30.0, gt=0, le=3600)
     # `none` is never accepted; HS256/384/512 only when listed here (keys: JWKS `oct` entries).
     algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"], min_length=1)
     leeway_seconds: float = Field(default=30.0, ge=0, le=300)
+    # Claims that grant scopes (a space-separated string or a list each); Entra ID puts the
+    # permissions of application (client-credentials) tokens in `roles`.
+    scope_claims: list[str] = Field(default_factory=lambda: ["scope", "scp"], min_length=1)
     # Methods reachable without a token (nothing is open by default).
     open_health: bool = False
     open_reflection: bool = False

@@ -130,10 +130,15 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
     """Open the store, build the services and start serving on `settings.listen` (and
     `settings.http_listen` when set). The store is closed again if start-up fails."""
     security = build_security(settings)
-    store = store or await open_configured_store(settings)
+    try:
+        store = store or await open_configured_store(settings)
+    except BaseException:
+        await security.close()
+        raise
     app: App | None = None
     server: grpc.aio.Server | None = None
     try:
+        await security.start()
         app = App(settings=settings, store=store, security_events=security.events)
         if settings.demo:
             from domicile.demo import load_demo_catalog

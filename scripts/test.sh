@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it. Lints and type-checks the Python code
-# first (ruff, mypy: any finding fails the run). Installs buf and builds the Neo4j
-# launcher first (so their downloads are not charged to a test's timeout); the Neo4j server
+# first (ruff, mypy: any finding fails the run). Installs buf and the test OpenID Connect
+# provider (tools/oidc-provider) and builds the Neo4j launcher first (so their downloads are
+# not charged to a test's timeout); the Neo4j server
 # itself is started once by the pytest session fixture (tests/neo4j_plugin.py) and stopped at
 # the end, unless DOMICILE_TEST_NEO4J_URI points at one that is already running.
 set -euo pipefail
@@ -18,6 +19,8 @@ echo "== buf"
 bash tools/buf.sh --version
 echo "== chromium (browser tests)"
 bash tools/install-chromium.sh
+echo "== test OpenID Connect provider (npm ci)"
+bash tools/oidc-provider/install.sh >/dev/null
 echo "== neo4j launcher build"
 bash tools/neo4j/neo4j.sh build
 echo "== pytest"

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from domicile.config import Settings
     from domicile.security.events import SecurityEventLog
     from domicile.security.guard import Guard
+    from domicile.security.oidc import IssuerKeys
     from domicile.security.tls import CertificateReloader
     from domicile.security.tokens import TokenVerifier
 
@@ -45,10 +46,20 @@ class Security:
     guard: Guard | None = None
     # --dev: verifies the console's one-time sign-in links (dev key, their own audience).
     console_link_verifier: TokenVerifier | None = None
+    # The identity provider (its metadata and current keys) when `auth.issuer` is used for
+    # discovery; None with key files, --dev and --insecure.
+    issuer_keys: IssuerKeys | None = None
+
+    async def start(self) -> None:
+        """Fetch the identity provider's keys and keep them fresh (when configured)."""
+        if self.issuer_keys is not None:
+            await self.issuer_keys.start()
 
     async def close(self) -> None:
-        """Release the event log. Certificate reloads need no background work to stop: they
-        happen when connections arrive."""
+        """Stop refreshing keys and release the event log. Certificate reloads need no
+        background work to stop: they happen when connections arrive."""
+        if self.issuer_keys is not None:
+            await self.issuer_keys.close()
         if self.events is not None:
             self.events.close()
 

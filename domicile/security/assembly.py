@@ -18,16 +18,21 @@ from domicile.security.dev_credentials import (
     ensure_dev_credentials,
 )
 from domicile.security.events import SecurityEventLog
-from domicile.security.guard import Guard
+from domicile.security.guard import Guard, KeySource
 from domicile.security.http import security_middleware
 from domicile.security.interceptor import AuthInterceptor
 from domicile.security.keyfiles import KeyFileReloader
+from domicile.security.oidc import IssuerKeys, check_issuer_url
 from domicile.security.ratelimit import RateLimiter
 from domicile.security.scopes import open_methods
 from domicile.security.tls import CertificateFiles, CertificateReloader, TLSConfigError
 from domicile.security.tokens import KeyLoadError, TokenVerifier, load_verification_keys
 
 log = logging.getLogger(__name__)
+
+# The identity provider's last good discovery document and key set, under data_dir: a server
+# restarted while the IdP is down starts with them.
+IDP_KEYS_CACHE = "idp-keys.json"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,11 @@ class _Trust:
     issuer: str
     audience: str
     algorithms: tuple[str, ...]
+
+    @property
+    def discovery(self) -> bool:
+        """No key files: the keys come from the issuer (OpenID Connect discovery)."""
+        return self.jwks_file is None and not self.public_key_files
 
 
 def _trust(settings: Settings) -> _Trust:
@@ -87,6 +97,7 @@ def assemble(settings: Settings) -> Security:
         return Security()
     trust = _trust(settings)
     events = SecurityEventLog(settings.security_log_path)
+    issuer_keys: IssuerKeys | None = None
     try:
         interval = settings.tls.reload_interval_seconds
         certificates = CertificateReloader(
@@ -95,29 +106,37 @@ def assemble(settings: Settings) -> Security:
             events=events,
             http_client_cert_required=settings.tls.http_client_cert_required,
         )
+        if trust.discovery:
+            issuer_keys = _issuer_keys(settings, trust.issuer, events)
         verifier = TokenVerifier(
-            load_verification_keys(trust.jwks_file, trust.public_key_files),
+            [] if trust.discovery else load_verification_keys(trust.jwks_file, trust.public_key_files),
             issuer=trust.issuer,
             audience=trust.audience,
             algorithms=trust.algorithms,
             leeway_seconds=settings.auth.leeway_seconds,
+            scope_claims=settings.auth.scope_claims,
         )
     except (TLSConfigError, KeyLoadError, ssl.SSLError) as exc:
         events.close()
         raise failed_precondition(str(exc), "SECURITY_NOT_CONFIGURED") from None
-    key_reloader = KeyFileReloader(
-        verifier,
-        jwks_file=trust.jwks_file,
-        public_key_files=trust.public_key_files,
-        interval_seconds=interval,
-        events=events,
-    )
+    key_source: KeySource
+    if issuer_keys is not None:
+        issuer_keys.subscribe(verifier.replace_keys)
+        key_source = issuer_keys
+    else:
+        key_source = KeyFileReloader(
+            verifier,
+            jwks_file=trust.jwks_file,
+            public_key_files=trust.public_key_files,
+            interval_seconds=interval,
+            events=events,
+        )
     limits = settings.rate_limit
     limiter = RateLimiter(limits.requests_per_second, limits.burst) if limits.enabled else None
     failure_limiter = (
         RateLimiter(limits.auth_failures_per_second, limits.auth_failure_burst) if limits.enabled else None
     )
-    guard = Guard(verifier, events, limiter, key_reloader, failure_limiter)
+    guard = Guard(verifier, events, limiter, key_source, failure_limiter)
     opened = open_methods(health=settings.auth.open_health, reflection=settings.auth.open_reflection)
     if not certificates.mutual:
         log.warning("TLS without client certificates (no tls.client_ca_file): callers are identified by token only")
@@ -139,4 +158,29 @@ def assemble(settings: Settings) -> Security:
         certificates=certificates,
         guard=guard,
         console_link_verifier=console_link_verifier,
+        issuer_keys=issuer_keys,
+    )
+
+
+def _issuer_keys(settings: Settings, issuer: str, events: SecurityEventLog) -> IssuerKeys:
+    """The identity provider named by `auth.issuer` as the source of token keys."""
+    auth = settings.auth
+    try:
+        check_issuer_url(issuer)
+    except ValueError as exc:
+        raise TLSConfigError(
+            f"auth.issuer: {exc}; or give the keys as files (auth.jwks_file / auth.public_key_files)"
+        ) from None
+    try:
+        context = ssl.create_default_context(cafile=str(auth.ca_file) if auth.ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSConfigError(f"auth.ca_file {auth.ca_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    return IssuerKeys(
+        issuer,
+        ssl_context=context,
+        refresh_seconds=auth.jwks_refresh_seconds,
+        min_refresh_seconds=auth.jwks_min_refresh_seconds,
+        timeout_seconds=auth.idp_timeout_seconds,
+        cache_file=settings.data_dir / IDP_KEYS_CACHE,
+        events=events,
     )

@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from typing import Protocol
 
 from domicile.errors import DomicileError, ErrorCode
 from domicile.security import events as ev
 from domicile.security.context import Caller
 from domicile.security.events import SecurityEventLog
-from domicile.security.keyfiles import KeyFileReloader
 from domicile.security.ratelimit import RateLimiter
 from domicile.security.scopes import describe, is_allowed
 from domicile.security.tokens import AuthenticationError, TokenVerifier
@@ -52,6 +52,18 @@ def peer_host(peer: str) -> str:
     return peer
 
 
+class KeySource(Protocol):
+    """Where the verifier's keys come from: files (`KeyFileReloader`) or an identity provider
+    (`domicile.security.oidc.IssuerKeys`). Either replaces the verifier's keys itself."""
+
+    def check(self) -> None:
+        """Called before each token is verified: pick up changed keys (cheap)."""
+
+    async def refetch(self) -> bool:
+        """Called when a token names a key the verifier lacks: look for new keys now, if the
+        source's rate limit allows; True when the verifier's keys changed."""
+
+
 def _refusal(
     code: ErrorCode, reason: str, message: str, trace_id: str, retry_after: float | None = None
 ) -> DomicileError:
@@ -66,7 +78,7 @@ class Guard:
         verifier: TokenVerifier,
         events: SecurityEventLog,
         limiter: RateLimiter | None,
-        key_reloader: KeyFileReloader | None = None,
+        key_source: KeySource | None = None,
         failure_limiter: RateLimiter | None = None,
     ) -> None:
         self.verifier = verifier
@@ -77,9 +89,9 @@ class Guard:
         self._throttled: dict[str, float] = {}
         self.events = events
         self.limiter = limiter
-        self.key_reloader = key_reloader
+        self.key_source = key_source
 
-    def admit(
+    async def admit(
         self,
         *,
         method: str,
@@ -104,10 +116,8 @@ class Guard:
             self.events.record(ev.AUTH_FAILURE, outcome="denied", reason="MISSING_TOKEN", **where)
             self._count_failure(host, where)
             raise _refusal(ErrorCode.UNAUTHENTICATED, "MISSING_TOKEN", "a bearer token is required", trace_id)
-        if self.key_reloader is not None:
-            self.key_reloader.check()
         try:
-            caller = self.verifier.verify(token, certificate_der)
+            caller = await self._verify(token, certificate_der)
         except AuthenticationError as exc:
             self.events.record(ev.AUTH_FAILURE, outcome="denied", reason=exc.reason, **where)
             self._count_failure(host, where)
@@ -163,6 +173,18 @@ class Guard:
             raise _refusal(
                 ErrorCode.PERMISSION_DENIED, "MISSING_SCOPE", f"{method} requires scope {describe(required)}", trace_id
             )
+
+    async def _verify(self, token: str, certificate_der: bytes | None) -> Caller:
+        """The verifier's answer; a token signed by a key the verifier does not know yet (a
+        rotation at the identity provider) gets one more try after the key source refetched."""
+        if self.key_source is not None:
+            self.key_source.check()
+        try:
+            return self.verifier.verify(token, certificate_der)
+        except AuthenticationError as exc:
+            if exc.reason != "UNKNOWN_KEY" or self.key_source is None or not await self.key_source.refetch():
+                raise
+        return self.verifier.verify(token, certificate_der)
 
     def _refuse_if_throttled(self, host: str, trace_id: str) -> None:
         until = self._throttled.get(host)

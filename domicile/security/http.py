@@ -61,7 +61,7 @@ def security_middleware(guard: Guard):
         authorization = request.headers.getall("Authorization", [])
         peer = request.remote or ""
         try:
-            caller = guard.admit(
+            caller = await guard.admit(
                 method=f"{request.method} {request.path}",
                 required=_required(request),
                 authorization=authorization[0] if len(authorization) == 1 else None,

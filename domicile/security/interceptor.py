@@ -56,7 +56,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             trace_id = trace_id_from(_metadata_value(context, "traceparent"))
             current_trace_id.set(trace_id)
             try:
-                caller = self._guard.admit(
+                caller = await self._guard.admit(
                     method=method,
                     required=required,
                     authorization=_metadata_value(context, "authorization"),

@@ -92,9 +92,17 @@ def _load_jwks(path: Path) -> list[VerificationKey]:
         raise KeyLoadError(f"JWKS file {path}: {exc.strerror}") from None
     except ValueError:
         raise KeyLoadError(f"JWKS file {path}: not valid JSON") from None
+    return keys_from_jwks(document, f"JWKS file {path}")
+
+
+def keys_from_jwks(document: Any, source: str, *, skip_unusable: bool = False) -> list[VerificationKey]:
+    """The signature verification keys of a parsed JWKS document (keys with `use: enc` are
+    skipped, private members ignored). KeyLoadError naming `source` when the document is not a
+    key set, a key is invalid (unless `skip_unusable`: an identity provider may publish key
+    types this server cannot use beside the ones it signs with), or no key is left."""
     entries = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(entries, list):
-        raise KeyLoadError(f"JWKS file {path}: expected an object with a 'keys' list")
+        raise KeyLoadError(f"{source}: expected an object with a 'keys' list")
     keys = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict) or entry.get("use") == "enc":
@@ -104,10 +112,12 @@ def _load_jwks(path: Path) -> list[VerificationKey]:
         try:
             jwk = jwt.PyJWK(public)
         except PyJWTError as exc:
-            raise KeyLoadError(f"JWKS file {path}: key #{index}: {exc}") from None
-        keys.append(VerificationKey(key=jwk.key, kid=jwk.key_id, source=f"{path}#{index}"))
+            if skip_unusable:
+                continue
+            raise KeyLoadError(f"{source}: key #{index}: {exc}") from None
+        keys.append(VerificationKey(key=jwk.key, kid=jwk.key_id, source=f"{source}#{index}"))
     if not keys:
-        raise KeyLoadError(f"JWKS file {path}: no signature verification keys")
+        raise KeyLoadError(f"{source}: no signature verification keys")
     return keys
 
 
@@ -142,11 +152,15 @@ def certificate_thumbprint(certificate_der: bytes) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def scopes_of(claims: dict[str, Any]) -> frozenset[str]:
-    """Granted scopes: `scope` (space-separated string, RFC 8693/9068) and/or `scp` (list or
-    string, as several identity providers issue)."""
+DEFAULT_SCOPE_CLAIMS = ("scope", "scp")
+
+
+def scopes_of(claims: dict[str, Any], names: Sequence[str] = DEFAULT_SCOPE_CLAIMS) -> frozenset[str]:
+    """Granted scopes, from the claims `names`: by default `scope` (space-separated string,
+    RFC 8693/9068) and/or `scp` (list or string, as several identity providers issue); each
+    claim may be a space-separated string or a list of strings (e.g. Entra ID's `roles`)."""
     granted: set[str] = set()
-    for name in ("scope", "scp"):
+    for name in names:
         value = claims.get(name)
         if isinstance(value, str):
             granted.update(value.split())
@@ -193,6 +207,7 @@ class TokenVerifier:
         audience: str,
         algorithms: Sequence[str],
         leeway_seconds: float,
+        scope_claims: Sequence[str] = DEFAULT_SCOPE_CLAIMS,
     ) -> None:
         check_algorithms(algorithms)
         if not issuer or not audience:
@@ -202,6 +217,7 @@ class TokenVerifier:
         self.audience = audience
         self.algorithms = frozenset(algorithms)
         self.leeway = leeway_seconds
+        self.scope_claims = tuple(scope_claims)
         # (token, client certificate) -> (caller, exp). Services reuse one token for many calls;
         # a signature check costs far more than the routing decision it guards.
         self._verified: dict[tuple[str, bytes | None], tuple[Caller, float]] = {}
@@ -246,7 +262,8 @@ class TokenVerifier:
         claims = self._decode(token, algorithm, candidates)
         actors = actors_of(claims)
         self._check_confirmation(claims, client_certificate_der)
-        caller = Caller(subject=claims["sub"], actors=actors, scopes=scopes_of(claims), claims=text_claims(claims))
+        scopes = scopes_of(claims, self.scope_claims)
+        caller = Caller(subject=claims["sub"], actors=actors, scopes=scopes, claims=text_claims(claims))
         return caller, float(claims["exp"])
 
     def _candidates(self, algorithm: str, kid: Any) -> list[VerificationKey]:

@@ -36,6 +36,25 @@ def test_tls_without_issuer_and_audience_is_refused(tmp_path):
         build_security(broken)
 
 
+def test_without_key_files_the_issuer_must_be_a_url_for_discovery(tmp_path):
+    paths, _ = ensure_dev_credentials(tmp_path)
+    for issuer, problem in (("bank-idp", "https"), ("http://idp.bank.example/realms/bank", "https")):
+        settings = load_settings(
+            data_dir=tmp_path,
+            tls={"cert_file": paths.server_cert, "key_file": paths.server_key},
+            auth={"issuer": issuer, "audience": "a"},
+        )
+        with pytest.raises(DomicileError, match=f"auth.issuer.*{problem}.*auth.jwks_file"):
+            build_security(settings)
+    missing_ca = load_settings(
+        data_dir=tmp_path,
+        tls={"cert_file": paths.server_cert, "key_file": paths.server_key},
+        auth={"issuer": "https://idp.bank.example/realms/bank", "audience": "a", "ca_file": tmp_path / "nope.pem"},
+    )
+    with pytest.raises(DomicileError, match="auth.ca_file"):
+        build_security(missing_ca)
+
+
 async def test_explicit_configuration_builds_mtls_and_auth(tmp_path):
     paths, _ = ensure_dev_credentials(tmp_path)
     settings = load_settings(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import stat
 import time
@@ -50,13 +51,15 @@ def events_in(path) -> list[dict]:
 
 
 def admit(guard, authorization, required=frozenset({"catalog:write"}), method=METHOD):
-    return guard.admit(
-        method=method,
-        required=required,
-        authorization=authorization,
-        certificate_der=None,
-        peer="ipv4:10.0.0.7:5000",
-        trace_id="t" * 32,
+    return asyncio.run(
+        guard.admit(
+            method=method,
+            required=required,
+            authorization=authorization,
+            certificate_der=None,
+            peer="ipv4:10.0.0.7:5000",
+            trace_id="t" * 32,
+        )
     )
 
 
@@ -158,13 +161,15 @@ def test_an_address_spending_its_failure_budget_is_refused_without_checks(log_pa
         assert len(events_in(log_path)) == before, "a throttled address must not grow the log"
         assert [e["reason"] for e in events_in(log_path)].count("TOO_MANY_AUTH_FAILURES") == 1
         # Another address is unaffected.
-        caller = guard.admit(
-            method=METHOD,
-            required=frozenset({"catalog:write"}),
-            authorization=bearer(),
-            certificate_der=None,
-            peer="ipv4:10.0.0.8:5000",
-            trace_id="u" * 32,
+        caller = asyncio.run(
+            guard.admit(
+                method=METHOD,
+                required=frozenset({"catalog:write"}),
+                authorization=bearer(),
+                certificate_der=None,
+                peer="ipv4:10.0.0.8:5000",
+                trace_id="u" * 32,
+            )
         )
         assert caller.subject == "svc-a"
     finally:

@@ -141,6 +141,17 @@ def test_kid_selects_among_keys_and_unknown_kid_is_refused():
 def test_scopes_from_scope_and_scp_claims():
     caller = verifier(EC_KEY).verify(token(scope="catalog:read lineage:write", scp=["audit:read"]))
     assert caller.scopes == {"catalog:read", "lineage:write", "audit:read"}
+    # Claims not configured grant nothing; configured ones do (Entra ID application tokens).
+    assert verifier(EC_KEY).verify(token(scope=None, roles=["catalog:write"])).scopes == frozenset()
+    entra = TokenVerifier(
+        [VerificationKey(EC_KEY.public_key(), None, "test")],
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=ALGORITHMS,
+        leeway_seconds=30,
+        scope_claims=("scp", "roles"),
+    )
+    assert entra.verify(token(scope="policy:admin", roles=["catalog:write"])).scopes == {"catalog:write"}
 
 
 def test_delegation_chain_current_actor_first():
