@@ -289,6 +289,14 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The server log on stderr: text, or one JSON object per line (docs/operations.md).
+    log_format: Literal["text", "json"] = "text"
+    # One access log line per gRPC call and HTTP request (logger `domicile.access`).
+    access_log: bool = True
+    # A plaintext listener for /metrics, /livez and /readyz without authentication, for
+    # scrapers and probes inside the cluster; empty disables. Bind it to loopback or a
+    # cluster-internal address.
+    ops_listen: str = ""
     decision_log: Path | None = None  # default: data_dir/decisions.jsonl
     security_log: Path | None = None  # default: data_dir/security.jsonl
     tls: TLSSettings = Field(default_factory=TLSSettings)
@@ -306,7 +314,7 @@ class Settings(BaseSettings):
         split_host_port(value)
         return value
 
-    @field_validator("http_listen")
+    @field_validator("http_listen", "ops_listen")
     @classmethod
     def _check_http_listen(cls, value: str) -> str:
         if value:
@@ -318,7 +326,11 @@ class Settings(BaseSettings):
         if self.insecure and self.dev:
             raise ValueError("insecure and dev exclude each other")
         if self.insecure:
-            for name, address in (("listen", self.listen), ("http_listen", self.http_listen)):
+            for name, address in (
+                ("listen", self.listen),
+                ("http_listen", self.http_listen),
+                ("ops_listen", self.ops_listen),
+            ):
                 if address and not is_loopback(split_host_port(address)[0]):
                     raise ValueError(f"{name}={address}: --insecure serves only on loopback addresses")
             if self.policy.require_approval:

@@ -98,11 +98,12 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_http_app(app: App, *, middlewares: Iterable[Any] = ()) -> web.Application:
-    """The aiohttp application: error mapping outermost (so refusals by the security
-    middlewares get the same JSON shape), then `middlewares`, then the routes."""
+def create_http_app(app: App, *, outer: Iterable[Any] = (), middlewares: Iterable[Any] = ()) -> web.Application:
+    """The aiohttp application: the `outer` middlewares (telemetry: they see every answer),
+    then the error mapping (so refusals by the security middlewares get the same JSON shape),
+    then `middlewares`, then the routes."""
     http_app = web.Application(
-        middlewares=[error_middleware, *middlewares], client_max_size=app.settings.max_message_bytes
+        middlewares=[*outer, error_middleware, *middlewares], client_max_size=app.settings.max_message_bytes
     )
     http_app.router.add_get("/healthz", _healthz)
     add_lineage_routes(http_app, app)

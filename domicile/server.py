@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,10 +31,15 @@ from domicile.catalog.stores import open_configured_store
 from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.lineage.service import LineageServicer
+from domicile.ops import OpsEndpoints
 from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import Router
 from domicile.router.service import PolicyServicer, ResidencyServicer, add_residency_service
 from domicile.security import Security, build_security
+from domicile.telemetry.access import AccessInterceptor, access_middleware
+from domicile.telemetry.metrics import server_registry
+from domicile.telemetry.store import InstrumentedStore
+from domicile.telemetry.tracing import configure_tracing, grpc_server_interceptor
 from domicile.v1 import (
     access_pb2,
     access_pb2_grpc,
@@ -75,16 +81,18 @@ class RunningServer:
     # The console's base URL and the one-time sign-in link minted at start (--dev).
     console_url: str = ""
     console_sign_in_link: str = ""
+    # The plaintext listener of `ops_listen` (metrics and probes), when configured.
+    ops_runner: web.AppRunner | None = None
+    ops_port: int | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: refuse new RPCs, let in-flight ones finish within `grace` seconds,
-        then close the router, the HTTP endpoint and the store (in that order)."""
+        then close the router, the HTTP endpoints and the store (in that order)."""
         grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
         await self.health.enter_graceful_shutdown()
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
-        if self.console_runner is not None:
-            await self.console_runner.cleanup()
+        for runner in (self.http_runner, self.console_runner, self.ops_runner):
+            if runner is not None:
+                await runner.cleanup()
         await self.grpc_server.stop(grace)
         if self.app.access is not None:
             await self.app.access.close()
@@ -128,15 +136,19 @@ def _service_servicers(registered: list[tuple[Callable[[Any, grpc.aio.Server], N
 
 async def create_server(settings: Settings, *, store: GraphStore | None = None) -> RunningServer:
     """Open the store, build the services and start serving on `settings.listen` (and
-    `settings.http_listen` when set). The store is closed again if start-up fails."""
+    `settings.http_listen` / `settings.ops_listen` when set). The store is closed again if
+    start-up fails. Tracing is on when the environment asks for it (see
+    `domicile.telemetry.tracing`)."""
+    tracing = configure_tracing()
     security = build_security(settings)
     try:
-        store = store or await open_configured_store(settings)
+        store = InstrumentedStore(store or await open_configured_store(settings))
     except BaseException:
         await security.close()
         raise
     app: App | None = None
     server: grpc.aio.Server | None = None
+    running: RunningServer | None = None
     try:
         await security.start()
         app = App(settings=settings, store=store, security_events=security.events)
@@ -153,10 +165,13 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         )
         if settings.access.enabled:
             app.access = AccessTracking.start(app, app.router)
-        server = grpc.aio.server(
-            interceptors=[ErrorMappingInterceptor(), *security.interceptors],
-            options=_server_options(settings),
-        )
+        interceptors: list[grpc.aio.ServerInterceptor] = [grpc_server_interceptor()] if tracing else []
+        interceptors += [
+            AccessInterceptor(log_access=settings.access_log),
+            ErrorMappingInterceptor(),
+            *security.interceptors,
+        ]
+        server = grpc.aio.server(interceptors=interceptors, options=_server_options(settings))
         servicers_by_registration = servicers(app)
         for add, servicer in servicers_by_registration:
             add(servicer, server)
@@ -183,17 +198,25 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         for name in ("", *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         running = RunningServer(app=app, grpc_server=server, port=port, health=health_servicer, security=security)
+        registry, collector = server_registry(app, issuer_keys=security.issuer_keys)
+        ops = OpsEndpoints(app, registry, collector)
         if settings.http_listen:
-            running.http_runner, running.http_port = await _start_http(app, security, settings.http_listen)
+            running.http_runner, running.http_port = await _start_http(app, security, ops, settings.http_listen)
         if settings.console.listen:
             from domicile.console.server import start_console
 
             started = await start_console(app, security, dict(_service_servicers(servicers_by_registration)))
             if started is not None:
                 running.console_runner, running.console_url, running.console_sign_in_link = started
+        if settings.ops_listen:
+            running.ops_runner, running.ops_port = await _start_ops(ops, settings)
         log.info("serving gRPC on %s (port %d), store %s", settings.listen, port, _redact(settings.store))
         return running
     except BaseException:
+        if running is not None:
+            for runner in (running.http_runner, running.ops_runner):
+                if runner is not None:
+                    await runner.cleanup()
         if server is not None:
             await server.stop(0)
         if app is not None and app.access is not None:
@@ -205,21 +228,39 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         raise
 
 
-async def _start_http(app: App, security: Security, address: str) -> tuple[web.AppRunner, int]:
+async def _start_http(app: App, security: Security, ops: OpsEndpoints, address: str) -> tuple[web.AppRunner, int]:
     from domicile.http_api import create_http_app
 
-    http_app = create_http_app(app, middlewares=security.http_middlewares)
+    http_app = create_http_app(
+        app,
+        outer=[access_middleware(log_access=app.settings.access_log)],
+        middlewares=security.http_middlewares,
+    )
+    ops.add_routes(http_app)
+    return await _listen(http_app, address, security.http_ssl_context, "HTTP")
+
+
+async def _start_ops(ops: OpsEndpoints, settings: Settings) -> tuple[web.AppRunner, int]:
+    """The plaintext ops listener: metrics and probes only, no authentication."""
+    ops_app = web.Application(middlewares=[access_middleware(log_access=settings.access_log)])
+    ops.add_routes(ops_app)
+    return await _listen(ops_app, settings.ops_listen, None, "ops HTTP")
+
+
+async def _listen(
+    http_app: web.Application, address: str, ssl_context: ssl.SSLContext | None, what: str
+) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(http_app, access_log=None)
     await runner.setup()
     host, port = split_host_port(address)
-    site = web.TCPSite(runner, host, port, ssl_context=security.http_ssl_context, reuse_port=False)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=False)
     try:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise ListenError("HTTP", address, os.strerror(exc.errno).lower() if exc.errno else str(exc)) from None
+        raise ListenError(what, address, os.strerror(exc.errno).lower() if exc.errno else str(exc)) from None
     bound = runner.addresses[0][1]
-    log.info("serving HTTP on %s (port %d)", address, bound)
+    log.info("serving %s on %s (port %d)", what, address, bound)
     return runner, bound
 
 
@@ -270,6 +311,8 @@ async def serve(settings: Settings) -> None:
         print(f"domicile console on {running.console_url}", flush=True)
     if running.console_sign_in_link:
         print(f"  sign in (one-time link): {running.console_sign_in_link}", flush=True)
+    if running.ops_port is not None:
+        print(f"domicile serving ops HTTP on {settings.ops_listen} (port {running.ops_port})", flush=True)
     await stop.wait()
     log.info("shutting down (grace %.1fs)", settings.shutdown_grace_seconds)
     await running.stop()

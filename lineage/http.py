@@ -27,6 +27,8 @@ from domicile.lineage.openlineage import LineageEvent, parse_run_event
 from domicile.lineage.trust import LineageGuard, LineageWrite, Where
 from domicile.router.convert import DecisionEncoder
 from domicile.security.context import current_principal
+from domicile.telemetry.metrics import OPENLINEAGE_EVENTS
+from domicile.telemetry.tracing import span
 
 LINEAGE_PATH = "/api/v1/lineage"
 _ENCODER = DecisionEncoder()
@@ -40,7 +42,18 @@ GUARD: web.AppKey[LineageGuard] = web.AppKey("domicile_lineage_guard", LineageGu
 
 
 async def post_lineage(request: web.Request) -> web.Response:
-    """Validate one RunEvent completely, then apply it (see `lineage.ingest`)."""
+    """Validate one RunEvent completely, then apply it (see `lineage.ingest`); counted in
+    `domicile_openlineage_events_total` as accepted or rejected."""
+    try:
+        response = await _post_lineage(request)
+    except BaseException:
+        OPENLINEAGE_EVENTS.labels("rejected").inc()
+        raise
+    OPENLINEAGE_EVENTS.labels("accepted").inc()
+    return response
+
+
+async def _post_lineage(request: web.Request) -> web.Response:
     app = request.app[APP_KEY]
     if request.content_type not in ("application/json", "application/octet-stream", ""):
         raise web.HTTPUnsupportedMediaType(
@@ -56,11 +69,18 @@ async def post_lineage(request: web.Request) -> web.Response:
         raise invalid_field("event", f"the body is not valid JSON: {exc}") from None
     event = parse_run_event(document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions)
     principal = current_principal()
+    attributes: dict[str, str | int] = {
+        "domicile.lineage.job": event.run.job,
+        "domicile.lineage.run_id": event.run.run_id,
+        "domicile.lineage.inputs": len(event.inputs),
+        "domicile.lineage.outputs": len(event.outputs),
+    }
 
     async def ingest() -> IngestResult:
-        return await ingest_event(
-            app.store, event, regions=app.regions(), principal=principal, on_write=app.after_write
-        )
+        with span("lineage.ingest", attributes):
+            return await ingest_event(
+                app.store, event, regions=app.regions(), principal=principal, on_write=app.after_write
+            )
 
     async with request.app[INGEST_LOCK]:
         if event.records_lineage:

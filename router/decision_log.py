@@ -88,6 +88,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -100,6 +101,7 @@ import orjson
 
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
+from domicile.telemetry.metrics import DECISION_LOG_FSYNC, DECISION_LOG_WRITE
 
 log = logging.getLogger(__name__)
 
@@ -1050,6 +1052,10 @@ class DecisionLog:
             self._wakeup.notify()
         await future
 
+    def queued(self) -> int:
+        """Entries appended and not yet written and fsynced (a BatchDecide is one entry)."""
+        return self._appended_seq - self._durable_seq
+
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last durable line: its number in the file and its hash; (0, 64
         zeros) for an empty log."""
@@ -1143,9 +1149,13 @@ class DecisionLog:
             line_offsets.append(offset)
             offset += len(line)
         data = memoryview(b"".join(lines))
+        started = time.perf_counter()
         while data:
             data = data[os.write(self._fd, data) :]
+        written = time.perf_counter()
         os.fsync(self._fd)
+        DECISION_LOG_WRITE.observe(written - started)
+        DECISION_LOG_FSYNC.observe(time.perf_counter() - written)
         self._size = offset
         self._note_unindexed(line_ids, line_offsets, lines)
         sink = self._intent_sink

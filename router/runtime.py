@@ -74,6 +74,7 @@ from domicile.router.types import (
     Verdict,
 )
 from domicile.security.context import current_principal
+from domicile.telemetry.tracing import span
 
 if TYPE_CHECKING:
     from domicile.app import App
@@ -160,6 +161,18 @@ class Explanation:
     policy_version: str
     catalog_revision: int
     unapproved: tuple[UnapprovedDeclassification, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouterStatus:
+    """`view_age_seconds` is infinite before the view was first confirmed; `stale_reason` is
+    empty while decisions are made from a fresh view."""
+
+    revision: int
+    view_age_seconds: float
+    stale_reason: str
+    policy_version: str
+    decision_log_queued: int
 
 
 @dataclass(frozen=True)
@@ -426,6 +439,17 @@ class Router:
                 return "the view of the catalog was never confirmed"
             return f"the view of the catalog was last confirmed {age:.1f}s ago (bound {self._staleness_bound:g}s)"
         return ""
+
+    def status(self) -> RouterStatus:
+        """How fresh the router's view is and how far behind its decision log is, now (for
+        metrics and health)."""
+        return RouterStatus(
+            revision=self._revision,
+            view_age_seconds=time.monotonic() - self._confirmed_at,
+            stale_reason=self._stale_reason(),
+            policy_version=self._policy.version,
+            decision_log_queued=self._log.queued(),
+        )
 
     def _require_fresh(self) -> None:
         """For answers that are not decisions (Explain, ScanViolations): UNAVAILABLE when stale."""
@@ -1148,10 +1172,14 @@ def _keep_shortest(values: dict[str, tuple[str, ...]], value: str, path: tuple[s
 def _compile(text: str, *, legacy: bool = False) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:
     """`text` compiled, or its errors; `legacy` for a version the policy history recorded
     before declassifiers named their jobs (see `router.policy.load_policy`)."""
-    try:
-        return compile_policy(load_policy(text, legacy=legacy)), ()
-    except PolicyInvalid as exc:
-        return None, tuple(exc.errors)
+    with span("policy.compile", {"domicile.policy.bytes": len(text)}) as current:
+        try:
+            policy = compile_policy(load_policy(text, legacy=legacy))
+        except PolicyInvalid as exc:
+            current.set_attribute("domicile.policy.errors", len(exc.errors))
+            return None, tuple(exc.errors)
+        current.set_attribute("domicile.policy.version", policy.version)
+        return policy, ()
 
 
 def _same_decision(a: Decision, b: Decision) -> bool:

@@ -34,6 +34,8 @@ from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import Router
 from domicile.router.types import Decision, Operation
+from domicile.telemetry.decisions import observe_decisions
+from domicile.telemetry.tracing import optional_span
 from domicile.timeconv import optional_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
@@ -145,7 +147,10 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         check_region(errors, "region", request.region, router.regions())
         errors.raise_if_any()
         assert op is not None  # else raise_if_any raised
-        return await router.decide(request.dataset_id, op, request.region)
+        with optional_span("router.decide"):
+            decision = await router.decide(request.dataset_id, op, request.region)
+            observe_decisions((decision,))
+        return decision
 
     async def BatchDecide(self, request: bytes | residency_pb2.BatchDecideRequest, context) -> bytes:
         """Answers with the serialized BatchDecideResponse. Over gRPC the request arrives
@@ -161,7 +166,9 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
                 questions = _batch_questions(_parse_batch_request(request), router.regions())
         else:
             questions = _batch_questions(request, router.regions())
-        decisions = await router.batch_decide(questions)
+        with optional_span("router.batch_decide"):
+            decisions = await router.batch_decide(questions)
+            observe_decisions(decisions)
         return self._encoder.encode_batch(decisions)
 
     async def Route(self, request: residency_pb2.RouteRequest, context) -> residency_pb2.RouteResponse:
@@ -179,7 +186,9 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
                 check_region(errors, f"candidates[{i}]", region, registry)
         errors.raise_if_any()
         assert op is not None  # else raise_if_any raised
-        result = await router.route(request.dataset_id, op, list(request.candidates))
+        with optional_span("router.route"):
+            result = await router.route(request.dataset_id, op, list(request.candidates))
+            observe_decisions((result.decision,))
         response = residency_pb2.RouteResponse(region=result.region)
         self._encoder.fill(response.decision, result.decision)
         return response
@@ -205,14 +214,16 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         if request.job:
             check_job(errors, "job", request.job)
         errors.raise_if_any()
-        result = await router.check_job(
-            list(request.inputs),
-            list(request.outputs),
-            request.run_region,
-            request.output_region,
-            request.transform,
-            request.job,
-        )
+        with optional_span("router.check_job"):
+            result = await router.check_job(
+                list(request.inputs),
+                list(request.outputs),
+                request.run_region,
+                request.output_region,
+                request.transform,
+                request.job,
+            )
+            observe_decisions(result.decisions)
         response = residency_pb2.CheckJobResponse(allowed=result.allowed)
         add = response.decisions.add
         for decision in result.decisions:
@@ -251,7 +262,9 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     async def ScanViolations(
         self, request: residency_pb2.ScanViolationsRequest, context
     ) -> residency_pb2.ScanViolationsResponse:
-        violations = await _router(self._app).scan_violations()
+        with optional_span("router.scan_violations"):
+            violations = await _router(self._app).scan_violations()
+            observe_decisions([v.decision for v in violations])
         return residency_pb2.ScanViolationsResponse(
             violations=[violation_to_proto(v, self._encoder) for v in violations]
         )

@@ -1,7 +1,12 @@
-"""The `domicile` command line: the server, policy tools and a client for every RPC."""
+"""The `domicile` command line: the server, policy tools and a client for every RPC.
+
+gRPC's C core writes its own log lines (plain text, on stderr): beside a client command's
+one-line error (a failed TLS handshake), and interleaved with the server's log, breaking its
+JSON lines. It reads GRPC_VERBOSITY once, when grpc is first imported -- which the CLI's
+modules do -- so it is silenced here, before that, unless the operator asked for it
+(`GRPC_VERBOSITY=ERROR domicile serve ...`).
+"""
 
 import os
 
-# Read once by gRPC's core when grpc is first imported, so it must be set before: without it
-# a failed TLS handshake also prints gRPC's own log line beside the CLI's one-line error.
-os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")

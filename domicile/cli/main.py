@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import sys
 from pathlib import Path
 
 import click
@@ -25,6 +23,7 @@ from domicile.cli.policy import policy as policy_commands
 from domicile.config import SettingsError, load_settings
 from domicile.connection import DATA_DIR_ENV, DEFAULT_SERVER, ConnectionSettings
 from domicile.errors import DomicileError
+from domicile.telemetry.logs import configure_logging
 
 ROOT_EPILOG = f"""\b
 Credentials: with --insecure none (plaintext). Otherwise --ca-cert, --cert/--key and --token
@@ -204,6 +203,8 @@ JSON for lists and maps) and these options.
 @click.option(
     "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Server log level (default INFO)."
 )
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Server log: text (default) or JSON lines.")
+@click.option("--ops-listen", help="Plaintext HOST:PORT for /metrics, /livez, /readyz without authentication.")
 def serve(
     config_file,
     store,
@@ -224,6 +225,8 @@ def serve(
     jwt_audience,
     demo,
     log_level,
+    log_format,
+    ops_listen,
 ) -> None:
     """Run the server (all four services and the OpenLineage HTTP endpoint)."""
     tls = {k: v for k, v in (("cert_file", tls_cert), ("key_file", tls_key), ("client_ca_file", client_ca)) if v}
@@ -243,15 +246,15 @@ def serve(
             dev=dev,
             demo=demo,
             log_level=log_level,
+            log_format=log_format,
+            ops_listen=ops_listen,
             tls=tls or None,
             auth=auth or None,
             console={"listen": console_listen} if console_listen is not None else None,
         )
     except SettingsError as exc:
         fail(str(exc), code="INVALID_CONFIGURATION", exit_code=EXIT_USAGE)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings.log_level, settings.log_format)
     from domicile.server import serve as run_server
 
     try:

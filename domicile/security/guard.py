@@ -20,6 +20,7 @@ from domicile.security.events import SecurityEventLog
 from domicile.security.ratelimit import RateLimiter
 from domicile.security.scopes import describe, is_allowed
 from domicile.security.tokens import AuthenticationError, TokenVerifier
+from domicile.telemetry.metrics import AUTHENTICATION_FAILURES, AUTHORIZATION_FAILURES
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
@@ -106,8 +107,35 @@ class Guard:
         `required` is the method's entry in the scopes table, None for an unmapped method
         (always refused). Raises DomicileError: UNAUTHENTICATED (no or invalid token),
         RESOURCE_EXHAUSTED with retry_after (rate limit), PERMISSION_DENIED (scope); its
-        metadata carries the trace id of the matching security event.
+        metadata carries the trace id of the matching security event. Every refusal is
+        counted in the authentication / authorization failure metrics.
         """
+        try:
+            return await self._admit(
+                method=method,
+                required=required,
+                authorization=authorization,
+                certificate_der=certificate_der,
+                peer=peer,
+                trace_id=trace_id,
+            )
+        except DomicileError as refusal:
+            # Refusals before a caller is known count as authentication failures, the others
+            # (scope, unmapped method, rate limit) as authorization failures.
+            unknown_caller = refusal.code is ErrorCode.UNAUTHENTICATED or refusal.reason == "TOO_MANY_AUTH_FAILURES"
+            (AUTHENTICATION_FAILURES if unknown_caller else AUTHORIZATION_FAILURES).labels(refusal.reason).inc()
+            raise
+
+    async def _admit(
+        self,
+        *,
+        method: str,
+        required: frozenset[str] | None,
+        authorization: str | None,
+        certificate_der: bytes | None,
+        peer: str,
+        trace_id: str,
+    ) -> Caller:
         where = {"method": method, "peer": peer, "trace_id": trace_id}
         host = peer_host(peer)
         self._refuse_if_throttled(host, trace_id)

@@ -16,8 +16,13 @@ from aiohttp import web
 from domicile.errors import DomicileError, ErrorCode
 from domicile.http_api import error_response
 from domicile.security.context import current_caller, current_trace_id
-from domicile.security.guard import Guard, trace_id_from
+from domicile.security.guard import Guard
 from domicile.security.scopes import HTTP_OPEN, HTTP_SCOPES
+from domicile.telemetry.security import describe_caller, describe_refusal, request_trace_id
+
+# Where the middleware leaves the principal on the request, for the access log (the context
+# variables are reset when the handler returns).
+PRINCIPAL_KEY = web.RequestKey("domicile_principal", str)
 
 
 def _peer_certificate_der(request: web.Request) -> bytes | None:
@@ -57,20 +62,24 @@ def security_middleware(guard: Guard):
     async def guard_request(request: web.Request, handler):
         if (request.method, request.path) in HTTP_OPEN:
             return await handler(request)
-        trace_id = trace_id_from(request.headers.get("traceparent"))
+        trace_id = request_trace_id(request.headers.get("traceparent"))
         authorization = request.headers.getall("Authorization", [])
         peer = request.remote or ""
+        required = _required(request)
         try:
             caller = await guard.admit(
                 method=f"{request.method} {request.path}",
-                required=_required(request),
+                required=required,
                 authorization=authorization[0] if len(authorization) == 1 else None,
                 certificate_der=_peer_certificate_der(request),
                 peer=peer,
                 trace_id=trace_id,
             )
         except DomicileError as error:
+            describe_refusal(error)
             return _refusal(error)
+        describe_caller(caller, required)
+        request[PRINCIPAL_KEY] = caller.principal
         caller_token = current_caller.set(caller)
         trace_token = current_trace_id.set(trace_id)
         try:

@@ -3,13 +3,15 @@
 A server interceptor only sees the method name and metadata, not the peer's certificate, so
 the checks run inside a wrapper around the method's handler, where the ServicerContext (with
 `auth_context()`) is available. The wrapper also sets the `Caller` and trace id context
-variables in the task that runs the handler, which is where servicers read them.
+variables in the task that runs the handler, which is where servicers read them, and puts the
+security context (principal, delegation chain, the scope that granted the call or the reason
+it was refused) on the call's span when tracing is on.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -18,9 +20,11 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from domicile.errors import DomicileError
 from domicile.grpc_errors import abort
+from domicile.grpc_handlers import wrap_handler
 from domicile.security.context import current_caller, current_trace_id
-from domicile.security.guard import Guard, trace_id_from
+from domicile.security.guard import Guard
 from domicile.security.scopes import METHOD_SCOPES
+from domicile.telemetry.security import describe_caller, describe_refusal, request_trace_id
 
 
 def peer_certificate_der(context: grpc.aio.ServicerContext) -> bytes | None:
@@ -52,8 +56,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return handler
         required = METHOD_SCOPES.get(method)
 
-        async def admit(context: grpc.aio.ServicerContext) -> None:
-            trace_id = trace_id_from(_metadata_value(context, "traceparent"))
+        @contextlib.asynccontextmanager
+        async def admitted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+            trace_id = request_trace_id(_metadata_value(context, "traceparent"))
             current_trace_id.set(trace_id)
             try:
                 caller = await self._guard.admit(
@@ -65,60 +70,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     trace_id=trace_id,
                 )
             except DomicileError as error:
+                describe_refusal(error)
                 await abort(context, error)
             current_caller.set(caller)
+            describe_caller(caller, required)
+            yield
 
-        return _guarded(handler, admit)
-
-
-Admit = Callable[[grpc.aio.ServicerContext], Any]
-
-
-def _guarded(handler: grpc.RpcMethodHandler, admit: Admit) -> grpc.RpcMethodHandler:
-    """`handler` with `admit(context)` awaited before the behaviour, for all four call shapes.
-
-    Context variables are not reset afterwards: grpc.aio runs every call in its own task, whose
-    context is a copy, so nothing set here outlives the call.
-    """
-    serializers = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        inner = handler.unary_unary
-
-        async def unary_unary(request, context):
-            await admit(context)
-            return await inner(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, **serializers)
-    if handler.stream_unary is not None:
-        inner = handler.stream_unary
-
-        async def stream_unary(request_iterator, context):
-            await admit(context)
-            return await inner(request_iterator, context)
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, **serializers)
-    # Streaming responses come either from an async generator or from a coroutine that calls
-    # context.write(); grpc.aio refuses mixing the two, so the wrapper keeps the inner style.
-    if handler.unary_stream is not None:
-        inner = handler.unary_stream
-        factory = grpc.unary_stream_rpc_method_handler
-    else:
-        inner = handler.stream_stream
-        factory = grpc.stream_stream_rpc_method_handler
-    if inspect.isasyncgenfunction(inner):
-
-        async def streaming_generator(request, context):
-            await admit(context)
-            async for response in inner(request, context):
-                yield response
-
-        return factory(streaming_generator, **serializers)
-
-    async def streaming_writer(request, context):
-        await admit(context)
-        return await inner(request, context)
-
-    return factory(streaming_writer, **serializers)
+        return wrap_handler(handler, admitted)

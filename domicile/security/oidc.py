@@ -45,6 +45,7 @@ from domicile.config import is_loopback
 from domicile.security import events as ev
 from domicile.security.events import SecurityEventLog
 from domicile.security.tokens import KeyLoadError, VerificationKey, keys_from_jwks
+from domicile.telemetry.metrics import IDP_KEY_FETCHES
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,7 @@ class IssuerKeys:
         )
 
     def _accept(self, metadata: IssuerMetadata, keys: list[VerificationKey], jwks: list[dict[str, Any]]) -> None:
+        IDP_KEY_FETCHES.labels("ok").inc()
         self._metadata = metadata
         self.last_success = time.time()
         if self._failures:
@@ -294,6 +296,7 @@ class IssuerKeys:
         self._save_cache(metadata)
 
     def _failed(self, error: IssuerError) -> None:
+        IDP_KEY_FETCHES.labels("error").inc()
         self._failures += 1
         delay = min(_RETRY_FIRST * 2 ** (self._failures - 1), _RETRY_MAX, self._refresh)
         self._next_refresh = self._clock() + delay

@@ -18,6 +18,7 @@ LINEAGE_ADMIN = "lineage:admin"
 RESIDENCY_DECIDE = "residency:decide"
 POLICY_ADMIN = "policy:admin"
 AUDIT_READ = "audit:read"
+METRICS_READ = "metrics:read"
 
 ALL_SCOPES: tuple[str, ...] = (
     CATALOG_READ,
@@ -28,6 +29,7 @@ ALL_SCOPES: tuple[str, ...] = (
     RESIDENCY_DECIDE,
     POLICY_ADMIN,
     AUDIT_READ,
+    METRICS_READ,
 )
 
 AUTHENTICATED: frozenset[str] = frozenset()
@@ -95,6 +97,9 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
 # then answered by aiohttp (404/405) or refused (403) if a route exists but is not listed.
 HTTP_SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/lineage"): _one(LINEAGE_WRITE),
+    # Prometheus scrapes with a token of its own (metrics:read), or uses the ops listener.
+    ("GET", "/metrics"): _one(METRICS_READ),
+    ("HEAD", "/metrics"): _one(METRICS_READ),
 }
 HTTP_OPEN: frozenset[tuple[str, str]] = frozenset({("GET", "/healthz"), ("HEAD", "/healthz")})
 

@@ -84,9 +84,10 @@ class Residency:
 async def start_residency(
     tmp_path: Path, clock: Clock = utc_clock, store: GraphStore | None = None, **settings_overrides
 ) -> Residency:
-    """A server from `create_server` (insecure, loopback, no HTTP endpoint); with `clock`, its
+    """A server from `create_server` (insecure, loopback, no HTTP endpoint unless the overrides
+    ask for one); with `clock`, its
     router is restarted on that clock (the servicers reach the router through the app)."""
-    settings = insecure_settings(tmp_path, http_listen="", **settings_overrides)
+    settings = insecure_settings(tmp_path, **{"http_listen": "", **settings_overrides})
     running = await create_server(settings, store=store)
     if clock is not utc_clock:
         await running.app.router.close()

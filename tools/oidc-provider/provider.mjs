@@ -7,7 +7,7 @@
 // CONFIG: {"issuer": "https://127.0.0.1:PORT", "port": PORT, "cert_file", "key_file",
 //          "jwks_file" (private JWKs; the first key signs), "audience", "scopes": [...],
 //          "clients": [{"client_id", "client_secret", "scope"}], "jwks_max_age" (seconds)}
-// Prints "OIDC PROVIDER READY <issuer>" once it accepts connections; stops on SIGTERM.
+// Prints "OIDC PROVIDER READY <issuer>" once it accepts connections; stops at once on SIGTERM.
 import { readFileSync } from "node:fs";
 import https from "node:https";
 import Provider from "oidc-provider";
@@ -63,4 +63,8 @@ const server = https.createServer(
 server.listen(config.port, "127.0.0.1", () => {
   console.log(`OIDC PROVIDER READY ${config.issuer}`);
 });
-process.on("SIGTERM", () => server.close(() => process.exit(0)));
+// An outage, for the tests: gone at once, kept-alive connections included.
+process.on("SIGTERM", () => {
+  server.closeAllConnections();
+  process.exit(0);
+});

@@ -1,0 +1,86 @@
+"""Wrapping a grpc.aio method handler's behaviour, for server interceptors.
+
+A grpc.aio server interceptor only sees the method name and metadata; what must happen around
+the call itself (admission, load shedding, timing, the access log) runs in a wrapper around the
+handler's behaviour, where the ServicerContext is available. `wrap_handler` builds that
+wrapper once for the four call shapes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+import grpc
+
+
+class CallScope(Protocol):
+    """What a wrapper's context manager may yield to see the responses go out."""
+
+    def sent(self, response: Any) -> None: ...
+
+
+Around = Callable[[Any, grpc.aio.ServicerContext], AbstractAsyncContextManager["CallScope | None"]]
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+    """`handler` with its behaviour run inside `around(request, context)` -- an async context
+    manager entered before the behaviour and left after its last response, with the exception
+    that ended it if any. `request` is None for request streams. When the manager yields a
+    `CallScope`, each response is passed to its `sent` before it goes out.
+
+    Context variables set inside `around` are visible to the behaviour: grpc.aio runs each call
+    in its own task, whose context is a copy, so nothing set there outlives the call.
+    """
+    serializers = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        async def unary_unary(request, context):
+            async with around(request, context) as scope:
+                response = await inner(request, context)
+                if scope is not None:
+                    scope.sent(response)
+                return response
+
+        return grpc.unary_unary_rpc_method_handler(unary_unary, **serializers)
+    if handler.stream_unary is not None:
+        inner = handler.stream_unary
+
+        async def stream_unary(request_iterator, context):
+            async with around(None, context) as scope:
+                response = await inner(request_iterator, context)
+                if scope is not None:
+                    scope.sent(response)
+                return response
+
+        return grpc.stream_unary_rpc_method_handler(stream_unary, **serializers)
+    # Streaming responses come either from an async generator or from a coroutine that calls
+    # context.write(); grpc.aio refuses mixing the two, so the wrapper keeps the inner style.
+    if handler.unary_stream is not None:
+        inner, streaming_request = handler.unary_stream, False
+        factory = grpc.unary_stream_rpc_method_handler
+    else:
+        inner, streaming_request = handler.stream_stream, True
+        factory = grpc.stream_stream_rpc_method_handler
+    if inspect.isasyncgenfunction(inner):
+
+        async def streaming_generator(request, context):
+            async with around(None if streaming_request else request, context) as scope:
+                async for response in inner(request, context):
+                    if scope is not None:
+                        scope.sent(response)
+                    yield response
+
+        return factory(streaming_generator, **serializers)
+
+    async def streaming_writer(request, context):
+        async with around(None if streaming_request else request, context):
+            return await inner(request, context)
+
+    return factory(streaming_writer, **serializers)

@@ -1,0 +1,84 @@
+"""What answered decisions contribute to telemetry: the decision counters, and on the current
+span (the engine's) the decision ids, outcomes, policy version and catalog revision.
+
+A BatchDecide of 10,000 decisions is one span whose attributes sum the batch up and whose
+events name its DENY decisions (at most `MAX_DECISION_EVENTS`), never a span per decision.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Sequence
+from operator import attrgetter, itemgetter
+from typing import Any
+
+from opentelemetry import trace
+
+from domicile.router.types import Decision, Operation, Outcome
+from domicile.telemetry.metrics import DECISION_REASONS, DECISIONS
+
+MAX_DECISION_EVENTS = 100
+
+_operation_outcome = itemgetter(3, 1)
+_reasons = attrgetter("reasons")
+
+
+def observe_decisions(decisions: Sequence[Decision]) -> None:
+    """Count `decisions` and describe them on the current span (when it records)."""
+    if not decisions:
+        return
+    for (operation, outcome), count in Counter(map(_operation_outcome, decisions)).items():
+        _decision_counter(operation, outcome).inc(count)
+    # Decisions share their reasons tuples (one per verdict the engine caches): count the
+    # tuples by identity, then their reasons once each.
+    reason_sets = list(map(_reasons, decisions))
+    by_identity = dict(zip(map(id, reason_sets), reason_sets))
+    reasons: Counter[tuple[str, str]] = Counter()
+    for identity, count in Counter(map(id, reason_sets)).items():
+        for reason in by_identity[identity]:
+            reasons[reason.code.value, reason.rule_id] += count
+    for key, count in reasons.items():
+        _reason_counter(key).inc(count)
+    current = trace.get_current_span()
+    if current.is_recording():
+        _describe(current, decisions)
+
+
+@functools.cache
+def _decision_counter(operation: Operation, outcome: Outcome) -> Any:
+    # labels() costs as much as the decision itself on the hot path; its children are cached.
+    return DECISIONS.labels(operation.value, outcome.value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _reason_counter(key: tuple[str, str]) -> Any:
+    return DECISION_REASONS.labels(*key)
+
+
+def _describe(span: trace.Span, decisions: Sequence[Decision]) -> None:
+    first = decisions[0]
+    span.set_attribute("domicile.policy.version", first.policy_version)
+    span.set_attribute("domicile.catalog.revision", first.catalog_revision)
+    if len(decisions) == 1:
+        span.set_attributes(_attributes(first))
+        return
+    denied = [d for d in decisions if d.outcome is Outcome.DENY]
+    span.set_attribute("domicile.decisions.count", len(decisions))
+    span.set_attribute("domicile.decisions.denied", len(denied))
+    span.set_attribute("domicile.decision.first_id", first.decision_id)
+    span.set_attribute("domicile.decision.last_id", decisions[-1].decision_id)
+    for decision in denied[:MAX_DECISION_EVENTS]:
+        span.add_event("domicile.decision.deny", _attributes(decision))
+
+
+def _attributes(decision: Decision) -> dict[str, str | int | list[str]]:
+    return {
+        "domicile.decision.id": decision.decision_id,
+        "domicile.decision.outcome": decision.outcome.value,
+        "domicile.decision.dataset_id": decision.dataset_id,
+        "domicile.decision.operation": decision.operation.value,
+        "domicile.decision.region": decision.region,
+        "domicile.decision.reasons": [r.code.value for r in decision.reasons],
+        "domicile.decision.rules": [r.rule_id for r in decision.reasons if r.rule_id],
+    }
