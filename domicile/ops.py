@@ -45,5 +45,5 @@ class OpsEndpoints:
             log.debug("metrics: store revision unavailable: %s", exc)
             self._collector.catalog_head = None
         # The Prometheus text format, or OpenMetrics when the scraper asks for it.
-        encode, content_type = choose_encoder(request.headers.get("Accept"))
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
         return web.Response(body=encode(self._registry), headers={"Content-Type": content_type})

@@ -43,6 +43,7 @@ def provider_script() -> Path:
         capture_output=True,
         text=True,
         timeout=400,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"installing the test OIDC provider failed: {result.stderr}")
@@ -95,15 +96,14 @@ class OidcProvider:
             config["jwks_max_age"] = self.jwks_max_age
         config_file = self.workdir / f"config-{self._starts}.json"
         config_file.write_text(json.dumps(config))
-        log = open(self.workdir / f"provider-{self._starts}.log", "w")
-        self._process = subprocess.Popen(
-            ["node", str(provider_script()), str(config_file)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env={**os.environ, "NODE_ENV": "test"},
-        )
-        log.close()
+        with open(self.workdir / f"provider-{self._starts}.log", "w") as log:
+            self._process = subprocess.Popen(
+                ["node", str(provider_script()), str(config_file)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env={**os.environ, "NODE_ENV": "test"},
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             line = self._process.stdout.readline()

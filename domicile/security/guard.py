@@ -57,8 +57,9 @@ class KeySource(Protocol):
     """Where the verifier's keys come from: files (`KeyFileReloader`) or an identity provider
     (`domicile.security.oidc.IssuerKeys`). Either replaces the verifier's keys itself."""
 
-    def check(self) -> None:
-        """Called before each token is verified: pick up changed keys (cheap)."""
+    def check(self) -> object:
+        """Called before each token is verified: pick up changed keys (cheap; the result is
+        not used)."""
 
     async def refetch(self) -> bool:
         """Called when a token names a key the verifier lacks: look for new keys now, if the

@@ -27,6 +27,7 @@ Redirects are not followed; responses over 1 MiB are refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -182,10 +183,8 @@ class IssuerKeys:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self._session is not None:
             await self._session.close()
@@ -247,7 +246,7 @@ class IssuerKeys:
                 if len(body) > MAX_DOCUMENT_BYTES:
                     raise IssuerError("IDP_ERROR", f"{what} {url}: larger than {MAX_DOCUMENT_BYTES} bytes")
                 cache_control = r.headers.get("Cache-Control")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise IssuerError("IDP_UNREACHABLE", f"{what} {url}: {exc or type(exc).__name__}") from None
         try:
             return json.loads(body), cache_control

@@ -33,7 +33,7 @@ def observe_decisions(decisions: Sequence[Decision]) -> None:
     # Decisions share their reasons tuples (one per verdict the engine caches): count the
     # tuples by identity, then their reasons once each.
     reason_sets = list(map(_reasons, decisions))
-    by_identity = dict(zip(map(id, reason_sets), reason_sets))
+    by_identity = dict(zip(map(id, reason_sets), reason_sets, strict=True))
     reasons: Counter[tuple[str, str]] = Counter()
     for identity, count in Counter(map(id, reason_sets)).items():
         for reason in by_identity[identity]:

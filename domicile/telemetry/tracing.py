@@ -17,6 +17,7 @@ other credential.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterator, Mapping
@@ -29,8 +30,6 @@ from opentelemetry.util.types import AttributeValue
 from domicile import __version__
 
 TRACER_NAME = "domicile"
-# The tracer of the installed provider, remembered with that provider (tests install another).
-_tracer: tuple[Any, trace.Tracer] = (None, trace.NoOpTracer())
 
 
 def configure_tracing() -> bool:
@@ -108,11 +107,13 @@ def tracing_enabled() -> bool:
 
 
 def _current_tracer() -> trace.Tracer:
-    global _tracer
-    provider = trace.get_tracer_provider()
-    if _tracer[0] is not provider:
-        _tracer = (provider, provider.get_tracer(TRACER_NAME, __version__))
-    return _tracer[1]
+    return _tracer_of(trace.get_tracer_provider())
+
+
+@functools.lru_cache(maxsize=4)
+def _tracer_of(provider: trace.TracerProvider) -> trace.Tracer:
+    # Per provider: tests install one after another.
+    return provider.get_tracer(TRACER_NAME, __version__)
 
 
 @contextlib.contextmanager

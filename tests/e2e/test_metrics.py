@@ -43,11 +43,13 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 async def scrape(port: int, **kwargs) -> Samples:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/metrics", **kwargs) as response:
-            assert response.status == 200, await response.text()
-            assert response.headers["Content-Type"].startswith("text/plain; version=")
-            return parse(await response.text())
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics", **kwargs) as response,
+    ):
+        assert response.status == 200, await response.text()
+        assert response.headers["Content-Type"].startswith("text/plain; version=")
+        return parse(await response.text())
 
 
 @pytest.fixture
@@ -103,9 +105,11 @@ async def test_the_ops_listener_serves_metrics_and_nothing_else(harness):
     port = harness.running.ops_port
     samples = await scrape(port)
     assert value(samples, "domicile_router_catalog_revision") == harness.router.catalog_revision
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"http://127.0.0.1:{port}/api/v1/lineage", json={}) as response:
-            assert response.status == 404
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"http://127.0.0.1:{port}/api/v1/lineage", json={}) as response,
+    ):
+        assert response.status == 404
 
 
 async def test_openlineage_events_are_counted(harness):

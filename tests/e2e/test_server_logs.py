@@ -13,6 +13,7 @@ import time
 import urllib.request
 
 import grpc
+import pytest
 
 from domicile.config import load_settings
 from domicile.v1 import residency_pb2, residency_pb2_grpc
@@ -25,8 +26,11 @@ TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
 
 def serve(tmp_path, *args: str, env: dict[str, str]) -> tuple[subprocess.Popen, int, int]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "domicile", "serve", "--insecure", "--store", f"sqlite:///{tmp_path / 'c.db'}"]
-        + ["--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir", str(tmp_path), *args],
+        [
+            *(sys.executable, "-m", "domicile", "serve", "--insecure", "--store", f"sqlite:///{tmp_path / 'c.db'}"),
+            *("--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--data-dir", str(tmp_path)),
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -56,10 +60,9 @@ def test_json_log_lines_carry_trace_ids_and_an_access_line_per_request(tmp_path)
                 dataset_id="s3://x/y", operation=residency_pb2.OPERATION_STORE, region="aws:us-east-1"
             )
             stub.Decide(request, metadata=[("traceparent", TRACEPARENT)], timeout=20)
-            try:
+            with pytest.raises(grpc.RpcError) as refused:
                 stub.Decide(residency_pb2.DecideRequest(), timeout=20)
-            except grpc.RpcError as error:
-                assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/healthz", timeout=20) as response:
             assert response.status == 200
     finally:

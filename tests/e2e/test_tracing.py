@@ -79,7 +79,7 @@ def no_credentials(spans: list[ReadableSpan], token: str) -> None:
 
 
 async def test_a_decision_is_one_server_span_with_the_engine_and_security_context(traced, tmp_path):
-    running, channel, exporter = traced
+    _, channel, exporter = traced
     writer, _ = metadata(tmp_path, "catalog:write")
     await catalog_pb2_grpc.CatalogServiceStub(channel).UpsertDataset(
         catalog_pb2.UpsertDatasetRequest(
@@ -119,7 +119,7 @@ async def test_a_decision_is_one_server_span_with_the_engine_and_security_contex
 
 
 async def test_a_batch_is_one_span_with_events_for_its_denials(traced, tmp_path):
-    running, channel, exporter = traced
+    _, channel, exporter = traced
     asking, _ = metadata(tmp_path, "residency:decide")
     requests = [
         residency_pb2.DecideRequest(dataset_id=f"s3://unknown/{i}", operation=residency_pb2.OPERATION_STORE, region=r)
@@ -139,7 +139,7 @@ async def test_a_batch_is_one_span_with_events_for_its_denials(traced, tmp_path)
 
 
 async def test_a_refusal_names_its_reason_and_shares_the_trace_id(traced, tmp_path):
-    running, channel, exporter = traced
+    _, channel, exporter = traced
     reader, token = metadata(tmp_path, "catalog:read", subject="svc-r")
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await policy_pb2_grpc.PolicyServiceStub(channel).SetPolicy(
@@ -174,8 +174,9 @@ async def test_openlineage_ingest_is_traced_from_the_http_request(traced, tmp_pa
         inputs=[InputDataset(namespace="s3://bank-eu", name="raw")],
         outputs=[OutputDataset(namespace="s3://bank-eu", name="clean")],
     )
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
             f"https://127.0.0.1:{running.http_port}/api/v1/lineage",
             data=Serde.to_json(event),
             ssl=client_tls,
@@ -184,8 +185,9 @@ async def test_openlineage_ingest_is_traced_from_the_http_request(traced, tmp_pa
                 "Content-Type": "application/json",
                 "traceparent": TRACEPARENT,
             },
-        ) as response:
-            assert response.status == 200, await response.text()
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
     spans = exporter.get_finished_spans()
     # The client's request is traced too (aiohttp is instrumented in this process): its CLIENT
     # span's traceparent is what the server continues.

@@ -51,7 +51,7 @@ def test_without_key_files_the_issuer_must_be_a_url_for_discovery(tmp_path):
         tls={"cert_file": paths.server_cert, "key_file": paths.server_key},
         auth={"issuer": "https://idp.bank.example/realms/bank", "audience": "a", "ca_file": tmp_path / "nope.pem"},
     )
-    with pytest.raises(DomicileError, match="auth.ca_file"):
+    with pytest.raises(DomicileError, match=r"auth\.ca_file"):
         build_security(missing_ca)
 
 
