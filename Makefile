@@ -11,7 +11,7 @@ RUN_CONSOLE ?= 8081
 run: DATA_DIR ?= .domicile
 run-insecure: DATA_DIR ?= .domicile/insecure
 
-.PHONY: run run-insecure test test-fast venv lint console proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
+.PHONY: run run-insecure test test-fast venv lint scan console proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
 
 # The console's built single-page app (not committed): rebuilt when its sources change.
 CONSOLE_BUILT   := domicile/console/static/index.html
@@ -59,6 +59,10 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m ruff check .
 	$(PY) scripts/typecheck.py
+
+## scan: the deployment files' scans (hadolint, checkov), as `make test` runs them
+scan:
+	bash tools/scan.sh
 
 ## proto: regenerate domicile/v1 from protos/ (commit the result)
 proto: $(STAMP)

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from domicile.errors import FieldErrors
+from domicile.errors import FieldErrors, failed_precondition
 
 
 class Section(BaseModel):
@@ -265,8 +265,26 @@ class AccessSettings(Section):
 class Neo4jSettings(Section):
     user: str = ""
     password: str = ""
+    # The password read from a file instead (a mounted Secret); exclusive with `password`.
+    password_file: Path | None = None
     database: str = ""
     trusted_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> Neo4jSettings:
+        if self.password and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        return self
+
+    def resolved_password(self) -> str:
+        """`password`, or the contents of `password_file` without its trailing newline.
+        FAILED_PRECONDITION naming the file when it cannot be read."""
+        if self.password_file is None:
+            return self.password
+        try:
+            return self.password_file.read_text("utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise failed_precondition(f"neo4j.password_file {self.password_file}: {exc.strerror}") from None
 
 
 class Settings(BaseSettings):
@@ -297,6 +315,9 @@ class Settings(BaseSettings):
     # scrapers and probes inside the cluster; empty disables. Bind it to loopback or a
     # cluster-internal address.
     ops_listen: str = ""
+    # A plaintext gRPC listener serving only grpc.health.v1, for probes that cannot present
+    # client certificates (Kubernetes gRPC probes, Docker HEALTHCHECK); empty disables.
+    health_listen: str = ""
     decision_log: Path | None = None  # default: data_dir/decisions.jsonl
     security_log: Path | None = None  # default: data_dir/security.jsonl
     tls: TLSSettings = Field(default_factory=TLSSettings)
@@ -314,7 +335,7 @@ class Settings(BaseSettings):
         split_host_port(value)
         return value
 
-    @field_validator("http_listen", "ops_listen")
+    @field_validator("http_listen", "ops_listen", "health_listen")
     @classmethod
     def _check_http_listen(cls, value: str) -> str:
         if value:
@@ -330,6 +351,7 @@ class Settings(BaseSettings):
                 ("listen", self.listen),
                 ("http_listen", self.http_listen),
                 ("ops_listen", self.ops_listen),
+                ("health_listen", self.health_listen),
             ):
                 if address and not is_loopback(split_host_port(address)[0]):
                     raise ValueError(f"{name}={address}: --insecure serves only on loopback addresses")

@@ -56,6 +56,10 @@ from domicile.v1 import (
 
 log = logging.getLogger(__name__)
 
+# The health "service" a liveness probe asks for: SERVING while the process and its event loop
+# answer, whatever the state of the dependencies ("" and each service say that).
+LIVENESS = "liveness"
+
 SERVICE_NAMES = (
     catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
     lineage_pb2.DESCRIPTOR.services_by_name["LineageService"].full_name,
@@ -84,6 +88,9 @@ class RunningServer:
     # The plaintext listener of `ops_listen` (metrics and probes), when configured.
     ops_runner: web.AppRunner | None = None
     ops_port: int | None = None
+    # The plaintext grpc.health.v1 listener of `health_listen`, when configured.
+    health_server: grpc.aio.Server | None = None
+    health_port: int | None = None
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: refuse new RPCs, let in-flight ones finish within `grace` seconds,
@@ -93,6 +100,8 @@ class RunningServer:
         for runner in (self.http_runner, self.console_runner, self.ops_runner):
             if runner is not None:
                 await runner.cleanup()
+        if self.health_server is not None:
+            await self.health_server.stop(0)
         await self.grpc_server.stop(grace)
         if self.app.access is not None:
             await self.app.access.close()
@@ -195,9 +204,11 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         if port == 0:  # taken between the check and the bind
             raise ListenError("gRPC", settings.listen, "address in use or not available")
         await server.start()
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", LIVENESS, *SERVICE_NAMES):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         running = RunningServer(app=app, grpc_server=server, port=port, health=health_servicer, security=security)
+        if settings.health_listen:
+            running.health_server, running.health_port = await _start_health(health_servicer, settings)
         registry, collector = server_registry(app, issuer_keys=security.issuer_keys)
         ops = OpsEndpoints(app, registry, collector)
         if settings.http_listen:
@@ -217,6 +228,8 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
             for runner in (running.http_runner, running.ops_runner):
                 if runner is not None:
                     await runner.cleanup()
+            if running.health_server is not None:
+                await running.health_server.stop(0)
         if server is not None:
             await server.stop(0)
         if app is not None and app.access is not None:
@@ -238,6 +251,19 @@ async def _start_http(app: App, security: Security, ops: OpsEndpoints, address: 
     )
     ops.add_routes(http_app)
     return await _listen(http_app, address, security.http_ssl_context, "HTTP")
+
+
+async def _start_health(servicer: health.aio.HealthServicer, settings: Settings) -> tuple[grpc.aio.Server, int]:
+    """A plaintext gRPC server with only the health service (the same statuses as the main
+    port), for probes that cannot present client certificates."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port(settings.health_listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.health_listen}: address in use or not available")
+    await server.start()
+    log.info("serving gRPC health (plaintext) on %s (port %d)", settings.health_listen, port)
+    return server, port
 
 
 async def _start_ops(ops: OpsEndpoints, settings: Settings) -> tuple[web.AppRunner, int]:
@@ -313,6 +339,8 @@ async def serve(settings: Settings) -> None:
         print(f"  sign in (one-time link): {running.console_sign_in_link}", flush=True)
     if running.ops_port is not None:
         print(f"domicile serving ops HTTP on {settings.ops_listen} (port {running.ops_port})", flush=True)
+    if running.health_port is not None:
+        print(f"domicile serving gRPC health on {settings.health_listen} (port {running.health_port})", flush=True)
     await stop.wait()
     log.info("shutting down (grace %.1fs)", settings.shutdown_grace_seconds)
     await running.stop()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it. Lints and type-checks the Python code
-# first (ruff, mypy: any finding fails the run). Installs buf and the test OpenID Connect
+# first (ruff, mypy: any finding fails the run) and scans the deployment files (hadolint,
+# checkov: tools/scan.sh). Installs buf and the test OpenID Connect
 # provider (tools/oidc-provider) and builds the Neo4j launcher first (so their downloads are
 # not charged to a test's timeout); the Neo4j server
 # itself is started once by the pytest session fixture (tests/neo4j_plugin.py) and stopped at
@@ -15,6 +16,8 @@ echo "== ruff"
 "$PY" -m ruff check --quiet .
 echo "== mypy"
 "$PY" scripts/typecheck.py
+echo "== deployment files (hadolint, checkov)"
+bash tools/scan.sh
 echo "== buf"
 bash tools/buf.sh --version
 echo "== chromium (browser tests)"

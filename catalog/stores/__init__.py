@@ -45,7 +45,7 @@ async def open_configured_store(settings: Settings) -> GraphStore:
     if urlsplit(settings.store).scheme in NEO4J_SCHEMES:
         neo4j = settings.neo4j
         if neo4j.user:
-            options.update(user=neo4j.user, password=neo4j.password)
+            options.update(user=neo4j.user, password=neo4j.resolved_password())
         if neo4j.database:
             options["database"] = neo4j.database
         if neo4j.trusted_ca_file:

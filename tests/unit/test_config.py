@@ -3,6 +3,7 @@
 import pytest
 
 from domicile.config import SettingsError, is_loopback, load_settings, split_host_port
+from domicile.errors import DomicileError
 
 
 def test_flags_beat_environment_beat_file(tmp_path, monkeypatch):
@@ -69,3 +70,15 @@ def test_nested_sections_merge_across_sources(tmp_path, monkeypatch):
     monkeypatch.setenv("DOMICILE_TLS__CERT_FILE", "/c.pem")
     tls = load_settings(config, tls={"reload_interval_seconds": 1}).tls
     assert (str(tls.cert_file), str(tls.key_file), tls.reload_interval_seconds) == ("/c.pem", "/k.pem", 1)
+
+
+def test_neo4j_password_from_a_file(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    settings = load_settings(neo4j={"user": "domicile", "password_file": secret})
+    assert settings.neo4j.resolved_password() == "s3cret"
+    with pytest.raises(SettingsError, match="password or password_file"):
+        load_settings(neo4j={"password": "x", "password_file": secret})
+    missing = load_settings(neo4j={"password_file": tmp_path / "nope"})
+    with pytest.raises(DomicileError, match=r"neo4j\.password_file"):
+        missing.neo4j.resolved_password()

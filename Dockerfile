@@ -1,0 +1,47 @@
+# Domicile server image. Built and smoke-tested outside this repository's CI (which has no
+# container runtime); CI lints this file (hadolint) and scans it (checkov). See
+# docs/operations.md "Deploying" for the build and smoke-test commands.
+#
+# Stage 1 builds the package (and its optional C helpers) into a virtual environment with the
+# full Python image, which has a compiler; stage 2 copies only that environment onto the slim
+# image: no compiler, headers or package caches in the result.
+
+FROM python:3.11-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY domicile/ domicile/
+COPY catalog/ catalog/
+COPY lineage/ lineage/
+COPY router/ router/
+RUN python -m venv /opt/domicile \
+    && /opt/domicile/bin/pip install --no-cache-dir . \
+    && /opt/domicile/bin/pip uninstall --yes pip setuptools \
+    && /opt/domicile/bin/domicile --version
+
+FROM python:3.11-slim-bookworm
+RUN groupadd --system --gid 10001 domicile \
+    && useradd --system --uid 10001 --gid domicile --home-dir /var/lib/domicile --shell /usr/sbin/nologin domicile \
+    && mkdir -p /var/lib/domicile /etc/domicile \
+    && chown domicile:domicile /var/lib/domicile \
+    && chmod 0700 /var/lib/domicile
+COPY --from=build /opt/domicile /opt/domicile
+COPY deploy/container.yaml /etc/domicile/domicile.yaml
+COPY examples/policy.yaml /etc/domicile/example-policy.yaml
+# Settings come from /etc/domicile/domicile.yaml (mount your own over it), DOMICILE_* variables
+# and flags. Nothing is written outside /var/lib/domicile (the data volume) and /tmp, so the
+# root filesystem can be read-only.
+ENV PATH=/opt/domicile/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    DOMICILE_CONFIG=/etc/domicile/domicile.yaml \
+    DOMICILE_DATA_DIR=/var/lib/domicile
+USER 10001:10001
+WORKDIR /var/lib/domicile
+VOLUME ["/var/lib/domicile"]
+# gRPC API (TLS), HTTP (OpenLineage, /metrics; TLS), plaintext gRPC health for probes,
+# plaintext metrics and probes (ops_listen, off unless configured).
+EXPOSE 50051 8080 50052 9090
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["domicile", "--insecure", "--server", "127.0.0.1:50052", "--timeout", "5", "health"]
+ENTRYPOINT ["domicile"]
+CMD ["serve"]

@@ -1,0 +1,57 @@
+"""The deployment files agree with the server they deploy: every settings file they hold is
+valid, and the ports the probes and HEALTHCHECK use are the ones configured. (The files'
+hardening is checked by tools/scan.sh.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from domicile.config import load_settings, split_host_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+
+
+def manifests() -> list[dict]:
+    return [doc for path in sorted((DEPLOY / "k8s").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())]
+
+
+def configmap_settings(tmp_path: Path):
+    (configmap,) = [m for m in manifests() if m.get("kind") == "ConfigMap"]
+    path = tmp_path / "domicile.yaml"
+    path.write_text(configmap["data"]["domicile.yaml"])
+    return load_settings(path)
+
+
+@pytest.mark.parametrize("name", ["container.yaml", "domicile.yaml"])
+def test_settings_files_are_valid(name):
+    settings = load_settings(DEPLOY / name)
+    assert settings.health_listen and settings.log_format == "json"
+
+
+def test_the_kubernetes_probes_use_the_configured_health_port(tmp_path):
+    settings = configmap_settings(tmp_path)
+    health_port = split_host_port(settings.health_listen)[1]
+    (statefulset,) = [m for m in manifests() if m["kind"] == "StatefulSet"]
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["grpc"]["port"] == health_port, probe
+    assert container["livenessProbe"]["grpc"]["service"] == "liveness"
+    assert "service" not in container["readinessProbe"]["grpc"]  # the server as a whole
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["grpc"] == split_host_port(settings.listen)[1]
+    assert ports["https"] == split_host_port(settings.http_listen)[1]
+    assert ports["metrics"] == split_host_port(settings.ops_listen)[1]
+    mounted = {m["mountPath"] for m in container["volumeMounts"]}
+    for path in (settings.tls.cert_file, settings.tls.key_file, settings.auth.jwks_file, settings.neo4j.password_file):
+        assert any(str(path).startswith(mount + "/") for mount in mounted), path
+
+
+def test_the_image_healthcheck_asks_the_configured_health_port():
+    settings = load_settings(DEPLOY / "container.yaml")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f'"127.0.0.1:{split_host_port(settings.health_listen)[1]}"' in dockerfile
+    assert "USER 10001:10001" in dockerfile
