@@ -92,6 +92,21 @@ class RateLimitSettings(Section):
     auth_failure_burst: int = Field(default=50, gt=0)
 
 
+class LoadSheddingSettings(Section):
+    """Calls beyond these limits are refused at once with RESOURCE_EXHAUSTED and RetryInfo
+    (domicile/loadshed.py, docs/operations.md "Load shedding")."""
+
+    enabled: bool = True
+    max_concurrent_rpcs: int = Field(default=256, ge=1)
+    max_concurrent_rpcs_per_principal: int = Field(default=64, ge=1)
+    # New calls are refused, a growing share of them, while the event loop keeps running later
+    # than this (the server is saturated); 0 turns this limit off. The default catches a server
+    # that is far behind; a latency target needs a tighter bound (docs/operations.md).
+    max_event_loop_lag_seconds: float = Field(default=0.25, ge=0, le=10)
+    # The retry delay a refusal suggests (spread over 0.5-1.5x, so callers do not retry in step).
+    retry_after_seconds: float = Field(default=0.1, gt=0, le=60)
+
+
 class LineageSettings(Section):
     """OpenLineage mapping and GetLineage bounds (see docs/lineage.md)."""
 
@@ -323,6 +338,7 @@ class Settings(BaseSettings):
     tls: TLSSettings = Field(default_factory=TLSSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    load_shedding: LoadSheddingSettings = Field(default_factory=LoadSheddingSettings)
     lineage: LineageSettings = Field(default_factory=LineageSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)

@@ -1,4 +1,5 @@
-"""The HTTP side of the server (aiohttp): OpenLineage ingestion and a liveness probe.
+"""The HTTP side of the server (aiohttp): OpenLineage ingestion (the probes and /metrics are
+added by `domicile.health` and `domicile.ops`).
 
 Routes are contributed by the domain packages; this module only assembles them and is the
 one place where domain errors become HTTP answers: a `DomicileError` becomes the status of
@@ -94,10 +95,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
 def create_http_app(app: App, *, outer: Iterable[Any] = (), middlewares: Iterable[Any] = ()) -> web.Application:
     """The aiohttp application: the `outer` middlewares (telemetry: they see every answer),
     then the error mapping (so refusals by the security middlewares get the same JSON shape),
@@ -105,6 +102,5 @@ def create_http_app(app: App, *, outer: Iterable[Any] = (), middlewares: Iterabl
     http_app = web.Application(
         middlewares=[*outer, error_middleware, *middlewares], client_max_size=app.settings.max_message_bytes
     )
-    http_app.router.add_get("/healthz", _healthz)
     add_lineage_routes(http_app, app)
     return http_app

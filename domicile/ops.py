@@ -1,5 +1,5 @@
 """The operator's HTTP endpoints: `GET /metrics` (Prometheus text format, or OpenMetrics when
-asked for).
+asked for) and the probes of `domicile.health` (`/livez`, `/readyz`, `/healthz`).
 
 They are mounted on the main HTTP listener (where `/metrics` needs a token with the
 `metrics:read` scope, like any other route) and, when `ops_listen` is set, on a plaintext
@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from domicile.app import App
+from domicile.health import ServiceHealth
 from domicile.telemetry.metrics import ServerCollector
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,17 @@ STORE_READ_TIMEOUT = 2.0
 class OpsEndpoints:
     """The handlers, bound to one server's registry and collector."""
 
-    def __init__(self, app: App, registry: CollectorRegistry, collector: ServerCollector) -> None:
+    def __init__(
+        self, app: App, registry: CollectorRegistry, collector: ServerCollector, health: ServiceHealth
+    ) -> None:
         self._app = app
         self._registry = registry
         self._collector = collector
+        self._health = health
 
     def add_routes(self, http_app: web.Application) -> None:
         http_app.router.add_get(METRICS_PATH, self.metrics)
+        self._health.add_routes(http_app)
 
     async def metrics(self, request: web.Request) -> web.Response:
         try:

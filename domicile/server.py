@@ -30,7 +30,9 @@ from domicile.catalog.store import GraphStore
 from domicile.catalog.stores import open_configured_store
 from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
+from domicile.health import SERVICE_NAMES, ServiceHealth
 from domicile.lineage.service import LineageServicer
+from domicile.loadshed import LoadShedder, PrincipalLoadShedding, ServerLoadShedding
 from domicile.ops import OpsEndpoints
 from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import Router
@@ -41,33 +43,14 @@ from domicile.telemetry.metrics import server_registry
 from domicile.telemetry.store import InstrumentedStore
 from domicile.telemetry.tracing import configure_tracing, grpc_server_interceptor
 from domicile.v1 import (
-    access_pb2,
     access_pb2_grpc,
-    audit_pb2,
     audit_pb2_grpc,
-    catalog_pb2,
     catalog_pb2_grpc,
-    lineage_pb2,
     lineage_pb2_grpc,
-    policy_pb2,
     policy_pb2_grpc,
-    residency_pb2,
 )
 
 log = logging.getLogger(__name__)
-
-# The health "service" a liveness probe asks for: SERVING while the process and its event loop
-# answer, whatever the state of the dependencies ("" and each service say that).
-LIVENESS = "liveness"
-
-SERVICE_NAMES = (
-    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
-    lineage_pb2.DESCRIPTOR.services_by_name["LineageService"].full_name,
-    residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"].full_name,
-    policy_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
-    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
-    access_pb2.DESCRIPTOR.services_by_name["AccessService"].full_name,
-)
 
 
 @dataclass
@@ -79,6 +62,8 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     security: Security
+    service_health: ServiceHealth
+    shedder: LoadShedder | None = None
     http_runner: web.AppRunner | None = None
     http_port: int | None = None
     console_runner: web.AppRunner | None = None
@@ -96,6 +81,7 @@ class RunningServer:
         """Graceful stop: refuse new RPCs, let in-flight ones finish within `grace` seconds,
         then close the router, the HTTP endpoints and the store (in that order)."""
         grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
+        await self.service_health.close()
         await self.health.enter_graceful_shutdown()
         for runner in (self.http_runner, self.console_runner, self.ops_runner):
             if runner is not None:
@@ -105,6 +91,8 @@ class RunningServer:
         await self.grpc_server.stop(grace)
         if self.app.access is not None:
             await self.app.access.close()
+        if self.shedder is not None:
+            await self.shedder.close()
         if self.app.router is not None:
             await self.app.router.close()
         await self.security.close()
@@ -158,8 +146,11 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
     app: App | None = None
     server: grpc.aio.Server | None = None
     running: RunningServer | None = None
+    shedder = LoadShedder(settings.load_shedding) if settings.load_shedding.enabled else None
     try:
         await security.start()
+        if shedder is not None:
+            await shedder.start()
         app = App(settings=settings, store=store, security_events=security.events)
         if settings.demo:
             from domicile.demo import load_demo_catalog
@@ -175,11 +166,15 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         if settings.access.enabled:
             app.access = AccessTracking.start(app, app.router)
         interceptors: list[grpc.aio.ServerInterceptor] = [grpc_server_interceptor()] if tracing else []
+        if shedder is not None:
+            interceptors.append(ServerLoadShedding(shedder))
         interceptors += [
             AccessInterceptor(log_access=settings.access_log),
             ErrorMappingInterceptor(),
             *security.interceptors,
         ]
+        if shedder is not None:
+            interceptors.append(PrincipalLoadShedding(shedder))
         server = grpc.aio.server(interceptors=interceptors, options=_server_options(settings))
         servicers_by_registration = servicers(app)
         for add, servicer in servicers_by_registration:
@@ -204,13 +199,28 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         if port == 0:  # taken between the check and the bind
             raise ListenError("gRPC", settings.listen, "address in use or not available")
         await server.start()
-        for name in ("", LIVENESS, *SERVICE_NAMES):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        running = RunningServer(app=app, grpc_server=server, port=port, health=health_servicer, security=security)
+        issuer_keys = security.issuer_keys
+        service_health = ServiceHealth(
+            app, health_servicer, keys_known=(lambda: bool(issuer_keys.keys)) if issuer_keys is not None else None
+        )
+        await service_health.start()
+        running = RunningServer(
+            app=app,
+            grpc_server=server,
+            port=port,
+            health=health_servicer,
+            security=security,
+            service_health=service_health,
+            shedder=shedder,
+        )
         if settings.health_listen:
             running.health_server, running.health_port = await _start_health(health_servicer, settings)
-        registry, collector = server_registry(app, issuer_keys=security.issuer_keys)
-        ops = OpsEndpoints(app, registry, collector)
+        registry, collector = server_registry(
+            app,
+            issuer_keys=security.issuer_keys,
+            shedder=shedder,
+        )
+        ops = OpsEndpoints(app, registry, collector, service_health)
         if settings.http_listen:
             running.http_runner, running.http_port = await _start_http(app, security, ops, settings.http_listen)
         if settings.console.listen:
@@ -224,7 +234,10 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         log.info("serving gRPC on %s (port %d), store %s", settings.listen, port, _redact(settings.store))
         return running
     except BaseException:
+        if shedder is not None:
+            await shedder.close()
         if running is not None:
+            await running.service_health.close()
             for runner in (running.http_runner, running.ops_runner):
                 if runner is not None:
                     await runner.cleanup()

@@ -1052,6 +1052,11 @@ class DecisionLog:
             self._wakeup.notify()
         await future
 
+    def failure(self) -> str:
+        """Why the log cannot take decisions now (its writer failed), or '' while it can."""
+        failure = self._failure
+        return "" if failure is None else f"decision log {self.path} failed: {failure}"
+
     def queued(self) -> int:
         """Entries appended and not yet written and fsynced (a BatchDecide is one entry)."""
         return self._appended_seq - self._durable_seq

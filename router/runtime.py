@@ -173,6 +173,8 @@ class RouterStatus:
     stale_reason: str
     policy_version: str
     decision_log_queued: int
+    # Why decisions cannot be logged (and so are not answered) now; empty while they can.
+    decision_log_failure: str
 
 
 @dataclass(frozen=True)
@@ -449,6 +451,7 @@ class Router:
             stale_reason=self._stale_reason(),
             policy_version=self._policy.version,
             decision_log_queued=self._log.queued(),
+            decision_log_failure=self._log.failure(),
         )
 
     def _require_fresh(self) -> None:

@@ -11,6 +11,10 @@
 // it -- its timer waking late, or its thread waiting for a CPU the server is using. On a quiet
 // machine the two agree; here the gap is the client's own lateness (`send_late_*`).
 //
+// Calls that fail are counted by status code; `retry_info` counts those whose status details
+// carry a google.rpc.RetryInfo (a refusal a client can act on), and the `ok_*` latencies are
+// those of the calls that succeeded (what load shedding must keep low while it refuses).
+//
 // The request file holds the serialized request messages, each preceded by its length as a
 // 4-byte big-endian integer; calls cycle through them.
 package main
@@ -28,7 +32,9 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
@@ -63,6 +69,11 @@ var _ encoding.Codec = rawCodec{}
 type result struct {
 	Count        int            `json:"count"`
 	Errors       map[string]int `json:"errors"`
+	RetryInfo    int            `json:"retry_info"`
+	OK           int            `json:"ok"`
+	OKP50Ms      float64        `json:"ok_p50_ms"`
+	OKP99Ms      float64        `json:"ok_p99_ms"`
+	OKP999Ms     float64        `json:"ok_p999_ms"`
 	AchievedRate float64        `json:"achieved_rate"`
 	P50Ms        float64        `json:"p50_ms"`
 	P90Ms        float64        `json:"p90_ms"`
@@ -98,6 +109,15 @@ func readRequests(path string) ([][]byte, error) {
 		return nil, fmt.Errorf("%s: no requests", path)
 	}
 	return out, nil
+}
+
+func hasRetryInfo(err error) bool {
+	for _, detail := range status.Convert(err).Details() {
+		if _, ok := detail.(*errdetails.RetryInfo); ok {
+			return true
+		}
+	}
+	return false
 }
 
 func cpuSeconds() float64 {
@@ -154,7 +174,7 @@ func main() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	err = conn.Invoke(ctx, *method, &requests[0], &answer, grpc.WaitForReady(true))
 	cancel()
-	if err != nil {
+	if err != nil && status.Code(err) != codes.ResourceExhausted {
 		fmt.Fprintln(os.Stderr, "loadgen: first call:", err)
 		os.Exit(1)
 	}
@@ -164,7 +184,8 @@ func main() {
 	total := skip + int(*duration/interval)
 	latencies := make([]time.Duration, total) // from send
 	lateness := make([]time.Duration, total)  // send time - due time
-	codes := make([]string, total)
+	failures := make([]string, total)
+	retryInfo := make([]bool, total)
 	var wg sync.WaitGroup
 	start := time.Now()
 	var cpuStart float64
@@ -187,7 +208,8 @@ func main() {
 			latencies[i] = time.Since(sent)
 			lateness[i] = sent.Sub(due)
 			if err != nil {
-				codes[i] = status.Code(err).String()
+				failures[i] = status.Code(err).String()
+				retryInfo[i] = hasRetryInfo(err)
 			}
 		}(i, due)
 	}
@@ -196,6 +218,13 @@ func main() {
 	cpu := cpuSeconds() - cpuStart
 
 	measured := append([]time.Duration(nil), latencies[skip:]...)
+	var ok []time.Duration
+	for i := skip; i < total; i++ {
+		if failures[i] == "" {
+			ok = append(ok, latencies[i])
+		}
+	}
+	sort.Slice(ok, func(a, b int) bool { return ok[a] < ok[b] })
 	late := append([]time.Duration(nil), lateness[skip:]...)
 	fromDue := make([]time.Duration, len(measured))
 	for i := range measured {
@@ -205,15 +234,24 @@ func main() {
 		sort.Slice(d, func(a, b int) bool { return d[a] < d[b] })
 	}
 	errors := map[string]int{}
-	for _, c := range codes[skip:] {
-		if c != "" {
-			errors[c]++
+	withRetryInfo := 0
+	for i := skip; i < total; i++ {
+		if failures[i] != "" {
+			errors[failures[i]]++
+			if retryInfo[i] {
+				withRetryInfo++
+			}
 		}
 	}
 	n := len(measured)
 	out := result{
 		Count:        n,
 		Errors:       errors,
+		RetryInfo:    withRetryInfo,
+		OK:           len(ok),
+		OKP50Ms:      percentile(ok, 50),
+		OKP99Ms:      percentile(ok, 99),
+		OKP999Ms:     percentile(ok, 99.9),
 		AchievedRate: float64(n) / elapsed.Seconds(),
 		P50Ms:        percentile(measured, 50),
 		P90Ms:        percentile(measured, 90),

@@ -1,6 +1,6 @@
 """aiohttp middleware guarding the HTTP endpoint with the same Guard as gRPC.
 
-`GET /healthz` is open; every other request needs `Authorization: Bearer <token>` (the header
+`GET /healthz`, `/livez` and `/readyz` are open; every other request needs `Authorization: Bearer <token>` (the header
 the OpenLineage client's HttpTransport sends with `auth: {type: api_key}`) and the scope the
 `HTTP_SCOPES` table names. Refusals have the endpoint's JSON error shape (401, 403, 429 with
 the trace id in `error.metadata.trace_id`), with `WWW-Authenticate` on 401 and `Retry-After`

@@ -101,7 +101,10 @@ HTTP_SCOPES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/metrics"): _one(METRICS_READ),
     ("HEAD", "/metrics"): _one(METRICS_READ),
 }
-HTTP_OPEN: frozenset[tuple[str, str]] = frozenset({("GET", "/healthz"), ("HEAD", "/healthz")})
+# The probes (domicile.health): open, like grpc.health.v1 can be (auth.open_health).
+HTTP_OPEN: frozenset[tuple[str, str]] = frozenset(
+    (method, path) for method in ("GET", "HEAD") for path in ("/healthz", "/livez", "/readyz")
+)
 
 
 def open_methods(*, health: bool, reflection: bool) -> frozenset[str]:

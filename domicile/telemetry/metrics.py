@@ -12,7 +12,7 @@ docs/operations.md lists every metric; keep both in step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -26,6 +26,7 @@ from domicile import __version__
 
 if TYPE_CHECKING:
     from domicile.app import App
+    from domicile.loadshed import LoadShedder
     from domicile.security.oidc import IssuerKeys
 
 # The `_created` series (when each labelled child was first used) double the output and no
@@ -149,11 +150,9 @@ class ServerCollector(Collector):
     revision, read (asynchronously) by the scrape handler just before it collects; None when
     the store could not answer."""
 
-    def __init__(
-        self, app: App, *, in_flight: Callable[[], int] | None = None, issuer_keys: IssuerKeys | None = None
-    ) -> None:
+    def __init__(self, app: App, *, shedder: LoadShedder | None = None, issuer_keys: IssuerKeys | None = None) -> None:
         self._app = app
-        self._in_flight = in_flight
+        self._shedder = shedder
         self._issuer_keys = issuer_keys
         self.catalog_head: int | None = None
 
@@ -162,8 +161,21 @@ class ServerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield InfoMetricFamily("domicile_build", "The running Domicile version.", value={"version": __version__})
-        if self._in_flight is not None:
-            yield GaugeMetricFamily("domicile_rpc_in_flight", "gRPC calls being served now.", value=self._in_flight())
+        if self._shedder is not None:
+            yield GaugeMetricFamily(
+                "domicile_rpc_in_flight", "gRPC calls being served now.", value=self._shedder.in_flight
+            )
+            yield GaugeMetricFamily(
+                "domicile_event_loop_lag_seconds",
+                "How late the event loop last ran a timer (load shedding refuses calls beyond "
+                "load_shedding.max_event_loop_lag_seconds).",
+                value=self._shedder.lag,
+            )
+            yield GaugeMetricFamily(
+                "domicile_load_shed_share",
+                "The share of new calls being refused because the event loop runs late (0 to 1).",
+                value=self._shedder.shed_share,
+            )
         router = self._app.router
         if router is not None:
             status = router.status()
@@ -204,7 +216,7 @@ class ServerCollector(Collector):
 
 
 def server_registry(
-    app: App, *, in_flight: Callable[[], int] | None = None, issuer_keys: IssuerKeys | None = None
+    app: App, *, shedder: LoadShedder | None = None, issuer_keys: IssuerKeys | None = None
 ) -> tuple[CollectorRegistry, ServerCollector]:
     """A registry for one server's `/metrics`: the process-wide metrics above, process and GC
     statistics, and that server's gauges."""
@@ -214,6 +226,6 @@ def server_registry(
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    server = ServerCollector(app, in_flight=in_flight, issuer_keys=issuer_keys)
+    server = ServerCollector(app, shedder=shedder, issuer_keys=issuer_keys)
     registry.register(server)
     return registry, server

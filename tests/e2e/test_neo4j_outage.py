@@ -210,8 +210,34 @@ async def test_grpc_catalog_answers_unavailable_during_an_outage_and_recovers(se
                     await asyncio.wait_for(call, OUTAGE_REPORT_SECONDS)
                 assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value.details()
                 assert details_of(caught.value)["retry_after"], "UNAVAILABLE must carry a retry hint"
+            # Health: the store's services and readiness say NOT_SERVING; decisions (which fail
+            # closed) and liveness keep serving, so nothing restarts a server that waits.
+            await running.service_health.check()
+            assert await health_statuses(channel) == {
+                "": "NOT_SERVING",
+                "liveness": "SERVING",
+                "domicile.v1.CatalogService": "NOT_SERVING",
+                "domicile.v1.LineageService": "NOT_SERVING",
+                "domicile.v1.ResidencyService": "SERVING",
+                "domicile.v1.PolicyService": "SERVING",
+            }
             await asyncio.to_thread(server.start)
             got = await stub.GetDataset(catalog_pb2.GetDatasetRequest(id="s3://outage/grpc"))
             assert got.dataset == written.dataset
+            await running.service_health.check()
+            assert set((await health_statuses(channel)).values()) == {"SERVING"}
     finally:
         await running.stop(0)
+
+
+async def health_statuses(channel) -> dict[str, str]:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from domicile.health import LIVENESS, SERVICE_NAMES
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    statuses = {}
+    for name in ("", LIVENESS, *SERVICE_NAMES):
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=20)
+        statuses[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    return statuses

@@ -1,0 +1,162 @@
+"""Overload: what callers get when they send more than the server can answer.
+
+Runs `domicile serve --insecure --demo` (the demo catalog, the example policy) in its own
+process and drives unary Decide with bench/loadgen (Go, open loop: calls leave on schedule
+whatever the server does; `tools/install-loadgen.sh` builds it):
+
+1. 1,000 req/s: the accepted calls' p99 -- the reference;
+2. a ramp of rising rates: the most calls answered OK per second is the maximum throughput;
+3. twice that rate: how many calls were refused, how many refusals carry a google.rpc.RetryInfo
+   (load shedding's RESOURCE_EXHAUSTED) and how many failed otherwise (CANCELLED or
+   DEADLINE_EXCEEDED: the caller learns nothing), and the accepted calls' p99.
+
+The targets (issue "Operable in production"): at twice the maximum throughput 100% of
+refusals carry RetryInfo, and the accepted calls' p99 stays within 2x its value at 1,000
+req/s. `--no-shedding` runs the same with load shedding off, for comparison.
+
+    tools/install-loadgen.sh
+    .venv/bin/python bench/overload_bench.py --loadgen .tools/bin/loadgen
+    .venv/bin/python bench/overload_bench.py --loadgen .tools/bin/loadgen --no-shedding
+
+Results go to docs/benchmarks.md with the command, the machine and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from router_bench import run_json, server_process
+
+from domicile.demo import DATASETS
+from domicile.v1 import residency_pb2
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "examples" / "policy.yaml"
+REGIONS = ("aws:eu-central-1", "aws:us-east-1", "aws:ap-south-1", "gcp:europe-west3", "azure:centralindia")
+
+
+def write_requests(path: Path) -> None:
+    """Every demo dataset x region x operation, as loadgen's length-prefixed request file."""
+    with path.open("wb") as out:
+        for dataset_id in [d.id for d in DATASETS]:
+            for region in REGIONS:
+                for operation in (residency_pb2.OPERATION_STORE, residency_pb2.OPERATION_PROCESS):
+                    message = residency_pb2.DecideRequest(
+                        dataset_id=dataset_id, operation=operation, region=region
+                    ).SerializeToString()
+                    out.write(len(message).to_bytes(4, "big") + message)
+
+
+async def drive(loadgen: Path, port: int, requests: Path, rate: int, seconds: float) -> dict:
+    return await run_json(
+        "loadgen",
+        str(loadgen),
+        "-target",
+        f"127.0.0.1:{port}",
+        "-requests",
+        str(requests),
+        "-rate",
+        str(rate),
+        "-duration",
+        f"{seconds:g}s",
+        "-warmup",
+        "1s",
+        "-timeout",
+        f"{args.timeout:g}s",
+    )
+
+
+def summary(label: str, rate: int, result: dict) -> None:
+    failed = sum(result["errors"].values())
+    ok_rate = result["ok"] / result["count"] * result["achieved_rate"]
+    print(
+        f"{label:>22} {rate:>6,} req/s: OK {result['ok']:>6,} ({ok_rate:7,.0f}/s)  "
+        f"p99 OK {result['ok_p99_ms']:8.2f} ms  refused {failed:>6,} "
+        f"(RetryInfo {result['retry_info']:>6,})  errors {result['errors']}",
+        flush=True,
+    )
+
+
+async def main() -> None:
+    loadgen = Path(args.loadgen)
+    with tempfile.TemporaryDirectory(prefix="overload-bench-") as tmp:
+        workdir = Path(tmp)
+        requests = workdir / "requests.bin"
+        write_requests(requests)
+        env_shedding = "false" if args.no_shedding else "true"
+        os.environ["DOMICILE_LOAD_SHEDDING__ENABLED"] = env_shedding
+        os.environ["DOMICILE_ACCESS_LOG"] = "false" if args.no_access_log else "true"
+        argv = [
+            sys.executable,
+            "-c",
+            "from domicile.cli.main import main; main()",
+            "serve",
+            "--insecure",
+            "--demo",
+            "--store",
+            f"sqlite:///{workdir / 'catalog.db'}",
+            "--policy",
+            str(POLICY),
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "",
+            "--data-dir",
+            str(workdir / "server"),
+        ]
+        print(f"load shedding {'off' if args.no_shedding else 'on'}; calls time out after {args.timeout:g} s")
+        async with server_process("domicile serve", argv, workdir / "server.log") as server:
+            await drive(loadgen, server.port, requests, 500, 2)  # warm-up
+            reference = await drive(loadgen, server.port, requests, 1000, args.seconds)
+            summary("reference", 1000, reference)
+            best = 0.0
+            for rate in args.ramp:
+                result = await drive(loadgen, server.port, requests, rate, args.ramp_seconds)
+                summary("ramp", rate, result)
+                best = max(best, result["ok"] / result["count"] * result["achieved_rate"])
+                await asyncio.sleep(2)  # let any backlog drain
+            overload = 2 * int(best)
+            result = await drive(loadgen, server.port, requests, overload, args.seconds)
+            summary("2x max throughput", overload, result)
+        refused = sum(result["errors"].values())
+        with_retry = result["retry_info"]
+        print(
+            json.dumps(
+                {
+                    "max_throughput": round(best),
+                    "reference_ok_p99_ms": reference["ok_p99_ms"],
+                    "overload_rate": overload,
+                    "overload_ok": result["ok"],
+                    "overload_ok_p99_ms": result["ok_p99_ms"],
+                    "overload_refused": refused,
+                    "overload_refused_with_retry_info": with_retry,
+                    "overload_errors": result["errors"],
+                    "target_retry_info_met": refused == with_retry,
+                    "target_p99_met": result["ok"] > 0 and result["ok_p99_ms"] <= 2 * reference["ok_p99_ms"],
+                }
+            ),
+            flush=True,
+        )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--loadgen", required=True, help="bench/loadgen binary (tools/install-loadgen.sh)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="reference and overload phases")
+    parser.add_argument("--ramp", type=int, nargs="+", default=[1500, 2000, 2500, 3000, 3500, 4000])
+    parser.add_argument("--ramp-seconds", type=float, default=5.0)
+    parser.add_argument("--timeout", type=float, default=5.0, help="each call's deadline")
+    parser.add_argument("--no-shedding", action="store_true", help="load_shedding.enabled: false")
+    parser.add_argument("--no-access-log", action="store_true", help="access_log: false")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    asyncio.run(main())

@@ -1,0 +1,137 @@
+"""Load shedding over real channels: calls beyond the server's and a principal's concurrency
+limits are refused at once with RESOURCE_EXHAUSTED and RetryInfo; health checks never are.
+(Behaviour under overload is measured in bench/overload_bench.py, not tested here.)"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from domicile.config import LoadSheddingSettings
+from domicile.grpc_errors import details_of
+from domicile.loadshed import EVENT_LOOP_LAG, LoadShedder, sheddable_methods
+from domicile.security.dev_credentials import dev_paths, mint_dev_token
+from domicile.server import create_server
+from domicile.v1 import catalog_pb2, catalog_pb2_grpc, residency_pb2, residency_pb2_grpc
+from tests.e2e.conftest import insecure_settings
+from tests.e2e.test_security import credentials, dev_settings
+
+NO_LAG_LIMIT = {"max_event_loop_lag_seconds": 0}
+
+
+def upsert(stub, dataset_id: str, metadata=()):
+    request = catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id=dataset_id, origins=["DE"]))
+    return asyncio.ensure_future(stub.UpsertDataset(request, metadata=metadata, timeout=60))
+
+
+async def until(condition, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
+class CatalogLock:
+    """Another connection holding SQLite's write lock: catalog writes wait (in flight)."""
+
+    def __init__(self, path) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None)
+        self._conn.execute("BEGIN EXCLUSIVE")
+
+    def release(self) -> None:
+        self._conn.execute("ROLLBACK")
+        self._conn.close()
+
+
+async def test_calls_beyond_the_server_limit_are_refused_at_once(tmp_path):
+    settings = insecure_settings(tmp_path, load_shedding={"max_concurrent_rpcs": 2, **NO_LAG_LIMIT})
+    running = await create_server(settings)
+    lock = None
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+            lock = CatalogLock(tmp_path / "catalog.db")
+            waiting = [upsert(catalog, f"s3://shed/{i}") for i in range(2)]
+            await until(lambda: running.shedder.in_flight == 2, "two writes in flight")
+            decide = residency_pb2.DecideRequest(
+                dataset_id="s3://shed/0", operation=residency_pb2.OPERATION_STORE, region="aws:us-east-1"
+            )
+            started = time.monotonic()
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await residency_pb2_grpc.ResidencyServiceStub(channel).Decide(decide, timeout=20)
+            assert time.monotonic() - started < 10, "a refusal must not wait"
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            details = details_of(refused.value)
+            assert details["reason"] == "OVERLOADED" and details["metadata"] == {"limit": "server_concurrency"}
+            assert 0.05 <= details["retry_after"] <= 0.15
+            # Health checks always get through.
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            lock.release()
+            lock = None
+            for call in waiting:
+                assert (await call).dataset.id
+            await until(lambda: running.shedder.in_flight == 0, "the writes finished")
+            assert (await residency_pb2_grpc.ResidencyServiceStub(channel).Decide(decide, timeout=20)).decision
+    finally:
+        if lock is not None:
+            lock.release()
+        await running.stop(0)
+
+
+async def test_one_principal_cannot_take_every_slot(tmp_path):
+    settings = dev_settings(tmp_path, load_shedding={"max_concurrent_rpcs_per_principal": 1, **NO_LAG_LIMIT})
+    running = await create_server(settings)
+    paths = dev_paths(tmp_path)
+    lock = None
+    try:
+        async with grpc.aio.secure_channel(f"127.0.0.1:{running.port}", credentials(paths)) as channel:
+            catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+            greedy = [("authorization", f"Bearer {mint_dev_token(tmp_path, subject='svc-greedy')}")]
+            other = [("authorization", f"Bearer {mint_dev_token(tmp_path, subject='svc-other')}")]
+            lock = CatalogLock(tmp_path / "catalog.db")
+            waiting = upsert(catalog, "s3://shed/greedy", greedy)
+            await until(lambda: running.shedder.in_flight == 1, "a write in flight")
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await catalog.ListRegions(catalog_pb2.ListRegionsRequest(), metadata=greedy, timeout=20)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            details = details_of(refused.value)
+            assert details["reason"] == "PRINCIPAL_CONCURRENCY_LIMIT" and details["retry_after"] > 0
+            # Another principal is served meanwhile.
+            assert (await catalog.ListRegions(catalog_pb2.ListRegionsRequest(), metadata=other, timeout=20)).regions
+            lock.release()
+            lock = None
+            assert (await waiting).dataset.id == "s3://shed/greedy"
+            assert (await catalog.ListRegions(catalog_pb2.ListRegionsRequest(), metadata=greedy, timeout=20)).regions
+    finally:
+        if lock is not None:
+            lock.release()
+        await running.stop(0)
+
+
+async def test_a_late_event_loop_sheds_a_growing_share_of_calls():
+    shedder = LoadShedder(LoadSheddingSettings(max_event_loop_lag_seconds=0.01))
+    await shedder.start()
+    try:
+        for _ in range(10):
+            time.sleep(0.03)  # a saturated loop: every turn takes 30 ms, so every sample is late
+            await asyncio.sleep(0)
+        assert shedder.lag > 0.01 and shedder.shed_share > 0
+        shedder.shed_share = 1.0
+        assert shedder.server_refusal() == EVENT_LOOP_LAG
+        await until(lambda: shedder.shed_share == 0, "the share falls back once the loop keeps time")
+        assert shedder.server_refusal() == ""
+    finally:
+        await shedder.close()
+
+
+def test_only_the_domicile_unary_methods_are_shed():
+    methods = sheddable_methods()
+    assert "/domicile.v1.ResidencyService/Decide" in methods
+    assert "/domicile.v1.CatalogService/UpsertDataset" in methods
+    assert not any(m.startswith("/grpc.") for m in methods)
