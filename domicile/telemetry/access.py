@@ -10,6 +10,7 @@ gRPC code name or the HTTP status), `latency_ms`, `request_bytes`, `response_byt
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -50,12 +51,14 @@ class _Call:
 
 
 def _code_name(error: BaseException | None, context: grpc.aio.ServicerContext) -> str:
+    """The status a call ended with: OK, the code it was aborted with, CANCELLED when the
+    caller went away (its task cancelled), else UNKNOWN."""
     if error is None:
         return "OK"
     code = context.code()
     if isinstance(code, grpc.StatusCode):
         return code.name
-    if isinstance(error, BaseException) and type(error).__name__ == "CancelledError":
+    if isinstance(error, asyncio.CancelledError):
         return "CANCELLED"
     return "UNKNOWN"
 
