@@ -38,19 +38,30 @@ from domicile.v1 import residency_pb2
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "examples" / "policy.yaml"
+METHODS = ("/domicile.v1.ResidencyService/Decide", "/domicile.v1.ResidencyService/BatchDecide")
 REGIONS = ("aws:eu-central-1", "aws:us-east-1", "aws:ap-south-1", "gcp:europe-west3", "azure:centralindia")
 
 
-def write_requests(path: Path) -> None:
-    """Every demo dataset x region x operation, as loadgen's length-prefixed request file."""
+def write_requests(path: Path, batch: int) -> None:
+    """Every demo dataset x region x operation as a DecideRequest (or, with `batch`, that many
+    of them in each BatchDecideRequest), as loadgen's length-prefixed request file."""
+    questions = [
+        residency_pb2.DecideRequest(dataset_id=dataset.id, operation=operation, region=region)
+        for dataset in DATASETS
+        for region in REGIONS
+        for operation in (residency_pb2.OPERATION_STORE, residency_pb2.OPERATION_PROCESS)
+    ]
+    if batch:
+        messages = [
+            residency_pb2.BatchDecideRequest(requests=[questions[(i + j) % len(questions)] for j in range(batch)])
+            for i in range(len(questions))
+        ]
+    else:
+        messages = questions
     with path.open("wb") as out:
-        for dataset_id in [d.id for d in DATASETS]:
-            for region in REGIONS:
-                for operation in (residency_pb2.OPERATION_STORE, residency_pb2.OPERATION_PROCESS):
-                    message = residency_pb2.DecideRequest(
-                        dataset_id=dataset_id, operation=operation, region=region
-                    ).SerializeToString()
-                    out.write(len(message).to_bytes(4, "big") + message)
+        for message in messages:
+            data = message.SerializeToString()
+            out.write(len(data).to_bytes(4, "big") + data)
 
 
 async def drive(loadgen: Path, port: int, requests: Path, rate: int, seconds: float) -> dict:
@@ -61,6 +72,8 @@ async def drive(loadgen: Path, port: int, requests: Path, rate: int, seconds: fl
         f"127.0.0.1:{port}",
         "-requests",
         str(requests),
+        "-method",
+        METHODS[bool(args.batch)],
         "-rate",
         str(rate),
         "-duration",
@@ -88,7 +101,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="overload-bench-") as tmp:
         workdir = Path(tmp)
         requests = workdir / "requests.bin"
-        write_requests(requests)
+        write_requests(requests, args.batch)
         env_shedding = "false" if args.no_shedding else "true"
         os.environ["DOMICILE_LOAD_SHEDDING__ENABLED"] = env_shedding
         os.environ["DOMICILE_ACCESS_LOG"] = "false" if args.no_access_log else "true"
@@ -110,11 +123,12 @@ async def main() -> None:
             "--data-dir",
             str(workdir / "server"),
         ]
-        print(f"load shedding {'off' if args.no_shedding else 'on'}; calls time out after {args.timeout:g} s")
+        what = f"BatchDecide of {args.batch}" if args.batch else "Decide"
+        print(f"{what}; load shedding {'off' if args.no_shedding else 'on'}; calls time out after {args.timeout:g} s")
         async with server_process("domicile serve", argv, workdir / "server.log") as server:
             await drive(loadgen, server.port, requests, 500, 2)  # warm-up
-            reference = await drive(loadgen, server.port, requests, 1000, args.seconds)
-            summary("reference", 1000, reference)
+            reference = await drive(loadgen, server.port, requests, args.reference_rate, args.seconds)
+            summary("reference", args.reference_rate, reference)
             best = 0.0
             for rate in args.ramp:
                 result = await drive(loadgen, server.port, requests, rate, args.ramp_seconds)
@@ -149,10 +163,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loadgen", required=True, help="bench/loadgen binary (tools/install-loadgen.sh)")
     parser.add_argument("--seconds", type=float, default=10.0, help="reference and overload phases")
+    parser.add_argument("--reference-rate", type=int, default=1000, help="calls per second of the reference")
     parser.add_argument("--ramp", type=int, nargs="+", default=[1500, 2000, 2500, 3000, 3500, 4000])
     parser.add_argument("--ramp-seconds", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=5.0, help="each call's deadline")
     parser.add_argument("--no-shedding", action="store_true", help="load_shedding.enabled: false")
+    parser.add_argument("--batch", type=int, default=0, help="BatchDecide with this many questions per call")
     parser.add_argument("--no-access-log", action="store_true", help="access_log: false")
     return parser.parse_args()
 
