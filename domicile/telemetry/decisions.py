@@ -17,6 +17,7 @@ from opentelemetry import trace
 
 from domicile.router.types import Decision, Operation, Outcome
 from domicile.telemetry.metrics import DECISION_REASONS, DECISIONS
+from domicile.telemetry.tracing import tracing_enabled
 
 MAX_DECISION_EVENTS = 100
 
@@ -26,8 +27,22 @@ _reasons = attrgetter("reasons")
 
 def observe_decisions(decisions: Sequence[Decision]) -> None:
     """Count `decisions` and describe them on the current span (when it records)."""
-    if not decisions:
+    if len(decisions) == 1:  # Decide, Route: the common case, without the counting below
+        decision = decisions[0]
+        _decision_counter(decision.operation, decision.outcome).inc()
+        for reason in decision.reasons:
+            _reason_counter((reason.code.value, reason.rule_id)).inc()
+    elif decisions:
+        _count(decisions)
+    else:
         return
+    if tracing_enabled():
+        current = trace.get_current_span()
+        if current.is_recording():
+            _describe(current, decisions)
+
+
+def _count(decisions: Sequence[Decision]) -> None:
     for (operation, outcome), count in Counter(map(_operation_outcome, decisions)).items():
         _decision_counter(operation, outcome).inc(count)
     # Decisions share their reasons tuples (one per verdict the engine caches): count the
@@ -40,9 +55,6 @@ def observe_decisions(decisions: Sequence[Decision]) -> None:
             reasons[reason.code.value, reason.rule_id] += count
     for key, count in reasons.items():
         _reason_counter(key).inc(count)
-    current = trace.get_current_span()
-    if current.is_recording():
-        _describe(current, decisions)
 
 
 @functools.cache
