@@ -8,6 +8,7 @@ import ssl
 import aiohttp
 import grpc
 import pytest
+import yaml
 from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.serde import Serde
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,6 +27,8 @@ from tests.e2e.residency_harness import (
 )
 from tests.e2e.test_openlineage_http import run_event
 from tests.e2e.test_security import credentials, dev_settings
+
+EXAMPLE_VERSION = yaml.safe_load(EXAMPLE_POLICY.read_text())["metadata"]["version"]
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -96,7 +99,7 @@ async def test_a_scrape_shows_calls_decisions_store_and_router(harness):
     assert value(after, "domicile_router_feed_lag_revisions") == 0
     assert 0 <= value(after, "domicile_router_view_age_seconds") < 60
     assert value(after, "domicile_decision_log_queue_depth") >= 0
-    assert value(after, "domicile_policy_info", version="2026.11.1") == 1
+    assert value(after, "domicile_policy_info", version=EXAMPLE_VERSION) == 1
     assert value(after, "domicile_build_info", version="0.1.0") == 1
     assert value(after, "process_cpu_seconds_total") > 0
 

@@ -10,6 +10,7 @@ import ssl
 import aiohttp
 import grpc
 import pytest
+import yaml
 from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.serde import Serde
 from opentelemetry import trace
@@ -28,6 +29,8 @@ from domicile.v1 import catalog_pb2, catalog_pb2_grpc, policy_pb2, policy_pb2_gr
 from tests.e2e.residency_harness import EXAMPLE_POLICY
 from tests.e2e.test_openlineage_http import run_event
 from tests.e2e.test_security import credentials, dev_settings
+
+EXAMPLE_VERSION = yaml.safe_load(EXAMPLE_POLICY.read_text())["metadata"]["version"]
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -161,7 +164,7 @@ async def test_a_refusal_names_its_reason_and_shares_the_trace_id(traced, tmp_pa
     )
     (_, allowed) = by_name(exporter.get_finished_spans(), "/domicile.v1.PolicyService/SetPolicy")
     (compiled,) = [s for s in children(exporter.get_finished_spans(), allowed) if s.name == "policy.compile"]
-    assert compiled.attributes["domicile.policy.version"] == "2026.11.1"
+    assert compiled.attributes["domicile.policy.version"] == EXAMPLE_VERSION
 
 
 async def test_openlineage_ingest_is_traced_from_the_http_request(traced, tmp_path):
