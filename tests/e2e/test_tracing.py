@@ -172,7 +172,7 @@ async def test_openlineage_ingest_is_traced_from_the_http_request(traced, tmp_pa
     paths = dev_paths(tmp_path)
     client_tls = ssl.create_default_context(cafile=str(paths.ca_cert))
     client_tls.load_cert_chain(paths.client_cert, paths.client_key)
-    token = mint_dev_token(tmp_path, scopes=["lineage:write"], subject="airflow")
+    token = mint_dev_token(tmp_path, scopes=["lineage:write"], subject="airflow-eu")
     event = run_event(
         inputs=[InputDataset(namespace="s3://bank-eu", name="raw")],
         outputs=[OutputDataset(namespace="s3://bank-eu", name="clean")],
@@ -198,7 +198,7 @@ async def test_openlineage_ingest_is_traced_from_the_http_request(traced, tmp_pa
     (server,) = [s for s in spans if s.kind is trace.SpanKind.SERVER]
     assert server.parent.span_id == client.context.span_id
     assert server.context.trace_id == client.context.trace_id
-    assert server.attributes["domicile.principal"] == "airflow"
+    assert server.attributes["domicile.principal"] == "airflow-eu"
     assert server.attributes["domicile.auth.scope"] == "lineage:write"
     (ingest,) = by_name(spans, "lineage.ingest")
     assert ingest.parent.span_id == server.context.span_id
