@@ -1,6 +1,6 @@
 """A GraphStore that measures its backend: every call's latency by backend, operation and
-outcome (`domicile_store_operation_duration_seconds`), and a `store.OPERATION` span per call
-when tracing is on (attributes `db.system`, `domicile.store.operation`).
+outcome (`domicile_store_operation_duration_seconds`), and a `store.OPERATION` span per call made
+while serving a traced request (attributes `db.system`, `domicile.store.operation`).
 
 `InstrumentedStore(store)` forwards everything to `store`; its coroutine methods are wrapped
 when first used, so whatever the GraphStore protocol gains is measured without a change here.
@@ -15,7 +15,7 @@ from typing import Any
 
 from domicile.catalog.store import GraphStore
 from domicile.telemetry.metrics import STORE_DURATION
-from domicile.telemetry.tracing import optional_span
+from domicile.telemetry.tracing import child_span
 
 
 def backend_name(store: GraphStore) -> str:
@@ -53,7 +53,7 @@ def _measured(method: Callable[..., Any], backend: str, operation: str) -> Calla
     async def call(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            with optional_span(span_name, attributes):
+            with child_span(span_name, attributes):
                 result = await method(*args, **kwargs)
         except BaseException:
             failed.observe(time.perf_counter() - started)

@@ -134,6 +134,18 @@ def optional_span(name: str, attributes: Mapping[str, AttributeValue] | None = N
         yield
 
 
+@contextlib.contextmanager
+def child_span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[None]:
+    """`span(name, attributes)` inside a request's trace; nothing for background work (the
+    router following the catalog, health checks), which would otherwise start a trace of its
+    own every few hundred milliseconds."""
+    if not tracing_enabled() or not trace.get_current_span().get_span_context().is_valid:
+        yield
+        return
+    with _current_tracer().start_as_current_span(name, attributes=attributes, record_exception=True):
+        yield
+
+
 def current_trace_ids() -> tuple[str, str]:
     """(trace id, span id) of the current span as hex, or ('', '') when there is none."""
     context = trace.get_current_span().get_span_context()

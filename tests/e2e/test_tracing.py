@@ -5,6 +5,7 @@ never a token."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 import aiohttp
@@ -119,6 +120,9 @@ async def test_a_decision_is_one_server_span_with_the_engine_and_security_contex
     assert engine.attributes["domicile.catalog.revision"] == decision.catalog_revision
     assert list(engine.attributes["domicile.decision.rules"]) == ["gdpr-personal-data"]
     no_credentials(spans, token)
+    # Background store calls (the router following the catalog, health checks) start no traces.
+    await asyncio.sleep(0.6)
+    assert not [s.name for s in exporter.get_finished_spans() if s.parent is None and s.name.startswith("store.")]
 
 
 async def test_a_batch_is_one_span_with_events_for_its_denials(traced, tmp_path):
