@@ -15,6 +15,7 @@ from domicile.config import load_settings
 from domicile.grpc_errors import details_of
 from domicile.security.dev_credentials import ensure_dev_credentials
 from domicile.server import create_server
+from domicile.telemetry.metrics import IDP_KEY_FETCHES
 from domicile.v1 import catalog_pb2, catalog_pb2_grpc
 from tests.oidc_provider import AUDIENCE, OidcProvider, SigningKey
 
@@ -73,6 +74,11 @@ async def refused_reason(server, tls, token) -> str:
     return details_of(info.value)["reason"]
 
 
+def successful_fetches() -> float:
+    (family,) = IDP_KEY_FETCHES.collect()
+    return sum(sample.value for sample in family.samples if sample.labels == {"outcome": "ok"})
+
+
 def key_events(server) -> list[dict]:
     lines = server.app.settings.security_log_path.read_text().splitlines()
     return [e for e in map(json.loads, lines) if e["event"] == "keys_reload"]
@@ -94,7 +100,10 @@ async def test_rotation_at_the_idp_is_picked_up_without_a_restart(tmp_path, tls,
         idp.start([key_b, key_a])
         token_b = await asyncio.to_thread(idp.token, "svc-reader", "catalog:read")
         assert jwt.get_unverified_header(token_b)["kid"] == "key-b"
-        assert await list_regions(server, tls, token_b)
+        fetches = successful_fetches()
+        # Ten callers at once with the new key: all admitted, after one fetch between them.
+        assert all(await asyncio.gather(*(list_regions(server, tls, token_b) for _ in range(10))))
+        assert successful_fetches() == fetches + 1
         assert await list_regions(server, tls, token_a)
         assert [e["detail"]["kids"] for e in key_events(server)] == [["key-a"], ["key-b", "key-a"]]
     finally:
