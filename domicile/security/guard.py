@@ -121,10 +121,9 @@ class Guard:
                 trace_id=trace_id,
             )
         except DomicileError as refusal:
-            # Refusals before a caller is known count as authentication failures, the others
-            # (scope, unmapped method, rate limit) as authorization failures.
-            unknown_caller = refusal.code is ErrorCode.UNAUTHENTICATED or refusal.reason == "TOO_MANY_AUTH_FAILURES"
-            (AUTHENTICATION_FAILURES if unknown_caller else AUTHORIZATION_FAILURES).labels(refusal.reason).inc()
+            # Refusals before a caller is known; `authorize` counts the others.
+            if refusal.code is ErrorCode.UNAUTHENTICATED or refusal.reason == "TOO_MANY_AUTH_FAILURES":
+                AUTHENTICATION_FAILURES.labels(refusal.reason).inc()
             raise
 
     async def _admit(
@@ -160,6 +159,15 @@ class Guard:
         """Apply `caller`'s rate limit and check its scopes against `required` (None: an
         unmapped method, always refused) -- the part of `admit` after authentication, also
         used for callers authenticated otherwise (console sessions). Raises as `admit` does."""
+        try:
+            self._authorize(caller, method=method, required=required, peer=peer, trace_id=trace_id)
+        except DomicileError as refusal:
+            AUTHORIZATION_FAILURES.labels(refusal.reason).inc()
+            raise
+
+    def _authorize(
+        self, caller: Caller, *, method: str, required: frozenset[str] | None, peer: str, trace_id: str
+    ) -> None:
         where = {"method": method, "peer": peer, "trace_id": trace_id}
         principal = caller.principal
         if self.limiter is not None:
