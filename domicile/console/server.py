@@ -12,6 +12,7 @@ from domicile.config import is_loopback, split_host_port
 from domicile.console.sessions import SessionStore
 from domicile.console.web import DEFAULT_ASSETS, Console, create_console_app, origin_of
 from domicile.security import Security
+from domicile.telemetry.access import access_middleware
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,12 @@ async def start_console(
         link_verifier=security.console_link_verifier,
         assets=settings.console.assets_dir or DEFAULT_ASSETS,
     )
-    runner = web.AppRunner(create_console_app(console, max_body_bytes=settings.max_message_bytes), access_log=None)
+    console_app = create_console_app(
+        console,
+        max_body_bytes=settings.max_message_bytes,
+        outer=[access_middleware(log_access=settings.access_log)],
+    )
+    runner = web.AppRunner(console_app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=False)
     await site.start()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from domicile.security import events as ev
 from domicile.security.context import Caller, current_caller, current_trace_id
 from domicile.security.events import SecurityEventLog
 from domicile.security.guard import Guard, trace_id_from
+from domicile.security.http import PRINCIPAL_KEY
 from domicile.security.scopes import ALL_SCOPES, METHOD_SCOPES
 from domicile.security.tokens import AuthenticationError, TokenVerifier
 
@@ -255,6 +257,7 @@ async def call_rpc(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     route: Route = ROUTE_BY_PATH[(request.method, request.path)]
     session = _signed_in(request)
+    request[PRINCIPAL_KEY] = session.caller.principal
     trace_id = trace_id_from(request.headers.get("traceparent"))
     console.guard.authorize(
         session.caller,
@@ -318,10 +321,10 @@ def _page(title: str, body: str, *, status: int = 200) -> web.Response:
 # ---- assembly -------------------------------------------------------------------------------
 
 
-def create_console_app(console: Console, *, max_body_bytes: int) -> web.Application:
-    """The aiohttp application of the console."""
+def create_console_app(console: Console, *, max_body_bytes: int, outer: Iterable[Any] = ()) -> web.Application:
+    """The aiohttp application of the console; `outer` middlewares (telemetry) see every answer."""
     http_app = web.Application(
-        middlewares=[security_headers, error_middleware, session_check], client_max_size=max_body_bytes
+        middlewares=[*outer, security_headers, error_middleware, session_check], client_max_size=max_body_bytes
     )
     http_app[CONSOLE] = console
     http_app.router.add_get("/signin", sign_in_page)

@@ -5,6 +5,8 @@ are in tests/browser/)."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 from http.cookies import SimpleCookie
 from pathlib import Path
 
@@ -224,3 +226,14 @@ async def test_insecure_server_serves_no_console(tmp_path):
         assert running.console_url == "" and running.console_runner is None
     finally:
         await running.stop(0)
+
+
+async def test_console_requests_have_access_log_lines(console, caplog):
+    running, http = console
+    session, _ = await sign_in(running, http)
+    with caplog.at_level(logging.INFO, logger="domicile.access"):
+        async with http.get(f"{running.console_url}/api/v1/datasets?page_size=1", headers=with_session(session)) as r:
+            assert r.status == 200
+    (line,) = [r for r in caplog.records if r.name == "domicile.access" and r.method.startswith("GET /api/v1/datasets")]
+    assert (line.kind, line.status, line.principal) == ("http", "200", "dev")
+    assert line.response_bytes > 0 and re.search(r"trace=[0-9a-f]{32}", line.getMessage())
