@@ -221,6 +221,7 @@ async def test_grpc_catalog_answers_unavailable_during_an_outage_and_recovers(se
                 "domicile.v1.ResidencyService": "SERVING",
                 "domicile.v1.PolicyService": "SERVING",
                 "domicile.v1.AuditService": "SERVING",
+                "domicile.v1.AccessService": "NOT_SERVING",
             }
             await asyncio.to_thread(server.start)
             got = await stub.GetDataset(catalog_pb2.GetDatasetRequest(id="s3://outage/grpc"))
