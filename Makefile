@@ -18,7 +18,11 @@ CONSOLE_BUILT   := domicile/console/static/index.html
 CONSOLE_SOURCES := $(shell find console-web/src -type f 2>/dev/null) console-web/index.html console-web/package.json \
                    console-web/package-lock.json console-web/vite.config.ts console-web/tsconfig.json
 
-$(STAMP): pyproject.toml setup.py router/_native.c
+# The residency engine (crates/) is built by the install: rebuild it when its sources change.
+ENGINE_SOURCES := Cargo.toml Cargo.lock $(shell find crates/engine crates/engine-py -name '*.rs' -o -name Cargo.toml) \
+	protos/domicile/v1/residency.proto
+
+$(STAMP): pyproject.toml setup.py router/_native.c $(ENGINE_SOURCES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'

@@ -1,12 +1,12 @@
-"""Only the C extension lives here; everything else is in pyproject.toml."""
+"""Only the Rust extension lives here; everything else is in pyproject.toml."""
 
-from setuptools import Extension, setup
+from setuptools import setup
+from setuptools_rust import Binding, RustExtension
 
 setup(
-    ext_modules=[
-        # The router's native helpers (router/_native.c): the decision log's line renderer and
-        # `untrack`. Optional: without a C compiler the install still succeeds and both run in
-        # Python (the same bytes in the log, slower).
-        Extension("domicile.router._native", ["router/_native.c"], optional=True, extra_compile_args=["-O2"]),
+    rust_extensions=[
+        # The residency engine (crates/engine behind the binding in crates/engine-py); a release
+        # build also for editable installs (setuptools-rust would build those for debugging).
+        RustExtension("domicile.router._engine", path="crates/engine-py/Cargo.toml", binding=Binding.PyO3, debug=False),
     ],
 )

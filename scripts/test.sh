@@ -5,7 +5,9 @@
 # provider (tools/oidc-provider) and builds the Neo4j launcher first (so their downloads are
 # not charged to a test's timeout); the Neo4j server
 # itself is started once by the pytest session fixture (tests/neo4j_plugin.py) and stopped at
-# the end, unless DOMICILE_TEST_NEO4J_URI points at one that is already running.
+# the end, unless DOMICILE_TEST_NEO4J_URI points at one that is already running. The Rust
+# engine's own checks run before those: its tests, clippy, rustfmt and a short fuzz run
+# (FUZZ_SECONDS per target, default 60; tools/fuzz.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -18,6 +20,12 @@ echo "== mypy"
 "$PY" scripts/typecheck.py
 echo "== deployment files (hadolint, checkov)"
 bash tools/scan.sh
+echo "== rust: cargo test, clippy, rustfmt"
+cargo test --locked --release --workspace
+cargo clippy --locked --release --workspace --all-targets -- -D warnings
+cargo fmt --all --check
+echo "== rust: fuzz"
+bash tools/fuzz.sh
 echo "== buf"
 bash tools/buf.sh --version
 echo "== chromium (browser tests)"

@@ -1,4 +1,5 @@
-"""The committed generated code must be exactly what scripts/gen_protos.py produces."""
+"""The committed generated code must be exactly what scripts/gen_protos.py and
+scripts/gen_printable.py produce."""
 
 import subprocess
 import sys
@@ -27,3 +28,11 @@ def test_buf_lint_passes() -> None:
         ["bash", str(ROOT / "tools" / "buf.sh"), "lint"], capture_output=True, text=True, cwd=ROOT, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_printable_table_is_current(tmp_path: Path) -> None:
+    """The engine quotes like Python's `repr` from a table of this Python's Unicode database."""
+    out = tmp_path / "printable.rs"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_printable.py"), "--out", str(out)], check=True)
+    committed = ROOT / "crates" / "engine" / "src" / "printable.rs"
+    assert out.read_bytes() == committed.read_bytes(), "stale table: run scripts/gen_printable.py and commit"

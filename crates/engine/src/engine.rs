@@ -1,0 +1,588 @@
+//! The engine: one compiled policy and one effective-attributes index, changed by one writer
+//! at a time and read by any number of deciders.
+//!
+//! Readers take `read()` and decide from the `State` they get: the policy and the index values
+//! it holds always belong together. A writer (`apply`, `set_policy`) computes its changes
+//! against the published state while readers go on, and installs them at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+
+use crate::index::{Change, Delta, Entry, Grants, Graph, NodeAttributes, NodeId, Status, View};
+use crate::policy::{
+    label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
+    Verdict,
+};
+use crate::symbols::Key;
+use crate::text::py_repr;
+use crate::Error;
+
+/// The residency engine (see the module doc).
+pub struct Engine {
+    state: RwLock<State>,
+    writer: Mutex<Writer>,
+}
+
+/// What readers see: the active policy and the index values, consistent with each other.
+pub struct State {
+    pub view: View,
+    pub policy: Arc<CompiledPolicy>,
+}
+
+struct Writer {
+    graph: Graph,
+    grants: Grants,
+}
+
+impl Engine {
+    /// An engine with `policy` and an empty index.
+    pub fn new(policy: CompiledPolicy) -> Engine {
+        let policy = Arc::new(policy);
+        let mut view = View::default();
+        let graph = Graph::default();
+        let grants = Grants::new(policy.clone(), &mut view.symbols, &graph);
+        Engine { state: RwLock::new(State { view, policy }), writer: Mutex::new(Writer { graph, grants }) }
+    }
+
+    /// The state to decide from; hold it only for the duration of a call (a writer installing
+    /// its changes waits for it).
+    pub fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read()
+    }
+
+    /// Applies catalog changes in order and recomputes what they affect once; returns when
+    /// readers see all of them. The first batch into an empty index is a full build.
+    pub fn apply(&self, changes: &[Change]) {
+        let mut writer = self.writer.lock();
+        let Writer { graph, grants } = &mut *writer;
+        let (resolved, empty) = {
+            let mut state = self.state.write();
+            let empty = state.view.symbols.names.is_empty();
+            let resolved = graph.resolve(changes, &mut state.view.symbols, grants);
+            state.view.cover_names();
+            (resolved, empty)
+        };
+        let delta = {
+            let state = self.state.read();
+            let (seeds, mut delta) = graph.mutate(resolved, &state.view);
+            let everything = empty && !seeds.is_empty();
+            graph.recompute(grants, &state.view, &seeds, everything, &mut delta);
+            delta
+        };
+        let mut state = self.state.write();
+        state.view.install(delta);
+        if empty {
+            state.view.shrink_to_fit();
+            graph.shrink_to_fit();
+        }
+    }
+
+    /// Makes `policy` active. Only datasets downstream of edges whose removed labels differ
+    /// under it (or of placeholders, when it judges them differently) are recomputed; readers
+    /// see the new policy and those values together.
+    pub fn set_policy(&self, policy: CompiledPolicy) {
+        let policy = Arc::new(policy);
+        let mut writer = self.writer.lock();
+        let Writer { graph, grants } = &mut *writer;
+        let mut new_grants = Grants::new(policy.clone(), &mut self.state.write().view.symbols, graph);
+        let delta = {
+            let state = self.state.read();
+            regrant(graph, grants, &mut new_grants, &state.view)
+        };
+        let mut state = self.state.write();
+        state.view.install(delta);
+        state.policy = policy;
+        *grants = new_grants;
+    }
+
+    /// What making `candidate` active would change, per dataset and operation (only entries
+    /// with a change), sorted by dataset id and operation. Changes nothing.
+    pub fn impact(&self, candidate: CompiledPolicy, now: i64) -> Vec<PolicyChange> {
+        let candidate = Arc::new(candidate);
+        let mut writer = self.writer.lock();
+        let Writer { graph, grants } = &mut *writer;
+        let mut candidate_grants = Grants::new(candidate.clone(), &mut self.state.write().view.symbols, graph);
+        let state = self.state.read();
+        let delta = regrant(graph, grants, &mut candidate_grants, &state.view);
+        let view = &state.view;
+        let mut changes = Vec::new();
+        for node in view.nodes() {
+            let now_known = view.get(node).status.is_known();
+            let then_known = delta.get(view, node).0.is_known();
+            if !now_known && !then_known {
+                continue;
+            }
+            let after_attrs = DeltaAttributes { view, delta: &delta, node };
+            for op in Operation::ALL {
+                let before = match view.attributes(node) {
+                    Some(attrs) => state.policy.allowed_regions(&attrs, &view.symbols, op, now),
+                    None => state.policy.no_regions().clone(),
+                };
+                let after = if then_known {
+                    candidate.allowed_regions(&after_attrs, &view.symbols, op, now)
+                } else {
+                    candidate.no_regions().clone()
+                };
+                let added = difference(&after, &before);
+                let removed = difference(&before, &after);
+                let mut new_violations = Vec::new();
+                if op == Operation::Store {
+                    for &location in view.get(node).locations.iter() {
+                        let name = view.symbols.locations.resolve(location);
+                        if contains(&before, name) && !contains(&after, name) {
+                            new_violations.push(name.clone());
+                        }
+                    }
+                }
+                if !added.is_empty() || !removed.is_empty() || !new_violations.is_empty() {
+                    changes.push(PolicyChange {
+                        dataset_id: view.name(node).clone(),
+                        operation: op,
+                        added_regions: added,
+                        removed_regions: removed,
+                        new_violations,
+                    });
+                }
+            }
+        }
+        changes.sort_by(|a, b| (&a.dataset_id, a.operation.as_str()).cmp(&(&b.dataset_id, b.operation.as_str())));
+        changes
+    }
+}
+
+/// The delta that switching the index from `before` to `after` grants makes.
+fn regrant(graph: &Graph, before: &mut Grants, after: &mut Grants, view: &View) -> Delta {
+    let mut seeds = graph.regranted(before, after, &view.symbols);
+    if before.inherits() != after.inherits() {
+        seeds.extend(graph.placeholders());
+    }
+    let mut delta = Delta::default();
+    graph.recompute(after, view, &seeds, false, &mut delta);
+    delta
+}
+
+fn difference(a: &RegionList, b: &RegionList) -> Vec<Arc<str>> {
+    a.names.iter().filter(|name| !contains(b, name)).cloned().collect()
+}
+
+fn contains(list: &RegionList, name: &str) -> bool {
+    list.names.binary_search_by(|n| (**n).cmp(name)).is_ok()
+}
+
+/// How a candidate policy changes one dataset's allowed regions for one operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicyChange {
+    pub dataset_id: Arc<str>,
+    pub operation: Operation,
+    pub added_regions: Vec<Arc<str>>,
+    pub removed_regions: Vec<Arc<str>>,
+    /// (store only) the dataset's locations that the current policy allows and the candidate
+    /// would not.
+    pub new_violations: Vec<Arc<str>>,
+}
+
+/// A dataset's effective attributes and where it may be stored and processed now.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    /// Sorted by label, each with its lineage path.
+    pub classifications: Vec<(Arc<str>, Vec<Arc<str>>)>,
+    pub origins: Vec<(Arc<str>, Vec<Arc<str>>)>,
+    pub store_regions: Arc<RegionList>,
+    pub process_regions: Arc<RegionList>,
+    pub inherited_only: bool,
+}
+
+/// One decision of a job check.
+#[derive(Clone, Debug)]
+pub struct JobDecision {
+    pub dataset_id: Arc<str>,
+    pub operation: Operation,
+    pub region: u32,
+    pub verdict: Verdict,
+}
+
+/// A dataset stored where the policy does not allow it.
+#[derive(Clone, Debug)]
+pub struct Violation {
+    pub dataset_id: Arc<str>,
+    pub region: Arc<str>,
+    pub verdict: Verdict,
+}
+
+/// The outcome of `route`: the chosen candidate (None when none is allowed) and the verdict
+/// for it, or for the first candidate when none is allowed.
+#[derive(Clone, Debug)]
+pub struct Routed {
+    pub chosen: Option<usize>,
+    pub decided: usize,
+    pub verdict: Verdict,
+}
+
+impl State {
+    /// The index of a region of the active policy's registry.
+    pub fn region(&self, field: &str, region: &str) -> Result<u32, Error> {
+        self.policy
+            .region(region)
+            .ok_or_else(|| Error::UnknownRegion { field: field.to_owned(), region: region.to_owned() })
+    }
+
+    /// May `op` happen on the dataset in the region (an index from `region`) at `now`?
+    /// An unknown dataset is DENY / UNKNOWN_DATASET.
+    pub fn decide(&self, dataset_id: &str, op: Operation, region: u32, now: i64) -> Verdict {
+        match self.view.node(dataset_id).and_then(|node| self.view.attributes(node)) {
+            Some(attrs) => self.decide_known(&attrs, op, region, now),
+            None => self.unknown(dataset_id),
+        }
+    }
+
+    fn decide_known(&self, attrs: &NodeAttributes<'_>, op: Operation, region: u32, now: i64) -> Verdict {
+        let mut verdict = self.policy.decide(attrs, &self.view.symbols, op, region, now);
+        verdict.inherited_only = attrs.inherited_only();
+        verdict
+    }
+
+    /// DENY / UNKNOWN_DATASET for a dataset decisions cannot judge: unknown, deleted, or a
+    /// placeholder judged undescribed. A legacy policy's decisions keep the message they had.
+    fn unknown(&self, dataset_id: &str) -> Verdict {
+        let status = self.view.node(dataset_id).map_or(Status::Unknown, |node| self.view.get(node).status);
+        let quoted = py_repr(dataset_id);
+        let message = match status {
+            Status::UndescribedPlaceholder if self.policy.undescribed_outputs() == UndescribedOutputs::Inherit => {
+                format!(
+                    "dataset {quoted} is known only from lineage and no described data flows into it \
+                     (a lineage root nobody described): register it to decide"
+                )
+            }
+            Status::UndescribedPlaceholder if !self.policy.legacy() => format!(
+                "dataset {quoted} is known only from lineage, and the policy judges such datasets undescribed \
+                 (defaults.undescribed_outputs: deny): register it to decide"
+            ),
+            _ => format!("dataset {quoted} is not in the catalog"),
+        };
+        Verdict {
+            outcome: Outcome::Deny,
+            allowed: self.policy.no_regions().clone(),
+            reasons: vec![Reason {
+                code: ReasonCode::UnknownDataset,
+                message: Arc::from(message),
+                rule_id: self.policy.empty_text().clone(),
+                citation: self.policy.empty_text().clone(),
+                path: Vec::new(),
+            }],
+            inherited_only: false,
+        }
+    }
+
+    /// The first candidate (region indexes, most preferred first) where `op` is allowed, with
+    /// its verdict; when none is, the verdict for the first candidate.
+    pub fn route(&self, dataset_id: &str, op: Operation, candidates: &[u32], now: i64) -> Routed {
+        let Some(&first) = candidates.first() else {
+            return Routed { chosen: None, decided: 0, verdict: self.unknown(dataset_id) };
+        };
+        let verdict = self.decide(dataset_id, op, first, now);
+        if verdict.outcome == Outcome::Allow {
+            return Routed { chosen: Some(0), decided: 0, verdict };
+        }
+        for (index, &candidate) in candidates.iter().enumerate().skip(1) {
+            if verdict.allowed.contains(candidate) {
+                return Routed {
+                    chosen: Some(index),
+                    decided: index,
+                    verdict: self.decide(dataset_id, op, candidate, now),
+                };
+            }
+        }
+        Routed { chosen: None, decided: 0, verdict }
+    }
+
+    /// Pre-flight check of a pipeline job: a PROCESS decision for each input in `run_region`,
+    /// then a STORE decision for each output in `output_region` on the attributes it would
+    /// have after the job -- its current ones plus every input's, minus what `transform`
+    /// removes when the policy grants it to `job`. An input the catalog does not describe
+    /// brings UNDESCRIBED.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_job(
+        &self,
+        inputs: &[String],
+        outputs: &[String],
+        run_region: u32,
+        output_region: u32,
+        transform: &str,
+        job: &str,
+        now: i64,
+    ) -> Vec<JobDecision> {
+        let mut decisions: Vec<JobDecision> = inputs
+            .iter()
+            .map(|input| JobDecision {
+                dataset_id: Arc::from(input.as_str()),
+                operation: Operation::Process,
+                region: run_region,
+                verdict: self.decide(input, Operation::Process, run_region, now),
+            })
+            .collect();
+        let removes = self.policy.declassifier(transform).filter(|d| d.grants(job)).map(|d| &d.removes);
+        for output in outputs {
+            let attrs = self.inherited(inputs, output, removes.map(Vec::as_slice).unwrap_or_default());
+            let mut verdict = self.policy.decide(&attrs, &self.view.symbols, Operation::Store, output_region, now);
+            // The output would be a derived placeholder: not described, and the policy judges
+            // such outputs by what they inherit.
+            verdict.inherited_only = self.policy.undescribed_outputs() == UndescribedOutputs::Inherit
+                && self.view.node(output).is_none_or(|node| self.view.get(node).status != Status::Described);
+            decisions.push(JobDecision {
+                dataset_id: attrs.dataset_id.clone(),
+                operation: Operation::Store,
+                region: output_region,
+                verdict,
+            });
+        }
+        decisions
+    }
+
+    /// The attributes `output` would have after a job reading `inputs`: its current ones plus
+    /// every input's (paths extended by `output`) minus the labels in `removes` and their
+    /// descendants; the shortest path wins.
+    fn inherited(&self, inputs: &[String], output: &str, removes: &[String]) -> Materialized {
+        let output_name: Arc<str> = match self.view.node(output) {
+            Some(node) => self.view.name(node).clone(),
+            None => Arc::from(output),
+        };
+        let mut found: HashMap<Key, Vec<Arc<str>>> = HashMap::new();
+        if let Some(current) = self.view.node(output).and_then(|node| self.view.attributes(node)) {
+            for key in current.keys() {
+                found.insert(key, current.path(key));
+            }
+        }
+        let mut keep = |key: Key, path: Vec<Arc<str>>| {
+            if found.get(&key).is_none_or(|existing| path.len() < existing.len()) {
+                found.insert(key, path);
+            }
+        };
+        for input in inputs {
+            match self.view.node(input).and_then(|node| self.view.attributes(node)) {
+                None => keep(Key::UNDESCRIBED, vec![Arc::from(input.as_str()), output_name.clone()]),
+                Some(attrs) => {
+                    for key in attrs.keys() {
+                        if !key.is_origin() {
+                            let label = self.view.symbols.key_text(key);
+                            if removes.iter().any(|removed| label_matches(removed, label)) {
+                                continue;
+                            }
+                        }
+                        let mut path = attrs.path(key);
+                        path.push(output_name.clone());
+                        keep(key, path);
+                    }
+                }
+            }
+        }
+        let mut entries: Vec<(Key, Vec<Arc<str>>)> = found.into_iter().collect();
+        entries.sort_by_key(|(key, _)| *key);
+        Materialized { dataset_id: output_name, entries }
+    }
+
+    /// A dataset's effective labels and origins (each with its lineage path) and where the
+    /// policy lets it be stored and processed at `now`; None when the dataset is unknown.
+    pub fn explain(&self, dataset_id: &str, now: i64) -> Option<Explanation> {
+        let attrs = self.view.node(dataset_id).and_then(|node| self.view.attributes(node))?;
+        let symbols = &self.view.symbols;
+        let mut classifications = Vec::new();
+        let mut origins = Vec::new();
+        for key in attrs.keys() {
+            let item = (symbols.key_text(key).clone(), attrs.path(key));
+            if key.is_origin() {
+                origins.push(item);
+            } else {
+                classifications.push(item);
+            }
+        }
+        classifications.sort_by(|a, b| a.0.cmp(&b.0));
+        origins.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(Explanation {
+            classifications,
+            origins,
+            store_regions: self.policy.allowed_regions(&attrs, symbols, Operation::Store, now),
+            process_regions: self.policy.allowed_regions(&attrs, symbols, Operation::Process, now),
+            inherited_only: attrs.inherited_only(),
+        })
+    }
+
+    /// Every (dataset, location) where a described dataset is stored but the policy does not
+    /// allow storing it, by dataset id then location order, each with its DENY verdict. A
+    /// location the registry does not know is a violation too.
+    pub fn scan_violations(&self, now: i64) -> Vec<Violation> {
+        let view = &self.view;
+        let mut described: Vec<NodeId> = view
+            .nodes()
+            .filter(|&n| view.get(n).status == Status::Described && !view.get(n).locations.is_empty())
+            .collect();
+        described.sort_by(|&a, &b| view.name(a).cmp(view.name(b)));
+        let mut found = Vec::new();
+        for node in described {
+            let attrs = view.attributes(node).expect("a described dataset");
+            for &location in view.get(node).locations.iter() {
+                let name = view.symbols.locations.resolve(location);
+                let verdict = match self.policy.region(name) {
+                    Some(region) => self.decide_known(&attrs, Operation::Store, region, now),
+                    None => Verdict {
+                        outcome: Outcome::Deny,
+                        allowed: self.policy.allowed_regions(&attrs, &view.symbols, Operation::Store, now),
+                        reasons: vec![Reason {
+                            code: ReasonCode::DefaultDenied,
+                            message: Arc::from(format!(
+                                "{} is not a region of this policy's registry, so no rule can allow it",
+                                py_repr(name)
+                            )),
+                            rule_id: self.policy.empty_text().clone(),
+                            citation: self.policy.empty_text().clone(),
+                            path: Vec::new(),
+                        }],
+                        inherited_only: false,
+                    },
+                };
+                if verdict.outcome == Outcome::Deny {
+                    found.push(Violation { dataset_id: view.name(node).clone(), region: name.clone(), verdict });
+                }
+            }
+        }
+        found
+    }
+}
+
+/// Attributes given in full (a job's would-be output).
+struct Materialized {
+    dataset_id: Arc<str>,
+    /// Sorted by key.
+    entries: Vec<(Key, Vec<Arc<str>>)>,
+}
+
+impl Attributes for Materialized {
+    fn dataset_id(&self) -> &Arc<str> {
+        &self.dataset_id
+    }
+
+    fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.entries.iter().map(|(key, _)| *key)
+    }
+
+    fn distance(&self, key: Key) -> Option<u32> {
+        self.find(key).map(|path| path.len().saturating_sub(1) as u32)
+    }
+
+    fn path(&self, key: Key) -> Vec<Arc<str>> {
+        self.find(key).cloned().unwrap_or_default()
+    }
+}
+
+impl Materialized {
+    fn find(&self, key: Key) -> Option<&Vec<Arc<str>>> {
+        self.entries.binary_search_by_key(&key, |(k, _)| *k).ok().map(|i| &self.entries[i].1)
+    }
+}
+
+/// A node's attributes as a delta not yet installed would make them (policy impact).
+struct DeltaAttributes<'a> {
+    view: &'a View,
+    delta: &'a Delta,
+    node: NodeId,
+}
+
+impl DeltaAttributes<'_> {
+    fn values(&self, node: NodeId) -> &[Entry] {
+        self.delta.get(self.view, node).1
+    }
+}
+
+impl Attributes for DeltaAttributes<'_> {
+    fn dataset_id(&self) -> &Arc<str> {
+        self.view.name(self.node)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.values(self.node).iter().map(|e| e.key)
+    }
+
+    fn distance(&self, key: Key) -> Option<u32> {
+        let values = self.values(self.node);
+        values.binary_search_by_key(&key, |e| e.key).ok().map(|i| values[i].distance)
+    }
+
+    fn path(&self, key: Key) -> Vec<Arc<str>> {
+        crate::index::walk_path(self.node, key, |n| self.view.name(n), |n| self.values(n))
+    }
+}
+
+/// The questions of one BatchDecide and their verdicts, in request order.
+pub struct Batch {
+    pub questions: Vec<crate::wire::Question>,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl State {
+    /// Parses a serialized BatchDecideRequest of at most `max` questions and decides each at
+    /// `now`. With `stale` (the message of a STALE_CATALOG reason), every decision is that
+    /// fail-closed DENY instead.
+    pub fn batch_decide(
+        &self,
+        request: &[u8],
+        max: usize,
+        now: i64,
+        stale: Option<&str>,
+    ) -> Result<Batch, crate::wire::BatchError> {
+        let questions = crate::wire::parse_batch(request, &self.policy, max)?;
+        let verdicts = match stale {
+            Some(message) => {
+                let reason = Reason {
+                    code: ReasonCode::StaleCatalog,
+                    message: Arc::from(message),
+                    rule_id: self.policy.empty_text().clone(),
+                    citation: self.policy.empty_text().clone(),
+                    path: Vec::new(),
+                };
+                let verdict = Verdict {
+                    outcome: Outcome::Deny,
+                    allowed: self.policy.no_regions().clone(),
+                    reasons: vec![reason],
+                    inherited_only: false,
+                };
+                vec![verdict; questions.len()]
+            }
+            None => questions.iter().map(|q| self.decide(&q.dataset_id, q.operation, q.region, now)).collect(),
+        };
+        Ok(Batch { questions, verdicts })
+    }
+
+    /// The serialized BatchDecideResponse of `batch`: decision ids are `id_prefix` followed
+    /// by `first_id`, `first_id + 1`, ... in ten lower-case hex digits.
+    pub fn encode_batch(
+        &self,
+        batch: &Batch,
+        catalog_revision: i64,
+        decide_time: i64,
+        id_prefix: &str,
+        first_id: u64,
+    ) -> Vec<u8> {
+        let mut encoder = crate::wire::Encoder::new(crate::wire::DecisionContext {
+            policy_version: &self.policy.version,
+            catalog_revision,
+            decide_time,
+        });
+        let mut out = Vec::with_capacity(batch.questions.len() * 256);
+        let mut id = String::new();
+        for (n, (question, verdict)) in batch.questions.iter().zip(&batch.verdicts).enumerate() {
+            id.clear();
+            decision_id(&mut id, id_prefix, first_id + n as u64);
+            let region = self.policy.region_name(question.region);
+            encoder.decision(&mut out, 1, &id, &question.dataset_id, question.operation, region, verdict);
+        }
+        out
+    }
+}
+
+/// A decision id: the process's prefix and a counter in ten lower-case hex digits.
+pub fn decision_id(out: &mut String, prefix: &str, counter: u64) {
+    use std::fmt::Write;
+    out.push_str(prefix);
+    let _ = write!(out, "{counter:010x}"); // (writing to a String cannot fail)
+}

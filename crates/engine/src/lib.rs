@@ -1,0 +1,50 @@
+//! Domicile's residency engine.
+//!
+//! - [`policy`]: a validated, normalised policy document compiled into bit sets, and the
+//!   decision semantics over a dataset's effective attributes;
+//! - [`index`]: the effective attributes of every dataset along lineage (least fixpoint,
+//!   declassification granted per job, one shortest lineage path per label and origin),
+//!   maintained incrementally;
+//! - [`engine`]: the two together behind one writer and many readers: decide, route, check a
+//!   job, explain, scan for violations, policy impact, BatchDecide;
+//! - [`wire`]: BatchDecide's request and answer in the protobuf wire format, with the types
+//!   generated from the repository's .proto files.
+//!
+//! The Python package hands this crate validated data (see crates/engine-py) and keeps the
+//! services, the catalog, policy parsing and the decision log.
+
+pub mod bits;
+pub mod engine;
+pub mod glob;
+pub mod index;
+pub mod policy;
+mod printable;
+pub mod symbols;
+pub mod text;
+pub mod wire;
+
+pub use engine::{Engine, State};
+pub use index::Change;
+pub use policy::{CompiledPolicy, Operation, Outcome, Reason, ReasonCode, Verdict};
+
+/// What the engine refuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// A policy document that does not hold together.
+    Policy(String),
+    /// A region the active policy's registry does not know, named by the request field.
+    UnknownRegion { field: String, region: String },
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Policy(message) => write!(f, "{message}"),
+            Error::UnknownRegion { field, region } => {
+                write!(f, "{field}: unknown region {} (see `domicile regions`)", text::py_repr(region))
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,132 @@
+//! BatchDecide in the wire format: what the parser accepts and refuses, and that an encoded
+//! answer decodes (with the generated types) to the decisions the engine made.
+
+mod common;
+
+use domicile_engine::policy::Operation;
+use domicile_engine::wire::{parse_batch, proto, BatchError, FieldViolation};
+use domicile_engine::{Change, Engine};
+use prost::Message;
+
+const NOW: i64 = 1_700_000_000_123_456;
+
+fn request(items: &[(&str, i32, &str)]) -> Vec<u8> {
+    proto::BatchDecideRequest {
+        requests: items
+            .iter()
+            .map(|&(dataset_id, operation, region)| proto::DecideRequest {
+                dataset_id: dataset_id.into(),
+                operation,
+                region: region.into(),
+            })
+            .collect(),
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn every_bad_field_is_named() {
+    let policy = common::policy("1", "inherit", "null");
+    let bytes = request(&[("s3://ok", 1, "aws:us-east-1"), ("", 0, "mars:base-1"), (" x\u{1}", 2, "")]);
+    let violations = match parse_batch(&bytes, &policy, 100) {
+        Err(BatchError::Invalid(violations)) => violations,
+        other => panic!("{other:?}"),
+    };
+    let pairs: Vec<(String, String)> =
+        violations.into_iter().map(|FieldViolation { field, description }| (field, description)).collect();
+    let want = [
+        ("requests[1].dataset_id", "must not be empty"),
+        ("requests[1].operation", "must be OPERATION_STORE or OPERATION_PROCESS"),
+        ("requests[1].region", "unknown region 'mars:base-1' (see `domicile regions`)"),
+        ("requests[2].dataset_id", "must not start or end with whitespace"),
+        ("requests[2].dataset_id", "must not contain control characters"),
+        ("requests[2].region", "must not be empty"),
+    ];
+    assert_eq!(pairs, want.map(|(f, d)| (f.to_owned(), d.to_owned())));
+}
+
+#[test]
+fn too_many_questions_and_malformed_bytes_are_refused() {
+    let policy = common::policy("1", "inherit", "null");
+    let bytes = request(&[("a", 1, "aws:us-east-1"); 3]);
+    assert_eq!(
+        parse_batch(&bytes, &policy, 2),
+        Err(BatchError::Invalid(vec![FieldViolation {
+            field: "requests".into(),
+            description: "at most 2 requests per batch".into()
+        }]))
+    );
+    for bad in [&b"\x0a\x05\x0a"[..], b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"\x0a\x02\x0a\x02"] {
+        assert!(matches!(parse_batch(bad, &policy, 10), Err(BatchError::Malformed(_))), "{bad:?}");
+    }
+    // Invalid UTF-8 in a string field is malformed, as protobuf parsers have it.
+    let mut bytes = request(&[("ab", 1, "aws:us-east-1")]);
+    let at = bytes.windows(2).position(|w| w == b"ab").unwrap();
+    bytes[at] = 0xff;
+    assert!(matches!(parse_batch(&bytes, &policy, 10), Err(BatchError::Malformed(_))));
+    let questions = parse_batch(&request(&[("s3://a", 2, "aws:eu-west-1")]), &policy, 10).unwrap();
+    assert_eq!(questions[0].operation, Operation::Process);
+}
+
+#[test]
+fn the_answer_decodes_to_the_engine_decisions() {
+    let engine = Engine::new(common::policy("2026.1", "inherit", "null"));
+    engine.apply(&[
+        Change::Described {
+            id: "s3://eu/a".into(),
+            labels: vec!["PII".into()],
+            origins: vec!["DE".into()],
+            locations: vec![],
+        },
+        Change::Mentioned { id: "s3://lake/b".into() },
+        Change::EdgeAdded {
+            input: "s3://eu/a".into(),
+            output: "s3://lake/b".into(),
+            job: "j".into(),
+            transform: "".into(),
+            recorded: None,
+        },
+    ]);
+    let state = engine.read();
+    let bytes = request(&[
+        ("s3://lake/b", 1, "aws:us-east-1"),
+        ("s3://lake/b", 2, "aws:eu-west-1"),
+        ("s3://nobody", 1, "aws:eu-west-1"),
+    ]);
+    let batch = state.batch_decide(&bytes, 10, NOW, None).unwrap();
+    let answer = proto::BatchDecideResponse::decode(&state.encode_batch(&batch, 42, NOW, "abc", 255)[..]).unwrap();
+    assert_eq!(answer.decisions.len(), 3);
+    for (n, (decision, verdict)) in answer.decisions.iter().zip(&batch.verdicts).enumerate() {
+        let question = &batch.questions[n];
+        let expected = proto::Decision {
+            decision_id: format!("abc{:010x}", 255 + n),
+            outcome: if verdict.outcome == domicile_engine::Outcome::Allow { 1 } else { 2 },
+            dataset_id: question.dataset_id.clone(),
+            operation: if question.operation == Operation::Store { 1 } else { 2 },
+            region: state.policy.region_name(question.region).to_string(),
+            allowed_regions: verdict.allowed.names.iter().map(|s| s.to_string()).collect(),
+            reasons: verdict
+                .reasons
+                .iter()
+                .map(|r| proto::Reason {
+                    code: r.code.as_str().into(),
+                    rule_id: r.rule_id.to_string(),
+                    message: r.message.to_string(),
+                    lineage_path: r.path.iter().map(|s| s.to_string()).collect(),
+                    citation: r.citation.to_string(),
+                })
+                .collect(),
+            policy_version: "2026.1".into(),
+            catalog_revision: 42,
+            decide_time: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 123_456_000 }),
+            inherited_only: verdict.inherited_only,
+        };
+        assert_eq!(decision, &expected);
+    }
+    assert_eq!(answer.decisions[0].reasons[0].lineage_path, ["s3://eu/a", "s3://lake/b"]);
+    assert_eq!((answer.decisions[1].outcome, answer.decisions[1].inherited_only), (1, true));
+    assert_eq!(answer.decisions[2].reasons[0].code, "UNKNOWN_DATASET");
+    // A stale view: every decision is the fail-closed DENY with the given message.
+    let stale = state.batch_decide(&bytes, 10, NOW, Some("fail closed: stale")).unwrap();
+    assert!(stale.verdicts.iter().all(|v| v.reasons[0].code.as_str() == "STALE_CATALOG" && v.allowed.names.is_empty()));
+}

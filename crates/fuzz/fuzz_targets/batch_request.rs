@@ -1,0 +1,48 @@
+//! BatchDecide's parser and encoder on arbitrary bytes: never a panic; whatever parses is
+//! decided, and the answer decodes to one decision per question.
+
+#![no_main]
+
+#[path = "../../engine/tests/common/mod.rs"]
+mod common;
+
+use std::sync::OnceLock;
+
+use domicile_engine::wire::proto;
+use domicile_engine::{Change, Engine};
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+
+fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let engine = Engine::new(common::policy("1", "inherit", "null"));
+        engine.apply(&[
+            Change::Described {
+                id: "s3://eu/a".into(),
+                labels: vec!["PII".into()],
+                origins: vec!["DE".into()],
+                locations: vec![],
+            },
+            Change::EdgeAdded {
+                input: "s3://eu/a".into(),
+                output: "s3://lake/b".into(),
+                job: "j".into(),
+                transform: "".into(),
+                recorded: None,
+            },
+        ]);
+        engine
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let state = engine().read();
+    let Ok(batch) = state.batch_decide(data, 100, common::NOW, None) else { return };
+    let answer = state.encode_batch(&batch, 7, common::NOW, "fuzz", 1);
+    let decoded = proto::BatchDecideResponse::decode(&answer[..]).expect("the answer decodes");
+    assert_eq!(decoded.decisions.len(), batch.questions.len());
+    for (decision, question) in decoded.decisions.iter().zip(&batch.questions) {
+        assert_eq!(decision.dataset_id, question.dataset_id);
+    }
+});

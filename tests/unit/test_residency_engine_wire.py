@@ -1,0 +1,210 @@
+"""BatchDecide through the residency engine's wire boundary (`Engine.batch_decide_wire`).
+
+- answers parse (with the generated Python protobuf code) into the decisions the engine makes
+  one by one, with their ids, policy version, catalog revision and time;
+- requests are checked as the servicer checks a Decide: the id rules are
+  `catalog.validation.check_id`'s, named field by field;
+- arbitrary bytes never crash the engine: they are answered or refused as malformed or invalid,
+  and whatever the engine accepts, protobuf reads as the same questions.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from domicile.catalog.model import to_micros
+from domicile.catalog.validation import check_id
+from domicile.errors import FieldErrors
+from domicile.router._engine import Engine, InvalidRequest, MalformedRequest
+from domicile.router.policy import load_policy
+from domicile.timeconv import to_timestamp
+from domicile.v1 import residency_pb2
+from tests import engine_harness as harness
+from tests.unit.test_residency_engine_oracle import NODES
+
+NOW = datetime(2026, 11, 30, 12, 0, 0, 123456, tzinfo=UTC)
+POLICY = load_policy(
+    """\
+apiVersion: domicile/v1
+kind: ResidencyPolicy
+metadata: {name: wire, version: "2026.11.1"}
+rules:
+  - {id: gdpr, citation: "GDPR Art. 44", match: {classifications: [PII], origins: [EEA]}, store: {allow: [EEA]}}
+  - {id: sanctions, exemptible: false, match: {}, store: {deny: [RU]}, process: {deny: [RU]}}
+"""
+)
+OPERATIONS = [residency_pb2.OPERATION_STORE, residency_pb2.OPERATION_PROCESS]
+REGIONS = ("aws:us-east-1", "aws:eu-central-1", "aws:ap-south-1", "gcp:europe-west6")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    engine = Engine(harness.document(POLICY))
+    engine.apply(
+        [
+            harness.described(NODES[0], ["PII.CONTACT"], ["DE"], ["aws:us-east-1"]),
+            ("placeholder", NODES[1]),
+            ("placeholder", NODES[2]),
+            ("placeholder", "s3://root/undescribed"),
+            harness.edge(NODES[0], NODES[1], "copy"),
+            harness.edge("s3://root/undescribed", NODES[2], "copy"),
+        ]
+    )
+    return engine
+
+
+def batch(engine: Engine, request: residency_pb2.BatchDecideRequest, stale: str | None = None):
+    wire, count = engine.batch_decide_wire(
+        request.SerializeToString(), to_micros(NOW), stale, 17, "0123456789ab", 1, 10_000
+    )
+    return residency_pb2.BatchDecideResponse.FromString(wire), count
+
+
+questions = st.lists(
+    st.tuples(st.sampled_from([*NODES, "s3://never"]), st.sampled_from(OPERATIONS), st.sampled_from(REGIONS)),
+    max_size=20,
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=questions)
+def test_answers_are_the_engine_decisions(engine: Engine, items: list) -> None:
+    request = residency_pb2.BatchDecideRequest(
+        requests=[residency_pb2.DecideRequest(dataset_id=d, operation=o, region=r) for d, o, r in items]
+    )
+    answer, count = batch(engine, request)
+    assert count == len(items) == len(answer.decisions)
+    for n, ((dataset, operation, region), decision) in enumerate(zip(items, answer.decisions, strict=True)):
+        verdict, _ = harness.verdict(engine.decide(dataset, OPERATIONS.index(operation), region, to_micros(NOW)))
+        assert decision.decision_id == f"0123456789ab{n + 1:010x}"
+        assert (decision.dataset_id, decision.operation, decision.region) == (dataset, operation, region)
+        assert decision.outcome == (
+            residency_pb2.OUTCOME_ALLOW if verdict.outcome.value == "allow" else residency_pb2.OUTCOME_DENY
+        )
+        assert tuple(decision.allowed_regions) == verdict.allowed_regions
+        assert [(r.code, r.rule_id, r.message, tuple(r.lineage_path), r.citation) for r in decision.reasons] == [
+            (r.code.value, r.rule_id, r.message, r.lineage_path, r.citation) for r in verdict.reasons
+        ]
+        assert (decision.policy_version, decision.catalog_revision) == ("2026.11.1", 17)
+        assert decision.decide_time == to_timestamp(NOW)
+
+
+def test_a_stale_view_answers_every_question_with_the_fail_closed_deny(engine: Engine) -> None:
+    request = residency_pb2.BatchDecideRequest(
+        requests=[residency_pb2.DecideRequest(dataset_id=NODES[0], operation=1, region="aws:eu-central-1")] * 2
+    )
+    answer, _ = batch(engine, request, stale="fail closed: the view is stale")
+    for decision in answer.decisions:
+        assert decision.outcome == residency_pb2.OUTCOME_DENY
+        assert not decision.allowed_regions
+        assert [(r.code, r.message) for r in decision.reasons] == [("STALE_CATALOG", "fail closed: the view is stale")]
+
+
+def python_violations(dataset_id: str) -> list[tuple[str, str]]:
+    errors = FieldErrors()
+    check_id(errors, "requests[0].dataset_id", dataset_id)
+    return [(v.field, v.description) for v in errors.violations]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(dataset_id=st.text(st.characters(codec="utf-8"), max_size=12) | st.text(min_size=2040, max_size=2060))
+@example(dataset_id=" s3://x")
+@example(dataset_id="s3://x\x1f")
+@example(dataset_id="\x85s3://x")
+@example(dataset_id="é" * 1025)
+def test_dataset_ids_are_checked_as_check_id_checks_them(engine: Engine, dataset_id: str) -> None:
+    request = residency_pb2.BatchDecideRequest(
+        requests=[residency_pb2.DecideRequest(dataset_id=dataset_id, operation=1, region="aws:eu-central-1")]
+    )
+    want = python_violations(dataset_id)
+    if not want:
+        batch(engine, request)
+        return
+    with pytest.raises(InvalidRequest) as raised:
+        batch(engine, request)
+    assert raised.value.args[0] == want
+
+
+def test_every_problem_of_a_request_is_named(engine: Engine) -> None:
+    request = residency_pb2.BatchDecideRequest(
+        requests=[
+            residency_pb2.DecideRequest(dataset_id=NODES[0], operation=1, region="aws:eu-central-1"),
+            residency_pb2.DecideRequest(dataset_id="", operation=0, region="mars:base-1"),
+            residency_pb2.DecideRequest(dataset_id="ok", operation=7, region=""),
+        ]
+    )
+    with pytest.raises(InvalidRequest) as raised:
+        batch(engine, request)
+    assert raised.value.args[0] == [
+        ("requests[1].dataset_id", "must not be empty"),
+        ("requests[1].operation", "must be OPERATION_STORE or OPERATION_PROCESS"),
+        ("requests[1].region", "unknown region 'mars:base-1' (see `domicile regions`)"),
+        ("requests[2].operation", "must be OPERATION_STORE or OPERATION_PROCESS"),
+        ("requests[2].region", "must not be empty"),
+    ]
+    too_many = residency_pb2.BatchDecideRequest(requests=list(request.requests[:1]) * 3)
+    with pytest.raises(InvalidRequest) as raised:
+        engine.batch_decide_wire(too_many.SerializeToString(), 0, None, 0, "p", 1, 2)
+    assert raised.value.args[0] == [("requests", "at most 2 requests per batch")]
+
+
+def _valid_request() -> bytes:
+    return residency_pb2.BatchDecideRequest(
+        requests=[
+            residency_pb2.DecideRequest(dataset_id=NODES[1], operation=1, region="aws:us-east-1"),
+            residency_pb2.DecideRequest(dataset_id=NODES[2], operation=2, region="aws:eu-central-1"),
+        ]
+    ).SerializeToString()
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(_valid_request())
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data)))
+        kind = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
+        if kind == "flip" and at < len(data):
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=6))
+        elif kind == "delete":
+            del data[at : at + draw(st.integers(1, 4))]
+        else:
+            del data[at:]
+    return bytes(data)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=64) | mutated())
+def test_malformed_bytes_are_refused_never_a_crash(engine: Engine, data: bytes) -> None:
+    try:
+        wire, count = engine.batch_decide_wire(data, to_micros(NOW), None, 1, "p", 1, 10_000)
+    except MalformedRequest as exc:
+        refusal = ("malformed", exc.args[0])
+    except InvalidRequest as exc:
+        refusal = ("invalid", exc.args[0])
+    else:
+        refusal = None
+    if refusal is not None:
+        kind, detail = refusal
+        if kind == "malformed":
+            assert detail.startswith("not a valid BatchDecideRequest")
+        else:
+            assert detail
+            assert all(isinstance(f, str) and isinstance(d, str) for f, d in detail)
+        return
+    # Accepted: protobuf reads the same questions, and the answer parses.
+    try:
+        request = residency_pb2.BatchDecideRequest.FromString(data)
+    except DecodeError:
+        pytest.fail(f"the engine accepted bytes protobuf refuses: {data!r}")
+    answer = residency_pb2.BatchDecideResponse.FromString(wire)
+    assert count == len(request.requests) == len(answer.decisions)
+    assert [(d.dataset_id, d.operation, d.region) for d in answer.decisions] == [
+        (r.dataset_id, r.operation, r.region) for r in request.requests
+    ]
