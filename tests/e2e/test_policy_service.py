@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
+import pytest
 
+from domicile.errors import DomicileError
+from domicile.server import create_server
 from domicile.v1 import catalog_pb2, policy_pb2, residency_pb2
+from tests.e2e.conftest import insecure_settings
 from tests.e2e.residency_harness import (
     ALLOW,
     CUSTOMERS,
@@ -168,3 +172,23 @@ async def test_policy_impact_shows_what_granting_a_job_would_change(residency):
     assert (await set_policy(residency, granted)).applied
     decision = await residency.decide(counts, US)
     assert decision.outcome == ALLOW and decision.inherited_only
+
+
+async def test_a_declassifier_without_jobs_is_refused_naming_its_line(residency):
+    without_jobs = revised("2026.12.2", (', jobs: ["airflow-in/tokenize_*"]', ""))
+    response = await set_policy(residency, without_jobs)
+    assert not response.applied
+    line = 1 + without_jobs.splitlines().index("  - {transform: tokenize, removes: [FINANCIAL.PAYMENT.CARD]}")
+    assert [(e.line, e.path) for e in response.errors] == [(line, "declassifiers[2]")]
+    assert "needs 'jobs'" in response.errors[0].message
+    assert (await active(residency)).version == "2026.12.1"
+
+
+async def test_a_policy_file_with_a_declassifier_without_jobs_is_refused_at_start(tmp_path):
+    text = revised("2026.12.2", (', jobs: ["airflow-in/tokenize_*"]', ""))
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text(text, "utf-8")
+    with pytest.raises(DomicileError) as info:
+        await create_server(insecure_settings(tmp_path, policy=policy_file))
+    line = 1 + text.splitlines().index("  - {transform: tokenize, removes: [FINANCIAL.PAYMENT.CARD]}")
+    assert f"{policy_file}:{line}:" in info.value.message and "needs 'jobs'" in info.value.message

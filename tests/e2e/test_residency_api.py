@@ -81,6 +81,30 @@ async def test_a_dataset_known_only_as_a_lineage_output_is_judged_by_what_it_inh
     assert {r.rule_id for r in decision.reasons} == {"gdpr-personal-data"}
 
 
+async def test_decisions_on_a_derived_dataset_say_inherited_only_in_batches_the_log_and_replay(residency):
+    derived = "s3://lake/scores"
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
+    await residency.derive([CUSTOMERS], [derived])
+    requests = [
+        residency_pb2.DecideRequest(dataset_id=d, operation=STORE, region=US) for d in (derived, CUSTOMERS, derived)
+    ]
+    batch = await residency.residency.BatchDecide(residency_pb2.BatchDecideRequest(requests=requests))
+    assert [(d.outcome, d.inherited_only) for d in batch.decisions] == [(DENY, True), (DENY, False), (DENY, True)]
+    single = await residency.decide(derived, FRANKFURT)
+    assert single.outcome == ALLOW and single.inherited_only
+    # Registering it later changes today's answer, not what the logged ones were made of.
+    await residency.put(derived, classifications=["FINANCIAL.PAYMENT"], origins=["IN"])
+    assert not (await residency.decide(derived, FRANKFURT)).inherited_only
+    for decision in (batch.decisions[0], batch.decisions[1], single):
+        got = await residency.residency.GetDecision(residency_pb2.GetDecisionRequest(decision_id=decision.decision_id))
+        assert got.decision == decision
+        replay = await residency.residency.ReplayDecision(
+            residency_pb2.ReplayDecisionRequest(decision_id=decision.decision_id)
+        )
+        assert replay.matches, (replay.original, replay.replayed)
+        assert replay.replayed.inherited_only == decision.inherited_only
+
+
 async def test_unknown_dataset_is_a_deny_not_an_error(residency):
     decision = await residency.decide("s3://nowhere/x", FRANKFURT)
     assert decision.outcome == DENY and [r.code for r in decision.reasons] == ["UNKNOWN_DATASET"]
