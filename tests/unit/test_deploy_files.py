@@ -32,6 +32,12 @@ def test_settings_files_are_valid(name):
     assert settings.health_listen and settings.log_format == "json"
 
 
+@pytest.mark.parametrize("name", ["domicile.yaml", "k8s"])
+def test_production_settings_need_a_second_pair_of_hands_for_policy_changes(name, tmp_path):
+    settings = load_settings(DEPLOY / name) if name != "k8s" else configmap_settings(tmp_path)
+    assert settings.policy_changes_need_approval and not settings.dev
+
+
 def test_the_kubernetes_probes_use_the_configured_health_port(tmp_path):
     settings = configmap_settings(tmp_path)
     health_port = split_host_port(settings.health_listen)[1]
