@@ -20,6 +20,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# The instants Domicile handles (those of a protobuf Timestamp and of Python's datetime),
+# 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999999Z, in microseconds since the epoch.
+MIN_TIME_MICROS = -62_135_596_800_000_000
+MAX_TIME_MICROS = 253_402_300_799_999_999
+
+
 def to_micros(t: datetime) -> int:
     """Microseconds since the Unix epoch (the stores' time representation)."""
     if t.tzinfo is None:

@@ -53,8 +53,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def GetDataset(self, request: catalog_pb2.GetDatasetRequest, context) -> catalog_pb2.GetDatasetResponse:
         errors = FieldErrors()
         check_id(errors, "id", request.id)
+        as_of = optional_time(errors, request, "as_of")
         errors.raise_if_any()
-        as_of = optional_time(request, "as_of")
         dataset = await self._app.store.get_dataset(request.id, as_of=as_of)
         if dataset is None:
             when = f" at {as_of.isoformat()}" if as_of else ""
@@ -73,6 +73,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         check_length(errors, "query", request.query, MAX_QUERY)
         check_length(errors, "page_token", request.page_token, 4096)
         size = validate_page_size(errors, request.page_size)
+        as_of = optional_time(errors, request, "as_of")
         errors.raise_if_any()
         page = await self._app.store.list_datasets(
             DatasetFilter(
@@ -83,7 +84,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
                 query=request.query,
             ),
             PageRequest(size=size, token=request.page_token),
-            as_of=optional_time(request, "as_of"),
+            as_of=as_of,
         )
         return catalog_pb2.ListDatasetsResponse(
             datasets=[dataset_to_proto(d) for d in page.items], next_page_token=page.next_token

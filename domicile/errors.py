@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 class ErrorCode(enum.Enum):
@@ -26,6 +26,24 @@ class ErrorCode(enum.Enum):
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     UNAVAILABLE = "UNAVAILABLE"
     INTERNAL = "INTERNAL"
+
+
+# What one error tells its caller is bounded (in UTF-8 bytes), however many problems a
+# request has: gRPC clients refuse trailers over 8 KiB, and the status message travels there
+# percent-encoded (up to 3x) and the details base64-encoded (4/3x).
+MAX_MESSAGE_BYTES = 768
+MAX_FIELD_BYTES = 256
+MAX_DESCRIPTION_BYTES = 512
+# Total bytes of the field paths and descriptions reported with one error.
+MAX_VIOLATION_BYTES = 2500
+
+
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to at most `limit` UTF-8 bytes (ending in `...` when cut)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    return data[: max(0, limit - 3)].decode("utf-8", "ignore") + "..."
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,37 @@ class DomicileError(Exception):
         if not self.violations:
             return self.message
         return f"{self.message}{violations_suffix((v.field, v.description) for v in self.violations)}"
+
+    def bounded(self) -> DomicileError:
+        """This error as it may be sent to a caller: the message and each violation clipped,
+        and only the first violations that fit `MAX_VIOLATION_BYTES`; the number left out is
+        in `metadata["omitted_violations"]` and at the end of the message. Callers send its
+        `caller_text()`."""
+        kept: list[FieldViolation] = []
+        size = 0
+        for violation in self.violations:
+            clipped = FieldViolation(
+                clip(violation.field, MAX_FIELD_BYTES), clip(violation.description, MAX_DESCRIPTION_BYTES)
+            )
+            size += len(clipped.field.encode("utf-8", "surrogatepass"))
+            size += len(clipped.description.encode("utf-8", "surrogatepass"))
+            if size > MAX_VIOLATION_BYTES and kept:
+                break
+            kept.append(clipped)
+        omitted = len(self.violations) - len(kept)
+        # With violations, `str()` lists them after the message: leave them room.
+        message = clip(self.message, MAX_MESSAGE_BYTES // 2 if self.violations else MAX_MESSAGE_BYTES)
+        metadata = self.metadata
+        if omitted:
+            message += f" [{omitted} more problems not shown]"
+            metadata = {**metadata, "omitted_violations": str(omitted)}
+        return replace(self, message=message, violations=kept, metadata=metadata)
+
+    def caller_text(self) -> str:
+        """What a caller is told (call on a `bounded` error): `str()`, or only the message when
+        the violations listed after it would pass `MAX_MESSAGE_BYTES` (the details carry them)."""
+        text = str(self)
+        return text if len(text.encode("utf-8", "surrogatepass")) <= MAX_MESSAGE_BYTES else self.message
 
 
 def violations_suffix(violations: Iterable[tuple[str, str]]) -> str:

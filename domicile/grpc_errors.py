@@ -47,7 +47,9 @@ def _pack(message: Any) -> any_pb2.Any:
 
 
 def status_for(error: DomicileError) -> grpc.Status:
-    """The gRPC status (code, message, rich-details trailer) for a domain error."""
+    """The gRPC status (code, message, rich-details trailer) for a domain error, bounded
+    (`DomicileError.bounded`) so that it fits the trailers a client accepts."""
+    error = error.bounded()
     code = GRPC_CODES[error.code]
     details = []
     if error.reason:
@@ -69,7 +71,7 @@ def status_for(error: DomicileError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(error.retry_after * 1000))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=str(error), details=details)
+    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=error.caller_text(), details=details)
     return rpc_status.to_status(status)
 
 

@@ -39,11 +39,12 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 
 def error_response(error: DomicileError) -> web.Response:
-    """The HTTP answer for a domain error."""
+    """The HTTP answer for a domain error (bounded as `DomicileError.bounded` says)."""
+    error = error.bounded()
     body: dict[str, Any] = {
         "code": error.code.value,
         "reason": error.reason,
-        "message": str(error),
+        "message": error.caller_text(),
         "field_violations": [{"field": v.field, "description": v.description} for v in error.violations],
     }
     if error.metadata:

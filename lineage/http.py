@@ -18,6 +18,7 @@ import json
 from aiohttp import web
 from google.protobuf import json_format
 
+from domicile import external_json
 from domicile.access.convert import violation_to_proto
 from domicile.access.drift import DriftResult, ObservedRun
 from domicile.app import App
@@ -64,8 +65,8 @@ async def _post_lineage(request: web.Request) -> web.Response:
         )
     body = await request.read()
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = external_json.parse(body)
+    except external_json.JSONRefused as exc:
         raise invalid_field("event", f"the body is not valid JSON: {exc}") from None
     event = parse_run_event(document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions)
     principal = current_principal()

@@ -59,13 +59,14 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         check_dataset_ids(errors, "inputs", list(request.inputs))
         check_dataset_ids(errors, "outputs", list(request.outputs))
         check_edge_count(errors, "inputs", list(request.inputs), list(request.outputs))
+        event_time = optional_time(errors, request, "event_time")
         errors.raise_if_any("invalid lineage")
         run = Run(
             job=request.job,
             run_id=request.run_id,
             run_region=request.run_region,
             transform=request.transform,
-            event_time=optional_time(request, "event_time"),
+            event_time=event_time,
         )
         write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), request.transform)
         principal = current_principal()
@@ -112,12 +113,13 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
                 "max_depth",
                 f"must be between 1 and {settings.max_depth_limit} (0 = default {settings.default_max_depth})",
             )
+        as_of = optional_time(errors, request, "as_of")
         errors.raise_if_any()
         traversal = await self._app.store.traverse(
             request.dataset_id,
             DIRECTIONS[request.direction],
             max_depth=max_depth,
-            as_of=optional_time(request, "as_of"),
+            as_of=as_of,
             limits=TraversalLimits(max_nodes=settings.max_nodes, timeout_seconds=settings.timeout_seconds),
         )
         router = self._app.router
@@ -137,7 +139,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         if not request.outputs:
             errors.add("outputs", "at least one output is required")
         check_edge_count(errors, "inputs", list(request.inputs), list(request.outputs))
-        end_time = optional_time(request, "end_time")
+        end_time = optional_time(errors, request, "end_time")
         if end_time is not None and end_time > utcnow() + END_TIME_SKEW:
             errors.add("end_time", "must not be in the future: end lineage when it stops being true")
         errors.raise_if_any("invalid request")

@@ -15,8 +15,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
+from domicile import external_json
 from domicile.catalog.model import (
     MAX_ID_BYTES,
+    MAX_TIME_MICROS,
+    MIN_TIME_MICROS,
     Dataset,
     DatasetFilter,
     DatasetRevision,
@@ -97,16 +100,17 @@ def decode_page_token(token: str, kind: str, as_of: int | None, fingerprint: str
     if not token:
         return None, as_of
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        data = external_json.parse(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         after, token_as_of = data["after"], data["as_of"]
         if (
             data["k"] != kind
             or not isinstance(after, str)
             or not (token_as_of is None or (isinstance(token_as_of, int) and not isinstance(token_as_of, bool)))
+            or (token_as_of is not None and not MIN_TIME_MICROS <= token_as_of <= MAX_TIME_MICROS)
         ):
             raise ValueError("unexpected token content")
         token_fingerprint = data["f"]
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise invalid_field("page_token", "malformed page token") from exc
     if token_fingerprint != fingerprint:
         raise invalid_field("page_token", "the page token belongs to a request with other filters")

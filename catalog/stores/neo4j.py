@@ -39,6 +39,7 @@ import neo4j
 from neo4j import AsyncDriver, AsyncGraphDatabase, AsyncManagedTransaction
 from neo4j import exceptions as neo4j_errors
 
+from domicile import external_json
 from domicile.catalog.model import (
     Change,
     ChangeKind,
@@ -730,7 +731,7 @@ def _decode_edge_position(text: str | None) -> list[Any] | None:
     if text is None:
         return None
     try:
-        position = json.loads(text)
+        position = external_json.parse(text)
     except ValueError as exc:
         raise invalid_field("page_token", "malformed page token") from exc
     if (
