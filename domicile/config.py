@@ -14,6 +14,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, Literal
@@ -67,6 +68,8 @@ class AuthSettings(Section):
     # Claims that grant scopes (a space-separated string or a list each); Entra ID puts the
     # permissions of application (client-credentials) tokens in `roles`.
     scope_claims: list[str] = Field(default_factory=lambda: ["scope", "scp"], min_length=1)
+    # The longest a token may be valid (exp - iat): seconds, or an ISO 8601 duration (PT8H).
+    max_token_lifetime: timedelta = Field(default=timedelta(hours=24), ge=timedelta(seconds=1), le=timedelta(days=366))
     # Methods reachable without a token (nothing is open by default).
     open_health: bool = False
     open_reflection: bool = False

@@ -27,14 +27,21 @@ dev = DomicileGroup("dev", help="Local development credentials: a dev CA, certif
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# The longest duration `parse_duration` accepts (a server refuses tokens living longer than its
+# auth.max_token_lifetime, 24 h by default, anyway).
+_MAX_DURATION_SECONDS = 366 * 86400
 
 
 def parse_duration(text: str) -> float:
-    """`90`, `90s`, `15m`, `8h`, `1d` → seconds; click.BadParameter otherwise."""
+    """`90`, `90s`, `15m`, `8h`, `1d` → seconds (more than 0, at most 366 days);
+    click.BadParameter otherwise."""
     match = _DURATION.match(text.strip())
     if not match or float(match.group(1)) <= 0:
         raise click.BadParameter(f"{text!r} is not a duration such as 300, 15m, 8h or 1d")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > _MAX_DURATION_SECONDS:
+        raise click.BadParameter(f"{text!r} is longer than 366 days")
+    return seconds
 
 
 @dev.command("init")

@@ -115,6 +115,7 @@ def assemble(settings: Settings) -> Security:
             algorithms=trust.algorithms,
             leeway_seconds=settings.auth.leeway_seconds,
             scope_claims=settings.auth.scope_claims,
+            max_lifetime_seconds=settings.auth.max_token_lifetime.total_seconds(),
         )
     except (TLSConfigError, KeyLoadError, ssl.SSLError) as exc:
         events.close()

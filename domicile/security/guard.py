@@ -4,6 +4,12 @@
 checks the required scopes, in that order, and records a security event for every refusal.
 Rate limiting comes before the scope check so that a principal hammering methods it may not
 call is slowed down too.
+
+Failed authentications are budgeted per client: per client certificate (its SHA-256
+thumbprint) when the connection has one, else per address. A client that spends its budget
+has its further *failures* answered TOO_MANY_AUTH_FAILURES without a log line each; a valid
+token is always admitted, so nobody sharing an address (a NAT, a sidecar) or even the same
+certificate is locked out by someone else's bad tokens.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from domicile.security.context import Caller
 from domicile.security.events import SecurityEventLog
 from domicile.security.ratelimit import RateLimiter
 from domicile.security.scopes import describe, is_allowed
-from domicile.security.tokens import AuthenticationError, TokenVerifier
+from domicile.security.tokens import AuthenticationError, TokenVerifier, certificate_thumbprint
 from domicile.telemetry.metrics import AUTHENTICATION_FAILURES, AUTHORIZATION_FAILURES
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
@@ -66,6 +72,14 @@ class KeySource(Protocol):
         source's rate limit allows; True when the verifier's keys changed."""
 
 
+def failure_key(certificate_der: bytes | None, peer: str) -> str:
+    """Whose failure budget a failed authentication spends: the client certificate's
+    thumbprint when there is one (an identity), else the client address."""
+    if certificate_der is not None:
+        return "x5t#S256:" + certificate_thumbprint(certificate_der)
+    return "address:" + peer_host(peer)
+
+
 def _refusal(
     code: ErrorCode, reason: str, message: str, trace_id: str, retry_after: float | None = None
 ) -> DomicileError:
@@ -84,9 +98,9 @@ class Guard:
         failure_limiter: RateLimiter | None = None,
     ) -> None:
         self.verifier = verifier
-        # Budget of failed authentications per client address, and the addresses refused
-        # until a time (monotonic) for having spent it: a flood of bad tokens then costs
-        # neither signature checks nor a log line per request.
+        # Budget of failed authentications per client (see `failure_key`), and the clients
+        # whose failures are answered without a log line until a time (monotonic) for having
+        # spent it.
         self.failure_limiter = failure_limiter
         self._throttled: dict[str, float] = {}
         self.events = events
@@ -137,19 +151,13 @@ class Guard:
         trace_id: str,
     ) -> Caller:
         where = {"method": method, "peer": peer, "trace_id": trace_id}
-        host = peer_host(peer)
-        self._refuse_if_throttled(host, trace_id)
         token = bearer_token(authorization)
         if token is None:
-            self.events.record(ev.AUTH_FAILURE, outcome="denied", reason="MISSING_TOKEN", **where)
-            self._count_failure(host, where)
-            raise _refusal(ErrorCode.UNAUTHENTICATED, "MISSING_TOKEN", "a bearer token is required", trace_id)
+            raise self._failed(failure_key(certificate_der, peer), "MISSING_TOKEN", "a bearer token is required", where)
         try:
             caller = await self._verify(token, certificate_der)
         except AuthenticationError as exc:
-            self.events.record(ev.AUTH_FAILURE, outcome="denied", reason=exc.reason, **where)
-            self._count_failure(host, where)
-            raise _refusal(ErrorCode.UNAUTHENTICATED, exc.reason, str(exc), trace_id) from None
+            raise self._failed(failure_key(certificate_der, peer), exc.reason, str(exc), where) from None
         self.authorize(caller, method=method, required=required, peer=peer, trace_id=trace_id)
         return caller
 
@@ -223,37 +231,37 @@ class Guard:
                 raise
         return self.verifier.verify(token, certificate_der)
 
-    def _refuse_if_throttled(self, host: str, trace_id: str) -> None:
-        until = self._throttled.get(host)
-        if until is None:
-            return
-        wait = until - time.monotonic()
-        if wait <= 0:
-            del self._throttled[host]
-            return
-        raise _refusal(
-            ErrorCode.RESOURCE_EXHAUSTED,
-            "TOO_MANY_AUTH_FAILURES",
-            f"too many failed authentications from {host}",
-            trace_id,
-            retry_after=wait,
-        )
-
-    def _count_failure(self, host: str, where: dict[str, str]) -> None:
-        if self.failure_limiter is None:
-            return
-        wait = self.failure_limiter.acquire(host)
-        if wait is None:
-            return
+    def _failed(self, client: str, reason: str, message: str, where: dict[str, str]) -> DomicileError:
+        """The refusal of a failed authentication by `client` (see `failure_key`): within its
+        failure budget an UNAUTHENTICATED with an `auth_failure` event; past it
+        TOO_MANY_AUTH_FAILURES (with retry info) and no event, one `rate_limited` event having
+        marked the start."""
+        trace_id = where["trace_id"]
         now = time.monotonic()
-        if len(self._throttled) >= 10_000:
-            self._throttled = {h: t for h, t in self._throttled.items() if t > now}
-        # Refuse the address for at least a second; one event marks the start.
-        self._throttled[host] = now + max(wait, 1.0)
-        self.events.record(
-            ev.RATE_LIMITED,
-            outcome="denied",
-            reason="TOO_MANY_AUTH_FAILURES",
-            retry_after_seconds=round(max(wait, 1.0), 3),
-            **where,
-        )
+        until = self._throttled.get(client)
+        if until is not None:
+            if until > now:
+                return _refusal(
+                    ErrorCode.RESOURCE_EXHAUSTED,
+                    "TOO_MANY_AUTH_FAILURES",
+                    "too many failed authentications from this client",
+                    trace_id,
+                    retry_after=until - now,
+                )
+            del self._throttled[client]
+        self.events.record(ev.AUTH_FAILURE, outcome="denied", reason=reason, **where)
+        if self.failure_limiter is not None:
+            wait = self.failure_limiter.acquire(client)
+            if wait is not None:
+                if len(self._throttled) >= 10_000:
+                    self._throttled = {c: t for c, t in self._throttled.items() if t > now}
+                # Throttle the client for at least a second; one event marks the start.
+                self._throttled[client] = now + max(wait, 1.0)
+                self.events.record(
+                    ev.RATE_LIMITED,
+                    outcome="denied",
+                    reason="TOO_MANY_AUTH_FAILURES",
+                    retry_after_seconds=round(max(wait, 1.0), 3),
+                    **where,
+                )
+        return _refusal(ErrorCode.UNAUTHENTICATED, reason, message, trace_id)

@@ -8,6 +8,10 @@ Verification guarantees, for a token to become a `Caller`:
   key ids);
 - `exp`, `iss`, `aud` and `sub` are present; `exp`/`nbf` hold within the configured leeway;
   `iss` and `aud` equal the configured values;
+- `exp`, `nbf` and `iat` are numbers of seconds since the epoch before year 10000, `iat` is
+  not in the future, and the token lives no longer than the configured maximum: `exp - iat`
+  (or `exp - now` without `iat`), within the leeway. A token valid for decades is a stolen
+  credential that never expires;
 - when it carries `cnf` (RFC 8705), `cnf.x5t#S256` equals the SHA-256 thumbprint of the
   client certificate of the connection it arrived on. Any other confirmation method is refused,
   since a proof of possession that is not checked must not be treated as a bearer token.
@@ -40,6 +44,9 @@ SUPPORTED_ALGORITHMS = ASYMMETRIC_ALGORITHMS | HMAC_ALGORITHMS
 CERT_THUMBPRINT_CLAIM = "x5t#S256"
 # A delegation chain deeper than this is refused rather than walked.
 MAX_ACTOR_DEPTH = 16
+DEFAULT_MAX_LIFETIME_SECONDS = 24 * 3600
+# The last second a JWT NumericDate may name here (9999-12-31T23:59:59Z).
+_LAST_NUMERIC_DATE = 253_402_300_799
 VERIFIED_CACHE_SIZE = 10_000
 
 
@@ -208,6 +215,7 @@ class TokenVerifier:
         algorithms: Sequence[str],
         leeway_seconds: float,
         scope_claims: Sequence[str] = DEFAULT_SCOPE_CLAIMS,
+        max_lifetime_seconds: float = DEFAULT_MAX_LIFETIME_SECONDS,
     ) -> None:
         check_algorithms(algorithms)
         if not issuer or not audience:
@@ -218,6 +226,7 @@ class TokenVerifier:
         self.algorithms = frozenset(algorithms)
         self.leeway = leeway_seconds
         self.scope_claims = tuple(scope_claims)
+        self.max_lifetime = max_lifetime_seconds
         # (token, client certificate) -> (caller, exp). Services reuse one token for many calls;
         # a signature check costs far more than the routing decision it guards.
         self._verified: dict[tuple[str, bytes | None], tuple[Caller, float]] = {}
@@ -260,6 +269,7 @@ class TokenVerifier:
         if not candidates:
             raise AuthenticationError("UNKNOWN_KEY", "no configured key can verify this token")
         claims = self._decode(token, algorithm, candidates)
+        self._check_times(claims)
         actors = actors_of(claims)
         self._check_confirmation(claims, client_certificate_der)
         scopes = scopes_of(claims, self.scope_claims)
@@ -304,6 +314,28 @@ class TokenVerifier:
                 raise AuthenticationError("MISSING_CLAIM", "token 'sub' must be a non-empty string")
             return claims
         raise AuthenticationError("BAD_SIGNATURE", "token signature does not verify")
+
+    def _check_times(self, claims: dict[str, Any]) -> None:
+        """The time claims' sanity and the lifetime bound (see the module docstring); the
+        signature and `exp`/`nbf` against the clock were checked by PyJWT already."""
+        times: dict[str, float] = {}
+        for name in ("exp", "nbf", "iat"):
+            value = claims.get(name)
+            if value is None:
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value <= _LAST_NUMERIC_DATE  # also refuses NaN and infinities
+            ):
+                raise AuthenticationError("MALFORMED_TOKEN", f"token {name!r} claim is not a time")
+            times[name] = float(value)
+        start = times.get("iat", time.time())
+        if times["exp"] - start > self.max_lifetime + self.leeway:
+            raise AuthenticationError(
+                "TOKEN_LIFETIME_EXCEEDED",
+                f"token lives longer than the {self.max_lifetime:g} s this server accepts (auth.max_token_lifetime)",
+            )
 
     @staticmethod
     def _check_confirmation(claims: dict[str, Any], client_certificate_der: bytes | None) -> None:

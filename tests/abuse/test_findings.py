@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import aiohttp
 import grpc
+import jwt
 import pytest
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from domicile.catalog.model import DatasetFilter
 from domicile.catalog.stores.common import filter_fingerprint
 from domicile.grpc_errors import details_of
+from domicile.security.dev_credentials import DEV_AUDIENCE, DEV_ISSUER, dev_paths, mint_dev_token
+from domicile.server import create_server
 from domicile.v1 import (
     catalog_pb2,
     catalog_pb2_grpc,
@@ -22,7 +27,15 @@ from domicile.v1 import (
     residency_pb2,
     residency_pb2_grpc,
 )
-from tests.abuse.conftest import HANG, http_url
+from tests.abuse.conftest import (
+    HANG,
+    bearer,
+    client_credentials,
+    dev_settings,
+    http_ssl,
+    http_url,
+    second_client,
+)
 
 # ---- out-of-range values are INVALID_ARGUMENT with the field named, never INTERNAL --------
 
@@ -128,3 +141,72 @@ async def test_an_error_naming_thousands_of_fields_still_reaches_the_client(chan
     assert details["field_violations"][0][0] == "requests[0].dataset_id"
     shown = len(details["field_violations"])
     assert int(details["metadata"]["omitted_violations"]) == 30_000 - shown
+
+
+# ---- authentication-failure throttling locks out nobody with a valid token ---------------
+
+
+async def _list_regions(port, creds, metadata):
+    async with grpc.aio.secure_channel(f"127.0.0.1:{port}", creds) as channel:
+        return await catalog_pb2_grpc.CatalogServiceStub(channel).ListRegions(
+            catalog_pb2.ListRegionsRequest(), metadata=metadata, timeout=HANG
+        )
+
+
+async def test_bad_tokens_from_one_client_do_not_lock_out_valid_tokens(tmp_path):
+    """After 52 bad tokens from 127.0.0.1 a valid token on another connection was refused
+    TOO_MANY_AUTH_FAILURES: anyone behind the same NAT or sidecar could lock everyone out."""
+    running = await create_server(dev_settings(tmp_path))
+    try:
+        paths = dev_paths(tmp_path)
+        attacker = client_credentials(paths)
+        refusals = set()
+        for _ in range(80):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await _list_regions(running.port, attacker, bearer("not-a-token"))
+            refusals.add(details_of(info.value)["reason"])
+        assert refusals == {"MALFORMED_TOKEN", "TOO_MANY_AUTH_FAILURES"}  # the attacker is throttled
+        valid = bearer(mint_dev_token(tmp_path, scopes=["catalog:read"]))
+        # Another client (its own certificate), and the attacker's own certificate with a valid token.
+        assert (await _list_regions(running.port, second_client(paths, tmp_path), valid)).regions
+        assert (await _list_regions(running.port, attacker, valid)).regions
+    finally:
+        await running.stop(0)
+
+
+async def test_bad_tokens_over_http_without_certificates_do_not_lock_out_the_address(tmp_path):
+    running = await create_server(dev_settings(tmp_path, tls={"http_client_cert_required": False}))
+    try:
+        paths = dev_paths(tmp_path)
+        url = f"https://localhost:{running.http_port}/api/v1/lineage"
+        valid = {"Authorization": f"Bearer {mint_dev_token(tmp_path, scopes=['lineage:write'])}"}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=http_ssl(paths, False))) as http:
+            statuses = set()
+            for _ in range(80):
+                async with http.post(url, json={}, headers={"Authorization": "Bearer garbage"}) as response:
+                    statuses.add(response.status)
+            assert statuses == {401, 429}
+            async with http.post(url, json={}, headers=valid) as response:
+                assert response.status == 400  # admitted, then the empty event is refused
+    finally:
+        await running.stop(0)
+
+
+# ---- limits that disagreed -----------------------------------------------------------------
+
+
+async def test_a_token_expiring_in_1e300_seconds_is_refused(tmp_path):
+    running = await create_server(dev_settings(tmp_path))
+    try:
+        paths = dev_paths(tmp_path)
+        key = load_pem_private_key(paths.jwt_key.read_bytes(), password=None)
+        now = int(time.time())
+        claims = {"iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": "forever", "scope": "catalog:read", "iat": now}
+        for exp, reason in ((1e300, "MALFORMED_TOKEN"), (now + 30 * 86400, "TOKEN_LIFETIME_EXCEEDED")):
+            token = jwt.encode({**claims, "exp": exp}, key, algorithm="ES256")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await _list_regions(running.port, client_credentials(paths), bearer(token))
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert details_of(info.value)["reason"] == reason
+    finally:
+        await running.stop(0)

@@ -136,7 +136,21 @@ def test_bearer_and_trace_parsing():
     assert len(generated) == 32 and generated != trace_id_from(None)
 
 
-def test_an_address_spending_its_failure_budget_is_refused_without_checks(log_path):
+def admit_from(guard, authorization, *, peer="ipv4:10.0.0.7:5000", certificate_der=None):
+    return asyncio.run(
+        guard.admit(
+            method=METHOD,
+            required=frozenset({"catalog:write"}),
+            authorization=authorization,
+            certificate_der=certificate_der,
+            peer=peer,
+            trace_id="t" * 32,
+        )
+    )
+
+
+@pytest.fixture
+def throttling_guard(log_path):
     verifier = TokenVerifier(
         [VerificationKey(KEY.public_key(), None, "t")],
         issuer="iss",
@@ -145,35 +159,47 @@ def test_an_address_spending_its_failure_budget_is_refused_without_checks(log_pa
         leeway_seconds=0,
     )
     events = SecurityEventLog(log_path)
-    guard = Guard(verifier, events, None, failure_limiter=RateLimiter(rate=0.001, burst=3))
-    try:
-        for _ in range(3):
-            assert refusal(lambda: admit(guard, "Bearer not-a-jwt")).code is ErrorCode.UNAUTHENTICATED
-        # The 4th failure spends the budget; from then on even a valid token is refused
-        # (nothing is verified or logged per request) until the wait is over.
-        assert refusal(lambda: admit(guard, None)).code is ErrorCode.UNAUTHENTICATED
-        throttled = refusal(lambda: admit(guard, bearer()))
+    yield Guard(verifier, events, None, failure_limiter=RateLimiter(rate=0.001, burst=3))
+    events.close()
+
+
+def test_a_client_spending_its_failure_budget_gets_no_log_line_per_failure(throttling_guard, log_path):
+    guard = throttling_guard
+    for _ in range(3):
+        assert refusal(lambda: admit_from(guard, "Bearer not-a-jwt")).code is ErrorCode.UNAUTHENTICATED
+    # The 4th failure spends the budget; further failures are refused without a log line.
+    assert refusal(lambda: admit_from(guard, None)).code is ErrorCode.UNAUTHENTICATED
+    before = len(events_in(log_path))
+    for _ in range(20):
+        throttled = refusal(lambda: admit_from(guard, "Bearer not-a-jwt"))
         assert throttled.code is ErrorCode.RESOURCE_EXHAUSTED and throttled.reason == "TOO_MANY_AUTH_FAILURES"
         assert throttled.retry_after and throttled.retry_after > 0
-        before = len(events_in(log_path))
-        for _ in range(20):
-            refusal(lambda: admit(guard, "Bearer not-a-jwt"))
-        assert len(events_in(log_path)) == before, "a throttled address must not grow the log"
-        assert [e["reason"] for e in events_in(log_path)].count("TOO_MANY_AUTH_FAILURES") == 1
-        # Another address is unaffected.
-        caller = asyncio.run(
-            guard.admit(
-                method=METHOD,
-                required=frozenset({"catalog:write"}),
-                authorization=bearer(),
-                certificate_der=None,
-                peer="ipv4:10.0.0.8:5000",
-                trace_id="u" * 32,
-            )
-        )
-        assert caller.subject == "svc-a"
-    finally:
-        events.close()
+    assert len(events_in(log_path)) == before, "a throttled client must not grow the log"
+    assert [e["reason"] for e in events_in(log_path)].count("TOO_MANY_AUTH_FAILURES") == 1
+
+
+def test_a_valid_token_is_never_refused_for_failures_at_its_address(throttling_guard):
+    """Clients behind one NAT or sidecar share an address: one of them sending bad tokens
+    must not lock the others out."""
+    guard = throttling_guard
+    for _ in range(10):
+        refusal(lambda: admit_from(guard, "Bearer not-a-jwt"))
+    assert refusal(lambda: admit_from(guard, "Bearer not-a-jwt")).reason == "TOO_MANY_AUTH_FAILURES"
+    assert admit_from(guard, bearer()).subject == "svc-a"
+    assert admit_from(guard, bearer(subject="svc-b")).subject == "svc-b"
+
+
+def test_failures_are_budgeted_per_client_certificate(throttling_guard):
+    guard = throttling_guard
+    for _ in range(10):
+        refusal(lambda: admit_from(guard, "Bearer not-a-jwt", certificate_der=b"certificate of client a"))
+    spent = refusal(lambda: admit_from(guard, "Bearer not-a-jwt", certificate_der=b"certificate of client a"))
+    assert spent.reason == "TOO_MANY_AUTH_FAILURES"
+    # Another certificate over the same address has a budget of its own, and so has the
+    # address itself (clients without a certificate).
+    other = refusal(lambda: admit_from(guard, "Bearer not-a-jwt", certificate_der=b"certificate of client b"))
+    assert other.code is ErrorCode.UNAUTHENTICATED
+    assert refusal(lambda: admit_from(guard, "Bearer not-a-jwt")).code is ErrorCode.UNAUTHENTICATED
 
 
 def test_peer_host():

@@ -247,3 +247,46 @@ def test_verified_tokens_are_remembered_only_while_valid_and_with_the_same_keys(
     v.replace_keys([VerificationKey(EC_KEY.public_key(), None, "back")])
     v.verify(bound, b"one")
     assert reason_of(lambda: v.verify(bound, b"two")) == "CERTIFICATE_MISMATCH"
+
+
+def test_a_token_living_longer_than_the_maximum_lifetime_is_refused():
+    now = int(time.time())
+    strict = TokenVerifier(
+        [VerificationKey(EC_KEY.public_key(), None, "test")],
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        algorithms=ALGORITHMS,
+        leeway_seconds=30,
+        max_lifetime_seconds=3600,
+    )
+    assert strict.verify(token(iat=now, exp=now + 3600)).subject == "svc-a"
+    assert reason_of(lambda: strict.verify(token(iat=now, exp=now + 7200))) == "TOKEN_LIFETIME_EXCEEDED"
+    # Without `iat`, the lifetime left is what counts.
+    assert strict.verify(token(iat=None, exp=now + 600)).subject == "svc-a"
+    assert reason_of(lambda: strict.verify(token(iat=None, exp=now + 7200))) == "TOKEN_LIFETIME_EXCEEDED"
+    # The default maximum is 24 hours.
+    assert reason_of(lambda: verifier(EC_KEY).verify(token(iat=now, exp=now + 25 * 3600))) == "TOKEN_LIFETIME_EXCEEDED"
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        pytest.param({"exp": 1e300}, "MALFORMED_TOKEN", id="exp-1e300"),
+        pytest.param({"exp": int(time.time()) + 10 * 365 * 86400}, "TOKEN_LIFETIME_EXCEEDED", id="exp-in-ten-years"),
+        pytest.param({"exp": 2.0**53}, "MALFORMED_TOKEN", id="exp-past-year-9999"),
+        pytest.param({"iat": -5}, "MALFORMED_TOKEN", id="iat-negative"),
+        pytest.param({"iat": "yesterday"}, "MALFORMED_TOKEN", id="iat-text"),
+        pytest.param({"iat": int(time.time()) + 3600}, "TOKEN_NOT_YET_VALID", id="iat-in-the-future"),
+        pytest.param({"nbf": int(time.time()) + 400, "exp": int(time.time()) + 300}, "TOKEN_NOT_YET_VALID", id="nbf"),
+    ],
+)
+def test_time_claims_must_make_sense(claims, reason):
+    assert reason_of(lambda: verifier(EC_KEY).verify(token(**claims))) == reason
+
+
+def test_max_token_lifetime_setting():
+    assert load_settings().auth.max_token_lifetime.total_seconds() == 24 * 3600
+    assert load_settings(auth={"max_token_lifetime": "PT8H"}).auth.max_token_lifetime.total_seconds() == 8 * 3600
+    assert load_settings(auth={"max_token_lifetime": 600}).auth.max_token_lifetime.total_seconds() == 600
+    with pytest.raises(SettingsError, match="auth.max_token_lifetime"):
+        load_settings(auth={"max_token_lifetime": 0})
