@@ -14,6 +14,7 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -28,13 +29,16 @@ from domicile.audit_service import AuditServicer
 from domicile.catalog.service import CatalogServicer
 from domicile.catalog.store import GraphStore
 from domicile.catalog.stores import open_configured_store
+from domicile.catalog.stores.sqlite import path_from_uri
 from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.health import SERVICE_NAMES, ServiceHealth
 from domicile.lineage.service import LineageServicer
 from domicile.loadshed import LoadShedder, PrincipalLoadShedding, ServerLoadShedding
 from domicile.ops import OpsEndpoints
+from domicile.private_files import make_private_directory, warn_if_not_private
 from domicile.router.policy_changes import PolicyChanges
+from domicile.router.policy_history import POLICIES_FILE
 from domicile.router.runtime import Router
 from domicile.router.service import PolicyServicer, ResidencyServicer, add_residency_service
 from domicile.security import Security, build_security
@@ -137,6 +141,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
     start-up fails. Tracing is on when the environment asks for it (see
     `domicile.telemetry.tracing`)."""
     tracing = configure_tracing()
+    make_private_directory(settings.data_dir)
     security = build_security(settings)
     try:
         store = InstrumentedStore(store or await open_configured_store(settings))
@@ -231,6 +236,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
                 running.console_runner, running.console_url, running.console_sign_in_link = started
         if settings.ops_listen:
             running.ops_runner, running.ops_port = await _start_ops(ops, settings)
+        warn_if_not_private(_private_paths(settings))
         log.info("serving gRPC on %s (port %d), store %s", settings.listen, port, _redact(settings.store))
         return running
     except BaseException:
@@ -326,6 +332,19 @@ def _bind_problem(address: str) -> str | None:
             except OSError as exc:
                 return os.strerror(exc.errno).lower() if exc.errno else str(exc)
     return None
+
+
+def _private_paths(settings: Settings) -> list[Path]:
+    """The data directory and the files in which the server keeps what it knows."""
+    paths = [
+        settings.data_dir,
+        settings.decision_log_path,
+        settings.security_log_path,
+        settings.data_dir / POLICIES_FILE,
+    ]
+    if settings.store.startswith("sqlite:"):
+        paths.append(path_from_uri(settings.store))
+    return paths
 
 
 def _redact(uri: str) -> str:

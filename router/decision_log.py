@@ -100,6 +100,7 @@ from typing import Any, cast
 import orjson
 
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
+from domicile.private_files import PRIVATE_FILE_MODE, make_private_directory
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 from domicile.telemetry.metrics import DECISION_LOG_FSYNC, DECISION_LOG_WRITE
 
@@ -759,7 +760,7 @@ def _set_aside_format1(path: Path, fd: int) -> int:
         aside,
         aside,
     )
-    new_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    new_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, PRIVATE_FILE_MODE)
     try:
         fcntl.flock(new_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:
@@ -905,9 +906,9 @@ class DecisionLog:
 
     @classmethod
     def _open_sync(cls, path: Path, options: dict[str, Any]) -> DecisionLog:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_directory(path.parent)
         created = not path.exists()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE_FILE_MODE)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

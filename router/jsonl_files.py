@@ -13,6 +13,8 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from domicile.private_files import PRIVATE_FILE_MODE, make_private_directory
+
 log = logging.getLogger(__name__)
 
 
@@ -40,9 +42,9 @@ def complete_lines(path: Path, what: str) -> list[bytes]:
 
 def append_line(path: Path, data: bytes) -> None:
     """Append `data` (one or more complete lines) to `path` and fsync it (blocking)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_directory(path.parent)
     created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE_FILE_MODE)
     try:
         view = memoryview(data)
         while view:

@@ -25,7 +25,6 @@ The graph model is described in `catalog.stores.neo4j_schema`. How the contract 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time

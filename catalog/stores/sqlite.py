@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -102,6 +103,9 @@ from domicile.errors import (
     revision_conflict,
     store_unavailable,
 )
+from domicile.private_files import create_private_file, make_private_directory
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -186,20 +190,23 @@ class SQLiteGraphStore:
         return cls(path, clock=clock or utcnow, read_only=read_only, writer=writer, writer_conn=conn, readers=readers)
 
     async def close(self) -> None:
-        """Wait for queued writes, then close every connection. Idempotent."""
+        """Wait for queued writes, close the readers, fold the write-ahead log into the
+        database file (a checkpoint that truncates it) and close the writer. Idempotent."""
         if self._closed:
             return
         self._closed = True
         async with self._write_lock:
             loop = asyncio.get_running_loop()
-            if self._writer_conn is not None:
-                await loop.run_in_executor(self._writer, self._writer_conn.close)
-            self._writer.shutdown(wait=False)
+            # Readers first: a checkpoint cannot pass a reader, and read-only connections
+            # never fold the log themselves.
             await asyncio.to_thread(self._readers.shutdown, True)
             with self._reader_conns_lock:
                 for conn in self._reader_conns:
                     conn.close()
                 self._reader_conns.clear()
+            if self._writer_conn is not None:
+                await loop.run_in_executor(self._writer, _checkpoint_and_close, self._writer_conn, self._path)
+            self._writer.shutdown(wait=False)
 
     @property
     def access(self) -> SQLiteAccessStore:
@@ -1060,6 +1067,20 @@ def _connect(path: Path, *, read_only: bool) -> sqlite3.Connection:
     return conn
 
 
+def _checkpoint_and_close(conn: sqlite3.Connection, path: Path) -> None:
+    """`PRAGMA wal_checkpoint(TRUNCATE)`, then close: a stopped server leaves its whole
+    catalog in the database file (and an empty log). Another process still reading the file
+    may keep the checkpoint from completing; its own last close finishes it."""
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            log.info("SQLite store %s: another connection is using the write-ahead log; not truncated", path)
+    except sqlite3.Error as exc:
+        log.warning("SQLite store %s: checkpoint at close failed: %s", path, exc)
+    finally:
+        conn.close()
+
+
 def _icontains(needle: str, *haystacks: str | None) -> bool:
     """Case-insensitive substring test; SQLite's own LIKE folds ASCII only."""
     return any(h is not None and needle in h.lower() for h in haystacks)
@@ -1071,7 +1092,7 @@ def _open_writer(path: Path) -> tuple[bool, sqlite3.Connection | None]:
     Translates every failure into a DomicileError naming `path`.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_directory(path.parent)
     except OSError as exc:
         raise store_unavailable(f"cannot create the directory of SQLite store {path}: {exc.strerror}") from exc
     if path.exists():
@@ -1084,6 +1105,11 @@ def _open_writer(path: Path) -> tuple[bool, sqlite3.Connection | None]:
         read_only = not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK)
     else:
         read_only = False
+        # SQLite would create it world-readable; its -wal and -shm files take its mode.
+        try:
+            create_private_file(path)
+        except OSError as exc:
+            raise store_unavailable(f"cannot create SQLite store {path}: {exc.strerror}") from exc
     try:
         if read_only:
             conn = _connect(path, read_only=True)

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from domicile.private_files import make_private_directory
 from domicile.security.scopes import ALL_SCOPES
 from domicile.security.tokens import mint_token
 
@@ -121,7 +122,7 @@ def ensure_dev_credentials(data_dir: Path, *, force: bool = False) -> tuple[DevP
     paths = dev_paths(data_dir)
     if paths.exists() and not force:
         return paths, False
-    paths.root.parent.mkdir(parents=True, exist_ok=True)
+    make_private_directory(paths.root.parent)
     staging = Path(tempfile.mkdtemp(prefix=".dev-", dir=paths.root.parent))  # created 0700
     try:
         _write_credentials(DevPaths(staging))

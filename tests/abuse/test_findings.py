@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
+import sqlite3
+import stat
 import time
 
 import aiohttp
@@ -36,6 +40,7 @@ from tests.abuse.conftest import (
     http_url,
     second_client,
 )
+from tests.e2e.residency_harness import EXAMPLE_POLICY
 
 # ---- out-of-range values are INVALID_ARGUMENT with the field named, never INTERNAL --------
 
@@ -210,3 +215,54 @@ async def test_a_token_expiring_in_1e300_seconds_is_refused(tmp_path):
             assert details_of(info.value)["reason"] == reason
     finally:
         await running.stop(0)
+
+
+# ---- files: private at creation, warned about when looser, the WAL folded in at shutdown ---
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def test_data_files_are_private_and_the_wal_is_checkpointed_at_shutdown(tmp_path, caplog):
+    """The catalog was created 0644 in a 0755 data directory, and a clean shutdown left the
+    write-ahead log beside it."""
+    data_dir = tmp_path / "data"
+    previous_umask = os.umask(0o022)
+    try:
+        running = await create_server(dev_settings(data_dir, policy=EXAMPLE_POLICY))
+    finally:
+        os.umask(previous_umask)
+    catalog = data_dir / "catalog.db"
+    try:
+        paths = dev_paths(data_dir)
+        async with grpc.aio.secure_channel(f"127.0.0.1:{running.port}", client_credentials(paths)) as channel:
+            catalog_stub = catalog_pb2_grpc.CatalogServiceStub(channel)
+            token = bearer(mint_dev_token(data_dir))
+            await catalog_stub.UpsertDataset(
+                catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id="s3://a/x", name="x")), metadata=token
+            )
+            await residency_pb2_grpc.ResidencyServiceStub(channel).Decide(
+                residency_pb2.DecideRequest(dataset_id="s3://a/x", operation=1, region="aws:eu-west-1"),
+                metadata=token,
+            )
+        await running.app.router.flush_decision_log()
+        assert _mode(data_dir) == 0o700
+        for name in ("catalog.db", "catalog.db-wal", "decisions.jsonl", "policies.jsonl", "security.jsonl"):
+            assert _mode(data_dir / name) == 0o600, name
+        assert (data_dir / "catalog.db-wal").stat().st_size > 0
+    finally:
+        await running.stop(0)
+    wal = data_dir / "catalog.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    # What was written is in the database file itself now.
+    with sqlite3.connect(f"file:{catalog}?mode=ro", uri=True) as conn:
+        assert conn.execute("SELECT count(*) FROM nodes").fetchone() == (1,)
+
+    os.chmod(data_dir, 0o755)
+    os.chmod(catalog, 0o644)
+    caplog.set_level(logging.WARNING, logger="domicile.private_files")
+    restarted = await create_server(dev_settings(data_dir))
+    await restarted.stop(0)
+    warned = {r.getMessage().split(" is accessible")[0] for r in caplog.records if "accessible" in r.getMessage()}
+    assert warned == {str(data_dir), str(catalog)}
