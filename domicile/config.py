@@ -110,6 +110,19 @@ class LoadSheddingSettings(Section):
     retry_after_seconds: float = Field(default=0.1, gt=0, le=60)
 
 
+class HTTPSettings(Section):
+    """Connection limits of the OpenLineage HTTP endpoint (see domicile/http_server.py)."""
+
+    # A new connection (TLS handshake included) must send a complete request head within this.
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # An admitted request's body must arrive within this (408 otherwise).
+    body_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # After an answer, the next request head must be complete within this.
+    keepalive_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
+    # Connections still waiting for their first complete request head; more are closed at once.
+    max_pending_connections: int = Field(default=256, ge=1, le=100_000)
+
+
 class LineageSettings(Section):
     """OpenLineage mapping and GetLineage bounds (see docs/lineage.md)."""
 
@@ -342,6 +355,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     load_shedding: LoadSheddingSettings = Field(default_factory=LoadSheddingSettings)
+    http: HTTPSettings = Field(default_factory=HTTPSettings)
     lineage: LineageSettings = Field(default_factory=LineageSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
     neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)

@@ -22,6 +22,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from domicile import http_server
 from domicile.access.service import AccessServicer
 from domicile.access.tracking import AccessTracking
 from domicile.app import App
@@ -33,6 +34,7 @@ from domicile.catalog.stores.sqlite import path_from_uri
 from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.health import SERVICE_NAMES, ServiceHealth
+from domicile.http_server import HTTPServer
 from domicile.lineage.service import LineageServicer
 from domicile.loadshed import LoadShedder, PrincipalLoadShedding, ServerLoadShedding
 from domicile.ops import OpsEndpoints
@@ -68,18 +70,24 @@ class RunningServer:
     security: Security
     service_health: ServiceHealth
     shedder: LoadShedder | None = None
-    http_runner: web.AppRunner | None = None
-    http_port: int | None = None
+    http: HTTPServer | None = None
     console_runner: web.AppRunner | None = None
     # The console's base URL and the one-time sign-in link minted at start (--dev).
     console_url: str = ""
     console_sign_in_link: str = ""
     # The plaintext listener of `ops_listen` (metrics and probes), when configured.
-    ops_runner: web.AppRunner | None = None
-    ops_port: int | None = None
+    ops: HTTPServer | None = None
     # The plaintext grpc.health.v1 listener of `health_listen`, when configured.
     health_server: grpc.aio.Server | None = None
     health_port: int | None = None
+
+    @property
+    def http_port(self) -> int | None:
+        return self.http.port if self.http is not None else None
+
+    @property
+    def ops_port(self) -> int | None:
+        return self.ops.port if self.ops is not None else None
 
     async def stop(self, grace: float | None = None) -> None:
         """Graceful stop: refuse new RPCs, let in-flight ones finish within `grace` seconds,
@@ -87,9 +95,11 @@ class RunningServer:
         grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
         await self.service_health.close()
         await self.health.enter_graceful_shutdown()
-        for runner in (self.http_runner, self.console_runner, self.ops_runner):
-            if runner is not None:
-                await runner.cleanup()
+        for listener in (self.http, self.ops):
+            if listener is not None:
+                await listener.stop()
+        if self.console_runner is not None:
+            await self.console_runner.cleanup()
         if self.health_server is not None:
             await self.health_server.stop(0)
         await self.grpc_server.stop(grace)
@@ -227,7 +237,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         )
         ops = OpsEndpoints(app, registry, collector, service_health)
         if settings.http_listen:
-            running.http_runner, running.http_port = await _start_http(app, security, ops, settings.http_listen)
+            running.http = await _start_http(app, security, ops, settings.http_listen)
         if settings.console.listen:
             from domicile.console.server import start_console
 
@@ -235,7 +245,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
             if started is not None:
                 running.console_runner, running.console_url, running.console_sign_in_link = started
         if settings.ops_listen:
-            running.ops_runner, running.ops_port = await _start_ops(ops, settings)
+            running.ops = await _start_ops(ops, settings)
         warn_if_not_private(_private_paths(settings))
         log.info("serving gRPC on %s (port %d), store %s", settings.listen, port, _redact(settings.store))
         return running
@@ -244,9 +254,9 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
             await shedder.close()
         if running is not None:
             await running.service_health.close()
-            for runner in (running.http_runner, running.ops_runner):
-                if runner is not None:
-                    await runner.cleanup()
+            for listener in (running.http, running.ops):
+                if listener is not None:
+                    await listener.stop()
             if running.health_server is not None:
                 await running.health_server.stop(0)
         if server is not None:
@@ -260,7 +270,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         raise
 
 
-async def _start_http(app: App, security: Security, ops: OpsEndpoints, address: str) -> tuple[web.AppRunner, int]:
+async def _start_http(app: App, security: Security, ops: OpsEndpoints, address: str) -> HTTPServer:
     from domicile.http_api import create_http_app
 
     http_app = create_http_app(
@@ -269,7 +279,7 @@ async def _start_http(app: App, security: Security, ops: OpsEndpoints, address: 
         middlewares=security.http_middlewares,
     )
     ops.add_routes(http_app)
-    return await _listen(http_app, address, security.http_ssl_context, "HTTP")
+    return await _listen(http_app, address, security.http_ssl_context, "HTTP", app.settings)
 
 
 async def _start_health(servicer: health.aio.HealthServicer, settings: Settings) -> tuple[grpc.aio.Server, int]:
@@ -285,28 +295,21 @@ async def _start_health(servicer: health.aio.HealthServicer, settings: Settings)
     return server, port
 
 
-async def _start_ops(ops: OpsEndpoints, settings: Settings) -> tuple[web.AppRunner, int]:
+async def _start_ops(ops: OpsEndpoints, settings: Settings) -> HTTPServer:
     """The plaintext ops listener: metrics and probes only, no authentication."""
     ops_app = web.Application(middlewares=[access_middleware(log_access=settings.access_log)])
     ops.add_routes(ops_app)
-    return await _listen(ops_app, settings.ops_listen, None, "ops HTTP")
+    return await _listen(ops_app, settings.ops_listen, None, "ops HTTP", settings)
 
 
 async def _listen(
-    http_app: web.Application, address: str, ssl_context: ssl.SSLContext | None, what: str
-) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(http_app, access_log=None)
-    await runner.setup()
-    host, port = split_host_port(address)
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_port=False)
+    http_app: web.Application, address: str, ssl_context: ssl.SSLContext | None, what: str, settings: Settings
+) -> HTTPServer:
+    """Serve `http_app` behind the connection limits of the `http` settings."""
     try:
-        await site.start()
+        return await http_server.serve(http_app, address, settings.http, ssl_context, what)
     except OSError as exc:
-        await runner.cleanup()
         raise ListenError(what, address, os.strerror(exc.errno).lower() if exc.errno else str(exc)) from None
-    bound = runner.addresses[0][1]
-    log.info("serving %s on %s (port %d)", what, address, bound)
-    return runner, bound
 
 
 class ListenError(OSError):

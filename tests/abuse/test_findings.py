@@ -3,6 +3,7 @@ finding and checks that it is now refused or bounded."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -266,3 +267,37 @@ async def test_data_files_are_private_and_the_wal_is_checkpointed_at_shutdown(tm
     await restarted.stop(0)
     warned = {r.getMessage().split(" is accessible")[0] for r in caplog.records if "accessible" in r.getMessage()}
     assert warned == {str(data_dir), str(catalog)}
+
+
+# ---- slow HTTP clients are timed out; half-sent requests are capped -----------------------
+
+
+async def _closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection (b"" for a silent close)."""
+    received = b""
+    while chunk := await reader.read(65536):
+        received += chunk
+    return received
+
+
+async def test_tls_connections_trickling_a_request_head_are_closed(tmp_path):
+    """50 TLS connections that sent part of a request head stayed open for 300 s and more
+    (gRPC closes such connections within 60 s)."""
+    running = await create_server(dev_settings(tmp_path))
+    try:
+        context = http_ssl(dev_paths(tmp_path))
+        streams = [
+            await asyncio.open_connection("127.0.0.1", running.http_port, ssl=context, server_hostname="localhost")
+            for _ in range(50)
+        ]
+        for _, writer in streams:
+            writer.write(b"POST /api/v1/lineage HTTP/1.1\r\nHost: localhost\r\nContent-Type: app")
+            await writer.drain()
+        # Closed by the header timeout (10 s by default); only a hang would reach HANG.
+        async with asyncio.timeout(HANG):
+            await asyncio.gather(*(_closed_by_server(reader) for reader, _ in streams), return_exceptions=True)
+        for _, writer in streams:
+            writer.close()
+        assert running.http.limits.waiting == 0
+    finally:
+        await running.stop(0)
