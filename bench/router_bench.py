@@ -339,6 +339,14 @@ def is_stale(decision) -> bool:
     return bool(decision.reasons) and decision.reasons[0].code is ReasonCode.STALE_CATALOG
 
 
+def check_within_budgets(errors: dict[str, int]) -> None:
+    """The server applies its default per-principal budgets (rate_limit settings); they must
+    let the whole benchmark through."""
+    refused = errors.get(str(grpc.StatusCode.RESOURCE_EXHAUSTED), 0)
+    if refused:
+        raise SystemExit(f"{refused} calls were refused RESOURCE_EXHAUSTED: the default budgets are too low")
+
+
 def check_fresh(stale: int) -> None:
     """Figures made of fail-closed answers would flatter the router: refuse them."""
     if stale:
@@ -572,6 +580,7 @@ async def bench_grpc_phases(server: ServerProcess, ids: list[str], report: Repor
     report.line("  achieved rate", fixed["achieved_rate"], "req/s")
     if fixed["errors"]:
         print(f"  failed calls: {fixed['errors']}", flush=True)
+    check_within_budgets(fixed["errors"])
     if args.loadgen:
         await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, "loadgen")
     if args.ghz:

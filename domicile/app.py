@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from domicile.access.tracking import AccessTracking
     from domicile.router.policy_changes import PolicyChanges
     from domicile.router.runtime import Router
+    from domicile.security.budgets import Budgets, Resource
     from domicile.security.events import SecurityEventLog
 
 
@@ -34,12 +35,20 @@ class App:
     policy_changes: PolicyChanges | None = None
     # Access records, drift and anomalies; None when `access.enabled` is false.
     access: AccessTracking | None = None
+    # Per-principal budgets (None when rate limiting is off).
+    budgets: Budgets | None = None
 
     def regions(self) -> RegionRegistry:
         """Builtin regions plus the active policy's private regions."""
         if self.router is not None:
             return self.router.regions()
         return RegionRegistry.builtin()
+
+    def charge(self, resource: Resource, amount: int) -> None:
+        """Charge `amount` of `resource` to the calling principal's budget; RESOURCE_EXHAUSTED
+        past it (see `domicile.security.budgets`). Call after validating the request."""
+        if self.budgets is not None:
+            self.budgets.charge_caller(resource, amount)
 
     async def after_write(self, revision: int) -> None:
         if self.router is not None:

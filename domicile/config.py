@@ -84,11 +84,16 @@ class AuthSettings(Section):
 
 
 class RateLimitSettings(Section):
-    """Per-principal token bucket."""
+    """Per-principal budgets per resource (domicile/security/budgets.py); the defaults let one
+    principal send full 10,000-question batches and run the project's benchmarks."""
 
     enabled: bool = True
-    requests_per_second: float = Field(default=2000.0, gt=0)
-    burst: int = Field(default=4000, gt=0)
+    requests_per_second: float = Field(default=10_000.0, gt=0)
+    burst: int = Field(default=20_000, gt=0)
+    decisions_per_second: float = Field(default=200_000.0, gt=0)
+    decision_burst: int = Field(default=200_000, gt=0)
+    lineage_edges_per_second: float = Field(default=100_000.0, gt=0)
+    lineage_edge_burst: int = Field(default=200_000, gt=0)
     # Failed authentications per client address: past this budget the address is refused
     # (RESOURCE_EXHAUSTED) without verifying its tokens or logging each attempt.
     auth_failures_per_second: float = Field(default=10.0, gt=0)

@@ -166,7 +166,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         await security.start()
         if shedder is not None:
             await shedder.start()
-        app = App(settings=settings, store=store, security_events=security.events)
+        app = App(settings=settings, store=store, security_events=security.events, budgets=security.budgets)
         if settings.demo:
             from domicile.demo import load_demo_catalog
 

@@ -25,8 +25,10 @@ from domicile.app import App
 from domicile.errors import invalid_field
 from domicile.lineage.ingest import IngestResult, ingest_event
 from domicile.lineage.openlineage import LineageEvent, parse_run_event
+from domicile.lineage.recording import edge_count
 from domicile.lineage.trust import LineageGuard, LineageWrite, Where
 from domicile.router.convert import DecisionEncoder
+from domicile.security.budgets import Resource
 from domicile.security.context import current_principal
 from domicile.telemetry.metrics import OPENLINEAGE_EVENTS
 from domicile.telemetry.tracing import span
@@ -78,6 +80,8 @@ async def _post_lineage(request: web.Request) -> web.Response:
     }
 
     async def ingest() -> IngestResult:
+        if event.records_lineage:  # charged once admitted by the lineage guard
+            app.charge(Resource.LINEAGE_EDGES, edge_count(event.inputs, event.outputs))
         with span("lineage.ingest", attributes):
             return await ingest_event(
                 app.store, event, regions=app.regions(), principal=principal, on_write=app.after_write

@@ -22,7 +22,7 @@ from domicile.catalog.store import GraphStore
 from domicile.catalog.validation import validate_dataset
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
 from domicile.lineage.openlineage import DatasetFacts, LineageEvent
-from domicile.lineage.recording import check_edge_count, edges_for, merge_reported
+from domicile.lineage.recording import edges_for, merge_reported
 
 # Optimistic-concurrency retries when a CatalogService write lands between our read and
 # our write of the same dataset.
@@ -118,9 +118,6 @@ async def ingest_event(
     """
     if not event.records_lineage:
         return IngestResult(False, 0, 0, await store.revision())
-    errors = FieldErrors()
-    check_edge_count(errors, "inputs", event.inputs, event.outputs)
-    errors.raise_if_any("malformed OpenLineage event")
     plan = await _plan_merges(store, event.datasets, regions)
     revision = 0
     updated = 0

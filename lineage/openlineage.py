@@ -51,6 +51,7 @@ from domicile.catalog.validation import LABEL, MAX_LABEL_LENGTH, check_country, 
 from domicile.errors import FieldErrors, invalid_field
 from domicile.lineage.recording import (
     MAX_DATASETS_PER_SIDE,
+    check_edge_count,
     check_job,
     check_run_id,
     check_transform,
@@ -295,6 +296,7 @@ def parse_run_event(
     facts: dict[str, _FactsBuilder] = {}
     inputs = _datasets(read, document, "inputs", regions, namespace_regions, facts)
     outputs = _datasets(read, document, "outputs", regions, namespace_regions, facts)
+    check_edge_count(errors, "inputs", inputs, outputs)
 
     errors.raise_if_any("malformed OpenLineage event")
 

@@ -64,6 +64,12 @@ def edges_for(job: str, inputs: Iterable[str], outputs: Iterable[str]) -> list[E
     return [EdgeKey(input=i, output=o, job=job) for o in unique_outputs for i in unique_inputs if i != o]
 
 
+def edge_count(inputs: Iterable[str], outputs: Iterable[str]) -> int:
+    """How many edges `edges_for` makes of these inputs and outputs."""
+    unique_inputs, unique_outputs = set(inputs), set(outputs)
+    return len(unique_inputs) * len(unique_outputs) - len(unique_inputs & unique_outputs)
+
+
 def check_edge_count(errors: FieldErrors, path: str, inputs: Sequence[str], outputs: Sequence[str]) -> None:
     if len(set(inputs)) * len(set(outputs)) > MAX_EDGES_PER_RUN:
         errors.add(path, f"inputs × outputs must be at most {MAX_EDGES_PER_RUN} edges per run")

@@ -26,6 +26,7 @@ from domicile.lineage.recording import (
 )
 from domicile.lineage.trust import LineageGuard, LineageWrite, Where
 from domicile.router.convert import DecisionEncoder
+from domicile.security.budgets import Resource
 from domicile.security.context import current_principal
 from domicile.timeconv import optional_time
 from domicile.v1 import lineage_pb2, lineage_pb2_grpc
@@ -70,11 +71,11 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         )
         write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), request.transform)
         principal = current_principal()
+        edges = edges_for(request.job, request.inputs, request.outputs)
 
         async def record() -> LineageResult:
-            result = await self._app.store.record_lineage(
-                run, edges_for(request.job, request.inputs, request.outputs), principal=principal
-            )
+            self._app.charge(Resource.LINEAGE_EDGES, len(edges))  # once the lineage guard admitted it
+            result = await self._app.store.record_lineage(run, edges, principal=principal)
             await self._app.after_write(result.revision)
             return result
 
@@ -144,11 +145,11 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             errors.add("end_time", "must not be in the future: end lineage when it stops being true")
         errors.raise_if_any("invalid request")
         write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), ending=True)
+        edges = edges_for(request.job, request.inputs, request.outputs)
 
         async def end() -> LineageResult:
-            result = await self._app.store.end_edges(
-                edges_for(request.job, request.inputs, request.outputs), at=end_time, principal=current_principal()
-            )
+            self._app.charge(Resource.LINEAGE_EDGES, len(edges))  # once the lineage guard admitted it
+            result = await self._app.store.end_edges(edges, at=end_time, principal=current_principal())
             await self._app.after_write(result.revision)
             return result
 

@@ -36,6 +36,7 @@ from domicile.router.runtime import Router
 from domicile.router.types import Decision, Operation
 from domicile.telemetry.decisions import observe_decisions
 from domicile.telemetry.tracing import optional_span
+from domicile.security.budgets import Resource
 from domicile.timeconv import optional_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
@@ -147,6 +148,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         check_region(errors, "region", request.region, router.regions())
         errors.raise_if_any()
         assert op is not None  # else raise_if_any raised
+        self._app.charge(Resource.DECISIONS, 1)
         with optional_span("router.decide"):
             decision = await router.decide(request.dataset_id, op, request.region)
             observe_decisions((decision,))
@@ -166,6 +168,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
                 questions = _batch_questions(_parse_batch_request(request), router.regions())
         else:
             questions = _batch_questions(request, router.regions())
+        self._app.charge(Resource.DECISIONS, len(questions))
         with optional_span("router.batch_decide"):
             decisions = await router.batch_decide(questions)
             observe_decisions(decisions)
@@ -186,6 +189,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
                 check_region(errors, f"candidates[{i}]", region, registry)
         errors.raise_if_any()
         assert op is not None  # else raise_if_any raised
+        self._app.charge(Resource.DECISIONS, 1)
         with optional_span("router.route"):
             result = await router.route(request.dataset_id, op, list(request.candidates))
             observe_decisions((result.decision,))
@@ -214,6 +218,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         if request.job:
             check_job(errors, "job", request.job)
         errors.raise_if_any()
+        self._app.charge(Resource.DECISIONS, len(request.inputs) + len(request.outputs))
         with optional_span("router.check_job"):
             result = await router.check_job(
                 list(request.inputs),

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import grpc
 
     from domicile.config import Settings
+    from domicile.security.budgets import Budgets
     from domicile.security.events import SecurityEventLog
     from domicile.security.guard import Guard
     from domicile.security.oidc import IssuerKeys
@@ -46,6 +47,9 @@ class Security:
     guard: Guard | None = None
     # --dev: verifies the console's one-time sign-in links (dev key, their own audience).
     console_link_verifier: TokenVerifier | None = None
+    # Per-principal budgets (None when rate_limit.enabled is false); servicers charge
+    # decisions and lineage edges to them, admission charges requests.
+    budgets: Budgets | None = None
     # The identity provider (its metadata and current keys) when `auth.issuer` is used for
     # discovery; None with key files, --dev and --insecure.
     issuer_keys: IssuerKeys | None = None
@@ -68,7 +72,7 @@ def build_security(settings: Settings) -> Security:
     """Security for `settings`.
 
     --insecure: plaintext, no authentication, a warning (the settings already refused
-    non-loopback addresses). Otherwise TLS (mTLS when a client CA is configured; always with
+    non-loopback addresses); every caller spends the anonymous principal's budgets. Otherwise TLS (mTLS when a client CA is configured; always with
     --dev) and JWT authentication with scope checks, rate limits and the security event log.
     Misconfiguration raises FAILED_PRECONDITION naming the setting or file.
     """

@@ -10,6 +10,7 @@ from pathlib import Path
 from domicile.config import Settings
 from domicile.errors import failed_precondition
 from domicile.security import Security
+from domicile.security.budgets import Budgets
 from domicile.security.dev_credentials import (
     CONSOLE_LINK_AUDIENCE,
     DEV_ALGORITHM,
@@ -19,8 +20,8 @@ from domicile.security.dev_credentials import (
 )
 from domicile.security.events import SecurityEventLog
 from domicile.security.guard import Guard, KeySource
-from domicile.security.http import security_middleware
-from domicile.security.interceptor import AuthInterceptor
+from domicile.security.http import anonymous_middleware, security_middleware
+from domicile.security.interceptor import AnonymousInterceptor, AuthInterceptor
 from domicile.security.keyfiles import KeyFileReloader
 from domicile.security.oidc import IssuerKeys, check_issuer_url
 from domicile.security.ratelimit import RateLimiter
@@ -94,7 +95,14 @@ def assemble(settings: Settings) -> Security:
             "serving WITHOUT TLS or authentication (--insecure) on %s; use only for local development",
             settings.listen,
         )
-        return Security()
+        budgets = Budgets.from_settings(settings.rate_limit)
+        if budgets is None:
+            return Security()
+        return Security(
+            interceptors=[AnonymousInterceptor(budgets)],
+            http_middlewares=[anonymous_middleware(budgets)],
+            budgets=budgets,
+        )
     trust = _trust(settings)
     events = SecurityEventLog(settings.security_log_path)
     issuer_keys: IssuerKeys | None = None
@@ -133,11 +141,11 @@ def assemble(settings: Settings) -> Security:
             events=events,
         )
     limits = settings.rate_limit
-    limiter = RateLimiter(limits.requests_per_second, limits.burst) if limits.enabled else None
+    budgets = Budgets.from_settings(limits, events)
     failure_limiter = (
         RateLimiter(limits.auth_failures_per_second, limits.auth_failure_burst) if limits.enabled else None
     )
-    guard = Guard(verifier, events, limiter, key_source, failure_limiter)
+    guard = Guard(verifier, events, budgets, key_source, failure_limiter)
     opened = open_methods(health=settings.auth.open_health, reflection=settings.auth.open_reflection)
     if not certificates.mutual:
         log.warning("TLS without client certificates (no tls.client_ca_file): callers are identified by token only")
@@ -160,6 +168,7 @@ def assemble(settings: Settings) -> Security:
         guard=guard,
         console_link_verifier=console_link_verifier,
         issuer_keys=issuer_keys,
+        budgets=budgets,
     )
 
 

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from domicile.errors import DomicileError, ErrorCode
 from domicile.security import events as ev
+from domicile.security.budgets import Budgets, Resource
 from domicile.security.context import Caller
 from domicile.security.events import SecurityEventLog
 from domicile.security.ratelimit import RateLimiter
@@ -93,7 +94,7 @@ class Guard:
         self,
         verifier: TokenVerifier,
         events: SecurityEventLog,
-        limiter: RateLimiter | None,
+        budgets: Budgets | None,
         key_source: KeySource | None = None,
         failure_limiter: RateLimiter | None = None,
     ) -> None:
@@ -104,7 +105,7 @@ class Guard:
         self.failure_limiter = failure_limiter
         self._throttled: dict[str, float] = {}
         self.events = events
-        self.limiter = limiter
+        self.budgets = budgets
         self.key_source = key_source
 
     async def admit(
@@ -178,24 +179,8 @@ class Guard:
     ) -> None:
         where = {"method": method, "peer": peer, "trace_id": trace_id}
         principal = caller.principal
-        if self.limiter is not None:
-            wait = self.limiter.acquire(caller.subject)
-            if wait is not None:
-                self.events.record(
-                    ev.RATE_LIMITED,
-                    outcome="denied",
-                    principal=principal,
-                    reason="RATE_LIMITED",
-                    retry_after_seconds=round(wait, 3),
-                    **where,
-                )
-                raise _refusal(
-                    ErrorCode.RESOURCE_EXHAUSTED,
-                    "RATE_LIMITED",
-                    f"rate limit exceeded for {caller.subject}",
-                    trace_id,
-                    retry_after=wait,
-                )
+        if self.budgets is not None:
+            self.budgets.charge(caller.subject, Resource.REQUESTS, method=method, peer=peer, trace_id=trace_id)
         if required is None:
             self.events.record(
                 ev.AUTHZ_DENIED, outcome="denied", principal=principal, reason="UNMAPPED_METHOD", **where

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from domicile.errors import DomicileError, ErrorCode
 from domicile.http_api import error_response
+from domicile.security.budgets import Budgets, Resource
 from domicile.security.context import current_caller, current_trace_id
 from domicile.security.guard import Guard
 from domicile.security.scopes import HTTP_OPEN, HTTP_SCOPES
@@ -53,6 +54,29 @@ def _refusal(error: DomicileError) -> web.Response:
             "Bearer" if error.reason == "MISSING_TOKEN" else 'Bearer error="invalid_token"'
         )
     return response
+
+
+def anonymous_middleware(budgets: Budgets):
+    """Without authentication (--insecure): every request but the open ones spends the
+    anonymous principal's request budget."""
+
+    @web.middleware
+    async def charge_request(request: web.Request, handler):
+        if (request.method, request.path) not in HTTP_OPEN:
+            trace_id = trace_id_from(request.headers.get("traceparent"))
+            try:
+                budgets.charge(
+                    "",
+                    Resource.REQUESTS,
+                    method=f"{request.method} {request.path}",
+                    peer=request.remote or "",
+                    trace_id=trace_id,
+                )
+            except DomicileError as error:
+                return _refusal(error)
+        return await handler(request)
+
+    return charge_request
 
 
 def security_middleware(guard: Guard):

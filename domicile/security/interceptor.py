@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from domicile.errors import DomicileError
 from domicile.grpc_errors import abort
 from domicile.grpc_handlers import wrap_handler
+from domicile.security.budgets import Budgets, Resource
 from domicile.security.context import current_caller, current_trace_id
 from domicile.security.guard import Guard
 from domicile.security.scopes import METHOD_SCOPES
@@ -77,3 +78,29 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             yield
 
         return wrap_handler(handler, admitted)
+
+
+class AnonymousInterceptor(grpc.aio.ServerInterceptor):
+    """Without authentication (--insecure): every call is the anonymous principal's and spends
+    its request budget (`domicile.security.budgets`)."""
+
+    def __init__(self, budgets: Budgets) -> None:
+        self._budgets = budgets
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+
+        @contextlib.asynccontextmanager
+        async def charged(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+            trace_id = request_trace_id(_metadata_value(context, "traceparent"))
+            current_trace_id.set(trace_id)
+            try:
+                self._budgets.charge("", Resource.REQUESTS, method=method, peer=context.peer() or "", trace_id=trace_id)
+            except DomicileError as error:
+                await abort(context, error)
+            yield
+
+        return wrap_handler(handler, charged)

@@ -1,8 +1,9 @@
-"""Per-principal token buckets.
+"""Token buckets keyed by who spends them (a principal, a client).
 
-Each principal (a token's `sub`) has a bucket of `burst` tokens refilled at `rate` tokens per
-second; a request takes one token or is refused with the time until one is available. Buckets
-are kept in memory per process: several replicas each apply the limit (documented).
+Each key has a bucket of `burst` tokens refilled at `rate` tokens per second; a charge takes
+its amount of tokens or none, and is refused with the time until that many are available.
+Buckets are kept in memory per process: several replicas each apply the limit (documented).
+`domicile.security.budgets` builds the per-principal cost model on this.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Token-bucket limiter keyed by principal. Not thread-safe: used from the event loop."""
+    """Token-bucket limiter keyed by principal or client. Not thread-safe: used from the event loop."""
 
     def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0 or burst < 1:
@@ -33,22 +34,22 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
 
-    def acquire(self, principal: str) -> float | None:
-        """Take one token for `principal`: None when allowed, else the seconds to wait before
-        a retry can succeed (> 0)."""
+    def acquire(self, key: str, amount: float = 1.0) -> float | None:
+        """Take `amount` tokens (at most `burst`) for `key`: None when allowed, else the
+        seconds to wait before the same charge can succeed (> 0); nothing is taken then."""
         now = self._clock()
-        bucket = self._buckets.get(principal)
+        bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= _PRUNE_ABOVE:
                 self._prune(now)
-            bucket = self._buckets[principal] = _Bucket(float(self.burst), now)
+            bucket = self._buckets[key] = _Bucket(float(self.burst), now)
         else:
             bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        if bucket.tokens >= amount:
+            bucket.tokens -= amount
             return None
-        return (1.0 - bucket.tokens) / self.rate
+        return (amount - bucket.tokens) / self.rate
 
     def _prune(self, now: float) -> None:
         refill = self.burst / self.rate

@@ -73,7 +73,10 @@ async def test_explicit_configuration_builds_mtls_and_auth(tmp_path):
 def test_insecure_warns_and_serves_plaintext_on_loopback_only(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="domicile.security"):
         security = build_security(load_settings(data_dir=tmp_path, insecure=True, listen="[::1]:0"))
-    assert security.server_credentials is None and security.interceptors == []
+    assert security.server_credentials is None and security.events is None
+    # No authentication, but every caller spends the anonymous principal's budgets.
+    assert [type(i).__name__ for i in security.interceptors] == ["AnonymousInterceptor"]
+    assert security.budgets is not None
     assert any("WITHOUT TLS" in record.getMessage() for record in caplog.records)
     for address in ("0.0.0.0:50051", "10.1.2.3:50051", "[::]:50051", "db.example:50051"):
         with pytest.raises(SettingsError, match="loopback"):

@@ -11,6 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from domicile.errors import DomicileError, ErrorCode
+from domicile.security.budgets import Budget, Budgets, Resource
 from domicile.security.events import SecurityEventLog
 from domicile.security.guard import Guard, bearer_token, peer_host, trace_id_from
 from domicile.security.ratelimit import RateLimiter
@@ -42,7 +43,15 @@ def guard(log_path):
         leeway_seconds=0,
     )
     events = SecurityEventLog(log_path)
-    yield Guard(verifier, events, RateLimiter(rate=0.001, burst=2))
+    budgets = Budgets(
+        {
+            Resource.REQUESTS: Budget(per_second=0.001, burst=2),
+            Resource.DECISIONS: Budget(per_second=1, burst=10),
+            Resource.LINEAGE_EDGES: Budget(per_second=1, burst=10),
+        },
+        events,
+    )
+    yield Guard(verifier, events, budgets)
     events.close()
 
 
@@ -111,7 +120,7 @@ def test_rate_limit_applies_per_principal_before_scopes(guard, log_path):
     assert admit(guard, bearer(subject="svc-b")).subject == "svc-b"
     (event,) = events_in(log_path)
     assert event["event"] == "rate_limited" and event["principal"] == "svc-a"
-    assert event["detail"]["retry_after_seconds"] > 0
+    assert event["detail"]["retry_after_seconds"] > 0 and event["detail"]["resource"] == "requests"
 
 
 def test_event_log_file_is_private_and_rejects_unknown_types(log_path):
