@@ -84,7 +84,7 @@ class _Watched(asyncio.Protocol):
         self._limits = limits
         self._inner_factory = inner_factory
         self._inner: asyncio.Protocol | None = None
-        self._transport: asyncio.BaseTransport | None = None
+        self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._counted = limits.waiting < limits.settings.max_pending_connections
         if self._counted:
@@ -110,6 +110,7 @@ class _Watched(asyncio.Protocol):
         # (the same length) ends it.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a stream server's connection
         if not self._counted:  # over the cap, or already expired during the TLS handshake
             self._limits.refused += 1
             transport.abort()

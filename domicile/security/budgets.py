@@ -116,7 +116,7 @@ class Budgets:
         else:
             message = f"{resource.value} budget exceeded for {who}"
         if self._events is not None:
-            detail = {"resource": resource.value, "amount": amount}
+            detail: dict[str, str | int | float] = {"resource": resource.value, "amount": amount}
             if wait is not None:
                 detail["retry_after_seconds"] = round(wait, 3)
             self._events.record(

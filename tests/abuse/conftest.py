@@ -39,14 +39,14 @@ def http_url(server, path: str = "/api/v1/lineage") -> str:
 
 def dev_settings(tmp_path, **overrides):
     """A `--dev` server (TLS, mutual TLS, JWT with the dev credentials under `tmp_path`)."""
-    values = dict(
-        dev=True,
-        listen="127.0.0.1:0",
-        http_listen="127.0.0.1:0",
-        store=f"sqlite:///{tmp_path / 'catalog.db'}",
-        data_dir=tmp_path,
-    )
-    values.update(overrides)
+    values = {
+        "dev": True,
+        "listen": "127.0.0.1:0",
+        "http_listen": "127.0.0.1:0",
+        "store": f"sqlite:///{tmp_path / 'catalog.db'}",
+        "data_dir": tmp_path,
+        **overrides,
+    }
     return load_settings(**values)
 
 

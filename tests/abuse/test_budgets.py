@@ -93,10 +93,9 @@ async def test_lineage_costs_its_edges_over_grpc_and_http(tmp_path):
             "inputs": [{"namespace": "s3://raw", "name": f"in{i}"} for i in range(10)],
             "outputs": [{"namespace": "s3://out", "name": f"c{i}"} for i in range(10)],
         }
-        async with aiohttp.ClientSession() as http:
-            async with http.post(http_url(running), json=event) as response:
-                assert response.status == 429 and int(response.headers["Retry-After"]) >= 1
-                assert (await response.json())["error"]["reason"] == "RATE_LIMITED"
+        async with aiohttp.ClientSession() as http, http.post(http_url(running), json=event) as response:
+            assert response.status == 429 and int(response.headers["Retry-After"]) >= 1
+            assert (await response.json())["error"]["reason"] == "RATE_LIMITED"
     finally:
         await running.stop(0)
 

@@ -128,10 +128,12 @@ async def test_hostile_page_tokens_are_field_violations(channel, token):
     ],
 )
 async def test_hostile_openlineage_bodies_are_400(server, body):
-    async with aiohttp.ClientSession() as http:
-        async with http.post(http_url(server), data=body, headers={"Content-Type": "application/json"}) as response:
-            assert response.status == 400, await response.text()
-            error = (await response.json())["error"]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(http_url(server), data=body, headers={"Content-Type": "application/json"}) as response,
+    ):
+        assert response.status == 400, await response.text()
+        error = (await response.json())["error"]
     assert [v["field"] for v in error["field_violations"]] == ["event"]
 
 

@@ -44,9 +44,11 @@ async def until_closed(reader: asyncio.StreamReader) -> bytes:
 
 
 async def healthy(server) -> bool:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(http_url(server, "/healthz"), timeout=aiohttp.ClientTimeout(total=HANG)) as response:
-            return response.status == 200
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(http_url(server, "/healthz"), timeout=aiohttp.ClientTimeout(total=HANG)) as response,
+    ):
+        return response.status == 200
 
 
 async def test_a_request_head_that_does_not_complete_in_time_is_closed(limited):
@@ -109,11 +111,13 @@ async def test_a_gzip_bomb_is_refused_by_its_decompressed_size(server):
     import gzip
 
     bomb = gzip.compress(b" " * (64 * 1024 * 1024))  # 64 MiB of spaces in ~64 KiB
-    async with aiohttp.ClientSession() as http:
-        async with http.post(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
             http_url(server),
             data=bomb,
             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
             timeout=aiohttp.ClientTimeout(total=HANG),
-        ) as response:
-            assert response.status == 413
+        ) as response,
+    ):
+        assert response.status == 413

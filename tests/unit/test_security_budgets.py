@@ -14,11 +14,11 @@ from domicile.security.context import Caller, current_caller
 from domicile.security.events import SecurityEventLog
 
 
-def budgets(events=None, decisions=Budget(per_second=0.001, burst=10)) -> Budgets:
+def budgets(events=None) -> Budgets:
     return Budgets(
         {
             Resource.REQUESTS: Budget(per_second=0.001, burst=3),
-            Resource.DECISIONS: decisions,
+            Resource.DECISIONS: Budget(per_second=0.001, burst=10),
             Resource.LINEAGE_EDGES: Budget(per_second=0.001, burst=100),
         },
         events,

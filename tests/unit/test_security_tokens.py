@@ -288,5 +288,5 @@ def test_max_token_lifetime_setting():
     assert load_settings().auth.max_token_lifetime.total_seconds() == 24 * 3600
     assert load_settings(auth={"max_token_lifetime": "PT8H"}).auth.max_token_lifetime.total_seconds() == 8 * 3600
     assert load_settings(auth={"max_token_lifetime": 600}).auth.max_token_lifetime.total_seconds() == 600
-    with pytest.raises(SettingsError, match="auth.max_token_lifetime"):
+    with pytest.raises(SettingsError, match=r"auth\.max_token_lifetime"):
         load_settings(auth={"max_token_lifetime": 0})
