@@ -32,7 +32,7 @@ def batch(n: int) -> residency_pb2.BatchDecideRequest:
 
 async def test_a_batch_of_10000_costs_10000_decisions_of_its_principal(tmp_path):
     settings = dev_settings(
-        tmp_path, policy=EXAMPLE_POLICY, rate_limit={"decisions_per_second": 1, "decision_burst": 15_000}
+        tmp_path, policy=EXAMPLE_POLICY, rate_limit={"decisions_per_second": 0.001, "decision_burst": 15_000}
     )
     running = await create_server(settings)
     try:
@@ -63,7 +63,7 @@ async def test_a_batch_of_10000_costs_10000_decisions_of_its_principal(tmp_path)
 
 
 async def test_lineage_costs_its_edges_over_grpc_and_http(tmp_path):
-    settings = insecure_settings(tmp_path, rate_limit={"lineage_edges_per_second": 0.01, "lineage_edge_burst": 150})
+    settings = insecure_settings(tmp_path, rate_limit={"lineage_edges_per_second": 0.001, "lineage_edge_burst": 150})
     running = await create_server(settings)
     try:
         inputs = [f"s3://raw/in{i}" for i in range(10)]
