@@ -31,7 +31,7 @@ from domicile.catalog.service import CatalogServicer
 from domicile.catalog.store import GraphStore
 from domicile.catalog.stores import open_configured_store
 from domicile.catalog.stores.sqlite import path_from_uri
-from domicile.config import Settings
+from domicile.config import Settings, split_host_port
 from domicile.grpc_errors import ErrorMappingInterceptor
 from domicile.health import SERVICE_NAMES, ServiceHealth
 from domicile.http_server import HTTPServer
