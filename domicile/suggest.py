@@ -6,6 +6,9 @@ from collections.abc import Callable, Iterable
 from difflib import SequenceMatcher
 
 MAX_SUGGESTIONS = 3
+# Longer values are nobody's typo of a region, country or dataset id, and comparing them costs
+# time quadratic in their length: they get no suggestions.
+MAX_COMPARED_LENGTH = 256
 # Similarity (difflib's ratio, 0..1) below which a candidate is not worth suggesting, and how
 # far below the best candidate another may be and still be suggested beside it.
 _CUTOFF = 0.6
@@ -25,6 +28,8 @@ def closest(
 ) -> list[str]:
     """Up to `limit` candidates most similar to `value` (case-insensitively), best first. A
     candidate's similarity is that of the most similar of its `keys` (default: itself)."""
+    if len(value) > MAX_COMPARED_LENGTH:
+        return []
     wanted = value.casefold()
     matcher = SequenceMatcher(b=wanted, autojunk=False)
     scored: dict[str, float] = {}
