@@ -29,7 +29,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):
         size = request.page_size or DEFAULT_PAGE
         if not 1 <= size <= MAX_PAGE:
             errors.add("page_size", f"must be between 1 and {MAX_PAGE} (0 = default {DEFAULT_PAGE})")
-        start, end = optional_time(request, "start_time"), optional_time(request, "end_time")
+        start, end = optional_time(errors, request, "start_time"), optional_time(errors, request, "end_time")
         if start and end and start >= end:
             errors.add("end_time", "must be after start_time")
         errors.raise_if_any()

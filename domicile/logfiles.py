@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from domicile import external_json
 from domicile.errors import invalid_field
 
 CHUNK = 1 << 20
@@ -72,11 +73,12 @@ def decode_position_token(token: str, fingerprint: str) -> tuple[int | None, int
     if not token:
         return None, 0
     try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        data = external_json.parse(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         end, skip, token_fingerprint = data["end"], data["skip"], data["f"]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (end, skip)):
+        # Byte offsets and counts: what a file offset can be (os.pread refuses more).
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63 for v in (end, skip)):
             raise ValueError("unexpected token content")
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, binascii.Error):
         raise invalid_field("page_token", "malformed page token") from None
     if token_fingerprint != fingerprint:
         raise invalid_field("page_token", "the page token belongs to a search with other filters")

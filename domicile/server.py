@@ -71,7 +71,7 @@ class RunningServer:
     service_health: ServiceHealth
     shedder: LoadShedder | None = None
     http: HTTPServer | None = None
-    console_runner: web.AppRunner | None = None
+    console: HTTPServer | None = None
     # The console's base URL and the one-time sign-in link minted at start (--dev).
     console_url: str = ""
     console_sign_in_link: str = ""
@@ -95,11 +95,9 @@ class RunningServer:
         grace = self.app.settings.shutdown_grace_seconds if grace is None else grace
         await self.service_health.close()
         await self.health.enter_graceful_shutdown()
-        for listener in (self.http, self.ops):
+        for listener in (self.http, self.console, self.ops):
             if listener is not None:
                 await listener.stop()
-        if self.console_runner is not None:
-            await self.console_runner.cleanup()
         if self.health_server is not None:
             await self.health_server.stop(0)
         await self.grpc_server.stop(grace)
@@ -243,7 +241,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
 
             started = await start_console(app, security, dict(_service_servicers(servicers_by_registration)))
             if started is not None:
-                running.console_runner, running.console_url, running.console_sign_in_link = started
+                running.console, running.console_url, running.console_sign_in_link = started
         if settings.ops_listen:
             running.ops = await _start_ops(ops, settings)
         warn_if_not_private(_private_paths(settings))

@@ -8,7 +8,7 @@ problems of a request are reported together (BadRequest field violations).
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -56,6 +56,8 @@ MAX_PAGE = 1000
 MAX_BUCKETS = 10_000
 MAX_PROPOSAL_ID = 64
 MAX_REASON = 2000
+# A summary's default start is an hour before its end; an end earlier than this has none.
+_EARLIEST_END = datetime.min.replace(tzinfo=UTC) + timedelta(hours=1)
 
 # The control characters `check_id` rejects (Unicode category Cc); protobuf strings are valid
 # UTF-8, so they never hold surrogates (Cs). Used to skip the per-character check for ids
@@ -239,8 +241,8 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         router = _router(self._app)
         errors = FieldErrors()
         _check_id(errors, "dataset_id", request.dataset_id)
+        as_of = optional_time(errors, request, "as_of")
         errors.raise_if_any()
-        as_of = optional_time(request, "as_of")
         if as_of is not None:
             return explanation_to_proto(await router.explain_at(request.dataset_id, as_of))
         return explanation_to_proto(router.explain(request.dataset_id))
@@ -306,7 +308,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         outcome = OUTCOME_FROM_PROTO.get(request.outcome)
         if request.outcome and outcome is None:
             errors.add("outcome", "must be OUTCOME_ALLOW or OUTCOME_DENY (or unset)")
-        start, end = optional_time(request, "start_time"), optional_time(request, "end_time")
+        start, end = optional_time(errors, request, "start_time"), optional_time(errors, request, "end_time")
         if start and end and start >= end:
             errors.add("end_time", "must be after start_time")
         check_length(errors, "page_token", request.page_token, 4096)
@@ -337,8 +339,8 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         bucket_seconds = request.bucket_seconds or 60
         if not 1 <= bucket_seconds <= 86_400:
             errors.add("bucket_seconds", "must be between 1 and 86400 (0 = 60)")
-        end = optional_time(request, "end_time") or utcnow()
-        start = optional_time(request, "start_time") or end - timedelta(hours=1)
+        end = optional_time(errors, request, "end_time") or utcnow()
+        start = optional_time(errors, request, "start_time") or max(end, _EARLIEST_END) - timedelta(hours=1)
         if start >= end:
             errors.add("end_time", "must be after start_time")
         elif (end - start) / timedelta(seconds=max(1, bucket_seconds)) > MAX_BUCKETS:

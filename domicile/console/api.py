@@ -10,7 +10,6 @@ RPC's own: there is no second copy. Which scopes a route needs is the RPC's entr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
+from domicile import external_json
 from domicile.errors import invalid_field
 from domicile.v1 import audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
 
@@ -106,8 +106,8 @@ def parse_query(route: Route, query: Mapping[str, str]) -> Message:
 def parse_body(route: Route, body: bytes) -> Message:
     """The RPC request of a POST route from its JSON body."""
     try:
-        document = json.loads(body or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        document = external_json.parse(body or b"{}")
+    except external_json.JSONRefused as exc:
         raise invalid_field("body", f"not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise invalid_field("body", "must be a JSON object")

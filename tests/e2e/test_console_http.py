@@ -189,7 +189,7 @@ async def test_idle_and_absolute_expiry(console):
     url = running.console_url
     from domicile.console.web import CONSOLE
 
-    sessions = running.console_runner.app[CONSOLE].sessions
+    sessions = running.console.runner.app[CONSOLE].sessions
     live = sessions.get(session)
     live.last_seen -= sessions.idle + 1
     async with http.get(f"{url}/api/v1/datasets", headers=with_session(session)) as r:
@@ -223,7 +223,7 @@ async def test_insecure_server_serves_no_console(tmp_path):
     )
     running = await create_server(settings)
     try:
-        assert running.console_url == "" and running.console_runner is None
+        assert running.console_url == "" and running.console is None
     finally:
         await running.stop(0)
 
