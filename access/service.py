@@ -28,7 +28,7 @@ MAX_RUNS = 1000
 
 
 def _range(errors: FieldErrors, request) -> tuple[datetime | None, datetime | None]:
-    since, until = optional_time(request, "since"), optional_time(request, "until")
+    since, until = optional_time(errors, request, "since"), optional_time(errors, request, "until")
     if since is not None and until is not None and since >= until:
         errors.add("until", "must be later than since")
     return since, until

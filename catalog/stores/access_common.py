@@ -7,8 +7,9 @@ import hashlib
 import json
 from datetime import datetime
 
+from domicile import external_json
 from domicile.access.model import DAY
-from domicile.catalog.model import PageRequest
+from domicile.catalog.model import MAX_TIME_MICROS, MIN_TIME_MICROS, PageRequest
 from domicile.catalog.stores.common import decode_page_token, encode_page_token, micros_arg
 from domicile.errors import invalid_field
 
@@ -47,8 +48,12 @@ def page_start(page: PageRequest, kind: str, low: int, high: int) -> tuple[int, 
     if after is None:
         return None
     try:
-        time_us, record_id = json.loads(after)
-        if not isinstance(time_us, int) or not isinstance(record_id, str):
+        time_us, record_id = external_json.parse(after)
+        if (
+            not isinstance(time_us, int)
+            or not MIN_TIME_MICROS <= time_us <= MAX_TIME_MICROS
+            or not isinstance(record_id, str)
+        ):
             raise ValueError
     except (ValueError, TypeError):
         raise invalid_field("page_token", "malformed page token") from None
