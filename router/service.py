@@ -34,9 +34,9 @@ from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import Router
 from domicile.router.types import Decision, Operation
+from domicile.security.budgets import Resource
 from domicile.telemetry.decisions import observe_decisions
 from domicile.telemetry.tracing import optional_span
-from domicile.security.budgets import Resource
 from domicile.timeconv import optional_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 

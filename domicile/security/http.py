@@ -63,7 +63,7 @@ def anonymous_middleware(budgets: Budgets):
     @web.middleware
     async def charge_request(request: web.Request, handler):
         if (request.method, request.path) not in HTTP_OPEN:
-            trace_id = trace_id_from(request.headers.get("traceparent"))
+            trace_id = request_trace_id(request.headers.get("traceparent"))
             try:
                 budgets.charge(
                     "",
