@@ -18,6 +18,7 @@ import copy
 import fnmatch
 import hashlib
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -40,15 +41,28 @@ KIND = "ResidencyPolicy"
 # A classification label as datasets carry it: dotted upper-case segments (PII.CONTACT).
 LABEL = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z][A-Z0-9_]*)*$")
 GROUP_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-# Aliases may expand a small document into a huge tree ("billion laughs"); a real policy
-# has a few thousand nodes at most.
+# The budget of one document, the same for the server and `domicile policy check`. Aliases
+# may expand a small text into a huge tree ("billion laughs"): every node is counted once per
+# place it appears, keys included, and a real policy has a few thousand at most. With the text
+# size this bounds memory; the time budget bounds a document that is costly in another way.
+MAX_POLICY_BYTES = 1024 * 1024
 MAX_NODES = 100_000
+MAX_CHARACTERS = 2 * MAX_POLICY_BYTES  # of all scalars, keys included, once aliases are expanded
+MAX_SECONDS = 10.0
+# What one error report may hold: every message is cut to MAX_MESSAGE characters (messages
+# quote the document's values) and at most MAX_ERRORS are listed, then how many more there were.
+MAX_MESSAGE = 300
+MAX_ERRORS = 100
 
 Path = tuple[str | int, ...]
 
 
 # --------------------------------------------------------------------------------------------
 # Errors
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,11 @@ class PolicyError:
     column: int
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        # Messages and paths quote the document; a report stays readable (and small).
+        object.__setattr__(self, "path", _bounded(self.path))
+        object.__setattr__(self, "message", _bounded(self.message))
 
     def format(self, filename: str) -> str:
         """`FILE:LINE:COL: path: message`, the form compilers and editors understand."""
@@ -246,6 +265,12 @@ class LoadedPolicy:
         return _lookup(self.positions, path)
 
 
+def check_deadline(deadline: float) -> None:
+    """Refuse the document (PolicyInvalid) once checking it has used up its time budget."""
+    if time.monotonic() > deadline:
+        raise PolicyInvalid([PolicyError(1, 1, "", f"the policy took longer than {MAX_SECONDS:g}s to check")])
+
+
 def content_hash(text: str) -> str:
     """sha256 (hex) of the policy text as UTF-8: what GetPolicy reports and SetPolicy compares."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -264,10 +289,13 @@ def load_policy(text: str, registry: RegionRegistry | None = None, *, legacy: bo
     `defaults.undescribed_outputs` unset means `deny`), so its decisions replay unchanged. A
     policy set now is loaded without it, and must state `jobs` on every declassifier.
     """
+    if len(text) > MAX_POLICY_BYTES or len(text.encode("utf-8")) > MAX_POLICY_BYTES:
+        raise PolicyInvalid([PolicyError(1, 1, "", f"the policy is larger than {MAX_POLICY_BYTES} bytes")])
+    deadline = time.monotonic() + MAX_SECONDS
     base = registry if registry is not None else RegionRegistry.builtin()
     positions: dict[Path, tuple[int, int]] = {}
     errors: list[PolicyError] = []
-    data = _parse_yaml(text, positions, errors)
+    data = _parse_yaml(text, positions, errors, deadline)
     if errors:
         raise PolicyInvalid(_ordered(errors))
     document: PolicyDocument | None = None
@@ -275,11 +303,13 @@ def load_policy(text: str, registry: RegionRegistry | None = None, *, legacy: bo
         document = PolicyDocument.model_validate(data)
     except ValidationError as exc:
         errors.extend(_from_pydantic(e, positions) for e in exc.errors())
+    check_deadline(deadline)
     # The meaning is checked on every part that is well-typed on its own, so one misspelt
     # key does not hide the unknown group three rules further down.
     checker = _SemanticChecker(_Parts.salvage(data), base, positions, legacy=legacy)
     checker.check()
     errors.extend(checker.errors)
+    check_deadline(deadline)
     if errors or document is None:
         raise PolicyInvalid(_ordered(errors))
     return LoadedPolicy(document, text, content_hash(text), checker.registry, MappingProxyType(positions), legacy)
@@ -303,8 +333,14 @@ def policy_warnings(loaded: LoadedPolicy) -> list[PolicyError]:
 
 
 def _ordered(errors: list[PolicyError]) -> list[PolicyError]:
-    unique = list(dict.fromkeys(errors))
-    return sorted(unique, key=lambda e: (e.line, e.column))
+    """The report: unique errors in document order, at most MAX_ERRORS of them and then one
+    saying how many more there were."""
+    unique = sorted(dict.fromkeys(errors), key=lambda e: (e.line, e.column))
+    report = unique[:MAX_ERRORS]
+    if len(unique) > MAX_ERRORS:
+        last = unique[MAX_ERRORS]
+        report.append(PolicyError(last.line, last.column, "", f"and {len(unique) - MAX_ERRORS} more errors"))
+    return report
 
 
 def _lookup(positions: Mapping[Path, tuple[int, int]], path: Path) -> tuple[int, int]:
@@ -369,18 +405,18 @@ def parse_yaml_with_positions(text: str) -> tuple[Any, dict[Path, tuple[int, int
     """
     positions: dict[Path, tuple[int, int]] = {}
     errors: list[PolicyError] = []
-    data = _parse_yaml(text, positions, errors)
+    data = _parse_yaml(text, positions, errors, time.monotonic() + MAX_SECONDS)
     return data, positions, errors
 
 
-def _parse_yaml(text: str, positions: dict[Path, tuple[int, int]], errors: list[PolicyError]) -> Any:
+def _parse_yaml(text: str, positions: dict[Path, tuple[int, int]], errors: list[PolicyError], deadline: float) -> Any:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             errors.append(PolicyError(1, 1, "", "empty document"))
             return None
-        builder = _Builder(loader, positions, errors)
+        builder = _Builder(loader, positions, errors, deadline)
         return builder.build(node, ())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -396,38 +432,71 @@ def _parse_yaml(text: str, positions: dict[Path, tuple[int, int]], errors: list[
     return None
 
 
-class _TooLarge(Exception):
+class _OverBudget(Exception):
     pass
 
 
-class _Builder:
-    """Turns a composed node tree into dicts/lists/strings, recording each path's position."""
+_NODE_KINDS = {yaml.MappingNode: "a mapping", yaml.SequenceNode: "a list"}
 
-    def __init__(self, loader: _Loader, positions: dict[Path, tuple[int, int]], errors: list[PolicyError]) -> None:
+
+class _Builder:
+    """Turns a composed node tree into dicts/lists/strings, recording each path's position.
+
+    Every node is counted where it is built -- an alias once per place it appears, keys
+    included -- and checked against the deadline, before anything is built from it; a key
+    that is a list or mapping is refused without being built (its expansion is the whole
+    point of an alias bomb)."""
+
+    def __init__(
+        self,
+        loader: _Loader,
+        positions: dict[Path, tuple[int, int]],
+        errors: list[PolicyError],
+        deadline: float,
+    ) -> None:
         self.loader = loader
         self.positions = positions
         self.errors = errors
+        self.deadline = deadline
         self.count = 0
+        self.characters = 0
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         try:
             self.positions[path] = _mark(node.start_mark)
             return self._build(node, path)
-        except _TooLarge:
-            message = f"document too large: more than {MAX_NODES} nodes once aliases are expanded"
-            self.errors.append(PolicyError(0, 0, "", message))
+        except _OverBudget as over:
+            self.errors.append(PolicyError(1, 1, "", str(over)))
             return None
 
-    def _build(self, node: yaml.Node, path: Path) -> Any:
+    def _count(self, node: yaml.Node) -> None:
         self.count += 1
         if self.count > MAX_NODES:
-            raise _TooLarge
+            raise _OverBudget(f"document too large: more than {MAX_NODES} nodes once aliases are expanded")
+        if isinstance(node, yaml.ScalarNode):
+            self.characters += len(node.value)
+            if self.characters > MAX_CHARACTERS:
+                raise _OverBudget(
+                    f"document too large: more than {MAX_CHARACTERS} characters once aliases are expanded"
+                )
+        if self.count % 1024 == 0 and time.monotonic() > self.deadline:
+            raise _OverBudget(f"the policy took longer than {MAX_SECONDS:g}s to check")
+
+    def _build(self, node: yaml.Node, path: Path) -> Any:
+        self._count(node)
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
-                key = self.loader.construct_object(key_node, deep=True)
+                self._count(key_node)
                 line, column = _mark(key_node.start_mark)
+                kind = _NODE_KINDS.get(type(key_node))
+                if kind is not None:
+                    self.errors.append(
+                        PolicyError(line, column, format_path(path), f"a key must be a string, not {kind}")
+                    )
+                    continue
+                key = self.loader.construct_object(key_node, deep=True)
                 if not isinstance(key, str):
                     self.errors.append(PolicyError(line, column, format_path(path), f"key {key!r} is not a string"))
                     continue

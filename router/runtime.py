@@ -262,6 +262,7 @@ class Router:
         self._required_revision = 0
         self._catch_up_lock = asyncio.Lock()
         self._policy_lock = asyncio.Lock()
+        self._compile_lock = asyncio.Lock()
         self._poll_task: asyncio.Task[None] | None = None
         self._poll_failures = 0
         # Decision ids: a random per-process prefix and a counter, unique across restarts and
@@ -498,7 +499,7 @@ class Router:
         no-op reported as applied. Whether a change needs approval is decided before, by
         `router.policy_changes`."""
         async with self._policy_lock:
-            candidate, errors = _compile(policy_yaml)
+            candidate, errors = await self._compile(policy_yaml)
             if candidate is None:
                 return PolicyUpdate("", errors)
             conflict = await self._version_conflict(candidate)
@@ -515,6 +516,14 @@ class Router:
             log.info("policy %s (sha256 %s) is active", candidate.version, candidate.content_hash[:12])
             return PolicyUpdate(candidate.version, applied=True)
 
+    async def _compile(
+        self, text: str, *, legacy: bool = False
+    ) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:
+        """`_compile` off the event loop, one document at a time: a costly document (up to the
+        policy loader's budget) delays other policy calls, not the decisions."""
+        async with self._compile_lock:
+            return await asyncio.to_thread(_compile, text, legacy=legacy)
+
     async def _version_conflict(self, candidate: CompiledPolicy) -> PolicyError | None:
         recorded = await self._history.get(candidate.version)
         if recorded is None or recorded == candidate.source_yaml:
@@ -530,7 +539,7 @@ class Router:
     async def policy_impact(self, policy_yaml: str) -> PolicyImpact:
         """What making `policy_yaml` active would change for every dataset (see
         `CompiledPolicy.impact`), computed against the current index. Changes nothing."""
-        candidate, errors = _compile(policy_yaml)
+        candidate, errors = await self._compile(policy_yaml)
         if candidate is None:
             return PolicyImpact("", errors=errors)
         self._require_fresh()
@@ -895,7 +904,7 @@ class Router:
         activation = self._history.active_at(as_of)
         if activation is None:
             raise failed_precondition(f"no policy was in force at {as_of.isoformat()}", "NO_POLICY_THEN")
-        policy, errors = _compile(activation.yaml, legacy=self._history.is_legacy(activation.version))
+        policy, errors = await self._compile(activation.yaml, legacy=self._history.is_legacy(activation.version))
         if policy is None:
             raise failed_precondition(
                 f"policy version {activation.version!r} no longer compiles: {errors[0].message}",
@@ -993,7 +1002,7 @@ class Router:
             raise failed_precondition(
                 f"policy version {original.policy_version!r} is not in the policy history", "POLICY_VERSION_UNKNOWN"
             )
-        policy, errors = _compile(text, legacy=self._history.is_legacy(original.policy_version))
+        policy, errors = await self._compile(text, legacy=self._history.is_legacy(original.policy_version))
         if policy is None:
             raise failed_precondition(
                 f"policy version {original.policy_version!r} no longer compiles: {errors[0].message}",

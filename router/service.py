@@ -31,6 +31,7 @@ from domicile.router.convert import (
 )
 from domicile.router.decision_search import DecisionQuery
 from domicile.router.native import native as _native  # the C helpers, or None
+from domicile.router.policy import MAX_POLICY_BYTES
 from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import Router
 from domicile.router.types import Decision, Operation
@@ -46,7 +47,6 @@ MAX_CANDIDATES = 256
 MAX_JOB_DATASETS = 1_000
 MAX_TRANSFORM = 256
 MAX_DECISION_ID = 128
-MAX_POLICY_BYTES = 1024 * 1024
 MAX_POLICY_VERSION = 256
 MAX_CALLER = 1024
 MAX_RULE_ID = 256

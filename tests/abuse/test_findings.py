@@ -10,6 +10,7 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 import time
 
 import aiohttp
@@ -22,6 +23,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from domicile.catalog.model import DatasetFilter
 from domicile.catalog.stores.common import filter_fingerprint
 from domicile.grpc_errors import details_of
+from domicile.router import runtime
+from domicile.router.policy import MAX_MESSAGE
 from domicile.security.dev_credentials import DEV_AUDIENCE, DEV_ISSUER, dev_paths, mint_dev_token
 from domicile.server import create_server
 from domicile.v1 import (
@@ -29,6 +32,8 @@ from domicile.v1 import (
     catalog_pb2_grpc,
     lineage_pb2,
     lineage_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
     residency_pb2,
     residency_pb2_grpc,
 )
@@ -42,6 +47,56 @@ from tests.abuse.conftest import (
     second_client,
 )
 from tests.e2e.residency_harness import EXAMPLE_POLICY
+from tests.unit.test_policy import KEY_BOMB
+
+# ---- policy documents: bounded, and compiled off the event loop ------------------------------
+
+
+def _decide(channel):
+    return residency_pb2_grpc.ResidencyServiceStub(channel).Decide(
+        residency_pb2.DecideRequest(
+            dataset_id="s3://a/x", operation=residency_pb2.OPERATION_STORE, region="aws:eu-west-1"
+        ),
+        timeout=HANG,
+    )
+
+
+async def test_a_key_alias_bomb_is_refused_with_a_short_error(channel, server):
+    """375 bytes with an alias bomb as a mapping key held the event loop for 14 s (a concurrent
+    Decide waited as long) and grew the server by a gigabyte, through PolicyImpact and SetPolicy."""
+    policies = policy_pb2_grpc.PolicyServiceStub(channel)
+    impact = policies.PolicyImpact(policy_pb2.PolicyImpactRequest(policy_yaml=KEY_BOMB), timeout=HANG)
+    set_policy = policies.SetPolicy(policy_pb2.SetPolicyRequest(policy_yaml=KEY_BOMB), timeout=HANG)
+    decisions = [_decide(channel) for _ in range(20)]
+    answers = await asyncio.gather(impact, set_policy, *decisions)
+    for answer in answers[:2]:
+        assert [e.message for e in answer.errors] == ["a key must be a string, not a list"]
+        assert all(len(e.message) <= MAX_MESSAGE for e in answer.errors)
+    assert not answers[1].applied
+    assert {d.decision.reasons[0].code for d in answers[2:]} == {"UNKNOWN_DATASET"}
+
+
+async def test_decisions_are_answered_while_a_policy_compiles(channel, monkeypatch):
+    """A document is compiled on a thread of its own: the event loop keeps answering."""
+    compiling, release = threading.Event(), threading.Event()
+    compile_policy = runtime.compile_policy
+
+    def held_compile(loaded):
+        compiling.set()
+        # On the event loop this wait would hold every call for HANG seconds, then fail.
+        assert release.wait(HANG), "the event loop was blocked by the compilation"
+        return compile_policy(loaded)
+
+    monkeypatch.setattr(runtime, "compile_policy", held_compile)
+    policies = policy_pb2_grpc.PolicyServiceStub(channel)
+    impact = asyncio.ensure_future(
+        policies.PolicyImpact(policy_pb2.PolicyImpactRequest(policy_yaml=EXAMPLE_POLICY.read_text()), timeout=HANG)
+    )
+    assert await asyncio.to_thread(compiling.wait, HANG)
+    await _decide(channel)
+    release.set()
+    assert not (await impact).errors
+
 
 # ---- out-of-range values are INVALID_ARGUMENT with the field named, never INTERNAL --------
 

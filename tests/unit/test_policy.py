@@ -9,7 +9,19 @@ from pathlib import Path
 import pytest
 
 from domicile.catalog.regions import RegionRegistry
-from domicile.router.policy import LoadedPolicy, PolicyError, PolicyInvalid, format_path, load_policy, policy_warnings
+from domicile.router import policy as policy_module
+from domicile.router.policy import (
+    MAX_CHARACTERS,
+    MAX_ERRORS,
+    MAX_MESSAGE,
+    MAX_POLICY_BYTES,
+    LoadedPolicy,
+    PolicyError,
+    PolicyInvalid,
+    format_path,
+    load_policy,
+    policy_warnings,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -252,6 +264,66 @@ def test_alias_bombs_are_bounded() -> None:
         lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
     error = only_error("\n".join(lines) + "\n")
     assert "too large" in error.message
+
+
+# The finding: 375 bytes whose mapping key is an alias bomb (9**8 leaves) held the event loop
+# for 14 s and grew the server by a gigabyte, and the error quoted the exploded key.
+KEY_BOMB = (
+    "? [&a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol],"
+    + ",".join(f"&a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 8))
+    + "]\n: x\n"
+)
+
+
+def test_a_key_that_is_an_alias_bomb_is_refused_before_it_is_built() -> None:
+    assert len(KEY_BOMB) < 400  # the size of the one found
+    error = only_error(KEY_BOMB)
+    assert (error.line, error.column) == (1, 3)
+    assert error.message == "a key must be a string, not a list"
+
+
+def test_mapping_keys_count_against_the_node_budget() -> None:
+    # An aliased mapping of 1,000 keys, used 200 times: 200,000 keys, every value an alias.
+    keys = "\n".join(f"  k{i}: *v" for i in range(1000))
+    text = f"v: &v x\nm: &m\n{keys}\nall: [" + ", ".join(["*m"] * 200) + "]\n"
+    assert "too large" in only_error(text).message
+
+
+def test_aliased_long_values_count_against_the_character_budget() -> None:
+    long = "x" * 50_000
+    text = f"a: &a {long}\nb: [" + ", ".join(["*a"] * (MAX_CHARACTERS // len(long) + 1)) + "]\n"
+    error = only_error(text)
+    assert error.message == f"document too large: more than {MAX_CHARACTERS} characters once aliases are expanded"
+
+
+def test_every_message_and_path_is_bounded() -> None:
+    key = "k" * 100_000
+    errors = errors_of(policy_text(f"{key}: 1\nrules:\n  - {{id: r, match: {{}}, {key}: x}}\n"))
+    assert errors
+    for error in errors:
+        assert len(error.message) <= MAX_MESSAGE and len(error.path) <= MAX_MESSAGE
+        assert len(error.format("policy.yaml")) < 2 * MAX_MESSAGE + 100
+
+
+def test_the_error_report_is_bounded() -> None:
+    unknown = "".join(f"u{i}: x\n" for i in range(5 * MAX_ERRORS))
+    errors = errors_of(policy_text(unknown))
+    assert len(errors) == MAX_ERRORS + 1
+    assert errors[-1].message == f"and {5 * MAX_ERRORS - MAX_ERRORS} more errors"
+    assert [e.line for e in errors] == sorted(e.line for e in errors)
+
+
+def test_a_text_over_the_size_limit_is_refused_unparsed() -> None:
+    error = only_error(policy_text("#" + "x" * MAX_POLICY_BYTES + "\n"))
+    assert error.message == f"the policy is larger than {MAX_POLICY_BYTES} bytes"
+    # Bytes, not characters: 2-byte characters reach the limit with half as many.
+    assert "larger than" in only_error(policy_text("# " + "é" * (MAX_POLICY_BYTES // 2) + "\n")).message
+
+
+def test_a_document_over_the_time_budget_is_refused(monkeypatch) -> None:
+    monkeypatch.setattr(policy_module, "MAX_SECONDS", 0.0)
+    error = only_error(Path("examples/policy.yaml").read_text())
+    assert error.message == "the policy took longer than 0s to check"
 
 
 # -- semantic errors -----------------------------------------------------------------------------

@@ -8,6 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from domicile.cli.policy import policy
+from domicile.router.policy import MAX_POLICY_BYTES
+from tests.unit.test_policy import KEY_BOMB
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -139,3 +141,19 @@ def test_verbose_shows_reasons_of_passing_tests(runner: CliRunner) -> None:
     result = runner.invoke(policy, ["test", "-v", str(EXAMPLES / "policy.yaml"), "--now", "2026-12-01T00:00:00+00:00"])
     assert "RULE_DENIED: rule gdpr-personal-data (GDPR Art. 44-45)" in result.output
     assert "EXEMPTION_APPLIED: exemption EX-2026-041" in result.output
+
+
+def test_check_applies_the_servers_size_limit(runner: CliRunner, tmp_path: Path) -> None:
+    """The finding: `policy check` passed a 10 MB policy that SetPolicy refuses."""
+    valid = (EXAMPLES / "policy.yaml").read_text()
+    path = write(tmp_path, valid + "# padding\n" * (10 * 1024 * 1024 // 10))
+    result = runner.invoke(policy, ["check", path])
+    assert result.exit_code == 1
+    assert f"{path}:1:1: the policy is larger than {MAX_POLICY_BYTES} bytes" in result.output
+
+
+def test_check_refuses_a_key_alias_bomb_with_a_short_message(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(policy, ["check", write(tmp_path, KEY_BOMB)])
+    assert result.exit_code == 1
+    assert "a key must be a string, not a list" in result.output
+    assert len(result.output) < 1000
