@@ -66,11 +66,8 @@ async def _post_lineage(request: web.Request) -> web.Response:
             content_type="application/json",
         )
     body = await request.read()
-    try:
-        document = external_json.parse(body)
-    except external_json.JSONRefused as exc:
-        raise invalid_field("event", f"the body is not valid JSON: {exc}") from None
-    event = parse_run_event(document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions)
+    # A large event takes a while to read and check: not on the event loop.
+    event = await asyncio.to_thread(_parse_event, app, body)
     principal = current_principal()
     attributes: dict[str, str | int] = {
         "domicile.lineage.job": event.run.job,
@@ -109,6 +106,14 @@ async def _post_lineage(request: web.Request) -> web.Response:
             "late": drift.late,
         }
     )
+
+
+def _parse_event(app: App, body: bytes) -> LineageEvent:
+    try:
+        document = external_json.parse(body)
+    except external_json.JSONRefused as exc:
+        raise invalid_field("event", f"the body is not valid JSON: {exc}") from None
+    return parse_run_event(document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions)
 
 
 async def observe_event(app: App, event: LineageEvent, principal: str) -> DriftResult:

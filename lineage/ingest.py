@@ -128,9 +128,8 @@ async def ingest_event(
             revision = max(revision, written)
             if on_write is not None:
                 await on_write(written)
-    result = await store.record_lineage(
-        event.run, edges_for(event.run.job, event.inputs, event.outputs), principal=principal
-    )
+    edges = await asyncio.to_thread(edges_for, event.run.job, event.inputs, event.outputs)
+    result = await store.record_lineage(event.run, edges, principal=principal)
     if on_write is not None:
         await on_write(result.revision)
     return IngestResult(True, result.edges_created, updated, max(revision, result.revision))

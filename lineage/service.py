@@ -7,6 +7,7 @@ Errors are raised as DomicileError and mapped to gRPC statuses by
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from domicile.access.convert import violation_to_proto
@@ -71,7 +72,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         )
         write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), request.transform)
         principal = current_principal()
-        edges = edges_for(request.job, request.inputs, request.outputs)
+        edges = await asyncio.to_thread(edges_for, request.job, request.inputs, request.outputs)
 
         async def record() -> LineageResult:
             self._app.charge(Resource.LINEAGE_EDGES, len(edges))  # once the lineage guard admitted it
@@ -145,7 +146,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             errors.add("end_time", "must not be in the future: end lineage when it stops being true")
         errors.raise_if_any("invalid request")
         write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), ending=True)
-        edges = edges_for(request.job, request.inputs, request.outputs)
+        edges = await asyncio.to_thread(edges_for, request.job, request.inputs, request.outputs)
 
         async def end() -> LineageResult:
             self._app.charge(Resource.LINEAGE_EDGES, len(edges))  # once the lineage guard admitted it

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 from domicile.catalog.model import job_namespace, label_matches
 from domicile.errors import DomicileError, ErrorCode
-from domicile.lineage.recording import edges_for
 from domicile.security import events as ev
 from domicile.security.context import Caller, current_caller, current_trace
 from domicile.security.dev_credentials import DEV_SUBJECT
@@ -196,16 +195,17 @@ class LineageGuard:
         active policy, a label its current transform does not (without a router: whenever a
         transform is claimed, failing closed)."""
         router = self._app.router
-        if router is None or policy is None:
-            return bool(write.transform)
-        for key in edges_for(write.job, write.inputs, write.outputs):
-            current = router.current_transform(key.input, key.output, key.job)
-            if (
-                current is not None
-                and current != write.transform
-                and _removes_more(policy, write.job, write.transform, current)
-            ):
-                return True
+        if router is None or policy is None or not write.transform:
+            return bool(write.transform)  # a plain copy removes nothing
+        for output in set(write.outputs):
+            for input in set(write.inputs):
+                current = router.current_transform(input, output, write.job)
+                if (
+                    current is not None
+                    and current != write.transform
+                    and _removes_more(policy, write.job, write.transform, current)
+                ):
+                    return True
         return False
 
     def _refuse(self, caller: Caller, where: Where, reason: str, message: str, **detail: object) -> None:

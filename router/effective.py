@@ -61,7 +61,8 @@ table at all. Edges are kept as given: `EdgeRow`s from a start-up snapshot, `Edg
 the change feed (they hold the strings anyway).
 
 The index is not thread-safe: one owner (the router runtime, on its event loop) mutates and
-reads it.
+reads it; `copy` gives another thread a private index to change (the router folds large
+batches of changes that way, then swaps the result in).
 """
 
 from __future__ import annotations
@@ -183,6 +184,29 @@ class EffectiveIndex:
         nodes = index._nodes()
         index._recompute(nodes, closure=nodes)
         return index
+
+    def copy(self) -> EffectiveIndex:
+        """An independent index with the same content, to change aside while this one answers.
+
+        Safe to call on another thread while the owner only reads this index (`get` caches
+        views, and the views are copied in one step): what the two share -- edges, attribute
+        tables, own attributes -- is never changed in place, only replaced.
+        """
+        twin = EffectiveIndex.__new__(EffectiveIndex)
+        twin._views = self._views.copy()
+        twin._removes = self._removes
+        twin._inherit = self._inherit
+        twin._known_labels = set(self._known_labels)
+        twin._removed_by = {transform: dict(by_job) for transform, by_job in self._removed_by.items()}
+        twin._shared_sets = dict(self._shared_sets)
+        twin._own = dict(self._own)
+        twin._placeholders = set(self._placeholders)
+        twin._derived = set(self._derived)
+        twin._in = {output: dict(edges) for output, edges in self._in.items()}
+        twin._out = {input: dict(outputs) for input, outputs in self._out.items()}
+        twin._labels = dict(self._labels)
+        twin._origins = dict(self._origins)
+        return twin
 
     # ---- reads -------------------------------------------------------------------------
 

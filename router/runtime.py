@@ -18,12 +18,21 @@ Start-up (`Router.start`):
    none after `r0` -- which is the value at the head.
 3. A background task then polls `changes_since` every `poll_interval_seconds`; a write made
    through this process calls `note_local_write(revision)`, which catches up immediately.
+   A large batch of changes (one big lineage event) is folded into a copy of the index on
+   another thread while decisions keep being answered from the current one, which is then
+   replaced in one step: decisions see the catalog before the batch or after it, never a
+   part of it.
 
 Freshness: the router remembers when its view was last confirmed -- the moment the last
 successful poll that reached the head of the feed was *sent* (a conservative bound). A
 decision made when that is older than `staleness_bound_seconds`, or while a local write
 acknowledged by this process is not yet applied, is DENY with reason STALE_CATALOG: the
-router fails closed rather than answer from a view it cannot vouch for.
+router fails closed rather than answer from a view it cannot vouch for. While a large batch
+is folded aside, the view before it counts as confirmed when the batch was read. A write made here is
+acknowledged only once the index has applied it (read-your-writes), so only a write whose
+application failed makes decisions fail closed; while it is being applied, the others are
+answered from the view before it, which is what the catalog was until that write is
+acknowledged.
 
 Every decision (Decide, BatchDecide, Route, CheckJob, ScanViolations) gets a decision id,
 the policy version, the catalog revision of the view, the decide time and the caller, and is
@@ -31,7 +40,9 @@ appended to the decision log. With `durable_decision_log` the answer waits until
 lines are on disk.
 
 Concurrency: everything runs on one event loop. The index and the policy are only replaced or
-mutated in code sections without an `await`, so a decision never sees a half-applied change.
+mutated in code sections without an `await`, so a decision never sees a half-applied change;
+the index is mutated (or copied to fold a batch aside) only under `_catch_up_lock`, so a
+policy switch cannot be lost in a fold.
 """
 
 from __future__ import annotations
@@ -51,7 +62,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from domicile.catalog.model import Direction, TraversalLimits, label_matches
+from domicile.catalog.model import Change, Direction, TraversalLimits, label_matches
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
@@ -96,6 +107,9 @@ defaults:
 """
 
 _FEED_BATCH = 10_000
+# A batch of changes at least this large is folded into a copy of the index on another thread
+# (copying costs about as much as applying a few hundred changes).
+_FOLD_ASIDE = 2_000
 # Replay rebuilds the upstream subgraph of one dataset; the in-memory index has no depth limit,
 # so the replay must not have a practical one either.
 _REPLAY_MAX_DEPTH = 100_000
@@ -257,6 +271,7 @@ class Router:
         self._durable_log = durable_log
         self._clock = clock
         self._confirmed_at = float("-inf")
+        self._folding_since = float("-inf")  # when the batch being folded aside was read
         # The highest revision this process acknowledged to a writer; decisions fail closed
         # until the index has applied it (read-your-writes).
         self._required_revision = 0
@@ -372,11 +387,10 @@ class Router:
         background poll catches up."""
         if revision <= self._revision:
             return
-        if revision > self._required_revision:
-            self._required_revision = revision
         try:
             await self._catch_up(min_revision=revision)
         except Exception as exc:  # the poll loop retries; decisions fail closed meanwhile
+            self._required_revision = max(self._required_revision, revision)
             log.warning("router could not apply local write at revision %d: %s", revision, exc)
 
     async def _catch_up(self, min_revision: int = 0) -> None:
@@ -388,7 +402,16 @@ class Router:
             while True:
                 asked_at = time.monotonic()
                 changes = await self._store.changes_since(self._revision, limit=_FEED_BATCH)
-                if changes:
+                if len(changes) >= _FOLD_ASIDE:
+                    # The view before the batch is as fresh as this read while the batch is
+                    # folded: the router is keeping up, just not done.
+                    self._folding_since = asked_at
+                    try:
+                        self._index = await asyncio.to_thread(_folded, self._index, changes)
+                    finally:
+                        self._folding_since = float("-inf")
+                    self._revision = changes[-1].revision
+                elif changes:
                     self._index.apply(changes)
                     self._revision = changes[-1].revision
                 if len(changes) < _FEED_BATCH:
@@ -436,7 +459,7 @@ class Router:
         """Why the view cannot be trusted now, or '' when it is fresh."""
         if self._revision < self._required_revision:
             return f"catalog revision {self._required_revision} was written here but is not applied yet (at {self._revision})"
-        age = time.monotonic() - self._confirmed_at
+        age = time.monotonic() - max(self._confirmed_at, self._folding_since)
         if age > self._staleness_bound:
             if age == float("inf"):
                 return "the view of the catalog was never confirmed"
@@ -448,7 +471,7 @@ class Router:
         metrics and health)."""
         return RouterStatus(
             revision=self._revision,
-            view_age_seconds=time.monotonic() - self._confirmed_at,
+            view_age_seconds=time.monotonic() - max(self._confirmed_at, self._folding_since),
             stale_reason=self._stale_reason(),
             policy_version=self._policy.version,
             decision_log_queued=self._log.queued(),
@@ -510,9 +533,10 @@ class Router:
             if candidate.content_hash == self._policy.content_hash:
                 return PolicyUpdate(candidate.version, applied=True)
             await self._history.record(candidate.version, candidate.source_yaml, activation=activation)
-            # No await from here on: decisions see either the old pair or the new one.
-            _follow_lineage_rules(self._index, self._policy, candidate)
-            self._policy = candidate
+            async with self._catch_up_lock:  # not while a batch is folded into a copy of the index
+                # No await from here on: decisions see either the old pair or the new one.
+                _follow_lineage_rules(self._index, self._policy, candidate)
+                self._policy = candidate
             log.info("policy %s (sha256 %s) is active", candidate.version, candidate.content_hash[:12])
             return PolicyUpdate(candidate.version, applied=True)
 
@@ -543,6 +567,10 @@ class Router:
         if candidate is None:
             return PolicyImpact("", errors=errors)
         self._require_fresh()
+        async with self._catch_up_lock:  # the index is borrowed below: not while it is being copied
+            return self._impact(candidate)
+
+    def _impact(self, candidate: CompiledPolicy) -> PolicyImpact:
         current = self._policy
         index = self._index
         datasets = [attrs for attrs in map(index.get, index.datasets()) if attrs is not None]
@@ -1173,6 +1201,13 @@ def _summarize(index: EffectiveIndex, revision: int) -> DatasetSummary:
             counts[0] += 1
             counts[1] += classified
     return DatasetSummary(count, labels, origins, {r: (a, b) for r, (a, b) in regions.items()}, revision)
+
+
+def _folded(index: EffectiveIndex, changes: Sequence[Change]) -> EffectiveIndex:
+    """A copy of `index` with `changes` applied (run on another thread: see `_catch_up`)."""
+    folded = index.copy()
+    folded.apply(changes)
+    return folded
 
 
 def _keep_shortest(values: dict[str, tuple[str, ...]], value: str, path: tuple[str, ...]) -> None:

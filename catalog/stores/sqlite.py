@@ -474,7 +474,7 @@ class SQLiteGraphStore:
 
     async def record_lineage(self, run: Run, edges: Sequence[EdgeKey], *, principal: str = "") -> LineageResult:
         """See `GraphStore.record_lineage`; one transaction per call, however many edges."""
-        event_time, keys = check_lineage(run, edges)
+        event_time, keys = await asyncio.to_thread(check_lineage, run, edges)  # 100,000 edges take a while
         return await self._write(self._record_lineage_tx, run, event_time, keys, principal)
 
     def _record_lineage_tx(
@@ -764,8 +764,18 @@ class SQLiteGraphStore:
                 (json.dumps(version_refs),),
             )
         }
+        # Built directly, one object per change, times converted once each: a lineage event of
+        # 100,000 edges is read here while the router waits for it.
+        times: dict[int, datetime] = {}
+
+        def to_time(micros: int) -> datetime:
+            converted = times.get(micros)
+            if converted is None:
+                converted = times[micros] = from_micros(micros)
+            return converted
+
         edges = {
-            r[0]: _edge_from_row(r, {r[1]: r[8], r[2]: r[9]})
+            r[0]: _edge_from_row(r, {r[1]: r[8], r[2]: r[9]}, to_time)
             for r in conn.execute(
                 f"SELECT {_EDGE_COLUMNS}, i.id, o.id FROM edges e JOIN nodes i ON i.node = e.input"
                 " JOIN nodes o ON o.node = e.output WHERE e.edge IN (SELECT value FROM json_each(?))",
@@ -774,17 +784,17 @@ class SQLiteGraphStore:
         }
         changes = []
         for rev, kind, ref, at, principal in rows:
-            change = Change(rev, _KINDS[kind], from_micros(at), principal)
+            time = to_time(at)
             if kind == KIND_DATASET_UPSERTED:
                 dataset_id, row = versions[ref]
-                change = replace(change, dataset_id=dataset_id, dataset=_dataset_from_row(row))
+                change = Change(rev, _KINDS[kind], time, principal, dataset_id, _dataset_from_row(row))
             elif kind == KIND_DATASET_DELETED:
-                change = replace(change, dataset_id=versions[ref][0])
-            elif kind == KIND_EDGE_ADDED:
-                # The edge as it was added, even if a later revision ended it.
-                change = replace(change, edge=replace(edges[ref], end_time=None))
+                change = Change(rev, _KINDS[kind], time, principal, versions[ref][0])
             else:
-                change = replace(change, edge=edges[ref])
+                edge = edges[ref]
+                if kind == KIND_EDGE_ADDED and edge.end_time is not None:
+                    edge = replace(edge, end_time=None)  # the edge as it was added, though ended since
+                change = Change(rev, _KINDS[kind], time, principal, edge=edge)
             changes.append(change)
         return changes
 
@@ -1187,7 +1197,7 @@ def _dataset_from_row(row: Sequence[Any]) -> Dataset:
     )
 
 
-def _edge_from_row(row: Sequence[Any], ids: dict[int, str]) -> Edge:
+def _edge_from_row(row: Sequence[Any], ids: dict[int, str], to_time: Callable[[int], datetime] = from_micros) -> Edge:
     _, input_node, output_node, job, transform, run_id, record_time, end_time = row[:8]
     return Edge(
         ids[input_node],
@@ -1195,8 +1205,8 @@ def _edge_from_row(row: Sequence[Any], ids: dict[int, str]) -> Edge:
         job,
         transform,
         run_id,
-        from_micros(record_time),
-        None if end_time is None else from_micros(end_time),
+        to_time(record_time),
+        None if end_time is None else to_time(end_time),
     )
 
 

@@ -46,6 +46,7 @@ from tests.abuse.conftest import (
     http_url,
     second_client,
 )
+from tests.e2e.conftest import insecure_settings
 from tests.e2e.residency_harness import EXAMPLE_POLICY
 from tests.unit.test_policy import KEY_BOMB
 
@@ -96,6 +97,59 @@ async def test_decisions_are_answered_while_a_policy_compiles(channel, monkeypat
     await _decide(channel)
     release.set()
     assert not (await impact).errors
+
+
+# ---- one big lineage write stalls no one ----------------------------------------------------
+
+
+def _openlineage_event(inputs: int, outputs: int) -> dict:
+    return {
+        "eventType": "COMPLETE",
+        "eventTime": "2026-01-05T10:00:00Z",
+        "producer": "https://example.com/abuse",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/definitions/RunEvent",
+        "run": {"runId": "01937c5e-8f7a-7bbb-8d2b-6a5d3c9f0a11"},
+        "job": {"namespace": "etl", "name": "wide"},
+        "inputs": [{"namespace": "s3://in", "name": f"d{i}"} for i in range(inputs)],
+        "outputs": [{"namespace": "s3://out", "name": f"o{o}"} for o in range(outputs)],
+    }
+
+
+async def test_one_big_openlineage_event_makes_no_decision_stale(tmp_path):
+    """1,000 inputs x 100 outputs (55 KB) took 14 s on the event loop; meanwhile 67 of 93
+    concurrent Decides came back DENY / STALE_CATALOG. The staleness bound here is one only a
+    hang reaches: what is checked is that the writer itself fails no decision closed, however
+    long a slow machine takes to apply it."""
+    running = await create_server(insecure_settings(tmp_path, router={"staleness_bound_seconds": 600}))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            ingested = asyncio.Event()
+            reasons: list[str] = []
+
+            async def decide_until_ingested() -> None:
+                while not ingested.is_set():
+                    reasons.extend(r.code for r in (await _decide(channel)).decision.reasons)
+                    await asyncio.sleep(0.01)
+
+            deciders = [asyncio.create_task(decide_until_ingested()) for _ in range(4)]
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    http_url(running),
+                    json=_openlineage_event(1000, 100),
+                    timeout=aiohttp.ClientTimeout(total=10 * HANG),
+                ) as response,
+            ):
+                assert response.status == 200, await response.text()
+                written = (await response.json())["catalog_revision"]
+            ingested.set()
+            await asyncio.gather(*deciders)
+            assert reasons and set(reasons) == {"UNKNOWN_DATASET"}
+            # Read-your-writes: the write was acknowledged once the router had applied it.
+            assert (await _decide(channel)).decision.catalog_revision >= written
+            assert running.app.router.catalog_revision >= written
+    finally:
+        await running.stop(0)
 
 
 # ---- out-of-range values are INVALID_ARGUMENT with the field named, never INTERNAL --------

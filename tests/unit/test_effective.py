@@ -181,6 +181,21 @@ def test_views_are_cached_until_a_change_reaches_the_dataset() -> None:
     assert labels(index, "out") == {"HEALTH": ("src", "out")}
 
 
+def test_a_copy_changes_independently_of_its_original() -> None:
+    index = EffectiveIndex.build([ds("src", ("PII",)), ds("mid"), ds("out")], [edge("src", "mid")], removes)
+    mid = index.get("mid")
+    twin = index.copy()
+    twin.add_edge(edge("mid", "out"))
+    twin.set_dataset(ds("src", ("HEALTH",)))
+    twin.add_edge(edge("src", "mid", "anonymize", job="other"))
+    assert labels(twin, "out") == {"HEALTH": ("src", "mid", "out")}
+    # The original answers exactly as before, its cached views included.
+    assert index.get("mid") is mid and labels(index, "out") == {}
+    assert index.edges_into("mid") == [("src", "job", "")]
+    index.remove_edge(EdgeKey("src", "mid", "job"))
+    assert labels(index, "mid") == {} and labels(twin, "mid") == {"HEALTH": ("src", "mid")}
+
+
 def test_set_declassifier_recomputes_only_when_removals_change() -> None:
     index = EffectiveIndex.build([ds("src", ("PII",)), ds("out")], [edge("src", "out", "mask")], removes)
     assert labels(index, "out") == {"PII": ("src", "out")}

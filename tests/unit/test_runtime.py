@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,53 @@ async def test_a_local_write_not_yet_applied_fails_closed_until_caught_up(tmp_pa
         decision = await router.decide("s3://a", Operation.STORE, US)
         assert decision.catalog_revision == revision
         assert [r.rule_id for r in decision.reasons] == ["gdpr-personal-data"]
+    finally:
+        await router.close()
+        await app.store.close()
+
+
+async def test_a_large_batch_is_folded_aside_while_decisions_use_the_view_before_it(tmp_path, monkeypatch):
+    app = await make_app(tmp_path, staleness_bound_seconds=120, poll_interval_seconds=60)
+    app.router = router = await Router.start(app)
+    try:
+        await upsert(app, "s3://in", classifications=["PII"], origins=["DE"])
+        monkeypatch.setattr(runtime, "_FOLD_ASIDE", 3)
+        folding, release = threading.Event(), threading.Event()
+        folded = runtime._folded
+
+        def held_fold(index, changes):
+            folding.set()
+            assert release.wait(30), "the fold held the event loop"
+            return folded(index, changes)
+
+        monkeypatch.setattr(runtime, "_folded", held_fold)
+        edges = [EdgeKey("s3://in", f"s3://out{i}", "etl/copy") for i in range(3)]
+        result = await app.store.inner.record_lineage(Run(job="etl/copy", run_id="r1"), edges)
+        write = asyncio.create_task(app.after_write(result.revision))
+        assert await asyncio.to_thread(folding.wait, 30)
+        # Meanwhile: the view before the batch answers, not stale; the write is not acknowledged.
+        decision = await router.decide("s3://out0", Operation.STORE, US)
+        assert decision.catalog_revision < result.revision
+        assert [r.code for r in decision.reasons] == [ReasonCode.UNKNOWN_DATASET]
+        # A policy switch waits for the fold rather than being lost when the copy replaces the index.
+        deny_undescribed = (
+            EXAMPLE_POLICY.read_text()
+            .replace("undescribed_outputs: inherit", "undescribed_outputs: deny")
+            .replace('version: "2026.12.1"', 'version: "2026.12.2"')
+        )
+        switch = asyncio.create_task(router.set_policy(deny_undescribed))
+        await asyncio.sleep(0.1)
+        assert not write.done() and not switch.done()
+        release.set()
+        await write
+        assert router.catalog_revision == result.revision
+        assert (await switch).applied
+        assert not router._index.inherit
+        decision = await router.decide("s3://out0", Operation.STORE, US)
+        assert [r.code for r in decision.reasons] == [ReasonCode.UNKNOWN_DATASET]  # no longer inherits
+        await router.set_policy(EXAMPLE_POLICY.read_text().replace('version: "2026.12.1"', 'version: "2026.12.3"'))
+        decision = await router.decide("s3://out0", Operation.STORE, US)
+        assert decision.inherited_only and [r.rule_id for r in decision.reasons] == ["gdpr-personal-data"]
     finally:
         await router.close()
         await app.store.close()
