@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -111,6 +112,33 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
             wrap_unary(handler.unary_unary),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
+        )
+
+
+class RequestParsingInterceptor(grpc.aio.ServerInterceptor):
+    """Parses unary requests right before the servicer: bytes that are no request of the
+    method's type are INVALID_ARGUMENT (reason MALFORMED_REQUEST), where gRPC itself would
+    answer UNKNOWN naming the parser's exception. The innermost interceptor: the others pass
+    the bytes through (and refuse an unauthenticated caller before anything is parsed)."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+            return handler
+        parse, inner = handler.request_deserializer, handler.unary_unary
+        name = handler_call_details.method.rsplit("/", 1)[-1]
+
+        async def parsed(data: bytes, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                request = parse(data)
+            except DecodeError as exc:
+                raise DomicileError(
+                    f"not a valid {name} request: {exc}", ErrorCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"
+                ) from None
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            parsed, request_deserializer=None, response_serializer=handler.response_serializer
         )
 
 
