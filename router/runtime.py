@@ -27,12 +27,12 @@ Freshness: the router remembers when its view was last confirmed -- the moment t
 successful poll that reached the head of the feed was *sent* (a conservative bound). A
 decision made when that is older than `staleness_bound_seconds`, or while a local write
 acknowledged by this process is not yet applied, is DENY with reason STALE_CATALOG: the
-router fails closed rather than answer from a view it cannot vouch for. While a large batch
-is folded aside, the view before it counts as confirmed when the batch was read. A write made here is
-acknowledged only once the index has applied it (read-your-writes), so only a write whose
-application failed makes decisions fail closed; while it is being applied, the others are
-answered from the view before it, which is what the catalog was until that write is
-acknowledged.
+router fails closed rather than answer from a view it cannot vouch for. While a large
+batch is folded aside, the view before it counts as confirmed when the batch was read. A
+write made here is acknowledged only once the index has applied it (read-your-writes), so
+only a write whose application failed makes decisions fail closed; while it is being
+applied, the others are answered from the view before it, which is what the catalog was
+until that write is acknowledged.
 
 Every decision (Decide, BatchDecide, Route, CheckJob, ScanViolations) gets a decision id,
 the policy version, the catalog revision of the view, the decide time and the caller, and is
@@ -272,8 +272,8 @@ class Router:
         self._clock = clock
         self._confirmed_at = float("-inf")
         self._folding_since = float("-inf")  # when the batch being folded aside was read
-        # The highest revision this process acknowledged to a writer; decisions fail closed
-        # until the index has applied it (read-your-writes).
+        # The highest revision this process acknowledged to a writer although the index could
+        # not apply it; decisions fail closed until it has (read-your-writes).
         self._required_revision = 0
         self._catch_up_lock = asyncio.Lock()
         self._policy_lock = asyncio.Lock()
@@ -381,10 +381,10 @@ class Router:
         return self._revision
 
     async def note_local_write(self, revision: int) -> None:
-        """A write at `revision` was acknowledged by this process: bring the index to at least
-        `revision` before returning. If the store cannot be read now, this returns anyway (the
-        write itself succeeded) and decisions fail closed with STALE_CATALOG until the
-        background poll catches up."""
+        """A write at `revision` made by this process is about to be acknowledged: bring the
+        index to at least `revision` before returning (the writer's answer waits for it). If
+        the store cannot be read now, this returns anyway (the write itself succeeded) and
+        decisions fail closed with STALE_CATALOG until the background poll catches up."""
         if revision <= self._revision:
             return
         try:
