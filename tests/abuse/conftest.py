@@ -45,6 +45,8 @@ def dev_settings(tmp_path, **overrides):
         "http_listen": "127.0.0.1:0",
         "store": f"sqlite:///{tmp_path / 'catalog.db'}",
         "data_dir": tmp_path,
+        # Its own port: the default console port may be taken by another server on the machine.
+        "console": {"listen": "127.0.0.1:0"},
         **overrides,
     }
     return load_settings(**values)
