@@ -15,7 +15,10 @@ directory of the first of these that applies:
    server's default data directory, when the client runs where the server does) that holds
    them.
 
-Explicit files (`--ca-cert`, `--cert`/`--key`, `--token`) replace the development credentials.
+Explicit files (`--ca-cert`, `--cert`/`--key`, `--token`) replace the development credentials;
+a token provider (a callable the SDK's caller passes) replaces any token. Development tokens are
+short-lived and minted anew before they expire, so a long-lived client keeps working.
+`settings_from_env` reads the same `DOMICILE_*` variables as the command line's options.
 `diagnose_failure` turns the cryptic transport errors of a failed call (TLS handshake,
 plaintext against TLS and the reverse) into one line naming the likely cause.
 """
@@ -25,18 +28,43 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
-from domicile.security.dev_credentials import DevPaths, dev_paths, has_client_credentials, mint_dev_token
+from domicile.security.dev_credentials import (
+    CLIENT_TOKEN_TTL_SECONDS,
+    DevPaths,
+    dev_paths,
+    has_client_credentials,
+    mint_dev_token,
+)
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_TIMEOUT_SECONDS = 30.0
 HOME_ENV = "DOMICILE_HOME"
 DATA_DIR_ENV = "DOMICILE_DATA_DIR"
 DEFAULT_DATA_DIR = Path(".domicile")
+
+# The environment variables of a client's settings (the command line's options read the same).
+SERVER_ENV = "DOMICILE_SERVER"
+INSECURE_ENV = "DOMICILE_INSECURE"
+DEV_ENV = "DOMICILE_DEV"
+CA_CERT_ENV = "DOMICILE_CA_CERT"
+CLIENT_CERT_ENV = "DOMICILE_CLIENT_CERT"
+CLIENT_KEY_ENV = "DOMICILE_CLIENT_KEY"
+TOKEN_ENV = "DOMICILE_TOKEN"
+TIMEOUT_ENV = "DOMICILE_TIMEOUT"
+# A development token is minted anew when less than this part of its lifetime is left.
+_DEV_TOKEN_REFRESH_FRACTION = 0.2
+
+TokenProvider = Callable[[], str]
+"""Returns the bearer token to send with the next call (called before every call, from a
+gRPC thread: cache the token and refresh it before it expires)."""
 # A probe of the server's transport (TLS or not) gives up after this long.
 _PROBE_TIMEOUT_SECONDS = 3.0
 
@@ -60,11 +88,56 @@ class ConnectionSettings:
     client_cert: Path | None = None
     client_key: Path | None = None
     token: str | None = None
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
 
     @property
     def explicit_files(self) -> bool:
         return any(value is not None for value in (self.ca_cert, self.client_cert, self.client_key))
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+
+
+def settings_from_env(environ: Mapping[str, str] = os.environ) -> ConnectionSettings:
+    """The settings the `DOMICILE_*` environment variables describe (unset: the defaults):
+    DOMICILE_SERVER, DOMICILE_INSECURE, DOMICILE_DEV, DOMICILE_DATA_DIR, DOMICILE_CA_CERT,
+    DOMICILE_CLIENT_CERT, DOMICILE_CLIENT_KEY, DOMICILE_TOKEN, DOMICILE_TIMEOUT (seconds).
+    DOMICILE_HOME is read when credentials are resolved. Raises ConnectionConfigError naming
+    a variable whose value is not valid."""
+
+    def flag(name: str) -> bool:
+        value = environ.get(name, "").strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ConnectionConfigError(f"{name}={environ[name]!r}: expected true or false (1/0, yes/no, on/off)")
+
+    def path(name: str) -> Path | None:
+        return Path(environ[name]) if environ.get(name) else None
+
+    timeout = DEFAULT_TIMEOUT_SECONDS
+    if environ.get(TIMEOUT_ENV):
+        try:
+            timeout = float(environ[TIMEOUT_ENV])
+        except ValueError:
+            timeout = -1.0
+        if not timeout > 0:
+            raise ConnectionConfigError(
+                f"{TIMEOUT_ENV}={environ[TIMEOUT_ENV]!r}: expected a positive number of seconds"
+            )
+    return ConnectionSettings(
+        server=environ.get(SERVER_ENV) or DEFAULT_SERVER,
+        insecure=flag(INSECURE_ENV),
+        dev=flag(DEV_ENV),
+        data_dir=path(DATA_DIR_ENV),
+        ca_cert=path(CA_CERT_ENV),
+        client_cert=path(CLIENT_CERT_ENV),
+        client_key=path(CLIENT_KEY_ENV),
+        token=environ.get(TOKEN_ENV) or None,
+        timeout=timeout,
+    )
 
 
 @dataclass(frozen=True)
@@ -84,10 +157,11 @@ class CredentialHome:
 
 @dataclass(frozen=True)
 class ResolvedCredentials:
-    """Channel credentials (None: plaintext), the bearer token, and what they came from."""
+    """Channel credentials (None: plaintext), where the bearer token comes from (None: no
+    token), and what they came from."""
 
     channel_credentials: grpc.ChannelCredentials | None
-    token: str | None
+    token_provider: TokenProvider | None
     ca_file: Path | None  # the CA the server certificate is checked against; None: system roots
     source: str  # for messages: "dev credentials in ...", "--ca-cert ...", "plaintext", ...
     searched: tuple[CredentialHome, ...] = ()
@@ -135,17 +209,26 @@ def find_dev_credentials(data_dir: Path | None, environ: Mapping[str, str] = os.
     return None
 
 
-def resolve_credentials(settings: ConnectionSettings, environ: Mapping[str, str] = os.environ) -> ResolvedCredentials:
-    """The credentials to connect with. Raises ConnectionConfigError naming the problem."""
+def resolve_credentials(
+    settings: ConnectionSettings,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    token_provider: TokenProvider | None = None,
+) -> ResolvedCredentials:
+    """The credentials to connect with; `token_provider`, when given, replaces any token.
+    Raises ConnectionConfigError naming the problem. Tokens are never sent in plaintext:
+    with `insecure` no token is used."""
     if settings.insecure:
         if settings.dev or settings.explicit_files:
             raise ConnectionConfigError("--insecure (plaintext) excludes --dev, --ca-cert, --cert and --key")
         return ResolvedCredentials(None, None, None, "plaintext (--insecure)")
+    if token_provider is None and settings.token:
+        token_provider = _static_token(settings.token)
     homes = credential_homes(settings.data_dir, environ)
     if not settings.explicit_files:
         home = find_dev_credentials(settings.data_dir, environ)
         if home is not None:
-            return _dev_credentials(home, settings.token, homes)
+            return _dev_credentials(home, token_provider, homes)
         if settings.dev:
             raise ConnectionConfigError(
                 "no development credentials in "
@@ -165,10 +248,36 @@ def resolve_credentials(settings: ConnectionSettings, environ: Mapping[str, str]
     except OSError as exc:
         raise ConnectionConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
     source = f"--ca-cert {settings.ca_cert}" if settings.ca_cert else "the system's CA certificates"
-    return ResolvedCredentials(credentials, settings.token, settings.ca_cert, source, homes)
+    return ResolvedCredentials(credentials, token_provider, settings.ca_cert, source, homes)
 
 
-def _dev_credentials(home: CredentialHome, token: str | None, homes: tuple[CredentialHome, ...]) -> ResolvedCredentials:
+def _static_token(token: str) -> TokenProvider:
+    return lambda: token
+
+
+class DevTokenMinter:
+    """A token provider minting development tokens with the dev signing key in `data_dir`,
+    anew when the last one is close to expiry (thread-safe: gRPC calls it from its threads)."""
+
+    def __init__(self, data_dir: Path, ttl_seconds: float = CLIENT_TOKEN_TTL_SECONDS) -> None:
+        self._data_dir = data_dir
+        self._ttl = ttl_seconds
+        self._lock = threading.Lock()
+        self._token = ""
+        self._refresh_at = 0.0
+
+    def __call__(self) -> str:
+        with self._lock:
+            now = time.monotonic()
+            if now >= self._refresh_at:
+                self._token = mint_dev_token(self._data_dir, ttl_seconds=self._ttl)
+                self._refresh_at = now + self._ttl * (1 - _DEV_TOKEN_REFRESH_FRACTION)
+            return self._token
+
+
+def _dev_credentials(
+    home: CredentialHome, token_provider: TokenProvider | None, homes: tuple[CredentialHome, ...]
+) -> ResolvedCredentials:
     paths = home.dev
     try:
         credentials = grpc.ssl_channel_credentials(
@@ -176,23 +285,41 @@ def _dev_credentials(home: CredentialHome, token: str | None, homes: tuple[Crede
             private_key=paths.client_key.read_bytes(),
             certificate_chain=paths.client_cert.read_bytes(),
         )
-        token = token or mint_dev_token(home.path)
+        if token_provider is None:
+            token_provider = DevTokenMinter(home.path)
+            token_provider()  # an unreadable signing key is reported now, not at the first call
     except OSError as exc:
         raise ConnectionConfigError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    return ResolvedCredentials(credentials, token, paths.ca_cert, f"dev credentials in {home.describe()}", homes)
+    return ResolvedCredentials(
+        credentials, token_provider, paths.ca_cert, f"dev credentials in {home.describe()}", homes
+    )
 
 
-def open_channel(settings: ConnectionSettings, resolved: ResolvedCredentials) -> grpc.Channel:
-    """A blocking channel to `settings.server` with `resolved` credentials."""
-    options = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+class _BearerToken(grpc.AuthMetadataPlugin):
+    """Sends `authorization: Bearer <token>` with every call, asking the provider each time."""
+
+    def __init__(self, provider: TokenProvider) -> None:
+        self._provider = provider
+
+    def __call__(self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback) -> None:
+        try:
+            token = self._provider()
+        except Exception as exc:  # reported to the caller as the call's UNAUTHENTICATED error
+            callback((), exc)
+            return
+        callback((("authorization", f"Bearer {token}"),), None)
+
+
+def channel_credentials(resolved: ResolvedCredentials) -> grpc.ChannelCredentials | None:
+    """The credentials of a secure channel (TLS, and the bearer token on every call), or None
+    for plaintext."""
     if resolved.channel_credentials is None:
-        return grpc.insecure_channel(settings.server, options=options)
-    credentials = resolved.channel_credentials
-    if resolved.token:
-        credentials = grpc.composite_channel_credentials(
-            credentials, grpc.access_token_call_credentials(resolved.token)
-        )
-    return grpc.secure_channel(settings.server, credentials, options=options)
+        return None
+    if resolved.token_provider is None:
+        return resolved.channel_credentials
+    return grpc.composite_channel_credentials(
+        resolved.channel_credentials, grpc.metadata_call_credentials(_BearerToken(resolved.token_provider))
+    )
 
 
 def diagnose_failure(settings: ConnectionSettings, resolved: ResolvedCredentials, details: str) -> str | None:

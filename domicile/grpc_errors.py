@@ -143,23 +143,15 @@ class RequestParsingInterceptor(grpc.aio.ServerInterceptor):
 
 
 def details_of(error: grpc.aio.AioRpcError | grpc.RpcError) -> dict[str, Any]:
-    """Client side: the rich details of a failed call as a dict (for the CLI and tests):
+    """Client side: the rich details of a failed call as a dict (for tests), as the SDK decodes
+    them (`domicile.client.errors.error_from_rpc`):
     {"reason", "metadata", "field_violations": [(field, description)], "retry_after"}."""
-    result: dict[str, Any] = {"reason": "", "metadata": {}, "field_violations": [], "retry_after": None}
-    status = rpc_status.from_call(error)
-    if status is None:
-        return result
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            result["reason"], result["metadata"] = info.reason, dict(info.metadata)
-        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
-            result["field_violations"] = [(v.field, v.description) for v in bad.field_violations]
-        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry = error_details_pb2.RetryInfo()
-            detail.Unpack(retry)
-            result["retry_after"] = retry.retry_delay.ToMilliseconds() / 1000
-    return result
+    from domicile.client.errors import error_from_rpc  # the client side, only for this helper
+
+    typed = error_from_rpc(error)
+    return {
+        "reason": typed.reason,
+        "metadata": dict(typed.metadata),
+        "field_violations": [(v.field, v.description) for v in typed.field_violations],
+        "retry_after": typed.retry_after,
+    }

@@ -81,7 +81,7 @@ def traversal_to_proto(
 
 
 def traversal_from_proto(message: lineage_pb2.GetLineageResponse) -> Traversal:
-    """The domain value of a GetLineage answer (used by the CLI to render it)."""
+    """The domain value of a GetLineage answer (the SDK's `get_lineage`)."""
     return Traversal(
         nodes=tuple(LineageNode(n.dataset_id, n.depth, n.placeholder) for n in message.nodes),
         edges=tuple(edge_from_proto(e) for e in message.edges),

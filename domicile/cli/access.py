@@ -5,34 +5,23 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 
 import click
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from domicile.cli.base import ISO_TIME, DomicileGroup
-from domicile.cli.client import call, emit, table
-from domicile.timeconv import to_timestamp
-from domicile.v1 import access_pb2, access_pb2_grpc
+from domicile.cli.client import call, emit, table, when
+from domicile.client import AccessOperation, AccessSummary, ActorAccess, ActorActivity, Anomaly, ObservedViolation, Page
 
 _OPERATION_NAMES = {
-    access_pb2.ACCESS_OPERATION_READ: "read",
-    access_pb2.ACCESS_OPERATION_WRITE: "write",
-    access_pb2.ACCESS_OPERATION_CATALOG_WRITE: "catalog-write",
-    access_pb2.ACCESS_OPERATION_INTENT_STORE: "asked-store",
-    access_pb2.ACCESS_OPERATION_INTENT_PROCESS: "asked-process",
-}
-_KIND_NAMES = {
-    value: name.removeprefix("OBSERVED_VIOLATION_KIND_") for name, value in access_pb2.ObservedViolationKind.items()
-}
-_ANOMALY_NAMES = {
-    value: name.removeprefix("ACCESS_ANOMALY_KIND_") for name, value in access_pb2.AccessAnomalyKind.items()
+    AccessOperation.READ: "read",
+    AccessOperation.WRITE: "write",
+    AccessOperation.CATALOG_WRITE: "catalog-write",
+    AccessOperation.INTENT_STORE: "asked-store",
+    AccessOperation.INTENT_PROCESS: "asked-process",
 }
 # Pages fetched per listing command (the server's largest page).
 _PAGE = 1000
-
-
-def _time(value: datetime | None) -> Timestamp | None:
-    return None if value is None else to_timestamp(value)
 
 
 def range_options(command):
@@ -42,11 +31,7 @@ def range_options(command):
     return click.option("--since", type=ISO_TIME, help="From this time (inclusive).")(command)
 
 
-def _when(stamp) -> str:
-    return stamp.ToJsonString() if stamp.seconds or stamp.nanos else "-"
-
-
-def _summaries(accesses) -> str:
+def _summaries(accesses: tuple[AccessSummary, ...]) -> str:
     return ", ".join(f"{_OPERATION_NAMES.get(a.operation, '?')} {a.region or '-'} x{a.count}" for a in accesses)
 
 
@@ -61,18 +46,15 @@ def access() -> None:
 @click.pass_context
 def show(ctx, dataset_id, since, until) -> None:
     """Who touched DATASET_ID: per actor, operations, regions, counts, first and last seen."""
-    request = access_pb2.GetAccessPatternsRequest(dataset_id=dataset_id, since=_time(since), until=_time(until))
-    response = call(ctx, access_pb2_grpc.AccessServiceStub, "GetAccessPatterns", request)
+    actors = call(ctx, lambda client: client.get_access_patterns(dataset_id, since=since, until=until))
 
-    def render(r: access_pb2.GetAccessPatternsResponse) -> str:
-        if not r.actors:
+    def render(found: tuple[ActorAccess, ...]) -> str:
+        if not found:
             return "no recorded access"
-        rows = [
-            (a.actor, a.total_count, _when(a.first_seen), _when(a.last_seen), _summaries(a.accesses)) for a in r.actors
-        ]
+        rows = [(a.actor, a.total_count, when(a.first_seen), when(a.last_seen), _summaries(a.accesses)) for a in found]
         return table(("ACTOR", "COUNT", "FIRST SEEN", "LAST SEEN", "ACCESSES"), rows)
 
-    emit(ctx, response, render)
+    emit(ctx, actors, render, key="actors")
 
 
 @access.command("actor")
@@ -82,26 +64,25 @@ def show(ctx, dataset_id, since, until) -> None:
 @click.pass_context
 def actor(ctx, name, since, until, max_runs) -> None:
     """The datasets NAME (a job namespace/name, or a principal) touched, and its latest runs."""
-    request = access_pb2.ListActorAccessRequest(actor=name, since=_time(since), until=_time(until), max_runs=max_runs)
-    response = call(ctx, access_pb2_grpc.AccessServiceStub, "ListActorAccess", request)
+    activity = call(ctx, lambda client: client.list_actor_access(name, since=since, until=until, max_runs=max_runs))
 
-    def render(r: access_pb2.ListActorAccessResponse) -> str:
+    def render(r: ActorActivity) -> str:
         if not r.datasets:
             return "no recorded access"
         rows = [
-            (d.dataset_id, d.total_count, _when(d.first_seen), _when(d.last_seen), _summaries(d.accesses))
+            (d.dataset_id, d.total_count, when(d.first_seen), when(d.last_seen), _summaries(d.accesses))
             for d in r.datasets
         ]
         text = table(("DATASET", "COUNT", "FIRST SEEN", "LAST SEEN", "ACCESSES"), rows)
         if r.runs:
             runs = [
-                (run.run_id, run.run_region or "-", _when(run.event_time), len(run.accesses), run.producer)
+                (run.run_id, run.run_region or "-", when(run.event_time), len(run.accesses), run.producer)
                 for run in r.runs
             ]
             text += "\n\n" + table(("RUN", "REGION", "EVENT TIME", "DATASETS", "PRODUCER"), runs)
         return text
 
-    emit(ctx, response, render)
+    emit(ctx, activity, render)
 
 
 @access.command("anomalies")
@@ -110,73 +91,68 @@ def actor(ctx, name, since, until, max_runs) -> None:
 @click.pass_context
 def anomalies(ctx, since, until, limit) -> None:
     """Actors that left their baseline (new classification, new region, access burst)."""
-    response = access_pb2.ListAccessAnomaliesResponse()
-    request = access_pb2.ListAccessAnomaliesRequest(since=_time(since), until=_time(until), page_size=min(limit, _PAGE))
-    while True:
-        page = call(ctx, access_pb2_grpc.AccessServiceStub, "ListAccessAnomalies", request)
-        response.anomalies.extend(page.anomalies[: limit - len(response.anomalies)])
-        if not page.next_page_token or len(response.anomalies) >= limit:
-            response.next_page_token = page.next_page_token if len(response.anomalies) >= limit else ""
-            break
-        request.page_token = page.next_page_token
+    found = _collect(
+        ctx,
+        lambda client, token: client.list_access_anomalies(
+            since=since, until=until, page_size=min(limit, _PAGE), page_token=token
+        ),
+        limit,
+    )
 
-    def render(r: access_pb2.ListAccessAnomaliesResponse) -> str:
-        if not r.anomalies:
+    def render(r: Page[Anomaly]) -> str:
+        if not r.items:
             return "no anomalies"
         rows = [
-            (
-                _when(a.detect_time),
-                _ANOMALY_NAMES.get(a.kind, "?"),
-                a.actor,
-                a.value,
-                ", ".join(a.dataset_ids),
-                a.message,
-            )
-            for a in r.anomalies
+            (when(a.detect_time), a.kind.value, a.actor, a.value, ", ".join(a.dataset_ids), a.message) for a in r.items
         ]
-        return (
-            table(("DETECTED", "KIND", "ACTOR", "VALUE", "DATASETS", "WHY"), rows)
-            + f"\n{len(r.anomalies)} anomaly(ies)"
-        )
+        return table(("DETECTED", "KIND", "ACTOR", "VALUE", "DATASETS", "WHY"), rows) + f"\n{len(r.items)} anomaly(ies)"
 
-    emit(ctx, response, render)
+    emit(ctx, found, render, key="anomalies")
+
+
+def _collect(ctx: click.Context, fetch, limit: int) -> Page:
+    """Up to `limit` items of a listing, page after page; the token goes on from the last."""
+    items: list = []
+    token = ""
+    while True:
+        page = call(ctx, partial(fetch, token=token))
+        items.extend(page.items[: limit - len(items)])
+        if not page.next_page_token or len(items) >= limit:
+            return Page(tuple(items), page.next_page_token if len(items) >= limit else "")
+        token = page.next_page_token
 
 
 def observed_violations(ctx: click.Context, since: datetime | None, until: datetime | None, limit: int) -> int:
     """`domicile violations --observed`: flows that already happened where the policy forbids
     them; returns how many were listed."""
-    response = access_pb2.ListObservedViolationsResponse()
-    request = access_pb2.ListObservedViolationsRequest(
-        since=_time(since), until=_time(until), page_size=min(limit, _PAGE)
+    found = _collect(
+        ctx,
+        lambda client, token: client.list_observed_violations(
+            since=since, until=until, page_size=min(limit, _PAGE), page_token=token
+        ),
+        limit,
     )
-    while True:
-        page = call(ctx, access_pb2_grpc.AccessServiceStub, "ListObservedViolations", request)
-        response.violations.extend(page.violations[: limit - len(response.violations)])
-        if not page.next_page_token or len(response.violations) >= limit:
-            response.next_page_token = page.next_page_token if len(response.violations) >= limit else ""
-            break
-        request.page_token = page.next_page_token
 
-    def render(r: access_pb2.ListObservedViolationsResponse) -> str:
-        if not r.violations:
+    def render(r: Page[ObservedViolation]) -> str:
+        if not r.items:
             return "no observed violations"
         rows = [
             (
-                _when(v.event_time) + (" (late)" if v.late else ""),
-                _KIND_NAMES.get(v.kind, "?"),
+                when(v.event_time) + (" (late)" if v.late else ""),
+                v.kind.value,
                 v.job,
                 v.run_id,
-                f"{'process' if v.operation == 2 else 'store'} {v.dataset_id}",
+                f"{v.operation.value} {v.dataset_id}",
                 v.region or "-",
-                "; ".join(x.rule_id or x.code for x in v.decision.reasons) or "-",
-                v.decision.decision_id or "-",
+                "; ".join(x.rule_id or x.code.value for x in v.decision.reasons) if v.decision else "-",
+                v.decision.decision_id if v.decision else "-",
             )
-            for v in r.violations
+            for v in r.items
         ]
         return (
             table(("EVENT TIME", "KIND", "JOB", "RUN", "FLOW", "REGION", "RULES", "DECISION"), rows)
-            + f"\n{len(r.violations)} observed violation(s)"
+            + f"\n{len(r.items)} observed violation(s)"
         )
 
-    emit(ctx, response, render)
-    return len(response.violations)
+    emit(ctx, found, render, key="violations")
+    return len(found.items)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
 from google.protobuf import json_format
 
+from domicile.catalog.convert import dataset_from_proto
 from domicile.catalog.regions import is_country, suggest_country
 from domicile.cli.base import EXIT_USAGE, ISO_TIME, CommandError, command, fail, group
-from domicile.cli.client import call, emit, table
+from domicile.cli.client import call, emit, table, when
+from domicile.client import Client, Dataset, Field, Page, Protection
 from domicile.suggest import did_you_mean
-from domicile.timeconv import to_timestamp
-from domicile.v1 import catalog_pb2, catalog_pb2_grpc
+from domicile.v1 import catalog_pb2
 
 
-def _render_dataset(d: catalog_pb2.Dataset) -> str:
+def _render_dataset(d: Dataset) -> str:
     lines = [
         f"id:              {d.id}" + ("   (placeholder)" if d.placeholder else ""),
         f"name:            {d.name}",
@@ -34,8 +38,7 @@ def _render_dataset(d: catalog_pb2.Dataset) -> str:
             or "-"
         ),
         f"revision:        {d.revision}",
-        f"updated:         {d.update_time.ToJsonString() if d.HasField('update_time') else '-'}"
-        + (f" by {d.updated_by}" if d.updated_by else ""),
+        f"updated:         {when(d.update_time)}" + (f" by {d.updated_by}" if d.updated_by else ""),
     ]
     if d.fields:
         lines.append("fields:")
@@ -44,11 +47,38 @@ def _render_dataset(d: catalog_pb2.Dataset) -> str:
     return "\n".join(lines)
 
 
-def _parse_field(text: str) -> catalog_pb2.Field:
+def _parse_field(text: str) -> Field:
     name, _, labels = text.partition(":")
     if not name:
         raise click.BadParameter(f"{text!r}: expected NAME or NAME:LABEL[,LABEL...]")
-    return catalog_pb2.Field(name=name, classifications=[label for label in labels.split(",") if label])
+    return Field(name, tuple(label for label in labels.split(",") if label))
+
+
+def _dataset_file(path: Path) -> dict[str, Any]:
+    """The attributes a --file gives: a Dataset message as YAML or JSON."""
+    message = catalog_pb2.Dataset()
+    try:
+        json_format.ParseDict(yaml.safe_load(path.read_text("utf-8")), message)
+    except (yaml.YAMLError, json_format.ParseError) as exc:
+        raise click.BadParameter(f"{path}: {exc}", param_hint="--file") from None
+    dataset = dataset_from_proto(message)
+    values = {f.name: getattr(dataset, f.name) for f in dataclasses.fields(Dataset) if f.name in _SETTABLE}
+    values["tags"] = dict(values["tags"])
+    return values
+
+
+_SETTABLE = (
+    "id",
+    "name",
+    "owner",
+    "description",
+    "classifications",
+    "origins",
+    "locations",
+    "tags",
+    "fields",
+    "protection",
+)
 
 
 @group("dataset")
@@ -101,47 +131,31 @@ def put(
     expected_revision,
 ) -> None:
     """Create or replace a dataset (the whole dataset: unspecified attributes are cleared)."""
-    message = catalog_pb2.Dataset()
-    if file_ is not None:
-        try:
-            content = yaml.safe_load(file_.read_text("utf-8"))
-            json_format.ParseDict(content, message)
-        except (yaml.YAMLError, json_format.ParseError) as exc:
-            raise click.BadParameter(f"{file_}: {exc}", param_hint="--file") from None
+    values = _dataset_file(file_) if file_ is not None else {"tags": {}}
     if dataset_id:
-        message.id = dataset_id
-    if not message.id:
+        values["id"] = dataset_id
+    if not values.get("id"):
         raise click.UsageError("a dataset id is required (argument or `id` in --file)")
     origins = tuple(_country(origin, "--origin") for origin in origins)
     for attr, value in (("name", name), ("owner", owner), ("description", description)):
         if value is not None:
-            setattr(message, attr, value)
-    if classifications:
-        message.ClearField("classifications")
-        message.classifications.extend(classifications)
-    if origins:
-        message.ClearField("origins")
-        message.origins.extend(origins)
-    if locations:
-        message.ClearField("locations")
-        message.locations.extend(locations)
+            values[attr] = value
+    for attr, given in (("classifications", classifications), ("origins", origins), ("locations", locations)):
+        if given:
+            values[attr] = given
     for tag in tags:
         key, sep, value = tag.partition("=")
         if not sep:
             raise click.BadParameter(f"{tag!r}: expected KEY=VALUE", param_hint="--tag")
-        message.tags[key] = value
+        values["tags"][key] = value
     if fields:
-        message.ClearField("fields")
-        message.fields.extend(_parse_field(f) for f in fields)
+        values["fields"] = [_parse_field(f) for f in fields]
     if encrypted_at_rest is not None:
-        message.protection.encrypted_at_rest = encrypted_at_rest
-    response = call(
-        ctx,
-        catalog_pb2_grpc.CatalogServiceStub,
-        "UpsertDataset",
-        catalog_pb2.UpsertDatasetRequest(dataset=message, expected_revision=expected_revision),
-    )
-    emit(ctx, response, lambda r: _render_dataset(r.dataset))
+        protection = values.get("protection") or Protection()
+        values["protection"] = dataclasses.replace(protection, encrypted_at_rest=encrypted_at_rest)
+    dataset = Dataset.create(values.pop("id"), **values)
+    stored = call(ctx, lambda client: client.upsert_dataset(dataset, expected_revision=expected_revision))
+    emit(ctx, stored, _render_dataset, key="dataset")
 
 
 @dataset.command("get")
@@ -150,11 +164,8 @@ def put(
 @click.pass_context
 def get(ctx, dataset_id, as_of) -> None:
     """Show one dataset."""
-    request = catalog_pb2.GetDatasetRequest(id=dataset_id)
-    if as_of:
-        request.as_of.CopyFrom(to_timestamp(as_of))
-    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "GetDataset", request, dataset_id=dataset_id)
-    emit(ctx, response, lambda r: _render_dataset(r.dataset))
+    dataset = call(ctx, lambda client: client.get_dataset(dataset_id, as_of=as_of), dataset_id=dataset_id)
+    emit(ctx, dataset, _render_dataset, key="dataset")
 
 
 @dataset.command("list")
@@ -170,26 +181,21 @@ def get(ctx, dataset_id, as_of) -> None:
 @click.pass_context
 def list_(ctx, classification, origin, region, owner, query, as_of, page_size, page_token, all_pages) -> None:
     """List datasets matching every given filter."""
-    origin = _country(origin, "--origin") if origin else ""
-    request = catalog_pb2.ListDatasetsRequest(
-        classification=classification,
-        origin=origin,
-        region=region,
-        owner=owner,
-        query=query,
-        page_size=page_size,
-        page_token=page_token,
-    )
-    if as_of:
-        request.as_of.CopyFrom(to_timestamp(as_of))
-    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListDatasets", request)
-    while all_pages and response.next_page_token:
-        request.page_token = response.next_page_token
-        more = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListDatasets", request)
-        response.datasets.extend(more.datasets)
-        response.next_page_token = more.next_page_token
+    filters = {
+        "classification": classification,
+        "origin": _country(origin, "--origin") if origin else "",
+        "region": region,
+        "owner": owner,
+        "query": query,
+        "as_of": as_of,
+        "page_size": page_size,
+    }
+    page = call(ctx, partial(Client.list_datasets, page_token=page_token, **filters))
+    while all_pages and page.next_page_token:
+        more = call(ctx, partial(Client.list_datasets, page_token=page.next_page_token, **filters))
+        page = Page(page.items + more.items, more.next_page_token)
 
-    def render(r: catalog_pb2.ListDatasetsResponse) -> str:
+    def render(r: Page[Dataset]) -> str:
         rows = [
             (
                 d.id,
@@ -199,14 +205,14 @@ def list_(ctx, classification, origin, region, owner, query, as_of, page_size, p
                 d.owner or "-",
                 d.revision,
             )
-            for d in r.datasets
+            for d in r.items
         ]
         text = table(("ID", "CLASSIFICATIONS", "ORIGINS", "LOCATIONS", "OWNER", "REV"), rows)
         if r.next_page_token:
             text += f"\n(more: --page-token {r.next_page_token})"
         return text
 
-    emit(ctx, response, render)
+    emit(ctx, page, render, key="datasets")
 
 
 list_.name = "list"
@@ -224,14 +230,12 @@ list_.name = "list"
 @click.pass_context
 def delete(ctx, dataset_id, expected_revision) -> None:
     """Soft-delete a dataset (history and --as-of reads keep it)."""
-    response = call(
+    call(
         ctx,
-        catalog_pb2_grpc.CatalogServiceStub,
-        "DeleteDataset",
-        catalog_pb2.DeleteDatasetRequest(id=dataset_id, expected_revision=expected_revision),
+        lambda client: client.delete_dataset(dataset_id, expected_revision=expected_revision),
         dataset_id=dataset_id,
     )
-    emit(ctx, response, lambda r: f"deleted {dataset_id}")
+    emit(ctx, {"deleted": dataset_id}, lambda r: f"deleted {dataset_id}")
 
 
 def _country(value: str, option: str) -> str:
@@ -253,26 +257,23 @@ def regions(ctx, provider, country) -> None:
     """List known regions with their countries (the builtin ones and the policy's private ones)."""
     if country:
         country = _country(country, "--country")
-    response = call(ctx, catalog_pb2_grpc.CatalogServiceStub, "ListRegions", catalog_pb2.ListRegionsRequest())
-    providers = sorted({r.provider for r in response.regions})
+    known = call(ctx, lambda client: client.list_regions())
+    providers = sorted({r.provider for r in known})
     if provider and provider not in providers:
         fail(
             f"--provider: unknown provider {provider!r} (known: {', '.join(providers)})",
             code="INVALID_ARGUMENT",
             exit_code=EXIT_USAGE,
         )
-    selected = [
-        r
-        for r in response.regions
-        if (not provider or r.provider == provider) and (not country or r.country == country)
-    ]
-    del response.regions[:]
-    response.regions.extend(selected)
+    selected = tuple(
+        r for r in known if (not provider or r.provider == provider) and (not country or r.country == country)
+    )
     emit(
         ctx,
-        response,
-        lambda r: table(
+        selected,
+        lambda regions: table(
             ("ID", "COUNTRY", "NAME"),
-            [(x.id, x.country, x.display_name + (" (private)" if x.private else "")) for x in r.regions],
+            [(x.id, x.country, x.display_name + (" (private)" if x.private else "")) for x in regions],
         ),
+        key="regions",
     )

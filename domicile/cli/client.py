@@ -1,5 +1,6 @@
-"""Client plumbing for the CLI's RPC commands: the connection (`domicile.connection`), calls,
-turning a failed call into one reported error, and printing responses."""
+"""The client commands' use of the SDK (`domicile.client`): one `Client` per invocation,
+turning a failed call into one reported error, and printing results (`--json`: the SDK's
+values as JSON, `domicile.client.jsonable`)."""
 
 from __future__ import annotations
 
@@ -7,26 +8,18 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
-import grpc
-from google.protobuf import json_format
 
 from domicile.catalog.validation import MAX_PAGE_SIZE
 from domicile.cli.base import EXIT_ERROR, EXIT_UNKNOWN_DATASET, EXIT_USAGE, CommandError, json_output
-from domicile.connection import (
-    ConnectionConfigError,
-    ConnectionSettings,
-    ResolvedCredentials,
-    diagnose_failure,
-    open_channel,
-    resolve_credentials,
-)
+from domicile.client import Client, DomicileRpcError, InvalidArgument, NotFound, Page, jsonable
+from domicile.connection import ConnectionConfigError, ConnectionSettings
 from domicile.errors import violations_suffix
-from domicile.grpc_errors import details_of
 from domicile.suggest import closest, did_you_mean
-from domicile.v1 import catalog_pb2, catalog_pb2_grpc
+
+T = TypeVar("T")
 
 # Suggestions cost a few ListDatasets calls per unknown id: only for the first few.
 _MAX_HINTED_IDS = 5
@@ -51,57 +44,54 @@ def explicit_data_dir(ctx: click.Context) -> Path | None:
     return options_of(ctx).connection.data_dir
 
 
-def credentials(options: ClientOptions) -> ResolvedCredentials:
-    """The resolved credentials of this invocation (resolved once: a dev token is minted)."""
-    resolved = options.extra.get("credentials")
-    if resolved is None:
+def client_of(ctx: click.Context) -> Client:
+    """This invocation's client (made once: credentials are resolved and a dev token minted
+    once), closed when the command ends."""
+    options = options_of(ctx)
+    client = options.extra.get("client")
+    if client is None:
         try:
-            resolved = resolve_credentials(options.connection)
+            client = Client(options.connection)
         except ConnectionConfigError as exc:
             raise CommandError(str(exc), code="CONNECTION", exit_code=EXIT_USAGE) from None
-        options.extra["credentials"] = resolved
-    return resolved
+        options.extra["client"] = client
+        ctx.find_root().call_on_close(client.close)
+    return client
 
 
-def call(ctx: click.Context, stub_class: type, method: str, request: Any, *, dataset_id: str | None = None) -> Any:
-    """Call `method` on a stub over a channel built from the root options; a failed call
-    raises CommandError (exit 1, 2 for INVALID_ARGUMENT) with the status, its field
-    violations, and for a transport failure its likely cause. With `dataset_id`, NOT_FOUND
-    means that dataset is unknown: exit 4, naming the closest known ids."""
-    options = options_of(ctx)
-    resolved = credentials(options)
-    with open_channel(options.connection, resolved) as channel:
-        stub = stub_class(channel)
-        try:
-            return getattr(stub, method)(request, timeout=options.connection.timeout)
-        except grpc.RpcError as error:
-            if dataset_id is not None and error.code() == grpc.StatusCode.NOT_FOUND:
-                raise CommandError(
-                    error.details() or f"dataset {dataset_id!r} not found",
-                    code="NOT_FOUND",
-                    exit_code=EXIT_UNKNOWN_DATASET,
-                    hint=did_you_mean(closest_dataset_ids(channel, dataset_id, options.connection.timeout)).lstrip(
-                        "; "
-                    ),
-                ) from None
-            fail_rpc(error, options.connection, resolved)
+def call(ctx: click.Context, invoke: Callable[[Client], T], *, dataset_id: str | None = None) -> T:
+    """`invoke(client)`; a failed call raises CommandError (exit 1, 2 for INVALID_ARGUMENT)
+    with the status, its field violations, and for a transport failure its likely cause.
+    With `dataset_id`, NOT_FOUND means that dataset is unknown: exit 4, naming the closest
+    known ids."""
+    client = client_of(ctx)
+    try:
+        return invoke(client)
+    except NotFound as error:
+        if dataset_id is None:
+            fail_rpc(client, error)
+        raise CommandError(
+            error.message or f"dataset {dataset_id!r} not found",
+            code="NOT_FOUND",
+            exit_code=EXIT_UNKNOWN_DATASET,
+            hint=did_you_mean(closest_dataset_ids(client, dataset_id)).lstrip("; "),
+        ) from None
+    except DomicileRpcError as error:
+        fail_rpc(client, error)
 
 
-def closest_dataset_ids(channel: grpc.Channel, dataset_id: str, timeout: float) -> list[str]:
+def closest_dataset_ids(client: Client, dataset_id: str) -> list[str]:
     """The known dataset ids most like `dataset_id`, from at most three pages of
     ListDatasets: datasets whose id, name or description contain its name part, those of its
     namespace, and the first page of all. Empty when the caller may not list datasets."""
-    stub = catalog_pb2_grpc.CatalogServiceStub(channel)
     namespace, _, name = dataset_id.rpartition("/")
     candidates: set[str] = set()
     for query in dict.fromkeys((name, namespace.lower(), "")):
         try:
-            page = stub.ListDatasets(
-                catalog_pb2.ListDatasetsRequest(query=query, page_size=MAX_PAGE_SIZE), timeout=timeout
-            )
-        except grpc.RpcError:  # suggestions are a courtesy
+            page = client.list_datasets(query=query, page_size=MAX_PAGE_SIZE)
+        except DomicileRpcError:  # suggestions are a courtesy
             return []
-        candidates.update(d.id for d in page.datasets)
+        candidates.update(d.id for d in page.items)
     if namespace:
         return closest(dataset_id, candidates)
     # A bare name (`customers`) is compared with the names of the candidates too.
@@ -110,66 +100,62 @@ def closest_dataset_ids(channel: grpc.Channel, dataset_id: str, timeout: float) 
 
 def unknown_dataset_hints(ctx: click.Context, dataset_ids: Iterable[str]) -> list[str]:
     """One line per distinct unknown dataset id (at most a few): the closest known ids."""
-    options = options_of(ctx)
-    lines = []
-    with open_channel(options.connection, credentials(options)) as channel:
-        for dataset_id in list(dict.fromkeys(dataset_ids))[:_MAX_HINTED_IDS]:
-            suggestion = did_you_mean(closest_dataset_ids(channel, dataset_id, options.connection.timeout))
-            lines.append(f"hint: dataset {dataset_id!r} is not in the catalog{suggestion}")
-    return lines
+    client = client_of(ctx)
+    return [
+        f"hint: dataset {dataset_id!r} is not in the catalog{did_you_mean(closest_dataset_ids(client, dataset_id))}"
+        for dataset_id in list(dict.fromkeys(dataset_ids))[:_MAX_HINTED_IDS]
+    ]
 
 
-def fail_rpc(error: grpc.RpcError, connection: ConnectionSettings, resolved: ResolvedCredentials) -> NoReturn:
-    code: grpc.StatusCode = error.code()
-    message: str = error.details() or ""
-    try:
-        details = details_of(error)
-    except Exception:  # details are a courtesy; never hide the status itself
-        details = {"field_violations": [], "retry_after": None, "reason": "", "metadata": {}}
-    hint = ""
-    suffix = violations_suffix(details["field_violations"]) if details["field_violations"] else ""
+def fail_rpc(client: Client, error: DomicileRpcError) -> NoReturn:
+    message = error.message
+    violations = [(v.field, v.description) for v in error.field_violations]
+    suffix = violations_suffix(violations) if violations else ""
     if suffix and message.endswith(suffix):
         message = message[: -len(suffix)]  # the violations are listed one per line below
-    if code == grpc.StatusCode.UNAVAILABLE:
-        diagnosis = diagnose_failure(connection, resolved, message)
-        if diagnosis is not None:
-            message, hint = diagnosis, ""
-    elif details.get("retry_after"):
-        hint = f"retry after {details['retry_after']:.1f}s"
+    hint = ""
+    diagnosis = client.diagnose(error)
+    if diagnosis is not None:
+        message = diagnosis
+    elif error.retry_after:
+        hint = f"retry after {error.retry_after:.1f}s"
     extra: dict[str, Any] = {}
-    if details.get("reason"):
-        extra["reason"] = details["reason"]
-    if details.get("metadata"):
-        extra["metadata"] = details["metadata"]
+    if error.reason:
+        extra["reason"] = error.reason
+    if error.metadata:
+        extra["metadata"] = dict(error.metadata)
     raise CommandError(
         message,
-        code=code.name,
-        exit_code=EXIT_USAGE if code == grpc.StatusCode.INVALID_ARGUMENT else EXIT_ERROR,
-        field_violations=details["field_violations"],
+        code=error.code.name,
+        exit_code=EXIT_USAGE if isinstance(error, InvalidArgument) else EXIT_ERROR,
+        field_violations=violations,
         hint=hint,
         extra=extra,
     )
 
 
-def message_json(message: Any) -> str:
-    return json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True), indent=2, sort_keys=True)
-
-
-def emit(ctx: click.Context, message: Any, render: Callable[[Any], str]) -> None:
-    """Print a response as JSON (--json) or with `render` for humans."""
-    if json_output(ctx):
-        click.echo(message_json(message))
+def emit(ctx: click.Context, value: Any, render: Callable[[Any], str], key: str = "") -> None:
+    """Print a result with `render` for humans, or as JSON (--json): an object, so `key` names
+    a result that is not one (`{"decision": ...}`); a page is `{key: [...], "next_page_token":
+    ...}`."""
+    if not json_output(ctx):
+        _echo(render(value))
+    elif isinstance(value, Page):
+        emit_data(ctx, {key: jsonable(value.items), "next_page_token": value.next_page_token}, "")
     else:
-        text = render(message)
-        if text:
-            click.echo(text)
+        emit_data(ctx, {key: jsonable(value)} if key else jsonable(value), "")
 
 
 def emit_data(ctx: click.Context, data: Any, text: str) -> None:
-    """Print `data` as JSON (--json), else `text` (for results that are not a message)."""
+    """Print `data` (JSON data) as JSON (--json), else `text`."""
     if json_output(ctx):
         click.echo(json.dumps(data, indent=2, sort_keys=True))
-    elif text:
+    else:
+        _echo(text)
+
+
+def _echo(text: str) -> None:
+    if text:
         click.echo(text)
 
 
@@ -180,3 +166,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def when(value: Any) -> str:
+    """A time for tables: `2026-11-30T10:00:00Z`, or `-` when there is none."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else "-"

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import click
 
-from domicile.catalog.model import Direction, EdgeKey
 from domicile.cli.base import ISO_TIME, DomicileGroup
 from domicile.cli.client import call, emit
-from domicile.lineage.convert import DIRECTION_TO_PROTO, traversal_from_proto
+from domicile.client import Direction, LineageGraph, LineageRecorded
 from domicile.lineage.render import render_tree, to_dot, to_json_text
-from domicile.timeconv import to_timestamp
-from domicile.v1 import lineage_pb2, lineage_pb2_grpc
 
 lineage = DomicileGroup("lineage", help="Record, end, show and export lineage (output DERIVED_FROM input).")
 
@@ -31,24 +28,30 @@ lineage = DomicileGroup("lineage", help="Record, end, show and export lineage (o
 @click.pass_context
 def record(ctx, job, run_id, run_region, inputs, outputs, transform, event_time) -> None:
     """Record that a run of JOB derived every --output from every --input."""
-    request = lineage_pb2.RecordLineageRequest(
-        job=job, run_id=run_id, run_region=run_region, inputs=inputs, outputs=outputs, transform=transform
+    recorded = call(
+        ctx,
+        lambda client: client.record_lineage(
+            job,
+            run_id,
+            inputs=inputs,
+            outputs=outputs,
+            run_region=run_region,
+            transform=transform,
+            event_time=event_time,
+        ),
     )
-    if event_time:
-        request.event_time.CopyFrom(to_timestamp(event_time))
-    response = call(ctx, lineage_pb2_grpc.LineageServiceStub, "RecordLineage", request)
 
-    def render(r: lineage_pb2.RecordLineageResponse) -> str:
+    def render(r: LineageRecorded) -> str:
         lines = [f"{r.edges_created} edge(s) created (catalog revision {r.catalog_revision})"]
         if r.late:
             lines.append("late event: judged against the policy and catalog of now")
         for v in r.observed_violations:
             lines.append(f"OBSERVED VIOLATION: {v.message}")
-            if v.decision.decision_id:
+            if v.decision is not None:
                 lines.append(f"  decision {v.decision.decision_id}")
         return "\n".join(lines)
 
-    emit(ctx, response, render)
+    emit(ctx, recorded, render)
 
 
 @lineage.command("end")
@@ -59,11 +62,8 @@ def record(ctx, job, run_id, run_region, inputs, outputs, transform, event_time)
 @click.pass_context
 def end(ctx, job, inputs, outputs, end_time) -> None:
     """End the edges of JOB between every --input and every --output (history keeps them)."""
-    request = lineage_pb2.EndLineageRequest(job=job, inputs=inputs, outputs=outputs)
-    if end_time:
-        request.end_time.CopyFrom(to_timestamp(end_time))
-    response = call(ctx, lineage_pb2_grpc.LineageServiceStub, "EndLineage", request)
-    emit(ctx, response, lambda r: f"{r.edges_ended} edge(s) ended (catalog revision {r.catalog_revision})")
+    ended = call(ctx, lambda client: client.end_lineage(job, inputs=inputs, outputs=outputs, end_time=end_time))
+    emit(ctx, ended, lambda r: f"{r.edges_ended} edge(s) ended (catalog revision {r.catalog_revision})")
 
 
 def _traversal_options(function):
@@ -81,15 +81,12 @@ def _traversal_options(function):
     return click.argument("dataset_id")(function)
 
 
-def _get_lineage(
-    ctx, dataset_id: str, direction: str, max_depth: int, as_of: datetime | None
-) -> lineage_pb2.GetLineageResponse:
-    request = lineage_pb2.GetLineageRequest(
-        dataset_id=dataset_id, direction=DIRECTION_TO_PROTO[Direction(direction)], max_depth=max_depth
+def _get_lineage(ctx, dataset_id: str, direction: str, max_depth: int, as_of: datetime | None) -> LineageGraph:
+    return call(
+        ctx,
+        lambda client: client.get_lineage(dataset_id, direction, max_depth=max_depth, as_of=as_of),
+        dataset_id=dataset_id,
     )
-    if as_of:
-        request.as_of.CopyFrom(to_timestamp(as_of))
-    return call(ctx, lineage_pb2_grpc.LineageServiceStub, "GetLineage", request, dataset_id=dataset_id)
 
 
 @lineage.command("show")
@@ -97,14 +94,13 @@ def _get_lineage(
 @click.pass_context
 def show(ctx, dataset_id, direction, max_depth, as_of) -> None:
     """Show the lineage of DATASET_ID as a tree (upstream by default); --json prints the
-    GetLineage response."""
-    response = _get_lineage(ctx, dataset_id, direction, max_depth, as_of)
+    lineage graph."""
+    graph = _get_lineage(ctx, dataset_id, direction, max_depth, as_of)
 
-    def render(r: lineage_pb2.GetLineageResponse) -> str:
-        unapproved = {EdgeKey(e.input, e.output, e.job) for e in r.edges if e.unapproved_declassification}
-        return render_tree(traversal_from_proto(r), dataset_id, Direction(direction), unapproved)
+    def render(r: LineageGraph) -> str:
+        return render_tree(r.traversal, dataset_id, Direction(direction), r.unapproved_declassifications)
 
-    emit(ctx, response, render)
+    emit(ctx, graph, render)
 
 
 @lineage.command("export")
@@ -127,8 +123,7 @@ def show(ctx, dataset_id, direction, max_depth, as_of) -> None:
 @click.pass_context
 def export(ctx, dataset_id, direction, max_depth, as_of, format_, output_file) -> None:
     """Export the lineage subgraph around DATASET_ID as JSON or Graphviz DOT."""
-    response = _get_lineage(ctx, dataset_id, direction, max_depth, as_of)
-    traversal = traversal_from_proto(response)
+    traversal = _get_lineage(ctx, dataset_id, direction, max_depth, as_of).traversal
     render = to_dot if format_ == "dot" else to_json_text
     text = render(traversal, dataset_id, Direction(direction), as_of)
     if output_file is None:

@@ -21,7 +21,20 @@ from domicile.cli.health import health as health_command
 from domicile.cli.lineage import lineage as lineage_commands
 from domicile.cli.policy import policy as policy_commands
 from domicile.config import SettingsError, load_settings
-from domicile.connection import DATA_DIR_ENV, DEFAULT_SERVER, ConnectionSettings
+from domicile.connection import (
+    CA_CERT_ENV,
+    CLIENT_CERT_ENV,
+    CLIENT_KEY_ENV,
+    DATA_DIR_ENV,
+    DEFAULT_SERVER,
+    DEFAULT_TIMEOUT_SECONDS,
+    DEV_ENV,
+    INSECURE_ENV,
+    SERVER_ENV,
+    TIMEOUT_ENV,
+    TOKEN_ENV,
+    ConnectionSettings,
+)
 from domicile.errors import DomicileError
 from domicile.telemetry.logs import configure_logging
 
@@ -48,7 +61,7 @@ XDG_CONFIG_HOME (client commands); DOMICILE_CONFIG and DOMICILE_<SETTING> (serve
 @click.version_option(__version__, prog_name="domicile")
 @click.option(
     "--server",
-    envvar="DOMICILE_SERVER",
+    envvar=SERVER_ENV,
     show_envvar=True,
     default=DEFAULT_SERVER,
     show_default=True,
@@ -59,7 +72,7 @@ XDG_CONFIG_HOME (client commands); DOMICILE_CONFIG and DOMICILE_<SETTING> (serve
     "--insecure",
     "client_insecure",
     is_flag=True,
-    envvar="DOMICILE_INSECURE",
+    envvar=INSECURE_ENV,
     show_envvar=True,
     help="Plaintext, no credentials (for a server started with --insecure).",
 )
@@ -67,7 +80,7 @@ XDG_CONFIG_HOME (client commands); DOMICILE_CONFIG and DOMICILE_<SETTING> (serve
     "--dev",
     "client_dev",
     is_flag=True,
-    envvar="DOMICILE_DEV",
+    envvar=DEV_ENV,
     show_envvar=True,
     help="Require development credentials (an error naming where they were looked for when missing).",
 )
@@ -81,7 +94,7 @@ XDG_CONFIG_HOME (client commands); DOMICILE_CONFIG and DOMICILE_<SETTING> (serve
 )
 @click.option(
     "--ca-cert",
-    envvar="DOMICILE_CA_CERT",
+    envvar=CA_CERT_ENV,
     show_envvar=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="CA certificate (PEM) the server's certificate must be signed by (default: the system's CAs).",
@@ -89,7 +102,7 @@ XDG_CONFIG_HOME (client commands); DOMICILE_CONFIG and DOMICILE_<SETTING> (serve
 @click.option(
     "--cert",
     "client_cert",
-    envvar="DOMICILE_CLIENT_CERT",
+    envvar=CLIENT_CERT_ENV,
     show_envvar=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Client certificate (PEM) for mutual TLS; with --key.",
@@ -97,18 +110,18 @@ XDG_CONFIG_HOME (client commands); DOMICILE_CONFIG and DOMICILE_<SETTING> (serve
 @click.option(
     "--key",
     "client_key",
-    envvar="DOMICILE_CLIENT_KEY",
+    envvar=CLIENT_KEY_ENV,
     show_envvar=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="Private key (PEM) of --cert.",
 )
-@click.option("--token", envvar="DOMICILE_TOKEN", show_envvar=True, help="Bearer token (JWT) sent with every call.")
+@click.option("--token", envvar=TOKEN_ENV, show_envvar=True, help="Bearer token (JWT) sent with every call.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
-    default=30.0,
+    default=DEFAULT_TIMEOUT_SECONDS,
     show_default=True,
-    envvar="DOMICILE_TIMEOUT",
+    envvar=TIMEOUT_ENV,
     show_envvar=True,
     help="RPC deadline in seconds.",
 )

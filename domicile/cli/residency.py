@@ -8,7 +8,7 @@ Commands for existing groups: `policy_set`, `policy_get`, `policy_impact`,
 `audit_replay` (attach to the `audit` group as `get`, `replay`); `POLICY_COMMANDS` /
 `AUDIT_COMMANDS` list them.
 
-Human-readable output by default, `--json` prints the response message. `decide`,
+Human-readable output by default, `--json` prints the result (docs/sdk.md has its fields). `decide`,
 `batch-decide`, `route` and `check-job` exit 3 when the answer is negative (a DENY, no allowed
 candidate, job not allowed) and 4 when a dataset they ask about is unknown (the message names
 the closest known ids), `violations` 3 when it finds any, so scripts and pipelines can branch
@@ -25,14 +25,23 @@ import click
 from domicile.cli.base import EXIT_NEGATIVE, EXIT_UNKNOWN_DATASET, ISO_TIME, command, json_output
 from domicile.cli.client import call, emit, table, unknown_dataset_hints
 from domicile.cli.policy import fail_policy
-from domicile.timeconv import parse_time, to_timestamp
-from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
+from domicile.client import (
+    Decision,
+    Explanation,
+    JobCheck,
+    Operation,
+    Outcome,
+    PolicyChange,
+    PolicyProposal,
+    PolicySetResult,
+    Question,
+    ReasonCode,
+    ReplayResult,
+    RouteResult,
+    Violation,
+)
 
-_UNKNOWN_DATASET = "UNKNOWN_DATASET"
-
-_OPERATIONS = {"store": residency_pb2.OPERATION_STORE, "process": residency_pb2.OPERATION_PROCESS}
-_OPERATION_NAMES = {value: name for name, value in _OPERATIONS.items()}
-_OUTCOME_NAMES = {residency_pb2.OUTCOME_ALLOW: "ALLOW", residency_pb2.OUTCOME_DENY: "DENY"}
+_OPERATIONS = {operation.value: operation for operation in Operation}
 # Long allowed-region lists are cut in human output (--json has them all).
 _SHOWN_REGIONS = 12
 
@@ -55,30 +64,28 @@ def _regions_text(regions) -> str:
     return f"{shown}, ... ({more} more, {len(regions)} in all)" if more > 0 else shown
 
 
-def render_decision(d: residency_pb2.Decision, indent: str = "") -> str:
+def render_decision(d: Decision, indent: str = "") -> str:
     """A decision as a few lines: outcome and question, reasons with lineage paths, audit ids."""
-    outcome = _OUTCOME_NAMES.get(d.outcome, "UNSPECIFIED")
-    op = _OPERATION_NAMES.get(d.operation, "?")
-    lines = [f"{indent}{outcome}  {op} {d.dataset_id} in {d.region or '-'}"]
+    lines = [f"{indent}{d.outcome.name}  {d.operation.value} {d.dataset_id} in {d.region or '-'}"]
     if d.inherited_only:
         lines.append(f"{indent}  (not registered: judged by what it inherits along lineage)")
     for reason in d.reasons:
         rule = f" {reason.rule_id}" if reason.rule_id else ""
-        lines.append(f"{indent}  {reason.code}{rule}: {reason.message}")
+        lines.append(f"{indent}  {reason.code.value}{rule}: {reason.message}")
         if len(reason.lineage_path) > 1:
             lines.append(f"{indent}    lineage: {' -> '.join(reason.lineage_path)}")
     lines.append(f"{indent}  allowed regions: {_regions_text(d.allowed_regions)}")
-    when = d.decide_time.ToJsonString() if d.HasField("decide_time") else "-"
+    when = d.decide_time.isoformat().replace("+00:00", "Z")
     lines.append(
         f"{indent}  decision {d.decision_id}  policy {d.policy_version}  catalog revision {d.catalog_revision}  at {when}"
     )
     return "\n".join(lines)
 
 
-def _exit_with(ctx: click.Context, decisions: Iterable[residency_pb2.Decision], negative: bool) -> None:
+def _exit_with(ctx: click.Context, decisions: Iterable[Decision], negative: bool) -> None:
     """Exit 4 when a decision is about an unknown dataset (after naming the closest known
     ids), else 3 when the answer is `negative`, else carry on (exit 0)."""
-    unknown = [d.dataset_id for d in decisions if any(r.code == _UNKNOWN_DATASET for r in d.reasons)]
+    unknown = [d.dataset_id for d in decisions if any(r.code is ReasonCode.UNKNOWN_DATASET for r in d.reasons)]
     if unknown:
         if not json_output(ctx):
             for hint in unknown_dataset_hints(ctx, unknown):
@@ -96,13 +103,12 @@ def _exit_with(ctx: click.Context, decisions: Iterable[residency_pb2.Decision], 
 def decide(ctx, dataset_id, operation, region) -> None:
     """May DATASET_ID be stored/processed in REGION? Exit 0 on ALLOW, 3 on DENY, 4 when the
     dataset is not in the catalog."""
-    request = residency_pb2.DecideRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], region=region)
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Decide", request)
-    emit(ctx, response, lambda r: render_decision(r.decision))
-    _exit_with(ctx, [response.decision], response.decision.outcome != residency_pb2.OUTCOME_ALLOW)
+    decision = call(ctx, lambda client: client.decide(dataset_id, operation, region))
+    emit(ctx, decision, render_decision, key="decision")
+    _exit_with(ctx, [decision], decision.outcome is not Outcome.ALLOW)
 
 
-def _read_questions(source) -> list[residency_pb2.DecideRequest]:
+def _read_questions(source) -> list[Question]:
     """`batch-decide`'s input: one `DATASET_ID OPERATION REGION` per line, split on the last two
     runs of whitespace (an id may contain spaces); blank lines and lines starting with # skipped.
     More than the server takes in one call is refused before the call."""
@@ -124,9 +130,7 @@ def _read_questions(source) -> list[residency_pb2.DecideRequest]:
                 f"line {number}: operation {operation!r} is not one of {', '.join(sorted(_OPERATIONS))}",
                 param_hint="QUESTIONS",
             )
-        requests.append(
-            residency_pb2.DecideRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], region=region)
-        )
+        requests.append(Question(dataset_id, _OPERATIONS[operation], region))
     if not requests:
         raise click.BadParameter("no questions (one DATASET_ID OPERATION REGION per line)", param_hint="QUESTIONS")
     if len(requests) > MAX_BATCH:
@@ -143,17 +147,17 @@ def batch_decide(ctx, questions) -> None:
     `s3://bank-eu/customers store aws:us-east-1` (# starts a comment line); at most 10,000.
     Answers in the same order. Exit 0 when every answer is ALLOW, 3 when any is DENY, 4 when
     a dataset is not in the catalog."""
-    request = residency_pb2.BatchDecideRequest(requests=_read_questions(questions))
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "BatchDecide", request)
+    asked = _read_questions(questions)
+    decisions = call(ctx, lambda client: client.batch_decide(asked))
 
-    def render(r: residency_pb2.BatchDecideResponse) -> str:
-        denied = sum(1 for d in r.decisions if d.outcome != residency_pb2.OUTCOME_ALLOW)
-        lines = [render_decision(d) for d in r.decisions]
-        lines.append(f"{len(r.decisions)} decision(s): {len(r.decisions) - denied} ALLOW, {denied} DENY")
+    def render(answers: tuple[Decision, ...]) -> str:
+        denied = sum(1 for d in answers if d.outcome is not Outcome.ALLOW)
+        lines = [render_decision(d) for d in answers]
+        lines.append(f"{len(answers)} decision(s): {len(answers) - denied} ALLOW, {denied} DENY")
         return "\n".join(lines)
 
-    emit(ctx, response, render)
-    _exit_with(ctx, response.decisions, any(d.outcome != residency_pb2.OUTCOME_ALLOW for d in response.decisions))
+    emit(ctx, decisions, render, key="decisions")
+    _exit_with(ctx, decisions, any(d.outcome is not Outcome.ALLOW for d in decisions))
 
 
 @command("route")
@@ -164,15 +168,14 @@ def batch_decide(ctx, questions) -> None:
 def route(ctx, dataset_id, candidates, operation) -> None:
     """The first of CANDIDATES (region ids, most preferred first) where the operation on
     DATASET_ID is allowed. Exit 3 when none is, 4 when the dataset is not in the catalog."""
-    request = residency_pb2.RouteRequest(dataset_id=dataset_id, operation=_OPERATIONS[operation], candidates=candidates)
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Route", request)
+    result = call(ctx, lambda client: client.route(dataset_id, operation, candidates))
 
-    def render(r: residency_pb2.RouteResponse) -> str:
+    def render(r: RouteResult) -> str:
         head = f"route: {r.region}" if r.region else "route: no candidate is allowed"
         return f"{head}\n{render_decision(r.decision, '  ')}"
 
-    emit(ctx, response, render)
-    _exit_with(ctx, [response.decision], not response.region)
+    emit(ctx, result, render)
+    _exit_with(ctx, [result.decision], not result.region)
 
 
 @command("check-job")
@@ -190,58 +193,53 @@ def route(ctx, dataset_id, candidates, operation) -> None:
 def check_job(ctx, inputs, outputs, run_region, output_region, transform, job) -> None:
     """Pre-flight residency check of a pipeline job. Exit 0 when allowed, 3 when not, 4 when
     a dataset is not in the catalog."""
-    request = residency_pb2.CheckJobRequest(
-        inputs=inputs,
-        outputs=outputs,
-        run_region=run_region,
-        output_region=output_region,
-        transform=transform,
-        job=job,
+    check = call(
+        ctx,
+        lambda client: client.check_job(
+            inputs=inputs,
+            outputs=outputs,
+            run_region=run_region,
+            output_region=output_region,
+            transform=transform,
+            job=job,
+        ),
     )
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "CheckJob", request)
 
-    def render(r: residency_pb2.CheckJobResponse) -> str:
+    def render(r: JobCheck) -> str:
         lines = ["job allowed" if r.allowed else "job NOT allowed"]
         lines.extend(render_decision(d, "  ") for d in r.decisions)
         return "\n".join(lines)
 
-    emit(ctx, response, render)
-    _exit_with(ctx, response.decisions, not response.allowed)
+    emit(ctx, check, render)
+    _exit_with(ctx, check.decisions, not check.allowed)
 
 
 @command("explain")
 @click.argument("dataset_id")
-@click.option("--as-of", help="As it was at this ISO 8601 time, under the policy in force then.")
+@click.option("--as-of", type=ISO_TIME, help="As it was at this ISO 8601 time, under the policy in force then.")
 @click.pass_context
 def explain(ctx, dataset_id, as_of) -> None:
     """DATASET_ID's effective classifications and origins, each with the lineage path that
     brought it, and where the active policy lets it be stored and processed. Exit 4 when
     the dataset is not in the catalog."""
-    request = residency_pb2.ExplainRequest(dataset_id=dataset_id)
-    if as_of:
-        try:
-            request.as_of.CopyFrom(to_timestamp(parse_time(as_of)))
-        except ValueError:
-            raise click.BadParameter(f"{as_of!r} is not an ISO 8601 time such as 2026-11-30T10:00:00Z") from None
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "Explain", request, dataset_id=dataset_id)
+    explanation = call(ctx, lambda client: client.explain(dataset_id, as_of=as_of), dataset_id=dataset_id)
 
     def attribute_lines(title: str, attributes) -> list[str]:
         lines = [f"{title}:"]
         if not attributes:
             lines.append("  (none)")
-        for attribute in attributes:
-            path = list(attribute.lineage_path)
+        for value, path in attributes.items():
             source = "own" if len(path) <= 1 else "via " + " -> ".join(path)
-            lines.append(f"  {attribute.value:<24} {source}")
+            lines.append(f"  {value:<24} {source}")
         return lines
 
-    def render(r: residency_pb2.ExplainResponse) -> str:
+    def render(r: Explanation) -> str:
         lines = [f"dataset {dataset_id}  (policy {r.policy_version}, catalog revision {r.catalog_revision})"]
-        if r.inherited_only:
+        if r.attributes.inherited_only:
             lines.append("not registered: known only from lineage, judged by what it inherits")
-        lines += attribute_lines("classifications", r.classifications)
-        lines += attribute_lines("origins", r.origins)
-        for u in r.unapproved_declassifications:
+        lines += attribute_lines("classifications", r.attributes.classifications)
+        lines += attribute_lines("origins", r.attributes.origins)
+        for u in r.unapproved:
             lines.append(
                 f"not honoured: job {u.job} claimed {u.transform} on {u.input} -> {u.output}, which the policy "
                 f"does not grant it ({', '.join(u.classifications)} passed through)"
@@ -250,7 +248,7 @@ def explain(ctx, dataset_id, as_of) -> None:
         lines.append(f"process allowed in: {_regions_text(r.process_regions)}")
         return "\n".join(lines)
 
-    emit(ctx, response, render)
+    emit(ctx, explanation, render)
 
 
 @command("violations")
@@ -274,21 +272,24 @@ def violations(ctx, observed: bool, since, until, limit: int, exit_zero: bool) -
         return
     if since or until:
         raise click.UsageError("--since and --until need --observed")
-    response = call(
-        ctx, residency_pb2_grpc.ResidencyServiceStub, "ScanViolations", residency_pb2.ScanViolationsRequest()
-    )
+    found = call(ctx, lambda client: client.scan_violations())
 
-    def render(r: residency_pb2.ScanViolationsResponse) -> str:
-        if not r.violations:
+    def render(violations: tuple[Violation, ...]) -> str:
+        if not violations:
             return "no violations"
         rows = [
-            (v.dataset_id, v.region, "; ".join(x.rule_id or x.code for x in v.decision.reasons), v.decision.decision_id)
-            for v in r.violations
+            (
+                v.dataset_id,
+                v.region,
+                "; ".join(x.rule_id or x.code.value for x in v.decision.reasons),
+                v.decision.decision_id,
+            )
+            for v in violations
         ]
-        return table(("DATASET", "REGION", "RULES", "DECISION"), rows) + f"\n{len(r.violations)} violation(s)"
+        return table(("DATASET", "REGION", "RULES", "DECISION"), rows) + f"\n{len(violations)} violation(s)"
 
-    emit(ctx, response, render)
-    if response.violations and not exit_zero:
+    emit(ctx, found, render, key="violations")
+    if found and not exit_zero:
         ctx.exit(EXIT_NEGATIVE)
 
 
@@ -318,17 +319,15 @@ def policy_set(ctx, file, dry_run, break_glass_reason) -> None:
     approval of policy changes, propose it for another policy admin to approve (`policy
     approve`). --dry-run only validates. Exit 1 with every error (FILE:LINE:COL) when the
     server rejects it."""
-    request = policy_pb2.SetPolicyRequest(
-        policy_yaml=_read_policy(file), dry_run=dry_run, break_glass_reason=break_glass_reason
-    )
-    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "SetPolicy", request)
-    if response.errors:
-        fail_policy(str(file), response.errors, "rejected, the active policy is unchanged")
+    text = _read_policy(file)
+    result = call(ctx, lambda client: client.set_policy(text, dry_run=dry_run, break_glass_reason=break_glass_reason))
+    if result.errors:
+        fail_policy(str(file), result.errors, "rejected, the active policy is unchanged")
 
-    def render(r: policy_pb2.SetPolicyResponse) -> str:
+    def render(r: PolicySetResult) -> str:
         if r.applied:
             return f"policy {r.version} is active" + (" (break glass)" if break_glass_reason else "")
-        if r.HasField("proposal"):
+        if r.proposal is not None:
             return (
                 f"policy {r.version} proposed as {r.proposal.proposal_id}: it becomes active when another "
                 f"policy admin approves it (domicile policy approve {r.proposal.proposal_id})\n"
@@ -336,7 +335,7 @@ def policy_set(ctx, file, dry_run, break_glass_reason) -> None:
             )
         return f"policy {r.version} is valid (dry run, not applied)"
 
-    emit(ctx, response, render)
+    emit(ctx, result, render)
 
 
 @command("proposals")
@@ -344,26 +343,18 @@ def policy_set(ctx, file, dry_run, break_glass_reason) -> None:
 @click.pass_context
 def policy_proposals(ctx, include_closed) -> None:
     """Policy proposals waiting for approval (with --all, the decided ones too)."""
-    request = policy_pb2.ListPolicyProposalsRequest(include_closed=include_closed)
-    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "ListPolicyProposals", request)
+    proposals = call(ctx, lambda client: client.list_policy_proposals(include_closed=include_closed))
 
-    def render(r: policy_pb2.ListPolicyProposalsResponse) -> str:
-        if not r.proposals:
+    def render(found: tuple[PolicyProposal, ...]) -> str:
+        if not found:
             return "no pending policy proposals" if not include_closed else "no policy proposals"
         rows = [
-            (
-                p.proposal_id,
-                p.version,
-                _PROPOSAL_STATES.get(p.state, "?"),
-                p.proposed_by or "-",
-                p.decided_by or "-",
-                len(p.changes),
-            )
-            for p in r.proposals
+            (p.proposal_id, p.version, p.state.value, p.proposed_by or "-", p.decided_by or "-", len(p.changes))
+            for p in found
         ]
         return table(("PROPOSAL", "VERSION", "STATE", "PROPOSED BY", "DECIDED BY", "CHANGES"), rows)
 
-    emit(ctx, response, render)
+    emit(ctx, proposals, render, key="proposals")
 
 
 @command("approve")
@@ -373,11 +364,10 @@ def policy_proposals(ctx, include_closed) -> None:
 def policy_approve(ctx, proposal_id, comment) -> None:
     """Activate the proposed policy PROPOSAL_ID. The approver must be another principal than
     the one who proposed it. Exit 1 when it could not be activated (it stays pending)."""
-    request = policy_pb2.ApprovePolicyRequest(proposal_id=proposal_id, comment=comment)
-    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "ApprovePolicy", request)
-    if response.errors:
-        fail_policy(proposal_id, response.errors, "not activated, the proposal stays pending")
-    emit(ctx, response, lambda r: f"proposal {proposal_id} approved: policy {r.proposal.version} is active")
+    result = call(ctx, lambda client: client.approve_policy(proposal_id, comment=comment))
+    if result.errors:
+        fail_policy(proposal_id, result.errors, "not activated, the proposal stays pending")
+    emit(ctx, result, lambda r: f"proposal {proposal_id} approved: policy {r.proposal.version} is active")
 
 
 @command("reject")
@@ -386,16 +376,8 @@ def policy_approve(ctx, proposal_id, comment) -> None:
 @click.pass_context
 def policy_reject(ctx, proposal_id, reason) -> None:
     """Close the proposal PROPOSAL_ID without activating it."""
-    request = policy_pb2.RejectPolicyRequest(proposal_id=proposal_id, reason=reason)
-    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "RejectPolicy", request)
-    emit(ctx, response, lambda r: f"proposal {proposal_id} rejected: policy {r.proposal.version} was not activated")
-
-
-_PROPOSAL_STATES = {
-    policy_pb2.PROPOSAL_STATE_PENDING: "pending",
-    policy_pb2.PROPOSAL_STATE_APPROVED: "approved",
-    policy_pb2.PROPOSAL_STATE_REJECTED: "rejected",
-}
+    result = call(ctx, lambda client: client.reject_policy(proposal_id, reason=reason))
+    emit(ctx, result, lambda r: f"proposal {proposal_id} rejected: policy {r.proposal.version} was not activated")
 
 
 @command("get")
@@ -410,15 +392,15 @@ _PROPOSAL_STATES = {
 @click.pass_context
 def policy_get(ctx, version, output) -> None:
     """The server's active policy (YAML as set), or a past version, with its version and content hash."""
-    response = call(ctx, policy_pb2_grpc.PolicyServiceStub, "GetPolicy", policy_pb2.GetPolicyRequest(version=version))
+    policy = call(ctx, lambda client: client.get_policy(version))
     if output is not None:
-        output.write_text(response.policy_yaml, "utf-8")
+        output.write_text(policy.yaml, "utf-8")
 
-    def render(r: policy_pb2.GetPolicyResponse) -> str:
+    def render(r) -> str:
         head = f"# version {r.version}, sha256 {r.content_hash}"
-        return head if output is not None else f"{head}\n{r.policy_yaml.rstrip()}"
+        return head if output is not None else f"{head}\n{r.yaml.rstrip()}"
 
-    emit(ctx, response, render)
+    emit(ctx, policy, render)
 
 
 @command("impact")
@@ -427,26 +409,22 @@ def policy_get(ctx, version, output) -> None:
 def policy_impact(ctx, file) -> None:
     """What activating the policy in FILE would change: per dataset and operation, regions
     added and removed, and stored copies that would become violations."""
-    response = call(
-        ctx,
-        policy_pb2_grpc.PolicyServiceStub,
-        "PolicyImpact",
-        policy_pb2.PolicyImpactRequest(policy_yaml=_read_policy(file)),
-    )
-    if response.errors:
-        fail_policy(str(file), response.errors, "not a valid policy")
+    text = _read_policy(file)
+    impact = call(ctx, lambda client: client.policy_impact(text))
+    if impact.errors:
+        fail_policy(str(file), impact.errors, "not a valid policy")
 
-    emit(ctx, response, lambda r: _changes_text(r.changes, r.version))
+    emit(ctx, impact, lambda r: _changes_text(r.changes, r.version))
 
 
-def _changes_text(changes, version: str) -> str:
-    """A policy's impact (PolicyChange messages) as a table and a summary line."""
+def _changes_text(changes: tuple[PolicyChange, ...], version: str) -> str:
+    """A policy's impact as a table and a summary line."""
     if not changes:
         return f"policy {version}: no change for any dataset"
     rows = [
         (
             c.dataset_id,
-            _OPERATION_NAMES.get(c.operation, "?"),
+            c.operation.value,
             _regions_text(c.added_regions) if c.added_regions else "-",
             _regions_text(c.removed_regions) if c.removed_regions else "-",
             ", ".join(c.new_violations) or "-",
@@ -468,13 +446,8 @@ def _changes_text(changes, version: str) -> str:
 @click.pass_context
 def audit_get(ctx, decision_id) -> None:
     """A logged decision by id."""
-    response = call(
-        ctx,
-        residency_pb2_grpc.ResidencyServiceStub,
-        "GetDecision",
-        residency_pb2.GetDecisionRequest(decision_id=decision_id),
-    )
-    emit(ctx, response, lambda r: render_decision(r.decision))
+    decision = call(ctx, lambda client: client.get_decision(decision_id))
+    emit(ctx, decision, render_decision, key="decision")
 
 
 @command("replay")
@@ -483,19 +456,14 @@ def audit_get(ctx, decision_id) -> None:
 def audit_replay(ctx, decision_id) -> None:
     """Re-evaluate a logged decision against the policy version and catalog of its time.
     Exit 0 when the replay matches the original, 3 when it does not."""
-    response = call(
-        ctx,
-        residency_pb2_grpc.ResidencyServiceStub,
-        "ReplayDecision",
-        residency_pb2.ReplayDecisionRequest(decision_id=decision_id),
-    )
+    replay = call(ctx, lambda client: client.replay_decision(decision_id))
 
-    def render(r: residency_pb2.ReplayDecisionResponse) -> str:
+    def render(r: ReplayResult) -> str:
         verdict = "MATCHES" if r.matches else "DIFFERS"
         return f"replay {verdict}\noriginal:\n{render_decision(r.original, '  ')}\nreplayed:\n{render_decision(r.replayed, '  ')}"
 
-    emit(ctx, response, render)
-    if not response.matches:
+    emit(ctx, replay, render)
+    if not replay.matches:
         ctx.exit(EXIT_NEGATIVE)
 
 

@@ -120,7 +120,7 @@ async def test_batch_decide_reads_questions_from_a_file_or_stdin(run, residency,
     assert "2 decision(s): 1 ALLOW, 1 DENY" in result.output
     result = await run("--json", "batch-decide", str(questions))
     decisions = json.loads(result.output)["decisions"]
-    assert [(d["outcome"], d["region"]) for d in decisions] == [("OUTCOME_ALLOW", FRANKFURT), ("OUTCOME_DENY", US)]
+    assert [(d["outcome"], d["region"]) for d in decisions] == [("allow", FRANKFURT), ("deny", US)]
     # From standard input (the default), all allowed: exit 0.
     result = await asyncio.to_thread(
         CliRunner().invoke,
