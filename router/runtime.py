@@ -67,7 +67,7 @@ from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
 from domicile.router import decision_search
-from domicile.router.decision_log import DecisionLog, IntentSink
+from domicile.router.decision_log import DecisionLog, IntentSink, LoggedDecision
 from domicile.router.decision_search import DecisionBucket, DecisionQuery, SearchPage
 from domicile.router.effective import EffectiveIndex, NodeKind
 from domicile.router.engine import CompiledPolicy, compile_policy
@@ -240,6 +240,20 @@ class DatasetSummary:
 CONTEXT_JOB_INPUTS = "check_job_inputs"
 CONTEXT_JOB_TRANSFORM = "check_job_transform"
 CONTEXT_JOB = "check_job_job"
+# A request's `context` (the caller's facts, e.g. an Airflow DAG, task and run) is logged beside
+# the router's own facts with this prefix on each key, so that no caller key can pass for one.
+CALLER_CONTEXT_PREFIX = "caller."
+
+
+def logged_caller_context(context: Mapping[str, str] | None) -> dict[str, str]:
+    """A request's context as the decision log keeps it."""
+    return {CALLER_CONTEXT_PREFIX + key: value for key, value in (context or {}).items()}
+
+
+def caller_context(logged: Mapping[str, str] | None) -> dict[str, str]:
+    """The caller's context of a logged decision (see `logged_caller_context`)."""
+    prefix = CALLER_CONTEXT_PREFIX
+    return {key[len(prefix) :]: value for key, value in (logged or {}).items() if key.startswith(prefix)}
 
 
 class Router:
@@ -668,10 +682,13 @@ class Router:
         if self._durable_log:
             await self._log.flush()
 
-    async def decide(self, dataset_id: str, op: Operation, region: str) -> Decision:
-        """May `op` happen on `dataset_id` in `region`? Always a logged Decision: an unknown
-        dataset is DENY / UNKNOWN_DATASET, a stale view DENY / STALE_CATALOG. An unknown
-        region raises INVALID_ARGUMENT (field `region`)."""
+    async def decide(
+        self, dataset_id: str, op: Operation, region: str, context: Mapping[str, str] | None = None
+    ) -> Decision:
+        """May `op` happen on `dataset_id` in `region`? Always a logged Decision (with the
+        caller's `context`, see `caller_context`): an unknown dataset is DENY /
+        UNKNOWN_DATASET, a stale view DENY / STALE_CATALOG. An unknown region raises
+        INVALID_ARGUMENT (field `region`)."""
         # The hot path: helpers (`_stale_reason`, `_verdict`, `_decision`) are inlined where a
         # call layer would cost as much as the work; the slow cases go through them.
         policy = self._policy
@@ -705,7 +722,7 @@ class Router:
                 inherited_only,
             ),
         )
-        self._log_append(decision, None, "decide", policy.content_hash)
+        self._log_append(decision, logged_caller_context(context) if context else None, "decide", policy.content_hash)
         if self._durable_log:
             await self._log.flush()
         return decision
@@ -805,6 +822,7 @@ class Router:
         output_region: str,
         transform: str = "",
         job: str = "",
+        context: Mapping[str, str] | None = None,
     ) -> JobCheck:
         """Pre-flight check of a pipeline job: a PROCESS decision for each input in
         `run_region`, then a STORE decision for each output in `output_region` on the
@@ -812,7 +830,7 @@ class Router:
         attributes minus what `transform` removes when the policy grants it to `job` (never
         without a `job`), plus the output's current effective attributes when it already
         exists. `allowed` is True when every decision is ALLOW. An unknown input is DENY /
-        UNKNOWN_DATASET."""
+        UNKNOWN_DATASET. Every decision is logged with the caller's `context`."""
         if inputs:
             self._check_region(run_region, "run_region")
         if outputs:
@@ -832,11 +850,12 @@ class Router:
                 inherited_only = attrs.inherited_only
             store.append(self._decision(output, Operation.STORE, output_region, verdict, now, caller, inherited_only))
         policy_hash = self._policy.content_hash
-        self._log_decisions(process, "check_job", policy_hash)
-        context = {CONTEXT_JOB_INPUTS: "\n".join(inputs), CONTEXT_JOB_TRANSFORM: transform}
+        caller_facts = logged_caller_context(context)
+        self._log_decisions(process, "check_job", policy_hash, caller_facts or None)
+        job_facts = {CONTEXT_JOB_INPUTS: "\n".join(inputs), CONTEXT_JOB_TRANSFORM: transform, **caller_facts}
         if job:
-            context[CONTEXT_JOB] = job
-        self._log_decisions(store, "check_job", policy_hash, context)
+            job_facts[CONTEXT_JOB] = job
+        self._log_decisions(store, "check_job", policy_hash, job_facts)
         await self._durable()
         decisions = (*process, *store)
         return JobCheck(all(d.outcome is Outcome.ALLOW for d in decisions), decisions)
@@ -987,10 +1006,14 @@ class Router:
 
     async def get_decision(self, decision_id: str) -> Decision:
         """A logged decision; NOT_FOUND when the log has no decision with that id."""
+        return (await self.get_logged_decision(decision_id)).decision
+
+    async def get_logged_decision(self, decision_id: str) -> LoggedDecision:
+        """A decision as the log holds it (with its context); NOT_FOUND when it has none."""
         entry = await self._log.get(decision_id)
         if entry is None:
             raise not_found(f"decision {decision_id!r} not found in the decision log")
-        return entry.decision
+        return entry
 
     async def search_decisions(self, query: DecisionQuery, size: int, token: str = "") -> SearchPage:
         """Logged decisions matching `query`, newest first (see `router.decision_search`);

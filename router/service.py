@@ -8,6 +8,7 @@ problems of a request are reported together (BadRequest field violations).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -30,10 +31,9 @@ from domicile.router.convert import (
     violation_to_proto,
 )
 from domicile.router.decision_search import DecisionQuery
-from domicile.router.native import native as _native  # the C helpers, or None
 from domicile.router.policy import MAX_POLICY_BYTES
 from domicile.router.policy_changes import PolicyChanges
-from domicile.router.runtime import Router
+from domicile.router.runtime import Router, caller_context
 from domicile.router.types import Decision, Operation
 from domicile.security.budgets import Resource
 from domicile.telemetry.decisions import observe_decisions
@@ -58,6 +58,11 @@ MAX_PROPOSAL_ID = 64
 MAX_REASON = 2000
 # A summary's default start is an hour before its end; an end earlier than this has none.
 _EARLIEST_END = datetime.min.replace(tzinfo=UTC) + timedelta(hours=1)
+# A request's `context`: facts about the asker logged with its decisions.
+MAX_CONTEXT_ENTRIES = 32
+MAX_CONTEXT_KEY = 128
+MAX_CONTEXT_VALUE = 1024
+_CONTEXT_KEY = re.compile(r"[A-Za-z0-9._:/-]+")
 
 # The control characters `check_id` rejects (Unicode category Cc); protobuf strings are valid
 # UTF-8, so they never hold surrogates (Cs). Used to skip the per-character check for ids
@@ -148,28 +153,24 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         _check_id(errors, "dataset_id", request.dataset_id)
         op = _check_operation(errors, "operation", request.operation)
         check_region(errors, "region", request.region, router.regions())
+        _check_context(errors, "context", request.context)
         errors.raise_if_any()
         assert op is not None  # else raise_if_any raised
         self._app.charge(Resource.DECISIONS, 1)
         with optional_span("router.decide"):
-            decision = await router.decide(request.dataset_id, op, request.region)
+            decision = await router.decide(request.dataset_id, op, request.region, request.context)
             observe_decisions((decision,))
         return decision
 
     async def BatchDecide(self, request: bytes | residency_pb2.BatchDecideRequest, context) -> bytes:
         """Answers with the serialized BatchDecideResponse. Over gRPC the request arrives
-        serialized (both registered by `add_residency_service`): a batch of plain requests is
-        read by the C parser (router/_native.c), anything else parsed by protobuf and checked
-        here, naming every problem."""
+        serialized (both registered by `add_residency_service`); it is parsed by protobuf and
+        checked here, naming every problem. (router/_native.c's parser skips fields it does not
+        know, so it would drop a request's `context` unseen: it is not used.)"""
         router = _router(self._app)
         if isinstance(request, bytes):
-            questions = None
-            if _native is not None:
-                questions = _native.parse_batch(request, router.regions().by_id, _OPERATIONS_BY_VALUE, MAX_BATCH)
-            if questions is None:
-                questions = _batch_questions(_parse_batch_request(request), router.regions())
-        else:
-            questions = _batch_questions(request, router.regions())
+            request = _parse_batch_request(request)
+        questions = _batch_questions(request, router.regions())
         self._app.charge(Resource.DECISIONS, len(questions))
         with optional_span("router.batch_decide"):
             decisions = await router.batch_decide(questions)
@@ -219,6 +220,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         check_length(errors, "transform", request.transform, MAX_TRANSFORM)
         if request.job:
             check_job(errors, "job", request.job)
+        _check_context(errors, "context", request.context)
         errors.raise_if_any()
         self._app.charge(Resource.DECISIONS, len(request.inputs) + len(request.outputs))
         with optional_span("router.check_job"):
@@ -229,6 +231,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
                 request.output_region,
                 request.transform,
                 request.job,
+                request.context,
             )
             observe_decisions(result.decisions)
         response = residency_pb2.CheckJobResponse(allowed=result.allowed)
@@ -281,8 +284,10 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     ) -> residency_pb2.GetDecisionResponse:
         router = _router(self._app)
         _check_decision_id(request.decision_id)
-        decision = await router.get_decision(request.decision_id)
-        return residency_pb2.GetDecisionResponse(decision=self._encoder.to_proto(decision))
+        logged = await router.get_logged_decision(request.decision_id)
+        response = residency_pb2.GetDecisionResponse(decision=self._encoder.to_proto(logged.decision))
+        response.decision.context.update(caller_context(logged.context))
+        return response
 
     async def ReplayDecision(
         self, request: residency_pb2.ReplayDecisionRequest, context
@@ -316,20 +321,12 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         errors.raise_if_any()
         query = DecisionQuery(request.dataset_id, request.caller, outcome, request.rule_id, start, end)
         page = await router.search_decisions(query, size, request.page_token)
-        return residency_pb2.ListDecisionsResponse(
-            decisions=[
-                residency_pb2.LoggedDecision(
-                    decision=self._encoder.to_proto(d.decision),
-                    caller=d.decision.caller,
-                    kind=d.kind,
-                    line=d.seq,
-                    line_hash=d.hash,
-                )
-                for d in page.decisions
-            ],
-            next_page_token=page.next_token,
-            complete=page.complete,
-        )
+        response = residency_pb2.ListDecisionsResponse(next_page_token=page.next_token, complete=page.complete)
+        for d in page.decisions:
+            item = response.decisions.add(caller=d.decision.caller, kind=d.kind, line=d.seq, line_hash=d.hash)
+            self._encoder.fill(item.decision, d.decision)
+            item.decision.context.update(caller_context(d.context))
+        return response
 
     async def SummarizeDecisions(
         self, request: residency_pb2.SummarizeDecisionsRequest, context
@@ -541,12 +538,22 @@ def _batch_questions(
             errors.add(f"requests[{i}].operation", "must be OPERATION_STORE or OPERATION_PROCESS")
         else:
             questions.append((dataset_id, op, region))
+        if item.context:
+            errors.add(f"requests[{i}].context", "BatchDecide logs no context: ask with Decide to log one")
     errors.raise_if_any()
     return questions
 
 
-# Operation by proto enum value (the index), for the C parser.
-_OPERATIONS_BY_VALUE = tuple(OPERATION_FROM_PROTO.get(value) for value in range(max(OPERATION_FROM_PROTO) + 1))
+def _check_context(errors: FieldErrors, path: str, context: Mapping[str, str]) -> None:
+    """A request's context: a few short facts with plain keys (they are logged with decisions)."""
+    if len(context) > MAX_CONTEXT_ENTRIES:
+        errors.add(path, f"at most {MAX_CONTEXT_ENTRIES} entries")
+        return
+    for key, value in sorted(context.items()):
+        if not _CONTEXT_KEY.fullmatch(key) or len(key) > MAX_CONTEXT_KEY:
+            errors.add(f"{path}[{key!r}]", f"keys are 1-{MAX_CONTEXT_KEY} letters, digits or ._:/-")
+        elif len(value) > MAX_CONTEXT_VALUE or _CONTROL.search(value):
+            errors.add(f"{path}[{key!r}]", f"values are at most {MAX_CONTEXT_VALUE} characters, no control characters")
 
 
 def _serialized(response: bytes | Message) -> bytes:

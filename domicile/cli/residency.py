@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 
 from domicile.cli.base import EXIT_NEGATIVE, EXIT_UNKNOWN_DATASET, ISO_TIME, command, json_output
-from domicile.cli.client import call, emit, table, unknown_dataset_hints
+from domicile.cli.client import call, emit, emit_data, table, unknown_dataset_hints
 from domicile.cli.policy import fail_policy
 from domicile.client import (
     Decision,
@@ -39,6 +39,7 @@ from domicile.client import (
     ReplayResult,
     RouteResult,
     Violation,
+    jsonable,
 )
 
 _OPERATIONS = {operation.value: operation for operation in Operation}
@@ -445,9 +446,14 @@ def _changes_text(changes: tuple[PolicyChange, ...], version: str) -> str:
 @click.argument("decision_id")
 @click.pass_context
 def audit_get(ctx, decision_id) -> None:
-    """A logged decision by id."""
-    decision = call(ctx, lambda client: client.get_decision(decision_id))
-    emit(ctx, decision, render_decision, key="decision")
+    """A logged decision by id, with the context its asker logged with it."""
+    record = call(ctx, lambda client: client.get_decision(decision_id))
+    if json_output(ctx):
+        emit_data(ctx, {"decision": {**jsonable(record.decision), "context": dict(record.context)}}, "")
+        return
+    lines = [render_decision(record.decision)]
+    lines.extend(f"  context {key}: {value}" for key, value in sorted(record.context.items()))
+    click.echo("\n".join(lines))
 
 
 @command("replay")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
@@ -23,6 +23,7 @@ from domicile.client.types import (
     DatasetSummary,
     Decision,
     DecisionLogStatus,
+    DecisionRecord,
     DecisionSummary,
     Direction,
     Explanation,
@@ -234,11 +235,19 @@ class AsyncClient(ClientBase):
     # ---- ResidencyService ------------------------------------------------------------------
 
     async def decide(
-        self, dataset_id: str, operation: Operation | str, region: str, *, timeout: float | None = None
+        self,
+        dataset_id: str,
+        operation: Operation | str,
+        region: str,
+        *,
+        context: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Decision:
         """May the dataset be stored / processed (`operation`) in `region`? An unknown dataset is
-        a DENY with reason UNKNOWN_DATASET; an unknown region raises `InvalidArgument`."""
-        return await self._run(calls.decide(dataset_id, operation, region), timeout)
+        a DENY with reason UNKNOWN_DATASET; an unknown region raises `InvalidArgument`.
+        `context` (facts about the asker: at most 32, keys of letters, digits and `._:/-`) is
+        logged with the decision and shown by `get_decision`."""
+        return await self._run(calls.decide(dataset_id, operation, region, context), timeout)
 
     async def batch_decide(
         self, questions: Iterable[Question | tuple[str, Operation | str, str]], *, timeout: float | None = None
@@ -263,12 +272,13 @@ class AsyncClient(ClientBase):
         output_region: str = "",
         transform: str = "",
         job: str = "",
+        context: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> JobCheck:
         """Pre-flight check of a pipeline job: may it read `inputs` in `run_region` and write
         `outputs` in `output_region`? A claimed `transform` counts only when the policy grants
         it to `job`. `allowed` with the process decisions of the inputs, then the store
-        decisions of the outputs."""
+        decisions of the outputs; each is logged with `context` (as for `decide`)."""
         return await self._run(
             calls.check_job(
                 inputs=inputs,
@@ -277,6 +287,7 @@ class AsyncClient(ClientBase):
                 output_region=output_region,
                 transform=transform,
                 job=job,
+                context=context,
             ),
             timeout,
         )
@@ -293,8 +304,9 @@ class AsyncClient(ClientBase):
         """Every dataset stored in a region where the policy does not allow storing it."""
         return await self._run(calls.scan_violations(), timeout)
 
-    async def get_decision(self, decision_id: str, *, timeout: float | None = None) -> Decision:
-        """A logged decision by id; `NotFound` when the log has none."""
+    async def get_decision(self, decision_id: str, *, timeout: float | None = None) -> DecisionRecord:
+        """A logged decision by id, with the context it was logged with; `NotFound` when the
+        log has none."""
         return await self._run(calls.get_decision(decision_id), timeout)
 
     async def replay_decision(self, decision_id: str, *, timeout: float | None = None) -> ReplayResult:

@@ -12,7 +12,7 @@ writes, EndLineage, ApprovePolicy and RejectPolicy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -47,6 +47,7 @@ from domicile.client.types import (
     ActorActivity,
     DatasetAccess,
     DecisionLogStatus,
+    DecisionRecord,
     DecisionSummary,
     LineageEnded,
     LineageGraph,
@@ -78,7 +79,7 @@ from domicile.router.runtime import (
     Violation,
 )
 from domicile.router.types import Decision, EffectiveAttributes, Operation, Outcome, PolicyChange, Reason, ReasonCode
-from domicile.timeconv import from_timestamp, optional_time, to_timestamp
+from domicile.timeconv import from_timestamp, to_timestamp
 from domicile.v1 import access_pb2, audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
 
 T = TypeVar("T")
@@ -120,7 +121,7 @@ def _call(method: str, request: Message, parse: Callable[[Any], T], *, retryable
 
 
 def _when(message: Message, name: str) -> datetime | None:
-    return optional_time(message, name)
+    return from_timestamp(getattr(message, name)) if message.HasField(name) else None
 
 
 def _operation(value: Operation | str) -> residency_pb2.Operation:
@@ -451,14 +452,20 @@ def end_lineage(
 # ---- ResidencyService ----------------------------------------------------------------------
 
 
-def _decide_request(dataset_id: str, operation: Operation | str, region: str) -> residency_pb2.DecideRequest:
-    return residency_pb2.DecideRequest(dataset_id=dataset_id, operation=_operation(operation), region=region)
+def _decide_request(
+    dataset_id: str, operation: Operation | str, region: str, context: Mapping[str, str] | None = None
+) -> residency_pb2.DecideRequest:
+    return residency_pb2.DecideRequest(
+        dataset_id=dataset_id, operation=_operation(operation), region=region, context=dict(context or {})
+    )
 
 
-def decide(dataset_id: str, operation: Operation | str, region: str) -> Call[Decision]:
+def decide(
+    dataset_id: str, operation: Operation | str, region: str, context: Mapping[str, str] | None = None
+) -> Call[Decision]:
     return _call(
         "domicile.v1.ResidencyService.Decide",
-        _decide_request(dataset_id, operation, region),
+        _decide_request(dataset_id, operation, region, context),
         lambda r: decision_from_message(r.decision),
         retryable=True,
     )
@@ -494,6 +501,7 @@ def check_job(
     output_region: str = "",
     transform: str = "",
     job: str = "",
+    context: Mapping[str, str] | None = None,
 ) -> Call[JobCheck]:
     request = residency_pb2.CheckJobRequest(
         inputs=_strings(inputs, "inputs"),
@@ -502,6 +510,7 @@ def check_job(
         output_region=output_region,
         transform=transform,
         job=job,
+        context=dict(context or {}),
     )
     return _call(
         "domicile.v1.ResidencyService.CheckJob",
@@ -547,11 +556,11 @@ def scan_violations() -> Call[tuple[Violation, ...]]:
     )
 
 
-def get_decision(decision_id: str) -> Call[Decision]:
+def get_decision(decision_id: str) -> Call[DecisionRecord]:
     return _call(
         "domicile.v1.ResidencyService.GetDecision",
         residency_pb2.GetDecisionRequest(decision_id=decision_id),
-        lambda r: decision_from_message(r.decision),
+        lambda r: DecisionRecord(decision_from_message(r.decision), dict(r.decision.context)),
         retryable=True,
     )
 
@@ -589,7 +598,9 @@ def list_decisions(
 
     def parse(r: residency_pb2.ListDecisionsResponse) -> Page[LoggedDecision]:
         decisions = tuple(
-            LoggedDecision(decision_from_message(d.decision), d.caller, d.kind, d.line, d.line_hash)
+            LoggedDecision(
+                decision_from_message(d.decision), d.caller, d.kind, d.line, d.line_hash, dict(d.decision.context)
+            )
             for d in r.decisions
         )
         return Page(decisions, r.next_page_token, r.complete)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
@@ -22,6 +22,7 @@ from domicile.client.types import (
     DatasetSummary,
     Decision,
     DecisionLogStatus,
+    DecisionRecord,
     DecisionSummary,
     Direction,
     Explanation,
@@ -234,11 +235,19 @@ class Client(ClientBase):
     # ---- ResidencyService ------------------------------------------------------------------
 
     def decide(
-        self, dataset_id: str, operation: Operation | str, region: str, *, timeout: float | None = None
+        self,
+        dataset_id: str,
+        operation: Operation | str,
+        region: str,
+        *,
+        context: Mapping[str, str] | None = None,
+        timeout: float | None = None,
     ) -> Decision:
         """May the dataset be stored / processed (`operation`) in `region`? An unknown dataset is
-        a DENY with reason UNKNOWN_DATASET; an unknown region raises `InvalidArgument`."""
-        return self._run(calls.decide(dataset_id, operation, region), timeout)
+        a DENY with reason UNKNOWN_DATASET; an unknown region raises `InvalidArgument`.
+        `context` (facts about the asker: at most 32, keys of letters, digits and `._:/-`) is
+        logged with the decision and shown by `get_decision`."""
+        return self._run(calls.decide(dataset_id, operation, region, context), timeout)
 
     def batch_decide(
         self, questions: Iterable[Question | tuple[str, Operation | str, str]], *, timeout: float | None = None
@@ -263,12 +272,13 @@ class Client(ClientBase):
         output_region: str = "",
         transform: str = "",
         job: str = "",
+        context: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> JobCheck:
         """Pre-flight check of a pipeline job: may it read `inputs` in `run_region` and write
         `outputs` in `output_region`? A claimed `transform` counts only when the policy grants
         it to `job`. `allowed` with the process decisions of the inputs, then the store
-        decisions of the outputs."""
+        decisions of the outputs; each is logged with `context` (as for `decide`)."""
         return self._run(
             calls.check_job(
                 inputs=inputs,
@@ -277,6 +287,7 @@ class Client(ClientBase):
                 output_region=output_region,
                 transform=transform,
                 job=job,
+                context=context,
             ),
             timeout,
         )
@@ -291,8 +302,9 @@ class Client(ClientBase):
         """Every dataset stored in a region where the policy does not allow storing it."""
         return self._run(calls.scan_violations(), timeout)
 
-    def get_decision(self, decision_id: str, *, timeout: float | None = None) -> Decision:
-        """A logged decision by id; `NotFound` when the log has none."""
+    def get_decision(self, decision_id: str, *, timeout: float | None = None) -> DecisionRecord:
+        """A logged decision by id, with the context it was logged with; `NotFound` when the
+        log has none."""
         return self._run(calls.get_decision(decision_id), timeout)
 
     def replay_decision(self, decision_id: str, *, timeout: float | None = None) -> ReplayResult:

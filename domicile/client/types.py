@@ -64,6 +64,7 @@ __all__ = [
     "Decision",
     "DecisionBucket",
     "DecisionLogStatus",
+    "DecisionRecord",
     "DecisionSummary",
     "Direction",
     "Edge",
@@ -166,15 +167,26 @@ class LineageGraph:
 
 
 @dataclass(frozen=True)
+class DecisionRecord:
+    """A decision read from the decision log, with the `context` its asker logged with it
+    (e.g. the Airflow DAG, task and run of a pre-flight check)."""
+
+    decision: Decision
+    context: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
 class LoggedDecision:
     """A decision as the decision log holds it: who asked (`caller`), what was asked (`kind`:
-    decide, batch_decide, route, check_job, scan_violations), and the log line holding it."""
+    decide, batch_decide, route, check_job, scan_violations), the log line holding it, and the
+    asker's `context`."""
 
     decision: Decision
     caller: str
     kind: str
     line: int
     line_hash: str
+    context: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,14 @@ class Reason(_message.Message):
     def __init__(self, code: _Optional[str] = ..., rule_id: _Optional[str] = ..., message: _Optional[str] = ..., lineage_path: _Optional[_Iterable[str]] = ..., citation: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "outcome", "dataset_id", "operation", "region", "allowed_regions", "reasons", "policy_version", "catalog_revision", "decide_time", "inherited_only")
+    __slots__ = ("decision_id", "outcome", "dataset_id", "operation", "region", "allowed_regions", "reasons", "policy_version", "catalog_revision", "decide_time", "inherited_only", "context")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +62,7 @@ class Decision(_message.Message):
     CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
     DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
     INHERITED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     outcome: Outcome
     dataset_id: str
@@ -66,17 +74,27 @@ class Decision(_message.Message):
     catalog_revision: int
     decide_time: _timestamp_pb2.Timestamp
     inherited_only: bool
-    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inherited_only: _Optional[bool] = ...) -> None: ...
+    context: _containers.ScalarMap[str, str]
+    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inherited_only: _Optional[bool] = ..., context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
-    __slots__ = ("dataset_id", "operation", "region")
+    __slots__ = ("dataset_id", "operation", "region", "context")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     REGION_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     dataset_id: str
     operation: Operation
     region: str
-    def __init__(self, dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ...) -> None: ...
+    context: _containers.ScalarMap[str, str]
+    def __init__(self, dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ..., context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class DecideResponse(_message.Message):
     __slots__ = ("decision",)
@@ -115,20 +133,29 @@ class RouteResponse(_message.Message):
     def __init__(self, region: _Optional[str] = ..., decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class CheckJobRequest(_message.Message):
-    __slots__ = ("inputs", "outputs", "run_region", "output_region", "transform", "job")
+    __slots__ = ("inputs", "outputs", "run_region", "output_region", "transform", "job", "context")
+    class ContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     RUN_REGION_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_REGION_FIELD_NUMBER: _ClassVar[int]
     TRANSFORM_FIELD_NUMBER: _ClassVar[int]
     JOB_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     inputs: _containers.RepeatedScalarFieldContainer[str]
     outputs: _containers.RepeatedScalarFieldContainer[str]
     run_region: str
     output_region: str
     transform: str
     job: str
-    def __init__(self, inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., run_region: _Optional[str] = ..., output_region: _Optional[str] = ..., transform: _Optional[str] = ..., job: _Optional[str] = ...) -> None: ...
+    context: _containers.ScalarMap[str, str]
+    def __init__(self, inputs: _Optional[_Iterable[str]] = ..., outputs: _Optional[_Iterable[str]] = ..., run_region: _Optional[str] = ..., output_region: _Optional[str] = ..., transform: _Optional[str] = ..., job: _Optional[str] = ..., context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class CheckJobResponse(_message.Message):
     __slots__ = ("allowed", "decisions")

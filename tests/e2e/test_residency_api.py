@@ -160,6 +160,13 @@ async def test_batch_decide_answers_in_order_and_validates_each_request(residenc
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert [f for f, _ in details["field_violations"]] == ["requests"]
+    # A batch logs no context: asked with one, it is refused rather than dropped unseen.
+    with_context = [residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region=US, context={"k": "v"})]
+    details = await expect_error(
+        residency.residency.BatchDecide(residency_pb2.BatchDecideRequest(requests=with_context)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in details["field_violations"]] == ["requests[0].context"]
 
 
 async def test_batch_decide_reads_any_valid_request_and_refuses_malformed_bytes(residency):
@@ -169,8 +176,7 @@ async def test_batch_decide_reads_any_valid_request_and_refuses_malformed_bytes(
         request_serializer=None,
         response_deserializer=residency_pb2.BatchDecideResponse.FromString,
     )
-    # Plain requests (the C parser), one with a non-ASCII id and an unknown field (protobuf and
-    # the Python checks): the same answers.
+    # Plain requests, one with a non-ASCII id and an unknown field: the same answers.
     plain = residency_pb2.BatchDecideRequest(
         requests=[residency_pb2.DecideRequest(dataset_id=CUSTOMERS, operation=STORE, region=US)]
     ).SerializeToString()

@@ -100,6 +100,8 @@ async def test_decide_route_check_job_explain_violations(run, residency):
 
     result = await run("audit", "get", decision_id)
     assert result.exit_code == 0 and decision_id in result.output and "ALLOW" in result.output
+    logged = json.loads((await run("--json", "audit", "get", decision_id)).output)["decision"]
+    assert logged["decision_id"] == decision_id and logged["context"] == {}
     result = await run("audit", "replay", decision_id)
     assert result.exit_code == 0 and "replay MATCHES" in result.output, result.output
     result = await run("decide", COPY, "--op", "store", "-r", "aws:nowhere-1")

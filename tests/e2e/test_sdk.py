@@ -268,6 +268,7 @@ async def route(call, server):
 
 async def check_job(call, server):
     source = await payments(call)
+    asker = {"airflow.dag_id": "payment_volumes", "airflow.run_id": "manual__2026-12-06T10:00:00+00:00"}
     check = await call(
         "check_job",
         inputs=[source],
@@ -275,12 +276,20 @@ async def check_job(call, server):
         run_region=MUMBAI,
         output_region=US,
         job="airflow-in/payment_volumes",
+        context=asker,
     )
     assert not check.allowed
     assert [(d.operation, d.outcome) for d in check.decisions] == [
         (Operation.PROCESS, Outcome.ALLOW),
         (Operation.STORE, Outcome.DENY),
     ]
+    # Every decision of the check is logged with the asker's context, and only with it.
+    for decision in check.decisions:
+        logged = await call("get_decision", decision.decision_id)
+        assert logged.decision == decision and dict(logged.context) == asker
+    with pytest.raises(InvalidArgument) as invalid:
+        await call("check_job", inputs=[source], run_region=MUMBAI, context={"no spaces": "x"})
+    assert [v.field for v in invalid.value.field_violations] == ["context['no spaces']"]
 
 
 async def explain(call, server):
@@ -302,9 +311,11 @@ async def scan_violations(call, server):
 
 
 async def get_decision(call, server):
-    decision = await call("decide", await customers(call), "store", US)
+    decision = await call("decide", await customers(call), "store", US, context={"ticket": "CHG-42"})
     logged = await call("get_decision", decision.decision_id)
-    assert logged == decision
+    assert logged.decision == decision and dict(logged.context) == {"ticket": "CHG-42"}
+    plain = await call("decide", await customers(call), "store", US)
+    assert dict((await call("get_decision", plain.decision_id)).context) == {}
     with pytest.raises(NotFound):
         await call("get_decision", "d-does-not-exist")
 

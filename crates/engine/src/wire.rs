@@ -84,6 +84,12 @@ pub fn parse_batch(request: &[u8], policy: &CompiledPolicy, max: usize) -> Resul
             };
             problems.push(FieldViolation { field: format!("requests[{i}].region"), description });
         }
+        if !item.context.is_empty() {
+            problems.push(FieldViolation {
+                field: format!("requests[{i}].context"),
+                description: "BatchDecide logs no context: ask with Decide to log one".to_owned(),
+            });
+        }
         if let (Some(operation), Some(region)) = (operation, region) {
             if problems.is_empty() {
                 questions.push(Question { dataset_id: item.dataset_id, operation, region });

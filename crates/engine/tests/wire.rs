@@ -18,6 +18,7 @@ fn request(items: &[(&str, i32, &str)]) -> Vec<u8> {
                 dataset_id: dataset_id.into(),
                 operation,
                 region: region.into(),
+                context: Default::default(),
             })
             .collect(),
     }
@@ -66,6 +67,23 @@ fn too_many_questions_and_malformed_bytes_are_refused() {
     assert!(matches!(parse_batch(&bytes, &policy, 10), Err(BatchError::Malformed(_))));
     let questions = parse_batch(&request(&[("s3://a", 2, "aws:eu-west-1")]), &policy, 10).unwrap();
     assert_eq!(questions[0].operation, Operation::Process);
+    // A batch logs no context: a request carrying one is refused, not answered without it.
+    let with_context = proto::BatchDecideRequest {
+        requests: vec![proto::DecideRequest {
+            dataset_id: "s3://a".into(),
+            operation: 1,
+            region: "aws:eu-west-1".into(),
+            context: [("k".to_owned(), "v".to_owned())].into(),
+        }],
+    }
+    .encode_to_vec();
+    assert_eq!(
+        parse_batch(&with_context, &policy, 10),
+        Err(BatchError::Invalid(vec![FieldViolation {
+            field: "requests[0].context".into(),
+            description: "BatchDecide logs no context: ask with Decide to log one".into()
+        }]))
+    );
 }
 
 #[test]
@@ -120,6 +138,7 @@ fn the_answer_decodes_to_the_engine_decisions() {
             catalog_revision: 42,
             decide_time: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 123_456_000 }),
             inherited_only: verdict.inherited_only,
+            context: Default::default(),
         };
         assert_eq!(decision, &expected);
     }
