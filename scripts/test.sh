@@ -7,7 +7,8 @@
 # itself is started once by the pytest session fixture (tests/neo4j_plugin.py) and stopped at
 # the end, unless DOMICILE_TEST_NEO4J_URI points at one that is already running. The Rust
 # engine's own checks run before those: its tests, clippy, rustfmt and a short fuzz run
-# (FUZZ_SECONDS per target, default 60; tools/fuzz.sh).
+# (FUZZ_SECONDS per target, default 60; tools/fuzz.sh). The pipeline tests' environments
+# (tools/pipelines/venv.sh) are built in the background meanwhile.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -18,6 +19,11 @@ echo "== ruff"
 "$PY" -m ruff check --quiet .
 echo "== mypy"
 "$PY" scripts/typecheck.py
+# The pipeline tools' environments (tests/pipelines: Airflow, dbt) install from PyPI while the
+# checks below run; each pip step is time-capped, the result cached under .tools/pipelines.
+mkdir -p .tools/pipelines
+(bash tools/pipelines/venv.sh airflow && bash tools/pipelines/venv.sh dbt) >.tools/pipelines/install.log 2>&1 &
+PIPELINE_TOOLS=$!
 echo "== deployment files (hadolint, checkov)"
 bash tools/scan.sh
 echo "== rust: cargo test, clippy, rustfmt"
@@ -34,5 +40,7 @@ echo "== test OpenID Connect provider (npm ci)"
 bash tools/oidc-provider/install.sh >/dev/null
 echo "== neo4j launcher build"
 bash tools/neo4j/neo4j.sh build
+echo "== pipeline tools (Airflow, dbt; .tools/pipelines/install.log)"
+wait "$PIPELINE_TOOLS" || { cat .tools/pipelines/install.log; exit 1; }
 echo "== pytest"
 exec "$PY" -m pytest -q -p no:cacheprovider "$@"
