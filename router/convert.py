@@ -12,8 +12,7 @@ A BatchDecide answer goes further (`DecisionEncoder.encode_batch`): it is writte
 protobuf wire format directly, from the same fragments and cached reason texts, without
 building 10,000 messages that would only be serialized again; parsing it gives the message of
 `to_proto`'s decisions (tests/unit/test_runtime_servicers.py). Fields are written in an order
-of their own, which the wire format allows. (router/_native.c's encoder predates
-`inherited_only` and is not used.)
+of their own, which the wire format allows.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ seconds after the first queued entry or as soon as `max_batch` entries wait or s
 `flush()`. Grouping decisions into lines, and what they share into `requests`, `region_sets`
 and `reasons`, is what keeps logging from capping decision throughput: the writer runs under
 the same interpreter lock as the router, so each decision must cost it little (`_LineBuilder`
-renders them; router/_native.c's renderer predates `inherited_only` and is not used). Lines are
+renders them). Lines are
 UTF-8, not ASCII: split the file on b"\n" only (U+2028 and friends may occur inside a line).
 
 Backpressure: the queue holds at most `max_queue` entries. An `append` that finds it full

@@ -165,8 +165,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     async def BatchDecide(self, request: bytes | residency_pb2.BatchDecideRequest, context) -> bytes:
         """Answers with the serialized BatchDecideResponse. Over gRPC the request arrives
         serialized (both registered by `add_residency_service`); it is parsed by protobuf and
-        checked here, naming every problem. (router/_native.c's parser skips fields it does not
-        know, so it would drop a request's `context` unseen: it is not used.)"""
+        checked here, naming every problem (an unknown field is never skipped unseen)."""
         router = _router(self._app)
         if isinstance(request, bytes):
             request = _parse_batch_request(request)
