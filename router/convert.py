@@ -24,6 +24,7 @@ from domicile.router.policy import PolicyError
 from domicile.router.policy_proposals import Proposal, ProposalState
 from domicile.router.runtime import Explanation, Violation
 from domicile.router.types import Decision, Operation, Outcome, PolicyChange, Reason
+from domicile.router.violations import ResidencyState, ResidencyStates, ViolationPage
 from domicile.timeconv import to_timestamp
 from domicile.v1 import policy_pb2, residency_pb2
 
@@ -240,6 +241,61 @@ def explanation_to_proto(explanation: Explanation) -> residency_pb2.ExplainRespo
 def violation_to_proto(violation: Violation, encoder: DecisionEncoder) -> residency_pb2.Violation:
     return residency_pb2.Violation(
         dataset_id=violation.dataset_id, region=violation.region, decision=encoder.to_proto(violation.decision)
+    )
+
+
+def reason_to_proto(reason: Reason) -> residency_pb2.Reason:
+    return residency_pb2.Reason(
+        code=reason.code.value,
+        rule_id=reason.rule_id,
+        message=reason.message,
+        lineage_path=reason.lineage_path,
+        citation=reason.citation,
+    )
+
+
+def violation_page_to_proto(page: ViolationPage) -> residency_pb2.ListViolationsResponse:
+    return residency_pb2.ListViolationsResponse(
+        violations=[
+            residency_pb2.LocationViolation(
+                dataset_id=v.dataset_id,
+                region=v.region,
+                allowed_regions=v.verdict.allowed_regions,
+                reasons=[reason_to_proto(r) for r in v.verdict.reasons],
+                inherited_only=v.inherited_only,
+            )
+            for v in page.violations
+        ],
+        next_page_token=page.next_page_token,
+        total=page.total,
+        regions=[residency_pb2.RegionViolations(region=r, violations=n) for r, n in sorted(page.by_region.items())],
+        policy_version=page.policy_version,
+        catalog_revision=page.catalog_revision,
+    )
+
+
+_STATE_TO_PROTO = {
+    ResidencyState.ALLOWED: residency_pb2.RESIDENCY_STATE_ALLOWED,
+    ResidencyState.VIOLATION: residency_pb2.RESIDENCY_STATE_VIOLATION,
+    ResidencyState.DERIVED: residency_pb2.RESIDENCY_STATE_DERIVED,
+    ResidencyState.UNDESCRIBED: residency_pb2.RESIDENCY_STATE_UNDESCRIBED,
+    ResidencyState.UNKNOWN: residency_pb2.RESIDENCY_STATE_UNKNOWN,
+}
+
+
+def residency_states_to_proto(states: ResidencyStates) -> residency_pb2.GetResidencyStatesResponse:
+    return residency_pb2.GetResidencyStatesResponse(
+        states=[
+            residency_pb2.DatasetResidency(
+                dataset_id=s.dataset_id,
+                state=_STATE_TO_PROTO[s.state],
+                locations=s.locations,
+                violating_regions=s.violating_regions,
+            )
+            for s in states.states
+        ],
+        policy_version=states.policy_version,
+        catalog_revision=states.catalog_revision,
     )
 
 

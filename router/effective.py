@@ -355,21 +355,26 @@ class EffectiveIndex:
 
     # ---- batches -----------------------------------------------------------------------
 
-    def apply(self, changes: Iterable[Change]) -> None:
-        """Apply change-feed entries in order, then recompute once for all of them.
+    def apply(self, changes: Iterable[Change]) -> set[str]:
+        """Apply change-feed entries in order, then recompute once for all of them. Returns
+        the ids whose `get` answer may differ now (the changed datasets, whatever changed in
+        them, locations included, and the downstream closure that was recomputed).
 
         EDGE_ENDED removes the edge only when the indexed edge under that key is the one that
         ended (same transform and record time); a newer edge under the same key, added by a
         run with another transform, is kept.
         """
         seeds: set[str] = set()
+        touched: set[str] = set()
         try:
             for change in changes:
                 if change.kind is ChangeKind.DATASET_UPSERTED:
                     if change.dataset is None:
                         raise ValueError(f"revision {change.revision}: DATASET_UPSERTED without a dataset")
+                    touched.add(change.dataset.id)
                     seeds |= self._put_dataset(change.dataset)
                 elif change.kind is ChangeKind.DATASET_DELETED:
+                    touched.add(change.dataset_id)
                     seeds |= self._drop_dataset(change.dataset_id)
                 elif change.kind is ChangeKind.EDGE_ADDED:
                     if change.edge is None:
@@ -384,7 +389,8 @@ class EffectiveIndex:
                         seeds |= self._drop_edge(ended.key)
         finally:
             # Even when a malformed change stops the batch, what was applied is propagated.
-            self._recompute(seeds)
+            touched |= self._recompute(seeds)
+        return touched
 
     # ---- mutation without recomputation: each returns the nodes whose inputs changed ----
 
@@ -481,13 +487,14 @@ class EffectiveIndex:
     def _nodes(self) -> set[str]:
         return set(self._own) | self._placeholders | set(self._in) | set(self._out)
 
-    def _recompute(self, seeds: set[str], closure: set[str] | None = None) -> None:
-        """Bring the downstream closure of `seeds` to the least fixpoint (see module doc).
+    def _recompute(self, seeds: set[str], closure: set[str] | None = None) -> set[str]:
+        """Bring the downstream closure of `seeds` to the least fixpoint (see module doc);
+        returns that closure.
 
         `closure` may be passed when it is known (a full build: every node).
         """
         if not seeds:
-            return
+            return set()
         if closure is None:
             closure = self._downstream(seeds)
         views = self._views
@@ -525,6 +532,7 @@ class EffectiveIndex:
                 or any(self._has_changed_input(node, changed, members) for node in component)
             ):
                 changed.update(self._solve_component(component, members))
+        return closure
 
     def _settle_kind(self, node: str, entered: bool) -> bool:
         """Make `node` derived or not, `entered` telling whether lineage from outside its

@@ -339,6 +339,11 @@ class CompiledPolicy:
             return True
         return bool(job) and matcher.match(qualified_job(job)) is not None
 
+    def next_expiry(self, now: datetime) -> datetime | None:
+        """The first instant after `now` at which an exemption expires (so verdicts made at
+        `now` may change then); None when none is left to expire."""
+        return min((e.expires for e in self._exemptions if e.expires > now), default=None)
+
     def unapproved_claim(self, transform: str, job: str) -> bool:
         """True when `transform` is a declassifier this policy does not grant `job`: a lineage
         edge claiming it is recorded, but counts as a plain copy."""

@@ -62,7 +62,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from domicile.catalog.model import Change, Direction, TraversalLimits, label_matches
+from domicile.catalog.model import Change, Dataset, Direction, TraversalLimits, label_matches
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
@@ -83,6 +83,13 @@ from domicile.router.types import (
     Reason,
     ReasonCode,
     Verdict,
+)
+from domicile.router.violations import (
+    ResidencyStates,
+    StoredViolations,
+    ViolationPage,
+    residency_of,
+    violation_page,
 )
 from domicile.security.context import current_principal
 from domicile.telemetry.tracing import span
@@ -114,6 +121,9 @@ _FOLD_ASIDE = 2_000
 # so the replay must not have a practical one either.
 _REPLAY_MAX_DEPTH = 100_000
 _REPLAY_LIMITS = TraversalLimits(max_nodes=1_000_000, timeout_seconds=60.0)
+# Residency states as of a past time are asked for by the console's lineage page, for every
+# dataset of a graph: the upstream lineage rebuilt per request is bounded more tightly.
+_STATES_AT_LIMITS = TraversalLimits(max_nodes=20_000, timeout_seconds=20.0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # See `Router._freeze_new_views`.
 _REFREEZE_MIN_VIEWS = 5_000
@@ -301,6 +311,8 @@ class Router:
         self._closed = False
         self._views_frozen = 0  # index views built when the collector last froze the heap
         self._summary: tuple[tuple[int, int], DatasetSummary] | None = None
+        self._violations = StoredViolations(lambda: self._index, lambda: self._policy, clock)
+        self._violations_task: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -370,6 +382,8 @@ class Router:
             time.perf_counter() - started,
         )
         router._poll_task = asyncio.create_task(router._follow(), name="router-follow-catalog")
+        # Judged in the background, a chunk at a time: the first read of them rarely waits.
+        router._violations_task = asyncio.create_task(router._violations.refresh(), name="router-judge-violations")
         return router
 
     async def flush_decision_log(self) -> None:
@@ -381,10 +395,11 @@ class Router:
         if self._closed:
             return
         self._closed = True
-        if self._poll_task is not None:
-            self._poll_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poll_task
+        for task in (self._poll_task, self._violations_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._log.close()
 
     # ---- following the catalog ----------------------------------------------------------
@@ -421,12 +436,13 @@ class Router:
                     # folded: the router is keeping up, just not done.
                     self._folding_since = asked_at
                     try:
-                        self._index = await asyncio.to_thread(_folded, self._index, changes)
+                        self._index, touched = await asyncio.to_thread(_folded, self._index, changes)
                     finally:
                         self._folding_since = float("-inf")
+                    self._violations.invalidate(touched)
                     self._revision = changes[-1].revision
                 elif changes:
-                    self._index.apply(changes)
+                    self._violations.invalidate(self._index.apply(changes))
                     self._revision = changes[-1].revision
                 if len(changes) < _FEED_BATCH:
                     self._confirmed_at = asked_at
@@ -551,6 +567,7 @@ class Router:
                 # No await from here on: decisions see either the old pair or the new one.
                 _follow_lineage_rules(self._index, self._policy, candidate)
                 self._policy = candidate
+                self._violations.invalidate_all()
             log.info("policy %s (sha256 %s) is active", candidate.version, candidate.content_hash[:12])
             return PolicyUpdate(candidate.version, applied=True)
 
@@ -948,15 +965,7 @@ class Router:
         FAILED_PRECONDITION when no policy was recorded as in force then."""
         if await self._store.get_dataset(dataset_id, as_of=as_of) is None:
             raise not_found(f"dataset {dataset_id!r} was not in the catalog at {as_of.isoformat()}")
-        activation = self._history.active_at(as_of)
-        if activation is None:
-            raise failed_precondition(f"no policy was in force at {as_of.isoformat()}", "NO_POLICY_THEN")
-        policy, errors = await self._compile(activation.yaml, legacy=self._history.is_legacy(activation.version))
-        if policy is None:
-            raise failed_precondition(
-                f"policy version {activation.version!r} no longer compiles: {errors[0].message}",
-                "POLICY_VERSION_INVALID",
-            )
+        policy = await self._policy_at(as_of)
         index = await self._index_at([dataset_id], as_of, policy)
         attrs = index.get(dataset_id)
         if attrs is None:
@@ -984,23 +993,75 @@ class Router:
         """Every (dataset, location) where the dataset is stored but the policy does not allow
         storing it, ordered by dataset id then region, each with a logged DENY decision.
         UNAVAILABLE (STALE_CATALOG) when the view is stale: a stale scan proves nothing."""
-        self._require_fresh()
+        violations = await self._current_violations()
         now = self._clock()
         caller = current_principal()
-        policy = self._policy
-        found: list[Violation] = []
-        for dataset_id in sorted(self._index.datasets()):
-            attrs = self._index.get(dataset_id)
-            if attrs is None or not attrs.locations:
-                continue
-            for region, verdict in policy.violations(attrs, now):
-                decision = self._decision(
-                    dataset_id, Operation.STORE, region, verdict, now, caller, attrs.inherited_only
-                )
-                found.append(Violation(dataset_id, region, decision))
-        self._log_decisions([v.decision for v in found], "scan_violations", policy.content_hash)
+        found = [
+            Violation(
+                v.dataset_id,
+                v.region,
+                self._decision(v.dataset_id, Operation.STORE, v.region, v.verdict, now, caller, v.inherited_only),
+            )
+            for v in violations.page(None, len(violations))
+        ]
+        self._log_decisions([v.decision for v in found], "scan_violations", self._policy.content_hash)
         await self._durable()
         return found
+
+    async def _current_violations(self) -> StoredViolations:
+        """The stored violations, up to date with the view (UNAVAILABLE when it is stale)."""
+        self._require_fresh()
+        await self._violations.refresh()
+        return self._violations
+
+    async def list_violations(self, region: str, size: int, token: str) -> ViolationPage:
+        """A page of what `scan_violations` finds, without deciding or logging anything: the
+        violations are kept up to date as the catalog changes (`router.violations`).
+        UNAVAILABLE (STALE_CATALOG) when the view is stale; INVALID_ARGUMENT for a bad token."""
+        return violation_page(
+            await self._current_violations(), region, size, token, self._policy.version, self._revision
+        )
+
+    async def residency_states(self, dataset_ids: Sequence[str]) -> ResidencyStates:
+        """Each dataset's residency state in the router's view now (see `DatasetResidency`),
+        in the order asked. UNAVAILABLE (STALE_CATALOG) when the view is stale."""
+        violations = await self._current_violations()
+        return ResidencyStates(
+            tuple(
+                residency_of(self._index, d, lambda d: tuple(v.region for v in violations.of(d))) for d in dataset_ids
+            ),
+            self._policy.version,
+            self._revision,
+        )
+
+    async def residency_states_at(self, dataset_ids: Sequence[str], as_of: datetime) -> ResidencyStates:
+        """`residency_states` as of a past instant: the catalog and lineage as they were then
+        (effective attributes rebuilt from the upstream lineage, as replay does) under the
+        policy in force then, exemptions as they stood then; `catalog_revision` is 0.
+        FAILED_PRECONDITION when no policy was in force then, or when the upstream lineage of
+        the datasets is larger than the console may rebuild per request (`_STATES_AT_LIMITS`)."""
+        policy = await self._policy_at(as_of)
+        index = await self._index_at(dataset_ids, as_of, policy, limits=_STATES_AT_LIMITS)
+
+        def violating(dataset_id: str) -> tuple[str, ...]:
+            attrs = index.get(dataset_id)
+            return () if attrs is None else tuple(region for region, _ in policy.violations(attrs, as_of))
+
+        return ResidencyStates(tuple(residency_of(index, d, violating) for d in dataset_ids), policy.version, 0)
+
+    async def _policy_at(self, as_of: datetime) -> CompiledPolicy:
+        """The policy in force at `as_of`, compiled; FAILED_PRECONDITION when there was none
+        or it no longer compiles."""
+        activation = self._history.active_at(as_of)
+        if activation is None:
+            raise failed_precondition(f"no policy was in force at {as_of.isoformat()}", "NO_POLICY_THEN")
+        policy, errors = await self._compile(activation.yaml, legacy=self._history.is_legacy(activation.version))
+        if policy is None:
+            raise failed_precondition(
+                f"policy version {activation.version!r} no longer compiles: {errors[0].message}",
+                "POLICY_VERSION_INVALID",
+            )
+        return policy
 
     # ---- audit -------------------------------------------------------------------------
 
@@ -1101,20 +1162,34 @@ class Router:
                 return change.time
         raise failed_precondition(f"catalog revision {revision} is not in the change history")
 
-    async def _index_at(self, dataset_ids: Iterable[str], as_of: datetime, policy: CompiledPolicy) -> EffectiveIndex:
-        """An index over the upstream lineage of `dataset_ids` as it was at `as_of`."""
-        datasets = {}
+    async def _index_at(
+        self,
+        dataset_ids: Iterable[str],
+        as_of: datetime,
+        policy: CompiledPolicy,
+        *,
+        limits: TraversalLimits = _REPLAY_LIMITS,
+    ) -> EffectiveIndex:
+        """An index over the upstream lineage of `dataset_ids` as it was at `as_of`.
+
+        An id already reached upstream of another one needs no traversal of its own (its
+        upstream is part of that one's), so ids listed downstream first cost the fewest
+        traversals. FAILED_PRECONDITION when the lineage to rebuild exceeds `limits`."""
+        datasets: dict[str, Dataset] = {}
         edges = {}
         for dataset_id in dict.fromkeys(dataset_ids):
+            if dataset_id in datasets:
+                continue
             dataset = await self._store.get_dataset(dataset_id, as_of=as_of)
             if dataset is None:
                 continue
             traversal = await self._store.traverse(
-                dataset_id, Direction.UPSTREAM, max_depth=_REPLAY_MAX_DEPTH, as_of=as_of, limits=_REPLAY_LIMITS
+                dataset_id, Direction.UPSTREAM, max_depth=_REPLAY_MAX_DEPTH, as_of=as_of, limits=limits
             )
-            if not traversal.complete:
+            if not traversal.complete or len(datasets) + len(traversal.nodes) > limits.max_nodes:
                 raise failed_precondition(
-                    f"upstream lineage of {dataset_id!r} is too large to replay ({traversal.incomplete_reason})",
+                    f"upstream lineage of {dataset_id!r} is too large to rebuild "
+                    f"({traversal.incomplete_reason or 'max_nodes'} limit)",
                     "REPLAY_LINEAGE_INCOMPLETE",
                 )
             datasets[dataset_id] = dataset
@@ -1226,11 +1301,11 @@ def _summarize(index: EffectiveIndex, revision: int) -> DatasetSummary:
     return DatasetSummary(count, labels, origins, {r: (a, b) for r, (a, b) in regions.items()}, revision)
 
 
-def _folded(index: EffectiveIndex, changes: Sequence[Change]) -> EffectiveIndex:
-    """A copy of `index` with `changes` applied (run on another thread: see `_catch_up`)."""
+def _folded(index: EffectiveIndex, changes: Sequence[Change]) -> tuple[EffectiveIndex, set[str]]:
+    """A copy of `index` with `changes` applied (run on another thread: see `_catch_up`), and
+    the ids whose attributes may have changed (`EffectiveIndex.apply`)."""
     folded = index.copy()
-    folded.apply(changes)
-    return folded
+    return folded, folded.apply(changes)
 
 
 def _keep_shortest(values: dict[str, tuple[str, ...]], value: str, path: tuple[str, ...]) -> None:

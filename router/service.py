@@ -28,6 +28,8 @@ from domicile.router.convert import (
     policy_change_to_proto,
     policy_error_to_proto,
     proposal_to_proto,
+    residency_states_to_proto,
+    violation_page_to_proto,
     violation_to_proto,
 )
 from domicile.router.decision_search import DecisionQuery
@@ -50,7 +52,11 @@ MAX_DECISION_ID = 128
 MAX_POLICY_VERSION = 256
 MAX_CALLER = 1024
 MAX_RULE_ID = 256
+MAX_REGION = 256
 DEFAULT_DECISION_PAGE = 50
+DEFAULT_VIOLATION_PAGE = 100
+# GetResidencyStates: a lineage graph of the console is at most a few thousand datasets.
+MAX_STATE_DATASETS = 5_000
 MAX_PAGE = 1000
 # SummarizeDecisions: a day of minutes, a year of hours.
 MAX_BUCKETS = 10_000
@@ -277,6 +283,36 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         return residency_pb2.ScanViolationsResponse(
             violations=[violation_to_proto(v, self._encoder) for v in violations]
         )
+
+    async def ListViolations(
+        self, request: residency_pb2.ListViolationsRequest, context
+    ) -> residency_pb2.ListViolationsResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        # Not checked against the registry: a location the policy no longer knows is a violation.
+        check_length(errors, "region", request.region, MAX_REGION)
+        check_length(errors, "page_token", request.page_token, 4096)
+        size = _page_size(errors, request.page_size, DEFAULT_VIOLATION_PAGE)
+        errors.raise_if_any()
+        return violation_page_to_proto(await router.list_violations(request.region, size, request.page_token))
+
+    async def GetResidencyStates(
+        self, request: residency_pb2.GetResidencyStatesRequest, context
+    ) -> residency_pb2.GetResidencyStatesResponse:
+        router = _router(self._app)
+        errors = FieldErrors()
+        if not request.dataset_ids:
+            errors.add("dataset_ids", "must name at least one dataset")
+        elif len(request.dataset_ids) > MAX_STATE_DATASETS:
+            errors.add("dataset_ids", f"must name at most {MAX_STATE_DATASETS} datasets")
+        else:
+            for i, dataset_id in enumerate(request.dataset_ids):
+                _check_id(errors, f"dataset_ids[{i}]", dataset_id)
+        errors.raise_if_any()
+        as_of = optional_time(request, "as_of")
+        if as_of is not None:
+            return residency_states_to_proto(await router.residency_states_at(request.dataset_ids, as_of))
+        return residency_states_to_proto(await router.residency_states(request.dataset_ids))
 
     async def GetDecision(
         self, request: residency_pb2.GetDecisionRequest, context

@@ -1,5 +1,5 @@
 """Client commands for the read RPCs an auditor browses with (the console's data):
-`audit decisions|rate|head|events`, `policy history`, `dataset history|summary`.
+`audit decisions|rate|head|events|violations`, `policy history`, `dataset history|summary|residency`.
 
 Human-readable tables by default, `--json` prints the result (docs/sdk.md has its fields). Times are ISO 8601
 (`2026-11-30T10:00:00Z`).
@@ -202,6 +202,61 @@ def dataset_summary(ctx) -> None:
     emit(ctx, summary, render)
 
 
-AUDIT_COMMANDS = (audit_decisions, audit_rate, audit_head, audit_events)
+@command("violations")
+@click.option("--region", default="", help="Only the violations in this region.")
+@click.option("--limit", type=int, default=100, show_default=True, help="Page size (1..1000).")
+@click.option("--page-token", default="", help="Continue from a previous page.")
+@click.pass_context
+def audit_violations(ctx, region, limit, page_token) -> None:
+    """The copies stored where the policy forbids it, as the router keeps them (ListViolations):
+    decides and logs nothing, unlike `domicile violations`."""
+    request = residency_pb2.ListViolationsRequest(region=region, page_size=limit, page_token=page_token)
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "ListViolations", request)
+
+    def render(r: residency_pb2.ListViolationsResponse) -> str:
+        rows = [(v.dataset_id, v.region, "; ".join(x.rule_id or x.code for x in v.reasons)) for v in r.violations]
+        listing = table(("DATASET", "REGION", "RULES"), rows) if rows else "no violations"
+        summary = f"{r.total} violation(s) under policy {r.policy_version}, catalog revision {r.catalog_revision}"
+        return f"{listing}\n{summary}{_more(r.next_page_token)}"
+
+    emit(ctx, response, render)
+
+
+_STATES = {
+    residency_pb2.RESIDENCY_STATE_ALLOWED: "allowed",
+    residency_pb2.RESIDENCY_STATE_VIOLATION: "VIOLATION",
+    residency_pb2.RESIDENCY_STATE_DERIVED: "derived",
+    residency_pb2.RESIDENCY_STATE_UNDESCRIBED: "undescribed",
+    residency_pb2.RESIDENCY_STATE_UNKNOWN: "unknown",
+}
+
+
+@command("residency")
+@click.argument("dataset_ids", nargs=-1, required=True)
+@click.option("--as-of", help="As the catalog and the policy were at this time.")
+@click.pass_context
+def dataset_residency(ctx, dataset_ids, as_of) -> None:
+    """Where each dataset stands against the policy: allowed, VIOLATION, derived, undescribed or
+    unknown (GetResidencyStates)."""
+    request = residency_pb2.GetResidencyStatesRequest(dataset_ids=dataset_ids)
+    _times(request, as_of=as_of)
+    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "GetResidencyStates", request)
+
+    def render(r: residency_pb2.GetResidencyStatesResponse) -> str:
+        rows = [
+            (
+                s.dataset_id,
+                _STATES.get(s.state, "?"),
+                ", ".join(s.locations) or "-",
+                ", ".join(s.violating_regions) or "-",
+            )
+            for s in r.states
+        ]
+        return table(("DATASET", "STATE", "LOCATIONS", "VIOLATING"), rows) + f"\npolicy {r.policy_version}"
+
+    emit(ctx, response, render)
+
+
+AUDIT_COMMANDS = (audit_decisions, audit_rate, audit_head, audit_events, audit_violations)
 POLICY_COMMANDS = (policy_history,)
-DATASET_COMMANDS = (dataset_history, dataset_summary)
+DATASET_COMMANDS = (dataset_history, dataset_summary, dataset_residency)

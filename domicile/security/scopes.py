@@ -68,6 +68,8 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "/domicile.v1.ResidencyService/SummarizeDatasets": _one(CATALOG_READ),
     # Reading the decision log and scanning for violations is audit work, not routing.
     "/domicile.v1.ResidencyService/ScanViolations": _one(AUDIT_READ),
+    "/domicile.v1.ResidencyService/ListViolations": _one(AUDIT_READ),
+    "/domicile.v1.ResidencyService/GetResidencyStates": _one(AUDIT_READ),
     "/domicile.v1.ResidencyService/GetDecision": _one(AUDIT_READ),
     "/domicile.v1.ResidencyService/ReplayDecision": _one(AUDIT_READ),
     "/domicile.v1.ResidencyService/ListDecisions": _one(AUDIT_READ),

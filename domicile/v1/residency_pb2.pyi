@@ -21,12 +21,27 @@ class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
     OUTCOME_ALLOW: _ClassVar[Outcome]
     OUTCOME_DENY: _ClassVar[Outcome]
+
+class ResidencyState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RESIDENCY_STATE_UNSPECIFIED: _ClassVar[ResidencyState]
+    RESIDENCY_STATE_ALLOWED: _ClassVar[ResidencyState]
+    RESIDENCY_STATE_VIOLATION: _ClassVar[ResidencyState]
+    RESIDENCY_STATE_DERIVED: _ClassVar[ResidencyState]
+    RESIDENCY_STATE_UNDESCRIBED: _ClassVar[ResidencyState]
+    RESIDENCY_STATE_UNKNOWN: _ClassVar[ResidencyState]
 OPERATION_UNSPECIFIED: Operation
 OPERATION_STORE: Operation
 OPERATION_PROCESS: Operation
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_ALLOW: Outcome
 OUTCOME_DENY: Outcome
+RESIDENCY_STATE_UNSPECIFIED: ResidencyState
+RESIDENCY_STATE_ALLOWED: ResidencyState
+RESIDENCY_STATE_VIOLATION: ResidencyState
+RESIDENCY_STATE_DERIVED: ResidencyState
+RESIDENCY_STATE_UNDESCRIBED: ResidencyState
+RESIDENCY_STATE_UNKNOWN: ResidencyState
 
 class Reason(_message.Message):
     __slots__ = ("code", "rule_id", "message", "lineage_path", "citation")
@@ -234,6 +249,84 @@ class ScanViolationsResponse(_message.Message):
     VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
     violations: _containers.RepeatedCompositeFieldContainer[Violation]
     def __init__(self, violations: _Optional[_Iterable[_Union[Violation, _Mapping]]] = ...) -> None: ...
+
+class ListViolationsRequest(_message.Message):
+    __slots__ = ("region", "page_size", "page_token")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    page_size: int
+    page_token: str
+    def __init__(self, region: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class LocationViolation(_message.Message):
+    __slots__ = ("dataset_id", "region", "allowed_regions", "reasons", "inherited_only")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    INHERITED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    region: str
+    allowed_regions: _containers.RepeatedScalarFieldContainer[str]
+    reasons: _containers.RepeatedCompositeFieldContainer[Reason]
+    inherited_only: bool
+    def __init__(self, dataset_id: _Optional[str] = ..., region: _Optional[str] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., inherited_only: _Optional[bool] = ...) -> None: ...
+
+class RegionViolations(_message.Message):
+    __slots__ = ("region", "violations")
+    REGION_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    region: str
+    violations: int
+    def __init__(self, region: _Optional[str] = ..., violations: _Optional[int] = ...) -> None: ...
+
+class ListViolationsResponse(_message.Message):
+    __slots__ = ("violations", "next_page_token", "total", "regions", "policy_version", "catalog_revision")
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    violations: _containers.RepeatedCompositeFieldContainer[LocationViolation]
+    next_page_token: str
+    total: int
+    regions: _containers.RepeatedCompositeFieldContainer[RegionViolations]
+    policy_version: str
+    catalog_revision: int
+    def __init__(self, violations: _Optional[_Iterable[_Union[LocationViolation, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[RegionViolations, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ...) -> None: ...
+
+class GetResidencyStatesRequest(_message.Message):
+    __slots__ = ("dataset_ids", "as_of")
+    DATASET_IDS_FIELD_NUMBER: _ClassVar[int]
+    AS_OF_FIELD_NUMBER: _ClassVar[int]
+    dataset_ids: _containers.RepeatedScalarFieldContainer[str]
+    as_of: _timestamp_pb2.Timestamp
+    def __init__(self, dataset_ids: _Optional[_Iterable[str]] = ..., as_of: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DatasetResidency(_message.Message):
+    __slots__ = ("dataset_id", "state", "locations", "violating_regions")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    VIOLATING_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    state: ResidencyState
+    locations: _containers.RepeatedScalarFieldContainer[str]
+    violating_regions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset_id: _Optional[str] = ..., state: _Optional[_Union[ResidencyState, str]] = ..., locations: _Optional[_Iterable[str]] = ..., violating_regions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetResidencyStatesResponse(_message.Message):
+    __slots__ = ("states", "policy_version", "catalog_revision")
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    states: _containers.RepeatedCompositeFieldContainer[DatasetResidency]
+    policy_version: str
+    catalog_revision: int
+    def __init__(self, states: _Optional[_Iterable[_Union[DatasetResidency, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ...) -> None: ...
 
 class GetDecisionRequest(_message.Message):
     __slots__ = ("decision_id",)

@@ -65,6 +65,16 @@ class ResidencyServiceStub:
                 request_serializer=domicile_dot_v1_dot_residency__pb2.ScanViolationsRequest.SerializeToString,
                 response_deserializer=domicile_dot_v1_dot_residency__pb2.ScanViolationsResponse.FromString,
                 _registered_method=True)
+        self.ListViolations = channel.unary_unary(
+                '/domicile.v1.ResidencyService/ListViolations',
+                request_serializer=domicile_dot_v1_dot_residency__pb2.ListViolationsRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_residency__pb2.ListViolationsResponse.FromString,
+                _registered_method=True)
+        self.GetResidencyStates = channel.unary_unary(
+                '/domicile.v1.ResidencyService/GetResidencyStates',
+                request_serializer=domicile_dot_v1_dot_residency__pb2.GetResidencyStatesRequest.SerializeToString,
+                response_deserializer=domicile_dot_v1_dot_residency__pb2.GetResidencyStatesResponse.FromString,
+                _registered_method=True)
         self.GetDecision = channel.unary_unary(
                 '/domicile.v1.ResidencyService/GetDecision',
                 request_serializer=domicile_dot_v1_dot_residency__pb2.GetDecisionRequest.SerializeToString,
@@ -145,6 +155,22 @@ class ResidencyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListViolations(self, request, context):
+        """What ScanViolations finds, a page at a time, without deciding or logging anything: the
+        router keeps the violations up to date as the catalog and the policy change.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResidencyStates(self, request, context):
+        """Where each of the given datasets stands against the policy (stored only where allowed,
+        stored where it is forbidden, derived, undescribed, unknown), now or as of a past time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDecision(self, request, context):
         """A logged decision by id.
         """
@@ -220,6 +246,16 @@ def add_ResidencyServiceServicer_to_server(servicer, server):
                     servicer.ScanViolations,
                     request_deserializer=domicile_dot_v1_dot_residency__pb2.ScanViolationsRequest.FromString,
                     response_serializer=domicile_dot_v1_dot_residency__pb2.ScanViolationsResponse.SerializeToString,
+            ),
+            'ListViolations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListViolations,
+                    request_deserializer=domicile_dot_v1_dot_residency__pb2.ListViolationsRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_residency__pb2.ListViolationsResponse.SerializeToString,
+            ),
+            'GetResidencyStates': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResidencyStates,
+                    request_deserializer=domicile_dot_v1_dot_residency__pb2.GetResidencyStatesRequest.FromString,
+                    response_serializer=domicile_dot_v1_dot_residency__pb2.GetResidencyStatesResponse.SerializeToString,
             ),
             'GetDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDecision,
@@ -415,6 +451,60 @@ class ResidencyService:
             '/domicile.v1.ResidencyService/ScanViolations',
             domicile_dot_v1_dot_residency__pb2.ScanViolationsRequest.SerializeToString,
             domicile_dot_v1_dot_residency__pb2.ScanViolationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListViolations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.ResidencyService/ListViolations',
+            domicile_dot_v1_dot_residency__pb2.ListViolationsRequest.SerializeToString,
+            domicile_dot_v1_dot_residency__pb2.ListViolationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResidencyStates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/domicile.v1.ResidencyService/GetResidencyStates',
+            domicile_dot_v1_dot_residency__pb2.GetResidencyStatesRequest.SerializeToString,
+            domicile_dot_v1_dot_residency__pb2.GetResidencyStatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

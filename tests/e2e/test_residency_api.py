@@ -316,6 +316,126 @@ async def test_scan_violations_lists_copies_stored_where_they_may_not_be(residen
     assert all(v.decision.outcome == DENY and v.decision.decision_id for v in response.violations)
 
 
+async def test_list_violations_reads_what_a_scan_finds_and_logs_nothing(residency):
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT, US])
+    await residency.put(COPY, locations=[US, "onprem:msk-dc1"])
+    await residency.put("s3://fine/x", locations=[US])
+    log_status = residency_pb2.GetDecisionLogStatusRequest()
+    lines_before = (await residency.residency.GetDecisionLogStatus(log_status)).head_line
+
+    listed = await residency.residency.ListViolations(residency_pb2.ListViolationsRequest())
+    assert [(v.dataset_id, v.region, [r.rule_id for r in v.reasons]) for v in listed.violations] == [
+        (CUSTOMERS, US, ["gdpr-personal-data"]),
+        (COPY, "onprem:msk-dc1", ["sanctioned-locations"]),
+    ]
+    assert list(listed.violations[0].reasons[0].lineage_path) == [CUSTOMERS]
+    assert FRANKFURT in listed.violations[0].allowed_regions and US not in listed.violations[0].allowed_regions
+    assert listed.total == 2 and not listed.next_page_token
+    assert [(r.region, r.violations) for r in listed.regions] == [(US, 1), ("onprem:msk-dc1", 1)]
+    assert listed.policy_version == "2026.12.1" and listed.catalog_revision == residency.router.catalog_revision
+    await residency.router.flush_decision_log()
+    assert (await residency.residency.GetDecisionLogStatus(log_status)).head_line == lines_before
+
+    first = await residency.residency.ListViolations(residency_pb2.ListViolationsRequest(page_size=1))
+    assert [v.dataset_id for v in first.violations] == [CUSTOMERS] and first.next_page_token
+    second = await residency.residency.ListViolations(
+        residency_pb2.ListViolationsRequest(page_size=1, page_token=first.next_page_token)
+    )
+    assert [v.dataset_id for v in second.violations] == [COPY] and not second.next_page_token
+    in_us = await residency.residency.ListViolations(residency_pb2.ListViolationsRequest(region=US))
+    assert [v.dataset_id for v in in_us.violations] == [CUSTOMERS] and in_us.total == 1 and len(in_us.regions) == 2
+    details = await expect_error(
+        residency.residency.ListViolations(
+            residency_pb2.ListViolationsRequest(region=FRANKFURT, page_token=first.next_page_token)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in details["field_violations"]] == ["page_token"]
+
+
+async def test_listed_violations_follow_the_catalog_its_lineage_and_the_policy(residency):
+    derived = "s3://analytics/derived"
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[US])
+    await residency.derive([CUSTOMERS], [derived])
+    await residency.put(derived, locations=[US])
+
+    async def listed() -> list[tuple[str, str]]:
+        response = await residency.residency.ListViolations(residency_pb2.ListViolationsRequest())
+        return [(v.dataset_id, v.region) for v in response.violations]
+
+    assert await listed() == [(derived, US), (CUSTOMERS, US)]  # by dataset id
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    assert await listed() == [(derived, US)]  # moved: only the copy downstream is left
+    await residency.put(CUSTOMERS, locations=[FRANKFURT])
+    assert await listed() == []  # the label is gone upstream, so downstream too
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    assert await listed() == [(derived, US)]
+    new_policy = EXAMPLE_POLICY.read_text("utf-8").replace('version: "2026.12.1"', 'version: "2026.12.2"')
+    new_policy = new_policy.replace("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}")
+    assert (await residency.policy.SetPolicy(policy_pb2.SetPolicyRequest(policy_yaml=new_policy))).applied
+    assert await listed() == []
+    await residency.catalog.DeleteDataset(catalog_pb2.DeleteDatasetRequest(id=derived))
+    scan = await residency.residency.ScanViolations(residency_pb2.ScanViolationsRequest())
+    assert await listed() == [(v.dataset_id, v.region) for v in scan.violations] == []
+
+
+async def test_residency_states_now_and_as_of_a_past_time(residency):
+    from datetime import UTC, datetime
+
+    from domicile.timeconv import to_timestamp
+
+    root, derived = "s3://nobody/described", "s3://lake/derived-only"
+    before_anything = datetime.now(UTC)
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    await residency.derive([CUSTOMERS], [derived])
+    await residency.derive([root], [COPY])
+    when_allowed = datetime.now(UTC)
+    await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT, US])
+    ids = [derived, COPY, CUSTOMERS, root, "s3://never/mentioned"]
+
+    def states(response) -> list[tuple[str, str, list[str]]]:
+        return [
+            (s.dataset_id, residency_pb2.ResidencyState.Name(s.state), list(s.violating_regions))
+            for s in response.states
+        ]
+
+    now = await residency.residency.GetResidencyStates(residency_pb2.GetResidencyStatesRequest(dataset_ids=ids))
+    assert states(now) == [
+        (derived, "RESIDENCY_STATE_DERIVED", []),
+        (COPY, "RESIDENCY_STATE_UNDESCRIBED", []),
+        (CUSTOMERS, "RESIDENCY_STATE_VIOLATION", [US]),
+        (root, "RESIDENCY_STATE_UNDESCRIBED", []),
+        ("s3://never/mentioned", "RESIDENCY_STATE_UNKNOWN", []),
+    ]
+    assert list(now.states[2].locations) == [FRANKFURT, US]
+    assert now.catalog_revision == residency.router.catalog_revision and now.policy_version == "2026.12.1"
+
+    then = await residency.residency.GetResidencyStates(
+        residency_pb2.GetResidencyStatesRequest(dataset_ids=ids, as_of=to_timestamp(when_allowed))
+    )
+    assert [s[1] for s in states(then)][:3] == [
+        "RESIDENCY_STATE_DERIVED",
+        "RESIDENCY_STATE_UNDESCRIBED",
+        "RESIDENCY_STATE_ALLOWED",
+    ]
+    assert list(then.states[2].locations) == [FRANKFURT] and then.catalog_revision == 0
+    earlier = await residency.residency.GetResidencyStates(
+        residency_pb2.GetResidencyStatesRequest(dataset_ids=[CUSTOMERS], as_of=to_timestamp(before_anything))
+    )
+    assert states(earlier) == [(CUSTOMERS, "RESIDENCY_STATE_UNKNOWN", [])]
+
+    details = await expect_error(
+        residency.residency.GetResidencyStates(residency_pb2.GetResidencyStatesRequest()),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in details["field_violations"]] == ["dataset_ids"]
+    details = await expect_error(
+        residency.residency.GetResidencyStates(residency_pb2.GetResidencyStatesRequest(dataset_ids=[CUSTOMERS, " x"])),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, _ in details["field_violations"]] == ["dataset_ids[1]"]
+
+
 async def test_get_decision_and_replay_against_the_catalog_and_policy_of_its_time(residency):
     await residency.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"])
     await residency.derive([CUSTOMERS], [COPY])

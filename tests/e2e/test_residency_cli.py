@@ -195,6 +195,14 @@ async def test_history_and_search_commands(run, residency):
     assert result.exit_code == 0 and "updated" in result.output and "created" in result.output
     result = await run("dataset", "summary")
     assert result.exit_code == 0 and "PII.CONTACT" in result.output
+    await residency.put(COPY, locations=["onprem:msk-dc1"])
+    result = await run("audit", "violations")
+    assert result.exit_code == 0 and COPY in result.output and "sanctioned-locations" in result.output
+    assert "1 violation(s)" in result.output, result.output
+    result = await run("dataset", "residency", CUSTOMERS, COPY, "s3://never/seen")
+    assert result.exit_code == 0, result.output
+    states = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[2:5]}
+    assert states == {CUSTOMERS: "allowed", COPY: "VIOLATION", "s3://never/seen": "unknown"}, result.output
 
     result = await run("policy", "history")
     assert result.exit_code == 0 and "in force" in result.output

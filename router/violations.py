@@ -1,0 +1,248 @@
+"""Where datasets are stored against the policy, kept up to date as the catalog changes, and
+the residency state of single datasets.
+
+`StoredViolations` holds, per dataset, the locations where the active policy does not allow
+storing it, each with the DENY verdict that says why: what ScanViolations reports, available
+to reads that must not decide (and log) anything, such as the console's pages. It is kept
+lazily: the router tells it which datasets a catalog change may have altered (the answer of
+`EffectiveIndex.apply`) and when the policy changed, and `refresh` judges only those again. A
+verdict depends on the time through exemptions, so a refresh after the next exemption expiry
+judges every dataset again.
+
+Judging a whole catalog takes seconds at 100,000 datasets (building each one's lineage paths
+dominates), so `refresh` judges `CHUNK` datasets at a time and lets the event loop run in
+between; a change that arrives meanwhile only adds its datasets to the ones still to judge.
+The router starts a refresh when it starts, so the first read rarely waits for it.
+
+Like the index it reads, it has one owner (the router, on its event loop).
+
+`residency_of` tells what a dataset's state is (stored only where allowed, stored against the
+policy, derived, undescribed, unknown) in an index, the router's or one rebuilt as of a past
+time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import NamedTuple
+
+from domicile.catalog.stores.common import decode_page_token, encode_page_token
+from domicile.errors import invalid_field
+from domicile.router.effective import EffectiveIndex, NodeKind
+from domicile.router.engine import CompiledPolicy
+from domicile.router.types import UNDESCRIBED, Verdict
+
+# Datasets judged between two turns of the event loop: some tens of milliseconds.
+CHUNK = 1_000
+
+
+class LocationViolation(NamedTuple):
+    """A copy of a dataset in a location where the policy does not allow storing it."""
+
+    dataset_id: str
+    region: str
+    verdict: Verdict  # the DENY for storing the dataset in `region`
+    inherited_only: bool
+
+
+class StoredViolations:
+    """The violations of the catalog under the active policy; see the module docstring."""
+
+    def __init__(
+        self,
+        index: Callable[[], EffectiveIndex],
+        policy: Callable[[], CompiledPolicy],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._index = index  # the router's index (replaced when a large batch is folded aside)
+        self._policy = policy  # the active policy (it may change between two chunks)
+        self._clock = clock
+        self._found: dict[str, tuple[LocationViolation, ...]] = {}
+        self._stale: set[str] = set()
+        self._everything = True  # every dataset must be judged again
+        # The first exemption expiry after the verdicts were made: they may change then.
+        self._valid_until: datetime | None = None
+        self._lock = asyncio.Lock()
+        # Sorted (dataset id, region) keys and counts per region, rebuilt on the first read
+        # after a change.
+        self._keys: list[tuple[str, str]] | None = None
+        self._regions: dict[str, int] | None = None
+
+    def invalidate(self, dataset_ids: Iterable[str]) -> None:
+        """These datasets may have changed (attributes, locations, kind, or gone)."""
+        self._stale.update(dataset_ids)
+
+    def invalidate_all(self) -> None:
+        """Everything may have changed (another policy)."""
+        self._everything = True
+
+    async def refresh(self) -> None:
+        """Bring the violations up to date with the index under the active policy, now.
+        Concurrent callers share one refresh."""
+        async with self._lock:
+            while True:
+                now = self._clock()
+                if self._everything or (self._valid_until is not None and now >= self._valid_until):
+                    self._everything = False
+                    self._valid_until = None
+                    self._stale = set(self._index().datasets())
+                    self._stale.update(self._found)
+                if not self._stale:
+                    return
+                chunk = [self._stale.pop() for _ in range(min(CHUNK, len(self._stale)))]
+                policy = self._policy()
+                for dataset_id in chunk:
+                    self._found.pop(dataset_id, None)
+                self._judge(chunk, policy, now)
+                expiry = policy.next_expiry(now)
+                if expiry is not None and (self._valid_until is None or expiry < self._valid_until):
+                    self._valid_until = expiry
+                self._keys = self._regions = None
+                if self._stale:
+                    await asyncio.sleep(0)
+
+    def _judge(self, dataset_ids: Iterable[str], policy: CompiledPolicy, now: datetime) -> None:
+        found = self._found
+        index = self._index()
+        for dataset_id in dataset_ids:
+            values = index.values(dataset_id)
+            if values is None or not values[2]:  # undescribed, unknown, or stored nowhere
+                continue
+            attrs = index.get(dataset_id)
+            assert attrs is not None, "values() and get() answer for the same ids"
+            violations = policy.violations(attrs, now)
+            if violations:
+                found[dataset_id] = tuple(
+                    LocationViolation(dataset_id, region, verdict, attrs.inherited_only)
+                    for region, verdict in violations
+                )
+
+    def of(self, dataset_id: str) -> tuple[LocationViolation, ...]:
+        """The dataset's violations, in location order (empty when none); as of the last `refresh`."""
+        return self._found.get(dataset_id, ())
+
+    def __len__(self) -> int:
+        """How many (dataset, location) violations there are; as of the last `refresh`."""
+        return len(self._sorted_keys())
+
+    def page(self, after: tuple[str, str] | None, size: int, region: str = "") -> list[LocationViolation]:
+        """Up to `size` violations after the key (dataset id, region) `after`, ordered by
+        dataset id then region (a dataset's locations are sorted), only those in `region` when
+        given; as of the last `refresh`."""
+        keys = self._sorted_keys()
+        page: list[LocationViolation] = []
+        for index in range(0 if after is None else bisect.bisect_right(keys, after), len(keys)):
+            dataset_id, key_region = keys[index]
+            if region and key_region != region:
+                continue
+            page.append(next(v for v in self._found[dataset_id] if v.region == key_region))
+            if len(page) == size:
+                break
+        return page
+
+    def count(self, region: str = "") -> int:
+        """How many violations there are (in `region`, when given); as of the last `refresh`."""
+        return self.by_region().get(region, 0) if region else len(self)
+
+    def by_region(self) -> Mapping[str, int]:
+        """Violations per region; as of the last `refresh`."""
+        if self._regions is None:
+            regions: dict[str, int] = {}
+            for violations in self._found.values():
+                for violation in violations:
+                    regions[violation.region] = regions.get(violation.region, 0) + 1
+            self._regions = regions
+        return self._regions
+
+    def _sorted_keys(self) -> list[tuple[str, str]]:
+        if self._keys is None:
+            self._keys = sorted((v.dataset_id, v.region) for vs in self._found.values() for v in vs)
+        return self._keys
+
+
+class ViolationPage(NamedTuple):
+    """A page of violations, with the totals of the whole set."""
+
+    violations: list[LocationViolation]
+    next_page_token: str  # empty on the last page
+    total: int  # violations in the region asked for (all regions when none)
+    by_region: Mapping[str, int]
+    policy_version: str
+    catalog_revision: int
+
+
+def violation_page(
+    violations: StoredViolations, region: str, size: int, token: str, policy_version: str, catalog_revision: int
+) -> ViolationPage:
+    """The page of `violations` that `token` continues (the first for ""); INVALID_ARGUMENT
+    for a token that is not one of this listing's (or was issued for another region)."""
+    after, _ = decode_page_token(token, "violations", None, region)
+    key: tuple[str, str] | None = None
+    if after is not None:
+        dataset_id, separator, key_region = after.rpartition("\n")
+        if not separator:
+            raise invalid_field("page_token", "malformed page token")
+        key = (dataset_id, key_region)
+    page = violations.page(key, size + 1, region)
+    next_token = ""
+    if len(page) > size:
+        page = page[:size]
+        # Ids and regions never contain a line break (they are checked for control characters).
+        next_token = encode_page_token("violations", f"{page[-1].dataset_id}\n{page[-1].region}", None, region)
+    return ViolationPage(
+        page, next_token, violations.count(region), violations.by_region(), policy_version, catalog_revision
+    )
+
+
+class ResidencyState(enum.Enum):
+    """Where a dataset stands against the policy."""
+
+    ALLOWED = "allowed"  # described; stored only where the policy allows it (or nowhere)
+    VIOLATION = "violation"  # described; stored somewhere the policy forbids
+    DERIVED = "derived"  # known only as the output of described lineage: judged by what it inherits
+    # Nothing is known of its content: a lineage root nobody described, a deleted dataset, a
+    # placeholder derived from such data.
+    UNDESCRIBED = "undescribed"
+    UNKNOWN = "unknown"  # not in the catalog
+
+
+class DatasetResidency(NamedTuple):
+    dataset_id: str
+    state: ResidencyState
+    locations: tuple[str, ...]
+    violating_regions: tuple[str, ...]  # the locations where storing it is not allowed
+
+
+class ResidencyStates(NamedTuple):
+    states: tuple[DatasetResidency, ...]
+    policy_version: str
+    catalog_revision: int  # 0 for states as of a past time
+
+
+_STATE_OF_KIND = {
+    NodeKind.DERIVED: ResidencyState.DERIVED,
+    NodeKind.UNDESCRIBED_PLACEHOLDER: ResidencyState.UNDESCRIBED,
+    NodeKind.DELETED: ResidencyState.UNDESCRIBED,
+    NodeKind.UNKNOWN: ResidencyState.UNKNOWN,
+}
+
+
+def residency_of(
+    index: EffectiveIndex, dataset_id: str, violating_regions: Callable[[str], tuple[str, ...]]
+) -> DatasetResidency:
+    """The residency state of `dataset_id` in `index`; `violating_regions(id)` answers for a
+    described dataset where it is stored against the policy."""
+    kind = index.kind(dataset_id)
+    values = index.values(dataset_id)
+    if kind is NodeKind.DERIVED and values is not None and UNDESCRIBED in values[1]:
+        return DatasetResidency(dataset_id, ResidencyState.UNDESCRIBED, (), ())  # it inherits only doubt
+    if kind is not NodeKind.DESCRIBED:
+        return DatasetResidency(dataset_id, _STATE_OF_KIND[kind], (), ())
+    locations = values[2] if values is not None else ()
+    violating = violating_regions(dataset_id) if locations else ()
+    state = ResidencyState.VIOLATION if violating else ResidencyState.ALLOWED
+    return DatasetResidency(dataset_id, state, locations, violating)
