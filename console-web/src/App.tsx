@@ -7,6 +7,7 @@ import { DecisionPage } from "./pages/Decision";
 import { DecisionsPage } from "./pages/Decisions";
 import { OverviewPage } from "./pages/Overview";
 import { SecurityPage } from "./pages/Security";
+import { ViolationsPage } from "./pages/Violations";
 import { ErrorBox } from "./util";
 
 // The graph library and the YAML highlighter are most of the code: loaded with their pages.
@@ -16,6 +17,7 @@ const PolicyPage = lazy(() => import("./pages/Policy").then((m) => ({ default: m
 const PAGES: [string, string][] = [
   ["/", "Overview"],
   ["/datasets", "Datasets"],
+  ["/violations", "Violations"],
   ["/lineage", "Lineage"],
   ["/decisions", "Decisions"],
   ["/policy", "Policy"],
@@ -75,6 +77,7 @@ export function App() {
           <Route path="/" element={<OverviewPage />} />
           <Route path="/datasets" element={<DatasetsPage />} />
           <Route path="/dataset" element={<DatasetPage />} />
+          <Route path="/violations" element={<ViolationsPage />} />
           <Route path="/lineage" element={<LineagePage />} />
           <Route path="/decisions" element={<DecisionsPage />} />
           <Route path="/decision" element={<DecisionPage />} />

@@ -175,10 +175,35 @@ export interface Lineage {
   incomplete_reason: string;
 }
 
-export interface Violation {
+export interface LocationViolation {
   dataset_id: string;
   region: string;
-  decision: Decision;
+  allowed_regions: string[];
+  reasons: Reason[];
+  inherited_only: boolean;
+}
+
+export interface ViolationList {
+  violations: LocationViolation[];
+  next_page_token: string;
+  total: string;
+  regions: { region: string; violations: string }[];
+  policy_version: string;
+  catalog_revision: string;
+}
+
+export type ResidencyState =
+  | "RESIDENCY_STATE_ALLOWED"
+  | "RESIDENCY_STATE_VIOLATION"
+  | "RESIDENCY_STATE_DERIVED"
+  | "RESIDENCY_STATE_UNDESCRIBED"
+  | "RESIDENCY_STATE_UNKNOWN";
+
+export interface DatasetResidency {
+  dataset_id: string;
+  state: ResidencyState;
+  locations: string[];
+  violating_regions: string[];
 }
 
 export interface PolicyChange {

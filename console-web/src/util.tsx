@@ -1,6 +1,6 @@
 import { useEffect, useState, type ReactNode } from "react";
 import { Link } from "react-router-dom";
-import { ApiError } from "./api";
+import { ApiError, type Reason } from "./api";
 
 export interface Loaded<T> {
   data?: T;
@@ -135,4 +135,9 @@ export function download(blob: Blob, name: string) {
   link.click();
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+/** The rules (or reason codes, for a reason without a rule) of a decision, once each. */
+export function ruleIds(reasons: Reason[]): string {
+  return [...new Set(reasons.map((r) => r.rule_id || r.code))].join(", ");
 }

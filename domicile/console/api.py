@@ -65,7 +65,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/dataset/revisions", _CATALOG + "ListDatasetRevisions"),
     Route("GET", "/api/v1/lineage", _LINEAGE + "GetLineage"),
     Route("GET", "/api/v1/explain", _RESIDENCY + "Explain"),
-    Route("GET", "/api/v1/violations", _RESIDENCY + "ScanViolations"),
+    Route("GET", "/api/v1/violations", _RESIDENCY + "ListViolations"),
+    # A POST only because a lineage graph names thousands of datasets: it changes nothing.
+    Route("POST", "/api/v1/residency/states", _RESIDENCY + "GetResidencyStates"),
     Route("GET", "/api/v1/datasets/summary", _RESIDENCY + "SummarizeDatasets"),
     Route("GET", "/api/v1/decisions", _RESIDENCY + "ListDecisions"),
     Route("GET", "/api/v1/decisions/summary", _RESIDENCY + "SummarizeDecisions"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,11 +16,13 @@ from playwright.sync_api import expect
 from tests.browser.conftest import ROOT, screenshot
 
 JOINED = "s3://bank-global-analytics/customer-payments-joined"
+LATE = "s3://bank-reports/late"
 AXE = ROOT / "console-web" / "node_modules" / "axe-core" / "axe.min.js"
 # Every page, by URL, with text that shows it has loaded its data.
 PAGES = {
     "overview": ("/", "Where regulated data lives"),
     "datasets": ("/datasets?classification=PII", "customers"),
+    "violations": ("/violations", "under policy"),
     "dataset": (f"/dataset?id={JOINED}", "Revision history"),
     "lineage": (f"/lineage?id={JOINED}", "Edges as a table"),
     "decisions": ("/decisions", "Decisions"),
@@ -132,10 +135,11 @@ def test_lineage_of_the_joined_dataset_is_a_violation_and_replays_in_time(contex
     assert nodes.count() >= 5
     screenshot(page, "lineage-joined")
 
-    # An edge recorded now, after the demo's: the time slider moved before it hides it.
-    console_server.cli(
-        "lineage", "record", "--job", "late-report", "--run-id", "late-1", "-i", JOINED, "-o", "s3://bank-reports/late"
-    )
+    # An edge recorded now, after the demo's: the time slider moved before it hides it. Its
+    # output is described (stored in the US) a few seconds later: a violation from then on.
+    console_server.cli("lineage", "record", "--job", "late-report", "--run-id", "late-1", "-i", JOINED, "-o", LATE)
+    time.sleep(3)
+    console_server.cli("dataset", "put", LATE, "-l", "aws:us-east-1")
     page.reload()
     edges = page.locator("[data-testid=edge-table] tbody tr")
     page.get_by_text("Edges as a table").click()
@@ -145,22 +149,36 @@ def test_lineage_of_the_joined_dataset_is_a_violation_and_replays_in_time(contex
     )
     before = datetime.fromisoformat(late_recorded.replace(" ", "T").replace("Z", "+00:00")) - timedelta(seconds=1)
     count_now = edges.count()
-    slider = page.locator("#as-of-slider")
-    slider.evaluate(
-        """(el, value) => {
-          const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
-          set.call(el, String(value));
-          el.dispatchEvent(new Event('input', {bubbles: true}));
-          el.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
-        }""",
-        int(before.timestamp() * 1000),
-    )
+    move_slider(page, before)
     page.wait_for_url("**as_of=*")
     page.wait_for_function(
         f"() => document.querySelectorAll('[data-testid=edge-table] tbody tr').length === {count_now - 1}"
     )
     assert page.locator("[data-testid=edge-table] tbody tr", has_text="late-report").count() == 0
     screenshot(page, "lineage-before-late-edge")
+
+    # Colours are those of the slider's time: between the edge and the description, the late
+    # dataset was known only from lineage; now it is stored where the policy forbids it.
+    late_row = page.locator("[data-testid=node-table] tbody tr", has_text=LATE)
+    move_slider(page, before + timedelta(seconds=2.5))
+    page.get_by_text("Datasets as a table").click()
+    late_row.get_by_text("undescribed (known only from lineage)").wait_for()
+    joined_row.get_by_text("stored where the policy forbids it").wait_for()
+    page.get_by_role("button", name="Now").click()
+    late_row.get_by_text("stored where the policy forbids it").wait_for()
+
+
+def move_slider(page, when: datetime) -> None:
+    """Move the lineage page's time slider to `when` as a pointer would (drag, release)."""
+    page.locator("#as-of-slider").evaluate(
+        """(el, value) => {
+          const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+          set.call(el, String(value));
+          el.dispatchEvent(new Event('input', {bubbles: true}));
+          el.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+        }""",
+        int(when.timestamp() * 1000),
+    )
 
 
 def test_open_a_deny_decision_and_replay_it(context, console_server):

@@ -1,7 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { get, type LoggedDecision } from "../api";
-import { DatasetLink, fromLocalInput, operationName, Outcome, Panel, time, toLocalInput, useLoad } from "../util";
+import { DatasetLink, fromLocalInput, operationName, Outcome, Panel, ruleIds, time, toLocalInput, useLoad } from "../util";
 
 const TEXT_FILTERS = ["dataset_id", "caller", "rule_id"] as const;
 
@@ -110,7 +110,7 @@ export function DecisionsPage() {
                     </td>
                     <td>{operationName(d.operation)}</td>
                     <td className="mono">{d.region}</td>
-                    <td className="mono">{[...new Set(d.reasons.map((r) => r.rule_id || r.code))].join(", ")}</td>
+                    <td className="mono">{ruleIds(d.reasons)}</td>
                     <td>
                       {caller || <span className="muted">anonymous</span>} <span className="muted">({kind})</span>
                     </td>

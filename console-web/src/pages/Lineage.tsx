@@ -4,7 +4,7 @@ import svg from "cytoscape-svg";
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { parse } from "yaml";
-import { ApiError, get, type Lineage, type LineageEdge, type Violation } from "../api";
+import { ApiError, get, post, type DatasetResidency, type Lineage, type LineageEdge } from "../api";
 import { DatasetLink, download, ErrorBox, time, useLoad } from "../util";
 
 cytoscape.use(dagre);
@@ -16,7 +16,15 @@ const STATE_LABEL: Record<State, string> = {
   allowed: "stored only where allowed",
   violation: "stored where the policy forbids it",
   undescribed: "undescribed (known only from lineage)",
-  unknown: "residency not known (loading, or needs audit:read)",
+  unknown: "residency not shown (loading, not in the catalog then, or needs audit:read)",
+};
+
+const STATE_OF: Record<DatasetResidency["state"], State> = {
+  RESIDENCY_STATE_ALLOWED: "allowed",
+  RESIDENCY_STATE_VIOLATION: "violation",
+  RESIDENCY_STATE_DERIVED: "undescribed",
+  RESIDENCY_STATE_UNDESCRIBED: "undescribed",
+  RESIDENCY_STATE_UNKNOWN: "unknown",
 };
 
 function shortName(id: string): string {
@@ -56,11 +64,25 @@ async function declassifyingTransforms(): Promise<Set<string>> {
   }
 }
 
-async function violatingDatasets(): Promise<Set<string> | null> {
+/** Ids of the graph's datasets with the most downstream first: the server rebuilds a past
+ * state from each one's upstream lineage, and an id upstream of an earlier one costs nothing. */
+function downstreamFirst(graph: Lineage): string[] {
+  const hasOutput = new Set(graph.edges.map((e) => e.input));
+  const ids = graph.nodes.map((n) => n.dataset_id);
+  return [...ids.filter((id) => !hasOutput.has(id)), ...ids.filter((id) => hasOutput.has(id))];
+}
+
+/** The residency state of every dataset of the graph, as of `asOf` (now when empty); null
+ * without the scope to read them (audit:read). */
+async function residencyStates(graph: Lineage, asOf: string): Promise<Map<string, State> | null> {
   try {
-    return new Set((await get<{ violations: Violation[] }>("violations")).violations.map((v) => v.dataset_id));
+    const answer = await post<{ states: DatasetResidency[] }>("residency/states", {
+      dataset_ids: downstreamFirst(graph),
+      ...(asOf ? { as_of: asOf } : {}),
+    });
+    return new Map(answer.states.map((s) => [s.dataset_id, STATE_OF[s.state]]));
   } catch (error) {
-    if (error instanceof ApiError && error.status === 403) return null;
+    if (error instanceof ApiError && error.status === 403 && error.reason === "MISSING_SCOPE") return null;
     throw error;
   }
 }
@@ -87,7 +109,6 @@ export function LineagePage() {
     () => (id && asOf ? lineageOf(id, direction, depth, "") : Promise.resolve(null)),
     [id, direction, depth, asOf !== ""],
   );
-  const violations = useLoad(violatingDatasets, []);
   const declassifying = useLoad(declassifyingTransforms, []);
 
   useEffect(() => {
@@ -96,12 +117,10 @@ export function LineagePage() {
   }, [id, asOf, depth, direction]);
 
   const shown = useMemo(() => (graph.data ? merge([graph.data, ...expansions]) : null), [graph.data, expansions]);
+  // Colours as of the graph's own time: the residency states of the datasets shown, then.
+  const states = useLoad(() => (shown ? residencyStates(shown, asOf) : Promise.resolve(new Map<string, State>())), [shown]);
 
-  const stateOf = (nodeId: string, placeholder: boolean): State => {
-    if (placeholder) return "undescribed";
-    if (!violations.data) return "unknown";
-    return violations.data.has(nodeId) ? "violation" : "allowed";
-  };
+  const stateOf = (nodeId: string): State => states.data?.get(nodeId) ?? "unknown";
 
   useEffect(() => {
     if (!shown || !container.current) return;
@@ -191,7 +210,7 @@ export function LineagePage() {
     if (!instance) return;
     instance.batch(() => {
       instance.nodes().forEach((node) => {
-        node.data("state", stateOf(node.id(), node.data("placeholder")));
+        node.data("state", stateOf(node.id()));
       });
       instance.edges().forEach((edge) => {
         const transform: string = edge.data("transform");
@@ -200,7 +219,7 @@ export function LineagePage() {
         edge.data("label", transform ? `${edge.data("label").split(" · ")[0]} · ${transform}${declassifies ? " (declassifies)" : ""}` : edge.data("label"));
       });
     });
-  }, [drawn, violations.data, declassifying.data]);
+  }, [drawn, states.data, declassifying.data]);
 
 
   useEffect(() => {
@@ -277,7 +296,15 @@ export function LineagePage() {
       </form>
       {!id && <p>Pick a dataset, or open one from the <Link to="/datasets">datasets</Link> page.</p>}
       {graph.error ? <ErrorBox error={graph.error} /> : null}
-      {violations.error ? <ErrorBox error={violations.error} /> : null}
+      {states.error ? (
+        <div className="notice" role="status">
+          <strong>Residency colours {asOf ? `as of ${time(asOf)}` : ""} cannot be shown</strong>:{" "}
+          {states.error instanceof ApiError ? states.error.message : String(states.error)}
+        </div>
+      ) : null}
+      {states.data === null && (
+        <p className="muted">Residency colours need the scope audit:read, which this session does not hold.</p>
+      )}
       {id && (
         <div className="timeline">
           <label htmlFor="as-of-slider">
@@ -361,7 +388,12 @@ export function LineagePage() {
               <span className="line declassifying" /> declassifying transform
             </li>
           </ul>
-          {asOf && <p className="muted">Residency colours show today's violations; the graph's datasets and edges are those of {time(asOf)}.</p>}
+          {asOf && (
+            <p className="muted">
+              Datasets, edges and residency colours as of {time(asOf)}: the catalog and lineage of then, under the
+              policy in force then.
+            </p>
+          )}
           <details onToggle={(e) => setTablesOpen((t) => ({ ...t, nodes: (e.target as HTMLDetailsElement).open }))}>
             <summary>Datasets as a table ({shown.nodes.length})</summary>
             <table className="list" data-testid="node-table">
@@ -380,7 +412,7 @@ export function LineagePage() {
                     </td>
                     <td className="num">{n.depth}</td>
                     <td>
-                      <span className={`dot ${stateOf(n.dataset_id, n.placeholder)}`} /> {STATE_LABEL[stateOf(n.dataset_id, n.placeholder)]}
+                      <span className={`dot ${stateOf(n.dataset_id)}`} /> {STATE_LABEL[stateOf(n.dataset_id)]}
                     </td>
                   </tr>
                 ))}

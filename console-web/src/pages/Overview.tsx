@@ -1,8 +1,8 @@
 import { Link } from "react-router-dom";
-import { get, type Region, type Violation } from "../api";
+import { get, type Region, type ViolationList } from "../api";
 import { Bars, DecisionRate, type Bucket } from "../components/Bars";
 import { WorldMap, type RegionLoad } from "../components/WorldMap";
-import { DatasetLink, Panel, Section, useLoad } from "../util";
+import { DatasetLink, Panel, ruleIds, Section, useLoad } from "../util";
 
 interface Summary {
   datasets: string;
@@ -14,15 +14,14 @@ interface Summary {
 export function OverviewPage() {
   const summary = useLoad(() => get<Summary>("datasets/summary"), []);
   const regions = useLoad(() => get<{ regions: Region[] }>("regions"), []);
-  const violations = useLoad(() => get<{ violations: Violation[] }>("violations"), []);
+  const violations = useLoad(() => get<ViolationList>("violations", { page_size: 15 }), []);
   const rate = useLoad(() => get<{ buckets: Bucket[]; complete: boolean }>("decisions/summary"), []);
   const policy = useLoad(() => get<{ version: string; content_hash: string }>("policy"), []);
 
   const loads: RegionLoad[] = [];
   if (summary.data && regions.data) {
     const country = new Map(regions.data.regions.map((r) => [r.id, r.country]));
-    const violating = new Map<string, number>();
-    for (const v of violations.data?.violations ?? []) violating.set(v.region, (violating.get(v.region) ?? 0) + 1);
+    const violating = new Map((violations.data?.regions ?? []).map((r) => [r.region, Number(r.violations)]));
     for (const r of summary.data.regions) {
       loads.push({
         region: r.region,
@@ -63,7 +62,9 @@ export function OverviewPage() {
                         </th>
                         <td className="num">{r.datasets}</td>
                         <td className="num">{r.classified}</td>
-                        <td className={`num ${r.violations ? "bad" : ""}`}>{r.violations}</td>
+                        <td className={`num ${r.violations ? "bad" : ""}`}>
+                          {r.violations ? <Link to={`/violations?region=${encodeURIComponent(r.region)}`}>{r.violations}</Link> : 0}
+                        </td>
                       </tr>
                     ))}
                   </tbody>
@@ -96,13 +97,14 @@ export function OverviewPage() {
               ) : (
                 <>
                   <p>
-                    <strong className="bad">{v.violations.length}</strong> copies stored where the policy forbids it.
+                    <strong className="bad">{v.total}</strong> copies stored where the policy forbids it.{" "}
+                    <Link to="/violations">All violations</Link>
                   </p>
                   <ul className="plain">
-                    {v.violations.slice(0, 15).map((x) => (
+                    {v.violations.map((x) => (
                       <li key={`${x.dataset_id} ${x.region}`}>
                         <DatasetLink id={x.dataset_id} /> in <span className="mono">{x.region}</span>:{" "}
-                        <Link to={`/decision?id=${encodeURIComponent(x.decision.decision_id)}`}>why</Link>
+                        <span className="mono">{ruleIds(x.reasons)}</span>
                       </li>
                     ))}
                   </ul>
