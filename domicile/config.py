@@ -213,6 +213,13 @@ class ConsoleSettings(Section):
     session_idle_seconds: float = Field(default=1800, gt=0)
     # The built single-page app; default: the package's `console/static`.
     assets_dir: Path | None = None
+    # Sign-in without --dev: OpenID Connect (authorization code with PKCE) at `auth.issuer`,
+    # as this client of the identity provider, registered with the redirect URI
+    # `<public_url>/signin/callback`. The secret is read from a file (none: a public client).
+    oidc_client_id: str = ""
+    oidc_client_secret_file: Path | None = None
+    # Scopes asked for besides `openid`; default: every API scope (the IdP grants a subset).
+    oidc_scopes: list[str] = Field(default_factory=list)
 
     @field_validator("listen")
     @classmethod

@@ -5,6 +5,9 @@ by Node.js over HTTPS with a certificate from a test CA.
 with the given signing keys (the first one signs; all are published in its JWKS), `stop()`
 ends it (an IdP outage), and `start` again on the same port is a restart -- with other keys, a
 key rotation. `token(client, scope)` gets a JWT access token with the client-credentials grant.
+With `web_clients` (`WebClient`) and `accounts` (login -> the scopes it is granted) it also
+signs people in with the authorization code flow (its development login form takes any
+password).
 """
 
 from __future__ import annotations
@@ -67,8 +70,27 @@ class SigningKey:
         return jwt.encode(claims, self.private_key, algorithm="ES256", headers={"kid": self.kid})
 
 
+@dataclass(frozen=True)
+class WebClient:
+    client_id: str
+    client_secret: str
+    redirect_uri: str
+
+
 class OidcProvider:
-    def __init__(self, workdir: Path, tls: DevPaths, *, jwks_max_age: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        tls: DevPaths,
+        *,
+        jwks_max_age: int | None = None,
+        scopes: tuple[str, ...] = SCOPES,
+        web_clients: tuple[WebClient, ...] = (),
+        accounts: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        self.scopes = scopes
+        self.web_clients = web_clients
+        self.accounts = accounts or {}
         self.workdir = workdir
         self.tls = tls
         self.port = free_port()
@@ -89,8 +111,10 @@ class OidcProvider:
             "key_file": str(self.tls.server_key),
             "jwks_file": str(jwks_file),
             "audience": AUDIENCE,
-            "scopes": list(SCOPES),
+            "scopes": list(self.scopes),
             "clients": [{"client_id": c, "client_secret": s, "scope": scope} for c, (s, scope) in CLIENTS.items()],
+            "web_clients": [vars(client) for client in self.web_clients],
+            "accounts": {login: " ".join(scopes) for login, scopes in self.accounts.items()},
         }
         if self.jwks_max_age is not None:
             config["jwks_max_age"] = self.jwks_max_age

@@ -4,7 +4,8 @@ Every response carries a strict Content-Security-Policy (scripts, styles, images
 connections only from the console itself: no inline code, no eval) and headers against
 framing, sniffing and referrer leaks. Requests under `/api/` need a session; every POST needs
 the session's CSRF token in `X-CSRF-Token` and, when the browser sends one, an `Origin` equal
-to the console's own. Sign-in failures are security events.
+to the console's own. Sign-in is by one-time link with --dev, else by OpenID Connect
+(`domicile.console.oidc`). Sign-in failures are security events.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from aiohttp import web
 
 from domicile.app import App
 from domicile.console.api import ROUTE_BY_PATH, ROUTES, Route, parse_body, parse_query, to_json
+from domicile.console.oidc import PENDING_SECONDS, OidcSignIn
 from domicile.console.sessions import Session, SessionStore, UsedLinks
 from domicile.errors import DomicileError, ErrorCode
 from domicile.http_api import error_middleware, error_response
@@ -36,6 +38,9 @@ from domicile.security.tokens import AuthenticationError, TokenVerifier
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "__Host-domicile-session"
+# The state of an OpenID Connect sign-in under way. SameSite=Lax, unlike the session's: the
+# identity provider's redirect back is a cross-site navigation, which Strict cookies miss.
+SIGN_IN_COOKIE = "__Host-domicile-signin"
 CSRF_HEADER = "X-CSRF-Token"
 PACKAGE_DIR = Path(__file__).parent
 DEFAULT_ASSETS = PACKAGE_DIR / "static"
@@ -78,6 +83,8 @@ class Console:
     # Verifies one-time sign-in links (--dev); None when there are none.
     link_verifier: TokenVerifier | None
     assets: Path
+    # OpenID Connect sign-in (production); None with --dev.
+    oidc: OidcSignIn | None = None
     # The origin browsers use, e.g. "http://127.0.0.1:8081"; set once the listener is bound.
     origin: str = ""
     secure_transport: bool = False
@@ -156,6 +163,8 @@ async def sign_in_page(request: web.Request) -> web.Response:
     so link scanners and prefetchers cannot spend the link); without, how to sign in."""
     console = request.app[CONSOLE]
     token = request.query.get("token", "")
+    if console.oidc is not None and not token:
+        return _page("Sign in", _oidc_sign_in_form(console.oidc))
     if not token:
         return _page("Sign in", _HOW_TO_SIGN_IN)
     try:
@@ -192,6 +201,66 @@ async def sign_in(request: web.Request) -> web.Response:
     redirect = web.HTTPSeeOther("/")
     _set_session_cookie(redirect, session, console)
     raise redirect
+
+
+async def oidc_start(request: web.Request) -> web.Response:
+    """GET /signin/start: send the browser to the identity provider (OpenID Connect)."""
+    console = request.app[CONSOLE]
+    if console.oidc is None:
+        raise web.HTTPNotFound(text="this server signs in with one-time links", content_type="text/plain")
+    try:
+        url, state = console.oidc.begin()
+    except AuthenticationError as exc:
+        _record(console, ev.AUTH_FAILURE, request, reason=exc.reason)
+        return _page("Sign-in unavailable", f"<p>{html.escape(str(exc))}</p>", status=503)
+    redirect = web.HTTPFound(url)
+    redirect.headers["Cache-Control"] = "no-store"
+    redirect.set_cookie(
+        SIGN_IN_COOKIE,
+        state,
+        max_age=int(PENDING_SECONDS),
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="Lax",
+    )
+    raise redirect
+
+
+async def oidc_callback(request: web.Request) -> web.Response:
+    """GET /signin/callback: the identity provider's answer; a session on success."""
+    console = request.app[CONSOLE]
+    if console.oidc is None:
+        raise web.HTTPNotFound(text="this server signs in with one-time links", content_type="text/plain")
+    query = request.query
+    try:
+        caller = await console.oidc.finish(
+            state=query.get("state", ""),
+            code=query.get("code", ""),
+            browser_state=request.cookies.get(SIGN_IN_COOKIE),
+            issuer=query.get("iss", ""),
+            error=query.get("error", ""),
+            error_description=query.get("error_description", ""),
+        )
+    except AuthenticationError as exc:
+        _record(console, ev.AUTH_FAILURE, request, reason=exc.reason)
+        body = f"<p>{html.escape(str(exc))}</p>{_oidc_sign_in_form(console.oidc)}"
+        response = _page("Sign-in refused", body, status=401)
+        response.del_cookie(SIGN_IN_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
+        return response
+    session = console.sessions.create(caller)
+    log.info("console: %s signed in through %s", caller.principal, console.oidc.issuer)
+    redirect = web.HTTPSeeOther("/")
+    redirect.del_cookie(SIGN_IN_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
+    _set_session_cookie(redirect, session, console)
+    raise redirect
+
+
+def _oidc_sign_in_form(oidc: OidcSignIn) -> str:
+    return (
+        f"<p>Sign in with your account at <code>{html.escape(oidc.issuer)}</code>.</p>"
+        '<p><a class="button" href="/signin/start">Sign in</a></p>'
+    )
 
 
 def _check_link(console: Console, token: str) -> tuple[Caller, float]:
@@ -329,6 +398,8 @@ def create_console_app(console: Console, *, max_body_bytes: int, outer: Iterable
     http_app[CONSOLE] = console
     http_app.router.add_get("/signin", sign_in_page)
     http_app.router.add_post("/signin", sign_in)
+    http_app.router.add_get("/signin/start", oidc_start)
+    http_app.router.add_get("/signin/callback", oidc_callback)
     http_app.router.add_post("/signout", sign_out)
     http_app.router.add_get("/page.css", page_css)
     http_app.router.add_get("/api/v1/session", session_info)
