@@ -6,6 +6,7 @@ import { DatasetsPage } from "./pages/Datasets";
 import { DecisionPage } from "./pages/Decision";
 import { DecisionsPage } from "./pages/Decisions";
 import { OverviewPage } from "./pages/Overview";
+import { AccessPage } from "./pages/Access";
 import { SecurityPage } from "./pages/Security";
 import { ViolationsPage } from "./pages/Violations";
 import { ErrorBox } from "./util";
@@ -21,6 +22,7 @@ const PAGES: [string, string][] = [
   ["/lineage", "Lineage"],
   ["/decisions", "Decisions"],
   ["/policy", "Policy"],
+  ["/access", "Access"],
   ["/security", "Security"],
 ];
 
@@ -82,6 +84,7 @@ export function App() {
           <Route path="/decisions" element={<DecisionsPage />} />
           <Route path="/decision" element={<DecisionPage />} />
           <Route path="/policy" element={<PolicyPage />} />
+          <Route path="/access" element={<AccessPage />} />
           <Route path="/security" element={<SecurityPage />} />
           <Route path="*" element={<h1>No such page</h1>} />
         </Routes>
@@ -97,8 +100,9 @@ function SignedOut() {
       <h1>Domicile console</h1>
       <p>You are signed out.</p>
       <p>
-        Sign in with the one-time link that <code>domicile serve --dev</code> printed, or make a new one with{" "}
-        <code>domicile dev console-link</code>. <a href="/signin">How to sign in</a>
+        <a href="/signin">Sign in</a> with your organisation's identity provider or, on a server started with{" "}
+        <code>domicile serve --dev</code>, with the one-time link it printed (make a new one with{" "}
+        <code>domicile dev console-link</code>).
       </p>
     </main>
   );

@@ -241,3 +241,72 @@ export const SCOPE_OF: Record<string, string> = {
   policy: "audit:read or policy:admin",
   security: "audit:read",
 };
+
+export type AccessOperation =
+  | "ACCESS_OPERATION_READ"
+  | "ACCESS_OPERATION_WRITE"
+  | "ACCESS_OPERATION_CATALOG_WRITE"
+  | "ACCESS_OPERATION_INTENT_STORE"
+  | "ACCESS_OPERATION_INTENT_PROCESS";
+
+export interface AccessSummary {
+  operation: AccessOperation;
+  region: string;
+  count: string;
+  first_seen?: string;
+  last_seen?: string;
+}
+
+export interface ActorAccess {
+  actor: string;
+  accesses: AccessSummary[];
+  total_count: string;
+  first_seen?: string;
+  last_seen?: string;
+}
+
+export interface DatasetAccess {
+  dataset_id: string;
+  accesses: AccessSummary[];
+  total_count: string;
+  first_seen?: string;
+  last_seen?: string;
+}
+
+export interface AccessRun {
+  job: string;
+  run_id: string;
+  producer: string;
+  principal: string;
+  run_region: string;
+  event_time?: string;
+  last_event_time?: string;
+  accesses: { dataset_id: string; operation: AccessOperation; region: string }[];
+}
+
+export interface ObservedViolation {
+  violation_id: string;
+  kind: string;
+  job: string;
+  run_id: string;
+  principal: string;
+  dataset_id: string;
+  operation: Decision["operation"];
+  region: string;
+  event_time?: string;
+  observe_time?: string;
+  late: boolean;
+  decision?: Decision;
+  message: string;
+}
+
+export interface AccessAnomaly {
+  anomaly_id: string;
+  kind: string;
+  actor: string;
+  dataset_ids: string[];
+  value: string;
+  detect_time?: string;
+  baseline: string[];
+  message: string;
+}

@@ -21,9 +21,9 @@ from google.protobuf.message_factory import GetMessageClass
 
 from domicile import external_json
 from domicile.errors import invalid_field
-from domicile.v1 import audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
+from domicile.v1 import access_pb2, audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
 
-_FILES = (catalog_pb2, lineage_pb2, residency_pb2, policy_pb2, audit_pb2)
+_FILES = (catalog_pb2, lineage_pb2, residency_pb2, policy_pb2, audit_pb2, access_pb2)
 _METHODS = {
     f"/{service.full_name}/{method.name}": method
     for module in _FILES
@@ -57,6 +57,7 @@ _LINEAGE = "/domicile.v1.LineageService/"
 _RESIDENCY = "/domicile.v1.ResidencyService/"
 _POLICY = "/domicile.v1.PolicyService/"
 _AUDIT = "/domicile.v1.AuditService/"
+_ACCESS = "/domicile.v1.AccessService/"
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/regions", _CATALOG + "ListRegions"),
@@ -78,6 +79,10 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/policy/versions", _POLICY + "ListPolicyVersions"),
     Route("POST", "/api/v1/policy/impact", _POLICY + "PolicyImpact"),
     Route("GET", "/api/v1/security/events", _AUDIT + "ListSecurityEvents"),
+    Route("GET", "/api/v1/access/patterns", _ACCESS + "GetAccessPatterns"),
+    Route("GET", "/api/v1/access/actor", _ACCESS + "ListActorAccess"),
+    Route("GET", "/api/v1/access/violations", _ACCESS + "ListObservedViolations"),
+    Route("GET", "/api/v1/access/anomalies", _ACCESS + "ListAccessAnomalies"),
 )
 
 # Routes by (HTTP method, path).

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from tests.browser.conftest import ROOT, screenshot
 
 JOINED = "s3://bank-global-analytics/customer-payments-joined"
 LATE = "s3://bank-reports/late"
+CUSTOMERS = "s3://bank-eu-lake/customers"
 AXE = ROOT / "console-web" / "node_modules" / "axe-core" / "axe.min.js"
 # Every page, by URL, with text that shows it has loaded its data.
 PAGES = {
@@ -28,6 +29,7 @@ PAGES = {
     "decisions": ("/decisions", "Decisions"),
     "policy": ("/policy", "Version history"),
     "security": ("/security", "Authentication failures"),
+    "access": (f"/access?dataset_id={CUSTOMERS}", "Observed violations"),
 }
 
 
@@ -179,6 +181,31 @@ def move_slider(page, when: datetime) -> None:
         }""",
         int(when.timestamp() * 1000),
     )
+
+
+def test_access_patterns_show_who_read_a_dataset_from_where(context, console_server):
+    # A run in a sanctioned location reads the EU customers: an access, and an observed violation.
+    console_server.cli(
+        "lineage", "record", "--job", "airflow-ru/export_customers", "--run-id", "export-1",
+        "--run-region", "onprem:msk-dc1", "-i", CUSTOMERS, "-o", "s3://bank-ru/customers-export",
+    )  # fmt: skip
+    page = open_page(context, console_server, f"/access?dataset_id={CUSTOMERS}", "Who touched the dataset")
+    actors = page.locator("[data-testid=dataset-actors] tbody tr", has_text="airflow-ru/export_customers")
+    expect(actors).to_contain_text("read onprem:msk-dc1")
+    observed = page.locator("[data-testid=observed-violations] tbody tr", has_text="export-1")
+    expect(observed.filter(has_text=CUSTOMERS)).to_contain_text("denied by the policy")
+    screenshot(page, "access")
+
+    # The actor's own view, linked from its row; the time range is in the URL.
+    actors.get_by_role("link", name="airflow-ru/export_customers").click()
+    runs = page.get_by_role("heading", name="Latest runs")
+    expect(runs).to_be_visible()
+    expect(page.locator("[data-testid=actor-datasets]")).to_contain_text("s3://bank-ru/customers-export")
+    future = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    page.goto(f"{console_server.url}/access?actor=airflow-ru/export_customers&since={future}")
+    expect(page.get_by_text("No recorded access by this actor in this time range.")).to_be_visible()
+    expect(page.get_by_text("No observed violation in this time range.")).to_be_visible()
+    page.close()
 
 
 def test_open_a_deny_decision_and_replay_it(context, console_server):

@@ -113,6 +113,7 @@ export function DatasetPage() {
         )}
         <Link to={`/lineage?id=${encodeURIComponent(id)}${asOf ? `&as_of=${encodeURIComponent(asOf)}` : ""}`}>Lineage graph</Link>
         <Link to={`/decisions?dataset_id=${encodeURIComponent(id)}`}>Decisions</Link>
+        <Link to={`/access?dataset_id=${encodeURIComponent(id)}`}>Access</Link>
       </form>
       {asOf && <p className="notice">As it was at {time(asOf)}, under the policy in force then.</p>}
       <div className="grid">
