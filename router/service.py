@@ -308,8 +308,8 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         else:
             for i, dataset_id in enumerate(request.dataset_ids):
                 _check_id(errors, f"dataset_ids[{i}]", dataset_id)
+        as_of = optional_time(errors, request, "as_of")
         errors.raise_if_any()
-        as_of = optional_time(request, "as_of")
         if as_of is not None:
             return residency_states_to_proto(await router.residency_states_at(request.dataset_ids, as_of))
         return residency_states_to_proto(await router.residency_states(request.dataset_ids))
