@@ -244,8 +244,7 @@ def main() -> int:
         asyncio.run(build_store(data_dir / "catalog.db", args.datasets, args.graph_nodes, args.seed))
         print(f"store built in {time.perf_counter() - started:.1f}s")
         process, url, link = start_server(data_dir)
-        # The server judges every dataset once after it starts (the violations it keeps):
-        # measured loads should not share the CPU with that.
+        # Measured loads should not share the CPU with the server's start-up work.
         settle(process.pid)
         results = measure(url, link, args.runs, args.graph_nodes, process.pid)
     finally:

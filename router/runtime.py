@@ -312,7 +312,6 @@ class Router:
         self._views_frozen = 0  # index views built when the collector last froze the heap
         self._summary: tuple[tuple[int, int], DatasetSummary] | None = None
         self._violations = StoredViolations(lambda: self._index, lambda: self._policy, clock)
-        self._violations_task: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -382,8 +381,6 @@ class Router:
             time.perf_counter() - started,
         )
         router._poll_task = asyncio.create_task(router._follow(), name="router-follow-catalog")
-        # Judged in the background, a chunk at a time: the first read of them rarely waits.
-        router._violations_task = asyncio.create_task(router._violations.refresh(), name="router-judge-violations")
         return router
 
     async def flush_decision_log(self) -> None:
@@ -395,11 +392,10 @@ class Router:
         if self._closed:
             return
         self._closed = True
-        for task in (self._poll_task, self._violations_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poll_task
         await self._log.close()
 
     # ---- following the catalog ----------------------------------------------------------

@@ -12,7 +12,7 @@ judges every dataset again.
 Judging a whole catalog takes seconds at 100,000 datasets (building each one's lineage paths
 dominates), so `refresh` judges `CHUNK` datasets at a time and lets the event loop run in
 between; a change that arrives meanwhile only adds its datasets to the ones still to judge.
-The router starts a refresh when it starts, so the first read rarely waits for it.
+The first read after a start waits for the whole catalog to be judged.
 
 Like the index it reads, it has one owner (the router, on its event loop).
 
