@@ -19,7 +19,10 @@ from domicile.client import (
     Outcome,
     Page,
     PolicyActivation,
+    ResidencyState,
+    ResidencyStates,
     SecurityEvent,
+    ViolationPage,
 )
 
 
@@ -210,43 +213,34 @@ def dataset_summary(ctx) -> None:
 def audit_violations(ctx, region, limit, page_token) -> None:
     """The copies stored where the policy forbids it, as the router keeps them (ListViolations):
     decides and logs nothing, unlike `domicile violations`."""
-    request = residency_pb2.ListViolationsRequest(region=region, page_size=limit, page_token=page_token)
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "ListViolations", request)
+    page = call(ctx, lambda client: client.list_violations(region=region, page_size=limit, page_token=page_token))
 
-    def render(r: residency_pb2.ListViolationsResponse) -> str:
-        rows = [(v.dataset_id, v.region, "; ".join(x.rule_id or x.code for x in v.reasons)) for v in r.violations]
+    def render(r: ViolationPage) -> str:
+        rows = [
+            (v.dataset_id, v.region, "; ".join(x.rule_id or x.code.value for x in v.verdict.reasons))
+            for v in r.violations
+        ]
         listing = table(("DATASET", "REGION", "RULES"), rows) if rows else "no violations"
         summary = f"{r.total} violation(s) under policy {r.policy_version}, catalog revision {r.catalog_revision}"
         return f"{listing}\n{summary}{_more(r.next_page_token)}"
 
-    emit(ctx, response, render)
-
-
-_STATES = {
-    residency_pb2.RESIDENCY_STATE_ALLOWED: "allowed",
-    residency_pb2.RESIDENCY_STATE_VIOLATION: "VIOLATION",
-    residency_pb2.RESIDENCY_STATE_DERIVED: "derived",
-    residency_pb2.RESIDENCY_STATE_UNDESCRIBED: "undescribed",
-    residency_pb2.RESIDENCY_STATE_UNKNOWN: "unknown",
-}
+    emit(ctx, page, render)
 
 
 @command("residency")
 @click.argument("dataset_ids", nargs=-1, required=True)
-@click.option("--as-of", help="As the catalog and the policy were at this time.")
+@click.option("--as-of", type=ISO_TIME, help="As the catalog and the policy were at this time.")
 @click.pass_context
 def dataset_residency(ctx, dataset_ids, as_of) -> None:
     """Where each dataset stands against the policy: allowed, VIOLATION, derived, undescribed or
     unknown (GetResidencyStates)."""
-    request = residency_pb2.GetResidencyStatesRequest(dataset_ids=dataset_ids)
-    _times(request, as_of=as_of)
-    response = call(ctx, residency_pb2_grpc.ResidencyServiceStub, "GetResidencyStates", request)
+    states = call(ctx, lambda client: client.get_residency_states(dataset_ids, as_of=as_of))
 
-    def render(r: residency_pb2.GetResidencyStatesResponse) -> str:
+    def render(r: ResidencyStates) -> str:
         rows = [
             (
                 s.dataset_id,
-                _STATES.get(s.state, "?"),
+                "VIOLATION" if s.state is ResidencyState.VIOLATION else s.state.value,
                 ", ".join(s.locations) or "-",
                 ", ".join(s.violating_regions) or "-",
             )
@@ -254,7 +248,7 @@ def dataset_residency(ctx, dataset_ids, as_of) -> None:
         ]
         return table(("DATASET", "STATE", "LOCATIONS", "VIOLATING"), rows) + f"\npolicy {r.policy_version}"
 
-    emit(ctx, response, render)
+    emit(ctx, states, render)
 
 
 AUDIT_COMMANDS = (audit_decisions, audit_rate, audit_head, audit_events, audit_violations)

@@ -78,7 +78,23 @@ from domicile.router.runtime import (
     UnapprovedDeclassification,
     Violation,
 )
-from domicile.router.types import Decision, EffectiveAttributes, Operation, Outcome, PolicyChange, Reason, ReasonCode
+from domicile.router.types import (
+    Decision,
+    EffectiveAttributes,
+    Operation,
+    Outcome,
+    PolicyChange,
+    Reason,
+    ReasonCode,
+    Verdict,
+)
+from domicile.router.violations import (
+    DatasetResidency,
+    LocationViolation,
+    ResidencyState,
+    ResidencyStates,
+    ViolationPage,
+)
 from domicile.timeconv import from_timestamp, to_timestamp
 from domicile.v1 import access_pb2, audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
 
@@ -552,6 +568,62 @@ def scan_violations() -> Call[tuple[Violation, ...]]:
         "domicile.v1.ResidencyService.ScanViolations",
         residency_pb2.ScanViolationsRequest(),
         lambda r: tuple(Violation(v.dataset_id, v.region, decision_from_message(v.decision)) for v in r.violations),
+        retryable=True,
+    )
+
+
+def list_violations(*, region: str = "", page_size: int = 0, page_token: str = "") -> Call[ViolationPage]:
+    def parse(r: residency_pb2.ListViolationsResponse) -> ViolationPage:
+        return ViolationPage(
+            [
+                LocationViolation(
+                    v.dataset_id,
+                    v.region,
+                    Verdict(Outcome.DENY, tuple(v.allowed_regions), tuple(reason_from_message(x) for x in v.reasons)),
+                    v.inherited_only,
+                )
+                for v in r.violations
+            ],
+            r.next_page_token,
+            r.total,
+            {x.region: x.violations for x in r.regions},
+            r.policy_version,
+            r.catalog_revision,
+        )
+
+    return _call(
+        "domicile.v1.ResidencyService.ListViolations",
+        residency_pb2.ListViolationsRequest(region=region, page_size=page_size, page_token=page_token),
+        parse,
+        retryable=True,
+    )
+
+
+_STATE_FROM_PROTO = {
+    residency_pb2.RESIDENCY_STATE_ALLOWED: ResidencyState.ALLOWED,
+    residency_pb2.RESIDENCY_STATE_VIOLATION: ResidencyState.VIOLATION,
+    residency_pb2.RESIDENCY_STATE_DERIVED: ResidencyState.DERIVED,
+    residency_pb2.RESIDENCY_STATE_UNDESCRIBED: ResidencyState.UNDESCRIBED,
+    residency_pb2.RESIDENCY_STATE_UNKNOWN: ResidencyState.UNKNOWN,
+}
+
+
+def get_residency_states(dataset_ids: Iterable[str], *, as_of: datetime | None = None) -> Call[ResidencyStates]:
+    request = residency_pb2.GetResidencyStatesRequest(dataset_ids=list(dataset_ids))
+    _set_time(request, "as_of", as_of)
+    return _call(
+        "domicile.v1.ResidencyService.GetResidencyStates",
+        request,
+        lambda r: ResidencyStates(
+            tuple(
+                DatasetResidency(
+                    s.dataset_id, _STATE_FROM_PROTO[s.state], tuple(s.locations), tuple(s.violating_regions)
+                )
+                for s in r.states
+            ),
+            r.policy_version,
+            r.catalog_revision,
+        ),
         retryable=True,
     )
 

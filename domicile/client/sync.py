@@ -43,10 +43,12 @@ from domicile.client.types import (
     Question,
     Region,
     ReplayResult,
+    ResidencyStates,
     RouteResult,
     SecurityEvent,
     ServingStatus,
     Violation,
+    ViolationPage,
 )
 
 T = TypeVar("T")
@@ -301,6 +303,20 @@ class Client(ClientBase):
     def scan_violations(self, *, timeout: float | None = None) -> tuple[Violation, ...]:
         """Every dataset stored in a region where the policy does not allow storing it."""
         return self._run(calls.scan_violations(), timeout)
+
+    def list_violations(
+        self, *, region: str = "", page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> ViolationPage:
+        """What `scan_violations` finds, a page at a time, without deciding or logging
+        anything (only those in `region` when given; totals per region)."""
+        return self._run(calls.list_violations(region=region, page_size=page_size, page_token=page_token), timeout)
+
+    def get_residency_states(
+        self, dataset_ids: Iterable[str], *, as_of: datetime | None = None, timeout: float | None = None
+    ) -> ResidencyStates:
+        """Where each dataset stands against the policy (allowed, violation, derived,
+        undescribed, unknown), now or as of a past time."""
+        return self._run(calls.get_residency_states(dataset_ids, as_of=as_of), timeout)
 
     def get_decision(self, decision_id: str, *, timeout: float | None = None) -> DecisionRecord:
         """A logged decision by id, with the context it was logged with; `NotFound` when the

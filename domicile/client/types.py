@@ -48,6 +48,13 @@ from domicile.router.runtime import (
     Violation,
 )
 from domicile.router.types import Decision, EffectiveAttributes, Operation, Outcome, PolicyChange, Reason, ReasonCode
+from domicile.router.violations import (
+    DatasetResidency,
+    LocationViolation,
+    ResidencyState,
+    ResidencyStates,
+    ViolationPage,
+)
 
 __all__ = [
     "AccessOperation",
@@ -59,6 +66,7 @@ __all__ = [
     "AnomalyKind",
     "Dataset",
     "DatasetAccess",
+    "DatasetResidency",
     "DatasetRevision",
     "DatasetSummary",
     "Decision",
@@ -78,6 +86,7 @@ __all__ = [
     "LineageGraph",
     "LineageNode",
     "LineageRecorded",
+    "LocationViolation",
     "LoggedDecision",
     "ObservedViolation",
     "Operation",
@@ -97,6 +106,8 @@ __all__ = [
     "ReasonCode",
     "Region",
     "ReplayResult",
+    "ResidencyState",
+    "ResidencyStates",
     "RevisionChange",
     "RouteResult",
     "RunAccess",
@@ -106,6 +117,7 @@ __all__ = [
     "Traversal",
     "UnapprovedDeclassification",
     "Violation",
+    "ViolationPage",
 ]
 
 T = TypeVar("T")

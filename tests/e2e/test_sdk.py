@@ -310,6 +310,22 @@ async def scan_violations(call, server):
     assert [(v.region, v.decision.outcome) for v in violations] == [(US, Outcome.DENY)]
 
 
+async def list_violations(call, server):
+    dataset_id = unique("listed-in-us")
+    await call("upsert_dataset", Dataset.create(dataset_id, classifications=["PII"], origins=["FR"], locations=[US]))
+    page = await call("list_violations", region=US, page_size=1000)
+    mine = [v for v in page.violations if v.dataset_id == dataset_id]
+    assert [(v.region, v.verdict.outcome) for v in mine] == [(US, Outcome.DENY)]
+    assert page.total >= 1 and page.by_region[US] >= 1 and page.policy_version
+
+
+async def get_residency_states(call, server):
+    dataset_id = unique("state-in-us")
+    await call("upsert_dataset", Dataset.create(dataset_id, classifications=["PII"], origins=["FR"], locations=[US]))
+    answer = await call("get_residency_states", [dataset_id, unique("never-seen")])
+    assert [(s.state.value, s.violating_regions) for s in answer.states] == [("violation", (US,)), ("unknown", ())]
+
+
 async def get_decision(call, server):
     decision = await call("decide", await customers(call), "store", US, context={"ticket": "CHG-42"})
     logged = await call("get_decision", decision.decision_id)
@@ -506,6 +522,8 @@ SCENARIOS: dict[str, Callable[..., Awaitable[None]]] = {
     "CheckJob": check_job,
     "Explain": explain,
     "ScanViolations": scan_violations,
+    "ListViolations": list_violations,
+    "GetResidencyStates": get_residency_states,
     "GetDecision": get_decision,
     "ReplayDecision": replay_decision,
     "ListDecisions": list_decisions,
