@@ -20,14 +20,21 @@ What it does, in one run (deterministic catalog for a given --seed):
    steady state, compared with the target); `Router.batch_decide` throughput, sustained (the
    questions three times over, timed until the decision log has written the last decision);
    the BatchDecide servicer in process (parsing the serialized request, validation, wire encoding,
-   no network), timed alike.
-   Decision logging is on, as in a server.
+   no network), timed alike. Decision logging is on, as in a server, in its non-durable mode
+   (`router.durable_decision_log: false`: the answer does not wait for the fsync), so these
+   figures are the router's and the log writer's CPU cost.
+   Then the same router restarted with the durable log (the default: an answer waits until its
+   line is fsynced, concurrent answers share an fsync): `Router.decide` one call at a time
+   (latency: about one fsync), with --concurrency callers (throughput and latency under group
+   commit), and `Router.batch_decide` sustained.
 4. `domicile serve` on loopback (its own process, same catalog and policy), warmed by one
    decision per dataset, and a client in another process: unary Decide at a fixed --rate for
    --seconds (open loop: requests are sent on schedule, not after the previous answer), then
    maximum unary throughput with --concurrency callers, then BatchDecide of 1,000 over the
    wire, one call in flight and two (the client parses every answer); the server's CPU time
-   per call or decision beside them (from /proc).
+   per call or decision beside them (from /proc). All of it twice: against a server with the
+   durable log (the default, figures under their plain names), then one with
+   `router.durable_decision_log: false` (the same names with " [non-durable log]").
    With --loadgen (bench/loadgen, `tools/install-loadgen.sh`) and/or --ghz
    (`tools/install-ghz.sh`): the fixed-rate phase again, driven by a Go client (each latency
    measured from its own send; loadgen also from the due time). Then each fixed-rate client
@@ -465,6 +472,48 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
     gc.collect()
 
 
+async def bench_in_process_durable(router: Router, ids: list[str], report: Report, args) -> None:
+    """The durable log's cost: every answer waits for its line's fsync; concurrent answers share one."""
+    print("in-process, durable decision log (the default)", flush=True)
+    qs = questions(ids, 100_000, args.seed)
+    for start in range(0, len(ids), 10_000):  # every dataset's view built, as in a warm server
+        await router.batch_decide([(d, Operation.STORE, REGIONS[0]) for d in ids[start : start + 10_000]])
+    one_by_one = qs[: max(200, min(2_000, int(args.seconds * 200)))]
+    timings, _, stale = await time_decides(router, one_by_one)
+    check_fresh(stale)
+    report.line("Router.decide p50, durable log, 1 caller", percentile(timings, 0.50) / 1e6, "ms")
+    report.line("Router.decide p99, durable log, 1 caller", percentile(timings, 0.99) / 1e6, "ms")
+    concurrent = qs[: max(2_000, min(50_000, int(args.seconds * 5_000)))]
+    latencies: list[float] = []
+    pending = iter(concurrent)
+
+    async def caller() -> None:
+        for d, op, r in pending:
+            start = time.perf_counter()
+            decision = await router.decide(d, op, r)
+            latencies.append(time.perf_counter() - start)
+            if is_stale(decision):
+                raise SystemExit("a STALE_CATALOG answer: the machine is too loaded for this benchmark")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(caller() for _ in range(args.concurrency)))
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    report.line(f"Router.decide, durable log, {args.concurrency} callers", len(concurrent) / elapsed, "decisions/s")
+    report.line(
+        "  p50 / p99 per call", latencies[len(latencies) // 2] * 1e3, f"ms / {percentile(latencies, 0.99) * 1e3:.2f} ms"
+    )
+    batches = [qs[i : i + 10_000] for i in range(0, len(qs), 10_000)]
+    start = time.perf_counter()
+    stale = 0
+    for batch in batches:
+        stale += sum(map(is_stale, await router.batch_decide(batch)))
+    check_fresh(stale)
+    report.line(
+        "Router.batch_decide (10,000 per call, durable log)", len(qs) / (time.perf_counter() - start), "decisions/s"
+    )
+
+
 async def run_json(what: str, *argv: str) -> dict:
     """Run a client process to its end and return the JSON it prints; RuntimeError with the
     tail of its stderr when it fails."""
@@ -558,11 +607,19 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
     started = time.perf_counter()
     async with server_process("domicile serve", argv, workdir / "server.log") as server:
         report.line("`domicile serve` ready (process start, imports, Router.start)", time.perf_counter() - started, "s")
-        await bench_grpc_phases(server, ids, report, args, workdir)
+        await bench_grpc_phases(server, ids, report, args, workdir, "")
+    print("gRPC on loopback, `router.durable_decision_log: false`", flush=True)
+    config = workdir / "non-durable.yaml"
+    config.write_text("router:\n  durable_decision_log: false\n")
+    async with server_process("domicile serve", [*argv, "--config", str(config)], workdir / "server-2.log") as server:
+        await bench_grpc_phases(server, ids, report, args, workdir, " [non-durable log]")
     await bench_grpc_floor(app, ids, report, args, workdir)
 
 
-async def bench_grpc_phases(server: ServerProcess, ids: list[str], report: Report, args, workdir: Path) -> None:
+async def bench_grpc_phases(
+    server: ServerProcess, ids: list[str], report: Report, args, workdir: Path, mode: str
+) -> None:
+    """The gRPC phases against `server`; `mode` ends each figure's name."""
     port = server.port
     # Warm, as a server that has been running a while: every dataset decided once (its
     # attribute view built, then frozen by the router's next catalog poll), as the in-process
@@ -575,25 +632,25 @@ async def bench_grpc_phases(server: ServerProcess, ids: list[str], report: Repor
     questions_file.write_text(json.dumps([(d, op.value, r) for d, op, r in questions(ids, 50_000, args.seed + 1)]))
 
     fixed = await run_client(port, "fixed", questions_file, args.rate, args.seconds, args.concurrency)
-    report.line(f"unary Decide p50 at {fixed['rate']:,} req/s", fixed["p50_ms"], "ms")
-    report.line(f"unary Decide p99 at {fixed['rate']:,} req/s", fixed["p99_ms"], "ms", "unary_p99_ms")
+    report.line(f"unary Decide p50 at {fixed['rate']:,} req/s{mode}", fixed["p50_ms"], "ms")
+    report.line(f"unary Decide p99 at {fixed['rate']:,} req/s{mode}", fixed["p99_ms"], "ms", "unary_p99_ms")
     report.line("  achieved rate", fixed["achieved_rate"], "req/s")
     if fixed["errors"]:
         print(f"  failed calls: {fixed['errors']}", flush=True)
     check_within_budgets(fixed["errors"])
     if args.loadgen:
-        await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, "loadgen")
+        await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, f"loadgen{mode}")
     if args.ghz:
-        await bench_ghz(Path(args.ghz), port, ids, report, args, workdir, "ghz")
+        await bench_ghz(Path(args.ghz), port, ids, report, args, workdir, f"ghz{mode}")
     peak = await run_client(port, "max", questions_file, args.rate, min(args.seconds, 5), args.concurrency)
-    report.line(f"unary Decide max throughput ({args.concurrency} callers)", peak["throughput"], "req/s")
+    report.line(f"unary Decide max throughput ({args.concurrency} callers){mode}", peak["throughput"], "req/s")
     report.line("  p50 at max throughput", peak["p50_ms"], "ms")
     for in_flight in (1, 2):
         cpu = server.cpu_seconds()
         batch = await run_client(port, "batch", questions_file, args.rate, min(args.seconds, 5), in_flight)
         check_fresh(batch["stale"])
         report.line(
-            f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight)",
+            f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight){mode}",
             batch["throughput"],
             "decisions/s",
             "batch_decisions_per_s" if in_flight == 2 else "",
@@ -1093,7 +1150,10 @@ async def run(args, workdir: Path) -> None:
             policy=POLICY,
             insecure=True,
             http_listen="",
-            router={"staleness_bound_seconds": 60},
+            router={"staleness_bound_seconds": 60, "durable_decision_log": False},
+            # The servicer phase answers 10,000 decisions per call (~13 MB here): within the
+            # largest message a server may be configured to send, not the 4 MiB default.
+            max_message_bytes=64 * 2**20,
         )
         app = App(settings=settings, store=store)
 
@@ -1109,6 +1169,10 @@ async def run(args, workdir: Path) -> None:
             report.line("RSS growth over Router.start", (rss_bytes() - rss_before) / 2**20, "MiB")
             await measure_index_memory(store, router, report)
             await bench_in_process(app, ids, report, args.seed)
+            await router.close()
+            app.settings.router.durable_decision_log = True
+            router = app.router = await Router.start(app)
+            await bench_in_process_durable(router, ids, report, args)
             await bench_grpc(app, ids, report, args, workdir)
             if args.opa:
                 await bench_opa(Path(args.opa), ids, router, report, args, workdir)

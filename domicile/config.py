@@ -186,8 +186,9 @@ class RouterSettings(Section):
     # DENY / STALE_CATALOG (fail closed).
     staleness_bound_seconds: float = Field(default=5.0, gt=0)
     poll_interval_seconds: float = Field(default=0.25, gt=0)
-    # True: a decision is answered only after its log line is durable (slower).
-    durable_decision_log: bool = False
+    # True: a decision is answered only after its log line is fsynced (group commit: concurrent
+    # requests share an fsync). False accepts losing the last decisions on a crash (docs/audit.md).
+    durable_decision_log: bool = True
 
     @model_validator(mode="after")
     def _check_poll_within_bound(self) -> RouterSettings:
@@ -305,6 +306,45 @@ class AccessSettings(Section):
     dead_letter: Path | None = None  # default: data_dir/access-dead-letter.jsonl
 
 
+class AuditSettings(Section):
+    """The decision log's identity, checkpoints, rotation and safety floors (docs/audit.md)."""
+
+    # Part of every decision id. Empty: the id the decision log records, or the host name for a new log.
+    replica_id: str = ""
+    # Ed25519 private key (PEM) that signs checkpoints; --dev / --insecure: DATA_DIR/dev/checkpoint-key.pem.
+    checkpoint_key_file: Path | None = None
+    # Public keys checkpoints may also be signed with (the keys used before a key rotation).
+    checkpoint_public_key_files: list[Path] = Field(default_factory=list)
+    checkpoint_every_lines: int = Field(default=1000, ge=1)
+    checkpoint_every_seconds: float = Field(default=60.0, gt=0)
+    # Copies of every checkpoint, outside the data directory: a file (best on another mount), an HTTP URL.
+    anchor_file: Path | None = None
+    anchor_url: str = ""
+    rotate_bytes: int = Field(default=64 * 2**20, ge=2**16)
+    rotate_seconds: float = Field(default=0.0, ge=0)  # 0: never by age
+    # Rotated files kept beside the log (0: all); older ones go to archive_dir, or are deleted without one.
+    keep_files: int = Field(default=0, ge=0)
+    archive_dir: Path | None = None
+    # Decisions are refused (RESOURCE_EXHAUSTED) while the log's file system has less free space.
+    min_free_bytes: int = Field(default=64 * 2**20, ge=0)
+
+    @field_validator("replica_id")
+    @classmethod
+    def _check_replica_id(cls, value: str) -> str:
+        from domicile.router.decision_log import LogOptions
+
+        if value:
+            LogOptions(replica=value)
+        return value
+
+    @field_validator("anchor_url")
+    @classmethod
+    def _check_anchor_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+
 class Neo4jSettings(Section):
     user: str = ""
     password: str = ""
@@ -347,6 +387,11 @@ class Settings(BaseSettings):
     dev: bool = False
     # Load the demo catalog into an empty store at start.
     demo: bool = False
+    # Accept a 0-byte SQLite catalog file as a new, empty catalog (otherwise refused).
+    init: bool = False
+    # Start although the store's revision is below the highest the decision log recorded
+    # (a store rolled back); recorded in the log. For one start, after checking why (docs/audit.md).
+    allow_catalog_rollback: bool = False
     max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -370,6 +415,7 @@ class Settings(BaseSettings):
     http: HTTPSettings = Field(default_factory=HTTPSettings)
     lineage: LineageSettings = Field(default_factory=LineageSettings)
     router: RouterSettings = Field(default_factory=RouterSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     neo4j: Neo4jSettings = Field(default_factory=Neo4jSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)

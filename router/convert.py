@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from domicile.router.decision_log import Proof
 from domicile.router.policy import PolicyError
 from domicile.router.policy_proposals import Proposal, ProposalState
 from domicile.router.runtime import Explanation, Violation
@@ -236,6 +237,18 @@ def explanation_to_proto(explanation: Explanation) -> residency_pb2.ExplainRespo
         policy_version=explanation.policy_version,
         catalog_revision=explanation.catalog_revision,
     )
+
+
+def proof_to_proto(proof: Proof) -> residency_pb2.DecisionProof:
+    message = residency_pb2.DecisionProof(replica_id=proof.replica, line_seq=proof.line_seq, line_hash=proof.line_hash)
+    checkpoint = proof.checkpoint
+    if checkpoint is not None:
+        message.checkpoint_verified = True
+        message.checkpoint_seq = checkpoint.signed_seq
+        message.checkpoint_hash = checkpoint.signed_hash
+        message.checkpoint_time.CopyFrom(to_timestamp(datetime.fromisoformat(checkpoint.time)))
+        message.checkpoint_key_id = checkpoint.key_id
+    return message
 
 
 def violation_to_proto(violation: Violation, encoder: DecisionEncoder) -> residency_pb2.Violation:

@@ -31,11 +31,11 @@ import orjson
 from domicile.errors import failed_precondition
 from domicile.logfiles import decode_position_token, encode_position_token, lines_backwards, open_for_reading
 from domicile.router.decision_log import LoggedDecision, decisions_of_line
+from domicile.router.decision_log.format import newest_decision_time
 from domicile.router.types import Outcome
 
 TIME_SLACK = timedelta(minutes=5)
 DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
-_TIME_KEY = b'"time":"'
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,15 @@ class DecisionQuery:
         )
 
     def needles(self) -> tuple[bytes, ...]:
-        """Byte strings every line holding a match contains."""
+        """Byte strings every line holding a match contains (the decision log's lines hold each
+        dataset id and rule id as a JSON string, each caller as an entry's `caller`)."""
         found = []
         if self.dataset_id:
-            found.append(b'"dataset_id":' + orjson.dumps(self.dataset_id))
+            found.append(orjson.dumps(self.dataset_id))
         if self.caller:
             found.append(b'"caller":' + orjson.dumps(self.caller))
         if self.rule_id:
-            found.append(b'"rule_id":' + orjson.dumps(self.rule_id))
+            found.append(orjson.dumps(self.rule_id))
         return tuple(found)
 
     def fingerprint(self) -> str:
@@ -161,15 +162,9 @@ def summarize(
 
 
 def _newest_time(line: bytes) -> datetime:
-    """The time of the last decision written in `line` (the newest, give or take the queue)."""
-    at = line.rfind(_TIME_KEY)
-    if at < 0:
-        return datetime.max.replace(tzinfo=UTC)
-    start = at + len(_TIME_KEY)
-    try:
-        return datetime.fromisoformat(line[start : line.index(b'"', start)].decode())
-    except ValueError:
-        return datetime.max.replace(tzinfo=UTC)
+    """The time of the last decision written in `line` (the newest, give or take the queue);
+    the latest possible for a line without decisions, so that it never ends a search."""
+    return newest_decision_time(line) or datetime.max.replace(tzinfo=UTC)
 
 
 def _decisions(path: Path, line: bytes, offset: int) -> list[LoggedDecision]:

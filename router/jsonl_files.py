@@ -1,5 +1,6 @@
-"""The router's small append-only JSON Lines files (the policy history, policy proposals):
-durable appends, and reading back what a crash left.
+"""The router's small JSON Lines files that are opened for each use (policy proposals):
+durable appends, and reading back what a crash left -- through the one append-only-file helper
+(`domicile.appendfile`) that the policy history and the decision log use too.
 
 An append returns once its bytes are fsynced (and, for a new file, its directory entry). A
 crash during an append leaves at most an incomplete last line, which `complete_lines` cuts off
@@ -8,14 +9,10 @@ crash during an append leaves at most an incomplete last line, which `complete_l
 
 from __future__ import annotations
 
-import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from domicile.private_files import PRIVATE_FILE_MODE, make_private_directory
-
-log = logging.getLogger(__name__)
+from domicile.appendfile import AppendOnlyFile
 
 
 def format_time(value: datetime) -> str:
@@ -25,36 +22,25 @@ def format_time(value: datetime) -> str:
 
 def complete_lines(path: Path, what: str) -> list[bytes]:
     """The complete lines of `path` ([] when it does not exist), after cutting off an
-    incomplete last line; `what` names the file in the warning."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    incomplete last line; `what` names the file in messages."""
+    if not path.exists():
         return []
-    lines = data.split(b"\n")
-    complete, torn = lines[:-1], lines[-1]
-    if torn:
-        log.warning("%s %s: cutting an incomplete last line (%d bytes) left by a crash", what, path, len(torn))
-        with open(path, "r+b") as file:
-            file.truncate(len(data) - len(torn))
-            os.fsync(file.fileno())
-    return complete
+    file = _open(path, what)
+    try:
+        return [line[:-1] for _, line in file.lines()]
+    finally:
+        file.close()
 
 
 def append_line(path: Path, data: bytes) -> None:
     """Append `data` (one or more complete lines) to `path` and fsync it (blocking)."""
-    make_private_directory(path.parent)
-    created = not path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+    file = _open(path, path.name)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        file.write(data)
+        file.sync()
     finally:
-        os.close(fd)
-    if created:
-        directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        file.close()
+
+
+def _open(path: Path, what: str) -> AppendOnlyFile:
+    return AppendOnlyFile.open(path, what=what, in_use_reason="FILE_IN_USE")

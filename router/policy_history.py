@@ -22,10 +22,11 @@ line, so `active_at(t)` answers which policy was in force at any time. Activatio
 decrease (a clock stepping back is clamped to the previous activation), which keeps
 `active_at` a binary search.
 
-Crash behaviour: `record` returns after the line is fsynced. A crash during the write leaves
-at most an incomplete last line, which `open` cuts off (that activation never returned). A
-complete line whose hash does not match its text makes `open` fail: the history is evidence,
-it is not silently repaired.
+The file is an append-only file (`domicile.appendfile`), held open and locked by the one router
+process that owns it until `close`. Crash behaviour: `record` returns after the line is
+fsynced. A crash during the write leaves at most an incomplete last line, which `open` cuts off
+(that activation never returned). A complete line whose hash does not match its text makes
+`open` fail: the history is evidence, it is not silently repaired.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
+from domicile.appendfile import AppendOnlyFile
 from domicile.errors import DomicileError, failed_precondition
-from domicile.router.jsonl_files import append_line, complete_lines, format_time
+from domicile.router.jsonl_files import format_time
 from domicile.router.policy import content_hash
 
 POLICIES_FILE = "policies.jsonl"
@@ -67,12 +69,13 @@ class PolicyHistory:
     """The policy history of one data directory; see the module docstring.
 
     Reads are answered from memory; `record` appends to the file. Not shared between
-    processes: the router process that serves PolicyService owns it.
+    processes: the router process that serves PolicyService owns it (`close` releases it).
     """
 
-    def __init__(self, path: Path, activations: list[PolicyVersion]) -> None:
+    def __init__(self, file: AppendOnlyFile, activations: list[PolicyVersion]) -> None:
         # Use `open`.
-        self.path = path
+        self.path = file.path
+        self._file = file
         self._activations = activations
         self._times = [a.activated_time for a in activations]
         self._texts = {a.version: a.yaml for a in activations}
@@ -81,13 +84,25 @@ class PolicyHistory:
 
     @classmethod
     async def open(cls, data_dir: str | os.PathLike[str]) -> PolicyHistory:
-        """Load `<data_dir>/policies.jsonl` (created on the first `record`).
+        """Open and lock `<data_dir>/policies.jsonl` (created if missing) and load it.
 
-        Raises DomicileError FAILED_PRECONDITION (reason POLICY_HISTORY_CORRUPT) when a
-        complete line is not a valid activation.
+        Raises DomicileError FAILED_PRECONDITION: POLICY_HISTORY_CORRUPT when a complete line
+        is not a valid activation, POLICY_HISTORY_IN_USE when another process holds it.
         """
-        path = Path(data_dir) / POLICIES_FILE
-        return cls(path, await asyncio.to_thread(_load, path))
+        return await asyncio.to_thread(cls._open_sync, Path(data_dir) / POLICIES_FILE)
+
+    @classmethod
+    def _open_sync(cls, path: Path) -> PolicyHistory:
+        file = AppendOnlyFile.open(path, what="policy history", in_use_reason="POLICY_HISTORY_IN_USE")
+        try:
+            return cls(file, _load(file))
+        except BaseException:
+            file.close()
+            raise
+
+    def close(self) -> None:
+        """Release the file. Idempotent."""
+        self._file.close()
 
     async def get(self, version: str) -> str | None:
         """The text recorded under `version`, or None."""
@@ -149,17 +164,26 @@ class PolicyHistory:
             if flags:
                 record["activation"] = flags
             line = json.dumps(record, sort_keys=True, separators=(",", ":"))
-            await asyncio.to_thread(append_line, self.path, (line + "\n").encode("utf-8"))
+            await asyncio.to_thread(self._append, (line + "\n").encode("utf-8"))
             self._activations.append(recorded_activation)
             self._times.append(when)
             self._texts[version] = text
             return recorded_activation
 
+    def _append(self, data: bytes) -> None:
+        size = self._file.size
+        try:
+            self._file.write(data)
+            self._file.sync()
+        except OSError:
+            self._file.truncate(size)  # nothing half-written stays behind a refused activation
+            raise
 
-def _load(path: Path) -> list[PolicyVersion]:
+
+def _load(file: AppendOnlyFile) -> list[PolicyVersion]:
     activations: list[PolicyVersion] = []
     first_legacy: dict[str, bool] = {}
-    for number, raw in enumerate(complete_lines(path, "policy history"), start=1):
+    for number, (_, raw) in enumerate(file.lines(), start=1):
         try:
             record = json.loads(raw)
             semantics = record.get("semantics", LEGACY_SEMANTICS)
@@ -179,9 +203,9 @@ def _load(path: Path) -> list[PolicyVersion]:
                 flags,
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise _corrupt(path, number, f"not a policy activation ({exc})") from None
+            raise _corrupt(file.path, number, f"not a policy activation ({exc})") from None
         if content_hash(activation.yaml) != activation.hash:
-            raise _corrupt(path, number, "the hash does not match the policy text")
+            raise _corrupt(file.path, number, "the hash does not match the policy text")
         activations.append(activation)
     return activations
 

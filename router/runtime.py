@@ -34,10 +34,17 @@ only a write whose application failed makes decisions fail closed; while it is b
 applied, the others are answered from the view before it, which is what the catalog was
 until that write is acknowledged.
 
-Every decision (Decide, BatchDecide, Route, CheckJob, ScanViolations) gets a decision id,
-the policy version, the catalog revision of the view, the decide time and the caller, and is
-appended to the decision log. With `durable_decision_log` the answer waits until its log
-lines are on disk.
+Every decision (Decide, BatchDecide, Route, CheckJob, ScanViolations) gets a decision id
+(`<replica id>:<random prefix><counter>`), the policy version, the catalog revision of the view,
+the decide time and the caller, and is appended to the decision log (`router.decision_log`).
+With `durable_decision_log` (the default) the answer waits until its log line is on disk; an
+answer that could not be sent (too large) is refused before anything is logged.
+
+Catalog rollback: the decision log remembers the highest catalog revision it recorded. A store
+found below it at start lost acknowledged writes (restored alone from an older backup, a
+damaged write-ahead log): the router refuses to start, unless `allow_catalog_rollback` is set,
+which is recorded in the log (and the security event log) and starts anew from the store's
+revision.
 
 Concurrency: everything runs on one event loop. The index and the policy are only replaced or
 mutated in code sections without an `await`, so a decision never sees a half-applied change;
@@ -60,7 +67,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from domicile.catalog.model import Change, Dataset, Direction, TraversalLimits, label_matches
 from domicile.catalog.regions import RegionRegistry
@@ -68,6 +75,8 @@ from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
 from domicile.router import decision_search
 from domicile.router.decision_log import DecisionLog, IntentSink, LoggedDecision
+from domicile.router.decision_log.assembly import open_configured_log
+from domicile.router.decision_log.format import CATALOG_ROLLBACK_NOTE
 from domicile.router.decision_search import DecisionBucket, DecisionQuery, SearchPage
 from domicile.router.effective import EffectiveIndex, NodeKind
 from domicile.router.engine import CompiledPolicy, compile_policy
@@ -92,6 +101,7 @@ from domicile.router.violations import (
     violation_page,
 )
 from domicile.security.context import current_principal
+from domicile.security.events import CATALOG_ROLLBACK_ACCEPTED
 from domicile.telemetry.tracing import span
 
 if TYPE_CHECKING:
@@ -231,6 +241,8 @@ class ReplayResult:
     original: Decision
     replayed: Decision
     matches: bool
+    # How the original was verified in the decision log (`decision_log.Proof`).
+    proof: Any = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +276,11 @@ def caller_context(logged: Mapping[str, str] | None) -> dict[str, str]:
     """The caller's context of a logged decision (see `logged_caller_context`)."""
     prefix = CALLER_CONTEXT_PREFIX
     return {key[len(prefix) :]: value for key, value in (logged or {}).items() if key.startswith(prefix)}
+
+
+def _unchanged(value: Any) -> Any:
+    """The default `answer` of the methods that take one: what was decided, as it is."""
+    return value
 
 
 class Router:
@@ -304,9 +321,9 @@ class Router:
         self._compile_lock = asyncio.Lock()
         self._poll_task: asyncio.Task[None] | None = None
         self._poll_failures = 0
-        # Decision ids: a random per-process prefix and a counter, unique across restarts and
-        # replicas without the cost of a uuid per decision.
-        self._ids = map(f"{os.urandom(6).hex()}%010x".__mod__, itertools.count(1))
+        # Decision ids: the replica id, then a random per-process prefix and a counter -- unique
+        # across restarts without the cost of a uuid per decision, and saying whose log has them.
+        self._ids = map(f"{decision_log.replica}:{os.urandom(6).hex()}%010x".__mod__, itertools.count(1))
         self._log_append = decision_log.append
         self._closed = False
         self._views_frozen = 0  # index views built when the collector last froze the heap
@@ -321,49 +338,56 @@ class Router:
 
         `clock` gives decide times (and so which exemptions are unexpired); tests replace it.
         Raises DomicileError (FAILED_PRECONDITION) when the configured policy file is invalid
-        or reuses a recorded version with another text; store errors propagate.
+        or reuses a recorded version with another text, when the decision log does not verify
+        (DECISION_LOG_CORRUPT, see `DecisionLog.open`) or the store is behind it
+        (CATALOG_ROLLED_BACK); store errors propagate.
         """
         settings = app.settings
         history = await PolicyHistory.open(settings.data_dir)
-        policy = await _initial_policy(settings.policy.file, history)
-        started = time.perf_counter()
-        # Reading the catalog and building the index allocate millions of objects that all
-        # stay alive; the cyclic collector, triggered by those allocations, would traverse the
-        # growing heap again and again (a quarter of the start-up time at 100k datasets) to
-        # find nothing. It is paused meanwhile and the heap collected once below.
-        collecting = gc.isenabled()
-        gc.disable()
+        decision_log = None
         try:
-            snapshot = await app.store.residency_snapshot()
-            revision = snapshot.revision
-            index = EffectiveIndex.from_snapshot(
-                snapshot.datasets,
-                snapshot.edges,
-                policy.removes,
-                placeholders=snapshot.placeholders,
-                inherit=policy.inherits_undescribed_outputs,
+            policy = await _initial_policy(settings.policy.file, history)
+            started = time.perf_counter()
+            # Reading the catalog and building the index allocate millions of objects that all
+            # stay alive; the cyclic collector, triggered by those allocations, would traverse the
+            # growing heap again and again (a quarter of the start-up time at 100k datasets) to
+            # find nothing. It is paused meanwhile and the heap collected once below.
+            collecting = gc.isenabled()
+            gc.disable()
+            try:
+                snapshot = await app.store.residency_snapshot()
+                revision = snapshot.revision
+                index = EffectiveIndex.from_snapshot(
+                    snapshot.datasets,
+                    snapshot.edges,
+                    policy.removes,
+                    placeholders=snapshot.placeholders,
+                    inherit=policy.inherits_undescribed_outputs,
+                )
+                del snapshot
+            finally:
+                if collecting:
+                    gc.enable()
+            decision_log = await open_configured_log(app)
+            router = cls(
+                store=app.store,
+                policy=policy,
+                index=index,
+                revision=revision,
+                decision_log=decision_log,
+                history=history,
+                staleness_bound=settings.router.staleness_bound_seconds,
+                poll_interval=settings.router.poll_interval_seconds,
+                durable_log=settings.router.durable_decision_log,
+                clock=clock,
             )
-            del snapshot
-        finally:
-            if collecting:
-                gc.enable()
-        decision_log = await DecisionLog.open(settings.decision_log_path, durable=settings.router.durable_decision_log)
-        router = cls(
-            store=app.store,
-            policy=policy,
-            index=index,
-            revision=revision,
-            decision_log=decision_log,
-            history=history,
-            staleness_bound=settings.router.staleness_bound_seconds,
-            poll_interval=settings.router.poll_interval_seconds,
-            durable_log=settings.router.durable_decision_log,
-            clock=clock,
-        )
-        try:
             await router._catch_up()
+            await router._check_catalog_revision(settings.allow_catalog_rollback, app)
         except BaseException:
-            await decision_log.close()  # releases the file for the next attempt
+            # Release the files for the next attempt.
+            if decision_log is not None:
+                await decision_log.close()
+            history.close()
             raise
         # The index is a few hundred thousand long-lived objects per 100k datasets; a full
         # garbage collection walking them takes 100-200 ms, a pause every request in flight
@@ -388,7 +412,8 @@ class Router:
         await self._log.flush()
 
     async def close(self) -> None:
-        """Stop following the catalog and flush the decision log. Idempotent."""
+        """Stop following the catalog, flush the decision log, release the log and the policy
+        history. Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -397,6 +422,33 @@ class Router:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poll_task
         await self._log.close()
+        self._history.close()
+
+    async def _check_catalog_revision(self, allow_rollback: bool, app: App) -> None:
+        """Refuse a store whose revision is below the highest the decision log recorded (see the
+        module docstring), unless `allow_rollback`."""
+        logged, current = self._log.max_catalog_revision, self._revision
+        if current >= logged:
+            return
+        where = f"the catalog store is at revision {current}, but the decision log {self._log.path} recorded decisions at catalog revision {logged}"
+        if not allow_rollback:
+            raise failed_precondition(
+                f"{where}: the store lost acknowledged writes (restored alone from an older backup, or a damaged "
+                "write-ahead log). Restore the store together with its decision log and policy history "
+                "(docs/audit.md, Backup and restore), or start once with --allow-catalog-rollback to accept the loss",
+                "CATALOG_ROLLED_BACK",
+            )
+        log.warning("%s; starting anyway (--allow-catalog-rollback), recorded in the decision log", where)
+        await self._log.note(CATALOG_ROLLBACK_NOTE, store_revision=current, log_revision=logged)
+        if app.security_events is not None:
+            app.security_events.record(
+                CATALOG_ROLLBACK_ACCEPTED,
+                outcome="accepted",
+                reason="CATALOG_ROLLED_BACK",
+                store_revision=current,
+                log_revision=logged,
+            )
+            app.security_events.sync()
 
     # ---- following the catalog ----------------------------------------------------------
 
@@ -740,10 +792,17 @@ class Router:
             await self._log.flush()
         return decision
 
-    async def batch_decide(self, requests: Sequence[tuple[str, Operation, str]]) -> list[Decision]:
+    async def batch_decide(
+        self, requests: Sequence[tuple[str, Operation, str]], answer: Callable[[list[Decision]], Any] = list
+    ) -> Any:
         """`decide` for each (dataset_id, op, region), in order, with one decide time and one
-        freshness check for the whole batch. Every region is checked before anything is
-        decided: an unknown one raises INVALID_ARGUMENT on `requests[i].region`."""
+        freshness check for the whole batch; returns `answer(decisions)` (the decisions by
+        default). Every region is checked before anything is decided: an unknown one raises
+        INVALID_ARGUMENT on `requests[i].region`.
+
+        `answer` runs before anything is logged: it makes what the caller will send (the
+        servicer: the encoded response) and may refuse it (an answer too large to send) by
+        raising, and then no decision of the batch is logged."""
         known = self._policy.region_known
         for i, (_, _, region) in enumerate(requests):
             if not known(region):
@@ -793,11 +852,12 @@ class Router:
         finally:
             if collecting:
                 gc.enable()
+        answered = answer(decisions)
         # (Queued with the collector on: a full queue may block here for up to the log's
         # `append_timeout`.)
         self._log_decisions(decisions, "batch_decide", policy.content_hash)
         await self._durable()
-        return decisions
+        return answered
 
     async def route(self, dataset_id: str, op: Operation, candidates: Sequence[str]) -> RouteResult:
         """The first candidate where `op` is allowed, with its (logged) decision; when none is,
@@ -836,14 +896,16 @@ class Router:
         transform: str = "",
         job: str = "",
         context: Mapping[str, str] | None = None,
-    ) -> JobCheck:
+        answer: Callable[[JobCheck], Any] = _unchanged,
+    ) -> Any:
         """Pre-flight check of a pipeline job: a PROCESS decision for each input in
         `run_region`, then a STORE decision for each output in `output_region` on the
         attributes it would have after the job -- the union of the inputs' effective
         attributes minus what `transform` removes when the policy grants it to `job` (never
         without a `job`), plus the output's current effective attributes when it already
         exists. `allowed` is True when every decision is ALLOW. An unknown input is DENY /
-        UNKNOWN_DATASET. Every decision is logged with the caller's `context`."""
+        UNKNOWN_DATASET. Every decision is logged with the caller's `context`. Returns
+        `answer(the JobCheck)`, made before anything is logged (see `batch_decide`)."""
         if inputs:
             self._check_region(run_region, "run_region")
         if outputs:
@@ -863,6 +925,8 @@ class Router:
                 inherited_only = attrs.inherited_only
             store.append(self._decision(output, Operation.STORE, output_region, verdict, now, caller, inherited_only))
         policy_hash = self._policy.content_hash
+        decisions = (*process, *store)
+        answered = answer(JobCheck(all(d.outcome is Outcome.ALLOW for d in decisions), decisions))
         caller_facts = logged_caller_context(context)
         self._log_decisions(process, "check_job", policy_hash, caller_facts or None)
         job_facts = {CONTEXT_JOB_INPUTS: "\n".join(inputs), CONTEXT_JOB_TRANSFORM: transform, **caller_facts}
@@ -870,8 +934,7 @@ class Router:
             job_facts[CONTEXT_JOB] = job
         self._log_decisions(store, "check_job", policy_hash, job_facts)
         await self._durable()
-        decisions = (*process, *store)
-        return JobCheck(all(d.outcome is Outcome.ALLOW for d in decisions), decisions)
+        return answered
 
     async def judge_observed(
         self, questions: Sequence[tuple[str, Operation, str]], context: Mapping[str, str]
@@ -985,9 +1048,10 @@ class Router:
             self._summary = (key, _summarize(self._index, self._revision))
         return self._summary[1]
 
-    async def scan_violations(self) -> list[Violation]:
+    async def scan_violations(self, answer: Callable[[list[Violation]], Any] = _unchanged) -> Any:
         """Every (dataset, location) where the dataset is stored but the policy does not allow
-        storing it, ordered by dataset id then region, each with a logged DENY decision.
+        storing it, ordered by dataset id then region, each with a logged DENY decision; returns
+        `answer(the violations)`, made before anything is logged (see `batch_decide`).
         UNAVAILABLE (STALE_CATALOG) when the view is stale: a stale scan proves nothing."""
         violations = await self._current_violations()
         now = self._clock()
@@ -1000,9 +1064,10 @@ class Router:
             )
             for v in violations.page(None, len(violations))
         ]
+        answered = answer(found)
         self._log_decisions([v.decision for v in found], "scan_violations", self._policy.content_hash)
         await self._durable()
-        return found
+        return answered
 
     async def _current_violations(self) -> StoredViolations:
         """The stored violations, up to date with the view (UNAVAILABLE when it is stale)."""
@@ -1061,12 +1126,21 @@ class Router:
 
     # ---- audit -------------------------------------------------------------------------
 
-    async def get_decision(self, decision_id: str) -> Decision:
-        """A logged decision; NOT_FOUND when the log has no decision with that id."""
-        return (await self.get_logged_decision(decision_id)).decision
+    async def get_decision(self, decision_id: str) -> LoggedDecision:
+        """A logged decision with the proof of the line that holds it (`LoggedDecision.proof`).
 
-    async def get_logged_decision(self, decision_id: str) -> LoggedDecision:
-        """A decision as the log holds it (with its context); NOT_FOUND when it has none."""
+        NOT_FOUND when the log has no decision with that id, or when the id is another
+        replica's (the error names it: each replica keeps its own log); FAILED_PRECONDITION
+        (DECISION_LOG_CORRUPT) when the line holding it does not verify."""
+        replica, separator, _ = decision_id.partition(":")
+        if separator and replica != self._log.replica:
+            raise DomicileError(
+                f"decision {decision_id!r} was made by replica {replica!r}, and this is replica "
+                f"{self._log.replica!r}: ask {replica!r} (each replica keeps its own decision log)",
+                ErrorCode.NOT_FOUND,
+                "DECISION_OF_ANOTHER_REPLICA",
+                metadata={"replica": replica},
+            )
         entry = await self._log.get(decision_id)
         if entry is None:
             raise not_found(f"decision {decision_id!r} not found in the decision log")
@@ -1099,11 +1173,10 @@ class Router:
         paths may tie. A STALE_CATALOG original never matches: it was a fail-closed answer,
         and the replay shows what the policy said of the catalog it could not confirm.
 
-        NOT_FOUND for an unknown id; FAILED_PRECONDITION when the policy version is missing
-        from the history or the upstream lineage is too large to rebuild."""
-        entry = await self._log.get(decision_id)
-        if entry is None:
-            raise not_found(f"decision {decision_id!r} not found in the decision log")
+        NOT_FOUND for an unknown id (or another replica's, as `get_decision`); FAILED_PRECONDITION
+        when the policy version is missing from the history or the upstream lineage is too large
+        to rebuild."""
+        entry = await self.get_decision(decision_id)
         original = entry.decision
         text = await self._history.get(original.policy_version)
         if text is None:
@@ -1145,7 +1218,7 @@ class Router:
             reasons=verdict.reasons,
             inherited_only=attrs is not None and attrs.inherited_only,
         )
-        return ReplayResult(original, replayed, _same_decision(original, replayed))
+        return ReplayResult(original, replayed, _same_decision(original, replayed), entry.proof)
 
     async def _revision_time(self, revision: int) -> datetime:
         """The commit time of `revision` (as-of reads at it see exactly revisions <= it, unless a

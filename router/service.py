@@ -8,8 +8,9 @@ problems of a request are reported together (BadRequest field violations).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError, Message
@@ -27,6 +28,7 @@ from domicile.router.convert import (
     explanation_to_proto,
     policy_change_to_proto,
     policy_error_to_proto,
+    proof_to_proto,
     proposal_to_proto,
     residency_states_to_proto,
     violation_page_to_proto,
@@ -35,7 +37,7 @@ from domicile.router.convert import (
 from domicile.router.decision_search import DecisionQuery
 from domicile.router.policy import MAX_POLICY_BYTES
 from domicile.router.policy_changes import PolicyChanges
-from domicile.router.runtime import Router, caller_context
+from domicile.router.runtime import JobCheck, Router, Violation, caller_context
 from domicile.router.types import Decision, Operation
 from domicile.security.budgets import Resource
 from domicile.telemetry.decisions import observe_decisions
@@ -43,7 +45,11 @@ from domicile.telemetry.tracing import optional_span
 from domicile.timeconv import optional_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
-# Bounds on request sizes: a batch answer of 10,000 decisions is a few MB at most.
+Answer = TypeVar("Answer", bytes, Message)
+Decided = TypeVar("Decided")
+
+# Bounds on request sizes. A batch answer of 10,000 decisions is a few MB; one that would exceed
+# `max_message_bytes` is refused before anything is logged (`ResidencyServicer._sendable`).
 MAX_BATCH = 10_000
 MAX_CANDIDATES = 256
 MAX_JOB_DATASETS = 1_000
@@ -178,9 +184,9 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         questions = _batch_questions(request, router.regions())
         self._app.charge(Resource.DECISIONS, len(questions))
         with optional_span("router.batch_decide"):
-            decisions = await router.batch_decide(questions)
+            decisions, answer = await router.batch_decide(questions, answer=self._sendable(self._encoder.encode_batch))
             observe_decisions(decisions)
-        return self._encoder.encode_batch(decisions)
+        return answer
 
     async def Route(self, request: residency_pb2.RouteRequest, context) -> residency_pb2.RouteResponse:
         router = _router(self._app)
@@ -228,8 +234,16 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         _check_context(errors, "context", request.context)
         errors.raise_if_any()
         self._app.charge(Resource.DECISIONS, len(request.inputs) + len(request.outputs))
+
+        def answer(result: JobCheck) -> residency_pb2.CheckJobResponse:
+            response = residency_pb2.CheckJobResponse(allowed=result.allowed)
+            add = response.decisions.add
+            for decision in result.decisions:
+                self._encoder.fill(add(), decision)
+            return response
+
         with optional_span("router.check_job"):
-            result = await router.check_job(
+            result, response = await router.check_job(
                 list(request.inputs),
                 list(request.outputs),
                 request.run_region,
@@ -237,12 +251,9 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
                 request.transform,
                 request.job,
                 request.context,
+                answer=self._sendable(answer),
             )
             observe_decisions(result.decisions)
-        response = residency_pb2.CheckJobResponse(allowed=result.allowed)
-        add = response.decisions.add
-        for decision in result.decisions:
-            self._encoder.fill(add(), decision)
         return response
 
     async def Explain(self, request: residency_pb2.ExplainRequest, context) -> residency_pb2.ExplainResponse:
@@ -277,12 +288,15 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     async def ScanViolations(
         self, request: residency_pb2.ScanViolationsRequest, context
     ) -> residency_pb2.ScanViolationsResponse:
+        def answer(violations: list[Violation]) -> residency_pb2.ScanViolationsResponse:
+            return residency_pb2.ScanViolationsResponse(
+                violations=[violation_to_proto(v, self._encoder) for v in violations]
+            )
+
         with optional_span("router.scan_violations"):
-            violations = await _router(self._app).scan_violations()
+            violations, response = await _router(self._app).scan_violations(answer=self._sendable(answer))
             observe_decisions([v.decision for v in violations])
-        return residency_pb2.ScanViolationsResponse(
-            violations=[violation_to_proto(v, self._encoder) for v in violations]
-        )
+        return response
 
     async def ListViolations(
         self, request: residency_pb2.ListViolationsRequest, context
@@ -319,9 +333,11 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     ) -> residency_pb2.GetDecisionResponse:
         router = _router(self._app)
         _check_decision_id(request.decision_id)
-        logged = await router.get_logged_decision(request.decision_id)
-        response = residency_pb2.GetDecisionResponse(decision=self._encoder.to_proto(logged.decision))
-        response.decision.context.update(caller_context(logged.context))
+        entry = await router.get_decision(request.decision_id)
+        response = residency_pb2.GetDecisionResponse(
+            decision=self._encoder.to_proto(entry.decision), proof=proof_to_proto(entry.proof)
+        )
+        response.decision.context.update(caller_context(entry.context))
         return response
 
     async def ReplayDecision(
@@ -334,6 +350,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
             original=self._encoder.to_proto(result.original),
             replayed=self._encoder.to_proto(result.replayed),
             matches=result.matches,
+            proof=proof_to_proto(result.proof),
         )
 
     async def ListDecisions(
@@ -392,6 +409,27 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     ) -> residency_pb2.GetDecisionLogStatusResponse:
         line, head, healthy = _router(self._app).decision_log_head()
         return residency_pb2.GetDecisionLogStatusResponse(head_line=line, head_hash=head, chain_ok=healthy)
+
+    def _sendable(self, make: Callable[[Decided], Answer]) -> Callable[[Decided], tuple[Decided, Answer]]:
+        """(what was decided, `make`'s answer from it), refusing an answer larger than the server
+        sends (`max_message_bytes`) with RESOURCE_EXHAUSTED: the router calls it before it logs
+        anything, so a refused answer leaves no decision logged but unsent."""
+        limit = self._app.settings.max_message_bytes
+
+        def sendable(decided: Decided) -> tuple[Decided, Answer]:
+            answer = make(decided)
+            size = len(answer) if isinstance(answer, bytes) else answer.ByteSize()
+            if size > limit:
+                raise DomicileError(
+                    f"the answer would be {size} bytes, more than this server sends ({limit} bytes, "
+                    "max_message_bytes); nothing was logged or answered: ask for fewer decisions per call",
+                    ErrorCode.RESOURCE_EXHAUSTED,
+                    "ANSWER_TOO_LARGE",
+                    metadata={"answer_bytes": str(size), "limit_bytes": str(limit)},
+                )
+            return decided, answer
+
+        return sendable
 
 
 def _page_size(errors: FieldErrors, value: int, default: int) -> int:

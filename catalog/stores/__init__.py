@@ -40,8 +40,11 @@ async def open_store(uri: str, **options: Any) -> GraphStore:
 
 async def open_configured_store(settings: Settings) -> GraphStore:
     """Open `settings.store` with the backend options the settings give (Neo4j credentials,
-    database, trusted CA); what `domicile serve`, `export` and `import` use."""
+    database, trusted CA; `init` for a 0-byte SQLite file); what `domicile serve`, `export`
+    and `import` use."""
     options: dict[str, Any] = {}
+    if urlsplit(settings.store).scheme in SQLITE_SCHEMES and settings.init:
+        options["init"] = True
     if urlsplit(settings.store).scheme in NEO4J_SCHEMES:
         neo4j = settings.neo4j
         if neo4j.user:

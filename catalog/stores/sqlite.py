@@ -172,18 +172,23 @@ class SQLiteGraphStore:
     # ------------------------------------------------------------------ opening / closing
 
     @classmethod
-    async def open(cls, uri: str, *, clock: Clock | None = None, readers: int = 2) -> SQLiteGraphStore:
+    async def open(
+        cls, uri: str, *, clock: Clock | None = None, readers: int = 2, init: bool = False
+    ) -> SQLiteGraphStore:
         """Open (creating the file and parent directories, or migrating) the store at `uri`.
 
         `clock` returns aware UTC datetimes (default: the system clock); the store still
         never hands out a time earlier than its previous write's. A file that cannot be
         written is opened read-only: reads work, writes fail with FAILED_PRECONDITION.
+        An existing file of 0 bytes is refused (FAILED_PRECONDITION, CATALOG_FILE_EMPTY) unless
+        `init`: SQLite would take it for a new, empty catalog, and a catalog lost to a
+        truncation would silently start over.
         """
         path = path_from_uri(uri)
         writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         loop = asyncio.get_running_loop()
         try:
-            read_only, conn = await loop.run_in_executor(writer, _open_writer, path)
+            read_only, conn = await loop.run_in_executor(writer, _open_writer, path, init)
         except BaseException:
             writer.shutdown(wait=False)
             raise
@@ -1096,7 +1101,7 @@ def _icontains(needle: str, *haystacks: str | None) -> bool:
     return any(h is not None and needle in h.lower() for h in haystacks)
 
 
-def _open_writer(path: Path) -> tuple[bool, sqlite3.Connection | None]:
+def _open_writer(path: Path, init: bool = False) -> tuple[bool, sqlite3.Connection | None]:
     """Opens and migrates the database on the writer thread; returns (read_only, connection).
 
     Translates every failure into a DomicileError naming `path`.
@@ -1112,6 +1117,13 @@ def _open_writer(path: Path) -> tuple[bool, sqlite3.Connection | None]:
             )
         if not os.access(path, os.R_OK):
             raise store_unavailable(f"cannot open SQLite store {path}: permission denied (not readable)")
+        if path.stat().st_size == 0 and not init:
+            raise failed_precondition(
+                f"SQLite store {path} is an empty (0-byte) file: a catalog lost to a truncation would start over "
+                "empty. Restore it (docs/audit.md, Backup and restore), or start with --init to begin a new catalog "
+                "in it",
+                reason="CATALOG_FILE_EMPTY",
+            )
         read_only = not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK)
     else:
         read_only = False

@@ -1,5 +1,7 @@
 """Offline administration: `domicile export` / `domicile import` move a whole catalog, with
-its history, between stores (e.g. SQLite → Neo4j) as JSON Lines.
+its history, between stores (e.g. SQLite → Neo4j) as JSON Lines; `domicile backup` /
+`domicile restore` copy a server's catalog, policy history and decision log together
+(`domicile.backup`).
 
 These open the store directly (not through the server): run them against a store no server
 is writing to, or accept that an export is a consistent snapshot of one instant.
@@ -100,3 +102,59 @@ def import_command(source: Path, store: str, neo4j_user, neo4j_password) -> None
     except DomicileError as exc:
         fail(str(exc), code=exc.reason or exc.code.value)
     click.echo(f"imported {count} records", err=True)
+
+
+def _settings(config_file: Path | None, store: str | None, data_dir: Path | None):
+    try:
+        return load_settings(config_file, store=store, data_dir=data_dir)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+_CONFIG = click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The server's settings file (its store, data directory and decision log are the ones copied).",
+)
+_STORE = click.option("--store", help="sqlite:///PATH (default: as `domicile serve` would use).")
+_DATA_DIR = click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="The server's data directory."
+)
+
+
+@click.command("backup")
+@click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
+@_CONFIG
+@_STORE
+@_DATA_DIR
+def backup_command(destination: Path, config_file, store, data_dir) -> None:
+    """Copy the decision log, the policy history and the SQLite catalog, consistently, into
+    DESTINATION (a new or empty directory). Safe while the server runs (docs/audit.md)."""
+    from domicile.backup import backup
+
+    try:
+        report = asyncio.run(backup(_settings(config_file, store, data_dir), destination))
+    except DomicileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"backed up {report.files} files to {report.directory}: decision log up to line {report.log_head_seq} "
+        f"(catalog revisions up to {report.log_max_catalog_revision}), catalog at revision {report.catalog_revision}"
+    )
+
+
+@click.command("restore")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_CONFIG
+@_STORE
+@_DATA_DIR
+def restore_command(source: Path, config_file, store, data_dir) -> None:
+    """Put a `domicile backup` in place (the server must be stopped). What was there is moved to
+    DATA_DIR/pre-restore-<time>/, not deleted."""
+    from domicile.backup import restore
+
+    try:
+        aside = restore(_settings(config_file, store, data_dir), source)
+    except DomicileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"restored {source}; what was there before is in {aside}")

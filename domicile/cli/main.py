@@ -213,6 +213,14 @@ JSON for lists and maps) and these options.
 @click.option("--jwt-issuer", help="Required `iss` of every token.")
 @click.option("--jwt-audience", help="Required `aud` of every token.")
 @click.option("--demo", is_flag=True, default=None, help="Load the demo catalog into an empty store.")
+@click.option("--init", is_flag=True, default=None, help="Accept a 0-byte SQLite catalog file as a new catalog.")
+@click.option(
+    "--allow-catalog-rollback",
+    is_flag=True,
+    default=None,
+    help="Start although the store is behind the decision log (recorded; see docs/audit.md). For one start.",
+)
+@click.option("--replica-id", help="This server's replica id, part of every decision id (default: the host name).")
 @click.option(
     "--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]), help="Server log level (default INFO)."
 )
@@ -237,6 +245,9 @@ def serve(
     jwt_issuer,
     jwt_audience,
     demo,
+    init,
+    allow_catalog_rollback,
+    replica_id,
     log_level,
     log_format,
     ops_listen,
@@ -258,6 +269,9 @@ def serve(
             insecure=insecure,
             dev=dev,
             demo=demo,
+            init=init,
+            allow_catalog_rollback=allow_catalog_rollback,
+            audit={"replica_id": replica_id} if replica_id else None,
             log_level=log_level,
             log_format=log_format,
             ops_listen=ops_listen,
@@ -302,6 +316,8 @@ for command in history_commands.POLICY_COMMANDS:
 for command in history_commands.DATASET_COMMANDS:
     catalog_commands.dataset.add_command(command)
 cli.add_command(admin_commands.import_command)
+cli.add_command(admin_commands.backup_command)
+cli.add_command(admin_commands.restore_command)
 
 
 def main() -> None:

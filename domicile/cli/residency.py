@@ -27,6 +27,7 @@ from domicile.cli.client import call, emit, emit_data, table, unknown_dataset_hi
 from domicile.cli.policy import fail_policy
 from domicile.client import (
     Decision,
+    DecisionProof,
     Explanation,
     JobCheck,
     Operation,
@@ -446,14 +447,27 @@ def _changes_text(changes: tuple[PolicyChange, ...], version: str) -> str:
 @click.argument("decision_id")
 @click.pass_context
 def audit_get(ctx, decision_id) -> None:
-    """A logged decision by id, with the context its asker logged with it."""
+    """A logged decision by id, with the context its asker logged with it and how the server
+    verified the log line it was read from."""
     record = call(ctx, lambda client: client.get_decision(decision_id))
     if json_output(ctx):
-        emit_data(ctx, {"decision": {**jsonable(record.decision), "context": dict(record.context)}}, "")
+        decision = {**jsonable(record.decision), "context": dict(record.context)}
+        emit_data(ctx, {"decision": decision, "proof": jsonable(record.proof)}, "")
         return
     lines = [render_decision(record.decision)]
     lines.extend(f"  context {key}: {value}" for key, value in sorted(record.context.items()))
+    if record.proof is not None:
+        lines.append(render_proof(record.proof))
     click.echo("\n".join(lines))
+
+
+def render_proof(proof: DecisionProof) -> str:
+    """How a decision read back was verified, in one or two lines."""
+    line = f"logged: replica {proof.replica_id}, line {proof.line_seq} ({proof.line_hash[:16]}...)"
+    if proof.checkpoint_verified and proof.checkpoint_time is not None:
+        when = proof.checkpoint_time.isoformat(timespec="seconds")
+        return f"{line}\nverified: chained to the checkpoint of line {proof.checkpoint_seq}, signed {when} by key {proof.checkpoint_key_id}"
+    return f"{line}\nverified: against the server's live chain (no checkpoint covers it yet)"
 
 
 @command("replay")
@@ -466,7 +480,10 @@ def audit_replay(ctx, decision_id) -> None:
 
     def render(r: ReplayResult) -> str:
         verdict = "MATCHES" if r.matches else "DIFFERS"
-        return f"replay {verdict}\noriginal:\n{render_decision(r.original, '  ')}\nreplayed:\n{render_decision(r.replayed, '  ')}"
+        return (
+            f"replay {verdict}\noriginal:\n{render_decision(r.original, '  ')}\n{render_proof(r.proof) if r.proof else ''}\n"
+            f"replayed:\n{render_decision(r.replayed, '  ')}"
+        )
 
     emit(ctx, replay, render)
     if not replay.matches:

@@ -47,6 +47,7 @@ from domicile.client.types import (
     ActorActivity,
     DatasetAccess,
     DecisionLogStatus,
+    DecisionProof,
     DecisionRecord,
     DecisionSummary,
     LineageEnded,
@@ -628,11 +629,26 @@ def get_residency_states(dataset_ids: Iterable[str], *, as_of: datetime | None =
     )
 
 
+def proof_from_message(m: residency_pb2.DecisionProof) -> DecisionProof:
+    return DecisionProof(
+        m.replica_id,
+        m.line_seq,
+        m.line_hash,
+        m.checkpoint_verified,
+        m.checkpoint_seq,
+        m.checkpoint_hash,
+        _when(m, "checkpoint_time"),
+        m.checkpoint_key_id,
+    )
+
+
 def get_decision(decision_id: str) -> Call[DecisionRecord]:
     return _call(
         "domicile.v1.ResidencyService.GetDecision",
         residency_pb2.GetDecisionRequest(decision_id=decision_id),
-        lambda r: DecisionRecord(decision_from_message(r.decision), dict(r.decision.context)),
+        lambda r: DecisionRecord(
+            decision_from_message(r.decision), dict(r.decision.context), proof_from_message(r.proof)
+        ),
         retryable=True,
     )
 
@@ -641,7 +657,9 @@ def replay_decision(decision_id: str) -> Call[ReplayResult]:
     return _call(
         "domicile.v1.ResidencyService.ReplayDecision",
         residency_pb2.ReplayDecisionRequest(decision_id=decision_id),
-        lambda r: ReplayResult(decision_from_message(r.original), decision_from_message(r.replayed), r.matches),
+        lambda r: ReplayResult(
+            decision_from_message(r.original), decision_from_message(r.replayed), r.matches, proof_from_message(r.proof)
+        ),
         retryable=True,
     )
 

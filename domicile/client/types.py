@@ -72,6 +72,7 @@ __all__ = [
     "Decision",
     "DecisionBucket",
     "DecisionLogStatus",
+    "DecisionProof",
     "DecisionRecord",
     "DecisionSummary",
     "Direction",
@@ -179,12 +180,30 @@ class LineageGraph:
 
 
 @dataclass(frozen=True)
+class DecisionProof:
+    """How the server verified the log line a decision was read from: the line (`line_seq`,
+    `line_hash`) in `replica_id`'s chain, and the first signed checkpoint after it whose chain
+    from that line holds -- or `checkpoint_verified` False when no checkpoint covers the line
+    yet (it is in the live chain the server verified at start and has extended since)."""
+
+    replica_id: str
+    line_seq: int
+    line_hash: str
+    checkpoint_verified: bool
+    checkpoint_seq: int = 0
+    checkpoint_hash: str = ""
+    checkpoint_time: datetime | None = None
+    checkpoint_key_id: str = ""
+
+
+@dataclass(frozen=True)
 class DecisionRecord:
     """A decision read from the decision log, with the `context` its asker logged with it
-    (e.g. the Airflow DAG, task and run of a pre-flight check)."""
+    (e.g. the Airflow DAG, task and run of a pre-flight check) and how it was verified."""
 
     decision: Decision
     context: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    proof: DecisionProof | None = None
 
 
 @dataclass(frozen=True)

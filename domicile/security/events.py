@@ -9,19 +9,22 @@ Format (documented in docs/security.md; keep both in step):
 
 Every key is always present (empty string when unknown); `detail` is an object whose keys
 depend on the event. Tokens and private keys are never written.
+
+The file is an append-only file (`domicile.appendfile`): one server writes it at a time, and a
+line torn by a crash is cut when it is opened again. Events are written as they happen; `sync`
+makes them durable (done after decision log checkpoints, which anchor the log's chain).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from domicile.private_files import PRIVATE_FILE_MODE, make_private_directory
+from domicile.appendfile import AppendOnlyFile
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,12 @@ POLICY_BREAK_GLASS = "policy_break_glass"
 OBSERVED_VIOLATION = "observed_violation"
 ACCESS_ANOMALY = "access_anomaly"
 
+# The decision log (router/decision_log): copies of its signed checkpoints, decisions refused
+# below the disk-space floor, a catalog behind the log accepted by the operator.
+DECISION_LOG_CHECKPOINT = "decision_log_checkpoint"
+DISK_SPACE_LOW = "disk_space_low"
+CATALOG_ROLLBACK_ACCEPTED = "catalog_rollback_accepted"
+
 EVENT_TYPES = frozenset(
     {
         AUTH_FAILURE,
@@ -60,6 +69,9 @@ EVENT_TYPES = frozenset(
         POLICY_BREAK_GLASS,
         OBSERVED_VIOLATION,
         ACCESS_ANOMALY,
+        DECISION_LOG_CHECKPOINT,
+        DISK_SPACE_LOW,
+        CATALOG_ROLLBACK_ACCEPTED,
     }
 )
 
@@ -69,13 +81,13 @@ class SecurityEventLog:
 
     gRPC calls the certificate fetcher from its own threads, so writes are serialised by a
     lock; each event is one `write` of one line so a reader never sees half an event.
+    Raises DomicileError FAILED_PRECONDITION (SECURITY_LOG_IN_USE) when another server writes
+    the file, OSError when it cannot be opened.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        make_private_directory(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE)
-        self._file = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+        self._file = AppendOnlyFile.open(path, what="security event log", in_use_reason="SECURITY_LOG_IN_USE")
         self._lock = threading.Lock()
 
     def record(
@@ -90,8 +102,9 @@ class SecurityEventLog:
         reason: str = "",
         **detail: Any,
     ) -> dict[str, Any]:
-        """Append one event and return it. `event` must be one of EVENT_TYPES; `detail`
-        values must be JSON-serialisable."""
+        """Append one event and return it (see `sync` for durability). `event` must be one of
+        EVENT_TYPES; `detail` values must be JSON-serialisable. A write that fails is logged,
+        not raised: the action being recorded has happened."""
         if event not in EVENT_TYPES:
             raise ValueError(f"unknown security event type {event!r}")
         now = datetime.now(UTC)
@@ -111,8 +124,21 @@ class SecurityEventLog:
             if self._file.closed:
                 log.warning("security event after shutdown: %s", line.rstrip())
                 return entry
-            self._file.write(line)
+            try:
+                self._file.write(line.encode("utf-8"))
+            except OSError as exc:
+                log.error("security event log %s: cannot write %s: %s", self.path, line.rstrip(), exc)
         return entry
+
+    def sync(self) -> None:
+        """Make every event recorded so far durable (fsync); a failure is logged, not raised."""
+        with self._lock:
+            if self._file.closed:
+                return
+            try:
+                self._file.sync()
+            except OSError as exc:
+                log.error("security event log %s: cannot fsync: %s", self.path, exc)
 
     def close(self) -> None:
         with self._lock:

@@ -335,10 +335,32 @@ class GetDecisionRequest(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
 
 class GetDecisionResponse(_message.Message):
-    __slots__ = ("decision",)
+    __slots__ = ("decision", "proof")
     DECISION_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     decision: Decision
-    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
+    proof: DecisionProof
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., proof: _Optional[_Union[DecisionProof, _Mapping]] = ...) -> None: ...
+
+class DecisionProof(_message.Message):
+    __slots__ = ("replica_id", "line_seq", "line_hash", "checkpoint_verified", "checkpoint_seq", "checkpoint_hash", "checkpoint_time", "checkpoint_key_id")
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    LINE_SEQ_FIELD_NUMBER: _ClassVar[int]
+    LINE_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_TIME_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    replica_id: str
+    line_seq: int
+    line_hash: str
+    checkpoint_verified: bool
+    checkpoint_seq: int
+    checkpoint_hash: str
+    checkpoint_time: _timestamp_pb2.Timestamp
+    checkpoint_key_id: str
+    def __init__(self, replica_id: _Optional[str] = ..., line_seq: _Optional[int] = ..., line_hash: _Optional[str] = ..., checkpoint_verified: _Optional[bool] = ..., checkpoint_seq: _Optional[int] = ..., checkpoint_hash: _Optional[str] = ..., checkpoint_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., checkpoint_key_id: _Optional[str] = ...) -> None: ...
 
 class ReplayDecisionRequest(_message.Message):
     __slots__ = ("decision_id",)
@@ -347,14 +369,16 @@ class ReplayDecisionRequest(_message.Message):
     def __init__(self, decision_id: _Optional[str] = ...) -> None: ...
 
 class ReplayDecisionResponse(_message.Message):
-    __slots__ = ("original", "replayed", "matches")
+    __slots__ = ("original", "replayed", "matches", "proof")
     ORIGINAL_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     MATCHES_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
     original: Decision
     replayed: Decision
     matches: bool
-    def __init__(self, original: _Optional[_Union[Decision, _Mapping]] = ..., replayed: _Optional[_Union[Decision, _Mapping]] = ..., matches: _Optional[bool] = ...) -> None: ...
+    proof: DecisionProof
+    def __init__(self, original: _Optional[_Union[Decision, _Mapping]] = ..., replayed: _Optional[_Union[Decision, _Mapping]] = ..., matches: _Optional[bool] = ..., proof: _Optional[_Union[DecisionProof, _Mapping]] = ...) -> None: ...
 
 class ListDecisionsRequest(_message.Message):
     __slots__ = ("dataset_id", "caller", "outcome", "rule_id", "start_time", "end_time", "page_size", "page_token")

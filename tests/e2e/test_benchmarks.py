@@ -41,10 +41,15 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         "Router.decide p50 (warm)",
         "Router.batch_decide (10,000 per call, logged)",
         "BatchDecide servicer (parsing, validation, wire encoding, logged)",
+        "Router.decide p50, durable log, 1 caller",
+        "Router.decide, durable log, 32 callers",
+        "Router.batch_decide (10,000 per call, durable log)",
         "unary Decide p99 at 1,000 req/s",
         "unary Decide max throughput (32 callers)",
         "BatchDecide over gRPC (1,000 per call, 1 in flight)",
         "BatchDecide over gRPC (1,000 per call, 2 in flight)",
+        "unary Decide p99 at 1,000 req/s [non-durable log]",
+        "BatchDecide over gRPC (1,000 per call, 2 in flight) [non-durable log]",
         "`domicile serve` ready (process start, imports, Router.start)",
         "floor (Python client): unary Decide p99 at 1,000 req/s",  # the canned-answer server's process
     ):

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from domicile.config import load_settings
 from domicile.grpc_errors import details_of
+from domicile.router.types import Operation
 from domicile.security import scopes
 from domicile.security.dev_credentials import (
     DEV_AUDIENCE,
@@ -415,3 +416,39 @@ async def test_policy_changes_are_security_events_with_the_principal(server, pat
     (event,) = [e for e in security_events(server) if e["event"] == "policy_change"]
     assert event["principal"] == "dpo (via change-bot)" and event["detail"]["version"] == "2026.12.9"
     assert event["method"] == "/domicile.v1.PolicyService/SetPolicy" and event["outcome"] == "ok"
+
+
+async def test_below_the_disk_space_floor_decisions_are_refused_as_a_security_event(tmp_path):
+    from domicile.v1 import residency_pb2, residency_pb2_grpc
+
+    running = await create_server(dev_settings(tmp_path, audit={"min_free_bytes": 2**62}))
+    try:
+        paths = dev_paths(tmp_path)
+        token = sign(paths, dev_claims(scope="residency:decide"))
+        async with grpc.aio.secure_channel(f"127.0.0.1:{running.port}", credentials(paths)) as channel:
+            request = residency_pb2.DecideRequest(
+                dataset_id="s3://a", operation=residency_pb2.OPERATION_STORE, region="aws:eu-central-1"
+            )
+            error = await refused(
+                residency_pb2_grpc.ResidencyServiceStub(channel).Decide(request, metadata=bearer(token), timeout=10),
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+            )
+            assert details_of(error)["reason"] == "DISK_SPACE_LOW" and details_of(error)["retry_after"]
+    finally:
+        await running.stop(0)
+    (event,) = [e for e in security_events(running) if e["event"] == "disk_space_low"]
+    assert event["outcome"] == "refused" and event["detail"]["floor_bytes"] == 2**62
+
+
+async def test_checkpoints_of_the_decision_log_are_security_events(server, paths):
+    from domicile.router.decision_log import Series, TrustedKeys, read_anchors, verify_series
+    from domicile.router.decision_log.assembly import DEV_CHECKPOINT_KEY
+    from domicile.router.decision_log.checkpoints import load_public_key
+
+    await server.app.router.decide("s3://a", Operation.STORE, "aws:eu-central-1")
+    await server.app.router.close()  # signs a last checkpoint
+    anchors = read_anchors(server.app.settings.security_log_path)
+    assert anchors and anchors[-1].replica == server.app.router._log.replica
+    keys = TrustedKeys([load_public_key(server.app.settings.data_dir / DEV_CHECKPOINT_KEY)])
+    report = verify_series(Series(server.app.settings.decision_log_path).files(), keys, anchors)
+    assert report.ok and report.anchors_checked == len(anchors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ async def test_activations_are_kept_and_survive_a_reopen(tmp_path: Path) -> None
     first = await history.record("1", V1, at=T0)
     await history.record("2", V2, at=T0 + timedelta(days=1))
     await history.record("1", V1, at=T0 + timedelta(days=2))  # back to version 1
+    history.close()
 
     reopened = await PolicyHistory.open(tmp_path)
     assert reopened.versions() == history.versions()
@@ -73,6 +75,7 @@ async def test_activation_times_never_go_back(tmp_path: Path) -> None:
 async def test_open_cuts_a_torn_last_line(tmp_path: Path) -> None:
     history = await PolicyHistory.open(tmp_path)
     await history.record("1", V1, at=T0)
+    history.close()
     path = tmp_path / POLICIES_FILE
     path.write_bytes(path.read_bytes() + b'{"activated_time":"2026-')
     reopened = await PolicyHistory.open(tmp_path)
@@ -83,6 +86,7 @@ async def test_open_cuts_a_torn_last_line(tmp_path: Path) -> None:
 async def test_open_refuses_a_text_that_does_not_match_its_hash(tmp_path: Path) -> None:
     history = await PolicyHistory.open(tmp_path)
     await history.record("1", V1, at=T0)
+    history.close()
     path = tmp_path / POLICIES_FILE
     record = json.loads(path.read_bytes())
     record["yaml"] = V1.replace("p", "q")
@@ -90,3 +94,28 @@ async def test_open_refuses_a_text_that_does_not_match_its_hash(tmp_path: Path) 
     with pytest.raises(DomicileError) as info:
         await PolicyHistory.open(tmp_path)
     assert info.value.reason == "POLICY_HISTORY_CORRUPT" and "line 1" in str(info.value)
+
+
+async def test_one_process_owns_the_history(tmp_path: Path) -> None:
+    history = await PolicyHistory.open(tmp_path)
+    try:
+        with pytest.raises(DomicileError) as info:
+            await PolicyHistory.open(tmp_path)
+        assert info.value.reason == "POLICY_HISTORY_IN_USE"
+    finally:
+        history.close()
+    (await PolicyHistory.open(tmp_path)).close()  # released by close
+
+
+async def test_a_failed_write_leaves_nothing_behind(tmp_path: Path) -> None:
+    history = await PolicyHistory.open(tmp_path)
+    await history.record("1", V1, at=T0)
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        os.dup2(full, history._file._fd)  # writes now fail with ENOSPC, like a full disk
+        with pytest.raises(OSError):
+            await history.record("2", V2, at=T0 + timedelta(days=1))
+    finally:
+        os.close(full)
+        history.close()
+    assert [a.version for a in (await PolicyHistory.open(tmp_path)).versions()] == ["1"]

@@ -8,16 +8,15 @@ from pathlib import Path
 import pytest
 
 from domicile.errors import DomicileError, ErrorCode
-from domicile.router.decision_log import DecisionLog
 from domicile.router.decision_search import DecisionQuery, search, summarize
 from domicile.router.types import Outcome
-from tests.unit.test_decision_log import T0, decision, write_one_per_line
+from tests.unit.decision_log_helpers import REPLICA, T0, decision, open_log, write_one_per_line
 
 
 @pytest.fixture
 async def log_path(tmp_path: Path) -> Path:
     """20 decisions, one line each, a second apart: odd ones ALLOW, every fifth by another caller."""
-    log = await DecisionLog.open(tmp_path / "decisions.jsonl", durable=True)
+    log = await open_log(tmp_path / "decisions.jsonl")
     for n in range(20):
         log.append(
             decision(
@@ -33,7 +32,7 @@ async def log_path(tmp_path: Path) -> Path:
 
 
 def ids(page) -> list[str]:
-    return [d.decision.decision_id for d in page.decisions]
+    return [d.decision.decision_id.removeprefix(f"{REPLICA}:") for d in page.decisions]
 
 
 def test_newest_first_with_filters(log_path):
@@ -79,7 +78,7 @@ def test_a_token_of_other_filters_is_refused(log_path):
 
 
 def test_a_forged_line_stops_the_search(log_path):
-    data = log_path.read_bytes().replace(b'"outcome":"deny"', b'"outcome":"allow"', 1)
+    data = log_path.read_bytes().replace(b'"deny"', b'"allow"', 1)
     log_path.write_bytes(data)
     with pytest.raises(DomicileError) as raised:
         search(log_path, DecisionQuery(), 100)
@@ -99,7 +98,7 @@ def test_missing_log_reads_as_empty(tmp_path):
 
 
 async def test_write_helper_is_shared(tmp_path):
-    log = await DecisionLog.open(tmp_path / "d.jsonl", durable=True)
+    log = await open_log(tmp_path / "d.jsonl")
     await write_one_per_line(log, range(2))
     await log.close()
     assert ids(search(tmp_path / "d.jsonl", DecisionQuery(), 5)) == ["d0001", "d0000"]

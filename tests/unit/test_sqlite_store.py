@@ -132,6 +132,23 @@ async def test_corrupt_file_is_a_clear_error(tmp_path, content):
     assert path.read_bytes() == content  # left untouched
 
 
+async def test_an_empty_file_is_refused_unless_init_is_given(tmp_path):
+    path = tmp_path / "catalog.db"
+    path.write_bytes(b"")  # what a truncation, or a crash while the file was created, leaves
+    with pytest.raises(DomicileError) as error:
+        await SQLiteGraphStore.open(uri(path))
+    assert error.value.reason == "CATALOG_FILE_EMPTY" and "--init" in error.value.message
+    assert path.read_bytes() == b""
+    store = await SQLiteGraphStore.open(uri(path), init=True)
+    try:
+        assert await store.revision() == 0
+    finally:
+        await store.close()
+    for missing_or_initialised in (path, tmp_path / "new.db"):  # opens without init
+        store = await SQLiteGraphStore.open(uri(missing_or_initialised))
+        await store.close()
+
+
 async def test_directory_in_place_of_the_file_is_refused(tmp_path):
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(DomicileError) as error:

@@ -1,0 +1,1160 @@
+"""The live decision log: what callers append, and the thread that makes it durable.
+
+Appending: `append` queues one decision, `append_many` a request's decisions as one queue item
+(no Python work per decision), `append_entries` entries rendered elsewhere (see
+`format.Entry`). A writer thread takes everything queued, renders it (`format.render_entry`,
+one entry per request, at most `line_decisions` decisions per line), writes it with one
+`write` and fsyncs it; then it releases whoever awaits `flush()`.
+
+**Durable by default.** With `durable` (the default), the writer never waits to fill a batch:
+callers await `flush()` before answering, and whatever was queued while the previous fsync
+ran is written with the next one (group commit: concurrent requests share an fsync). Without
+it (the documented opt-out), the writer gathers for up to `flush_interval` seconds and a
+crash loses what was not yet written.
+
+**Faults.** When a write or an fsync fails (a full disk, an I/O error), the writer cuts the
+file back to its last durable size (after a failed fsync the kernel may have dropped the
+pages, so the bytes are written again rather than trusted) and retries the same lines with
+backoff (`retry_initial` doubling up to `retry_max` seconds) until they are written -- then it
+carries on by itself. Meanwhile every waiting `flush()` and every `append` fails with
+UNAVAILABLE (reason DECISION_LOG_UNWRITABLE, with a retry delay), and `failure()` names the
+problem (the server's health reports ResidencyService NOT_SERVING meanwhile). Decisions queued before the fault are still
+written once it clears; in durable mode their callers were told UNAVAILABLE, so the log may
+hold a decision nobody received, never the reverse.
+
+**Disk-space floor.** When the file system holding the log has less than `min_free_bytes`
+free, `append` refuses with RESOURCE_EXHAUSTED (reason DISK_SPACE_LOW) before the disk is full,
+a `disk_space_low` security event is recorded, and `failure()` names it; the writer checks
+again every second and lifts the refusal when space is back.
+
+**Checkpoints** (see `checkpoints`): after every `checkpoint_lines` lines, at most
+`checkpoint_seconds` after the first line not yet covered, before a rotation and at `close`,
+the writer signs the head and appends a checkpoint line, then hands the checkpoint to the sinks.
+
+**Rotation** (see `series`): before writing, when the file has `rotate_bytes` or is
+`rotate_seconds` old, the writer closes it with a checkpoint, renames it to the next numbered
+name and starts a new file whose first line continues the chain.
+
+Backpressure: at most `max_queue` decisions wait for the writer. An `append` that finds the
+queue full blocks (also the event loop: the router then answers no faster than it logs) until
+the writer takes it, for at most `append_timeout` seconds, then fails with UNAVAILABLE
+(DECISION_LOG_BEHIND). A decision is never dropped from the log silently.
+
+One process owns a log at a time (an exclusive lock on the active file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import itertools
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import attrgetter
+from pathlib import Path
+from typing import Any, NamedTuple, cast
+
+from domicile.appendfile import AppendOnlyFile, fsync_directory
+from domicile.errors import DomicileError, ErrorCode, failed_precondition
+from domicile.router.decision_log import legacy
+from domicile.router.decision_log.checkpoints import Checkpoint, CheckpointSigner, CheckpointSink, TrustedKeys
+from domicile.router.decision_log.format import (
+    CHECKPOINT,
+    FILE,
+    NOTE,
+    Entry,
+    LineError,
+    LoggedDecision,
+    decision_ids,
+    decisions_line,
+    note_revision,
+    parse_line,
+    record_line,
+    render_entry,
+)
+from domicile.router.decision_log.index import DecisionIndex, WrittenLine
+from domicile.router.decision_log.series import Series, apply_retention
+from domicile.router.decision_log.verify import ChainState, ChainVerifier
+from domicile.router.types import Decision, Operation
+from domicile.security.events import DISK_SPACE_LOW, SecurityEventLog
+from domicile.telemetry.metrics import DECISION_LOG_FSYNC, DECISION_LOG_WRITE
+
+log = logging.getLogger(__name__)
+
+REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
+
+
+def default_replica() -> str:
+    """The host name, as a replica id (characters outside [A-Za-z0-9._-] become '-')."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63].strip(".-_") or "replica"
+    return name if REPLICA_ID.match(name) else "replica"
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """How a `DecisionLog` behaves; see the module docstring for each part."""
+
+    # None: the replica id the log records, or the host name for a new log.
+    replica: str | None = None
+    durable: bool = True
+    flush_interval: float = 0.05
+    max_batch: int = 10_000
+    line_decisions: int = 1_000
+    recent_capacity: int = 10_000
+    index_capacity: int = 200_000
+    max_queue: int = 20_000
+    append_timeout: float = 10.0
+    checkpoint_lines: int = 1_000
+    checkpoint_seconds: float = 60.0
+    rotate_bytes: int = 64 * 2**20
+    rotate_seconds: float = 0.0  # 0: never by age
+    keep_files: int = 0  # 0: keep every rotated file
+    archive_dir: Path | None = None
+    min_free_bytes: int = 0
+    retry_initial: float = 0.05
+    retry_max: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.replica is not None and not REPLICA_ID.match(self.replica):
+            raise ValueError(f"replica id {self.replica!r}: 1-63 of A-Z a-z 0-9 . _ -, starting with a letter or digit")
+        if min(self.flush_interval, self.append_timeout, self.rotate_seconds, self.min_free_bytes) < 0:
+            raise ValueError("flush_interval, append_timeout, rotate_seconds and min_free_bytes must be >= 0")
+        if min(self.max_batch, self.line_decisions, self.max_queue, self.index_capacity, self.recent_capacity) < 1:
+            raise ValueError("max_batch, line_decisions, max_queue, index_capacity and recent_capacity must be >= 1")
+        if min(self.checkpoint_lines, self.rotate_bytes) < 1 or min(self.checkpoint_seconds, self.retry_initial) <= 0:
+            raise ValueError("checkpoint_lines, checkpoint_seconds, rotate_bytes and retry_initial must be > 0")
+
+
+@dataclass(frozen=True)
+class _Note:
+    """A note line queued behind the decisions before it."""
+
+    note: str
+    detail: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """Entries rendered elsewhere (`append_entries`)."""
+
+    entries: tuple[Entry, ...]
+
+
+# A queue item: (decisions, context, kind, policy_hash) -- `decisions` one Decision (from `append`)
+# or a tuple of them (`append_many`) -- or entries rendered elsewhere, or a note.
+_Decided = tuple["Decision | tuple[Decision, ...]", "Mapping[str, str] | None", str, str]
+_Queued = _Decided | _Rendered | _Note
+
+# The kinds of decisions that answer a caller's question about storing or processing a dataset
+# somewhere: access records count them as the caller's intents (`set_intent_sink`).
+INTENT_KINDS = frozenset({"decide", "batch_decide", "route", "check_job"})
+# Receives, per written batch, how many intents each (caller, dataset, operation, region) had.
+IntentSink = Callable[[dict[tuple[str, str, Operation, str], int]], None]
+
+
+def intent_counts(batch: Iterable[_Queued]) -> dict[tuple[str, str, Operation, str], int]:
+    """Decisions of INTENT_KINDS in queued items, counted per (caller, dataset, operation, region).
+    Entries rendered elsewhere (`append_entries`) are not counted: they hold no Decision."""
+    counts: dict[tuple[str, str, Operation, str], int] = {}
+    get = counts.get
+    for item in batch:
+        if isinstance(item, _Rendered | _Note):
+            continue
+        decisions, _, kind, _ = item
+        if kind not in INTENT_KINDS:
+            continue
+        for d in cast("tuple[Decision, ...]", decisions) if type(decisions) is tuple else (cast(Decision, decisions),):
+            key = (d.caller, d.dataset_id, d.operation, d.region)
+            counts[key] = get(key, 0) + 1
+    return counts
+
+
+class DecisionLog:
+    """The live, append-only decision log of one process (see the module docstring).
+
+    Use `await DecisionLog.open(path, signer=...)`; `append` from the event loop or any thread;
+    `await flush()` for durability; `get` to read back (with a proof); `await close()` at the end.
+    """
+
+    def __init__(
+        self,
+        series: Series,
+        file: AppendOnlyFile,
+        opened: _Opened,
+        index: DecisionIndex,
+        options: LogOptions,
+        signer: CheckpointSigner,
+        sinks: Sequence[CheckpointSink],
+        events: SecurityEventLog | None,
+    ) -> None:
+        # Use `open`: it checks the file and takes its lock first.
+        self.path = series.active
+        self.options = options
+        self.durable = options.durable
+        state = opened.state
+        self.replica = state.replica
+        self._series = series
+        self._file = file
+        self._index = index
+        self._signer = signer
+        self._sinks = tuple(sinks)
+        self._events = events
+        self._flush_interval = 0.0 if options.durable else options.flush_interval
+        # Writer-owned (read by others through `head()` and properties, under `_lock`):
+        self._state = state
+        self._file_number = opened.file_number
+        self._file_started = opened.file_started  # time.time() of the active file's first line
+        self._uncovered = opened.uncovered  # lines after the last checkpoint
+        self._uncovered_since = time.monotonic()
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)  # the writer waits on it
+        self._space = threading.Condition(self._lock)  # appenders wait on it when the queue is full
+        # Guarded by _lock. Queue entries are decisions (and notes), counted from 1 per open log;
+        # `_durable_seq` is the last entry written and fsynced.
+        self._queue: list[_Queued] = []
+        self._writer_waiting = False
+        self._space_waiters = 0
+        self._appended_seq = 0
+        self._taken_seq = 0
+        self._durable_seq = 0
+        self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiter_order = itertools.count()
+        self._flush_requested = False
+        self._closing = False
+        self._closed = False
+        self._unwritable = ""  # why writes fail now ('' when they do not)
+        self._retry_after = 0.0
+        self._space_low = ""  # why appends are refused for disk space ('' when they are not)
+        self._space_checked = 0.0
+        self._intent_sink: IntentSink | None = None
+        self._check_space()
+        self._writer = threading.Thread(target=self._run, name=f"decision-log-writer:{series.active.name}", daemon=True)
+        self._writer.start()
+
+    # ---- opening -----------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        signer: CheckpointSigner,
+        trusted_keys: TrustedKeys | None = None,
+        sinks: Iterable[CheckpointSink] = (),
+        events: SecurityEventLog | None = None,
+        **options: Any,
+    ) -> DecisionLog:
+        """Open (creating it and its directory if needed) the log at `path`, verify it and
+        continue its chain.
+
+        The whole active file is verified: every line's hash, the chain, and every checkpoint's
+        signature against `trusted_keys` (default: the signer's own public key; give old public
+        keys too after a key rotation); its first line must continue the last rotated file. Only
+        a torn last line is repaired (cut off). A log of the previous release (format 2) is
+        verified, moved aside and continued (see `legacy`). `options` are `LogOptions` fields.
+
+        Raises DomicileError FAILED_PRECONDITION: DECISION_LOG_CORRUPT naming the file and the
+        first bad line; DECISION_LOG_IN_USE when another writer has it open;
+        DECISION_LOG_REPLICA_MISMATCH when `replica` is set and the log is another replica's.
+        Runs in a worker thread (O(active file size)).
+        """
+        settings = LogOptions(**options)
+        keys = trusted_keys if trusted_keys is not None else TrustedKeys([signer.public_key])
+        keys = keys.with_key(signer.public_key)
+        return await asyncio.to_thread(cls._open_sync, Path(path), settings, signer, keys, tuple(sinks), events)
+
+    @classmethod
+    def _open_sync(
+        cls,
+        path: Path,
+        options: LogOptions,
+        signer: CheckpointSigner,
+        keys: TrustedKeys,
+        sinks: tuple[CheckpointSink, ...],
+        events: SecurityEventLog | None,
+    ) -> DecisionLog:
+        series = Series(path)
+        previous = _migrate_format2(series)
+        file = AppendOnlyFile.open(path, what="decision log", in_use_reason="DECISION_LOG_IN_USE")
+        index = DecisionIndex(
+            series,
+            "",
+            keys,
+            recent_capacity=options.recent_capacity,
+            index_capacity=options.index_capacity,
+            archive_dir=options.archive_dir,
+        )
+        try:
+            if file.size == 0:
+                _begin_file(file, series, options.replica, previous)
+            opened = _verify_active(file, series, keys, index, options)
+            if options.replica is not None and opened.state.replica != options.replica:
+                raise failed_precondition(
+                    f"decision log {path} is replica {opened.state.replica!r}'s chain, but this server is "
+                    f"configured as replica {options.replica!r}: set the replica id back, or give this replica "
+                    "a data directory of its own",
+                    "DECISION_LOG_REPLICA_MISMATCH",
+                )
+            index.replica = opened.state.replica
+            return cls(series, file, opened, index, options, signer, sinks, events)
+        except BaseException:
+            index.close()
+            file.close()
+            raise
+
+    # ---- what callers see -----------------------------------------------------------------
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last durable line of the chain."""
+        with self._lock:
+            return self._state.seq, self._state.head
+
+    @property
+    def healthy(self) -> bool:
+        """False while the log cannot write (its writer retries) or takes no decisions for want
+        of disk space (see `failure`)."""
+        return not self.failure()
+
+    def failure(self) -> str:
+        """Why the log takes no decisions now ('' while it does): it cannot write (its writer
+        retries), the disk is below the floor, or it is closed."""
+        with self._lock:
+            if self._unwritable:
+                return f"decision log {self.path} cannot write: {self._unwritable}"
+            if self._space_low:
+                return f"decision log {self.path}: {self._space_low}"
+            return f"decision log {self.path} is closed" if self._closed else ""
+
+    def queued(self) -> int:
+        """Decisions appended and not yet written and fsynced."""
+        with self._lock:
+            return self._appended_seq - self._durable_seq
+
+    @property
+    def max_catalog_revision(self) -> int:
+        """The highest catalog revision any logged decision (or rollback note) names."""
+        with self._lock:
+            return self._state.max_catalog_revision
+
+    def append(
+        self, decision: Decision, context: Mapping[str, str] | None = None, kind: str = "decide", policy_hash: str = ""
+    ) -> int:
+        """Queue `decision` (with optional `context` facts: text to text) and return its number
+        among the decisions appended since `open` (from 1). Returns at once; see `flush`.
+
+        Raises DomicileError: UNAVAILABLE when the log cannot write (DECISION_LOG_UNWRITABLE,
+        with a retry delay), is closed, or stayed full for `append_timeout` (DECISION_LOG_BEHIND);
+        RESOURCE_EXHAUSTED (DISK_SPACE_LOW) below the disk-space floor. A decision that cannot be
+        logged must not be answered."""
+        if context:
+            _check_context(context)
+        with self._lock:
+            self._refuse_if_unable()
+            if self._appended_seq - self._taken_seq >= self.options.max_queue:
+                self._wait_for_space()
+            self._appended_seq += 1
+            self._queue.append((decision, context, kind, policy_hash))
+            self._wake_writer(len(self._queue) == 1)
+            return self._appended_seq
+
+    def append_many(
+        self,
+        decisions: Iterable[Decision],
+        context: Mapping[str, str] | None = None,
+        *,
+        kind: str = "decide",
+        policy_hash: str = "",
+    ) -> int:
+        """`append` for each decision, in order, as one queue item while the queue has room (no
+        Python work per decision); returns the number of the last one. The decisions of one call
+        should come from one request: they are logged as one entry when they share caller,
+        policy version and catalog revision. Errors as for `append`; when it raises, the
+        decisions before the one it could not queue stay queued."""
+        if context:
+            _check_context(context)
+        pending = tuple(decisions)  # the log's own: the caller may change its list
+        with self._lock:
+            self._refuse_if_unable()
+            was_empty = not self._queue
+            start = 0
+            while start < len(pending):
+                room = self.options.max_queue - (self._appended_seq - self._taken_seq)
+                if room <= 0:
+                    self._wait_for_space()
+                    was_empty = was_empty or not self._queue
+                    continue
+                chunk = pending if start == 0 and room >= len(pending) else pending[start : start + room]
+                self._queue.append((chunk, context, kind, policy_hash))
+                self._appended_seq += len(chunk)
+                start += len(chunk)
+            self._wake_writer(was_empty)
+            return self._appended_seq
+
+    def append_entries(self, entries: Sequence[Entry]) -> int:
+        """Queue entries rendered elsewhere (each as `format.render_entry` would write it, with
+        its decision ids and catalog revision), for an engine that makes decisions without a
+        Python object per decision. Errors as for `append`."""
+        with self._lock:
+            self._refuse_if_unable()
+            if self._appended_seq - self._taken_seq >= self.options.max_queue:
+                self._wait_for_space()
+            was_empty = not self._queue
+            self._queue.append(_Rendered(tuple(entries)))
+            self._appended_seq += sum(len(entry.ids) for entry in entries)
+            self._wake_writer(was_empty)
+            return self._appended_seq
+
+    def set_intent_sink(self, sink: IntentSink | None) -> None:
+        """After writing each batch, the writer thread hands `sink` the batch's intent counts
+        (`intent_counts`): off the decision path, from what it already holds, before the batch's
+        `flush()` callers return. A sink that raises is logged and does not stop the log."""
+        self._intent_sink = sink
+
+    async def note(self, note: str, **detail: Any) -> None:
+        """Append a `note` line (an operator decision the log must remember, e.g. accepting a
+        catalog that went back in time) and wait until it is durable."""
+        with self._lock:
+            self._refuse_if_unable()
+            self._queue.append(_Note(note, detail))
+            self._appended_seq += 1
+            self._wake_writer(True)
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Return once everything appended before this call is written and fsynced.
+
+        Raises DomicileError UNAVAILABLE if the log cannot write meanwhile or is closed."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            seq = self._appended_seq
+            if seq <= self._durable_seq:
+                return
+            if self._unwritable or self._closed:
+                raise self._unavailable()
+            future: asyncio.Future[None] = loop.create_future()
+            heapq.heappush(self._waiters, (seq, next(self._waiter_order), loop, future))
+            self._flush_requested = True
+            self._wake_writer(True)
+        await future
+
+    async def get(self, decision_id: str) -> LoggedDecision | None:
+        """The logged decision with this id (its newest copy) with its `proof`, or None. What is
+        queued is flushed first. Lines are read and checked in a worker thread.
+
+        Raises DomicileError FAILED_PRECONDITION (DECISION_LOG_CORRUPT) when the line holding it
+        does not verify (changed on disk, or its chain does not reach a checkpoint)."""
+        if self._durable_seq < self._appended_seq:
+            await self.flush()
+        if self._index.needs_fold():
+            await asyncio.to_thread(self._index.fold)
+        found = await asyncio.to_thread(self._index.find, decision_id)
+        if found is None:
+            return None
+        entry, proof = found
+        return dataclasses.replace(entry, proof=proof)
+
+    async def close(self) -> None:
+        """Write what is queued, sign a last checkpoint, stop the writer and release the file.
+        Idempotent. Does not raise when the log cannot write: that was reported to `flush`
+        callers and logged, and shutting down must still complete."""
+        with self._lock:
+            self._closing = True
+            self._wakeup.notify()
+            self._space.notify_all()
+        await asyncio.to_thread(self._writer.join)
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._index.close()
+        self._file.close()
+        for sink in self._sinks:
+            sink.close()
+
+    # ---- the request side's locking ------------------------------------------------------
+
+    def _refuse_if_unable(self) -> None:
+        """Holds _lock."""
+        if self._unwritable or self._closing:
+            raise self._unavailable()
+        if self._space_low:
+            raise DomicileError(
+                f"refusing decisions: {self._space_low}",
+                ErrorCode.RESOURCE_EXHAUSTED,
+                "DISK_SPACE_LOW",
+                retry_after=5.0,
+            )
+
+    def _wake_writer(self, now: bool) -> None:
+        """Holds _lock: wake a waiting writer when there is something to do now."""
+        if self._writer_waiting and (now or self._appended_seq - self._taken_seq >= self.options.max_batch):
+            self._writer_waiting = False
+            self._wakeup.notify()
+
+    def _wait_for_space(self) -> None:
+        """Block until the queue has room. Holds _lock."""
+        self._space_waiters += 1
+        try:
+            self._wake_writer(True)  # a full queue is a full batch: start writing now
+            roomy = self._space.wait_for(
+                lambda: (
+                    self._appended_seq - self._taken_seq < self.options.max_queue or self._unwritable or self._closing
+                ),
+                timeout=self.options.append_timeout,
+            )
+        finally:
+            self._space_waiters -= 1
+        self._refuse_if_unable()
+        if not roomy:
+            raise DomicileError(
+                f"decision log {self.path} is {self._appended_seq - self._taken_seq} decisions behind and did not "
+                f"catch up within {self.options.append_timeout:g}s; refusing decisions it cannot log",
+                ErrorCode.UNAVAILABLE,
+                "DECISION_LOG_BEHIND",
+                retry_after=1.0,
+            )
+
+    def _unavailable(self) -> DomicileError:
+        if self._unwritable:
+            return DomicileError(
+                f"decision log {self.path} cannot write ({self._unwritable}); retrying",
+                ErrorCode.UNAVAILABLE,
+                "DECISION_LOG_UNWRITABLE",
+                retry_after=max(1.0, self._retry_after),
+            )
+        return DomicileError(f"decision log {self.path} is closed", ErrorCode.UNAVAILABLE, "DECISION_LOG_CLOSED")
+
+    # ---- the writer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    batch, last_entry = self._take()
+                    closing = self._closing
+                if batch:
+                    self._write_batch(batch, last_entry)
+                elif self._checkpoint_due() or (closing and self._uncovered):
+                    self._commit_checkpoint()
+                if self._space_check_due():
+                    self._check_space()
+                with self._lock:
+                    if self._closing and not self._queue and (not self._uncovered or self._unwritable):
+                        break
+        except BaseException:  # a bug: fail everyone rather than hang them
+            log.exception("decision log %s: the writer stopped", self.path)
+            with self._lock:
+                self._unwritable = "the writer stopped on an internal error"
+        with self._lock:
+            self._closing = True
+            self._release_waiters(None)
+            self._space.notify_all()
+
+    def _take(self) -> tuple[list[_Queued], int]:
+        """Wait for work (holds _lock); take the queue whole."""
+        while not self._queue and not self._closing and not self._checkpoint_due():
+            self._writer_waiting = True
+            self._wakeup.wait(timeout=self._idle_timeout())
+            if self._space_check_due():
+                break
+        if self._queue and not self._closing and not self._flush_requested and self._flush_interval:
+            # Give the batch time to fill; a flush request, a full batch or a full queue end the wait.
+            self._writer_waiting = True
+            self._wakeup.wait_for(
+                lambda: (
+                    self._flush_requested
+                    or self._closing
+                    or self._space_waiters
+                    or self._appended_seq - self._taken_seq >= self.options.max_batch
+                ),
+                timeout=self._flush_interval,
+            )
+        self._writer_waiting = False
+        batch, self._queue = self._queue, []
+        self._taken_seq = self._appended_seq
+        self._flush_requested = False
+        if self._space_waiters:
+            self._space.notify_all()
+        return batch, self._taken_seq
+
+    def _idle_timeout(self) -> float:
+        due = self.options.checkpoint_seconds - (time.monotonic() - self._uncovered_since) if self._uncovered else 1.0
+        return max(0.01, min(1.0, due))
+
+    def _space_check_due(self) -> bool:
+        return bool(self.options.min_free_bytes) and time.monotonic() - self._space_checked >= 1.0
+
+    def _checkpoint_due(self) -> bool:
+        return bool(self._uncovered) and (
+            self._uncovered >= self.options.checkpoint_lines
+            or time.monotonic() - self._uncovered_since >= self.options.checkpoint_seconds
+        )
+
+    def _write_batch(self, batch: list[_Queued], last_entry: int) -> None:
+        entries, problem = _render(batch, self.options.line_decisions)
+        written = not self._rotation_due() or self._rotate()
+        if written:
+            lines, state = self._lines(entries)
+            written = not lines or self._commit(lines, state)
+        sink = self._intent_sink
+        if written and sink is not None:
+            self._hand_intents(sink, batch)
+        with self._lock:
+            if written:
+                self._durable_seq = last_entry
+                self._release_waiters(last_entry, problem)
+            else:
+                self._release_waiters(None)
+        if written and self._checkpoint_due():
+            self._commit_checkpoint()
+
+    def _lines(self, entries: list[Entry | _Note]) -> tuple[list[_Line], ChainState]:
+        """The lines for `entries` after the current head (at most `line_decisions` decisions a
+        line; a note is a line of its own), and the chain's state after them."""
+        lines: list[_Line] = []
+        state = self._state
+        pending: list[Entry] = []
+        count = 0
+
+        def close_line() -> None:
+            nonlocal state, pending, count
+            line, digest = decisions_line(state.seq + 1, state.head, [entry.data for entry in pending])
+            ids = tuple(itertools.chain.from_iterable(entry.ids for entry in pending))
+            lines.append(_Line(line, digest, ids))
+            revision = max(entry.catalog_revision for entry in pending)
+            state = ChainState(
+                state.seq + 1,
+                digest,
+                state.decisions + len(ids),
+                max(state.max_catalog_revision, revision),
+                state.replica,
+            )
+            pending, count = [], 0
+
+        for item in entries:
+            if isinstance(item, _Note):
+                if pending:
+                    close_line()
+                line, digest = record_line(state.seq + 1, state.head, NOTE, {"note": item.note, "detail": item.detail})
+                lines.append(_Line(line, digest, ()))
+                state = dataclasses.replace(
+                    state,
+                    seq=state.seq + 1,
+                    head=digest,
+                    max_catalog_revision=note_revision(item.note, item.detail, state.max_catalog_revision),
+                )
+                continue
+            if pending and count + len(item.ids) > self.options.line_decisions:
+                close_line()
+            pending.append(item)
+            count += len(item.ids)
+        if pending:
+            close_line()
+        return lines, state
+
+    def _commit(self, lines: list[_Line], state: ChainState) -> bool:
+        """Write `lines` (built on the current head), fsync, retrying until they are durable;
+        then move the head to `state`. False when the log closed before they could be written."""
+        start = self._file.size
+        data = b"".join(line.data for line in lines)
+        if not self._retrying(lambda: self._write_all(data), lambda: self._file.truncate(start)):
+            return False
+        offset, seq = start, self._state.seq
+        written = []
+        for line in lines:
+            seq += 1
+            written.append(WrittenLine(seq, offset, bytes.fromhex(line.digest), line.ids, line.data))
+            offset += len(line.data)
+        self._index.note_lines(written, self._file.size)
+        checkpoints = [line.checkpoint for line in lines if line.checkpoint is not None]
+        with self._lock:
+            self._state = state
+            if checkpoints:
+                self._uncovered = 0
+            else:
+                if not self._uncovered:
+                    self._uncovered_since = time.monotonic()
+                self._uncovered += len(lines)
+        for checkpoint in checkpoints:
+            self._index.note_checkpoint(checkpoint)
+            self._publish(checkpoint)
+        return True
+
+    def _commit_checkpoint(self) -> bool:
+        """Sign the head and append a checkpoint line (see `checkpoints`)."""
+        state = self._state
+        checkpoint = self._signer.sign(
+            state.replica,
+            state.seq,
+            state.head,
+            _now_text(),
+            decisions=state.decisions,
+            max_catalog_revision=state.max_catalog_revision,
+        )
+        line, digest = record_line(state.seq + 1, state.head, CHECKPOINT, checkpoint.members())
+        return self._commit(
+            [_Line(line, digest, (), checkpoint)], dataclasses.replace(state, seq=state.seq + 1, head=digest)
+        )
+
+    def _hand_intents(self, sink: IntentSink, batch: list[_Queued]) -> None:
+        try:
+            counts = intent_counts(batch)
+            if counts:
+                sink(counts)
+        except Exception:
+            log.exception("decision log %s: the intent sink failed", self.path)
+
+    def _write_all(self, data: bytes) -> None:
+        started = time.perf_counter()
+        self._file.write(data)
+        written = time.perf_counter()
+        self._file.sync()
+        DECISION_LOG_WRITE.observe(written - started)
+        DECISION_LOG_FSYNC.observe(time.perf_counter() - written)
+
+    def _retrying(self, action: Callable[[], None], undo: Callable[[], None]) -> bool:
+        """Run `action` until it succeeds. After an OSError: report the fault, wait with backoff,
+        run `undo` (itself retried: the action is not tried again on a file that could not be
+        cut back). False when the log is closing and the last try failed."""
+        delay = self.options.retry_initial
+        while True:
+            try:
+                action()
+            except OSError as exc:
+                self._fault(exc, delay)
+                while True:
+                    if self._sleep(delay):
+                        return False
+                    delay = min(delay * 2, self.options.retry_max)
+                    try:
+                        undo()
+                        break
+                    except OSError as undo_exc:
+                        self._fault(undo_exc, delay)
+                continue
+            if self._unwritable:
+                self._recovered()
+            return True
+
+    def _sleep(self, delay: float) -> bool:
+        """Wait `delay` seconds unless the log closes first: True when closing (give up)."""
+        with self._lock:
+            if not self._closing:
+                self._wakeup.wait_for(lambda: self._closing, timeout=delay)
+            return self._closing
+
+    def _fault(self, exc: OSError, delay: float) -> None:
+        with self._lock:
+            first = not self._unwritable
+            self._unwritable = exc.strerror or str(exc)
+            self._retry_after = delay
+        if first:
+            log.error("decision log %s cannot write: %s; refusing decisions and retrying", self.path, exc)
+        with self._lock:
+            self._release_waiters(None)
+            self._space.notify_all()
+
+    def _recovered(self) -> None:
+        with self._lock:
+            self._unwritable = ""
+        log.warning("decision log %s writes again; decisions resume", self.path)
+
+    def _publish(self, checkpoint: Checkpoint) -> None:
+        for sink in self._sinks:
+            try:
+                sink.publish(checkpoint)
+            except Exception:  # a sink must never stop the log
+                log.exception("checkpoint sink %r failed", sink)
+
+    # ---- rotation ----------------------------------------------------------------------
+
+    def _rotation_due(self) -> bool:
+        age = self.options.rotate_seconds
+        return self._file.size >= self.options.rotate_bytes or bool(age and time.time() - self._file_started >= age)
+
+    def _rotate(self) -> bool:
+        """Close the active file with a checkpoint, rename it to its number and begin the next
+        file. Each step is retried on OSError like a write; False when closing interrupted it."""
+        if self._uncovered and not self._commit_checkpoint():
+            return False
+        target = self._series.numbered(self._file_number)
+        if not self._retrying(lambda: self._rename_active(target), lambda: None):
+            return False
+        new: list[AppendOnlyFile] = []
+
+        def begin() -> None:
+            if not new:
+                new.append(AppendOnlyFile.open(self.path, what="decision log", in_use_reason="DECISION_LOG_IN_USE"))
+            file = new[0]
+            if file.size:
+                file.truncate(0)
+            state = self._state
+            line, _ = _file_line(
+                state, self._file_number + 1, {"file": target.name, "format": 3, "seq": state.seq, "hash": state.head}
+            )
+            file.write(line)
+            file.sync()
+            fsync_directory(self._series.directory)
+
+        if not self._retrying(begin, lambda: None):
+            return False
+        old, self._file = self._file, new[0]
+        old.close()
+        line = self._file.pread(self._file.size, 0)
+        record = parse_line(line)
+        self._file_number += 1
+        self._file_started = time.time()
+        self._index.start_file(record["seq"])
+        self._index.note_lines(
+            [WrittenLine(record["seq"], 0, bytes.fromhex(record["hash"]), (), line)], self._file.size
+        )
+        with self._lock:
+            self._state = dataclasses.replace(self._state, seq=record["seq"], head=record["hash"])
+            self._uncovered, self._uncovered_since = 1, time.monotonic()
+        log.info("decision log rotated: %s, continuing in %s", target, self.path)
+        if self.options.keep_files:
+            threading.Thread(
+                target=apply_retention,
+                args=(self._series, self.options.keep_files, self.options.archive_dir),
+                name="decision-log-retention",
+                daemon=True,
+            ).start()
+        return True
+
+    def _rename_active(self, target: Path) -> None:
+        if self._file.path != target:
+            os.rename(self.path, target)
+            self._file.path = target
+        fsync_directory(self._series.directory)
+
+    # ---- disk space and status -----------------------------------------------------------
+
+    def _check_space(self) -> None:
+        floor = self.options.min_free_bytes
+        self._space_checked = time.monotonic()
+        if not floor:
+            return
+        try:
+            stats = os.statvfs(self._series.directory)
+        except OSError as exc:
+            log.warning("decision log %s: cannot read the free disk space: %s", self.path, exc)
+            return
+        free = stats.f_bavail * stats.f_frsize
+        low = free < floor
+        with self._lock:
+            entering = low and not self._space_low
+            leaving = not low and self._space_low
+            if low:
+                self._space_low = (
+                    f"{free / 2**20:.1f} MiB free where the decision log is written ({self._series.directory}), "
+                    f"below the floor of {floor / 2**20:.1f} MiB"
+                )
+            else:
+                self._space_low = ""
+        if entering:
+            log.error("decision log: %s; refusing decisions until space is freed", self._space_low)
+            if self._events is not None:
+                self._events.record(
+                    DISK_SPACE_LOW,
+                    outcome="refused",
+                    reason="DISK_SPACE_LOW",
+                    path=str(self._series.directory),
+                    free_bytes=free,
+                    floor_bytes=floor,
+                )
+        if leaving:
+            log.warning("decision log: free disk space is back above the floor; decisions resume")
+
+    def _release_waiters(self, upto: int | None, failed: str = "") -> None:
+        """Resolve waiters up to entry `upto`, failed when `failed` is given; all of them, failed,
+        when `upto` is None. Holds _lock."""
+        while self._waiters and (upto is None or self._waiters[0][0] <= upto):
+            _, _, loop, future = heapq.heappop(self._waiters)
+            if upto is None:
+                error: BaseException | None = self._unavailable()
+            elif failed:
+                error = DomicileError(
+                    f"decision log {self.path}: {failed}", ErrorCode.UNAVAILABLE, "DECISION_LOG_FAILED"
+                )
+            else:
+                error = None
+            with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle, future, error)
+
+
+class _Line(NamedTuple):
+    """A line built for writing: its bytes, hash, decision ids, and the checkpoint it is (if so)."""
+
+    data: bytes
+    digest: str
+    ids: tuple[str, ...]
+    checkpoint: Checkpoint | None = None
+
+
+# ---- rendering -------------------------------------------------------------------------------
+
+
+def _render(batch: list[_Queued], line_decisions: int) -> tuple[list[Entry | _Note], str]:
+    """The entries (and notes) of a batch taken from the queue, in order: consecutive single
+    decisions that share caller, policy, revision, context and kind make one entry; a request's
+    decisions are cut into entries of at most `line_decisions`. Returns (entries, problem): an
+    item that cannot be rendered (a string that is not valid Unicode, from an in-process caller)
+    is left out, logged, and named in `problem` so that its waiters fail."""
+    out: list[Entry | _Note] = []
+    problem = ""
+    run: list[Decision] = []
+    run_key: tuple[Any, ...] = ()
+
+    def render(decisions: Sequence[Decision], context: Mapping[str, str] | None, kind: str, policy_hash: str) -> None:
+        nonlocal problem
+        for start in range(0, len(decisions), line_decisions):
+            chunk = decisions[start : start + line_decisions]
+            try:
+                data = render_entry(chunk, context, kind, policy_hash)
+            except (TypeError, ValueError) as exc:
+                ids = [d.decision_id for d in chunk]
+                log.error("decision log: cannot render decisions %s: %s; they are NOT logged", ids[:5], exc)
+                problem = f"cannot log decisions ({exc})"
+                continue
+            out.append(Entry(data, tuple(d.decision_id for d in chunk), chunk[0].catalog_revision))
+
+    def flush_run() -> None:
+        if run:
+            _, _, _, context, kind, policy_hash = run_key
+            render(run, context, kind, policy_hash)
+            run.clear()
+
+    for item in batch:
+        if isinstance(item, _Note):
+            flush_run()
+            out.append(item)
+        elif isinstance(item, _Rendered):
+            flush_run()
+            out.extend(item.entries)
+        else:
+            decisions, context, kind, policy_hash = item
+            if type(decisions) is tuple:  # (a Decision is a tuple too, of a subclass)
+                flush_run()
+                if decisions:
+                    for group in _same_request(cast("tuple[Decision, ...]", decisions)):
+                        render(group, context, kind, policy_hash)
+                continue
+            single = cast(Decision, decisions)
+            key = (single.caller, single.policy_version, single.catalog_revision, context, kind, policy_hash)
+            if run and key != run_key:
+                flush_run()
+            run_key = key
+            run.append(single)
+            if len(run) >= line_decisions:
+                flush_run()
+    flush_run()
+    return out, problem
+
+
+_REQUEST = attrgetter("caller", "policy_version", "catalog_revision")
+
+
+def _same_request(decisions: tuple[Decision, ...]) -> list[Sequence[Decision]]:
+    """`decisions` cut where caller, policy version or catalog revision change: one piece for a
+    request's decisions, which share them (checked at C speed)."""
+    if len(set(map(_REQUEST, decisions))) == 1:
+        return [decisions]
+    return [list(group) for _, group in itertools.groupby(decisions, key=_REQUEST)]
+
+
+# ---- opening: checking what is there -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Opened:
+    state: ChainState
+    file_number: int
+    file_started: float
+    uncovered: int
+
+
+def _migrate_format2(series: Series) -> dict[str, Any] | None:
+    """When the active file is a format-2 log: verify it, move it aside, return the `previous`
+    the new file's first line names. Raises DECISION_LOG_CORRUPT when it is damaged."""
+    try:
+        with open(series.active, "rb") as reader:
+            first = reader.readline()
+    except FileNotFoundError:
+        return None
+    if not first or not legacy.is_format2(first):
+        return None
+    file = AppendOnlyFile.open(series.active, what="decision log", in_use_reason="DECISION_LOG_IN_USE")
+    try:
+        report = legacy.verify_format2(series.active)
+        if report.first_bad_line is not None:
+            raise _corrupt(series.active, report.first_bad_line, f"{report.problem} (a format-2 log)")
+        aside = series.legacy_name()
+        os.rename(series.active, aside)
+        fsync_directory(series.directory)
+    finally:
+        file.close()
+    log.warning(
+        "decision log %s was written by the previous release (format 2, %d lines, head %s): verified, moved to %s, "
+        "and continued in a new file whose first line records that head",
+        series.active,
+        report.lines,
+        report.head,
+        aside,
+    )
+    return {
+        "file": aside.name,
+        "format": 2,
+        "seq": report.lines,
+        "hash": report.head,
+        "max_catalog_revision": report.max_catalog_revision,
+        "decisions": report.decisions,
+    }
+
+
+def _begin_file(file: AppendOnlyFile, series: Series, replica: str | None, previous: dict[str, Any] | None) -> None:
+    """Write the first line of an empty active file: the start of a new chain, the continuation
+    of a format-2 log (`previous`), or of the last rotated file (a crash between a rotation's
+    rename and its new file)."""
+    state = ChainState(replica=replica or default_replica())
+    number = 1
+    if previous is not None:  # a format-2 log moved aside
+        state = ChainState(
+            previous["seq"], previous["hash"], previous["decisions"], previous["max_catalog_revision"], state.replica
+        )
+        previous = {key: previous[key] for key in ("file", "format", "seq", "hash")}
+    else:
+        rotated = series.rotated()
+        if rotated:
+            number, path = rotated[-1]
+            last = _last_line(path)
+            try:
+                record = parse_line(last)
+            except LineError as exc:
+                raise _corrupt(path, None, f"its last line: {exc}") from None
+            if record["type"] != CHECKPOINT:
+                raise _corrupt(path, None, "a rotated file must end with a checkpoint")
+            state = ChainState(
+                record["seq"], record["hash"], record["decisions"], record["max_catalog_revision"], record["replica"]
+            )
+            previous = {"file": path.name, "format": 3, "seq": record["seq"], "hash": record["hash"]}
+            number += 1
+    line, _ = _file_line(state, number, previous)
+    file.write(line)
+    file.sync()
+
+
+def _file_line(state: ChainState, number: int, previous: dict[str, Any] | None) -> tuple[bytes, str]:
+    return record_line(
+        state.seq + 1,
+        state.head,
+        FILE,
+        {
+            "replica": state.replica,
+            "number": number,
+            "created": _now_text(),
+            "max_catalog_revision": state.max_catalog_revision,
+            "decisions": state.decisions,
+            "previous": previous,
+        },
+    )
+
+
+def _verify_active(
+    file: AppendOnlyFile, series: Series, keys: TrustedKeys, index: DecisionIndex, options: LogOptions
+) -> _Opened:
+    """Verify every line of the active file and tell the index about each."""
+    verifier = ChainVerifier(keys)
+    pending: list[WrittenLine] = []
+    first: dict[str, Any] | None = None
+    uncovered = 0
+    for number, (offset, line) in enumerate(file.lines(), start=1):
+        try:
+            record = verifier.feed(line)
+        except LineError as exc:
+            raise _corrupt(file.path, number, str(exc)) from None
+        if first is None:
+            first = record
+            if record["previous"] is not None:
+                _check_previous(series, record)
+            index.start_file(record["seq"])
+        pending.append(
+            WrittenLine(record["seq"], offset, bytes.fromhex(record["hash"]), tuple(decision_ids(record)), line)
+        )
+        if record["type"] == CHECKPOINT:
+            index.note_lines(pending, offset + len(line))
+            pending = []
+            assert verifier.last_checkpoint is not None
+            index.note_checkpoint(verifier.last_checkpoint)
+            uncovered = 0
+        else:
+            uncovered += 1
+            if len(pending) >= 1000:
+                index.note_lines(pending, offset + len(line))
+                pending = []
+    if first is None:
+        raise _corrupt(file.path, 1, "the file is empty")
+    index.note_lines(pending, file.size)
+    created = datetime.fromisoformat(first["created"]).timestamp()
+    return _Opened(verifier.state, first["number"], created, uncovered)
+
+
+def _check_previous(series: Series, first: Mapping[str, Any]) -> None:
+    """The active file's first line must continue the file it names, when that file is here."""
+    previous = first["previous"]
+    path = series.directory / previous["file"]
+    if previous.get("format", 3) != 3 or not path.exists():
+        return  # a format-2 file was checked when it was moved aside; an archived file is audit verify's
+    try:
+        record = parse_line(_last_line(path))
+    except LineError as exc:
+        raise _corrupt(path, None, f"its last line: {exc}") from None
+    if (record["seq"], record["hash"]) != (previous["seq"], previous["hash"]):
+        raise _corrupt(series.active, 1, f"it does not continue {path.name}, whose last line is seq {record['seq']}")
+
+
+def _last_line(path: Path) -> bytes:
+    with open(path, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        start = max(0, size - 65536)
+        while True:
+            file.seek(start)
+            data = file.read(size - start)
+            newline = data.rfind(b"\n", 0, len(data) - 1)
+            if newline >= 0 or start == 0:
+                return data[newline + 1 :]
+            start = max(0, start - 65536)
+
+
+def _corrupt(path: Path, line: int | None, problem: str) -> DomicileError:
+    where = f"{path} line {line}" if line else str(path)
+    return failed_precondition(
+        f"decision log damaged at {where}: {problem}; refusing to start (run `domicile audit verify --log {path}`)",
+        "DECISION_LOG_CORRUPT",
+    )
+
+
+def _check_context(context: Mapping[str, str]) -> None:
+    if not all(isinstance(key, str) and isinstance(value, str) for key, value in context.items()):
+        raise ValueError("a decision's logged context maps text to text")
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # the waiter was cancelled
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
