@@ -19,7 +19,8 @@ import click
 
 from domicile.catalog.stores import open_configured_store
 from domicile.cli.base import EXIT_USAGE, command, fail
-from domicile.config import SettingsError, load_settings
+from domicile.cli.client import emit_data, explicit_data_dir
+from domicile.config import Settings, SettingsError, load_settings
 from domicile.errors import DomicileError
 
 STORE_HELP = "sqlite:///PATH, bolt://HOST:PORT or neo4j://HOST:PORT"
@@ -104,57 +105,68 @@ def import_command(source: Path, store: str, neo4j_user, neo4j_password) -> None
     click.echo(f"imported {count} records", err=True)
 
 
-def _settings(config_file: Path | None, store: str | None, data_dir: Path | None):
+def _server_settings(ctx: click.Context, config_file: Path | None, store: str | None) -> Settings:
+    """The settings `domicile serve` would run with: the config file, the environment, --store
+    and the root --data-dir."""
     try:
-        return load_settings(config_file, store=store, data_dir=data_dir)
+        return load_settings(config_file, store=store, data_dir=explicit_data_dir(ctx))
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc), code="INVALID_CONFIGURATION", exit_code=EXIT_USAGE)
 
 
 _CONFIG = click.option(
     "--config",
     "config_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The server's settings file (its store, data directory and decision log are the ones copied).",
+    help="The server's settings file: its store, data directory (or the root --data-dir) and decision log.",
 )
-_STORE = click.option("--store", help="sqlite:///PATH (default: as `domicile serve` would use).")
-_DATA_DIR = click.option(
-    "--data-dir", type=click.Path(file_okay=False, path_type=Path), help="The server's data directory."
+_SERVER_STORE = click.option(
+    "--store", envvar="DOMICILE_STORE", help="sqlite:///PATH (default: the one `domicile serve` would use)."
 )
 
 
-@click.command("backup")
+@command("backup")
 @click.argument("destination", type=click.Path(file_okay=False, path_type=Path))
 @_CONFIG
-@_STORE
-@_DATA_DIR
-def backup_command(destination: Path, config_file, store, data_dir) -> None:
+@_SERVER_STORE
+@click.pass_context
+def backup_command(ctx: click.Context, destination: Path, config_file: Path | None, store: str | None) -> None:
     """Copy the decision log, the policy history and the SQLite catalog, consistently, into
     DESTINATION (a new or empty directory). Safe while the server runs (docs/audit.md)."""
     from domicile.backup import backup
 
     try:
-        report = asyncio.run(backup(_settings(config_file, store, data_dir), destination))
+        report = asyncio.run(backup(_server_settings(ctx, config_file, store), destination))
     except DomicileError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(
+        fail(str(exc), code=exc.reason or exc.code.value)
+    emit_data(
+        ctx,
+        {
+            "directory": str(report.directory),
+            "files": report.files,
+            "log_head_seq": report.log_head_seq,
+            "log_max_catalog_revision": report.log_max_catalog_revision,
+            "catalog_revision": report.catalog_revision,
+        },
         f"backed up {report.files} files to {report.directory}: decision log up to line {report.log_head_seq} "
-        f"(catalog revisions up to {report.log_max_catalog_revision}), catalog at revision {report.catalog_revision}"
+        f"(catalog revisions up to {report.log_max_catalog_revision}), catalog at revision {report.catalog_revision}",
     )
 
 
-@click.command("restore")
+@command("restore")
 @click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @_CONFIG
-@_STORE
-@_DATA_DIR
-def restore_command(source: Path, config_file, store, data_dir) -> None:
+@_SERVER_STORE
+@click.pass_context
+def restore_command(ctx: click.Context, source: Path, config_file: Path | None, store: str | None) -> None:
     """Put a `domicile backup` in place (the server must be stopped). What was there is moved to
     DATA_DIR/pre-restore-<time>/, not deleted."""
     from domicile.backup import restore
 
     try:
-        aside = restore(_settings(config_file, store, data_dir), source)
+        aside = restore(_server_settings(ctx, config_file, store), source)
     except DomicileError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"restored {source}; what was there before is in {aside}")
+        fail(str(exc), code=exc.reason or exc.code.value)
+    emit_data(
+        ctx, {"restored": str(source), "moved_aside": str(aside)}, f"restored {source}; what was there is in {aside}"
+    )
