@@ -173,11 +173,13 @@ def _sigterm_during_batch_decide(data_dir: Path) -> bool:
         thread.join(60)
     assert process.returncode == 0, err
     assert "domicile stopped" in out
+    lines = [json.loads(line) for line in (data_dir / "decisions.jsonl").read_bytes().split(b"\n")[:-1]]
     handled = {
-        int(entry["dataset_id"].split("/")[2].removeprefix("call-"))
-        for line in (data_dir / "decisions.jsonl").read_bytes().split(b"\n")[:-1]
-        for request in json.loads(line)["requests"]
-        for entry in request["decisions"]
+        int(row[1].split("/")[2].removeprefix("call-"))  # a decision row: [id, dataset id, ...]
+        for line in lines
+        if line["type"] == "decisions"
+        for entry in line["entries"]
+        for row in entry["decisions"]
     }
     assert all(calls[call][2] == grpc.StatusCode.OK for call in handled if call in calls), (handled, calls)
     return any(calls[call][0] < signalled < calls[call][1] for call in handled if call in calls)
