@@ -68,6 +68,7 @@ async def test_the_history_keeps_how_a_policy_was_activated(tmp_path) -> None:
     await history.record("1", "one\n")
     await history.record("2", "two\n", activation={"by": "alice", "break_glass_reason": "outage"})
     await history.record("3", "three\n", activation={"by": "bob", "proposal_id": "p1", "proposed_by": "alice"})
+    history.close()  # (one process owns the history at a time)
     reopened = await PolicyHistory.open(tmp_path)
     assert [v.activation for v in reopened.versions()] == [
         None,
