@@ -150,7 +150,8 @@ async def test_security_events_need_the_event_log(residency):
 
 
 async def test_security_events_newest_first(tmp_path):
-    harness = await start_residency(tmp_path, policy=EXAMPLE_POLICY)
+    # Access tracking off: it would hold the security event log open, and a file has one writer.
+    harness = await start_residency(tmp_path, policy=EXAMPLE_POLICY, access={"enabled": False})
     try:
         from domicile.security.events import AUTH_FAILURE, POLICY_CHANGE, SecurityEventLog
 
