@@ -42,7 +42,7 @@ async def test_the_plaintext_health_port_answers_probes_without_credentials(tmp_
 
 
 async def test_residency_is_not_serving_while_the_decision_log_cannot_write(tmp_path, monkeypatch):
-    from domicile.router import decision_log
+    from domicile import appendfile
     from domicile.v1 import residency_pb2, residency_pb2_grpc
 
     running = await create_server(
@@ -53,7 +53,7 @@ async def test_residency_is_not_serving_while_the_decision_log_cannot_write(tmp_
         def failing_fsync(fd: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(decision_log.os, "fsync", failing_fsync)
+        monkeypatch.setattr(appendfile.os, "fsync", failing_fsync)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             request = residency_pb2.DecideRequest(
                 dataset_id="s3://x/y", operation=residency_pb2.OPERATION_STORE, region="aws:us-east-1"

@@ -13,6 +13,7 @@ import pytest
 
 from domicile.config import load_settings
 from domicile.grpc_errors import details_of
+from domicile.router.decision_log.checkpoints import ensure_key
 from domicile.security.dev_credentials import ensure_dev_credentials
 from domicile.server import create_server
 from domicile.telemetry.metrics import IDP_KEY_FETCHES
@@ -44,6 +45,8 @@ def server_settings(tmp_path, tls, issuer, **auth):
         store=f"sqlite:///{tmp_path / 'catalog.db'}",
         data_dir=tmp_path / "data",
         tls={"cert_file": tls.server_cert, "key_file": tls.server_key, "client_ca_file": tls.ca_cert},
+        # Outside --dev a server signs its decision log's checkpoints with a key it is given.
+        audit={"checkpoint_key_file": ensure_key(tmp_path / "keys" / "checkpoint.pem")},
         auth={
             "issuer": issuer,
             "audience": AUDIENCE,

@@ -52,7 +52,13 @@ def test_the_kubernetes_probes_use_the_configured_health_port(tmp_path):
     assert ports["https"] == split_host_port(settings.http_listen)[1]
     assert ports["metrics"] == split_host_port(settings.ops_listen)[1]
     mounted = {m["mountPath"] for m in container["volumeMounts"]}
-    for path in (settings.tls.cert_file, settings.tls.key_file, settings.auth.jwks_file, settings.neo4j.password_file):
+    for path in (
+        settings.tls.cert_file,
+        settings.tls.key_file,
+        settings.auth.jwks_file,
+        settings.neo4j.password_file,
+        settings.audit.checkpoint_key_file,
+    ):
         assert any(str(path).startswith(mount + "/") for mount in mounted), path
 
 
