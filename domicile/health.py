@@ -22,7 +22,6 @@ the grpc.health.v1 status of each service:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -70,6 +69,7 @@ class ServiceHealth:
         self._statuses: dict[str, int] = {}
         self._problems: list[str] = []
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def statuses(self) -> dict[str, int]:
@@ -87,14 +87,17 @@ class ServiceHealth:
         self._task = asyncio.create_task(self._follow(), name="service-health")
 
     async def close(self) -> None:
+        """Stop the checks and wait until they have stopped."""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])  # (not `await task`: that would swallow our own cancellation)
             self._task = None
 
     async def _follow(self) -> None:
-        while True:
+        # The flag ends the loop too: a cancellation can be lost in a check (asyncio.wait_for
+        # in Python 3.11 returns a result that arrives together with the cancellation).
+        while not self._closed:
             await asyncio.sleep(self._interval)
             try:
                 await self.check()
