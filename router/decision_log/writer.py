@@ -2,9 +2,9 @@
 
 Appending: `append` queues one decision, `append_many` a request's decisions as one queue item
 (no Python work per decision), `append_entries` entries rendered elsewhere (see
-`format.Entry`). A writer thread takes everything queued, renders it (`format.render_entry`,
-one entry per request, at most `line_decisions` decisions per line), writes it with one
-`write` and fsyncs it; then it releases whoever awaits `flush()`.
+`format.Entry`). A writer thread takes everything queued, renders it (`batches`: one entry per
+request, at most `line_decisions` decisions per line), writes it with one `write` and fsyncs
+it; then it releases whoever awaits `flush()`. What is on disk is checked at `open` (`opening`).
 
 **Durable by default.** With `durable` (the default), the writer never waits to fill a batch:
 callers await `flush()` before answering, and whatever was queued while the previous fsync
@@ -52,51 +52,56 @@ import heapq
 import itertools
 import logging
 import os
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from operator import attrgetter
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from domicile.appendfile import AppendOnlyFile, fsync_directory
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
-from domicile.router.decision_log import legacy
-from domicile.router.decision_log.checkpoints import Checkpoint, CheckpointSigner, CheckpointSink, TrustedKeys
+from domicile.router.decision_log.batches import (
+    IntentSink,
+    Note,
+    Queued,
+    Rendered,
+    intent_counts,
+    render_batch,
+)
+from domicile.router.decision_log.checkpoints import (
+    Checkpoint,
+    CheckpointSigner,
+    CheckpointSink,
+    TrustedKeys,
+)
 from domicile.router.decision_log.format import (
     CHECKPOINT,
-    FILE,
     NOTE,
     Entry,
-    LineError,
     LoggedDecision,
-    decision_ids,
     decisions_line,
     note_revision,
     parse_line,
     record_line,
-    render_entry,
 )
 from domicile.router.decision_log.index import DecisionIndex, WrittenLine
+from domicile.router.decision_log.opening import (
+    REPLICA_ID,
+    Opened,
+    begin_file,
+    file_line,
+    migrate_format2,
+    now_text,
+    verify_active,
+)
 from domicile.router.decision_log.series import Series, apply_retention
-from domicile.router.decision_log.verify import ChainState, ChainVerifier
-from domicile.router.types import Decision, Operation
+from domicile.router.decision_log.verify import ChainState
+from domicile.router.types import Decision
 from domicile.security.events import DISK_SPACE_LOW, SecurityEventLog
 from domicile.telemetry.metrics import DECISION_LOG_FSYNC, DECISION_LOG_WRITE
 
 log = logging.getLogger(__name__)
-
-REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
-
-
-def default_replica() -> str:
-    """The host name, as a replica id (characters outside [A-Za-z0-9._-] become '-')."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63].strip(".-_") or "replica"
-    return name if REPLICA_ID.match(name) else "replica"
 
 
 @dataclass(frozen=True)
@@ -134,50 +139,6 @@ class LogOptions:
             raise ValueError("checkpoint_lines, checkpoint_seconds, rotate_bytes and retry_initial must be > 0")
 
 
-@dataclass(frozen=True)
-class _Note:
-    """A note line queued behind the decisions before it."""
-
-    note: str
-    detail: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class _Rendered:
-    """Entries rendered elsewhere (`append_entries`)."""
-
-    entries: tuple[Entry, ...]
-
-
-# A queue item: (decisions, context, kind, policy_hash) -- `decisions` one Decision (from `append`)
-# or a tuple of them (`append_many`) -- or entries rendered elsewhere, or a note.
-_Decided = tuple["Decision | tuple[Decision, ...]", "Mapping[str, str] | None", str, str]
-_Queued = _Decided | _Rendered | _Note
-
-# The kinds of decisions that answer a caller's question about storing or processing a dataset
-# somewhere: access records count them as the caller's intents (`set_intent_sink`).
-INTENT_KINDS = frozenset({"decide", "batch_decide", "route", "check_job"})
-# Receives, per written batch, how many intents each (caller, dataset, operation, region) had.
-IntentSink = Callable[[dict[tuple[str, str, Operation, str], int]], None]
-
-
-def intent_counts(batch: Iterable[_Queued]) -> dict[tuple[str, str, Operation, str], int]:
-    """Decisions of INTENT_KINDS in queued items, counted per (caller, dataset, operation, region).
-    Entries rendered elsewhere (`append_entries`) are not counted: they hold no Decision."""
-    counts: dict[tuple[str, str, Operation, str], int] = {}
-    get = counts.get
-    for item in batch:
-        if isinstance(item, _Rendered | _Note):
-            continue
-        decisions, _, kind, _ = item
-        if kind not in INTENT_KINDS:
-            continue
-        for d in cast("tuple[Decision, ...]", decisions) if type(decisions) is tuple else (cast(Decision, decisions),):
-            key = (d.caller, d.dataset_id, d.operation, d.region)
-            counts[key] = get(key, 0) + 1
-    return counts
-
-
 class DecisionLog:
     """The live, append-only decision log of one process (see the module docstring).
 
@@ -189,7 +150,7 @@ class DecisionLog:
         self,
         series: Series,
         file: AppendOnlyFile,
-        opened: _Opened,
+        opened: Opened,
         index: DecisionIndex,
         options: LogOptions,
         signer: CheckpointSigner,
@@ -220,7 +181,7 @@ class DecisionLog:
         self._space = threading.Condition(self._lock)  # appenders wait on it when the queue is full
         # Guarded by _lock. Queue entries are decisions (and notes), counted from 1 per open log;
         # `_durable_seq` is the last entry written and fsynced.
-        self._queue: list[_Queued] = []
+        self._queue: list[Queued] = []
         self._writer_waiting = False
         self._space_waiters = 0
         self._appended_seq = 0
@@ -283,7 +244,7 @@ class DecisionLog:
         events: SecurityEventLog | None,
     ) -> DecisionLog:
         series = Series(path)
-        previous = _migrate_format2(series)
+        previous = migrate_format2(series)
         file = AppendOnlyFile.open(path, what="decision log", in_use_reason="DECISION_LOG_IN_USE")
         index = DecisionIndex(
             series,
@@ -295,8 +256,8 @@ class DecisionLog:
         )
         try:
             if file.size == 0:
-                _begin_file(file, series, options.replica, previous)
-            opened = _verify_active(file, series, keys, index, options)
+                begin_file(file, series, options.replica, previous)
+            opened = verify_active(file, series, keys, index)
             if options.replica is not None and opened.state.replica != options.replica:
                 raise failed_precondition(
                     f"decision log {path} is replica {opened.state.replica!r}'s chain, but this server is "
@@ -408,7 +369,7 @@ class DecisionLog:
             if self._appended_seq - self._taken_seq >= self.options.max_queue:
                 self._wait_for_space()
             was_empty = not self._queue
-            self._queue.append(_Rendered(tuple(entries)))
+            self._queue.append(Rendered(tuple(entries)))
             self._appended_seq += sum(len(entry.ids) for entry in entries)
             self._wake_writer(was_empty)
             return self._appended_seq
@@ -424,7 +385,7 @@ class DecisionLog:
         catalog that went back in time) and wait until it is durable."""
         with self._lock:
             self._refuse_if_unable()
-            self._queue.append(_Note(note, detail))
+            self._queue.append(Note(note, detail))
             self._appended_seq += 1
             self._wake_writer(True)
         await self.flush()
@@ -559,7 +520,7 @@ class DecisionLog:
             self._release_waiters(None)
             self._space.notify_all()
 
-    def _take(self) -> tuple[list[_Queued], int]:
+    def _take(self) -> tuple[list[Queued], int]:
         """Wait for work (holds _lock); take the queue whole."""
         while not self._queue and not self._closing and not self._checkpoint_due():
             self._writer_waiting = True
@@ -599,8 +560,8 @@ class DecisionLog:
             or time.monotonic() - self._uncovered_since >= self.options.checkpoint_seconds
         )
 
-    def _write_batch(self, batch: list[_Queued], last_entry: int) -> None:
-        entries, problem = _render(batch, self.options.line_decisions)
+    def _write_batch(self, batch: list[Queued], last_entry: int) -> None:
+        entries, problem = render_batch(batch, self.options.line_decisions)
         written = not self._rotation_due() or self._rotate()
         if written:
             lines, state = self._lines(entries)
@@ -617,7 +578,7 @@ class DecisionLog:
         if written and self._checkpoint_due():
             self._commit_checkpoint()
 
-    def _lines(self, entries: list[Entry | _Note]) -> tuple[list[_Line], ChainState]:
+    def _lines(self, entries: list[Entry | Note]) -> tuple[list[_Line], ChainState]:
         """The lines for `entries` after the current head (at most `line_decisions` decisions a
         line; a note is a line of its own), and the chain's state after them."""
         lines: list[_Line] = []
@@ -641,7 +602,7 @@ class DecisionLog:
             pending, count = [], 0
 
         for item in entries:
-            if isinstance(item, _Note):
+            if isinstance(item, Note):
                 if pending:
                     close_line()
                 line, digest = record_line(state.seq + 1, state.head, NOTE, {"note": item.note, "detail": item.detail})
@@ -696,7 +657,7 @@ class DecisionLog:
             state.replica,
             state.seq,
             state.head,
-            _now_text(),
+            now_text(),
             decisions=state.decisions,
             max_catalog_revision=state.max_catalog_revision,
         )
@@ -705,7 +666,7 @@ class DecisionLog:
             [_Line(line, digest, (), checkpoint)], dataclasses.replace(state, seq=state.seq + 1, head=digest)
         )
 
-    def _hand_intents(self, sink: IntentSink, batch: list[_Queued]) -> None:
+    def _hand_intents(self, sink: IntentSink, batch: list[Queued]) -> None:
         try:
             counts = intent_counts(batch)
             if counts:
@@ -798,7 +759,7 @@ class DecisionLog:
             if file.size:
                 file.truncate(0)
             state = self._state
-            line, _ = _file_line(
+            line, _ = file_line(
                 state, self._file_number + 1, {"file": target.name, "format": 3, "seq": state.seq, "hash": state.head}
             )
             file.write(line)
@@ -900,255 +861,9 @@ class _Line(NamedTuple):
     checkpoint: Checkpoint | None = None
 
 
-# ---- rendering -------------------------------------------------------------------------------
-
-
-def _render(batch: list[_Queued], line_decisions: int) -> tuple[list[Entry | _Note], str]:
-    """The entries (and notes) of a batch taken from the queue, in order: consecutive single
-    decisions that share caller, policy, revision, context and kind make one entry; a request's
-    decisions are cut into entries of at most `line_decisions`. Returns (entries, problem): an
-    item that cannot be rendered (a string that is not valid Unicode, from an in-process caller)
-    is left out, logged, and named in `problem` so that its waiters fail."""
-    out: list[Entry | _Note] = []
-    problem = ""
-    run: list[Decision] = []
-    run_key: tuple[Any, ...] = ()
-
-    def render(decisions: Sequence[Decision], context: Mapping[str, str] | None, kind: str, policy_hash: str) -> None:
-        nonlocal problem
-        for start in range(0, len(decisions), line_decisions):
-            chunk = decisions[start : start + line_decisions]
-            try:
-                data = render_entry(chunk, context, kind, policy_hash)
-            except (TypeError, ValueError) as exc:
-                ids = [d.decision_id for d in chunk]
-                log.error("decision log: cannot render decisions %s: %s; they are NOT logged", ids[:5], exc)
-                problem = f"cannot log decisions ({exc})"
-                continue
-            out.append(Entry(data, tuple(d.decision_id for d in chunk), chunk[0].catalog_revision))
-
-    def flush_run() -> None:
-        if run:
-            _, _, _, context, kind, policy_hash = run_key
-            render(run, context, kind, policy_hash)
-            run.clear()
-
-    for item in batch:
-        if isinstance(item, _Note):
-            flush_run()
-            out.append(item)
-        elif isinstance(item, _Rendered):
-            flush_run()
-            out.extend(item.entries)
-        else:
-            decisions, context, kind, policy_hash = item
-            if type(decisions) is tuple:  # (a Decision is a tuple too, of a subclass)
-                flush_run()
-                if decisions:
-                    for group in _same_request(cast("tuple[Decision, ...]", decisions)):
-                        render(group, context, kind, policy_hash)
-                continue
-            single = cast(Decision, decisions)
-            key = (single.caller, single.policy_version, single.catalog_revision, context, kind, policy_hash)
-            if run and key != run_key:
-                flush_run()
-            run_key = key
-            run.append(single)
-            if len(run) >= line_decisions:
-                flush_run()
-    flush_run()
-    return out, problem
-
-
-_REQUEST = attrgetter("caller", "policy_version", "catalog_revision")
-
-
-def _same_request(decisions: tuple[Decision, ...]) -> list[Sequence[Decision]]:
-    """`decisions` cut where caller, policy version or catalog revision change: one piece for a
-    request's decisions, which share them (checked at C speed)."""
-    if len(set(map(_REQUEST, decisions))) == 1:
-        return [decisions]
-    return [list(group) for _, group in itertools.groupby(decisions, key=_REQUEST)]
-
-
-# ---- opening: checking what is there -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Opened:
-    state: ChainState
-    file_number: int
-    file_started: float
-    uncovered: int
-
-
-def _migrate_format2(series: Series) -> dict[str, Any] | None:
-    """When the active file is a format-2 log: verify it, move it aside, return the `previous`
-    the new file's first line names. Raises DECISION_LOG_CORRUPT when it is damaged."""
-    try:
-        with open(series.active, "rb") as reader:
-            first = reader.readline()
-    except FileNotFoundError:
-        return None
-    if not first or not legacy.is_format2(first):
-        return None
-    file = AppendOnlyFile.open(series.active, what="decision log", in_use_reason="DECISION_LOG_IN_USE")
-    try:
-        report = legacy.verify_format2(series.active)
-        if report.first_bad_line is not None:
-            raise _corrupt(series.active, report.first_bad_line, f"{report.problem} (a format-2 log)")
-        aside = series.legacy_name()
-        os.rename(series.active, aside)
-        fsync_directory(series.directory)
-    finally:
-        file.close()
-    log.warning(
-        "decision log %s was written by the previous release (format 2, %d lines, head %s): verified, moved to %s, "
-        "and continued in a new file whose first line records that head",
-        series.active,
-        report.lines,
-        report.head,
-        aside,
-    )
-    return {
-        "file": aside.name,
-        "format": 2,
-        "seq": report.lines,
-        "hash": report.head,
-        "max_catalog_revision": report.max_catalog_revision,
-        "decisions": report.decisions,
-    }
-
-
-def _begin_file(file: AppendOnlyFile, series: Series, replica: str | None, previous: dict[str, Any] | None) -> None:
-    """Write the first line of an empty active file: the start of a new chain, the continuation
-    of a format-2 log (`previous`), or of the last rotated file (a crash between a rotation's
-    rename and its new file)."""
-    state = ChainState(replica=replica or default_replica())
-    number = 1
-    if previous is not None:  # a format-2 log moved aside
-        state = ChainState(
-            previous["seq"], previous["hash"], previous["decisions"], previous["max_catalog_revision"], state.replica
-        )
-        previous = {key: previous[key] for key in ("file", "format", "seq", "hash")}
-    else:
-        rotated = series.rotated()
-        if rotated:
-            number, path = rotated[-1]
-            last = _last_line(path)
-            try:
-                record = parse_line(last)
-            except LineError as exc:
-                raise _corrupt(path, None, f"its last line: {exc}") from None
-            if record["type"] != CHECKPOINT:
-                raise _corrupt(path, None, "a rotated file must end with a checkpoint")
-            state = ChainState(
-                record["seq"], record["hash"], record["decisions"], record["max_catalog_revision"], record["replica"]
-            )
-            previous = {"file": path.name, "format": 3, "seq": record["seq"], "hash": record["hash"]}
-            number += 1
-    line, _ = _file_line(state, number, previous)
-    file.write(line)
-    file.sync()
-
-
-def _file_line(state: ChainState, number: int, previous: dict[str, Any] | None) -> tuple[bytes, str]:
-    return record_line(
-        state.seq + 1,
-        state.head,
-        FILE,
-        {
-            "replica": state.replica,
-            "number": number,
-            "created": _now_text(),
-            "max_catalog_revision": state.max_catalog_revision,
-            "decisions": state.decisions,
-            "previous": previous,
-        },
-    )
-
-
-def _verify_active(
-    file: AppendOnlyFile, series: Series, keys: TrustedKeys, index: DecisionIndex, options: LogOptions
-) -> _Opened:
-    """Verify every line of the active file and tell the index about each."""
-    verifier = ChainVerifier(keys)
-    pending: list[WrittenLine] = []
-    first: dict[str, Any] | None = None
-    uncovered = 0
-    for number, (offset, line) in enumerate(file.lines(), start=1):
-        try:
-            record = verifier.feed(line)
-        except LineError as exc:
-            raise _corrupt(file.path, number, str(exc)) from None
-        if first is None:
-            first = record
-            if record["previous"] is not None:
-                _check_previous(series, record)
-            index.start_file(record["seq"])
-        pending.append(
-            WrittenLine(record["seq"], offset, bytes.fromhex(record["hash"]), tuple(decision_ids(record)), line)
-        )
-        if record["type"] == CHECKPOINT:
-            index.note_lines(pending, offset + len(line))
-            pending = []
-            assert verifier.last_checkpoint is not None
-            index.note_checkpoint(verifier.last_checkpoint)
-            uncovered = 0
-        else:
-            uncovered += 1
-            if len(pending) >= 1000:
-                index.note_lines(pending, offset + len(line))
-                pending = []
-    if first is None:
-        raise _corrupt(file.path, 1, "the file is empty")
-    index.note_lines(pending, file.size)
-    created = datetime.fromisoformat(first["created"]).timestamp()
-    return _Opened(verifier.state, first["number"], created, uncovered)
-
-
-def _check_previous(series: Series, first: Mapping[str, Any]) -> None:
-    """The active file's first line must continue the file it names, when that file is here."""
-    previous = first["previous"]
-    path = series.directory / previous["file"]
-    if previous.get("format", 3) != 3 or not path.exists():
-        return  # a format-2 file was checked when it was moved aside; an archived file is audit verify's
-    try:
-        record = parse_line(_last_line(path))
-    except LineError as exc:
-        raise _corrupt(path, None, f"its last line: {exc}") from None
-    if (record["seq"], record["hash"]) != (previous["seq"], previous["hash"]):
-        raise _corrupt(series.active, 1, f"it does not continue {path.name}, whose last line is seq {record['seq']}")
-
-
-def _last_line(path: Path) -> bytes:
-    with open(path, "rb") as file:
-        size = file.seek(0, os.SEEK_END)
-        start = max(0, size - 65536)
-        while True:
-            file.seek(start)
-            data = file.read(size - start)
-            newline = data.rfind(b"\n", 0, len(data) - 1)
-            if newline >= 0 or start == 0:
-                return data[newline + 1 :]
-            start = max(0, start - 65536)
-
-
-def _corrupt(path: Path, line: int | None, problem: str) -> DomicileError:
-    where = f"{path} line {line}" if line else str(path)
-    return failed_precondition(
-        f"decision log damaged at {where}: {problem}; refusing to start (run `domicile audit verify --log {path}`)",
-        "DECISION_LOG_CORRUPT",
-    )
-
-
 def _check_context(context: Mapping[str, str]) -> None:
     if not all(isinstance(key, str) and isinstance(value, str) for key, value in context.items()):
         raise ValueError("a decision's logged context maps text to text")
-
-
-def _now_text() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

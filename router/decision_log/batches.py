@@ -1,0 +1,130 @@
+"""What waits in the decision log's queue, and how the writer turns a batch taken from it into
+entries: one per request (or per run of single decisions that share caller, policy, revision,
+context and kind), at most `line_decisions` decisions each. Also the intent counts handed to
+the access records' sink."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any, cast
+
+from domicile.router.decision_log.format import Entry, render_entry
+from domicile.router.types import Decision, Operation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Note:
+    """A note line queued behind the decisions before it."""
+
+    note: str
+    detail: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """Entries rendered elsewhere (`append_entries`)."""
+
+    entries: tuple[Entry, ...]
+
+
+# A queue item: (decisions, context, kind, policy_hash) -- `decisions` one Decision (from `append`)
+# or a tuple of them (`append_many`) -- or entries rendered elsewhere, or a note.
+Decided = tuple["Decision | tuple[Decision, ...]", "Mapping[str, str] | None", str, str]
+Queued = Decided | Rendered | Note
+
+# The kinds of decisions that answer a caller's question about storing or processing a dataset
+# somewhere: access records count them as the caller's intents (`set_intent_sink`).
+INTENT_KINDS = frozenset({"decide", "batch_decide", "route", "check_job"})
+# Receives, per written batch, how many intents each (caller, dataset, operation, region) had.
+IntentSink = Callable[[dict[tuple[str, str, Operation, str], int]], None]
+
+
+def intent_counts(batch: Iterable[Queued]) -> dict[tuple[str, str, Operation, str], int]:
+    """Decisions of INTENT_KINDS in queued items, counted per (caller, dataset, operation, region).
+    Entries rendered elsewhere (`append_entries`) are not counted: they hold no Decision."""
+    counts: dict[tuple[str, str, Operation, str], int] = {}
+    get = counts.get
+    for item in batch:
+        if isinstance(item, Rendered | Note):
+            continue
+        decisions, _, kind, _ = item
+        if kind not in INTENT_KINDS:
+            continue
+        for d in cast("tuple[Decision, ...]", decisions) if type(decisions) is tuple else (cast(Decision, decisions),):
+            key = (d.caller, d.dataset_id, d.operation, d.region)
+            counts[key] = get(key, 0) + 1
+    return counts
+
+
+def render_batch(batch: list[Queued], line_decisions: int) -> tuple[list[Entry | Note], str]:
+    """The entries (and notes) of a batch taken from the queue, in order: consecutive single
+    decisions that share caller, policy, revision, context and kind make one entry; a request's
+    decisions are cut into entries of at most `line_decisions`. Returns (entries, problem): an
+    item that cannot be rendered (a string that is not valid Unicode, from an in-process caller)
+    is left out, logged, and named in `problem` so that its waiters fail."""
+    out: list[Entry | Note] = []
+    problem = ""
+    run: list[Decision] = []
+    run_key: tuple[Any, ...] = ()
+
+    def render(decisions: Sequence[Decision], context: Mapping[str, str] | None, kind: str, policy_hash: str) -> None:
+        nonlocal problem
+        for start in range(0, len(decisions), line_decisions):
+            chunk = decisions[start : start + line_decisions]
+            try:
+                data = render_entry(chunk, context, kind, policy_hash)
+            except (TypeError, ValueError) as exc:
+                ids = [d.decision_id for d in chunk]
+                log.error("decision log: cannot render decisions %s: %s; they are NOT logged", ids[:5], exc)
+                problem = f"cannot log decisions ({exc})"
+                continue
+            out.append(Entry(data, tuple(d.decision_id for d in chunk), chunk[0].catalog_revision))
+
+    def flush_run() -> None:
+        if run:
+            _, _, _, context, kind, policy_hash = run_key
+            render(run, context, kind, policy_hash)
+            run.clear()
+
+    for item in batch:
+        if isinstance(item, Note):
+            flush_run()
+            out.append(item)
+        elif isinstance(item, Rendered):
+            flush_run()
+            out.extend(item.entries)
+        else:
+            decisions, context, kind, policy_hash = item
+            if type(decisions) is tuple:  # (a Decision is a tuple too, of a subclass)
+                flush_run()
+                if decisions:
+                    for group in _same_request(cast("tuple[Decision, ...]", decisions)):
+                        render(group, context, kind, policy_hash)
+                continue
+            single = cast(Decision, decisions)
+            key = (single.caller, single.policy_version, single.catalog_revision, context, kind, policy_hash)
+            if run and key != run_key:
+                flush_run()
+            run_key = key
+            run.append(single)
+            if len(run) >= line_decisions:
+                flush_run()
+    flush_run()
+    return out, problem
+
+
+_REQUEST = attrgetter("caller", "policy_version", "catalog_revision")
+
+
+def _same_request(decisions: tuple[Decision, ...]) -> list[Sequence[Decision]]:
+    """`decisions` cut where caller, policy version or catalog revision change: one piece for a
+    request's decisions, which share them (checked at C speed)."""
+    if len(set(map(_REQUEST, decisions))) == 1:
+        return [decisions]
+    return [list(group) for _, group in itertools.groupby(decisions, key=_REQUEST)]
