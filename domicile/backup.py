@@ -33,6 +33,7 @@ from domicile.appendfile import AppendOnlyFile, fsync_directory
 from domicile.catalog.stores.sqlite import SQLiteGraphStore, path_from_uri
 from domicile.config import Settings
 from domicile.errors import failed_precondition
+from domicile.private_files import PRIVATE_DIRECTORY_MODE, create_private_file, make_private_directory
 from domicile.router.decision_log import Series, verify_series
 from domicile.router.decision_log.verify import ChainState
 from domicile.router.policy_history import POLICIES_FILE
@@ -78,7 +79,7 @@ async def backup(settings: Settings, destination: Path) -> BackupReport:
 
 def _copy_files(settings: Settings, catalog: Path, destination: Path) -> tuple[list[Path], dict[str, Path]]:
     """Copy in the order that keeps the set consistent: the log, the history, the catalog."""
-    destination.mkdir(parents=True, exist_ok=True)
+    make_private_directory(destination)
     if any(destination.iterdir()):
         raise failed_precondition(f"backup directory {destination} is not empty", "BACKUP_DIRECTORY_NOT_EMPTY")
     log_files = _copy_log(Series(settings.decision_log_path), destination)
@@ -105,7 +106,7 @@ def restore(settings: Settings, source: Path) -> Path:
     try:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         aside = settings.data_dir / f"pre-restore-{stamp}"
-        aside.mkdir(parents=True)
+        aside.mkdir(mode=PRIVATE_DIRECTORY_MODE, parents=True)
         in_the_way = [
             *Series(log_path).files(),
             settings.data_dir / POLICIES_FILE,
@@ -121,7 +122,8 @@ def restore(settings: Settings, source: Path) -> Path:
             targets[manifest["policy_history"]] = settings.data_dir / POLICIES_FILE
         targets[manifest["catalog"]] = catalog
         for name, target in targets.items():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            make_private_directory(target.parent)
+            create_private_file(target)  # (copyfile keeps the mode of a file that exists)
             shutil.copyfile(source / name, target)
             _fsync(target)
         for directory in {target.parent for target in targets.values()}:
@@ -169,6 +171,7 @@ def _copy_log(series: Series, destination: Path) -> list[Path]:
 
 def _copy_complete_lines(source: Path, target: Path) -> Path:
     """Copy `source` up to its last newline (a writer may be appending to it)."""
+    create_private_file(target)
     with open(source, "rb") as reader, open(target, "wb") as writer:
         pending = b""
         while chunk := reader.read(_CHUNK):
@@ -184,6 +187,7 @@ def _copy_complete_lines(source: Path, target: Path) -> Path:
 def _backup_sqlite(source: Path, target: Path) -> None:
     if not source.exists():
         raise failed_precondition(f"no SQLite catalog at {source}", "BACKUP_NO_CATALOG")
+    create_private_file(target)  # (SQLite would create it readable by all)
     reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     writer = sqlite3.connect(target)
     try:

@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from domicile.backup import backup, restore
+from domicile.catalog.stores.sqlite import path_from_uri
 from domicile.errors import DomicileError
 from domicile.router.decision_log import Series, verify_series
 from domicile.router.decision_log.format import seal
@@ -207,8 +208,12 @@ async def test_backup_and_restore_keep_catalog_history_and_log_together(tmp_path
         after = await harness.decide("s3://bank-eu/later", US)
     finally:
         await stop_residency(harness)
+    copies = [path for path in (tmp_path / "backup").iterdir() if path.name != "backup.json"]
+    assert {path.stat().st_mode & 0o777 for path in copies} == {0o600}  # as private as the originals
     aside = restore(settings, tmp_path / "backup")
     assert (aside / "decisions.jsonl").exists()  # what was there is kept
+    restored = [settings.decision_log_path, settings.data_dir / "policies.jsonl", path_from_uri(settings.store)]
+    assert {path.stat().st_mode & 0o777 for path in restored} == {0o600}
     harness = await start_residency(tmp_path, policy=EXAMPLE_POLICY)  # passes the start-up checks
     try:
         got = await harness.residency.GetDecision(residency_pb2.GetDecisionRequest(decision_id=before.decision_id))
