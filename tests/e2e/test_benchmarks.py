@@ -30,7 +30,7 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # generous: only a hang misses it (the machine may be shared and slow)
         cwd=ROOT,
         check=False,
     )
@@ -67,7 +67,7 @@ def test_the_access_benchmark_runs_and_reports_every_figure() -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,  # generous: only a hang misses it (the machine may be shared and slow)
         cwd=ROOT,
         check=False,
     )
