@@ -70,6 +70,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from domicile.app import App
 from domicile.catalog import model
@@ -346,12 +348,14 @@ def is_stale(decision) -> bool:
     return bool(decision.reasons) and decision.reasons[0].code is ReasonCode.STALE_CATALOG
 
 
-def check_within_budgets(errors: dict[str, int]) -> None:
-    """The server applies its default per-principal budgets (rate_limit settings); they must
-    let the whole benchmark through."""
-    refused = errors.get(str(grpc.StatusCode.RESOURCE_EXHAUSTED), 0)
+def check_not_refused(result: dict) -> None:
+    """A server refuses with RESOURCE_EXHAUSTED for several reasons (a principal's budget,
+    load shedding, the decision log's disk-space floor); its default settings must let the
+    whole benchmark through. A refusal is reported with the server's own words."""
+    refused = result["errors"].get(str(grpc.StatusCode.RESOURCE_EXHAUSTED), 0)
     if refused:
-        raise SystemExit(f"{refused} calls were refused RESOURCE_EXHAUSTED: the default budgets are too low")
+        why = "; ".join(f"{n} x {text}" for text, n in result["error_details"].items())
+        raise SystemExit(f"{refused} calls were refused RESOURCE_EXHAUSTED: {why}")
 
 
 def check_fresh(stale: int) -> None:
@@ -637,7 +641,7 @@ async def bench_grpc_phases(
     report.line("  achieved rate", fixed["achieved_rate"], "req/s")
     if fixed["errors"]:
         print(f"  failed calls: {fixed['errors']}", flush=True)
-    check_within_budgets(fixed["errors"])
+    check_not_refused(fixed)
     if args.loadgen:
         await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, f"loadgen{mode}")
     if args.ghz:
@@ -1059,6 +1063,7 @@ async def fixed_rate(call, rate: int, seconds: float) -> dict:
     total = int(rate * seconds)
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    details: dict[str, int] = {}  # each distinct error's own message and details, counted
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.05
 
@@ -1068,6 +1073,8 @@ async def fixed_rate(call, rate: int, seconds: float) -> dict:
         except Exception as exc:  # counted and reported: a failed call has no latency
             name = type(exc).__name__ if not hasattr(exc, "code") else str(exc.code())
             errors[name] = errors.get(name, 0) + 1
+            text = error_text(exc)
+            details[text] = details.get(text, 0) + 1
             return
         latencies.append(loop.time() - scheduled)
 
@@ -1086,7 +1093,23 @@ async def fixed_rate(call, rate: int, seconds: float) -> dict:
         "p99_ms": percentile(latencies, 0.99) * 1000,
         "achieved_rate": total / (loop.time() - start),
         "errors": errors,
+        "error_details": details,
     }
+
+
+def error_text(exc: Exception) -> str:
+    """A failed call's code, message and ErrorInfo (reason and metadata), for a report that
+    says why a server refused."""
+    if not isinstance(exc, grpc.aio.AioRpcError):
+        return repr(exc)
+    text = f"{exc.code().name}: {exc.details()}"
+    status = rpc_status.from_call(exc)
+    for detail in status.details if status else ():
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            text += f" [{info.reason} {dict(info.metadata)}]"
+    return text
 
 
 async def max_rate(call, concurrency: int, seconds: float) -> dict:

@@ -16,7 +16,9 @@ Three limits (settings `load_shedding.*`, docs/operations.md "Load shedding"):
 Only the unary methods of the `domicile.v1` services are shed: health checks and reflection
 always get through (an orchestrator must be able to tell an overloaded server from a dead one).
 A call shed by the server-wide limits is refused before authentication and anything else
-runs, and counted in `domicile_rpc_shed_total{limit}`; it gets no access log line.
+runs, and counted in `domicile_rpc_shed_total{limit}`; it gets no access log line. A call
+waiting for the decision log's group commit does not count as in flight meanwhile (see
+`domicile.callslots`): the log bounds that backlog itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 import grpc
 
+from domicile import callslots
 from domicile.config import LoadSheddingSettings
 from domicile.errors import DomicileError, ErrorCode
 from domicile.grpc_errors import status_for
@@ -142,15 +145,13 @@ class LoadShedder:
                 "PRINCIPAL_CONCURRENCY_LIMIT",
                 retry_after=self.settings.retry_after_seconds * random.uniform(0.5, 1.5),
             )
-        self._per_principal[principal] = held + 1
+        slot = _PrincipalSlot(self._per_principal, principal)
+        slot.take_again()
+        callslots.hold(slot)
         try:
             yield
         finally:
-            remaining = self._per_principal[principal] - 1
-            if remaining:
-                self._per_principal[principal] = remaining
-            else:
-                del self._per_principal[principal]
+            slot.give_back()
 
 
 class ServerLoadShedding(grpc.aio.ServerInterceptor):
@@ -175,13 +176,60 @@ class ServerLoadShedding(grpc.aio.ServerInterceptor):
 
         @contextlib.asynccontextmanager
         async def counted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-            shedder.in_flight += 1
+            slot = _ServerSlot(shedder)
+            slot.take_again()
+            callslots.hold(slot)
             try:
                 yield
             finally:
-                shedder.in_flight -= 1
+                slot.give_back()
 
         return wrap_handler(handler, counted)
+
+
+class _ServerSlot:
+    """A call's place in the server-wide count (a `callslots.Slot`); held while not given back."""
+
+    __slots__ = ("_held", "_shedder")
+
+    def __init__(self, shedder: LoadShedder) -> None:
+        self._shedder = shedder
+        self._held = False
+
+    def take_again(self) -> None:
+        if not self._held:
+            self._held = True
+            self._shedder.in_flight += 1
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._shedder.in_flight -= 1
+
+
+class _PrincipalSlot:
+    """A call's place in its principal's count (a `callslots.Slot`)."""
+
+    __slots__ = ("_counts", "_held", "_principal")
+
+    def __init__(self, counts: dict[str, int], principal: str) -> None:
+        self._counts = counts
+        self._principal = principal
+        self._held = False
+
+    def take_again(self) -> None:
+        if not self._held:
+            self._held = True
+            self._counts[self._principal] = self._counts.get(self._principal, 0) + 1
+
+    def give_back(self) -> None:
+        if self._held:
+            self._held = False
+            remaining = self._counts[self._principal] - 1
+            if remaining:
+                self._counts[self._principal] = remaining
+            else:
+                del self._counts[self._principal]
 
 
 def _refusal_handler(status: grpc.Status) -> grpc.RpcMethodHandler:

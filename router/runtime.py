@@ -69,6 +69,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from domicile.callslots import slots_given_back
 from domicile.catalog.model import Change, Dataset, Direction, TraversalLimits, label_matches
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
@@ -743,9 +744,11 @@ class Router:
         self._log.append_many(decisions, context, kind=kind, policy_hash=policy_hash)
 
     async def _durable(self) -> None:
-        """With `durable_decision_log`, wait until every decision queued so far is on disk."""
+        """With `durable_decision_log`, wait until every decision queued so far is on disk
+        (a wait the load shedder's concurrency limits do not count: the log bounds its queue)."""
         if self._durable_log:
-            await self._log.flush()
+            with slots_given_back():
+                await self._log.flush()
 
     async def decide(
         self, dataset_id: str, op: Operation, region: str, context: Mapping[str, str] | None = None
@@ -789,7 +792,8 @@ class Router:
         )
         self._log_append(decision, logged_caller_context(context) if context else None, "decide", policy.content_hash)
         if self._durable_log:
-            await self._log.flush()
+            with slots_given_back():
+                await self._log.flush()
         return decision
 
     async def batch_decide(

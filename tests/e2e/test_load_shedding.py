@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from domicile.appendfile import AppendOnlyFile
 from domicile.config import LoadSheddingSettings
 from domicile.grpc_errors import details_of
 from domicile.loadshed import EVENT_LOOP_LAG, LoadShedder, sheddable_methods
@@ -81,6 +83,40 @@ async def test_calls_beyond_the_server_limit_are_refused_at_once(tmp_path):
     finally:
         if lock is not None:
             lock.release()
+        await running.stop(0)
+
+
+async def test_decisions_waiting_for_a_slow_fsync_do_not_take_slots(tmp_path, monkeypatch):
+    # A durable Decide waits for its log line's fsync; the ones arriving meanwhile share the
+    # next. Waiting is not work: a slow disk must not turn into refusals.
+    settings = insecure_settings(tmp_path, load_shedding={"max_concurrent_rpcs": 2, **NO_LAG_LIMIT})
+    running = await create_server(settings)
+    disk_slow = threading.Event()
+    disk_back = threading.Event()
+    real_sync = AppendOnlyFile.sync
+
+    def slow_sync(self) -> None:
+        if self.path.name == "decisions.jsonl" and disk_slow.is_set():
+            assert disk_back.wait(60), "the test never let the disk come back"
+        real_sync(self)
+
+    monkeypatch.setattr(AppendOnlyFile, "sync", slow_sync)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            residency = residency_pb2_grpc.ResidencyServiceStub(channel)
+            decide = residency_pb2.DecideRequest(
+                dataset_id="s3://shed/0", operation=residency_pb2.OPERATION_STORE, region="aws:us-east-1"
+            )
+            await residency.Decide(decide, timeout=20)
+            disk_slow.set()
+            waiting = [asyncio.ensure_future(residency.Decide(decide, timeout=60)) for _ in range(6)]
+            await until(lambda: running.app.router._log.queued() == 6, "six decisions waiting for the disk")
+            assert running.shedder.in_flight == 0
+            disk_back.set()
+            answers = await asyncio.gather(*waiting)
+            assert all(answer.decision.decision_id for answer in answers)
+    finally:
+        disk_back.set()
         await running.stop(0)
 
 
