@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from domicile.router.decision_log.checkpoints import ensure_key
 from domicile.security.dev_credentials import DevPaths, ensure_dev_credentials
 from domicile.security.scopes import ALL_SCOPES
 from tests.browser.conftest import CONSOLE, ROOT, screenshot
@@ -65,6 +66,8 @@ def oidc_console(chromium_path) -> Iterator[OidcConsole]:
         "DOMICILE_AUTH__ALGORITHMS": '["ES256"]',
         "DOMICILE_CONSOLE__OIDC_CLIENT_ID": CLIENT.client_id,
         "DOMICILE_CONSOLE__OIDC_CLIENT_SECRET_FILE": str(secret),
+        # Outside --dev a server signs its decision log's checkpoints with a key it is given.
+        "DOMICILE_AUDIT__CHECKPOINT_KEY_FILE": str(ensure_key(root / "keys" / "checkpoint.pem")),
     }
     process = subprocess.Popen(
         [
