@@ -9,15 +9,17 @@ temporary SQLite store, plus one lineage cluster of `--graph-nodes` datasets ups
 Measured, `--runs` times each, in fresh pages of one signed-in browser context:
 - overview: `first-contentful-paint` (the shell painted) and the time until the world map and
   the catalog counts are drawn (every panel's data loaded), from navigation start;
-- lineage: the time from navigation start until the graph's layout is done (the page stamps
-  `data-ready-at` after Cytoscape's dagre layout) and the main thread is free again (two
-  animation frames later), and a pan + zoom answered after that.
+- lineage: the time from navigation start until the graph is laid out (dagre, in a Web
+  Worker) and drawn (the page stamps `data-ready-at` then) and the main thread is free again
+  (two animation frames later), and a pan + zoom answered after that.
 
 On a shared machine wall time says more about the neighbours than about the code, so each
 page load is also measured in CPU time (/proc, user + system): the browser's (every Chromium
 process this benchmark started: the page's renderer does nearly all of it) and the server
 process's, while the page loads. Their sum bounds the page's critical path on an otherwise idle
-machine (network and I/O waits on loopback are small next to it).
+machine (network and I/O waits on loopback are small next to it). Of the browser's, the
+lineage page's main thread (the renderer's: scripts, styles, drawing, input; not the layout's
+worker) is counted apart: what it spends is how long the page does not answer input.
 
     .venv/bin/python bench/console_bench.py                 # 100,000 datasets, 2,000-node graph
     .venv/bin/python bench/console_bench.py --datasets 20000 --runs 3
@@ -124,15 +126,33 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, str, str]:
     return process, url, link
 
 
-def process_cpu_ms(pid: int) -> float:
-    """CPU time (user + system) a process has used so far, in milliseconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def process_cpu_ms(pid: int, thread: int | None = None) -> float:
+    """CPU time (user + system) a process (or one of its threads) has used so far, in milliseconds."""
+    stat = Path(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def browser_cpu_ms(server_pid: int) -> dict[int, float]:
     """CPU time so far of each process this benchmark started, but the server: Playwright's
     driver and Chromium's processes."""
+    return {pid: process_cpu_ms(pid) for pid in _browser_processes(server_pid)}
+
+
+def renderer_main_threads_cpu_ms(server_pid: int) -> dict[int, float]:
+    """CPU time so far of the main thread (the one that runs the page's scripts, styles and
+    draws, and answers input; not its workers) of each of Chromium's renderer processes."""
+    used: dict[int, float] = {}
+    for pid in _browser_processes(server_pid):
+        try:
+            if b"--type=renderer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                used[pid] = process_cpu_ms(pid, thread=pid)
+        except OSError:
+            continue  # gone meanwhile
+    return used
+
+
+def _browser_processes(server_pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -140,18 +160,15 @@ def browser_cpu_ms(server_pid: int) -> dict[int, float]:
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile
         children.setdefault(ppid, []).append(int(stat.parent.name))
-    used: dict[int, float] = {}
+    found: list[int] = []
     pending = list(children.get(os.getpid(), []))
     while pending:
         pid = pending.pop()
         if pid == server_pid:
             continue
-        try:
-            used[pid] = process_cpu_ms(pid)
-        except OSError:
-            continue
+        found.append(pid)
         pending.extend(children.get(pid, []))
-    return used
+    return found
 
 
 def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
@@ -170,6 +187,7 @@ def measure(url: str, link: str, runs: int, graph_nodes: int, server_pid: int) -
         "lineage": [],
         "lineage_page_cpu": [],
         "lineage_server_cpu": [],
+        "lineage_main_thread": [],
         "pan_zoom": [],
     }
     with sync_playwright() as playwright:
@@ -202,6 +220,7 @@ def measure(url: str, link: str, runs: int, graph_nodes: int, server_pid: int) -
 
             page = context.new_page()
             server_before, browser_before = process_cpu_ms(server_pid), browser_cpu_ms(server_pid)
+            main_before = renderer_main_threads_cpu_ms(server_pid)
             page.goto(f"{url}/lineage?id={REPORT}&direction=DIRECTION_UPSTREAM&depth=10")
             page.wait_for_selector(f".graph[data-ready='{graph_nodes}']", timeout=TIMEOUT_MS)
             ready_at = float(page.get_attribute(".graph", "data-ready-at") or 0)
@@ -211,6 +230,7 @@ def measure(url: str, link: str, runs: int, graph_nodes: int, server_pid: int) -
             results["lineage"].append(max(ready_at, idle))
             results["lineage_server_cpu"].append(process_cpu_ms(server_pid) - server_before)
             results["lineage_page_cpu"].append(cpu_since(browser_before, browser_cpu_ms(server_pid)))
+            results["lineage_main_thread"].append(cpu_since(main_before, renderer_main_threads_cpu_ms(server_pid)))
             box = page.locator(".graph").bounding_box()
             assert box is not None
             started = page.evaluate("() => performance.now()")
@@ -268,6 +288,7 @@ def main() -> int:
         "lineage_page_cpu": "  browser CPU",
         "lineage_server_cpu": "  server CPU",
         "lineage_cpu": "  CPU, browser + server",
+        "lineage_main_thread": "  of which the page's main thread",
         "pan_zoom": "pan + zoom answered, two frames (wall)",
     }
     print(f"load average at the end: {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")

@@ -1,14 +1,17 @@
 import cytoscape, { type Core, type ElementDefinition } from "cytoscape";
-import dagre from "cytoscape-dagre";
 import svg from "cytoscape-svg";
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { parse } from "yaml";
 import { ApiError, get, post, type DatasetResidency, type Lineage, type LineageEdge } from "../api";
+import { layOut, type Positions } from "../lineage/layout";
 import { DatasetLink, download, ErrorBox, time, useLoad } from "../util";
 
-cytoscape.use(dagre);
 cytoscape.use(svg);
+
+const NODE_SIZE = 22;
+const MIN_ZOOM = 0.05;
+const MAX_ZOOM = 1.6;
 
 type State = "allowed" | "violation" | "undescribed" | "unknown";
 
@@ -30,6 +33,26 @@ const STATE_OF: Record<DatasetResidency["state"], State> = {
 function shortName(id: string): string {
   const trimmed = id.replace(/\/+$/, "");
   return trimmed.slice(trimmed.lastIndexOf("/") + 1) || id;
+}
+
+/** The viewport that shows every node: Cytoscape's own fit first measures every label of the
+ * graph, which at 2,000 nodes costs seconds of the page's thread. */
+function viewportOf(positions: Positions, width: number, height: number): { zoom: number; pan: { x: number; y: number } } {
+  let [left, top, right, bottom] = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const { x, y } of Object.values(positions)) {
+    [left, top, right, bottom] = [Math.min(left, x), Math.min(top, y), Math.max(right, x), Math.max(bottom, y)];
+  }
+  if (left > right) return { zoom: 1, pan: { x: 0, y: 0 } };
+  // Room for a node and the label under it on every side, and a margin as Fit leaves.
+  const room = 3 * NODE_SIZE;
+  const margin = 20;
+  const scale = Math.min((width - 2 * margin) / (right - left + 2 * room), (height - 2 * margin) / (bottom - top + 2 * room));
+  const zoom = Math.min(Math.max(scale, MIN_ZOOM), MAX_ZOOM);
+  return { zoom, pan: { x: width / 2 - (zoom * (left + right)) / 2, y: height / 2 - (zoom * (top + bottom)) / 2 } };
+}
+
+function edgeLabel(job: string, transform: string, declassifies: boolean): string {
+  return transform ? `${job} · ${transform}${declassifies ? " (declassifies)" : ""}` : job;
 }
 
 function merge(answers: Lineage[]): Lineage {
@@ -98,6 +121,8 @@ export function LineagePage() {
   const [slider, setSlider] = useState<number | null>(null);
   // Counts graphs drawn, so restyling follows a redraw.
   const [drawn, setDrawn] = useState(0);
+  const [layout, setLayout] = useState<{ running: boolean; error: unknown }>({ running: false, error: null });
+  const [laidOut, setLaidOut] = useState<{ graph: Lineage; positions: Positions } | null>(null);
   // The tables of a 2,000-node graph are thousands of rows: built only when opened.
   const [tablesOpen, setTablesOpen] = useState({ nodes: false, edges: false });
   const container = useRef<HTMLDivElement>(null);
@@ -121,12 +146,52 @@ export function LineagePage() {
   const states = useLoad(() => (shown ? residencyStates(shown, asOf) : Promise.resolve(new Map<string, State>())), [shown]);
 
   const stateOf = (nodeId: string): State => states.data?.get(nodeId) ?? "unknown";
+  const declassifies = (transform: string): boolean => !!transform && (declassifying.data?.has(transform) ?? false);
+
+  // Laid out in a worker; drawn once the layout and the residency colours are both in, so a
+  // 2,000-node graph is not styled twice.
+  useEffect(() => {
+    if (!shown) return;
+    const abort = new AbortController();
+    setLaidOut(null);
+    setLayout({ running: true, error: null });
+    const request = {
+      nodes: shown.nodes.map((n) => n.dataset_id),
+      edges: shown.edges.map((e): [string, string] => [e.input, e.output]),
+      nodeSize: NODE_SIZE,
+    };
+    layOut(request, abort.signal).then(
+      (positions) => {
+        setLaidOut({ graph: shown, positions });
+        setLayout({ running: false, error: null });
+      },
+      (error) => {
+        if (!abort.signal.aborted) setLayout({ running: false, error });
+      },
+    );
+    return () => abort.abort();
+  }, [shown]);
 
   useEffect(() => {
-    if (!shown || !container.current) return;
+    const element = container.current;
+    if (!laidOut || laidOut.graph !== shown || states.loading || !element) return;
+    const instance = draw(element, laidOut.graph, laidOut.positions);
+    cy.current = instance;
+    setDrawn((n) => n + 1);
+    // Laid out and drawn: read by bench/console_bench.py.
+    element.dataset.ready = String(laidOut.graph.nodes.length);
+    element.dataset.readyAt = String(Math.round(performance.now()));
+    return () => {
+      delete element.dataset.ready;
+      instance.destroy();
+      cy.current = null;
+    };
+  }, [laidOut, states.loading]);
+
+  function draw(element: HTMLDivElement, shown: Lineage, positions: Positions): Core {
     const elements: ElementDefinition[] = [
       ...shown.nodes.map((n) => ({
-        data: { id: n.dataset_id, label: shortName(n.dataset_id), placeholder: n.placeholder, state: "unknown" },
+        data: { id: n.dataset_id, label: shortName(n.dataset_id), placeholder: n.placeholder, state: stateOf(n.dataset_id) },
         classes: n.dataset_id === id ? "start" : "",
       })),
       ...shown.edges.map((e) => ({
@@ -134,19 +199,20 @@ export function LineagePage() {
           id: `${e.input}\u0000${e.output}\u0000${e.job}`,
           source: e.input,
           target: e.output,
+          job: e.job,
           transform: e.transform,
-          label: e.transform ? `${e.job} · ${e.transform}` : e.job,
+          label: edgeLabel(e.job, e.transform, declassifies(e.transform)),
         },
-        classes: e.transform ? "transform" : "",
+        classes: [e.transform ? "transform" : "", declassifies(e.transform) ? "declassifying" : ""].join(" "),
       })),
     ];
     const instance = cytoscape({
-      container: container.current,
+      container: element,
       elements,
       textureOnViewport: true,
       hideEdgesOnViewport: shown.nodes.length > 500,
-      minZoom: 0.05,
-      maxZoom: 1.6,
+      minZoom: MIN_ZOOM,
+      maxZoom: MAX_ZOOM,
       style: [
         {
           selector: "node",
@@ -156,8 +222,8 @@ export function LineagePage() {
             "min-zoomed-font-size": 7,
             "text-valign": "bottom",
             "text-margin-y": 4,
-            width: 22,
-            height: 22,
+            width: NODE_SIZE,
+            height: NODE_SIZE,
             "border-width": 2,
             "border-color": "#1b2733",
           },
@@ -190,39 +256,32 @@ export function LineagePage() {
           style: { "line-style": "dashed", "line-color": "#6a1b9a", "target-arrow-color": "#6a1b9a", width: 3 },
         },
       ],
-      // longest-path ranking: network simplex (the default) grows much faster than linearly and
-      // takes minutes at 2,000 nodes; longest-path ranks as a DAG needs in linear time.
-      layout: { name: "dagre", rankDir: "LR", nodeSep: 12, rankSep: 90, ranker: "longest-path", animate: false } as cytoscape.LayoutOptions,
+      ...viewportOf(positions, element.clientWidth, element.clientHeight),
+      layout: { name: "preset", positions, fit: false },
     });
     instance.on("tap", "node", (event) => setSelected(event.target.id()));
-    cy.current = instance;
-    setDrawn((n) => n + 1);
-    // When the layout is done (it runs in the constructor): read by bench/console_bench.py.
-    container.current.dataset.ready = String(shown.nodes.length);
-    container.current.dataset.readyAt = String(Math.round(performance.now()));
-    return () => {
-      instance.destroy();
-      cy.current = null;
-    };
-  }, [shown]);
+    return instance;
+  }
 
-  // Residency colours and declassifying edges arrive on their own: restyle, do not lay out again.
+  // Residency colours and declassifying edges arrive on their own: restyle what changed, do not
+  // lay out again.
   useEffect(() => {
     const instance = cy.current;
     if (!instance) return;
     instance.batch(() => {
       instance.nodes().forEach((node) => {
-        node.data("state", stateOf(node.id()));
+        const state = stateOf(node.id());
+        if (node.data("state") !== state) node.data("state", state);
       });
       instance.edges().forEach((edge) => {
         const transform: string = edge.data("transform");
-        const declassifies = !!transform && (declassifying.data?.has(transform) ?? false);
-        edge.toggleClass("declassifying", declassifies);
-        edge.data("label", transform ? `${edge.data("label").split(" · ")[0]} · ${transform}${declassifies ? " (declassifies)" : ""}` : edge.data("label"));
+        const declassifying = declassifies(transform);
+        if (edge.hasClass("declassifying") === declassifying) return;
+        edge.toggleClass("declassifying", declassifying);
+        edge.data("label", edgeLabel(edge.data("job"), transform, declassifying));
       });
     });
   }, [drawn, states.data, declassifying.data]);
-
 
   useEffect(() => {
     const instance = cy.current;
@@ -372,6 +431,12 @@ export function LineagePage() {
       )}
       {shown && (
         <>
+          {layout.running && (
+            <p className="muted" role="status">
+              Laying out {shown.nodes.length} datasets…
+            </p>
+          )}
+          {layout.error ? <ErrorBox error={layout.error} /> : null}
           <div
             ref={container}
             className="graph"
