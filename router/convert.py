@@ -284,6 +284,7 @@ def violation_page_to_proto(page: ViolationPage) -> residency_pb2.ListViolations
         regions=[residency_pb2.RegionViolations(region=r, violations=n) for r, n in sorted(page.by_region.items())],
         policy_version=page.policy_version,
         catalog_revision=page.catalog_revision,
+        datasets_to_judge=page.datasets_to_judge,
     )
 
 

@@ -136,6 +136,9 @@ _REPLAY_LIMITS = TraversalLimits(max_nodes=1_000_000, timeout_seconds=60.0)
 # dataset of a graph: the upstream lineage rebuilt per request is bounded more tightly.
 _STATES_AT_LIMITS = TraversalLimits(max_nodes=20_000, timeout_seconds=20.0)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# How long a ListViolations may judge before it answers (with what is judged so far): the
+# first read after a start would otherwise wait seconds at 100,000 datasets.
+_LIST_JUDGING_BUDGET = 0.2
 # See `Router._freeze_new_views`.
 _REFREEZE_MIN_VIEWS = 5_000
 
@@ -1081,16 +1084,20 @@ class Router:
 
     async def list_violations(self, region: str, size: int, token: str) -> ViolationPage:
         """A page of what `scan_violations` finds, without deciding or logging anything: the
-        violations are kept up to date as the catalog changes (`router.violations`).
+        violations are kept up to date as the catalog changes (`router.violations`). After a
+        start or another policy a read judges for `_LIST_JUDGING_BUDGET` at most and answers
+        with the verdicts made so far (`datasets_to_judge` > 0 until all are made).
         UNAVAILABLE (STALE_CATALOG) when the view is stale; INVALID_ARGUMENT for a bad token."""
-        return violation_page(
-            await self._current_violations(), region, size, token, self._policy.version, self._revision
-        )
+        self._require_fresh()
+        await self._violations.refresh(budget=_LIST_JUDGING_BUDGET)
+        return violation_page(self._violations, region, size, token, self._policy.version, self._revision)
 
     async def residency_states(self, dataset_ids: Sequence[str]) -> ResidencyStates:
         """Each dataset's residency state in the router's view now (see `DatasetResidency`),
         in the order asked. UNAVAILABLE (STALE_CATALOG) when the view is stale."""
-        violations = await self._current_violations()
+        self._require_fresh()
+        violations = self._violations
+        await violations.refresh_of(dataset_ids)
         return ResidencyStates(
             tuple(
                 residency_of(self._index, d, lambda d: tuple(v.region for v in violations.of(d))) for d in dataset_ids

@@ -12,7 +12,12 @@ judges every dataset again.
 Judging a whole catalog takes seconds at 100,000 datasets (building each one's lineage paths
 dominates), so `refresh` judges `CHUNK` datasets at a time and lets the event loop run in
 between; a change that arrives meanwhile only adds its datasets to the ones still to judge.
-The first read after a start waits for the whole catalog to be judged.
+Nothing judges in the background: reads do. A read with a budget (ListViolations) judges
+until the budget is spent and answers with the verdicts made so far and how many datasets are
+still to judge (`to_judge`), so the first read after a start answers at once and each read
+after it goes on; a read of some datasets (`refresh_of`) judges just those; ScanViolations
+judges everything first. A dataset still to judge has no verdict: an old one (under another
+policy, or before a change) is dropped when the dataset becomes stale, never shown.
 
 Like the index it reads, it has one owner (the router, on its event loop).
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import enum
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import NamedTuple
@@ -57,10 +63,12 @@ class StoredViolations:
         index: Callable[[], EffectiveIndex],
         policy: Callable[[], CompiledPolicy],
         clock: Callable[[], datetime],
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self._index = index  # the router's index (replaced when a large batch is folded aside)
         self._policy = policy  # the active policy (it may change between two chunks)
         self._clock = clock
+        self._timer = timer  # measures a read's budget
         self._found: dict[str, tuple[LocationViolation, ...]] = {}
         self._stale: set[str] = set()
         self._everything = True  # every dataset must be judged again
@@ -74,36 +82,68 @@ class StoredViolations:
 
     def invalidate(self, dataset_ids: Iterable[str]) -> None:
         """These datasets may have changed (attributes, locations, kind, or gone)."""
-        self._stale.update(dataset_ids)
+        for dataset_id in dataset_ids:
+            self._stale.add(dataset_id)
+            if self._found.pop(dataset_id, None) is not None:
+                self._keys = self._regions = None
 
     def invalidate_all(self) -> None:
         """Everything may have changed (another policy)."""
         self._everything = True
 
-    async def refresh(self) -> None:
-        """Bring the violations up to date with the index under the active policy, now.
-        Concurrent callers share one refresh."""
+    @property
+    def to_judge(self) -> int:
+        """How many datasets are still to judge: their violations are missing until then; as
+        of the last `refresh` (0 after one without a budget)."""
+        return len(self._stale)
+
+    async def refresh(self, budget: float | None = None) -> None:
+        """Bring the violations up to date with the index under the active policy, now; with a
+        `budget` (seconds), stop judging once it is spent, after one chunk at least (the rest
+        stays `to_judge`, for the next refresh). Concurrent callers take turns."""
         async with self._lock:
+            deadline = None if budget is None else self._timer() + budget
             while True:
                 now = self._clock()
-                if self._everything or (self._valid_until is not None and now >= self._valid_until):
-                    self._everything = False
-                    self._valid_until = None
-                    self._stale = set(self._index().datasets())
-                    self._stale.update(self._found)
+                self._start_over_if_due(now)
                 if not self._stale:
                     return
-                chunk = [self._stale.pop() for _ in range(min(CHUNK, len(self._stale)))]
-                policy = self._policy()
-                for dataset_id in chunk:
-                    self._found.pop(dataset_id, None)
-                self._judge(chunk, policy, now)
-                expiry = policy.next_expiry(now)
-                if expiry is not None and (self._valid_until is None or expiry < self._valid_until):
-                    self._valid_until = expiry
-                self._keys = self._regions = None
-                if self._stale:
+                # At least a chunk per refresh: reads in a row get through the catalog.
+                self._judge_chunk([self._stale.pop() for _ in range(min(CHUNK, len(self._stale)))], now)
+                if deadline is not None and self._timer() >= deadline:
+                    return
+                await asyncio.sleep(0)
+
+    async def refresh_of(self, dataset_ids: Iterable[str]) -> None:
+        """Judge those of `dataset_ids` still to judge: `of` answers for them up to date,
+        whatever is left of the rest."""
+        async with self._lock:
+            now = self._clock()
+            self._start_over_if_due(now)
+            wanted = [dataset_id for dataset_id in dict.fromkeys(dataset_ids) if dataset_id in self._stale]
+            for start in range(0, len(wanted), CHUNK):
+                chunk = wanted[start : start + CHUNK]
+                self._stale.difference_update(chunk)
+                self._judge_chunk(chunk, now)
+                if start + CHUNK < len(wanted):
                     await asyncio.sleep(0)
+
+    def _start_over_if_due(self, now: datetime) -> None:
+        """After another policy, or once an exemption expired: every verdict is void."""
+        if self._everything or (self._valid_until is not None and now >= self._valid_until):
+            self._everything = False
+            self._valid_until = None
+            self._stale = set(self._index().datasets())
+            self._found.clear()
+            self._keys = self._regions = None
+
+    def _judge_chunk(self, dataset_ids: list[str], now: datetime) -> None:
+        policy = self._policy()
+        self._judge(dataset_ids, policy, now)
+        expiry = policy.next_expiry(now)
+        if expiry is not None and (self._valid_until is None or expiry < self._valid_until):
+            self._valid_until = expiry
+        self._keys = self._regions = None
 
     def _judge(self, dataset_ids: Iterable[str], policy: CompiledPolicy, now: datetime) -> None:
         found = self._found
@@ -173,6 +213,9 @@ class ViolationPage(NamedTuple):
     by_region: Mapping[str, int]
     policy_version: str
     catalog_revision: int
+    # Datasets not judged yet: the page and the totals hold the verdicts made so far, complete
+    # when this is 0.
+    datasets_to_judge: int = 0
 
 
 def violation_page(
@@ -194,7 +237,13 @@ def violation_page(
         # Ids and regions never contain a line break (they are checked for control characters).
         next_token = encode_page_token("violations", f"{page[-1].dataset_id}\n{page[-1].region}", None, region)
     return ViolationPage(
-        page, next_token, violations.count(region), violations.by_region(), policy_version, catalog_revision
+        page,
+        next_token,
+        violations.count(region),
+        violations.by_region(),
+        policy_version,
+        catalog_revision,
+        violations.to_judge,
     )
 
 

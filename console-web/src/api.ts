@@ -190,6 +190,8 @@ export interface ViolationList {
   regions: { region: string; violations: string }[];
   policy_version: string;
   catalog_revision: string;
+  // Absent (0) once the router has judged every dataset.
+  datasets_to_judge?: string;
 }
 
 export type ResidencyState =

@@ -222,6 +222,8 @@ def audit_violations(ctx, region, limit, page_token) -> None:
         ]
         listing = table(("DATASET", "REGION", "RULES"), rows) if rows else "no violations"
         summary = f"{r.total} violation(s) under policy {r.policy_version}, catalog revision {r.catalog_revision}"
+        if r.datasets_to_judge:
+            summary += f"\njudging in progress: {r.datasets_to_judge} dataset(s) not judged yet, run again for more"
         return f"{listing}\n{summary}{_more(r.next_page_token)}"
 
     emit(ctx, page, render)

@@ -590,6 +590,7 @@ def list_violations(*, region: str = "", page_size: int = 0, page_token: str = "
             {x.region: x.violations for x in r.regions},
             r.policy_version,
             r.catalog_revision,
+            r.datasets_to_judge,
         )
 
     return _call(

@@ -283,20 +283,22 @@ class RegionViolations(_message.Message):
     def __init__(self, region: _Optional[str] = ..., violations: _Optional[int] = ...) -> None: ...
 
 class ListViolationsResponse(_message.Message):
-    __slots__ = ("violations", "next_page_token", "total", "regions", "policy_version", "catalog_revision")
+    __slots__ = ("violations", "next_page_token", "total", "regions", "policy_version", "catalog_revision", "datasets_to_judge")
     VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     REGIONS_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     CATALOG_REVISION_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_TO_JUDGE_FIELD_NUMBER: _ClassVar[int]
     violations: _containers.RepeatedCompositeFieldContainer[LocationViolation]
     next_page_token: str
     total: int
     regions: _containers.RepeatedCompositeFieldContainer[RegionViolations]
     policy_version: str
     catalog_revision: int
-    def __init__(self, violations: _Optional[_Iterable[_Union[LocationViolation, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[RegionViolations, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ...) -> None: ...
+    datasets_to_judge: int
+    def __init__(self, violations: _Optional[_Iterable[_Union[LocationViolation, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ..., regions: _Optional[_Iterable[_Union[RegionViolations, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., datasets_to_judge: _Optional[int] = ...) -> None: ...
 
 class GetResidencyStatesRequest(_message.Message):
     __slots__ = ("dataset_ids", "as_of")

@@ -99,6 +99,50 @@ def test_sigterm_stops_gracefully(tmp_path):
     assert "domicile stopped" in out
 
 
+def test_sigterm_stops_promptly_while_the_catalog_is_being_judged(tmp_path):
+    """The first ListViolations after a start answers with what it judged in its budget; the
+    rest is judged by later reads, not by a background task that SIGTERM would wait for."""
+    import asyncio
+
+    from bench.router_bench import history_records
+    from domicile.catalog.model import Dataset
+    from domicile.catalog.stores.sqlite import SQLiteGraphStore
+    from domicile.v1 import residency_pb2, residency_pb2_grpc
+
+    datasets = [
+        Dataset.create(
+            f"s3://lake/d{i:05d}", classifications=("PII.CONTACT",), origins=("DE",), locations=("aws:us-east-1",)
+        )
+        for i in range(20_000)
+    ]
+
+    async def build() -> None:
+        store = await SQLiteGraphStore.open(f"sqlite:///{tmp_path / 'catalog.db'}")
+        try:
+            await store.import_history(history_records(datasets, []))
+        finally:
+            await store.close()
+
+    asyncio.run(build())
+    process, port = start_server(tmp_path)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            listed = residency_pb2_grpc.ResidencyServiceStub(channel).ListViolations(
+                residency_pb2.ListViolationsRequest(page_size=10), timeout=60
+            )
+        # At least a chunk judged, every violation found so far counted.
+        assert listed.datasets_to_judge < len(datasets)
+        assert listed.total == len(datasets) - listed.datasets_to_judge
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, err
+    assert "domicile stopped" in out
+
+
 def test_sigterm_lets_in_flight_rpcs_finish(tmp_path):
     """A call the server is handling when SIGTERM arrives completes normally; the process then
     exits cleanly. A call the server has not started yet (still in transit, or still being

@@ -16,9 +16,10 @@ from domicile.app import App
 from domicile.catalog.model import Dataset, EdgeKey, Run
 from domicile.catalog.stores import open_store
 from domicile.config import load_settings
-from domicile.router import violations
+from domicile.router import runtime, violations
 from domicile.router.effective import EffectiveIndex
 from domicile.router.runtime import Router
+from domicile.router.violations import ResidencyState
 
 EXAMPLE_POLICY = Path(__file__).parents[2] / "examples" / "policy.yaml"
 US, FRANKFURT, MUMBAI, MOSCOW = "aws:us-east-1", "aws:eu-central-1", "aws:ap-south-1", "onprem:msk-dc1"
@@ -55,7 +56,10 @@ async def judged_from_scratch(app: App, router: Router) -> list[tuple[str, str, 
 
 
 async def listed(router: Router) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Every violation, as ListViolations reads them once the router has judged everything."""
     page = await router.list_violations("", 10_000, "")
+    while page.datasets_to_judge:
+        page = await router.list_violations("", 10_000, "")
     assert not page.next_page_token and page.total == len(page.violations)
     assert sum(page.by_region.values()) == page.total
     return [(v.dataset_id, v.region, tuple(r.rule_id for r in v.verdict.reasons)) for v in page.violations]
@@ -149,4 +153,68 @@ async def test_a_page_token_that_is_not_ours_is_a_bad_request(tmp_path, token):
         assert info.value.code is ErrorCode.INVALID_ARGUMENT
     finally:
         await router.close()
+        await app.store.close()
+
+
+async def test_reads_after_a_start_answer_with_what_is_judged_so_far(tmp_path, monkeypatch):
+    """A budget spent by every chunk: each ListViolations judges one chunk more and says how
+    many datasets are left, never showing a verdict of another policy; GetResidencyStates and
+    ScanViolations judge what they need first; the router stops at once, judging unfinished."""
+    monkeypatch.setattr(violations, "CHUNK", 2)
+    monkeypatch.setattr(runtime, "_LIST_JUDGING_BUDGET", 0.0)
+    store = await open_store(f"sqlite:///{tmp_path / 'catalog.db'}")
+    ids = [f"s3://lake/d{i}" for i in range(9)]
+    try:
+        for i, dataset_id in enumerate(ids):
+            await store.upsert_dataset(
+                Dataset.create(
+                    dataset_id,
+                    classifications=["PII.CONTACT"] if i % 2 else [],
+                    origins=["DE"],
+                    locations=[US if i % 3 else FRANKFURT, MOSCOW] if i % 4 else [FRANKFURT],
+                )
+            )
+    finally:
+        await store.close()
+    app, router = await make_router(tmp_path)
+    try:
+        everything = await judged_from_scratch(app, router)
+        assert everything, "the catalog should hold violations"
+        first = await router.list_violations("", 1_000, "")
+        assert first.datasets_to_judge == len(ids) - 2
+        assert first.total == len(first.violations) == sum(first.by_region.values())
+        assert {(v.dataset_id, v.region) for v in first.violations} <= {(d, r) for d, r, _ in everything}
+
+        # The states of datasets not judged yet are judged for the answer.
+        states = await router.residency_states(ids)
+        expected = {d for d, _, _ in everything}
+        assert [s.state is ResidencyState.VIOLATION for s in states.states] == [d in expected for d in ids]
+
+        reads = 1
+        page = first
+        while page.datasets_to_judge:
+            page = await router.list_violations("", 1_000, "")
+            reads += 1
+        assert reads <= len(ids) // 2 + 1
+        assert await listed(router) == everything
+
+        # Another policy: the verdicts of the old one are gone, not shown beside the new ones.
+        lenient = EXAMPLE_POLICY.read_text("utf-8").replace('version: "2026.12.1"', 'version: "lenient"')
+        lenient = lenient.replace("store:   {allow: [EU_PLUS_ADEQUATE]}", "store:   {allow: ['*']}")
+        assert (await router.set_policy(lenient)).applied
+        partial = await router.list_violations("", 1_000, "")
+        assert partial.datasets_to_judge == len(ids) - 2
+        now_judged = await judged_from_scratch(app, router)
+        assert now_judged != everything
+        assert {(v.dataset_id, v.region) for v in partial.violations} <= {(d, r) for d, r, _ in now_judged}
+
+        # A scan judges everything before it answers.
+        scanned = await router.scan_violations()
+        assert [(v.dataset_id, v.region) for v in scanned] == [(d, r) for d, r, _ in now_judged]
+
+        assert (await router.set_policy(EXAMPLE_POLICY.read_text("utf-8"))).applied
+        assert (await router.list_violations("", 1_000, "")).datasets_to_judge > 0
+    finally:
+        # Nothing judges in the background: stopping does not wait for the judging to end.
+        await asyncio.wait_for(router.close(), 30)
         await app.store.close()

@@ -1,6 +1,7 @@
 import { Link } from "react-router-dom";
 import { get, type Region, type ViolationList } from "../api";
 import { Bars, DecisionRate, type Bucket } from "../components/Bars";
+import { datasetsToJudge, JudgingNotice, useReadWhileJudging } from "../components/Judging";
 import { WorldMap, type RegionLoad } from "../components/WorldMap";
 import { DatasetLink, Panel, ruleIds, Section, useLoad } from "../util";
 
@@ -15,6 +16,7 @@ export function OverviewPage() {
   const summary = useLoad(() => get<Summary>("datasets/summary"), []);
   const regions = useLoad(() => get<{ regions: Region[] }>("regions"), []);
   const violations = useLoad(() => get<ViolationList>("violations", { page_size: 15 }), []);
+  useReadWhileJudging(violations);
   const rate = useLoad(() => get<{ buckets: Bucket[]; complete: boolean }>("decisions/summary"), []);
   const policy = useLoad(() => get<{ version: string; content_hash: string }>("policy"), []);
 
@@ -92,10 +94,11 @@ export function OverviewPage() {
         <Section title="Current violations">
           <Panel loaded={violations}>
             {(v) =>
-              v.violations.length === 0 ? (
+              v.violations.length === 0 && !datasetsToJudge(v) ? (
                 <p>No dataset is stored where the policy forbids it.</p>
               ) : (
                 <>
+                  <JudgingNotice list={v} />
                   <p>
                     <strong className="bad">{v.total}</strong> copies stored where the policy forbids it.{" "}
                     <Link to="/violations">All violations</Link>

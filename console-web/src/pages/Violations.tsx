@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { get, type ViolationList } from "../api";
+import { datasetsToJudge, JudgingNotice, useReadWhileJudging } from "../components/Judging";
 import { DatasetLink, Panel, ruleIds, Tags, useLoad } from "../util";
 
 /** Every copy stored where the policy forbids it (ListViolations: nothing is decided or logged). */
@@ -13,6 +14,7 @@ export function ViolationsPage() {
     () => get<ViolationList>("violations", { region, page_token: params.get("page_token"), page_size: 100 }),
     [key],
   );
+  useReadWhileJudging(page);
 
   function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
@@ -44,6 +46,7 @@ export function ViolationsPage() {
       <Panel loaded={page}>
         {(p) => (
           <>
+            <JudgingNotice list={p} />
             <p>
               <strong className={Number(p.total) ? "bad" : ""}>{p.total}</strong> violations
               {region ? (
@@ -86,7 +89,7 @@ export function ViolationsPage() {
                 ))}
               </tbody>
             </table>
-            {p.violations.length === 0 && <p>No dataset is stored where the policy forbids it.</p>}
+            {p.violations.length === 0 && !datasetsToJudge(p) && <p>No dataset is stored where the policy forbids it.</p>}
             <nav className="pager" aria-label="Pages of violations">
               <button
                 type="button"
