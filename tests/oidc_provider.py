@@ -75,6 +75,8 @@ class WebClient:
     client_id: str
     client_secret: str
     redirect_uri: str
+    # Where the provider may send the browser back after ending its session ("": nowhere).
+    post_logout_redirect_uri: str = ""
 
 
 class OidcProvider:

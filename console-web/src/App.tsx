@@ -64,7 +64,7 @@ export function App() {
             type="button"
             onClick={() =>
               signOut().then(
-                () => setSession(null),
+                (answer) => (answer.end_session_url ? window.location.assign(answer.end_session_url) : setSession(null)),
                 () => setSession(null),
               )
             }

@@ -78,9 +78,12 @@ export async function loadSession(): Promise<SessionInfo | null> {
   }
 }
 
-export async function signOut(): Promise<void> {
-  await post("/signout", {});
+/** Ends the console's session; the answer's `end_session_url` (after an OpenID Connect
+ * sign-in) is where the identity provider ends its own session too. */
+export async function signOut(): Promise<{ end_session_url?: string }> {
+  const answer = await post<{ end_session_url?: string }>("/signout", {});
   csrfToken = "";
+  return answer;
 }
 
 // ---- response shapes (the .proto messages in JSON) ----------------------------------------

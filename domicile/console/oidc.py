@@ -15,6 +15,12 @@
 
 Every failure is an `AuthenticationError` whose reason the console records as an
 `auth_failure` security event.
+
+3. `end_session_url` (sign-out): signing out of the console ends its session; when the IdP
+   publishes an `end_session_endpoint`, the browser is then sent there with the session's ID
+   token as `id_token_hint` and `post_logout_redirect_uri` (OpenID Connect RP-Initiated
+   Logout 1.0), so the IdP ends its own session too and the next sign-in asks for the
+   password again instead of signing the same user straight back in.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from authlib.common.errors import AuthlibBaseError
@@ -40,6 +47,11 @@ from domicile.security.tokens import AuthenticationError, TokenVerifier
 PENDING_SECONDS = 600.0
 # Beyond this many unfinished sign-ins the oldest are forgotten: memory stays bounded.
 MAX_PENDING = 10_000
+
+
+class SignedIn(NamedTuple):
+    caller: Caller
+    id_token: str  # kept with the session: the `id_token_hint` of its sign-out at the IdP
 
 
 class _Pending(NamedTuple):
@@ -59,6 +71,7 @@ class OidcSignIn:
         client_id: str,
         client_secret: str,
         redirect_uri: str,
+        post_logout_redirect_uri: str,
         scopes: Sequence[str],
         ssl_context: ssl.SSLContext,
         timeout_seconds: float,
@@ -69,6 +82,7 @@ class OidcSignIn:
         self._client_id = client_id
         self._client_secret = client_secret
         self.redirect_uri = redirect_uri
+        self.post_logout_redirect_uri = post_logout_redirect_uri
         self._scope = " ".join(scopes)
         self._ssl = ssl_context
         self._timeout = timeout_seconds
@@ -134,7 +148,7 @@ class OidcSignIn:
         issuer: str = "",
         error: str = "",
         error_description: str = "",
-    ) -> Caller:
+    ) -> SignedIn:
         """The caller the IdP's redirect back signs in (see the module docstring);
         AuthenticationError with a reason otherwise. `issuer` is the answer's `iss` parameter
         (RFC 9207), checked when the IdP sends one."""
@@ -172,7 +186,24 @@ class OidcSignIn:
         scopes = caller.scopes & frozenset(ALL_SCOPES)
         if not scopes:
             raise AuthenticationError("NO_SCOPES", f"{caller.principal} is granted none of Domicile's scopes")
-        return Caller(caller.subject, caller.actors, scopes, caller.claims)
+        return SignedIn(Caller(caller.subject, caller.actors, scopes, caller.claims), id_token)
+
+    def end_session_url(self, id_token: str) -> str | None:
+        """Where to send the browser after a sign-out so that the IdP ends its session too, then
+        sends it back to `post_logout_redirect_uri`; None when the IdP publishes no
+        `end_session_endpoint` (see the module docstring)."""
+        metadata = self._issuer_keys.metadata
+        if metadata is None or not metadata.end_session_endpoint or not id_token:
+            return None
+        endpoint = metadata.end_session_endpoint
+        query = urlencode(
+            {
+                "id_token_hint": id_token,
+                "post_logout_redirect_uri": self.post_logout_redirect_uri,
+                "client_id": self._client_id,
+            }
+        )
+        return f"{endpoint}{'&' if urlsplit(endpoint).query else '?'}{query}"
 
     async def _verify(self, verifier: TokenVerifier, token: str, what: str) -> Caller:
         try:

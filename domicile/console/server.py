@@ -84,7 +84,7 @@ async def start_console(app: App, security: Security, servicers: dict[str, Any])
         link = f"{url}/signin?token={mint_console_link_token(settings.data_dir)}"
     else:
         assert security.issuer_keys is not None
-        console.oidc = _oidc_sign_in(settings, security.issuer_keys, security.guard.verifier, f"{url}/signin/callback")
+        console.oidc = _oidc_sign_in(settings, security.issuer_keys, security.guard.verifier, url)
     log.info("serving the console on %s", url)
     return server, url, link
 
@@ -102,9 +102,7 @@ def _tls_context(settings: Settings) -> ssl.SSLContext:
     return context
 
 
-def _oidc_sign_in(
-    settings: Settings, issuer_keys: IssuerKeys, verifier: TokenVerifier, redirect_uri: str
-) -> OidcSignIn:
+def _oidc_sign_in(settings: Settings, issuer_keys: IssuerKeys, verifier: TokenVerifier, url: str) -> OidcSignIn:
     auth, console = settings.auth, settings.console
     secret = ""
     if console.oidc_client_secret_file is not None:
@@ -124,7 +122,8 @@ def _oidc_sign_in(
         verifier,
         client_id=console.oidc_client_id,
         client_secret=secret,
-        redirect_uri=redirect_uri,
+        redirect_uri=f"{url}/signin/callback",
+        post_logout_redirect_uri=f"{url}/signedout",
         scopes=["openid", *(console.oidc_scopes or ALL_SCOPES)],
         ssl_context=context,
         timeout_seconds=auth.idp_timeout_seconds,

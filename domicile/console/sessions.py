@@ -30,6 +30,9 @@ class Session:
     created: float
     expires: float  # absolute end (`ttl` after sign-in)
     last_seen: float = field(default=0.0)
+    # The ID token of an OpenID Connect sign-in ("" for a one-time link): the hint that lets
+    # the identity provider end its own session at sign-out.
+    id_token: str = field(default="", repr=False)
 
     def csrf_matches(self, token: str | None) -> bool:
         return token is not None and hmac.compare_digest(token.encode(), self.csrf_token.encode())
@@ -44,8 +47,8 @@ class SessionStore:
         self._clock = clock
         self._sessions: OrderedDict[str, Session] = OrderedDict()
 
-    def create(self, caller: Caller) -> Session:
-        """A new session for `caller`."""
+    def create(self, caller: Caller, *, id_token: str = "") -> Session:
+        """A new session for `caller` (signed in with `id_token`, through OpenID Connect)."""
         now = self._clock()
         self._expire(now)
         while len(self._sessions) >= MAX_SESSIONS:
@@ -57,6 +60,7 @@ class SessionStore:
             created=now,
             expires=now + self.ttl,
             last_seen=now,
+            id_token=id_token,
         )
         self._sessions[session.id] = session
         return session

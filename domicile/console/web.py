@@ -234,7 +234,7 @@ async def oidc_callback(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text="this server signs in with one-time links", content_type="text/plain")
     query = request.query
     try:
-        caller = await console.oidc.finish(
+        signed_in = await console.oidc.finish(
             state=query.get("state", ""),
             code=query.get("code", ""),
             browser_state=request.cookies.get(SIGN_IN_COOKIE),
@@ -248,8 +248,8 @@ async def oidc_callback(request: web.Request) -> web.Response:
         response = _page("Sign-in refused", body, status=401)
         response.del_cookie(SIGN_IN_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
         return response
-    session = console.sessions.create(caller)
-    log.info("console: %s signed in through %s", caller.principal, console.oidc.issuer)
+    session = console.sessions.create(signed_in.caller, id_token=signed_in.id_token)
+    log.info("console: %s signed in through %s", signed_in.caller.principal, console.oidc.issuer)
     redirect = web.HTTPSeeOther("/")
     redirect.del_cookie(SIGN_IN_COOKIE, path="/", secure=True, httponly=True, samesite="Lax")
     _set_session_cookie(redirect, session, console)
@@ -283,13 +283,27 @@ def _set_session_cookie(response: web.StreamResponse, session: Session, console:
 
 
 async def sign_out(request: web.Request) -> web.Response:
-    """POST /signout: end the session (CSRF-checked like every POST)."""
+    """POST /signout: end the session (CSRF-checked like every POST). After an OpenID Connect
+    sign-in the answer's `end_session_url`, when the IdP has one, is where the browser goes
+    next so that the IdP ends its session too (`OidcSignIn.end_session_url`)."""
     console = request.app[CONSOLE]
     session = _signed_in(request)
     console.sessions.end(session.id)
-    response = web.json_response({"signed_out": True})
+    log.info("console: %s signed out", session.caller.principal)
+    answer: dict[str, Any] = {"signed_out": True}
+    if console.oidc is not None and (url := console.oidc.end_session_url(session.id_token)):
+        answer["end_session_url"] = url
+    response = web.json_response(answer, headers={"Cache-Control": "no-store"})
     response.del_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
     return response
+
+
+async def signed_out_page(request: web.Request) -> web.Response:
+    """GET /signedout: where the identity provider sends the browser back after ending its
+    session (the console's `post_logout_redirect_uri`)."""
+    oidc = request.app[CONSOLE].oidc
+    at = f" and of <code>{html.escape(oidc.issuer)}</code>" if oidc is not None else ""
+    return _page("Signed out", f"<p>You are signed out of the console{at}.</p>" + _SIGN_IN_AGAIN)
 
 
 async def session_info(request: web.Request) -> web.Response:
@@ -364,6 +378,7 @@ async def page_css(request: web.Request) -> web.FileResponse:
     return web.FileResponse(PACKAGE_DIR / "page.css", headers={"Cache-Control": "no-cache"})
 
 
+_SIGN_IN_AGAIN = '<p><a class="button" href="/signin">Sign in again</a></p>'
 _HOW_TO_SIGN_IN = (
     "<p>With <code>domicile serve --dev</code>, open the one-time sign-in link the server printed "
     "when it started, or make a new one (optionally with fewer scopes):</p>"
@@ -401,6 +416,7 @@ def create_console_app(console: Console, *, max_body_bytes: int, outer: Iterable
     http_app.router.add_get("/signin/start", oidc_start)
     http_app.router.add_get("/signin/callback", oidc_callback)
     http_app.router.add_post("/signout", sign_out)
+    http_app.router.add_get("/signedout", signed_out_page)
     http_app.router.add_get("/page.css", page_css)
     http_app.router.add_get("/api/v1/session", session_info)
     for route in ROUTES:

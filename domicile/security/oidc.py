@@ -76,6 +76,9 @@ class IssuerMetadata:
     jwks_uri: str
     authorization_endpoint: str = ""
     token_endpoint: str = ""
+    # Where a relying party sends the browser to end the IdP's session too (OpenID Connect
+    # RP-Initiated Logout); "" when the IdP publishes none (or none that is a valid URL).
+    end_session_endpoint: str = ""
     document: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
@@ -273,8 +276,24 @@ class IssuerKeys:
             jwks_uri=jwks_uri,
             authorization_endpoint=str(document.get("authorization_endpoint", "")),
             token_endpoint=str(document.get("token_endpoint", "")),
+            end_session_endpoint=self._optional_url(document, "end_session_endpoint"),
             document=document,
         )
+
+    def _optional_url(self, document: dict[str, Any], name: str) -> str:
+        """An optional endpoint of the discovery document: "" when absent, or when it is no
+        URL a browser may be sent to (it is optional: its absence disables a feature)."""
+        url = document.get(name)
+        if url is None:
+            return ""
+        try:
+            if not isinstance(url, str):
+                raise ValueError(f"{name} is not a string")
+            _check_url(url, name, allow_http=urlsplit(self.issuer).scheme == "http")
+        except ValueError as exc:
+            log.warning("identity provider %s: %s; ignored", self.issuer, exc)
+            return ""
+        return url
 
     def _accept(self, metadata: IssuerMetadata, keys: list[VerificationKey], jwks: list[dict[str, Any]]) -> None:
         IDP_KEY_FETCHES.labels("ok").inc()

@@ -1,8 +1,8 @@
 """Production sign-in: a real `domicile serve` (no --dev: TLS, tokens from the identity
 provider) whose console signs people in with OpenID Connect at a real provider process
 (oidc-provider, tests/oidc_provider.py), driven in Chromium: the authorization code flow with
-PKCE, scopes from the IdP's token as the session's, sign-out, and sign-in failures in the
-security event log."""
+PKCE, scopes from the IdP's token as the session's, sign-out (at the IdP too: RP-initiated
+logout), and sign-in failures in the security event log."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def oidc_console(chromium_path) -> Iterator[OidcConsole]:
     root = Path(tempfile.mkdtemp(prefix="domicile-console-oidc-"))
     tls, _ = ensure_dev_credentials(root / "pki")  # a test CA; its server certificate is for 127.0.0.1
     port = free_port()
-    client = WebClient(CLIENT.client_id, CLIENT.client_secret, f"https://127.0.0.1:{port}/signin/callback")
+    base = f"https://127.0.0.1:{port}"
+    client = WebClient(CLIENT.client_id, CLIENT.client_secret, f"{base}/signin/callback", f"{base}/signedout")
     idp = OidcProvider(root / "idp", tls, scopes=ALL_SCOPES, web_clients=(client,), accounts=ACCOUNTS)
     idp.start([SigningKey.generate("console-test-key")])
     secret = root / "client-secret"
@@ -166,10 +167,24 @@ def test_sign_in_at_the_identity_provider_with_its_scopes_then_sign_out(page, oi
     expect(page.get_by_role("heading", name="Policy", exact=True)).to_be_visible()
     expect(page.get_by_text("Not allowed")).to_have_count(0)
 
+    # The IdP's session lives on: a new sign-in needs no password (single sign-on).
+    page.goto(oidc_console.url + "/signin/start")
+    page.wait_for_url(oidc_console.url + "/")
+    expect(page.get_by_text(f"auditor ({len(ACCOUNTS['auditor'])} scopes)")).to_be_visible()
+
+    # Signing out ends it too (RP-initiated logout): the IdP asks, then sends the browser back.
     page.get_by_role("button", name="Sign out").click()
-    expect(page.get_by_text("You are signed out")).to_be_visible()
+    page.wait_for_url(f"{oidc_console.idp.issuer}/session/end**")
+    assert "id_token_hint=" in page.url
+    screenshot(page, "oidc-sign-out-at-idp")
+    page.get_by_role("button", name="Yes, sign me out").click()
+    page.wait_for_url(oidc_console.url + "/signedout")
+    expect(page.get_by_text(f"You are signed out of the console and of {oidc_console.idp.issuer}")).to_be_visible()
     answer = page.request.get(oidc_console.url + "/api/v1/datasets")
     assert answer.status == 401
+    page.goto(oidc_console.url + "/signin/start")
+    page.wait_for_url(f"{oidc_console.idp.issuer}/**")
+    expect(page.locator("input[name=login]")).to_be_visible()  # the password again
 
 
 def test_a_session_gets_only_the_scopes_the_identity_provider_grants(page, oidc_console):

@@ -2,14 +2,16 @@
 // serving discovery and its JWKS over HTTPS and issuing JWT access tokens (RFC 9068) to
 // clients with the client-credentials grant, and to web clients with the authorization code
 // flow (its development login form: any password; no consent screen: each account is granted
-// the scopes `accounts` lists for it, the rest of what it asks for is refused).
+// the scopes `accounts` lists for it, the rest of what it asks for is refused), and ends
+// their sessions at `/session/end` (RP-initiated logout, after a confirmation page).
 //
 //   node provider.mjs CONFIG.json
 //
 // CONFIG: {"issuer": "https://127.0.0.1:PORT", "port": PORT, "cert_file", "key_file",
 //          "jwks_file" (private JWKs; the first key signs), "audience", "scopes": [...],
 //          "clients": [{"client_id", "client_secret", "scope"}], "jwks_max_age" (seconds),
-//          "web_clients": [{"client_id", "client_secret", "redirect_uri"}],
+//          "web_clients": [{"client_id", "client_secret", "redirect_uri",
+//                           "post_logout_redirect_uri" (optional)}],
 //          "accounts": {"login": "scope scope ..."}}
 // Prints "OIDC PROVIDER READY <issuer>" once it accepts connections; stops at once on SIGTERM.
 import { readFileSync } from "node:fs";
@@ -43,6 +45,7 @@ const provider = new Provider(config.issuer, {
       grant_types: ["authorization_code"],
       response_types: ["code"],
       redirect_uris: [client.redirect_uri],
+      post_logout_redirect_uris: client.post_logout_redirect_uri ? [client.post_logout_redirect_uri] : [],
       scope: ["openid", ...config.scopes].join(" "),
       id_token_signed_response_alg: signingAlg,
     })),
