@@ -32,6 +32,7 @@ from domicile.access.model import (
 from domicile.access.recorder import AccessRecorder
 from domicile.catalog.model import qualified_job
 from domicile.router.types import Decision, Operation, Outcome, ReasonCode
+from domicile.security.context import current_principal
 
 if TYPE_CHECKING:
     from domicile.router.runtime import Router
@@ -113,6 +114,7 @@ async def observe_run(
     decisions = await router.judge_observed(
         [(a.dataset_id, _OPERATION[a.operation], a.region) for a in questions],
         {CONTEXT_JOB: run.job, CONTEXT_RUN: run.run_id},
+        caller=current_principal(),
     )
     violations = [
         _finding(run, kind, access, event_time, now, late, None, message) for kind, access, message in findings

@@ -1,23 +1,16 @@
 """Translation between residency/policy protobuf messages and router domain values (no grpc).
 
-Decisions are the hot path (BatchDecide answers up to 10,000 of them per call), and most of a
-Decision message's bytes are `allowed_regions`, which is the same tuple for every dataset of a
-kind (the engine hands out one cached tuple per allowed set). So the parts of a decision that
-repeat -- outcome with allowed regions, and policy version with catalog revision and decide
-time -- are serialized once and merged into each message from bytes, which upb does in C;
-only the per-decision strings are set from Python. Merging is exact: the fragments hold
-distinct fields, so the result equals a message built field by field.
-
-A BatchDecide answer goes further (`DecisionEncoder.encode_batch`): it is written in the
-protobuf wire format directly, from the same fragments and cached reason texts, without
-building 10,000 messages that would only be serialized again; parsing it gives the message of
-`to_proto`'s decisions (tests/unit/test_runtime_servicers.py). Fields are written in an order
-of their own, which the wire format allows.
+Most of a Decision message's bytes are `allowed_regions`, which is the same tuple for every
+dataset of a kind (the engine hands out one tuple per allowed set). So the parts of a decision
+that repeat -- outcome with allowed regions, and policy version with catalog revision and
+decide time -- are serialized once and merged into each message from bytes, which upb does in
+C; only the per-decision strings are set from Python. Merging is exact: the fragments hold
+distinct fields, so the result equals a message built field by field. (BatchDecide's answers
+are encoded by the residency engine itself.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 
 from domicile.router.decision_log import Proof
@@ -45,38 +38,6 @@ OUTCOME_FROM_PROTO: dict[int, Outcome] = {value: outcome for outcome, value in O
 
 # Fragment caches are bounded; clearing only costs re-serializing a few fragments.
 _FRAGMENT_LIMIT = 4096
-_PATH_LIMIT = 50_000
-
-# Wire-format tags (field number << 3 | 2, length-delimited) of the fields written by hand.
-_BATCH_DECISION = b"\x0a"  # BatchDecideResponse.decisions = 1
-_DECISION_ID, _DATASET_ID, _REGION, _REASON = b"\x0a", b"\x1a", b"\x2a", b"\x3a"  # Decision 1, 3, 5, 7
-_OPERATION = {op: bytes((0x20, value)) for op, value in OPERATION_TO_PROTO.items()}  # Decision 4, varint
-_LINEAGE_PATH = b"\x22"  # Reason.lineage_path = 4
-_INHERITED_ONLY = b"\x58\x01"  # Decision.inherited_only = 11, varint true
-
-
-def _varint(value: int) -> bytes:
-    if value < _TABLE_LIMIT:
-        return _VARINTS[value]
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-# Every one- and two-byte varint (values below 16,384: every length of a decision or a string
-# field here but the rarest), looked up instead of computed.
-_TABLE_LIMIT = 1 << 14
-_VARINTS = [bytes((n,)) for n in range(0x80)] + [bytes((n & 0x7F | 0x80, n >> 7)) for n in range(0x80, _TABLE_LIMIT)]
-
-
-def _string(tag: bytes, value: str) -> bytes:
-    """A string field (empty ones too: a parser reads them as the default they are)."""
-    data = value.encode("utf-8")
-    size = len(data)
-    return b"".join((tag, _VARINTS[size] if size < _TABLE_LIMIT else _varint(size), data))
 
 
 class DecisionEncoder:
@@ -91,9 +52,6 @@ class DecisionEncoder:
         self._verdicts: dict[tuple[str, int], tuple[tuple[str, ...], bytes]] = {}
         self._context_key: tuple[str, int, datetime] | None = None
         self._context: bytes = b""
-        self._reasons: dict[tuple[str, str, str, str], tuple[bytes, bytes]] = {}
-        self._region_field: dict[str, bytes] = {}
-        self._path_field: dict[int, tuple[tuple[str, ...], bytes]] = {}
 
     def fill(self, message: residency_pb2.Decision, decision: Decision) -> residency_pb2.Decision:
         """Set every field of the (empty) `message` from `decision`; returns `message`."""
@@ -115,69 +73,6 @@ class DecisionEncoder:
                     citation=reason.citation,
                 )
         return message
-
-    def encode_batch(self, decisions: Iterable[Decision]) -> bytes:
-        """The serialized BatchDecideResponse of `decisions` (see the module docstring)."""
-        varint, table, limit, operation = _varint, _VARINTS, _TABLE_LIMIT, _OPERATION
-        verdict, context, reason_texts = self._verdict_fragment, self._context_fragment, self._reason_texts
-        path_field, region_field = self._path_field, self._region_field
-        parts: list[bytes] = []
-        for decision in decisions:
-            id_ = decision.decision_id.encode("utf-8")
-            dataset = decision.dataset_id.encode("utf-8")
-            size = len(id_)
-            body = [_DECISION_ID, table[size] if size < limit else varint(size), id_]
-            size = len(dataset)
-            body += (
-                _DATASET_ID,
-                table[size] if size < limit else varint(size),
-                dataset,
-                operation[decision.operation],
-                region_field.get(decision.region) or self._new_region_field(decision.region),
-                verdict(decision.outcome, decision.allowed_regions),
-                context(decision),
-            )
-            if decision.inherited_only:
-                body.append(_INHERITED_ONLY)
-            for reason in decision.reasons:
-                head, tail = reason_texts(reason)
-                steps = reason.lineage_path
-                cached = path_field.get(id(steps))
-                path = cached[1] if cached is not None and cached[0] is steps else self._new_path_field(steps)
-                size = len(head) + len(path) + len(tail)
-                body += (_REASON, table[size] if size < limit else varint(size), head, path, tail)
-            encoded = b"".join(body)
-            size = len(encoded)
-            parts += (_BATCH_DECISION, table[size] if size < limit else varint(size), encoded)
-        return b"".join(parts)
-
-    def _new_region_field(self, region: str) -> bytes:
-        if len(self._region_field) >= _FRAGMENT_LIMIT:
-            self._region_field.clear()
-        field = self._region_field[region] = _string(_REGION, region)
-        return field
-
-    def _new_path_field(self, steps: tuple[str, ...]) -> bytes:
-        """A lineage path's serialized fields, cached by identity: the index hands out one tuple
-        per (dataset, label), which every decision on that dataset reuses."""
-        field = b"".join([_string(_LINEAGE_PATH, step) for step in steps])
-        if len(self._path_field) >= _PATH_LIMIT:
-            self._path_field.clear()
-        self._path_field[id(steps)] = (steps, field)  # keeping `steps` alive keeps its id unique
-        return field
-
-    def _reason_texts(self, reason: Reason) -> tuple[bytes, bytes]:
-        """A reason's serialized fields before and after its lineage path, cached by text."""
-        key = (reason.code._value_, reason.rule_id, reason.message, reason.citation)
-        texts = self._reasons.get(key)
-        if texts is None:
-            message = residency_pb2.Reason(code=key[0], rule_id=reason.rule_id, message=reason.message)
-            tail = residency_pb2.Reason(citation=reason.citation)
-            texts = (message.SerializeToString(), tail.SerializeToString())
-            if len(self._reasons) >= _FRAGMENT_LIMIT:
-                self._reasons.clear()
-            self._reasons[key] = texts
-        return texts
 
     def to_proto(self, decision: Decision) -> residency_pb2.Decision:
         return self.fill(residency_pb2.Decision(), decision)

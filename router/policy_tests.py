@@ -11,11 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import MappingProxyType
 
 from domicile.router.engine import CompiledPolicy
-from domicile.router.policy import PolicyTest
-from domicile.router.types import EffectiveAttributes, Operation, Outcome, Verdict
+from domicile.router.types import Operation, Outcome, Verdict
 
 
 @dataclass(frozen=True)
@@ -32,25 +30,19 @@ class PolicyTestResult:
         return self.verdict.outcome is self.want
 
 
-def inline_test_attributes(test: PolicyTest) -> EffectiveAttributes:
-    """The effective attributes an inline test describes (the dataset carries them itself)."""
-    dataset_id = test.dataset.id
-    own = (dataset_id,)
-    return EffectiveAttributes(
-        dataset_id=dataset_id,
-        classifications=MappingProxyType(dict.fromkeys(test.dataset.classifications, own)),
-        origins=MappingProxyType(dict.fromkeys(test.dataset.origins, own)),
-    )
-
-
 def run_policy_tests(policy: CompiledPolicy, now: datetime | None = None) -> list[PolicyTestResult]:
     """Decides every inline test of `policy`, in document order. `now` (aware; default the
     current UTC time) applies to tests that do not set their own."""
     default_now = now or datetime.now(UTC)
     results = []
     for index, test in enumerate(policy.loaded.document.tests):
-        verdict = policy.decide(
-            inline_test_attributes(test), Operation(test.operation), test.region, now=test.now or default_now
+        verdict = policy.decide_carried(
+            test.dataset.id,
+            test.dataset.classifications,
+            test.dataset.origins,
+            Operation(test.operation),
+            test.region,
+            test.now or default_now,
         )
         line, _ = policy.loaded.position(("tests", index))
         results.append(PolicyTestResult(test.name, line, Outcome(test.want), verdict))

@@ -13,11 +13,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import grpc
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
 from domicile.app import App
 from domicile.catalog.model import utcnow
-from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.validation import check_id, check_length, check_region
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
 from domicile.lineage.recording import check_job
@@ -40,12 +39,13 @@ from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import JobCheck, Router, Violation, caller_context
 from domicile.router.types import Decision, Operation
 from domicile.security.budgets import Resource
-from domicile.telemetry.decisions import observe_decisions
+from domicile.security.context import current_principal
+from domicile.telemetry.decisions import observe_batch, observe_decisions
 from domicile.telemetry.tracing import optional_span
 from domicile.timeconv import optional_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
 
-Answer = TypeVar("Answer", bytes, Message)
+Answer = TypeVar("Answer", bound=Message)
 Decided = TypeVar("Decided")
 
 # Bounds on request sizes. A batch answer of 10,000 decisions is a few MB; one that would exceed
@@ -152,13 +152,6 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         self._encoder.fill(response.decision, await self._decide(request))
         return response
 
-    async def decide_serialized(self, request: residency_pb2.DecideRequest, context) -> bytes:
-        """`Decide` answering with the serialized DecideResponse, as gRPC serves it
-        (`add_residency_service`): a DecideResponse holds its Decision as field 1, as a
-        BatchDecideResponse of one decision does, so `encode_batch` writes the same bytes
-        without building a message."""
-        return self._encoder.encode_batch([await self._decide(request)])
-
     async def _decide(self, request: residency_pb2.DecideRequest) -> Decision:
         router = _router(self._app)
         errors = FieldErrors()
@@ -170,22 +163,29 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         assert op is not None  # else raise_if_any raised
         self._app.charge(Resource.DECISIONS, 1)
         with optional_span("router.decide"):
-            decision = await router.decide(request.dataset_id, op, request.region, request.context)
+            decision = await router.decide(
+                request.dataset_id, op, request.region, request.context, caller=current_principal()
+            )
             observe_decisions((decision,))
         return decision
 
-    async def BatchDecide(self, request: bytes | residency_pb2.BatchDecideRequest, context) -> bytes:
-        """Answers with the serialized BatchDecideResponse. Over gRPC the request arrives
-        serialized (both registered by `add_residency_service`); it is parsed by protobuf and
-        checked here, naming every problem (an unknown field is never skipped unseen)."""
-        router = _router(self._app)
-        if isinstance(request, bytes):
-            request = _parse_batch_request(request)
-        questions = _batch_questions(request, router.regions())
-        self._app.charge(Resource.DECISIONS, len(questions))
+    async def BatchDecide(self, request: bytes, context) -> bytes:
+        """Answers with the serialized BatchDecideResponse. The request arrives serialized (see
+        `add_residency_service`) and goes to the residency engine as it is: it parses and checks
+        it (naming every problem, a request's `context` included: a batch logs none), decides
+        and encodes the answer. The decisions are charged to the caller's budget and the
+        answer's size checked before anything is logged or answered."""
+        limit = self._app.settings.max_message_bytes
+
+        def admit(count: int, answer: bytes) -> None:
+            self._app.charge(Resource.DECISIONS, count)
+            _check_answer_size(len(answer), limit)
+
         with optional_span("router.batch_decide"):
-            decisions, answer = await router.batch_decide(questions, answer=self._sendable(self._encoder.encode_batch))
-            observe_decisions(decisions)
+            answer, decisions = await _router(self._app).batch_decide_wire(
+                request, MAX_BATCH, caller=current_principal(), admit=admit
+            )
+            observe_batch(decisions)
         return answer
 
     async def Route(self, request: residency_pb2.RouteRequest, context) -> residency_pb2.RouteResponse:
@@ -205,7 +205,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         assert op is not None  # else raise_if_any raised
         self._app.charge(Resource.DECISIONS, 1)
         with optional_span("router.route"):
-            result = await router.route(request.dataset_id, op, list(request.candidates))
+            result = await router.route(request.dataset_id, op, list(request.candidates), caller=current_principal())
             observe_decisions((result.decision,))
         response = residency_pb2.RouteResponse(region=result.region)
         self._encoder.fill(response.decision, result.decision)
@@ -252,6 +252,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
                 request.job,
                 request.context,
                 answer=self._sendable(answer),
+                caller=current_principal(),
             )
             observe_decisions(result.decisions)
         return response
@@ -294,7 +295,9 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
             )
 
         with optional_span("router.scan_violations"):
-            violations, response = await _router(self._app).scan_violations(answer=self._sendable(answer))
+            violations, response = await _router(self._app).scan_violations(
+                answer=self._sendable(answer), caller=current_principal()
+            )
             observe_decisions([v.decision for v in violations])
         return response
 
@@ -418,18 +421,22 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
 
         def sendable(decided: Decided) -> tuple[Decided, Answer]:
             answer = make(decided)
-            size = len(answer) if isinstance(answer, bytes) else answer.ByteSize()
-            if size > limit:
-                raise DomicileError(
-                    f"the answer would be {size} bytes, more than this server sends ({limit} bytes, "
-                    "max_message_bytes); nothing was logged or answered: ask for fewer decisions per call",
-                    ErrorCode.RESOURCE_EXHAUSTED,
-                    "ANSWER_TOO_LARGE",
-                    metadata={"answer_bytes": str(size), "limit_bytes": str(limit)},
-                )
+            _check_answer_size(answer.ByteSize(), limit)
             return decided, answer
 
         return sendable
+
+
+def _check_answer_size(size: int, limit: int) -> None:
+    """RESOURCE_EXHAUSTED for an answer larger than the server sends (`max_message_bytes`)."""
+    if size > limit:
+        raise DomicileError(
+            f"the answer would be {size} bytes, more than this server sends ({limit} bytes, "
+            "max_message_bytes); nothing was logged or answered: ask for fewer decisions per call",
+            ErrorCode.RESOURCE_EXHAUSTED,
+            "ANSWER_TOO_LARGE",
+            metadata={"answer_bytes": str(size), "limit_bytes": str(limit)},
+        )
 
 
 def _page_size(errors: FieldErrors, value: int, default: int) -> int:
@@ -568,55 +575,6 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
         )
 
 
-class _Registrations:
-    """Stands in for a server while the generated code registers a servicer: keeps the handlers."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-
-    def add_generic_rpc_handlers(self, handlers: object) -> None:
-        """Rebuilt from the registered method handlers by `add_residency_service`."""
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        self.handlers[service] = dict(handlers)
-
-
-def _parse_batch_request(data: bytes) -> residency_pb2.BatchDecideRequest:
-    try:
-        return residency_pb2.BatchDecideRequest.FromString(data)
-    except DecodeError as exc:
-        raise DomicileError(
-            f"not a valid BatchDecideRequest: {exc}", ErrorCode.INVALID_ARGUMENT, "MALFORMED_REQUEST"
-        ) from None
-
-
-def _batch_questions(
-    request: residency_pb2.BatchDecideRequest, registry: RegionRegistry
-) -> list[tuple[str, Operation, str]]:
-    """The (dataset_id, operation, region) of each request, every field checked: raises
-    INVALID_ARGUMENT naming each bad field."""
-    errors = FieldErrors()
-    if len(request.requests) > MAX_BATCH:
-        errors.add("requests", f"at most {MAX_BATCH} requests per batch")
-        errors.raise_if_any()
-    operations = OPERATION_FROM_PROTO
-    questions = []
-    for i, item in enumerate(request.requests):
-        dataset_id, region = item.dataset_id, item.region
-        _check_id(errors, f"requests[{i}].dataset_id", dataset_id)
-        op = operations.get(item.operation)
-        if region not in registry:
-            check_region(errors, f"requests[{i}].region", region, registry)
-        if op is None:
-            errors.add(f"requests[{i}].operation", "must be OPERATION_STORE or OPERATION_PROCESS")
-        else:
-            questions.append((dataset_id, op, region))
-        if item.context:
-            errors.add(f"requests[{i}].context", "BatchDecide logs no context: ask with Decide to log one")
-    errors.raise_if_any()
-    return questions
-
-
 def _check_context(errors: FieldErrors, path: str, context: Mapping[str, str]) -> None:
     """A request's context: a few short facts with plain keys (they are logged with decisions)."""
     if len(context) > MAX_CONTEXT_ENTRIES:
@@ -629,25 +587,21 @@ def _check_context(errors: FieldErrors, path: str, context: Mapping[str, str]) -
             errors.add(f"{path}[{key!r}]", f"values are at most {MAX_CONTEXT_VALUE} characters, no control characters")
 
 
-def _serialized(response: bytes | Message) -> bytes:
-    return response if isinstance(response, bytes) else response.SerializeToString()
-
-
 def add_residency_service(servicer: ResidencyServicer, server: grpc.aio.Server) -> None:
-    """Register `servicer` as the generated `add_ResidencyServiceServicer_to_server` does, except
-    that BatchDecide takes its request serialized and both it and Decide answer with bytes
-    already in the wire format (`encode_batch`): building up to 10,000 messages only to read or
-    serialize them cost more than deciding them, and for one decision the message costs more
-    than the decision too."""
-    recorded = _Registrations()
-    residency_pb2_grpc.add_ResidencyServiceServicer_to_server(servicer, recorded)
-    name = residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"].full_name
-    handlers = recorded.handlers[name]
-    handlers["BatchDecide"] = handlers["BatchDecide"]._replace(
-        request_deserializer=None, response_serializer=_serialized
-    )
-    handlers["Decide"] = handlers["Decide"]._replace(
-        unary_unary=servicer.decide_serialized, response_serializer=_serialized
-    )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
-    server.add_registered_method_handlers(name, handlers)
+    """Register `servicer` as the generated `add_ResidencyServiceServicer_to_server` does, with
+    one difference: BatchDecide's handler takes the request and gives the answer serialized,
+    both handed to and from the residency engine as they are -- up to 10,000 messages built in
+    Python only to be read or serialized would cost more than deciding them."""
+    service = residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"]
+    handlers = {}
+    for method in service.methods:
+        raw = method.name == "BatchDecide"
+        request = getattr(residency_pb2, method.input_type.name)
+        response = getattr(residency_pb2, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=None if raw else request.FromString,
+            response_serializer=None if raw else response.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)

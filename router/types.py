@@ -1,16 +1,14 @@
-"""Values shared by the router's parts (policy engine, effective attributes, runtime, log).
+"""Values shared by the router's parts (policy, engine, runtime, log).
 
 The split of work: `router.policy` parses and validates a policy document; `router.engine`
-compiles it (`CompiledPolicy`) and turns `EffectiveAttributes` + operation + region into a
-`Verdict`; `router.effective` computes `EffectiveAttributes` along lineage, incrementally;
-`router.runtime` keeps them in memory following the catalog's change feed and wraps verdicts
-into logged `Decision`s; `router.decision_log` keeps the hash-chained log.
+compiles it (`CompiledPolicy`) for the residency engine (crates/engine), which keeps the
+effective attributes of every dataset along lineage and turns a question into a `Verdict`;
+`router.runtime` feeds the engine the catalog's change feed and wraps verdicts into logged
+`Decision`s; `router.decision_log` keeps the hash-chained log.
 
-`Reason`, `Verdict` and `Decision` are built for every decision, so they are named tuples:
-immutable like frozen dataclasses, but a tuple is built in one allocation, without an
-`__init__` setting each field (see `router.engine` and `router.runtime`, which build them
-with `tuple.__new__`). Being tuples, they compare equal to plain tuples with the same fields:
-never mix them with other tuples as dict keys or set members.
+`Reason`, `Verdict` and `Decision` are named tuples: immutable, and cheap to build. Being
+tuples, they compare equal to plain tuples with the same fields: never mix them with other
+tuples as dict keys or set members.
 """
 
 from __future__ import annotations
@@ -20,11 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 UNDESCRIBED = "UNDESCRIBED"
 """Pseudo-origin of data that derives from a node the catalog does not describe (a lineage
-root nobody described, a deleted dataset, an id nobody registered; see `router.effective`).
+root nobody described, a deleted dataset, an id nobody registered; see docs/router.md).
 It flows downstream like an origin that no transform removes; the engine answers DENY /
 UNKNOWN_DATASET, with the lineage path, for any dataset carrying it (fail closed). It is not
 an ISO country code, so no policy origin token can match it."""
@@ -65,9 +63,6 @@ class EffectiveAttributes:
     Paths run from the contributing dataset to `dataset_id` (inclusive at both ends).
     `inherited_only`: the dataset is a derived placeholder (not described: known only as the
     output of lineage), judged by what it inherits.
-    `engine_cache` belongs to the decision engine (engine.CompiledPolicy): what it derived from
-    these attributes for the policy that last decided on them. Not a value: it is left out of
-    equality, hashing, `repr` and `replace`.
     """
 
     dataset_id: str
@@ -75,15 +70,16 @@ class EffectiveAttributes:
     origins: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
     locations: tuple[str, ...] = ()
     inherited_only: bool = False
-    engine_cache: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 class Verdict(NamedTuple):
-    """What the policy says for one (attributes, operation, region)."""
+    """What the policy says for one (dataset, operation, region). `inherited_only`: the dataset
+    is a derived placeholder, judged by what it inherits."""
 
     outcome: Outcome
     allowed_regions: tuple[str, ...]
     reasons: tuple[Reason, ...] = ()
+    inherited_only: bool = False
 
 
 class Decision(NamedTuple):

@@ -5,13 +5,13 @@ the residency state of single datasets.
 storing it, each with the DENY verdict that says why: what ScanViolations reports, available
 to reads that must not decide (and log) anything, such as the console's pages. It is kept
 lazily: the router tells it which datasets a catalog change may have altered (the answer of
-`EffectiveIndex.apply`) and when the policy changed, and `refresh` judges only those again. A
-verdict depends on the time through exemptions, so a refresh after the next exemption expiry
-judges every dataset again.
+`Engine.apply`) and when the policy changed, and `refresh` has the engine judge only those
+again. A verdict depends on the time through exemptions, so a refresh after the next exemption
+expiry judges every dataset again.
 
-Judging a whole catalog takes seconds at 100,000 datasets (building each one's lineage paths
-dominates), so `refresh` judges `CHUNK` datasets at a time and lets the event loop run in
-between; a change that arrives meanwhile only adds its datasets to the ones still to judge.
+The engine judges `CHUNK` datasets at a time and `refresh` lets the event loop run in between
+(a catalog's worth of lineage paths is not built in one go); a change that arrives meanwhile
+only adds its datasets to the ones still to judge.
 Nothing judges in the background: reads do. A read with a budget (ListViolations) judges
 until the budget is spent and answers with the verdicts made so far and how many datasets are
 still to judge (`to_judge`), so the first read after a start answers at once and each read
@@ -19,10 +19,10 @@ after it goes on; a read of some datasets (`refresh_of`) judges just those; Scan
 judges everything first. A dataset still to judge has no verdict: an old one (under another
 policy, or before a change) is dropped when the dataset becomes stale, never shown.
 
-Like the index it reads, it has one owner (the router, on its event loop).
+It has one owner (the router, on its event loop).
 
-`residency_of` tells what a dataset's state is (stored only where allowed, stored against the
-policy, derived, undescribed, unknown) in an index, the router's or one rebuilt as of a past
+`residency_of` tells what datasets' states are (stored only where allowed, stored against the
+policy, derived, undescribed, unknown) in an engine, the router's or one rebuilt as of a past
 time.
 """
 
@@ -32,15 +32,14 @@ import asyncio
 import bisect
 import enum
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
 from domicile.catalog.stores.common import decode_page_token, encode_page_token
 from domicile.errors import invalid_field
-from domicile.router.effective import EffectiveIndex, NodeKind
-from domicile.router.engine import CompiledPolicy
-from domicile.router.types import UNDESCRIBED, Verdict
+from domicile.router.engine import Engine, Standing
+from domicile.router.types import Verdict
 
 # Datasets judged between two turns of the event loop: some tens of milliseconds.
 CHUNK = 1_000
@@ -60,13 +59,11 @@ class StoredViolations:
 
     def __init__(
         self,
-        index: Callable[[], EffectiveIndex],
-        policy: Callable[[], CompiledPolicy],
+        engine: Engine,
         clock: Callable[[], datetime],
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._index = index  # the router's index (replaced when a large batch is folded aside)
-        self._policy = policy  # the active policy (it may change between two chunks)
+        self._engine = engine  # its policy may change between two chunks
         self._clock = clock
         self._timer = timer  # measures a read's budget
         self._found: dict[str, tuple[LocationViolation, ...]] = {}
@@ -133,33 +130,26 @@ class StoredViolations:
         if self._everything or (self._valid_until is not None and now >= self._valid_until):
             self._everything = False
             self._valid_until = None
-            self._stale = set(self._index().datasets())
+            self._stale = set(self._engine.stored_datasets())
             self._found.clear()
             self._keys = self._regions = None
 
     def _judge_chunk(self, dataset_ids: list[str], now: datetime) -> None:
-        policy = self._policy()
-        self._judge(dataset_ids, policy, now)
+        policy = self._engine.policy
+        self._judge(dataset_ids, now)
         expiry = policy.next_expiry(now)
         if expiry is not None and (self._valid_until is None or expiry < self._valid_until):
             self._valid_until = expiry
         self._keys = self._regions = None
 
-    def _judge(self, dataset_ids: Iterable[str], policy: CompiledPolicy, now: datetime) -> None:
-        found = self._found
-        index = self._index()
-        for dataset_id in dataset_ids:
-            values = index.values(dataset_id)
-            if values is None or not values[2]:  # undescribed, unknown, or stored nowhere
-                continue
-            attrs = index.get(dataset_id)
-            assert attrs is not None, "values() and get() answer for the same ids"
-            violations = policy.violations(attrs, now)
-            if violations:
-                found[dataset_id] = tuple(
-                    LocationViolation(dataset_id, region, verdict, attrs.inherited_only)
-                    for region, verdict in violations
-                )
+    def _judge(self, dataset_ids: Iterable[str], now: datetime) -> None:
+        by_dataset: dict[str, list[LocationViolation]] = {}
+        for dataset_id, region, verdict in self._engine.violations_of(dataset_ids, now):
+            by_dataset.setdefault(dataset_id, []).append(
+                LocationViolation(dataset_id, region, verdict, verdict.inherited_only)
+            )
+        for dataset_id, violations in by_dataset.items():
+            self._found[dataset_id] = tuple(violations)
 
     def of(self, dataset_id: str) -> tuple[LocationViolation, ...]:
         """The dataset's violations, in location order (empty when none); as of the last `refresh`."""
@@ -272,26 +262,25 @@ class ResidencyStates(NamedTuple):
     catalog_revision: int  # 0 for states as of a past time
 
 
-_STATE_OF_KIND = {
-    NodeKind.DERIVED: ResidencyState.DERIVED,
-    NodeKind.UNDESCRIBED_PLACEHOLDER: ResidencyState.UNDESCRIBED,
-    NodeKind.DELETED: ResidencyState.UNDESCRIBED,
-    NodeKind.UNKNOWN: ResidencyState.UNKNOWN,
+_STATE_OF_STANDING = {
+    Standing.DERIVED: ResidencyState.DERIVED,
+    Standing.UNDESCRIBED: ResidencyState.UNDESCRIBED,
+    Standing.UNKNOWN: ResidencyState.UNKNOWN,
 }
 
 
 def residency_of(
-    index: EffectiveIndex, dataset_id: str, violating_regions: Callable[[str], tuple[str, ...]]
-) -> DatasetResidency:
-    """The residency state of `dataset_id` in `index`; `violating_regions(id)` answers for a
-    described dataset where it is stored against the policy."""
-    kind = index.kind(dataset_id)
-    values = index.values(dataset_id)
-    if kind is NodeKind.DERIVED and values is not None and UNDESCRIBED in values[1]:
-        return DatasetResidency(dataset_id, ResidencyState.UNDESCRIBED, (), ())  # it inherits only doubt
-    if kind is not NodeKind.DESCRIBED:
-        return DatasetResidency(dataset_id, _STATE_OF_KIND[kind], (), ())
-    locations = values[2] if values is not None else ()
-    violating = violating_regions(dataset_id) if locations else ()
-    state = ResidencyState.VIOLATION if violating else ResidencyState.ALLOWED
-    return DatasetResidency(dataset_id, state, locations, violating)
+    engine: Engine, dataset_ids: Sequence[str], violating_regions: Callable[[str], tuple[str, ...]]
+) -> tuple[DatasetResidency, ...]:
+    """The residency state of each of `dataset_ids` in `engine`, in order;
+    `violating_regions(id)` answers for a described dataset where it is stored against the
+    policy."""
+    found = []
+    for dataset_id, (standing, locations) in zip(dataset_ids, engine.standings(dataset_ids), strict=True):
+        if standing is not Standing.DESCRIBED:
+            found.append(DatasetResidency(dataset_id, _STATE_OF_STANDING[standing], (), ()))
+            continue
+        violating = violating_regions(dataset_id) if locations else ()
+        state = ResidencyState.VIOLATION if violating else ResidencyState.ALLOWED
+        found.append(DatasetResidency(dataset_id, state, locations, violating))
+    return tuple(found)

@@ -15,6 +15,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from domicile.router.engine import DecisionBatch
 from domicile.router.types import Decision, Operation, Outcome
 from domicile.telemetry.metrics import DECISION_REASONS, DECISIONS
 from domicile.telemetry.tracing import tracing_enabled
@@ -36,6 +37,22 @@ def observe_decisions(decisions: Sequence[Decision]) -> None:
         _count(decisions)
     else:
         return
+    if tracing_enabled():
+        current = trace.get_current_span()
+        if current.is_recording():
+            _describe(current, decisions)
+
+
+def observe_batch(decisions: DecisionBatch) -> None:
+    """`observe_decisions` for a BatchDecide's decisions, counted by the engine: no decision is
+    built unless the current span records them."""
+    if not decisions:
+        return
+    by_outcome, by_reason = decisions.counts()
+    for (operation, outcome), count in by_outcome.items():
+        _decision_counter(operation, outcome).inc(count)
+    for key, count in by_reason.items():
+        _reason_counter(key).inc(count)
     if tracing_enabled():
         current = trace.get_current_span()
         if current.is_recording():

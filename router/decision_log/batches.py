@@ -13,6 +13,7 @@ from operator import attrgetter
 from typing import Any, cast
 
 from domicile.router.decision_log.format import Entry, render_entry
+from domicile.router.engine import DecisionBatch
 from domicile.router.types import Decision, Operation
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,9 @@ class Rendered:
 
 
 # A queue item: (decisions, context, kind, policy_hash) -- `decisions` one Decision (from `append`)
-# or a tuple of them (`append_many`) -- or entries rendered elsewhere, or a note.
-Decided = tuple["Decision | tuple[Decision, ...]", "Mapping[str, str] | None", str, str]
+# or a tuple of them (`append_many`), or a BatchDecide's `DecisionBatch`, whose `Decision`s are
+# built here, by the writer, as they are rendered -- or entries rendered elsewhere, or a note.
+Decided = tuple["Decision | tuple[Decision, ...] | DecisionBatch", "Mapping[str, str] | None", str, str]
 Queued = Decided | Rendered | Note
 
 # The kinds of decisions that answer a caller's question about storing or processing a dataset
@@ -56,7 +58,7 @@ def intent_counts(batch: Iterable[Queued]) -> dict[tuple[str, str, Operation, st
         decisions, _, kind, _ = item
         if kind not in INTENT_KINDS:
             continue
-        for d in cast("tuple[Decision, ...]", decisions) if type(decisions) is tuple else (cast(Decision, decisions),):
+        for d in cast("Sequence[Decision]", decisions) if type(decisions) is not Decision else (decisions,):
             key = (d.caller, d.dataset_id, d.operation, d.region)
             counts[key] = get(key, 0) + 1
     return counts
@@ -101,13 +103,13 @@ def render_batch(batch: list[Queued], line_decisions: int) -> tuple[list[Entry |
             out.extend(item.entries)
         else:
             decisions, context, kind, policy_hash = item
-            if type(decisions) is tuple:  # (a Decision is a tuple too, of a subclass)
+            if type(decisions) is not Decision:  # a tuple or DecisionBatch of them
                 flush_run()
                 if decisions:
-                    for group in _same_request(cast("tuple[Decision, ...]", decisions)):
+                    for group in _same_request(cast("Sequence[Decision]", decisions)):
                         render(group, context, kind, policy_hash)
                 continue
-            single = cast(Decision, decisions)
+            single = decisions
             key = (single.caller, single.policy_version, single.catalog_revision, context, kind, policy_hash)
             if run and key != run_key:
                 flush_run()
@@ -122,7 +124,7 @@ def render_batch(batch: list[Queued], line_decisions: int) -> tuple[list[Entry |
 _REQUEST = attrgetter("caller", "policy_version", "catalog_revision")
 
 
-def _same_request(decisions: tuple[Decision, ...]) -> list[Sequence[Decision]]:
+def _same_request(decisions: Sequence[Decision]) -> list[Sequence[Decision]]:
     """`decisions` cut where caller, policy version or catalog revision change: one piece for a
     request's decisions, which share them (checked at C speed)."""
     if len(set(map(_REQUEST, decisions))) == 1:

@@ -97,6 +97,7 @@ from domicile.router.decision_log.opening import (
 )
 from domicile.router.decision_log.series import Series, apply_retention
 from domicile.router.decision_log.verify import ChainState
+from domicile.router.engine import DecisionBatch
 from domicile.router.types import Decision
 from domicile.security.events import DISK_SPACE_LOW, SecurityEventLog
 from domicile.telemetry.metrics import DECISION_LOG_FSYNC, DECISION_LOG_WRITE
@@ -342,7 +343,9 @@ class DecisionLog:
         decisions before the one it could not queue stay queued."""
         if context:
             _check_context(context)
-        pending = tuple(decisions)  # the log's own: the caller may change its list
+        # The log's own tuple: the caller may change its list. A batch the engine decided is
+        # immutable and builds each Decision only when the writer reads it.
+        pending = decisions if isinstance(decisions, DecisionBatch) else tuple(decisions)
         with self._lock:
             self._refuse_if_unable()
             was_empty = not self._queue

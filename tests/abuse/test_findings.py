@@ -23,7 +23,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from domicile.catalog.model import DatasetFilter
 from domicile.catalog.stores.common import filter_fingerprint
 from domicile.grpc_errors import details_of
-from domicile.router import runtime
+from domicile.router import policy_admin
 from domicile.router.policy import MAX_MESSAGE
 from domicile.security.dev_credentials import DEV_AUDIENCE, DEV_ISSUER, dev_paths, mint_dev_token
 from domicile.server import create_server
@@ -80,7 +80,7 @@ async def test_a_key_alias_bomb_is_refused_with_a_short_error(channel, server):
 async def test_decisions_are_answered_while_a_policy_compiles(channel, monkeypatch):
     """A document is compiled on a thread of its own: the event loop keeps answering."""
     compiling, release = threading.Event(), threading.Event()
-    compile_policy = runtime.compile_policy
+    compile_policy = policy_admin.compile_policy
 
     def held_compile(loaded):
         compiling.set()
@@ -88,7 +88,7 @@ async def test_decisions_are_answered_while_a_policy_compiles(channel, monkeypat
         assert release.wait(HANG), "the event loop was blocked by the compilation"
         return compile_policy(loaded)
 
-    monkeypatch.setattr(runtime, "compile_policy", held_compile)
+    monkeypatch.setattr(policy_admin, "compile_policy", held_compile)
     policies = policy_pb2_grpc.PolicyServiceStub(channel)
     impact = asyncio.ensure_future(
         policies.PolicyImpact(policy_pb2.PolicyImpactRequest(policy_yaml=EXAMPLE_POLICY.read_text()), timeout=HANG)

@@ -34,8 +34,7 @@ cases:
 a callable `Case -> Answer` (or just a `Verdict`, `inherited_only` then false) that raises on
 an RPC-level error: a `DomicileError`, or any exception with a gRPC-style `code()` whose
 value has a `name` (so a `grpc.RpcError` can propagate unchanged). `in_process_decider(case_file)`
-decides with the compiled policy and `router.effective.EffectiveIndex` directly,
-`engine_decider(case_file)` with the residency engine (crates/engine); the gRPC suite supplies
+decides with the residency engine (`router.engine.Engine`) as the router does; the gRPC suite supplies
 a decider that loads the same policy and catalog into a server and calls
 ResidencyService.Decide.
 """
@@ -49,16 +48,11 @@ from typing import Literal, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from domicile.catalog.model import Dataset, Edge, to_micros
-from domicile.errors import DomicileError, invalid_field
-from domicile.router._engine import Engine, UnknownRegion
-from domicile.router.effective import EffectiveIndex
-from domicile.router.engine import CompiledPolicy, compile_policy
+from domicile.catalog.model import Dataset, Edge
+from domicile.errors import DomicileError
+from domicile.router.engine import Engine, compile_policy
 from domicile.router.policy import load_policy, parse_yaml_with_positions
-from domicile.router.policy_document import normalise
-from domicile.router.runtime import unknown_dataset_verdict
 from domicile.router.types import Operation, Verdict
-from tests import engine_harness as harness
 
 CASES_DIR = Path(__file__).parent
 
@@ -238,49 +232,14 @@ def catalog_edges(case_file: CaseFile) -> list[Edge]:
 
 
 def in_process_decider(case_file: CaseFile) -> Decide:
-    """Decides like the router does, without a server: compiled policy + effective index.
-
-    A dataset the index does not answer for is a DENY with UNKNOWN_DATASET (fail closed), as
-    the runtime answers; a case without `now` is decided at the current time.
-    """
-    policy: CompiledPolicy = compile_policy(load_policy(case_file.policy_yaml))
-    index = EffectiveIndex.build(
-        catalog_datasets(case_file),
-        catalog_edges(case_file),
-        policy.removes,
-        inherit=policy.inherits_undescribed_outputs,
-    )
+    """Decides like the router does, without a server: the residency engine over the catalog.
+    A case without `now` is decided at the current time."""
+    engine = Engine(compile_policy(load_policy(case_file.policy_yaml)))
+    engine.add(catalog_datasets(case_file), catalog_edges(case_file))
 
     def decide(case: Case) -> Answer:
-        attrs = index.get(case.dataset)
-        if attrs is None:
-            # Request validation comes first: an unknown region is an error even then.
-            if not policy.region_known(case.region):
-                raise invalid_field("region", f"unknown region {case.region!r}")
-            return Answer(unknown_dataset_verdict(index, case.dataset, policy))
-        return Answer(policy.decide(attrs, case.op, case.region, now=_now(case)), attrs.inherited_only)
-
-    return decide
-
-
-def engine_decider(case_file: CaseFile) -> Decide:
-    """Decides with the residency engine over the same catalog."""
-    engine = Engine(normalise(load_policy(case_file.policy_yaml)).document)
-    changes: list[tuple] = [
-        ("placeholder", d.id)
-        if d.placeholder
-        else ("dataset", d.id, sorted(d.all_classifications), list(d.origins), list(d.locations))
-        for d in catalog_datasets(case_file)
-    ]
-    changes += [("edge", e.input, e.output, e.job, e.transform, None) for e in catalog_edges(case_file)]
-    engine.apply(changes)
-
-    def decide(case: Case) -> Answer:
-        try:
-            raw = engine.decide(case.dataset, harness.OPERATIONS[case.op], case.region, to_micros(_now(case)))
-        except UnknownRegion as exc:
-            raise invalid_field(exc.args[0], exc.args[1]) from None
-        return Answer(*harness.verdict(raw))
+        verdict = engine.decide(case.dataset, case.op, case.region, _now(case))
+        return Answer(verdict, verdict.inherited_only)
 
     return decide
 

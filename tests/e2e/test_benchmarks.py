@@ -52,10 +52,10 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         "BatchDecide over gRPC (1,000 per call, 2 in flight) [non-durable log]",
         "`domicile serve` ready (process start, imports, Router.start)",
         "floor (Python client): unary Decide p99 at 1,000 req/s",  # the canned-answer server's process
+        "index build from the snapshot read",
+        "one lineage edge added: p99",
     ):
         assert figures[name] > 0, name
-    # The index-memory phase measured a real index: a few hundred bytes per dataset at least.
-    assert figures["  per dataset"] > 100
 
 
 def test_the_access_benchmark_runs_and_reports_every_figure() -> None:

@@ -1,6 +1,5 @@
-"""Runs every decision case file (tests/cases/*.yaml) in process, no server: with the compiled
-policy plus the effective-attribute index, and with the residency engine (crates/engine). The
-gRPC suite runs the same files over a channel."""
+"""Runs every decision case file (tests/cases/*.yaml) in process, no server, with the residency
+engine as the router drives it. The gRPC suite runs the same files over a channel."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from tests.cases.runner import (
     CaseFile,
     case_files,
     check_case,
-    engine_decider,
     error_code,
     in_process_decider,
     load_case_file,
@@ -22,13 +20,9 @@ from tests.cases.runner import (
 CASE_FILES = {path.stem: load_case_file(path) for path in case_files()}
 
 
-DECIDERS = {"python": in_process_decider, "engine": engine_decider}
-
-
 def _params() -> list:
     return [
-        pytest.param(kind, case_file, case, id=f"{kind}:{name}:{case.line}")
-        for kind in DECIDERS
+        pytest.param(case_file, case, id=f"{name}:{case.line}")
         for name, case_file in CASE_FILES.items()
         for case in case_file.cases
     ]
@@ -39,11 +33,11 @@ def deciders() -> dict:
     return {}
 
 
-@pytest.mark.parametrize(("kind", "case_file", "case"), _params())
-def test_decision_case(kind: str, case_file: CaseFile, case: Case, deciders: dict) -> None:
-    decide = deciders.get((kind, case_file.path))
+@pytest.mark.parametrize(("case_file", "case"), _params())
+def test_decision_case(case_file: CaseFile, case: Case, deciders: dict) -> None:
+    decide = deciders.get(case_file.path)
     if decide is None:
-        decide = deciders[(kind, case_file.path)] = DECIDERS[kind](case_file)
+        decide = deciders[case_file.path] = in_process_decider(case_file)
     check_case(case, decide)
 
 

@@ -59,10 +59,10 @@ def engine() -> Engine:
 
 
 def batch(engine: Engine, request: residency_pb2.BatchDecideRequest, stale: str | None = None):
-    wire, count = engine.batch_decide_wire(
+    wire, decided = engine.batch_decide_wire(
         request.SerializeToString(), to_micros(NOW), stale, 17, "0123456789ab", 1, 10_000
     )
-    return residency_pb2.BatchDecideResponse.FromString(wire), count
+    return residency_pb2.BatchDecideResponse.FromString(wire), len(decided)
 
 
 questions = st.lists(
@@ -183,7 +183,8 @@ def mutated(draw: st.DrawFn) -> bytes:
 @given(data=st.binary(max_size=64) | mutated())
 def test_malformed_bytes_are_refused_never_a_crash(engine: Engine, data: bytes) -> None:
     try:
-        wire, count = engine.batch_decide_wire(data, to_micros(NOW), None, 1, "p", 1, 10_000)
+        wire, decided = engine.batch_decide_wire(data, to_micros(NOW), None, 1, "p", 1, 10_000)
+        count = len(decided)
     except MalformedRequest as exc:
         refusal = ("malformed", exc.args[0])
     except InvalidRequest as exc:

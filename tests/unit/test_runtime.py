@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,20 +20,20 @@ from domicile.catalog.stores import common, open_store
 from domicile.catalog.stores.common import snapshot_from_pages
 from domicile.config import load_settings
 from domicile.errors import DomicileError, ErrorCode, store_unavailable
-from domicile.router import runtime
+from domicile.router import catalog_follower
 from domicile.router.decision_log import CheckpointSigner, Series, TrustedKeys, verify_series
 from domicile.router.decision_log.assembly import checkpoint_key_path
-from domicile.router.effective import EffectiveIndex
-from domicile.router.engine import compile_policy
+from domicile.router.engine import Engine, compile_policy
 from domicile.router.policy import load_policy
-from domicile.router.runtime import DEFAULT_POLICY_YAML, Router, inherited_attributes
-from domicile.router.types import UNDESCRIBED, Decision, Operation, Outcome, ReasonCode
+from domicile.router.runtime import DEFAULT_POLICY_YAML, Router
+from domicile.router.types import Decision, Operation, Outcome, ReasonCode
 
 EXAMPLE_POLICY = Path(__file__).parents[2] / "examples" / "policy.yaml"
 US, FRANKFURT = "aws:us-east-1", "aws:eu-central-1"
 # Generous against a loaded test machine (polls every 20 ms must confirm within it), short
 # enough to wait out.
 STALENESS_BOUND = 1.0
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 class FlakyStore:
@@ -168,30 +169,30 @@ async def test_a_local_write_not_yet_applied_fails_closed_until_caught_up(tmp_pa
         await app.store.close()
 
 
-async def test_a_large_batch_is_folded_aside_while_decisions_use_the_view_before_it(tmp_path, monkeypatch):
+async def test_a_large_batch_is_applied_aside_while_decisions_use_the_view_before_it(tmp_path, monkeypatch):
     app = await make_app(tmp_path, staleness_bound_seconds=120, poll_interval_seconds=60)
     app.router = router = await Router.start(app)
     try:
         await upsert(app, "s3://in", classifications=["PII"], origins=["DE"])
-        monkeypatch.setattr(runtime, "_FOLD_ASIDE", 3)
-        folding, release = threading.Event(), threading.Event()
-        folded = runtime._folded
+        monkeypatch.setattr(catalog_follower, "_APPLY_ASIDE", 3)
+        applying, release = threading.Event(), threading.Event()
+        apply = router._engine.apply
 
-        def held_fold(index, changes):
-            folding.set()
-            assert release.wait(30), "the fold held the event loop"
-            return folded(index, changes)
+        def held_apply(changes):
+            applying.set()
+            assert release.wait(30), "the apply held the event loop"
+            return apply(changes)
 
-        monkeypatch.setattr(runtime, "_folded", held_fold)
+        monkeypatch.setattr(router._engine, "apply", held_apply)
         edges = [EdgeKey("s3://in", f"s3://out{i}", "etl/copy") for i in range(3)]
         result = await app.store.inner.record_lineage(Run(job="etl/copy", run_id="r1"), edges)
         write = asyncio.create_task(app.after_write(result.revision))
-        assert await asyncio.to_thread(folding.wait, 30)
+        assert await asyncio.to_thread(applying.wait, 30)
         # Meanwhile: the view before the batch answers, not stale; the write is not acknowledged.
         decision = await router.decide("s3://out0", Operation.STORE, US)
         assert decision.catalog_revision < result.revision
         assert [r.code for r in decision.reasons] == [ReasonCode.UNKNOWN_DATASET]
-        # A policy switch waits for the fold rather than being lost when the copy replaces the index.
+        # A policy switch waits for the batch rather than racing it.
         deny_undescribed = (
             EXAMPLE_POLICY.read_text()
             .replace("undescribed_outputs: inherit", "undescribed_outputs: deny")
@@ -204,7 +205,7 @@ async def test_a_large_batch_is_folded_aside_while_decisions_use_the_view_before
         await write
         assert router.catalog_revision == result.revision
         assert (await switch).applied
-        assert not router._index.inherit
+        assert not router.policy.inherits_undescribed_outputs
         decision = await router.decide("s3://out0", Operation.STORE, US)
         assert [r.code for r in decision.reasons] == [ReasonCode.UNKNOWN_DATASET]  # no longer inherits
         await router.set_policy(EXAMPLE_POLICY.read_text().replace('version: "2026.12.1"', 'version: "2026.12.3"'))
@@ -362,30 +363,52 @@ async def test_durable_decisions_are_in_the_log_after_a_restart(tmp_path):
         await app.store.close()
 
 
-def test_inherited_attributes_union_inputs_minus_declassified_plus_the_output():
-    policy = compile_policy(load_policy(EXAMPLE_POLICY.read_text("utf-8")))
-    index = EffectiveIndex.build(
+JOB_POLICY = """\
+apiVersion: domicile/v1
+kind: ResidencyPolicy
+metadata: {name: job-check, version: "1"}
+defaults: {classified: allow, unclassified: allow}
+rules:
+  - {id: pii, match: {classifications: [PII]}, store: {deny: [US]}}
+  - {id: payment, match: {classifications: [FINANCIAL.PAYMENT]}, store: {deny: [US]}}
+  - {id: internal, match: {classifications: [INTERNAL]}, store: {deny: [US]}}
+  - {id: india, match: {origins: [IN]}, store: {deny: [US]}}
+declassifiers:
+  - {transform: anonymize, removes: [PII], jobs: ["airflow-eu/anonymize_*"]}
+"""
+
+
+def test_a_job_output_inherits_its_inputs_minus_what_a_granted_transform_removes_plus_its_own():
+    engine = Engine(compile_policy(load_policy(JOB_POLICY)))
+    engine.add(
         [
             Dataset.create("in1", classifications=["PII.CONTACT", "FINANCIAL.PAYMENT"], origins=["DE"]),
             Dataset.create("in2", origins=["IN"]),
             Dataset.create("out", classifications=["INTERNAL"], locations=[US]),
         ],
         [],
-        removes=policy.removes,
     )
+
+    def output_reasons(inputs, output, transform, job):
+        *_, (dataset, op, region, verdict) = engine.check_job(inputs, [output], FRANKFURT, US, transform, job, NOW)
+        assert (dataset, op, region) == (output, Operation.STORE, US)
+        return verdict, {r.rule_id: r.lineage_path for r in verdict.reasons}
+
     granted = "airflow-eu/anonymize_customers"
-    attrs = inherited_attributes(index, policy, ["in1", "in2", "missing"], "out", "anonymize", granted)
-    assert dict(attrs.classifications) == {"FINANCIAL.PAYMENT": ("in1", "out"), "INTERNAL": ("out",)}
-    # The missing input is undescribed: the output would carry that doubt (fail closed).
-    assert dict(attrs.origins) == {"DE": ("in1", "out"), "IN": ("in2", "out"), UNDESCRIBED: ("missing", "out")}
-    assert attrs.locations == (US,) and not attrs.inherited_only
-    new = inherited_attributes(index, policy, ["in1"], "new", "")
-    assert set(new.classifications) == {"PII.CONTACT", "FINANCIAL.PAYMENT"} and new.locations == ()
-    assert new.inherited_only
+    verdict, paths = output_reasons(["in1", "in2"], "out", "anonymize", granted)
+    assert paths == {"payment": ("in1", "out"), "internal": ("out",), "india": ("in2", "out")}
+    assert not verdict.inherited_only
+    # An input the catalog does not describe: the output would carry that doubt (fail closed).
+    verdict, _ = output_reasons(["in1", "in2", "missing"], "out", "anonymize", granted)
+    assert verdict.outcome is Outcome.DENY
+    assert [(r.code, r.lineage_path) for r in verdict.reasons] == [(ReasonCode.UNKNOWN_DATASET, ("missing", "out"))]
+    # A new output is a derived placeholder: judged by what it inherits.
+    verdict, paths = output_reasons(["in1"], "new", "", "")
+    assert set(paths) == {"pii", "payment"} and verdict.inherited_only
     # A claimed transform is honoured only for a job the policy grants it, and never without one.
     for job in ("", "airflow-us/anonymize_customers"):
-        claimed = inherited_attributes(index, policy, ["in1"], "out", "anonymize", job)
-        assert "PII.CONTACT" in claimed.classifications, job
+        _, paths = output_reasons(["in1"], "out", "anonymize", job)
+        assert "pii" in paths, job
 
 
 async def test_decisions_carry_every_field_under_its_name(tmp_path):
@@ -401,7 +424,6 @@ async def test_decisions_carry_every_field_under_its_name(tmp_path):
             *await router.batch_decide([("s3://a", Operation.PROCESS, FRANKFURT)]),
             (await router.route("s3://a", Operation.STORE, [US])).decision,
         ]
-        attrs = router.explain("s3://a").attributes
         for dataset_id in ("s3://a", "s3://unknown"):
             with pytest.raises(DomicileError) as info:
                 await router.decide(dataset_id, Operation.STORE, "aws:nowhere-9")
@@ -412,7 +434,7 @@ async def test_decisions_carry_every_field_under_its_name(tmp_path):
         await app.store.close()
     questions = [(Operation.STORE, US), (Operation.PROCESS, FRANKFURT), (Operation.STORE, US)]
     for decision, (op, region) in zip(made, questions, strict=True):
-        verdict = router.policy.decide(attrs, op, region, now=decision.decide_time)
+        verdict = router._engine.decide("s3://a", op, region, decision.decide_time)
         assert decision == Decision(
             decision_id=decision.decision_id,
             outcome=verdict.outcome,
@@ -475,32 +497,12 @@ async def test_every_kind_of_decision_is_logged_with_its_question_and_policy(tmp
     assert "context" not in logged[4][0]
 
 
-async def test_the_heap_is_frozen_again_once_many_new_views_are_built(started, monkeypatch):
-    app, router = started
-    freezes = []
-    monkeypatch.setattr(runtime, "_REFREEZE_MIN_VIEWS", 3)
-    monkeypatch.setattr(runtime.gc, "freeze", lambda: freezes.append(router._index.views_built()))
-    for n in range(5):
-        await upsert(app, f"s3://d{n}", locations=[US])
-    router._views_frozen = router._index.views_built()
-    await router.decide("s3://d0", Operation.STORE, US)  # one new view: below the threshold
-    await asyncio.sleep(0.1)  # a few polls
-    assert freezes == []
-    for n in range(1, 5):  # (each waits for its log line: a poll may run between them)
-        await router.decide(f"s3://d{n}", Operation.STORE, US)
-    await wait_until(lambda: freezes)
-    assert freezes[0] >= 3 and router._views_frozen == freezes[-1]  # the threshold: 3 new views
-
-
-async def test_batch_decide_restores_the_garbage_collector(started):
+async def test_a_batch_that_cannot_be_logged_is_not_answered(started):
     app, router = started
     await upsert(app, "s3://a", locations=[US])
-    assert runtime.gc.isenabled()
     decisions = await router.batch_decide([("s3://a", Operation.STORE, US), ("s3://nope", Operation.STORE, US)])
     assert [d.outcome for d in decisions] == [Outcome.ALLOW, Outcome.DENY]
-    assert runtime.gc.isenabled()
-    await router._log.close()  # queueing now fails inside the paused section
+    await router._log.close()
     with pytest.raises(DomicileError) as info:
         await router.batch_decide([("s3://a", Operation.STORE, US)])
     assert info.value.code is ErrorCode.UNAVAILABLE
-    assert runtime.gc.isenabled()

@@ -1,11 +1,16 @@
-"""The servicers' protobuf encoding of decisions (router/convert.py). That every RPC is
-implemented is checked for all services in tests/unit/test_rpc_coverage.py."""
+"""The servicers' protobuf encoding of decisions (router/convert.py), and BatchDecide's answers
+from the engine against the decisions it logs. That every RPC is served is checked for all
+services in tests/unit/test_rpc_coverage.py."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 
+from domicile.catalog.model import Dataset, Edge
 from domicile.router.convert import DecisionEncoder
+from domicile.router.engine import Engine, compile_policy
+from domicile.router.policy import load_policy
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 from domicile.timeconv import to_timestamp
 from domicile.v1 import residency_pb2
@@ -49,54 +54,55 @@ def test_decision_encoder_builds_the_same_message_as_field_by_field():
             decide_time=to_timestamp(decision.decide_time),
         )
         assert encoder.to_proto(decision) == expected
-    # The hand-written wire format of a BatchDecide answer parses to the same messages.
-    expected_batch = residency_pb2.BatchDecideResponse(decisions=[encoder.to_proto(d) for d in decisions])
-    assert residency_pb2.BatchDecideResponse.FromString(encoder.encode_batch(decisions)) == expected_batch
 
 
-def test_the_batch_wire_format_holds_long_and_non_ascii_strings():
-    """Lengths of 128 bytes and more take multi-byte varints; ids and texts may be UTF-8."""
+POLICY = """\
+apiVersion: domicile/v1
+kind: ResidencyPolicy
+metadata: {name: wire, version: "2026.11.1"}
+rules:
+  - {id: gdpr, citation: "GDPR Art. 44", match: {classifications: [PII], origins: [EEA]}, store: {allow: [EEA]}}
+"""
+
+
+def test_a_batch_answer_holds_the_decisions_the_log_is_given():
+    """BatchDecide's answer is encoded by the engine; the decisions handed to the decision log
+    and the metrics (a DecisionBatch, built on demand) are exactly the ones it answers --
+    long and non-ASCII strings included."""
     when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=UTC)
-    many = tuple(f"private:région-{n:03d}" for n in range(300))  # > 16 KB of allowed regions
-    long_path = tuple(f"s3://bank/ü/{'x' * 150}/{n}" for n in range(12))
-    reason = Reason(ReasonCode.RULE_DENIED, "m" * 200 + " ✓", rule_id="r" * 130, citation="", lineage_path=long_path)
-    decisions = [
-        Decision(
-            "é" * 70,
-            Outcome.DENY,
-            "d" * 300,
-            Operation.PROCESS,
-            "private:région-001",
-            many,
-            (reason,),
-            "v" * 129,
-            2**62,
-            when,
-            "caller",
-        ),
-        Decision("", Outcome.ALLOW, "", Operation.STORE, "r", (), (), "", 0, when),
+    long_id = "s3://bank/ü/" + "x" * 300
+    engine = Engine(compile_policy(load_policy(POLICY)))
+    engine.add(
+        [
+            Dataset.create(long_id, classifications=["PII.CONTACT"], origins=["DE"]),
+            Dataset.create("s3://dérivé", placeholder=True),
+        ],
+        [Edge(input=long_id, output="s3://dérivé", job="etl/copy", run_id="r")],
+    )
+    questions = [
+        (long_id, residency_pb2.OPERATION_STORE, "aws:us-east-1"),
+        ("s3://dérivé", residency_pb2.OPERATION_STORE, "aws:us-east-1"),
+        ("s3://dérivé", residency_pb2.OPERATION_PROCESS, "aws:eu-west-1"),
+        ("s3://nowhere", residency_pb2.OPERATION_STORE, "aws:eu-west-1"),
     ]
+    request = residency_pb2.BatchDecideRequest(
+        requests=[residency_pb2.DecideRequest(dataset_id=d, operation=o, region=r) for d, o, r in questions]
+    )
+    answer, decisions = engine.batch_decide_wire(
+        request.SerializeToString(), when, None, 7, "0123456789ab", 41, 100, "alice"
+    )
     encoder = DecisionEncoder()
-    expected = residency_pb2.BatchDecideResponse(decisions=[encoder.to_proto(d) for d in decisions])
-    for _ in range(2):  # cold, then from the caches
-        assert residency_pb2.BatchDecideResponse.FromString(encoder.encode_batch(decisions)) == expected
-    assert residency_pb2.BatchDecideResponse.FromString(encoder.encode_batch([])) == residency_pb2.BatchDecideResponse()
-
-
-def test_one_decision_encoded_as_a_batch_is_its_decide_response():
-    """Decide is served with `encode_batch([decision])` (router/service.py): a DecideResponse
-    and a BatchDecideResponse both hold the Decision as field 1, so those bytes are the
-    DecideResponse (with the Decision's fields in another order than protobuf's own
-    serialization, which every parser accepts)."""
-    when = datetime(2026, 11, 30, 4, 0, 0, 123456, tzinfo=UTC)
-    reason = Reason(ReasonCode.RULE_DENIED, "rule r: ...", rule_id="r", citation="GDPR", lineage_path=("a", "b"))
-    encoder = DecisionEncoder()
-    for decision in (
-        Decision("d1", Outcome.ALLOW, "b", Operation.STORE, "aws:eu-west-1", ("aws:eu-west-1",), (), "v1", 7, when),
-        Decision("d2", Outcome.DENY, "b", Operation.PROCESS, "aws:us-east-1", (), (reason, reason), "v1", 7, when),
-        Decision("d3", Outcome.DENY, "", Operation.STORE, "", (), (), "", 0, when),
-        Decision("d4", Outcome.ALLOW, "p", Operation.STORE, "aws:eu-west-1", (), (), "v1", 7, when, "", True),
-    ):
-        expected = residency_pb2.DecideResponse(decision=encoder.to_proto(decision))
-        assert residency_pb2.DecideResponse.FromString(encoder.encode_batch([decision])) == expected
-        assert expected.decision.inherited_only == decision.inherited_only
+    assert residency_pb2.BatchDecideResponse.FromString(answer) == residency_pb2.BatchDecideResponse(
+        decisions=[encoder.to_proto(d) for d in decisions]
+    )
+    assert [d.decision_id for d in decisions] == [f"0123456789ab{n:010x}" for n in range(41, 45)]
+    assert {(d.caller, d.catalog_revision, d.decide_time, d.policy_version) for d in decisions} == {
+        ("alice", 7, when, "2026.11.1")
+    }
+    assert [d.inherited_only for d in decisions] == [False, True, True, False]
+    assert decisions[-1] == decisions[3] and list(decisions[1:3]) == [decisions[1], decisions[2]]
+    assert len(decisions[4:]) == 0
+    by_outcome, by_reason = decisions.counts()
+    assert sum(by_outcome.values()) == 4
+    assert by_outcome == dict(Counter((d.operation, d.outcome) for d in decisions))
+    assert by_reason == dict(Counter((r.code.value, r.rule_id) for d in decisions for r in d.reasons))

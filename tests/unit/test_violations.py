@@ -1,5 +1,6 @@
 """The violations the router keeps up to date (router/violations.py): after any sequence of
-catalog, lineage and policy changes they equal a judgement of the whole catalog from scratch,
+catalog, lineage and policy changes they equal a judgement of the whole catalog by an engine
+built from scratch,
 and an exemption that expires brings its violation back. A real SQLite store behind a real
 router."""
 
@@ -17,7 +18,7 @@ from domicile.catalog.model import Dataset, EdgeKey, Run
 from domicile.catalog.stores import open_store
 from domicile.config import load_settings
 from domicile.router import runtime, violations
-from domicile.router.effective import EffectiveIndex
+from domicile.router.engine import Engine
 from domicile.router.runtime import Router
 from domicile.router.violations import ResidencyState
 
@@ -35,24 +36,11 @@ async def make_router(tmp_path: Path, policy: Path = EXAMPLE_POLICY, clock=None)
 
 
 async def judged_from_scratch(app: App, router: Router) -> list[tuple[str, str, tuple[str, ...]]]:
-    """Every violation, judged on an index built afresh from the store."""
-    snapshot = await app.store.residency_snapshot()
-    policy = router.policy
-    index = EffectiveIndex.from_snapshot(
-        snapshot.datasets,
-        snapshot.edges,
-        policy.removes,
-        placeholders=snapshot.placeholders,
-        inherit=policy.inherits_undescribed_outputs,
-    )
-    now = datetime.now(UTC)
-    found = []
-    for dataset_id in sorted(index.datasets()):
-        attrs = index.get(dataset_id)
-        assert attrs is not None
-        for region, verdict in policy.violations(attrs, now):
-            found.append((dataset_id, region, tuple(r.rule_id for r in verdict.reasons)))
-    return found
+    """Every violation, judged by an engine built afresh from the store."""
+    engine = Engine(router.policy)
+    engine.load(await app.store.residency_snapshot())
+    found = engine.scan_violations(datetime.now(UTC))
+    return [(dataset_id, region, tuple(r.rule_id for r in verdict.reasons)) for dataset_id, region, verdict in found]
 
 
 async def listed(router: Router) -> list[tuple[str, str, tuple[str, ...]]]:

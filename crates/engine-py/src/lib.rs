@@ -1,6 +1,6 @@
 //! `domicile.router._engine`: the residency engine (crates/engine) for Python.
 //!
-//! A handful of calls on one `Engine` object. Python hands over validated data -- the
+//! A handful of calls on one `Engine` object. The router passes validated data -- the
 //! normalised policy document as JSON (router/policy_document.py), catalog changes as tuples --
 //! and reads verdicts back as plain tuples:
 //!
@@ -15,15 +15,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Routed, Violation};
-use domicile_engine::policy::{CompiledPolicy, Operation, Reason, RegionList, Verdict};
+use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation};
+use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Reason, RegionList, Verdict};
+use domicile_engine::symbols::{Key, Symbols};
 use domicile_engine::wire::BatchError;
 use domicile_engine::{Change, Engine as CoreEngine, Error};
 use parking_lot::Mutex;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyTuple};
 
 create_exception!(
     domicile.router._engine,
@@ -77,6 +78,88 @@ fn compile(policy: &str) -> PyResult<CompiledPolicy> {
     CompiledPolicy::from_json(policy).map_err(policy_error)
 }
 
+/// A compiled policy on its own: what it grants, and its verdict on attributes a dataset carries
+/// itself (a policy's inline tests). An `Engine` compiles its own copy of a document.
+#[pyclass(frozen, module = "domicile.router._engine")]
+struct Policy {
+    policy: CompiledPolicy,
+    /// Labels and origins of the attributes decided here (ids must not meet an engine's).
+    symbols: Mutex<Symbols>,
+}
+
+#[pymethods]
+impl Policy {
+    #[new]
+    fn new(policy: &str) -> PyResult<Policy> {
+        Ok(Policy { policy: compile(policy)?, symbols: Mutex::default() })
+    }
+
+    /// Whether `job` may apply `transform` (False for a transform that is no declassifier).
+    fn grants(&self, transform: &str, job: &str) -> bool {
+        self.policy.declassifier(transform).is_some_and(|d| d.grants(job))
+    }
+
+    /// The verdict on a dataset that carries `labels` and `origins` itself (lineage paths: the
+    /// dataset alone) for one question at `now`. UnknownRegion for a region the policy does not know.
+    #[allow(clippy::too_many_arguments)]
+    fn decide<'py>(
+        &self,
+        py: Python<'py>,
+        dataset_id: &str,
+        labels: Vec<String>,
+        origins: Vec<String>,
+        operation_value: u8,
+        region: &str,
+        now: i64,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let op = operation(operation_value)?;
+        let region = self
+            .policy
+            .region(region)
+            .ok_or_else(|| policy_error(Error::UnknownRegion { field: "region".into(), region: region.into() }))?;
+        let mut symbols = self.symbols.lock();
+        let attrs = Carried::new(dataset_id, &labels, &origins, &mut symbols);
+        let verdict = self.policy.decide(&attrs, &symbols, op, region, now);
+        let reasons = verdict.reasons.iter().map(|r| reason(py, r)).collect::<PyResult<Vec<_>>>()?;
+        (verdict.outcome as u8, strings(py, &verdict.allowed.names)?, PyTuple::new(py, reasons)?, false)
+            .into_pyobject(py)
+    }
+}
+
+/// Attributes a dataset carries itself: every path is the dataset alone.
+struct Carried {
+    dataset_id: Arc<str>,
+    keys: Vec<Key>,
+}
+
+impl Carried {
+    fn new(dataset_id: &str, labels: &[String], origins: &[String], symbols: &mut Symbols) -> Carried {
+        let mut keys: Vec<Key> = labels.iter().map(|l| Key::label(symbols.intern_label(l))).collect();
+        keys.extend(origins.iter().map(|o| Key::origin(symbols.origins.intern(o))));
+        keys.sort_unstable();
+        keys.dedup();
+        Carried { dataset_id: Arc::from(dataset_id), keys }
+    }
+}
+
+impl Attributes for Carried {
+    fn dataset_id(&self) -> &Arc<str> {
+        &self.dataset_id
+    }
+
+    fn keys(&self) -> impl Iterator<Item = Key> + '_ {
+        self.keys.iter().copied()
+    }
+
+    fn distance(&self, key: Key) -> Option<u32> {
+        self.keys.contains(&key).then_some(0)
+    }
+
+    fn path(&self, _key: Key) -> Vec<Arc<str>> {
+        vec![self.dataset_id.clone()]
+    }
+}
+
 #[pymethods]
 impl Engine {
     /// An engine with the policy (the normalised document, JSON) and an empty index.
@@ -102,6 +185,46 @@ impl Engine {
             parsed.push(change(&item?)?);
         }
         py.detach(|| self.core.apply(&parsed));
+        Ok(())
+    }
+
+    /// Applies a catalog snapshot (the router's start-up): `datasets` as (id, labels, origins,
+    /// locations) rows of described datasets, `placeholders` as ids, `edges` as (input, output,
+    /// job, transform) rows of current edges -- what `apply` would do with the matching changes.
+    fn load(
+        &self,
+        py: Python<'_>,
+        datasets: &Bound<'_, PyAny>,
+        placeholders: &Bound<'_, PyAny>,
+        edges: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let mut changes = Vec::new();
+        for row in datasets.try_iter()? {
+            let row = row?;
+            let texts = |index: usize| -> PyResult<Vec<String>> {
+                row.get_item(index)?.try_iter()?.map(|value| value?.extract()).collect()
+            };
+            changes.push(Change::Described {
+                id: row.get_item(0)?.extract()?,
+                labels: texts(1)?,
+                origins: texts(2)?,
+                locations: texts(3)?,
+            });
+        }
+        for id in placeholders.try_iter()? {
+            changes.push(Change::Mentioned { id: id?.extract()? });
+        }
+        for row in edges.try_iter()? {
+            let row = row?;
+            let (input, output, job, transform): (String, String, String, String) = (
+                row.get_item(0)?.extract()?,
+                row.get_item(1)?.extract()?,
+                row.get_item(2)?.extract()?,
+                row.get_item(3)?.extract()?,
+            );
+            changes.push(Change::EdgeAdded { input, output, job, transform, recorded: None });
+        }
+        py.detach(|| self.core.apply(&changes));
         Ok(())
     }
 
@@ -234,11 +357,78 @@ impl Engine {
         PyList::new(py, items)
     }
 
+    /// Why decisions cannot judge `dataset_id`: the message of its DENY / UNKNOWN_DATASET.
+    fn unknown_message(&self, dataset_id: &str) -> String {
+        self.core.read().unknown(dataset_id).reasons[0].message.to_string()
+    }
+
+    /// The transform of the current edge `output DERIVED_FROM input` by `job`; None if none.
+    fn edge_transform(&self, py: Python<'_>, input: &str, output: &str, job: &str) -> Option<String> {
+        py.detach(|| self.core.edge_transform(input, output, job)).map(|t| t.to_string())
+    }
+
+    /// {dataset_id: frozenset of effective labels and origins (UNDESCRIBED included)} for the
+    /// datasets and, with `downstream`, everything lineage leads to from them.
+    fn constraints<'py>(
+        &self,
+        py: Python<'py>,
+        dataset_ids: Vec<String>,
+        downstream: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let found = py.detach(|| self.core.constraints(&dataset_ids, downstream));
+        let result = PyDict::new(py);
+        for (id, values) in found {
+            result.set_item(&*id, PyFrozenSet::new(py, values.iter().map(|v| &**v))?)?;
+        }
+        Ok(result)
+    }
+
+    /// `(input, output, job, transform, labels)` for each edge on the dataset's label paths that
+    /// claims a transform the policy does not grant its job; None for an unknown dataset.
+    fn unapproved<'py>(&self, py: Python<'py>, dataset_id: &str) -> PyResult<Option<Bound<'py, PyList>>> {
+        let Some(found) = py.detach(|| self.core.unapproved(dataset_id)) else { return Ok(None) };
+        let items = found
+            .iter()
+            .map(|Unapproved { input, output, job, transform, labels }| {
+                (&**input, &**output, &**job, &**transform, strings(py, labels)?).into_pyobject(py)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Some(PyList::new(py, items)?))
+    }
+
+    /// `(datasets, classifications, origins, regions)`: the datasets decisions judge, counted by
+    /// effective label and origin ({value: count}) and location ({region: (stored, classified)}).
+    fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let Summary { datasets, classifications, origins, regions } = self.core.read().summary();
+        let counts = |items: &std::collections::BTreeMap<Arc<str>, usize>| -> PyResult<Bound<'py, PyDict>> {
+            let dict = PyDict::new(py);
+            for (key, count) in items {
+                dict.set_item(&**key, count)?;
+            }
+            Ok(dict)
+        };
+        let by_region = PyDict::new(py);
+        for (region, pair) in &regions {
+            by_region.set_item(&**region, pair)?;
+        }
+        (datasets, counts(&classifications)?, counts(&origins)?, by_region).into_pyobject(py)
+    }
+
+    /// Where the catalog says a dataset decisions judge is stored (empty for any other).
+    fn locations<'py>(&self, py: Python<'py>, dataset_id: &str) -> PyResult<Bound<'py, PyTuple>> {
+        strings(py, &self.core.read().locations(dataset_id))
+    }
+
+    /// The effective classification labels of a dataset decisions judge (empty for any other).
+    fn labels<'py>(&self, py: Python<'py>, dataset_id: &str) -> PyResult<Bound<'py, PyTuple>> {
+        strings(py, &self.core.read().labels(dataset_id))
+    }
+
     /// Decides a serialized BatchDecideRequest (at most `max_batch` questions) and returns
-    /// `(answer, count)`: the serialized BatchDecideResponse and the number of decisions. With
-    /// `stale` (a STALE_CATALOG message) every decision is that fail-closed DENY. Decision ids
-    /// are `id_prefix` + `first_id`, `first_id + 1`, ... Raises MalformedRequest or
-    /// InvalidRequest.
+    /// `(answer, batch)`: the serialized BatchDecideResponse and the `DecidedBatch` (what the
+    /// decision log and the metrics need). With `stale` (a STALE_CATALOG message) every
+    /// decision is that fail-closed DENY. Decision ids are `id_prefix` + `first_id`,
+    /// `first_id + 1`, ... Raises MalformedRequest or InvalidRequest.
     #[allow(clippy::too_many_arguments)]
     fn batch_decide_wire<'py>(
         &self,
@@ -250,17 +440,26 @@ impl Engine {
         id_prefix: &str,
         first_id: u64,
         max_batch: usize,
-    ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+    ) -> PyResult<(Bound<'py, PyBytes>, DecidedBatch)> {
         let answer = py.detach(|| {
             let state = self.core.read();
             let batch: Batch = state.batch_decide(request, max_batch, now, stale)?;
-            Ok::<_, BatchError>((
-                state.encode_batch(&batch, catalog_revision, now, id_prefix, first_id),
-                batch.verdicts.len(),
-            ))
+            let wire = state.encode_batch(&batch, catalog_revision, now, id_prefix, first_id);
+            let regions = batch.questions.iter().map(|q| state.policy.region_name(q.region).clone()).collect();
+            Ok::<_, BatchError>((wire, batch, regions))
         });
         match answer {
-            Ok((wire, count)) => Ok((PyBytes::new(py, &wire), count)),
+            Ok((wire, Batch { questions, verdicts }, regions)) => Ok((
+                PyBytes::new(py, &wire),
+                DecidedBatch {
+                    questions,
+                    regions,
+                    verdicts,
+                    id_prefix: id_prefix.to_string(),
+                    first_id,
+                    region_tuples: Mutex::default(),
+                },
+            )),
             Err(BatchError::Malformed(message)) => Err(MalformedRequest::new_err((message,))),
             Err(BatchError::Invalid(violations)) => {
                 let violations: Vec<(String, String)> =
@@ -268,6 +467,65 @@ impl Engine {
                 Err(InvalidRequest::new_err((violations,)))
             }
         }
+    }
+}
+
+/// The decisions of one BatchDecide as the engine made them: read one at a time (the decision
+/// log's writer does, off the request path), and counted for the metrics, without a Python
+/// object per decision until then.
+#[pyclass(frozen, module = "domicile.router._engine")]
+struct DecidedBatch {
+    questions: Vec<domicile_engine::wire::Question>,
+    regions: Vec<Arc<str>>,
+    verdicts: Vec<Verdict>,
+    id_prefix: String,
+    first_id: u64,
+    /// Allowed-region tuples by region list: decisions with one list share one tuple.
+    region_tuples: Mutex<HashMap<u32, Py<PyTuple>>>,
+}
+
+#[pymethods]
+impl DecidedBatch {
+    fn __len__(&self) -> usize {
+        self.verdicts.len()
+    }
+
+    /// `(decision_id, dataset_id, operation, region, verdict)` of decision `index`.
+    fn get<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyTuple>> {
+        let (Some(question), Some(verdict)) = (self.questions.get(index), self.verdicts.get(index)) else {
+            return Err(pyo3::exceptions::PyIndexError::new_err(index));
+        };
+        let mut id = String::new();
+        domicile_engine::engine::decision_id(&mut id, &self.id_prefix, self.first_id + index as u64);
+        let allowed = {
+            let mut cache = self.region_tuples.lock();
+            match cache.get(&verdict.allowed.id) {
+                Some(tuple) => tuple.bind(py).clone(),
+                None => {
+                    let tuple = strings(py, &verdict.allowed.names)?;
+                    cache.insert(verdict.allowed.id, tuple.clone().unbind());
+                    tuple
+                }
+            }
+        };
+        let reasons = verdict.reasons.iter().map(|r| reason(py, r)).collect::<PyResult<Vec<_>>>()?;
+        let verdict = (verdict.outcome as u8, allowed, PyTuple::new(py, reasons)?, verdict.inherited_only);
+        (id, &*question.dataset_id, question.operation as u8, &*self.regions[index], verdict).into_pyobject(py)
+    }
+
+    /// `(by_outcome, by_reason)`: decisions counted by (operation, outcome) and reasons by
+    /// (code, rule_id), for the metrics.
+    #[allow(clippy::type_complexity)]
+    fn counts(&self) -> (Vec<((u8, u8), usize)>, Vec<((u8, String), usize)>) {
+        let mut by_outcome: HashMap<(u8, u8), usize> = HashMap::new();
+        let mut by_reason: HashMap<(u8, String), usize> = HashMap::new();
+        for (question, verdict) in self.questions.iter().zip(&self.verdicts) {
+            *by_outcome.entry((question.operation as u8, verdict.outcome as u8)).or_default() += 1;
+            for reason in &verdict.reasons {
+                *by_reason.entry((reason.code as u8, reason.rule_id.to_string())).or_default() += 1;
+            }
+        }
+        (by_outcome.into_iter().collect(), by_reason.into_iter().collect())
     }
 }
 
@@ -346,6 +604,8 @@ fn change(item: &Bound<'_, PyAny>) -> PyResult<Change> {
 fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
     module.add_class::<Engine>()?;
+    module.add_class::<Policy>()?;
+    module.add_class::<DecidedBatch>()?;
     module.add("UnknownRegion", py.get_type::<UnknownRegion>())?;
     module.add("MalformedRequest", py.get_type::<MalformedRequest>())?;
     module.add("InvalidRequest", py.get_type::<InvalidRequest>())?;

@@ -5,7 +5,7 @@
 //! it holds always belong together. A writer (`apply`, `set_policy`) computes its changes
 //! against the published state while readers go on, and installs them at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -152,6 +152,91 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The transform of the current edge `output DERIVED_FROM input` by `job`, if any.
+    pub fn edge_transform(&self, input: &str, output: &str, job: &str) -> Option<Arc<str>> {
+        let writer = self.writer.lock();
+        let state = self.state.read();
+        let (input, output) = (state.view.node(input)?, state.view.node(output)?);
+        writer.graph.transform_of(input, output, job).cloned()
+    }
+
+    /// The effective labels and origins (UNDESCRIBED included) of `dataset_ids` and, with
+    /// `downstream`, of every dataset lineage leads to from them: what a lineage change can
+    /// loosen. An id the index holds nothing for has none.
+    pub fn constraints(&self, dataset_ids: &[String], downstream: bool) -> Vec<(Arc<str>, Vec<Arc<str>>)> {
+        let writer = self.writer.lock();
+        let state = self.state.read();
+        let view = &state.view;
+        let mut found: Vec<(Arc<str>, Vec<Arc<str>>)> = Vec::new();
+        let mut known = HashSet::new();
+        for id in dataset_ids {
+            match view.node(id) {
+                Some(node) => {
+                    known.insert(node);
+                }
+                None => found.push((Arc::from(id.as_str()), Vec::new())),
+            }
+        }
+        let nodes = if downstream { writer.graph.downstream(&known) } else { known.into_iter().collect() };
+        for node in nodes {
+            let values = view.get(node).values.iter().map(|e| view.symbols.key_text(e.key).clone()).collect();
+            found.push((view.name(node).clone(), values));
+        }
+        found
+    }
+
+    /// The edges on the dataset's label paths that claim a transform which would have removed
+    /// the label, had the active policy granted it to their job: recorded, but plain copies.
+    /// Sorted by (input, output, job, transform); None for an unknown dataset.
+    pub fn unapproved(&self, dataset_id: &str) -> Option<Vec<Unapproved>> {
+        let writer = self.writer.lock();
+        let state = self.state.read();
+        let view = &state.view;
+        let attrs = view.node(dataset_id).and_then(|node| view.attributes(node))?;
+        // (input, output, job, transform) -> the labels it would have removed
+        let mut found: BTreeMap<EdgeClaim, Vec<Arc<str>>> = BTreeMap::new();
+        let mut labels: Vec<Key> = attrs.keys().filter(|k| !k.is_origin()).collect();
+        labels.sort_by(|a, b| view.symbols.key_text(*a).cmp(view.symbols.key_text(*b)));
+        for key in labels {
+            let label = view.symbols.key_text(key);
+            let path = attrs.path(key);
+            for pair in path.windows(2) {
+                let (Some(upstream), Some(downstream)) = (view.node(&pair[0]), view.node(&pair[1])) else {
+                    continue;
+                };
+                for (input, job, transform) in writer.graph.edges_into(downstream) {
+                    let claims = state.policy.declassifier(transform).filter(|d| !d.grants(job));
+                    if input == upstream && claims.is_some_and(|d| d.removes.iter().any(|r| label_matches(r, label))) {
+                        let entry = (pair[0].clone(), pair[1].clone(), job.clone(), transform.clone());
+                        found.entry(entry).or_default().push(label.clone());
+                    }
+                }
+            }
+        }
+        Some(
+            found
+                .into_iter()
+                .map(|((input, output, job, transform), labels)| Unapproved { input, output, job, transform, labels })
+                .collect(),
+        )
+    }
+}
+
+/// (input, output, job, transform) of a lineage edge.
+type EdgeClaim = (Arc<str>, Arc<str>, Arc<str>, Arc<str>);
+
+/// A lineage edge claiming a declassifying transform its job is not granted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unapproved {
+    pub input: Arc<str>,
+    pub output: Arc<str>,
+    pub job: Arc<str>,
+    pub transform: Arc<str>,
+    /// The labels on the dataset's paths through the edge that it would have removed.
+    pub labels: Vec<Arc<str>>,
+}
+
 /// The delta that switching the index from `before` to `after` grants makes.
 fn regrant(graph: &Graph, before: &mut Grants, after: &mut Grants, view: &View) -> Delta {
     let mut seeds = graph.regranted(before, after, &view.symbols);
@@ -220,7 +305,65 @@ pub struct Routed {
     pub verdict: Verdict,
 }
 
+/// The datasets decisions judge (described ones and derived placeholders), counted by effective
+/// classification, origin (UNDESCRIBED left out) and location; per location (datasets stored
+/// there, those of them with an effective classification).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub datasets: usize,
+    pub classifications: BTreeMap<Arc<str>, usize>,
+    pub origins: BTreeMap<Arc<str>, usize>,
+    pub regions: BTreeMap<Arc<str>, (usize, usize)>,
+}
+
 impl State {
+    /// See `Summary`.
+    pub fn summary(&self) -> Summary {
+        let view = &self.view;
+        let mut summary = Summary::default();
+        for node in view.nodes() {
+            let Some(attrs) = view.attributes(node) else { continue };
+            summary.datasets += 1;
+            let mut classified = false;
+            for key in attrs.keys() {
+                if key == Key::UNDESCRIBED {
+                    continue;
+                }
+                let counts = if key.is_origin() { &mut summary.origins } else { &mut summary.classifications };
+                classified |= !key.is_origin();
+                *counts.entry(view.symbols.key_text(key).clone()).or_default() += 1;
+            }
+            for &location in view.get(node).locations.iter() {
+                let counts = summary.regions.entry(view.symbols.locations.resolve(location).clone()).or_default();
+                counts.0 += 1;
+                counts.1 += usize::from(classified);
+            }
+        }
+        summary
+    }
+
+    /// Where the catalog says a dataset decisions judge is stored (none for any other).
+    pub fn locations(&self, dataset_id: &str) -> Vec<Arc<str>> {
+        let view = &self.view;
+        match view.node(dataset_id).filter(|&node| view.get(node).status.is_known()) {
+            Some(node) => view.get(node).locations.iter().map(|&l| view.symbols.locations.resolve(l).clone()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// The effective classification labels of a dataset decisions judge, sorted (none for any
+    /// other).
+    pub fn labels(&self, dataset_id: &str) -> Vec<Arc<str>> {
+        let view = &self.view;
+        let Some(attrs) = view.node(dataset_id).and_then(|node| view.attributes(node)) else {
+            return Vec::new();
+        };
+        let mut labels: Vec<Arc<str>> =
+            attrs.keys().filter(|k| !k.is_origin()).map(|k| view.symbols.key_text(k).clone()).collect();
+        labels.sort();
+        labels
+    }
+
     /// The index of a region of the active policy's registry.
     pub fn region(&self, field: &str, region: &str) -> Result<u32, Error> {
         self.policy
@@ -245,7 +388,7 @@ impl State {
 
     /// DENY / UNKNOWN_DATASET for a dataset decisions cannot judge: unknown, deleted, or a
     /// placeholder judged undescribed. A legacy policy's decisions keep the message they had.
-    fn unknown(&self, dataset_id: &str) -> Verdict {
+    pub fn unknown(&self, dataset_id: &str) -> Verdict {
         let status = self.view.node(dataset_id).map_or(Status::Unknown, |node| self.view.get(node).status);
         let quoted = py_repr(dataset_id);
         let message = match status {

@@ -548,6 +548,22 @@ impl Graph {
         seeds
     }
 
+    /// The transform of the current edge `output DERIVED_FROM input` by `job`.
+    pub(crate) fn transform_of(&self, input: NodeId, output: NodeId, job: &str) -> Option<&Arc<str>> {
+        let job = self.jobs.get(job)?;
+        let edge = self.nodes.get(output as usize)?.inputs.iter().find(|e| e.input == input && e.job == job)?;
+        Some(self.transforms.resolve(edge.transform))
+    }
+
+    /// (input, job, transform) of the current edges into `node`.
+    pub(crate) fn edges_into(&self, node: NodeId) -> impl Iterator<Item = (NodeId, &Arc<str>, &Arc<str>)> + '_ {
+        self.nodes
+            .get(node as usize)
+            .into_iter()
+            .flat_map(|n| n.inputs.iter())
+            .map(|e| (e.input, self.jobs.resolve(e.job), self.transforms.resolve(e.transform)))
+    }
+
     /// Every node (a full build).
     pub(crate) fn all(&self) -> Vec<NodeId> {
         (0..self.nodes.len() as NodeId).collect()
@@ -607,7 +623,8 @@ impl Graph {
         }
     }
 
-    fn downstream(&self, seeds: &HashSet<NodeId>) -> Vec<NodeId> {
+    /// `seeds` and every node lineage leads to from them.
+    pub(crate) fn downstream(&self, seeds: &HashSet<NodeId>) -> Vec<NodeId> {
         let mut seen: HashSet<NodeId> = seeds.clone();
         let mut frontier: Vec<NodeId> = seeds.iter().copied().collect();
         let mut closure = frontier.clone();

@@ -78,7 +78,7 @@ pub enum UndescribedOutputs {
     Deny,
 }
 
-/// The normalised policy document Python hands over (JSON). Location tokens are already
+/// The normalised policy document the router passes (JSON). Location tokens are already
 /// resolved: every region list holds region ids of `regions`, origin matches hold countries.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
