@@ -16,6 +16,7 @@ see one policy and the values computed under it).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,7 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import overload
 
-from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, ResidencySnapshot, to_micros
+from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, ResidencySnapshot, from_micros, to_micros
 from domicile.catalog.regions import RegionRegistry
 from domicile.errors import DomicileError, ErrorCode, FieldErrors, invalid_field, not_found
 from domicile.router import _engine
@@ -111,7 +112,8 @@ class CompiledPolicy:
     def next_expiry(self, now: datetime) -> datetime | None:
         """The first instant after `now` at which an exemption expires (so verdicts made at
         `now` may change then); None when none is left to expire."""
-        return min((e.expires for e in self._exemptions if e.expires > now), default=None)
+        expiry = self._core.next_expiry(to_micros(now))
+        return None if expiry is None else from_micros(expiry)
 
     def unapproved_claim(self, transform: str, job: str) -> bool:
         """True when `transform` is a declassifier this policy does not grant `job`: a lineage
@@ -185,6 +187,20 @@ class UnapprovedDeclassification:
     classifications: tuple[str, ...]
 
 
+class Standing(enum.Enum):
+    """What the engine knows of a dataset."""
+
+    DESCRIBED = "described"
+    DERIVED = "derived"  # known only as the output of described lineage: judged by what it inherits
+    # Nothing is known of its content: a lineage root nobody described, a deleted dataset, a
+    # placeholder derived from such data.
+    UNDESCRIBED = "undescribed"
+    UNKNOWN = "unknown"  # not in the catalog
+
+
+_STANDINGS = (Standing.DESCRIBED, Standing.DERIVED, Standing.UNDESCRIBED, Standing.UNKNOWN)
+
+
 @dataclass(frozen=True)
 class Summary:
     """The datasets decisions judge, counted by effective label, origin and location: `regions`
@@ -220,11 +236,12 @@ class Engine:
         """Loads a store's residency snapshot into an engine that holds nothing yet."""
         self._core.load(snapshot.datasets, snapshot.placeholders, snapshot.edges)
 
-    def apply(self, changes: Iterable[Change]) -> None:
-        """Applies change-feed entries in order, then recomputes once for all of them.
-        EDGE_ENDED removes the edge only when the indexed edge under that key is the version
-        that ended (same transform and record time)."""
-        self._core.apply([_change(change) for change in changes])
+    def apply(self, changes: Iterable[Change]) -> list[str]:
+        """Applies change-feed entries in order, then recomputes once for all of them; returns
+        the ids whose answers may differ now (the changed datasets, locations included, and the
+        downstream closure recomputed). EDGE_ENDED removes the edge only when the indexed edge
+        under that key is the version that ended (same transform and record time)."""
+        return self._core.apply([_change(change) for change in changes])
 
     def add(self, datasets: Iterable[Dataset], edges: Iterable[Edge]) -> None:
         """Adds datasets (placeholders among them known as such) and current edges: an engine
@@ -324,6 +341,19 @@ class Engine:
         """(dataset, location, DENY verdict) for every described dataset stored where the policy
         does not allow storing it, by dataset id then location."""
         return [(dataset, region, _verdict(raw)) for dataset, region, raw in self._core.scan_violations(to_micros(now))]
+
+    def violations_of(self, dataset_ids: Iterable[str], now: datetime) -> list[tuple[str, str, Verdict]]:
+        """`scan_violations` for `dataset_ids` only, in the order given."""
+        found = self._core.violations_of(list(dataset_ids), to_micros(now))
+        return [(dataset, region, _verdict(raw)) for dataset, region, raw in found]
+
+    def stored_datasets(self) -> list[str]:
+        """The described datasets stored somewhere: those that can violate the policy."""
+        return self._core.stored_datasets()
+
+    def standings(self, dataset_ids: Sequence[str]) -> list[tuple[Standing, tuple[str, ...]]]:
+        """(where each dataset stands, where it is stored -- for a described one), in order."""
+        return [(_STANDINGS[code], locations) for code, locations in self._core.residency(list(dataset_ids))]
 
     def impact(self, candidate: CompiledPolicy, now: datetime) -> list[PolicyChange]:
         """What making `candidate` active would change, per dataset and operation with a change,

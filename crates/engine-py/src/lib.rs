@@ -99,6 +99,12 @@ impl Policy {
         self.policy.declassifier(transform).is_some_and(|d| d.grants(job))
     }
 
+    /// The first instant (microseconds) after `now` at which an exemption expires; None when
+    /// none is left to expire.
+    fn next_expiry(&self, now: i64) -> Option<i64> {
+        self.policy.next_expiry(now)
+    }
+
     /// The verdict on a dataset that carries `labels` and `origins` itself (lineage paths: the
     /// dataset alone) for one question at `now`. UnknownRegion for a region the policy does not know.
     #[allow(clippy::too_many_arguments)]
@@ -178,14 +184,16 @@ impl Engine {
     /// Applies catalog changes in order, then recomputes once. Each change is a tuple:
     /// `("dataset", id, labels, origins, locations)`, `("deleted", id)`, `("placeholder", id)`,
     /// `("edge", input, output, job, transform, recorded)` or `("edge_ended", ...)` with the
-    /// same fields (`recorded`: microseconds, or None when unknown).
-    fn apply(&self, py: Python<'_>, changes: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// same fields (`recorded`: microseconds, or None when unknown). Returns the ids whose
+    /// answers may differ now (the changed datasets and the downstream closure recomputed;
+    /// none for the first batch into an empty index: everything is new).
+    fn apply<'py>(&self, py: Python<'py>, changes: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let mut parsed = Vec::new();
         for item in changes.try_iter()? {
             parsed.push(change(&item?)?);
         }
-        py.detach(|| self.core.apply(&parsed));
-        Ok(())
+        let touched = py.detach(|| self.core.apply(&parsed));
+        PyList::new(py, touched.iter().map(|id| &**id))
     }
 
     /// Applies a catalog snapshot (the router's start-up): `datasets` as (id, labels, origins,
@@ -224,7 +232,9 @@ impl Engine {
             );
             changes.push(Change::EdgeAdded { input, output, job, transform, recorded: None });
         }
-        py.detach(|| self.core.apply(&changes));
+        py.detach(|| {
+            self.core.apply(&changes);
+        });
         Ok(())
     }
 
@@ -331,6 +341,40 @@ impl Engine {
             .iter()
             .map(|Violation { dataset_id, region, verdict }| {
                 (&**dataset_id, &**region, self.verdict(py, &state.policy, verdict)?).into_pyobject(py)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    /// `scan_violations` for `dataset_ids` only, in the order given.
+    fn violations_of<'py>(&self, py: Python<'py>, dataset_ids: Vec<String>, now: i64) -> PyResult<Bound<'py, PyList>> {
+        let state = self.core.read();
+        let violations = py.detach(|| state.violations_of(&dataset_ids, now));
+        let items = violations
+            .iter()
+            .map(|Violation { dataset_id, region, verdict }| {
+                (&**dataset_id, &**region, self.verdict(py, &state.policy, verdict)?).into_pyobject(py)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, items)
+    }
+
+    /// The described datasets stored somewhere (those that can violate the policy).
+    fn stored_datasets<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let state = self.core.read();
+        PyList::new(py, state.stored_datasets().iter().map(|id| &**id))
+    }
+
+    /// `(state, locations)` for each of `dataset_ids`: state 0 = described, 1 = derived (judged
+    /// by what it inherits), 2 = undescribed (a lineage root nobody described, deleted, or
+    /// derived from such data), 3 = unknown; locations for a described dataset only.
+    fn residency<'py>(&self, py: Python<'py>, dataset_ids: Vec<String>) -> PyResult<Bound<'py, PyList>> {
+        let state = self.core.read();
+        let items = dataset_ids
+            .iter()
+            .map(|id| {
+                let (residency, locations) = state.residency(id);
+                (residency as u8, strings(py, &locations)?).into_pyobject(py)
             })
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, items)

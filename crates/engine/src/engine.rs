@@ -54,7 +54,11 @@ impl Engine {
 
     /// Applies catalog changes in order and recomputes what they affect once; returns when
     /// readers see all of them. The first batch into an empty index is a full build.
-    pub fn apply(&self, changes: &[Change]) {
+    ///
+    /// Returns the datasets whose answers may differ now: the changed ones (locations
+    /// included) and the downstream closure that was recomputed. A full build returns none
+    /// (everything is new).
+    pub fn apply(&self, changes: &[Change]) -> Vec<Arc<str>> {
         let mut writer = self.writer.lock();
         let Writer { graph, grants } = &mut *writer;
         let (resolved, empty) = {
@@ -64,12 +68,17 @@ impl Engine {
             state.view.cover_names();
             (resolved, empty)
         };
-        let delta = {
+        let (delta, mut touched) = {
             let state = self.state.read();
             let (seeds, mut delta) = graph.mutate(resolved, &state.view);
             let everything = empty && !seeds.is_empty();
-            graph.recompute(grants, &state.view, &seeds, everything, &mut delta);
-            delta
+            let mut touched = graph.recompute(grants, &state.view, &seeds, everything, &mut delta);
+            if empty {
+                touched = Vec::new();
+            } else {
+                touched.extend(delta.located());
+            }
+            (delta, touched)
         };
         let mut state = self.state.write();
         state.view.install(delta);
@@ -77,6 +86,9 @@ impl Engine {
             state.view.shrink_to_fit();
             graph.shrink_to_fit();
         }
+        touched.sort_unstable();
+        touched.dedup();
+        touched.into_iter().map(|node| state.view.name(node).clone()).collect()
     }
 
     /// Makes `policy` active. Only datasets downstream of edges whose removed labels differ
@@ -556,41 +568,101 @@ impl State {
     /// location the registry does not know is a violation too.
     pub fn scan_violations(&self, now: i64) -> Vec<Violation> {
         let view = &self.view;
-        let mut described: Vec<NodeId> = view
-            .nodes()
-            .filter(|&n| view.get(n).status == Status::Described && !view.get(n).locations.is_empty())
-            .collect();
-        described.sort_by(|&a, &b| view.name(a).cmp(view.name(b)));
+        let mut stored: Vec<NodeId> = view.nodes().filter(|&n| self.is_stored(n)).collect();
+        stored.sort_by(|&a, &b| view.name(a).cmp(view.name(b)));
         let mut found = Vec::new();
-        for node in described {
-            let attrs = view.attributes(node).expect("a described dataset");
-            for &location in view.get(node).locations.iter() {
-                let name = view.symbols.locations.resolve(location);
-                let verdict = match self.policy.region(name) {
-                    Some(region) => self.decide_known(&attrs, Operation::Store, region, now),
-                    None => Verdict {
-                        outcome: Outcome::Deny,
-                        allowed: self.policy.allowed_regions(&attrs, &view.symbols, Operation::Store, now),
-                        reasons: vec![Reason {
-                            code: ReasonCode::DefaultDenied,
-                            message: Arc::from(format!(
-                                "{} is not a region of this policy's registry, so no rule can allow it",
-                                py_repr(name)
-                            )),
-                            rule_id: self.policy.empty_text().clone(),
-                            citation: self.policy.empty_text().clone(),
-                            path: Vec::new(),
-                        }],
-                        inherited_only: false,
-                    },
-                };
-                if verdict.outcome == Outcome::Deny {
-                    found.push(Violation { dataset_id: view.name(node).clone(), region: name.clone(), verdict });
-                }
+        for node in stored {
+            self.node_violations(node, now, &mut found);
+        }
+        found
+    }
+
+    /// `scan_violations` for `dataset_ids` only, in the order given (ids of no stored
+    /// described dataset have none).
+    pub fn violations_of(&self, dataset_ids: &[String], now: i64) -> Vec<Violation> {
+        let mut found = Vec::new();
+        for id in dataset_ids {
+            if let Some(node) = self.view.node(id).filter(|&node| self.is_stored(node)) {
+                self.node_violations(node, now, &mut found);
             }
         }
         found
     }
+
+    /// The described datasets stored somewhere (those that can violate the policy).
+    pub fn stored_datasets(&self) -> Vec<Arc<str>> {
+        self.view.nodes().filter(|&n| self.is_stored(n)).map(|n| self.view.name(n).clone()).collect()
+    }
+
+    fn is_stored(&self, node: NodeId) -> bool {
+        let value = self.view.get(node);
+        value.status == Status::Described && !value.locations.is_empty()
+    }
+
+    fn node_violations(&self, node: NodeId, now: i64, found: &mut Vec<Violation>) {
+        let view = &self.view;
+        let attrs = view.attributes(node).expect("a described dataset");
+        for &location in view.get(node).locations.iter() {
+            let name = view.symbols.locations.resolve(location);
+            let verdict = match self.policy.region(name) {
+                Some(region) => self.decide_known(&attrs, Operation::Store, region, now),
+                None => Verdict {
+                    outcome: Outcome::Deny,
+                    allowed: self.policy.allowed_regions(&attrs, &view.symbols, Operation::Store, now),
+                    reasons: vec![Reason {
+                        code: ReasonCode::DefaultDenied,
+                        message: Arc::from(format!(
+                            "{} is not a region of this policy's registry, so no rule can allow it",
+                            py_repr(name)
+                        )),
+                        rule_id: self.policy.empty_text().clone(),
+                        citation: self.policy.empty_text().clone(),
+                        path: Vec::new(),
+                    }],
+                    inherited_only: false,
+                },
+            };
+            if verdict.outcome == Outcome::Deny {
+                found.push(Violation { dataset_id: view.name(node).clone(), region: name.clone(), verdict });
+            }
+        }
+    }
+
+    /// Where a dataset stands against the policy, and where the catalog says it is stored (for
+    /// a described dataset only).
+    pub fn residency(&self, dataset_id: &str) -> (Residency, Vec<Arc<str>>) {
+        let view = &self.view;
+        let Some(node) = view.node(dataset_id) else { return (Residency::Unknown, Vec::new()) };
+        let value = view.get(node);
+        let state = match value.status {
+            Status::Described => Residency::Described,
+            // A derived placeholder that inherits doubt is as undescribed as its source.
+            Status::Derived if value.values.iter().any(|e| e.key == Key::UNDESCRIBED) => Residency::Undescribed,
+            Status::Derived => Residency::Derived,
+            Status::UndescribedPlaceholder | Status::Deleted => Residency::Undescribed,
+            Status::Unknown => Residency::Unknown,
+        };
+        let locations = if state == Residency::Described {
+            value.locations.iter().map(|&l| view.symbols.locations.resolve(l).clone()).collect()
+        } else {
+            Vec::new()
+        };
+        (state, locations)
+    }
+}
+
+/// Where a dataset stands (`State::residency`); a described one is allowed or in violation
+/// depending on its locations' verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Residency {
+    Described,
+    /// Known only as the output of described lineage: judged by what it inherits.
+    Derived,
+    /// Nothing is known of its content: a lineage root nobody described, a deleted dataset, a
+    /// placeholder derived from such data.
+    Undescribed,
+    /// Not in the catalog.
+    Unknown,
 }
 
 /// Attributes given in full (a job's would-be output).

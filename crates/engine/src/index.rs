@@ -364,6 +364,11 @@ pub(crate) struct Delta {
 }
 
 impl Delta {
+    /// The nodes whose locations the delta sets.
+    pub(crate) fn located(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.locations.iter().map(|(node, _)| *node)
+    }
+
     /// The value a node has once the delta is installed.
     pub(crate) fn get<'a>(&'a self, view: &'a View, node: NodeId) -> (Status, &'a [Entry]) {
         match self.values.get(&node) {
@@ -389,6 +394,20 @@ pub(crate) enum Resolved {
     Mentioned { node: NodeId },
     EdgeAdded { input: NodeId, output: NodeId, job: u32, transform: u32, recorded: i64 },
     EdgeEnded { input: NodeId, output: NodeId, job: u32, transform: u32, recorded: i64 },
+}
+
+impl Resolved {
+    fn nodes(&self) -> impl Iterator<Item = NodeId> {
+        let (first, second) = match *self {
+            Resolved::Described { node, .. } | Resolved::Deleted { node } | Resolved::Mentioned { node } => {
+                (node, None)
+            }
+            Resolved::EdgeAdded { input, output, .. } | Resolved::EdgeEnded { input, output, .. } => {
+                (input, Some(output))
+            }
+        };
+        std::iter::once(first).chain(second)
+    }
 }
 
 impl Graph {
@@ -440,7 +459,10 @@ impl Graph {
     /// Applies resolved changes to the structure; returns the nodes whose own values or inputs
     /// changed (the seeds of the recomputation) and the delta's location updates.
     pub(crate) fn mutate(&mut self, changes: Vec<Resolved>, view: &View) -> (HashSet<NodeId>, Delta) {
-        let mut seeds = HashSet::new();
+        // A node named for the first time is evaluated even when the change leaves its kind as
+        // it was (a deletion, or an edge endpoint nobody described): it is no longer unknown.
+        let mut seeds: HashSet<NodeId> =
+            changes.iter().flat_map(Resolved::nodes).filter(|&node| view.get(node).status == Status::Unknown).collect();
         let mut delta = Delta::default();
         let mut locations: HashMap<NodeId, Box<[u32]>> = HashMap::new();
         for change in changes {
@@ -579,8 +601,8 @@ impl Graph {
 
     // ---- recomputation ---------------------------------------------------------------------
 
-    /// Brings the downstream closure of `seeds` to the least fixpoint, into `delta`.
-    /// `everything` skips computing the closure when it is known to be every node.
+    /// Brings the downstream closure of `seeds` to the least fixpoint, into `delta`; returns
+    /// that closure. `everything` skips computing the closure when it is known to be every node.
     pub(crate) fn recompute(
         &self,
         grants: &mut Grants,
@@ -588,16 +610,20 @@ impl Graph {
         seeds: &HashSet<NodeId>,
         everything: bool,
         delta: &mut Delta,
-    ) {
+    ) -> Vec<NodeId> {
         if seeds.is_empty() {
-            return;
+            return Vec::new();
         }
         let closure = if everything { self.all() } else { self.downstream(seeds) };
         let (acyclic, components) = self.order(&closure);
         let mut changed: HashSet<NodeId> = HashSet::new();
         let mut context = Evaluation { graph: self, grants, view };
+        // A placeholder's status depends on the lineage's structure (whether anything enters its
+        // strongly connected component), not only on its inputs' values: one in the closure is
+        // always evaluated again.
+        let placeholder = |node: NodeId| self.nodes[node as usize].kind == Kind::Placeholder;
         for node in acyclic {
-            if seeds.contains(&node) || self.has_changed_input(node, &changed, None) {
+            if seeds.contains(&node) || placeholder(node) || self.has_changed_input(node, &changed, None) {
                 let value = context.evaluate(node, None, delta);
                 if context.store(node, value, delta) {
                     changed.insert(node);
@@ -606,7 +632,7 @@ impl Graph {
         }
         for component in components {
             let members: HashSet<NodeId> = component.iter().copied().collect();
-            let touched = component.iter().any(|n| seeds.contains(n))
+            let touched = component.iter().any(|&n| seeds.contains(&n) || placeholder(n))
                 || component.iter().any(|&n| self.has_changed_input(n, &changed, Some(&members)));
             if !touched {
                 continue;
@@ -621,6 +647,7 @@ impl Graph {
                 changed.extend(context.solve_component(&component, &members, delta));
             }
         }
+        closure
     }
 
     /// `seeds` and every node lineage leads to from them.

@@ -571,6 +571,12 @@ impl CompiledPolicy {
     }
 
     /// Whether the policy was recorded before declassifiers named their jobs.
+    /// The first instant after `now` at which an exemption expires (verdicts made at `now` may
+    /// change then); None when none is left to expire.
+    pub fn next_expiry(&self, now: i64) -> Option<i64> {
+        self.exemptions.iter().map(|e| e.expires_micros).filter(|&expires| expires > now).min()
+    }
+
     pub fn legacy(&self) -> bool {
         self.legacy
     }

@@ -265,3 +265,84 @@ fn impact_shows_what_approving_a_job_changes() {
     let us = region(&engine, "aws:us-east-1");
     assert_eq!(engine.read().decide("s3://lake/anon", Operation::Store, us, NOW).outcome, Outcome::Deny);
 }
+
+#[test]
+fn apply_returns_what_may_answer_differently() {
+    let engine = engine(
+        "inherit",
+        "null",
+        &[
+            dataset("s3://eu/a", &["PII"], &["DE"], &["aws:eu-central-1"]),
+            dataset("s3://eu/other", &[], &[], &[]),
+            placeholder("s3://lake/b"),
+            edge("s3://eu/a", "s3://lake/b", "j", ""),
+            edge("s3://lake/b", "s3://lake/c", "j", ""),
+        ],
+    );
+    let sorted = |mut ids: Vec<std::sync::Arc<str>>| {
+        ids.sort();
+        ids.iter().map(|id| id.to_string()).collect::<Vec<_>>()
+    };
+    // A change of labels: the dataset and its downstream closure.
+    let touched = engine.apply(&[dataset("s3://eu/a", &["HEALTH"], &["DE"], &["aws:eu-central-1"])]);
+    assert_eq!(sorted(touched), ["s3://eu/a", "s3://lake/b", "s3://lake/c"]);
+    // Only locations: that dataset alone.
+    let touched = engine.apply(&[dataset("s3://eu/other", &[], &[], &["aws:us-east-1"])]);
+    assert_eq!(sorted(touched), ["s3://eu/other"]);
+    // A first batch into an empty engine is a build: nothing to report.
+    let fresh = Engine::new(common::policy("1", "inherit", "null"));
+    assert!(fresh.apply(&[dataset("s3://x", &[], &[], &[])]).is_empty());
+}
+
+#[test]
+fn violations_of_and_residency_answer_per_dataset() {
+    let engine = engine(
+        "inherit",
+        "null",
+        &[
+            dataset("s3://x/a", &["PII"], &["DE"], &["aws:us-east-1", "aws:eu-central-1"]),
+            dataset("s3://x/clean", &[], &[], &["aws:us-east-1"]),
+            placeholder("s3://lake/b"),
+            edge("s3://x/a", "s3://lake/b", "j", ""),
+            edge("s3://nobody", "s3://lake/doubt", "j", ""),
+        ],
+    );
+    let state = engine.read();
+    let ids: Vec<String> = ["s3://x/clean", "s3://x/a", "s3://nope"].iter().map(|s| s.to_string()).collect();
+    let found = state.violations_of(&ids, NOW);
+    let pairs: Vec<(&str, &str)> = found.iter().map(|v| (&*v.dataset_id, &*v.region)).collect();
+    assert_eq!(pairs, [("s3://x/a", "aws:us-east-1")]);
+    assert_eq!(pairs, state.scan_violations(NOW).iter().map(|v| (&*v.dataset_id, &*v.region)).collect::<Vec<_>>());
+    assert_eq!(state.stored_datasets().len(), 2);
+    // (The policy's exemption covers `s3://eu/*` until 1_800_000_000_000_000.)
+    assert_eq!(state.policy.next_expiry(NOW), Some(1_800_000_000_000_000));
+    assert_eq!(state.policy.next_expiry(1_800_000_000_000_000), None);
+    use domicile_engine::engine::Residency;
+    assert_eq!(state.residency("s3://x/a").0, Residency::Described);
+    assert_eq!(state.residency("s3://x/a").1.len(), 2);
+    assert_eq!(state.residency("s3://lake/b"), (Residency::Derived, Vec::new()));
+    assert_eq!(state.residency("s3://lake/doubt").0, Residency::Undescribed); // inherits only doubt
+    assert_eq!(state.residency("s3://nobody").0, Residency::Undescribed);
+    assert_eq!(state.residency("s3://nope").0, Residency::Unknown);
+}
+
+#[test]
+fn a_placeholder_left_downstream_of_a_broken_cycle_is_entered() {
+    // b and d form a cycle nothing enters (both undescribed); ending d -> b leaves b a root
+    // and d derived from it, although no value upstream of d changed.
+    let engine = engine("inherit", "null", &[placeholder("s3://b"), placeholder("s3://d")]);
+    engine.apply(&[edge("s3://d", "s3://b", "j", ""), edge("s3://b", "s3://d", "j", "")]);
+    assert!(engine.read().explain("s3://d", NOW).is_none());
+    engine.apply(&[Change::EdgeEnded {
+        input: "s3://d".into(),
+        output: "s3://b".into(),
+        job: "j".into(),
+        transform: "".into(),
+        recorded: None,
+    }]);
+    let state = engine.read();
+    assert!(state.explain("s3://b", NOW).is_none());
+    let explained = state.explain("s3://d", NOW).expect("derived from the root placeholder");
+    let path: Vec<&str> = explained.origins[0].1.iter().map(|s| &**s).collect();
+    assert_eq!(path, ["s3://b", "s3://d"]);
+}
