@@ -137,6 +137,19 @@ export interface Decision {
   inherited_only: boolean;
 }
 
+/** How GetDecision verified a decision in the decision log. */
+export interface DecisionProof {
+  replica_id: string;
+  line_seq: string;
+  line_hash: string;
+  // False: no signed checkpoint covers the line yet (the live chain, verified at start, holds it).
+  checkpoint_verified: boolean;
+  checkpoint_seq: string;
+  checkpoint_hash: string;
+  checkpoint_time?: string;
+  checkpoint_key_id: string;
+}
+
 export interface LoggedDecision {
   decision: Decision;
   caller: string;

@@ -95,7 +95,12 @@ def chromium_path() -> str:
 @pytest.fixture(scope="module")
 def console_server(chromium_path) -> Iterator[ConsoleServer]:
     data_dir = Path(tempfile.mkdtemp(prefix="domicile-console-"))
-    env = {**os.environ, "DOMICILE_CONSOLE__LISTEN": "127.0.0.1:0"}
+    env = {
+        **os.environ,
+        "DOMICILE_CONSOLE__LISTEN": "127.0.0.1:0",
+        # A signed checkpoint after every line: a decision's page shows its checkpoint at once.
+        "DOMICILE_AUDIT__CHECKPOINT_EVERY_LINES": "1",
+    }
     process = subprocess.Popen(
         [
             sys.executable,

@@ -9,6 +9,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -215,6 +216,15 @@ def test_open_a_deny_decision_and_replay_it(context, console_server):
     link.click()
     page.get_by_role("heading", name="Why").wait_for()
     assert "gdpr-personal-data" in page.content()
+    # The proof GetDecision gives: the decision's line, and the signed checkpoint that covers it.
+    decision_id = parse_qs(urlsplit(page.url).query)["id"][0]
+    proof = page.request.get(f"{console_server.url}/api/v1/decision?decision_id={decision_id}").json()["proof"]
+    assert proof["checkpoint_verified"], proof
+    shown = page.get_by_test_id("proof")
+    expect(shown).to_contain_text(f"line {proof['line_seq']} of replica {proof['replica_id']}")
+    expect(shown).to_contain_text(proof["line_hash"])
+    expect(shown).to_contain_text(f"reaches the checkpoint at line {proof['checkpoint_seq']}")
+    expect(shown).to_contain_text(f"key {proof['checkpoint_key_id']}; its signature verified")
     page.get_by_role("button", name="Replay").click()
     page.get_by_text("Match", exact=True).wait_for()
     screenshot(page, "decision")

@@ -1,6 +1,6 @@
 import { useState } from "react";
 import { Link, useSearchParams } from "react-router-dom";
-import { get, type Decision } from "../api";
+import { get, type Decision, type DecisionProof } from "../api";
 import { DatasetLink, ErrorBox, operationName, Outcome, Panel, Section, Tags, time, useLoad } from "../util";
 
 interface Replay {
@@ -48,7 +48,7 @@ function differences(a: Decision, b: Decision): string[] {
 export function DecisionPage() {
   const [params] = useSearchParams();
   const id = params.get("id") ?? "";
-  const decision = useLoad(() => get<{ decision: Decision }>("decision", { decision_id: id }), [id]);
+  const decision = useLoad(() => get<{ decision: Decision; proof: DecisionProof }>("decision", { decision_id: id }), [id]);
   const log = useLoad(() => get<{ head_line: string; head_hash: string; chain_ok: boolean }>("decisions/log"), [id]);
   const [replay, setReplay] = useState<Replay | null>(null);
   const [replayError, setReplayError] = useState<unknown>();
@@ -72,7 +72,7 @@ export function DecisionPage() {
         Decision <span className="mono">{id}</span>
       </h1>
       <Panel loaded={decision}>
-        {({ decision: d }) => (
+        {({ decision: d, proof }) => (
           <div className="grid">
             <Section title="What was decided">
               <dl className="facts">
@@ -136,13 +136,31 @@ export function DecisionPage() {
               )}
             </Section>
             <Section title="Decision log">
+              <dl className="facts" data-testid="proof">
+                <dt>Logged</dt>
+                <dd>
+                  line {proof.line_seq} of replica <span className="mono">{proof.replica_id}</span>, hash{" "}
+                  <span className="mono break">{proof.line_hash}</span>
+                </dd>
+                <dt>Verified</dt>
+                {proof.checkpoint_verified ? (
+                  <dd className="good">
+                    the chain from this line reaches the checkpoint at line {proof.checkpoint_seq} (hash{" "}
+                    <span className="mono break">{proof.checkpoint_hash}</span>), signed {time(proof.checkpoint_time)} with
+                    key <span className="mono">{proof.checkpoint_key_id}</span>; its signature verified
+                  </dd>
+                ) : (
+                  <dd>
+                    no signed checkpoint covers this line yet: it is held by the chain this server verified when it started
+                    and has extended since (a checkpoint follows within the configured interval)
+                  </dd>
+                )}
+              </dl>
               <Panel loaded={log}>
                 {(l) => (
                   <dl className="facts">
-                    <dt>Chain</dt>
-                    <dd className={l.chain_ok ? "good" : "bad"}>
-                      {l.chain_ok ? "writing; the line holding this decision verified when read" : "the log writer has failed"}
-                    </dd>
+                    <dt>Writer</dt>
+                    <dd className={l.chain_ok ? "good" : "bad"}>{l.chain_ok ? "healthy" : "the log writer has failed"}</dd>
                     <dt>Head</dt>
                     <dd>
                       line {l.head_line}, hash <span className="mono break">{l.head_hash}</span>
@@ -150,6 +168,10 @@ export function DecisionPage() {
                   </dl>
                 )}
               </Panel>
+              <p className="muted">
+                Anyone holding the log and the checkpoint public key can check it again:{" "}
+                <code>domicile audit verify</code>.
+              </p>
             </Section>
           </div>
         )}
