@@ -617,13 +617,19 @@ impl Graph {
         let closure = if everything { self.all() } else { self.downstream(seeds) };
         let (acyclic, components) = self.order(&closure);
         let mut changed: HashSet<NodeId> = HashSet::new();
+        let inherit = grants.inherits();
         let mut context = Evaluation { graph: self, grants, view };
         // A placeholder's status depends on the lineage's structure (whether anything enters its
-        // strongly connected component), not only on its inputs' values: one in the closure is
-        // always evaluated again.
-        let placeholder = |node: NodeId| self.nodes[node as usize].kind == Kind::Placeholder;
+        // strongly connected component), not only on its inputs' values: a cycle that an ended
+        // edge broke leaves undescribed placeholders that lineage now enters.
+        let undescribed = |node: NodeId| {
+            inherit
+                && self.nodes[node as usize].kind == Kind::Placeholder
+                && view.get(node).status == Status::UndescribedPlaceholder
+        };
         for node in acyclic {
-            if seeds.contains(&node) || placeholder(node) || self.has_changed_input(node, &changed, None) {
+            let entered_now = || undescribed(node) && self.nodes[node as usize].has_external_input(node);
+            if seeds.contains(&node) || entered_now() || self.has_changed_input(node, &changed, None) {
                 let value = context.evaluate(node, None, delta);
                 if context.store(node, value, delta) {
                     changed.insert(node);
@@ -632,7 +638,15 @@ impl Graph {
         }
         for component in components {
             let members: HashSet<NodeId> = component.iter().copied().collect();
-            let touched = component.iter().any(|&n| seeds.contains(&n) || placeholder(n))
+            let entered_now = || {
+                component.iter().any(|&n| undescribed(n))
+                    && component.iter().any(|&n| {
+                        let node = &self.nodes[n as usize];
+                        node.kind != Kind::Placeholder || node.inputs.iter().any(|e| !members.contains(&e.input))
+                    })
+            };
+            let touched = component.iter().any(|n| seeds.contains(n))
+                || entered_now()
                 || component.iter().any(|&n| self.has_changed_input(n, &changed, Some(&members)));
             if !touched {
                 continue;
