@@ -47,6 +47,17 @@ INTENT_KINDS = frozenset({"decide", "batch_decide", "route", "check_job"})
 IntentSink = Callable[[dict[tuple[str, str, Operation, str], int]], None]
 
 
+def materialized(batch: list[Queued]) -> list[Queued]:
+    """`batch` with each `DecisionBatch` built into its `Decision`s, once: rendering and the
+    intent counts each read every decision (the writer thread does this, off the request path)."""
+    return [
+        (tuple(item[0]), *item[1:])
+        if not isinstance(item, Rendered | Note) and type(item[0]) is DecisionBatch
+        else item
+        for item in batch
+    ]
+
+
 def intent_counts(batch: Iterable[Queued]) -> dict[tuple[str, str, Operation, str], int]:
     """Decisions of INTENT_KINDS in queued items, counted per (caller, dataset, operation, region).
     Entries rendered elsewhere (`append_entries`) are not counted: they hold no Decision."""

@@ -67,6 +67,7 @@ from domicile.router.decision_log.batches import (
     Queued,
     Rendered,
     intent_counts,
+    materialized,
     render_batch,
 )
 from domicile.router.decision_log.checkpoints import (
@@ -564,6 +565,7 @@ class DecisionLog:
         )
 
     def _write_batch(self, batch: list[Queued], last_entry: int) -> None:
+        batch = materialized(batch)
         entries, problem = render_batch(batch, self.options.line_decisions)
         written = not self._rotation_due() or self._rotate()
         if written:
