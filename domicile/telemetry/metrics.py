@@ -163,7 +163,9 @@ class ServerCollector(Collector):
         yield InfoMetricFamily("domicile_build", "The running Domicile version.", value={"version": __version__})
         if self._shedder is not None:
             yield GaugeMetricFamily(
-                "domicile_rpc_in_flight", "gRPC calls being served now.", value=self._shedder.in_flight
+                "domicile_rpc_in_flight",
+                "gRPC calls being served now (not counting those waiting for the decision log's fsync).",
+                value=self._shedder.in_flight,
             )
             yield GaugeMetricFamily(
                 "domicile_event_loop_lag_seconds",
