@@ -53,11 +53,11 @@ class AccessServicer(access_pb2_grpc.AccessServiceServicer):
         self, request: access_pb2.GetAccessPatternsRequest, context
     ) -> access_pb2.GetAccessPatternsResponse:
         errors = FieldErrors()
-        check_id(errors, "dataset_id", request.dataset_id)
+        dataset_id = check_id(errors, "dataset_id", request.dataset_id)
         since, until = _range(errors, request)
         errors.raise_if_any()
         await self._flush()
-        counts = await self._app.store.access.dataset_access(request.dataset_id, since=since, until=until)
+        counts = await self._app.store.access.dataset_access(dataset_id, since=since, until=until)
         return patterns_to_proto(counts)
 
     async def ListActorAccess(

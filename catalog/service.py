@@ -36,8 +36,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     ) -> catalog_pb2.UpsertDatasetResponse:
         if not request.HasField("dataset"):
             raise invalid_field("dataset", "is required")
-        dataset = dataset_from_proto(request.dataset)
-        validate_dataset(dataset, self._app.regions())
+        dataset = validate_dataset(dataset_from_proto(request.dataset), self._app.regions())
         errors = FieldErrors()
         check_revision(errors, "expected_revision", request.expected_revision)
         errors.raise_if_any()
@@ -52,10 +51,14 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
 
     async def GetDataset(self, request: catalog_pb2.GetDatasetRequest, context) -> catalog_pb2.GetDatasetResponse:
         errors = FieldErrors()
-        check_id(errors, "id", request.id)
+        lookup = check_id(errors, "id", request.id)
         as_of = optional_time(errors, request, "as_of")
         errors.raise_if_any()
-        dataset = await self._app.store.get_dataset(request.id, as_of=as_of)
+        dataset = None
+        if lookup != request.id:  # an id stored as written beside its normal form (docs/catalog.md)
+            dataset = await self._app.store.get_dataset(request.id, as_of=as_of)
+        if dataset is None:
+            dataset = await self._app.store.get_dataset(lookup, as_of=as_of)
         if dataset is None:
             when = f" at {as_of.isoformat()}" if as_of else ""
             raise not_found(f"dataset {request.id!r} not found{when}")
@@ -94,27 +97,29 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.DeleteDatasetRequest, context
     ) -> catalog_pb2.DeleteDatasetResponse:
         errors = FieldErrors()
-        check_id(errors, "id", request.id)
+        lookup = check_id(errors, "id", request.id)
         check_revision(errors, "expected_revision", request.expected_revision)
         errors.raise_if_any()
+        if lookup != request.id and await self._app.store.get_dataset(request.id) is not None:
+            lookup = request.id  # an id stored as written beside its normal form (docs/catalog.md)
         principal = current_principal()
         revision = await self._app.store.delete_dataset(
-            request.id, expected_revision=request.expected_revision, principal=principal
+            lookup, expected_revision=request.expected_revision, principal=principal
         )
         await self._app.after_write(revision)
         if self._app.access is not None:
-            self._app.access.catalog_write(principal, request.id)
+            self._app.access.catalog_write(principal, lookup)
         return catalog_pb2.DeleteDatasetResponse()
 
     async def ListDatasetRevisions(
         self, request: catalog_pb2.ListDatasetRevisionsRequest, context
     ) -> catalog_pb2.ListDatasetRevisionsResponse:
         errors = FieldErrors()
-        check_id(errors, "id", request.id)
+        dataset_id = check_id(errors, "id", request.id)
         check_length(errors, "page_token", request.page_token, 4096)
         size = validate_page_size(errors, request.page_size)
         errors.raise_if_any()
-        page = await self._app.store.dataset_revisions(request.id, PageRequest(size=size, token=request.page_token))
+        page = await self._app.store.dataset_revisions(dataset_id, PageRequest(size=size, token=request.page_token))
         return catalog_pb2.ListDatasetRevisionsResponse(
             revisions=[revision_to_proto(r) for r in page.items], next_page_token=page.next_token
         )

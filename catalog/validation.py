@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import replace
 
+from domicile.catalog.dataset_ids import check_dataset_id, lookup_form
 from domicile.catalog.model import MAX_ID_BYTES, Dataset
 from domicile.catalog.regions import RegionRegistry, is_country, suggest_country
 from domicile.errors import FieldErrors
@@ -52,17 +54,21 @@ def check_text(errors: FieldErrors, path: str, value: str, limit: int) -> None:
         errors.add(path, "must not contain control characters")
 
 
-def check_id(errors: FieldErrors, path: str, value: str) -> None:
-    """Dataset ids: non-empty, at most 2048 UTF-8 bytes, no control characters or edge spaces."""
+def check_id(errors: FieldErrors, path: str, value: str) -> str:
+    """A dataset id to look up (a read): non-empty, at most 2048 UTF-8 bytes, no control
+    characters or edge spaces. Returns the id to look it up under (`dataset_ids.lookup_form`:
+    its normal form, or as written when it breaks the naming rules, as ids stored by earlier
+    releases may). Ids to write are checked by `dataset_ids.check_dataset_id`."""
     if not value:
         errors.add(path, "must not be empty")
-        return
+        return value
     if len(value.encode("utf-8")) > MAX_ID_BYTES:
         errors.add(path, f"must be at most {MAX_ID_BYTES} bytes")
     if value != value.strip():
         errors.add(path, "must not start or end with whitespace")
     if has_control_characters(value):
         errors.add(path, "must not contain control characters")
+    return lookup_form(value)
 
 
 def check_label(errors: FieldErrors, path: str, value: str) -> None:
@@ -104,10 +110,11 @@ def check_length(errors: FieldErrors, path: str, value: str, limit: int) -> None
         errors.add(path, f"must be at most {limit} characters")
 
 
-def validate_dataset(dataset: Dataset, registry: RegionRegistry, *, path: str = "dataset") -> None:
-    """Raise INVALID_ARGUMENT listing every problem of `dataset`."""
+def validate_dataset(dataset: Dataset, registry: RegionRegistry, *, path: str = "dataset") -> Dataset:
+    """`dataset` with its id in normal form (see `catalog.dataset_ids`); raises
+    INVALID_ARGUMENT listing every problem of it."""
     errors = FieldErrors()
-    check_id(errors, f"{path}.id", dataset.id)
+    dataset_id = check_dataset_id(errors, f"{path}.id", dataset.id)
     check_length(errors, f"{path}.name", dataset.name, MAX_NAME)
     check_length(errors, f"{path}.owner", dataset.owner, MAX_OWNER)
     check_length(errors, f"{path}.description", dataset.description, MAX_DESCRIPTION)
@@ -137,6 +144,7 @@ def validate_dataset(dataset: Dataset, registry: RegionRegistry, *, path: str = 
         check_length(errors, f"{path}.fields[{i}].name", field.name, MAX_NAME)
         check_labels(errors, f"{path}.fields[{i}].classifications", field.classifications)
     errors.raise_if_any(f"invalid {path}")
+    return dataset if dataset_id == dataset.id else replace(dataset, id=dataset_id)
 
 
 def validate_page_size(errors: FieldErrors, value: int, path: str = "page_size") -> int:

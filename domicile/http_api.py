@@ -39,7 +39,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 
 def error_response(error: DomicileError) -> web.Response:
-    """The HTTP answer for a domain error (bounded as `DomicileError.bounded` says)."""
+    """The HTTP answer for a domain error (bounded as `DomicileError.bounded` says). Its reason
+    phrase carries the message too: the OpenLineage client reports a refused event as `400
+    Client Error: <reason phrase> for url` and never reads the body."""
     error = error.bounded()
     body: dict[str, Any] = {
         "code": error.code.value,
@@ -52,7 +54,21 @@ def error_response(error: DomicileError) -> web.Response:
     headers = {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
-    return web.json_response({"error": body}, status=HTTP_STATUS[error.code], headers=headers)
+    return web.json_response(
+        {"error": body}, status=HTTP_STATUS[error.code], headers=headers, reason=reason_phrase(error.caller_text())
+    )
+
+
+# Long enough for a message with a few field violations; reason phrases are one line of
+# printable ASCII (RFC 9112) and proxies may cut long ones.
+_MAX_REASON = 300
+
+
+def reason_phrase(message: str) -> str:
+    """`message` as an HTTP reason phrase: printable ASCII on one line, at most 300 characters."""
+    text = " ".join(message.encode("ascii", "backslashreplace").decode("ascii").split())
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -20,7 +20,6 @@ from typing import Any
 import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from domicile import http_server
 from domicile.access.service import AccessServicer
@@ -39,6 +38,7 @@ from domicile.lineage.service import LineageServicer
 from domicile.loadshed import LoadShedder, PrincipalLoadShedding, ServerLoadShedding
 from domicile.ops import OpsEndpoints
 from domicile.private_files import make_private_directory, warn_if_not_private
+from domicile.reflection import enable_reflection
 from domicile.router.policy_changes import PolicyChanges
 from domicile.router.policy_history import POLICIES_FILE
 from domicile.router.runtime import Router
@@ -195,10 +195,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
             add(servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-            server,
-        )
+        enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
         # Checked first: gRPC's own refusal is a log line and "Failed to bind to address".
         problem = _bind_problem(settings.listen)
         if problem is not None:

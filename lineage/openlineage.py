@@ -10,7 +10,9 @@ partial write.
 Mapping rules (documented for users in docs/lineage.md):
 
 - Dataset id = `namespace/name` (a trailing `/` of the namespace and a leading `/` of the
-  name are not doubled: `hdfs://nn:8020` + `/warehouse/t` → `hdfs://nn:8020/warehouse/t`).
+  name are not doubled: `hdfs://nn:8020` + `/warehouse/t` → `hdfs://nn:8020/warehouse/t`),
+  checked and normalised as every dataset id is (`catalog.dataset_ids`: `S3://Bank` + `x`
+  is `s3://bank/x`).
   Job id = `namespace/name` of the job, the same way.
 - Which events create lineage: only COMPLETE (the run succeeded) and RUNNING (a long-running
   or streaming run reporting what it writes) create edges and update datasets. START (outputs
@@ -45,9 +47,10 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
+from domicile.catalog.dataset_ids import check_dataset_id
 from domicile.catalog.model import Run
 from domicile.catalog.regions import RegionRegistry
-from domicile.catalog.validation import LABEL, MAX_LABEL_LENGTH, check_country, check_id
+from domicile.catalog.validation import LABEL, MAX_LABEL_LENGTH, check_country
 from domicile.errors import FieldErrors, invalid_field
 from domicile.lineage.recording import (
     MAX_DATASETS_PER_SIDE,
@@ -380,9 +383,8 @@ def _datasets(
         name = read.string(entry, "name", f"{path}.name", required=True, limit=2048)
         if not (namespace and name):
             continue
-        id_ = dataset_id(namespace, name)
         before = len(read.errors.violations)
-        check_id(read.errors, f"{path} (id {namespace}/{name})", id_)
+        id_ = check_dataset_id(read.errors, f"{path} (id {namespace}/{name})", dataset_id(namespace, name))
         if len(read.errors.violations) > before:
             continue
         ids.append(id_)

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from domicile.catalog.dataset_ids import check_dataset_id
 from domicile.catalog.model import Dataset, EdgeKey, Field
 from domicile.catalog.validation import check_id, check_text
 from domicile.errors import FieldErrors
@@ -46,13 +47,16 @@ def check_transform(errors: FieldErrors, path: str, value: str) -> None:
         errors.add(path, f"{value!r} is not a transform name: letters, digits and _ . : - (e.g. anonymize)")
 
 
-def check_dataset_ids(errors: FieldErrors, path: str, values: Sequence[str]) -> None:
-    """A list of dataset ids (see `catalog.validation.check_id`), at most 1000 of them."""
+def check_dataset_ids(errors: FieldErrors, path: str, values: Sequence[str], *, to_write: bool) -> list[str]:
+    """A list of at most 1000 dataset ids, as they are to be used: for lineage to record
+    (`to_write`), each following the naming rules, in normal form
+    (`catalog.dataset_ids.check_dataset_id`); for lineage to end, as looked up
+    (`catalog.validation.check_id`, which takes ids stored before the rules too)."""
     if len(values) > MAX_DATASETS_PER_SIDE:
         errors.add(path, f"at most {MAX_DATASETS_PER_SIDE} datasets")
-        return
-    for index, value in enumerate(values):
-        check_id(errors, f"{path}[{index}]", value)
+        return list(values)
+    check = check_dataset_id if to_write else check_id
+    return [check(errors, f"{path}[{index}]", value) for index, value in enumerate(values)]
 
 
 def edges_for(job: str, inputs: Iterable[str], outputs: Iterable[str]) -> list[EdgeKey]:

@@ -58,9 +58,9 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             check_region(errors, "run_region", request.run_region, self._app.regions())
         check_transform(errors, "transform", request.transform)
         check_length(errors, "producer", request.producer, MAX_PRODUCER)
-        check_dataset_ids(errors, "inputs", list(request.inputs))
-        check_dataset_ids(errors, "outputs", list(request.outputs))
-        check_edge_count(errors, "inputs", list(request.inputs), list(request.outputs))
+        inputs = check_dataset_ids(errors, "inputs", list(request.inputs), to_write=True)
+        outputs = check_dataset_ids(errors, "outputs", list(request.outputs), to_write=True)
+        check_edge_count(errors, "inputs", inputs, outputs)
         event_time = optional_time(errors, request, "event_time")
         errors.raise_if_any("invalid lineage")
         run = Run(
@@ -70,9 +70,9 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             transform=request.transform,
             event_time=event_time,
         )
-        write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), request.transform)
+        write = LineageWrite(request.job, tuple(inputs), tuple(outputs), request.transform)
         principal = current_principal()
-        edges = await asyncio.to_thread(edges_for, request.job, request.inputs, request.outputs)
+        edges = await asyncio.to_thread(edges_for, request.job, inputs, outputs)
 
         async def record() -> LineageResult:
             self._app.charge(Resource.LINEAGE_EDGES, len(edges))  # once the lineage guard admitted it
@@ -91,8 +91,8 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
                     run_id=run.run_id,
                     run_region=run.run_region,
                     event_time=run.event_time,
-                    inputs=tuple(request.inputs),
-                    outputs=dict.fromkeys(request.outputs, ()),
+                    inputs=tuple(inputs),
+                    outputs=dict.fromkeys(outputs, ()),
                     producer=request.producer,
                     principal=principal,
                 )
@@ -106,7 +106,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         bound cut short says so (`complete=false` and the reason)."""
         settings = self._app.settings.lineage
         errors = FieldErrors()
-        check_id(errors, "dataset_id", request.dataset_id)
+        dataset_id = check_id(errors, "dataset_id", request.dataset_id)
         if request.direction not in DIRECTIONS:
             errors.add("direction", f"unknown direction {request.direction}")
         max_depth = request.max_depth or settings.default_max_depth
@@ -118,7 +118,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         as_of = optional_time(errors, request, "as_of")
         errors.raise_if_any()
         traversal = await self._app.store.traverse(
-            request.dataset_id,
+            dataset_id,
             DIRECTIONS[request.direction],
             max_depth=max_depth,
             as_of=as_of,
@@ -134,19 +134,19 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         output pair, at `end_time` (default now); edges that are not current are ignored."""
         errors = FieldErrors()
         check_job(errors, "job", request.job)
-        check_dataset_ids(errors, "inputs", list(request.inputs))
-        check_dataset_ids(errors, "outputs", list(request.outputs))
+        inputs = check_dataset_ids(errors, "inputs", list(request.inputs), to_write=False)
+        outputs = check_dataset_ids(errors, "outputs", list(request.outputs), to_write=False)
         if not request.inputs:
             errors.add("inputs", "at least one input is required")
         if not request.outputs:
             errors.add("outputs", "at least one output is required")
-        check_edge_count(errors, "inputs", list(request.inputs), list(request.outputs))
+        check_edge_count(errors, "inputs", inputs, outputs)
         end_time = optional_time(errors, request, "end_time")
         if end_time is not None and end_time > utcnow() + END_TIME_SKEW:
             errors.add("end_time", "must not be in the future: end lineage when it stops being true")
         errors.raise_if_any("invalid request")
-        write = LineageWrite(request.job, tuple(request.inputs), tuple(request.outputs), ending=True)
-        edges = await asyncio.to_thread(edges_for, request.job, request.inputs, request.outputs)
+        write = LineageWrite(request.job, tuple(inputs), tuple(outputs), ending=True)
+        edges = await asyncio.to_thread(edges_for, request.job, inputs, outputs)
 
         async def end() -> LineageResult:
             self._app.charge(Resource.LINEAGE_EDGES, len(edges))  # once the lineage guard admitted it

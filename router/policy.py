@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
+from domicile.catalog.dataset_ids import pattern_problems
 from domicile.catalog.regions import REGION_ID, Region, RegionRegistry, builtin_groups, is_country
 from domicile.router.locations import (
     LocationError,
@@ -774,6 +775,11 @@ class _SemanticChecker:
                 self.error((*path, "id"), f"exemption id {exemption.id!r} is also a rule id")
             seen.add(exemption.id)
             self._location_tokens(exemption.regions, (*path, "regions"))
+            # Checked by the rules of dataset ids, which the previous release did not have:
+            # what it recorded keeps loading (its patterns are normalised when compiled).
+            if not self.legacy:
+                for problem in pattern_problems(exemption.dataset):
+                    self.error((*path, "dataset"), f"{exemption.dataset!r} can match no dataset id: it {problem}")
 
     def _check_tests(self) -> None:
         seen: set[str] = set()

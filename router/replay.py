@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from domicile.catalog.dataset_ids import lookup_form
 from domicile.catalog.model import Dataset, Direction, Edge, EdgeKey, TraversalLimits
 from domicile.catalog.store import GraphStore
 from domicile.errors import failed_precondition, not_found
@@ -86,13 +87,15 @@ class Replayer:
         as_of = await self._revision_time(original.catalog_revision)
         context = entry.context or {}
         when = original.decide_time
+        # Ids as the store holds them now: an id logged before ids were normalised has moved.
+        dataset_id = lookup_form(original.dataset_id)
         if CONTEXT_JOB_INPUTS in context:
-            inputs = [i for i in context[CONTEXT_JOB_INPUTS].split("\n") if i]
-            engine = await self._engine_at([*inputs, original.dataset_id], as_of, policy)
+            inputs = [lookup_form(i) for i in context[CONTEXT_JOB_INPUTS].split("\n") if i]
+            engine = await self._engine_at([*inputs, dataset_id], as_of, policy)
             # The output's decision comes last: what the check decided for it then.
             *_, (_, _, _, verdict) = engine.check_job(
                 inputs,
-                [original.dataset_id],
+                [dataset_id],
                 original.region,
                 original.region,
                 context.get(CONTEXT_JOB_TRANSFORM, ""),
@@ -100,8 +103,8 @@ class Replayer:
                 when,
             )
         else:
-            engine = await self._engine_at([original.dataset_id], as_of, policy)
-            verdict = engine.decide(original.dataset_id, original.operation, original.region, when)
+            engine = await self._engine_at([dataset_id], as_of, policy)
+            verdict = engine.decide(dataset_id, original.operation, original.region, when)
         replayed = original._replace(
             outcome=verdict.outcome,
             allowed_regions=verdict.allowed_regions,

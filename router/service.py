@@ -16,6 +16,7 @@ import grpc
 from google.protobuf.message import Message
 
 from domicile.app import App
+from domicile.catalog.dataset_ids import lookup_form
 from domicile.catalog.model import utcnow
 from domicile.catalog.validation import check_id, check_length, check_region
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
@@ -82,7 +83,8 @@ _CONTEXT_KEY = re.compile(r"[A-Za-z0-9._:/-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def _check_id(errors: FieldErrors, path: str, value: str) -> None:
+def _check_id(errors: FieldErrors, path: str, value: str) -> str:
+    """`catalog.validation.check_id` (the id to look up), quickly for the common case."""
     # 512 characters are at most 2048 UTF-8 bytes: only longer ids need encoding.
     if (
         value
@@ -91,8 +93,8 @@ def _check_id(errors: FieldErrors, path: str, value: str) -> None:
         and not value[-1].isspace()
         and _CONTROL.search(value) is None
     ):
-        return
-    check_id(errors, path, value)
+        return lookup_form(value)
+    return check_id(errors, path, value)
 
 
 def _check_operation(errors: FieldErrors, path: str, value: int) -> Operation | None:
@@ -155,7 +157,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     async def _decide(self, request: residency_pb2.DecideRequest) -> Decision:
         router = _router(self._app)
         errors = FieldErrors()
-        _check_id(errors, "dataset_id", request.dataset_id)
+        dataset_id = _check_id(errors, "dataset_id", request.dataset_id)
         op = _check_operation(errors, "operation", request.operation)
         check_region(errors, "region", request.region, router.regions())
         _check_context(errors, "context", request.context)
@@ -163,9 +165,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         assert op is not None  # else raise_if_any raised
         self._app.charge(Resource.DECISIONS, 1)
         with optional_span("router.decide"):
-            decision = await router.decide(
-                request.dataset_id, op, request.region, request.context, caller=current_principal()
-            )
+            decision = await router.decide(dataset_id, op, request.region, request.context, caller=current_principal())
             observe_decisions((decision,))
         return decision
 
@@ -191,7 +191,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     async def Route(self, request: residency_pb2.RouteRequest, context) -> residency_pb2.RouteResponse:
         router = _router(self._app)
         errors = FieldErrors()
-        _check_id(errors, "dataset_id", request.dataset_id)
+        dataset_id = _check_id(errors, "dataset_id", request.dataset_id)
         op = _check_operation(errors, "operation", request.operation)
         if not request.candidates:
             errors.add("candidates", "must not be empty")
@@ -205,7 +205,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         assert op is not None  # else raise_if_any raised
         self._app.charge(Resource.DECISIONS, 1)
         with optional_span("router.route"):
-            result = await router.route(request.dataset_id, op, list(request.candidates), caller=current_principal())
+            result = await router.route(dataset_id, op, list(request.candidates), caller=current_principal())
             observe_decisions((result.decision,))
         response = residency_pb2.RouteResponse(region=result.region)
         self._encoder.fill(response.decision, result.decision)
@@ -217,13 +217,13 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         registry = router.regions()
         if not request.inputs and not request.outputs:
             errors.add("inputs", "a job needs at least one input or output")
+        datasets: dict[str, list[str]] = {}
         for name in ("inputs", "outputs"):
             ids = getattr(request, name)
             if len(ids) > MAX_JOB_DATASETS:
                 errors.add(name, f"at most {MAX_JOB_DATASETS} datasets")
                 continue
-            for i, dataset_id in enumerate(ids):
-                _check_id(errors, f"{name}[{i}]", dataset_id)
+            datasets[name] = [_check_id(errors, f"{name}[{i}]", dataset_id) for i, dataset_id in enumerate(ids)]
         if request.inputs or request.run_region:
             check_region(errors, "run_region", request.run_region, registry)
         if request.outputs or request.output_region:
@@ -244,8 +244,8 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
 
         with optional_span("router.check_job"):
             result, response = await router.check_job(
-                list(request.inputs),
-                list(request.outputs),
+                datasets["inputs"],
+                datasets["outputs"],
                 request.run_region,
                 request.output_region,
                 request.transform,
@@ -260,12 +260,12 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     async def Explain(self, request: residency_pb2.ExplainRequest, context) -> residency_pb2.ExplainResponse:
         router = _router(self._app)
         errors = FieldErrors()
-        _check_id(errors, "dataset_id", request.dataset_id)
+        dataset_id = _check_id(errors, "dataset_id", request.dataset_id)
         as_of = optional_time(errors, request, "as_of")
         errors.raise_if_any()
         if as_of is not None:
-            return explanation_to_proto(await router.explain_at(request.dataset_id, as_of))
-        return explanation_to_proto(router.explain(request.dataset_id))
+            return explanation_to_proto(await router.explain_at(dataset_id, as_of))
+        return explanation_to_proto(router.explain(dataset_id))
 
     async def SummarizeDatasets(
         self, request: residency_pb2.SummarizeDatasetsRequest, context
@@ -361,8 +361,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     ) -> residency_pb2.ListDecisionsResponse:
         router = _router(self._app)
         errors = FieldErrors()
-        if request.dataset_id:
-            _check_id(errors, "dataset_id", request.dataset_id)
+        dataset_id = _check_id(errors, "dataset_id", request.dataset_id) if request.dataset_id else ""
         check_length(errors, "caller", request.caller, MAX_CALLER)
         check_length(errors, "rule_id", request.rule_id, MAX_RULE_ID)
         outcome = OUTCOME_FROM_PROTO.get(request.outcome)
@@ -374,7 +373,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         check_length(errors, "page_token", request.page_token, 4096)
         size = _page_size(errors, request.page_size, DEFAULT_DECISION_PAGE)
         errors.raise_if_any()
-        query = DecisionQuery(request.dataset_id, request.caller, outcome, request.rule_id, start, end)
+        query = DecisionQuery(dataset_id, request.caller, outcome, request.rule_id, start, end)
         page = await router.search_decisions(query, size, request.page_token)
         response = residency_pb2.ListDecisionsResponse(next_page_token=page.next_token, complete=page.complete)
         for d in page.decisions:

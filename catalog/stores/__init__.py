@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from domicile.catalog.store import GraphStore
-from domicile.errors import invalid_field
+from domicile.errors import failed_precondition, invalid_field
 
 if TYPE_CHECKING:
     from domicile.config import Settings
@@ -32,8 +32,15 @@ async def open_store(uri: str, **options: Any) -> GraphStore:
 
         return await SQLiteGraphStore.open(uri, **options)
     if scheme in NEO4J_SCHEMES:
-        from domicile.catalog.stores.neo4j import Neo4jGraphStore
-
+        try:
+            from domicile.catalog.stores.neo4j import Neo4jGraphStore
+        except ImportError as exc:
+            if exc.name != "neo4j":
+                raise
+            raise failed_precondition(
+                f"store {uri}: the Neo4j store needs the Neo4j driver: pip install 'domicile[neo4j]'",
+                reason="NEO4J_DRIVER_MISSING",
+            ) from None
         return await Neo4jGraphStore.open(uri, **options)
     raise invalid_field("store", f"unsupported store URI scheme {scheme!r}; use sqlite:///PATH or bolt://HOST:PORT")
 

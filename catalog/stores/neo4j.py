@@ -98,7 +98,14 @@ from domicile.catalog.stores.neo4j_cypher import (
     version_visible,
 )
 from domicile.catalog.stores.neo4j_history import EXPORT_QUERIES, Importer, begin_import
-from domicile.catalog.stores.neo4j_schema import META_KEY, SCHEMA_STATEMENTS, ensure_meta
+from domicile.catalog.stores.neo4j_schema import (
+    META_KEY,
+    SCHEMA_STATEMENTS,
+    SCHEMA_VERSION,
+    ensure_meta,
+    migrate,
+    normalize_dataset_ids,
+)
 from domicile.errors import (
     DomicileError,
     ErrorCode,
@@ -184,7 +191,8 @@ class Neo4jGraphStore:
                 async with driver.session(database=database) as session:
                     for statement in (*SCHEMA_STATEMENTS, *ACCESS_SCHEMA_STATEMENTS):
                         await (await session.run(statement)).consume()
-                    await session.execute_write(ensure_meta)
+                    if await session.execute_write(ensure_meta) < SCHEMA_VERSION:
+                        await session.execute_write(migrate)
         except BaseException:
             await driver.close()
             raise
@@ -648,6 +656,8 @@ class Neo4jGraphStore:
             if batch:
                 importer.advance(await self._write(importer.load, batch), len(batch))
             await self._write(importer.finish)
+            # A history exported by an earlier release may hold ids written before they were normalised.
+            await self._write(normalize_dataset_ids)
         except BaseException:
             with contextlib.suppress(DomicileError):
                 await self._clear_catalog()

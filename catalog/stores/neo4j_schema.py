@@ -19,15 +19,25 @@ Times are integers, microseconds since the epoch, UTC (as in the history format)
   current while `end_time IS NULL`. The ids are copied onto the relationship so edge lists
   sort and page without touching the nodes.
 - `(:Run {job, run_id, run_region, transform, event_time, record_time, principal})`.
+
+Schema versions: 1 the first; 2 dataset ids in normal form (`normalize_dataset_ids`, run
+once when a version 1 catalog is opened).
 """
 
 from __future__ import annotations
 
+import json
+import logging
+
 from neo4j import AsyncManagedTransaction
 
+from domicile.catalog.dataset_ids import Renames, plan_renames
+from domicile.catalog.stores.neo4j_codec import canonical_json
 from domicile.errors import failed_precondition
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
 
 META_KEY = "catalog"
 
@@ -50,8 +60,9 @@ SCHEMA_STATEMENTS = (
 )
 
 
-async def ensure_meta(tx: AsyncManagedTransaction) -> None:
-    """Creates the meta node of a new catalog; refuses a catalog of a newer schema version.
+async def ensure_meta(tx: AsyncManagedTransaction) -> int:
+    """Creates the meta node of a new catalog; returns the catalog's schema version and
+    refuses a catalog of a newer one.
 
     MERGE on the uniquely constrained key makes concurrent first opens safe.
     """
@@ -69,3 +80,74 @@ async def ensure_meta(tx: AsyncManagedTransaction) -> None:
             f"understands ({SCHEMA_VERSION}); upgrade Domicile",
             reason="SCHEMA_TOO_NEW",
         )
+    return record["version"]
+
+
+async def migrate(tx: AsyncManagedTransaction) -> None:
+    """Bring a catalog of an older schema version to this one, in one write transaction
+    (which locks the meta node: a concurrent opener waits, then finds nothing to do)."""
+    result = await tx.run(
+        "MATCH (c:DomicileCatalog {key: $key}) SET c.write_lock = true RETURN c.schema_version AS version",
+        key=META_KEY,
+    )
+    version = (await result.single(strict=True))["version"]
+    if version < 2:
+        await normalize_dataset_ids(tx)
+    await (
+        await tx.run(
+            "MATCH (c:DomicileCatalog {key: $key}) SET c.schema_version = $version",
+            key=META_KEY,
+            version=SCHEMA_VERSION,
+        )
+    ).consume()
+
+
+async def normalize_dataset_ids(tx: AsyncManagedTransaction) -> Renames:
+    """Move every stored dataset id that follows the naming rules to its normal form
+    (`catalog.dataset_ids`): on its `Dataset` node, its versions (property and content) and
+    the `input` / `output` copies on its relationships. Ids that break the rules, and ids
+    whose normal form another dataset has, stay as they are (logged)."""
+    result = await tx.run("MATCH (d:Dataset) RETURN d.id AS id")
+    plan = plan_renames([record["id"] async for record in result])
+    renames = [{"old": old, "new": new} for old, new in plan.renames.items()]
+    if renames:
+        versions = await tx.run(
+            "UNWIND $olds AS old MATCH (v:DatasetVersion {id: old}) RETURN v.id AS id, v.revision AS revision, "
+            "v.body AS body",
+            olds=list(plan.renames),
+        )
+        rows = []
+        async for version in versions:
+            content = json.loads(version["body"])
+            content["id"] = plan.renames[version["id"]]
+            rows.append(
+                {
+                    "old": version["id"],
+                    "revision": version["revision"],
+                    "new": content["id"],
+                    "body": canonical_json(content),
+                }
+            )
+        await (
+            await tx.run(
+                "UNWIND $rows AS row MATCH (v:DatasetVersion {id: row.old, revision: row.revision}) "
+                "SET v.id = row.new, v.body = row.body",
+                rows=rows,
+            )
+        ).consume()
+        await (
+            await tx.run(
+                "UNWIND $renames AS r MATCH (d:Dataset {id: r.old}) SET d.id = r.new "
+                "WITH d, r CALL (d, r) { MATCH (d)-[e:DERIVED_FROM]->() SET e.output = r.new } "
+                "CALL (d, r) { MATCH ()-[e:DERIVED_FROM]->(d) SET e.input = r.new }",
+                renames=renames,
+            )
+        ).consume()
+        log.info("moved %d dataset id(s) to their normal form", len(renames))
+    for old, normal in plan.collisions:
+        log.warning(
+            "dataset id %r stays as it is: its normal form %r names another dataset too (see docs/catalog.md)",
+            old,
+            normal,
+        )
+    return plan

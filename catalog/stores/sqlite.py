@@ -90,7 +90,9 @@ from domicile.catalog.stores.sqlite_schema import (
     KIND_EDGE_ADDED,
     KIND_EDGE_ENDED,
     SCHEMA_VERSION,
+    encode_content,
     migrate,
+    normalize_dataset_ids,
     read_schema_version,
 )
 from domicile.errors import (
@@ -303,7 +305,7 @@ class SQLiteGraphStore:
         self, conn: sqlite3.Connection, content: dict[str, Any], expected_revision: int, principal: str
     ) -> Dataset:
         dataset_id = content["id"]
-        body = _encode(content)
+        body = encode_content(content)
         current = conn.execute(
             f"SELECT v.version, v.placeholder, {_DATASET_COLUMNS} FROM nodes n JOIN dataset_versions v"
             " ON v.node = n.node AND v.valid_to IS NULL WHERE n.id = ?",
@@ -520,7 +522,18 @@ class SQLiteGraphStore:
         if placeholders:
             first = _next_id(conn, "dataset_versions", "version")
             rows = [
-                (nodes[i], revision, now, 1, now, principal, "", "", "", _encode({**_PLACEHOLDER_CONTENT, "id": i}))
+                (
+                    nodes[i],
+                    revision,
+                    now,
+                    1,
+                    now,
+                    principal,
+                    "",
+                    "",
+                    "",
+                    encode_content({**_PLACEHOLDER_CONTENT, "id": i}),
+                )
                 for i in placeholders
             ]
             conn.executemany(
@@ -941,7 +954,7 @@ class _Importer:
                     conn,
                     nodes[dataset.id],
                     content,
-                    _encode(content),
+                    encode_content(content),
                     revision=record["revision"],
                     valid_from=record["valid_from"],
                     create_time=record["create_time"],
@@ -1005,6 +1018,8 @@ class _Importer:
                 f"history is inconsistent: edge {twice[0]!r} -> {twice[1]!r} ({twice[2]}) is current twice"
             )
         conn.execute("UPDATE store_meta SET value = ? WHERE key = 'last_time'", (self._last_time,))
+        # A history exported by an earlier release may hold ids written before they were normalised.
+        normalize_dataset_ids(conn)
         conn.execute("COMMIT")
 
     def abort(self) -> None:
@@ -1191,11 +1206,6 @@ def _translate(exc: sqlite3.Error, path: Path) -> DomicileError:
 
 
 # ---------------------------------------------------------------------- row helpers
-
-
-def _encode(content: dict[str, Any]) -> str:
-    """Canonical JSON: equal content gives an equal string (used for no-op detection)."""
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _dataset_from_row(row: Sequence[Any]) -> Dataset:

@@ -1,8 +1,9 @@
 """Schema of the SQLite GraphStore and its migrations.
 
-`MIGRATIONS[i]` takes a database from schema version i to i + 1; each runs in one
-transaction together with the `schema_version` update, so a crash mid-migration leaves the
-previous version intact. Append new migrations; never edit a released one.
+`MIGRATIONS[i]` takes a database from schema version i to i + 1 (a script, or a function of
+the connection); each runs in one transaction together with the `schema_version` update, so
+a crash mid-migration leaves the previous version intact. Append new migrations; never edit a
+released one.
 
 Tables (times are microseconds since the epoch, UTC):
 
@@ -27,7 +28,15 @@ Tables (times are microseconds since the epoch, UTC):
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from domicile.catalog.dataset_ids import Renames, plan_renames
+
+log = logging.getLogger(__name__)
 
 # Change kinds as stored in `changes.kind`; the numeric order is the order within a revision.
 KIND_DATASET_UPSERTED = 0
@@ -35,7 +44,39 @@ KIND_DATASET_DELETED = 1
 KIND_EDGE_ENDED = 2
 KIND_EDGE_ADDED = 3
 
-MIGRATIONS: list[str] = [
+
+def encode_content(content: dict[str, Any]) -> str:
+    """A dataset version's `body`: canonical JSON, so equal content gives an equal string
+    (used for no-op detection)."""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def normalize_dataset_ids(conn: sqlite3.Connection) -> Renames:
+    """Move every stored dataset id that follows the naming rules to its normal form
+    (`catalog.dataset_ids`), in `nodes` and in the content of its versions, inside the
+    caller's transaction. Ids that break the rules, and ids whose normal form another
+    dataset has, stay as they are (logged)."""
+    plan = plan_renames(dataset_id for (dataset_id,) in conn.execute("SELECT id FROM nodes"))
+    for old, new in plan.renames.items():
+        (node,) = conn.execute("SELECT node FROM nodes WHERE id = ?", (old,)).fetchone()
+        conn.execute("UPDATE nodes SET id = ? WHERE node = ?", (new, node))
+        versions = conn.execute("SELECT version, body FROM dataset_versions WHERE node = ?", (node,)).fetchall()
+        for version, body in versions:
+            content = json.loads(body)
+            content["id"] = new
+            conn.execute("UPDATE dataset_versions SET body = ? WHERE version = ?", (encode_content(content), version))
+    for old, normal in plan.collisions:
+        log.warning(
+            "dataset id %r stays as it is: its normal form %r names another dataset too (see docs/catalog.md)",
+            old,
+            normal,
+        )
+    if plan.renames:
+        log.info("moved %d dataset id(s) to their normal form", len(plan.renames))
+    return plan
+
+
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], object]] = [
     # 0 -> 1: initial schema.
     """
     CREATE TABLE revisions (
@@ -182,6 +223,8 @@ MIGRATIONS: list[str] = [
         time INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2 -> 3: dataset ids in normal form (catalog/dataset_ids.py).
+    normalize_dataset_ids,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -196,7 +239,9 @@ def read_schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def migrate(conn: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> tuple[int, int]:
+def migrate(
+    conn: sqlite3.Connection, migrations: list[str | Callable[[sqlite3.Connection], object]] = MIGRATIONS
+) -> tuple[int, int]:
     """Applies the pending `migrations` to `conn` (autocommit mode); returns (from, to).
 
     The caller has checked that the database is not newer than `len(migrations)`. Each
@@ -210,8 +255,12 @@ def migrate(conn: sqlite3.Connection, migrations: list[str] = MIGRATIONS) -> tup
             if read_schema_version(conn) > index:
                 conn.execute("ROLLBACK")
                 continue
-            for statement in _statements(migrations[index]):
-                conn.execute(statement)
+            migration = migrations[index]
+            if callable(migration):
+                migration(conn)
+            else:
+                for statement in _statements(migration):
+                    conn.execute(statement)
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             conn.execute("DELETE FROM schema_version")
             conn.execute("INSERT INTO schema_version (version) VALUES (?)", (index + 1,))

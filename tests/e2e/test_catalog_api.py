@@ -7,6 +7,7 @@ import contextlib
 
 import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
@@ -304,3 +305,45 @@ async def test_garbage_bytes_do_not_hurt_the_server(server, stub):
             await asyncio.wait_for(reader.read(1024), timeout=2)
         writer.close()
     assert (await upsert(stub, dataset())).id == EU
+
+
+async def test_reflection_v1_is_served_beside_v1alpha(channel):
+    """Tools that speak only grpc.reflection.v1 list and describe the services too; the
+    messages here are built from the v1 descriptor the server serves (v1alpha renamed)."""
+    pool = descriptor_pool.Default()
+    request_class = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionRequest")
+    )
+    response_class = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("grpc.reflection.v1.ServerReflectionResponse")
+    )
+    info = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=request_class.SerializeToString,
+        response_deserializer=response_class.FromString,
+    )
+    asked = [
+        request_class(list_services=""),
+        request_class(file_containing_symbol="domicile.v1.ResidencyService"),
+        request_class(file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+    ]
+    answers = [answer async for answer in info(iter(asked))]
+    names = {s.name for s in answers[0].list_services_response.service}
+    assert {
+        "domicile.v1.CatalogService",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= names
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(b)
+        for b in answers[1].file_descriptor_response.file_descriptor_proto
+    ]
+    assert "domicile/v1/residency.proto" in [f.name for f in files]
+    [v1] = [
+        descriptor_pb2.FileDescriptorProto.FromString(b)
+        for b in answers[2].file_descriptor_response.file_descriptor_proto
+    ]
+    assert (
+        v1.package == "grpc.reflection.v1"
+        and v1.service[0].method[0].input_type == ".grpc.reflection.v1.ServerReflectionRequest"
+    )

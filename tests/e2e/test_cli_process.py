@@ -159,3 +159,18 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+async def test_dataset_ids_are_checked_and_normalised(run):
+    result = await run("dataset", "put", "not a dataset")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: INVALID_ARGUMENT: invalid dataset",
+        "  dataset.id: must not contain whitespace (write a space as %20)",
+    ]
+    result = await run("dataset", "put", "s3://bank-eu-lake/loans/")
+    assert result.returncode == 2 and "dataset.id: must not end with '/'" in result.stderr
+    result = await run("--json", "dataset", "put", "S3://Bank-EU-Lake/Loans")
+    assert result.returncode == 0 and json.loads(result.stdout)["dataset"]["id"] == "s3://bank-eu-lake/Loans"
+    result = await run("dataset", "get", "S3://BANK-EU-LAKE/Loans", "--json")
+    assert json.loads(result.stdout)["dataset"]["id"] == "s3://bank-eu-lake/Loans"

@@ -9,9 +9,9 @@ import uuid
 from datetime import UTC, datetime
 
 import aiohttp
-import attr
 import grpc
 import pytest
+import requests
 from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import (
     InputDataset,
@@ -22,8 +22,6 @@ from openlineage.client.event_v2 import (
     RunState,
 )
 from openlineage.client.facet_v2 import (
-    DatasetFacet,
-    RunFacet,
     schema_dataset,
     tags_dataset,
 )
@@ -35,6 +33,7 @@ from openlineage.client.transport.http import (
 )
 
 from domicile.config import load_settings
+from domicile.openlineage import RESIDENCY, ResidencyDatasetFacet, ResidencyRunFacet
 from domicile.security.dev_credentials import dev_paths, mint_dev_token
 from domicile.server import create_server
 from domicile.v1 import catalog_pb2, catalog_pb2_grpc, lineage_pb2, lineage_pb2_grpc
@@ -44,31 +43,6 @@ from tests.e2e.conftest import insecure_settings
 sqlite_only = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 PRODUCER = "https://github.com/example/bank-pipelines"
-
-
-@attr.define
-class ResidencyDatasetFacet(DatasetFacet):
-    """Domicile's custom dataset facet (lineage/schemas/residency-facet.json)."""
-
-    region: str | None = attr.field(default=None)
-    origins: list[str] = attr.field(factory=list)
-    classifications: list[str] = attr.field(factory=list)
-
-    @staticmethod
-    def _get_schema() -> str:
-        return "https://domicile.dev/spec/facets/1-0-0/ResidencyDatasetFacet.json#/$defs/ResidencyDatasetFacet"
-
-
-@attr.define
-class ResidencyRunFacet(RunFacet):
-    """Domicile's custom run facet (lineage/schemas/residency-run-facet.json)."""
-
-    region: str | None = attr.field(default=None)
-    transform: str | None = attr.field(default=None)
-
-    @staticmethod
-    def _get_schema() -> str:
-        return "https://domicile.dev/spec/facets/1-0-0/ResidencyRunFacet.json#/$defs/ResidencyRunFacet"
 
 
 def ol_client(server, *, compression: HttpCompression | None = None) -> OpenLineageClient:
@@ -146,14 +120,14 @@ async def test_openlineage_client_event_records_lineage_and_dataset_attributes(s
                     schema_dataset.SchemaDatasetFacetFields(name="country", type="STRING"),
                 ]
             ),
-            "residency": ResidencyDatasetFacet(region="aws:eu-central-1", origins=["DE", "FR"]),
+            RESIDENCY: ResidencyDatasetFacet(region="aws:eu-central-1", origins=["DE", "FR"]),
         },
     )
     payments = InputDataset(
         "s3://bank-in",
         "card-payments",
         facets={
-            "residency": ResidencyDatasetFacet(
+            RESIDENCY: ResidencyDatasetFacet(
                 region="aws:ap-south-1", origins=["IN"], classifications=["FINANCIAL.PAYMENT"]
             ),
         },
@@ -162,7 +136,7 @@ async def test_openlineage_client_event_records_lineage_and_dataset_attributes(s
     event = run_event(
         inputs=[customers, payments],
         outputs=[rollup],
-        run_facets={"residency": ResidencyRunFacet(region="aws:eu-west-1", transform="aggregate")},
+        run_facets={RESIDENCY: ResidencyRunFacet(region="aws:eu-west-1", transform="aggregate")},
     )
     await emit(ol_client(server), event)
 
@@ -221,7 +195,7 @@ async def test_event_facets_add_to_what_the_catalog_holds(server, catalog):
                     tags_dataset.TagsDatasetFacetFields(key="classification", value="PII.BIOMETRIC", field="email"),
                 ]
             ),
-            "residency": ResidencyDatasetFacet(region="aws:eu-central-1", origins=["DE"]),
+            RESIDENCY: ResidencyDatasetFacet(region="aws:eu-central-1", origins=["DE"]),
         },
     )
     await emit(ol_client(server), run_event(inputs=[dataset], outputs=[OutputDataset("s3://bank-eu", "out")]))
@@ -245,7 +219,7 @@ async def test_event_facets_add_to_what_the_catalog_holds(server, catalog):
 @sqlite_only
 async def test_redelivered_event_changes_nothing(server):
     event = run_event(
-        inputs=[InputDataset("s3://r", "in", facets={"residency": ResidencyDatasetFacet(region="aws:eu-west-1")})],
+        inputs=[InputDataset("s3://r", "in", facets={RESIDENCY: ResidencyDatasetFacet(region="aws:eu-west-1")})],
         outputs=[OutputDataset("s3://r", "out")],
     )
     client = ol_client(server)
@@ -336,6 +310,30 @@ async def test_malformed_event_is_refused_with_400_and_changes_nothing(server, c
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
+@sqlite_only
+async def test_dataset_ids_follow_the_naming_rules_in_normal_form(server, catalog):
+    event = {
+        "eventType": "COMPLETE",
+        "eventTime": "2026-11-30T10:00:00Z",
+        "producer": PRODUCER,
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": str(uuid.uuid4())},
+        "job": {"namespace": "airflow-eu", "name": "copy"},
+        "inputs": [{"namespace": "S3://Bank-EU-Lake", "name": "Customers%7e"}],
+        "outputs": [{"namespace": "s3://bank-eu-lake", "name": "events "}],
+    }
+    status, body = await post(server, json.dumps(event))
+    assert status == 400
+    assert [(v["field"], "whitespace" in v["description"]) for v in body["error"]["field_violations"]] == [
+        ("outputs[0] (id s3://bank-eu-lake/events )", True)
+    ], body
+    event["outputs"] = [{"namespace": "s3://bank-eu-lake", "name": "copy"}]
+    status, body = await post(server, json.dumps(event))
+    assert status == 200, body
+    assert (await get(catalog, "s3://bank-eu-lake/Customers~")).placeholder
+    assert (await get(catalog, "S3://BANK-EU-LAKE/Customers%7E")).id == "s3://bank-eu-lake/Customers~"
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "field"),
     [
@@ -354,14 +352,20 @@ async def test_bodies_that_are_not_events(server, body, content_type, status, fi
 
 
 @sqlite_only
-async def test_client_sees_the_refusal(server):
+async def test_the_client_shows_why_an_event_was_refused(server):
+    """The client reports a refusal as `400 Client Error: <reason phrase> for url`: the reason
+    phrase names the field and the problem."""
     event = run_event(
-        inputs=[InputDataset("s3://x", "in", facets={"residency": ResidencyDatasetFacet(origins=["Germany"])})],
-        outputs=[OutputDataset("s3://x", "out")],
+        inputs=[InputDataset("s3://x", "in", facets={RESIDENCY: ResidencyDatasetFacet(origins=["DE"])})],
+        outputs=[OutputDataset("s3://x", "out "), OutputDataset("s3://x", "fine")],
     )
-    with pytest.raises(Exception) as info:
+    with pytest.raises(requests.HTTPError) as info:
         await emit(ol_client(server), event)
-    assert "400" in str(info.value)
+    shown = str(info.value)
+    assert shown.startswith("400 Client Error: malformed OpenLineage event (outputs[0] (id s3://x/out ): ")
+    assert "must not contain whitespace (write a space as %20)" in shown and shown.endswith("/api/v1/lineage")
+    body = info.value.response.json()  # the JSON body holds the same, structured
+    assert body["error"]["field_violations"][0]["field"] == "outputs[0] (id s3://x/out )"
 
 
 async def test_namespace_map_sets_locations(tmp_path):
@@ -414,7 +418,7 @@ async def test_secured_endpoint_records_the_token_subject_as_principal(tmp_path)
             )
         )
         event = run_event(
-            inputs=[InputDataset("s3://p", "in", facets={"residency": ResidencyDatasetFacet(region="aws:eu-west-1")})],
+            inputs=[InputDataset("s3://p", "in", facets={RESIDENCY: ResidencyDatasetFacet(region="aws:eu-west-1")})],
             outputs=[OutputDataset("s3://p", "out")],
         )
         await emit(OpenLineageClient(transport=transport), event)

@@ -699,3 +699,19 @@ def test_impact_with_attributes_that_change_under_the_candidate() -> None:
             assert store.added_regions == () and store.removed_regions == ALL and store.new_violations == ()
         else:
             assert store.added_regions == ALL and store.removed_regions == ()
+
+
+def test_exemption_patterns_match_ids_in_normal_form() -> None:
+    """Patterns follow the rules of dataset ids: forms the rules call equal are equal."""
+    policy = compile_text(
+        EXEMPTIONS.replace('dataset: "s3://eu/customers"', 'dataset: "S3://EU/customers"').replace(
+            'dataset: "s3://eu/fraud-*"', 'dataset: "S3://Eu/fraud-%2A*"'
+        )
+    )
+    assert (
+        decide(policy, attrs("s3://eu/customers", **PII_DE), PROCESS, "aws:us-east-1", now=NOW).outcome is Outcome.ALLOW
+    )
+    assert (
+        decide(policy, attrs("s3://eu/fraud-%2A1", **PII_DE), STORE, "aws:us-east-1", now=NOW).outcome is Outcome.ALLOW
+    )
+    assert decide(policy, attrs("s3://eu/fraud-1", **PII_DE), STORE, "aws:us-east-1", now=NOW).outcome is Outcome.DENY

@@ -431,9 +431,9 @@ def test_duplicate_ids() -> None:
               - {transform: anonymize, removes: [PII], jobs: []}
               - {transform: anonymize, removes: [PII.CONTACT], jobs: []}
             exemptions:
-              - {id: EX, dataset: a, operation: store, regions: [DE], expires: "2030-01-01T00:00:00Z", approved_by: me}
-              - {id: EX, dataset: b, operation: store, regions: [DE], expires: "2030-01-01T00:00:00Z", approved_by: me}
-              - {id: r, dataset: c, operation: store, regions: [DE], expires: "2030-01-01T00:00:00Z", approved_by: me}
+              - {id: EX, dataset: "s3://b/a", operation: store, regions: [DE], expires: "2030-01-01T00:00:00Z", approved_by: me}
+              - {id: EX, dataset: "s3://b/b", operation: store, regions: [DE], expires: "2030-01-01T00:00:00Z", approved_by: me}
+              - {id: r, dataset: "s3://b/c", operation: store, regions: [DE], expires: "2030-01-01T00:00:00Z", approved_by: me}
             tests:
               - {name: t, dataset: {}, operation: store, region: "aws:us-east-1", want: allow}
               - {name: t, dataset: {}, operation: store, region: "aws:us-east-1", want: allow}
@@ -625,3 +625,22 @@ def test_a_declassifier_granted_to_every_job_is_a_warning() -> None:
     assert [(w.line, w.path) for w in warnings] == [(6, "declassifiers[1].jobs[1]"), (7, "declassifiers[2].jobs[0]")]
     assert "grants transform 'aggregate' to every job" in warnings[0].message
     assert policy_warnings(load_policy((EXAMPLES / "policy.yaml").read_text())) == []
+
+
+def test_exemption_datasets_follow_the_rules_of_dataset_ids() -> None:
+    exemption = """\
+exemptions:
+  - {id: EX, dataset: DATASET, operation: store, regions: [DE], expires: "2030-01-01T00:00:00Z", approved_by: me}
+"""
+    for good in ('"S3://Bank-EU/customers"', '"s3://bank-eu/customers-*"', '"*"'):
+        load_policy(policy_text(exemption.replace("DATASET", good)))
+    for bad, problem in (
+        ('"s3://bank eu/customers"', "must not contain whitespace"),
+        ('"customers"', "is not an OpenLineage dataset id NAMESPACE/NAME"),
+        ('"s3://bank-eu/customers-*/"', "must not end with '/'"),
+    ):
+        error = only_error(policy_text(exemption.replace("DATASET", bad)))
+        assert error.path == "exemptions[0].dataset" and "can match no dataset id" in error.message
+        assert problem in error.message, error.message
+    # A policy the previous release recorded keeps loading (its pattern matches nothing valid).
+    load_policy(policy_text(exemption.replace("DATASET", '"customers"')), legacy=True)

@@ -1,0 +1,110 @@
+"""Dataset ids over the real API, on every backend: writes need ids that follow the
+OpenLineage naming rules and store them in normal form; reads, decisions and lineage find a
+dataset under any form the rules call equal; exemptions match by the same rules."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from domicile.catalog.model import Dataset
+from domicile.v1 import catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
+from tests.e2e.residency_harness import EXAMPLE_POLICY, FRANKFURT, US, expect_error
+
+WRITTEN = "S3://Bank-EU-Lake/Customers%7e"
+NORMAL = "s3://bank-eu-lake/Customers~"
+
+
+async def test_writes_store_the_normal_form_and_reads_find_every_equal_form(residency):
+    stored = await residency.put(WRITTEN, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    assert stored.id == NORMAL
+    for form in (WRITTEN, NORMAL, "s3://BANK-eu-lake/Customers%7E"):
+        got = await residency.catalog.GetDataset(catalog_pb2.GetDatasetRequest(id=form))
+        assert got.dataset.id == NORMAL and got.dataset.revision == stored.revision
+        decision = await residency.decide(form, US)
+        assert decision.dataset_id == NORMAL and decision.outcome == residency_pb2.OUTCOME_DENY
+        assert "UNKNOWN_DATASET" not in [r.code for r in decision.reasons]
+    # Writing it again under another equal form updates the same dataset.
+    again = await residency.put("s3://BANK-EU-LAKE/Customers~", classifications=["PII.CONTACT"], origins=["FR"])
+    assert again.id == NORMAL and again.revision > stored.revision
+    listed = await residency.catalog.ListDatasets(catalog_pb2.ListDatasetsRequest(query="customers"))
+    assert [d.id for d in listed.datasets] == [NORMAL]
+
+
+@pytest.mark.parametrize(
+    ("dataset_id", "problem"),
+    [
+        ("not a dataset", "must not contain whitespace"),
+        ("s3://bank eu/x", "must not contain whitespace"),
+        ("customers", "is not an OpenLineage dataset id NAMESPACE/NAME"),
+        ("s3://bank-eu-lake/customers/", "must not end with '/'"),
+        ("s3://bank-eu-lake/100%", "a '%' must start an escape"),
+    ],
+)
+async def test_ids_that_break_the_naming_rules_are_field_violations(residency, dataset_id, problem):
+    details = await expect_error(
+        residency.catalog.UpsertDataset(
+            catalog_pb2.UpsertDatasetRequest(dataset=catalog_pb2.Dataset(id=dataset_id, owner="o"))
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, d in details["field_violations"] if problem in d] == ["dataset.id"]
+    details = await expect_error(
+        residency.lineage.RecordLineage(
+            lineage_pb2.RecordLineageRequest(job="airflow/j", run_id="r", inputs=["s3://ok/in"], outputs=[dataset_id])
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert [f for f, d in details["field_violations"] if problem in d] == ["outputs[0]"]
+    # A read of such an id is no error: nothing was ever stored under it.
+    decision = await residency.decide(dataset_id, US)
+    assert [r.code for r in decision.reasons] == ["UNKNOWN_DATASET"]
+
+
+async def test_lineage_is_recorded_and_read_in_normal_form(residency):
+    await residency.put(NORMAL, classifications=["PII.CONTACT"], origins=["DE"])
+    await residency.lineage.RecordLineage(
+        lineage_pb2.RecordLineageRequest(
+            job="airflow/copy", run_id="r1", inputs=[WRITTEN], outputs=["S3://Bank-EU-Lake/copy"]
+        )
+    )
+    lineage = await residency.lineage.GetLineage(
+        lineage_pb2.GetLineageRequest(dataset_id="S3://BANK-EU-LAKE/copy", direction=lineage_pb2.DIRECTION_UPSTREAM)
+    )
+    assert {(e.input, e.output) for e in lineage.edges} == {(NORMAL, "s3://bank-eu-lake/copy")}
+    explained = await residency.residency.Explain(residency_pb2.ExplainRequest(dataset_id="S3://Bank-EU-Lake/copy"))
+    assert [c.value for c in explained.classifications] == ["PII.CONTACT"]
+
+
+async def test_exemptions_match_and_are_checked_by_the_same_rules(residency):
+    await residency.put(NORMAL, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    policy = EXAMPLE_POLICY.read_text("utf-8").replace('version: "2026.12.1"', 'version: "2026.12.9"')
+    exempted = policy.replace('dataset: "s3://bank-eu/customers"', f'dataset: "{WRITTEN}"')
+    assert exempted != policy
+    answer = await residency.policy.SetPolicy(policy_pb2.SetPolicyRequest(policy_yaml=exempted))
+    assert not answer.errors, answer.errors
+    decision = await residency.decide(NORMAL, US, residency_pb2.OPERATION_PROCESS)
+    assert decision.outcome == residency_pb2.OUTCOME_ALLOW
+    assert [r.code for r in decision.reasons] == ["EXEMPTION_APPLIED"]
+
+    broken = policy.replace('version: "2026.12.9"', 'version: "2026.12.10"').replace(
+        'dataset: "s3://bank-eu/customers"', 'dataset: "s3://bank eu/customers"'
+    )
+    answer = await residency.policy.SetPolicy(policy_pb2.SetPolicyRequest(policy_yaml=broken))
+    assert [(e.path, "can match no dataset id" in e.message) for e in answer.errors] == [
+        ("exemptions[0].dataset", True)
+    ]
+
+
+async def test_both_forms_stored_by_an_earlier_release_stay_reachable(residency):
+    """Two datasets whose ids differ only in a way the rules call equal (written before the
+    rules; the migration leaves them alone): each is read and deleted by its exact id."""
+    await residency.app.store.upsert_dataset(Dataset.create(WRITTEN, owner="legacy"), principal="old")
+    await residency.put(NORMAL, owner="current")
+    got = await residency.catalog.GetDataset(catalog_pb2.GetDatasetRequest(id=WRITTEN))
+    assert (got.dataset.id, got.dataset.owner) == (WRITTEN, "legacy")
+    got = await residency.catalog.GetDataset(catalog_pb2.GetDatasetRequest(id="S3://BANK-EU-LAKE/Customers~"))
+    assert (got.dataset.id, got.dataset.owner) == (NORMAL, "current")  # not stored as written: the normal form
+    await residency.catalog.DeleteDataset(catalog_pb2.DeleteDatasetRequest(id=WRITTEN))
+    assert await residency.app.store.get_dataset(WRITTEN) is None
+    assert (await residency.app.store.get_dataset(NORMAL)).owner == "current"
