@@ -81,8 +81,8 @@ def free_port() -> int:
 
 @pytest.fixture
 def clone(tmp_path) -> Path:
-    """The tracked files as a fresh clone has them, with this checkout's virtualenv (so no
-    install is needed; make is told not to rebuild its stamp)."""
+    """The tracked files as a fresh clone has them, with this checkout's virtualenv and built
+    console (make is told not to rebuild them: `make test` has)."""
     target = tmp_path / "domicile"
     names = subprocess.run(
         ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -103,9 +103,19 @@ def test_the_walkthrough_works_from_outside_the_repository(clone, tmp_path):
     outside.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOMICILE_", "XDG_", "VIRTUAL_ENV"))}
     env["HOME"] = str(home)
-    port, http_port = free_port(), free_port()
+    port, http_port, console_port = free_port(), free_port(), free_port()
     server = subprocess.Popen(
-        ["make", "-o", ".venv/.installed", "run", f"RUN_PORT={port}", f"RUN_HTTP={http_port}"],
+        [
+            "make",
+            "-o",
+            ".venv/.installed",
+            "-o",
+            "domicile/console/static/index.html",
+            "run",
+            f"RUN_PORT={port}",
+            f"RUN_HTTP={http_port}",
+            f"RUN_CONSOLE={console_port}",
+        ],
         cwd=clone,
         env=env,
         stdout=subprocess.PIPE,
