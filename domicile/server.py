@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +19,6 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from domicile import http_server
 from domicile.access.service import AccessServicer
 from domicile.access.tracking import AccessTracking
 from domicile.app import App
@@ -30,11 +27,12 @@ from domicile.catalog.service import CatalogServicer
 from domicile.catalog.store import GraphStore
 from domicile.catalog.stores import open_configured_store
 from domicile.catalog.stores.sqlite import path_from_uri
-from domicile.config import Settings, split_host_port
+from domicile.config import Settings
 from domicile.grpc_errors import ErrorMappingInterceptor, RequestParsingInterceptor
 from domicile.health import SERVICE_NAMES, ServiceHealth
 from domicile.http_server import HTTPServer
 from domicile.lineage.service import LineageServicer
+from domicile.listening import add_grpc_port, serve_http
 from domicile.loadshed import LoadShedder, PrincipalLoadShedding, ServerLoadShedding
 from domicile.ops import OpsEndpoints
 from domicile.private_files import make_private_directory, warn_if_not_private
@@ -196,19 +194,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         enable_reflection((*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
-        # Checked first: gRPC's own refusal is a log line and "Failed to bind to address".
-        problem = _bind_problem(settings.listen)
-        if problem is not None:
-            raise ListenError("gRPC", settings.listen, problem)
-        try:
-            if security.server_credentials is None:
-                port = server.add_insecure_port(settings.listen)
-            else:
-                port = server.add_secure_port(settings.listen, security.server_credentials)
-        except RuntimeError:
-            port = 0
-        if port == 0:  # taken between the check and the bind
-            raise ListenError("gRPC", settings.listen, "address in use or not available")
+        port = add_grpc_port(server, "gRPC", settings.listen, security.server_credentials)
         await server.start()
         issuer_keys = security.issuer_keys
         service_health = ServiceHealth(
@@ -283,9 +269,7 @@ async def _start_health(servicer: health.aio.HealthServicer, settings: Settings)
     port), for probes that cannot present client certificates."""
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port(settings.health_listen)
-    if port == 0:
-        raise OSError(f"cannot listen on {settings.health_listen}: address in use or not available")
+    port = add_grpc_port(server, "gRPC health", settings.health_listen, None)
     await server.start()
     log.info("serving gRPC health (plaintext) on %s (port %d)", settings.health_listen, port)
     return server, port
@@ -302,35 +286,7 @@ async def _listen(
     http_app: web.Application, address: str, ssl_context: ssl.SSLContext | None, what: str, settings: Settings
 ) -> HTTPServer:
     """Serve `http_app` behind the connection limits of the `http` settings."""
-    try:
-        return await http_server.serve(http_app, address, settings.http, ssl_context, what)
-    except OSError as exc:
-        raise ListenError(what, address, os.strerror(exc.errno).lower() if exc.errno else str(exc)) from None
-
-
-class ListenError(OSError):
-    """An address the server cannot listen on; the message is one line naming it."""
-
-    def __init__(self, what: str, address: str, problem: str) -> None:
-        super().__init__(f"cannot listen on {address} ({what}): {problem}")
-
-
-def _bind_problem(address: str) -> str | None:
-    """Why `address` cannot be bound (as the operating system says it), or None when it can
-    (at this moment). Binds as gRPC does, with SO_REUSEADDR."""
-    host, port = split_host_port(address)
-    try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        return f"cannot resolve {host!r}: {exc.strerror}"
-    for family, kind, proto, _, sockaddr in infos:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(sockaddr)
-            except OSError as exc:
-                return os.strerror(exc.errno).lower() if exc.errno else str(exc)
-    return None
+    return await serve_http(http_app, address, settings.http, ssl_context, what)
 
 
 def _private_paths(settings: Settings) -> list[Path]:

@@ -12,7 +12,8 @@ from domicile.console.oidc import OidcSignIn
 from domicile.console.sessions import SessionStore
 from domicile.console.web import DEFAULT_ASSETS, Console, create_console_app, origin_of
 from domicile.errors import failed_precondition
-from domicile.http_server import HTTPServer, serve
+from domicile.http_server import HTTPServer
+from domicile.listening import serve_http
 from domicile.security import Security
 from domicile.security.oidc import IssuerKeys
 from domicile.security.scopes import ALL_SCOPES
@@ -62,7 +63,7 @@ async def start_console(app: App, security: Security, servicers: dict[str, Any])
         link_verifier=security.console_link_verifier,
         assets=settings.console.assets_dir or DEFAULT_ASSETS,
     )
-    server = await serve(
+    server = await serve_http(
         create_console_app(
             console,
             max_body_bytes=settings.max_message_bytes,
@@ -71,7 +72,7 @@ async def start_console(app: App, security: Security, servicers: dict[str, Any])
         settings.console.listen,
         settings.http,
         tls,
-        "the console",
+        "console",
     )
     bound = server.port
     shown_host = f"[{host}]" if ":" in host else host

@@ -118,28 +118,28 @@ def _taken_port() -> socket.socket:
     return listener
 
 
-@pytest.mark.parametrize("which", ["grpc", "http"])
+@pytest.mark.parametrize("which", ["gRPC", "HTTP", "console"])
 async def test_an_address_in_use_is_one_line_naming_it(tmp_path, which):
     with _taken_port() as taken:
         port = taken.getsockname()[1]
-        free = _free_port()
-        listen, http_listen = (f"127.0.0.1:{port}", f"127.0.0.1:{free}")
-        if which == "http":
-            listen, http_listen = http_listen, listen
+        addresses = {name: f"127.0.0.1:{_free_port()}" for name in ("gRPC", "HTTP", "console")}
+        addresses[which] = f"127.0.0.1:{port}"
         result = await asyncio.to_thread(
             subprocess.run,
             [
                 DOMICILE,
                 "serve",
-                "--insecure",
+                "--dev",
                 "--store",
                 f"sqlite:///{tmp_path / 'c.db'}",
                 "--data-dir",
                 str(tmp_path / "data"),
                 "--listen",
-                listen,
+                addresses["gRPC"],
                 "--http-listen",
-                http_listen,
+                addresses["HTTP"],
+                "--console-listen",
+                addresses["console"],
                 "--log-level",
                 "ERROR",
             ],
@@ -150,9 +150,10 @@ async def test_an_address_in_use_is_one_line_naming_it(tmp_path, which):
             timeout=120,
             check=False,
         )
-    what = "gRPC" if which == "grpc" else "HTTP"
     assert result.returncode == 1
-    assert result.stderr == f"error: cannot start: cannot listen on 127.0.0.1:{port} ({what}): address already in use\n"
+    assert (
+        result.stderr == f"error: cannot start: cannot listen on 127.0.0.1:{port} ({which}): address already in use\n"
+    )
 
 
 def _free_port() -> int:
