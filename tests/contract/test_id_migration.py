@@ -16,6 +16,7 @@ from domicile.catalog.model import Dataset, Direction, EdgeKey, Run
 from domicile.catalog.store import GraphStore
 from domicile.catalog.stores.neo4j import Neo4jGraphStore
 from domicile.catalog.stores.sqlite import SQLiteGraphStore
+from domicile.catalog.stores.sqlite_schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 
 CUSTOMERS = "S3://Bank-EU-Lake/customers"  # as the previous release let it be stored
 COPY = "S3://Bank-EU-Lake/copy"
@@ -43,7 +44,7 @@ async def write_as_the_previous_release(store: GraphStore, clock) -> datetime:
 
 @pytest.fixture(params=["sqlite", pytest.param("neo4j", marks=pytest.mark.neo4j)])
 async def previous_release(request, tmp_path, clock) -> AsyncIterator[tuple[GraphStore, datetime, int]]:
-    """A catalog as the previous release wrote it (schema version 1), opened by this one:
+    """A catalog as the previous release wrote it (the schema version before), opened by this one:
     (the store, a time at which CUSTOMERS existed, the catalog revision)."""
     if request.param == "sqlite":
         uri = f"sqlite:///{tmp_path / 'previous.db'}"
@@ -52,7 +53,8 @@ async def previous_release(request, tmp_path, clock) -> AsyncIterator[tuple[Grap
         revision = await store.revision()
         await store.close()
         with sqlite3.connect(tmp_path / "previous.db") as conn:
-            conn.execute("UPDATE schema_version SET version = 1")
+            # The previous release's schema: the one before the ids were normalised.
+            conn.execute("UPDATE schema_version SET version = ?", (SQLITE_SCHEMA_VERSION - 1,))
         reopened: GraphStore = await SQLiteGraphStore.open(uri)
     else:
         import neo4j
