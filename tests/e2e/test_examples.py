@@ -132,6 +132,8 @@ async def test_domicile_yaml_starts_a_server(tmp_path):
     provider, SQLite for the Neo4j cluster): TLS, mTLS and JWT as configured."""
     ensure_dev_credentials(tmp_path)
     paths = dev_paths(tmp_path)
+    secret = tmp_path / "siem.secret"
+    secret.write_text("a shared secret of the SIEM's webhook\n")
     text = (EXAMPLES / "domicile.yaml").read_text("utf-8")
     for old, new in (
         ("/etc/domicile/tls/server.pem", paths.server_cert),
@@ -139,6 +141,7 @@ async def test_domicile_yaml_starts_a_server(tmp_path):
         ("/etc/domicile/tls/clients-ca.pem", paths.ca_cert),
         ("/etc/domicile/auth/jwks.json", paths.jwks),
         ("/etc/domicile/policy.yaml", EXAMPLES / "policy.yaml"),
+        ("/etc/domicile/webhooks/siem.secret", secret),
         ("/var/lib/domicile", tmp_path / "data"),
     ):
         assert old in text
