@@ -153,6 +153,8 @@ async def test_domicile_yaml_starts_a_server(tmp_path):
         store=f"sqlite:///{tmp_path / 'catalog.db'}",
         listen="127.0.0.1:0",
         http_listen="127.0.0.1:0",
+        ops_listen="127.0.0.1:0",
+        health_listen="127.0.0.1:0",
         console={"listen": ""},
     )
     assert settings.console.public_url == "https://domicile.bank.example"  # the rest of the section kept
