@@ -277,7 +277,9 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def load_policy(text: str, registry: RegionRegistry | None = None, *, legacy: bool = False) -> LoadedPolicy:
+def load_policy(
+    text: str, registry: RegionRegistry | None = None, *, legacy: bool = False, recorded: bool = False
+) -> LoadedPolicy:
     """Parses and validates a policy document.
 
     `registry` (default: the builtin one) is what region ids and country tokens resolve
@@ -289,6 +291,10 @@ def load_policy(text: str, registry: RegionRegistry | None = None, *, legacy: bo
     it keeps the meaning it had (a declassifier without `jobs` grants every job, and
     `defaults.undescribed_outputs` unset means `deny`), so its decisions replay unchanged. A
     policy set now is loaded without it, and must state `jobs` on every declassifier.
+
+    `recorded` is for a text the policy history holds (`legacy` implies it): checks added
+    since it was recorded are not applied, so it keeps loading (an exemption whose dataset
+    pattern breaks the rules of dataset ids matches no id). A policy set now gets them all.
     """
     if len(text) > MAX_POLICY_BYTES or len(text.encode("utf-8")) > MAX_POLICY_BYTES:
         raise PolicyInvalid([PolicyError(1, 1, "", f"the policy is larger than {MAX_POLICY_BYTES} bytes")])
@@ -307,7 +313,7 @@ def load_policy(text: str, registry: RegionRegistry | None = None, *, legacy: bo
     check_deadline(deadline)
     # The meaning is checked on every part that is well-typed on its own, so one misspelt
     # key does not hide the unknown group three rules further down.
-    checker = _SemanticChecker(_Parts.salvage(data), base, positions, legacy=legacy)
+    checker = _SemanticChecker(_Parts.salvage(data), base, positions, legacy=legacy, recorded=recorded or legacy)
     checker.check()
     errors.extend(checker.errors)
     check_deadline(deadline)
@@ -610,10 +616,17 @@ class _SemanticChecker:
     """Checks what the schema cannot: every token resolves, ids are unique, labels well formed."""
 
     def __init__(
-        self, parts: _Parts, base: RegionRegistry, positions: Mapping[Path, tuple[int, int]], *, legacy: bool
+        self,
+        parts: _Parts,
+        base: RegionRegistry,
+        positions: Mapping[Path, tuple[int, int]],
+        *,
+        legacy: bool,
+        recorded: bool,
     ) -> None:
         self.parts = parts
         self.legacy = legacy
+        self.recorded = recorded
         self.base = base
         self.positions = positions
         self.errors: list[PolicyError] = []
@@ -775,9 +788,9 @@ class _SemanticChecker:
                 self.error((*path, "id"), f"exemption id {exemption.id!r} is also a rule id")
             seen.add(exemption.id)
             self._location_tokens(exemption.regions, (*path, "regions"))
-            # Checked by the rules of dataset ids, which the previous release did not have:
-            # what it recorded keeps loading (its patterns are normalised when compiled).
-            if not self.legacy:
+            # By the rules of dataset ids, which earlier releases did not have: what they
+            # recorded keeps loading (its patterns are normalised when compiled).
+            if not self.recorded:
                 for problem in pattern_problems(exemption.dataset):
                     self.error((*path, "dataset"), f"{exemption.dataset!r} can match no dataset id: it {problem}")
 

@@ -76,10 +76,10 @@ class PolicyCompiler:
         self._lock = asyncio.Lock()
 
     async def __call__(
-        self, text: str, *, legacy: bool = False
+        self, text: str, *, legacy: bool = False, recorded: bool = False
     ) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:
         async with self._lock:
-            return await asyncio.to_thread(compile_text, text, legacy=legacy)
+            return await asyncio.to_thread(compile_text, text, legacy=legacy, recorded=recorded)
 
 
 class PolicyAdministration:
@@ -184,12 +184,15 @@ class PolicyAdministration:
         return PolicyImpact(candidate.version, tuple(changes))
 
 
-def compile_text(text: str, *, legacy: bool = False) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:
-    """`text` compiled, or its errors; `legacy` for a version the policy history recorded
-    before declassifiers named their jobs (see `router.policy.load_policy`)."""
+def compile_text(
+    text: str, *, legacy: bool = False, recorded: bool = False
+) -> tuple[CompiledPolicy | None, tuple[PolicyError, ...]]:
+    """`text` compiled, or its errors; `recorded` for a text the policy history holds, `legacy`
+    for a version it recorded before declassifiers named their jobs (see
+    `router.policy.load_policy`)."""
     with span("policy.compile", {"domicile.policy.bytes": len(text)}) as current:
         try:
-            policy = compile_policy(load_policy(text, legacy=legacy))
+            policy = compile_policy(load_policy(text, legacy=legacy, recorded=recorded))
         except PolicyInvalid as exc:
             current.set_attribute("domicile.policy.errors", len(exc.errors))
             return None, tuple(exc.errors)
@@ -210,9 +213,10 @@ async def initial_policy(policy_file: Path | None, history: PolicyHistory) -> Co
         source, text = (
             ("the policy history", latest.yaml) if latest is not None else ("the builtin default", DEFAULT_POLICY_YAML)
         )
-    # A text the history recorded before declassifiers named their jobs keeps that meaning
-    # (a restart after an upgrade); any other text is a policy set now.
-    policy, errors = compile_text(text, legacy=history.records_legacy_text(text))
+    # A text the history recorded keeps loading as it did (a restart after an upgrade), and one
+    # recorded before declassifiers named their jobs keeps that meaning; any other text is a
+    # policy set now.
+    policy, errors = compile_text(text, legacy=history.records_legacy_text(text), recorded=history.records_text(text))
     if policy is None:
         details = "; ".join(e.format(source) for e in errors[:5])
         raise failed_precondition(f"invalid policy in {source}: {details}", "POLICY_INVALID")

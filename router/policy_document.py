@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 
+from domicile.catalog.dataset_ids import normalize_pattern
 from domicile.catalog.model import to_micros
 from domicile.catalog.regions import Region, RegionRegistry
 from domicile.router.locations import LocationError, LocationResolver
@@ -163,7 +164,7 @@ class _Normaliser:
         exemption = self.loaded.document.exemptions[index]
         return {
             "id": exemption.id,
-            "dataset": exemption.dataset,
+            "dataset": normalize_pattern(exemption.dataset),
             "operations": list(_OPERATIONS) if exemption.operation == "both" else [exemption.operation],
             "regions": self._regions(exemption.regions, ("exemptions", index, "regions")),
             "expires_micros": to_micros(exemption.expires),

@@ -113,6 +113,10 @@ class PolicyHistory:
         its text with `load_policy(..., legacy=True)`."""
         return version in self._legacy
 
+    def records_text(self, text: str) -> bool:
+        """True when `text` is recorded under some version."""
+        return text in self._texts.values()
+
     def records_legacy_text(self, text: str) -> bool:
         """True when `text` is recorded under a legacy version (see `is_legacy`)."""
         return any(self._texts[version] == text for version in self._legacy)

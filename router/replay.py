@@ -76,7 +76,9 @@ class Replayer:
             raise failed_precondition(
                 f"policy version {original.policy_version!r} is not in the policy history", "POLICY_VERSION_UNKNOWN"
             )
-        policy, errors = await self._compile(text, legacy=self._history.is_legacy(original.policy_version))
+        policy, errors = await self._compile(
+            text, legacy=self._history.is_legacy(original.policy_version), recorded=True
+        )
         if policy is None:
             raise failed_precondition(
                 f"policy version {original.policy_version!r} no longer compiles: {errors[0].message}",
@@ -172,7 +174,9 @@ class Replayer:
         activation = self._history.active_at(as_of)
         if activation is None:
             raise failed_precondition(f"no policy was in force at {as_of.isoformat()}", "NO_POLICY_THEN")
-        policy, errors = await self._compile(activation.yaml, legacy=self._history.is_legacy(activation.version))
+        policy, errors = await self._compile(
+            activation.yaml, legacy=self._history.is_legacy(activation.version), recorded=True
+        )
         if policy is None:
             raise failed_precondition(
                 f"policy version {activation.version!r} no longer compiles: {errors[0].message}",

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from domicile.catalog.dataset_ids import normalize_pattern
 from domicile.catalog.model import label_matches
 from domicile.catalog.regions import RegionRegistry
 from domicile.router.locations import LocationResolver
@@ -367,7 +368,7 @@ class Oracle:
         active = [
             e
             for e in document.exemptions
-            if fnmatch.fnmatchcase(attrs.dataset_id, e.dataset)
+            if fnmatch.fnmatchcase(attrs.dataset_id, normalize_pattern(e.dataset))
             and e.operation in (op.value, "both")
             and now < e.expires
         ]

@@ -7,7 +7,13 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from domicile.app import App
 from domicile.catalog.model import Dataset
+from domicile.catalog.stores import open_store
+from domicile.config import load_settings
+from domicile.router.policy_history import PolicyHistory
+from domicile.router.runtime import Router
+from domicile.router.types import Operation, Outcome
 from domicile.v1 import catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
 from tests.e2e.residency_harness import EXAMPLE_POLICY, FRANKFURT, US, expect_error
 
@@ -108,3 +114,33 @@ async def test_both_forms_stored_by_an_earlier_release_stay_reachable(residency)
     await residency.catalog.DeleteDataset(catalog_pb2.DeleteDatasetRequest(id=WRITTEN))
     assert await residency.app.store.get_dataset(WRITTEN) is None
     assert (await residency.app.store.get_dataset(NORMAL)).owner == "current"
+
+
+async def test_a_recorded_policy_whose_exemption_breaks_the_rules_keeps_loading(tmp_path):
+    """A policy the history recorded before exemption patterns were checked (`customers`, no
+    namespace) is still the active policy after a restart and its decisions replay; the same
+    text set as a new version is refused."""
+    recorded = EXAMPLE_POLICY.read_text("utf-8").replace('version: "2026.12.1"', 'version: "2026.12.7"')
+    recorded = recorded.replace('dataset: "s3://bank-eu/customers"', 'dataset: "customers"')
+    assert 'dataset: "customers"' in recorded
+    history = await PolicyHistory.open(tmp_path)
+    await history.record("2026.12.7", recorded)
+    settings = load_settings(store=f"sqlite:///{tmp_path / 'catalog.db'}", data_dir=tmp_path, insecure=True)
+    store = await open_store(settings.store)
+    app = App(settings=settings, store=store)
+    app.router = router = await Router.start(app)
+    try:
+        assert router.get_policy().version == "2026.12.7"
+        await store.upsert_dataset(
+            Dataset.create(NORMAL, classifications=["PII.CONTACT"], origins=["DE"]), principal="t"
+        )
+        await router.note_local_write(await store.revision())
+        decision = await router.decide(NORMAL, Operation.PROCESS, US)
+        assert decision.outcome is Outcome.DENY
+        assert (await router.replay(decision.decision_id)).matches
+        update = await router.set_policy(recorded.replace('version: "2026.12.7"', 'version: "2026.12.8"'))
+        assert not update.applied
+        assert [e.path for e in update.errors] == ["exemptions[0].dataset"]
+    finally:
+        await router.close()
+        await store.close()

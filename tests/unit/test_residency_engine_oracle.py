@@ -38,7 +38,7 @@ TRANSFORMS = ("", "anonymize", "aggregate")
 JOB_GRANTS = (None, [], ["*"], ["airflow-eu/*"], ["default/etl"], ["team/*", "airflow-eu/rollup"])
 LOCATION_TOKENS = ("*", "EEA", "EU", "EU_ADEQUACY", "DE", "IN", "CN", "US", "RU", "aws:us-east-1", "onprem:dc1", "MINE")
 ORIGIN_TOKENS = ("*", "EEA", "EU_ADEQUACY", "DE", "IN", "CN", "US")
-EXEMPTED = ("s3://eu/a", "s3://eu/*", "s3://*/?", "[gs]*", "s3://in/[!c]", "s3://none")
+EXEMPTED = ("s3://eu/a", "S3://EU/a", "s3://eu/*", "s3://*/?", "[gs]*", "s3://in/[!c]", "s3://none")
 QUESTION_REGIONS = ("aws:us-east-1", "aws:eu-central-1", "aws:ap-south-1", "onprem:dc1", "gcp:europe-west6")
 EXPIRY = datetime(2027, 1, 1, tzinfo=UTC)
 TIMES = (EXPIRY - timedelta(days=30), EXPIRY - timedelta(microseconds=1), EXPIRY)
@@ -451,3 +451,24 @@ def test_normalised_documents_resolve_against_the_registry_used() -> None:
     verdict, _ = harness.decide(engine, "s3://x", Operation.STORE, "aws:eu-central-1", now)
     assert verdict.outcome.value == "allow"
     assert set(verdict.allowed_regions) == {r.id for r in registry if r.country == "DE"}
+
+
+def test_exemption_patterns_reach_the_engine_in_normal_form() -> None:
+    """An exemption matches the ids the naming rules call equal to its pattern."""
+    loaded = load_policy(
+        "apiVersion: domicile/v1\nkind: ResidencyPolicy\nmetadata: {name: p, version: '1'}\n"
+        "rules:\n  - {id: r, match: {origins: [DE]}, store: {allow: [DE]}}\n"
+        "exemptions:\n"
+        "  - {id: x, dataset: 'S3://EU/a', operation: store, regions: [US], expires: '2030-01-01T00:00:00Z',"
+        " approved_by: me}\n"
+        "  - {id: y, dataset: 'S3://In/%7e*', operation: store, regions: [US], expires: '2030-01-01T00:00:00Z',"
+        " approved_by: me}\n"
+    )
+    engine = Engine(harness.document(loaded))
+    engine.apply([harness.described(node, [], ["DE"]) for node in ("s3://eu/a", "s3://in/~b", "s3://eu/b")])
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    outcomes = {
+        node: harness.decide(engine, node, Operation.STORE, "aws:us-east-1", now)[0].outcome.value
+        for node in ("s3://eu/a", "s3://in/~b", "s3://eu/b")
+    }
+    assert outcomes == {"s3://eu/a": "allow", "s3://in/~b": "allow", "s3://eu/b": "deny"}
