@@ -40,7 +40,11 @@ DEFAULT_BUDGET_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class DecisionQuery:
-    """What to search for; empty fields match everything. Times: [start, end)."""
+    """What to search for; empty fields match everything. Times: [start, end).
+
+    `dataset_id_as_written` is the dataset id as the caller wrote it when that is not its
+    normal form (`dataset_id`): decisions logged before ids were normalised name the dataset
+    as their caller wrote it, and are found under that form too."""
 
     dataset_id: str = ""
     caller: str = ""
@@ -48,11 +52,17 @@ class DecisionQuery:
     rule_id: str = ""
     start: datetime | None = None
     end: datetime | None = None
+    dataset_id_as_written: str = ""
+
+    def _dataset_ids(self) -> tuple[str, ...]:
+        if self.dataset_id_as_written and self.dataset_id_as_written != self.dataset_id:
+            return (self.dataset_id, self.dataset_id_as_written)
+        return (self.dataset_id,)
 
     def matches(self, logged: LoggedDecision) -> bool:
         decision = logged.decision
         return (
-            (not self.dataset_id or decision.dataset_id == self.dataset_id)
+            (not self.dataset_id or decision.dataset_id in self._dataset_ids())
             and (not self.caller or decision.caller == self.caller)
             and (self.outcome is None or decision.outcome is self.outcome)
             and (not self.rule_id or any(r.rule_id == self.rule_id for r in decision.reasons))
@@ -60,22 +70,23 @@ class DecisionQuery:
             and (self.end is None or decision.decide_time < self.end)
         )
 
-    def needles(self) -> tuple[bytes, ...]:
-        """Byte strings every line holding a match contains (the decision log's lines hold each
-        dataset id and rule id as a JSON string, each caller as an entry's `caller`)."""
+    def needles(self) -> tuple[tuple[bytes, ...], ...]:
+        """Byte strings a line holding a match contains: one of each tuple (the decision log's
+        lines hold each dataset id and rule id as a JSON string, each caller as an entry's
+        `caller`)."""
         found = []
         if self.dataset_id:
-            found.append(orjson.dumps(self.dataset_id))
+            found.append(tuple(orjson.dumps(i) for i in self._dataset_ids()))
         if self.caller:
-            found.append(b'"caller":' + orjson.dumps(self.caller))
+            found.append((b'"caller":' + orjson.dumps(self.caller),))
         if self.rule_id:
-            found.append(orjson.dumps(self.rule_id))
+            found.append((orjson.dumps(self.rule_id),))
         return tuple(found)
 
     def fingerprint(self) -> str:
         text = json.dumps(
             [
-                self.dataset_id,
+                *self._dataset_ids(),
                 self.caller,
                 self.outcome.value if self.outcome else "",
                 self.rule_id,
@@ -116,7 +127,7 @@ def search(
                 return SearchPage(tuple(found), encode_position_token(start + len(line), 0, fingerprint), False)
             if query.start is not None and _newest_time(line) < query.start - TIME_SLACK:
                 return SearchPage(tuple(found), "", True)
-            if any(needle not in line for needle in needles):
+            if not all(any(needle in line for needle in one_of) for one_of in needles):
                 skip = 0
                 continue
             matches = [d for d in reversed(_decisions(path, line, start)) if query.matches(d)]

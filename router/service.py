@@ -373,7 +373,9 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         check_length(errors, "page_token", request.page_token, 4096)
         size = _page_size(errors, request.page_size, DEFAULT_DECISION_PAGE)
         errors.raise_if_any()
-        query = DecisionQuery(dataset_id, request.caller, outcome, request.rule_id, start, end)
+        query = DecisionQuery(
+            dataset_id, request.caller, outcome, request.rule_id, start, end, dataset_id_as_written=request.dataset_id
+        )
         page = await router.search_decisions(query, size, request.page_token)
         response = residency_pb2.ListDecisionsResponse(next_page_token=page.next_token, complete=page.complete)
         for d in page.decisions:

@@ -102,3 +102,18 @@ async def test_write_helper_is_shared(tmp_path):
     await write_one_per_line(log, range(2))
     await log.close()
     assert ids(search(tmp_path / "d.jsonl", DecisionQuery(), 5)) == ["d0001", "d0000"]
+
+
+async def test_decisions_logged_before_ids_were_normalised_are_found_as_written(tmp_path: Path) -> None:
+    log = await open_log(tmp_path / "decisions.jsonl")
+    log.append(decision(0, dataset_id="S3://Bank-EU/customers"))  # as an earlier release logged it
+    log.append(decision(1, dataset_id="s3://bank-eu/customers"))
+    log.append(decision(2, dataset_id="s3://bank-eu/other"))
+    await log.flush()
+    await log.close()
+    path = tmp_path / "decisions.jsonl"
+    both = DecisionQuery(dataset_id="s3://bank-eu/customers", dataset_id_as_written="S3://Bank-EU/customers")
+    assert ids(search(path, both, 10)) == ["d0001", "d0000"]
+    assert ids(search(path, DecisionQuery(dataset_id="s3://bank-eu/customers"), 10)) == ["d0001"]
+    first = search(path, both, 1)
+    assert ids(first) == ["d0001"] and ids(search(path, both, 1, first.next_token)) == ["d0000"]
