@@ -118,12 +118,15 @@ def _taken_port() -> socket.socket:
     return listener
 
 
-@pytest.mark.parametrize("which", ["gRPC", "HTTP", "console"])
+@pytest.mark.parametrize("which", ["gRPC", "HTTP", "console", "ops HTTP", "gRPC health"])
 async def test_an_address_in_use_is_one_line_naming_it(tmp_path, which):
     with _taken_port() as taken:
         port = taken.getsockname()[1]
-        addresses = {name: f"127.0.0.1:{_free_port()}" for name in ("gRPC", "HTTP", "console")}
+        addresses = {
+            name: f"127.0.0.1:{_free_port()}" for name in ("gRPC", "HTTP", "console", "ops HTTP", "gRPC health")
+        }
         addresses[which] = f"127.0.0.1:{port}"
+        env = clean_env(tmp_path / "home") | {"DOMICILE_HEALTH_LISTEN": addresses["gRPC health"]}
         result = await asyncio.to_thread(
             subprocess.run,
             [
@@ -140,11 +143,13 @@ async def test_an_address_in_use_is_one_line_naming_it(tmp_path, which):
                 addresses["HTTP"],
                 "--console-listen",
                 addresses["console"],
+                "--ops-listen",
+                addresses["ops HTTP"],
                 "--log-level",
                 "ERROR",
             ],
             cwd=tmp_path,
-            env=clean_env(tmp_path / "home"),
+            env=env,
             capture_output=True,
             text=True,
             timeout=120,
