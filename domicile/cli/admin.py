@@ -19,7 +19,7 @@ import click
 
 from domicile.catalog.stores import open_configured_store
 from domicile.cli.base import EXIT_USAGE, command, fail
-from domicile.cli.client import emit_data, explicit_data_dir
+from domicile.cli.client import emit_data, emit_note, explicit_data_dir
 from domicile.config import Settings, SettingsError, load_settings
 from domicile.errors import DomicileError
 
@@ -47,7 +47,8 @@ def _open(store: str, user: str | None, password: str | None):
     type=click.Path(dir_okay=False, path_type=Path),
     help="File to write (default: standard output).",
 )
-def export_command(store: str, neo4j_user, neo4j_password, output: Path | None) -> None:
+@click.pass_context
+def export_command(ctx: click.Context, store: str, neo4j_user, neo4j_password, output: Path | None) -> None:
     """Write the whole catalog, history included, as JSON Lines."""
 
     async def run() -> int:
@@ -70,7 +71,7 @@ def export_command(store: str, neo4j_user, neo4j_password, output: Path | None) 
         count = asyncio.run(run())
     except DomicileError as exc:
         fail(str(exc), code=exc.reason or exc.code.value)
-    click.echo(f"exported {count} records", err=True)
+    emit_note(ctx, {"exported": count}, f"exported {count} records")
 
 
 @command("import")
@@ -78,7 +79,8 @@ def export_command(store: str, neo4j_user, neo4j_password, output: Path | None) 
 @click.option("--store", required=True, envvar="DOMICILE_STORE", help=STORE_HELP + " (must be empty)")
 @click.option("--neo4j-user", help="Neo4j user (default: DOMICILE_NEO4J__USER / the config).")
 @click.option("--neo4j-password", help="Neo4j password (default: DOMICILE_NEO4J__PASSWORD / the config).")
-def import_command(source: Path, store: str, neo4j_user, neo4j_password) -> None:
+@click.pass_context
+def import_command(ctx: click.Context, source: Path, store: str, neo4j_user, neo4j_password) -> None:
     """Load a `domicile export` file into an EMPTY store (all or nothing)."""
 
     async def records() -> AsyncIterator[dict]:
@@ -102,7 +104,7 @@ def import_command(source: Path, store: str, neo4j_user, neo4j_password) -> None
         count = asyncio.run(run())
     except DomicileError as exc:
         fail(str(exc), code=exc.reason or exc.code.value)
-    click.echo(f"imported {count} records", err=True)
+    emit_note(ctx, {"imported": count}, f"imported {count} records")
 
 
 def _server_settings(ctx: click.Context, config_file: Path | None, store: str | None) -> Settings:

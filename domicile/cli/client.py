@@ -159,6 +159,12 @@ def _echo(text: str) -> None:
         click.echo(text)
 
 
+def emit_note(ctx: click.Context, data: Any, text: str) -> None:
+    """Print a note about a result written elsewhere (a file, or standard output as data) on
+    standard error: `data` as JSON (--json), else `text`."""
+    click.echo(json.dumps(data, sort_keys=True) if json_output(ctx) else text, err=True)
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain aligned text table."""
     cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]

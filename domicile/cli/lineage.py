@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from domicile.cli.base import ISO_TIME, DomicileGroup
-from domicile.cli.client import call, emit
+from domicile.cli.client import call, emit, emit_note
 from domicile.client import Direction, LineageGraph, LineageRecorded
 from domicile.lineage.render import render_tree, to_dot, to_json_text
 
@@ -131,6 +131,14 @@ def export(ctx, dataset_id, direction, max_depth, as_of, format_, output_file) -
     else:
         output_file.write_text(text + "\n", encoding="utf-8")
         note = "" if traversal.complete else f" (INCOMPLETE: {traversal.incomplete_reason})"
-        click.echo(
-            f"wrote {len(traversal.nodes)} datasets and {len(traversal.edges)} edges to {output_file}{note}", err=True
+        emit_note(
+            ctx,
+            {
+                "file": str(output_file),
+                "datasets": len(traversal.nodes),
+                "edges": len(traversal.edges),
+                "complete": traversal.complete,
+                "incomplete_reason": traversal.incomplete_reason,
+            },
+            f"wrote {len(traversal.nodes)} datasets and {len(traversal.edges)} edges to {output_file}{note}",
         )

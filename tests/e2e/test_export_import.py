@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
 import pytest
@@ -123,3 +124,15 @@ async def test_import_rejects_a_malformed_file_and_writes_nothing(tmp_path):
         assert await store.revision() == 0
     finally:
         await store.close()
+
+
+async def test_the_counts_are_json_under_json(tmp_path):
+    source = f"sqlite:///{tmp_path / 'source.db'}"
+    await build_catalog_with_history(source)
+    exported = await invoke("--json", "export", "--store", source, "-O", str(tmp_path / "one.jsonl"))
+    count = json.loads(exported.stderr)["exported"]
+    assert count == len((tmp_path / "one.jsonl").read_text().splitlines()) and exported.stdout == ""
+    imported = await invoke(
+        "import", str(tmp_path / "one.jsonl"), "--store", f"sqlite:///{tmp_path / 't.db'}", "--json"
+    )
+    assert json.loads(imported.stderr) == {"imported": count}

@@ -108,6 +108,15 @@ async def test_export_json_and_dot(run, tmp_path):
     dot = target.read_text()
     assert dot.startswith("digraph lineage {")
     assert '"s3://l/clean" -> "s3://l/report" [label="rollup\\n[aggregate]"];' in dot
+    result = await run("lineage", "export", "s3://l/report", "-O", str(tmp_path / "l.json"), "--json")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert json.loads(result.stderr) == {
+        "file": str(tmp_path / "l.json"),
+        "datasets": 4,
+        "edges": 3,
+        "complete": True,
+        "incomplete_reason": "",
+    }
 
 
 async def test_end_then_show(run):
