@@ -35,8 +35,8 @@ def _more(token: str) -> str:
 @click.option("--caller", help="Decisions asked for by this principal.")
 @click.option("--outcome", type=click.Choice([o.value for o in Outcome]), help="Only ALLOW or only DENY decisions.")
 @click.option("--rule", "rule_id", help="Decisions with a reason naming this rule id.")
-@click.option("--since", type=ISO_TIME, help="Decided at or after this time.")
-@click.option("--until", type=ISO_TIME, help="Decided before this time.")
+@click.option("--since", type=ISO_TIME, help="Decided at or after this ISO 8601 time.")
+@click.option("--until", type=ISO_TIME, help="Decided before this ISO 8601 time.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Page size (1..1000).")
 @click.option("--page-token", default="", help="From a previous answer, to go on with older decisions.")
 @click.pass_context
@@ -80,8 +80,8 @@ def audit_decisions(ctx, dataset_id, caller, outcome, rule_id, since, until, lim
 
 
 @command("rate")
-@click.option("--since", type=ISO_TIME, help="Start (default: an hour before --until).")
-@click.option("--until", type=ISO_TIME, help="End (default: now).")
+@click.option("--since", type=ISO_TIME, help="Start, an ISO 8601 time (default: an hour before --until).")
+@click.option("--until", type=ISO_TIME, help="End, an ISO 8601 time (default: now).")
 @click.option("--bucket", "bucket_seconds", type=int, default=60, show_default=True, help="Seconds per bucket.")
 @click.pass_context
 def audit_rate(ctx, since, until, bucket_seconds) -> None:
@@ -113,8 +113,8 @@ def audit_head(ctx) -> None:
 @command("events")
 @click.option("--event", help="auth_failure, authz_denied, rate_limited, policy_change, cert_reload, keys_reload.")
 @click.option("--principal", help="Events of this principal.")
-@click.option("--since", type=ISO_TIME, help="At or after this time.")
-@click.option("--until", type=ISO_TIME, help="Before this time.")
+@click.option("--since", type=ISO_TIME, help="At or after this ISO 8601 time.")
+@click.option("--until", type=ISO_TIME, help="Before this ISO 8601 time.")
 @click.option("--limit", type=int, default=100, show_default=True, help="Page size (1..10000).")
 @click.option("--page-token", default="", help="From a previous answer, to go on with older events.")
 @click.pass_context
@@ -231,7 +231,7 @@ def audit_violations(ctx, region, limit, page_token) -> None:
 
 @command("residency")
 @click.argument("dataset_ids", nargs=-1, required=True)
-@click.option("--as-of", type=ISO_TIME, help="As the catalog and the policy were at this time.")
+@click.option("--as-of", type=ISO_TIME, help="As the catalog and the policy were at this ISO 8601 time.")
 @click.pass_context
 def dataset_residency(ctx, dataset_ids, as_of) -> None:
     """Where each dataset stands against the policy: allowed, VIOLATION, derived, undescribed or

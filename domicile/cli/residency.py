@@ -255,8 +255,8 @@ def explain(ctx, dataset_id, as_of) -> None:
 
 @command("violations")
 @click.option("--observed", is_flag=True, help="Flows runs already made where the policy forbids them (drift).")
-@click.option("--since", type=ISO_TIME, help="With --observed: from this event time.")
-@click.option("--until", type=ISO_TIME, help="With --observed: before this event time.")
+@click.option("--since", type=ISO_TIME, help="With --observed: from this event time (ISO 8601).")
+@click.option("--until", type=ISO_TIME, help="With --observed: before this event time (ISO 8601).")
 @click.option(
     "--limit", type=click.IntRange(1), default=1000, show_default=True, help="With --observed: at most this many."
 )

@@ -11,6 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from domicile.cli.base import ISO_TIME
 from domicile.cli.main import cli
 
 
@@ -73,9 +74,12 @@ def test_the_help_names_the_environment_and_the_exit_statuses():
 
 
 def test_times_are_described_as_iso_8601():
-    for path, _ in ALL:
+    for path, command in ALL:
         text = CliRunner().invoke(cli, [*path, "--help"]).output
         assert "%Y" not in text and "%H" not in text, " ".join(path)
+        for param in command.params:
+            if param.name in ("as_of", "since", "until", "now"):
+                assert param.type is ISO_TIME, f"{' '.join(path)} {param.opts[0]}"
     result = CliRunner().invoke(cli, ["dataset", "get", "s3://b/x", "--as-of", "last tuesday"])
     assert result.exit_code == 2
     assert "'last tuesday' is not an ISO 8601 time such as 2026-11-30T10:00:00Z" in result.stderr
