@@ -194,10 +194,13 @@ def _no_stray_openlineage_config(monkeypatch):
 
 def test_examples_are_all_exercised():
     assert sorted(p.name for p in EXAMPLES.iterdir()) == [
+        "airflow",
         "broken-policy.yaml",
+        "dbt",
         "domicile.yaml",
         "openlineage.yml",
         "policy.yaml",
         "run-event.json",
     ]
-    # (policy.yaml and broken-policy.yaml are exercised by tests/unit/test_policy*.py.)
+    # (policy.yaml and broken-policy.yaml are exercised by tests/unit/test_policy*.py, airflow/
+    # and dbt/ by tests/pipelines.)
