@@ -15,7 +15,9 @@ OpenLineage dataset with an empty name in such a namespace denotes.
 
 and, further: at most 2048 bytes of UTF-8, no control characters, no whitespace (a space is
 written %20), no `/` at the end (a directory is named without it), a `%` only as the start of
-an escape `%XX`, and an authority after `://` (only `file://` may leave it empty).
+an escape `%XX`, and an authority after `://` for the schemes whose sources the spec names by
+host, bucket or account (`s3:///x` is a typo; `file:///data/x.csv` and an embedded database's
+`duckdb:///srv/bank.duckdb/main.t` are not).
 
 Normal form. The spec's ids are URIs, and RFC 3986 (6.2.2) makes these forms equal, so an id
 is stored and compared in this one: the scheme (the whole namespace when it has neither
@@ -41,6 +43,15 @@ from domicile.errors import FieldErrors
 EXAMPLE_IDS = "s3://bucket/path or postgres://host:5432/db.schema.table"
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+# The schemes of the OpenLineage naming spec whose namespace names a host, bucket, container or
+# account: one of them without an authority is a mistake. Other schemes may leave it empty.
+_NEEDS_AUTHORITY = frozenset(
+    {
+        "abfss", "awsathena", "azurecosmos", "azurekusto", "cassandra", "crate", "db2", "dbfs", "gs",
+        "hdfs", "hive", "kafka", "mysql", "oceanbase", "oracle", "postgres", "redshift", "s3", "s3a",
+        "s3n", "snowflake", "sqlserver", "teradata", "trino", "wasbs",
+    }
+)  # fmt: skip
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 # An id already in normal form, as nearly all are: lower-case scheme://host[:port], a name
@@ -77,7 +88,7 @@ def parse_dataset_id(value: str) -> ParsedId:
     problems: list[str] = []
     if "://" in namespace:
         scheme, _, authority = namespace.partition("://")
-        if not authority and scheme.lower() != "file":
+        if not authority and scheme.lower() in _NEEDS_AUTHORITY:
             problems.append(f"the namespace {namespace!r} needs a host after '://'")
         namespace = f"{scheme.lower()}://{_lower_host(authority)}"
     else:

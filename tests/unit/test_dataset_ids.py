@@ -29,6 +29,8 @@ from domicile.errors import FieldErrors
         ("s3://b/a%2fb%7e%41", "s3://b/a%2Fb~A"),  # escapes upper-cased, unreserved decoded
         ("BigQuery/project.dataset.table", "bigquery/project.dataset.table"),  # a bare namespace is a scheme
         ("file:///data/x.csv", "file:///data/x.csv"),
+        # An embedded database's namespace names a file, not a host (openlineage-dbt's DuckDB).
+        ("DuckDB:///srv/bank.duckdb/main.customers", "duckdb:///srv/bank.duckdb/main.customers"),
         ("file/data/x.csv", "file/data/x.csv"),
         ("arn:aws:glue:eu-west-1:123456789012/table/db/t", "arn:aws:glue:eu-west-1:123456789012/table/db/t"),
         ("kafka://Broker:9092/payments.v1", "kafka://broker:9092/payments.v1"),
@@ -53,6 +55,7 @@ def test_valid_ids_and_their_normal_form(written, normal):
         ("bigquery/", "must not end with '/'"),
         ("s3://b/x/", "must not end with '/'"),
         ("s3:///x", "the namespace 's3://' needs a host after '://'"),
+        ("Postgres:///core.public.t", "the namespace 'Postgres://' needs a host after '://'"),
         ("s3://b/100%", "a '%' must start an escape of two hexadecimal digits"),
         ("s3://b/" + "x" * 2048, "must be at most 2048 bytes"),
     ],
