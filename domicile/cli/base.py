@@ -21,13 +21,13 @@ from domicile.timeconv import parse_time
 EXIT_OK = 0
 EXIT_ERROR = 1  # the server refused or failed, or it cannot be reached
 EXIT_USAGE = 2  # bad usage or an invalid argument (click's own status for usage errors)
-EXIT_NEGATIVE = 3  # a negative answer: DENY, no allowed route, job not allowed, violations, ...
+EXIT_NEGATIVE = 3  # a negative answer: DENY, no allowed route, job not allowed, violations, failed policy test, ...
 EXIT_UNKNOWN_DATASET = 4  # a dataset the question names is not in the catalog
 
 EXIT_STATUS_HELP = (
     "Exit status: 0 success; 1 error (refused, failed or unreachable server); 2 bad usage or invalid "
     "argument; 3 a negative answer (DENY, no allowed route, job not allowed, violations found, replay "
-    "differs); 4 a dataset asked about is unknown (UNKNOWN_DATASET)."
+    "differs, a policy test fails); 4 a dataset asked about is unknown (UNKNOWN_DATASET)."
 )
 
 ISO_TIME_EXAMPLE = "2026-11-30T10:00:00Z"

@@ -13,7 +13,7 @@ from typing import NoReturn, Protocol
 
 import click
 
-from domicile.cli.base import EXIT_ERROR, ISO_TIME, DomicileGroup, fail, json_output
+from domicile.cli.base import EXIT_ERROR, EXIT_NEGATIVE, ISO_TIME, DomicileGroup, fail, json_output
 from domicile.cli.client import emit_data
 from domicile.router.engine import CompiledPolicy, compile_policy
 from domicile.router.policy import PolicyInvalid, load_policy, policy_warnings
@@ -105,7 +105,8 @@ def check(ctx: click.Context, file: str) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Also print the reasons of passing tests.")
 @click.pass_context
 def test(ctx: click.Context, file: str, now: datetime | None, verbose: bool) -> None:
-    """Run FILE's inline tests: one PASS/FAIL line each, then a summary. Exit 1 when any fails."""
+    """Run FILE's inline tests: one PASS/FAIL line each, then a summary. Exit 3 when any fails
+    (1 when FILE is not a valid policy)."""
     compiled = _compile(file)
     results = run_policy_tests(compiled, now)
     failed = sum(1 for r in results if not r.passed)
@@ -147,4 +148,4 @@ def test(ctx: click.Context, file: str, now: datetime | None, verbose: bool) -> 
         "\n".join(lines),
     )
     if failed:
-        ctx.exit(EXIT_ERROR)
+        ctx.exit(EXIT_NEGATIVE)

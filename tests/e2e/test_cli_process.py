@@ -1,6 +1,6 @@
 """The installed `domicile` command, run as a user runs it, against a real server with the
-demo catalog and the example policy: exit statuses, JSON output and errors, suggestions for
-mistyped values, and one clean line when an address is taken."""
+demo catalog and the example policy (or none, for `policy test`): exit statuses, JSON output
+and errors, suggestions for mistyped values, and one clean line when an address is taken."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from domicile.server import create_server
 from tests.e2e.conftest import insecure_settings
 from tests.e2e.test_security_cli import DOMICILE, clean_env
+from tests.unit.test_policy_cli import FAILING
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CUSTOMERS = "s3://bank-eu-lake/customers"
@@ -109,6 +110,28 @@ async def test_unknown_countries_and_regions_are_refused_with_suggestions(run):
         result.returncode == 2
         and "candidates[0]: unknown region 'eu-central-1'; did you mean 'aws:eu-central-1'?" in result.stderr
     )
+
+
+def test_a_failing_policy_test_is_a_negative_answer(tmp_path):
+    def policy_test(text: str, *options: str) -> subprocess.CompletedProcess:
+        (tmp_path / "policy.yaml").write_text(text)
+        return subprocess.run(
+            [DOMICILE, "policy", "test", "policy.yaml", "--now", "2026-06-01T00:00:00Z", *options],
+            cwd=tmp_path,
+            env=clean_env(tmp_path / "home"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    result = policy_test(FAILING)
+    assert result.returncode == 3 and result.stdout.splitlines()[-1] == "FAIL: 2/3 passed, 1 failed", result.stderr
+    result = policy_test(FAILING, "--json")
+    assert result.returncode == 3 and json.loads(result.stdout)["failed"] == 1
+    assert policy_test((EXAMPLES / "policy.yaml").read_text()).returncode == 0
+    result = policy_test(FAILING.replace("[US]", "[USA]"))  # not a policy: an error
+    assert result.returncode == 1 and "unknown location 'USA'" in result.stderr
 
 
 def _taken_port() -> socket.socket:

@@ -96,7 +96,7 @@ def test_test_passes_on_the_example(runner: CliRunner) -> None:
 def test_test_reports_failures_with_reasons(runner: CliRunner, tmp_path: Path) -> None:
     path = write(tmp_path, FAILING)
     result = runner.invoke(policy, ["test", path, "--now", "2026-06-01T00:00:00+00:00"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3  # a negative answer, as a DENY; 1 is for errors
     lines = result.output.splitlines()
     assert lines[0] == f"PASS: pii goes to the us ({path}:9): want allow, got allow"
     assert lines[1] == f"FAIL: pii goes to frankfurt ({path}:11): want allow, got deny"
@@ -116,7 +116,7 @@ def test_now_is_an_iso_8601_time_utc_without_offset(runner: CliRunner, tmp_path:
     path = write(tmp_path, FAILING)
     with_offset = runner.invoke(policy, ["test", path, "--now", "2026-06-01T00:00:00+00:00"])
     without = runner.invoke(policy, ["test", path, "--now", "2026-06-01T00:00:00"])
-    assert without.exit_code == with_offset.exit_code == 1 and without.output == with_offset.output
+    assert without.exit_code == with_offset.exit_code == 3 and without.output == with_offset.output
     result = runner.invoke(policy, ["test", path, "--now", "yesterday"])
     assert result.exit_code == 2
     assert "'yesterday' is not an ISO 8601 time such as 2026-11-30T10:00:00Z" in result.stderr
