@@ -3,13 +3,15 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-RUN_PORT ?= 50051
-RUN_HTTP ?= 8080
-RUN_CONSOLE ?= 8081
-# Catalog, logs and dev credentials of `make run` and `make run-insecure`: apart by default, so
-# both can run at once (with other ports for one of them: RUN_PORT=50052 RUN_HTTP=8082).
+# Addresses, catalog, logs and dev credentials of `make run` and `make run-insecure`: apart by
+# default, so both can run at once (run-insecure serves no console).
 run: DATA_DIR ?= .domicile
+run: RUN_PORT ?= 50051
+run: RUN_HTTP ?= 8080
+run: RUN_CONSOLE ?= 8081
 run-insecure: DATA_DIR ?= .domicile/insecure
+run-insecure: RUN_PORT ?= 50052
+run-insecure: RUN_HTTP ?= 8082
 
 .PHONY: run run-insecure test test-fast venv lint scan console proto proto-check lint-proto breaking neo4j-up neo4j-down bench clean
 
@@ -45,7 +47,8 @@ run: $(STAMP) $(CONSOLE_BUILT)
 	  --policy examples/policy.yaml --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP) \
 	  --console-listen 127.0.0.1:$(RUN_CONSOLE)
 
-## run-insecure: the same, plaintext and without authentication (loopback only)
+## run-insecure: the same, plaintext and without authentication (loopback only), beside `make run`: gRPC on
+## 127.0.0.1:50052, HTTP on 127.0.0.1:8082, data in .domicile/insecure
 run-insecure: $(STAMP)
 	$(VENV)/bin/domicile serve --insecure --demo --data-dir $(DATA_DIR) --store sqlite:///$(DATA_DIR)/catalog.db \
 	  --policy examples/policy.yaml --listen 127.0.0.1:$(RUN_PORT) --http-listen 127.0.0.1:$(RUN_HTTP)

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+DOMICILE = str(ROOT / ".venv" / "bin" / "domicile")
+CUSTOMERS, EU = "s3://bank-eu-lake/customers", "aws:eu-west-1"
 
 pytestmark = pytest.mark.slow
 
@@ -100,6 +102,36 @@ def clone(tmp_path) -> Path:
     return target
 
 
+def start(clone: Path, env: dict[str, str], target: str, *variables: str) -> tuple[subprocess.Popen, str]:
+    """`make TARGET` in `clone` (its own process group), once its server serves; and its output."""
+    server = subprocess.Popen(
+        ["make", "-o", ".venv/.installed", "-o", "domicile/console/static/index.html", target, *variables],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    started = time.monotonic()
+    output = []
+    assert server.stdout is not None
+    for line in server.stdout:
+        output.append(line)
+        if "domicile serving HTTP" in line:
+            return server, "".join(output)
+        if time.monotonic() - started > 180:
+            stop(server)
+            pytest.fail(f"make {target} did not start:\n" + "".join(output))
+    server.wait(timeout=60)
+    pytest.fail(f"make {target} ended:\n" + "".join(output))
+
+
+def stop(server: subprocess.Popen) -> None:
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=60)
+
+
 def test_the_walkthrough_works_from_outside_the_repository(clone, tmp_path):
     commands = walkthrough_commands()
     assert len(commands) == len(EXPECTED_EXIT), commands
@@ -109,36 +141,42 @@ def test_the_walkthrough_works_from_outside_the_repository(clone, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOMICILE_", "XDG_", "VIRTUAL_ENV"))}
     env["HOME"] = str(home)
     port, http_port, console_port = free_port(), free_port(), free_port()
-    server = subprocess.Popen(
-        [
-            "make",
-            "-o",
-            ".venv/.installed",
-            "-o",
-            "domicile/console/static/index.html",
-            "run",
-            f"RUN_PORT={port}",
-            f"RUN_HTTP={http_port}",
-            f"RUN_CONSOLE={console_port}",
-        ],
-        cwd=clone,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    server, output = start(
+        clone, env, "run", f"RUN_PORT={port}", f"RUN_HTTP={http_port}", f"RUN_CONSOLE={console_port}"
     )
     try:
-        started = time.monotonic()
-        output = []
-        for line in server.stdout:
-            output.append(line)
-            if "domicile serving HTTP" in line:
-                break
-            assert time.monotonic() - started < 180, "".join(output)
-        else:
-            pytest.fail("make run ended:\n" + "".join(output))
-        assert "installed the client credentials in " + str(home / ".config" / "domicile" / "dev") in "".join(output)
+        assert "installed the client credentials in " + str(home / ".config" / "domicile" / "dev") in output
+
+        # `make run-insecure` beside it: its own data (catalog, decision log), so both serve.
+        # (Free ports here: the machine may run other servers; the default ports differ too,
+        # tests/unit/test_makefile.py.)
+        insecure_port = free_port()
+        insecure, _ = start(clone, env, "run-insecure", f"RUN_PORT={insecure_port}", f"RUN_HTTP={free_port()}")
+        try:
+            result = subprocess.run(
+                [
+                    DOMICILE,
+                    "--insecure",
+                    "--server",
+                    f"127.0.0.1:{insecure_port}",
+                    "decide",
+                    CUSTOMERS,
+                    "--op",
+                    "store",
+                    "-r",
+                    EU,
+                ],
+                cwd=outside,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert result.returncode == 0 and "ALLOW" in result.stdout, result.stdout + result.stderr
+        finally:
+            stop(insecure)
+        assert (clone / ".domicile" / "insecure" / "catalog.db").is_file()
 
         shell_env = {**env, "REPO": str(clone), "DOMICILE_SERVER": f"127.0.0.1:{port}"}
         decision_id = ""
@@ -160,5 +198,4 @@ def test_the_walkthrough_works_from_outside_the_repository(clone, tmp_path):
                 decision_id = found.group(1)
         assert (outside / "lineage.dot").read_text().startswith("digraph")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        stop(server)
