@@ -125,6 +125,7 @@ async def test_a_recorded_policy_whose_exemption_breaks_the_rules_keeps_loading(
     assert 'dataset: "customers"' in recorded
     history = await PolicyHistory.open(tmp_path)
     await history.record("2026.12.7", recorded)
+    history.close()  # (the router owns the history from here)
     settings = load_settings(store=f"sqlite:///{tmp_path / 'catalog.db'}", data_dir=tmp_path, insecure=True)
     store = await open_store(settings.store)
     app = App(settings=settings, store=store)
