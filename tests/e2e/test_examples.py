@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from domicile.config import Settings, load_settings
 from domicile.openlineage import RESIDENCY, ResidencyDatasetFacet, ResidencyRunFacet
+from domicile.router.decision_log.checkpoints import ensure_key
 from domicile.security.dev_credentials import (
     DEV_ALGORITHM,
     dev_paths,
@@ -134,6 +135,8 @@ async def test_domicile_yaml_starts_a_server(tmp_path):
     paths = dev_paths(tmp_path)
     secret = tmp_path / "siem.secret"
     secret.write_text("a shared secret of the SIEM's webhook\n")
+    checkpoint_key = tmp_path / "checkpoint-key.pem"
+    ensure_key(checkpoint_key)
     text = (EXAMPLES / "domicile.yaml").read_text("utf-8")
     for old, new in (
         ("/etc/domicile/tls/server.pem", paths.server_cert),
@@ -143,6 +146,8 @@ async def test_domicile_yaml_starts_a_server(tmp_path):
         ("/etc/domicile/policy.yaml", EXAMPLES / "policy.yaml"),
         ("/etc/domicile/webhooks/siem.secret", secret),
         ("/var/lib/domicile", tmp_path / "data"),
+        ("/etc/domicile/audit/checkpoint-key.pem", checkpoint_key),
+        ("/mnt/audit-anchor", tmp_path),
     ):
         assert old in text
         text = text.replace(old, str(new))
