@@ -52,6 +52,7 @@ EXPECTED_EXIT = [
     ("domicile audit get", 0),
     ("domicile audit replay", 0),
     ("domicile --data-dir $REPO/.domicile audit verify", 0),
+    ("domicile --data-dir $REPO/.domicile backup /tmp/backup-1", 0),  # (into tmp_path here)
     ("domicile lineage record --job risk-us/scoring", 0),
     ("domicile violations --observed", 3),  # the run above processed EU data in the US
     ("domicile access show", 0),
@@ -182,7 +183,7 @@ def test_the_walkthrough_works_from_outside_the_repository(clone, tmp_path):
         decision_id = ""
         for written, (prefix, expected) in zip(commands, EXPECTED_EXIT, strict=True):
             assert written.startswith(prefix), (written, prefix)
-            command = written.replace("DECISION_ID", decision_id)
+            command = written.replace("DECISION_ID", decision_id).replace("/tmp/backup-1", str(tmp_path / "backup"))
             result = subprocess.run(
                 ["bash", "-c", f"set -o pipefail; source $REPO/.venv/bin/activate && {command}"],
                 cwd=outside,
@@ -193,7 +194,7 @@ def test_the_walkthrough_works_from_outside_the_repository(clone, tmp_path):
                 check=False,
             )
             assert result.returncode == expected, f"{command}\n{result.stdout}\n{result.stderr}"
-            found = re.search(r"decision (\w+)  policy", result.stdout)
+            found = re.search(r"decision (\S+)  policy", result.stdout)
             if found:
                 decision_id = found.group(1)
         assert (outside / "lineage.dot").read_text().startswith("digraph")
