@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/router_bench.py [--datasets 100000] [--rate 1000] [--seconds 10]
                                            [--opa .tools/bin/opa] [--loadgen .tools/bin/loadgen]
-                                           [--cedar .tools/cargo-target/release/domicile-cedar-bench]
+                                           [--cedar .tools/cedar-target/release/domicile-cedar-bench]
                                            [--ghz .tools/bin/ghz]
 
 What it does, in one run (deterministic catalog for a given --seed):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark in one command (`make bench`): lineage on SQLite (full size), lineage on
-# Neo4j (a server of its own, started and stopped here), then the router (with the OPA peer
-# comparison, bench/loadgen and the ghz load generator when they can be built). Figures go to stdout; record them in docs/benchmarks.md.
+# Neo4j (a server of its own, started and stopped here), then the router (with the OPA and Cedar
+# peer comparisons, bench/loadgen and the ghz load generator when they can be built). Figures go to stdout; record them in docs/benchmarks.md.
 # Pass BENCH_DATASETS=N to run the lineage benchmarks at a smaller size.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,6 +31,9 @@ if bash tools/install-opa.sh >/dev/null 2>&1 && [[ -x .tools/bin/opa ]]; then
 fi
 if bash tools/install-loadgen.sh >/dev/null 2>&1 && [[ -x .tools/bin/loadgen ]]; then
   PEERS+=(--loadgen .tools/bin/loadgen)
+fi
+if bash tools/install-cedar.sh >/dev/null 2>&1 && [[ -x .tools/cedar-target/release/domicile-cedar-bench ]]; then
+  PEERS+=(--cedar .tools/cedar-target/release/domicile-cedar-bench)
 fi
 if bash tools/install-ghz.sh >/dev/null 2>&1 && [[ -x .tools/bin/ghz ]]; then
   PEERS+=(--ghz .tools/bin/ghz)
