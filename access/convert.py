@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from itertools import groupby
-from operator import itemgetter
+from collections.abc import Callable, Iterable
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -42,51 +40,60 @@ ANOMALY_TO_PROTO = {
 
 
 def _set_time(stamp: Timestamp, us: int) -> None:
-    seconds, micros = divmod(us, 1_000_000)
-    stamp.seconds = seconds
+    stamp.seconds, micros = divmod(us, 1_000_000)
     stamp.nanos = micros * 1000
 
 
-def _grouped(totals: Iterable[AccessTotal], by_actor: bool) -> Iterator[tuple[str, list[AccessTotal]]]:
-    """Runs of consecutive totals with the same actor (or dataset), as the store orders them."""
-    return ((key, list(group)) for key, group in groupby(totals, key=itemgetter(0 if by_actor else 1)))
-
-
-def _fill(message: access_pb2.ActorAccess | access_pb2.DatasetAccess, group: list[AccessTotal]) -> None:
-    """The summaries of one actor's (or dataset's) totals, with their sum, first and last seen.
-    GetAccessPatterns fills one per actor, ten thousand per answer: fields are set in place,
-    which costs protobuf less than building messages from keyword arguments."""
+def _add_summaries(
+    add: Callable[[], access_pb2.ActorAccess | access_pb2.DatasetAccess],
+    name: str,
+    key: int,
+    totals: Iterable[AccessTotal],
+) -> None:
+    """One message per run of consecutive totals with the same actor (`key` 0; `name`
+    "actor") or dataset (`key` 1; "dataset_id"), as the store orders them: a summary per
+    total, and their sum, first and last seen. GetAccessPatterns fills ten thousand per
+    answer, so this is one flat loop that sets fields in place: each call, keyword argument
+    or grouping layer per actor would cost as much as the protobuf work itself."""
     operations = OPERATION_TO_PROTO_ACCESS
-    if len(group) == 1:  # most actors of a busy dataset: the summary's times are the totals'
-        (t,) = group
-        message.total_count = t.total
-        _set_time(message.first_seen, t.first_seen_us)
-        _set_time(message.last_seen, t.last_seen_us)
-        summary = message.accesses.add()
-        summary.operation = operations[t.operation]
-        summary.region = t.region
-        summary.count = t.total
-        summary.first_seen.CopyFrom(message.first_seen)
-        summary.last_seen.CopyFrom(message.last_seen)
-        return
-    for t in group:
-        summary = message.accesses.add()
-        summary.operation = operations[t.operation]
-        summary.region = t.region
-        summary.count = t.total
-        _set_time(summary.first_seen, t.first_seen_us)
-        _set_time(summary.last_seen, t.last_seen_us)
-    message.total_count = sum(t.total for t in group)
-    _set_time(message.first_seen, min(t.first_seen_us for t in group))
-    _set_time(message.last_seen, max(t.last_seen_us for t in group))
+    message = summaries = None
+    current = None
+    total = first = last = 0
+    for t in totals:
+        _, _, operation, region, count, first_us, last_us = t
+        if t[key] != current:
+            if message is not None:
+                _finish(message, total, first, last)
+            message = add()
+            current = t[key]
+            setattr(message, name, current)
+            summaries = message.accesses
+            total, first, last = 0, first_us, last_us
+        summary = summaries.add()
+        summary.operation = operations[operation]
+        summary.region = region
+        summary.count = count
+        _set_time(summary.first_seen, first_us)
+        _set_time(summary.last_seen, last_us)
+        total += count
+        if first_us < first:
+            first = first_us
+        if last_us > last:
+            last = last_us
+    if message is not None:
+        _finish(message, total, first, last)
+
+
+def _finish(message: access_pb2.ActorAccess | access_pb2.DatasetAccess, total: int, first: int, last: int) -> None:
+    message.total_count = total
+    _set_time(message.first_seen, first)
+    _set_time(message.last_seen, last)
 
 
 def patterns_to_proto(totals: Iterable[AccessTotal]) -> access_pb2.GetAccessPatternsResponse:
     """One ActorAccess per actor, in the store's order (by actor)."""
     response = access_pb2.GetAccessPatternsResponse()
-    add = response.actors.add
-    for actor, group in _grouped(totals, by_actor=True):
-        _fill(add(actor=actor), group)
+    _add_summaries(response.actors.add, "actor", 0, totals)
     return response
 
 
@@ -94,9 +101,7 @@ def actor_access_to_proto(
     totals: Iterable[AccessTotal], runs: Iterable[RunRecord]
 ) -> access_pb2.ListActorAccessResponse:
     response = access_pb2.ListActorAccessResponse()
-    add = response.datasets.add
-    for dataset_id, group in _grouped(totals, by_actor=False):
-        _fill(add(dataset_id=dataset_id), group)
+    _add_summaries(response.datasets.add, "dataset_id", 1, totals)
     for run in runs:
         response.runs.append(
             access_pb2.AccessRun(

@@ -48,6 +48,14 @@ class SQLiteAccessStore:
     async def dataset_access(
         self, dataset_id: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> list[AccessTotal]:
+        if since is None and until is None:  # all time: the totals, no grouping (a busy dataset has 10,000s)
+            rows = await self._read(
+                _select,
+                "SELECT actor, dataset, operation, region, count, first_seen, last_seen FROM access_totals"
+                " WHERE dataset = ? ORDER BY actor, operation, region",
+                (dataset_id,),
+            )
+            return _totals(rows)
         low, high = day_range(since, until)
         rows = await self._read(
             _select,
@@ -56,7 +64,7 @@ class SQLiteAccessStore:
             " ORDER BY actor, operation, region",
             (dataset_id, low, high),
         )
-        return list(map(_total, rows))
+        return _totals(rows)
 
     async def actor_access(
         self, actor: str, *, since: datetime | None = None, until: datetime | None = None
@@ -69,7 +77,7 @@ class SQLiteAccessStore:
             " ORDER BY dataset, operation, region",
             (actor, low, high),
         )
-        return list(map(_total, rows))
+        return _totals(rows)
 
     async def list_runs(
         self, job: str, *, since: datetime | None = None, until: datetime | None = None, limit: int = 100
@@ -139,9 +147,12 @@ def _select(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list
     return conn.execute(query, args).fetchall()
 
 
-def _total(row: tuple) -> AccessTotal:
-    actor, dataset, operation, region, count, first, last = row
-    return AccessTotal(actor, dataset, OPERATIONS_BY_VALUE[operation], region, count, first, last)
+def _totals(rows: list[tuple]) -> list[AccessTotal]:
+    operations = OPERATIONS_BY_VALUE
+    return [
+        AccessTotal(actor, dataset, operations[operation], region, count, first, last)
+        for actor, dataset, operation, region, count, first, last in rows
+    ]
 
 
 def _run(row: tuple) -> RunRecord:
@@ -166,24 +177,23 @@ def _write_batch_tx(conn: sqlite3.Connection, batch: AccessBatch) -> bool:
     )
     if applied.rowcount == 0:
         return False
+    counts = [
+        (c.dataset_id, c.actor, c.operation.value, c.region, c.count, to_micros(c.first_seen), to_micros(c.last_seen))
+        for c in batch.counts
+    ]
     conn.executemany(
-        "INSERT INTO access_days (dataset, actor, operation, region, day, count, first_seen, last_seen)"
+        "INSERT INTO access_days (dataset, actor, operation, region, count, first_seen, last_seen, day)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dataset, actor, operation, region, day) DO UPDATE SET"
         " count = count + excluded.count, first_seen = min(first_seen, excluded.first_seen),"
         " last_seen = max(last_seen, excluded.last_seen)",
-        [
-            (
-                c.dataset_id,
-                c.actor,
-                c.operation.value,
-                c.region,
-                to_micros(c.key.day),
-                c.count,
-                to_micros(c.first_seen),
-                to_micros(c.last_seen),
-            )
-            for c in batch.counts
-        ],
+        [(*row, to_micros(c.key.day)) for row, c in zip(counts, batch.counts, strict=True)],
+    )
+    conn.executemany(
+        "INSERT INTO access_totals (dataset, actor, operation, region, count, first_seen, last_seen)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dataset, actor, operation, region) DO UPDATE SET"
+        " count = count + excluded.count, first_seen = min(first_seen, excluded.first_seen),"
+        " last_seen = max(last_seen, excluded.last_seen)",
+        counts,
     )
     for run in batch.runs:
         _merge_run(conn, run)

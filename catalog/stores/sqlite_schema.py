@@ -22,6 +22,8 @@ Tables (times are microseconds since the epoch, UTC):
 - `store_meta`: `last_time`, the latest time the store handed out, so times never go back.
 - Access records (schema 2, `catalog.stores.sqlite_access`; not catalog history):
   `access_days` (aggregates per actor, dataset, operation, region and UTC day),
+  `access_totals` (schema 4: the same summed over all days, kept by the same writes, so a
+  read without a time range needs no grouping),
   `access_runs` (raw run records, pruned after their retention), `observed_violations`,
   `access_anomalies`, `actor_baselines` and `access_batches` (flushes already applied).
 """
@@ -225,6 +227,22 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], object]] = [
     """,
     # 2 -> 3: dataset ids in normal form (catalog/dataset_ids.py).
     normalize_dataset_ids,
+    # 3 -> 4: all-time access totals beside the day rows, from the day rows already kept.
+    """
+    CREATE TABLE access_totals (
+        dataset TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        region TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        PRIMARY KEY (dataset, actor, operation, region)
+    ) WITHOUT ROWID;
+    INSERT INTO access_totals (dataset, actor, operation, region, count, first_seen, last_seen)
+        SELECT dataset, actor, operation, region, sum(count), min(first_seen), max(last_seen)
+        FROM access_days GROUP BY dataset, actor, operation, region;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -16,7 +16,6 @@ from domicile.catalog.model import Dataset, Direction, EdgeKey, Run
 from domicile.catalog.store import GraphStore
 from domicile.catalog.stores.neo4j import Neo4jGraphStore
 from domicile.catalog.stores.sqlite import SQLiteGraphStore
-from domicile.catalog.stores.sqlite_schema import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 
 CUSTOMERS = "S3://Bank-EU-Lake/customers"  # as the previous release let it be stored
 COPY = "S3://Bank-EU-Lake/copy"
@@ -53,8 +52,9 @@ async def previous_release(request, tmp_path, clock) -> AsyncIterator[tuple[Grap
         revision = await store.revision()
         await store.close()
         with sqlite3.connect(tmp_path / "previous.db") as conn:
-            # The previous release's schema: the one before the ids were normalised.
-            conn.execute("UPDATE schema_version SET version = ?", (SQLITE_SCHEMA_VERSION - 1,))
+            # The schema before the ids were normalised (2), without the tables added since.
+            conn.execute("UPDATE schema_version SET version = 2")
+            conn.execute("DROP TABLE access_totals")
         reopened: GraphStore = await SQLiteGraphStore.open(uri)
     else:
         import neo4j

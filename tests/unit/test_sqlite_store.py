@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from domicile.catalog.model import Dataset, DatasetFilter, Direction, EdgeKey, PageRequest, Run, TraversalLimits
+from domicile.catalog.model import (
+    Dataset,
+    DatasetFilter,
+    Direction,
+    EdgeKey,
+    PageRequest,
+    Run,
+    TraversalLimits,
+    to_micros,
+)
 from domicile.catalog.stores import history_format as hf
 from domicile.catalog.stores import open_store
 from domicile.catalog.stores import sqlite as sqlite_store
@@ -416,5 +425,44 @@ async def test_a_database_of_schema_1_is_migrated_to_the_access_tables(tmp_path)
         count = AccessCount("job", "s3://a", AccessOperation.READ, "r", 1, now, now, day_of(now))
         assert await store.access.write_batch(AccessBatch("b1", now, (count,)))
         assert [t.total for t in await store.access.dataset_access("s3://a")] == [1]
+    finally:
+        await store.close()
+
+
+async def test_a_database_of_schema_3_gets_access_totals_from_its_day_rows(tmp_path):
+    from domicile.access.model import AccessBatch, AccessCount, AccessOperation, day_of
+
+    path = tmp_path / "v3.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, MIGRATIONS[:3])  # the schema of the release with day rows only
+    t0 = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    t1 = t0 + timedelta(days=1)
+    rows = [
+        ("s3://a", "job-1", "read", "r1", day_of(t0), 2, t0, t0 + timedelta(hours=1)),
+        ("s3://a", "job-1", "read", "r1", day_of(t1), 3, t1, t1 + timedelta(hours=2)),
+        ("s3://a", "job-2", "write", "r2", day_of(t0), 1, t0, t0),
+        ("s3://b", "job-1", "read", "r1", day_of(t0), 4, t0, t0),
+    ]
+    conn.executemany(
+        "INSERT INTO access_days (dataset, actor, operation, region, day, count, first_seen, last_seen)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(d, a, o, r, to_micros(day), n, to_micros(f), to_micros(last)) for d, a, o, r, day, n, f, last in rows],
+    )
+    conn.close()
+    store = await SQLiteGraphStore.open(uri(path))
+    try:
+        totals = await store.access.dataset_access("s3://a")
+        assert totals == await store.access.dataset_access("s3://a", since=t0 - timedelta(days=1))
+        assert [(t.actor, t.operation, t.total, t.first_seen, t.last_seen) for t in totals] == [
+            ("job-1", AccessOperation.READ, 5, t0, t1 + timedelta(hours=2)),
+            ("job-2", AccessOperation.WRITE, 1, t0, t0),
+        ]
+        # Writes after the migration keep both in step.
+        later = t0 + timedelta(days=2)
+        count = AccessCount("job-1", "s3://a", AccessOperation.READ, "r1", 1, later, later, day_of(later))
+        assert await store.access.write_batch(AccessBatch("b1", later, (count,)))
+        totals = await store.access.dataset_access("s3://a")
+        assert totals == await store.access.dataset_access("s3://a", since=t0 - timedelta(days=1))
+        assert (totals[0].total, totals[0].last_seen) == (6, later)
     finally:
         await store.close()
