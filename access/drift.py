@@ -76,7 +76,9 @@ async def observe_run(
 ) -> DriftResult:
     """Record `run`'s accesses and judge the new ones (see the module docstring). The actor is
     the job as `namespace/name` (a job without `/` is `default/<job>`, as policies name it)."""
-    run = replace(run, job=qualified_job(run.job))
+    job = qualified_job(run.job)
+    if job != run.job:
+        run = replace(run, job=job)
     event_time = run.event_time or now
     late = now - event_time > late_after
     known_regions = router.regions()

@@ -95,12 +95,15 @@ class AccessRecorder:
 
     def _add(self, key: AccessKey, n: int, first: datetime, last: datetime) -> None:
         with self._lock:
-            entry = self._counts.get(key)
-            if entry is None:
-                self._counts[key] = [n, first, last]
-            else:
-                entry[0] += n
-                entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
+            self._add_locked(key, n, first, last)
+
+    def _add_locked(self, key: AccessKey, n: int, first: datetime, last: datetime) -> None:
+        entry = self._counts.get(key)
+        if entry is None:
+            self._counts[key] = [n, first, last]
+        else:
+            entry[0] += n
+            entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
 
     def add_intents(self, counts: IntentCounts, at: datetime | None = None) -> None:
         """Residency questions (store/process a dataset in a region), as counts per
@@ -125,8 +128,10 @@ class AccessRecorder:
     def record_run(self, run: RunRecord, new_accesses: Iterable[RunAccess]) -> None:
         """Keep `run` (merged with what is pending for it) and count `new_accesses` -- those
         not recorded for this run before -- once each, at the run's event time."""
-        for access in new_accesses:
-            self.count(run.job, access.dataset_id, access.operation, access.region, run.event_time)
+        at, day = run.event_time, day_of(run.event_time)
+        with self._lock:
+            for access in new_accesses:
+                self._add_locked(AccessKey(run.job, access.dataset_id, access.operation, access.region, day), 1, at, at)
         key = (run.job, run.run_id)
         pending = self._runs.get(key)
         if pending is not None:

@@ -195,8 +195,7 @@ def _write_batch_tx(conn: sqlite3.Connection, batch: AccessBatch) -> bool:
         " last_seen = max(last_seen, excluded.last_seen)",
         counts,
     )
-    for run in batch.runs:
-        _merge_run(conn, run)
+    _merge_runs(conn, batch.runs)
     conn.executemany(
         "INSERT OR IGNORE INTO observed_violations (id, event_time, body) VALUES (?, ?, ?)",
         [(v.violation_id, to_micros(v.event_time), codec.violation_body(v)) for v in batch.violations],
@@ -217,17 +216,22 @@ def _write_batch_tx(conn: sqlite3.Connection, batch: AccessBatch) -> bool:
     return True
 
 
-def _merge_run(conn: sqlite3.Connection, run: RunRecord) -> None:
-    row = conn.execute(
-        "SELECT producer, principal, run_region, event_time, last_event_time, accesses FROM access_runs"
-        " WHERE job = ? AND run_id = ?",
-        (run.job, run.run_id),
-    ).fetchone()
-    accesses = codec.accesses_document(run.accesses)
-    if row is None:
-        conn.execute(
-            "INSERT INTO access_runs (job, run_id, producer, principal, run_region, event_time, last_event_time,"
-            " record_time, accesses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+def _merge_runs(conn: sqlite3.Connection, runs: Sequence[RunRecord]) -> None:
+    """Insert `runs`, merging those already stored (one lookup for the batch: most are new)."""
+    if not runs:
+        return
+    stored = {
+        (job, run_id): rest
+        for job, run_id, *rest in conn.execute(
+            "SELECT job, run_id, producer, principal, run_region, event_time, last_event_time, accesses"
+            " FROM access_runs WHERE (job, run_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
+            (orjson.dumps([(run.job, run.run_id) for run in runs]),),
+        )
+    }
+    conn.executemany(
+        "INSERT INTO access_runs (job, run_id, producer, principal, run_region, event_time, last_event_time,"
+        " record_time, accesses) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
             (
                 run.job,
                 run.run_id,
@@ -237,26 +241,34 @@ def _merge_run(conn: sqlite3.Connection, run: RunRecord) -> None:
                 to_micros(run.event_time),
                 to_micros(run.last_event_time),
                 to_micros(run.record_time),
-                json.dumps(accesses),
+                json.dumps(codec.accesses_document(run.accesses)),
+            )
+            for run in runs
+            if (run.job, run.run_id) not in stored
+        ],
+    )
+    for run in runs:
+        row = stored.get((run.job, run.run_id))
+        if row is None:
+            continue
+        producer, principal, run_region, event_time, last_event_time, accesses = row
+        merged = sorted(
+            {tuple(a) for a in orjson.loads(accesses)} | {tuple(a) for a in codec.accesses_document(run.accesses)}
+        )
+        conn.execute(
+            "UPDATE access_runs SET producer = ?, principal = ?, run_region = ?, event_time = ?, last_event_time = ?,"
+            " accesses = ? WHERE job = ? AND run_id = ?",
+            (
+                producer or run.producer,
+                principal or run.principal,
+                run_region or run.run_region,
+                min(event_time, to_micros(run.event_time)),
+                max(last_event_time, to_micros(run.last_event_time)),
+                json.dumps([list(a) for a in merged]),
+                run.job,
+                run.run_id,
             ),
         )
-        return
-    producer, principal, run_region, event_time, last_event_time, stored = row
-    merged = sorted({tuple(a) for a in orjson.loads(stored)} | {tuple(a) for a in accesses})
-    conn.execute(
-        "UPDATE access_runs SET producer = ?, principal = ?, run_region = ?, event_time = ?, last_event_time = ?,"
-        " accesses = ? WHERE job = ? AND run_id = ?",
-        (
-            producer or run.producer,
-            principal or run.principal,
-            run_region or run.run_region,
-            min(event_time, to_micros(run.event_time)),
-            max(last_event_time, to_micros(run.last_event_time)),
-            json.dumps([list(a) for a in merged]),
-            run.job,
-            run.run_id,
-        ),
-    )
 
 
 def _baselines_tx(conn: sqlite3.Connection, actors: list[str], first_day: int) -> dict[str, ActorBaseline]:
