@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -18,6 +19,9 @@ from domicile.access.model import (
 from domicile.router.convert import OPERATION_TO_PROTO, DecisionEncoder
 from domicile.timeconv import to_timestamp
 from domicile.v1 import access_pb2
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 OPERATION_TO_PROTO_ACCESS = {
     AccessOperation.READ: access_pb2.ACCESS_OPERATION_READ,
@@ -56,7 +60,8 @@ def _add_summaries(
     answer, so this is one flat loop that sets fields in place: each call, keyword argument
     or grouping layer per actor would cost as much as the protobuf work itself."""
     operations = OPERATION_TO_PROTO_ACCESS
-    message = summaries = None
+    message = None
+    summaries: RepeatedCompositeFieldContainer[access_pb2.AccessSummary]  # set with the first message
     current = None
     total = first = last = 0
     for t in totals:
