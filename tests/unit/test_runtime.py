@@ -506,3 +506,64 @@ async def test_a_batch_that_cannot_be_logged_is_not_answered(started):
     with pytest.raises(DomicileError) as info:
         await router.batch_decide([("s3://a", Operation.STORE, US)])
     assert info.value.code is ErrorCode.UNAVAILABLE
+
+
+async def test_every_observed_flow_is_on_disk_before_it_is_answered(tmp_path):
+    # An auditor must find every decision the service acknowledged: the ALLOWs too.
+    app = await make_app(tmp_path, durable_decision_log=True)
+    app.router = router = await Router.start(app)
+    on_disk = app.settings.decision_log_path
+    log, waits = router._log, []
+    flush = log.flush
+
+    async def counted_flush():
+        await flush()
+        waits.append(on_disk.read_text())
+
+    log.flush = counted_flush
+    try:
+        await upsert(app, "s3://eu", classifications=["PII.CONTACT"], origins=["DE"])
+        context = {"observed_job": "etl/nightly", "observed_run_id": "r1"}
+        (allowed,) = await router.judge_observed([("s3://eu", Operation.PROCESS, FRANKFURT)], context)
+        assert allowed.outcome is Outcome.ALLOW
+        assert len(waits) == 1 and allowed.decision_id in waits[0]
+        decisions = await router.judge_observed(
+            [("s3://eu", Operation.PROCESS, FRANKFURT), ("s3://eu", Operation.PROCESS, US)], context
+        )
+        assert [d.outcome for d in decisions] == [Outcome.ALLOW, Outcome.DENY]
+        assert len(waits) == 2 and all(d.decision_id in waits[1] for d in decisions)
+    finally:
+        await router.close()
+        await app.store.close()
+
+
+async def test_a_batch_decides_intents_are_counted_as_its_decisions_say(tmp_path):
+    from collections import Counter
+    from operator import attrgetter
+
+    from domicile.router.decision_log import intent_counts
+    from domicile.router.decision_log.batches import materialized
+    from domicile.v1 import residency_pb2
+
+    app = await make_app(tmp_path)
+    app.router = router = await Router.start(app)
+    try:
+        await upsert(app, "s3://a", classifications=["PII"], origins=["DE"])
+        await upsert(app, "s3://b")
+        questions = [("s3://a", US), ("s3://b", FRANKFURT), ("s3://a", US), ("s3://unknown", US)] * 3
+        request = residency_pb2.BatchDecideRequest(
+            requests=[
+                residency_pb2.DecideRequest(dataset_id=d, operation=residency_pb2.OPERATION_STORE, region=r)
+                for d, r in questions
+            ]
+        )
+        _, batch = await router.batch_decide_wire(request.SerializeToString(), 100, caller="alice")
+        single = await router.decide("s3://b", Operation.PROCESS, US)
+    finally:
+        await router.close()
+        await app.store.close()
+    every = Counter(map(attrgetter("caller", "dataset_id", "operation", "region"), batch))
+    assert every[("alice", "s3://a", Operation.STORE, US)] == 6
+    queued = materialized([(batch, None, "batch_decide", "h"), (single, None, "decide", "h")])
+    assert intent_counts(queued) == every + Counter({(single.caller, "s3://b", Operation.PROCESS, US): 1})
+    assert intent_counts([(batch, None, "observed_flow", "h")]) == {}
