@@ -318,18 +318,19 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
     ) -> residency_pb2.GetResidencyStatesResponse:
         router = _router(self._app)
         errors = FieldErrors()
+        dataset_ids: list[str] = []
         if not request.dataset_ids:
             errors.add("dataset_ids", "must name at least one dataset")
         elif len(request.dataset_ids) > MAX_STATE_DATASETS:
             errors.add("dataset_ids", f"must name at most {MAX_STATE_DATASETS} datasets")
         else:
-            for i, dataset_id in enumerate(request.dataset_ids):
-                _check_id(errors, f"dataset_ids[{i}]", dataset_id)
+            # Named in the answer as Decide names them: in normal form (as stored).
+            dataset_ids = [_check_id(errors, f"dataset_ids[{i}]", d) for i, d in enumerate(request.dataset_ids)]
         as_of = optional_time(errors, request, "as_of")
         errors.raise_if_any()
         if as_of is not None:
-            return residency_states_to_proto(await router.residency_states_at(request.dataset_ids, as_of))
-        return residency_states_to_proto(await router.residency_states(request.dataset_ids))
+            return residency_states_to_proto(await router.residency_states_at(dataset_ids, as_of))
+        return residency_states_to_proto(await router.residency_states(dataset_ids))
 
     async def GetDecision(
         self, request: residency_pb2.GetDecisionRequest, context

@@ -37,6 +37,43 @@ async def test_writes_store_the_normal_form_and_reads_find_every_equal_form(resi
     assert [d.id for d in listed.datasets] == [NORMAL]
 
 
+async def test_batch_decide_and_residency_states_find_every_equal_form(residency):
+    """BatchDecide (decided by the engine from the wire format) and GetResidencyStates find a
+    dataset under any equal form, and name it as Decide does: in normal form."""
+    await residency.put(NORMAL, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT, US])
+    forms = (WRITTEN, NORMAL, "s3://BANK-eu-lake/Customers%7E")
+    requests = [
+        residency_pb2.DecideRequest(dataset_id=f, operation=residency_pb2.OPERATION_STORE, region=US) for f in forms
+    ]
+    batch = await residency.residency.BatchDecide(residency_pb2.BatchDecideRequest(requests=requests))
+    single = await residency.decide(WRITTEN, US)
+    assert single.dataset_id == NORMAL and "UNKNOWN_DATASET" not in [r.code for r in single.reasons]
+    for decision in batch.decisions:
+        assert (decision.dataset_id, decision.outcome, decision.reasons) == (
+            single.dataset_id,
+            single.outcome,
+            single.reasons,
+        )
+    unknown = await residency.residency.BatchDecide(
+        residency_pb2.BatchDecideRequest(
+            requests=[
+                residency_pb2.DecideRequest(
+                    dataset_id="S3://Nowhere/X", operation=residency_pb2.OPERATION_STORE, region=US
+                )
+            ]
+        )
+    )
+    assert (
+        unknown.decisions[0].dataset_id == (await residency.decide("S3://Nowhere/X", US)).dataset_id == "s3://nowhere/X"
+    )
+    assert [r.code for r in unknown.decisions[0].reasons] == ["UNKNOWN_DATASET"]
+
+    states = await residency.residency.GetResidencyStates(residency_pb2.GetResidencyStatesRequest(dataset_ids=forms))
+    assert [
+        (s.dataset_id, residency_pb2.ResidencyState.Name(s.state), list(s.violating_regions)) for s in states.states
+    ] == [(NORMAL, "RESIDENCY_STATE_VIOLATION", [US])] * len(forms)
+
+
 @pytest.mark.parametrize(
     ("dataset_id", "problem"),
     [

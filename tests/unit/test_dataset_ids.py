@@ -50,6 +50,7 @@ def test_valid_ids_and_their_normal_form(written, normal):
         ("s3://bank eu/x", "must not contain whitespace"),
         ("s3://b/x\u00a0y", "must not contain whitespace"),
         ("s3://b/x\x07", "must not contain control characters"),
+        ("s3://b/x\ud800", "must not contain control characters"),  # a lone surrogate (Python only)
         ("customers", "is not an OpenLineage dataset id NAMESPACE/NAME"),
         ("s3://bucket/", "must not end with '/'"),
         ("bigquery/", "must not end with '/'"),
@@ -94,3 +95,62 @@ def test_renames_leave_ids_that_break_the_rules_and_colliding_ids_alone():
     plan = plan_renames(["S3://B/x", "s3://b/x", "S3://B/y", "s3://B/z", "S3://b/z", "not a dataset", "s3://c/d"])
     assert plan.renames == {"S3://B/y": "s3://b/y"}
     assert sorted(plan.collisions) == [("S3://B/x", "s3://b/x"), ("S3://b/z", "s3://b/z"), ("s3://B/z", "s3://b/z")]
+
+
+# Properties of the rules as catalog/dataset_ids.py documents them, over ids built from parts
+# (the rules are implemented once, in the engine: crates/engine/src/dataset_ids.rs).
+UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+HOSTS = st.text(alphabet="abcXYZ019-.", min_size=1, max_size=10)
+NAME_CHARS = st.text(alphabet=UNRESERVED + "!$&'()*+,;=:@/é", min_size=1, max_size=16).filter(
+    lambda name: not name.startswith("/") and not name.endswith("/")
+)
+SCHEMES = st.sampled_from(["s3", "gs", "postgres", "kafka", "hdfs", "abfss", "file+x"])
+
+
+def escaped(text: str, which: list[bool], upper: bool) -> str:
+    """`text` with the chosen ASCII characters written as escapes."""
+    out = []
+    for char, escape in zip(text, which + [False] * len(text), strict=False):
+        code = f"%{ord(char):02X}" if upper else f"%{ord(char):02x}"
+        out.append(code if escape and char.isascii() else char)
+    return "".join(out)
+
+
+@given(SCHEMES, HOSTS, st.sampled_from(["", ":5432"]), NAME_CHARS, st.lists(st.booleans()), st.booleans())
+def test_equal_forms_have_one_normal_form(scheme, host, port, name, escape, upper):
+    normal = parse_dataset_id(f"{scheme}://{host.lower()}{port}/{name}")
+    assert normal.problems == ()
+    assert parse_dataset_id(normal.normal) == normal  # a fixed point
+    # The scheme and host in any case, unreserved characters written as escapes: the same id.
+    same = f"{scheme.upper()}://{host.upper()}{port}/{escaped(name, escape, upper)}"
+    if all(c in UNRESERVED for c, e in zip(name, escape, strict=False) if e):
+        assert lookup_form(same) == normal.normal
+    # Names keep their case; reserved characters stay escaped, as %XX in upper case.
+    if name.lower() != name.upper():
+        assert lookup_form(f"{scheme}://{host}{port}/{name.swapcase()}") != normal.normal
+    reserved = lookup_form(f"{scheme}://{host}{port}/{name}%2f%3A")
+    assert reserved == normal.normal + "%2F%3A"
+
+
+@given(
+    SCHEMES,
+    HOSTS,
+    NAME_CHARS,
+    st.sampled_from([" ", "\t", "\u00a0", "\u2003", "\x00", "\x07", "\x85", "%zz", "%4g"]),
+    st.integers(min_value=0),
+)
+def test_ids_with_whitespace_control_characters_or_stray_percents_break_the_rules(scheme, host, name, inserted, where):
+    written = f"{scheme}://{host}/{name}"
+    at = len(scheme) + 3 + where % (len(written) - len(scheme) - 2)
+    broken = written[:at] + inserted + written[at:]
+    parsed = parse_dataset_id(broken)
+    assert parsed.problems and parsed.normal == broken == lookup_form(broken)
+
+
+@given(SCHEMES, HOSTS, NAME_CHARS)
+def test_a_trailing_slash_or_a_missing_host_breaks_the_rules(scheme, host, name):
+    assert parse_dataset_id(f"{scheme}://{host}/{name}/").problems
+    if scheme in ("s3", "gs", "postgres", "kafka", "hdfs", "abfss"):
+        assert parse_dataset_id(f"{scheme}:///{name}").problems
+    else:  # a scheme whose sources are not named by host (file, an embedded database)
+        assert not parse_dataset_id(f"{scheme}:///{name}").problems

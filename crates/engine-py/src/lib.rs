@@ -12,9 +12,11 @@
 //!
 //! Work that can be long (applying changes, a BatchDecide) runs without the interpreter lock.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use domicile_engine::dataset_ids;
 use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
@@ -24,7 +26,7 @@ use parking_lot::Mutex;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyString, PyTuple};
 
 create_exception!(
     domicile.router._engine,
@@ -644,12 +646,54 @@ fn change(item: &Bound<'_, PyAny>) -> PyResult<Change> {
     })
 }
 
+/// `(normal, problems)`: the id in normal form, or the id as written and the rules it breaks
+/// (crates/engine/src/dataset_ids.rs).
+#[pyfunction]
+fn parse_dataset_id<'py>(value: &Bound<'py, PyString>) -> (Bound<'py, PyString>, Vec<String>) {
+    let parsed = match value.to_str() {
+        Ok(text) => {
+            let parsed = dataset_ids::parse_dataset_id(text);
+            if parsed.problems.is_empty() && parsed.normal != text {
+                return (PyString::new(value.py(), &parsed.normal), Vec::new());
+            }
+            parsed
+        }
+        Err(_) => dataset_ids::parse_dataset_id_with_surrogates(&value.to_string_lossy()),
+    };
+    (value.clone(), parsed.problems)
+}
+
+/// An exemption's dataset pattern in the normal form of the ids it is to match.
+#[pyfunction]
+fn normalize_pattern<'py>(pattern: &Bound<'py, PyString>) -> Bound<'py, PyString> {
+    match pattern.to_str() {
+        Ok(text) => match dataset_ids::normalize_pattern(text) {
+            Cow::Owned(normal) => PyString::new(pattern.py(), &normal),
+            Cow::Borrowed(_) => pattern.clone(),
+        },
+        // A pattern that cannot match a valid id (`pattern_problems` says why).
+        Err(_) => pattern.clone(),
+    }
+}
+
+/// Why an exemption's dataset pattern can match no valid id, if it cannot.
+#[pyfunction]
+fn pattern_problems(pattern: &Bound<'_, PyString>) -> Vec<String> {
+    match pattern.to_str() {
+        Ok(text) => dataset_ids::pattern_problems(text),
+        Err(_) => dataset_ids::pattern_problems_with_surrogates(&pattern.to_string_lossy()),
+    }
+}
+
 #[pymodule]
 fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
     module.add_class::<Engine>()?;
     module.add_class::<Policy>()?;
     module.add_class::<DecidedBatch>()?;
+    module.add_function(wrap_pyfunction!(parse_dataset_id, module)?)?;
+    module.add_function(wrap_pyfunction!(normalize_pattern, module)?)?;
+    module.add_function(wrap_pyfunction!(pattern_problems, module)?)?;
     module.add("UnknownRegion", py.get_type::<UnknownRegion>())?;
     module.add("MalformedRequest", py.get_type::<MalformedRequest>())?;
     module.add("InvalidRequest", py.get_type::<InvalidRequest>())?;

@@ -40,9 +40,11 @@
 //! `View` of the values. A batch of changes is computed against the view into a `Delta` and
 //! installed at once, so readers always see one consistent state.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use crate::dataset_ids::lookup_form;
 use crate::policy::{Attributes, CompiledPolicy, UndescribedOutputs};
 use crate::symbols::{Interner, Key, Symbols};
 
@@ -99,9 +101,14 @@ pub struct View {
 }
 
 impl View {
-    /// The node of a dataset id, if any change ever mentioned it.
+    /// The node of a dataset id, if any change ever mentioned it: under the id as written (as
+    /// stored: ids stored before the naming rules applied may break them), else under its
+    /// normal form (`S3://Bank-EU/x` is `s3://bank-eu/x`).
     pub fn node(&self, dataset_id: &str) -> Option<NodeId> {
-        self.symbols.names.get(dataset_id)
+        self.symbols.names.get(dataset_id).or_else(|| match lookup_form(dataset_id) {
+            Cow::Owned(normal) => self.symbols.names.get(&normal),
+            Cow::Borrowed(_) => None,
+        })
     }
 
     pub fn get(&self, node: NodeId) -> &NodeView {

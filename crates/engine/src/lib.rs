@@ -7,6 +7,8 @@
 //!   maintained incrementally;
 //! - [`engine`]: the two together behind one writer and many readers: decide, route, check a
 //!   job, explain, scan for violations, policy impact, BatchDecide;
+//! - [`dataset_ids`]: dataset ids checked against the OpenLineage naming rules, and their
+//!   normal form (every lookup of an id goes through it);
 //! - [`wire`]: BatchDecide's request and answer in the protobuf wire format, with the types
 //!   generated from the repository's .proto files.
 //!
@@ -14,6 +16,7 @@
 //! services, the catalog, policy parsing and the decision log.
 
 pub mod bits;
+pub mod dataset_ids;
 pub mod engine;
 pub mod glob;
 pub mod index;

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 
+use crate::dataset_ids::lookup_form;
 use crate::policy::{CompiledPolicy, Operation, Outcome, Reason, Verdict};
 use crate::text::{dataset_id_problems, py_repr};
 
@@ -92,7 +93,9 @@ pub fn parse_batch(request: &[u8], policy: &CompiledPolicy, max: usize) -> Resul
         }
         if let (Some(operation), Some(region)) = (operation, region) {
             if problems.is_empty() {
-                questions.push(Question { dataset_id: item.dataset_id, operation, region });
+                // Named as Decide names it: in normal form (as stored).
+                let dataset_id = lookup_form(&item.dataset_id).into_owned();
+                questions.push(Question { dataset_id, operation, region });
             }
         }
     }

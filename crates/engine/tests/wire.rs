@@ -149,3 +149,30 @@ fn the_answer_decodes_to_the_engine_decisions() {
     let stale = state.batch_decide(&bytes, 10, NOW, Some("fail closed: stale")).unwrap();
     assert!(stale.verdicts.iter().all(|v| v.reasons[0].code.as_str() == "STALE_CATALOG" && v.allowed.names.is_empty()));
 }
+
+#[test]
+fn ids_are_decided_and_named_in_normal_form() {
+    let engine = Engine::new(common::policy("1", "inherit", "null"));
+    engine.apply(&[Change::Described {
+        id: "s3://eu/customers".into(),
+        labels: vec!["PII".into()],
+        origins: vec!["DE".into()],
+        locations: vec![],
+    }]);
+    let state = engine.read();
+    let bytes = request(&[("S3://EU/customers", 1, "aws:us-east-1"), ("S3://Nowhere/X", 1, "aws:us-east-1")]);
+    let batch = state.batch_decide(&bytes, 10, NOW, None).unwrap();
+    let named: Vec<&str> = batch.questions.iter().map(|q| q.dataset_id.as_str()).collect();
+    assert_eq!(named, ["s3://eu/customers", "s3://nowhere/X"]);
+    let us = state.region("region", "aws:us-east-1").unwrap();
+    let messages = |verdict: &domicile_engine::Verdict| -> Vec<String> {
+        verdict.reasons.iter().map(|r| format!("{}: {}", r.code.as_str(), r.message)).collect()
+    };
+    let direct = state.decide("s3://eu/customers", Operation::Store, us, NOW);
+    assert_eq!(messages(&batch.verdicts[0]), messages(&direct));
+    assert!(!messages(&direct)[0].starts_with("UNKNOWN_DATASET"));
+    assert_eq!(messages(&batch.verdicts[1]), ["UNKNOWN_DATASET: dataset 's3://nowhere/X' is not in the catalog"]);
+    // Every lookup finds a dataset under an equal form.
+    assert_eq!(messages(&state.decide("S3://eu/customer%73", Operation::Store, us, NOW)), messages(&direct));
+    assert_eq!(state.labels("S3://EU/customers"), ["PII".into()]);
+}
