@@ -1,13 +1,14 @@
-import { useState, type FormEvent } from "react";
+import { type FormEvent } from "react";
 import { useSearchParams } from "react-router-dom";
 import { get, type Dataset, type Region } from "../api";
+import { Pager, usePageTrail } from "../components/Pager";
 import { DatasetLink, fromLocalInput, Panel, Tags, toLocalInput, useLoad } from "../util";
 
 const FILTERS = ["query", "classification", "origin", "region", "owner"] as const;
 
 export function DatasetsPage() {
   const [params, setParams] = useSearchParams();
-  const [trail, setTrail] = useState<string[]>([]);
+  const trail = usePageTrail();
   const key = params.toString();
   const regions = useLoad(() => get<{ regions: Region[] }>("regions"), []);
   const page = useLoad(
@@ -31,16 +32,9 @@ export function DatasetsPage() {
     }
     const asOf = fromLocalInput(String(form.get("as_of") ?? ""));
     if (asOf) next.set("as_of", asOf);
-    setTrail([]);
     setParams(next);
   }
 
-  function go(token: string) {
-    const next = new URLSearchParams(params);
-    if (token) next.set("page_token", token);
-    else next.delete("page_token");
-    setParams(next);
-  }
 
   const asOf = params.get("as_of") ?? "";
   return (
@@ -111,29 +105,7 @@ export function DatasetsPage() {
               </tbody>
             </table>
             {p.datasets.length === 0 && <p>No dataset matches.</p>}
-            <nav className="pager" aria-label="Pages of datasets">
-              <button
-                type="button"
-                disabled={!params.get("page_token")}
-                onClick={() => {
-                  const previous = trail.slice(0, -1);
-                  setTrail(previous);
-                  go(trail[trail.length - 1] ?? "");
-                }}
-              >
-                Previous
-              </button>
-              <button
-                type="button"
-                disabled={!p.next_page_token}
-                onClick={() => {
-                  setTrail([...trail, params.get("page_token") ?? ""]);
-                  go(p.next_page_token);
-                }}
-              >
-                Next
-              </button>
-            </nav>
+            <Pager trail={trail} nextToken={p.next_page_token} label="Pages of datasets" />
           </>
         )}
       </Panel>

@@ -1,13 +1,14 @@
-import { useState, type FormEvent } from "react";
+import { type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { get, type LoggedDecision } from "../api";
+import { Pager, usePageTrail } from "../components/Pager";
 import { DatasetLink, fromLocalInput, operationName, Outcome, Panel, ruleIds, time, toLocalInput, useLoad } from "../util";
 
 const TEXT_FILTERS = ["dataset_id", "caller", "rule_id"] as const;
 
 export function DecisionsPage() {
   const [params, setParams] = useSearchParams();
-  const [trail, setTrail] = useState<string[]>([]);
+  const trail = usePageTrail();
   const key = params.toString();
   const page = useLoad(
     () =>
@@ -38,16 +39,9 @@ export function DecisionsPage() {
       const value = fromLocalInput(String(form.get(f) ?? ""));
       if (value) next.set(f, value);
     }
-    setTrail([]);
     setParams(next);
   }
 
-  function go(token: string) {
-    const next = new URLSearchParams(params);
-    if (token) next.set("page_token", token);
-    else next.delete("page_token");
-    setParams(next);
-  }
 
   return (
     <>
@@ -124,28 +118,7 @@ export function DecisionsPage() {
               </tbody>
             </table>
             {p.decisions.length === 0 && <p>No logged decision matches.</p>}
-            <nav className="pager" aria-label="Pages of decisions">
-              <button
-                type="button"
-                disabled={!params.get("page_token")}
-                onClick={() => {
-                  setTrail(trail.slice(0, -1));
-                  go(trail[trail.length - 1] ?? "");
-                }}
-              >
-                Newer
-              </button>
-              <button
-                type="button"
-                disabled={!p.next_page_token}
-                onClick={() => {
-                  setTrail([...trail, params.get("page_token") ?? ""]);
-                  go(p.next_page_token);
-                }}
-              >
-                Older
-              </button>
-            </nav>
+            <Pager trail={trail} nextToken={p.next_page_token} label="Pages of decisions" previousText="Newer" nextText="Older" />
           </>
         )}
       </Panel>

@@ -1,13 +1,14 @@
-import { useState, type FormEvent } from "react";
+import { type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { get, type ViolationList } from "../api";
+import { Pager, usePageTrail } from "../components/Pager";
 import { datasetsToJudge, JudgingNotice, useReadWhileJudging } from "../components/Judging";
 import { DatasetLink, Panel, ruleIds, Tags, useLoad } from "../util";
 
 /** Every copy stored where the policy forbids it (ListViolations: nothing is decided or logged). */
 export function ViolationsPage() {
   const [params, setParams] = useSearchParams();
-  const [trail, setTrail] = useState<string[]>([]);
+  const trail = usePageTrail();
   const region = params.get("region") ?? "";
   const key = params.toString();
   const page = useLoad(
@@ -19,16 +20,9 @@ export function ViolationsPage() {
   function submit(event: FormEvent<HTMLFormElement>) {
     event.preventDefault();
     const value = String(new FormData(event.currentTarget).get("region") ?? "").trim();
-    setTrail([]);
     setParams(value ? { region: value } : {});
   }
 
-  function go(token: string) {
-    const next = new URLSearchParams(params);
-    if (token) next.set("page_token", token);
-    else next.delete("page_token");
-    setParams(next);
-  }
 
   return (
     <>
@@ -90,28 +84,7 @@ export function ViolationsPage() {
               </tbody>
             </table>
             {p.violations.length === 0 && !datasetsToJudge(p) && <p>No dataset is stored where the policy forbids it.</p>}
-            <nav className="pager" aria-label="Pages of violations">
-              <button
-                type="button"
-                disabled={!params.get("page_token")}
-                onClick={() => {
-                  setTrail(trail.slice(0, -1));
-                  go(trail[trail.length - 1] ?? "");
-                }}
-              >
-                Previous
-              </button>
-              <button
-                type="button"
-                disabled={!p.next_page_token}
-                onClick={() => {
-                  setTrail([...trail, params.get("page_token") ?? ""]);
-                  go(p.next_page_token);
-                }}
-              >
-                Next
-              </button>
-            </nav>
+            <Pager trail={trail} nextToken={p.next_page_token} label="Pages of violations" />
           </>
         )}
       </Panel>
