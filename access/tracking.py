@@ -3,6 +3,7 @@ drift at ingest, and the alerts -- assembled from the settings (`access.*`)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
@@ -12,7 +13,7 @@ from domicile.access.alerts import AccessAlerts
 from domicile.access.drift import DriftResult, ObservedRun, observe_run
 from domicile.access.recorder import AccessRecorder
 from domicile.access.webhooks import WebhookDispatcher
-from domicile.catalog.model import utcnow
+from domicile.catalog.model import qualified_job, utcnow
 from domicile.security.context import current_trace
 from domicile.security.events import SecurityEventLog
 
@@ -40,6 +41,8 @@ class AccessTracking:
         self._alerts = alerts
         self._own_events = own_events
         self._clock = clock
+        # Runs being judged: (job, run id) -> [its lock, how many events hold or wait for it].
+        self._judging: dict[tuple[str, str], list] = {}
 
     @classmethod
     def start(cls, app: App, router: Router, *, clock=utcnow) -> AccessTracking:
@@ -69,20 +72,34 @@ class AccessTracking:
         return cls(app, router, recorder, alerts, own_events, clock)
 
     async def observe_run(self, run: ObservedRun) -> DriftResult:
-        """Record an ingested run and judge what it did (observed-flow drift)."""
+        """Record an ingested run and judge what it did (observed-flow drift). Events of one
+        run are judged one after the other, so each judges only what the ones before it did
+        not report; events of different runs at the same time, so that they share the
+        durable decision log's fsyncs."""
         trace = current_trace()
 
         async def announce(violations: Sequence[ObservedViolation]) -> None:
             await self._alerts.violations(violations, trace_id=trace)
 
-        return await observe_run(
-            run,
-            router=self._router,
-            recorder=self.recorder,
-            late_after=timedelta(seconds=self._settings.late_event_seconds),
-            now=self._clock(),
-            on_violations=announce,
-        )
+        key = (qualified_job(run.job), run.run_id)
+        judging = self._judging.get(key)
+        if judging is None:
+            judging = self._judging[key] = [asyncio.Lock(), 0]
+        judging[1] += 1
+        try:
+            async with judging[0]:
+                return await observe_run(
+                    run,
+                    router=self._router,
+                    recorder=self.recorder,
+                    late_after=timedelta(seconds=self._settings.late_event_seconds),
+                    now=self._clock(),
+                    on_violations=announce,
+                )
+        finally:
+            judging[1] -= 1
+            if not judging[1]:
+                del self._judging[key]
 
     def catalog_write(self, principal: str, dataset_id: str) -> None:
         self.recorder.record_catalog_write(principal, dataset_id)

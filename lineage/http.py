@@ -90,7 +90,8 @@ async def _post_lineage(request: web.Request) -> web.Response:
             result = await request.app[GUARD].write(write, ingest, Where(f"POST {LINEAGE_PATH}", request.remote or ""))
         else:
             result = await ingest()
-        drift = await observe_event(app, event, principal)
+    # Outside the lock: the next event's write goes on while this one's decisions are made durable.
+    drift = await observe_event(app, event, principal)
     return web.json_response(
         {
             "recorded": result.recorded,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.transport.http import HttpConfig, HttpTransport
@@ -146,6 +147,26 @@ async def test_a_run_is_judged_once_across_its_events(server, stubs):
     assert [(v["dataset_id"], v["operation"]) for v in complete["observed_violations"]] == [
         ("s3://bank-us/copy", "OPERATION_STORE")
     ]
+
+
+async def test_events_of_one_run_sent_at_the_same_time_are_judged_once(server, stubs):
+    access, lineage = stubs
+    run_id = str(uuid.uuid4())
+    request = lineage_pb2.RecordLineageRequest(
+        job=JOB, run_id=run_id, run_region=US, inputs=[CUSTOMERS], outputs=["s3://bank-us/copy"]
+    )
+    answers = await asyncio.gather(
+        *(lineage.RecordLineage(request) for _ in range(4)), *(send(server, event(US, run_id=run_id)) for _ in range(2))
+    )
+    reported = [MessageToDict(v, preserving_proto_field_name=True) for a in answers[:4] for v in a.observed_violations]
+    reported += [v for a in answers[4:] for v in a["observed_violations"]]
+    # Each access of the run is judged by exactly one of them, and recorded once.
+    assert sorted((v["dataset_id"], v["operation"], v["kind"]) for v in reported) == [
+        (CUSTOMERS, "OPERATION_PROCESS", "OBSERVED_VIOLATION_KIND_POLICY_DENIED"),
+        ("s3://bank-us/copy", "OPERATION_STORE", "OBSERVED_VIOLATION_KIND_UNKNOWN_OUTPUT_LOCATION"),
+    ]
+    listed = await access.ListObservedViolations(access_pb2.ListObservedViolationsRequest())
+    assert sorted(v.violation_id for v in listed.violations) == sorted(v["violation_id"] for v in reported)
 
 
 async def test_unknown_run_region_and_output_location_are_reported(server, stubs):
