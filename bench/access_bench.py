@@ -12,7 +12,8 @@ less, so the cost is given from both:
 1. OpenLineage ingest: `--events` COMPLETE RunEvents (3 inputs, 1 output, classification and
    residency facets; `--violation-share` of them (default 2%) run in aws:us-east-1 on EU
    personal data, so they are observed violations, each written before its answer) POSTed
-   one at a time over HTTP, as a pipeline's client sends them.
+   over HTTP one at a time, as a pipeline's client sends them (`--clients` clients at once:
+   several pipelines).
 2. RecordLineage: the same runs as unary gRPC calls.
 3. BatchDecide over gRPC (1,000 questions per call, logged): the router path the decision
    log's intent counting adds to.
@@ -115,31 +116,39 @@ def run_event(i: int, rng: random.Random, violation_share: float) -> dict:
     }
 
 
-async def ingest_http(running, events: list[dict]) -> float:
+async def ingest_http(running, events: list[dict], clients: int = 1) -> float:
     url = f"http://127.0.0.1:{running.http_port}/api/v1/lineage"
     async with aiohttp.ClientSession() as session:
+
+        async def client(share: list[dict]) -> None:
+            for event in share:
+                async with session.post(url, json=event) as response:
+                    assert response.status == 200, await response.text()
+                    await response.read()
+
         began = time.perf_counter()
-        for event in events:
-            async with session.post(url, json=event) as response:
-                assert response.status == 200, await response.text()
-                await response.read()
+        await asyncio.gather(*(client(events[i::clients]) for i in range(clients)))
         return len(events) / (time.perf_counter() - began)
 
 
-async def ingest_grpc(channel: grpc.aio.Channel, events: list[dict]) -> float:
+async def ingest_grpc(channel: grpc.aio.Channel, events: list[dict], clients: int = 1) -> float:
     lineage = lineage_pb2_grpc.LineageServiceStub(channel)
-    began = time.perf_counter()
-    for event in events:
-        region = event["run"]["facets"]["residency"]["region"]
-        await lineage.RecordLineage(
-            lineage_pb2.RecordLineageRequest(
-                job=f"grpc/{event['job']['name']}",
-                run_id=event["run"]["runId"],
-                run_region=region,
-                inputs=[f"s3://bank-eu-lake/{d['name']}" for d in event["inputs"]],
-                outputs=[f"s3://bank-eu-lake/{d['name']}" for d in event["outputs"]],
+
+    async def client(share: list[dict]) -> None:
+        for event in share:
+            region = event["run"]["facets"]["residency"]["region"]
+            await lineage.RecordLineage(
+                lineage_pb2.RecordLineageRequest(
+                    job=f"grpc/{event['job']['name']}",
+                    run_id=event["run"]["runId"],
+                    run_region=region,
+                    inputs=[f"s3://bank-eu-lake/{d['name']}" for d in event["inputs"]],
+                    outputs=[f"s3://bank-eu-lake/{d['name']}" for d in event["outputs"]],
+                )
             )
-        )
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client(events[i::clients]) for i in range(clients)))
     return len(events) / (time.perf_counter() - began)
 
 
@@ -169,7 +178,7 @@ async def timed(phase) -> tuple[float, float]:
 
 
 async def one_round(
-    workdir: Path, *, access: bool, events: int, seed: int, decide_calls: int, violation_share: float
+    workdir: Path, *, access: bool, events: int, seed: int, decide_calls: int, violation_share: float, clients: int
 ) -> dict[str, float]:
     running = await start(workdir, access=access)
     try:
@@ -178,8 +187,8 @@ async def one_round(
             rng = random.Random(seed)
             batch = [run_event(i, rng, violation_share) for i in range(events)]
             await ingest_http(running, batch[:50])  # warm up
-            http_rate, http_cpu = await timed(lambda: ingest_http(running, batch[50:]))
-            grpc_rate, grpc_cpu = await timed(lambda: ingest_grpc(channel, batch))
+            http_rate, http_cpu = await timed(lambda: ingest_http(running, batch[50:], clients))
+            grpc_rate, grpc_cpu = await timed(lambda: ingest_grpc(channel, batch, clients))
             decide_rate, decide_cpu = await timed(lambda: batch_decide(channel, decide_calls))
             # What the periodic flush does for these records, charged to them.
             flush_cpu = time.process_time()
@@ -257,6 +266,7 @@ async def main(args: argparse.Namespace) -> None:
                     seed=round_number,
                     decide_calls=args.decide_calls,
                     violation_share=args.violation_share,
+                    clients=args.clients,
                 )
                 results[access].append(figures)
                 print(
@@ -305,6 +315,9 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=2000, help="Runs per ingest phase.")
     parser.add_argument(
         "--violation-share", type=float, default=0.02, help="Share of runs that are observed violations."
+    )
+    parser.add_argument(
+        "--clients", type=int, default=1, help="Clients sending the ingest phases' runs at the same time."
     )
     parser.add_argument("--rounds", type=int, default=3, help="Rounds per setting (median reported).")
     parser.add_argument("--decide-calls", type=int, default=200, help="BatchDecide calls of 1,000 per round.")
