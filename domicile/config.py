@@ -107,10 +107,14 @@ class LoadSheddingSettings(Section):
     enabled: bool = True
     max_concurrent_rpcs: int = Field(default=256, ge=1)
     max_concurrent_rpcs_per_principal: int = Field(default=64, ge=1)
-    # New calls are refused, a growing share of them, while the event loop keeps running later
-    # than this (the server is saturated); 0 turns this limit off. The default catches a server
-    # that is far behind; a latency target needs a tighter bound (docs/operations.md).
+    # New calls are refused, a growing share of them, while the event loop is saturated: it keeps
+    # running later than this (long calls hold it), or waiting for work less than this share of
+    # the time (calls arrive faster than it takes them; measured on `domicile serve`'s loop).
+    # 0 turns either test off. The defaults catch only a server that is far behind: the idle
+    # test also refuses callers who merely keep the server busy, so it is off unless a latency
+    # target asks for it (docs/operations.md).
     max_event_loop_lag_seconds: float = Field(default=0.25, ge=0, le=10)
+    min_event_loop_idle_share: float = Field(default=0.0, ge=0, lt=1)
     # The retry delay a refusal suggests (spread over 0.5-1.5x, so callers do not retry in step).
     retry_after_seconds: float = Field(default=0.1, gt=0, le=60)
 

@@ -8,10 +8,13 @@ Three limits (settings `load_shedding.*`, docs/operations.md "Load shedding"):
 - **concurrent calls per principal** (`max_concurrent_rpcs_per_principal`): so that one caller
   cannot take every slot (checked after authentication, beside the rate limits of
   `domicile.security`, whose refusals look the same to callers);
-- **event-loop lag** (`max_event_loop_lag_seconds`): every call runs on one event loop; when
-  it keeps running late (`LATE_SAMPLES` samples in a row), the server is saturated even if few
-  calls are in flight (cheap calls do not overlap, they queue), and a share of new calls --
-  growing while the lag stays above the bound, shrinking once it is back under -- is refused.
+- **a saturated event loop**: every call runs on one event loop, so the server can be
+  saturated with few calls in flight (cheap calls do not overlap, they queue). It is, for
+  `SATURATED_SAMPLES` samples in a row, when the loop runs late (`max_event_loop_lag_seconds`:
+  long calls hold it) or hardly ever waits for work (`min_event_loop_idle_share`: calls arrive
+  faster than it takes them, and queue in gRPC's C core where nothing else sees them -- see
+  `domicile.eventloop`). Then a share of new calls -- growing while the loop stays saturated,
+  shrinking once it is not -- is refused.
 
 Only the unary methods of the `domicile.v1` services are shed: health checks and reflection
 always get through (an orchestrator must be able to tell an overloaded server from a dead one).
@@ -32,7 +35,7 @@ from typing import Any
 
 import grpc
 
-from domicile import callslots
+from domicile import callslots, eventloop
 from domicile.config import LoadSheddingSettings
 from domicile.errors import DomicileError, ErrorCode
 from domicile.grpc_errors import status_for
@@ -45,13 +48,13 @@ log = logging.getLogger(__name__)
 
 SERVER_CONCURRENCY = "server_concurrency"
 PRINCIPAL_CONCURRENCY = "principal_concurrency"
-EVENT_LOOP_LAG = "event_loop_lag"
+EVENT_LOOP_SATURATED = "event_loop_saturated"
 
-# How often the event loop's lag is sampled; how many samples in a row must be late before
-# calls are shed (one late sample is a pause -- a collection, a busy neighbour -- not overload);
+# How often the event loop is sampled; how many samples in a row must find it saturated before
+# calls are shed (one such sample is a pause -- a collection, a busy neighbour -- not overload);
 # how the share of refused calls moves.
-LAG_SAMPLE_SECONDS = 0.005
-LATE_SAMPLES = 3
+SAMPLE_SECONDS = 0.005
+SATURATED_SAMPLES = 3
 SHED_STEP_UP, SHED_STEP_DOWN = 0.2, 0.05
 
 
@@ -67,37 +70,43 @@ def sheddable_methods() -> frozenset[str]:
 
 
 class LoadShedder:
-    """The limits' state: calls in flight (per server and per principal) and the loop's lag."""
+    """The limits' state: calls in flight (per server and per principal) and how saturated the
+    event loop is."""
 
     def __init__(self, settings: LoadSheddingSettings) -> None:
         self.settings = settings
         self.in_flight = 0
         self._per_principal: dict[str, int] = {}
-        self.lag = 0.0
-        self.shed_share = 0.0  # the share of new calls refused for lag
+        self.lag = 0.0  # how late the loop ran the last sample's timer
+        self.idle_share: float | None = None  # the share of the last sample it waited for work
+        self.shed_share = 0.0  # the share of new calls refused because the loop is saturated
+        self._saturated_samples = 0
         self._task: asyncio.Task[None] | None = None
         # A handful of refusals with retry delays spread over [0.5, 1.5] x retry_after, built
         # once: a refusal must cost far less than a call, and callers should not retry in step.
         base = settings.retry_after_seconds
         self._refusals = {
             limit: [
-                status_for(
-                    DomicileError(
-                        f"server overloaded ({limit.replace('_', ' ')}); retry later",
-                        ErrorCode.RESOURCE_EXHAUSTED,
-                        "OVERLOADED",
-                        retry_after=base * (0.5 + i / 7),
-                        metadata={"limit": limit},
+                _refusal_handler(
+                    status_for(
+                        DomicileError(
+                            f"server overloaded ({limit.replace('_', ' ')}); retry later",
+                            ErrorCode.RESOURCE_EXHAUSTED,
+                            "OVERLOADED",
+                            retry_after=base * (0.5 + i / 7),
+                            metadata={"limit": limit},
+                        )
                     )
                 )
                 for i in range(8)
             ]
-            for limit in (SERVER_CONCURRENCY, EVENT_LOOP_LAG)
+            for limit in (SERVER_CONCURRENCY, EVENT_LOOP_SATURATED)
         }
 
     async def start(self) -> None:
-        if self.settings.max_event_loop_lag_seconds > 0:
-            self._task = asyncio.create_task(self._sample_lag(), name="load-shedding-lag")
+        idle = eventloop.idle_tracker(asyncio.get_running_loop())  # measured even when not a limit
+        if self.settings.max_event_loop_lag_seconds > 0 or idle is not None:
+            self._task = asyncio.create_task(self._sample(idle), name="load-shedding-sampler")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -106,29 +115,42 @@ class LoadShedder:
                 await self._task
             self._task = None
 
-    async def _sample_lag(self) -> None:
+    async def _sample(self, idle: eventloop.IdleTrackingSelector | None) -> None:
+        """Measure the loop every SAMPLE_SECONDS (it runs on it): how late the timer fires, and
+        (on a loop built by `domicile.eventloop`) how much of the time it waited for work."""
         loop = asyncio.get_running_loop()
-        bound = self.settings.max_event_loop_lag_seconds
-        late = 0
         while True:
             asked = loop.time()
-            await asyncio.sleep(LAG_SAMPLE_SECONDS)
-            self.lag = max(0.0, loop.time() - asked - LAG_SAMPLE_SECONDS)
-            late = late + 1 if self.lag > bound else 0
-            if late >= LATE_SAMPLES:
-                self.shed_share = min(1.0, self.shed_share + SHED_STEP_UP)
-            elif not late:
-                self.shed_share = max(0.0, self.shed_share - SHED_STEP_DOWN)
+            waited = idle.waited_seconds if idle is not None else 0.0
+            await asyncio.sleep(SAMPLE_SECONDS)
+            elapsed = loop.time() - asked
+            idle_share = min(1.0, (idle.waited_seconds - waited) / elapsed) if idle is not None else None
+            self.observe(max(0.0, elapsed - SAMPLE_SECONDS), idle_share)
+
+    def observe(self, lag: float, idle_share: float | None) -> None:
+        """One sample of the loop: `lag` seconds late, waiting for work `idle_share` of the time
+        (None: not measured). Moves the share of new calls refused."""
+        self.lag, self.idle_share = lag, idle_share
+        settings = self.settings
+        saturated = 0 < settings.max_event_loop_lag_seconds < lag or (
+            idle_share is not None and idle_share < settings.min_event_loop_idle_share
+        )
+        self._saturated_samples = self._saturated_samples + 1 if saturated else 0
+        if self._saturated_samples >= SATURATED_SAMPLES:
+            self.shed_share = min(1.0, self.shed_share + SHED_STEP_UP)
+        elif not saturated:
+            self.shed_share = max(0.0, self.shed_share - SHED_STEP_DOWN)
 
     def server_refusal(self) -> str:
         """The limit a new call would exceed now ('' when it may start)."""
         if self.in_flight >= self.settings.max_concurrent_rpcs:
             return SERVER_CONCURRENCY
         if self.shed_share and random.random() < self.shed_share:
-            return EVENT_LOOP_LAG
+            return EVENT_LOOP_SATURATED
         return ""
 
-    def refusal_status(self, limit: str) -> grpc.Status:
+    def refusal_handler(self, limit: str) -> grpc.RpcMethodHandler:
+        """A handler refusing a call for `limit`."""
         return random.choice(self._refusals[limit])
 
     @contextlib.contextmanager
@@ -169,7 +191,7 @@ class ServerLoadShedding(grpc.aio.ServerInterceptor):
         limit = shedder.server_refusal()
         if limit:
             RPC_SHED.labels(limit).inc()
-            return _refusal_handler(shedder.refusal_status(limit))
+            return shedder.refusal_handler(limit)
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -233,14 +255,17 @@ class _PrincipalSlot:
 
 
 def _refusal_handler(status: grpc.Status) -> grpc.RpcMethodHandler:
-    async def refuse(request: bytes, context: grpc.aio.ServicerContext) -> None:
+    async def refuse(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
         # Setting the status (rather than raising through `abort`) is the cheapest refusal
-        # grpc.aio has; the request is never parsed.
+        # grpc.aio has.
         context.set_code(status.code)
         context.set_details(status.details)
         context.set_trailing_metadata(status.trailing_metadata)
 
-    return grpc.unary_unary_rpc_method_handler(refuse)
+    # Served as client-streaming, so that grpc.aio does not even read the request (a unary
+    # handler waits for it first): one operation through gRPC's core less per refusal, whose
+    # cost is nearly all gRPC's own. Callers see their unary call refused all the same.
+    return grpc.stream_unary_rpc_method_handler(refuse)
 
 
 class PrincipalLoadShedding(grpc.aio.ServerInterceptor):

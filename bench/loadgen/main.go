@@ -13,7 +13,9 @@
 //
 // Calls that fail are counted by status code; `retry_info` counts those whose status details
 // carry a google.rpc.RetryInfo (a refusal a client can act on), and the `ok_*` latencies are
-// those of the calls that succeeded (what load shedding must keep low while it refuses).
+// those of the calls that succeeded (what load shedding must keep low while it refuses);
+// `error_p50_ms` is the median latency of the failed calls by code (a failure that came at once,
+// or one that waited in a queue first).
 //
 // The request file holds the serialized request messages, each preceded by its length as a
 // 4-byte big-endian integer; calls cycle through them.
@@ -67,25 +69,26 @@ func (rawCodec) Name() string { return "proto" }
 var _ encoding.Codec = rawCodec{}
 
 type result struct {
-	Count        int            `json:"count"`
-	Errors       map[string]int `json:"errors"`
-	RetryInfo    int            `json:"retry_info"`
-	OK           int            `json:"ok"`
-	OKP50Ms      float64        `json:"ok_p50_ms"`
-	OKP99Ms      float64        `json:"ok_p99_ms"`
-	OKP999Ms     float64        `json:"ok_p999_ms"`
-	AchievedRate float64        `json:"achieved_rate"`
-	P50Ms        float64        `json:"p50_ms"`
-	P90Ms        float64        `json:"p90_ms"`
-	P99Ms        float64        `json:"p99_ms"`
-	P999Ms       float64        `json:"p999_ms"`
-	MaxMs        float64        `json:"max_ms"`
-	DueP50Ms     float64        `json:"due_p50_ms"`
-	DueP99Ms     float64        `json:"due_p99_ms"`
-	DueP999Ms    float64        `json:"due_p999_ms"`
-	LateP99Ms    float64        `json:"send_late_p99_ms"`
-	LateMaxMs    float64        `json:"send_late_max_ms"`
-	ClientCPUUs  float64        `json:"client_cpu_us_per_call"`
+	Count        int                `json:"count"`
+	Errors       map[string]int     `json:"errors"`
+	ErrorP50Ms   map[string]float64 `json:"error_p50_ms"`
+	RetryInfo    int                `json:"retry_info"`
+	OK           int                `json:"ok"`
+	OKP50Ms      float64            `json:"ok_p50_ms"`
+	OKP99Ms      float64            `json:"ok_p99_ms"`
+	OKP999Ms     float64            `json:"ok_p999_ms"`
+	AchievedRate float64            `json:"achieved_rate"`
+	P50Ms        float64            `json:"p50_ms"`
+	P90Ms        float64            `json:"p90_ms"`
+	P99Ms        float64            `json:"p99_ms"`
+	P999Ms       float64            `json:"p999_ms"`
+	MaxMs        float64            `json:"max_ms"`
+	DueP50Ms     float64            `json:"due_p50_ms"`
+	DueP99Ms     float64            `json:"due_p99_ms"`
+	DueP999Ms    float64            `json:"due_p999_ms"`
+	LateP99Ms    float64            `json:"send_late_p99_ms"`
+	LateMaxMs    float64            `json:"send_late_max_ms"`
+	ClientCPUUs  float64            `json:"client_cpu_us_per_call"`
 }
 
 func readRequests(path string) ([][]byte, error) {
@@ -234,19 +237,27 @@ func main() {
 		sort.Slice(d, func(a, b int) bool { return d[a] < d[b] })
 	}
 	errors := map[string]int{}
+	failedIn := map[string][]time.Duration{}
 	withRetryInfo := 0
 	for i := skip; i < total; i++ {
 		if failures[i] != "" {
 			errors[failures[i]]++
+			failedIn[failures[i]] = append(failedIn[failures[i]], latencies[i])
 			if retryInfo[i] {
 				withRetryInfo++
 			}
 		}
 	}
+	errorP50 := map[string]float64{}
+	for code, d := range failedIn {
+		sort.Slice(d, func(a, b int) bool { return d[a] < d[b] })
+		errorP50[code] = percentile(d, 50)
+	}
 	n := len(measured)
 	out := result{
 		Count:        n,
 		Errors:       errors,
+		ErrorP50Ms:   errorP50,
 		RetryInfo:    withRetryInfo,
 		OK:           len(ok),
 		OKP50Ms:      percentile(ok, 50),

@@ -282,10 +282,12 @@ def serve(
     except SettingsError as exc:
         fail(str(exc), code="INVALID_CONFIGURATION", exit_code=EXIT_USAGE)
     configure_logging(settings.log_level, settings.log_format)
+    from domicile.eventloop import new_event_loop
     from domicile.server import serve as run_server
 
     try:
-        asyncio.run(run_server(settings))
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            runner.run(run_server(settings))
     except DomicileError as exc:
         fail(f"cannot start: {exc}", code=exc.reason or exc.code.value)
     except OSError as exc:

@@ -173,9 +173,16 @@ class ServerCollector(Collector):
                 "load_shedding.max_event_loop_lag_seconds).",
                 value=self._shedder.lag,
             )
+            if self._shedder.idle_share is not None:
+                yield GaugeMetricFamily(
+                    "domicile_event_loop_idle_share",
+                    "The share of the last sample the event loop spent waiting for work (load shedding "
+                    "refuses calls below load_shedding.min_event_loop_idle_share).",
+                    value=self._shedder.idle_share,
+                )
             yield GaugeMetricFamily(
                 "domicile_load_shed_share",
-                "The share of new calls being refused because the event loop runs late (0 to 1).",
+                "The share of new calls being refused because the event loop is saturated (0 to 1).",
                 value=self._shedder.shed_share,
             )
         router = self._app.router

@@ -14,14 +14,15 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from domicile.appendfile import AppendOnlyFile
-from domicile.config import LoadSheddingSettings
+from domicile.demo import DATASETS
 from domicile.grpc_errors import details_of
-from domicile.loadshed import EVENT_LOOP_LAG, LoadShedder, sheddable_methods
+from domicile.loadshed import EVENT_LOOP_SATURATED, sheddable_methods
 from domicile.security.dev_credentials import dev_paths, mint_dev_token
 from domicile.server import create_server
 from domicile.v1 import catalog_pb2, catalog_pb2_grpc, residency_pb2, residency_pb2_grpc
 from tests.e2e.conftest import insecure_settings
 from tests.e2e.test_security import credentials, dev_settings
+from tests.e2e.test_server_process import start_server
 
 NO_LAG_LIMIT = {"max_event_loop_lag_seconds": 0}
 
@@ -150,20 +151,52 @@ async def test_one_principal_cannot_take_every_slot(tmp_path):
         await running.stop(0)
 
 
-async def test_a_late_event_loop_sheds_a_growing_share_of_calls():
-    shedder = LoadShedder(LoadSheddingSettings(max_event_loop_lag_seconds=0.01))
-    await shedder.start()
+async def test_a_saturated_server_refuses_with_retry_info(tmp_path):
+    # `domicile serve` in its own process, told that its loop is saturated whenever it waits
+    # for work less than 90% of the time: waves of concurrent calls saturate it. Every call
+    # that fails must be a refusal a client can act on -- none left to time out or be cancelled.
+    process, port = start_server(
+        tmp_path,
+        "--demo",
+        env={"DOMICILE_LOAD_SHEDDING__MIN_EVENT_LOOP_IDLE_SHARE": "0.9", "DOMICILE_ACCESS_LOG": "false"},
+    )
+    decide = residency_pb2.DecideRequest(
+        dataset_id=DATASETS[0].id, operation=residency_pb2.OPERATION_STORE, region="aws:us-east-1"
+    )
     try:
-        for _ in range(10):
-            time.sleep(0.03)  # a saturated loop: every turn takes 30 ms, so every sample is late
-            await asyncio.sleep(0)
-        assert shedder.lag > 0.01 and shedder.shed_share > 0
-        shedder.shed_share = 1.0
-        assert shedder.server_refusal() == EVENT_LOOP_LAG
-        await until(lambda: shedder.shed_share == 0, "the share falls back once the loop keeps time")
-        assert shedder.server_refusal() == ""
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            residency = residency_pb2_grpc.ResidencyServiceStub(channel)
+            answered, refused = 0, []
+            deadline = time.monotonic() + 120
+            while len(refused) < 50:
+                assert time.monotonic() < deadline, f"{len(refused)} refusals ({answered} calls answered)"
+                wave = [residency.Decide(decide, timeout=60) for _ in range(100)]
+                for outcome in await asyncio.gather(*wave, return_exceptions=True):
+                    if isinstance(outcome, grpc.aio.AioRpcError):
+                        refused.append(outcome)
+                    else:
+                        answered += 1
+            assert {error.code() for error in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+            for error in refused:
+                details = details_of(error)
+                assert details["reason"] == "OVERLOADED", details
+                assert details["metadata"] == {"limit": EVENT_LOOP_SATURATED}
+                assert details["retry_after"] > 0
+            # Health checks always get through, and once the load stops, calls are served again.
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=20)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            recovered = time.monotonic() + 60
+            outcome = None
+            while not isinstance(outcome, residency_pb2.DecideResponse):
+                assert time.monotonic() < recovered, f"still refused long after the load stopped: {outcome}"
+                await asyncio.sleep(0.1)
+                outcome = (await asyncio.gather(residency.Decide(decide, timeout=20), return_exceptions=True))[0]
+                if isinstance(outcome, grpc.aio.AioRpcError):
+                    assert outcome.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, outcome
+            assert outcome.decision.decision_id
     finally:
-        await shedder.close()
+        process.terminate()
+        process.communicate(timeout=60)
 
 
 def test_only_the_domicile_unary_methods_are_shed():

@@ -18,7 +18,8 @@ from domicile.v1 import catalog_pb2, catalog_pb2_grpc
 READY = re.compile(r"serving gRPC on \S+ \(port (\d+)\)")
 
 
-def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
+def start_server(tmp_path: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """`domicile serve --insecure` with `extra` arguments (and `env` added to the environment)."""
     db = tmp_path / "catalog.db"
     process = subprocess.Popen(
         [
@@ -40,6 +41,7 @@ def start_server(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, int]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
