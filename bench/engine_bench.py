@@ -10,10 +10,10 @@ before), --edges edges, each into a dataset of layer k from one of layer k-1 nea
 (10% through `aggregate` or `anonymize` jobs granted by examples/policy.yaml). Then, timed:
 `Engine.load` from that snapshot (already read, as `Router.start` has it) and the process's RSS
 growth over it; then --adds single lineage edges added one `apply` at a time between random
-datasets of adjacent layers (each recomputes its downstream closure), p50/p99/max -- over all
-of them, and over those whose downstream closure (what `apply` reports) is at most 10,000
-datasets, the target's scope; wall time, and the thread's CPU time beside it (on a shared machine the
-wall-clock tail is mostly waiting for a core). Last, the engine's decisions alone, in CPU time:
+datasets of adjacent layers, p50/p99/max -- over all of them, and over those that changed the
+answers of at most 10,000 datasets (what `apply` reports), the target's scope; wall time, and
+the thread's CPU time beside it (on a shared machine the wall-clock tail is mostly waiting for
+a core). Last, the engine's decisions alone, in CPU time:
 --decisions random questions (dataset, operation, one of 4 regions) through the binding's
 `decide` (a verdict tuple, no Decision, no log) and through `batch_decide_wire` in batches of
 10,000 (parse, decide, encode; no log).
@@ -120,7 +120,7 @@ def main() -> None:
         if len(touched) <= 10_000:
             small.append(elapsed)
             cpu.append(time.thread_time_ns() - start_cpu)
-    for label, found in (("all", timings), ("closure <= 10,000", small), ("closure <= 10,000, CPU time", cpu)):
+    for label, found in (("all", timings), ("changing <= 10,000", small), ("changing <= 10,000, CPU time", cpu)):
         if not found:
             continue
         found.sort()

@@ -238,8 +238,8 @@ class Engine:
 
     def apply(self, changes: Iterable[Change]) -> list[str]:
         """Applies change-feed entries in order, then recomputes once for all of them; returns
-        the ids whose answers may differ now (the changed datasets, locations included, and the
-        downstream closure recomputed). EDGE_ENDED removes the edge only when the indexed edge
+        the ids whose answers may differ now (whose status, effective attributes, lineage paths
+        or locations changed). EDGE_ENDED removes the edge only when the indexed edge
         under that key is the version that ended (same transform and record time)."""
         return self._core.apply([_change(change) for change in changes])
 

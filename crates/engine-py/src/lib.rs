@@ -198,46 +198,44 @@ impl Engine {
         PyList::new(py, touched.iter().map(|id| &**id))
     }
 
-    /// Applies a catalog snapshot (the router's start-up): `datasets` as (id, labels, origins,
-    /// locations) rows of described datasets, `placeholders` as ids, `edges` as (input, output,
-    /// job, transform) rows of current edges -- what `apply` would do with the matching changes.
+    /// Loads a catalog snapshot (the router's start-up): `datasets` as (id, labels, origins,
+    /// locations) tuples of described datasets, `placeholders` as ids, `edges` as (input,
+    /// output, job, transform) tuples of current edges -- what `apply` would do with the
+    /// matching changes -- then builds every value. The rows are read in place, holding the
+    /// interpreter lock throughout.
     fn load(
         &self,
-        py: Python<'_>,
         datasets: &Bound<'_, PyAny>,
         placeholders: &Bound<'_, PyAny>,
         edges: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        let mut changes = Vec::new();
-        for row in datasets.try_iter()? {
-            let row = row?;
-            let texts = |index: usize| -> PyResult<Vec<String>> {
-                row.get_item(index)?.try_iter()?.map(|value| value?.extract()).collect()
-            };
-            changes.push(Change::Described {
-                id: row.get_item(0)?.extract()?,
-                labels: texts(1)?,
-                origins: texts(2)?,
-                locations: texts(3)?,
-            });
-        }
-        for id in placeholders.try_iter()? {
-            changes.push(Change::Mentioned { id: id?.extract()? });
-        }
-        for row in edges.try_iter()? {
-            let row = row?;
-            let (input, output, job, transform): (String, String, String, String) = (
-                row.get_item(0)?.extract()?,
-                row.get_item(1)?.extract()?,
-                row.get_item(2)?.extract()?,
-                row.get_item(3)?.extract()?,
-            );
-            changes.push(Change::EdgeAdded { input, output, job, transform, recorded: None });
-        }
-        py.detach(|| {
-            self.core.apply(&changes);
-        });
-        Ok(())
+        self.core.load(|loader| {
+            let mut texts: [Vec<Bound<'_, PyString>>; 3] = Default::default();
+            for row in datasets.try_iter()? {
+                let row = row?;
+                let row = row.cast::<PyTuple>()?;
+                for (index, found) in texts.iter_mut().enumerate() {
+                    found.clear();
+                    for item in row.get_borrowed_item(index + 1)?.try_iter()? {
+                        found.push(item?.cast_into::<PyString>()?);
+                    }
+                }
+                let [labels, origins, locations] = &texts;
+                let id = row.get_item(0)?.cast_into::<PyString>()?;
+                loader.described(id.to_str()?, strs(labels)?, strs(origins)?, strs(locations)?);
+            }
+            for id in placeholders.try_iter()? {
+                loader.placeholder(id?.cast::<PyString>()?.to_str()?);
+            }
+            for row in edges.try_iter()? {
+                let row = row?;
+                let row = row.cast::<PyTuple>()?;
+                let text = |index: usize| row.get_item(index)?.cast_into::<PyString>().map_err(PyErr::from);
+                let (input, output, job, transform) = (text(0)?, text(1)?, text(2)?, text(3)?);
+                loader.edge(input.to_str()?, output.to_str()?, job.to_str()?, transform.to_str()?);
+            }
+            Ok(())
+        })
     }
 
     /// The verdict for one question at `now`. UnknownRegion (field `region`) for a region the
@@ -612,6 +610,11 @@ impl Engine {
         cache.tuples.insert(list.id, tuple.clone().unbind());
         Ok(tuple)
     }
+}
+
+/// The text of Python strings, borrowed.
+fn strs<'a>(items: &'a [Bound<'_, PyString>]) -> PyResult<Vec<&'a str>> {
+    items.iter().map(|item| item.to_str()).collect()
 }
 
 fn reason<'py>(py: Python<'py>, reason: &Reason) -> PyResult<Bound<'py, PyTuple>> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
-use crate::index::{Change, Delta, Entry, Grants, Graph, NodeAttributes, NodeId, Status, View};
+use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, NodeId, Status, View};
 use crate::policy::{
     label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
     Verdict,
@@ -55,9 +55,9 @@ impl Engine {
     /// Applies catalog changes in order and recomputes what they affect once; returns when
     /// readers see all of them. The first batch into an empty index is a full build.
     ///
-    /// Returns the datasets whose answers may differ now: the changed ones (locations
-    /// included) and the downstream closure that was recomputed. A full build returns none
-    /// (everything is new).
+    /// Returns the datasets whose answers may differ now: those whose status, effective
+    /// attributes, lineage paths or locations changed. A full build returns none (everything
+    /// is new).
     pub fn apply(&self, changes: &[Change]) -> Vec<Arc<str>> {
         let mut writer = self.writer.lock();
         let Writer { graph, grants } = &mut *writer;
@@ -68,27 +68,68 @@ impl Engine {
             state.view.cover_names();
             (resolved, empty)
         };
-        let (delta, mut touched) = {
+        if empty {
+            let locations = {
+                let state = self.state.read();
+                let mutation = graph.mutate(resolved, &state.view);
+                let mut locations = vec![Box::default(); state.view.symbols.names.len()];
+                for (node, located) in mutation.delta.into_locations() {
+                    locations[node as usize] = located;
+                }
+                locations
+            };
+            self.install_build(graph, grants, locations);
+            return Vec::new();
+        }
+        let (delta, changed) = {
             let state = self.state.read();
-            let (seeds, mut delta) = graph.mutate(resolved, &state.view);
-            let everything = empty && !seeds.is_empty();
-            let mut touched = graph.recompute(grants, &state.view, &seeds, everything, &mut delta);
-            if empty {
-                touched = Vec::new();
-            } else {
-                touched.extend(delta.located());
+            let view = &state.view;
+            let mut mutation = graph.mutate(resolved, view);
+            match &mutation.only_added {
+                Some(added) if graph.only_adds(added, view, grants.inherits()) => {
+                    graph.propagate(grants, view, &mutation.seeds, &mut mutation.delta)
+                }
+                _ => graph.recompute(grants, view, &mutation.seeds, &mut mutation.delta),
             }
-            (delta, touched)
+            let changed = graph.affected(view, &mutation.delta);
+            (mutation.delta, changed)
         };
         let mut state = self.state.write();
         state.view.install(delta);
-        if empty {
-            state.view.shrink_to_fit();
-            graph.shrink_to_fit();
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        touched.into_iter().map(|node| state.view.name(node).clone()).collect()
+        changed.into_iter().map(|node| state.view.name(node).clone()).collect()
+    }
+
+    /// Fills the index from a catalog snapshot (`fill` gives its rows to the loader) and
+    /// builds every value from scratch: the router's start-up. Into an index that holds
+    /// something already, the rows are applied as `apply` would, before the same rebuild.
+    /// When `fill` fails, what it gave so far is built all the same.
+    pub fn load<E>(&self, fill: impl FnOnce(&mut Loader<'_>) -> Result<(), E>) -> Result<(), E> {
+        let mut writer = self.writer.lock();
+        let Writer { graph, grants } = &mut *writer;
+        let (filled, locations) = {
+            let mut state = self.state.write();
+            let view = &mut state.view;
+            let located = view.nodes().map(|node| view.get(node).locations.clone()).collect();
+            let mut loader = Loader::new(graph, &mut view.symbols, grants, located);
+            let filled = fill(&mut loader);
+            let locations = loader.finish();
+            view.cover_names();
+            (filled, locations)
+        };
+        self.install_build(graph, grants, locations);
+        filled
+    }
+
+    /// Computes every value from the structure and installs them with `locations` (per node).
+    fn install_build(&self, graph: &mut Graph, grants: &mut Grants, locations: Vec<Box<[u32]>>) {
+        let values = {
+            let state = self.state.read();
+            graph.build(grants, &state.view.symbols)
+        };
+        let mut state = self.state.write();
+        state.view.install_all(values, locations);
+        state.view.shrink_to_fit();
+        graph.shrink_to_fit();
     }
 
     /// Makes `policy` active. Only datasets downstream of edges whose removed labels differ
@@ -256,7 +297,7 @@ fn regrant(graph: &Graph, before: &mut Grants, after: &mut Grants, view: &View) 
         seeds.extend(graph.placeholders());
     }
     let mut delta = Delta::default();
-    graph.recompute(after, view, &seeds, false, &mut delta);
+    graph.recompute(after, view, &seeds, &mut delta);
     delta
 }
 

@@ -59,16 +59,22 @@ pub fn policy(version: &str, undescribed_outputs: &str, anonymize_jobs: &str) ->
 /// Per dataset: (known, labels and origins with distances).
 pub type Snapshot = BTreeMap<String, Option<BTreeMap<String, usize>>>;
 
-pub fn snapshot(engine: &Engine) -> Snapshot {
+/// Per dataset, when decisions judge it: its labels and origins, each with its lineage path.
+/// (Between equally short paths the earlier edge wins, so two engines given the same edges in
+/// another order may choose other paths of the same length.)
+pub type Paths = BTreeMap<String, Option<BTreeMap<String, Vec<String>>>>;
+
+pub fn paths(engine: &Engine) -> Paths {
     let state = engine.read();
+    let texts = |p: &Vec<std::sync::Arc<str>>| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     NODES
         .iter()
         .map(|&node| {
             let explained = state.explain(node, NOW).map(|e| {
                 e.classifications
                     .iter()
-                    .map(|(v, p)| (format!("label {v}"), p.len() - 1))
-                    .chain(e.origins.iter().map(|(v, p)| (format!("origin {v}"), p.len() - 1)))
+                    .map(|(v, p)| (format!("label {v}"), texts(p)))
+                    .chain(e.origins.iter().map(|(v, p)| (format!("origin {v}"), texts(p))))
                     .collect()
             });
             (node.to_owned(), explained)
@@ -76,8 +82,50 @@ pub fn snapshot(engine: &Engine) -> Snapshot {
         .collect()
 }
 
+pub fn snapshot(engine: &Engine) -> Snapshot {
+    paths(engine)
+        .into_iter()
+        .map(|(node, found)| (node, found.map(|f| f.into_iter().map(|(key, path)| (key, path.len() - 1)).collect())))
+        .collect()
+}
+
 /// The catalog the changes leave, replayed as one batch into a fresh engine.
 pub fn rebuilt(changes: &[Change], grants: usize, mode: usize) -> Engine {
+    let engine = Engine::new(policy("r", MODES[mode], GRANTS[grants]));
+    engine.apply(&catalog(changes));
+    engine
+}
+
+/// The catalog the changes leave, loaded as a snapshot into a fresh engine (a deleted dataset
+/// is in no snapshot: the same as an id nothing describes).
+pub fn loaded(changes: &[Change], grants: usize, mode: usize) -> Engine {
+    let engine = Engine::new(policy("l", MODES[mode], GRANTS[grants]));
+    engine
+        .load(|loader| {
+            for change in catalog(changes) {
+                match &change {
+                    Change::Described { id, labels, origins, locations } => {
+                        loader.described(id, strs(labels), strs(origins), strs(locations))
+                    }
+                    Change::Mentioned { id } => loader.placeholder(id),
+                    Change::EdgeAdded { input, output, job, transform, .. } => {
+                        loader.edge(input, output, job, transform)
+                    }
+                    Change::Deleted { .. } | Change::EdgeEnded { .. } => {}
+                }
+            }
+            Ok::<(), ()>(())
+        })
+        .expect("nothing fails");
+    engine
+}
+
+fn strs(items: &[String]) -> impl Iterator<Item = &str> {
+    items.iter().map(String::as_str)
+}
+
+/// What the changes leave: each id as last described, then the current edges.
+fn catalog(changes: &[Change]) -> Vec<Change> {
     // What each id was last said to be (an id never said to be anything is deleted).
     let mut kinds: HashMap<String, Change> = HashMap::new();
     let mut edges: BTreeMap<(String, String, String), (String, Option<i64>)> = BTreeMap::new();
@@ -100,6 +148,7 @@ pub fn rebuilt(changes: &[Change], grants: usize, mode: usize) -> Engine {
         }
     }
     let mut batch: Vec<Change> = kinds.into_values().collect();
+    batch.sort_by_key(|change| format!("{change:?}"));
     batch.extend(edges.into_iter().map(|((input, output, job), (transform, recorded))| Change::EdgeAdded {
         input,
         output,
@@ -107,7 +156,5 @@ pub fn rebuilt(changes: &[Change], grants: usize, mode: usize) -> Engine {
         transform,
         recorded,
     }));
-    let engine = Engine::new(policy("r", MODES[mode], GRANTS[grants]));
-    engine.apply(&batch);
-    engine
+    batch
 }
