@@ -9,7 +9,7 @@ temporary SQLite store, plus one lineage cluster of `--graph-nodes` datasets ups
 Measured, `--runs` times each, in fresh pages of one signed-in browser context:
 - overview: `first-contentful-paint` (the shell painted) and the time until the world map and
   the catalog counts are drawn (every panel's data loaded), from navigation start;
-- lineage: the time from navigation start until the graph is laid out (dagre, in a Web
+- lineage: the time from navigation start until the graph is laid out (in a Web
   Worker) and drawn (the page stamps `data-ready-at` then) and the main thread is free again
   (two animation frames later), and a pan + zoom answered after that.
 

@@ -291,3 +291,37 @@ def test_one_time_link_cannot_be_used_twice(browser, console_server, context):
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("already used").wait_for()
     page.close()
+
+
+def test_a_large_lineage_graph_is_laid_out_and_drawn_light(context, console_server):
+    """Above 400 datasets the lineage graph is laid out by the layered layout (not dagre) and
+    drawn without labels until zoomed in; the dataset picker lists every dataset once used."""
+    sources = [f"s3://wide-graph/source-{i:03d}" for i in range(450)]
+    hubs = ["s3://wide-graph/hub-a", "s3://wide-graph/hub-b"]
+    report = "s3://wide-graph/report"
+    inputs = [arg for source in sources for arg in ("-i", source)]
+    console_server.cli(
+        "lineage", "record", "--job", "wide-fan-in", "--run-id", "w1", *inputs, "-o", hubs[0], "-o", hubs[1]
+    )
+    console_server.cli(
+        "lineage", "record", "--job", "wide-report", "--run-id", "w2", "-i", hubs[0], "-i", hubs[1], "-o", report
+    )
+    page = open_page(
+        context, console_server, f"/lineage?id={report}&direction=DIRECTION_UPSTREAM&depth=3", "Edges as a table"
+    )
+    total = len(sources) + len(hubs) + 1
+    page.locator(f".graph[data-ready='{total}']").wait_for()
+    assert page.locator(".graph").get_attribute("data-edges") == str(2 * len(sources) + 2)
+    screenshot(page, "lineage-large")
+    picker = page.get_by_label("Select a dataset in the graph")
+    assert picker.locator("option").count() == 1  # built when first used
+    picker.focus()
+    expect(picker.locator("option")).to_have_count(total + 1)
+    picker.select_option(hubs[0])
+    page.get_by_role("button", name="Expand upstream").wait_for()
+    assert page.locator(".graph-tools").get_by_text(hubs[0]).count() >= 1
+    # An export is the whole graph, labels included.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Export SVG").click()
+    exported = Path(download.value.path()).read_text("utf-8")
+    assert "source-000" in exported and "source-449" in exported and "hub-a" in exported

@@ -12,6 +12,12 @@ cytoscape.use(svg);
 const NODE_SIZE = 22;
 const MIN_ZOOM = 0.05;
 const MAX_ZOOM = 1.6;
+// Above this many datasets the graph is drawn light: straight edges, and labels only on what is
+// in view once zoomed in far enough to read them (at 2,000 datasets and 3,000 edges most labels
+// are too small to read, and each costs styling, measuring and drawing).
+const LARGE_GRAPH = 400;
+// Node labels are 11 px and hidden below 7 px on screen (min-zoomed-font-size).
+const LABEL_ZOOM = 7 / 11;
 
 type State = "allowed" | "violation" | "undescribed" | "unknown";
 
@@ -49,6 +55,33 @@ function viewportOf(positions: Positions, width: number, height: number): { zoom
   const scale = Math.min((width - 2 * margin) / (right - left + 2 * room), (height - 2 * margin) / (bottom - top + 2 * room));
   const zoom = Math.min(Math.max(scale, MIN_ZOOM), MAX_ZOOM);
   return { zoom, pan: { x: width / 2 - (zoom * (left + right)) / 2, y: height / 2 - (zoom * (top + bottom)) / 2 } };
+}
+
+/** Labels, on a large graph, only the datasets in view and their edges, once zoomed in far
+ * enough to read them; follows the viewport (a moment after it stops moving). */
+function labelWhatIsInView(cy: Core) {
+  let pending = 0;
+  const update = () => {
+    pending = 0;
+    if (cy.destroyed()) return;
+    const { x1, y1, x2, y2 } = cy.extent();
+    const inView =
+      cy.zoom() < LABEL_ZOOM
+        ? cy.collection()
+        : cy.nodes().filter((node) => {
+            const { x, y } = node.position();
+            return x >= x1 && x <= x2 && y >= y1 && y <= y2;
+          });
+    const wanted = inView.union(inView.connectedEdges());
+    cy.batch(() => {
+      cy.$(".labelled").difference(wanted).removeClass("labelled");
+      wanted.addClass("labelled");
+    });
+  };
+  cy.on("viewport", () => {
+    window.clearTimeout(pending);
+    pending = window.setTimeout(update, 150);
+  });
 }
 
 function edgeLabel(job: string, transform: string, declassifies: boolean): string {
@@ -123,8 +156,10 @@ export function LineagePage() {
   const [drawn, setDrawn] = useState(0);
   const [layout, setLayout] = useState<{ running: boolean; error: unknown }>({ running: false, error: null });
   const [laidOut, setLaidOut] = useState<{ graph: Lineage; positions: Positions } | null>(null);
-  // The tables of a 2,000-node graph are thousands of rows: built only when opened.
+  // The tables of a 2,000-node graph are thousands of rows: built only when opened; so are the
+  // picker's options, when the picker is first used.
   const [tablesOpen, setTablesOpen] = useState({ nodes: false, edges: false });
+  const [pickerUsed, setPickerUsed] = useState(false);
   const container = useRef<HTMLDivElement>(null);
   const cy = useRef<Core | null>(null);
 
@@ -189,10 +224,12 @@ export function LineagePage() {
   }, [laidOut, states.loading]);
 
   function draw(element: HTMLDivElement, shown: Lineage, positions: Positions): Core {
+    const large = shown.nodes.length > LARGE_GRAPH;
+    const labelled = large ? "" : "labelled";
     const elements: ElementDefinition[] = [
       ...shown.nodes.map((n) => ({
         data: { id: n.dataset_id, label: shortName(n.dataset_id), placeholder: n.placeholder, state: stateOf(n.dataset_id) },
-        classes: n.dataset_id === id ? "start" : "",
+        classes: [n.dataset_id === id ? "start" : "", labelled].join(" "),
       })),
       ...shown.edges.map((e) => ({
         data: {
@@ -203,21 +240,20 @@ export function LineagePage() {
           transform: e.transform,
           label: edgeLabel(e.job, e.transform, declassifies(e.transform)),
         },
-        classes: [e.transform ? "transform" : "", declassifies(e.transform) ? "declassifying" : ""].join(" "),
+        classes: [e.transform ? "transform" : "", declassifies(e.transform) ? "declassifying" : "", labelled].join(" "),
       })),
     ];
     const instance = cytoscape({
       container: element,
       elements,
       textureOnViewport: true,
-      hideEdgesOnViewport: shown.nodes.length > 500,
+      hideEdgesOnViewport: large,
       minZoom: MIN_ZOOM,
       maxZoom: MAX_ZOOM,
       style: [
         {
           selector: "node",
           style: {
-            label: "data(label)",
             "font-size": 11,
             "min-zoomed-font-size": 7,
             "text-valign": "bottom",
@@ -234,15 +270,16 @@ export function LineagePage() {
         { selector: 'node[state = "unknown"]', style: { "background-color": "#78909c" } },
         { selector: "node.start", style: { "border-width": 5, "border-color": "#0b5cad" } },
         { selector: "node:selected", style: { "overlay-color": "#f2a900", "overlay-opacity": 0.35 } },
+        { selector: ".labelled", style: { label: "data(label)" } },
         {
           selector: "edge",
           style: {
             width: 1.5,
-            "curve-style": "bezier",
+            // Bezier edges keep the parallel edges of several jobs apart, at a cost per edge.
+            "curve-style": large ? "straight" : "bezier",
             "target-arrow-shape": "triangle",
             "line-color": "#607d8b",
             "target-arrow-color": "#607d8b",
-            label: "data(label)",
             "font-size": 9,
             "min-zoomed-font-size": 8,
             "text-rotation": "autorotate",
@@ -260,6 +297,7 @@ export function LineagePage() {
       layout: { name: "preset", positions, fit: false },
     });
     instance.on("tap", "node", (event) => setSelected(event.target.id()));
+    if (large) labelWhatIsInView(instance);
     return instance;
   }
 
@@ -317,15 +355,24 @@ export function LineagePage() {
     setExpansions((previous) => [...previous, more]);
   }
 
-  function exportAs(kind: "svg" | "png") {
+  async function exportAs(kind: "svg" | "png") {
     const instance = cy.current;
     if (!instance) return;
     const name = `lineage-${shortName(id)}${asOf ? `-${asOf}` : ""}.${kind}`;
-    if (kind === "svg") {
-      const text = (instance as any).svg({ full: true, bg: "#ffffff" }) as string;
-      download(new Blob([text], { type: "image/svg+xml" }), name);
-    } else {
-      download(instance.png({ full: true, output: "blob", bg: "#ffffff", maxWidth: 8000 }) as unknown as Blob, name);
+    // An export is the whole graph: every label, also those a large graph leaves out of view
+    // (measured by the renderer before its next frame, which the export waits for).
+    const unlabelled = instance.elements().not(".labelled");
+    instance.batch(() => unlabelled.addClass("labelled"));
+    if (unlabelled.nonempty()) await new Promise((frame) => requestAnimationFrame(frame));
+    try {
+      if (kind === "svg") {
+        const text = (instance as any).svg({ full: true, bg: "#ffffff" }) as string;
+        download(new Blob([text], { type: "image/svg+xml" }), name);
+      } else {
+        download(instance.png({ full: true, output: "blob", bg: "#ffffff", maxWidth: 8000 }) as unknown as Blob, name);
+      }
+    } finally {
+      instance.batch(() => unlabelled.removeClass("labelled"));
     }
   }
 
@@ -398,11 +445,17 @@ export function LineagePage() {
         <div className="graph-tools">
           <label>
             Selected
-            <select value={selected} onChange={(e) => setSelected(e.target.value)} aria-label="Select a dataset in the graph">
+            <select
+              value={selected}
+              onChange={(e) => setSelected(e.target.value)}
+              onFocus={() => setPickerUsed(true)}
+              onPointerDown={() => setPickerUsed(true)}
+              aria-label="Select a dataset in the graph"
+            >
               <option value="">(click a node, or pick one)</option>
-              {shown.nodes.map((n) => (
-                <option key={n.dataset_id} value={n.dataset_id}>
-                  {n.dataset_id}
+              {(pickerUsed ? shown.nodes.map((n) => n.dataset_id) : selected ? [selected] : []).map((option) => (
+                <option key={option} value={option}>
+                  {option}
                 </option>
               ))}
             </select>
