@@ -26,11 +26,14 @@ MIN_TIME_MICROS = -62_135_596_800_000_000
 MAX_TIME_MICROS = 253_402_300_799_999_999
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_micros(t: datetime) -> int:
     """Microseconds since the Unix epoch (the stores' time representation)."""
     if t.tzinfo is None:
         raise ValueError("naive datetime: Domicile times must be timezone-aware")
-    delta = t - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = t - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 

@@ -217,7 +217,8 @@ class Engine:
 
     def __init__(self, policy: CompiledPolicy) -> None:
         self._policy = policy
-        self._core = _engine.Engine(policy.document)
+        # Verdicts come back as `Verdict`s, each made once per verdict the engine memoised.
+        self._core: _engine.Engine[Verdict] = _engine.Engine(policy.document, _verdict)
 
     @property
     def policy(self) -> CompiledPolicy:
@@ -257,10 +258,9 @@ class Engine:
         unknown dataset is DENY / UNKNOWN_DATASET. INVALID_ARGUMENT (field `region`) for a
         region the policy does not know."""
         try:
-            raw = self._core.decide(dataset_id, _OPERATIONS[op], region, to_micros(now))
+            return self._core.decide(dataset_id, _OPERATIONS[op], region, to_micros(now))
         except _engine.UnknownRegion as exc:
             raise invalid_field(exc.args[0], exc.args[1]) from None
-        return _verdict(raw)
 
     def route(
         self, dataset_id: str, op: Operation, candidates: Sequence[str], now: datetime
@@ -268,10 +268,10 @@ class Engine:
         """(the index of the first candidate where `op` is allowed, or None; the index the
         verdict is for -- that one, else the first candidate; the verdict)."""
         try:
-            chosen, decided, raw = self._core.route(dataset_id, _OPERATIONS[op], list(candidates), to_micros(now))
+            chosen, decided, verdict = self._core.route(dataset_id, _OPERATIONS[op], list(candidates), to_micros(now))
         except _engine.UnknownRegion as exc:
             raise invalid_field(exc.args[0], exc.args[1]) from None
-        return (None if chosen < 0 else chosen), decided, _verdict(raw)
+        return (None if chosen < 0 else chosen), decided, verdict
 
     def check_job(
         self,
@@ -293,7 +293,7 @@ class Engine:
             )
         except _engine.UnknownRegion as exc:
             raise invalid_field(exc.args[0], exc.args[1]) from None
-        return [(dataset, _OPERATION_OF[op], region, _verdict(raw)) for dataset, op, region, raw in found]
+        return [(dataset, _OPERATION_OF[op], region, verdict) for dataset, op, region, verdict in found]
 
     def explain(self, dataset_id: str, now: datetime) -> Explained | None:
         """The dataset's effective labels and origins, each with a shortest lineage path, and its
@@ -340,12 +340,11 @@ class Engine:
     def scan_violations(self, now: datetime) -> list[tuple[str, str, Verdict]]:
         """(dataset, location, DENY verdict) for every described dataset stored where the policy
         does not allow storing it, by dataset id then location."""
-        return [(dataset, region, _verdict(raw)) for dataset, region, raw in self._core.scan_violations(to_micros(now))]
+        return self._core.scan_violations(to_micros(now))
 
     def violations_of(self, dataset_ids: Iterable[str], now: datetime) -> list[tuple[str, str, Verdict]]:
         """`scan_violations` for `dataset_ids` only, in the order given."""
-        found = self._core.violations_of(list(dataset_ids), to_micros(now))
-        return [(dataset, region, _verdict(raw)) for dataset, region, raw in found]
+        return self._core.violations_of(list(dataset_ids), to_micros(now))
 
     def stored_datasets(self) -> list[str]:
         """The described datasets stored somewhere: those that can violate the policy."""

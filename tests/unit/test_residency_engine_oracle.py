@@ -365,6 +365,64 @@ def test_engine_agrees_with_the_oracle(first, second, script, when) -> None:
         check_engine(from_scratch(catalog, document), oracle, when, candidate)
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(first=policies("1"), second=policies("2"), script=steps(), times=st.permutations(TIMES))
+def test_memoised_verdicts_follow_changes_and_time(first, second, script, times) -> None:
+    """The engine memoises verdicts: decisions asked between changes, policy switches and at
+    instants on both sides of an exemption's expiry (time going back too) must each be the
+    oracle's -- a verdict kept past what changed it fails here."""
+    policies_by_turn = [first, second]
+    turn = 0
+    _, oracle_policy, document = first
+    engine = Engine(document)
+    catalog = Catalog()
+    for step in script:
+        change = apply_step(step, catalog)
+        if change is None:
+            turn = 1 - turn
+            _, oracle_policy, document = policies_by_turn[turn]
+            engine.set_policy(document)
+        else:
+            engine.apply([change])
+        oracle = Oracle(catalog, oracle_policy)
+        for now in times:
+            for dataset in NODES:
+                for op in Operation:
+                    for region in QUESTION_REGIONS:
+                        got, got_inherited = harness.decide(engine, dataset, op, region, now)
+                        want, want_inherited = oracle.decide(dataset, op, region, now)
+                        check_verdict(got, want, oracle, dataset)
+                        assert got_inherited == want_inherited
+
+
+def test_verdicts_are_memoised_until_a_change_reaches_them() -> None:
+    """Asked again, a dataset's verdict is the very value handed out before; a change upstream
+    (here one that only moves a lineage path) gives it a new one."""
+    loaded = load_policy(
+        "apiVersion: domicile/v1\nkind: ResidencyPolicy\nmetadata: {name: p, version: '1'}\n"
+        "rules:\n  - {id: r, match: {classifications: [PII]}, store: {deny: [US]}}\n"
+    )
+    engine = Engine(harness.document(loaded))
+    engine.apply(
+        [
+            harness.described("s3://a", ["PII"], []),
+            harness.described("s3://b", [], []),
+            harness.described("s3://c", [], []),
+            harness.edge("s3://a", "s3://b", "j"),
+            harness.edge("s3://b", "s3://c", "j"),
+        ]
+    )
+    micros = to_micros(datetime(2026, 1, 1, tzinfo=UTC))
+    first = engine.decide("s3://c", 0, "aws:us-east-1", micros)
+    assert engine.decide("s3://c", 0, "aws:us-east-1", micros) is first
+    assert first[2][0][4] == ("s3://a", "s3://b", "s3://c")
+    # s3://b gets PII itself: s3://c keeps the label at a shorter distance, by another path.
+    engine.apply([harness.described("s3://b", ["PII"], [])])
+    again = engine.decide("s3://c", 0, "aws:us-east-1", micros)
+    assert again is not first
+    assert again[2][0][4] == ("s3://b", "s3://c")
+
+
 def test_a_cycle_of_placeholders_nothing_enters_is_undescribed() -> None:
     """A placeholder is derived when lineage enters its strongly connected component; a cycle of
     placeholders nothing enters from outside (or a placeholder fed only by itself) is a lineage

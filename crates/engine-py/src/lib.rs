@@ -68,7 +68,17 @@ struct Engine {
     core: CoreEngine,
     /// Allowed-region tuples by region list, for the policy they belong to.
     regions: Mutex<RegionTuples>,
+    /// What the caller makes of a verdict tuple (None: the tuple itself).
+    make_verdict: Option<Py<PyAny>>,
+    /// The caller's value of each verdict the engine memoised, made once.
+    verdicts: Mutex<VerdictValues>,
 }
+
+/// By the address of a verdict (kept alive here, so that no other takes it): the caller's value.
+type VerdictValues = HashMap<usize, (Arc<Verdict>, Py<PyAny>)>;
+
+/// Verdict values held at most by an `Engine` (past it, they are made again as asked).
+const VERDICT_VALUES_LIMIT: usize = 262_144;
 
 #[derive(Default)]
 struct RegionTuples {
@@ -171,15 +181,24 @@ impl Attributes for Carried {
 #[pymethods]
 impl Engine {
     /// An engine with the policy (the normalised document, JSON) and an empty index.
+    /// `verdict`, if given, turns a verdict tuple into the value every call hands out instead
+    /// of the tuple; it is called once per verdict the engine memoised, and that value shared.
     #[new]
-    fn new(policy: &str) -> PyResult<Engine> {
-        Ok(Engine { core: CoreEngine::new(compile(policy)?), regions: Mutex::default() })
+    #[pyo3(signature = (policy, verdict=None))]
+    fn new(policy: &str, verdict: Option<Py<PyAny>>) -> PyResult<Engine> {
+        Ok(Engine {
+            core: CoreEngine::new(compile(policy)?),
+            regions: Mutex::default(),
+            make_verdict: verdict,
+            verdicts: Mutex::default(),
+        })
     }
 
     /// Makes another policy active (recomputing only what its declassifiers change).
     fn set_policy(&self, py: Python<'_>, policy: &str) -> PyResult<()> {
         let compiled = compile(policy)?;
         py.detach(|| self.core.set_policy(compiled));
+        self.verdicts.lock().clear();
         Ok(())
     }
 
@@ -247,7 +266,7 @@ impl Engine {
         operation_value: u8,
         region: &str,
         now: i64,
-    ) -> PyResult<Bound<'py, PyTuple>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         let op = operation(operation_value)?;
         let state = self.core.read();
         let region = state.region("region", region).map_err(policy_error)?;
@@ -521,7 +540,7 @@ impl Engine {
 struct DecidedBatch {
     questions: Vec<domicile_engine::wire::Question>,
     regions: Vec<Arc<str>>,
-    verdicts: Vec<Verdict>,
+    verdicts: Vec<Arc<Verdict>>,
     id_prefix: String,
     first_id: u64,
     /// Allowed-region tuples by region list: decisions with one list share one tuple.
@@ -574,20 +593,41 @@ impl DecidedBatch {
 }
 
 impl Engine {
+    /// The caller's value of a verdict: made once for a verdict the engine memoised (one the
+    /// engine shares), and then handed out again.
     fn verdict<'py>(
         &self,
         py: Python<'py>,
         policy: &Arc<CompiledPolicy>,
-        verdict: &Verdict,
-    ) -> PyResult<Bound<'py, PyTuple>> {
+        verdict: &Arc<Verdict>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let key = Arc::as_ptr(verdict) as usize;
+        if let Some((_, value)) = self.verdicts.lock().get(&key) {
+            return Ok(value.bind(py).clone());
+        }
         let reasons = verdict.reasons.iter().map(|r| reason(py, r)).collect::<PyResult<Vec<_>>>()?;
-        (
+        let raw = (
             verdict.outcome as u8,
             self.regions(py, policy, &verdict.allowed)?,
             PyTuple::new(py, reasons)?,
             verdict.inherited_only,
         )
-            .into_pyobject(py)
+            .into_pyobject(py)?
+            .into_any();
+        // (Called without holding the cache's lock: it runs Python code.)
+        let value = match &self.make_verdict {
+            Some(make) => make.bind(py).call1((raw,))?,
+            None => raw,
+        };
+        // A verdict only this call holds (an unknown id's, a job output's) is not asked again.
+        if Arc::strong_count(verdict) > 1 {
+            let mut verdicts = self.verdicts.lock();
+            if verdicts.len() >= VERDICT_VALUES_LIMIT {
+                verdicts.clear();
+            }
+            verdicts.insert(key, (verdict.clone(), value.clone().unbind()));
+        }
+        Ok(value)
     }
 
     /// The tuple of a region list, shared by every verdict with that list.

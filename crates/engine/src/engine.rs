@@ -3,7 +3,8 @@
 //!
 //! Readers take `read()` and decide from the `State` they get: the policy and the index values
 //! it holds always belong together. A writer (`apply`, `set_policy`) computes its changes
-//! against the published state while readers go on, and installs them at once.
+//! against the published state while readers go on, and installs them at once -- forgetting,
+//! in the same step, the memoised verdicts (`memo`) of every dataset the changes may alter.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, NodeId, Status, View};
+use crate::memo::Memo;
 use crate::policy::{
     label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
     Verdict,
@@ -29,6 +31,8 @@ pub struct Engine {
 pub struct State {
     pub view: View,
     pub policy: Arc<CompiledPolicy>,
+    /// Verdicts made from this view and policy.
+    memo: Memo,
 }
 
 struct Writer {
@@ -43,7 +47,10 @@ impl Engine {
         let mut view = View::default();
         let graph = Graph::default();
         let grants = Grants::new(policy.clone(), &mut view.symbols, &graph);
-        Engine { state: RwLock::new(State { view, policy }), writer: Mutex::new(Writer { graph, grants }) }
+        Engine {
+            state: RwLock::new(State { view, policy, memo: Memo::default() }),
+            writer: Mutex::new(Writer { graph, grants }),
+        }
     }
 
     /// The state to decide from; hold it only for the duration of a call (a writer installing
@@ -96,6 +103,8 @@ impl Engine {
         };
         let mut state = self.state.write();
         state.view.install(delta);
+        // Every dataset whose status, values or lineage paths changed: its verdicts may differ.
+        state.memo.forget(changed.iter().copied());
         changed.into_iter().map(|node| state.view.name(node).clone()).collect()
     }
 
@@ -128,6 +137,7 @@ impl Engine {
         };
         let mut state = self.state.write();
         state.view.install_all(values, locations);
+        state.memo.clear();
         state.view.shrink_to_fit();
         graph.shrink_to_fit();
     }
@@ -147,6 +157,7 @@ impl Engine {
         let mut state = self.state.write();
         state.view.install(delta);
         state.policy = policy;
+        state.memo.clear();
         *grants = new_grants;
     }
 
@@ -338,7 +349,7 @@ pub struct JobDecision {
     pub dataset_id: Arc<str>,
     pub operation: Operation,
     pub region: u32,
-    pub verdict: Verdict,
+    pub verdict: Arc<Verdict>,
 }
 
 /// A dataset stored where the policy does not allow it.
@@ -346,7 +357,7 @@ pub struct JobDecision {
 pub struct Violation {
     pub dataset_id: Arc<str>,
     pub region: Arc<str>,
-    pub verdict: Verdict,
+    pub verdict: Arc<Verdict>,
 }
 
 /// The outcome of `route`: the chosen candidate (None when none is allowed) and the verdict
@@ -355,7 +366,7 @@ pub struct Violation {
 pub struct Routed {
     pub chosen: Option<usize>,
     pub decided: usize,
-    pub verdict: Verdict,
+    pub verdict: Arc<Verdict>,
 }
 
 /// The datasets decisions judge (described ones and derived placeholders), counted by effective
@@ -425,12 +436,26 @@ impl State {
     }
 
     /// May `op` happen on the dataset in the region (an index from `region`) at `now`?
-    /// An unknown dataset is DENY / UNKNOWN_DATASET.
-    pub fn decide(&self, dataset_id: &str, op: Operation, region: u32, now: i64) -> Verdict {
-        match self.view.node(dataset_id).and_then(|node| self.view.attributes(node)) {
-            Some(attrs) => self.decide_known(&attrs, op, region, now),
-            None => self.unknown(dataset_id),
+    /// An unknown dataset is DENY / UNKNOWN_DATASET. Verdicts on datasets the index holds are
+    /// memoised: asked again, the same verdict comes back.
+    pub fn decide(&self, dataset_id: &str, op: Operation, region: u32, now: i64) -> Arc<Verdict> {
+        match self.view.node(dataset_id) {
+            Some(node) => self.decide_node(node, op, region, now),
+            None => Arc::new(self.unknown(dataset_id)),
         }
+    }
+
+    fn decide_node(&self, node: NodeId, op: Operation, region: u32, now: i64) -> Arc<Verdict> {
+        let epoch = self.policy.expiry_epoch(now);
+        if let Some(verdict) = self.memo.get(node, op, region, epoch) {
+            return verdict;
+        }
+        let verdict = Arc::new(match self.view.attributes(node) {
+            Some(attrs) => self.decide_known(&attrs, op, region, now),
+            None => self.unknown(self.view.name(node)),
+        });
+        self.memo.insert(node, op, region, epoch, verdict.clone());
+        verdict
     }
 
     fn decide_known(&self, attrs: &NodeAttributes<'_>, op: Operation, region: u32, now: i64) -> Verdict {
@@ -475,7 +500,7 @@ impl State {
     /// its verdict; when none is, the verdict for the first candidate.
     pub fn route(&self, dataset_id: &str, op: Operation, candidates: &[u32], now: i64) -> Routed {
         let Some(&first) = candidates.first() else {
-            return Routed { chosen: None, decided: 0, verdict: self.unknown(dataset_id) };
+            return Routed { chosen: None, decided: 0, verdict: Arc::new(self.unknown(dataset_id)) };
         };
         let verdict = self.decide(dataset_id, op, first, now);
         if verdict.outcome == Outcome::Allow {
@@ -530,7 +555,7 @@ impl State {
                 dataset_id: attrs.dataset_id.clone(),
                 operation: Operation::Store,
                 region: output_region,
-                verdict,
+                verdict: Arc::new(verdict),
             });
         }
         decisions
@@ -646,8 +671,8 @@ impl State {
         for &location in view.get(node).locations.iter() {
             let name = view.symbols.locations.resolve(location);
             let verdict = match self.policy.region(name) {
-                Some(region) => self.decide_known(&attrs, Operation::Store, region, now),
-                None => Verdict {
+                Some(region) => self.decide_node(node, Operation::Store, region, now),
+                None => Arc::new(Verdict {
                     outcome: Outcome::Deny,
                     allowed: self.policy.allowed_regions(&attrs, &view.symbols, Operation::Store, now),
                     reasons: vec![Reason {
@@ -661,7 +686,7 @@ impl State {
                         path: Vec::new(),
                     }],
                     inherited_only: false,
-                },
+                }),
             };
             if verdict.outcome == Outcome::Deny {
                 found.push(Violation { dataset_id: view.name(node).clone(), region: name.clone(), verdict });
@@ -772,7 +797,7 @@ impl Attributes for DeltaAttributes<'_> {
 /// The questions of one BatchDecide and their verdicts, in request order.
 pub struct Batch {
     pub questions: Vec<crate::wire::Question>,
-    pub verdicts: Vec<Verdict>,
+    pub verdicts: Vec<Arc<Verdict>>,
 }
 
 impl State {
@@ -796,12 +821,12 @@ impl State {
                     citation: self.policy.empty_text().clone(),
                     path: Vec::new(),
                 };
-                let verdict = Verdict {
+                let verdict = Arc::new(Verdict {
                     outcome: Outcome::Deny,
                     allowed: self.policy.no_regions().clone(),
                     reasons: vec![reason],
                     inherited_only: false,
-                };
+                });
                 vec![verdict; questions.len()]
             }
             None => questions.iter().map(|q| self.decide(&q.dataset_id, q.operation, q.region, now)).collect(),

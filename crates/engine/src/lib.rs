@@ -20,6 +20,7 @@ pub mod dataset_ids;
 pub mod engine;
 pub mod glob;
 pub mod index;
+mod memo;
 pub mod policy;
 mod printable;
 pub mod symbols;

@@ -381,6 +381,8 @@ pub struct CompiledPolicy {
     ignores_origins: Bits,
     any_origin: Bits,
     exemptions: Vec<Exemption>,
+    /// Every exemption's expiry, ascending (`expiry_epoch`).
+    expiries: Box<[i64]>,
     exact_exemptions: HashMap<String, Vec<usize>>,
     glob_exemptions: Vec<(usize, Glob)>,
     declassifiers: HashMap<String, Declassifier>,
@@ -499,6 +501,8 @@ impl CompiledPolicy {
                 approved_by: exemption.approved_by.clone(),
             });
         }
+        let mut expiries: Box<[i64]> = exemptions.iter().map(|e| e.expires_micros).collect();
+        expiries.sort_unstable();
         let mut declassifiers = HashMap::new();
         for declassifier in &document.declassifiers {
             let compiled = Declassifier {
@@ -526,6 +530,7 @@ impl CompiledPolicy {
             ignores_origins,
             any_origin,
             exemptions,
+            expiries,
             exact_exemptions,
             glob_exemptions,
             declassifiers,
@@ -570,13 +575,19 @@ impl CompiledPolicy {
         self.defaults.undescribed_outputs
     }
 
-    /// Whether the policy was recorded before declassifiers named their jobs.
     /// The first instant after `now` at which an exemption expires (verdicts made at `now` may
     /// change then); None when none is left to expire.
     pub fn next_expiry(&self, now: i64) -> Option<i64> {
         self.exemptions.iter().map(|e| e.expires_micros).filter(|&expires| expires > now).min()
     }
 
+    /// How many exemptions have expired at `now`. Verdicts depend on time only through which
+    /// exemptions are unexpired, so verdicts made at two instants of one epoch are the same.
+    pub fn expiry_epoch(&self, now: i64) -> u32 {
+        self.expiries.partition_point(|&expires| expires <= now) as u32
+    }
+
+    /// Whether the policy was recorded before declassifiers named their jobs.
     pub fn legacy(&self) -> bool {
         self.legacy
     }
