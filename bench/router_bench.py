@@ -1274,6 +1274,8 @@ async def run(args, workdir: Path) -> None:
             report.line("RSS growth over Router.start", (rss_bytes() - rss_before) / 2**20, "MiB")
             await measure_index_memory(store, router, report)
             await bench_in_process(app, ids, report, args.seed)
+            if args.in_process_only:
+                return
             await router.close()
             app.settings.router.durable_decision_log = True
             router = app.router = await Router.start(app)
@@ -1332,6 +1334,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the fixed-rate phase")
     parser.add_argument("--concurrency", type=int, default=32, help="callers of the max-throughput phase")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--in-process-only",
+        action="store_true",
+        help="stop after the in-process phase with the non-durable log (quick before/after comparisons)",
+    )
     parser.add_argument("--workdir", help="keep the catalog and logs here (default: a temporary directory)")
     parser.add_argument("--opa", help="path of an `opa` binary to compare with (tools/install-opa.sh)")
     parser.add_argument(

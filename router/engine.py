@@ -17,7 +17,7 @@ see one policy and the values computed under it).
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -416,9 +416,10 @@ class Engine:
 
 
 class DecisionBatch(Sequence[Decision]):
-    """The decisions of one BatchDecide, kept by the engine: a `Decision` is built only when one
-    is read -- by the decision log's writer thread, off the request path, or for tracing -- and
-    `counts` sums the batch up for the metrics without building any. Slices are views."""
+    """The decisions of one BatchDecide, kept by the engine: the decision log's entries
+    (`log_entries`), the metrics' counts (`counts`) and the access records' intents (`intents`)
+    come from the engine without a Python object per decision; a `Decision` is built only when
+    one is read (tracing, tests). Slices are views."""
 
     __slots__ = ("_raw", "_shared", "_start", "_stop")
 
@@ -466,6 +467,27 @@ class DecisionBatch(Sequence[Decision]):
             caller,
             inherited_only,
         )
+
+    @property
+    def catalog_revision(self) -> int:
+        return self._shared[1]
+
+    def log_entries(
+        self, context: Mapping[str, str] | None, kind: str, policy_hash: str, per_entry: int
+    ) -> Sequence[tuple[bytes, Collection[str]]]:
+        """The decision log's entries (format 3) of these decisions, at most `per_entry` decisions
+        each: (the entry's JSON, its decision ids)."""
+        _, _, _, caller = self._shared
+        facts = list(context.items()) if context else []
+        return self._raw.log_entries(self._start, self._stop, kind, caller, policy_hash, facts, per_entry)
+
+    def intents(self) -> list[tuple[tuple[str, str, Operation, str], int]]:
+        """These decisions counted per (caller, dataset, operation, region)."""
+        caller = self._shared[3]
+        return [
+            ((caller, dataset, _OPERATION_OF[op], region), n)
+            for (dataset, op, region), n in self._raw.intents(self._start, self._stop)
+        ]
 
     def counts(self) -> tuple[dict[tuple[Operation, Outcome], int], dict[tuple[str, str], int]]:
         """Of the whole batch: decisions by (operation, outcome), reasons by (code, rule id)."""

@@ -1,7 +1,8 @@
 """What waits in the decision log's queue, and how the writer turns a batch taken from it into
 entries: one per request (or per run of single decisions that share caller, policy, revision,
-context and kind), at most `line_decisions` decisions each. Also the intent counts handed to
-the access records' sink."""
+context and kind), at most `line_decisions` decisions each, rendered by the residency engine
+(a BatchDecide's `DecisionBatch` without a Python object per decision). Also the intent counts
+handed to the access records' sink."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, cast
 
-from domicile.router.decision_log.format import Entry, render_entry
+from domicile.router import _engine
+from domicile.router.decision_log.format import Entry
 from domicile.router.engine import DecisionBatch
 from domicile.router.types import Decision, Operation
 
@@ -36,8 +38,8 @@ class Rendered:
 
 
 # A queue item: (decisions, context, kind, policy_hash) -- `decisions` one Decision (from `append`)
-# or a tuple of them (`append_many`), or a BatchDecide's `DecisionBatch`, whose `Decision`s are
-# built here, by the writer, as they are rendered -- or entries rendered elsewhere, or a note.
+# or a tuple of them (`append_many`), or a BatchDecide's `DecisionBatch`, which the engine renders
+# and counts itself -- or entries rendered elsewhere, or a note.
 Decided = tuple["Decision | tuple[Decision, ...] | DecisionBatch", "Mapping[str, str] | None", str, str]
 Queued = Decided | Rendered | Note
 
@@ -49,27 +51,20 @@ IntentSink = Callable[[dict[tuple[str, str, Operation, str], int]], None]
 _INTENT_KEY = attrgetter("caller", "dataset_id", "operation", "region")
 
 
-def materialized(batch: list[Queued]) -> list[Queued]:
-    """`batch` with each `DecisionBatch` built into its `Decision`s, once: rendering and the
-    intent counts each read every decision (the writer thread does this, off the request path)."""
-    return [
-        (tuple(item[0]), *item[1:])
-        if not isinstance(item, Rendered | Note) and type(item[0]) is DecisionBatch
-        else item
-        for item in batch
-    ]
-
-
 def intent_counts(batch: Iterable[Queued]) -> dict[tuple[str, str, Operation, str], int]:
     """Decisions of INTENT_KINDS in queued items, counted per (caller, dataset, operation, region).
     Entries rendered elsewhere (`append_entries`) are not counted: they hold no Decision."""
-    # Counted in C (Counter over the decisions' keys): a BatchDecide item holds a thousand.
+    # Counted in C (Counter over the decisions' keys); a BatchDecide's by the engine.
     counts: Counter[tuple[str, str, Operation, str]] = Counter()
     for item in batch:
         if isinstance(item, Rendered | Note):
             continue
         decisions, _, kind, _ = item
-        if kind in INTENT_KINDS:
+        if kind not in INTENT_KINDS:
+            continue
+        if type(decisions) is DecisionBatch:
+            counts.update(dict(decisions.intents()))
+        else:
             counts.update(
                 map(
                     _INTENT_KEY,
@@ -92,10 +87,11 @@ def render_batch(batch: list[Queued], line_decisions: int) -> tuple[list[Entry |
 
     def render(decisions: Sequence[Decision], context: Mapping[str, str] | None, kind: str, policy_hash: str) -> None:
         nonlocal problem
+        facts = list(context.items()) if context else []
         for start in range(0, len(decisions), line_decisions):
             chunk = decisions[start : start + line_decisions]
             try:
-                data = render_entry(chunk, context, kind, policy_hash)
+                data = _engine.log_entry(chunk, facts, kind, policy_hash)
             except (TypeError, ValueError) as exc:
                 ids = [d.decision_id for d in chunk]
                 log.error("decision log: cannot render decisions %s: %s; they are NOT logged", ids[:5], exc)
@@ -118,7 +114,12 @@ def render_batch(batch: list[Queued], line_decisions: int) -> tuple[list[Entry |
             out.extend(item.entries)
         else:
             decisions, context, kind, policy_hash = item
-            if type(decisions) is not Decision:  # a tuple or DecisionBatch of them
+            if type(decisions) is DecisionBatch:
+                flush_run()
+                entries = decisions.log_entries(context, kind, policy_hash, line_decisions)
+                out.extend(Entry(data, ids, decisions.catalog_revision) for data, ids in entries)
+                continue
+            if type(decisions) is not Decision:  # a tuple of them
                 flush_run()
                 if decisions:
                     for group in _same_request(cast("Sequence[Decision]", decisions)):

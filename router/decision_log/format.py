@@ -55,10 +55,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -97,7 +96,9 @@ def _head(seq: int, prev: str, kind: str) -> bytes:
 
 
 def decisions_line(seq: int, prev: str, entries: Sequence[bytes]) -> tuple[bytes, str]:
-    """A `decisions` line holding `entries` (each an entry's JSON, as `render_entry` makes it)."""
+    """A `decisions` line holding `entries`, each an entry's JSON as the residency engine renders
+    it (`domicile.router._engine.log_entry`, `DecisionBatch.log_entries`: one renderer, in
+    crates/engine)."""
     return seal(b"".join((_head(seq, prev, DECISIONS), b',"entries":[', b",".join(entries), b"]")))
 
 
@@ -105,82 +106,6 @@ def record_line(seq: int, prev: str, kind: str, members: Mapping[str, Any]) -> t
     """A `checkpoint`, `file` or `note` line with `members` after the common ones."""
     body = orjson.dumps(members, option=_JSON_OPTIONS)
     return seal(_head(seq, prev, kind) + (b"," + body[1:-1] if len(body) > 2 else b""))
-
-
-# Fields of a Decision by position (Decision is a NamedTuple: itemgetter reads it in C).
-_ID, _OUTCOME, _DATASET, _OPERATION, _REGION, _ALLOWED, _REASONS, _VERSION, _REVISION, _TIME, _CALLER, _INHERITED = map(
-    itemgetter, range(12)
-)
-
-
-def render_entry(
-    decisions: Sequence[Decision], context: Mapping[str, str] | None, kind: str, policy_hash: str
-) -> bytes:
-    """One entry's JSON for `decisions`, which share their caller, policy version and catalog
-    revision (the first decision's are written).
-
-    Built column by column with C-level iteration (itemgetter, map, zip): the writer renders every
-    decision the router makes, on the router's interpreter lock."""
-    first = decisions[0]
-    region_sets, set_numbers = _distinct(list(map(_ALLOWED, decisions)), by_value=True)
-    reason_sets, reason_numbers = _distinct(list(map(_REASONS, decisions)), by_value=False)
-    rows = list(
-        zip(  # noqa: B905 -- columns of one sequence: equal lengths by construction, no check per row
-            map(_ID, decisions),
-            map(_DATASET, decisions),
-            map(_OPERATION, decisions),
-            map(_REGION, decisions),
-            map(_OUTCOME, decisions),
-            set_numbers,
-            reason_numbers,
-            map(_TIME, decisions),
-            map(_INHERITED, decisions),
-        )
-    )
-    entry: dict[str, Any] = {
-        "kind": kind,
-        "caller": first.caller,
-        "policy_version": first.policy_version,
-        "policy_hash": policy_hash,
-        "catalog_revision": first.catalog_revision,
-    }
-    if context:
-        entry["context"] = dict(context)
-    entry["region_sets"] = region_sets
-    entry["reason_sets"] = reason_sets
-    entry["decisions"] = rows
-    return orjson.dumps(entry, default=_as_json, option=_JSON_OPTIONS)
-
-
-def _distinct(values: list[Any], *, by_value: bool) -> tuple[list[Any], list[int]]:
-    """(each distinct value once, the number of each value in that list). Objects are told
-    apart by identity -- the engine hands out one tuple per verdict, so that settles most --
-    and, `by_value`, equal objects share a number too."""
-    keys = list(map(id, values))
-    first = dict(zip(keys, values, strict=True))  # (the values stay alive in `values`: ids are not reused)
-    if not by_value:
-        number = dict(zip(first, range(len(first)), strict=True))
-        return list(first.values()), list(map(number.__getitem__, keys))
-    table: list[Any] = []
-    by_content: dict[Any, int] = {}
-    number = {}
-    for key, value in first.items():
-        n = by_content.get(value)
-        if n is None:
-            n = by_content[value] = len(table)
-            table.append(value)
-        number[key] = n
-    return table, list(map(number.__getitem__, keys))
-
-
-def _as_json(value: Any) -> Any:
-    """What orjson cannot write itself: Reasons (tuple subclasses) as arrays, datetime
-    subclasses as RFC 3339 text."""
-    if isinstance(value, tuple):
-        return tuple(value)
-    if isinstance(value, datetime):
-        return datetime.isoformat(value)
-    raise TypeError(f"cannot log a {type(value).__name__}")
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -435,9 +360,10 @@ def _logged(record: Mapping[str, Any], entry: Mapping[str, Any], row: list[Any])
 
 
 class Entry(NamedTuple):
-    """A rendered entry waiting to be written: its JSON (as `render_entry` writes it), the ids
-    of its decisions in order, and the catalog revision they name."""
+    """A rendered entry waiting to be written: its JSON (see `decisions_line`), the ids of its
+    decisions in order (a batch's are made as text only when read), and the catalog revision
+    they name."""
 
     data: bytes
-    ids: tuple[str, ...]
+    ids: Collection[str]
     catalog_revision: int

@@ -29,7 +29,7 @@ import os
 import threading
 from array import array
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,26 @@ class Proof:
     checkpoint: Checkpoint | None
 
 
+class LineIds:
+    """The decision ids of one line: its entries' ids, read (a batch's made as text) only when
+    the index folds them in."""
+
+    __slots__ = ("_count", "_parts")
+
+    def __init__(self, parts: tuple[Collection[str], ...]) -> None:
+        self._parts = parts
+        self._count = sum(map(len, parts))
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[str]:
+        return itertools.chain.from_iterable(self._parts)
+
+    def __contains__(self, decision_id: object) -> bool:
+        return any(decision_id in part for part in self._parts)
+
+
 @dataclass(frozen=True)
 class WrittenLine:
     """What the writer tells the index about a line it wrote (and fsynced)."""
@@ -64,7 +84,7 @@ class WrittenLine:
     seq: int
     offset: int
     digest: bytes  # the raw 32-byte SHA-256
-    ids: tuple[str, ...]  # its decisions' ids (none for other lines)
+    ids: Collection[str]  # its decisions' ids (none for other lines)
     data: bytes
 
 
@@ -104,9 +124,9 @@ class DecisionIndex:
         self._order: list[int] = []  # the seq of each id indexed, in order (for trimming)
         self._indexed_from = 1  # a seq; ids of active-file lines before it are found by scanning
         self._recent: dict[str, tuple[int, bytes]] = {}
-        self._unindexed: deque[tuple[tuple[str, ...], int]] = deque()
+        self._unindexed: deque[tuple[Collection[str], int]] = deque()
         self._unindexed_ids = 0
-        self._unindexed_lines: deque[tuple[tuple[str, ...], int, bytes]] = deque()
+        self._unindexed_lines: deque[tuple[Collection[str], int, bytes]] = deque()
         self._unindexed_line_ids = 0
 
     # ---- the writer's notes ------------------------------------------------------------

@@ -54,7 +54,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -67,7 +67,6 @@ from domicile.router.decision_log.batches import (
     Queued,
     Rendered,
     intent_counts,
-    materialized,
     render_batch,
 )
 from domicile.router.decision_log.checkpoints import (
@@ -86,7 +85,7 @@ from domicile.router.decision_log.format import (
     parse_line,
     record_line,
 )
-from domicile.router.decision_log.index import DecisionIndex, WrittenLine
+from domicile.router.decision_log.index import DecisionIndex, LineIds, WrittenLine
 from domicile.router.decision_log.opening import (
     REPLICA_ID,
     Opened,
@@ -365,7 +364,7 @@ class DecisionLog:
             return self._appended_seq
 
     def append_entries(self, entries: Sequence[Entry]) -> int:
-        """Queue entries rendered elsewhere (each as `format.render_entry` would write it, with
+        """Queue entries rendered elsewhere (each as the engine renders one, see `format.Entry`, with
         its decision ids and catalog revision), for an engine that makes decisions without a
         Python object per decision. Errors as for `append`."""
         with self._lock:
@@ -565,7 +564,6 @@ class DecisionLog:
         )
 
     def _write_batch(self, batch: list[Queued], last_entry: int) -> None:
-        batch = materialized(batch)
         entries, problem = render_batch(batch, self.options.line_decisions)
         written = not self._rotation_due() or self._rotate()
         if written:
@@ -594,7 +592,7 @@ class DecisionLog:
         def close_line() -> None:
             nonlocal state, pending, count
             line, digest = decisions_line(state.seq + 1, state.head, [entry.data for entry in pending])
-            ids = tuple(itertools.chain.from_iterable(entry.ids for entry in pending))
+            ids = LineIds(tuple(entry.ids for entry in pending))
             lines.append(_Line(line, digest, ids))
             revision = max(entry.catalog_revision for entry in pending)
             state = ChainState(
@@ -862,7 +860,7 @@ class _Line(NamedTuple):
 
     data: bytes
     digest: str
-    ids: tuple[str, ...]
+    ids: Collection[str]
     checkpoint: Checkpoint | None = None
 
 

@@ -171,8 +171,8 @@ async def test_the_writer_leaves_indexing_to_get_and_bounds_what_waits(tmp_path)
         index = log._index
         # Nobody asked: nothing indexed, and only what the capacities keep is waiting.
         assert index._ids == {} and index._recent == {}
-        assert [ids for ids, _ in index._unindexed] == [(decision(n).decision_id,) for n in (8, 9, 10)]
-        assert [ids for ids, _, _ in index._unindexed_lines] == [(decision(n).decision_id,) for n in (9, 10)]
+        assert [tuple(ids) for ids, _ in index._unindexed] == [(decision(n).decision_id,) for n in (8, 9, 10)]
+        assert [tuple(ids) for ids, _, _ in index._unindexed_lines] == [(decision(n).decision_id,) for n in (9, 10)]
         for n in (10, 7, 3, 1):
             found = await log.get(decision(n).decision_id)
             assert found is not None and found.decision == decision(n)

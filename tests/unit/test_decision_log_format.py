@@ -1,5 +1,5 @@
-"""The line format: whatever the strings hold, a line reads back what was logged; any JSON encoder
-can write an entry; a line whose hash is right but whose content is not a log's is refused."""
+"""The line format: whatever the strings hold, a line the engine renders reads back what was
+logged; any JSON encoder can write an entry; a line whose hash is right but whose content is not a log's is refused."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domicile.router import _engine
 from domicile.router.decision_log import Entry
 from domicile.router.decision_log.format import (
     ZERO_HASH,
@@ -17,7 +18,6 @@ from domicile.router.decision_log.format import (
     decisions_line,
     find_decision,
     parse_line,
-    render_entry,
 )
 from domicile.router.types import Reason, ReasonCode
 from tests.unit.decision_log_helpers import T0, decision, open_log, reseal, verify
@@ -50,7 +50,8 @@ def test_a_line_reads_back_what_was_logged(strings, path, context, seq, revision
         decide_time=moment,
         reasons=(Reason(ReasonCode.DEFAULT_DENIED, message, rule_id, "", tuple(path)),),
     )
-    line, digest = decisions_line(seq, ZERO_HASH, [render_entry([d], context, kind, "ff" * 32)])
+    facts = list(context.items()) if context else []
+    line, digest = decisions_line(seq, ZERO_HASH, [_engine.log_entry([d], facts, kind, "ff" * 32)])
     record = parse_line(line)
     assert record["hash"] == digest and record["seq"] == seq
     logged = find_decision(record, decision_id)
@@ -85,7 +86,7 @@ async def test_an_entry_written_by_another_json_encoder_is_logged_and_read_back(
 
 
 def entry_line(**changes) -> bytes:
-    line, _ = decisions_line(1, ZERO_HASH, [render_entry([decision(1)], None, "decide", "")])
+    line, _ = decisions_line(1, ZERO_HASH, [_engine.log_entry([decision(1)], [], "decide", "")])
     body = json.loads(line)
     entry = body["entries"][0]
     for key, value in changes.items():

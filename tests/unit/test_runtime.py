@@ -542,7 +542,6 @@ async def test_a_batch_decides_intents_are_counted_as_its_decisions_say(tmp_path
     from operator import attrgetter
 
     from domicile.router.decision_log import intent_counts
-    from domicile.router.decision_log.batches import materialized
     from domicile.v1 import residency_pb2
 
     app = await make_app(tmp_path)
@@ -564,6 +563,7 @@ async def test_a_batch_decides_intents_are_counted_as_its_decisions_say(tmp_path
         await app.store.close()
     every = Counter(map(attrgetter("caller", "dataset_id", "operation", "region"), batch))
     assert every[("alice", "s3://a", Operation.STORE, US)] == 6
-    queued = materialized([(batch, None, "batch_decide", "h"), (single, None, "decide", "h")])
+    # The batch's intents are counted by the engine, the single decision's from its Decision.
+    queued = [(batch, None, "batch_decide", "h"), (single, None, "decide", "h")]
     assert intent_counts(queued) == every + Counter({(single.caller, "s3://b", Operation.PROCESS, US): 1})
     assert intent_counts([(batch, None, "observed_flow", "h")]) == {}

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from domicile.catalog.model import Dataset, Edge
 from domicile.router.convert import DecisionEncoder
+from domicile.router.decision_log.format import ZERO_HASH, decisions_line, decisions_of_line
 from domicile.router.engine import Engine, compile_policy
 from domicile.router.policy import load_policy
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
@@ -106,3 +107,18 @@ def test_a_batch_answer_holds_the_decisions_the_log_is_given():
     assert sum(by_outcome.values()) == 4
     assert by_outcome == dict(Counter((d.operation, d.outcome) for d in decisions))
     assert by_reason == dict(Counter((r.code.value, r.rule_id) for d in decisions for r in d.reasons))
+    assert dict(decisions[1:].intents()) == Counter(
+        (d.caller, d.dataset_id, d.operation, d.region) for d in decisions[1:]
+    )
+    # The decision log's entries, rendered by the engine, read back as the batch's decisions.
+    for part in (decisions, decisions[1:3]):
+        entries = part.log_entries({"ticket": "é"}, "batch_decide", "ab" * 32, 3)
+        assert [list(ids) for _, ids in entries] == [
+            [d.decision_id for d in part[i : i + 3]] for i in range(0, len(part), 3)
+        ]
+        line, _ = decisions_line(1, ZERO_HASH, [data for data, _ in entries])
+        logged = decisions_of_line(line)
+        assert [entry.decision for entry in logged] == list(part)
+        assert {(entry.kind, entry.policy_hash, tuple((entry.context or {}).items())) for entry in logged} == {
+            ("batch_decide", "ab" * 32, (("ticket", "é"),))
+        }

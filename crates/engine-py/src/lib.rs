@@ -18,7 +18,8 @@ use std::sync::Arc;
 
 use domicile_engine::dataset_ids;
 use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation};
-use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Reason, RegionList, Verdict};
+use domicile_engine::log_entry::{json_string, write_reason, EntryHead, EntryWriter, Row};
+use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
 use domicile_engine::wire::BatchError;
 use domicile_engine::{Change, Engine as CoreEngine, Error};
@@ -26,7 +27,10 @@ use parking_lot::Mutex;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFrozenSet, PyList, PyString, PyTuple};
+use pyo3::types::{
+    PyBytes, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFrozenSet, PyList, PyString, PyTimeAccess,
+    PyTuple,
+};
 
 create_exception!(
     domicile.router._engine,
@@ -78,7 +82,7 @@ struct Engine {
 type VerdictValues = HashMap<usize, (Arc<Verdict>, Py<PyAny>)>;
 
 /// Verdict values held at most by an `Engine` (past it, they are made again as asked).
-const VERDICT_VALUES_LIMIT: usize = 262_144;
+const VERDICT_VALUES_LIMIT: usize = 131_072;
 
 #[derive(Default)]
 struct RegionTuples {
@@ -508,18 +512,18 @@ impl Engine {
             let state = self.core.read();
             let batch: Batch = state.batch_decide(request, max_batch, now, stale)?;
             let wire = state.encode_batch(&batch, catalog_revision, now, id_prefix, first_id);
-            let regions = batch.questions.iter().map(|q| state.policy.region_name(q.region).clone()).collect();
-            Ok::<_, BatchError>((wire, batch, regions))
+            Ok::<_, BatchError>((wire, batch, state.policy.version.clone()))
         });
         match answer {
-            Ok((wire, Batch { questions, verdicts }, regions)) => Ok((
+            Ok((wire, batch, policy_version)) => Ok((
                 PyBytes::new(py, &wire),
                 DecidedBatch {
-                    questions,
-                    regions,
-                    verdicts,
+                    batch,
                     id_prefix: id_prefix.to_string(),
                     first_id,
+                    decide_time: now,
+                    policy_version,
+                    catalog_revision,
                     region_tuples: Mutex::default(),
                 },
             )),
@@ -533,16 +537,17 @@ impl Engine {
     }
 }
 
-/// The decisions of one BatchDecide as the engine made them: read one at a time (the decision
-/// log's writer does, off the request path), and counted for the metrics, without a Python
-/// object per decision until then.
+/// The decisions of one BatchDecide as the engine made them: rendered into decision-log entries
+/// and counted for the metrics and the access records without a Python object per decision;
+/// read one at a time only when asked (tracing, tests).
 #[pyclass(frozen, module = "domicile.router._engine")]
 struct DecidedBatch {
-    questions: Vec<domicile_engine::wire::Question>,
-    regions: Vec<Arc<str>>,
-    verdicts: Vec<Arc<Verdict>>,
+    batch: Batch,
     id_prefix: String,
     first_id: u64,
+    decide_time: i64,
+    policy_version: Arc<str>,
+    catalog_revision: i64,
     /// Allowed-region tuples by region list: decisions with one list share one tuple.
     region_tuples: Mutex<HashMap<u32, Py<PyTuple>>>,
 }
@@ -550,12 +555,12 @@ struct DecidedBatch {
 #[pymethods]
 impl DecidedBatch {
     fn __len__(&self) -> usize {
-        self.verdicts.len()
+        self.batch.verdicts.len()
     }
 
     /// `(decision_id, dataset_id, operation, region, verdict)` of decision `index`.
     fn get<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyTuple>> {
-        let (Some(question), Some(verdict)) = (self.questions.get(index), self.verdicts.get(index)) else {
+        let (Some(question), Some(verdict)) = (self.batch.questions.get(index), self.batch.verdicts.get(index)) else {
             return Err(pyo3::exceptions::PyIndexError::new_err(index));
         };
         let mut id = String::new();
@@ -573,7 +578,7 @@ impl DecidedBatch {
         };
         let reasons = verdict.reasons.iter().map(|r| reason(py, r)).collect::<PyResult<Vec<_>>>()?;
         let verdict = (verdict.outcome as u8, allowed, PyTuple::new(py, reasons)?, verdict.inherited_only);
-        (id, &*question.dataset_id, question.operation as u8, &*self.regions[index], verdict).into_pyobject(py)
+        (id, &*question.dataset_id, question.operation as u8, &*self.batch.regions[index], verdict).into_pyobject(py)
     }
 
     /// `(by_outcome, by_reason)`: decisions counted by (operation, outcome) and reasons by
@@ -582,7 +587,7 @@ impl DecidedBatch {
     fn counts(&self) -> (Vec<((u8, u8), usize)>, Vec<((u8, String), usize)>) {
         let mut by_outcome: HashMap<(u8, u8), usize> = HashMap::new();
         let mut by_reason: HashMap<(u8, String), usize> = HashMap::new();
-        for (question, verdict) in self.questions.iter().zip(&self.verdicts) {
+        for (question, verdict) in self.batch.questions.iter().zip(&self.batch.verdicts) {
             *by_outcome.entry((question.operation as u8, verdict.outcome as u8)).or_default() += 1;
             for reason in &verdict.reasons {
                 *by_reason.entry((reason.code as u8, reason.rule_id.to_string())).or_default() += 1;
@@ -590,6 +595,225 @@ impl DecidedBatch {
         }
         (by_outcome.into_iter().collect(), by_reason.into_iter().collect())
     }
+
+    /// Decisions `start..stop` counted per `(dataset_id, operation, region)` (the caller's
+    /// intents, for the access records).
+    #[allow(clippy::type_complexity)]
+    fn intents(&self, start: usize, stop: usize) -> PyResult<Vec<((&str, u8, &str), usize)>> {
+        let range = self.range(start, stop)?;
+        Ok(self
+            .batch
+            .intents(range)
+            .into_iter()
+            .map(|((dataset, op, region), n)| ((dataset, op as u8, region), n))
+            .collect())
+    }
+
+    /// The decision-log entries (format 3) of decisions `start..stop`, at most `per_entry`
+    /// decisions each: `(entry JSON, its decision ids)` with the ids a `DecisionIds`.
+    #[allow(clippy::too_many_arguments)]
+    fn log_entries<'py>(
+        &self,
+        py: Python<'py>,
+        start: usize,
+        stop: usize,
+        kind: &str,
+        caller: &str,
+        policy_hash: &str,
+        context: Vec<(String, String)>,
+        per_entry: usize,
+    ) -> PyResult<Vec<(Bound<'py, PyBytes>, DecisionIds)>> {
+        let range = self.range(start, stop)?;
+        let head = EntryHead {
+            kind,
+            caller,
+            policy_version: &self.policy_version,
+            policy_hash,
+            catalog_revision: self.catalog_revision,
+            context: &context,
+        };
+        let per_entry = per_entry.max(1);
+        let entries = py.detach(|| {
+            self.batch.log_entries(range.clone(), &head, &self.id_prefix, self.first_id, self.decide_time, per_entry)
+        });
+        Ok(entries
+            .iter()
+            .enumerate()
+            .map(|(n, json)| {
+                let first = range.start + n * per_entry;
+                let count = per_entry.min(range.end - first);
+                let ids = DecisionIds { prefix: self.id_prefix.clone(), first: self.first_id + first as u64, count };
+                (PyBytes::new(py, json), ids)
+            })
+            .collect())
+    }
+}
+
+impl DecidedBatch {
+    fn range(&self, start: usize, stop: usize) -> PyResult<std::ops::Range<usize>> {
+        if start > stop || stop > self.batch.verdicts.len() {
+            return Err(pyo3::exceptions::PyIndexError::new_err((start, stop)));
+        }
+        Ok(start..stop)
+    }
+}
+
+/// The ids of consecutive decisions of one batch: `prefix` and a counter from `first`, made as
+/// text only when read.
+#[pyclass(frozen, sequence, module = "domicile.router._engine")]
+struct DecisionIds {
+    prefix: String,
+    first: u64,
+    count: usize,
+}
+
+#[pymethods]
+impl DecisionIds {
+    fn __len__(&self) -> usize {
+        self.count
+    }
+
+    fn __getitem__(&self, index: isize) -> PyResult<String> {
+        let index = if index < 0 { index + self.count as isize } else { index };
+        if index < 0 || index as usize >= self.count {
+            return Err(pyo3::exceptions::PyIndexError::new_err(index));
+        }
+        let mut id = String::new();
+        domicile_engine::engine::decision_id(&mut id, &self.prefix, self.first + index as u64);
+        Ok(id)
+    }
+
+    fn __contains__(&self, decision_id: &str) -> bool {
+        decision_id.strip_prefix(self.prefix.as_str()).is_some_and(|counter| {
+            counter.len() == 10
+                && counter.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && u64::from_str_radix(counter, 16).is_ok_and(|n| n >= self.first && n - self.first < self.count as u64)
+        })
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let mut id = String::new();
+        let ids = (0..self.count).map(|n| {
+            id.clear();
+            domicile_engine::engine::decision_id(&mut id, &self.prefix, self.first + n as u64);
+            PyString::new(py, &id)
+        });
+        PyList::new(py, ids)?.try_iter().map(Bound::into_any)
+    }
+}
+
+/// The decision-log entry (format 3) of decisions the router made (`domicile.router.types.Decision`
+/// named tuples), which share their caller, policy version and catalog revision (the first
+/// decision's are written); `context` facts as given. ValueError for a text that is not valid
+/// Unicode or a naive time.
+#[pyfunction]
+fn log_entry<'py>(
+    py: Python<'py>,
+    decisions: &Bound<'py, PyAny>,
+    context: Vec<(String, String)>,
+    kind: &str,
+    policy_hash: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut writer = EntryWriter::default();
+    let mut first: Option<(String, String, i64)> = None;
+    let mut reasons_text = Vec::new();
+    for decision in decisions.try_iter()? {
+        let decision = decision?;
+        let field = |index: usize| decision.get_item(index);
+        let text = |index: usize| -> PyResult<String> { field(index)?.extract() };
+        let value = |index: usize| -> PyResult<String> { field(index)?.getattr("value")?.extract() };
+        if first.is_none() {
+            first = Some((text(7)?, text(10)?, field(8)?.extract()?));
+        }
+        let allowed = field(5)?;
+        let region_names: Vec<String> =
+            allowed.try_iter()?.map(|name| name?.extract::<String>()).collect::<PyResult<_>>()?;
+        let region_set = writer.region_set(allowed.as_ptr() as usize, region_names.iter().map(String::as_str));
+        let reasons = field(6)?;
+        reasons_text.clear();
+        let mut first_reason = true;
+        for item in reasons.try_iter()? {
+            let item = item?;
+            let part = |index: usize| -> PyResult<String> { item.get_item(index)?.extract() };
+            let code: String = item.get_item(0)?.getattr("value")?.extract()?;
+            let path: Vec<String> =
+                item.get_item(4)?.try_iter()?.map(|step| step?.extract::<String>()).collect::<PyResult<_>>()?;
+            if !first_reason {
+                reasons_text.push(b',');
+            }
+            first_reason = false;
+            write_reason(&mut reasons_text, &code, &part(1)?, &part(2)?, &part(3)?, |out| {
+                for (n, step) in path.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    json_string(out, step);
+                }
+            });
+        }
+        let reason_set = writer.reason_set_with(reasons.as_ptr() as usize, |out| out.extend_from_slice(&reasons_text));
+        let operation = match value(3)?.as_str() {
+            "store" => Operation::Store,
+            "process" => Operation::Process,
+            other => return Err(PyValueError::new_err(format!("operation {other:?}"))),
+        };
+        let outcome = match value(1)?.as_str() {
+            "allow" => Outcome::Allow,
+            "deny" => Outcome::Deny,
+            other => return Err(PyValueError::new_err(format!("outcome {other:?}"))),
+        };
+        writer.row(&Row {
+            decision_id: &text(0)?,
+            dataset_id: &text(2)?,
+            operation,
+            region: &text(4)?,
+            outcome,
+            region_set,
+            reason_set,
+            decide_time: micros(&field(9)?)?,
+            inherited_only: field(11)?.is_truthy()?,
+        });
+    }
+    let Some((policy_version, caller, catalog_revision)) = first else {
+        return Err(PyValueError::new_err("an entry holds at least one decision"));
+    };
+    let head = EntryHead {
+        kind,
+        caller: &caller,
+        policy_version: &policy_version,
+        policy_hash,
+        catalog_revision,
+        context: &context,
+    };
+    Ok(PyBytes::new(py, &writer.finish(&head)))
+}
+
+/// Microseconds since the Unix epoch of an aware datetime.
+fn micros(time: &Bound<'_, PyAny>) -> PyResult<i64> {
+    let time = time.cast::<PyDateTime>()?;
+    let offset = time.call_method0("utcoffset")?;
+    if offset.is_none() {
+        return Err(PyValueError::new_err("naive datetime: Domicile times must be timezone-aware"));
+    }
+    let offset = offset.cast::<PyDelta>()?;
+    let offset_micros = (i64::from(offset.get_days()) * 86_400 + i64::from(offset.get_seconds())) * 1_000_000
+        + i64::from(offset.get_microseconds());
+    let days = days_from_civil(i64::from(time.get_year()), time.get_month().into(), time.get_day().into());
+    let seconds = days * 86_400
+        + i64::from(time.get_hour()) * 3600
+        + i64::from(time.get_minute()) * 60
+        + i64::from(time.get_second());
+    Ok(seconds * 1_000_000 + i64::from(time.get_microsecond()) - offset_micros)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 impl Engine {
@@ -734,6 +958,8 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Engine>()?;
     module.add_class::<Policy>()?;
     module.add_class::<DecidedBatch>()?;
+    module.add_class::<DecisionIds>()?;
+    module.add_function(wrap_pyfunction!(log_entry, module)?)?;
     module.add_function(wrap_pyfunction!(parse_dataset_id, module)?)?;
     module.add_function(wrap_pyfunction!(normalize_pattern, module)?)?;
     module.add_function(wrap_pyfunction!(pattern_problems, module)?)?;

@@ -7,11 +7,13 @@
 //! in the same step, the memoised verdicts (`memo`) of every dataset the changes may alter.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, NodeId, Status, View};
+use crate::log_entry::{EntryHead, EntryWriter, Row};
 use crate::memo::Memo;
 use crate::policy::{
     label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
@@ -797,7 +799,65 @@ impl Attributes for DeltaAttributes<'_> {
 /// The questions of one BatchDecide and their verdicts, in request order.
 pub struct Batch {
     pub questions: Vec<crate::wire::Question>,
+    /// Each question's region, by name.
+    pub regions: Vec<Arc<str>>,
     pub verdicts: Vec<Arc<Verdict>>,
+}
+
+impl Batch {
+    /// The decision-log entries of decisions `range` (ids as `State::encode_batch` gave them),
+    /// at most `per_entry` decisions each.
+    pub fn log_entries(
+        &self,
+        range: Range<usize>,
+        head: &EntryHead<'_>,
+        id_prefix: &str,
+        first_id: u64,
+        decide_time: i64,
+        per_entry: usize,
+    ) -> Vec<Vec<u8>> {
+        let mut entries = Vec::new();
+        let mut id = String::new();
+        let mut start = range.start;
+        while start < range.end {
+            let end = range.end.min(start + per_entry.max(1));
+            let mut writer = EntryWriter::default();
+            for index in start..end {
+                let (question, verdict) = (&self.questions[index], &self.verdicts[index]);
+                id.clear();
+                decision_id(&mut id, id_prefix, first_id + index as u64);
+                let allowed = &verdict.allowed;
+                let region_set =
+                    writer.region_set(Arc::as_ptr(allowed) as usize, allowed.names.iter().map(|name| &**name));
+                let reason_set = writer.reason_set(Arc::as_ptr(verdict) as usize, &verdict.reasons);
+                writer.row(&Row {
+                    decision_id: &id,
+                    dataset_id: &question.dataset_id,
+                    operation: question.operation,
+                    region: &self.regions[index],
+                    outcome: verdict.outcome,
+                    region_set,
+                    reason_set,
+                    decide_time,
+                    inherited_only: verdict.inherited_only,
+                });
+            }
+            entries.push(writer.finish(head));
+            start = end;
+        }
+        entries
+    }
+
+    /// Decisions `range` counted per (dataset, operation, region): what access records count
+    /// as the caller's intents.
+    pub fn intents(&self, range: Range<usize>) -> Vec<((&str, Operation, &str), usize)> {
+        let mut counts: HashMap<(&str, Operation, &str), usize> = HashMap::new();
+        for index in range {
+            let question = &self.questions[index];
+            *counts.entry((&question.dataset_id, question.operation, &self.regions[index])).or_default() += 1;
+        }
+        counts.into_iter().collect()
+    }
 }
 
 impl State {
@@ -812,6 +872,7 @@ impl State {
         stale: Option<&str>,
     ) -> Result<Batch, crate::wire::BatchError> {
         let questions = crate::wire::parse_batch(request, &self.policy, max)?;
+        let regions = questions.iter().map(|q| self.policy.region_name(q.region).clone()).collect();
         let verdicts = match stale {
             Some(message) => {
                 let reason = Reason {
@@ -831,7 +892,7 @@ impl State {
             }
             None => questions.iter().map(|q| self.decide(&q.dataset_id, q.operation, q.region, now)).collect(),
         };
-        Ok(Batch { questions, verdicts })
+        Ok(Batch { questions, regions, verdicts })
     }
 
     /// The serialized BatchDecideResponse of `batch`: decision ids are `id_prefix` followed
@@ -854,8 +915,7 @@ impl State {
         for (n, (question, verdict)) in batch.questions.iter().zip(&batch.verdicts).enumerate() {
             id.clear();
             decision_id(&mut id, id_prefix, first_id + n as u64);
-            let region = self.policy.region_name(question.region);
-            encoder.decision(&mut out, 1, &id, &question.dataset_id, question.operation, region, verdict);
+            encoder.decision(&mut out, 1, &id, &question.dataset_id, question.operation, &batch.regions[n], verdict);
         }
         out
     }

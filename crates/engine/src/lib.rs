@@ -10,16 +10,18 @@
 //! - [`dataset_ids`]: dataset ids checked against the OpenLineage naming rules, and their
 //!   normal form (every lookup of an id goes through it);
 //! - [`wire`]: BatchDecide's request and answer in the protobuf wire format, with the types
-//!   generated from the repository's .proto files.
+//!   generated from the repository's .proto files;
+//! - [`log_entry`]: the decision log's entries (format 3), for every decision the router logs.
 //!
 //! The Python package hands this crate validated data (see crates/engine-py) and keeps the
-//! services, the catalog, policy parsing and the decision log.
+//! services, the catalog, policy parsing and the decision log's files.
 
 pub mod bits;
 pub mod dataset_ids;
 pub mod engine;
 pub mod glob;
 pub mod index;
+pub mod log_entry;
 mod memo;
 pub mod policy;
 mod printable;

@@ -18,7 +18,7 @@ use crate::policy::{Operation, Verdict};
 
 /// Verdicts held at most: past it the memo starts again (a bound on memory, not a policy: the
 /// verdicts that are asked again come back at once).
-const MEMO_LIMIT: usize = 262_144;
+const MEMO_LIMIT: usize = 131_072;
 
 /// The memo (see the module doc). Readers look up and fill it concurrently.
 #[derive(Default)]

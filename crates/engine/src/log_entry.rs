@@ -1,0 +1,340 @@
+//! The decision log's entries (format 3, documented in router/decision_log/format.py): the JSON
+//! of one request's decisions, with the allowed-region sets and the reason sets each written
+//! once and the decision rows pointing into them.
+//!
+//! The one renderer of entries: the engine's own decisions (a BatchDecide's) and decisions the
+//! router hands over (the binding reads them) are written here alike. Sets are numbered by
+//! identity (decisions share their verdict's values: the engine memoises verdicts); region sets
+//! also by content, so that equal lists share a number however they were made.
+
+use hashbrown::HashMap;
+
+use crate::policy::{Operation, Outcome, Reason};
+
+/// What every decision of an entry shares.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryHead<'a> {
+    pub kind: &'a str,
+    pub caller: &'a str,
+    pub policy_version: &'a str,
+    /// sha256 (hex) of the policy text.
+    pub policy_hash: &'a str,
+    pub catalog_revision: i64,
+    /// Facts logged beside the decisions, in order (none: no `context` member).
+    pub context: &'a [(String, String)],
+}
+
+/// One decision's row, its sets given by `EntryWriter::region_set` and `reason_set`.
+#[derive(Clone, Copy, Debug)]
+pub struct Row<'a> {
+    pub decision_id: &'a str,
+    pub dataset_id: &'a str,
+    pub operation: Operation,
+    pub region: &'a str,
+    pub outcome: Outcome,
+    pub region_set: usize,
+    pub reason_set: usize,
+    /// Microseconds since the Unix epoch.
+    pub decide_time: i64,
+    pub inherited_only: bool,
+}
+
+/// Builds one entry.
+#[derive(Default)]
+pub struct EntryWriter {
+    region_sets: Sets,
+    reason_sets: Sets,
+    rows: Vec<u8>,
+    count: usize,
+    /// The last decide time written, and its text (decisions of a request share one).
+    time: Option<(i64, String)>,
+}
+
+#[derive(Default)]
+struct Sets {
+    json: Vec<u8>,
+    count: usize,
+    by_identity: HashMap<usize, usize>,
+    by_content: HashMap<Box<[u8]>, usize>,
+    scratch: Vec<u8>,
+}
+
+impl Sets {
+    /// The number of the set `identity` names, written by `write` when new. `by_content`: equal
+    /// sets of other identities share a number too.
+    fn number(&mut self, identity: usize, by_content: bool, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        if let Some(&number) = self.by_identity.get(&identity) {
+            return number;
+        }
+        let number = if by_content {
+            let mut scratch = std::mem::take(&mut self.scratch);
+            scratch.clear();
+            write(&mut scratch);
+            let number = match self.by_content.get(scratch.as_slice()) {
+                Some(&number) => number,
+                None => {
+                    let number = self.push(|json| json.extend_from_slice(&scratch));
+                    self.by_content.insert(scratch.as_slice().into(), number);
+                    number
+                }
+            };
+            self.scratch = scratch;
+            number
+        } else {
+            self.push(write)
+        };
+        self.by_identity.insert(identity, number);
+        number
+    }
+
+    fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        if self.count > 0 {
+            self.json.push(b',');
+        }
+        write(&mut self.json);
+        self.count += 1;
+        self.count - 1
+    }
+}
+
+impl EntryWriter {
+    /// The number of an allowed-region set. `identity` tells sets apart cheaply: the same
+    /// identity must mean the same set while the entry is built.
+    pub fn region_set<'s>(&mut self, identity: usize, regions: impl IntoIterator<Item = &'s str>) -> usize {
+        self.region_sets.number(identity, true, |out| {
+            out.push(b'[');
+            for (n, region) in regions.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                json_string(out, region);
+            }
+            out.push(b']');
+        })
+    }
+
+    /// The number of a reason set (see `region_set` for `identity`).
+    pub fn reason_set(&mut self, identity: usize, reasons: &[Reason]) -> usize {
+        self.reason_sets.number(identity, false, |out| {
+            out.push(b'[');
+            for (n, reason) in reasons.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                write_reason(out, reason.code.as_str(), &reason.message, &reason.rule_id, &reason.citation, |out| {
+                    for (n, step) in reason.path.iter().enumerate() {
+                        if n > 0 {
+                            out.push(b',');
+                        }
+                        json_string(out, step);
+                    }
+                });
+            }
+            out.push(b']');
+        })
+    }
+
+    /// The number of a reason set written by `write` (each reason with `write_reason`, comma
+    /// separated, without the brackets).
+    pub fn reason_set_with(&mut self, identity: usize, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        self.reason_sets.number(identity, false, |out| {
+            out.push(b'[');
+            write(out);
+            out.push(b']');
+        })
+    }
+
+    pub fn row(&mut self, row: &Row<'_>) {
+        let out = &mut self.rows;
+        if self.count > 0 {
+            out.push(b',');
+        }
+        self.count += 1;
+        out.push(b'[');
+        json_string(out, row.decision_id);
+        out.push(b',');
+        json_string(out, row.dataset_id);
+        out.push(b',');
+        json_string(out, row.operation.as_str());
+        out.push(b',');
+        json_string(out, row.region);
+        out.push(b',');
+        json_string(out, row.outcome.as_str());
+        out.push(b',');
+        push_number(out, row.region_set as i64);
+        out.push(b',');
+        push_number(out, row.reason_set as i64);
+        out.push(b',');
+        match &self.time {
+            Some((micros, text)) if *micros == row.decide_time => out.extend_from_slice(text.as_bytes()),
+            _ => {
+                let text = format!("\"{}\"", rfc3339(row.decide_time));
+                out.extend_from_slice(text.as_bytes());
+                self.time = Some((row.decide_time, text));
+            }
+        }
+        out.extend_from_slice(if row.inherited_only { b",true]" } else { b",false]" });
+    }
+
+    /// Decisions written so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The entry's JSON.
+    pub fn finish(&self, head: &EntryHead<'_>) -> Vec<u8> {
+        let mut out =
+            Vec::with_capacity(256 + self.region_sets.json.len() + self.reason_sets.json.len() + self.rows.len());
+        out.extend_from_slice(b"{\"kind\":");
+        json_string(&mut out, head.kind);
+        out.extend_from_slice(b",\"caller\":");
+        json_string(&mut out, head.caller);
+        out.extend_from_slice(b",\"policy_version\":");
+        json_string(&mut out, head.policy_version);
+        out.extend_from_slice(b",\"policy_hash\":");
+        json_string(&mut out, head.policy_hash);
+        out.extend_from_slice(b",\"catalog_revision\":");
+        push_number(&mut out, head.catalog_revision);
+        if !head.context.is_empty() {
+            out.extend_from_slice(b",\"context\":{");
+            for (n, (key, value)) in head.context.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                json_string(&mut out, key);
+                out.push(b':');
+                json_string(&mut out, value);
+            }
+            out.push(b'}');
+        }
+        out.extend_from_slice(b",\"region_sets\":[");
+        out.extend_from_slice(&self.region_sets.json);
+        out.extend_from_slice(b"],\"reason_sets\":[");
+        out.extend_from_slice(&self.reason_sets.json);
+        out.extend_from_slice(b"],\"decisions\":[");
+        out.extend_from_slice(&self.rows);
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
+/// One reason: `[CODE, MESSAGE, RULE_ID, CITATION, [LINEAGE PATH...]]`, the path's elements
+/// written by `path` (comma separated).
+pub fn write_reason(
+    out: &mut Vec<u8>,
+    code: &str,
+    message: &str,
+    rule_id: &str,
+    citation: &str,
+    path: impl FnOnce(&mut Vec<u8>),
+) {
+    out.push(b'[');
+    json_string(out, code);
+    out.push(b',');
+    json_string(out, message);
+    out.push(b',');
+    json_string(out, rule_id);
+    out.push(b',');
+    json_string(out, citation);
+    out.extend_from_slice(b",[");
+    path(out);
+    out.extend_from_slice(b"]]");
+}
+
+/// A JSON string: `"`, `\` and control characters escaped, everything else as it is (UTF-8).
+pub fn json_string(out: &mut Vec<u8>, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = value.as_bytes();
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let escape: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[(byte >> 4) as usize]);
+            out.push(HEX[(byte & 0xf) as usize]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn push_number(out: &mut Vec<u8>, value: i64) {
+    use std::io::Write;
+    let _ = write!(out, "{value}"); // (writing to a Vec cannot fail)
+}
+
+/// RFC 3339 in UTC (`Z`), with microseconds unless there are none: as the log always wrote
+/// times.
+pub fn rfc3339(micros: i64) -> String {
+    let seconds = micros.div_euclid(1_000_000);
+    let fraction = micros.rem_euclid(1_000_000);
+    let days = seconds.div_euclid(86_400);
+    let second_of_day = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute, second) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
+    if fraction == 0 {
+        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+    } else {
+        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:06}Z")
+    }
+}
+
+/// (year, month, day) of a day number since 1970-01-01 (proleptic Gregorian; H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_in_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_796_083_200_000_001), "2026-12-01T00:00:00.000001Z");
+        assert_eq!(rfc3339(951_782_400_500_000), "2000-02-29T00:00:00.500000Z");
+        assert_eq!(rfc3339(-62_135_596_800_000_000), "0001-01-01T00:00:00Z");
+        assert_eq!(rfc3339(253_402_300_799_999_999), "9999-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn strings_escape_what_json_requires() {
+        let mut out = Vec::new();
+        json_string(&mut out, "a\"b\\c\nd\u{1}é\u{7f}");
+        assert_eq!(String::from_utf8(out).unwrap(), "\"a\\\"b\\\\c\\nd\\u0001é\u{7f}\"");
+    }
+}
