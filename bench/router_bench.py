@@ -396,9 +396,20 @@ async def time_decides(router: Router, qs) -> tuple[list[int], list[int], int]:
     return timings, cpu_timings, stale
 
 
+async def until_fresh(router: Router) -> None:
+    """Yields until the router's view is confirmed: a phase that held the event loop for long (the
+    index memory phase on a loaded machine) leaves the catalog poll late, and the first answers
+    of the next phase would fail closed."""
+    for _ in range(2400):  # at most 120 s
+        if not router.status().stale_reason:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) -> None:
     print("in-process", flush=True)
     router = app.router
+    await until_fresh(router)
     qs = questions(ids, 100_000, seed)
     # The harness's 100,000 question tuples would otherwise sit in the collector's generations
     # for the whole phase and be walked by every full collection the decisions' allocations
@@ -484,6 +495,7 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
 async def bench_in_process_durable(router: Router, ids: list[str], report: Report, args) -> None:
     """The durable log's cost: every answer waits for its line's fsync; concurrent answers share one."""
     print("in-process, durable decision log (the default)", flush=True)
+    await until_fresh(router)
     qs = questions(ids, 100_000, args.seed)
     for start in range(0, len(ids), 10_000):  # every dataset's view built, as in a warm server
         await router.batch_decide([(d, Operation.STORE, REGIONS[0]) for d in ids[start : start + 10_000]])
