@@ -84,8 +84,9 @@ def airflow(tmp_path_factory):
         )
         assert migrate.returncode == 0, migrate.stdout + migrate.stderr
         arguments = [argument for dag_file, conf in RUNS for argument in (str(DAGS / dag_file), json.dumps(conf))]
+        states_file = home / "task-states.jsonl"
         result = subprocess.run(
-            [bin_dir / "python", ROOT / "tests" / "pipelines" / "airflow_run.py", *arguments],
+            [bin_dir / "python", ROOT / "tests" / "pipelines" / "airflow_run.py", states_file, *arguments],
             env=env,
             cwd=home,
             capture_output=True,
@@ -95,9 +96,7 @@ def airflow(tmp_path_factory):
         )
         output = result.stdout + result.stderr
         assert result.returncode == 0, output
-        runs = [
-            json.loads(line.split(" ", 2)[2]) for line in result.stdout.splitlines() if line.startswith("TASK STATES ")
-        ]
+        runs = [json.loads(line) for line in states_file.read_text(encoding="utf-8").splitlines()]
         assert len(runs) == len(RUNS), output
         yield AirflowRuns(server, runs, output)
     finally:
