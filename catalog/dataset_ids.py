@@ -113,3 +113,18 @@ def plan_renames(stored: Iterable[str]) -> Renames:
         else:
             renames[olds[0]] = normal
     return Renames(renames, collisions)
+
+
+def plan_record_renames(recorded: Iterable[str], datasets: Iterable[str]) -> dict[str, str]:
+    """The renames that move the dataset ids in records kept beside the catalog (access
+    records) to where `plan_renames` moved their datasets: every recorded id that follows the
+    rules to its normal form, except an id still naming a catalog dataset of its own (one
+    side of a collision, which `plan_renames` left alone). Several recorded forms of one
+    normal id all go to it: the rules make them one dataset."""
+    catalog = set(datasets)
+    renames: dict[str, str] = {}
+    for dataset_id in sorted(set(recorded) - catalog):
+        parsed = parse_dataset_id(dataset_id)
+        if not parsed.problems and parsed.normal != dataset_id:
+            renames[dataset_id] = parsed.normal
+    return renames

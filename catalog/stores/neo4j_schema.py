@@ -21,7 +21,8 @@ Times are integers, microseconds since the epoch, UTC (as in the history format)
 - `(:Run {job, run_id, run_region, transform, event_time, record_time, principal})`.
 
 Schema versions: 1 the first; 2 dataset ids in normal form (`normalize_dataset_ids`, run
-once when a version 1 catalog is opened).
+once when a version 1 catalog is opened); 3 the access records' dataset ids moved with them
+(`normalize_access_ids`; the access records are described in `catalog.stores.neo4j_access`).
 """
 
 from __future__ import annotations
@@ -29,15 +30,17 @@ from __future__ import annotations
 import json
 import logging
 
+import orjson
 from neo4j import AsyncManagedTransaction
 
-from domicile.catalog.dataset_ids import Renames, plan_renames
+from domicile.catalog.dataset_ids import Renames, plan_record_renames, plan_renames
+from domicile.catalog.stores.access_ids import renamed_accesses, renamed_anomaly, renamed_violation
 from domicile.catalog.stores.neo4j_codec import canonical_json
 from domicile.errors import failed_precondition
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 META_KEY = "catalog"
 
@@ -93,6 +96,8 @@ async def migrate(tx: AsyncManagedTransaction) -> None:
     version = (await result.single(strict=True))["version"]
     if version < 2:
         await normalize_dataset_ids(tx)
+    if version < 3:
+        await normalize_access_ids(tx)
     await (
         await tx.run(
             "MATCH (c:DomicileCatalog {key: $key}) SET c.schema_version = $version",
@@ -151,3 +156,60 @@ async def normalize_dataset_ids(tx: AsyncManagedTransaction) -> Renames:
             normal,
         )
     return plan
+
+
+async def normalize_access_ids(tx: AsyncManagedTransaction) -> dict[str, str]:
+    """Move the dataset ids in the access records to where `normalize_dataset_ids` moved their
+    datasets (`catalog.dataset_ids.plan_record_renames`): day rows under an old form merge
+    into those under the normal form (counts summed, earliest first seen, latest last seen);
+    run accesses, observed violations and anomalies name the normal form."""
+    recorded = set(await (await tx.run("MATCH (a:AccessDay) RETURN DISTINCT a.dataset AS id")).value())
+    runs = await (
+        await tx.run("MATCH (r:AccessRun) RETURN r.job AS job, r.run_id AS run_id, r.accesses AS body")
+    ).data()
+    violations = await (await tx.run("MATCH (v:ObservedViolation) RETURN v.id AS id, v.body AS body")).data()
+    anomalies = await (await tx.run("MATCH (a:AccessAnomaly) RETURN a.id AS id, a.body AS body")).data()
+    recorded.update(dataset for run in runs for dataset, _, _ in orjson.loads(run["body"]))
+    recorded.update(orjson.loads(violation["body"])["dataset_id"] for violation in violations)
+    recorded.update(dataset for anomaly in anomalies for dataset in orjson.loads(anomaly["body"])["dataset_ids"])
+    catalog = await (await tx.run("MATCH (d:Dataset) RETURN d.id AS id")).value()
+    renames = plan_record_renames(recorded, catalog)
+    if not renames:
+        return renames
+    await (
+        await tx.run(
+            "UNWIND $renames AS r MATCH (a:AccessDay {dataset: r.old}) "
+            "MERGE (b:AccessDay {dataset: r.new, actor: a.actor, operation: a.operation, region: a.region, day: a.day}) "
+            "ON CREATE SET b.count = a.count, b.first_seen = a.first_seen, b.last_seen = a.last_seen "
+            "ON MATCH SET b.count = b.count + a.count,"
+            " b.first_seen = CASE WHEN a.first_seen < b.first_seen THEN a.first_seen ELSE b.first_seen END,"
+            " b.last_seen = CASE WHEN a.last_seen > b.last_seen THEN a.last_seen ELSE b.last_seen END "
+            "DELETE a",
+            renames=[{"old": old, "new": new} for old, new in renames.items()],
+        )
+    ).consume()
+    moved_runs = [
+        {"job": run["job"], "run_id": run["run_id"], "body": body}
+        for run in runs
+        if (body := renamed_accesses(run["body"], renames)) is not None
+    ]
+    await (
+        await tx.run(
+            "UNWIND $rows AS row MATCH (r:AccessRun {job: row.job, run_id: row.run_id}) SET r.accesses = row.body",
+            rows=moved_runs,
+        )
+    ).consume()
+    for label, documents, rename in (
+        ("ObservedViolation", violations, renamed_violation),
+        ("AccessAnomaly", anomalies, renamed_anomaly),
+    ):
+        moved = [
+            {"id": document["id"], "body": body}
+            for document in documents
+            if (body := rename(document["body"], renames)) is not None
+        ]
+        await (
+            await tx.run(f"UNWIND $rows AS row MATCH (n:{label} {{id: row.id}}) SET n.body = row.body", rows=moved)
+        ).consume()
+    log.info("moved the access records of %d dataset id(s) to their normal form", len(renames))
+    return renames

@@ -26,6 +26,8 @@ Tables (times are microseconds since the epoch, UTC):
   read without a time range needs no grouping),
   `access_runs` (raw run records, pruned after their retention), `observed_violations`,
   `access_anomalies`, `actor_baselines` and `access_batches` (flushes already applied).
+  Schema 5 moved the dataset ids in them to where schema 3 moved their datasets
+  (`normalize_access_ids`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from domicile.catalog.dataset_ids import Renames, plan_renames
+from domicile.catalog.dataset_ids import Renames, plan_record_renames, plan_renames
+from domicile.catalog.stores.access_ids import renamed_accesses, renamed_anomaly, renamed_violation
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,67 @@ def normalize_dataset_ids(conn: sqlite3.Connection) -> Renames:
     if plan.renames:
         log.info("moved %d dataset id(s) to their normal form", len(plan.renames))
     return plan
+
+
+def normalize_access_ids(conn: sqlite3.Connection) -> dict[str, str]:
+    """Move the dataset ids in the access records to where `normalize_dataset_ids` moved their
+    datasets (`catalog.dataset_ids.plan_record_renames`), inside the caller's transaction:
+    day and all-time rows under an old form merge into those under the normal form (counts
+    summed, earliest first seen, latest last seen); run accesses, observed violations and
+    anomalies name the normal form."""
+    recorded = conn.execute(
+        "SELECT dataset FROM access_totals UNION SELECT dataset FROM access_days"
+        " UNION SELECT a.value ->> 0 FROM access_runs, json_each(access_runs.accesses) AS a"
+        " UNION SELECT body ->> '$.dataset_id' FROM observed_violations"
+        " UNION SELECT d.value FROM access_anomalies, json_each(access_anomalies.body, '$.dataset_ids') AS d"
+    )
+    renames = plan_record_renames(
+        (dataset_id for (dataset_id,) in recorded),
+        (dataset_id for (dataset_id,) in conn.execute("SELECT id FROM nodes")),
+    )
+    if not renames:
+        return renames
+    for table, key in (
+        ("access_days", "dataset, actor, operation, region, day"),
+        ("access_totals", "dataset, actor, operation, region"),
+    ):
+        conn.executemany(
+            f"INSERT INTO {table} ({key}, count, first_seen, last_seen)"
+            f" SELECT ?, {key.removeprefix('dataset, ')}, count, first_seen, last_seen FROM {table} WHERE dataset = ?"
+            f" ON CONFLICT ({key}) DO UPDATE SET count = count + excluded.count,"
+            " first_seen = min(first_seen, excluded.first_seen), last_seen = max(last_seen, excluded.last_seen)",
+            [(new, old) for old, new in renames.items()],
+        )
+        conn.executemany(f"DELETE FROM {table} WHERE dataset = ?", [(old,) for old in renames])
+    olds = json.dumps(list(renames))
+    runs = conn.execute(
+        "SELECT job, run_id, accesses FROM access_runs WHERE EXISTS (SELECT 1 FROM json_each(accesses)"
+        " WHERE value ->> 0 IN (SELECT value FROM json_each(?)))",
+        (olds,),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE access_runs SET accesses = ? WHERE job = ? AND run_id = ?",
+        [(renamed_accesses(accesses, renames), job, run_id) for job, run_id, accesses in runs],
+    )
+    violations = conn.execute(
+        "SELECT id, body FROM observed_violations WHERE body ->> '$.dataset_id' IN (SELECT value FROM json_each(?))",
+        (olds,),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE observed_violations SET body = ? WHERE id = ?",
+        [(renamed_violation(body, renames), violation_id) for violation_id, body in violations],
+    )
+    anomalies = conn.execute(
+        "SELECT id, body FROM access_anomalies WHERE EXISTS (SELECT 1 FROM json_each(body, '$.dataset_ids')"
+        " WHERE value IN (SELECT value FROM json_each(?)))",
+        (olds,),
+    ).fetchall()
+    conn.executemany(
+        "UPDATE access_anomalies SET body = ? WHERE id = ?",
+        [(renamed_anomaly(body, renames), anomaly_id) for anomaly_id, body in anomalies],
+    )
+    log.info("moved the access records of %d dataset id(s) to their normal form", len(renames))
+    return renames
 
 
 MIGRATIONS: list[str | Callable[[sqlite3.Connection], object]] = [
@@ -243,6 +307,9 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], object]] = [
         SELECT dataset, actor, operation, region, sum(count), min(first_seen), max(last_seen)
         FROM access_days GROUP BY dataset, actor, operation, region;
     """,
+    # 4 -> 5: access records follow their datasets' ids to normal form (3 moved only the
+    # catalog's); run on every database, whichever release wrote its access records.
+    normalize_access_ids,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,21 +1,35 @@
 """A catalog written before dataset ids were normalised keeps working: opening it moves every
 id that follows the naming rules to its normal form -- the dataset, its history and its
 lineage with it -- and leaves alone the ids that break the rules and the pairs that collide
-(both forms stored as two datasets). Run against every backend."""
+(both forms stored as two datasets). Access records follow their datasets, merged where
+both forms have them. Run against every backend."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domicile.catalog.model import Dataset, Direction, EdgeKey, Run
+from domicile.access.model import (
+    AccessBatch,
+    AccessCount,
+    AccessOperation,
+    Anomaly,
+    AnomalyKind,
+    FindingKind,
+    ObservedViolation,
+    RunAccess,
+    RunRecord,
+    day_of,
+)
+from domicile.catalog.model import Dataset, Direction, EdgeKey, PageRequest, Run
 from domicile.catalog.store import GraphStore
 from domicile.catalog.stores.neo4j import Neo4jGraphStore
 from domicile.catalog.stores.sqlite import SQLiteGraphStore
+from domicile.router.types import Operation
 
 CUSTOMERS = "S3://Bank-EU-Lake/customers"  # as the previous release let it be stored
 COPY = "S3://Bank-EU-Lake/copy"
@@ -110,3 +124,141 @@ async def test_an_imported_history_of_the_previous_release_is_normalised_too(sto
     assert await target.get_dataset("s3://bank-eu-lake/customers") is not None
     assert await target.get_dataset(CUSTOMERS) is None
     assert await target.get_dataset(DUPLICATE) is not None and await target.get_dataset(BROKEN) is not None
+
+
+# Access records of the current release (SQLite schema 4, Neo4j 2) under old forms of ids:
+# written before the catalog's ids moved, or under a form a client sent since.
+OLD, OTHER_OLD, NORMAL = "S3://Bank-EU-Lake/customers", "s3://BANK-eu-lake/customers", "s3://bank-eu-lake/customers"
+T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+READ = AccessOperation.READ
+
+
+def day_count(dataset, at, n, last=None, actor="airflow/etl", region="aws:eu-west-1"):
+    return AccessCount(actor, dataset, READ, region, n, at, last or at, day=day_of(at))
+
+
+def observed_violation(violation_id, dataset):
+    return ObservedViolation(
+        violation_id,
+        FindingKind.UNKNOWN_RUN_REGION,
+        "airflow/etl",
+        "r1",
+        "https://producer",
+        "pipeline",
+        dataset,
+        Operation.PROCESS,
+        "",
+        T0,
+        T0,
+        message="no run region",
+    )
+
+
+async def write_access_as_the_current_release(store: GraphStore) -> None:
+    """The catalog as it is after the ids moved (the normal form, and a collided pair), and
+    access records naming old forms beside the normal one."""
+    await store.upsert_dataset(Dataset.create(NORMAL))
+    await store.upsert_dataset(Dataset.create(DUPLICATE))
+    await store.upsert_dataset(Dataset.create(ITS_NORMAL_FORM))
+    counts = (
+        day_count(OLD, T0, 3, last=T0 + timedelta(hours=1)),
+        day_count(OTHER_OLD, T0 - timedelta(hours=2), 1),
+        day_count(NORMAL, T0 + timedelta(minutes=10), 2, last=T0 + timedelta(hours=3)),
+        day_count(OLD, T0 + timedelta(days=1), 4),  # a day only the old form has
+        day_count(OLD, T0, 5, actor="dbt/marts"),
+        day_count(DUPLICATE, T0, 7),
+        day_count(BROKEN, T0, 1),
+    )
+    run = RunRecord(
+        "airflow/etl",
+        "r1",
+        "https://producer",
+        "pipeline",
+        "aws:eu-west-1",
+        T0,
+        T0,
+        T0,
+        (RunAccess(OLD, READ, "aws:eu-west-1"), RunAccess(NORMAL, READ, "aws:eu-west-1")),
+    )
+    anomaly = Anomaly(
+        "a1",
+        AnomalyKind.NEW_REGION_FOR_ACTOR,
+        "airflow/etl",
+        (DUPLICATE, OLD, OTHER_OLD),
+        "aws:eu-west-1",
+        T0,
+        T0 - timedelta(days=30),
+        ("aws:eu-central-1",),
+        message="new region",
+    )
+    violations = (observed_violation("v1", OLD), observed_violation("v2", DUPLICATE))
+    batch = AccessBatch("b1", T0, counts=counts, runs=(run,), violations=violations, anomalies=(anomaly,))
+    assert await store.access.write_batch(batch)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("neo4j", marks=pytest.mark.neo4j)])
+async def current_release(request, tmp_path) -> AsyncIterator[GraphStore]:
+    """A store with access records as the current release wrote them, opened by this one."""
+    if request.param == "sqlite":
+        uri = f"sqlite:///{tmp_path / 'current.db'}"
+        store = await SQLiteGraphStore.open(uri)
+        await write_access_as_the_current_release(store)
+        await store.close()
+        with sqlite3.connect(tmp_path / "current.db") as conn:
+            conn.execute("UPDATE schema_version SET version = 4")
+        reopened: GraphStore = await SQLiteGraphStore.open(uri)
+    else:
+        import neo4j
+
+        from tests.neo4j_plugin import PASSWORD_ENV, open_clean_neo4j_store
+
+        uri, password = request.getfixturevalue("neo4j_uri"), os.environ.get(PASSWORD_ENV)
+        store = await open_clean_neo4j_store(uri)
+        await write_access_as_the_current_release(store)
+        await store.close()
+        auth = None if password is None else ("neo4j", password)
+        async with neo4j.AsyncGraphDatabase.driver(uri, auth=auth) as driver:
+            await driver.execute_query("MATCH (c:DomicileCatalog) SET c.schema_version = 2")
+        reopened = await Neo4jGraphStore.open(uri, password=password)
+    yield reopened
+    await reopened.close()
+
+
+def rows(totals):
+    return [(t.actor, t.dataset_id, t.total, t.first_seen, t.last_seen) for t in totals]
+
+
+async def test_opening_moves_access_records_to_the_normal_form(current_release):
+    access = current_release.access
+    # All time (SQLite reads its totals, Neo4j sums the days): both old forms merged in.
+    assert rows(await access.dataset_access(NORMAL)) == [
+        ("airflow/etl", NORMAL, 3 + 1 + 2 + 4, T0 - timedelta(hours=2), T0 + timedelta(days=1)),
+        ("dbt/marts", NORMAL, 5, T0, T0),
+    ]
+    # Per day: the day both forms had, merged; the day only the old form had, moved.
+    first_day = await access.dataset_access(NORMAL, since=day_of(T0), until=day_of(T0) + timedelta(days=1))
+    assert rows(first_day) == [
+        ("airflow/etl", NORMAL, 6, T0 - timedelta(hours=2), T0 + timedelta(hours=3)),
+        ("dbt/marts", NORMAL, 5, T0, T0),
+    ]
+    second_day = await access.dataset_access(NORMAL, since=day_of(T0) + timedelta(days=1))
+    assert rows(second_day) == [("airflow/etl", NORMAL, 4, T0 + timedelta(days=1), T0 + timedelta(days=1))]
+    for old in (OLD, OTHER_OLD):
+        assert await access.dataset_access(old) == []
+        assert await access.dataset_access(old, since=day_of(T0)) == []
+    by_actor = await access.actor_access("airflow/etl")
+    assert {(t.dataset_id, t.total) for t in by_actor} == {(NORMAL, 10), (DUPLICATE, 7), (BROKEN, 1)}
+    # A collided id is a dataset of its own, and an id that breaks the rules stays as written.
+    assert rows(await access.dataset_access(DUPLICATE)) == [("airflow/etl", DUPLICATE, 7, T0, T0)]
+    assert await access.dataset_access(ITS_NORMAL_FORM) == []
+    assert rows(await access.dataset_access(BROKEN)) == [("airflow/etl", BROKEN, 1, T0, T0)]
+    # Runs, observed violations and anomalies name the normal form (duplicates merged).
+    assert await access.run_accesses("airflow/etl", "r1") == {RunAccess(NORMAL, READ, "aws:eu-west-1")}
+    (run,) = await access.list_runs("airflow/etl")
+    assert run.accesses == (RunAccess(NORMAL, READ, "aws:eu-west-1"),)
+    violations = (await access.list_violations(PageRequest(10))).items
+    assert [(v.violation_id, v.dataset_id) for v in violations] == [("v1", NORMAL), ("v2", DUPLICATE)]
+    (anomaly,) = (await access.list_anomalies(PageRequest(10))).items
+    assert anomaly.dataset_ids == (DUPLICATE, NORMAL)
+    # Moving access records is no catalog change.
+    assert await current_release.revision() == 3

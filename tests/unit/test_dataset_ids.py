@@ -13,6 +13,7 @@ from domicile.catalog.dataset_ids import (
     normalize_pattern,
     parse_dataset_id,
     pattern_problems,
+    plan_record_renames,
     plan_renames,
 )
 from domicile.errors import FieldErrors
@@ -95,6 +96,16 @@ def test_renames_leave_ids_that_break_the_rules_and_colliding_ids_alone():
     plan = plan_renames(["S3://B/x", "s3://b/x", "S3://B/y", "s3://B/z", "S3://b/z", "not a dataset", "s3://c/d"])
     assert plan.renames == {"S3://B/y": "s3://b/y"}
     assert sorted(plan.collisions) == [("S3://B/x", "s3://b/x"), ("S3://b/z", "s3://b/z"), ("s3://B/z", "s3://b/z")]
+
+
+def test_records_follow_their_dataset_and_merge_unless_their_form_is_a_dataset_of_its_own():
+    catalog = ["s3://b/y", "S3://B/x", "s3://b/x"]  # after plan_renames: "S3://B/x" collided
+    recorded = ["S3://B/y", "s3://B/y", "s3://b/y", "S3://B/x", "S3://C/w", "not a dataset"]
+    assert plan_record_renames(recorded, catalog) == {
+        "S3://B/y": "s3://b/y",  # its dataset moved there
+        "s3://B/y": "s3://b/y",  # another form of the same: merged
+        "S3://C/w": "s3://c/w",  # no catalog entry: the rules alone decide
+    }
 
 
 # Properties of the rules as catalog/dataset_ids.py documents them, over ids built from parts
