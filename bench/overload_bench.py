@@ -34,17 +34,14 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-from router_bench import ServerProcess, run_json, server_process
+from router_bench import ServerProcess, run_json, serve_argv, server_process
 
 from domicile.demo import DATASETS
 from domicile.v1 import residency_pb2
 
-ROOT = Path(__file__).resolve().parents[1]
-POLICY = ROOT / "examples" / "policy.yaml"
 METHODS = ("/domicile.v1.ResidencyService/Decide", "/domicile.v1.ResidencyService/BatchDecide")
 WARMUP_SECONDS = 1.0
 REGIONS = ("aws:eu-central-1", "aws:us-east-1", "aws:ap-south-1", "gcp:europe-west3", "azure:centralindia")
@@ -116,24 +113,7 @@ def summary(label: str, rate: int, result: dict) -> None:
 def serve(workdir: Path, *, shedding: bool) -> contextlib.AbstractAsyncContextManager[ServerProcess]:
     """`domicile serve --insecure --demo` on a new catalog in `workdir`."""
     os.environ["DOMICILE_LOAD_SHEDDING__ENABLED"] = "true" if shedding else "false"
-    argv = [
-        sys.executable,
-        "-c",
-        "from domicile.cli.main import main; main()",
-        "serve",
-        "--insecure",
-        "--demo",
-        "--store",
-        f"sqlite:///{workdir / 'catalog.db'}",
-        "--policy",
-        str(POLICY),
-        "--listen",
-        "127.0.0.1:0",
-        "--http-listen",
-        "",
-        "--data-dir",
-        str(workdir / "server"),
-    ]
+    argv = serve_argv(f"sqlite:///{workdir / 'catalog.db'}", workdir / "server", "--demo")
     workdir.mkdir()
     return server_process("domicile serve", argv, workdir / "server.log")
 

@@ -578,6 +578,29 @@ class ServerProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def serve_argv(store: str, data_dir: Path, *options: str) -> list[str]:
+    """`domicile serve` on loopback, plaintext, a free port, no HTTP listener, with the example
+    policy, `store` and `data_dir` (and `options`): how every benchmark runs a server."""
+    return [
+        sys.executable,
+        "-c",
+        "from domicile.cli.main import main; main()",
+        "serve",
+        "--insecure",
+        *options,
+        "--store",
+        store,
+        "--policy",
+        str(POLICY),
+        "--listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "",
+        "--data-dir",
+        str(data_dir),
+    ]
+
+
 @contextlib.asynccontextmanager
 async def server_process(what: str, argv: list[str], log_path: Path) -> AsyncIterator[ServerProcess]:
     """Start a server that prints `(port N)` on its stdout once it serves; SIGTERM it at the end.
@@ -608,23 +631,7 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
     generated, the in-process phases' data) through every garbage collection, and share its
     interpreter lock with whatever this process does."""
     print("gRPC on loopback (`domicile serve` and each client in a separate process)", flush=True)
-    argv = [
-        sys.executable,
-        "-c",
-        "from domicile.cli.main import main; main()",
-        "serve",
-        "--store",
-        app.settings.store,
-        "--policy",
-        str(POLICY),
-        "--listen",
-        "127.0.0.1:0",
-        "--http-listen",
-        "",
-        "--data-dir",
-        str(workdir / "server"),
-        "--insecure",
-    ]
+    argv = serve_argv(app.settings.store, workdir / "server")
     started = time.perf_counter()
     async with server_process("domicile serve", argv, workdir / "server.log") as server:
         report.line("`domicile serve` ready (process start, imports, Router.start)", time.perf_counter() - started, "s")
