@@ -1362,8 +1362,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--opa", help="path of an `opa` binary to compare with (tools/install-opa.sh)")
     parser.add_argument(
         "--cedar",
-        help="path of the Cedar harness built from bench/cedar (`cargo build --release --manifest-path "
-        "bench/cedar/Cargo.toml`: .tools/cargo-target/release/domicile-cedar-bench)",
+        help="path of the Cedar harness built from bench/cedar by tools/install-cedar.sh "
+        "(.tools/cedar-target/release/domicile-cedar-bench)",
     )
     parser.add_argument(
         "--loadgen",

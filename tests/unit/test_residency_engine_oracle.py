@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import yaml
@@ -334,15 +335,16 @@ def answers(engine: Engine, now: int) -> dict[str, object]:
     }
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(first=policies("1"), second=policies("2"), script=steps(), when=st.sampled_from(TIMES))
-def test_engine_agrees_with_the_oracle(first, second, script, when) -> None:
+def walk(first, second, script, apply_change: Callable[[Engine, tuple], object] = lambda e, c: e.apply([c])):
+    """Runs `script` on one engine and the oracle's catalog, each policy step switching between
+    the two policies; after each step yields (engine, catalog, oracle, the policy document in
+    force, the other policy as (document, Policy)). `apply_change(engine, change)` applies a
+    catalog change to the engine."""
     policies_by_turn = [first, second]
     turn = 0
     _, oracle_policy, document = first
     engine = Engine(document)
     catalog = Catalog()
-    built = False
     for step in script:
         change = apply_step(step, catalog)
         if change is None:
@@ -350,17 +352,28 @@ def test_engine_agrees_with_the_oracle(first, second, script, when) -> None:
             _, oracle_policy, document = policies_by_turn[turn]
             engine.set_policy(document)
         else:
-            before = answers(engine, to_micros(when))
-            touched = set(engine.apply([change]))
-            after = answers(engine, to_micros(when))
-            # What a change may alter, `apply` reports (the violations kept by the router rely on
-            # it); the first change into the empty engine is a build, which reports nothing.
-            if built:
-                assert {d for d in NODES if before[d] != after[d]} <= touched
-            built = True
-        oracle = Oracle(catalog, oracle_policy)
+            apply_change(engine, change)
         _, other_policy, other_document = policies_by_turn[1 - turn]
-        candidate = (other_document, other_policy)
+        yield engine, catalog, Oracle(catalog, oracle_policy), document, (other_document, other_policy)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(first=policies("1"), second=policies("2"), script=steps(), when=st.sampled_from(TIMES))
+def test_engine_agrees_with_the_oracle(first, second, script, when) -> None:
+    built = False
+
+    def apply_reporting_what_changed(engine: Engine, change: tuple) -> None:
+        nonlocal built
+        before = answers(engine, to_micros(when))
+        touched = set(engine.apply([change]))
+        after = answers(engine, to_micros(when))
+        # What a change may alter, `apply` reports (the violations kept by the router rely on
+        # it); the first change into the empty engine is a build, which reports nothing.
+        if built:
+            assert {d for d in NODES if before[d] != after[d]} <= touched
+        built = True
+
+    for engine, catalog, oracle, document, candidate in walk(first, second, script, apply_reporting_what_changed):
         check_engine(engine, oracle, when, candidate)
         check_engine(from_scratch(catalog, document), oracle, when, candidate)
 
@@ -371,20 +384,7 @@ def test_memoised_verdicts_follow_changes_and_time(first, second, script, times)
     """The engine memoises verdicts: decisions asked between changes, policy switches and at
     instants on both sides of an exemption's expiry (time going back too) must each be the
     oracle's -- a verdict kept past what changed it fails here."""
-    policies_by_turn = [first, second]
-    turn = 0
-    _, oracle_policy, document = first
-    engine = Engine(document)
-    catalog = Catalog()
-    for step in script:
-        change = apply_step(step, catalog)
-        if change is None:
-            turn = 1 - turn
-            _, oracle_policy, document = policies_by_turn[turn]
-            engine.set_policy(document)
-        else:
-            engine.apply([change])
-        oracle = Oracle(catalog, oracle_policy)
+    for engine, _, oracle, _, _ in walk(first, second, script):
         for now in times:
             for dataset in NODES:
                 for op in Operation:
