@@ -22,7 +22,7 @@ CONSOLE_SOURCES := $(shell find console-web/src -type f 2>/dev/null) console-web
 
 # The residency engine (crates/) is built by the install: rebuild it when its sources change.
 ENGINE_SOURCES := Cargo.toml Cargo.lock $(shell find crates/engine crates/engine-py -name '*.rs' -o -name Cargo.toml) \
-	protos/domicile/v1/residency.proto
+	protos/domicile/v1/residency.proto protos/domicile/v1/access.proto
 
 $(STAMP): pyproject.toml setup.py $(ENGINE_SOURCES)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)

@@ -5,7 +5,7 @@ tuples: (code index, message, rule id, citation, lineage path); operations 0 sto
 times in microseconds since the Unix epoch.
 """
 
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 _Reason = tuple[int, str, str, str, tuple[str, ...]]
@@ -111,3 +111,8 @@ def log_entry(decisions: Iterable[Any], context: list[tuple[str, str]], kind: st
 def parse_dataset_id(value: str) -> tuple[str, list[str]]: ...
 def normalize_pattern(pattern: str) -> str: ...
 def pattern_problems(pattern: str) -> list[str]: ...
+
+# Access summaries in the wire format (crates/engine/src/access_wire.rs): AccessTotal tuples
+# (access/model.py), `operations` mapping each operation to its AccessOperation number.
+def access_patterns_wire(totals: Iterable[tuple[Any, ...]], operations: Mapping[Any, int]) -> bytes: ...
+def actor_datasets_wire(totals: Iterable[tuple[Any, ...]], operations: Mapping[Any, int]) -> bytes: ...

@@ -1,12 +1,16 @@
 """Access totals as AccessService messages: one message per actor (or dataset), a summary per
-total, and the message's sum, first and last seen over its summaries."""
+total, and the message's sum, first and last seen over its summaries. The engine encodes them;
+`expected_patterns` is the plain reference it is held to."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
-from domicile.access.convert import actor_access_to_proto, patterns_to_proto
-from domicile.access.model import AccessOperation, AccessTotal
+import pytest
+
+from domicile.access.convert import OPERATION_TO_PROTO_ACCESS, actor_access_to_proto, patterns_to_proto
+from domicile.access.model import AccessOperation, AccessTotal, RunAccess, RunRecord
 from domicile.catalog.model import to_micros
 from domicile.v1 import access_pb2
 
@@ -59,3 +63,75 @@ def test_actor_access_one_dataset_access_per_dataset():
 
 def test_no_totals_no_messages():
     assert len(patterns_to_proto([]).actors) == 0
+
+
+def _stamp(us: int):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    seconds, micros = divmod(us, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def expected_patterns(totals: list[AccessTotal]) -> access_pb2.GetAccessPatternsResponse:
+    response = access_pb2.GetAccessPatternsResponse()
+    for t in totals:
+        if not response.actors or response.actors[-1].actor != t.actor:
+            response.actors.add(actor=t.actor, first_seen=_stamp(t.first_seen_us), last_seen=_stamp(t.last_seen_us))
+        actor = response.actors[-1]
+        actor.accesses.add(
+            operation=OPERATION_TO_PROTO_ACCESS[t.operation],
+            region=t.region,
+            count=t.total,
+            first_seen=_stamp(t.first_seen_us),
+            last_seen=_stamp(t.last_seen_us),
+        )
+        actor.total_count += t.total
+        actor.first_seen.CopyFrom(_stamp(min(t.first_seen_us, actor.first_seen.ToMicroseconds())))
+        actor.last_seen.CopyFrom(_stamp(max(t.last_seen_us, actor.last_seen.ToMicroseconds())))
+    return response
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_patterns_match_the_reference_for_any_totals(seed):
+    rng = random.Random(seed)
+    actors = sorted({rng.choice(["job-a", "ns/jöb-ü", "principal:🙂", "", "x" * 300]) for _ in range(4)})
+    totals = []
+    for actor in actors:
+        for _ in range(rng.randint(1, 4)):
+            first = rng.randint(-(10**15), 10**17)
+            totals.append(
+                AccessTotal(
+                    actor,
+                    "s3://d",
+                    rng.choice(list(AccessOperation)),
+                    rng.choice(["", "aws:eu-west-1", "gcp:europe-west3"]),
+                    rng.randint(0, 2**40),
+                    first,
+                    first + rng.randint(0, 10**12),
+                )
+            )
+    assert patterns_to_proto(totals) == expected_patterns(totals)
+
+
+def test_actor_access_runs_follow_the_datasets():
+    run = RunRecord(
+        "ns/job",
+        "r1",
+        "producer",
+        "alice",
+        "aws:eu-west-1",
+        T0,
+        T0,
+        T0,
+        (RunAccess("s3://d1", AccessOperation.READ, "aws:eu-west-1"),),
+    )
+    response = actor_access_to_proto([total("ns/job", "s3://d1", AccessOperation.READ, "r1", 2, T0, T0)], [run])
+    assert [d.dataset_id for d in response.datasets] == ["s3://d1"]
+    assert [(r.run_id, [a.dataset_id for a in r.accesses]) for r in response.runs] == [("r1", ["s3://d1"])]
+
+
+def test_a_total_that_is_not_one_is_refused():
+    with pytest.raises(ValueError, match="no number"):
+        patterns_to_proto([AccessTotal("a", "s3://d", "read", "r", 1, 0, 0)])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        patterns_to_proto(["not a total"])  # type: ignore[list-item]

@@ -16,12 +16,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use domicile_engine::dataset_ids;
 use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation};
 use domicile_engine::log_entry::{json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
 use domicile_engine::wire::BatchError;
+use domicile_engine::{access_wire, dataset_ids};
 use domicile_engine::{Change, Engine as CoreEngine, Error};
 use parking_lot::Mutex;
 use pyo3::create_exception;
@@ -952,6 +952,77 @@ fn pattern_problems(pattern: &Bound<'_, PyString>) -> Vec<String> {
     }
 }
 
+/// GetAccessPatterns' answer, serialized, from `totals`: `domicile.access.model.AccessTotal`
+/// tuples `(actor, dataset_id, operation, region, total, first_seen_us, last_seen_us)` ordered
+/// by actor; `operations` maps each operation to its AccessOperation number.
+#[pyfunction]
+fn access_patterns_wire<'py>(
+    py: Python<'py>,
+    totals: &Bound<'py, PyAny>,
+    operations: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let rows = access_rows(totals, 0, operations)?;
+    let totals = access_totals(&rows)?;
+    Ok(PyBytes::new(py, &py.detach(|| access_wire::access_patterns(&totals))))
+}
+
+/// ListActorAccess's answer with its datasets only, serialized, from `totals` (as for
+/// `access_patterns_wire`) ordered by dataset.
+#[pyfunction]
+fn actor_datasets_wire<'py>(
+    py: Python<'py>,
+    totals: &Bound<'py, PyAny>,
+    operations: &Bound<'py, PyDict>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let rows = access_rows(totals, 1, operations)?;
+    let totals = access_totals(&rows)?;
+    Ok(PyBytes::new(py, &py.detach(|| access_wire::actor_datasets(&totals))))
+}
+
+/// An AccessTotal tuple's fields: the name grouped by (tuple field `name`), the region, the
+/// operation's number, count, first and last seen.
+type AccessRow<'py> = (Bound<'py, PyString>, Bound<'py, PyString>, i32, i64, i64, i64);
+
+fn access_rows<'py>(
+    totals: &Bound<'py, PyAny>,
+    name: usize,
+    operations: &Bound<'py, PyDict>,
+) -> PyResult<Vec<AccessRow<'py>>> {
+    let mut rows = Vec::with_capacity(totals.len().unwrap_or(0));
+    for total in totals.try_iter()? {
+        let total = total?;
+        let total = total.cast::<PyTuple>()?;
+        let operation = total.get_item(2)?;
+        let Some(number) = operations.get_item(&operation)? else {
+            return Err(PyValueError::new_err(format!("operation {operation} has no number")));
+        };
+        rows.push((
+            total.get_item(name)?.cast_into::<PyString>()?,
+            total.get_item(3)?.cast_into::<PyString>()?,
+            number.extract()?,
+            total.get_item(4)?.extract()?,
+            total.get_item(5)?.extract()?,
+            total.get_item(6)?.extract()?,
+        ));
+    }
+    Ok(rows)
+}
+
+fn access_totals<'a>(rows: &'a [AccessRow<'_>]) -> PyResult<Vec<access_wire::Total<'a>>> {
+    rows.iter()
+        .map(|(name, region, operation, count, first, last)| {
+            Ok(access_wire::Total {
+                name: name.to_str()?,
+                operation: *operation,
+                region: region.to_str()?,
+                count: *count,
+                first_seen_us: *first,
+                last_seen_us: *last,
+            })
+        })
+        .collect()
+}
+
 #[pymodule]
 fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
@@ -963,6 +1034,8 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_dataset_id, module)?)?;
     module.add_function(wrap_pyfunction!(normalize_pattern, module)?)?;
     module.add_function(wrap_pyfunction!(pattern_problems, module)?)?;
+    module.add_function(wrap_pyfunction!(access_patterns_wire, module)?)?;
+    module.add_function(wrap_pyfunction!(actor_datasets_wire, module)?)?;
     module.add("UnknownRegion", py.get_type::<UnknownRegion>())?;
     module.add("MalformedRequest", py.get_type::<MalformedRequest>())?;
     module.add("InvalidRequest", py.get_type::<InvalidRequest>())?;

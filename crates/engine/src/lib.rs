@@ -11,11 +11,14 @@
 //!   normal form (every lookup of an id goes through it);
 //! - [`wire`]: BatchDecide's request and answer in the protobuf wire format, with the types
 //!   generated from the repository's .proto files;
-//! - [`log_entry`]: the decision log's entries (format 3), for every decision the router logs.
+//! - [`log_entry`]: the decision log's entries (format 3), for every decision the router logs;
+//! - [`access_wire`]: the access records' summaries (GetAccessPatterns, ListActorAccess) in the
+//!   protobuf wire format.
 //!
 //! The Python package hands this crate validated data (see crates/engine-py) and keeps the
 //! services, the catalog, policy parsing and the decision log's files.
 
+pub mod access_wire;
 pub mod bits;
 pub mod dataset_ids;
 pub mod engine;
