@@ -1,6 +1,1 @@
-declare module "cytoscape-svg" {
-  const extension: cytoscape.Ext;
-  export default extension;
-}
-
 declare module "*.css";

@@ -13,11 +13,8 @@ export interface LayoutAnswer {
   y: Float64Array;
 }
 
-/** Dataset id -> position (the shape of Cytoscape's preset layout). */
-export type Positions = Record<string, { x: number; y: number }>;
-
 /** Lays the graph out off the page's thread; aborting ends the worker (a newer graph is on its way). */
-export function layOut(request: LayoutRequest, signal: AbortSignal): Promise<Positions> {
+export function layOut(request: LayoutRequest, signal: AbortSignal): Promise<LayoutAnswer> {
   return new Promise((resolve, reject) => {
     const worker = new Worker(new URL("./layout.worker.ts", import.meta.url), { type: "module" });
     const end = () => worker.terminate();
@@ -27,8 +24,7 @@ export function layOut(request: LayoutRequest, signal: AbortSignal): Promise<Pos
     });
     worker.onmessage = (event: MessageEvent<LayoutAnswer>) => {
       end();
-      const { x, y } = event.data;
-      resolve(Object.fromEntries(request.nodes.map((id, i) => [id, { x: x[i], y: y[i] }])));
+      resolve(event.data);
     };
     worker.onerror = (event) => {
       end();

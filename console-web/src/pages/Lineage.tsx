@@ -1,25 +1,15 @@
-import cytoscape, { type Core, type ElementDefinition } from "cytoscape";
-import svg from "cytoscape-svg";
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
 import { parse } from "yaml";
 import { ApiError, get, post, type DatasetResidency, type Lineage, type LineageEdge } from "../api";
-import { layOut, type Positions } from "../lineage/layout";
+import { LineageCanvas, scenePng } from "../lineage/canvas";
+import { layOut, type LayoutAnswer } from "../lineage/layout";
+import { bends, NODE_SIZE, type Scene, type SceneEdge, type State } from "../lineage/scene";
+import { sceneSvg } from "../lineage/svg";
 import { DatasetLink, download, ErrorBox, time, useLoad } from "../util";
 
-cytoscape.use(svg);
-
-const NODE_SIZE = 22;
-const MIN_ZOOM = 0.05;
-const MAX_ZOOM = 1.6;
-// Above this many datasets the graph is drawn light: straight edges, and labels only on what is
-// in view once zoomed in far enough to read them (at 2,000 datasets and 3,000 edges most labels
-// are too small to read, and each costs styling, measuring and drawing).
-const LARGE_GRAPH = 400;
-// Node labels are 11 px and hidden below 7 px on screen (min-zoomed-font-size).
-const LABEL_ZOOM = 7 / 11;
-
-type State = "allowed" | "violation" | "undescribed" | "unknown";
+// Exported PNGs are at most this many pixels on a side.
+const PNG_MAX_SIDE = 8000;
 
 const STATE_LABEL: Record<State, string> = {
   allowed: "stored only where allowed",
@@ -39,49 +29,6 @@ const STATE_OF: Record<DatasetResidency["state"], State> = {
 function shortName(id: string): string {
   const trimmed = id.replace(/\/+$/, "");
   return trimmed.slice(trimmed.lastIndexOf("/") + 1) || id;
-}
-
-/** The viewport that shows every node: Cytoscape's own fit first measures every label of the
- * graph, which at 2,000 nodes costs seconds of the page's thread. */
-function viewportOf(positions: Positions, width: number, height: number): { zoom: number; pan: { x: number; y: number } } {
-  let [left, top, right, bottom] = [Infinity, Infinity, -Infinity, -Infinity];
-  for (const { x, y } of Object.values(positions)) {
-    [left, top, right, bottom] = [Math.min(left, x), Math.min(top, y), Math.max(right, x), Math.max(bottom, y)];
-  }
-  if (left > right) return { zoom: 1, pan: { x: 0, y: 0 } };
-  // Room for a node and the label under it on every side, and a margin as Fit leaves.
-  const room = 3 * NODE_SIZE;
-  const margin = 20;
-  const scale = Math.min((width - 2 * margin) / (right - left + 2 * room), (height - 2 * margin) / (bottom - top + 2 * room));
-  const zoom = Math.min(Math.max(scale, MIN_ZOOM), MAX_ZOOM);
-  return { zoom, pan: { x: width / 2 - (zoom * (left + right)) / 2, y: height / 2 - (zoom * (top + bottom)) / 2 } };
-}
-
-/** Labels, on a large graph, only the datasets in view and their edges, once zoomed in far
- * enough to read them; follows the viewport (a moment after it stops moving). */
-function labelWhatIsInView(cy: Core) {
-  let pending = 0;
-  const update = () => {
-    pending = 0;
-    if (cy.destroyed()) return;
-    const { x1, y1, x2, y2 } = cy.extent();
-    const inView =
-      cy.zoom() < LABEL_ZOOM
-        ? cy.collection()
-        : cy.nodes().filter((node) => {
-            const { x, y } = node.position();
-            return x >= x1 && x <= x2 && y >= y1 && y <= y2;
-          });
-    const wanted = inView.union(inView.connectedEdges());
-    cy.batch(() => {
-      cy.$(".labelled").difference(wanted).removeClass("labelled");
-      wanted.addClass("labelled");
-    });
-  };
-  cy.on("viewport", () => {
-    window.clearTimeout(pending);
-    pending = window.setTimeout(update, 150);
-  });
 }
 
 function edgeLabel(job: string, transform: string, declassifies: boolean): string {
@@ -152,16 +99,14 @@ export function LineagePage() {
   const [expansions, setExpansions] = useState<Lineage[]>([]);
   const [selected, setSelected] = useState("");
   const [slider, setSlider] = useState<number | null>(null);
-  // Counts graphs drawn, so restyling follows a redraw.
-  const [drawn, setDrawn] = useState(0);
   const [layout, setLayout] = useState<{ running: boolean; error: unknown }>({ running: false, error: null });
-  const [laidOut, setLaidOut] = useState<{ graph: Lineage; positions: Positions } | null>(null);
+  const [laidOut, setLaidOut] = useState<{ graph: Lineage; positions: LayoutAnswer } | null>(null);
   // The tables of a 2,000-node graph are thousands of rows: built only when opened; so are the
   // picker's options, when the picker is first used.
   const [tablesOpen, setTablesOpen] = useState({ nodes: false, edges: false });
   const [pickerUsed, setPickerUsed] = useState(false);
   const container = useRef<HTMLDivElement>(null);
-  const cy = useRef<Core | null>(null);
+  const drawing = useRef<LineageCanvas | null>(null);
 
   const graph = useLoad(() => (id ? lineageOf(id, direction, depth, asOf) : Promise.resolve(null)), [id, direction, depth, asOf]);
   // The graph now bounds the time slider, whatever instant is shown.
@@ -183,8 +128,7 @@ export function LineagePage() {
   const stateOf = (nodeId: string): State => states.data?.get(nodeId) ?? "unknown";
   const declassifies = (transform: string): boolean => !!transform && (declassifying.data?.has(transform) ?? false);
 
-  // Laid out in a worker; drawn once the layout and the residency colours are both in, so a
-  // 2,000-node graph is not styled twice.
+  // Laid out in a worker; drawn once the layout and the residency colours are both in.
   useEffect(() => {
     if (!shown) return;
     const abort = new AbortController();
@@ -207,127 +151,54 @@ export function LineagePage() {
     return () => abort.abort();
   }, [shown]);
 
+  // What is drawn: the laid-out graph, coloured, its declassifying edges marked, the selection.
+  const scene = useMemo((): Scene | null => {
+    if (!laidOut) return null;
+    const { graph: drawn, positions } = laidOut;
+    const index = new Map(drawn.nodes.map((n, i) => [n.dataset_id, i]));
+    const known = drawn.edges.filter((e) => index.has(e.input) && index.has(e.output));
+    const ends = known.map((e) => ({ source: index.get(e.input)!, target: index.get(e.output)! }));
+    const bend = bends(ends);
+    return {
+      nodes: drawn.nodes.map((n, i) => ({
+        id: n.dataset_id,
+        label: shortName(n.dataset_id),
+        x: positions.x[i],
+        y: positions.y[i],
+        state: stateOf(n.dataset_id),
+        start: n.dataset_id === id,
+      })),
+      edges: known.map((e, i): SceneEdge => {
+        const declassifying = declassifies(e.transform);
+        const kind = declassifying ? "declassifying" : e.transform ? "transform" : "plain";
+        return { ...ends[i], label: edgeLabel(e.job, e.transform, declassifying), kind, bend: bend[i] };
+      }),
+      selected: index.get(selected) ?? -1,
+    };
+  }, [laidOut, states.data, declassifying.data, selected, id]);
+
   useEffect(() => {
     const element = container.current;
-    if (!laidOut || laidOut.graph !== shown || states.loading || !element) return;
-    const instance = draw(element, laidOut.graph, laidOut.positions);
-    cy.current = instance;
-    setDrawn((n) => n + 1);
+    if (!scene || laidOut?.graph !== shown || states.loading || !element) return;
+    const instance = new LineageCanvas(element, scene, setSelected);
+    drawing.current = instance;
     // Laid out and drawn: read by bench/console_bench.py.
-    element.dataset.ready = String(laidOut.graph.nodes.length);
+    element.dataset.ready = String(scene.nodes.length);
     element.dataset.readyAt = String(Math.round(performance.now()));
     return () => {
       delete element.dataset.ready;
       instance.destroy();
-      cy.current = null;
+      drawing.current = null;
     };
   }, [laidOut, states.loading]);
 
-  function draw(element: HTMLDivElement, shown: Lineage, positions: Positions): Core {
-    const large = shown.nodes.length > LARGE_GRAPH;
-    const labelled = large ? "" : "labelled";
-    const elements: ElementDefinition[] = [
-      ...shown.nodes.map((n) => ({
-        data: { id: n.dataset_id, label: shortName(n.dataset_id), placeholder: n.placeholder, state: stateOf(n.dataset_id) },
-        classes: [n.dataset_id === id ? "start" : "", labelled].join(" "),
-      })),
-      ...shown.edges.map((e) => ({
-        data: {
-          id: `${e.input}\u0000${e.output}\u0000${e.job}`,
-          source: e.input,
-          target: e.output,
-          job: e.job,
-          transform: e.transform,
-          label: edgeLabel(e.job, e.transform, declassifies(e.transform)),
-        },
-        classes: [e.transform ? "transform" : "", declassifies(e.transform) ? "declassifying" : "", labelled].join(" "),
-      })),
-    ];
-    const instance = cytoscape({
-      container: element,
-      elements,
-      textureOnViewport: true,
-      hideEdgesOnViewport: large,
-      minZoom: MIN_ZOOM,
-      maxZoom: MAX_ZOOM,
-      style: [
-        {
-          selector: "node",
-          style: {
-            "font-size": 11,
-            "min-zoomed-font-size": 7,
-            "text-valign": "bottom",
-            "text-margin-y": 4,
-            width: NODE_SIZE,
-            height: NODE_SIZE,
-            "border-width": 2,
-            "border-color": "#1b2733",
-          },
-        },
-        { selector: 'node[state = "allowed"]', style: { "background-color": "#2e7d32" } },
-        { selector: 'node[state = "violation"]', style: { "background-color": "#c62828", shape: "diamond", width: 28, height: 28 } },
-        { selector: 'node[state = "undescribed"]', style: { "background-color": "#bdbdbd", "border-style": "dashed" } },
-        { selector: 'node[state = "unknown"]', style: { "background-color": "#78909c" } },
-        { selector: "node.start", style: { "border-width": 5, "border-color": "#0b5cad" } },
-        { selector: "node:selected", style: { "overlay-color": "#f2a900", "overlay-opacity": 0.35 } },
-        { selector: ".labelled", style: { label: "data(label)" } },
-        {
-          selector: "edge",
-          style: {
-            width: 1.5,
-            // Bezier edges keep the parallel edges of several jobs apart, at a cost per edge.
-            "curve-style": large ? "straight" : "bezier",
-            "target-arrow-shape": "triangle",
-            "line-color": "#607d8b",
-            "target-arrow-color": "#607d8b",
-            "font-size": 9,
-            "min-zoomed-font-size": 8,
-            "text-rotation": "autorotate",
-            "text-background-color": "#fff",
-            "text-background-opacity": 0.8,
-          },
-        },
-        { selector: "edge.transform", style: { "line-color": "#455a64", width: 2 } },
-        {
-          selector: "edge.declassifying",
-          style: { "line-style": "dashed", "line-color": "#6a1b9a", "target-arrow-color": "#6a1b9a", width: 3 },
-        },
-      ],
-      ...viewportOf(positions, element.clientWidth, element.clientHeight),
-      layout: { name: "preset", positions, fit: false },
-    });
-    instance.on("tap", "node", (event) => setSelected(event.target.id()));
-    if (large) labelWhatIsInView(instance);
-    return instance;
-  }
-
-  // Residency colours and declassifying edges arrive on their own: restyle what changed, do not
-  // lay out again.
+  // Colours, declassifying edges and the selection change the picture, not the layout or view.
   useEffect(() => {
-    const instance = cy.current;
-    if (!instance) return;
-    instance.batch(() => {
-      instance.nodes().forEach((node) => {
-        const state = stateOf(node.id());
-        if (node.data("state") !== state) node.data("state", state);
-      });
-      instance.edges().forEach((edge) => {
-        const transform: string = edge.data("transform");
-        const declassifying = declassifies(transform);
-        if (edge.hasClass("declassifying") === declassifying) return;
-        edge.toggleClass("declassifying", declassifying);
-        edge.data("label", edgeLabel(edge.data("job"), transform, declassifying));
-      });
-    });
-  }, [drawn, states.data, declassifying.data]);
+    if (scene) drawing.current?.update(scene);
+  }, [scene]);
 
   useEffect(() => {
-    const instance = cy.current;
-    if (!instance || !selected) return;
-    instance.$(":selected").unselect();
-    const node = instance.getElementById(selected);
-    node.select();
-    instance.animate({ center: { eles: node } }, { duration: 200 });
+    if (selected && scene) drawing.current?.centre(scene.selected);
   }, [selected]);
 
   const times = ((asOf ? current.data : graph.data)?.edges ?? []).map((e) => Date.parse(e.record_time ?? "")).filter((t) => !Number.isNaN(t));
@@ -356,24 +227,11 @@ export function LineagePage() {
   }
 
   async function exportAs(kind: "svg" | "png") {
-    const instance = cy.current;
-    if (!instance) return;
+    if (!scene) return;
     const name = `lineage-${shortName(id)}${asOf ? `-${asOf}` : ""}.${kind}`;
-    // An export is the whole graph: every label, also those a large graph leaves out of view
-    // (measured by the renderer before its next frame, which the export waits for).
-    const unlabelled = instance.elements().not(".labelled");
-    instance.batch(() => unlabelled.addClass("labelled"));
-    if (unlabelled.nonempty()) await new Promise((frame) => requestAnimationFrame(frame));
-    try {
-      if (kind === "svg") {
-        const text = (instance as any).svg({ full: true, bg: "#ffffff" }) as string;
-        download(new Blob([text], { type: "image/svg+xml" }), name);
-      } else {
-        download(instance.png({ full: true, output: "blob", bg: "#ffffff", maxWidth: 8000 }) as unknown as Blob, name);
-      }
-    } finally {
-      instance.batch(() => unlabelled.removeClass("labelled"));
-    }
+    // An export is the whole graph, every label drawn.
+    if (kind === "svg") download(new Blob([sceneSvg(scene)], { type: "image/svg+xml" }), name);
+    else download(await scenePng(scene, PNG_MAX_SIDE), name);
   }
 
   function submit(event: FormEvent<HTMLFormElement>) {
@@ -466,7 +324,7 @@ export function LineagePage() {
           <button type="button" disabled={!selected} onClick={() => expand("DIRECTION_DOWNSTREAM")}>
             Expand downstream
           </button>
-          <button type="button" onClick={() => cy.current?.fit(undefined, 20)}>
+          <button type="button" onClick={() => drawing.current?.fit()}>
             Fit
           </button>
           <button type="button" onClick={() => exportAs("svg")}>
