@@ -136,7 +136,13 @@ def process_cpu_ms(pid: int, thread: int | None = None) -> float:
 def browser_cpu_ms(server_pid: int) -> dict[int, float]:
     """CPU time so far of each process this benchmark started, but the server: Playwright's
     driver and Chromium's processes."""
-    return {pid: process_cpu_ms(pid) for pid in _browser_processes(server_pid)}
+    used: dict[int, float] = {}
+    for pid in _browser_processes(server_pid):
+        try:
+            used[pid] = process_cpu_ms(pid)
+        except OSError:
+            continue  # gone meanwhile
+    return used
 
 
 def renderer_main_threads_cpu_ms(server_pid: int) -> dict[int, float]:
