@@ -5,14 +5,16 @@ import { DatasetPage } from "./pages/Dataset";
 import { DatasetsPage } from "./pages/Datasets";
 import { DecisionPage } from "./pages/Decision";
 import { DecisionsPage } from "./pages/Decisions";
+import { LineagePage } from "./pages/Lineage";
 import { OverviewPage } from "./pages/Overview";
 import { AccessPage } from "./pages/Access";
 import { SecurityPage } from "./pages/Security";
 import { ViolationsPage } from "./pages/Violations";
 import { ErrorBox } from "./util";
 
-// The graph library and the YAML highlighter are most of the code: loaded with their pages.
-const LineagePage = lazy(() => import("./pages/Lineage").then((m) => ({ default: m.LineagePage })));
+// The YAML parser, the highlighter and the diff are most of the code: loaded with their page
+// (a lazy page shows its fallback for at least 300 ms, React's throttle: not for pages that
+// must draw fast).
 const PolicyPage = lazy(() => import("./pages/Policy").then((m) => ({ default: m.PolicyPage })));
 
 const PAGES: [string, string][] = [

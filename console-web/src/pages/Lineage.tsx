@@ -1,6 +1,5 @@
 import { useEffect, useMemo, useRef, useState, type FormEvent } from "react";
 import { Link, useSearchParams } from "react-router-dom";
-import { parse } from "yaml";
 import { ApiError, get, post, type DatasetResidency, type Lineage, type LineageEdge } from "../api";
 import { LineageCanvas, scenePng } from "../lineage/canvas";
 import { layOut, type LayoutAnswer } from "../lineage/layout";
@@ -58,7 +57,9 @@ async function lineageOf(id: string, direction: string, depth: number, asOf: str
 /** Declassifying transforms of the policy in force (empty without a scope to read it). */
 async function declassifyingTransforms(): Promise<Set<string>> {
   try {
-    const policy = await get<{ policy_yaml: string }>("policy");
+    // The YAML parser (a module as large as the rest of the page) loads beside the answer, not
+    // before the page's first request.
+    const [policy, { parse }] = await Promise.all([get<{ policy_yaml: string }>("policy"), import("yaml")]);
     const document = parse(policy.policy_yaml) as { declassifiers?: { transform?: string }[] };
     return new Set((document.declassifiers ?? []).map((d) => d.transform ?? "").filter(Boolean));
   } catch (error) {
