@@ -158,6 +158,10 @@ def test_lineage_of_the_joined_dataset_is_a_violation_and_replays_in_time(contex
         f"() => document.querySelectorAll('[data-testid=edge-table] tbody tr').length === {count_now - 1}"
     )
     assert page.locator("[data-testid=edge-table] tbody tr", has_text="late-report").count() == 0
+    # The graph of then drawn (every dataset it shows), for the screenshot.
+    page.wait_for_function(
+        "() => { const g = document.querySelector('.graph'); return !!g && g.dataset.ready === g.dataset.nodes; }"
+    )
     screenshot(page, "lineage-before-late-edge")
 
     # Colours are those of the slider's time: between the edge and the description, the late

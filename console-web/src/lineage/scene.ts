@@ -12,6 +12,8 @@ const EDGE_FONT = 9;
 // Labels smaller than this on screen are not drawn: unreadable, and each costs drawing.
 const NODE_LABEL_MIN_PX = 7;
 const EDGE_LABEL_MIN_PX = 8;
+// A character's mean width, in font sizes (a generous estimate for a sans-serif font).
+const LABEL_CHAR_WIDTH = 0.62;
 const ARROW_LENGTH = 7;
 const ARROW_HALF_WIDTH = 3.5;
 // Between parallel edges (several jobs between two datasets) at their middle.
@@ -244,13 +246,17 @@ export function paint(painter: Painter, scene: Scene, view: View) {
   }
 }
 
-/** The graph's extent in graph coordinates, room for labels included. */
+/** The graph's extent in graph coordinates, room for the datasets' labels included (their
+ * width estimated: an export cannot measure text). */
 export function extent(nodes: SceneNode[]): { x1: number; y1: number; x2: number; y2: number } {
   let [x1, y1, x2, y2] = [Infinity, Infinity, -Infinity, -Infinity];
-  for (const { x, y } of nodes) [x1, y1, x2, y2] = [Math.min(x1, x), Math.min(y1, y), Math.max(x2, x), Math.max(y2, y)];
+  for (const { x, y, label } of nodes) {
+    const half = Math.max(NODE_SIZE, label.length * NODE_FONT * LABEL_CHAR_WIDTH) / 2;
+    [x1, y1, x2, y2] = [Math.min(x1, x - half), Math.min(y1, y), Math.max(x2, x + half), Math.max(y2, y)];
+  }
   if (x1 > x2) return { x1: 0, y1: 0, x2: 0, y2: 0 };
-  const room = 3 * NODE_SIZE;
-  return { x1: x1 - room, y1: y1 - room, x2: x2 + room, y2: y2 + room };
+  const room = NODE_SIZE;
+  return { x1: x1 - room, y1: y1 - 2 * room, x2: x2 + room, y2: y2 + 2 * room };
 }
 
 /** The dataset drawn at (x, y), graph coordinates, within `slack` of its outline; -1 for none. */
