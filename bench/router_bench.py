@@ -33,8 +33,11 @@ What it does, in one run (deterministic catalog for a given --seed):
    decision per dataset, and a client in another process: unary Decide at a fixed --rate for
    --seconds (open loop: requests are sent on schedule, not after the previous answer), then
    maximum unary throughput with --concurrency callers, then BatchDecide of 1,000 over the
-   wire, one call in flight and two (the client parses every answer); the server's CPU time
-   per call or decision beside them (from /proc). All of it twice: against a server with the
+   wire with compact answers (`shared_region_sets`, as the client library asks), one call in
+   flight and two, and two with answers that list every decision's allowed regions (the
+   client parses every answer); the server's CPU time per call or decision beside them (from
+   /proc; for BatchDecide, and the client's own, read around the timed calls only). All of it
+   twice: against a server with the
    durable log (the default, figures under their plain names), then one with
    `router.durable_decision_log: false` (the same names with " [non-durable log]").
    With --loadgen (bench/loadgen, `tools/install-loadgen.sh`) and/or --ghz
@@ -106,6 +109,7 @@ REGIONS = (
 TARGETS = {
     "in_process_p50_us": 1.0,  # at most
     "batch_decisions_per_s": 1_000_000.0,  # at least, logged
+    "grpc_batch_decisions_per_s": 250_000.0,  # at least, over gRPC to `domicile serve`, durable log
     "unary_p99_ms": 2.0,  # at most, at 1,000 req/s (and within 0.5 ms of the canned floor's p99)
     "start_seconds": 5.0,  # at most, 100k datasets
     "index_build_seconds": 10.0,  # at most, 1,000,000 datasets and 3,000,000 edges
@@ -545,7 +549,9 @@ async def run_json(what: str, *argv: str) -> dict:
     return json.loads(out)
 
 
-async def run_client(port: int, mode: str, questions_file: Path, rate: int, seconds: float, concurrency: int) -> dict:
+async def run_client(
+    port: int, mode: str, questions_file: Path, rate: int, seconds: float, concurrency: int, *extra: str
+) -> dict:
     return await run_json(
         f"client {mode}",
         sys.executable,
@@ -562,7 +568,14 @@ async def run_client(port: int, mode: str, questions_file: Path, rate: int, seco
         str(seconds),
         "--concurrency",
         str(concurrency),
+        *extra,
     )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (/proc/PID/stat, all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class ServerProcess:
@@ -573,9 +586,8 @@ class ServerProcess:
         self.port = port
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far (/proc/PID/stat, all threads)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time of the process so far (all threads)."""
+        return process_cpu_seconds(self.proc.pid)
 
 
 def serve_argv(store: str, data_dir: Path, *options: str) -> list[str]:
@@ -673,23 +685,30 @@ async def bench_grpc_phases(
     peak = await run_client(port, "max", questions_file, args.rate, min(args.seconds, 5), args.concurrency)
     report.line(f"unary Decide max throughput ({args.concurrency} callers){mode}", peak["throughput"], "req/s")
     report.line("  p50 at max throughput", peak["p50_ms"], "ms")
-    for in_flight in (1, 2):
-        cpu = server.cpu_seconds()
-        batch = await run_client(port, "batch", questions_file, args.rate, min(args.seconds, 5), in_flight)
+    for in_flight, shape in ((1, "compact"), (2, "compact"), (2, "full")):
+        batch = await run_client(
+            port,
+            "batch",
+            questions_file,
+            args.rate,
+            min(args.seconds, 5),
+            in_flight,
+            "--answer-shape",
+            shape,
+            "--server-pid",
+            str(server.proc.pid),
+        )
         check_fresh(batch["stale"])
+        answer = "compact answers" if shape == "compact" else "answers listing allowed regions per decision"
         report.line(
-            f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight){mode}",
+            f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight, {answer}){mode}",
             batch["throughput"],
             "decisions/s",
-            "batch_decisions_per_s" if in_flight == 2 else "",
+            "grpc_batch_decisions_per_s" if (in_flight, shape, mode) == (2, "compact", "") else "",
             False,
         )
-        # Includes the client's warm-up (2,000 unary calls) before its clock starts.
-        report.line(
-            f"  server CPU per decision ({in_flight} in flight, incl. the client's warm-up)",
-            (server.cpu_seconds() - cpu) / batch["decisions"] * 1e6,
-            "us",
-        )
+        report.line("  server CPU per decision", batch["server_cpu_us"], "us")
+        report.line("  client CPU per decision (sending, parsing the answers)", batch["client_cpu_us"], "us")
 
 
 class CannedResidency(residency_pb2_grpc.ResidencyServiceServicer):
@@ -1092,23 +1111,30 @@ async def grpc_client(args, loaded) -> dict:
     requests = [residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r) for d, op, r in loaded]
     async with grpc.aio.insecure_channel(f"127.0.0.1:{args.port}") as channel:
         stub = residency_pb2_grpc.ResidencyServiceStub(channel)
-        for request in requests[:2000]:  # warm up the connection and both processes
-            await stub.Decide(request)
+        if args.client in ("fixed", "max"):
+            for request in requests[:2000]:  # warm up the connection and both processes
+                await stub.Decide(request)
         if args.client == "fixed":
             return await fixed_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.rate, args.seconds)
         if args.client == "max":
             return await max_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.concurrency, args.seconds)
+        compact = args.answer_shape == "compact"
         batches = [
-            residency_pb2.BatchDecideRequest(requests=requests[i : i + 1000]) for i in range(0, len(requests), 1000)
+            residency_pb2.BatchDecideRequest(requests=requests[i : i + 1000], shared_region_sets=compact)
+            for i in range(0, len(requests), 1000)
         ]
         if args.client == "warm":  # every question once, untimed
             stale = 0
             for batch in batches:
                 stale += is_stale_answer(await stub.BatchDecide(batch))
             return {"stale": stale}
+        for batch in batches[:2]:  # warm up the connection and both processes
+            await stub.BatchDecide(batch)
         # `concurrency` calls in flight, each answer parsed: while this process builds the next
-        # request and parses an answer, the server works on another call.
+        # request and parses an answer, the server works on another call. The server's CPU time
+        # and this process's are read around the timed calls only.
         done = stale = 0
+        server_cpu, client_cpu = process_cpu_seconds(args.server_pid), time.process_time()
         start = time.perf_counter()
 
         async def caller() -> None:
@@ -1122,8 +1148,14 @@ async def grpc_client(args, loaded) -> dict:
 
         await asyncio.gather(*(caller() for _ in range(args.concurrency)))
         elapsed = time.perf_counter() - start
+        server_cpu, client_cpu = process_cpu_seconds(args.server_pid) - server_cpu, time.process_time() - client_cpu
         decisions = sum(len(batches[i % len(batches)].requests) for i in range(done))
-        return {"throughput": decisions / elapsed, "decisions": decisions + 2000, "stale": stale}
+        return {
+            "throughput": decisions / elapsed,
+            "server_cpu_us": server_cpu / decisions * 1e6,
+            "client_cpu_us": client_cpu / decisions * 1e6,
+            "stale": stale,
+        }
 
 
 def is_stale_answer(response: residency_pb2.BatchDecideResponse) -> bool:
@@ -1379,6 +1411,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--serve-canned", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--questions", help=argparse.SUPPRESS)
+    parser.add_argument("--answer-shape", choices=["compact", "full"], default="compact", help=argparse.SUPPRESS)
+    parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 

@@ -193,14 +193,16 @@ def reason_from_message(m: residency_pb2.Reason) -> Reason:
     )
 
 
-def decision_from_message(m: residency_pb2.Decision) -> Decision:
+def decision_from_message(m: residency_pb2.Decision, allowed_regions: tuple[str, ...] | None = None) -> Decision:
+    """`allowed_regions`: the decision's set from its answer's `region_sets` (compact BatchDecide
+    answers); otherwise the decision's own list."""
     return Decision(
         decision_id=m.decision_id,
         outcome=OUTCOME_FROM_PROTO[m.outcome],
         dataset_id=m.dataset_id,
         operation=OPERATION_FROM_PROTO[m.operation],
         region=m.region,
-        allowed_regions=tuple(m.allowed_regions),
+        allowed_regions=tuple(m.allowed_regions) if allowed_regions is None else allowed_regions,
         reasons=tuple(reason_from_message(r) for r in m.reasons),
         policy_version=m.policy_version,
         catalog_revision=m.catalog_revision,
@@ -489,13 +491,20 @@ def decide(
 
 
 def batch_decide(questions: Iterable[Question | tuple[str, Operation | str, str]]) -> Call[tuple[Decision, ...]]:
-    request = residency_pb2.BatchDecideRequest(requests=[_decide_request(*q) for q in questions])
-    return _call(
-        "domicile.v1.ResidencyService.BatchDecide",
-        request,
-        lambda r: tuple(decision_from_message(d) for d in r.decisions),
-        retryable=True,
+    request = residency_pb2.BatchDecideRequest(
+        requests=[_decide_request(*q) for q in questions], shared_region_sets=True
     )
+    return _call("domicile.v1.ResidencyService.BatchDecide", request, batch_decisions_from_message, retryable=True)
+
+
+def batch_decisions_from_message(m: residency_pb2.BatchDecideResponse) -> tuple[Decision, ...]:
+    """The decisions of a BatchDecide answer of either shape: compact (each list of allowed
+    regions once, in `region_sets`) or not (a server that predates `shared_region_sets` ignores
+    the request's field and lists them in every decision)."""
+    if not m.region_sets:
+        return tuple(decision_from_message(d) for d in m.decisions)
+    sets = [tuple(s.regions) for s in m.region_sets]
+    return tuple(decision_from_message(d, sets[d.allowed_regions_set]) for d in m.decisions)
 
 
 def route(dataset_id: str, operation: Operation | str, candidates: Iterable[str]) -> Call[RouteResult]:

@@ -58,7 +58,7 @@ class Reason(_message.Message):
     def __init__(self, code: _Optional[str] = ..., rule_id: _Optional[str] = ..., message: _Optional[str] = ..., lineage_path: _Optional[_Iterable[str]] = ..., citation: _Optional[str] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "outcome", "dataset_id", "operation", "region", "allowed_regions", "reasons", "policy_version", "catalog_revision", "decide_time", "inherited_only", "context")
+    __slots__ = ("decision_id", "outcome", "dataset_id", "operation", "region", "allowed_regions", "reasons", "policy_version", "catalog_revision", "decide_time", "inherited_only", "context", "allowed_regions_set")
     class ContextEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +78,7 @@ class Decision(_message.Message):
     DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
     INHERITED_ONLY_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_REGIONS_SET_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     outcome: Outcome
     dataset_id: str
@@ -90,7 +91,8 @@ class Decision(_message.Message):
     decide_time: _timestamp_pb2.Timestamp
     inherited_only: bool
     context: _containers.ScalarMap[str, str]
-    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inherited_only: _Optional[bool] = ..., context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    allowed_regions_set: int
+    def __init__(self, decision_id: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., dataset_id: _Optional[str] = ..., operation: _Optional[_Union[Operation, str]] = ..., region: _Optional[str] = ..., allowed_regions: _Optional[_Iterable[str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ..., policy_version: _Optional[str] = ..., catalog_revision: _Optional[int] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inherited_only: _Optional[bool] = ..., context: _Optional[_Mapping[str, str]] = ..., allowed_regions_set: _Optional[int] = ...) -> None: ...
 
 class DecideRequest(_message.Message):
     __slots__ = ("dataset_id", "operation", "region", "context")
@@ -118,16 +120,26 @@ class DecideResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class BatchDecideRequest(_message.Message):
-    __slots__ = ("requests",)
+    __slots__ = ("requests", "shared_region_sets")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_REGION_SETS_FIELD_NUMBER: _ClassVar[int]
     requests: _containers.RepeatedCompositeFieldContainer[DecideRequest]
-    def __init__(self, requests: _Optional[_Iterable[_Union[DecideRequest, _Mapping]]] = ...) -> None: ...
+    shared_region_sets: bool
+    def __init__(self, requests: _Optional[_Iterable[_Union[DecideRequest, _Mapping]]] = ..., shared_region_sets: _Optional[bool] = ...) -> None: ...
+
+class RegionSet(_message.Message):
+    __slots__ = ("regions",)
+    REGIONS_FIELD_NUMBER: _ClassVar[int]
+    regions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BatchDecideResponse(_message.Message):
-    __slots__ = ("decisions",)
+    __slots__ = ("decisions", "region_sets")
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    REGION_SETS_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
-    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ...) -> None: ...
+    region_sets: _containers.RepeatedCompositeFieldContainer[RegionSet]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., region_sets: _Optional[_Iterable[_Union[RegionSet, _Mapping]]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
     __slots__ = ("dataset_id", "operation", "candidates")

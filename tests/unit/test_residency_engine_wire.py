@@ -1,7 +1,8 @@
 """BatchDecide through the residency engine's wire boundary (`Engine.batch_decide_wire`).
 
 - answers parse (with the generated Python protobuf code) into the decisions the engine makes
-  one by one, with their ids, policy version, catalog revision and time;
+  one by one, with their ids, policy version, catalog revision and time; compact answers
+  (`shared_region_sets`) name each decision's allowed regions in the answer's `region_sets`;
 - requests are checked as the servicer checks a Decide: the id rules are
   `catalog.validation.check_id`'s, named field by field;
 - arbitrary bytes never crash the engine: they are answered or refused as malformed or invalid,
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from domicile.catalog.dataset_ids import lookup_form
 from domicile.catalog.model import to_micros
 from domicile.catalog.validation import check_id
+from domicile.client.calls import batch_decisions_from_message
 from domicile.errors import FieldErrors
 from domicile.router._engine import Engine, InvalidRequest, MalformedRequest
 from domicile.router.policy import load_policy
@@ -73,13 +75,23 @@ questions = st.lists(
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(items=questions)
-def test_answers_are_the_engine_decisions(engine: Engine, items: list) -> None:
+@given(items=questions, compact=st.booleans())
+def test_answers_are_the_engine_decisions(engine: Engine, items: list, compact: bool) -> None:
     request = residency_pb2.BatchDecideRequest(
-        requests=[residency_pb2.DecideRequest(dataset_id=d, operation=o, region=r) for d, o, r in items]
+        requests=[residency_pb2.DecideRequest(dataset_id=d, operation=o, region=r) for d, o, r in items],
+        shared_region_sets=compact,
     )
     answer, count = batch(engine, request)
     assert count == len(items) == len(answer.decisions)
+    if compact:
+        sets = [tuple(s.regions) for s in answer.region_sets]
+        assert len(set(sets)) == len(sets)  # each list once
+        assert all(not d.allowed_regions for d in answer.decisions)
+        allowed = [sets[d.allowed_regions_set] for d in answer.decisions]
+    else:
+        assert not answer.region_sets
+        allowed = [tuple(d.allowed_regions) for d in answer.decisions]
+    assert tuple(d.allowed_regions for d in batch_decisions_from_message(answer)) == tuple(allowed)
     for n, ((dataset, operation, region), decision) in enumerate(zip(items, answer.decisions, strict=True)):
         verdict, _ = harness.verdict(engine.decide(dataset, OPERATIONS.index(operation), region, to_micros(NOW)))
         assert decision.decision_id == f"0123456789ab{n + 1:010x}"
@@ -87,7 +99,7 @@ def test_answers_are_the_engine_decisions(engine: Engine, items: list) -> None:
         assert decision.outcome == (
             residency_pb2.OUTCOME_ALLOW if verdict.outcome.value == "allow" else residency_pb2.OUTCOME_DENY
         )
-        assert tuple(decision.allowed_regions) == verdict.allowed_regions
+        assert allowed[n] == verdict.allowed_regions
         assert [(r.code, r.rule_id, r.message, tuple(r.lineage_path), r.citation) for r in decision.reasons] == [
             (r.code.value, r.rule_id, r.message, r.lineage_path, r.citation) for r in verdict.reasons
         ]
@@ -104,6 +116,10 @@ def test_a_stale_view_answers_every_question_with_the_fail_closed_deny(engine: E
         assert decision.outcome == residency_pb2.OUTCOME_DENY
         assert not decision.allowed_regions
         assert [(r.code, r.message) for r in decision.reasons] == [("STALE_CATALOG", "fail closed: the view is stale")]
+    request.shared_region_sets = True
+    answer, _ = batch(engine, request, stale="fail closed: the view is stale")
+    assert [list(s.regions) for s in answer.region_sets] == [[]]
+    assert [d.allowed_regions_set for d in answer.decisions] == [0, 0]
 
 
 def python_violations(dataset_id: str) -> list[tuple[str, str]]:

@@ -555,14 +555,16 @@ struct DecidedBatch {
 #[pymethods]
 impl DecidedBatch {
     fn __len__(&self) -> usize {
-        self.batch.verdicts.len()
+        self.batch.judgements.len()
     }
 
     /// `(decision_id, dataset_id, operation, region, verdict)` of decision `index`.
     fn get<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyTuple>> {
-        let (Some(question), Some(verdict)) = (self.batch.questions.get(index), self.batch.verdicts.get(index)) else {
+        let (Some(question), Some(judgement)) = (self.batch.questions.get(index), self.batch.judgements.get(index))
+        else {
             return Err(pyo3::exceptions::PyIndexError::new_err(index));
         };
+        let verdict = &judgement.verdict;
         let mut id = String::new();
         domicile_engine::engine::decision_id(&mut id, &self.id_prefix, self.first_id + index as u64);
         let allowed = {
@@ -586,14 +588,16 @@ impl DecidedBatch {
     #[allow(clippy::type_complexity)]
     fn counts(&self) -> (Vec<((u8, u8), usize)>, Vec<((u8, String), usize)>) {
         let mut by_outcome: HashMap<(u8, u8), usize> = HashMap::new();
-        let mut by_reason: HashMap<(u8, String), usize> = HashMap::new();
-        for (question, verdict) in self.batch.questions.iter().zip(&self.batch.verdicts) {
+        let mut by_reason: HashMap<(u8, &str), usize> = HashMap::new();
+        for (question, judgement) in self.batch.questions.iter().zip(&self.batch.judgements) {
+            let verdict = &judgement.verdict;
             *by_outcome.entry((question.operation as u8, verdict.outcome as u8)).or_default() += 1;
             for reason in &verdict.reasons {
-                *by_reason.entry((reason.code as u8, reason.rule_id.to_string())).or_default() += 1;
+                *by_reason.entry((reason.code as u8, &reason.rule_id)).or_default() += 1;
             }
         }
-        (by_outcome.into_iter().collect(), by_reason.into_iter().collect())
+        let by_reason = by_reason.into_iter().map(|((code, rule_id), n)| ((code, rule_id.to_owned()), n)).collect();
+        (by_outcome.into_iter().collect(), by_reason)
     }
 
     /// Decisions `start..stop` counted per `(dataset_id, operation, region)` (the caller's
@@ -651,7 +655,7 @@ impl DecidedBatch {
 
 impl DecidedBatch {
     fn range(&self, start: usize, stop: usize) -> PyResult<std::ops::Range<usize>> {
-        if start > stop || stop > self.batch.verdicts.len() {
+        if start > stop || stop > self.batch.judgements.len() {
             return Err(pyo3::exceptions::PyIndexError::new_err((start, stop)));
         }
         Ok(start..stop)

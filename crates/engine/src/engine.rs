@@ -14,7 +14,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, NodeId, Status, View};
 use crate::log_entry::{EntryHead, EntryWriter, Row};
-use crate::memo::Memo;
+use crate::memo::{Judgement, Memo};
 use crate::policy::{
     label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
     Verdict,
@@ -448,16 +448,29 @@ impl State {
     }
 
     fn decide_node(&self, node: NodeId, op: Operation, region: u32, now: i64) -> Arc<Verdict> {
+        self.judge_node(node, op, region, now).verdict.clone()
+    }
+
+    /// `decide` with the verdict's renderings for a BatchDecide (memoised with it).
+    pub fn judge(&self, dataset_id: &str, op: Operation, region: u32, now: i64) -> Arc<Judgement> {
+        match self.view.node(dataset_id) {
+            Some(node) => self.judge_node(node, op, region, now),
+            None => Arc::new(Judgement::new(Arc::new(self.unknown(dataset_id)))),
+        }
+    }
+
+    fn judge_node(&self, node: NodeId, op: Operation, region: u32, now: i64) -> Arc<Judgement> {
         let epoch = self.policy.expiry_epoch(now);
-        if let Some(verdict) = self.memo.get(node, op, region, epoch) {
-            return verdict;
+        if let Some(judgement) = self.memo.get(node, op, region, epoch) {
+            return judgement;
         }
         let verdict = Arc::new(match self.view.attributes(node) {
             Some(attrs) => self.decide_known(&attrs, op, region, now),
             None => self.unknown(self.view.name(node)),
         });
-        self.memo.insert(node, op, region, epoch, verdict.clone());
-        verdict
+        let judgement = Arc::new(Judgement::new(verdict));
+        self.memo.insert(node, op, region, epoch, judgement.clone());
+        judgement
     }
 
     fn decide_known(&self, attrs: &NodeAttributes<'_>, op: Operation, region: u32, now: i64) -> Verdict {
@@ -801,7 +814,9 @@ pub struct Batch {
     pub questions: Vec<crate::wire::Question>,
     /// Each question's region, by name.
     pub regions: Vec<Arc<str>>,
-    pub verdicts: Vec<Arc<Verdict>>,
+    pub judgements: Vec<Arc<Judgement>>,
+    /// The answer's shape the request asked for.
+    pub shape: crate::wire::AnswerShape,
 }
 
 impl Batch {
@@ -823,13 +838,16 @@ impl Batch {
             let end = range.end.min(start + per_entry.max(1));
             let mut writer = EntryWriter::default();
             for index in start..end {
-                let (question, verdict) = (&self.questions[index], &self.verdicts[index]);
+                let (question, judgement) = (&self.questions[index], &self.judgements[index]);
+                let verdict = &judgement.verdict;
                 id.clear();
                 decision_id(&mut id, id_prefix, first_id + index as u64);
                 let allowed = &verdict.allowed;
                 let region_set =
                     writer.region_set(Arc::as_ptr(allowed) as usize, allowed.names.iter().map(|name| &**name));
-                let reason_set = writer.reason_set(Arc::as_ptr(verdict) as usize, &verdict.reasons);
+                let reason_set = writer.reason_set_with(Arc::as_ptr(verdict) as usize, |out| {
+                    out.extend_from_slice(judgement.log_reasons())
+                });
                 writer.row(&Row {
                     decision_id: &id,
                     dataset_id: &question.dataset_id,
@@ -871,9 +889,9 @@ impl State {
         now: i64,
         stale: Option<&str>,
     ) -> Result<Batch, crate::wire::BatchError> {
-        let questions = crate::wire::parse_batch(request, &self.policy, max)?;
+        let (questions, shape) = crate::wire::parse_batch(request, &self.policy, max)?;
         let regions = questions.iter().map(|q| self.policy.region_name(q.region).clone()).collect();
-        let verdicts = match stale {
+        let judgements = match stale {
             Some(message) => {
                 let reason = Reason {
                     code: ReasonCode::StaleCatalog,
@@ -888,11 +906,13 @@ impl State {
                     reasons: vec![reason],
                     inherited_only: false,
                 });
-                vec![verdict; questions.len()]
+                // One judgement for the batch: its renderings are made once.
+                let judgement = Arc::new(Judgement::new(verdict));
+                vec![judgement; questions.len()]
             }
-            None => questions.iter().map(|q| self.decide(&q.dataset_id, q.operation, q.region, now)).collect(),
+            None => questions.iter().map(|q| self.judge(&q.dataset_id, q.operation, q.region, now)).collect(),
         };
-        Ok(Batch { questions, regions, verdicts })
+        Ok(Batch { questions, regions, judgements, shape })
     }
 
     /// The serialized BatchDecideResponse of `batch`: decision ids are `id_prefix` followed
@@ -905,18 +925,21 @@ impl State {
         id_prefix: &str,
         first_id: u64,
     ) -> Vec<u8> {
-        let mut encoder = crate::wire::Encoder::new(crate::wire::DecisionContext {
-            policy_version: &self.policy.version,
-            catalog_revision,
-            decide_time,
-        });
-        let mut out = Vec::with_capacity(batch.questions.len() * 256);
+        let context =
+            crate::wire::DecisionContext { policy_version: &self.policy.version, catalog_revision, decide_time };
+        let mut encoder = crate::wire::Encoder::new(context, batch.shape);
+        let mut out = Vec::new();
         let mut id = String::new();
-        for (n, (question, verdict)) in batch.questions.iter().zip(&batch.verdicts).enumerate() {
+        for (n, (question, judgement)) in batch.questions.iter().zip(&batch.judgements).enumerate() {
             id.clear();
             decision_id(&mut id, id_prefix, first_id + n as u64);
-            encoder.decision(&mut out, 1, &id, &question.dataset_id, question.operation, &batch.regions[n], verdict);
+            encoder.decision(&mut out, 1, &id, &question.dataset_id, question.operation, &batch.regions[n], judgement);
+            if n == 0 {
+                // Decisions of an answer are about the same size: room for all at once.
+                out.reserve(out.len() * batch.questions.len() * 5 / 4);
+            }
         }
+        encoder.finish(&mut out);
         out
     }
 }

@@ -34,6 +34,7 @@ pub mod wire;
 
 pub use engine::{Engine, State};
 pub use index::Change;
+pub use memo::Judgement;
 pub use policy::{CompiledPolicy, Operation, Outcome, Reason, ReasonCode, Verdict};
 
 /// What the engine refuses.

@@ -24,7 +24,7 @@ pub struct EntryHead<'a> {
     pub context: &'a [(String, String)],
 }
 
-/// One decision's row, its sets given by `EntryWriter::region_set` and `reason_set`.
+/// One decision's row, its sets given by `EntryWriter::region_set` and `reason_set_with`.
 #[derive(Clone, Copy, Debug)]
 pub struct Row<'a> {
     pub decision_id: &'a str,
@@ -113,29 +113,9 @@ impl EntryWriter {
         })
     }
 
-    /// The number of a reason set (see `region_set` for `identity`).
-    pub fn reason_set(&mut self, identity: usize, reasons: &[Reason]) -> usize {
-        self.reason_sets.number(identity, false, |out| {
-            out.push(b'[');
-            for (n, reason) in reasons.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                write_reason(out, reason.code.as_str(), &reason.message, &reason.rule_id, &reason.citation, |out| {
-                    for (n, step) in reason.path.iter().enumerate() {
-                        if n > 0 {
-                            out.push(b',');
-                        }
-                        json_string(out, step);
-                    }
-                });
-            }
-            out.push(b']');
-        })
-    }
-
-    /// The number of a reason set written by `write` (each reason with `write_reason`, comma
-    /// separated, without the brackets).
+    /// The number of a reason set (see `region_set` for `identity`) written by `write`: its
+    /// reasons as `reason_set_json` renders them, or each with `write_reason`, comma
+    /// separated, without the brackets.
     pub fn reason_set_with(&mut self, identity: usize, write: impl FnOnce(&mut Vec<u8>)) -> usize {
         self.reason_sets.number(identity, false, |out| {
             out.push(b'[');
@@ -220,6 +200,25 @@ impl EntryWriter {
         out.extend_from_slice(b"]}");
         out
     }
+}
+
+/// The reasons of a reason set, each with `write_reason`, comma separated (no brackets).
+pub fn reason_set_json(reasons: &[Reason]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (n, reason) in reasons.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_reason(&mut out, reason.code.as_str(), &reason.message, &reason.rule_id, &reason.citation, |out| {
+            for (n, step) in reason.path.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                json_string(out, step);
+            }
+        });
+    }
+    out
 }
 
 /// One reason: `[CODE, MESSAGE, RULE_ID, CITATION, [LINEAGE PATH...]]`, the path's elements

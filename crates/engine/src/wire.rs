@@ -2,11 +2,15 @@
 //! protos/domicile/v1/residency.proto (prost, at build time), every question checked as the
 //! servicer checks a Decide, and decisions encoded with prost's encoding primitives.
 //!
-//! Most of a decision's bytes are its allowed regions, which are the same for every dataset of
-//! a kind, and its policy version, revision and time, which are the same for a whole batch:
-//! those are encoded once per batch as message fragments (by the generated code) and copied
-//! into each decision. Protobuf parsers merge the fields of concatenated fragments, and the
-//! fragments hold distinct fields, so the result parses as the message built field by field.
+//! A decision's bytes are copied from fragments made once: its verdict's fields (outcome,
+//! reasons, inherited_only; memoised with the verdict, see `Judgement`), its allowed regions
+//! (the same for every dataset of a kind: once per list and answer), and its policy version,
+//! revision and time (once per answer). Protobuf parsers merge the fields of concatenated
+//! fragments, and the fragments hold distinct fields, so the result parses as the message built
+//! field by field.
+//!
+//! Asked for (`shared_region_sets`), the answer lists each allowed-region list once
+//! (`region_sets`) and decisions name theirs by index: most of a decision's bytes otherwise.
 
 use std::collections::HashMap;
 
@@ -14,7 +18,8 @@ use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, Wi
 use prost::Message;
 
 use crate::dataset_ids::lookup_form;
-use crate::policy::{CompiledPolicy, Operation, Outcome, Reason, Verdict};
+use crate::memo::Judgement;
+use crate::policy::{CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use crate::text::{dataset_id_problems, py_repr};
 
 /// The generated domicile.v1 types.
@@ -48,9 +53,24 @@ pub enum BatchError {
     Invalid(Vec<FieldViolation>),
 }
 
+/// How the decisions of an answer carry their allowed regions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AnswerShape {
+    /// Each decision lists them (`allowed_regions`).
+    #[default]
+    Listed,
+    /// Each distinct list once per answer (`region_sets`), decisions naming theirs by index
+    /// (`allowed_regions_set`).
+    SharedSets,
+}
+
 /// Parses and checks a serialized BatchDecideRequest of at most `max` questions against the
-/// regions of `policy`.
-pub fn parse_batch(request: &[u8], policy: &CompiledPolicy, max: usize) -> Result<Vec<Question>, BatchError> {
+/// regions of `policy`: its questions and the answer's shape it asks for.
+pub fn parse_batch(
+    request: &[u8],
+    policy: &CompiledPolicy,
+    max: usize,
+) -> Result<(Vec<Question>, AnswerShape), BatchError> {
     let message = proto::BatchDecideRequest::decode(request)
         .map_err(|e| BatchError::Malformed(format!("not a valid BatchDecideRequest: {e}")))?;
     if message.requests.len() > max {
@@ -61,7 +81,7 @@ pub fn parse_batch(request: &[u8], policy: &CompiledPolicy, max: usize) -> Resul
     }
     let mut problems = Vec::new();
     let mut questions = Vec::with_capacity(message.requests.len());
-    for (i, item) in message.requests.into_iter().enumerate() {
+    for (i, item) in message.requests.iter().enumerate() {
         for description in dataset_id_problems(&item.dataset_id) {
             problems.push(FieldViolation { field: format!("requests[{i}].dataset_id"), description });
         }
@@ -102,7 +122,8 @@ pub fn parse_batch(request: &[u8], policy: &CompiledPolicy, max: usize) -> Resul
     if !problems.is_empty() {
         return Err(BatchError::Invalid(problems));
     }
-    Ok(questions)
+    let shape = if message.shared_region_sets { AnswerShape::SharedSets } else { AnswerShape::Listed };
+    Ok((questions, shape))
 }
 
 /// What every decision of one answer shares.
@@ -114,38 +135,49 @@ pub struct DecisionContext<'a> {
     pub decide_time: i64,
 }
 
-/// Encodes decisions that share a context, reusing fragments (see the module doc).
+/// Encodes the decisions of one answer, which share a context (see the module doc).
 pub struct Encoder {
+    shape: AnswerShape,
     context: Vec<u8>,
-    verdicts: HashMap<(u32, Outcome), Vec<u8>>,
+    /// By region list: its `allowed_regions` fields (`Listed`), or the `allowed_regions_set`
+    /// field naming it (`SharedSets`).
+    lists: HashMap<u32, Vec<u8>>,
+    /// The answer's `region_sets` fields so far, and how many (`SharedSets`).
+    sets: Vec<u8>,
+    set_count: u64,
 }
 
-// Field numbers of domicile.v1.Decision and Reason written here.
+// Field numbers of domicile.v1 messages written here.
 const DECISION_ID: u32 = 1;
+const OUTCOME: u32 = 2;
 const DATASET_ID: u32 = 3;
 const OPERATION: u32 = 4;
 const REGION: u32 = 5;
+const ALLOWED_REGIONS: u32 = 6;
 const REASONS: u32 = 7;
 const INHERITED_ONLY: u32 = 11;
+const ALLOWED_REGIONS_SET: u32 = 13;
 const REASON_CODE: u32 = 1;
 const REASON_RULE_ID: u32 = 2;
 const REASON_MESSAGE: u32 = 3;
 const REASON_LINEAGE_PATH: u32 = 4;
 const REASON_CITATION: u32 = 5;
+const RESPONSE_REGION_SETS: u32 = 2;
+const REGION_SET_REGIONS: u32 = 1;
 
 impl Encoder {
-    pub fn new(context: DecisionContext<'_>) -> Encoder {
+    pub fn new(context: DecisionContext<'_>, shape: AnswerShape) -> Encoder {
         let fragment = proto::Decision {
             policy_version: context.policy_version.to_owned(),
             catalog_revision: context.catalog_revision,
             decide_time: Some(timestamp(context.decide_time)),
             ..Default::default()
         };
-        Encoder { context: fragment.encode_to_vec(), verdicts: HashMap::new() }
+        Encoder { shape, context: fragment.encode_to_vec(), lists: HashMap::new(), sets: Vec::new(), set_count: 0 }
     }
 
-    /// Appends one decision as field `field` of the enclosing message (1 for both
-    /// BatchDecideResponse.decisions and DecideResponse.decision).
+    /// Appends one decision as field `field` of the enclosing message (1 for
+    /// BatchDecideResponse.decisions).
     #[allow(clippy::too_many_arguments)]
     pub fn decision(
         &mut self,
@@ -155,33 +187,29 @@ impl Encoder {
         dataset_id: &str,
         operation: Operation,
         region: &str,
-        verdict: &Verdict,
+        judgement: &Judgement,
     ) {
-        let verdict_fragment = self.verdicts.entry((verdict.allowed.id, verdict.outcome)).or_insert_with(|| {
-            proto::Decision {
-                outcome: match verdict.outcome {
-                    Outcome::Allow => proto::Outcome::Allow as i32,
-                    Outcome::Deny => proto::Outcome::Deny as i32,
-                },
-                allowed_regions: verdict.allowed.names.iter().map(|name| name.to_string()).collect(),
-                ..Default::default()
+        let allowed = &judgement.verdict.allowed;
+        let regions = match self.lists.get(&allowed.id) {
+            Some(fragment) => fragment,
+            None => {
+                let fragment = self.list_fragment(allowed);
+                self.lists.entry(allowed.id).or_insert(fragment)
             }
-            .encode_to_vec()
-        });
+        };
+        let verdict = judgement.answer_fields();
         let operation_value = match operation {
             Operation::Store => proto::Operation::Store as u64,
             Operation::Process => proto::Operation::Process as u64,
         };
-        let reasons_len: usize = verdict.reasons.iter().map(|r| nested_len(REASONS, reason_len(r))).sum();
         let body_len = string_len(DECISION_ID, decision_id)
             + string_len(DATASET_ID, dataset_id)
             + key_len(OPERATION)
             + encoded_len_varint(operation_value)
             + string_len(REGION, region)
-            + verdict_fragment.len()
-            + reasons_len
-            + self.context.len()
-            + if verdict.inherited_only { key_len(INHERITED_ONLY) + 1 } else { 0 };
+            + regions.len()
+            + verdict.len()
+            + self.context.len();
         out.reserve(key_len(field) + encoded_len_varint(body_len as u64) + body_len);
         encode_key(field, WireType::LengthDelimited, out);
         encode_varint(body_len as u64, out);
@@ -190,24 +218,70 @@ impl Encoder {
         encode_key(OPERATION, WireType::Varint, out);
         encode_varint(operation_value, out);
         put_string(out, REGION, region);
-        out.extend_from_slice(verdict_fragment);
-        for reason in &verdict.reasons {
-            encode_key(REASONS, WireType::LengthDelimited, out);
-            encode_varint(reason_len(reason) as u64, out);
-            put_string(out, REASON_CODE, reason.code.as_str());
-            put_string(out, REASON_RULE_ID, &reason.rule_id);
-            put_string(out, REASON_MESSAGE, &reason.message);
-            for step in &reason.path {
-                put_repeated_string(out, REASON_LINEAGE_PATH, step);
-            }
-            put_string(out, REASON_CITATION, &reason.citation);
-        }
+        out.extend_from_slice(regions);
+        out.extend_from_slice(verdict);
         out.extend_from_slice(&self.context);
-        if verdict.inherited_only {
-            encode_key(INHERITED_ONLY, WireType::Varint, out);
-            encode_varint(1, out);
-        }
     }
+
+    /// Appends what the answer holds besides its decisions (the region sets they name).
+    pub fn finish(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.sets);
+    }
+
+    /// How a decision with the allowed regions `list` carries them.
+    fn list_fragment(&mut self, list: &RegionList) -> Vec<u8> {
+        let mut fragment = Vec::new();
+        match self.shape {
+            AnswerShape::Listed => {
+                for name in list.names.iter() {
+                    put_repeated_string(&mut fragment, ALLOWED_REGIONS, name);
+                }
+            }
+            AnswerShape::SharedSets => {
+                let index = self.set_count;
+                self.set_count += 1;
+                let set_len: usize = list.names.iter().map(|name| repeated_string_len(REGION_SET_REGIONS, name)).sum();
+                encode_key(RESPONSE_REGION_SETS, WireType::LengthDelimited, &mut self.sets);
+                encode_varint(set_len as u64, &mut self.sets);
+                for name in list.names.iter() {
+                    put_repeated_string(&mut self.sets, REGION_SET_REGIONS, name);
+                }
+                // proto3 leaves a zero out: the first set is named by the field's absence.
+                if index > 0 {
+                    encode_key(ALLOWED_REGIONS_SET, WireType::Varint, &mut fragment);
+                    encode_varint(index, &mut fragment);
+                }
+            }
+        }
+        fragment
+    }
+}
+
+/// A verdict's fields of a Decision: outcome, reasons, inherited_only.
+pub fn verdict_fields(verdict: &Verdict) -> Vec<u8> {
+    let outcome = match verdict.outcome {
+        Outcome::Allow => proto::Outcome::Allow as u64,
+        Outcome::Deny => proto::Outcome::Deny as u64,
+    };
+    let mut out = Vec::new();
+    encode_key(OUTCOME, WireType::Varint, &mut out);
+    encode_varint(outcome, &mut out);
+    for reason in &verdict.reasons {
+        encode_key(REASONS, WireType::LengthDelimited, &mut out);
+        encode_varint(reason_len(reason) as u64, &mut out);
+        put_string(&mut out, REASON_CODE, reason.code.as_str());
+        put_string(&mut out, REASON_RULE_ID, &reason.rule_id);
+        put_string(&mut out, REASON_MESSAGE, &reason.message);
+        for step in &reason.path {
+            put_repeated_string(&mut out, REASON_LINEAGE_PATH, step);
+        }
+        put_string(&mut out, REASON_CITATION, &reason.citation);
+    }
+    if verdict.inherited_only {
+        encode_key(INHERITED_ONLY, WireType::Varint, &mut out);
+        encode_varint(1, &mut out);
+    }
+    out
 }
 
 fn reason_len(reason: &Reason) -> usize {

@@ -4,14 +4,19 @@
 mod common;
 
 use domicile_engine::policy::Operation;
-use domicile_engine::wire::{parse_batch, proto, BatchError, FieldViolation};
+use domicile_engine::wire::{parse_batch, proto, AnswerShape, BatchError, FieldViolation};
 use domicile_engine::{Change, Engine};
 use prost::Message;
 
 const NOW: i64 = 1_700_000_000_123_456;
 
 fn request(items: &[(&str, i32, &str)]) -> Vec<u8> {
+    request_shaped(items, false)
+}
+
+fn request_shaped(items: &[(&str, i32, &str)], shared_region_sets: bool) -> Vec<u8> {
     proto::BatchDecideRequest {
+        shared_region_sets,
         requests: items
             .iter()
             .map(|&(dataset_id, operation, region)| proto::DecideRequest {
@@ -65,8 +70,10 @@ fn too_many_questions_and_malformed_bytes_are_refused() {
     let at = bytes.windows(2).position(|w| w == b"ab").unwrap();
     bytes[at] = 0xff;
     assert!(matches!(parse_batch(&bytes, &policy, 10), Err(BatchError::Malformed(_))));
-    let questions = parse_batch(&request(&[("s3://a", 2, "aws:eu-west-1")]), &policy, 10).unwrap();
-    assert_eq!(questions[0].operation, Operation::Process);
+    let (questions, shape) = parse_batch(&request(&[("s3://a", 2, "aws:eu-west-1")]), &policy, 10).unwrap();
+    assert_eq!((questions[0].operation, shape), (Operation::Process, AnswerShape::Listed));
+    let (_, shape) = parse_batch(&request_shaped(&[("s3://a", 2, "aws:eu-west-1")], true), &policy, 10).unwrap();
+    assert_eq!(shape, AnswerShape::SharedSets);
     // A batch logs no context: a request carrying one is refused, not answered without it.
     let with_context = proto::BatchDecideRequest {
         requests: vec![proto::DecideRequest {
@@ -75,6 +82,7 @@ fn too_many_questions_and_malformed_bytes_are_refused() {
             region: "aws:eu-west-1".into(),
             context: [("k".to_owned(), "v".to_owned())].into(),
         }],
+        shared_region_sets: false,
     }
     .encode_to_vec();
     assert_eq!(
@@ -106,15 +114,19 @@ fn the_answer_decodes_to_the_engine_decisions() {
         },
     ]);
     let state = engine.read();
-    let bytes = request(&[
+    let items = [
         ("s3://lake/b", 1, "aws:us-east-1"),
         ("s3://lake/b", 2, "aws:eu-west-1"),
         ("s3://nobody", 1, "aws:eu-west-1"),
-    ]);
+        ("s3://lake/b", 1, "aws:us-east-1"),
+    ];
+    let bytes = request(&items);
     let batch = state.batch_decide(&bytes, 10, NOW, None).unwrap();
     let answer = proto::BatchDecideResponse::decode(&state.encode_batch(&batch, 42, NOW, "abc", 255)[..]).unwrap();
-    assert_eq!(answer.decisions.len(), 3);
-    for (n, (decision, verdict)) in answer.decisions.iter().zip(&batch.verdicts).enumerate() {
+    assert_eq!(answer.decisions.len(), 4);
+    assert!(answer.region_sets.is_empty());
+    for (n, (decision, judgement)) in answer.decisions.iter().zip(&batch.judgements).enumerate() {
+        let verdict = &judgement.verdict;
         let question = &batch.questions[n];
         let expected = proto::Decision {
             decision_id: format!("abc{:010x}", 255 + n),
@@ -139,15 +151,41 @@ fn the_answer_decodes_to_the_engine_decisions() {
             decide_time: Some(prost_types::Timestamp { seconds: 1_700_000_000, nanos: 123_456_000 }),
             inherited_only: verdict.inherited_only,
             context: Default::default(),
+            allowed_regions_set: 0,
         };
         assert_eq!(decision, &expected);
+    }
+    // A question asked again is answered with its memoised verdict, the same but for its id.
+    assert!(std::sync::Arc::ptr_eq(&batch.judgements[0], &batch.judgements[3]));
+    let mut again = answer.decisions[3].clone();
+    again.decision_id = answer.decisions[0].decision_id.clone();
+    assert_eq!(again, answer.decisions[0]);
+
+    // The compact shape: the same decisions, each region list once in the answer.
+    let shared = state.batch_decide(&request_shaped(&items, true), 10, NOW, None).unwrap();
+    let compact = proto::BatchDecideResponse::decode(&state.encode_batch(&shared, 42, NOW, "abc", 255)[..]).unwrap();
+    let lists: Vec<Vec<String>> = answer.decisions.iter().map(|d| d.allowed_regions.clone()).collect();
+    let mut distinct = lists.clone();
+    distinct.dedup();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(compact.region_sets.len(), distinct.len());
+    for (full, lean) in answer.decisions.iter().zip(&compact.decisions) {
+        let set = &compact.region_sets[lean.allowed_regions_set as usize];
+        assert_eq!(set.regions, full.allowed_regions);
+        let mut lean = lean.clone();
+        (lean.allowed_regions, lean.allowed_regions_set) = (set.regions.clone(), 0);
+        assert_eq!(&lean, full);
     }
     assert_eq!(answer.decisions[0].reasons[0].lineage_path, ["s3://eu/a", "s3://lake/b"]);
     assert_eq!((answer.decisions[1].outcome, answer.decisions[1].inherited_only), (1, true));
     assert_eq!(answer.decisions[2].reasons[0].code, "UNKNOWN_DATASET");
     // A stale view: every decision is the fail-closed DENY with the given message.
     let stale = state.batch_decide(&bytes, 10, NOW, Some("fail closed: stale")).unwrap();
-    assert!(stale.verdicts.iter().all(|v| v.reasons[0].code.as_str() == "STALE_CATALOG" && v.allowed.names.is_empty()));
+    assert!(stale.judgements.iter().all(|j| {
+        let verdict = &j.verdict;
+        verdict.reasons[0].code.as_str() == "STALE_CATALOG" && verdict.allowed.names.is_empty()
+    }));
 }
 
 #[test]
@@ -169,9 +207,12 @@ fn ids_are_decided_and_named_in_normal_form() {
         verdict.reasons.iter().map(|r| format!("{}: {}", r.code.as_str(), r.message)).collect()
     };
     let direct = state.decide("s3://eu/customers", Operation::Store, us, NOW);
-    assert_eq!(messages(&batch.verdicts[0]), messages(&direct));
+    assert_eq!(messages(&batch.judgements[0].verdict), messages(&direct));
     assert!(!messages(&direct)[0].starts_with("UNKNOWN_DATASET"));
-    assert_eq!(messages(&batch.verdicts[1]), ["UNKNOWN_DATASET: dataset 's3://nowhere/X' is not in the catalog"]);
+    assert_eq!(
+        messages(&batch.judgements[1].verdict),
+        ["UNKNOWN_DATASET: dataset 's3://nowhere/X' is not in the catalog"]
+    );
     // Every lookup finds a dataset under an equal form.
     assert_eq!(messages(&state.decide("S3://eu/customer%73", Operation::Store, us, NOW)), messages(&direct));
     assert_eq!(state.labels("S3://EU/customers"), ["PII".into()]);

@@ -1,5 +1,5 @@
 //! BatchDecide's parser and encoder on arbitrary bytes: never a panic; whatever parses is
-//! decided, and the answer decodes to one decision per question.
+//! decided, and the answer (of either shape) decodes to one decision per question.
 
 #![no_main]
 
@@ -44,5 +44,7 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(decoded.decisions.len(), batch.questions.len());
     for (decision, question) in decoded.decisions.iter().zip(&batch.questions) {
         assert_eq!(decision.dataset_id, question.dataset_id);
+        // A compact answer's decisions name a region set it holds.
+        assert!(decoded.region_sets.is_empty() || (decision.allowed_regions_set as usize) < decoded.region_sets.len());
     }
 });
