@@ -150,5 +150,10 @@ def accesses_document(accesses: Any) -> list[list[str]]:
     return sorted([a.dataset_id, a.operation.value, a.region] for a in accesses)
 
 
+def encode_accesses(accesses: Any) -> str:
+    """`accesses_document` as JSON text."""
+    return orjson.dumps(accesses_document(accesses)).decode()
+
+
 def accesses_from_document(doc: list[list[str]]) -> tuple[RunAccess, ...]:
     return tuple(RunAccess(d, AccessOperation(op), region) for d, op, region in doc)

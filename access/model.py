@@ -46,9 +46,9 @@ class AccessOperation(enum.Enum):
 INTENT_OF = {Operation.STORE: AccessOperation.INTENT_STORE, Operation.PROCESS: AccessOperation.INTENT_PROCESS}
 
 
-@dataclass(frozen=True)
-class AccessKey:
-    """One aggregate's identity: an actor's operation on a dataset in a region on a UTC day."""
+class AccessKey(NamedTuple):
+    """One aggregate's identity: an actor's operation on a dataset in a region on a UTC day.
+    A named tuple: the recorder makes one per access and keys its aggregates by them."""
 
     actor: str
     dataset_id: str
@@ -104,9 +104,9 @@ class AccessTotal(NamedTuple):
 OPERATIONS_BY_VALUE = {op.value: op for op in AccessOperation}
 
 
-@dataclass(frozen=True)
-class RunAccess:
-    """One dataset a run read (region: the run's) or wrote (region: one of its locations)."""
+class RunAccess(NamedTuple):
+    """One dataset a run read (region: the run's) or wrote (region: one of its locations).
+    A named tuple, like `AccessKey`: each ingested run makes and compares a few."""
 
     dataset_id: str
     operation: AccessOperation

@@ -5,8 +5,9 @@ a tally of residency questions only updates in-memory aggregates (per actor, dat
 operation, region and UTC day) and pending run records. A background task flushes them every
 `access.flush_interval_seconds` as one `AccessStore.write_batch`, after checking the batch for
 anomalies (`access.anomalies`). Observed violations are the exception: `record_violations`
-writes them (with everything pending) before it returns, so an ingest answer never reports a
-violation the store could lose.
+writes them, in a batch of their own, before it returns, so an ingest answer never reports a
+violation the store could lose (the accesses pending beside them wait for the periodic flush
+and its anomaly check: a run with a violation costs one small write, not a flush).
 
 Failure: a batch whose write fails is kept as it was (same id, same anomalies) and written
 again before anything newer; the store applies a batch id at most once, so a retry after an
@@ -78,7 +79,6 @@ class AccessRecorder:
         self._counts: dict[AccessKey, list] = {}  # key -> [count, first_seen, last_seen]
         self._intents: dict[tuple[str, str, Operation, str], list] = {}  # as `add_intents` gets them
         self._runs: dict[tuple[str, str], RunRecord] = {}
-        self._violations: list[ObservedViolation] = []
         self._unwritten: AccessBatch | None = None
         self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -157,13 +157,15 @@ class AccessRecorder:
         return stored | frozenset(pending.accesses) if pending is not None else stored
 
     async def record_violations(self, violations: Sequence[ObservedViolation]) -> None:
-        """Write `violations` (and everything pending) to the store before returning."""
-        self._violations.extend(violations)
-        await self.flush()
+        """Write `violations` to the store before returning (after any batch not written yet)."""
+        async with self._flush_lock:
+            if self._unwritten is not None:
+                await self._write(self._unwritten)
+            await self._write(AccessBatch(uuid.uuid4().hex, self._clock(), violations=tuple(violations)))
 
     # ---- flushing ------------------------------------------------------------------------
 
-    def _take(self) -> tuple[list[AccessCount], list[RunRecord], list[ObservedViolation]]:
+    def _take(self) -> tuple[list[AccessCount], list[RunRecord]]:
         with self._lock:
             counts, self._counts = self._counts, {}
             intents, self._intents = self._intents, {}
@@ -176,14 +178,12 @@ class AccessRecorder:
                 entry[0] += n
                 entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
         runs, self._runs = list(self._runs.values()), {}
-        violations, self._violations = self._violations, []
         return (
             [
                 AccessCount(k.actor, k.dataset_id, k.operation, k.region, n, f, last, k.day)
                 for k, (n, f, last) in counts.items()
             ],
             runs,
-            violations,
         )
 
     async def flush(self) -> None:
@@ -192,8 +192,8 @@ class AccessRecorder:
         async with self._flush_lock:
             if self._unwritten is not None:
                 await self._write(self._unwritten)
-            counts, runs, violations = self._take()
-            if not (counts or runs or violations):
+            counts, runs = self._take()
+            if not (counts or runs):
                 return
             now = self._clock()
             try:
@@ -202,12 +202,12 @@ class AccessRecorder:
                     since=now - timedelta(days=self._settings.anomalies.baseline_window_days),
                 )
             except BaseException:
-                self._restore(counts, runs, violations)
+                self._restore(counts, runs)
                 raise
             found, entries = anomaly_rules.detect(counts, baselines, self._labels_of, self._settings.anomalies, now)
             await self._write(
                 AccessBatch(
-                    uuid.uuid4().hex, now, tuple(counts), tuple(runs), tuple(violations), tuple(found), tuple(entries)
+                    uuid.uuid4().hex, now, tuple(counts), tuple(runs), anomalies=tuple(found), baselines=tuple(entries)
                 )
             )
 
@@ -218,12 +218,11 @@ class AccessRecorder:
         if batch.anomalies and self._on_anomalies is not None:
             await self._on_anomalies(batch.anomalies)
 
-    def _restore(self, counts: list[AccessCount], runs: list[RunRecord], violations: list[ObservedViolation]) -> None:
+    def _restore(self, counts: list[AccessCount], runs: list[RunRecord]) -> None:
         for c in counts:
             self._add(c.key, c.count, c.first_seen, c.last_seen)
         for run in runs:
             self.record_run(run, ())
-        self._violations[:0] = violations
 
     async def prune(self) -> int:
         """Delete run records past `access.run_retention_days`."""

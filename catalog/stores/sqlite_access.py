@@ -241,7 +241,7 @@ def _merge_runs(conn: sqlite3.Connection, runs: Sequence[RunRecord]) -> None:
                 to_micros(run.event_time),
                 to_micros(run.last_event_time),
                 to_micros(run.record_time),
-                json.dumps(codec.accesses_document(run.accesses)),
+                codec.encode_accesses(run.accesses),
             )
             for run in runs
             if (run.job, run.run_id) not in stored
@@ -264,7 +264,7 @@ def _merge_runs(conn: sqlite3.Connection, runs: Sequence[RunRecord]) -> None:
                 run_region or run.run_region,
                 min(event_time, to_micros(run.event_time)),
                 max(last_event_time, to_micros(run.last_event_time)),
-                json.dumps([list(a) for a in merged]),
+                orjson.dumps(merged).decode(),
                 run.job,
                 run.run_id,
             ),

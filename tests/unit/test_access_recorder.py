@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domicile.access.model import AccessOperation, RunAccess, RunRecord
+from domicile.access.model import AccessOperation, FindingKind, ObservedViolation, RunAccess, RunRecord
 from domicile.access.recorder import AccessRecorder
 from domicile.config import AccessSettings
 from domicile.errors import store_unavailable
@@ -97,6 +97,34 @@ async def test_runs_merge_while_pending_and_their_accesses_are_known():
     (run,) = store.batches[0].runs
     assert (run.producer, run.principal, run.last_event_time) == ("prod", "p", NOW + timedelta(minutes=1))
     assert sum(c.count for c in store.batches[0].counts) == 2
+
+
+def violation(violation_id: str) -> ObservedViolation:
+    return ObservedViolation(
+        violation_id, FindingKind.UNKNOWN_RUN_REGION, "job", "r1", "", "", "s3://a", Operation.PROCESS, "", NOW, NOW
+    )
+
+
+async def test_violations_are_written_at_once_in_a_batch_of_their_own():
+    store = FakeAccessStore()
+    access = recorder(store)
+    access.count("job", "s3://a", AccessOperation.READ, "r", NOW)
+    await access.record_violations([violation("v1")])
+    (batch,) = store.batches
+    assert ([v.violation_id for v in batch.violations], batch.counts, batch.anomalies) == (["v1"], (), ())
+    await access.flush()  # the accesses beside them: with the next flush
+    assert [c.count for c in store.batches[1].counts] == [1]
+    assert store.batches[1].violations == ()
+
+
+async def test_a_refused_violation_batch_is_written_again_before_anything_newer():
+    store = FakeAccessStore()
+    access = recorder(store)
+    store.fail = 1
+    with pytest.raises(Exception, match="store down"):
+        await access.record_violations([violation("v1")])
+    await access.record_violations([violation("v2")])
+    assert [[v.violation_id for v in b.violations] for b in store.batches] == [["v1"], ["v2"]]
 
 
 async def test_close_flushes_what_is_pending():
