@@ -182,6 +182,8 @@ export interface LineageEdge {
   run_id: string;
   record_time?: string;
   end_time?: string;
+  // The transform is a declassifier the active policy does not grant the job.
+  unapproved_declassification?: boolean;
 }
 
 export interface Lineage {

@@ -175,6 +175,27 @@ def test_lineage_of_the_joined_dataset_is_a_violation_and_replays_in_time(contex
     late_row.get_by_text("stored where the policy forbids it").wait_for()
 
 
+def test_lineage_edges_say_which_declassify_and_which_claim_it_ungranted(context, console_server):
+    """A declassifier the policy grants the job is marked as declassifying; the same transform
+    claimed by a job it is not granted to is a plain copy for residency, and says so."""
+    source, claimed = "s3://claims-lake/customers", "s3://claims-lake/customers-anonymized"
+    console_server.cli(
+        "lineage", "record", "--job", "claims/anonymize", "--run-id", "c1", "--transform", "anonymize",
+        "-i", source, "-o", claimed,
+    )  # fmt: skip
+    page = open_page(context, console_server, f"/lineage?id={claimed}", "Edges as a table")
+    page.locator(".graph[data-ready]").wait_for()
+    page.get_by_text("Edges as a table").click()
+    row = page.locator("[data-testid=edge-table] tbody tr", has_text="claims/anonymize")
+    expect(row.locator("td").nth(3)).to_have_text("anonymize (declassification not granted)")
+
+    page.goto(f"{console_server.url}/lineage?id={JOINED}")
+    page.get_by_text("Edges as a table").click()
+    granted = page.locator("[data-testid=edge-table] tbody tr", has_text="airflow-eu/anonymize_customer_segments")
+    expect(granted.locator("td").nth(3)).to_have_text("anonymize (declassifies)")
+    page.close()
+
+
 def move_slider(page, when: datetime) -> None:
     """Move the lineage page's time slider to `when` as a pointer would (drag, release)."""
     page.locator("#as-of-slider").evaluate(

@@ -30,8 +30,19 @@ function shortName(id: string): string {
   return trimmed.slice(trimmed.lastIndexOf("/") + 1) || id;
 }
 
-function edgeLabel(job: string, transform: string, declassifies: boolean): string {
-  return transform ? `${job} · ${transform}${declassifies ? " (declassifies)" : ""}` : job;
+/** What an edge's transform does under the policy in force: declassifies its output, claims a
+ * declassification the policy does not grant its job (residency counts the edge as a plain
+ * copy), or neither. */
+type Declassification = "declassifies" | "not granted" | "";
+
+const DECLASSIFICATION_NOTE: Record<Declassification, string> = {
+  declassifies: " (declassifies)",
+  "not granted": " (declassification not granted)",
+  "": "",
+};
+
+function edgeLabel(job: string, transform: string, declassification: Declassification): string {
+  return transform ? `${job} · ${transform}${DECLASSIFICATION_NOTE[declassification]}` : job;
 }
 
 function merge(answers: Lineage[]): Lineage {
@@ -127,7 +138,12 @@ export function LineagePage() {
   const states = useLoad(() => (shown ? residencyStates(shown, asOf) : Promise.resolve(new Map<string, State>())), [shown]);
 
   const stateOf = (nodeId: string): State => states.data?.get(nodeId) ?? "unknown";
-  const declassifies = (transform: string): boolean => !!transform && (declassifying.data?.has(transform) ?? false);
+  const declassificationOf = (edge: LineageEdge): Declassification =>
+    edge.unapproved_declassification
+      ? "not granted"
+      : edge.transform && declassifying.data?.has(edge.transform)
+        ? "declassifies"
+        : "";
 
   // Laid out in a worker; drawn once the layout and the residency colours are both in.
   useEffect(() => {
@@ -170,9 +186,9 @@ export function LineagePage() {
         start: n.dataset_id === id,
       })),
       edges: known.map((e, i): SceneEdge => {
-        const declassifying = declassifies(e.transform);
-        const kind = declassifying ? "declassifying" : e.transform ? "transform" : "plain";
-        return { ...ends[i], label: edgeLabel(e.job, e.transform, declassifying), kind, bend: bend[i] };
+        const declassification = declassificationOf(e);
+        const kind = declassification === "declassifies" ? "declassifying" : e.transform ? "transform" : "plain";
+        return { ...ends[i], label: edgeLabel(e.job, e.transform, declassification), kind, bend: bend[i] };
       }),
       selected: index.get(selected) ?? -1,
     };
@@ -420,7 +436,10 @@ export function LineagePage() {
                       <DatasetLink id={e.output} asOf={asOf} />
                     </td>
                     <td className="mono">{e.job}</td>
-                    <td>{e.transform}</td>
+                    <td>
+                      {e.transform}
+                      {DECLASSIFICATION_NOTE[declassificationOf(e)]}
+                    </td>
                     <td>{time(e.record_time)}</td>
                   </tr>
                 ))}
