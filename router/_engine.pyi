@@ -82,6 +82,15 @@ class Engine(Generic[_V]):
         first_id: int,
         max_batch: int,
     ) -> tuple[bytes, DecidedBatch]: ...
+    def batch_decide(
+        self,
+        questions: list[tuple[str, int, str]],
+        now: int,
+        stale: str | None,
+        catalog_revision: int,
+        id_prefix: str,
+        first_id: int,
+    ) -> DecidedBatch: ...
 
 class DecidedBatch:
     def __len__(self) -> int: ...

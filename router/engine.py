@@ -392,6 +392,32 @@ class Engine:
             raise
         return answer, DecisionBatch(raw, (self._policy.version, catalog_revision, now, caller))
 
+    def batch_decide(
+        self,
+        questions: Sequence[tuple[str, Operation, str]],
+        now: datetime,
+        stale_message: str | None,
+        catalog_revision: int,
+        id_prefix: str,
+        first_id: int,
+        caller: str,
+    ) -> DecisionBatch:
+        """`batch_decide_wire` for (dataset_id, op, region) questions: their decisions, each
+        naming its dataset as asked. INVALID_ARGUMENT (field `requests[i].region`) for a
+        region the policy does not know, before anything is decided."""
+        try:
+            raw = self._core.batch_decide(
+                [(dataset_id, _OPERATIONS[op], region) for dataset_id, op, region in questions],
+                to_micros(now),
+                stale_message,
+                catalog_revision,
+                id_prefix,
+                first_id,
+            )
+        except _engine.UnknownRegion as exc:
+            raise invalid_field(exc.args[0], exc.args[1]) from None
+        return DecisionBatch(raw, (self._policy.version, catalog_revision, now, caller))
+
     # ---- what other parts read --------------------------------------------------------------
 
     def locations(self, dataset_id: str) -> tuple[str, ...]:

@@ -461,29 +461,31 @@ class Router:
     async def batch_decide(
         self,
         requests: Sequence[tuple[str, Operation, str]],
-        answer: Callable[[list[Decision]], Any] = list,
+        answer: Callable[[Sequence[Decision]], Any] = _unchanged,
         *,
         caller: str = "",
     ) -> Any:
-        """`decide` for each (dataset_id, op, region), in order, with one decide time and one
-        freshness check for the whole batch; returns `answer(decisions)` (the decisions by
-        default). Every region is checked before anything is decided: an unknown one raises
+        """`decide` for each (dataset_id, op, region), in order, in one engine call, with one
+        decide time and one freshness check for the whole batch; returns `answer(decisions)`
+        (by default the decisions: a sequence that makes each `Decision` when it is read).
+        Every region is checked before anything is decided: an unknown one raises
         INVALID_ARGUMENT on `requests[i].region`.
 
         `answer` runs before anything is logged: it makes what the caller will send and may
         refuse it (an answer too large to send) by raising, and then no decision of the batch
         is logged."""
-        known = self._engine.policy.region_known
-        for i, (_, _, region) in enumerate(requests):
-            if not known(region):
-                raise invalid_field(f"requests[{i}].region", f"unknown region {region!r}")
         policy = self._engine.policy
-        now = self._clock()
         stale = self._follower.stale_reason()
-        decisions = [
-            self._decision(dataset_id, op, region, self._verdict(dataset_id, op, region, now, stale), now, caller)
-            for dataset_id, op, region in requests
-        ]
+        decisions = self._engine.batch_decide(
+            requests,
+            self._clock(),
+            f"fail closed: {stale}" if stale else None,
+            self._follower.revision,
+            self._id_prefix,
+            self._next_id + 1,
+            caller,
+        )
+        self._next_id += len(decisions)
         answered = answer(decisions)
         self._log_decisions(decisions, "batch_decide", policy.content_hash)
         await self._durable()

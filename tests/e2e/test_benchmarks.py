@@ -39,7 +39,7 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
     for name in (
         "Router.start (snapshot read + index build)",
         "Router.decide p50 (warm)",
-        "Router.batch_decide (10,000 per call, logged)",
+        "Router.batch_decide (10,000 per call, logged, every Decision read)",
         "BatchDecide servicer (parsing, validation, wire encoding, logged)",
         "Router.decide p50, durable log, 1 caller",
         "Router.decide, durable log, 32 callers",

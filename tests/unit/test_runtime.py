@@ -132,10 +132,17 @@ async def test_a_view_that_cannot_be_confirmed_fails_closed_and_recovers(started
         with pytest.raises(DomicileError) as info:
             await _sync_or_async(call)
         assert info.value.code is ErrorCode.UNAVAILABLE and info.value.reason == "STALE_CATALOG"
+    batch = await router.batch_decide([("s3://a", Operation.STORE, US), ("s3://nope", Operation.PROCESS, US)])
+    for decision in batch:
+        assert decision.outcome is Outcome.DENY and decision.allowed_regions == ()
+        assert [r.code for r in decision.reasons] == [ReasonCode.STALE_CATALOG]
     # An unknown region is still a bad request, stale or not.
     with pytest.raises(DomicileError) as info:
         await router.decide("s3://a", Operation.STORE, "aws:nowhere-9")
     assert info.value.code is ErrorCode.INVALID_ARGUMENT
+    with pytest.raises(DomicileError) as info:
+        await router.batch_decide([("s3://a", Operation.STORE, US), ("s3://a", Operation.STORE, "aws:nowhere-9")])
+    assert [v.field for v in info.value.violations] == ["requests[1].region"]
 
     app.store.down = False
     for _ in range(300):  # the next successful poll (every 20 ms) confirms the view again

@@ -20,7 +20,7 @@ use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Rou
 use domicile_engine::log_entry::{json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
-use domicile_engine::wire::BatchError;
+use domicile_engine::wire::{AnswerShape, BatchError, Question};
 use domicile_engine::{access_wire, dataset_ids};
 use domicile_engine::{Change, Engine as CoreEngine, Error};
 use parking_lot::Mutex;
@@ -517,15 +517,7 @@ impl Engine {
         match answer {
             Ok((wire, batch, policy_version)) => Ok((
                 PyBytes::new(py, &wire),
-                DecidedBatch {
-                    batch,
-                    id_prefix: id_prefix.to_string(),
-                    first_id,
-                    decide_time: now,
-                    policy_version,
-                    catalog_revision,
-                    region_tuples: Mutex::default(),
-                },
+                DecidedBatch::new(batch, id_prefix, first_id, now, policy_version, catalog_revision),
             )),
             Err(BatchError::Malformed(message)) => Err(MalformedRequest::new_err((message,))),
             Err(BatchError::Invalid(violations)) => {
@@ -535,9 +527,38 @@ impl Engine {
             }
         }
     }
+
+    /// Decides `questions`, each `(dataset_id, operation, region)`, at `now` (as
+    /// `batch_decide_wire`, the ids named as given): the `DecidedBatch`. UnknownRegion (field
+    /// `requests[i].region`) before anything is decided.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_decide(
+        &self,
+        py: Python<'_>,
+        questions: Vec<(String, u8, String)>,
+        now: i64,
+        stale: Option<&str>,
+        catalog_revision: i64,
+        id_prefix: &str,
+        first_id: u64,
+    ) -> PyResult<DecidedBatch> {
+        let (batch, policy_version) = py.detach(|| {
+            let state = self.core.read();
+            let mut checked = Vec::with_capacity(questions.len());
+            for (i, (dataset_id, operation_value, region)) in questions.into_iter().enumerate() {
+                let operation = operation(operation_value)?;
+                let region = state.region(&format!("requests[{i}].region"), &region).map_err(policy_error)?;
+                checked.push(Question { dataset_id, operation, region });
+            }
+            let batch = state.decide_batch(checked, AnswerShape::default(), now, stale);
+            Ok::<_, PyErr>((batch, state.policy.version.clone()))
+        })?;
+        Ok(DecidedBatch::new(batch, id_prefix, first_id, now, policy_version, catalog_revision))
+    }
 }
 
-/// The decisions of one BatchDecide as the engine made them: rendered into decision-log entries
+/// The decisions of one batch (a BatchDecide's, `Router.batch_decide`'s) as the engine made
+/// them: rendered into decision-log entries
 /// and counted for the metrics and the access records without a Python object per decision;
 /// read one at a time only when asked (tracing, tests).
 #[pyclass(frozen, module = "domicile.router._engine")]
@@ -586,18 +607,12 @@ impl DecidedBatch {
     /// `(by_outcome, by_reason)`: decisions counted by (operation, outcome) and reasons by
     /// (code, rule_id), for the metrics.
     #[allow(clippy::type_complexity)]
-    fn counts(&self) -> (Vec<((u8, u8), usize)>, Vec<((u8, String), usize)>) {
-        let mut by_outcome: HashMap<(u8, u8), usize> = HashMap::new();
-        let mut by_reason: HashMap<(u8, &str), usize> = HashMap::new();
-        for (question, judgement) in self.batch.questions.iter().zip(&self.batch.judgements) {
-            let verdict = &judgement.verdict;
-            *by_outcome.entry((question.operation as u8, verdict.outcome as u8)).or_default() += 1;
-            for reason in &verdict.reasons {
-                *by_reason.entry((reason.code as u8, &reason.rule_id)).or_default() += 1;
-            }
-        }
-        let by_reason = by_reason.into_iter().map(|((code, rule_id), n)| ((code, rule_id.to_owned()), n)).collect();
-        (by_outcome.into_iter().collect(), by_reason)
+    fn counts(&self) -> (Vec<((u8, u8), usize)>, Vec<((u8, &str), usize)>) {
+        let counts = self.batch.counts();
+        (
+            counts.by_outcome.into_iter().map(|((op, outcome), n)| ((op as u8, outcome as u8), n)).collect(),
+            counts.by_reason.into_iter().map(|((code, rule_id), n)| ((code as u8, rule_id), n)).collect(),
+        )
     }
 
     /// Decisions `start..stop` counted per `(dataset_id, operation, region)` (the caller's
@@ -654,6 +669,25 @@ impl DecidedBatch {
 }
 
 impl DecidedBatch {
+    fn new(
+        batch: Batch,
+        id_prefix: &str,
+        first_id: u64,
+        decide_time: i64,
+        policy_version: Arc<str>,
+        catalog_revision: i64,
+    ) -> DecidedBatch {
+        DecidedBatch {
+            batch,
+            id_prefix: id_prefix.to_owned(),
+            first_id,
+            decide_time,
+            policy_version,
+            catalog_revision,
+            region_tuples: Mutex::default(),
+        }
+    }
+
     fn range(&self, start: usize, stop: usize) -> PyResult<std::ops::Range<usize>> {
         if start > stop || stop > self.batch.judgements.len() {
             return Err(pyo3::exceptions::PyIndexError::new_err((start, stop)));

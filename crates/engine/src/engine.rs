@@ -819,6 +819,14 @@ pub struct Batch {
     pub shape: crate::wire::AnswerShape,
 }
 
+/// Decisions counted for the metrics (`Batch::counts`).
+pub struct Counts<'a> {
+    /// Per (operation, outcome).
+    pub by_outcome: Vec<((Operation, Outcome), usize)>,
+    /// Their reasons per (code, rule id).
+    pub by_reason: Vec<((ReasonCode, &'a str), usize)>,
+}
+
 impl Batch {
     /// The decision-log entries of decisions `range` (ids as `State::encode_batch` gave them),
     /// at most `per_entry` decisions each.
@@ -866,10 +874,24 @@ impl Batch {
         entries
     }
 
+    /// What the metrics count of the decisions.
+    pub fn counts(&self) -> Counts<'_> {
+        let mut by_outcome: hashbrown::HashMap<(Operation, Outcome), usize> = hashbrown::HashMap::new();
+        let mut by_reason: hashbrown::HashMap<(ReasonCode, &str), usize> = hashbrown::HashMap::new();
+        for (question, judgement) in self.questions.iter().zip(&self.judgements) {
+            let verdict = &judgement.verdict;
+            *by_outcome.entry((question.operation, verdict.outcome)).or_default() += 1;
+            for reason in &verdict.reasons {
+                *by_reason.entry((reason.code, &reason.rule_id)).or_default() += 1;
+            }
+        }
+        Counts { by_outcome: by_outcome.into_iter().collect(), by_reason: by_reason.into_iter().collect() }
+    }
+
     /// Decisions `range` counted per (dataset, operation, region): what access records count
     /// as the caller's intents.
     pub fn intents(&self, range: Range<usize>) -> Vec<((&str, Operation, &str), usize)> {
-        let mut counts: HashMap<(&str, Operation, &str), usize> = HashMap::new();
+        let mut counts: hashbrown::HashMap<(&str, Operation, &str), usize> = hashbrown::HashMap::new();
         for index in range {
             let question = &self.questions[index];
             *counts.entry((&question.dataset_id, question.operation, &self.regions[index])).or_default() += 1;
@@ -890,6 +912,17 @@ impl State {
         stale: Option<&str>,
     ) -> Result<Batch, crate::wire::BatchError> {
         let (questions, shape) = crate::wire::parse_batch(request, &self.policy, max)?;
+        Ok(self.decide_batch(questions, shape, now, stale))
+    }
+
+    /// Decides `questions` (regions of this state's policy) at `now`, as `batch_decide` does.
+    pub fn decide_batch(
+        &self,
+        questions: Vec<crate::wire::Question>,
+        shape: crate::wire::AnswerShape,
+        now: i64,
+        stale: Option<&str>,
+    ) -> Batch {
         let regions = questions.iter().map(|q| self.policy.region_name(q.region).clone()).collect();
         let judgements = match stale {
             Some(message) => {
@@ -912,7 +945,7 @@ impl State {
             }
             None => questions.iter().map(|q| self.judge(&q.dataset_id, q.operation, q.region, now)).collect(),
         };
-        Ok(Batch { questions, regions, judgements, shape })
+        Batch { questions, regions, judgements, shape }
     }
 
     /// The serialized BatchDecideResponse of `batch`: decision ids are `id_prefix` followed
@@ -928,25 +961,38 @@ impl State {
         let context =
             crate::wire::DecisionContext { policy_version: &self.policy.version, catalog_revision, decide_time };
         let mut encoder = crate::wire::Encoder::new(context, batch.shape);
-        let mut out = Vec::new();
+        // Room for the whole answer at once: each decision's verdict fields, id, region and
+        // shared fields (at most 128 bytes for those), and the allowed regions it lists.
+        let listed = batch.shape == crate::wire::AnswerShape::Listed;
+        let room: usize = batch
+            .questions
+            .iter()
+            .zip(&batch.judgements)
+            .map(|(question, judgement)| {
+                let regions =
+                    if listed { judgement.verdict.allowed.names.iter().map(|n| n.len() + 2).sum() } else { 0 };
+                judgement.answer_fields().len() + question.dataset_id.len() + regions + 128
+            })
+            .sum();
+        let mut out = Vec::with_capacity(room);
         let mut id = String::new();
         for (n, (question, judgement)) in batch.questions.iter().zip(&batch.judgements).enumerate() {
             id.clear();
             decision_id(&mut id, id_prefix, first_id + n as u64);
             encoder.decision(&mut out, 1, &id, &question.dataset_id, question.operation, &batch.regions[n], judgement);
-            if n == 0 {
-                // Decisions of an answer are about the same size: room for all at once.
-                out.reserve(out.len() * batch.questions.len() * 5 / 4);
-            }
         }
         encoder.finish(&mut out);
         out
     }
 }
 
-/// A decision id: the process's prefix and a counter in ten lower-case hex digits.
+/// A decision id: the process's prefix and a counter in ten lower-case hex digits (more when
+/// it needs them).
 pub fn decision_id(out: &mut String, prefix: &str, counter: u64) {
-    use std::fmt::Write;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push_str(prefix);
-    let _ = write!(out, "{counter:010x}"); // (writing to a String cannot fail)
+    let digits = (64 - counter.leading_zeros()).div_ceil(4).max(10);
+    for shift in (0..digits).rev() {
+        out.push(char::from(HEX[(counter >> (4 * shift)) as usize & 0xf]));
+    }
 }

@@ -12,6 +12,7 @@
 //! Asked for (`shared_region_sets`), the answer lists each allowed-region list once
 //! (`region_sets`) and decisions name theirs by index: most of a decision's bytes otherwise.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
@@ -79,9 +80,10 @@ pub fn parse_batch(
             description: format!("at most {max} requests per batch"),
         }]));
     }
+    let shape = if message.shared_region_sets { AnswerShape::SharedSets } else { AnswerShape::Listed };
     let mut problems = Vec::new();
     let mut questions = Vec::with_capacity(message.requests.len());
-    for (i, item) in message.requests.iter().enumerate() {
+    for (i, item) in message.requests.into_iter().enumerate() {
         for description in dataset_id_problems(&item.dataset_id) {
             problems.push(FieldViolation { field: format!("requests[{i}].dataset_id"), description });
         }
@@ -114,7 +116,10 @@ pub fn parse_batch(
         if let (Some(operation), Some(region)) = (operation, region) {
             if problems.is_empty() {
                 // Named as Decide names it: in normal form (as stored).
-                let dataset_id = lookup_form(&item.dataset_id).into_owned();
+                let dataset_id = match lookup_form(&item.dataset_id) {
+                    Cow::Borrowed(_) => item.dataset_id,
+                    Cow::Owned(normal) => normal,
+                };
                 questions.push(Question { dataset_id, operation, region });
             }
         }
@@ -122,7 +127,6 @@ pub fn parse_batch(
     if !problems.is_empty() {
         return Err(BatchError::Invalid(problems));
     }
-    let shape = if message.shared_region_sets { AnswerShape::SharedSets } else { AnswerShape::Listed };
     Ok((questions, shape))
 }
 

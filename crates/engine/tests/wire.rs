@@ -155,6 +155,12 @@ fn the_answer_decodes_to_the_engine_decisions() {
         };
         assert_eq!(decision, &expected);
     }
+    // Counted for the metrics: every decision once, every reason once per decision.
+    let counts = batch.counts();
+    assert_eq!(counts.by_outcome.iter().map(|(_, n)| n).sum::<usize>(), 4);
+    let reasons: usize = batch.judgements.iter().map(|j| j.verdict.reasons.len()).sum();
+    assert_eq!(counts.by_reason.iter().map(|(_, n)| n).sum::<usize>(), reasons);
+    assert!(counts.by_reason.iter().any(|((code, _), n)| code.as_str() == "UNKNOWN_DATASET" && *n == 1));
     // A question asked again is answered with its memoised verdict, the same but for its id.
     assert!(std::sync::Arc::ptr_eq(&batch.judgements[0], &batch.judgements[3]));
     let mut again = answer.decisions[3].clone();
@@ -216,4 +222,17 @@ fn ids_are_decided_and_named_in_normal_form() {
     // Every lookup finds a dataset under an equal form.
     assert_eq!(messages(&state.decide("S3://eu/customer%73", Operation::Store, us, NOW)), messages(&direct));
     assert_eq!(state.labels("S3://EU/customers"), ["PII".into()]);
+}
+
+#[test]
+fn decision_ids_are_the_prefix_and_ten_hex_digits_or_more() {
+    let id = |counter: u64| {
+        let mut out = String::new();
+        domicile_engine::engine::decision_id(&mut out, "p:", counter);
+        out
+    };
+    assert_eq!(id(0), "p:0000000000");
+    assert_eq!(id(0xab_cdef_0123), "p:abcdef0123");
+    assert_eq!(id(0x100_0000_0000), "p:10000000000");
+    assert_eq!(id(u64::MAX), "p:ffffffffffffffff");
 }
