@@ -22,6 +22,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from domicile.errors import DomicileError, ErrorCode
+from domicile.grpc_handlers import WrappingInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +102,11 @@ def wrap_unary(inner: Handler) -> Handler:
     return handle
 
 
-class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
+class ErrorMappingInterceptor(WrappingInterceptor):
     """Maps DomicileError (and unexpected exceptions) raised by unary handlers to statuses."""
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if handler.unary_unary is None:
             return handler
         return grpc.unary_unary_rpc_method_handler(
             wrap_unary(handler.unary_unary),
@@ -115,18 +115,17 @@ class ErrorMappingInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
-class RequestParsingInterceptor(grpc.aio.ServerInterceptor):
+class RequestParsingInterceptor(WrappingInterceptor):
     """Parses unary requests right before the servicer: bytes that are no request of the
     method's type are INVALID_ARGUMENT (reason MALFORMED_REQUEST), where gRPC itself would
     answer UNKNOWN naming the parser's exception. The innermost interceptor: the others pass
     the bytes through (and refuse an unauthenticated caller before anything is parsed)."""
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if handler.unary_unary is None or handler.request_deserializer is None:
             return handler
         parse, inner = handler.request_deserializer, handler.unary_unary
-        name = handler_call_details.method.rsplit("/", 1)[-1]
+        name = method.rsplit("/", 1)[-1]
 
         async def parsed(data: bytes, context: grpc.aio.ServicerContext) -> Any:
             try:

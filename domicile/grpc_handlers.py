@@ -3,7 +3,8 @@
 A grpc.aio server interceptor only sees the method name and metadata; what must happen around
 the call itself (admission, load shedding, timing, the access log) runs in a wrapper around the
 handler's behaviour, where the ServicerContext is available. `wrap_handler` builds that
-wrapper once for the four call shapes.
+wrapper for the four call shapes; `WrappingInterceptor` builds it once per method, not per call
+(grpc.aio asks every interceptor for every call's handler).
 """
 
 from __future__ import annotations
@@ -14,6 +15,30 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 import grpc
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """An interceptor that wraps each method's handler (`wrap`) the first time the method is
+    called, and hands out that wrapped handler for every later call. The handlers it gets are
+    the server's own, the same object per method (or another interceptor's, cached alike): a
+    different one is wrapped again."""
+
+    def __init__(self) -> None:
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler | None]] = {}
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler | None:
+        """The handler serving calls of `method` (full name) in place of `handler`."""
+        raise NotImplementedError
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is None or cached[0] is not handler:
+            cached = self._wrapped[method] = (handler, self.wrap(handler, method))
+        return cached[1]
 
 
 class CallScope(Protocol):

@@ -39,7 +39,7 @@ from domicile import callslots, eventloop
 from domicile.config import LoadSheddingSettings
 from domicile.errors import DomicileError, ErrorCode
 from domicile.grpc_errors import status_for
-from domicile.grpc_handlers import wrap_handler
+from domicile.grpc_handlers import WrappingInterceptor, wrap_handler
 from domicile.security.context import current_caller
 from domicile.telemetry.metrics import RPC_SHED
 from domicile.v1 import access_pb2, audit_pb2, catalog_pb2, lineage_pb2, policy_pb2, residency_pb2
@@ -153,10 +153,9 @@ class LoadShedder:
         """A handler refusing a call for `limit`."""
         return random.choice(self._refusals[limit])
 
-    @contextlib.contextmanager
-    def principal_slot(self, principal: str) -> Any:
-        """Hold one of `principal`'s slots for the duration; DomicileError RESOURCE_EXHAUSTED
-        (with retry_after) when all are taken."""
+    def principal_slot(self, principal: str) -> _PrincipalSlot:
+        """One of `principal`'s slots, held (and known to `callslots`) until given back;
+        DomicileError RESOURCE_EXHAUSTED (with retry_after) when all are taken."""
         held = self._per_principal.get(principal, 0)
         if held >= self.settings.max_concurrent_rpcs_per_principal:
             RPC_SHED.labels(PRINCIPAL_CONCURRENCY).inc()
@@ -170,47 +169,35 @@ class LoadShedder:
         slot = _PrincipalSlot(self._per_principal, principal)
         slot.take_again()
         callslots.hold(slot)
-        try:
-            yield
-        finally:
-            slot.give_back()
+        return slot
 
 
-class ServerLoadShedding(grpc.aio.ServerInterceptor):
+class ServerLoadShedding(WrappingInterceptor):
     """The server-wide limits, first of all interceptors: a refused call costs no more than
     the gRPC stack's own work for it."""
 
     def __init__(self, shedder: LoadShedder) -> None:
+        super().__init__()
         self._shedder = shedder
         self._sheddable = sheddable_methods()
 
     async def intercept_service(self, continuation, handler_call_details):
         if handler_call_details.method not in self._sheddable:
             return await continuation(handler_call_details)
-        shedder = self._shedder
-        limit = shedder.server_refusal()
+        limit = self._shedder.server_refusal()
         if limit:
             RPC_SHED.labels(limit).inc()
-            return shedder.refusal_handler(limit)
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
+            return self._shedder.refusal_handler(limit)
+        return await super().intercept_service(continuation, handler_call_details)
 
-        @contextlib.asynccontextmanager
-        async def counted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-            slot = _ServerSlot(shedder)
-            slot.take_again()
-            callslots.hold(slot)
-            try:
-                yield
-            finally:
-                slot.give_back()
-
-        return wrap_handler(handler, counted)
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        shedder = self._shedder
+        return wrap_handler(handler, lambda request, context: _ServerSlot(shedder))
 
 
 class _ServerSlot:
-    """A call's place in the server-wide count (a `callslots.Slot`); held while not given back."""
+    """A call's place in the server-wide count (a `callslots.Slot`), held from entering the call
+    to leaving it, unless given back meanwhile."""
 
     __slots__ = ("_held", "_shedder")
 
@@ -227,6 +214,13 @@ class _ServerSlot:
         if self._held:
             self._held = False
             self._shedder.in_flight -= 1
+
+    async def __aenter__(self) -> None:
+        self.take_again()
+        callslots.hold(self)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.give_back()
 
 
 class _PrincipalSlot:
@@ -268,25 +262,35 @@ def _refusal_handler(status: grpc.Status) -> grpc.RpcMethodHandler:
     return grpc.stream_unary_rpc_method_handler(refuse)
 
 
-class PrincipalLoadShedding(grpc.aio.ServerInterceptor):
+class PrincipalLoadShedding(WrappingInterceptor):
     """The per-principal limit; placed after authentication, which names the principal."""
 
     def __init__(self, shedder: LoadShedder) -> None:
+        super().__init__()
         self._shedder = shedder
         self._sheddable = sheddable_methods()
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None or handler_call_details.method not in self._sheddable:
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if method not in self._sheddable:
             return handler
+        shedder = self._shedder
+        return wrap_handler(handler, lambda request, context: _PrincipalCall(shedder))
 
-        @contextlib.asynccontextmanager
-        async def slot(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-            caller = current_caller.get()
-            if caller is None:  # --insecure: nobody to tell apart
-                yield
-                return
-            with self._shedder.principal_slot(caller.subject):
-                yield
 
-        return wrap_handler(handler, slot)
+class _PrincipalCall:
+    """A call held in its principal's count for its duration (nobody's with --insecure)."""
+
+    __slots__ = ("_shedder", "_slot")
+
+    def __init__(self, shedder: LoadShedder) -> None:
+        self._shedder = shedder
+        self._slot: _PrincipalSlot | None = None
+
+    async def __aenter__(self) -> None:
+        caller = current_caller.get()
+        if caller is not None:  # --insecure: nobody to tell apart
+            self._slot = self._shedder.principal_slot(caller.subject)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._slot is not None:
+            self._slot.give_back()

@@ -10,8 +10,6 @@ it was refused) on the call's span when tracing is on.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -20,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from domicile.errors import DomicileError
 from domicile.grpc_errors import abort
-from domicile.grpc_handlers import wrap_handler
+from domicile.grpc_handlers import WrappingInterceptor, wrap_handler
 from domicile.security.budgets import Budgets, Resource
 from domicile.security.context import current_caller, current_trace_id
 from domicile.security.guard import Guard
@@ -42,65 +40,99 @@ def _metadata_value(context: grpc.aio.ServicerContext, key: str) -> str | None:
     return values[0] if len(values) == 1 and isinstance(values[0], str) else None
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+def _trace_id(context: grpc.aio.ServicerContext) -> str:
+    """The call's trace id: the one an outer interceptor set already, else from its
+    `traceparent` (and set for the handler)."""
+    trace_id = current_trace_id.get()
+    if not trace_id:
+        trace_id = request_trace_id(_metadata_value(context, "traceparent"))
+        current_trace_id.set(trace_id)
+    return trace_id
+
+
+class AuthInterceptor(WrappingInterceptor):
     """Admits each call through `Guard` (methods in `open_methods` excepted) before its handler
     runs; a refusal aborts the call with the rich status of the guard's DomicileError."""
 
     def __init__(self, guard: Guard, open_methods: frozenset[str]) -> None:
+        super().__init__()
         self._guard = guard
         self._open = open_methods
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method in self._open:
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        if method in self._open:
             return handler
-        required = METHOD_SCOPES.get(method)
-
-        @contextlib.asynccontextmanager
-        async def admitted(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-            trace_id = request_trace_id(_metadata_value(context, "traceparent"))
-            current_trace_id.set(trace_id)
-            try:
-                caller = await self._guard.admit(
-                    method=method,
-                    required=required,
-                    authorization=_metadata_value(context, "authorization"),
-                    certificate_der=peer_certificate_der(context),
-                    peer=context.peer() or "",
-                    trace_id=trace_id,
-                )
-            except DomicileError as error:
-                describe_refusal(error)
-                await abort(context, error)
-            current_caller.set(caller)
-            describe_caller(caller, required)
-            yield
-
-        return wrap_handler(handler, admitted)
+        guard, required = self._guard, METHOD_SCOPES.get(method)
+        return wrap_handler(handler, lambda request, context: _Admitted(guard, method, required, context))
 
 
-class AnonymousInterceptor(grpc.aio.ServerInterceptor):
+class _Admitted:
+    """A call admitted by the guard before it runs; the caller in `current_caller` meanwhile."""
+
+    __slots__ = ("_context", "_guard", "_method", "_required")
+
+    def __init__(
+        self, guard: Guard, method: str, required: frozenset[str] | None, context: grpc.aio.ServicerContext
+    ) -> None:
+        self._guard = guard
+        self._method = method
+        self._required = required
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        context = self._context
+        trace_id = _trace_id(context)
+        try:
+            caller = await self._guard.admit(
+                method=self._method,
+                required=self._required,
+                authorization=_metadata_value(context, "authorization"),
+                certificate_der=peer_certificate_der(context),
+                peer=context.peer() or "",
+                trace_id=trace_id,
+            )
+        except DomicileError as error:
+            describe_refusal(error)
+            await abort(context, error)
+        current_caller.set(caller)
+        describe_caller(caller, self._required)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        return None
+
+
+class AnonymousInterceptor(WrappingInterceptor):
     """Without authentication (--insecure): every call is the anonymous principal's and spends
     its request budget (`domicile.security.budgets`)."""
 
     def __init__(self, budgets: Budgets) -> None:
+        super().__init__()
         self._budgets = budgets
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        budgets = self._budgets
+        return wrap_handler(handler, lambda request, context: _Charged(budgets, method, context))
 
-        @contextlib.asynccontextmanager
-        async def charged(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-            trace_id = request_trace_id(_metadata_value(context, "traceparent"))
-            current_trace_id.set(trace_id)
-            try:
-                self._budgets.charge("", Resource.REQUESTS, method=method, peer=context.peer() or "", trace_id=trace_id)
-            except DomicileError as error:
-                await abort(context, error)
-            yield
 
-        return wrap_handler(handler, charged)
+class _Charged:
+    """A call charged to the anonymous principal's request budget before it runs."""
+
+    __slots__ = ("_budgets", "_context", "_method")
+
+    def __init__(self, budgets: Budgets, method: str, context: grpc.aio.ServicerContext) -> None:
+        self._budgets = budgets
+        self._method = method
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        context = self._context
+        trace_id = _trace_id(context)
+        try:
+            self._budgets.charge(
+                "", Resource.REQUESTS, method=self._method, peer=context.peer() or "", trace_id=trace_id
+            )
+        except DomicileError as error:
+            await abort(context, error)
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        return None

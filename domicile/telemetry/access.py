@@ -11,17 +11,16 @@ gRPC code name or the HTTP status), `latency_ms`, `request_bytes`, `response_byt
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from aiohttp import web
 from google.protobuf.message import Message
 
-from domicile.grpc_handlers import wrap_handler
+from domicile.grpc_handlers import WrappingInterceptor, wrap_handler
 from domicile.security.context import current_principal, current_trace_id
 from domicile.security.http import PRINCIPAL_KEY
 from domicile.telemetry.metrics import HTTP_DURATION, RPC_DURATION
@@ -38,18 +37,6 @@ def _size(message: Any) -> int:
     return 0
 
 
-class _Call:
-    """Response bytes of one call, as they go out."""
-
-    __slots__ = ("response_bytes",)
-
-    def __init__(self) -> None:
-        self.response_bytes = 0
-
-    def sent(self, response: Any) -> None:
-        self.response_bytes += _size(response)
-
-
 def _code_name(error: BaseException | None, context: grpc.aio.ServicerContext) -> str:
     """The status a call ended with: OK, the code it was aborted with, CANCELLED when the
     caller went away (its task cancelled), else UNKNOWN."""
@@ -63,50 +50,73 @@ def _code_name(error: BaseException | None, context: grpc.aio.ServicerContext) -
     return "UNKNOWN"
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):
+class AccessInterceptor(WrappingInterceptor):
     """Measures every call (`domicile_rpc_duration_seconds`) and writes its access log line.
     Placed before the error mapping and authentication, so it sees their refusals too."""
 
     def __init__(self, *, log_access: bool) -> None:
+        super().__init__()
         self._log_access = log_access
 
-    async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        method = handler_call_details.method
-        service, _, name = method[1:].partition("/")
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        observed = _MethodAccess(method, self._log_access)
+        return wrap_handler(handler, lambda request, context: _Observed(observed, request, context))
 
-        @contextlib.asynccontextmanager
-        async def observed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[_Call]:
-            started = time.perf_counter()
-            call = _Call()
-            if not current_trace_id.get():
-                current_trace_id.set(request_trace_id(_traceparent(context)))
-            error: BaseException | None = None
-            try:
-                yield call
-            except BaseException as exc:
-                error = exc
-                raise
-            finally:
-                elapsed = time.perf_counter() - started
-                code = _code_name(error, context)
-                RPC_DURATION.labels(service, name, code).observe(elapsed)
-                if self._log_access:
-                    received = _size(request)
-                    _log(
-                        "grpc",
-                        method,
-                        code,
-                        elapsed,
-                        received,
-                        call.response_bytes,
-                        context.peer() or "",
-                        current_principal(),
-                    )
 
-        return wrap_handler(handler, observed)
+class _MethodAccess:
+    """What the calls of one method share: its name and latency histograms by status code."""
+
+    __slots__ = ("durations", "log_access", "method", "name", "service")
+
+    def __init__(self, method: str, log_access: bool) -> None:
+        self.method = method
+        self.service, _, self.name = method[1:].partition("/")
+        self.log_access = log_access
+        self.durations: dict[str, Any] = {}
+
+    def duration(self, code: str) -> Any:
+        histogram = self.durations.get(code)
+        if histogram is None:
+            histogram = self.durations[code] = RPC_DURATION.labels(self.service, self.name, code)
+        return histogram
+
+
+class _Observed:
+    """One call, measured and logged as it ends (a `CallScope`: it counts the response bytes)."""
+
+    __slots__ = ("_access", "_context", "_request", "_started", "response_bytes")
+
+    def __init__(self, access: _MethodAccess, request: Any, context: grpc.aio.ServicerContext) -> None:
+        self._access = access
+        self._request = request
+        self._context = context
+        self.response_bytes = 0
+
+    def sent(self, response: Any) -> None:
+        self.response_bytes += _size(response)
+
+    async def __aenter__(self) -> _Observed:
+        self._started = time.perf_counter()
+        if not current_trace_id.get():
+            current_trace_id.set(request_trace_id(_traceparent(self._context)))
+        return self
+
+    async def __aexit__(self, error_type: Any, error: BaseException | None, traceback: Any) -> None:
+        elapsed = time.perf_counter() - self._started
+        access, context = self._access, self._context
+        code = _code_name(error, context)
+        access.duration(code).observe(elapsed)
+        if access.log_access:
+            _log(
+                "grpc",
+                access.method,
+                code,
+                elapsed,
+                _size(self._request),
+                self.response_bytes,
+                context.peer() or "",
+                current_principal(),
+            )
 
 
 def _traceparent(context: grpc.aio.ServicerContext) -> str | None:
