@@ -48,8 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import heapq
-import itertools
 import logging
 import os
 import threading
@@ -188,8 +186,10 @@ class DecisionLog:
         self._appended_seq = 0
         self._taken_seq = 0
         self._durable_seq = 0
-        self._waiters: list[tuple[int, int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self._waiter_order = itertools.count()
+        # Callers of `flush()` waiting for the next batch the writer takes, and for the batch it
+        # is writing: each batch's are released together, with one wake-up per event loop.
+        self._next_commit: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._in_commit: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._flush_requested = False
         self._closing = False
         self._closed = False
@@ -405,9 +405,12 @@ class DecisionLog:
             if self._unwritable or self._closed:
                 raise self._unavailable()
             future: asyncio.Future[None] = loop.create_future()
-            heapq.heappush(self._waiters, (seq, next(self._waiter_order), loop, future))
-            self._flush_requested = True
-            self._wake_writer(True)
+            if seq > self._taken_seq:
+                self._next_commit.append((loop, future))
+                self._flush_requested = True
+                self._wake_writer(True)
+            else:  # in the batch being written
+                self._in_commit.append((loop, future))
         await future
 
     async def get(self, decision_id: str) -> LoggedDecision | None:
@@ -545,6 +548,7 @@ class DecisionLog:
         self._writer_waiting = False
         batch, self._queue = self._queue, []
         self._taken_seq = self._appended_seq
+        self._in_commit, self._next_commit = self._in_commit + self._next_commit, []
         self._flush_requested = False
         if self._space_waiters:
             self._space.notify_all()
@@ -839,10 +843,14 @@ class DecisionLog:
             log.warning("decision log: free disk space is back above the floor; decisions resume")
 
     def _release_waiters(self, upto: int | None, failed: str = "") -> None:
-        """Resolve waiters up to entry `upto`, failed when `failed` is given; all of them, failed,
-        when `upto` is None. Holds _lock."""
-        while self._waiters and (upto is None or self._waiters[0][0] <= upto):
-            _, _, loop, future = heapq.heappop(self._waiters)
+        """Resolve the waiters of the batch written up to entry `upto`, failed when `failed` is
+        given; every waiter, failed, when `upto` is None. Holds _lock."""
+        if upto is None:
+            waiters, self._in_commit, self._next_commit = self._in_commit + self._next_commit, [], []
+        else:
+            waiters, self._in_commit = self._in_commit, []
+        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
+        for loop, future in waiters:
             if upto is None:
                 error: BaseException | None = self._unavailable()
             elif failed:
@@ -851,8 +859,10 @@ class DecisionLog:
                 )
             else:
                 error = None
+            settled.setdefault(loop, []).append((future, error))
+        for loop, outcomes in settled.items():
             with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, future, error)
+                loop.call_soon_threadsafe(_settle, outcomes)
 
 
 class _Line(NamedTuple):
@@ -869,10 +879,11 @@ def _check_context(context: Mapping[str, str]) -> None:
         raise ValueError("a decision's logged context maps text to text")
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():  # the waiter was cancelled
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle(outcomes: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    for future, error in outcomes:
+        if future.done():  # the waiter was cancelled
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
