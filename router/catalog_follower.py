@@ -67,6 +67,8 @@ class CatalogFollower:
         # The highest revision this process acknowledged to a writer although the index could
         # not apply it; decisions fail closed until it has (read-your-writes).
         self._required_revision = 0
+        # Until when (monotonic) the view is fresh if nothing changes: every decision asks.
+        self._fresh_until = float("-inf")
         self.lock = asyncio.Lock()
         self._poll_task: asyncio.Task[None] | None = None
         self._poll_failures = 0
@@ -97,6 +99,7 @@ class CatalogFollower:
             await self.catch_up(min_revision=revision)
         except Exception as exc:  # the poll loop retries; decisions fail closed meanwhile
             self._required_revision = max(self._required_revision, revision)
+            self._set_fresh_until()
             log.warning("router could not apply local write at revision %d: %s", revision, exc)
 
     async def catch_up(self, min_revision: int = 0) -> None:
@@ -112,17 +115,21 @@ class CatalogFollower:
                     # The view before the batch is as fresh as this read while the batch is
                     # applied: the router is keeping up, just not done.
                     self._applying_since = asked_at
+                    self._set_fresh_until()
                     try:
                         touched = await asyncio.to_thread(self._engine.apply, changes)
                     finally:
                         self._applying_since = float("-inf")
+                        self._set_fresh_until()
                     self._changed(touched)
                     self._revision = changes[-1].revision
                 elif changes:
                     self._changed(self._engine.apply(changes))
                     self._revision = changes[-1].revision
+                self._set_fresh_until()
                 if len(changes) < _FEED_BATCH:
                     self._confirmed_at = asked_at
+                    self._set_fresh_until()
                     return
 
     async def _follow(self) -> None:
@@ -146,8 +153,17 @@ class CatalogFollower:
         """Seconds since the view was last confirmed (infinite before the first time)."""
         return time.monotonic() - max(self._confirmed_at, self._applying_since)
 
+    def _set_fresh_until(self) -> None:
+        """After the view's revision or confirmation changed (see `stale_reason`)."""
+        if self._revision < self._required_revision:
+            self._fresh_until = float("-inf")
+        else:
+            self._fresh_until = max(self._confirmed_at, self._applying_since) + self._staleness_bound
+
     def stale_reason(self) -> str:
         """Why the view cannot be trusted now, or '' when it is fresh."""
+        if time.monotonic() < self._fresh_until:
+            return ""
         if self._revision < self._required_revision:
             return f"catalog revision {self._required_revision} was written here but is not applied yet (at {self._revision})"
         age = self.view_age()
