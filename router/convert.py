@@ -17,7 +17,7 @@ from domicile.router.decision_log import Proof
 from domicile.router.policy import PolicyError
 from domicile.router.policy_proposals import Proposal, ProposalState
 from domicile.router.runtime import Explanation, Violation
-from domicile.router.types import Decision, Operation, Outcome, PolicyChange, Reason
+from domicile.router.types import Decision, DecisionFields, Operation, Outcome, PolicyChange, Reason
 from domicile.router.violations import ResidencyState, ResidencyStates, ViolationPage
 from domicile.timeconv import to_timestamp
 from domicile.v1 import policy_pb2, residency_pb2
@@ -53,7 +53,7 @@ class DecisionEncoder:
         self._context_key: tuple[str, int, datetime] | None = None
         self._context: bytes = b""
 
-    def fill(self, message: residency_pb2.Decision, decision: Decision) -> residency_pb2.Decision:
+    def fill(self, message: residency_pb2.Decision, decision: DecisionFields) -> residency_pb2.Decision:
         """Set every field of the (empty) `message` from `decision`; returns `message`."""
         message.decision_id = decision.decision_id
         message.dataset_id = decision.dataset_id
@@ -91,7 +91,7 @@ class DecisionEncoder:
         self._verdicts[key] = (allowed, fragment)
         return fragment
 
-    def _context_fragment(self, decision: Decision) -> bytes:
+    def _context_fragment(self, decision: DecisionFields) -> bytes:
         # Decisions of one call share version, revision and time (the same objects): a
         # one-entry cache suffices, checked by identity first.
         key = self._context_key

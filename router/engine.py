@@ -17,7 +17,7 @@ see one policy and the values computed under it).
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -40,6 +40,12 @@ from domicile.router.types import (
     ReasonCode,
     Verdict,
 )
+
+# The binding's queue of unary decisions for the decision log, and its refusals (see
+# `Engine.decide_queued`).
+LogLane = _engine.LogLane
+LogRefused = _engine.LogRefused
+UnknownRegion = _engine.UnknownRegion
 
 _OPERATIONS = {Operation.STORE: 0, Operation.PROCESS: 1}
 _OPERATION_OF = (Operation.STORE, Operation.PROCESS)
@@ -218,7 +224,9 @@ class Engine:
     def __init__(self, policy: CompiledPolicy) -> None:
         self._policy = policy
         # Verdicts come back as `Verdict`s, each made once per verdict the engine memoised.
-        self._core: _engine.Engine[Verdict] = _engine.Engine(policy.document, _verdict)
+        self._core: _engine.Engine[Verdict] = _engine.Engine(
+            policy.document, _verdict, (Operation.STORE, Operation.PROCESS)
+        )
 
     @property
     def policy(self) -> CompiledPolicy:
@@ -261,6 +269,15 @@ class Engine:
             return self._core.decide(dataset_id, _OPERATIONS[op], region, to_micros(now))
         except _engine.UnknownRegion as exc:
             raise invalid_field(exc.args[0], exc.args[1]) from None
+
+    @property
+    def decide_queued(self) -> Callable[..., _engine.UnaryDecision]:
+        """The binding's `decide_queued` as it is (router/_engine.pyi, crates/engine-py): a
+        question asked alone decided and its decision queued on a `LogLane` for the decision
+        log, in one call -- the router's Decide path, where a Python layer would cost as much
+        as the decision. It takes an `Operation` and the time in microseconds, and raises the
+        binding's UnknownRegion and LogRefused."""
+        return self._core.decide_queued
 
     def route(
         self, dataset_id: str, op: Operation, candidates: Sequence[str], now: datetime

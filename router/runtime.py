@@ -45,6 +45,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from domicile.callslots import slots_given_back
+from domicile.catalog.model import to_micros
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
@@ -54,7 +55,16 @@ from domicile.router.decision_log import DecisionLog, IntentSink, LoggedDecision
 from domicile.router.decision_log.assembly import open_configured_log
 from domicile.router.decision_log.format import CATALOG_ROLLBACK_NOTE
 from domicile.router.decision_search import DecisionBucket, DecisionQuery, SearchPage
-from domicile.router.engine import CompiledPolicy, DecisionBatch, Engine, Explanation, UnapprovedDeclassification
+from domicile.router.engine import (
+    CompiledPolicy,
+    DecisionBatch,
+    Engine,
+    Explanation,
+    LogLane,
+    LogRefused,
+    UnapprovedDeclassification,
+    UnknownRegion,
+)
 from domicile.router.policy_admin import (
     DEFAULT_POLICY_YAML,
     ActivePolicy,
@@ -66,7 +76,7 @@ from domicile.router.policy_admin import (
 )
 from domicile.router.policy_history import PolicyHistory, PolicyVersion
 from domicile.router.replay import CONTEXT_JOB, CONTEXT_JOB_INPUTS, CONTEXT_JOB_TRANSFORM, Replayer, ReplayResult
-from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode, Verdict
+from domicile.router.types import Decision, DecisionFields, Operation, Outcome, Reason, ReasonCode, Verdict
 from domicile.router.violations import ResidencyStates, StoredViolations, ViolationPage, residency_of, violation_page
 from domicile.security.events import CATALOG_ROLLBACK_ACCEPTED
 
@@ -213,7 +223,12 @@ class Router:
         # whose log has them.
         self._id_prefix = f"{decision_log.replica}:{os.urandom(6).hex()}"
         self._next_id = 0
-        self._log_append = decision_log.append
+        # Decide's decisions go to the log through the engine's lane (see `decide`).
+        options = decision_log.options
+        self._lane = LogLane(self._id_prefix, options.line_decisions, options.max_queue, decision_log.wake)
+        decision_log.attach_lane(self._lane)
+        self._decide_queued = engine.decide_queued
+        self._now = _micros_clock(clock)
         self._closed = False
         self._summary: tuple[tuple[int, int], DatasetSummary] | None = None
 
@@ -438,21 +453,38 @@ class Router:
         context: Mapping[str, str] | None = None,
         *,
         caller: str = "",
-    ) -> Decision:
+    ) -> DecisionFields:
         """May `op` happen on `dataset_id` in `region`, asked by `caller`? Always a logged
-        Decision (with the caller's `context`, see `caller_context`): an unknown dataset is
+        decision (with the caller's `context`, see `caller_context`): an unknown dataset is
         DENY / UNKNOWN_DATASET, a stale view DENY / STALE_CATALOG. An unknown region raises
-        INVALID_ARGUMENT (field `region`)."""
-        policy = self._engine.policy
-        now = self._clock()
-        stale = self._follower.stale_reason()
-        if stale:
-            self._check_region(region)
-            verdict = _stale_verdict(stale)
-        else:
-            verdict = self._engine.decide(dataset_id, op, region, now)
-        decision = self._decision(dataset_id, op, region, verdict, now, caller)
-        self._log_append(decision, logged_caller_context(context) if context else None, "decide", policy.content_hash)
+        INVALID_ARGUMENT (field `region`).
+
+        One engine call decides and queues the decision's log entry (the engine's lane, which
+        the log writer drains); the answer is the engine's `UnaryDecision`, whose fields are
+        read when asked."""
+        follower = self._follower
+        stale = follower.stale_reason()
+        facts = list(logged_caller_context(context).items()) if context else None
+        while True:
+            try:
+                decision = self._decide_queued(
+                    self._lane,
+                    dataset_id,
+                    op,
+                    region,
+                    None if self._now is None else self._now(),
+                    f"fail closed: {stale}" if stale else None,
+                    caller,
+                    follower.revision,
+                    self._next_id + 1,
+                    facts,
+                )
+                break
+            except UnknownRegion as exc:
+                raise invalid_field(exc.args[0], exc.args[1]) from None
+            except LogRefused as refused:  # nothing decided: say why, or wait for room
+                self._log.lane_refused(refused.args[0])
+        self._next_id += 1
         if self._durable_log:
             with slots_given_back():
                 await self._log.flush()
@@ -760,6 +792,14 @@ class Router:
 
 
 # ---- helpers -------------------------------------------------------------------------------
+
+
+def _micros_clock(clock: Clock) -> Callable[[], int] | None:
+    """`clock` as microseconds since the Unix epoch; None for the system clock, which the
+    engine reads itself."""
+    if clock is utc_clock:
+        return None
+    return lambda: to_micros(clock())
 
 
 def _stale_verdict(stale: str) -> Verdict:

@@ -38,7 +38,7 @@ from domicile.router.decision_search import DecisionQuery
 from domicile.router.policy import MAX_POLICY_BYTES
 from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import JobCheck, Router, Violation, caller_context
-from domicile.router.types import Decision, Operation
+from domicile.router.types import DecisionFields, Operation
 from domicile.security.budgets import Resource
 from domicile.security.context import current_principal
 from domicile.telemetry.decisions import observe_batch, observe_decisions
@@ -154,7 +154,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         self._encoder.fill(response.decision, await self._decide(request))
         return response
 
-    async def _decide(self, request: residency_pb2.DecideRequest) -> Decision:
+    async def _decide(self, request: residency_pb2.DecideRequest) -> DecisionFields:
         router = _router(self._app)
         errors = FieldErrors()
         dataset_id = _check_id(errors, "dataset_id", request.dataset_id)

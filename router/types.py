@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 UNDESCRIBED = "UNDESCRIBED"
 """Pseudo-origin of data that derives from a node the catalog does not describe (a lineage
@@ -98,6 +98,36 @@ class Decision(NamedTuple):
     caller: str = ""
     # The dataset is a derived placeholder: the decision rests on inherited attributes only.
     inherited_only: bool = False
+
+
+class DecisionFields(Protocol):
+    """What every decision offers: a `Decision`, or a unary decision as the residency engine
+    hands it out (`_engine.UnaryDecision`, with the same fields read when asked)."""
+
+    @property
+    def decision_id(self) -> str: ...
+    @property
+    def outcome(self) -> Outcome: ...
+    @property
+    def dataset_id(self) -> str: ...
+    @property
+    def operation(self) -> Operation: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def allowed_regions(self) -> tuple[str, ...]: ...
+    @property
+    def reasons(self) -> tuple[Reason, ...]: ...
+    @property
+    def policy_version(self) -> str: ...
+    @property
+    def catalog_revision(self) -> int: ...
+    @property
+    def decide_time(self) -> datetime: ...
+    @property
+    def caller(self) -> str: ...
+    @property
+    def inherited_only(self) -> bool: ...
 
 
 @dataclass(frozen=True)

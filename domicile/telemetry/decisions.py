@@ -10,23 +10,23 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Sequence
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any
 
 from opentelemetry import trace
 
 from domicile.router.engine import DecisionBatch
-from domicile.router.types import Decision, Operation, Outcome
+from domicile.router.types import DecisionFields, Operation, Outcome
 from domicile.telemetry.metrics import DECISION_REASONS, DECISIONS
 from domicile.telemetry.tracing import tracing_enabled
 
 MAX_DECISION_EVENTS = 100
 
-_operation_outcome = itemgetter(3, 1)
+_operation_outcome = attrgetter("operation", "outcome")
 _reasons = attrgetter("reasons")
 
 
-def observe_decisions(decisions: Sequence[Decision]) -> None:
+def observe_decisions(decisions: Sequence[DecisionFields]) -> None:
     """Count `decisions` and describe them on the current span (when it records)."""
     if len(decisions) == 1:  # Decide, Route: the common case, without the counting below
         decision = decisions[0]
@@ -59,7 +59,7 @@ def observe_batch(decisions: DecisionBatch) -> None:
             _describe(current, decisions)
 
 
-def _count(decisions: Sequence[Decision]) -> None:
+def _count(decisions: Sequence[DecisionFields]) -> None:
     for (operation, outcome), count in Counter(map(_operation_outcome, decisions)).items():
         _decision_counter(operation, outcome).inc(count)
     # Decisions share their reasons tuples (one per verdict the engine caches): count the
@@ -85,7 +85,7 @@ def _reason_counter(key: tuple[str, str]) -> Any:
     return DECISION_REASONS.labels(*key)
 
 
-def _describe(span: trace.Span, decisions: Sequence[Decision]) -> None:
+def _describe(span: trace.Span, decisions: Sequence[DecisionFields]) -> None:
     first = decisions[0]
     span.set_attribute("domicile.policy.version", first.policy_version)
     span.set_attribute("domicile.catalog.revision", first.catalog_revision)
@@ -101,7 +101,7 @@ def _describe(span: trace.Span, decisions: Sequence[Decision]) -> None:
         span.add_event("domicile.decision.deny", _attributes(decision))
 
 
-def _attributes(decision: Decision) -> dict[str, str | int | list[str]]:
+def _attributes(decision: DecisionFields) -> dict[str, str | int | list[str]]:
     return {
         "domicile.decision.id": decision.decision_id,
         "domicile.decision.outcome": decision.outcome.value,

@@ -32,9 +32,12 @@ class Note:
 
 @dataclass(frozen=True)
 class Rendered:
-    """Entries rendered elsewhere (`append_entries`)."""
+    """Entries rendered elsewhere (`append_entries`; the lane's, with their decisions' intents
+    as the engine counts them: ((caller, dataset_id, operation 0 = store / 1 = process,
+    region), count))."""
 
     entries: tuple[Entry, ...]
+    intents: tuple[tuple[tuple[str, str, int, str], int], ...] = ()
 
 
 # A queue item: (decisions, context, kind, policy_hash) -- `decisions` one Decision (from `append`)
@@ -49,15 +52,20 @@ INTENT_KINDS = frozenset({"decide", "batch_decide", "route", "check_job"})
 # Receives, per written batch, how many intents each (caller, dataset, operation, region) had.
 IntentSink = Callable[[dict[tuple[str, str, Operation, str], int]], None]
 _INTENT_KEY = attrgetter("caller", "dataset_id", "operation", "region")
+_OPERATIONS = (Operation.STORE, Operation.PROCESS)
 
 
 def intent_counts(batch: Iterable[Queued]) -> dict[tuple[str, str, Operation, str], int]:
     """Decisions of INTENT_KINDS in queued items, counted per (caller, dataset, operation, region).
-    Entries rendered elsewhere (`append_entries`) are not counted: they hold no Decision."""
-    # Counted in C (Counter over the decisions' keys); a BatchDecide's by the engine.
+    Entries rendered elsewhere are counted as their intents say (`append_entries` gives none)."""
+    # Counted in C (Counter over the decisions' keys); a BatchDecide's and the lane's by the engine.
     counts: Counter[tuple[str, str, Operation, str]] = Counter()
     for item in batch:
-        if isinstance(item, Rendered | Note):
+        if isinstance(item, Rendered):
+            for (caller, dataset_id, operation, region), count in item.intents:
+                counts[caller, dataset_id, _OPERATIONS[operation], region] += count
+            continue
+        if isinstance(item, Note):
             continue
         decisions, _, kind, _ = item
         if kind not in INTENT_KINDS:

@@ -2,9 +2,12 @@
 
 Appending: `append` queues one decision, `append_many` a request's decisions as one queue item
 (no Python work per decision), `append_entries` entries rendered elsewhere (see
-`format.Entry`). A writer thread takes everything queued, renders it (`batches`: one entry per
-request, at most `line_decisions` decisions per line), writes it with one `write` and fsyncs
-it; then it releases whoever awaits `flush()`. What is on disk is checked at `open` (`opening`).
+`format.Entry`). Decisions asked one at a time skip the queue: the residency engine renders
+each into its own queue, the log's lane (`attach_lane`, `_engine.LogLane`), as it makes it. A
+writer thread takes everything queued, and the lane's entries, renders what is not rendered yet
+(`batches`: one entry per request, at most `line_decisions` decisions per line), writes it with
+one `write` and fsyncs it; then it releases whoever awaits `flush()`. What is on disk is
+checked at `open` (`opening`).
 
 **Durable by default.** With `durable` (the default), the writer never waits to fill a batch:
 callers await `flush()` before answering, and whatever was queued while the previous fsync
@@ -35,10 +38,11 @@ the writer signs the head and appends a checkpoint line, then hands the checkpoi
 `rotate_seconds` old, the writer closes it with a checkpoint, renames it to the next numbered
 name and starts a new file whose first line continues the chain.
 
-Backpressure: at most `max_queue` decisions wait for the writer. An `append` that finds the
-queue full blocks (also the event loop: the router then answers no faster than it logs) until
-the writer takes it, for at most `append_timeout` seconds, then fails with UNAVAILABLE
-(DECISION_LOG_BEHIND). A decision is never dropped from the log silently.
+Backpressure: at most `max_queue` decisions wait for the writer in the queue, and as many in
+the lane. An `append` that finds the queue full blocks (also the event loop: the router then
+answers no faster than it logs) until the writer takes it, for at most `append_timeout`
+seconds, then fails with UNAVAILABLE (DECISION_LOG_BEHIND); so does a decision the lane refused
+for being full (`lane_refused`). A decision is never dropped from the log silently.
 
 One process owns a log at a time (an exclusive lock on the active file).
 """
@@ -59,6 +63,7 @@ from typing import Any, NamedTuple
 
 from domicile.appendfile import AppendOnlyFile, fsync_directory
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
+from domicile.router import _engine
 from domicile.router.decision_log.batches import (
     IntentSink,
     Note,
@@ -179,11 +184,15 @@ class DecisionLog:
         self._wakeup = threading.Condition(self._lock)  # the writer waits on it
         self._space = threading.Condition(self._lock)  # appenders wait on it when the queue is full
         # Guarded by _lock. Queue entries are decisions (and notes), counted from 1 per open log;
-        # `_durable_seq` is the last entry written and fsynced.
+        # `_appended_seq` counts the queue's, `_queue_taken` those the writer took of them.
+        # `_taken_seq` and `_durable_seq` count the queue's and the lane's together: the entries
+        # taken by the writer, and written and fsynced.
         self._queue: list[Queued] = []
+        self._lane: _engine.LogLane | None = None
         self._writer_waiting = False
         self._space_waiters = 0
         self._appended_seq = 0
+        self._queue_taken = 0
         self._taken_seq = 0
         self._durable_seq = 0
         # Callers of `flush()` waiting for the next batch the writer takes, and for the batch it
@@ -299,7 +308,7 @@ class DecisionLog:
     def queued(self) -> int:
         """Decisions appended and not yet written and fsynced."""
         with self._lock:
-            return self._appended_seq - self._durable_seq
+            return self._total_appended() - self._durable_seq
 
     @property
     def max_catalog_revision(self) -> int:
@@ -321,12 +330,12 @@ class DecisionLog:
             _check_context(context)
         with self._lock:
             self._refuse_if_unable()
-            if self._appended_seq - self._taken_seq >= self.options.max_queue:
+            if self._appended_seq - self._queue_taken >= self.options.max_queue:
                 self._wait_for_space()
             self._appended_seq += 1
             self._queue.append((decision, context, kind, policy_hash))
             self._wake_writer(len(self._queue) == 1)
-            return self._appended_seq
+            return self._total_appended()
 
     def append_many(
         self,
@@ -351,7 +360,7 @@ class DecisionLog:
             was_empty = not self._queue
             start = 0
             while start < len(pending):
-                room = self.options.max_queue - (self._appended_seq - self._taken_seq)
+                room = self.options.max_queue - (self._appended_seq - self._queue_taken)
                 if room <= 0:
                     self._wait_for_space()
                     was_empty = was_empty or not self._queue
@@ -361,7 +370,7 @@ class DecisionLog:
                 self._appended_seq += len(chunk)
                 start += len(chunk)
             self._wake_writer(was_empty)
-            return self._appended_seq
+            return self._total_appended()
 
     def append_entries(self, entries: Sequence[Entry]) -> int:
         """Queue entries rendered elsewhere (each as the engine renders one, see `format.Entry`, with
@@ -369,13 +378,36 @@ class DecisionLog:
         Python object per decision. Errors as for `append`."""
         with self._lock:
             self._refuse_if_unable()
-            if self._appended_seq - self._taken_seq >= self.options.max_queue:
+            if self._appended_seq - self._queue_taken >= self.options.max_queue:
                 self._wait_for_space()
             was_empty = not self._queue
             self._queue.append(Rendered(tuple(entries)))
             self._appended_seq += sum(len(entry.ids) for entry in entries)
             self._wake_writer(was_empty)
-            return self._appended_seq
+            return self._total_appended()
+
+    def attach_lane(self, lane: _engine.LogLane) -> None:
+        """Take the entries of `lane` too (the residency engine's queue of decisions made one at
+        a time, see the module docstring), with the same guarantees: `flush()` waits for them,
+        the lane refuses decisions while the log takes none. It is made with this log's
+        `line_decisions` and `max_queue`, and `wake` to call."""
+        with self._lock:
+            self._lane = lane
+            self._sync_lane()
+
+    def wake(self) -> None:
+        """A decision landed in the empty lane: the writer, if it waits for work, starts."""
+        with self._lock:
+            self._wake_writer(True)
+
+    def lane_refused(self, full: bool) -> None:
+        """After the lane refused a decision (`_engine.LogRefused`): raises why the log takes
+        none (as `append` does), or, when the lane was `full`, returns once the writer took it
+        (blocking as `append` does on a full queue; DECISION_LOG_BEHIND after `append_timeout`)."""
+        with self._lock:
+            self._refuse_if_unable()
+            if full:
+                self._wait_for_space(self._lane_waiting)
 
     def set_intent_sink(self, sink: IntentSink | None) -> None:
         """After writing each batch, the writer thread hands `sink` the batch's intent counts
@@ -399,7 +431,7 @@ class DecisionLog:
         Raises DomicileError UNAVAILABLE if the log cannot write meanwhile or is closed."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            seq = self._appended_seq
+            seq = self._total_appended()
             if seq <= self._durable_seq:
                 return
             if self._unwritable or self._closed:
@@ -419,7 +451,7 @@ class DecisionLog:
 
         Raises DomicileError FAILED_PRECONDITION (DECISION_LOG_CORRUPT) when the line holding it
         does not verify (changed on disk, or its chain does not reach a checkpoint)."""
-        if self._durable_seq < self._appended_seq:
+        if self._durable_seq < self._total_appended():
             await self.flush()
         if self._index.needs_fold():
             await asyncio.to_thread(self._index.fold)
@@ -435,6 +467,7 @@ class DecisionLog:
         callers and logged, and shutting down must still complete."""
         with self._lock:
             self._closing = True
+            self._sync_lane()
             self._wakeup.notify()
             self._space.notify_all()
         await asyncio.to_thread(self._writer.join)
@@ -461,21 +494,35 @@ class DecisionLog:
                 retry_after=5.0,
             )
 
+    def _total_appended(self) -> int:
+        """Entries appended to the queue and the lane since `open`."""
+        return self._appended_seq + (self._lane.appended() if self._lane is not None else 0)
+
+    def _queue_waiting(self) -> int:
+        return self._appended_seq - self._queue_taken
+
+    def _lane_waiting(self) -> int:
+        return self._lane.waiting() if self._lane is not None else 0
+
+    def _sync_lane(self) -> None:
+        """Holds _lock: the lane refuses decisions while the log takes none."""
+        if self._lane is not None:
+            self._lane.set_refusing(bool(self._unwritable or self._space_low or self._closing))
+
     def _wake_writer(self, now: bool) -> None:
         """Holds _lock: wake a waiting writer when there is something to do now."""
-        if self._writer_waiting and (now or self._appended_seq - self._taken_seq >= self.options.max_batch):
+        if self._writer_waiting and (now or self._queue_waiting() >= self.options.max_batch):
             self._writer_waiting = False
             self._wakeup.notify()
 
-    def _wait_for_space(self) -> None:
-        """Block until the queue has room. Holds _lock."""
+    def _wait_for_space(self, waiting: Callable[[], int] | None = None) -> None:
+        """Block until the queue (or what `waiting` counts) has room. Holds _lock."""
+        waiting = waiting or self._queue_waiting
         self._space_waiters += 1
         try:
             self._wake_writer(True)  # a full queue is a full batch: start writing now
             roomy = self._space.wait_for(
-                lambda: (
-                    self._appended_seq - self._taken_seq < self.options.max_queue or self._unwritable or self._closing
-                ),
+                lambda: waiting() < self.options.max_queue or self._unwritable or self._closing,
                 timeout=self.options.append_timeout,
             )
         finally:
@@ -483,7 +530,7 @@ class DecisionLog:
         self._refuse_if_unable()
         if not roomy:
             raise DomicileError(
-                f"decision log {self.path} is {self._appended_seq - self._taken_seq} decisions behind and did not "
+                f"decision log {self.path} is {waiting()} decisions behind and did not "
                 f"catch up within {self.options.append_timeout:g}s; refusing decisions it cannot log",
                 ErrorCode.UNAVAILABLE,
                 "DECISION_LOG_BEHIND",
@@ -523,17 +570,23 @@ class DecisionLog:
                 self._unwritable = "the writer stopped on an internal error"
         with self._lock:
             self._closing = True
+            self._sync_lane()
             self._release_waiters(None)
             self._space.notify_all()
 
     def _take(self) -> tuple[list[Queued], int]:
         """Wait for work (holds _lock); take the queue whole."""
-        while not self._queue and not self._closing and not self._checkpoint_due():
+        while not self._queue and not self._lane_waiting() and not self._closing and not self._checkpoint_due():
             self._writer_waiting = True
             self._wakeup.wait(timeout=self._idle_timeout())
             if self._space_check_due():
                 break
-        if self._queue and not self._closing and not self._flush_requested and self._flush_interval:
+        if (
+            (self._queue or self._lane_waiting())
+            and not self._closing
+            and not self._flush_requested
+            and self._flush_interval
+        ):
             # Give the batch time to fill; a flush request, a full batch or a full queue end the wait.
             self._writer_waiting = True
             self._wakeup.wait_for(
@@ -541,13 +594,24 @@ class DecisionLog:
                     self._flush_requested
                     or self._closing
                     or self._space_waiters
-                    or self._appended_seq - self._taken_seq >= self.options.max_batch
+                    or self._queue_waiting() >= self.options.max_batch
+                    or self._lane_waiting() >= self.options.max_batch
                 ),
                 timeout=self._flush_interval,
             )
         self._writer_waiting = False
         batch, self._queue = self._queue, []
-        self._taken_seq = self._appended_seq
+        self._queue_taken = taken = self._appended_seq
+        if self._lane is not None:
+            entries, lane_appended, intents = self._lane.take()
+            taken += lane_appended
+            if entries:
+                batch.append(
+                    Rendered(
+                        tuple(Entry(data, tuple(ids), revision) for data, ids, revision in entries), tuple(intents)
+                    )
+                )
+        self._taken_seq = taken
         self._in_commit, self._next_commit = self._in_commit + self._next_commit, []
         self._flush_requested = False
         if self._space_waiters:
@@ -725,6 +789,7 @@ class DecisionLog:
             first = not self._unwritable
             self._unwritable = exc.strerror or str(exc)
             self._retry_after = delay
+            self._sync_lane()
         if first:
             log.error("decision log %s cannot write: %s; refusing decisions and retrying", self.path, exc)
         with self._lock:
@@ -734,6 +799,7 @@ class DecisionLog:
     def _recovered(self) -> None:
         with self._lock:
             self._unwritable = ""
+            self._sync_lane()
         log.warning("decision log %s writes again; decisions resume", self.path)
 
     def _publish(self, checkpoint: Checkpoint) -> None:
@@ -828,6 +894,7 @@ class DecisionLog:
                 )
             else:
                 self._space_low = ""
+            self._sync_lane()
         if entering:
             log.error("decision log: %s; refusing decisions until space is freed", self._space_low)
             if self._events is not None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from domicile.router.engine import Engine, compile_policy
 from domicile.router.policy import load_policy
 from domicile.router.runtime import DEFAULT_POLICY_YAML, Router
 from domicile.router.types import Decision, Operation, Outcome, ReasonCode
+from tests.unit.decision_log_helpers import row_ids
 
 EXAMPLE_POLICY = Path(__file__).parents[2] / "examples" / "policy.yaml"
 US, FRANKFURT = "aws:us-east-1", "aws:eu-central-1"
@@ -570,7 +573,94 @@ async def test_a_batch_decides_intents_are_counted_as_its_decisions_say(tmp_path
         await app.store.close()
     every = Counter(map(attrgetter("caller", "dataset_id", "operation", "region"), batch))
     assert every[("alice", "s3://a", Operation.STORE, US)] == 6
-    # The batch's intents are counted by the engine, the single decision's from its Decision.
+    # The batch's intents are counted by the engine, a queued single decision's from its Decision.
+    single = Decision(*(getattr(single, field) for field in Decision._fields))
     queued = [(batch, None, "batch_decide", "h"), (single, None, "decide", "h")]
     assert intent_counts(queued) == every + Counter({(single.caller, "s3://b", Operation.PROCESS, US): 1})
     assert intent_counts([(batch, None, "observed_flow", "h")]) == {}
+
+
+async def test_decide_hands_its_intents_to_the_sink_through_the_engine(tmp_path):
+    # Decide's decisions reach the log through the engine's lane, which counts their intents.
+    app = await make_app(tmp_path)
+    app.router = router = await Router.start(app)
+    handed: list[dict] = []
+    router.set_intent_sink(handed.append)
+    try:
+        await upsert(app, "s3://a")
+        for caller in ("alice", "alice", "bob"):
+            await router.decide("s3://a", Operation.STORE, US, caller=caller)
+        await router.decide("s3://a", Operation.PROCESS, FRANKFURT, caller="alice")
+        await router.flush_decision_log()
+    finally:
+        await router.close()
+        await app.store.close()
+    counts: Counter = Counter()
+    for batch in handed:
+        counts.update(batch)
+    assert counts == {
+        ("alice", "s3://a", Operation.STORE, US): 2,
+        ("bob", "s3://a", Operation.STORE, US): 1,
+        ("alice", "s3://a", Operation.PROCESS, FRANKFURT): 1,
+    }
+
+
+async def test_decide_is_refused_while_the_log_cannot_write_and_logged_once_it_can(tmp_path):
+    # A Decide whose decision cannot be logged is not answered: while the log cannot write,
+    # the engine's lane takes no decision (nothing is decided), and the log resumes by itself.
+    app = await make_app(tmp_path, durable_decision_log=True)
+    app.router = router = await Router.start(app)
+    log = router._log
+    real = os.dup(log._file._fd)
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        await upsert(app, "s3://a")
+        answered = [(await router.decide("s3://a", Operation.STORE, US)).decision_id]
+        os.dup2(full, log._file._fd)  # every write now fails with ENOSPC, like a full disk
+        with pytest.raises(DomicileError) as unwritten:  # made, but its line is not durable
+            await router.decide("s3://a", Operation.STORE, US)
+        assert unwritten.value.code is ErrorCode.UNAVAILABLE
+        assert unwritten.value.reason == "DECISION_LOG_UNWRITABLE"
+        with pytest.raises(DomicileError) as refused:  # refused at once: nothing decided
+            await router.decide("s3://a", Operation.STORE, US)
+        assert refused.value.reason == "DECISION_LOG_UNWRITABLE"
+        os.dup2(real, log._file._fd)
+        for _ in range(1500):  # the writer retries with backoff (at most 5 s apart)
+            if not log.failure():
+                break
+            await asyncio.sleep(0.02)
+        answered.append((await router.decide("s3://a", Operation.STORE, US)).decision_id)
+    finally:
+        os.close(full)
+        os.close(real)
+        await router.close()
+        await app.store.close()
+    logged = row_ids(log.path)
+    # The decision queued before the fault is written once it cleared; the refused one never was.
+    assert len(logged) == 3 and logged[0] == answered[0] and logged[2] == answered[1]
+    signer = CheckpointSigner.from_file(checkpoint_key_path(app.settings))
+    assert verify_series(Series(log.path).files(), TrustedKeys([signer.public_key])).ok
+
+
+async def test_decisions_beyond_a_full_lane_wait_for_the_writer(tmp_path, monkeypatch):
+    # Backpressure: a Decide finding the engine's lane full waits until the log writer takes
+    # it, as an append to a full queue does; every decision is answered and logged.
+    from domicile.router.decision_log import assembly
+    from domicile.router.decision_log.writer import DecisionLog
+
+    class SmallQueue(DecisionLog):
+        @classmethod
+        async def open(cls, path, **options):
+            return await super().open(path, max_queue=2, flush_interval=0.5, **options)
+
+    monkeypatch.setattr(assembly, "DecisionLog", SmallQueue)
+    app = await make_app(tmp_path, durable_decision_log=False)
+    app.router = router = await Router.start(app)
+    try:
+        await upsert(app, "s3://a")
+        answered = [(await router.decide("s3://a", Operation.STORE, US)).decision_id for _ in range(7)]
+        await router.flush_decision_log()
+    finally:
+        await router.close()
+        await app.store.close()
+    assert row_ids(router._log.path) == answered

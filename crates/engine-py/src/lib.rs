@@ -20,6 +20,7 @@ use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Rou
 use domicile_engine::log_entry::{json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
+use domicile_engine::unary::{Asked, LogLane as CoreLane, NotDecided, Refusal};
 use domicile_engine::wire::{AnswerShape, BatchError, Question};
 use domicile_engine::{access_wire, dataset_ids};
 use domicile_engine::{Change, Engine as CoreEngine, Error};
@@ -29,7 +30,7 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBytes, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFrozenSet, PyList, PyString, PyTimeAccess,
-    PyTuple,
+    PyTuple, PyTzInfo,
 };
 
 create_exception!(
@@ -43,6 +44,12 @@ create_exception!(
     MalformedRequest,
     PyException,
     "A BatchDecide request that is not in the wire format: args (message,)."
+);
+create_exception!(
+    domicile.router._engine,
+    LogRefused,
+    PyException,
+    "The decision log's lane took no decision (none was made): args (full,), True when it holds its most, False while the log takes no decisions."
 );
 create_exception!(
     domicile.router._engine,
@@ -76,6 +83,8 @@ struct Engine {
     make_verdict: Option<Py<PyAny>>,
     /// The caller's value of each verdict the engine memoised, made once.
     verdicts: Mutex<VerdictValues>,
+    /// The caller's values of store and process (None: 0 and 1).
+    operations: Option<[Py<PyAny>; 2]>,
 }
 
 /// By the address of a verdict (kept alive here, so that no other takes it): the caller's value.
@@ -187,14 +196,17 @@ impl Engine {
     /// An engine with the policy (the normalised document, JSON) and an empty index.
     /// `verdict`, if given, turns a verdict tuple into the value every call hands out instead
     /// of the tuple; it is called once per verdict the engine memoised, and that value shared.
+    /// `operations`, if given, are the caller's values of store and process, which
+    /// `decide_queued` takes and hands back (instead of 0 and 1).
     #[new]
-    #[pyo3(signature = (policy, verdict=None))]
-    fn new(policy: &str, verdict: Option<Py<PyAny>>) -> PyResult<Engine> {
+    #[pyo3(signature = (policy, verdict=None, operations=None))]
+    fn new(policy: &str, verdict: Option<Py<PyAny>>, operations: Option<(Py<PyAny>, Py<PyAny>)>) -> PyResult<Engine> {
         Ok(Engine {
             core: CoreEngine::new(compile(policy)?),
             regions: Mutex::default(),
             make_verdict: verdict,
             verdicts: Mutex::default(),
+            operations: operations.map(|(store, process)| [store, process]),
         })
     }
 
@@ -276,6 +288,74 @@ impl Engine {
         let region = state.region("region", region).map_err(policy_error)?;
         let verdict = state.decide(dataset_id, op, region, now);
         self.verdict(py, &state.policy, &verdict)
+    }
+
+    /// Decides one question and queues its decision on `lane` for the decision log, in one
+    /// call (crates/engine/src/unary.rs): the decision comes back as a `UnaryDecision`. `now`
+    /// in microseconds (None: the system clock's now); `stale`, when the view is stale, the message of its DENY /
+    /// STALE_CATALOG; `id` the decision id's counter; `context` the facts logged with it.
+    /// Raises UnknownRegion (field `region`), or LogRefused when the lane takes no decision
+    /// now (nothing is decided then).
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (lane, dataset_id, operation, region, now, stale, caller, catalog_revision, id, context=None, kind="decide"))]
+    fn decide_queued<'py>(
+        &self,
+        py: Python<'py>,
+        lane: &Bound<'py, LogLane>,
+        dataset_id: Bound<'py, PyString>,
+        operation: Bound<'py, PyAny>,
+        region: Bound<'py, PyString>,
+        now: Option<i64>,
+        stale: Option<&str>,
+        caller: Bound<'py, PyString>,
+        catalog_revision: i64,
+        id: u64,
+        context: Option<Vec<(String, String)>>,
+        kind: &str,
+    ) -> PyResult<UnaryDecision> {
+        let op = match &self.operations {
+            Some([store, _]) if operation.is(store) => Operation::Store,
+            Some([_, process]) if operation.is(process) => Operation::Process,
+            Some(_) => return Err(PyValueError::new_err("operation: not one of the engine's operations")),
+            None => self::operation(operation.extract()?)?,
+        };
+        let lane = lane.get();
+        let now = now.unwrap_or_else(system_now);
+        let state = self.core.read();
+        let asked = Asked {
+            dataset_id: dataset_id.to_str()?,
+            operation: op,
+            region: region.to_str()?,
+            now,
+            stale,
+            kind,
+            caller: caller.to_str()?,
+            catalog_revision,
+            context: context.as_deref().unwrap_or_default(),
+            id,
+        };
+        let (verdict, first) = match state.decide_queued(&lane.lane, &asked) {
+            Ok(decided) => decided,
+            Err(NotDecided::UnknownRegion(error)) => return Err(policy_error(error)),
+            Err(NotDecided::Refused(refusal)) => return Err(LogRefused::new_err((refusal == Refusal::Full,))),
+        };
+        let decision = UnaryDecision {
+            id_prefix: lane.id_prefix.clone(),
+            id,
+            verdict: self.verdict(py, &state.policy, &verdict)?.unbind(),
+            dataset_id: dataset_id.unbind(),
+            operation: operation.unbind(),
+            region: region.unbind(),
+            policy_version: state.policy.version.clone(),
+            catalog_revision,
+            decide_time: now,
+            caller: caller.unbind(),
+        };
+        drop(state);
+        if first {
+            lane.wake.call0(py)?;
+        }
+        Ok(decision)
     }
 
     /// `(chosen, decided, verdict)`: the index of the first candidate where `op` is allowed
@@ -740,6 +820,242 @@ impl DecisionIds {
     }
 }
 
+/// The decision log's queue of decisions made one at a time (crates/engine/src/unary.rs):
+/// `Engine.decide_queued` renders each decision into it; the log writer takes the entries in
+/// bulk. `wake` is called when a decision lands in an empty lane.
+#[pyclass(frozen, module = "domicile.router._engine")]
+struct LogLane {
+    lane: CoreLane,
+    id_prefix: Arc<str>,
+    wake: Py<PyAny>,
+}
+
+#[pymethods]
+impl LogLane {
+    /// Decision ids `id_prefix` and a ten-digit counter; at most `per_entry` decisions an
+    /// entry; LogRefused past `max_queue` waiting decisions.
+    #[new]
+    fn new(id_prefix: &str, per_entry: usize, max_queue: usize, wake: Py<PyAny>) -> LogLane {
+        LogLane { lane: CoreLane::new(id_prefix, per_entry, max_queue), id_prefix: Arc::from(id_prefix), wake }
+    }
+
+    /// While `refusing`, no decision is made on this lane (LogRefused).
+    fn set_refusing(&self, refusing: bool) {
+        self.lane.set_refusing(refusing);
+    }
+
+    /// Decisions queued since the lane was made.
+    fn appended(&self) -> u64 {
+        self.lane.appended()
+    }
+
+    /// Decisions waiting for the writer.
+    fn waiting(&self) -> usize {
+        self.lane.waiting()
+    }
+
+    /// Everything queued: `(entries, appended, intents)` with each entry `(JSON, decision ids,
+    /// catalog revision)`, `appended` as `appended()` counts it with them, and the intents
+    /// `((caller, dataset_id, operation, region), count)` of the decisions taken.
+    #[allow(clippy::type_complexity)]
+    fn take<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (Vec<(Bound<'py, PyBytes>, Vec<String>, i64)>, u64, Vec<((String, String, u8, String), usize)>) {
+        let taken = self.lane.take();
+        let entries = taken
+            .entries
+            .iter()
+            .map(|entry| {
+                let ids = entry
+                    .ids
+                    .iter()
+                    .map(|&counter| {
+                        let mut id = String::new();
+                        domicile_engine::engine::decision_id(&mut id, &self.id_prefix, counter);
+                        id
+                    })
+                    .collect();
+                (PyBytes::new(py, &entry.json), ids, entry.catalog_revision)
+            })
+            .collect();
+        let intents = taken
+            .intents
+            .into_iter()
+            .map(|((caller, dataset, op, region), n)| ((caller, dataset, op as u8, region), n))
+            .collect();
+        (entries, taken.appended, intents)
+    }
+}
+
+/// A decision made by `Engine.decide_queued`: the fields of the router's `Decision`, read when
+/// asked (the verdict's from the caller's value of it).
+#[pyclass(frozen, module = "domicile.router._engine")]
+struct UnaryDecision {
+    id_prefix: Arc<str>,
+    id: u64,
+    verdict: Py<PyAny>,
+    dataset_id: Py<PyString>,
+    operation: Py<PyAny>,
+    region: Py<PyString>,
+    policy_version: Arc<str>,
+    catalog_revision: i64,
+    decide_time: i64,
+    caller: Py<PyString>,
+}
+
+#[pymethods]
+impl UnaryDecision {
+    #[getter]
+    fn decision_id(&self) -> String {
+        let mut id = String::with_capacity(self.id_prefix.len() + 10);
+        domicile_engine::engine::decision_id(&mut id, &self.id_prefix, self.id);
+        id
+    }
+
+    #[getter]
+    fn outcome<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.verdict.bind(py).get_item(0)
+    }
+
+    #[getter]
+    fn dataset_id<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        self.dataset_id.bind(py).clone()
+    }
+
+    #[getter]
+    fn operation<'py>(&self, py: Python<'py>) -> Bound<'py, PyAny> {
+        self.operation.bind(py).clone()
+    }
+
+    #[getter]
+    fn region<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        self.region.bind(py).clone()
+    }
+
+    #[getter]
+    fn allowed_regions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.verdict.bind(py).get_item(1)
+    }
+
+    #[getter]
+    fn reasons<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.verdict.bind(py).get_item(2)
+    }
+
+    #[getter]
+    fn policy_version(&self) -> &str {
+        &self.policy_version
+    }
+
+    #[getter]
+    fn catalog_revision(&self) -> i64 {
+        self.catalog_revision
+    }
+
+    /// The decide time, an aware datetime in UTC.
+    #[getter]
+    fn decide_time<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDateTime>> {
+        datetime(py, self.decide_time)
+    }
+
+    #[getter]
+    fn caller<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        self.caller.bind(py).clone()
+    }
+
+    #[getter]
+    fn inherited_only<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.verdict.bind(py).get_item(3)
+    }
+
+    /// Equal to a `Decision` (or another unary decision) with the same fields.
+    fn __eq__<'py>(&self, py: Python<'py>, other: &Bound<'py, PyAny>) -> PyResult<Py<PyAny>> {
+        let fields = self.fields(py)?;
+        if let Ok(other) = other.cast::<UnaryDecision>() {
+            return Ok(fields.eq(other.get().fields(py)?)?.into_pyobject(py)?.to_owned().into_any().unbind());
+        }
+        match other.cast::<PyTuple>() {
+            Ok(decision) => Ok(fields.eq(decision)?.into_pyobject(py)?.to_owned().into_any().unbind()),
+            Err(_) => Ok(py.NotImplemented()),
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "UnaryDecision(decision_id={:?}, outcome={}, dataset_id={}, region={}, catalog_revision={})",
+            self.decision_id(),
+            self.outcome(py)?.repr()?,
+            self.dataset_id.bind(py).repr()?,
+            self.region.bind(py).repr()?,
+            self.catalog_revision
+        ))
+    }
+}
+
+impl UnaryDecision {
+    /// The fields in the order of the router's `Decision`.
+    fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let verdict = self.verdict.bind(py);
+        PyTuple::new(
+            py,
+            [
+                self.decision_id().into_pyobject(py)?.into_any(),
+                verdict.get_item(0)?,
+                self.dataset_id.bind(py).clone().into_any(),
+                self.operation.bind(py).clone(),
+                self.region.bind(py).clone().into_any(),
+                verdict.get_item(1)?,
+                verdict.get_item(2)?,
+                PyString::new(py, &self.policy_version).into_any(),
+                self.catalog_revision.into_pyobject(py)?.into_any(),
+                datetime(py, self.decide_time)?.into_any(),
+                self.caller.bind(py).clone().into_any(),
+                verdict.get_item(3)?,
+            ],
+        )
+    }
+}
+
+/// The system clock's now, in microseconds since the Unix epoch.
+fn system_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |elapsed| elapsed.as_micros() as i64)
+}
+
+/// An aware datetime in UTC from microseconds since the Unix epoch.
+fn datetime(py: Python<'_>, micros: i64) -> PyResult<Bound<'_, PyDateTime>> {
+    let (days, of_day) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000));
+    let (year, month, day) = civil_from_days(days);
+    let seconds = of_day / 1_000_000;
+    let year = i32::try_from(year).map_err(|_| PyValueError::new_err("decide time out of range"))?;
+    PyDateTime::new(
+        py,
+        year,
+        month,
+        day,
+        (seconds / 3600) as u8,
+        (seconds / 60 % 60) as u8,
+        (seconds % 60) as u8,
+        (of_day % 1_000_000) as u32,
+        Some(&PyTzInfo::utc(py)?.to_owned()),
+    )
+}
+
+/// (year, month, day) of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 /// The decision-log entry (format 3) of decisions the router made (`domicile.router.types.Decision`
 /// named tuples), which share their caller, policy version and catalog revision (the first
 /// decision's are written); `context` facts as given. ValueError for a text that is not valid
@@ -1068,6 +1384,8 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Policy>()?;
     module.add_class::<DecidedBatch>()?;
     module.add_class::<DecisionIds>()?;
+    module.add_class::<LogLane>()?;
+    module.add_class::<UnaryDecision>()?;
     module.add_function(wrap_pyfunction!(log_entry, module)?)?;
     module.add_function(wrap_pyfunction!(parse_dataset_id, module)?)?;
     module.add_function(wrap_pyfunction!(normalize_pattern, module)?)?;
@@ -1077,5 +1395,6 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("UnknownRegion", py.get_type::<UnknownRegion>())?;
     module.add("MalformedRequest", py.get_type::<MalformedRequest>())?;
     module.add("InvalidRequest", py.get_type::<InvalidRequest>())?;
+    module.add("LogRefused", py.get_type::<LogRefused>())?;
     Ok(())
 }

@@ -437,6 +437,23 @@ impl State {
             .ok_or_else(|| Error::UnknownRegion { field: field.to_owned(), region: region.to_owned() })
     }
 
+    /// The fail-closed verdict of a view that cannot be trusted: DENY / STALE_CATALOG with
+    /// `message`.
+    pub fn stale_verdict(&self, message: &str) -> Arc<Verdict> {
+        Arc::new(Verdict {
+            outcome: Outcome::Deny,
+            allowed: self.policy.no_regions().clone(),
+            reasons: vec![Reason {
+                code: ReasonCode::StaleCatalog,
+                message: Arc::from(message),
+                rule_id: self.policy.empty_text().clone(),
+                citation: self.policy.empty_text().clone(),
+                path: Vec::new(),
+            }],
+            inherited_only: false,
+        })
+    }
+
     /// May `op` happen on the dataset in the region (an index from `region`) at `now`?
     /// An unknown dataset is DENY / UNKNOWN_DATASET. Verdicts on datasets the index holds are
     /// memoised: asked again, the same verdict comes back.
@@ -926,21 +943,8 @@ impl State {
         let regions = questions.iter().map(|q| self.policy.region_name(q.region).clone()).collect();
         let judgements = match stale {
             Some(message) => {
-                let reason = Reason {
-                    code: ReasonCode::StaleCatalog,
-                    message: Arc::from(message),
-                    rule_id: self.policy.empty_text().clone(),
-                    citation: self.policy.empty_text().clone(),
-                    path: Vec::new(),
-                };
-                let verdict = Arc::new(Verdict {
-                    outcome: Outcome::Deny,
-                    allowed: self.policy.no_regions().clone(),
-                    reasons: vec![reason],
-                    inherited_only: false,
-                });
                 // One judgement for the batch: its renderings are made once.
-                let judgement = Arc::new(Judgement::new(verdict));
+                let judgement = Arc::new(Judgement::new(self.stale_verdict(message)));
                 vec![judgement; questions.len()]
             }
             None => questions.iter().map(|q| self.judge(&q.dataset_id, q.operation, q.region, now)).collect(),

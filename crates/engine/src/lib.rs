@@ -12,6 +12,7 @@
 //! - [`wire`]: BatchDecide's request and answer in the protobuf wire format, with the types
 //!   generated from the repository's .proto files;
 //! - [`log_entry`]: the decision log's entries (format 3), for every decision the router logs;
+//! - [`unary`]: decisions asked one at a time, queued for the decision log as they are made;
 //! - [`access_wire`]: the access records' summaries (GetAccessPatterns, ListActorAccess) in the
 //!   protobuf wire format.
 //!
@@ -30,6 +31,7 @@ pub mod policy;
 mod printable;
 pub mod symbols;
 pub mod text;
+pub mod unary;
 pub mod wire;
 
 pub use engine::{Engine, State};
