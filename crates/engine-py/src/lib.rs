@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation};
-use domicile_engine::log_entry::{json_string, write_reason, EntryHead, EntryWriter, Row};
+use domicile_engine::log_entry::{civil_from_days, json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
 use domicile_engine::unary::{Asked, LogLane as CoreLane, NotDecided, Refusal};
@@ -1032,28 +1032,14 @@ fn datetime(py: Python<'_>, micros: i64) -> PyResult<Bound<'_, PyDateTime>> {
     PyDateTime::new(
         py,
         year,
-        month,
-        day,
+        month as u8,
+        day as u8,
         (seconds / 3600) as u8,
         (seconds / 60 % 60) as u8,
         (seconds % 60) as u8,
         (of_day % 1_000_000) as u32,
         Some(&PyTzInfo::utc(py)?.to_owned()),
     )
-}
-
-/// (year, month, day) of days since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// The decision-log entry (format 3) of decisions the router made (`domicile.router.types.Decision`
@@ -1315,9 +1301,7 @@ fn access_patterns_wire<'py>(
     totals: &Bound<'py, PyAny>,
     operations: &Bound<'py, PyDict>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let rows = access_rows(totals, 0, operations)?;
-    let totals = access_totals(&rows)?;
-    Ok(PyBytes::new(py, &py.detach(|| access_wire::access_patterns(&totals))))
+    encode_access_totals(py, totals, 0, operations, access_wire::access_patterns)
 }
 
 /// ListActorAccess's answer with its datasets only, serialized, from `totals` (as for
@@ -1328,9 +1312,21 @@ fn actor_datasets_wire<'py>(
     totals: &Bound<'py, PyAny>,
     operations: &Bound<'py, PyDict>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let rows = access_rows(totals, 1, operations)?;
+    encode_access_totals(py, totals, 1, operations, access_wire::actor_datasets)
+}
+
+/// `encode` of AccessTotal tuples grouped by their field `name` (0: actor, 1: dataset id),
+/// without the GIL.
+fn encode_access_totals<'py>(
+    py: Python<'py>,
+    totals: &Bound<'py, PyAny>,
+    name: usize,
+    operations: &Bound<'py, PyDict>,
+    encode: fn(&[access_wire::Total<'_>]) -> Vec<u8>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let rows = access_rows(totals, name, operations)?;
     let totals = access_totals(&rows)?;
-    Ok(PyBytes::new(py, &py.detach(|| access_wire::actor_datasets(&totals))))
+    Ok(PyBytes::new(py, &py.detach(|| encode(&totals))))
 }
 
 /// An AccessTotal tuple's fields: the name grouped by (tuple field `name`), the region, the
