@@ -21,7 +21,7 @@ use domicile_engine::log_entry::{civil_from_days, json_string, write_reason, Ent
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
 use domicile_engine::unary::{Asked, LogLane as CoreLane, NotDecided, Refusal};
-use domicile_engine::wire::{AnswerShape, BatchError, Question};
+use domicile_engine::wire::{AnswerShape, BatchError, Questions};
 use domicile_engine::{access_wire, dataset_ids};
 use domicile_engine::{Change, Engine as CoreEngine, Error};
 use parking_lot::Mutex;
@@ -624,11 +624,11 @@ impl Engine {
     ) -> PyResult<DecidedBatch> {
         let (batch, policy_version) = py.detach(|| {
             let state = self.core.read();
-            let mut checked = Vec::with_capacity(questions.len());
-            for (i, (dataset_id, operation_value, region)) in questions.into_iter().enumerate() {
-                let operation = operation(operation_value)?;
-                let region = state.region(&format!("requests[{i}].region"), &region).map_err(policy_error)?;
-                checked.push(Question { dataset_id, operation, region });
+            let mut checked = Questions::with_capacity(questions.len(), questions.iter().map(|q| q.0.len()).sum());
+            for (i, (dataset_id, operation_value, region)) in questions.iter().enumerate() {
+                let operation = operation(*operation_value)?;
+                let region = state.region(&format!("requests[{i}].region"), region).map_err(policy_error)?;
+                checked.push(dataset_id, operation, region);
             }
             let batch = state.decide_batch(checked, AnswerShape::default(), now, stale);
             Ok::<_, PyErr>((batch, state.policy.version.clone()))
@@ -681,7 +681,8 @@ impl DecidedBatch {
         };
         let reasons = verdict.reasons.iter().map(|r| reason(py, r)).collect::<PyResult<Vec<_>>>()?;
         let verdict = (verdict.outcome as u8, allowed, PyTuple::new(py, reasons)?, verdict.inherited_only);
-        (id, &*question.dataset_id, question.operation as u8, &*self.batch.regions[index], verdict).into_pyobject(py)
+        let region = self.batch.region_name(&question);
+        (id, question.dataset_id, question.operation as u8, &**region, verdict).into_pyobject(py)
     }
 
     /// `(by_outcome, by_reason)`: decisions counted by (operation, outcome) and reasons by

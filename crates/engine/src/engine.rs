@@ -14,13 +14,14 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, NodeId, Status, View};
 use crate::log_entry::{EntryHead, EntryWriter, Row};
-use crate::memo::{Judgement, Memo};
+use crate::memo::{Asked, Judgement, Memo};
 use crate::policy::{
     label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
     Verdict,
 };
 use crate::symbols::Key;
 use crate::text::py_repr;
+use crate::wire::{AnswerShape, BatchError, Question, Questions};
 use crate::Error;
 
 /// The residency engine (see the module doc).
@@ -478,16 +479,21 @@ impl State {
 
     fn judge_node(&self, node: NodeId, op: Operation, region: u32, now: i64) -> Arc<Judgement> {
         let epoch = self.policy.expiry_epoch(now);
-        if let Some(judgement) = self.memo.get(node, op, region, epoch) {
+        if let Some(judgement) = self.memo.get((node, op, region), epoch) {
             return judgement;
         }
+        let judgement = self.judge_anew(node, op, region, now);
+        self.memo.insert(epoch, [((node, op, region), judgement.clone())]);
+        judgement
+    }
+
+    /// The verdict on a dataset the index holds, made without the memo.
+    fn judge_anew(&self, node: NodeId, op: Operation, region: u32, now: i64) -> Arc<Judgement> {
         let verdict = Arc::new(match self.view.attributes(node) {
             Some(attrs) => self.decide_known(&attrs, op, region, now),
             None => self.unknown(self.view.name(node)),
         });
-        let judgement = Arc::new(Judgement::new(verdict));
-        self.memo.insert(node, op, region, epoch, judgement.clone());
-        judgement
+        Arc::new(Judgement::new(verdict))
     }
 
     fn decide_known(&self, attrs: &NodeAttributes<'_>, op: Operation, region: u32, now: i64) -> Verdict {
@@ -828,12 +834,12 @@ impl Attributes for DeltaAttributes<'_> {
 
 /// The questions of one BatchDecide and their verdicts, in request order.
 pub struct Batch {
-    pub questions: Vec<crate::wire::Question>,
-    /// Each question's region, by name.
-    pub regions: Vec<Arc<str>>,
+    pub questions: Questions,
     pub judgements: Vec<Arc<Judgement>>,
     /// The answer's shape the request asked for.
-    pub shape: crate::wire::AnswerShape,
+    pub shape: AnswerShape,
+    /// The policy that decided (whose registry the questions' regions index).
+    policy: Arc<CompiledPolicy>,
 }
 
 /// Decisions counted for the metrics (`Batch::counts`).
@@ -844,7 +850,15 @@ pub struct Counts<'a> {
     pub by_reason: Vec<((ReasonCode, &'a str), usize)>,
 }
 
+/// Questions judged between two looks at the memo's lock (a writer waits at most that long).
+const JUDGED_PER_READ: usize = 256;
+
 impl Batch {
+    /// The name of a question's region.
+    pub fn region_name(&self, question: &Question<'_>) -> &Arc<str> {
+        self.policy.region_name(question.region)
+    }
+
     /// The decision-log entries of decisions `range` (ids as `State::encode_batch` gave them),
     /// at most `per_entry` decisions each.
     pub fn log_entries(
@@ -858,12 +872,13 @@ impl Batch {
     ) -> Vec<Vec<u8>> {
         let mut entries = Vec::new();
         let mut id = String::new();
+        let per_entry = per_entry.max(1);
+        let mut decided = self.questions.iter().zip(&self.judgements).enumerate().skip(range.start).take(range.len());
         let mut start = range.start;
         while start < range.end {
-            let end = range.end.min(start + per_entry.max(1));
+            let end = range.end.min(start + per_entry);
             let mut writer = EntryWriter::default();
-            for index in start..end {
-                let (question, judgement) = (&self.questions[index], &self.judgements[index]);
+            for (index, (question, judgement)) in decided.by_ref().take(end - start) {
                 let verdict = &judgement.verdict;
                 id.clear();
                 decision_id(&mut id, id_prefix, first_id + index as u64);
@@ -875,9 +890,9 @@ impl Batch {
                 });
                 writer.row(&Row {
                     decision_id: &id,
-                    dataset_id: &question.dataset_id,
+                    dataset_id: question.dataset_id,
                     operation: question.operation,
-                    region: &self.regions[index],
+                    region: self.region_name(&question),
                     outcome: verdict.outcome,
                     region_set,
                     reason_set,
@@ -893,13 +908,19 @@ impl Batch {
 
     /// What the metrics count of the decisions.
     pub fn counts(&self) -> Counts<'_> {
-        let mut by_outcome: hashbrown::HashMap<(Operation, Outcome), usize> = hashbrown::HashMap::new();
-        let mut by_reason: hashbrown::HashMap<(ReasonCode, &str), usize> = hashbrown::HashMap::new();
+        // Per (verdict, operation) first: decisions share memoised verdicts, and their address
+        // hashes faster than their reasons.
+        let mut by_verdict: hashbrown::HashMap<(usize, Operation), (&Verdict, usize)> = hashbrown::HashMap::new();
         for (question, judgement) in self.questions.iter().zip(&self.judgements) {
             let verdict = &judgement.verdict;
-            *by_outcome.entry((question.operation, verdict.outcome)).or_default() += 1;
+            by_verdict.entry((Arc::as_ptr(verdict) as usize, question.operation)).or_insert((verdict, 0)).1 += 1;
+        }
+        let mut by_outcome: hashbrown::HashMap<(Operation, Outcome), usize> = hashbrown::HashMap::new();
+        let mut by_reason: hashbrown::HashMap<(ReasonCode, &str), usize> = hashbrown::HashMap::new();
+        for ((_, operation), (verdict, count)) in by_verdict {
+            *by_outcome.entry((operation, verdict.outcome)).or_default() += count;
             for reason in &verdict.reasons {
-                *by_reason.entry((reason.code, &reason.rule_id)).or_default() += 1;
+                *by_reason.entry((reason.code, &reason.rule_id)).or_default() += count;
             }
         }
         Counts { by_outcome: by_outcome.into_iter().collect(), by_reason: by_reason.into_iter().collect() }
@@ -909,9 +930,8 @@ impl Batch {
     /// as the caller's intents.
     pub fn intents(&self, range: Range<usize>) -> Vec<((&str, Operation, &str), usize)> {
         let mut counts: hashbrown::HashMap<(&str, Operation, &str), usize> = hashbrown::HashMap::new();
-        for index in range {
-            let question = &self.questions[index];
-            *counts.entry((&question.dataset_id, question.operation, &self.regions[index])).or_default() += 1;
+        for question in self.questions.iter().skip(range.start).take(range.len()) {
+            *counts.entry((question.dataset_id, question.operation, self.region_name(&question))).or_default() += 1;
         }
         counts.into_iter().collect()
     }
@@ -921,35 +941,53 @@ impl State {
     /// Parses a serialized BatchDecideRequest of at most `max` questions and decides each at
     /// `now`. With `stale` (the message of a STALE_CATALOG reason), every decision is that
     /// fail-closed DENY instead.
-    pub fn batch_decide(
-        &self,
-        request: &[u8],
-        max: usize,
-        now: i64,
-        stale: Option<&str>,
-    ) -> Result<Batch, crate::wire::BatchError> {
+    pub fn batch_decide(&self, request: &[u8], max: usize, now: i64, stale: Option<&str>) -> Result<Batch, BatchError> {
         let (questions, shape) = crate::wire::parse_batch(request, &self.policy, max)?;
         Ok(self.decide_batch(questions, shape, now, stale))
     }
 
     /// Decides `questions` (regions of this state's policy) at `now`, as `batch_decide` does.
-    pub fn decide_batch(
-        &self,
-        questions: Vec<crate::wire::Question>,
-        shape: crate::wire::AnswerShape,
-        now: i64,
-        stale: Option<&str>,
-    ) -> Batch {
-        let regions = questions.iter().map(|q| self.policy.region_name(q.region).clone()).collect();
+    pub fn decide_batch(&self, questions: Questions, shape: AnswerShape, now: i64, stale: Option<&str>) -> Batch {
         let judgements = match stale {
             Some(message) => {
                 // One judgement for the batch: its renderings are made once.
                 let judgement = Arc::new(Judgement::new(self.stale_verdict(message)));
                 vec![judgement; questions.len()]
             }
-            None => questions.iter().map(|q| self.judge(&q.dataset_id, q.operation, q.region, now)).collect(),
+            None => self.judge_all(&questions, now),
         };
-        Batch { questions, regions, judgements, shape }
+        Batch { questions, judgements, shape, policy: self.policy.clone() }
+    }
+
+    /// `judge` for each question: the memo read a few hundred questions at a time, the
+    /// verdicts it lacked made once each and memoised together at the end.
+    fn judge_all(&self, questions: &Questions, now: i64) -> Vec<Arc<Judgement>> {
+        let epoch = self.policy.expiry_epoch(now);
+        let mut judgements = Vec::with_capacity(questions.len());
+        let mut made: hashbrown::HashMap<Asked, Arc<Judgement>> = hashbrown::HashMap::new();
+        let mut asked = questions.iter();
+        while asked.len() > 0 {
+            let memo = self.memo.read();
+            for question in asked.by_ref().take(JUDGED_PER_READ) {
+                let Some(node) = self.view.node(question.dataset_id) else {
+                    judgements.push(Arc::new(Judgement::new(Arc::new(self.unknown(question.dataset_id)))));
+                    continue;
+                };
+                let key = (node, question.operation, question.region);
+                let judgement = match memo.get(key, epoch) {
+                    Some(judgement) => judgement.clone(),
+                    None => made
+                        .entry(key)
+                        .or_insert_with(|| self.judge_anew(node, question.operation, question.region, now))
+                        .clone(),
+                };
+                judgements.push(judgement);
+            }
+        }
+        if !made.is_empty() {
+            self.memo.insert(epoch, made);
+        }
+        judgements
     }
 
     /// The serialized BatchDecideResponse of `batch`: decision ids are `id_prefix` followed
@@ -963,11 +1001,11 @@ impl State {
         first_id: u64,
     ) -> Vec<u8> {
         let context =
-            crate::wire::DecisionContext { policy_version: &self.policy.version, catalog_revision, decide_time };
+            crate::wire::DecisionContext { policy_version: &batch.policy.version, catalog_revision, decide_time };
         let mut encoder = crate::wire::Encoder::new(context, batch.shape);
         // Room for the whole answer at once: each decision's verdict fields, id, region and
         // shared fields (at most 128 bytes for those), and the allowed regions it lists.
-        let listed = batch.shape == crate::wire::AnswerShape::Listed;
+        let listed = batch.shape == AnswerShape::Listed;
         let room: usize = batch
             .questions
             .iter()
@@ -983,7 +1021,8 @@ impl State {
         for (n, (question, judgement)) in batch.questions.iter().zip(&batch.judgements).enumerate() {
             id.clear();
             decision_id(&mut id, id_prefix, first_id + n as u64);
-            encoder.decision(&mut out, 1, &id, &question.dataset_id, question.operation, &batch.regions[n], judgement);
+            let region = batch.region_name(&question);
+            encoder.decision(&mut out, 1, &id, question.dataset_id, question.operation, region, judgement);
         }
         encoder.finish(&mut out);
         out

@@ -8,12 +8,13 @@
 //! (`CompiledPolicy::expiry_epoch`). So the memo is correct as long as the engine forgets
 //! every dataset whose status, values *or lineage paths* a change alters -- what
 //! `Engine::apply` reports -- and everything on a full build or when the policy changes.
+//!
+//! The verdicts are laid out by dataset node (the index's dense ids): a lookup is an index and
+//! a scan of the few verdicts of one dataset, and a batch reads many of them under one lock.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use hashbrown::HashMap;
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::index::NodeId;
 use crate::policy::{Operation, Verdict};
@@ -26,8 +27,14 @@ const MEMO_LIMIT: usize = 131_072;
 /// The memo (see the module doc). Readers look up and fill it concurrently.
 #[derive(Default)]
 pub struct Memo {
-    by_node: RwLock<HashMap<NodeId, Vec<Memoised>>>,
-    len: AtomicUsize,
+    slots: RwLock<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    /// By node: its verdicts (a node the memo never held may lie past the end).
+    by_node: Vec<Vec<Memoised>>,
+    len: usize,
 }
 
 struct Memoised {
@@ -36,6 +43,9 @@ struct Memoised {
     epoch: u32,
     judgement: Arc<Judgement>,
 }
+
+/// What a question names in the memo: (dataset node, operation, region).
+pub type Asked = (NodeId, Operation, u32);
 
 /// A verdict and its renderings for a BatchDecide, each made when first asked for.
 pub struct Judgement {
@@ -60,54 +70,71 @@ impl Judgement {
     }
 }
 
-impl Memo {
-    /// What is memoised for the question, if anything.
-    pub fn get(&self, node: NodeId, operation: Operation, region: u32, epoch: u32) -> Option<Arc<Judgement>> {
-        let by_node = self.by_node.read();
-        let found = by_node.get(&node)?;
-        found
+/// The memo read: lookups without taking its lock again. Hold it briefly (a few hundred
+/// lookups): a reader filling the memo waits for it.
+pub struct Reader<'a>(RwLockReadGuard<'a, Slots>);
+
+impl Reader<'_> {
+    /// What is memoised for the question at `epoch`, if anything.
+    pub fn get(&self, (node, operation, region): Asked, epoch: u32) -> Option<&Arc<Judgement>> {
+        self.0
+            .by_node
+            .get(node as usize)?
             .iter()
             .find(|m| m.region == region && m.operation == operation && m.epoch == epoch)
-            .map(|m| m.judgement.clone())
+            .map(|m| &m.judgement)
+    }
+}
+
+impl Memo {
+    pub fn read(&self) -> Reader<'_> {
+        Reader(self.slots.read())
     }
 
-    /// Remembers a verdict just made (a concurrent reader may have made it too: either copy is
-    /// right).
-    pub fn insert(&self, node: NodeId, operation: Operation, region: u32, epoch: u32, judgement: Arc<Judgement>) {
-        let mut by_node = self.by_node.write();
-        if self.len.load(Ordering::Relaxed) >= MEMO_LIMIT {
-            by_node.clear();
-            self.len.store(0, Ordering::Relaxed);
-        }
-        let found = by_node.entry(node).or_default();
-        if found.iter().any(|m| m.region == region && m.operation == operation && m.epoch == epoch) {
-            return;
-        }
-        // Verdicts of an earlier epoch are hardly asked again (time moves forward): drop them.
-        let before = found.len();
-        found.retain(|m| m.epoch >= epoch);
-        let dropped = before - found.len();
-        found.push(Memoised { operation, region, epoch, judgement });
-        if dropped == 0 {
-            self.len.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.len.fetch_sub(dropped - 1, Ordering::Relaxed);
+    /// What is memoised for the question at `epoch`, if anything.
+    pub fn get(&self, asked: Asked, epoch: u32) -> Option<Arc<Judgement>> {
+        self.read().get(asked, epoch).cloned()
+    }
+
+    /// Remembers verdicts just made at `epoch` (a concurrent reader may have made some too:
+    /// either copy is right).
+    pub fn insert(&self, epoch: u32, made: impl IntoIterator<Item = (Asked, Arc<Judgement>)>) {
+        let mut slots = self.slots.write();
+        for ((node, operation, region), judgement) in made {
+            if slots.len >= MEMO_LIMIT {
+                slots.by_node.clear();
+                slots.len = 0;
+            }
+            let node = node as usize;
+            if node >= slots.by_node.len() {
+                slots.by_node.resize_with(node + 1, Vec::new);
+            }
+            let found = &mut slots.by_node[node];
+            if found.iter().any(|m| m.region == region && m.operation == operation && m.epoch == epoch) {
+                continue;
+            }
+            // Verdicts of an earlier epoch are hardly asked again (time moves forward): drop them.
+            let before = found.len();
+            found.retain(|m| m.epoch >= epoch);
+            found.push(Memoised { operation, region, epoch, judgement });
+            let after = found.len();
+            slots.len = slots.len + after - before;
         }
     }
 
     /// Forgets the verdicts of `nodes` (a writer's, holding the state exclusively).
     pub fn forget(&mut self, nodes: impl IntoIterator<Item = NodeId>) {
-        let by_node = self.by_node.get_mut();
+        let slots = self.slots.get_mut();
         for node in nodes {
-            if let Some(found) = by_node.remove(&node) {
-                *self.len.get_mut() -= found.len();
+            if let Some(found) = slots.by_node.get_mut(node as usize) {
+                slots.len -= found.len();
+                *found = Vec::new();
             }
         }
     }
 
     /// Forgets every verdict.
     pub fn clear(&mut self) {
-        self.by_node.get_mut().clear();
-        *self.len.get_mut() = 0;
+        *self.slots.get_mut() = Slots::default();
     }
 }

@@ -71,7 +71,7 @@ fn too_many_questions_and_malformed_bytes_are_refused() {
     bytes[at] = 0xff;
     assert!(matches!(parse_batch(&bytes, &policy, 10), Err(BatchError::Malformed(_))));
     let (questions, shape) = parse_batch(&request(&[("s3://a", 2, "aws:eu-west-1")]), &policy, 10).unwrap();
-    assert_eq!((questions[0].operation, shape), (Operation::Process, AnswerShape::Listed));
+    assert_eq!((questions.get(0).unwrap().operation, shape), (Operation::Process, AnswerShape::Listed));
     let (_, shape) = parse_batch(&request_shaped(&[("s3://a", 2, "aws:eu-west-1")], true), &policy, 10).unwrap();
     assert_eq!(shape, AnswerShape::SharedSets);
     // A batch logs no context: a request carrying one is refused, not answered without it.
@@ -127,11 +127,11 @@ fn the_answer_decodes_to_the_engine_decisions() {
     assert!(answer.region_sets.is_empty());
     for (n, (decision, judgement)) in answer.decisions.iter().zip(&batch.judgements).enumerate() {
         let verdict = &judgement.verdict;
-        let question = &batch.questions[n];
+        let question = batch.questions.get(n).unwrap();
         let expected = proto::Decision {
             decision_id: format!("abc{:010x}", 255 + n),
             outcome: if verdict.outcome == domicile_engine::Outcome::Allow { 1 } else { 2 },
-            dataset_id: question.dataset_id.clone(),
+            dataset_id: question.dataset_id.to_owned(),
             operation: if question.operation == Operation::Store { 1 } else { 2 },
             region: state.policy.region_name(question.region).to_string(),
             allowed_regions: verdict.allowed.names.iter().map(|s| s.to_string()).collect(),
@@ -206,7 +206,7 @@ fn ids_are_decided_and_named_in_normal_form() {
     let state = engine.read();
     let bytes = request(&[("S3://EU/customers", 1, "aws:us-east-1"), ("S3://Nowhere/X", 1, "aws:us-east-1")]);
     let batch = state.batch_decide(&bytes, 10, NOW, None).unwrap();
-    let named: Vec<&str> = batch.questions.iter().map(|q| q.dataset_id.as_str()).collect();
+    let named: Vec<&str> = batch.questions.iter().map(|q| q.dataset_id).collect();
     assert_eq!(named, ["s3://eu/customers", "s3://nowhere/X"]);
     let us = state.region("region", "aws:us-east-1").unwrap();
     let messages = |verdict: &domicile_engine::Verdict| -> Vec<String> {

@@ -1,5 +1,6 @@
-//! BatchDecide's parser and encoder on arbitrary bytes: never a panic; whatever parses is
-//! decided, and the answer (of either shape) decodes to one decision per question.
+//! BatchDecide's parser and encoder on arbitrary bytes: never a panic; whatever parses reads as
+//! the generated decoder reads it, is decided, and the answer (of either shape) decodes to one
+//! decision per question.
 
 #![no_main]
 
@@ -8,8 +9,9 @@ mod common;
 
 use std::sync::OnceLock;
 
+use domicile_engine::dataset_ids::lookup_form;
 use domicile_engine::wire::proto;
-use domicile_engine::{Change, Engine};
+use domicile_engine::{Change, Engine, Operation};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
@@ -39,10 +41,22 @@ fn engine() -> &'static Engine {
 fuzz_target!(|data: &[u8]| {
     let state = engine().read();
     let Ok(batch) = state.batch_decide(data, 100, common::NOW, None) else { return };
+    // What the engine read in place is what the generated decoder reads.
+    let request = proto::BatchDecideRequest::decode(data).expect("the request decodes");
+    assert_eq!(request.requests.len(), batch.questions.len());
+    for (sent, question) in request.requests.iter().zip(batch.questions.iter()) {
+        assert_eq!(lookup_form(&sent.dataset_id), question.dataset_id);
+        let operation = match question.operation {
+            Operation::Store => proto::Operation::Store,
+            Operation::Process => proto::Operation::Process,
+        };
+        assert_eq!(sent.operation, operation as i32);
+        assert_eq!(&**state.policy.region_name(question.region), sent.region);
+    }
     let answer = state.encode_batch(&batch, 7, common::NOW, "fuzz", 1);
     let decoded = proto::BatchDecideResponse::decode(&answer[..]).expect("the answer decodes");
     assert_eq!(decoded.decisions.len(), batch.questions.len());
-    for (decision, question) in decoded.decisions.iter().zip(&batch.questions) {
+    for (decision, question) in decoded.decisions.iter().zip(batch.questions.iter()) {
         assert_eq!(decision.dataset_id, question.dataset_id);
         // A compact answer's decisions name a region set it holds.
         assert!(decoded.region_sets.is_empty() || (decision.allowed_regions_set as usize) < decoded.region_sets.len());
