@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation};
-use domicile_engine::log_entry::{civil_from_days, json_string, write_reason, EntryHead, EntryWriter, Row};
+use domicile_engine::log_entry::{civil_from_days, head_json, json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
 use domicile_engine::unary::{Asked, LogLane as CoreLane, NotDecided, Refusal};
@@ -732,20 +732,21 @@ impl DecidedBatch {
             catalog_revision: self.catalog_revision,
             context: &context,
         };
+        let head = head_json(&head);
         let per_entry = per_entry.max(1);
         let entries = py.detach(|| {
-            self.batch.log_entries(range.clone(), &head, &self.id_prefix, self.first_id, self.decide_time, per_entry)
+            self.batch.log_entries(range.clone(), &self.id_prefix, self.first_id, self.decide_time, per_entry)
         });
-        Ok(entries
+        entries
             .iter()
             .enumerate()
-            .map(|(n, json)| {
+            .map(|(n, entry)| {
                 let first = range.start + n * per_entry;
                 let count = per_entry.min(range.end - first);
                 let ids = DecisionIds { prefix: self.id_prefix.clone(), first: self.first_id + first as u64, count };
-                (PyBytes::new(py, json), ids)
+                Ok((joined(py, &entry.pieces(&head))?, ids))
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -775,6 +776,18 @@ impl DecidedBatch {
         }
         Ok(start..stop)
     }
+}
+
+/// `pieces` joined in one bytes object, copied once.
+fn joined<'py>(py: Python<'py>, pieces: &[&[u8]]) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, pieces.iter().map(|piece| piece.len()).sum(), |out| {
+        let mut at = 0;
+        for piece in pieces {
+            out[at..at + piece.len()].copy_from_slice(piece);
+            at += piece.len();
+        }
+        Ok(())
+    })
 }
 
 /// The ids of consecutive decisions of one batch: `prefix` and a counter from `first`, made as

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, NodeId, Status, View};
-use crate::log_entry::{EntryHead, EntryWriter, Row};
+use crate::log_entry::{EntryWriter, Row};
 use crate::memo::{Asked, Judgement, Memo};
 use crate::policy::{
     label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
@@ -850,6 +850,10 @@ pub struct Counts<'a> {
     pub by_reason: Vec<((ReasonCode, &'a str), usize)>,
 }
 
+/// A decision row's bytes in a log entry besides its dataset id: ~120 and the decision id's
+/// prefix, with room to spare.
+const ROW_BYTES: usize = 160;
+
 /// Questions judged between two looks at the memo's lock (a writer waits at most that long).
 const JUDGED_PER_READ: usize = 256;
 
@@ -860,16 +864,16 @@ impl Batch {
     }
 
     /// The decision-log entries of decisions `range` (ids as `State::encode_batch` gave them),
-    /// at most `per_entry` decisions each.
+    /// at most `per_entry` decisions each, rendered but for their head (see
+    /// `EntryWriter::pieces`).
     pub fn log_entries(
         &self,
         range: Range<usize>,
-        head: &EntryHead<'_>,
         id_prefix: &str,
         first_id: u64,
         decide_time: i64,
         per_entry: usize,
-    ) -> Vec<Vec<u8>> {
+    ) -> Vec<EntryWriter> {
         let mut entries = Vec::new();
         let mut id = String::new();
         let per_entry = per_entry.max(1);
@@ -877,7 +881,12 @@ impl Batch {
         let mut start = range.start;
         while start < range.end {
             let end = range.end.min(start + per_entry);
-            let mut writer = EntryWriter::default();
+            // Room for every row and every reason set (more than enough where decisions share
+            // verdicts): the entry is not copied as it grows.
+            let (rows, sets) = self.judgements[start..end]
+                .iter()
+                .fold((0, 0), |(rows, sets), judgement| (rows + ROW_BYTES, sets + judgement.log_reasons().len() + 1));
+            let mut writer = EntryWriter::with_room(rows + self.questions.id_bytes(start..end), sets);
             for (index, (question, judgement)) in decided.by_ref().take(end - start) {
                 let verdict = &judgement.verdict;
                 id.clear();
@@ -900,7 +909,7 @@ impl Batch {
                     inherited_only: verdict.inherited_only,
                 });
             }
-            entries.push(writer.finish(head));
+            entries.push(writer);
             start = end;
         }
         entries
@@ -966,10 +975,15 @@ impl State {
         let mut judgements = Vec::with_capacity(questions.len());
         let mut made: hashbrown::HashMap<Asked, Arc<Judgement>> = hashbrown::HashMap::new();
         let mut asked = questions.iter();
+        let mut chunk = Vec::with_capacity(JUDGED_PER_READ);
         while asked.len() > 0 {
+            // A chunk's nodes first, then their verdicts: lookups that do not wait on one
+            // another overlap their cache misses.
+            chunk.clear();
+            chunk.extend(asked.by_ref().take(JUDGED_PER_READ).map(|q| (q, self.view.node(q.dataset_id))));
             let memo = self.memo.read();
-            for question in asked.by_ref().take(JUDGED_PER_READ) {
-                let Some(node) = self.view.node(question.dataset_id) else {
+            for &(question, node) in &chunk {
+                let Some(node) = node else {
                     judgements.push(Arc::new(Judgement::new(Arc::new(self.unknown(question.dataset_id)))));
                     continue;
                 };

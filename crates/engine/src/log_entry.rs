@@ -98,6 +98,13 @@ impl Sets {
 }
 
 impl EntryWriter {
+    /// A writer with room for `rows` bytes of decision rows and `sets` bytes of reason sets.
+    pub fn with_room(rows: usize, sets: usize) -> EntryWriter {
+        let mut writer = EntryWriter { rows: Vec::with_capacity(rows), ..EntryWriter::default() };
+        writer.reason_sets.json.reserve(sets);
+        writer
+    }
+
     /// The number of an allowed-region set. `identity` tells sets apart cheaply: the same
     /// identity must mean the same set while the entry is built.
     pub fn region_set<'s>(&mut self, identity: usize, regions: impl IntoIterator<Item = &'s str>) -> usize {
@@ -167,39 +174,51 @@ impl EntryWriter {
 
     /// The entry's JSON.
     pub fn finish(&self, head: &EntryHead<'_>) -> Vec<u8> {
-        let mut out =
-            Vec::with_capacity(256 + self.region_sets.json.len() + self.reason_sets.json.len() + self.rows.len());
-        out.extend_from_slice(b"{\"kind\":");
-        json_string(&mut out, head.kind);
-        out.extend_from_slice(b",\"caller\":");
-        json_string(&mut out, head.caller);
-        out.extend_from_slice(b",\"policy_version\":");
-        json_string(&mut out, head.policy_version);
-        out.extend_from_slice(b",\"policy_hash\":");
-        json_string(&mut out, head.policy_hash);
-        out.extend_from_slice(b",\"catalog_revision\":");
-        push_number(&mut out, head.catalog_revision);
-        if !head.context.is_empty() {
-            out.extend_from_slice(b",\"context\":{");
-            for (n, (key, value)) in head.context.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                json_string(&mut out, key);
-                out.push(b':');
-                json_string(&mut out, value);
-            }
-            out.push(b'}');
-        }
-        out.extend_from_slice(b",\"region_sets\":[");
-        out.extend_from_slice(&self.region_sets.json);
-        out.extend_from_slice(b"],\"reason_sets\":[");
-        out.extend_from_slice(&self.reason_sets.json);
-        out.extend_from_slice(b"],\"decisions\":[");
-        out.extend_from_slice(&self.rows);
-        out.extend_from_slice(b"]}");
-        out
+        self.pieces(&head_json(head)).concat()
     }
+
+    /// The entry's JSON in pieces, in order (`finish` joins them), for a caller that copies it
+    /// once to where it is kept; `head` as `head_json` renders it.
+    pub fn pieces<'a>(&'a self, head: &'a [u8]) -> [&'a [u8]; 8] {
+        [
+            head,
+            b",\"region_sets\":[",
+            &self.region_sets.json,
+            b"],\"reason_sets\":[",
+            &self.reason_sets.json,
+            b"],\"decisions\":[",
+            &self.rows,
+            b"]}",
+        ]
+    }
+}
+
+/// The start of an entry, up to its sets: what every decision of it shares.
+pub fn head_json(head: &EntryHead<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"kind\":");
+    json_string(&mut out, head.kind);
+    out.extend_from_slice(b",\"caller\":");
+    json_string(&mut out, head.caller);
+    out.extend_from_slice(b",\"policy_version\":");
+    json_string(&mut out, head.policy_version);
+    out.extend_from_slice(b",\"policy_hash\":");
+    json_string(&mut out, head.policy_hash);
+    out.extend_from_slice(b",\"catalog_revision\":");
+    push_number(&mut out, head.catalog_revision);
+    if !head.context.is_empty() {
+        out.extend_from_slice(b",\"context\":{");
+        for (n, (key, value)) in head.context.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            json_string(&mut out, key);
+            out.push(b':');
+            json_string(&mut out, value);
+        }
+        out.push(b'}');
+    }
+    out
 }
 
 /// The reasons of a reason set, each with `write_reason`, comma separated (no brackets).

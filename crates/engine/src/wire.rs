@@ -64,6 +64,12 @@ impl Questions {
         self.asked.len()
     }
 
+    /// The bytes of the dataset ids of questions `range`.
+    pub fn id_bytes(&self, range: std::ops::Range<usize>) -> usize {
+        let end = |index: usize| if index == 0 { 0 } else { self.asked[index - 1].0 as usize };
+        end(range.end) - end(range.start)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.asked.is_empty()
     }
