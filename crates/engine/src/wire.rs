@@ -14,10 +14,7 @@
 
 use hashbrown::HashMap;
 
-use prost::encoding::{
-    decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, key_len, skip_field, DecodeContext,
-    WireType,
-};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
 use prost::Message;
 
 use crate::dataset_ids::lookup_form;
@@ -117,14 +114,6 @@ pub enum AnswerShape {
     SharedSets,
 }
 
-/// One DecideRequest of a BatchDecideRequest as sent, before its checks.
-struct Item<'a> {
-    dataset_id: &'a str,
-    operation: i32,
-    region: &'a str,
-    has_context: bool,
-}
-
 /// Parses and checks a serialized BatchDecideRequest of at most `max` questions against the
 /// regions of `policy`: its questions and the answer's shape it asks for.
 pub fn parse_batch(
@@ -132,43 +121,20 @@ pub fn parse_batch(
     policy: &CompiledPolicy,
     max: usize,
 ) -> Result<(Questions, AnswerShape), BatchError> {
-    match read_plain(request) {
-        Some((items, shared_region_sets)) => check_batch(items, shared_region_sets, policy, max),
-        None => {
-            let message = proto::BatchDecideRequest::decode(request)
-                .map_err(|e| BatchError::Malformed(format!("not a valid BatchDecideRequest: {e}")))?;
-            let items = message
-                .requests
-                .iter()
-                .map(|item| Item {
-                    dataset_id: &item.dataset_id,
-                    operation: item.operation,
-                    region: &item.region,
-                    has_context: !item.context.is_empty(),
-                })
-                .collect();
-            check_batch(items, message.shared_region_sets, policy, max)
-        }
-    }
-}
-
-fn check_batch(
-    items: Vec<Item<'_>>,
-    shared_region_sets: bool,
-    policy: &CompiledPolicy,
-    max: usize,
-) -> Result<(Questions, AnswerShape), BatchError> {
+    let message = proto::BatchDecideRequest::decode(request)
+        .map_err(|e| BatchError::Malformed(format!("not a valid BatchDecideRequest: {e}")))?;
+    let items = &message.requests;
     if items.len() > max {
         return Err(BatchError::Invalid(vec![FieldViolation {
             field: "requests".to_owned(),
             description: format!("at most {max} requests per batch"),
         }]));
     }
-    let shape = if shared_region_sets { AnswerShape::SharedSets } else { AnswerShape::Listed };
+    let shape = if message.shared_region_sets { AnswerShape::SharedSets } else { AnswerShape::Listed };
     let mut problems = Vec::new();
     let mut questions = Questions::with_capacity(items.len(), items.iter().map(|item| item.dataset_id.len()).sum());
     for (i, item) in items.iter().enumerate() {
-        for description in dataset_id_problems(item.dataset_id) {
+        for description in dataset_id_problems(&item.dataset_id) {
             problems.push(FieldViolation { field: format!("requests[{i}].dataset_id"), description });
         }
         let operation = match proto::Operation::try_from(item.operation) {
@@ -182,16 +148,16 @@ fn check_batch(
                 None
             }
         };
-        let region = policy.region(item.region);
+        let region = policy.region(&item.region);
         if region.is_none() {
             let description = if item.region.is_empty() {
                 "must not be empty".to_owned()
             } else {
-                format!("unknown region {} (see `domicile regions`)", py_repr(item.region))
+                format!("unknown region {} (see `domicile regions`)", py_repr(&item.region))
             };
             problems.push(FieldViolation { field: format!("requests[{i}].region"), description });
         }
-        if item.has_context {
+        if !item.context.is_empty() {
             problems.push(FieldViolation {
                 field: format!("requests[{i}].context"),
                 description: "BatchDecide logs no context: ask with Decide to log one".to_owned(),
@@ -200,7 +166,7 @@ fn check_batch(
         if let (Some(operation), Some(region)) = (operation, region) {
             if problems.is_empty() {
                 // Named as Decide names it: in normal form (as stored).
-                questions.push(&lookup_form(item.dataset_id), operation, region);
+                questions.push(&lookup_form(&item.dataset_id), operation, region);
             }
         }
     }
@@ -208,69 +174,6 @@ fn check_batch(
         return Err(BatchError::Invalid(problems));
     }
     Ok((questions, shape))
-}
-
-// Field numbers of the BatchDecideRequest and DecideRequest fields read in place.
-const REQUEST_REQUESTS: u32 = 1;
-const REQUEST_SHARED_REGION_SETS: u32 = 2;
-const ITEM_DATASET_ID: u32 = 1;
-const ITEM_OPERATION: u32 = 2;
-const ITEM_REGION: u32 = 3;
-const ITEM_CONTEXT: u32 = 4;
-
-/// The request's items read in place (no allocation per string) with prost's decoding
-/// primitives, when it is plainly made: its fields of the expected wire types, strings in
-/// UTF-8, no `context`, and no groups inside an item. Anything else is None, and the generated
-/// decoder reads the request (and words what is wrong with it): then both agree on every
-/// request this reads (tests/wire.rs holds them to it).
-fn read_plain(request: &[u8]) -> Option<(Vec<Item<'_>>, bool)> {
-    let mut buf = request;
-    let mut items = Vec::new();
-    let mut shared_region_sets = false;
-    while !buf.is_empty() {
-        let (tag, wire_type) = decode_key(&mut buf).ok()?;
-        match (tag, wire_type) {
-            (REQUEST_REQUESTS, WireType::LengthDelimited) => items.push(read_item(delimited(&mut buf)?)?),
-            (REQUEST_SHARED_REGION_SETS, WireType::Varint) => shared_region_sets = decode_varint(&mut buf).ok()? != 0,
-            (REQUEST_REQUESTS | REQUEST_SHARED_REGION_SETS, _) => return None,
-            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default()).ok()?,
-        }
-    }
-    Some((items, shared_region_sets))
-}
-
-fn read_item(mut buf: &[u8]) -> Option<Item<'_>> {
-    let mut item = Item { dataset_id: "", operation: 0, region: "", has_context: false };
-    while !buf.is_empty() {
-        let (tag, wire_type) = decode_key(&mut buf).ok()?;
-        match (tag, wire_type) {
-            (ITEM_DATASET_ID, WireType::LengthDelimited) => item.dataset_id = utf8(delimited(&mut buf)?)?,
-            // An int32 is the low 32 bits of its varint.
-            (ITEM_OPERATION, WireType::Varint) => item.operation = decode_varint(&mut buf).ok()? as i32,
-            (ITEM_REGION, WireType::LengthDelimited) => item.region = utf8(delimited(&mut buf)?)?,
-            // A known field of another wire type; a context (refused, the generated decoder
-            // checking its entries); a group, skipped at a depth of its own.
-            (ITEM_DATASET_ID | ITEM_OPERATION | ITEM_REGION | ITEM_CONTEXT, _)
-            | (_, WireType::StartGroup | WireType::EndGroup) => return None,
-            _ => skip_field(wire_type, tag, &mut buf, DecodeContext::default()).ok()?,
-        }
-    }
-    Some(item)
-}
-
-fn utf8(bytes: &[u8]) -> Option<&str> {
-    std::str::from_utf8(bytes).ok()
-}
-
-/// The bytes of a length-delimited field whose key was just read.
-fn delimited<'a>(buf: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let len = usize::try_from(decode_varint(buf).ok()?).ok()?;
-    if len > buf.len() {
-        return None;
-    }
-    let (value, rest) = buf.split_at(len);
-    *buf = rest;
-    Some(value)
 }
 
 /// What every decision of one answer shares.
@@ -474,161 +377,5 @@ pub fn timestamp(micros: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),
         nanos: (micros.rem_euclid(1_000_000) * 1_000) as i32,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-
-    /// One field of a DecideRequest as a client (or an attacker) might send it.
-    #[derive(Clone, Debug)]
-    enum ItemField {
-        DatasetId(Vec<u8>),
-        Operation(u64),
-        Region(Vec<u8>),
-        Context(Vec<u8>, Vec<u8>),
-        Unknown(u32, u64),
-        /// A known field with the wrong wire type.
-        Mistyped(u32),
-        Group(u32),
-    }
-
-    #[derive(Clone, Debug)]
-    enum RequestField {
-        Item(Vec<ItemField>),
-        SharedRegionSets(u64),
-        Unknown(u32, Vec<u8>),
-        Group(u32),
-    }
-
-    fn text() -> impl Strategy<Value = Vec<u8>> {
-        prop_oneof![
-            8 => "[a-z0-9:/ ._-]{0,12}".prop_map(String::into_bytes),
-            1 => prop::collection::vec(any::<u8>(), 0..6),
-        ]
-    }
-
-    fn item_field() -> impl Strategy<Value = ItemField> {
-        prop_oneof![
-            6 => text().prop_map(ItemField::DatasetId),
-            6 => prop_oneof![0u64..4, any::<u64>()].prop_map(ItemField::Operation),
-            6 => text().prop_map(ItemField::Region),
-            1 => (text(), text()).prop_map(|(k, v)| ItemField::Context(k, v)),
-            2 => (5u32..40, any::<u64>()).prop_map(|(t, v)| ItemField::Unknown(t, v)),
-            1 => (1u32..5).prop_map(ItemField::Mistyped),
-            1 => (1u32..40).prop_map(ItemField::Group),
-        ]
-    }
-
-    fn request_field() -> impl Strategy<Value = RequestField> {
-        prop_oneof![
-            8 => prop::collection::vec(item_field(), 0..6).prop_map(RequestField::Item),
-            1 => prop_oneof![0u64..2, any::<u64>()].prop_map(RequestField::SharedRegionSets),
-            1 => (3u32..40, text()).prop_map(|(t, v)| RequestField::Unknown(t, v)),
-            1 => (1u32..40).prop_map(RequestField::Group),
-        ]
-    }
-
-    fn put_bytes(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
-        encode_key(tag, WireType::LengthDelimited, out);
-        encode_varint(value.len() as u64, out);
-        out.extend_from_slice(value);
-    }
-
-    fn put_varint(out: &mut Vec<u8>, tag: u32, value: u64) {
-        encode_key(tag, WireType::Varint, out);
-        encode_varint(value, out);
-    }
-
-    fn put_group(out: &mut Vec<u8>, tag: u32) {
-        encode_key(tag, WireType::StartGroup, out);
-        put_varint(out, 1, 7);
-        encode_key(tag, WireType::EndGroup, out);
-    }
-
-    fn encode_item(fields: &[ItemField]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for field in fields {
-            match field {
-                ItemField::DatasetId(value) => put_bytes(&mut out, ITEM_DATASET_ID, value),
-                ItemField::Operation(value) => put_varint(&mut out, ITEM_OPERATION, *value),
-                ItemField::Region(value) => put_bytes(&mut out, ITEM_REGION, value),
-                ItemField::Context(key, value) => {
-                    let mut entry = Vec::new();
-                    put_bytes(&mut entry, 1, key);
-                    put_bytes(&mut entry, 2, value);
-                    put_bytes(&mut out, ITEM_CONTEXT, &entry);
-                }
-                ItemField::Unknown(tag, value) if value % 2 == 0 => put_varint(&mut out, *tag, *value),
-                ItemField::Unknown(tag, value) => put_bytes(&mut out, *tag, &value.to_le_bytes()),
-                ItemField::Mistyped(tag @ (ITEM_DATASET_ID | ITEM_REGION | ITEM_CONTEXT)) => {
-                    put_varint(&mut out, *tag, 1)
-                }
-                ItemField::Mistyped(tag) => put_bytes(&mut out, *tag, b"x"),
-                ItemField::Group(tag) => put_group(&mut out, *tag),
-            }
-        }
-        out
-    }
-
-    fn encode_request(fields: &[RequestField]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for field in fields {
-            match field {
-                RequestField::Item(item) => put_bytes(&mut out, REQUEST_REQUESTS, &encode_item(item)),
-                RequestField::SharedRegionSets(value) => put_varint(&mut out, REQUEST_SHARED_REGION_SETS, *value),
-                RequestField::Unknown(tag, value) => put_bytes(&mut out, *tag, value),
-                RequestField::Group(tag) => put_group(&mut out, *tag),
-            }
-        }
-        out
-    }
-
-    fn plain(fields: &[RequestField]) -> bool {
-        fields.iter().all(|field| match field {
-            RequestField::Item(item) => item.iter().all(|f| match f {
-                ItemField::DatasetId(v) | ItemField::Region(v) => std::str::from_utf8(v).is_ok(),
-                ItemField::Operation(_) | ItemField::Unknown(..) => true,
-                ItemField::Context(..) | ItemField::Mistyped(_) | ItemField::Group(_) => false,
-            }),
-            RequestField::Group(tag) => *tag > REQUEST_SHARED_REGION_SETS,
-            RequestField::SharedRegionSets(_) | RequestField::Unknown(..) => true,
-        })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-
-        /// Whatever the in-place reader accepts, the generated decoder reads alike; it accepts
-        /// every plainly made request; and it never accepts what the decoder refuses.
-        #[test]
-        fn the_reader_agrees_with_the_generated_decoder(
-            fields in prop::collection::vec(request_field(), 0..6),
-            cut in prop::option::of(0usize..64),
-        ) {
-            let mut bytes = encode_request(&fields);
-            let whole = cut.is_none_or(|at| at >= bytes.len());
-            if let Some(at) = cut {
-                bytes.truncate(at);
-            }
-            let decoded = proto::BatchDecideRequest::decode(&bytes[..]);
-            match read_plain(&bytes) {
-                Some((items, shared)) => {
-                    let message = decoded.expect("the decoder reads what the reader read");
-                    prop_assert_eq!(shared, message.shared_region_sets);
-                    prop_assert_eq!(items.len(), message.requests.len());
-                    for (item, sent) in items.iter().zip(&message.requests) {
-                        prop_assert_eq!(item.dataset_id, &sent.dataset_id);
-                        prop_assert_eq!(item.operation, sent.operation);
-                        prop_assert_eq!(item.region, &sent.region);
-                        prop_assert!(!item.has_context && sent.context.is_empty());
-                    }
-                }
-                None => prop_assert!(!(whole && plain(&fields)), "a plain request left to the decoder"),
-            }
-        }
     }
 }

@@ -1,5 +1,5 @@
-//! BatchDecide's parser and encoder on arbitrary bytes: never a panic; whatever parses reads as
-//! the generated decoder reads it, is decided, and the answer (of either shape) decodes to one
+//! BatchDecide's parser and encoder on arbitrary bytes: never a panic; whatever parses is
+//! decided as asked (each id in normal form), and the answer (of either shape) decodes to one
 //! decision per question.
 
 #![no_main]
@@ -41,7 +41,7 @@ fn engine() -> &'static Engine {
 fuzz_target!(|data: &[u8]| {
     let state = engine().read();
     let Ok(batch) = state.batch_decide(data, 100, common::NOW, None) else { return };
-    // What the engine read in place is what the generated decoder reads.
+    // The questions as asked, each id in normal form.
     let request = proto::BatchDecideRequest::decode(data).expect("the request decodes");
     assert_eq!(request.requests.len(), batch.questions.len());
     for (sent, question) in request.requests.iter().zip(batch.questions.iter()) {
