@@ -21,6 +21,10 @@ write is acknowledged.
 
 The index is changed only under `lock` (the change feed here, a policy switch in
 `router.policy_admin`), so that the event loop never waits for the engine's writer.
+
+The view (its revision, and how long it stays fresh if nothing changes) is also published to
+whoever decides without asking the follower each time (`publish_view`: the engine's unary
+decider, which asks `stale_reason` only once that time ran out).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from domicile.catalog.store import GraphStore
 from domicile.router.engine import Engine
@@ -40,6 +45,12 @@ _FEED_BATCH = 10_000
 # A batch of changes at least this large is applied on another thread (handing it over costs
 # about as much as applying a few hundred changes on the event loop).
 _APPLY_ASIDE = 2_000
+
+
+class ViewSink(Protocol):
+    def __call__(self, catalog_revision: int, fresh_for: float, /) -> None:
+        """The index reflects `catalog_revision`; the view is fresh for `fresh_for` more seconds
+        (not at all when not positive) unless the follower says otherwise before."""
 
 
 class CatalogFollower:
@@ -69,6 +80,7 @@ class CatalogFollower:
         self._required_revision = 0
         # Until when (monotonic) the view is fresh if nothing changes: every decision asks.
         self._fresh_until = float("-inf")
+        self._view_sinks: list[ViewSink] = []
         self.lock = asyncio.Lock()
         self._poll_task: asyncio.Task[None] | None = None
         self._poll_failures = 0
@@ -77,6 +89,11 @@ class CatalogFollower:
     def revision(self) -> int:
         """The catalog revision the index reflects."""
         return self._revision
+
+    def publish_view(self, sink: ViewSink) -> None:
+        """Tell `sink` the view now and after every change of its revision or freshness."""
+        self._view_sinks.append(sink)
+        sink(self._revision, self._fresh_until - time.monotonic())
 
     def start(self) -> None:
         """Start polling the feed in the background (`close` stops it)."""
@@ -159,6 +176,9 @@ class CatalogFollower:
             self._fresh_until = float("-inf")
         else:
             self._fresh_until = max(self._confirmed_at, self._applying_since) + self._staleness_bound
+        fresh_for = self._fresh_until - time.monotonic()
+        for sink in self._view_sinks:
+            sink(self._revision, fresh_for)
 
     def stale_reason(self) -> str:
         """Why the view cannot be trusted now, or '' when it is fresh."""

@@ -42,7 +42,7 @@ from domicile.router.types import (
 )
 
 # The binding's queue of unary decisions for the decision log, and its refusals (see
-# `Engine.decide_queued`).
+# `Engine.unary_decider`).
 LogLane = _engine.LogLane
 LogRefused = _engine.LogRefused
 UnknownRegion = _engine.UnknownRegion
@@ -270,14 +270,14 @@ class Engine:
         except _engine.UnknownRegion as exc:
             raise invalid_field(exc.args[0], exc.args[1]) from None
 
-    @property
-    def decide_queued(self) -> Callable[..., _engine.UnaryDecision]:
-        """The binding's `decide_queued` as it is (router/_engine.pyi, crates/engine-py): a
-        question asked alone decided and its decision queued on a `LogLane` for the decision
-        log, in one call -- the router's Decide path, where a Python layer would cost as much
-        as the decision. It takes an `Operation` and the time in microseconds, and raises the
-        binding's UnknownRegion and LogRefused."""
-        return self._core.decide_queued
+    def unary_decider(self, lane: LogLane, clock: Callable[[], int] | None) -> _engine.UnaryDecider:
+        """The binding's `UnaryDecider` over this engine (router/_engine.pyi, crates/engine-py): a
+        question asked alone decided and its decision queued on `lane` for the decision log, in
+        one call with few arguments -- the router's Decide path, where a Python layer would cost
+        as much as the decision. It takes an `Operation`, reads the decide time from `clock`
+        (microseconds; None: the system clock) and raises the binding's UnknownRegion and
+        LogRefused."""
+        return _engine.UnaryDecider(self._core, lane, clock)
 
     def route(
         self, dataset_id: str, op: Operation, candidates: Sequence[str], now: datetime

@@ -220,15 +220,16 @@ class Router:
         self._clock = clock
         # Decision ids: the replica id, then a random per-process prefix and a counter (ten hex
         # digits) -- unique across restarts without the cost of a uuid per decision, and saying
-        # whose log has them.
+        # whose log has them. The counter is the lane's (`LogLane.take_ids`).
         self._id_prefix = f"{decision_log.replica}:{os.urandom(6).hex()}"
-        self._next_id = 0
-        # Decide's decisions go to the log through the engine's lane (see `decide`).
+        # Decide's decisions go to the log through the engine's lane (see `decide`), made by the
+        # engine's unary decider, which the follower keeps told of the view.
         options = decision_log.options
         self._lane = LogLane(self._id_prefix, options.line_decisions, options.max_queue, decision_log.wake)
         decision_log.attach_lane(self._lane)
-        self._decide_queued = engine.decide_queued
-        self._now = _micros_clock(clock)
+        self._decider = engine.unary_decider(self._lane, _micros_clock(clock))
+        follower.publish_view(self._decider.set_view)
+        self._decide = self._decider.decide
         self._closed = False
         self._summary: tuple[tuple[int, int], DatasetSummary] | None = None
 
@@ -399,8 +400,7 @@ class Router:
     # ---- decisions ---------------------------------------------------------------------
 
     def _new_id(self) -> str:
-        self._next_id += 1
-        return f"{self._id_prefix}{self._next_id:010x}"
+        return f"{self._id_prefix}{self._lane.take_ids(1):010x}"
 
     def _decision(
         self, dataset_id: str, op: Operation, region: str, verdict: Verdict, now: datetime, caller: str
@@ -438,14 +438,15 @@ class Router:
         cannot be logged is not answered."""
         self._log.append_many(decisions, context, kind=kind, policy_hash=policy_hash)
 
-    async def _durable(self) -> None:
-        """With `durable_decision_log`, wait until every decision queued so far is on disk
-        (a wait the load shedder's concurrency limits do not count: the log bounds its queue)."""
+    async def logged(self) -> None:
+        """Return when the decisions made so far may be answered: at once with the non-durable
+        log; with `durable_decision_log`, once they are on disk (a wait the load shedder's
+        concurrency limits do not count: the log bounds its queue)."""
         if self._durable_log:
             with slots_given_back():
                 await self._log.flush()
 
-    async def decide(
+    def decide(
         self,
         dataset_id: str,
         op: Operation,
@@ -459,36 +460,40 @@ class Router:
         DENY / UNKNOWN_DATASET, a stale view DENY / STALE_CATALOG. An unknown region raises
         INVALID_ARGUMENT (field `region`).
 
+        The decision is queued for the log, not yet on disk: an answer made of it waits for
+        `logged()` (with the durable log, until the decision is written and fsynced).
+
         One engine call decides and queues the decision's log entry (the engine's lane, which
         the log writer drains); the answer is the engine's `UnaryDecision`, whose fields are
         read when asked."""
-        follower = self._follower
-        stale = follower.stale_reason()
         facts = list(logged_caller_context(context).items()) if context else None
+        try:
+            decision = self._decide(dataset_id, op, region, caller, facts)
+        except UnknownRegion as exc:
+            raise invalid_field(exc.args[0], exc.args[1]) from None
+        except LogRefused:
+            decision = None
+        if decision is None:
+            return self._decide_checked(dataset_id, op, region, caller, facts)
+        return decision
+
+    def _decide_checked(
+        self, dataset_id: str, op: Operation, region: str, caller: str, facts: list[tuple[str, str]] | None
+    ) -> DecisionFields:
+        """`decide` when the engine's call made no decision: the view's freshness ran out (the
+        follower says why, or that it is fresh after all) or the lane refused it (the log says
+        why, or waits for room)."""
         while True:
+            stale = self._follower.stale_reason()
             try:
-                decision = self._decide_queued(
-                    self._lane,
-                    dataset_id,
-                    op,
-                    region,
-                    None if self._now is None else self._now(),
-                    f"fail closed: {stale}" if stale else None,
-                    caller,
-                    follower.revision,
-                    self._next_id + 1,
-                    facts,
-                )
-                break
+                decision = self._decide(dataset_id, op, region, caller, facts, f"fail closed: {stale}" if stale else "")
             except UnknownRegion as exc:
                 raise invalid_field(exc.args[0], exc.args[1]) from None
             except LogRefused as refused:  # nothing decided: say why, or wait for room
                 self._log.lane_refused(refused.args[0])
-        self._next_id += 1
-        if self._durable_log:
-            with slots_given_back():
-                await self._log.flush()
-        return decision
+                continue
+            assert decision is not None  # (the freshness was given)
+            return decision
 
     async def batch_decide(
         self,
@@ -514,13 +519,13 @@ class Router:
             f"fail closed: {stale}" if stale else None,
             self._follower.revision,
             self._id_prefix,
-            self._next_id + 1,
+            self._lane.next_id(),
             caller,
         )
-        self._next_id += len(decisions)
+        self._lane.take_ids(len(decisions))  # (decisions are made on the event loop only)
         answered = answer(decisions)
         self._log_decisions(decisions, "batch_decide", policy.content_hash)
-        await self._durable()
+        await self.logged()
         return answered
 
     async def batch_decide_wire(
@@ -545,15 +550,15 @@ class Router:
             f"fail closed: {stale}" if stale else None,
             self._follower.revision,
             self._id_prefix,
-            self._next_id + 1,
+            self._lane.next_id(),
             max_batch,
             caller,
         )
-        self._next_id += len(decisions)
+        self._lane.take_ids(len(decisions))  # (decisions are made on the event loop only)
         if admit is not None:
             admit(len(decisions), answer)
         self._log_decisions(decisions, "batch_decide", policy.content_hash)
-        await self._durable()
+        await self.logged()
         return answer, decisions
 
     async def route(
@@ -574,7 +579,7 @@ class Router:
             chosen, decided, verdict = self._engine.route(dataset_id, op, candidates, now)
         decision = self._decision(dataset_id, op, candidates[decided], verdict, now, caller)
         self._log_decisions((decision,), "route", self._engine.policy.content_hash)
-        await self._durable()
+        await self.logged()
         return RouteResult("" if chosen is None else candidates[chosen], decision)
 
     async def check_job(
@@ -620,7 +625,7 @@ class Router:
         if job:
             job_facts[CONTEXT_JOB] = job
         self._log_decisions(store, "check_job", policy_hash, job_facts)
-        await self._durable()
+        await self.logged()
         return answered
 
     async def judge_observed(
@@ -637,7 +642,7 @@ class Router:
         ]
         if decisions:
             self._log_decisions(decisions, "observed_flow", self._engine.policy.content_hash, context)
-            await self._durable()
+            await self.logged()
         return decisions
 
     def set_intent_sink(self, sink: IntentSink | None) -> None:
@@ -702,7 +707,7 @@ class Router:
         ]
         answered = answer(found)
         self._log_decisions([v.decision for v in found], "scan_violations", self._engine.policy.content_hash)
-        await self._durable()
+        await self.logged()
         return answered
 
     async def _current_violations(self) -> StoredViolations:

@@ -165,7 +165,8 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         assert op is not None  # else raise_if_any raised
         self._app.charge(Resource.DECISIONS, 1)
         with optional_span("router.decide"):
-            decision = await router.decide(dataset_id, op, request.region, request.context, caller=current_principal())
+            decision = router.decide(dataset_id, op, request.region, request.context, caller=current_principal())
+            await router.logged()
             observe_decisions((decision,))
         return decision
 

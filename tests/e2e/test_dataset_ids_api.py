@@ -173,7 +173,7 @@ async def test_a_recorded_policy_whose_exemption_breaks_the_rules_keeps_loading(
             Dataset.create(NORMAL, classifications=["PII.CONTACT"], origins=["DE"]), principal="t"
         )
         await router.note_local_write(await store.revision())
-        decision = await router.decide(NORMAL, Operation.PROCESS, US)
+        decision = router.decide(NORMAL, Operation.PROCESS, US)
         assert decision.outcome is Outcome.DENY
         assert (await router.replay(decision.decision_id)).matches
         update = await router.set_policy(recorded.replace('version: "2026.12.7"', 'version: "2026.12.8"'))

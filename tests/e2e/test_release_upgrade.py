@@ -81,9 +81,9 @@ async def test_the_recorded_policy_keeps_its_meaning(upgraded: App) -> None:
     for kind, entry in logged_decisions():
         if kind == "check_job" or entry["operation"] != "store":
             continue
-        now = await router.decide(entry["dataset_id"], Operation.STORE, entry["region"])
+        now = router.decide(entry["dataset_id"], Operation.STORE, entry["region"])
         assert now.outcome.value == entry["outcome"] and not now.inherited_only, entry["dataset_id"]
-    assert (await router.decide("s3://bank-eu/counts", Operation.STORE, US)).outcome is Outcome.DENY  # undescribed
+    assert (router.decide("s3://bank-eu/counts", Operation.STORE, US)).outcome is Outcome.DENY  # undescribed
     check = await router.check_job(["s3://bank-eu/customers"], ["s3://x"], "aws:eu-central-1", US, "aggregate")
     assert check.allowed
 
@@ -92,10 +92,10 @@ async def test_a_policy_set_now_brings_inheritance_but_not_back_a_revived_datase
     router = upgraded.router
     update = await router.set_policy(EXAMPLE_POLICY.read_text("utf-8"))
     assert update.applied, update.errors
-    derived = await router.decide("s3://bank-eu/fraud-scores", Operation.STORE, US)
+    derived = router.decide("s3://bank-eu/fraud-scores", Operation.STORE, US)
     assert derived.inherited_only and [r.rule_id for r in derived.reasons] == ["gdpr-personal-data"]
     # Job "rollup" (default/rollup) is not granted `aggregate` by the new policy: a plain copy.
-    counts = await router.decide("s3://bank-eu/counts", Operation.STORE, US)
+    counts = router.decide("s3://bank-eu/counts", Operation.STORE, US)
     assert counts.inherited_only and {r.rule_id for r in counts.reasons} == {
         "gdpr-personal-data",
         "rbi-payment-storage",
@@ -103,7 +103,7 @@ async def test_a_policy_set_now_brings_inheritance_but_not_back_a_revived_datase
     # That release brought the deleted dataset back as a placeholder when lineage named it
     # again; it is still the deleted dataset, so unknown -- also after a restart (snapshot).
     for attempt in range(2):
-        revived = await router.decide("s3://bank-eu/legacy", Operation.STORE, "aws:eu-central-1")
+        revived = router.decide("s3://bank-eu/legacy", Operation.STORE, "aws:eu-central-1")
         assert [r.code for r in revived.reasons] == [ReasonCode.UNKNOWN_DATASET], attempt
         await router.close()
         upgraded.router = router = await Router.start(upgraded)

@@ -445,7 +445,7 @@ async def test_checkpoints_of_the_decision_log_are_security_events(server, paths
     from domicile.router.decision_log.assembly import DEV_CHECKPOINT_KEY
     from domicile.router.decision_log.checkpoints import load_public_key
 
-    await server.app.router.decide("s3://a", Operation.STORE, "aws:eu-central-1")
+    server.app.router.decide("s3://a", Operation.STORE, "aws:eu-central-1")
     await server.app.router.close()  # signs a last checkpoint
     anchors = read_anchors(server.app.settings.security_log_path)
     assert anchors and anchors[-1].replica == server.app.router._log.replica

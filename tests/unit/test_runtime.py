@@ -120,11 +120,11 @@ async def _sync_or_async(call):
 async def test_a_view_that_cannot_be_confirmed_fails_closed_and_recovers(started):
     app, router = started
     await upsert(app, "s3://a", locations=[US])
-    assert (await router.decide("s3://a", Operation.STORE, US)).outcome is Outcome.ALLOW
+    assert (router.decide("s3://a", Operation.STORE, US)).outcome is Outcome.ALLOW
 
     app.store.down = True
     await asyncio.sleep(STALENESS_BOUND + 0.2)
-    decision = await router.decide("s3://a", Operation.STORE, US)
+    decision = router.decide("s3://a", Operation.STORE, US)
     assert decision.outcome is Outcome.DENY and decision.allowed_regions == ()
     assert [r.code for r in decision.reasons] == [ReasonCode.STALE_CATALOG]
     route = await router.route("s3://a", Operation.STORE, [US, FRANKFURT])
@@ -141,7 +141,7 @@ async def test_a_view_that_cannot_be_confirmed_fails_closed_and_recovers(started
         assert [r.code for r in decision.reasons] == [ReasonCode.STALE_CATALOG]
     # An unknown region is still a bad request, stale or not.
     with pytest.raises(DomicileError) as info:
-        await router.decide("s3://a", Operation.STORE, "aws:nowhere-9")
+        router.decide("s3://a", Operation.STORE, "aws:nowhere-9")
     assert info.value.code is ErrorCode.INVALID_ARGUMENT
     with pytest.raises(DomicileError) as info:
         await router.batch_decide([("s3://a", Operation.STORE, US), ("s3://a", Operation.STORE, "aws:nowhere-9")])
@@ -149,12 +149,29 @@ async def test_a_view_that_cannot_be_confirmed_fails_closed_and_recovers(started
 
     app.store.down = False
     for _ in range(300):  # the next successful poll (every 20 ms) confirms the view again
-        decision = await router.decide("s3://a", Operation.STORE, US)
+        decision = router.decide("s3://a", Operation.STORE, US)
         if decision.outcome is Outcome.ALLOW:
             break
         assert decision.reasons[0].code is ReasonCode.STALE_CATALOG
         await asyncio.sleep(0.01)
     assert decision.outcome is Outcome.ALLOW
+
+
+async def test_the_engine_asks_the_follower_once_the_views_freshness_ran_out(started):
+    # The engine's decider holds the view's revision and freshness as the follower published
+    # them; past that freshness it decides nothing until the follower says whether the view is
+    # stale (then DENY / STALE_CATALOG) or fresh after all (a real decision).
+    app, router = started
+    revision = await upsert(app, "s3://a", locations=[US])
+    decider = router._decider
+    decider.set_view(revision, 0.0)  # ran out, while the follower still finds the view fresh
+    assert decider.decide("s3://a", Operation.STORE, US, "alice") is None
+    decision = router.decide("s3://a", Operation.STORE, US, caller="alice")
+    assert decision.outcome is Outcome.ALLOW and decision.catalog_revision == revision
+    stale = decider.decide("s3://a", Operation.STORE, US, "alice", None, "fail closed: asked")
+    assert [(r.code, r.message) for r in stale.reasons] == [(ReasonCode.STALE_CATALOG, "fail closed: asked")]
+    ids = [decision.decision_id, stale.decision_id]
+    assert ids == [f"{ids[0][:-10]}{int(ids[0][-10:], 16) + n:010x}" for n in range(2)]  # one counter
 
 
 async def test_a_local_write_not_yet_applied_fails_closed_until_caught_up(tmp_path):
@@ -163,15 +180,15 @@ async def test_a_local_write_not_yet_applied_fails_closed_until_caught_up(tmp_pa
     app.router = router = await Router.start(app)
     try:
         await upsert(app, "s3://a")
-        assert (await router.decide("s3://a", Operation.STORE, US)).outcome is Outcome.ALLOW
+        assert (router.decide("s3://a", Operation.STORE, US)).outcome is Outcome.ALLOW
         app.store.down = True
         revision = await upsert(app, "s3://a", classifications=["PII"], origins=["DE"])  # does not raise
         assert router.catalog_revision < revision
-        decision = await router.decide("s3://a", Operation.STORE, US)
+        decision = router.decide("s3://a", Operation.STORE, US)
         assert decision.reasons[0].code is ReasonCode.STALE_CATALOG
         app.store.down = False
         await app.after_write(revision)
-        decision = await router.decide("s3://a", Operation.STORE, US)
+        decision = router.decide("s3://a", Operation.STORE, US)
         assert decision.catalog_revision == revision
         assert [r.rule_id for r in decision.reasons] == ["gdpr-personal-data"]
     finally:
@@ -199,7 +216,7 @@ async def test_a_large_batch_is_applied_aside_while_decisions_use_the_view_befor
         write = asyncio.create_task(app.after_write(result.revision))
         assert await asyncio.to_thread(applying.wait, 30)
         # Meanwhile: the view before the batch answers, not stale; the write is not acknowledged.
-        decision = await router.decide("s3://out0", Operation.STORE, US)
+        decision = router.decide("s3://out0", Operation.STORE, US)
         assert decision.catalog_revision < result.revision
         assert [r.code for r in decision.reasons] == [ReasonCode.UNKNOWN_DATASET]
         # A policy switch waits for the batch rather than racing it.
@@ -216,10 +233,10 @@ async def test_a_large_batch_is_applied_aside_while_decisions_use_the_view_befor
         assert router.catalog_revision == result.revision
         assert (await switch).applied
         assert not router.policy.inherits_undescribed_outputs
-        decision = await router.decide("s3://out0", Operation.STORE, US)
+        decision = router.decide("s3://out0", Operation.STORE, US)
         assert [r.code for r in decision.reasons] == [ReasonCode.UNKNOWN_DATASET]  # no longer inherits
         await router.set_policy(EXAMPLE_POLICY.read_text().replace('version: "2026.12.1"', 'version: "2026.12.3"'))
-        decision = await router.decide("s3://out0", Operation.STORE, US)
+        decision = router.decide("s3://out0", Operation.STORE, US)
         assert decision.inherited_only and [r.rule_id for r in decision.reasons] == ["gdpr-personal-data"]
     finally:
         await router.close()
@@ -232,7 +249,7 @@ async def test_changes_by_other_processes_arrive_through_the_feed(started):
         await app.store.inner.upsert_dataset(Dataset.create("s3://b", classifications=["PII"], origins=["FR"]))
     ).revision
     await wait_until(lambda: router.catalog_revision >= revision)
-    assert (await router.decide("s3://b", Operation.STORE, US)).reasons[0].rule_id == "gdpr-personal-data"
+    assert (router.decide("s3://b", Operation.STORE, US)).reasons[0].rule_id == "gdpr-personal-data"
 
 
 async def test_start_reads_every_page_and_repairs_writes_made_during_the_read(tmp_path, monkeypatch):
@@ -256,10 +273,10 @@ async def test_start_reads_every_page_and_repairs_writes_made_during_the_read(tm
         assert app.store.pages == 3
         assert router.catalog_revision == await store.revision()
         for dataset_id in ("s3://a", "s3://d", "s3://e"):
-            decision = await router.decide(dataset_id, Operation.STORE, US)
+            decision = router.decide(dataset_id, Operation.STORE, US)
             assert [r.rule_id for r in decision.reasons] == ["gdpr-personal-data"], dataset_id
-        assert (await router.decide("s3://b", Operation.STORE, US)).reasons[0].code is ReasonCode.UNKNOWN_DATASET
-        assert (await router.decide("s3://c", Operation.STORE, US)).outcome is Outcome.ALLOW
+        assert (router.decide("s3://b", Operation.STORE, US)).reasons[0].code is ReasonCode.UNKNOWN_DATASET
+        assert (router.decide("s3://c", Operation.STORE, US)).outcome is Outcome.ALLOW
     finally:
         await router.close()
         await app.store.close()
@@ -286,17 +303,13 @@ async def test_start_applies_what_changed_after_the_snapshot(tmp_path):
     router = await Router.start(app)
     try:
         assert router.catalog_revision == await store.revision()
-        assert [r.rule_id for r in (await router.decide("s3://a", Operation.STORE, US)).reasons] == [
-            "gdpr-personal-data"
-        ]
+        assert [r.rule_id for r in (router.decide("s3://a", Operation.STORE, US)).reasons] == ["gdpr-personal-data"]
         # "d" is a placeholder lineage derived from "a": it inherits a's labels and origins.
-        derived = await router.decide("s3://d", Operation.STORE, US)
+        derived = router.decide("s3://d", Operation.STORE, US)
         assert [r.rule_id for r in derived.reasons] == ["gdpr-personal-data"] and derived.inherited_only
-        assert (await router.decide("s3://b", Operation.STORE, US)).reasons[0].code is ReasonCode.UNKNOWN_DATASET
-        assert (await router.decide("s3://c", Operation.STORE, US)).outcome is Outcome.ALLOW  # edge ended
-        assert [r.rule_id for r in (await router.decide("s3://e", Operation.STORE, US)).reasons] == [
-            "gdpr-personal-data"
-        ]
+        assert (router.decide("s3://b", Operation.STORE, US)).reasons[0].code is ReasonCode.UNKNOWN_DATASET
+        assert (router.decide("s3://c", Operation.STORE, US)).outcome is Outcome.ALLOW  # edge ended
+        assert [r.rule_id for r in (router.decide("s3://e", Operation.STORE, US)).reasons] == ["gdpr-personal-data"]
     finally:
         await router.close()
         await app.store.close()
@@ -309,9 +322,9 @@ async def test_start_policy_default_then_history_then_file(tmp_path):
         assert router.get_policy().yaml == DEFAULT_POLICY_YAML
         await upsert(app, "s3://labelled", classifications=["INTERNAL"])
         await upsert(app, "s3://plain")
-        denied = await router.decide("s3://labelled", Operation.PROCESS, FRANKFURT)
+        denied = router.decide("s3://labelled", Operation.PROCESS, FRANKFURT)
         assert [r.code for r in denied.reasons] == [ReasonCode.DEFAULT_DENIED]
-        assert (await router.decide("s3://plain", Operation.STORE, US)).outcome is Outcome.ALLOW
+        assert (router.decide("s3://plain", Operation.STORE, US)).outcome is Outcome.ALLOW
         assert (await router.set_policy(EXAMPLE_POLICY.read_text("utf-8"))).applied
         old_decision = denied.decision_id
     finally:
@@ -362,7 +375,7 @@ async def test_durable_decisions_are_in_the_log_after_a_restart(tmp_path):
     app.router = router = await Router.start(app)
     try:
         await upsert(app, "s3://a")
-        decision = await router.decide("s3://a", Operation.STORE, US)
+        decision = router.decide("s3://a", Operation.STORE, US)
     finally:
         await router.close()
     router = await Router.start(app)
@@ -430,13 +443,13 @@ async def test_decisions_carry_every_field_under_its_name(tmp_path):
     try:
         await upsert(app, "s3://a", classifications=["PII"], origins=["DE"], locations=[US])
         made = [
-            await router.decide("s3://a", Operation.STORE, US),
+            router.decide("s3://a", Operation.STORE, US),
             *await router.batch_decide([("s3://a", Operation.PROCESS, FRANKFURT)]),
             (await router.route("s3://a", Operation.STORE, [US])).decision,
         ]
         for dataset_id in ("s3://a", "s3://unknown"):
             with pytest.raises(DomicileError) as info:
-                await router.decide(dataset_id, Operation.STORE, "aws:nowhere-9")
+                router.decide(dataset_id, Operation.STORE, "aws:nowhere-9")
             assert info.value.code is ErrorCode.INVALID_ARGUMENT
             assert [v.field for v in info.value.violations] == ["region"]
     finally:
@@ -470,7 +483,8 @@ async def test_every_kind_of_decision_is_logged_with_its_question_and_policy(tmp
     app.router = router = await Router.start(app)
     try:
         await upsert(app, "s3://a", classifications=["PII"], origins=["DE"], locations=[US])
-        await router.decide("s3://a", Operation.STORE, US)
+        router.decide("s3://a", Operation.STORE, US)
+        await router.logged()
         await router.batch_decide([("s3://a", Operation.PROCESS, FRANKFURT), ("s3://x", Operation.STORE, US)])
         await router.route("s3://a", Operation.STORE, [US, FRANKFURT])
         await router.check_job(["s3://a"], ["s3://out"], FRANKFURT, US, "anonymize", "airflow-eu/anonymize_a")
@@ -567,7 +581,7 @@ async def test_a_batch_decides_intents_are_counted_as_its_decisions_say(tmp_path
             ]
         )
         _, batch = await router.batch_decide_wire(request.SerializeToString(), 100, caller="alice")
-        single = await router.decide("s3://b", Operation.PROCESS, US)
+        single = router.decide("s3://b", Operation.PROCESS, US)
     finally:
         await router.close()
         await app.store.close()
@@ -589,8 +603,8 @@ async def test_decide_hands_its_intents_to_the_sink_through_the_engine(tmp_path)
     try:
         await upsert(app, "s3://a")
         for caller in ("alice", "alice", "bob"):
-            await router.decide("s3://a", Operation.STORE, US, caller=caller)
-        await router.decide("s3://a", Operation.PROCESS, FRANKFURT, caller="alice")
+            router.decide("s3://a", Operation.STORE, US, caller=caller)
+        router.decide("s3://a", Operation.PROCESS, FRANKFURT, caller="alice")
         await router.flush_decision_log()
     finally:
         await router.close()
@@ -606,8 +620,9 @@ async def test_decide_hands_its_intents_to_the_sink_through_the_engine(tmp_path)
 
 
 async def test_decide_is_refused_while_the_log_cannot_write_and_logged_once_it_can(tmp_path):
-    # A Decide whose decision cannot be logged is not answered: while the log cannot write,
-    # the engine's lane takes no decision (nothing is decided), and the log resumes by itself.
+    # A Decide whose decision cannot be logged is not answered (`logged` raises): while the log
+    # cannot write, the engine's lane takes no decision (nothing is decided), and the log
+    # resumes by itself.
     app = await make_app(tmp_path, durable_decision_log=True)
     app.router = router = await Router.start(app)
     log = router._log
@@ -615,21 +630,23 @@ async def test_decide_is_refused_while_the_log_cannot_write_and_logged_once_it_c
     full = os.open("/dev/full", os.O_WRONLY)
     try:
         await upsert(app, "s3://a")
-        answered = [(await router.decide("s3://a", Operation.STORE, US)).decision_id]
+        answered = [(router.decide("s3://a", Operation.STORE, US)).decision_id]
         os.dup2(full, log._file._fd)  # every write now fails with ENOSPC, like a full disk
+        made = router.decide("s3://a", Operation.STORE, US)
         with pytest.raises(DomicileError) as unwritten:  # made, but its line is not durable
-            await router.decide("s3://a", Operation.STORE, US)
+            await router.logged()
+        assert made.outcome is Outcome.ALLOW
         assert unwritten.value.code is ErrorCode.UNAVAILABLE
         assert unwritten.value.reason == "DECISION_LOG_UNWRITABLE"
         with pytest.raises(DomicileError) as refused:  # refused at once: nothing decided
-            await router.decide("s3://a", Operation.STORE, US)
+            router.decide("s3://a", Operation.STORE, US)
         assert refused.value.reason == "DECISION_LOG_UNWRITABLE"
         os.dup2(real, log._file._fd)
         for _ in range(1500):  # the writer retries with backoff (at most 5 s apart)
             if not log.failure():
                 break
             await asyncio.sleep(0.02)
-        answered.append((await router.decide("s3://a", Operation.STORE, US)).decision_id)
+        answered.append((router.decide("s3://a", Operation.STORE, US)).decision_id)
     finally:
         os.close(full)
         os.close(real)
@@ -658,7 +675,7 @@ async def test_decisions_beyond_a_full_lane_wait_for_the_writer(tmp_path, monkey
     app.router = router = await Router.start(app)
     try:
         await upsert(app, "s3://a")
-        answered = [(await router.decide("s3://a", Operation.STORE, US)).decision_id for _ in range(7)]
+        answered = [(router.decide("s3://a", Operation.STORE, US)).decision_id for _ in range(7)]
         await router.flush_decision_log()
     finally:
         await router.close()

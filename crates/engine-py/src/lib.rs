@@ -20,7 +20,7 @@ use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Rou
 use domicile_engine::log_entry::{civil_from_days, head_json, json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
-use domicile_engine::unary::{Asked, LogLane as CoreLane, NotDecided, Refusal};
+use domicile_engine::unary::LogLane as CoreLane;
 use domicile_engine::wire::{AnswerShape, BatchError, Questions};
 use domicile_engine::{access_wire, dataset_ids};
 use domicile_engine::{Change, Engine as CoreEngine, Error};
@@ -32,6 +32,8 @@ use pyo3::types::{
     PyBytes, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyFrozenSet, PyList, PyString, PyTimeAccess,
     PyTuple, PyTzInfo,
 };
+
+mod unary;
 
 create_exception!(
     domicile.router._engine,
@@ -88,7 +90,8 @@ struct Engine {
 }
 
 /// By the address of a verdict (kept alive here, so that no other takes it): the caller's value.
-type VerdictValues = HashMap<usize, (Arc<Verdict>, Py<PyAny>)>;
+// (hashbrown: its hasher is a fraction of the default one's cost, on every unary decision.)
+type VerdictValues = hashbrown::HashMap<usize, (Arc<Verdict>, Py<PyAny>)>;
 
 /// Verdict values held at most by an `Engine` (past it, they are made again as asked).
 const VERDICT_VALUES_LIMIT: usize = 131_072;
@@ -197,7 +200,7 @@ impl Engine {
     /// `verdict`, if given, turns a verdict tuple into the value every call hands out instead
     /// of the tuple; it is called once per verdict the engine memoised, and that value shared.
     /// `operations`, if given, are the caller's values of store and process, which
-    /// `decide_queued` takes and hands back (instead of 0 and 1).
+    /// `UnaryDecider.decide` takes and hands back (instead of 0 and 1).
     #[new]
     #[pyo3(signature = (policy, verdict=None, operations=None))]
     fn new(policy: &str, verdict: Option<Py<PyAny>>, operations: Option<(Py<PyAny>, Py<PyAny>)>) -> PyResult<Engine> {
@@ -288,74 +291,6 @@ impl Engine {
         let region = state.region("region", region).map_err(policy_error)?;
         let verdict = state.decide(dataset_id, op, region, now);
         self.verdict(py, &state.policy, &verdict)
-    }
-
-    /// Decides one question and queues its decision on `lane` for the decision log, in one
-    /// call (crates/engine/src/unary.rs): the decision comes back as a `UnaryDecision`. `now`
-    /// in microseconds (None: the system clock's now); `stale`, when the view is stale, the message of its DENY /
-    /// STALE_CATALOG; `id` the decision id's counter; `context` the facts logged with it.
-    /// Raises UnknownRegion (field `region`), or LogRefused when the lane takes no decision
-    /// now (nothing is decided then).
-    #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (lane, dataset_id, operation, region, now, stale, caller, catalog_revision, id, context=None, kind="decide"))]
-    fn decide_queued<'py>(
-        &self,
-        py: Python<'py>,
-        lane: &Bound<'py, LogLane>,
-        dataset_id: Bound<'py, PyString>,
-        operation: Bound<'py, PyAny>,
-        region: Bound<'py, PyString>,
-        now: Option<i64>,
-        stale: Option<&str>,
-        caller: Bound<'py, PyString>,
-        catalog_revision: i64,
-        id: u64,
-        context: Option<Vec<(String, String)>>,
-        kind: &str,
-    ) -> PyResult<UnaryDecision> {
-        let op = match &self.operations {
-            Some([store, _]) if operation.is(store) => Operation::Store,
-            Some([_, process]) if operation.is(process) => Operation::Process,
-            Some(_) => return Err(PyValueError::new_err("operation: not one of the engine's operations")),
-            None => self::operation(operation.extract()?)?,
-        };
-        let lane = lane.get();
-        let now = now.unwrap_or_else(system_now);
-        let state = self.core.read();
-        let asked = Asked {
-            dataset_id: dataset_id.to_str()?,
-            operation: op,
-            region: region.to_str()?,
-            now,
-            stale,
-            kind,
-            caller: caller.to_str()?,
-            catalog_revision,
-            context: context.as_deref().unwrap_or_default(),
-            id,
-        };
-        let (verdict, first) = match state.decide_queued(&lane.lane, &asked) {
-            Ok(decided) => decided,
-            Err(NotDecided::UnknownRegion(error)) => return Err(policy_error(error)),
-            Err(NotDecided::Refused(refusal)) => return Err(LogRefused::new_err((refusal == Refusal::Full,))),
-        };
-        let decision = UnaryDecision {
-            id_prefix: lane.id_prefix.clone(),
-            id,
-            verdict: self.verdict(py, &state.policy, &verdict)?.unbind(),
-            dataset_id: dataset_id.unbind(),
-            operation: operation.unbind(),
-            region: region.unbind(),
-            policy_version: state.policy.version.clone(),
-            catalog_revision,
-            decide_time: now,
-            caller: caller.unbind(),
-        };
-        drop(state);
-        if first {
-            lane.wake.call0(py)?;
-        }
-        Ok(decision)
     }
 
     /// `(chosen, decided, verdict)`: the index of the first candidate where `op` is allowed
@@ -835,8 +770,9 @@ impl DecisionIds {
 }
 
 /// The decision log's queue of decisions made one at a time (crates/engine/src/unary.rs):
-/// `Engine.decide_queued` renders each decision into it; the log writer takes the entries in
-/// bulk. `wake` is called when a decision lands in an empty lane.
+/// `UnaryDecider.decide` renders each decision into it; the log writer takes the entries in
+/// bulk. `wake` is called when a decision lands in an empty lane. It numbers the decisions:
+/// decisions logged another way draw their ids' counters from it (`take_ids`).
 #[pyclass(frozen, module = "domicile.router._engine")]
 struct LogLane {
     lane: CoreLane,
@@ -861,6 +797,16 @@ impl LogLane {
     /// Decisions queued since the lane was made.
     fn appended(&self) -> u64 {
         self.lane.appended()
+    }
+
+    /// The first of `count` consecutive decision-id counters, for decisions logged another way.
+    fn take_ids(&self, count: u64) -> u64 {
+        self.lane.take_ids(count)
+    }
+
+    /// The counter the next decision id will have.
+    fn next_id(&self) -> u64 {
+        self.lane.next_id()
     }
 
     /// Decisions waiting for the writer.
@@ -902,7 +848,7 @@ impl LogLane {
     }
 }
 
-/// A decision made by `Engine.decide_queued`: the fields of the router's `Decision`, read when
+/// A decision made by `UnaryDecider.decide`: the fields of the router's `Decision`, read when
 /// asked (the verdict's from the caller's value of it).
 #[pyclass(frozen, module = "domicile.router._engine")]
 struct UnaryDecision {
@@ -1396,6 +1342,7 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<DecisionIds>()?;
     module.add_class::<LogLane>()?;
     module.add_class::<UnaryDecision>()?;
+    module.add_class::<unary::UnaryDecider>()?;
     module.add_function(wrap_pyfunction!(log_entry, module)?)?;
     module.add_function(wrap_pyfunction!(parse_dataset_id, module)?)?;
     module.add_function(wrap_pyfunction!(normalize_pattern, module)?)?;

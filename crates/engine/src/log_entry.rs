@@ -46,8 +46,9 @@ pub struct EntryWriter {
     reason_sets: Sets,
     rows: Vec<u8>,
     count: usize,
-    /// The last decide time written, and its text (decisions of a request share one).
-    time: Option<(i64, String)>,
+    /// The last decide time written, and where its text is in `rows` (decisions of a request
+    /// share one).
+    time: Option<(i64, std::ops::Range<usize>)>,
 }
 
 #[derive(Default)]
@@ -153,11 +154,13 @@ impl EntryWriter {
         push_number(out, row.reason_set as i64);
         out.push(b',');
         match &self.time {
-            Some((micros, text)) if *micros == row.decide_time => out.extend_from_slice(text.as_bytes()),
+            Some((micros, text)) if *micros == row.decide_time => out.extend_from_within(text.clone()),
             _ => {
-                let text = format!("\"{}\"", rfc3339(row.decide_time));
-                out.extend_from_slice(text.as_bytes());
-                self.time = Some((row.decide_time, text));
+                let start = out.len();
+                out.push(b'"');
+                write_rfc3339(out, row.decide_time);
+                out.push(b'"');
+                self.time = Some((row.decide_time, start..out.len()));
             }
         }
         out.extend_from_slice(if row.inherited_only { b",true]" } else { b",false]" });
@@ -309,17 +312,39 @@ fn push_number(out: &mut Vec<u8>, value: i64) {
 /// RFC 3339 in UTC (`Z`), with microseconds unless there are none: as the log always wrote
 /// times.
 pub fn rfc3339(micros: i64) -> String {
+    let mut out = Vec::with_capacity(27);
+    write_rfc3339(&mut out, micros);
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// `rfc3339` written at the end of `out` (a decision's row is written without allocating).
+pub fn write_rfc3339(out: &mut Vec<u8>, micros: i64) {
+    fn digits(out: &mut Vec<u8>, value: i64, width: u32) {
+        for place in (0..width).rev() {
+            out.push(b'0' + (value / 10_i64.pow(place) % 10) as u8);
+        }
+    }
     let seconds = micros.div_euclid(1_000_000);
     let fraction = micros.rem_euclid(1_000_000);
     let days = seconds.div_euclid(86_400);
     let second_of_day = seconds.rem_euclid(86_400);
     let (year, month, day) = civil_from_days(days);
-    let (hour, minute, second) = (second_of_day / 3600, second_of_day / 60 % 60, second_of_day % 60);
-    if fraction == 0 {
-        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
-    } else {
-        format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{fraction:06}Z")
+    digits(out, year, 4);
+    out.push(b'-');
+    digits(out, i64::from(month), 2);
+    out.push(b'-');
+    digits(out, i64::from(day), 2);
+    out.push(b'T');
+    digits(out, second_of_day / 3600, 2);
+    out.push(b':');
+    digits(out, second_of_day / 60 % 60, 2);
+    out.push(b':');
+    digits(out, second_of_day % 60, 2);
+    if fraction != 0 {
+        out.push(b'.');
+        digits(out, fraction, 6);
     }
+    out.push(b'Z');
 }
 
 /// (year, month, day) of a day number since 1970-01-01 (proleptic Gregorian; H. Hinnant's
@@ -340,6 +365,15 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for value in [0, 7, 10, 1_000_000_007, -3, i64::MAX, i64::MIN] {
+            let mut out = Vec::new();
+            push_number(&mut out, value);
+            assert_eq!(out, value.to_string().into_bytes());
+        }
+    }
 
     #[test]
     fn times_are_rfc3339_in_utc() {

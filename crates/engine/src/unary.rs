@@ -10,10 +10,14 @@
 //! The lane refuses decisions while the log cannot take them (`set_refusing`) and when it holds
 //! `max_queue` decisions (the log's backpressure): a decision is made only once it is sure to
 //! be queued.
+//!
+//! The lane numbers the decisions: each one queued takes the next counter of its decision id,
+//! and decisions logged another way draw theirs from it too (`take_ids`), so that one counter
+//! numbers every decision of the process.
 
 use std::sync::Arc;
 
-use hashbrown::HashMap;
+use hashbrown::{Equivalent, HashMap};
 use parking_lot::Mutex;
 
 use crate::engine::{decision_id, State};
@@ -41,6 +45,10 @@ struct Lane {
     per_entry: usize,
     max_queue: usize,
     refusing: bool,
+    /// The counter of the next decision id.
+    next_id: u64,
+    /// The text of the decision id being written (its buffer reused).
+    id_text: String,
     open: Option<Open>,
     done: Vec<LaneEntry>,
     /// Decisions queued since the lane was made.
@@ -52,6 +60,18 @@ struct Lane {
 
 /// (caller, dataset id, operation, region) of a decision: one of the caller's intents.
 pub type Intent = (String, String, Operation, String);
+
+/// An `Intent` borrowed, to count one already known without copying its texts (it hashes as
+/// the `Intent` it equals).
+#[derive(Hash)]
+struct IntentOf<'a>((&'a str, &'a str, Operation, &'a str));
+
+impl Equivalent<Intent> for IntentOf<'_> {
+    fn equivalent(&self, key: &Intent) -> bool {
+        let (caller, dataset_id, operation, region) = self.0;
+        key.0 == caller && key.1 == dataset_id && key.2 == operation && key.3 == region
+    }
+}
 
 /// One rendered entry: its JSON, its decisions' ids (counters after the lane's id prefix) and
 /// the catalog revision they name.
@@ -110,7 +130,6 @@ impl Open {
 /// One decision to queue: `head` as its entry would state it, and its row's own fields.
 pub struct Queued<'a> {
     pub head: EntryHead<'a>,
-    pub id: u64,
     pub dataset_id: &'a str,
     pub operation: Operation,
     pub region: &'a str,
@@ -133,8 +152,14 @@ pub struct Asked<'a> {
     pub caller: &'a str,
     pub catalog_revision: i64,
     pub context: &'a [(String, String)],
-    /// The decision id's counter.
+}
+
+/// A decision queued by `decide_queued`: its verdict, its decision id's counter, and whether
+/// the lane held no decision before (the writer may be waiting for work).
+pub struct Decided {
+    pub verdict: Arc<Verdict>,
     pub id: u64,
+    pub first: bool,
 }
 
 /// Why a question asked alone was not decided.
@@ -147,16 +172,16 @@ pub enum NotDecided {
 }
 
 impl State {
-    /// Decides `asked` and queues its decision on `lane`: its verdict, and whether the lane was
-    /// empty before. Nothing is decided when the region is unknown or the lane refuses.
-    pub fn decide_queued(&self, lane: &LogLane, asked: &Asked<'_>) -> Result<(Arc<Verdict>, bool), NotDecided> {
+    /// Decides `asked` and queues its decision on `lane`. Nothing is decided when the region is
+    /// unknown or the lane refuses.
+    pub fn decide_queued(&self, lane: &LogLane, asked: &Asked<'_>) -> Result<Decided, NotDecided> {
         let region = self.region("region", asked.region).map_err(NotDecided::UnknownRegion)?;
         lane.admit().map_err(NotDecided::Refused)?;
         let judgement = match asked.stale {
             Some(message) => Arc::new(Judgement::new(self.stale_verdict(message))),
             None => self.judge(asked.dataset_id, asked.operation, region, asked.now),
         };
-        let first = lane.push(&Queued {
+        let (id, first) = lane.push(&Queued {
             head: EntryHead {
                 kind: asked.kind,
                 caller: asked.caller,
@@ -165,20 +190,19 @@ impl State {
                 catalog_revision: asked.catalog_revision,
                 context: asked.context,
             },
-            id: asked.id,
             dataset_id: asked.dataset_id,
             operation: asked.operation,
             region: self.policy.region_name(region),
             judgement: &judgement,
             decide_time: asked.now,
         });
-        Ok((judgement.verdict.clone(), first))
+        Ok(Decided { verdict: judgement.verdict.clone(), id, first })
     }
 }
 
 impl LogLane {
-    /// A lane writing decision ids as `id_prefix` and a counter, at most `per_entry` decisions
-    /// an entry, refusing past `max_queue` waiting decisions.
+    /// A lane writing decision ids as `id_prefix` and a counter (from 1), at most `per_entry`
+    /// decisions an entry, refusing past `max_queue` waiting decisions.
     pub fn new(id_prefix: &str, per_entry: usize, max_queue: usize) -> LogLane {
         LogLane {
             lane: Mutex::new(Lane {
@@ -186,6 +210,8 @@ impl LogLane {
                 per_entry: per_entry.max(1),
                 max_queue: max_queue.max(1),
                 refusing: false,
+                next_id: 1,
+                id_text: String::new(),
                 open: None,
                 done: Vec::new(),
                 appended: 0,
@@ -212,12 +238,14 @@ impl LogLane {
         self.lane.lock().refusing = refusing;
     }
 
-    /// Renders and queues one decision; true when the lane held none before (the writer may be
-    /// waiting for work).
-    pub fn push(&self, decision: &Queued<'_>) -> bool {
+    /// Renders and queues one decision: its decision id's counter, and true when the lane held
+    /// none before (the writer may be waiting for work).
+    pub fn push(&self, decision: &Queued<'_>) -> (u64, bool) {
         let mut guard = self.lane.lock();
         let lane = &mut *guard;
         let first = lane.waiting == 0;
+        let counter = lane.next_id;
+        lane.next_id += 1;
         let head = &decision.head;
         if lane.open.as_ref().is_some_and(|open| !open.holds(head) || open.ids.len() >= lane.per_entry) {
             let open = lane.open.take().expect("an open entry");
@@ -242,10 +270,11 @@ impl LogLane {
         let reason_set = open
             .writer
             .reason_set_with(Arc::as_ptr(verdict) as usize, |out| out.extend_from_slice(judgement.log_reasons()));
-        let mut id = String::with_capacity(lane.id_prefix.len() + 10);
-        decision_id(&mut id, &lane.id_prefix, decision.id);
+        let id = &mut lane.id_text;
+        id.clear();
+        decision_id(id, &lane.id_prefix, counter);
         open.writer.row(&Row {
-            decision_id: &id,
+            decision_id: id,
             dataset_id: decision.dataset_id,
             operation: decision.operation,
             region: decision.region,
@@ -255,14 +284,32 @@ impl LogLane {
             decide_time: decision.decide_time,
             inherited_only: verdict.inherited_only,
         });
-        open.ids.push(decision.id);
+        open.ids.push(counter);
         open.judgements.push(judgement.clone());
-        let intent =
-            (head.caller.to_owned(), decision.dataset_id.to_owned(), decision.operation, decision.region.to_owned());
-        *lane.intents.entry(intent).or_default() += 1;
+        let intent = IntentOf((head.caller, decision.dataset_id, decision.operation, decision.region));
+        match lane.intents.get_mut(&intent) {
+            Some(count) => *count += 1,
+            None => {
+                let (caller, dataset_id, operation, region) = intent.0;
+                lane.intents.insert((caller.to_owned(), dataset_id.to_owned(), operation, region.to_owned()), 1);
+            }
+        }
         lane.appended += 1;
         lane.waiting += 1;
+        (counter, first)
+    }
+
+    /// The first of `count` consecutive decision-id counters, for decisions logged another way.
+    pub fn take_ids(&self, count: u64) -> u64 {
+        let mut lane = self.lane.lock();
+        let first = lane.next_id;
+        lane.next_id += count;
         first
+    }
+
+    /// The counter the next decision id will have.
+    pub fn next_id(&self) -> u64 {
+        self.lane.lock().next_id
     }
 
     /// Decisions queued since the lane was made.
@@ -321,7 +368,7 @@ mod tests {
         })))
     }
 
-    fn asked<'a>(region: &'a str, stale: Option<&'a str>, id: u64) -> Asked<'a> {
+    fn asked<'a>(region: &'a str, stale: Option<&'a str>) -> Asked<'a> {
         Asked {
             dataset_id: "s3://nowhere",
             operation: Operation::Store,
@@ -332,7 +379,6 @@ mod tests {
             caller: "alice",
             catalog_revision: 3,
             context: &[],
-            id,
         }
     }
 
@@ -341,18 +387,21 @@ mod tests {
         let engine = crate::Engine::new(policy());
         let state = engine.read();
         let lane = LogLane::new("r:ab", 10, 2);
-        let (verdict, first) = state.decide_queued(&lane, &asked("aws:eu-central-1", None, 1)).unwrap();
-        assert!(first);
-        assert_eq!(verdict.reasons[0].code, ReasonCode::UnknownDataset);
-        let (stale, first) = state.decide_queued(&lane, &asked("aws:eu-central-1", Some("fail closed: x"), 2)).unwrap();
-        assert!(!first);
+        let decided = state.decide_queued(&lane, &asked("aws:eu-central-1", None)).unwrap();
+        assert!(decided.first);
+        assert_eq!((decided.verdict.reasons[0].code, decided.id), (ReasonCode::UnknownDataset, 1));
+        let stale = state.decide_queued(&lane, &asked("aws:eu-central-1", Some("fail closed: x"))).unwrap();
+        assert!(!stale.first);
+        assert_eq!(stale.id, 2);
+        let stale = stale.verdict;
         assert_eq!((stale.outcome, stale.reasons[0].code), (Outcome::Deny, ReasonCode::StaleCatalog));
         assert_eq!(&*stale.reasons[0].message, "fail closed: x");
         // An unknown region is refused even when stale, and a full lane before anything is decided.
-        let unknown = state.decide_queued(&lane, &asked("aws:nowhere-9", Some("x"), 3));
+        let unknown = state.decide_queued(&lane, &asked("aws:nowhere-9", Some("x")));
         assert!(matches!(unknown, Err(NotDecided::UnknownRegion(_))));
-        let full = state.decide_queued(&lane, &asked("aws:eu-central-1", None, 4));
-        assert_eq!(full.err(), Some(NotDecided::Refused(Refusal::Full)));
+        let full = state.decide_queued(&lane, &asked("aws:eu-central-1", None));
+        assert!(matches!(full, Err(NotDecided::Refused(Refusal::Full))));
+        assert_eq!(lane.next_id(), 3, "no id taken by a decision not made");
         let taken = lane.take();
         assert_eq!(taken.appended, 2);
         let json = std::str::from_utf8(&taken.entries[0].json).unwrap();
@@ -370,27 +419,27 @@ mod tests {
         }
     }
 
-    fn queue(lane: &LogLane, caller: &str, revision: i64, id: u64, judgement: &Arc<Judgement>) -> bool {
+    fn queue(lane: &LogLane, caller: &str, revision: i64, judgement: &Arc<Judgement>) -> bool {
         lane.push(&Queued {
             head: head(caller, revision),
-            id,
             dataset_id: "s3://a",
             operation: Operation::Store,
             region: "aws:eu-central-1",
             judgement,
             decide_time: 0,
         })
+        .1
     }
 
     #[test]
     fn decisions_sharing_a_head_share_an_entry_of_bounded_size() {
         let lane = LogLane::new("r:ab", 2, 100);
         let verdict = verdict();
-        assert!(queue(&lane, "alice", 1, 1, &verdict));
-        assert!(!queue(&lane, "alice", 1, 2, &verdict));
-        assert!(!queue(&lane, "alice", 1, 3, &verdict)); // the entry is full: a new one
-        assert!(!queue(&lane, "bob", 1, 4, &verdict)); // another caller: a new one
-        assert!(!queue(&lane, "bob", 2, 5, &verdict)); // another revision: a new one
+        assert!(queue(&lane, "alice", 1, &verdict));
+        assert!(!queue(&lane, "alice", 1, &verdict));
+        assert!(!queue(&lane, "alice", 1, &verdict)); // the entry is full: a new one
+        assert!(!queue(&lane, "bob", 1, &verdict)); // another caller: a new one
+        assert!(!queue(&lane, "bob", 2, &verdict)); // another revision: a new one
         let taken = lane.take();
         let ids: Vec<Vec<u64>> = taken.entries.iter().map(|e| e.ids.clone()).collect();
         assert_eq!(ids, vec![vec![1, 2], vec![3], vec![4], vec![5]]);
@@ -401,8 +450,20 @@ mod tests {
         let mut intents: Vec<(&str, usize)> = taken.intents.iter().map(|(key, n)| (key.0.as_str(), *n)).collect();
         intents.sort();
         assert_eq!(intents, vec![("alice", 3), ("bob", 2)]);
-        assert!(queue(&lane, "alice", 1, 6, &verdict), "empty again after the take");
+        assert!(queue(&lane, "alice", 1, &verdict), "empty again after the take");
         assert_eq!(lane.take().appended, 6);
+    }
+
+    #[test]
+    fn decisions_logged_another_way_draw_their_ids_from_the_lane() {
+        let lane = LogLane::new("r:ab", 10, 100);
+        let verdict = verdict();
+        queue(&lane, "alice", 1, &verdict);
+        assert_eq!(lane.take_ids(3), 2);
+        assert_eq!(lane.next_id(), 5);
+        queue(&lane, "alice", 1, &verdict);
+        let ids: Vec<u64> = lane.take().entries.iter().flat_map(|e| e.ids.clone()).collect();
+        assert_eq!(ids, vec![1, 5]);
     }
 
     #[test]
@@ -410,8 +471,8 @@ mod tests {
         let lane = LogLane::new("r:ab", 10, 2);
         let verdict = verdict();
         assert_eq!(lane.admit(), Ok(()));
-        queue(&lane, "alice", 1, 1, &verdict);
-        queue(&lane, "alice", 1, 2, &verdict);
+        queue(&lane, "alice", 1, &verdict);
+        queue(&lane, "alice", 1, &verdict);
         assert_eq!(lane.admit(), Err(Refusal::Full));
         lane.take();
         assert_eq!(lane.admit(), Ok(()));
