@@ -47,6 +47,9 @@ LogLane = _engine.LogLane
 LogRefused = _engine.LogRefused
 UnknownRegion = _engine.UnknownRegion
 
+# Decisions by (operation, outcome), and their reasons by (code, rule id).
+DecisionCounts = tuple[dict[tuple[Operation, Outcome], int], dict[tuple[str, str], int]]
+
 _OPERATIONS = {Operation.STORE: 0, Operation.PROCESS: 1}
 _OPERATION_OF = (Operation.STORE, Operation.PROCESS)
 _OUTCOMES = (Outcome.ALLOW, Outcome.DENY)
@@ -532,13 +535,23 @@ class DecisionBatch(Sequence[Decision]):
             for (dataset, op, region), n in self._raw.intents(self._start, self._stop)
         ]
 
-    def counts(self) -> tuple[dict[tuple[Operation, Outcome], int], dict[tuple[str, str], int]]:
+    def counts(self) -> DecisionCounts:
         """Of the whole batch: decisions by (operation, outcome), reasons by (code, rule id)."""
-        by_outcome, by_reason = self._raw.counts()
-        return (
-            {(_OPERATION_OF[op], _OUTCOMES[outcome]): n for (op, outcome), n in by_outcome},
-            {(_REASON_CODES[code].value, rule_id): n for (code, rule_id), n in by_reason},
-        )
+        return _counts(*self._raw.counts())
+
+
+def lane_counts(lane: LogLane) -> DecisionCounts:
+    """The decisions queued on `lane` since the last call, counted as `DecisionBatch.counts`."""
+    return _counts(*lane.take_counts())
+
+
+def _counts(
+    by_outcome: Iterable[tuple[tuple[int, int], int]], by_reason: Iterable[tuple[tuple[int, str], int]]
+) -> DecisionCounts:
+    return (
+        {(_OPERATION_OF[op], _OUTCOMES[outcome]): n for (op, outcome), n in by_outcome},
+        {(_REASON_CODES[code].value, rule_id): n for (code, rule_id), n in by_reason},
+    )
 
 
 def _verdict(raw: tuple) -> Verdict:

@@ -64,6 +64,7 @@ from domicile.router.engine import (
     LogRefused,
     UnapprovedDeclassification,
     UnknownRegion,
+    lane_counts,
 )
 from domicile.router.policy_admin import (
     DEFAULT_POLICY_YAML,
@@ -76,9 +77,18 @@ from domicile.router.policy_admin import (
 )
 from domicile.router.policy_history import PolicyHistory, PolicyVersion
 from domicile.router.replay import CONTEXT_JOB, CONTEXT_JOB_INPUTS, CONTEXT_JOB_TRANSFORM, Replayer, ReplayResult
-from domicile.router.types import Decision, DecisionFields, Operation, Outcome, Reason, ReasonCode, Verdict
+from domicile.router.types import (
+    Decision,
+    Operation,
+    Outcome,
+    Reason,
+    ReasonCode,
+    UnaryDecisionFields,
+    Verdict,
+)
 from domicile.router.violations import ResidencyStates, StoredViolations, ViolationPage, residency_of, violation_page
 from domicile.security.events import CATALOG_ROLLBACK_ACCEPTED
+from domicile.telemetry.decisions import count_decisions
 
 if TYPE_CHECKING:
     from domicile.app import App
@@ -225,8 +235,8 @@ class Router:
         # Decide's decisions go to the log through the engine's lane (see `decide`), made by the
         # engine's unary decider, which the follower keeps told of the view.
         options = decision_log.options
-        self._lane = LogLane(self._id_prefix, options.line_decisions, options.max_queue, decision_log.wake)
-        decision_log.attach_lane(self._lane)
+        self._lane = lane = LogLane(self._id_prefix, options.line_decisions, options.max_queue, decision_log.wake)
+        decision_log.attach_lane(lane, lambda: count_decisions(lane_counts(lane)))
         self._decider = engine.unary_decider(self._lane, _micros_clock(clock))
         follower.publish_view(self._decider.set_view)
         self._decide = self._decider.decide
@@ -454,14 +464,15 @@ class Router:
         context: Mapping[str, str] | None = None,
         *,
         caller: str = "",
-    ) -> DecisionFields:
+    ) -> UnaryDecisionFields:
         """May `op` happen on `dataset_id` in `region`, asked by `caller`? Always a logged
         decision (with the caller's `context`, see `caller_context`): an unknown dataset is
         DENY / UNKNOWN_DATASET, a stale view DENY / STALE_CATALOG. An unknown region raises
         INVALID_ARGUMENT (field `region`).
 
         The decision is queued for the log, not yet on disk: an answer made of it waits for
-        `logged()` (with the durable log, until the decision is written and fsynced).
+        `logged()` (with the durable log, until the decision is written and fsynced). It is
+        counted in the metrics (`domicile.telemetry.decisions`) when the log takes it.
 
         One engine call decides and queues the decision's log entry (the engine's lane, which
         the log writer drains); the answer is the engine's `UnaryDecision`, whose fields are
@@ -479,7 +490,7 @@ class Router:
 
     def _decide_checked(
         self, dataset_id: str, op: Operation, region: str, caller: str, facts: list[tuple[str, str]] | None
-    ) -> DecisionFields:
+    ) -> UnaryDecisionFields:
         """`decide` when the engine's call made no decision: the view's freshness ran out (the
         follower says why, or that it is fresh after all) or the lane refused it (the log says
         why, or waits for room)."""

@@ -38,10 +38,10 @@ from domicile.router.decision_search import DecisionQuery
 from domicile.router.policy import MAX_POLICY_BYTES
 from domicile.router.policy_changes import PolicyChanges
 from domicile.router.runtime import JobCheck, Router, Violation, caller_context
-from domicile.router.types import DecisionFields, Operation
+from domicile.router.types import Operation
 from domicile.security.budgets import Resource
 from domicile.security.context import current_principal
-from domicile.telemetry.decisions import observe_batch, observe_decisions
+from domicile.telemetry.decisions import describe_decision, observe_batch, observe_decisions
 from domicile.telemetry.tracing import optional_span
 from domicile.timeconv import optional_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
@@ -149,12 +149,10 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         self._app = app
         self._encoder = DecisionEncoder()
 
-    async def Decide(self, request: residency_pb2.DecideRequest, context) -> residency_pb2.DecideResponse:
-        response = residency_pb2.DecideResponse()
-        self._encoder.fill(response.decision, await self._decide(request))
-        return response
-
-    async def _decide(self, request: residency_pb2.DecideRequest) -> DecisionFields:
+    async def Decide(self, request: residency_pb2.DecideRequest, context) -> bytes:
+        """Answers with the serialized DecideResponse, encoded by the residency engine (see
+        `add_residency_service`); the decision is counted in the metrics by the engine as it
+        is queued for the log."""
         router = _router(self._app)
         errors = FieldErrors()
         dataset_id = _check_id(errors, "dataset_id", request.dataset_id)
@@ -167,8 +165,8 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         with optional_span("router.decide"):
             decision = router.decide(dataset_id, op, request.region, request.context, caller=current_principal())
             await router.logged()
-            observe_decisions((decision,))
-        return decision
+            describe_decision(decision)
+        return decision.answer()
 
     async def BatchDecide(self, request: bytes, context) -> bytes:
         """Answers with the serialized BatchDecideResponse. The request arrives serialized (see
@@ -592,19 +590,22 @@ def _check_context(errors: FieldErrors, path: str, context: Mapping[str, str]) -
 
 def add_residency_service(servicer: ResidencyServicer, server: grpc.aio.Server) -> None:
     """Register `servicer` as the generated `add_ResidencyServiceServicer_to_server` does, with
-    one difference: BatchDecide's handler takes the request and gives the answer serialized,
+    two differences: BatchDecide's handler takes the request and gives the answer serialized,
     both handed to and from the residency engine as they are -- up to 10,000 messages built in
-    Python only to be read or serialized would cost more than deciding them."""
+    Python only to be read or serialized would cost more than deciding them; Decide's gives its
+    answer serialized by the engine (a message built per call would cost more than the
+    decision)."""
     service = residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"]
     handlers = {}
     for method in service.methods:
-        raw = method.name == "BatchDecide"
+        raw_request = method.name == "BatchDecide"
+        raw_response = method.name in ("BatchDecide", "Decide")
         request = getattr(residency_pb2, method.input_type.name)
         response = getattr(residency_pb2, method.output_type.name)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             getattr(servicer, method.name),
-            request_deserializer=None if raw else request.FromString,
-            response_serializer=None if raw else response.SerializeToString,
+            request_deserializer=None if raw_request else request.FromString,
+            response_serializer=None if raw_response else response.SerializeToString,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     server.add_registered_method_handlers(service.full_name, handlers)

@@ -130,6 +130,14 @@ class DecisionFields(Protocol):
     def inherited_only(self) -> bool: ...
 
 
+class UnaryDecisionFields(DecisionFields, Protocol):
+    """A decision of `Router.decide`: its fields, and the Decide answer holding it."""
+
+    def answer(self) -> bytes:
+        """The serialized DecideResponse."""
+        ...
+
+
 @dataclass(frozen=True)
 class PolicyChange:
     """How a candidate policy changes one dataset's allowed regions for one operation.

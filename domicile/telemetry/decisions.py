@@ -1,6 +1,10 @@
 """What answered decisions contribute to telemetry: the decision counters, and on the current
 span (the engine's) the decision ids, outcomes, policy version and catalog revision.
 
+Decide's decisions are counted by the engine as it queues them for the decision log, and
+handed to `count_decisions` by the log's writer (`LogLane.take_counts`): the answer itself
+only describes its decision on a recording span (`describe_decision`).
+
 A BatchDecide of 10,000 decisions is one span whose attributes sum the batch up and whose
 events name its DENY decisions (at most `MAX_DECISION_EVENTS`), never a span per decision.
 """
@@ -15,7 +19,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from domicile.router.engine import DecisionBatch
+from domicile.router.engine import DecisionBatch, DecisionCounts
 from domicile.router.types import DecisionFields, Operation, Outcome
 from domicile.telemetry.metrics import DECISION_REASONS, DECISIONS
 from domicile.telemetry.tracing import tracing_enabled
@@ -48,15 +52,30 @@ def observe_batch(decisions: DecisionBatch) -> None:
     built unless the current span records them."""
     if not decisions:
         return
-    by_outcome, by_reason = decisions.counts()
-    for (operation, outcome), count in by_outcome.items():
-        _decision_counter(operation, outcome).inc(count)
-    for key, count in by_reason.items():
-        _reason_counter(key).inc(count)
+    count_decisions(decisions.counts())
     if tracing_enabled():
         current = trace.get_current_span()
         if current.is_recording():
             _describe(current, decisions)
+
+
+def describe_decision(decision: DecisionFields) -> None:
+    """Describe a decision counted elsewhere (see the module docstring) on the current span, when
+    it records."""
+    if tracing_enabled():
+        current = trace.get_current_span()
+        if current.is_recording():
+            _describe(current, (decision,))
+
+
+def count_decisions(counts: DecisionCounts) -> None:
+    """Count decisions counted by the engine (decisions by (operation, outcome), reasons by
+    (code, rule id))."""
+    by_outcome, by_reason = counts
+    for (operation, outcome), count in by_outcome.items():
+        _decision_counter(operation, outcome).inc(count)
+    for key, count in by_reason.items():
+        _reason_counter(key).inc(count)
 
 
 def _count(decisions: Sequence[DecisionFields]) -> None:

@@ -189,6 +189,7 @@ class DecisionLog:
         # taken by the writer, and written and fsynced.
         self._queue: list[Queued] = []
         self._lane: _engine.LogLane | None = None
+        self._lane_taken: Callable[[], None] | None = None
         self._writer_waiting = False
         self._space_waiters = 0
         self._appended_seq = 0
@@ -386,13 +387,16 @@ class DecisionLog:
             self._wake_writer(was_empty)
             return self._total_appended()
 
-    def attach_lane(self, lane: _engine.LogLane) -> None:
+    def attach_lane(self, lane: _engine.LogLane, taken: Callable[[], None] | None = None) -> None:
         """Take the entries of `lane` too (the residency engine's queue of decisions made one at
         a time, see the module docstring), with the same guarantees: `flush()` waits for them,
         the lane refuses decisions while the log takes none. It is made with this log's
-        `line_decisions` and `max_queue`, and `wake` to call."""
+        `line_decisions` and `max_queue`, and `wake` to call. The writer thread calls `taken`
+        after each time it took the lane's entries, before their `flush()` callers return (e.g.
+        to count the decisions for the metrics); one that raises is logged."""
         with self._lock:
             self._lane = lane
+            self._lane_taken = taken
             self._sync_lane()
 
     def wake(self) -> None:
@@ -604,6 +608,11 @@ class DecisionLog:
         self._queue_taken = taken = self._appended_seq
         if self._lane is not None:
             entries, lane_appended, intents = self._lane.take()
+            if self._lane_taken is not None:
+                try:
+                    self._lane_taken()
+                except Exception:
+                    log.exception("decision log %s: the lane's `taken` failed", self.path)
             taken += lane_appended
             if entries:
                 batch.append(

@@ -20,8 +20,8 @@ use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Rou
 use domicile_engine::log_entry::{civil_from_days, head_json, json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
-use domicile_engine::unary::LogLane as CoreLane;
-use domicile_engine::wire::{AnswerShape, BatchError, Questions};
+use domicile_engine::unary::{Judgement, LogLane as CoreLane};
+use domicile_engine::wire::{AnswerShape, BatchError, DecisionContext, Encoder, Questions};
 use domicile_engine::{access_wire, dataset_ids};
 use domicile_engine::{Change, Engine as CoreEngine, Error};
 use parking_lot::Mutex;
@@ -809,6 +809,16 @@ impl LogLane {
         self.lane.next_id()
     }
 
+    /// The decisions queued since the last call, counted as `DecidedBatch.counts` counts.
+    #[allow(clippy::type_complexity)]
+    fn take_counts(&self) -> (Vec<((u8, u8), u64)>, Vec<((u8, String), u64)>) {
+        let counts = self.lane.take_counts();
+        (
+            counts.by_outcome.into_iter().map(|((op, outcome), n)| ((op as u8, outcome as u8), n)).collect(),
+            counts.by_reason.into_iter().map(|((code, rule_id), n)| ((code as u8, rule_id.to_string()), n)).collect(),
+        )
+    }
+
     /// Decisions waiting for the writer.
     fn waiting(&self) -> usize {
         self.lane.waiting()
@@ -849,16 +859,18 @@ impl LogLane {
 }
 
 /// A decision made by `UnaryDecider.decide`: the fields of the router's `Decision`, read when
-/// asked (the verdict's from the caller's value of it).
+/// asked (the verdict's from the engine's value of it, made when first read), and the Decide
+/// answer in the wire format (`answer`).
 #[pyclass(frozen, module = "domicile.router._engine")]
 struct UnaryDecision {
+    engine: Py<Engine>,
+    policy: Arc<CompiledPolicy>,
+    judgement: Arc<Judgement>,
     id_prefix: Arc<str>,
     id: u64,
-    verdict: Py<PyAny>,
     dataset_id: Py<PyString>,
     operation: Py<PyAny>,
     region: Py<PyString>,
-    policy_version: Arc<str>,
     catalog_revision: i64,
     decide_time: i64,
     caller: Py<PyString>,
@@ -875,7 +887,7 @@ impl UnaryDecision {
 
     #[getter]
     fn outcome<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.verdict.bind(py).get_item(0)
+        self.verdict(py)?.get_item(0)
     }
 
     #[getter]
@@ -895,17 +907,17 @@ impl UnaryDecision {
 
     #[getter]
     fn allowed_regions<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.verdict.bind(py).get_item(1)
+        self.verdict(py)?.get_item(1)
     }
 
     #[getter]
     fn reasons<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.verdict.bind(py).get_item(2)
+        self.verdict(py)?.get_item(2)
     }
 
     #[getter]
     fn policy_version(&self) -> &str {
-        &self.policy_version
+        &self.policy.version
     }
 
     #[getter]
@@ -925,8 +937,29 @@ impl UnaryDecision {
     }
 
     #[getter]
-    fn inherited_only<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.verdict.bind(py).get_item(3)
+    fn inherited_only(&self) -> bool {
+        self.judgement.verdict.inherited_only
+    }
+
+    /// The serialized DecideResponse holding this decision (its allowed regions listed).
+    fn answer<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let context = DecisionContext {
+            policy_version: &self.policy.version,
+            catalog_revision: self.catalog_revision,
+            decide_time: self.decide_time,
+        };
+        let mut out = Vec::with_capacity(256);
+        let operation = self.engine.get().operation_of(self.operation.bind(py))?;
+        Encoder::new(context, AnswerShape::Listed).decision(
+            &mut out,
+            1, // DecideResponse.decision
+            &self.decision_id(),
+            self.dataset_id.bind(py).to_str()?,
+            operation,
+            self.region.bind(py).to_str()?,
+            &self.judgement,
+        );
+        Ok(PyBytes::new(py, &out))
     }
 
     /// Equal to a `Decision` (or another unary decision) with the same fields.
@@ -954,9 +987,14 @@ impl UnaryDecision {
 }
 
 impl UnaryDecision {
+    /// The engine's value of the verdict (made once per verdict it memoised).
+    fn verdict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.engine.get().verdict(py, &self.policy, &self.judgement.verdict)
+    }
+
     /// The fields in the order of the router's `Decision`.
     fn fields<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let verdict = self.verdict.bind(py);
+        let verdict = self.verdict(py)?;
         PyTuple::new(
             py,
             [
@@ -967,7 +1005,7 @@ impl UnaryDecision {
                 self.region.bind(py).clone().into_any(),
                 verdict.get_item(1)?,
                 verdict.get_item(2)?,
-                PyString::new(py, &self.policy_version).into_any(),
+                PyString::new(py, &self.policy.version).into_any(),
                 self.catalog_revision.into_pyobject(py)?.into_any(),
                 datetime(py, self.decide_time)?.into_any(),
                 self.caller.bind(py).clone().into_any(),

@@ -99,13 +99,14 @@ impl UnaryDecider {
             Err(NotDecided::Refused(refusal)) => return Err(LogRefused::new_err((refusal == Refusal::Full,))),
         };
         let decision = UnaryDecision {
+            engine: self.engine.clone_ref(py),
+            policy: state.policy.clone(),
+            judgement: decided.judgement,
             id_prefix: lane.id_prefix.clone(),
             id: decided.id,
-            verdict: engine.verdict(py, &state.policy, &decided.verdict)?.unbind(),
             dataset_id: dataset_id.unbind(),
             operation: operation.unbind(),
             region: region.unbind(),
-            policy_version: state.policy.version.clone(),
             catalog_revision,
             decide_time: now,
             caller: caller.unbind(),
@@ -120,7 +121,7 @@ impl UnaryDecider {
 
 impl Engine {
     /// The operation of the caller's value of it (see `Engine.__new__`'s `operations`).
-    fn operation_of(&self, operation: &Bound<'_, PyAny>) -> PyResult<Operation> {
+    pub(crate) fn operation_of(&self, operation: &Bound<'_, PyAny>) -> PyResult<Operation> {
         match &self.operations {
             Some([store, _]) if operation.is(store) => Ok(Operation::Store),
             Some([_, process]) if operation.is(process) => Ok(Operation::Process),

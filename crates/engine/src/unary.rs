@@ -13,7 +13,8 @@
 //!
 //! The lane numbers the decisions: each one queued takes the next counter of its decision id,
 //! and decisions logged another way draw theirs from it too (`take_ids`), so that one counter
-//! numbers every decision of the process.
+//! numbers every decision of the process. It also counts them by operation and outcome and
+//! their reasons by code and rule (`take_counts`: what the metrics count).
 
 use std::sync::Arc;
 
@@ -22,8 +23,9 @@ use parking_lot::Mutex;
 
 use crate::engine::{decision_id, State};
 use crate::log_entry::{EntryHead, EntryWriter, Row};
-use crate::memo::Judgement;
-use crate::policy::{Operation, Verdict};
+/// A decision's verdict with its renderings (what `Decided` carries).
+pub use crate::memo::Judgement;
+use crate::policy::{Operation, Outcome, ReasonCode, Verdict};
 use crate::Error;
 
 /// Why the lane takes no decision now.
@@ -56,6 +58,16 @@ struct Lane {
     /// Decisions queued and not taken yet.
     waiting: usize,
     intents: HashMap<Intent, usize>,
+    /// Decisions queued and not counted yet, per verdict (by address, kept alive here) and
+    /// operation.
+    counted: HashMap<(usize, Operation), (Arc<Verdict>, u64)>,
+}
+
+/// Decisions counted by `take_counts`: per (operation, outcome), and their reasons per (code,
+/// rule id).
+pub struct Counts {
+    pub by_outcome: Vec<((Operation, Outcome), u64)>,
+    pub by_reason: Vec<((ReasonCode, Arc<str>), u64)>,
 }
 
 /// (caller, dataset id, operation, region) of a decision: one of the caller's intents.
@@ -154,10 +166,10 @@ pub struct Asked<'a> {
     pub context: &'a [(String, String)],
 }
 
-/// A decision queued by `decide_queued`: its verdict, its decision id's counter, and whether
-/// the lane held no decision before (the writer may be waiting for work).
+/// A decision queued by `decide_queued`: its verdict (with its renderings), its decision id's
+/// counter, and whether the lane held no decision before (the writer may be waiting for work).
 pub struct Decided {
-    pub verdict: Arc<Verdict>,
+    pub judgement: Arc<Judgement>,
     pub id: u64,
     pub first: bool,
 }
@@ -196,7 +208,7 @@ impl State {
             judgement: &judgement,
             decide_time: asked.now,
         });
-        Ok(Decided { verdict: judgement.verdict.clone(), id, first })
+        Ok(Decided { judgement, id, first })
     }
 }
 
@@ -217,6 +229,7 @@ impl LogLane {
                 appended: 0,
                 waiting: 0,
                 intents: HashMap::new(),
+                counted: HashMap::new(),
             }),
         }
     }
@@ -294,9 +307,27 @@ impl LogLane {
                 lane.intents.insert((caller.to_owned(), dataset_id.to_owned(), operation, region.to_owned()), 1);
             }
         }
+        lane.counted
+            .entry((Arc::as_ptr(verdict) as usize, decision.operation))
+            .or_insert_with(|| (verdict.clone(), 0))
+            .1 += 1;
         lane.appended += 1;
         lane.waiting += 1;
         (counter, first)
+    }
+
+    /// The decisions queued since the last call, counted (see `Counts`).
+    pub fn take_counts(&self) -> Counts {
+        let counted = std::mem::take(&mut self.lane.lock().counted);
+        let mut by_outcome: HashMap<(Operation, Outcome), u64> = HashMap::new();
+        let mut by_reason: HashMap<(ReasonCode, Arc<str>), u64> = HashMap::new();
+        for ((_, operation), (verdict, count)) in counted {
+            *by_outcome.entry((operation, verdict.outcome)).or_default() += count;
+            for reason in &verdict.reasons {
+                *by_reason.entry((reason.code, reason.rule_id.clone())).or_default() += count;
+            }
+        }
+        Counts { by_outcome: by_outcome.into_iter().collect(), by_reason: by_reason.into_iter().collect() }
     }
 
     /// The first of `count` consecutive decision-id counters, for decisions logged another way.
@@ -389,11 +420,11 @@ mod tests {
         let lane = LogLane::new("r:ab", 10, 2);
         let decided = state.decide_queued(&lane, &asked("aws:eu-central-1", None)).unwrap();
         assert!(decided.first);
-        assert_eq!((decided.verdict.reasons[0].code, decided.id), (ReasonCode::UnknownDataset, 1));
+        assert_eq!((decided.judgement.verdict.reasons[0].code, decided.id), (ReasonCode::UnknownDataset, 1));
         let stale = state.decide_queued(&lane, &asked("aws:eu-central-1", Some("fail closed: x"))).unwrap();
         assert!(!stale.first);
         assert_eq!(stale.id, 2);
-        let stale = stale.verdict;
+        let stale = stale.judgement.verdict.clone();
         assert_eq!((stale.outcome, stale.reasons[0].code), (Outcome::Deny, ReasonCode::StaleCatalog));
         assert_eq!(&*stale.reasons[0].message, "fail closed: x");
         // An unknown region is refused even when stale, and a full lane before anything is decided.
@@ -402,6 +433,12 @@ mod tests {
         let full = state.decide_queued(&lane, &asked("aws:eu-central-1", None));
         assert!(matches!(full, Err(NotDecided::Refused(Refusal::Full))));
         assert_eq!(lane.next_id(), 3, "no id taken by a decision not made");
+        let counts = lane.take_counts();
+        let mut by_reason: Vec<(ReasonCode, u64)> = counts.by_reason.iter().map(|((code, _), n)| (*code, *n)).collect();
+        by_reason.sort_by_key(|(code, _)| *code as u8);
+        assert_eq!(counts.by_outcome, vec![((Operation::Store, Outcome::Deny), 2)]);
+        assert_eq!(by_reason, vec![(ReasonCode::UnknownDataset, 1), (ReasonCode::StaleCatalog, 1)]);
+        assert!(lane.take_counts().by_outcome.is_empty(), "counted once");
         let taken = lane.take();
         assert_eq!(taken.appended, 2);
         let json = std::str::from_utf8(&taken.entries[0].json).unwrap();
