@@ -4,7 +4,9 @@ A grpc.aio server interceptor only sees the method name and metadata; what must 
 the call itself (admission, load shedding, timing, the access log) runs in a wrapper around the
 handler's behaviour, where the ServicerContext is available. `wrap_handler` builds that
 wrapper for the four call shapes; `WrappingInterceptor` builds it once per method, not per call
-(grpc.aio asks every interceptor for every call's handler).
+(grpc.aio asks every interceptor for every call's handler). `chained` makes consecutive
+wrapping interceptors one: grpc.aio runs each interceptor as a coroutine of its own per call,
+a chain of them as one.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         """The handler serving calls of `method` (full name) in place of `handler`."""
         raise NotImplementedError
 
+    def refuse(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        """A handler refusing the call at once, before its method's handler is looked up (and
+        before the interceptors after this one run); None, the default, to serve it."""
+        return None
+
     async def intercept_service(self, continuation, handler_call_details):
+        refusal = self.refuse(handler_call_details)
+        if refusal is not None:
+            return refusal
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
@@ -39,6 +49,52 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):
         if cached is None or cached[0] is not handler:
             cached = self._wrapped[method] = (handler, self.wrap(handler, method))
         return cached[1]
+
+
+class _Chain(WrappingInterceptor):
+    """Wrapping interceptors run as one (see `chained`): only the first may refuse."""
+
+    def __init__(self, layers: list[WrappingInterceptor]) -> None:
+        super().__init__()
+        self._layers = layers
+        self.refuse = layers[0].refuse  # type: ignore[method-assign]
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler | None:
+        wrapped: grpc.RpcMethodHandler | None = handler
+        for layer in reversed(self._layers):  # the innermost first
+            if wrapped is None:
+                return None
+            wrapped = layer.wrap(wrapped, method)
+        return wrapped
+
+
+def _refuses(interceptor: WrappingInterceptor) -> bool:
+    return type(interceptor).refuse is not WrappingInterceptor.refuse
+
+
+def chained(interceptors: list[grpc.aio.ServerInterceptor]) -> list[grpc.aio.ServerInterceptor]:
+    """`interceptors` as grpc.aio would run them, each run of consecutive `WrappingInterceptor`s
+    made one interceptor: the same wrappers around each method's handler, the same refusals,
+    one interceptor coroutine per call instead of one per interceptor. An interceptor that may
+    refuse starts a run (the interceptors before it wrap its refusals, as they would alone)."""
+    result: list[grpc.aio.ServerInterceptor] = []
+    run: list[WrappingInterceptor] = []
+
+    def close_run() -> None:
+        if run:
+            result.append(run[0] if len(run) == 1 else _Chain(list(run)))
+            run.clear()
+
+    for interceptor in interceptors:
+        if not isinstance(interceptor, WrappingInterceptor):
+            close_run()
+            result.append(interceptor)
+            continue
+        if _refuses(interceptor):
+            close_run()
+        run.append(interceptor)
+    close_run()
+    return result
 
 
 class CallScope(Protocol):

@@ -181,14 +181,14 @@ class ServerLoadShedding(WrappingInterceptor):
         self._shedder = shedder
         self._sheddable = sheddable_methods()
 
-    async def intercept_service(self, continuation, handler_call_details):
+    def refuse(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         if handler_call_details.method not in self._sheddable:
-            return await continuation(handler_call_details)
+            return None
         limit = self._shedder.server_refusal()
-        if limit:
-            RPC_SHED.labels(limit).inc()
-            return self._shedder.refusal_handler(limit)
-        return await super().intercept_service(continuation, handler_call_details)
+        if not limit:
+            return None
+        RPC_SHED.labels(limit).inc()
+        return self._shedder.refusal_handler(limit)
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         shedder = self._shedder

@@ -29,6 +29,7 @@ from domicile.catalog.stores import open_configured_store
 from domicile.catalog.stores.sqlite import path_from_uri
 from domicile.config import Settings
 from domicile.grpc_errors import ErrorMappingInterceptor, RequestParsingInterceptor
+from domicile.grpc_handlers import chained
 from domicile.health import SERVICE_NAMES, ServiceHealth
 from domicile.http_server import HTTPServer
 from domicile.lineage.service import LineageServicer
@@ -187,7 +188,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
         if shedder is not None:
             interceptors.append(PrincipalLoadShedding(shedder))
         interceptors.append(RequestParsingInterceptor())
-        server = grpc.aio.server(interceptors=interceptors, options=_server_options(settings))
+        server = grpc.aio.server(interceptors=chained(interceptors), options=_server_options(settings))
         servicers_by_registration = servicers(app)
         for add, servicer in servicers_by_registration:
             add(servicer, server)
