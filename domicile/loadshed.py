@@ -102,6 +102,8 @@ class LoadShedder:
             ]
             for limit in (SERVER_CONCURRENCY, EVENT_LOOP_SATURATED)
         }
+        # (A label lookup costs several times the count itself, on every refusal.)
+        self.shed_counters = {limit: RPC_SHED.labels(limit) for limit in (SERVER_CONCURRENCY, EVENT_LOOP_SATURATED)}
 
     async def start(self) -> None:
         idle = eventloop.idle_tracker(asyncio.get_running_loop())  # measured even when not a limit
@@ -184,11 +186,12 @@ class ServerLoadShedding(WrappingInterceptor):
     def refuse(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         if handler_call_details.method not in self._sheddable:
             return None
-        limit = self._shedder.server_refusal()
+        shedder = self._shedder
+        limit = shedder.server_refusal()
         if not limit:
             return None
-        RPC_SHED.labels(limit).inc()
-        return self._shedder.refusal_handler(limit)
+        shedder.shed_counters[limit].inc()
+        return shedder.refusal_handler(limit)
 
     def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         shedder = self._shedder

@@ -616,9 +616,7 @@ class DecisionLog:
             taken += lane_appended
             if entries:
                 batch.append(
-                    Rendered(
-                        tuple(Entry(data, tuple(ids), revision) for data, ids, revision in entries), tuple(intents)
-                    )
+                    Rendered(tuple(Entry(data, ids, revision) for data, ids, revision in entries), tuple(intents))
                 )
         self._taken_seq = taken
         self._in_commit, self._next_commit = self._in_commit + self._next_commit, []

@@ -725,8 +725,8 @@ fn joined<'py>(py: Python<'py>, pieces: &[&[u8]]) -> PyResult<Bound<'py, PyBytes
     })
 }
 
-/// The ids of consecutive decisions of one batch: `prefix` and a counter from `first`, made as
-/// text only when read.
+/// The ids of consecutive decisions (of one batch, or one entry of the lane): `prefix` and a
+/// counter from `first`, made as text only when read.
 #[pyclass(frozen, sequence, module = "domicile.router._engine")]
 struct DecisionIds {
     prefix: String,
@@ -824,28 +824,24 @@ impl LogLane {
         self.lane.waiting()
     }
 
-    /// Everything queued: `(entries, appended, intents)` with each entry `(JSON, decision ids,
-    /// catalog revision)`, `appended` as `appended()` counts it with them, and the intents
-    /// `((caller, dataset_id, operation, region), count)` of the decisions taken.
+    /// Everything queued: `(entries, appended, intents)` with each entry `(JSON, decision ids
+    /// (a `DecisionIds`), catalog revision)`, `appended` as `appended()` counts it with them,
+    /// and the intents `((caller, dataset_id, operation, region), count)` of the decisions taken.
     #[allow(clippy::type_complexity)]
     fn take<'py>(
         &self,
         py: Python<'py>,
-    ) -> (Vec<(Bound<'py, PyBytes>, Vec<String>, i64)>, u64, Vec<((String, String, u8, String), usize)>) {
+    ) -> (Vec<(Bound<'py, PyBytes>, DecisionIds, i64)>, u64, Vec<((String, String, u8, String), usize)>) {
         let taken = self.lane.take();
         let entries = taken
             .entries
             .iter()
             .map(|entry| {
-                let ids = entry
-                    .ids
-                    .iter()
-                    .map(|&counter| {
-                        let mut id = String::new();
-                        domicile_engine::engine::decision_id(&mut id, &self.id_prefix, counter);
-                        id
-                    })
-                    .collect();
+                let ids = DecisionIds {
+                    prefix: self.id_prefix.to_string(),
+                    first: entry.ids.start,
+                    count: (entry.ids.end - entry.ids.start) as usize,
+                };
                 (PyBytes::new(py, &entry.json), ids, entry.catalog_revision)
             })
             .collect();

@@ -16,6 +16,7 @@
 //! numbers every decision of the process. It also counts them by operation and outcome and
 //! their reasons by code and rule (`take_counts`: what the metrics count).
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use hashbrown::{Equivalent, HashMap};
@@ -85,11 +86,11 @@ impl Equivalent<Intent> for IntentOf<'_> {
     }
 }
 
-/// One rendered entry: its JSON, its decisions' ids (counters after the lane's id prefix) and
-/// the catalog revision they name.
+/// One rendered entry: its JSON, its decisions' ids (consecutive counters after the lane's id
+/// prefix) and the catalog revision they name.
 pub struct LaneEntry {
     pub json: Vec<u8>,
-    pub ids: Vec<u64>,
+    pub ids: Range<u64>,
     pub catalog_revision: i64,
 }
 
@@ -110,7 +111,7 @@ struct Open {
     catalog_revision: i64,
     context: Vec<(String, String)>,
     writer: EntryWriter,
-    ids: Vec<u64>,
+    ids: Range<u64>,
     /// The verdicts whose rows are written (with their renderings): the entry numbers their
     /// sets by address, so they must outlive it.
     judgements: Vec<Arc<Judgement>>,
@@ -260,7 +261,11 @@ impl LogLane {
         let counter = lane.next_id;
         lane.next_id += 1;
         let head = &decision.head;
-        if lane.open.as_ref().is_some_and(|open| !open.holds(head) || open.ids.len() >= lane.per_entry) {
+        // An entry's ids are consecutive: a decision numbered after others logged another way
+        // starts a new one.
+        if lane.open.as_ref().is_some_and(|open| {
+            !open.holds(head) || open.ids.end != counter || (open.ids.end - open.ids.start) as usize >= lane.per_entry
+        }) {
             let open = lane.open.take().expect("an open entry");
             lane.done.push(open.finish());
         }
@@ -272,7 +277,7 @@ impl LogLane {
             catalog_revision: head.catalog_revision,
             context: head.context.to_vec(),
             writer: EntryWriter::default(),
-            ids: Vec::new(),
+            ids: counter..counter,
             judgements: Vec::new(),
         });
         let judgement = decision.judgement;
@@ -297,7 +302,7 @@ impl LogLane {
             decide_time: decision.decide_time,
             inherited_only: verdict.inherited_only,
         });
-        open.ids.push(counter);
+        open.ids.end = counter + 1;
         open.judgements.push(judgement.clone());
         let intent = IntentOf((head.caller, decision.dataset_id, decision.operation, decision.region));
         match lane.intents.get_mut(&intent) {
@@ -478,8 +483,8 @@ mod tests {
         assert!(!queue(&lane, "bob", 1, &verdict)); // another caller: a new one
         assert!(!queue(&lane, "bob", 2, &verdict)); // another revision: a new one
         let taken = lane.take();
-        let ids: Vec<Vec<u64>> = taken.entries.iter().map(|e| e.ids.clone()).collect();
-        assert_eq!(ids, vec![vec![1, 2], vec![3], vec![4], vec![5]]);
+        let ids: Vec<Range<u64>> = taken.entries.iter().map(|e| e.ids.clone()).collect();
+        assert_eq!(ids, vec![1..3, 3..4, 4..5, 5..6]);
         assert_eq!(taken.appended, 5);
         assert_eq!(taken.entries[3].catalog_revision, 2);
         let json = std::str::from_utf8(&taken.entries[0].json).unwrap();
@@ -499,8 +504,10 @@ mod tests {
         assert_eq!(lane.take_ids(3), 2);
         assert_eq!(lane.next_id(), 5);
         queue(&lane, "alice", 1, &verdict);
-        let ids: Vec<u64> = lane.take().entries.iter().flat_map(|e| e.ids.clone()).collect();
-        assert_eq!(ids, vec![1, 5]);
+        queue(&lane, "alice", 1, &verdict);
+        // Consecutive ids share an entry; the gap starts another.
+        let ids: Vec<Range<u64>> = lane.take().entries.iter().map(|e| e.ids.clone()).collect();
+        assert_eq!(ids, vec![1..2, 5..7]);
     }
 
     #[test]
