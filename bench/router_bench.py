@@ -819,7 +819,8 @@ async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workd
     servicer = ResidencyServicer(app)
     canned = None
     for d, op, r in questions(ids, 1000, args.seed + 3):
-        answer = await servicer.Decide(residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r), None)
+        request = residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r)
+        answer = residency_pb2.DecideResponse.FromString(await servicer.Decide(request, None))
         if answer.decision.outcome == residency_pb2.OUTCOME_DENY and answer.decision.reasons:
             canned = answer
             break
