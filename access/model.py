@@ -9,6 +9,7 @@ the run record beside it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -41,9 +42,6 @@ class AccessOperation(enum.Enum):
     def observed(self) -> bool:
         """An access that happened (not a question about one): what anomalies look at."""
         return self in (AccessOperation.READ, AccessOperation.WRITE, AccessOperation.CATALOG_WRITE)
-
-
-INTENT_OF = {Operation.STORE: AccessOperation.INTENT_STORE, Operation.PROCESS: AccessOperation.INTENT_PROCESS}
 
 
 class AccessKey(NamedTuple):
@@ -228,9 +226,16 @@ class ActorBaseline:
         return frozenset(e.value for e in self.entries if e.dimension is dimension and e.last_seen >= since)
 
 
+# An aggregate as a batch may carry it, in the columns the stores keep: (actor, dataset_id,
+# operation value, region, count, first_seen_us, last_seen_us, day_us). The intents of
+# decisions come this way, counted by the engine (no Python object kept per aggregate).
+CountRow = tuple[str, str, str, str, int, int, int, int]
+
+
 @dataclass(frozen=True)
 class AccessBatch:
-    """What one flush (at `time`) writes, atomically and at most once (`batch_id`)."""
+    """What one flush (at `time`) writes, atomically and at most once (`batch_id`). `counts`
+    and `intents` are both aggregates (the store adds them alike); no key is in both."""
 
     batch_id: str
     time: datetime
@@ -239,6 +244,9 @@ class AccessBatch:
     violations: tuple[ObservedViolation, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
     baselines: tuple[BaselineEntry, ...] = ()
+    intents: Sequence[CountRow] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.counts or self.runs or self.violations or self.anomalies or self.baselines)
+        return bool(
+            self.counts or self.runs or self.violations or self.anomalies or self.baselines or len(self.intents)
+        )

@@ -1,10 +1,12 @@
 """`AccessRecorder`: access records buffered in memory and written in periodic batches.
 
-Nothing is written to the store on the paths that record accesses: a run, a catalog write or
-a tally of residency questions only updates in-memory aggregates (per actor, dataset,
-operation, region and UTC day) and pending run records. A background task flushes them every
-`access.flush_interval_seconds` as one `AccessStore.write_batch`, after checking the batch for
-anomalies (`access.anomalies`). Observed violations are the exception: `record_violations`
+Nothing is written to the store on the paths that record accesses: a run or a catalog write
+only updates in-memory aggregates (per actor, dataset, operation, region and UTC day) and
+pending run records; the decision log's writer counts the intents of the decisions it wrote
+into the engine's tally (`intents`, aggregates of the same shape). A background task flushes
+them every `access.flush_interval_seconds` as one `AccessStore.write_batch`, after checking the
+batch for anomalies (`access.anomalies`); the intents go with a flush every
+`access.intent_flush_seconds`, or as soon as they hold `access.intent_max_keys` aggregates. Observed violations are the exception: `record_violations`
 writes them, in a batch of their own, before it returns, so an ingest answer never reports a
 violation the store could lose (the accesses pending beside them wait for the periodic flush
 and its anomaly check: a run with a violation costs one small write, not a flush).
@@ -12,11 +14,12 @@ and its anomaly check: a run with a violation costs one small write, not a flush
 Failure: a batch whose write fails is kept as it was (same id, same anomalies) and written
 again before anything newer; the store applies a batch id at most once, so a retry after an
 unknown outcome cannot count twice. A crash loses what was not flushed yet (at most one
-interval of access records; never a violation already answered). Reads of access records
-flush first, so this process reads its own records.
+interval of access records, one intent interval of intents -- the decisions they count are in
+the decision log; never a violation already answered). Reads of access records flush
+everything first, so this process reads its own records.
 
-Thread-safety: `add_intents` may be called from any thread (the decision log's writer);
-everything else runs on the event loop.
+Thread-safety: the tally (`intents`) takes additions from any thread (the decision log's
+writer); everything else runs on the event loop.
 """
 
 from __future__ import annotations
@@ -25,19 +28,20 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from domicile.access import anomalies as anomaly_rules
 from domicile.access.model import (
-    INTENT_OF,
     UNAUTHENTICATED,
     AccessBatch,
     AccessCount,
     AccessKey,
     AccessOperation,
     Anomaly,
+    CountRow,
     ObservedViolation,
     RunAccess,
     RunRecord,
@@ -46,16 +50,13 @@ from domicile.access.model import (
 from domicile.access.store import AccessStore
 from domicile.catalog.model import utcnow
 from domicile.config import AccessSettings
-from domicile.router.types import Operation
+from domicile.router import _engine
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 # How often old run records are pruned.
 PRUNE_INTERVAL = timedelta(hours=1)
-
-# (actor, dataset_id, operation, region) -> how many times, for `add_intents`.
-IntentCounts = Mapping[tuple[str, str, Operation, str], int]
 
 
 class AccessRecorder:
@@ -77,7 +78,11 @@ class AccessRecorder:
         self._clock = clock
         self._lock = threading.Lock()
         self._counts: dict[AccessKey, list] = {}  # key -> [count, first_seen, last_seen]
-        self._intents: dict[tuple[str, str, Operation, str], list] = {}  # as `add_intents` gets them
+        # The intents of logged decisions, counted by the engine (see the module docstring).
+        self.intents = _engine.IntentTally(
+            (AccessOperation.INTENT_STORE.value, AccessOperation.INTENT_PROCESS.value), UNAUTHENTICATED
+        )
+        self._intents_taken = time.monotonic()
         self._runs: dict[tuple[str, str], RunRecord] = {}
         self._unwritten: AccessBatch | None = None
         self._flush_lock = asyncio.Lock()
@@ -104,23 +109,6 @@ class AccessRecorder:
         else:
             entry[0] += n
             entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
-
-    def add_intents(self, counts: IntentCounts, at: datetime | None = None) -> None:
-        """Residency questions (store/process a dataset in a region), as counts per
-        (caller, dataset, operation, region) -- one call per batch of decisions, from any
-        thread; `at` defaults to now."""
-        at = at or self._clock()
-        # Kept under the caller's keys until a flush turns them into aggregates: this runs on
-        # the decision log's writer thread, which shares the interpreter with the router.
-        with self._lock:
-            pending = self._intents
-            for key, n in counts.items():
-                entry = pending.get(key)
-                if entry is None:
-                    pending[key] = [n, at, at]
-                else:
-                    entry[0] += n
-                    entry[2] = at
 
     def record_catalog_write(self, principal: str, dataset_id: str) -> None:
         self.count(principal or UNAUTHENTICATED, dataset_id, AccessOperation.CATALOG_WRITE, "", self._clock())
@@ -168,15 +156,6 @@ class AccessRecorder:
     def _take(self) -> tuple[list[AccessCount], list[RunRecord]]:
         with self._lock:
             counts, self._counts = self._counts, {}
-            intents, self._intents = self._intents, {}
-        for (caller, dataset_id, op, region), (n, first, last) in intents.items():
-            key = AccessKey(caller or UNAUTHENTICATED, dataset_id, INTENT_OF[op], region, day_of(first))
-            entry = counts.get(key)
-            if entry is None:
-                counts[key] = [n, first, last]
-            else:
-                entry[0] += n
-                entry[1], entry[2] = min(entry[1], first), max(entry[2], last)
         runs, self._runs = list(self._runs.values()), {}
         return (
             [
@@ -186,14 +165,21 @@ class AccessRecorder:
             runs,
         )
 
-    async def flush(self) -> None:
-        """Write everything recorded so far; raises the store's error when it cannot (what
-        was not written is kept and tried again)."""
+    def _intents_due(self) -> bool:
+        return (
+            time.monotonic() - self._intents_taken >= self._settings.intent_flush_seconds
+            or len(self.intents) >= self._settings.intent_max_keys
+        )
+
+    async def flush(self, *, intents: bool = True) -> None:
+        """Write everything recorded so far (the intents counted so far only with `intents`);
+        raises the store's error when it cannot (what was not written is kept and tried
+        again)."""
         async with self._flush_lock:
             if self._unwritten is not None:
                 await self._write(self._unwritten)
             counts, runs = self._take()
-            if not (counts or runs):
+            if not (counts or runs or (intents and len(self.intents))):
                 return
             now = self._clock()
             try:
@@ -205,9 +191,18 @@ class AccessRecorder:
                 self._restore(counts, runs)
                 raise
             found, entries = anomaly_rules.detect(counts, baselines, self._labels_of, self._settings.anomalies, now)
+            taken: Sequence[CountRow] = ()
+            if intents:
+                taken, self._intents_taken = self.intents.take(), time.monotonic()
             await self._write(
                 AccessBatch(
-                    uuid.uuid4().hex, now, tuple(counts), tuple(runs), anomalies=tuple(found), baselines=tuple(entries)
+                    uuid.uuid4().hex,
+                    now,
+                    tuple(counts),
+                    tuple(runs),
+                    anomalies=tuple(found),
+                    baselines=tuple(entries),
+                    intents=taken,
                 )
             )
 
@@ -240,7 +235,7 @@ class AccessRecorder:
         while True:
             await asyncio.sleep(self._settings.flush_interval_seconds)
             try:
-                await self.flush()
+                await self.flush(intents=self._intents_due())
                 if self._last_prune is None or self._clock() - self._last_prune >= PRUNE_INTERVAL:
                     await self.prune()
             except asyncio.CancelledError:

@@ -68,7 +68,7 @@ class AccessTracking:
             app.store.access, access, labels_of=router.effective_labels, on_anomalies=alerts.anomalies, clock=clock
         )
         recorder.start()
-        router.set_intent_sink(recorder.add_intents)
+        router.set_intent_sink(recorder.intents)
         return cls(app, router, recorder, alerts, own_events, clock)
 
     async def observe_run(self, run: ObservedRun) -> DriftResult:

@@ -298,6 +298,11 @@ class AccessSettings(Section):
     # Access records are buffered in memory and written this often (and before every access
     # read, and at shutdown); observed violations are written before the ingest answers.
     flush_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    # The intents of residency decisions are counted in memory by the engine and written this
+    # often, or at the first flush after they hold `intent_max_keys` aggregates (bounding their
+    # memory); a crash loses at most that many. The decision log keeps every decision they count.
+    intent_flush_seconds: float = Field(default=30.0, gt=0, le=3600)
+    intent_max_keys: int = Field(default=200_000, ge=1)
     # Raw run records are deleted this long after they were first recorded (aggregates stay).
     run_retention_days: float = Field(default=30.0, gt=0)
     # An event whose eventTime is older than this when it arrives is flagged `late`.

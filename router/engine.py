@@ -463,7 +463,7 @@ class Engine:
 
 class DecisionBatch(Sequence[Decision]):
     """The decisions of one BatchDecide, kept by the engine: the decision log's entries
-    (`log_entries`), the metrics' counts (`counts`) and the access records' intents (`intents`)
+    (`log_entries`), the metrics' counts (`counts`) and the access records' intents (`count_intents`)
     come from the engine without a Python object per decision; a `Decision` is built only when
     one is read (tracing, tests). Slices are views."""
 
@@ -527,13 +527,9 @@ class DecisionBatch(Sequence[Decision]):
         facts = list(context.items()) if context else []
         return self._raw.log_entries(self._start, self._stop, kind, caller, policy_hash, facts, per_entry)
 
-    def intents(self) -> list[tuple[tuple[str, str, Operation, str], int]]:
-        """These decisions counted per (caller, dataset, operation, region)."""
-        caller = self._shared[3]
-        return [
-            ((caller, dataset, _OPERATION_OF[op], region), n)
-            for (dataset, op, region), n in self._raw.intents(self._start, self._stop)
-        ]
+    def count_intents(self, tally: _engine.IntentTally, at_us: int) -> None:
+        """Add these decisions to `tally` as their caller's intents, logged at `at_us`."""
+        tally.add_decided(self._raw, self._start, self._stop, self._shared[3], at_us)
 
     def counts(self) -> DecisionCounts:
         """Of the whole batch: decisions by (operation, outcome), reasons by (code, rule id)."""

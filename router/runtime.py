@@ -657,7 +657,7 @@ class Router:
         return decisions
 
     def set_intent_sink(self, sink: IntentSink | None) -> None:
-        """Hand the intent counts of logged decisions to `sink` (see `DecisionLog.set_intent_sink`)."""
+        """Count the intents of logged decisions into `sink` (see `DecisionLog.set_intent_sink`)."""
         self._log.set_intent_sink(sink)
 
     def locations_of(self, dataset_id: str) -> tuple[str, ...]:

@@ -215,29 +215,32 @@ async def _write_batch_tx(tx: AsyncManagedTransaction, batch: AccessBatch) -> bo
     await consume(
         tx, "CREATE (:AccessBatch {batch_id: $id, time: $time})", id=batch.batch_id, time=to_micros(batch.time)
     )
-    if batch.counts:
+    rows = [
+        [
+            c.actor,
+            c.dataset_id,
+            c.operation.value,
+            c.region,
+            c.count,
+            to_micros(c.first_seen),
+            to_micros(c.last_seen),
+            to_micros(c.key.day),
+        ]
+        for c in batch.counts
+    ]
+    rows += map(list, batch.intents)
+    if rows:
+        # Rows in the columns of `CountRow`: (actor, dataset, operation, region, count, first
+        # seen, last seen, day).
         await consume(
             tx,
             "UNWIND $rows AS row "
-            "MERGE (a:AccessDay {dataset: row.dataset, actor: row.actor, operation: row.operation, region: row.region,"
-            " day: row.day}) "
-            "ON CREATE SET a.count = row.count, a.first_seen = row.first_seen, a.last_seen = row.last_seen "
-            "ON MATCH SET a.count = a.count + row.count,"
-            " a.first_seen = CASE WHEN row.first_seen < a.first_seen THEN row.first_seen ELSE a.first_seen END,"
-            " a.last_seen = CASE WHEN row.last_seen > a.last_seen THEN row.last_seen ELSE a.last_seen END",
-            rows=[
-                {
-                    "dataset": c.dataset_id,
-                    "actor": c.actor,
-                    "operation": c.operation.value,
-                    "region": c.region,
-                    "day": to_micros(c.key.day),
-                    "count": c.count,
-                    "first_seen": to_micros(c.first_seen),
-                    "last_seen": to_micros(c.last_seen),
-                }
-                for c in batch.counts
-            ],
+            "MERGE (a:AccessDay {dataset: row[1], actor: row[0], operation: row[2], region: row[3], day: row[7]}) "
+            "ON CREATE SET a.count = row[4], a.first_seen = row[5], a.last_seen = row[6] "
+            "ON MATCH SET a.count = a.count + row[4],"
+            " a.first_seen = CASE WHEN row[5] < a.first_seen THEN row[5] ELSE a.first_seen END,"
+            " a.last_seen = CASE WHEN row[6] > a.last_seen THEN row[6] ELSE a.last_seen END",
+            rows=rows,
         )
     if batch.runs:
         await _merge_runs(tx, batch.runs)

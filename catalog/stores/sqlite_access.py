@@ -21,6 +21,7 @@ from domicile.access.model import (
     Anomaly,
     BaselineDimension,
     BaselineEntry,
+    CountRow,
     ObservedViolation,
     RunAccess,
     RunRecord,
@@ -177,24 +178,23 @@ def _write_batch_tx(conn: sqlite3.Connection, batch: AccessBatch) -> bool:
     )
     if applied.rowcount == 0:
         return False
-    counts = [
-        (c.dataset_id, c.actor, c.operation.value, c.region, c.count, to_micros(c.first_seen), to_micros(c.last_seen))
-        for c in batch.counts
-    ]
-    conn.executemany(
-        "INSERT INTO access_days (dataset, actor, operation, region, count, first_seen, last_seen, day)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dataset, actor, operation, region, day) DO UPDATE SET"
-        " count = count + excluded.count, first_seen = min(first_seen, excluded.first_seen),"
-        " last_seen = max(last_seen, excluded.last_seen)",
-        [(*row, to_micros(c.key.day)) for row, c in zip(counts, batch.counts, strict=True)],
+    _add_counts(
+        conn,
+        [
+            (
+                c.actor,
+                c.dataset_id,
+                c.operation.value,
+                c.region,
+                c.count,
+                to_micros(c.first_seen),
+                to_micros(c.last_seen),
+                to_micros(c.key.day),
+            )
+            for c in batch.counts
+        ],
     )
-    conn.executemany(
-        "INSERT INTO access_totals (dataset, actor, operation, region, count, first_seen, last_seen)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dataset, actor, operation, region) DO UPDATE SET"
-        " count = count + excluded.count, first_seen = min(first_seen, excluded.first_seen),"
-        " last_seen = max(last_seen, excluded.last_seen)",
-        counts,
-    )
+    _add_counts(conn, batch.intents)
     _merge_runs(conn, batch.runs)
     conn.executemany(
         "INSERT OR IGNORE INTO observed_violations (id, event_time, body) VALUES (?, ?, ?)",
@@ -214,6 +214,36 @@ def _write_batch_tx(conn: sqlite3.Connection, batch: AccessBatch) -> bool:
         ],
     )
     return True
+
+
+def _add_counts(conn: sqlite3.Connection, rows: Sequence[CountRow]) -> None:
+    """Add aggregates to their day rows and all-time totals: the rows are bound once, into a
+    temporary table, and both tables are updated from it by one statement each, in key order
+    (an upsert in key order costs about half of one in arrival order)."""
+    if not len(rows):
+        return
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS access_counts_in"
+        " (actor, dataset, operation, region, count, first_seen, last_seen, day)"
+    )
+    conn.executemany("INSERT INTO temp.access_counts_in VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.execute(
+        "INSERT INTO access_days (dataset, actor, operation, region, count, first_seen, last_seen, day)"
+        " SELECT dataset, actor, operation, region, count, first_seen, last_seen, day FROM temp.access_counts_in"
+        " WHERE true ORDER BY dataset, actor, operation, region, day"
+        " ON CONFLICT (dataset, actor, operation, region, day) DO UPDATE SET"
+        " count = count + excluded.count, first_seen = min(first_seen, excluded.first_seen),"
+        " last_seen = max(last_seen, excluded.last_seen)"
+    )
+    conn.execute(
+        "INSERT INTO access_totals (dataset, actor, operation, region, count, first_seen, last_seen)"
+        " SELECT dataset, actor, operation, region, sum(count), min(first_seen), max(last_seen)"
+        " FROM temp.access_counts_in WHERE true GROUP BY dataset, actor, operation, region"
+        " ON CONFLICT (dataset, actor, operation, region) DO UPDATE SET"
+        " count = count + excluded.count, first_seen = min(first_seen, excluded.first_seen),"
+        " last_seen = max(last_seen, excluded.last_seen)"
+    )
+    conn.execute("DELETE FROM temp.access_counts_in")
 
 
 def _merge_runs(conn: sqlite3.Connection, runs: Sequence[RunRecord]) -> None:

@@ -17,7 +17,7 @@ One module per job:
 docs/audit.md is the operator's and auditor's guide.
 """
 
-from domicile.router.decision_log.batches import INTENT_KINDS, IntentSink, intent_counts
+from domicile.router.decision_log.batches import INTENT_KINDS, IntentSink, count_intents
 from domicile.router.decision_log.checkpoints import (
     Checkpoint,
     CheckpointSigner,
@@ -50,9 +50,9 @@ __all__ = [
     "Series",
     "SeriesReport",
     "TrustedKeys",
+    "count_intents",
     "decisions_of_line",
     "default_replica",
-    "intent_counts",
     "read_anchors",
     "verify_series",
 ]

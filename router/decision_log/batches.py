@@ -2,14 +2,14 @@
 entries: one per request (or per run of single decisions that share caller, policy, revision,
 context and kind), at most `line_decisions` decisions each, rendered by the residency engine
 (a BatchDecide's `DecisionBatch` without a Python object per decision). Also the intent counts
-handed to the access records' sink."""
+added to the access records' tally."""
 
 from __future__ import annotations
 
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, cast
@@ -49,21 +49,22 @@ Queued = Decided | Rendered | Note
 # The kinds of decisions that answer a caller's question about storing or processing a dataset
 # somewhere: access records count them as the caller's intents (`set_intent_sink`).
 INTENT_KINDS = frozenset({"decide", "batch_decide", "route", "check_job"})
-# Receives, per written batch, how many intents each (caller, dataset, operation, region) had.
-IntentSink = Callable[[dict[tuple[str, str, Operation, str], int]], None]
+# Counts, per written batch, the intents of its decisions (`count_intents`).
+IntentSink = _engine.IntentTally
 _INTENT_KEY = attrgetter("caller", "dataset_id", "operation", "region")
-_OPERATIONS = (Operation.STORE, Operation.PROCESS)
+_OPERATION_NUMBER = {Operation.STORE: 0, Operation.PROCESS: 1}
 
 
-def intent_counts(batch: Iterable[Queued]) -> dict[tuple[str, str, Operation, str], int]:
-    """Decisions of INTENT_KINDS in queued items, counted per (caller, dataset, operation, region).
-    Entries rendered elsewhere are counted as their intents say (`append_entries` gives none)."""
-    # Counted in C (Counter over the decisions' keys); a BatchDecide's and the lane's by the engine.
+def count_intents(batch: Iterable[Queued], sink: IntentSink, at_us: int) -> None:
+    """Add the decisions of INTENT_KINDS in queued items to `sink`, logged at `at_us`: a
+    BatchDecide's and the lane's as the engine counted them, others per (caller, dataset,
+    operation, region). Entries rendered elsewhere count as their intents say (`append_entries`
+    gives none)."""
     counts: Counter[tuple[str, str, Operation, str]] = Counter()
     for item in batch:
         if isinstance(item, Rendered):
-            for (caller, dataset_id, operation, region), count in item.intents:
-                counts[caller, dataset_id, _OPERATIONS[operation], region] += count
+            if item.intents:
+                sink.add(list(item.intents), at_us)
             continue
         if isinstance(item, Note):
             continue
@@ -71,7 +72,7 @@ def intent_counts(batch: Iterable[Queued]) -> dict[tuple[str, str, Operation, st
         if kind not in INTENT_KINDS:
             continue
         if type(decisions) is DecisionBatch:
-            counts.update(dict(decisions.intents()))
+            decisions.count_intents(sink, at_us)
         else:
             counts.update(
                 map(
@@ -79,7 +80,14 @@ def intent_counts(batch: Iterable[Queued]) -> dict[tuple[str, str, Operation, st
                     cast("Sequence[Decision]", decisions) if type(decisions) is not Decision else (decisions,),
                 )
             )
-    return counts
+    if counts:
+        sink.add(
+            [
+                ((caller, dataset, _OPERATION_NUMBER[op], region), n)
+                for (caller, dataset, op, region), n in counts.items()
+            ],
+            at_us,
+        )
 
 
 def render_batch(batch: list[Queued], line_decisions: int) -> tuple[list[Entry | Note], str]:

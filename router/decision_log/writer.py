@@ -69,7 +69,7 @@ from domicile.router.decision_log.batches import (
     Note,
     Queued,
     Rendered,
-    intent_counts,
+    count_intents,
     render_batch,
 )
 from domicile.router.decision_log.checkpoints import (
@@ -414,9 +414,10 @@ class DecisionLog:
                 self._wait_for_space(self._lane_waiting)
 
     def set_intent_sink(self, sink: IntentSink | None) -> None:
-        """After writing each batch, the writer thread hands `sink` the batch's intent counts
-        (`intent_counts`): off the decision path, from what it already holds, before the batch's
-        `flush()` callers return. A sink that raises is logged and does not stop the log."""
+        """After writing each batch, the writer thread adds the batch's intents to `sink`
+        (`count_intents`, at the time of writing): off the decision path, from what it already
+        holds, before the batch's `flush()` callers return. A sink that raises is logged and
+        does not stop the log."""
         self._intent_sink = sink
 
     async def note(self, note: str, **detail: Any) -> None:
@@ -746,9 +747,7 @@ class DecisionLog:
 
     def _hand_intents(self, sink: IntentSink, batch: list[Queued]) -> None:
         try:
-            counts = intent_counts(batch)
-            if counts:
-                sink(counts)
+            count_intents(batch, sink, time.time_ns() // 1000)
         except Exception:
             log.exception("decision log %s: the intent sink failed", self.path)
 

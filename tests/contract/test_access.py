@@ -21,7 +21,7 @@ from domicile.access.model import (
     RunRecord,
     day_of,
 )
-from domicile.catalog.model import Dataset, PageRequest
+from domicile.catalog.model import Dataset, PageRequest, to_micros
 from domicile.errors import DomicileError, ErrorCode
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
@@ -113,6 +113,45 @@ async def test_counts_add_up_per_day_and_keep_first_and_last_seen(store):
     second_day = await access.dataset_access(EU, since=day_of(T0) + timedelta(days=1, hours=3))
     assert [(c.actor, c.total) for c in second_day] == [("job-a", 1)]
     assert await access.dataset_access("s3://nobody/reads-this") == []
+
+
+async def test_intent_rows_add_up_like_counts(store):
+    # The engine's intents arrive as rows; they add to the day rows and all-time totals as
+    # counts do, also when a key repeats within a batch.
+    access = store.access
+    at, day = to_micros(T0), to_micros(day_of(T0))
+    next_day = day + to_micros(T0 + timedelta(days=1)) - to_micros(T0)
+    store_intent = AccessOperation.INTENT_STORE
+    assert await access.write_batch(
+        batch(
+            "b1",
+            counts=(count("job-a", EU, READ, "aws:eu-west-1", T0),),
+            intents=(
+                ("svc", EU, store_intent.value, "aws:us-east-1", 4, at, at + 10, day),
+                ("svc", EU, store_intent.value, "aws:us-east-1", 1, at - 5, at - 5, day),
+                ("svc", EU, store_intent.value, "aws:us-east-1", 2, at + 86_400_000_000, at + 86_400_000_000, next_day),
+            ),
+        )
+    )
+    assert await access.write_batch(
+        batch("b2", intents=(("svc", EU, store_intent.value, "aws:us-east-1", 3, at, at, day),))
+    )
+    expected = [
+        ("job-a", READ, "aws:eu-west-1", 1, at, at),
+        ("svc", store_intent, "aws:us-east-1", 10, at - 5, at + 86_400_000_000),
+    ]
+    summary = [
+        (c.actor, c.operation, c.region, c.total, c.first_seen_us, c.last_seen_us)
+        for c in await access.dataset_access(EU)
+    ]
+    assert summary == expected
+    first_day = await access.dataset_access(EU, since=T0, until=T0 + timedelta(hours=1))
+    assert [(c.actor, c.total, c.first_seen_us, c.last_seen_us) for c in first_day] == [
+        ("job-a", 1, at, at),
+        ("svc", 8, at - 5, at + 10),
+    ]
+    (svc,) = await access.actor_access("svc")
+    assert (svc.dataset_id, svc.total) == (EU, 10)
 
 
 async def test_actor_access_lists_what_an_actor_touched(store):

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from domicile.access.model import AccessOperation, FindingKind, ObservedViolation, RunAccess, RunRecord
+from domicile.access.model import AccessOperation, FindingKind, ObservedViolation, RunAccess, RunRecord, day_of
 from domicile.access.recorder import AccessRecorder
+from domicile.catalog.model import to_micros
 from domicile.config import AccessSettings
 from domicile.errors import store_unavailable
 from domicile.router.types import Operation
@@ -52,9 +53,6 @@ async def test_counts_aggregate_in_memory_until_flushed():
     access = recorder(store)
     access.count("job", "s3://a", AccessOperation.READ, "aws:eu-west-1", NOW)
     access.count("job", "s3://a", AccessOperation.READ, "aws:eu-west-1", NOW - timedelta(hours=1), 2)
-    access.add_intents(
-        {("svc", "s3://a", Operation.STORE, "aws:us-east-1"): 5, ("", "s3://a", Operation.PROCESS, "r"): 1}, NOW
-    )
     access.record_catalog_write("", "s3://a")
     assert store.batches == []
     await access.flush()
@@ -62,12 +60,58 @@ async def test_counts_aggregate_in_memory_until_flushed():
     counts = {(c.actor, c.operation, c.region): (c.count, c.first_seen, c.last_seen) for c in batch.counts}
     assert counts == {
         ("job", AccessOperation.READ, "aws:eu-west-1"): (3, NOW - timedelta(hours=1), NOW),
-        ("svc", AccessOperation.INTENT_STORE, "aws:us-east-1"): (5, NOW, NOW),
-        ("(unauthenticated)", AccessOperation.INTENT_PROCESS, "r"): (1, NOW, NOW),
         ("(unauthenticated)", AccessOperation.CATALOG_WRITE, ""): (1, NOW, NOW),
     }
     await access.flush()  # nothing pending: nothing written
     assert len(store.batches) == 1
+
+
+async def test_intents_are_counted_by_the_engine_and_written_as_rows():
+    store = FakeAccessStore()
+    access = recorder(store)
+    at = to_micros(NOW)
+    access.intents.add([(("svc", "s3://a", 0, "aws:us-east-1"), 5), (("", "s3://a", 1, "r"), 1)], at)
+    access.intents.add([(("svc", "s3://a", 0, "aws:us-east-1"), 1)], at + 7)
+    await access.flush()
+    (batch,) = store.batches
+    day = to_micros(day_of(NOW))
+    assert batch.counts == ()
+    assert sorted(batch.intents) == [
+        ("(unauthenticated)", "s3://a", "intent_process", "r", 1, at, at, day),
+        ("svc", "s3://a", "intent_store", "aws:us-east-1", 6, at, at + 7, day),
+    ]
+    assert len(access.intents) == 0
+
+
+async def test_intents_wait_for_their_own_interval_or_their_key_bound():
+    store = FakeAccessStore()
+    access = AccessRecorder(
+        store,
+        AccessSettings(intent_flush_seconds=3600, intent_max_keys=2),
+        labels_of=lambda d: (),
+        clock=lambda: NOW,
+    )
+    access.intents.add([(("svc", "s3://a", 0, "r"), 1)], to_micros(NOW))
+    assert not access._intents_due()  # one key, and the interval has not passed
+    access.count("job", "s3://a", AccessOperation.READ, "r", NOW)
+    await access.flush(intents=access._intents_due())
+    assert [len(b.intents) for b in store.batches] == [0]
+    access.intents.add([(("svc", "s3://b", 0, "r"), 1)], to_micros(NOW))
+    assert access._intents_due()  # two keys: the bound
+    await access.flush(intents=access._intents_due())
+    assert [len(b.intents) for b in store.batches] == [0, 2]
+
+
+async def test_a_refused_batch_keeps_its_intents_for_the_retry():
+    store = FakeAccessStore()
+    access = recorder(store)
+    access.intents.add([(("svc", "s3://a", 0, "r"), 2)], to_micros(NOW))
+    store.fail = 1
+    with pytest.raises(Exception, match="store down"):
+        await access.flush()
+    await access.flush()
+    (batch,) = store.batches
+    assert [row[4] for row in batch.intents] == [2]
 
 
 async def test_a_refused_batch_is_kept_and_written_again_with_the_same_id():

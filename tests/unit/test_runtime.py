@@ -22,7 +22,7 @@ from domicile.catalog.stores import common, open_store
 from domicile.catalog.stores.common import snapshot_from_pages
 from domicile.config import load_settings
 from domicile.errors import DomicileError, ErrorCode, store_unavailable
-from domicile.router import catalog_follower
+from domicile.router import _engine, catalog_follower
 from domicile.router.decision_log import CheckpointSigner, Series, TrustedKeys, verify_series
 from domicile.router.decision_log.assembly import checkpoint_key_path
 from domicile.router.engine import Engine, compile_policy
@@ -561,11 +561,17 @@ async def test_every_observed_flow_is_on_disk_before_it_is_answered(tmp_path):
         await app.store.close()
 
 
-async def test_a_batch_decides_intents_are_counted_as_its_decisions_say(tmp_path):
-    from collections import Counter
-    from operator import attrgetter
+def tallied(tally: _engine.IntentTally) -> Counter:
+    """What `tally` counted, per (actor, dataset, operation, region) (all at one time here)."""
+    return Counter({(actor, dataset, op, region): n for actor, dataset, op, region, n, *_ in tally.take()})
 
-    from domicile.router.decision_log import intent_counts
+
+def new_tally() -> _engine.IntentTally:
+    return _engine.IntentTally(("intent_store", "intent_process"), "(unauthenticated)")
+
+
+async def test_a_batch_decides_intents_are_counted_as_its_decisions_say(tmp_path):
+    from domicile.router.decision_log import count_intents
     from domicile.v1 import residency_pb2
 
     app = await make_app(tmp_path)
@@ -585,21 +591,25 @@ async def test_a_batch_decides_intents_are_counted_as_its_decisions_say(tmp_path
     finally:
         await router.close()
         await app.store.close()
-    every = Counter(map(attrgetter("caller", "dataset_id", "operation", "region"), batch))
-    assert every[("alice", "s3://a", Operation.STORE, US)] == 6
-    # The batch's intents are counted by the engine, a queued single decision's from its Decision.
+    every = Counter((d.caller, d.dataset_id, "intent_store", d.region) for d in batch)
+    assert every[("alice", "s3://a", "intent_store", US)] == 6
+    # The batch's intents are counted by the engine, a queued single decision's from its Decision
+    # (without a caller: the anonymous actor's).
     single = Decision(*(getattr(single, field) for field in Decision._fields))
-    queued = [(batch, None, "batch_decide", "h"), (single, None, "decide", "h")]
-    assert intent_counts(queued) == every + Counter({(single.caller, "s3://b", Operation.PROCESS, US): 1})
-    assert intent_counts([(batch, None, "observed_flow", "h")]) == {}
+    assert single.caller == ""
+    tally = new_tally()
+    count_intents([(batch, None, "batch_decide", "h"), (single, None, "decide", "h")], tally, 1_000_000)
+    assert tallied(tally) == every + Counter({("(unauthenticated)", "s3://b", "intent_process", US): 1})
+    count_intents([(batch, None, "observed_flow", "h")], tally, 1_000_000)
+    assert len(tally) == 0
 
 
 async def test_decide_hands_its_intents_to_the_sink_through_the_engine(tmp_path):
     # Decide's decisions reach the log through the engine's lane, which counts their intents.
     app = await make_app(tmp_path)
     app.router = router = await Router.start(app)
-    handed: list[dict] = []
-    router.set_intent_sink(handed.append)
+    tally = new_tally()
+    router.set_intent_sink(tally)
     try:
         await upsert(app, "s3://a")
         for caller in ("alice", "alice", "bob"):
@@ -609,13 +619,10 @@ async def test_decide_hands_its_intents_to_the_sink_through_the_engine(tmp_path)
     finally:
         await router.close()
         await app.store.close()
-    counts: Counter = Counter()
-    for batch in handed:
-        counts.update(batch)
-    assert counts == {
-        ("alice", "s3://a", Operation.STORE, US): 2,
-        ("bob", "s3://a", Operation.STORE, US): 1,
-        ("alice", "s3://a", Operation.PROCESS, FRANKFURT): 1,
+    assert tallied(tally) == {
+        ("alice", "s3://a", "intent_store", US): 2,
+        ("bob", "s3://a", "intent_store", US): 1,
+        ("alice", "s3://a", "intent_process", FRANKFURT): 1,
     }
 
 

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from domicile.catalog.model import Dataset, Edge
+from domicile.router import _engine
 from domicile.router.convert import DecisionEncoder
 from domicile.router.decision_log.format import ZERO_HASH, decisions_line, decisions_of_line
 from domicile.router.engine import Engine, compile_policy
@@ -107,8 +108,10 @@ def test_a_batch_answer_holds_the_decisions_the_log_is_given():
     assert sum(by_outcome.values()) == 4
     assert by_outcome == dict(Counter((d.operation, d.outcome) for d in decisions))
     assert by_reason == dict(Counter((r.code.value, r.rule_id) for d in decisions for r in d.reasons))
-    assert dict(decisions[1:].intents()) == Counter(
-        (d.caller, d.dataset_id, d.operation, d.region) for d in decisions[1:]
+    tally = _engine.IntentTally(("intent_store", "intent_process"), "(unauthenticated)")
+    decisions[1:].count_intents(tally, 1_000_000)
+    assert Counter({(a, ds, op, r): n for a, ds, op, r, n, *_ in tally.take()}) == Counter(
+        (d.caller, d.dataset_id, f"intent_{d.operation.value}", d.region) for d in decisions[1:]
     )
     # The decision log's entries, rendered by the engine, read back as the batch's decisions.
     for part in (decisions, decisions[1:3]):

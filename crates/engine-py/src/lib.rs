@@ -16,13 +16,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use domicile_engine::dataset_ids;
 use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation};
 use domicile_engine::log_entry::{civil_from_days, head_json, json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
 use domicile_engine::unary::{Judgement, LogLane as CoreLane};
 use domicile_engine::wire::{AnswerShape, BatchError, DecisionContext, Encoder, Questions};
-use domicile_engine::{access_wire, dataset_ids};
 use domicile_engine::{Change, Engine as CoreEngine, Error};
 use parking_lot::Mutex;
 use pyo3::create_exception;
@@ -33,6 +33,7 @@ use pyo3::types::{
     PyTuple, PyTzInfo,
 };
 
+mod access;
 mod unary;
 
 create_exception!(
@@ -629,19 +630,6 @@ impl DecidedBatch {
             counts.by_outcome.into_iter().map(|((op, outcome), n)| ((op as u8, outcome as u8), n)).collect(),
             counts.by_reason.into_iter().map(|((code, rule_id), n)| ((code as u8, rule_id), n)).collect(),
         )
-    }
-
-    /// Decisions `start..stop` counted per `(dataset_id, operation, region)` (the caller's
-    /// intents, for the access records).
-    #[allow(clippy::type_complexity)]
-    fn intents(&self, start: usize, stop: usize) -> PyResult<Vec<((&str, u8, &str), usize)>> {
-        let range = self.range(start, stop)?;
-        Ok(self
-            .batch
-            .intents(range)
-            .into_iter()
-            .map(|((dataset, op, region), n)| ((dataset, op as u8, region), n))
-            .collect())
     }
 
     /// The decision-log entries (format 3) of decisions `start..stop`, at most `per_entry`
@@ -1286,87 +1274,6 @@ fn pattern_problems(pattern: &Bound<'_, PyString>) -> Vec<String> {
     }
 }
 
-/// GetAccessPatterns' answer, serialized, from `totals`: `domicile.access.model.AccessTotal`
-/// tuples `(actor, dataset_id, operation, region, total, first_seen_us, last_seen_us)` ordered
-/// by actor; `operations` maps each operation to its AccessOperation number.
-#[pyfunction]
-fn access_patterns_wire<'py>(
-    py: Python<'py>,
-    totals: &Bound<'py, PyAny>,
-    operations: &Bound<'py, PyDict>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    encode_access_totals(py, totals, 0, operations, access_wire::access_patterns)
-}
-
-/// ListActorAccess's answer with its datasets only, serialized, from `totals` (as for
-/// `access_patterns_wire`) ordered by dataset.
-#[pyfunction]
-fn actor_datasets_wire<'py>(
-    py: Python<'py>,
-    totals: &Bound<'py, PyAny>,
-    operations: &Bound<'py, PyDict>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    encode_access_totals(py, totals, 1, operations, access_wire::actor_datasets)
-}
-
-/// `encode` of AccessTotal tuples grouped by their field `name` (0: actor, 1: dataset id),
-/// without the GIL.
-fn encode_access_totals<'py>(
-    py: Python<'py>,
-    totals: &Bound<'py, PyAny>,
-    name: usize,
-    operations: &Bound<'py, PyDict>,
-    encode: fn(&[access_wire::Total<'_>]) -> Vec<u8>,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let rows = access_rows(totals, name, operations)?;
-    let totals = access_totals(&rows)?;
-    Ok(PyBytes::new(py, &py.detach(|| encode(&totals))))
-}
-
-/// An AccessTotal tuple's fields: the name grouped by (tuple field `name`), the region, the
-/// operation's number, count, first and last seen.
-type AccessRow<'py> = (Bound<'py, PyString>, Bound<'py, PyString>, i32, i64, i64, i64);
-
-fn access_rows<'py>(
-    totals: &Bound<'py, PyAny>,
-    name: usize,
-    operations: &Bound<'py, PyDict>,
-) -> PyResult<Vec<AccessRow<'py>>> {
-    let mut rows = Vec::with_capacity(totals.len().unwrap_or(0));
-    for total in totals.try_iter()? {
-        let total = total?;
-        let total = total.cast::<PyTuple>()?;
-        let operation = total.get_item(2)?;
-        let Some(number) = operations.get_item(&operation)? else {
-            return Err(PyValueError::new_err(format!("operation {operation} has no number")));
-        };
-        rows.push((
-            total.get_item(name)?.cast_into::<PyString>()?,
-            total.get_item(3)?.cast_into::<PyString>()?,
-            number.extract()?,
-            total.get_item(4)?.extract()?,
-            total.get_item(5)?.extract()?,
-            total.get_item(6)?.extract()?,
-        ));
-    }
-    Ok(rows)
-}
-
-fn access_totals<'a>(rows: &'a [AccessRow<'_>]) -> PyResult<Vec<access_wire::Total<'a>>> {
-    rows.iter()
-        .map(|(name, region, operation, count, first, last)| {
-            Ok(access_wire::Total {
-                name: name.to_str()?,
-                operation: *operation,
-                region: region.to_str()?,
-                count: *count,
-                first_seen_us: *first,
-                last_seen_us: *last,
-            })
-        })
-        .collect()
-}
-
 #[pymodule]
 fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = module.py();
@@ -1381,8 +1288,7 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(parse_dataset_id, module)?)?;
     module.add_function(wrap_pyfunction!(normalize_pattern, module)?)?;
     module.add_function(wrap_pyfunction!(pattern_problems, module)?)?;
-    module.add_function(wrap_pyfunction!(access_patterns_wire, module)?)?;
-    module.add_function(wrap_pyfunction!(actor_datasets_wire, module)?)?;
+    access::register(module)?;
     module.add("UnknownRegion", py.get_type::<UnknownRegion>())?;
     module.add("MalformedRequest", py.get_type::<MalformedRequest>())?;
     module.add("InvalidRequest", py.get_type::<InvalidRequest>())?;

@@ -934,16 +934,6 @@ impl Batch {
         }
         Counts { by_outcome: by_outcome.into_iter().collect(), by_reason: by_reason.into_iter().collect() }
     }
-
-    /// Decisions `range` counted per (dataset, operation, region): what access records count
-    /// as the caller's intents.
-    pub fn intents(&self, range: Range<usize>) -> Vec<((&str, Operation, &str), usize)> {
-        let mut counts: hashbrown::HashMap<(&str, Operation, &str), usize> = hashbrown::HashMap::new();
-        for question in self.questions.iter().skip(range.start).take(range.len()) {
-            *counts.entry((question.dataset_id, question.operation, self.region_name(&question))).or_default() += 1;
-        }
-        counts.into_iter().collect()
-    }
 }
 
 impl State {

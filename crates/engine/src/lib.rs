@@ -13,6 +13,8 @@
 //!   generated from the repository's .proto files;
 //! - [`log_entry`]: the decision log's entries (format 3), for every decision the router logs;
 //! - [`unary`]: decisions asked one at a time, queued for the decision log as they are made;
+//! - [`intents`]: the intents of logged decisions, counted for the access records over a flush
+//!   interval;
 //! - [`access_wire`]: the access records' summaries (GetAccessPatterns, ListActorAccess) in the
 //!   protobuf wire format.
 //!
@@ -25,6 +27,7 @@ pub mod dataset_ids;
 pub mod engine;
 pub mod glob;
 pub mod index;
+pub mod intents;
 pub mod log_entry;
 mod memo;
 pub mod policy;
