@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from domicile.access.model import (
     AccessOperation,
-    AccessTotal,
+    AccessTotals,
     Anomaly,
     AnomalyKind,
     FindingKind,
@@ -38,19 +38,22 @@ ANOMALY_TO_PROTO = {
 }
 
 
-def patterns_to_proto(totals: Sequence[AccessTotal]) -> access_pb2.GetAccessPatternsResponse:
-    """One ActorAccess per actor, in the store's order (by actor): a summary per total, and
-    their sum, first and last seen. Encoded by the engine (ten thousand actors' messages built
-    field by field in Python cost more than reading them) and parsed back, which is cheap."""
-    return access_pb2.GetAccessPatternsResponse.FromString(access_patterns_wire(totals, OPERATION_TO_PROTO_ACCESS))
+# Each operation value's number in the answers (the engine encodes them).
+_OPERATION_NUMBERS = {op.value: number for op, number in OPERATION_TO_PROTO_ACCESS.items()}
 
 
-def actor_access_to_proto(
-    totals: Sequence[AccessTotal], runs: Iterable[RunRecord]
-) -> access_pb2.ListActorAccessResponse:
-    """One DatasetAccess per dataset, in the store's order (by dataset), summarised as
-    `patterns_to_proto` summarises actors; then the runs, latest first."""
-    response = access_pb2.ListActorAccessResponse.FromString(actor_datasets_wire(totals, OPERATION_TO_PROTO_ACCESS))
+def patterns_wire(totals: AccessTotals) -> bytes:
+    """A dataset's GetAccessPatternsResponse, serialized: one ActorAccess per actor, by actor,
+    with a summary per total and their sum, first and last seen. Encoded by the engine from the
+    store's packed totals (ten thousand actors' messages built field by field in Python cost
+    more than reading them)."""
+    return access_patterns_wire(totals.rows, _OPERATION_NUMBERS)
+
+
+def actor_access_to_proto(totals: AccessTotals, runs: Iterable[RunRecord]) -> access_pb2.ListActorAccessResponse:
+    """One DatasetAccess per dataset, by dataset, summarised as `patterns_wire` summarises
+    actors; then the runs, latest first."""
+    response = access_pb2.ListActorAccessResponse.FromString(actor_datasets_wire(totals.rows, _OPERATION_NUMBERS))
     for run in runs:
         response.runs.append(
             access_pb2.AccessRun(

@@ -9,10 +9,12 @@ the run record beside it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import NamedTuple, overload
+
+import orjson
 
 from domicile.catalog.model import from_micros
 from domicile.router.types import Decision, Operation
@@ -100,6 +102,74 @@ class AccessTotal(NamedTuple):
 
 
 OPERATIONS_BY_VALUE = {op.value: op for op in AccessOperation}
+
+
+class AccessTotals(Sequence[AccessTotal]):
+    """What an access read returns: the totals of one dataset by actor (`by_actor`), or of one
+    actor by dataset, packed as the store read them -- `rows`, a JSON array of `[name,
+    operation value, region, total, first_seen_us, last_seen_us]` in any order, `name` the
+    actor of a dataset's read or the dataset id of an actor's, `subject` the other -- so that a
+    busy dataset's ten thousand totals reach the answer's encoder (the engine) without a
+    Python object each. As a sequence: the AccessTotal tuples ordered by name, operation value
+    and region (decoded when first read)."""
+
+    __slots__ = ("_totals", "by_actor", "rows", "subject")
+
+    def __init__(self, subject: str, by_actor: bool, rows: str) -> None:
+        self.subject = subject
+        self.by_actor = by_actor
+        self.rows = rows
+        self._totals: list[AccessTotal] | None = None
+
+    @classmethod
+    def of(cls, subject: str, by_actor: bool, totals: Iterable[AccessTotal]) -> AccessTotals:
+        """The totals of `subject` (all of it, in any order) packed."""
+        rows = [
+            (
+                t.actor if by_actor else t.dataset_id,
+                t.operation.value,
+                t.region,
+                t.total,
+                t.first_seen_us,
+                t.last_seen_us,
+            )
+            for t in totals
+        ]
+        return cls(subject, by_actor, orjson.dumps(rows).decode())
+
+    def _decoded(self) -> list[AccessTotal]:
+        if self._totals is None:
+            operations = OPERATIONS_BY_VALUE
+            subject = self.subject
+            rows = sorted(orjson.loads(self.rows), key=lambda row: (row[0], row[1], row[2]))
+            self._totals = [
+                AccessTotal(
+                    name if self.by_actor else subject,
+                    subject if self.by_actor else name,
+                    operations[operation],
+                    region,
+                    total,
+                    first,
+                    last,
+                )
+                for name, operation, region, total, first, last in rows
+            ]
+        return self._totals
+
+    def __len__(self) -> int:
+        return len(self._decoded())
+
+    @overload
+    def __getitem__(self, index: int) -> AccessTotal: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[AccessTotal]: ...
+
+    def __getitem__(self, index: int | slice) -> AccessTotal | Sequence[AccessTotal]:
+        return self._decoded()[index]
+
+    def __repr__(self) -> str:
+        return f"AccessTotals({self.subject!r}, {list(self)!r})"
 
 
 class RunAccess(NamedTuple):

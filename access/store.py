@@ -28,7 +28,7 @@ from typing import Protocol, runtime_checkable
 
 from domicile.access.model import (
     AccessBatch,
-    AccessTotal,
+    AccessTotals,
     ActorBaseline,
     Anomaly,
     ObservedViolation,
@@ -46,16 +46,16 @@ class AccessStore(Protocol):
 
     async def dataset_access(
         self, dataset_id: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessTotal]:
-        """Who touched `dataset_id` in the range: one AccessTotal per (actor, operation,
-        region), ordered by actor, operation value, region."""
+    ) -> AccessTotals:
+        """Who touched `dataset_id` in the range: one total per (actor, operation, region),
+        packed by actor (`AccessTotals`: a busy dataset has ten thousand)."""
         ...
 
     async def actor_access(
         self, actor: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessTotal]:
-        """What `actor` touched in the range: one AccessTotal per (dataset, operation, region),
-        ordered by dataset, operation value, region."""
+    ) -> AccessTotals:
+        """What `actor` touched in the range: one total per (dataset, operation, region),
+        packed by dataset."""
         ...
 
     async def list_runs(

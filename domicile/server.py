@@ -19,7 +19,7 @@ import grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from domicile.access.service import AccessServicer
+from domicile.access.service import AccessServicer, add_access_service
 from domicile.access.tracking import AccessTracking
 from domicile.app import App
 from domicile.audit_service import AuditServicer
@@ -48,7 +48,6 @@ from domicile.telemetry.metrics import server_registry
 from domicile.telemetry.store import InstrumentedStore
 from domicile.telemetry.tracing import configure_tracing, grpc_server_interceptor
 from domicile.v1 import (
-    access_pb2_grpc,
     audit_pb2_grpc,
     catalog_pb2_grpc,
     lineage_pb2_grpc,
@@ -130,7 +129,7 @@ def servicers(app: App) -> list[tuple[Callable[[Any, grpc.aio.Server], None], An
         (add_residency_service, ResidencyServicer(app)),
         (policy_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(app)),
         (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(app)),
-        (access_pb2_grpc.add_AccessServiceServicer_to_server, AccessServicer(app)),
+        (add_access_service, AccessServicer(app)),
     ]
 
 

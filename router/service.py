@@ -20,6 +20,7 @@ from domicile.catalog.dataset_ids import lookup_form
 from domicile.catalog.model import utcnow
 from domicile.catalog.validation import check_id, check_length, check_region
 from domicile.errors import DomicileError, ErrorCode, FieldErrors
+from domicile.grpc_services import add_service
 from domicile.lineage.recording import check_job
 from domicile.router.convert import (
     OPERATION_FROM_PROTO,
@@ -595,17 +596,11 @@ def add_residency_service(servicer: ResidencyServicer, server: grpc.aio.Server) 
     Python only to be read or serialized would cost more than deciding them; Decide's gives its
     answer serialized by the engine (a message built per call would cost more than the
     decision)."""
-    service = residency_pb2.DESCRIPTOR.services_by_name["ResidencyService"]
-    handlers = {}
-    for method in service.methods:
-        raw_request = method.name == "BatchDecide"
-        raw_response = method.name in ("BatchDecide", "Decide")
-        request = getattr(residency_pb2, method.input_type.name)
-        response = getattr(residency_pb2, method.output_type.name)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, method.name),
-            request_deserializer=None if raw_request else request.FromString,
-            response_serializer=None if raw_response else response.SerializeToString,
-        )
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-    server.add_registered_method_handlers(service.full_name, handlers)
+    add_service(
+        server,
+        residency_pb2,
+        "ResidencyService",
+        servicer,
+        raw_requests={"BatchDecide"},
+        raw_answers={"BatchDecide", "Decide"},
+    )

@@ -26,6 +26,7 @@ from domicile.access.model import (
     AccessBatch,
     AccessOperation,
     AccessTotal,
+    AccessTotals,
     ActorBaseline,
     Anomaly,
     BaselineDimension,
@@ -89,31 +90,29 @@ class Neo4jAccessStore:
 
     async def dataset_access(
         self, dataset_id: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessTotal]:
+    ) -> AccessTotals:
         low, high = day_range(since, until)
         rows = await self._read(
             records,
-            "MATCH (a:AccessDay {dataset: $dataset}) WHERE a.day >= $low AND a.day < $high "
-            f"{_SUMMED} ORDER BY actor, operation, region",
+            f"MATCH (a:AccessDay {{dataset: $dataset}}) WHERE a.day >= $low AND a.day < $high {_SUMMED}",
             dataset=dataset_id,
             low=low,
             high=high,
         )
-        return [_total(row) for row in rows]
+        return AccessTotals.of(dataset_id, True, map(_total, rows))
 
     async def actor_access(
         self, actor: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessTotal]:
+    ) -> AccessTotals:
         low, high = day_range(since, until)
         rows = await self._read(
             records,
-            "MATCH (a:AccessDay {actor: $actor}) WHERE a.day >= $low AND a.day < $high "
-            f"{_SUMMED} ORDER BY dataset, operation, region",
+            f"MATCH (a:AccessDay {{actor: $actor}}) WHERE a.day >= $low AND a.day < $high {_SUMMED}",
             actor=actor,
             low=low,
             high=high,
         )
-        return [_total(row) for row in rows]
+        return AccessTotals.of(actor, False, map(_total, rows))
 
     async def list_runs(
         self, job: str, *, since: datetime | None = None, until: datetime | None = None, limit: int = 100

@@ -13,10 +13,9 @@ import orjson
 
 from domicile.access import codec
 from domicile.access.model import (
-    OPERATIONS_BY_VALUE,
     AccessBatch,
     AccessOperation,
-    AccessTotal,
+    AccessTotals,
     ActorBaseline,
     Anomaly,
     BaselineDimension,
@@ -48,37 +47,37 @@ class SQLiteAccessStore:
 
     async def dataset_access(
         self, dataset_id: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessTotal]:
+    ) -> AccessTotals:
         if since is None and until is None:  # all time: the totals, no grouping (a busy dataset has 10,000s)
             rows = await self._read(
-                _select,
-                "SELECT actor, dataset, operation, region, count, first_seen, last_seen FROM access_totals"
-                " WHERE dataset = ? ORDER BY actor, operation, region",
+                _packed,
+                "SELECT json_group_array(json_array(actor, operation, region, count, first_seen, last_seen))"
+                " FROM access_totals WHERE dataset = ?",
                 (dataset_id,),
             )
-            return _totals(rows)
+            return AccessTotals(dataset_id, True, rows)
         low, high = day_range(since, until)
         rows = await self._read(
-            _select,
-            "SELECT actor, dataset, operation, region, sum(count), min(first_seen), max(last_seen) FROM access_days"
-            " WHERE dataset = ? AND day >= ? AND day < ? GROUP BY actor, operation, region"
-            " ORDER BY actor, operation, region",
+            _packed,
+            f"SELECT {_PACKED_SUMS} FROM (SELECT actor AS name, operation, region, sum(count) AS total,"
+            " min(first_seen) AS first, max(last_seen) AS last FROM access_days"
+            " WHERE dataset = ? AND day >= ? AND day < ? GROUP BY actor, operation, region)",
             (dataset_id, low, high),
         )
-        return _totals(rows)
+        return AccessTotals(dataset_id, True, rows)
 
     async def actor_access(
         self, actor: str, *, since: datetime | None = None, until: datetime | None = None
-    ) -> list[AccessTotal]:
+    ) -> AccessTotals:
         low, high = day_range(since, until)
         rows = await self._read(
-            _select,
-            "SELECT actor, dataset, operation, region, sum(count), min(first_seen), max(last_seen) FROM access_days"
-            " WHERE actor = ? AND day >= ? AND day < ? GROUP BY dataset, operation, region"
-            " ORDER BY dataset, operation, region",
+            _packed,
+            f"SELECT {_PACKED_SUMS} FROM (SELECT dataset AS name, operation, region, sum(count) AS total,"
+            " min(first_seen) AS first, max(last_seen) AS last FROM access_days"
+            " WHERE actor = ? AND day >= ? AND day < ? GROUP BY dataset, operation, region)",
             (actor, low, high),
         )
-        return _totals(rows)
+        return AccessTotals(actor, False, rows)
 
     async def list_runs(
         self, job: str, *, since: datetime | None = None, until: datetime | None = None, limit: int = 100
@@ -148,12 +147,12 @@ def _select(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list
     return conn.execute(query, args).fetchall()
 
 
-def _totals(rows: list[tuple]) -> list[AccessTotal]:
-    operations = OPERATIONS_BY_VALUE
-    return [
-        AccessTotal(actor, dataset, operations[operation], region, count, first, last)
-        for actor, dataset, operation, region, count, first, last in rows
-    ]
+# Totals packed by SQLite itself (`AccessTotals.rows`): one string per read, no Python value per row.
+_PACKED_SUMS = "json_group_array(json_array(name, operation, region, total, first, last))"
+
+
+def _packed(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> str:
+    return conn.execute(query, args).fetchone()[0]
 
 
 def _run(row: tuple) -> RunRecord:

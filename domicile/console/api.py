@@ -51,6 +51,9 @@ class Route:
     def request_class(self) -> type[Message]:
         return GetMessageClass(_METHODS[self.rpc].input_type)
 
+    def response_class(self) -> type[Message]:
+        return GetMessageClass(_METHODS[self.rpc].output_type)
+
 
 _CATALOG = "/domicile.v1.CatalogService/"
 _LINEAGE = "/domicile.v1.LineageService/"
@@ -128,8 +131,11 @@ def _parse(values: dict[str, Any], message: Message) -> Message:
         raise invalid_field("request", str(exc)) from None
 
 
-def to_json(message: Message) -> web.Response:
-    """The proto3 JSON of a response, with every field present (empty lists, zeros, false)."""
+def to_json(route: Route, message: Message | bytes) -> web.Response:
+    """The proto3 JSON of a response, with every field present (empty lists, zeros, false). An
+    answer its servicer gives serialized (`domicile.grpc_services`) is parsed first."""
+    if isinstance(message, bytes):
+        message = route.response_class().FromString(message)
     body = json_format.MessageToDict(
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )

@@ -357,7 +357,7 @@ async def call_rpc(request: web.Request) -> web.Response:
     finally:
         current_trace_id.reset(trace_token)
         current_caller.reset(caller_token)
-    return to_json(response)
+    return to_json(route, response)
 
 
 # ---- the single-page app ----------------------------------------------------------------------

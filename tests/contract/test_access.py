@@ -112,7 +112,7 @@ async def test_counts_add_up_per_day_and_keep_first_and_last_seen(store):
     assert [(c.actor, c.total) for c in first_day] == [("job-a", 5), ("job-b", 1)]
     second_day = await access.dataset_access(EU, since=day_of(T0) + timedelta(days=1, hours=3))
     assert [(c.actor, c.total) for c in second_day] == [("job-a", 1)]
-    assert await access.dataset_access("s3://nobody/reads-this") == []
+    assert list(await access.dataset_access("s3://nobody/reads-this")) == []
 
 
 async def test_intent_rows_add_up_like_counts(store):
@@ -168,7 +168,7 @@ async def test_actor_access_lists_what_an_actor_touched(store):
     )
     touched = await access.actor_access("job-a")
     assert [(c.dataset_id, c.operation) for c in touched] == [("s3://b", WRITE), (EU, READ)]
-    assert await access.actor_access("job-a", since=T0 + timedelta(days=1)) == []
+    assert list(await access.actor_access("job-a", since=T0 + timedelta(days=1))) == []
 
 
 async def test_a_batch_applies_at_most_once(store):

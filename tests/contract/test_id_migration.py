@@ -244,13 +244,13 @@ async def test_opening_moves_access_records_to_the_normal_form(current_release):
     second_day = await access.dataset_access(NORMAL, since=day_of(T0) + timedelta(days=1))
     assert rows(second_day) == [("airflow/etl", NORMAL, 4, T0 + timedelta(days=1), T0 + timedelta(days=1))]
     for old in (OLD, OTHER_OLD):
-        assert await access.dataset_access(old) == []
-        assert await access.dataset_access(old, since=day_of(T0)) == []
+        assert list(await access.dataset_access(old)) == []
+        assert list(await access.dataset_access(old, since=day_of(T0))) == []
     by_actor = await access.actor_access("airflow/etl")
     assert {(t.dataset_id, t.total) for t in by_actor} == {(NORMAL, 10), (DUPLICATE, 7), (BROKEN, 1)}
     # A collided id is a dataset of its own, and an id that breaks the rules stays as written.
     assert rows(await access.dataset_access(DUPLICATE)) == [("airflow/etl", DUPLICATE, 7, T0, T0)]
-    assert await access.dataset_access(ITS_NORMAL_FORM) == []
+    assert list(await access.dataset_access(ITS_NORMAL_FORM)) == []
     assert rows(await access.dataset_access(BROKEN)) == [("airflow/etl", BROKEN, 1, T0, T0)]
     # Runs, observed violations and anomalies name the normal form (duplicates merged).
     assert await access.run_accesses("airflow/etl", "r1") == {RunAccess(NORMAL, READ, "aws:eu-west-1")}

@@ -1,14 +1,16 @@
 //! The access records' side of the binding: the intents of logged decisions counted by the
 //! engine over a flush interval (`IntentTally`, handed over as `IntentRows`), and the
-//! GetAccessPatterns / ListActorAccess summaries encoded from the store's totals.
+//! GetAccessPatterns / ListActorAccess summaries encoded from the store's packed totals.
 
-use domicile_engine::access_wire;
+use std::collections::HashMap;
+
+use domicile_engine::access_wire::{self, PackedError};
 use domicile_engine::intents::{IntentTally as CoreTally, Taken};
 use domicile_engine::policy::Operation;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
 use crate::DecidedBatch;
 
@@ -108,85 +110,44 @@ impl IntentRows {
     }
 }
 
-/// GetAccessPatterns' answer, serialized, from `totals`: `domicile.access.model.AccessTotal`
-/// tuples `(actor, dataset_id, operation, region, total, first_seen_us, last_seen_us)` ordered
-/// by actor; `operations` maps each operation to its AccessOperation number.
+/// GetAccessPatterns' answer, serialized, from a dataset's packed totals
+/// (`domicile.access.model.AccessTotals.rows`: the names are its actors); `operations` maps
+/// each operation value to its AccessOperation number.
 #[pyfunction]
 fn access_patterns_wire<'py>(
     py: Python<'py>,
-    totals: &Bound<'py, PyAny>,
-    operations: &Bound<'py, PyDict>,
+    rows: &Bound<'py, PyString>,
+    operations: HashMap<String, i32>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    encode_access_totals(py, totals, 0, operations, access_wire::access_patterns)
+    encode_packed(py, rows, &operations, access_wire::access_patterns)
 }
 
-/// ListActorAccess's answer with its datasets only, serialized, from `totals` (as for
-/// `access_patterns_wire`) ordered by dataset.
+/// ListActorAccess's answer with its datasets only, serialized, from an actor's packed totals
+/// (the names are its datasets), as for `access_patterns_wire`.
 #[pyfunction]
 fn actor_datasets_wire<'py>(
     py: Python<'py>,
-    totals: &Bound<'py, PyAny>,
-    operations: &Bound<'py, PyDict>,
+    rows: &Bound<'py, PyString>,
+    operations: HashMap<String, i32>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    encode_access_totals(py, totals, 1, operations, access_wire::actor_datasets)
+    encode_packed(py, rows, &operations, access_wire::actor_datasets)
 }
 
-/// `encode` of AccessTotal tuples grouped by their field `name` (0: actor, 1: dataset id),
-/// without the GIL.
-fn encode_access_totals<'py>(
+/// `encode` of packed totals, parsed and ordered without the interpreter lock.
+fn encode_packed<'py>(
     py: Python<'py>,
-    totals: &Bound<'py, PyAny>,
-    name: usize,
-    operations: &Bound<'py, PyDict>,
+    rows: &Bound<'py, PyString>,
+    operations: &HashMap<String, i32>,
     encode: fn(&[access_wire::Total<'_>]) -> Vec<u8>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let rows = access_rows(totals, name, operations)?;
-    let totals = access_totals(&rows)?;
-    Ok(PyBytes::new(py, &py.detach(|| encode(&totals))))
-}
-
-/// An AccessTotal tuple's fields: the name grouped by (tuple field `name`), the region, the
-/// operation's number, count, first and last seen.
-type AccessRow<'py> = (Bound<'py, PyString>, Bound<'py, PyString>, i32, i64, i64, i64);
-
-fn access_rows<'py>(
-    totals: &Bound<'py, PyAny>,
-    name: usize,
-    operations: &Bound<'py, PyDict>,
-) -> PyResult<Vec<AccessRow<'py>>> {
-    let mut rows = Vec::with_capacity(totals.len().unwrap_or(0));
-    for total in totals.try_iter()? {
-        let total = total?;
-        let total = total.cast::<PyTuple>()?;
-        let operation = total.get_item(2)?;
-        let Some(number) = operations.get_item(&operation)? else {
-            return Err(PyValueError::new_err(format!("operation {operation} has no number")));
-        };
-        rows.push((
-            total.get_item(name)?.cast_into::<PyString>()?,
-            total.get_item(3)?.cast_into::<PyString>()?,
-            number.extract()?,
-            total.get_item(4)?.extract()?,
-            total.get_item(5)?.extract()?,
-            total.get_item(6)?.extract()?,
-        ));
+    let text = rows.to_str()?;
+    match py.detach(|| access_wire::encode_packed(text, operations, encode)) {
+        Ok(answer) => Ok(PyBytes::new(py, &answer)),
+        Err(PackedError::Malformed(message)) => Err(PyValueError::new_err(format!("packed totals: {message}"))),
+        Err(PackedError::UnknownOperation(operation)) => {
+            Err(PyValueError::new_err(format!("operation {operation:?} has no number")))
+        }
     }
-    Ok(rows)
-}
-
-fn access_totals<'a>(rows: &'a [AccessRow<'_>]) -> PyResult<Vec<access_wire::Total<'a>>> {
-    rows.iter()
-        .map(|(name, region, operation, count, first, last)| {
-            Ok(access_wire::Total {
-                name: name.to_str()?,
-                operation: *operation,
-                region: region.to_str()?,
-                count: *count,
-                first_seen_us: *first,
-                last_seen_us: *last,
-            })
-        })
-        .collect()
 }
 
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {

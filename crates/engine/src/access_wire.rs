@@ -3,7 +3,11 @@
 //! protos/domicile/v1/access.proto. A busy dataset has ten thousand actors; built field by field
 //! in Python, its answer costs more than reading it from the store.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use prost::Message;
+use serde::Deserialize;
 
 use crate::wire::proto::{
     AccessSummary, ActorAccess, DatasetAccess, GetAccessPatternsResponse, ListActorAccessResponse,
@@ -21,6 +25,51 @@ pub struct Total<'a> {
     pub count: i64,
     pub first_seen_us: i64,
     pub last_seen_us: i64,
+}
+
+/// A total as a store packs it (`[name, operation value, region, count, first_seen_us,
+/// last_seen_us]`, see domicile.access.model.AccessTotals), its strings borrowed from the text
+/// where they need no unescaping.
+#[derive(Deserialize)]
+struct PackedTotal<'a>(
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    i64,
+    i64,
+    i64,
+);
+
+/// Why packed totals cannot be encoded.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PackedError {
+    /// Not a JSON array of totals.
+    Malformed(String),
+    /// An operation value without a number in `operations`.
+    UnknownOperation(String),
+}
+
+/// The encoding of packed totals (`access_patterns` or `actor_datasets`), ordered by name,
+/// operation value and region as the answers are; `operations` gives each operation value its
+/// AccessOperation number.
+pub fn encode_packed(
+    text: &str,
+    operations: &HashMap<String, i32>,
+    encode: fn(&[Total<'_>]) -> Vec<u8>,
+) -> Result<Vec<u8>, PackedError> {
+    let mut packed: Vec<PackedTotal<'_>> =
+        serde_json::from_str(text).map_err(|error| PackedError::Malformed(error.to_string()))?;
+    packed.sort_unstable_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+    let totals = packed
+        .iter()
+        .map(|PackedTotal(name, operation, region, count, first, last)| {
+            let Some(&number) = operations.get(operation.as_ref()) else {
+                return Err(PackedError::UnknownOperation(operation.to_string()));
+            };
+            Ok(Total { name, operation: number, region, count: *count, first_seen_us: *first, last_seen_us: *last })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(encode(&totals))
 }
 
 /// One summary per total and, per run of consecutive totals with one name, their sum and
@@ -104,6 +153,31 @@ mod tests {
         // Before the epoch: seconds round down, nanos stay positive.
         assert_eq!(b.first_seen, Some(prost_types::Timestamp { seconds: -1, nanos: 999_999_000 }));
         assert_eq!(b.last_seen, Some(prost_types::Timestamp { seconds: 1, nanos: 500_001_000 }));
+    }
+
+    #[test]
+    fn packed_totals_are_ordered_then_encoded() {
+        let operations: HashMap<String, i32> = [("read".to_owned(), 1), ("write".to_owned(), 2)].into();
+        let text = r#"[["b", "read", "aws:eu-west-1", 7, -1, 1500001],
+                       ["a", "write", "aws:eu-west-1", 3, 3000000, 4000000],
+                       ["a", "read", "aws:eu-west-1", 2, 5000000, 9000000]]"#;
+        let packed = encode_packed(text, &operations, access_patterns).unwrap();
+        let totals = [
+            total("a", 1, 2, 5_000_000, 9_000_000),
+            total("a", 2, 3, 3_000_000, 4_000_000),
+            total("b", 1, 7, -1, 1_500_001),
+        ];
+        assert_eq!(packed, access_patterns(&totals));
+        let escaped = r#"[["j\u00f6b \"x\"", "read", "r", 1, 0, 0]]"#;
+        let answer =
+            GetAccessPatternsResponse::decode(&encode_packed(escaped, &operations, access_patterns).unwrap()[..]);
+        assert_eq!(answer.unwrap().actors[0].actor, "jöb \"x\"");
+        assert_eq!(encode_packed("[]", &operations, access_patterns), Ok(Vec::new()));
+        assert_eq!(
+            encode_packed(r#"[["a", "peek", "r", 1, 0, 0]]"#, &operations, access_patterns),
+            Err(PackedError::UnknownOperation("peek".to_owned()))
+        );
+        assert!(matches!(encode_packed("[[1]]", &operations, access_patterns), Err(PackedError::Malformed(_))));
     }
 
     #[test]

@@ -1,0 +1,38 @@
+"""Registering a servicer as the generated `add_XServiceServicer_to_server` does, with a few
+methods served as bytes: the answers the residency engine encodes (BatchDecide's, an access
+pattern's), which would cost more to build as messages than to make. Every method of these
+services is unary."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from types import ModuleType
+from typing import Any
+
+import grpc
+
+
+def add_service(
+    server: grpc.aio.Server,
+    module: ModuleType,
+    service: str,
+    servicer: Any,
+    *,
+    raw_requests: Collection[str] = (),
+    raw_answers: Collection[str] = (),
+) -> None:
+    """Register `servicer` for `service` of the generated `module` (e.g. `residency_pb2`). The
+    methods named in `raw_requests` get their request serialized; those in `raw_answers`
+    return their answer serialized."""
+    descriptor = module.DESCRIPTOR.services_by_name[service]
+    handlers = {}
+    for method in descriptor.methods:
+        request = getattr(module, method.input_type.name)
+        response = getattr(module, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=None if method.name in raw_requests else request.FromString,
+            response_serializer=None if method.name in raw_answers else response.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
+    server.add_registered_method_handlers(descriptor.full_name, handlers)
