@@ -19,6 +19,13 @@ less, so the cost is given from both:
    log's intent counting adds to.
 4. GetAccessPatterns on a dataset that `--actors` actors read (each on 1-3 days), p50/p99
    of 200 calls over gRPC, after the records are flushed.
+5. With `--router-datasets N`: the router's BatchDecide path as bench/router_bench.py runs it
+   (its synthetic catalog of N datasets, `domicile serve` in its own process, its batch client
+   in another: 2 calls of 1,000 random questions in flight, compact answers), access records
+   off and on in alternating rounds of `--router-seconds`: the server's CPU time per decision
+   during the phase, and then the CPU time the server spends writing the intents counted in
+   it (a GetAccessPatterns call flushes them), per decision of the phase. The questions touch
+   ~46,000 (caller, dataset, operation, region) aggregates, whatever the phase's length.
 
 Prints one line per figure and a JSON summary (`{"figures": {...}}`) at the end.
 """
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -252,7 +260,84 @@ async def patterns(workdir: Path, actors: int, calls: int) -> tuple[float, float
     return percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000, cpu * 1000 / calls
 
 
+async def router_batch(workdir: Path, ids: list[str], *, access: bool, seconds: float) -> dict[str, float]:
+    """One round of phase 5: server CPU per decision (µs) in the phase and for writing its
+    intents afterwards."""
+    import router_bench
+
+    config = workdir / f"access-{access}.yaml"
+    config.write_text(f"access:\n  enabled: {str(access).lower()}\n")
+    argv = router_bench.serve_argv(
+        f"sqlite:///{workdir / 'catalog.db'}", workdir / f"server-{access}", "--config", str(config)
+    )
+    async with router_bench.server_process("domicile serve", argv, workdir / f"server-{access}.log") as server:
+        warm = workdir / "warm.json"
+        warm.write_text(json.dumps([(d, "store", router_bench.REGIONS[0]) for d in ids]))
+        await router_bench.run_client(server.port, "warm", warm, 1000, 0, 1)
+        questions = workdir / "questions.json"
+        questions.write_text(json.dumps([(d, op.value, r) for d, op, r in router_bench.questions(ids, 50_000, 8)]))
+        batch = await router_bench.run_client(
+            server.port,
+            "batch",
+            questions,
+            1000,
+            seconds,
+            2,
+            "--answer-shape",
+            "compact",
+            "--server-pid",
+            str(server.proc.pid),
+        )
+        decisions = batch["throughput"] * seconds
+        flush_us = 0.0
+        if access:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = access_pb2_grpc.AccessServiceStub(channel)
+                request = access_pb2.GetAccessPatternsRequest(dataset_id="s3://nobody/reads-this")
+                after_phase = server.cpu_seconds()
+                await stub.GetAccessPatterns(request)  # writes what the phase counted
+                flushed = server.cpu_seconds()
+                await stub.GetAccessPatterns(request)  # the same call with nothing to write
+                flush_us = ((flushed - after_phase) - (server.cpu_seconds() - flushed)) * 1e6 / decisions
+    return {"decisions_per_s": batch["throughput"], "server_us": batch["server_cpu_us"], "flush_us": flush_us}
+
+
+async def main_router(args: argparse.Namespace) -> None:
+    import router_bench
+
+    results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory(prefix="access-router-bench-") as tmp:
+        workdir = Path(tmp)
+        datasets, edges = router_bench.generate(args.router_datasets, 7)
+        store = await router_bench.open_store(f"sqlite:///{workdir / 'catalog.db'}")
+        await store.import_history(router_bench.history_records(datasets, edges))
+        await store.close()
+        ids = [d.id for d in datasets]
+        for round_number in range(args.rounds):
+            for access in (False, True) if round_number % 2 == 0 else (True, False):
+                figures = await router_batch(workdir, ids, access=access, seconds=args.router_seconds)
+                results[access].append(figures)
+                print(
+                    f"round {round_number + 1} access {'on ' if access else 'off'}: "
+                    f"{figures['decisions_per_s']:,.0f} decisions/s, server CPU {figures['server_us']:.2f} µs per "
+                    f"decision, writing its intents {figures['flush_us']:.2f} µs per decision "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
+    off = statistics.median(r["server_us"] for r in results[False])
+    on = statistics.median(r["server_us"] + r["flush_us"] for r in results[True])
+    summary = {
+        "BatchDecide over gRPC (router catalog), server CPU µs per decision, access off": off,
+        "BatchDecide over gRPC (router catalog), server CPU µs per decision, access on, intents written": on,
+        "BatchDecide over gRPC (router catalog), cost from CPU %": (1 - off / on) * 100,
+    }
+    print(json.dumps({"figures": summary}, indent=1))
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.router_datasets:
+        await main_router(args)
+        return
     results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="access-bench-") as tmp:
         for round_number in range(args.rounds):
@@ -323,5 +408,12 @@ if __name__ == "__main__":
     parser.add_argument("--decide-calls", type=int, default=200, help="BatchDecide calls of 1,000 per round.")
     parser.add_argument("--actors", type=int, default=10_000, help="Actors of the GetAccessPatterns dataset.")
     parser.add_argument("--pattern-calls", type=int, default=200, help="GetAccessPatterns calls timed.")
+    parser.add_argument(
+        "--router-datasets",
+        type=int,
+        default=0,
+        help="Instead of phases 1-4: phase 5 on a router_bench catalog of this many datasets.",
+    )
+    parser.add_argument("--router-seconds", type=float, default=30.0, help="Length of each phase 5 round.")
     asyncio.run(main(parser.parse_args()))
     sys.exit(0)

@@ -37,18 +37,12 @@ impl IntentTally {
         self.tally.lock().len()
     }
 
-    /// Decisions `start..stop` of `batch`, asked by `caller`, logged at `at` (µs).
-    fn add_decided(
-        &self,
-        py: Python<'_>,
-        batch: &DecidedBatch,
-        start: usize,
-        stop: usize,
-        caller: &str,
-        at: i64,
-    ) -> PyResult<()> {
+    /// Decisions `start..stop` of `batch`, asked by `caller`, logged at `at` (µs). Counted with
+    /// the interpreter lock held: ~0.3 µs a decision, less than the decision log's writer
+    /// would wait to take the lock back.
+    fn add_decided(&self, batch: &DecidedBatch, start: usize, stop: usize, caller: &str, at: i64) -> PyResult<()> {
         let range = batch.range(start, stop)?;
-        py.detach(|| self.tally.lock().add_batch(caller, &batch.batch, range, at));
+        self.tally.lock().add_batch(caller, &batch.batch, range, at);
         Ok(())
     }
 
