@@ -16,7 +16,7 @@ from typing import NamedTuple, overload
 
 import orjson
 
-from domicile.catalog.model import from_micros
+from domicile.catalog.model import from_micros, to_micros
 from domicile.router.types import Decision, Operation
 
 DAY = timedelta(days=1)
@@ -75,6 +75,20 @@ class AccessCount:
     def key(self) -> AccessKey:
         assert self.day is not None
         return AccessKey(self.actor, self.dataset_id, self.operation, self.region, self.day)
+
+    def row(self) -> CountRow:
+        """This count in the columns the stores keep (see `CountRow`)."""
+        key = self.key
+        return (
+            key.actor,
+            key.dataset_id,
+            key.operation.value,
+            key.region,
+            self.count,
+            to_micros(self.first_seen),
+            to_micros(self.last_seen),
+            to_micros(key.day),
+        )
 
 
 class AccessTotal(NamedTuple):

@@ -214,19 +214,7 @@ async def _write_batch_tx(tx: AsyncManagedTransaction, batch: AccessBatch) -> bo
     await consume(
         tx, "CREATE (:AccessBatch {batch_id: $id, time: $time})", id=batch.batch_id, time=to_micros(batch.time)
     )
-    rows = [
-        [
-            c.actor,
-            c.dataset_id,
-            c.operation.value,
-            c.region,
-            c.count,
-            to_micros(c.first_seen),
-            to_micros(c.last_seen),
-            to_micros(c.key.day),
-        ]
-        for c in batch.counts
-    ]
+    rows = [list(c.row()) for c in batch.counts]
     rows += map(list, batch.intents)
     if rows:
         # Rows in the columns of `CountRow`: (actor, dataset, operation, region, count, first

@@ -177,22 +177,7 @@ def _write_batch_tx(conn: sqlite3.Connection, batch: AccessBatch) -> bool:
     )
     if applied.rowcount == 0:
         return False
-    _add_counts(
-        conn,
-        [
-            (
-                c.actor,
-                c.dataset_id,
-                c.operation.value,
-                c.region,
-                c.count,
-                to_micros(c.first_seen),
-                to_micros(c.last_seen),
-                to_micros(c.key.day),
-            )
-            for c in batch.counts
-        ],
-    )
+    _add_counts(conn, [c.row() for c in batch.counts])
     _add_counts(conn, batch.intents)
     _merge_runs(conn, batch.runs)
     conn.executemany(
