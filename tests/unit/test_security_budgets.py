@@ -87,5 +87,5 @@ def test_charge_caller_charges_the_principal_of_the_request():
 def test_defaults_allow_a_full_batch_and_can_be_turned_off():
     limits = load_settings().rate_limit
     assert limits.decision_burst >= MAX_BATCH
-    assert Budgets.from_settings(limits).budgets[Resource.DECISIONS] == Budget(200_000.0, 200_000)
+    assert Budgets.from_settings(limits).budgets[Resource.DECISIONS] == Budget(500_000.0, 500_000)
     assert Budgets.from_settings(load_settings(rate_limit={"enabled": False}).rate_limit) is None
