@@ -16,8 +16,7 @@ use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, 
 use crate::log_entry::{EntryWriter, Row};
 use crate::memo::{Asked, Judgement, Memo};
 use crate::policy::{
-    label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
-    Verdict,
+    label_matches, Attributes, CompiledPolicy, Operation, Outcome, ReasonCode, RegionList, UndescribedOutputs, Verdict,
 };
 use crate::symbols::Key;
 use crate::text::py_repr;
@@ -441,18 +440,7 @@ impl State {
     /// The fail-closed verdict of a view that cannot be trusted: DENY / STALE_CATALOG with
     /// `message`.
     pub fn stale_verdict(&self, message: &str) -> Arc<Verdict> {
-        Arc::new(Verdict {
-            outcome: Outcome::Deny,
-            allowed: self.policy.no_regions().clone(),
-            reasons: vec![Reason {
-                code: ReasonCode::StaleCatalog,
-                message: Arc::from(message),
-                rule_id: self.policy.empty_text().clone(),
-                citation: self.policy.empty_text().clone(),
-                path: Vec::new(),
-            }],
-            inherited_only: false,
-        })
+        Arc::new(self.policy.plain_denial(ReasonCode::StaleCatalog, Arc::from(message), Vec::new()))
     }
 
     /// May `op` happen on the dataset in the region (an index from `region`) at `now`?
@@ -520,18 +508,7 @@ impl State {
             ),
             _ => format!("dataset {quoted} is not in the catalog"),
         };
-        Verdict {
-            outcome: Outcome::Deny,
-            allowed: self.policy.no_regions().clone(),
-            reasons: vec![Reason {
-                code: ReasonCode::UnknownDataset,
-                message: Arc::from(message),
-                rule_id: self.policy.empty_text().clone(),
-                citation: self.policy.empty_text().clone(),
-                path: Vec::new(),
-            }],
-            inherited_only: false,
-        }
+        self.policy.plain_denial(ReasonCode::UnknownDataset, Arc::from(message), Vec::new())
     }
 
     /// The first candidate (region indexes, most preferred first) where `op` is allowed, with
@@ -710,21 +687,14 @@ impl State {
             let name = view.symbols.locations.resolve(location);
             let verdict = match self.policy.region(name) {
                 Some(region) => self.decide_node(node, Operation::Store, region, now),
-                None => Arc::new(Verdict {
-                    outcome: Outcome::Deny,
-                    allowed: self.policy.allowed_regions(&attrs, &view.symbols, Operation::Store, now),
-                    reasons: vec![Reason {
-                        code: ReasonCode::DefaultDenied,
-                        message: Arc::from(format!(
-                            "{} is not a region of this policy's registry, so no rule can allow it",
-                            py_repr(name)
-                        )),
-                        rule_id: self.policy.empty_text().clone(),
-                        citation: self.policy.empty_text().clone(),
-                        path: Vec::new(),
-                    }],
-                    inherited_only: false,
-                }),
+                None => {
+                    let message =
+                        format!("{} is not a region of this policy's registry, so no rule can allow it", py_repr(name));
+                    Arc::new(Verdict {
+                        allowed: self.policy.allowed_regions(&attrs, &view.symbols, Operation::Store, now),
+                        ..self.policy.plain_denial(ReasonCode::DefaultDenied, Arc::from(message), Vec::new())
+                    })
+                }
             };
             if verdict.outcome == Outcome::Deny {
                 found.push(Violation { dataset_id: view.name(node).clone(), region: name.clone(), verdict });

@@ -602,6 +602,17 @@ impl CompiledPolicy {
         &self.empty
     }
 
+    /// A DENY that no rule gave (an unknown dataset, a stale view, ...): one reason with `code`,
+    /// `message` and lineage `path`, no rule or citation, allowed nowhere.
+    pub fn plain_denial(&self, code: ReasonCode, message: Arc<str>, path: Vec<Arc<str>>) -> Verdict {
+        Verdict {
+            outcome: Outcome::Deny,
+            allowed: self.no_regions.clone(),
+            reasons: vec![Reason { code, message, rule_id: self.empty.clone(), citation: self.empty.clone(), path }],
+            inherited_only: false,
+        }
+    }
+
     // ---- decisions -----------------------------------------------------------------------
 
     /// The policy's verdict for `op` on a dataset with these effective attributes in the
@@ -740,18 +751,7 @@ impl CompiledPolicy {
             py_repr(attrs.dataset_id()),
             py_repr(&source)
         );
-        Verdict {
-            outcome: Outcome::Deny,
-            allowed: self.no_regions.clone(),
-            reasons: vec![Reason {
-                code: ReasonCode::UnknownDataset,
-                message: Arc::from(message),
-                rule_id: self.empty.clone(),
-                citation: self.empty.clone(),
-                path,
-            }],
-            inherited_only: false,
-        }
+        self.plain_denial(ReasonCode::UnknownDataset, Arc::from(message), path)
     }
 
     /// The DENY reasons of `explanation` for one dataset: each rule's reason names the matched
