@@ -17,7 +17,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use domicile_engine::dataset_ids;
-use domicile_engine::engine::{Batch, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation};
+use domicile_engine::engine::{
+    Batch, Counts, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation,
+};
 use domicile_engine::log_entry::{civil_from_days, head_json, json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
@@ -528,12 +530,13 @@ impl Engine {
             let state = self.core.read();
             let batch: Batch = state.batch_decide(request, max_batch, now, stale)?;
             let wire = state.encode_batch(&batch, catalog_revision, now, id_prefix, first_id);
-            Ok::<_, BatchError>((wire, batch, state.policy.version.clone()))
+            let counts = batch.counts();
+            Ok::<_, BatchError>((wire, batch, counts, state.policy.version.clone()))
         });
         match answer {
-            Ok((wire, batch, policy_version)) => Ok((
+            Ok((wire, batch, counts, policy_version)) => Ok((
                 PyBytes::new(py, &wire),
-                DecidedBatch::new(batch, id_prefix, first_id, now, policy_version, catalog_revision),
+                DecidedBatch::new(batch, counts, id_prefix, first_id, now, policy_version, catalog_revision),
             )),
             Err(BatchError::Malformed(message)) => Err(MalformedRequest::new_err((message,))),
             Err(BatchError::Invalid(violations)) => {
@@ -558,7 +561,7 @@ impl Engine {
         id_prefix: &str,
         first_id: u64,
     ) -> PyResult<DecidedBatch> {
-        let (batch, policy_version) = py.detach(|| {
+        let (batch, counts, policy_version) = py.detach(|| {
             let state = self.core.read();
             let mut checked = Questions::with_capacity(questions.len(), questions.iter().map(|q| q.0.len()).sum());
             for (i, (dataset_id, operation_value, region)) in questions.iter().enumerate() {
@@ -567,9 +570,10 @@ impl Engine {
                 checked.push(dataset_id, operation, region);
             }
             let batch = state.decide_batch(checked, AnswerShape::default(), now, stale);
-            Ok::<_, PyErr>((batch, state.policy.version.clone()))
+            let counts = batch.counts();
+            Ok::<_, PyErr>((batch, counts, state.policy.version.clone()))
         })?;
-        Ok(DecidedBatch::new(batch, id_prefix, first_id, now, policy_version, catalog_revision))
+        Ok(DecidedBatch::new(batch, counts, id_prefix, first_id, now, policy_version, catalog_revision))
     }
 }
 
@@ -580,6 +584,8 @@ impl Engine {
 #[pyclass(frozen, module = "domicile.router._engine")]
 struct DecidedBatch {
     batch: Batch,
+    /// What the metrics count of it, counted as it was decided (its verdicts then in cache).
+    counts: Counts,
     id_prefix: String,
     first_id: u64,
     decide_time: i64,
@@ -625,10 +631,10 @@ impl DecidedBatch {
     /// (code, rule_id), for the metrics.
     #[allow(clippy::type_complexity)]
     fn counts(&self) -> (Vec<((u8, u8), usize)>, Vec<((u8, &str), usize)>) {
-        let counts = self.batch.counts();
+        let counts = &self.counts;
         (
-            counts.by_outcome.into_iter().map(|((op, outcome), n)| ((op as u8, outcome as u8), n)).collect(),
-            counts.by_reason.into_iter().map(|((code, rule_id), n)| ((code as u8, rule_id), n)).collect(),
+            counts.by_outcome.iter().map(|&((op, outcome), n)| ((op as u8, outcome as u8), n)).collect(),
+            counts.by_reason.iter().map(|((code, rule_id), n)| ((*code as u8, &**rule_id), *n)).collect(),
         )
     }
 
@@ -676,6 +682,7 @@ impl DecidedBatch {
 impl DecidedBatch {
     fn new(
         batch: Batch,
+        counts: Counts,
         id_prefix: &str,
         first_id: u64,
         decide_time: i64,
@@ -684,6 +691,7 @@ impl DecidedBatch {
     ) -> DecidedBatch {
         DecidedBatch {
             batch,
+            counts,
             id_prefix: id_prefix.to_owned(),
             first_id,
             decide_time,
