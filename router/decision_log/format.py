@@ -84,11 +84,15 @@ class LineError(ValueError):
 # ---- writing ---------------------------------------------------------------------------------
 
 
-def seal(prefix: bytes) -> tuple[bytes, str]:
-    """The line whose content is `prefix` (a JSON object's text up to, without, its closing
-    brace) and that line's hash."""
-    digest = hashlib.sha256(prefix).hexdigest()
-    return b"".join((prefix, b',"hash":"', digest.encode("ascii"), b'"}\n')), digest
+def seal(*pieces: bytes) -> tuple[bytes, str]:
+    """The line whose content is `pieces` in order (a JSON object's text up to, without, its
+    closing brace) and that line's hash. The pieces are hashed where they lie and copied once,
+    into the line."""
+    hasher = hashlib.sha256()
+    for piece in pieces:
+        hasher.update(piece)
+    digest = hasher.hexdigest()
+    return b"".join((*pieces, b',"hash":"', digest.encode("ascii"), b'"}\n')), digest
 
 
 def _head(seq: int, prev: str, kind: str) -> bytes:
@@ -99,7 +103,8 @@ def decisions_line(seq: int, prev: str, entries: Sequence[bytes]) -> tuple[bytes
     """A `decisions` line holding `entries`, each an entry's JSON as the residency engine renders
     it (`domicile.router._engine.log_entry`, `DecisionBatch.log_entries`: one renderer, in
     crates/engine)."""
-    return seal(b"".join((_head(seq, prev, DECISIONS), b',"entries":[', b",".join(entries), b"]")))
+    # (A line of one entry -- a BatchDecide's -- is hashed and copied from the entry itself.)
+    return seal(_head(seq, prev, DECISIONS), b',"entries":[', b",".join(entries), b"]")
 
 
 def record_line(seq: int, prev: str, kind: str, members: Mapping[str, Any]) -> tuple[bytes, str]:
