@@ -276,6 +276,7 @@ async def router_batch(workdir: Path, ids: list[str], *, access: bool, seconds: 
         await router_bench.run_client(server.port, "warm", warm, 1000, 0, 1)
         questions = workdir / "questions.json"
         questions.write_text(json.dumps([(d, op.value, r) for d, op, r in router_bench.questions(ids, 50_000, 8)]))
+        before = user_system_seconds(server.proc.pid)
         batch = await router_bench.run_client(
             server.port,
             "batch",
@@ -289,6 +290,8 @@ async def router_batch(workdir: Path, ids: list[str], *, access: bool, seconds: 
             str(server.proc.pid),
         )
         decisions = batch["throughput"] * seconds
+        user, system = user_system_seconds(server.proc.pid)
+        user, system = user - before[0], system - before[1]
         flush_us = 0.0
         if access:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -299,7 +302,19 @@ async def router_batch(workdir: Path, ids: list[str], *, access: bool, seconds: 
                 flushed = server.cpu_seconds()
                 await stub.GetAccessPatterns(request)  # the same call with nothing to write
                 flush_us = ((flushed - after_phase) - (server.cpu_seconds() - flushed)) * 1e6 / decisions
-    return {"decisions_per_s": batch["throughput"], "server_us": batch["server_cpu_us"], "flush_us": flush_us}
+    return {
+        "decisions_per_s": batch["throughput"],
+        "server_us": batch["server_cpu_us"],
+        # The client's whole run (its start included, when the server idles): the split only.
+        "user_share": user / (user + system),
+        "flush_us": flush_us,
+    }
+
+
+def user_system_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time of process `pid` so far (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 async def main_router(args: argparse.Namespace) -> None:
@@ -320,7 +335,9 @@ async def main_router(args: argparse.Namespace) -> None:
                 print(
                     f"round {round_number + 1} access {'on ' if access else 'off'}: "
                     f"{figures['decisions_per_s']:,.0f} decisions/s, server CPU {figures['server_us']:.2f} µs per "
-                    f"decision, writing its intents {figures['flush_us']:.2f} µs per decision "
+                    f"decision (user {figures['server_us'] * figures['user_share']:.2f}, system "
+                    f"{figures['server_us'] * (1 - figures['user_share']):.2f}), writing its intents "
+                    f"{figures['flush_us']:.2f} µs per decision "
                     f"(load {os.getloadavg()[0]:.1f})",
                     flush=True,
                 )

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
@@ -35,7 +36,12 @@ pub struct State {
     pub policy: Arc<CompiledPolicy>,
     /// Verdicts made from this view and policy.
     memo: Memo,
+    /// The engine's own number: node ids mean something only with it (`Batch::nodes`).
+    engine: u64,
 }
+
+/// Numbers engines apart.
+static ENGINES: AtomicU64 = AtomicU64::new(0);
 
 struct Writer {
     graph: Graph,
@@ -50,7 +56,12 @@ impl Engine {
         let graph = Graph::default();
         let grants = Grants::new(policy.clone(), &mut view.symbols, &graph);
         Engine {
-            state: RwLock::new(State { view, policy, memo: Memo::default() }),
+            state: RwLock::new(State {
+                view,
+                policy,
+                memo: Memo::default(),
+                engine: ENGINES.fetch_add(1, Ordering::Relaxed),
+            }),
             writer: Mutex::new(Writer { graph, grants }),
         }
     }
@@ -810,7 +821,15 @@ pub struct Batch {
     pub shape: AnswerShape,
     /// The policy that decided (whose registry the questions' regions index).
     policy: Arc<CompiledPolicy>,
+    /// Per question decided from the index: its dataset's node where the index names the
+    /// dataset exactly as asked, else `NO_NODE` (the access records count intents by node).
+    nodes: Vec<NodeId>,
+    /// The engine whose index numbered `nodes`.
+    engine: u64,
 }
+
+/// No node: the dataset is unknown, or named otherwise than asked (`Batch::nodes`).
+pub const NO_NODE: NodeId = NodeId::MAX;
 
 /// Decisions counted for the metrics (`Batch::counts`).
 pub struct Counts {
@@ -831,6 +850,12 @@ impl Batch {
     /// The name of a question's region.
     pub fn region_name(&self, question: &Question<'_>) -> &Arc<str> {
         self.policy.region_name(question.region)
+    }
+
+    /// The engine that decided, and per question its dataset's node or `NO_NODE` (empty when
+    /// the batch was not decided from the index: a stale catalog's).
+    pub fn nodes(&self) -> (u64, &[NodeId]) {
+        (self.engine, &self.nodes)
     }
 
     /// The decision-log entries of decisions `range` (ids as `State::encode_batch` gave them),
@@ -922,22 +947,24 @@ impl State {
 
     /// Decides `questions` (regions of this state's policy) at `now`, as `batch_decide` does.
     pub fn decide_batch(&self, questions: Questions, shape: AnswerShape, now: i64, stale: Option<&str>) -> Batch {
-        let judgements = match stale {
+        let (judgements, nodes) = match stale {
             Some(message) => {
                 // One judgement for the batch: its renderings are made once.
                 let judgement = Arc::new(Judgement::new(self.stale_verdict(message)));
-                vec![judgement; questions.len()]
+                (vec![judgement; questions.len()], Vec::new())
             }
             None => self.judge_all(&questions, now),
         };
-        Batch { questions, judgements, shape, policy: self.policy.clone() }
+        Batch { questions, judgements, shape, policy: self.policy.clone(), nodes, engine: self.engine }
     }
 
     /// `judge` for each question: the memo read a few hundred questions at a time, the
-    /// verdicts it lacked made once each and memoised together at the end.
-    fn judge_all(&self, questions: &Questions, now: i64) -> Vec<Arc<Judgement>> {
+    /// verdicts it lacked made once each and memoised together at the end. With them, each
+    /// question's node as `Batch::nodes` keeps it.
+    fn judge_all(&self, questions: &Questions, now: i64) -> (Vec<Arc<Judgement>>, Vec<NodeId>) {
         let epoch = self.policy.expiry_epoch(now);
         let mut judgements = Vec::with_capacity(questions.len());
+        let mut nodes = Vec::with_capacity(questions.len());
         let mut made: hashbrown::HashMap<Asked, Arc<Judgement>> = hashbrown::HashMap::new();
         let mut asked = questions.iter();
         let mut chunk = Vec::with_capacity(JUDGED_PER_READ);
@@ -950,8 +977,11 @@ impl State {
             for &(question, node) in &chunk {
                 let Some(node) = node else {
                     judgements.push(Arc::new(Judgement::new(Arc::new(self.unknown(question.dataset_id)))));
+                    nodes.push(NO_NODE);
                     continue;
                 };
+                // (The name was just read to find the node: still in cache.)
+                nodes.push(if **self.view.name(node) == *question.dataset_id { node } else { NO_NODE });
                 let key = (node, question.operation, question.region);
                 let judgement = match memo.get(key, epoch) {
                     Some(judgement) => judgement.clone(),
@@ -966,7 +996,7 @@ impl State {
         if !made.is_empty() {
             self.memo.insert(epoch, made);
         }
-        judgements
+        (judgements, nodes)
     }
 
     /// The serialized BatchDecideResponse of `batch`: decision ids are `id_prefix` followed

@@ -3,78 +3,50 @@
 //!
 //! The decision log's writer adds each written batch's decisions; the access records take the
 //! counts once per flush, as one aggregate per (caller, dataset, operation, region, UTC day)
-//! with its count and first and last time. Aggregates are kept per dataset (most datasets have
-//! a handful: a caller's operations and regions of the day; one with more gets an index of
-//! its own), callers and regions interned for the interval: a decision costs one hash probe
-//! and a short scan, and no allocation once its dataset was seen.
+//! with its count and first and last time. Names are interned for the interval and the
+//! aggregates kept in one table keyed by numbers: a decision costs one probe of it. A batch's
+//! datasets come with their nodes in the engine's index (`Batch::nodes`), which lead to their
+//! interned names without reading the names again.
 
 use std::ops::Range;
 
 use hashbrown::HashMap;
 
-use crate::engine::Batch;
+use crate::engine::{Batch, NO_NODE};
+use crate::index::NodeId;
 use crate::policy::Operation;
 
 /// Microseconds in a UTC day: aggregates are kept per day.
 pub const DAY_US: i64 = 86_400_000_000;
 
-/// One aggregate of a dataset: interned caller and region, the operation, the day's start (µs
-/// since the epoch), and the count with its first and last time (µs).
-#[derive(Clone, Copy, Debug)]
-struct Aggregate {
+/// What tells aggregates apart: interned dataset, caller and region, the operation and the
+/// day's start (µs since the epoch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    dataset: u32,
     caller: u32,
     region: u32,
     operation: Operation,
     day: i64,
+}
+
+/// An aggregate's count with its first and last time (µs).
+#[derive(Clone, Copy, Debug)]
+struct Counted {
     count: u64,
     first: i64,
     last: i64,
 }
 
-/// (caller, region, operation, day) of an aggregate: what tells a dataset's aggregates apart.
-type Within = (u32, u32, Operation, i64);
-
-/// A dataset's aggregates, scanned while they are few and indexed beyond `SCANNED`.
-#[derive(Default)]
-struct DatasetAggregates {
-    list: Vec<Aggregate>,
-    index: Option<HashMap<Within, usize>>,
-}
-
-const SCANNED: usize = 16;
-
-impl DatasetAggregates {
-    fn find(&mut self, within: Within) -> Option<&mut Aggregate> {
-        let position = match &self.index {
-            Some(index) => index.get(&within).copied(),
-            None => self.list.iter().position(|a| (a.caller, a.region, a.operation, a.day) == within),
-        };
-        position.map(|i| &mut self.list[i])
-    }
-
-    fn push(&mut self, aggregate: Aggregate) {
-        let within = (aggregate.caller, aggregate.region, aggregate.operation, aggregate.day);
-        self.list.push(aggregate);
-        match &mut self.index {
-            Some(index) => {
-                index.insert(within, self.list.len() - 1);
-            }
-            None if self.list.len() > SCANNED => {
-                let index = self.list.iter().enumerate().map(|(i, a)| ((a.caller, a.region, a.operation, a.day), i));
-                self.index = Some(index.collect());
-            }
-            None => {}
-        }
-    }
-}
-
 /// The counts of one interval (see the module doc).
 #[derive(Default)]
 pub struct IntentTally {
-    datasets: HashMap<Box<str>, DatasetAggregates>,
+    aggregates: HashMap<Key, Counted>,
     names: HashMap<Box<str>, u32>,
     strings: Vec<Box<str>>,
-    len: usize,
+    /// For batches of engine `engine`: each node's interned dataset id plus one (0: not yet).
+    nodes: Vec<u32>,
+    engine: Option<u64>,
 }
 
 /// An aggregate as taken: indexes into `Taken::strings`, the operation, the day's start and
@@ -107,26 +79,31 @@ impl Taken {
 impl IntentTally {
     /// Aggregates counted since the last `take`.
     pub fn len(&self) -> usize {
-        self.len
+        self.aggregates.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.aggregates.is_empty()
     }
 
     /// `n` decisions of `caller` on (`dataset`, `operation`, `region`) at `at` (µs).
     pub fn add(&mut self, caller: &str, dataset: &str, operation: Operation, region: &str, at: i64, n: u64) {
-        let (caller, region) = (self.intern(caller), self.intern(region));
-        self.count(dataset, caller, region, operation, at.div_euclid(DAY_US) * DAY_US, n, at);
+        let (caller, dataset, region) = (self.intern(caller), self.intern(dataset), self.intern(region));
+        self.count(Key { dataset, caller, region, operation, day: at.div_euclid(DAY_US) * DAY_US }, n, at);
     }
 
     /// Decisions `range` of `batch`, all asked by `caller`, at `at` (µs).
     pub fn add_batch(&mut self, caller: &str, batch: &Batch, range: Range<usize>, at: i64) {
         let caller = self.intern(caller);
         let day = at.div_euclid(DAY_US) * DAY_US;
+        let (engine, nodes) = batch.nodes();
+        if self.engine != Some(engine) {
+            self.nodes.clear();
+            self.engine = Some(engine);
+        }
         // A batch names its regions by their index in the policy's registry: each interned once.
         let mut regions: Vec<(u32, u32)> = Vec::new();
-        for question in batch.questions.iter().skip(range.start).take(range.len()) {
+        for (index, question) in batch.questions.iter().enumerate().skip(range.start).take(range.len()) {
             let region = match regions.iter().find(|(registry, _)| *registry == question.region) {
                 Some(&(_, index)) => index,
                 None => {
@@ -135,31 +112,47 @@ impl IntentTally {
                     index
                 }
             };
-            self.count(question.dataset_id, caller, region, question.operation, day, 1, at);
+            let dataset = match nodes.get(index) {
+                Some(&node) if node != NO_NODE => self.node_name(node, question.dataset_id),
+                _ => self.intern(question.dataset_id),
+            };
+            self.count(Key { dataset, caller, region, operation: question.operation, day }, 1, at);
         }
     }
 
     /// Everything counted so far; the tally starts again empty (strings included).
     pub fn take(&mut self) -> Taken {
-        let datasets = std::mem::take(&mut self.datasets);
+        let aggregates = std::mem::take(&mut self.aggregates);
         self.names = HashMap::new();
-        let mut strings = std::mem::take(&mut self.strings);
-        let mut rows = Vec::with_capacity(std::mem::take(&mut self.len));
-        for (dataset_id, aggregates) in datasets {
-            let dataset = u32::try_from(strings.len()).expect("fewer than 2^32 names in an interval");
-            strings.push(dataset_id);
-            rows.extend(aggregates.list.into_iter().map(|a| Row {
-                caller: a.caller,
-                dataset,
-                region: a.region,
-                operation: a.operation,
-                day: a.day,
-                count: a.count,
-                first: a.first,
-                last: a.last,
-            }));
+        self.nodes = Vec::new();
+        let rows = aggregates
+            .into_iter()
+            .map(|(key, counted)| Row {
+                caller: key.caller,
+                dataset: key.dataset,
+                region: key.region,
+                operation: key.operation,
+                day: key.day,
+                count: counted.count,
+                first: counted.first,
+                last: counted.last,
+            })
+            .collect();
+        Taken { strings: std::mem::take(&mut self.strings), rows }
+    }
+
+    /// The interned id of the dataset of `node` (named `name`) in the current engine's index.
+    fn node_name(&mut self, node: NodeId, name: &str) -> u32 {
+        let slot = node as usize;
+        if let Some(&known) = self.nodes.get(slot).filter(|&&known| known != 0) {
+            return known - 1;
         }
-        Taken { strings, rows }
+        let id = self.intern(name);
+        if self.nodes.len() <= slot {
+            self.nodes.resize(slot + 1, 0);
+        }
+        self.nodes[slot] = id + 1;
+        id
     }
 
     fn intern(&mut self, name: &str) -> u32 {
@@ -172,23 +165,15 @@ impl IntentTally {
         index
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn count(&mut self, dataset: &str, caller: u32, region: u32, operation: Operation, day: i64, n: u64, at: i64) {
-        let aggregates = match self.datasets.get_mut(dataset) {
-            Some(aggregates) => aggregates,
-            None => self.datasets.entry(dataset.into()).or_default(),
-        };
-        match aggregates.find((caller, region, operation, day)) {
-            Some(aggregate) => {
-                aggregate.count += n;
-                aggregate.first = aggregate.first.min(at);
-                aggregate.last = aggregate.last.max(at);
-            }
-            None => {
-                aggregates.push(Aggregate { caller, region, operation, day, count: n, first: at, last: at });
-                self.len += 1;
-            }
-        }
+    fn count(&mut self, key: Key, n: u64, at: i64) {
+        self.aggregates
+            .entry(key)
+            .and_modify(|counted| {
+                counted.count += n;
+                counted.first = counted.first.min(at);
+                counted.last = counted.last.max(at);
+            })
+            .or_insert(Counted { count: n, first: at, last: at });
     }
 }
 
