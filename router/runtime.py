@@ -474,8 +474,8 @@ class Router:
         `logged()` (with the durable log, until the decision is written and fsynced). It is
         counted in the metrics (`domicile.telemetry.decisions`) when the log takes it.
 
-        One engine call decides and queues the decision's log entry (the engine's lane, which
-        the log writer drains); the answer is the engine's `UnaryDecision`, whose fields are
+        One engine call decides and queues the decision on the engine's lane, which the log
+        writer drains (rendering the entries then, off the caller's thread); the answer is the engine's `UnaryDecision`, whose fields are
         read when asked."""
         facts = list(logged_caller_context(context).items()) if context else None
         try:

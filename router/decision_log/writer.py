@@ -2,8 +2,9 @@
 
 Appending: `append` queues one decision, `append_many` a request's decisions as one queue item
 (no Python work per decision), `append_entries` entries rendered elsewhere (see
-`format.Entry`). Decisions asked one at a time skip the queue: the residency engine renders
-each into its own queue, the log's lane (`attach_lane`, `_engine.LogLane`), as it makes it. A
+`format.Entry`). Decisions asked one at a time skip the queue: the residency engine keeps
+each in its own queue, the log's lane (`attach_lane`, `_engine.LogLane`), as it makes it, and
+renders them when the writer takes them. A
 writer thread takes everything queued, and the lane's entries, renders what is not rendered yet
 (`batches`: one entry per request, at most `line_decisions` decisions per line), writes it with
 one `write` and fsyncs it; then it releases whoever awaits `flush()`. What is on disk is

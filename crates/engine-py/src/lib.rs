@@ -766,8 +766,8 @@ impl DecisionIds {
 }
 
 /// The decision log's queue of decisions made one at a time (crates/engine/src/unary.rs):
-/// `UnaryDecider.decide` renders each decision into it; the log writer takes the entries in
-/// bulk. `wake` is called when a decision lands in an empty lane. It numbers the decisions:
+/// `UnaryDecider.decide` queues each decision on it; the log writer takes them in bulk, rendered
+/// then. `wake` is called when a decision lands in an empty lane. It numbers the decisions:
 /// decisions logged another way draw their ids' counters from it (`take_ids`).
 #[pyclass(frozen, module = "domicile.router._engine")]
 struct LogLane {
@@ -805,7 +805,7 @@ impl LogLane {
         self.lane.next_id()
     }
 
-    /// The decisions queued since the last call, counted as `DecidedBatch.counts` counts.
+    /// The decisions taken since the last call, counted as `DecidedBatch.counts` counts.
     #[allow(clippy::type_complexity)]
     fn take_counts(&self) -> (Vec<((u8, u8), u64)>, Vec<((u8, String), u64)>) {
         let counts = self.lane.take_counts();
@@ -820,7 +820,8 @@ impl LogLane {
         self.lane.waiting()
     }
 
-    /// Everything queued: `(entries, appended, intents)` with each entry `(JSON, decision ids
+    /// Everything queued, rendered here (without the interpreter lock), and counted for
+    /// `take_counts`: `(entries, appended, intents)` with each entry `(JSON, decision ids
     /// (a `DecisionIds`), catalog revision)`, `appended` as `appended()` counts it with them,
     /// and the intents `((caller, dataset_id, operation, region), count)` of the decisions taken.
     #[allow(clippy::type_complexity)]
@@ -828,7 +829,7 @@ impl LogLane {
         &self,
         py: Python<'py>,
     ) -> (Vec<(Bound<'py, PyBytes>, DecisionIds, i64)>, u64, Vec<((String, String, u8, String), usize)>) {
-        let taken = self.lane.take();
+        let taken = py.detach(|| self.lane.take());
         let entries = taken
             .entries
             .iter()

@@ -1,11 +1,12 @@
 //! Decisions asked one at a time (Decide, Route), each made and queued for the decision log in
 //! one engine call.
 //!
-//! A decision's log row is rendered as it is made, into the entry of the decisions queued just
-//! before it when they share its head (kind, caller, policy, catalog revision, context) and the
-//! entry has room; the log writer takes the rendered entries in bulk (`LogLane::take`), with
-//! the decisions' intents counted (what access records count). Entries are format 3 (see
-//! `log_entry`), as a BatchDecide's are.
+//! The caller's thread only decides and keeps what the log needs of the decision -- its verdict
+//! (the memoised judgement, shared), its question, decide time and id -- beside the head it
+//! shares with the decisions queued just before it (kind, caller, policy, catalog revision,
+//! context). The log writer's thread renders the entries when it takes them (`LogLane::take`),
+//! and counts the decisions' intents (what access records count) and verdicts (what the metrics
+//! count) then. Entries are format 3 (see `log_entry`), as a BatchDecide's are.
 //!
 //! The lane refuses decisions while the log cannot take them (`set_refusing`) and when it holds
 //! `max_queue` decisions (the log's backpressure): a decision is made only once it is sure to
@@ -14,19 +15,19 @@
 //! The lane numbers the decisions: each one queued takes the next counter of its decision id,
 //! and decisions logged another way draw theirs from it too (`take_ids`), so that one counter
 //! numbers every decision of the process. It also counts them by operation and outcome and
-//! their reasons by code and rule (`take_counts`: what the metrics count).
+//! their reasons by code and rule (`take_counts`: what the metrics count), once taken.
 
 use std::ops::Range;
 use std::sync::Arc;
 
-use hashbrown::{Equivalent, HashMap};
+use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use crate::engine::{decision_id, State};
 use crate::log_entry::{EntryHead, EntryWriter, Row};
 /// A decision's verdict with its renderings (what `Decided` carries).
 pub use crate::memo::Judgement;
-use crate::policy::{Operation, Outcome, ReasonCode, Verdict};
+use crate::policy::{CompiledPolicy, Operation, Outcome, ReasonCode, Verdict};
 use crate::Error;
 
 /// Why the lane takes no decision now.
@@ -44,24 +45,52 @@ pub struct LogLane {
 }
 
 struct Lane {
-    id_prefix: String,
+    id_prefix: Arc<str>,
     per_entry: usize,
     max_queue: usize,
     refusing: bool,
     /// The counter of the next decision id.
     next_id: u64,
-    /// The text of the decision id being written (its buffer reused).
-    id_text: String,
-    open: Option<Open>,
-    done: Vec<LaneEntry>,
+    /// The decisions waiting for the writer.
+    queue: Queue,
+    /// An empty queue with the room the last one had, for the next (so that a queue does not
+    /// grow anew after each take).
+    spare: Queue,
     /// Decisions queued since the lane was made.
     appended: u64,
-    /// Decisions queued and not taken yet.
-    waiting: usize,
-    intents: HashMap<Intent, usize>,
-    /// Decisions queued and not counted yet, per verdict (by address, kept alive here) and
+    /// Decisions taken and not counted yet, per verdict (by address, kept alive here) and
     /// operation.
     counted: HashMap<(usize, Operation), (Arc<Verdict>, u64)>,
+}
+
+/// Decisions queued, as made: runs of decisions sharing a head, and each decision's own fields.
+#[derive(Default)]
+struct Queue {
+    heads: Vec<QueuedHead>,
+    decisions: Vec<QueuedDecision>,
+    /// The decisions' dataset ids, one after the other.
+    dataset_ids: String,
+}
+
+/// What the decisions `decisions` (indexes in the queue) share.
+struct QueuedHead {
+    kind: String,
+    caller: String,
+    policy: Arc<CompiledPolicy>,
+    catalog_revision: i64,
+    context: Vec<(String, String)>,
+    decisions: Range<usize>,
+}
+
+struct QueuedDecision {
+    id: u64,
+    /// Where its dataset id is in `Queue::dataset_ids`.
+    dataset_id: Range<usize>,
+    operation: Operation,
+    region: u32,
+    judgement: Arc<Judgement>,
+    /// Microseconds since the Unix epoch.
+    decide_time: i64,
 }
 
 /// Decisions counted by `take_counts`: per (operation, outcome), and their reasons per (code,
@@ -73,18 +102,6 @@ pub struct Counts {
 
 /// (caller, dataset id, operation, region) of a decision: one of the caller's intents.
 pub type Intent = (String, String, Operation, String);
-
-/// An `Intent` borrowed, to count one already known without copying its texts (it hashes as
-/// the `Intent` it equals).
-#[derive(Hash)]
-struct IntentOf<'a>((&'a str, &'a str, Operation, &'a str));
-
-impl Equivalent<Intent> for IntentOf<'_> {
-    fn equivalent(&self, key: &Intent) -> bool {
-        let (caller, dataset_id, operation, region) = self.0;
-        key.0 == caller && key.1 == dataset_id && key.2 == operation && key.3 == region
-    }
-}
 
 /// One rendered entry: its JSON, its decisions' ids (consecutive counters after the lane's id
 /// prefix) and the catalog revision they name.
@@ -102,50 +119,45 @@ pub struct Taken {
     pub intents: Vec<(Intent, usize)>,
 }
 
-/// The entry being filled, and what its rows refer to.
-struct Open {
-    kind: String,
-    caller: String,
-    policy_version: Arc<str>,
-    policy_hash: String,
-    catalog_revision: i64,
-    context: Vec<(String, String)>,
-    writer: EntryWriter,
-    ids: Range<u64>,
-    /// The verdicts whose rows are written (with their renderings): the entry numbers their
-    /// sets by address, so they must outlive it.
-    judgements: Vec<Arc<Judgement>>,
+/// What the decisions of a request share in the log.
+#[derive(Clone, Copy)]
+pub struct Head<'a> {
+    pub kind: &'a str,
+    pub caller: &'a str,
+    /// The policy that made the decisions.
+    pub policy: &'a Arc<CompiledPolicy>,
+    pub catalog_revision: i64,
+    pub context: &'a [(String, String)],
 }
 
-impl Open {
-    fn holds(&self, head: &EntryHead<'_>) -> bool {
+impl QueuedHead {
+    fn holds(&self, head: &Head<'_>) -> bool {
         self.catalog_revision == head.catalog_revision
-            && *self.policy_version == *head.policy_version
+            && Arc::ptr_eq(&self.policy, head.policy)
             && self.caller == head.caller
             && self.kind == head.kind
-            && self.policy_hash == head.policy_hash
             && self.context == head.context
     }
 
-    fn finish(self) -> LaneEntry {
-        let head = EntryHead {
+    fn entry_head(&self) -> EntryHead<'_> {
+        EntryHead {
             kind: &self.kind,
             caller: &self.caller,
-            policy_version: &self.policy_version,
-            policy_hash: &self.policy_hash,
+            policy_version: &self.policy.version,
+            policy_hash: &self.policy.content_hash,
             catalog_revision: self.catalog_revision,
             context: &self.context,
-        };
-        LaneEntry { json: self.writer.finish(&head), ids: self.ids, catalog_revision: self.catalog_revision }
+        }
     }
 }
 
 /// One decision to queue: `head` as its entry would state it, and its row's own fields.
 pub struct Queued<'a> {
-    pub head: EntryHead<'a>,
+    pub head: Head<'a>,
     pub dataset_id: &'a str,
     pub operation: Operation,
-    pub region: &'a str,
+    /// The region's index in `head.policy`.
+    pub region: u32,
     pub judgement: &'a Arc<Judgement>,
     /// Microseconds since the Unix epoch.
     pub decide_time: i64,
@@ -195,17 +207,16 @@ impl State {
             None => self.judge(asked.dataset_id, asked.operation, region, asked.now),
         };
         let (id, first) = lane.push(&Queued {
-            head: EntryHead {
+            head: Head {
                 kind: asked.kind,
                 caller: asked.caller,
-                policy_version: &self.policy.version,
-                policy_hash: &self.policy.content_hash,
+                policy: &self.policy,
                 catalog_revision: asked.catalog_revision,
                 context: asked.context,
             },
             dataset_id: asked.dataset_id,
             operation: asked.operation,
-            region: self.policy.region_name(region),
+            region,
             judgement: &judgement,
             decide_time: asked.now,
         });
@@ -219,17 +230,14 @@ impl LogLane {
     pub fn new(id_prefix: &str, per_entry: usize, max_queue: usize) -> LogLane {
         LogLane {
             lane: Mutex::new(Lane {
-                id_prefix: id_prefix.to_owned(),
+                id_prefix: Arc::from(id_prefix),
                 per_entry: per_entry.max(1),
                 max_queue: max_queue.max(1),
                 refusing: false,
                 next_id: 1,
-                id_text: String::new(),
-                open: None,
-                done: Vec::new(),
+                queue: Queue::default(),
+                spare: Queue::default(),
                 appended: 0,
-                waiting: 0,
-                intents: HashMap::new(),
                 counted: HashMap::new(),
             }),
         }
@@ -240,7 +248,7 @@ impl LogLane {
         let lane = self.lane.lock();
         if lane.refusing {
             Err(Refusal::Refusing)
-        } else if lane.waiting >= lane.max_queue {
+        } else if lane.queue.decisions.len() >= lane.max_queue {
             Err(Refusal::Full)
         } else {
             Ok(())
@@ -252,76 +260,43 @@ impl LogLane {
         self.lane.lock().refusing = refusing;
     }
 
-    /// Renders and queues one decision: its decision id's counter, and true when the lane held
-    /// none before (the writer may be waiting for work).
+    /// Queues one decision: its decision id's counter, and true when the lane held none before
+    /// (the writer may be waiting for work).
     pub fn push(&self, decision: &Queued<'_>) -> (u64, bool) {
         let mut guard = self.lane.lock();
         let lane = &mut *guard;
-        let first = lane.waiting == 0;
         let counter = lane.next_id;
         lane.next_id += 1;
+        lane.appended += 1;
+        let queue = &mut lane.queue;
+        let first = queue.decisions.is_empty();
+        let at = queue.decisions.len();
         let head = &decision.head;
-        // An entry's ids are consecutive: a decision numbered after others logged another way
-        // starts a new one.
-        if lane.open.as_ref().is_some_and(|open| {
-            !open.holds(head) || open.ids.end != counter || (open.ids.end - open.ids.start) as usize >= lane.per_entry
-        }) {
-            let open = lane.open.take().expect("an open entry");
-            lane.done.push(open.finish());
+        match queue.heads.last_mut() {
+            Some(last) if last.decisions.end == at && last.holds(head) => last.decisions.end = at + 1,
+            _ => queue.heads.push(QueuedHead {
+                kind: head.kind.to_owned(),
+                caller: head.caller.to_owned(),
+                policy: head.policy.clone(),
+                catalog_revision: head.catalog_revision,
+                context: head.context.to_vec(),
+                decisions: at..at + 1,
+            }),
         }
-        let open = lane.open.get_or_insert_with(|| Open {
-            kind: head.kind.to_owned(),
-            caller: head.caller.to_owned(),
-            policy_version: Arc::from(head.policy_version),
-            policy_hash: head.policy_hash.to_owned(),
-            catalog_revision: head.catalog_revision,
-            context: head.context.to_vec(),
-            writer: EntryWriter::default(),
-            ids: counter..counter,
-            judgements: Vec::new(),
-        });
-        let judgement = decision.judgement;
-        let verdict = &judgement.verdict;
-        let allowed = &verdict.allowed;
-        let region_set =
-            open.writer.region_set(Arc::as_ptr(allowed) as usize, allowed.names.iter().map(|name| &**name));
-        let reason_set = open
-            .writer
-            .reason_set_with(Arc::as_ptr(verdict) as usize, |out| out.extend_from_slice(judgement.log_reasons()));
-        let id = &mut lane.id_text;
-        id.clear();
-        decision_id(id, &lane.id_prefix, counter);
-        open.writer.row(&Row {
-            decision_id: id,
-            dataset_id: decision.dataset_id,
+        let start = queue.dataset_ids.len();
+        queue.dataset_ids.push_str(decision.dataset_id);
+        queue.decisions.push(QueuedDecision {
+            id: counter,
+            dataset_id: start..queue.dataset_ids.len(),
             operation: decision.operation,
             region: decision.region,
-            outcome: verdict.outcome,
-            region_set,
-            reason_set,
+            judgement: decision.judgement.clone(),
             decide_time: decision.decide_time,
-            inherited_only: verdict.inherited_only,
         });
-        open.ids.end = counter + 1;
-        open.judgements.push(judgement.clone());
-        let intent = IntentOf((head.caller, decision.dataset_id, decision.operation, decision.region));
-        match lane.intents.get_mut(&intent) {
-            Some(count) => *count += 1,
-            None => {
-                let (caller, dataset_id, operation, region) = intent.0;
-                lane.intents.insert((caller.to_owned(), dataset_id.to_owned(), operation, region.to_owned()), 1);
-            }
-        }
-        lane.counted
-            .entry((Arc::as_ptr(verdict) as usize, decision.operation))
-            .or_insert_with(|| (verdict.clone(), 0))
-            .1 += 1;
-        lane.appended += 1;
-        lane.waiting += 1;
         (counter, first)
     }
 
-    /// The decisions queued since the last call, counted (see `Counts`).
+    /// The decisions taken since the last call, counted (see `Counts`).
     pub fn take_counts(&self) -> Counts {
         let counted = std::mem::take(&mut self.lane.lock().counted);
         let mut by_outcome: HashMap<(Operation, Outcome), u64> = HashMap::new();
@@ -355,29 +330,126 @@ impl LogLane {
 
     /// Decisions waiting for the writer.
     pub fn waiting(&self) -> usize {
-        self.lane.lock().waiting
+        self.lane.lock().queue.decisions.len()
     }
 
-    /// Everything queued, rendered: the writer's bulk take.
+    /// Everything queued, rendered: the writer's bulk take. The rendering and the counting
+    /// happen here, on the taker's thread, without holding the lane.
     pub fn take(&self) -> Taken {
+        let (mut queue, appended, id_prefix, per_entry) = {
+            let mut lane = self.lane.lock();
+            let spare = std::mem::take(&mut lane.spare);
+            (std::mem::replace(&mut lane.queue, spare), lane.appended, lane.id_prefix.clone(), lane.per_entry)
+        };
+        let entries = queue.render(&id_prefix, per_entry);
+        let intents = queue.intents();
+        let counted = queue.counted();
+        queue.clear();
         let mut lane = self.lane.lock();
-        if let Some(open) = lane.open.take() {
-            lane.done.push(open.finish());
+        for (key, (verdict, count)) in counted {
+            lane.counted.entry(key).or_insert((verdict, 0)).1 += count;
         }
-        lane.waiting = 0;
-        Taken {
-            entries: std::mem::take(&mut lane.done),
-            appended: lane.appended,
-            intents: std::mem::take(&mut lane.intents).into_iter().collect(),
-        }
+        lane.spare = queue;
+        Taken { entries, appended, intents }
     }
 
     /// The text of decision id `counter`.
     pub fn decision_id(&self, counter: u64) -> String {
-        let lane = self.lane.lock();
+        let id_prefix = self.lane.lock().id_prefix.clone();
         let mut id = String::new();
-        decision_id(&mut id, &lane.id_prefix, counter);
+        decision_id(&mut id, &id_prefix, counter);
         id
+    }
+}
+
+impl Queue {
+    /// The decisions' log entries: a run sharing a head in entries of at most `per_entry`
+    /// decisions with consecutive ids (a decision numbered after others logged another way
+    /// starts a new one).
+    fn render(&self, id_prefix: &str, per_entry: usize) -> Vec<LaneEntry> {
+        let mut entries = Vec::new();
+        let mut id = String::new();
+        for head in &self.heads {
+            let policy = &head.policy;
+            let mut writer = EntryWriter::default();
+            let mut ids = 0..0;
+            for decision in &self.decisions[head.decisions.clone()] {
+                let continues =
+                    !ids.is_empty() && ids.end == decision.id && ((ids.end - ids.start) as usize) < per_entry;
+                if !continues {
+                    if !ids.is_empty() {
+                        let json = std::mem::take(&mut writer).finish(&head.entry_head());
+                        entries.push(LaneEntry { json, ids, catalog_revision: head.catalog_revision });
+                    }
+                    ids = decision.id..decision.id;
+                }
+                let judgement = &decision.judgement;
+                let verdict = &judgement.verdict;
+                let allowed = &verdict.allowed;
+                // Sets are numbered by the address of what they render: the judgements outlive
+                // the entry (the queue holds them).
+                let region_set = writer.region_set(Arc::as_ptr(allowed) as usize, allowed.names.iter().map(|n| &**n));
+                let reason_set = writer.reason_set_with(Arc::as_ptr(verdict) as usize, |out| {
+                    out.extend_from_slice(judgement.log_reasons())
+                });
+                id.clear();
+                decision_id(&mut id, id_prefix, decision.id);
+                writer.row(&Row {
+                    decision_id: &id,
+                    dataset_id: &self.dataset_ids[decision.dataset_id.clone()],
+                    operation: decision.operation,
+                    region: policy.region_name(decision.region),
+                    outcome: verdict.outcome,
+                    region_set,
+                    reason_set,
+                    decide_time: decision.decide_time,
+                    inherited_only: verdict.inherited_only,
+                });
+                ids.end = decision.id + 1;
+            }
+            if !ids.is_empty() {
+                let json = writer.finish(&head.entry_head());
+                entries.push(LaneEntry { json, ids, catalog_revision: head.catalog_revision });
+            }
+        }
+        entries
+    }
+
+    /// The decisions' intents, counted.
+    fn intents(&self) -> Vec<(Intent, usize)> {
+        let mut counted: HashMap<(&str, &str, Operation, &str), usize> = HashMap::new();
+        for head in &self.heads {
+            for decision in &self.decisions[head.decisions.clone()] {
+                let dataset_id = &self.dataset_ids[decision.dataset_id.clone()];
+                let region = head.policy.region_name(decision.region);
+                *counted.entry((&head.caller, dataset_id, decision.operation, region)).or_default() += 1;
+            }
+        }
+        counted
+            .into_iter()
+            .map(|((caller, dataset_id, operation, region), n)| {
+                ((caller.to_owned(), dataset_id.to_owned(), operation, region.to_string()), n)
+            })
+            .collect()
+    }
+
+    /// The decisions counted per verdict (by address) and operation.
+    fn counted(&self) -> HashMap<(usize, Operation), (Arc<Verdict>, u64)> {
+        let mut counted: HashMap<(usize, Operation), (Arc<Verdict>, u64)> = HashMap::new();
+        for decision in &self.decisions {
+            let verdict = &decision.judgement.verdict;
+            counted
+                .entry((Arc::as_ptr(verdict) as usize, decision.operation))
+                .or_insert_with(|| (verdict.clone(), 0))
+                .1 += 1;
+        }
+        counted
+    }
+
+    fn clear(&mut self) {
+        self.heads.clear();
+        self.decisions.clear();
+        self.dataset_ids.clear();
     }
 }
 
@@ -438,39 +510,33 @@ mod tests {
         let full = state.decide_queued(&lane, &asked("aws:eu-central-1", None));
         assert!(matches!(full, Err(NotDecided::Refused(Refusal::Full))));
         assert_eq!(lane.next_id(), 3, "no id taken by a decision not made");
+        assert!(lane.take_counts().by_outcome.is_empty(), "counted when taken");
+        let taken = lane.take();
+        assert_eq!(taken.appended, 2);
+        let json = std::str::from_utf8(&taken.entries[0].json).unwrap();
+        assert!(json.contains("\"STALE_CATALOG\"") && json.contains("\"catalog_revision\":3"), "{json}");
+        assert!(json.contains("\"s3://nowhere\"") && json.contains("\"aws:eu-central-1\""), "{json}");
         let counts = lane.take_counts();
         let mut by_reason: Vec<(ReasonCode, u64)> = counts.by_reason.iter().map(|((code, _), n)| (*code, *n)).collect();
         by_reason.sort_by_key(|(code, _)| *code as u8);
         assert_eq!(counts.by_outcome, vec![((Operation::Store, Outcome::Deny), 2)]);
         assert_eq!(by_reason, vec![(ReasonCode::UnknownDataset, 1), (ReasonCode::StaleCatalog, 1)]);
         assert!(lane.take_counts().by_outcome.is_empty(), "counted once");
-        let taken = lane.take();
-        assert_eq!(taken.appended, 2);
-        let json = std::str::from_utf8(&taken.entries[0].json).unwrap();
-        assert!(json.contains("\"STALE_CATALOG\"") && json.contains("\"catalog_revision\":3"), "{json}");
-    }
-
-    fn head<'a>(caller: &'a str, revision: i64) -> EntryHead<'a> {
-        EntryHead {
-            kind: "decide",
-            caller,
-            policy_version: "1",
-            policy_hash: "h",
-            catalog_revision: revision,
-            context: &[],
-        }
     }
 
     fn queue(lane: &LogLane, caller: &str, revision: i64, judgement: &Arc<Judgement>) -> bool {
-        lane.push(&Queued {
-            head: head(caller, revision),
-            dataset_id: "s3://a",
-            operation: Operation::Store,
-            region: "aws:eu-central-1",
-            judgement,
-            decide_time: 0,
+        thread_local!(static POLICY: Arc<CompiledPolicy> = Arc::new(policy()));
+        POLICY.with(|policy| {
+            lane.push(&Queued {
+                head: Head { kind: "decide", caller, policy, catalog_revision: revision, context: &[] },
+                dataset_id: "s3://a",
+                operation: Operation::Store,
+                region: policy.region("aws:eu-central-1").expect("a region of the policy"),
+                judgement,
+                decide_time: 0,
+            })
+            .1
         })
-        .1
     }
 
     #[test]
