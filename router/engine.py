@@ -264,12 +264,15 @@ class Engine:
 
     # ---- decisions --------------------------------------------------------------------------
 
-    def decide(self, dataset_id: str, op: Operation, region: str, now: datetime) -> Verdict:
+    def decide(
+        self, dataset_id: str, op: Operation, region: str, now: datetime, stale_message: str | None = None
+    ) -> Verdict:
         """The verdict for `op` on the dataset in `region` at `now` (see docs/router.md): an
-        unknown dataset is DENY / UNKNOWN_DATASET. INVALID_ARGUMENT (field `region`) for a
-        region the policy does not know."""
+        unknown dataset is DENY / UNKNOWN_DATASET; with `stale_message` (the view cannot be
+        trusted) DENY / STALE_CATALOG with that message. INVALID_ARGUMENT (field `region`) for
+        a region the policy does not know."""
         try:
-            return self._core.decide(dataset_id, _OPERATIONS[op], region, to_micros(now))
+            return self._core.decide(dataset_id, _OPERATIONS[op], region, to_micros(now), stale_message)
         except _engine.UnknownRegion as exc:
             raise invalid_field(exc.args[0], exc.args[1]) from None
 
@@ -281,17 +284,6 @@ class Engine:
         (microseconds; None: the system clock) and raises the binding's UnknownRegion and
         LogRefused."""
         return _engine.UnaryDecider(self._core, lane, clock)
-
-    def route(
-        self, dataset_id: str, op: Operation, candidates: Sequence[str], now: datetime
-    ) -> tuple[int | None, int, Verdict]:
-        """(the index of the first candidate where `op` is allowed, or None; the index the
-        verdict is for -- that one, else the first candidate; the verdict)."""
-        try:
-            chosen, decided, verdict = self._core.route(dataset_id, _OPERATIONS[op], list(candidates), to_micros(now))
-        except _engine.UnknownRegion as exc:
-            raise invalid_field(exc.args[0], exc.args[1]) from None
-        return (None if chosen < 0 else chosen), decided, verdict
 
     def check_job(
         self,

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from domicile.callslots import slots_given_back
 from domicile.catalog.model import to_micros
@@ -81,8 +81,6 @@ from domicile.router.types import (
     Decision,
     Operation,
     Outcome,
-    Reason,
-    ReasonCode,
     UnaryDecisionFields,
     Verdict,
 )
@@ -116,6 +114,9 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 utc_clock: Clock = functools.partial(datetime.now, UTC)
+
+# What the engine's unary decider makes (see `Router._made`).
+_Made = TypeVar("_Made")
 
 # How long a ListViolations may judge before it answers (with what is judged so far): the
 # first read after a start would otherwise wait for the whole catalog.
@@ -430,16 +431,6 @@ class Router:
             verdict.inherited_only,
         )
 
-    def _verdict(self, dataset_id: str, op: Operation, region: str, now: datetime, stale: str) -> Verdict:
-        """The verdict for one question; the region must already be known to the policy."""
-        if stale:
-            return _stale_verdict(stale)
-        return self._engine.decide(dataset_id, op, region, now)
-
-    def _check_region(self, region: str, field: str = "region") -> None:
-        if not self._engine.policy.region_known(region):
-            raise invalid_field(field, f"unknown region {region!r} (see `domicile regions`)")
-
     def _log_decisions(
         self, decisions: Sequence[Decision], kind: str, policy_hash: str, context: Mapping[str, str] | None = None
     ) -> None:
@@ -485,26 +476,26 @@ class Router:
         except LogRefused:
             decision = None
         if decision is None:
-            return self._decide_checked(dataset_id, op, region, caller, facts)
+            return self._made(lambda stale: self._decide(dataset_id, op, region, caller, facts, stale), None)
         return decision
 
-    def _decide_checked(
-        self, dataset_id: str, op: Operation, region: str, caller: str, facts: list[tuple[str, str]] | None
-    ) -> UnaryDecisionFields:
-        """`decide` when the engine's call made no decision: the view's freshness ran out (the
-        follower says why, or that it is fresh after all) or the lane refused it (the log says
-        why, or waits for room)."""
-        while True:
+    def _made(self, make: Callable[[str], _Made | None], first: _Made | None) -> _Made:
+        """What the engine's unary decider made: `first` (its first try, None when it made
+        nothing), else `make(stale)` asked until it makes something. It makes nothing when the
+        view's freshness ran out (`stale` is then the follower's word on it: the DENY /
+        STALE_CATALOG message, or '' when the view is fresh after all) or when the lane refused
+        (the log says why -- UNAVAILABLE -- or waits for room). An unknown region is
+        INVALID_ARGUMENT, its field named."""
+        made = first
+        while made is None:
             stale = self._follower.stale_reason()
             try:
-                decision = self._decide(dataset_id, op, region, caller, facts, f"fail closed: {stale}" if stale else "")
+                made = make(f"fail closed: {stale}" if stale else "")
             except UnknownRegion as exc:
                 raise invalid_field(exc.args[0], exc.args[1]) from None
             except LogRefused as refused:  # nothing decided: say why, or wait for room
                 self._log.lane_refused(refused.args[0])
-                continue
-            assert decision is not None  # (the freshness was given)
-            return decision
+        return made
 
     async def batch_decide(
         self,
@@ -577,21 +568,14 @@ class Router:
     ) -> RouteResult:
         """The first candidate where `op` is allowed, with its (logged) decision; when none is,
         region '' and the decision for the first candidate. Only the returned decision is
-        logged. Every candidate must be a known region (`candidates[i]`)."""
+        logged. Every candidate must be a known region (`candidates[i]`). One engine call
+        decides and queues the decision, as `decide`."""
         if not candidates:
             raise invalid_field("candidates", "must not be empty")
-        now = self._clock()
-        stale = self._follower.stale_reason()
-        if stale:
-            for i, region in enumerate(candidates):
-                self._check_region(region, f"candidates[{i}]")
-            chosen, decided, verdict = None, 0, _stale_verdict(stale)
-        else:
-            chosen, decided, verdict = self._engine.route(dataset_id, op, candidates, now)
-        decision = self._decision(dataset_id, op, candidates[decided], verdict, now, caller)
-        self._log_decisions((decision,), "route", self._engine.policy.content_hash)
+        listed = list(candidates)
+        chosen, _, decision = self._made(lambda stale: self._decider.route(dataset_id, op, listed, caller, stale), None)
         await self.logged()
-        return RouteResult("" if chosen is None else candidates[chosen], decision)
+        return RouteResult("" if chosen < 0 else candidates[chosen], decision)
 
     async def check_job(
         self,
@@ -614,28 +598,25 @@ class Router:
         exists. `allowed` is True when every decision is ALLOW. An unknown input is DENY /
         UNKNOWN_DATASET. Every decision is logged with the caller's `context`. Returns
         `answer(the JobCheck)`, made before anything is logged (see `batch_decide`)."""
-        now = self._clock()
-        stale = self._follower.stale_reason()
-        if stale:
-            if inputs:
-                self._check_region(run_region, "run_region")
-            if outputs:
-                self._check_region(output_region, "output_region")
-            verdict = _stale_verdict(stale)
-            found = [(d, Operation.PROCESS, run_region, verdict) for d in inputs]
-            found += [(d, Operation.STORE, output_region, verdict) for d in outputs]
-        else:
-            found = self._engine.check_job(inputs, outputs, run_region, output_region, transform, job, now)
-        decisions = tuple(self._decision(d, op, region, v, now, caller) for d, op, region, v in found)
-        process, store = decisions[: len(inputs)], decisions[len(inputs) :]
-        policy_hash = self._engine.policy.content_hash
-        answered = answer(JobCheck(all(d.outcome is Outcome.ALLOW for d in decisions), decisions))
+        decisions = self._made(
+            lambda stale: self._decider.check_job(
+                list(inputs), list(outputs), run_region, output_region, transform, job, caller, stale
+            ),
+            None,
+        )
+        answered = answer(JobCheck(all(d.outcome is Outcome.ALLOW for d in decisions), tuple(decisions)))
         caller_facts = logged_caller_context(context)
-        self._log_decisions(process, "check_job", policy_hash, caller_facts or None)
         job_facts = {CONTEXT_JOB_INPUTS: "\n".join(inputs), CONTEXT_JOB_TRANSFORM: transform, **caller_facts}
         if job:
             job_facts[CONTEXT_JOB] = job
-        self._log_decisions(store, "check_job", policy_hash, job_facts)
+        process, store = decisions[: len(inputs)], decisions[len(inputs) :]
+        for logged, facts in ((process, caller_facts), (store, job_facts)):
+            while logged:
+                try:
+                    self._decider.log(logged, "check_job", list(facts.items()))
+                    break
+                except LogRefused as refused:  # nothing queued: say why, or wait for room
+                    self._log.lane_refused(refused.args[0])
         await self.logged()
         return answered
 
@@ -647,12 +628,14 @@ class Router:
         as `decide` would. Every region must be known to the policy."""
         now = self._clock()
         stale = self._follower.stale_reason()
+        message = f"fail closed: {stale}" if stale else None
         decisions = [
-            self._decision(d, op, region, self._verdict(d, op, region, now, stale), now, caller)
+            self._decision(d, op, region, self._engine.decide(d, op, region, now, message), now, caller)
             for d, op, region in questions
         ]
         if decisions:
             self._log_decisions(decisions, "observed_flow", self._engine.policy.content_hash, context)
+        if decisions:
             await self.logged()
         return decisions
 
@@ -816,7 +799,3 @@ def _micros_clock(clock: Clock) -> Callable[[], int] | None:
     if clock is utc_clock:
         return None
     return lambda: to_micros(clock())
-
-
-def _stale_verdict(stale: str) -> Verdict:
-    return Verdict(Outcome.DENY, (), (Reason(ReasonCode.STALE_CATALOG, f"fail closed: {stale}"),))

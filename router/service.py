@@ -42,7 +42,7 @@ from domicile.router.runtime import JobCheck, Router, Violation, caller_context
 from domicile.router.types import Operation
 from domicile.security.budgets import Resource
 from domicile.security.context import current_principal
-from domicile.telemetry.decisions import describe_decision, observe_batch, observe_decisions
+from domicile.telemetry.decisions import describe_decisions, observe_batch, observe_decisions
 from domicile.telemetry.tracing import optional_span
 from domicile.timeconv import optional_time, to_timestamp
 from domicile.v1 import policy_pb2, policy_pb2_grpc, residency_pb2, residency_pb2_grpc
@@ -152,8 +152,8 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
 
     async def Decide(self, request: residency_pb2.DecideRequest, context) -> bytes:
         """Answers with the serialized DecideResponse, encoded by the residency engine (see
-        `add_residency_service`); the decision is counted in the metrics by the engine as it
-        is queued for the log."""
+        `add_residency_service`); the decision is counted in the metrics by the engine when the
+        log takes it."""
         router = _router(self._app)
         errors = FieldErrors()
         dataset_id = _check_id(errors, "dataset_id", request.dataset_id)
@@ -166,7 +166,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         with optional_span("router.decide"):
             decision = router.decide(dataset_id, op, request.region, request.context, caller=current_principal())
             await router.logged()
-            describe_decision(decision)
+            describe_decisions((decision,))
         return decision.answer()
 
     async def BatchDecide(self, request: bytes, context) -> bytes:
@@ -206,7 +206,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
         self._app.charge(Resource.DECISIONS, 1)
         with optional_span("router.route"):
             result = await router.route(dataset_id, op, list(request.candidates), caller=current_principal())
-            observe_decisions((result.decision,))
+            describe_decisions((result.decision,))
         response = residency_pb2.RouteResponse(region=result.region)
         self._encoder.fill(response.decision, result.decision)
         return response
@@ -254,7 +254,7 @@ class ResidencyServicer(residency_pb2_grpc.ResidencyServiceServicer):
                 answer=self._sendable(answer),
                 caller=current_principal(),
             )
-            observe_decisions(result.decisions)
+            describe_decisions(result.decisions)
         return response
 
     async def Explain(self, request: residency_pb2.ExplainRequest, context) -> residency_pb2.ExplainResponse:

@@ -1,9 +1,10 @@
 """What answered decisions contribute to telemetry: the decision counters, and on the current
 span (the engine's) the decision ids, outcomes, policy version and catalog revision.
 
-Decide's decisions are counted by the engine as it queues them for the decision log, and
-handed to `count_decisions` by the log's writer (`LogLane.take_counts`): the answer itself
-only describes its decision on a recording span (`describe_decision`).
+The decisions of Decide, Route and CheckJob are counted by the engine when the log's writer
+takes them from the engine's lane, and handed to `count_decisions` by the writer
+(`LogLane.take_counts`): the answer itself only describes its decisions on a recording span
+(`describe_decisions`).
 
 A BatchDecide of 10,000 decisions is one span whose attributes sum the batch up and whose
 events name its DENY decisions (at most `MAX_DECISION_EVENTS`), never a span per decision.
@@ -32,15 +33,9 @@ _reasons = attrgetter("reasons")
 
 def observe_decisions(decisions: Sequence[DecisionFields]) -> None:
     """Count `decisions` and describe them on the current span (when it records)."""
-    if len(decisions) == 1:  # Decide, Route: the common case, without the counting below
-        decision = decisions[0]
-        _decision_counter(decision.operation, decision.outcome).inc()
-        for reason in decision.reasons:
-            _reason_counter((reason.code.value, reason.rule_id)).inc()
-    elif decisions:
-        _count(decisions)
-    else:
+    if not decisions:
         return
+    _count(decisions)
     if tracing_enabled():
         current = trace.get_current_span()
         if current.is_recording():
@@ -59,13 +54,13 @@ def observe_batch(decisions: DecisionBatch) -> None:
             _describe(current, decisions)
 
 
-def describe_decision(decision: DecisionFields) -> None:
-    """Describe a decision counted elsewhere (see the module docstring) on the current span, when
+def describe_decisions(decisions: Sequence[DecisionFields]) -> None:
+    """Describe decisions counted elsewhere (see the module docstring) on the current span, when
     it records."""
     if tracing_enabled():
         current = trace.get_current_span()
         if current.is_recording():
-            _describe(current, (decision,))
+            _describe(current, decisions)
 
 
 def count_decisions(counts: DecisionCounts) -> None:

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from domicile.security.dev_credentials import dev_paths, mint_dev_token
 from domicile.server import create_server
-from domicile.v1 import catalog_pb2, catalog_pb2_grpc
+from domicile.v1 import catalog_pb2, catalog_pb2_grpc, residency_pb2
 from tests.e2e.residency_harness import (
     CUSTOMERS,
     EXAMPLE_POLICY,
@@ -102,6 +102,40 @@ async def test_a_scrape_shows_calls_decisions_store_and_router(harness):
     assert value(after, "domicile_policy_info", version=EXAMPLE_VERSION) == 1
     assert value(after, "domicile_build_info", version="0.1.0") == 1
     assert value(after, "process_cpu_seconds_total") > 0
+
+
+async def test_route_and_check_job_decisions_are_counted_once(harness):
+    port = harness.running.http_port
+    await harness.put(CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT])
+    before = await scrape(port)
+    store, process = residency_pb2.OPERATION_STORE, residency_pb2.OPERATION_PROCESS
+    routed = await harness.residency.Route(
+        residency_pb2.RouteRequest(dataset_id=CUSTOMERS, operation=store, candidates=[US, FRANKFURT])
+    )
+    assert routed.region == FRANKFURT
+    checked = await harness.residency.CheckJob(
+        residency_pb2.CheckJobRequest(
+            inputs=[CUSTOMERS], outputs=["s3://bank-eu/report"], run_region=US, output_region=FRANKFURT
+        )
+    )
+    await harness.router.flush_decision_log()
+    after = await scrape(port)
+
+    def total(samples: Samples) -> float:
+        return sum(v for (name, _), v in samples.items() if name == "domicile_decisions_total")
+
+    assert total(after) - total(before) == 1 + len(checked.decisions) == 3
+    outcomes = {1: "allow", 2: "deny"}
+    operations = {store: "store", process: "process"}
+    expected: dict[tuple[str, str], int] = {}
+    for decision in (routed.decision, *checked.decisions):
+        key = (operations[decision.operation], outcomes[decision.outcome])
+        expected[key] = expected.get(key, 0) + 1
+    for (operation, outcome), count in expected.items():
+        delta = value(after, "domicile_decisions_total", operation=operation, outcome=outcome) - value(
+            before, "domicile_decisions_total", operation=operation, outcome=outcome
+        )
+        assert delta == count, (operation, outcome)
 
 
 async def test_the_ops_listener_serves_metrics_and_nothing_else(harness):

@@ -17,9 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use domicile_engine::dataset_ids;
-use domicile_engine::engine::{
-    Batch, Counts, Explanation, JobDecision, PolicyChange, Routed, Summary, Unapproved, Violation,
-};
+use domicile_engine::engine::{Batch, Counts, Explanation, JobDecision, PolicyChange, Summary, Unapproved, Violation};
 use domicile_engine::log_entry::{civil_from_days, head_json, json_string, write_reason, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
@@ -279,8 +277,10 @@ impl Engine {
         })
     }
 
-    /// The verdict for one question at `now`. UnknownRegion (field `region`) for a region the
-    /// policy does not know.
+    /// The verdict for one question at `now`; with `stale` (the view cannot be trusted), DENY /
+    /// STALE_CATALOG with that message. UnknownRegion (field `region`) for a region the policy
+    /// does not know.
+    #[pyo3(signature = (dataset_id, operation_value, region, now, stale=None))]
     fn decide<'py>(
         &self,
         py: Python<'py>,
@@ -288,33 +288,16 @@ impl Engine {
         operation_value: u8,
         region: &str,
         now: i64,
+        stale: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let op = operation(operation_value)?;
         let state = self.core.read();
         let region = state.region("region", region).map_err(policy_error)?;
-        let verdict = state.decide(dataset_id, op, region, now);
+        let verdict = match stale {
+            Some(message) => state.stale_verdict(message),
+            None => state.decide(dataset_id, op, region, now),
+        };
         self.verdict(py, &state.policy, &verdict)
-    }
-
-    /// `(chosen, decided, verdict)`: the index of the first candidate where `op` is allowed
-    /// (-1 when none is) and the verdict for it, or for the first candidate.
-    fn route<'py>(
-        &self,
-        py: Python<'py>,
-        dataset_id: &str,
-        operation_value: u8,
-        candidates: Vec<String>,
-        now: i64,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let op = operation(operation_value)?;
-        let state = self.core.read();
-        let mut regions = Vec::with_capacity(candidates.len());
-        for (i, candidate) in candidates.iter().enumerate() {
-            regions.push(state.region(&format!("candidates[{i}]"), candidate).map_err(policy_error)?);
-        }
-        let Routed { chosen, decided, verdict } = state.route(dataset_id, op, &regions, now);
-        let chosen = chosen.map_or(-1, |c| c as i64);
-        (chosen, decided, self.verdict(py, &state.policy, &verdict)?).into_pyobject(py)
     }
 
     /// The decisions of a job's pre-flight check: `(dataset_id, operation, region, verdict)`

@@ -5,8 +5,10 @@
 
 use std::time::{Duration, Instant};
 
-use domicile_engine::policy::Operation;
-use domicile_engine::unary::{Asked, NotDecided, Refusal};
+use std::sync::Arc;
+
+use domicile_engine::policy::{CompiledPolicy, Operation};
+use domicile_engine::unary::{Decided, Head, NotDecided, Queued, Refusal, Request};
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -67,55 +69,228 @@ impl UnaryDecider {
         context: Option<Vec<(String, String)>>,
         stale: Option<&str>,
     ) -> PyResult<Option<UnaryDecision>> {
-        let catalog_revision = {
-            let view = self.view.lock();
-            if stale.is_none() && Instant::now() >= view.fresh_until {
-                return Ok(None);
-            }
-            view.catalog_revision
-        };
+        let Some(catalog_revision) = self.catalog_revision(stale) else { return Ok(None) };
         let engine = self.engine.get();
         let op = engine.operation_of(&operation)?;
-        let now = match &self.clock {
-            Some(clock) => clock.bind(py).call0()?.extract()?,
-            None => system_now(),
-        };
-        let lane = self.lane.get();
-        let state = engine.core.read();
-        let asked = Asked {
-            dataset_id: dataset_id.to_str()?,
-            operation: op,
-            region: region.to_str()?,
-            now,
+        let request = Request {
+            now: self.now(py)?,
             stale: stale.filter(|message| !message.is_empty()),
             kind: "decide",
             caller: caller.to_str()?,
             catalog_revision,
             context: context.as_deref().unwrap_or_default(),
         };
-        let decided = match state.decide_queued(&lane.lane, &asked) {
-            Ok(decided) => decided,
-            Err(NotDecided::UnknownRegion(error)) => return Err(policy_error(error)),
-            Err(NotDecided::Refused(refusal)) => return Err(LogRefused::new_err((refusal == Refusal::Full,))),
-        };
-        let decision = UnaryDecision {
-            engine: self.engine.clone_ref(py),
-            policy: state.policy.clone(),
-            judgement: decided.judgement,
-            id_prefix: lane.id_prefix.clone(),
-            id: decided.id,
-            dataset_id: dataset_id.unbind(),
-            operation: operation.unbind(),
-            region: region.unbind(),
-            catalog_revision,
-            decide_time: now,
-            caller: caller.unbind(),
-        };
+        let state = engine.core.read();
+        let decided = state.decide_queued(&self.lane.get().lane, &request, dataset_id.to_str()?, op, region.to_str()?);
+        let decided = decided.map_err(not_decided)?;
+        let decision = self.decision(py, &state.policy, &request, &decided, &dataset_id, &operation, &region, &caller);
         drop(state);
-        if decided.first {
-            lane.wake.call0(py)?;
-        }
+        self.woken(py, decided.first)?;
         Ok(Some(decision))
+    }
+
+    /// A Route, its decision queued for the decision log: `(chosen, decided, decision)` with
+    /// `chosen` the index of the first candidate where `operation` is allowed (-1 when none is)
+    /// and `decided` the candidate the decision is for (that one, else the first; the first
+    /// when the view is stale). None, UnknownRegion (field `candidates[i]`) and LogRefused as
+    /// `decide`.
+    #[pyo3(signature = (dataset_id, operation, candidates, caller, stale=None))]
+    fn route<'py>(
+        &self,
+        py: Python<'py>,
+        dataset_id: Bound<'py, PyString>,
+        operation: Bound<'py, PyAny>,
+        candidates: Vec<Bound<'py, PyString>>,
+        caller: Bound<'py, PyString>,
+        stale: Option<&str>,
+    ) -> PyResult<Option<(i64, usize, UnaryDecision)>> {
+        let Some(catalog_revision) = self.catalog_revision(stale) else { return Ok(None) };
+        let engine = self.engine.get();
+        let op = engine.operation_of(&operation)?;
+        let request = Request {
+            now: self.now(py)?,
+            stale: stale.filter(|message| !message.is_empty()),
+            kind: "route",
+            caller: caller.to_str()?,
+            catalog_revision,
+            context: &[],
+        };
+        let names = candidates.iter().map(|c| c.to_str()).collect::<PyResult<Vec<&str>>>()?;
+        let state = engine.core.read();
+        let routed = state.route_queued(&self.lane.get().lane, &request, dataset_id.to_str()?, op, &names);
+        let routed = routed.map_err(not_decided)?;
+        let region = candidates.get(routed.decided).cloned().unwrap_or_else(|| PyString::new(py, ""));
+        let decided = &routed.decision;
+        let decision = self.decision(py, &state.policy, &request, decided, &dataset_id, &operation, &region, &caller);
+        drop(state);
+        self.woken(py, decided.first)?;
+        Ok(Some((routed.chosen.map_or(-1, |c| c as i64), routed.decided, decision)))
+    }
+
+    /// A job's pre-flight check (see `Engine.check_job`): its decisions, numbered but not
+    /// queued -- `log` queues them, once the answer made of them can be sent. Fail closed
+    /// (every decision DENY / STALE_CATALOG) with `stale`. None and UnknownRegion (fields
+    /// `run_region`, `output_region`) as `decide`.
+    #[allow(clippy::too_many_arguments)] // (eight from Python, besides `self` and `py`)
+    #[pyo3(signature = (inputs, outputs, run_region, output_region, transform, job, caller, stale=None))]
+    fn check_job<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: Vec<Bound<'py, PyString>>,
+        outputs: Vec<Bound<'py, PyString>>,
+        run_region: Bound<'py, PyString>,
+        output_region: Bound<'py, PyString>,
+        transform: &str,
+        job: &str,
+        caller: Bound<'py, PyString>,
+        stale: Option<&str>,
+    ) -> PyResult<Option<Vec<UnaryDecision>>> {
+        let Some(catalog_revision) = self.catalog_revision(stale) else { return Ok(None) };
+        let engine = self.engine.get();
+        let request = Request {
+            now: self.now(py)?,
+            stale: stale.filter(|message| !message.is_empty()),
+            kind: "check_job",
+            caller: caller.to_str()?,
+            catalog_revision,
+            context: &[],
+        };
+        let texts = |ids: &[Bound<'py, PyString>]| -> PyResult<Vec<String>> {
+            ids.iter().map(|id| Ok(id.to_str()?.to_owned())).collect()
+        };
+        let (input_ids, output_ids): (Vec<String>, Vec<String>) = (texts(&inputs)?, texts(&outputs)?);
+        let state = engine.core.read();
+        let judged = state.judge_job(
+            &request,
+            &input_ids,
+            &output_ids,
+            run_region.to_str()?,
+            output_region.to_str()?,
+            transform,
+            job,
+        );
+        let judged = judged.map_err(not_decided)?;
+        let lane = self.lane.get();
+        let first_id = lane.lane.take_ids(judged.len() as u64);
+        let datasets = inputs.into_iter().chain(outputs);
+        let decisions = judged
+            .into_iter()
+            .zip(datasets)
+            .enumerate()
+            .map(|(n, ((decision, judgement), dataset_id))| {
+                let (operation, region) = match decision.operation {
+                    Operation::Process => (Operation::Process, run_region.clone()),
+                    Operation::Store => (Operation::Store, output_region.clone()),
+                };
+                let decided = Decided { judgement, id: first_id + n as u64, first: false };
+                let operation = engine.operation_value(py, operation)?;
+                Ok(self.decision(py, &state.policy, &request, &decided, &dataset_id, &operation, &region, &caller))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Some(decisions))
+    }
+
+    /// Queues decisions made by `check_job` for the decision log, in one entry of kind `kind`
+    /// with the facts `context`. Raises LogRefused when the lane takes no decision now (none
+    /// queued then).
+    fn log(
+        &self,
+        py: Python<'_>,
+        decisions: Vec<Bound<'_, UnaryDecision>>,
+        kind: &str,
+        context: Vec<(String, String)>,
+    ) -> PyResult<()> {
+        let engine = self.engine.get();
+        let lane = &self.lane.get().lane;
+        lane.admit().map_err(|refusal| LogRefused::new_err((refusal == Refusal::Full,)))?;
+        let mut woken = false;
+        for decision in &decisions {
+            let decision = decision.get();
+            let region = decision.region.bind(py).to_str()?;
+            let queued = Queued {
+                head: Head {
+                    kind,
+                    caller: decision.caller.bind(py).to_str()?,
+                    policy: &decision.policy,
+                    catalog_revision: decision.catalog_revision,
+                    context: &context,
+                },
+                dataset_id: decision.dataset_id.bind(py).to_str()?,
+                operation: engine.operation_of(decision.operation.bind(py))?,
+                region: decision
+                    .policy
+                    .region(region)
+                    .ok_or_else(|| PyValueError::new_err("a region of its policy"))?,
+                judgement: &decision.judgement,
+                decide_time: decision.decide_time,
+            };
+            // (Admitted above: the lane refuses only once the writer takes none, and a job's
+            // decisions are few.)
+            woken |= lane.push_numbered(decision.id, &queued).unwrap_or(false);
+        }
+        self.woken(py, woken)
+    }
+}
+
+impl UnaryDecider {
+    /// The catalog revision of the view decisions are made from; None when its freshness ran
+    /// out and `stale` (the caller's verdict on it) was not given.
+    fn catalog_revision(&self, stale: Option<&str>) -> Option<i64> {
+        let view = self.view.lock();
+        if stale.is_none() && Instant::now() >= view.fresh_until {
+            return None;
+        }
+        Some(view.catalog_revision)
+    }
+
+    /// The decide time: microseconds since the Unix epoch.
+    fn now(&self, py: Python<'_>) -> PyResult<i64> {
+        match &self.clock {
+            Some(clock) => clock.bind(py).call0()?.extract(),
+            None => Ok(system_now()),
+        }
+    }
+
+    /// Wakes the log writer when a decision landed in an empty lane (it may wait for work).
+    fn woken(&self, py: Python<'_>, first: bool) -> PyResult<()> {
+        if first {
+            self.lane.get().wake.call0(py)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decision<'py>(
+        &self,
+        py: Python<'py>,
+        policy: &Arc<CompiledPolicy>,
+        request: &Request<'_>,
+        decided: &Decided,
+        dataset_id: &Bound<'py, PyString>,
+        operation: &Bound<'py, PyAny>,
+        region: &Bound<'py, PyString>,
+        caller: &Bound<'py, PyString>,
+    ) -> UnaryDecision {
+        UnaryDecision {
+            engine: self.engine.clone_ref(py),
+            policy: policy.clone(),
+            judgement: decided.judgement.clone(),
+            id_prefix: self.lane.get().id_prefix.clone(),
+            id: decided.id,
+            dataset_id: dataset_id.clone().unbind(),
+            operation: operation.clone().unbind(),
+            region: region.clone().unbind(),
+            catalog_revision: request.catalog_revision,
+            decide_time: request.now,
+            caller: caller.clone().unbind(),
+        }
+    }
+}
+
+fn not_decided(not: NotDecided) -> PyErr {
+    match not {
+        NotDecided::UnknownRegion(error) => policy_error(error),
+        NotDecided::Refused(refusal) => LogRefused::new_err((refusal == Refusal::Full,)),
     }
 }
 
@@ -127,6 +302,14 @@ impl Engine {
             Some([_, process]) if operation.is(process) => Ok(Operation::Process),
             Some(_) => Err(PyValueError::new_err("operation: not one of the engine's operations")),
             None => crate::operation(operation.extract()?),
+        }
+    }
+
+    /// The caller's value of an operation (see `operation_of`).
+    pub(crate) fn operation_value<'py>(&self, py: Python<'py>, operation: Operation) -> PyResult<Bound<'py, PyAny>> {
+        match &self.operations {
+            Some(values) => Ok(values[operation as usize].bind(py).clone()),
+            None => Ok((operation as u8).into_pyobject(py)?.into_any()),
         }
     }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use parking_lot::Mutex;
 
-use crate::engine::{decision_id, State};
+use crate::engine::{decision_id, JobDecision, Routed, State};
 use crate::log_entry::{EntryHead, EntryWriter, Row};
 /// A decision's verdict with its renderings (what `Decided` carries).
 pub use crate::memo::Judgement;
@@ -163,15 +163,13 @@ pub struct Queued<'a> {
     pub decide_time: i64,
 }
 
-/// A question asked alone, and what its decision's log entry states besides the verdict.
-pub struct Asked<'a> {
-    pub dataset_id: &'a str,
-    pub operation: Operation,
-    pub region: &'a str,
+/// What the decisions of one request share besides the policy: when they are made, whether
+/// the view can be trusted, and what their log entries state.
+pub struct Request<'a> {
     /// Microseconds since the Unix epoch.
     pub now: i64,
-    /// Why the router's view cannot be trusted now: then the decision is DENY / STALE_CATALOG
-    /// with this message.
+    /// Why the router's view cannot be trusted now: then every decision is DENY /
+    /// STALE_CATALOG with this message.
     pub stale: Option<&'a str>,
     pub kind: &'a str,
     pub caller: &'a str,
@@ -187,40 +185,140 @@ pub struct Decided {
     pub first: bool,
 }
 
-/// Why a question asked alone was not decided.
+/// A Route's decision, queued: the index of the first candidate where the operation is
+/// allowed (None when none is), the index of the candidate decided, and the decision.
+pub struct RoutedQueued {
+    pub chosen: Option<usize>,
+    pub decided: usize,
+    pub decision: Decided,
+}
+
+/// Why a question was not decided.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NotDecided {
-    /// A region the policy does not know (field `region`).
+    /// A region the policy does not know (its field named).
     UnknownRegion(Error),
     /// The log takes no decision now (see `LogLane::admit`).
     Refused(Refusal),
 }
 
 impl State {
-    /// Decides `asked` and queues its decision on `lane`. Nothing is decided when the region is
-    /// unknown or the lane refuses.
-    pub fn decide_queued(&self, lane: &LogLane, asked: &Asked<'_>) -> Result<Decided, NotDecided> {
-        let region = self.region("region", asked.region).map_err(NotDecided::UnknownRegion)?;
+    /// Decides one question of `request` and queues its decision on `lane`. Nothing is decided
+    /// when the region is unknown (field `region`) or the lane refuses.
+    pub fn decide_queued(
+        &self,
+        lane: &LogLane,
+        request: &Request<'_>,
+        dataset_id: &str,
+        operation: Operation,
+        region: &str,
+    ) -> Result<Decided, NotDecided> {
+        let region = self.region("region", region).map_err(NotDecided::UnknownRegion)?;
         lane.admit().map_err(NotDecided::Refused)?;
-        let judgement = match asked.stale {
+        let judgement = match request.stale {
             Some(message) => Arc::new(Judgement::new(self.stale_verdict(message))),
-            None => self.judge(asked.dataset_id, asked.operation, region, asked.now),
+            None => self.judge(dataset_id, operation, region, request.now),
         };
+        Ok(self.queue(lane, request, dataset_id, operation, region, judgement))
+    }
+
+    /// A Route (see `State::route`), its decision queued on `lane`; fail closed, the decision
+    /// is for the first candidate. Nothing is decided when a candidate is unknown (field
+    /// `candidates[i]`) or the lane refuses.
+    pub fn route_queued(
+        &self,
+        lane: &LogLane,
+        request: &Request<'_>,
+        dataset_id: &str,
+        operation: Operation,
+        candidates: &[&str],
+    ) -> Result<RoutedQueued, NotDecided> {
+        let mut regions = Vec::with_capacity(candidates.len());
+        for (i, candidate) in candidates.iter().enumerate() {
+            regions.push(self.region(&format!("candidates[{i}]"), candidate).map_err(NotDecided::UnknownRegion)?);
+        }
+        lane.admit().map_err(NotDecided::Refused)?;
+        let Routed { chosen, decided, verdict } = match request.stale {
+            Some(message) => Routed { chosen: None, decided: 0, verdict: self.stale_verdict(message) },
+            None => self.route(dataset_id, operation, &regions, request.now),
+        };
+        let region = regions.get(decided).copied().unwrap_or_default();
+        let decision = self.queue(lane, request, dataset_id, operation, region, Arc::new(Judgement::new(verdict)));
+        Ok(RoutedQueued { chosen, decided, decision })
+    }
+
+    /// A job's pre-flight check (see `State::check_job`), fail closed when `request.stale`
+    /// says so; not queued (see `LogLane::push_numbered`). Unknown regions are named (fields
+    /// `run_region`, `output_region`; each checked only when it has datasets).
+    #[allow(clippy::too_many_arguments)]
+    pub fn judge_job(
+        &self,
+        request: &Request<'_>,
+        inputs: &[String],
+        outputs: &[String],
+        run_region: &str,
+        output_region: &str,
+        transform: &str,
+        job: &str,
+    ) -> Result<Vec<(JobDecision, Arc<Judgement>)>, NotDecided> {
+        let region = |field: &str, name: &str, used: bool| {
+            if used {
+                self.region(field, name).map_err(NotDecided::UnknownRegion)
+            } else {
+                Ok(0)
+            }
+        };
+        let run = region("run_region", run_region, !inputs.is_empty())?;
+        let output = region("output_region", output_region, !outputs.is_empty())?;
+        let decisions = match request.stale {
+            Some(message) => {
+                let verdict = self.stale_verdict(message);
+                let one = |dataset_id: &String, operation, region| JobDecision {
+                    dataset_id: Arc::from(dataset_id.as_str()),
+                    operation,
+                    region,
+                    verdict: verdict.clone(),
+                };
+                let mut decisions: Vec<JobDecision> =
+                    inputs.iter().map(|input| one(input, Operation::Process, run)).collect();
+                decisions.extend(outputs.iter().map(|output_id| one(output_id, Operation::Store, output)));
+                decisions
+            }
+            None => self.check_job(inputs, outputs, run, output, transform, job, request.now),
+        };
+        Ok(decisions
+            .into_iter()
+            .map(|decision| {
+                let judgement = Arc::new(Judgement::new(decision.verdict.clone()));
+                (decision, judgement)
+            })
+            .collect())
+    }
+
+    fn queue(
+        &self,
+        lane: &LogLane,
+        request: &Request<'_>,
+        dataset_id: &str,
+        operation: Operation,
+        region: u32,
+        judgement: Arc<Judgement>,
+    ) -> Decided {
         let (id, first) = lane.push(&Queued {
             head: Head {
-                kind: asked.kind,
-                caller: asked.caller,
+                kind: request.kind,
+                caller: request.caller,
                 policy: &self.policy,
-                catalog_revision: asked.catalog_revision,
-                context: asked.context,
+                catalog_revision: request.catalog_revision,
+                context: request.context,
             },
-            dataset_id: asked.dataset_id,
-            operation: asked.operation,
+            dataset_id,
+            operation,
             region,
             judgement: &judgement,
-            decide_time: asked.now,
+            decide_time: request.now,
         });
-        Ok(Decided { judgement, id, first })
+        Decided { judgement, id, first }
     }
 }
 
@@ -245,14 +343,7 @@ impl LogLane {
 
     /// Whether a decision can be queued now (check before making it).
     pub fn admit(&self) -> Result<(), Refusal> {
-        let lane = self.lane.lock();
-        if lane.refusing {
-            Err(Refusal::Refusing)
-        } else if lane.queue.decisions.len() >= lane.max_queue {
-            Err(Refusal::Full)
-        } else {
-            Ok(())
-        }
+        self.lane.lock().admit()
     }
 
     /// While `refusing`, `admit` refuses every decision (the log cannot take them).
@@ -263,37 +354,18 @@ impl LogLane {
     /// Queues one decision: its decision id's counter, and true when the lane held none before
     /// (the writer may be waiting for work).
     pub fn push(&self, decision: &Queued<'_>) -> (u64, bool) {
-        let mut guard = self.lane.lock();
-        let lane = &mut *guard;
+        let mut lane = self.lane.lock();
         let counter = lane.next_id;
         lane.next_id += 1;
-        lane.appended += 1;
-        let queue = &mut lane.queue;
-        let first = queue.decisions.is_empty();
-        let at = queue.decisions.len();
-        let head = &decision.head;
-        match queue.heads.last_mut() {
-            Some(last) if last.decisions.end == at && last.holds(head) => last.decisions.end = at + 1,
-            _ => queue.heads.push(QueuedHead {
-                kind: head.kind.to_owned(),
-                caller: head.caller.to_owned(),
-                policy: head.policy.clone(),
-                catalog_revision: head.catalog_revision,
-                context: head.context.to_vec(),
-                decisions: at..at + 1,
-            }),
-        }
-        let start = queue.dataset_ids.len();
-        queue.dataset_ids.push_str(decision.dataset_id);
-        queue.decisions.push(QueuedDecision {
-            id: counter,
-            dataset_id: start..queue.dataset_ids.len(),
-            operation: decision.operation,
-            region: decision.region,
-            judgement: decision.judgement.clone(),
-            decide_time: decision.decide_time,
-        });
-        (counter, first)
+        (counter, lane.push(counter, decision))
+    }
+
+    /// Queues a decision made before, numbered `counter` (drawn by `take_ids`): true when the
+    /// lane held none before. Refused as `admit` refuses.
+    pub fn push_numbered(&self, counter: u64, decision: &Queued<'_>) -> Result<bool, Refusal> {
+        let mut lane = self.lane.lock();
+        lane.admit()?;
+        Ok(lane.push(counter, decision))
     }
 
     /// The decisions taken since the last call, counted (see `Counts`).
@@ -359,6 +431,48 @@ impl LogLane {
         let mut id = String::new();
         decision_id(&mut id, &id_prefix, counter);
         id
+    }
+}
+
+impl Lane {
+    fn admit(&self) -> Result<(), Refusal> {
+        if self.refusing {
+            Err(Refusal::Refusing)
+        } else if self.queue.decisions.len() >= self.max_queue {
+            Err(Refusal::Full)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn push(&mut self, counter: u64, decision: &Queued<'_>) -> bool {
+        self.appended += 1;
+        let queue = &mut self.queue;
+        let first = queue.decisions.is_empty();
+        let at = queue.decisions.len();
+        let head = &decision.head;
+        match queue.heads.last_mut() {
+            Some(last) if last.decisions.end == at && last.holds(head) => last.decisions.end = at + 1,
+            _ => queue.heads.push(QueuedHead {
+                kind: head.kind.to_owned(),
+                caller: head.caller.to_owned(),
+                policy: head.policy.clone(),
+                catalog_revision: head.catalog_revision,
+                context: head.context.to_vec(),
+                decisions: at..at + 1,
+            }),
+        }
+        let start = queue.dataset_ids.len();
+        queue.dataset_ids.push_str(decision.dataset_id);
+        queue.decisions.push(QueuedDecision {
+            id: counter,
+            dataset_id: start..queue.dataset_ids.len(),
+            operation: decision.operation,
+            region: decision.region,
+            judgement: decision.judgement.clone(),
+            decide_time: decision.decide_time,
+        });
+        first
     }
 }
 
@@ -476,18 +590,12 @@ mod tests {
         })))
     }
 
-    fn asked<'a>(region: &'a str, stale: Option<&'a str>) -> Asked<'a> {
-        Asked {
-            dataset_id: "s3://nowhere",
-            operation: Operation::Store,
-            region,
-            now: 0,
-            stale,
-            kind: "decide",
-            caller: "alice",
-            catalog_revision: 3,
-            context: &[],
-        }
+    fn request(stale: Option<&str>) -> Request<'_> {
+        Request { now: 0, stale, kind: "decide", caller: "alice", catalog_revision: 3, context: &[] }
+    }
+
+    fn decide(state: &State, lane: &LogLane, region: &str, stale: Option<&str>) -> Result<Decided, NotDecided> {
+        state.decide_queued(lane, &request(stale), "s3://nowhere", Operation::Store, region)
     }
 
     #[test]
@@ -495,19 +603,19 @@ mod tests {
         let engine = crate::Engine::new(policy());
         let state = engine.read();
         let lane = LogLane::new("r:ab", 10, 2);
-        let decided = state.decide_queued(&lane, &asked("aws:eu-central-1", None)).unwrap();
+        let decided = decide(&state, &lane, "aws:eu-central-1", None).unwrap();
         assert!(decided.first);
         assert_eq!((decided.judgement.verdict.reasons[0].code, decided.id), (ReasonCode::UnknownDataset, 1));
-        let stale = state.decide_queued(&lane, &asked("aws:eu-central-1", Some("fail closed: x"))).unwrap();
+        let stale = decide(&state, &lane, "aws:eu-central-1", Some("fail closed: x")).unwrap();
         assert!(!stale.first);
         assert_eq!(stale.id, 2);
         let stale = stale.judgement.verdict.clone();
         assert_eq!((stale.outcome, stale.reasons[0].code), (Outcome::Deny, ReasonCode::StaleCatalog));
         assert_eq!(&*stale.reasons[0].message, "fail closed: x");
         // An unknown region is refused even when stale, and a full lane before anything is decided.
-        let unknown = state.decide_queued(&lane, &asked("aws:nowhere-9", Some("x")));
+        let unknown = decide(&state, &lane, "aws:nowhere-9", Some("x"));
         assert!(matches!(unknown, Err(NotDecided::UnknownRegion(_))));
-        let full = state.decide_queued(&lane, &asked("aws:eu-central-1", None));
+        let full = decide(&state, &lane, "aws:eu-central-1", None);
         assert!(matches!(full, Err(NotDecided::Refused(Refusal::Full))));
         assert_eq!(lane.next_id(), 3, "no id taken by a decision not made");
         assert!(lane.take_counts().by_outcome.is_empty(), "counted when taken");
@@ -537,6 +645,67 @@ mod tests {
             })
             .1
         })
+    }
+
+    #[test]
+    fn a_route_is_queued_and_a_stale_one_fails_closed_on_the_first_candidate() {
+        let engine = crate::Engine::new(policy());
+        let state = engine.read();
+        let lane = LogLane::new("r:ab", 10, 10);
+        let candidates = ["aws:eu-central-1", "aws:eu-central-1"];
+        let routed = state.route_queued(&lane, &request(None), "s3://nowhere", Operation::Store, &candidates).unwrap();
+        assert_eq!((routed.chosen, routed.decided, routed.decision.id), (None, 0, 1));
+        let stale = Request { kind: "route", ..request(Some("fail closed: x")) };
+        let routed = state.route_queued(&lane, &stale, "s3://a", Operation::Store, &candidates).unwrap();
+        assert_eq!(routed.decision.judgement.verdict.reasons[0].code, ReasonCode::StaleCatalog);
+        let unknown = state.route_queued(&lane, &stale, "s3://a", Operation::Store, &["aws:eu-central-1", "x"]);
+        match unknown {
+            Err(NotDecided::UnknownRegion(Error::UnknownRegion { field, .. })) => assert_eq!(field, "candidates[1]"),
+            _ => panic!("an unknown candidate is named"),
+        }
+        let json = String::from_utf8(lane.take().entries[1].json.clone()).unwrap();
+        assert!(json.contains("\"kind\":\"route\"") && json.contains("STALE_CATALOG"), "{json}");
+    }
+
+    #[test]
+    fn a_stale_job_check_fails_closed_and_is_queued_under_its_own_ids() {
+        let engine = crate::Engine::new(policy());
+        let state = engine.read();
+        let stale = Request { kind: "check_job", ..request(Some("fail closed: x")) };
+        let (inputs, outputs) = (vec!["s3://in".to_owned()], vec!["s3://out".to_owned()]);
+        let judged =
+            state.judge_job(&stale, &inputs, &outputs, "aws:eu-central-1", "aws:eu-central-1", "", "").unwrap();
+        let operations: Vec<Operation> = judged.iter().map(|(d, _)| d.operation).collect();
+        assert_eq!(operations, vec![Operation::Process, Operation::Store]);
+        assert!(judged.iter().all(|(_, j)| j.verdict.reasons[0].code == ReasonCode::StaleCatalog));
+        let unknown = state.judge_job(&stale, &inputs, &[], "x", "also ignored: no outputs", "", "");
+        assert!(matches!(unknown, Err(NotDecided::UnknownRegion(_))));
+        let lane = LogLane::new("r:ab", 10, 10);
+        let first = lane.take_ids(2);
+        let policy = &state.policy;
+        for (n, (decision, judgement)) in judged.iter().enumerate() {
+            let queued = Queued {
+                head: Head { kind: "check_job", caller: "alice", policy, catalog_revision: 3, context: &[] },
+                dataset_id: &decision.dataset_id,
+                operation: decision.operation,
+                region: decision.region,
+                judgement,
+                decide_time: 0,
+            };
+            assert_eq!(lane.push_numbered(first + n as u64, &queued), Ok(n == 0));
+        }
+        let taken = lane.take();
+        assert_eq!(taken.entries.iter().map(|e| e.ids.clone()).collect::<Vec<_>>(), vec![1..3]);
+        lane.set_refusing(true);
+        let refused = Queued {
+            head: Head { kind: "check_job", caller: "alice", policy, catalog_revision: 3, context: &[] },
+            dataset_id: "s3://in",
+            operation: Operation::Process,
+            region: 0,
+            judgement: &judged[0].1,
+            decide_time: 0,
+        };
+        assert_eq!(lane.push_numbered(9, &refused), Err(Refusal::Refusing));
     }
 
     #[test]
