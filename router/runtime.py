@@ -79,6 +79,7 @@ from domicile.router.policy_history import PolicyHistory, PolicyVersion
 from domicile.router.replay import CONTEXT_JOB, CONTEXT_JOB_INPUTS, CONTEXT_JOB_TRANSFORM, Replayer, ReplayResult
 from domicile.router.types import (
     Decision,
+    DecisionFields,
     Operation,
     Outcome,
     UnaryDecisionFields,
@@ -146,13 +147,13 @@ class RouteResult:
     or for the first candidate when none is allowed."""
 
     region: str
-    decision: Decision
+    decision: DecisionFields
 
 
 @dataclass(frozen=True)
 class JobCheck:
     allowed: bool
-    decisions: tuple[Decision, ...]
+    decisions: tuple[DecisionFields, ...]
 
 
 @dataclass(frozen=True)

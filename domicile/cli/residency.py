@@ -27,6 +27,7 @@ from domicile.cli.client import call, emit, emit_data, table, unknown_dataset_hi
 from domicile.cli.policy import fail_policy
 from domicile.client import (
     Decision,
+    DecisionFields,
     DecisionProof,
     Explanation,
     JobCheck,
@@ -66,7 +67,7 @@ def _regions_text(regions) -> str:
     return f"{shown}, ... ({more} more, {len(regions)} in all)" if more > 0 else shown
 
 
-def render_decision(d: Decision, indent: str = "") -> str:
+def render_decision(d: DecisionFields, indent: str = "") -> str:
     """A decision as a few lines: outcome and question, reasons with lineage paths, audit ids."""
     lines = [f"{indent}{d.outcome.name}  {d.operation.value} {d.dataset_id} in {d.region or '-'}"]
     if d.inherited_only:
@@ -84,7 +85,7 @@ def render_decision(d: Decision, indent: str = "") -> str:
     return "\n".join(lines)
 
 
-def _exit_with(ctx: click.Context, decisions: Iterable[Decision], negative: bool) -> None:
+def _exit_with(ctx: click.Context, decisions: Iterable[DecisionFields], negative: bool) -> None:
     """Exit 4 when a decision is about an unknown dataset (after naming the closest known
     ids), else 3 when the answer is `negative`, else carry on (exit 0)."""
     unknown = [d.dataset_id for d in decisions if any(r.code is ReasonCode.UNKNOWN_DATASET for r in d.reasons)]

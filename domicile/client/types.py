@@ -47,7 +47,16 @@ from domicile.router.runtime import (
     UnapprovedDeclassification,
     Violation,
 )
-from domicile.router.types import Decision, EffectiveAttributes, Operation, Outcome, PolicyChange, Reason, ReasonCode
+from domicile.router.types import (
+    Decision,
+    DecisionFields,
+    EffectiveAttributes,
+    Operation,
+    Outcome,
+    PolicyChange,
+    Reason,
+    ReasonCode,
+)
 from domicile.router.violations import (
     DatasetResidency,
     LocationViolation,
@@ -71,6 +80,7 @@ __all__ = [
     "DatasetSummary",
     "Decision",
     "DecisionBucket",
+    "DecisionFields",
     "DecisionLogStatus",
     "DecisionProof",
     "DecisionRecord",
