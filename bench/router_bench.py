@@ -38,7 +38,7 @@ What it does, in one run (deterministic catalog for a given --seed):
    decision per dataset, and a client in another process: unary Decide at a fixed --rate for
    --seconds (open loop: requests are sent on schedule, not after the previous answer), then
    maximum unary throughput with --concurrency callers, then BatchDecide of 1,000 over the
-   wire with compact answers (`shared_region_sets`, as the client library asks), one call in
+   wire with compact answers (`shared_region_sets`, `shared_reason_texts`, as the client library asks), one call in
    flight and two, and two with answers that list every decision's allowed regions (the
    client parses every answer); the server's CPU time per call or decision beside them (from
    /proc; for BatchDecide, and the client's own, read around the timed calls only). All of it
@@ -498,6 +498,7 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
         residency_pb2.BatchDecideRequest(
             requests=[residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r) for d, op, r in batch],
             shared_region_sets=True,
+            shared_reason_texts=True,
         ).SerializeToString()
         for batch in batches
     ]
@@ -1191,9 +1192,13 @@ async def grpc_client(args, loaded) -> dict:
             return await fixed_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.rate, args.seconds)
         if args.client == "max":
             return await max_rate(lambda i: stub.Decide(requests[i % len(requests)]), args.concurrency, args.seconds)
-        compact = args.answer_shape == "compact"
+        # compact: as the client library asks; sets: allowed regions shared, reasons in full.
         batches = [
-            residency_pb2.BatchDecideRequest(requests=requests[i : i + 1000], shared_region_sets=compact)
+            residency_pb2.BatchDecideRequest(
+                requests=requests[i : i + 1000],
+                shared_region_sets=args.answer_shape != "full",
+                shared_reason_texts=args.answer_shape == "compact",
+            )
             for i in range(0, len(requests), 1000)
         ]
         if args.client == "warm":  # every question once, untimed
@@ -1235,7 +1240,11 @@ def is_stale_answer(response: residency_pb2.BatchDecideResponse) -> bool:
     """Whether a BatchDecide answer failed closed for a stale catalog (a router's freshness
     holds for a whole batch, so its first decision tells)."""
     first = response.decisions[0] if response.decisions else None
-    return bool(first and first.reasons and first.reasons[0].code == ReasonCode.STALE_CATALOG.value)
+    if not (first and first.reasons):
+        return False
+    reason = first.reasons[0]
+    text = response.reason_texts[reason.text] if response.reason_texts else reason
+    return text.code == ReasonCode.STALE_CATALOG.value
 
 
 async def opa_client(args, inputs) -> dict:
@@ -1484,7 +1493,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--serve-canned", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--questions", help=argparse.SUPPRESS)
-    parser.add_argument("--answer-shape", choices=["compact", "full"], default="compact", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--answer-shape", choices=["compact", "sets", "full"], default="compact", help=argparse.SUPPRESS
+    )
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
     return parser.parse_args()
 

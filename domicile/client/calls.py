@@ -12,7 +12,7 @@ writes, EndLineage, ApprovePolicy and RejectPolicy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -183,19 +183,26 @@ def dataset_from_message(m: catalog_pb2.Dataset) -> Dataset:
     )
 
 
-def reason_from_message(m: residency_pb2.Reason) -> Reason:
+def reason_from_message(m: residency_pb2.Reason, text: residency_pb2.Reason | None = None) -> Reason:
+    """`text`: the reason's text (code, message, rule id, citation) from its answer's
+    `reason_texts` (compact BatchDecide answers); otherwise the reason's own."""
+    text = m if text is None else text
     return Reason(
-        code=ReasonCode(m.code),
-        message=m.message,
-        rule_id=m.rule_id,
-        citation=m.citation,
+        code=ReasonCode(text.code),
+        message=text.message,
+        rule_id=text.rule_id,
+        citation=text.citation,
         lineage_path=tuple(m.lineage_path),
     )
 
 
-def decision_from_message(m: residency_pb2.Decision, allowed_regions: tuple[str, ...] | None = None) -> Decision:
-    """`allowed_regions`: the decision's set from its answer's `region_sets` (compact BatchDecide
-    answers); otherwise the decision's own list."""
+def decision_from_message(
+    m: residency_pb2.Decision,
+    allowed_regions: tuple[str, ...] | None = None,
+    reason_texts: Sequence[residency_pb2.Reason] = (),
+) -> Decision:
+    """`allowed_regions`: the decision's set from its answer's `region_sets`, `reason_texts` the
+    answer's (compact BatchDecide answers); otherwise the decision's own list and texts."""
     return Decision(
         decision_id=m.decision_id,
         outcome=OUTCOME_FROM_PROTO[m.outcome],
@@ -203,7 +210,7 @@ def decision_from_message(m: residency_pb2.Decision, allowed_regions: tuple[str,
         operation=OPERATION_FROM_PROTO[m.operation],
         region=m.region,
         allowed_regions=tuple(m.allowed_regions) if allowed_regions is None else allowed_regions,
-        reasons=tuple(reason_from_message(r) for r in m.reasons),
+        reasons=tuple(reason_from_message(r, reason_texts[r.text] if reason_texts else None) for r in m.reasons),
         policy_version=m.policy_version,
         catalog_revision=m.catalog_revision,
         decide_time=from_timestamp(m.decide_time),
@@ -492,19 +499,19 @@ def decide(
 
 def batch_decide(questions: Iterable[Question | tuple[str, Operation | str, str]]) -> Call[tuple[Decision, ...]]:
     request = residency_pb2.BatchDecideRequest(
-        requests=[_decide_request(*q) for q in questions], shared_region_sets=True
+        requests=[_decide_request(*q) for q in questions], shared_region_sets=True, shared_reason_texts=True
     )
     return _call("domicile.v1.ResidencyService.BatchDecide", request, batch_decisions_from_message, retryable=True)
 
 
 def batch_decisions_from_message(m: residency_pb2.BatchDecideResponse) -> tuple[Decision, ...]:
-    """The decisions of a BatchDecide answer of either shape: compact (each list of allowed
-    regions once, in `region_sets`) or not (a server that predates `shared_region_sets` ignores
-    the request's field and lists them in every decision)."""
-    if not m.region_sets:
-        return tuple(decision_from_message(d) for d in m.decisions)
+    """The decisions of a BatchDecide answer of any shape: compact (each list of allowed regions
+    once, in `region_sets`; each reason text once, in `reason_texts`) or not (a server that
+    predates `shared_region_sets` or `shared_reason_texts` ignores the request's field and puts
+    them in every decision)."""
     sets = [tuple(s.regions) for s in m.region_sets]
-    return tuple(decision_from_message(d, sets[d.allowed_regions_set]) for d in m.decisions)
+    texts = list(m.reason_texts)
+    return tuple(decision_from_message(d, sets[d.allowed_regions_set] if sets else None, texts) for d in m.decisions)
 
 
 def route(dataset_id: str, operation: Operation | str, candidates: Iterable[str]) -> Call[RouteResult]:

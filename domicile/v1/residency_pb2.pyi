@@ -44,18 +44,20 @@ RESIDENCY_STATE_UNDESCRIBED: ResidencyState
 RESIDENCY_STATE_UNKNOWN: ResidencyState
 
 class Reason(_message.Message):
-    __slots__ = ("code", "rule_id", "message", "lineage_path", "citation")
+    __slots__ = ("code", "rule_id", "message", "lineage_path", "citation", "text")
     CODE_FIELD_NUMBER: _ClassVar[int]
     RULE_ID_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     LINEAGE_PATH_FIELD_NUMBER: _ClassVar[int]
     CITATION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
     code: str
     rule_id: str
     message: str
     lineage_path: _containers.RepeatedScalarFieldContainer[str]
     citation: str
-    def __init__(self, code: _Optional[str] = ..., rule_id: _Optional[str] = ..., message: _Optional[str] = ..., lineage_path: _Optional[_Iterable[str]] = ..., citation: _Optional[str] = ...) -> None: ...
+    text: int
+    def __init__(self, code: _Optional[str] = ..., rule_id: _Optional[str] = ..., message: _Optional[str] = ..., lineage_path: _Optional[_Iterable[str]] = ..., citation: _Optional[str] = ..., text: _Optional[int] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("decision_id", "outcome", "dataset_id", "operation", "region", "allowed_regions", "reasons", "policy_version", "catalog_revision", "decide_time", "inherited_only", "context", "allowed_regions_set")
@@ -120,12 +122,14 @@ class DecideResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ...) -> None: ...
 
 class BatchDecideRequest(_message.Message):
-    __slots__ = ("requests", "shared_region_sets")
+    __slots__ = ("requests", "shared_region_sets", "shared_reason_texts")
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
     SHARED_REGION_SETS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_REASON_TEXTS_FIELD_NUMBER: _ClassVar[int]
     requests: _containers.RepeatedCompositeFieldContainer[DecideRequest]
     shared_region_sets: bool
-    def __init__(self, requests: _Optional[_Iterable[_Union[DecideRequest, _Mapping]]] = ..., shared_region_sets: _Optional[bool] = ...) -> None: ...
+    shared_reason_texts: bool
+    def __init__(self, requests: _Optional[_Iterable[_Union[DecideRequest, _Mapping]]] = ..., shared_region_sets: _Optional[bool] = ..., shared_reason_texts: _Optional[bool] = ...) -> None: ...
 
 class RegionSet(_message.Message):
     __slots__ = ("regions",)
@@ -134,12 +138,14 @@ class RegionSet(_message.Message):
     def __init__(self, regions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class BatchDecideResponse(_message.Message):
-    __slots__ = ("decisions", "region_sets")
+    __slots__ = ("decisions", "region_sets", "reason_texts")
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     REGION_SETS_FIELD_NUMBER: _ClassVar[int]
+    REASON_TEXTS_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[Decision]
     region_sets: _containers.RepeatedCompositeFieldContainer[RegionSet]
-    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., region_sets: _Optional[_Iterable[_Union[RegionSet, _Mapping]]] = ...) -> None: ...
+    reason_texts: _containers.RepeatedCompositeFieldContainer[Reason]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[Decision, _Mapping]]] = ..., region_sets: _Optional[_Iterable[_Union[RegionSet, _Mapping]]] = ..., reason_texts: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
     __slots__ = ("dataset_id", "operation", "candidates")

@@ -926,7 +926,7 @@ impl UnaryDecision {
         };
         let mut out = Vec::with_capacity(256);
         let operation = self.engine.get().operation_of(self.operation.bind(py))?;
-        Encoder::new(context, AnswerShape::Listed).decision(
+        Encoder::new(context, AnswerShape::default()).decision(
             &mut out,
             1, // DecideResponse.decision
             &self.decision_id(),

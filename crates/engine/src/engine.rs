@@ -1012,9 +1012,11 @@ impl State {
         let context =
             crate::wire::DecisionContext { policy_version: &batch.policy.version, catalog_revision, decide_time };
         let mut encoder = crate::wire::Encoder::new(context, batch.shape);
-        // Room for the whole answer at once: each decision's verdict fields, id, region and
-        // shared fields (at most 128 bytes for those), and the allowed regions it lists.
-        let listed = batch.shape == AnswerShape::Listed;
+        // Room for the whole answer at once: each decision's verdict fields (with shared
+        // reason texts, less than its reasons' pieces), id, region and shared fields (at most
+        // 128 bytes for those), and the allowed regions it lists.
+        let listed = !batch.shape.shared_region_sets;
+        let texts_shared = batch.shape.shared_reason_texts;
         let room: usize = batch
             .questions
             .iter()
@@ -1022,7 +1024,9 @@ impl State {
             .map(|(question, judgement)| {
                 let regions =
                     if listed { judgement.verdict.allowed.names.iter().map(|n| n.len() + 2).sum() } else { 0 };
-                judgement.answer_fields().len() + question.dataset_id.len() + regions + 128
+                let verdict =
+                    if texts_shared { judgement.reason_pieces().len() } else { judgement.answer_fields().len() };
+                verdict + question.dataset_id.len() + regions + 128
             })
             .sum();
         let mut out = Vec::with_capacity(room);

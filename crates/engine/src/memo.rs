@@ -51,17 +51,29 @@ pub type Asked = (NodeId, Operation, u32);
 pub struct Judgement {
     pub verdict: Arc<Verdict>,
     answer_fields: OnceLock<Box<[u8]>>,
+    reason_pieces: OnceLock<Box<[u8]>>,
     log_reasons: OnceLock<Box<[u8]>>,
 }
 
 impl Judgement {
     pub fn new(verdict: Arc<Verdict>) -> Judgement {
-        Judgement { verdict, answer_fields: OnceLock::new(), log_reasons: OnceLock::new() }
+        Judgement {
+            verdict,
+            answer_fields: OnceLock::new(),
+            reason_pieces: OnceLock::new(),
+            log_reasons: OnceLock::new(),
+        }
     }
 
     /// The verdict's fields of a Decision in the wire format (`wire::verdict_fields`).
     pub fn answer_fields(&self) -> &[u8] {
         self.answer_fields.get_or_init(|| wire::verdict_fields(&self.verdict).into())
+    }
+
+    /// The verdict's reasons in the wire format, each as its text and its lineage path apart
+    /// (`wire::reason_pieces`), for answers that share reason texts.
+    pub fn reason_pieces(&self) -> &[u8] {
+        self.reason_pieces.get_or_init(|| wire::reason_pieces(&self.verdict.reasons).into())
     }
 
     /// The verdict's reason set in a decision-log entry (`log_entry::reason_set_json`).

@@ -11,6 +11,9 @@
 //!
 //! Asked for (`shared_region_sets`), the answer lists each allowed-region list once
 //! (`region_sets`) and decisions name theirs by index: most of a decision's bytes otherwise.
+//! Asked for (`shared_reason_texts`), it lists each reason's text (code, rule id, message,
+//! citation) once (`reason_texts`) and reasons name theirs by index, keeping only their lineage
+//! path: a batch's decisions share a few dozen texts, most of a compact answer's bytes otherwise.
 
 use hashbrown::HashMap;
 
@@ -103,15 +106,16 @@ pub enum BatchError {
     Invalid(Vec<FieldViolation>),
 }
 
-/// How the decisions of an answer carry their allowed regions.
+/// How the decisions of an answer carry their allowed regions and their reasons' texts: by
+/// default each decision carries its own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AnswerShape {
-    /// Each decision lists them (`allowed_regions`).
-    #[default]
-    Listed,
-    /// Each distinct list once per answer (`region_sets`), decisions naming theirs by index
-    /// (`allowed_regions_set`).
-    SharedSets,
+pub struct AnswerShape {
+    /// Each distinct allowed-region list once per answer (`region_sets`), decisions naming
+    /// theirs by index (`allowed_regions_set`) instead of listing it (`allowed_regions`).
+    pub shared_region_sets: bool,
+    /// Each distinct reason text once per answer (`reason_texts`), reasons naming theirs by
+    /// index (`Reason.text`) and carrying only their lineage path.
+    pub shared_reason_texts: bool,
 }
 
 /// Parses and checks a serialized BatchDecideRequest of at most `max` questions against the
@@ -130,7 +134,10 @@ pub fn parse_batch(
             description: format!("at most {max} requests per batch"),
         }]));
     }
-    let shape = if message.shared_region_sets { AnswerShape::SharedSets } else { AnswerShape::Listed };
+    let shape = AnswerShape {
+        shared_region_sets: message.shared_region_sets,
+        shared_reason_texts: message.shared_reason_texts,
+    };
     let mut problems = Vec::new();
     let mut questions = Questions::with_capacity(items.len(), items.iter().map(|item| item.dataset_id.len()).sum());
     for (i, item) in items.iter().enumerate() {
@@ -185,16 +192,24 @@ pub struct DecisionContext<'a> {
     pub decide_time: i64,
 }
 
-/// Encodes the decisions of one answer, which share a context (see the module doc).
-pub struct Encoder {
+/// Encodes the decisions of one answer, which share a context (see the module doc), from
+/// judgements that outlive it (`'a`).
+pub struct Encoder<'a> {
     shape: AnswerShape,
     context: Vec<u8>,
-    /// By region list: its `allowed_regions` fields (`Listed`), or the `allowed_regions_set`
-    /// field naming it (`SharedSets`).
+    /// By region list: its `allowed_regions` fields, or the `allowed_regions_set` field naming
+    /// it (`shared_region_sets`).
     lists: HashMap<u32, Vec<u8>>,
-    /// The answer's `region_sets` fields so far, and how many (`SharedSets`).
+    /// The answer's `region_sets` fields so far, and how many (`shared_region_sets`).
     sets: Vec<u8>,
     set_count: u64,
+    /// The reason texts named so far (their fields in the wire format: `reason_pieces`) and
+    /// the answer's `reason_texts` fields (`shared_reason_texts`).
+    texts: HashMap<&'a [u8], u64>,
+    text_fields: Vec<u8>,
+    /// A decision's verdict fields as this answer carries them, when they are not the
+    /// memoised ones.
+    verdict_fields: Vec<u8>,
 }
 
 // Field numbers of domicile.v1 messages written here.
@@ -207,23 +222,34 @@ const ALLOWED_REGIONS: u32 = 6;
 const REASONS: u32 = 7;
 const INHERITED_ONLY: u32 = 11;
 const ALLOWED_REGIONS_SET: u32 = 13;
+const REASON_TEXT: u32 = 6;
 const REASON_CODE: u32 = 1;
 const REASON_RULE_ID: u32 = 2;
 const REASON_MESSAGE: u32 = 3;
 const REASON_LINEAGE_PATH: u32 = 4;
 const REASON_CITATION: u32 = 5;
 const RESPONSE_REGION_SETS: u32 = 2;
+const RESPONSE_REASON_TEXTS: u32 = 3;
 const REGION_SET_REGIONS: u32 = 1;
 
-impl Encoder {
-    pub fn new(context: DecisionContext<'_>, shape: AnswerShape) -> Encoder {
+impl<'a> Encoder<'a> {
+    pub fn new(context: DecisionContext<'_>, shape: AnswerShape) -> Encoder<'a> {
         let fragment = proto::Decision {
             policy_version: context.policy_version.to_owned(),
             catalog_revision: context.catalog_revision,
             decide_time: Some(timestamp(context.decide_time)),
             ..Default::default()
         };
-        Encoder { shape, context: fragment.encode_to_vec(), lists: HashMap::new(), sets: Vec::new(), set_count: 0 }
+        Encoder {
+            shape,
+            context: fragment.encode_to_vec(),
+            lists: HashMap::new(),
+            sets: Vec::new(),
+            set_count: 0,
+            texts: HashMap::new(),
+            text_fields: Vec::new(),
+            verdict_fields: Vec::new(),
+        }
     }
 
     /// Appends one decision as field `field` of the enclosing message (1 for
@@ -237,8 +263,12 @@ impl Encoder {
         dataset_id: &str,
         operation: Operation,
         region: &str,
-        judgement: &Judgement,
+        judgement: &'a Judgement,
     ) {
+        let shared_texts = self.shape.shared_reason_texts && !judgement.verdict.reasons.is_empty();
+        if shared_texts {
+            self.fill_verdict_fields(&judgement.verdict, judgement.reason_pieces());
+        }
         let allowed = &judgement.verdict.allowed;
         let regions = match self.lists.get(&allowed.id) {
             Some(fragment) => fragment,
@@ -247,7 +277,7 @@ impl Encoder {
                 self.lists.entry(allowed.id).or_insert(fragment)
             }
         };
-        let verdict = judgement.answer_fields();
+        let verdict = if shared_texts { &self.verdict_fields[..] } else { judgement.answer_fields() };
         let operation_value = match operation {
             Operation::Store => proto::Operation::Store as u64,
             Operation::Process => proto::Operation::Process as u64,
@@ -273,34 +303,67 @@ impl Encoder {
         out.extend_from_slice(&self.context);
     }
 
-    /// Appends what the answer holds besides its decisions (the region sets they name).
+    /// Appends what the answer holds besides its decisions (the region sets and reason texts
+    /// they name).
     pub fn finish(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.sets);
+        out.extend_from_slice(&self.text_fields);
+    }
+
+    /// `verdict_fields` of `verdict`, whose reasons are `pieces` (`reason_pieces`), each reason
+    /// naming its text in `reason_texts`.
+    fn fill_verdict_fields(&mut self, verdict: &Verdict, pieces: &'a [u8]) {
+        let mut out = std::mem::take(&mut self.verdict_fields);
+        out.clear();
+        put_outcome(&mut out, verdict.outcome);
+        for (text, path) in split_pieces(pieces) {
+            let index = self.text_index(text);
+            let index_len = if index > 0 { key_len(REASON_TEXT) + encoded_len_varint(index) } else { 0 };
+            encode_key(REASONS, WireType::LengthDelimited, &mut out);
+            encode_varint((index_len + path.len()) as u64, &mut out);
+            // proto3 leaves a zero out: the first text is named by the field's absence.
+            if index > 0 {
+                encode_key(REASON_TEXT, WireType::Varint, &mut out);
+                encode_varint(index, &mut out);
+            }
+            out.extend_from_slice(path);
+        }
+        put_inherited_only(&mut out, verdict.inherited_only);
+        self.verdict_fields = out;
+    }
+
+    /// The index in the answer's `reason_texts` of the text whose fields are `text`, added
+    /// when new.
+    fn text_index(&mut self, text: &'a [u8]) -> u64 {
+        let next = self.texts.len() as u64;
+        *self.texts.entry(text).or_insert_with(|| {
+            encode_key(RESPONSE_REASON_TEXTS, WireType::LengthDelimited, &mut self.text_fields);
+            encode_varint(text.len() as u64, &mut self.text_fields);
+            self.text_fields.extend_from_slice(text);
+            next
+        })
     }
 
     /// How a decision with the allowed regions `list` carries them.
     fn list_fragment(&mut self, list: &RegionList) -> Vec<u8> {
         let mut fragment = Vec::new();
-        match self.shape {
-            AnswerShape::Listed => {
-                for name in list.names.iter() {
-                    put_repeated_string(&mut fragment, ALLOWED_REGIONS, name);
-                }
+        if self.shape.shared_region_sets {
+            let index = self.set_count;
+            self.set_count += 1;
+            let set_len: usize = list.names.iter().map(|name| repeated_string_len(REGION_SET_REGIONS, name)).sum();
+            encode_key(RESPONSE_REGION_SETS, WireType::LengthDelimited, &mut self.sets);
+            encode_varint(set_len as u64, &mut self.sets);
+            for name in list.names.iter() {
+                put_repeated_string(&mut self.sets, REGION_SET_REGIONS, name);
             }
-            AnswerShape::SharedSets => {
-                let index = self.set_count;
-                self.set_count += 1;
-                let set_len: usize = list.names.iter().map(|name| repeated_string_len(REGION_SET_REGIONS, name)).sum();
-                encode_key(RESPONSE_REGION_SETS, WireType::LengthDelimited, &mut self.sets);
-                encode_varint(set_len as u64, &mut self.sets);
-                for name in list.names.iter() {
-                    put_repeated_string(&mut self.sets, REGION_SET_REGIONS, name);
-                }
-                // proto3 leaves a zero out: the first set is named by the field's absence.
-                if index > 0 {
-                    encode_key(ALLOWED_REGIONS_SET, WireType::Varint, &mut fragment);
-                    encode_varint(index, &mut fragment);
-                }
+            // proto3 leaves a zero out: the first set is named by the field's absence.
+            if index > 0 {
+                encode_key(ALLOWED_REGIONS_SET, WireType::Varint, &mut fragment);
+                encode_varint(index, &mut fragment);
+            }
+        } else {
+            for name in list.names.iter() {
+                put_repeated_string(&mut fragment, ALLOWED_REGIONS, name);
             }
         }
         fragment
@@ -309,13 +372,8 @@ impl Encoder {
 
 /// A verdict's fields of a Decision: outcome, reasons, inherited_only.
 pub fn verdict_fields(verdict: &Verdict) -> Vec<u8> {
-    let outcome = match verdict.outcome {
-        Outcome::Allow => proto::Outcome::Allow as u64,
-        Outcome::Deny => proto::Outcome::Deny as u64,
-    };
     let mut out = Vec::new();
-    encode_key(OUTCOME, WireType::Varint, &mut out);
-    encode_varint(outcome, &mut out);
+    put_outcome(&mut out, verdict.outcome);
     for reason in &verdict.reasons {
         encode_key(REASONS, WireType::LengthDelimited, &mut out);
         encode_varint(reason_len(reason) as u64, &mut out);
@@ -327,19 +385,74 @@ pub fn verdict_fields(verdict: &Verdict) -> Vec<u8> {
         }
         put_string(&mut out, REASON_CITATION, &reason.citation);
     }
-    if verdict.inherited_only {
-        encode_key(INHERITED_ONLY, WireType::Varint, &mut out);
-        encode_varint(1, &mut out);
+    put_inherited_only(&mut out, verdict.inherited_only);
+    out
+}
+
+fn put_outcome(out: &mut Vec<u8>, outcome: Outcome) {
+    let value = match outcome {
+        Outcome::Allow => proto::Outcome::Allow as u64,
+        Outcome::Deny => proto::Outcome::Deny as u64,
+    };
+    encode_key(OUTCOME, WireType::Varint, out);
+    encode_varint(value, out);
+}
+
+fn put_inherited_only(out: &mut Vec<u8>, inherited_only: bool) {
+    if inherited_only {
+        encode_key(INHERITED_ONLY, WireType::Varint, out);
+        encode_varint(1, out);
+    }
+}
+
+fn reason_len(reason: &Reason) -> usize {
+    text_len(reason) + path_len(reason)
+}
+
+/// The bytes of a reason's fields but its lineage path.
+fn text_len(reason: &Reason) -> usize {
+    string_len(REASON_CODE, reason.code.as_str())
+        + string_len(REASON_RULE_ID, &reason.rule_id)
+        + string_len(REASON_MESSAGE, &reason.message)
+        + string_len(REASON_CITATION, &reason.citation)
+}
+
+fn path_len(reason: &Reason) -> usize {
+    reason.path.iter().map(|step| repeated_string_len(REASON_LINEAGE_PATH, step)).sum()
+}
+
+/// `reasons` for an answer that shares their texts: per reason, its text (its Reason fields
+/// but lineage_path) and its lineage_path fields, each after its length in four bytes (little
+/// endian; `split_pieces` reads them back).
+pub fn reason_pieces(reasons: &[Reason]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for reason in reasons {
+        out.extend_from_slice(&piece_len(text_len(reason)));
+        put_string(&mut out, REASON_CODE, reason.code.as_str());
+        put_string(&mut out, REASON_RULE_ID, &reason.rule_id);
+        put_string(&mut out, REASON_MESSAGE, &reason.message);
+        put_string(&mut out, REASON_CITATION, &reason.citation);
+        out.extend_from_slice(&piece_len(path_len(reason)));
+        for step in &reason.path {
+            put_repeated_string(&mut out, REASON_LINEAGE_PATH, step);
+        }
     }
     out
 }
 
-fn reason_len(reason: &Reason) -> usize {
-    string_len(REASON_CODE, reason.code.as_str())
-        + string_len(REASON_RULE_ID, &reason.rule_id)
-        + string_len(REASON_MESSAGE, &reason.message)
-        + reason.path.iter().map(|step| repeated_string_len(REASON_LINEAGE_PATH, step)).sum::<usize>()
-        + string_len(REASON_CITATION, &reason.citation)
+fn piece_len(len: usize) -> [u8; 4] {
+    u32::try_from(len).expect("a reason fits a message (< 4 GiB)").to_le_bytes()
+}
+
+/// The (text, path) pairs of `reason_pieces`' bytes.
+fn split_pieces(mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut take = move || {
+        let (len, rest) = bytes.split_first_chunk::<4>()?;
+        let (piece, rest) = rest.split_at(u32::from_le_bytes(*len) as usize);
+        bytes = rest;
+        Some(piece)
+    };
+    std::iter::from_fn(move || Some((take()?, take()?)))
 }
 
 fn nested_len(tag: u32, len: usize) -> usize {

@@ -13,7 +13,6 @@ const NOW: i64 = 20_000 * DAY_US + 5;
 
 fn request(items: &[(&str, i32, &str)]) -> Vec<u8> {
     proto::BatchDecideRequest {
-        shared_region_sets: false,
         requests: items
             .iter()
             .map(|&(dataset_id, operation, region)| proto::DecideRequest {
@@ -23,6 +22,7 @@ fn request(items: &[(&str, i32, &str)]) -> Vec<u8> {
                 context: Default::default(),
             })
             .collect(),
+        ..Default::default()
     }
     .encode_to_vec()
 }

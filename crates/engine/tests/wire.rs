@@ -11,12 +11,13 @@ use prost::Message;
 const NOW: i64 = 1_700_000_000_123_456;
 
 fn request(items: &[(&str, i32, &str)]) -> Vec<u8> {
-    request_shaped(items, false)
+    request_shaped(items, AnswerShape::default())
 }
 
-fn request_shaped(items: &[(&str, i32, &str)], shared_region_sets: bool) -> Vec<u8> {
+fn request_shaped(items: &[(&str, i32, &str)], shape: AnswerShape) -> Vec<u8> {
     proto::BatchDecideRequest {
-        shared_region_sets,
+        shared_region_sets: shape.shared_region_sets,
+        shared_reason_texts: shape.shared_reason_texts,
         requests: items
             .iter()
             .map(|&(dataset_id, operation, region)| proto::DecideRequest {
@@ -71,9 +72,15 @@ fn too_many_questions_and_malformed_bytes_are_refused() {
     bytes[at] = 0xff;
     assert!(matches!(parse_batch(&bytes, &policy, 10), Err(BatchError::Malformed(_))));
     let (questions, shape) = parse_batch(&request(&[("s3://a", 2, "aws:eu-west-1")]), &policy, 10).unwrap();
-    assert_eq!((questions.get(0).unwrap().operation, shape), (Operation::Process, AnswerShape::Listed));
-    let (_, shape) = parse_batch(&request_shaped(&[("s3://a", 2, "aws:eu-west-1")], true), &policy, 10).unwrap();
-    assert_eq!(shape, AnswerShape::SharedSets);
+    assert_eq!((questions.get(0).unwrap().operation, shape), (Operation::Process, AnswerShape::default()));
+    for shared_region_sets in [false, true] {
+        for shared_reason_texts in [false, true] {
+            let asked = AnswerShape { shared_region_sets, shared_reason_texts };
+            let (_, shape) =
+                parse_batch(&request_shaped(&[("s3://a", 2, "aws:eu-west-1")], asked), &policy, 10).unwrap();
+            assert_eq!(shape, asked);
+        }
+    }
     // A batch logs no context: a request carrying one is refused, not answered without it.
     let with_context = proto::BatchDecideRequest {
         requests: vec![proto::DecideRequest {
@@ -82,7 +89,7 @@ fn too_many_questions_and_malformed_bytes_are_refused() {
             region: "aws:eu-west-1".into(),
             context: [("k".to_owned(), "v".to_owned())].into(),
         }],
-        shared_region_sets: false,
+        ..Default::default()
     }
     .encode_to_vec();
     assert_eq!(
@@ -144,6 +151,7 @@ fn the_answer_decodes_to_the_engine_decisions() {
                     message: r.message.to_string(),
                     lineage_path: r.path.iter().map(|s| s.to_string()).collect(),
                     citation: r.citation.to_string(),
+                    text: 0,
                 })
                 .collect(),
             policy_version: "2026.1".into(),
@@ -168,7 +176,8 @@ fn the_answer_decodes_to_the_engine_decisions() {
     assert_eq!(again, answer.decisions[0]);
 
     // The compact shape: the same decisions, each region list once in the answer.
-    let shared = state.batch_decide(&request_shaped(&items, true), 10, NOW, None).unwrap();
+    let sets_shape = AnswerShape { shared_region_sets: true, shared_reason_texts: false };
+    let shared = state.batch_decide(&request_shaped(&items, sets_shape), 10, NOW, None).unwrap();
     let compact = proto::BatchDecideResponse::decode(&state.encode_batch(&shared, 42, NOW, "abc", 255)[..]).unwrap();
     let lists: Vec<Vec<String>> = answer.decisions.iter().map(|d| d.allowed_regions.clone()).collect();
     let mut distinct = lists.clone();
@@ -181,6 +190,30 @@ fn the_answer_decodes_to_the_engine_decisions() {
         assert_eq!(set.regions, full.allowed_regions);
         let mut lean = lean.clone();
         (lean.allowed_regions, lean.allowed_regions_set) = (set.regions.clone(), 0);
+        assert_eq!(&lean, full);
+    }
+    // Reason texts shared too: each distinct text once, reasons naming theirs with their path.
+    let texts_shape = AnswerShape { shared_region_sets: true, shared_reason_texts: true };
+    let shared = state.batch_decide(&request_shaped(&items, texts_shape), 10, NOW, None).unwrap();
+    let leanest = proto::BatchDecideResponse::decode(&state.encode_batch(&shared, 42, NOW, "abc", 255)[..]).unwrap();
+    assert_eq!(leanest.region_sets, compact.region_sets);
+    let text = |r: &proto::Reason| (r.code.clone(), r.rule_id.clone(), r.message.clone(), r.citation.clone());
+    let mut distinct: Vec<_> = answer.decisions.iter().flat_map(|d| d.reasons.iter().map(text)).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(leanest.reason_texts.len(), distinct.len());
+    assert!(leanest.reason_texts.iter().all(|t| t.lineage_path.is_empty() && t.text == 0));
+    for (full, lean) in compact.decisions.iter().zip(&leanest.decisions) {
+        let mut lean = lean.clone();
+        for reason in &mut lean.reasons {
+            let shared = &leanest.reason_texts[reason.text as usize];
+            assert_eq!(
+                (&reason.code, &reason.rule_id, &reason.message, &reason.citation),
+                (&"".into(), &"".into(), &"".into(), &"".into())
+            );
+            (reason.code, reason.rule_id, reason.message, reason.citation, reason.text) =
+                (shared.code.clone(), shared.rule_id.clone(), shared.message.clone(), shared.citation.clone(), 0);
+        }
         assert_eq!(&lean, full);
     }
     assert_eq!(answer.decisions[0].reasons[0].lineage_path, ["s3://eu/a", "s3://lake/b"]);

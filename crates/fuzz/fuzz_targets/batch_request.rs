@@ -1,5 +1,5 @@
 //! BatchDecide's parser and encoder on arbitrary bytes: never a panic; whatever parses is
-//! decided as asked (each id in normal form), and the answer (of either shape) decodes to one
+//! decided as asked (each id in normal form), and the answer (of any shape) decodes to one
 //! decision per question.
 
 #![no_main]
@@ -58,7 +58,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(decoded.decisions.len(), batch.questions.len());
     for (decision, question) in decoded.decisions.iter().zip(batch.questions.iter()) {
         assert_eq!(decision.dataset_id, question.dataset_id);
-        // A compact answer's decisions name a region set it holds.
+        // A compact answer's decisions name a region set it holds, their reasons texts it holds.
         assert!(decoded.region_sets.is_empty() || (decision.allowed_regions_set as usize) < decoded.region_sets.len());
+        for reason in &decision.reasons {
+            assert!(decoded.reason_texts.is_empty() || (reason.text as usize) < decoded.reason_texts.len());
+        }
     }
 });
