@@ -33,8 +33,8 @@ impl IntentTally {
     }
 
     /// Aggregates counted since the last `take`.
-    fn __len__(&self) -> usize {
-        self.tally.lock().len()
+    fn __len__(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.tally.lock().len())
     }
 
     /// Decisions `start..stop` of `batch`, asked by `caller`, logged at `at` (µs). Counted

@@ -3,10 +3,15 @@
 //!
 //! The decision log's writer adds each written batch's decisions; the access records take the
 //! counts once per flush, as one aggregate per (caller, dataset, operation, region, UTC day)
-//! with its count and first and last time. Names are interned for the interval and the
-//! aggregates kept in one table keyed by numbers: a decision costs one probe of it. A batch's
+//! with its count and first and last time. Names are interned for the interval, and a batch's
 //! datasets come with their nodes in the engine's index (`Batch::nodes`), which lead to their
 //! interned names without reading the names again.
+//!
+//! A decision is appended to a list, not looked up in a table: a table of an interval's
+//! aggregates (tens of thousands) is out of cache by the time the next batch comes, so each
+//! lookup waited for memory. The list is sorted and merged into the aggregates, kept sorted by
+//! key, once it holds as many decisions as there are aggregates (or 65,536): both are read in
+//! order, and each merge costs the decisions since the last one a constant share.
 
 use std::ops::Range;
 
@@ -19,18 +24,27 @@ use crate::policy::Operation;
 /// Microseconds in a UTC day: aggregates are kept per day.
 pub const DAY_US: i64 = 86_400_000_000;
 
-/// What tells aggregates apart: interned dataset, caller and region, the operation and the
-/// day's start (µs since the epoch).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Key {
-    dataset: u32,
-    caller: u32,
-    region: u32,
-    operation: Operation,
-    day: i64,
+/// Decisions kept unmerged at least (2 MiB).
+const MERGED_AFTER: usize = 65_536;
+
+/// Days are kept as their number since the epoch plus this, in 28 bits: every day of an `i64`
+/// of microseconds (±106,751,991) fits.
+const DAY_OFFSET: i64 = 1 << 27;
+
+/// An aggregate's key, packed to sort as one number: interned dataset, caller and region (32
+/// bits each), then the operation (1 bit) and the day (28 bits).
+type Key = u128;
+
+fn key(dataset: u32, caller: u32, region: u32, operation: Operation, day: i64) -> Key {
+    let day = (day + DAY_OFFSET) as u128;
+    let operation = match operation {
+        Operation::Store => 0u128,
+        Operation::Process => 1u128,
+    };
+    (dataset as u128) << 96 | (caller as u128) << 64 | (region as u128) << 32 | operation << 31 | day
 }
 
-/// An aggregate's count with its first and last time (µs).
+/// Counted decisions: `n` at `at` (µs), or an aggregate's count with its first and last time.
 #[derive(Clone, Copy, Debug)]
 struct Counted {
     count: u64,
@@ -38,10 +52,23 @@ struct Counted {
     last: i64,
 }
 
+impl Counted {
+    fn add(&mut self, other: Counted) {
+        self.count += other.count;
+        self.first = self.first.min(other.first);
+        self.last = self.last.max(other.last);
+    }
+}
+
 /// The counts of one interval (see the module doc).
 #[derive(Default)]
 pub struct IntentTally {
-    aggregates: HashMap<Key, Counted>,
+    /// Aggregates, sorted by key, each key once.
+    merged: Vec<(Key, Counted)>,
+    /// Decisions since the last merge, in arrival order.
+    pending: Vec<(Key, Counted)>,
+    /// Where a merge writes (its buffer kept: fresh memory costs more than the merge).
+    spare: Vec<(Key, Counted)>,
     names: HashMap<Box<str>, u32>,
     strings: Vec<Box<str>>,
     /// For batches of engine `engine`: each node's interned dataset id plus one (0: not yet).
@@ -77,30 +104,37 @@ impl Taken {
 }
 
 impl IntentTally {
-    /// Aggregates counted since the last `take`.
-    pub fn len(&self) -> usize {
-        self.aggregates.len()
+    /// Aggregates counted since the last `take` (decisions not merged yet are merged first).
+    pub fn len(&mut self) -> usize {
+        self.merge();
+        self.merged.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.aggregates.is_empty()
+        self.merged.is_empty() && self.pending.is_empty()
     }
 
     /// `n` decisions of `caller` on (`dataset`, `operation`, `region`) at `at` (µs).
     pub fn add(&mut self, caller: &str, dataset: &str, operation: Operation, region: &str, at: i64, n: u64) {
         let (caller, dataset, region) = (self.intern(caller), self.intern(dataset), self.intern(region));
-        self.count(Key { dataset, caller, region, operation, day: at.div_euclid(DAY_US) * DAY_US }, n, at);
+        self.pending.push((
+            key(dataset, caller, region, operation, at.div_euclid(DAY_US)),
+            Counted { count: n, first: at, last: at },
+        ));
+        self.merge_when_due();
     }
 
     /// Decisions `range` of `batch`, all asked by `caller`, at `at` (µs).
     pub fn add_batch(&mut self, caller: &str, batch: &Batch, range: Range<usize>, at: i64) {
         let caller = self.intern(caller);
-        let day = at.div_euclid(DAY_US) * DAY_US;
+        let day = at.div_euclid(DAY_US);
         let (engine, nodes) = batch.nodes();
         if self.engine != Some(engine) {
             self.nodes.clear();
             self.engine = Some(engine);
         }
+        let one = Counted { count: 1, first: at, last: at };
+        self.pending.reserve(range.len());
         // A batch names its regions by their index in the policy's registry: each interned once.
         let mut regions: Vec<(u32, u32)> = Vec::new();
         for (index, question) in batch.questions.iter().enumerate().skip(range.start).take(range.len()) {
@@ -116,29 +150,67 @@ impl IntentTally {
                 Some(&node) if node != NO_NODE => self.node_name(node, question.dataset_id),
                 _ => self.intern(question.dataset_id),
             };
-            self.count(Key { dataset, caller, region, operation: question.operation, day }, 1, at);
+            self.pending.push((key(dataset, caller, region, question.operation, day), one));
         }
+        self.merge_when_due();
     }
 
     /// Everything counted so far; the tally starts again empty (strings included).
     pub fn take(&mut self) -> Taken {
-        let aggregates = std::mem::take(&mut self.aggregates);
-        self.names = HashMap::new();
-        self.nodes = Vec::new();
-        let rows = aggregates
-            .into_iter()
-            .map(|(key, counted)| Row {
-                caller: key.caller,
-                dataset: key.dataset,
-                region: key.region,
-                operation: key.operation,
-                day: key.day,
+        self.merge();
+        let rows = self
+            .merged
+            .iter()
+            .map(|&(key, counted)| Row {
+                dataset: (key >> 96) as u32,
+                caller: (key >> 64) as u32,
+                region: (key >> 32) as u32,
+                operation: if key >> 31 & 1 == 0 { Operation::Store } else { Operation::Process },
+                day: ((key & 0x7fff_ffff) as i64 - DAY_OFFSET) * DAY_US,
                 count: counted.count,
                 first: counted.first,
                 last: counted.last,
             })
             .collect();
-        Taken { strings: std::mem::take(&mut self.strings), rows }
+        let taken = Taken { strings: std::mem::take(&mut self.strings), rows };
+        *self = IntentTally::default();
+        taken
+    }
+
+    fn merge_when_due(&mut self) {
+        if self.pending.len() >= MERGED_AFTER.max(self.merged.len()) {
+            self.merge();
+        }
+    }
+
+    /// The pending decisions sorted, and merged with the aggregates in one ordered pass.
+    fn merge(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        self.pending.sort_unstable_by_key(|&(key, _)| key);
+        let mut out = std::mem::take(&mut self.spare);
+        out.clear();
+        out.reserve(self.merged.len() + self.pending.len());
+        let mut merged = self.merged.iter().copied().peekable();
+        for &(key, counted) in &self.pending {
+            while let Some(older) = merged.next_if(|&(existing, _)| existing < key) {
+                out.push(older);
+            }
+            match out.last_mut() {
+                Some((last, aggregate)) if *last == key => aggregate.add(counted),
+                _ => {
+                    let mut aggregate = counted;
+                    if let Some((_, existing)) = merged.next_if(|&(existing, _)| existing == key) {
+                        aggregate.add(existing);
+                    }
+                    out.push((key, aggregate));
+                }
+            }
+        }
+        out.extend(merged);
+        self.pending.clear();
+        self.spare = std::mem::replace(&mut self.merged, out);
     }
 
     /// The interned id of the dataset of `node` (named `name`) in the current engine's index.
@@ -163,17 +235,6 @@ impl IntentTally {
         self.strings.push(name.into());
         self.names.insert(name.into(), index);
         index
-    }
-
-    fn count(&mut self, key: Key, n: u64, at: i64) {
-        self.aggregates
-            .entry(key)
-            .and_modify(|counted| {
-                counted.count += n;
-                counted.first = counted.first.min(at);
-                counted.last = counted.last.max(at);
-            })
-            .or_insert(Counted { count: n, first: at, last: at });
     }
 }
 
@@ -246,5 +307,42 @@ mod tests {
         let mut tally = IntentTally::default();
         tally.add("c", "d", Operation::Store, "r", -1, 1);
         assert_eq!(tally.take().rows[0].day, -DAY_US);
+    }
+
+    #[test]
+    fn merges_keep_every_aggregate_as_counting_one_by_one_would() {
+        let mut tally = IntentTally::default();
+        type Counts = std::collections::HashMap<(String, String, u8, String, i64), (u64, i64, i64)>;
+        let mut model = Counts::new();
+        let base = 20_000 * DAY_US;
+        for i in 0..200_000i64 {
+            let (caller, dataset) = (format!("c{}", i % 7), format!("d{}", (i * 7919) % 30_011));
+            let operation = if i % 2 == 0 { Operation::Store } else { Operation::Process };
+            let region = format!("r{}", i % 3);
+            let at = base + (i % 5) * (DAY_US / 2) - i;
+            let n = 1 + (i % 3) as u64;
+            tally.add(&caller, &dataset, operation, &region, at, n);
+            let entry = model
+                .entry((caller, dataset, operation as u8, region, at.div_euclid(DAY_US) * DAY_US))
+                .or_insert((0, at, at));
+            *entry = (entry.0 + n, entry.1.min(at), entry.2.max(at));
+            if i == 100_000 {
+                assert_eq!(tally.len(), model.len());
+            }
+        }
+        assert_eq!(tally.len(), model.len());
+        let taken = tally.take();
+        let mut got = rows(&taken);
+        let mut want: Vec<Named<'_>> = model
+            .iter()
+            .map(|((caller, dataset, operation, region, day), &(count, first, last))| {
+                let operation =
+                    if *operation == Operation::Store as u8 { Operation::Store } else { Operation::Process };
+                (caller.as_str(), dataset.as_str(), operation, region.as_str(), *day, count, first, last)
+            })
+            .collect();
+        want.sort_by_key(|r| (r.0, r.1, r.2 as u8, r.3, r.4));
+        got.sort_by_key(|r| (r.0, r.1, r.2 as u8, r.3, r.4));
+        assert_eq!(got, want);
     }
 }
