@@ -14,7 +14,8 @@ less, so the cost is given from both:
    personal data, so they are observed violations, each written before its answer) POSTed
    over HTTP one at a time, as a pipeline's client sends them (`--clients` clients at once:
    several pipelines).
-2. RecordLineage: the same runs as unary gRPC calls.
+2. RecordLineage: the same runs as unary gRPC calls (with the CPU per run of each thread:
+   the event loop, the SQLite writer and readers, the decision log's writer, ...).
 3. BatchDecide over gRPC (1,000 questions per call, logged): the router path the decision
    log's intent counting adds to.
 4. GetAccessPatterns on a dataset that `--actors` actors read (each on 1-3 days), p50/p99
@@ -37,9 +38,11 @@ import asyncio
 import json
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -178,6 +181,23 @@ async def batch_decide(channel: grpc.aio.Channel, calls: int) -> float:
     return calls * 1000 / (time.perf_counter() - began)
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds so far of this process's threads, summed by name ("event loop" for the main
+    thread; a pool's threads under the pool's name)."""
+    names = {thread.native_id: re.sub(r"(_\d+|:.*| \(.*\))$", "", thread.name) for thread in threading.enumerate()}
+    names[os.getpid()] = "event loop"
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        name = names.get(int(tid), "other")
+        totals[name] = totals.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 async def timed(phase) -> tuple[float, float]:
     """(rate, CPU seconds) of one phase: `phase()` returns its rate."""
     cpu = time.process_time()
@@ -196,7 +216,15 @@ async def one_round(
             batch = [run_event(i, rng, violation_share) for i in range(events)]
             await ingest_http(running, batch[:50])  # warm up
             http_rate, http_cpu = await timed(lambda: ingest_http(running, batch[50:], clients))
+            threads = thread_cpu()
             grpc_rate, grpc_cpu = await timed(lambda: ingest_grpc(channel, batch, clients))
+            by_thread = {name: (cpu - threads.get(name, 0.0)) * 1000 / len(batch) for name, cpu in thread_cpu().items()}
+            print(
+                f"  RecordLineage CPU per run by thread, access {'on' if access else 'off'}: "
+                + ", ".join(f"{name} {ms:.3f} ms" for name, ms in sorted(by_thread.items(), key=lambda i: -i[1]) if ms)
+                + f" (load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
             decide_rate, decide_cpu = await timed(lambda: batch_decide(channel, decide_calls))
             # What the periodic flush does for these records, charged to them.
             flush_cpu = time.process_time()
