@@ -127,17 +127,29 @@ class LogLane:
     ) -> tuple[list[tuple[bytes, DecisionIds, int]], int, list[tuple[tuple[str, str, int, str], int]]]: ...
 
 class UnaryDecider:
-    def __init__(self, engine: Engine[Any], lane: LogLane, clock: Callable[[], int] | None = None) -> None: ...
+    def __init__(
+        self, engine: Engine[Any], lane: LogLane, undecided: Callable[..., Any], clock: Callable[[], int] | None = None
+    ) -> None: ...
     def set_view(self, catalog_revision: int, fresh_for: float, /) -> None: ...
     def decide(
+        self,
+        dataset_id: str,
+        op: Any,
+        region: str,
+        context: Mapping[str, str] | None = None,
+        *,
+        caller: str = "",
+    ) -> Any: ...
+    def decide_as(
         self,
         dataset_id: str,
         operation: Any,
         region: str,
         caller: str,
-        context: list[tuple[str, str]] | None = None,
-        stale: str | None = None,
-    ) -> UnaryDecision | None: ...
+        facts: list[tuple[str, str]] | None,
+        stale: str,
+        /,
+    ) -> UnaryDecision: ...
     def route(
         self, dataset_id: str, operation: Any, candidates: list[str], caller: str, stale: str | None = None
     ) -> tuple[int, int, UnaryDecision] | None: ...

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from types import MappingProxyType
-from typing import overload
+from typing import Any, overload
 
 from domicile.catalog.model import Change, ChangeKind, Dataset, Edge, ResidencySnapshot, from_micros, to_micros
 from domicile.catalog.regions import RegionRegistry
@@ -276,14 +276,16 @@ class Engine:
         except _engine.UnknownRegion as exc:
             raise invalid_field(exc.args[0], exc.args[1]) from None
 
-    def unary_decider(self, lane: LogLane, clock: Callable[[], int] | None) -> _engine.UnaryDecider:
+    def unary_decider(
+        self, lane: LogLane, undecided: Callable[..., Any], clock: Callable[[], int] | None
+    ) -> _engine.UnaryDecider:
         """The binding's `UnaryDecider` over this engine (router/_engine.pyi, crates/engine-py): a
         question asked alone decided and its decision queued on `lane` for the decision log, in
-        one call with few arguments -- the router's Decide path, where a Python layer would cost
-        as much as the decision. It takes an `Operation`, reads the decide time from `clock`
-        (microseconds; None: the system clock) and raises the binding's UnknownRegion and
-        LogRefused."""
-        return _engine.UnaryDecider(self._core, lane, clock)
+        one call from Python -- the router's Decide path, where a Python layer would cost as
+        much as the decision. It takes an `Operation`, reads the decide time from `clock`
+        (microseconds; None: the system clock), hands what its `decide` cannot decide alone to
+        `undecided` and raises the binding's UnknownRegion and LogRefused."""
+        return _engine.UnaryDecider(self._core, lane, undecided, clock)
 
     def check_job(
         self,

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from domicile.callslots import slots_given_back
 from domicile.catalog.model import to_micros
@@ -118,6 +118,34 @@ utc_clock: Clock = functools.partial(datetime.now, UTC)
 
 # What the engine's unary decider makes (see `Router._made`).
 _Made = TypeVar("_Made")
+
+
+class Decide(Protocol):
+    """`Router.decide`: may `op` happen on `dataset_id` in `region`, asked by `caller`? Always a
+    logged decision (with the caller's `context`, see `caller_context`): an unknown dataset is
+    DENY / UNKNOWN_DATASET, a stale view DENY / STALE_CATALOG. An unknown region raises
+    INVALID_ARGUMENT (field `region`).
+
+    The decision is queued for the log, not yet on disk: an answer made of it waits for
+    `Router.logged()` (with the durable log, until the decision is written and fsynced). It is
+    counted in the metrics (`domicile.telemetry.decisions`) when the log takes it.
+
+    It is the engine's unary decider's call (`UnaryDecider.decide`, crates/engine-py): one call
+    decides and queues the decision on the engine's lane, which the log writer drains
+    (rendering the entries then, off the caller's thread), and answers with the engine's
+    `UnaryDecision`, whose fields are read when asked. What it cannot decide alone it hands to
+    the router (`Router._undecided`)."""
+
+    def __call__(
+        self,
+        dataset_id: str,
+        op: Operation,
+        region: str,
+        context: Mapping[str, str] | None = None,
+        *,
+        caller: str = "",
+    ) -> UnaryDecisionFields: ...
+
 
 # How long a ListViolations may judge before it answers (with what is judged so far): the
 # first read after a start would otherwise wait for the whole catalog.
@@ -239,9 +267,9 @@ class Router:
         options = decision_log.options
         self._lane = lane = LogLane(self._id_prefix, options.line_decisions, options.max_queue, decision_log.wake)
         decision_log.attach_lane(lane, lambda: count_decisions(lane_counts(lane)))
-        self._decider = engine.unary_decider(self._lane, _micros_clock(clock))
+        self._decider = engine.unary_decider(self._lane, self._undecided, _micros_clock(clock))
         follower.publish_view(self._decider.set_view)
-        self._decide = self._decider.decide
+        self.decide: Decide = self._decider.decide
         self._closed = False
         self._summary: tuple[tuple[int, int], DatasetSummary] | None = None
 
@@ -448,37 +476,13 @@ class Router:
             with slots_given_back():
                 await self._log.flush()
 
-    def decide(
-        self,
-        dataset_id: str,
-        op: Operation,
-        region: str,
-        context: Mapping[str, str] | None = None,
-        *,
-        caller: str = "",
+    def _undecided(
+        self, dataset_id: str, op: Operation, region: str, context: Mapping[str, str] | None, caller: str
     ) -> UnaryDecisionFields:
-        """May `op` happen on `dataset_id` in `region`, asked by `caller`? Always a logged
-        decision (with the caller's `context`, see `caller_context`): an unknown dataset is
-        DENY / UNKNOWN_DATASET, a stale view DENY / STALE_CATALOG. An unknown region raises
-        INVALID_ARGUMENT (field `region`).
-
-        The decision is queued for the log, not yet on disk: an answer made of it waits for
-        `logged()` (with the durable log, until the decision is written and fsynced). It is
-        counted in the metrics (`domicile.telemetry.decisions`) when the log takes it.
-
-        One engine call decides and queues the decision on the engine's lane, which the log
-        writer drains (rendering the entries then, off the caller's thread); the answer is the engine's `UnaryDecision`, whose fields are
-        read when asked."""
+        """`decide` where the engine's call alone did not decide (see `Decide`): a context to
+        log, the view's freshness run out, an unknown region, or the lane refusing."""
         facts = list(logged_caller_context(context).items()) if context else None
-        try:
-            decision = self._decide(dataset_id, op, region, caller, facts)
-        except UnknownRegion as exc:
-            raise invalid_field(exc.args[0], exc.args[1]) from None
-        except LogRefused:
-            decision = None
-        if decision is None:
-            return self._made(lambda stale: self._decide(dataset_id, op, region, caller, facts, stale), None)
-        return decision
+        return self._made(lambda stale: self._decider.decide_as(dataset_id, op, region, caller, facts, stale), None)
 
     def _made(self, make: Callable[[str], _Made | None], first: _Made | None) -> _Made:
         """What the engine's unary decider made: `first` (its first try, None when it made

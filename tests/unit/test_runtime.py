@@ -159,19 +159,44 @@ async def test_a_view_that_cannot_be_confirmed_fails_closed_and_recovers(started
 
 async def test_the_engine_asks_the_follower_once_the_views_freshness_ran_out(started):
     # The engine's decider holds the view's revision and freshness as the follower published
-    # them; past that freshness it decides nothing until the follower says whether the view is
-    # stale (then DENY / STALE_CATALOG) or fresh after all (a real decision).
+    # them; past that freshness its `decide` hands the question to the router, which asks the
+    # follower whether the view is stale (then DENY / STALE_CATALOG) or fresh after all (a
+    # real decision).
     app, router = started
     revision = await upsert(app, "s3://a", locations=[US])
     decider = router._decider
     decider.set_view(revision, 0.0)  # ran out, while the follower still finds the view fresh
-    assert decider.decide("s3://a", Operation.STORE, US, "alice") is None
     decision = router.decide("s3://a", Operation.STORE, US, caller="alice")
     assert decision.outcome is Outcome.ALLOW and decision.catalog_revision == revision
-    stale = decider.decide("s3://a", Operation.STORE, US, "alice", None, "fail closed: asked")
+    stale = decider.decide_as("s3://a", Operation.STORE, US, "alice", None, "fail closed: asked")
     assert [(r.code, r.message) for r in stale.reasons] == [(ReasonCode.STALE_CATALOG, "fail closed: asked")]
     ids = [decision.decision_id, stale.decision_id]
     assert ids == [f"{ids[0][:-10]}{int(ids[0][-10:], 16) + n:010x}" for n in range(2)]  # one counter
+
+
+async def test_the_engines_decide_hands_what_it_cannot_decide_alone_to_the_router(started):
+    app, router = started
+    revision = await upsert(app, "s3://a", locations=[US])
+    asked = []
+
+    def undecided(*question):
+        asked.append(question)
+        return "the router's"
+
+    decider = router._engine.unary_decider(router._lane, undecided, None)
+    decider.set_view(revision, 0.0)
+    assert decider.decide("s3://a", Operation.STORE, US, caller="alice") == "the router's"  # freshness ran out
+    decider.set_view(revision, 60.0)
+    assert decider.decide("s3://a", Operation.STORE, US, {"dag": "d"}) == "the router's"  # facts to log
+    assert decider.decide("s3://a", Operation.STORE, "aws:nowhere-9") == "the router's"  # its error to raise
+    assert asked == [
+        ("s3://a", Operation.STORE, US, None, "alice"),
+        ("s3://a", Operation.STORE, US, {"dag": "d"}, ""),
+        ("s3://a", Operation.STORE, "aws:nowhere-9", None, ""),
+    ]
+    decision = decider.decide("s3://a", Operation.STORE, US, {}, caller="bob")
+    assert (decision.outcome, decision.caller, decision.catalog_revision) == (Outcome.ALLOW, "bob", revision)
+    assert len(asked) == 3
 
 
 async def test_a_local_write_not_yet_applied_fails_closed_until_caught_up(tmp_path):

@@ -1,4 +1,5 @@
-//! `UnaryDecider`: the router's Decide in one call with few arguments. It holds what every
+//! `UnaryDecider`: the router's Decide in one call from Python (`Router.decide` is its
+//! `decide`), Route and CheckJob likewise. It holds what every
 //! question asked alone shares -- the engine, the decision log's lane (which numbers the
 //! decisions), the catalog revision the index reflects and until when that view is fresh, the
 //! clock -- so that a call passes only the question and who asks.
@@ -11,6 +12,7 @@ use domicile_engine::policy::{CompiledPolicy, Operation};
 use domicile_engine::unary::{Decided, Head, NotDecided, Queued, Refusal, Request};
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
@@ -30,17 +32,20 @@ pub struct UnaryDecider {
     view: Mutex<View>,
     /// Microseconds since the Unix epoch (None: the system clock).
     clock: Option<Py<PyAny>>,
+    /// Decides what `decide` does not (see there).
+    undecided: Py<PyAny>,
 }
 
 #[pymethods]
 impl UnaryDecider {
     /// Decisions of `engine` queued on `lane`; `clock`, if given, is called for each decide time
-    /// (microseconds since the Unix epoch). The view is stale until `set_view` says otherwise.
+    /// (microseconds since the Unix epoch); `undecided` decides what `decide` does not. The
+    /// view is stale until `set_view` says otherwise.
     #[new]
-    #[pyo3(signature = (engine, lane, clock=None))]
-    fn new(engine: Py<Engine>, lane: Py<LogLane>, clock: Option<Py<PyAny>>) -> UnaryDecider {
+    #[pyo3(signature = (engine, lane, undecided, clock=None))]
+    fn new(engine: Py<Engine>, lane: Py<LogLane>, undecided: Py<PyAny>, clock: Option<Py<PyAny>>) -> UnaryDecider {
         let view = View { catalog_revision: 0, fresh_until: Instant::now() };
-        UnaryDecider { engine, lane, view: Mutex::new(view), clock }
+        UnaryDecider { engine, lane, view: Mutex::new(view), clock, undecided }
     }
 
     /// The index reflects `catalog_revision`, and the view is fresh for `fresh_for` seconds
@@ -52,48 +57,63 @@ impl UnaryDecider {
         *self.view.lock() = View { catalog_revision, fresh_until: now + fresh_for };
     }
 
-    /// Decides one question and queues its decision for the decision log: the decision, or
-    /// None -- nothing decided -- when the view's freshness ran out and `stale` was not given:
-    /// the caller then asks again with `stale`, '' when it finds the view fresh after all, else
-    /// the message of the DENY / STALE_CATALOG. `context`: the facts logged with the decision.
-    /// Raises UnknownRegion (field `region`), or LogRefused when the lane takes no decision now.
-    #[allow(clippy::too_many_arguments)] // (six from Python, besides `self` and `py`)
-    #[pyo3(signature = (dataset_id, operation, region, caller, context=None, stale=None))]
+    /// The router's Decide (`Router.decide`): the decision on one question, made and queued
+    /// for the decision log here when it can be -- no `context`, the view fresh, the region
+    /// known, the lane taking it. Anything else goes to `undecided(dataset_id, op,
+    /// region, context, caller)` (the router's own path: the follower's word on the view, the
+    /// log's on the lane, the context's facts, the errors), whose answer is returned.
+    #[pyo3(signature = (dataset_id, op, region, context=None, *, caller=None))]
     fn decide<'py>(
+        &self,
+        py: Python<'py>,
+        dataset_id: Bound<'py, PyString>,
+        op: Bound<'py, PyAny>,
+        region: Bound<'py, PyString>,
+        context: Option<Bound<'py, PyAny>>,
+        caller: Option<Bound<'py, PyString>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let caller = caller.unwrap_or_else(|| intern!(py, "").clone());
+        let alone = match &context {
+            Some(context) => !context.is_truthy()?,
+            None => true,
+        };
+        if alone {
+            if let Some(decision) = self.decided(py, &dataset_id, &op, &region, &caller, None, None)? {
+                return Ok(Bound::new(py, decision)?.into_any());
+            }
+        }
+        let context = context.unwrap_or_else(|| py.None().into_bound(py));
+        self.undecided.bind(py).call1((dataset_id, op, region, context, caller))
+    }
+
+    /// Decides one question and queues its decision for the decision log, the view's
+    /// freshness as the caller found it: `stale` is '' for a fresh view, else the message of
+    /// the DENY / STALE_CATALOG. `facts`: the context logged with the decision. Raises
+    /// UnknownRegion (field `region`), or LogRefused when the lane takes no decision now.
+    #[allow(clippy::too_many_arguments)] // (six from Python, besides `self` and `py`)
+    fn decide_as<'py>(
         &self,
         py: Python<'py>,
         dataset_id: Bound<'py, PyString>,
         operation: Bound<'py, PyAny>,
         region: Bound<'py, PyString>,
         caller: Bound<'py, PyString>,
-        context: Option<Vec<(String, String)>>,
-        stale: Option<&str>,
-    ) -> PyResult<Option<UnaryDecision>> {
-        let Some(catalog_revision) = self.catalog_revision(stale) else { return Ok(None) };
-        let engine = self.engine.get();
-        let op = engine.operation_of(&operation)?;
-        let request = Request {
-            now: self.now(py)?,
-            stale: stale.filter(|message| !message.is_empty()),
-            kind: "decide",
-            caller: caller.to_str()?,
-            catalog_revision,
-            context: context.as_deref().unwrap_or_default(),
-        };
-        let state = engine.core.read();
-        let decided = state.decide_queued(&self.lane.get().lane, &request, dataset_id.to_str()?, op, region.to_str()?);
-        let decided = decided.map_err(not_decided)?;
-        let decision = self.decision(py, &state.policy, &request, &decided, &dataset_id, &operation, &region, &caller);
-        drop(state);
-        self.woken(py, decided.first)?;
-        Ok(Some(decision))
+        facts: Option<Vec<(String, String)>>,
+        stale: &str,
+    ) -> PyResult<UnaryDecision> {
+        let decided = self.decided(py, &dataset_id, &operation, &region, &caller, facts.as_deref(), Some(stale));
+        match decided {
+            Ok(Some(decision)) => Ok(decision),
+            Ok(None) => unreachable!("a decision whose freshness is given is made or refused"),
+            Err(error) => Err(error),
+        }
     }
 
     /// A Route, its decision queued for the decision log: `(chosen, decided, decision)` with
     /// `chosen` the index of the first candidate where `operation` is allowed (-1 when none is)
     /// and `decided` the candidate the decision is for (that one, else the first; the first
-    /// when the view is stale). None, UnknownRegion (field `candidates[i]`) and LogRefused as
-    /// `decide`.
+    /// when the view is stale). None when the view's freshness ran out and `stale` was not
+    /// given; UnknownRegion (field `candidates[i]`) and LogRefused as `decide_as`.
     #[pyo3(signature = (dataset_id, operation, candidates, caller, stale=None))]
     fn route<'py>(
         &self,
@@ -130,7 +150,7 @@ impl UnaryDecider {
     /// A job's pre-flight check (see `Engine.check_job`): its decisions, numbered but not
     /// queued -- `log` queues them, once the answer made of them can be sent. Fail closed
     /// (every decision DENY / STALE_CATALOG) with `stale`. None and UnknownRegion (fields
-    /// `run_region`, `output_region`) as `decide`.
+    /// `run_region`, `output_region`) as `route`.
     #[allow(clippy::too_many_arguments)] // (eight from Python, besides `self` and `py`)
     #[pyo3(signature = (inputs, outputs, run_region, output_region, transform, job, caller, stale=None))]
     fn check_job<'py>(
@@ -233,6 +253,44 @@ impl UnaryDecider {
 }
 
 impl UnaryDecider {
+    /// A decision made and queued, or None when the view's freshness ran out and `stale` was
+    /// not given (or, without `stale`, when the region is unknown or the lane refuses: the
+    /// caller then asks with it, and hears why).
+    #[allow(clippy::too_many_arguments)]
+    fn decided<'py>(
+        &self,
+        py: Python<'py>,
+        dataset_id: &Bound<'py, PyString>,
+        operation: &Bound<'py, PyAny>,
+        region: &Bound<'py, PyString>,
+        caller: &Bound<'py, PyString>,
+        facts: Option<&[(String, String)]>,
+        stale: Option<&str>,
+    ) -> PyResult<Option<UnaryDecision>> {
+        let Some(catalog_revision) = self.catalog_revision(stale) else { return Ok(None) };
+        let engine = self.engine.get();
+        let op = engine.operation_of(operation)?;
+        let request = Request {
+            now: self.now(py)?,
+            stale: stale.filter(|message| !message.is_empty()),
+            kind: "decide",
+            caller: caller.to_str()?,
+            catalog_revision,
+            context: facts.unwrap_or_default(),
+        };
+        let state = engine.core.read();
+        let decided =
+            match state.decide_queued(&self.lane.get().lane, &request, dataset_id.to_str()?, op, region.to_str()?) {
+                Ok(decided) => decided,
+                Err(_) if stale.is_none() => return Ok(None),
+                Err(not) => return Err(not_decided(not)),
+            };
+        let decision = self.decision(py, &state.policy, &request, &decided, dataset_id, operation, region, caller);
+        drop(state);
+        self.woken(py, decided.first)?;
+        Ok(Some(decision))
+    }
+
     /// The catalog revision of the view decisions are made from; None when its freshness ran
     /// out and `stale` (the caller's verdict on it) was not given.
     fn catalog_revision(&self, stale: Option<&str>) -> Option<i64> {

@@ -9,8 +9,8 @@
 //! count) then. Entries are format 3 (see `log_entry`), as a BatchDecide's are.
 //!
 //! The lane refuses decisions while the log cannot take them (`set_refusing`) and when it holds
-//! `max_queue` decisions (the log's backpressure): a decision is made only once it is sure to
-//! be queued.
+//! `max_queue` decisions (the log's backpressure): a decision -- its id, its place in the log --
+//! is made only as the lane takes it, so a refusal leaves nothing decided.
 //!
 //! The lane numbers the decisions: each one queued takes the next counter of its decision id,
 //! and decisions logged another way draw theirs from it too (`take_ids`), so that one counter
@@ -214,12 +214,11 @@ impl State {
         region: &str,
     ) -> Result<Decided, NotDecided> {
         let region = self.region("region", region).map_err(NotDecided::UnknownRegion)?;
-        lane.admit().map_err(NotDecided::Refused)?;
         let judgement = match request.stale {
             Some(message) => Arc::new(Judgement::new(self.stale_verdict(message))),
             None => self.judge(dataset_id, operation, region, request.now),
         };
-        Ok(self.queue(lane, request, dataset_id, operation, region, judgement))
+        self.queue(lane, request, dataset_id, operation, region, judgement)
     }
 
     /// A Route (see `State::route`), its decision queued on `lane`; fail closed, the decision
@@ -237,13 +236,12 @@ impl State {
         for (i, candidate) in candidates.iter().enumerate() {
             regions.push(self.region(&format!("candidates[{i}]"), candidate).map_err(NotDecided::UnknownRegion)?);
         }
-        lane.admit().map_err(NotDecided::Refused)?;
         let Routed { chosen, decided, verdict } = match request.stale {
             Some(message) => Routed { chosen: None, decided: 0, verdict: self.stale_verdict(message) },
             None => self.route(dataset_id, operation, &regions, request.now),
         };
         let region = regions.get(decided).copied().unwrap_or_default();
-        let decision = self.queue(lane, request, dataset_id, operation, region, Arc::new(Judgement::new(verdict)));
+        let decision = self.queue(lane, request, dataset_id, operation, region, Arc::new(Judgement::new(verdict)))?;
         Ok(RoutedQueued { chosen, decided, decision })
     }
 
@@ -303,8 +301,8 @@ impl State {
         operation: Operation,
         region: u32,
         judgement: Arc<Judgement>,
-    ) -> Decided {
-        let (id, first) = lane.push(&Queued {
+    ) -> Result<Decided, NotDecided> {
+        let queued = lane.push(&Queued {
             head: Head {
                 kind: request.kind,
                 caller: request.caller,
@@ -318,7 +316,8 @@ impl State {
             judgement: &judgement,
             decide_time: request.now,
         });
-        Decided { judgement, id, first }
+        let (id, first) = queued.map_err(NotDecided::Refused)?;
+        Ok(Decided { judgement, id, first })
     }
 }
 
@@ -351,13 +350,14 @@ impl LogLane {
         self.lane.lock().refusing = refusing;
     }
 
-    /// Queues one decision: its decision id's counter, and true when the lane held none before
-    /// (the writer may be waiting for work).
-    pub fn push(&self, decision: &Queued<'_>) -> (u64, bool) {
+    /// Queues one decision, numbered next: its decision id's counter, and true when the lane
+    /// held none before (the writer may be waiting for work). Refused as `admit` refuses.
+    pub fn push(&self, decision: &Queued<'_>) -> Result<(u64, bool), Refusal> {
         let mut lane = self.lane.lock();
+        lane.admit()?;
         let counter = lane.next_id;
         lane.next_id += 1;
-        (counter, lane.push(counter, decision))
+        Ok((counter, lane.push(counter, decision)))
     }
 
     /// Queues a decision made before, numbered `counter` (drawn by `take_ids`): true when the
@@ -643,6 +643,7 @@ mod tests {
                 judgement,
                 decide_time: 0,
             })
+            .expect("room in the lane")
             .1
         })
     }
