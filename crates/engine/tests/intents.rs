@@ -5,26 +5,12 @@ mod common;
 
 use domicile_engine::intents::{IntentTally, DAY_US};
 use domicile_engine::policy::Operation;
-use domicile_engine::wire::proto;
 use domicile_engine::{Change, Engine};
-use prost::Message;
 
 const NOW: i64 = 20_000 * DAY_US + 5;
 
 fn request(items: &[(&str, i32, &str)]) -> Vec<u8> {
-    proto::BatchDecideRequest {
-        requests: items
-            .iter()
-            .map(|&(dataset_id, operation, region)| proto::DecideRequest {
-                dataset_id: dataset_id.into(),
-                operation,
-                region: region.into(),
-                context: Default::default(),
-            })
-            .collect(),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    common::request_shaped(items, Default::default())
 }
 
 fn engine() -> Engine {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::request_shaped;
 use domicile_engine::policy::Operation;
 use domicile_engine::wire::{parse_batch, proto, AnswerShape, BatchError, FieldViolation};
 use domicile_engine::{Change, Engine};
@@ -12,23 +13,6 @@ const NOW: i64 = 1_700_000_000_123_456;
 
 fn request(items: &[(&str, i32, &str)]) -> Vec<u8> {
     request_shaped(items, AnswerShape::default())
-}
-
-fn request_shaped(items: &[(&str, i32, &str)], shape: AnswerShape) -> Vec<u8> {
-    proto::BatchDecideRequest {
-        shared_region_sets: shape.shared_region_sets,
-        shared_reason_texts: shape.shared_reason_texts,
-        requests: items
-            .iter()
-            .map(|&(dataset_id, operation, region)| proto::DecideRequest {
-                dataset_id: dataset_id.into(),
-                operation,
-                region: region.into(),
-                context: Default::default(),
-            })
-            .collect(),
-    }
-    .encode_to_vec()
 }
 
 #[test]

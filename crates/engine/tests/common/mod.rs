@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use domicile_engine::wire::{proto, AnswerShape};
 use domicile_engine::{Change, CompiledPolicy, Engine};
+use prost::Message;
 
 /// Dataset ids of the generated catalogs.
 pub const NODES: [&str; 10] = ["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"];
@@ -157,4 +159,22 @@ fn catalog(changes: &[Change]) -> Vec<Change> {
         recorded,
     }));
     batch
+}
+
+/// A BatchDecide request of (dataset id, operation, region) questions, in the wire format.
+pub fn request_shaped(items: &[(&str, i32, &str)], shape: AnswerShape) -> Vec<u8> {
+    proto::BatchDecideRequest {
+        shared_region_sets: shape.shared_region_sets,
+        shared_reason_texts: shape.shared_reason_texts,
+        requests: items
+            .iter()
+            .map(|&(dataset_id, operation, region)| proto::DecideRequest {
+                dataset_id: dataset_id.into(),
+                operation,
+                region: region.into(),
+                context: Default::default(),
+            })
+            .collect(),
+    }
+    .encode_to_vec()
 }
