@@ -124,17 +124,9 @@ impl UnaryDecider {
         caller: Bound<'py, PyString>,
         stale: Option<&str>,
     ) -> PyResult<Option<(i64, usize, UnaryDecision)>> {
-        let Some(catalog_revision) = self.catalog_revision(stale) else { return Ok(None) };
+        let Some(request) = self.request(py, "route", &caller, stale, &[])? else { return Ok(None) };
         let engine = self.engine.get();
         let op = engine.operation_of(&operation)?;
-        let request = Request {
-            now: self.now(py)?,
-            stale: stale.filter(|message| !message.is_empty()),
-            kind: "route",
-            caller: caller.to_str()?,
-            catalog_revision,
-            context: &[],
-        };
         let names = candidates.iter().map(|c| c.to_str()).collect::<PyResult<Vec<&str>>>()?;
         let state = engine.core.read();
         let routed = state.route_queued(&self.lane.get().lane, &request, dataset_id.to_str()?, op, &names);
@@ -165,16 +157,8 @@ impl UnaryDecider {
         caller: Bound<'py, PyString>,
         stale: Option<&str>,
     ) -> PyResult<Option<Vec<UnaryDecision>>> {
-        let Some(catalog_revision) = self.catalog_revision(stale) else { return Ok(None) };
+        let Some(request) = self.request(py, "check_job", &caller, stale, &[])? else { return Ok(None) };
         let engine = self.engine.get();
-        let request = Request {
-            now: self.now(py)?,
-            stale: stale.filter(|message| !message.is_empty()),
-            kind: "check_job",
-            caller: caller.to_str()?,
-            catalog_revision,
-            context: &[],
-        };
         let texts = |ids: &[Bound<'py, PyString>]| -> PyResult<Vec<String>> {
             ids.iter().map(|id| Ok(id.to_str()?.to_owned())).collect()
         };
@@ -267,17 +251,11 @@ impl UnaryDecider {
         facts: Option<&[(String, String)]>,
         stale: Option<&str>,
     ) -> PyResult<Option<UnaryDecision>> {
-        let Some(catalog_revision) = self.catalog_revision(stale) else { return Ok(None) };
+        let Some(request) = self.request(py, "decide", caller, stale, facts.unwrap_or_default())? else {
+            return Ok(None);
+        };
         let engine = self.engine.get();
         let op = engine.operation_of(operation)?;
-        let request = Request {
-            now: self.now(py)?,
-            stale: stale.filter(|message| !message.is_empty()),
-            kind: "decide",
-            caller: caller.to_str()?,
-            catalog_revision,
-            context: facts.unwrap_or_default(),
-        };
         let state = engine.core.read();
         let decided =
             match state.decide_queued(&self.lane.get().lane, &request, dataset_id.to_str()?, op, region.to_str()?) {
@@ -291,14 +269,32 @@ impl UnaryDecider {
         Ok(Some(decision))
     }
 
-    /// The catalog revision of the view decisions are made from; None when its freshness ran
-    /// out and `stale` (the caller's verdict on it) was not given.
-    fn catalog_revision(&self, stale: Option<&str>) -> Option<i64> {
-        let view = self.view.lock();
-        if stale.is_none() && Instant::now() >= view.fresh_until {
-            return None;
-        }
-        Some(view.catalog_revision)
+    /// A request of `kind` from `caller`, made from the view's catalog revision at the decide
+    /// time; None when the view's freshness ran out and `stale` (the caller's verdict on it) was
+    /// not given.
+    fn request<'a>(
+        &self,
+        py: Python<'_>,
+        kind: &'a str,
+        caller: &'a Bound<'_, PyString>,
+        stale: Option<&'a str>,
+        context: &'a [(String, String)],
+    ) -> PyResult<Option<Request<'a>>> {
+        let catalog_revision = {
+            let view = self.view.lock();
+            if stale.is_none() && Instant::now() >= view.fresh_until {
+                return Ok(None);
+            }
+            view.catalog_revision
+        };
+        Ok(Some(Request {
+            now: self.now(py)?,
+            stale: stale.filter(|message| !message.is_empty()),
+            kind,
+            caller: caller.to_str()?,
+            catalog_revision,
+            context,
+        }))
     }
 
     /// The decide time: microseconds since the Unix epoch.
