@@ -640,7 +640,6 @@ class Router:
         ]
         if decisions:
             self._log_decisions(decisions, "observed_flow", self._engine.policy.content_hash, context)
-        if decisions:
             await self.logged()
         return decisions
 
