@@ -118,6 +118,7 @@ utc_clock: Clock = functools.partial(datetime.now, UTC)
 
 # What the engine's unary decider makes (see `Router._made`).
 _Made = TypeVar("_Made")
+_T = TypeVar("_T")
 
 
 class Decide(Protocol):
@@ -493,14 +494,25 @@ class Router:
         INVALID_ARGUMENT, its field named."""
         made = first
         while made is None:
-            stale = self._follower.stale_reason()
             try:
-                made = make(f"fail closed: {stale}" if stale else "")
+                made = self._until_queued(lambda: make(self._stale_message() or ""))
             except UnknownRegion as exc:
                 raise invalid_field(exc.args[0], exc.args[1]) from None
-            except LogRefused as refused:  # nothing decided: say why, or wait for room
-                self._log.lane_refused(refused.args[0])
         return made
+
+    def _until_queued(self, attempt: Callable[[], _T]) -> _T:
+        """`attempt()` until the engine's lane takes what it queues: while the lane refuses
+        (`LogRefused`, nothing queued), the log says why -- UNAVAILABLE -- or waits for room."""
+        while True:
+            try:
+                return attempt()
+            except LogRefused as refused:
+                self._log.lane_refused(refused.args[0])
+
+    def _stale_message(self) -> str | None:
+        """The DENY / STALE_CATALOG message while the view's freshness has run out, else None."""
+        stale = self._follower.stale_reason()
+        return f"fail closed: {stale}" if stale else None
 
     async def batch_decide(
         self,
@@ -519,11 +531,10 @@ class Router:
         refuse it (an answer too large to send) by raising, and then no decision of the batch
         is logged."""
         policy = self._engine.policy
-        stale = self._follower.stale_reason()
         decisions = self._engine.batch_decide(
             requests,
             self._clock(),
-            f"fail closed: {stale}" if stale else None,
+            self._stale_message(),
             self._follower.revision,
             self._id_prefix,
             self._lane.next_id(),
@@ -550,11 +561,10 @@ class Router:
         named), before anything is decided. `admit(number of decisions, answer)` runs before
         anything is logged and may refuse the answer by raising (as `batch_decide`'s `answer`)."""
         policy = self._engine.policy
-        stale = self._follower.stale_reason()
         answer, decisions = self._engine.batch_decide_wire(
             request,
             self._clock(),
-            f"fail closed: {stale}" if stale else None,
+            self._stale_message(),
             self._follower.revision,
             self._id_prefix,
             self._lane.next_id(),
@@ -616,12 +626,8 @@ class Router:
             job_facts[CONTEXT_JOB] = job
         process, store = decisions[: len(inputs)], decisions[len(inputs) :]
         for logged, facts in ((process, caller_facts), (store, job_facts)):
-            while logged:
-                try:
-                    self._decider.log(logged, "check_job", list(facts.items()))
-                    break
-                except LogRefused as refused:  # nothing queued: say why, or wait for room
-                    self._log.lane_refused(refused.args[0])
+            if logged:
+                self._until_queued(functools.partial(self._decider.log, logged, "check_job", list(facts.items())))
         await self.logged()
         return answered
 
@@ -632,8 +638,7 @@ class Router:
         per (dataset_id, op, region), made and logged (kind `observed_flow`, with `context`)
         as `decide` would. Every region must be known to the policy."""
         now = self._clock()
-        stale = self._follower.stale_reason()
-        message = f"fail closed: {stale}" if stale else None
+        message = self._stale_message()
         decisions = [
             self._decision(d, op, region, self._engine.decide(d, op, region, now, message), now, caller)
             for d, op, region in questions
