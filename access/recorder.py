@@ -18,6 +18,12 @@ interval of access records, one intent interval of intents -- the decisions they
 the decision log; never a violation already answered). Reads of access records flush
 everything first, so this process reads its own records.
 
+Once per run: `run_accesses` says what was recorded for a run before. The accesses of the runs
+this process saw lately (`KNOWN_RUNS`, the most recently used) are kept in memory, so only an
+event of a run it has not seen reads the store (a run's START and COMPLETE read it once);
+they are forgotten at each hourly prune, so a run whose events also reach another server
+sharing the store is read again at least that often.
+
 Thread-safety: the tally (`intents`) takes additions from any thread (the decision log's
 writer); everything else runs on the event loop.
 """
@@ -30,6 +36,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
@@ -57,6 +64,8 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 # How often old run records are pruned.
 PRUNE_INTERVAL = timedelta(hours=1)
+# Runs whose recorded accesses are kept in memory (a few hundred bytes each).
+KNOWN_RUNS = 10_000
 
 
 class AccessRecorder:
@@ -84,6 +93,8 @@ class AccessRecorder:
         )
         self._intents_taken = time.monotonic()
         self._runs: dict[tuple[str, str], RunRecord] = {}
+        # (job, run id) -> every access recorded for the run, stored or pending (see the module docstring).
+        self._known: OrderedDict[tuple[str, str], frozenset[RunAccess]] = OrderedDict()
         self._unwritten: AccessBatch | None = None
         self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -121,6 +132,9 @@ class AccessRecorder:
             for access in new_accesses:
                 self._add_locked(AccessKey(run.job, access.dataset_id, access.operation, access.region, day), 1, at, at)
         key = (run.job, run.run_id)
+        known = self._known.get(key)
+        if known is not None:
+            self._known[key] = known.union(run.accesses)
         pending = self._runs.get(key)
         if pending is not None:
             run = RunRecord(
@@ -137,12 +151,22 @@ class AccessRecorder:
         self._runs[key] = run
 
     async def run_accesses(self, job: str, run_id: str) -> frozenset[RunAccess]:
-        """The accesses recorded for a run so far, pending or stored."""
+        """The accesses recorded for a run so far, pending or stored (the store is read only for
+        a run not seen lately)."""
+        key = (job, run_id)
+        known = self._known.get(key)
+        if known is not None:
+            self._known.move_to_end(key)
+            return known
         stored = await self._store.run_accesses(job, run_id)
-        pending = self._runs.get((job, run_id))
+        pending = self._runs.get(key)
         if self._unwritten is not None:
-            stored |= {a for r in self._unwritten.runs if (r.job, r.run_id) == (job, run_id) for a in r.accesses}
-        return stored | frozenset(pending.accesses) if pending is not None else stored
+            stored |= {a for r in self._unwritten.runs if (r.job, r.run_id) == key for a in r.accesses}
+        known = stored | frozenset(pending.accesses) if pending is not None else stored
+        self._known[key] = known
+        if len(self._known) > KNOWN_RUNS:
+            self._known.popitem(last=False)
+        return known
 
     async def record_violations(self, violations: Sequence[ObservedViolation]) -> None:
         """Write `violations` to the store before returning (after any batch not written yet)."""
@@ -223,6 +247,7 @@ class AccessRecorder:
         """Delete run records past `access.run_retention_days`."""
         now = self._clock()
         self._last_prune = now
+        self._known.clear()
         return await self._store.prune_runs(now - timedelta(days=self._settings.run_retention_days))
 
     # ---- lifecycle -----------------------------------------------------------------------

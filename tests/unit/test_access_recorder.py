@@ -22,6 +22,7 @@ class FakeAccessStore:
     def __init__(self):
         self.batches = []
         self.fail = 0
+        self.run_reads = 0
 
     async def write_batch(self, batch):
         if self.fail:
@@ -36,6 +37,7 @@ class FakeAccessStore:
         return {}
 
     async def run_accesses(self, job, run_id):
+        self.run_reads += 1
         return frozenset(
             a for b in self.batches for r in b.runs if (r.job, r.run_id) == (job, run_id) for a in r.accesses
         )
@@ -141,6 +143,37 @@ async def test_runs_merge_while_pending_and_their_accesses_are_known():
     (run,) = store.batches[0].runs
     assert (run.producer, run.principal, run.last_event_time) == ("prod", "p", NOW + timedelta(minutes=1))
     assert sum(c.count for c in store.batches[0].counts) == 2
+
+
+async def test_a_run_seen_lately_is_not_read_from_the_store_again():
+    store = FakeAccessStore()
+    access = recorder(store)
+    read = RunAccess("s3://a", AccessOperation.READ, "r")
+    wrote = RunAccess("s3://b", AccessOperation.WRITE, "r")
+    assert await access.run_accesses("job", "r1") == set()  # a run not seen: the store is asked
+    access.record_run(RunRecord("job", "r1", "", "", "r", NOW, NOW, NOW, (read,)), [read])
+    await access.flush()
+    access.record_run(RunRecord("job", "r1", "", "", "r", NOW, NOW, NOW, (wrote,)), [wrote])
+    assert await access.run_accesses("job", "r1") == {read, wrote}  # from memory, flushed or pending
+    assert store.run_reads == 1
+    await access.prune()  # forgets what it knew: the store is asked again, pending runs included
+    assert await access.run_accesses("job", "r1") == {read, wrote}
+    assert store.run_reads == 2
+
+
+async def test_runs_known_in_memory_are_bounded_by_the_most_recently_used(monkeypatch):
+    monkeypatch.setattr("domicile.access.recorder.KNOWN_RUNS", 2)
+    store = FakeAccessStore()
+    access = recorder(store)
+    read = RunAccess("s3://a", AccessOperation.READ, "r")
+    access.record_run(RunRecord("job", "r1", "", "", "r", NOW, NOW, NOW, (read,)), [read])
+    await access.flush()
+    for run_id in ("r1", "r2", "r1", "r3"):  # r2 is the least recently used when r3 comes
+        await access.run_accesses("job", run_id)
+    assert store.run_reads == 3
+    assert await access.run_accesses("job", "r1") == {read}
+    await access.run_accesses("job", "r2")
+    assert store.run_reads == 4
 
 
 def violation(violation_id: str) -> ObservedViolation:
