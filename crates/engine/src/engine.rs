@@ -15,7 +15,7 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
 use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, NodeId, Status, View};
 use crate::log_entry::{EntryWriter, Row};
-use crate::memo::{Asked, Judgement, Memo};
+use crate::memo::{Judgement, Made, Memo};
 use crate::policy::{
     label_matches, Attributes, CompiledPolicy, Operation, Outcome, ReasonCode, RegionList, UndescribedOutputs, Verdict,
 };
@@ -458,10 +458,7 @@ impl State {
     /// An unknown dataset is DENY / UNKNOWN_DATASET. Verdicts on datasets the index holds are
     /// memoised: asked again, the same verdict comes back.
     pub fn decide(&self, dataset_id: &str, op: Operation, region: u32, now: i64) -> Arc<Verdict> {
-        match self.view.node(dataset_id) {
-            Some(node) => self.decide_node(node, op, region, now),
-            None => Arc::new(self.unknown(dataset_id)),
-        }
+        self.judge(dataset_id, op, region, now).verdict.clone()
     }
 
     fn decide_node(&self, node: NodeId, op: Operation, region: u32, now: i64) -> Arc<Verdict> {
@@ -470,7 +467,13 @@ impl State {
 
     /// `decide` with the verdict's renderings for a BatchDecide (memoised with it).
     pub fn judge(&self, dataset_id: &str, op: Operation, region: u32, now: i64) -> Arc<Judgement> {
+        let epoch = self.policy.expiry_epoch(now);
+        if let Some((_, judgement)) = self.memo.get(&self.memo.asked(dataset_id, op, region), epoch) {
+            return judgement;
+        }
         match self.view.node(dataset_id) {
+            // Named as asked: the memo was just asked under the index's name.
+            Some(node) if **self.view.name(node) == *dataset_id => self.judge_made(node, op, region, now, epoch),
             Some(node) => self.judge_node(node, op, region, now),
             None => Arc::new(Judgement::new(Arc::new(self.unknown(dataset_id)))),
         }
@@ -478,11 +481,18 @@ impl State {
 
     fn judge_node(&self, node: NodeId, op: Operation, region: u32, now: i64) -> Arc<Judgement> {
         let epoch = self.policy.expiry_epoch(now);
-        if let Some(judgement) = self.memo.get((node, op, region), epoch) {
+        if let Some((_, judgement)) = self.memo.get(&self.memo.asked(self.view.name(node), op, region), epoch) {
             return judgement;
         }
+        self.judge_made(node, op, region, now, epoch)
+    }
+
+    /// The verdict on a dataset the index holds, made and memoised.
+    fn judge_made(&self, node: NodeId, op: Operation, region: u32, now: i64, epoch: u32) -> Arc<Judgement> {
         let judgement = self.judge_anew(node, op, region, now);
-        self.memo.insert(epoch, [((node, op, region), judgement.clone())]);
+        let made = Made { dataset_id: self.view.name(node).clone(), node, operation: op, region, judgement };
+        let judgement = made.judgement.clone();
+        self.memo.insert(epoch, [made]);
         judgement
     }
 
@@ -965,36 +975,55 @@ impl State {
         let epoch = self.policy.expiry_epoch(now);
         let mut judgements = Vec::with_capacity(questions.len());
         let mut nodes = Vec::with_capacity(questions.len());
-        let mut made: hashbrown::HashMap<Asked, Arc<Judgement>> = hashbrown::HashMap::new();
+        let mut made: hashbrown::HashMap<(NodeId, Operation, u32), Arc<Judgement>> = hashbrown::HashMap::new();
         let mut asked = questions.iter();
         let mut chunk = Vec::with_capacity(JUDGED_PER_READ);
         while asked.len() > 0 {
-            // A chunk's nodes first, then their verdicts: lookups that do not wait on one
-            // another overlap their cache misses.
             chunk.clear();
-            chunk.extend(asked.by_ref().take(JUDGED_PER_READ).map(|q| (q, self.view.node(q.dataset_id))));
+            chunk.extend(
+                asked.by_ref().take(JUDGED_PER_READ).map(|q| (q, self.memo.asked(q.dataset_id, q.operation, q.region))),
+            );
             let memo = self.memo.read();
-            for &(question, node) in &chunk {
-                let Some(node) = node else {
+            for (question, filed_as) in &chunk {
+                if let Some((node, judgement)) = memo.get(filed_as, epoch) {
+                    // (Filed under the index's name: named as asked.)
+                    judgements.push(judgement.clone());
+                    nodes.push(node);
+                    continue;
+                }
+                let Some(node) = self.view.node(question.dataset_id) else {
                     judgements.push(Arc::new(Judgement::new(Arc::new(self.unknown(question.dataset_id)))));
                     nodes.push(NO_NODE);
                     continue;
                 };
-                // (The name was just read to find the node: still in cache.)
-                nodes.push(if **self.view.name(node) == *question.dataset_id { node } else { NO_NODE });
-                let key = (node, question.operation, question.region);
-                let judgement = match memo.get(key, epoch) {
-                    Some(judgement) => judgement.clone(),
-                    None => made
-                        .entry(key)
-                        .or_insert_with(|| self.judge_anew(node, question.operation, question.region, now))
-                        .clone(),
+                let name = self.view.name(node);
+                let exact = **name == *question.dataset_id;
+                nodes.push(if exact { node } else { NO_NODE });
+                let (op, region) = (question.operation, question.region);
+                let memoised = match exact {
+                    true => None,
+                    false => {
+                        memo.get(&self.memo.asked(name, op, region), epoch).map(|(_, judgement)| judgement.clone())
+                    }
                 };
+                let judgement = memoised.unwrap_or_else(|| {
+                    made.entry((node, op, region)).or_insert_with(|| self.judge_anew(node, op, region, now)).clone()
+                });
                 judgements.push(judgement);
             }
         }
         if !made.is_empty() {
-            self.memo.insert(epoch, made);
+            let view = &self.view;
+            self.memo.insert(
+                epoch,
+                made.into_iter().map(|((node, operation, region), judgement)| Made {
+                    dataset_id: view.name(node).clone(),
+                    node,
+                    operation,
+                    region,
+                    judgement,
+                }),
+            );
         }
         (judgements, nodes)
     }

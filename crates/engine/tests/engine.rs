@@ -346,3 +346,19 @@ fn a_placeholder_left_downstream_of_a_broken_cycle_is_entered() {
     let path: Vec<&str> = explained.origins[0].1.iter().map(|s| &**s).collect();
     assert_eq!(path, ["s3://b", "s3://d"]);
 }
+
+#[test]
+fn a_dataset_asked_in_another_form_shares_its_verdicts_until_that_form_is_a_dataset() {
+    let engine = engine("inherit", "null", &[dataset("s3://bank-eu/x", &["PII"], &["DE"], &[])]);
+    let us = region(&engine, "aws:us-east-1");
+    let decide = |id: &str| engine.read().decide(id, Operation::Store, us, NOW);
+    let normal = decide("s3://bank-eu/x");
+    assert_eq!(normal.outcome, Outcome::Deny);
+    let other = decide("S3://Bank-EU/x");
+    assert!(std::sync::Arc::ptr_eq(&normal, &other), "the dataset's memoised verdict");
+    assert!(std::sync::Arc::ptr_eq(&other, &decide("S3://Bank-EU/x")));
+    // A dataset stored under that form before the naming rules (a legacy id) is its own.
+    engine.apply(&[dataset("S3://Bank-EU/x", &[], &[], &[])]);
+    assert_eq!(decide("S3://Bank-EU/x").outcome, Outcome::Allow);
+    assert!(std::sync::Arc::ptr_eq(&normal, &decide("s3://bank-eu/x")), "not changed by it");
+}
