@@ -132,10 +132,11 @@ impl UnaryDecider {
         let routed = state.route_queued(&self.lane.get().lane, &request, dataset_id.to_str()?, op, &names);
         let routed = routed.map_err(not_decided)?;
         let region = candidates.get(routed.decided).cloned().unwrap_or_else(|| PyString::new(py, ""));
-        let decided = &routed.decision;
-        let decision = self.decision(py, &state.policy, &request, decided, &dataset_id, &operation, &region, &caller);
+        let first = routed.decision.first;
+        let decision =
+            self.decision(py, &state.policy, &request, routed.decision, &dataset_id, &operation, &region, &caller);
         drop(state);
-        self.woken(py, decided.first)?;
+        self.woken(py, first)?;
         Ok(Some((routed.chosen.map_or(-1, |c| c as i64), routed.decided, decision)))
     }
 
@@ -188,7 +189,7 @@ impl UnaryDecider {
                 };
                 let decided = Decided { judgement, id: first_id + n as u64, first: false };
                 let operation = engine.operation_value(py, operation)?;
-                Ok(self.decision(py, &state.policy, &request, &decided, &dataset_id, &operation, &region, &caller))
+                Ok(self.decision(py, &state.policy, &request, decided, &dataset_id, &operation, &region, &caller))
             })
             .collect::<PyResult<Vec<_>>>()?;
         Ok(Some(decisions))
@@ -263,9 +264,10 @@ impl UnaryDecider {
                 Err(_) if stale.is_none() => return Ok(None),
                 Err(not) => return Err(not_decided(not)),
             };
-        let decision = self.decision(py, &state.policy, &request, &decided, dataset_id, operation, region, caller);
+        let first = decided.first;
+        let decision = self.decision(py, &state.policy, &request, decided, dataset_id, operation, region, caller);
         drop(state);
-        self.woken(py, decided.first)?;
+        self.woken(py, first)?;
         Ok(Some(decision))
     }
 
@@ -319,7 +321,7 @@ impl UnaryDecider {
         py: Python<'py>,
         policy: &Arc<CompiledPolicy>,
         request: &Request<'_>,
-        decided: &Decided,
+        decided: Decided,
         dataset_id: &Bound<'py, PyString>,
         operation: &Bound<'py, PyAny>,
         region: &Bound<'py, PyString>,
@@ -328,7 +330,7 @@ impl UnaryDecider {
         UnaryDecision {
             engine: self.engine.clone_ref(py),
             policy: policy.clone(),
-            judgement: decided.judgement.clone(),
+            judgement: decided.judgement,
             id_prefix: self.lane.get().id_prefix.clone(),
             id: decided.id,
             dataset_id: dataset_id.clone().unbind(),

@@ -10,10 +10,10 @@
 //! `Engine::apply` reports -- and everything on a full build or when the policy changes.
 //!
 //! The verdicts are filed by the question as the index names it -- (dataset id, operation,
-//! region) -- in an open-addressing table of one cache line per verdict, holding the dataset's
-//! id (shared with the index's names) and node beside the verdict: a question asked again
-//! reads its line and then, independently of one another, the id's bytes (to confirm it), its
-//! node's generation and the verdict, without the index's name table in between. A dataset is
+//! region) -- in an open-addressing table of two cache lines per verdict, holding the dataset's
+//! id (its bytes, when they fit) and node beside the verdict: a question asked again reads its
+//! two lines at once and then, independently of each other, its node's generation and the
+//! verdict, without the index's name table in between. A dataset is
 //! forgotten by moving its node to the next generation: the verdicts of an earlier one are
 //! dead, and their lines are taken again by the same question, or dropped when the table is
 //! rebuilt. A dataset id asked in another form than the index's (`View::node`) is not filed
@@ -53,22 +53,56 @@ struct Table {
     generations: Vec<u32>,
 }
 
-/// One line of the table: a verdict and the question it answers, or nothing.
+/// One line of the table (two cache lines): a verdict and the question it answers, or nothing.
 #[derive(Default)]
-#[repr(align(64))]
+#[repr(align(128))]
 struct Line(Option<Filed>);
 
+const _: () = assert!(std::mem::size_of::<Line>() == 128);
+
+// (In this order: what a probe compares first, then the id, lies in the first cache line.)
+#[repr(C)]
 struct Filed {
     hash: u64,
-    /// The dataset's id as the index names it.
-    dataset_id: Arc<str>,
-    judgement: Arc<Judgement>,
     node: NodeId,
     /// The node's generation when the verdict was made.
     generation: u32,
     epoch: u32,
     region: u32,
     operation: Operation,
+    judgement: Arc<Judgement>,
+    /// The dataset's id as the index names it.
+    dataset_id: Key,
+}
+
+/// Dataset ids up to this long are held in the line.
+const INLINE: usize = 86;
+
+/// A dataset id as a line holds it: its bytes, when they fit (a question asked again then
+/// reads nothing else to confirm it), else shared with the index's names.
+enum Key {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Arc<str>),
+}
+
+impl Key {
+    fn new(id: Arc<str>) -> Key {
+        match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..id.len()].copy_from_slice(id.as_bytes());
+                Key::Inline { len, bytes }
+            }
+            _ => Key::Shared(id),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Key::Inline { len, bytes } => &bytes[..*len as usize],
+            Key::Shared(id) => id.as_bytes(),
+        }
+    }
 }
 
 /// A question as the memo files it: (dataset id, operation, region), with its hash.
@@ -202,7 +236,7 @@ impl Table {
                     if filed.hash == asked.hash
                         && filed.operation == asked.operation
                         && filed.region == asked.region
-                        && *filed.dataset_id == *asked.dataset_id =>
+                        && filed.dataset_id.bytes() == asked.dataset_id.as_bytes() =>
                 {
                     return Ok(at)
                 }
@@ -230,7 +264,7 @@ impl Table {
         self.lines[at] = Line(Some(Filed {
             hash,
             generation: self.generations[node],
-            dataset_id: made.dataset_id,
+            dataset_id: Key::new(made.dataset_id),
             judgement: made.judgement,
             node: made.node,
             epoch,
@@ -323,6 +357,13 @@ mod tests {
         memo.insert(0, [made(1, Operation::Store, 0, &two)]);
         assert!(Arc::ptr_eq(&found(&memo, 1, Operation::Store, 0, 0).unwrap(), &two));
         assert_eq!(memo.size(), (2, FIRST_LINES));
+        // An id too long for the line is shared with the index's names.
+        let long: Arc<str> = Arc::from(format!("s3://d/{}", "x".repeat(INLINE)));
+        let judgement = judgement();
+        let made = Made { dataset_id: long.clone(), node: 3, operation: Operation::Store, region: 0, judgement };
+        memo.insert(0, [made]);
+        assert_eq!(memo.get(&memo.asked(&long, Operation::Store, 0), 0).map(|(node, _)| node), Some(3));
+        assert!(memo.get(&memo.asked(&long[..long.len() - 1], Operation::Store, 0), 0).is_none());
         memo.clear();
         assert!(found(&memo, 2, Operation::Store, 0, 0).is_none());
     }
