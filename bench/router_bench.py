@@ -532,11 +532,11 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
 
 async def bench_engine_batch(app: App, requests: list[bytes], report: Report) -> None:
     """The engine's batch call alone, as the servicer makes it, in an engine of its own on the
-    same catalog: a serialized request in (`requests`, compact answers asked for), the serialized answer
-    and the decisions out, and their decision-log entries rendered (the log writer's share of
-    the engine's work; writing the file is not counted). Warmed by one pass, then the requests
-    three times over on one thread, and again split over two (the engine lets go of the
-    interpreter lock)."""
+    same catalog: a serialized request in (`requests`, compact answers asked for), the
+    serialized answer and the decisions out (the call counts them for the metrics), and their
+    decision-log entries rendered (the log writer's share of the engine's work; writing the
+    file is not counted). Warmed by one pass, then the requests three times over on one
+    thread, and again split over two (the engine lets go of the interpreter lock)."""
     policy = app.router.policy
     engine = Engine(policy)
     engine.load(await app.store.residency_snapshot())
