@@ -1,4 +1,5 @@
-"""The decision log's line format (format 3): what a line holds and how its hash is made.
+"""The decision log's line format (format 4; format 3 is still read): what a line holds and
+how its hash is made.
 
 A log file is UTF-8 JSON Lines. Every line is one JSON object whose **last member is `hash`**,
 the lower-case hex SHA-256 of **every byte of the line before the `,"hash":"` that introduces
@@ -9,14 +10,16 @@ append the tail).
 
 The members before `hash` start with:
 
-    "format": 3
+    "format": 4 (3 for a line an earlier release wrote)
     "seq":    the line's number in the replica's chain: 1 for the first line ever, +1 per line,
               continuing across rotated files
     "prev":   the previous line's hash (64 zeros before the first line ever; the last line of a
               previous log's chain when the log continues one)
     "type":   "decisions" | "checkpoint" | "file" | "note"
 
-so a line is bound to everything before it (a hash chain). Then, by type:
+so a line is bound to everything before it (a hash chain). The format is the line's own: a
+chain may hold format-3 lines followed by format-4 lines (a release writing format 4 continues
+a format-3 file), and the two differ only in the entries of `decisions` lines. By type:
 
 - `decisions`: `"entries": [ENTRY, ...]`. An entry holds the decisions of one request (or of
   consecutive requests that share everything but their decisions):
@@ -26,29 +29,33 @@ so a line is bound to everything before it (a hash chain). Then, by type:
        "catalog_revision": 7,
        "context": {"check_job_inputs": "...", ...},       (optional; text to text)
        "region_sets": [["aws:eu-central-1", ...], ...],
-       "reason_sets": [[[CODE, MESSAGE, RULE_ID, CITATION, [LINEAGE PATH...]], ...], ...],
+       "reason_texts": [[CODE, MESSAGE, RULE_ID, CITATION], ...],
+       "reason_sets": [[[TEXT, [LINEAGE PATH...]], ...], ...],
        "decisions": [[DECISION_ID, DATASET_ID, OPERATION, REGION, OUTCOME,
                       REGION_SET, REASON_SET, DECIDE_TIME, INHERITED_ONLY], ...]}
 
   OPERATION is `store` | `process`, OUTCOME `allow` | `deny`; REGION_SET and REASON_SET index
   the entry's `region_sets` (the allowed regions) and `reason_sets` (the reasons), which list
-  each distinct value once; DECIDE_TIME is RFC 3339; INHERITED_ONLY is true for a decision on a
-  derived placeholder, judged by what it inherits (absent reads as false).
+  each distinct value once; a reason is its TEXT, an index into `reason_texts` (each distinct
+  text once), and its lineage path; DECIDE_TIME is RFC 3339; INHERITED_ONLY is true for a
+  decision on a derived placeholder, judged by what it inherits (absent reads as false).
+  Format 3 has no `reason_texts`: each reason in `reason_sets` is `[CODE, MESSAGE, RULE_ID,
+  CITATION, [LINEAGE PATH...]]`.
 - `checkpoint`: a signed statement about the line before it (see `checkpoints`):
   `"replica", "signed_seq", "signed_hash", "time", "key_id", "signature", "decisions"` (decisions
   in the chain so far) and `"max_catalog_revision"`.
 - `file`: the first line of every file: `"replica"`, `"number"` (the file's place in the series,
   from 1), `"created"`, `"max_catalog_revision"` and `"decisions"` (the highest catalog revision
   named and the decisions held by the chain before this file) and `"previous"`: null, or the
-  file the chain continues from (`{"file": name, "format": 3 | 2, "seq": its last line's seq,
-  "hash": its last line's hash}`).
+  file the chain continues from (`{"file": name, "format": 2 for a format-2 log, else the
+  format of that file's last line, "seq": its last line's seq, "hash": its last line's hash}`).
 - `note`: an operator decision the log must remember (`"note"`, `"detail"`). The one note
   written today, `catalog_rollback_accepted` (`detail`: `store_revision`, `log_revision`),
   records that the operator accepted a catalog store behind the log: from that line on, the
   highest catalog revision the chain holds is `store_revision`.
 
-Readers ignore members they do not know, so later releases may add some; a decision row may
-grow at its end for the same reason.
+Readers ignore members they do not know, so later releases may add some; a decision row, a
+reason and a reason text may grow at their end for the same reason.
 """
 
 from __future__ import annotations
@@ -65,7 +72,9 @@ import orjson
 
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
-FORMAT = 3
+# The format this release writes, and the formats it reads.
+FORMAT = 4
+FORMATS = frozenset((3, FORMAT))
 ZERO_HASH = "0" * 64
 TAIL_BYTES = len(b',"hash":"') + 64 + len(b'"}\n')
 _TAIL = re.compile(rb',"hash":"([0-9a-f]{64})"\}\n\Z')
@@ -78,7 +87,7 @@ _JSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 
 
 class LineError(ValueError):
-    """A line that is not a valid format-3 line; the message says what is wrong."""
+    """A line that is not a valid line of a format read here; the message says what is wrong."""
 
 
 # ---- writing ---------------------------------------------------------------------------------
@@ -96,7 +105,7 @@ def seal(*pieces: bytes) -> tuple[bytes, str]:
 
 
 def _head(seq: int, prev: str, kind: str) -> bytes:
-    return b'{"format":3,"seq":%d,"prev":"%s","type":"%s"' % (seq, prev.encode("ascii"), kind.encode("ascii"))
+    return b'{"format":%d,"seq":%d,"prev":"%s","type":"%s"' % (FORMAT, seq, prev.encode("ascii"), kind.encode("ascii"))
 
 
 def decisions_line(seq: int, prev: str, entries: Sequence[bytes]) -> tuple[bytes, str]:
@@ -124,7 +133,7 @@ def parse_line(line: bytes) -> dict[str, Any]:
         raise LineError("incomplete line (no newline)")
     tail = _TAIL.search(line, max(0, len(line) - TAIL_BYTES))
     if tail is None:
-        raise LineError('does not end in ,"hash":"<64 hex>"} (not a format-3 line)')
+        raise LineError('does not end in ,"hash":"<64 hex>"} (not a line of format 3 or later)')
     digest = tail.group(1).decode("ascii")
     if hashlib.sha256(memoryview(line)[: tail.start()]).hexdigest() != digest:
         raise LineError("hash does not match the line's content (the line was modified)")
@@ -134,8 +143,8 @@ def parse_line(line: bytes) -> dict[str, Any]:
         raise LineError(f"not valid JSON ({exc})") from None
     if not isinstance(record, dict) or record.get("hash") != digest:
         raise LineError("not a JSON object ending in its hash")
-    if record.get("format") != FORMAT:
-        raise LineError(f"format is {record.get('format')!r}, expected {FORMAT}")
+    if record.get("format") not in FORMATS or type(record["format"]) is not int:
+        raise LineError(f"format is {record.get('format')!r}, expected one of {sorted(FORMATS)}")
     seq, prev, kind = record.get("seq"), record.get("prev"), record.get("type")
     if type(seq) is not int or seq < 1 or not isinstance(prev, str) or not _HEX64.match(prev):
         raise LineError("bad seq or prev")
@@ -165,13 +174,13 @@ def _check_decisions(record: Mapping[str, Any]) -> str:
     if not isinstance(entries, list) or not entries:
         return "a decisions line without entries"
     for number, entry in enumerate(entries, start=1):
-        problem = _check_entry(entry)
+        problem = _check_entry(entry, record["format"])
         if problem:
             return f"entry {number}: {problem}"
     return ""
 
 
-def _check_entry(entry: Any) -> str:
+def _check_entry(entry: Any, format: int) -> str:
     if not isinstance(entry, dict):
         return "not an object"
     if not all(isinstance(entry.get(key), str) for key in _ENTRY_TEXT):
@@ -186,10 +195,9 @@ def _check_entry(entry: Any) -> str:
         isinstance(regions, list) and all(isinstance(r, str) for r in regions) for regions in region_sets
     ):
         return "region_sets is not a list of region lists"
-    if not isinstance(reason_sets, list) or not all(
-        isinstance(reasons, list) and all(_is_reason(reason) for reason in reasons) for reasons in reason_sets
-    ):
-        return "reason_sets is not a list of reason lists"
+    problem = _check_reasons(entry, format)
+    if problem:
+        return problem
     if not isinstance(rows, list) or not rows:
         return "no decisions"
     sets, reasons = len(region_sets), len(reason_sets)
@@ -214,15 +222,52 @@ def _check_entry(entry: Any) -> str:
     return ""
 
 
-def _is_reason(reason: Any) -> bool:
+def _check_reasons(entry: Mapping[str, Any], format: int) -> str:
+    """`reason_sets` (and in format 4 `reason_texts`) of an entry."""
+    reason_sets = entry.get("reason_sets")
+    if format == 3:
+        if not isinstance(reason_sets, list) or not all(
+            isinstance(reasons, list) and all(_is_format3_reason(reason) for reason in reasons)
+            for reasons in reason_sets
+        ):
+            return "reason_sets is not a list of reason lists"
+        return ""
+    texts = entry.get("reason_texts")
+    if not isinstance(texts, list) or not all(_is_reason_text(text) for text in texts):
+        return "reason_texts is not a list of reason texts"
+    if not isinstance(reason_sets, list) or not all(
+        isinstance(reasons, list) and all(_is_reason(reason, len(texts)) for reason in reasons)
+        for reasons in reason_sets
+    ):
+        return "reason_sets is not a list of reason lists naming reason texts"
+    return ""
+
+
+def _is_reason_text(text: Any) -> bool:
+    return (
+        isinstance(text, list)
+        and len(text) >= 4
+        and text[0] in _REASON_CODES
+        and all(isinstance(text[i], str) for i in (1, 2, 3))
+    )
+
+
+def _is_reason(reason: Any, texts: int) -> bool:
     return (
         isinstance(reason, list)
-        and len(reason) >= 5
-        and reason[0] in _REASON_CODES
-        and all(isinstance(reason[i], str) for i in (1, 2, 3))
-        and isinstance(reason[4], list)
-        and all(isinstance(step, str) for step in reason[4])
+        and len(reason) >= 2
+        and type(reason[0]) is int
+        and 0 <= reason[0] < texts
+        and _is_path(reason[1])
     )
+
+
+def _is_format3_reason(reason: Any) -> bool:
+    return isinstance(reason, list) and len(reason) >= 5 and _is_reason_text(reason) and _is_path(reason[4])
+
+
+def _is_path(path: Any) -> bool:
+    return isinstance(path, list) and all(isinstance(step, str) for step in path)
 
 
 def _check_checkpoint(record: Mapping[str, Any]) -> str:
@@ -342,10 +387,7 @@ def _logged(record: Mapping[str, Any], entry: Mapping[str, Any], row: list[Any])
         operation=Operation(row[2]),
         region=row[3],
         allowed_regions=tuple(entry["region_sets"][row[5]]),
-        reasons=tuple(
-            Reason(ReasonCode(code), message, rule_id, citation, tuple(path))
-            for code, message, rule_id, citation, path, *_ in entry["reason_sets"][row[6]]
-        ),
+        reasons=_reasons(record["format"], entry, row[6]),
         policy_version=entry["policy_version"],
         catalog_revision=entry["catalog_revision"],
         decide_time=datetime.fromisoformat(row[7]),
@@ -364,10 +406,24 @@ def _logged(record: Mapping[str, Any], entry: Mapping[str, Any], row: list[Any])
     )
 
 
+def _reasons(format: int, entry: Mapping[str, Any], number: int) -> tuple[Reason, ...]:
+    """The reasons of reason set `number` of a checked entry of a line of `format`."""
+    if format == 3:
+        return tuple(
+            Reason(ReasonCode(code), message, rule_id, citation, tuple(path))
+            for code, message, rule_id, citation, path, *_ in entry["reason_sets"][number]
+        )
+    texts = entry["reason_texts"]
+    return tuple(
+        Reason(ReasonCode(texts[text][0]), texts[text][1], texts[text][2], texts[text][3], tuple(path))
+        for text, path, *_ in entry["reason_sets"][number]
+    )
+
+
 class Entry(NamedTuple):
-    """A rendered entry waiting to be written: its JSON (see `decisions_line`), the ids of its
-    decisions in order (a batch's are made as text only when read), and the catalog revision
-    they name."""
+    """A rendered entry waiting to be written: its JSON (a format-4 entry, see `decisions_line`),
+    the ids of its decisions in order (a batch's are made as text only when read), and the
+    catalog revision they name."""
 
     data: bytes
     ids: Collection[str]

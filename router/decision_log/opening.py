@@ -112,7 +112,7 @@ def begin_file(file: AppendOnlyFile, series: Series, replica: str | None, previo
             state = ChainState(
                 record["seq"], record["hash"], record["decisions"], record["max_catalog_revision"], record["replica"]
             )
-            previous = {"file": path.name, "format": 3, "seq": record["seq"], "hash": record["hash"]}
+            previous = {"file": path.name, "format": record["format"], "seq": record["seq"], "hash": record["hash"]}
             number += 1
     line, _ = file_line(state, number, previous)
     file.write(line)
@@ -176,7 +176,7 @@ def _check_previous(series: Series, first: Mapping[str, Any]) -> None:
     """The active file's first line must continue the file it names, when that file is here."""
     previous = first["previous"]
     path = series.directory / previous["file"]
-    if previous.get("format", 3) != 3 or not path.exists():
+    if previous.get("format") == 2 or not path.exists():
         return  # a format-2 file was checked when it was moved aside; an archived file is audit verify's
     try:
         record = parse_line(_last_line(path))

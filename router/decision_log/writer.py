@@ -81,6 +81,7 @@ from domicile.router.decision_log.checkpoints import (
 )
 from domicile.router.decision_log.format import (
     CHECKPOINT,
+    FORMAT,
     NOTE,
     Entry,
     LoggedDecision,
@@ -840,7 +841,9 @@ class DecisionLog:
                 file.truncate(0)
             state = self._state
             line, _ = file_line(
-                state, self._file_number + 1, {"file": target.name, "format": 3, "seq": state.seq, "hash": state.head}
+                state,
+                self._file_number + 1,
+                {"file": target.name, "format": FORMAT, "seq": state.seq, "hash": state.head},
             )
             file.write(line)
             file.sync()

@@ -62,18 +62,13 @@ async def test_appended_decisions_round_trip_with_their_chain(tmp_path) -> None:
         ]
     ]
     assert first_entry["region_sets"] == [["aws:eu-central-1", "aws:eu-west-1"]]
-    assert first_entry["reason_sets"] == [
-        [
-            [
-                "RULE_DENIED",
-                "EU personal data stays in the EU",
-                "gdpr-personal-data",
-                "GDPR Art. 44-45",
-                ["s3://bank-eu/raw", "s3://bank-eu/customers-1"],
-            ]
-        ]
+    assert first_entry["reason_texts"] == [
+        ["RULE_DENIED", "EU personal data stays in the EU", "gdpr-personal-data", "GDPR Art. 44-45"]
     ]
+    assert first_entry["reason_sets"] == [[[0, ["s3://bank-eu/raw", "s3://bank-eu/customers-1"]]]]
     assert second_entry["region_sets"] == [[]] and second_entry["reason_sets"] == [[]]
+    assert second_entry["reason_texts"] == []
+    assert {line["format"] for line in (file_line, decisions_line, checkpoint_line)} == {4}
     report = verify(path)
     assert report.ok and report.state.decisions == 2 and report.last_checkpoint is not None  # (signed at close)
 

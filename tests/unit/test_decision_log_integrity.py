@@ -79,6 +79,31 @@ async def test_a_mid_file_edit_with_its_hash_recomputed_is_refused_at_open(six_d
     assert not verify(six_decisions).ok and verify(six_decisions).bad_line == target + 2
 
 
+def retext(entry: dict) -> None:
+    entry["reason_texts"][0][2] = "a-rule-that-allows"  # the rule a shared reason text names
+
+
+def renumber(entry: dict) -> None:
+    entry["reason_texts"].append(["DEFAULT_DENIED", "no rule applies", "", ""])
+    entry["reason_sets"][0][0][0] = 1  # the reason now names another text
+
+
+@pytest.mark.parametrize("edit", [retext, renumber])
+async def test_an_edited_reason_text_or_text_number_is_refused(six_decisions: Path, edit) -> None:
+    data = lines(six_decisions)
+    target = line_of(six_decisions, 3)
+    body = json.loads(data[target])
+    edit(body["entries"][0])
+    data[target] = reseal(data[target], entries=body["entries"])
+    parse_line(data[target])  # well formed: only the chain tells
+    six_decisions.write_bytes(b"".join(data))
+    with pytest.raises(DomicileError) as info:
+        await open_log(six_decisions)
+    assert info.value.reason == "DECISION_LOG_CORRUPT" and f"line {target + 2}" in str(info.value)
+    report = verify(six_decisions)
+    assert not report.ok and report.bad_line == target + 2 and "prev does not match" in report.problem
+
+
 async def test_a_resealed_chain_breaks_at_the_next_checkpoint(six_decisions: Path) -> None:
     # The forger rewrites a line and every line after it up to the checkpoint -- but cannot sign.
     data = lines(six_decisions)
@@ -250,4 +275,4 @@ def test_a_line_hashes_exactly_the_bytes_before_its_hash(six_decisions: Path) ->
         prefix, _, tail = line.rpartition(b',"hash":"')
         assert hashlib.sha256(prefix).hexdigest().encode() == tail[:64] and tail[64:] == b'"}\n'
     with pytest.raises(LineError):
-        parse_line(lines(six_decisions)[1].replace(b'"format":3', b'"format": 3'))
+        parse_line(lines(six_decisions)[1].replace(b'"format":4', b'"format": 4'))

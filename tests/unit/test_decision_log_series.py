@@ -36,7 +36,7 @@ async def test_rotation_by_size_continues_the_chain_across_files(tmp_path) -> No
             first = records(newer)[0]
             assert first["type"] == "file" and first["previous"] == {
                 "file": older.name,
-                "format": 3,
+                "format": 4,
                 "seq": records(older)[-1]["seq"],
                 "hash": records(older)[-1]["hash"],
             }

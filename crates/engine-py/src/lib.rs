@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use domicile_engine::dataset_ids;
 use domicile_engine::engine::{Batch, Counts, Explanation, JobDecision, PolicyChange, Summary, Unapproved, Violation};
-use domicile_engine::log_entry::{civil_from_days, head_json, json_string, write_reason, EntryHead, EntryWriter, Row};
+use domicile_engine::log_entry::{civil_from_days, head_json, push_reason_pieces, EntryHead, EntryWriter, Row};
 use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use domicile_engine::symbols::{Key, Symbols};
 use domicile_engine::unary::{Judgement, LogLane as CoreLane};
@@ -621,7 +621,7 @@ impl DecidedBatch {
         )
     }
 
-    /// The decision-log entries (format 3) of decisions `start..stop`, at most `per_entry`
+    /// The decision-log entries (format 4) of decisions `start..stop`, at most `per_entry`
     /// decisions each: `(entry JSON, its decision ids)` with the ids a `DecisionIds`.
     #[allow(clippy::too_many_arguments)]
     fn log_entries<'py>(
@@ -1016,7 +1016,7 @@ fn datetime(py: Python<'_>, micros: i64) -> PyResult<Bound<'_, PyDateTime>> {
     )
 }
 
-/// The decision-log entry (format 3) of decisions the router made (`domicile.router.types.Decision`
+/// The decision-log entry (format 4) of decisions the router made (`domicile.router.types.Decision`
 /// named tuples), which share their caller, policy version and catalog revision (the first
 /// decision's are written); `context` facts as given. ValueError for a text that is not valid
 /// Unicode or a naive time.
@@ -1030,7 +1030,7 @@ fn log_entry<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let mut writer = EntryWriter::default();
     let mut first: Option<(String, String, i64)> = None;
-    let mut reasons_text = Vec::new();
+    let mut reason_pieces = Vec::new();
     for decision in decisions.try_iter()? {
         let decision = decision?;
         let field = |index: usize| decision.get_item(index);
@@ -1044,28 +1044,23 @@ fn log_entry<'py>(
             allowed.try_iter()?.map(|name| name?.extract::<String>()).collect::<PyResult<_>>()?;
         let region_set = writer.region_set(allowed.as_ptr() as usize, region_names.iter().map(String::as_str));
         let reasons = field(6)?;
-        reasons_text.clear();
-        let mut first_reason = true;
+        reason_pieces.clear();
         for item in reasons.try_iter()? {
             let item = item?;
             let part = |index: usize| -> PyResult<String> { item.get_item(index)?.extract() };
             let code: String = item.get_item(0)?.getattr("value")?.extract()?;
             let path: Vec<String> =
                 item.get_item(4)?.try_iter()?.map(|step| step?.extract::<String>()).collect::<PyResult<_>>()?;
-            if !first_reason {
-                reasons_text.push(b',');
-            }
-            first_reason = false;
-            write_reason(&mut reasons_text, &code, &part(1)?, &part(2)?, &part(3)?, |out| {
-                for (n, step) in path.iter().enumerate() {
-                    if n > 0 {
-                        out.push(b',');
-                    }
-                    json_string(out, step);
-                }
-            });
+            push_reason_pieces(
+                &mut reason_pieces,
+                &code,
+                &part(1)?,
+                &part(2)?,
+                &part(3)?,
+                path.iter().map(String::as_str),
+            );
         }
-        let reason_set = writer.reason_set_with(reasons.as_ptr() as usize, |out| out.extend_from_slice(&reasons_text));
+        let reason_set = writer.reason_set(reasons.as_ptr() as usize, &reason_pieces);
         let operation = match value(3)?.as_str() {
             "store" => Operation::Store,
             "process" => Operation::Process,

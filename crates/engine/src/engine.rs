@@ -899,9 +899,7 @@ impl Batch {
                 let allowed = &verdict.allowed;
                 let region_set =
                     writer.region_set(Arc::as_ptr(allowed) as usize, allowed.names.iter().map(|name| &**name));
-                let reason_set = writer.reason_set_with(Arc::as_ptr(verdict) as usize, |out| {
-                    out.extend_from_slice(judgement.log_reasons())
-                });
+                let reason_set = writer.reason_set(Arc::as_ptr(verdict) as usize, judgement.log_reasons());
                 writer.row(&Row {
                     decision_id: &id,
                     dataset_id: question.dataset_id,

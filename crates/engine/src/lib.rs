@@ -11,7 +11,7 @@
 //!   normal form (every lookup of an id goes through it);
 //! - [`wire`]: BatchDecide's request and answer in the protobuf wire format, with the types
 //!   generated from the repository's .proto files;
-//! - [`log_entry`]: the decision log's entries (format 3), for every decision the router logs;
+//! - [`log_entry`]: the decision log's entries (format 4), for every decision the router logs;
 //! - [`unary`]: decisions asked one at a time, queued for the decision log as they are made;
 //! - [`intents`]: the intents of logged decisions, counted for the access records over a flush
 //!   interval;
@@ -30,6 +30,7 @@ pub mod index;
 pub mod intents;
 pub mod log_entry;
 mod memo;
+mod pieces;
 pub mod policy;
 mod printable;
 pub mod symbols;

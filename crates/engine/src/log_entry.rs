@@ -1,14 +1,17 @@
-//! The decision log's entries (format 3, documented in router/decision_log/format.py): the JSON
-//! of one request's decisions, with the allowed-region sets and the reason sets each written
-//! once and the decision rows pointing into them.
+//! The decision log's entries (format 4, documented in router/decision_log/format.py): the JSON
+//! of one request's decisions, with the allowed-region sets, the reason texts and the reason
+//! sets each written once and the decision rows pointing into them.
 //!
 //! The one renderer of entries: the engine's own decisions (a BatchDecide's) and decisions the
 //! router hands over (the binding reads them) are written here alike. Sets are numbered by
 //! identity (decisions share their verdict's values: the engine memoises verdicts); region sets
-//! also by content, so that equal lists share a number however they were made.
+//! also by content, so that equal lists share a number however they were made. Reason texts
+//! are numbered by content: a verdict's reasons name the dataset and region only in their
+//! lineage paths and messages, so the few dozen texts of a batch repeat across its verdicts.
 
 use hashbrown::HashMap;
 
+use crate::pieces;
 use crate::policy::{Operation, Outcome, Reason};
 
 /// What every decision of an entry shares.
@@ -24,7 +27,7 @@ pub struct EntryHead<'a> {
     pub context: &'a [(String, String)],
 }
 
-/// One decision's row, its sets given by `EntryWriter::region_set` and `reason_set_with`.
+/// One decision's row, its sets given by `EntryWriter::region_set` and `reason_set`.
 #[derive(Clone, Copy, Debug)]
 pub struct Row<'a> {
     pub decision_id: &'a str,
@@ -43,6 +46,7 @@ pub struct Row<'a> {
 #[derive(Default)]
 pub struct EntryWriter {
     region_sets: Sets,
+    reason_texts: Texts,
     reason_sets: Sets,
     rows: Vec<u8>,
     count: usize,
@@ -98,6 +102,29 @@ impl Sets {
     }
 }
 
+/// The reason texts of an entry, each written once.
+#[derive(Default)]
+struct Texts {
+    json: Vec<u8>,
+    by_content: HashMap<Box<[u8]>, usize>,
+}
+
+impl Texts {
+    /// The number of `text` (its JSON), written when new.
+    fn number(&mut self, text: &[u8]) -> usize {
+        if let Some(&number) = self.by_content.get(text) {
+            return number;
+        }
+        let number = self.by_content.len();
+        if number > 0 {
+            self.json.push(b',');
+        }
+        self.json.extend_from_slice(text);
+        self.by_content.insert(text.into(), number);
+        number
+    }
+}
+
 impl EntryWriter {
     /// A writer with room for `rows` bytes of decision rows and `sets` bytes of reason sets.
     pub fn with_room(rows: usize, sets: usize) -> EntryWriter {
@@ -121,13 +148,23 @@ impl EntryWriter {
         })
     }
 
-    /// The number of a reason set (see `region_set` for `identity`) written by `write`: its
-    /// reasons as `reason_set_json` renders them, or each with `write_reason`, comma
-    /// separated, without the brackets.
-    pub fn reason_set_with(&mut self, identity: usize, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+    /// The number of a reason set (see `region_set` for `identity`) whose reasons are
+    /// `pieces` (`reason_pieces`): each reason written as `[TEXT, [LINEAGE PATH...]]`, TEXT the
+    /// number of its text in the entry's reason texts.
+    pub fn reason_set(&mut self, identity: usize, pieces: &[u8]) -> usize {
+        let texts = &mut self.reason_texts;
         self.reason_sets.number(identity, false, |out| {
             out.push(b'[');
-            write(out);
+            for (n, (text, path)) in pieces::pairs(pieces).enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                push_number(out, texts.number(text) as i64);
+                out.push(b',');
+                out.extend_from_slice(path);
+                out.push(b']');
+            }
             out.push(b']');
         })
     }
@@ -182,11 +219,13 @@ impl EntryWriter {
 
     /// The entry's JSON in pieces, in order (`finish` joins them), for a caller that copies it
     /// once to where it is kept; `head` as `head_json` renders it.
-    pub fn pieces<'a>(&'a self, head: &'a [u8]) -> [&'a [u8]; 8] {
+    pub fn pieces<'a>(&'a self, head: &'a [u8]) -> [&'a [u8]; 10] {
         [
             head,
             b",\"region_sets\":[",
             &self.region_sets.json,
+            b"],\"reason_texts\":[",
+            &self.reason_texts.json,
             b"],\"reason_sets\":[",
             &self.reason_sets.json,
             b"],\"decisions\":[",
@@ -224,46 +263,53 @@ pub fn head_json(head: &EntryHead<'_>) -> Vec<u8> {
     out
 }
 
-/// The reasons of a reason set, each with `write_reason`, comma separated (no brackets).
-pub fn reason_set_json(reasons: &[Reason]) -> Vec<u8> {
+/// `reasons` as `EntryWriter::reason_set` takes them (`push_reason_pieces` of each).
+pub fn reason_pieces(reasons: &[Reason]) -> Vec<u8> {
     let mut out = Vec::new();
-    for (n, reason) in reasons.iter().enumerate() {
-        if n > 0 {
-            out.push(b',');
-        }
-        write_reason(&mut out, reason.code.as_str(), &reason.message, &reason.rule_id, &reason.citation, |out| {
-            for (n, step) in reason.path.iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                json_string(out, step);
-            }
-        });
+    for reason in reasons {
+        push_reason_pieces(
+            &mut out,
+            reason.code.as_str(),
+            &reason.message,
+            &reason.rule_id,
+            &reason.citation,
+            reason.path.iter().map(|step| &**step),
+        );
     }
     out
 }
 
-/// One reason: `[CODE, MESSAGE, RULE_ID, CITATION, [LINEAGE PATH...]]`, the path's elements
-/// written by `path` (comma separated).
-pub fn write_reason(
+/// One reason as two `pieces`: its text `[CODE, MESSAGE, RULE_ID, CITATION]` and its lineage
+/// path `[STEP, ...]`, in JSON.
+pub fn push_reason_pieces<'s>(
     out: &mut Vec<u8>,
     code: &str,
     message: &str,
     rule_id: &str,
     citation: &str,
-    path: impl FnOnce(&mut Vec<u8>),
+    path: impl IntoIterator<Item = &'s str>,
 ) {
-    out.push(b'[');
-    json_string(out, code);
-    out.push(b',');
-    json_string(out, message);
-    out.push(b',');
-    json_string(out, rule_id);
-    out.push(b',');
-    json_string(out, citation);
-    out.extend_from_slice(b",[");
-    path(out);
-    out.extend_from_slice(b"]]");
+    pieces::push(out, |out| {
+        out.push(b'[');
+        json_string(out, code);
+        out.push(b',');
+        json_string(out, message);
+        out.push(b',');
+        json_string(out, rule_id);
+        out.push(b',');
+        json_string(out, citation);
+        out.push(b']');
+    });
+    pieces::push(out, |out| {
+        out.push(b'[');
+        for (n, step) in path.into_iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            json_string(out, step);
+        }
+        out.push(b']');
+    });
 }
 
 /// A JSON string: `"`, `\` and control characters escaped, everything else as it is (UTF-8).
@@ -365,6 +411,49 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reason_texts_are_written_once_and_reasons_name_them() {
+        let mut writer = EntryWriter::default();
+        let (mut first, mut second) = (Vec::new(), Vec::new());
+        push_reason_pieces(&mut first, "RULE_DENIED", "m \"1\"", "r", "c", ["s3://a", "s3://b"]);
+        push_reason_pieces(&mut first, "DEFAULT_DENIED", "m2", "", "", []);
+        push_reason_pieces(&mut second, "RULE_DENIED", "m \"1\"", "r", "c", ["s3://c"]);
+        assert_eq!(writer.reason_set(1, &first), 0);
+        assert_eq!(writer.reason_set(2, &second), 1);
+        assert_eq!(writer.reason_set(1, &second), 0); // the identity names the set
+        assert_eq!(writer.reason_set(3, &[]), 2);
+        let region_set = writer.region_set(9, ["aws:eu-west-1"]);
+        writer.row(&Row {
+            decision_id: "eu-1:a1",
+            dataset_id: "s3://b",
+            operation: Operation::Store,
+            region: "aws:us-east-1",
+            outcome: Outcome::Deny,
+            region_set,
+            reason_set: 0,
+            decide_time: 1_796_083_200_000_001,
+            inherited_only: false,
+        });
+        let head = EntryHead {
+            kind: "decide",
+            caller: "c",
+            policy_version: "1",
+            policy_hash: "ff",
+            catalog_revision: 7,
+            context: &[],
+        };
+        assert_eq!(
+            String::from_utf8(writer.finish(&head)).unwrap(),
+            concat!(
+                r#"{"kind":"decide","caller":"c","policy_version":"1","policy_hash":"ff","catalog_revision":7,"#,
+                r#""region_sets":[["aws:eu-west-1"]],"#,
+                r#""reason_texts":[["RULE_DENIED","m \"1\"","r","c"],["DEFAULT_DENIED","m2","",""]],"#,
+                r#""reason_sets":[[[0,["s3://a","s3://b"]],[1,[]]],[[0,["s3://c"]]],[]],"#,
+                r#""decisions":[["eu-1:a1","s3://b","store","aws:us-east-1","deny",0,0,"2026-12-01T00:00:00.000001Z",false]]}"#,
+            )
+        );
+    }
 
     #[test]
     fn numbers_are_written_in_decimal() {

@@ -152,9 +152,9 @@ impl Judgement {
         self.reason_pieces.get_or_init(|| wire::reason_pieces(&self.verdict.reasons).into())
     }
 
-    /// The verdict's reason set in a decision-log entry (`log_entry::reason_set_json`).
+    /// The verdict's reasons for a decision-log entry (`log_entry::reason_pieces`).
     pub fn log_reasons(&self) -> &[u8] {
-        self.log_reasons.get_or_init(|| log_entry::reason_set_json(&self.verdict.reasons).into())
+        self.log_reasons.get_or_init(|| log_entry::reason_pieces(&self.verdict.reasons).into())
     }
 }
 

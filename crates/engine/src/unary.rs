@@ -6,7 +6,7 @@
 //! shares with the decisions queued just before it (kind, caller, policy, catalog revision,
 //! context). The log writer's thread renders the entries when it takes them (`LogLane::take`),
 //! and counts the decisions' intents (what access records count) and verdicts (what the metrics
-//! count) then. Entries are format 3 (see `log_entry`), as a BatchDecide's are.
+//! count) then. Entries are format 4 (see `log_entry`), as a BatchDecide's are.
 //!
 //! The lane refuses decisions while the log cannot take them (`set_refusing`) and when it holds
 //! `max_queue` decisions (the log's backpressure): a decision -- its id, its place in the log --
@@ -503,9 +503,7 @@ impl Queue {
                 // Sets are numbered by the address of what they render: the judgements outlive
                 // the entry (the queue holds them).
                 let region_set = writer.region_set(Arc::as_ptr(allowed) as usize, allowed.names.iter().map(|n| &**n));
-                let reason_set = writer.reason_set_with(Arc::as_ptr(verdict) as usize, |out| {
-                    out.extend_from_slice(judgement.log_reasons())
-                });
+                let reason_set = writer.reason_set(Arc::as_ptr(verdict) as usize, judgement.log_reasons());
                 id.clear();
                 decision_id(&mut id, id_prefix, decision.id);
                 writer.row(&Row {

@@ -22,6 +22,7 @@ use prost::Message;
 
 use crate::dataset_ids::lookup_form;
 use crate::memo::Judgement;
+use crate::pieces;
 use crate::policy::{CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
 use crate::text::{dataset_id_problems, py_repr};
 
@@ -316,7 +317,7 @@ impl<'a> Encoder<'a> {
         let mut out = std::mem::take(&mut self.verdict_fields);
         out.clear();
         put_outcome(&mut out, verdict.outcome);
-        for (text, path) in split_pieces(pieces) {
+        for (text, path) in pieces::pairs(pieces) {
             let index = self.text_index(text);
             let index_len = if index > 0 { key_len(REASON_TEXT) + encoded_len_varint(index) } else { 0 };
             encode_key(REASONS, WireType::LengthDelimited, &mut out);
@@ -422,37 +423,23 @@ fn path_len(reason: &Reason) -> usize {
 }
 
 /// `reasons` for an answer that shares their texts: per reason, its text (its Reason fields
-/// but lineage_path) and its lineage_path fields, each after its length in four bytes (little
-/// endian; `split_pieces` reads them back).
+/// but lineage_path) and its lineage_path fields, as two `pieces`.
 pub fn reason_pieces(reasons: &[Reason]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(reasons.iter().map(|reason| reason_len(reason) + 8).sum());
     for reason in reasons {
-        out.extend_from_slice(&piece_len(text_len(reason)));
-        put_string(&mut out, REASON_CODE, reason.code.as_str());
-        put_string(&mut out, REASON_RULE_ID, &reason.rule_id);
-        put_string(&mut out, REASON_MESSAGE, &reason.message);
-        put_string(&mut out, REASON_CITATION, &reason.citation);
-        out.extend_from_slice(&piece_len(path_len(reason)));
-        for step in &reason.path {
-            put_repeated_string(&mut out, REASON_LINEAGE_PATH, step);
-        }
+        pieces::push(&mut out, |out| {
+            put_string(out, REASON_CODE, reason.code.as_str());
+            put_string(out, REASON_RULE_ID, &reason.rule_id);
+            put_string(out, REASON_MESSAGE, &reason.message);
+            put_string(out, REASON_CITATION, &reason.citation);
+        });
+        pieces::push(&mut out, |out| {
+            for step in &reason.path {
+                put_repeated_string(out, REASON_LINEAGE_PATH, step);
+            }
+        });
     }
     out
-}
-
-fn piece_len(len: usize) -> [u8; 4] {
-    u32::try_from(len).expect("a reason fits a message (< 4 GiB)").to_le_bytes()
-}
-
-/// The (text, path) pairs of `reason_pieces`' bytes.
-fn split_pieces(mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut take = move || {
-        let (len, rest) = bytes.split_first_chunk::<4>()?;
-        let (piece, rest) = rest.split_at(u32::from_le_bytes(*len) as usize);
-        bytes = rest;
-        Some(piece)
-    };
-    std::iter::from_fn(move || Some((take()?, take()?)))
 }
 
 fn nested_len(tag: u32, len: usize) -> usize {
