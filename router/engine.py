@@ -515,7 +515,7 @@ class DecisionBatch(Sequence[Decision]):
     def log_entries(
         self, context: Mapping[str, str] | None, kind: str, policy_hash: str, per_entry: int
     ) -> Sequence[tuple[bytes, Collection[str]]]:
-        """The decision log's entries (format 3) of these decisions, at most `per_entry` decisions
+        """The decision log's entries (format 4) of these decisions, at most `per_entry` decisions
         each: (the entry's JSON, its decision ids)."""
         _, _, _, caller = self._shared
         facts = list(context.items()) if context else []

@@ -12,7 +12,7 @@ One module per job:
 - `verify`: checking a chain -- at open, by `domicile audit verify`, for proofs;
 - `checkpoints`: what a checkpoint signs, the keys, and the sinks that keep copies;
 - `series`: the files of a series, rotation names, retention;
-- `legacy`: logs of the previous release (format 2), checked and moved aside once.
+- `legacy`: logs written before format 3 (format 2), checked and moved aside once.
 
 docs/audit.md is the operator's and auditor's guide.
 """

@@ -304,7 +304,7 @@ class DecisionIndex:
         return None
 
     def _scan_legacy(self, decision_id: str) -> tuple[LoggedDecision, Proof] | None:
-        """A decision of the previous release's log (format 2) that this series continues: the
+        """A decision of a format-2 log (a release before format 3) that this series continues: the
         whole file is verified up to its head, which the next file's first line must record, and
         the proof is the first checkpoint after that line."""
         files = self._series.files(self._archive_dir)

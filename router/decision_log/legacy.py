@@ -1,4 +1,4 @@
-"""Logs written by the previous release (format 2), checked once and moved aside.
+"""Logs written before format 3 (format 2), checked once and moved aside.
 
 Format 2 held a line's canonical JSON (orjson, sorted keys) with its SHA-256 as a last `hash`
 member, the previous line's hash in `prev_hash` and the line number in `seq`. Checking a line

@@ -70,7 +70,7 @@ def migrate_format2(series: Series) -> dict[str, Any] | None:
     finally:
         file.close()
     log.warning(
-        "decision log %s was written by the previous release (format 2, %d lines, head %s): verified, moved to %s, "
+        "decision log %s was written by a release before format 3 (format 2, %d lines, head %s): verified, moved to %s, "
         "and continued in a new file whose first line records that head",
         series.active,
         report.lines,

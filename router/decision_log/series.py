@@ -2,8 +2,8 @@
 
 The configured path (`decisions.jsonl` by default) is the file being written. Rotation renames
 it to a numbered file -- `decisions.000001.jsonl`, `decisions.000002.jsonl`, ... -- and starts a
-new one whose first line names the file it continues (see `format`). A log written by the
-previous release (format 2) is moved aside once, to `decisions.jsonl.format2-<UTC time>`, and
+new one whose first line names the file it continues (see `format`). A log written by a
+release before format 3 (format 2) is moved aside once, to `decisions.jsonl.format2-<UTC time>`, and
 the new chain continues from its last hash.
 
 Retention: with `keep_files` > 0, numbered files beyond the newest `keep_files` are moved to

@@ -191,7 +191,9 @@ def verify_series(files: Iterable[Path], keys: TrustedKeys | None, anchors: Iter
                 if old.first_bad_line is not None:
                     return report.fail(f"{old.problem} (format 2)", path, old.first_bad_line)
                 report.lines += old.lines
-                report.notes.append(f"{path.name}: {old.lines} lines of format 2 (the previous release), chain intact")
+                report.notes.append(
+                    f"{path.name}: {old.lines} lines of format 2 (a release before format 3), chain intact"
+                )
                 verifier = ChainVerifier(keys, ChainState(old.lines, old.head, old.decisions, old.max_catalog_revision))
                 continue
             verifier.next_file()

@@ -233,7 +233,7 @@ class DecisionLog:
         The whole active file is verified: every line's hash, the chain, and every checkpoint's
         signature against `trusted_keys` (default: the signer's own public key; give old public
         keys too after a key rotation); its first line must continue the last rotated file. Only
-        a torn last line is repaired (cut off). A log of the previous release (format 2) is
+        a torn last line is repaired (cut off). A log of a release before format 3 (format 2) is
         verified, moved aside and continued (see `legacy`). `options` are `LogOptions` fields.
 
         Raises DomicileError FAILED_PRECONDITION: DECISION_LOG_CORRUPT naming the file and the

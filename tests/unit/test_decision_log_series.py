@@ -1,5 +1,5 @@
 """A log as a series of files: rotation by size and age, retention and archiving, a crash in the
-middle of a rotation, and the log the previous release wrote (format 2)."""
+middle of a rotation, and a log written before format 3 (format 2)."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def format2_hash(line: bytes) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-async def test_the_previous_releases_log_is_verified_moved_aside_and_continued(tmp_path) -> None:
+async def test_a_format_2_log_is_verified_moved_aside_and_continued(tmp_path) -> None:
     path = tmp_path / "decisions.jsonl"
     shutil.copy(FORMAT2_LOG, path)
     old_lines = lines(path)
@@ -128,13 +128,13 @@ async def test_the_previous_releases_log_is_verified_moved_aside_and_continued(t
     assert report.ok and report.state.decisions == 9 and "format 2" in report.notes[0]
 
 
-async def test_decisions_of_the_previous_release_are_still_found_and_proven(tmp_path) -> None:
+async def test_decisions_of_a_format_2_log_are_still_found_and_proven(tmp_path) -> None:
     path = tmp_path / "decisions.jsonl"
     shutil.copy(FORMAT2_LOG, path)
     log = await open_log(path, checkpoint_lines=1)
     try:
         await write_one_per_line(log, (1,))
-        old = await log.get("f2-0003")  # decided by the previous release, in a batch
+        old = await log.get("f2-0003")  # decided by a format-2 release, in a batch
         assert old is not None and old.decision.dataset_id == "s3://bank-eu/customers-3" and old.seq == 2
         assert old.proof.checkpoint is not None  # the checkpoint after the line recording its head
         (aside,) = tmp_path.glob("decisions.jsonl.format2-*")
