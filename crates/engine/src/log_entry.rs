@@ -6,8 +6,8 @@
 //! router hands over (the binding reads them) are written here alike. Sets are numbered by
 //! identity (decisions share their verdict's values: the engine memoises verdicts); region sets
 //! also by content, so that equal lists share a number however they were made. Reason texts
-//! are numbered by content: a verdict's reasons name the dataset and region only in their
-//! lineage paths and messages, so the few dozen texts of a batch repeat across its verdicts.
+//! are numbered by content: a reason names its dataset only in its lineage path, so a batch's
+//! verdicts share a few dozen texts (about one per rule, operation and region).
 
 use hashbrown::HashMap;
 
