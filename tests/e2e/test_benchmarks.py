@@ -41,6 +41,7 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         "Router.decide p50 (warm)",
         "Router.batch_decide (10,000 per call, logged, every Decision read)",
         "BatchDecide servicer (parsing, validation, wire encoding, logged)",
+        "decision-log entry per decision (BatchDecide's)",
         "Router.decide p50, durable log, 1 caller",
         "Router.decide, durable log, 32 callers",
         "Router.batch_decide (10,000 per call, durable log)",
