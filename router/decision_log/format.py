@@ -190,7 +190,7 @@ def _check_entry(entry: Any, format: int) -> str:
     context = entry.get("context")
     if context is not None and not (isinstance(context, dict) and all(isinstance(v, str) for v in context.values())):
         return "context is not text facts"
-    region_sets, reason_sets, rows = entry.get("region_sets"), entry.get("reason_sets"), entry.get("decisions")
+    region_sets, rows = entry.get("region_sets"), entry.get("decisions")
     if not isinstance(region_sets, list) or not all(
         isinstance(regions, list) and all(isinstance(r, str) for r in regions) for regions in region_sets
     ):
@@ -200,7 +200,7 @@ def _check_entry(entry: Any, format: int) -> str:
         return problem
     if not isinstance(rows, list) or not rows:
         return "no decisions"
-    sets, reasons = len(region_sets), len(reason_sets)
+    sets, reasons = len(region_sets), len(entry["reason_sets"])  # (checked by _check_reasons)
     for number, row in enumerate(rows, start=1):
         if not (
             isinstance(row, list)
