@@ -136,16 +136,7 @@ impl EntryWriter {
     /// The number of an allowed-region set. `identity` tells sets apart cheaply: the same
     /// identity must mean the same set while the entry is built.
     pub fn region_set<'s>(&mut self, identity: usize, regions: impl IntoIterator<Item = &'s str>) -> usize {
-        self.region_sets.number(identity, true, |out| {
-            out.push(b'[');
-            for (n, region) in regions.into_iter().enumerate() {
-                if n > 0 {
-                    out.push(b',');
-                }
-                json_string(out, region);
-            }
-            out.push(b']');
-        })
+        self.region_sets.number(identity, true, |out| json_strings(out, regions))
     }
 
     /// The number of a reason set (see `region_set` for `identity`) whose reasons are
@@ -289,27 +280,20 @@ pub fn push_reason_pieces<'s>(
     citation: &str,
     path: impl IntoIterator<Item = &'s str>,
 ) {
-    pieces::push(out, |out| {
-        out.push(b'[');
-        json_string(out, code);
-        out.push(b',');
-        json_string(out, message);
-        out.push(b',');
-        json_string(out, rule_id);
-        out.push(b',');
-        json_string(out, citation);
-        out.push(b']');
-    });
-    pieces::push(out, |out| {
-        out.push(b'[');
-        for (n, step) in path.into_iter().enumerate() {
-            if n > 0 {
-                out.push(b',');
-            }
-            json_string(out, step);
+    pieces::push(out, |out| json_strings(out, [code, message, rule_id, citation]));
+    pieces::push(out, |out| json_strings(out, path));
+}
+
+/// A JSON array of strings.
+fn json_strings<'s>(out: &mut Vec<u8>, values: impl IntoIterator<Item = &'s str>) {
+    out.push(b'[');
+    for (n, value) in values.into_iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
         }
-        out.push(b']');
-    });
+        json_string(out, value);
+    }
+    out.push(b']');
 }
 
 /// A JSON string: `"`, `\` and control characters escaped, everything else as it is (UTF-8).
