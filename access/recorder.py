@@ -163,6 +163,9 @@ class AccessRecorder:
         if self._unwritten is not None:
             stored |= {a for r in self._unwritten.runs if (r.job, r.run_id) == key for a in r.accesses}
         known = stored | frozenset(pending.accesses) if pending is not None else stored
+        # Another event of the run may have been read, recorded and flushed during the read,
+        # which then missed it: keep what is known of the run rather than replace it.
+        known |= self._known.get(key, frozenset())
         self._known[key] = known
         if len(self._known) > KNOWN_RUNS:
             self._known.popitem(last=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -159,6 +160,31 @@ async def test_a_run_seen_lately_is_not_read_from_the_store_again():
     await access.prune()  # forgets what it knew: the store is asked again, pending runs included
     assert await access.run_accesses("job", "r1") == {read, wrote}
     assert store.run_reads == 2
+
+
+async def test_a_read_that_missed_a_concurrent_event_does_not_forget_it():
+    store = FakeAccessStore()
+    access = recorder(store)
+    read = RunAccess("s3://a", AccessOperation.READ, "r")
+    wrote = RunAccess("s3://b", AccessOperation.WRITE, "r")
+    unread = asyncio.Event()
+    answered = store.run_accesses
+
+    async def slow_read(job, run_id):  # answers as of before the other event was written
+        before = await answered(job, run_id)
+        await unread.wait()
+        return before
+
+    store.run_accesses = slow_read
+    first = asyncio.create_task(access.run_accesses("job", "r1"))  # START: its read is slow
+    await asyncio.sleep(0)
+    store.run_accesses = answered
+    assert await access.run_accesses("job", "r1") == set()  # COMPLETE: read, recorded, flushed
+    access.record_run(RunRecord("job", "r1", "", "", "r", NOW, NOW, NOW, (read, wrote)), [read, wrote])
+    await access.flush()
+    unread.set()
+    assert await first == {read, wrote}
+    assert await access.run_accesses("job", "r1") == {read, wrote}  # and so for the run's next event
 
 
 async def test_runs_known_in_memory_are_bounded_by_the_most_recently_used(monkeypatch):
