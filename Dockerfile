@@ -2,17 +2,25 @@
 # container runtime); CI lints this file (hadolint) and scans it (checkov). See
 # docs/operations.md "Deploying" for the build and smoke-test commands.
 #
-# Stage 1 builds the package (and its optional C helpers) into a virtual environment with the
-# full Python image, which has a compiler; stage 2 copies only that environment onto the slim
-# image: no compiler, headers or package caches in the result.
+# Stage 1 builds the package and its residency engine (Rust, crates/) into a virtual environment
+# with the full Python image and a pinned Rust toolchain; stage 2 copies only that environment
+# onto the slim image: no compiler, toolchain, headers or package caches in the result.
 
 FROM python:3.11-bookworm AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV RUSTUP_HOME=/opt/rustup CARGO_HOME=/opt/cargo PATH=/opt/cargo/bin:$PATH
+RUN curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
+    | sh -s -- -y --no-modify-path --profile minimal --default-toolchain 1.95.0
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml setup.py README.md Cargo.toml Cargo.lock ./
+COPY protos/ protos/
+COPY crates/engine/ crates/engine/
+COPY crates/engine-py/ crates/engine-py/
 COPY domicile/ domicile/
 COPY catalog/ catalog/
 COPY lineage/ lineage/
 COPY router/ router/
+COPY access/ access/
 RUN python -m venv /opt/domicile \
     && /opt/domicile/bin/pip install --no-cache-dir . \
     && /opt/domicile/bin/pip uninstall --yes pip setuptools \

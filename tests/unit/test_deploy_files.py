@@ -1,9 +1,10 @@
 """The deployment files agree with the server they deploy: every settings file they hold is
-valid, and the ports the probes and HEALTHCHECK use are the ones configured. (The files'
-hardening is checked by tools/scan.sh.)"""
+valid, the ports the probes and HEALTHCHECK use are the ones configured, and the image's build
+is given what the install needs. (The files' hardening is checked by tools/scan.sh.)"""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,25 @@ def test_the_image_healthcheck_asks_the_configured_health_port():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f'"127.0.0.1:{split_host_port(settings.health_listen)[1]}"' in dockerfile
     assert "USER 10001:10001" in dockerfile
+
+
+def test_the_image_build_copies_every_package_and_what_the_engine_is_built_from():
+    """No container runtime here: at least the build stage must be given every source the
+    install needs (each package directory, the engine's crates and the .proto files they are
+    generated from), past .dockerignore too."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    needed = set(project["tool"]["setuptools"]["package-dir"].values())
+    needed |= {"pyproject.toml", "setup.py", "Cargo.toml", "Cargo.lock", "protos"}
+    needed |= set(tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["members"])
+    build_stage = (ROOT / "Dockerfile").read_text().split("\nFROM ")[1]
+    copied = {
+        source.rstrip("/")
+        for line in build_stage.splitlines()
+        if line.startswith("COPY ") and "--from" not in line
+        for source in line.split()[1:-1]
+    }
+    let_in = {
+        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    }
+    assert needed <= copied, needed - copied
+    assert needed <= let_in, needed - let_in
