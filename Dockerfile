@@ -2,9 +2,19 @@
 # container runtime); CI lints this file (hadolint) and scans it (checkov). See
 # docs/operations.md "Deploying" for the build and smoke-test commands.
 #
-# Stage 1 builds the package and its residency engine (Rust, crates/) into a virtual environment
-# with the full Python image and a pinned Rust toolchain; stage 2 copies only that environment
-# onto the slim image: no compiler, toolchain, headers or package caches in the result.
+# Stage 1 builds the console's single-page app (console-web/, from its lockfile) with Node.js;
+# stage 2 builds the package -- the console's build included -- and its residency engine (Rust,
+# crates/) into a virtual environment with the full Python image and a pinned Rust toolchain;
+# stage 3 copies only that environment onto the slim image: no compiler, toolchain, Node.js,
+# headers or package caches in the result.
+
+FROM node:20-bookworm-slim AS console
+WORKDIR /src/console-web
+COPY console-web/package.json console-web/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+COPY console-web/ ./
+# Vite writes into ../domicile/console/static, where the package serves it from.
+RUN npm run build
 
 FROM python:3.11-bookworm AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
@@ -17,6 +27,7 @@ COPY protos/ protos/
 COPY crates/engine/ crates/engine/
 COPY crates/engine-py/ crates/engine-py/
 COPY domicile/ domicile/
+COPY --from=console /src/domicile/console/static/ domicile/console/static/
 COPY catalog/ catalog/
 COPY lineage/ lineage/
 COPY router/ router/

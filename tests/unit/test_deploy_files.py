@@ -78,15 +78,50 @@ def test_the_image_build_copies_every_package_and_what_the_engine_is_built_from(
     needed = set(project["tool"]["setuptools"]["package-dir"].values())
     needed |= {"pyproject.toml", "setup.py", "Cargo.toml", "Cargo.lock", "protos"}
     needed |= set(tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["members"])
-    build_stage = (ROOT / "Dockerfile").read_text().split("\nFROM ")[1]
-    copied = {
+    copied = copied_sources(stages()["build"])
+    assert needed <= copied, needed - copied
+    assert needed <= let_in(), needed - let_in()
+
+
+def test_the_image_builds_the_console_from_its_lockfile_into_the_package():
+    """The console's single-page app is not committed: the image must build it (from the
+    lockfile, with its sources past .dockerignore) and put it where vite writes it and the
+    package data takes it from, before the install."""
+    console = stages()["console"]
+    assert "RUN npm ci " in console and "RUN npm run build" in console
+    assert {"console-web/package.json", "console-web/package-lock.json", "console-web"} <= copied_sources(console)
+    assert "console-web" in let_in()
+    assert 'outDir: "../domicile/console/static"' in (ROOT / "console-web" / "vite.config.ts").read_text()
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert {"static/*", "static/assets/*"} <= set(package_data["domicile.console"])
+    build = stages()["build"].splitlines()
+    from_console = "COPY --from=console /src/domicile/console/static/ domicile/console/static/"
+    assert from_console in build
+    install = next(i for i, line in enumerate(build) if "pip install" in line)
+    assert build.index(from_console) < install
+    assert build.index("COPY domicile/ domicile/") < build.index(from_console)  # not overwritten
+
+
+def stages() -> dict[str, str]:
+    """The Dockerfile's named stages' text, by name (`FROM image AS name`)."""
+    named = {}
+    for stage in (ROOT / "Dockerfile").read_text().split("\nFROM ")[1:]:
+        words = stage.splitlines()[0].split()
+        if len(words) == 3 and words[1] == "AS":
+            named[words[2]] = stage
+    return named
+
+
+def copied_sources(stage: str) -> set[str]:
+    """The build-context paths a stage's COPY lines copy (not those from other stages)."""
+    return {
         source.rstrip("/")
-        for line in build_stage.splitlines()
+        for line in stage.splitlines()
         if line.startswith("COPY ") and "--from" not in line
         for source in line.split()[1:-1]
     }
-    let_in = {
-        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
-    }
-    assert needed <= copied, needed - copied
-    assert needed <= let_in, needed - let_in
+
+
+def let_in() -> set[str]:
+    """The paths .dockerignore lets into the build context."""
+    return {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
