@@ -116,8 +116,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 utc_clock: Clock = functools.partial(datetime.now, UTC)
 
-# What the engine's unary decider makes (see `Router._made`).
-_Made = TypeVar("_Made")
+# A value a helper hands back as it got it (`Router._made`, `Router._until_queued`).
 _T = TypeVar("_T")
 
 
@@ -485,7 +484,7 @@ class Router:
         facts = list(logged_caller_context(context).items()) if context else None
         return self._made(lambda stale: self._decider.decide_as(dataset_id, op, region, caller, facts, stale), None)
 
-    def _made(self, make: Callable[[str], _Made | None], first: _Made | None) -> _Made:
+    def _made(self, make: Callable[[str], _T | None], first: _T | None) -> _T:
         """What the engine's unary decider made: `first` (its first try, None when it made
         nothing), else `make(stale)` asked until it makes something. It makes nothing when the
         view's freshness ran out (`stale` is then the follower's word on it: the DENY /
