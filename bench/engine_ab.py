@@ -16,7 +16,8 @@ timed in the thread's CPU time and in wall time per decision: the medians and qu
 build. On a shared machine the runs of one build spread by more than builds differ; calls
 interleaved in one process meet the same neighbours, so the ratios hold where the absolute
 figures do not. The builds must share the binding's calls used here (`Engine(policy)`,
-`load`, `batch_decide_wire`, `log_entries`).
+`load`, `batch_decide_wire` -- ids from a `LogLane`, or from before, a prefix and a first
+counter -- and `log_entries`).
 """
 
 from __future__ import annotations
@@ -86,17 +87,23 @@ async def main(args: argparse.Namespace) -> None:
             for start in range(0, len(asked), PER_CALL)
         ]
         engines = {}
+        lanes: dict[int, Any] = {}  # by id(engine): each build's own lane of decision ids
         for build in args.builds:
             name, path = build.split("=", 1)
-            engine = load_build(path).Engine(policy.document)
+            module = load_build(path)
+            engine = module.Engine(policy.document)
             engine.load(snapshot.datasets, snapshot.placeholders, snapshot.edges)
             engines[name] = engine
+            lanes[id(engine)] = module.LogLane("bench", LogOptions().line_decisions, PER_CALL, lambda: None)
         del snapshot
         now = int(time.time() * 1e6)
         per_entry = LogOptions().line_decisions
 
         def call(engine: Any, n: int, request: bytes) -> int:
-            _, decided = engine.batch_decide_wire(request, now, None, 1, "bench", 1 + n * PER_CALL, PER_CALL)
+            try:  # the ids from a lane
+                _, decided = engine.batch_decide_wire(request, now, None, 1, lanes[id(engine)], PER_CALL)
+            except TypeError:  # a build from before: the ids' prefix and first counter
+                _, decided = engine.batch_decide_wire(request, now, None, 1, "bench", 1 + n * PER_CALL, PER_CALL)
             decided.log_entries(0, len(decided), "batch_decide", "bench", policy.content_hash, [], per_entry)
             if args.counts:
                 decided.counts()

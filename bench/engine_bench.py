@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from domicile.catalog.model import Change, ChangeKind, Edge, EdgeRow, ResidencyRow, ResidencySnapshot, to_micros
-from domicile.router.engine import Engine, compile_policy
+from domicile.router.engine import Engine, LogLane, compile_policy
 from domicile.router.policy import load_policy
 from domicile.v1 import residency_pb2
 
@@ -146,9 +146,10 @@ def decisions(engine: Engine, ids: list[list[str]], count: int, rng: random.Rand
     batch = [residency_pb2.DecideRequest(dataset_id=d, operation=o + 1, region=r) for d, o, r in questions[:10_000]]
     request = residency_pb2.BatchDecideRequest(requests=batch).SerializeToString()
     rounds = max(1, count // len(batch))
+    ids = LogLane("bench:", 100, 10_000, lambda: None)
     start = time.thread_time_ns()
     for _ in range(rounds):
-        answer, _ = core.batch_decide_wire(request, now, None, 1, "bench:", 1, 10_000)
+        answer, _ = core.batch_decide_wire(request, now, None, 1, ids, 10_000)
     per_decision = (time.thread_time_ns() - start) / (rounds * len(batch))
     print(
         f"  engine batch_decide_wire (parse, decide, encode): {1e9 / per_decision:,.0f} decisions per CPU-second, "

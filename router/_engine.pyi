@@ -79,8 +79,7 @@ class Engine(Generic[_V]):
         now: int,
         stale: str | None,
         catalog_revision: int,
-        id_prefix: str,
-        first_id: int,
+        lane: LogLane,
         max_batch: int,
     ) -> tuple[bytes, DecidedBatch]: ...
     def batch_decide(
@@ -89,11 +88,12 @@ class Engine(Generic[_V]):
         now: int,
         stale: str | None,
         catalog_revision: int,
-        id_prefix: str,
-        first_id: int,
+        lane: LogLane,
     ) -> DecidedBatch: ...
 
 class DecidedBatch:
+    policy_version: str
+    policy_hash: str
     def __len__(self) -> int: ...
     def get(self, index: int) -> tuple[str, str, int, str, _Verdict]: ...
     def counts(self) -> tuple[list[tuple[tuple[int, int], int]], list[tuple[tuple[int, str], int]]]: ...

@@ -382,19 +382,19 @@ class Engine:
         now: datetime,
         stale_message: str | None,
         catalog_revision: int,
-        id_prefix: str,
-        first_id: int,
+        ids: LogLane,
         max_batch: int,
         caller: str,
     ) -> tuple[bytes, DecisionBatch]:
         """Decides a serialized BatchDecideRequest of at most `max_batch` questions: (the
         serialized BatchDecideResponse, its decisions). With `stale_message` every decision is
-        the fail-closed DENY / STALE_CATALOG with that message. Decision ids are `id_prefix`
-        and the counter from `first_id` in ten hex digits. INVALID_ARGUMENT for bytes that are
-        no BatchDecideRequest (MALFORMED_REQUEST) or for bad fields (each named)."""
+        the fail-closed DENY / STALE_CATALOG with that message. Decision ids are the lane's
+        (`ids`): its prefix and consecutive counters it hands out, so that calls on several
+        threads never share one. INVALID_ARGUMENT for bytes that are no BatchDecideRequest
+        (MALFORMED_REQUEST) or for bad fields (each named)."""
         try:
             answer, raw = self._core.batch_decide_wire(
-                request, to_micros(now), stale_message, catalog_revision, id_prefix, first_id, max_batch
+                request, to_micros(now), stale_message, catalog_revision, ids, max_batch
             )
         except _engine.MalformedRequest as exc:
             raise DomicileError(exc.args[0], ErrorCode.INVALID_ARGUMENT, "MALFORMED_REQUEST") from None
@@ -404,7 +404,7 @@ class Engine:
                 errors.add(field, description)
             errors.raise_if_any()
             raise
-        return answer, DecisionBatch(raw, (self._policy.version, catalog_revision, now, caller))
+        return answer, DecisionBatch(raw, (raw.policy_version, catalog_revision, now, caller))
 
     def batch_decide(
         self,
@@ -412,8 +412,7 @@ class Engine:
         now: datetime,
         stale_message: str | None,
         catalog_revision: int,
-        id_prefix: str,
-        first_id: int,
+        ids: LogLane,
         caller: str,
     ) -> DecisionBatch:
         """`batch_decide_wire` for (dataset_id, op, region) questions: their decisions, each
@@ -425,12 +424,11 @@ class Engine:
                 to_micros(now),
                 stale_message,
                 catalog_revision,
-                id_prefix,
-                first_id,
+                ids,
             )
         except _engine.UnknownRegion as exc:
             raise invalid_field(exc.args[0], exc.args[1]) from None
-        return DecisionBatch(raw, (self._policy.version, catalog_revision, now, caller))
+        return DecisionBatch(raw, (raw.policy_version, catalog_revision, now, caller))
 
     # ---- what other parts read --------------------------------------------------------------
 
@@ -511,6 +509,11 @@ class DecisionBatch(Sequence[Decision]):
     @property
     def catalog_revision(self) -> int:
         return self._shared[1]
+
+    @property
+    def policy_hash(self) -> str:
+        """The content hash of the policy that made these decisions (the log's entries name it)."""
+        return self._raw.policy_hash
 
     def log_entries(
         self, context: Mapping[str, str] | None, kind: str, policy_hash: str, per_entry: int

@@ -29,12 +29,16 @@ revision.
 Concurrency: requests are answered on one event loop; the engine keeps the policy and the
 index, and a decision always sees one policy with the values computed under it. Large batches
 of catalog changes are applied by the engine on another thread while decisions go on (see
-`router.catalog_follower`).
+`router.catalog_follower`), and large BatchDecide requests are decided on a small pool of
+threads (the engine lets go of the interpreter lock), so that batches in flight together use
+every core; decision ids come from the engine's lane, which hands each call its own range, and
+a batch's log entries name the policy that decided it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import logging
 import os
@@ -150,6 +154,9 @@ class Decide(Protocol):
 # How long a ListViolations may judge before it answers (with what is judged so far): the
 # first read after a start would otherwise wait for the whole catalog.
 _LIST_JUDGING_BUDGET = 0.2
+# A serialized BatchDecideRequest at least this large (some 1,000 questions) is decided on one
+# of the router's batch threads: below it, the hand-over would cost more than the loop saves.
+_OFF_LOOP_REQUEST_BYTES = 32 * 1024
 
 
 # ---- results -----------------------------------------------------------------------------
@@ -270,6 +277,11 @@ class Router:
         self._decider = engine.unary_decider(self._lane, self._undecided, _micros_clock(clock))
         follower.publish_view(self._decider.set_view)
         self.decide: Decide = self._decider.decide
+        # Large batches are decided here, off the event loop: the engine lets go of the
+        # interpreter lock, so batches in flight together use every core while the loop serves.
+        self._batch_threads = concurrent.futures.ThreadPoolExecutor(
+            min(4, os.cpu_count() or 1), thread_name_prefix="batch-decide"
+        )
         self._closed = False
         self._summary: tuple[tuple[int, int], DatasetSummary] | None = None
 
@@ -345,6 +357,7 @@ class Router:
             return
         self._closed = True
         await self._follower.close()
+        self._batch_threads.shutdown(wait=False)
         await self._log.close()
         self._history.close()
 
@@ -529,19 +542,11 @@ class Router:
         `answer` runs before anything is logged: it makes what the caller will send and may
         refuse it (an answer too large to send) by raising, and then no decision of the batch
         is logged."""
-        policy = self._engine.policy
         decisions = self._engine.batch_decide(
-            requests,
-            self._clock(),
-            self._stale_message(),
-            self._follower.revision,
-            self._id_prefix,
-            self._lane.next_id(),
-            caller,
+            requests, self._clock(), self._stale_message(), self._follower.revision, self._lane, caller
         )
-        self._lane.take_ids(len(decisions))  # (decisions are made on the event loop only)
         answered = answer(decisions)
-        self._log_decisions(decisions, "batch_decide", policy.content_hash)
+        self._log_decisions(decisions, "batch_decide", decisions.policy_hash)
         await self.logged()
         return answered
 
@@ -559,21 +564,23 @@ class Router:
         for the whole batch; INVALID_ARGUMENT for a malformed request or bad fields (each
         named), before anything is decided. `admit(number of decisions, answer)` runs before
         anything is logged and may refuse the answer by raising (as `batch_decide`'s `answer`)."""
-        policy = self._engine.policy
-        answer, decisions = self._engine.batch_decide_wire(
+        call = functools.partial(
+            self._engine.batch_decide_wire,
             request,
             self._clock(),
             self._stale_message(),
             self._follower.revision,
-            self._id_prefix,
-            self._lane.next_id(),
+            self._lane,
             max_batch,
             caller,
         )
-        self._lane.take_ids(len(decisions))  # (decisions are made on the event loop only)
+        if len(request) >= _OFF_LOOP_REQUEST_BYTES:
+            answer, decisions = await asyncio.get_running_loop().run_in_executor(self._batch_threads, call)
+        else:
+            answer, decisions = call()
         if admit is not None:
             admit(len(decisions), answer)
-        self._log_decisions(decisions, "batch_decide", policy.content_hash)
+        self._log_decisions(decisions, "batch_decide", decisions.policy_hash)
         await self.logged()
         return answer, decisions
 

@@ -24,7 +24,7 @@ from domicile.catalog.model import to_micros
 from domicile.catalog.validation import check_id
 from domicile.client.calls import batch_decisions_from_message
 from domicile.errors import FieldErrors
-from domicile.router._engine import Engine, InvalidRequest, MalformedRequest
+from domicile.router._engine import Engine, InvalidRequest, LogLane, MalformedRequest
 from domicile.router.policy import load_policy
 from domicile.timeconv import to_timestamp
 from domicile.v1 import residency_pb2
@@ -62,10 +62,13 @@ def engine() -> Engine:
     return engine
 
 
+def lane(id_prefix: str) -> LogLane:
+    """A lane of its own: the decision ids of a batch call, counted from 1."""
+    return LogLane(id_prefix, 100, 10_000, lambda: None)
+
+
 def batch(engine: Engine, request: residency_pb2.BatchDecideRequest, stale: str | None = None):
-    wire, decided = engine.batch_decide_wire(
-        request.SerializeToString(), to_micros(NOW), stale, 17, "0123456789ab", 1, 10_000
-    )
+    wire, decided = engine.batch_decide_wire(request.SerializeToString(), to_micros(NOW), stale, 17, lane("0123456789ab"), 10_000)
     return residency_pb2.BatchDecideResponse.FromString(wire), len(decided)
 
 
@@ -182,7 +185,7 @@ def test_every_problem_of_a_request_is_named(engine: Engine) -> None:
     ]
     too_many = residency_pb2.BatchDecideRequest(requests=list(request.requests[:1]) * 3)
     with pytest.raises(InvalidRequest) as raised:
-        engine.batch_decide_wire(too_many.SerializeToString(), 0, None, 0, "p", 1, 2)
+        engine.batch_decide_wire(too_many.SerializeToString(), 0, None, 0, lane("p"), 2)
     assert raised.value.args[0] == [("requests", "at most 2 requests per batch")]
 
 
@@ -216,7 +219,7 @@ def mutated(draw: st.DrawFn) -> bytes:
 @given(data=st.binary(max_size=64) | mutated())
 def test_malformed_bytes_are_refused_never_a_crash(engine: Engine, data: bytes) -> None:
     try:
-        wire, decided = engine.batch_decide_wire(data, to_micros(NOW), None, 1, "p", 1, 10_000)
+        wire, decided = engine.batch_decide_wire(data, to_micros(NOW), None, 1, lane("p"), 10_000)
         count = len(decided)
     except MalformedRequest as exc:
         refusal = ("malformed", exc.args[0])

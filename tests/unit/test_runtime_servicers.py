@@ -5,9 +5,13 @@ services in tests/unit/test_rpc_coverage.py."""
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import pytest
+
 from domicile.catalog.model import Dataset, Edge
+from domicile.errors import DomicileError
 from domicile.router import _engine
 from domicile.router.convert import DecisionEncoder
 from domicile.router.decision_log.format import ZERO_HASH, decisions_line, decisions_of_line
@@ -90,9 +94,9 @@ def test_a_batch_answer_holds_the_decisions_the_log_is_given():
     request = residency_pb2.BatchDecideRequest(
         requests=[residency_pb2.DecideRequest(dataset_id=d, operation=o, region=r) for d, o, r in questions]
     )
-    answer, decisions = engine.batch_decide_wire(
-        request.SerializeToString(), when, None, 7, "0123456789ab", 41, 100, "alice"
-    )
+    lane = _engine.LogLane("0123456789ab", 100, 10_000, lambda: None)
+    lane.take_ids(40)
+    answer, decisions = engine.batch_decide_wire(request.SerializeToString(), when, None, 7, lane, 100, "alice")
     encoder = DecisionEncoder()
     assert residency_pb2.BatchDecideResponse.FromString(answer) == residency_pb2.BatchDecideResponse(
         decisions=[encoder.to_proto(d) for d in decisions]
@@ -101,6 +105,8 @@ def test_a_batch_answer_holds_the_decisions_the_log_is_given():
     assert {(d.caller, d.catalog_revision, d.decide_time, d.policy_version) for d in decisions} == {
         ("alice", 7, when, "2026.11.1")
     }
+    assert decisions.policy_hash == engine.policy.content_hash
+    assert lane.next_id() == 45
     assert [d.inherited_only for d in decisions] == [False, True, True, False]
     assert decisions[-1] == decisions[3] and list(decisions[1:3]) == [decisions[1], decisions[2]]
     assert len(decisions[4:]) == 0
@@ -125,3 +131,35 @@ def test_a_batch_answer_holds_the_decisions_the_log_is_given():
         assert {(entry.kind, entry.policy_hash, tuple((entry.context or {}).items())) for entry in logged} == {
             ("batch_decide", "ab" * 32, (("ticket", "é"),))
         }
+
+
+def test_batch_calls_on_several_threads_take_their_own_decision_ids():
+    """The batch calls draw their ids from the lane once they know how many they need, so calls
+    made on several threads at once (the router decides large batches off its event loop)
+    never share one, and a refused request takes none."""
+    engine = Engine(compile_policy(load_policy(POLICY)))
+    engine.add([Dataset.create(f"s3://bank/{n}", classifications=["PII.CONTACT"], origins=["DE"]) for n in range(50)], [])
+    when = datetime(2026, 11, 30, 4, 0, 0, tzinfo=UTC)
+    lane = _engine.LogLane("p:", 100, 10_000, lambda: None)
+    request = residency_pb2.BatchDecideRequest(
+        requests=[
+            residency_pb2.DecideRequest(dataset_id=f"s3://bank/{n}", operation=1, region="aws:us-east-1")
+            for n in range(50)
+        ]
+    ).SerializeToString()
+
+    def wire(_: int) -> list[str]:
+        return [d.decision_id for d in engine.batch_decide_wire(request, when, None, 1, lane, 100, "a")[1]]
+
+    def listed(_: int) -> list[str]:
+        questions = [(f"s3://bank/{n}", Operation.STORE, "aws:us-east-1") for n in range(50)]
+        return [d.decision_id for d in engine.batch_decide(questions, when, None, 1, lane, "a")]
+
+    with ThreadPoolExecutor(4) as pool:
+        batches = [*pool.map(wire, range(40)), *pool.map(listed, range(40))]
+    ids = [decision_id for batch in batches for decision_id in batch]
+    assert len(set(ids)) == len(ids) == 80 * 50
+    assert all(ids == sorted(ids) for ids in batches)  # each call's ids are consecutive
+    with pytest.raises(DomicileError):
+        engine.batch_decide_wire(b"\xff", when, None, 1, lane, 100, "a")
+    assert lane.next_id() == 1 + 80 * 50

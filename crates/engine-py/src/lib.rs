@@ -495,9 +495,9 @@ impl Engine {
     /// Decides a serialized BatchDecideRequest (at most `max_batch` questions) and returns
     /// `(answer, batch)`: the serialized BatchDecideResponse and the `DecidedBatch` (what the
     /// decision log and the metrics need). With `stale` (a STALE_CATALOG message) every
-    /// decision is that fail-closed DENY. Decision ids are `id_prefix` + `first_id`,
-    /// `first_id + 1`, ... Raises MalformedRequest or InvalidRequest.
-    #[allow(clippy::too_many_arguments)]
+    /// decision is that fail-closed DENY. Decision ids are `lane`'s: its prefix and counters
+    /// taken from it once the questions are counted, so calls on several threads never share
+    /// one. Raises MalformedRequest or InvalidRequest (no id taken).
     fn batch_decide_wire<'py>(
         &self,
         py: Python<'py>,
@@ -505,21 +505,23 @@ impl Engine {
         now: i64,
         stale: Option<&str>,
         catalog_revision: i64,
-        id_prefix: &str,
-        first_id: u64,
+        lane: &LogLane,
         max_batch: usize,
     ) -> PyResult<(Bound<'py, PyBytes>, DecidedBatch)> {
+        let ids = &lane.lane;
+        let id_prefix = &*lane.id_prefix;
         let answer = py.detach(|| {
             let state = self.core.read();
             let batch: Batch = state.batch_decide(request, max_batch, now, stale)?;
+            let first_id = ids.take_ids(batch.judgements.len() as u64);
             let wire = state.encode_batch(&batch, catalog_revision, now, id_prefix, first_id);
             let counts = batch.counts();
-            Ok::<_, BatchError>((wire, batch, counts, state.policy.version.clone()))
+            Ok::<_, BatchError>((wire, batch, counts, first_id, state.policy.clone()))
         });
         match answer {
-            Ok((wire, batch, counts, policy_version)) => Ok((
+            Ok((wire, batch, counts, first_id, policy)) => Ok((
                 PyBytes::new(py, &wire),
-                DecidedBatch::new(batch, counts, id_prefix, first_id, now, policy_version, catalog_revision),
+                DecidedBatch::new(batch, counts, id_prefix, first_id, now, &policy, catalog_revision),
             )),
             Err(BatchError::Malformed(message)) => Err(MalformedRequest::new_err((message,))),
             Err(BatchError::Invalid(violations)) => {
@@ -531,9 +533,8 @@ impl Engine {
     }
 
     /// Decides `questions`, each `(dataset_id, operation, region)`, at `now` (as
-    /// `batch_decide_wire`, the ids named as given): the `DecidedBatch`. UnknownRegion (field
-    /// `requests[i].region`) before anything is decided.
-    #[allow(clippy::too_many_arguments)]
+    /// `batch_decide_wire`, the ids named as given, theirs taken from `lane`): the
+    /// `DecidedBatch`. UnknownRegion (field `requests[i].region`) before anything is decided.
     fn batch_decide(
         &self,
         py: Python<'_>,
@@ -541,10 +542,10 @@ impl Engine {
         now: i64,
         stale: Option<&str>,
         catalog_revision: i64,
-        id_prefix: &str,
-        first_id: u64,
+        lane: &LogLane,
     ) -> PyResult<DecidedBatch> {
-        let (batch, counts, policy_version) = py.detach(|| {
+        let ids = &lane.lane;
+        let (batch, counts, first_id, policy) = py.detach(|| {
             let state = self.core.read();
             let mut checked = Questions::with_capacity(questions.len(), questions.iter().map(|q| q.0.len()).sum());
             for (i, (dataset_id, operation_value, region)) in questions.iter().enumerate() {
@@ -553,10 +554,11 @@ impl Engine {
                 checked.push(dataset_id, operation, region);
             }
             let batch = state.decide_batch(checked, AnswerShape::default(), now, stale);
+            let first_id = ids.take_ids(batch.judgements.len() as u64);
             let counts = batch.counts();
-            Ok::<_, PyErr>((batch, counts, state.policy.version.clone()))
+            Ok::<_, PyErr>((batch, counts, first_id, state.policy.clone()))
         })?;
-        Ok(DecidedBatch::new(batch, counts, id_prefix, first_id, now, policy_version, catalog_revision))
+        Ok(DecidedBatch::new(batch, counts, &lane.id_prefix, first_id, now, &policy, catalog_revision))
     }
 }
 
@@ -573,6 +575,8 @@ struct DecidedBatch {
     first_id: u64,
     decide_time: i64,
     policy_version: Arc<str>,
+    /// The content hash of the policy that decided, for the log's entries.
+    policy_hash: String,
     catalog_revision: i64,
     /// Allowed-region tuples by region list: decisions with one list share one tuple.
     region_tuples: Mutex<HashMap<u32, Py<PyTuple>>>,
@@ -582,6 +586,18 @@ struct DecidedBatch {
 impl DecidedBatch {
     fn __len__(&self) -> usize {
         self.batch.judgements.len()
+    }
+
+    /// The version of the policy that decided.
+    #[getter]
+    fn policy_version(&self) -> &str {
+        &self.policy_version
+    }
+
+    /// The content hash of the policy that decided.
+    #[getter]
+    fn policy_hash(&self) -> &str {
+        &self.policy_hash
     }
 
     /// `(decision_id, dataset_id, operation, region, verdict)` of decision `index`.
@@ -669,7 +685,7 @@ impl DecidedBatch {
         id_prefix: &str,
         first_id: u64,
         decide_time: i64,
-        policy_version: Arc<str>,
+        policy: &CompiledPolicy,
         catalog_revision: i64,
     ) -> DecidedBatch {
         DecidedBatch {
@@ -678,7 +694,8 @@ impl DecidedBatch {
             id_prefix: id_prefix.to_owned(),
             first_id,
             decide_time,
-            policy_version,
+            policy_version: policy.version.clone(),
+            policy_hash: policy.content_hash.clone(),
             catalog_revision,
             region_tuples: Mutex::default(),
         }
