@@ -514,8 +514,7 @@ impl Engine {
             let state = self.core.read();
             let batch: Batch = state.batch_decide(request, max_batch, now, stale)?;
             let first_id = ids.take_ids(batch.judgements.len() as u64);
-            let wire = state.encode_batch(&batch, catalog_revision, now, id_prefix, first_id);
-            let counts = batch.counts();
+            let (wire, counts) = state.encode_batch(&batch, catalog_revision, now, id_prefix, first_id);
             Ok::<_, BatchError>((wire, batch, counts, first_id, state.policy.clone()))
         });
         match answer {

@@ -919,7 +919,8 @@ impl Batch {
     }
 
     /// What the metrics count of the decisions. Cheapest right after the batch was decided
-    /// or encoded, while its verdicts are still in cache.
+    /// or encoded, while its verdicts are still in cache (`State::encode_batch` counts them as
+    /// it encodes them).
     pub fn counts(&self) -> Counts {
         // Per (verdict, operation) first: decisions share memoised verdicts, and their address
         // hashes faster than their reasons.
@@ -929,17 +930,44 @@ impl Batch {
             let verdict = &judgement.verdict;
             by_verdict.entry((Arc::as_ptr(verdict) as usize, question.operation)).or_insert((verdict, 0)).1 += 1;
         }
-        let mut by_outcome: hashbrown::HashMap<(Operation, Outcome), usize> = hashbrown::HashMap::new();
-        let mut by_reason: hashbrown::HashMap<(ReasonCode, &Arc<str>), usize> = hashbrown::HashMap::new();
+        let mut counter = Counter::default();
         for ((_, operation), (verdict, count)) in by_verdict {
-            *by_outcome.entry((operation, verdict.outcome)).or_default() += count;
-            for reason in &verdict.reasons {
-                *by_reason.entry((reason.code, &reason.rule_id)).or_default() += count;
+            counter.add(operation, verdict, count);
+        }
+        counter.counts()
+    }
+}
+
+/// Decisions counted for the metrics (`Counts`) as they come.
+#[derive(Default)]
+struct Counter<'a> {
+    /// By operation, then outcome.
+    by_outcome: [[usize; 2]; 2],
+    by_reason: hashbrown::HashMap<(ReasonCode, &'a Arc<str>), usize>,
+}
+
+impl<'a> Counter<'a> {
+    /// `count` decisions of `operation` with `verdict`.
+    fn add(&mut self, operation: Operation, verdict: &'a Verdict, count: usize) {
+        self.by_outcome[operation as usize][verdict.outcome as usize] += count;
+        for reason in &verdict.reasons {
+            *self.by_reason.entry((reason.code, &reason.rule_id)).or_default() += count;
+        }
+    }
+
+    fn counts(self) -> Counts {
+        let mut by_outcome = Vec::new();
+        for operation in [Operation::Store, Operation::Process] {
+            for outcome in [Outcome::Allow, Outcome::Deny] {
+                let n = self.by_outcome[operation as usize][outcome as usize];
+                if n > 0 {
+                    by_outcome.push(((operation, outcome), n));
+                }
             }
         }
         Counts {
-            by_outcome: by_outcome.into_iter().collect(),
-            by_reason: by_reason.into_iter().map(|((code, rule_id), n)| ((code, rule_id.clone()), n)).collect(),
+            by_outcome,
+            by_reason: self.by_reason.into_iter().map(|((code, rule_id), n)| ((code, rule_id.clone()), n)).collect(),
         }
     }
 }
@@ -1026,8 +1054,9 @@ impl State {
         (judgements, nodes)
     }
 
-    /// The serialized BatchDecideResponse of `batch`: decision ids are `id_prefix` followed
-    /// by `first_id`, `first_id + 1`, ... in ten lower-case hex digits.
+    /// The serialized BatchDecideResponse of `batch` (decision ids are `id_prefix` followed
+    /// by `first_id`, `first_id + 1`, ... in ten lower-case hex digits) and its decisions
+    /// counted for the metrics, as `Batch::counts` counts them.
     pub fn encode_batch(
         &self,
         batch: &Batch,
@@ -1035,7 +1064,7 @@ impl State {
         decide_time: i64,
         id_prefix: &str,
         first_id: u64,
-    ) -> Vec<u8> {
+    ) -> (Vec<u8>, Counts) {
         let context =
             crate::wire::DecisionContext { policy_version: &batch.policy.version, catalog_revision, decide_time };
         let mut encoder = crate::wire::Encoder::new(context, batch.shape);
@@ -1058,14 +1087,17 @@ impl State {
             .sum();
         let mut out = Vec::with_capacity(room);
         let mut id = String::new();
+        let mut counter = Counter::default();
         for (n, (question, judgement)) in batch.questions.iter().zip(&batch.judgements).enumerate() {
             id.clear();
             decision_id(&mut id, id_prefix, first_id + n as u64);
             let region = batch.region_name(&question);
             encoder.decision(&mut out, 1, &id, question.dataset_id, question.operation, region, judgement);
+            // Counted here, its verdict just read: a pass of its own would wait for memory.
+            counter.add(question.operation, &judgement.verdict, 1);
         }
         encoder.finish(&mut out);
-        out
+        (out, counter.counts())
     }
 }
 

@@ -113,7 +113,8 @@ fn the_answer_decodes_to_the_engine_decisions() {
     ];
     let bytes = request(&items);
     let batch = state.batch_decide(&bytes, 10, NOW, None).unwrap();
-    let answer = proto::BatchDecideResponse::decode(&state.encode_batch(&batch, 42, NOW, "abc", 255)[..]).unwrap();
+    let (wire, encoded_counts) = state.encode_batch(&batch, 42, NOW, "abc", 255);
+    let answer = proto::BatchDecideResponse::decode(&wire[..]).unwrap();
     assert_eq!(answer.decisions.len(), 4);
     assert!(answer.region_sets.is_empty());
     for (n, (decision, judgement)) in answer.decisions.iter().zip(&batch.judgements).enumerate() {
@@ -153,6 +154,14 @@ fn the_answer_decodes_to_the_engine_decisions() {
     let reasons: usize = batch.judgements.iter().map(|j| j.verdict.reasons.len()).sum();
     assert_eq!(counts.by_reason.iter().map(|(_, n)| n).sum::<usize>(), reasons);
     assert!(counts.by_reason.iter().any(|((code, _), n)| code.as_str() == "UNKNOWN_DATASET" && *n == 1));
+    // The answer's encoding counts them alike.
+    let sorted = |counts: &domicile_engine::engine::Counts| {
+        let mut listed: Vec<String> = counts.by_outcome.iter().map(|count| format!("{count:?}")).collect();
+        listed.extend(counts.by_reason.iter().map(|count| format!("{count:?}")));
+        listed.sort();
+        listed
+    };
+    assert_eq!(sorted(&encoded_counts), sorted(&counts));
     // A question asked again is answered with its memoised verdict, the same but for its id.
     assert!(std::sync::Arc::ptr_eq(&batch.judgements[0], &batch.judgements[3]));
     let mut again = answer.decisions[3].clone();
@@ -162,7 +171,7 @@ fn the_answer_decodes_to_the_engine_decisions() {
     // The compact shape: the same decisions, each region list once in the answer.
     let sets_shape = AnswerShape { shared_region_sets: true, shared_reason_texts: false };
     let shared = state.batch_decide(&request_shaped(&items, sets_shape), 10, NOW, None).unwrap();
-    let compact = proto::BatchDecideResponse::decode(&state.encode_batch(&shared, 42, NOW, "abc", 255)[..]).unwrap();
+    let compact = proto::BatchDecideResponse::decode(&state.encode_batch(&shared, 42, NOW, "abc", 255).0[..]).unwrap();
     let lists: Vec<Vec<String>> = answer.decisions.iter().map(|d| d.allowed_regions.clone()).collect();
     let mut distinct = lists.clone();
     distinct.dedup();
@@ -179,7 +188,7 @@ fn the_answer_decodes_to_the_engine_decisions() {
     // Reason texts shared too: each distinct text once, reasons naming theirs with their path.
     let texts_shape = AnswerShape { shared_region_sets: true, shared_reason_texts: true };
     let shared = state.batch_decide(&request_shaped(&items, texts_shape), 10, NOW, None).unwrap();
-    let leanest = proto::BatchDecideResponse::decode(&state.encode_batch(&shared, 42, NOW, "abc", 255)[..]).unwrap();
+    let leanest = proto::BatchDecideResponse::decode(&state.encode_batch(&shared, 42, NOW, "abc", 255).0[..]).unwrap();
     assert_eq!(leanest.region_sets, compact.region_sets);
     let text = |r: &proto::Reason| (r.code.clone(), r.rule_id.clone(), r.message.clone(), r.citation.clone());
     let mut distinct: Vec<_> = answer.decisions.iter().flat_map(|d| d.reasons.iter().map(text)).collect();

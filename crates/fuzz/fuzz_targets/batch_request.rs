@@ -53,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(sent.operation, operation as i32);
         assert_eq!(&**state.policy.region_name(question.region), sent.region);
     }
-    let answer = state.encode_batch(&batch, 7, common::NOW, "fuzz", 1);
+    let (answer, _) = state.encode_batch(&batch, 7, common::NOW, "fuzz", 1);
     let decoded = proto::BatchDecideResponse::decode(&answer[..]).expect("the answer decodes");
     assert_eq!(decoded.decisions.len(), batch.questions.len());
     for (decision, question) in decoded.decisions.iter().zip(batch.questions.iter()) {
