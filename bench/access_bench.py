@@ -27,6 +27,8 @@ less, so the cost is given from both:
    during the phase, and then the CPU time the server spends writing the intents counted in
    it (a GetAccessPatterns call flushes them), per decision of the phase. The questions touch
    ~46,000 (caller, dataset, operation, region) aggregates, whatever the phase's length.
+   Reported: the medians, the cost from each round's pair (its two runs meet the same
+   neighbours) and the spread of the access-off runs -- a cost below that spread is noise.
 
 Prints one line per figure and a JSON summary (`{"figures": {...}}`) at the end.
 """
@@ -369,12 +371,28 @@ async def main_router(args: argparse.Namespace) -> None:
                     f"(load {os.getloadavg()[0]:.1f})",
                     flush=True,
                 )
-    off = statistics.median(r["server_us"] for r in results[False])
-    on = statistics.median(r["server_us"] + r["flush_us"] for r in results[True])
+    off_rounds = [r["server_us"] for r in results[False]]
+    on_rounds = [r["server_us"] + r["flush_us"] for r in results[True]]
+    off, on = statistics.median(off_rounds), statistics.median(on_rounds)
+    # Each round's two runs meet the same neighbours: the cost from each pair, beside the
+    # spread of the runs of one setting (a cost smaller than that spread is not measured).
+    paired = [(1 - a / b) * 100 for a, b in zip(off_rounds, on_rounds, strict=True)]
+    spread = (max(off_rounds) - min(off_rounds)) / off * 100
+    print(
+        f"server CPU per decision: access off {min(off_rounds):.2f}-{max(off_rounds):.2f} µs (median {off:.2f}), "
+        f"on {min(on_rounds):.2f}-{max(on_rounds):.2f} µs (median {on:.2f}); cost by pairs "
+        f"{', '.join(f'{c:.1f}%' for c in paired)} (median {statistics.median(paired):.1f}%); "
+        f"the access-off runs spread by {spread:.1f}% of their median",
+        flush=True,
+    )
+    rates = {access: statistics.median(r["decisions_per_s"] for r in results[access]) for access in (False, True)}
     summary = {
         "BatchDecide over gRPC (router catalog), server CPU µs per decision, access off": off,
         "BatchDecide over gRPC (router catalog), server CPU µs per decision, access on, intents written": on,
         "BatchDecide over gRPC (router catalog), cost from CPU %": (1 - off / on) * 100,
+        "BatchDecide over gRPC (router catalog), cost from CPU, median of pairs %": statistics.median(paired),
+        "BatchDecide over gRPC (router catalog), access-off runs' spread %": spread,
+        "BatchDecide over gRPC (router catalog), cost from throughput %": (1 - rates[True] / rates[False]) * 100,
     }
     print(json.dumps({"figures": summary}, indent=1))
 

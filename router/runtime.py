@@ -357,9 +357,9 @@ class Router:
             return
         self._closed = True
         await self._follower.close()
-        self._batch_threads.shutdown(wait=False)
         await self._log.close()
         self._history.close()
+        self._batch_threads.shutdown(wait=False)
 
     async def _check_catalog_revision(self, allow_rollback: bool, app: App) -> None:
         """Refuse a store whose revision is below the highest the decision log recorded (see the
@@ -574,7 +574,7 @@ class Router:
             max_batch,
             caller,
         )
-        if len(request) >= _OFF_LOOP_REQUEST_BYTES:
+        if len(request) >= _OFF_LOOP_REQUEST_BYTES and not self._closed:  # (closed: the log refuses it)
             answer, decisions = await asyncio.get_running_loop().run_in_executor(self._batch_threads, call)
         else:
             answer, decisions = call()

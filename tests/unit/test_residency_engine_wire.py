@@ -68,7 +68,9 @@ def lane(id_prefix: str) -> LogLane:
 
 
 def batch(engine: Engine, request: residency_pb2.BatchDecideRequest, stale: str | None = None):
-    wire, decided = engine.batch_decide_wire(request.SerializeToString(), to_micros(NOW), stale, 17, lane("0123456789ab"), 10_000)
+    wire, decided = engine.batch_decide_wire(
+        request.SerializeToString(), to_micros(NOW), stale, 17, lane("0123456789ab"), 10_000
+    )
     return residency_pb2.BatchDecideResponse.FromString(wire), len(decided)
 
 

@@ -586,6 +586,66 @@ async def test_every_observed_flow_is_on_disk_before_it_is_answered(tmp_path):
         await app.store.close()
 
 
+async def test_large_batches_are_decided_off_the_event_loop_and_logged_alike(tmp_path):
+    """A large BatchDecide is decided on the router's batch threads, not on the event loop;
+    batches decided side by side get ids of their own, every decision is logged once with
+    the policy that made it, and a small batch is decided on the loop as before."""
+    from domicile.router import runtime
+    from domicile.v1 import residency_pb2
+
+    app = await make_app(tmp_path)
+    app.router = router = await Router.start(app)
+    threads: set[str] = set()
+    decide_wire = router._engine.batch_decide_wire
+
+    def recorded(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return decide_wire(*args, **kwargs)
+
+    router._engine.batch_decide_wire = recorded
+    try:
+        await upsert(app, "s3://a", classifications=["PII"], origins=["DE"])
+        large = residency_pb2.BatchDecideRequest(
+            requests=[
+                residency_pb2.DecideRequest(
+                    dataset_id="s3://a" if n % 2 else f"s3://unknown/{n}", operation=1, region=(US, FRANKFURT)[n % 2]
+                )
+                for n in range(3_000)
+            ]
+        ).SerializeToString()
+        assert len(large) >= runtime._OFF_LOOP_REQUEST_BYTES
+        answers = await asyncio.gather(*(router.batch_decide_wire(large, 10_000, caller=f"c{n}") for n in range(4)))
+        assert threads and all(name.startswith("batch-decide") for name in threads)
+        threads.clear()
+        small = residency_pb2.BatchDecideRequest(
+            requests=[residency_pb2.DecideRequest(dataset_id="s3://a", operation=1, region=US)]
+        ).SerializeToString()
+        await router.batch_decide_wire(small, 10_000)
+        assert threads == {threading.current_thread().name}
+        policy_hash = router.get_policy().content_hash
+    finally:
+        await router.close()
+        await app.store.close()
+    for answer, decisions in answers:
+        response = residency_pb2.BatchDecideResponse.FromString(answer)
+        assert [d.decision_id for d in response.decisions] == [d.decision_id for d in decisions]
+        assert [d.outcome for d in response.decisions[:2]] == [residency_pb2.OUTCOME_DENY, residency_pb2.OUTCOME_ALLOW]
+    ids = [d.decision_id for _, decisions in answers for d in decisions]
+    assert len(set(ids)) == len(ids) == 12_000
+    logged = [
+        (entry["caller"], entry["policy_hash"], row[0])
+        for line in app.settings.decision_log_path.read_bytes().split(b"\n")[:-1]
+        for entry in json.loads(line).get("entries", ())
+        if entry["kind"] == "batch_decide"
+        for row in entry["decisions"]
+    ]
+    assert len(logged) == 12_001 and {h for _, h, _ in logged} == {policy_hash}
+    assert Counter(caller for caller, _, _ in logged) == Counter(
+        {"c0": 3000, "c1": 3000, "c2": 3000, "c3": 3000, "": 1}
+    )
+    assert {decision_id for _, _, decision_id in logged} >= set(ids)
+
+
 def tallied(tally: _engine.IntentTally) -> Counter:
     """What `tally` counted, per (actor, dataset, operation, region) (all at one time here)."""
     return Counter({(actor, dataset, op, region): n for actor, dataset, op, region, n, *_ in tally.take()})

@@ -138,7 +138,9 @@ def test_batch_calls_on_several_threads_take_their_own_decision_ids():
     made on several threads at once (the router decides large batches off its event loop)
     never share one, and a refused request takes none."""
     engine = Engine(compile_policy(load_policy(POLICY)))
-    engine.add([Dataset.create(f"s3://bank/{n}", classifications=["PII.CONTACT"], origins=["DE"]) for n in range(50)], [])
+    engine.add(
+        [Dataset.create(f"s3://bank/{n}", classifications=["PII.CONTACT"], origins=["DE"]) for n in range(50)], []
+    )
     when = datetime(2026, 11, 30, 4, 0, 0, tzinfo=UTC)
     lane = _engine.LogLane("p:", 100, 10_000, lambda: None)
     request = residency_pb2.BatchDecideRequest(
