@@ -498,6 +498,7 @@ impl Engine {
     /// decision is that fail-closed DENY. Decision ids are `lane`'s: its prefix and counters
     /// taken from it once the questions are counted, so calls on several threads never share
     /// one. Raises MalformedRequest or InvalidRequest (no id taken).
+    #[allow(clippy::too_many_arguments)]
     fn batch_decide_wire<'py>(
         &self,
         py: Python<'py>,
