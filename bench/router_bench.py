@@ -34,7 +34,8 @@ What it does, in one run (deterministic catalog for a given --seed):
    Then the same router restarted with the durable log (the default: an answer waits until its
    line is fsynced, concurrent answers share an fsync): `Router.decide` one call at a time
    (latency: about one fsync), with --concurrency callers (throughput and latency under group
-   commit), and `Router.batch_decide` sustained.
+   commit), `Router.batch_decide` sustained, and the BatchDecide servicer with 2 calls in
+   flight (each answer waits for its line's fsync while the other call is decided).
 4. `domicile serve` on loopback (its own process, same catalog and policy), warmed by one
    decision per dataset, and a client in another process: unary Decide at a fixed --rate for
    --seconds (open loop: requests are sent on schedule, not after the previous answer), then
@@ -493,17 +494,7 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
     report.line("  the calls alone, logged (Decisions not read)", 3 * len(qs) / (called + flushed), "decisions/s")
 
     servicer = ResidencyServicer(app)
-    ops = {Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}
-    # Serialized, as gRPC hands them to the servicer (add_residency_service); compact answers
-    # asked for, as the client library asks.
-    requests = [
-        residency_pb2.BatchDecideRequest(
-            requests=[residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r) for d, op, r in batch],
-            shared_region_sets=True,
-            shared_reason_texts=True,
-        ).SerializeToString()
-        for batch in batches
-    ]
+    requests = [batch_request(batch) for batch in batches]
     # The requests three times over, with one call in flight and then two (as a server takes
     # concurrent calls: the router decides large batches off its event loop), timed until the
     # log has written the last decision; the answers are checked after the clock stops.
@@ -513,10 +504,7 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
         answers = await servicer_calls(servicer, requests * 3, in_flight)
         await router.flush_decision_log()
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-        for answer in answers:
-            response = residency_pb2.BatchDecideResponse.FromString(answer)
-            stale += sum(1 for d in response.decisions if d.reasons and d.reasons[0].code == "STALE_CATALOG")
-        check_fresh(stale)
+        check_fresh(stale + sum(map(stale_answers, answers)))
         report.line(
             f"BatchDecide servicer (parsing, validation, wire encoding, logged), {in_flight} in flight",
             3 * len(qs) / elapsed,
@@ -529,6 +517,23 @@ async def bench_in_process(app: App, ids: list[str], report: Report, seed: int) 
     await bench_engine_batch(app, requests, report)
     # Nor should this phase's garbage be collected during the next one.
     gc.collect()
+
+
+def batch_request(questions) -> bytes:
+    """A serialized BatchDecideRequest, as gRPC hands it to the servicer (add_residency_service),
+    asking for compact answers, as the client library asks."""
+    ops = {Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}
+    return residency_pb2.BatchDecideRequest(
+        requests=[residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r) for d, op, r in questions],
+        shared_region_sets=True,
+        shared_reason_texts=True,
+    ).SerializeToString()
+
+
+def stale_answers(answer: bytes) -> int:
+    """The fail-closed (STALE_CATALOG) decisions of a serialized BatchDecideResponse."""
+    response = residency_pb2.BatchDecideResponse.FromString(answer)
+    return sum(1 for d in response.decisions if d.reasons and d.reasons[0].code == "STALE_CATALOG")
 
 
 async def servicer_calls(servicer: ResidencyServicer, requests: list[bytes], in_flight: int) -> list[bytes]:
@@ -594,9 +599,10 @@ async def bench_engine_batch(app: App, requests: list[bytes], report: Report) ->
         report.line("  per CPU-second (all threads)", decided / cpu, "decisions/s")
 
 
-async def bench_in_process_durable(router: Router, ids: list[str], report: Report, args) -> None:
+async def bench_in_process_durable(app: App, ids: list[str], report: Report, args) -> None:
     """The durable log's cost: every answer waits for its line's fsync; concurrent answers share one."""
     print("in-process, durable decision log (the default)", flush=True)
+    router = app.router
     await until_fresh(router)
     qs = questions(ids, 100_000, args.seed)
     for start in range(0, len(ids), 10_000):  # every dataset's view built, as in a warm server
@@ -636,6 +642,16 @@ async def bench_in_process_durable(router: Router, ids: list[str], report: Repor
     report.line(
         "Router.batch_decide (10,000 per call, durable log)", len(qs) / (time.perf_counter() - start), "decisions/s"
     )
+    # The servicer as a server runs it by default: each answer waits for its line's fsync, the
+    # other call in flight is decided meanwhile.
+    servicer = ResidencyServicer(app)
+    requests = [batch_request(batch) for batch in batches]
+    start, cpu_start = time.perf_counter(), time.process_time()
+    answers = await servicer_calls(servicer, requests, 2)
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    check_fresh(sum(map(stale_answers, answers)))
+    report.line("BatchDecide servicer, durable log, 2 in flight", len(qs) / elapsed, "decisions/s")
+    report.line("  per CPU-second (all threads)", len(qs) / cpu, "decisions/s")
 
 
 async def run_json(what: str, *argv: str) -> dict:
@@ -1438,7 +1454,7 @@ async def run(args, workdir: Path) -> None:
             await router.close()
             app.settings.router.durable_decision_log = True
             router = app.router = await Router.start(app)
-            await bench_in_process_durable(router, ids, report, args)
+            await bench_in_process_durable(app, ids, report, args)
             await bench_grpc(app, ids, report, args, workdir)
             if args.opa:
                 await bench_opa(Path(args.opa), ids, router, report, args, workdir)
