@@ -771,6 +771,51 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
     await bench_grpc_floor(app, ids, report, args, workdir)
 
 
+async def bench_unary_rounds(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
+    """`--unary-only`: the fixed-rate phase alone, driven by loadgen, in --rounds interleaved
+    rounds; each round runs `domicile serve` with the durable log (the default), then with
+    `router.durable_decision_log: false`, then the canned-answer floor, each server warmed as
+    `bench_grpc_phases` warms it. With --base-python (another worktree's interpreter, e.g. its
+    `.venv/bin/python`) each Domicile server runs again under it, the two alternating in turn,
+    for an A/B in the same minutes. Medians over the rounds at the end."""
+    loadgen = Path(args.loadgen)
+    config = workdir / "non-durable.yaml"
+    config.write_text("router:\n  durable_decision_log: false\n")
+    builds = [("this", sys.executable)] + ([("base", args.base_python)] if args.base_python else [])
+    _, floor_argv = await canned_server_argv(app, ids, args, workdir)
+    results: dict[str, list[dict]] = {}
+    for round_number in range(args.rounds):
+        order = builds if round_number % 2 == 0 else builds[::-1]
+        for mode, options in (("durable", ()), ("non-durable", ("--config", str(config)))):
+            for build, python in order:
+                name = f"{build} {mode}"
+                data_dir = workdir / f"server-{build}-{mode}-{round_number}"
+                argv = [python, *serve_argv(app.settings.store, data_dir, *options)[1:]]
+                print(f"round {round_number + 1}: {name}, load average {os.getloadavg()[0]:.2f}", flush=True)
+                async with server_process("domicile serve", argv, workdir / f"{name}.log") as server:
+                    warm_file = workdir / "warm-questions.json"
+                    warm_file.write_text(json.dumps([(d, Operation.STORE.value, REGIONS[0]) for d in ids]))
+                    await run_client(server.port, "warm", warm_file, args.rate, 0, 1)
+                    await asyncio.sleep(1.0)
+                    result = await bench_loadgen(loadgen, server, ids, report, args, workdir, name)
+                results.setdefault(name, []).append(result)
+                shutil.rmtree(data_dir, ignore_errors=True)
+        print(f"round {round_number + 1}: floor, load average {os.getloadavg()[0]:.2f}", flush=True)
+        async with server_process("the canned-answer server", floor_argv, workdir / "floor-server.log") as server:
+            results.setdefault("floor", []).append(
+                await bench_loadgen(loadgen, server, ids, report, args, workdir, "floor")
+            )
+    print(f"medians over {args.rounds} rounds (loadgen, {args.rate:,} req/s for {args.seconds:g} s):", flush=True)
+    floor_p99 = statistics.median(r["p99_ms"] for r in results["floor"])
+    for name, runs in results.items():
+        p99 = statistics.median(r["p99_ms"] for r in runs)
+        each = ", ".join(f"{r['p99_ms']:.2f}" for r in runs)
+        report.line(f"{name}: p99 (each round: {each})", p99, "ms")
+        report.line(f"  {name}: p50", statistics.median(r["p50_ms"] for r in runs), "ms")
+        report.line(f"  {name}: server CPU per call", statistics.median(r["server_cpu_us"] for r in runs), "us")
+        report.line(f"  {name}: p99 - floor's p99", p99 - floor_p99, "ms")
+
+
 async def bench_grpc_phases(
     server: ServerProcess, ids: list[str], report: Report, args, workdir: Path, mode: str
 ) -> None:
@@ -852,12 +897,11 @@ async def serve_canned(answer_file: str) -> None:
     await server.stop(0)
 
 
-async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
-    """The fixed-rate phase against a server in its own process that does everything but
-    decide -- same grpcio server, interceptor and event loop, a canned answer of a typical
-    size (a DENY with its reasons and allowed regions): the floor under the unary latency
-    on this machine, measured in the same run."""
-    print("gRPC floor: the same server with a canned Decide answer", flush=True)
+async def canned_server_argv(
+    app: App, ids: list[str], args, workdir: Path
+) -> tuple[residency_pb2.DecideResponse, list[str]]:
+    """The canned answer (a DENY with its reasons, as the router in this process answers one of
+    the benchmark's questions) and the command serving it (`serve_canned`)."""
     ops = {Operation.STORE: residency_pb2.OPERATION_STORE, Operation.PROCESS: residency_pb2.OPERATION_PROCESS}
     servicer = ResidencyServicer(app)
     canned = None
@@ -867,9 +911,19 @@ async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workd
         if answer.decision.outcome == residency_pb2.OUTCOME_DENY and answer.decision.reasons:
             canned = answer
             break
+    assert canned is not None, "no DENY with reasons among 1,000 questions"
     answer_file = workdir / "canned-answer.bin"
     answer_file.write_bytes(canned.SerializeToString())
-    argv = [sys.executable, __file__, "--serve-canned", str(answer_file)]
+    return canned, [sys.executable, __file__, "--serve-canned", str(answer_file)]
+
+
+async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
+    """The fixed-rate phase against a server in its own process that does everything but
+    decide -- same grpcio server, interceptor and event loop, a canned answer of a typical
+    size (a DENY with its reasons and allowed regions): the floor under the unary latency
+    on this machine, measured in the same run."""
+    print("gRPC floor: the same server with a canned Decide answer", flush=True)
+    canned, argv = await canned_server_argv(app, ids, args, workdir)
     async with server_process("the canned-answer server", argv, workdir / "floor-server.log") as server:
         report.line("  canned answer size", canned.ByteSize(), "bytes")
         cpu = server.cpu_seconds()
@@ -901,7 +955,7 @@ async def bench_grpc_floor(app: App, ids: list[str], report: Report, args, workd
 
 async def bench_loadgen(
     loadgen: Path, server: ServerProcess, ids: list[str], report: Report, args, workdir: Path, label: str
-) -> None:
+) -> dict:
     """The fixed-rate phase driven by bench/loadgen (Go, `tools/install-loadgen.sh`): open loop,
     prebuilt request bytes, one thread of Go code. On two shared cores the client's own CPU is
     part of every latency; this client spends ~0.3 ms of CPU per call where ghz spends ~0.5 ms
@@ -940,9 +994,11 @@ async def bench_loadgen(
         f"ms / {result['send_late_max_ms']:.2f} ms",
     )
     report.line(f"  {label}: client CPU per call", result["client_cpu_us_per_call"], "us")
-    report.line(f"  {label}: server CPU per call", (server.cpu_seconds() - cpu) / calls * 1e6, "us")
+    result["server_cpu_us"] = (server.cpu_seconds() - cpu) / calls * 1e6
+    report.line(f"  {label}: server CPU per call", result["server_cpu_us"], "us")
     if result["errors"]:
         print(f"  {label}: failed calls: {result['errors']}", flush=True)
+    return result
 
 
 async def bench_ghz(ghz: Path, port: int, ids: list[str], report: Report, args, workdir: Path, label: str) -> None:
@@ -1447,6 +1503,9 @@ async def run(args, workdir: Path) -> None:
             report.line("  CPU time (all threads)", time.process_time() - cpu_start, "s", "start_seconds")
             gc.collect()
             report.line("RSS growth over Router.start", (rss_bytes() - rss_before) / 2**20, "MiB")
+            if args.unary_only:
+                await bench_unary_rounds(app, ids, report, args, workdir)
+                return
             await measure_index_memory(store, router, report)
             await bench_in_process(app, ids, report, args.seed)
             if args.in_process_only:
@@ -1514,6 +1573,18 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="stop after the in-process phase with the non-durable log (quick before/after comparisons)",
     )
+    parser.add_argument(
+        "--unary-only",
+        action="store_true",
+        help="only the unary fixed-rate phase, driven by --loadgen (required), in --rounds rounds: "
+        "durable log, non-durable log, the canned-answer floor",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of --unary-only")
+    parser.add_argument(
+        "--base-python",
+        help="with --unary-only: another build's interpreter (a worktree's .venv/bin/python) whose "
+        "`domicile serve` runs beside this one's in every round, alternating (A/B)",
+    )
     parser.add_argument("--workdir", help="keep the catalog and logs here (default: a temporary directory)")
     parser.add_argument("--opa", help="path of an `opa` binary to compare with (tools/install-opa.sh)")
     parser.add_argument(
@@ -1539,7 +1610,10 @@ def parse_args() -> argparse.Namespace:
         "--answer-shape", choices=["compact", "sets", "full"], default="compact", help=argparse.SUPPRESS
     )
     parser.add_argument("--server-pid", type=int, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.unary_only and not args.loadgen:
+        parser.error("--unary-only needs --loadgen")
+    return args
 
 
 if __name__ == "__main__":

@@ -1,11 +1,19 @@
-"""Registering a servicer as the generated `add_XServiceServicer_to_server` does, with a few
-methods served as bytes: the answers the residency engine encodes (BatchDecide's, an access
-pattern's), which would cost more to build as messages than to make. Every method of these
-services is unary."""
+"""Registering a servicer of a domicile.v1 service: every method through one generic handler
+per service, with a few methods served as bytes -- the answers the residency engine encodes
+(BatchDecide's, an access pattern's), which would cost more to build as messages than to make.
+Every method of these services is unary.
+
+The methods are not also registered as grpc.aio's *registered methods* (which the generated
+`add_XServiceServicer_to_server` does): grpc.aio (1.85) keeps one pending accept per registered
+method and waits on all of them again for every call it takes (grpc/grpc#41796), so each
+registered method adds to the cost of every call to any method -- with the 35 of these
+services, more than the generic handlers' lookup saves. Served through the generic handlers,
+the server waits on one accept for all of them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from types import ModuleType
 from typing import Any
 
@@ -35,4 +43,13 @@ def add_service(
             response_serializer=None if method.name in raw_answers else response.SerializeToString,
         )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(descriptor.full_name, handlers),))
-    server.add_registered_method_handlers(descriptor.full_name, handlers)
+
+
+def registration(module: ModuleType, service: str) -> Callable[[Any, grpc.aio.Server], None]:
+    """`add_service` for `service` of `module`, called as the generated
+    `add_XServiceServicer_to_server(servicer, server)` is."""
+
+    def add(servicer: Any, server: grpc.aio.Server) -> None:
+        add_service(server, module, service, servicer)
+
+    return add

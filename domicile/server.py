@@ -30,6 +30,7 @@ from domicile.catalog.stores.sqlite import path_from_uri
 from domicile.config import Settings
 from domicile.grpc_errors import ErrorMappingInterceptor, RequestParsingInterceptor
 from domicile.grpc_handlers import chained
+from domicile.grpc_services import registration
 from domicile.health import SERVICE_NAMES, ServiceHealth
 from domicile.http_server import HTTPServer
 from domicile.lineage.service import LineageServicer
@@ -47,12 +48,7 @@ from domicile.telemetry.access import AccessInterceptor, access_middleware
 from domicile.telemetry.metrics import server_registry
 from domicile.telemetry.store import InstrumentedStore
 from domicile.telemetry.tracing import configure_tracing, grpc_server_interceptor
-from domicile.v1 import (
-    audit_pb2_grpc,
-    catalog_pb2_grpc,
-    lineage_pb2_grpc,
-    policy_pb2_grpc,
-)
+from domicile.v1 import audit_pb2, catalog_pb2, lineage_pb2, policy_pb2
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +120,11 @@ def _server_options(settings: Settings) -> list[tuple[str, int]]:
 def servicers(app: App) -> list[tuple[Callable[[Any, grpc.aio.Server], None], Any]]:
     """(registration function, servicer) for every domicile.v1 service."""
     return [
-        (catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(app)),
-        (lineage_pb2_grpc.add_LineageServiceServicer_to_server, LineageServicer(app)),
+        (registration(catalog_pb2, "CatalogService"), CatalogServicer(app)),
+        (registration(lineage_pb2, "LineageService"), LineageServicer(app)),
         (add_residency_service, ResidencyServicer(app)),
-        (policy_pb2_grpc.add_PolicyServiceServicer_to_server, PolicyServicer(app)),
-        (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(app)),
+        (registration(policy_pb2, "PolicyService"), PolicyServicer(app)),
+        (registration(audit_pb2, "AuditService"), AuditServicer(app)),
         (add_access_service, AccessServicer(app)),
     ]
 

@@ -14,9 +14,9 @@ certificate is locked out by someone else's bad tokens.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Protocol
 
 from domicile.errors import DomicileError, ErrorCode
@@ -39,7 +39,7 @@ def trace_id_from(traceparent: str | None) -> str:
         match = _TRACEPARENT.match(traceparent.strip().lower())
         if match and match.group(1) != "0" * 32:
             return match.group(1)
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def bearer_token(authorization: str | None) -> str | None:
