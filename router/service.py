@@ -579,6 +579,8 @@ class PolicyServicer(policy_pb2_grpc.PolicyServiceServicer):
 
 def _check_context(errors: FieldErrors, path: str, context: Mapping[str, str]) -> None:
     """A request's context: a few short facts with plain keys (they are logged with decisions)."""
+    if not context:
+        return
     if len(context) > MAX_CONTEXT_ENTRIES:
         errors.add(path, f"at most {MAX_CONTEXT_ENTRIES} entries")
         return

@@ -47,6 +47,9 @@ class JsonLines(OrjsonFormatter):
 
 def configure_logging(level: str, log_format: LogFormat, stream: IO[str] | None = None) -> None:
     """Route every logger to `stream` (stderr) at `level`, as text or JSON lines."""
+    # Neither format names a thread or a process: records need not look them up (the logging
+    # module's documented switches; each access log line would pay for them).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(TraceContext())
     handler.setFormatter(JsonLines() if log_format == "json" else logging.Formatter(TEXT_FORMAT))

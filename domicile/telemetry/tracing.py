@@ -123,15 +123,14 @@ def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> I
         yield current
 
 
-@contextlib.contextmanager
-def optional_span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> Iterator[None]:
+def optional_span(
+    name: str, attributes: Mapping[str, AttributeValue] | None = None
+) -> contextlib.AbstractContextManager[Any]:
     """`span(name, attributes)` when tracing is on; nothing at all (not even a non-recording
-    span) when it is off, for code on the decision path."""
+    span, nor a generator) when it is off, for code on the decision path."""
     if not tracing_enabled():
-        yield
-        return
-    with _current_tracer().start_as_current_span(name, attributes=attributes, record_exception=True):
-        yield
+        return contextlib.nullcontext()
+    return _current_tracer().start_as_current_span(name, attributes=attributes, record_exception=True)
 
 
 @contextlib.contextmanager
