@@ -52,6 +52,10 @@ What it does, in one run (deterministic catalog for a given --seed):
    measured from its own send; loadgen also from the due time). Then each fixed-rate client
    again against a grpcio server in its own process answering every Decide with a canned
    response -- the floor of the gRPC stack on this machine, for the ratio.
+   With --unary-only (and --loadgen) only the fixed-rate phase runs, driven by loadgen, in
+   --rounds rounds of: the durable server, the non-durable one, the canned-answer floor; with
+   --base-python (another worktree's interpreter) each Domicile server also runs under it,
+   alternating with this one's, for an A/B in the same minutes; medians at the end.
 5. With --opa: Open Policy Agent (`tools/install-opa.sh` installs it) serving an equivalent
    Rego policy on loopback, driven by the same client at the same rate with the same
    questions (effective attributes sent as input, since OPA holds no lineage), and `opa
