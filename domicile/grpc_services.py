@@ -3,12 +3,12 @@ per service, with a few methods served as bytes -- the answers the residency eng
 (BatchDecide's, an access pattern's), which would cost more to build as messages than to make.
 Every method of these services is unary.
 
-The methods are not also registered as grpc.aio's *registered methods* (which the generated
-`add_XServiceServicer_to_server` does): grpc.aio (1.85) keeps one pending accept per registered
-method and waits on all of them again for every call it takes (grpc/grpc#41796), so each
-registered method adds to the cost of every call to any method -- with the 35 of these
-services, more than the generic handlers' lookup saves. Served through the generic handlers,
-the server waits on one accept for all of them.
+The methods are not also registered as grpc.aio's *registered methods*, as the generated
+`add_XServiceServicer_to_server` registers them: grpc.aio (1.85) keeps one pending accept per
+registered method and waits on all of them again for every call it takes (grpc/grpc#41796), so
+each registered method adds to the cost of every call to any method, far more than the generic
+handlers' lookup (a dictionary per service) costs. Served through the generic handlers, the
+35 methods of these services share one pending accept.
 """
 
 from __future__ import annotations
