@@ -10,7 +10,8 @@ accesses it adds. A DENY is an observed violation; a run that read data without 
 region is UNKNOWN_RUN_REGION, an output without any location UNKNOWN_OUTPUT_LOCATION, and a
 stale router view NOT_JUDGED. A late event (older than `access.late_event_seconds`) is
 judged the same way, against the policy and catalog now, and its findings are flagged late.
-The decisions are logged (kind `observed_flow`, with the job and run id as context).
+The decisions are logged (kind `observed_flow`, with the job and run id as context); the
+answer waits for them to be durable only when one is a DENY (`Router.judge_observed`).
 Ingestion never fails because of a finding: the run happened and is recorded.
 """
 

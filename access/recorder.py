@@ -11,6 +11,11 @@ writes them, in a batch of their own, before it returns, so an ingest answer nev
 violation the store could lose (the accesses pending beside them wait for the periodic flush
 and its anomaly check: a run with a violation costs one small write, not a flush).
 
+A run's decisions are in the decision log before its record is in the store: a flush that
+takes run records first waits for the decisions logged so far (`decisions_logged`; the durable
+log may hold a run's ALLOWs for a moment, see `Router.judge_observed`), so a run the store
+remembers as judged -- and will not judge again -- never lacks its decisions after a crash.
+
 Failure: a batch whose write fails is kept as it was (same id, same anomalies) and written
 again before anything newer; the store applies a batch id at most once, so a retry after an
 unknown outcome cannot count twice. A crash loses what was not flushed yet (at most one
@@ -78,9 +83,11 @@ class AccessRecorder:
         *,
         labels_of: Callable[[str], Iterable[str]],
         on_anomalies: Callable[[Sequence[Anomaly]], Awaitable[None]] | None = None,
+        decisions_logged: Callable[[], Awaitable[None]] | None = None,
         clock: Clock = utcnow,
     ) -> None:
         self._store = store
+        self._decisions_logged = decisions_logged
         self._settings = settings
         self._labels_of = labels_of
         self._on_anomalies = on_anomalies
@@ -210,6 +217,8 @@ class AccessRecorder:
                 return
             now = self._clock()
             try:
+                if runs and self._decisions_logged is not None:
+                    await self._decisions_logged()  # the runs' decisions were logged before they were taken
                 baselines = await self._store.baselines(
                     anomaly_rules.observed_actors(counts),
                     since=now - timedelta(days=self._settings.anomalies.baseline_window_days),

@@ -65,7 +65,12 @@ class AccessTracking:
             events = own_events = SecurityEventLog(settings.security_log_path)
         alerts = AccessAlerts(events, webhooks)
         recorder = AccessRecorder(
-            app.store.access, access, labels_of=router.effective_labels, on_anomalies=alerts.anomalies, clock=clock
+            app.store.access,
+            access,
+            labels_of=router.effective_labels,
+            on_anomalies=alerts.anomalies,
+            decisions_logged=lambda: _flush_decision_log(router),
+            clock=clock,
         )
         recorder.start()
         router.set_intent_sink(recorder.intents)
@@ -106,19 +111,21 @@ class AccessTracking:
 
     async def flush(self) -> None:
         """Write what is pending (intents of decisions logged so far included)."""
-        await self._flush_decision_log()
+        await _flush_decision_log(self._router)
         await self.recorder.flush()
-
-    async def _flush_decision_log(self) -> None:
-        # A failed decision log is reported by the router itself (its decisions are refused).
-        with contextlib.suppress(Exception):
-            await self._router.flush_decision_log()
 
     async def close(self) -> None:
         """Flush what is pending, then let alerts in flight finish (briefly)."""
-        await self._flush_decision_log()
+        await _flush_decision_log(self._router)
         self._router.set_intent_sink(None)
         await self.recorder.close()
         await self._alerts.close()
         if self._own_events is not None:
             self._own_events.close()
+
+
+async def _flush_decision_log(router: Router) -> None:
+    # A failed decision log is reported by the router itself (its decisions are refused); what
+    # it holds is written once it writes again.
+    with contextlib.suppress(Exception):
+        await router.flush_decision_log()

@@ -474,12 +474,18 @@ class Router:
         )
 
     def _log_decisions(
-        self, decisions: Sequence[Decision], kind: str, policy_hash: str, context: Mapping[str, str] | None = None
+        self,
+        decisions: Sequence[Decision],
+        kind: str,
+        policy_hash: str,
+        context: Mapping[str, str] | None = None,
+        *,
+        hold: bool = False,
     ) -> None:
         """Queue decisions for the log (no I/O here). `policy_hash` must be the content hash of
-        the policy that made them. Raises UNAVAILABLE when the log has failed: a decision that
-        cannot be logged is not answered."""
-        self._log.append_many(decisions, context, kind=kind, policy_hash=policy_hash)
+        the policy that made them; `hold` as `DecisionLog.append_many` says. Raises UNAVAILABLE
+        when the log has failed: a decision that cannot be logged is not answered."""
+        self._log.append_many(decisions, context, kind=kind, policy_hash=policy_hash, hold=hold)
 
     async def logged(self) -> None:
         """Return when the decisions made so far may be answered: at once with the non-durable
@@ -642,7 +648,12 @@ class Router:
     ) -> list[Decision]:
         """Decisions on flows that already happened (observed-flow drift, `access.drift`): one
         per (dataset_id, op, region), made and logged (kind `observed_flow`, with `context`)
-        as `decide` would. Every region must be known to the policy."""
+        as `decide` would. Every region must be known to the policy.
+
+        Returns once the decisions may be reported: when one is a DENY (a finding the caller
+        reports), once all of them are logged as `logged` says; ALLOWs alone, which nobody is
+        answered from, at once -- the durable log writes them with its next write somebody
+        waits for, or within its flush interval (`DecisionLog.append_many`'s `hold`)."""
         now = self._clock()
         message = self._stale_message()
         decisions = [
@@ -650,8 +661,10 @@ class Router:
             for d, op, region in questions
         ]
         if decisions:
-            self._log_decisions(decisions, "observed_flow", self._engine.policy.content_hash, context)
-            await self.logged()
+            denied = any(decision.outcome is Outcome.DENY for decision in decisions)
+            self._log_decisions(decisions, "observed_flow", self._engine.policy.content_hash, context, hold=not denied)
+            if denied:
+                await self.logged()
         return decisions
 
     def set_intent_sink(self, sink: IntentSink | None) -> None:

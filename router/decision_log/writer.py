@@ -14,7 +14,10 @@ checked at `open` (`opening`).
 callers await `flush()` before answering, and whatever was queued while the previous fsync
 ran is written with the next one (group commit: concurrent requests share an fsync). Without
 it (the documented opt-out), the writer gathers for up to `flush_interval` seconds and a
-crash loses what was not yet written.
+crash loses what was not yet written. Decisions appended with `hold` (nobody answers from
+them: e.g. the ALLOWs of an observed run) are gathered that way in durable mode too: they
+go with the next write somebody waits for, or `flush_interval` after the writer saw the first
+of them; a crash loses at most those.
 
 **Faults.** When a write or an fsync fails (a full disk, an I/O error), the writer cuts the
 file back to its last durable size (after a failed fsync the kernel may have dropped the
@@ -175,7 +178,6 @@ class DecisionLog:
         self._signer = signer
         self._sinks = tuple(sinks)
         self._events = events
-        self._flush_interval = 0.0 if options.durable else options.flush_interval
         # Writer-owned (read by others through `head()` and properties, under `_lock`):
         self._state = state
         self._file_number = opened.file_number
@@ -196,6 +198,7 @@ class DecisionLog:
         self._space_waiters = 0
         self._appended_seq = 0
         self._queue_taken = 0
+        self._unheld_seq = 0  # the queue's last entry appended without `hold`
         self._taken_seq = 0
         self._durable_seq = 0
         # Callers of `flush()` waiting for the next batch the writer takes, and for the batch it
@@ -336,8 +339,9 @@ class DecisionLog:
             if self._appended_seq - self._queue_taken >= self.options.max_queue:
                 self._wait_for_space()
             self._appended_seq += 1
+            self._unheld_seq = self._appended_seq
             self._queue.append((decision, context, kind, policy_hash))
-            self._wake_writer(len(self._queue) == 1)
+            self._wake_writer(len(self._queue) == 1 or self.durable)
             return self._total_appended()
 
     def append_many(
@@ -347,11 +351,14 @@ class DecisionLog:
         *,
         kind: str = "decide",
         policy_hash: str = "",
+        hold: bool = False,
     ) -> int:
         """`append` for each decision, in order, as one queue item while the queue has room (no
         Python work per decision); returns the number of the last one. The decisions of one call
         should come from one request: they are logged as one entry when they share caller,
-        policy version and catalog revision. Errors as for `append`; when it raises, the
+        policy version and catalog revision. With `hold`, nobody is answered from them: the
+        durable log writes them with the next write somebody waits for, or after
+        `flush_interval` (see the module docstring). Errors as for `append`; when it raises, the
         decisions before the one it could not queue stay queued."""
         if context:
             _check_context(context)
@@ -372,7 +379,9 @@ class DecisionLog:
                 self._queue.append((chunk, context, kind, policy_hash))
                 self._appended_seq += len(chunk)
                 start += len(chunk)
-            self._wake_writer(was_empty)
+            if not hold:
+                self._unheld_seq = self._appended_seq
+            self._wake_writer(was_empty or (self.durable and not hold))
             return self._total_appended()
 
     def append_entries(self, entries: Sequence[Entry]) -> int:
@@ -386,7 +395,8 @@ class DecisionLog:
             was_empty = not self._queue
             self._queue.append(Rendered(tuple(entries)))
             self._appended_seq += sum(len(entry.ids) for entry in entries)
-            self._wake_writer(was_empty)
+            self._unheld_seq = self._appended_seq
+            self._wake_writer(was_empty or self.durable)
             return self._total_appended()
 
     def attach_lane(self, lane: _engine.LogLane, taken: Callable[[], None] | None = None) -> None:
@@ -429,6 +439,7 @@ class DecisionLog:
             self._refuse_if_unable()
             self._queue.append(Note(note, detail))
             self._appended_seq += 1
+            self._unheld_seq = self._appended_seq
             self._wake_writer(True)
         await self.flush()
 
@@ -592,19 +603,22 @@ class DecisionLog:
             (self._queue or self._lane_waiting())
             and not self._closing
             and not self._flush_requested
-            and self._flush_interval
+            and not self._awaited()
+            and self.options.flush_interval
         ):
-            # Give the batch time to fill; a flush request, a full batch or a full queue end the wait.
+            # Give the batch time to fill; a flush request, something a caller awaits, a full
+            # batch or a full queue end the wait.
             self._writer_waiting = True
             self._wakeup.wait_for(
                 lambda: (
                     self._flush_requested
                     or self._closing
                     or self._space_waiters
+                    or self._awaited()
                     or self._queue_waiting() >= self.options.max_batch
                     or self._lane_waiting() >= self.options.max_batch
                 ),
-                timeout=self._flush_interval,
+                timeout=self.options.flush_interval,
             )
         self._writer_waiting = False
         batch, self._queue = self._queue, []
@@ -627,6 +641,11 @@ class DecisionLog:
         if self._space_waiters:
             self._space.notify_all()
         return batch, self._taken_seq
+
+    def _awaited(self) -> bool:
+        """Holds _lock: the durable log has queued entries that were not appended with `hold`
+        (their callers await `flush()`: written at once)."""
+        return self.durable and (self._unheld_seq > self._queue_taken or self._lane_waiting() > 0)
 
     def _idle_timeout(self) -> float:
         due = self.options.checkpoint_seconds - (time.monotonic() - self._uncovered_since) if self._uncovered else 1.0

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
+from domicile.router.decision_log import Series, verify_series
 from domicile.server import create_server
 from domicile.v1 import access_pb2, access_pb2_grpc, catalog_pb2, catalog_pb2_grpc, lineage_pb2, lineage_pb2_grpc
 from tests.e2e.conftest import insecure_settings
@@ -183,6 +187,107 @@ async def test_unknown_run_region_and_output_location_are_reported(server, stubs
     (violation,) = response.observed_violations
     assert violation.kind == access_pb2.OBSERVED_VIOLATION_KIND_POLICY_DENIED
     assert (violation.job, violation.producer, violation.region) == ("rpc/job", "cli", US)
+
+
+def logged_observations(data_dir: Path) -> tuple[set[str], dict[str, set[str]]]:
+    """The decision ids in the decision log as it is on disk, and those of each observed run."""
+    ids: set[str] = set()
+    runs: dict[str, set[str]] = {}
+    for path in Series(data_dir / "decisions.jsonl").files():
+        for line in path.read_bytes().split(b"\n")[:-1]:  # (a torn last line has no newline)
+            for entry in json.loads(line).get("entries", ()):
+                found = {row[0] for row in entry["decisions"]}
+                ids |= found
+                run_id = (entry.get("context") or {}).get("observed_run_id")
+                if run_id is not None:
+                    runs.setdefault(run_id, set()).update(found)
+    return ids, runs
+
+
+async def test_a_finding_is_in_the_decision_log_when_it_is_answered(server, stubs, tmp_path):
+    run_ids = [str(uuid.uuid4()) for _ in range(3)]
+    for run_id in run_ids:  # all ALLOW: answered without waiting for the log
+        assert (await send(server, event(IRELAND, run_id=run_id)))["observed_violations"] == []
+    (violation,) = (await send(server, event(US)))["observed_violations"]
+    ids, runs = logged_observations(tmp_path)  # as the answer found it, nothing flushed since
+    assert violation["decision"]["decision_id"] in ids
+    # The finding's write took the ALLOWs held before it along.
+    assert all(len(runs.get(run_id, ())) == 1 for run_id in run_ids)
+
+
+def test_after_sigkill_every_reported_finding_is_in_the_decision_log(tmp_path):
+    """A run judged all ALLOW is answered before its decisions are durable; one with a finding
+    only once they are. Killed under load, the log holds every finding a client received, and
+    the ALLOWs of runs answered before it."""
+    from tests.e2e.test_server_process import start_server
+
+    process, port = start_server(tmp_path, "--policy", str(EXAMPLE_POLICY))
+    reported: list[str] = []
+    lock, stop = threading.Lock(), threading.Event()
+    threads = [threading.Thread(target=lambda n=n: client(n)) for n in range(4)]
+
+    def record(stub, region: str) -> tuple[str, list[str]]:
+        run_id = str(uuid.uuid4())
+        request = lineage_pb2.RecordLineageRequest(job=JOB, run_id=run_id, run_region=region, inputs=[CUSTOMERS])
+        answer = stub.RecordLineage(request, timeout=30)
+        return run_id, [v.decision.decision_id for v in answer.observed_violations]
+
+    def client(number: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = lineage_pb2_grpc.LineageServiceStub(channel)
+            count = 0
+            while not stop.is_set():
+                count += 1
+                try:
+                    _, decisions = record(stub, US if (count + number) % 3 == 0 else IRELAND)
+                except grpc.RpcError:
+                    return  # the server is gone
+                with lock:
+                    reported.extend(decisions)
+
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            catalog_pb2_grpc.CatalogServiceStub(channel).UpsertDataset(
+                catalog_pb2.UpsertDatasetRequest(
+                    dataset=catalog_pb2.Dataset(
+                        id=CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT]
+                    )
+                ),
+                timeout=30,
+            )
+            stub = lineage_pb2_grpc.LineageServiceStub(channel)
+            # Nobody waits for these: the log's writer writes them within its flush interval
+            # (the deadline only bounds a hung test).
+            quiet = [record(stub, IRELAND) for _ in range(5)]
+            assert all(decisions == [] for _, decisions in quiet)
+            deadline = time.monotonic() + 30
+            while not all(run_id in logged_observations(tmp_path)[1] for run_id, _ in quiet):
+                assert time.monotonic() < deadline, "ALLOWs nobody waited for were never written"
+                time.sleep(0.01)
+            held = [record(stub, IRELAND)[0] for _ in range(20)]
+            _, (denied,) = record(stub, US)
+            ids, runs = logged_observations(tmp_path)
+            assert denied in ids and all(run_id in runs for run_id in held)
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 60
+        while len(reported) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    finally:
+        stop.set()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+        for thread in threads:
+            if thread.ident is not None:
+                thread.join(30)
+    assert len(reported) >= 30
+    ids, _ = logged_observations(tmp_path)
+    missing = [decision_id for decision_id in reported if decision_id not in ids]
+    assert missing == [], f"{len(missing)} of {len(reported)} reported findings' decisions are not in the log"
+    assert verify_series(Series(tmp_path / "decisions.jsonl").files(), None).ok
 
 
 async def test_a_late_event_is_flagged(server, stubs):

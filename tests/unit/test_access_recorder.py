@@ -187,6 +187,53 @@ async def test_a_read_that_missed_a_concurrent_event_does_not_forget_it():
     assert await access.run_accesses("job", "r1") == {read, wrote}  # and so for the run's next event
 
 
+async def test_run_records_are_written_only_after_the_decisions_logged_before_them():
+    # The store remembers a run as judged (it is not judged again): its decisions, which the
+    # durable log may still hold, must be on disk first.
+    store, order = FakeAccessStore(), []
+    real_write = store.write_batch
+
+    async def write_batch(batch):
+        order.append(("store", len(batch.runs)))
+        return await real_write(batch)
+
+    async def decisions_logged():
+        order.append(("decision log", None))
+
+    store.write_batch = write_batch
+    access = AccessRecorder(
+        store, AccessSettings(), labels_of=lambda d: (), decisions_logged=decisions_logged, clock=lambda: NOW
+    )
+    access.record_catalog_write("", "s3://a")
+    await access.flush()  # no run: nothing to wait for
+    read = RunAccess("s3://a", AccessOperation.READ, "r")
+    access.record_run(RunRecord("job", "r1", "", "", "r", NOW, NOW, NOW, (read,)), [read])
+    await access.flush()
+    assert order == [("store", 0), ("decision log", None), ("store", 1)]
+
+
+async def test_a_flush_cancelled_while_the_decisions_are_logged_keeps_the_runs():
+    store, release = FakeAccessStore(), asyncio.Event()
+
+    async def decisions_logged():
+        await release.wait()
+
+    access = AccessRecorder(
+        store, AccessSettings(), labels_of=lambda d: (), decisions_logged=decisions_logged, clock=lambda: NOW
+    )
+    read = RunAccess("s3://a", AccessOperation.READ, "r")
+    access.record_run(RunRecord("job", "r1", "", "", "r", NOW, NOW, NOW, (read,)), [read])
+    flushing = asyncio.create_task(access.flush())
+    await asyncio.sleep(0)
+    flushing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await flushing
+    release.set()
+    await access.flush()
+    (batch,) = store.batches
+    assert [(r.job, r.run_id) for r in batch.runs] == [("job", "r1")] and len(batch.counts) == 1
+
+
 async def test_runs_known_in_memory_are_bounded_by_the_most_recently_used(monkeypatch):
     monkeypatch.setattr("domicile.access.recorder.KNOWN_RUNS", 2)
     store = FakeAccessStore()

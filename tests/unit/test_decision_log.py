@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 
 import pytest
 
@@ -120,6 +121,43 @@ async def test_concurrent_durable_callers_share_fsyncs(tmp_path, monkeypatch) ->
     finally:
         await log.close()
     assert verify(path).state.decisions == 200
+
+
+async def test_held_decisions_wait_for_the_next_write_somebody_awaits(tmp_path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    log = await open_log(path, flush_interval=60)  # durable; the timer alone would take a minute
+    try:
+        assert log.append_many([decision(1), decision(2)], hold=True) == 2
+        await asyncio.sleep(0.3)
+        assert row_ids(path) == [] and log.queued() == 2  # held: nobody waits for them
+        log.append(decision(3))  # somebody will: written at once, the held ones with it
+        deadline = time.monotonic() + 30
+        while decision(3).decision_id not in row_ids(path):
+            assert time.monotonic() < deadline, "an awaited decision waited for the held ones' timer"
+            await asyncio.sleep(0.01)
+        assert row_ids(path) == [decision(n).decision_id for n in (1, 2, 3)]
+        assert len([r for r in records(path) if r["type"] == "decisions"]) == 1  # one write
+        log.append_many([decision(4)], hold=True)
+        await asyncio.wait_for(log.flush(), 30)  # a flush ends the hold too
+        assert row_ids(path)[-1] == decision(4).decision_id and log.queued() == 0
+    finally:
+        await log.close()
+
+
+async def test_held_decisions_are_written_by_the_timer(tmp_path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    log = await open_log(path, flush_interval=0.05)
+    try:
+        log.append_many([decision(1)], hold=True)
+        log.append_many([decision(2)], hold=True)
+        deadline = time.monotonic() + 30  # bounds a hung test, not the timer
+        while len(row_ids(path)) < 2:
+            assert time.monotonic() < deadline, "held decisions were never written"
+            await asyncio.sleep(0.01)
+        assert row_ids(path) == [decision(1).decision_id, decision(2).decision_id] and log.queued() == 0
+    finally:
+        await log.close()
+    assert verify(path).state.decisions == 2
 
 
 async def test_reopening_continues_the_chain_and_finds_old_decisions(tmp_path) -> None:
