@@ -103,6 +103,8 @@ class AccessRecorder:
         # (job, run id) -> every access recorded for the run, stored or pending (see the module docstring).
         self._known: OrderedDict[tuple[str, str], frozenset[RunAccess]] = OrderedDict()
         self._unwritten: AccessBatch | None = None
+        # The runs of `_unwritten` by (job, run id), made when a read first needs them.
+        self._unwritten_runs: tuple[AccessBatch, dict[tuple[str, str], RunRecord]] | None = None
         self._flush_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_prune: datetime | None = None
@@ -167,8 +169,9 @@ class AccessRecorder:
             return known
         stored = await self._store.run_accesses(job, run_id)
         pending = self._runs.get(key)
-        if self._unwritten is not None:
-            stored |= {a for r in self._unwritten.runs if (r.job, r.run_id) == key for a in r.accesses}
+        unwritten = self._unwritten_run(key)
+        if unwritten is not None:
+            stored |= frozenset(unwritten.accesses)
         known = stored | frozenset(pending.accesses) if pending is not None else stored
         # Another event of the run may have been read, recorded and flushed during the read,
         # which then missed it: keep what is known of the run rather than replace it.
@@ -184,6 +187,15 @@ class AccessRecorder:
             if self._unwritten is not None:
                 await self._write(self._unwritten)
             await self._write(AccessBatch(uuid.uuid4().hex, self._clock(), violations=tuple(violations)))
+
+    def _unwritten_run(self, key: tuple[str, str]) -> RunRecord | None:
+        """The run `key` in the batch being written (or kept after a failed write), if any."""
+        batch = self._unwritten
+        if batch is None or not batch.runs:
+            return None
+        if self._unwritten_runs is None or self._unwritten_runs[0] is not batch:
+            self._unwritten_runs = (batch, {(r.job, r.run_id): r for r in batch.runs})
+        return self._unwritten_runs[1].get(key)
 
     # ---- flushing ------------------------------------------------------------------------
 
@@ -245,7 +257,7 @@ class AccessRecorder:
     async def _write(self, batch: AccessBatch) -> None:
         self._unwritten = batch
         await self._store.write_batch(batch)
-        self._unwritten = None
+        self._unwritten = self._unwritten_runs = None
         if batch.anomalies and self._on_anomalies is not None:
             await self._on_anomalies(batch.anomalies)
 

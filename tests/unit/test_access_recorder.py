@@ -187,6 +187,22 @@ async def test_a_read_that_missed_a_concurrent_event_does_not_forget_it():
     assert await access.run_accesses("job", "r1") == {read, wrote}  # and so for the run's next event
 
 
+async def test_a_run_in_a_batch_not_written_yet_is_known():
+    store = FakeAccessStore()
+    access = recorder(store)
+    read = RunAccess("s3://a", AccessOperation.READ, "r")
+    for run_id in ("r1", "r2"):
+        access.record_run(RunRecord("job", run_id, "", "", "r", NOW, NOW, NOW, (read,)), [read])
+    store.fail = 1
+    with pytest.raises(Exception, match="store down"):
+        await access.flush()
+    await access.prune()  # forgets the runs it kept in memory: the store is asked, and the kept batch
+    assert await access.run_accesses("job", "r2") == {read}
+    assert await access.run_accesses("job", "r3") == set()
+    await access.flush()
+    assert await access.run_accesses("job", "r1") == {read}
+
+
 async def test_run_records_are_written_only_after_the_decisions_logged_before_them():
     # The store remembers a run as judged (it is not judged again): its decisions, which the
     # durable log may still hold, must be on disk first.
