@@ -102,21 +102,32 @@ def begin_file(file: AppendOnlyFile, series: Series, replica: str | None, previo
         rotated = series.rotated()
         if rotated:
             number, path = rotated[-1]
-            last = _last_line(path)
-            try:
-                record = parse_line(last)
-            except LineError as exc:
-                raise _corrupt(path, None, f"its last line: {exc}") from None
-            if record["type"] != CHECKPOINT:
-                raise _corrupt(path, None, "a rotated file must end with a checkpoint")
+            record = rotated_checkpoint(path)
             state = ChainState(
                 record["seq"], record["hash"], record["decisions"], record["max_catalog_revision"], record["replica"]
             )
-            previous = {"file": path.name, "format": record["format"], "seq": record["seq"], "hash": record["hash"]}
+            previous = previous_file(path, record)
             number += 1
     line, _ = file_line(state, number, previous)
     file.write(line)
     file.sync()
+
+
+def rotated_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint a rotated file ends with; DECISION_LOG_CORRUPT when it ends otherwise."""
+    try:
+        record = parse_line(_last_line(path))
+    except LineError as exc:
+        raise _corrupt(path, None, f"its last line: {exc}") from None
+    if record["type"] != CHECKPOINT:
+        raise _corrupt(path, None, "a rotated file must end with a checkpoint")
+    return record
+
+
+def previous_file(path: Path, checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """The next file's `previous`: the rotated file `path`, the format of its last line (its
+    closing `checkpoint`) and the chain's head there."""
+    return {"file": path.name, "format": checkpoint["format"], "seq": checkpoint["seq"], "hash": checkpoint["hash"]}
 
 
 def file_line(state: ChainState, number: int, previous: dict[str, Any] | None) -> tuple[bytes, str]:

@@ -84,7 +84,6 @@ from domicile.router.decision_log.checkpoints import (
 )
 from domicile.router.decision_log.format import (
     CHECKPOINT,
-    FORMAT,
     NOTE,
     Entry,
     LoggedDecision,
@@ -101,6 +100,8 @@ from domicile.router.decision_log.opening import (
     file_line,
     migrate_format2,
     now_text,
+    previous_file,
+    rotated_checkpoint,
     verify_active,
 )
 from domicile.router.decision_log.series import Series, apply_retention
@@ -858,12 +859,9 @@ class DecisionLog:
             file = new[0]
             if file.size:
                 file.truncate(0)
-            state = self._state
-            line, _ = file_line(
-                state,
-                self._file_number + 1,
-                {"file": target.name, "format": FORMAT, "seq": state.seq, "hash": state.head},
-            )
+            # (As opening a log does: the file's last line names the format, which is an older
+            # one when a log of an earlier release is rotated before it wrote anything.)
+            line, _ = file_line(self._state, self._file_number + 1, previous_file(target, rotated_checkpoint(target)))
             file.write(line)
             file.sync()
             fsync_directory(self._series.directory)

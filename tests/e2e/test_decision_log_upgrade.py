@@ -192,6 +192,29 @@ async def test_the_file_of_both_formats_rotates_and_the_chain_continues(data_dir
     assert "3 files" in audit_verify(data_dir)
 
 
+async def test_a_file_of_the_old_format_rotated_before_any_new_line_is_named_with_its_format(
+    data_dir: Path,
+) -> None:
+    """The fixture's active file ends with a format-3 checkpoint: rotated before anything is
+    written to it, the next file's `previous` says format 3, as the file's last line does (the
+    same rule as a log opened after a crash between a rotation's rename and its new file)."""
+    app = await started(data_dir, rotate_seconds=0.5)  # the file is older than that
+    try:
+        await decide_every_way(app.router)
+    finally:
+        await stopped(app)
+    rotated = line_records(data_dir / "decisions.000002.jsonl")
+    assert rotated == line_records(FIXTURE / "decisions.jsonl")  # nothing was added to it
+    first = line_records(data_dir / "decisions.jsonl")[0]
+    assert first["previous"] == {
+        "file": "decisions.000002.jsonl",
+        "format": 3,
+        "seq": rotated[-1]["seq"],
+        "hash": rotated[-1]["hash"],
+    }
+    assert "3 files" in audit_verify(data_dir)
+
+
 async def test_a_format_3_line_changed_in_the_continued_file_is_refused(data_dir: Path) -> None:
     app = await started(data_dir)
     try:
