@@ -32,7 +32,7 @@ from domicile.access.model import (
 )
 from domicile.access.recorder import AccessRecorder
 from domicile.catalog.model import qualified_job
-from domicile.router.types import Decision, Operation, Outcome, ReasonCode
+from domicile.router.types import Decision, Operation, ReasonCode
 from domicile.security.context import current_principal
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ async def observe_run(
             findings.append((kind, access, message))
         else:
             questions.append(access)
-    decisions = await router.judge_observed(
+    denials = await router.judge_observed(
         [(a.dataset_id, _OPERATION[a.operation], a.region) for a in questions],
         {CONTEXT_JOB: run.job, CONTEXT_RUN: run.run_id},
         caller=current_principal(),
@@ -122,11 +122,11 @@ async def observe_run(
     violations = [
         _finding(run, kind, access, event_time, now, late, None, message) for kind, access, message in findings
     ]
-    for access, decision in zip(questions, decisions, strict=True):
-        if decision.outcome is Outcome.DENY:
-            stale = any(r.code is ReasonCode.STALE_CATALOG for r in decision.reasons)
-            kind = FindingKind.NOT_JUDGED if stale else FindingKind.POLICY_DENIED
-            violations.append(_finding(run, kind, access, event_time, now, late, decision, _message(run, decision)))
+    for decision in denials:
+        access = RunAccess(decision.dataset_id, _ACCESS[decision.operation], decision.region)
+        stale = any(r.code is ReasonCode.STALE_CATALOG for r in decision.reasons)
+        kind = FindingKind.NOT_JUDGED if stale else FindingKind.POLICY_DENIED
+        violations.append(_finding(run, kind, access, event_time, now, late, decision, _message(run, decision)))
     recorder.record_run(
         RunRecord(
             run.job, run.run_id, run.producer, run.principal, run_region, event_time, event_time, now, tuple(accesses)
@@ -141,6 +141,7 @@ async def observe_run(
 
 
 _OPERATION = {AccessOperation.READ: Operation.PROCESS, AccessOperation.WRITE: Operation.STORE}
+_ACCESS = {operation: access for access, operation in _OPERATION.items()}
 
 
 def _message(run: ObservedRun, decision: Decision) -> str:

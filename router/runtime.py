@@ -647,25 +647,27 @@ class Router:
         self, questions: Sequence[tuple[str, Operation, str]], context: Mapping[str, str], *, caller: str = ""
     ) -> list[Decision]:
         """Decisions on flows that already happened (observed-flow drift, `access.drift`): one
-        per (dataset_id, op, region), made and logged (kind `observed_flow`, with `context`)
-        as `decide` would. Every region must be known to the policy.
+        per (dataset_id, op, region), made in one engine call and logged (kind `observed_flow`,
+        with `context`) as `batch_decide` would. Every region must be known to the policy.
+        Returns the DENYs among them (the findings), in order.
 
         Returns once the decisions may be reported: when one is a DENY (a finding the caller
         reports), once all of them are logged as `logged` says; ALLOWs alone, which nobody is
         answered from, at once -- the durable log writes them with its next write somebody
         waits for, or within its flush interval (`DecisionLog.append_many`'s `hold`)."""
-        now = self._clock()
-        message = self._stale_message()
-        decisions = [
-            self._decision(d, op, region, self._engine.decide(d, op, region, now, message), now, caller)
-            for d, op, region in questions
-        ]
-        if decisions:
-            denied = any(decision.outcome is Outcome.DENY for decision in decisions)
-            self._log_decisions(decisions, "observed_flow", self._engine.policy.content_hash, context, hold=not denied)
-            if denied:
-                await self.logged()
-        return decisions
+        if not questions:
+            return []
+        # The engine renders the ALLOWs into the log: no Python object is made for them.
+        decisions = self._engine.batch_decide(
+            questions, self._clock(), self._stale_message(), self._follower.revision, self._lane, caller
+        )
+        by_outcome, _ = decisions.counts()
+        denied = any(outcome is Outcome.DENY and n for (_, outcome), n in by_outcome.items())
+        self._log_decisions(decisions, "observed_flow", decisions.policy_hash, context, hold=not denied)
+        if not denied:
+            return []
+        await self.logged()
+        return [decision for decision in decisions if decision.outcome is Outcome.DENY]
 
     def set_intent_sink(self, sink: IntentSink | None) -> None:
         """Count the intents of logged decisions into `sink` (see `DecisionLog.set_intent_sink`)."""

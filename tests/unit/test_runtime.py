@@ -26,6 +26,7 @@ from domicile.errors import DomicileError, ErrorCode, store_unavailable
 from domicile.router import _engine, catalog_follower
 from domicile.router.decision_log import CheckpointSigner, Series, TrustedKeys, verify_series
 from domicile.router.decision_log.assembly import checkpoint_key_path
+from domicile.router.decision_log.format import decisions_of_line
 from domicile.router.engine import Engine, compile_policy
 from domicile.router.policy import load_policy
 from domicile.router.runtime import DEFAULT_POLICY_YAML, Router
@@ -575,21 +576,28 @@ async def test_observed_flows_behind_a_finding_are_on_disk_before_it_is_answered
     try:
         await upsert(app, "s3://eu", classifications=["PII.CONTACT"], origins=["DE"])
         context = {"observed_job": "etl/nightly", "observed_run_id": "r1"}
-        (allowed,) = await router.judge_observed([("s3://eu", Operation.PROCESS, FRANKFURT)], context)
-        assert allowed.outcome is Outcome.ALLOW
+        assert await router.judge_observed([("s3://eu", Operation.PROCESS, FRANKFURT)], context) == []
         assert waits == []
-        decisions = await router.judge_observed(
+        (denied,) = await router.judge_observed(
             [("s3://eu", Operation.PROCESS, FRANKFURT), ("s3://eu", Operation.PROCESS, US)], context
         )
-        assert [d.outcome for d in decisions] == [Outcome.ALLOW, Outcome.DENY]
-        # The DENY's answer waited for its run's decisions and everything held before them.
-        assert len(waits) == 1 and all(d.decision_id in waits[0] for d in [allowed, *decisions])
-        (later,) = await router.judge_observed([("s3://eu", Operation.STORE, FRANKFURT)], context)
-        assert later.outcome is Outcome.ALLOW and len(waits) == 1
+        assert (denied.outcome, denied.region) == (Outcome.DENY, US)
+        # The DENY's answer waited for its run's decisions and everything held before them:
+        # the ALLOW before it, and the one asked beside it.
+        assert len(waits) == 1
+        logged = observed_in(on_disk, context)
+        assert [(d.region, d.outcome) for d in logged] == [
+            (FRANKFURT, Outcome.ALLOW),
+            (FRANKFURT, Outcome.ALLOW),
+            (US, Outcome.DENY),
+        ]
+        assert logged[-1] == denied
+        assert await router.judge_observed([("s3://eu", Operation.STORE, FRANKFURT)], context) == []
+        assert len(waits) == 1
         # Nobody waits for it: the writer's timer writes it (within its flush interval; the
         # deadline here only bounds a hung test).
         deadline = time.monotonic() + 30
-        while later.decision_id not in on_disk.read_text():
+        while len(observed_in(on_disk, context)) < 4:
             assert time.monotonic() < deadline, "a held decision was never written"
             await asyncio.sleep(0.01)
         assert len(waits) == 1
@@ -656,6 +664,15 @@ async def test_large_batches_are_decided_off_the_event_loop_and_logged_alike(tmp
         {"c0": 3000, "c1": 3000, "c2": 3000, "c3": 3000, "": 1}
     )
     assert {decision_id for _, _, decision_id in logged} >= set(ids)
+
+
+def observed_in(path: Path, context: dict[str, str]) -> list[Decision]:
+    """The observed-flow decisions logged with `context` in the log at `path`, in order."""
+    lines = [
+        line for line in path.read_bytes().splitlines(keepends=True) if line.endswith(b"\n")
+    ]  # not one being written
+    logged = [d for line in lines for d in decisions_of_line(line)]
+    return [d.decision for d in logged if d.kind == "observed_flow" and d.context == context]
 
 
 def tallied(tally: _engine.IntentTally) -> Counter:
