@@ -23,6 +23,9 @@ req/s. `--no-shedding` runs the same with load shedding off, for comparison.
     DOMICILE_LOAD_SHEDDING__MIN_EVENT_LOOP_IDLE_SHARE=0.25 \
         .venv/bin/python bench/overload_bench.py --loadgen .tools/bin/loadgen
     .venv/bin/python bench/overload_bench.py --loadgen .tools/bin/loadgen --no-shedding
+    # A/B against another build, both at a maximum throughput measured before:
+    .venv/bin/python bench/overload_bench.py --loadgen .tools/bin/loadgen --max-throughput 2200 \
+        --server-python ../other/.venv/bin/python
 
 Results go to docs/benchmarks.md with the command, the machine and the date.
 """
@@ -114,6 +117,8 @@ def serve(workdir: Path, *, shedding: bool) -> contextlib.AbstractAsyncContextMa
     """`domicile serve --insecure --demo` on a new catalog in `workdir`."""
     os.environ["DOMICILE_LOAD_SHEDDING__ENABLED"] = "true" if shedding else "false"
     argv = serve_argv(f"sqlite:///{workdir / 'catalog.db'}", workdir / "server", "--demo")
+    if args.server_python:
+        argv[0] = args.server_python
     workdir.mkdir()
     return server_process("domicile serve", argv, workdir / "server.log")
 
@@ -129,14 +134,15 @@ async def main() -> None:
         print(f"{what}; load shedding {'off' if args.no_shedding else 'on'}; calls time out after {args.timeout:g} s")
         # The maximum throughput is the server's own, measured without load shedding: a
         # shedder refusing early would otherwise lower the bar it is measured against.
-        async with serve(workdir / "capacity", shedding=False) as server:
-            await drive(loadgen, server, requests, 500, 2)  # warm-up
-            best = 0.0
-            for rate in args.ramp:
-                result = await drive(loadgen, server, requests, rate, args.ramp_seconds)
-                summary("ramp, no shedding", rate, result)
-                best = max(best, result["ok"] / result["count"] * result["achieved_rate"])
-                await asyncio.sleep(2)  # let any backlog drain
+        best = float(args.max_throughput)
+        if not best:
+            async with serve(workdir / "capacity", shedding=False) as server:
+                await drive(loadgen, server, requests, 500, 2)  # warm-up
+                for rate in args.ramp:
+                    result = await drive(loadgen, server, requests, rate, args.ramp_seconds)
+                    summary("ramp, no shedding", rate, result)
+                    best = max(best, result["ok"] / result["count"] * result["achieved_rate"])
+                    await asyncio.sleep(2)  # let any backlog drain
         async with serve(workdir / "measured", shedding=not args.no_shedding) as server:
             await drive(loadgen, server, requests, 500, 2)  # warm-up
             reference = await drive(loadgen, server, requests, args.reference_rate, args.seconds)
@@ -182,6 +188,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-shedding", action="store_true", help="load_shedding.enabled: false")
     parser.add_argument("--batch", type=int, default=0, help="BatchDecide with this many questions per call")
     parser.add_argument("--no-access-log", action="store_true", help="access_log: false")
+    parser.add_argument(
+        "--max-throughput",
+        type=int,
+        default=0,
+        help="skip the ramp and take this maximum throughput (one measured before: A/B runs share it)",
+    )
+    parser.add_argument(
+        "--server-python", help="the interpreter that runs the servers (another build's, for A/B); default: this one"
+    )
     return parser.parse_args()
 
 
