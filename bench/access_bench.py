@@ -353,11 +353,8 @@ async def main_router(args: argparse.Namespace) -> None:
     results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
     with tempfile.TemporaryDirectory(prefix="access-router-bench-") as tmp:
         workdir = Path(tmp)
-        datasets, edges = router_bench.generate(args.router_datasets, 7)
-        store = await router_bench.open_store(f"sqlite:///{workdir / 'catalog.db'}")
-        await store.import_history(router_bench.history_records(datasets, edges))
+        _, store, ids, _ = await router_bench.synthetic_catalog(workdir, args.router_datasets, 7)
         await store.close()
-        ids = [d.id for d in datasets]
         for round_number in range(args.rounds):
             for access in (False, True) if round_number % 2 == 0 else (True, False):
                 figures = await router_batch(workdir, ids, access=access, seconds=args.router_seconds)

@@ -36,9 +36,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from router_bench import POLICY, App, LogOptions, Operation, Router, generate, history_records, questions
+from router_bench import POLICY, App, LogOptions, Operation, Router, questions, synthetic_catalog
 
-from domicile.catalog.stores import open_store
 from domicile.config import load_settings
 from domicile.v1 import residency_pb2
 
@@ -58,12 +57,7 @@ def load_build(path: str) -> ModuleType:
 async def main(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="engine-ab-"))
     try:
-        datasets, edges = generate(args.datasets, 7)
-        store_uri = f"sqlite:///{workdir / 'catalog.db'}"
-        store = await open_store(store_uri)
-        await store.import_history(history_records(datasets, edges))
-        ids = [d.id for d in datasets]
-        del datasets, edges
+        store_uri, store, ids, _ = await synthetic_catalog(workdir, args.datasets, 7)
         settings = load_settings(store=store_uri, data_dir=workdir, policy=POLICY, insecure=True, http_listen="")
         router = await Router.start(App(settings=settings, store=store))
         policy = router.policy

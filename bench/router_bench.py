@@ -94,6 +94,7 @@ from grpc_status import rpc_status
 
 from domicile.app import App
 from domicile.catalog import model
+from domicile.catalog.store import GraphStore
 from domicile.catalog.stores import history_format as hf
 from domicile.catalog.stores import open_store
 from domicile.config import load_settings
@@ -310,6 +311,20 @@ async def history_records(datasets: list[model.Dataset], edges) -> AsyncIterator
             "record_time": t2,
             "principal": "bench",
         }
+
+
+async def synthetic_catalog(workdir: Path, count: int, seed: int) -> tuple[str, GraphStore, list[str], int]:
+    """`generate(count, seed)` imported into a fresh SQLite store in `workdir`: (the store's URI,
+    the store, still open, the datasets' ids, the number of lineage edges)."""
+    datasets, edges = generate(count, seed)
+    store_uri = f"sqlite:///{workdir / 'catalog.db'}"
+    store = await open_store(store_uri)
+    try:
+        await store.import_history(history_records(datasets, edges))
+    except BaseException:
+        await store.close()
+        raise
+    return store_uri, store, [d.id for d in datasets], len(edges)
 
 
 # ---- measuring -----------------------------------------------------------------------------
@@ -1469,18 +1484,13 @@ async def run(args, workdir: Path) -> None:
     )
     report.line("CPU probe at the start (lower is faster)", cpu_probe(), "ms")
     started = time.perf_counter()
-    datasets, edges = generate(args.datasets, args.seed)
-    store_uri = f"sqlite:///{workdir / 'catalog.db'}"
-    store = await open_store(store_uri)
+    store_uri, store, ids, edge_count = await synthetic_catalog(workdir, args.datasets, args.seed)
     try:
-        await store.import_history(history_records(datasets, edges))
         print(
-            f"  catalog: {len(datasets):,} datasets, {len(edges):,} edges, lineage depth up to {LEVELS - 1} "
+            f"  catalog: {len(ids):,} datasets, {edge_count:,} edges, lineage depth up to {LEVELS - 1} "
             f"(generated and imported in {time.perf_counter() - started:.1f}s)",
             flush=True,
         )
-        ids = [d.id for d in datasets]
-        del datasets, edges
         # The in-process loops run decisions back to back and yield to the event loop only
         # between calls or batches, so the catalog poll runs late; a generous staleness bound
         # keeps those answers real decisions (`check_fresh` refuses fail-closed answers).

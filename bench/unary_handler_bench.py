@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from router_bench import POLICY, REGIONS, App, generate, history_records, questions
+from router_bench import POLICY, REGIONS, App, questions, synthetic_catalog
 
-from domicile.catalog.stores import open_store
 from domicile.config import load_settings
 from domicile.grpc_errors import ErrorMappingInterceptor, RequestParsingInterceptor
 from domicile.grpc_handlers import chained
@@ -104,12 +103,7 @@ async def _best_of_five(call: Callable[[bytes], Awaitable[Any]], requests: list[
 
 
 async def run(args: argparse.Namespace, workdir: Path) -> None:
-    datasets, edges = generate(args.datasets, 7)
-    store_uri = f"sqlite:///{workdir / 'catalog.db'}"
-    store = await open_store(store_uri)
-    await store.import_history(history_records(datasets, edges))
-    ids = [d.id for d in datasets]
-    del datasets, edges
+    store_uri, store, ids, _ = await synthetic_catalog(workdir, args.datasets, 7)
     configure_logging("INFO", "text", (workdir / "server.log").open("w"))
     settings = load_settings(
         store=store_uri,
