@@ -12,7 +12,7 @@ line per record. What they share lives here:
   bytes it cut (`torn_bytes`): nobody was told such a line was written. Anything else about
   the content is the caller's to check.
 - **Durability is explicit.** `write` appends (all of the bytes, or raises `OSError`, possibly
-  after writing some of them); `sync` fsyncs; `truncate` takes the file back to an earlier size,
+  after writing some of them; `write_pieces` the same for bytes in pieces); `sync` fsyncs; `truncate` takes the file back to an earlier size,
   which is how a writer undoes a failed write before trying again. A new file's directory
   entry is fsynced when `open` creates it.
 
@@ -25,7 +25,7 @@ import errno
 import fcntl
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from domicile.errors import failed_precondition
@@ -34,6 +34,7 @@ from domicile.private_files import PRIVATE_FILE_MODE, make_private_directory
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+_IOV_MAX = os.sysconf("SC_IOV_MAX")  # pieces one writev takes
 
 
 class AppendOnlyFile:
@@ -90,6 +91,21 @@ class AppendOnlyFile:
             written = os.write(self._fd, view)
             self.size += written
             view = view[written:]
+
+    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+        """`write` of the pieces' bytes, in order, without joining them (`writev`)."""
+        views = [memoryview(piece) for piece in pieces if piece]
+        start = 0
+        while start < len(views):
+            written = os.writev(self._fd, views[start : start + _IOV_MAX])
+            self.size += written
+            while written:  # past the pieces written; a piece written in part keeps its rest
+                if written >= len(views[start]):
+                    written -= len(views[start])
+                    start += 1
+                else:
+                    views[start] = views[start][written:]
+                    written = 0
 
     def sync(self) -> None:
         """Make everything written so far durable (fsync)."""

@@ -55,7 +55,7 @@ from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
 from domicile.router import decision_search
 from domicile.router.catalog_follower import CatalogFollower
-from domicile.router.decision_log import DecisionLog, IntentSink, LoggedDecision
+from domicile.router.decision_log import DecisionLog, IntentSink, LoggedDecision, Rendered
 from domicile.router.decision_log.assembly import open_configured_log
 from domicile.router.decision_log.format import CATALOG_ROLLBACK_NOTE
 from domicile.router.decision_search import DecisionBucket, DecisionQuery, SearchPage
@@ -581,14 +581,27 @@ class Router:
             caller,
         )
         if len(request) >= _OFF_LOOP_REQUEST_BYTES and not self._closed:  # (closed: the log refuses it)
-            answer, decisions = await asyncio.get_running_loop().run_in_executor(self._batch_threads, call)
+            # The decisions' log entries are rendered on the same thread: the log's writer,
+            # one thread for every caller, is left the chain's hashing and the writes.
+            answer, decisions, rendered = await asyncio.get_running_loop().run_in_executor(
+                self._batch_threads, self._decided_and_rendered, call
+            )
         else:
-            answer, decisions = call()
+            (answer, decisions), rendered = call(), None
         if admit is not None:
             admit(len(decisions), answer)
-        self._log_decisions(decisions, "batch_decide", decisions.policy_hash)
+        if rendered is None:
+            self._log_decisions(decisions, "batch_decide", decisions.policy_hash)
+        else:
+            self._log.append_rendered(rendered)
         await self.logged()
         return answer, decisions
+
+    def _decided_and_rendered(
+        self, call: Callable[[], tuple[bytes, DecisionBatch]]
+    ) -> tuple[bytes, DecisionBatch, Rendered]:
+        answer, decisions = call()
+        return answer, decisions, self._log.render(decisions, kind="batch_decide", policy_hash=decisions.policy_hash)
 
     async def route(
         self, dataset_id: str, op: Operation, candidates: Sequence[str], *, caller: str = ""

@@ -34,10 +34,15 @@ class Note:
 class Rendered:
     """Entries rendered elsewhere (`append_entries`; the lane's, with their decisions' intents
     as the engine counts them: ((caller, dataset_id, operation 0 = store / 1 = process,
-    region), count))."""
+    region), count); a BatchDecide's rendered on its own thread (`render_decided`), with the
+    batch whose intents the engine counts when it is written)."""
 
     entries: tuple[Entry, ...]
-    intents: tuple[tuple[tuple[str, str, int, str], int], ...] = ()
+    intents: tuple[tuple[tuple[str, str, int, str], int], ...] | DecisionBatch = ()
+
+    @property
+    def decisions(self) -> int:
+        return sum(len(entry.ids) for entry in self.entries)
 
 
 # A queue item: (decisions, context, kind, policy_hash) -- `decisions` one Decision (from `append`)
@@ -63,7 +68,9 @@ def count_intents(batch: Iterable[Queued], sink: IntentSink, at_us: int) -> None
     counts: Counter[tuple[str, str, Operation, str]] = Counter()
     for item in batch:
         if isinstance(item, Rendered):
-            if item.intents:
+            if type(item.intents) is DecisionBatch:
+                item.intents.count_intents(sink, at_us)
+            elif item.intents:
                 sink.add(list(item.intents), at_us)
             continue
         if isinstance(item, Note):
@@ -88,6 +95,19 @@ def count_intents(batch: Iterable[Queued], sink: IntentSink, at_us: int) -> None
             ],
             at_us,
         )
+
+
+def render_decided(
+    decisions: DecisionBatch, context: Mapping[str, str] | None, kind: str, policy_hash: str, line_decisions: int
+) -> Rendered:
+    """A BatchDecide's decisions rendered (by the engine, without the interpreter lock) into
+    entries of at most `line_decisions` decisions, with the batch for its intents when `kind`
+    is one of INTENT_KINDS."""
+    entries = decisions.log_entries(context, kind, policy_hash, line_decisions)
+    return Rendered(
+        tuple(Entry(data, ids, decisions.catalog_revision) for data, ids in entries),
+        decisions if kind in INTENT_KINDS else (),
+    )
 
 
 def render_batch(batch: list[Queued], line_decisions: int) -> tuple[list[Entry | Note], str]:
@@ -132,8 +152,7 @@ def render_batch(batch: list[Queued], line_decisions: int) -> tuple[list[Entry |
             decisions, context, kind, policy_hash = item
             if type(decisions) is DecisionBatch:
                 flush_run()
-                entries = decisions.log_entries(context, kind, policy_hash, line_decisions)
-                out.extend(Entry(data, ids, decisions.catalog_revision) for data, ids in entries)
+                out.extend(render_decided(decisions, context, kind, policy_hash, line_decisions).entries)
                 continue
             if type(decisions) is not Decision:  # a tuple of them
                 flush_run()

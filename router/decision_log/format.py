@@ -93,15 +93,22 @@ class LineError(ValueError):
 # ---- writing ---------------------------------------------------------------------------------
 
 
-def seal(*pieces: bytes) -> tuple[bytes, str]:
+def sealed(*pieces: bytes) -> tuple[tuple[bytes, ...], str]:
     """The line whose content is `pieces` in order (a JSON object's text up to, without, its
-    closing brace) and that line's hash. The pieces are hashed where they lie and copied once,
-    into the line."""
+    closing brace), as the pieces of its bytes in order (`pieces` and the tail), and that
+    line's hash. The pieces are hashed where they lie and not copied: the writer hands them to
+    one `writev`."""
     hasher = hashlib.sha256()
     for piece in pieces:
         hasher.update(piece)
     digest = hasher.hexdigest()
-    return b"".join((*pieces, b',"hash":"', digest.encode("ascii"), b'"}\n')), digest
+    return (*pieces, b',"hash":"', digest.encode("ascii"), b'"}\n'), digest
+
+
+def seal(*pieces: bytes) -> tuple[bytes, str]:
+    """`sealed`, the line's bytes in one piece."""
+    line, digest = sealed(*pieces)
+    return b"".join(line), digest
 
 
 def _head(seq: int, prev: str, kind: str) -> bytes:
@@ -112,8 +119,14 @@ def decisions_line(seq: int, prev: str, entries: Sequence[bytes]) -> tuple[bytes
     """A `decisions` line holding `entries`, each an entry's JSON as the residency engine renders
     it (`domicile.router._engine.log_entry`, `DecisionBatch.log_entries`: one renderer, in
     crates/engine)."""
-    # (A line of one entry -- a BatchDecide's -- is hashed and copied from the entry itself.)
-    return seal(_head(seq, prev, DECISIONS), b',"entries":[', b",".join(entries), b"]")
+    line, digest = decisions_pieces(seq, prev, entries)
+    return b"".join(line), digest
+
+
+def decisions_pieces(seq: int, prev: str, entries: Sequence[bytes]) -> tuple[tuple[bytes, ...], str]:
+    """`decisions_line` as the pieces of the line (see `sealed`). The entries of a line of
+    several are joined (copied); the one entry of a line of one -- a BatchDecide's -- is not."""
+    return sealed(_head(seq, prev, DECISIONS), b',"entries":[', b",".join(entries), b"]")
 
 
 def record_line(seq: int, prev: str, kind: str, members: Mapping[str, Any]) -> tuple[bytes, str]:

@@ -85,7 +85,7 @@ class WrittenLine:
     offset: int
     digest: bytes  # the raw 32-byte SHA-256
     ids: Collection[str]  # its decisions' ids (none for other lines)
-    data: bytes
+    data: bytes | tuple[bytes, ...]  # the line, or the pieces of its bytes in order (as written)
 
 
 class DecisionIndex:
@@ -123,10 +123,10 @@ class DecisionIndex:
         self._ids: dict[str, int] = {}  # decision id -> line seq, for seqs >= `_indexed_from`
         self._order: list[int] = []  # the seq of each id indexed, in order (for trimming)
         self._indexed_from = 1  # a seq; ids of active-file lines before it are found by scanning
-        self._recent: dict[str, tuple[int, bytes]] = {}
+        self._recent: dict[str, tuple[int, bytes | tuple[bytes, ...]]] = {}
         self._unindexed: deque[tuple[Collection[str], int]] = deque()
         self._unindexed_ids = 0
-        self._unindexed_lines: deque[tuple[Collection[str], int, bytes]] = deque()
+        self._unindexed_lines: deque[tuple[Collection[str], int, bytes | tuple[bytes, ...]]] = deque()
         self._unindexed_line_ids = 0
 
     # ---- the writer's notes ------------------------------------------------------------
@@ -216,7 +216,8 @@ class DecisionIndex:
         if recent is not None:
             seq = recent[0]
             if seq < self._first_seq:  # written before a rotation: the bytes this process wrote
-                found = self._from_line(recent[1], decision_id, seq)
+                data = recent[1]
+                found = self._from_line(data if isinstance(data, bytes) else b"".join(data), decision_id, seq)
         if found is None and seq is not None:
             # From disk, checked against the hash held for it: a line changed on disk since is
             # refused now, not only at the next start.

@@ -75,6 +75,7 @@ from domicile.router.decision_log.batches import (
     Rendered,
     count_intents,
     render_batch,
+    render_decided,
 )
 from domicile.router.decision_log.checkpoints import (
     Checkpoint,
@@ -87,7 +88,7 @@ from domicile.router.decision_log.format import (
     NOTE,
     Entry,
     LoggedDecision,
-    decisions_line,
+    decisions_pieces,
     note_revision,
     parse_line,
     record_line,
@@ -389,13 +390,45 @@ class DecisionLog:
         """Queue entries rendered elsewhere (each as the engine renders one, see `format.Entry`, with
         its decision ids and catalog revision), for an engine that makes decisions without a
         Python object per decision. Errors as for `append`."""
+        return self.append_rendered(Rendered(tuple(entries)))
+
+    def render(
+        self, decisions: DecisionBatch, context: Mapping[str, str] | None = None, *, kind: str, policy_hash: str
+    ) -> Rendered:
+        """A BatchDecide's decisions rendered for `append_rendered`, on the calling thread (any):
+        the thread that decided them renders them while the writer, one thread for every
+        caller, writes what came before."""
+        if context:
+            _check_context(context)
+        return render_decided(decisions, context, kind, policy_hash, self.options.line_decisions)
+
+    def append_rendered(self, rendered: Rendered) -> int:
+        """`append_many` for decisions `render` rendered: queued as whole entries while the queue
+        has room; returns the number of the last one. Errors as for `append_many`."""
+        entries, intents = rendered.entries, rendered.intents
         with self._lock:
             self._refuse_if_unable()
-            if self._appended_seq - self._queue_taken >= self.options.max_queue:
-                self._wait_for_space()
             was_empty = not self._queue
-            self._queue.append(Rendered(tuple(entries)))
-            self._appended_seq += sum(len(entry.ids) for entry in entries)
+            start = decided = 0  # the entries and the decisions queued
+            while start < len(entries):
+                room = self.options.max_queue - self._queue_waiting()
+                if room <= 0:
+                    self._wait_for_space()
+                    was_empty = was_empty or not self._queue
+                    continue
+                stop, count = start, 0
+                while stop < len(entries) and (stop == start or count + len(entries[stop].ids) <= room):
+                    count += len(entries[stop].ids)
+                    stop += 1
+                if start == 0 and stop == len(entries):
+                    part = rendered
+                elif type(intents) is DecisionBatch:  # (each part counts the intents of its decisions)
+                    part = Rendered(entries[start:stop], intents[decided : decided + count])
+                else:
+                    part = Rendered(entries[start:stop], intents if start == 0 else ())
+                self._queue.append(part)
+                self._appended_seq += count
+                start, decided = stop, decided + count
             self._unheld_seq = self._appended_seq
             self._wake_writer(was_empty or self.durable)
             return self._total_appended()
@@ -689,9 +722,9 @@ class DecisionLog:
 
         def close_line() -> None:
             nonlocal state, pending, count
-            line, digest = decisions_line(state.seq + 1, state.head, [entry.data for entry in pending])
+            pieces, digest = decisions_pieces(state.seq + 1, state.head, [entry.data for entry in pending])
             ids = LineIds(tuple(entry.ids for entry in pending))
-            lines.append(_Line(line, digest, ids))
+            lines.append(_Line(pieces, digest, ids))
             revision = max(entry.catalog_revision for entry in pending)
             state = ChainState(
                 state.seq + 1,
@@ -707,7 +740,7 @@ class DecisionLog:
                 if pending:
                     close_line()
                 line, digest = record_line(state.seq + 1, state.head, NOTE, {"note": item.note, "detail": item.detail})
-                lines.append(_Line(line, digest, ()))
+                lines.append(_Line((line,), digest, ()))
                 state = dataclasses.replace(
                     state,
                     seq=state.seq + 1,
@@ -727,15 +760,15 @@ class DecisionLog:
         """Write `lines` (built on the current head), fsync, retrying until they are durable;
         then move the head to `state`. False when the log closed before they could be written."""
         start = self._file.size
-        data = b"".join(line.data for line in lines)
-        if not self._retrying(lambda: self._write_all(data), lambda: self._file.truncate(start)):
+        pieces = [piece for line in lines for piece in line.pieces]
+        if not self._retrying(lambda: self._write_all(pieces), lambda: self._file.truncate(start)):
             return False
         offset, seq = start, self._state.seq
         written = []
         for line in lines:
             seq += 1
-            written.append(WrittenLine(seq, offset, bytes.fromhex(line.digest), line.ids, line.data))
-            offset += len(line.data)
+            written.append(WrittenLine(seq, offset, bytes.fromhex(line.digest), line.ids, line.pieces))
+            offset += sum(map(len, line.pieces))
         self._index.note_lines(written, self._file.size)
         checkpoints = [line.checkpoint for line in lines if line.checkpoint is not None]
         with self._lock:
@@ -764,7 +797,7 @@ class DecisionLog:
         )
         line, digest = record_line(state.seq + 1, state.head, CHECKPOINT, checkpoint.members())
         return self._commit(
-            [_Line(line, digest, (), checkpoint)], dataclasses.replace(state, seq=state.seq + 1, head=digest)
+            [_Line((line,), digest, (), checkpoint)], dataclasses.replace(state, seq=state.seq + 1, head=digest)
         )
 
     def _hand_intents(self, sink: IntentSink, batch: list[Queued]) -> None:
@@ -773,9 +806,9 @@ class DecisionLog:
         except Exception:
             log.exception("decision log %s: the intent sink failed", self.path)
 
-    def _write_all(self, data: bytes) -> None:
+    def _write_all(self, pieces: Sequence[bytes]) -> None:
         started = time.perf_counter()
-        self._file.write(data)
+        self._file.write_pieces(pieces)
         written = time.perf_counter()
         self._file.sync()
         DECISION_LOG_WRITE.observe(written - started)
@@ -960,9 +993,10 @@ class DecisionLog:
 
 
 class _Line(NamedTuple):
-    """A line built for writing: its bytes, hash, decision ids, and the checkpoint it is (if so)."""
+    """A line built for writing: its bytes (in pieces, see `format.sealed`), hash, decision ids,
+    and the checkpoint it is (if so)."""
 
-    data: bytes
+    pieces: tuple[bytes, ...]
     digest: str
     ids: Collection[str]
     checkpoint: Checkpoint | None = None
