@@ -55,7 +55,7 @@ from domicile.catalog.store import GraphStore
 from domicile.errors import DomicileError, ErrorCode, failed_precondition, invalid_field, not_found
 from domicile.router import decision_search
 from domicile.router.catalog_follower import CatalogFollower
-from domicile.router.decision_log import DecisionLog, IntentSink, LoggedDecision, Rendered
+from domicile.router.decision_log import DecisionLog, IntentSink, LoggedDecision
 from domicile.router.decision_log.assembly import open_configured_log
 from domicile.router.decision_log.format import CATALOG_ROLLBACK_NOTE
 from domicile.router.decision_search import DecisionBucket, DecisionQuery, SearchPage
@@ -580,28 +580,19 @@ class Router:
             max_batch,
             caller,
         )
+        render: concurrent.futures.Executor | None = None
         if len(request) >= _OFF_LOOP_REQUEST_BYTES and not self._closed:  # (closed: the log refuses it)
-            # The decisions' log entries are rendered on the same thread: the log's writer,
-            # one thread for every caller, is left the chain's hashing and the writes.
-            answer, decisions, rendered = await asyncio.get_running_loop().run_in_executor(
-                self._batch_threads, self._decided_and_rendered, call
-            )
+            answer, decisions = await asyncio.get_running_loop().run_in_executor(self._batch_threads, call)
+            # Its log entries are rendered on these threads too, beside the next call: the log's
+            # writer, one thread for every caller, is left the chain's hashing and the writes.
+            render = self._batch_threads
         else:
-            (answer, decisions), rendered = call(), None
+            answer, decisions = call()
         if admit is not None:
             admit(len(decisions), answer)
-        if rendered is None:
-            self._log_decisions(decisions, "batch_decide", decisions.policy_hash)
-        else:
-            self._log.append_rendered(rendered)
+        self._log.append_many(decisions, kind="batch_decide", policy_hash=decisions.policy_hash, render=render)
         await self.logged()
         return answer, decisions
-
-    def _decided_and_rendered(
-        self, call: Callable[[], tuple[bytes, DecisionBatch]]
-    ) -> tuple[bytes, DecisionBatch, Rendered]:
-        answer, decisions = call()
-        return answer, decisions, self._log.render(decisions, kind="batch_decide", policy_hash=decisions.policy_hash)
 
     async def route(
         self, dataset_id: str, op: Operation, candidates: Sequence[str], *, caller: str = ""

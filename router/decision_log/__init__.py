@@ -17,7 +17,7 @@ One module per job:
 docs/audit.md is the operator's and auditor's guide.
 """
 
-from domicile.router.decision_log.batches import INTENT_KINDS, IntentSink, Rendered, count_intents
+from domicile.router.decision_log.batches import INTENT_KINDS, IntentSink, count_intents
 from domicile.router.decision_log.checkpoints import (
     Checkpoint,
     CheckpointSigner,
@@ -47,7 +47,6 @@ __all__ = [
     "LogOptions",
     "LoggedDecision",
     "Proof",
-    "Rendered",
     "Series",
     "SeriesReport",
     "TrustedKeys",

@@ -40,10 +40,6 @@ class Rendered:
     entries: tuple[Entry, ...]
     intents: tuple[tuple[tuple[str, str, int, str], int], ...] | DecisionBatch = ()
 
-    @property
-    def decisions(self) -> int:
-        return sum(len(entry.ids) for entry in self.entries)
-
 
 # A queue item: (decisions, context, kind, policy_hash) -- `decisions` one Decision (from `append`)
 # or a tuple of them (`append_many`), or a BatchDecide's `DecisionBatch`, which the engine renders
@@ -68,7 +64,7 @@ def count_intents(batch: Iterable[Queued], sink: IntentSink, at_us: int) -> None
     counts: Counter[tuple[str, str, Operation, str]] = Counter()
     for item in batch:
         if isinstance(item, Rendered):
-            if type(item.intents) is DecisionBatch:
+            if isinstance(item.intents, DecisionBatch):
                 item.intents.count_intents(sink, at_us)
             elif item.intents:
                 sink.add(list(item.intents), at_us)

@@ -61,9 +61,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from domicile.appendfile import AppendOnlyFile, fsync_directory
 from domicile.errors import DomicileError, ErrorCode, failed_precondition
@@ -193,7 +194,7 @@ class DecisionLog:
         # `_appended_seq` counts the queue's, `_queue_taken` those the writer took of them.
         # `_taken_seq` and `_durable_seq` count the queue's and the lane's together: the entries
         # taken by the writer, and written and fsynced.
-        self._queue: list[Queued] = []
+        self._queue: list[Queued | Future[Rendered]] = []
         self._lane: _engine.LogLane | None = None
         self._lane_taken: Callable[[], None] | None = None
         self._writer_waiting = False
@@ -354,14 +355,18 @@ class DecisionLog:
         kind: str = "decide",
         policy_hash: str = "",
         hold: bool = False,
+        render: Executor | None = None,
     ) -> int:
         """`append` for each decision, in order, as one queue item while the queue has room (no
         Python work per decision); returns the number of the last one. The decisions of one call
         should come from one request: they are logged as one entry when they share caller,
         policy version and catalog revision. With `hold`, nobody is answered from them: the
         durable log writes them with the next write somebody waits for, or after
-        `flush_interval` (see the module docstring). Errors as for `append`; when it raises, the
-        decisions before the one it could not queue stay queued."""
+        `flush_interval` (see the module docstring). With `render`, the log entries of a batch
+        the engine decided are rendered on that executor's threads (in order: the writer waits
+        for them) rather than by the writer, one thread for every caller. Errors as for
+        `append`; when it raises, the decisions before the one it could not queue stay
+        queued."""
         if context:
             _check_context(context)
         # The log's own tuple: the caller may change its list. A batch the engine decided is
@@ -378,7 +383,11 @@ class DecisionLog:
                     was_empty = was_empty or not self._queue
                     continue
                 chunk = pending if start == 0 and room >= len(pending) else pending[start : start + room]
-                self._queue.append((chunk, context, kind, policy_hash))
+                if render is not None and isinstance(chunk, DecisionBatch):
+                    line_decisions = self.options.line_decisions
+                    self._queue.append(render.submit(render_decided, chunk, context, kind, policy_hash, line_decisions))
+                else:
+                    self._queue.append((chunk, context, kind, policy_hash))
                 self._appended_seq += len(chunk)
                 start += len(chunk)
             if not hold:
@@ -390,45 +399,13 @@ class DecisionLog:
         """Queue entries rendered elsewhere (each as the engine renders one, see `format.Entry`, with
         its decision ids and catalog revision), for an engine that makes decisions without a
         Python object per decision. Errors as for `append`."""
-        return self.append_rendered(Rendered(tuple(entries)))
-
-    def render(
-        self, decisions: DecisionBatch, context: Mapping[str, str] | None = None, *, kind: str, policy_hash: str
-    ) -> Rendered:
-        """A BatchDecide's decisions rendered for `append_rendered`, on the calling thread (any):
-        the thread that decided them renders them while the writer, one thread for every
-        caller, writes what came before."""
-        if context:
-            _check_context(context)
-        return render_decided(decisions, context, kind, policy_hash, self.options.line_decisions)
-
-    def append_rendered(self, rendered: Rendered) -> int:
-        """`append_many` for decisions `render` rendered: queued as whole entries while the queue
-        has room; returns the number of the last one. Errors as for `append_many`."""
-        entries, intents = rendered.entries, rendered.intents
         with self._lock:
             self._refuse_if_unable()
+            if self._appended_seq - self._queue_taken >= self.options.max_queue:
+                self._wait_for_space()
             was_empty = not self._queue
-            start = decided = 0  # the entries and the decisions queued
-            while start < len(entries):
-                room = self.options.max_queue - self._queue_waiting()
-                if room <= 0:
-                    self._wait_for_space()
-                    was_empty = was_empty or not self._queue
-                    continue
-                stop, count = start, 0
-                while stop < len(entries) and (stop == start or count + len(entries[stop].ids) <= room):
-                    count += len(entries[stop].ids)
-                    stop += 1
-                if start == 0 and stop == len(entries):
-                    part = rendered
-                elif type(intents) is DecisionBatch:  # (each part counts the intents of its decisions)
-                    part = Rendered(entries[start:stop], intents[decided : decided + count])
-                else:
-                    part = Rendered(entries[start:stop], intents if start == 0 else ())
-                self._queue.append(part)
-                self._appended_seq += count
-                start, decided = stop, decided + count
+            self._queue.append(Rendered(tuple(entries)))
+            self._appended_seq += sum(len(entry.ids) for entry in entries)
             self._unheld_seq = self._appended_seq
             self._wake_writer(was_empty or self.durable)
             return self._total_appended()
@@ -626,7 +603,7 @@ class DecisionLog:
             self._release_waiters(None)
             self._space.notify_all()
 
-    def _take(self) -> tuple[list[Queued], int]:
+    def _take(self) -> tuple[list[Queued | Future[Rendered]], int]:
         """Wait for work (holds _lock); take the queue whole."""
         while not self._queue and not self._lane_waiting() and not self._closing and not self._checkpoint_due():
             self._writer_waiting = True
@@ -694,8 +671,10 @@ class DecisionLog:
             or time.monotonic() - self._uncovered_since >= self.options.checkpoint_seconds
         )
 
-    def _write_batch(self, batch: list[Queued], last_entry: int) -> None:
-        entries, problem = render_batch(batch, self.options.line_decisions)
+    def _write_batch(self, taken: list[Queued | Future[Rendered]], last_entry: int) -> None:
+        batch, problem = _rendered(taken)
+        entries, unrenderable = render_batch(batch, self.options.line_decisions)
+        problem = problem or unrenderable
         written = not self._rotation_due() or self._rotate()
         if written:
             lines, state = self._lines(entries)
@@ -1000,6 +979,25 @@ class _Line(NamedTuple):
     digest: str
     ids: Collection[str]
     checkpoint: Checkpoint | None = None
+
+
+def _rendered(batch: list[Queued | Future[Rendered]]) -> tuple[list[Queued], str]:
+    """The batch with the entries being rendered elsewhere (`append_many`'s `render`) waited
+    for, in order; and what failed there (its decisions are not logged: their waiters fail)."""
+    if all(type(item) is not Future for item in batch):
+        return cast("list[Queued]", batch), ""
+    out: list[Queued] = []
+    problem = ""
+    for item in batch:
+        if type(item) is not Future:
+            out.append(cast("Queued", item))
+            continue
+        try:
+            out.append(item.result())
+        except Exception as exc:
+            log.exception("decision log: cannot render a batch of decisions; they are NOT logged")
+            problem = f"cannot log decisions ({exc})"
+    return out, problem
 
 
 def _check_context(context: Mapping[str, str]) -> None:
