@@ -6,15 +6,22 @@ import asyncio
 import os
 import threading
 import time
+from collections import Counter
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import pytest
 
+from domicile.catalog.model import Dataset
 from domicile.errors import DomicileError, ErrorCode
+from domicile.router import _engine
 from domicile.router.decision_log import ZERO_HASH, DecisionLog
-from domicile.router.types import Outcome
+from domicile.router.engine import DecisionBatch, Engine, compile_policy
+from domicile.router.policy import load_policy
+from domicile.router.types import Operation, Outcome
 from tests.unit.decision_log_helpers import (
     REPLICA,
     SIGNER,
+    T0,
     decision,
     open_log,
     records,
@@ -326,3 +333,113 @@ async def test_a_new_log_is_named_after_the_host_by_default(tmp_path) -> None:
         assert log.replica and ":" not in log.replica
     finally:
         await log.close()
+
+
+BATCH_POLICY = """\
+apiVersion: domicile/v1
+kind: ResidencyPolicy
+metadata: {name: batches, version: "2026.11.1"}
+rules:
+  - {id: gdpr, citation: "GDPR Art. 44", match: {classifications: [PII], origins: [EEA]}, store: {allow: [EEA]}}
+"""
+
+
+class _SlowFirst(ThreadPoolExecutor):
+    """Renders on two threads, the first batch submitted last to finish."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.submitted = 0
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        self.submitted += 1
+        if self.submitted == 1:
+            return super().submit(lambda: (time.sleep(0.2), fn(*args, **kwargs))[1])
+        return super().submit(fn, *args, **kwargs)
+
+
+def _engine_batches() -> tuple[str, list[DecisionBatch]]:
+    engine = Engine(compile_policy(load_policy(BATCH_POLICY)))
+    engine.add(
+        [Dataset.create(f"s3://bank/{n}", classifications=["PII.CONTACT"], origins=["DE"]) for n in range(9)], []
+    )
+    lane = _engine.LogLane("p:", 100, 10_000, lambda: None)
+    questions = [
+        (f"s3://bank/{n}", Operation.STORE, region) for n in range(9) for region in ("aws:us-east-1", "aws:eu-west-1")
+    ]
+    when = T0
+    return engine.policy.content_hash, [
+        engine.batch_decide(questions[start : start + 6], when, None, 7, lane, "alice") for start in (0, 6, 12)
+    ]
+
+
+async def _log_batches(path, render, **options) -> Counter:
+    """The engine's batches and single decisions between them, appended to a log at `path`
+    with `render` (or rendered by the writer); the intents the log counted."""
+    policy_hash, batches = _engine_batches()
+    tally = _engine.IntentTally(("intent_store", "intent_process"), "(unauthenticated)")
+    log = await open_log(path, **options)
+    log.set_intent_sink(tally)
+    try:
+        for n, batch in enumerate(batches, start=1):
+            log.append_many(batch, kind="batch_decide", policy_hash=policy_hash, render=render)
+            log.append(decision(n))
+        await log.flush()
+    finally:
+        await log.close()
+    return Counter({row[:4]: row[4] for row in tally.take()})
+
+
+@pytest.mark.parametrize("max_queue", [20_000, 4])
+async def test_batches_rendered_on_other_threads_are_written_in_order_as_the_writer_writes_them(
+    tmp_path, max_queue
+) -> None:
+    """A batch whose entries are rendered elsewhere (`render`: the batch threads) is written
+    where it was appended -- the writer waits for a slow rendering -- byte for byte as the
+    writer renders it, its intents counted once; also when a full queue cuts it in parts."""
+    with _SlowFirst() as render:
+        elsewhere = await _log_batches(tmp_path / "a" / "decisions.jsonl", render, max_queue=max_queue)
+        assert render.submitted >= 3
+    by_writer = await _log_batches(tmp_path / "b" / "decisions.jsonl", None, max_queue=max_queue)
+    assert elsewhere == by_writer and sum(by_writer.values()) == 21  # the single decisions too
+
+    def entries(path):
+        return [entry for record in records(path) if record["type"] == "decisions" for entry in record["entries"]]
+
+    def rows(entries):  # each decision with what its entry says of it
+        return [({**entry, "decisions": None}, row) for entry in entries for row in entry["decisions"]]
+
+    written = entries(tmp_path / "a" / "decisions.jsonl")
+    assert rows(written) == rows(entries(tmp_path / "b" / "decisions.jsonl"))
+    ids = [row[0] for _, row in rows(written)]
+    assert [ids[n] for n in (6, 13, 20)] == [decision(n).decision_id for n in (1, 2, 3)]  # where appended
+    kinds = [entry["kind"] for entry in written]
+    if max_queue == 4:  # a full queue cut each batch of 6 into parts (entries of their own)
+        assert max(len(entry["decisions"]) for entry in written) <= 4 and kinds.count("batch_decide") >= 6
+    else:
+        assert kinds == ["batch_decide", "decide"] * 3
+    assert verify(tmp_path / "a" / "decisions.jsonl").state.decisions == 21
+
+
+class _Failing(Executor):
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        future: Future = Future()
+        future.set_exception(RuntimeError("no renderer"))
+        return future
+
+
+async def test_a_batch_that_cannot_be_rendered_fails_its_waiters_and_is_not_logged(tmp_path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    policy_hash, (batch, *_) = _engine_batches()
+    log = await open_log(path)
+    try:
+        log.append_many(batch, kind="batch_decide", policy_hash=policy_hash, render=_Failing())
+        with pytest.raises(DomicileError) as failed:
+            await log.flush()
+        assert failed.value.code is ErrorCode.UNAVAILABLE and failed.value.reason == "DECISION_LOG_FAILED"
+        log.append(decision(1))  # the log carries on
+        await log.flush()
+    finally:
+        await log.close()
+    assert row_ids(path) == [decision(1).decision_id]
+    assert verify(path).state.decisions == 1

@@ -1,0 +1,36 @@
+"""AppendOnlyFile.write_pieces: the pieces' bytes in order, whatever writev takes per call."""
+
+from __future__ import annotations
+
+import os
+
+from domicile import appendfile
+from domicile.appendfile import AppendOnlyFile
+
+
+def test_pieces_are_written_in_order_across_short_writes_and_the_iovec_limit(tmp_path, monkeypatch) -> None:
+    pieces = [f"{n}:".encode() * (n % 7) for n in range(3 * appendfile._IOV_MAX)]  # some empty
+    calls = []
+    real_writev = os.writev
+
+    def short_writev(fd, buffers):  # at most 1,000 bytes a call, sometimes ending inside a piece
+        calls.append(len(buffers))
+        assert len(buffers) <= appendfile._IOV_MAX
+        taken, budget = [], 1000
+        for buffer in buffers:
+            taken.append(bytes(buffer)[:budget])
+            budget -= len(taken[-1])
+            if not budget:
+                break
+        return real_writev(fd, taken)
+
+    monkeypatch.setattr("domicile.appendfile.os.writev", short_writev)
+    file = AppendOnlyFile.open(tmp_path / "log", what="log", in_use_reason="IN_USE")
+    try:
+        file.write(b"first\n")
+        file.write_pieces(pieces)
+        assert file.size == 6 + sum(map(len, pieces))
+    finally:
+        file.close()
+    assert (tmp_path / "log").read_bytes() == b"first\n" + b"".join(pieces)
+    assert len(calls) > sum(map(len, pieces)) // 1000
