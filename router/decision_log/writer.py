@@ -1,13 +1,14 @@
 """The live decision log: what callers append, and the thread that makes it durable.
 
 Appending: `append` queues one decision, `append_many` a request's decisions as one queue item
-(no Python work per decision), `append_entries` entries rendered elsewhere (see
-`format.Entry`). Decisions asked one at a time skip the queue: the residency engine keeps
-each in its own queue, the log's lane (`attach_lane`, `_engine.LogLane`), as it makes it, and
-renders them when the writer takes them. A
-writer thread takes everything queued, and the lane's entries, renders what is not rendered yet
-(`batches`: one entry per request, at most `line_decisions` decisions per line), writes it with
-one `write` and fsyncs it; then it releases whoever awaits `flush()`. What is on disk is
+(no Python work per decision; a batch the engine decided may be rendered on the caller's
+executor, see `render`), `append_entries` entries rendered elsewhere (see `format.Entry`).
+Decisions asked one at a time skip the queue: the residency engine keeps each in its own
+queue, the log's lane (`attach_lane`, `_engine.LogLane`), as it makes it, and renders them
+when the writer takes them. A writer thread takes everything queued, and the lane's entries,
+renders what is not rendered yet (`batches`: one entry per request, at most `line_decisions`
+decisions per line), chains the lines, writes them with one `writev` (their pieces as they
+lie, not joined) and fsyncs; then it releases whoever awaits `flush()`. What is on disk is
 checked at `open` (`opening`).
 
 **Durable by default.** With `durable` (the default), the writer never waits to fill a batch:
