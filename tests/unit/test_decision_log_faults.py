@@ -150,3 +150,116 @@ async def test_the_floor_lifts_when_space_is_freed(small_disk: Path, tmp_path) -
         await log.close()
         events.close()
     assert row_ids(small_disk / "decisions.jsonl") == [decision(n).decision_id for n in (1, 3)]
+
+
+class _GatedFsync:
+    """os.fsync where call n (from 1) waits for `open(n)` and then fails when `fail(n)` was
+    asked: fsyncs in flight at once, finishing in the order a test chooses."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = 0
+        self._gates: dict[int, threading.Event] = {}
+        self._failing: set[int] = set()
+        self._real = os.fsync
+
+    def _gate(self, n: int) -> threading.Event:
+        with self._lock:
+            return self._gates.setdefault(n, threading.Event())
+
+    def open(self, n: int) -> None:
+        self._gate(n).set()
+
+    def fail(self, n: int) -> None:
+        self._failing.add(n)
+        self.open(n)
+
+    def __call__(self, fd: int) -> None:
+        with self._lock:
+            self.calls += 1
+            n = self.calls
+        self._gate(n).wait()
+        if n in self._failing:
+            raise OSError(errno.EIO, "Input/output error")
+        self._real(fd)
+
+
+async def _started(fsyncs: _GatedFsync, calls: int) -> None:
+    await eventually(lambda: fsyncs.calls >= calls, f"fsync call {calls} starts")
+
+
+async def test_overlapped_fsyncs_release_waiters_in_order_by_the_offset_known_durable(tmp_path, monkeypatch) -> None:
+    """A commit written while an fsync runs gets an fsync of its own at once. Whichever
+    finishes first tells what is durable: a later fsync covers the earlier commit too (both
+    released); an earlier one releases only its own commit."""
+    path = tmp_path / "decisions.jsonl"
+    log = await open_log(path)
+    fsyncs = _GatedFsync()
+    monkeypatch.setattr("domicile.appendfile.os.fsync", fsyncs)
+    try:
+        log.append(decision(1))
+        first = asyncio.create_task(log.flush())
+        await _started(fsyncs, 1)
+        log.append(decision(2))
+        second = asyncio.create_task(log.flush())
+        await _started(fsyncs, 2)  # while the first still runs
+        assert log.head()[0] == 1 and not first.done() and not second.done()
+        fsyncs.open(2)  # the later fsync finishes first: it covers both commits
+        await asyncio.wait_for(asyncio.gather(first, second), RESUME_DEADLINE)
+        assert log.head()[0] == 3
+        fsyncs.open(1)  # (finishing late changes nothing)
+
+        log.append(decision(3))
+        third = asyncio.create_task(log.flush())
+        await _started(fsyncs, 3)
+        log.append(decision(4))
+        fourth = asyncio.create_task(log.flush())
+        await _started(fsyncs, 4)
+        fsyncs.open(3)  # the earlier one first: its own commit only
+        await asyncio.wait_for(third, RESUME_DEADLINE)
+        await asyncio.sleep(0.05)
+        assert log.head()[0] == 4 and not fourth.done()
+        fsyncs.open(4)
+        await asyncio.wait_for(fourth, RESUME_DEADLINE)
+        assert log.head()[0] == 5
+        for n in range(5, 9):  # whatever the close writes
+            fsyncs.open(n)
+    finally:
+        await log.close()
+    assert row_ids(path) == [decision(n).decision_id for n in (1, 2, 3, 4)]
+    assert verify(path).ok
+
+
+async def test_a_failed_fsync_beside_another_in_flight_trusts_neither(tmp_path, monkeypatch) -> None:
+    """An fsync fails while the next commit's runs: every waiter is told UNAVAILABLE, the other
+    fsync's success is not taken to cover the commits (the pages after a failed fsync may be
+    gone), and the writer cuts the file back to what was durable and writes both again."""
+    path = tmp_path / "decisions.jsonl"
+    log = await open_log(path, retry_initial=0.01, retry_max=0.05)
+    fsyncs = _GatedFsync()
+    monkeypatch.setattr("domicile.appendfile.os.fsync", fsyncs)
+    try:
+        log.append(decision(1))
+        first = asyncio.create_task(log.flush())
+        await _started(fsyncs, 1)
+        log.append(decision(2))
+        second = asyncio.create_task(log.flush())
+        await _started(fsyncs, 2)
+        fsyncs.fail(1)
+        for waiter in (first, second):
+            with pytest.raises(DomicileError) as info:
+                await asyncio.wait_for(waiter, RESUME_DEADLINE)
+            assert info.value.reason == "DECISION_LOG_UNWRITABLE"
+        fsyncs.open(2)  # succeeds, after the failure: not trusted
+        await _started(fsyncs, 3)  # the writer's own, after cutting back and writing both again
+        assert log.head()[0] == 1 and "Input/output error" in log.failure()
+        for n in range(3, 12):
+            fsyncs.open(n)
+        await eventually(lambda: log.failure() == "", "the writer resumes")
+        assert log.head()[0] == 3
+        log.append(decision(3))
+        await log.flush()
+    finally:
+        await log.close()
+    assert row_ids(path) == [decision(n).decision_id for n in (1, 2, 3)]  # each once
+    assert verify(path).ok
