@@ -1,19 +1,22 @@
-"""The live decision log: what callers append, and the thread that makes it durable.
+"""The live decision log: what callers append, and the threads that make it durable.
 
 Appending: `append` queues one decision, `append_many` a request's decisions as one queue item
 (no Python work per decision; a batch the engine decided may be rendered on the caller's
-executor, see `render`), `append_entries` entries rendered elsewhere (see `format.Entry`).
+executor: `render`), `append_entries` entries rendered elsewhere (see `format.Entry`).
 Decisions asked one at a time skip the queue: the residency engine keeps each in its own
 queue, the log's lane (`attach_lane`, `_engine.LogLane`), as it makes it, and renders them
 when the writer takes them. A writer thread takes everything queued, and the lane's entries,
 renders what is not rendered yet (`batches`: one entry per request, at most `line_decisions`
-decisions per line), chains the lines, writes them with one `writev` (their pieces as they
-lie, not joined) and fsyncs; then it releases whoever awaits `flush()`. What is on disk is
-checked at `open` (`opening`).
+decisions per line), chains the lines and writes them with one `writev` (their pieces as they
+lie, not joined), then takes what came meanwhile. Two syncer threads fsync the file whenever
+more is written than is durable or being made durable; an fsync makes durable every byte
+written before it started, so whichever finishes releases, in order, whoever awaits `flush()`
+for what was written up to there. What is on disk is checked at `open` (`opening`).
 
 **Durable by default.** With `durable` (the default), the writer never waits to fill a batch:
-callers await `flush()` before answering, and whatever was queued while the previous fsync
-ran is written with the next one (group commit: concurrent requests share an fsync). Without
+callers await `flush()` before answering; a commit written while an fsync runs gets an fsync
+of its own at once, and whatever was queued meanwhile goes with it (group commit: concurrent
+requests share an fsync), so an answer waits for about one fsync, not two. Without
 it (the documented opt-out), the writer gathers for up to `flush_interval` seconds and a
 crash loses what was not yet written. Decisions appended with `hold` (nobody answers from
 them: e.g. the ALLOWs of an observed run) are gathered that way in durable mode too: they
@@ -22,7 +25,8 @@ of them; a crash loses at most those.
 
 **Faults.** When a write or an fsync fails (a full disk, an I/O error), the writer cuts the
 file back to its last durable size (after a failed fsync the kernel may have dropped the
-pages, so the bytes are written again rather than trusted) and retries the same lines with
+pages, so the bytes are written again rather than trusted, nor is another fsync that
+succeeded meanwhile taken to cover them) and retries the same lines with
 backoff (`retry_initial` doubling up to `retry_max` seconds) until they are written -- then it
 carries on by itself. Meanwhile every waiting `flush()` and every `append` fails with
 UNAVAILABLE (reason DECISION_LOG_UNWRITABLE, with a retry delay), and `failure()` names the
