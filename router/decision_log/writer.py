@@ -869,11 +869,14 @@ class DecisionLog:
             with self._lock:
                 self._syncing.remove(target)
                 # The pages may be gone and a later fsync need not say so: nothing more is taken
-                # as durable until the writer wrote everything since again (`_resync`).
+                # as durable until the writer wrote everything since again (`_resync`, which
+                # lifts the refusal).
                 self._sync_failed = True
+                first = self._faulted(exc, self.options.retry_initial)
                 self._synced.notify_all()
                 self._wakeup.notify()
-            self._fault(exc, self.options.retry_initial)
+            if first:
+                log.error("decision log %s cannot fsync: %s; refusing decisions and retrying", self.path, exc)
             return True
         DECISION_LOG_FSYNC.observe(time.perf_counter() - started)
         with self._lock:
@@ -954,8 +957,7 @@ class DecisionLog:
             published = self._settle_synced()
             self._sync_wanted.notify_all()
         self._hand_checkpoints(published)
-        if self._unwritable and not self._syncers_stop:
-            self._recovered()
+        self._recovered()
         return True
 
     def _retrying(self, action: Callable[[], None], undo: Callable[[], None]) -> bool:
@@ -978,7 +980,7 @@ class DecisionLog:
                     except OSError as undo_exc:
                         self._fault(undo_exc, delay)
                 continue
-            if self._unwritable and not self._sync_failed and not self._syncers_stop:
+            if self._unwritable:
                 self._recovered()
             return True
 
@@ -991,18 +993,26 @@ class DecisionLog:
 
     def _fault(self, exc: OSError, delay: float) -> None:
         with self._lock:
-            first = not self._unwritable
-            self._unwritable = exc.strerror or str(exc)
-            self._retry_after = delay
-            self._sync_lane()
+            first = self._faulted(exc, delay)
         if first:
             log.error("decision log %s cannot write: %s; refusing decisions and retrying", self.path, exc)
-        with self._lock:
-            self._release_waiters(None)
-            self._space.notify_all()
+
+    def _faulted(self, exc: OSError, delay: float) -> bool:
+        """Holds _lock: refuse decisions, fail every waiter; True when the log could write until now."""
+        first = not self._unwritable
+        self._unwritable = exc.strerror or str(exc)
+        self._retry_after = delay
+        self._sync_lane()
+        self._release_waiters(None)
+        self._space.notify_all()
+        return first
 
     def _recovered(self) -> None:
+        """After a write that succeeded: decisions resume -- unless an fsync failed meanwhile
+        (the writer writes again first) or a syncer stopped."""
         with self._lock:
+            if not self._unwritable or self._sync_failed or self._syncers_stop:
+                return
             self._unwritable = ""
             self._sync_lane()
         log.warning("decision log %s writes again; decisions resume", self.path)
