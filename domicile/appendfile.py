@@ -12,9 +12,9 @@ line per record. What they share lives here:
   bytes it cut (`torn_bytes`): nobody was told such a line was written. Anything else about
   the content is the caller's to check.
 - **Durability is explicit.** `write` appends (all of the bytes, or raises `OSError`, possibly
-  after writing some of them; `write_pieces` the same for bytes in pieces); `sync` fsyncs; `truncate` takes the file back to an earlier size,
-  which is how a writer undoes a failed write before trying again. A new file's directory
-  entry is fsynced when `open` creates it.
+  after writing some of them; `write_pieces` the same for bytes in pieces); `sync` fsyncs;
+  `truncate` takes the file back to an earlier size, which is how a writer undoes a failed
+  write before trying again. A new file's directory entry is fsynced when `open` creates it.
 
 Lines are split on b"\\n" only.
 """

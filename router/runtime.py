@@ -481,11 +481,12 @@ class Router:
         context: Mapping[str, str] | None = None,
         *,
         hold: bool = False,
+        render: concurrent.futures.Executor | None = None,
     ) -> None:
         """Queue decisions for the log (no I/O here). `policy_hash` must be the content hash of
-        the policy that made them; `hold` as `DecisionLog.append_many` says. Raises UNAVAILABLE
-        when the log has failed: a decision that cannot be logged is not answered."""
-        self._log.append_many(decisions, context, kind=kind, policy_hash=policy_hash, hold=hold)
+        the policy that made them; `hold` and `render` as `DecisionLog.append_many` says. Raises
+        UNAVAILABLE when the log has failed: a decision that cannot be logged is not answered."""
+        self._log.append_many(decisions, context, kind=kind, policy_hash=policy_hash, hold=hold, render=render)
 
     async def logged(self) -> None:
         """Return when the decisions made so far may be answered: at once with the non-durable
@@ -590,7 +591,7 @@ class Router:
             answer, decisions = call()
         if admit is not None:
             admit(len(decisions), answer)
-        self._log.append_many(decisions, kind="batch_decide", policy_hash=decisions.policy_hash, render=render)
+        self._log_decisions(decisions, "batch_decide", decisions.policy_hash, render=render)
         await self.logged()
         return answer, decisions
 
