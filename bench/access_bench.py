@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import re
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -290,106 +292,175 @@ async def patterns(workdir: Path, actors: int, calls: int) -> tuple[float, float
     return percentile(latencies, 50) * 1000, percentile(latencies, 99) * 1000, cpu * 1000 / calls
 
 
-async def router_batch(workdir: Path, ids: list[str], *, access: bool, seconds: float) -> dict[str, float]:
-    """One round of phase 5: server CPU per decision (µs) in the phase and for writing its
-    intents afterwards."""
+def task_cpu_ns(pid: int) -> int:
+    """CPU time of process `pid`'s threads so far in ns (/proc/PID/task/*/schedstat: finer than
+    the clock ticks of /proc/PID/stat, which a window of a few seconds needs)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        except OSError:  # ended meanwhile
+            continue
+    return total
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, median, q3
+
+
+async def router_window(stub, batches, seconds: float, in_flight: int) -> tuple[int, float]:
+    """`in_flight` BatchDecide calls at a time for `seconds`: (decisions answered, elapsed)."""
+    done = 0
+    start = time.perf_counter()
+
+    async def caller() -> None:
+        nonlocal done
+        while time.perf_counter() - start < seconds:
+            batch = batches[done % len(batches)]
+            done += 1
+            response = await stub.BatchDecide(batch)
+            assert len(response.decisions) == len(batch.requests)
+
+    await asyncio.gather(*(caller() for _ in range(in_flight)))
+    return done * 1000, time.perf_counter() - start
+
+
+ROUTER_SERVERS = ("off A", "on", "off B")  # two access-off servers: the control (A against B)
+
+
+async def router_set(workdir: Path, catalog: Path, ids: list[str], args: argparse.Namespace, set_number: int):
+    """One set of phase 5: the three servers started afresh, driven in turn for
+    `--router-windows` cycles. Per window: the server driven, its decisions per second and the
+    CPU time every server used meanwhile."""
     import router_bench
 
-    config = workdir / f"access-{access}.yaml"
-    config.write_text(f"access:\n  enabled: {str(access).lower()}\n")
-    argv = router_bench.serve_argv(
-        f"sqlite:///{workdir / 'catalog.db'}", workdir / f"server-{access}", "--config", str(config)
-    )
-    async with router_bench.server_process("domicile serve", argv, workdir / f"server-{access}.log") as server:
-        warm = workdir / "warm.json"
-        warm.write_text(json.dumps([(d, "store", router_bench.REGIONS[0]) for d in ids]))
-        await router_bench.run_client(server.port, "warm", warm, 1000, 0, 1)
-        questions = workdir / "questions.json"
-        questions.write_text(json.dumps([(d, op.value, r) for d, op, r in router_bench.questions(ids, 50_000, 8)]))
-        before = user_system_seconds(server.proc.pid)
-        batch = await router_bench.run_client(
-            server.port,
-            "batch",
-            questions,
-            1000,
-            seconds,
-            2,
-            "--answer-shape",
-            "compact",
-            "--server-pid",
-            str(server.proc.pid),
+    questions = [(d, op.value, r) for d, op, r in router_bench.questions(ids, 50_000, 8 + set_number)]
+    ops = {"store": residency_pb2.OPERATION_STORE, "process": residency_pb2.OPERATION_PROCESS}
+    requests = [residency_pb2.DecideRequest(dataset_id=d, operation=ops[op], region=r) for d, op, r in questions]
+    batches = [
+        # Compact answers, as the client library asks for them.
+        residency_pb2.BatchDecideRequest(
+            requests=requests[i : i + 1000], shared_region_sets=True, shared_reason_texts=True
         )
-        decisions = batch["throughput"] * seconds
-        user, system = user_system_seconds(server.proc.pid)
-        user, system = user - before[0], system - before[1]
-        flush_us = 0.0
-        if access:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-                stub = access_pb2_grpc.AccessServiceStub(channel)
-                request = access_pb2.GetAccessPatternsRequest(dataset_id="s3://nobody/reads-this")
-                after_phase = server.cpu_seconds()
-                await stub.GetAccessPatterns(request)  # writes what the phase counted
-                flushed = server.cpu_seconds()
-                await stub.GetAccessPatterns(request)  # the same call with nothing to write
-                flush_us = ((flushed - after_phase) - (server.cpu_seconds() - flushed)) * 1e6 / decisions
-    return {
-        "decisions_per_s": batch["throughput"],
-        "server_us": batch["server_cpu_us"],
-        # The client's whole run (its start included, when the server idles): the split only.
-        "user_share": user / (user + system),
-        "flush_us": flush_us,
-    }
-
-
-def user_system_seconds(pid: int) -> tuple[float, float]:
-    """User and system CPU time of process `pid` so far (all threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+        for i in range(0, len(requests), 1000)
+    ]
+    warm = workdir / "warm.json"
+    warm.write_text(json.dumps([(d, "store", router_bench.REGIONS[0]) for d in ids]))
+    async with contextlib.AsyncExitStack() as stack:
+        servers = []
+        for index, name in enumerate(ROUTER_SERVERS):
+            home = workdir / f"set{set_number}-server{index}"
+            home.mkdir()
+            # Each server its own copy of the catalog: nothing shared but the machine.
+            with sqlite3.connect(catalog) as source, sqlite3.connect(home / "catalog.db") as copy:
+                source.backup(copy)
+            config = home / "access.yaml"
+            config.write_text(f"access:\n  enabled: {str(name == 'on').lower()}\n")
+            argv = router_bench.serve_argv(f"sqlite:///{home / 'catalog.db'}", home / "data", "--config", str(config))
+            server = await stack.enter_async_context(router_bench.server_process("domicile serve", argv, home / "log"))
+            await router_bench.run_client(server.port, "warm", warm, 1000, 0, 1)
+            channel = await stack.enter_async_context(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
+            stub = residency_pb2_grpc.ResidencyServiceStub(channel)
+            for batch in batches[:2]:  # the connection and the server's first answers
+                await stub.BatchDecide(batch)
+            servers.append((server.proc.pid, stub))
+        windows = []
+        for cycle in range(args.router_windows):
+            # Each server in each position of the cycle equally often: a neighbour's burst or
+            # the on server's periodic intent write falls on all three alike.
+            order = [(cycle + k) % len(servers) for k in range(len(servers))]
+            for index in order:
+                stub = servers[index][1]
+                before = [task_cpu_ns(p) for p, _ in servers]
+                decisions, elapsed = await router_window(stub, batches, args.router_window_seconds, 2)
+                after = [task_cpu_ns(p) for p, _ in servers]
+                windows.append(
+                    {
+                        "cycle": cycle,
+                        "server": index,
+                        "decisions": decisions,
+                        "rate": decisions / elapsed,
+                        "cpu_ns": [b - a for a, b in zip(before, after, strict=True)],
+                        "load": os.getloadavg()[0],
+                    }
+                )
+    return windows
 
 
 async def main_router(args: argparse.Namespace) -> None:
     import router_bench
 
-    results: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+    off_a, on, off_b = range(3)
+    costs, controls, cpu_costs = [], [], []
     with tempfile.TemporaryDirectory(prefix="access-router-bench-") as tmp:
         workdir = Path(tmp)
         _, store, ids, _ = await router_bench.synthetic_catalog(workdir, args.router_datasets, 7)
         await store.close()
-        for round_number in range(args.rounds):
-            for access in (False, True) if round_number % 2 == 0 else (True, False):
-                figures = await router_batch(workdir, ids, access=access, seconds=args.router_seconds)
-                results[access].append(figures)
+        for set_number in range(args.router_sets):
+            windows = await router_set(workdir, workdir / "catalog.db", ids, args, set_number)
+            by_cycle: dict[int, dict[int, dict]] = {}
+            for window in windows:
+                by_cycle.setdefault(window["cycle"], {})[window["server"]] = window
+            set_costs, set_controls, set_cpu = [], [], []
+            for cycle in by_cycle.values():
+                rates = [cycle[i]["rate"] for i in range(3)]
+                cpu = [cycle[i]["cpu_ns"][i] / cycle[i]["decisions"] / 1000 for i in range(3)]
+                # The cycle's cost: its on window against the mean of its two off windows,
+                # which met the same minutes; the control: off B against off A.
+                set_costs.append((1 - 2 * rates[on] / (rates[off_a] + rates[off_b])) * 100)
+                set_controls.append((1 - rates[off_b] / rates[off_a]) * 100)
+                set_cpu.append((1 - (cpu[off_a] + cpu[off_b]) / 2 / cpu[on]) * 100)
+            costs += set_costs
+            controls += set_controls
+            cpu_costs += set_cpu
+            # Each server's CPU time over the whole set (the windows it idled included: the on
+            # server's periodic intent write lands wherever it falls) per decision it answered.
+            total_us = [
+                sum(w["cpu_ns"][i] for w in windows) / sum(w["decisions"] for w in windows if w["server"] == i) / 1000
+                for i in range(3)
+            ]
+            idle_us = [
+                sum(w["cpu_ns"][i] for w in windows if w["server"] != i)
+                / sum(w["decisions"] for w in windows if w["server"] == i)
+                / 1000
+                for i in range(3)
+            ]
+            loads = [w["load"] for w in windows]
+            for i, name in enumerate(ROUTER_SERVERS):
+                rates = [w["rate"] for w in windows if w["server"] == i]
+                q1, median, q3 = quartiles(rates)
                 print(
-                    f"round {round_number + 1} access {'on ' if access else 'off'}: "
-                    f"{figures['decisions_per_s']:,.0f} decisions/s, server CPU {figures['server_us']:.2f} µs per "
-                    f"decision (user {figures['server_us'] * figures['user_share']:.2f}, system "
-                    f"{figures['server_us'] * (1 - figures['user_share']):.2f}), writing its intents "
-                    f"{figures['flush_us']:.2f} µs per decision "
-                    f"(load {os.getloadavg()[0]:.1f})",
+                    f"set {set_number + 1} access {name}: {median:,.0f} decisions/s (quartiles {q1:,.0f}-{q3:,.0f}, "
+                    f"range {min(rates):,.0f}-{max(rates):,.0f}), server CPU {total_us[i]:.3f} µs per decision "
+                    f"({idle_us[i]:.3f} of it while the others were driven)",
                     flush=True,
                 )
-    off_rounds = [r["server_us"] for r in results[False]]
-    on_rounds = [r["server_us"] + r["flush_us"] for r in results[True]]
-    off, on = statistics.median(off_rounds), statistics.median(on_rounds)
-    # Each round's two runs meet the same neighbours: the cost from each pair, beside the
-    # spread of the runs of one setting (a cost smaller than that spread is not measured).
-    paired = [(1 - a / b) * 100 for a, b in zip(off_rounds, on_rounds, strict=True)]
-    spread = (max(off_rounds) - min(off_rounds)) / off * 100
+            print(
+                f"set {set_number + 1}: cost by throughput, median of {len(set_costs)} cycles "
+                f"{statistics.median(set_costs):.1f}% (quartiles {quartiles(set_costs)[0]:.1f}..{quartiles(set_costs)[2]:.1f}); "
+                f"control off B against off A {statistics.median(set_controls):.1f}% "
+                f"({quartiles(set_controls)[0]:.1f}..{quartiles(set_controls)[2]:.1f}); "
+                f"cost by CPU per decision in the windows {statistics.median(set_cpu):.1f}%; "
+                f"by all the set's CPU {(1 - (total_us[off_a] + total_us[off_b]) / 2 / total_us[on]) * 100:.1f}% "
+                f"(load {min(loads):.1f}-{max(loads):.1f})",
+                flush=True,
+            )
+    q1, median, q3 = quartiles(costs)
+    c1, control, c3 = quartiles(controls)
     print(
-        f"server CPU per decision: access off {min(off_rounds):.2f}-{max(off_rounds):.2f} µs (median {off:.2f}), "
-        f"on {min(on_rounds):.2f}-{max(on_rounds):.2f} µs (median {on:.2f}); cost by pairs "
-        f"{', '.join(f'{c:.1f}%' for c in paired)} (median {statistics.median(paired):.1f}%); "
-        f"the access-off runs spread by {spread:.1f}% of their median",
+        f"all {len(costs)} cycles: cost by throughput {median:.1f}% (quartiles {q1:.1f}..{q3:.1f}), "
+        f"control {control:.1f}% ({c1:.1f}..{c3:.1f}), cost by CPU per decision {statistics.median(cpu_costs):.1f}%",
         flush=True,
     )
-    rates = {access: statistics.median(r["decisions_per_s"] for r in results[access]) for access in (False, True)}
     summary = {
-        "BatchDecide over gRPC (router catalog), server CPU µs per decision, access off": off,
-        "BatchDecide over gRPC (router catalog), server CPU µs per decision, access on, intents written": on,
-        "BatchDecide over gRPC (router catalog), cost from CPU %": (1 - off / on) * 100,
-        "BatchDecide over gRPC (router catalog), cost from CPU, median of pairs %": statistics.median(paired),
-        "BatchDecide over gRPC (router catalog), access-off runs' spread %": spread,
-        "BatchDecide over gRPC (router catalog), cost from throughput %": (1 - rates[True] / rates[False]) * 100,
+        "BatchDecide over gRPC (router catalog), cost from throughput, median of cycles %": median,
+        "BatchDecide over gRPC (router catalog), cost from throughput, lower quartile %": q1,
+        "BatchDecide over gRPC (router catalog), cost from throughput, upper quartile %": q3,
+        "BatchDecide over gRPC (router catalog), control off B against off A, median %": control,
+        "BatchDecide over gRPC (router catalog), cost from CPU per decision, median of cycles %": statistics.median(
+            cpu_costs
+        ),
     }
     print(json.dumps({"figures": summary}, indent=1))
 
@@ -474,6 +545,10 @@ if __name__ == "__main__":
         default=0,
         help="Instead of phases 1-4: phase 5 on a router_bench catalog of this many datasets.",
     )
-    parser.add_argument("--router-seconds", type=float, default=30.0, help="Length of each phase 5 round.")
+    parser.add_argument("--router-window-seconds", type=float, default=2.0, help="Length of each phase 5 window.")
+    parser.add_argument(
+        "--router-windows", type=int, default=30, help="Phase 5 cycles (one window per server) per set."
+    )
+    parser.add_argument("--router-sets", type=int, default=2, help="Phase 5 sets (the three servers started afresh).")
     asyncio.run(main(parser.parse_args()))
     sys.exit(0)
