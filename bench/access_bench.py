@@ -353,11 +353,16 @@ async def router_set(workdir: Path, catalog: Path, ids: list[str], args: argpars
             home = workdir / f"set{set_number}-server{index}"
             home.mkdir()
             # Each server its own copy of the catalog: nothing shared but the machine.
-            with sqlite3.connect(catalog) as source, sqlite3.connect(home / "catalog.db") as copy:
+            with (
+                contextlib.closing(sqlite3.connect(catalog)) as source,
+                contextlib.closing(sqlite3.connect(home / "catalog.db")) as copy,
+            ):
                 source.backup(copy)
             config = home / "access.yaml"
             config.write_text(f"access:\n  enabled: {str(name == 'on').lower()}\n")
             argv = router_bench.serve_argv(f"sqlite:///{home / 'catalog.db'}", home / "data", "--config", str(config))
+            if args.router_pin:  # the servers on the second CPU, the client on the first
+                argv = ["taskset", "-c", "1", *argv]
             server = await stack.enter_async_context(router_bench.server_process("domicile serve", argv, home / "log"))
             await router_bench.run_client(server.port, "warm", warm, 1000, 0, 1)
             channel = await stack.enter_async_context(grpc.aio.insecure_channel(f"127.0.0.1:{server.port}"))
@@ -388,11 +393,27 @@ async def router_set(workdir: Path, catalog: Path, ids: list[str], args: argpars
     return windows
 
 
+def bootstrap_median(values: list[float], rounds: int = 2000) -> tuple[float, float]:
+    """A 90% interval for the median of `values` (cycles resampled with replacement)."""
+    rng = random.Random(1)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(rounds))
+    return medians[int(rounds * 0.05)], medians[int(rounds * 0.95)]
+
+
+def describe(values: list[float]) -> str:
+    q1, median, q3 = quartiles(values)
+    low, high = bootstrap_median(values)
+    return f"{median:.1f}% (90% interval of the median {low:.1f}..{high:.1f}; quartiles {q1:.1f}..{q3:.1f})"
+
+
 async def main_router(args: argparse.Namespace) -> None:
     import router_bench
 
     off_a, on, off_b = range(3)
-    costs, controls, cpu_costs = [], [], []
+    found: dict[str, list[float]] = {"cost": [], "control": [], "cpu cost": [], "cpu control": []}
+    totals = {"decisions": [0, 0, 0], "seconds": [0.0, 0.0, 0.0], "cpu": [0, 0, 0], "idle cpu": [0, 0, 0]}
+    if args.router_pin:
+        os.sched_setaffinity(0, {0})  # this process (the client), and so its warm-up clients
     with tempfile.TemporaryDirectory(prefix="access-router-bench-") as tmp:
         workdir = Path(tmp)
         _, store, ids, _ = await router_bench.synthetic_catalog(workdir, args.router_datasets, 7)
@@ -402,65 +423,78 @@ async def main_router(args: argparse.Namespace) -> None:
             by_cycle: dict[int, dict[int, dict]] = {}
             for window in windows:
                 by_cycle.setdefault(window["cycle"], {})[window["server"]] = window
-            set_costs, set_controls, set_cpu = [], [], []
+            this_set: dict[str, list[float]] = {name: [] for name in found}
             for cycle in by_cycle.values():
                 rates = [cycle[i]["rate"] for i in range(3)]
                 cpu = [cycle[i]["cpu_ns"][i] / cycle[i]["decisions"] / 1000 for i in range(3)]
-                # The cycle's cost: its on window against the mean of its two off windows,
-                # which met the same minutes; the control: off B against off A.
-                set_costs.append((1 - 2 * rates[on] / (rates[off_a] + rates[off_b])) * 100)
-                set_controls.append((1 - rates[off_b] / rates[off_a]) * 100)
-                set_cpu.append((1 - (cpu[off_a] + cpu[off_b]) / 2 / cpu[on]) * 100)
-            costs += set_costs
-            controls += set_controls
-            cpu_costs += set_cpu
-            # Each server's CPU time over the whole set (the windows it idled included: the on
-            # server's periodic intent write lands wherever it falls) per decision it answered.
-            total_us = [
-                sum(w["cpu_ns"][i] for w in windows) / sum(w["decisions"] for w in windows if w["server"] == i) / 1000
-                for i in range(3)
-            ]
-            idle_us = [
-                sum(w["cpu_ns"][i] for w in windows if w["server"] != i)
-                / sum(w["decisions"] for w in windows if w["server"] == i)
-                / 1000
-                for i in range(3)
-            ]
+                # The cycle's cost: its on window against the mean of its two off windows, which
+                # met the same minutes; the control: off B against off A, as alike as servers get.
+                this_set["cost"].append((1 - 2 * rates[on] / (rates[off_a] + rates[off_b])) * 100)
+                this_set["control"].append((1 - rates[off_b] / rates[off_a]) * 100)
+                this_set["cpu cost"].append((1 - (cpu[off_a] + cpu[off_b]) / 2 / cpu[on]) * 100)
+                this_set["cpu control"].append((1 - cpu[off_a] / cpu[off_b]) * 100)
+            for window in windows:
+                i = window["server"]
+                totals["decisions"][i] += window["decisions"]
+                totals["seconds"][i] += window["decisions"] / window["rate"]
+                for j, ns in enumerate(window["cpu_ns"]):
+                    totals["cpu"][j] += ns
+                    if j != i:  # what a server did while another was driven
+                        totals["idle cpu"][j] += ns
+            for name in found:
+                found[name] += this_set[name]
             loads = [w["load"] for w in windows]
             for i, name in enumerate(ROUTER_SERVERS):
                 rates = [w["rate"] for w in windows if w["server"] == i]
                 q1, median, q3 = quartiles(rates)
                 print(
-                    f"set {set_number + 1} access {name}: {median:,.0f} decisions/s (quartiles {q1:,.0f}-{q3:,.0f}, "
-                    f"range {min(rates):,.0f}-{max(rates):,.0f}), server CPU {total_us[i]:.3f} µs per decision "
-                    f"({idle_us[i]:.3f} of it while the others were driven)",
+                    f"set {set_number + 1} access {name}: {median:,.0f} decisions/s per window "
+                    f"(quartiles {q1:,.0f}-{q3:,.0f}, range {min(rates):,.0f}-{max(rates):,.0f})",
                     flush=True,
                 )
             print(
-                f"set {set_number + 1}: cost by throughput, median of {len(set_costs)} cycles "
-                f"{statistics.median(set_costs):.1f}% (quartiles {quartiles(set_costs)[0]:.1f}..{quartiles(set_costs)[2]:.1f}); "
-                f"control off B against off A {statistics.median(set_controls):.1f}% "
-                f"({quartiles(set_controls)[0]:.1f}..{quartiles(set_controls)[2]:.1f}); "
-                f"cost by CPU per decision in the windows {statistics.median(set_cpu):.1f}%; "
-                f"by all the set's CPU {(1 - (total_us[off_a] + total_us[off_b]) / 2 / total_us[on]) * 100:.1f}% "
-                f"(load {min(loads):.1f}-{max(loads):.1f})",
+                f"set {set_number + 1}, {len(by_cycle)} cycles (load {min(loads):.1f}-{max(loads):.1f}): "
+                f"cost by throughput {describe(this_set['cost'])}, control {describe(this_set['control'])}; "
+                f"by CPU per decision {describe(this_set['cpu cost'])}, control {describe(this_set['cpu control'])}",
                 flush=True,
             )
-    q1, median, q3 = quartiles(costs)
-    c1, control, c3 = quartiles(controls)
+    rates = [totals["decisions"][i] / totals["seconds"][i] for i in range(3)]
+    cpu_us = [totals["cpu"][i] / totals["decisions"][i] / 1000 for i in range(3)]
+    idle_us = [totals["idle cpu"][i] / totals["decisions"][i] / 1000 for i in range(3)]
+    pooled = (1 - 2 * rates[on] / (rates[off_a] + rates[off_b])) * 100
+    pooled_cpu = (1 - (cpu_us[off_a] + cpu_us[off_b]) / 2 / cpu_us[on]) * 100
     print(
-        f"all {len(costs)} cycles: cost by throughput {median:.1f}% (quartiles {q1:.1f}..{q3:.1f}), "
-        f"control {control:.1f}% ({c1:.1f}..{c3:.1f}), cost by CPU per decision {statistics.median(cpu_costs):.1f}%",
+        f"all {len(found['cost'])} cycles: cost by throughput {describe(found['cost'])}; "
+        f"control (off B against off A) {describe(found['control'])}",
         flush=True,
     )
+    print(
+        f"  by CPU per decision in the windows {describe(found['cpu cost'])}; control {describe(found['cpu control'])}",
+        flush=True,
+    )
+    print(
+        "  every window together: "
+        + ", ".join(f"{name} {rates[i]:,.0f} decisions/s" for i, name in enumerate(ROUTER_SERVERS))
+        + f" (cost {pooled:.1f}%); server CPU per decision, whatever window it fell in, "
+        + ", ".join(f"{name} {cpu_us[i]:.3f} µs ({idle_us[i]:.3f} while idle)" for i, name in enumerate(ROUTER_SERVERS))
+        + f" (cost {pooled_cpu:.1f}%)",
+        flush=True,
+    )
+    low, high = bootstrap_median(found["cost"])
     summary = {
-        "BatchDecide over gRPC (router catalog), cost from throughput, median of cycles %": median,
-        "BatchDecide over gRPC (router catalog), cost from throughput, lower quartile %": q1,
-        "BatchDecide over gRPC (router catalog), cost from throughput, upper quartile %": q3,
-        "BatchDecide over gRPC (router catalog), control off B against off A, median %": control,
-        "BatchDecide over gRPC (router catalog), cost from CPU per decision, median of cycles %": statistics.median(
-            cpu_costs
+        "BatchDecide over gRPC (router catalog), cost from throughput, median of cycles %": statistics.median(
+            found["cost"]
         ),
+        "BatchDecide over gRPC (router catalog), cost from throughput, 90% interval low %": low,
+        "BatchDecide over gRPC (router catalog), cost from throughput, 90% interval high %": high,
+        "BatchDecide over gRPC (router catalog), control off B against off A, median %": statistics.median(
+            found["control"]
+        ),
+        "BatchDecide over gRPC (router catalog), cost from CPU per decision, median of cycles %": statistics.median(
+            found["cpu cost"]
+        ),
+        "BatchDecide over gRPC (router catalog), cost from all windows' throughput %": pooled,
+        "BatchDecide over gRPC (router catalog), cost from all the servers' CPU %": pooled_cpu,
     }
     print(json.dumps({"figures": summary}, indent=1))
 
@@ -549,6 +583,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--router-windows", type=int, default=30, help="Phase 5 cycles (one window per server) per set."
     )
+    parser.add_argument("--router-pin", action="store_true", help="Phase 5 servers on CPU 1 only, its client on CPU 0.")
     parser.add_argument("--router-sets", type=int, default=2, help="Phase 5 sets (the three servers started afresh).")
     asyncio.run(main(parser.parse_args()))
     sys.exit(0)
