@@ -21,14 +21,22 @@ less, so the cost is given from both:
 4. GetAccessPatterns on a dataset that `--actors` actors read (each on 1-3 days), p50/p99
    of 200 calls over gRPC, after the records are flushed.
 5. With `--router-datasets N`: the router's BatchDecide path as bench/router_bench.py runs it
-   (its synthetic catalog of N datasets, `domicile serve` in its own process, its batch client
-   in another: 2 calls of 1,000 random questions in flight, compact answers), access records
-   off and on in alternating rounds of `--router-seconds`: the server's CPU time per decision
-   during the phase, and then the CPU time the server spends writing the intents counted in
-   it (a GetAccessPatterns call flushes them), per decision of the phase. The questions touch
-   ~46,000 (caller, dataset, operation, region) aggregates, whatever the phase's length.
-   Reported: the medians, the cost from each round's pair (its two runs meet the same
-   neighbours) and the spread of the access-off runs -- a cost below that spread is noise.
+   (its synthetic catalog of N datasets, `domicile serve` in its own process, 2 calls of 1,000
+   random questions in flight, compact answers). Three servers run at once -- access records
+   off (A), on, off (B), each with its own copy of the catalog -- and this process drives them
+   in turn, one window of `--router-window-seconds` each, for `--router-windows` cycles (the
+   order rotating, so that each takes each place in a cycle equally often), all of it
+   `--router-sets` times with the servers started afresh. Per window: the driven server's
+   decisions per second and every server's CPU time (/proc/PID/task/*/schedstat). A cycle's
+   cost is its on window's throughput against the mean of its two off windows (they met the
+   same seconds of the neighbours' load); off B against off A is the control: what two
+   servers of the same setting differ by. Reported: the median cost over the cycles with a
+   bootstrap 90% interval and quartiles, the same for the control and for the server CPU per
+   decision in the windows, and every window pooled, with each server's CPU counted whatever
+   window it fell in (the intents' periodic write lands in any window; a server answers a
+   third of the decisions here, so that write weighs about three times what it would on a
+   server driven all the time). `--router-pin`: the servers on CPU 1 only, the client on
+   CPU 0.
 
 Prints one line per figure and a JSON summary (`{"figures": {...}}`) at the end.
 """
