@@ -5,6 +5,7 @@ real ones)."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,37 @@ def test_the_access_benchmark_runs_and_reports_every_figure() -> None:
         "GetAccessPatterns p99 ms (300 actors)",
     ):
         assert figures[name] > 0, name
+
+
+def test_the_access_benchmarks_router_phase_runs_three_servers_in_windows() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "access_bench.py"),
+            *("--router-datasets", "1000", "--router-windows", "4", "--router-window-seconds", "0.3"),
+            *("--router-sets", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,  # generous: only a hang misses it (the machine may be shared and slow)
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    for server in ("off A", "on", "off B"):
+        assert f"set 1 access {server}: " in result.stdout, result.stdout
+    figures = json.loads(result.stdout[result.stdout.index('{\n "figures"') :])["figures"]
+    cost = "BatchDecide over gRPC (router catalog), cost from throughput, median of cycles %"
+    low, high = (
+        figures["BatchDecide over gRPC (router catalog), cost from throughput, 90% interval low %"],
+        figures["BatchDecide over gRPC (router catalog), cost from throughput, 90% interval high %"],
+    )
+    # Window figures on a shared machine can be anything: only their form is checked.
+    assert math.isfinite(low) and low <= figures[cost] <= high and math.isfinite(high)
+    for name in (
+        "BatchDecide over gRPC (router catalog), control off B against off A, median %",
+        "BatchDecide over gRPC (router catalog), cost from CPU per decision, median of cycles %",
+        "BatchDecide over gRPC (router catalog), cost from all windows' throughput %",
+        "BatchDecide over gRPC (router catalog), cost from all the servers' CPU %",
+    ):
+        assert math.isfinite(figures[name]), name
