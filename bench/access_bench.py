@@ -436,7 +436,7 @@ async def main_router(args: argparse.Namespace) -> None:
                 rates = [cycle[i]["rate"] for i in range(3)]
                 cpu = [cycle[i]["cpu_ns"][i] / cycle[i]["decisions"] / 1000 for i in range(3)]
                 # The cycle's cost: its on window against the mean of its two off windows, which
-                # met the same minutes; the control: off B against off A, as alike as servers get.
+                # met the same seconds; the control: off B against off A, as alike as servers get.
                 this_set["cost"].append((1 - 2 * rates[on] / (rates[off_a] + rates[off_b])) * 100)
                 this_set["control"].append((1 - rates[off_b] / rates[off_a]) * 100)
                 this_set["cpu cost"].append((1 - (cpu[off_a] + cpu[off_b]) / 2 / cpu[on]) * 100)
@@ -587,11 +587,11 @@ if __name__ == "__main__":
         default=0,
         help="Instead of phases 1-4: phase 5 on a router_bench catalog of this many datasets.",
     )
-    parser.add_argument("--router-window-seconds", type=float, default=2.0, help="Length of each phase 5 window.")
+    parser.add_argument("--router-window-seconds", type=float, default=1.0, help="Length of each phase 5 window.")
     parser.add_argument(
         "--router-windows", type=int, default=30, help="Phase 5 cycles (one window per server) per set."
     )
     parser.add_argument("--router-pin", action="store_true", help="Phase 5 servers on CPU 1 only, its client on CPU 0.")
-    parser.add_argument("--router-sets", type=int, default=2, help="Phase 5 sets (the three servers started afresh).")
+    parser.add_argument("--router-sets", type=int, default=6, help="Phase 5 sets (the three servers started afresh).")
     asyncio.run(main(parser.parse_args()))
     sys.exit(0)
