@@ -30,7 +30,7 @@ from domicile.access.model import (
     RunAccess,
     RunRecord,
 )
-from domicile.access.recorder import AccessRecorder
+from domicile.access.recorder import AccessRecorder, StoredRun
 from domicile.catalog.model import qualified_job
 from domicile.router.types import Decision, Operation, ReasonCode
 from domicile.security.context import current_principal
@@ -74,9 +74,11 @@ async def observe_run(
     late_after: timedelta,
     now: datetime,
     on_violations: Callable[[Sequence[ObservedViolation]], Awaitable[None]] | None = None,
+    stored: StoredRun | None = None,
 ) -> DriftResult:
     """Record `run`'s accesses and judge the new ones (see the module docstring). The actor is
-    the job as `namespace/name` (a job without `/` is `default/<job>`, as policies name it)."""
+    the job as `namespace/name` (a job without `/` is `default/<job>`, as policies name it).
+    `stored`: the run's stored accesses as the caller read them (`AccessRecorder.stored_run`)."""
     job = qualified_job(run.job)
     if job != run.job:
         run = replace(run, job=job)
@@ -96,7 +98,7 @@ async def observe_run(
             accesses += [RunAccess(dataset_id, AccessOperation.WRITE, region) for region in locations]
             if not locations:
                 accesses.append(RunAccess(dataset_id, AccessOperation.WRITE, ""))
-    seen = await recorder.run_accesses(run.job, run.run_id)
+    seen = await recorder.run_accesses(run.job, run.run_id, stored)
     new = [a for a in dict.fromkeys(accesses) if a not in seen]
     questions = []
     for access in new:

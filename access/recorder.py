@@ -27,7 +27,10 @@ Once per run: `run_accesses` says what was recorded for a run before. The access
 this process saw lately (`KNOWN_RUNS`, the most recently used) are kept in memory, so only an
 event of a run it has not seen reads the store (a run's START and COMPLETE read it once);
 they are forgotten at each hourly prune, so a run whose events also reach another server
-sharing the store is read again at least that often.
+sharing the store is read again at least that often. That read can ride on a store call the
+caller makes anyway (`stored_run`: the catalog's lineage write reads the run's access record
+in its own transaction); it stands only if this recorder wrote no batch since the caller asked
+for it -- a read that raced a flush of the run's records is made again.
 
 Thread-safety: the tally (`intents`) takes additions from any thread (the decision log's
 writer); everything else runs on the event loop.
@@ -43,6 +46,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from domicile.access import anomalies as anomaly_rules
@@ -71,6 +75,26 @@ Clock = Callable[[], datetime]
 PRUNE_INTERVAL = timedelta(hours=1)
 # Runs whose recorded accesses are kept in memory (about 1 kB each with 4 accesses).
 KNOWN_RUNS = 10_000
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A read of what the store holds for run (`job`, `run_id`) -- `accesses`, None until made
+    -- that the caller makes along with a store call of its own (`GraphStore.record_lineage`'s
+    `access_run`); `writes` is how many batches the recorder had written when it was asked for."""
+
+    job: str
+    run_id: str
+    writes: int
+    accesses: frozenset[RunAccess] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.job, self.run_id
+
+    def read(self, accesses: frozenset[RunAccess] | None) -> StoredRun:
+        """This read, answered with `accesses`."""
+        return replace(self, accesses=accesses)
 
 
 class AccessRecorder:
@@ -103,6 +127,7 @@ class AccessRecorder:
         # (job, run id) -> every access recorded for the run, stored or pending (see the module docstring).
         self._known: OrderedDict[tuple[str, str], frozenset[RunAccess]] = OrderedDict()
         self._unwritten: AccessBatch | None = None
+        self._writes = 0  # batches written: see `stored_run`
         # The runs of `_unwritten` by (job, run id), made when a read first needs them.
         self._unwritten_runs: tuple[AccessBatch, dict[tuple[str, str], RunRecord]] | None = None
         self._flush_lock = asyncio.Lock()
@@ -159,20 +184,30 @@ class AccessRecorder:
             )
         self._runs[key] = run
 
-    async def run_accesses(self, job: str, run_id: str) -> frozenset[RunAccess]:
+    def stored_run(self, job: str, run_id: str) -> StoredRun | None:
+        """A read of the run's stored accesses for the caller to make along with a store call
+        of its own and hand to `run_accesses`; None when the run is known here (no read needed)."""
+        if (job, run_id) in self._known:
+            return None
+        return StoredRun(job, run_id, self._writes)
+
+    async def run_accesses(self, job: str, run_id: str, stored: StoredRun | None = None) -> frozenset[RunAccess]:
         """The accesses recorded for a run so far, pending or stored (the store is read only for
-        a run not seen lately)."""
+        a run not seen lately, and not at all when `stored` has read it and still stands)."""
         key = (job, run_id)
         known = self._known.get(key)
         if known is not None:
             self._known.move_to_end(key)
             return known
-        stored = await self._store.run_accesses(job, run_id)
+        if stored is not None and stored.accesses is not None and stored.key == key and stored.writes == self._writes:
+            recorded = stored.accesses
+        else:
+            recorded = await self._store.run_accesses(job, run_id)
         pending = self._runs.get(key)
         unwritten = self._unwritten_run(key)
         if unwritten is not None:
-            stored |= frozenset(unwritten.accesses)
-        known = stored | frozenset(pending.accesses) if pending is not None else stored
+            recorded |= frozenset(unwritten.accesses)
+        known = recorded | frozenset(pending.accesses) if pending is not None else recorded
         # Another event of the run may have been read, recorded and flushed during the read,
         # which then missed it: keep what is known of the run rather than replace it.
         known |= self._known.get(key, frozenset())
@@ -257,6 +292,7 @@ class AccessRecorder:
     async def _write(self, batch: AccessBatch) -> None:
         self._unwritten = batch
         await self._store.write_batch(batch)
+        self._writes += 1  # (a failed write keeps the batch in `_unwritten`, which reads merge)
         self._unwritten = self._unwritten_runs = None
         if batch.anomalies and self._on_anomalies is not None:
             await self._on_anomalies(batch.anomalies)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from domicile.access.alerts import AccessAlerts
 from domicile.access.drift import DriftResult, ObservedRun, observe_run
-from domicile.access.recorder import AccessRecorder
+from domicile.access.recorder import AccessRecorder, StoredRun
 from domicile.access.webhooks import WebhookDispatcher
 from domicile.catalog.model import qualified_job, utcnow
 from domicile.security.context import current_trace
@@ -76,11 +76,17 @@ class AccessTracking:
         router.set_intent_sink(recorder.intents)
         return cls(app, router, recorder, alerts, own_events, clock)
 
-    async def observe_run(self, run: ObservedRun) -> DriftResult:
+    def stored_run(self, job: str, run_id: str) -> StoredRun | None:
+        """A read of what the store recorded for the run, for the ingest path to make with its
+        lineage write (`GraphStore.record_lineage`'s `access_run`) and hand to `observe_run`;
+        None when no read is needed (`AccessRecorder.stored_run`)."""
+        return self.recorder.stored_run(qualified_job(job), run_id)
+
+    async def observe_run(self, run: ObservedRun, stored: StoredRun | None = None) -> DriftResult:
         """Record an ingested run and judge what it did (observed-flow drift). Events of one
         run are judged one after the other, so each judges only what the ones before it did
         not report; events of different runs at the same time, so that they share the
-        durable decision log's fsyncs."""
+        durable decision log's fsyncs. `stored`: see `stored_run`."""
         trace = current_trace()
 
         async def announce(violations: Sequence[ObservedViolation]) -> None:
@@ -100,6 +106,7 @@ class AccessTracking:
                     late_after=timedelta(seconds=self._settings.late_event_seconds),
                     now=self._clock(),
                     on_violations=announce,
+                    stored=stored,
                 )
         finally:
             judging[1] -= 1

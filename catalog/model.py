@@ -11,7 +11,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+if TYPE_CHECKING:
+    from domicile.access.model import RunAccess
 
 MAX_ID_BYTES = 2048
 
@@ -272,8 +275,13 @@ class ResidencySnapshot:
 
 @dataclass(frozen=True)
 class LineageResult:
+    """What a lineage write did. `run_accesses`: what the access records held for the run
+    `record_lineage` was asked about (`access_run`), read in the same transaction; None when
+    it was not asked."""
+
     edges_created: int
     revision: int
+    run_accesses: frozenset[RunAccess] | None = None
 
 
 @dataclass(frozen=True)

@@ -93,7 +93,14 @@ class GraphStore(Protocol):
         """
         ...
 
-    async def record_lineage(self, run: Run, edges: Sequence[EdgeKey], *, principal: str = "") -> LineageResult:
+    async def record_lineage(
+        self,
+        run: Run,
+        edges: Sequence[EdgeKey],
+        *,
+        principal: str = "",
+        access_run: tuple[str, str] | None = None,
+    ) -> LineageResult:
         """Record a run and its edges (every EdgeKey.job equals run.job).
 
         Idempotent per (job, run_id): a run already recorded creates nothing. Ids never seen
@@ -101,6 +108,12 @@ class GraphStore(Protocol):
         recorded all the same). An edge already current with the same
         transform is kept (a new run does not create it again); with another transform the
         old edge is ended and a new one started. `edges_created` counts new edges.
+
+        `access_run` (job, run id) -- the run as the access records key it, which need not be
+        `run`'s key -- asks for `AccessStore.run_accesses` of that run, read in the same
+        transaction (`LineageResult.run_accesses`; None without `access_run`), so that the
+        ingest path that records the lineage and then judges the run's accesses makes one
+        store call instead of two. It is read whether or not the lineage changed anything.
         """
         ...
 

@@ -21,6 +21,7 @@ from google.protobuf import json_format
 from domicile import external_json
 from domicile.access.convert import violation_to_proto
 from domicile.access.drift import DriftResult, ObservedRun
+from domicile.access.recorder import StoredRun
 from domicile.app import App
 from domicile.errors import invalid_field
 from domicile.lineage.ingest import IngestResult, ingest_event
@@ -76,12 +77,19 @@ async def _post_lineage(request: web.Request) -> web.Response:
         "domicile.lineage.outputs": len(event.outputs),
     }
 
+    stored = _stored_run(app, event)
+
     async def ingest() -> IngestResult:
         if event.records_lineage:  # charged once admitted by the lineage guard
             app.charge(Resource.LINEAGE_EDGES, edge_count(event.inputs, event.outputs))
         with span("lineage.ingest", attributes):
             return await ingest_event(
-                app.store, event, regions=app.regions(), principal=principal, on_write=app.after_write
+                app.store,
+                event,
+                regions=app.regions(),
+                principal=principal,
+                on_write=app.after_write,
+                access_run=None if stored is None else stored.key,
             )
 
     async with request.app[INGEST_LOCK]:
@@ -91,7 +99,7 @@ async def _post_lineage(request: web.Request) -> web.Response:
         else:
             result = await ingest()
     # Outside the lock: the next event's write goes on while this one's decisions are made durable.
-    drift = await observe_event(app, event, principal)
+    drift = await observe_event(app, event, principal, None if stored is None else stored.read(result.run_accesses))
     return web.json_response(
         {
             "recorded": result.recorded,
@@ -117,16 +125,33 @@ def _parse_event(app: App, body: bytes) -> LineageEvent:
     return parse_run_event(document, regions=app.regions(), namespace_regions=app.settings.lineage.namespace_regions)
 
 
-async def observe_event(app: App, event: LineageEvent, principal: str) -> DriftResult:
+def _judged(event: LineageEvent) -> bool:
+    return event.event_type is not None and event.event_type.reads_inputs
+
+
+def _access_run_id(event: LineageEvent) -> str:
+    return event.source_run_id or event.run.run_id
+
+
+def _stored_run(app: App, event: LineageEvent) -> StoredRun | None:
+    """What the access records hold for the run, to be read by the event's lineage write (if
+    it makes one) for `observe_event` (`AccessTracking.stored_run`)."""
+    if app.access is None or not event.records_lineage or not _judged(event):
+        return None
+    return app.access.stored_run(event.run.job, _access_run_id(event))
+
+
+async def observe_event(app: App, event: LineageEvent, principal: str, stored: StoredRun | None = None) -> DriftResult:
     """Record the event's run as an access and judge it (`access.drift`); nothing when access
-    records are off or the event type says nothing was read or written."""
-    if app.access is None or event.event_type is None or not event.event_type.reads_inputs:
+    records are off or the event type says nothing was read or written. `stored`: see
+    `_stored_run`."""
+    if app.access is None or not _judged(event):
         return DriftResult()
     declared = {f.dataset_id: f.locations for f in event.datasets}
     return await app.access.observe_run(
         ObservedRun(
             job=event.run.job,
-            run_id=event.source_run_id or event.run.run_id,
+            run_id=_access_run_id(event),
             run_region=event.run.run_region,
             event_time=event.run.event_time,
             inputs=event.inputs,
@@ -134,7 +159,8 @@ async def observe_event(app: App, event: LineageEvent, principal: str) -> DriftR
             producer=event.producer,
             principal=principal,
             writes=event.records_lineage,
-        )
+        ),
+        stored,
     )
 
 

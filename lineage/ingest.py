@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from domicile.access.model import RunAccess
 from domicile.catalog.model import Dataset
 from domicile.catalog.regions import RegionRegistry
 from domicile.catalog.store import GraphStore
@@ -32,12 +33,14 @@ MERGE_ATTEMPTS = 5
 @dataclass(frozen=True)
 class IngestResult:
     """What one event changed. `revision` is the catalog revision after the last write
-    (the current revision when nothing changed)."""
+    (the current revision when nothing changed). `run_accesses`: what the lineage write read
+    for `ingest_event`'s `access_run` (None when it was not asked or nothing was written)."""
 
     recorded: bool
     edges_created: int
     datasets_updated: int
     revision: int
+    run_accesses: frozenset[RunAccess] | None = None
 
 
 def _merged(current: Dataset | None, facts: DatasetFacts) -> Dataset:
@@ -110,11 +113,13 @@ async def ingest_event(
     regions: RegionRegistry,
     principal: str = "",
     on_write: Callable[[int], Awaitable[None]] | None = None,
+    access_run: tuple[str, str] | None = None,
 ) -> IngestResult:
     """Apply `event` to the catalog (see the module docstring for the guarantees).
 
     Events whose type creates no lineage change nothing. Returns what changed; `on_write`
-    (if given) is awaited with the revision after each acknowledged write.
+    (if given) is awaited with the revision after each acknowledged write. `access_run` is
+    handed to the lineage write (`GraphStore.record_lineage`).
     """
     if not event.records_lineage:
         return IngestResult(False, 0, 0, await store.revision())
@@ -129,7 +134,7 @@ async def ingest_event(
             if on_write is not None:
                 await on_write(written)
     edges = await asyncio.to_thread(edges_for, event.run.job, event.inputs, event.outputs)
-    result = await store.record_lineage(event.run, edges, principal=principal)
+    result = await store.record_lineage(event.run, edges, principal=principal, access_run=access_run)
     if on_write is not None:
         await on_write(result.revision)
-    return IngestResult(True, result.edges_created, updated, max(revision, result.revision))
+    return IngestResult(True, result.edges_created, updated, max(revision, result.revision), result.run_accesses)

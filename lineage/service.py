@@ -73,10 +73,15 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         write = LineageWrite(request.job, tuple(inputs), tuple(outputs), request.transform)
         principal = current_principal()
         edges = await asyncio.to_thread(edges_for, request.job, inputs, outputs)
+        access = self._app.access
+        # What the access records hold for the run, read by the lineage write itself.
+        stored = access.stored_run(run.job, run.run_id) if access is not None else None
 
         async def record() -> LineageResult:
             self._app.charge(Resource.LINEAGE_EDGES, len(edges))  # once the lineage guard admitted it
-            result = await self._app.store.record_lineage(run, edges, principal=principal)
+            result = await self._app.store.record_lineage(
+                run, edges, principal=principal, access_run=None if stored is None else stored.key
+            )
             await self._app.after_write(result.revision)
             return result
 
@@ -84,8 +89,8 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         response = lineage_pb2.RecordLineageResponse(
             edges_created=result.edges_created, catalog_revision=result.revision
         )
-        if self._app.access is not None:
-            drift = await self._app.access.observe_run(
+        if access is not None:
+            drift = await access.observe_run(
                 ObservedRun(
                     job=run.job,
                     run_id=run.run_id,
@@ -95,7 +100,8 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
                     outputs=dict.fromkeys(outputs, ()),
                     producer=request.producer,
                     principal=principal,
-                )
+                ),
+                None if stored is None else stored.read(result.run_accesses),
             )
             response.observed_violations.extend(violation_to_proto(v, self._encoder) for v in drift.violations)
             response.late = drift.late

@@ -74,7 +74,7 @@ from domicile.catalog.stores.common import (
     snapshot_from_pages,
 )
 from domicile.catalog.stores.neo4j_access import SCHEMA_STATEMENTS as ACCESS_SCHEMA_STATEMENTS
-from domicile.catalog.stores.neo4j_access import Neo4jAccessStore
+from domicile.catalog.stores.neo4j_access import Neo4jAccessStore, run_accesses_tx
 from domicile.catalog.stores.neo4j_codec import (
     canonical_json,
     dataset_from_version,
@@ -391,10 +391,31 @@ class Neo4jGraphStore:
 
     # ------------------------------------------------------------------ lineage writes
 
-    async def record_lineage(self, run: Run, edges: Sequence[EdgeKey], *, principal: str = "") -> LineageResult:
+    async def record_lineage(
+        self,
+        run: Run,
+        edges: Sequence[EdgeKey],
+        *,
+        principal: str = "",
+        access_run: tuple[str, str] | None = None,
+    ) -> LineageResult:
         """See `GraphStore.record_lineage`; one transaction per call, however many edges."""
         event_time, pairs = await asyncio.to_thread(check_lineage, run, edges)  # 100,000 edges take a while
-        return await self._write(self._record_lineage_tx, run, event_time, pairs, principal)
+        return await self._write(self._record_lineage_and_read_tx, run, event_time, pairs, principal, access_run)
+
+    async def _record_lineage_and_read_tx(
+        self,
+        tx: AsyncManagedTransaction,
+        run: Run,
+        event_time: int | None,
+        pairs: list[tuple[str, str]],
+        principal: str,
+        access_run: tuple[str, str] | None,
+    ) -> LineageResult:
+        result = await self._record_lineage_tx(tx, run, event_time, pairs, principal)
+        if access_run is None:
+            return result
+        return replace(result, run_accesses=await run_accesses_tx(tx, *access_run))
 
     async def _record_lineage_tx(
         self,

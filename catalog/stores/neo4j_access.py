@@ -134,13 +134,7 @@ class Neo4jAccessStore:
         return [_run(row) for row in rows]
 
     async def run_accesses(self, job: str, run_id: str) -> frozenset[RunAccess]:
-        row = await self._read(
-            single_or_none,
-            "MATCH (r:AccessRun {job: $job, run_id: $run_id}) RETURN r.accesses AS accesses",
-            job=job,
-            run_id=run_id,
-        )
-        return frozenset(codec.accesses_from_document(json.loads(row["accesses"]))) if row else frozenset()
+        return await self._read(run_accesses_tx, job, run_id)
 
     async def list_violations(
         self, page: PageRequest, *, since: datetime | None = None, until: datetime | None = None
@@ -351,3 +345,11 @@ async def _prune_tx(tx: AsyncManagedTransaction, before: int) -> int:
     )
     await consume(tx, "MATCH (b:AccessBatch) WHERE b.time < $before DELETE b", before=before)
     return row["deleted"] if row else 0
+
+
+async def run_accesses_tx(tx: AsyncManagedTransaction, job: str, run_id: str) -> frozenset[RunAccess]:
+    """`AccessStore.run_accesses` in a transaction of the caller's (also the catalog's lineage write)."""
+    row = await single_or_none(
+        tx, "MATCH (r:AccessRun {job: $job, run_id: $run_id}) RETURN r.accesses AS accesses", job=job, run_id=run_id
+    )
+    return frozenset(codec.accesses_from_document(json.loads(row["accesses"]))) if row else frozenset()

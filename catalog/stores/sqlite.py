@@ -83,7 +83,7 @@ from domicile.catalog.stores.common import (
     micros_arg,
     revision_page,
 )
-from domicile.catalog.stores.sqlite_access import SQLiteAccessStore
+from domicile.catalog.stores.sqlite_access import SQLiteAccessStore, run_accesses_tx
 from domicile.catalog.stores.sqlite_schema import (
     KIND_DATASET_DELETED,
     KIND_DATASET_UPSERTED,
@@ -479,10 +479,31 @@ class SQLiteGraphStore:
 
     # ------------------------------------------------------------------ lineage writes
 
-    async def record_lineage(self, run: Run, edges: Sequence[EdgeKey], *, principal: str = "") -> LineageResult:
+    async def record_lineage(
+        self,
+        run: Run,
+        edges: Sequence[EdgeKey],
+        *,
+        principal: str = "",
+        access_run: tuple[str, str] | None = None,
+    ) -> LineageResult:
         """See `GraphStore.record_lineage`; one transaction per call, however many edges."""
         event_time, keys = await asyncio.to_thread(check_lineage, run, edges)  # 100,000 edges take a while
-        return await self._write(self._record_lineage_tx, run, event_time, keys, principal)
+        return await self._write(self._record_lineage_and_read_tx, run, event_time, keys, principal, access_run)
+
+    def _record_lineage_and_read_tx(
+        self,
+        conn: sqlite3.Connection,
+        run: Run,
+        event_time: int | None,
+        keys: list[tuple[str, str]],
+        principal: str,
+        access_run: tuple[str, str] | None,
+    ) -> LineageResult:
+        result = self._record_lineage_tx(conn, run, event_time, keys, principal)
+        if access_run is None:
+            return result
+        return replace(result, run_accesses=run_accesses_tx(conn, *access_run))
 
     def _record_lineage_tx(
         self, conn: sqlite3.Connection, run: Run, event_time: int | None, keys: list[tuple[str, str]], principal: str

@@ -93,8 +93,7 @@ class SQLiteAccessStore:
         return [_run(row) for row in rows]
 
     async def run_accesses(self, job: str, run_id: str) -> frozenset[RunAccess]:
-        rows = await self._read(_select, "SELECT accesses FROM access_runs WHERE job = ? AND run_id = ?", (job, run_id))
-        return frozenset(codec.accesses_from_document(orjson.loads(rows[0][0]))) if rows else frozenset()
+        return await self._read(run_accesses_tx, job, run_id)
 
     async def list_violations(
         self, page: PageRequest, *, since: datetime | None = None, until: datetime | None = None
@@ -141,6 +140,12 @@ class SQLiteAccessStore:
 
     async def prune_runs(self, before: datetime) -> int:
         return await self._write(_prune_tx, to_micros(before))
+
+
+def run_accesses_tx(conn: sqlite3.Connection, job: str, run_id: str) -> frozenset[RunAccess]:
+    """`AccessStore.run_accesses` in a transaction of the caller's (also the catalog's lineage write)."""
+    row = conn.execute("SELECT accesses FROM access_runs WHERE job = ? AND run_id = ?", (job, run_id)).fetchone()
+    return frozenset(codec.accesses_from_document(orjson.loads(row[0]))) if row else frozenset()
 
 
 def _select(conn: sqlite3.Connection, query: str, args: tuple[Any, ...]) -> list[tuple]:

@@ -21,7 +21,7 @@ from domicile.access.model import (
     RunRecord,
     day_of,
 )
-from domicile.catalog.model import Dataset, PageRequest, to_micros
+from domicile.catalog.model import Dataset, EdgeKey, PageRequest, Run, to_micros
 from domicile.errors import DomicileError, ErrorCode
 from domicile.router.types import Decision, Operation, Outcome, Reason, ReasonCode
 
@@ -221,6 +221,21 @@ async def test_runs_merge_across_events_and_dedupe_accesses(store):
     assert stored.run_region == "aws:eu-west-1"
     assert (stored.event_time, stored.last_event_time) == (T0 - timedelta(minutes=5), T0 + timedelta(minutes=5))
     assert set(stored.accesses) == {read, written}
+
+
+async def test_record_lineage_reads_the_access_record_of_the_run_asked_for(store):
+    read = RunAccess(EU, READ, "aws:eu-west-1")
+    await store.access.write_batch(batch("b1", runs=(run("default/etl", "r1", accesses=[read]),)))
+    edge = [EdgeKey(EU, "s3://out", "etl")]
+    # Access records key the run by the qualified job: not the catalog's key.
+    first = await store.record_lineage(Run("etl", "r1"), edge, access_run=("default/etl", "r1"))
+    assert (first.edges_created, first.run_accesses) == (1, frozenset({read}))
+    # The same run again writes nothing; the read is answered all the same.
+    again = await store.record_lineage(Run("etl", "r1"), edge, access_run=("default/etl", "r1"))
+    assert (again.edges_created, again.revision, again.run_accesses) == (0, first.revision, frozenset({read}))
+    unknown = await store.record_lineage(Run("etl", "r2"), edge, access_run=("default/etl", "r2"))
+    assert unknown.run_accesses == frozenset()
+    assert (await store.record_lineage(Run("etl", "r3"), edge)).run_accesses is None  # not asked
 
 
 async def test_list_runs_reads_a_time_range_latest_first(store):

@@ -21,7 +21,15 @@ from openlineage.client.transport.http import HttpConfig, HttpTransport
 
 from domicile.router.decision_log import Series, verify_series
 from domicile.server import create_server
-from domicile.v1 import access_pb2, access_pb2_grpc, catalog_pb2, catalog_pb2_grpc, lineage_pb2, lineage_pb2_grpc
+from domicile.v1 import (
+    access_pb2,
+    access_pb2_grpc,
+    catalog_pb2,
+    catalog_pb2_grpc,
+    lineage_pb2,
+    lineage_pb2_grpc,
+    residency_pb2,
+)
 from tests.e2e.conftest import insecure_settings
 from tests.e2e.test_openlineage_http import ResidencyDatasetFacet, ResidencyRunFacet
 
@@ -171,6 +179,49 @@ async def test_events_of_one_run_sent_at_the_same_time_are_judged_once(server, s
     ]
     listed = await access.ListObservedViolations(access_pb2.ListObservedViolationsRequest())
     assert sorted(v.violation_id for v in listed.violations) == sorted(v["violation_id"] for v in reported)
+
+
+async def test_a_run_seen_before_a_restart_is_judged_once(tmp_path):
+    # Its later events write lineage the catalog has not seen (a START writes none), and the
+    # restarted server has no memory of it: the access records themselves must say so.
+    settings = insecure_settings(tmp_path, policy=EXAMPLE_POLICY)
+    by_rpc, by_http = str(uuid.uuid4()), str(uuid.uuid4())
+    first = await create_server(settings)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+            await catalog_pb2_grpc.CatalogServiceStub(channel).UpsertDataset(
+                catalog_pb2.UpsertDatasetRequest(
+                    dataset=catalog_pb2.Dataset(
+                        id=CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT]
+                    )
+                )
+            )
+        for run_id in (by_rpc, by_http):
+            assert len((await send(first, event(US, state=RunState.START, run_id=run_id)))["observed_violations"]) == 1
+    finally:
+        await first.stop(0)
+    second = await create_server(settings)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+            answer = await lineage_pb2_grpc.LineageServiceStub(channel).RecordLineage(
+                lineage_pb2.RecordLineageRequest(
+                    job=JOB, run_id=by_rpc, run_region=US, inputs=[CUSTOMERS], outputs=["s3://bank-us/copy"]
+                )
+            )
+            # Only the output is new: the input was judged before the restart.
+            assert [(v.dataset_id, v.operation) for v in answer.observed_violations] == [
+                ("s3://bank-us/copy", residency_pb2.OPERATION_STORE)
+            ]
+            complete = await send(second, event(US, run_id=by_http, outputs=[("s3://bank-us/copy", US)]))
+            assert [(v["dataset_id"], v["operation"]) for v in complete["observed_violations"]] == [
+                ("s3://bank-us/copy", "OPERATION_STORE")
+            ]
+            access = access_pb2_grpc.AccessServiceStub(channel)
+            patterns = await access.GetAccessPatterns(access_pb2.GetAccessPatternsRequest(dataset_id=CUSTOMERS))
+            (read,) = next(a for a in patterns.actors if a.actor == JOB).accesses
+            assert (read.operation, read.region, read.count) == (access_pb2.ACCESS_OPERATION_READ, US, 2)
+    finally:
+        await second.stop(0)
 
 
 async def test_unknown_run_region_and_output_location_are_reported(server, stubs):

@@ -162,6 +162,35 @@ async def test_a_run_seen_lately_is_not_read_from_the_store_again():
     assert store.run_reads == 2
 
 
+async def test_a_read_made_with_another_store_call_stands_for_the_stores_read():
+    store = FakeAccessStore()
+    access = recorder(store)
+    read = RunAccess("s3://a", AccessOperation.READ, "r")
+    wrote = RunAccess("s3://b", AccessOperation.WRITE, "r")
+    stored = access.stored_run("job", "r1")
+    assert stored is not None and stored.key == ("job", "r1")
+    access.record_run(RunRecord("job", "r1", "", "", "r", NOW, NOW, NOW, (wrote,)), [wrote])  # pending: merged
+    assert await access.run_accesses("job", "r1", stored.read(frozenset({read}))) == {read, wrote}
+    assert store.run_reads == 0
+    assert access.stored_run("job", "r1") is None  # known now: nothing to read
+    other = access.stored_run("job", "r2")
+    assert await access.run_accesses("job", "r3", other.read(frozenset({read}))) == set()  # another run's read
+    assert store.run_reads == 1
+
+
+async def test_a_read_made_before_a_batch_was_written_is_made_again():
+    # The read rode on a store call that may have preceded the batch holding the run's records
+    # (which left memory when written): it cannot stand for the store.
+    store = FakeAccessStore()
+    access = recorder(store)
+    read = RunAccess("s3://a", AccessOperation.READ, "r")
+    stored = access.stored_run("job", "r1")
+    access.record_run(RunRecord("job", "r1", "", "", "r", NOW, NOW, NOW, (read,)), [read])
+    await access.flush()
+    assert await access.run_accesses("job", "r1", stored.read(frozenset())) == {read}
+    assert store.run_reads == 1
+
+
 async def test_a_read_that_missed_a_concurrent_event_does_not_forget_it():
     store = FakeAccessStore()
     access = recorder(store)

@@ -37,7 +37,7 @@ class FailingStore:
     async def get_dataset(self, dataset_id, *, as_of=None):
         return None
 
-    async def record_lineage(self, run, edges, *, principal=""):
+    async def record_lineage(self, run, edges, *, principal="", access_run=None):
         raise self.error
 
 

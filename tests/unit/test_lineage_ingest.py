@@ -65,7 +65,7 @@ class ScriptedStore:
         self.datasets[dataset.id] = replace(dataset, revision=self.revision_now)
         return self.datasets[dataset.id]
 
-    async def record_lineage(self, run, edges, *, principal=""):
+    async def record_lineage(self, run, edges, *, principal="", access_run=None):
         self.calls.append(("record_lineage", run.run_id, len(edges)))
         self.revision_now += 1
         return LineageResult(len(edges), self.revision_now)
