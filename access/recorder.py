@@ -46,7 +46,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from domicile.access import anomalies as anomaly_rules
@@ -94,7 +94,7 @@ class StoredRun:
 
     def read(self, accesses: frozenset[RunAccess] | None) -> StoredRun:
         """This read, answered with `accesses`."""
-        return replace(self, accesses=accesses)
+        return StoredRun(self.job, self.run_id, self.writes, accesses)
 
 
 class AccessRecorder:
