@@ -7,8 +7,8 @@ and requests of 10,000; the non-durable log unless --durable), warmed by one pas
 --passes passes of the requests three times over, each timed until logged. For each pass: the
 decisions per second (wall and per CPU-second of the process) and the CPU time per decision of
 each kind of thread, read from /proc/self/task/*/schedstat around the pass: the event loop,
-the batch threads (engine calls; the log entries they render), the decision log's writer, its
-syncers, and the rest. On a shared machine the wall-clock rate follows the load; where the CPU
+the batch threads (engine calls; the log entries they render), the decision log's writer, and
+the rest. On a shared machine the wall-clock rate follows the load; where the CPU
 goes per decision moves much less, so it shows which thread limits the rate.
 """
 
@@ -38,7 +38,7 @@ from router_bench import (
 from domicile.config import load_settings
 from domicile.router.service import ResidencyServicer
 
-_KINDS = (("decision-log-writer", "writer"), ("decision-log-syncer", "syncers"), ("batch-decide", "batch threads"))
+_KINDS = (("decision-log-writer", "writer"), ("batch-decide", "batch threads"))
 
 
 def cpu_by_thread() -> dict[str, int]:

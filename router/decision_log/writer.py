@@ -1,22 +1,19 @@
-"""The live decision log: what callers append, and the threads that make it durable.
+"""The live decision log: what callers append, and the thread that makes it durable.
 
 Appending: `append` queues one decision, `append_many` a request's decisions as one queue item
 (no Python work per decision; a batch the engine decided may be rendered on the caller's
-executor: `render`), `append_entries` entries rendered elsewhere (see `format.Entry`).
+executor, see `render`), `append_entries` entries rendered elsewhere (see `format.Entry`).
 Decisions asked one at a time skip the queue: the residency engine keeps each in its own
 queue, the log's lane (`attach_lane`, `_engine.LogLane`), as it makes it, and renders them
 when the writer takes them. A writer thread takes everything queued, and the lane's entries,
 renders what is not rendered yet (`batches`: one entry per request, at most `line_decisions`
-decisions per line), chains the lines and writes them with one `writev` (their pieces as they
-lie, not joined), then takes what came meanwhile. Two syncer threads fsync the file whenever
-more is written than is durable or being made durable; an fsync makes durable every byte
-written before it started, so whichever finishes releases, in order, whoever awaits `flush()`
-for what was written up to there. What is on disk is checked at `open` (`opening`).
+decisions per line), chains the lines, writes them with one `writev` (their pieces as they
+lie, not joined) and fsyncs; then it releases whoever awaits `flush()`. What is on disk is
+checked at `open` (`opening`).
 
 **Durable by default.** With `durable` (the default), the writer never waits to fill a batch:
-callers await `flush()` before answering; a commit written while an fsync runs gets an fsync
-of its own at once, and whatever was queued meanwhile goes with it (group commit: concurrent
-requests share an fsync), so an answer waits for about one fsync, not two. Without
+callers await `flush()` before answering, and whatever was queued while the previous fsync
+ran is written with the next one (group commit: concurrent requests share an fsync). Without
 it (the documented opt-out), the writer gathers for up to `flush_interval` seconds and a
 crash loses what was not yet written. Decisions appended with `hold` (nobody answers from
 them: e.g. the ALLOWs of an observed run) are gathered that way in durable mode too: they
@@ -25,8 +22,7 @@ of them; a crash loses at most those.
 
 **Faults.** When a write or an fsync fails (a full disk, an I/O error), the writer cuts the
 file back to its last durable size (after a failed fsync the kernel may have dropped the
-pages, so the bytes are written again rather than trusted, nor is another fsync that
-succeeded meanwhile taken to cover them) and retries the same lines with
+pages, so the bytes are written again rather than trusted) and retries the same lines with
 backoff (`retry_initial` doubling up to `retry_max` seconds) until they are written -- then it
 carries on by itself. Meanwhile every waiting `flush()` and every `append` fails with
 UNAVAILABLE (reason DECISION_LOG_UNWRITABLE, with a retry delay), and `failure()` names the
@@ -65,7 +61,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
@@ -187,9 +182,7 @@ class DecisionLog:
         self._signer = signer
         self._sinks = tuple(sinks)
         self._events = events
-        # Writer-owned: the chain as written (durable or not: see `_commit`).
-        self._chain = state
-        # The chain as durable (read through `head()` and properties, under `_lock`).
+        # Writer-owned (read by others through `head()` and properties, under `_lock`):
         self._state = state
         self._file_number = opened.file_number
         self._file_started = opened.file_started  # time.time() of the active file's first line
@@ -212,23 +205,11 @@ class DecisionLog:
         self._unheld_seq = 0  # the queue's last entry appended without `hold`
         self._taken_seq = 0
         self._durable_seq = 0
-        # Callers of `flush()`, in the order they called (by the entries appended before them):
-        # released once those are durable, with one wake-up per event loop.
-        self._waiters: deque[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        # Callers of `flush()` waiting for the next batch the writer takes, and for the batch it
+        # is writing: each batch's are released together, with one wake-up per event loop.
+        self._next_commit: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._in_commit: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._flush_requested = False
-        # The syncers' (see `_sync`). Commits written and not yet known durable, in order; the
-        # active file's size after the last of them; the highest offset known durable; the
-        # sizes fsyncs in flight were asked for; set when an fsync failed (the writer writes
-        # the commits since `_synced_size` again: `_resync`).
-        self._unsynced: deque[_Written] = deque()
-        self._written_size = file.size
-        self._synced_size = file.size
-        self._syncing: list[int] = []
-        self._sync_failed = False
-        self._syncers_stop = False
-        self._sync_wanted = threading.Condition(self._lock)  # syncers wait on it
-        self._synced = threading.Condition(self._lock)  # the writer waits on it for the syncers
-        self._publishing = threading.Lock()  # checkpoints handed to the sinks in order
         self._closing = False
         self._closed = False
         self._unwritable = ""  # why writes fail now ('' when they do not)
@@ -237,12 +218,6 @@ class DecisionLog:
         self._space_checked = 0.0
         self._intent_sink: IntentSink | None = None
         self._check_space()
-        self._syncers = [
-            threading.Thread(target=self._sync, name=f"decision-log-syncer:{series.active.name}", daemon=True)
-            for _ in range(_SYNCERS)
-        ]
-        for syncer in self._syncers:
-            syncer.start()
         self._writer = threading.Thread(target=self._run, name=f"decision-log-writer:{series.active.name}", daemon=True)
         self._writer.start()
 
@@ -492,10 +467,12 @@ class DecisionLog:
             if self._unwritable or self._closed:
                 raise self._unavailable()
             future: asyncio.Future[None] = loop.create_future()
-            self._waiters.append((seq, loop, future))
             if seq > self._taken_seq:
+                self._next_commit.append((loop, future))
                 self._flush_requested = True
                 self._wake_writer(True)
+            else:  # in the batch being written
+                self._in_commit.append((loop, future))
         await future
 
     async def get(self, decision_id: str) -> LoggedDecision | None:
@@ -605,8 +582,6 @@ class DecisionLog:
     def _run(self) -> None:
         try:
             while True:
-                if self._sync_failed:
-                    self._resync()
                 with self._lock:
                     batch, last_entry = self._take()
                     closing = self._closing
@@ -619,30 +594,19 @@ class DecisionLog:
                 with self._lock:
                     if self._closing and not self._queue and (not self._uncovered or self._unwritable):
                         break
-            self._drain()
         except BaseException:  # a bug: fail everyone rather than hang them
             log.exception("decision log %s: the writer stopped", self.path)
             with self._lock:
                 self._unwritable = "the writer stopped on an internal error"
         with self._lock:
             self._closing = True
-            self._syncers_stop = True
-            self._sync_wanted.notify_all()
             self._sync_lane()
             self._release_waiters(None)
             self._space.notify_all()
-        for syncer in self._syncers:
-            syncer.join()
 
     def _take(self) -> tuple[list[Queued | Future[Rendered]], int]:
         """Wait for work (holds _lock); take the queue whole."""
-        while (
-            not self._queue
-            and not self._lane_waiting()
-            and not self._closing
-            and not self._checkpoint_due()
-            and not self._sync_failed
-        ):
+        while not self._queue and not self._lane_waiting() and not self._closing and not self._checkpoint_due():
             self._writer_waiting = True
             self._wakeup.wait(timeout=self._idle_timeout())
             if self._space_check_due():
@@ -652,7 +616,6 @@ class DecisionLog:
             and not self._closing
             and not self._flush_requested
             and not self._awaited()
-            and not self._sync_failed
             and self.options.flush_interval
         ):
             # Give the batch time to fill; a flush request, something a caller awaits, a full
@@ -662,7 +625,6 @@ class DecisionLog:
                 lambda: (
                     self._flush_requested
                     or self._closing
-                    or self._sync_failed
                     or self._space_waiters
                     or self._awaited()
                     or self._queue_waiting() >= self.options.max_batch
@@ -686,6 +648,7 @@ class DecisionLog:
                     Rendered(tuple(Entry(data, ids, revision) for data, ids, revision in entries), tuple(intents))
                 )
         self._taken_seq = taken
+        self._in_commit, self._next_commit = self._in_commit + self._next_commit, []
         self._flush_requested = False
         if self._space_waiters:
             self._space.notify_all()
@@ -716,12 +679,15 @@ class DecisionLog:
         written = not self._rotation_due() or self._rotate()
         if written:
             lines, state = self._lines(entries)
-            written = self._commit(lines, state, last_entry, problem)
+            written = not lines or self._commit(lines, state)
         sink = self._intent_sink
         if written and sink is not None:
             self._hand_intents(sink, batch)
-        if not written:
-            with self._lock:
+        with self._lock:
+            if written:
+                self._durable_seq = last_entry
+                self._release_waiters(last_entry, problem)
+            else:
                 self._release_waiters(None)
         if written and self._checkpoint_due():
             self._commit_checkpoint()
@@ -730,7 +696,7 @@ class DecisionLog:
         """The lines for `entries` after the current head (at most `line_decisions` decisions a
         line; a note is a line of its own), and the chain's state after them."""
         lines: list[_Line] = []
-        state = self._chain
+        state = self._state
         pending: list[Entry] = []
         count = 0
 
@@ -770,41 +736,37 @@ class DecisionLog:
             close_line()
         return lines, state
 
-    def _commit(self, lines: list[_Line], state: ChainState, last_entry: int | None = None, problem: str = "") -> bool:
-        """Write `lines` (built on the chain as written), retrying until they are written, and
-        move the written chain to `state`; hand them to the syncers, which make them durable
-        and then release the waiters of the entries up to `last_entry` (failed with `problem`
-        when given) -- meanwhile the writer writes what comes next. False when the log closed
-        before they could be written."""
+    def _commit(self, lines: list[_Line], state: ChainState) -> bool:
+        """Write `lines` (built on the current head), fsync, retrying until they are durable;
+        then move the head to `state`. False when the log closed before they could be written."""
         start = self._file.size
         pieces = [piece for line in lines for piece in line.pieces]
-        if pieces and not self._retrying(lambda: self._write(pieces), lambda: self._file.truncate(start)):
+        if not self._retrying(lambda: self._write_all(pieces), lambda: self._file.truncate(start)):
             return False
-        offset, seq = start, self._chain.seq
+        offset, seq = start, self._state.seq
         written = []
         for line in lines:
             seq += 1
             written.append(WrittenLine(seq, offset, bytes.fromhex(line.digest), line.ids, line.pieces))
             offset += sum(map(len, line.pieces))
+        self._index.note_lines(written, self._file.size)
         checkpoints = [line.checkpoint for line in lines if line.checkpoint is not None]
-        self._chain = state
         with self._lock:
+            self._state = state
             if checkpoints:
                 self._uncovered = 0
-            elif lines:
+            else:
                 if not self._uncovered:
                     self._uncovered_since = time.monotonic()
                 self._uncovered += len(lines)
-            self._unsynced.append(_Written(self._file.size, state, written, checkpoints, last_entry, problem))
-            self._written_size = self._file.size
-            self._sync_wanted.notify()
-            published = self._settle_synced()  # (nothing to fsync: durable with what came before)
-        self._hand_checkpoints(published)
+        for checkpoint in checkpoints:
+            self._index.note_checkpoint(checkpoint)
+            self._publish(checkpoint)
         return True
 
     def _commit_checkpoint(self) -> bool:
         """Sign the head and append a checkpoint line (see `checkpoints`)."""
-        state = self._chain
+        state = self._state
         checkpoint = self._signer.sign(
             state.replica,
             state.seq,
@@ -824,141 +786,13 @@ class DecisionLog:
         except Exception:
             log.exception("decision log %s: the intent sink failed", self.path)
 
-    def _write(self, pieces: Sequence[bytes]) -> None:
+    def _write_all(self, pieces: Sequence[bytes]) -> None:
         started = time.perf_counter()
         self._file.write_pieces(pieces)
-        DECISION_LOG_WRITE.observe(time.perf_counter() - started)
-
-    # ---- the syncers -------------------------------------------------------------------
-
-    def _sync(self) -> None:
-        """A syncer thread: fsync the active file whenever more of it is written than is durable
-        or being made durable, then release what that fsync made durable. Two of them: a commit
-        written while an fsync runs starts its own at once rather than after it, and a durable
-        answer waits for about one fsync instead of up to two. An fsync covers every byte written
-        before it started, so whichever finishes tells the highest offset known durable; commits
-        are released in order up to it."""
-        try:
-            while self._sync_once():
-                pass
-        except BaseException:  # a bug: fail everyone rather than hang them
-            log.exception("decision log %s: a syncer stopped", self.path)
-            with self._lock:
-                self._unwritable = "the decision log's syncer stopped on an internal error"
-                self._syncers_stop = True
-                self._sync_lane()
-                self._release_waiters(None)
-                self._synced.notify_all()
-                self._sync_wanted.notify_all()
-
-    def _sync_once(self) -> bool:
-        """One fsync and what it made durable; False when the syncers stop."""
-        with self._lock:
-            while not self._syncers_stop and (
-                self._sync_failed or self._written_size <= max([self._synced_size, *self._syncing])
-            ):
-                self._sync_wanted.wait()
-            if self._syncers_stop:
-                return False
-            target, file = self._written_size, self._file
-            self._syncing.append(target)
-        started = time.perf_counter()
-        try:
-            file.sync()
-        except OSError as exc:
-            with self._lock:
-                self._syncing.remove(target)
-                # The pages may be gone and a later fsync need not say so: nothing more is taken
-                # as durable until the writer wrote everything since again (`_resync`, which
-                # lifts the refusal).
-                self._sync_failed = True
-                first = self._faulted(exc, self.options.retry_initial)
-                self._synced.notify_all()
-                self._wakeup.notify()
-            if first:
-                log.error("decision log %s cannot fsync: %s; refusing decisions and retrying", self.path, exc)
-            return True
-        DECISION_LOG_FSYNC.observe(time.perf_counter() - started)
-        with self._lock:
-            self._syncing.remove(target)
-            published: list[Checkpoint] = []
-            if not self._sync_failed:
-                self._synced_size = max(self._synced_size, target)
-                published = self._settle_synced()
-            self._synced.notify_all()
-        self._hand_checkpoints(published)
-        return True
-
-    def _settle_synced(self) -> list[Checkpoint]:
-        """Holds _lock: the commits up to the highest offset known durable are: note their
-        lines, move the durable chain, release their waiters. Returns their checkpoints, to be
-        handed to the sinks with `_hand_checkpoints` (outside the lock)."""
-        unsynced = self._unsynced
-        checkpoints: list[Checkpoint] = []
-        while unsynced and unsynced[0].end <= self._synced_size:
-            commit = unsynced.popleft()
-            self._index.note_lines(commit.lines, commit.end)
-            self._state = commit.state
-            checkpoints.extend(commit.checkpoints)
-            if commit.last_entry is not None:
-                self._durable_seq = commit.last_entry
-                self._release_waiters(commit.last_entry, commit.problem)
-        if checkpoints:
-            self._publishing.acquire()  # (released by `_hand_checkpoints`: the sinks get them in order)
-        return checkpoints
-
-    def _hand_checkpoints(self, checkpoints: list[Checkpoint]) -> None:
-        if not checkpoints:
-            return
-        try:
-            for checkpoint in checkpoints:
-                self._index.note_checkpoint(checkpoint)
-                self._publish(checkpoint)
-        finally:
-            self._publishing.release()
-
-    def _drain(self) -> bool:
-        """Wait until everything written is durable (before a rotation and at the end), writing
-        it again after a failed fsync. False when the log closed meanwhile."""
-        while True:
-            with self._lock:
-                self._synced.wait_for(
-                    lambda: self._sync_failed or self._syncers_stop or (not self._unsynced and not self._syncing)
-                )
-                if self._syncers_stop:
-                    return False
-                if not self._sync_failed:
-                    return True
-            if not self._resync():
-                return False
-
-    def _resync(self) -> bool:
-        """After a failed fsync: cut the file back to the highest offset known durable and
-        write every commit since again, then fsync (after a failed fsync the kernel may have
-        dropped the pages: the bytes are written again rather than trusted). Retried like a
-        write; False when the log closed first."""
-        with self._lock:
-            self._synced.wait_for(lambda: not self._syncing or self._syncers_stop)
-            if self._syncers_stop:
-                return False
-            durable = self._synced_size
-            pieces = [piece for commit in self._unsynced for line in commit.lines for piece in _pieces(line.data)]
-
-        def rewrite() -> None:
-            self._file.truncate(durable)
-            self._file.write_pieces(pieces)
-            self._file.sync()
-
-        if not self._retrying(rewrite, lambda: None):
-            return False
-        with self._lock:
-            self._sync_failed = False
-            self._written_size = self._synced_size = self._file.size
-            published = self._settle_synced()
-            self._sync_wanted.notify_all()
-        self._hand_checkpoints(published)
-        self._recovered()
-        return True
+        written = time.perf_counter()
+        self._file.sync()
+        DECISION_LOG_WRITE.observe(written - started)
+        DECISION_LOG_FSYNC.observe(time.perf_counter() - written)
 
     def _retrying(self, action: Callable[[], None], undo: Callable[[], None]) -> bool:
         """Run `action` until it succeeds. After an OSError: report the fault, wait with backoff,
@@ -993,26 +827,18 @@ class DecisionLog:
 
     def _fault(self, exc: OSError, delay: float) -> None:
         with self._lock:
-            first = self._faulted(exc, delay)
+            first = not self._unwritable
+            self._unwritable = exc.strerror or str(exc)
+            self._retry_after = delay
+            self._sync_lane()
         if first:
             log.error("decision log %s cannot write: %s; refusing decisions and retrying", self.path, exc)
-
-    def _faulted(self, exc: OSError, delay: float) -> bool:
-        """Holds _lock: refuse decisions, fail every waiter; True when the log could write until now."""
-        first = not self._unwritable
-        self._unwritable = exc.strerror or str(exc)
-        self._retry_after = delay
-        self._sync_lane()
-        self._release_waiters(None)
-        self._space.notify_all()
-        return first
+        with self._lock:
+            self._release_waiters(None)
+            self._space.notify_all()
 
     def _recovered(self) -> None:
-        """After a write that succeeded: decisions resume -- unless an fsync failed meanwhile
-        (the writer writes again first) or a syncer stopped."""
         with self._lock:
-            if not self._unwritable or self._sync_failed or self._syncers_stop:
-                return
             self._unwritable = ""
             self._sync_lane()
         log.warning("decision log %s writes again; decisions resume", self.path)
@@ -1035,8 +861,6 @@ class DecisionLog:
         file. Each step is retried on OSError like a write; False when closing interrupted it."""
         if self._uncovered and not self._commit_checkpoint():
             return False
-        if not self._drain():  # (the syncers are idle until the next file is written)
-            return False
         target = self._series.numbered(self._file_number)
         if not self._retrying(lambda: self._rename_active(target), lambda: None):
             return False
@@ -1050,16 +874,14 @@ class DecisionLog:
                 file.truncate(0)
             # (As opening a log does: the file's last line names the format, which is an older
             # one when a log of an earlier release is rotated before it wrote anything.)
-            line, _ = file_line(self._chain, self._file_number + 1, previous_file(target, rotated_checkpoint(target)))
+            line, _ = file_line(self._state, self._file_number + 1, previous_file(target, rotated_checkpoint(target)))
             file.write(line)
             file.sync()
             fsync_directory(self._series.directory)
 
         if not self._retrying(begin, lambda: None):
             return False
-        with self._lock:
-            old, self._file = self._file, new[0]
-            self._written_size = self._synced_size = self._file.size
+        old, self._file = self._file, new[0]
         old.close()
         line = self._file.pread(self._file.size, 0)
         record = parse_line(line)
@@ -1069,9 +891,8 @@ class DecisionLog:
         self._index.note_lines(
             [WrittenLine(record["seq"], 0, bytes.fromhex(record["hash"]), (), line)], self._file.size
         )
-        self._chain = dataclasses.replace(self._chain, seq=record["seq"], head=record["hash"])
         with self._lock:
-            self._state = self._chain
+            self._state = dataclasses.replace(self._state, seq=record["seq"], head=record["hash"])
             self._uncovered, self._uncovered_since = 1, time.monotonic()
         log.info("decision log rotated: %s, continuing in %s", target, self.path)
         if self.options.keep_files:
@@ -1129,12 +950,12 @@ class DecisionLog:
             log.warning("decision log: free disk space is back above the floor; decisions resume")
 
     def _release_waiters(self, upto: int | None, failed: str = "") -> None:
-        """Resolve the waiters of the entries up to `upto` (durable), failed when `failed` is
+        """Resolve the waiters of the batch written up to entry `upto`, failed when `failed` is
         given; every waiter, failed, when `upto` is None. Holds _lock."""
-        waiters = []
-        pending = self._waiters
-        while pending and (upto is None or pending[0][0] <= upto):
-            waiters.append(pending.popleft()[1:])
+        if upto is None:
+            waiters, self._in_commit, self._next_commit = self._in_commit + self._next_commit, [], []
+        else:
+            waiters, self._in_commit = self._in_commit, []
         settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
         for loop, future in waiters:
             if upto is None:
@@ -1159,27 +980,6 @@ class _Line(NamedTuple):
     digest: str
     ids: Collection[str]
     checkpoint: Checkpoint | None = None
-
-
-class _Written(NamedTuple):
-    """A commit written and handed to the syncers: the active file's size after it, the chain
-    after it, its lines and checkpoints, the entries counted up to its end (None: none of its
-    own) and what failed in them."""
-
-    end: int
-    state: ChainState
-    lines: list[WrittenLine]
-    checkpoints: list[Checkpoint]
-    last_entry: int | None
-    problem: str
-
-
-# fsyncs in flight at most (see `DecisionLog._sync`).
-_SYNCERS = 2
-
-
-def _pieces(data: bytes | tuple[bytes, ...]) -> tuple[bytes, ...]:
-    return (data,) if isinstance(data, bytes) else data
 
 
 def _rendered(batch: list[Queued | Future[Rendered]]) -> tuple[list[Queued], str]:
