@@ -17,18 +17,10 @@ ROOT = Path(__file__).parents[2]
 pytestmark = pytest.mark.slow
 
 
-def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> None:
+def run_benchmark(script: str, *args: str) -> tuple[str, dict[str, float]]:
+    """`bench/<script>` run with `args`: its output and the figures it printed as JSON."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "router_bench.py"),
-            "--datasets",
-            "1000",
-            "--seconds",
-            "1",
-            "--workdir",
-            str(tmp_path),
-        ],
+        [sys.executable, str(ROOT / "bench" / script), *args],
         capture_output=True,
         text=True,
         timeout=900,  # generous: only a hang misses it (the machine may be shared and slow)
@@ -36,7 +28,11 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    figures = json.loads(result.stdout[result.stdout.index('{\n "figures"') :])["figures"]
+    return result.stdout, json.loads(result.stdout[result.stdout.index('{\n "figures"') :])["figures"]
+
+
+def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> None:
+    _, figures = run_benchmark("router_bench.py", "--datasets", "1000", "--seconds", "1", "--workdir", str(tmp_path))
     for name in (
         "Router.start (snapshot read + index build)",
         "Router.decide p50 (warm)",
@@ -64,20 +60,10 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
 
 
 def test_the_access_benchmark_runs_and_reports_every_figure() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "access_bench.py"),
-            *("--events", "80", "--rounds", "1", "--decide-calls", "2", "--actors", "300", "--pattern-calls", "5"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,  # generous: only a hang misses it (the machine may be shared and slow)
-        cwd=ROOT,
-        check=False,
+    _, figures = run_benchmark(
+        "access_bench.py",
+        *("--events", "80", "--rounds", "1", "--decide-calls", "2", "--actors", "300", "--pattern-calls", "5"),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    figures = json.loads(result.stdout[result.stdout.index('{\n "figures"') :])["figures"]
     for name in (
         "OpenLineage HTTP ingest (events/s), access on",
         "RecordLineage over gRPC (calls/s), access on",
@@ -88,23 +74,13 @@ def test_the_access_benchmark_runs_and_reports_every_figure() -> None:
 
 
 def test_the_access_benchmarks_router_phase_runs_three_servers_in_windows() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "access_bench.py"),
-            *("--router-datasets", "1000", "--router-windows", "4", "--router-window-seconds", "0.3"),
-            *("--router-sets", "1"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,  # generous: only a hang misses it (the machine may be shared and slow)
-        cwd=ROOT,
-        check=False,
+    stdout, figures = run_benchmark(
+        "access_bench.py",
+        *("--router-datasets", "1000", "--router-windows", "4", "--router-window-seconds", "0.3"),
+        *("--router-sets", "1"),
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     for server in ("off A", "on", "off B"):
-        assert f"set 1 access {server}: " in result.stdout, result.stdout
-    figures = json.loads(result.stdout[result.stdout.index('{\n "figures"') :])["figures"]
+        assert f"set 1 access {server}: " in stdout, stdout
     cost = "BatchDecide over gRPC (router catalog), cost from throughput, median of cycles %"
     low, high = (
         figures["BatchDecide over gRPC (router catalog), cost from throughput, 90% interval low %"],
