@@ -36,6 +36,14 @@ def day_range(since: datetime | None, until: datetime | None) -> tuple[int, int]
     return (low - DAY_US + 1 if low != MIN_US else MIN_US), high
 
 
+def day_rows_range(since: datetime | None, until: datetime | None) -> tuple[int, int, int, int]:
+    """What selects the day aggregates of [since, until), in µs: `(low, high, since, until)`
+    for `low <= day < high AND last_seen >= since AND first_seen < until`. The days are those
+    overlapping the range (`day_range`); a day row whose accesses all lie beyond a range end
+    (later that day than `until`) is left out all the same."""
+    return (*day_range(since, until), *time_range(since, until))
+
+
 def range_fingerprint(low: int, high: int) -> str:
     return hashlib.sha256(json.dumps([low, high]).encode()).hexdigest()[:12]
 

@@ -35,7 +35,7 @@ from domicile.access.model import (
     RunRecord,
 )
 from domicile.catalog.model import Page, PageRequest, from_micros, to_micros
-from domicile.catalog.stores.access_common import day_range, next_token, page_start, time_range
+from domicile.catalog.stores.access_common import day_range, day_rows_range, next_token, page_start, time_range
 from domicile.catalog.stores.neo4j_cypher import consume, raw_single, records, single_or_none
 
 T = TypeVar("T")
@@ -93,28 +93,32 @@ class Neo4jAccessStore:
     async def dataset_access(
         self, dataset_id: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> AccessTotals:
-        low, high = day_range(since, until)
+        low, high, since_us, until_us = day_rows_range(since, until)
         found = await self._read(
             raw_single,
-            "MATCH (a:AccessDay {dataset: $dataset}) WHERE a.day >= $low AND a.day < $high "
-            + _PACKED_SUMS.format(name="actor"),
+            "MATCH (a:AccessDay {dataset: $dataset}) WHERE a.day >= $low AND a.day < $high"
+            " AND a.first_seen < $until AND a.last_seen >= $since " + _PACKED_SUMS.format(name="actor"),
             dataset=dataset_id,
             low=low,
             high=high,
+            since=since_us,
+            until=until_us,
         )
         return AccessTotals(dataset_id, True, orjson.dumps(found["rows"]).decode())
 
     async def actor_access(
         self, actor: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> AccessTotals:
-        low, high = day_range(since, until)
+        low, high, since_us, until_us = day_rows_range(since, until)
         found = await self._read(
             raw_single,
-            "MATCH (a:AccessDay {actor: $actor}) WHERE a.day >= $low AND a.day < $high "
-            + _PACKED_SUMS.format(name="dataset"),
+            "MATCH (a:AccessDay {actor: $actor}) WHERE a.day >= $low AND a.day < $high"
+            " AND a.first_seen < $until AND a.last_seen >= $since " + _PACKED_SUMS.format(name="dataset"),
             actor=actor,
             low=low,
             high=high,
+            since=since_us,
+            until=until_us,
         )
         return AccessTotals(actor, False, orjson.dumps(found["rows"]).decode())
 

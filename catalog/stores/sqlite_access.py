@@ -26,7 +26,7 @@ from domicile.access.model import (
     RunRecord,
 )
 from domicile.catalog.model import Page, PageRequest, from_micros, to_micros
-from domicile.catalog.stores.access_common import day_range, next_token, page_start, time_range
+from domicile.catalog.stores.access_common import day_range, day_rows_range, next_token, page_start, time_range
 
 T = TypeVar("T")
 Runner = Callable[..., Awaitable[Any]]
@@ -56,26 +56,26 @@ class SQLiteAccessStore:
                 (dataset_id,),
             )
             return AccessTotals(dataset_id, True, rows)
-        low, high = day_range(since, until)
         rows = await self._read(
             _packed,
             f"SELECT {_PACKED_SUMS} FROM (SELECT actor AS name, operation, region, sum(count) AS total,"
             " min(first_seen) AS first, max(last_seen) AS last FROM access_days"
-            " WHERE dataset = ? AND day >= ? AND day < ? GROUP BY actor, operation, region)",
-            (dataset_id, low, high),
+            " WHERE dataset = ? AND day >= ? AND day < ? AND last_seen >= ? AND first_seen < ?"
+            " GROUP BY actor, operation, region)",
+            (dataset_id, *day_rows_range(since, until)),
         )
         return AccessTotals(dataset_id, True, rows)
 
     async def actor_access(
         self, actor: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> AccessTotals:
-        low, high = day_range(since, until)
         rows = await self._read(
             _packed,
             f"SELECT {_PACKED_SUMS} FROM (SELECT dataset AS name, operation, region, sum(count) AS total,"
             " min(first_seen) AS first, max(last_seen) AS last FROM access_days"
-            " WHERE actor = ? AND day >= ? AND day < ? GROUP BY dataset, operation, region)",
-            (actor, low, high),
+            " WHERE actor = ? AND day >= ? AND day < ? AND last_seen >= ? AND first_seen < ?"
+            " GROUP BY dataset, operation, region)",
+            (actor, *day_rows_range(since, until)),
         )
         return AccessTotals(actor, False, rows)
 

@@ -115,6 +115,31 @@ async def test_counts_add_up_per_day_and_keep_first_and_last_seen(store):
     assert list(await access.dataset_access("s3://nobody/reads-this")) == []
 
 
+async def test_a_range_leaves_out_the_day_rows_with_no_access_in_it(store):
+    # A day that has an access in the range counts whole; one whose accesses all fall on the
+    # other side of a range end does not: read as of noon, an actor first seen that evening
+    # had touched nothing yet.
+    access = store.access
+    morning, noon, evening = T0.replace(hour=8), T0.replace(hour=12), T0.replace(hour=20)
+    await access.write_batch(
+        batch(
+            "b1",
+            counts=(
+                count("job-a", EU, READ, "r", morning),
+                count("job-b", EU, READ, "r", evening),
+                count("job-c", EU, READ, "r", morning, 2, evening),
+            ),
+        )
+    )
+    as_of_noon = await access.dataset_access(EU, until=noon)
+    assert [(c.actor, c.total, c.last_seen) for c in as_of_noon] == [("job-a", 1, morning), ("job-c", 2, evening)]
+    since_noon = await access.dataset_access(EU, since=noon)
+    assert [(c.actor, c.total) for c in since_noon] == [("job-b", 1), ("job-c", 2)]
+    assert list(await access.actor_access("job-b", until=noon)) == []
+    assert [c.total for c in await access.actor_access("job-a", until=noon)] == [1]
+    assert list(await access.actor_access("job-a", since=noon)) == []
+
+
 async def test_intent_rows_add_up_like_counts(store):
     # The engine's intents arrive as rows; they add to the day rows and all-time totals as
     # counts do, also when a key repeats within a batch.
