@@ -4,6 +4,8 @@ the example policy, then the AccessService over a real channel."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import signal
 import threading
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from aiohttp import web
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
@@ -58,24 +61,29 @@ async def server(request, tmp_path):
     await running.stop(0)
 
 
+async def describe_datasets(channel) -> None:
+    """EU customer data in Frankfurt, Indian payment data in Mumbai."""
+    catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
+    await catalog.UpsertDataset(
+        catalog_pb2.UpsertDatasetRequest(
+            dataset=catalog_pb2.Dataset(
+                id=CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT]
+            )
+        )
+    )
+    await catalog.UpsertDataset(
+        catalog_pb2.UpsertDatasetRequest(
+            dataset=catalog_pb2.Dataset(
+                id=PAYMENTS, classifications=["FINANCIAL.PAYMENT"], origins=["IN"], locations=[MUMBAI]
+            )
+        )
+    )
+
+
 @pytest.fixture
 async def stubs(server):
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
-        await catalog.UpsertDataset(
-            catalog_pb2.UpsertDatasetRequest(
-                dataset=catalog_pb2.Dataset(
-                    id=CUSTOMERS, classifications=["PII.CONTACT"], origins=["DE"], locations=[FRANKFURT]
-                )
-            )
-        )
-        await catalog.UpsertDataset(
-            catalog_pb2.UpsertDatasetRequest(
-                dataset=catalog_pb2.Dataset(
-                    id=PAYMENTS, classifications=["FINANCIAL.PAYMENT"], origins=["IN"], locations=[MUMBAI]
-                )
-            )
-        )
+        await describe_datasets(channel)
         yield access_pb2_grpc.AccessServiceStub(channel), lineage_pb2_grpc.LineageServiceStub(channel)
 
 
@@ -429,3 +437,86 @@ async def test_a_job_without_namespace_is_recorded_under_default(server, stubs):
     touched = await access.ListActorAccess(access_pb2.ListActorAccessRequest(actor="default/nightly"))
     assert [d.dataset_id for d in touched.datasets] == [CUSTOMERS]
     assert [r.job for r in touched.runs] == ["default/nightly"]
+
+
+async def test_findings_reach_a_webhook_as_signed_cloudevents(tmp_path):
+    from tests.unit.test_access_webhooks import Receiver
+
+    target = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", target.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    secret = b"the SIEM's shared webhook secret"
+    (tmp_path / "hook.secret").write_bytes(secret + b"\n")  # as an editor saves it
+    hook = {"url": f"http://127.0.0.1:{runner.addresses[0][1]}/hook", "secret_file": str(tmp_path / "hook.secret")}
+    settings = insecure_settings(
+        tmp_path,
+        policy=EXAMPLE_POLICY,
+        access={"webhooks": [hook], "anomalies": {"baseline_min_age_days": 1}},
+    )
+    running = await create_server(settings)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            await describe_datasets(channel)
+        (violation,) = (await send(running, event(US, job="us-jobs/copy")))["observed_violations"]
+        for days in (5, 3):  # a baseline, then payment data: an anomaly
+            await send(running, event(IRELAND, at=datetime.now(UTC) - timedelta(days=days)))
+        await running.app.access.flush()
+        await send(running, event(IRELAND, inputs=(PAYMENTS,)))
+        await running.app.access.flush()
+        deadline = time.monotonic() + 30
+        while len(target.requests) < 2:
+            assert time.monotonic() < deadline, f"alerts not delivered: {target.requests}"
+            await asyncio.sleep(0.05)
+    finally:
+        await running.stop(0)
+        await runner.cleanup()
+    for headers, body in target.requests:
+        # Signed with the file's secret, its trailing newline not part of the key.
+        assert headers["X-Domicile-Signature-256"] == "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        assert headers["Content-Type"] == "application/cloudevents+json"
+    alerts = sorted((json.loads(body) for _, body in target.requests), key=lambda e: e["type"])
+    assert [e["type"] for e in alerts] == [
+        "dev.domicile.access.anomaly.v1",
+        "dev.domicile.access.observed_violation.v1",
+    ]
+    anomaly, alert = alerts
+    assert (alert["subject"], alert["data"]) == (CUSTOMERS, violation)
+    assert (anomaly["subject"], anomaly["data"]["kind"], anomaly["data"]["value"]) == (
+        JOB,
+        "ACCESS_ANOMALY_KIND_NEW_CLASSIFICATION_FOR_ACTOR",
+        "FINANCIAL.PAYMENT",
+    )
+    assert not (tmp_path / "access-dead-letter.jsonl").exists()
+
+
+async def test_run_records_past_their_retention_are_deleted_and_counts_stay(tmp_path):
+    first = await create_server(insecure_settings(tmp_path, policy=EXAMPLE_POLICY))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel:
+            await lineage_pb2_grpc.LineageServiceStub(channel).RecordLineage(
+                lineage_pb2.RecordLineageRequest(job=JOB, run_id="r1", run_region=IRELAND, inputs=[CUSTOMERS])
+            )
+            access = access_pb2_grpc.AccessServiceStub(channel)
+            kept = await access.ListActorAccess(access_pb2.ListActorAccessRequest(actor=JOB))
+            assert [r.run_id for r in kept.runs] == ["r1"]
+    finally:
+        await first.stop(0)
+    await asyncio.sleep(1.1)
+    # Restarted with a one-second retention, the server prunes at its first round.
+    second = await create_server(
+        insecure_settings(tmp_path, policy=EXAMPLE_POLICY, access={"run_retention_days": 1 / 86400})
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+            access = access_pb2_grpc.AccessServiceStub(channel)
+            deadline = time.monotonic() + 30
+            while (await access.ListActorAccess(access_pb2.ListActorAccessRequest(actor=JOB))).runs:
+                assert time.monotonic() < deadline, "the run record outlived its retention"
+                await asyncio.sleep(0.1)
+            touched = await access.ListActorAccess(access_pb2.ListActorAccessRequest(actor=JOB))
+            assert [(d.dataset_id, d.total_count) for d in touched.datasets] == [(CUSTOMERS, 1)]
+    finally:
+        await second.stop(0)
