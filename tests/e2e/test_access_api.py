@@ -520,3 +520,20 @@ async def test_run_records_past_their_retention_are_deleted_and_counts_stay(tmp_
             assert [(d.dataset_id, d.total_count) for d in touched.datasets] == [(CUSTOMERS, 1)]
     finally:
         await second.stop(0)
+
+
+async def test_with_access_records_off_runs_are_not_judged_and_reads_are_refused(tmp_path):
+    running = await create_server(insecure_settings(tmp_path, policy=EXAMPLE_POLICY, access={"enabled": False}))
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            await describe_datasets(channel)
+            body = await send(running, event(US))
+            assert body["recorded"] is True and body["observed_violations"] == []
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await access_pb2_grpc.AccessServiceStub(channel).GetAccessPatterns(
+                    access_pb2.GetAccessPatternsRequest(dataset_id=CUSTOMERS)
+                )
+            assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "access.enabled: false" in caught.value.details()
+    finally:
+        await running.stop(0)

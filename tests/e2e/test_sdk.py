@@ -36,7 +36,7 @@ from domicile.client import (
 )
 from domicile.client.calls import SERVICES
 from domicile.config import load_settings
-from domicile.security.dev_credentials import mint_dev_token
+from domicile.security.dev_credentials import DEV_SUBJECT, mint_dev_token
 from domicile.server import create_server
 
 EXAMPLE_POLICY = Path(__file__).parents[2] / "examples" / "policy.yaml"
@@ -459,10 +459,17 @@ async def list_security_events(call, server):
 async def get_access_patterns(call, server):
     source = await customers(call)
     await call("record_lineage", "airflow-eu/report", run_id(), inputs=[source], run_region=IRELAND)
+    await call("decide", source, Operation.STORE, US)
     await server.app.access.flush()
     actors = {a.actor: a for a in await call("get_access_patterns", source)}
     reads = [s for s in actors["airflow-eu/report"].accesses if s.operation is AccessOperation.READ]
     assert [(s.region, s.count) for s in reads] == [(IRELAND, 1)]
+    # API calls are the authenticated principal's (the dev token's subject): its catalog write
+    # and its question.
+    assert [(s.operation, s.region, s.count) for s in actors[DEV_SUBJECT].accesses] == [
+        (AccessOperation.CATALOG_WRITE, "", 1),
+        (AccessOperation.INTENT_STORE, US, 1),
+    ]
 
 
 async def list_actor_access(call, server):
