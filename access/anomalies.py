@@ -112,7 +112,7 @@ def detect(
                         now,
                         since,
                         known_labels,
-                        f"{actor} touched {label} data, which it has not touched since {since:%Y-%m-%d}",
+                        f"{actor} touched {label} data, which it had not in its baseline, from {since:%Y-%m-%d}",
                     )
                 )
         known_regions = baseline.values(BaselineDimension.REGION, window_start)
@@ -127,7 +127,7 @@ def detect(
                         now,
                         since,
                         known_regions,
-                        f"{actor} accessed data in {region}, where it has not since {since:%Y-%m-%d}",
+                        f"{actor} accessed data in {region}, where it had not in its baseline, from {since:%Y-%m-%d}",
                     )
                 )
         anomalies += _bursts(actor, batch, baseline, settings, now, since)

@@ -48,6 +48,8 @@ def test_a_new_classification_within_the_window_is_an_anomaly():
     assert kinds(found) == [(AnomalyKind.NEW_CLASSIFICATION_FOR_ACTOR, "FINANCIAL.PAYMENT", ("s3://in/payments",))]
     assert found[0].baseline == ("PII.CONTACT",)
     assert found[0].baseline_since == NOW - timedelta(days=20)
+    # Its first day starts the baseline: the message must not suggest a touch on it.
+    assert found[0].message == "job touched FINANCIAL.PAYMENT data, which it had not in its baseline, from 2026-05-26"
     assert {(e.dimension, e.value) for e in entries} == {
         (BaselineDimension.SEEN, ""),
         (BaselineDimension.CLASSIFICATION, "PII.CONTACT"),
@@ -70,6 +72,7 @@ def test_a_new_region_is_an_anomaly():
     known = baseline((BaselineDimension.REGION, "aws:eu-west-1", NOW - timedelta(days=1)))
     found, _ = detect([read("s3://plain", region="aws:us-east-1")], known, labels_of, SETTINGS, NOW)
     assert kinds(found) == [(AnomalyKind.NEW_REGION_FOR_ACTOR, "aws:us-east-1", ("s3://plain",))]
+    assert found[0].message == "job accessed data in aws:us-east-1, where it had not in its baseline, from 2026-05-26"
 
 
 def test_no_anomaly_before_the_baseline_has_its_minimum_age_nor_for_a_new_actor():
