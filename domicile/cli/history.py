@@ -24,6 +24,7 @@ from domicile.client import (
     SecurityEvent,
     ViolationPage,
 )
+from domicile.security.events import EVENT_TYPES
 
 
 def _more(token: str) -> str:
@@ -111,7 +112,12 @@ def audit_head(ctx) -> None:
 
 
 @command("events")
-@click.option("--event", help="auth_failure, authz_denied, rate_limited, policy_change, cert_reload, keys_reload.")
+@click.option(
+    "--event",
+    type=click.Choice(sorted(EVENT_TYPES)),
+    metavar="TYPE",
+    help=f"Events of this type: {', '.join(sorted(EVENT_TYPES))}.",
+)
 @click.option("--principal", help="Events of this principal.")
 @click.option("--since", type=ISO_TIME, help="At or after this ISO 8601 time.")
 @click.option("--until", type=ISO_TIME, help="Before this ISO 8601 time.")

@@ -190,6 +190,9 @@ async def test_history_and_search_commands(run, residency):
     assert result.exit_code == 0 and "writer healthy" in result.output
     result = await run("audit", "events")
     assert result.exit_code == 1 and "security event log" in result.output  # --insecure keeps none
+    # An event type is one the log writes (a misspelt one would list nothing, silently).
+    result = await run("audit", "events", "--event", "observed-violation")
+    assert result.exit_code == 2 and "observed_violation" in result.output and "access_anomaly" in result.output
 
     result = await run("dataset", "history", CUSTOMERS)
     assert result.exit_code == 0 and "updated" in result.output and "created" in result.output
