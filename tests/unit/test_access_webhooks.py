@@ -116,6 +116,25 @@ async def test_an_unreachable_receiver_is_dead_lettered_too(tmp_path, receiver):
     assert json.loads((tmp_path / "dead.jsonl").read_text())["error"] == "HTTP 404"
 
 
+async def test_an_alert_still_pending_at_shutdown_is_dead_lettered(tmp_path, receiver):
+    target = await receiver([500])
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(SECRET)
+    hooks = WebhookDispatcher(
+        [WebhookSettings(url=target.url, secret_file=secret_file)],
+        attempts=5,
+        timeout=2.0,
+        dead_letter=tmp_path / "dead.jsonl",
+        first_backoff=60,  # its retry would come long after the shutdown
+    )
+    hooks.publish("observed_violation", "s3://bank-eu/customers", {"violation_id": "v1"})
+    await wait_for(lambda: target.requests)
+    await hooks.close(grace=0.1)
+    (record,) = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert (record["attempts"], record["error"]) == (1, "shutdown: HTTP 500")
+    assert record["event"]["data"] == {"violation_id": "v1"}
+
+
 async def test_alerts_a_webhook_does_not_take_are_not_sent(tmp_path, receiver):
     target = await receiver()
     hooks = dispatcher(tmp_path, target.url, events=("observed_violation",))
