@@ -29,7 +29,8 @@ class AccessServiceStub:
     """AccessService answers who touched each dataset and from where, what already happened where
     the policy forbids it (observed violations), and which actors left their own baseline.
     Time ranges are half-open, since <= t < until; either end may be unset. Aggregated counts
-    are kept per UTC day, so a range selects the whole days it overlaps.
+    are kept per UTC day: a range takes each day's aggregate that has an access inside it,
+    whole (its count may include accesses of that day outside the range).
     """
 
     def __init__(self, channel):
@@ -64,7 +65,8 @@ class AccessServiceServicer:
     """AccessService answers who touched each dataset and from where, what already happened where
     the policy forbids it (observed violations), and which actors left their own baseline.
     Time ranges are half-open, since <= t < until; either end may be unset. Aggregated counts
-    are kept per UTC day, so a range selects the whole days it overlaps.
+    are kept per UTC day: a range takes each day's aggregate that has an access inside it,
+    whole (its count may include accesses of that day outside the range).
     """
 
     def GetAccessPatterns(self, request, context):
@@ -130,7 +132,8 @@ class AccessService:
     """AccessService answers who touched each dataset and from where, what already happened where
     the policy forbids it (observed violations), and which actors left their own baseline.
     Time ranges are half-open, since <= t < until; either end may be unset. Aggregated counts
-    are kept per UTC day, so a range selects the whole days it overlaps.
+    are kept per UTC day: a range takes each day's aggregate that has an access inside it,
+    whole (its count may include accesses of that day outside the range).
     """
 
     @staticmethod
