@@ -92,7 +92,7 @@ class AppendOnlyFile:
             self.size += written
             view = view[written:]
 
-    def write_pieces(self, pieces: Sequence[bytes]) -> None:
+    def write_pieces(self, pieces: Sequence[bytes | memoryview]) -> None:
         """`write` of the pieces' bytes, in order, without joining them (`writev`)."""
         views = [memoryview(piece) for piece in pieces if piece]
         start = 0

@@ -517,12 +517,20 @@ class DecisionBatch(Sequence[Decision]):
 
     def log_entries(
         self, context: Mapping[str, str] | None, kind: str, policy_hash: str, per_entry: int
-    ) -> Sequence[tuple[bytes, Collection[str]]]:
+    ) -> list[tuple[memoryview, Collection[str]]]:
         """The decision log's entries (format 4) of these decisions, at most `per_entry` decisions
-        each: (the entry's JSON, its decision ids)."""
+        each: (the entry's JSON, its decision ids). The entries lie in one buffer the engine
+        rendered them into (`_engine.LogBuffer`), each a view of its part."""
         _, _, _, caller = self._shared
         facts = list(context.items()) if context else []
-        return self._raw.log_entries(self._start, self._stop, kind, caller, policy_hash, facts, per_entry)
+        buffer, ends = self._raw.log_entries(self._start, self._stop, kind, caller, policy_hash, facts, per_entry)
+        view = memoryview(buffer)
+        entries = []
+        start = 0
+        for end, ids in ends:
+            entries.append((view[start:end], ids))
+            start = end
+        return entries
 
     def count_intents(self, tally: _engine.IntentTally, at_us: int) -> None:
         """Add these decisions to `tally` as their caller's intents, logged at `at_us`."""

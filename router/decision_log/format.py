@@ -93,7 +93,11 @@ class LineError(ValueError):
 # ---- writing ---------------------------------------------------------------------------------
 
 
-def sealed(*pieces: bytes) -> tuple[tuple[bytes, ...], str]:
+# A piece of a line: bytes, or a view of the buffer the engine rendered a batch's entries into.
+Piece = bytes | memoryview
+
+
+def sealed(*pieces: Piece) -> tuple[tuple[Piece, ...], str]:
     """The line whose content is `pieces` in order (a JSON object's text up to, without, its
     closing brace), as the pieces of its bytes in order (`pieces` and the tail), and that
     line's hash. The pieces are hashed where they lie and not copied: the writer hands them to
@@ -105,7 +109,7 @@ def sealed(*pieces: bytes) -> tuple[tuple[bytes, ...], str]:
     return (*pieces, b',"hash":"', digest.encode("ascii"), b'"}\n'), digest
 
 
-def seal(*pieces: bytes) -> tuple[bytes, str]:
+def seal(*pieces: Piece) -> tuple[bytes, str]:
     """`sealed`, the line's bytes in one piece."""
     line, digest = sealed(*pieces)
     return b"".join(line), digest
@@ -115,7 +119,7 @@ def _head(seq: int, prev: str, kind: str) -> bytes:
     return b'{"format":%d,"seq":%d,"prev":"%s","type":"%s"' % (FORMAT, seq, prev.encode("ascii"), kind.encode("ascii"))
 
 
-def decisions_line(seq: int, prev: str, entries: Sequence[bytes]) -> tuple[bytes, str]:
+def decisions_line(seq: int, prev: str, entries: Sequence[Piece]) -> tuple[bytes, str]:
     """A `decisions` line holding `entries`, each an entry's JSON as the residency engine renders
     it (`domicile.router._engine.log_entry`, `DecisionBatch.log_entries`: one renderer, in
     crates/engine)."""
@@ -123,10 +127,11 @@ def decisions_line(seq: int, prev: str, entries: Sequence[bytes]) -> tuple[bytes
     return b"".join(line), digest
 
 
-def decisions_pieces(seq: int, prev: str, entries: Sequence[bytes]) -> tuple[tuple[bytes, ...], str]:
+def decisions_pieces(seq: int, prev: str, entries: Sequence[Piece]) -> tuple[tuple[Piece, ...], str]:
     """`decisions_line` as the pieces of the line (see `sealed`). The entries of a line of
     several are joined (copied); the one entry of a line of one -- a BatchDecide's -- is not."""
-    return sealed(_head(seq, prev, DECISIONS), b',"entries":[', b",".join(entries), b"]")
+    joined = entries[0] if len(entries) == 1 else b",".join(entries)
+    return sealed(_head(seq, prev, DECISIONS), b',"entries":[', joined, b"]")
 
 
 def record_line(seq: int, prev: str, kind: str, members: Mapping[str, Any]) -> tuple[bytes, str]:
@@ -434,10 +439,11 @@ def _reasons(format: int, entry: Mapping[str, Any], number: int) -> tuple[Reason
 
 
 class Entry(NamedTuple):
-    """A rendered entry waiting to be written: its JSON (a format-4 entry, see `decisions_line`),
-    the ids of its decisions in order (a batch's are made as text only when read), and the
-    catalog revision they name."""
+    """A rendered entry waiting to be written: its JSON (a format-4 entry, see `decisions_line`;
+    a BatchDecide's is a view of the buffer the engine rendered the batch into), the ids of its
+    decisions in order (a batch's are made as text only when read), and the catalog revision
+    they name."""
 
-    data: bytes
+    data: Piece
     ids: Collection[str]
     catalog_revision: int

@@ -39,7 +39,7 @@ from domicile.appendfile import read_lines
 from domicile.errors import failed_precondition
 from domicile.router.decision_log import legacy
 from domicile.router.decision_log.checkpoints import Checkpoint, TrustedKeys
-from domicile.router.decision_log.format import LineError, LoggedDecision, find_decision, line_digest, parse_line
+from domicile.router.decision_log.format import LineError, LoggedDecision, Piece, find_decision, line_digest, parse_line
 from domicile.router.decision_log.series import Series
 from domicile.router.decision_log.verify import prove
 
@@ -85,7 +85,7 @@ class WrittenLine:
     offset: int
     digest: bytes  # the raw 32-byte SHA-256
     ids: Collection[str]  # its decisions' ids (none for other lines)
-    data: bytes | tuple[bytes, ...]  # the line, or the pieces of its bytes in order (as written)
+    data: bytes | tuple[Piece, ...]  # the line, or the pieces of its bytes in order (as written)
 
 
 class DecisionIndex:
@@ -123,10 +123,10 @@ class DecisionIndex:
         self._ids: dict[str, int] = {}  # decision id -> line seq, for seqs >= `_indexed_from`
         self._order: list[int] = []  # the seq of each id indexed, in order (for trimming)
         self._indexed_from = 1  # a seq; ids of active-file lines before it are found by scanning
-        self._recent: dict[str, tuple[int, bytes | tuple[bytes, ...]]] = {}
+        self._recent: dict[str, tuple[int, bytes | tuple[Piece, ...]]] = {}
         self._unindexed: deque[tuple[Collection[str], int]] = deque()
         self._unindexed_ids = 0
-        self._unindexed_lines: deque[tuple[Collection[str], int, bytes | tuple[bytes, ...]]] = deque()
+        self._unindexed_lines: deque[tuple[Collection[str], int, bytes | tuple[Piece, ...]]] = deque()
         self._unindexed_line_ids = 0
 
     # ---- the writer's notes ------------------------------------------------------------

@@ -90,6 +90,7 @@ from domicile.router.decision_log.format import (
     NOTE,
     Entry,
     LoggedDecision,
+    Piece,
     decisions_pieces,
     note_revision,
     parse_line,
@@ -786,7 +787,7 @@ class DecisionLog:
         except Exception:
             log.exception("decision log %s: the intent sink failed", self.path)
 
-    def _write_all(self, pieces: Sequence[bytes]) -> None:
+    def _write_all(self, pieces: Sequence[Piece]) -> None:
         started = time.perf_counter()
         self._file.write_pieces(pieces)
         written = time.perf_counter()
@@ -976,7 +977,7 @@ class _Line(NamedTuple):
     """A line built for writing: its bytes (in pieces, see `format.sealed`), hash, decision ids,
     and the checkpoint it is (if so)."""
 
-    pieces: tuple[bytes, ...]
+    pieces: tuple[Piece, ...]
     digest: str
     ids: Collection[str]
     checkpoint: Checkpoint | None = None

@@ -638,11 +638,13 @@ impl DecidedBatch {
     }
 
     /// The decision-log entries (format 4) of decisions `start..stop`, at most `per_entry`
-    /// decisions each: `(entry JSON, its decision ids)` with the ids a `DecisionIds`.
+    /// decisions each, rendered without the interpreter lock into one `LogBuffer`, one after
+    /// another: `(buffer, [(where the entry ends in it, its decision ids), ...])`, the ids a
+    /// `DecisionIds`.
     #[allow(clippy::too_many_arguments)]
-    fn log_entries<'py>(
+    fn log_entries(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         start: usize,
         stop: usize,
         kind: &str,
@@ -650,7 +652,7 @@ impl DecidedBatch {
         policy_hash: &str,
         context: Vec<(String, String)>,
         per_entry: usize,
-    ) -> PyResult<Vec<(Bound<'py, PyBytes>, DecisionIds)>> {
+    ) -> PyResult<(LogBuffer, Vec<(usize, DecisionIds)>)> {
         let range = self.range(start, stop)?;
         let head = EntryHead {
             kind,
@@ -662,19 +664,63 @@ impl DecidedBatch {
         };
         let head = head_json(&head);
         let per_entry = per_entry.max(1);
-        let entries = py.detach(|| {
-            self.batch.log_entries(range.clone(), &self.id_prefix, self.first_id, self.decide_time, per_entry)
+        let (bytes, ends) = py.detach(|| {
+            let mut out = Vec::new();
+            let ends = self.batch.log_entries(
+                range.clone(),
+                &self.id_prefix,
+                self.first_id,
+                self.decide_time,
+                per_entry,
+                &head,
+                &mut out,
+            );
+            (out, ends)
         });
-        entries
-            .iter()
+        let entries = ends
+            .into_iter()
             .enumerate()
-            .map(|(n, entry)| {
+            .map(|(n, end)| {
                 let first = range.start + n * per_entry;
                 let count = per_entry.min(range.end - first);
-                let ids = DecisionIds { prefix: self.id_prefix.clone(), first: self.first_id + first as u64, count };
-                Ok((joined(py, &entry.pieces(&head))?, ids))
+                (end, DecisionIds { prefix: self.id_prefix.clone(), first: self.first_id + first as u64, count })
             })
-            .collect()
+            .collect();
+        Ok((LogBuffer { bytes }, entries))
+    }
+}
+
+/// Bytes the engine rendered (a batch's decision-log entries), read in place through the
+/// buffer protocol (`memoryview`): nothing copies them on their way to the log file.
+#[pyclass(frozen, module = "domicile.router._engine")]
+struct LogBuffer {
+    bytes: Vec<u8>,
+}
+
+#[pymethods]
+impl LogBuffer {
+    fn __len__(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// A read-only buffer over the bytes, which never change or move while the object lives
+    /// (and the view holds it).
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: std::os::raw::c_int,
+    ) -> PyResult<()> {
+        let bytes = &slf.get().bytes;
+        let len = pyo3::ffi::Py_ssize_t::try_from(bytes.len()).expect("a buffer fits an ssize_t");
+        // SAFETY: `view` is the caller's to fill; the bytes live as long as `slf`, which the
+        // view holds a reference to (PyBuffer_FillInfo takes one) until it is released.
+        let filled = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), bytes.as_ptr() as *mut std::ffi::c_void, len, 1, flags)
+        };
+        if filled == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
     }
 }
 
@@ -707,18 +753,6 @@ impl DecidedBatch {
         }
         Ok(start..stop)
     }
-}
-
-/// `pieces` joined in one bytes object, copied once.
-fn joined<'py>(py: Python<'py>, pieces: &[&[u8]]) -> PyResult<Bound<'py, PyBytes>> {
-    PyBytes::new_with(py, pieces.iter().map(|piece| piece.len()).sum(), |out| {
-        let mut at = 0;
-        for piece in pieces {
-            out[at..at + piece.len()].copy_from_slice(piece);
-            at += piece.len();
-        }
-        Ok(())
-    })
 }
 
 /// The ids of consecutive decisions (of one batch, or one entry of the lane): `prefix` and a
@@ -1285,6 +1319,7 @@ fn _engine(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Policy>()?;
     module.add_class::<DecidedBatch>()?;
     module.add_class::<DecisionIds>()?;
+    module.add_class::<LogBuffer>()?;
     module.add_class::<LogLane>()?;
     module.add_class::<UnaryDecision>()?;
     module.add_class::<unary::UnaryDecider>()?;

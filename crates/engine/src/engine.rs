@@ -869,8 +869,10 @@ impl Batch {
     }
 
     /// The decision-log entries of decisions `range` (ids as `State::encode_batch` gave them),
-    /// at most `per_entry` decisions each, rendered but for their head (see
-    /// `EntryWriter::pieces`).
+    /// at most `per_entry` decisions each, each after `head` (`log_entry::head_json`), written
+    /// one after another at the end of `out`; returns where each entry ends in `out`. One
+    /// buffer for the batch: its reader writes the entries from where they lie.
+    #[allow(clippy::too_many_arguments)]
     pub fn log_entries(
         &self,
         range: Range<usize>,
@@ -878,44 +880,67 @@ impl Batch {
         first_id: u64,
         decide_time: i64,
         per_entry: usize,
-    ) -> Vec<EntryWriter> {
-        let mut entries = Vec::new();
-        let mut id = String::new();
+        head: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Vec<usize> {
         let per_entry = per_entry.max(1);
+        let mut ends = Vec::with_capacity(range.len().div_ceil(per_entry));
+        let mut id = String::new();
         let mut decided = self.questions.iter().zip(&self.judgements).enumerate().skip(range.start).take(range.len());
+        // One writer for every entry, emptied between them: its buffers and tables keep their
+        // room. Enough for the first entry's rows (more than enough where decisions share
+        // verdicts); the later entries find it.
+        let first = range.len().min(per_entry);
+        let rows = first * ROW_BYTES + self.questions.id_bytes(range.start..range.start + first);
+        let mut writer = EntryWriter::with_room(rows, rows);
+        let mut read = Vec::with_capacity(first);
         let mut start = range.start;
         while start < range.end {
             let end = range.end.min(start + per_entry);
-            // Room for every row and every reason set (more than enough where decisions share
-            // verdicts): the entry is not copied as it grows.
-            let (rows, sets) = self.judgements[start..end]
-                .iter()
-                .fold((0, 0), |(rows, sets), judgement| (rows + ROW_BYTES, sets + judgement.log_reasons().len() + 1));
-            let mut writer = EntryWriter::with_room(rows + self.questions.id_bytes(start..end), sets);
-            for (index, (question, judgement)) in decided.by_ref().take(end - start) {
+            // What each row reads of its verdict, read first in a loop of its own: the verdicts
+            // lie apart in memory, and these reads, not waiting on one another, overlap.
+            read.clear();
+            read.extend(self.judgements[start..end].iter().map(|judgement| {
                 let verdict = &judgement.verdict;
+                (
+                    Arc::as_ptr(verdict) as usize,
+                    &verdict.allowed,
+                    judgement.log_reasons(),
+                    verdict.outcome,
+                    verdict.inherited_only,
+                )
+            }));
+            for ((index, (question, _)), &(verdict, allowed, reasons, outcome, inherited_only)) in
+                decided.by_ref().take(end - start).zip(&read)
+            {
                 id.clear();
                 decision_id(&mut id, id_prefix, first_id + index as u64);
-                let allowed = &verdict.allowed;
                 let region_set =
                     writer.region_set(Arc::as_ptr(allowed) as usize, allowed.names.iter().map(|name| &**name));
-                let reason_set = writer.reason_set(Arc::as_ptr(verdict) as usize, judgement.log_reasons());
+                let reason_set = writer.reason_set(verdict, reasons);
                 writer.row(&Row {
                     decision_id: &id,
                     dataset_id: question.dataset_id,
                     operation: question.operation,
                     region: self.region_name(&question),
-                    outcome: verdict.outcome,
+                    outcome,
                     region_set,
                     reason_set,
                     decide_time,
-                    inherited_only: verdict.inherited_only,
+                    inherited_only,
                 });
             }
-            entries.push(writer);
+            if ends.is_empty() {
+                // The whole range at the first entry's size per decision, with room to spare.
+                let entries = range.len().div_ceil(per_entry);
+                out.reserve(writer.len_with(head) * entries + writer.len_with(head) / 8);
+            }
+            writer.write_to(head, out);
+            ends.push(out.len());
+            writer.clear();
             start = end;
         }
-        entries
+        ends
     }
 
     /// What the metrics count of the decisions. Cheapest right after the batch was decided

@@ -92,6 +92,13 @@ impl Sets {
         number
     }
 
+    fn clear(&mut self) {
+        self.json.clear();
+        self.count = 0;
+        self.by_identity.clear();
+        self.by_content.clear();
+    }
+
     fn push(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> usize {
         if self.count > 0 {
             self.json.push(b',');
@@ -110,6 +117,11 @@ struct Texts {
 }
 
 impl Texts {
+    fn clear(&mut self) {
+        self.json.clear();
+        self.by_content.clear();
+    }
+
     /// The number of `text` (its JSON), written when new.
     fn number(&mut self, text: &[u8]) -> usize {
         if let Some(&number) = self.by_content.get(text) {
@@ -171,11 +183,18 @@ impl EntryWriter {
         out.push(b',');
         json_string(out, row.dataset_id);
         out.push(b',');
-        json_string(out, row.operation.as_str());
+        // (Words that need no escaping, written quoted as they are.)
+        out.extend_from_slice(match row.operation {
+            Operation::Store => &b"\"store\""[..],
+            Operation::Process => &b"\"process\""[..],
+        });
         out.push(b',');
         json_string(out, row.region);
         out.push(b',');
-        json_string(out, row.outcome.as_str());
+        out.extend_from_slice(match row.outcome {
+            Outcome::Allow => &b"\"allow\""[..],
+            Outcome::Deny => &b"\"deny\""[..],
+        });
         out.push(b',');
         push_number(out, row.region_set as i64);
         out.push(b',');
@@ -201,6 +220,28 @@ impl EntryWriter {
 
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// Empties the writer for the next entry, keeping the room it has.
+    pub fn clear(&mut self) {
+        self.region_sets.clear();
+        self.reason_texts.clear();
+        self.reason_sets.clear();
+        self.rows.clear();
+        self.count = 0;
+        self.time = None;
+    }
+
+    /// The entry's JSON written at the end of `out`; `head` as `head_json` renders it.
+    pub fn write_to(&self, head: &[u8], out: &mut Vec<u8>) {
+        for piece in self.pieces(head) {
+            out.extend_from_slice(piece);
+        }
+    }
+
+    /// The length of the entry's JSON after `head`.
+    pub fn len_with(&self, head: &[u8]) -> usize {
+        self.pieces(head).iter().map(|piece| piece.len()).sum()
     }
 
     /// The entry's JSON.
