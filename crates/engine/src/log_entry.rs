@@ -481,6 +481,53 @@ mod tests {
     }
 
     #[test]
+    fn a_cleared_writer_writes_the_next_entry_as_a_new_writer_would() {
+        // Different sets, texts and times in each entry: nothing of the first may leak.
+        fn fill(writer: &mut EntryWriter, seed: usize) {
+            for n in 0..5 {
+                let mut reasons = Vec::new();
+                let rule = format!("r{}", (seed + n) % 3);
+                push_reason_pieces(&mut reasons, "RULE_DENIED", "m", &rule, "c", ["s3://a"]);
+                let region_set = writer.region_set(seed * 10 + n % 2, [if n % 2 == 0 { "aws:eu-west-1" } else { "x" }]);
+                let reason_set = writer.reason_set(seed * 10 + n, &reasons);
+                writer.row(&Row {
+                    decision_id: "d",
+                    dataset_id: "s3://a",
+                    operation: if n % 2 == 0 { Operation::Store } else { Operation::Process },
+                    region: "aws:us-east-1",
+                    outcome: if n % 3 == 0 { Outcome::Allow } else { Outcome::Deny },
+                    region_set,
+                    reason_set,
+                    decide_time: 1_796_083_200_000_000 + (seed * 7 + n / 2) as i64,
+                    inherited_only: n == 4,
+                });
+            }
+        }
+        let context = [("k".to_owned(), "v\n".to_owned())];
+        let head = head_json(&EntryHead {
+            kind: "batch_decide",
+            caller: "c",
+            policy_version: "1",
+            policy_hash: "ff",
+            catalog_revision: 7,
+            context: &context,
+        });
+        let mut fresh = EntryWriter::default();
+        fill(&mut fresh, 2);
+        let mut reused = EntryWriter::with_room(16, 16);
+        fill(&mut reused, 1);
+        reused.clear();
+        assert!(reused.is_empty());
+        fill(&mut reused, 2);
+        let mut out = b"before".to_vec();
+        reused.write_to(&head, &mut out);
+        assert_eq!(&out[..6], b"before");
+        assert_eq!(out[6..], fresh.pieces(&head).concat());
+        assert_eq!(reused.len_with(&head), out.len() - 6);
+        assert!(String::from_utf8(out).unwrap().contains(r#"["d","s3://a","process","aws:us-east-1","deny",1,1,"#));
+    }
+
+    #[test]
     fn numbers_are_written_in_decimal() {
         for value in [0, 7, 10, 1_000_000_007, -3, i64::MAX, i64::MIN] {
             let mut out = Vec::new();
