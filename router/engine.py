@@ -525,7 +525,7 @@ class DecisionBatch(Sequence[Decision]):
         facts = list(context.items()) if context else []
         buffer, ends = self._raw.log_entries(self._start, self._stop, kind, caller, policy_hash, facts, per_entry)
         view = memoryview(buffer)
-        entries = []
+        entries: list[tuple[memoryview, Collection[str]]] = []
         start = 0
         for end, ids in ends:
             entries.append((view[start:end], ids))
