@@ -11,7 +11,11 @@
 //! aggregates (tens of thousands) is out of cache by the time the next batch comes, so each
 //! lookup waited for memory. The list is sorted and merged into the aggregates, kept sorted by
 //! key, once it holds as many decisions as there are aggregates (or 65,536): both are read in
-//! order, and each merge costs the decisions since the last one a constant share.
+//! order, and each merge costs the decisions since the last one a constant share. A listed
+//! decision is one 16-byte number, its aggregate's key and the number of the call that added
+//! it (the calls' times and counts are kept once per call); a key names the caller, region and
+//! day by a number of the interval (their context). So the list is small, and sorted by a few
+//! radix passes over the bits its keys use rather than a comparison sort.
 
 use std::ops::Range;
 
@@ -24,24 +28,63 @@ use crate::policy::Operation;
 /// Microseconds in a UTC day: aggregates are kept per day.
 pub const DAY_US: i64 = 86_400_000_000;
 
-/// Decisions kept unmerged at least (2 MiB).
+/// Decisions kept unmerged at least (1 MiB).
 const MERGED_AFTER: usize = 65_536;
 
-/// Days are kept as their number since the epoch plus this, in 28 bits: every day of an `i64`
-/// of microseconds (±106,751,991) fits.
-const DAY_OFFSET: i64 = 1 << 27;
+/// An aggregate's key, packed to sort as one number: the interned dataset (32 bits), the
+/// context -- (caller, region, day) numbered for the interval (31 bits) -- and the operation.
+type Key = u64;
 
-/// An aggregate's key, packed to sort as one number: interned dataset, caller and region (32
-/// bits each), then the operation (1 bit) and the day (28 bits).
-type Key = u128;
-
-fn key(dataset: u32, caller: u32, region: u32, operation: Operation, day: i64) -> Key {
-    let day = (day + DAY_OFFSET) as u128;
+fn key(dataset: u32, context: u32, operation: Operation) -> Key {
     let operation = match operation {
-        Operation::Store => 0u128,
-        Operation::Process => 1u128,
+        Operation::Store => 0,
+        Operation::Process => 1,
     };
-    (dataset as u128) << 96 | (caller as u128) << 64 | (region as u128) << 32 | operation << 31 | day
+    (dataset as u64) << 32 | (context as u64) << 1 | operation
+}
+
+/// A listed decision: its aggregate's key, then the index of its call in `IntentTally::calls`.
+fn listed(key: Key, call: u32) -> u128 {
+    (key as u128) << 64 | call as u128
+}
+
+/// Bits of a radix sort's digit: its 2,048 counters stay in the first-level cache.
+const DIGIT_BITS: u32 = 11;
+
+/// Bits that number `n` things (0 to n - 1).
+fn bits(n: usize) -> u32 {
+    usize::BITS - n.saturating_sub(1).leading_zeros()
+}
+
+/// Listed decisions in key order (`scratch`: working space): a stable radix sort, a digit at a
+/// time from the least significant, of the key's bits in use -- the context and operation
+/// (`low_bits`), then the dataset (`dataset_bits`) -- a few passes over the list where a
+/// comparison sort makes about sixteen.
+fn sort_listed(listed: &mut Vec<u128>, scratch: &mut Vec<u128>, low_bits: u32, dataset_bits: u32) {
+    scratch.clear();
+    scratch.resize(listed.len(), 0);
+    for (field, field_bits) in [(64, low_bits), (96, dataset_bits)] {
+        let mut done = 0;
+        while done < field_bits {
+            let (shift, width) = (field + done, DIGIT_BITS.min(field_bits - done));
+            done += width;
+            let mask = (1usize << width) - 1;
+            let mut starts = [0usize; 1 << DIGIT_BITS];
+            for &item in listed.iter() {
+                starts[(item >> shift) as usize & mask] += 1;
+            }
+            let mut total = 0;
+            for start in &mut starts[..=mask] {
+                (*start, total) = (total, total + *start);
+            }
+            for &item in listed.iter() {
+                let digit = (item >> shift) as usize & mask;
+                scratch[starts[digit]] = item;
+                starts[digit] += 1;
+            }
+            std::mem::swap(listed, scratch);
+        }
+    }
 }
 
 /// Counted decisions: `n` at `at` (µs), or an aggregate's count with its first and last time.
@@ -65,10 +108,17 @@ impl Counted {
 pub struct IntentTally {
     /// Aggregates, sorted by key, each key once.
     merged: Vec<(Key, Counted)>,
-    /// Decisions since the last merge, in arrival order.
-    pending: Vec<(Key, Counted)>,
+    /// Decisions since the last merge, in arrival order (see `listed`).
+    pending: Vec<u128>,
+    /// The count and time of each call that listed decisions since the last merge.
+    calls: Vec<Counted>,
     /// Where a merge writes (its buffer kept: fresh memory costs more than the merge).
     spare: Vec<(Key, Counted)>,
+    /// Where the sort before a merge writes (kept likewise).
+    sorted: Vec<u128>,
+    /// (caller, region, day) by context number, and the numbers.
+    contexts: Vec<(u32, u32, i64)>,
+    context_numbers: HashMap<(u32, u32, i64), u32>,
     names: HashMap<Box<str>, u32>,
     strings: Vec<Box<str>>,
     /// For batches of engine `engine`: each node's interned dataset id plus one (0: not yet).
@@ -117,10 +167,9 @@ impl IntentTally {
     /// `n` decisions of `caller` on (`dataset`, `operation`, `region`) at `at` (µs).
     pub fn add(&mut self, caller: &str, dataset: &str, operation: Operation, region: &str, at: i64, n: u64) {
         let (caller, dataset, region) = (self.intern(caller), self.intern(dataset), self.intern(region));
-        self.pending.push((
-            key(dataset, caller, region, operation, at.div_euclid(DAY_US)),
-            Counted { count: n, first: at, last: at },
-        ));
+        let context = self.context(caller, region, at.div_euclid(DAY_US));
+        let call = self.call(Counted { count: n, first: at, last: at });
+        self.pending.push(listed(key(dataset, context, operation), call));
         self.merge_when_due();
     }
 
@@ -133,24 +182,26 @@ impl IntentTally {
             self.nodes.clear();
             self.engine = Some(engine);
         }
-        let one = Counted { count: 1, first: at, last: at };
+        let call = self.call(Counted { count: 1, first: at, last: at });
         self.pending.reserve(range.len());
-        // A batch names its regions by their index in the policy's registry: each interned once.
+        // A batch names its regions by their index in the policy's registry: each one's
+        // context found once.
         let mut regions: Vec<(u32, u32)> = Vec::new();
         for (index, question) in batch.questions.iter().enumerate().skip(range.start).take(range.len()) {
-            let region = match regions.iter().find(|(registry, _)| *registry == question.region) {
-                Some(&(_, index)) => index,
+            let context = match regions.iter().find(|(registry, _)| *registry == question.region) {
+                Some(&(_, context)) => context,
                 None => {
-                    let index = self.intern(batch.region_name(&question));
-                    regions.push((question.region, index));
-                    index
+                    let region = self.intern(batch.region_name(&question));
+                    let context = self.context(caller, region, day);
+                    regions.push((question.region, context));
+                    context
                 }
             };
             let dataset = match nodes.get(index) {
                 Some(&node) if node != NO_NODE => self.node_name(node, question.dataset_id),
                 _ => self.intern(question.dataset_id),
             };
-            self.pending.push((key(dataset, caller, region, question.operation, day), one));
+            self.pending.push(listed(key(dataset, context, question.operation), call));
         }
         self.merge_when_due();
     }
@@ -161,15 +212,18 @@ impl IntentTally {
         let rows = self
             .merged
             .iter()
-            .map(|&(key, counted)| Row {
-                dataset: (key >> 96) as u32,
-                caller: (key >> 64) as u32,
-                region: (key >> 32) as u32,
-                operation: if key >> 31 & 1 == 0 { Operation::Store } else { Operation::Process },
-                day: ((key & 0x7fff_ffff) as i64 - DAY_OFFSET) * DAY_US,
-                count: counted.count,
-                first: counted.first,
-                last: counted.last,
+            .map(|&(key, counted)| {
+                let (caller, region, day) = self.contexts[(key as u32 >> 1) as usize];
+                Row {
+                    dataset: (key >> 32) as u32,
+                    caller,
+                    region,
+                    operation: if key & 1 == 0 { Operation::Store } else { Operation::Process },
+                    day: day * DAY_US,
+                    count: counted.count,
+                    first: counted.first,
+                    last: counted.last,
+                }
             })
             .collect();
         let taken = Taken { strings: std::mem::take(&mut self.strings), rows };
@@ -188,12 +242,15 @@ impl IntentTally {
         if self.pending.is_empty() {
             return;
         }
-        self.pending.sort_unstable_by_key(|&(key, _)| key);
+        let mut sorted = std::mem::take(&mut self.sorted);
+        sort_listed(&mut self.pending, &mut sorted, bits(self.contexts.len() * 2), bits(self.strings.len()));
+        self.sorted = sorted;
         let mut out = std::mem::take(&mut self.spare);
         out.clear();
         out.reserve(self.merged.len() + self.pending.len());
         let mut merged = self.merged.iter().copied().peekable();
-        for &(key, counted) in &self.pending {
+        for &listed in &self.pending {
+            let (key, counted) = ((listed >> 64) as Key, self.calls[listed as u32 as usize]);
             while let Some(older) = merged.next_if(|&(existing, _)| existing < key) {
                 out.push(older);
             }
@@ -210,7 +267,26 @@ impl IntentTally {
         }
         out.extend(merged);
         self.pending.clear();
+        self.calls.clear();
         self.spare = std::mem::replace(&mut self.merged, out);
+    }
+
+    /// The number of call `counted` (its decisions listed with it).
+    fn call(&mut self, counted: Counted) -> u32 {
+        self.calls.push(counted);
+        u32::try_from(self.calls.len() - 1).expect("fewer than 2^32 calls between merges")
+    }
+
+    /// The context number of (`caller`, `region`, `day`).
+    fn context(&mut self, caller: u32, region: u32, day: i64) -> u32 {
+        let contexts = &mut self.contexts;
+        *self.context_numbers.entry((caller, region, day)).or_insert_with(|| {
+            contexts.push((caller, region, day));
+            u32::try_from(contexts.len() - 1)
+                .ok()
+                .filter(|&n| n < 1 << 31)
+                .expect("fewer than 2^31 contexts in an interval")
+        })
     }
 
     /// The interned id of the dataset of `node` (named `name`) in the current engine's index.
@@ -300,6 +376,29 @@ mod tests {
         let taken = tally.take();
         assert_eq!(taken.rows.len(), 40);
         assert!(taken.rows.iter().all(|r| (r.count, r.first, r.last) == (3, 100, 102)));
+    }
+
+    #[test]
+    fn the_radix_sort_orders_by_key_over_several_digits_of_each_field() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // 13 bits of context and operation and 17 of dataset: two digits each.
+        let mut items: Vec<u128> = (0..50_000)
+            .map(|call| {
+                let (dataset, low) = ((next() % (1 << 17)) as u32, (next() % (1 << 13)) as u32);
+                listed((dataset as u64) << 32 | low as u64, call)
+            })
+            .collect();
+        let mut want: Vec<Key> = items.iter().map(|&item| (item >> 64) as Key).collect();
+        want.sort_unstable();
+        sort_listed(&mut items, &mut Vec::new(), 13, 17);
+        assert_eq!(items.iter().map(|&item| (item >> 64) as Key).collect::<Vec<_>>(), want);
+        assert_eq!((bits(0), bits(1), bits(2), bits(2048), bits(2049)), (0, 0, 1, 11, 12));
     }
 
     #[test]
