@@ -44,6 +44,7 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         "Router.decide, durable log, 32 callers",
         "Router.batch_decide (10,000 per call, durable log)",
         "BatchDecide servicer, durable log, 2 in flight",
+        "BatchDecide servicer, durable log, 4 in flight",
         "unary Decide p99 at 1,000 req/s",
         "unary Decide max throughput (32 callers)",
         "BatchDecide over gRPC (1,000 per call, 1 in flight, compact answers)",
