@@ -57,6 +57,8 @@ What it does, in one run (deterministic catalog for a given --seed):
    --rounds rounds of: the durable server, the non-durable one, the canned-answer floor; with
    --base-python (another worktree's interpreter) each Domicile server also runs under it,
    alternating with this one's, for an A/B in the same minutes; medians at the end.
+   --batch-only does the same for BatchDecide of 1,000 with 2 calls in flight (compact
+   answers): the durable server, then the non-durable one, in --rounds rounds.
 5. With --opa: Open Policy Agent (`tools/install-opa.sh` installs it) serving an equivalent
    Rego policy on loopback, driven by the same client at the same rate with the same
    questions (effective attributes sent as input, since OPA holds no lineage), and `opa
@@ -793,18 +795,34 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
     await bench_grpc_floor(app, ids, report, args, workdir)
 
 
-async def bench_unary_rounds(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
-    """`--unary-only`: the fixed-rate phase alone, driven by loadgen, in --rounds interleaved
-    rounds; each round runs `domicile serve` with the durable log (the default), then with
-    `router.durable_decision_log: false`, then the canned-answer floor, each server warmed as
-    `bench_grpc_phases` warms it. With --base-python (another worktree's interpreter, e.g. its
-    `.venv/bin/python`) each Domicile server runs again under it, the two alternating in turn,
-    for an A/B in the same minutes. Medians over the rounds at the end."""
-    loadgen = Path(args.loadgen)
+async def bench_rounds(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
+    """`--unary-only` / `--batch-only`: one gRPC phase alone, in --rounds interleaved rounds:
+    the unary fixed-rate phase driven by loadgen, or BatchDecide of 1,000 with 2 calls in flight
+    (compact answers). Each round runs `domicile serve` with the durable log (the default), then
+    with `router.durable_decision_log: false`, then (unary only) the canned-answer floor, each
+    server warmed as `bench_grpc_phases` warms it. With --base-python (another worktree's
+    interpreter, e.g. its `.venv/bin/python`) each Domicile server runs again under it, the two
+    alternating in turn, for an A/B in the same minutes. Medians over the rounds at the end."""
     config = workdir / "non-durable.yaml"
     config.write_text("router:\n  durable_decision_log: false\n")
     builds = [("this", sys.executable)] + ([("base", args.base_python)] if args.base_python else [])
-    _, floor_argv = await canned_server_argv(app, ids, args, workdir)
+    questions_file = workdir / "questions.json"
+    questions_file.write_text(json.dumps([(d, op.value, r) for d, op, r in questions(ids, 50_000, args.seed + 1)]))
+    warm_file = workdir / "warm-questions.json"
+    warm_file.write_text(json.dumps([(d, Operation.STORE.value, REGIONS[0]) for d in ids]))
+
+    async def measure(server: ServerProcess, name: str) -> dict:
+        if args.unary_only:
+            return await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, name)
+        batch = await run_client(
+            server.port, "batch", questions_file, args.rate, args.seconds, 2, "--answer-shape", "compact",
+            "--server-pid", str(server.proc.pid),
+        )  # fmt: skip
+        check_fresh(batch["stale"])
+        print(f"  {name}: {batch['throughput']:,.0f} decisions/s, server CPU {batch['server_cpu_us']:.2f} us each")
+        return batch
+
+    floor_argv = (await canned_server_argv(app, ids, args, workdir))[1] if args.unary_only else None
     results: dict[str, list[dict]] = {}
     for round_number in range(args.rounds):
         order = builds if round_number % 2 == 0 else builds[::-1]
@@ -815,18 +833,26 @@ async def bench_unary_rounds(app: App, ids: list[str], report: Report, args, wor
                 argv = [python, *serve_argv(app.settings.store, data_dir, *options)[1:]]
                 print(f"round {round_number + 1}: {name}, load average {os.getloadavg()[0]:.2f}", flush=True)
                 async with server_process("domicile serve", argv, workdir / f"{name}.log") as server:
-                    warm_file = workdir / "warm-questions.json"
-                    warm_file.write_text(json.dumps([(d, Operation.STORE.value, REGIONS[0]) for d in ids]))
                     await run_client(server.port, "warm", warm_file, args.rate, 0, 1)
                     await asyncio.sleep(1.0)
-                    result = await bench_loadgen(loadgen, server, ids, report, args, workdir, name)
+                    result = await measure(server, name)
                 results.setdefault(name, []).append(result)
                 shutil.rmtree(data_dir, ignore_errors=True)
-        print(f"round {round_number + 1}: floor, load average {os.getloadavg()[0]:.2f}", flush=True)
-        async with server_process("the canned-answer server", floor_argv, workdir / "floor-server.log") as server:
-            results.setdefault("floor", []).append(
-                await bench_loadgen(loadgen, server, ids, report, args, workdir, "floor")
+        if floor_argv:
+            print(f"round {round_number + 1}: floor, load average {os.getloadavg()[0]:.2f}", flush=True)
+            async with server_process("the canned-answer server", floor_argv, workdir / "floor-server.log") as server:
+                results.setdefault("floor", []).append(await measure(server, "floor"))
+    if not args.unary_only:
+        print(f"medians over {args.rounds} rounds (BatchDecide of 1,000, 2 in flight, {args.seconds:g} s):", flush=True)
+        for name, runs in results.items():
+            each = ", ".join(f"{r['throughput']:,.0f}" for r in runs)
+            report.line(
+                f"{name}: BatchDecide over gRPC (each round: {each})",
+                statistics.median(r["throughput"] for r in runs),
+                "decisions/s",
             )
+            report.line(f"  {name}: server CPU per decision", statistics.median(r["server_cpu_us"] for r in runs), "us")
+        return
     print(f"medians over {args.rounds} rounds (loadgen, {args.rate:,} req/s for {args.seconds:g} s):", flush=True)
     floor_p99 = statistics.median(r["p99_ms"] for r in results["floor"])
     for name, runs in results.items():
@@ -1520,8 +1546,9 @@ async def run(args, workdir: Path) -> None:
             report.line("  CPU time (all threads)", time.process_time() - cpu_start, "s", "start_seconds")
             gc.collect()
             report.line("RSS growth over Router.start", (rss_bytes() - rss_before) / 2**20, "MiB")
-            if args.unary_only:
-                await bench_unary_rounds(app, ids, report, args, workdir)
+            if args.unary_only or args.batch_only:
+                await bench_rounds(app, ids, report, args, workdir)
+                print(json.dumps({"figures": report.figures}, indent=1))  # the rounds' figures too
                 return
             await measure_index_memory(store, router, report)
             await bench_in_process(app, ids, report, args.seed)
@@ -1596,10 +1623,16 @@ def parse_args() -> argparse.Namespace:
         help="only the unary fixed-rate phase, driven by --loadgen (required), in --rounds rounds: "
         "durable log, non-durable log, the canned-answer floor",
     )
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of --unary-only")
+    parser.add_argument(
+        "--batch-only",
+        action="store_true",
+        help="only BatchDecide over gRPC (1,000 per call, 2 in flight, compact answers), in --rounds "
+        "rounds: durable log, non-durable log",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of --unary-only / --batch-only")
     parser.add_argument(
         "--base-python",
-        help="with --unary-only: another build's interpreter (a worktree's .venv/bin/python) whose "
+        help="with --unary-only / --batch-only: another build's interpreter (a worktree's .venv/bin/python) whose "
         "`domicile serve` runs beside this one's in every round, alternating (A/B)",
     )
     parser.add_argument("--workdir", help="keep the catalog and logs here (default: a temporary directory)")
@@ -1630,6 +1663,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.unary_only and not args.loadgen:
         parser.error("--unary-only needs --loadgen")
+    if args.unary_only and args.batch_only:
+        parser.error("--unary-only and --batch-only exclude each other")
     return args
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,21 @@ def test_the_router_benchmark_runs_and_reports_every_phase(tmp_path: Path) -> No
         "one lineage edge added: p99",
     ):
         assert figures[name] > 0, name
+
+
+def test_the_router_benchmarks_batch_rounds_alternate_two_builds(tmp_path: Path) -> None:
+    # This interpreter stands in for the base build: the rounds run both, each in its turn.
+    stdout, figures = run_benchmark(
+        "router_bench.py",
+        *("--batch-only", "--rounds", "2", "--datasets", "1000", "--seconds", "1", "--workdir", str(tmp_path)),
+        *("--base-python", sys.executable),
+    )
+    for build in ("this", "base"):
+        for mode in ("durable", "non-durable"):
+            rounds = re.findall(rf"^  {build} {mode}: [\d,]+ decisions/s", stdout, re.MULTILINE)
+            assert len(rounds) == 2, (build, mode)
+            assert figures[f"  {build} {mode}: server CPU per decision"] > 0
+            assert any(name.startswith(f"{build} {mode}: BatchDecide over gRPC (each round: ") for name in figures)
 
 
 def test_the_access_benchmark_runs_and_reports_every_figure() -> None:
