@@ -795,6 +795,45 @@ async def bench_grpc(app: App, ids: list[str], report: Report, args, workdir: Pa
     await bench_grpc_floor(app, ids, report, args, workdir)
 
 
+def client_files(ids: list[str], args, workdir: Path) -> tuple[Path, Path]:
+    """The questions the gRPC clients read: the warm-up's (every dataset once) and the measured
+    phases' (50,000 random ones)."""
+    warm_file = workdir / "warm-questions.json"
+    warm_file.write_text(json.dumps([(d, Operation.STORE.value, REGIONS[0]) for d in ids]))
+    questions_file = workdir / "questions.json"
+    questions_file.write_text(json.dumps([(d, op.value, r) for d, op, r in questions(ids, 50_000, args.seed + 1)]))
+    return warm_file, questions_file
+
+
+async def warm_up(server: ServerProcess, warm_file: Path, args) -> None:
+    """Warm `server` as one that has been running a while: every dataset decided once (its
+    attribute view built, then frozen by the router's next catalog poll), as the in-process
+    "warm" figures are."""
+    await run_client(server.port, "warm", warm_file, args.rate, 0, 1)
+    await asyncio.sleep(1.0)
+
+
+async def batch_client(
+    server: ServerProcess, questions_file: Path, args, seconds: float, in_flight: int, shape: str
+) -> dict:
+    """BatchDecide of 1,000 against `server` for `seconds`, `in_flight` calls at a time, answers
+    of `shape` (compact|full); its figures, with the server's CPU time."""
+    batch = await run_client(
+        server.port,
+        "batch",
+        questions_file,
+        args.rate,
+        seconds,
+        in_flight,
+        "--answer-shape",
+        shape,
+        "--server-pid",
+        str(server.proc.pid),
+    )
+    check_fresh(batch["stale"])
+    return batch
+
+
 async def bench_rounds(app: App, ids: list[str], report: Report, args, workdir: Path) -> None:
     """`--unary-only` / `--batch-only`: one gRPC phase alone, in --rounds interleaved rounds:
     the unary fixed-rate phase driven by loadgen, or BatchDecide of 1,000 with 2 calls in flight
@@ -806,19 +845,12 @@ async def bench_rounds(app: App, ids: list[str], report: Report, args, workdir: 
     config = workdir / "non-durable.yaml"
     config.write_text("router:\n  durable_decision_log: false\n")
     builds = [("this", sys.executable)] + ([("base", args.base_python)] if args.base_python else [])
-    questions_file = workdir / "questions.json"
-    questions_file.write_text(json.dumps([(d, op.value, r) for d, op, r in questions(ids, 50_000, args.seed + 1)]))
-    warm_file = workdir / "warm-questions.json"
-    warm_file.write_text(json.dumps([(d, Operation.STORE.value, REGIONS[0]) for d in ids]))
+    warm_file, questions_file = client_files(ids, args, workdir)
 
     async def measure(server: ServerProcess, name: str) -> dict:
         if args.unary_only:
             return await bench_loadgen(Path(args.loadgen), server, ids, report, args, workdir, name)
-        batch = await run_client(
-            server.port, "batch", questions_file, args.rate, args.seconds, 2, "--answer-shape", "compact",
-            "--server-pid", str(server.proc.pid),
-        )  # fmt: skip
-        check_fresh(batch["stale"])
+        batch = await batch_client(server, questions_file, args, args.seconds, 2, "compact")
         print(f"  {name}: {batch['throughput']:,.0f} decisions/s, server CPU {batch['server_cpu_us']:.2f} us each")
         return batch
 
@@ -833,8 +865,7 @@ async def bench_rounds(app: App, ids: list[str], report: Report, args, workdir: 
                 argv = [python, *serve_argv(app.settings.store, data_dir, *options)[1:]]
                 print(f"round {round_number + 1}: {name}, load average {os.getloadavg()[0]:.2f}", flush=True)
                 async with server_process("domicile serve", argv, workdir / f"{name}.log") as server:
-                    await run_client(server.port, "warm", warm_file, args.rate, 0, 1)
-                    await asyncio.sleep(1.0)
+                    await warm_up(server, warm_file, args)
                     result = await measure(server, name)
                 results.setdefault(name, []).append(result)
                 shutil.rmtree(data_dir, ignore_errors=True)
@@ -869,15 +900,8 @@ async def bench_grpc_phases(
 ) -> None:
     """The gRPC phases against `server`; `mode` ends each figure's name."""
     port = server.port
-    # Warm, as a server that has been running a while: every dataset decided once (its
-    # attribute view built, then frozen by the router's next catalog poll), as the in-process
-    # "warm" figures are.
-    warm_file = workdir / "warm-questions.json"
-    warm_file.write_text(json.dumps([(d, Operation.STORE.value, REGIONS[0]) for d in ids]))
-    await run_client(port, "warm", warm_file, args.rate, 0, 1)
-    await asyncio.sleep(1.0)
-    questions_file = workdir / "questions.json"
-    questions_file.write_text(json.dumps([(d, op.value, r) for d, op, r in questions(ids, 50_000, args.seed + 1)]))
+    warm_file, questions_file = client_files(ids, args, workdir)
+    await warm_up(server, warm_file, args)
 
     fixed = await run_client(port, "fixed", questions_file, args.rate, args.seconds, args.concurrency)
     report.line(f"unary Decide p50 at {fixed['rate']:,} req/s{mode}", fixed["p50_ms"], "ms")
@@ -894,19 +918,7 @@ async def bench_grpc_phases(
     report.line(f"unary Decide max throughput ({args.concurrency} callers){mode}", peak["throughput"], "req/s")
     report.line("  p50 at max throughput", peak["p50_ms"], "ms")
     for in_flight, shape in ((1, "compact"), (2, "compact"), (2, "full")):
-        batch = await run_client(
-            port,
-            "batch",
-            questions_file,
-            args.rate,
-            min(args.seconds, 5),
-            in_flight,
-            "--answer-shape",
-            shape,
-            "--server-pid",
-            str(server.proc.pid),
-        )
-        check_fresh(batch["stale"])
+        batch = await batch_client(server, questions_file, args, min(args.seconds, 5), in_flight, shape)
         answer = "compact answers" if shape == "compact" else "answers listing allowed regions per decision"
         report.line(
             f"BatchDecide over gRPC (1,000 per call, {in_flight} in flight, {answer}){mode}",
