@@ -1,5 +1,6 @@
 //! BatchDecide in the protobuf wire format: the request parsed with the types generated from
-//! protos/domicile/v1/residency.proto (prost, at build time), every question checked as the
+//! protos/domicile/v1/residency.proto (prost, at build time) and prost's decoding primitives
+//! (one question at a time, see `parse_batch`), every question checked as the
 //! servicer checks a Decide, and decisions encoded with prost's encoding primitives.
 //!
 //! A decision's bytes are copied from fragments made once: its verdict's fields (outcome,
@@ -17,8 +18,12 @@
 
 use hashbrown::HashMap;
 
-use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, WireType};
-use prost::Message;
+use prost::bytes::Buf;
+use prost::encoding::{
+    bool, decode_key, encode_key, encode_varint, encoded_len_varint, key_len, message, skip_field, DecodeContext,
+    WireType,
+};
+use prost::{DecodeError, Message};
 
 use crate::dataset_ids::lookup_form;
 use crate::memo::Judgement;
@@ -121,67 +126,100 @@ pub struct AnswerShape {
 
 /// Parses and checks a serialized BatchDecideRequest of at most `max` questions against the
 /// regions of `policy`: its questions and the answer's shape it asks for.
+///
+/// The request's fields are read one at a time (as the generated `merge` reads them), each
+/// DecideRequest into the same message, emptied in between: its strings keep their room, so a
+/// batch of thousands of questions is parsed without allocating per question.
 pub fn parse_batch(
     request: &[u8],
     policy: &CompiledPolicy,
     max: usize,
 ) -> Result<(Questions, AnswerShape), BatchError> {
-    let message = proto::BatchDecideRequest::decode(request)
-        .map_err(|e| BatchError::Malformed(format!("not a valid BatchDecideRequest: {e}")))?;
-    let items = &message.requests;
-    if items.len() > max {
+    let malformed = |e: DecodeError| BatchError::Malformed(format!("not a valid BatchDecideRequest: {e}"));
+    let mut buf = request;
+    let mut shape = AnswerShape::default();
+    let mut item = proto::DecideRequest::default();
+    let mut items = 0;
+    let mut problems = Vec::new();
+    let mut questions = Questions::with_capacity(request.len() / 32, request.len());
+    while buf.has_remaining() {
+        let (tag, wire_type) = decode_key(&mut buf).map_err(malformed)?;
+        let ctx = DecodeContext::default();
+        match tag {
+            REQUEST_REQUESTS => {
+                item.clear();
+                message::merge(wire_type, &mut item, &mut buf, ctx).map_err(malformed)?;
+                // Past `max` the rest is only read through: a malformed request is refused as such.
+                if items < max {
+                    check_question(items, &item, policy, &mut problems, &mut questions);
+                }
+                items += 1;
+            }
+            REQUEST_SHARED_REGION_SETS => {
+                bool::merge(wire_type, &mut shape.shared_region_sets, &mut buf, ctx).map_err(malformed)?
+            }
+            REQUEST_SHARED_REASON_TEXTS => {
+                bool::merge(wire_type, &mut shape.shared_reason_texts, &mut buf, ctx).map_err(malformed)?
+            }
+            _ => skip_field(wire_type, tag, &mut buf, ctx).map_err(malformed)?,
+        }
+    }
+    if items > max {
         return Err(BatchError::Invalid(vec![FieldViolation {
             field: "requests".to_owned(),
             description: format!("at most {max} requests per batch"),
         }]));
     }
-    let shape = AnswerShape {
-        shared_region_sets: message.shared_region_sets,
-        shared_reason_texts: message.shared_reason_texts,
-    };
-    let mut problems = Vec::new();
-    let mut questions = Questions::with_capacity(items.len(), items.iter().map(|item| item.dataset_id.len()).sum());
-    for (i, item) in items.iter().enumerate() {
-        for description in dataset_id_problems(&item.dataset_id) {
-            problems.push(FieldViolation { field: format!("requests[{i}].dataset_id"), description });
-        }
-        let operation = match proto::Operation::try_from(item.operation) {
-            Ok(proto::Operation::Store) => Some(Operation::Store),
-            Ok(proto::Operation::Process) => Some(Operation::Process),
-            _ => {
-                problems.push(FieldViolation {
-                    field: format!("requests[{i}].operation"),
-                    description: "must be OPERATION_STORE or OPERATION_PROCESS".to_owned(),
-                });
-                None
-            }
-        };
-        let region = policy.region(&item.region);
-        if region.is_none() {
-            let description = if item.region.is_empty() {
-                "must not be empty".to_owned()
-            } else {
-                format!("unknown region {} (see `domicile regions`)", py_repr(&item.region))
-            };
-            problems.push(FieldViolation { field: format!("requests[{i}].region"), description });
-        }
-        if !item.context.is_empty() {
-            problems.push(FieldViolation {
-                field: format!("requests[{i}].context"),
-                description: "BatchDecide logs no context: ask with Decide to log one".to_owned(),
-            });
-        }
-        if let (Some(operation), Some(region)) = (operation, region) {
-            if problems.is_empty() {
-                // Named as Decide names it: in normal form (as stored).
-                questions.push(&lookup_form(&item.dataset_id), operation, region);
-            }
-        }
-    }
     if !problems.is_empty() {
         return Err(BatchError::Invalid(problems));
     }
     Ok((questions, shape))
+}
+
+/// Checks question `i` of a batch: its problems added to `problems`, else (while there are
+/// none) the question added to `questions`.
+fn check_question(
+    i: usize,
+    item: &proto::DecideRequest,
+    policy: &CompiledPolicy,
+    problems: &mut Vec<FieldViolation>,
+    questions: &mut Questions,
+) {
+    for description in dataset_id_problems(&item.dataset_id) {
+        problems.push(FieldViolation { field: format!("requests[{i}].dataset_id"), description });
+    }
+    let operation = match proto::Operation::try_from(item.operation) {
+        Ok(proto::Operation::Store) => Some(Operation::Store),
+        Ok(proto::Operation::Process) => Some(Operation::Process),
+        _ => {
+            problems.push(FieldViolation {
+                field: format!("requests[{i}].operation"),
+                description: "must be OPERATION_STORE or OPERATION_PROCESS".to_owned(),
+            });
+            None
+        }
+    };
+    let region = policy.region(&item.region);
+    if region.is_none() {
+        let description = if item.region.is_empty() {
+            "must not be empty".to_owned()
+        } else {
+            format!("unknown region {} (see `domicile regions`)", py_repr(&item.region))
+        };
+        problems.push(FieldViolation { field: format!("requests[{i}].region"), description });
+    }
+    if !item.context.is_empty() {
+        problems.push(FieldViolation {
+            field: format!("requests[{i}].context"),
+            description: "BatchDecide logs no context: ask with Decide to log one".to_owned(),
+        });
+    }
+    if let (Some(operation), Some(region)) = (operation, region) {
+        if problems.is_empty() {
+            // Named as Decide names it: in normal form (as stored).
+            questions.push(&lookup_form(&item.dataset_id), operation, region);
+        }
+    }
 }
 
 /// What every decision of one answer shares.
@@ -213,7 +251,10 @@ pub struct Encoder<'a> {
     verdict_fields: Vec<u8>,
 }
 
-// Field numbers of domicile.v1 messages written here.
+// Field numbers of domicile.v1 messages read and written here.
+const REQUEST_REQUESTS: u32 = 1;
+const REQUEST_SHARED_REGION_SETS: u32 = 2;
+const REQUEST_SHARED_REASON_TEXTS: u32 = 3;
 const DECISION_ID: u32 = 1;
 const OUTCOME: u32 = 2;
 const DATASET_ID: u32 = 3;

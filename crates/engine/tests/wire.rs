@@ -36,6 +36,81 @@ fn every_bad_field_is_named() {
     assert_eq!(pairs, want.map(|(f, d)| (f.to_owned(), d.to_owned())));
 }
 
+/// A request read field by field into one reused DecideRequest is read as the generated
+/// types read the whole message: fields of an item that come back emptied, unknown fields
+/// skipped, a repeated singular field's last value taken, an item's fields in any order or
+/// split in two occurrences merged.
+#[test]
+fn a_request_is_read_as_the_generated_types_read_it() {
+    let policy = common::policy("1", "inherit", "null");
+    let item = |dataset_id: &str, operation, region: &str| {
+        proto::DecideRequest { dataset_id: dataset_id.into(), operation, region: region.into(), ..Default::default() }
+            .encode_to_vec()
+    };
+    let field = |tag: u32, bytes: &[u8]| {
+        let mut out = Vec::new();
+        prost::encoding::bytes::encode(tag, &bytes.to_vec(), &mut out);
+        out
+    };
+    let flag = |tag: u32, value: bool| {
+        let mut out = Vec::new();
+        prost::encoding::bool::encode(tag, &value, &mut out);
+        out
+    };
+    // Item 0 sets every field; item 1 none of them (its fields must not be item 0's); item 2
+    // writes its region before its id; an unknown field (tag 9) and the shape's flags set,
+    // unset and set again lie between them.
+    let full = item("s3://Bucket/a", 1, "aws:eu-west-1");
+    let empty: Vec<u8> = Vec::new();
+    let mut reversed = field(3, b"aws:us-east-1");
+    reversed.extend(item("s3://b", 2, ""));
+    let request = [
+        field(1, &full),
+        flag(2, true),
+        field(9, b"unknown"),
+        field(1, &empty),
+        flag(3, true),
+        flag(2, false),
+        field(1, &reversed),
+        flag(2, true),
+    ]
+    .concat();
+    let decoded = proto::BatchDecideRequest::decode(&request[..]).unwrap();
+    assert_eq!(decoded.requests.len(), 3);
+    assert!(decoded.shared_region_sets && decoded.shared_reason_texts);
+    let violations = match parse_batch(&request, &policy, 10) {
+        Err(BatchError::Invalid(violations)) => violations,
+        other => panic!("{other:?}"),
+    };
+    let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+    assert_eq!(fields, ["requests[1].dataset_id", "requests[1].operation", "requests[1].region"]);
+    // Without the empty item: the questions as decoded, named in normal form.
+    let request = [field(1, &full), flag(2, true), field(9, b"unknown"), flag(3, true), field(1, &reversed)].concat();
+    let decoded = proto::BatchDecideRequest::decode(&request[..]).unwrap();
+    let (questions, shape) = parse_batch(&request, &policy, 10).unwrap();
+    assert_eq!(shape, AnswerShape { shared_region_sets: true, shared_reason_texts: true });
+    let asked: Vec<(String, Operation, u32)> =
+        questions.iter().map(|q| (q.dataset_id.to_owned(), q.operation, q.region)).collect();
+    let want: Vec<(String, Operation, u32)> = decoded
+        .requests
+        .iter()
+        .map(|item| {
+            let operation = if item.operation == 1 { Operation::Store } else { Operation::Process };
+            (item.dataset_id.replace("Bucket", "bucket"), operation, policy.region(&item.region).unwrap())
+        })
+        .collect();
+    assert_eq!(asked, want);
+    // An item split in two occurrences of its fields is one item, merged.
+    let mut split = item("s3://c", 1, "");
+    split.extend(field(3, b"aws:eu-west-1"));
+    let (questions, _) = parse_batch(&field(1, &split), &policy, 10).unwrap();
+    assert_eq!(questions.len(), 1);
+    // Past `max`, the rest is still read: malformed bytes there are refused as malformed.
+    let mut over = request_shaped(&[("s3://a", 1, "aws:eu-west-1"); 3], AnswerShape::default());
+    over.extend_from_slice(b"\x0a\x05\x0a");
+    assert!(matches!(parse_batch(&over, &policy, 2), Err(BatchError::Malformed(_))));
+}
+
 #[test]
 fn too_many_questions_and_malformed_bytes_are_refused() {
     let policy = common::policy("1", "inherit", "null");
