@@ -286,7 +286,11 @@ fn normal_escapes(text: &str) -> Cow<'_, str> {
 /// with an ASCII host and a name without escapes, whitespace or control characters that does
 /// not start or end with `/`.
 fn is_plainly_normal(value: &str) -> bool {
-    let Some((scheme, rest)) = value.split_once("://") else {
+    // (A scheme holds no `:`: the first one starts the `://` of an id that can be normal.)
+    let Some((scheme, rest)) = value.split_once(':') else {
+        return false;
+    };
+    let Some(rest) = rest.strip_prefix("//") else {
         return false;
     };
     let Some((hostport, name)) = rest.split_once('/') else {
@@ -303,7 +307,14 @@ fn is_plainly_normal(value: &str) -> bool {
         && !name.is_empty()
         && !name.starts_with('/')
         && !name.ends_with('/')
-        && !name.chars().any(|c| c == '%' || char::is_control(c) || is_py_space(c))
+        && is_plain_name(name)
+}
+
+/// No `%`, control character or whitespace in `name`: checked many bytes at a time when it is
+/// printable ASCII (no space), as names mostly are.
+fn is_plain_name(name: &str) -> bool {
+    let printable = name.bytes().fold(true, |plain, b| plain & (b > b' ') & (b < 0x7f) & (b != b'%'));
+    printable || !name.chars().any(|c| c == '%' || char::is_control(c) || is_py_space(c))
 }
 
 #[cfg(test)]
@@ -375,6 +386,24 @@ mod tests {
         assert!(is_plainly_normal("s3://bank-eu/customers"));
         assert!(!is_plainly_normal("s3://b/x%41"));
         assert!(!is_plainly_normal("S3://b/x"));
+        // Names past printable ASCII take the slow check; a `:` before the `://` is no scheme.
+        let plain = ["s3://b/na\u{ef}ve", "s3://b/x~y!z", "s3://b:9/x:y"];
+        let not_plain = [
+            "s3://b/x\u{a0}y",
+            "s3://b/x\ty",
+            "s3://b/x\u{7f}",
+            "s3://b/x\u{85}",
+            "a:b://c/d",
+            "s3:/b/x",
+            "s3://b/x y",
+        ];
+        for id in plain {
+            assert!(is_plainly_normal(id), "{id:?}");
+            assert_eq!(normal(id), id);
+        }
+        for id in not_plain {
+            assert!(!is_plainly_normal(id), "{id:?}");
+        }
     }
 
     #[test]
