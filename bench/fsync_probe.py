@@ -1,12 +1,14 @@
-"""fsync latency of small appends, as the decision log's writer makes them.
+"""fsync / fdatasync latency of small appends, as the decision log's writer makes them.
 
     python bench/fsync_probe.py [--dir DIR] [--bytes 600] [--gap-ms 1] [--count 2000]
+                                [--sync fsync,fdatasync]
 
 Appends --bytes to a new file in --dir (default: the system's temporary directory; put it on
-the disk the decision log uses), fsyncs, sleeps --gap-ms, --count times; prints the fsync
-latency's percentiles. A durable Decide waits for up to two of these (the commit in progress,
-then its own), so their p99 bounds how close a durable answer can come to one that does not
-write.
+the disk the decision log uses), syncs, sleeps --gap-ms, --count times; prints the sync
+latency's percentiles. With several --sync calls, each has its own file and they take turns,
+append by append, so that they meet the same moments of the disk (an A/B in one run). A
+durable Decide waits for up to two of these (the commit in progress, then its own), so their
+p99 bounds how close a durable answer can come to one that does not write.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import os
 import tempfile
 import time
 
+SYNCS = {"fsync": os.fsync, "fdatasync": os.fdatasync}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -23,31 +27,38 @@ def main() -> None:
     parser.add_argument("--bytes", type=int, default=600)
     parser.add_argument("--gap-ms", type=float, default=1.0)
     parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--sync", default="fsync", help="comma-separated: fsync, fdatasync (taking turns)")
     args = parser.parse_args()
-    fd, path = tempfile.mkstemp(prefix="fsync-probe-", dir=args.dir)
+    names = args.sync.split(",")
+    if not names or any(name not in SYNCS for name in names):
+        parser.error(f"--sync: one or more of {', '.join(SYNCS)}")
     line = b"x" * (args.bytes - 1) + b"\n"
-    latencies = []
+    files = [tempfile.mkstemp(prefix=f"{name}-probe-", dir=args.dir) for name in names]
+    latencies: dict[str, list[float]] = {name: [] for name in names}
     try:
         for _ in range(args.count):
-            os.write(fd, line)
-            start = time.perf_counter()
-            os.fsync(fd)
-            latencies.append(time.perf_counter() - start)
-            if args.gap_ms:
-                time.sleep(args.gap_ms / 1000)
+            for name, (fd, _path) in zip(names, files, strict=True):
+                os.write(fd, line)
+                start = time.perf_counter()
+                SYNCS[name](fd)
+                latencies[name].append(time.perf_counter() - start)
+                if args.gap_ms:
+                    time.sleep(args.gap_ms / 1000)
     finally:
-        os.close(fd)
-        os.unlink(path)
-    latencies.sort()
+        for fd, path in files:
+            os.close(fd)
+            os.unlink(path)
+    for name in names:
+        timed = sorted(latencies[name])
 
-    def ms(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+        def ms(p: float, timed: list[float] = timed) -> float:
+            return timed[min(len(timed) - 1, int(p * len(timed)))] * 1000
 
-    print(
-        f"fsync after a {args.bytes}-byte append, {args.count}x, {args.gap_ms:g} ms apart: p50 {ms(0.5):.2f} "
-        f"p90 {ms(0.9):.2f} p99 {ms(0.99):.2f} p99.9 {ms(0.999):.2f} max {latencies[-1] * 1000:.2f} ms "
-        f"(load average {os.getloadavg()[0]:.2f})"
-    )
+        print(
+            f"{name} after a {args.bytes}-byte append, {args.count}x, {args.gap_ms:g} ms apart: p50 {ms(0.5):.2f} "
+            f"p90 {ms(0.9):.2f} p99 {ms(0.99):.2f} p99.9 {ms(0.999):.2f} max {timed[-1] * 1000:.2f} ms "
+            f"(load average {os.getloadavg()[0]:.2f})"
+        )
 
 
 if __name__ == "__main__":
