@@ -12,9 +12,14 @@ line per record. What they share lives here:
   bytes it cut (`torn_bytes`): nobody was told such a line was written. Anything else about
   the content is the caller's to check.
 - **Durability is explicit.** `write` appends (all of the bytes, or raises `OSError`, possibly
-  after writing some of them; `write_pieces` the same for bytes in pieces); `sync` fsyncs;
-  `truncate` takes the file back to an earlier size, which is how a writer undoes a failed
-  write before trying again. A new file's directory entry is fsynced when `open` creates it.
+  after writing some of them; `write_pieces` the same for bytes in pieces); `sync` makes them
+  durable; `truncate` takes the file back to an earlier size, which is how a writer undoes a
+  failed write before trying again. A new file's directory entry is fsynced when `open`
+  creates it.
+- **`sync` is `fdatasync`**, exactly as durable here as `fsync`: it flushes the data and the
+  metadata needed to read it back -- the file's size, which appending (or `truncate`) changed,
+  and the blocks allocated for it -- and skips only what a read does not need (the
+  modification time). These files are read back by their size and bytes alone.
 
 Lines are split on b"\\n" only.
 """
@@ -108,13 +113,14 @@ class AppendOnlyFile:
                     written = 0
 
     def sync(self) -> None:
-        """Make everything written so far durable (fsync)."""
-        os.fsync(self._fd)
+        """Make everything written so far durable, its size included (fdatasync: see the
+        module docstring)."""
+        os.fdatasync(self._fd)
 
     def truncate(self, size: int) -> None:
         """Cut the file back to `size` bytes and make that durable."""
         os.ftruncate(self._fd, size)
-        os.fsync(self._fd)
+        self.sync()
         self.size = size
 
     def pread(self, length: int, offset: int) -> bytes:

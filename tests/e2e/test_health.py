@@ -53,7 +53,7 @@ async def test_residency_is_not_serving_while_the_decision_log_cannot_write(tmp_
         def failing_fsync(fd: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(appendfile.os, "fsync", failing_fsync)
+        monkeypatch.setattr(appendfile.os, "fdatasync", failing_fsync)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             request = residency_pb2.DecideRequest(
                 dataset_id="s3://x/y", operation=residency_pb2.OPERATION_STORE, region="aws:us-east-1"

@@ -11,6 +11,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
 import pytest
 
+from domicile.appendfile import AppendOnlyFile
 from domicile.catalog.model import Dataset
 from domicile.errors import DomicileError, ErrorCode
 from domicile.router import _engine
@@ -108,12 +109,47 @@ async def test_a_queued_decision_is_flushed_when_asked_for(tmp_path) -> None:
         await log.close()
 
 
+async def test_a_durable_flush_returns_only_once_its_lines_are_synced(tmp_path, monkeypatch) -> None:
+    """A durable answer leaves after `flush`: by then its decision's line is written and synced
+    (the file's size at each completed sync, recorded), for decisions appended and decisions of
+    the lane alike."""
+    path = tmp_path / "decisions.jsonl"
+    synced: list[int] = []
+    real_sync = AppendOnlyFile.sync
+
+    def sync(self: AppendOnlyFile) -> None:
+        real_sync(self)
+        synced.append(self.size)
+
+    monkeypatch.setattr(AppendOnlyFile, "sync", sync)
+    engine = Engine(compile_policy(load_policy(BATCH_POLICY)))
+    engine.add([Dataset.create("s3://bank/0", classifications=["PII.CONTACT"], origins=["DE"])], [])
+    log = await open_log(path)
+    lane = _engine.LogLane("p:", 100, 10_000, log.wake)
+    log.attach_lane(lane)
+    decider = engine.unary_decider(lane, lambda *question: pytest.fail(f"not decided alone: {question}"), None)
+    decider.set_view(7, 3600.0)
+    try:
+        for n in range(1, 11):
+            log.append(decision(n))
+            await log.flush()
+            assert synced and synced[-1] == path.stat().st_size and decision(n).decision_id in row_ids(path)
+            syncs = len(synced)
+            laned = decider.decide("s3://bank/0", Operation.STORE, "aws:eu-west-1", caller="bob")
+            await log.flush()
+            assert len(synced) > syncs and synced[-1] == path.stat().st_size
+            assert laned.decision_id in row_ids(path)
+    finally:
+        await log.close()
+    assert verify(path).state.decisions == 20
+
+
 async def test_concurrent_durable_callers_share_fsyncs(tmp_path, monkeypatch) -> None:
     path = tmp_path / "decisions.jsonl"
     log = await open_log(path)
     fsyncs = []
-    real_fsync = os.fsync
-    monkeypatch.setattr("domicile.appendfile.os.fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    real_sync = os.fdatasync
+    monkeypatch.setattr("domicile.appendfile.os.fdatasync", lambda fd: (fsyncs.append(fd), real_sync(fd)))
 
     async def answer(n: int) -> int:
         seq = log.append(decision(n))

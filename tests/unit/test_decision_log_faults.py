@@ -64,18 +64,18 @@ async def test_a_failed_fsync_rewrites_the_lines_instead_of_trusting_them(tmp_pa
     log = await open_log(path, retry_initial=0.01, retry_max=0.05)
     failures = [3]  # the next three fsyncs fail, as after an I/O error
     lock = threading.Lock()
-    real_fsync = os.fsync
+    real_sync = os.fdatasync
 
-    def fsync(fd: int) -> None:
+    def fdatasync(fd: int) -> None:
         with lock:
             if failures[0]:
                 failures[0] -= 1
                 raise OSError(errno.EIO, "Input/output error")
-        real_fsync(fd)
+        real_sync(fd)
 
     try:
         await write_one_per_line(log, (1,))
-        monkeypatch.setattr("domicile.appendfile.os.fsync", fsync)
+        monkeypatch.setattr("domicile.appendfile.os.fdatasync", fdatasync)
         log.append(decision(2))
         with pytest.raises(DomicileError) as info:
             await log.flush()
