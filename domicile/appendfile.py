@@ -73,13 +73,13 @@ class AppendOnlyFile:
             if created:
                 fsync_directory(path.parent)
             complete = _end_of_last_line(fd, size)
+            file = cls(path, fd, size, size - complete, created)
             if complete < size:
                 log.warning(
                     "%s %s: cutting an incomplete last line (%d bytes) left by a crash", what, path, size - complete
                 )
-                os.ftruncate(fd, complete)
-                os.fsync(fd)
-            return cls(path, fd, complete, size - complete, created)
+                file.truncate(complete)
+            return file
         except BaseException:
             os.close(fd)
             raise

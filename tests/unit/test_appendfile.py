@@ -1,4 +1,5 @@
-"""AppendOnlyFile.write_pieces: the pieces' bytes in order, whatever writev takes per call."""
+"""AppendOnlyFile: `write_pieces` writes the pieces in order whatever writev takes per call; `open`
+cuts a torn last line durably."""
 
 from __future__ import annotations
 
@@ -34,3 +35,22 @@ def test_pieces_are_written_in_order_across_short_writes_and_the_iovec_limit(tmp
         file.close()
     assert (tmp_path / "log").read_bytes() == b"first\n" + b"".join(pieces)
     assert len(calls) > sum(map(len, pieces)) // 1000
+
+
+def test_open_cuts_a_torn_last_line_durably(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "log"
+    path.write_bytes(b"one\ntwo\nthr")
+    events = []
+    real_ftruncate, real_sync = os.ftruncate, os.fdatasync
+    monkeypatch.setattr(
+        "domicile.appendfile.os.ftruncate", lambda fd, n: (events.append(("cut", n)), real_ftruncate(fd, n))
+    )
+    monkeypatch.setattr("domicile.appendfile.os.fdatasync", lambda fd: (events.append(("sync",)), real_sync(fd)))
+    file = AppendOnlyFile.open(path, what="log", in_use_reason="IN_USE")
+    try:
+        assert (file.size, file.torn_bytes, file.created) == (8, 3, False)
+        assert events == [("cut", 8), ("sync",)]
+        file.write(b"four\n")
+    finally:
+        file.close()
+    assert path.read_bytes() == b"one\ntwo\nfour\n"
