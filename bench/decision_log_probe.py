@@ -129,15 +129,16 @@ class Phases:
         show("  released on the event loop -> resumed", resumed)
 
 
+def ms(timed: list[float], p: float) -> float:
+    """The `p` quantile of sorted seconds `timed`, in milliseconds."""
+    return timed[min(len(timed) - 1, int(p * len(timed)))] * 1000
+
+
 def show(what: str, seconds: list[float]) -> None:
     if not seconds:
         return
-    timed = sorted(seconds)
-
-    def ms(p: float) -> float:
-        return timed[min(len(timed) - 1, int(p * len(timed)))] * 1000
-
-    print(f"  {what:42s} p50 {ms(0.5):6.3f} p90 {ms(0.9):6.3f} p99 {ms(0.99):6.3f} max {timed[-1] * 1000:7.3f} ms")
+    t = sorted(seconds)
+    print(f"  {what:42s} p50 {ms(t, 0.5):6.3f} p90 {ms(t, 0.9):6.3f} p99 {ms(t, 0.99):6.3f} max {t[-1] * 1000:7.3f} ms")
 
 
 async def probe(directory: Path, rate: float, seconds: float, phases: Phases | None) -> list[float]:
@@ -183,13 +184,10 @@ def main() -> None:
         latencies = asyncio.run(probe(directory, args.rate, args.seconds, phases))
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-
-    def ms(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
-
+    t = latencies
     print(
-        f"durable append + flush, {len(latencies)} at {args.rate:g}/s: p50 {ms(0.5):.2f} p90 {ms(0.9):.2f} "
-        f"p99 {ms(0.99):.2f} max {latencies[-1] * 1000:.2f} ms (load average {os.getloadavg()[0]:.2f})"
+        f"durable append + flush, {len(t)} at {args.rate:g}/s: p50 {ms(t, 0.5):.2f} p90 {ms(t, 0.9):.2f} "
+        f"p99 {ms(t, 0.99):.2f} max {t[-1] * 1000:.2f} ms (load average {os.getloadavg()[0]:.2f})"
     )
     if phases is not None:
         phases.report()
