@@ -17,7 +17,8 @@ use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, 
 use crate::log_entry::{EntryWriter, Row};
 use crate::memo::{Judgement, Made, Memo};
 use crate::policy::{
-    label_matches, Attributes, CompiledPolicy, Operation, Outcome, ReasonCode, RegionList, UndescribedOutputs, Verdict,
+    label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
+    Verdict,
 };
 use crate::symbols::Key;
 use crate::text::py_repr;
@@ -901,13 +902,12 @@ impl Batch {
             // lie apart in memory, and these reads, not waiting on one another, overlap.
             read.clear();
             read.extend(self.judgements[start..end].iter().map(|judgement| {
-                let verdict = &judgement.verdict;
                 (
-                    Arc::as_ptr(verdict) as usize,
-                    &verdict.allowed,
+                    Arc::as_ptr(&judgement.verdict) as usize,
+                    judgement.allowed(),
                     judgement.log_reasons(),
-                    verdict.outcome,
-                    verdict.inherited_only,
+                    judgement.outcome(),
+                    judgement.inherited_only(),
                 )
             }));
             for ((index, (question, _)), &(verdict, allowed, reasons, outcome, inherited_only)) in
@@ -976,12 +976,22 @@ struct Counter<'a> {
 impl<'a> Counter<'a> {
     /// `count` decisions of `operation` with `verdict`.
     fn add(&mut self, operation: Operation, verdict: &'a Verdict, count: usize) {
-        self.by_outcome[operation as usize][verdict.outcome as usize] += count;
+        self.add_outcome(operation, verdict.outcome, count);
         for reason in &verdict.reasons {
-            let rule_id = &reason.rule_id;
-            let at = Arc::as_ptr(rule_id).cast::<u8>() as usize;
-            self.by_reason.entry((reason.code, at)).or_insert((rule_id, 0)).1 += count;
+            self.add_reason(reason, count);
         }
+    }
+
+    /// `count` decisions of `operation` with `outcome`, their reasons left to `add_reason`.
+    fn add_outcome(&mut self, operation: Operation, outcome: Outcome, count: usize) {
+        self.by_outcome[operation as usize][outcome as usize] += count;
+    }
+
+    /// `count` reasons like `reason` (its code and rule id).
+    fn add_reason(&mut self, reason: &'a Reason, count: usize) {
+        let rule_id = &reason.rule_id;
+        let at = Arc::as_ptr(rule_id).cast::<u8>() as usize;
+        self.by_reason.entry((reason.code, at)).or_insert((rule_id, 0)).1 += count;
     }
 
     fn counts(self) -> Counts {
@@ -1111,8 +1121,7 @@ impl State {
             .iter()
             .zip(&batch.judgements)
             .map(|(question, judgement)| {
-                let regions =
-                    if listed { judgement.verdict.allowed.names.iter().map(|n| n.len() + 2).sum() } else { 0 };
+                let regions = if listed { judgement.allowed().names.iter().map(|n| n.len() + 2).sum() } else { 0 };
                 let verdict =
                     if texts_shared { judgement.reason_pieces().len() } else { judgement.answer_fields().len() };
                 verdict + question.dataset_id.len() + regions + 128
@@ -1126,8 +1135,16 @@ impl State {
             decision_id(&mut id, id_prefix, first_id + n as u64);
             let region = batch.region_name(&question);
             encoder.decision(&mut out, 1, &id, question.dataset_id, question.operation, region, judgement);
-            // Counted here, its verdict just read: a pass of its own would wait for memory.
-            counter.add(question.operation, &judgement.verdict, 1);
+            // Counted here, its judgement just read: a pass of its own would wait for memory.
+            // Reasons whose texts the answer names once are counted by text, in the end.
+            if texts_shared {
+                counter.add_outcome(question.operation, judgement.outcome(), 1);
+            } else {
+                counter.add(question.operation, &judgement.verdict, 1);
+            }
+        }
+        for (reason, count) in encoder.texts_named() {
+            counter.add_reason(reason, count as usize);
         }
         encoder.finish(&mut out);
         (out, counter.counts())

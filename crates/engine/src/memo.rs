@@ -26,7 +26,7 @@ use hashbrown::DefaultHashBuilder;
 use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::index::NodeId;
-use crate::policy::{Operation, Verdict};
+use crate::policy::{Operation, Outcome, RegionList, Verdict};
 use crate::{log_entry, wire};
 
 /// Verdicts held at most: past it the memo starts again (a bound on memory, not a policy: the
@@ -124,21 +124,48 @@ pub struct Made {
 }
 
 /// A verdict and its renderings for a BatchDecide, each made when first asked for.
+///
+/// What a batch reads of every decision lies here, beside the renderings, in the order read
+/// (the verdict's outcome, flag and allowed list copied out of it): encoding an answer, counting
+/// it and rendering its log entries read the judgement's lines and its renderings, not the
+/// verdict behind another pointer.
+#[repr(C)]
 pub struct Judgement {
     pub verdict: Arc<Verdict>,
-    answer_fields: OnceLock<Box<[u8]>>,
+    allowed: Arc<RegionList>,
     reason_pieces: OnceLock<Box<[u8]>>,
+    outcome: Outcome,
+    inherited_only: bool,
     log_reasons: OnceLock<Box<[u8]>>,
+    answer_fields: OnceLock<Box<[u8]>>,
 }
 
 impl Judgement {
     pub fn new(verdict: Arc<Verdict>) -> Judgement {
         Judgement {
+            allowed: verdict.allowed.clone(),
+            outcome: verdict.outcome,
+            inherited_only: verdict.inherited_only,
             verdict,
-            answer_fields: OnceLock::new(),
             reason_pieces: OnceLock::new(),
             log_reasons: OnceLock::new(),
+            answer_fields: OnceLock::new(),
         }
+    }
+
+    /// The verdict's outcome.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// The verdict's `inherited_only`.
+    pub fn inherited_only(&self) -> bool {
+        self.inherited_only
+    }
+
+    /// The verdict's allowed regions.
+    pub fn allowed(&self) -> &Arc<RegionList> {
+        &self.allowed
     }
 
     /// The verdict's fields of a Decision in the wire format (`wire::verdict_fields`).

@@ -246,9 +246,10 @@ pub struct Encoder<'a> {
     /// the answer's `reason_texts` fields (`shared_reason_texts`).
     texts: HashMap<&'a [u8], u64>,
     text_fields: Vec<u8>,
-    /// A decision's verdict fields as this answer carries them, when they are not the
-    /// memoised ones.
-    verdict_fields: Vec<u8>,
+    /// Per reason text so far: a reason it stands for and how many reasons named it.
+    named: Vec<(&'a Reason, u64)>,
+    /// The text indices of the reasons of the decision being encoded.
+    indices: Vec<u64>,
 }
 
 // Field numbers of domicile.v1 messages read and written here.
@@ -290,7 +291,8 @@ impl<'a> Encoder<'a> {
             set_count: 0,
             texts: HashMap::new(),
             text_fields: Vec::new(),
-            verdict_fields: Vec::new(),
+            named: Vec::new(),
+            indices: Vec::new(),
         }
     }
 
@@ -307,11 +309,11 @@ impl<'a> Encoder<'a> {
         region: &str,
         judgement: &'a Judgement,
     ) {
-        let shared_texts = self.shape.shared_reason_texts && !judgement.verdict.reasons.is_empty();
-        if shared_texts {
-            self.fill_verdict_fields(&judgement.verdict, judgement.reason_pieces());
-        }
-        let allowed = &judgement.verdict.allowed;
+        // (A verdict has reasons exactly when its pieces are not empty.)
+        let pieces = if self.shape.shared_reason_texts { judgement.reason_pieces() } else { &[] };
+        let verdict_len =
+            if pieces.is_empty() { judgement.answer_fields().len() } else { self.name_texts(judgement, pieces) };
+        let allowed = judgement.allowed();
         let regions = match self.lists.get(&allowed.id) {
             Some(fragment) => fragment,
             None => {
@@ -319,7 +321,6 @@ impl<'a> Encoder<'a> {
                 self.lists.entry(allowed.id).or_insert(fragment)
             }
         };
-        let verdict = if shared_texts { &self.verdict_fields[..] } else { judgement.answer_fields() };
         let operation_value = match operation {
             Operation::Store => proto::Operation::Store as u64,
             Operation::Process => proto::Operation::Process as u64,
@@ -330,7 +331,7 @@ impl<'a> Encoder<'a> {
             + encoded_len_varint(operation_value)
             + string_len(REGION, region)
             + regions.len()
-            + verdict.len()
+            + verdict_len
             + self.context.len();
         out.reserve(key_len(field) + encoded_len_varint(body_len as u64) + body_len);
         encode_key(field, WireType::LengthDelimited, out);
@@ -341,8 +342,18 @@ impl<'a> Encoder<'a> {
         encode_varint(operation_value, out);
         put_string(out, REGION, region);
         out.extend_from_slice(regions);
-        out.extend_from_slice(verdict);
+        if pieces.is_empty() {
+            out.extend_from_slice(judgement.answer_fields());
+        } else {
+            self.put_verdict_fields(out, judgement, pieces);
+        }
         out.extend_from_slice(&self.context);
+    }
+
+    /// Per reason text in the answer (`reason_texts`, in order), one reason it stands for and
+    /// how many of the decisions' reasons name it (with shared reason texts; none otherwise).
+    pub fn texts_named(&self) -> impl Iterator<Item = (&'a Reason, u64)> + '_ {
+        self.named.iter().copied()
     }
 
     /// Appends what the answer holds besides its decisions (the region sets and reason texts
@@ -352,38 +363,50 @@ impl<'a> Encoder<'a> {
         out.extend_from_slice(&self.text_fields);
     }
 
-    /// `verdict_fields` of `verdict`, whose reasons are `pieces` (`reason_pieces`), each reason
-    /// naming its text in `reason_texts`.
-    fn fill_verdict_fields(&mut self, verdict: &Verdict, pieces: &'a [u8]) {
-        let mut out = std::mem::take(&mut self.verdict_fields);
-        out.clear();
-        put_outcome(&mut out, verdict.outcome);
-        for (text, path) in pieces::pairs(pieces) {
-            let index = self.text_index(text);
-            let index_len = if index > 0 { key_len(REASON_TEXT) + encoded_len_varint(index) } else { 0 };
-            encode_key(REASONS, WireType::LengthDelimited, &mut out);
-            encode_varint((index_len + path.len()) as u64, &mut out);
+    /// Names the texts of a judgement's reasons, `pieces` (`reason_pieces`), in the answer's
+    /// `reason_texts` (`indices`, in order, each counted in `named`): the length of its verdict
+    /// fields as this answer carries them.
+    fn name_texts(&mut self, judgement: &'a Judgement, pieces: &'a [u8]) -> usize {
+        self.indices.clear();
+        let mut len = outcome_len(judgement.outcome()) + inherited_only_len(judgement.inherited_only());
+        for (n, (text, path)) in pieces::pairs(pieces).enumerate() {
+            let index = self.text_index(text, || &judgement.verdict.reasons[n]);
+            self.indices.push(index);
+            len += nested_len(REASONS, reason_ref_len(index) + path.len());
+        }
+        len
+    }
+
+    /// A judgement's verdict fields with its reasons naming their texts (`name_texts` just
+    /// named them).
+    fn put_verdict_fields(&self, out: &mut Vec<u8>, judgement: &Judgement, pieces: &[u8]) {
+        put_outcome(out, judgement.outcome());
+        for ((_, path), &index) in pieces::pairs(pieces).zip(&self.indices) {
+            encode_key(REASONS, WireType::LengthDelimited, out);
+            encode_varint((reason_ref_len(index) + path.len()) as u64, out);
             // proto3 leaves a zero out: the first text is named by the field's absence.
             if index > 0 {
-                encode_key(REASON_TEXT, WireType::Varint, &mut out);
-                encode_varint(index, &mut out);
+                encode_key(REASON_TEXT, WireType::Varint, out);
+                encode_varint(index, out);
             }
             out.extend_from_slice(path);
         }
-        put_inherited_only(&mut out, verdict.inherited_only);
-        self.verdict_fields = out;
+        put_inherited_only(out, judgement.inherited_only());
     }
 
     /// The index in the answer's `reason_texts` of the text whose fields are `text`, added
-    /// when new.
-    fn text_index(&mut self, text: &'a [u8]) -> u64 {
+    /// when new (`reason` gives a reason it stands for); counted in `named`.
+    fn text_index(&mut self, text: &'a [u8], reason: impl FnOnce() -> &'a Reason) -> u64 {
         let next = self.texts.len() as u64;
-        *self.texts.entry(text).or_insert_with(|| {
+        let index = *self.texts.entry(text).or_insert_with(|| {
             encode_key(RESPONSE_REASON_TEXTS, WireType::LengthDelimited, &mut self.text_fields);
             encode_varint(text.len() as u64, &mut self.text_fields);
             self.text_fields.extend_from_slice(text);
+            self.named.push((reason(), 0));
             next
-        })
+        });
+        self.named[index as usize].1 += 1;
+        index
     }
 
     /// How a decision with the allowed regions `list` carries them.
@@ -431,13 +454,28 @@ pub fn verdict_fields(verdict: &Verdict) -> Vec<u8> {
     out
 }
 
-fn put_outcome(out: &mut Vec<u8>, outcome: Outcome) {
-    let value = match outcome {
+fn outcome_value(outcome: Outcome) -> u64 {
+    match outcome {
         Outcome::Allow => proto::Outcome::Allow as u64,
         Outcome::Deny => proto::Outcome::Deny as u64,
-    };
+    }
+}
+
+fn outcome_len(outcome: Outcome) -> usize {
+    key_len(OUTCOME) + encoded_len_varint(outcome_value(outcome))
+}
+
+fn put_outcome(out: &mut Vec<u8>, outcome: Outcome) {
     encode_key(OUTCOME, WireType::Varint, out);
-    encode_varint(value, out);
+    encode_varint(outcome_value(outcome), out);
+}
+
+fn inherited_only_len(inherited_only: bool) -> usize {
+    if inherited_only {
+        key_len(INHERITED_ONLY) + encoded_len_varint(1)
+    } else {
+        0
+    }
 }
 
 fn put_inherited_only(out: &mut Vec<u8>, inherited_only: bool) {
@@ -481,6 +519,15 @@ pub fn reason_pieces(reasons: &[Reason]) -> Vec<u8> {
         });
     }
     out
+}
+
+/// The bytes of a shared-text reason's `text` field naming text `index` (none for the first).
+fn reason_ref_len(index: u64) -> usize {
+    if index > 0 {
+        key_len(REASON_TEXT) + encoded_len_varint(index)
+    } else {
+        0
+    }
 }
 
 fn nested_len(tag: u32, len: usize) -> usize {

@@ -263,7 +263,10 @@ fn the_answer_decodes_to_the_engine_decisions() {
     // Reason texts shared too: each distinct text once, reasons naming theirs with their path.
     let texts_shape = AnswerShape { shared_region_sets: true, shared_reason_texts: true };
     let shared = state.batch_decide(&request_shaped(&items, texts_shape), 10, NOW, None).unwrap();
-    let leanest = proto::BatchDecideResponse::decode(&state.encode_batch(&shared, 42, NOW, "abc", 255).0[..]).unwrap();
+    let (leanest, leanest_counts) = state.encode_batch(&shared, 42, NOW, "abc", 255);
+    let leanest = proto::BatchDecideResponse::decode(&leanest[..]).unwrap();
+    // Its reasons counted by the texts they name: counted alike.
+    assert_eq!(sorted(&leanest_counts), sorted(&counts));
     assert_eq!(leanest.region_sets, compact.region_sets);
     let text = |r: &proto::Reason| (r.code.clone(), r.rule_id.clone(), r.message.clone(), r.citation.clone());
     let mut distinct: Vec<_> = answer.decisions.iter().flat_map(|d| d.reasons.iter().map(text)).collect();
@@ -293,6 +296,12 @@ fn the_answer_decodes_to_the_engine_decisions() {
         let verdict = &j.verdict;
         verdict.reasons[0].code.as_str() == "STALE_CATALOG" && verdict.allowed.names.is_empty()
     }));
+    // Answered with shared texts: one text, named by every decision, each counted.
+    let stale = state.batch_decide(&request_shaped(&items, texts_shape), 10, NOW, Some("fail closed: stale")).unwrap();
+    let (wire, stale_counts) = state.encode_batch(&stale, 42, NOW, "abc", 255);
+    assert_eq!(proto::BatchDecideResponse::decode(&wire[..]).unwrap().reason_texts.len(), 1);
+    assert_eq!(sorted(&stale_counts), sorted(&stale.counts()));
+    assert!(stale_counts.by_reason.iter().any(|((code, _), n)| code.as_str() == "STALE_CATALOG" && *n == 4));
 }
 
 #[test]
