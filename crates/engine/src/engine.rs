@@ -1155,9 +1155,12 @@ impl State {
 /// it needs them).
 pub fn decision_id(out: &mut String, prefix: &str, counter: u64) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push_str(prefix);
-    let digits = (64 - counter.leading_zeros()).div_ceil(4).max(10);
-    for shift in (0..digits).rev() {
-        out.push(char::from(HEX[(counter >> (4 * shift)) as usize & 0xf]));
+    let digits = (64 - counter.leading_zeros()).div_ceil(4).max(10) as usize;
+    // (Written on the stack, then appended at once: a batch makes one per decision, twice.)
+    let mut text = [0; 16];
+    for (n, digit) in text[..digits].iter_mut().rev().enumerate() {
+        *digit = HEX[(counter >> (4 * n)) as usize & 0xf];
     }
+    out.push_str(prefix);
+    out.push_str(std::str::from_utf8(&text[..digits]).expect("hex digits are ASCII"));
 }
