@@ -10,8 +10,9 @@ waits for on the log, without gRPC or the engine: run it with two builds in turn
 
 With --phases, each wait is taken apart (timestamps from wrappers around the writer's steps,
 in this process only): until the writer took the decision (the commit in progress, the
-writer's wake-up), the commit's steps (render and chain, write, sync, until its waiters are
-released) and from the release until the waiting coroutine runs again (the event loop).
+writer's wake-up), the commit's steps (render and chain, the write -- synced as it is written,
+O_DSYNC --, until its waiters are released) and from the release until the waiting coroutine
+runs again (the event loop).
 """
 
 from __future__ import annotations
@@ -92,20 +93,19 @@ class Phases:
 
         DecisionLog._take = after("taken", DecisionLog._take)
         AppendOnlyFile.write_pieces = before_and_after(AppendOnlyFile.write_pieces)
-        AppendOnlyFile.sync = after("synced", AppendOnlyFile.sync)
         DecisionLog._release_waiters = after("released", DecisionLog._release_waiters)
         writer._settle = settled
 
     def report(self) -> None:
-        commits = []  # (taken, write, written, synced, released) of each commit that took work
+        commits = []  # (taken, write, written, released) of each commit that took work
         current: dict[str, float] = {}
         for step, when in self.events:
             if step == "taken":
                 current = {"taken": when}
             elif current and step not in current:
                 current[step] = when
-                if step == "released" and len(current) == 5:
-                    commits.append(tuple(current[key] for key in ("taken", "write", "written", "synced", "released")))
+                if step == "released" and len(current) == 4:
+                    commits.append(tuple(current[key] for key in ("taken", "write", "written", "released")))
                     current = {}
         takes = [commit[0] for commit in commits]
         until_taken = []
@@ -123,9 +123,8 @@ class Phases:
         show("flush: asked -> resumed", [back - asked for asked, back in self.flushes])
         show("  asked -> taken by a commit", until_taken)
         show("  commit: taken -> write (render, chain)", [c[1] - c[0] for c in commits])
-        show("  commit: write", [c[2] - c[1] for c in commits])
-        show("  commit: sync", [c[3] - c[2] for c in commits])
-        show("  commit: synced -> waiters released", [c[4] - c[3] for c in commits])
+        show("  commit: write, synced", [c[2] - c[1] for c in commits])
+        show("  commit: synced -> waiters released", [c[3] - c[2] for c in commits])
         show("  released on the event loop -> resumed", resumed)
 
 

@@ -16,10 +16,17 @@ line per record. What they share lives here:
   durable; `truncate` takes the file back to an earlier size, which is how a writer undoes a
   failed write before trying again. A new file's directory entry is fsynced when `open`
   creates it.
-- **`sync` is `fdatasync`**, exactly as durable here as `fsync`: it flushes the data and the
-  metadata needed to read it back -- the file's size, which appending (or `truncate`) changed,
-  and the blocks allocated for it -- and skips only what a read does not need (the
-  modification time). These files are read back by their size and bytes alone.
+- **Or every write is durable** (`open(..., synced_writes=True)`, for a writer that syncs after
+  every write anyway): the file is opened with `O_DSYNC`, so each write system call returns
+  once its bytes are durable as after `sync` -- one call where a write and a sync take two
+  (a thread of this interpreter lets go of the interpreter lock once instead of twice). A sync
+  that fails then fails the write (`OSError`, the bytes possibly in the file but not durable:
+  `truncate` back, as after any failed write).
+- **`sync` is `fdatasync`** (and `O_DSYNC` its per-write form), exactly as durable here as
+  `fsync`: it flushes the data and the metadata needed to read it back -- the file's size,
+  which appending (or `truncate`) changed, and the blocks allocated for it -- and skips only
+  what a read does not need (the modification time). These files are read back by their size
+  and bytes alone.
 
 Lines are split on b"\\n" only.
 """
@@ -45,24 +52,27 @@ _IOV_MAX = os.sysconf("SC_IOV_MAX")  # pieces one writev takes
 class AppendOnlyFile:
     """An open, locked append-only file. Not thread-safe: one thread writes at a time."""
 
-    def __init__(self, path: Path, fd: int, size: int, torn_bytes: int, created: bool) -> None:
+    def __init__(self, path: Path, fd: int, size: int, torn_bytes: int, created: bool, synced_writes: bool) -> None:
         # Use `open`.
         self.path = path
         self.size = size  # bytes in the file, as this writer left it
         self.torn_bytes = torn_bytes  # cut off the end by `open`
         self.created = created  # `open` created the file
+        self.synced_writes = synced_writes  # each write returns once durable (O_DSYNC)
         self._fd = fd
 
     @classmethod
-    def open(cls, path: Path, *, what: str, in_use_reason: str) -> AppendOnlyFile:
+    def open(cls, path: Path, *, what: str, in_use_reason: str, synced_writes: bool = False) -> AppendOnlyFile:
         """Open `path` for appending (creating it and its directory, owner-only: see
         `private_files`), lock it, cut a torn last line.
 
         `what` names the file in messages ("decision log"); `in_use_reason` is the error reason
-        when another writer holds it. Raises OSError when the file cannot be opened.
+        when another writer holds it; with `synced_writes`, every write is durable when it
+        returns (see the module docstring). Raises OSError when the file cannot be opened.
         """
         make_private_directory(path.parent)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, PRIVATE_FILE_MODE)
+        flags = os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | (os.O_DSYNC if synced_writes else 0)
+        fd = os.open(path, flags, PRIVATE_FILE_MODE)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -73,7 +83,7 @@ class AppendOnlyFile:
             if created:
                 fsync_directory(path.parent)
             complete = _end_of_last_line(fd, size)
-            file = cls(path, fd, size, size - complete, created)
+            file = cls(path, fd, size, size - complete, created, synced_writes)
             if complete < size:
                 log.warning(
                     "%s %s: cutting an incomplete last line (%d bytes) left by a crash", what, path, size - complete
@@ -89,8 +99,9 @@ class AppendOnlyFile:
         return self._fd < 0
 
     def write(self, data: bytes | memoryview) -> None:
-        """Append all of `data` (not yet durable: see `sync`). On OSError some of it may have
-        been written: `truncate(size)` to the size before the call undoes that."""
+        """Append all of `data` (not yet durable, see `sync`, unless `synced_writes`). On
+        OSError some of it may have been written: `truncate(size)` to the size before the call
+        undoes that."""
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)

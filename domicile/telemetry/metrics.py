@@ -94,13 +94,7 @@ STORE_DURATION = Histogram(
 )
 DECISION_LOG_WRITE = Histogram(
     "domicile_decision_log_write_seconds",
-    "Decision log writes (one write call of the lines of a batch).",
-    buckets=LATENCY_BUCKETS,
-    registry=None,
-)
-DECISION_LOG_FSYNC = Histogram(
-    "domicile_decision_log_fsync_seconds",
-    "Decision log fsyncs.",
+    "Decision log writes: the lines of a batch written and fdatasynced, in one system call (O_DSYNC).",
     buckets=LATENCY_BUCKETS,
     registry=None,
 )
@@ -137,7 +131,6 @@ PROCESS_WIDE: tuple[Collector, ...] = (
     DECISION_REASONS,
     STORE_DURATION,
     DECISION_LOG_WRITE,
-    DECISION_LOG_FSYNC,
     AUTHENTICATION_FAILURES,
     AUTHORIZATION_FAILURES,
     IDP_KEY_FETCHES,

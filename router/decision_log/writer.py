@@ -8,8 +8,9 @@ queue, the log's lane (`attach_lane`, `_engine.LogLane`), as it makes it, and re
 when the writer takes them. A writer thread takes everything queued, and the lane's entries,
 renders what is not rendered yet (`batches`: one entry per request, at most `line_decisions`
 decisions per line), chains the lines, writes them with one `writev` (their pieces as they
-lie, not joined) and fsyncs; then it releases whoever awaits `flush()`. What is on disk is
-checked at `open` (`opening`).
+lie, not joined) that returns once they are fsynced (the file's writes are synced, `O_DSYNC`:
+see `AppendOnlyFile`); then it releases whoever awaits `flush()`. What is on disk is checked at
+`open` (`opening`).
 
 **Durable by default.** With `durable` (the default), the writer never waits to fill a batch:
 callers await `flush()` before answering, and whatever was queued while the previous fsync
@@ -20,7 +21,7 @@ them: e.g. the ALLOWs of an observed run) are gathered that way in durable mode 
 go with the next write somebody waits for, or `flush_interval` after the writer saw the first
 of them; a crash loses at most those.
 
-**Faults.** When a write or an fsync fails (a full disk, an I/O error), the writer cuts the
+**Faults.** When a write or its sync fails (a full disk, an I/O error), the writer cuts the
 file back to its last durable size (after a failed fsync the kernel may have dropped the
 pages, so the bytes are written again rather than trusted) and retries the same lines with
 backoff (`retry_initial` doubling up to `retry_max` seconds) until they are written -- then it
@@ -113,7 +114,7 @@ from domicile.router.decision_log.verify import ChainState
 from domicile.router.engine import DecisionBatch
 from domicile.router.types import Decision
 from domicile.security.events import DISK_SPACE_LOW, SecurityEventLog
-from domicile.telemetry.metrics import DECISION_LOG_FSYNC, DECISION_LOG_WRITE
+from domicile.telemetry.metrics import DECISION_LOG_WRITE
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ class DecisionLog:
     ) -> DecisionLog:
         series = Series(path)
         previous = migrate_format2(series)
-        file = AppendOnlyFile.open(path, what="decision log", in_use_reason="DECISION_LOG_IN_USE")
+        file = AppendOnlyFile.open(path, what="decision log", in_use_reason="DECISION_LOG_IN_USE", synced_writes=True)
         index = DecisionIndex(
             series,
             "",
@@ -788,12 +789,11 @@ class DecisionLog:
             log.exception("decision log %s: the intent sink failed", self.path)
 
     def _write_all(self, pieces: Sequence[Piece]) -> None:
+        # The file's writes are synced (`synced_writes`): durable when this returns, written and
+        # synced in one system call, so the writer lets go of the interpreter lock once.
         started = time.perf_counter()
         self._file.write_pieces(pieces)
-        written = time.perf_counter()
-        self._file.sync()
-        DECISION_LOG_WRITE.observe(written - started)
-        DECISION_LOG_FSYNC.observe(time.perf_counter() - written)
+        DECISION_LOG_WRITE.observe(time.perf_counter() - started)
 
     def _retrying(self, action: Callable[[], None], undo: Callable[[], None]) -> bool:
         """Run `action` until it succeeds. After an OSError: report the fault, wait with backoff,
@@ -869,15 +869,18 @@ class DecisionLog:
 
         def begin() -> None:
             if not new:
-                new.append(AppendOnlyFile.open(self.path, what="decision log", in_use_reason="DECISION_LOG_IN_USE"))
+                new.append(
+                    AppendOnlyFile.open(
+                        self.path, what="decision log", in_use_reason="DECISION_LOG_IN_USE", synced_writes=True
+                    )
+                )
             file = new[0]
             if file.size:
                 file.truncate(0)
             # (As opening a log does: the file's last line names the format, which is an older
             # one when a log of an earlier release is rotated before it wrote anything.)
             line, _ = file_line(self._state, self._file_number + 1, previous_file(target, rotated_checkpoint(target)))
-            file.write(line)
-            file.sync()
+            file.write(line)  # durable when it returns (synced_writes)
             fsync_directory(self._series.directory)
 
         if not self._retrying(begin, lambda: None):

@@ -50,10 +50,10 @@ async def test_residency_is_not_serving_while_the_decision_log_cannot_write(tmp_
     )
     try:
 
-        def failing_fsync(fd: int) -> None:
+        def failing_write(fd: int, buffers) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(appendfile.os, "fdatasync", failing_fsync)
+        monkeypatch.setattr(appendfile.os, "writev", failing_write)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             request = residency_pb2.DecideRequest(
                 dataset_id="s3://x/y", operation=residency_pb2.OPERATION_STORE, region="aws:us-east-1"

@@ -94,14 +94,14 @@ async def test_decisions_waiting_for_a_slow_fsync_do_not_take_slots(tmp_path, mo
     running = await create_server(settings)
     disk_slow = threading.Event()
     disk_back = threading.Event()
-    real_sync = AppendOnlyFile.sync
+    real_write_pieces = AppendOnlyFile.write_pieces
 
-    def slow_sync(self) -> None:
+    def slow_write(self, pieces) -> None:  # the log's writes are synced: a slow sync is a slow write
         if self.path.name == "decisions.jsonl" and disk_slow.is_set():
             assert disk_back.wait(60), "the test never let the disk come back"
-        real_sync(self)
+        real_write_pieces(self, pieces)
 
-    monkeypatch.setattr(AppendOnlyFile, "sync", slow_sync)
+    monkeypatch.setattr(AppendOnlyFile, "write_pieces", slow_write)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             residency = residency_pb2_grpc.ResidencyServiceStub(channel)

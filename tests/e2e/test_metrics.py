@@ -90,7 +90,7 @@ async def test_a_scrape_shows_calls_decisions_store_and_router(harness):
     assert delta("domicile_decision_reasons_total", code="UNKNOWN_DATASET", rule="") == 1
     store_call = {"backend": "sqlite", "operation": "upsert_dataset", "outcome": "ok"}
     assert delta("domicile_store_operation_duration_seconds_count", **store_call) == 1
-    assert delta("domicile_decision_log_fsync_seconds_count") >= 1
+    assert delta("domicile_decision_log_write_seconds_count") >= 1
     assert delta("domicile_http_request_duration_seconds_count", method="GET", route="/metrics", status="200") == 1
 
     revision = harness.router.catalog_revision

@@ -1,8 +1,9 @@
 """AppendOnlyFile: `write_pieces` writes the pieces in order whatever writev takes per call; `open`
-cuts a torn last line durably."""
+cuts a torn last line durably; `synced_writes` makes every write a synced one."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 from domicile import appendfile
@@ -54,3 +55,23 @@ def test_open_cuts_a_torn_last_line_durably(tmp_path, monkeypatch) -> None:
     finally:
         file.close()
     assert path.read_bytes() == b"one\ntwo\nfour\n"
+
+
+def test_synced_writes_are_synced_by_the_kernel_and_the_default_ones_are_not(tmp_path, monkeypatch) -> None:
+    syncs = []
+    real_sync = os.fdatasync
+    monkeypatch.setattr("domicile.appendfile.os.fdatasync", lambda fd: (syncs.append(fd), real_sync(fd)))
+    synced = AppendOnlyFile.open(tmp_path / "synced", what="log", in_use_reason="IN_USE", synced_writes=True)
+    plain = AppendOnlyFile.open(tmp_path / "plain", what="log", in_use_reason="IN_USE")
+    try:
+        assert synced.synced_writes and not plain.synced_writes
+        # O_DSYNC: each write returns once its bytes and the file's size are durable.
+        assert fcntl.fcntl(synced._fd, fcntl.F_GETFL) & os.O_DSYNC
+        assert not fcntl.fcntl(plain._fd, fcntl.F_GETFL) & os.O_DSYNC
+        synced.write(b"one\n")
+        synced.write_pieces([b"tw", b"o\n"])
+        assert synced.size == 8 and syncs == []  # no sync call of its own
+    finally:
+        synced.close()
+        plain.close()
+    assert (tmp_path / "synced").read_bytes() == b"one\ntwo\n"

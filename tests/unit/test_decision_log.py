@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import threading
 import time
@@ -111,17 +112,18 @@ async def test_a_queued_decision_is_flushed_when_asked_for(tmp_path) -> None:
 
 async def test_a_durable_flush_returns_only_once_its_lines_are_synced(tmp_path, monkeypatch) -> None:
     """A durable answer leaves after `flush`: by then its decision's line is written and synced
-    (the file's size at each completed sync, recorded), for decisions appended and decisions of
-    the lane alike."""
+    (the log's file syncs every write, O_DSYNC: the file's size after each completed write,
+    recorded), for decisions appended and decisions of the lane alike."""
     path = tmp_path / "decisions.jsonl"
     synced: list[int] = []
-    real_sync = AppendOnlyFile.sync
+    real_write_pieces = AppendOnlyFile.write_pieces
 
-    def sync(self: AppendOnlyFile) -> None:
-        real_sync(self)
+    def write_pieces(self: AppendOnlyFile, pieces) -> None:
+        assert fcntl.fcntl(self._fd, fcntl.F_GETFL) & os.O_DSYNC, "a write the kernel syncs before it returns"
+        real_write_pieces(self, pieces)
         synced.append(self.size)
 
-    monkeypatch.setattr(AppendOnlyFile, "sync", sync)
+    monkeypatch.setattr(AppendOnlyFile, "write_pieces", write_pieces)
     engine = Engine(compile_policy(load_policy(BATCH_POLICY)))
     engine.add([Dataset.create("s3://bank/0", classifications=["PII.CONTACT"], origins=["DE"])], [])
     log = await open_log(path)
@@ -147,9 +149,11 @@ async def test_a_durable_flush_returns_only_once_its_lines_are_synced(tmp_path, 
 async def test_concurrent_durable_callers_share_fsyncs(tmp_path, monkeypatch) -> None:
     path = tmp_path / "decisions.jsonl"
     log = await open_log(path)
-    fsyncs = []
-    real_sync = os.fdatasync
-    monkeypatch.setattr("domicile.appendfile.os.fdatasync", lambda fd: (fsyncs.append(fd), real_sync(fd)))
+    fsyncs = []  # each write is synced (O_DSYNC)
+    real_writev = os.writev
+    monkeypatch.setattr(
+        "domicile.appendfile.os.writev", lambda fd, views: (fsyncs.append(fd), real_writev(fd, views))[1]
+    )
 
     async def answer(n: int) -> int:
         seq = log.append(decision(n))

@@ -62,20 +62,23 @@ async def test_a_write_error_refuses_decisions_until_the_writer_resumes_by_itsel
 async def test_a_failed_fsync_rewrites_the_lines_instead_of_trusting_them(tmp_path, monkeypatch) -> None:
     path = tmp_path / "decisions.jsonl"
     log = await open_log(path, retry_initial=0.01, retry_max=0.05)
-    failures = [3]  # the next three fsyncs fail, as after an I/O error
+    failures = [3]  # the next three syncs fail, as after an I/O error
     lock = threading.Lock()
-    real_sync = os.fdatasync
+    real_writev = os.writev
 
-    def fdatasync(fd: int) -> None:
+    def writev(fd: int, buffers) -> int:
+        # The log's writes are synced (O_DSYNC): a failed sync fails the write after its bytes
+        # went into the file.
+        written = real_writev(fd, buffers)
         with lock:
             if failures[0]:
                 failures[0] -= 1
                 raise OSError(errno.EIO, "Input/output error")
-        real_sync(fd)
+        return written
 
     try:
         await write_one_per_line(log, (1,))
-        monkeypatch.setattr("domicile.appendfile.os.fdatasync", fdatasync)
+        monkeypatch.setattr("domicile.appendfile.os.writev", writev)
         log.append(decision(2))
         with pytest.raises(DomicileError) as info:
             await log.flush()
