@@ -731,9 +731,12 @@ class ServerProcess:
 
 def serve_argv(store: str, data_dir: Path, *options: str) -> list[str]:
     """`domicile serve` on loopback, plaintext, a free port, no HTTP listener, with the example
-    policy, `store` and `data_dir` (and `options`): how every benchmark runs a server."""
+    policy, `store` and `data_dir` (and `options`): how every benchmark runs a server. `-P`: the
+    interpreter's own build is imported, not the working directory's `domicile` (with
+    --base-python the other build would run this worktree's code outside `router/`)."""
     return [
         sys.executable,
+        "-P",
         "-c",
         "from domicile.cli.main import main; main()",
         "serve",
