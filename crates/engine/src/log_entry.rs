@@ -311,7 +311,7 @@ pub fn reason_pieces(reasons: &[Reason]) -> Vec<u8> {
     out
 }
 
-/// One reason as two `pieces`: its text `[CODE, MESSAGE, RULE_ID, CITATION]` and its lineage
+/// One reason as a pair of `pieces`: its text `[CODE, MESSAGE, RULE_ID, CITATION]` and its lineage
 /// path `[STEP, ...]`, in JSON.
 pub fn push_reason_pieces<'s>(
     out: &mut Vec<u8>,
@@ -321,8 +321,7 @@ pub fn push_reason_pieces<'s>(
     citation: &str,
     path: impl IntoIterator<Item = &'s str>,
 ) {
-    pieces::push(out, |out| json_strings(out, [code, message, rule_id, citation]));
-    pieces::push(out, |out| json_strings(out, path));
+    pieces::push_pair(out, |out| json_strings(out, [code, message, rule_id, citation]), |out| json_strings(out, path));
 }
 
 /// A JSON array of strings.

@@ -133,11 +133,12 @@ pub struct Made {
 pub struct Judgement {
     pub verdict: Arc<Verdict>,
     allowed: Arc<RegionList>,
+    // (An answer's encoder reads one or the other, an ALLOW both: side by side.)
     reason_pieces: OnceLock<Box<[u8]>>,
+    answer_fields: OnceLock<Box<[u8]>>,
     outcome: Outcome,
     inherited_only: bool,
     log_reasons: OnceLock<Box<[u8]>>,
-    answer_fields: OnceLock<Box<[u8]>>,
 }
 
 impl Judgement {

@@ -1,25 +1,33 @@
-//! Byte strings kept one after another in one buffer, each after its length in four bytes
-//! (little endian): how a verdict's memoised renderings keep its reasons' texts and lineage
-//! paths apart, for the answers and log entries that list each text once.
+//! Byte strings kept in pairs one after another in one buffer, each pair after the lengths of
+//! its two strings in four bytes each (little endian): how a verdict's memoised renderings keep
+//! its reasons' texts and lineage paths apart, for the answers and log entries that list each
+//! text once. Both lengths come first, so that a reader finds both strings from one read of
+//! the pair's first bytes, and then reads on.
 
-/// Appends a piece written by `write`.
-pub fn push(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+/// Appends a pair written by `first` and `second`.
+pub fn push_pair(out: &mut Vec<u8>, first: impl FnOnce(&mut Vec<u8>), second: impl FnOnce(&mut Vec<u8>)) {
     let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    write(out);
-    let len = u32::try_from(out.len() - at - 4).expect("a piece is smaller than 4 GiB");
-    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    first(out);
+    let middle = out.len();
+    second(out);
+    let len = |bytes: usize| u32::try_from(bytes).expect("a piece is smaller than 4 GiB").to_le_bytes();
+    let (first_len, second_len) = (len(middle - at - 8), len(out.len() - middle));
+    out[at..at + 4].copy_from_slice(&first_len);
+    out[at + 4..at + 8].copy_from_slice(&second_len);
 }
 
-/// The pieces of `bytes` (as `push` wrote them) two at a time.
+/// The pairs of `bytes` (as `push_pair` wrote them).
 pub fn pairs(mut bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
-    let mut take = move || {
-        let (len, rest) = bytes.split_first_chunk::<4>()?;
-        let (piece, rest) = rest.split_at(u32::from_le_bytes(*len) as usize);
+    std::iter::from_fn(move || {
+        let (lens, rest) = bytes.split_first_chunk::<8>()?;
+        let first = u32::from_le_bytes(lens[..4].try_into().expect("four bytes")) as usize;
+        let second = u32::from_le_bytes(lens[4..].try_into().expect("four bytes")) as usize;
+        let (first, rest) = rest.split_at(first);
+        let (second, rest) = rest.split_at(second);
         bytes = rest;
-        Some(piece)
-    };
-    std::iter::from_fn(move || Some((take()?, take()?)))
+        Some((first, second))
+    })
 }
 
 #[cfg(test)]
@@ -27,12 +35,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pieces_read_back_in_pairs() {
+    fn pairs_read_back() {
         let mut out = Vec::new();
-        for piece in [&b"text"[..], b"", b"path", &[7; 300]] {
-            push(&mut out, |out| out.extend_from_slice(piece));
-        }
+        push_pair(&mut out, |out| out.extend_from_slice(b"text"), |_| {});
+        push_pair(&mut out, |out| out.extend_from_slice(b"path"), |out| out.extend_from_slice(&[7; 300]));
         let read: Vec<_> = pairs(&out).collect();
         assert_eq!(read, vec![(&b"text"[..], &b""[..]), (&b"path"[..], &[7; 300][..])]);
+        assert_eq!(pairs(&[]).count(), 0);
     }
 }

@@ -502,21 +502,24 @@ fn path_len(reason: &Reason) -> usize {
 }
 
 /// `reasons` for an answer that shares their texts: per reason, its text (its Reason fields
-/// but lineage_path) and its lineage_path fields, as two `pieces`.
+/// but lineage_path) and its lineage_path fields, as a pair of `pieces`.
 pub fn reason_pieces(reasons: &[Reason]) -> Vec<u8> {
     let mut out = Vec::with_capacity(reasons.iter().map(|reason| reason_len(reason) + 8).sum());
     for reason in reasons {
-        pieces::push(&mut out, |out| {
-            put_string(out, REASON_CODE, reason.code.as_str());
-            put_string(out, REASON_RULE_ID, &reason.rule_id);
-            put_string(out, REASON_MESSAGE, &reason.message);
-            put_string(out, REASON_CITATION, &reason.citation);
-        });
-        pieces::push(&mut out, |out| {
-            for step in &reason.path {
-                put_repeated_string(out, REASON_LINEAGE_PATH, step);
-            }
-        });
+        pieces::push_pair(
+            &mut out,
+            |out| {
+                put_string(out, REASON_CODE, reason.code.as_str());
+                put_string(out, REASON_RULE_ID, &reason.rule_id);
+                put_string(out, REASON_MESSAGE, &reason.message);
+                put_string(out, REASON_CITATION, &reason.citation);
+            },
+            |out| {
+                for step in &reason.path {
+                    put_repeated_string(out, REASON_LINEAGE_PATH, step);
+                }
+            },
+        );
     }
     out
 }
