@@ -267,7 +267,7 @@ class DecisionLog:
     ) -> DecisionLog:
         series = Series(path)
         previous = migrate_format2(series)
-        file = AppendOnlyFile.open(path, what="decision log", in_use_reason="DECISION_LOG_IN_USE", synced_writes=True)
+        file = _open_active(path)
         index = DecisionIndex(
             series,
             "",
@@ -869,11 +869,7 @@ class DecisionLog:
 
         def begin() -> None:
             if not new:
-                new.append(
-                    AppendOnlyFile.open(
-                        self.path, what="decision log", in_use_reason="DECISION_LOG_IN_USE", synced_writes=True
-                    )
-                )
+                new.append(_open_active(self.path))
             file = new[0]
             if file.size:
                 file.truncate(0)
@@ -974,6 +970,12 @@ class DecisionLog:
         for loop, outcomes in settled.items():
             with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, outcomes)
+
+
+def _open_active(path: Path) -> AppendOnlyFile:
+    """The active file as the writer writes it, when a log opens and after each rotation: every
+    write synced (`synced_writes`), so that a commit is one system call."""
+    return AppendOnlyFile.open(path, what="decision log", in_use_reason="DECISION_LOG_IN_USE", synced_writes=True)
 
 
 class _Line(NamedTuple):

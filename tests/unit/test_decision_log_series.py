@@ -4,9 +4,11 @@ middle of a rotation, and a log written before format 3 (format 2)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import itertools
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -63,6 +65,31 @@ async def test_rotation_by_age(tmp_path) -> None:
     finally:
         await log.close()
     assert names(tmp_path) == ["decisions.000001.jsonl", "decisions.jsonl"] and verify(path).ok
+
+
+async def test_the_file_a_rotation_begins_syncs_every_write_as_the_first_did(tmp_path, monkeypatch) -> None:
+    """Durable answers rely on every write of the active file being synced (O_DSYNC): the file a
+    rotation begins is opened as the log's first one was."""
+    path = tmp_path / "decisions.jsonl"
+    writes: list[tuple[str, bool]] = []  # (file, synced) of each write to the log's files
+    real_write, real_writev = os.write, os.writev
+
+    def record(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if Path(name).name.startswith("decisions"):
+            writes.append((Path(name).name, bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DSYNC)))
+
+    monkeypatch.setattr("domicile.appendfile.os.write", lambda fd, data: (record(fd), real_write(fd, data))[1])
+    monkeypatch.setattr("domicile.appendfile.os.writev", lambda fd, views: (record(fd), real_writev(fd, views))[1])
+    log = await open_log(path, rotate_seconds=0.2)
+    try:
+        await write_one_per_line(log, (1,))
+        await asyncio.sleep(0.3)
+        await write_one_per_line(log, (2,))  # rotated before this line: a new active file
+    finally:
+        await log.close()
+    assert names(tmp_path) == ["decisions.000001.jsonl", "decisions.jsonl"] and verify(path).ok
+    assert len(writes) >= 3 and all(synced for _, synced in writes), writes
 
 
 async def test_retention_archives_older_files_and_verify_follows_them(tmp_path) -> None:
