@@ -52,13 +52,12 @@ _IOV_MAX = os.sysconf("SC_IOV_MAX")  # pieces one writev takes
 class AppendOnlyFile:
     """An open, locked append-only file. Not thread-safe: one thread writes at a time."""
 
-    def __init__(self, path: Path, fd: int, size: int, torn_bytes: int, created: bool, synced_writes: bool) -> None:
+    def __init__(self, path: Path, fd: int, size: int, torn_bytes: int, created: bool) -> None:
         # Use `open`.
         self.path = path
         self.size = size  # bytes in the file, as this writer left it
         self.torn_bytes = torn_bytes  # cut off the end by `open`
         self.created = created  # `open` created the file
-        self.synced_writes = synced_writes  # each write returns once durable (O_DSYNC)
         self._fd = fd
 
     @classmethod
@@ -83,7 +82,7 @@ class AppendOnlyFile:
             if created:
                 fsync_directory(path.parent)
             complete = _end_of_last_line(fd, size)
-            file = cls(path, fd, size, size - complete, created, synced_writes)
+            file = cls(path, fd, size, size - complete, created)
             if complete < size:
                 log.warning(
                     "%s %s: cutting an incomplete last line (%d bytes) left by a crash", what, path, size - complete
