@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from router_bench import percentile
 
 from domicile.appendfile import AppendOnlyFile
 from domicile.router.decision_log import CheckpointSigner, DecisionLog, writer
@@ -130,7 +131,7 @@ class Phases:
 
 def ms(timed: list[float], p: float) -> float:
     """The `p` quantile of sorted seconds `timed`, in milliseconds."""
-    return timed[min(len(timed) - 1, int(p * len(timed)))] * 1000
+    return percentile(timed, p) * 1000
 
 
 def show(what: str, seconds: list[float]) -> None:

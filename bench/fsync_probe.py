@@ -22,6 +22,15 @@ import time
 SYNCS = {"fsync": os.fsync, "fdatasync": os.fdatasync, "o_dsync": None}  # None: the write syncs (O_DSYNC)
 
 
+def probe_file(name: str, directory: str | None) -> tuple[int, str]:
+    """A new file in `directory` for the `name` way to sync: its descriptor and path."""
+    fd, path = tempfile.mkstemp(prefix=f"{name}-probe-", dir=directory)
+    if SYNCS[name] is None:  # opened again with O_DSYNC: fcntl's F_SETFL cannot set it
+        os.close(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_DSYNC)
+    return fd, path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default=tempfile.gettempdir())
@@ -31,14 +40,10 @@ def main() -> None:
     parser.add_argument("--sync", default="fsync", help="comma-separated: fsync, fdatasync, o_dsync (taking turns)")
     args = parser.parse_args()
     names = args.sync.split(",")
-    if not names or any(name not in SYNCS for name in names):
-        parser.error(f"--sync: one or more of {', '.join(SYNCS)}")
+    if not names or any(name not in SYNCS for name in names) or len(set(names)) < len(names):
+        parser.error(f"--sync: one or more of {', '.join(SYNCS)}, each once")
     line = b"x" * (args.bytes - 1) + b"\n"
-    files = [tempfile.mkstemp(prefix=f"{name}-probe-", dir=args.dir) for name in names]
-    for name, (fd, path) in zip(names, files, strict=True):
-        if SYNCS[name] is None:
-            os.close(fd)
-            files[names.index(name)] = (os.open(path, os.O_WRONLY | os.O_APPEND | os.O_DSYNC), path)
+    files = [probe_file(name, args.dir) for name in names]
     latencies: dict[str, list[float]] = {name: [] for name in names}
     try:
         for _ in range(args.count):
