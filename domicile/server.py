@@ -44,7 +44,7 @@ from domicile.router.policy_history import POLICIES_FILE
 from domicile.router.runtime import Router
 from domicile.router.service import PolicyServicer, ResidencyServicer, add_residency_service
 from domicile.security import Security, build_security
-from domicile.telemetry.access import AccessInterceptor, access_middleware
+from domicile.telemetry.access import AccessInterceptor, access_lines, access_middleware
 from domicile.telemetry.metrics import server_registry
 from domicile.telemetry.store import InstrumentedStore
 from domicile.telemetry.tracing import configure_tracing, grpc_server_interceptor
@@ -103,6 +103,7 @@ class RunningServer:
             await self.app.router.close()
         await self.security.close()
         await self.app.store.close()
+        access_lines.flush()  # the last calls' lines, before the process may exit
 
     async def wait_for_termination(self) -> None:
         await self.grpc_server.wait_for_termination()

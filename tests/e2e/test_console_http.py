@@ -16,6 +16,7 @@ import pytest
 from domicile.config import load_settings
 from domicile.security.dev_credentials import mint_console_link_token
 from domicile.server import create_server
+from domicile.telemetry.access import access_lines
 
 pytestmark = pytest.mark.asyncio
 
@@ -234,6 +235,7 @@ async def test_console_requests_have_access_log_lines(console, caplog):
     with caplog.at_level(logging.INFO, logger="domicile.access"):
         async with http.get(f"{running.console_url}/api/v1/datasets?page_size=1", headers=with_session(session)) as r:
             assert r.status == 200
+        access_lines.flush()  # lines reach the logger in batches, off the event loop
     (line,) = [r for r in caplog.records if r.name == "domicile.access" and r.method.startswith("GET /api/v1/datasets")]
     assert (line.kind, line.status, line.principal) == ("http", "200", "dev")
     assert line.response_bytes > 0 and re.search(r"trace=[0-9a-f]{32}", line.getMessage())

@@ -1,0 +1,178 @@
+"""The access log's lines: taken as a call ends, handed to the `domicile.access` logger by a
+thread of their own in batches, one write of the server log per batch, in the documented text
+and JSON formats."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import threading
+import time
+
+import pytest
+
+from domicile.security.context import current_trace_id
+from domicile.telemetry.access import AccessLog
+from domicile.telemetry.logs import configure_logging
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+METHOD = "/domicile.v1.ResidencyService/Decide"
+
+
+@pytest.fixture
+def root_logging():
+    """configure_logging replaces the root logger's handlers: put back pytest's afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    access_level = logging.getLogger("domicile.access").level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("domicile.access").setLevel(access_level)
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def add_call(lines: AccessLog, status: str = "OK", principal: str = "svc-a") -> None:
+    lines.add("grpc", METHOD, status, 0.000612, 46, 1704, "ipv4:10.2.0.7:51234", principal)
+
+
+def test_a_text_line_per_call_with_the_time_the_call_ended(root_logging):
+    stream = CountingStream()
+    configure_logging("INFO", "text", stream)
+    lines = AccessLog()
+    token = current_trace_id.set(TRACE)
+    try:
+        add_call(lines)
+    finally:
+        current_trace_id.reset(token)
+    ended = time.time()
+    time.sleep(0.05)  # the line is written later than it was taken...
+    lines.flush()
+    (line,) = stream.getvalue().splitlines()
+    when, rest = line[:23], line[24:]
+    assert rest == (
+        f"INFO domicile.access: {METHOD} OK 0.612ms in=46B out=1704B principal=svc-a "
+        f"peer=ipv4:10.2.0.7:51234 trace={TRACE}"
+    )
+    # ...but dated when the call ended (the text format's local time, to the millisecond).
+    stamped = time.mktime(time.strptime(when[:19], "%Y-%m-%d %H:%M:%S")) + int(when[20:]) / 1000
+    assert abs(stamped - ended) < 0.02
+
+
+def test_json_lines_carry_the_documented_fields_and_the_requests_trace_id(root_logging):
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    lines = AccessLog()
+    token = current_trace_id.set(TRACE)
+    try:
+        add_call(lines)
+    finally:
+        current_trace_id.reset(token)
+    add_call(lines, status="UNAUTHENTICATED", principal="")  # outside the request: no trace id
+    # Handed over from another thread, whose context has no trace id.
+    flusher = threading.Thread(target=lines.flush)
+    flusher.start()
+    flusher.join()
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert list(first) == [
+        "level",
+        "logger",
+        "message",
+        "trace_id",
+        "span_id",
+        "kind",
+        "method",
+        "status",
+        "latency_ms",
+        "request_bytes",
+        "response_bytes",
+        "principal",
+        "peer",
+        "timestamp",
+    ]
+    assert first | {"timestamp": ""} == {
+        "level": "INFO",
+        "logger": "domicile.access",
+        "message": f"{METHOD} OK 0.612ms in=46B out=1704B principal=svc-a peer=ipv4:10.2.0.7:51234 trace={TRACE}",
+        "trace_id": TRACE,
+        "span_id": "",
+        "kind": "grpc",
+        "method": METHOD,
+        "status": "OK",
+        "latency_ms": 0.612,
+        "request_bytes": 46,
+        "response_bytes": 1704,
+        "principal": "svc-a",
+        "peer": "ipv4:10.2.0.7:51234",
+        "timestamp": "",
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", first["timestamp"])
+    assert (second["status"], second["trace_id"], second["principal"]) == ("UNAUTHENTICATED", "", "")
+    assert second["message"].endswith("principal=- peer=ipv4:10.2.0.7:51234 trace=-")
+
+
+def test_the_thread_writes_each_batch_in_one_write(root_logging):
+    stream = CountingStream()
+    configure_logging("INFO", "text", stream)
+    lines = AccessLog()
+    for _ in range(50):
+        add_call(lines)
+    deadline = time.monotonic() + 10
+    while stream.getvalue().count("\n") < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue().count("\n") == 50
+    assert stream.writes == 1
+    add_call(lines)  # a later line: the thread wakes again for it
+    while stream.getvalue().count("\n") < 51 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue().count("\n") == 51 and stream.writes == 2
+
+
+def test_records_reach_other_handlers_too(caplog):
+    lines = AccessLog()
+    with caplog.at_level(logging.INFO, logger="domicile.access"):
+        add_call(lines)
+        lines.flush()
+    (record,) = [r for r in caplog.records if r.name == "domicile.access"]
+    assert (record.kind, record.method, record.status, record.principal) == ("grpc", METHOD, "OK", "svc-a")
+    assert (record.latency_ms, record.request_bytes, record.response_bytes) == (0.612, 46, 1704)
+
+
+def test_a_raised_level_turns_the_lines_off(root_logging):
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream)
+    logging.getLogger("domicile.access").setLevel(logging.WARNING)
+    lines = AccessLog()
+    add_call(lines)
+    lines.flush()
+    assert stream.getvalue() == ""
+
+
+class FullDisk(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failed_write_is_reported_as_logging_reports_it(root_logging, capsys, monkeypatch):
+    monkeypatch.setattr(logging, "raiseExceptions", True)
+    configure_logging("INFO", "text", FullDisk())
+    lines = AccessLog()
+    add_call(lines)
+    lines.flush()
+    reported = capsys.readouterr().err
+    assert "--- Logging error ---" in reported and "No space left on device" in reported
+    assert "principal=%s" in reported  # the record whose write failed
