@@ -33,7 +33,7 @@ from router_bench import POLICY, REGIONS, App, questions, synthetic_catalog
 from domicile.config import load_settings
 from domicile.grpc_errors import ErrorMappingInterceptor, RequestParsingInterceptor
 from domicile.grpc_handlers import chained
-from domicile.loadshed import LoadShedder, PrincipalLoadShedding, ServerLoadShedding
+from domicile.loadshed import LoadShedder, ServerLoadShedding
 from domicile.router.runtime import Router
 from domicile.router.service import ResidencyServicer, add_residency_service
 from domicile.security import build_security
@@ -126,13 +126,13 @@ async def run(args: argparse.Namespace, workdir: Path) -> None:
         decide = collected.find()
 
         def server_chain(access: list[grpc.aio.ServerInterceptor]) -> list[grpc.aio.ServerInterceptor]:
-            # As `create_server` orders them (no tracing interceptor: tracing is off).
+            # As `create_server` orders them (no tracing interceptor: tracing is off; no
+            # per-principal limit: --insecure).
             return [
                 ServerLoadShedding(shedder),
                 *access,
                 ErrorMappingInterceptor(),
                 *security.interceptors,
-                PrincipalLoadShedding(shedder),
                 RequestParsingInterceptor(),
             ]
 

@@ -181,7 +181,7 @@ async def create_server(settings: Settings, *, store: GraphStore | None = None) 
             ErrorMappingInterceptor(),
             *security.interceptors,
         ]
-        if shedder is not None:
+        if shedder is not None and not settings.insecure:  # --insecure: no principal to count
             interceptors.append(PrincipalLoadShedding(shedder))
         interceptors.append(RequestParsingInterceptor())
         server = grpc.aio.server(interceptors=chained(interceptors), options=_server_options(settings))

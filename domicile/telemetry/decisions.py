@@ -23,7 +23,6 @@ from opentelemetry import trace
 from domicile.router.engine import DecisionBatch, DecisionCounts
 from domicile.router.types import DecisionFields, Operation, Outcome
 from domicile.telemetry.metrics import DECISION_REASONS, DECISIONS
-from domicile.telemetry.tracing import tracing_enabled
 
 MAX_DECISION_EVENTS = 100
 
@@ -36,10 +35,9 @@ def observe_decisions(decisions: Sequence[DecisionFields]) -> None:
     if not decisions:
         return
     _count(decisions)
-    if tracing_enabled():
-        current = trace.get_current_span()
-        if current.is_recording():
-            _describe(current, decisions)
+    current = trace.get_current_span()
+    if current.is_recording():
+        _describe(current, decisions)
 
 
 def observe_batch(decisions: DecisionBatch) -> None:
@@ -48,19 +46,17 @@ def observe_batch(decisions: DecisionBatch) -> None:
     if not decisions:
         return
     count_decisions(decisions.counts())
-    if tracing_enabled():
-        current = trace.get_current_span()
-        if current.is_recording():
-            _describe(current, decisions)
+    current = trace.get_current_span()
+    if current.is_recording():
+        _describe(current, decisions)
 
 
 def describe_decisions(decisions: Sequence[DecisionFields]) -> None:
     """Describe decisions counted elsewhere (see the module docstring) on the current span, when
     it records."""
-    if tracing_enabled():
-        current = trace.get_current_span()
-        if current.is_recording():
-            _describe(current, decisions)
+    current = trace.get_current_span()
+    if current.is_recording():
+        _describe(current, decisions)
 
 
 def count_decisions(counts: DecisionCounts) -> None:
