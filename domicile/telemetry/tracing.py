@@ -126,9 +126,11 @@ def span(name: str, attributes: Mapping[str, AttributeValue] | None = None) -> I
 def optional_span(
     name: str, attributes: Mapping[str, AttributeValue] | None = None
 ) -> contextlib.AbstractContextManager[Any]:
-    """`span(name, attributes)` when tracing is on; nothing at all (not even a non-recording
-    span, nor a generator) when it is off, for code on the decision path."""
-    if not tracing_enabled():
+    """`span(name, attributes)` as a child of the current span when that one records; nothing
+    at all (not even a non-recording span, nor a generator) otherwise -- with tracing off, or
+    outside a sampled request -- for code on the decision path. (Asking the current span is
+    cheaper than `tracing_enabled()`, which looks up the environment while tracing is off.)"""
+    if not trace.get_current_span().is_recording():
         return contextlib.nullcontext()
     return _current_tracer().start_as_current_span(name, attributes=attributes, record_exception=True)
 
