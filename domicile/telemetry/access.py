@@ -190,7 +190,10 @@ class AccessLog:
             self._ready.wait()
             time.sleep(self.INTERVAL)
             self._ready.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # a bug: say so, and keep the thread for the next lines
+                logging.getLogger(__name__).exception("access log: lines lost")
 
     def flush(self) -> None:
         """Hands the pending lines to the logger now."""
