@@ -1,15 +1,15 @@
 """Per-request telemetry at the edges: the latency histograms and one access log line for every
 gRPC call and HTTP request.
 
-Access log lines go to the `domicile.access` logger at INFO (`access_log: false` turns them
-off). In JSON (`--log-format json`) each is an object with `kind` (`grpc` or `http`),
+Access log lines are INFO lines of the `domicile.access` logger in the server log
+(`access_log: false`, or a level above INFO for that logger, turns them off). In JSON (`--log-format json`) each is an object with `kind` (`grpc` or `http`),
 `method` (`/domicile.v1.ResidencyService/Decide`, or `POST /api/v1/lineage`), `status` (the
 gRPC code name or the HTTP status), `latency_ms`, `request_bytes`, `response_bytes`,
 `principal` (empty when unauthenticated), `peer` and `trace_id`; as text, the same in one line.
 
-A call's line costs the call only the taking of its fields: `AccessLog` makes the records and
-hands them to the logger from a thread of its own, a batch every few milliseconds (one write of
-the server log each), so that neither the logging machinery nor the write is on the event loop.
+A call's line costs the call only the taking of its fields: `AccessLog` renders the lines and
+writes them from a thread of its own, a batch every few dozen milliseconds (one write of the
+server log each), so that neither the formatting nor the write is on the event loop.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from google.protobuf.message import Message
 from domicile.grpc_handlers import WrappingInterceptor, wrap_handler
 from domicile.security.context import current_principal, current_trace_id
 from domicile.security.http import PRINCIPAL_KEY
-from domicile.telemetry.logs import batched_writes, trace_ids
+from domicile.telemetry.logs import ServerLog, server_log, trace_ids
 from domicile.telemetry.metrics import HTTP_DURATION, RPC_DURATION
 from domicile.telemetry.security import request_trace_id
 
@@ -135,13 +135,16 @@ def _traceparent(context: grpc.aio.ServicerContext) -> str | None:
 
 class AccessLog:
     """The access log's lines: `add` takes a call's fields (and the request's trace ids, which
-    live in its context) as the call ends; a thread of its own makes them `domicile.access`
-    records and hands them to the logger, `INTERVAL` after the first line of a batch, the
-    batch in one write (`batched_writes`). `flush` hands over what is pending at once: a
-    server's stop does, and so does the interpreter's exit, so that no line is lost on a
-    clean shutdown. The logger's level is checked as each line is added."""
+    live in its context) as the call ends; a thread of its own renders them in the server
+    log's format and writes them, `INTERVAL` after the first line of a batch, the batch in one
+    write (`ServerLog.write_lines`). `flush` writes what is pending at once: a server's stop
+    does, and so does the interpreter's exit, so that no line is lost on a clean shutdown.
+    Lines go to the server log (`configure_logging`): without it, none are written. The
+    logger's level is checked as each line is added."""
 
-    INTERVAL = 0.01
+    # Each batch holds the interpreter lock while it is rendered (a few microseconds a line)
+    # and costs a wake-up of the thread: a few dozen a second.
+    INTERVAL = 0.025
 
     def __init__(self) -> None:
         self._pending: list[tuple[Any, ...]] = []
@@ -196,17 +199,16 @@ class AccessLog:
                 logging.getLogger(__name__).exception("access log: lines lost")
 
     def flush(self) -> None:
-        """Hands the pending lines to the logger now."""
+        """Write the pending lines now."""
         with self._delivering:
             lines, self._pending = self._pending, []
-            if not lines:
-                return
-            with batched_writes():
-                for line in lines:
-                    access_log.handle(_record(*line))
+            server = server_log()
+            if lines and server is not None:
+                server.write_lines([_line(server, *line) for line in lines])
 
 
-def _record(
+def _line(
+    server: ServerLog,
     created: float,
     request_trace: str,
     trace_id: str,
@@ -219,33 +221,23 @@ def _record(
     sent: int,
     peer: str,
     principal: str,
-) -> logging.LogRecord:
+) -> str:
     latency_ms = round(elapsed * 1000, 3)
-    record = access_log.makeRecord(
-        access_log.name,
-        logging.INFO,
-        __file__,
-        0,
-        "%s %s %.3fms in=%dB out=%dB principal=%s peer=%s trace=%s",
-        (method, status, latency_ms, received, sent, principal or "-", peer, request_trace or "-"),
-        None,
-        extra={
-            "kind": kind,
-            "method": method,
-            "status": status,
-            "latency_ms": latency_ms,
-            "request_bytes": received,
-            "response_bytes": sent,
-            "principal": principal,
-            "peer": peer,
-            "trace_id": trace_id,
-            "span_id": span_id,
-        },
+    message = (
+        f"{method} {status} {latency_ms:.3f}ms in={received}B out={sent}B principal={principal or '-'} "
+        f"peer={peer} trace={request_trace or '-'}"
     )
-    # The time the call ended, not the time the line went out (as LogRecord computes them).
-    record.created = created
-    record.msecs = int((created - int(created)) * 1000) + 0.0
-    return record
+    fields = {
+        "kind": kind,
+        "method": method,
+        "status": status,
+        "latency_ms": latency_ms,
+        "request_bytes": received,
+        "response_bytes": sent,
+        "principal": principal,
+        "peer": peer,
+    }
+    return server.info_line(access_log.name, created, message, trace_id, span_id, fields)
 
 
 access_lines = AccessLog()

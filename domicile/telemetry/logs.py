@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import IO, Literal
+import time
+from datetime import UTC, datetime
+from typing import IO, Any, Literal
 
+import orjson
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from domicile.security.context import current_trace
@@ -36,12 +36,10 @@ def trace_ids() -> tuple[str, str]:
 
 
 class TraceContext(logging.Filter):
-    """Adds `trace_id` and `span_id` (`trace_ids()`) to each record that does not carry them:
-    a record made off its request's context (the access log's) carries its request's."""
+    """Adds `trace_id` and `span_id` to each record (`trace_ids()`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if "trace_id" not in record.__dict__:
-            record.trace_id, record.span_id = trace_ids()
+        record.trace_id, record.span_id = trace_ids()
         return True
 
 
@@ -55,60 +53,77 @@ class JsonLines(OrjsonFormatter):
 
 
 class ServerLog(logging.StreamHandler):
-    """The server log's handler. Records it handles inside `batch()` are formatted as they come
-    and written together when the batch ends, in one write and one flush: the access log hands
-    over its lines so (`domicile.telemetry.access`). Records of other threads meanwhile are
-    written as usual."""
+    """The server log's handler (`configure_logging`). Besides the records of every logger it
+    writes lines given as fields, several in one write (`write_lines`): the access log's, off
+    the event loop (`domicile.telemetry.access`), without a LogRecord and a trip through the
+    logging machinery each. Such a line is the very line the handler's formatter makes of an
+    INFO record with the same fields (tests/unit/test_access_log.py holds the two together)."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], log_format: LogFormat) -> None:
         super().__init__(stream)
-        self._batching = threading.local()
+        self.addFilter(TraceContext())
+        self.setFormatter(JsonLines() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+        self._json = log_format == "json"
+        self._second = -1
+        self._second_text = ""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        lines: list[str] | None = getattr(self._batching, "lines", None)
-        if lines is None:
-            super().emit(record)
+    def info_line(
+        self, logger: str, created: float, message: str, trace_id: str, span_id: str, fields: dict[str, Any]
+    ) -> str:
+        """The line of an INFO record of `logger` made at `created` (time.time()), carrying
+        `trace_id`, `span_id` and the `fields` its caller would pass as `extra`."""
+        if self._json:
+            return orjson.dumps(
+                {
+                    "level": "INFO",
+                    "logger": logger,
+                    "message": message,
+                    "trace_id": trace_id,
+                    "span_id": span_id,
+                    **fields,
+                    "timestamp": datetime.fromtimestamp(created, tz=UTC),
+                },
+                option=orjson.OPT_NON_STR_KEYS,
+            ).decode()
+        second = int(created)
+        formatter = self.formatter
+        assert formatter is not None
+        if second != self._second:  # lines come many a second: format the date once
+            self._second_text = time.strftime(formatter.default_time_format, formatter.converter(second))
+            self._second = second
+        msec_format = formatter.default_msec_format
+        asctime = (
+            msec_format % (self._second_text, int((created - second) * 1000)) if msec_format else self._second_text
+        )
+        return TEXT_FORMAT % {"asctime": asctime, "levelname": "INFO", "name": logger, "message": message}
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Write `lines` (`info_line`s) in one write and one flush, as `emit` writes a record
+        (a failure is reported as logging reports one)."""
+        if not lines:
             return
-        try:
-            lines.append(self.format(record) + self.terminator)
-            self._batching.last = record
-        except Exception:
-            self.handleError(record)
-
-    @contextmanager
-    def batch(self) -> Iterator[None]:
-        lines: list[str] = []
-        self._batching.lines = lines
-        try:
-            yield
-        finally:
-            self._batching.lines = None
-            if lines:
-                with self.lock:  # type: ignore[union-attr]
-                    try:
-                        self.stream.write("".join(lines))
-                        self.flush()
-                    except Exception:
-                        self.handleError(self._batching.last)
+        with self.lock:  # type: ignore[union-attr]
+            try:
+                self.stream.write(self.terminator.join(lines) + self.terminator)
+                self.flush()
+            except Exception:
+                self.handleError(logging.makeLogRecord({"msg": lines[0], "levelno": logging.INFO}))
 
 
-def batched_writes() -> AbstractContextManager[None]:
-    """Records handled inside go out in one write of the server log (`ServerLog.batch`) when
-    logging is configured (`configure_logging`); else each as its handlers write it."""
+def server_log() -> ServerLog | None:
+    """The server log's handler when `configure_logging` installed it."""
     for handler in logging.getLogger().handlers:
         if isinstance(handler, ServerLog):
-            return handler.batch()
-    return nullcontext()
+            return handler
+    return None
 
 
 def configure_logging(level: str, log_format: LogFormat, stream: IO[str] | None = None) -> None:
     """Route every logger to `stream` (stderr) at `level`, as text or JSON lines."""
     # Neither format names a thread or a process: records need not look them up (the logging
-    # module's documented switches; each access log line would pay for them).
+    # module's documented switches; every record would pay for them).
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = ServerLog(stream or sys.stderr)
-    handler.addFilter(TraceContext())
-    handler.setFormatter(JsonLines() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler = ServerLog(stream or sys.stderr, log_format)
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

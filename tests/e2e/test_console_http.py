@@ -4,6 +4,7 @@ are in tests/browser/)."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from domicile.config import load_settings
 from domicile.security.dev_credentials import mint_console_link_token
 from domicile.server import create_server
 from domicile.telemetry.access import access_lines
+from domicile.telemetry.logs import configure_logging
 
 pytestmark = pytest.mark.asyncio
 
@@ -229,13 +231,23 @@ async def test_insecure_server_serves_no_console(tmp_path):
         await running.stop(0)
 
 
-async def test_console_requests_have_access_log_lines(console, caplog):
+async def test_console_requests_have_access_log_lines(console):
     running, http = console
     session, _ = await sign_in(running, http)
-    with caplog.at_level(logging.INFO, logger="domicile.access"):
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    try:
         async with http.get(f"{running.console_url}/api/v1/datasets?page_size=1", headers=with_session(session)) as r:
             assert r.status == 200
-        access_lines.flush()  # lines reach the logger in batches, off the event loop
-    (line,) = [r for r in caplog.records if r.name == "domicile.access" and r.method.startswith("GET /api/v1/datasets")]
-    assert (line.kind, line.status, line.principal) == ("http", "200", "dev")
-    assert line.response_bytes > 0 and re.search(r"trace=[0-9a-f]{32}", line.getMessage())
+        access_lines.flush()  # lines are written in batches, off the event loop
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (line,) = [
+        r for r in records if r["logger"] == "domicile.access" and r["method"].startswith("GET /api/v1/datasets")
+    ]
+    assert (line["kind"], line["status"], line["principal"]) == ("http", "200", "dev")
+    assert line["response_bytes"] > 0 and re.search(r"trace=[0-9a-f]{32}", line["message"])

@@ -1,6 +1,5 @@
-"""The access log's lines: taken as a call ends, handed to the `domicile.access` logger by a
-thread of their own in batches, one write of the server log per batch, in the documented text
-and JSON formats."""
+"""The access log's lines: taken as a call ends, written by a thread of their own in batches,
+one write of the server log per batch, in the server log's text and JSON formats."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ import pytest
 
 from domicile.security.context import current_trace_id
 from domicile.telemetry.access import AccessLog
-from domicile.telemetry.logs import configure_logging
+from domicile.telemetry.logs import configure_logging, server_log
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 METHOD = "/domicile.v1.ResidencyService/Decide"
@@ -142,14 +141,32 @@ def test_the_thread_writes_each_batch_in_one_write(root_logging):
     assert stream.getvalue().count("\n") == 51 and stream.writes == 2
 
 
-def test_records_reach_other_handlers_too(caplog):
+@pytest.mark.parametrize("log_format", ["text", "json"])
+@pytest.mark.parametrize("created", [1_796_000_000.0, 1_796_000_000.000999, 1_796_000_059.987654])
+def test_a_line_is_what_the_formatter_makes_of_the_same_record(root_logging, log_format, created):
+    configure_logging("INFO", log_format, io.StringIO())
+    server = server_log()
+    assert server is not None
+    fields = {"kind": "http", "method": "GET /healthz", "status": "200", "latency_ms": 1.5, "principal": "svc-a"}
+    record = logging.getLogger("domicile.access").makeRecord(
+        "domicile.access", logging.INFO, __file__, 1, "GET /healthz 200 ü", (), None, extra=fields
+    )
+    record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+    token = current_trace_id.set(TRACE)
+    try:
+        expected = server.format(record) if server.filter(record) else None
+    finally:
+        current_trace_id.reset(token)
+    assert server.info_line("domicile.access", created, "GET /healthz 200 ü", TRACE, "", fields) == expected
+
+
+def test_without_the_server_log_no_line_is_kept(root_logging):
+    logging.getLogger().handlers.clear()
+    logging.getLogger("domicile.access").setLevel(logging.INFO)
     lines = AccessLog()
-    with caplog.at_level(logging.INFO, logger="domicile.access"):
-        add_call(lines)
-        lines.flush()
-    (record,) = [r for r in caplog.records if r.name == "domicile.access"]
-    assert (record.kind, record.method, record.status, record.principal) == ("grpc", METHOD, "OK", "svc-a")
-    assert (record.latency_ms, record.request_bytes, record.response_bytes) == (0.612, 46, 1704)
+    add_call(lines)
+    lines.flush()
+    assert lines._pending == []
 
 
 def test_a_raised_level_turns_the_lines_off(root_logging):
@@ -175,4 +192,4 @@ def test_a_failed_write_is_reported_as_logging_reports_it(root_logging, capsys, 
     lines.flush()
     reported = capsys.readouterr().err
     assert "--- Logging error ---" in reported and "No space left on device" in reported
-    assert "principal=%s" in reported  # the record whose write failed
+    assert "principal=svc-a" in reported  # the line whose write failed
