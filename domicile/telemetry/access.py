@@ -2,10 +2,11 @@
 gRPC call and HTTP request.
 
 Access log lines are INFO lines of the `domicile.access` logger in the server log
-(`access_log: false`, or a level above INFO for that logger, turns them off). In JSON (`--log-format json`) each is an object with `kind` (`grpc` or `http`),
-`method` (`/domicile.v1.ResidencyService/Decide`, or `POST /api/v1/lineage`), `status` (the
-gRPC code name or the HTTP status), `latency_ms`, `request_bytes`, `response_bytes`,
-`principal` (empty when unauthenticated), `peer` and `trace_id`; as text, the same in one line.
+(`access_log: false`, or a level above INFO for that logger, turns them off). In JSON
+(`--log-format json`) each is an object with `kind` (`grpc` or `http`), `method`
+(`/domicile.v1.ResidencyService/Decide`, or `POST /api/v1/lineage`), `status` (the gRPC code
+name or the HTTP status), `latency_ms`, `request_bytes`, `response_bytes`, `principal` (empty
+when unauthenticated), `peer` and `trace_id`; as text, the same in one line.
 
 A call's line costs the call only the taking of its fields: `AccessLog` renders the lines and
 writes them from a thread of its own, a batch every few dozen milliseconds (one write of the
