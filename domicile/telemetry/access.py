@@ -150,6 +150,7 @@ class AccessLog:
     def __init__(self) -> None:
         self._pending: list[tuple[Any, ...]] = []
         self._ready = threading.Event()
+        self._taking = threading.Lock()
         self._delivering = threading.Lock()
         self._starting = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -159,25 +160,25 @@ class AccessLog:
     ) -> None:
         if not access_log.isEnabledFor(logging.INFO):
             return
-        pending = self._pending
-        pending.append(
-            (
-                time.time(),
-                current_trace_id.get(),
-                *trace_ids(),
-                kind,
-                method,
-                status,
-                elapsed,
-                received,
-                sent,
-                peer,
-                principal,
-            )
+        line = (
+            time.time(),
+            current_trace_id.get(),
+            *trace_ids(),
+            kind,
+            method,
+            status,
+            elapsed,
+            received,
+            sent,
+            peer,
+            principal,
         )
-        # The first line of a batch wakes the thread (a line added to a batch already taken
-        # went out with it).
-        if len(pending) == 1:
+        # Taken under the lock `flush` takes the batch with: otherwise a line could join a
+        # batch after it was rendered, and be lost.
+        with self._taking:
+            self._pending.append(line)
+            first = len(self._pending) == 1
+        if first:  # the first line of a batch wakes the thread
             if self._thread is None:
                 self._start()
             self._ready.set()
@@ -202,7 +203,8 @@ class AccessLog:
     def flush(self) -> None:
         """Write the pending lines now."""
         with self._delivering:
-            lines, self._pending = self._pending, []
+            with self._taking:
+                lines, self._pending = self._pending, []
             server = server_log()
             if lines and server is not None:
                 server.write_lines([_line(server, *line) for line in lines])

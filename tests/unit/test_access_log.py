@@ -141,6 +141,35 @@ def test_the_thread_writes_each_batch_in_one_write(root_logging):
     assert stream.getvalue().count("\n") == 51 and stream.writes == 2
 
 
+def test_lines_added_while_batches_are_taken_are_written_once(root_logging):
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream)
+    lines = AccessLog()
+    adders, each = 4, 2000
+    done = threading.Event()
+
+    def add(number: int) -> None:
+        for call in range(each):
+            add_call(lines, principal=f"p{number}-{call}")
+
+    def flush_until_done() -> None:
+        while not done.is_set():
+            lines.flush()
+
+    flusher = threading.Thread(target=flush_until_done)
+    flusher.start()
+    threads = [threading.Thread(target=add, args=(number,)) for number in range(adders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    flusher.join()
+    lines.flush()
+    principals = re.findall(r"principal=(p\d+-\d+) ", stream.getvalue())
+    assert sorted(principals) == sorted(f"p{number}-{call}" for number in range(adders) for call in range(each))
+
+
 @pytest.mark.parametrize("log_format", ["text", "json"])
 @pytest.mark.parametrize("created", [1_796_000_000.0, 1_796_000_000.000999, 1_796_000_059.987654])
 def test_a_line_is_what_the_formatter_makes_of_the_same_record(root_logging, log_format, created):
