@@ -18,8 +18,11 @@ use std::sync::Arc;
 
 use domicile_engine::dataset_ids;
 use domicile_engine::engine::{Batch, Counts, Explanation, JobDecision, PolicyChange, Summary, Unapproved, Violation};
-use domicile_engine::log_entry::{civil_from_days, head_json, push_reason_pieces, EntryHead, EntryWriter, Row};
-use domicile_engine::policy::{Attributes, CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
+use domicile_engine::log_entry::{civil_from_days, head_json, EntryHead, EntryWriter, Row};
+use domicile_engine::policy::{
+    Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, Verdict,
+};
+use domicile_engine::reason_texts::{ReasonTexts, Reasons};
 use domicile_engine::symbols::{Key, Symbols};
 use domicile_engine::unary::{Judgement, LogLane as CoreLane};
 use domicile_engine::wire::{AnswerShape, BatchError, DecisionContext, Encoder, Questions};
@@ -977,7 +980,7 @@ impl UnaryDecision {
         };
         let mut out = Vec::with_capacity(256);
         let operation = self.engine.get().operation_of(self.operation.bind(py))?;
-        Encoder::new(context, AnswerShape::default()).decision(
+        Encoder::new(context, AnswerShape::default(), &self.policy.reason_texts).decision(
             &mut out,
             1, // DecideResponse.decision
             &self.decision_id(),
@@ -1081,7 +1084,9 @@ fn log_entry<'py>(
 ) -> PyResult<Bound<'py, PyBytes>> {
     let mut writer = EntryWriter::default();
     let mut first: Option<(String, String, i64)> = None;
-    let mut reason_pieces = Vec::new();
+    // (The entry's texts interned here: equal texts of its decisions are rendered once.)
+    let texts = ReasonTexts::default();
+    let mut read = Vec::new();
     for decision in decisions.try_iter()? {
         let decision = decision?;
         let field = |index: usize| decision.get_item(index);
@@ -1095,23 +1100,22 @@ fn log_entry<'py>(
             allowed.try_iter()?.map(|name| name?.extract::<String>()).collect::<PyResult<_>>()?;
         let region_set = writer.region_set(allowed.as_ptr() as usize, region_names.iter().map(String::as_str));
         let reasons = field(6)?;
-        reason_pieces.clear();
+        read.clear();
         for item in reasons.try_iter()? {
             let item = item?;
-            let part = |index: usize| -> PyResult<String> { item.get_item(index)?.extract() };
-            let code: String = item.get_item(0)?.getattr("value")?.extract()?;
-            let path: Vec<String> =
-                item.get_item(4)?.try_iter()?.map(|step| step?.extract::<String>()).collect::<PyResult<_>>()?;
-            push_reason_pieces(
-                &mut reason_pieces,
-                &code,
-                &part(1)?,
-                &part(2)?,
-                &part(3)?,
-                path.iter().map(String::as_str),
-            );
+            let part =
+                |index: usize| -> PyResult<Arc<str>> { Ok(Arc::from(item.get_item(index)?.extract::<String>()?)) };
+            let name: String = item.get_item(0)?.getattr("value")?.extract()?;
+            let code =
+                ReasonCode::from_name(&name).ok_or_else(|| PyValueError::new_err(format!("reason code {name:?}")))?;
+            let path = item
+                .get_item(4)?
+                .try_iter()?
+                .map(|step| Ok(Arc::from(step?.extract::<String>()?)))
+                .collect::<PyResult<_>>()?;
+            read.push(Reason { code, message: part(1)?, rule_id: part(2)?, citation: part(3)?, path });
         }
-        let reason_set = writer.reason_set(reasons.as_ptr() as usize, &reason_pieces);
+        let reason_set = writer.reason_set(reasons.as_ptr() as usize, &Reasons::new(&read, &texts));
         let operation = match value(3)?.as_str() {
             "store" => Operation::Store,
             "process" => Operation::Process,

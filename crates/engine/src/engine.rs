@@ -17,8 +17,7 @@ use crate::index::{Change, Delta, Entry, Grants, Graph, Loader, NodeAttributes, 
 use crate::log_entry::{EntryWriter, Row};
 use crate::memo::{Judgement, Made, Memo};
 use crate::policy::{
-    label_matches, Attributes, CompiledPolicy, Operation, Outcome, Reason, ReasonCode, RegionList, UndescribedOutputs,
-    Verdict,
+    label_matches, Attributes, CompiledPolicy, Operation, Outcome, ReasonCode, RegionList, UndescribedOutputs, Verdict,
 };
 use crate::symbols::Key;
 use crate::text::py_repr;
@@ -895,6 +894,7 @@ impl Batch {
         let rows = first * ROW_BYTES + self.questions.id_bytes(range.start..range.start + first);
         let mut writer = EntryWriter::with_room(rows, rows);
         let mut read = Vec::with_capacity(first);
+        let texts = &self.policy.reason_texts;
         let mut start = range.start;
         while start < range.end {
             let end = range.end.min(start + per_entry);
@@ -905,7 +905,7 @@ impl Batch {
                 (
                     Arc::as_ptr(&judgement.verdict) as usize,
                     judgement.allowed(),
-                    judgement.log_reasons(),
+                    judgement.reasons(texts),
                     judgement.outcome(),
                     judgement.inherited_only(),
                 )
@@ -978,7 +978,7 @@ impl<'a> Counter<'a> {
     fn add(&mut self, operation: Operation, verdict: &'a Verdict, count: usize) {
         self.add_outcome(operation, verdict.outcome, count);
         for reason in &verdict.reasons {
-            self.add_reason(reason, count);
+            self.add_reason(reason.code, &reason.rule_id, count);
         }
     }
 
@@ -987,11 +987,10 @@ impl<'a> Counter<'a> {
         self.by_outcome[operation as usize][outcome as usize] += count;
     }
 
-    /// `count` reasons like `reason` (its code and rule id).
-    fn add_reason(&mut self, reason: &'a Reason, count: usize) {
-        let rule_id = &reason.rule_id;
+    /// `count` reasons of `code` and `rule_id`.
+    fn add_reason(&mut self, code: ReasonCode, rule_id: &'a Arc<str>, count: usize) {
         let at = Arc::as_ptr(rule_id).cast::<u8>() as usize;
-        self.by_reason.entry((reason.code, at)).or_insert((rule_id, 0)).1 += count;
+        self.by_reason.entry((code, at)).or_insert((rule_id, 0)).1 += count;
     }
 
     fn counts(self) -> Counts {
@@ -1110,10 +1109,10 @@ impl State {
     ) -> (Vec<u8>, Counts) {
         let context =
             crate::wire::DecisionContext { policy_version: &batch.policy.version, catalog_revision, decide_time };
-        let mut encoder = crate::wire::Encoder::new(context, batch.shape);
+        let mut encoder = crate::wire::Encoder::new(context, batch.shape, &batch.policy.reason_texts);
         // Room for the whole answer at once: each decision's verdict fields (with shared
-        // reason texts, less than its reasons' pieces), id, region and shared fields (at most
-        // 128 bytes for those), and the allowed regions it lists.
+        // reason texts, each reason's lineage path and at most 16 bytes), id, region and
+        // shared fields (at most 128 bytes for those), and the allowed regions it lists.
         let listed = !batch.shape.shared_region_sets;
         let texts_shared = batch.shape.shared_reason_texts;
         let room: usize = batch
@@ -1122,8 +1121,10 @@ impl State {
             .zip(&batch.judgements)
             .map(|(question, judgement)| {
                 let regions = if listed { judgement.allowed().names.iter().map(|n| n.len() + 2).sum() } else { 0 };
-                let verdict =
-                    if texts_shared { judgement.reason_pieces().len() } else { judgement.answer_fields().len() };
+                let verdict = match texts_shared {
+                    true => judgement.reasons(&batch.policy.reason_texts).wire().map(|(_, path)| path.len() + 16).sum(),
+                    false => judgement.answer_fields().len(),
+                };
                 verdict + question.dataset_id.len() + regions + 128
             })
             .sum();
@@ -1143,11 +1144,12 @@ impl State {
                 counter.add(question.operation, &judgement.verdict, 1);
             }
         }
-        for (reason, count) in encoder.texts_named() {
-            counter.add_reason(reason, count as usize);
+        for (text, count) in encoder.texts_named() {
+            counter.add_reason(text.code, &text.rule_id, count as usize);
         }
+        let counts = counter.counts();
         encoder.finish(&mut out);
-        (out, counter.counts())
+        (out, counts)
     }
 }
 

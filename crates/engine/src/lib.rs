@@ -33,6 +33,7 @@ mod memo;
 mod pieces;
 pub mod policy;
 mod printable;
+pub mod reason_texts;
 pub mod symbols;
 pub mod text;
 pub mod unary;

@@ -9,10 +9,12 @@
 //! are numbered by content: a reason names its dataset only in its lineage path, so a batch's
 //! verdicts share a few dozen texts (about one per rule, operation and region).
 
+use std::sync::Arc;
+
 use hashbrown::HashMap;
 
-use crate::pieces;
 use crate::policy::{Operation, Outcome, Reason};
+use crate::reason_texts::{ReasonText, Reasons, TextNumbers};
 
 /// What every decision of an entry shares.
 #[derive(Clone, Copy, Debug)]
@@ -113,27 +115,24 @@ impl Sets {
 #[derive(Default)]
 struct Texts {
     json: Vec<u8>,
-    by_content: HashMap<Box<[u8]>, usize>,
+    numbers: TextNumbers,
 }
 
 impl Texts {
     fn clear(&mut self) {
         self.json.clear();
-        self.by_content.clear();
+        self.numbers.clear();
     }
 
-    /// The number of `text` (its JSON), written when new.
-    fn number(&mut self, text: &[u8]) -> usize {
-        if let Some(&number) = self.by_content.get(text) {
-            return number;
-        }
-        let number = self.by_content.len();
-        if number > 0 {
-            self.json.push(b',');
-        }
-        self.json.extend_from_slice(text);
-        self.by_content.insert(text.into(), number);
-        number
+    /// The number of `text`, written when new.
+    fn number(&mut self, text: &Arc<ReasonText>) -> usize {
+        let json = &mut self.json;
+        self.numbers.number(text, |text| {
+            if !json.is_empty() {
+                json.push(b',');
+            }
+            json.extend_from_slice(&text.json);
+        })
     }
 }
 
@@ -151,14 +150,14 @@ impl EntryWriter {
         self.region_sets.number(identity, true, |out| json_strings(out, regions))
     }
 
-    /// The number of a reason set (see `region_set` for `identity`) whose reasons are
-    /// `pieces` (`reason_pieces`): each reason written as `[TEXT, [LINEAGE PATH...]]`, TEXT the
-    /// number of its text in the entry's reason texts.
-    pub fn reason_set(&mut self, identity: usize, pieces: &[u8]) -> usize {
+    /// The number of a reason set (see `region_set` for `identity`) of `reasons`: each reason
+    /// written as `[TEXT, [LINEAGE PATH...]]`, TEXT the number of its text in the entry's reason
+    /// texts.
+    pub fn reason_set(&mut self, identity: usize, reasons: &Reasons) -> usize {
         let texts = &mut self.reason_texts;
         self.reason_sets.number(identity, false, |out| {
             out.push(b'[');
-            for (n, (text, path)) in pieces::pairs(pieces).enumerate() {
+            for (n, (text, path)) in reasons.json().enumerate() {
                 if n > 0 {
                     out.push(b',');
                 }
@@ -295,37 +294,15 @@ pub fn head_json(head: &EntryHead<'_>) -> Vec<u8> {
     out
 }
 
-/// `reasons` as `EntryWriter::reason_set` takes them (`push_reason_pieces` of each).
-pub fn reason_pieces(reasons: &[Reason]) -> Vec<u8> {
+/// A reason's text as an entry's `reason_texts` lists it: `[CODE, MESSAGE, RULE_ID, CITATION]`.
+pub fn reason_text(reason: &Reason) -> Vec<u8> {
     let mut out = Vec::new();
-    for reason in reasons {
-        push_reason_pieces(
-            &mut out,
-            reason.code.as_str(),
-            &reason.message,
-            &reason.rule_id,
-            &reason.citation,
-            reason.path.iter().map(|step| &**step),
-        );
-    }
+    json_strings(&mut out, [reason.code.as_str(), &reason.message, &reason.rule_id, &reason.citation]);
     out
 }
 
-/// One reason as a pair of `pieces`: its text `[CODE, MESSAGE, RULE_ID, CITATION]` and its lineage
-/// path `[STEP, ...]`, in JSON.
-pub fn push_reason_pieces<'s>(
-    out: &mut Vec<u8>,
-    code: &str,
-    message: &str,
-    rule_id: &str,
-    citation: &str,
-    path: impl IntoIterator<Item = &'s str>,
-) {
-    pieces::push_pair(out, |out| json_strings(out, [code, message, rule_id, citation]), |out| json_strings(out, path));
-}
-
 /// A JSON array of strings.
-fn json_strings<'s>(out: &mut Vec<u8>, values: impl IntoIterator<Item = &'s str>) {
+pub fn json_strings<'s>(out: &mut Vec<u8>, values: impl IntoIterator<Item = &'s str>) {
     out.push(b'[');
     for (n, value) in values.into_iter().enumerate() {
         if n > 0 {
@@ -435,18 +412,36 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::ReasonCode;
+    use crate::reason_texts::ReasonTexts;
+
+    fn reason(code: ReasonCode, message: &str, rule_id: &str, citation: &str, path: &[&str]) -> Reason {
+        Reason {
+            code,
+            message: Arc::from(message),
+            rule_id: Arc::from(rule_id),
+            citation: Arc::from(citation),
+            path: path.iter().map(|&step| Arc::from(step)).collect(),
+        }
+    }
 
     #[test]
     fn reason_texts_are_written_once_and_reasons_name_them() {
         let mut writer = EntryWriter::default();
-        let (mut first, mut second) = (Vec::new(), Vec::new());
-        push_reason_pieces(&mut first, "RULE_DENIED", "m \"1\"", "r", "c", ["s3://a", "s3://b"]);
-        push_reason_pieces(&mut first, "DEFAULT_DENIED", "m2", "", "", []);
-        push_reason_pieces(&mut second, "RULE_DENIED", "m \"1\"", "r", "c", ["s3://c"]);
+        // (Texts interned apart are numbered by content too.)
+        let (texts, others) = (ReasonTexts::default(), ReasonTexts::default());
+        let first = Reasons::new(
+            &[
+                reason(ReasonCode::RuleDenied, "m \"1\"", "r", "c", &["s3://a", "s3://b"]),
+                reason(ReasonCode::DefaultDenied, "m2", "", "", &[]),
+            ],
+            &texts,
+        );
+        let second = Reasons::new(&[reason(ReasonCode::RuleDenied, "m \"1\"", "r", "c", &["s3://c"])], &others);
         assert_eq!(writer.reason_set(1, &first), 0);
         assert_eq!(writer.reason_set(2, &second), 1);
         assert_eq!(writer.reason_set(1, &second), 0); // the identity names the set
-        assert_eq!(writer.reason_set(3, &[]), 2);
+        assert_eq!(writer.reason_set(3, &Reasons::default()), 2);
         let region_set = writer.region_set(9, ["aws:eu-west-1"]);
         writer.row(&Row {
             decision_id: "eu-1:a1",
@@ -483,10 +478,10 @@ mod tests {
     fn a_cleared_writer_writes_the_next_entry_as_a_new_writer_would() {
         // Different sets, texts and times in each entry: nothing of the first may leak.
         fn fill(writer: &mut EntryWriter, seed: usize) {
+            let texts = ReasonTexts::default();
             for n in 0..5 {
-                let mut reasons = Vec::new();
                 let rule = format!("r{}", (seed + n) % 3);
-                push_reason_pieces(&mut reasons, "RULE_DENIED", "m", &rule, "c", ["s3://a"]);
+                let reasons = Reasons::new(&[reason(ReasonCode::RuleDenied, "m", &rule, "c", &["s3://a"])], &texts);
                 let region_set = writer.region_set(seed * 10 + n % 2, [if n % 2 == 0 { "aws:eu-west-1" } else { "x" }]);
                 let reason_set = writer.reason_set(seed * 10 + n, &reasons);
                 writer.row(&Row {

@@ -27,10 +27,12 @@ use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::index::NodeId;
 use crate::policy::{Operation, Outcome, RegionList, Verdict};
-use crate::{log_entry, wire};
+use crate::reason_texts::{ReasonTexts, Reasons};
+use crate::wire;
 
 /// Verdicts held at most: past it the memo starts again (a bound on memory, not a policy: the
-/// verdicts that are asked again come back at once). A DENY with its renderings takes ~1 kB.
+/// verdicts that are asked again come back at once). A DENY with its renderings takes ~0.5 kB
+/// (its reasons' texts are shared: `reason_texts`).
 const MEMO_LIMIT: usize = 131_072;
 
 /// Lines of a table just made (it grows by doubling, at most to twice `MEMO_LIMIT`).
@@ -134,11 +136,10 @@ pub struct Judgement {
     pub verdict: Arc<Verdict>,
     allowed: Arc<RegionList>,
     // (An answer's encoder reads one or the other, an ALLOW both: side by side.)
-    reason_pieces: OnceLock<Box<[u8]>>,
+    reasons: OnceLock<Reasons>,
     answer_fields: OnceLock<Box<[u8]>>,
     outcome: Outcome,
     inherited_only: bool,
-    log_reasons: OnceLock<Box<[u8]>>,
 }
 
 impl Judgement {
@@ -148,8 +149,7 @@ impl Judgement {
             outcome: verdict.outcome,
             inherited_only: verdict.inherited_only,
             verdict,
-            reason_pieces: OnceLock::new(),
-            log_reasons: OnceLock::new(),
+            reasons: OnceLock::new(),
             answer_fields: OnceLock::new(),
         }
     }
@@ -174,15 +174,10 @@ impl Judgement {
         self.answer_fields.get_or_init(|| wire::verdict_fields(&self.verdict).into())
     }
 
-    /// The verdict's reasons in the wire format, each as its text and its lineage path apart
-    /// (`wire::reason_pieces`), for answers that share reason texts.
-    pub fn reason_pieces(&self) -> &[u8] {
-        self.reason_pieces.get_or_init(|| wire::reason_pieces(&self.verdict.reasons).into())
-    }
-
-    /// The verdict's reasons for a decision-log entry (`log_entry::reason_pieces`).
-    pub fn log_reasons(&self) -> &[u8] {
-        self.log_reasons.get_or_init(|| log_entry::reason_pieces(&self.verdict.reasons).into())
+    /// The verdict's reasons, their texts interned in `texts` (the policy's) when first asked
+    /// for: for answers that share reason texts and for decision-log entries.
+    pub fn reasons(&self, texts: &ReasonTexts) -> &Reasons {
+        self.reasons.get_or_init(|| Reasons::new(&self.verdict.reasons, texts))
     }
 }
 

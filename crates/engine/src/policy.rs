@@ -27,6 +27,7 @@ use serde::Deserialize;
 
 use crate::bits::Bits;
 use crate::glob::{is_glob, Glob};
+use crate::reason_texts::ReasonTexts;
 use crate::symbols::{Interner, Key, Symbols};
 use crate::text::py_repr;
 use crate::Error;
@@ -200,6 +201,14 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
+    /// The code named `name` (`as_str`).
+    pub fn from_name(name: &str) -> Option<ReasonCode> {
+        use ReasonCode::*;
+        [RuleDenied, DefaultDenied, UnknownDataset, ExemptionApplied, StaleCatalog]
+            .into_iter()
+            .find(|code| code.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ReasonCode::RuleDenied => "RULE_DENIED",
@@ -393,6 +402,8 @@ pub struct CompiledPolicy {
     signatures: RwLock<SignatureCache>,
     region_lists: Mutex<HashMap<Bits, Arc<RegionList>>>,
     next_list_id: std::sync::atomic::AtomicU32,
+    /// The texts of the reasons its verdicts give, as answers and log entries render them.
+    pub reason_texts: ReasonTexts,
 }
 
 #[derive(Default)]
@@ -541,6 +552,7 @@ impl CompiledPolicy {
             no_regions,
             signatures: RwLock::new(SignatureCache::default()),
             next_list_id: std::sync::atomic::AtomicU32::new(1),
+            reason_texts: ReasonTexts::default(),
         })
     }
 

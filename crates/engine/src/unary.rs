@@ -503,7 +503,8 @@ impl Queue {
                 // Sets are numbered by the address of what they render: the judgements outlive
                 // the entry (the queue holds them).
                 let region_set = writer.region_set(Arc::as_ptr(allowed) as usize, allowed.names.iter().map(|n| &**n));
-                let reason_set = writer.reason_set(Arc::as_ptr(verdict) as usize, judgement.log_reasons());
+                let reason_set =
+                    writer.reason_set(Arc::as_ptr(verdict) as usize, judgement.reasons(&policy.reason_texts));
                 id.clear();
                 decision_id(&mut id, id_prefix, decision.id);
                 writer.row(&Row {

@@ -16,6 +16,8 @@
 //! citation) once (`reason_texts`) and reasons name theirs by index, keeping only their lineage
 //! path: a batch's decisions share a few dozen texts, most of a compact answer's bytes otherwise.
 
+use std::sync::Arc;
+
 use hashbrown::HashMap;
 
 use prost::bytes::Buf;
@@ -27,8 +29,8 @@ use prost::{DecodeError, Message};
 
 use crate::dataset_ids::lookup_form;
 use crate::memo::Judgement;
-use crate::pieces;
 use crate::policy::{CompiledPolicy, Operation, Outcome, Reason, RegionList, Verdict};
+use crate::reason_texts::{ReasonText, ReasonTexts, Reasons, TextNumbers};
 use crate::text::{dataset_id_problems, py_repr};
 
 /// The generated domicile.v1 types.
@@ -242,12 +244,12 @@ pub struct Encoder<'a> {
     /// The answer's `region_sets` fields so far, and how many (`shared_region_sets`).
     sets: Vec<u8>,
     set_count: u64,
-    /// The reason texts named so far (their fields in the wire format: `reason_pieces`) and
-    /// the answer's `reason_texts` fields (`shared_reason_texts`).
-    texts: HashMap<&'a [u8], u64>,
+    /// Where a judgement's reasons intern their texts.
+    interned: &'a ReasonTexts,
+    /// The reason texts named so far and the answer's `reason_texts` fields
+    /// (`shared_reason_texts`).
+    texts: TextNumbers,
     text_fields: Vec<u8>,
-    /// Per reason text so far: a reason it stands for and how many reasons named it.
-    named: Vec<(&'a Reason, u64)>,
     /// The text indices of the reasons of the decision being encoded.
     indices: Vec<u64>,
 }
@@ -276,7 +278,9 @@ const RESPONSE_REASON_TEXTS: u32 = 3;
 const REGION_SET_REGIONS: u32 = 1;
 
 impl<'a> Encoder<'a> {
-    pub fn new(context: DecisionContext<'_>, shape: AnswerShape) -> Encoder<'a> {
+    /// An encoder of decisions whose reasons intern their texts in `interned` (their
+    /// policy's).
+    pub fn new(context: DecisionContext<'_>, shape: AnswerShape, interned: &'a ReasonTexts) -> Encoder<'a> {
         let fragment = proto::Decision {
             policy_version: context.policy_version.to_owned(),
             catalog_revision: context.catalog_revision,
@@ -289,9 +293,9 @@ impl<'a> Encoder<'a> {
             lists: HashMap::new(),
             sets: Vec::new(),
             set_count: 0,
-            texts: HashMap::new(),
+            interned,
+            texts: TextNumbers::default(),
             text_fields: Vec::new(),
-            named: Vec::new(),
             indices: Vec::new(),
         }
     }
@@ -309,10 +313,14 @@ impl<'a> Encoder<'a> {
         region: &str,
         judgement: &'a Judgement,
     ) {
-        // (A verdict has reasons exactly when its pieces are not empty.)
-        let pieces = if self.shape.shared_reason_texts { judgement.reason_pieces() } else { &[] };
-        let verdict_len =
-            if pieces.is_empty() { judgement.answer_fields().len() } else { self.name_texts(judgement, pieces) };
+        let reasons = match self.shape.shared_reason_texts {
+            true => Some(judgement.reasons(self.interned)).filter(|reasons| !reasons.is_empty()),
+            false => None,
+        };
+        let verdict_len = match reasons {
+            None => judgement.answer_fields().len(),
+            Some(reasons) => self.name_texts(judgement, reasons),
+        };
         let allowed = judgement.allowed();
         let regions = match self.lists.get(&allowed.id) {
             Some(fragment) => fragment,
@@ -342,18 +350,17 @@ impl<'a> Encoder<'a> {
         encode_varint(operation_value, out);
         put_string(out, REGION, region);
         out.extend_from_slice(regions);
-        if pieces.is_empty() {
-            out.extend_from_slice(judgement.answer_fields());
-        } else {
-            self.put_verdict_fields(out, judgement, pieces);
+        match reasons {
+            None => out.extend_from_slice(judgement.answer_fields()),
+            Some(reasons) => self.put_verdict_fields(out, judgement, reasons),
         }
         out.extend_from_slice(&self.context);
     }
 
-    /// Per reason text in the answer (`reason_texts`, in order), one reason it stands for and
-    /// how many of the decisions' reasons name it (with shared reason texts; none otherwise).
-    pub fn texts_named(&self) -> impl Iterator<Item = (&'a Reason, u64)> + '_ {
-        self.named.iter().copied()
+    /// Per reason text in the answer (`reason_texts`, in order), the text and how many of the
+    /// decisions' reasons name it (with shared reason texts; none otherwise).
+    pub fn texts_named(&self) -> impl Iterator<Item = (&ReasonText, u64)> {
+        self.texts.named()
     }
 
     /// Appends what the answer holds besides its decisions (the region sets and reason texts
@@ -363,14 +370,18 @@ impl<'a> Encoder<'a> {
         out.extend_from_slice(&self.text_fields);
     }
 
-    /// Names the texts of a judgement's reasons, `pieces` (`reason_pieces`), in the answer's
-    /// `reason_texts` (`indices`, in order, each counted in `named`): the length of its verdict
-    /// fields as this answer carries them.
-    fn name_texts(&mut self, judgement: &'a Judgement, pieces: &'a [u8]) -> usize {
+    /// Names the texts of a judgement's `reasons` in the answer's `reason_texts` (`indices`,
+    /// in order): the length of its verdict fields as this answer carries them.
+    fn name_texts(&mut self, judgement: &Judgement, reasons: &Reasons) -> usize {
         self.indices.clear();
         let mut len = outcome_len(judgement.outcome()) + inherited_only_len(judgement.inherited_only());
-        for (n, (text, path)) in pieces::pairs(pieces).enumerate() {
-            let index = self.text_index(text, || &judgement.verdict.reasons[n]);
+        let fields = &mut self.text_fields;
+        for (text, path) in reasons.wire() {
+            let index = self.texts.number(text, |text| {
+                encode_key(RESPONSE_REASON_TEXTS, WireType::LengthDelimited, fields);
+                encode_varint(text.wire.len() as u64, fields);
+                fields.extend_from_slice(&text.wire);
+            }) as u64;
             self.indices.push(index);
             len += nested_len(REASONS, reason_ref_len(index) + path.len());
         }
@@ -379,9 +390,9 @@ impl<'a> Encoder<'a> {
 
     /// A judgement's verdict fields with its reasons naming their texts (`name_texts` just
     /// named them).
-    fn put_verdict_fields(&self, out: &mut Vec<u8>, judgement: &Judgement, pieces: &[u8]) {
+    fn put_verdict_fields(&self, out: &mut Vec<u8>, judgement: &Judgement, reasons: &Reasons) {
         put_outcome(out, judgement.outcome());
-        for ((_, path), &index) in pieces::pairs(pieces).zip(&self.indices) {
+        for ((_, path), &index) in reasons.wire().zip(&self.indices) {
             encode_key(REASONS, WireType::LengthDelimited, out);
             encode_varint((reason_ref_len(index) + path.len()) as u64, out);
             // proto3 leaves a zero out: the first text is named by the field's absence.
@@ -392,21 +403,6 @@ impl<'a> Encoder<'a> {
             out.extend_from_slice(path);
         }
         put_inherited_only(out, judgement.inherited_only());
-    }
-
-    /// The index in the answer's `reason_texts` of the text whose fields are `text`, added
-    /// when new (`reason` gives a reason it stands for); counted in `named`.
-    fn text_index(&mut self, text: &'a [u8], reason: impl FnOnce() -> &'a Reason) -> u64 {
-        let next = self.texts.len() as u64;
-        let index = *self.texts.entry(text).or_insert_with(|| {
-            encode_key(RESPONSE_REASON_TEXTS, WireType::LengthDelimited, &mut self.text_fields);
-            encode_varint(text.len() as u64, &mut self.text_fields);
-            self.text_fields.extend_from_slice(text);
-            self.named.push((reason(), 0));
-            next
-        });
-        self.named[index as usize].1 += 1;
-        index
     }
 
     /// How a decision with the allowed regions `list` carries them.
@@ -445,9 +441,7 @@ pub fn verdict_fields(verdict: &Verdict) -> Vec<u8> {
         put_string(&mut out, REASON_CODE, reason.code.as_str());
         put_string(&mut out, REASON_RULE_ID, &reason.rule_id);
         put_string(&mut out, REASON_MESSAGE, &reason.message);
-        for step in &reason.path {
-            put_repeated_string(&mut out, REASON_LINEAGE_PATH, step);
-        }
+        put_lineage_path(&mut out, &reason.path);
         put_string(&mut out, REASON_CITATION, &reason.citation);
     }
     put_inherited_only(&mut out, verdict.inherited_only);
@@ -501,27 +495,21 @@ fn path_len(reason: &Reason) -> usize {
     reason.path.iter().map(|step| repeated_string_len(REASON_LINEAGE_PATH, step)).sum()
 }
 
-/// `reasons` for an answer that shares their texts: per reason, its text (its Reason fields
-/// but lineage_path) and its lineage_path fields, as a pair of `pieces`.
-pub fn reason_pieces(reasons: &[Reason]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(reasons.iter().map(|reason| reason_len(reason) + 8).sum());
-    for reason in reasons {
-        pieces::push_pair(
-            &mut out,
-            |out| {
-                put_string(out, REASON_CODE, reason.code.as_str());
-                put_string(out, REASON_RULE_ID, &reason.rule_id);
-                put_string(out, REASON_MESSAGE, &reason.message);
-                put_string(out, REASON_CITATION, &reason.citation);
-            },
-            |out| {
-                for step in &reason.path {
-                    put_repeated_string(out, REASON_LINEAGE_PATH, step);
-                }
-            },
-        );
-    }
+/// A reason's fields but its lineage path (its text, as an answer's `reason_texts` lists it).
+pub fn reason_text(reason: &Reason) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text_len(reason));
+    put_string(&mut out, REASON_CODE, reason.code.as_str());
+    put_string(&mut out, REASON_RULE_ID, &reason.rule_id);
+    put_string(&mut out, REASON_MESSAGE, &reason.message);
+    put_string(&mut out, REASON_CITATION, &reason.citation);
     out
+}
+
+/// A reason's lineage_path fields.
+pub fn put_lineage_path(out: &mut Vec<u8>, path: &[Arc<str>]) {
+    for step in path {
+        put_repeated_string(out, REASON_LINEAGE_PATH, step);
+    }
 }
 
 /// The bytes of a shared-text reason's `text` field naming text `index` (none for the first).
