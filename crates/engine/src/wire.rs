@@ -313,10 +313,9 @@ impl<'a> Encoder<'a> {
         region: &str,
         judgement: &'a Judgement,
     ) {
-        let reasons = match self.shape.shared_reason_texts {
-            true => Some(judgement.reasons(self.interned)).filter(|reasons| !reasons.is_empty()),
-            false => None,
-        };
+        // (With shared texts a verdict's fields are written from its judgement: an ALLOW's
+        // are its outcome and flag, without reading its memoised fields.)
+        let reasons = self.shape.shared_reason_texts.then(|| judgement.reasons(self.interned));
         let verdict_len = match reasons {
             None => judgement.answer_fields().len(),
             Some(reasons) => self.name_texts(judgement, reasons),
