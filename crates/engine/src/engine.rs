@@ -853,6 +853,10 @@ pub struct Counts {
 /// prefix, with room to spare.
 const ROW_BYTES: usize = 160;
 
+/// A decision's bytes in an answer besides its dataset id, most often (a DENY's lineage paths
+/// with shared reason texts, its id, region and shared fields).
+const ANSWER_BYTES: usize = 256;
+
 /// Questions judged between two looks at the memo's lock (a writer waits at most that long).
 const JUDGED_PER_READ: usize = 256;
 
@@ -1110,24 +1114,11 @@ impl State {
         let context =
             crate::wire::DecisionContext { policy_version: &batch.policy.version, catalog_revision, decide_time };
         let mut encoder = crate::wire::Encoder::new(context, batch.shape, &batch.policy.reason_texts);
-        // Room for the whole answer at once: each decision's verdict fields (with shared
-        // reason texts, each reason's lineage path and at most 16 bytes), id, region and
-        // shared fields (at most 128 bytes for those), and the allowed regions it lists.
-        let listed = !batch.shape.shared_region_sets;
+        // Room for most answers at once, estimated without reading the judgements (read
+        // ahead of the encoder, they would be out of cache again by the time it reads them):
+        // each decision's dataset id and ANSWER_BYTES; past that the buffer grows.
         let texts_shared = batch.shape.shared_reason_texts;
-        let room: usize = batch
-            .questions
-            .iter()
-            .zip(&batch.judgements)
-            .map(|(question, judgement)| {
-                let regions = if listed { judgement.allowed().names.iter().map(|n| n.len() + 2).sum() } else { 0 };
-                let verdict = match texts_shared {
-                    true => judgement.reasons(&batch.policy.reason_texts).wire().map(|(_, path)| path.len() + 16).sum(),
-                    false => judgement.answer_fields().len(),
-                };
-                verdict + question.dataset_id.len() + regions + 128
-            })
-            .sum();
+        let room = batch.questions.id_bytes(0..batch.questions.len()) + batch.questions.len() * ANSWER_BYTES;
         let mut out = Vec::with_capacity(room);
         let mut id = String::new();
         let mut counter = Counter::default();
