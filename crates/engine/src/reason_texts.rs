@@ -80,11 +80,18 @@ impl ReasonTexts {
     }
 }
 
+/// Reasons whose texts `Reasons` holds inline.
+const INLINE: usize = 2;
+
 /// A verdict's reasons as answers and log entries take them: per reason, its text and its
 /// lineage path in both renderings.
 #[derive(Default)]
 pub struct Reasons {
-    texts: Box<[Arc<ReasonText>]>,
+    /// The texts of the first `INLINE` reasons (most verdicts have one or two), held where the
+    /// judgement holds its reasons: read with it, not from an allocation of their own.
+    first: [Option<Arc<ReasonText>>; INLINE],
+    /// The texts of the others.
+    more: Box<[Arc<ReasonText>]>,
     /// Per reason, its lineage_path fields in the wire format and its path as a JSON array, as
     /// a pair of `pieces`.
     paths: Box<[u8]>,
@@ -101,21 +108,30 @@ impl Reasons {
                 |out| log_entry::json_strings(out, reason.path.iter().map(|step| &**step)),
             );
         }
-        Reasons { texts: reasons.iter().map(|reason| texts.intern(reason)).collect(), paths: paths.into() }
+        let mut first: [Option<Arc<ReasonText>>; INLINE] = Default::default();
+        for (slot, reason) in first.iter_mut().zip(reasons) {
+            *slot = Some(texts.intern(reason));
+        }
+        let more = reasons.iter().skip(INLINE).map(|reason| texts.intern(reason)).collect();
+        Reasons { first, more, paths: paths.into() }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.texts.is_empty()
+        self.first[0].is_none()
+    }
+
+    fn texts(&self) -> impl Iterator<Item = &Arc<ReasonText>> {
+        self.first.iter().map_while(Option::as_ref).chain(self.more.iter())
     }
 
     /// Per reason, its text and its lineage_path fields in the wire format.
     pub fn wire(&self) -> impl Iterator<Item = (&Arc<ReasonText>, &[u8])> {
-        self.texts.iter().zip(pieces::pairs(&self.paths).map(|(wire, _)| wire))
+        self.texts().zip(pieces::pairs(&self.paths).map(|(wire, _)| wire))
     }
 
     /// Per reason, its text and its lineage path as a JSON array.
     pub fn json(&self) -> impl Iterator<Item = (&Arc<ReasonText>, &[u8])> {
-        self.texts.iter().zip(pieces::pairs(&self.paths).map(|(_, json)| json))
+        self.texts().zip(pieces::pairs(&self.paths).map(|(_, json)| json))
     }
 }
 
@@ -184,13 +200,19 @@ mod tests {
         assert_eq!(texts.len(), 2);
         let read: Vec<_> = reasons.json().map(|(text, path)| (text.clone(), path.to_vec())).collect();
         assert!(Arc::ptr_eq(&read[0].0, &read[1].0));
-        assert!(Arc::ptr_eq(&read[0].0, again.texts.first().unwrap()));
+        assert!(Arc::ptr_eq(&read[0].0, again.texts().next().unwrap()));
         assert_eq!(read[0].1, br#"["s3://a","s3://b"]"#);
         assert_eq!(read[1].1, b"[]");
         assert_eq!(&*read[0].0.json, br#"["RULE_DENIED","m","gdpr","GDPR Art. 44"]"#);
         let wire: Vec<_> = reasons.wire().map(|(_, path)| path.len()).collect();
         assert_eq!(wire, [2 * (2 + 6), 0]);
         assert!(Reasons::new(&[], &texts).is_empty());
+        // Past the texts held inline, in order.
+        let many: Vec<Reason> = (0..5).map(|n| reason(&format!("m{n}"), &[])).collect();
+        let messages: Vec<_> = Reasons::new(&many, &texts).wire().map(|(text, _)| text.json.clone()).collect();
+        let want: Vec<Box<[u8]>> =
+            (0..5).map(|n| format!(r#"["RULE_DENIED","m{n}","gdpr","GDPR Art. 44"]"#).into_bytes().into()).collect();
+        assert_eq!(messages, want);
     }
 
     #[test]
