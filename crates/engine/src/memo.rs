@@ -135,7 +135,7 @@ pub struct Made {
 pub struct Judgement {
     pub verdict: Arc<Verdict>,
     allowed: Arc<RegionList>,
-    // (An answer's encoder reads one or the other, an ALLOW both: side by side.)
+    // (An answer's encoder reads one or the other: side by side.)
     reasons: OnceLock<Reasons>,
     answer_fields: OnceLock<Box<[u8]>>,
     outcome: Outcome,

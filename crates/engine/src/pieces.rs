@@ -1,8 +1,8 @@
 //! Byte strings kept in pairs one after another in one buffer, each pair after the lengths of
-//! its two strings in four bytes each (little endian): how a verdict's memoised renderings keep
-//! its reasons' texts and lineage paths apart, for the answers and log entries that list each
-//! text once. Both lengths come first, so that a reader finds both strings from one read of
-//! the pair's first bytes, and then reads on.
+//! its two strings in four bytes each (little endian): how a verdict's memoised reasons keep
+//! each lineage path in the wire format and in JSON (`reason_texts::Reasons`). Both lengths
+//! come first, so that a reader finds both strings from one read of the pair's first bytes,
+//! and then reads on.
 
 /// Appends a pair written by `first` and `second`.
 pub fn push_pair(out: &mut Vec<u8>, first: impl FnOnce(&mut Vec<u8>), second: impl FnOnce(&mut Vec<u8>)) {

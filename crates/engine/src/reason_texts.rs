@@ -157,7 +157,7 @@ impl TextNumbers {
             hashbrown::hash_table::Entry::Occupied(entry) => *entry.get() as usize,
             hashbrown::hash_table::Entry::Vacant(entry) => {
                 let number = texts.len();
-                entry.insert(u32::try_from(number).expect("fewer texts than reasons in a message"));
+                entry.insert(u32::try_from(number).expect("fewer than 2^32 texts in a message"));
                 texts.push((text.clone(), 0));
                 new(text);
                 number
