@@ -585,6 +585,8 @@ class DecisionLog:
         try:
             while True:
                 with self._lock:
+                    if self._closing and not self._queue and (not self._uncovered or self._unwritable):
+                        break
                     batch, last_entry = self._take()
                     closing = self._closing
                 if batch:
@@ -593,9 +595,6 @@ class DecisionLog:
                     self._commit_checkpoint()
                 if self._space_check_due():
                     self._check_space()
-                with self._lock:
-                    if self._closing and not self._queue and (not self._uncovered or self._unwritable):
-                        break
         except BaseException:  # a bug: fail everyone rather than hang them
             log.exception("decision log %s: the writer stopped", self.path)
             with self._lock:
@@ -679,18 +678,24 @@ class DecisionLog:
         entries, unrenderable = render_batch(batch, self.options.line_decisions)
         problem = problem or unrenderable
         written = not self._rotation_due() or self._rotate()
+        lines: list[_Line] = []
         if written:
             lines, state = self._lines(entries)
-            written = not lines or self._commit(lines, state)
+            written = not lines or self._write_lines(lines)
         sink = self._intent_sink
         if written and sink is not None:
             self._hand_intents(sink, batch)
+        # One hold of the lock for the new head and the waiters it releases; their event loops
+        # are woken after it, so that nobody waits for the lock while the writer sends.
         with self._lock:
             if written:
+                if lines:
+                    self._advance(lines, state)
                 self._durable_seq = last_entry
-                self._release_waiters(last_entry, problem)
+                settled = self._settled_waiters(last_entry, problem)
             else:
-                self._release_waiters(None)
+                settled = self._settled_waiters(None)
+        _wake_loops(settled)
         if written and self._checkpoint_due():
             self._commit_checkpoint()
 
@@ -741,6 +746,19 @@ class DecisionLog:
     def _commit(self, lines: list[_Line], state: ChainState) -> bool:
         """Write `lines` (built on the current head), fsync, retrying until they are durable;
         then move the head to `state`. False when the log closed before they could be written."""
+        if not self._write_lines(lines):
+            return False
+        with self._lock:
+            self._advance(lines, state)
+        for line in lines:
+            if line.checkpoint is not None:
+                self._index.note_checkpoint(line.checkpoint)
+                self._publish(line.checkpoint)
+        return True
+
+    def _write_lines(self, lines: list[_Line]) -> bool:
+        """Write `lines` after the current head, durable when it returns, retrying until they
+        are, and index them. False when the log closed before they could be written."""
         start = self._file.size
         pieces = [piece for line in lines for piece in line.pieces]
         if not self._retrying(lambda: self._write_all(pieces), lambda: self._file.truncate(start)):
@@ -752,19 +770,17 @@ class DecisionLog:
             written.append(WrittenLine(seq, offset, bytes.fromhex(line.digest), line.ids, line.pieces))
             offset += sum(map(len, line.pieces))
         self._index.note_lines(written, self._file.size)
-        checkpoints = [line.checkpoint for line in lines if line.checkpoint is not None]
-        with self._lock:
-            self._state = state
-            if checkpoints:
-                self._uncovered = 0
-            else:
-                if not self._uncovered:
-                    self._uncovered_since = time.monotonic()
-                self._uncovered += len(lines)
-        for checkpoint in checkpoints:
-            self._index.note_checkpoint(checkpoint)
-            self._publish(checkpoint)
         return True
+
+    def _advance(self, lines: list[_Line], state: ChainState) -> None:
+        """Holds _lock: the head is `state`, after `lines` (written)."""
+        self._state = state
+        if any(line.checkpoint is not None for line in lines):
+            self._uncovered = 0
+        else:
+            if not self._uncovered:
+                self._uncovered_since = time.monotonic()
+            self._uncovered += len(lines)
 
     def _commit_checkpoint(self) -> bool:
         """Sign the head and append a checkpoint line (see `checkpoints`)."""
@@ -950,13 +966,18 @@ class DecisionLog:
             log.warning("decision log: free disk space is back above the floor; decisions resume")
 
     def _release_waiters(self, upto: int | None, failed: str = "") -> None:
-        """Resolve the waiters of the batch written up to entry `upto`, failed when `failed` is
-        given; every waiter, failed, when `upto` is None. Holds _lock."""
+        """Holds _lock: `_settled_waiters`, and their event loops woken."""
+        _wake_loops(self._settled_waiters(upto, failed))
+
+    def _settled_waiters(self, upto: int | None, failed: str = "") -> _Settled:
+        """Holds _lock: the waiters of the batch written up to entry `upto`, each with its error
+        (failed when `failed` is given; every waiter, failed, when `upto` is None), by event loop:
+        no longer waiting here, to be woken by `_wake_loops`."""
         if upto is None:
             waiters, self._in_commit, self._next_commit = self._in_commit + self._next_commit, [], []
         else:
             waiters, self._in_commit = self._in_commit, []
-        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
+        settled: _Settled = {}
         for loop, future in waiters:
             if upto is None:
                 error: BaseException | None = self._unavailable()
@@ -967,9 +988,17 @@ class DecisionLog:
             else:
                 error = None
             settled.setdefault(loop, []).append((future, error))
-        for loop, outcomes in settled.items():
-            with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody is waiting any more
-                loop.call_soon_threadsafe(_settle, outcomes)
+        return settled
+
+
+_Settled = dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]]
+
+
+def _wake_loops(settled: _Settled) -> None:
+    """Resolve the settled waiters: one wake-up of each event loop for all of its own."""
+    for loop, outcomes in settled.items():
+        with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_settle, outcomes)
 
 
 def _open_active(path: Path) -> AppendOnlyFile:
