@@ -16,7 +16,7 @@ from domicile.appendfile import AppendOnlyFile
 from domicile.catalog.model import Dataset
 from domicile.errors import DomicileError, ErrorCode
 from domicile.router import _engine
-from domicile.router.decision_log import ZERO_HASH, DecisionLog
+from domicile.router.decision_log import ZERO_HASH, DecisionLog, writer
 from domicile.router.engine import DecisionBatch, Engine, compile_policy
 from domicile.router.policy import load_policy
 from domicile.router.types import Operation, Outcome
@@ -144,6 +144,83 @@ async def test_a_durable_flush_returns_only_once_its_lines_are_synced(tmp_path, 
     finally:
         await log.close()
     assert verify(path).state.decisions == 20
+
+
+async def test_a_commits_waiters_are_released_after_its_write_with_one_wake_up_per_loop(tmp_path, monkeypatch) -> None:
+    """Waiters on two event loops share a commit: none is released while its write has not
+    returned (each write held until the test lets it go), and each loop is woken once for all
+    of its own waiters of that commit."""
+    path = tmp_path / "decisions.jsonl"
+    writing, gate = threading.Semaphore(0), threading.Semaphore(0)
+    written: list[int] = []
+    real_write_pieces = AppendOnlyFile.write_pieces
+
+    def write_pieces(self: AppendOnlyFile, pieces) -> None:
+        writing.release()
+        assert gate.acquire(timeout=10)
+        real_write_pieces(self, pieces)
+        written.append(self.size)
+
+    monkeypatch.setattr(AppendOnlyFile, "write_pieces", write_pieces)
+    wake_ups: Counter[asyncio.AbstractEventLoop] = Counter()
+
+    def count_wake_ups(loop: asyncio.AbstractEventLoop) -> None:
+        real = loop.call_soon_threadsafe
+
+        def call_soon_threadsafe(callback, *args, **kwargs):
+            if callback is writer._settle:
+                wake_ups[loop] += 1
+            return real(callback, *args, **kwargs)
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", call_soon_threadsafe)
+
+    main = asyncio.get_running_loop()
+    other = asyncio.new_event_loop()
+    count_wake_ups(main)
+    count_wake_ups(other)
+    other_thread = threading.Thread(target=other.run_forever, daemon=True)
+    other_thread.start()
+    log = await open_log(path)
+    registered = threading.Event()
+
+    async def answer_on_the_other_loop() -> None:
+        for n in range(4, 7):
+            log.append(decision(n))
+        flushes = [asyncio.ensure_future(log.flush()) for _ in range(3)]
+        await asyncio.sleep(0)
+        registered.set()
+        await asyncio.gather(*flushes)
+
+    try:
+        log.append(decision(0))
+        first = asyncio.ensure_future(log.flush())
+        assert await asyncio.to_thread(writing.acquire, timeout=10)  # the first commit is writing
+        for n in range(1, 4):
+            log.append(decision(n))
+        mine = [asyncio.ensure_future(log.flush()) for _ in range(3)]
+        theirs = asyncio.run_coroutine_threadsafe(answer_on_the_other_loop(), other)
+        assert await asyncio.to_thread(registered.wait, 10)
+        await asyncio.sleep(0.05)
+        assert not first.done() and not any(f.done() for f in mine) and not theirs.done()
+        gate.release()
+        await first
+        assert written == [path.stat().st_size]
+        assert await asyncio.to_thread(writing.acquire, timeout=10)  # the second commit: the other six
+        await asyncio.sleep(0.05)
+        assert not any(f.done() for f in mine) and not theirs.done()
+        gate.release()
+        await asyncio.gather(*mine)
+        await asyncio.wrap_future(theirs)
+        assert len(written) == 2 and written[-1] == path.stat().st_size
+        assert row_ids(path) == [decision(n).decision_id for n in range(7)]
+        assert wake_ups == {main: 2, other: 1}
+    finally:
+        for _ in range(8):
+            gate.release()  # the close's checkpoint
+        await log.close()
+        other.call_soon_threadsafe(other.stop)
+        other_thread.join(10)
+        other.close()
 
 
 async def test_concurrent_durable_callers_share_fsyncs(tmp_path, monkeypatch) -> None:
