@@ -3,12 +3,14 @@ one write of the server log per batch, in the server log's text and JSON formats
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -45,6 +47,16 @@ class CountingStream(io.StringIO):
         return super().write(text)
 
 
+@contextlib.contextmanager
+def in_request(trace_id: str = TRACE) -> Iterator[None]:
+    """Within a request whose trace id is `trace_id` (as the access interceptor sets it)."""
+    token = current_trace_id.set(trace_id)
+    try:
+        yield
+    finally:
+        current_trace_id.reset(token)
+
+
 def add_call(lines: AccessLog, status: str = "OK", principal: str = "svc-a") -> None:
     lines.add("grpc", METHOD, status, 0.000612, 46, 1704, "ipv4:10.2.0.7:51234", principal)
 
@@ -53,11 +65,8 @@ def test_a_text_line_per_call_with_the_time_the_call_ended(root_logging):
     stream = CountingStream()
     configure_logging("INFO", "text", stream)
     lines = AccessLog()
-    token = current_trace_id.set(TRACE)
-    try:
+    with in_request():
         add_call(lines)
-    finally:
-        current_trace_id.reset(token)
     ended = time.time()
     time.sleep(0.05)  # the line is written later than it was taken...
     lines.flush()
@@ -76,11 +85,8 @@ def test_json_lines_carry_the_documented_fields_and_the_requests_trace_id(root_l
     stream = io.StringIO()
     configure_logging("INFO", "json", stream)
     lines = AccessLog()
-    token = current_trace_id.set(TRACE)
-    try:
+    with in_request():
         add_call(lines)
-    finally:
-        current_trace_id.reset(token)
     add_call(lines, status="UNAUTHENTICATED", principal="")  # outside the request: no trace id
     # Handed over from another thread, whose context has no trace id.
     flusher = threading.Thread(target=lines.flush)
@@ -181,11 +187,8 @@ def test_a_line_is_what_the_formatter_makes_of_the_same_record(root_logging, log
         "domicile.access", logging.INFO, __file__, 1, "GET /healthz 200 ü", (), None, extra=fields
     )
     record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
-    token = current_trace_id.set(TRACE)
-    try:
+    with in_request():
         expected = server.format(record) if server.filter(record) else None
-    finally:
-        current_trace_id.reset(token)
     assert server.info_line("domicile.access", created, "GET /healthz 200 ü", TRACE, "", fields) == expected
 
 
