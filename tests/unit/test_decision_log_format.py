@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -193,6 +194,13 @@ async def test_an_entry_written_by_another_json_encoder_is_logged_and_read_back(
     finally:
         await log.close()
     assert data in (tmp_path / "decisions.jsonl").read_bytes() and verify(tmp_path / "decisions.jsonl").ok
+
+
+def test_an_entry_with_a_reason_code_the_engine_does_not_know_is_refused() -> None:
+    unknown = SimpleNamespace(value="NOT_A_CODE")
+    d = decision(1, reasons=(Reason(unknown, "m"),))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match='unknown reason code "NOT_A_CODE"'):
+        _engine.log_entry([d], [], "decide", "")
 
 
 def entry_line(format: int = 4, **changes) -> bytes:

@@ -1106,8 +1106,8 @@ fn log_entry<'py>(
             let part =
                 |index: usize| -> PyResult<Arc<str>> { Ok(Arc::from(item.get_item(index)?.extract::<String>()?)) };
             let name: String = item.get_item(0)?.getattr("value")?.extract()?;
-            let code =
-                ReasonCode::from_name(&name).ok_or_else(|| PyValueError::new_err(format!("reason code {name:?}")))?;
+            let code = ReasonCode::from_name(&name)
+                .ok_or_else(|| PyValueError::new_err(format!("unknown reason code {name:?}")))?;
             let path = item
                 .get_item(4)?
                 .try_iter()?
